@@ -1,0 +1,58 @@
+//! `nightmare-monkey kill`: one injection, through the same engine as the daemon.
+
+use anyhow::{anyhow, Context as _};
+use chrono::Local;
+use nightmare_monkey_plugin_api::sdk::ErrorKind;
+
+use crate::{
+    cli::KillArgs,
+    engine::{Engine, InjectError},
+    logline,
+    plugin::{self, Plugin},
+    UsageError,
+};
+
+/// Runs `kill`.
+pub fn run(args: KillArgs) -> anyhow::Result<()> {
+    let plugin = match &args.plugin {
+        Some(path) => Plugin::load(path).map_err(UsageError)?,
+        None => plugin::builtins()
+            .into_iter()
+            .find(|p| p.manifest.name == "process-kill")
+            .context("the built-in process-kill plugin is missing")?,
+    };
+    let name = plugin.manifest.name.clone();
+    let fault = plugin
+        .new_fault(args.fault_config.as_deref().unwrap_or_default())
+        .map_err(|e| UsageError(anyhow!("invalid --fault-config for {name}: {e}")))?;
+
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => {
+            let seed = getrandom::u64().context("cannot draw a random seed")?;
+            eprintln!(
+                "{} Seed: {seed} (replay this pick with --seed {seed})",
+                logline::timestamp(&Local::now())
+            );
+            seed
+        }
+    };
+    let mut engine = Engine::new(seed, args.execute);
+    engine.add_fault(&name, fault)?;
+
+    let injection = match engine.inject(&name, &args.desc) {
+        Ok(injection) => injection,
+        Err(InjectError::Plugin { fault, error }) if error.kind == ErrorKind::Config => {
+            return Err(UsageError(anyhow!("{fault}: {error}")).into())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&injection)?);
+    } else {
+        let ts = logline::timestamp(&injection.at);
+        println!("{ts} {}", logline::fault_line(&injection));
+        println!("{ts} {}", logline::result_line(&injection));
+    }
+    Ok(())
+}

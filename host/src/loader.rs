@@ -1,0 +1,175 @@
+//! Loading a plugin `.so`: the only place with `unsafe` in the host.
+//!
+//! Each file is opened on its own and its header found under the plugin's own symbol
+//! (`nightmare_monkey_plugin_v1__<crate>`, see the SDK's `export_plugin!`), then checked
+//! by abi_stable (`LibHeader::init_root_module`: abi_stable version, interface version,
+//! the layout of every type that crosses). abi_stable's `load_from_file` and
+//! `load_from_directory` are not used: they cache one module per root-module type, so a
+//! second plugin file would silently return the first. Its `lib_header_from_path` is not
+//! used either, only because it looks for abi_stable's one fixed symbol, which two
+//! plugin crates linked into one binary cannot both define.
+//!
+//! Every failure becomes one sentence naming the file and what differs, never the
+//! layout dump abi_stable prints.
+
+use std::{fmt::Write as _, path::Path};
+
+use abi_stable::{
+    abi_stability::abi_checking::{AbiInstability, AbiInstabilityErrors},
+    library::{LibHeader, LibraryError, RawLibrary},
+};
+use nightmare_monkey_plugin_api::{abi::PluginRef, sdk::SYMBOL_PREFIX};
+use object::{Object, ObjectSymbol};
+
+/// Why a file is not a loadable plugin: one sentence, without the file name (the
+/// caller's context names it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(String);
+
+fn fail<T>(why: impl Into<String>) -> Result<T, LoadError> {
+    Err(LoadError(why.into()))
+}
+
+/// Finds the one plugin header symbol a shared library exports.
+fn header_symbol(path: &Path) -> Result<String, LoadError> {
+    let data = std::fs::read(path).map_err(|e| LoadError(format!("cannot read it: {e}")))?;
+    let file = match object::File::parse(&*data) {
+        Ok(f) if f.format() == object::BinaryFormat::Elf => f,
+        _ => return fail("not a shared library (expected an ELF .so built as a cdylib)"),
+    };
+    if file.kind() != object::ObjectKind::Dynamic {
+        return fail("not a shared library (it is an ELF file, but not a .so)");
+    }
+    let mut names: Vec<String> = file
+        .dynamic_symbols()
+        .filter(|s| s.is_definition())
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .filter(|n| n.starts_with(SYMBOL_PREFIX))
+        .collect();
+    names.sort();
+    names.dedup();
+    match names.len() {
+        0 => fail(format!(
+            "not a nightmare-monkey plugin (it exports no {SYMBOL_PREFIX}* symbol; build it with nightmare_monkey_plugin_api::export_plugin!)"
+        )),
+        1 => Ok(names.remove(0)),
+        _ => fail(format!(
+            "it exports several plugins ({}); a plugin library must export exactly one",
+            names.join(", ")
+        )),
+    }
+}
+
+/// Loads the plugin in `path` and checks it against this host's interface.
+pub fn load(path: &Path) -> Result<PluginRef, LoadError> {
+    let symbol = header_symbol(path)?;
+    let library = RawLibrary::load_at(path).map_err(|e| LoadError(describe(&e)))?;
+    // The library stays loaded for the life of the process: the module and every fault
+    // built from it point into its code. abi_stable's own loaders leak it the same way.
+    let library: &'static RawLibrary = Box::leak(Box::new(library));
+    let mut name = symbol.into_bytes();
+    name.push(0);
+    // SAFETY: the symbol was found among the library's exported definitions under our
+    // prefix, which only `export_plugin!` emits, as a `static LibHeader`. The header's
+    // own checks (`init_root_module`) verify the abi_stable version and every layout
+    // before anything else in it is used. The library is never unloaded, so the
+    // reference stays valid for 'static.
+    #[allow(unsafe_code)]
+    let header: &'static LibHeader = unsafe {
+        // The symbol's value is the address of the static, hence `*const LibHeader`.
+        match library.get::<*const LibHeader>(&name) {
+            Ok(symbol) => &**symbol,
+            Err(e) => return Err(LoadError(describe(&e))),
+        }
+    };
+    header
+        .init_root_module::<PluginRef>()
+        .map_err(|e| LoadError(describe(&e)))
+}
+
+/// One sentence for a loading error.
+fn describe(e: &LibraryError) -> String {
+    match e {
+        LibraryError::OpenError { err, .. } => format!("the dynamic loader refused it: {err}"),
+        LibraryError::GetSymbolError { err, .. } => {
+            format!("its plugin header cannot be read: {err}")
+        }
+        LibraryError::ParseVersionError(v) => format!("its version is unreadable: {v}"),
+        LibraryError::IncompatibleVersionNumber {
+            library_name,
+            expected_version,
+            actual_version,
+        } => format!(
+            "built against {library_name} {actual_version}, which this host (interface {expected_version}) cannot use: rebuild it against nightmare-monkey-plugin-api {}.x",
+            expected_version.major
+        ),
+        LibraryError::RootModule { err, .. } => {
+            format!("its root module failed to initialize: {err}")
+        }
+        LibraryError::AbiInstability(boxed) => match boxed.downcast_ref::<AbiInstabilityErrors>() {
+            Some(errors) => abi_difference(errors),
+            None => "built against an incompatible nightmare-monkey-plugin-api (the type layouts differ)".to_owned(),
+        },
+        LibraryError::InvalidAbiHeader(h) => format!(
+            "built with an incompatible abi_stable (header {h:?}): rebuild it against this host's nightmare-monkey-plugin-api"
+        ),
+        LibraryError::InvalidCAbi { .. } => {
+            "built by a compiler whose C ABI differs from this host's".to_owned()
+        }
+        LibraryError::Many(all) => all
+            .iter()
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// The first layout difference abi_stable found, as "which type, which field, what".
+fn abi_difference(errors: &AbiInstabilityErrors) -> String {
+    let mut out = String::from("built against an incompatible nightmare-monkey-plugin-api: ");
+    let Some(first) = errors.errors.iter().find(|e| !e.errs.is_empty()) else {
+        out.push_str("the type layouts differ");
+        return out;
+    };
+    let path: Vec<String> = first
+        .stack_trace
+        .iter()
+        .map(|step| step.expected.to_string())
+        .collect();
+    if !path.is_empty() {
+        let _ = write!(out, "at `{}`: ", path.join(" > "));
+    }
+    let what = match &first.errs[0] {
+        AbiInstability::FieldCountMismatch(ef) => format!(
+            "this host expects {} fields, the plugin has {}",
+            ef.expected, ef.found
+        ),
+        AbiInstability::UnexpectedField(ef) => format!(
+            "this host expects field `{}`, the plugin has `{}`",
+            ef.expected.name(),
+            ef.found.name()
+        ),
+        AbiInstability::MismatchedPrefixSize(ef) => format!(
+            "this host expects at least {} prefix fields, the plugin has {} (a plugin built against an older interface)",
+            ef.expected, ef.found
+        ),
+        AbiInstability::Name(ef) => {
+            format!("this host expects type `{}`, the plugin has `{}`", ef.expected, ef.found)
+        }
+        AbiInstability::Size(ef) => format!(
+            "this host expects size {}, the plugin has {}",
+            ef.expected, ef.found
+        ),
+        AbiInstability::PackageVersion(ef) => format!(
+            "this host expects interface version {}, the plugin has {}",
+            ef.expected, ef.found
+        ),
+        other => {
+            let text = format!("{other:?}");
+            text.lines().next().unwrap_or_default().chars().take(200).collect()
+        }
+    };
+    out.push_str(&what);
+    out
+}

@@ -1,0 +1,34 @@
+//! `nightmare-monkey`: parse the command line, run, map the error to an exit code.
+#![deny(unsafe_code)]
+
+mod cli;
+mod commands;
+mod engine;
+#[allow(unsafe_code)]
+mod loader;
+mod logline;
+mod plugin;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// An error the user caused with a flag, a config or a plugin file: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UsageError(#[from] anyhow::Error);
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.is::<UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

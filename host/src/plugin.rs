@@ -1,0 +1,121 @@
+//! The host's view of plugins: built-in or loaded from a file, each described by its
+//! manifest, and the faults built from them. Everything crossing the ABI is encoded and
+//! decoded here, so the rest of the host works with the SDK's typed values.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use abi_stable::std_types::{RResult, RStr};
+use anyhow::{anyhow, bail, Context as _};
+use nightmare_monkey_plugin_api::{
+    abi::{FaultBox, PluginRef},
+    sdk::{ErrorKind, Manifest, Outcome, PluginError, Request},
+};
+
+use crate::loader;
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Linked into this binary.
+    Builtin,
+    /// Loaded from a shared library.
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Builtin => f.write_str("built-in"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A plugin ready to build faults.
+pub struct Plugin {
+    /// What the plugin says about itself.
+    pub manifest: Manifest,
+    /// Where it came from.
+    pub source: Source,
+    module: PluginRef,
+}
+
+/// The plugins linked into this binary.
+pub fn builtins() -> Vec<Plugin> {
+    [("process-kill", process_kill::plugin_module())]
+        .into_iter()
+        .map(|(name, module)| {
+            Plugin::new(module, Source::Builtin)
+                .unwrap_or_else(|e| panic!("built-in plugin {name} is broken: {e:#}"))
+        })
+        .collect()
+}
+
+impl Plugin {
+    fn new(module: PluginRef, source: Source) -> anyhow::Result<Self> {
+        let text = match (module.manifest())() {
+            RResult::ROk(text) => text,
+            RResult::RErr(e) => bail!("its manifest failed: {}", PluginError::from_json(&e)),
+        };
+        let manifest: Manifest =
+            serde_json::from_str(&text).context("its manifest is not valid JSON")?;
+        let valid = !manifest.name.is_empty()
+            && manifest
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            bail!(
+                "its name `{}` is not a valid fault name (expected lower-case letters, digits and dashes)",
+                manifest.name
+            );
+        }
+        Ok(Self {
+            manifest,
+            source,
+            module,
+        })
+    }
+
+    /// Loads the plugin in `path`; the error is one sentence naming the file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let shown = path.display();
+        if !path.exists() {
+            bail!("cannot load plugin {shown}: no such file");
+        }
+        let module = loader::load(path).map_err(|e| anyhow!("cannot load plugin {shown}: {e}"))?;
+        Self::new(module, Source::File(path.to_owned()))
+            .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))
+    }
+
+    /// Builds a fault from its RON configuration (empty for the defaults).
+    pub fn new_fault(&self, config: &str) -> Result<Fault, PluginError> {
+        match (self.module.new_fault())(RStr::from(config)) {
+            RResult::ROk(fault) => Ok(Fault(fault)),
+            RResult::RErr(e) => Err(PluginError::from_json(&e)),
+        }
+    }
+}
+
+/// One configured fault.
+pub struct Fault(FaultBox);
+
+impl Fault {
+    /// Injects the fault once (synchronous; may block).
+    pub fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let text = serde_json::to_string(request)
+            .map_err(|e| PluginError::new(ErrorKind::Failed, e.to_string()))?;
+        match self.0.inject(RStr::from(text.as_str())) {
+            RResult::ROk(out) => serde_json::from_str(&out).map_err(|e| {
+                PluginError::new(
+                    ErrorKind::Failed,
+                    format!("the plugin answered an unreadable outcome: {e}"),
+                )
+            }),
+            RResult::RErr(e) => Err(PluginError::from_json(&e)),
+        }
+    }
+}

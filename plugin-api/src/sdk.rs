@@ -1,0 +1,501 @@
+//! The plugin author's SDK: typed requests and outcomes, the [`FaultPlugin`] trait, the
+//! seeded [`Rng`] and the [`export_plugin!`](crate::export_plugin) macro that turns a
+//! `FaultPlugin` into the frozen ABI of [`crate::abi`], catching every panic on the way.
+//!
+//! The serde types here are the text that crosses the boundary. They grow by adding
+//! fields with defaults, never by removing or renaming one, so an old plugin reads a new
+//! host's request and a new host reads an old plugin's outcome.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::{
+    library::{CheckTypeLayout, LibHeader, RootModuleResult},
+    prefix_type::PrefixTypeTrait,
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RStr, RString},
+};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::abi::{Fault, FaultBox, Fault_TO, PluginModule, PluginRef};
+
+/// The version of this interface crate, which a plugin's manifest reports.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The fault's name, as configs and the API refer to it (`process-kill`).
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// One line on what the fault does.
+    #[serde(default)]
+    pub description: String,
+    /// The version of `nightmare-monkey-plugin-api` the plugin was built against.
+    #[serde(default)]
+    pub api_version: String,
+}
+
+/// One injection as the host asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Request {
+    /// The seed for this injection; the same seed with the same host state must make
+    /// the same choices (see [`Rng`]).
+    pub seed: u64,
+    /// When true nothing on the host may change: report what would have been done.
+    pub dry_run: bool,
+    /// Why the fault happens (`by monkey`, `request from hubot`).
+    pub desc: String,
+}
+
+impl Default for Request {
+    /// A dry run: a request that lost its `dry_run` field must never turn into a real one.
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            dry_run: true,
+            desc: String::new(),
+        }
+    }
+}
+
+/// Well-known values of [`Outcome::result`]. Plugins may report others.
+pub mod results {
+    /// Dry run: nothing was done, the outcome says what would have been.
+    pub const DRY_RUN: &str = "dry-run";
+    /// The target process was signalled and has exited.
+    pub const KILLED: &str = "killed";
+    /// The target process was signalled and was still alive after the grace period.
+    pub const SURVIVED: &str = "survived";
+    /// The chosen process was gone (or replaced) before it could be signalled.
+    pub const VANISHED: &str = "vanished";
+    /// A non-process fault was injected.
+    pub const INJECTED: &str = "injected";
+    /// A reversible fault was undone.
+    pub const REVERTED: &str = "reverted";
+}
+
+/// The process a fault acted on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessInfo {
+    /// The kernel's short name (`comm`, at most 15 bytes).
+    pub name: String,
+    /// Process ID.
+    pub pid: u32,
+    /// Parent process ID.
+    pub ppid: u32,
+    /// The command line, arguments joined by spaces (empty for processes without one).
+    pub cmdline: String,
+    /// The real user's name, or the numeric UID when it has no name.
+    pub user: String,
+    /// The real user ID.
+    pub uid: u32,
+    /// Start time in clock ticks after boot, which tells a process from a later one
+    /// that reused its PID.
+    pub start_time: u64,
+}
+
+/// What one injection did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Outcome {
+    /// The verb of the log line: `Kill` gives `Kill: sshd(PID:1 PPID:0) - by monkey`.
+    pub action: String,
+    /// One word for what happened; see [`results`].
+    pub result: String,
+    /// The process acted on, for process faults.
+    pub process: Option<ProcessInfo>,
+    /// The signal sent (or that would have been sent), by name (`SIGKILL`).
+    pub signal: Option<String>,
+    /// One line for humans on what happened.
+    pub summary: String,
+    /// Anything else the plugin wants journaled (free-form JSON).
+    pub details: serde_json::Value,
+    /// For reversible faults: what [`FaultPlugin::revert`] needs to undo this one.
+    pub revert: Option<serde_json::Value>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self {
+            action: String::new(),
+            result: String::new(),
+            process: None,
+            signal: None,
+            summary: String::new(),
+            details: serde_json::Value::Null,
+            revert: None,
+        }
+    }
+}
+
+/// Why a plugin call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The fault's configuration is invalid.
+    Config,
+    /// Nothing eligible to inject the fault into.
+    NoTarget,
+    /// The fault cannot be reverted.
+    NotReversible,
+    /// The operating system refused (for example EPERM).
+    Denied,
+    /// The plugin panicked; the SDK caught it.
+    Panic,
+    /// Any other failure.
+    Failed,
+    /// A kind this version of the SDK does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// The error every plugin call returns, as JSON text across the boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct PluginError {
+    /// The class of failure, for the host to react to.
+    pub kind: ErrorKind,
+    /// One sentence for the user: what went wrong and, where known, what to do.
+    pub message: String,
+}
+
+impl PluginError {
+    /// An error of the given kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON text that crosses the boundary.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| self.message.clone())
+    }
+
+    /// Reads an error that crossed the boundary; text that is not an error object is
+    /// kept whole as the message of a [`ErrorKind::Failed`] error.
+    pub fn from_json(text: &str) -> Self {
+        serde_json::from_str(text).unwrap_or_else(|_| Self::new(ErrorKind::Failed, text))
+    }
+}
+
+/// A fault, as a plugin author writes it. [`export_plugin!`](crate::export_plugin) turns
+/// it into the ABI.
+pub trait FaultPlugin: Sized + Send + Sync + 'static {
+    /// The fault's name as configs and the API refer to it: lower-case, dashes.
+    const NAME: &'static str;
+    /// The plugin's version, usually `env!("CARGO_PKG_VERSION")`.
+    const VERSION: &'static str;
+    /// One line on what the fault does.
+    const DESCRIPTION: &'static str;
+
+    /// The fault's configuration, read from RON text. Use `#[serde(default)]` so that
+    /// every field is optional and `#[serde(deny_unknown_fields)]` so typos are errors.
+    type Config: DeserializeOwned + Default;
+
+    /// Builds the fault; reject an invalid configuration here with [`ErrorKind::Config`].
+    fn new(config: Self::Config) -> Result<Self, PluginError>;
+
+    /// Injects the fault once. Must change nothing when `request.dry_run` is set, and
+    /// must make its random choices from `Rng::from_seed(request.seed)` only.
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError>;
+
+    /// Undoes an injection, given the `revert` state of its outcome.
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        let _ = state;
+        Err(PluginError::new(
+            ErrorKind::NotReversible,
+            format!("the {} fault cannot be reverted", Self::NAME),
+        ))
+    }
+}
+
+/// Reads a fault's RON configuration; empty text gives the defaults. `Option` fields
+/// take plain values (`signal: "TERM"`, not `signal: Some("TERM")`).
+pub fn parse_config<C: DeserializeOwned + Default>(text: &str) -> Result<C, PluginError> {
+    if text.trim().is_empty() {
+        return Ok(C::default());
+    }
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+        .from_str(text)
+        .map_err(|e| PluginError::new(ErrorKind::Config, e.to_string()))
+}
+
+/// The root module of plugin `P`. The host calls this directly for the faults it links
+/// statically; the `.so` exports it through the header made by [`export_plugin!`].
+///
+/// [`export_plugin!`]: crate::export_plugin
+pub fn root_module<P: FaultPlugin>() -> PluginRef {
+    PluginModule {
+        manifest: manifest::<P>,
+        new_fault: new_fault::<P>,
+    }
+    .leak_into_prefix()
+}
+
+/// The library header the export macro places under the plugin's symbol.
+#[doc(hidden)]
+pub const fn __lib_header<P: FaultPlugin>() -> LibHeader {
+    // SAFETY: `constructor::<P>` returns exactly the module type `PluginRef` named here,
+    // which is the contract `from_constructor` asks for.
+    #[allow(unsafe_code)]
+    unsafe {
+        LibHeader::from_constructor::<PluginRef>(constructor::<P>, CheckTypeLayout::Yes)
+    }
+}
+
+extern "C" fn constructor<P: FaultPlugin>() -> RootModuleResult {
+    abi_stable::library::__call_root_module_loader(root_module::<P>)
+}
+
+/// Runs one entry point, turning a panic into a [`ErrorKind::Panic`] error: a panic
+/// that unwound across the boundary would make abi_stable abort the whole host.
+fn guarded<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, RString> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(e)) => RResult::RErr(e.to_json().into()),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic payload".to_owned());
+            // Dropping the payload runs foreign code too: keep that inside the guard.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            let e = PluginError::new(ErrorKind::Panic, format!("the plugin panicked: {what}"));
+            RResult::RErr(e.to_json().into())
+        }
+    }
+}
+
+fn to_json_text<T: Serialize>(value: &T) -> Result<RString, PluginError> {
+    serde_json::to_string(value)
+        .map(RString::from)
+        .map_err(|e| PluginError::new(ErrorKind::Failed, format!("cannot encode reply: {e}")))
+}
+
+extern "C" fn manifest<P: FaultPlugin>() -> RResult<RString, RString> {
+    guarded(|| {
+        to_json_text(&Manifest {
+            name: P::NAME.to_owned(),
+            version: P::VERSION.to_owned(),
+            description: P::DESCRIPTION.to_owned(),
+            api_version: API_VERSION.to_owned(),
+        })
+    })
+}
+
+extern "C" fn new_fault<P: FaultPlugin>(config: RStr<'_>) -> RResult<FaultBox, RString> {
+    guarded(|| {
+        let config = parse_config::<P::Config>(config.as_str())?;
+        let plugin = P::new(config)?;
+        Ok(Fault_TO::from_value(Adapter(Some(plugin)), TD_Opaque))
+    })
+}
+
+/// Carries a plugin's fault across the boundary; its drop is guarded like every call.
+struct Adapter<P>(Option<P>);
+
+impl<P: FaultPlugin> Adapter<P> {
+    fn plugin(&self) -> Result<&P, PluginError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| PluginError::new(ErrorKind::Failed, "the fault was already dropped"))
+    }
+}
+
+impl<P> Drop for Adapter<P> {
+    fn drop(&mut self) {
+        let inner = self.0.take();
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(inner)));
+    }
+}
+
+impl<P: FaultPlugin> Fault for Adapter<P> {
+    fn inject(&self, request: RStr<'_>) -> RResult<RString, RString> {
+        guarded(|| {
+            let request: Request = serde_json::from_str(request.as_str()).map_err(|e| {
+                PluginError::new(ErrorKind::Failed, format!("unreadable request: {e}"))
+            })?;
+            to_json_text(&self.plugin()?.inject(&request)?)
+        })
+    }
+
+    fn revert(&self, state: RStr<'_>) -> RResult<RString, RString> {
+        guarded(|| {
+            let state: serde_json::Value = serde_json::from_str(state.as_str()).map_err(|e| {
+                PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
+            })?;
+            to_json_text(&self.plugin()?.revert(&state)?)
+        })
+    }
+}
+
+/// Exports a [`FaultPlugin`] as a nightmare-monkey plugin.
+///
+/// It defines `pub fn plugin_module() -> PluginRef` (for hosts that link the crate
+/// statically) and a library header under the symbol
+/// `nightmare_monkey_plugin_v1__<crate name>`, which the host finds when it loads the
+/// crate's `.so`. The symbol is unique per crate, so several plugin crates can be linked
+/// into one binary (abi_stable's own `#[export_root_module]` uses one fixed symbol, and
+/// two plugins linked together then fail with a duplicate symbol).
+///
+/// The crate must allow `unsafe_code` at the macro (use `#![deny(unsafe_code)]`, not
+/// `forbid`): exporting an unmangled symbol is an unsafe attribute.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        /// The plugin's root module, for hosts that link this crate statically.
+        pub fn plugin_module() -> $crate::abi::PluginRef {
+            $crate::sdk::root_module::<$plugin>()
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(export_name = concat!("nightmare_monkey_plugin_v1__", env!("CARGO_CRATE_NAME")))]
+        pub static __NIGHTMARE_MONKEY_PLUGIN_HEADER: $crate::abi_stable::library::LibHeader =
+            $crate::sdk::__lib_header::<$plugin>();
+    };
+}
+
+/// The prefix of the symbol under which every plugin exports its header.
+pub const SYMBOL_PREFIX: &str = "nightmare_monkey_plugin_v1__";
+
+/// A seeded random stream whose values never change between releases: ChaCha8 keyed
+/// from the seed with SplitMix64, and integer ranges by Lemire's unbiased method (no
+/// `rand` distribution whose output may change in a new version).
+#[derive(Debug, Clone)]
+pub struct Rng(ChaCha8Rng);
+
+impl Rng {
+    /// The stream for one injection's seed.
+    pub fn from_seed(seed: u64) -> Self {
+        Self::stream(seed, "")
+    }
+
+    /// The independent stream called `name` under a master seed: streams of different
+    /// names never shift one another.
+    pub fn stream(master: u64, name: &str) -> Self {
+        let mut state = master;
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&splitmix64(&mut state).to_le_bytes());
+        }
+        let mut rng = ChaCha8Rng::from_seed(key);
+        rng.set_stream(fnv1a64(name.as_bytes()));
+        Self(rng)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    /// A uniform integer in `0..n`; `n` must not be zero (zero gives zero).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        let mut m = u128::from(self.next_u64()) * u128::from(n);
+        if (m as u64) < n {
+            let threshold = n.wrapping_neg() % n;
+            while (m as u64) < threshold {
+                m = u128::from(self.next_u64()) * u128::from(n);
+            }
+        }
+        (m >> 64) as u64
+    }
+
+    /// A uniform integer in `lo..=hi` (`lo` when `hi < lo`).
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        match (hi.saturating_sub(lo)).checked_add(1) {
+            Some(span) => lo + self.below(span),
+            None => self.next_u64(),
+        }
+    }
+
+    /// A uniform float in `[0, 1)` with 53 random bits.
+    pub fn unit_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_value_stable() {
+        // Pinned: a change here breaks every recorded drill's replay.
+        let mut r = Rng::stream(42, "schedule");
+        let first: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
+        let mut again = Rng::stream(42, "schedule");
+        assert_eq!(first, (0..3).map(|_| again.next_u64()).collect::<Vec<_>>());
+        let mut other = Rng::stream(42, "fault/process-kill");
+        assert_ne!(first[0], other.next_u64());
+        assert_eq!(
+            first,
+            [
+                3435474016366078515,
+                6085315798184635446,
+                12556004097444616518
+            ]
+        );
+    }
+
+    #[test]
+    fn below_stays_in_range_and_covers_it() {
+        let mut r = Rng::from_seed(7);
+        let mut seen = [false; 5];
+        for _ in 0..1000 {
+            let v = r.below(5);
+            assert!(v < 5);
+            seen[v as usize] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+        assert_eq!(r.below(0), 0);
+        assert_eq!(r.between(3, 3), 3);
+        assert!((0..100).all(|_| (10..=20).contains(&r.between(10, 20))));
+    }
+
+    #[test]
+    fn request_without_dry_run_field_is_dry() {
+        let r: Request = serde_json::from_str(r#"{"seed":1,"desc":"x"}"#).unwrap();
+        assert!(r.dry_run);
+    }
+
+    #[test]
+    fn errors_round_trip_and_plain_text_is_kept() {
+        let e = PluginError::new(ErrorKind::NoTarget, "nothing to kill");
+        assert_eq!(PluginError::from_json(&e.to_json()), e);
+        let plain = PluginError::from_json("boom");
+        assert_eq!(
+            (plain.kind, plain.message.as_str()),
+            (ErrorKind::Failed, "boom")
+        );
+        let future: PluginError =
+            serde_json::from_str(r#"{"kind":"quota-exceeded","message":"m"}"#).unwrap();
+        assert_eq!(future.kind, ErrorKind::Other);
+    }
+}

@@ -1,0 +1,96 @@
+//! Choosing a victim cheaply and reproducibly: list `/proc` once, put the PIDs in
+//! canonical (ascending) order, then visit them in a seeded random order and stop at the
+//! first one that passes, so only the processes actually considered are ever read.
+
+use std::{fs, io, path::Path};
+
+use nightmare_monkey_plugin_api::sdk::Rng;
+
+/// The PIDs listed in `proc_root`, ascending. Sorting makes the choice independent of
+/// the order the kernel happens to list them in.
+pub fn list_pids(proc_root: &Path) -> io::Result<Vec<u32>> {
+    let mut pids: Vec<u32> = fs::read_dir(proc_root)?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// Visits `pids` in a random order drawn from `rng` (a lazy Fisher-Yates shuffle, one draw
+/// per visit) and returns the first value `accept` gives, with how many PIDs it looked at.
+///
+/// Every acceptable PID is equally likely to be returned, and the same `pids`, seed and
+/// `accept` return the same one.
+pub fn choose<T>(
+    pids: &mut [u32],
+    rng: &mut Rng,
+    mut accept: impl FnMut(u32) -> Option<T>,
+) -> (Option<T>, usize) {
+    let n = pids.len();
+    for i in 0..n {
+        let j = i + rng.below((n - i) as u64) as usize;
+        pids.swap(i, j);
+        if let Some(found) = accept(pids[i]) {
+            return (Some(found), i + 1);
+        }
+    }
+    (None, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{prop_assert, prop_assert_eq, proptest, Strategy};
+
+    proptest! {
+        #[test]
+        fn picks_only_acceptable_pids_and_replays(
+            mut pids in proptest::collection::btree_set(1u32..100_000, 0..300)
+                .prop_map(|s| s.into_iter().collect::<Vec<_>>()),
+            seed: u64,
+            modulus in 1u32..7,
+        ) {
+            let ok = |pid: u32| (pid % modulus == 0).then_some(pid);
+            let mut again = pids.clone();
+            let (first, looked) = choose(&mut pids, &mut Rng::from_seed(seed), ok);
+            let (second, _) = choose(&mut again, &mut Rng::from_seed(seed), ok);
+            prop_assert_eq!(first, second);
+            prop_assert!(looked <= pids.len());
+            match first {
+                Some(pid) => prop_assert_eq!(pid % modulus, 0),
+                None => prop_assert!(pids.iter().all(|p| p % modulus != 0)),
+            }
+        }
+    }
+
+    #[test]
+    fn every_acceptable_pid_is_about_equally_likely() {
+        let base: Vec<u32> = (1..=50).collect();
+        let mut counts = [0u32; 51];
+        for seed in 0..20_000 {
+            let mut pids = base.clone();
+            let (pid, _) = choose(&mut pids, &mut Rng::from_seed(seed), |p| {
+                (p % 5 == 0).then_some(p)
+            });
+            counts[pid.unwrap() as usize] += 1;
+        }
+        // 10 acceptable PIDs, 2,000 expected each; 4 standard deviations is about 170.
+        for pid in (5..=50).step_by(5) {
+            assert!(
+                (1830..=2170).contains(&counts[pid]),
+                "{pid}: {}",
+                counts[pid]
+            );
+        }
+    }
+
+    #[test]
+    fn listing_is_sorted_and_numeric_only() {
+        let dir = std::env::temp_dir().join(format!("nm-list-{}", std::process::id()));
+        for name in ["300", "20", "self", "1", "sys"] {
+            fs::create_dir_all(dir.join(name)).unwrap();
+        }
+        assert_eq!(list_pids(&dir).unwrap(), vec![1, 20, 300]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

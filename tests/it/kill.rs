@@ -1,0 +1,260 @@
+//! `nightmare-monkey kill`: choice, exactness, reproducibility and safety.
+
+use std::{collections::BTreeSet, process::Command};
+
+use crate::util::{in_namespace, json_lines, monkey, pairs};
+
+fn pids(text: &str, key: &str) -> Vec<u64> {
+    pairs(text, key)
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// `state PID S` lines: the process state letter, or `gone`.
+fn states(text: &str) -> Vec<(u64, String)> {
+    pairs(text, "state")
+        .iter()
+        .map(|l| {
+            let (pid, state) = l.split_once(' ').unwrap();
+            (pid.parse().unwrap(), state.to_owned())
+        })
+        .collect()
+}
+
+const PRINT_STATES: &str = r#"for p in $victims; do
+  s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); echo "state $p ${s:-gone}"
+done"#;
+
+#[test]
+fn dry_run_leaves_every_victim_alive_and_prints_the_original_line() {
+    let run = in_namespace(&format!(
+        r#"victims=""; for i in 1 2 3 4 5; do sleep 1000 & victims="$victims $!"; echo "victim $!"; done
+"$NM" kill --seed 1
+{PRINT_STATES}"#
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let victims = pids(&run.stdout, "victim");
+    let lines: Vec<&str> = run.stdout.lines().filter(|l| l.contains("Kill")).collect();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    let (stamp, rest) = lines[0].split_at(20);
+    let shape: String = stamp
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999/99/99 99:99:99 ");
+    let chosen = victims
+        .iter()
+        .find(|v| rest == format!("(Dryrun) Kill: sleep(PID:{v} PPID:1) - by monkey"))
+        .unwrap_or_else(|| panic!("unexpected line {rest:?}"));
+    let result = run.stdout.lines().find(|l| l.contains("dry-run:")).unwrap();
+    assert!(
+        result.ends_with(&format!(
+            " dry-run: would send SIGKILL to sleep(PID:{chosen}) [user root, cmdline \"sleep 1000\"]"
+        )),
+        "{result}"
+    );
+    for (pid, state) in states(&run.stdout) {
+        assert_eq!(state, "S", "victim {pid} was touched by a dry run");
+    }
+}
+
+#[test]
+fn execute_kills_exactly_the_reported_process() {
+    let run = in_namespace(&format!(
+        r#"victims=""; for i in 1 2 3 4 5; do sleep 1000 & victims="$victims $!"; done
+"$NM" kill --execute --json --seed 7 --desc "game day"
+{PRINT_STATES}"#
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let out = &json_lines(&run.stdout)[0];
+    assert_eq!(out["result"], "killed");
+    assert_eq!(out["dry_run"], false);
+    assert_eq!(out["desc"], "game day");
+    assert_eq!(out["name"], "sleep");
+    assert_eq!(out["ppid"], 1);
+    assert_eq!(out["signal"], "SIGKILL");
+    assert_eq!(out["process"]["cmdline"], "sleep 1000");
+    assert_eq!(out["process"]["user"], "root");
+    let killed = out["pid"].as_u64().unwrap();
+    let states = states(&run.stdout);
+    assert_eq!(states.len(), 5);
+    for (pid, state) in states {
+        if pid == killed {
+            assert!(state == "Z" || state == "gone", "{pid} is {state}");
+        } else {
+            assert_eq!(state, "S", "{pid} was not the reported victim");
+        }
+    }
+}
+
+#[test]
+fn executed_line_has_no_dryrun_mark_and_reports_the_result() {
+    let run = in_namespace(
+        r#"sleep 1000 & echo "victim $!"
+"$NM" kill --execute --seed 3"#,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let v = pids(&run.stdout, "victim")[0];
+    let lines: Vec<&str> = run.stdout.lines().skip(1).map(|l| &l[20..]).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("Kill: sleep(PID:{v} PPID:1) - by monkey"),
+            format!("killed: sent SIGKILL to sleep(PID:{v}), it exited [user root, cmdline \"sleep 1000\"]"),
+        ]
+    );
+}
+
+#[test]
+fn pid_1_and_the_monkeys_ancestors_are_never_chosen() {
+    let run = in_namespace(
+        r#"for i in 1 2 3; do sleep 1000 & echo "victim $!"; done
+sh -c 'echo "ancestor $$"; i=0; while [ $i -lt 60 ]; do "$NM" kill --json --seed $i || exit 1; i=$((i+1)); done'"#,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let victims: BTreeSet<u64> = pids(&run.stdout, "victim").into_iter().collect();
+    let ancestor = pids(&run.stdout, "ancestor")[0];
+    let chosen: Vec<u64> = json_lines(&run.stdout)
+        .iter()
+        .map(|o| o["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(chosen.len(), 60);
+    for pid in &chosen {
+        assert!(*pid != 1 && *pid != ancestor, "chose protected PID {pid}");
+        assert!(victims.contains(pid), "chose {pid}, not one of {victims:?}");
+    }
+    // Uniform over the three victims: each is hit (missing one has odds below 1e-10).
+    assert_eq!(chosen.iter().copied().collect::<BTreeSet<_>>(), victims);
+}
+
+#[test]
+fn a_process_that_ignores_the_signal_is_reported_survived() {
+    let run = in_namespace(
+        r#"sh -c 'trap "" TERM; exec sleep 1000' & v=$!; echo "victim $v"
+while [ "$(cat /proc/$v/comm)" != sleep ]; do :; done
+"$NM" kill --execute --json --fault-config '(signal: "TERM", grace_ms: 300)'
+echo "state $v $(cut -d' ' -f3 /proc/$v/stat)""#,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let v = pids(&run.stdout, "victim")[0];
+    let out = &json_lines(&run.stdout)[0];
+    assert_eq!(out["pid"], v);
+    assert_eq!(out["signal"], "SIGTERM");
+    assert_eq!(out["result"], "survived");
+    assert_eq!(
+        out["summary"],
+        format!("sent SIGTERM to sleep(PID:{v}), still alive after 300 ms")
+    );
+    assert_eq!(states(&run.stdout), [(v, "S".to_owned())]);
+}
+
+#[test]
+fn the_same_seed_picks_the_same_victim_and_other_seeds_vary() {
+    let run = in_namespace(
+        r#"for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1000 & done
+"$NM" kill --json --seed 5; "$NM" kill --json --seed 5
+for s in 0 1 2 3 4 5 6 7 8 9; do "$NM" kill --json --seed $s; done"#,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let chosen: Vec<u64> = json_lines(&run.stdout)
+        .iter()
+        .map(|o| o["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(chosen[0], chosen[1]);
+    assert_eq!(chosen[0], chosen[2 + 5], "seed 5 once more");
+    assert!(chosen[2..].iter().collect::<BTreeSet<_>>().len() >= 3);
+}
+
+#[test]
+fn without_a_seed_one_is_drawn_and_printed_and_replays() {
+    let run = in_namespace(
+        r#"for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done
+"$NM" kill --json 2>seed.txt; cat seed.txt >&2
+seed=$(sed -n 's/.*replay this pick with --seed \([0-9]*\).*/\1/p' seed.txt)
+"$NM" kill --json --seed "$seed"; rm seed.txt"#,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains(" Seed: "), "{}", run.stderr);
+    let out = json_lines(&run.stdout);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["pid"], out[1]["pid"]);
+    assert_eq!(out[0]["master_seed"], out[1]["master_seed"]);
+}
+
+#[test]
+fn no_eligible_process_is_a_clear_error() {
+    let run = in_namespace(r#""$NM" kill --seed 1"#);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        run.stderr,
+        "error: process-kill: no eligible process among 2 listed in /proc (PID 1, the monkey, its ancestors, kernel threads and zombies are never chosen; check the include/exclude filters)\n"
+    );
+}
+
+#[test]
+fn filters_narrow_the_choice() {
+    let run = in_namespace(
+        r#"sleep 1000 & echo "victim $!"; cat & echo "other $!"
+i=0; while [ $i -lt 20 ]; do "$NM" kill --json --seed $i --fault-config '(include_cmdlines: ["^sleep "])'; i=$((i+1)); done
+"$NM" kill --json --seed 1 --fault-config '(exclude_names: ["^(sleep|cat)$"])'; echo "code $?""#,
+    );
+    let v = pids(&run.stdout, "victim")[0];
+    let out = json_lines(&run.stdout);
+    assert_eq!(out.len(), 20);
+    assert!(out.iter().all(|o| o["pid"] == v));
+    assert_eq!(pairs(&run.stdout, "code"), ["1"]);
+}
+
+#[test]
+fn bad_fault_config_names_the_field_and_exits_2() {
+    let run = monkey(&["kill", "--fault-config", "(signal: \"SIGFOO\")"]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        "error: invalid --fault-config for process-kill: signal: unknown signal `SIGFOO`: expected a name like SIGKILL, TERM or a number like 9\n"
+    );
+    let run = monkey(&["kill", "--fault-config", "(exclude_names: [\"(\"])"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.starts_with(
+            "error: invalid --fault-config for process-kill: exclude_names: invalid regex `(`: "
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+/// On this machine itself, dry runs only: over many seeds no kernel thread, PID 1 or
+/// ancestor of the test is ever chosen.
+#[test]
+fn dry_runs_on_the_host_never_choose_kernel_threads_or_ancestors() {
+    let mut children: Vec<_> = (0..3)
+        .map(|_| Command::new("sleep").arg("1000").spawn().unwrap())
+        .collect();
+    let mut protected = BTreeSet::from([1u64]);
+    let mut pid = std::process::id() as u64;
+    while pid > 1 {
+        protected.insert(pid);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        pid = after.split(' ').nth(1).unwrap().parse().unwrap();
+    }
+    for seed in 0..30 {
+        let run = monkey(&["kill", "--json", "--seed", &seed.to_string()]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let out = &json_lines(&run.stdout)[0];
+        assert_eq!(out["dry_run"], true);
+        let chosen = out["pid"].as_u64().unwrap();
+        assert!(!protected.contains(&chosen), "chose protected PID {chosen}");
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{chosen}/stat")) {
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let flags: u64 = after.split(' ').nth(6).unwrap().parse().unwrap();
+            assert_eq!(flags & 0x0020_0000, 0, "chose kernel thread {chosen}");
+        }
+    }
+    for child in &mut children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

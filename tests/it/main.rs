@@ -1,0 +1,9 @@
+//! End-to-end tests of the `nightmare-monkey` binary.
+//!
+//! Real signals are only ever sent inside a fresh PID namespace that the test creates
+//! (`unshare --user --map-root-user --pid --fork --mount-proc`), to processes the test
+//! started there. Everything run against this machine's own processes is a dry run.
+
+mod kill;
+mod plugins;
+mod util;

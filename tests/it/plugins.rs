@@ -1,0 +1,138 @@
+//! Loading plugins from files: the `.so` of the built-in, clear refusals, caught panics.
+
+use std::fs;
+
+use crate::util::{built_lib, in_namespace, json_lines, monkey, pairs};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nm-it-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn check_prints_name_and_version_of_the_built_in_as_a_so() {
+    let lib = built_lib("libprocess_kill.so");
+    let run = monkey(&["plugins", "check", lib.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "process-kill 0.1.0 (plugin-api 1.0.0) from {}: signals one random process (never PID 1, the monkey, its ancestors or kernel threads)\n",
+            lib.display()
+        )
+    );
+}
+
+#[test]
+fn the_so_is_loaded_dynamically_and_kills() {
+    let run = in_namespace(
+        r#"sleep 1000 & echo "victim $!"
+"$NM" kill --plugin "$LIB/libprocess_kill.so" --execute --json"#,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let out = &json_lines(&run.stdout)[0];
+    assert_eq!(out["pid"].to_string(), pairs(&run.stdout, "victim")[0]);
+    assert_eq!(out["result"], "killed");
+}
+
+#[test]
+fn a_garbage_file_is_not_a_shared_library() {
+    let dir = temp_dir("garbage");
+    let file = dir.join("garbage.so");
+    fs::write(&file, b"this is not ELF").unwrap();
+    let run = monkey(&["plugins", "check", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: cannot load plugin {}: not a shared library (expected an ELF .so built as a cdylib)\n",
+            file.display()
+        )
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_library_that_is_no_plugin_says_so() {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let libc = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .expect("the test links libc dynamically");
+    let run = monkey(&["plugins", "check", libc]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        format!("error: cannot load plugin {libc}: not a nightmare-monkey plugin (it exports no nightmare_monkey_plugin_v1__* symbol; build it with nightmare_monkey_plugin_api::export_plugin!)\n")
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let run = monkey(&["kill", "--plugin", "/nonexistent/libx.so"]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        "error: cannot load plugin /nonexistent/libx.so: no such file\n"
+    );
+}
+
+#[test]
+fn a_panicking_plugin_yields_an_error_and_the_host_goes_on() {
+    let lib = built_lib("libpanic_plugin.so");
+    let run = monkey(&["kill", "--plugin", lib.to_str().unwrap(), "--seed", "1"]);
+    // An error exit of our own, not an abort: the panic never crossed the boundary.
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .ends_with("error: panicky: the plugin panicked: panicky always panics\n"),
+        "{}",
+        run.stderr
+    );
+    let run = monkey(&[
+        "kill",
+        "--plugin",
+        lib.to_str().unwrap(),
+        "--fault-config",
+        "(panic_in_new: true)",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.ends_with(
+        "error: invalid --fault-config for panicky: the plugin panicked: panicky refuses to be built\n"
+    ));
+}
+
+#[test]
+fn list_shows_built_ins_plugins_and_failures_side_by_side() {
+    let dir = temp_dir("list");
+    fs::copy(
+        built_lib("libpanic_plugin.so"),
+        dir.join("libpanic_plugin.so"),
+    )
+    .unwrap();
+    fs::copy(
+        built_lib("libprocess_kill.so"),
+        dir.join("libprocess_kill.so"),
+    )
+    .unwrap();
+    fs::write(dir.join("broken.so"), b"nope").unwrap();
+    fs::write(dir.join("README.txt"), b"not a plugin, not a .so").unwrap();
+    let run = monkey(&["plugins", "list", "--plugin-dir", dir.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let d = dir.display();
+    assert_eq!(
+        run.stdout,
+        format!(
+            "NAME          VERSION  API      SOURCE
+process-kill  0.1.0    1.0.0    built-in
+-             -        -        cannot load plugin {d}/broken.so: not a shared library (expected an ELF .so built as a cdylib)
+panicky       0.1.0    1.0.0    {d}/libpanic_plugin.so
+process-kill  0.1.0    1.0.0    {d}/libprocess_kill.so (ignored: the name is taken by built-in)
+"
+        )
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
