@@ -14,10 +14,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use abi_stable::{
-    abi_stability::abi_checking::{AbiInstability, AbiInstabilityErrors},
-    library::{LibHeader, LibraryError, RawLibrary},
-};
+use abi_stable::library::{LibHeader, LibraryError, RawLibrary};
 use nightmare_monkey_plugin_api::{abi::PluginRef, sdk::SYMBOL_PREFIX};
 use object::{Object, ObjectSymbol};
 
@@ -107,10 +104,7 @@ fn describe(e: &LibraryError) -> String {
         LibraryError::RootModule { err, .. } => {
             format!("its root module failed to initialize: {err}")
         }
-        LibraryError::AbiInstability(boxed) => match boxed.downcast_ref::<AbiInstabilityErrors>() {
-            Some(errors) => abi_difference(errors),
-            None => "built against an incompatible nightmare-monkey-plugin-api (the type layouts differ)".to_owned(),
-        },
+        LibraryError::AbiInstability(report) => abi_difference(&report.to_string()),
         LibraryError::InvalidAbiHeader(h) => format!(
             "built with an incompatible abi_stable (header {h:?}): rebuild it against this host's nightmare-monkey-plugin-api"
         ),
@@ -125,51 +119,73 @@ fn describe(e: &LibraryError) -> String {
     }
 }
 
-/// The first layout difference abi_stable found, as "which type, which field, what".
-fn abi_difference(errors: &AbiInstabilityErrors) -> String {
-    let mut out = String::from("built against an incompatible nightmare-monkey-plugin-api: ");
-    let Some(first) = errors.errors.iter().find(|e| !e.errs.is_empty()) else {
-        out.push_str("the type layouts differ");
-        return out;
+/// The differences abi_stable found, as "which type, what differs". abi_stable hands the
+/// report over as formatted text only (it drops the typed errors so that they cannot point
+/// into an unloaded library), hundreds of lines of layout dumps with one `Error:` block
+/// per difference; this keeps the type and those blocks.
+fn abi_difference(report: &str) -> String {
+    let mut out = String::from("built against an incompatible nightmare-monkey-plugin-api");
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let value = |i: usize| -> String {
+        lines[i + 1..]
+            .iter()
+            .find(|l| !l.is_empty())
+            .map(|l| l.trim_start_matches("field_name:").to_owned())
+            .unwrap_or_default()
     };
-    let path: Vec<String> = first
-        .stack_trace
+    if let Some(ty) = lines
         .iter()
-        .map(|step| step.expected.to_string())
-        .collect();
-    if !path.is_empty() {
-        let _ = write!(out, "at `{}`: ", path.join(" > "));
+        .position(|l| *l == "Layout of expected type:")
+        .and_then(|at| lines[at..].iter().find_map(|l| l.strip_prefix("type:")))
+    {
+        let _ = write!(out, ": in `{ty}`");
     }
-    let what = match &first.errs[0] {
-        AbiInstability::FieldCountMismatch(ef) => format!(
-            "this host expects {} fields, the plugin has {}",
-            ef.expected, ef.found
-        ),
-        AbiInstability::UnexpectedField(ef) => format!(
-            "this host expects field `{}`, the plugin has `{}`",
-            ef.expected.name(),
-            ef.found.name()
-        ),
-        AbiInstability::MismatchedPrefixSize(ef) => format!(
-            "this host expects at least {} prefix fields, the plugin has {} (a plugin built against an older interface)",
-            ef.expected, ef.found
-        ),
-        AbiInstability::Name(ef) => {
-            format!("this host expects type `{}`, the plugin has `{}`", ef.expected, ef.found)
-        }
-        AbiInstability::Size(ef) => format!(
-            "this host expects size {}, the plugin has {}",
-            ef.expected, ef.found
-        ),
-        AbiInstability::PackageVersion(ef) => format!(
-            "this host expects interface version {}, the plugin has {}",
-            ef.expected, ef.found
-        ),
-        other => {
-            let text = format!("{other:?}");
-            text.lines().next().unwrap_or_default().chars().take(200).collect()
-        }
-    };
-    out.push_str(&what);
+    let mut differences = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(what) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        let expected = lines[i..]
+            .iter()
+            .position(|l| *l == "Expected:")
+            .map(|at| value(i + at));
+        let found = lines[i..]
+            .iter()
+            .position(|l| *l == "Found:")
+            .map(|at| value(i + at));
+        differences.push(match (expected, found) {
+            (Some(e), Some(f)) => format!("{what} (this host expects `{e}`, the plugin has `{f}`)"),
+            _ => what.to_owned(),
+        });
+    }
+    if differences.is_empty() {
+        out.push_str(": the type layouts differ");
+    } else {
+        let _ = write!(out, ", {}", differences.join("; "));
+    }
+    out.push_str("; rebuild the plugin against this host's plugin-api");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_report_becomes_one_sentence() {
+        // Trimmed from a real report: a plugin whose root module has an extra field.
+        let report = "Compared <this>:\n    --- Type Layout ---\n    type:PrefixRef<'a, PluginModule>\n\
+            Layout of expected type:\n    --- Type Layout ---\n    type:PluginModule\n    size:16 align:8\n\
+            Layout of found type:\n    type:PluginModule\n\
+            Error:prefix-types have a different prefix\nExpected:\n    2\nFound:\n    3\n\
+            Error:unexpected field\nExpected:\n    field_name:new_fault\n    type:AFunctionPointer\n\
+            Found:\n    field_name:extra\n    type:AFunctionPointer\n";
+        assert_eq!(
+            abi_difference(report),
+            "built against an incompatible nightmare-monkey-plugin-api: in `PluginModule`, \
+             prefix-types have a different prefix (this host expects `2`, the plugin has `3`); \
+             unexpected field (this host expects `new_fault`, the plugin has `extra`); \
+             rebuild the plugin against this host's plugin-api"
+        );
+    }
 }
