@@ -14,6 +14,12 @@ safety (PID 1, the monkey, its ancestors and kernel threads are never chosen; vi
 signalled exactly through a pidfd).";
 
 const AFTER_HELP: &str = "\
+Examples:
+  nightmare-monkey                                    the original's defaults, dry run
+  nightmare-monkey --min-interval 1 --max-interval 2 -d '*' -t 00:00-24:00
+                                                      a fast demo: a (dry) fault every second or two
+  nightmare-monkey --config examples/tokyo-office-hours.ron --execute
+
 Exit codes: 0 success, 1 runtime failure (for example no eligible process), 2 usage, \
 configuration or plugin error.";
 
@@ -25,23 +31,100 @@ configuration or plugin error.";
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
-    arg_required_else_help = true
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// What to do.
+    /// What to do; without a subcommand the daemon runs.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    /// The daemon's flags.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// The daemon's flags: the original's, with its names and defaults, plus a few more.
+/// Each overrides the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DaemonArgs {
+    /// Really inject faults. Without it the monkey runs dry: it logs what it would do
+    #[arg(long)]
+    pub execute: bool,
+
+    /// Shortest wait between faults, in seconds [default: 3600]
+    #[arg(long, value_name = "SECONDS")]
+    pub min_interval: Option<u64>,
+
+    /// Longest wait between faults, in seconds [default: 21600]
+    #[arg(long, value_name = "SECONDS")]
+    pub max_interval: Option<u64>,
+
+    /// Allowed weekdays, crontab style: 1-5, 0,6, 5-1 (wraps), * ; 0 and 7 are Sunday
+    /// [default: 1-5]
+    #[arg(short = 'd', long = "day", value_name = "DAYS")]
+    pub day: Option<String>,
+
+    /// Allowed time of day, HH:MM-HH:MM; 22:00-02:00 wraps midnight [default: 11:00-18:00]
+    #[arg(short = 't', long = "time", value_name = "RANGE")]
+    pub time: Option<String>,
+
+    /// HTTP API port [default: 8080]
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// HTTP API address, IP or IP:PORT [default: 127.0.0.1:8080]. A non-loopback address
+    /// needs a token (see the config's http.token)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Configuration file (RON); every field optional, flags override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Master seed: the same seed and config replay the same drill [default: drawn at
+    /// random and logged]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the next fire times of the timer: the instructor's preview of a drill
+    #[command(after_help = PLAN_EXAMPLES)]
+    Plan(PlanArgs),
+    /// Check a configuration file without running anything
+    CheckConfig {
+        /// The configuration file (RON)
+        file: PathBuf,
+    },
     /// Inject one fault now and print what happened (a dry run unless --execute)
     #[command(after_help = KILL_EXAMPLES)]
     Kill(KillArgs),
     /// Inspect fault plugins: check a plugin file, list what is available
     #[command(subcommand)]
     Plugins(PluginsCommand),
+}
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  nightmare-monkey plan --seed 42 --count 5
+  nightmare-monkey plan --config examples/tokyo-office-hours.ron --from 2026-12-01T09:00:00+09:00";
+
+/// `plan`: the timer's next fire times, computed without waiting.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The schedule flags, as the daemon takes them.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    /// Start from this instant (RFC 3339) [default: now]
+    #[arg(long, value_name = "RFC3339")]
+    pub from: Option<String>,
+
+    /// How many fire times to print
+    #[arg(long, value_name = "K", default_value_t = 10)]
+    pub count: usize,
 }
 
 const KILL_EXAMPLES: &str = "\

@@ -10,7 +10,7 @@ use chrono::{DateTime, Local};
 use nightmare_monkey_plugin_api::sdk::{PluginError, Request, Rng};
 use serde::Serialize;
 
-use crate::plugin::Fault;
+use crate::{plugin::Fault, window::Window};
 
 /// The engine's record of one injection, from which log lines and answers are made.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +25,8 @@ pub struct Injection {
     pub ppid: u32,
     /// The configured fault that was injected.
     pub fault: String,
+    /// What asked for it (`timer`, `http`, `cli`).
+    pub trigger: String,
     /// Whether this was a dry run.
     pub dry_run: bool,
     /// The master seed of the run.
@@ -41,9 +43,31 @@ pub struct Injection {
 /// Why an injection did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
+    /// Outside the window: the monkey sleeps. Carries when the window next opens.
+    #[error("Nightmare Monkey is sleeping now")]
+    Sleeping {
+        /// The next opening, if any within a year.
+        opens: Option<DateTime<chrono::Utc>>,
+    },
     /// No fault of that name is configured.
     #[error("no fault named `{0}` is configured")]
     UnknownFault(String),
+    /// The plugin did not answer in time (it goes on running on its thread).
+    #[error("{fault}: no answer from the plugin within {secs} s")]
+    TimedOut {
+        /// The fault's name.
+        fault: String,
+        /// The deadline.
+        secs: u64,
+    },
+    /// The call could not complete.
+    #[error("{fault}: the injection failed: {reason}")]
+    Crashed {
+        /// The fault's name.
+        fault: String,
+        /// What happened.
+        reason: String,
+    },
     /// The plugin refused or failed.
     #[error("{fault}: {error}")]
     Plugin {
@@ -58,16 +82,19 @@ pub enum InjectError {
 pub struct Engine {
     master_seed: u64,
     execute: bool,
+    window: Option<Window>,
     faults: BTreeMap<String, Fault>,
     streams: Mutex<HashMap<String, Rng>>,
 }
 
 impl Engine {
-    /// An engine with no faults. Nothing is ever executed unless `execute` is set.
-    pub fn new(master_seed: u64, execute: bool) -> Self {
+    /// An engine with no faults. Nothing is ever executed unless `execute` is set; with a
+    /// window, nothing is injected outside it.
+    pub fn new(master_seed: u64, execute: bool, window: Option<Window>) -> Self {
         Self {
             master_seed,
             execute,
+            window,
             faults: BTreeMap::new(),
             streams: Mutex::new(HashMap::new()),
         }
@@ -79,6 +106,26 @@ impl Engine {
             anyhow::bail!("two faults are named `{name}`: fault names must be unique");
         }
         Ok(())
+    }
+
+    /// The master seed.
+    pub fn master_seed(&self) -> u64 {
+        self.master_seed
+    }
+
+    /// Whether faults are really injected.
+    pub fn executes(&self) -> bool {
+        self.execute
+    }
+
+    /// The names of the configured faults, sorted.
+    pub fn fault_names(&self) -> Vec<String> {
+        self.faults.keys().cloned().collect()
+    }
+
+    /// A fresh copy of the named stream, for a trigger that draws on its own (the timer).
+    pub fn stream(&self, name: &str) -> Rng {
+        Rng::stream(self.master_seed, name)
     }
 
     /// The next value of the named stream. Streams are independent: drawing from one
@@ -93,7 +140,15 @@ impl Engine {
 
     /// Injects the fault `name` once, with the next seed of its stream. Synchronous: the
     /// plugin may block, so async callers run this off their runtime.
-    pub fn inject(&self, name: &str, desc: &str) -> Result<Injection, InjectError> {
+    pub fn inject(&self, name: &str, desc: &str, trigger: &str) -> Result<Injection, InjectError> {
+        if let Some(window) = &self.window {
+            let now = chrono::Utc::now();
+            if !window.contains(now) {
+                return Err(InjectError::Sleeping {
+                    opens: window.next_open(now),
+                });
+            }
+        }
         let fault = self
             .faults
             .get(name)
@@ -118,6 +173,7 @@ impl Engine {
             pid: process.pid,
             ppid: process.ppid,
             fault: name.to_owned(),
+            trigger: trigger.to_owned(),
             dry_run: request.dry_run,
             master_seed: self.master_seed,
             seed,

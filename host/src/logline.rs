@@ -50,6 +50,7 @@ mod tests {
             pid: 23183,
             ppid: 1,
             fault: "process-kill".into(),
+            trigger: "cli".into(),
             dry_run,
             master_seed: 1,
             seed: 2,

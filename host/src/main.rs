@@ -3,11 +3,18 @@
 
 mod cli;
 mod commands;
+mod config;
+mod daemon;
 mod engine;
 #[allow(unsafe_code)]
 mod loader;
+mod log;
 mod logline;
 mod plugin;
+mod schedule;
+mod setup;
+mod triggers;
+mod window;
 
 use std::process::ExitCode;
 
@@ -23,7 +30,10 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Several configuration errors come one a line; each gets the prefix.
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
             if e.is::<UsageError>() {
                 ExitCode::from(2)
             } else {

@@ -37,10 +37,10 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
             seed
         }
     };
-    let mut engine = Engine::new(seed, args.execute);
+    let mut engine = Engine::new(seed, args.execute, None);
     engine.add_fault(&name, fault)?;
 
-    let injection = match engine.inject(&name, &args.desc) {
+    let injection = match engine.inject(&name, &args.desc, "cli") {
         Ok(injection) => injection,
         Err(InjectError::Plugin { fault, error }) if error.kind == ErrorKind::Config => {
             return Err(UsageError(anyhow!("{fault}: {error}")).into())

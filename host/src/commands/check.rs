@@ -1,0 +1,40 @@
+//! `nightmare-monkey check-config FILE`: everything the daemon checks at startup
+//! (syntax, values, plugins, every fault's own config), without running anything.
+
+use std::path::Path;
+
+use crate::{config, daemon, setup, UsageError};
+
+/// Runs `check-config`.
+pub fn run(file: &Path) -> anyhow::Result<()> {
+    let config = config::check_file(file).map_err(|e| UsageError(e.into()))?;
+    let setup = setup::build(&config).map_err(|e| UsageError(e.into()))?;
+    println!("{}: ok", file.display());
+    println!("  {}", daemon::banner(&config));
+    println!("  faults: {}", setup.engine.fault_names().join(", "));
+    match &config.timer_fault {
+        Some(fault) => println!("  timer: fires {fault}"),
+        None => println!("  timer: off"),
+    }
+    match &config.http {
+        Some(http) => println!(
+            "  http: {}{}",
+            http.listen,
+            if http.token.is_some() {
+                " (token required)"
+            } else {
+                ""
+            }
+        ),
+        None => println!("  http: off"),
+    }
+    println!(
+        "  {}",
+        if config.execute {
+            "executes faults (execute: true)"
+        } else {
+            "dry run"
+        }
+    );
+    Ok(())
+}

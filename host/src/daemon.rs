@@ -1,0 +1,153 @@
+//! The daemon: start the triggers, inject what they ask for through the engine, stop
+//! cleanly on SIGTERM or SIGINT.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::{
+    cli::DaemonArgs,
+    config::{self, Config},
+    engine::{Engine, InjectError, Injection},
+    log, logline,
+    schedule::Timer,
+    setup::{self, Setup},
+    triggers::{http, timer},
+    UsageError,
+};
+
+/// How long a plugin may take for one injection before the trigger gives up on it.
+pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
+    let setup = setup::build(&config).map_err(|e| UsageError(e.into()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(config, setup));
+    // A plugin call still running on a blocking thread must not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+/// The original's banner: `Nightmare Monkey is playing from 11:00 to 18:00, Mon thru Fri.`
+pub fn banner(config: &Config) -> String {
+    format!(
+        "Nightmare Monkey is playing {}, {}.",
+        config.window.time, config.window.days
+    )
+}
+
+async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
+    let engine = Arc::new(setup.engine);
+    let seed = engine.master_seed();
+    if setup.seed_drawn {
+        log::line(format!(
+            "Seed: {seed} (drawn; replay this drill with --seed {seed})"
+        ));
+    } else {
+        log::line(format!("Seed: {seed}"));
+    }
+    log::line(banner(&config));
+    if let Some(zone) = &config.zone_name {
+        log::line(format!("Time zone: {zone}"));
+    }
+    if !config.window.skip.is_empty() {
+        let dates: Vec<String> = config.window.skip.iter().map(|d| d.to_string()).collect();
+        log::line(format!("Sleeping all day on {}", dates.join(", ")));
+    }
+    if !engine.executes() {
+        log::line("Dry run: nothing will be changed (give --execute to inject faults for real)");
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let server = match &config.http {
+        Some(http_config) => {
+            let api = http::Api {
+                engine: engine.clone(),
+                kill_fault: config.kill_fault.clone(),
+                token: http_config.token.clone(),
+                plugins: setup.plugins.clone(),
+                fault_plugins: setup.fault_plugins.clone(),
+            };
+            let mut rx = stopped.clone();
+            let (addr, server) = http::bind(http_config, api, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })?;
+            if http_config.public_without_token {
+                log::line(format!(
+                    "warning: listening on {addr} without a token (http.allow_public_without_token): anyone who reaches it can inject faults"
+                ));
+            }
+            log::line(format!("Listening on http://{addr}"));
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
+    let timer_task = config.timer_fault.clone().map(|fault| {
+        let timer = Timer::new(
+            config.schedule.clone(),
+            config.window.clone(),
+            engine.stream("trigger/timer"),
+        );
+        tokio::spawn(timer::run(engine.clone(), timer, fault, stopped.clone()))
+    });
+
+    let signal = wait_for_signal().await?;
+    log::line(format!("Nightmare Monkey goes to bed ({signal})."));
+    let _ = stop.send(true);
+    if let Some(server) = server {
+        // In-flight requests are answered; a stuck one does not hold the exit up.
+        let _ = tokio::time::timeout(Duration::from_millis(800), server).await;
+    }
+    if let Some(task) = timer_task {
+        task.abort();
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Injects through the engine off the async runtime, with a deadline, and logs the
+/// original's lines for it. Every trigger comes through here.
+pub async fn inject(
+    engine: Arc<Engine>,
+    fault: String,
+    desc: String,
+    trigger: &'static str,
+) -> Result<Injection, InjectError> {
+    let name = fault.clone();
+    let call = tokio::task::spawn_blocking(move || engine.inject(&fault, &desc, trigger));
+    let result = match tokio::time::timeout(INJECT_DEADLINE, call).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(InjectError::Crashed {
+            fault: name,
+            reason: join.to_string(),
+        }),
+        Err(_) => Err(InjectError::TimedOut {
+            fault: name,
+            secs: INJECT_DEADLINE.as_secs(),
+        }),
+    };
+    match &result {
+        Ok(injection) => {
+            log::line(logline::fault_line(injection));
+            log::line(logline::result_line(injection));
+        }
+        Err(InjectError::Sleeping { .. }) => {}
+        Err(e) => log::line(format!("{trigger}: {e}")),
+    }
+    result
+}

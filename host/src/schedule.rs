@@ -1,0 +1,209 @@
+//! When the timer fires: a uniform interval (the original's, fixed), an exponential one
+//! (a mean time between faults, as Chaos Monkey does) or a cron expression. The window is
+//! applied on top by whoever fires: a fire outside it sleeps and draws again.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Local, Utc};
+use nightmare_monkey_plugin_api::sdk::Rng;
+
+use crate::window::{Window, Zone};
+
+/// The accepted form of a cron expression, for error messages.
+pub const CRON_FORM: &str = "a cron expression with seconds: sec min hour day-of-month month day-of-week [year], e.g. \"0 */15 * * * *\"";
+
+/// A schedule.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// A wait uniform in `min..=max` seconds.
+    Uniform {
+        /// Shortest wait, seconds.
+        min: u64,
+        /// Longest wait, seconds.
+        max: u64,
+    },
+    /// An exponentially distributed wait with this mean, in seconds (at least 1 s).
+    Exponential {
+        /// Mean wait, seconds.
+        mean: u64,
+    },
+    /// The fire times of a cron expression, read in the window's zone.
+    Cron(Box<cron::Schedule>),
+}
+
+impl Schedule {
+    /// A uniform schedule; `min > max` is refused.
+    pub fn uniform(min: u64, max: u64) -> Result<Self, String> {
+        if min > max {
+            return Err(format!(
+                "the minimum interval ({min} s) is greater than the maximum ({max} s)"
+            ));
+        }
+        if max == 0 {
+            return Err("the maximum interval must be at least 1 second".to_owned());
+        }
+        Ok(Schedule::Uniform { min, max })
+    }
+
+    /// A cron schedule.
+    pub fn cron(expr: &str) -> Result<Self, String> {
+        cron::Schedule::from_str(expr)
+            .map(|s| Schedule::Cron(Box::new(s)))
+            .map_err(|e| format!("invalid cron expression `{expr}` ({e}): expected {CRON_FORM}"))
+    }
+
+    /// The next fire time after `now`, drawing from `rng` for random schedules. `None`
+    /// only for a cron expression that never fires again.
+    pub fn next_after(
+        &self,
+        rng: &mut Rng,
+        now: DateTime<Utc>,
+        zone: Zone,
+    ) -> Option<DateTime<Utc>> {
+        let secs = match self {
+            Schedule::Uniform { min, max } => rng.between((*min).max(1), *max),
+            Schedule::Exponential { mean } => {
+                let u = rng.unit_f64();
+                let wait = -(*mean as f64) * (1.0 - u).ln();
+                // Capped so one unlucky draw cannot silence a drill for weeks.
+                wait.round().clamp(1.0, (*mean as f64) * 20.0) as u64
+            }
+            Schedule::Cron(s) => {
+                return match zone {
+                    Zone::Local => s
+                        .after(&now.with_timezone(&Local))
+                        .next()
+                        .map(|t| t.to_utc()),
+                    Zone::Named(tz) => s.after(&now.with_timezone(&tz)).next().map(|t| t.to_utc()),
+                }
+            }
+        };
+        Some(now + chrono::Duration::seconds(secs as i64))
+    }
+}
+
+/// The daemon's timer, without the waiting: the same draws in the same order make the
+/// same fire times, so `plan` previews exactly what the daemon will do.
+pub struct Timer {
+    schedule: Schedule,
+    window: Window,
+    rng: Rng,
+}
+
+/// One step of the timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fire {
+    /// When it fires.
+    pub at: DateTime<Utc>,
+    /// Whether the window is open then (else the monkey sleeps and draws again).
+    pub in_window: bool,
+}
+
+impl Timer {
+    /// A timer drawing from `rng` (the `trigger/timer` stream).
+    pub fn new(schedule: Schedule, window: Window, rng: Rng) -> Self {
+        Self {
+            schedule,
+            window,
+            rng,
+        }
+    }
+
+    /// The next fire after `now`.
+    pub fn next(&mut self, now: DateTime<Utc>) -> Option<Fire> {
+        let at = self
+            .schedule
+            .next_after(&mut self.rng, now, self.window.zone)?;
+        Some(Fire {
+            at,
+            in_window: self.window.contains(at),
+        })
+    }
+
+    /// The next `count` fires inside the window, from `from`, giving up after `limit`
+    /// draws (a cron expression that never meets the window).
+    pub fn plan(&mut self, from: DateTime<Utc>, count: usize, limit: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(count);
+        let mut now = from;
+        for _ in 0..limit {
+            if out.len() == count {
+                break;
+            }
+            let Some(fire) = self.next(now) else { break };
+            if fire.in_window {
+                out.push(fire.at);
+            }
+            now = fire.at;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::window::{Days, TimeRange};
+
+    fn always() -> Window {
+        Window {
+            days: Days::parse("*").unwrap(),
+            time: TimeRange::parse("00:00-24:00").unwrap(),
+            zone: Zone::parse("UTC").unwrap(),
+            skip: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn uniform_waits_stay_within_bounds_and_reach_both() {
+        let s = Schedule::uniform(3, 7).unwrap();
+        let mut rng = Rng::from_seed(1);
+        let now = DateTime::from_timestamp(0, 0).unwrap();
+        let waits: BTreeSet<i64> = (0..2000)
+            .map(|_| (s.next_after(&mut rng, now, Zone::Local).unwrap() - now).num_seconds())
+            .collect();
+        assert_eq!(waits, (3..=7).collect());
+        let fixed = Schedule::uniform(5, 5).unwrap();
+        assert_eq!(
+            fixed.next_after(&mut rng, now, Zone::Local),
+            Some(now + chrono::Duration::seconds(5))
+        );
+        assert_eq!(
+            Schedule::uniform(9, 3).unwrap_err(),
+            "the minimum interval (9 s) is greater than the maximum (3 s)"
+        );
+    }
+
+    #[test]
+    fn exponential_mean_is_about_right() {
+        let s = Schedule::Exponential { mean: 600 };
+        let mut rng = Rng::from_seed(2);
+        let now = DateTime::from_timestamp(0, 0).unwrap();
+        let total: i64 = (0..5000)
+            .map(|_| (s.next_after(&mut rng, now, Zone::Local).unwrap() - now).num_seconds())
+            .sum();
+        let mean = total as f64 / 5000.0;
+        assert!((560.0..640.0).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn cron_fires_on_its_times_and_plan_replays() {
+        let s = Schedule::cron("0 */15 * * * *").unwrap();
+        let from = DateTime::parse_from_rfc3339("2026-11-25T10:07:00Z")
+            .unwrap()
+            .to_utc();
+        let mut timer = Timer::new(s, always(), Rng::from_seed(0));
+        let plan = timer.plan(from, 3, 100);
+        let shown: Vec<String> = plan.iter().map(|t| t.to_rfc3339()).collect();
+        assert_eq!(
+            shown,
+            [
+                "2026-11-25T10:15:00+00:00",
+                "2026-11-25T10:30:00+00:00",
+                "2026-11-25T10:45:00+00:00"
+            ]
+        );
+        assert!(Schedule::cron("every tuesday").is_err());
+    }
+}

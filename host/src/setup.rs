@@ -1,0 +1,128 @@
+//! From a validated configuration to a running engine: load the plugins, build every
+//! configured fault, fix the seed. Shared by the daemon, `plan` and `check-config`, so a
+//! file that checks clean also starts.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    config::{Config, ConfigErrors},
+    engine::Engine,
+    plugin::{self, Plugin, Source},
+};
+
+/// What a plugin is, for `/api/plugins` and the log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The interface version it was built against.
+    pub api_version: String,
+    /// What it does.
+    pub description: String,
+    /// `built-in` or the file it came from.
+    pub source: String,
+}
+
+/// An engine ready to run.
+pub struct Setup {
+    /// The engine, with every configured fault.
+    pub engine: Engine,
+    /// Every plugin available.
+    pub plugins: Vec<PluginInfo>,
+    /// Which plugin each fault uses.
+    pub fault_plugins: BTreeMap<String, String>,
+    /// Whether the seed was drawn (not given).
+    pub seed_drawn: bool,
+}
+
+/// Builds the engine; every problem is reported, each naming where it was written.
+pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
+    let loaded = plugin::builtins().into_iter().map(Ok).chain(
+        config
+            .plugin_files
+            .iter()
+            .map(|path| Plugin::load(path).map_err(|e| format!("{e:#}"))),
+    );
+    for p in loaded {
+        match p {
+            Ok(p) => {
+                if let Some(first) = plugins.get(&p.manifest.name) {
+                    errors.push(format!(
+                        "two plugins are named `{}`: {} and {}; remove one",
+                        p.manifest.name, first.source, p.source
+                    ));
+                } else {
+                    plugins.insert(p.manifest.name.clone(), p);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let (seed, seed_drawn) = match config.seed {
+        Some(seed) => (seed, false),
+        None => match getrandom::u64() {
+            Ok(seed) => (seed, true),
+            Err(e) => {
+                return Err(ConfigErrors(vec![format!(
+                    "cannot draw a random seed: {e}"
+                )]))
+            }
+        },
+    };
+    let mut engine = Engine::new(seed, config.execute, Some(config.window.clone()));
+    let mut fault_plugins = BTreeMap::new();
+    for fault in &config.faults {
+        let at = if fault.location.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", fault.location)
+        };
+        let Some(plugin) = plugins.get(&fault.plugin) else {
+            errors.push(format!(
+                "{at}fault `{}` uses plugin `{}`, which is not loaded (available: {})",
+                fault.name,
+                fault.plugin,
+                plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        };
+        match plugin.new_fault(&fault.config) {
+            Ok(f) => {
+                if let Err(e) = engine.add_fault(&fault.name, f) {
+                    errors.push(format!("{at}{e}"));
+                }
+                fault_plugins.insert(fault.name.clone(), fault.plugin.clone());
+            }
+            Err(e) => errors.push(format!(
+                "{at}fault `{}` ({}): invalid config: {e}",
+                fault.name, fault.plugin
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let plugins = plugins
+        .values()
+        .map(|p| PluginInfo {
+            name: p.manifest.name.clone(),
+            version: p.manifest.version.clone(),
+            api_version: p.manifest.api_version.clone(),
+            description: p.manifest.description.clone(),
+            source: match &p.source {
+                Source::Builtin => "built-in".to_owned(),
+                Source::File(path) => path.display().to_string(),
+            },
+        })
+        .collect();
+    Ok(Setup {
+        engine,
+        plugins,
+        fault_plugins,
+        seed_drawn,
+    })
+}
