@@ -36,7 +36,7 @@ pub const TIMER_DESC: &str = "by monkey";
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename = "config")]
 pub struct RawConfig {
     execute: Option<bool>,
     seed: Option<u64>,
@@ -49,7 +49,7 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "schedule")]
 enum RawSchedule {
     Uniform {
         #[serde(default)]
@@ -64,7 +64,7 @@ enum RawSchedule {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename = "window")]
 struct RawWindow {
     days: Option<String>,
     time: Option<String>,
@@ -73,7 +73,7 @@ struct RawWindow {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename = "http")]
 struct RawHttp {
     enabled: bool,
     listen: Option<String>,
@@ -97,7 +97,7 @@ impl Default for RawHttp {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename = "timer")]
 struct RawTimer {
     enabled: bool,
     fault: String,
@@ -113,7 +113,7 @@ impl Default for RawTimer {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename = "fault")]
 struct RawFault {
     plugin: Option<String>,
     config: Option<ron::Value>,
@@ -166,8 +166,8 @@ pub struct Config {
     pub kill_fault: String,
     /// Every configured fault (at least the default one).
     pub faults: Vec<FaultConfig>,
-    /// Plugin files to load.
-    pub plugin_files: Vec<PathBuf>,
+    /// Plugin files to load, each with where it was written.
+    pub plugin_files: Vec<(PathBuf, String)>,
 }
 
 /// Errors found in a file or on the command line, all of them.
@@ -351,7 +351,7 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
                 min_interval.unwrap_or(DEFAULT_MIN_INTERVAL),
                 max_interval.unwrap_or(DEFAULT_MAX_INTERVAL),
             )
-            .map_err(|e| errors.push(format!("{}: {e}", src.at(&["schedule"]))))
+            .map_err(|e| errors.push(format!("{}: {e}", src.at(&["schedule", "min_interval"]))))
             .ok(),
             Some(RawSchedule::Exponential { mean }) if *mean == 0 => {
                 errors.push(format!(
@@ -432,7 +432,16 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         timer_fault: raw.timer.enabled.then(|| timer_fault.clone()),
         kill_fault: timer_fault,
         faults,
-        plugin_files: raw.plugins.clone(),
+        plugin_files: raw
+            .plugins
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    src.at(&["plugins", &format!("\"{}\"", p.display())]),
+                )
+            })
+            .collect(),
     })
 }
 
@@ -502,7 +511,7 @@ fn http_config(
     }
     if !addr.ip().is_loopback() && token.is_none() && !raw.allow_public_without_token {
         errors.push(format!(
-            "refusing to listen on {addr} without a token: anyone who reaches it could inject faults. Set http.token or http.token_file in the config (or http.allow_public_without_token: true to accept that), or listen on 127.0.0.1"
+            "{at}: refusing to listen on {addr} without a token: anyone who reaches it could inject faults. Set http.token or http.token_file in the config (or http.allow_public_without_token: true to accept that), or listen on 127.0.0.1"
         ));
         return None;
     }

@@ -49,7 +49,20 @@ impl Schedule {
     pub fn cron(expr: &str) -> Result<Self, String> {
         cron::Schedule::from_str(expr)
             .map(|s| Schedule::Cron(Box::new(s)))
-            .map_err(|e| format!("invalid cron expression `{expr}` ({e}): expected {CRON_FORM}"))
+            .map_err(|e| {
+                // The crate's message repeats the expression with a caret under it; keep
+                // only its last line, the reason.
+                let text = e.to_string();
+                let reason = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or_default();
+                format!(
+                    "invalid cron expression `{expr}` ({}): expected {CRON_FORM}",
+                    reason.trim()
+                )
+            })
     }
 
     /// The next fire time after `now`, drawing from `rng` for random schedules. `None`

@@ -45,7 +45,7 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
         config
             .plugin_files
             .iter()
-            .map(|path| Plugin::load(path).map_err(|e| format!("{e:#}"))),
+            .map(|(path, at)| Plugin::load(path).map_err(|e| format!("{at}: {e:#}"))),
     );
     for p in loaded {
         match p {
@@ -98,8 +98,10 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
                 fault_plugins.insert(fault.name.clone(), fault.plugin.clone());
             }
             Err(e) => errors.push(format!(
-                "{at}fault `{}` ({}): invalid config: {e}",
-                fault.name, fault.plugin
+                "{at}fault `{}` ({}): invalid config: {}",
+                fault.name,
+                fault.plugin,
+                without_position(&e.message)
             )),
         }
     }
@@ -125,4 +127,23 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
         fault_plugins,
         seed_drawn,
     })
+}
+
+/// A plugin's config error without its leading `line:col-line:col: `: for a fault written
+/// in a config file, the plugin saw the config re-written as one line, so its positions
+/// would point nowhere in the user's file (the error names the field instead).
+fn without_position(message: &str) -> &str {
+    let Some((head, rest)) = message.split_once(": ") else {
+        return message;
+    };
+    let is_position = !head.is_empty()
+        && head.split('-').all(|p| {
+            p.split_once(':')
+                .is_some_and(|(l, c)| l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok())
+        });
+    if is_position {
+        rest
+    } else {
+        message
+    }
 }

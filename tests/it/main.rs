@@ -4,6 +4,9 @@
 //! (`unshare --user --map-root-user --pid --fork --mount-proc`), to processes the test
 //! started there. Everything run against this machine's own processes is a dry run.
 
+mod api;
+mod config;
+mod daemon;
 mod kill;
 mod plugins;
 mod util;

@@ -93,3 +93,182 @@ pub fn pairs(text: &str, key: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_owned))
         .collect()
 }
+
+/// A daemon the test started, with its log lines as they come.
+pub struct Daemon {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+/// How long any wait for the daemon may take before the test fails.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl Daemon {
+    /// Starts `nightmare-monkey ARGS` (dry run unless the args say otherwise: on this
+    /// machine tests never pass --execute).
+    pub fn start(args: &[&str]) -> Daemon {
+        assert!(
+            !args.contains(&"--execute"),
+            "never --execute outside a namespace"
+        );
+        let mut child = Command::new(bin())
+            .args(args)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line (timestamp stripped) for which `want` holds, and returns it.
+    pub fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> String {
+        let until = std::time::Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let message = strip_timestamp(&line).to_owned();
+                    self.log.push(message.clone());
+                    if want(&message) {
+                        return message;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such log line within {DEADLINE:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The port from `Listening on http://127.0.0.1:PORT`.
+    pub fn port(&mut self) -> u16 {
+        let line = self.wait_for(|l| l.starts_with("Listening on http://"));
+        line.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Sends a signal by name to this daemon (our own child, by its exact PID).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let until = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < until {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self
+                    .lines
+                    .recv_timeout(std::time::Duration::from_millis(200))
+                {
+                    self.log.push(strip_timestamp(&line).to_owned());
+                }
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the daemon did not exit within {DEADLINE:?}")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `2017/12/14 16:32:41 message` -> `message`, checking the timestamp's shape.
+pub fn strip_timestamp(line: &str) -> &str {
+    let shape: String = line
+        .chars()
+        .take(20)
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999/99/99 99:99:99 ", "not a log line: {line:?}");
+    &line[20..]
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`; `headers` are extra `Name: value` lines.
+pub fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // A server may answer (413) before reading the whole body; that is fine.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}

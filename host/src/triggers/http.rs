@@ -87,7 +87,7 @@ pub fn bind(
     let kill = warp::path!("api" / "kill")
         .and(warp::post())
         .and(authorized.clone())
-        .and(body.clone())
+        .and(body)
         .and_then(|api: Arc<Api>, body: Bytes| async move {
             let fault = api.kill_fault.clone();
             Ok::<_, Infallible>(fire(api, fault, &body).await)
@@ -135,31 +135,24 @@ pub fn bind(
 }
 
 /// The description from a body like the original's `{"desc":"I like kill!"}`, whatever
-/// the content type (curl's `-d` sends a form type with a JSON body).
-fn desc(body: &[u8]) -> Result<String, Response> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| error(StatusCode::BAD_REQUEST, "format error"))?;
+/// the content type (curl's `-d` sends a form type with a JSON body); else the message of
+/// the 400 answer.
+fn desc(body: &[u8]) -> Result<String, &'static str> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "format error")?;
     match value.get("desc") {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(serde_json::Value::String(_)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}",
-        )),
-        Some(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "desc must be a string, e.g. {\"desc\":\"I like kill!\"}",
-        )),
-        None => Err(error(
-            StatusCode::BAD_REQUEST,
-            "desc is required: send a JSON object like {\"desc\":\"I like kill!\"}",
-        )),
+        Some(serde_json::Value::String(_)) => {
+            Err("desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}")
+        }
+        Some(_) => Err("desc must be a string, e.g. {\"desc\":\"I like kill!\"}"),
+        None => Err("desc is required: send a JSON object like {\"desc\":\"I like kill!\"}"),
     }
 }
 
 async fn fire(api: Arc<Api>, fault: String, body: &[u8]) -> Response {
     let desc = match desc(body) {
         Ok(desc) => desc,
-        Err(answer) => return answer,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     match daemon::inject(api.engine.clone(), fault, desc, "http").await {
         Ok(injection) => warp::reply::json(&injection).into_response(),

@@ -1,0 +1,192 @@
+//! The HTTP API, as the article's clients use it and as nobody should be able to break it.
+
+use crate::util::{http, Daemon};
+
+fn daemon(extra: &[&str]) -> (Daemon, u16) {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--seed", "5"];
+    args.extend_from_slice(extra);
+    let mut d = Daemon::start(&args);
+    let port = d.port();
+    (d, port)
+}
+
+const OPEN: &[&str] = &["-d", "*", "-t", "00:00-24:00"];
+
+#[test]
+fn the_articles_curl_works_as_written() {
+    let mut kid = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let (mut d, port) = daemon(OPEN);
+    // curl -d sends a form content type; the body is JSON all the same.
+    let a = http(
+        port,
+        "POST",
+        "/api/kill",
+        &["Content-Type: application/x-www-form-urlencoded"],
+        br#"{"desc":"I like kill!"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let j = a.json();
+    assert_eq!(j["desc"], "I like kill!");
+    assert!(j["name"].is_string() && j["pid"].is_u64() && j["ppid"].is_u64());
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["trigger"], "http");
+    let line = d.wait_for(|l| l.contains("Kill: "));
+    assert_eq!(
+        line,
+        format!(
+            "(Dryrun) Kill: {}(PID:{} PPID:{}) - I like kill!",
+            j["name"].as_str().unwrap(),
+            j["pid"],
+            j["ppid"]
+        ),
+        "the log line and the answer come from the same outcome"
+    );
+    // The chat bot's way.
+    let a = http(
+        port,
+        "POST",
+        "/api/kill",
+        &["Content-Type: application/json"],
+        br#"{"desc":"request from hubot"}"#,
+    );
+    assert_eq!(
+        (a.status, a.json()["desc"].as_str()),
+        (200, Some("request from hubot"))
+    );
+    kid.kill().unwrap();
+    kid.wait().unwrap();
+}
+
+#[test]
+fn bad_requests_get_clear_json_errors_never_500() {
+    let (_d, port) = daemon(OPEN);
+    let cases: &[(&str, &str, &[u8], u16, &str)] = &[
+        ("POST", "/api/kill", b"{\"desc\":", 400, "format error"),
+        ("POST", "/api/kill", b"", 400, "format error"),
+        ("POST", "/api/kill", b"{}", 400, "desc is required: send a JSON object like {\"desc\":\"I like kill!\"}"),
+        ("POST", "/api/kill", b"[1,2]", 400, "desc is required: send a JSON object like {\"desc\":\"I like kill!\"}"),
+        ("POST", "/api/kill", b"{\"desc\":\"  \"}", 400, "desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}"),
+        ("POST", "/api/kill", b"{\"desc\":5}", 400, "desc must be a string, e.g. {\"desc\":\"I like kill!\"}"),
+        ("GET", "/api/kill", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins and GET /healthz"),
+        ("DELETE", "/api/plugins", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins and GET /healthz"),
+        ("GET", "/nowhere", b"", 404, "not found: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins and GET /healthz"),
+        ("POST", "/api/faults/nope", b"{\"desc\":\"x\"}", 404, "no fault named `nope` is configured"),
+    ];
+    for (method, path, body, status, message) in cases {
+        let a = http(port, method, path, &[], body);
+        assert_eq!(
+            a.status,
+            *status,
+            "{method} {path} {}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(
+            a.json(),
+            serde_json::json!({"code": status, "message": message})
+        );
+    }
+    let big = vec![b'x'; 70_000];
+    let a = http(port, "POST", "/api/kill", &[], &big);
+    assert_eq!(a.status, 413);
+    assert_eq!(a.json()["message"], "the body is larger than 65536 bytes");
+}
+
+#[test]
+fn named_faults_plugins_and_health() {
+    let mut kid = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let (_d, port) = daemon(OPEN);
+    let a = http(
+        port,
+        "POST",
+        "/api/faults/process-kill",
+        &[],
+        br#"{"desc":"by name"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["fault"], "process-kill");
+    let p = http(port, "GET", "/api/plugins", &[], b"").json();
+    assert_eq!(p["plugins"][0]["name"], "process-kill");
+    assert_eq!(p["plugins"][0]["source"], "built-in");
+    assert_eq!(
+        p["faults"],
+        serde_json::json!([{"name": "process-kill", "plugin": "process-kill"}])
+    );
+    assert_eq!(
+        http(port, "GET", "/healthz", &[], b"").json(),
+        serde_json::json!({"status": "ok"})
+    );
+    kid.kill().unwrap();
+    kid.wait().unwrap();
+}
+
+#[test]
+fn outside_the_window_it_answers_503_with_retry_after() {
+    // Closed all day every day but one hour a week from now cannot be open now:
+    // open only on the day after tomorrow's weekday, which is not today's.
+    let day = (chrono::Local::now().date_naive() + chrono::Duration::days(2))
+        .format("%w")
+        .to_string();
+    let (_d, port) = daemon(&["-d", &day, "-t", "00:00-24:00"]);
+    let a = http(port, "POST", "/api/kill", &[], br#"{"desc":"too early"}"#);
+    assert_eq!(a.status, 503);
+    assert_eq!(
+        a.json(),
+        serde_json::json!({"code": 503, "message": "Nightmare Monkey is sleeping now"})
+    );
+    let retry: i64 = a.header("retry-after").unwrap().parse().unwrap();
+    // Opens at midnight starting the day after tomorrow: between 1 and 2 days away.
+    assert!(
+        (86_400 - 3_700..=2 * 86_400 + 3_700).contains(&retry),
+        "{retry}"
+    );
+}
+
+#[test]
+fn a_token_guards_every_api_call() {
+    let dir = std::env::temp_dir().join(format!("nm-it-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token.ron");
+    std::fs::write(
+        &file,
+        r#"(http: (token: "s3cret"), window: (days: "*", time: "00:00-24:00"))"#,
+    )
+    .unwrap();
+    let (_d, port) = daemon(&["--config", file.to_str().unwrap()]);
+    let unauthorized = serde_json::json!({"code": 401, "message": "missing or wrong token: send Authorization: Bearer <token>"});
+    for headers in [
+        &[][..],
+        &["Authorization: Bearer wrong"][..],
+        &["Authorization: s3cret"][..],
+    ] {
+        for (method, path) in [
+            ("POST", "/api/kill"),
+            ("GET", "/api/plugins"),
+            ("POST", "/api/faults/process-kill"),
+        ] {
+            let a = http(port, method, path, headers, br#"{"desc":"x"}"#);
+            assert_eq!(
+                (a.status, a.json()),
+                (401, unauthorized.clone()),
+                "{method} {path} {headers:?}"
+            );
+            assert_eq!(a.header("www-authenticate"), Some("Bearer"));
+        }
+    }
+    let a = http(
+        port,
+        "GET",
+        "/api/plugins",
+        &["Authorization: Bearer s3cret"],
+        b"",
+    );
+    assert_eq!(a.status, 200);
+    // Health probes need no token.
+    assert_eq!(http(port, "GET", "/healthz", &[], b"").status, 200);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,112 @@
+//! Configuration files: every invalid fixture gives its exact message, every example
+//! checks clean.
+
+use std::{fs, path::Path};
+
+use crate::util::monkey;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// `tests/it/invalid_configs/NAME.ron` must fail `check-config` (and the daemon) with
+/// exit code 2 and exactly `NAME.stderr` (`{file}` standing for the file's path).
+#[test]
+fn every_invalid_config_gives_its_exact_message() {
+    let dir = repo().join("tests/it/invalid_configs");
+    let mut checked = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ron") {
+            continue;
+        }
+        let file = path.to_str().unwrap();
+        let expected = fs::read_to_string(path.with_extension("stderr"))
+            .unwrap_or_else(|_| panic!("{file} has no .stderr beside it"))
+            .replace("{file}", file);
+        for args in [vec!["check-config", file], vec!["--config", file]] {
+            let run = monkey(&args);
+            assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+            assert_eq!(run.stderr, expected, "{args:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} fixtures");
+}
+
+#[test]
+fn all_errors_of_a_file_come_at_once() {
+    let file = repo().join("tests/it/invalid_configs/all_errors_at_once.ron");
+    let run = monkey(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(run.stderr.lines().count(), 4, "{}", run.stderr);
+}
+
+#[test]
+fn every_example_config_checks_clean() {
+    let mut checked = 0;
+    for entry in fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ron") {
+            let run = monkey(&["check-config", path.to_str().unwrap()]);
+            assert_eq!(run.code, Some(0), "{}: {}", path.display(), run.stderr);
+            assert!(run.stdout.starts_with(&format!("{}: ok\n", path.display())));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3);
+    // The fault example is a plugin config: it must be accepted as --fault-config.
+    let fault = fs::read_to_string(repo().join("examples/faults/process-kill.ron")).unwrap();
+    let run = monkey(&["kill", "--seed", "1", "--json", "--fault-config", &fault]);
+    assert_ne!(run.code, Some(2), "{}", run.stderr);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = repo().join("examples/tokyo-office-hours.ron");
+    let run = monkey(&[
+        "plan",
+        "--config",
+        file.to_str().unwrap(),
+        "--seed",
+        "1",
+        "--count",
+        "3",
+        "--min-interval",
+        "60",
+        "--max-interval",
+        "60",
+        "--from",
+        "2026-12-01T10:00:00+09:00",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // Uniform 60 s from the flags replaces the file's exponential schedule; the file's
+    // zone still applies.
+    assert_eq!(
+        run.stdout,
+        "2026-12-01T10:01:00+09:00 process-kill\n2026-12-01T10:02:00+09:00 process-kill\n2026-12-01T10:03:00+09:00 process-kill\n"
+    );
+}
+
+#[test]
+fn the_tokyo_drill_previews_the_same_every_time() {
+    let file = repo().join("examples/tokyo-office-hours.ron");
+    let args = [
+        "plan",
+        "--config",
+        file.to_str().unwrap(),
+        "--from",
+        "2026-12-01T09:00:00+09:00",
+        "--count",
+        "5",
+    ];
+    let run = monkey(&args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, monkey(&args).stdout);
+    assert!(
+        run.stdout
+            .lines()
+            .all(|l| l.contains("+09:00 process-kill")),
+        "{}",
+        run.stdout
+    );
+}

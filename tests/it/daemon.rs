@@ -1,0 +1,278 @@
+//! The daemon: banner, log lines, timer, window, signals, lifecycle.
+
+use std::time::Instant;
+
+use crate::util::{in_namespace, monkey, pairs, Daemon};
+
+const FAST: &[&str] = &[
+    "--min-interval",
+    "1",
+    "--max-interval",
+    "1",
+    "-d",
+    "*",
+    "-t",
+    "00:00-24:00",
+];
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(extra);
+    all
+}
+
+#[test]
+fn startup_prints_the_original_banner_then_the_first_wait() {
+    let mut d = Daemon::start(&args(&["--seed", "42"]));
+    d.wait_for(|l| l.starts_with("Next: "));
+    let port = d.log[3].rsplit(':').next().unwrap().to_owned();
+    assert_eq!(
+        d.log,
+        [
+            "Seed: 42".to_owned(),
+            "Nightmare Monkey is playing from 11:00 to 18:00, Mon thru Fri.".to_owned(),
+            "Dry run: nothing will be changed (give --execute to inject faults for real)"
+                .to_owned(),
+            format!("Listening on http://127.0.0.1:{port}"),
+            // The first draw of seed 42's timer stream, in [3600, 21600].
+            "Next: 14158 seconds after".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_drawn_seed_is_logged_for_replay() {
+    let mut d = Daemon::start(&args(&[]));
+    let line = d.wait_for(|l| l.starts_with("Seed: "));
+    assert!(
+        line.ends_with(")") && line.contains("(drawn; replay this drill with --seed "),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_timer_fires_the_original_lines_in_the_window() {
+    let mut kid = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let mut d = Daemon::start(&args(&[FAST, &["--seed", "1"]].concat()));
+    let line = d.wait_for(|l| l.contains("Kill: "));
+    assert!(
+        line.starts_with("(Dryrun) Kill: ") && line.ends_with(") - by monkey"),
+        "{line}"
+    );
+    let result = d.wait_for(|_| true);
+    assert!(
+        result.starts_with("dry-run: would send SIGKILL to "),
+        "{result}"
+    );
+    assert_eq!(d.wait_for(|_| true), "Next: 1 seconds after");
+    kid.kill().unwrap();
+    kid.wait().unwrap();
+}
+
+#[test]
+fn outside_the_window_the_monkey_sleeps_with_good_dream() {
+    // Every day of the coming week skipped: the window is shut now, whatever the clock.
+    let dir = std::env::temp_dir().join(format!("nm-it-sleep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let today = chrono::Local::now().date_naive();
+    let dates: Vec<String> = (-1..8)
+        .map(|i| format!("\"{}\"", today + chrono::Duration::days(i)))
+        .collect();
+    let file = dir.join("closed.ron");
+    std::fs::write(
+        &file,
+        format!(
+            "(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: \"*\", time: \"00:00-24:00\", skip_dates: [{}]))",
+            dates.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&args(&["--config", file.to_str().unwrap()]));
+    d.wait_for(|l| l == "Next: 1 seconds after");
+    d.wait_for(|l| l == "Nightmare Monkey is sleeping with good dream.");
+    assert_eq!(d.wait_for(|_| true), "Next: 1 seconds after");
+    assert!(!d.log.iter().any(|l| l.contains("Kill:")));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sigterm_and_sigint_stop_it_cleanly_within_a_second() {
+    for signal in ["TERM", "INT"] {
+        let mut d = Daemon::start(&args(&[]));
+        d.port();
+        let sent = Instant::now();
+        d.signal(signal);
+        assert_eq!(d.wait_exit(), Some(0), "{signal}: {:?}", d.log);
+        assert!(
+            sent.elapsed().as_millis() < 1000,
+            "{signal} took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(
+            d.log.last().unwrap(),
+            &format!("Nightmare Monkey goes to bed (SIG{signal}).")
+        );
+    }
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let run = monkey(&["--listen", &format!("127.0.0.1:{port}")]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.ends_with(&format!(
+            "error: cannot listen on 127.0.0.1:{port}: Address already in use (os error 98)\n"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_public_address_without_a_token_is_refused() {
+    let run = monkey(&["--listen", "0.0.0.0:8080"]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        "error: --listen: refusing to listen on 0.0.0.0:8080 without a token: anyone who reaches it could inject faults. Set http.token or http.token_file in the config (or http.allow_public_without_token: true to accept that), or listen on 127.0.0.1\n"
+    );
+}
+
+#[test]
+fn malformed_flags_name_the_flag_and_the_form() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-d", "mon"], "error: --day: invalid days `mon`: expected crontab-style weekdays: a number 0-7 (0 and 7 are Sunday), a range like 1-5 (5-1 wraps over the weekend), a list like 1,3,5, or *\n"),
+        (&["-t", "9-17"], "error: --time: invalid time `9-17`: expected HH:MM-HH:MM, e.g. 11:00-18:00 (22:00-02:00 wraps midnight; 00:00-24:00 is all day)\n"),
+        (&["--min-interval", "10", "--max-interval", "5"], "error: --min-interval/--max-interval: the minimum interval (10 s) is greater than the maximum (5 s)\n"),
+        (&["--listen", "localhost:x"], "error: --listen: invalid listen address `localhost:x`: expected IP or IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080\n"),
+    ];
+    for (flags, expected) in cases {
+        let run = monkey(flags);
+        assert_eq!(run.code, Some(2), "{flags:?}");
+        assert_eq!(run.stderr, *expected, "{flags:?}");
+    }
+}
+
+/// With --execute, only inside a fresh PID namespace: the timer kills the one process the
+/// config allows, and the daemon reports it killed.
+#[test]
+fn executed_timer_faults_kill_in_a_namespace() {
+    let run = in_namespace(
+        r#"sleep 1000 & v=$!; echo "victim $v"
+cat > cfg.ron <<'CFG'
+(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
+ faults: {"process-kill": (config: (include_cmdlines: ["^sleep 1000$"]))})
+CFG
+"$NM" --config cfg.ron --execute --seed 9 --listen 127.0.0.1:0 2>log & d=$!
+end=$(($(date +%s) + 15)); until grep -q '^.\{20\}killed: ' log; do [ "$(date +%s)" -gt $end ] && break; done
+kill -TERM $d; wait $d; echo "code $?"; cat log; rm -f cfg.ron log
+echo "state $(cut -d' ' -f3 /proc/$v/stat 2>/dev/null || echo gone)""#,
+    );
+    let v = pairs(&run.stdout, "victim")[0].clone();
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains(&format!(" Kill: sleep(PID:{v} PPID:1) - by monkey\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(&format!(
+        " killed: sent SIGKILL to sleep(PID:{v}), it exited"
+    )));
+    let state = pairs(&run.stdout, "state")[0].clone();
+    assert!(state == "Z" || state == "gone", "victim is {state}");
+}
+
+#[test]
+fn plan_is_deterministic_and_honours_bounds_and_window() {
+    let flags = [
+        "plan",
+        "--seed",
+        "7",
+        "--from",
+        "2026-11-23T00:00:00Z",
+        "--count",
+        "200",
+        "--min-interval",
+        "60",
+        "--max-interval",
+        "600",
+        "-d",
+        "1-5",
+        "-t",
+        "22:00-02:00",
+    ];
+    let first = monkey(&flags);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(
+        first.stdout,
+        monkey(&flags).stdout,
+        "same inputs, same bytes"
+    );
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = first
+        .stdout
+        .lines()
+        .map(|l| {
+            let (t, fault) = l.split_once(' ').unwrap();
+            assert_eq!(fault, "process-kill");
+            chrono::DateTime::parse_from_rfc3339(t).unwrap()
+        })
+        .collect();
+    assert_eq!(times.len(), 200);
+    for t in &times {
+        use chrono::{Datelike as _, Timelike as _};
+        let local = t.with_timezone(&chrono::Local);
+        let m = local.hour() * 60 + local.minute();
+        assert!(!(120..22 * 60).contains(&m), "{t} outside 22:00-02:00");
+        assert!(
+            (1..=5).contains(&local.weekday().num_days_from_sunday()),
+            "{t} on a weekend"
+        );
+    }
+    let other = monkey(&["plan", "--seed", "8", "--from", "2026-11-23T00:00:00Z"]);
+    assert_ne!(
+        other.stdout,
+        monkey(&["plan", "--seed", "7", "--from", "2026-11-23T00:00:00Z"]).stdout
+    );
+}
+
+#[test]
+fn plan_steps_stay_within_the_interval_bounds() {
+    let run = monkey(&[
+        "plan",
+        "--seed",
+        "3",
+        "--from",
+        "2026-11-23T00:00:00Z",
+        "--count",
+        "300",
+        "--min-interval",
+        "5",
+        "--max-interval",
+        "9",
+        "-d",
+        "*",
+        "-t",
+        "00:00-24:00",
+    ]);
+    let times: Vec<i64> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            chrono::DateTime::parse_from_rfc3339(l.split(' ').next().unwrap())
+                .unwrap()
+                .timestamp()
+        })
+        .collect();
+    let steps: std::collections::BTreeSet<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        steps,
+        (5..=9).collect(),
+        "every wait in [5, 9] and all of them reached"
+    );
+}
