@@ -68,6 +68,10 @@ pub struct DaemonArgs {
     #[arg(short = 't', long = "time", value_name = "RANGE")]
     pub time: Option<String>,
 
+    /// Time zone of --day and --time, an IANA name like Asia/Tokyo [default: the host's]
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
     /// HTTP API port [default: 8080]
     #[arg(short = 'p', long, value_name = "PORT")]
     pub port: Option<u16>,

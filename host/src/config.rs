@@ -303,11 +303,18 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
     let time = TimeRange::parse(&time)
         .map_err(|e| errors.push(format!("{time_at}: {e}")))
         .ok();
-    let zone = match &raw.window.timezone {
-        None => Some(Zone::Local),
-        Some(name) => Zone::parse(name)
+    let zone_name = args
+        .timezone
+        .clone()
+        .or_else(|| raw.window.timezone.clone());
+    let zone = match (&args.timezone, &raw.window.timezone) {
+        (Some(name), _) => Zone::parse(name)
+            .map_err(|e| errors.push(format!("--timezone: {e}")))
+            .ok(),
+        (None, Some(name)) => Zone::parse(name)
             .map_err(|e| errors.push(format!("{}: {e}", src.at(&["window", "timezone"]))))
             .ok(),
+        (None, None) => Some(Zone::Local),
     };
     let mut skip = BTreeSet::new();
     for date in &raw.window.skip_dates {
@@ -427,7 +434,7 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
             zone,
             skip,
         },
-        zone_name: raw.window.timezone.clone(),
+        zone_name,
         http,
         timer_fault: raw.timer.enabled.then(|| timer_fault.clone()),
         kill_fault: timer_fault,

@@ -144,11 +144,63 @@ fn a_public_address_without_a_token_is_refused() {
 }
 
 #[test]
+fn a_public_address_is_allowed_only_with_a_token_or_an_explicit_opt_out() {
+    let dir = std::env::temp_dir().join(format!("nm-it-public-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, http) in [
+        ("token", r#"(listen: "0.0.0.0:8080", token: "s3cret")"#),
+        (
+            "opt-out",
+            r#"(listen: "0.0.0.0:8080", allow_public_without_token: true)"#,
+        ),
+    ] {
+        let file = dir.join(format!("{name}.ron"));
+        std::fs::write(&file, format!("(http: {http})")).unwrap();
+        let run = monkey(&["check-config", file.to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_zone_flag_moves_the_window() {
+    let plan = |zone: &str| {
+        monkey(&[
+            "plan",
+            "--seed",
+            "1",
+            "--count",
+            "1",
+            "--from",
+            "2026-11-23T00:00:00Z",
+            "--min-interval",
+            "60",
+            "--max-interval",
+            "60",
+            "-d",
+            "*",
+            "-t",
+            "09:00-10:00",
+            "--timezone",
+            zone,
+        ])
+        .stdout
+    };
+    assert_eq!(
+        plan("Asia/Tokyo"),
+        "2026-11-23T09:01:00+09:00 process-kill\n"
+    );
+    assert_eq!(plan("UTC"), "2026-11-23T09:00:00+00:00 process-kill\n");
+}
+
+#[test]
 fn malformed_flags_name_the_flag_and_the_form() {
     let cases: &[(&[&str], &str)] = &[
         (&["-d", "mon"], "error: --day: invalid days `mon`: expected crontab-style weekdays: a number 0-7 (0 and 7 are Sunday), a range like 1-5 (5-1 wraps over the weekend), a list like 1,3,5, or *\n"),
         (&["-t", "9-17"], "error: --time: invalid time `9-17`: expected HH:MM-HH:MM, e.g. 11:00-18:00 (22:00-02:00 wraps midnight; 00:00-24:00 is all day)\n"),
         (&["--min-interval", "10", "--max-interval", "5"], "error: --min-interval/--max-interval: the minimum interval (10 s) is greater than the maximum (5 s)\n"),
+        (&["--timezone", "Tokyo"], "error: --timezone: unknown time zone `Tokyo`: expected an IANA name like Asia/Tokyo or Europe/Berlin, or local\n"),
+        (&["--config", "/nonexistent.ron"], "error: cannot read config file /nonexistent.ron: No such file or directory (os error 2)\n"),
         (&["--listen", "localhost:x"], "error: --listen: invalid listen address `localhost:x`: expected IP or IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080\n"),
     ];
     for (flags, expected) in cases {

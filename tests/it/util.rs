@@ -96,7 +96,8 @@ pub fn pairs(text: &str, key: &str) -> Vec<String> {
 
 /// A daemon the test started, with its log lines as they come.
 pub struct Daemon {
-    pub child: std::process::Child,
+    child: Option<std::process::Child>,
+    pid: u32,
     lines: std::sync::mpsc::Receiver<String>,
     pub log: Vec<String>,
 }
@@ -131,7 +132,8 @@ impl Daemon {
             }
         });
         Daemon {
-            child,
+            pid: child.id(),
+            child: Some(child),
             lines,
             log: Vec::new(),
         }
@@ -167,36 +169,43 @@ impl Daemon {
     /// Sends a signal by name to this daemon (our own child, by its exact PID).
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.pid.to_string()])
             .status()
             .unwrap()
             .success();
         assert!(ok, "kill -{name} failed");
     }
 
-    /// Waits for the daemon to exit and returns its exit code.
+    /// Waits for the daemon to exit and returns its exit code, with all its log.
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let until = std::time::Instant::now() + DEADLINE;
-        while std::time::Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                while let Ok(line) = self
-                    .lines
-                    .recv_timeout(std::time::Duration::from_millis(200))
-                {
-                    self.log.push(strip_timestamp(&line).to_owned());
-                }
-                return status.code();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        let mut child = self.child.take().expect("the daemon is running");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let Ok(status) = rx.recv_timeout(DEADLINE) else {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+            panic!(
+                "the daemon did not exit within {DEADLINE:?}: {:?}",
+                self.log
+            );
+        };
+        // The reader thread ends at the pipe's end of file.
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            self.log.push(strip_timestamp(&line).to_owned());
         }
-        panic!("the daemon did not exit within {DEADLINE:?}")
+        status.expect("waiting for the daemon").code()
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
