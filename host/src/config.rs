@@ -271,51 +271,34 @@ pub fn check_file(path: &Path) -> Result<Config, ConfigErrors> {
 
 fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
-    // Each setting comes from a flag when given, else from the file, else the default;
-    // an error names whichever it came from.
-    macro_rules! pick {
-        ($flag:expr, $flag_name:literal, $file:expr, $keys:expr, $default:expr) => {
-            match (&$flag, &$file) {
-                (Some(v), _) => (v.clone(), $flag_name.to_owned()),
-                (None, Some(v)) => (v.clone(), src.at($keys)),
-                (None, None) => ($default, String::new()),
-            }
-        };
-    }
-
-    let (days, days_at) = pick!(
-        args.day,
-        "--day",
-        raw.window.days,
-        &["window", "days"],
-        DEFAULT_DAYS.to_owned()
+    let days = setting(
+        (&args.day, "--day"),
+        (&raw.window.days, &["window", "days"]),
+        DEFAULT_DAYS,
+        src,
+        Days::parse,
+        &mut errors,
     );
-    let days = Days::parse(&days)
-        .map_err(|e| errors.push(format!("{days_at}: {e}")))
-        .ok();
-    let (time, time_at) = pick!(
-        args.time,
-        "--time",
-        raw.window.time,
-        &["window", "time"],
-        DEFAULT_TIME.to_owned()
+    let time = setting(
+        (&args.time, "--time"),
+        (&raw.window.time, &["window", "time"]),
+        DEFAULT_TIME,
+        src,
+        TimeRange::parse,
+        &mut errors,
     );
-    let time = TimeRange::parse(&time)
-        .map_err(|e| errors.push(format!("{time_at}: {e}")))
-        .ok();
+    let zone = setting(
+        (&args.timezone, "--timezone"),
+        (&raw.window.timezone, &["window", "timezone"]),
+        "local",
+        src,
+        Zone::parse,
+        &mut errors,
+    );
     let zone_name = args
         .timezone
         .clone()
         .or_else(|| raw.window.timezone.clone());
-    let zone = match (&args.timezone, &raw.window.timezone) {
-        (Some(name), _) => Zone::parse(name)
-            .map_err(|e| errors.push(format!("--timezone: {e}")))
-            .ok(),
-        (None, Some(name)) => Zone::parse(name)
-            .map_err(|e| errors.push(format!("{}: {e}", src.at(&["window", "timezone"]))))
-            .ok(),
-        (None, None) => Some(Zone::Local),
-    };
     let mut skip = BTreeSet::new();
     for date in &raw.window.skip_dates {
         match NaiveDate::parse_from_str(date, "%Y-%m-%d") {
@@ -450,6 +433,26 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
             })
             .collect(),
     })
+}
+
+/// A setting from its flag, else from the file, else its default, parsed; an error names
+/// whichever of the flag or the file's `line:col` it came from.
+fn setting<T>(
+    (flag, flag_name): (&Option<String>, &str),
+    (file, keys): (&Option<String>, &[&str]),
+    default: &str,
+    src: &Source<'_>,
+    parse: impl Fn(&str) -> Result<T, String>,
+    errors: &mut Vec<String>,
+) -> Option<T> {
+    let (text, origin) = match (flag, file) {
+        (Some(v), _) => (v.as_str(), flag_name.to_owned()),
+        (None, Some(v)) => (v.as_str(), src.at(keys)),
+        (None, None) => (default, "default".to_owned()),
+    };
+    parse(text)
+        .map_err(|e| errors.push(format!("{origin}: {e}")))
+        .ok()
 }
 
 fn http_config(
