@@ -43,6 +43,8 @@ pub fn banner(config: &Config) -> String {
 }
 
 async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives once we look started must find them there.
+    let signals = Signals::install()?;
     let engine = Arc::new(setup.engine);
     let seed = engine.master_seed();
     if setup.seed_drawn {
@@ -97,7 +99,7 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
         tokio::spawn(timer::run(engine.clone(), timer, fault, stopped.clone()))
     });
 
-    let signal = wait_for_signal().await?;
+    let signal = signals.wait().await;
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
     if let Some(server) = server {
@@ -110,14 +112,27 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from startup on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Injects through the engine off the async runtime, with a deadline, and logs the

@@ -328,3 +328,51 @@ fn plan_steps_stay_within_the_interval_bounds() {
         "every wait in [5, 9] and all of them reached"
     );
 }
+
+/// A request in flight when SIGTERM arrives is still answered, and the daemon exits 0
+/// within a second. The fixture plugin sleeps 400 ms, creating a file when it starts.
+#[test]
+fn sigterm_answers_the_request_in_flight() {
+    let dir = std::env::temp_dir().join(format!("nm-it-inflight-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = dir.join("started");
+    let config = dir.join("slow.ron");
+    std::fs::write(
+        &config,
+        format!(
+            "(plugins: [{:?}], window: (days: \"*\", time: \"00:00-24:00\"), timer: (enabled: false),
+              faults: {{\"slow\": (plugin: \"panicky\", config: (sleep_ms: 400, started_file: {:?}))}})",
+            crate::util::built_lib("libpanic_plugin.so"),
+            started
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&args(&["--config", config.to_str().unwrap()]));
+    let port = d.port();
+    let request = std::thread::spawn(move || {
+        crate::util::http(
+            port,
+            "POST",
+            "/api/faults/slow",
+            &[],
+            br#"{"desc":"in flight"}"#,
+        )
+    });
+    let until = Instant::now() + crate::util::DEADLINE;
+    while !started.exists() {
+        assert!(Instant::now() < until, "the injection never started");
+        std::thread::yield_now();
+    }
+    let sent = Instant::now();
+    d.signal("TERM");
+    let answer = request.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["summary"], "slept 400 ms");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    assert!(
+        sent.elapsed().as_millis() < 1000,
+        "took {:?}",
+        sent.elapsed()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

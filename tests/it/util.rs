@@ -11,9 +11,20 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nightmare-monkey"))
 }
 
-/// A library built beside the binary (`libprocess_kill.so`, `libpanic_plugin.so`).
+/// Where cargo puts the plugin libraries it builds for this test run: beside the test
+/// binary, in `target/<profile>/deps` (the copies one level up are refreshed only by
+/// `cargo build`, so they may be stale).
+pub fn lib_dir() -> PathBuf {
+    std::env::current_exe()
+        .expect("the test binary has a path")
+        .parent()
+        .expect("the test binary has a directory")
+        .to_owned()
+}
+
+/// A plugin library built for this run (`libprocess_kill.so`, `libpanic_plugin.so`).
 pub fn built_lib(name: &str) -> PathBuf {
-    let path = bin().parent().expect("binary has a directory").join(name);
+    let path = lib_dir().join(name);
     assert!(
         path.exists(),
         "{} is missing: build the workspace first (cargo test --workspace builds it)",
@@ -66,7 +77,7 @@ pub fn in_namespace(script: &str) -> Run {
             script,
         ])
         .env("NM", bin())
-        .env("LIB", bin().parent().expect("binary has a directory"))
+        .env("LIB", lib_dir())
         .env_remove("RUST_BACKTRACE")
         .output()
         .expect("unshare runs (install util-linux)");
