@@ -8,6 +8,7 @@ use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use chrono::NaiveDate;
@@ -16,6 +17,8 @@ use serde::Deserialize;
 use crate::{
     cli::DaemonArgs,
     schedule::Schedule,
+    state,
+    triggers::poller::{CatchUp, PollerConfig},
     window::{Days, TimeRange, Window, Zone},
 };
 
@@ -46,6 +49,99 @@ pub struct RawConfig {
     timer: RawTimer,
     faults: BTreeMap<String, RawFault>,
     plugins: Vec<PathBuf>,
+    pollers: BTreeMap<String, RawPoller>,
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "poller")]
+enum RawPoller {
+    Qiita(RawQiita),
+    Json(RawJson),
+}
+
+/// The Qiita preset: an article's `likes_count`, as the article's script read it.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "Qiita")]
+struct RawQiita {
+    item_id: Option<String>,
+    base_url: String,
+    step: u64,
+    period: String,
+    fault: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    desc: String,
+    catch_up: CatchUp,
+    timeout: String,
+    max_backoff: String,
+    start_from_current: bool,
+    state_file: Option<PathBuf>,
+}
+
+/// Qiita's public API and its limits: 60 requests an hour without a token.
+pub const QIITA_API: &str = "https://qiita.com";
+const QIITA_MIN_PERIOD_WITHOUT_TOKEN: Duration = Duration::from_secs(60);
+
+impl Default for RawQiita {
+    fn default() -> Self {
+        Self {
+            item_id: None,
+            base_url: QIITA_API.to_owned(),
+            step: 3,
+            period: "10m".to_owned(),
+            fault: None,
+            token: None,
+            token_file: None,
+            desc: "Congraturations you have got {likes} like".to_owned(),
+            catch_up: CatchUp::OnePerPoll,
+            timeout: "10s".to_owned(),
+            max_backoff: "1h".to_owned(),
+            start_from_current: false,
+            state_file: None,
+        }
+    }
+}
+
+/// Any JSON counter.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "Json")]
+struct RawJson {
+    url: Option<String>,
+    pointer: Option<String>,
+    headers: BTreeMap<String, String>,
+    step: u64,
+    period: String,
+    fault: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    desc: String,
+    catch_up: CatchUp,
+    timeout: String,
+    max_backoff: String,
+    start_from_current: bool,
+    state_file: Option<PathBuf>,
+}
+
+impl Default for RawJson {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pointer: None,
+            headers: BTreeMap::new(),
+            step: 1,
+            period: "10m".to_owned(),
+            fault: None,
+            token: None,
+            token_file: None,
+            desc: "the counter reached {count}".to_owned(),
+            catch_up: CatchUp::OnePerPoll,
+            timeout: "10s".to_owned(),
+            max_backoff: "1h".to_owned(),
+            start_from_current: false,
+            state_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +262,8 @@ pub struct Config {
     pub kill_fault: String,
     /// Every configured fault (at least the default one).
     pub faults: Vec<FaultConfig>,
+    /// The pollers.
+    pub pollers: Vec<PollerConfig>,
     /// Plugin files to load, each with where it was written.
     pub plugin_files: Vec<(PathBuf, String)>,
 }
@@ -231,7 +329,11 @@ pub fn read_file(path: &Path) -> Result<(RawConfig, String), ConfigErrors> {
         )])
     })?;
     let options =
-        ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        // Plain values for options, and `Qiita(item_id: ..)` rather than `Qiita((item_id: ..))`.
+        ron::Options::default().with_default_extension(
+            ron::extensions::Extensions::IMPLICIT_SOME
+                | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
+        );
     match options.from_str::<RawConfig>(&text) {
         Ok(raw) => Ok((raw, text)),
         Err(e) => Err(ConfigErrors(vec![format!(
@@ -401,6 +503,24 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         ));
     }
 
+    let state_dir = raw.state_dir.clone().unwrap_or_else(state::default_dir);
+    let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
+    let pollers: Vec<PollerConfig> = raw
+        .pollers
+        .iter()
+        .filter_map(|(name, poller)| {
+            poller_config(
+                name,
+                poller,
+                &timer_fault,
+                &fault_names,
+                &state_dir,
+                src,
+                &mut errors,
+            )
+        })
+        .collect();
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -422,6 +542,7 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         timer_fault: raw.timer.enabled.then(|| timer_fault.clone()),
         kill_fault: timer_fault,
         faults,
+        pollers,
         plugin_files: raw
             .plugins
             .iter()
@@ -455,6 +576,205 @@ fn setting<T>(
         .ok()
 }
 
+/// A secret given inline (`token`) or in a file (`token_file`, trimmed), never both and
+/// never empty. `section` is the key path of the enclosing table, for error locations.
+fn read_token(
+    token: &Option<String>,
+    token_file: &Option<PathBuf>,
+    section: &[&str],
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Result<Option<String>, ()> {
+    let at = |key: &str| src.at(&[section, &[key]].concat());
+    let mut fail = |message: String| {
+        errors.push(message);
+        Err(())
+    };
+    match (token, token_file) {
+        (Some(_), Some(_)) => fail(format!(
+            "{}: give token or token_file, not both",
+            at("token")
+        )),
+        (Some(t), None) if t.trim().is_empty() => {
+            fail(format!("{}: the token is empty", at("token")))
+        }
+        (Some(t), None) => Ok(Some(t.clone())),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(t) if t.trim().is_empty() => fail(format!(
+                "{}: token file {} is empty",
+                at("token_file"),
+                file.display()
+            )),
+            Ok(t) => Ok(Some(t.trim().to_owned())),
+            Err(e) => fail(format!(
+                "{}: cannot read token file {}: {e}",
+                at("token_file"),
+                file.display()
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+fn duration(text: &str, at: &str, key: &str, errors: &mut Vec<String>) -> Option<Duration> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Some(d),
+        _ => {
+            errors.push(format!(
+                "{at}: invalid {key} `{text}`: expected a duration like 10m, 30s or 250ms"
+            ));
+            None
+        }
+    }
+}
+
+/// Validates one poller; the Qiita preset becomes a JSON poller on the article's URL.
+fn poller_config(
+    name: &str,
+    raw: &RawPoller,
+    default_fault: &str,
+    faults: &[String],
+    state_dir: &Path,
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Option<PollerConfig> {
+    let key = format!("\"{name}\"");
+    let at = |field: &str| src.at(&["pollers", &key, field]);
+    let before = errors.len();
+    // The fields both kinds share, then what differs.
+    let (
+        step,
+        period,
+        fault,
+        token,
+        token_file,
+        desc,
+        catch_up,
+        timeout,
+        max_backoff,
+        start,
+        state_file,
+    ) = match raw {
+        RawPoller::Qiita(q) => (
+            q.step,
+            &q.period,
+            &q.fault,
+            &q.token,
+            &q.token_file,
+            &q.desc,
+            q.catch_up,
+            &q.timeout,
+            &q.max_backoff,
+            q.start_from_current,
+            &q.state_file,
+        ),
+        RawPoller::Json(j) => (
+            j.step,
+            &j.period,
+            &j.fault,
+            &j.token,
+            &j.token_file,
+            &j.desc,
+            j.catch_up,
+            &j.timeout,
+            &j.max_backoff,
+            j.start_from_current,
+            &j.state_file,
+        ),
+    };
+    if step == 0 {
+        errors.push(format!("{}: step must be at least 1", at("step")));
+    }
+    let period = duration(period, &at("period"), "period", errors);
+    let timeout = duration(timeout, &at("timeout"), "timeout", errors);
+    let max_backoff = duration(max_backoff, &at("max_backoff"), "max_backoff", errors);
+    let fault = fault.clone().unwrap_or_else(|| default_fault.to_owned());
+    if !faults.contains(&fault) {
+        errors.push(format!(
+            "{}: poller `{name}` fires `{fault}`, which is not a configured fault (configured: {})",
+            at("fault"),
+            faults.join(", ")
+        ));
+    }
+    let token = read_token(token, token_file, &["pollers", &key], src, errors).ok()?;
+    let (url, pointer, mut headers) = match raw {
+        RawPoller::Qiita(q) => {
+            let Some(item) = q.item_id.as_deref().filter(|i| !i.is_empty()) else {
+                errors.push(format!("{}: poller `{name}` needs item_id, the article's id (the last part of its URL)", src.at(&["pollers", &key])));
+                return None;
+            };
+            if q.base_url == QIITA_API
+                && token.is_none()
+                && period.is_some_and(|p| p < QIITA_MIN_PERIOD_WITHOUT_TOKEN)
+            {
+                errors.push(format!("{}: a period under 1m would exceed Qiita's 60 requests an hour without a token: give a token or a longer period", at("period")));
+            }
+            let base = q.base_url.trim_end_matches('/');
+            (
+                format!("{base}/api/v2/items/{item}"),
+                "/likes_count".to_owned(),
+                Vec::new(),
+            )
+        }
+        RawPoller::Json(j) => {
+            let (Some(url), Some(pointer)) = (&j.url, &j.pointer) else {
+                errors.push(format!(
+                    "{}: poller `{name}` needs url and pointer (a JSON pointer like /likes_count)",
+                    src.at(&["pollers", &key])
+                ));
+                return None;
+            };
+            if !pointer.starts_with('/') {
+                errors.push(format!("{}: invalid pointer `{pointer}`: expected a JSON pointer like /likes_count or /data/0/count", at("pointer")));
+            }
+            let headers = j
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (url.clone(), pointer.clone(), headers)
+        }
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        errors.push(format!(
+            "{}: invalid URL `{url}`: expected http:// or https://",
+            at("url")
+        ));
+    }
+    for (header, value) in &headers {
+        let name_ok = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok();
+        if !name_ok || reqwest::header::HeaderValue::from_str(value).is_err() {
+            errors.push(format!(
+                "{}: invalid header `{header}`: expected a header name and a printable value",
+                at("headers")
+            ));
+        }
+    }
+    if let Some(token) = token {
+        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(PollerConfig {
+        name: name.to_owned(),
+        url,
+        pointer,
+        step,
+        period: period?,
+        fault,
+        headers,
+        desc: desc.clone(),
+        catch_up,
+        timeout: timeout?,
+        max_backoff: max_backoff?,
+        start_from_current: start,
+        state_file: state_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join(format!("poller-{name}.json"))),
+    })
+}
+
 fn http_config(
     raw: &RawHttp,
     args: &DaemonArgs,
@@ -482,43 +802,7 @@ fn http_config(
     if let Some(port) = args.port {
         addr.set_port(port);
     }
-    let token = match (&raw.token, &raw.token_file) {
-        (Some(_), Some(_)) => {
-            errors.push(format!(
-                "{}: give http.token or http.token_file, not both",
-                src.at(&["http", "token"])
-            ));
-            return None;
-        }
-        (Some(t), None) => Some(t.clone()),
-        (None, Some(file)) => match std::fs::read_to_string(file) {
-            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
-            Ok(_) => {
-                errors.push(format!(
-                    "{}: token file {} is empty",
-                    src.at(&["http", "token_file"]),
-                    file.display()
-                ));
-                return None;
-            }
-            Err(e) => {
-                errors.push(format!(
-                    "{}: cannot read token file {}: {e}",
-                    src.at(&["http", "token_file"]),
-                    file.display()
-                ));
-                return None;
-            }
-        },
-        (None, None) => None,
-    };
-    if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        errors.push(format!(
-            "{}: the token is empty",
-            src.at(&["http", "token"])
-        ));
-        return None;
-    }
+    let token = read_token(&raw.token, &raw.token_file, &["http"], src, errors).ok()?;
     if !addr.ip().is_loopback() && token.is_none() && !raw.allow_public_without_token {
         errors.push(format!(
             "{at}: refusing to listen on {addr} without a token: anyone who reaches it could inject faults. Set http.token or http.token_file in the config (or http.allow_public_without_token: true to accept that), or listen on 127.0.0.1"

@@ -13,7 +13,7 @@ use crate::{
     log, logline,
     schedule::Timer,
     setup::{self, Setup},
-    triggers::{http, timer},
+    triggers::{http, poller, timer},
     UsageError,
 };
 
@@ -99,6 +99,22 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
         tokio::spawn(timer::run(engine.clone(), timer, fault, stopped.clone()))
     });
 
+    let pollers: Vec<_> = config
+        .pollers
+        .iter()
+        .zip(setup.poller_states)
+        .map(|(poller_config, saved)| {
+            let rng = engine.stream(&format!("trigger/poller/{}", poller_config.name));
+            tokio::spawn(poller::run(
+                engine.clone(),
+                poller_config.clone(),
+                saved,
+                rng,
+                stopped.clone(),
+            ))
+        })
+        .collect();
+
     let signal = signals.wait().await;
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
@@ -106,7 +122,7 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
         // In-flight requests are answered; a stuck one does not hold the exit up.
         let _ = tokio::time::timeout(Duration::from_millis(800), server).await;
     }
-    if let Some(task) = timer_task {
+    for task in timer_task.into_iter().chain(pollers) {
         task.abort();
     }
     Ok(())

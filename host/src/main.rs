@@ -13,6 +13,7 @@ mod logline;
 mod plugin;
 mod schedule;
 mod setup;
+mod state;
 mod triggers;
 mod window;
 

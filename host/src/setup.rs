@@ -8,6 +8,7 @@ use crate::{
     config::{Config, ConfigErrors},
     engine::Engine,
     plugin::{self, Plugin, Source},
+    triggers::poller::{self, Saved},
 };
 
 /// What a plugin is, for `/api/plugins` and the log.
@@ -35,6 +36,8 @@ pub struct Setup {
     pub fault_plugins: BTreeMap<String, String>,
     /// Whether the seed was drawn (not given).
     pub seed_drawn: bool,
+    /// Each poller's saved state (`None`: it starts fresh), in the config's order.
+    pub poller_states: Vec<Option<Saved>>,
 }
 
 /// Builds the engine; every problem is reported, each naming where it was written.
@@ -105,6 +108,27 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
             )),
         }
     }
+    let mut poller_states = Vec::new();
+    for poller in &config.pollers {
+        if let Some(dir) = poller
+            .state_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                errors.push(format!(
+                    "poller {}: cannot create state directory {}: {e}",
+                    poller.name,
+                    dir.display()
+                ));
+                continue;
+            }
+        }
+        match poller::load_state(poller) {
+            Ok(saved) => poller_states.push(saved),
+            Err(e) => errors.push(e),
+        }
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -126,6 +150,7 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
         plugins,
         fault_plugins,
         seed_drawn,
+        poller_states,
     })
 }
 

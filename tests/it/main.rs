@@ -9,4 +9,5 @@ mod config;
 mod daemon;
 mod kill;
 mod plugins;
+mod poller;
 mod util;

@@ -2,14 +2,7 @@
 
 use std::fs;
 
-use crate::util::{built_lib, in_namespace, json_lines, monkey, pairs};
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("nm-it-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::util::{built_lib, in_namespace, json_lines, monkey, pairs, temp_dir};
 
 #[test]
 fn check_prints_name_and_version_of_the_built_in_as_a_so() {

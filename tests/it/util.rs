@@ -292,3 +292,172 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) 
         body: body.to_owned(),
     }
 }
+
+/// One scripted answer of the fake HTTP server.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Wait this long before answering (to provoke client timeouts).
+    pub delay: std::time::Duration,
+}
+
+impl Reply {
+    /// 200 with `{"likes_count": N}`, as Qiita answers.
+    pub fn likes(n: i64) -> Reply {
+        Reply::body(200, &format!("{{\"id\":\"abc\",\"likes_count\":{n}}}"))
+    }
+    pub fn body(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.into(),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// What the fake server saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn serve_one(mut stream: std::net::TcpStream, state: &Shared) {
+    use std::io::{BufRead as _, Write as _};
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    let path = first.split(' ').nth(1).unwrap_or_default().to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let reply = {
+        let (lock, seen) = &**state;
+        let mut guard = lock.lock().unwrap();
+        let reply = if guard.0.len() > 1 {
+            guard.0.pop_front().unwrap()
+        } else {
+            guard.0[0].clone()
+        };
+        guard.1.push(Seen { path, headers });
+        seen.notify_all();
+        reply
+    };
+    std::thread::sleep(reply.delay);
+    let mut answer = format!(
+        "HTTP/1.1 {} Status\r\nConnection: close\r\nContent-Length: {}\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    for (k, v) in &reply.headers {
+        answer.push_str(&format!("{k}: {v}\r\n"));
+    }
+    answer.push_str("\r\n");
+    answer.push_str(&reply.body);
+    let _ = stream.write_all(answer.as_bytes());
+}
+
+type Shared = std::sync::Arc<(
+    std::sync::Mutex<(std::collections::VecDeque<Reply>, Vec<Seen>)>,
+    std::sync::Condvar,
+)>;
+
+/// A fake HTTP server on loopback answering a script, one reply a request, the last one
+/// again once the script is spent. It stands in for the Qiita API.
+pub struct FakeServer {
+    pub port: u16,
+    shared: Shared,
+}
+
+impl FakeServer {
+    pub fn start(script: Vec<Reply>) -> FakeServer {
+        assert!(!script.is_empty());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared: Shared = Default::default();
+        shared.0.lock().unwrap().0 = script.into();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let state = state.clone();
+                // One thread a connection: a reply that hangs must not hold up the next.
+                std::thread::spawn(move || serve_one(stream, &state));
+            }
+        });
+        FakeServer { port, shared }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until it has answered at least `n` requests, and returns what it saw.
+    pub fn wait_requests(&self, n: usize) -> Vec<Seen> {
+        let (lock, seen) = &*self.shared;
+        let guard = lock.lock().unwrap();
+        let (guard, timeout) = seen
+            .wait_timeout_while(guard, DEADLINE, |g| g.1.len() < n)
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "only {} requests within {DEADLINE:?}",
+            guard.1.len()
+        );
+        guard.1.clone()
+    }
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nm-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A process of our own for dry runs to choose (killed, by its PID, when dropped).
+pub struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    pub fn start() -> Sleeper {
+        Sleeper::named(std::path::Path::new("sleep"))
+    }
+    /// Runs a copy of `sleep` under another name, so its short name (comm) is that name.
+    pub fn named(program: &std::path::Path) -> Sleeper {
+        Sleeper(
+            Command::new(program)
+                .arg("1000")
+                .spawn()
+                .expect("sleep starts"),
+        )
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -16,6 +16,17 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
         Some(fault) => println!("  timer: fires {fault}"),
         None => println!("  timer: off"),
     }
+    for p in &config.pollers {
+        println!(
+            "  poller {}: GET {} every {}, fires {} every {} at {}",
+            p.name,
+            p.url,
+            humantime::format_duration(p.period),
+            p.fault,
+            p.step,
+            p.pointer
+        );
+    }
     match &config.http {
         Some(http) => println!(
             "  http: {}{}",

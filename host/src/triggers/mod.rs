@@ -2,4 +2,5 @@
 //! calls a plugin or knows another.
 
 pub mod http;
+pub mod poller;
 pub mod timer;

@@ -1,0 +1,69 @@
+//! Files the daemon keeps between runs: where they live, and how they are written so that
+//! a crash leaves either the old content or the new, never a torn mix.
+
+use std::{
+    fs::{self, File},
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+};
+
+/// The default state directory: `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else
+/// `/var/lib/nightmare-monkey` for root, else `$XDG_STATE_HOME/nightmare-monkey` or
+/// `~/.local/state/nightmare-monkey`.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+        return PathBuf::from(dir);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/nightmare-monkey");
+    }
+    match std::env::var_os("XDG_STATE_HOME") {
+        Some(dir) => PathBuf::from(dir).join("nightmare-monkey"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".local/state/nightmare-monkey"),
+    }
+}
+
+/// Replaces `path`'s content atomically and durably: a temporary file beside it, fsynced,
+/// renamed over it, then the directory fsynced so the rename itself survives a crash.
+pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_content_and_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("nm-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.json");
+        write_atomic(&file, b"one").unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"two");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,425 @@
+//! The poller trigger: read an integer from a JSON document over HTTP every period (a
+//! Qiita article's `likes_count`, any counter) and ask for one fault each time the count
+//! passes the next multiple of the step, as the article's cron'd script did.
+//!
+//! The threshold starts at one step and advances one step per fault that happened; a
+//! fault refused (window, no target) leaves it where it is, so it is retried on a later
+//! poll. It is kept in a state file written atomically after every advance, so a restart
+//! neither repeats nor skips a fault. A count that goes down fires nothing and never
+//! moves the threshold back.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use nightmare_monkey_plugin_api::sdk::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::{
+    daemon,
+    engine::{Engine, InjectError},
+    log, state,
+};
+
+/// How many faults one poll may fire when the count is past several thresholds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum CatchUp {
+    /// One per poll, as the article's script did (a jump from 0 to 30 likes fires one
+    /// fault per poll until it has caught up).
+    #[default]
+    OnePerPoll,
+    /// All of them in the same poll.
+    AllAtOnce,
+}
+
+/// A validated poller.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    /// The poller's name (logs, the seed stream, the state file).
+    pub name: String,
+    /// What to GET.
+    pub url: String,
+    /// Where the integer is in the answer (RFC 6901 JSON pointer, `/likes_count`).
+    pub pointer: String,
+    /// A fault each time the count passes a multiple of this.
+    pub step: u64,
+    /// Time between polls when all is well.
+    pub period: Duration,
+    /// The fault to fire.
+    pub fault: String,
+    /// Extra request headers (a token becomes `Authorization: Bearer ...`).
+    pub headers: Vec<(String, String)>,
+    /// The description; `{count}` and `{likes}` stand for the count.
+    pub desc: String,
+    /// How many faults one poll may fire.
+    pub catch_up: CatchUp,
+    /// Connect and read timeout of one request.
+    pub timeout: Duration,
+    /// The longest wait between polls while failing.
+    pub max_backoff: Duration,
+    /// With no state yet, start at the first multiple above the current count instead
+    /// of catching up from zero.
+    pub start_from_current: bool,
+    /// Where the threshold is kept.
+    pub state_file: PathBuf,
+}
+
+/// What is kept between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// The count at which the next fault fires.
+    pub threshold: u64,
+}
+
+/// Reads the state file: `None` when there is none yet. A file that exists but cannot be
+/// read or understood is an error: silently starting over would repeat faults.
+pub fn load_state(config: &PollerConfig) -> Result<Option<Saved>, String> {
+    let path = &config.state_file;
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice::<Saved>(&bytes) {
+            Ok(saved) if saved.threshold >= 1 => Ok(Some(saved)),
+            Ok(_) => Err(format!(
+                "poller {}: state file {} holds threshold 0: fix it or delete it to start counting again",
+                config.name,
+                path.display()
+            )),
+            Err(e) => Err(format!(
+                "poller {}: state file {} is corrupt ({e}): fix it or delete it to start counting again",
+                config.name,
+                path.display()
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!(
+            "poller {}: cannot read state file {}: {e}",
+            config.name,
+            path.display()
+        )),
+    }
+}
+
+/// The threshold arithmetic, apart from any I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    step: u64,
+    threshold: u64,
+    catch_up: CatchUp,
+}
+
+impl Counter {
+    /// A counter at `threshold` (one step when starting fresh).
+    pub fn new(step: u64, threshold: u64, catch_up: CatchUp) -> Self {
+        Self {
+            step,
+            threshold,
+            catch_up,
+        }
+    }
+
+    /// The count at which the next fault fires.
+    pub fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
+    /// How many faults are due at `count` in this poll.
+    pub fn due(&self, count: u64) -> u64 {
+        if count < self.threshold {
+            return 0;
+        }
+        match self.catch_up {
+            CatchUp::OnePerPoll => 1,
+            CatchUp::AllAtOnce => (count - self.threshold) / self.step + 1,
+        }
+    }
+
+    /// One fault happened: the next one is a step further.
+    pub fn advance(&mut self) {
+        self.threshold = self.threshold.saturating_add(self.step);
+    }
+
+    /// The first multiple of the step above `count`.
+    pub fn start_above(&mut self, count: u64) {
+        self.threshold = (count / self.step + 1).saturating_mul(self.step);
+    }
+}
+
+/// Why a poll gave no count.
+#[derive(Debug)]
+struct PollError {
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl PollError {
+    fn new(message: String) -> Self {
+        Self {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// One poll: GET the document and read the integer at the pointer.
+async fn fetch(client: &reqwest::Client, config: &PollerConfig) -> Result<u64, PollError> {
+    let mut request = client.get(&config.url);
+    for (name, value) in &config.headers {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.map_err(|e| {
+        let what = if e.is_timeout() {
+            format!(
+                "no answer within {}",
+                humantime::format_duration(config.timeout)
+            )
+        } else {
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        };
+        PollError::new(format!("GET {} failed: {what}", config.url))
+    })?;
+    let status = answer.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = answer
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let message = match retry_after {
+            Some(d) => format!(
+                "GET {} answered 429 Too Many Requests (Retry-After: {} s)",
+                config.url,
+                d.as_secs()
+            ),
+            None => format!("GET {} answered 429 Too Many Requests", config.url),
+        };
+        return Err(PollError {
+            message,
+            retry_after,
+        });
+    }
+    if !status.is_success() {
+        return Err(PollError::new(format!(
+            "GET {} answered {status}",
+            config.url
+        )));
+    }
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|e| PollError::new(format!("GET {}: cannot read the answer: {e}", config.url)))?;
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| PollError::new(format!("GET {}: the answer is not JSON ({e})", config.url)))?;
+    match json.pointer(&config.pointer) {
+        None => Err(PollError::new(format!(
+            "GET {}: the answer has no {}",
+            config.url, config.pointer
+        ))),
+        Some(value) => value.as_u64().ok_or_else(|| {
+            PollError::new(format!(
+                "GET {}: {} is {value}, not a non-negative integer",
+                config.url, config.pointer
+            ))
+        }),
+    }
+}
+
+/// The wait after `failures` failed polls in a row: the period doubled per failure,
+/// capped, times a jitter in [1, 1.5) from the poller's own stream.
+fn backoff(config: &PollerConfig, failures: u32, rng: &mut Rng) -> Duration {
+    let doubled = config
+        .period
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    doubled
+        .min(config.max_backoff)
+        .mul_f64(1.0 + rng.unit_f64() / 2.0)
+}
+
+fn describe(config: &PollerConfig, count: u64) -> String {
+    config
+        .desc
+        .replace("{count}", &count.to_string())
+        .replace("{likes}", &count.to_string())
+}
+
+/// The HTTP client every poller uses.
+pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!(
+            "nightmare-monkey/",
+            env!("CARGO_PKG_VERSION"),
+            " (+https://github.com/nightmare-monkey/nightmare-monkey)"
+        ))
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .build()
+}
+
+/// Logs a message once while it stays the same.
+#[derive(Default)]
+struct Once(Option<String>);
+
+impl Once {
+    fn log(&mut self, message: String) {
+        if self.0.as_deref() != Some(message.as_str()) {
+            log::line(&message);
+            self.0 = Some(message);
+        }
+    }
+
+    fn clear(&mut self) -> bool {
+        self.0.take().is_some()
+    }
+}
+
+/// Polls until told to stop.
+pub async fn run(
+    engine: Arc<Engine>,
+    config: PollerConfig,
+    saved: Option<Saved>,
+    mut rng: Rng,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = &config.name;
+    let client = match client(config.timeout) {
+        Ok(client) => client,
+        Err(e) => {
+            log::line(format!(
+                "poller {name}: cannot build an HTTP client: {e}; it stops"
+            ));
+            return;
+        }
+    };
+    let fresh = saved.is_none();
+    let mut counter = Counter::new(
+        config.step,
+        saved.map_or(config.step, |s| s.threshold),
+        config.catch_up,
+    );
+    log::line(format!(
+        "Polling {} every {} for {} (next fault at {}{})",
+        config.url,
+        humantime::format_duration(config.period),
+        config.pointer,
+        counter.threshold(),
+        if fresh && config.start_from_current {
+            ", or the first multiple above the current count"
+        } else {
+            ""
+        }
+    ));
+    let mut failures: u32 = 0;
+    let mut fetch_errors = Once::default();
+    let mut refusals = Once::default();
+    let mut first = fresh && config.start_from_current;
+    loop {
+        let wait = match fetch(&client, &config).await {
+            Ok(count) => {
+                if fetch_errors.clear() {
+                    log::line(format!(
+                        "poller {name}: recovered after {failures} failed polls (count {count})"
+                    ));
+                }
+                failures = 0;
+                if std::mem::take(&mut first) {
+                    counter.start_above(count);
+                    save(&config, counter);
+                }
+                for _ in 0..counter.due(count) {
+                    let desc = describe(&config, count);
+                    match daemon::inject(engine.clone(), config.fault.clone(), desc, "poller").await
+                    {
+                        Ok(_) => {
+                            refusals.clear();
+                            counter.advance();
+                            save(&config, counter);
+                        }
+                        Err(e) => {
+                            let why = match e {
+                                InjectError::Sleeping { .. } => {
+                                    "Nightmare Monkey is sleeping now".to_owned()
+                                }
+                                other => other.to_string(),
+                            };
+                            refusals.log(format!(
+                                "poller {name}: count {count} reached {} but the fault was refused ({why}); retrying on a later poll",
+                                counter.threshold()
+                            ));
+                            break;
+                        }
+                    }
+                }
+                config.period
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait =
+                    backoff(&config, failures, &mut rng).max(e.retry_after.unwrap_or_default());
+                fetch_errors.log(format!("poller {name}: {}; backing off", e.message));
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn save(config: &PollerConfig, counter: Counter) {
+    let saved = Saved {
+        threshold: counter.threshold(),
+    };
+    let text = serde_json::json!(saved).to_string();
+    if let Err(e) = state::write_atomic(&config.state_file, text.as_bytes()) {
+        // Nothing else can be done from here: say it loudly; the next advance tries again.
+        log::line(format!(
+            "poller {}: cannot write state file {}: {e}; a restart would repeat faults",
+            config.name,
+            config.state_file.display()
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fires(counts: &[u64], catch_up: CatchUp) -> Vec<u64> {
+        let mut c = Counter::new(3, 3, catch_up);
+        let mut fired = Vec::new();
+        for &count in counts {
+            for _ in 0..c.due(count) {
+                fired.push(count);
+                c.advance();
+            }
+        }
+        fired
+    }
+
+    #[test]
+    fn one_fault_per_poll_catches_up_like_the_article() {
+        assert_eq!(
+            fires(
+                &[0, 2, 3, 4, 7, 30, 30, 30, 2, 30, 30, 30, 30, 30, 30, 30],
+                CatchUp::OnePerPoll
+            ),
+            [3, 7, 30, 30, 30, 30, 30, 30, 30, 30]
+        );
+    }
+
+    #[test]
+    fn all_at_once_fires_every_threshold_passed() {
+        assert_eq!(fires(&[0, 30, 31], CatchUp::AllAtOnce), [30; 10]);
+        assert_eq!(fires(&[5, 4, 5, 6], CatchUp::AllAtOnce), [5, 6]);
+    }
+
+    #[test]
+    fn start_above_skips_to_the_next_multiple() {
+        let mut c = Counter::new(3, 3, CatchUp::OnePerPoll);
+        c.start_above(30);
+        assert_eq!((c.threshold(), c.due(32), c.due(33)), (33, 0, 1));
+    }
+}
