@@ -24,6 +24,21 @@ pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
     let setup = setup::build(&config).map_err(|e| UsageError(e.into()))?;
+    for poller in &config.pollers {
+        if let Some(dir) = poller
+            .state_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                UsageError(anyhow::anyhow!(
+                    "poller {}: cannot create state directory {}: {e}",
+                    poller.name,
+                    dir.display()
+                ))
+            })?;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -110,20 +110,6 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
     }
     let mut poller_states = Vec::new();
     for poller in &config.pollers {
-        if let Some(dir) = poller
-            .state_file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                errors.push(format!(
-                    "poller {}: cannot create state directory {}: {e}",
-                    poller.name,
-                    dir.display()
-                ));
-                continue;
-            }
-        }
         match poller::load_state(poller) {
             Ok(saved) => poller_states.push(saved),
             Err(e) => errors.push(e),

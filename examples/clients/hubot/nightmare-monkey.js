@@ -1,0 +1,44 @@
+// Description:
+//   Asks the nightmare-monkey on a drill host for a fault when someone says "destroy"
+//   (the original article's chat bot).
+//
+// Configuration:
+//   NIGHTMARE_MONKEY_URL    the API's base URL, e.g. http://drill-host:8080 (default http://127.0.0.1:8080)
+//   NIGHTMARE_MONKEY_TOKEN  the bearer token, when the monkey's config sets http.token
+//
+// Commands:
+//   destroy - inject one fault (デストロイ and ですとろい work too)
+//
+// Install: copy this file into your Hubot's scripts/ directory and restart the bot.
+// Try it without a chat: node examples/clients/hubot/try.js destroy
+
+module.exports = (robot) => {
+  const base = (process.env.NIGHTMARE_MONKEY_URL || "http://127.0.0.1:8080").replace(/\/$/, "");
+  const token = process.env.NIGHTMARE_MONKEY_TOKEN;
+
+  robot.hear(/(destroy|ですとろい|デストロイ)/i, (msg) => {
+    let request = robot.http(`${base}/api/kill`).header("Content-Type", "application/json");
+    if (token) {
+      request = request.header("Authorization", `Bearer ${token}`);
+    }
+    request.post(JSON.stringify({ desc: "request from hubot" }))((err, res, body) => {
+      if (err) {
+        msg.send(`nightmare-monkey is unreachable: ${err.message}`);
+        return;
+      }
+      let answer = {};
+      try {
+        answer = JSON.parse(body);
+      } catch (_) {
+        // fall through: reported below with the status
+      }
+      if (res.statusCode === 200) {
+        // Keep the victim to yourselves: the team is meant to find it.
+        msg.send("(devil)< DESTROOOOY!!!");
+        robot.logger.info(`nightmare-monkey: ${answer.result} ${answer.name}(PID:${answer.pid})`);
+      } else {
+        msg.send(`nightmare-monkey said no (${res.statusCode}): ${answer.message || body}`);
+      }
+    });
+  });
+};
