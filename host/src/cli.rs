@@ -97,6 +97,13 @@ pub enum Command {
     /// Print the next fire times of the timer: the instructor's preview of a drill
     #[command(after_help = PLAN_EXAMPLES)]
     Plan(PlanArgs),
+    /// The answer key: what the monkey did, one line per fault, from the journal
+    #[command(after_help = HISTORY_EXAMPLES)]
+    History(HistoryArgs),
+    /// Pause a running daemon: every trigger is refused and active faults are reverted
+    Pause(SwitchArgs),
+    /// Resume a paused daemon
+    Resume(SwitchArgs),
     /// Check a configuration file without running anything
     CheckConfig {
         /// The configuration file (RON)
@@ -129,6 +136,43 @@ pub struct PlanArgs {
     /// How many fire times to print
     #[arg(long, value_name = "K", default_value_t = 10)]
     pub count: usize,
+}
+
+const HISTORY_EXAMPLES: &str = "\
+Examples:
+  nightmare-monkey history                        the default journal (state directory)
+  nightmare-monkey history --since 2h
+  nightmare-monkey history --config drill.ron --json";
+
+/// `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The journal file [default: the config's, else <state dir>/journal.jsonl]
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Read the journal path from this configuration
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only faults since this instant (RFC 3339) or this long ago (2h, 30m)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Print JSON (the same as GET /api/history)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pause` and `resume`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// The daemon's API [default: from the config, else http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The daemon's configuration, for its address and token
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A file holding the bearer token [default: $NIGHTMARE_MONKEY_TOKEN, else the config's]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 const KILL_EXAMPLES: &str = "\
@@ -165,6 +209,10 @@ pub struct KillArgs {
     /// Print the whole outcome as one JSON object instead of log lines
     #[arg(long)]
     pub json: bool,
+
+    /// Journal the fault here [default: <state dir>/journal.jsonl]
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
 }
 
 /// `plugins ...`.

@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::{
+    budget::Limits,
     cli::DaemonArgs,
     schedule::Schedule,
     state,
@@ -51,6 +52,17 @@ pub struct RawConfig {
     plugins: Vec<PathBuf>,
     pollers: BTreeMap<String, RawPoller>,
     state_dir: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    pause_file: Option<PathBuf>,
+    budget: RawBudget,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "budget")]
+struct RawBudget {
+    per_hour: Option<u32>,
+    per_day: Option<u32>,
+    min_gap: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +187,7 @@ struct RawHttp {
     listen: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    tokens: BTreeMap<String, String>,
     allow_public_without_token: bool,
     max_body_bytes: u64,
 }
@@ -186,6 +199,7 @@ impl Default for RawHttp {
             listen: None,
             token: None,
             token_file: None,
+            tokens: BTreeMap::new(),
             allow_public_without_token: false,
             max_body_bytes: 64 * 1024,
         }
@@ -220,8 +234,9 @@ struct RawFault {
 pub struct HttpConfig {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The bearer token every `/api` call must carry, if any.
-    pub token: Option<String>,
+    /// The accepted bearer tokens, each with the name journaled for it (the unnamed
+    /// `token` is named `token`). Empty: no token is required.
+    pub tokens: Vec<(String, String)>,
     /// Whether a public address without a token was explicitly allowed.
     pub public_without_token: bool,
     /// Largest accepted request body.
@@ -264,6 +279,12 @@ pub struct Config {
     pub faults: Vec<FaultConfig>,
     /// The pollers.
     pub pollers: Vec<PollerConfig>,
+    /// The journal file.
+    pub journal: PathBuf,
+    /// The file whose existence pauses the monkey.
+    pub pause_file: PathBuf,
+    /// Rate limits shared by every trigger.
+    pub limits: Limits,
     /// Plugin files to load, each with where it was written.
     pub plugin_files: Vec<(PathBuf, String)>,
 }
@@ -521,6 +542,26 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         })
         .collect();
 
+    let min_gap = raw.budget.min_gap.as_deref().and_then(|text| {
+        duration(
+            text,
+            &src.at(&["budget", "min_gap"]),
+            "min_gap",
+            &mut errors,
+        )
+    });
+    for (value, key) in [
+        (raw.budget.per_hour, "per_hour"),
+        (raw.budget.per_day, "per_day"),
+    ] {
+        if value == Some(0) {
+            errors.push(format!(
+                "{}: {key} must be at least 1 (leave it out for no limit)",
+                src.at(&["budget", key])
+            ));
+        }
+    }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -543,6 +584,19 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         kill_fault: timer_fault,
         faults,
         pollers,
+        journal: raw
+            .journal
+            .clone()
+            .unwrap_or_else(|| state_dir.join("journal.jsonl")),
+        pause_file: raw
+            .pause_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("paused")),
+        limits: Limits {
+            per_hour: raw.budget.per_hour,
+            per_day: raw.budget.per_day,
+            min_gap,
+        },
         plugin_files: raw
             .plugins
             .iter()
@@ -803,7 +857,19 @@ fn http_config(
         addr.set_port(port);
     }
     let token = read_token(&raw.token, &raw.token_file, &["http"], src, errors).ok()?;
-    if !addr.ip().is_loopback() && token.is_none() && !raw.allow_public_without_token {
+    let mut tokens: Vec<(String, String)> =
+        token.into_iter().map(|t| ("token".to_owned(), t)).collect();
+    for (name, secret) in &raw.tokens {
+        if secret.trim().is_empty() {
+            errors.push(format!(
+                "{}: the token of `{name}` is empty",
+                src.at(&["http", "tokens", &format!("\"{name}\"")])
+            ));
+            return None;
+        }
+        tokens.push((name.clone(), secret.trim().to_owned()));
+    }
+    if !addr.ip().is_loopback() && tokens.is_empty() && !raw.allow_public_without_token {
         errors.push(format!(
             "{at}: refusing to listen on {addr} without a token: anyone who reaches it could inject faults. Set http.token or http.token_file in the config (or http.allow_public_without_token: true to accept that), or listen on 127.0.0.1"
         ));
@@ -811,7 +877,7 @@ fn http_config(
     }
     Some(HttpConfig {
         listen: addr,
-        token,
+        tokens,
         public_without_token: !addr.ip().is_loopback() && raw.allow_public_without_token,
         max_body_bytes: raw.max_body_bytes,
     })

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::{
     cli::DaemonArgs,
     config::{self, Config},
-    engine::{Engine, InjectError, Injection},
+    engine::{Ask, Engine, InjectError, Injection},
     log, logline,
     schedule::Timer,
     setup::{self, Setup},
@@ -23,7 +23,7 @@ pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
-    let setup = setup::build(&config).map_err(|e| UsageError(e.into()))?;
+    let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
     for poller in &config.pollers {
         if let Some(dir) = poller
             .state_file
@@ -39,6 +39,16 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
             })?;
         }
     }
+    if let Some(dir) = config
+        .pause_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        // Best effort: without it the watcher says why it cannot watch.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Before anything else: undo what a crashed run left active.
+    setup::recover(&setup.engine, &setup.loaded);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,7 +97,7 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
             let api = http::Api {
                 engine: engine.clone(),
                 kill_fault: config.kill_fault.clone(),
-                token: http_config.token.clone(),
+                tokens: http_config.tokens.clone(),
                 plugins: setup.plugins.clone(),
                 fault_plugins: setup.fault_plugins.clone(),
             };
@@ -130,6 +140,10 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
         })
         .collect();
 
+    if let Some(file) = engine.pause_file().cloned() {
+        watch_pause_file(engine.clone(), file);
+    }
+
     let signal = signals.wait().await;
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
@@ -140,6 +154,9 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
     for task in timer_task.into_iter().chain(pollers) {
         task.abort();
     }
+    // No fault outlives the monkey: revert what is still in effect.
+    let reverting = engine.clone();
+    let _ = tokio::task::spawn_blocking(move || reverting.revert_all("shutdown")).await;
     Ok(())
 }
 
@@ -166,16 +183,14 @@ impl Signals {
     }
 }
 
-/// Injects through the engine off the async runtime, with a deadline, and logs the
-/// original's lines for it. Every trigger comes through here.
-pub async fn inject(
-    engine: Arc<Engine>,
-    fault: String,
-    desc: String,
-    trigger: &'static str,
-) -> Result<Injection, InjectError> {
-    let name = fault.clone();
-    let call = tokio::task::spawn_blocking(move || engine.inject(&fault, &desc, trigger));
+/// Injects through the engine off the async runtime, with a deadline, logs the original's
+/// lines for it and schedules the revert of a reversible fault. Every trigger comes
+/// through here.
+pub async fn inject(engine: Arc<Engine>, ask: Ask) -> Result<Injection, InjectError> {
+    let name = ask.fault.clone();
+    let trigger = ask.trigger;
+    let worker = engine.clone();
+    let call = tokio::task::spawn_blocking(move || worker.inject(&ask));
     let result = match tokio::time::timeout(INJECT_DEADLINE, call).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(InjectError::Crashed {
@@ -191,9 +206,92 @@ pub async fn inject(
         Ok(injection) => {
             log::line(logline::fault_line(injection));
             log::line(logline::result_line(injection));
+            if let Some(due) = injection.revert_due {
+                schedule_revert(engine, injection.id.clone(), due);
+            }
         }
-        Err(InjectError::Sleeping { .. }) => {}
+        // Each trigger says these in its own words.
+        Err(
+            InjectError::Sleeping { .. } | InjectError::Paused(_) | InjectError::OverBudget { .. },
+        ) => {}
         Err(e) => log::line(format!("{trigger}: {e}")),
     }
     result
+}
+
+/// Reverts fault `id` at `due`, unless something (shutdown, pause) reverted it first.
+fn schedule_revert(engine: Arc<Engine>, id: String, due: chrono::DateTime<chrono::Utc>) {
+    tokio::spawn(async move {
+        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let _ = tokio::task::spawn_blocking(move || engine.revert(&id, "due")).await;
+    });
+}
+
+/// Watches the pause file's directory (inotify, no polling) on a thread of its own: when
+/// the file appears the monkey is paused and every active fault is reverted at once.
+/// Requests check the file themselves, so this only has to catch the faults in effect.
+/// The thread sleeps in `read` until something happens in that directory.
+fn watch_pause_file(engine: Arc<Engine>, file: std::path::PathBuf) {
+    use rustix::fs::inotify;
+    let Some(dir) = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.to_owned())
+    else {
+        return;
+    };
+    let watched = inotify::init(inotify::CreateFlags::CLOEXEC).and_then(|fd| {
+        inotify::add_watch(
+            &fd,
+            &dir,
+            inotify::WatchFlags::CREATE
+                | inotify::WatchFlags::MOVED_TO
+                | inotify::WatchFlags::DELETE
+                | inotify::WatchFlags::MOVED_FROM,
+        )?;
+        Ok(fd)
+    });
+    let fd = match watched {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::line(format!(
+                "warning: cannot watch {} ({e}): the pause file is still honoured on every request, but faults in effect are reverted only when they are due",
+                dir.display()
+            ));
+            return;
+        }
+    };
+    let mut was = file.exists();
+    if was {
+        log::line(format!(
+            "Nightmare Monkey is paused: {} exists",
+            file.display()
+        ));
+    }
+    let spawned = std::thread::Builder::new()
+        .name("pause-file".to_owned())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            // The events themselves do not matter: what counts is whether the file exists.
+            while rustix::io::read(&fd, &mut buf).is_ok() {
+                let now = file.exists();
+                if now && !was {
+                    log::line(format!(
+                        "Nightmare Monkey is paused: {} exists",
+                        file.display()
+                    ));
+                    engine.revert_all("pause");
+                } else if !now && was {
+                    log::line(format!(
+                        "Nightmare Monkey is playing again: {} was removed",
+                        file.display()
+                    ));
+                }
+                was = now;
+            }
+        });
+    if let Err(e) = spawned {
+        log::line(format!("warning: cannot start the pause file watcher: {e}"));
+    }
 }

@@ -1,16 +1,29 @@
-//! The engine: the single owner of the configured faults and the seeded random streams.
-//! Every request, from any trigger, is injected here, so every one passes the same path.
+//! The engine: the single owner of the configured faults, the guards (pause switch,
+//! window, budget), the journal, the active reversible faults and the seeded random
+//! streams. Every request, from any trigger, is injected here, so every one passes the
+//! same guards and is journaled the same way.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex,
+    },
+    time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Local};
-use nightmare_monkey_plugin_api::sdk::{PluginError, Request, Rng};
+use chrono::{DateTime, Local, Utc};
+use nightmare_monkey_plugin_api::sdk::{Outcome, PluginError, Request, Rng};
 use serde::Serialize;
 
-use crate::{plugin::Fault, window::Window};
+use crate::{
+    budget::{Budget, Limits},
+    journal::{Intent, Journal, OutcomeRecord, Record, RevertRecord},
+    log,
+    plugin::Fault,
+    window::Window,
+};
 
 /// The engine's record of one injection, from which log lines and answers are made.
 #[derive(Debug, Clone, Serialize)]
@@ -23,9 +36,11 @@ pub struct Injection {
     pub pid: u32,
     /// Its parent's PID.
     pub ppid: u32,
+    /// The journal id.
+    pub id: String,
     /// The configured fault that was injected.
     pub fault: String,
-    /// What asked for it (`timer`, `http`, `cli`).
+    /// What asked for it (`timer`, `http`, `poller`, `cli`).
     pub trigger: String,
     /// Whether this was a dry run.
     pub dry_run: bool,
@@ -35,19 +50,54 @@ pub struct Injection {
     pub seed: u64,
     /// When the fault was injected.
     pub at: DateTime<Local>,
+    /// For a reversible fault now active: when it will be reverted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_due: Option<DateTime<Utc>>,
     /// What the plugin reported.
     #[serde(flatten)]
-    pub outcome: nightmare_monkey_plugin_api::sdk::Outcome,
+    pub outcome: Outcome,
+}
+
+/// What a trigger asks for.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// The configured fault.
+    pub fault: String,
+    /// Why.
+    pub desc: String,
+    /// Which trigger (`timer`, `http`, `poller`, `cli`).
+    pub trigger: &'static str,
+    /// Who, when known (the API client's address and token name).
+    pub requested_by: Option<String>,
 }
 
 /// Why an injection did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
+    /// The kill switch is on.
+    #[error("Nightmare Monkey is paused ({0})")]
+    Paused(String),
     /// Outside the window: the monkey sleeps. Carries when the window next opens.
     #[error("Nightmare Monkey is sleeping now")]
     Sleeping {
         /// The next opening, if any within a year.
-        opens: Option<DateTime<chrono::Utc>>,
+        opens: Option<DateTime<Utc>>,
+    },
+    /// Over budget.
+    #[error("over budget ({why}): the next fault fits in {} s", .retry_after.as_secs().max(1))]
+    OverBudget {
+        /// How long until a fault fits again.
+        retry_after: Duration,
+        /// Which limit.
+        why: String,
+    },
+    /// The intent could not be journaled, so the fault was not injected.
+    #[error("cannot write the journal {path}: {error}; the fault was not injected")]
+    Journal {
+        /// The journal's path.
+        path: String,
+        /// Why.
+        error: String,
     },
     /// No fault of that name is configured.
     #[error("no fault named `{0}` is configured")]
@@ -78,31 +128,70 @@ pub enum InjectError {
     },
 }
 
+/// A reversible fault in effect.
+#[derive(Debug, Clone)]
+struct Active {
+    fault: String,
+    state: serde_json::Value,
+}
+
+/// One configured fault.
+struct Slot {
+    plugin: String,
+    fault: Fault,
+}
+
+/// The guards every request passes.
+#[derive(Debug, Default)]
+pub struct Guards {
+    /// When faults may happen (`None`: always).
+    pub window: Option<Window>,
+    /// Rate limits.
+    pub limits: Limits,
+    /// A file whose existence pauses the monkey.
+    pub pause_file: Option<PathBuf>,
+}
+
 /// The engine.
 pub struct Engine {
     master_seed: u64,
     execute: bool,
-    window: Option<Window>,
-    faults: BTreeMap<String, Fault>,
-    streams: Mutex<HashMap<String, Rng>>,
+    guards: Guards,
+    paused: AtomicBool,
+    budget: Mutex<Budget>,
+    journal: Option<Journal>,
+    run: u64,
+    next_id: AtomicU64,
+    faults: BTreeMap<String, Slot>,
+    streams: Mutex<HashMap<String, (Rng, u64)>>,
+    active: Mutex<BTreeMap<String, Active>>,
 }
 
 impl Engine {
-    /// An engine with no faults. Nothing is ever executed unless `execute` is set; with a
-    /// window, nothing is injected outside it.
-    pub fn new(master_seed: u64, execute: bool, window: Option<Window>) -> Self {
+    /// An engine with no faults. Nothing is ever executed unless `execute` is set.
+    pub fn new(master_seed: u64, execute: bool, guards: Guards, journal: Option<Journal>) -> Self {
         Self {
             master_seed,
             execute,
-            window,
+            budget: Mutex::new(Budget::new(guards.limits)),
+            guards,
+            paused: AtomicBool::new(false),
+            journal,
+            run: Utc::now().timestamp_millis().max(0) as u64,
+            next_id: AtomicU64::new(1),
             faults: BTreeMap::new(),
             streams: Mutex::new(HashMap::new()),
+            active: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Adds a configured fault under `name`.
-    pub fn add_fault(&mut self, name: &str, fault: Fault) -> anyhow::Result<()> {
-        if self.faults.insert(name.to_owned(), fault).is_some() {
+    /// Adds a configured fault under `name`, provided by `plugin`.
+    pub fn add_fault(&mut self, name: &str, plugin: &str, fault: Fault) -> anyhow::Result<()> {
+        let slot = Slot {
+            plugin: plugin.to_owned(),
+            fault,
+        };
+        if self.faults.insert(name.to_owned(), slot).is_some() {
             anyhow::bail!("two faults are named `{name}`: fault names must be unique");
         }
         Ok(())
@@ -118,6 +207,11 @@ impl Engine {
         self.execute
     }
 
+    /// The journal, if there is one.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
     /// The names of the configured faults, sorted.
     pub fn fault_names(&self) -> Vec<String> {
         self.faults.keys().cloned().collect()
@@ -128,57 +222,267 @@ impl Engine {
         Rng::stream(self.master_seed, name)
     }
 
-    /// The next value of the named stream. Streams are independent: drawing from one
-    /// never shifts another, so adding a trigger or a fault leaves the rest as they were.
-    pub fn draw(&self, stream: &str) -> u64 {
+    /// The next value of the named stream and its position in it. Streams are
+    /// independent: drawing from one never shifts another.
+    fn draw(&self, stream: &str) -> (u64, u64) {
         let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        streams
+        let (rng, drawn) = streams
             .entry(stream.to_owned())
-            .or_insert_with(|| Rng::stream(self.master_seed, stream))
-            .next_u64()
+            .or_insert_with(|| (Rng::stream(self.master_seed, stream), 0));
+        let position = *drawn;
+        *drawn += 1;
+        (rng.next_u64(), position)
     }
 
-    /// Injects the fault `name` once, with the next seed of its stream. Synchronous: the
-    /// plugin may block, so async callers run this off their runtime.
-    pub fn inject(&self, name: &str, desc: &str, trigger: &str) -> Result<Injection, InjectError> {
-        if let Some(window) = &self.window {
-            let now = chrono::Utc::now();
+    /// Why the monkey is paused, if it is.
+    pub fn paused(&self) -> Option<String> {
+        if self.paused.load(Ordering::SeqCst) {
+            return Some("POST /api/resume to resume".to_owned());
+        }
+        match &self.guards.pause_file {
+            Some(file) if file.exists() => Some(format!(
+                "the pause file {} exists; remove it to resume",
+                file.display()
+            )),
+            _ => None,
+        }
+    }
+
+    /// Turns the API's pause switch on or off. Turning it on reverts every active fault.
+    pub fn set_paused(&self, on: bool) {
+        self.paused.store(on, Ordering::SeqCst);
+        if on {
+            self.revert_all("pause");
+        }
+    }
+
+    /// The pause file, if one is configured.
+    pub fn pause_file(&self) -> Option<&PathBuf> {
+        self.guards.pause_file.as_ref()
+    }
+
+    fn write(&self, record: &Record, durable: bool) -> Result<(), String> {
+        match &self.journal {
+            Some(journal) => journal.append(record, durable).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    fn journal_path(&self) -> String {
+        self.journal
+            .as_ref()
+            .map(|j| j.path().display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Injects a fault once, if every guard lets it, journaling it before and after.
+    /// Synchronous: the plugin may block, so async callers run this off their runtime.
+    pub fn inject(&self, ask: &Ask) -> Result<Injection, InjectError> {
+        if let Some(why) = self.paused() {
+            return Err(InjectError::Paused(why));
+        }
+        let now = Utc::now();
+        if let Some(window) = &self.guards.window {
             if !window.contains(now) {
                 return Err(InjectError::Sleeping {
                     opens: window.next_open(now),
                 });
             }
         }
-        let fault = self
+        let slot = self
             .faults
-            .get(name)
-            .ok_or_else(|| InjectError::UnknownFault(name.to_owned()))?;
-        let seed = self.draw(&format!("fault/{name}"));
-        let request = Request {
+            .get(&ask.fault)
+            .ok_or_else(|| InjectError::UnknownFault(ask.fault.clone()))?;
+        {
+            let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err((retry_after, why)) = budget.check(now) {
+                return Err(InjectError::OverBudget { retry_after, why });
+            }
+            budget.record(now);
+        }
+        let stream = format!("fault/{}", ask.fault);
+        let (seed, stream_position) = self.draw(&stream);
+        let id = format!(
+            "{}-{}",
+            self.run,
+            self.next_id.fetch_add(1, Ordering::SeqCst)
+        );
+        let dry_run = !self.execute;
+        let intent = Intent {
+            id: id.clone(),
+            at: now,
+            fault: ask.fault.clone(),
+            plugin: slot.plugin.clone(),
+            trigger: ask.trigger.to_owned(),
+            requested_by: ask.requested_by.clone(),
+            desc: ask.desc.clone(),
+            dry_run,
+            master_seed: self.master_seed,
+            stream,
+            stream_position,
             seed,
-            dry_run: !self.execute,
-            desc: desc.to_owned(),
         };
-        let at = Local::now();
-        let outcome = fault
-            .inject(&request)
-            .map_err(|error| InjectError::Plugin {
-                fault: name.to_owned(),
+        // A real fault is announced on disk before it happens; a dry run changes
+        // nothing, so it need not wait for the disk.
+        self.write(&Record::Intent(intent), !dry_run)
+            .map_err(|error| InjectError::Journal {
+                path: self.journal_path(),
                 error,
             })?;
+
+        let request = Request {
+            seed,
+            dry_run,
+            desc: ask.desc.clone(),
+        };
+        let started = Instant::now();
+        let answer = slot.fault.inject(&request);
+        let done = Utc::now();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let outcome = match answer {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let record = OutcomeRecord {
+                    id,
+                    at: done,
+                    elapsed_ms,
+                    result: "failed".to_owned(),
+                    action: String::new(),
+                    process: None,
+                    signal: None,
+                    summary: String::new(),
+                    error: Some(error.to_string()),
+                    revert: None,
+                    revert_due: None,
+                };
+                self.record_outcome(&record, false);
+                return Err(InjectError::Plugin {
+                    fault: ask.fault.clone(),
+                    error,
+                });
+            }
+        };
+        let revert_due = match (&outcome.revert, outcome.revert_after_ms) {
+            (Some(state), Some(ms)) if !dry_run => {
+                self.active
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        id.clone(),
+                        Active {
+                            fault: ask.fault.clone(),
+                            state: state.clone(),
+                        },
+                    );
+                Some(done + chrono::TimeDelta::milliseconds(ms as i64))
+            }
+            _ => None,
+        };
+        let record = OutcomeRecord {
+            id: id.clone(),
+            at: done,
+            elapsed_ms,
+            result: outcome.result.clone(),
+            action: outcome.action.clone(),
+            process: outcome.process.clone(),
+            signal: outcome.signal.clone(),
+            summary: outcome.summary.clone(),
+            error: None,
+            revert: revert_due.and(outcome.revert.clone()),
+            revert_due,
+        };
+        // An active fault's record is what a restart reverts from: it must be on disk.
+        self.record_outcome(&record, revert_due.is_some());
         let process = outcome.process.clone().unwrap_or_default();
         Ok(Injection {
             name: process.name,
-            desc: desc.to_owned(),
+            desc: ask.desc.clone(),
             pid: process.pid,
             ppid: process.ppid,
-            fault: name.to_owned(),
-            trigger: trigger.to_owned(),
-            dry_run: request.dry_run,
+            id,
+            fault: ask.fault.clone(),
+            trigger: ask.trigger.to_owned(),
+            dry_run,
             master_seed: self.master_seed,
             seed,
-            at,
+            at: now.with_timezone(&Local),
+            revert_due,
             outcome,
         })
+    }
+
+    fn record_outcome(&self, record: &OutcomeRecord, durable: bool) {
+        if let Err(e) = self.write(&Record::Outcome(record.clone()), durable) {
+            // The fault has happened; all that can be done is to say so loudly.
+            log::line(format!(
+                "journal: cannot record the outcome of {} in {}: {e}",
+                record.id,
+                self.journal_path()
+            ));
+        }
+    }
+
+    /// Reverts the active fault `id` (once: `None` if it is not active any more).
+    pub fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
+        let active = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)?;
+        let slot = self.faults.get(&active.fault)?;
+        Some(self.revert_with(&slot.fault, id, &active.state, reason))
+    }
+
+    /// Reverts with `fault` the fault `id` whose revert state is `state`, journals it and
+    /// logs it. Used for active faults and for those a crash left behind.
+    pub fn revert_with(
+        &self,
+        fault: &Fault,
+        id: &str,
+        state: &serde_json::Value,
+        reason: &str,
+    ) -> Outcome {
+        let outcome = fault.revert(state).unwrap_or_else(|e| Outcome {
+            result: "failed".to_owned(),
+            summary: e.to_string(),
+            ..Outcome::default()
+        });
+        let record = RevertRecord {
+            id: id.to_owned(),
+            at: Utc::now(),
+            reason: reason.to_owned(),
+            result: outcome.result.clone(),
+            summary: outcome.summary.clone(),
+        };
+        if let Err(e) = self.write(&Record::Revert(record), true) {
+            log::line(format!(
+                "journal: cannot record the revert of {id} in {}: {e}",
+                self.journal_path()
+            ));
+        }
+        log::line(format!(
+            "Revert ({reason}): {}: {}",
+            outcome.result, outcome.summary
+        ));
+        outcome
+    }
+
+    /// Reverts every active fault (on shutdown and on pause).
+    pub fn revert_all(&self, reason: &str) {
+        let ids: Vec<String> = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.revert(&id, reason);
+        }
+    }
+
+    /// The configured fault `name`, for reverting what a previous run left active.
+    pub fn fault(&self, name: &str) -> Option<&Fault> {
+        self.faults.get(name).map(|s| &s.fault)
     }
 }

@@ -1,11 +1,13 @@
 //! `nightmare-monkey`: parse the command line, run, map the error to an exit code.
 #![deny(unsafe_code)]
 
+mod budget;
 mod cli;
 mod commands;
 mod config;
 mod daemon;
 mod engine;
+mod journal;
 #[allow(unsafe_code)]
 mod loader;
 mod log;

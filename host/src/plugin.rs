@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use abi_stable::std_types::{RResult, RStr};
+use abi_stable::std_types::{RResult, RStr, RString};
 use anyhow::{anyhow, bail, Context as _};
 use nightmare_monkey_plugin_api::{
     abi::{FaultBox, PluginRef},
@@ -45,13 +45,16 @@ pub struct Plugin {
 
 /// The plugins linked into this binary.
 pub fn builtins() -> Vec<Plugin> {
-    [("process-kill", process_kill::plugin_module())]
-        .into_iter()
-        .map(|(name, module)| {
-            Plugin::new(module, Source::Builtin)
-                .unwrap_or_else(|e| panic!("built-in plugin {name} is broken: {e:#}"))
-        })
-        .collect()
+    [
+        ("process-kill", process_kill::plugin_module()),
+        ("process-pause", process_pause::plugin_module()),
+    ]
+    .into_iter()
+    .map(|(name, module)| {
+        Plugin::new(module, Source::Builtin)
+            .unwrap_or_else(|e| panic!("built-in plugin {name} is broken: {e:#}"))
+    })
+    .collect()
 }
 
 impl Plugin {
@@ -108,14 +111,25 @@ impl Fault {
     pub fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
         let text = serde_json::to_string(request)
             .map_err(|e| PluginError::new(ErrorKind::Failed, e.to_string()))?;
-        match self.0.inject(RStr::from(text.as_str())) {
-            RResult::ROk(out) => serde_json::from_str(&out).map_err(|e| {
-                PluginError::new(
-                    ErrorKind::Failed,
-                    format!("the plugin answered an unreadable outcome: {e}"),
-                )
-            }),
-            RResult::RErr(e) => Err(PluginError::from_json(&e)),
-        }
+        decode(self.0.inject(RStr::from(text.as_str())))
+    }
+
+    /// Undoes an injection, given the `revert` state of its outcome.
+    pub fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        let text = state.to_string();
+        decode(self.0.revert(RStr::from(text.as_str())))
+    }
+}
+
+/// A plugin's answer: an outcome, or the error it sent.
+fn decode(answer: RResult<RString, RString>) -> Result<Outcome, PluginError> {
+    match answer {
+        RResult::ROk(out) => serde_json::from_str(&out).map_err(|e| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("the plugin answered an unreadable outcome: {e}"),
+            )
+        }),
+        RResult::RErr(e) => Err(PluginError::from_json(&e)),
     }
 }

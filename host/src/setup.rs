@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::{
     config::{Config, ConfigErrors},
-    engine::Engine,
+    engine::{Engine, Guards},
+    journal::{self, Journal},
+    log,
     plugin::{self, Plugin, Source},
     triggers::poller::{self, Saved},
 };
@@ -38,10 +40,13 @@ pub struct Setup {
     pub seed_drawn: bool,
     /// Each poller's saved state (`None`: it starts fresh), in the config's order.
     pub poller_states: Vec<Option<Saved>>,
+    /// The loaded plugins by name.
+    pub loaded: BTreeMap<String, Plugin>,
 }
 
-/// Builds the engine; every problem is reported, each naming where it was written.
-pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
+/// Builds the engine; every problem is reported, each naming where it was written. With
+/// `run` false (`check-config`) nothing is written anywhere: the journal is not opened.
+pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     let mut errors = Vec::new();
     let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
     let loaded = plugin::builtins().into_iter().map(Ok).chain(
@@ -76,7 +81,24 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
             }
         },
     };
-    let mut engine = Engine::new(seed, config.execute, Some(config.window.clone()));
+    let journal = if run {
+        Journal::open(&config.journal)
+            .map_err(|e| {
+                errors.push(format!(
+                    "cannot open the journal {}: {e}",
+                    config.journal.display()
+                ))
+            })
+            .ok()
+    } else {
+        None
+    };
+    let guards = Guards {
+        window: Some(config.window.clone()),
+        limits: config.limits,
+        pause_file: Some(config.pause_file.clone()),
+    };
+    let mut engine = Engine::new(seed, config.execute, guards, journal);
     let mut fault_plugins = BTreeMap::new();
     for fault in &config.faults {
         let at = if fault.location.is_empty() {
@@ -95,7 +117,7 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
         };
         match plugin.new_fault(&fault.config) {
             Ok(f) => {
-                if let Err(e) = engine.add_fault(&fault.name, f) {
+                if let Err(e) = engine.add_fault(&fault.name, &fault.plugin, f) {
                     errors.push(format!("{at}{e}"));
                 }
                 fault_plugins.insert(fault.name.clone(), fault.plugin.clone());
@@ -118,7 +140,7 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let plugins = plugins
+    let infos = plugins
         .values()
         .map(|p| PluginInfo {
             name: p.manifest.name.clone(),
@@ -133,7 +155,8 @@ pub fn build(config: &Config) -> Result<Setup, ConfigErrors> {
         .collect();
     Ok(Setup {
         engine,
-        plugins,
+        plugins: infos,
+        loaded: plugins,
         fault_plugins,
         seed_drawn,
         poller_states,
@@ -156,5 +179,59 @@ fn without_position(message: &str) -> &str {
         rest
     } else {
         message
+    }
+}
+
+/// Reverts what a previous run left active (it crashed, or was killed, mid-fault), before
+/// anything else happens: every outcome with revert state and no revert record. The
+/// plugin checks the process is still the one it stopped (by start time).
+pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
+    let Some(journal) = engine.journal() else {
+        return;
+    };
+    let contents = match journal::read(journal.path()) {
+        Ok(contents) => contents,
+        Err(e) => {
+            log::line(format!(
+                "journal: cannot read {} to recover: {e}",
+                journal.path().display()
+            ));
+            return;
+        }
+    };
+    for problem in &contents.problems {
+        log::line(format!("journal: {problem}"));
+    }
+    for entry in journal::entries(&contents.records) {
+        if !entry.is_active() {
+            continue;
+        }
+        let Some(state) = entry.outcome.as_ref().and_then(|o| o.revert.clone()) else {
+            continue;
+        };
+        let id = &entry.intent.id;
+        log::line(format!(
+            "Recovering: {} ({}) was left active by the last run",
+            id, entry.intent.fault
+        ));
+        // The fault as configured now, else a default one of the plugin that made it.
+        let fresh;
+        let fault = match engine.fault(&entry.intent.fault) {
+            Some(fault) => fault,
+            None => match plugins.get(&entry.intent.plugin).map(|p| p.new_fault("")) {
+                Some(Ok(fault)) => {
+                    fresh = fault;
+                    &fresh
+                }
+                _ => {
+                    log::line(format!(
+                        "Recovering {id}: plugin {} is not loaded; revert it by hand: {state}",
+                        entry.intent.plugin
+                    ));
+                    continue;
+                }
+            },
+        };
+        engine.revert_with(fault, id, &state, "recovery");
     }
 }

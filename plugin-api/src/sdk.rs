@@ -72,6 +72,8 @@ pub mod results {
     pub const SURVIVED: &str = "survived";
     /// The chosen process was gone (or replaced) before it could be signalled.
     pub const VANISHED: &str = "vanished";
+    /// The target process was stopped (SIGSTOP) until the fault is reverted.
+    pub const PAUSED: &str = "paused";
     /// A non-process fault was injected.
     pub const INJECTED: &str = "injected";
     /// A reversible fault was undone.
@@ -117,6 +119,10 @@ pub struct Outcome {
     pub details: serde_json::Value,
     /// For reversible faults: what [`FaultPlugin::revert`] needs to undo this one.
     pub revert: Option<serde_json::Value>,
+    /// For reversible faults: when the host should revert it, in milliseconds after the
+    /// injection. The host journals the fault as active until then, and reverts it on
+    /// shutdown, on pause and after a crash as well.
+    pub revert_after_ms: Option<u64>,
 }
 
 impl Default for Outcome {
@@ -129,6 +135,7 @@ impl Default for Outcome {
             summary: String::new(),
             details: serde_json::Value::Null,
             revert: None,
+            revert_after_ms: None,
         }
     }
 }

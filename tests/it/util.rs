@@ -11,6 +11,20 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nightmare-monkey"))
 }
 
+/// The state directory every run of the binary gets (journal, pause file, poller state),
+/// so no test writes to this machine's /var/lib/nightmare-monkey.
+pub fn state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("nm-it-state-{}", std::process::id()))
+}
+
+/// The binary, ready to run, with its state kept under [`state_dir`].
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    c.env("STATE_DIRECTORY", state_dir())
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
 /// Where cargo puts the plugin libraries it builds for this test run: beside the test
 /// binary, in `target/<profile>/deps` (the copies one level up are refreshed only by
 /// `cargo build`, so they may be stale).
@@ -52,9 +66,8 @@ impl From<Output> for Run {
 
 /// Runs the binary with `args` (on this machine: use only for dry runs).
 pub fn monkey(args: &[&str]) -> Run {
-    Command::new(bin())
+    command()
         .args(args)
-        .env_remove("RUST_BACKTRACE")
         .output()
         .expect("the binary runs")
         .into()
@@ -78,6 +91,7 @@ pub fn in_namespace(script: &str) -> Run {
         ])
         .env("NM", bin())
         .env("LIB", lib_dir())
+        .env("STATE_DIRECTORY", state_dir())
         .env_remove("RUST_BACKTRACE")
         .output()
         .expect("unshare runs (install util-linux)");
@@ -124,9 +138,8 @@ impl Daemon {
             !args.contains(&"--execute"),
             "never --execute outside a namespace"
         );
-        let mut child = Command::new(bin())
+        let mut child = command()
             .args(args)
-            .env_remove("RUST_BACKTRACE")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

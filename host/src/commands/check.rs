@@ -8,7 +8,7 @@ use crate::{config, daemon, setup, UsageError};
 /// Runs `check-config`.
 pub fn run(file: &Path) -> anyhow::Result<()> {
     let config = config::check_file(file).map_err(|e| UsageError(e.into()))?;
-    let setup = setup::build(&config).map_err(|e| UsageError(e.into()))?;
+    let setup = setup::build(&config, false).map_err(|e| UsageError(e.into()))?;
     println!("{}: ok", file.display());
     println!("  {}", daemon::banner(&config));
     println!("  faults: {}", setup.engine.fault_names().join(", "));
@@ -31,7 +31,7 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
         Some(http) => println!(
             "  http: {}{}",
             http.listen,
-            if http.token.is_some() {
+            if !http.tokens.is_empty() {
                 " (token required)"
             } else {
                 ""

@@ -6,7 +6,8 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 use crate::{
     cli::KillArgs,
-    engine::{Engine, InjectError},
+    engine::{Ask, Engine, Guards, InjectError},
+    journal::Journal,
     logline,
     plugin::{self, Plugin},
     UsageError,
@@ -37,10 +38,26 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
             seed
         }
     };
-    let mut engine = Engine::new(seed, args.execute, None);
-    engine.add_fault(&name, fault)?;
+    let journal_path = match &args.journal {
+        Some(path) => path.clone(),
+        None => crate::state::default_dir().join("journal.jsonl"),
+    };
+    let journal = Journal::open(&journal_path).map_err(|e| {
+        anyhow!(
+            "cannot open the journal {}: {e} (give --journal FILE to use another)",
+            journal_path.display()
+        )
+    })?;
+    let mut engine = Engine::new(seed, args.execute, Guards::default(), Some(journal));
+    engine.add_fault(&name, &name, fault)?;
 
-    let injection = match engine.inject(&name, &args.desc, "cli") {
+    let ask = Ask {
+        fault: name.clone(),
+        desc: args.desc.clone(),
+        trigger: "cli",
+        requested_by: None,
+    };
+    let injection = match engine.inject(&ask) {
         Ok(injection) => injection,
         Err(InjectError::Plugin { fault, error }) if error.kind == ErrorKind::Config => {
             return Err(UsageError(anyhow!("{fault}: {error}")).into())

@@ -1,9 +1,11 @@
 //! One module per subcommand; `run` dispatches. No subcommand runs the daemon.
 
 mod check;
+pub mod history;
 mod kill;
 mod plan;
 mod plugins;
+mod switch;
 
 use crate::{
     cli::{Cli, Command},
@@ -18,5 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Plugins(cmd)) => plugins::run(cmd),
         Some(Command::Plan(args)) => plan::run(args),
         Some(Command::CheckConfig { file }) => check::run(&file),
+        Some(Command::History(args)) => history::run(args),
+        Some(Command::Pause(args)) => switch::run(args, true),
+        Some(Command::Resume(args)) => switch::run(args, false),
     }
 }

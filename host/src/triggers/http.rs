@@ -1,6 +1,8 @@
 //! The HTTP trigger (warp): the original's `POST /api/kill`, plus `POST /api/faults/{name}`,
-//! `GET /api/plugins` and `GET /healthz`. Every answer is JSON; errors are
-//! `{"code": N, "message": "..."}`. A bearer token, when set, guards every `/api` call.
+//! `GET /api/plugins`, `GET /api/history`, the kill switch (`POST /api/pause`,
+//! `POST /api/resume`) and `GET /healthz`. Every answer is JSON; errors are
+//! `{"code": N, "message": "..."}`. Bearer tokens, when set, guard every `/api` call, and
+//! each request is journaled with the client's address and the token's name.
 
 use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
@@ -18,7 +20,8 @@ use warp::{
 use crate::{
     config::HttpConfig,
     daemon,
-    engine::{Engine, InjectError},
+    engine::{Ask, Engine, InjectError},
+    log,
     setup::PluginInfo,
 };
 
@@ -28,16 +31,20 @@ pub struct Api {
     pub engine: Arc<Engine>,
     /// The fault `/api/kill` fires.
     pub kill_fault: String,
-    /// The bearer token, if one is required.
-    pub token: Option<String>,
+    /// The accepted tokens by name (empty: none required).
+    pub tokens: Vec<(String, String)>,
     /// For `/api/plugins`.
     pub plugins: Vec<PluginInfo>,
     /// Which plugin each fault uses.
     pub fault_plugins: BTreeMap<String, String>,
 }
 
-const ROUTES: &str =
-    "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins and GET /healthz";
+const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, POST /api/pause, POST /api/resume and GET /healthz";
+
+/// Who is asking: the client's address and, with named tokens, the token's name (never
+/// the token).
+#[derive(Debug, Clone)]
+struct Caller(String);
 
 /// An error answer.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -69,46 +76,78 @@ pub fn bind(
     let with_api = warp::any().map(move || api.clone());
     let authorized = with_api
         .and(warp::header::optional::<String>("authorization"))
-        .and_then(|api: Arc<Api>, auth: Option<String>| async move {
-            match &api.token {
-                None => Ok(api),
-                Some(token) => {
-                    let given = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
-                    if given.is_some_and(|g| same_token(g.trim(), token)) {
-                        Ok(api)
-                    } else {
-                        Err(warp::reject::custom(Unauthorized))
-                    }
+        .and(warp::addr::remote())
+        .and_then(
+            |api: Arc<Api>, auth: Option<String>, peer: Option<SocketAddr>| async move {
+                let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+                if api.tokens.is_empty() {
+                    return Ok((api, Caller(peer)));
                 }
-            }
-        });
+                let given = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+                // Every token is compared, so the time taken says nothing about which.
+                let name = api
+                    .tokens
+                    .iter()
+                    .filter(|(_, token)| given.is_some_and(|g| same_token(g.trim(), token)))
+                    .map(|(name, _)| name.clone())
+                    .next_back();
+                match name {
+                    Some(name) => Ok((api, Caller(format!("{peer} ({name})")))),
+                    None => Err(warp::reject::custom(Unauthorized)),
+                }
+            },
+        )
+        .untuple_one();
     let body = warp::body::content_length_limit(config.max_body_bytes).and(warp::body::bytes());
 
     let kill = warp::path!("api" / "kill")
         .and(warp::post())
         .and(authorized.clone())
         .and(body)
-        .and_then(|api: Arc<Api>, body: Bytes| async move {
+        .and_then(|api: Arc<Api>, caller: Caller, body: Bytes| async move {
             let fault = api.kill_fault.clone();
-            Ok::<_, Infallible>(fire(api, fault, &body).await)
+            Ok::<_, Infallible>(fire(api, caller, fault, &body).await)
         });
     let fault = warp::path!("api" / "faults" / String)
         .and(warp::post())
         .and(authorized.clone())
         .and(body)
-        .and_then(|name: String, api: Arc<Api>, body: Bytes| async move {
-            Ok::<_, Infallible>(fire(api, name, &body).await)
-        });
+        .and_then(
+            |name: String, api: Arc<Api>, caller: Caller, body: Bytes| async move {
+                Ok::<_, Infallible>(fire(api, caller, name, &body).await)
+            },
+        );
     let plugins = warp::path!("api" / "plugins")
         .and(warp::get())
-        .and(authorized)
-        .map(|api: Arc<Api>| {
+        .and(authorized.clone())
+        .map(|api: Arc<Api>, _: Caller| {
             let faults: Vec<_> = api
                 .fault_plugins
                 .iter()
                 .map(|(name, plugin)| json!({ "name": name, "plugin": plugin }))
                 .collect();
             warp::reply::json(&json!({ "plugins": api.plugins, "faults": faults })).into_response()
+        });
+    let history = warp::path!("api" / "history")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(warp::query::<BTreeMap<String, String>>())
+        .map(
+            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| {
+                history(&api, query.get("since").map(String::as_str))
+            },
+        );
+    let pause = warp::path!("api" / "pause")
+        .and(warp::post())
+        .and(authorized.clone())
+        .and_then(|api: Arc<Api>, caller: Caller| async move {
+            Ok::<_, Infallible>(switch(api, caller, true).await)
+        });
+    let resume = warp::path!("api" / "resume")
+        .and(warp::post())
+        .and(authorized)
+        .and_then(|api: Arc<Api>, caller: Caller| async move {
+            Ok::<_, Infallible>(switch(api, caller, false).await)
         });
     let health = warp::path!("healthz")
         .and(warp::get())
@@ -121,6 +160,12 @@ pub fn bind(
         .or(fault)
         .unify()
         .or(plugins)
+        .unify()
+        .or(history)
+        .unify()
+        .or(pause)
+        .unify()
+        .or(resume)
         .unify()
         .recover(move |r| rejection(r, max));
     warp::serve(routes)
@@ -149,25 +194,39 @@ fn desc(body: &[u8]) -> Result<String, &'static str> {
     }
 }
 
-async fn fire(api: Arc<Api>, fault: String, body: &[u8]) -> Response {
+async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Response {
     let desc = match desc(body) {
         Ok(desc) => desc,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    match daemon::inject(api.engine.clone(), fault, desc, "http").await {
+    let ask = Ask {
+        fault,
+        desc,
+        trigger: "http",
+        requested_by: Some(caller.0),
+    };
+    match daemon::inject(api.engine.clone(), ask).await {
         Ok(injection) => warp::reply::json(&injection).into_response(),
         Err(InjectError::Sleeping { opens }) => {
-            let mut answer = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Nightmare Monkey is sleeping now",
-            );
-            if let Some(opens) = opens {
-                let secs = (opens - Utc::now()).num_seconds().max(1);
-                if let Ok(value) = secs.to_string().parse() {
-                    answer.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-            }
-            answer
+            let wait = opens.map(|t| (t - Utc::now()).to_std().unwrap_or_default());
+            retry_after(
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Nightmare Monkey is sleeping now",
+                ),
+                wait,
+            )
+        }
+        Err(
+            e @ InjectError::OverBudget {
+                retry_after: wait, ..
+            },
+        ) => retry_after(
+            error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            Some(wait),
+        ),
+        Err(e @ (InjectError::Paused(_) | InjectError::Journal { .. })) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
         Err(e @ InjectError::UnknownFault(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ InjectError::Plugin { .. }) => {
@@ -181,6 +240,69 @@ async fn fire(api: Arc<Api>, fault: String, body: &[u8]) -> Response {
         }
         Err(e @ InjectError::TimedOut { .. }) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
         Err(e @ InjectError::Crashed { .. }) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+/// Adds `Retry-After` in whole seconds (at least 1).
+fn retry_after(mut answer: Response, wait: Option<std::time::Duration>) -> Response {
+    if let Some(wait) = wait {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(value) = secs.max(1).to_string().parse() {
+            answer.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    answer
+}
+
+/// The kill switch. Pausing reverts every active fault before it answers.
+async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
+    let engine = api.engine.clone();
+    let flipped = tokio::task::spawn_blocking(move || {
+        engine.set_paused(on);
+        engine.paused()
+    })
+    .await;
+    let still = match flipped {
+        Ok(still) => still,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let word = if on { "paused" } else { "resumed" };
+    log::line(format!(
+        "Nightmare Monkey is {word} (POST /api/{}, {})",
+        if on { "pause" } else { "resume" },
+        caller.0
+    ));
+    warp::reply::json(&json!({ "paused": still.is_some(), "message": match (&still, on) {
+        (Some(_), true) => "Nightmare Monkey is paused: every trigger is refused and active faults were reverted".to_owned(),
+        (Some(why), false) => format!("still paused: {why}"),
+        (None, _) => "Nightmare Monkey is playing again".to_owned(),
+    }}))
+    .into_response()
+}
+
+/// The answer key as JSON: one entry per fault, oldest first.
+fn history(api: &Api, since: Option<&str>) -> Response {
+    let since = match since.map(crate::commands::history::parse_since) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(journal) = api.engine.journal() else {
+        return warp::reply::json(&json!({ "faults": [], "problems": [] })).into_response();
+    };
+    match crate::journal::read(journal.path()) {
+        Ok(contents) => {
+            let entries: Vec<_> = crate::journal::entries(&contents.records)
+                .into_iter()
+                .filter(|e| since.is_none_or(|t| e.intent.at >= t))
+                .collect();
+            warp::reply::json(&json!({ "faults": entries, "problems": contents.problems }))
+                .into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the journal {}: {e}", journal.path().display()),
+        ),
     }
 }
 

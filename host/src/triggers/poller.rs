@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::{
     daemon,
-    engine::{Engine, InjectError},
+    engine::{Ask, Engine, InjectError},
     log, state,
 };
 
@@ -328,9 +328,13 @@ pub async fn run(
                     save(&config, counter);
                 }
                 for _ in 0..counter.due(count) {
-                    let desc = describe(&config, count);
-                    match daemon::inject(engine.clone(), config.fault.clone(), desc, "poller").await
-                    {
+                    let ask = Ask {
+                        fault: config.fault.clone(),
+                        desc: describe(&config, count),
+                        trigger: "poller",
+                        requested_by: Some(name.clone()),
+                    };
+                    match daemon::inject(engine.clone(), ask).await {
                         Ok(_) => {
                             refusals.clear();
                             counter.advance();

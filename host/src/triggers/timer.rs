@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::{
     config::TIMER_DESC,
     daemon,
-    engine::{Engine, InjectError},
+    engine::{Ask, Engine, InjectError},
     log,
     schedule::Timer,
 };
@@ -33,15 +33,20 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(InjectError::Sleeping { .. }) = daemon::inject(
-            engine.clone(),
-            fault.clone(),
-            TIMER_DESC.to_owned(),
-            "timer",
-        )
-        .await
-        {
-            log::line("Nightmare Monkey is sleeping with good dream.");
+        let ask = Ask {
+            fault: fault.clone(),
+            desc: TIMER_DESC.to_owned(),
+            trigger: "timer",
+            requested_by: None,
+        };
+        match daemon::inject(engine.clone(), ask).await {
+            Err(InjectError::Sleeping { .. }) => {
+                log::line("Nightmare Monkey is sleeping with good dream.")
+            }
+            Err(e @ (InjectError::Paused(_) | InjectError::OverBudget { .. })) => {
+                log::line(format!("{e}: the timer skips this one"))
+            }
+            _ => {}
         }
     }
 }

@@ -1,0 +1,148 @@
+//! Budgets shared by every trigger: at most N faults an hour and a day, and a minimum gap
+//! between two faults. The clock is passed in, so the arithmetic is tested on its own.
+
+use std::{collections::VecDeque, time::Duration};
+
+use chrono::{DateTime, Utc};
+
+/// The limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Faults in any 60 minutes.
+    pub per_hour: Option<u32>,
+    /// Faults in any 24 hours.
+    pub per_day: Option<u32>,
+    /// The least time between two faults.
+    pub min_gap: Option<Duration>,
+}
+
+/// The faults of the last day, against the limits.
+#[derive(Debug, Default)]
+pub struct Budget {
+    limits: Limits,
+    recent: VecDeque<DateTime<Utc>>,
+}
+
+const HOUR: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+const DAY: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+impl Budget {
+    /// A budget with these limits.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// `Ok` if a fault may happen at `now`; else how long until one may, and which limit.
+    pub fn check(&mut self, now: DateTime<Utc>) -> Result<(), (Duration, String)> {
+        while self.recent.front().is_some_and(|t| now - *t >= DAY) {
+            self.recent.pop_front();
+        }
+        let mut wait = chrono::TimeDelta::zero();
+        let mut why = Vec::new();
+        if let (Some(gap), Some(last)) = (self.limits.min_gap, self.recent.back()) {
+            let gap = chrono::TimeDelta::from_std(gap).unwrap_or(DAY);
+            if now - *last < gap {
+                wait = wait.max(*last + gap - now);
+                why.push(format!(
+                    "at least {} between faults",
+                    humantime::format_duration(gap.to_std().unwrap_or_default())
+                ));
+            }
+        }
+        for (limit, span, name) in [
+            (self.limits.per_hour, HOUR, "an hour"),
+            (self.limits.per_day, DAY, "a day"),
+        ] {
+            let Some(limit) = limit else { continue };
+            let inside: Vec<&DateTime<Utc>> =
+                self.recent.iter().filter(|t| now - **t < span).collect();
+            if inside.len() >= limit as usize {
+                // The fault that has to fall out of the span before another fits.
+                let oldest = inside[inside.len() - limit as usize];
+                wait = wait.max(*oldest + span - now);
+                why.push(format!("at most {limit} faults {name}"));
+            }
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            let secs = wait.num_milliseconds().max(0) as u64;
+            Err((Duration::from_millis(secs), why.join(" and ")))
+        }
+    }
+
+    /// A fault happened at `now`.
+    pub fn record(&mut self, now: DateTime<Utc>) {
+        self.recent.push_back(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn min_gap_waits_out_the_rest_of_the_gap() {
+        let mut b = Budget::new(Limits {
+            min_gap: Some(Duration::from_secs(300)),
+            ..Limits::default()
+        });
+        assert!(b.check(at(0)).is_ok());
+        b.record(at(0));
+        assert_eq!(
+            b.check(at(120)),
+            Err((
+                Duration::from_secs(180),
+                "at least 5m between faults".to_owned()
+            ))
+        );
+        assert!(b.check(at(300)).is_ok());
+    }
+
+    #[test]
+    fn per_hour_and_per_day_slide() {
+        let mut b = Budget::new(Limits {
+            per_hour: Some(2),
+            per_day: Some(3),
+            ..Limits::default()
+        });
+        for t in [0, 60] {
+            assert!(b.check(at(t)).is_ok());
+            b.record(at(t));
+        }
+        assert_eq!(
+            b.check(at(600)),
+            Err((
+                Duration::from_secs(3000),
+                "at most 2 faults an hour".to_owned()
+            ))
+        );
+        assert!(b.check(at(3600)).is_ok());
+        b.record(at(3600));
+        // Three in the day: the next fits once the first is a day old.
+        assert_eq!(
+            b.check(at(7300)),
+            Err((
+                Duration::from_secs(86_400 - 7300),
+                "at most 3 faults a day".to_owned()
+            ))
+        );
+        assert!(b.check(at(86_400)).is_ok());
+    }
+
+    #[test]
+    fn no_limits_never_refuse() {
+        let mut b = Budget::new(Limits::default());
+        for t in 0..1000 {
+            assert!(b.check(at(t)).is_ok());
+            b.record(at(t));
+        }
+    }
+}

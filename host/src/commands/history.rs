@@ -1,0 +1,124 @@
+//! `nightmare-monkey history`: the answer key. One line per fault from the journal, with
+//! what happened and, for reversible faults, when and why it was reverted.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use chrono::{DateTime, Local, Utc};
+
+use crate::{
+    cli::HistoryArgs,
+    config,
+    journal::{self, Entry},
+    UsageError,
+};
+
+/// `--since`: an RFC 3339 instant, or a duration back from now (`2h`, `30m`).
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) => chrono::TimeDelta::from_std(d)
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))
+            .ok_or_else(|| format!("since `{text}` is too long ago")),
+        Err(_) => Err(format!(
+            "invalid since `{text}`: expected an instant like 2026-12-01T09:00:00+09:00 or a duration like 2h"
+        )),
+    }
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%Y/%m/%d %H:%M:%S")
+        .to_string()
+}
+
+/// One line of the answer key.
+pub fn line(e: &Entry) -> String {
+    let i = &e.intent;
+    let mut who = i.trigger.clone();
+    if let Some(by) = &i.requested_by {
+        who.push(' ');
+        who.push_str(by);
+    }
+    let (result, target, tail) = match &e.outcome {
+        None => (
+            "unknown".to_owned(),
+            "?".to_owned(),
+            ": no outcome recorded (the daemon stopped during the fault)".to_owned(),
+        ),
+        Some(o) => {
+            let target = o.process.as_ref().map_or_else(
+                || o.summary.clone(),
+                |p| format!("{}(PID:{} PPID:{})", p.name, p.pid, p.ppid),
+            );
+            let tail = match &o.error {
+                Some(error) => format!(": {error}"),
+                None => match &o.signal {
+                    Some(signal) => format!(" {signal}"),
+                    None => String::new(),
+                },
+            };
+            (o.result.clone(), target, tail)
+        }
+    };
+    let mut out = format!(
+        "{} {result} {}: {target} - {} [{who}]{tail}",
+        stamp(i.at),
+        i.fault,
+        i.desc
+    );
+    match (&e.reverted, e.outcome.as_ref().and_then(|o| o.revert_due)) {
+        (Some(r), _) => out.push_str(&format!("; {} {} ({})", r.result, stamp(r.at), r.reason)),
+        (None, Some(due)) => out.push_str(&format!("; still active, due {}", stamp(due))),
+        (None, None) => {}
+    }
+    out
+}
+
+/// Runs `history`.
+pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
+    let path: PathBuf = match (&args.journal, &args.config) {
+        (Some(path), _) => path.clone(),
+        (None, Some(file)) => {
+            config::check_file(file)
+                .map_err(|e| UsageError(e.into()))?
+                .journal
+        }
+        (None, None) => {
+            config::load(&Default::default())
+                .map_err(|e| UsageError(e.into()))?
+                .journal
+        }
+    };
+    let since = match &args.since {
+        Some(text) => Some(parse_since(text).map_err(|e| UsageError(anyhow!("--since: {e}")))?),
+        None => None,
+    };
+    let contents = journal::read(&path)
+        .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+    for problem in &contents.problems {
+        eprintln!("warning: {problem}");
+    }
+    let entries: Vec<Entry> = journal::entries(&contents.records)
+        .into_iter()
+        .filter(|e| since.is_none_or(|t| e.intent.at >= t))
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(
+                &serde_json::json!({ "faults": entries, "problems": contents.problems })
+            )?
+        );
+    } else if entries.is_empty() {
+        eprintln!("no faults in {}", path.display());
+    } else {
+        for e in &entries {
+            println!("{}", line(e));
+        }
+    }
+    Ok(())
+}

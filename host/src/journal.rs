@@ -1,0 +1,322 @@
+//! The journal: every fault, from every trigger, as JSON Lines. An `intent` record is
+//! written (and fsynced, unless it is a dry run) before the fault is injected, an
+//! `outcome` record after, and a `revert` record when a reversible fault is undone. A
+//! crash therefore loses nothing: an intent without an outcome says a fault may have
+//! happened, and an outcome with revert state but no revert record is a fault still
+//! active, which the next start reverts.
+//!
+//! The file is opened for each record (faults are rare), so it can be rotated or
+//! removed while the daemon runs; if a record cannot be written, the fault it announces
+//! is not injected.
+
+use std::{
+    fs::{self, OpenOptions},
+    io::{self, BufRead as _, Read as _, Seek as _, SeekFrom, Write as _},
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use chrono::{DateTime, Utc};
+use nightmare_monkey_plugin_api::sdk::ProcessInfo;
+use serde::{Deserialize, Serialize};
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Record {
+    /// A fault about to be injected.
+    Intent(Intent),
+    /// What the injection did.
+    Outcome(OutcomeRecord),
+    /// A reversible fault undone.
+    Revert(RevertRecord),
+}
+
+/// A fault about to be injected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Unique across runs: `<run start in ms>-<n>`.
+    pub id: String,
+    /// When it was asked for.
+    pub at: DateTime<Utc>,
+    /// The configured fault.
+    pub fault: String,
+    /// The plugin providing it.
+    pub plugin: String,
+    /// What asked (`timer`, `http`, `poller`, `cli`).
+    pub trigger: String,
+    /// Who asked, when known: the API client's address and token name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Why.
+    pub desc: String,
+    /// Whether this is a dry run.
+    pub dry_run: bool,
+    /// The run's master seed.
+    pub master_seed: u64,
+    /// The stream the seed came from (`fault/<name>`).
+    pub stream: String,
+    /// How many values that stream had given before this one (0 for the first).
+    pub stream_position: u64,
+    /// The seed the plugin got.
+    pub seed: u64,
+}
+
+/// What an injection did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// The intent's id.
+    pub id: String,
+    /// When the plugin answered.
+    pub at: DateTime<Utc>,
+    /// How long the plugin took.
+    pub elapsed_ms: u64,
+    /// One word (`killed`, `survived`, `vanished`, `paused`, `dry-run`, `failed`).
+    pub result: String,
+    /// The verb of the log line.
+    #[serde(default)]
+    pub action: String,
+    /// The process acted on.
+    #[serde(default)]
+    pub process: Option<ProcessInfo>,
+    /// The signal sent.
+    #[serde(default)]
+    pub signal: Option<String>,
+    /// One line for humans.
+    #[serde(default)]
+    pub summary: String,
+    /// The plugin's error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What reverting it needs, for a reversible fault that is now active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<serde_json::Value>,
+    /// When it is due to be reverted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_due: Option<DateTime<Utc>>,
+}
+
+/// A reversible fault undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertRecord {
+    /// The intent's id.
+    pub id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why now: `due`, `shutdown`, `pause`, `recovery`.
+    pub reason: String,
+    /// `reverted`, `vanished` or `failed`.
+    pub result: String,
+    /// One line for humans.
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// The journal file.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    // One writer at a time, so lines never interleave.
+    writing: Mutex<()>,
+}
+
+/// What was read back, with anything wrong in it.
+#[derive(Debug, Default)]
+pub struct Contents {
+    /// The records, in file order.
+    pub records: Vec<Record>,
+    /// One sentence per line that could not be read (a torn last line after a crash).
+    pub problems: Vec<String>,
+}
+
+impl Journal {
+    /// Opens the journal at `path`, creating its directory; a torn last line (a crash in
+    /// the middle of a write) is closed with a newline so the next record starts clean.
+    pub fn open(path: &Path) -> io::Result<Journal> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+                file.sync_data()?;
+            }
+        }
+        Ok(Journal {
+            path: path.to_owned(),
+            writing: Mutex::new(()),
+        })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record; `durable` waits until it is on disk.
+    pub fn append(&self, record: &Record, durable: bool) -> io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        file.write_all(&line)?;
+        if durable {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a journal; a missing file is an empty one. Lines that cannot be read are
+/// reported and skipped, never fatal.
+pub fn read(path: &Path) -> io::Result<Contents> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
+        Err(e) => return Err(e),
+    };
+    let mut contents = Contents::default();
+    let mut reader = io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        number += 1;
+        let complete = line.ends_with(b"\n");
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(text.trim_end()) {
+            Ok(record) => contents.records.push(record),
+            Err(_) if !complete => contents.problems.push(format!(
+                "{}: line {number} is torn (the daemon stopped while writing it); ignored",
+                path.display()
+            )),
+            Err(e) => contents.problems.push(format!(
+                "{}: line {number} is unreadable ({e}); ignored",
+                path.display()
+            )),
+        }
+    }
+    Ok(contents)
+}
+
+/// One fault as the answer key shows it: its intent joined with what followed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// The intent.
+    #[serde(flatten)]
+    pub intent: Intent,
+    /// What happened (none: the daemon stopped before the plugin answered).
+    pub outcome: Option<OutcomeRecord>,
+    /// When and how it was reverted, for reversible faults.
+    pub reverted: Option<RevertRecord>,
+}
+
+impl Entry {
+    /// Whether this is a reversible fault not yet reverted.
+    pub fn is_active(&self) -> bool {
+        self.reverted.is_none()
+            && self
+                .outcome
+                .as_ref()
+                .is_some_and(|o| o.revert.is_some() && !self.intent.dry_run)
+    }
+}
+
+/// Joins the records into one entry per fault, in the order they were asked for.
+pub fn entries(records: &[Record]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for record in records {
+        match record {
+            Record::Intent(intent) => {
+                index.insert(intent.id.clone(), out.len());
+                out.push(Entry {
+                    intent: intent.clone(),
+                    outcome: None,
+                    reverted: None,
+                });
+            }
+            Record::Outcome(o) => {
+                if let Some(&i) = index.get(&o.id) {
+                    out[i].outcome = Some(o.clone());
+                }
+            }
+            Record::Revert(r) => {
+                if let Some(&i) = index.get(&r.id) {
+                    out[i].reverted = Some(r.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(id: &str) -> Record {
+        Record::Intent(Intent {
+            id: id.into(),
+            at: Utc::now(),
+            fault: "process-kill".into(),
+            plugin: "process-kill".into(),
+            trigger: "timer".into(),
+            requested_by: None,
+            desc: "by monkey".into(),
+            dry_run: false,
+            master_seed: 1,
+            stream: "fault/process-kill".into(),
+            stream_position: 0,
+            seed: 2,
+        })
+    }
+
+    #[test]
+    fn a_torn_last_line_is_reported_closed_and_skipped() {
+        let dir = std::env::temp_dir().join(format!("nm-journal-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("journal.jsonl");
+        let journal = Journal::open(&path).unwrap();
+        journal.append(&intent("1-1"), true).unwrap();
+        // A crash halfway through the next line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"type":"intent","id":"1-2","at":"#)
+            .unwrap();
+        let torn = read(&path).unwrap();
+        assert!(matches!(&torn.records[..], [Record::Intent(i)] if i.id == "1-1"));
+        assert_eq!(
+            torn.problems,
+            [format!(
+                "{}: line 2 is torn (the daemon stopped while writing it); ignored",
+                path.display()
+            )]
+        );
+        // Reopening closes the torn line, so the next record is whole.
+        let journal = Journal::open(&path).unwrap();
+        journal.append(&intent("1-3"), true).unwrap();
+        let after = read(&path).unwrap();
+        assert_eq!(after.records.len(), 2);
+        assert_eq!(after.problems.len(), 1);
+        assert!(after.problems[0].contains("line 2 is unreadable"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

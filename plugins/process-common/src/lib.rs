@@ -1,0 +1,322 @@
+//! What nightmare-monkey's process faults share (`process-kill`, `process-pause`): choosing
+//! a victim cheaply and reproducibly, and signalling exactly the process chosen.
+//!
+//! - **Who can be chosen.** Any process but PID 1, the process running the plugin, its
+//!   ancestors, kernel threads (`PF_KTHREAD`) and zombies; narrowed further by a
+//!   [`Selection`] (names, command lines, users). None of the first four can be turned off.
+//! - **Cheap.** `/proc` is listed once; processes are then visited in a seeded random
+//!   order and only those actually considered are read, so an unfiltered pick costs one
+//!   directory listing and a few small reads however many processes the host runs.
+//! - **Reproducible.** The PIDs are put in ascending order before the seeded shuffle, so
+//!   the same seed and the same processes give the same victim.
+//! - **Exact.** [`open_exact`] opens a pidfd and checks that the start time is still the
+//!   one seen when the process was chosen; signals go through that pidfd only, so a PID
+//!   reused in between is never signalled.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod select;
+pub mod signal;
+
+use std::{
+    collections::HashSet,
+    os::fd::OwnedFd,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError, ProcessInfo, Rng};
+use procfs::process::{Process, Stat};
+use regex::RegexSet;
+use rustix::{
+    event::{poll, PollFd, PollFlags, Timespec},
+    io::Errno,
+    process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal},
+};
+
+/// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: the process is a kernel thread.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// Which processes a fault may choose, as its configuration spells it.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    /// Only processes whose short name matches one of these regexes (empty: any).
+    pub include_names: Vec<String>,
+    /// Never processes whose short name matches one of these regexes.
+    pub exclude_names: Vec<String>,
+    /// Only processes whose command line matches one of these regexes (empty: any).
+    pub include_cmdlines: Vec<String>,
+    /// Never processes whose command line matches one of these regexes.
+    pub exclude_cmdlines: Vec<String>,
+    /// Only processes whose real user is one of these names or UIDs (empty: any).
+    pub users: Vec<String>,
+}
+
+fn config_error(message: String) -> PluginError {
+    PluginError::new(ErrorKind::Config, message)
+}
+
+fn regex_set(field: &str, patterns: &[String]) -> Result<Option<RegexSet>, PluginError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    for p in patterns {
+        if let Err(e) = regex::Regex::new(p) {
+            return Err(config_error(format!("{field}: invalid regex `{p}`: {e}")));
+        }
+    }
+    RegexSet::new(patterns)
+        .map(Some)
+        .map_err(|e| config_error(format!("{field}: {e}")))
+}
+
+fn resolve_user(user: &str) -> Result<u32, PluginError> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        _ => Err(config_error(format!(
+            "users: no user named `{user}` on this host: give a user name or a numeric UID"
+        ))),
+    }
+}
+
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}
+
+fn read_cmdline(process: &Process) -> String {
+    process
+        .cmdline()
+        .map(|args| args.join(" "))
+        .unwrap_or_default()
+}
+
+fn read_uid(process: &Process) -> Option<u32> {
+    process.status().ok().map(|s| s.ruid)
+}
+
+/// PID 1, our own PID and every ancestor of ours.
+fn protected_pids() -> HashSet<u32> {
+    let mut set = HashSet::from([1, std::process::id()]);
+    let mut pid = std::process::id() as i32;
+    // Stops at PID 1 (already in the set) or at a parent outside our PID namespace (0).
+    while let Ok(stat) = Process::new(pid).and_then(|p| p.stat()) {
+        if stat.ppid <= 0 || !set.insert(stat.ppid as u32) {
+            break;
+        }
+        pid = stat.ppid;
+    }
+    set
+}
+
+/// A process that passed every filter, with what was read of it on the way.
+struct Candidate {
+    stat: Stat,
+    cmdline: Option<String>,
+    uid: Option<u32>,
+}
+
+/// The chosen victim.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    /// Who it is.
+    pub info: ProcessInfo,
+    /// How many processes `/proc` listed.
+    pub listed: usize,
+    /// How many were looked at before this one qualified.
+    pub considered: usize,
+}
+
+/// Chooses victims: compiled filters and the processes that are never chosen.
+#[derive(Debug)]
+pub struct Selector {
+    include_names: Option<RegexSet>,
+    exclude_names: Option<RegexSet>,
+    include_cmdlines: Option<RegexSet>,
+    exclude_cmdlines: Option<RegexSet>,
+    users: Option<HashSet<u32>>,
+    /// PID 1, this process and its ancestors. Computed once: the set can only shrink
+    /// while we run (an orphan is re-parented to an ancestor or to PID 1), so a cached
+    /// set never lets a protected process through.
+    protected: HashSet<u32>,
+}
+
+impl Selector {
+    /// Compiles a selection; errors name the field.
+    pub fn new(selection: &Selection) -> Result<Self, PluginError> {
+        let users = if selection.users.is_empty() {
+            None
+        } else {
+            Some(
+                selection
+                    .users
+                    .iter()
+                    .map(|u| resolve_user(u))
+                    .collect::<Result<HashSet<u32>, _>>()?,
+            )
+        };
+        Ok(Self {
+            include_names: regex_set("include_names", &selection.include_names)?,
+            exclude_names: regex_set("exclude_names", &selection.exclude_names)?,
+            include_cmdlines: regex_set("include_cmdlines", &selection.include_cmdlines)?,
+            exclude_cmdlines: regex_set("exclude_cmdlines", &selection.exclude_cmdlines)?,
+            users,
+            protected: protected_pids(),
+        })
+    }
+
+    /// The process as it is now, if it may be chosen.
+    fn examine(&self, pid: u32) -> Option<Candidate> {
+        if self.protected.contains(&pid) {
+            return None;
+        }
+        let process = Process::new(pid as i32).ok()?;
+        let stat = process.stat().ok()?;
+        if stat.flags & PF_KTHREAD != 0 || matches!(stat.state, 'Z' | 'X' | 'x') {
+            return None;
+        }
+        if self
+            .include_names
+            .as_ref()
+            .is_some_and(|s| !s.is_match(&stat.comm))
+            || self
+                .exclude_names
+                .as_ref()
+                .is_some_and(|s| s.is_match(&stat.comm))
+        {
+            return None;
+        }
+        let mut cmdline = None;
+        if self.include_cmdlines.is_some() || self.exclude_cmdlines.is_some() {
+            let line = read_cmdline(&process);
+            if self
+                .include_cmdlines
+                .as_ref()
+                .is_some_and(|s| !s.is_match(&line))
+                || self
+                    .exclude_cmdlines
+                    .as_ref()
+                    .is_some_and(|s| s.is_match(&line))
+            {
+                return None;
+            }
+            cmdline = Some(line);
+        }
+        let mut uid = None;
+        if let Some(users) = &self.users {
+            let u = read_uid(&process)?;
+            if !users.contains(&u) {
+                return None;
+            }
+            uid = Some(u);
+        }
+        Some(Candidate { stat, cmdline, uid })
+    }
+
+    /// Chooses a victim with the injection's seed.
+    pub fn choose(&self, seed: u64) -> Result<Chosen, PluginError> {
+        let mut pids = select::list_pids(Path::new("/proc"))
+            .map_err(|e| PluginError::new(ErrorKind::Failed, format!("cannot list /proc: {e}")))?;
+        let listed = pids.len();
+        let mut rng = Rng::from_seed(seed);
+        let (chosen, considered) = select::choose(&mut pids, &mut rng, |pid| self.examine(pid));
+        let Some(victim) = chosen else {
+            return Err(PluginError::new(
+                ErrorKind::NoTarget,
+                format!(
+                    "no eligible process among {listed} listed in /proc (PID 1, the monkey, its ancestors, kernel threads and zombies are never chosen; check the include/exclude filters)"
+                ),
+            ));
+        };
+        let pid = victim.stat.pid as u32;
+        let process = Process::new(pid as i32).ok();
+        let cmdline = victim
+            .cmdline
+            .or_else(|| process.as_ref().map(read_cmdline))
+            .unwrap_or_default();
+        let uid = victim.uid.or_else(|| process.as_ref().and_then(read_uid));
+        Ok(Chosen {
+            info: ProcessInfo {
+                name: victim.stat.comm.clone(),
+                pid,
+                ppid: victim.stat.ppid.max(0) as u32,
+                cmdline,
+                user: uid.map_or_else(|| "?".to_owned(), user_name),
+                uid: uid.unwrap_or(u32::MAX),
+                start_time: victim.stat.starttime,
+            },
+            listed,
+            considered,
+        })
+    }
+}
+
+fn os_error(pid: u32, what: &str, e: Errno) -> PluginError {
+    let kind = if e == Errno::PERM {
+        ErrorKind::Denied
+    } else {
+        ErrorKind::Failed
+    };
+    PluginError::new(kind, format!("cannot {what} PID {pid}: {e}"))
+}
+
+/// A pidfd bound to the process that holds `pid` now, if that is still the process that
+/// started at `start_time`; `None` when it is gone (or its PID was reused).
+pub fn open_exact(pid: u32, start_time: u64) -> Result<Option<OwnedFd>, PluginError> {
+    let Some(raw) = Pid::from_raw(pid as i32) else {
+        return Ok(None);
+    };
+    let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::SRCH) => return Ok(None),
+        Err(e) => return Err(os_error(pid, "open a pidfd for", e)),
+    };
+    // The pidfd names whoever holds the PID now. If that is still the process seen at
+    // choice time (same start time), the pidfd is bound to it for good.
+    match Process::new(pid as i32).and_then(|p| p.stat()) {
+        Ok(now) if now.starttime == start_time => Ok(Some(pidfd)),
+        _ => Ok(None),
+    }
+}
+
+/// Sends `signal` through the pidfd; `false` when the process is already gone.
+pub fn send(pidfd: &OwnedFd, pid: u32, signal: Signal) -> Result<bool, PluginError> {
+    match pidfd_send_signal(pidfd, signal) {
+        Ok(()) => Ok(true),
+        Err(Errno::SRCH) => Ok(false),
+        Err(e) => Err(os_error(pid, "signal", e)),
+    }
+}
+
+/// Waits up to `grace` for the process to exit; `true` when it did. A pidfd polls
+/// readable once its process has exited (before it is reaped).
+pub fn wait_exit(pidfd: &OwnedFd, pid: u32, grace: Duration) -> Result<bool, PluginError> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) if !left.is_zero() => continue,
+            Err(e) => return Err(os_error(pid, "wait for", e)),
+        }
+    }
+}
+
+/// The process's state letter now (`S`, `T`, `Z` ...), if it still exists.
+pub fn state_of(pid: u32) -> Option<char> {
+    Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .ok()
+        .map(|s| s.state)
+}

@@ -1,0 +1,177 @@
+//! `process-pause`: a reversible fault. It stops one random process with SIGSTOP (chosen
+//! and signalled exactly as `process-kill` does) and, when the host reverts it after the
+//! configured duration, lets it go on with SIGCONT, checking first by start time that it
+//! is still the same process.
+//!
+//! A stopped process looks hung to everything around it: health checks time out, queues
+//! back up, clients retry. That is the incident to train on.
+//!
+//! Configuration (RON, every field optional):
+//!
+//! ```ron
+//! (
+//!     duration: "30s",               // how long the victim stays stopped (at most 1h)
+//!     include_names: ["^nginx$"],    // the same selection as process-kill
+//!     exclude_names: [],
+//!     include_cmdlines: [],
+//!     exclude_cmdlines: [],
+//!     users: [],
+//! )
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+use std::time::Duration;
+
+use nightmare_monkey_plugin_api::{
+    export_plugin,
+    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
+};
+use process_common::{Selection, Selector};
+use rustix::process::Signal;
+use serde::{Deserialize, Serialize};
+
+/// The longest pause: a drill fault, not an outage.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// The fault's configuration, as written in RON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How long the victim stays stopped (default 30 s, at most 1 h).
+    pub duration: Option<String>,
+    /// Only processes whose short name matches one of these regexes (empty: any).
+    pub include_names: Vec<String>,
+    /// Never processes whose short name matches one of these regexes.
+    pub exclude_names: Vec<String>,
+    /// Only processes whose command line matches one of these regexes (empty: any).
+    pub include_cmdlines: Vec<String>,
+    /// Never processes whose command line matches one of these regexes.
+    pub exclude_cmdlines: Vec<String>,
+    /// Only processes whose real user is one of these names or UIDs (empty: any).
+    pub users: Vec<String>,
+}
+
+/// What the host keeps to let the victim go on: which process, exactly.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stopped {
+    pid: u32,
+    start_time: u64,
+    name: String,
+}
+
+/// The `process-pause` fault.
+#[derive(Debug)]
+pub struct ProcessPause {
+    duration: Duration,
+    selector: Selector,
+}
+
+impl FaultPlugin for ProcessPause {
+    const NAME: &'static str = "process-pause";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "stops one random process (SIGSTOP) for a while, then lets it go on (SIGCONT)";
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, PluginError> {
+        let duration = match &config.duration {
+            None => Duration::from_secs(30),
+            Some(text) => humantime::parse_duration(text).map_err(|_| {
+                PluginError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "duration: invalid duration `{text}`: expected one like 30s, 5m or 500ms"
+                    ),
+                )
+            })?,
+        };
+        if duration.is_zero() || duration > MAX_DURATION {
+            return Err(PluginError::new(
+                ErrorKind::Config,
+                format!(
+                    "duration: {} is out of range: expected more than 0 and at most 1h",
+                    humantime::format_duration(duration)
+                ),
+            ));
+        }
+        let selector = Selector::new(&Selection {
+            include_names: config.include_names,
+            exclude_names: config.exclude_names,
+            include_cmdlines: config.include_cmdlines,
+            exclude_cmdlines: config.exclude_cmdlines,
+            users: config.users,
+        })?;
+        Ok(Self { duration, selector })
+    }
+
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let chosen = self.selector.choose(request.seed)?;
+        let info = chosen.info;
+        let who = format!("{}(PID:{})", info.name, info.pid);
+        let how_long = humantime::format_duration(self.duration).to_string();
+        let mut outcome = Outcome {
+            action: "Pause".to_owned(),
+            signal: Some("SIGSTOP".to_owned()),
+            details: serde_json::json!({
+                "listed": chosen.listed,
+                "considered": chosen.considered,
+                "duration_ms": self.duration.as_millis() as u64,
+            }),
+            ..Outcome::default()
+        };
+        if request.dry_run {
+            outcome.result = results::DRY_RUN.to_owned();
+            outcome.summary = format!("would stop {who} for {how_long}");
+        } else {
+            let sent = match process_common::open_exact(info.pid, info.start_time)? {
+                Some(pidfd) => process_common::send(&pidfd, info.pid, Signal::STOP)?,
+                None => false,
+            };
+            if sent {
+                outcome.result = results::PAUSED.to_owned();
+                outcome.summary = format!("stopped {who} for {how_long}");
+                outcome.revert = Some(serde_json::json!(Stopped {
+                    pid: info.pid,
+                    start_time: info.start_time,
+                    name: info.name.clone(),
+                }));
+                outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
+            } else {
+                outcome.result = results::VANISHED.to_owned();
+                outcome.summary = format!("{who} was gone before SIGSTOP could be sent");
+            }
+        }
+        outcome.process = Some(info);
+        Ok(outcome)
+    }
+
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        let stopped: Stopped = serde_json::from_value(state.clone()).map_err(|e| {
+            PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
+        })?;
+        let who = format!("{}(PID:{})", stopped.name, stopped.pid);
+        let resumed = match process_common::open_exact(stopped.pid, stopped.start_time)? {
+            Some(pidfd) => process_common::send(&pidfd, stopped.pid, Signal::CONT)?,
+            None => false,
+        };
+        Ok(Outcome {
+            action: "Resume".to_owned(),
+            signal: Some("SIGCONT".to_owned()),
+            result: if resumed {
+                results::REVERTED
+            } else {
+                results::VANISHED
+            }
+            .to_owned(),
+            summary: if resumed {
+                format!("sent SIGCONT to {who}")
+            } else {
+                format!("{who} is gone (or its PID now names another process): nothing to resume")
+            },
+            ..Outcome::default()
+        })
+    }
+}
+
+export_plugin!(ProcessPause);
