@@ -84,7 +84,7 @@ pub enum InjectError {
         opens: Option<DateTime<Utc>>,
     },
     /// Over budget.
-    #[error("over budget ({why}): the next fault fits in {} s", .retry_after.as_secs().max(1))]
+    #[error("over budget ({why}): the next fault fits in {} s", ceil_secs(*.retry_after))]
     OverBudget {
         /// How long until a fault fits again.
         retry_after: Duration,
@@ -485,4 +485,9 @@ impl Engine {
     pub fn fault(&self, name: &str) -> Option<&Fault> {
         self.faults.get(name).map(|s| &s.fault)
     }
+}
+
+/// Whole seconds, rounded up (at least 1): what `Retry-After` and messages say.
+pub fn ceil_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }

@@ -7,6 +7,7 @@
 mod api;
 mod config;
 mod daemon;
+mod drill;
 mod kill;
 mod plugins;
 mod poller;

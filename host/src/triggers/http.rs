@@ -246,8 +246,7 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
 /// Adds `Retry-After` in whole seconds (at least 1).
 fn retry_after(mut answer: Response, wait: Option<std::time::Duration>) -> Response {
     if let Some(wait) = wait {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        if let Ok(value) = secs.max(1).to_string().parse() {
+        if let Ok(value) = crate::engine::ceil_secs(wait).to_string().parse() {
             answer.headers_mut().insert(header::RETRY_AFTER, value);
         }
     }

@@ -1,0 +1,384 @@
+//! After the drill: the journal, the answer key, reversible faults and their reverts
+//! (when due, on shutdown, on pause, after a crash), budgets and the kill switch. Every
+//! test that injects for real does it in a PID namespace it created.
+
+use std::fs;
+
+use crate::util::{http, in_namespace, json_lines, monkey, pairs, temp_dir, Daemon, Sleeper};
+
+/// Shell helpers for the namespace scripts: wait for a line in a file (with a deadline),
+/// the state letter of a process, the daemon's port from its log.
+const PRELUDE: &str = r#"
+await() { end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do
+  [ "$(date +%s)" -gt $end ] && { echo "timed out waiting for $1 in $2" >&2; cat "$2" >&2; return 1; }; sleep 0.02; done; }
+st() { s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null); echo "${s:-gone}"; }
+port() { sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$1" | tail -n 1; }
+post() { curl -s -X POST "http://127.0.0.1:$1$2" -d "$3"; echo; }
+"#;
+
+/// A daemon config: all days and hours, no timer, the API on a free loopback port, the
+/// state (journal, pause file) in `dir`, and a pause fault and a kill fault that may only
+/// choose `sleep 1000`.
+fn config(dir: &std::path::Path, extra: &str) -> String {
+    let file = dir.join("drill.ron");
+    fs::write(
+        &file,
+        format!(
+            r#"(
+    window: (days: "*", time: "00:00-24:00"),
+    timer: (enabled: false),
+    http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?},
+    faults: {{
+        "pause": (plugin: "process-pause", config: (duration: "{{PAUSE}}", include_cmdlines: ["^sleep 1000$"])),
+        "process-kill": (config: (include_cmdlines: ["^sleep 1000$"])),
+    }},
+    {extra}
+)"#
+        ),
+    )
+    .unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+fn with_pause(file: &str, duration: &str) {
+    let text = fs::read_to_string(file)
+        .unwrap()
+        .replace("{PAUSE}", duration);
+    fs::write(file, text).unwrap();
+}
+
+#[test]
+fn no_intent_on_disk_no_signal() {
+    let dir = temp_dir("drill-intent");
+    let cfg = config(
+        &dir,
+        &format!("journal: {:?},", dir.join("j/journal.jsonl")),
+    );
+    with_pause(&cfg, "1m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & v=$!
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+rm -r {d}/j && touch {d}/j   # the journal's directory is now a file: nothing can be written
+post $p /api/kill '{{"desc":"no journal"}}'
+echo "state $(st $v)"
+kill -TERM $d; wait $d; echo "code $?""#,
+        d = dir.display()
+    ));
+    let answer = &json_lines(&run.stdout)[0];
+    assert_eq!(answer["code"], 503, "{}", run.stdout);
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "cannot write the journal {}/j/journal.jsonl: ",
+            dir.display()
+        )) && message.ends_with("; the fault was not injected"),
+        "{message}"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "state"),
+        ["S"],
+        "the victim was never signalled"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn pauses_are_reverted_when_due_on_shutdown_and_after_a_crash_and_the_answer_key_shows_it() {
+    let dir = temp_dir("drill-pause");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "700ms");
+    let long = dir.join("long.ron");
+    fs::write(
+        &long,
+        fs::read_to_string(&cfg).unwrap().replace("700ms", "10m"),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & v=$!; echo "victim $v"
+"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/pause '{{"desc":"due"}}' >/dev/null
+echo "paused $(st $v)"
+await 'Revert (due)' {d}/log1
+echo "due $(st $v)"
+post $p /api/kill '{{"desc":"the end"}}' >/dev/null
+kill -TERM $d; wait $d
+sleep 1000 & v=$!; echo "victim $v"
+"$NM" --config {long} --execute 2>{d}/log2 & d=$!
+await Listening {d}/log2; p=$(port {d}/log2)
+post $p /api/faults/pause '{{"desc":"crash"}}' >/dev/null
+kill -KILL $d; wait $d
+echo "crashed $(st $v)"
+"$NM" --config {long} --execute 2>{d}/log3 & d=$!
+await 'Revert (recovery)' {d}/log3
+echo "recovered $(st $v)"
+await Listening {d}/log3; p=$(port {d}/log3)
+post $p /api/faults/pause '{{"desc":"shutdown"}}' >/dev/null
+echo "paused $(st $v)"
+kill -TERM $d; wait $d; echo "code $?"
+echo "shutdown $(st $v)""#,
+        long = long.display(),
+        d = dir.display()
+    ));
+    assert_eq!(pairs(&run.stdout, "paused"), ["T", "T"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "due"), ["S"]);
+    assert_eq!(
+        pairs(&run.stdout, "crashed"),
+        ["T"],
+        "a SIGKILLed monkey leaves it stopped"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "recovered"),
+        ["S"],
+        "the next start lets it go on"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "shutdown"),
+        ["S"],
+        "a clean stop reverts first"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+
+    // The answer key, from the journal the runs wrote.
+    let history = monkey(&[
+        "history",
+        "--journal",
+        dir.join("journal.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(history.code, Some(0), "{}", history.stderr);
+    let lines: Vec<&str> = history.stdout.lines().map(|l| &l[20..]).collect();
+    let victims = pairs(&run.stdout, "victim");
+    let (v1, v2) = (&victims[0], &victims[1]);
+    assert_eq!(lines.len(), 4, "{}", history.stdout);
+    let expect = [
+        format!("paused pause: sleep(PID:{v1} PPID:1) - due [http 127.0.0.1:"),
+        format!("killed process-kill: sleep(PID:{v1} PPID:1) - the end [http 127.0.0.1:"),
+        format!("paused pause: sleep(PID:{v2} PPID:1) - crash [http 127.0.0.1:"),
+        format!("paused pause: sleep(PID:{v2} PPID:1) - shutdown [http 127.0.0.1:"),
+    ];
+    let tails = ["(due)", "] SIGKILL", "(recovery)", "(shutdown)"];
+    for ((line, start), tail) in lines.iter().zip(&expect).zip(tails) {
+        assert!(
+            line.starts_with(start.as_str()) && line.ends_with(tail),
+            "{line}"
+        );
+    }
+    let json = monkey(&[
+        "history",
+        "--journal",
+        dir.join("journal.jsonl").to_str().unwrap(),
+        "--json",
+    ]);
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let faults = parsed["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 4);
+    assert_eq!(faults[0]["stream"], "fault/pause");
+    assert_eq!(faults[0]["stream_position"], 0);
+    assert_eq!(faults[0]["outcome"]["process"]["cmdline"], "sleep 1000");
+    assert_eq!(faults[2]["reverted"]["reason"], "recovery");
+    assert_eq!(faults[2]["reverted"]["result"], "reverted");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_pause_file_api_and_cli_stop_everything_and_revert_at_once() {
+    let dir = temp_dir("drill-switch");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & v=$!
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/pause '{{"desc":"one"}}' >/dev/null
+echo "stopped $(st $v)"
+touch {d}/paused
+await 'Revert (pause)' {d}/log
+echo "file $(st $v)"
+post $p /api/kill '{{"desc":"refused"}}'
+rm {d}/paused
+await 'playing again' {d}/log
+post $p /api/faults/pause '{{"desc":"two"}}' >/dev/null
+echo "stopped $(st $v)"
+post $p /api/pause ''
+echo "api $(st $v)"
+post $p /api/kill '{{"desc":"refused"}}'
+"$NM" resume --url http://127.0.0.1:$p
+post $p /api/faults/pause '{{"desc":"three"}}' >/dev/null
+echo "stopped $(st $v)"
+"$NM" pause --url http://127.0.0.1:$p
+echo "cli $(st $v)"
+"$NM" resume --url http://127.0.0.1:$p
+kill -TERM $d; wait $d; echo "code $?""#,
+        d = dir.display()
+    ));
+    assert_eq!(
+        pairs(&run.stdout, "stopped"),
+        ["T", "T", "T"],
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "file"), ["S"]);
+    assert_eq!(pairs(&run.stdout, "api"), ["S"]);
+    assert_eq!(pairs(&run.stdout, "cli"), ["S"]);
+    let refusals: Vec<serde_json::Value> = json_lines(&run.stdout)
+        .into_iter()
+        .filter(|j| j["code"] == 503)
+        .collect();
+    assert_eq!(
+        refusals[0]["message"],
+        format!(
+            "Nightmare Monkey is paused (the pause file {}/paused exists; remove it to resume)",
+            dir.display()
+        )
+    );
+    assert_eq!(
+        refusals[1]["message"],
+        "Nightmare Monkey is paused (POST /api/resume to resume)"
+    );
+    assert!(run.stdout.contains(
+        "\nNightmare Monkey is paused: every trigger is refused and active faults were reverted\n"
+    ));
+    assert!(run.stdout.contains("\nNightmare Monkey is playing again\n"));
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Budgets only need dry runs: the daemon runs on this machine, with a victim of ours.
+#[test]
+fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
+    let _victim = Sleeper::start();
+    let dir = temp_dir("drill-budget");
+    let cfg = config(&dir, r#"budget: (per_hour: 2, min_gap: "1h"),"#);
+    with_pause(&cfg, "1s");
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    let fire = |desc: &str| {
+        http(
+            port,
+            "POST",
+            "/api/kill",
+            &[],
+            format!(r#"{{"desc":"{desc}"}}"#).as_bytes(),
+        )
+    };
+    assert_eq!(fire("first").status, 200);
+    let refused = fire("second");
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.json()["message"],
+        "over budget (at least 1h between faults): the next fault fits in 3600 s"
+    );
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((3590..=3600).contains(&retry), "{retry}");
+    let history = http(port, "GET", "/api/history", &[], b"").json();
+    let faults = history["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 1, "a refused request is no fault");
+    assert_eq!(faults[0]["desc"], "first");
+    assert_eq!(faults[0]["dry_run"], true);
+    assert_eq!(faults[0]["outcome"]["result"], "dry-run");
+    assert_eq!(
+        http(port, "GET", "/api/history?since=1m", &[], b"").json()["faults"],
+        history["faults"]
+    );
+    assert_eq!(
+        http(port, "GET", "/api/history?since=soon", &[], b"").status,
+        400
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_torn_journal_line_is_reported_and_the_rest_is_kept() {
+    let _victim = Sleeper::start();
+    let dir = temp_dir("drill-torn");
+    let journal = dir.join("journal.jsonl");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "1s");
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    assert_eq!(
+        http(port, "POST", "/api/kill", &[], br#"{"desc":"before"}"#).status,
+        200
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    // A crash in the middle of a write.
+    let mut text = fs::read_to_string(&journal).unwrap();
+    text.push_str(r#"{"type":"intent","id":"9-9","at":"2026-"#);
+    fs::write(&journal, text).unwrap();
+    let run = monkey(&["history", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "warning: {}: line 3 is torn (the daemon stopped while writing it); ignored\n",
+            journal.display()
+        )
+    );
+    assert_eq!(run.stdout.lines().count(), 1);
+    // The next run closes the torn line and goes on appending whole records.
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    assert_eq!(
+        http(port, "POST", "/api/kill", &[], br#"{"desc":"after"}"#).status,
+        200
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let run = monkey(&["history", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("line 3 is unreadable"),
+        "{}",
+        run.stderr
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn named_tokens_are_journaled_by_name_never_by_value() {
+    let _victim = Sleeper::start();
+    let dir = temp_dir("drill-tokens");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "1s");
+    let text = fs::read_to_string(&cfg).unwrap().replace(
+        r#"http: (listen: "127.0.0.1:0"),"#,
+        r#"http: (listen: "127.0.0.1:0", tokens: {"alice": "a11ce-secret", "bot": "b0t-secret"}),"#,
+    );
+    fs::write(&cfg, text).unwrap();
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    let a = http(
+        port,
+        "POST",
+        "/api/kill",
+        &["Authorization: Bearer b0t-secret"],
+        br#"{"desc":"request from hubot"}"#,
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        http(port, "POST", "/api/kill", &[], br#"{"desc":"x"}"#).status,
+        401
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let journal = fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains(r#""requested_by":"127.0.0.1:"#) && journal.contains(" (bot)\""),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains("secret"),
+        "a token was written: {journal}"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
