@@ -376,3 +376,31 @@ fn sigterm_answers_the_request_in_flight() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Paused by the pause file, the timer logs that it skips and injects nothing.
+#[test]
+fn a_paused_timer_skips_its_faults() {
+    let dir = crate::util::temp_dir("paused-timer");
+    let pause = dir.join("paused");
+    std::fs::write(&pause, "").unwrap();
+    let file = dir.join("cfg.ron");
+    std::fs::write(
+        &file,
+        format!(
+            r#"(pause_file: {pause:?}, journal: {:?}, schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"))"#,
+            dir.join("journal.jsonl")
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&args(&["--config", file.to_str().unwrap()]));
+    let skipped = d.wait_for(|l| l.contains("the timer skips this one"));
+    assert_eq!(
+        skipped,
+        format!(
+            "Nightmare Monkey is paused (the pause file {} exists; remove it to resume): the timer skips this one",
+            pause.display()
+        )
+    );
+    assert!(!d.log.iter().any(|l| l.contains("Kill:")));
+    std::fs::remove_dir_all(dir).unwrap();
+}
