@@ -72,6 +72,9 @@ enum RawPoller {
     Json(RawJson),
 }
 
+// `Qiita` and `Json` repeat the fields they share: serde cannot combine `flatten` with
+// `deny_unknown_fields`, and refusing unknown fields matters more here than the repetition.
+
 /// The Qiita preset: an article's `likes_count`, as the article's script read it.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename = "Qiita")]
