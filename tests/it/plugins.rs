@@ -130,3 +130,38 @@ process-kill   0.1.0    1.0.0    {d}/libprocess_kill.so (ignored: the name is ta
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A plugin built against the frozen 1.0.0 copy of the interface
+/// (`tests/fixtures/plugin-api-1.0.0`) still loads and works: a change to `plugin-api`
+/// that would break older plugins fails here.
+#[test]
+fn a_plugin_built_against_the_frozen_1_0_0_interface_still_works() {
+    let lib = built_lib("libcompat_plugin.so");
+    let run = monkey(&["plugins", "check", lib.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "old-timer 1.0.0 (plugin-api 1.0.0+frozen) from {}: test fixture built against plugin-api 1.0.0\n",
+            lib.display()
+        )
+    );
+    let run = monkey(&[
+        "kill",
+        "--plugin",
+        lib.to_str().unwrap(),
+        "--fault-config",
+        "(sides: 6)",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let out = &json_lines(&run.stdout)[0];
+    let summary = out["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("rolled ") && summary.ends_with(" (dry run: true)"),
+        "{summary}"
+    );
+    assert_eq!(out["fault"], "old-timer");
+}
