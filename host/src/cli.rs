@@ -89,6 +89,12 @@ pub struct DaemonArgs {
     /// random and logged]
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+
+    /// Load every *.so in this directory as a plugin; repeatable, replaces the config's
+    /// plugin_dirs [default: /usr/local/lib/nightmare-monkey/plugins,
+    /// /usr/lib/nightmare-monkey/plugins]
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
 }
 
 /// The subcommands.

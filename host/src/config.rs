@@ -50,6 +50,7 @@ pub struct RawConfig {
     timer: RawTimer,
     faults: BTreeMap<String, RawFault>,
     plugins: Vec<PathBuf>,
+    plugin_dirs: Option<Vec<PathBuf>>,
     pollers: BTreeMap<String, RawPoller>,
     state_dir: Option<PathBuf>,
     journal: Option<PathBuf>,
@@ -290,6 +291,8 @@ pub struct Config {
     pub limits: Limits,
     /// Plugin files to load, each with where it was written.
     pub plugin_files: Vec<(PathBuf, String)>,
+    /// Directories whose `*.so` files are loaded as plugins.
+    pub plugin_dirs: Vec<PathBuf>,
 }
 
 /// Errors found in a file or on the command line, all of them.
@@ -599,6 +602,16 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
             per_hour: raw.budget.per_hour,
             per_day: raw.budget.per_day,
             min_gap,
+        },
+        plugin_dirs: if args.plugin_dirs.is_empty() {
+            raw.plugin_dirs.clone().unwrap_or_else(|| {
+                crate::plugin::DEFAULT_DIRS
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect()
+            })
+        } else {
+            args.plugin_dirs.clone()
         },
         plugin_files: raw
             .plugins

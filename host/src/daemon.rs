@@ -80,6 +80,9 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
         log::line(format!("Seed: {seed}"));
     }
     log::line(banner(&config));
+    for warning in &setup.warnings {
+        log::line(format!("warning: {warning}"));
+    }
     if let Some(zone) = &config.zone_name {
         log::line(format!("Time zone: {zone}"));
     }

@@ -43,6 +43,29 @@ pub struct Plugin {
     module: PluginRef,
 }
 
+/// Where plugins are looked for when neither the config nor `--plugin-dir` says.
+pub const DEFAULT_DIRS: &[&str] = &[
+    "/usr/local/lib/nightmare-monkey/plugins",
+    "/usr/lib/nightmare-monkey/plugins",
+];
+
+/// The plugin files of a directory, by the naming convention: every `*.so` in it, in name
+/// order (so loading order, and which of two duplicates is named first, is stable). A
+/// directory that does not exist has none.
+pub fn discover(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => bail!("cannot read plugin directory {}: {e}", dir.display()),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// The plugins linked into this binary.
 pub fn builtins() -> Vec<Plugin> {
     [

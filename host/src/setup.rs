@@ -42,6 +42,9 @@ pub struct Setup {
     pub poller_states: Vec<Option<Saved>>,
     /// The loaded plugins by name.
     pub loaded: BTreeMap<String, Plugin>,
+    /// Plugin files from the plugin directories that were skipped, and why: logged at
+    /// startup, fatal only for a plugin the config uses.
+    pub warnings: Vec<String>,
 }
 
 /// Builds the engine; every problem is reported, each naming where it was written. With
@@ -70,6 +73,48 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             Err(e) => errors.push(e),
         }
     }
+    // Plugin directories: a file that cannot load is skipped with its reason, and two
+    // files claiming one name are both set aside; either is fatal only for a plugin the
+    // config uses (below).
+    let mut warnings = Vec::new();
+    let mut skipped: BTreeMap<String, String> = BTreeMap::new();
+    let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
+    for dir in &config.plugin_dirs {
+        let files = match plugin::discover(dir) {
+            Ok(files) => files,
+            Err(e) => {
+                warnings.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        for file in files {
+            match Plugin::load(&file) {
+                Err(e) => warnings.push(format!("{e:#}; skipped")),
+                Ok(p) => {
+                    let name = p.manifest.name.clone();
+                    if let Some(first) = plugins.get(&name) {
+                        warnings.push(format!(
+                            "plugin `{name}` in {} is ignored: the name is taken by {}",
+                            p.source, first.source
+                        ));
+                    } else if let Some(first) = from_dirs.remove(&name) {
+                        let why = format!(
+                            "two plugin files are named `{name}`: {} and {}; remove one",
+                            first.source, p.source
+                        );
+                        warnings.push(format!("{why}; both are ignored"));
+                        skipped.insert(name, why);
+                    } else if let Some(why) = skipped.get(&name) {
+                        warnings.push(format!("plugin {} is ignored too: {why}", p.source));
+                    } else {
+                        from_dirs.insert(name, p);
+                    }
+                }
+            }
+        }
+    }
+    plugins.extend(from_dirs);
+
     let (seed, seed_drawn) = match config.seed {
         Some(seed) => (seed, false),
         None => match getrandom::u64() {
@@ -107,11 +152,21 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             format!("{}: ", fault.location)
         };
         let Some(plugin) = plugins.get(&fault.plugin) else {
+            let why = match skipped.get(&fault.plugin) {
+                Some(why) => format!("but {why}"),
+                None => format!(
+                    "which is not loaded (available: {}{})",
+                    plugins.keys().cloned().collect::<Vec<_>>().join(", "),
+                    if warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; skipped: {}", warnings.join("; "))
+                    }
+                ),
+            };
             errors.push(format!(
-                "{at}fault `{}` uses plugin `{}`, which is not loaded (available: {})",
-                fault.name,
-                fault.plugin,
-                plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+                "{at}fault `{}` uses plugin `{}`, {why}",
+                fault.name, fault.plugin
             ));
             continue;
         };
@@ -157,6 +212,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         engine,
         plugins: infos,
         loaded: plugins,
+        warnings,
         fault_plugins,
         seed_drawn,
         poller_states,

@@ -165,3 +165,111 @@ fn a_plugin_built_against_the_frozen_1_0_0_interface_still_works() {
     );
     assert_eq!(out["fault"], "old-timer");
 }
+
+/// The example third-party plugin, found through `--plugin-dir` next to a broken file,
+/// used from the config and through `POST /api/faults/{name}`, and reverted when due.
+/// `--execute` only ever runs in a namespace, even for a fault that touches no process.
+#[test]
+fn the_example_plugin_loads_from_a_plugin_directory_and_reverts() {
+    let dir = temp_dir("example-plugin");
+    let plugins = dir.join("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    fs::copy(
+        built_lib("libstale_lock.so"),
+        plugins.join("libstale_lock.so"),
+    )
+    .unwrap();
+    fs::write(plugins.join("broken.so"), b"nope").unwrap();
+    let lock = dir.join("app.pid");
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+                state_dir: {dir:?}, faults: {{"stale": (plugin: "stale-lock", config: (path: {lock:?}, duration: "1"))}})"#
+        ),
+    )
+    .unwrap();
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"await() {{ end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do [ "$(date +%s)" -gt $end ] && return 1; sleep 0.02; done; }}
+"$NM" --config {cfg} --plugin-dir {plugins} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' {d}/log)
+curl -s http://127.0.0.1:$p/api/plugins; echo
+curl -s -X POST http://127.0.0.1:$p/api/faults/stale -d '{{"desc":"stale pid"}}'; echo
+echo "content $(cat {lock})"
+await 'Revert (due)' {d}/log
+[ -e {lock} ] && echo "still there" || echo "lock removed"
+kill -TERM $m; wait $m; cat {d}/log >&2"#,
+        cfg = cfg.display(),
+        plugins = plugins.display(),
+        lock = lock.display(),
+    ));
+    let out = json_lines(&run.stdout);
+    let listed = out[0]["plugins"].as_array().unwrap();
+    let stale = listed
+        .iter()
+        .find(|p| p["name"] == "stale-lock")
+        .expect("stale-lock is listed");
+    assert_eq!(
+        stale["source"],
+        format!("{}/libstale_lock.so", plugins.display())
+    );
+    assert_eq!(out[1]["result"], "injected", "{}", run.stderr);
+    assert_eq!(
+        out[1]["summary"],
+        format!("left {} behind for 1 s", lock.display())
+    );
+    assert_eq!(pairs(&run.stdout, "content"), ["4194304"]);
+    assert!(run.stdout.contains("\nlock removed\n"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!(
+            " warning: cannot load plugin {}/broken.so: not a shared library (expected an ELF .so built as a cdylib); skipped\n",
+            plugins.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(&format!(
+        " Revert (due): reverted: removed {}\n",
+        lock.display()
+    )));
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn two_plugin_files_with_one_name_are_both_set_aside() {
+    let dir = temp_dir("duplicates");
+    let plugins = dir.join("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    for name in ["a.so", "b.so"] {
+        fs::copy(built_lib("libstale_lock.so"), plugins.join(name)).unwrap();
+    }
+    let (a, b) = (plugins.join("a.so"), plugins.join("b.so"));
+    let cfg = dir.join("cfg.ron");
+    fs::write(&cfg, format!("(plugin_dirs: [{plugins:?}])")).unwrap();
+    let run = monkey(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains(&format!(
+        "  warning: two plugin files are named `stale-lock`: {} and {}; remove one; both are ignored\n",
+        a.display(),
+        b.display()
+    )));
+    let text = format!(
+        r#"(plugin_dirs: [{plugins:?}], faults: {{"stale": (plugin: "stale-lock", config: (path: "/run/x.pid"))}})"#
+    );
+    fs::write(&cfg, &text).unwrap();
+    let col = text.find("\"stale\"").unwrap() + 1;
+    let run = monkey(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: {}:1:{col}: fault `stale` uses plugin `stale-lock`, but two plugin files are named `stale-lock`: {} and {}; remove one\n",
+            cfg.display(),
+            a.display(),
+            b.display()
+        )
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

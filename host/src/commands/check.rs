@@ -10,6 +10,9 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
     let config = config::check_file(file).map_err(|e| UsageError(e.into()))?;
     let setup = setup::build(&config, false).map_err(|e| UsageError(e.into()))?;
     println!("{}: ok", file.display());
+    for warning in &setup.warnings {
+        println!("  warning: {warning}");
+    }
     println!("  {}", daemon::banner(&config));
     println!("  faults: {}", setup.engine.fault_names().join(", "));
     match &config.timer_fault {

@@ -1,18 +1,12 @@
 //! `nightmare-monkey plugins check|list`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::{
     cli::PluginsCommand,
     plugin::{self, Plugin},
     UsageError,
 };
-
-/// Where plugins are looked for when no `--plugin-dir` is given.
-pub const DEFAULT_DIRS: &[&str] = &[
-    "/usr/local/lib/nightmare-monkey/plugins",
-    "/usr/lib/nightmare-monkey/plugins",
-];
 
 /// Runs `plugins ...`.
 pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
@@ -28,35 +22,13 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
         }
         PluginsCommand::List { dirs } => {
             let dirs = if dirs.is_empty() {
-                DEFAULT_DIRS.iter().map(PathBuf::from).collect()
+                plugin::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
             } else {
                 dirs
             };
             list(&dirs)
         }
     }
-}
-
-/// The `.so` files in a directory, sorted by name. A missing default directory is
-/// simply empty.
-fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(UsageError(anyhow::anyhow!(
-                "cannot read plugin directory {}: {e}",
-                dir.display()
-            ))
-            .into())
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "so"))
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 fn list(dirs: &[PathBuf]) -> anyhow::Result<()> {
@@ -81,7 +53,7 @@ fn list(dirs: &[PathBuf]) -> anyhow::Result<()> {
         add(&p, &mut rows);
     }
     for dir in dirs {
-        for file in plugin_files(dir)? {
+        for file in plugin::discover(dir).map_err(UsageError)? {
             match Plugin::load(&file) {
                 Ok(p) => add(&p, &mut rows),
                 Err(e) => rows.push(["-".into(), "-".into(), "-".into(), format!("{e:#}")]),
