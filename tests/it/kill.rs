@@ -258,3 +258,127 @@ fn dry_runs_on_the_host_never_choose_kernel_threads_or_ancestors() {
         child.wait().unwrap();
     }
 }
+
+/// `scope: Tree(PID)`: only that process and its descendants.
+#[test]
+fn a_tree_scope_confines_the_choice() {
+    let run = in_namespace(
+        r#"sh -c 'sleep 1000 & echo "child $!"; sleep 1000 & echo "child $!"; exec sleep 1000' & root=$!
+echo "root $root"
+for i in 1 2 3; do sleep 1000 & done
+# The root execs sleep only after starting both children.
+until [ "$(cat /proc/$root/comm)" = sleep ]; do :; done
+i=0; while [ $i -lt 30 ]; do "$NM" kill --json --seed $i --fault-config "(scope: Tree($root))"; i=$((i+1)); done"#,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let mut tree: BTreeSet<u64> = pids(&run.stdout, "child").into_iter().collect();
+    tree.insert(pids(&run.stdout, "root")[0]);
+    let chosen: BTreeSet<u64> = json_lines(&run.stdout)
+        .iter()
+        .map(|o| o["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        chosen, tree,
+        "only, and every one of, the tree under the root"
+    );
+}
+
+/// `scope: Namespace(PID)`: only processes in that PID namespace (dry runs from outside it).
+#[test]
+fn a_namespace_scope_confines_the_choice() {
+    let mut outside = Command::new("sleep").arg("1000").spawn().unwrap();
+    let mut ns = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sleep",
+            "1000",
+        ])
+        .spawn()
+        .unwrap();
+    // The namespace's PID 1 is the forked child of unshare; wait for it to be sleep.
+    let children = format!("/proc/{}/task/{}/children", ns.id(), ns.id());
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    let inner: u64 = loop {
+        assert!(
+            std::time::Instant::now() < until,
+            "the namespace never started"
+        );
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = text.split_whitespace().next() {
+            if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n") {
+                break pid.parse().unwrap();
+            }
+        }
+        std::thread::yield_now();
+    };
+    for seed in 0..10 {
+        let config = format!("(scope: Namespace({inner}))");
+        let run = monkey(&[
+            "kill",
+            "--json",
+            "--seed",
+            &seed.to_string(),
+            "--fault-config",
+            &config,
+        ]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert_eq!(json_lines(&run.stdout)[0]["pid"], inner);
+    }
+    ns.kill().unwrap();
+    ns.wait().unwrap();
+    outside.kill().unwrap();
+    outside.wait().unwrap();
+}
+
+/// `scope: Cgroup(PATH)`: only processes of that cgroup (here the test's own; dry runs).
+#[test]
+fn a_cgroup_scope_confines_the_choice() {
+    let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+    let me = std::process::id().to_string();
+    // The test's own cgroup, wherever this machine mounts its hierarchies.
+    let lines = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let group = lines
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let first = controllers.split(',').next().unwrap_or_default();
+            let candidates = if first.is_empty() {
+                vec![path.to_owned(), format!("unified{path}")]
+            } else {
+                vec![format!("{first}{path}")]
+            };
+            candidates.into_iter().find(|c| {
+                std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/cgroup.procs"))
+                    .is_ok_and(|procs| procs.lines().any(|p| p == me))
+            })
+        })
+        .next()
+        .expect("the test runs in some cgroup");
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/{group}/cgroup.procs")).unwrap();
+    for seed in 0..10 {
+        let config = format!("(scope: Cgroup({group:?}))");
+        let run = monkey(&[
+            "kill",
+            "--json",
+            "--seed",
+            &seed.to_string(),
+            "--fault-config",
+            &config,
+        ]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let pid = json_lines(&run.stdout)[0]["pid"].to_string();
+        // Our cgroup, or one below it.
+        let mine = procs.lines().any(|p| p == pid)
+            || std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.contains(group.trim_start_matches(|ch: char| ch != '/')));
+        assert!(mine, "PID {pid} is not in cgroup {group}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -50,6 +50,78 @@ pub struct Selection {
     pub exclude_cmdlines: Vec<String>,
     /// Only processes whose real user is one of these names or UIDs (empty: any).
     pub users: Vec<String>,
+    /// Only processes inside this scope (none: the whole host).
+    pub scope: Option<Scope>,
+}
+
+/// Where a process fault may strike, as written in RON: `scope: Cgroup("system.slice/nginx.service")`,
+/// `scope: Tree(1234)`, `scope: Namespace(1234)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub enum Scope {
+    /// The processes of a cgroup (v2) and its descendants: a path under `/sys/fs/cgroup`
+    /// (one systemd service, one container).
+    Cgroup(String),
+    /// A process and all its descendants.
+    Tree(u32),
+    /// The processes in the PID namespace of this process (one container).
+    Namespace(u32),
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+fn cgroup_dir(path: &str) -> std::path::PathBuf {
+    let relative = path.trim_start_matches(CGROUP_ROOT).trim_start_matches('/');
+    Path::new(CGROUP_ROOT).join(relative)
+}
+
+/// Every PID in a cgroup and the cgroups below it, ascending.
+fn cgroup_pids(dir: &Path) -> std::io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs"))?;
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
+/// `root` and every descendant of it (through each thread's `children` list), ascending.
+fn tree_pids(root: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        pids.push(pid);
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// The PID namespace a process is in (the inode of `/proc/<pid>/ns/pid`).
+fn pid_namespace(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 fn config_error(message: String) -> PluginError {
@@ -140,6 +212,7 @@ pub struct Selector {
     include_cmdlines: Option<RegexSet>,
     exclude_cmdlines: Option<RegexSet>,
     users: Option<HashSet<u32>>,
+    scope: Option<Scope>,
     /// PID 1, this process and its ancestors. Computed once: the set can only shrink
     /// while we run (an orphan is re-parented to an ancestor or to PID 1), so a cached
     /// set never lets a protected process through.
@@ -160,7 +233,20 @@ impl Selector {
                     .collect::<Result<HashSet<u32>, _>>()?,
             )
         };
+        match &selection.scope {
+            Some(Scope::Cgroup(path)) if !cgroup_dir(path).join("cgroup.procs").exists() => {
+                return Err(config_error(format!(
+                    "scope: no cgroup at {}: expected a cgroup v2 path like system.slice/nginx.service",
+                    cgroup_dir(path).display()
+                )))
+            }
+            Some(Scope::Tree(0) | Scope::Namespace(0)) => {
+                return Err(config_error("scope: a PID must be at least 1".to_owned()))
+            }
+            _ => {}
+        }
         Ok(Self {
+            scope: selection.scope.clone(),
             include_names: regex_set("include_names", &selection.include_names)?,
             exclude_names: regex_set("exclude_names", &selection.exclude_names)?,
             include_cmdlines: regex_set("include_cmdlines", &selection.include_cmdlines)?,
@@ -179,6 +265,12 @@ impl Selector {
         let stat = process.stat().ok()?;
         if stat.flags & PF_KTHREAD != 0 || matches!(stat.state, 'Z' | 'X' | 'x') {
             return None;
+        }
+        if let Some(Scope::Namespace(anchor)) = &self.scope {
+            // One small read per process considered, not per process listed.
+            if pid_namespace(pid)? != pid_namespace(*anchor)? {
+                return None;
+            }
         }
         if self
             .include_names
@@ -220,8 +312,20 @@ impl Selector {
 
     /// Chooses a victim with the injection's seed.
     pub fn choose(&self, seed: u64) -> Result<Chosen, PluginError> {
-        let mut pids = select::list_pids(Path::new("/proc"))
-            .map_err(|e| PluginError::new(ErrorKind::Failed, format!("cannot list /proc: {e}")))?;
+        let mut pids = match &self.scope {
+            None | Some(Scope::Namespace(_)) => {
+                select::list_pids(Path::new("/proc")).map_err(|e| {
+                    PluginError::new(ErrorKind::Failed, format!("cannot list /proc: {e}"))
+                })?
+            }
+            Some(Scope::Cgroup(path)) => cgroup_pids(&cgroup_dir(path)).map_err(|e| {
+                PluginError::new(
+                    ErrorKind::NoTarget,
+                    format!("cannot read cgroup {}: {e}", cgroup_dir(path).display()),
+                )
+            })?,
+            Some(Scope::Tree(root)) => tree_pids(*root),
+        };
         let listed = pids.len();
         let mut rng = Rng::from_seed(seed);
         let (chosen, considered) = select::choose(&mut pids, &mut rng, |pid| self.examine(pid));
@@ -229,7 +333,13 @@ impl Selector {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,
                 format!(
-                    "no eligible process among {listed} listed in /proc (PID 1, the monkey, its ancestors, kernel threads and zombies are never chosen; check the include/exclude filters)"
+                    "no eligible process among {listed} listed in {} (PID 1, the monkey, its ancestors, kernel threads and zombies are never chosen; check the include/exclude filters)",
+                    match &self.scope {
+                        None => "/proc".to_owned(),
+                        Some(Scope::Cgroup(path)) => format!("cgroup {}", cgroup_dir(path).display()),
+                        Some(Scope::Tree(root)) => format!("the process tree under PID {root}"),
+                        Some(Scope::Namespace(anchor)) => format!("/proc (scope: the PID namespace of PID {anchor})"),
+                    }
                 ),
             ));
         };

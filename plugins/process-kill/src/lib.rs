@@ -52,6 +52,9 @@ pub struct Config {
     pub users: Vec<String>,
     /// How long to wait for the victim to exit after the signal (default 1000 ms).
     pub grace_ms: Option<u64>,
+    /// Only processes in this scope: `Cgroup("system.slice/x.service")`, `Tree(PID)`,
+    /// `Namespace(PID)` (default: the whole host).
+    pub scope: Option<process_common::Scope>,
 }
 
 /// The `process-kill` fault.
@@ -81,6 +84,7 @@ impl FaultPlugin for ProcessKill {
             include_cmdlines: config.include_cmdlines,
             exclude_cmdlines: config.exclude_cmdlines,
             users: config.users,
+            scope: config.scope,
         })?;
         Ok(Self {
             signal,

@@ -50,6 +50,9 @@ pub struct Config {
     pub exclude_cmdlines: Vec<String>,
     /// Only processes whose real user is one of these names or UIDs (empty: any).
     pub users: Vec<String>,
+    /// Only processes in this scope: `Cgroup("system.slice/x.service")`, `Tree(PID)`,
+    /// `Namespace(PID)` (default: the whole host).
+    pub scope: Option<process_common::Scope>,
 }
 
 /// What the host keeps to let the victim go on: which process, exactly.
@@ -101,6 +104,7 @@ impl FaultPlugin for ProcessPause {
             include_cmdlines: config.include_cmdlines,
             exclude_cmdlines: config.exclude_cmdlines,
             users: config.users,
+            scope: config.scope,
         })?;
         Ok(Self { duration, selector })
     }
