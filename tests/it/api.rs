@@ -111,8 +111,18 @@ fn named_faults_plugins_and_health() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["fault"], "process-kill");
     let p = http(port, "GET", "/api/plugins", &[], b"").json();
-    assert_eq!(p["plugins"][0]["name"], "process-kill");
-    assert_eq!(p["plugins"][0]["source"], "built-in");
+    let names: Vec<&str> = p["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["disk-fill", "process-kill", "process-pause"]);
+    assert!(p["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["source"] == "built-in"));
     assert_eq!(
         p["faults"],
         serde_json::json!([{"name": "process-kill", "plugin": "process-kill"}])

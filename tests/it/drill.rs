@@ -382,3 +382,74 @@ fn named_tokens_are_journaled_by_name_never_by_value() {
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// disk-fill on a tmpfs of the test's own (mounted in the test's namespace): filled to the
+/// target when injected, freed when due, and freed by the next start after a crash.
+#[test]
+fn disk_fill_takes_the_space_and_gives_it_back_even_after_a_crash() {
+    let dir = temp_dir("drill-disk");
+    let fs_dir = dir.join("fs");
+    fs::create_dir_all(&fs_dir).unwrap();
+    let cfg = dir.join("disk.ron");
+    let write = |duration: &str| {
+        fs::write(
+            &cfg,
+            format!(
+                r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+                    state_dir: {:?}, faults: {{"disk": (plugin: "disk-fill", config: (path: {fs_dir:?}, target_percent: 50, floor_mib: 4, duration: "{duration}"))}})"#,
+                dir.join("state")
+            ),
+        )
+        .unwrap();
+    };
+    write("600ms");
+    let long = dir.join("long.ron");
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+used() {{ df -P {fs} | awk 'NR==2 {{ print $5 }}'; }}
+mount -t tmpfs -o size=64m tmpfs {fs}
+"$NM" --config {cfg} --execute 2>{d}/log1 & m=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/disk '{{"desc":"no space left"}}'
+echo "filled $(used)"
+await 'Revert (due)' {d}/log1
+echo "freed $(used)"
+kill -TERM $m; wait $m
+sed 's/600ms/10m/' {cfg} > {long}
+"$NM" --config {long} --execute 2>{d}/log2 & m=$!
+await Listening {d}/log2; p=$(port {d}/log2)
+post $p /api/faults/disk '{{"desc":"crash"}}' >/dev/null
+echo "filled $(used)"
+kill -KILL $m; wait $m
+echo "crashed $(used)"
+"$NM" --config {long} --execute 2>{d}/log3 & m=$!
+await 'Revert (recovery)' {d}/log3
+echo "recovered $(used)"
+kill -TERM $m; wait $m; echo "code $?""#,
+        fs = fs_dir.display(),
+        cfg = cfg.display(),
+        long = long.display(),
+    ));
+    let answer = &json_lines(&run.stdout)[0];
+    assert_eq!(
+        answer["result"], "injected",
+        "{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert_eq!(answer["details"]["after_percent"], 49);
+    assert_eq!(pairs(&run.stdout, "filled"), ["49%", "49%"]);
+    assert_eq!(pairs(&run.stdout, "freed"), ["0%"]);
+    assert_eq!(
+        pairs(&run.stdout, "crashed"),
+        ["49%"],
+        "a killed daemon leaves the file"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "recovered"),
+        ["0%"],
+        "the next start removes it"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -71,5 +71,40 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         println!("{ts} {}", logline::fault_line(&injection));
         println!("{ts} {}", logline::result_line(&injection));
     }
+    if let Some(due) = injection.revert_due {
+        wait_and_revert(&engine, &injection.id, due)?;
+    }
+    Ok(())
+}
+
+/// A reversible fault injected by the one-shot command is reverted by it too: when due,
+/// or at once on Ctrl-C or SIGTERM. (Killed outright, it is reverted by the daemon's next
+/// start, from the journal.)
+fn wait_and_revert(
+    engine: &Engine,
+    id: &str,
+    due: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "{} Reverting at {} (Ctrl-C reverts now)",
+        logline::timestamp(&Local::now()),
+        logline::timestamp(&due.with_timezone(&Local))
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let reason = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+        Ok::<_, std::io::Error>(tokio::select! {
+            _ = tokio::time::sleep(wait) => "due",
+            _ = term.recv() => "interrupted",
+            _ = int.recv() => "interrupted",
+        })
+    })?;
+    engine.revert(id, reason);
     Ok(())
 }
