@@ -110,6 +110,12 @@ pub enum Command {
     Pause(SwitchArgs),
     /// Resume a paused daemon
     Resume(SwitchArgs),
+    /// Run COMMAND in a fresh PID namespace and unleash the monkey on it alone, for real
+    #[command(after_help = SANDBOX_EXAMPLES)]
+    Sandbox(SandboxArgs),
+    /// (internal) the sandbox's PID 1
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit(SandboxArgs),
     /// Check a configuration file without running anything
     CheckConfig {
         /// The configuration file (RON)
@@ -142,6 +148,26 @@ pub struct PlanArgs {
     /// How many fire times to print
     #[arg(long, value_name = "K", default_value_t = 10)]
     pub count: usize,
+}
+
+const SANDBOX_EXAMPLES: &str = "\
+A practice ground for newcomers, on any Linux machine, root or not: COMMAND and everything
+it starts run in a new PID namespace, and the monkey, with --execute, can only see and hit
+those processes. Only process faults run in the sandbox. It ends when COMMAND exits.
+
+Examples:
+  nightmare-monkey sandbox --min-interval 5 --max-interval 20 -d '*' -t 00:00-24:00 -- ./start-my-stack.sh
+  nightmare-monkey sandbox --config drill.ron -- docker-compose-like-supervisor --foreground";
+
+/// `sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// The daemon's flags (the monkey always executes in the sandbox).
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// The command to run in the sandbox, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 const HISTORY_EXAMPLES: &str = "\

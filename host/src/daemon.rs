@@ -23,6 +23,15 @@ pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
+    run_config(config, None)
+}
+
+/// Runs the daemon with a validated configuration until SIGTERM or SIGINT, or until
+/// `ended` says the sandbox's command exited.
+pub fn run_config(
+    config: Config,
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<()> {
     let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
     for poller in &config.pollers {
         if let Some(dir) = poller
@@ -53,7 +62,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(config, setup));
+    let result = runtime.block_on(serve(config, setup, ended));
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
@@ -67,7 +76,11 @@ pub fn banner(config: &Config) -> String {
     )
 }
 
-async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    setup: Setup,
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<()> {
     // Handlers first: a signal that arrives once we look started must find them there.
     let signals = Signals::install()?;
     let engine = Arc::new(setup.engine);
@@ -147,7 +160,13 @@ async fn serve(config: Config, setup: Setup) -> anyhow::Result<()> {
         watch_pause_file(engine.clone(), file);
     }
 
-    let signal = signals.wait().await;
+    let signal = match ended {
+        None => signals.wait().await,
+        Some(ended) => tokio::select! {
+            signal = signals.wait() => signal,
+            _ = ended => "the sandbox's command exited",
+        },
+    };
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
     if let Some(server) = server {

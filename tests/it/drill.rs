@@ -453,3 +453,46 @@ kill -TERM $m; wait $m; echo "code $?""#,
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// `sandbox`: the monkey, executing, only reaches what the command started; the sandbox
+/// ends with the command and passes its status on. (Run inside a namespace of the test's
+/// own as well, so nothing here can reach this machine's processes.)
+#[test]
+fn the_sandbox_unleashes_the_monkey_on_the_command_alone() {
+    let dir = temp_dir("drill-sandbox");
+    let cfg = dir.join("sandbox.ron");
+    fs::write(
+        &cfg,
+        r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
+            faults: {"process-kill": (config: (include_cmdlines: ["^sleep 1000$"]))})"#,
+    )
+    .unwrap();
+    let disk = dir.join("disk.ron");
+    fs::write(
+        &disk,
+        format!(r#"(faults: {{"disk": (plugin: "disk-fill", config: (path: {dir:?}))}})"#),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#""$NM" sandbox --config {cfg} --seed 4 -- sh -c 'sleep 1000 & wait $!; echo "victim gone $?"; exit 3'
+echo "code $?"
+"$NM" sandbox --config {disk} -- true
+echo "code $?""#,
+        cfg = cfg.display(),
+        disk = disk.display()
+    ));
+    assert_eq!(pairs(&run.stdout, "victim"), ["gone 137"], "{}", run.stderr);
+    assert_eq!(
+        pairs(&run.stdout, "code"),
+        ["3", "2"],
+        "the command's status, then a refusal"
+    );
+    assert!(run.stderr.contains(" Kill: sleep(PID:"), "{}", run.stderr);
+    assert!(run
+        .stderr
+        .contains(" Nightmare Monkey goes to bed (the sandbox's command exited).\n"));
+    assert!(run.stderr.contains(
+        "error: sandbox: fault `disk` (plugin disk-fill) acts outside the PID namespace; only process faults (process-kill, process-pause) run in the sandbox\n"
+    ));
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -5,6 +5,7 @@ pub mod history;
 mod kill;
 mod plan;
 mod plugins;
+mod sandbox;
 mod switch;
 
 use crate::{
@@ -21,6 +22,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Plan(args)) => plan::run(args),
         Some(Command::CheckConfig { file }) => check::run(&file),
         Some(Command::History(args)) => history::run(args),
+        Some(Command::Sandbox(_)) => sandbox::enter(),
+        Some(Command::SandboxInit(args)) => sandbox::init(args),
         Some(Command::Pause(args)) => switch::run(args, true),
         Some(Command::Resume(args)) => switch::run(args, false),
     }

@@ -1,0 +1,124 @@
+//! `nightmare-monkey sandbox [flags] -- COMMAND`: a practice ground. The command runs in a
+//! fresh PID namespace (made with `unshare`, which works as root and unprivileged), the
+//! monkey runs there as its PID 1 with `--execute`, and it can only see, and so only hit,
+//! the processes the command starts. Faults that act outside the PID namespace (files, CPU)
+//! are refused. The sandbox ends, reverting what is in effect, when the command exits.
+
+use std::{ffi::OsString, process::Command};
+
+use anyhow::{anyhow, bail, Context as _};
+
+use crate::{cli::SandboxArgs, config, daemon, log, UsageError};
+
+/// The faults that can only touch processes, and so only the sandbox's.
+const PROCESS_FAULTS: &[&str] = &["process-kill", "process-pause"];
+
+/// `sandbox`: re-runs this command line as `__sandbox-init` inside a new PID namespace.
+pub fn enter() -> anyhow::Result<()> {
+    let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Some(at) = argv.iter().position(|a| a == "sandbox") else {
+        bail!("cannot find the sandbox subcommand in the command line");
+    };
+    argv[at] = OsString::from("__sandbox-init");
+    let me = std::env::current_exe().context("cannot find this program's own path")?;
+    let status = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+        ])
+        .arg(me)
+        .args(argv)
+        .status()
+        .map_err(|e| anyhow!("cannot run unshare (from util-linux) to make the sandbox: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => std::process::exit(code),
+        None => bail!("the sandbox was killed by a signal"),
+    }
+}
+
+/// `__sandbox-init`: PID 1 of the sandbox. Starts the command, reaps every orphan (the job
+/// of a PID 1), runs the monkey until the command exits, and exits with its status.
+pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
+    if std::process::id() != 1 {
+        return Err(UsageError(anyhow!(
+            "__sandbox-init runs only as PID 1 of a new PID namespace: use `nightmare-monkey sandbox`"
+        ))
+        .into());
+    }
+    let mut daemon_args = args.daemon;
+    daemon_args.execute = true;
+    // The sandbox shares the host's network: never take a port someone else uses.
+    if daemon_args.listen.is_none() && daemon_args.port.is_none() {
+        daemon_args.listen = Some("127.0.0.1:0".to_owned());
+    }
+    let config = config::load(&daemon_args).map_err(|e| UsageError(e.into()))?;
+    if let Some(f) = config
+        .faults
+        .iter()
+        .find(|f| !PROCESS_FAULTS.contains(&f.plugin.as_str()))
+    {
+        return Err(UsageError(anyhow!(
+            "sandbox: fault `{}` (plugin {}) acts outside the PID namespace; only process faults ({}) run in the sandbox",
+            f.name,
+            f.plugin,
+            PROCESS_FAULTS.join(", ")
+        ))
+        .into());
+    }
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| UsageError(anyhow!("give the command to run after --")))?;
+    let child = Command::new(program)
+        .args(rest)
+        .spawn()
+        .map_err(|e| UsageError(anyhow!("cannot start {}: {e}", program.to_string_lossy())))?;
+    let command_pid = child.id();
+    // The reaper owns every wait from here on, the command's included.
+    std::mem::forget(child);
+    log::line(format!(
+        "Sandbox: {} runs as PID {command_pid}; the monkey executes faults on it and on what it starts, nothing else",
+        program.to_string_lossy()
+    ));
+    let (ended, on_end) = tokio::sync::oneshot::channel();
+    let status = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = status.clone();
+    std::thread::Builder::new()
+        .name("reaper".to_owned())
+        .spawn(move || {
+            let mut ended = Some(ended);
+            loop {
+                match rustix::process::waitpid(None, rustix::process::WaitOptions::empty()) {
+                    Ok(Some((pid, exit))) if pid.as_raw_nonzero().get() as u32 == command_pid => {
+                        let code = exit
+                            .exit_status()
+                            .or_else(|| exit.terminating_signal().map(|s| 128 + s))
+                            .unwrap_or(1);
+                        *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+                        if let Some(ended) = ended.take() {
+                            let _ = ended.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    // No children left at all: nothing more will ever need reaping.
+                    Err(_) => break,
+                }
+            }
+        })
+        .context("cannot start the reaper")?;
+    daemon::run_config(config, Some(on_end))?;
+    let code = status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or(0);
+    log::line(format!("Sandbox: the command exited with status {code}"));
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
