@@ -72,6 +72,7 @@ pub fn builtins() -> Vec<Plugin> {
         ("process-kill", process_kill::plugin_module()),
         ("process-pause", process_pause::plugin_module()),
         ("disk-fill", disk_fill::plugin_module()),
+        ("cpu-hog", cpu_hog::plugin_module()),
     ]
     .into_iter()
     .map(|(name, module)| {

@@ -496,3 +496,44 @@ echo "code $?""#,
     ));
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// cpu-hog burns inside the daemon (its threads show in /proc) and stops when due.
+#[test]
+fn cpu_hog_burns_and_stops_when_due() {
+    let dir = temp_dir("drill-cpu");
+    let cfg = dir.join("cpu.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+                state_dir: {dir:?}, faults: {{"cpu": (plugin: "cpu-hog", config: (cores: 1, duration: "700ms"))}})"#
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+hogs() {{ grep -l cpu-hog /proc/$1/task/*/comm 2>/dev/null | wc -l; }}
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "before $(hogs $m)"
+post $p /api/faults/cpu '{{"desc":"hot"}}'
+echo "burning $(hogs $m)"
+await 'Revert (due)' {d}/log
+n=0; while [ "$(hogs $m)" -gt 0 ] && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
+echo "after $(hogs $m)"
+kill -TERM $m; wait $m; echo "code $?""#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    assert_eq!(
+        json_lines(&run.stdout)[0]["summary"],
+        "burning 1 core(s) for 700ms",
+        "{}",
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "before"), ["0"]);
+    assert_eq!(pairs(&run.stdout, "burning"), ["1"]);
+    assert_eq!(pairs(&run.stdout, "after"), ["0"]);
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}
