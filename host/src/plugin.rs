@@ -73,6 +73,7 @@ pub fn builtins() -> Vec<Plugin> {
         ("process-pause", process_pause::plugin_module()),
         ("disk-fill", disk_fill::plugin_module()),
         ("cpu-hog", cpu_hog::plugin_module()),
+        ("memory-hog", memory_hog::plugin_module()),
     ]
     .into_iter()
     .map(|(name, module)| {

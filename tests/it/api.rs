@@ -117,7 +117,10 @@ fn named_faults_plugins_and_health() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["cpu-hog", "disk-fill", "process-kill", "process-pause"]);
+    assert_eq!(
+        names,
+        ["cpu-hog", "disk-fill", "process-kill", "process-pause"]
+    );
     assert!(p["plugins"]
         .as_array()
         .unwrap()

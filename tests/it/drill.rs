@@ -537,3 +537,48 @@ kill -TERM $m; wait $m; echo "code $?""#,
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// memory-hog holds its memory inside the daemon (its RSS grows) and gives it back when due.
+#[test]
+fn memory_hog_holds_and_lets_go_when_due() {
+    let dir = temp_dir("drill-memory");
+    let cfg = dir.join("memory.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+                state_dir: {dir:?}, faults: {{"memory": (plugin: "memory-hog", config: (mib: 64, floor_mib: 64, duration: "700ms"))}})"#
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+rss() {{ awk '/^VmRSS:/ {{ print int($2 / 1024) }}' /proc/$1/status; }}
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "before $(rss $m)"
+post $p /api/faults/memory '{{"desc":"swap storm"}}'
+echo "holding $(rss $m)"
+await 'Revert (due)' {d}/log
+n=0; while [ "$(rss $m)" -gt 40 ] && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
+echo "after $(rss $m)"
+kill -TERM $m; wait $m; echo "code $?""#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let answer = &json_lines(&run.stdout)[0];
+    assert_eq!(
+        answer["result"], "injected",
+        "{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(answer["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("holding 64 MiB of "));
+    let mib = |key: &str| -> u64 { pairs(&run.stdout, key)[0].parse().unwrap() };
+    assert!(mib("holding") >= mib("before") + 60, "{}", run.stdout);
+    assert!(mib("after") + 50 <= mib("holding"), "{}", run.stdout);
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,235 @@
+//! `memory-hog`: holds memory for a while: the "the box is swapping, everything crawls"
+//! incident. The memory is taken inside the daemon, page by page, and given back when the
+//! fault is reverted (when due, on shutdown, on pause; with the daemon itself after a crash).
+//!
+//! It never pushes the host to the OOM killer: it takes at most what `MemAvailable` leaves
+//! above a floor, and while it holds memory a watcher lets go of it at once if
+//! `MemAvailable` falls below that floor (because something else grew), so the kernel never
+//! has to pick a victim, least of all the daemon.
+//!
+//! ```ron
+//! faults: {
+//!     "memory": (plugin: "memory-hog", config: (
+//!         mib: 1024,          // how much to hold, or:
+//!         // percent: 50,     // a share of MemAvailable at injection time
+//!         floor_mib: 256,     // never leave less than this available
+//!         duration: "2m",     // at most 1h
+//!     )),
+//! },
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use nightmare_monkey_plugin_api::{
+    export_plugin,
+    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
+};
+use serde::Deserialize;
+
+const MIB: u64 = 1 << 20;
+const PAGE: usize = 4096;
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// How often the watcher reads `MemAvailable` while the memory is held.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+/// The fault's configuration, as written in RON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How many MiB to hold (default 256).
+    pub mib: Option<u64>,
+    /// Or a share of `MemAvailable` at injection time, in percent (1 to 90).
+    pub percent: Option<u64>,
+    /// Never leave less than this many MiB available (default 256).
+    pub floor_mib: Option<u64>,
+    /// How long (default 1m, at most 1h).
+    pub duration: Option<String>,
+}
+
+enum Amount {
+    Mib(u64),
+    Percent(u64),
+}
+
+/// The `memory-hog` fault.
+pub struct MemoryHog {
+    amount: Amount,
+    floor: u64,
+    duration: Duration,
+    /// The stop flags of the hogs in progress, by the token their revert state carries.
+    running: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+}
+
+fn config_error(message: String) -> PluginError {
+    PluginError::new(ErrorKind::Config, message)
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl FaultPlugin for MemoryHog {
+    const NAME: &'static str = "memory-hog";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "holds memory for a while, never pushing the host to the OOM killer";
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, PluginError> {
+        let amount = match (config.mib, config.percent) {
+            (Some(_), Some(_)) => {
+                return Err(config_error("give mib or percent, not both".to_owned()))
+            }
+            (Some(0), None) => return Err(config_error("mib: expected at least 1".to_owned())),
+            (Some(n), None) => Amount::Mib(n),
+            (None, Some(p)) if (1..=90).contains(&p) => Amount::Percent(p),
+            (None, Some(p)) => return Err(config_error(format!("percent {p}: expected 1 to 90"))),
+            (None, None) => Amount::Mib(256),
+        };
+        let duration = match &config.duration {
+            None => Duration::from_secs(60),
+            Some(text) => humantime::parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
+                .ok_or_else(|| {
+                    config_error(format!(
+                        "duration `{text}`: expected more than 0 and at most 1h, e.g. 2m"
+                    ))
+                })?,
+        };
+        Ok(Self {
+            amount,
+            floor: config.floor_mib.unwrap_or(256).saturating_mul(MIB),
+            duration,
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let free = available().ok_or_else(|| {
+            PluginError::new(
+                ErrorKind::Failed,
+                "cannot read MemAvailable from /proc/meminfo",
+            )
+        })?;
+        let wanted = match self.amount {
+            Amount::Mib(n) => n.saturating_mul(MIB),
+            Amount::Percent(p) => free / 100 * p,
+        };
+        let size = wanted.min(free.saturating_sub(self.floor)) / MIB * MIB;
+        if size == 0 {
+            return Err(PluginError::new(
+                ErrorKind::NoTarget,
+                format!(
+                    "only {} MiB available, at or under the floor of {} MiB: nothing to take",
+                    free / MIB,
+                    self.floor / MIB
+                ),
+            ));
+        }
+        let how_long = humantime::format_duration(self.duration);
+        let mut outcome = Outcome {
+            action: "Hold".to_owned(),
+            details: serde_json::json!({ "bytes": size, "available_before": free }),
+            ..Outcome::default()
+        };
+        if request.dry_run {
+            outcome.result = results::DRY_RUN.to_owned();
+            outcome.summary = format!(
+                "would hold {} MiB of {} MiB available for {how_long}",
+                size / MIB,
+                free / MIB
+            );
+            return Ok(outcome);
+        }
+        // Take it now, touching every page, so the outcome is true when it is reported.
+        let mut memory = Vec::new();
+        memory.try_reserve_exact(size as usize).map_err(|e| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("cannot take {} MiB: {e}", size / MIB),
+            )
+        })?;
+        memory.resize(size as usize, 0u8);
+        for page in memory.chunks_mut(PAGE) {
+            page[0] = 1;
+        }
+        let token = Rng::from_seed(request.seed).next_u64();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let floor = self.floor;
+        let until = Instant::now() + self.duration + Duration::from_secs(10);
+        std::thread::Builder::new()
+            .name("memory-hog".to_owned())
+            .spawn(move || hold(memory, &flag, floor, until))
+            .map_err(|e| {
+                PluginError::new(ErrorKind::Failed, format!("cannot start the holder: {e}"))
+            })?;
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token, stop);
+        outcome.result = results::INJECTED.to_owned();
+        outcome.summary = format!(
+            "holding {} MiB of {} MiB available for {how_long}",
+            size / MIB,
+            free / MIB
+        );
+        outcome.revert = Some(serde_json::json!({ "token": token }));
+        outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
+        Ok(outcome)
+    }
+
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        let token = state["token"].as_u64().ok_or_else(|| {
+            PluginError::new(ErrorKind::Failed, "unreadable revert state: no token")
+        })?;
+        let stop = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token);
+        let (result, summary) = match stop {
+            Some(stop) => {
+                stop.store(true, Ordering::Relaxed);
+                (results::REVERTED, "let the memory go".to_owned())
+            }
+            None => (
+                results::VANISHED,
+                "nothing held any more (it ended with its process)".to_owned(),
+            ),
+        };
+        Ok(Outcome {
+            action: "Release".to_owned(),
+            result: result.to_owned(),
+            summary,
+            ..Outcome::default()
+        })
+    }
+}
+
+/// Holds `memory` until told to stop, the hard deadline, or `MemAvailable` under the floor.
+fn hold(memory: Vec<u8>, stop: &AtomicBool, floor: u64, until: Instant) {
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        if available().is_some_and(|a| a < floor) {
+            break;
+        }
+        std::thread::sleep(WATCH_EVERY);
+    }
+    drop(memory);
+}
+
+export_plugin!(MemoryHog);
