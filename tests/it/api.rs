@@ -119,7 +119,13 @@ fn named_faults_plugins_and_health() {
         .collect();
     assert_eq!(
         names,
-        ["cpu-hog", "disk-fill", "process-kill", "process-pause"]
+        [
+            "cpu-hog",
+            "disk-fill",
+            "memory-hog",
+            "process-kill",
+            "process-pause"
+        ]
     );
     assert!(p["plugins"]
         .as_array()
