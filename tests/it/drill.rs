@@ -582,3 +582,58 @@ kill -TERM $m; wait $m; echo "code $?""#,
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A fault from a plugin directory is reverted after a crash too: the example plugin's
+/// lock file is removed by the next start, which loads the plugin from the same directory.
+#[test]
+fn a_directory_plugins_fault_is_reverted_after_a_crash() {
+    let dir = temp_dir("drill-stale");
+    let plugins = dir.join("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    fs::copy(
+        crate::util::built_lib("libstale_lock.so"),
+        plugins.join("libstale_lock.so"),
+    )
+    .unwrap();
+    let lock = dir.join("app.pid");
+    let cfg = dir.join("stale.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+                state_dir: {dir:?}, plugin_dirs: [{plugins:?}],
+                faults: {{"stale": (plugin: "stale-lock", config: (path: {lock:?}, duration: "10m"))}})"#
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log1 & m=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/stale '{{"desc":"stale pid"}}' >/dev/null
+[ -e {lock} ] && echo "lock present"
+kill -KILL $m; wait $m
+[ -e {lock} ] && echo "lock left by the crash"
+"$NM" --config {cfg} --execute 2>{d}/log2 & m=$!
+await 'Revert (recovery)' {d}/log2
+[ -e {lock} ] || echo "lock removed"
+kill -TERM $m; wait $m; echo "code $?""#,
+        cfg = cfg.display(),
+        lock = lock.display(),
+        d = dir.display()
+    ));
+    for line in [
+        "lock present",
+        "lock left by the crash",
+        "lock removed",
+        "code 0",
+    ] {
+        assert!(
+            run.stdout.contains(&format!("{line}\n")),
+            "{line}: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
