@@ -235,6 +235,32 @@ pub fn parse_config<C: DeserializeOwned + Default>(text: &str) -> Result<C, Plug
         .map_err(|e| PluginError::new(ErrorKind::Config, e.to_string()))
 }
 
+/// A fault's duration setting: `text` (`30s`, `5m`, `500ms`, `1h 30m`), or `default` when
+/// it is not given; more than zero and at most `max`. The error names `field` and the
+/// accepted range.
+pub fn duration(
+    field: &str,
+    text: Option<&str>,
+    default: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<std::time::Duration, PluginError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= max)
+        .ok_or_else(|| {
+            PluginError::new(
+                ErrorKind::Config,
+                format!(
+                    "{field}: invalid duration `{text}`: expected more than 0 and at most {}, e.g. 30s, 5m or 500ms",
+                    humantime::format_duration(max)
+                ),
+            )
+        })
+}
+
 /// The root module of plugin `P`. The host calls this directly for the faults it links
 /// statically; the `.so` exports it through the header made by [`export_plugin!`].
 ///
@@ -484,6 +510,23 @@ mod tests {
         assert_eq!(r.below(0), 0);
         assert_eq!(r.between(3, 3), 3);
         assert!((0..100).all(|_| (10..=20).contains(&r.between(10, 20))));
+    }
+
+    #[test]
+    fn durations_are_bounded_and_errors_say_so() {
+        use std::time::Duration;
+        let (d, max) = (Duration::from_secs(30), Duration::from_secs(3600));
+        assert_eq!(duration("duration", None, d, max), Ok(d));
+        assert_eq!(
+            duration("duration", Some("5m"), d, max),
+            Ok(Duration::from_secs(300))
+        );
+        for bad in ["0s", "2h", "soon"] {
+            assert_eq!(
+                duration("duration", Some(bad), d, max).unwrap_err().message,
+                format!("duration: invalid duration `{bad}`: expected more than 0 and at most 1h, e.g. 30s, 5m or 500ms")
+            );
+        }
     }
 
     #[test]

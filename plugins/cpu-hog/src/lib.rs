@@ -26,7 +26,7 @@ use std::{
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
 };
 use serde::Deserialize;
 
@@ -81,17 +81,12 @@ impl FaultPlugin for CpuHog {
             (None, Some(p)) => return Err(config_error(format!("percent {p}: expected 1 to 100"))),
             (None, None) => 1,
         };
-        let duration = match &config.duration {
-            None => Duration::from_secs(60),
-            Some(text) => humantime::parse_duration(text)
-                .ok()
-                .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
-                .ok_or_else(|| {
-                    config_error(format!(
-                        "duration `{text}`: expected more than 0 and at most 1h, e.g. 2m"
-                    ))
-                })?,
-        };
+        let duration = sdk::duration(
+            "duration",
+            config.duration.as_deref(),
+            Duration::from_secs(60),
+            MAX_DURATION,
+        )?;
         Ok(Self {
             cores,
             duration,

@@ -29,7 +29,7 @@ use std::{
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
 };
 use serde::{Deserialize, Serialize};
 
@@ -113,17 +113,12 @@ impl FaultPlugin for DiskFill {
                 "target_percent {target_percent}: expected 1 to 99"
             )));
         }
-        let duration = match &config.duration {
-            None => Duration::from_secs(300),
-            Some(text) => humantime::parse_duration(text)
-                .ok()
-                .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
-                .ok_or_else(|| {
-                    config_error(format!(
-                        "duration `{text}`: expected more than 0 and at most 1h, e.g. 5m"
-                    ))
-                })?,
-        };
+        let duration = sdk::duration(
+            "duration",
+            config.duration.as_deref(),
+            Duration::from_secs(300),
+            MAX_DURATION,
+        )?;
         Ok(Self {
             dir,
             target_percent,

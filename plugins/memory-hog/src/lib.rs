@@ -31,7 +31,7 @@ use std::{
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
 };
 use serde::Deserialize;
 
@@ -99,17 +99,12 @@ impl FaultPlugin for MemoryHog {
             (None, Some(p)) => return Err(config_error(format!("percent {p}: expected 1 to 90"))),
             (None, None) => Amount::Mib(256),
         };
-        let duration = match &config.duration {
-            None => Duration::from_secs(60),
-            Some(text) => humantime::parse_duration(text)
-                .ok()
-                .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
-                .ok_or_else(|| {
-                    config_error(format!(
-                        "duration `{text}`: expected more than 0 and at most 1h, e.g. 2m"
-                    ))
-                })?,
-        };
+        let duration = sdk::duration(
+            "duration",
+            config.duration.as_deref(),
+            Duration::from_secs(60),
+            MAX_DURATION,
+        )?;
         Ok(Self {
             amount,
             floor: config.floor_mib.unwrap_or(256).saturating_mul(MIB),

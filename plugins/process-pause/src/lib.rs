@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
 };
 use process_common::{Selection, Selector};
 use rustix::process::Signal;
@@ -78,26 +78,12 @@ impl FaultPlugin for ProcessPause {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, PluginError> {
-        let duration = match &config.duration {
-            None => Duration::from_secs(30),
-            Some(text) => humantime::parse_duration(text).map_err(|_| {
-                PluginError::new(
-                    ErrorKind::Config,
-                    format!(
-                        "duration: invalid duration `{text}`: expected one like 30s, 5m or 500ms"
-                    ),
-                )
-            })?,
-        };
-        if duration.is_zero() || duration > MAX_DURATION {
-            return Err(PluginError::new(
-                ErrorKind::Config,
-                format!(
-                    "duration: {} is out of range: expected more than 0 and at most 1h",
-                    humantime::format_duration(duration)
-                ),
-            ));
-        }
+        let duration = sdk::duration(
+            "duration",
+            config.duration.as_deref(),
+            Duration::from_secs(30),
+            MAX_DURATION,
+        )?;
         let selector = Selector::new(&Selection {
             include_names: config.include_names,
             exclude_names: config.exclude_names,
