@@ -169,12 +169,14 @@ async fn serve(
     };
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
-    if let Some(server) = server {
-        // In-flight requests are answered; a stuck one does not hold the exit up.
-        let _ = tokio::time::timeout(Duration::from_millis(800), server).await;
-    }
-    for task in timer_task.into_iter().chain(pollers) {
-        task.abort();
+    // Every trigger stops at its next wait; an injection under way finishes (its lines are
+    // logged, its revert is known) unless it takes longer than the exit may.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    for task in server.into_iter().chain(timer_task).chain(pollers) {
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            abort.abort();
+        }
     }
     // No fault outlives the monkey: revert what is still in effect.
     let reverting = engine.clone();
