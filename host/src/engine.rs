@@ -133,6 +133,8 @@ pub enum InjectError {
 struct Active {
     fault: String,
     state: serde_json::Value,
+    /// The process it acts on, which other faults leave alone meanwhile.
+    pid: Option<u32>,
 }
 
 /// One configured fault.
@@ -330,10 +332,18 @@ impl Engine {
                 error,
             })?;
 
+        let avoid = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|a| a.pid)
+            .collect();
         let request = Request {
             seed,
             dry_run,
             desc: ask.desc.clone(),
+            avoid,
         };
         let started = Instant::now();
         let answer = slot.fault.inject(&request);
@@ -372,6 +382,7 @@ impl Engine {
                         Active {
                             fault: ask.fault.clone(),
                             state: state.clone(),
+                            pid: outcome.process.as_ref().map(|p| p.pid),
                         },
                     );
                 Some(done + chrono::TimeDelta::milliseconds(ms as i64))

@@ -49,6 +49,9 @@ pub struct Request {
     pub dry_run: bool,
     /// Why the fault happens (`by monkey`, `request from hubot`).
     pub desc: String,
+    /// Processes to leave alone: those under a reversible fault still in effect (a process
+    /// stopped by `process-pause` is not killed meanwhile). Process faults must skip them.
+    pub avoid: Vec<u32>,
 }
 
 impl Default for Request {
@@ -58,6 +61,7 @@ impl Default for Request {
             seed: 0,
             dry_run: true,
             desc: String::new(),
+            avoid: Vec::new(),
         }
     }
 }

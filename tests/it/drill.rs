@@ -637,3 +637,44 @@ kill -TERM $m; wait $m; echo "code $?""#,
     }
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A process stopped by process-pause is left alone by process-kill while the pause lasts.
+#[test]
+fn a_paused_process_is_not_killed_meanwhile() {
+    let dir = temp_dir("drill-avoid");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & a=$!; sleep 1000 & b=$!
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/pause '{{"desc":"freeze one"}}'
+post $p /api/kill '{{"desc":"kill the other"}}'
+post $p /api/kill '{{"desc":"nothing left"}}'
+echo "states $(st $a) $(st $b)"
+kill -TERM $m; wait $m; echo "code $?""#,
+        d = dir.display()
+    ));
+    let out = json_lines(&run.stdout);
+    assert_eq!(out.len(), 3, "{}\n{}", run.stdout, run.stderr);
+    let paused = &out[0]["pid"];
+    assert_eq!(out[0]["result"], "paused");
+    assert_eq!(out[1]["result"], "killed");
+    assert_ne!(
+        &out[1]["pid"], paused,
+        "the paused process was not the one killed"
+    );
+    assert_eq!(out[2]["code"], 503);
+    assert!(out[2]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no eligible process"));
+    let states = pairs(&run.stdout, "states")[0].clone();
+    assert!(
+        states.contains('T') && (states.contains('Z') || states.contains("gone")),
+        "{states}"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}

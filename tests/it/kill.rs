@@ -188,7 +188,7 @@ fn no_eligible_process_is_a_clear_error() {
     assert_eq!(run.code, Some(1));
     assert_eq!(
         run.stderr,
-        "error: process-kill: no eligible process among 2 listed in /proc (PID 1, the monkey, its ancestors, kernel threads and zombies are never chosen; check the include/exclude filters)\n"
+        "error: process-kill: no eligible process among 2 listed in /proc (PID 1, the monkey, its ancestors, kernel threads, zombies and processes under another fault are never chosen; check the include/exclude filters)\n"
     );
 }
 

@@ -257,8 +257,8 @@ impl Selector {
     }
 
     /// The process as it is now, if it may be chosen.
-    fn examine(&self, pid: u32) -> Option<Candidate> {
-        if self.protected.contains(&pid) {
+    fn examine(&self, pid: u32, avoid: &[u32]) -> Option<Candidate> {
+        if self.protected.contains(&pid) || avoid.contains(&pid) {
             return None;
         }
         let process = Process::new(pid as i32).ok()?;
@@ -310,8 +310,9 @@ impl Selector {
         Some(Candidate { stat, cmdline, uid })
     }
 
-    /// Chooses a victim with the injection's seed.
-    pub fn choose(&self, seed: u64) -> Result<Chosen, PluginError> {
+    /// Chooses a victim with the injection's seed, leaving the `avoid` PIDs alone (those
+    /// the host says are under another fault).
+    pub fn choose(&self, seed: u64, avoid: &[u32]) -> Result<Chosen, PluginError> {
         let mut pids = match &self.scope {
             None | Some(Scope::Namespace(_)) => {
                 select::list_pids(Path::new("/proc")).map_err(|e| {
@@ -328,12 +329,13 @@ impl Selector {
         };
         let listed = pids.len();
         let mut rng = Rng::from_seed(seed);
-        let (chosen, considered) = select::choose(&mut pids, &mut rng, |pid| self.examine(pid));
+        let (chosen, considered) =
+            select::choose(&mut pids, &mut rng, |pid| self.examine(pid, avoid));
         let Some(victim) = chosen else {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,
                 format!(
-                    "no eligible process among {listed} listed in {} (PID 1, the monkey, its ancestors, kernel threads and zombies are never chosen; check the include/exclude filters)",
+                    "no eligible process among {listed} listed in {} (PID 1, the monkey, its ancestors, kernel threads, zombies and processes under another fault are never chosen; check the include/exclude filters)",
                     match &self.scope {
                         None => "/proc".to_owned(),
                         Some(Scope::Cgroup(path)) => format!("cgroup {}", cgroup_dir(path).display()),

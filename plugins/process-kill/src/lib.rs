@@ -94,7 +94,7 @@ impl FaultPlugin for ProcessKill {
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
-        let chosen = self.selector.choose(request.seed)?;
+        let chosen = self.selector.choose(request.seed, &request.avoid)?;
         let info = chosen.info;
         let signal = signal::name(self.signal);
         let result = if request.dry_run {

@@ -96,7 +96,7 @@ impl FaultPlugin for ProcessPause {
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
-        let chosen = self.selector.choose(request.seed)?;
+        let chosen = self.selector.choose(request.seed, &request.avoid)?;
         let info = chosen.info;
         let who = format!("{}(PID:{})", info.name, info.pid);
         let how_long = humantime::format_duration(self.duration).to_string();
