@@ -265,6 +265,51 @@ pub fn duration(
         })
 }
 
+/// Stop flags of faults that run inside the daemon's process (threads burning CPU, memory
+/// held), by the token their revert state carries (`{"token": N}`): [`StopFlags::start`]
+/// when injecting, [`StopFlags::stop`] when reverting. After a restart the flags are gone
+/// with the threads they stopped, and `stop` says so.
+#[derive(Debug, Default)]
+pub struct StopFlags(
+    std::sync::Mutex<std::collections::HashMap<u64, std::sync::Arc<std::sync::atomic::AtomicBool>>>,
+);
+
+impl StopFlags {
+    /// Registers a fault under `token`; its threads watch the returned flag.
+    pub fn start(&self, token: u64) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token, flag.clone());
+        flag
+    }
+
+    /// Raises the flag of `token` and forgets it; `false` if there was none (already
+    /// stopped, or started by a process that has ended).
+    pub fn stop(&self, token: u64) -> bool {
+        let flag = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token);
+        flag.map(|f| f.store(true, std::sync::atomic::Ordering::Relaxed))
+            .is_some()
+    }
+
+    /// The revert state for `token`.
+    pub fn state(token: u64) -> serde_json::Value {
+        serde_json::json!({ "token": token })
+    }
+
+    /// The token of a revert state made by [`StopFlags::state`].
+    pub fn token(state: &serde_json::Value) -> Result<u64, PluginError> {
+        state["token"]
+            .as_u64()
+            .ok_or_else(|| PluginError::new(ErrorKind::Failed, "unreadable revert state: no token"))
+    }
+}
+
 /// The root module of plugin `P`. The host calls this directly for the faults it links
 /// statically; the `.so` exports it through the header made by [`export_plugin!`].
 ///
@@ -531,6 +576,17 @@ mod tests {
                 format!("duration: invalid duration `{bad}`: expected more than 0 and at most 1h, e.g. 30s, 5m or 500ms")
             );
         }
+    }
+
+    #[test]
+    fn stop_flags_stop_once() {
+        let flags = StopFlags::default();
+        let flag = flags.start(7);
+        assert_eq!(StopFlags::token(&StopFlags::state(7)), Ok(7));
+        assert!(flags.stop(7));
+        assert!(flag.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(!flags.stop(7));
+        assert!(StopFlags::token(&serde_json::json!({})).is_err());
     }
 
     #[test]

@@ -16,17 +16,13 @@
 #![deny(unsafe_code)]
 
 use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng, StopFlags},
 };
 use serde::Deserialize;
 
@@ -51,8 +47,8 @@ pub struct Config {
 pub struct CpuHog {
     cores: usize,
     duration: Duration,
-    /// The stop flags of the hogs in progress, by the token their revert state carries.
-    running: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    /// The stop flags of the hogs in progress.
+    running: StopFlags,
 }
 
 fn config_error(message: String) -> PluginError {
@@ -90,7 +86,7 @@ impl FaultPlugin for CpuHog {
         Ok(Self {
             cores,
             duration,
-            running: Mutex::new(HashMap::new()),
+            running: StopFlags::default(),
         })
     }
 
@@ -107,7 +103,7 @@ impl FaultPlugin for CpuHog {
             return Ok(outcome);
         }
         let token = Rng::from_seed(request.seed).next_u64();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = self.running.start(token);
         let until = Instant::now() + self.duration + GRACE;
         for i in 0..self.cores {
             let flag = stop.clone();
@@ -115,43 +111,29 @@ impl FaultPlugin for CpuHog {
                 .name(format!("cpu-hog-{i}"))
                 .spawn(move || burn(&flag, until))
                 .map_err(|e| {
-                    stop_all(&stop);
+                    self.running.stop(token);
                     PluginError::new(
                         ErrorKind::Failed,
                         format!("cannot start a burning thread: {e}"),
                     )
                 })?;
         }
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token, stop);
         outcome.result = results::INJECTED.to_owned();
         outcome.summary = format!("burning {} core(s) for {how_long}", self.cores);
-        outcome.revert = Some(serde_json::json!({ "token": token }));
+        outcome.revert = Some(StopFlags::state(token));
         outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
         Ok(outcome)
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let token = state["token"].as_u64().ok_or_else(|| {
-            PluginError::new(ErrorKind::Failed, "unreadable revert state: no token")
-        })?;
-        let stop = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token);
-        let (result, summary) = match stop {
-            Some(stop) => {
-                stop_all(&stop);
-                (results::REVERTED, "stopped burning".to_owned())
-            }
+        let (result, summary) = if self.running.stop(StopFlags::token(state)?) {
+            (results::REVERTED, "stopped burning".to_owned())
+        } else {
             // Threads live in the process: after a restart there is nothing left to stop.
-            None => (
+            (
                 results::VANISHED,
                 "nothing burning any more (it ended with its process)".to_owned(),
-            ),
+            )
         };
         Ok(Outcome {
             action: "Cool".to_owned(),
@@ -160,10 +142,6 @@ impl FaultPlugin for CpuHog {
             ..Outcome::default()
         })
     }
-}
-
-fn stop_all(stop: &AtomicBool) {
-    stop.store(true, Ordering::Relaxed);
 }
 
 /// Spins until told to stop or the hard deadline passes, checking both now and then.

@@ -21,17 +21,13 @@
 #![deny(unsafe_code)]
 
 use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request, Rng, StopFlags},
 };
 use serde::Deserialize;
 
@@ -65,8 +61,8 @@ pub struct MemoryHog {
     amount: Amount,
     floor: u64,
     duration: Duration,
-    /// The stop flags of the hogs in progress, by the token their revert state carries.
-    running: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    /// The stop flags of the hogs in progress.
+    running: StopFlags,
 }
 
 fn config_error(message: String) -> PluginError {
@@ -109,7 +105,7 @@ impl FaultPlugin for MemoryHog {
             amount,
             floor: config.floor_mib.unwrap_or(256).saturating_mul(MIB),
             duration,
-            running: Mutex::new(HashMap::new()),
+            running: StopFlags::default(),
         })
     }
 
@@ -163,49 +159,36 @@ impl FaultPlugin for MemoryHog {
             page[0] = 1;
         }
         let token = Rng::from_seed(request.seed).next_u64();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let flag = self.running.start(token);
         let floor = self.floor;
         let until = Instant::now() + self.duration + Duration::from_secs(10);
         std::thread::Builder::new()
             .name("memory-hog".to_owned())
             .spawn(move || hold(memory, &flag, floor, until))
             .map_err(|e| {
+                self.running.stop(token);
                 PluginError::new(ErrorKind::Failed, format!("cannot start the holder: {e}"))
             })?;
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token, stop);
         outcome.result = results::INJECTED.to_owned();
         outcome.summary = format!(
             "holding {} MiB of {} MiB available for {how_long}",
             size / MIB,
             free / MIB
         );
-        outcome.revert = Some(serde_json::json!({ "token": token }));
+        outcome.revert = Some(StopFlags::state(token));
         outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
         Ok(outcome)
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let token = state["token"].as_u64().ok_or_else(|| {
-            PluginError::new(ErrorKind::Failed, "unreadable revert state: no token")
-        })?;
-        let stop = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token);
-        let (result, summary) = match stop {
-            Some(stop) => {
-                stop.store(true, Ordering::Relaxed);
-                (results::REVERTED, "let the memory go".to_owned())
-            }
-            None => (
+        let (result, summary) = if self.running.stop(StopFlags::token(state)?) {
+            (results::REVERTED, "let the memory go".to_owned())
+        } else {
+            // The memory lived in the process: after a restart there is nothing to free.
+            (
                 results::VANISHED,
                 "nothing held any more (it ended with its process)".to_owned(),
-            ),
+            )
         };
         Ok(Outcome {
             action: "Release".to_owned(),
