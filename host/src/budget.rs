@@ -63,7 +63,10 @@ impl Budget {
                 // The fault that has to fall out of the span before another fits.
                 let oldest = inside[inside.len() - limit as usize];
                 wait = wait.max(*oldest + span - now);
-                why.push(format!("at most {limit} faults {name}"));
+                why.push(format!(
+                    "at most {limit} {} {name}",
+                    if limit == 1 { "fault" } else { "faults" }
+                ));
             }
         }
         if why.is_empty() {
@@ -74,9 +77,18 @@ impl Budget {
         }
     }
 
-    /// A fault happened at `now`.
+    /// A fault happens at `now` (recorded when it is let through, so two requests at once
+    /// cannot both take the last place).
     pub fn record(&mut self, now: DateTime<Utc>) {
         self.recent.push_back(now);
+    }
+
+    /// The fault recorded at `at` did not happen after all (its intent could not be
+    /// journaled, or the plugin failed): it gives its place back.
+    pub fn forget(&mut self, at: DateTime<Utc>) {
+        if let Some(i) = self.recent.iter().rposition(|t| *t == at) {
+            self.recent.remove(i);
+        }
     }
 }
 
@@ -135,6 +147,18 @@ mod tests {
             ))
         );
         assert!(b.check(at(86_400)).is_ok());
+    }
+
+    #[test]
+    fn a_fault_that_did_not_happen_gives_its_place_back() {
+        let mut b = Budget::new(Limits {
+            per_hour: Some(1),
+            ..Limits::default()
+        });
+        b.record(at(0));
+        assert!(b.check(at(10)).is_err());
+        b.forget(at(0));
+        assert!(b.check(at(10)).is_ok());
     }
 
     #[test]

@@ -326,11 +326,13 @@ impl Engine {
         };
         // A real fault is announced on disk before it happens; a dry run changes
         // nothing, so it need not wait for the disk.
-        self.write(&Record::Intent(intent), !dry_run)
-            .map_err(|error| InjectError::Journal {
+        if let Err(error) = self.write(&Record::Intent(intent), !dry_run) {
+            self.forget(now);
+            return Err(InjectError::Journal {
                 path: self.journal_path(),
                 error,
-            })?;
+            });
+        }
 
         let avoid = self
             .active
@@ -366,6 +368,7 @@ impl Engine {
                     revert_due: None,
                 };
                 self.record_outcome(&record, false);
+                self.forget(now);
                 return Err(InjectError::Plugin {
                     fault: ask.fault.clone(),
                     error,
@@ -420,6 +423,14 @@ impl Engine {
             revert_due,
             outcome,
         })
+    }
+
+    /// Gives back the budget place of a fault that did not happen.
+    fn forget(&self, at: DateTime<Utc>) {
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(at);
     }
 
     fn record_outcome(&self, record: &OutcomeRecord, durable: bool) {

@@ -53,7 +53,11 @@ fn no_intent_on_disk_no_signal() {
     let dir = temp_dir("drill-intent");
     let cfg = config(
         &dir,
-        &format!("journal: {:?},", dir.join("j/journal.jsonl")),
+        // A budget of one: the refused fault must not use it up.
+        &format!(
+            "journal: {:?}, budget: (per_hour: 1),",
+            dir.join("j/journal.jsonl")
+        ),
     );
     with_pause(&cfg, "1m");
     let run = in_namespace(&format!(
@@ -63,6 +67,9 @@ sleep 1000 & v=$!
 await Listening {d}/log; p=$(port {d}/log)
 rm -r {d}/j && touch {d}/j   # the journal's directory is now a file: nothing can be written
 post $p /api/kill '{{"desc":"no journal"}}'
+echo "state $(st $v)"
+rm {d}/j && mkdir {d}/j      # writable again
+post $p /api/kill '{{"desc":"journal back"}}'
 echo "state $(st $v)"
 kill -TERM $d; wait $d; echo "code $?""#,
         d = dir.display()
@@ -77,11 +84,14 @@ kill -TERM $d; wait $d; echo "code $?""#,
         )) && message.ends_with("; the fault was not injected"),
         "{message}"
     );
+    let states = pairs(&run.stdout, "state");
+    assert_eq!(states[0], "S", "the victim was never signalled");
+    let second = &json_lines(&run.stdout)[1];
     assert_eq!(
-        pairs(&run.stdout, "state"),
-        ["S"],
-        "the victim was never signalled"
+        second["result"], "killed",
+        "the budget of one was still free: {second}"
     );
+    assert!(states[1] == "Z" || states[1] == "gone", "{states:?}");
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     fs::remove_dir_all(dir).unwrap();
 }
