@@ -21,7 +21,17 @@ pub struct Limits {
 pub struct Budget {
     limits: Limits,
     recent: VecDeque<DateTime<Utc>>,
+    /// How many recent faults the limits can need: only the last `per_hour` (or
+    /// `per_day`) faults decide whether another fits, and a gap needs the last one. Older
+    /// ones are dropped, so memory stays bounded however busy the API is (without this,
+    /// 100k dry runs held 1.4 MB for a day; BENCHMARKS.md).
+    keep: usize,
 }
+
+/// Extra places kept beyond what the limits need, so that a fault that did not happen
+/// can give its place back while a few others were recorded meanwhile (the daemon runs
+/// at most four injections at once).
+const FORGET_SLACK: usize = 8;
 
 const HOUR: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 const DAY: chrono::TimeDelta = chrono::TimeDelta::days(1);
@@ -29,9 +39,22 @@ const DAY: chrono::TimeDelta = chrono::TimeDelta::days(1);
 impl Budget {
     /// A budget with these limits.
     pub fn new(limits: Limits) -> Self {
+        let needed = [
+            limits.per_hour.map_or(0, |n| n as usize),
+            limits.per_day.map_or(0, |n| n as usize),
+            usize::from(limits.min_gap.is_some()),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
         Self {
             limits,
             recent: VecDeque::new(),
+            keep: if needed == 0 {
+                0
+            } else {
+                needed + FORGET_SLACK
+            },
         }
     }
 
@@ -81,6 +104,9 @@ impl Budget {
     /// cannot both take the last place).
     pub fn record(&mut self, now: DateTime<Utc>) {
         self.recent.push_back(now);
+        while self.recent.len() > self.keep {
+            self.recent.pop_front();
+        }
     }
 
     /// The fault recorded at `at` did not happen after all (its intent could not be
@@ -98,6 +124,28 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn only_what_the_limits_need_is_kept() {
+        let mut free = Budget::new(Limits::default());
+        let mut hourly = Budget::new(Limits {
+            per_hour: Some(3),
+            ..Limits::default()
+        });
+        for t in 0..10_000 {
+            free.record(at(t));
+            hourly.record(at(t));
+        }
+        assert_eq!(free.recent.len(), 0);
+        assert!(free.check(at(10_000)).is_ok());
+        assert_eq!(hourly.recent.len(), 3 + FORGET_SLACK);
+        // Still exact: three in the last hour (at 9997, 9998, 9999), so the next must
+        // wait for the one at 9997 to age out.
+        assert_eq!(
+            hourly.check(at(10_000)).unwrap_err().0,
+            Duration::from_secs(9997 + 3600 - 10_000)
+        );
     }
 
     #[test]

@@ -20,6 +20,10 @@ use crate::{
 /// How long a plugin may take for one injection before the trigger gives up on it.
 pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How many injections, reverts and pause flips run at once; more wait their turn (the
+/// wait counts against [`INJECT_DEADLINE`]).
+pub const MAX_INJECTIONS_AT_ONCE: usize = 4;
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
@@ -60,6 +64,9 @@ pub fn run_config(
     setup::recover(&setup.engine, &setup.loaded);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Injections run on blocking threads; a handful at once is plenty, and every
+        // extra thread costs its stack and a malloc arena that outlive a burst.
+        .max_blocking_threads(MAX_INJECTIONS_AT_ONCE)
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(serve(config, setup, ended));

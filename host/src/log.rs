@@ -7,9 +7,10 @@ use chrono::Local;
 
 use crate::logline;
 
-/// Writes one log line.
+/// Writes one log line, in one write: stderr is unbuffered, and lines written piece by
+/// piece cost a system call each piece and could interleave with another thread's.
 pub fn line(message: impl Display) {
-    let mut err = std::io::stderr().lock();
+    let text = format!("{} {message}\n", logline::timestamp(&Local::now()));
     // A closed stderr must not take the daemon down; there is nowhere to report it.
-    let _ = writeln!(err, "{} {message}", logline::timestamp(&Local::now()));
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

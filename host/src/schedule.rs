@@ -71,7 +71,7 @@ impl Schedule {
         &self,
         rng: &mut Rng,
         now: DateTime<Utc>,
-        zone: Zone,
+        zone: &Zone,
     ) -> Option<DateTime<Utc>> {
         let secs = match self {
             Schedule::Uniform { min, max } => rng.between((*min).max(1), *max),
@@ -87,7 +87,7 @@ impl Schedule {
                         .after(&now.with_timezone(&Local))
                         .next()
                         .map(|t| t.to_utc()),
-                    Zone::Named(tz) => s.after(&now.with_timezone(&tz)).next().map(|t| t.to_utc()),
+                    Zone::Named(tz) => s.after(&now.with_timezone(tz)).next().map(|t| t.to_utc()),
                 }
             }
         };
@@ -126,7 +126,7 @@ impl Timer {
     pub fn next(&mut self, now: DateTime<Utc>) -> Option<Fire> {
         let at = self
             .schedule
-            .next_after(&mut self.rng, now, self.window.zone)?;
+            .next_after(&mut self.rng, now, &self.window.zone)?;
         Some(Fire {
             at,
             in_window: self.window.contains(at),
@@ -174,12 +174,12 @@ mod tests {
         let mut rng = Rng::from_seed(1);
         let now = DateTime::from_timestamp(0, 0).unwrap();
         let waits: BTreeSet<i64> = (0..2000)
-            .map(|_| (s.next_after(&mut rng, now, Zone::Local).unwrap() - now).num_seconds())
+            .map(|_| (s.next_after(&mut rng, now, &Zone::Local).unwrap() - now).num_seconds())
             .collect();
         assert_eq!(waits, (3..=7).collect());
         let fixed = Schedule::uniform(5, 5).unwrap();
         assert_eq!(
-            fixed.next_after(&mut rng, now, Zone::Local),
+            fixed.next_after(&mut rng, now, &Zone::Local),
             Some(now + chrono::Duration::seconds(5))
         );
         assert_eq!(
@@ -194,7 +194,7 @@ mod tests {
         let mut rng = Rng::from_seed(2);
         let now = DateTime::from_timestamp(0, 0).unwrap();
         let total: i64 = (0..5000)
-            .map(|_| (s.next_after(&mut rng, now, Zone::Local).unwrap() - now).num_seconds())
+            .map(|_| (s.next_after(&mut rng, now, &Zone::Local).unwrap() - now).num_seconds())
             .sum();
         let mean = total as f64 / 5000.0;
         assert!((560.0..640.0).contains(&mean), "{mean}");

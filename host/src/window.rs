@@ -7,7 +7,8 @@ use std::{collections::BTreeSet, fmt};
 use chrono::{
     DateTime, Datelike, Duration, Local, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
 };
-use chrono_tz::Tz;
+
+use crate::tz::NamedZone;
 
 const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
@@ -137,12 +138,12 @@ impl fmt::Display for TimeRange {
 }
 
 /// The zone the window is read in.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Zone {
     /// The host's local zone (TZ, /etc/localtime).
     Local,
     /// A named IANA zone.
-    Named(Tz),
+    Named(NamedZone),
 }
 
 impl Zone {
@@ -151,7 +152,7 @@ impl Zone {
         if name == "local" {
             return Ok(Zone::Local);
         }
-        name.parse::<Tz>().map(Zone::Named).map_err(|_| {
+        NamedZone::get(name).map(Zone::Named).ok_or_else(|| {
             format!("unknown time zone `{name}`: expected an IANA name like Asia/Tokyo or Europe/Berlin, or local")
         })
     }

@@ -15,7 +15,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod select;
+pub mod proc;
+pub mod select;
 pub mod signal;
 
 use std::{
@@ -26,7 +27,6 @@ use std::{
 };
 
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError, ProcessInfo, Rng};
-use procfs::process::{Process, Stat};
 use regex::RegexSet;
 use rustix::{
     event::{poll, PollFd, PollFlags, Timespec},
@@ -35,7 +35,7 @@ use rustix::{
 };
 
 /// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: the process is a kernel thread.
-const PF_KTHREAD: u32 = 0x0020_0000;
+const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// Which processes a fault may choose, as its configuration spells it.
 #[derive(Debug, Default, Clone)]
@@ -154,41 +154,23 @@ fn resolve_user(user: &str) -> Result<u32, PluginError> {
     }
 }
 
-fn user_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => u.name,
-        _ => uid.to_string(),
-    }
-}
-
-fn read_cmdline(process: &Process) -> String {
-    process
-        .cmdline()
-        .map(|args| args.join(" "))
-        .unwrap_or_default()
-}
-
-fn read_uid(process: &Process) -> Option<u32> {
-    process.status().ok().map(|s| s.ruid)
-}
-
 /// PID 1, our own PID and every ancestor of ours.
 fn protected_pids() -> HashSet<u32> {
     let mut set = HashSet::from([1, std::process::id()]);
-    let mut pid = std::process::id() as i32;
+    let mut pid = std::process::id();
     // Stops at PID 1 (already in the set) or at a parent outside our PID namespace (0).
-    while let Ok(stat) = Process::new(pid).and_then(|p| p.stat()) {
+    while let Some(stat) = proc::stat(pid) {
         if stat.ppid <= 0 || !set.insert(stat.ppid as u32) {
             break;
         }
-        pid = stat.ppid;
+        pid = stat.ppid as u32;
     }
     set
 }
 
 /// A process that passed every filter, with what was read of it on the way.
 struct Candidate {
-    stat: Stat,
+    stat: proc::Stat,
     cmdline: Option<String>,
     uid: Option<u32>,
 }
@@ -217,6 +199,8 @@ pub struct Selector {
     /// while we run (an orphan is re-parented to an ancestor or to PID 1), so a cached
     /// set never lets a protected process through.
     protected: HashSet<u32>,
+    /// The last listing of `/proc`, shared by picks in quick succession.
+    listing: select::Listing,
 }
 
 impl Selector {
@@ -253,6 +237,7 @@ impl Selector {
             exclude_cmdlines: regex_set("exclude_cmdlines", &selection.exclude_cmdlines)?,
             users,
             protected: protected_pids(),
+            listing: select::Listing::default(),
         })
     }
 
@@ -261,8 +246,7 @@ impl Selector {
         if self.protected.contains(&pid) || avoid.contains(&pid) {
             return None;
         }
-        let process = Process::new(pid as i32).ok()?;
-        let stat = process.stat().ok()?;
+        let stat = proc::stat(pid)?;
         if stat.flags & PF_KTHREAD != 0 || matches!(stat.state, 'Z' | 'X' | 'x') {
             return None;
         }
@@ -285,7 +269,7 @@ impl Selector {
         }
         let mut cmdline = None;
         if self.include_cmdlines.is_some() || self.exclude_cmdlines.is_some() {
-            let line = read_cmdline(&process);
+            let line = proc::cmdline(pid);
             if self
                 .include_cmdlines
                 .as_ref()
@@ -301,7 +285,7 @@ impl Selector {
         }
         let mut uid = None;
         if let Some(users) = &self.users {
-            let u = read_uid(&process)?;
+            let u = proc::real_uid(pid)?;
             if !users.contains(&u) {
                 return None;
             }
@@ -315,7 +299,7 @@ impl Selector {
     pub fn choose(&self, seed: u64, avoid: &[u32]) -> Result<Chosen, PluginError> {
         let mut pids = match &self.scope {
             None | Some(Scope::Namespace(_)) => {
-                select::list_pids(Path::new("/proc")).map_err(|e| {
+                self.listing.pids(Path::new("/proc")).map_err(|e| {
                     PluginError::new(ErrorKind::Failed, format!("cannot list /proc: {e}"))
                 })?
             }
@@ -345,20 +329,16 @@ impl Selector {
                 ),
             ));
         };
-        let pid = victim.stat.pid as u32;
-        let process = Process::new(pid as i32).ok();
-        let cmdline = victim
-            .cmdline
-            .or_else(|| process.as_ref().map(read_cmdline))
-            .unwrap_or_default();
-        let uid = victim.uid.or_else(|| process.as_ref().and_then(read_uid));
+        let pid = victim.stat.pid;
+        let cmdline = victim.cmdline.unwrap_or_else(|| proc::cmdline(pid));
+        let uid = victim.uid.or_else(|| proc::real_uid(pid));
         Ok(Chosen {
             info: ProcessInfo {
                 name: victim.stat.comm.clone(),
                 pid,
                 ppid: victim.stat.ppid.max(0) as u32,
                 cmdline,
-                user: uid.map_or_else(|| "?".to_owned(), user_name),
+                user: uid.map_or_else(|| "?".to_owned(), proc::user_name),
                 uid: uid.unwrap_or(u32::MAX),
                 start_time: victim.stat.starttime,
             },
@@ -390,8 +370,8 @@ pub fn open_exact(pid: u32, start_time: u64) -> Result<Option<OwnedFd>, PluginEr
     };
     // The pidfd names whoever holds the PID now. If that is still the process seen at
     // choice time (same start time), the pidfd is bound to it for good.
-    match Process::new(pid as i32).and_then(|p| p.stat()) {
-        Ok(now) if now.starttime == start_time => Ok(Some(pidfd)),
+    match proc::stat(pid) {
+        Some(now) if now.starttime == start_time => Ok(Some(pidfd)),
         _ => Ok(None),
     }
 }
@@ -427,8 +407,5 @@ pub fn wait_exit(pidfd: &OwnedFd, pid: u32, grace: Duration) -> Result<bool, Plu
 
 /// The process's state letter now (`S`, `T`, `Z` ...), if it still exists.
 pub fn state_of(pid: u32) -> Option<char> {
-    Process::new(pid as i32)
-        .and_then(|p| p.stat())
-        .ok()
-        .map(|s| s.state)
+    proc::stat(pid).map(|s| s.state)
 }

@@ -2,7 +2,12 @@
 //! canonical (ascending) order, then visit them in a seeded random order and stop at the
 //! first one that passes, so only the processes actually considered are ever read.
 
-use std::{fs, io, path::Path};
+use std::{
+    fs, io,
+    path::Path,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use nightmare_monkey_plugin_api::sdk::Rng;
 
@@ -14,6 +19,34 @@ pub fn list_pids(proc_root: &Path) -> io::Result<Vec<u32>> {
         .collect();
     pids.sort_unstable();
     Ok(pids)
+}
+
+/// How long one listing of `/proc` serves: picks that come faster than this (an API
+/// burst) share it. Listing is the one cost of a pick that grows with the number of
+/// processes, so a burst costs one listing, not one per request. A process that ended
+/// since is skipped when it is read; one started since waits for the next listing.
+pub const LISTING_TTL: Duration = Duration::from_millis(100);
+
+/// The last listing of a `/proc`, reused for [`LISTING_TTL`].
+#[derive(Debug, Default)]
+pub struct Listing {
+    last: Mutex<Option<(Instant, Vec<u32>)>>,
+}
+
+impl Listing {
+    /// The PIDs in `proc_root`, ascending, listed anew when the last listing is older
+    /// than [`LISTING_TTL`].
+    pub fn pids(&self, proc_root: &Path) -> io::Result<Vec<u32>> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, pids)) = &*last {
+            if at.elapsed() < LISTING_TTL {
+                return Ok(pids.clone());
+            }
+        }
+        let pids = list_pids(proc_root)?;
+        *last = Some((Instant::now(), pids.clone()));
+        Ok(pids)
+    }
 }
 
 /// Visits `pids` in a random order drawn from `rng` (a lazy Fisher-Yates shuffle, one draw
@@ -91,6 +124,23 @@ mod tests {
             fs::create_dir_all(dir.join(name)).unwrap();
         }
         assert_eq!(list_pids(&dir).unwrap(), vec![1, 20, 300]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_listing_is_reused_only_while_fresh() {
+        let dir = std::env::temp_dir().join(format!("nm-listing-{}", std::process::id()));
+        fs::create_dir_all(dir.join("7")).unwrap();
+        let listing = Listing::default();
+        assert_eq!(listing.pids(&dir).unwrap(), vec![7]);
+        fs::create_dir_all(dir.join("8")).unwrap();
+        // Within the TTL the first listing serves (unless this thread was descheduled
+        // for the whole TTL, in which case the new one is right too).
+        let again = listing.pids(&dir).unwrap();
+        assert!(again == vec![7] || again == vec![7, 8], "{again:?}");
+        // Once it is stale, /proc is listed anew.
+        *listing.last.lock().unwrap() = Some((Instant::now() - LISTING_TTL, vec![7]));
+        assert_eq!(listing.pids(&dir).unwrap(), vec![7, 8]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,304 @@
+//! BENCHMARKS.md: the machine, the date, the command, the tables, and each target of
+//! issue 7 against the numbers just measured.
+
+use std::{env, fmt::Write as _, fs, path::Path, process::Command};
+
+use crate::{measure::num, Args, AtSize, Footprint};
+
+/// The original's dry-run API throughput on the reference machine (issue 7).
+const ORIGINAL_RPS: f64 = 600.0;
+
+fn first_line_with(path: &str, key: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
+}
+
+fn machine() -> String {
+    let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = first_line_with("/proc/meminfo", "MemTotal").unwrap_or_else(|| "?".into());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {memory} memory, Linux {}",
+        kernel.trim()
+    )
+}
+
+fn git_revision() -> String {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match run(&["rev-parse", "--short", "HEAD"]) {
+        Some(rev) if run(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()) => {
+            format!("{rev} (with uncommitted changes)")
+        }
+        Some(rev) => rev,
+        None => "unknown".to_owned(),
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    format!("{}x", num(a / b))
+}
+
+fn status(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// The targets of issue 7, one line each, against the measured numbers.
+pub fn targets(sizes: &[AtSize], footprint: &Footprint) -> String {
+    let mut out = String::from("| target | measured | |\n|---|---|---|\n");
+    let mut line = |target: &str, measured: String, met: Option<bool>| {
+        let verdict = met.map_or("not measured", status);
+        let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
+    };
+    for at in sizes.iter().filter(|a| a.processes >= 5000) {
+        let (ours, ls, ps) = (at.binary.0.median, at.ls.0.median, at.ps.0.median);
+        line(
+            &format!("pick at {} processes ≤ 1.5x `ls -f /proc`", at.processes),
+            format!("{} ms vs {} ms: {}", num(ours), num(ls), ratio(ours, ls)),
+            Some(ours <= 1.5 * ls),
+        );
+        line(
+            &format!("pick at {} processes ≥ 20x cheaper than `ps`", at.processes),
+            format!(
+                "{} ms vs {} ms: {} cheaper",
+                num(ours),
+                num(ps),
+                ratio(ps, ours)
+            ),
+            Some(ps >= 20.0 * ours),
+        );
+    }
+    if sizes.iter().all(|a| a.processes < 5000) {
+        line(
+            "pick at 5,000 and 10,000 processes",
+            "sizes not run".into(),
+            None,
+        );
+    }
+    if let Some(at) = sizes.last() {
+        line(
+            &format!(
+                "pick with a name filter rejecting 9 in 10, {} processes: about one small read per rejected candidate",
+                at.processes
+            ),
+            format!(
+                "{} considered on average (10 expected), {} ms vs {} ms unfiltered",
+                num(at.excluded_considered.mean),
+                num(at.excluded.0.median),
+                num(at.engine.0.median)
+            ),
+            Some(at.excluded_considered.mean < 0.01 * at.processes as f64 + 30.0),
+        );
+    }
+    if let Some(at) = sizes.first() {
+        line(
+            &format!(
+                "API throughput at {} processes ≥ 20x the original's ~600/s",
+                at.processes
+            ),
+            format!(
+                "{} req/s: {} the original",
+                at.throughput,
+                ratio(at.throughput.median, ORIGINAL_RPS)
+            ),
+            Some(at.throughput.median >= 20.0 * ORIGINAL_RPS),
+        );
+        line(
+            "API p99 latency under 5 ms at moderate load",
+            format!("p99 {} ms", num(at.moderate.1)),
+            Some(at.moderate.1 < 5.0),
+        );
+    }
+    let f = footprint;
+    line(
+        "idle RSS ≤ 6 MB",
+        format!("{} KiB ({} KiB private)", f.rss_start, f.anon_start),
+        Some(f.rss_start <= 6 * 1024),
+    );
+    let growth = f.rss_after as i64 - f.rss_warm as i64;
+    line(
+        "no RSS growth after 100k requests beyond a few hundred KiB",
+        format!("{growth:+} KiB ({} → {} KiB)", f.rss_warm, f.rss_after),
+        Some(growth <= 512),
+    );
+    line(
+        "zero CPU while idle (no polling)",
+        format!(
+            "{:.3} ms CPU, {} wake-ups",
+            f.idle_cpu.as_secs_f64() * 1e3,
+            f.idle_switches
+        ),
+        Some(f.idle_switches == 0),
+    );
+    line(
+        "start to listening < 50 ms",
+        format!("{} ms", f.startup),
+        Some(f.startup.median < 50.0),
+    );
+    out
+}
+
+fn row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
+/// The whole report.
+pub fn markdown(args: &Args, binary: &Path, sizes: &[AtSize], f: &Footprint) -> String {
+    let command: Vec<String> = env::args().skip(1).collect();
+    let mut md = String::new();
+    let _ = write!(
+        md,
+        "# Benchmarks\n\n\
+         Written by the harness in `bench/` (see `bench/run --help`); do not edit by hand, re-run it:\n\n\
+         ```sh\nbench/run {}\n```\n\n\
+         - Date: {}\n- Revision: {}\n- Machine: {}\n- Binary: `{}` (release build)\n\n\
+         Everything runs inside a fresh user+PID+mount namespace the harness makes, with idle \
+         processes it forks until `/proc` lists the number in the first column. Every pick is \
+         a dry run. A figure is the median of {} runs with the interquartile range in \
+         brackets; times are milliseconds.\n\n",
+        command.join(" "),
+        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
+        git_revision(),
+        machine(),
+        binary.display(),
+        args.runs,
+    );
+
+    md.push_str("## One pick\n\n");
+    md.push_str(
+        "The cost of choosing one victim, dry, as a whole command next to the yardsticks \
+         (`ls -f /proc` lists the PIDs and is the floor of a uniform pick; `ps -e -o pid,ppid,comm` \
+         reads every process, as the original did), and as the engine's call inside a process \
+         already running (the daemon's case): once listing `/proc` anew, once right after \
+         another pick, sharing its listing (picks within 100 ms do, as in an API burst). \
+         Considered: the processes read before one qualified (mean).\n\n",
+    );
+    md.push_str(&row(&[
+        "processes".into(),
+        "`ls -f /proc` wall".into(),
+        "`ps` wall".into(),
+        "`nightmare-monkey kill` wall".into(),
+        "`kill` CPU".into(),
+        "`kill` / `ls`".into(),
+        "`ps` / `kill`".into(),
+        "engine pick wall".into(),
+        "engine pick CPU".into(),
+        "engine pick, listing reused".into(),
+        "considered".into(),
+    ]));
+    md.push_str(&row(&vec!["---".to_owned(); 11]));
+    for at in sizes {
+        md.push_str(&row(&[
+            at.processes.to_string(),
+            at.ls.0.to_string(),
+            at.ps.0.to_string(),
+            at.binary.0.to_string(),
+            at.binary.1.to_string(),
+            ratio(at.binary.0.median, at.ls.0.median),
+            ratio(at.ps.0.median, at.binary.0.median),
+            at.engine.0.to_string(),
+            at.engine.1.to_string(),
+            at.reused.0.to_string(),
+            num(at.considered.mean),
+        ]));
+    }
+    md.push_str(
+        "\n### With a name filter\n\nNine idle processes in ten are named `nm-idle-worker`; the \
+         fault's config is `(exclude_names: [\"^nm-idle-worker$\"])`. Each rejected candidate \
+         costs one read of its `stat`, so about ten are considered on average (a geometric \
+         draw: median 7) whatever the count; both picks list `/proc` anew.\n\n",
+    );
+    md.push_str(&row(&[
+        "processes".into(),
+        "engine pick wall".into(),
+        "CPU".into(),
+        "considered (mean)".into(),
+        "considered (median, quartiles)".into(),
+        "unfiltered wall".into(),
+    ]));
+    md.push_str(&row(&vec!["---".to_owned(); 6]));
+    for at in sizes {
+        md.push_str(&row(&[
+            at.processes.to_string(),
+            at.excluded.0.to_string(),
+            at.excluded.1.to_string(),
+            num(at.excluded_considered.mean),
+            at.excluded_considered.to_string(),
+            at.engine.0.to_string(),
+        ]));
+    }
+
+    let _ = write!(
+        md,
+        "\n## The API\n\n`POST /api/kill` (dry run) on loopback, from the harness's own load \
+         generator (keep-alive HTTP/1.1, one thread a connection, every answer read and checked). \
+         Saturated: {} requests over {} connections back to back, repeated up to 5 times (the \
+         median rate, the latencies of all runs). Moderate: {} requests a second \
+         over 2 connections for {} s, each latency counted from when the request was due.\n\n",
+        args.requests, args.connections, args.moderate_rate, args.moderate_seconds
+    );
+    md.push_str(&row(&[
+        "processes".into(),
+        "saturated req/s".into(),
+        "saturated p50".into(),
+        "saturated p99".into(),
+        "moderate p50".into(),
+        "moderate p99".into(),
+        "moderate max".into(),
+    ]));
+    md.push_str(&row(&vec!["---".to_owned(); 7]));
+    for at in sizes {
+        md.push_str(&row(&[
+            at.processes.to_string(),
+            at.throughput.to_string(),
+            num(at.saturated.0),
+            num(at.saturated.1),
+            num(at.moderate.0),
+            num(at.moderate.1),
+            num(at.moderate.2),
+        ]));
+    }
+
+    let _ = write!(
+        md,
+        "\n## The daemon at rest\n\nThe daemon with the original's schedule (a fault hours \
+         apart) and the API on, among {} processes. CPU time is the scheduler's, summed over \
+         its threads; wake-ups are context switches.\n\n\
+         | measure | value |\n|---|---|\n\
+         | start to a listening API | {} ms |\n\
+         | threads | {} |\n\
+         | RSS once listening | {} KiB, of which {} KiB private (the rest: pages of the binary and libc, shared and reclaimable) |\n\
+         | CPU over {} idle seconds | {:.3} ms |\n\
+         | wake-ups over {} idle seconds | {} |\n\
+         | RSS after 1,000 requests | {} KiB |\n\
+         | RSS after {} more requests | {} KiB |\n",
+        f.processes,
+        f.startup,
+        f.threads,
+        f.rss_start,
+        f.anon_start,
+        args.idle_seconds,
+        f.idle_cpu.as_secs_f64() * 1e3,
+        args.idle_seconds,
+        f.idle_switches,
+        f.rss_warm,
+        args.leak_requests,
+        f.rss_after,
+    );
+
+    md.push_str("\n## Targets (issue 7)\n\n");
+    md.push_str(&targets(sizes, f));
+    md
+}

@@ -1,0 +1,180 @@
+//! The few things a pick reads of a process, each in as few system calls as the kernel
+//! allows: open, one read into a stack buffer, close. A general /proc library opens the
+//! process directory first and asks the file's size before reading (eight calls for one
+//! `stat`); a pick that considers one process in a hundred thousand requests a second
+//! feels that. Measured with `bench/run` (BENCHMARKS.md).
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::{self, Read},
+    sync::{Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+/// What a pick needs of `/proc/<pid>/stat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The PID.
+    pub pid: u32,
+    /// The short name (at most 15 bytes, chosen by the process).
+    pub comm: String,
+    /// The state letter: `R`, `S`, `D`, `T`, `Z` ...
+    pub state: char,
+    /// The parent's PID (0 for PID 1 and for a parent outside our PID namespace).
+    pub ppid: i32,
+    /// The kernel's `PF_*` flags.
+    pub flags: u64,
+    /// When the process started, in clock ticks after boot: with the PID, its identity.
+    pub starttime: u64,
+}
+
+/// Reads a whole small /proc file into `buf`, returning the length. A read shorter than
+/// the room left is the end: /proc generates these files in one go.
+fn read_small(path: &str, buf: &mut [u8]) -> io::Result<usize> {
+    let mut file = File::open(path)?;
+    let mut len = 0;
+    loop {
+        let n = file.read(&mut buf[len..])?;
+        len += n;
+        if n == 0 || len == buf.len() || n < buf.len() - (len - n) {
+            return Ok(len);
+        }
+    }
+}
+
+/// Parses the text of `/proc/<pid>/stat`. The name sits between the first `(` and the
+/// last `)`, since it may itself hold parentheses and spaces.
+pub fn parse_stat(text: &[u8]) -> Option<Stat> {
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let pid = std::str::from_utf8(&text[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = String::from_utf8_lossy(text.get(open + 1..close)?).into_owned();
+    let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
+    // Fields 3 (state) onwards; field n of proc(5) is rest[n - 3].
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let flags = fields.nth(4)?.parse().ok()?; // field 9
+    let starttime = fields.nth(12)?.parse().ok()?; // field 22
+    Some(Stat {
+        pid,
+        comm,
+        state,
+        ppid,
+        flags,
+        starttime,
+    })
+}
+
+/// `/proc/<pid>/stat`, or `None` when the process is gone or unreadable.
+pub fn stat(pid: u32) -> Option<Stat> {
+    // The longest line proc(5) allows is about 1,100 bytes (52 numbers and the name).
+    let mut buf = [0u8; 2048];
+    let len = read_small(&format!("/proc/{pid}/stat"), &mut buf).ok()?;
+    parse_stat(&buf[..len])
+}
+
+/// The command line, arguments joined by spaces (empty for kernel threads and zombies).
+pub fn cmdline(pid: u32) -> String {
+    let mut buf = vec![0u8; 4096];
+    let Ok(mut file) = File::open(format!("/proc/{pid}/cmdline")) else {
+        return String::new();
+    };
+    let mut len = 0;
+    // Command lines may be longer than a page: read to the end.
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let args = buf[..len].strip_suffix(b"\0").unwrap_or(&buf[..len]);
+    String::from_utf8_lossy(args).replace('\0', " ")
+}
+
+/// The real UID, from the `Uid:` line of `/proc/<pid>/status`.
+pub fn real_uid(pid: u32) -> Option<u32> {
+    let mut buf = [0u8; 4096];
+    let len = read_small(&format!("/proc/{pid}/status"), &mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// How long a user name is trusted: renames are rare, and a name that is a minute old
+/// in a report is harmless.
+const USER_NAME_TTL: Duration = Duration::from_secs(60);
+
+/// The user name of `uid` (its number when it has none). Cached: a lookup goes through
+/// NSS (nsswitch.conf, /etc/passwd, perhaps nscd or LDAP) and costs more than the pick.
+pub fn user_name(uid: u32) -> String {
+    static CACHE: OnceLock<Mutex<HashMap<u32, (String, Instant)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let now = Instant::now();
+    if let Some((name, at)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&uid) {
+        if now.duration_since(*at) < USER_NAME_TTL {
+            return name.clone();
+        }
+    }
+    let name = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    };
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(uid, (name.clone(), now));
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse_even_with_odd_names() {
+        let line = b"4242 (my (odd) name) S 17 4242 4242 0 -1 4194560 95 0 0 0 1 2 0 0 20 0 1 0 123456 1000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(
+            stat,
+            Stat {
+                pid: 4242,
+                comm: "my (odd) name".into(),
+                state: 'S',
+                ppid: 17,
+                flags: 4194560,
+                starttime: 123456,
+            }
+        );
+        assert_eq!(parse_stat(b"12 (cut short) S 1 2"), None);
+        assert_eq!(parse_stat(b""), None);
+    }
+
+    #[test]
+    fn this_process_reads_as_itself() {
+        let me = std::process::id();
+        let mine = stat(me).unwrap();
+        assert_eq!(mine.pid, me);
+        assert_eq!(mine.ppid as u32, std::os::unix::process::parent_id());
+        assert!(matches!(mine.state, 'R' | 'S'));
+        let line = cmdline(me);
+        let exe = std::env::args().next().unwrap();
+        assert!(line.starts_with(&exe), "{line}");
+        assert_eq!(real_uid(me), Some(nix::unistd::getuid().as_raw()));
+        assert_eq!(user_name(0), "root");
+        assert_eq!(user_name(0), "root"); // and again, from the cache
+        assert_eq!(stat(u32::MAX), None);
+    }
+}
