@@ -156,19 +156,23 @@ fn row(cells: &[String]) -> String {
 
 /// The whole report.
 pub fn markdown(args: &Args, binary: &Path, sizes: &[AtSize], f: &Footprint) -> String {
-    let command: Vec<String> = env::args().skip(1).collect();
+    // bench/run says how it was called; run directly, the harness's own arguments.
+    let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| {
+        let args: Vec<String> = env::args().skip(1).collect();
+        format!("target/release/nm-bench {}", args.join(" "))
+    });
     let mut md = String::new();
     let _ = write!(
         md,
         "# Benchmarks\n\n\
          Written by the harness in `bench/` (see `bench/run --help`); do not edit by hand, re-run it:\n\n\
-         ```sh\nbench/run {}\n```\n\n\
+         ```sh\n{}\n```\n\n\
          - Date: {}\n- Revision: {}\n- Machine: {}\n- Binary: `{}` (release build)\n\n\
          Everything runs inside a fresh user+PID+mount namespace the harness makes, with idle \
          processes it forks until `/proc` lists the number in the first column. Every pick is \
          a dry run. A figure is the median of {} runs with the interquartile range in \
          brackets; times are milliseconds.\n\n",
-        command.join(" "),
+        command.trim(),
         chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
         git_revision(),
         machine(),
