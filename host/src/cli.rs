@@ -4,6 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `--version`: the package version and the git revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("NIGHTMARE_MONKEY_REVISION"),
+    ")"
+);
+
 const ABOUT: &str = "Controlled, random, replayable faults for incident-response drills";
 
 const LONG_ABOUT: &str = "\
@@ -27,7 +35,7 @@ configuration or plugin error.";
 #[derive(Debug, Parser)]
 #[command(
     name = "nightmare-monkey",
-    version,
+    version = VERSION,
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
@@ -95,6 +103,12 @@ pub struct DaemonArgs {
     /// /usr/lib/nightmare-monkey/plugins]
     #[arg(long = "plugin-dir", value_name = "DIR")]
     pub plugin_dirs: Vec<PathBuf>,
+
+    /// Log format: the original's plain lines, or one JSON object a line (for journald,
+    /// Loki...). The level comes from RUST_LOG (error, warn, info, debug, off) [default:
+    /// plain]
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub log_format: Option<crate::log::Format>,
 }
 
 /// The subcommands.
@@ -107,8 +121,10 @@ pub enum Command {
     #[command(after_help = HISTORY_EXAMPLES)]
     History(HistoryArgs),
     /// Pause a running daemon: every trigger is refused and active faults are reverted
+    #[command(after_help = PAUSE_EXAMPLES)]
     Pause(SwitchArgs),
     /// Resume a paused daemon
+    #[command(after_help = RESUME_EXAMPLES)]
     Resume(SwitchArgs),
     /// Run COMMAND in a fresh PID namespace and unleash the monkey on it alone, for real
     #[command(after_help = SANDBOX_EXAMPLES)]
@@ -117,6 +133,7 @@ pub enum Command {
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit(SandboxArgs),
     /// Check a configuration file without running anything
+    #[command(after_help = CHECK_EXAMPLES)]
     CheckConfig {
         /// The configuration file (RON)
         file: PathBuf,
@@ -127,7 +144,50 @@ pub enum Command {
     /// Inspect fault plugins: check a plugin file, list what is available
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Print a shell completion script
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from this command line's definition
+    #[command(after_help = MAN_EXAMPLES)]
+    Man,
 }
+
+const PAUSE_EXAMPLES: &str = "\
+The same as POST /api/pause; the daemon answers once every active fault is reverted.
+Without a running daemon, `touch` the config's pause_file instead.
+
+Examples:
+  nightmare-monkey pause                                  the daemon on 127.0.0.1:8080
+  nightmare-monkey pause --config /etc/nightmare-monkey/config.ron
+  NIGHTMARE_MONKEY_TOKEN=s3cret nightmare-monkey pause --url http://10.0.0.5:8080";
+
+const RESUME_EXAMPLES: &str = "\
+Examples:
+  nightmare-monkey resume
+  nightmare-monkey resume --config /etc/nightmare-monkey/config.ron --token-file /run/secrets/monkey";
+
+const CHECK_EXAMPLES: &str = "\
+Reads the file as the daemon would, loads its plugins and builds every fault, and prints
+every problem at once with file:line:col. Exit code 0 when the daemon would start, 2 if not.
+
+Examples:
+  nightmare-monkey check-config examples/tokyo-office-hours.ron
+  nightmare-monkey check-config /etc/nightmare-monkey/config.ron && systemctl reload nightmare-monkey";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  nightmare-monkey completions bash > /etc/bash_completion.d/nightmare-monkey
+  nightmare-monkey completions zsh > \"${fpath[1]}/_nightmare-monkey\"
+  nightmare-monkey completions fish > ~/.config/fish/completions/nightmare-monkey.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  nightmare-monkey man | man -l -
+  nightmare-monkey man > /usr/local/share/man/man1/nightmare-monkey.1";
 
 const PLAN_EXAMPLES: &str = "\
 Examples:
@@ -251,11 +311,17 @@ pub struct KillArgs {
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
     /// Load a plugin file and print its name and version, or why it cannot load
+    #[command(
+        after_help = "Examples:\n  nightmare-monkey plugins check target/release/libstale_lock.so"
+    )]
     Check {
         /// The plugin's shared library (.so)
         file: PathBuf,
     },
     /// List the built-in plugins and every plugin found in the plugin directories
+    #[command(
+        after_help = "Examples:\n  nightmare-monkey plugins list\n  nightmare-monkey plugins list --plugin-dir ./target/release"
+    )]
     List {
         /// A directory to search for plugins (*.so); repeatable [default:
         /// /usr/local/lib/nightmare-monkey/plugins, /usr/lib/nightmare-monkey/plugins]

@@ -10,7 +10,7 @@ use crate::{
     cli::DaemonArgs,
     config::{self, Config},
     engine::{Ask, Engine, InjectError, Injection},
-    log, logline,
+    log,
     schedule::Timer,
     setup::{self, Setup},
     triggers::{http, poller, timer},
@@ -26,6 +26,7 @@ pub const MAX_INJECTIONS_AT_ONCE: usize = 4;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    log::init(args.log_format.unwrap_or_default());
     let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
     run_config(config, None)
 }
@@ -101,6 +102,7 @@ async fn serve(
     }
     log::line(banner(&config));
     for warning in &setup.warnings {
+        crate::metrics::get().plugin_load_failed();
         log::line(format!("warning: {warning}"));
     }
     if let Some(zone) = &config.zone_name {
@@ -235,8 +237,7 @@ pub async fn inject(engine: Arc<Engine>, ask: Ask) -> Result<Injection, InjectEr
     };
     match &result {
         Ok(injection) => {
-            log::line(logline::fault_line(injection));
-            log::line(logline::result_line(injection));
+            log::injection(injection);
             if let Some(due) = injection.revert_due {
                 schedule_revert(engine, injection.id.clone(), due);
             }

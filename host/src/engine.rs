@@ -21,6 +21,7 @@ use crate::{
     budget::{Budget, Limits},
     journal::{Intent, Journal, OutcomeRecord, Record, RevertRecord},
     log,
+    metrics::{self, Refusal},
     plugin::Fault,
     window::Window,
 };
@@ -281,11 +282,13 @@ impl Engine {
     /// Synchronous: the plugin may block, so async callers run this off their runtime.
     pub fn inject(&self, ask: &Ask) -> Result<Injection, InjectError> {
         if let Some(why) = self.paused() {
+            metrics::get().refused(Refusal::Paused);
             return Err(InjectError::Paused(why));
         }
         let now = Utc::now();
         if let Some(window) = &self.guards.window {
             if !window.contains(now) {
+                metrics::get().refused(Refusal::Window);
                 return Err(InjectError::Sleeping {
                     opens: window.next_open(now),
                 });
@@ -298,6 +301,7 @@ impl Engine {
         {
             let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
             if let Err((retry_after, why)) = budget.check(now) {
+                metrics::get().refused(Refusal::Budget);
                 return Err(InjectError::OverBudget { retry_after, why });
             }
             budget.record(now);
@@ -327,6 +331,7 @@ impl Engine {
         // A real fault is announced on disk before it happens; a dry run changes
         // nothing, so it need not wait for the disk.
         if let Err(error) = self.write(&Record::Intent(intent), !dry_run) {
+            metrics::get().refused(Refusal::Journal);
             self.forget(now);
             return Err(InjectError::Journal {
                 path: self.journal_path(),
@@ -369,6 +374,7 @@ impl Engine {
                 };
                 self.record_outcome(&record, false);
                 self.forget(now);
+                metrics::get().fault(&ask.fault, ask.trigger, "failed");
                 return Err(InjectError::Plugin {
                     fault: ask.fault.clone(),
                     error,
@@ -377,17 +383,16 @@ impl Engine {
         };
         let revert_due = match (&outcome.revert, outcome.revert_after_ms) {
             (Some(state), Some(ms)) if !dry_run => {
-                self.active
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        id.clone(),
-                        Active {
-                            fault: ask.fault.clone(),
-                            state: state.clone(),
-                            pid: outcome.process.as_ref().map(|p| p.pid),
-                        },
-                    );
+                let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+                active.insert(
+                    id.clone(),
+                    Active {
+                        fault: ask.fault.clone(),
+                        state: state.clone(),
+                        pid: outcome.process.as_ref().map(|p| p.pid),
+                    },
+                );
+                metrics::get().set_active(active.len());
                 Some(done + chrono::TimeDelta::milliseconds(ms as i64))
             }
             _ => None,
@@ -407,6 +412,7 @@ impl Engine {
         };
         // An active fault's record is what a restart reverts from: it must be on disk.
         self.record_outcome(&record, revert_due.is_some());
+        metrics::get().fault(&ask.fault, ask.trigger, &outcome.result);
         let process = outcome.process.clone().unwrap_or_default();
         Ok(Injection {
             name: process.name,
@@ -446,11 +452,12 @@ impl Engine {
 
     /// Reverts the active fault `id` (once: `None` if it is not active any more).
     pub fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
-        let active = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)?;
+        let active = {
+            let mut all = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            let active = all.remove(id)?;
+            metrics::get().set_active(all.len());
+            active
+        };
         let slot = self.faults.get(&active.fault)?;
         Some(self.revert_with(&slot.fault, id, &active.state, reason))
     }
@@ -477,7 +484,7 @@ impl Engine {
             summary: outcome.summary.clone(),
         };
         if let Err(e) = self.write(&Record::Revert(record), true) {
-            log::line(format!(
+            log::error(format!(
                 "journal: cannot record the revert of {id} in {}: {e}",
                 self.journal_path()
             ));

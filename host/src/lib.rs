@@ -14,6 +14,7 @@ pub mod journal;
 pub mod loader;
 pub mod log;
 pub mod logline;
+pub mod metrics;
 pub mod plugin;
 pub mod schedule;
 pub mod setup;

@@ -1,16 +1,198 @@
-//! The daemon's log: the original's plain lines, `YYYY/MM/DD HH:MM:SS message`, on
-//! stderr as Go's `log` wrote them.
+//! The daemon's log on stderr. By default the original's plain lines,
+//! `YYYY/MM/DD HH:MM:SS message`, as Go's `log` wrote them; with `--log-format json`, one
+//! JSON object a line with the same facts (`time`, `level`, `message`, and for a fault
+//! its fields), for journald, Loki and the like. `RUST_LOG` sets the level as usual
+//! (`error`, `warn`, `info`, `debug`, `off`; `nightmare_monkey=warn` works too).
 
-use std::{fmt::Display, io::Write as _};
+use std::{fmt::Display, io::Write as _, sync::OnceLock};
 
 use chrono::Local;
+use serde_json::{json, Map, Value};
 
-use crate::logline;
+use crate::{engine::Injection, logline};
 
-/// Writes one log line, in one write: stderr is unbuffered, and lines written piece by
-/// piece cost a system call each piece and could interleave with another thread's.
-pub fn line(message: impl Display) {
-    let text = format!("{} {message}\n", logline::timestamp(&Local::now()));
+/// How lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The original's plain lines.
+    #[default]
+    Plain,
+    /// One JSON object a line.
+    Json,
+}
+
+/// How much is written; each level includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Nothing.
+    Off,
+    /// Something failed.
+    Error,
+    /// Something is wrong but the monkey goes on.
+    Warn,
+    /// What the monkey does: the default.
+    Info,
+    /// More.
+    Debug,
+}
+
+impl Level {
+    fn parse(text: &str) -> Option<Level> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" => Some(Level::Off),
+            "error" => Some(Level::Error),
+            "warn" | "warning" => Some(Level::Warn),
+            "info" => Some(Level::Info),
+            "debug" | "trace" => Some(Level::Debug),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Level::Off => "off",
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// The level a `RUST_LOG` value sets for this program: its own directive
+/// (`nightmare_monkey=LEVEL`) if any, else a bare level, else `info`. Directives for
+/// other crates are ignored (there are no other logs to filter).
+pub fn level_from_env(value: Option<&str>) -> Level {
+    let Some(value) = value else {
+        return Level::Info;
+    };
+    let mut bare = None;
+    for directive in value.split(',') {
+        match directive.split_once('=') {
+            Some((target, level)) if target.trim().replace('-', "_") == "nightmare_monkey" => {
+                if let Some(level) = Level::parse(level) {
+                    return level;
+                }
+            }
+            Some(_) => {}
+            None => bare = Level::parse(directive).or(bare),
+        }
+    }
+    bare.unwrap_or(Level::Info)
+}
+
+static SETTINGS: OnceLock<(Format, Level)> = OnceLock::new();
+
+/// Sets the format, and the level from `RUST_LOG`; the first call wins. Without it,
+/// plain lines at `info`.
+pub fn init(format: Format) {
+    let level = level_from_env(std::env::var("RUST_LOG").ok().as_deref());
+    let _ = SETTINGS.set((format, level));
+}
+
+fn settings() -> (Format, Level) {
+    *SETTINGS.get_or_init(|| {
+        (
+            Format::Plain,
+            level_from_env(std::env::var("RUST_LOG").ok().as_deref()),
+        )
+    })
+}
+
+/// Writes a whole text in one write: stderr is unbuffered, and a line written piece by
+/// piece costs a system call a piece and could interleave with another thread's.
+fn write(text: &str) {
     // A closed stderr must not take the daemon down; there is nowhere to report it.
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+fn emit(level: Level, message: &str, fields: Map<String, Value>) {
+    let (format, max) = settings();
+    if level > max {
+        return;
+    }
+    let now = Local::now();
+    match format {
+        Format::Plain => write(&format!("{} {message}\n", logline::timestamp(&now))),
+        Format::Json => {
+            let mut object = Map::new();
+            object.insert("time".into(), json!(now.to_rfc3339()));
+            object.insert("level".into(), json!(level.name()));
+            object.insert("message".into(), json!(message));
+            object.extend(fields);
+            write(&format!("{}\n", Value::Object(object)));
+        }
+    }
+}
+
+/// Writes one line at `info`; a message that starts with `warning: ` is a warning (the
+/// plain line keeps the prefix, the JSON object says it in its level).
+pub fn line(message: impl Display) {
+    let message = message.to_string();
+    match message.strip_prefix("warning: ") {
+        Some(rest) if settings().0 == Format::Json => emit(Level::Warn, rest, Map::new()),
+        Some(_) => emit(Level::Warn, &message, Map::new()),
+        None => emit(Level::Info, &message, Map::new()),
+    }
+}
+
+/// Writes one line at `error`.
+pub fn error(message: impl Display) {
+    emit(Level::Error, &message.to_string(), Map::new());
+}
+
+/// The lines of an injection: the original's two plain lines, or one JSON object with
+/// the fault's fields.
+pub fn injection(injection: &Injection) {
+    let fault = logline::fault_line(injection);
+    let result = logline::result_line(injection);
+    match settings().0 {
+        Format::Plain => {
+            emit(Level::Info, &fault, Map::new());
+            emit(Level::Info, &result, Map::new());
+        }
+        Format::Json => {
+            let outcome = &injection.outcome;
+            let mut fields = Map::new();
+            fields.insert("event".into(), json!("fault"));
+            fields.insert("id".into(), json!(injection.id));
+            fields.insert("fault".into(), json!(injection.fault));
+            fields.insert("trigger".into(), json!(injection.trigger));
+            fields.insert("desc".into(), json!(injection.desc));
+            fields.insert("dry_run".into(), json!(injection.dry_run));
+            fields.insert("seed".into(), json!(injection.seed));
+            fields.insert("result".into(), json!(outcome.result));
+            fields.insert("summary".into(), json!(outcome.summary));
+            if let Some(process) = &outcome.process {
+                fields.insert("process".into(), json!(process));
+            }
+            if let Some(signal) = &outcome.signal {
+                fields.insert("signal".into(), json!(signal));
+            }
+            if let Some(due) = injection.revert_due {
+                fields.insert("revert_due".into(), json!(due.to_rfc3339()));
+            }
+            emit(Level::Info, &fault, fields);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_sets_the_level() {
+        assert_eq!(level_from_env(None), Level::Info);
+        assert_eq!(level_from_env(Some("warn")), Level::Warn);
+        assert_eq!(level_from_env(Some("OFF")), Level::Off);
+        assert_eq!(level_from_env(Some("hyper=debug,error")), Level::Error);
+        assert_eq!(
+            level_from_env(Some("debug,nightmare_monkey=warn")),
+            Level::Warn
+        );
+        assert_eq!(level_from_env(Some("nightmare-monkey=error")), Level::Error);
+        assert_eq!(level_from_env(Some("nonsense")), Level::Info);
+        assert!(Level::Warn < Level::Info && Level::Error < Level::Warn);
+    }
 }

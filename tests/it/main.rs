@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod drill;
 mod kill;
+mod ops;
 mod plugins;
 mod poller;
 mod util;

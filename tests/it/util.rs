@@ -125,6 +125,9 @@ pub struct Daemon {
     pid: u32,
     lines: std::sync::mpsc::Receiver<String>,
     pub log: Vec<String>,
+    /// Started with `--log-format json`: lines are kept whole, not stripped of a
+    /// timestamp.
+    json: bool,
 }
 
 /// How long any wait for the daemon may take before the test fails.
@@ -134,12 +137,26 @@ impl Daemon {
     /// Starts `nightmare-monkey ARGS` (dry run unless the args say otherwise: on this
     /// machine tests never pass --execute).
     pub fn start(args: &[&str]) -> Daemon {
+        Self::spawn(args, &[])
+    }
+
+    /// Starts it with `--log-format json` and these environment variables.
+    pub fn start_json(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut all = vec!["--log-format", "json"];
+        all.extend_from_slice(args);
+        let mut d = Self::spawn(&all, env);
+        d.json = true;
+        d
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         assert!(
             !args.contains(&"--execute"),
             "never --execute outside a namespace"
         );
         let mut child = command()
             .args(args)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -160,6 +177,7 @@ impl Daemon {
             child: Some(child),
             lines,
             log: Vec::new(),
+            json: false,
         }
     }
 
@@ -170,7 +188,11 @@ impl Daemon {
             let left = until.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let message = strip_timestamp(&line).to_owned();
+                    let message = if self.json {
+                        line
+                    } else {
+                        strip_timestamp(&line).to_owned()
+                    };
                     self.log.push(message.clone());
                     if want(&message) {
                         return message;
@@ -186,7 +208,13 @@ impl Daemon {
 
     /// The port from `Listening on http://127.0.0.1:PORT`.
     pub fn port(&mut self) -> u16 {
-        let line = self.wait_for(|l| l.starts_with("Listening on http://"));
+        let line = if self.json {
+            let line = self.wait_for(|l| l.contains("\"Listening on http://"));
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            v["message"].as_str().unwrap().to_owned()
+        } else {
+            self.wait_for(|l| l.starts_with("Listening on http://"))
+        };
         line.rsplit(':').next().unwrap().parse().unwrap()
     }
 
@@ -218,7 +246,12 @@ impl Daemon {
         };
         // The reader thread ends at the pipe's end of file.
         while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
-            self.log.push(strip_timestamp(&line).to_owned());
+            let message = if self.json {
+                line
+            } else {
+                strip_timestamp(&line).to_owned()
+            };
+            self.log.push(message);
         }
         status.expect("waiting for the daemon").code()
     }

@@ -44,6 +44,7 @@ pub fn enter() -> anyhow::Result<()> {
 /// `__sandbox-init`: PID 1 of the sandbox. Starts the command, reaps every orphan (the job
 /// of a PID 1), runs the monkey until the command exits, and exits with its status.
 pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
+    crate::log::init(args.daemon.log_format.unwrap_or_default());
     if std::process::id() != 1 {
         return Err(UsageError(anyhow!(
             "__sandbox-init runs only as PID 1 of a new PID namespace: use `nightmare-monkey sandbox`"

@@ -1,7 +1,8 @@
 //! The HTTP trigger (warp): the original's `POST /api/kill`, plus `POST /api/faults/{name}`,
 //! `GET /api/plugins`, `GET /api/history`, the kill switch (`POST /api/pause`,
-//! `POST /api/resume`) and `GET /healthz`. Every answer is JSON; errors are
-//! `{"code": N, "message": "..."}`. Bearer tokens, when set, guard every `/api` call, and
+//! `POST /api/resume`), `GET /metrics` (Prometheus) and `GET /healthz`. Every answer but
+//! the metrics is JSON; errors are `{"code": N, "message": "..."}`. Bearer tokens, when
+//! set, guard every call but `/healthz`, and
 //! each request is journaled with the client's address and the token's name.
 
 use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
@@ -22,6 +23,7 @@ use crate::{
     daemon,
     engine::{Ask, Engine, InjectError},
     log,
+    metrics::{self, Refusal},
     setup::PluginInfo,
 };
 
@@ -39,7 +41,7 @@ pub struct Api {
     pub fault_plugins: BTreeMap<String, String>,
 }
 
-const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, POST /api/pause, POST /api/resume and GET /healthz";
+const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz";
 
 /// Who is asking: the client's address and, with named tokens, the token's name (never
 /// the token).
@@ -145,9 +147,20 @@ pub fn bind(
         });
     let resume = warp::path!("api" / "resume")
         .and(warp::post())
-        .and(authorized)
+        .and(authorized.clone())
         .and_then(|api: Arc<Api>, caller: Caller| async move {
             Ok::<_, Infallible>(switch(api, caller, false).await)
+        });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(authorized.clone())
+        .map(|_: Arc<Api>, _: Caller| {
+            let mut answer = metrics::get().render().into_response();
+            answer.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            answer
         });
     let health = warp::path!("healthz")
         .and(warp::get())
@@ -166,6 +179,8 @@ pub fn bind(
         .or(pause)
         .unify()
         .or(resume)
+        .unify()
+        .or(metrics)
         .unify()
         .recover(move |r| rejection(r, max));
     warp::serve(routes)
@@ -307,6 +322,7 @@ fn history(api: &Api, since: Option<&str>) -> Response {
 
 async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> {
     Ok(if r.find::<Unauthorized>().is_some() {
+        metrics::get().refused(Refusal::Auth);
         let mut answer = error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: send Authorization: Bearer <token>",

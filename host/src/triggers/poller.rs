@@ -358,6 +358,7 @@ pub async fn run(
                 config.period
             }
             Err(e) => {
+                crate::metrics::get().poller_error(name);
                 failures = failures.saturating_add(1);
                 let wait =
                     backoff(&config, failures, &mut rng).max(e.retry_after.unwrap_or_default());

@@ -1,0 +1,192 @@
+//! `GET /metrics`: what the monkey did and refused, in the Prometheus (OpenMetrics) text
+//! format, through the `prometheus-client` crate. One registry for the process: every
+//! part of the daemon counts into it, the API renders it.
+
+use std::sync::LazyLock;
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    registry::Registry,
+};
+
+/// A fault that was injected, or failed in its plugin.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    fault: String,
+    trigger: String,
+    result: String,
+}
+
+/// A request refused before any plugin ran.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: String,
+}
+
+/// A poller.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollerLabels {
+    poller: String,
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    faults: Family<FaultLabels, Counter>,
+    refusals: Family<RefusalLabels, Counter>,
+    active: Gauge,
+    poller_errors: Family<PollerLabels, Counter>,
+    plugin_load_failures: Counter,
+}
+
+/// Why a request was refused, as the `reason` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Outside the window.
+    Window,
+    /// Over a budget.
+    Budget,
+    /// The kill switch is on.
+    Paused,
+    /// No valid token.
+    Auth,
+    /// The journal could not be written.
+    Journal,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Window => "window",
+            Refusal::Budget => "budget",
+            Refusal::Paused => "paused",
+            Refusal::Auth => "auth",
+            Refusal::Journal => "journal",
+        }
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("nightmare_monkey");
+        let faults = Family::<FaultLabels, Counter>::default();
+        registry.register(
+            "faults",
+            "Faults injected (dry runs included), by fault, trigger and result",
+            faults.clone(),
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, journal)",
+            refusals.clone(),
+        );
+        let active = Gauge::default();
+        registry.register(
+            "active_faults",
+            "Reversible faults in effect now, to be reverted",
+            active.clone(),
+        );
+        let poller_errors = Family::<PollerLabels, Counter>::default();
+        registry.register(
+            "poller_errors",
+            "Failed polls, by poller",
+            poller_errors.clone(),
+        );
+        let plugin_load_failures = Counter::default();
+        registry.register(
+            "plugin_load_failures",
+            "Plugin files that could not be loaded at startup",
+            plugin_load_failures.clone(),
+        );
+        registry.register(
+            "build",
+            "The version and git revision of this daemon",
+            Info::new(vec![
+                ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+                (
+                    "revision".to_owned(),
+                    env!("NIGHTMARE_MONKEY_REVISION").to_owned(),
+                ),
+            ]),
+        );
+        // Every reason shows from the start, at zero, so alerts need no `absent()`.
+        for reason in [
+            Refusal::Window,
+            Refusal::Budget,
+            Refusal::Paused,
+            Refusal::Auth,
+            Refusal::Journal,
+        ] {
+            drop(refusals.get_or_create(&RefusalLabels {
+                reason: reason.label().to_owned(),
+            }));
+        }
+        Self {
+            registry,
+            faults,
+            refusals,
+            active,
+            poller_errors,
+            plugin_load_failures,
+        }
+    }
+
+    /// A fault ran through its plugin with this result (`failed` when the plugin erred).
+    pub fn fault(&self, fault: &str, trigger: &str, result: &str) {
+        self.faults
+            .get_or_create(&FaultLabels {
+                fault: fault.to_owned(),
+                trigger: trigger.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A request was refused.
+    pub fn refused(&self, why: Refusal) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                reason: why.label().to_owned(),
+            })
+            .inc();
+    }
+
+    /// How many reversible faults are in effect.
+    pub fn set_active(&self, count: usize) {
+        self.active.set(count as i64);
+    }
+
+    /// A poll failed.
+    pub fn poller_error(&self, poller: &str) {
+        self.poller_errors
+            .get_or_create(&PollerLabels {
+                poller: poller.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A plugin file could not be loaded.
+    pub fn plugin_load_failed(&self) {
+        self.plugin_load_failures.inc();
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -1,0 +1,285 @@
+//! Where operators look: Prometheus metrics, JSON logs, the log level, and a command line
+//! that explains itself (help with examples, completions, the man page, the version).
+
+use crate::util::{http, monkey, temp_dir, Daemon, Sleeper};
+
+/// The samples of a text exposition: `name{labels}` -> value.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (key, value) = l.rsplit_once(' ').expect("a sample line");
+            (key.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_count_faults_and_refusals_by_reason() {
+    let _victim = Sleeper::start();
+    let dir = temp_dir("metrics");
+    let config = dir.join("c.ron");
+    std::fs::write(
+        &config,
+        r#"(http: (token: "s3cret"), window: (days: "*", time: "00:00-24:00"))"#,
+    )
+    .unwrap();
+    let mut d = Daemon::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let port = d.port();
+    let auth = ["Authorization: Bearer s3cret"];
+    let kill = |headers: &[&str]| http(port, "POST", "/api/kill", headers, br#"{"desc":"m"}"#);
+    assert_eq!(kill(&auth).status, 200);
+    assert_eq!(kill(&auth).status, 200);
+    assert_eq!(kill(&[]).status, 401);
+    // Scraping needs the token too when one is set.
+    assert_eq!(http(port, "GET", "/metrics", &[], b"").status, 401);
+    assert_eq!(http(port, "POST", "/api/pause", &auth, b"").status, 200);
+    assert_eq!(kill(&auth).status, 503);
+
+    let a = http(port, "GET", "/metrics", &auth, b"");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{:?}",
+        a.header("content-type")
+    );
+    let s = samples(&a.body);
+    let get = |key: &str| {
+        s.get(key)
+            .copied()
+            .unwrap_or_else(|| panic!("no {key} in\n{}", a.body))
+    };
+    assert_eq!(
+        get(
+            r#"nightmare_monkey_faults_total{fault="process-kill",trigger="http",result="dry-run"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(r#"nightmare_monkey_refusals_total{reason="auth"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"nightmare_monkey_refusals_total{reason="paused"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"nightmare_monkey_refusals_total{reason="window"}"#),
+        0.0
+    );
+    assert_eq!(
+        get(r#"nightmare_monkey_refusals_total{reason="budget"}"#),
+        0.0
+    );
+    assert_eq!(get("nightmare_monkey_active_faults"), 0.0);
+    assert_eq!(get("nightmare_monkey_plugin_load_failures_total"), 0.0);
+    let info = s
+        .keys()
+        .find(|k| k.starts_with("nightmare_monkey_build_info{"))
+        .expect("build info");
+    assert!(
+        info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{info}"
+    );
+    assert!(a.body.ends_with("# EOF\n"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn window_budget_and_plugin_failures_are_counted_too() {
+    // Something to pick besides the test's own ancestors.
+    let _victim = Sleeper::start();
+    let dir = temp_dir("metrics-refusals");
+    std::fs::write(dir.join("broken.so"), b"not a library").unwrap();
+    let config = dir.join("c.ron");
+    std::fs::write(
+        &config,
+        r#"(window: (days: "*", time: "00:00-24:00"), budget: (per_hour: 1))"#,
+    )
+    .unwrap();
+    let mut d = Daemon::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let port = d.port();
+    let kill = || http(port, "POST", "/api/kill", &[], br#"{"desc":"b"}"#);
+    let (first, second) = (kill(), kill());
+    assert_eq!((first.status, second.status), (200, 429), "{}", first.body);
+    let s = samples(&http(port, "GET", "/metrics", &[], b"").body);
+    assert_eq!(
+        s[r#"nightmare_monkey_refusals_total{reason="budget"}"#],
+        1.0
+    );
+    assert_eq!(s["nightmare_monkey_plugin_load_failures_total"], 1.0);
+    drop(d);
+
+    // A window open only on the day after tomorrow's weekday: closed now.
+    let day = (chrono::Local::now().date_naive() + chrono::Duration::days(2))
+        .format("%w")
+        .to_string();
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "-d", &day, "-t", "00:00-24:00"]);
+    let port = d.port();
+    assert_eq!(kill_status(port), 503);
+    let s = samples(&http(port, "GET", "/metrics", &[], b"").body);
+    assert_eq!(
+        s[r#"nightmare_monkey_refusals_total{reason="window"}"#],
+        1.0
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn kill_status(port: u16) -> u16 {
+    http(port, "POST", "/api/kill", &[], br#"{"desc":"w"}"#).status
+}
+
+#[test]
+fn json_logs_carry_the_same_facts_as_the_plain_lines() {
+    let _victim = Sleeper::start();
+    let mut d = Daemon::start_json(
+        &["--listen", "127.0.0.1:0", "-d", "*", "-t", "00:00-24:00"],
+        &[],
+    );
+    let port = d.port();
+    let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"json please"}"#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = answer.json();
+    let line = d.wait_for(|l| l.contains(r#""event":"fault""#));
+    let fault: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(fault["level"], "info");
+    assert_eq!(fault["desc"], "json please");
+    assert_eq!(fault["trigger"], "http");
+    assert_eq!(fault["dry_run"], true);
+    assert_eq!(fault["result"], "dry-run");
+    assert_eq!(fault["process"]["pid"], answer["pid"]);
+    assert_eq!(fault["process"]["name"], answer["name"]);
+    assert_eq!(fault["id"], answer["id"]);
+    assert_eq!(
+        fault["message"],
+        format!(
+            "(Dryrun) Kill: {}(PID:{} PPID:{}) - json please",
+            answer["name"].as_str().unwrap(),
+            answer["pid"],
+            answer["ppid"]
+        )
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    for line in &d.log {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["time"].is_string() && v["level"].is_string() && v["message"].is_string());
+    }
+}
+
+#[test]
+fn rust_log_sets_the_level() {
+    let dir = temp_dir("rust-log");
+    std::fs::write(dir.join("broken.so"), b"not a library").unwrap();
+    let mut d = Daemon::start_json(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--plugin-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[("RUST_LOG", "warn")],
+    );
+    let warning = d.wait_for(|l| l.contains("broken.so"));
+    assert!(warning.contains(r#""level":"warn""#), "{warning}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    assert!(
+        d.log.iter().all(|l| l.contains(r#""level":"warn""#)),
+        "only warnings at RUST_LOG=warn: {:?}",
+        d.log
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+const SUBCOMMANDS: &[&str] = &[
+    "plan",
+    "history",
+    "pause",
+    "resume",
+    "sandbox",
+    "check-config",
+    "kill",
+    "plugins check",
+    "plugins list",
+    "completions",
+    "man",
+];
+
+#[test]
+fn every_subcommand_explains_itself_with_examples() {
+    for sub in SUBCOMMANDS {
+        let mut args: Vec<&str> = sub.split(' ').collect();
+        args.push("--help");
+        let run = monkey(&args);
+        assert_eq!(run.code, Some(0), "{sub}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("Examples:"),
+            "{sub} --help:\n{}",
+            run.stdout
+        );
+    }
+    let top = monkey(&["--help"]);
+    assert!(top
+        .stdout
+        .contains("Exit codes: 0 success, 1 runtime failure"));
+}
+
+#[test]
+fn version_names_the_revision() {
+    let run = monkey(&["--version"]);
+    assert_eq!(run.code, Some(0));
+    let text = run.stdout.trim();
+    assert!(
+        text.starts_with(&format!("nightmare-monkey {} (", env!("CARGO_PKG_VERSION")))
+            && (text.contains("(git ") || text.contains("not built from a git checkout")),
+        "{text}"
+    );
+}
+
+#[test]
+fn completions_for_each_shell_and_a_clear_error_for_others() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let run = monkey(&["completions", shell]);
+        assert_eq!(run.code, Some(0), "{shell}: {}", run.stderr);
+        for word in ["nightmare-monkey", "check-config", "min-interval"] {
+            assert!(run.stdout.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let run = monkey(&["completions", "tcsh"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("possible values: bash"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_man_page_in_doc_is_the_one_the_cli_generates() {
+    let run = monkey(&["man"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../doc/nightmare-monkey.1"),
+    )
+    .unwrap();
+    assert!(
+        run.stdout == committed,
+        "doc/nightmare-monkey.1 is stale: run `cargo run -- man > doc/nightmare-monkey.1`"
+    );
+    assert!(committed.contains(".SH SUBCOMMANDS") && committed.contains("check\\-config"));
+}
