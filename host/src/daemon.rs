@@ -10,7 +10,7 @@ use crate::{
     cli::DaemonArgs,
     config::{self, Config},
     engine::{Ask, Engine, InjectError, Injection},
-    log,
+    log, notify,
     schedule::Timer,
     setup::{self, Setup},
     triggers::{http, poller, timer},
@@ -28,7 +28,7 @@ pub const MAX_INJECTIONS_AT_ONCE: usize = 4;
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     log::init(args.log_format.unwrap_or_default());
     let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
-    run_config(config, None)
+    run_with(config, None, Some(args))
 }
 
 /// Runs the daemon with a validated configuration until SIGTERM or SIGINT, or until
@@ -36,6 +36,15 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
 pub fn run_config(
     config: Config,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<()> {
+    run_with(config, ended, None)
+}
+
+/// `args`, when given, are what SIGHUP checks the configuration again with.
+fn run_with(
+    config: Config,
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+    args: Option<DaemonArgs>,
 ) -> anyhow::Result<()> {
     let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
     for poller in &config.pollers {
@@ -70,7 +79,7 @@ pub fn run_config(
         .max_blocking_threads(MAX_INJECTIONS_AT_ONCE)
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(config, setup, ended));
+    let result = runtime.block_on(serve(config, setup, ended, args));
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
@@ -88,9 +97,10 @@ async fn serve(
     config: Config,
     setup: Setup,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
+    args: Option<DaemonArgs>,
 ) -> anyhow::Result<()> {
     // Handlers first: a signal that arrives once we look started must find them there.
-    let signals = Signals::install()?;
+    let mut signals = Signals::install()?;
     let engine = Arc::new(setup.engine);
     let seed = engine.master_seed();
     if setup.seed_drawn {
@@ -169,13 +179,36 @@ async fn serve(
         watch_pause_file(engine.clone(), file);
     }
 
-    let signal = match ended {
-        None => signals.wait().await,
-        Some(ended) => tokio::select! {
-            signal = signals.wait() => signal,
-            _ = ended => "the sandbox's command exited",
-        },
+    // systemd (Type=notify) learns that the API listens and the triggers run.
+    let _ = notify::notify(&format!("READY=1\nSTATUS={}", banner(&config)));
+    let watchdog = notify::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let _ = notify::notify("WATCHDOG=1");
+            }
+        })
+    });
+
+    let mut ended = ended;
+    let signal = loop {
+        let event = match ended.as_mut() {
+            None => signals.next().await,
+            Some(ended) => tokio::select! {
+                event = signals.next() => event,
+                _ = ended => Event::Stop("the sandbox's command exited"),
+            },
+        };
+        match event {
+            Event::Stop(why) => break why,
+            Event::Hangup => check_again(args.as_ref()).await,
+        }
     };
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    let _ = notify::notify("STOPPING=1");
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
     // Every trigger stops at its next wait; an injection under way finishes (its lines are
@@ -193,10 +226,53 @@ async fn serve(
     Ok(())
 }
 
-/// SIGTERM and SIGINT, caught from startup on.
+/// SIGTERM, SIGINT and SIGHUP, caught from startup on.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum Event {
+    /// Stop, for this reason.
+    Stop(&'static str),
+    /// SIGHUP: check the configuration again.
+    Hangup,
+}
+
+/// SIGHUP: the daemon does not change its configuration while it runs (a drill in
+/// progress keeps its schedule, budget and seed streams); it checks the file again and
+/// says whether a restart would start, so `systemctl reload` is a safe dry run of
+/// `systemctl restart`.
+async fn check_again(args: Option<&DaemonArgs>) {
+    let Some(args) = args.cloned() else {
+        log::line("SIGHUP: nothing to check (no configuration file)");
+        return;
+    };
+    let checked = tokio::task::spawn_blocking(move || {
+        config::load(&args)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                setup::build(&config, false)
+                    .map(|_| config.faults.len())
+                    .map_err(|e| e.to_string())
+            })
+    })
+    .await;
+    match checked {
+        Ok(Ok(faults)) => log::line(format!(
+            "SIGHUP: the configuration checks out ({faults} {}); it is not applied while running: restart nightmare-monkey to apply it (active faults are reverted on stop; the timer, budget and seed streams start afresh)",
+            if faults == 1 { "fault" } else { "faults" }
+        )),
+        Ok(Err(errors)) => {
+            for line in errors.lines() {
+                log::line(format!("warning: SIGHUP: {line}"));
+            }
+            log::line("warning: SIGHUP: the configuration has errors; a restart would fail. Running on unchanged.");
+        }
+        Err(e) => log::line(format!("warning: SIGHUP: the check failed: {e}")),
+    }
 }
 
 impl Signals {
@@ -205,13 +281,15 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
         })
     }
 
-    async fn wait(mut self) -> &'static str {
+    async fn next(&mut self) -> Event {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => Event::Stop("SIGTERM"),
+            _ = self.int.recv() => Event::Stop("SIGINT"),
+            _ = self.hup.recv() => Event::Hangup,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod loader;
 pub mod log;
 pub mod logline;
 pub mod metrics;
+pub mod notify;
 pub mod plugin;
 pub mod schedule;
 pub mod setup;

@@ -283,3 +283,143 @@ fn the_man_page_in_doc_is_the_one_the_cli_generates() {
     );
     assert!(committed.contains(".SH SUBCOMMANDS") && committed.contains("check\\-config"));
 }
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping_and_sighup_only_checks_the_config() {
+    use std::os::unix::net::UnixDatagram;
+    let _victim = Sleeper::start();
+    let dir = temp_dir("sd-notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(crate::util::DEADLINE))
+        .unwrap();
+    let receive = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let config = dir.join("c.ron");
+    std::fs::write(&config, r#"(window: (days: "*", time: "00:00-24:00"))"#).unwrap();
+    let mut d = Daemon::start_json(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let port = d.port();
+    let ready = receive();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=Nightmare Monkey is playing"),
+        "{ready}"
+    );
+    // Every 100 ms, half the watchdog period.
+    assert_eq!(receive(), "WATCHDOG=1");
+    assert_eq!(receive(), "WATCHDOG=1");
+
+    // SIGHUP checks the file again and says a restart applies it.
+    d.signal("HUP");
+    let line = d.wait_for(|l| l.contains("SIGHUP"));
+    assert!(line.contains("the configuration checks out"), "{line}");
+    std::fs::write(&config, r#"(window: (days: "Funday"))"#).unwrap();
+    d.signal("HUP");
+    let line = d.wait_for(|l| l.contains("a restart would fail"));
+    assert!(line.contains(r#""level":"warn""#), "{line}");
+    assert!(
+        d.log.iter().any(|l| l.contains("Funday")),
+        "the error is named: {:?}",
+        d.log
+    );
+    // Still running, on the configuration it started with.
+    assert_eq!(http(port, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(
+        http(port, "POST", "/api/kill", &[], br#"{"desc":"still"}"#).status,
+        200
+    );
+
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let mut last = receive();
+    while last == "WATCHDOG=1" {
+        last = receive();
+    }
+    assert_eq!(last, "STOPPING=1");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `Key=value` settings of a unit file (comments and sections dropped), in order.
+fn unit_settings(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("Key=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_and_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/systemd/nightmare-monkey.service");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let settings = unit_settings(&text);
+    let get = |key: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{key} is missing"))
+    };
+    assert_eq!(get("Type"), "notify");
+    assert!(get("WatchdogSec").ends_with('s'));
+    assert_eq!(get("NoNewPrivileges"), "yes");
+    assert_eq!(get("CapabilityBoundingSet"), "CAP_KILL");
+    assert_eq!(get("AmbientCapabilities"), "CAP_KILL");
+    assert_eq!(get("StateDirectory"), "nightmare-monkey");
+    assert_eq!(get("ConfigurationDirectory"), "nightmare-monkey");
+    assert_eq!(get("ProtectSystem"), "strict");
+    assert!(
+        !settings.iter().any(|(k, _)| k == "ProtectProc"),
+        "the monkey must see every process"
+    );
+    let exec = get("ExecStart");
+    assert_eq!(
+        exec,
+        "/usr/bin/nightmare-monkey --config /etc/nightmare-monkey/config.ron"
+    );
+    // systemd itself agrees, where it is installed (with our binary in ExecStart).
+    let analyze = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output();
+    if analyze.is_ok_and(|o| o.status.success()) {
+        let dir = temp_dir("unit");
+        let unit = dir.join("nightmare-monkey.service");
+        std::fs::write(
+            &unit,
+            text.replace(
+                "/usr/bin/nightmare-monkey",
+                crate::util::bin().to_str().unwrap(),
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
