@@ -20,6 +20,7 @@ use crate::{
     schedule::Schedule,
     state,
     triggers::poller::{CatchUp, PollerConfig},
+    webhook::{HookKind, NotifierConfig},
     window::{Days, TimeRange, Window, Zone},
 };
 
@@ -52,6 +53,7 @@ pub struct RawConfig {
     plugins: Vec<PathBuf>,
     plugin_dirs: Option<Vec<PathBuf>>,
     pollers: BTreeMap<String, RawPoller>,
+    notifiers: BTreeMap<String, RawNotifier>,
     state_dir: Option<PathBuf>,
     journal: Option<PathBuf>,
     pause_file: Option<PathBuf>,
@@ -64,6 +66,43 @@ struct RawBudget {
     per_hour: Option<u32>,
     per_day: Option<u32>,
     min_gap: Option<String>,
+}
+
+/// A webhook told about every fault: `Slack(...)` posts Slack's `{"text": ...}`,
+/// `Json(...)` the whole outcome.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "notifier")]
+enum RawNotifier {
+    Slack(RawHook),
+    Json(RawHook),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "hook")]
+struct RawHook {
+    url: Option<String>,
+    url_file: Option<PathBuf>,
+    delay: String,
+    retries: u32,
+    timeout: String,
+    headers: BTreeMap<String, String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+impl Default for RawHook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            delay: "0s".to_owned(),
+            retries: 5,
+            timeout: "10s".to_owned(),
+            headers: BTreeMap::new(),
+            token: None,
+            token_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +322,8 @@ pub struct Config {
     pub faults: Vec<FaultConfig>,
     /// The pollers.
     pub pollers: Vec<PollerConfig>,
+    /// The webhooks told about each fault.
+    pub notifiers: Vec<NotifierConfig>,
     /// The journal file.
     pub journal: PathBuf,
     /// The file whose existence pauses the monkey.
@@ -548,6 +589,12 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         })
         .collect();
 
+    let notifiers: Vec<NotifierConfig> = raw
+        .notifiers
+        .iter()
+        .filter_map(|(name, hook)| notifier_config(name, hook, src, &mut errors))
+        .collect();
+
     let min_gap = raw.budget.min_gap.as_deref().and_then(|text| {
         duration(
             text,
@@ -590,6 +637,7 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         kill_fault: timer_fault,
         faults,
         pollers,
+        notifiers,
         journal: raw
             .journal
             .clone()
@@ -699,6 +747,106 @@ fn duration(text: &str, at: &str, key: &str, errors: &mut Vec<String>) -> Option
 }
 
 /// Validates one poller; the Qiita preset becomes a JSON poller on the article's URL.
+/// Checks one notifier: a URL (inline or in a file, since a Slack webhook URL is a
+/// secret), durations, headers and token.
+fn notifier_config(
+    name: &str,
+    raw: &RawNotifier,
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Option<NotifierConfig> {
+    let key = format!("\"{name}\"");
+    let at = |field: &str| src.at(&["notifiers", &key, field]);
+    let before = errors.len();
+    let (kind, hook) = match raw {
+        RawNotifier::Slack(h) => (HookKind::Slack, h),
+        RawNotifier::Json(h) => (HookKind::Json, h),
+    };
+    let url = match (&hook.url, &hook.url_file) {
+        (Some(_), Some(_)) => {
+            errors.push(format!("{}: give url or url_file, not both", at("url")));
+            None
+        }
+        (None, None) => {
+            errors.push(format!(
+                "{}: notifier `{name}` needs url (or url_file, a file holding it)",
+                src.at(&["notifiers", &key])
+            ));
+            None
+        }
+        (Some(url), None) => Some(url.trim().to_owned()),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(text) => Some(text.trim().to_owned()),
+            Err(e) => {
+                errors.push(format!(
+                    "{}: cannot read url_file {}: {e}",
+                    at("url_file"),
+                    file.display()
+                ));
+                None
+            }
+        },
+    };
+    if let Some(url) = &url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(format!(
+                "{}: invalid URL `{url}`: expected http:// or https://",
+                at(if hook.url.is_some() {
+                    "url"
+                } else {
+                    "url_file"
+                })
+            ));
+        }
+    }
+    let delay = match humantime::parse_duration(&hook.delay) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            errors.push(format!(
+                "{}: invalid delay `{}`: expected a duration like 0s, 15m or 1h",
+                at("delay"),
+                hook.delay
+            ));
+            None
+        }
+    };
+    let timeout = duration(&hook.timeout, &at("timeout"), "timeout", errors);
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (header, value) in &hook.headers {
+        let name_ok = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok();
+        if !name_ok || reqwest::header::HeaderValue::from_str(value).is_err() {
+            errors.push(format!(
+                "{}: invalid header `{header}`: expected a header name and a printable value",
+                at("headers")
+            ));
+        }
+        headers.push((header.clone(), value.clone()));
+    }
+    let token = read_token(
+        &hook.token,
+        &hook.token_file,
+        &["notifiers", &key],
+        src,
+        errors,
+    )
+    .ok()?;
+    if let Some(token) = token {
+        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(NotifierConfig {
+        name: name.to_owned(),
+        kind,
+        url: url?,
+        headers,
+        delay: delay?,
+        timeout: timeout?,
+        retries: hook.retries,
+    })
+}
+
 fn poller_config(
     name: &str,
     raw: &RawPoller,

@@ -14,7 +14,7 @@ use crate::{
     schedule::Timer,
     setup::{self, Setup},
     triggers::{http, poller, timer},
-    UsageError,
+    webhook, UsageError,
 };
 
 /// How long a plugin may take for one injection before the trigger gives up on it.
@@ -127,6 +127,8 @@ async fn serve(
     }
 
     let (stop, stopped) = watch::channel(false);
+    webhook::start(config.notifiers.clone(), stopped.clone())
+        .context("cannot start the notifiers")?;
     let server = match &config.http {
         Some(http_config) => {
             let api = http::Api {
@@ -316,6 +318,7 @@ pub async fn inject(engine: Arc<Engine>, ask: Ask) -> Result<Injection, InjectEr
     match &result {
         Ok(injection) => {
             log::injection(injection);
+            webhook::fault(injection);
             if let Some(due) = injection.revert_due {
                 schedule_revert(engine, injection.id.clone(), due);
             }

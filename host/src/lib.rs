@@ -22,6 +22,7 @@ pub mod setup;
 pub mod state;
 pub mod triggers;
 pub mod tz;
+pub mod webhook;
 pub mod window;
 
 use std::process::ExitCode;

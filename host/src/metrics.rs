@@ -30,6 +30,13 @@ struct PollerLabels {
     poller: String,
 }
 
+/// A notification's end.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    notifier: String,
+    result: String,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +45,7 @@ pub struct Metrics {
     active: Gauge,
     poller_errors: Family<PollerLabels, Counter>,
     plugin_load_failures: Counter,
+    notifications: Family<NotificationLabels, Counter>,
 }
 
 /// Why a request was refused, as the `reason` label says it.
@@ -107,6 +115,12 @@ impl Metrics {
             "Plugin files that could not be loaded at startup",
             plugin_load_failures.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Webhook notifications, by notifier and result (sent, failed after every retry)",
+            notifications.clone(),
+        );
         registry.register(
             "build",
             "The version and git revision of this daemon",
@@ -137,7 +151,18 @@ impl Metrics {
             active,
             poller_errors,
             plugin_load_failures,
+            notifications,
         }
+    }
+
+    /// A notification was sent, or given up on.
+    pub fn notification(&self, notifier: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                notifier: notifier.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// A fault ran through its plugin with this result (`failed` when the plugin erred).

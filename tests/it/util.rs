@@ -367,8 +367,12 @@ impl Reply {
 /// What the fake server saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -387,6 +391,7 @@ fn serve_one(mut stream: std::net::TcpStream, state: &Shared) {
     if reader.read_line(&mut first).is_err() {
         return;
     }
+    let method = first.split(' ').next().unwrap_or_default().to_owned();
     let path = first.split(' ').nth(1).unwrap_or_default().to_owned();
     let mut headers = Vec::new();
     loop {
@@ -398,6 +403,16 @@ fn serve_one(mut stream: std::net::TcpStream, state: &Shared) {
             headers.push((k.trim().to_owned(), v.trim().to_owned()));
         }
     }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
     let reply = {
         let (lock, seen) = &**state;
         let mut guard = lock.lock().unwrap();
@@ -406,7 +421,13 @@ fn serve_one(mut stream: std::net::TcpStream, state: &Shared) {
         } else {
             guard.0[0].clone()
         };
-        guard.1.push(Seen { path, headers });
+        guard.1.push(Seen {
+            method,
+            path,
+            headers,
+            body,
+            at: std::time::Instant::now(),
+        });
         seen.notify_all();
         reply
     };
