@@ -104,6 +104,12 @@ pub struct DaemonArgs {
     #[arg(long = "plugin-dir", value_name = "DIR")]
     pub plugin_dirs: Vec<PathBuf>,
 
+    /// This host's name in a fleet drill: every random stream is labelled with it, so one
+    /// --seed for the whole fleet still gives each node its own draws, each replayable
+    /// [default: none, streams unlabelled]
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+
     /// Log format: the original's plain lines, or one JSON object a line (for journald,
     /// Loki...). The level comes from RUST_LOG (error, warn, info, debug, off) [default:
     /// plain]

@@ -45,6 +45,7 @@ pub const TIMER_DESC: &str = "by monkey";
 pub struct RawConfig {
     execute: Option<bool>,
     seed: Option<u64>,
+    node: Option<String>,
     schedule: Option<RawSchedule>,
     window: RawWindow,
     http: RawHttp,
@@ -306,6 +307,8 @@ pub struct Config {
     pub execute: bool,
     /// The master seed, if fixed.
     pub seed: Option<u64>,
+    /// This host's name in a fleet drill, labelling every random stream.
+    pub node: Option<String>,
     /// The timer's schedule.
     pub schedule: Schedule,
     /// When faults may happen.
@@ -589,6 +592,27 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         })
         .collect();
 
+    let node = match (&args.node, &raw.node) {
+        (Some(flag), _) => Some((flag.clone(), "--node".to_owned())),
+        (None, Some(file)) => Some((file.clone(), src.at(&["node"]))),
+        (None, None) => None,
+    }
+    .and_then(|(name, origin)| {
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if valid {
+            Some(name)
+        } else {
+            errors.push(format!(
+                "{origin}: invalid node name `{name}`: expected letters, digits, dots, dashes and underscores, like a host or Kubernetes node name"
+            ));
+            None
+        }
+    });
+
     let notifiers: Vec<NotifierConfig> = raw
         .notifiers
         .iter()
@@ -624,6 +648,7 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
     Ok(Config {
         execute: args.execute || raw.execute.unwrap_or(false),
         seed: args.seed.or(raw.seed),
+        node,
         schedule,
         window: Window {
             days,

@@ -110,6 +110,11 @@ async fn serve(
     } else {
         log::line(format!("Seed: {seed}"));
     }
+    if let Some(node) = engine.node() {
+        log::line(format!(
+            "Node: {node} (every random stream is labelled with it: streams@node/{node})"
+        ));
+    }
     log::line(banner(&config));
     for warning in &setup.warnings {
         crate::metrics::get().plugin_load_failed();

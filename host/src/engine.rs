@@ -168,6 +168,17 @@ pub struct Engine {
     faults: BTreeMap<String, Slot>,
     streams: Mutex<HashMap<String, (Rng, u64)>>,
     active: Mutex<BTreeMap<String, Active>>,
+    node: Option<String>,
+}
+
+/// The name a stream has on `node`: `fault/kill@node/web-1`. With one seed for a whole
+/// fleet, each node then draws its own values, and each replays exactly from the seed
+/// and its name. Without a node label, the plain name (single-host drills).
+pub fn stream_name(name: &str, node: Option<&str>) -> String {
+    match node {
+        Some(node) => format!("{name}@node/{node}"),
+        None => name.to_owned(),
+    }
 }
 
 impl Engine {
@@ -185,7 +196,19 @@ impl Engine {
             faults: BTreeMap::new(),
             streams: Mutex::new(HashMap::new()),
             active: Mutex::new(BTreeMap::new()),
+            node: None,
         }
+    }
+
+    /// The node label of the streams, if any.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// Labels every stream with this node's name (see [`stream_name`]).
+    pub fn with_node(mut self, node: Option<String>) -> Self {
+        self.node = node;
+        self
     }
 
     /// Adds a configured fault under `name`, provided by `plugin`.
@@ -222,7 +245,7 @@ impl Engine {
 
     /// A fresh copy of the named stream, for a trigger that draws on its own (the timer).
     pub fn stream(&self, name: &str) -> Rng {
-        Rng::stream(self.master_seed, name)
+        Rng::stream(self.master_seed, &stream_name(name, self.node.as_deref()))
     }
 
     /// The next value of the named stream and its position in it. Streams are
@@ -306,7 +329,7 @@ impl Engine {
             }
             budget.record(now);
         }
-        let stream = format!("fault/{}", ask.fault);
+        let stream = stream_name(&format!("fault/{}", ask.fault), self.node.as_deref());
         let (seed, stream_position) = self.draw(&stream);
         let id = format!(
             "{}-{}",

@@ -143,7 +143,8 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         limits: config.limits,
         pause_file: Some(config.pause_file.clone()),
     };
-    let mut engine = Engine::new(seed, config.execute, guards, journal);
+    let mut engine =
+        Engine::new(seed, config.execute, guards, journal).with_node(config.node.clone());
     let mut fault_plugins = BTreeMap::new();
     for fault in &config.faults {
         let at = if fault.location.is_empty() {

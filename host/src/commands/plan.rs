@@ -36,7 +36,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let mut timer = Timer::new(
         config.schedule.clone(),
         config.window.clone(),
-        Rng::stream(seed, "trigger/timer"),
+        Rng::stream(
+            seed,
+            &crate::engine::stream_name("trigger/timer", config.node.as_deref()),
+        ),
     );
     let times = timer.plan(from, args.count, DRAW_LIMIT);
     for at in &times {

@@ -1,0 +1,74 @@
+# One nightmare-monkey per Nomad client: a system job running the binary installed from
+# the .deb (raw_exec sees the node's processes). README: "Fleet drills".
+#   nomad job run deploy/nomad/nightmare-monkey.nomad.hcl
+# The API token comes from Nomad Variables: nomad var put nomad/jobs/nightmare-monkey token=...
+job "nightmare-monkey" {
+  type        = "system"
+  datacenters = ["*"]
+
+  group "monkey" {
+    network {
+      port "api" {
+        static = 8080
+      }
+    }
+
+    service {
+      name     = "nightmare-monkey"
+      port     = "api"
+      provider = "nomad"
+
+      check {
+        type     = "http"
+        path     = "/healthz"
+        interval = "30s"
+        timeout  = "2s"
+      }
+    }
+
+    task "monkey" {
+      driver = "raw_exec"
+
+      config {
+        command = "/usr/bin/nightmare-monkey"
+        # The same seed on every node; the node's name labels its streams.
+        args = ["--config", "${NOMAD_TASK_DIR}/config.ron", "--node", "${node.unique.name}", "--log-format", "json"]
+      }
+
+      env {
+        STATE_DIRECTORY = "/var/lib/nightmare-monkey"
+      }
+
+      template {
+        destination = "secrets/api-token"
+        perms       = "0400"
+        data        = "{{ with nomadVar \"nomad/jobs/nightmare-monkey\" }}{{ .token }}{{ end }}"
+      }
+
+      template {
+        destination = "local/config.ron"
+        data        = <<-EOT
+        (
+            execute: false,
+            seed: 20261125,
+            window: (days: "1-5", time: "11:00-18:00"),
+            http: (listen: "0.0.0.0:{{ env "NOMAD_PORT_api" }}", token_file: "{{ env "NOMAD_SECRETS_DIR" }}/api-token"),
+            faults: {
+                "process-kill": (plugin: "process-kill", config: (
+                    exclude_names: ["^nomad$", "^consul$", "^containerd", "^dockerd$", "^systemd", "^sshd$", "^nightmare-monk"],
+                )),
+            },
+            budget: (per_hour: 2, per_day: 10),
+        )
+        EOT
+      }
+
+      kill_timeout = "15s"
+
+      resources {
+        cpu    = 20
+        memory = 32
+      }
+    }
+  }
+}
