@@ -756,3 +756,32 @@ fn the_nomad_job_runs_one_monkey_per_node_with_a_config_that_checks() {
     assert_checks(&rendered, &dir, "nomad");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn failed_polls_are_counted_by_poller() {
+    use crate::util::{FakeServer, Reply};
+    let server = FakeServer::start(vec![Reply::body(500, "oops")]);
+    let dir = temp_dir("metrics-poller");
+    let config = dir.join("c.ron");
+    std::fs::write(
+        &config,
+        format!(
+            r#"(timer: (enabled: false), state_dir: {dir:?}, pollers: {{"likes": Qiita(item_id: "abc", base_url: "{}", period: "15ms", max_backoff: "30ms")}})"#,
+            server.url()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let port = d.port();
+    // A poll is counted before the next one starts: three requests seen, two counted.
+    server.wait_requests(3);
+    let s = samples(&http(port, "GET", "/metrics", &[], b"").body);
+    let errors = s[r#"nightmare_monkey_poller_errors_total{poller="likes"}"#];
+    assert!(errors >= 2.0, "{errors}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
