@@ -772,6 +772,28 @@ fn duration(text: &str, at: &str, key: &str, errors: &mut Vec<String>) -> Option
 }
 
 /// Validates one poller; the Qiita preset becomes a JSON poller on the article's URL.
+/// Checks configured request headers (one error per invalid one, located at `at`) and
+/// adds `Authorization: Bearer TOKEN` when there is a token.
+fn request_headers(
+    mut headers: Vec<(String, String)>,
+    token: Option<String>,
+    at: &str,
+    errors: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    for (header, value) in &headers {
+        let name_ok = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok();
+        if !name_ok || reqwest::header::HeaderValue::from_str(value).is_err() {
+            errors.push(format!(
+                "{at}: invalid header `{header}`: expected a header name and a printable value"
+            ));
+        }
+    }
+    if let Some(token) = token {
+        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
+    }
+    headers
+}
+
 /// Checks one notifier: a URL (inline or in a file, since a Slack webhook URL is a
 /// secret), durations, headers and token.
 fn notifier_config(
@@ -836,17 +858,7 @@ fn notifier_config(
         }
     };
     let timeout = duration(&hook.timeout, &at("timeout"), "timeout", errors);
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for (header, value) in &hook.headers {
-        let name_ok = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok();
-        if !name_ok || reqwest::header::HeaderValue::from_str(value).is_err() {
-            errors.push(format!(
-                "{}: invalid header `{header}`: expected a header name and a printable value",
-                at("headers")
-            ));
-        }
-        headers.push((header.clone(), value.clone()));
-    }
+    // A token error is already in `errors`; the headers are still checked.
     let token = read_token(
         &hook.token,
         &hook.token_file,
@@ -854,10 +866,16 @@ fn notifier_config(
         src,
         errors,
     )
-    .ok()?;
-    if let Some(token) = token {
-        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
-    }
+    .unwrap_or(None);
+    let headers = request_headers(
+        hook.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        token,
+        &at("headers"),
+        errors,
+    );
     if errors.len() > before {
         return None;
     }
@@ -940,7 +958,7 @@ fn poller_config(
         ));
     }
     let token = read_token(token, token_file, &["pollers", &key], src, errors).ok()?;
-    let (url, pointer, mut headers) = match raw {
+    let (url, pointer, headers) = match raw {
         RawPoller::Qiita(q) => {
             let Some(item) = q.item_id.as_deref().filter(|i| !i.is_empty()) else {
                 errors.push(format!("{}: poller `{name}` needs item_id, the article's id (the last part of its URL)", src.at(&["pollers", &key])));
@@ -984,18 +1002,7 @@ fn poller_config(
             at("url")
         ));
     }
-    for (header, value) in &headers {
-        let name_ok = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok();
-        if !name_ok || reqwest::header::HeaderValue::from_str(value).is_err() {
-            errors.push(format!(
-                "{}: invalid header `{header}`: expected a header name and a printable value",
-                at("headers")
-            ));
-        }
-    }
-    if let Some(token) = token {
-        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
-    }
+    let headers = request_headers(headers, token, &at("headers"), errors);
     if errors.len() > before {
         return None;
     }

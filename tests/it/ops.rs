@@ -55,30 +55,20 @@ fn metrics_count_faults_and_refusals_by_reason() {
             .copied()
             .unwrap_or_else(|| panic!("no {key} in\n{}", a.body))
     };
-    assert_eq!(
-        get(
-            r#"nightmare_monkey_faults_total{fault="process-kill",trigger="http",result="dry-run"}"#
+    for (key, want) in [
+        (
+            r#"nightmare_monkey_faults_total{fault="process-kill",trigger="http",result="dry-run"}"#,
+            2.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        get(r#"nightmare_monkey_refusals_total{reason="auth"}"#),
-        2.0
-    );
-    assert_eq!(
-        get(r#"nightmare_monkey_refusals_total{reason="paused"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(r#"nightmare_monkey_refusals_total{reason="window"}"#),
-        0.0
-    );
-    assert_eq!(
-        get(r#"nightmare_monkey_refusals_total{reason="budget"}"#),
-        0.0
-    );
-    assert_eq!(get("nightmare_monkey_active_faults"), 0.0);
-    assert_eq!(get("nightmare_monkey_plugin_load_failures_total"), 0.0);
+        (r#"nightmare_monkey_refusals_total{reason="auth"}"#, 2.0),
+        (r#"nightmare_monkey_refusals_total{reason="paused"}"#, 1.0),
+        (r#"nightmare_monkey_refusals_total{reason="window"}"#, 0.0),
+        (r#"nightmare_monkey_refusals_total{reason="budget"}"#, 0.0),
+        ("nightmare_monkey_active_faults", 0.0),
+        ("nightmare_monkey_plugin_load_failures_total", 0.0),
+    ] {
+        assert_eq!(get(key), want, "{key}");
+    }
     let info = s
         .keys()
         .find(|k| k.starts_with("nightmare_monkey_build_info{"))
