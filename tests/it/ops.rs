@@ -440,6 +440,20 @@ fn webhooks_hear_of_each_fault_after_their_delay_and_retry_failures() {
         ),
     )
     .unwrap();
+    let check = monkey(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(check.code, Some(0), "{}", check.stderr);
+    assert!(
+        check.stdout.contains(&format!(
+            "  notifier chat: a Slack message to {} 300ms after each fault\n",
+            chat.url()
+        )) && check.stdout.contains(&format!(
+            "  notifier audit: the outcome as JSON to {} right after each fault\n",
+            audit.url()
+        )),
+        "{}",
+        check.stdout
+    );
+    assert!(!check.stdout.contains("secret"), "{}", check.stdout);
     let mut d = Daemon::start(&[
         "--listen",
         "127.0.0.1:0",

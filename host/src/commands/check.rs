@@ -30,6 +30,26 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
             p.pointer
         );
     }
+    for n in &config.notifiers {
+        println!(
+            "  notifier {}: {} to {} {} after each fault",
+            n.name,
+            match n.kind {
+                crate::webhook::HookKind::Slack => "a Slack message",
+                crate::webhook::HookKind::Json => "the outcome as JSON",
+            },
+            // The URL may be a secret (Slack's is): only where it goes.
+            n.url.split('/').take(3).collect::<Vec<_>>().join("/"),
+            if n.delay.is_zero() {
+                "right".to_owned()
+            } else {
+                humantime::format_duration(n.delay).to_string()
+            }
+        );
+    }
+    if let Some(node) = &config.node {
+        println!("  node: {node} (every random stream labelled with it)");
+    }
     match &config.http {
         Some(http) => println!(
             "  http: {}{}",
