@@ -82,7 +82,10 @@ fn run_with(
     let result = runtime.block_on(serve(config, setup, ended, args));
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
-    result
+    match result? {
+        Ending::Stop => Ok(()),
+        Ending::Restart => Err(restart()),
+    }
 }
 
 /// The original's banner: `Nightmare Monkey is playing from 11:00 to 18:00, Mon thru Fri.`
@@ -98,7 +101,7 @@ async fn serve(
     setup: Setup,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
     args: Option<DaemonArgs>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ending> {
     // Handlers first: a signal that arrives once we look started must find them there.
     let mut signals = Signals::install()?;
     let engine = Arc::new(setup.engine);
@@ -199,7 +202,7 @@ async fn serve(
     });
 
     let mut ended = ended;
-    let signal = loop {
+    let (signal, ending) = loop {
         let event = match ended.as_mut() {
             None => signals.next().await,
             Some(ended) => tokio::select! {
@@ -208,14 +211,24 @@ async fn serve(
             },
         };
         match event {
-            Event::Stop(why) => break why,
-            Event::Hangup => check_again(args.as_ref()).await,
+            Event::Stop(why) => break (why, Ending::Stop),
+            Event::Hangup => {
+                if check_again(args.as_ref()).await {
+                    break (
+                        "SIGHUP: restarting with the new configuration",
+                        Ending::Restart,
+                    );
+                }
+            }
         }
     };
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    let _ = notify::notify("STOPPING=1");
+    let _ = notify::notify(match ending {
+        Ending::Stop => "STOPPING=1",
+        Ending::Restart => "RELOADING=1\nSTATUS=restarting with the new configuration",
+    });
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
     // Every trigger stops at its next wait; an injection under way finishes (its lines are
@@ -230,7 +243,27 @@ async fn serve(
     // No fault outlives the monkey: revert what is still in effect.
     let reverting = engine.clone();
     let _ = tokio::task::spawn_blocking(move || reverting.revert_all("shutdown")).await;
-    Ok(())
+    Ok(ending)
+}
+
+/// How the daemon ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// For good (SIGTERM, SIGINT, the sandbox's command exited).
+    Stop,
+    /// To start again with the configuration it just checked (SIGHUP).
+    Restart,
+}
+
+/// Runs this very binary again, same PID, same arguments: the new configuration is read
+/// as at any start. `/proc/self/exe`, not a path: a package upgrade may have replaced
+/// the file, and a restart must not switch binaries behind the operator's back.
+fn restart() -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let error = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::anyhow!("cannot restart after SIGHUP: {error}")
 }
 
 /// SIGTERM, SIGINT and SIGHUP, caught from startup on.
@@ -248,14 +281,14 @@ enum Event {
     Hangup,
 }
 
-/// SIGHUP: the daemon does not change its configuration while it runs (a drill in
-/// progress keeps its schedule, budget and seed streams); it checks the file again and
-/// says whether a restart would start, so `systemctl reload` is a safe dry run of
-/// `systemctl restart`.
-async fn check_again(args: Option<&DaemonArgs>) {
+/// SIGHUP: the configuration is checked again, and only a configuration that checks out
+/// is applied, by a restart in place (same PID, same arguments): active faults are
+/// reverted and the timer, budget and seed streams start afresh, as at any start. One
+/// with errors is logged and the daemon runs on unchanged. `true`: restart.
+async fn check_again(args: Option<&DaemonArgs>) -> bool {
     let Some(args) = args.cloned() else {
-        log::line("SIGHUP: nothing to check (no configuration file)");
-        return;
+        log::line("SIGHUP: nothing to reload here (the sandbox's monkey)");
+        return false;
     };
     let checked = tokio::task::spawn_blocking(move || {
         config::load(&args)
@@ -268,17 +301,26 @@ async fn check_again(args: Option<&DaemonArgs>) {
     })
     .await;
     match checked {
-        Ok(Ok(faults)) => log::line(format!(
-            "SIGHUP: the configuration checks out ({faults} {}); it is not applied while running: restart nightmare-monkey to apply it (active faults are reverted on stop; the timer, budget and seed streams start afresh)",
-            if faults == 1 { "fault" } else { "faults" }
-        )),
+        Ok(Ok(faults)) => {
+            log::line(format!(
+                "SIGHUP: the configuration checks out ({faults} {}); restarting with it (active faults are reverted; the timer, budget and seed streams start afresh)",
+                if faults == 1 { "fault" } else { "faults" }
+            ));
+            true
+        }
         Ok(Err(errors)) => {
             for line in errors.lines() {
                 log::line(format!("warning: SIGHUP: {line}"));
             }
-            log::line("warning: SIGHUP: the configuration has errors; a restart would fail. Running on unchanged.");
+            log::line(
+                "warning: SIGHUP: the configuration has errors; not applied. Running on unchanged.",
+            );
+            false
         }
-        Err(e) => log::line(format!("warning: SIGHUP: the check failed: {e}")),
+        Err(e) => {
+            log::line(format!("warning: SIGHUP: the check failed: {e}"));
+            false
+        }
     }
 }
 

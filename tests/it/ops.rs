@@ -275,7 +275,7 @@ fn the_man_page_in_doc_is_the_one_the_cli_generates() {
 }
 
 #[test]
-fn systemd_hears_ready_watchdog_and_stopping_and_sighup_only_checks_the_config() {
+fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_checks() {
     use std::os::unix::net::UnixDatagram;
     let _victim = Sleeper::start();
     let dir = temp_dir("sd-notify");
@@ -284,10 +284,14 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_only_checks_the_config()
     socket
         .set_read_timeout(Some(crate::util::DEADLINE))
         .unwrap();
-    let receive = || {
+    // The next notification that is not a watchdog ping.
+    let receive = || loop {
         let mut buf = [0u8; 512];
         let n = socket.recv(&mut buf).expect("a notification in time");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text != "WATCHDOG=1" {
+            return text;
+        }
     };
     let config = dir.join("c.ron");
     std::fs::write(&config, r#"(window: (days: "*", time: "00:00-24:00"))"#).unwrap();
@@ -309,37 +313,62 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_only_checks_the_config()
         ready.starts_with("READY=1\nSTATUS=Nightmare Monkey is playing"),
         "{ready}"
     );
-    // Every 100 ms, half the watchdog period.
-    assert_eq!(receive(), "WATCHDOG=1");
-    assert_eq!(receive(), "WATCHDOG=1");
+    // Pings every 100 ms, half the watchdog period.
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"WATCHDOG=1");
 
-    // SIGHUP checks the file again and says a restart applies it.
-    d.signal("HUP");
-    let line = d.wait_for(|l| l.contains("SIGHUP"));
-    assert!(line.contains("the configuration checks out"), "{line}");
+    // A configuration with errors: said, and not applied.
     std::fs::write(&config, r#"(window: (days: "Funday"))"#).unwrap();
     d.signal("HUP");
-    let line = d.wait_for(|l| l.contains("a restart would fail"));
+    let line = d.wait_for(|l| l.contains("not applied"));
     assert!(line.contains(r#""level":"warn""#), "{line}");
-    assert!(
-        d.log.iter().any(|l| l.contains("Funday")),
-        "the error is named: {:?}",
-        d.log
-    );
-    // Still running, on the configuration it started with.
+    assert!(d.log.iter().any(|l| l.contains("Funday")), "{:?}", d.log);
     assert_eq!(http(port, "GET", "/healthz", &[], b"").status, 200);
     assert_eq!(
-        http(port, "POST", "/api/kill", &[], br#"{"desc":"still"}"#).status,
-        200
+        http(
+            port,
+            "POST",
+            "/api/faults/stop-one",
+            &[],
+            br#"{"desc":"x"}"#
+        )
+        .status,
+        404
     );
+
+    // One that checks out: a restart in place (same PID, same pipe) that applies it.
+    std::fs::write(
+        &config,
+        r#"(window: (days: "*", time: "00:00-24:00"), faults: {"stop-one": (plugin: "process-pause", config: (duration: "1s"))})"#,
+    )
+    .unwrap();
+    d.signal("HUP");
+    let line = d.wait_for(|l| l.contains("restarting with it"));
+    assert!(
+        line.contains("the configuration checks out (2 faults)"),
+        "{line}"
+    );
+    assert_eq!(
+        receive(),
+        "RELOADING=1\nSTATUS=restarting with the new configuration"
+    );
+    d.wait_for(|l| l.contains("goes to bed (SIGHUP: restarting with the new configuration)"));
+    let port = d.port();
+    assert!(receive().starts_with("READY=1\n"));
+    let a = http(
+        port,
+        "POST",
+        "/api/faults/stop-one",
+        &[],
+        br#"{"desc":"new"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["fault"], "stop-one");
 
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
-    let mut last = receive();
-    while last == "WATCHDOG=1" {
-        last = receive();
-    }
-    assert_eq!(last, "STOPPING=1");
+    assert_eq!(receive(), "STOPPING=1");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
