@@ -84,7 +84,7 @@ fn run_with(
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result? {
         Ending::Stop => Ok(()),
-        Ending::Restart => Err(restart()),
+        Ending::Restart { paused } => Err(restart(paused)),
     }
 }
 
@@ -132,6 +132,11 @@ async fn serve(
     }
     if !engine.executes() {
         log::line("Dry run: nothing will be changed (give --execute to inject faults for real)");
+    }
+    // A kill switch turned on before a SIGHUP restart stays on.
+    if std::env::var_os(RESTART_PAUSED).is_some() {
+        engine.set_paused(true);
+        log::line("Paused, as before the SIGHUP restart: POST /api/resume to resume");
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -216,7 +221,9 @@ async fn serve(
                 if check_again(args.as_ref()).await {
                     break (
                         "SIGHUP: restarting with the new configuration",
-                        Ending::Restart,
+                        Ending::Restart {
+                            paused: engine.switched_off(),
+                        },
                     );
                 }
             }
@@ -227,7 +234,7 @@ async fn serve(
     }
     let _ = notify::notify(match ending {
         Ending::Stop => "STOPPING=1",
-        Ending::Restart => "RELOADING=1\nSTATUS=restarting with the new configuration",
+        Ending::Restart { .. } => "RELOADING=1\nSTATUS=restarting with the new configuration",
     });
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
     let _ = stop.send(true);
@@ -251,18 +258,27 @@ async fn serve(
 enum Ending {
     /// For good (SIGTERM, SIGINT, the sandbox's command exited).
     Stop,
-    /// To start again with the configuration it just checked (SIGHUP).
-    Restart,
+    /// To start again with the configuration it just checked (SIGHUP); `paused`: the
+    /// kill switch was on, and stays on across the restart.
+    Restart { paused: bool },
 }
+
+/// Set for the process a SIGHUP restart starts when the kill switch was on.
+const RESTART_PAUSED: &str = "NIGHTMARE_MONKEY_RESTART_PAUSED";
 
 /// Runs this very binary again, same PID, same arguments: the new configuration is read
 /// as at any start. `/proc/self/exe`, not a path: a package upgrade may have replaced
 /// the file, and a restart must not switch binaries behind the operator's back.
-fn restart() -> anyhow::Error {
+fn restart(paused: bool) -> anyhow::Error {
     use std::os::unix::process::CommandExt as _;
-    let error = std::process::Command::new("/proc/self/exe")
-        .args(std::env::args_os().skip(1))
-        .exec();
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command.args(std::env::args_os().skip(1));
+    if paused {
+        command.env(RESTART_PAUSED, "1");
+    } else {
+        command.env_remove(RESTART_PAUSED);
+    }
+    let error = command.exec();
     anyhow::anyhow!("cannot restart after SIGHUP: {error}")
 }
 

@@ -282,6 +282,11 @@ impl Engine {
         }
     }
 
+    /// Whether the API's kill switch is on (the pause file aside).
+    pub fn switched_off(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
     /// The pause file, if one is configured.
     pub fn pause_file(&self) -> Option<&PathBuf> {
         self.guards.pause_file.as_ref()

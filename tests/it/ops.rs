@@ -337,7 +337,9 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_ch
         404
     );
 
-    // One that checks out: a restart in place (same PID, same pipe) that applies it.
+    // One that checks out: a restart in place (same PID, same pipe) that applies it,
+    // with the kill switch still on if it was.
+    assert_eq!(http(port, "POST", "/api/pause", &[], b"").status, 200);
     std::fs::write(
         &config,
         r#"(window: (days: "*", time: "00:00-24:00"), faults: {"stop-one": (plugin: "process-pause", config: (duration: "1s"))})"#,
@@ -356,13 +358,23 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_ch
     d.wait_for(|l| l.contains("goes to bed (SIGHUP: restarting with the new configuration)"));
     let port = d.port();
     assert!(receive().starts_with("READY=1\n"));
-    let a = http(
-        port,
-        "POST",
-        "/api/faults/stop-one",
-        &[],
-        br#"{"desc":"new"}"#,
-    );
+    assert!(d
+        .log
+        .iter()
+        .any(|l| l.contains("Paused, as before the SIGHUP restart")));
+    let fire = || {
+        http(
+            port,
+            "POST",
+            "/api/faults/stop-one",
+            &[],
+            br#"{"desc":"new"}"#,
+        )
+    };
+    let a = fire();
+    assert_eq!(a.status, 503, "still paused: {}", a.body);
+    assert_eq!(http(port, "POST", "/api/resume", &[], b"").status, 200);
+    let a = fire();
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["fault"], "stop-one");
 
