@@ -3,6 +3,20 @@
 
 use crate::util::{http, monkey, temp_dir, Daemon, Sleeper};
 
+/// Writes `config` to `dir/c.ron` and starts the daemon on it, the API on loopback.
+fn daemon_with(dir: &std::path::Path, config: impl AsRef<str>) -> (Daemon, u16) {
+    let file = dir.join("c.ron");
+    std::fs::write(&file, config.as_ref()).unwrap();
+    let mut d = Daemon::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let port = d.port();
+    (d, port)
+}
+
 /// The samples of a text exposition: `name{labels}` -> value.
 fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
     text.lines()
@@ -18,19 +32,10 @@ fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
 fn metrics_count_faults_and_refusals_by_reason() {
     let _victim = Sleeper::start();
     let dir = temp_dir("metrics");
-    let config = dir.join("c.ron");
-    std::fs::write(
-        &config,
+    let (_d, port) = daemon_with(
+        &dir,
         r#"(http: (token: "s3cret"), window: (days: "*", time: "00:00-24:00"))"#,
-    )
-    .unwrap();
-    let mut d = Daemon::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let port = d.port();
+    );
     let auth = ["Authorization: Bearer s3cret"];
     let kill = |headers: &[&str]| http(port, "POST", "/api/kill", headers, br#"{"desc":"m"}"#);
     assert_eq!(kill(&auth).status, 200);
@@ -575,21 +580,12 @@ fn a_hook_that_never_answers_is_given_up_on_and_the_fault_is_not_held_up() {
         .unwrap()
         .port();
     let dir = temp_dir("webhook-down");
-    let config = dir.join("c.ron");
-    std::fs::write(
-        &config,
+    let (mut d, port) = daemon_with(
+        &dir,
         format!(
             r#"(window: (days: "*", time: "00:00-24:00"), notifiers: {{"gone": Json(url: "http://127.0.0.1:{port_gone}/", retries: 0)}})"#
         ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let port = d.port();
+    );
     assert_eq!(
         http(port, "POST", "/api/kill", &[], br#"{"desc":"x"}"#).status,
         200
@@ -807,22 +803,13 @@ fn failed_polls_are_counted_by_poller() {
     use crate::util::{FakeServer, Reply};
     let server = FakeServer::start(vec![Reply::body(500, "oops")]);
     let dir = temp_dir("metrics-poller");
-    let config = dir.join("c.ron");
-    std::fs::write(
-        &config,
+    let (_d, port) = daemon_with(
+        &dir,
         format!(
             r#"(timer: (enabled: false), state_dir: {dir:?}, pollers: {{"likes": Qiita(item_id: "abc", base_url: "{}", period: "15ms", max_backoff: "30ms")}})"#,
             server.url()
         ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let port = d.port();
+    );
     // A poll is counted before the next one starts: three requests seen, two counted.
     server.wait_requests(3);
     let s = samples(&http(port, "GET", "/metrics", &[], b"").body);
