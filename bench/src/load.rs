@@ -36,7 +36,7 @@ impl Connection {
     }
 
     /// Sends one request and reads its whole answer; anything but 200 is an error.
-    fn kill(&mut self) -> anyhow::Result<()> {
+    fn post_kill(&mut self) -> anyhow::Result<()> {
         self.reader.get_mut().write_all(&self.request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
@@ -105,7 +105,7 @@ fn run(
                     } else {
                         due = Instant::now();
                     }
-                    connection.kill()?;
+                    connection.post_kill()?;
                     latencies.push(due.elapsed().as_secs_f64() * 1e3);
                     if let Some(pace) = pace {
                         due += pace;

@@ -222,12 +222,7 @@ fn pick_loop(size: usize, n: usize) -> anyhow::Result<()> {
     let scratch = env::temp_dir().join(format!("nm-bench-loop-{}", std::process::id()));
     let journal = scratch.join("journal.jsonl");
     let engine = engine("", &journal)?;
-    let ask = Ask {
-        fault: "process-kill".to_owned(),
-        desc: "benchmark".to_owned(),
-        trigger: "cli",
-        requested_by: None,
-    };
+    let ask = benchmark_ask();
     let start = Instant::now();
     for _ in 0..n {
         engine.inject(&ask)?;
@@ -301,6 +296,16 @@ fn considered(details: &serde_json::Value) -> anyhow::Result<f64> {
         .context("the outcome has no details.considered")
 }
 
+/// What every in-process pick asks for.
+fn benchmark_ask() -> Ask {
+    Ask {
+        fault: "process-kill".to_owned(),
+        desc: "benchmark".to_owned(),
+        trigger: "cli",
+        requested_by: None,
+    }
+}
+
 /// An engine with `process-kill` configured by `config`, dry, journaling to `journal`.
 fn engine(config: &str, journal: &Path) -> anyhow::Result<Engine> {
     let plugin = plugin::builtins()
@@ -321,12 +326,7 @@ fn measure_size(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Result<At
         &format!("(exclude_names: [\"^{}$\"])", procs::COMMON),
         &journal,
     )?;
-    let ask = Ask {
-        fault: "process-kill".to_owned(),
-        desc: "benchmark".to_owned(),
-        trigger: "cli",
-        requested_by: None,
-    };
+    let ask = benchmark_ask();
     let [mut ls, mut ps, mut ours, mut inproc, mut reused, mut excl]: [Vec<Cost>; 6] =
         Default::default();
     let (mut seen, mut seen_excl) = (Vec::new(), Vec::new());
