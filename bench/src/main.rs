@@ -22,8 +22,8 @@ use std::{
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use nightmare_monkey::{
-    engine::{Ask, Engine, Guards},
-    journal::Journal,
+    domain::{injection::Ask, journal::Journal},
+    engine::{Engine, Guards},
     plugin,
 };
 use process_common::select::LISTING_TTL;

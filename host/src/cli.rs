@@ -114,7 +114,7 @@ pub struct DaemonArgs {
     /// Loki...). The level comes from RUST_LOG (error, warn, info, debug, off) [default:
     /// plain]
     #[arg(long, value_name = "FORMAT", value_enum)]
-    pub log_format: Option<crate::log::Format>,
+    pub log_format: Option<crate::output::log::Format>,
 }
 
 /// The subcommands.

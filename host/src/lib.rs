@@ -1,38 +1,32 @@
 //! The nightmare-monkey host as a library: what the `nightmare-monkey` binary runs, and
 //! what the benchmark harness (`bench/`) drives in-process. Not a stable API: plugins
 //! depend on `nightmare-monkey-plugin-api`, never on this crate.
+//!
+//! The layers, from the top down (ARCHITECTURE.md has the map): `commands` and `cli`;
+//! `runtime` (the daemon's process); `config` (assembles every component's settings);
+//! `triggers` (timer, HTTP, pollers: they only ask); `dispatch` (the one door: admission,
+//! deadline, refusals, what follows a fault); `engine` (guards, journal, seed streams);
+//! `plugin` (the ABI boundary); `output` (log, metrics, notifiers); `domain` (the record
+//! and the rules); `support`. Arrows point down only: `tests/it/house.rs` checks it.
 #![deny(unsafe_code)]
 
-pub mod budget;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod daemon;
+mod cli;
+mod commands;
+mod config;
+mod dispatch;
+pub mod domain;
 pub mod engine;
-pub mod journal;
-#[allow(unsafe_code)]
-pub mod loader;
-pub mod log;
-pub mod logline;
-pub mod metrics;
-pub mod notify;
+mod output;
 pub mod plugin;
-pub mod schedule;
-pub mod setup;
-pub mod state;
-pub mod triggers;
-pub mod tz;
-pub mod webhook;
-pub mod window;
+mod runtime;
+mod support;
+mod triggers;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-/// An error the user caused with a flag, a config or a plugin file: exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct UsageError(#[from] anyhow::Error);
+use crate::support::UsageError;
 
 /// Parses the command line, runs it and maps the outcome to the exit code: 0 done,
 /// 1 a runtime failure, 2 a usage or configuration error.

@@ -195,7 +195,10 @@ fn no_eligible_process_is_a_clear_error() {
 #[test]
 fn filters_narrow_the_choice() {
     let run = in_namespace(
-        r#"sleep 1000 & echo "victim $!"; cat & echo "other $!"
+        r#"sleep 1000 & v=$!; echo "victim $v"; cat & echo "other $!"
+# The fork is a shell until it has exec'd sleep: wait for that, or an early pick finds
+# no "sleep" command line at all.
+until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
 i=0; while [ $i -lt 20 ]; do "$NM" kill --json --seed $i --fault-config '(include_cmdlines: ["^sleep "])'; i=$((i+1)); done
 "$NM" kill --json --seed 1 --fault-config '(exclude_names: ["^(sleep|cat)$"])'; echo "code $?""#,
     );

@@ -8,6 +8,7 @@ mod api;
 mod config;
 mod daemon;
 mod drill;
+mod house;
 mod kill;
 mod ops;
 mod plugins;

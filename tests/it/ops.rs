@@ -560,11 +560,24 @@ fn webhooks_hear_of_each_fault_after_their_delay_and_retry_failures() {
     assert_eq!(outcome["desc"], "guess who");
     assert!(seen[1].at.duration_since(seen[0].at) >= std::time::Duration::from_secs(1));
     let retry = d.wait_for(|l| l.contains("notifier audit") && l.contains("retrying"));
+    // The first retry waits a second stretched by a jitter of up to half (so a fleet's
+    // monkeys do not retry in lockstep): `1s`, or `1s 234ms`.
+    let (head, wait) = retry.split_once("; retrying in ").expect(&retry);
     assert!(
-        retry.starts_with("warning: notifier audit: fault ")
-            && retry.ends_with(": the hook answered 500 Internal Server Error; retrying in 1s"),
+        head.starts_with("warning: notifier audit: fault ")
+            && head.ends_with(": the hook answered 500 Internal Server Error"),
         "{retry}"
     );
+    let extra_ms = match wait.strip_prefix("1s") {
+        Some("") => 0,
+        Some(ms) => ms
+            .strip_prefix(' ')
+            .and_then(|ms| ms.strip_suffix("ms"))
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .unwrap_or(u64::MAX),
+        None => u64::MAX,
+    };
+    assert!(extra_ms < 500, "a wait in [1s, 1.5s): {retry}");
     let sent = |who: &str, l: &str| {
         l.starts_with(&format!("notifier {who}: fault ")) && l.ends_with(" sent")
     };

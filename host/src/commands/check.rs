@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{config, daemon, setup, UsageError};
+use crate::{config, runtime::daemon, runtime::setup, support::UsageError};
 
 /// Runs `check-config`.
 pub fn run(file: &Path) -> anyhow::Result<()> {
@@ -35,8 +35,8 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
             "  notifier {}: {} to {} {} after each fault",
             n.name,
             match n.kind {
-                crate::webhook::HookKind::Slack => "a Slack message",
-                crate::webhook::HookKind::Json => "the outcome as JSON",
+                crate::output::notifier::HookKind::Slack => "a Slack message",
+                crate::output::notifier::HookKind::Json => "the outcome as JSON",
             },
             // The URL may be a secret (Slack's is): only where it goes.
             n.url.split('/').take(3).collect::<Vec<_>>().join("/"),

@@ -9,25 +9,12 @@ use chrono::{DateTime, Local, Utc};
 use crate::{
     cli::HistoryArgs,
     config,
-    journal::{self, Entry},
-    UsageError,
+    domain::{
+        injection,
+        journal::{self, parse_since, Entry},
+    },
+    support::UsageError,
 };
-
-/// `--since`: an RFC 3339 instant, or a duration back from now (`2h`, `30m`).
-pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.to_utc());
-    }
-    match humantime::parse_duration(text) {
-        Ok(d) => chrono::TimeDelta::from_std(d)
-            .ok()
-            .and_then(|d| Utc::now().checked_sub_signed(d))
-            .ok_or_else(|| format!("since `{text}` is too long ago")),
-        Err(_) => Err(format!(
-            "invalid since `{text}`: expected an instant like 2026-12-01T09:00:00+09:00 or a duration like 2h"
-        )),
-    }
-}
 
 fn stamp(t: DateTime<Utc>) -> String {
     t.with_timezone(&Local)
@@ -50,10 +37,10 @@ pub fn line(e: &Entry) -> String {
             ": no outcome recorded (the daemon stopped during the fault)".to_owned(),
         ),
         Some(o) => {
-            let target = o.process.as_ref().map_or_else(
-                || o.summary.clone(),
-                |p| format!("{}(PID:{} PPID:{})", p.name, p.pid, p.ppid),
-            );
+            let target = o
+                .process
+                .as_ref()
+                .map_or_else(|| o.summary.clone(), injection::who);
             let tail = match &o.error {
                 Some(error) => format!(": {error}"),
                 None => match &o.signal {

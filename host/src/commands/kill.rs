@@ -6,11 +6,14 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 use crate::{
     cli::KillArgs,
-    engine::{Ask, Engine, Guards, InjectError},
-    journal::Journal,
-    logline,
+    domain::{
+        injection::{Ask, InjectError},
+        journal::Journal,
+    },
+    engine::{Engine, Guards},
+    output::{answer::Answer, logline},
     plugin::{self, Plugin},
-    UsageError,
+    support::UsageError,
 };
 
 /// Runs `kill`.
@@ -40,7 +43,7 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
     };
     let journal_path = match &args.journal {
         Some(path) => path.clone(),
-        None => crate::state::default_dir().join("journal.jsonl"),
+        None => crate::support::state::default_dir().join("journal.jsonl"),
     };
     let journal = Journal::open(&journal_path).map_err(|e| {
         anyhow!(
@@ -65,14 +68,14 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&injection)?);
+        println!("{}", serde_json::to_string(&Answer::of(&injection))?);
     } else {
-        let ts = logline::timestamp(&injection.at);
+        let ts = logline::timestamp(&injection.intent.at.with_timezone(&Local));
         println!("{ts} {}", logline::fault_line(&injection));
         println!("{ts} {}", logline::result_line(&injection));
     }
     if let Some(due) = injection.revert_due {
-        wait_and_revert(&engine, &injection.id, due)?;
+        wait_and_revert(&engine, &injection.intent.id, due)?;
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use clap::CommandFactory as _;
 
 use crate::{
     cli::{Cli, Command},
-    daemon,
+    runtime::daemon,
 };
 
 /// Runs the command line.

@@ -5,7 +5,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, SubsecRound, Utc};
 use nightmare_monkey_plugin_api::sdk::Rng;
 
-use crate::{cli::PlanArgs, config, schedule::Timer, UsageError};
+use crate::{cli::PlanArgs, config, domain::schedule::Timer, support::UsageError};
 
 /// Gives up on a schedule that does not meet the window within this many draws.
 const DRAW_LIMIT: usize = 1_000_000;

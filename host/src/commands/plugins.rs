@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::{
     cli::PluginsCommand,
     plugin::{self, Plugin},
-    UsageError,
+    support::UsageError,
 };
 
 /// Runs `plugins ...`.

@@ -8,7 +8,7 @@ use std::{ffi::OsString, process::Command};
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::{cli::SandboxArgs, config, daemon, log, UsageError};
+use crate::{cli::SandboxArgs, config, output::log, runtime::daemon, support::UsageError};
 
 /// The faults that can only touch processes, and so only the sandbox's.
 const PROCESS_FAULTS: &[&str] = &["process-kill", "process-pause"];
@@ -44,7 +44,7 @@ pub fn enter() -> anyhow::Result<()> {
 /// `__sandbox-init`: PID 1 of the sandbox. Starts the command, reaps every orphan (the job
 /// of a PID 1), runs the monkey until the command exits, and exits with its status.
 pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
-    crate::log::init(args.daemon.log_format.unwrap_or_default());
+    crate::output::log::init(args.daemon.log_format.unwrap_or_default());
     if std::process::id() != 1 {
         return Err(UsageError(anyhow!(
             "__sandbox-init runs only as PID 1 of a new PID namespace: use `nightmare-monkey sandbox`"

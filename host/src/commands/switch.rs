@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 
-use crate::{cli::SwitchArgs, config, UsageError};
+use crate::{cli::SwitchArgs, config, support::UsageError};
 
 /// Runs `pause` (`on`) or `resume`.
 pub fn run(args: SwitchArgs, on: bool) -> anyhow::Result<()> {

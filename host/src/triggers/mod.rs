@@ -1,5 +1,6 @@
-//! Triggers: each one only produces requests and hands them to `daemon::inject`; none
-//! calls a plugin or knows another.
+//! Triggers: each one only produces asks and hands them to `dispatch::Injector`; none
+//! calls a plugin, writes the journal or knows another. Each owns its settings (`config`
+//! beside its code).
 
 pub mod http;
 pub mod poller;

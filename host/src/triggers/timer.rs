@@ -1,22 +1,48 @@
 //! The timer trigger: wait, fire, log, as the original did; the schedule and the window
 //! come from the config, the draws from the `trigger/timer` stream.
 
-use std::sync::Arc;
-
 use chrono::Utc;
+use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::{
-    config::TIMER_DESC,
-    daemon,
-    engine::{Ask, Engine, InjectError},
-    log,
-    schedule::Timer,
+    dispatch::Injector,
+    domain::{
+        injection::{Ask, InjectError},
+        schedule::Timer,
+    },
+    output::log,
 };
+
+/// The timer's description, the original's.
+pub const TIMER_DESC: &str = "by monkey";
+
+/// The built-in fault the timer and `/api/kill` fire by default.
+pub const DEFAULT_FAULT: &str = "process-kill";
+
+/// The timer as written (`timer: (enabled: true, fault: "process-kill")`); its
+/// schedule is `schedule:`, beside it.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "timer")]
+pub struct RawTimer {
+    /// Whether the timer fires at all.
+    pub enabled: bool,
+    /// The fault it fires (and `/api/kill` too).
+    pub fault: String,
+}
+
+impl Default for RawTimer {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            fault: DEFAULT_FAULT.to_owned(),
+        }
+    }
+}
 
 /// Fires `fault` on the timer's schedule until told to stop.
 pub async fn run(
-    engine: Arc<Engine>,
+    injector: Injector,
     mut timer: Timer,
     fault: String,
     mut stop: watch::Receiver<bool>,
@@ -39,7 +65,7 @@ pub async fn run(
             trigger: "timer",
             requested_by: None,
         };
-        match daemon::inject(engine.clone(), ask).await {
+        match injector.inject(ask).await {
             Err(InjectError::Sleeping { .. }) => {
                 log::line("Nightmare Monkey is sleeping with good dream.")
             }

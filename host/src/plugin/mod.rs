@@ -14,7 +14,10 @@ use nightmare_monkey_plugin_api::{
     sdk::{ErrorKind, Manifest, Outcome, PluginError, Request},
 };
 
-use crate::loader;
+use crate::domain::injection::Fault;
+
+#[allow(unsafe_code)]
+mod loader;
 
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,21 @@ impl fmt::Display for Source {
             Source::File(p) => write!(f, "{}", p.display()),
         }
     }
+}
+
+/// What a plugin is, for `/api/plugins` and `plugins list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The interface version it was built against.
+    pub api_version: String,
+    /// What it does.
+    pub description: String,
+    /// `built-in` or the file it came from.
+    pub source: String,
 }
 
 /// A plugin ready to build faults.
@@ -120,28 +138,37 @@ impl Plugin {
             .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))
     }
 
+    /// What the plugin is, as the API lists it.
+    pub fn info(&self) -> PluginInfo {
+        PluginInfo {
+            name: self.manifest.name.clone(),
+            version: self.manifest.version.clone(),
+            api_version: self.manifest.api_version.clone(),
+            description: self.manifest.description.clone(),
+            source: self.source.to_string(),
+        }
+    }
+
     /// Builds a fault from its RON configuration (empty for the defaults).
-    pub fn new_fault(&self, config: &str) -> Result<Fault, PluginError> {
+    pub fn new_fault(&self, config: &str) -> Result<PluginFault, PluginError> {
         match (self.module.new_fault())(RStr::from(config)) {
-            RResult::ROk(fault) => Ok(Fault(fault)),
+            RResult::ROk(fault) => Ok(PluginFault(fault)),
             RResult::RErr(e) => Err(PluginError::from_json(&e)),
         }
     }
 }
 
-/// One configured fault.
-pub struct Fault(FaultBox);
+/// One configured fault, called through the ABI.
+pub struct PluginFault(FaultBox);
 
-impl Fault {
-    /// Injects the fault once (synchronous; may block).
-    pub fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+impl Fault for PluginFault {
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
         let text = serde_json::to_string(request)
             .map_err(|e| PluginError::new(ErrorKind::Failed, e.to_string()))?;
         decode(self.0.inject(RStr::from(text.as_str())))
     }
 
-    /// Undoes an injection, given the `revert` state of its outcome.
-    pub fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
         let text = state.to_string();
         decode(self.0.revert(RStr::from(text.as_str())))
     }

@@ -6,14 +6,22 @@
 //! stops is dropped, and the log says so.
 
 use std::{
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use serde_json::json;
+use nightmare_monkey_plugin_api::sdk::Rng;
 use tokio::sync::watch;
 
-use crate::{engine::Injection, log, logline, metrics};
+pub use config::RawNotifier;
+
+mod config;
+
+use crate::{
+    domain::injection::Injection,
+    output::{answer::Answer, log, logline, metrics},
+    support::{backoff::Backoff, lock::lock},
+};
 
 /// What a notifier posts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,63 +51,75 @@ pub struct NotifierConfig {
     pub retries: u32,
 }
 
-/// The first wait before a retry; it doubles each time, up to [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest wait between two attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The waits between attempts: from a second, doubling, up to five minutes, each
+/// stretched by a jitter from the notifier's own seed stream (`notifier/<name>`, with the
+/// node's label in a fleet), so a fleet's monkeys do not retry in lockstep.
+pub const BACKOFF: Backoff = Backoff {
+    first: Duration::from_secs(1),
+    ceiling: Duration::from_secs(300),
+};
 
-struct Notifiers {
+/// The daemon's notifiers: who hears of each fault. Cloning shares them.
+#[derive(Clone, Default)]
+pub struct Notifiers(Option<Arc<Shared>>);
+
+struct Shared {
     client: reqwest::Client,
-    list: Vec<NotifierConfig>,
+    list: Vec<(NotifierConfig, Mutex<Rng>)>,
     stop: watch::Receiver<bool>,
 }
 
-static NOTIFIERS: OnceLock<Arc<Notifiers>> = OnceLock::new();
-
-/// Sets the daemon's notifiers; `stop` turning true drops what is still waiting.
-pub fn start(list: Vec<NotifierConfig>, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    if list.is_empty() {
-        return Ok(());
+impl Notifiers {
+    /// The notifiers of `list`, each with its jitter stream (`rng` gives one by the
+    /// notifier's name); `stop` turning true drops what is still waiting.
+    pub fn start(
+        list: Vec<NotifierConfig>,
+        rng: impl Fn(&str) -> Rng,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        if list.is_empty() {
+            return Ok(Self::default());
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("nightmare-monkey/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let list = list
+            .into_iter()
+            .map(|n| {
+                let stream = rng(&n.name);
+                (n, Mutex::new(stream))
+            })
+            .collect();
+        Ok(Self(Some(Arc::new(Shared { client, list, stop }))))
     }
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("nightmare-monkey/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    let _ = NOTIFIERS.set(Arc::new(Notifiers { client, list, stop }));
-    Ok(())
+
+    /// Tells every notifier about a fault, each on its own task. Returns at once.
+    pub fn tell(&self, injection: &Injection) {
+        let Some(shared) = &self.0 else {
+            return;
+        };
+        for (index, (notifier, _)) in shared.list.iter().enumerate() {
+            let body = payload(notifier.kind, injection);
+            let id = injection.intent.id.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move { deliver(&shared, index, &id, body).await });
+        }
+    }
 }
 
-/// What a notifier posts for `injection`.
+/// What a notifier posts for `injection`: the log's two lines for Slack, the API's
+/// answer for JSON.
 pub fn payload(kind: HookKind, injection: &Injection) -> serde_json::Value {
     match kind {
-        HookKind::Slack => json!({
+        HookKind::Slack => serde_json::json!({
             "text": format!(
                 "Nightmare Monkey: {}\n{}",
                 logline::fault_line(injection),
                 logline::result_line(injection)
             )
         }),
-        HookKind::Json => serde_json::to_value(injection).unwrap_or_default(),
+        HookKind::Json => serde_json::to_value(Answer::of(injection)).unwrap_or_default(),
     }
-}
-
-/// Tells every notifier about a fault, each on its own task. Returns at once.
-pub fn fault(injection: &Injection) {
-    let Some(notifiers) = NOTIFIERS.get() else {
-        return;
-    };
-    for (index, notifier) in notifiers.list.iter().enumerate() {
-        let body = payload(notifier.kind, injection);
-        let id = injection.id.clone();
-        let notifiers = notifiers.clone();
-        tokio::spawn(async move { deliver(&notifiers, index, &id, body).await });
-    }
-}
-
-/// The wait before attempt `attempt` (1 is the first retry).
-pub fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF)
 }
 
 /// Waits `wait` unless the daemon stops first (`false`).
@@ -110,24 +130,25 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool 
     }
 }
 
-async fn deliver(notifiers: &Notifiers, index: usize, id: &str, body: serde_json::Value) {
-    let notifier = &notifiers.list[index];
+async fn deliver(shared: &Shared, index: usize, id: &str, body: serde_json::Value) {
+    let (notifier, rng) = &shared.list[index];
     let name = &notifier.name;
-    let mut stop = notifiers.stop.clone();
+    let mut stop = shared.stop.clone();
     if !wait_or_stop(&mut stop, notifier.delay).await {
         log::line(format!(
             "warning: notifier {name}: fault {id} not sent: the daemon stopped during the delay"
         ));
         return;
     }
+    let mut wait = Duration::ZERO;
     for attempt in 0..=notifier.retries {
-        if attempt > 0 && !wait_or_stop(&mut stop, backoff(attempt)).await {
+        if attempt > 0 && !wait_or_stop(&mut stop, wait).await {
             log::line(format!(
                 "warning: notifier {name}: fault {id} not sent: the daemon stopped between attempts"
             ));
             return;
         }
-        let mut request = notifiers
+        let mut request = shared
             .client
             .post(&notifier.url)
             .timeout(notifier.timeout)
@@ -147,9 +168,10 @@ async fn deliver(notifiers: &Notifiers, index: usize, id: &str, body: serde_json
             Err(e) => format!("POST failed: {}", describe(&e)),
         };
         if attempt < notifier.retries {
+            wait = BACKOFF.wait(attempt + 1, &mut lock(rng));
             log::line(format!(
                 "warning: notifier {name}: fault {id}: {why}; retrying in {}",
-                humantime::format_duration(backoff(attempt + 1))
+                humantime::format_duration(wait)
             ));
         } else {
             metrics::get().notification(name, "failed");
@@ -176,16 +198,4 @@ fn describe(e: &reqwest::Error) -> String {
         cause = next;
     }
     format!("{kind} ({cause})")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_cap() {
-        let waits: Vec<u64> = (1..=12).map(|a| backoff(a).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
-    }
 }

@@ -4,6 +4,9 @@
 use std::{collections::VecDeque, time::Duration};
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::support::located::{duration, Source};
 
 /// The limits; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -14,6 +17,38 @@ pub struct Limits {
     pub per_day: Option<u32>,
     /// The least time between two faults.
     pub min_gap: Option<Duration>,
+}
+
+/// The budget as written (`budget: (per_hour: 2, min_gap: "10m")`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "budget")]
+pub struct RawBudget {
+    per_hour: Option<u32>,
+    per_day: Option<u32>,
+    min_gap: Option<String>,
+}
+
+impl RawBudget {
+    /// Validates the limits; none is zero (leaving one out means no limit).
+    pub fn validate(&self, src: &Source<'_>, errors: &mut Vec<String>) -> Limits {
+        let min_gap = self
+            .min_gap
+            .as_deref()
+            .and_then(|text| duration(text, &src.at(&["budget", "min_gap"]), "min_gap", errors));
+        for (value, key) in [(self.per_hour, "per_hour"), (self.per_day, "per_day")] {
+            if value == Some(0) {
+                errors.push(format!(
+                    "{}: {key} must be at least 1 (leave it out for no limit)",
+                    src.at(&["budget", key])
+                ));
+            }
+        }
+        Limits {
+            per_hour: self.per_hour,
+            per_day: self.per_day,
+            min_gap,
+        }
+    }
 }
 
 /// The faults of the last day, against the limits.

@@ -20,6 +20,9 @@ use chrono::{DateTime, Utc};
 use nightmare_monkey_plugin_api::sdk::ProcessInfo;
 use serde::{Deserialize, Serialize};
 
+use super::injection::Injection;
+pub use super::injection::Intent;
+
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -30,36 +33,6 @@ pub enum Record {
     Outcome(OutcomeRecord),
     /// A reversible fault undone.
     Revert(RevertRecord),
-}
-
-/// A fault about to be injected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Intent {
-    /// Unique across runs: `<run start in ms>-<n>`.
-    pub id: String,
-    /// When it was asked for.
-    pub at: DateTime<Utc>,
-    /// The configured fault.
-    pub fault: String,
-    /// The plugin providing it.
-    pub plugin: String,
-    /// What asked (`timer`, `http`, `poller`, `cli`).
-    pub trigger: String,
-    /// Who asked, when known: the API client's address and token name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_by: Option<String>,
-    /// Why.
-    pub desc: String,
-    /// Whether this is a dry run.
-    pub dry_run: bool,
-    /// The run's master seed.
-    pub master_seed: u64,
-    /// The stream the seed came from (`fault/<name>`).
-    pub stream: String,
-    /// How many values that stream had given before this one (0 for the first).
-    pub stream_position: u64,
-    /// The seed the plugin got.
-    pub seed: u64,
 }
 
 /// What an injection did.
@@ -94,6 +67,44 @@ pub struct OutcomeRecord {
     /// When it is due to be reverted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_due: Option<DateTime<Utc>>,
+}
+
+impl OutcomeRecord {
+    /// The journal's line for what an injection did. Only an active fault keeps its
+    /// revert state: it is what a restart reverts from.
+    pub fn of(injection: &Injection) -> Self {
+        let outcome = &injection.outcome;
+        Self {
+            id: injection.intent.id.clone(),
+            at: injection.done,
+            elapsed_ms: injection.elapsed_ms,
+            result: outcome.result.clone(),
+            action: outcome.action.clone(),
+            process: outcome.process.clone(),
+            signal: outcome.signal.clone(),
+            summary: outcome.summary.clone(),
+            error: None,
+            revert: injection.revert_due.and(outcome.revert.clone()),
+            revert_due: injection.revert_due,
+        }
+    }
+
+    /// The journal's line for an injection the plugin failed.
+    pub fn failed(id: &str, at: DateTime<Utc>, elapsed_ms: u64, error: String) -> Self {
+        Self {
+            id: id.to_owned(),
+            at,
+            elapsed_ms,
+            result: "failed".to_owned(),
+            action: String::new(),
+            process: None,
+            signal: None,
+            summary: String::new(),
+            error: Some(error),
+            revert: None,
+            revert_due: None,
+        }
+    }
 }
 
 /// A reversible fault undone.
@@ -215,6 +226,23 @@ pub fn read(path: &Path) -> io::Result<Contents> {
         }
     }
     Ok(contents)
+}
+
+/// Where a look back starts (`history --since`, `GET /api/history?since=`): an RFC 3339
+/// instant, or a duration back from now (`2h`, `30m`).
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) => chrono::TimeDelta::from_std(d)
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))
+            .ok_or_else(|| format!("since `{text}` is too long ago")),
+        Err(_) => Err(format!(
+            "invalid since `{text}`: expected an instant like 2026-12-01T09:00:00+09:00 or a duration like 2h"
+        )),
+    }
 }
 
 /// One fault as the answer key shows it: its intent joined with what followed.

@@ -9,8 +9,6 @@ use std::{collections::BTreeMap, convert::Infallible, future::Future, net::Socke
 
 use anyhow::anyhow;
 use bytes::Bytes;
-use chrono::Utc;
-use nightmare_monkey_plugin_api::sdk::ErrorKind;
 use serde_json::json;
 use warp::{
     http::{header, StatusCode},
@@ -19,18 +17,27 @@ use warp::{
 };
 
 use crate::{
-    config::HttpConfig,
-    daemon,
-    engine::{Ask, Engine, InjectError},
-    log,
-    metrics::{self, Refusal},
-    setup::PluginInfo,
+    dispatch::{Injector, Refusal},
+    domain::{
+        injection::Ask,
+        journal::{self, parse_since},
+    },
+    output::{
+        answer::Answer,
+        log,
+        metrics::{self, Refusal as Refused},
+    },
+    plugin::PluginInfo,
 };
+
+pub use config::{HttpConfig, RawHttp};
+
+mod config;
 
 /// What the handlers share.
 pub struct Api {
-    /// The engine every request goes to.
-    pub engine: Arc<Engine>,
+    /// The door every request goes through.
+    pub injector: Injector,
     /// The fault `/api/kill` fires.
     pub kill_fault: String,
     /// The accepted tokens by name (empty: none required).
@@ -220,48 +227,21 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
         trigger: "http",
         requested_by: Some(caller.0),
     };
-    match daemon::inject(api.engine.clone(), ask).await {
-        Ok(injection) => warp::reply::json(&injection).into_response(),
-        Err(InjectError::Sleeping { opens }) => {
-            let wait = opens.map(|t| (t - Utc::now()).to_std().unwrap_or_default());
-            retry_after(
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Nightmare Monkey is sleeping now",
-                ),
-                wait,
-            )
+    match api.injector.inject(ask).await {
+        Ok(injection) => warp::reply::json(&Answer::of(&injection)).into_response(),
+        Err(e) => {
+            let refusal = Refusal::of(&e);
+            let status =
+                StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            retry_after(error(status, refusal.message), refusal.retry_after)
         }
-        Err(
-            e @ InjectError::OverBudget {
-                retry_after: wait, ..
-            },
-        ) => retry_after(
-            error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
-            Some(wait),
-        ),
-        Err(e @ (InjectError::Paused(_) | InjectError::Journal { .. })) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        Err(e @ InjectError::UnknownFault(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ InjectError::Plugin { .. }) => {
-            let status = match &e {
-                InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            error(status, e.to_string())
-        }
-        Err(e @ InjectError::TimedOut { .. }) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
-        Err(e @ InjectError::Crashed { .. }) => error(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }
 
 /// Adds `Retry-After` in whole seconds (at least 1).
-fn retry_after(mut answer: Response, wait: Option<std::time::Duration>) -> Response {
-    if let Some(wait) = wait {
-        if let Ok(value) = crate::engine::ceil_secs(wait).to_string().parse() {
+fn retry_after(mut answer: Response, secs: Option<u64>) -> Response {
+    if let Some(secs) = secs {
+        if let Ok(value) = secs.to_string().parse() {
             answer.headers_mut().insert(header::RETRY_AFTER, value);
         }
     }
@@ -270,15 +250,9 @@ fn retry_after(mut answer: Response, wait: Option<std::time::Duration>) -> Respo
 
 /// The kill switch. Pausing reverts every active fault before it answers.
 async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
-    let engine = api.engine.clone();
-    let flipped = tokio::task::spawn_blocking(move || {
-        engine.set_paused(on);
-        engine.paused()
-    })
-    .await;
-    let still = match flipped {
+    let still = match api.injector.switch(on).await {
         Ok(still) => still,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let word = if on { "paused" } else { "resumed" };
     log::line(format!(
@@ -296,17 +270,17 @@ async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
 
 /// The answer key as JSON: one entry per fault, oldest first.
 fn history(api: &Api, since: Option<&str>) -> Response {
-    let since = match since.map(crate::commands::history::parse_since) {
+    let since = match since.map(parse_since) {
         None => None,
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let Some(journal) = api.engine.journal() else {
+    let Some(path) = api.injector.journal_path() else {
         return warp::reply::json(&json!({ "faults": [], "problems": [] })).into_response();
     };
-    match crate::journal::read(journal.path()) {
+    match journal::read(&path) {
         Ok(contents) => {
-            let entries: Vec<_> = crate::journal::entries(&contents.records)
+            let entries: Vec<_> = journal::entries(&contents.records)
                 .into_iter()
                 .filter(|e| since.is_none_or(|t| e.intent.at >= t))
                 .collect();
@@ -315,14 +289,14 @@ fn history(api: &Api, since: Option<&str>) -> Response {
         }
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot read the journal {}: {e}", journal.path().display()),
+            format!("cannot read the journal {}: {e}", path.display()),
         ),
     }
 }
 
 async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> {
     Ok(if r.find::<Unauthorized>().is_some() {
-        metrics::get().refused(Refusal::Auth);
+        metrics::get().refused(Refused::Auth);
         let mut answer = error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: send Authorization: Bearer <token>",

@@ -6,27 +6,12 @@ use std::collections::BTreeMap;
 
 use crate::{
     config::{Config, ConfigErrors},
+    domain::journal::{self, Journal},
     engine::{Engine, Guards},
-    journal::{self, Journal},
-    log,
-    plugin::{self, Plugin, Source},
+    output::log,
+    plugin::{self, Plugin, PluginInfo},
     triggers::poller::{self, Saved},
 };
-
-/// What a plugin is, for `/api/plugins` and the log.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginInfo {
-    /// The plugin's name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// The interface version it was built against.
-    pub api_version: String,
-    /// What it does.
-    pub description: String,
-    /// `built-in` or the file it came from.
-    pub source: String,
-}
 
 /// An engine ready to run.
 pub struct Setup {
@@ -178,12 +163,21 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
                 }
                 fault_plugins.insert(fault.name.clone(), fault.plugin.clone());
             }
-            Err(e) => errors.push(format!(
-                "{at}fault `{}` ({}): invalid config: {}",
-                fault.name,
-                fault.plugin,
-                without_position(&e.message)
-            )),
+            Err(e) => {
+                // A position the plugin reports in its config text, turned into one in
+                // the user's file.
+                let (at, message) = match &config.file {
+                    Some(file) if !fault.location.is_empty() => {
+                        let (at, message) = fault.locate_error(&e.message, file);
+                        (format!("{at}: "), message)
+                    }
+                    _ => (at, e.message.as_str()),
+                };
+                errors.push(format!(
+                    "{at}fault `{}` ({}): invalid config: {message}",
+                    fault.name, fault.plugin,
+                ))
+            }
         }
     }
     let mut poller_states = Vec::new();
@@ -196,19 +190,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let infos = plugins
-        .values()
-        .map(|p| PluginInfo {
-            name: p.manifest.name.clone(),
-            version: p.manifest.version.clone(),
-            api_version: p.manifest.api_version.clone(),
-            description: p.manifest.description.clone(),
-            source: match &p.source {
-                Source::Builtin => "built-in".to_owned(),
-                Source::File(path) => path.display().to_string(),
-            },
-        })
-        .collect();
+    let infos = plugins.values().map(Plugin::info).collect();
     Ok(Setup {
         engine,
         plugins: infos,
@@ -218,25 +200,6 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         seed_drawn,
         poller_states,
     })
-}
-
-/// A plugin's config error without its leading `line:col-line:col: `: for a fault written
-/// in a config file, the plugin saw the config re-written as one line, so its positions
-/// would point nowhere in the user's file (the error names the field instead).
-fn without_position(message: &str) -> &str {
-    let Some((head, rest)) = message.split_once(": ") else {
-        return message;
-    };
-    let is_position = !head.is_empty()
-        && head.split('-').all(|p| {
-            p.split_once(':')
-                .is_some_and(|(l, c)| l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok())
-        });
-    if is_position {
-        rest
-    } else {
-        message
-    }
 }
 
 /// Reverts what a previous run left active (it crashed, or was killed, mid-fault), before

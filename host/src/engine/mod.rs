@@ -10,124 +10,25 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Mutex,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use chrono::{DateTime, Local, Utc};
-use nightmare_monkey_plugin_api::sdk::{Outcome, PluginError, Request, Rng};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use nightmare_monkey_plugin_api::sdk::{Outcome, Request, Rng};
 
 use crate::{
-    budget::{Budget, Limits},
-    journal::{Intent, Journal, OutcomeRecord, Record, RevertRecord},
-    log,
-    metrics::{self, Refusal},
-    plugin::Fault,
-    window::Window,
+    domain::{
+        budget::{Budget, Limits},
+        injection::{Ask, Fault, InjectError, Injection, Intent},
+        journal::{Journal, OutcomeRecord, Record, RevertRecord},
+        window::Window,
+    },
+    output::{
+        log,
+        metrics::{self, Refusal},
+    },
+    support::lock::lock,
 };
-
-/// The engine's record of one injection, from which log lines and answers are made.
-#[derive(Debug, Clone, Serialize)]
-pub struct Injection {
-    /// The process's short name (empty for faults without a process).
-    pub name: String,
-    /// Why the fault happened.
-    pub desc: String,
-    /// The process's PID (0 without a process).
-    pub pid: u32,
-    /// Its parent's PID.
-    pub ppid: u32,
-    /// The journal id.
-    pub id: String,
-    /// The configured fault that was injected.
-    pub fault: String,
-    /// What asked for it (`timer`, `http`, `poller`, `cli`).
-    pub trigger: String,
-    /// Whether this was a dry run.
-    pub dry_run: bool,
-    /// The master seed of the run.
-    pub master_seed: u64,
-    /// The seed the fault was given, drawn from its stream.
-    pub seed: u64,
-    /// When the fault was injected.
-    pub at: DateTime<Local>,
-    /// For a reversible fault now active: when it will be reverted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revert_due: Option<DateTime<Utc>>,
-    /// What the plugin reported.
-    #[serde(flatten)]
-    pub outcome: Outcome,
-}
-
-/// What a trigger asks for.
-#[derive(Debug, Clone)]
-pub struct Ask {
-    /// The configured fault.
-    pub fault: String,
-    /// Why.
-    pub desc: String,
-    /// Which trigger (`timer`, `http`, `poller`, `cli`).
-    pub trigger: &'static str,
-    /// Who, when known (the API client's address and token name).
-    pub requested_by: Option<String>,
-}
-
-/// Why an injection did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum InjectError {
-    /// The kill switch is on.
-    #[error("Nightmare Monkey is paused ({0})")]
-    Paused(String),
-    /// Outside the window: the monkey sleeps. Carries when the window next opens.
-    #[error("Nightmare Monkey is sleeping now")]
-    Sleeping {
-        /// The next opening, if any within a year.
-        opens: Option<DateTime<Utc>>,
-    },
-    /// Over budget.
-    #[error("over budget ({why}): the next fault fits in {} s", ceil_secs(*.retry_after))]
-    OverBudget {
-        /// How long until a fault fits again.
-        retry_after: Duration,
-        /// Which limit.
-        why: String,
-    },
-    /// The intent could not be journaled, so the fault was not injected.
-    #[error("cannot write the journal {path}: {error}; the fault was not injected")]
-    Journal {
-        /// The journal's path.
-        path: String,
-        /// Why.
-        error: String,
-    },
-    /// No fault of that name is configured.
-    #[error("no fault named `{0}` is configured")]
-    UnknownFault(String),
-    /// The plugin did not answer in time (it goes on running on its thread).
-    #[error("{fault}: no answer from the plugin within {secs} s")]
-    TimedOut {
-        /// The fault's name.
-        fault: String,
-        /// The deadline.
-        secs: u64,
-    },
-    /// The call could not complete.
-    #[error("{fault}: the injection failed: {reason}")]
-    Crashed {
-        /// The fault's name.
-        fault: String,
-        /// What happened.
-        reason: String,
-    },
-    /// The plugin refused or failed.
-    #[error("{fault}: {error}")]
-    Plugin {
-        /// The fault's name.
-        fault: String,
-        /// What the plugin said.
-        error: PluginError,
-    },
-}
 
 /// A reversible fault in effect.
 #[derive(Debug, Clone)]
@@ -141,7 +42,7 @@ struct Active {
 /// One configured fault.
 struct Slot {
     plugin: String,
-    fault: Fault,
+    fault: Box<dyn Fault>,
 }
 
 /// The guards every request passes.
@@ -212,10 +113,15 @@ impl Engine {
     }
 
     /// Adds a configured fault under `name`, provided by `plugin`.
-    pub fn add_fault(&mut self, name: &str, plugin: &str, fault: Fault) -> anyhow::Result<()> {
+    pub fn add_fault(
+        &mut self,
+        name: &str,
+        plugin: &str,
+        fault: impl Fault + 'static,
+    ) -> anyhow::Result<()> {
         let slot = Slot {
             plugin: plugin.to_owned(),
-            fault,
+            fault: Box::new(fault),
         };
         if self.faults.insert(name.to_owned(), slot).is_some() {
             anyhow::bail!("two faults are named `{name}`: fault names must be unique");
@@ -251,7 +157,7 @@ impl Engine {
     /// The next value of the named stream and its position in it. Streams are
     /// independent: drawing from one never shifts another.
     fn draw(&self, stream: &str) -> (u64, u64) {
-        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut streams = lock(&self.streams);
         let (rng, drawn) = streams
             .entry(stream.to_owned())
             .or_insert_with(|| (Rng::stream(self.master_seed, stream), 0));
@@ -327,7 +233,7 @@ impl Engine {
             .get(&ask.fault)
             .ok_or_else(|| InjectError::UnknownFault(ask.fault.clone()))?;
         {
-            let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+            let mut budget = lock(&self.budget);
             if let Err((retry_after, why)) = budget.check(now) {
                 metrics::get().refused(Refusal::Budget);
                 return Err(InjectError::OverBudget { retry_after, why });
@@ -343,7 +249,7 @@ impl Engine {
         );
         let dry_run = !self.execute;
         let intent = Intent {
-            id: id.clone(),
+            id,
             at: now,
             fault: ask.fault.clone(),
             plugin: slot.plugin.clone(),
@@ -358,7 +264,7 @@ impl Engine {
         };
         // A real fault is announced on disk before it happens; a dry run changes
         // nothing, so it need not wait for the disk.
-        if let Err(error) = self.write(&Record::Intent(intent), !dry_run) {
+        if let Err(error) = self.write(&Record::Intent(intent.clone()), !dry_run) {
             metrics::get().refused(Refusal::Journal);
             self.forget(now);
             return Err(InjectError::Journal {
@@ -387,19 +293,7 @@ impl Engine {
         let outcome = match answer {
             Ok(outcome) => outcome,
             Err(error) => {
-                let record = OutcomeRecord {
-                    id,
-                    at: done,
-                    elapsed_ms,
-                    result: "failed".to_owned(),
-                    action: String::new(),
-                    process: None,
-                    signal: None,
-                    summary: String::new(),
-                    error: Some(error.to_string()),
-                    revert: None,
-                    revert_due: None,
-                };
+                let record = OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
                 self.record_outcome(&record, false);
                 self.forget(now);
                 metrics::get().fault(&ask.fault, ask.trigger, "failed");
@@ -411,9 +305,9 @@ impl Engine {
         };
         let revert_due = match (&outcome.revert, outcome.revert_after_ms) {
             (Some(state), Some(ms)) if !dry_run => {
-                let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+                let mut active = lock(&self.active);
                 active.insert(
-                    id.clone(),
+                    intent.id.clone(),
                     Active {
                         fault: ask.fault.clone(),
                         state: state.clone(),
@@ -425,46 +319,22 @@ impl Engine {
             }
             _ => None,
         };
-        let record = OutcomeRecord {
-            id: id.clone(),
-            at: done,
+        let injection = Injection {
+            intent,
+            outcome,
             elapsed_ms,
-            result: outcome.result.clone(),
-            action: outcome.action.clone(),
-            process: outcome.process.clone(),
-            signal: outcome.signal.clone(),
-            summary: outcome.summary.clone(),
-            error: None,
-            revert: revert_due.and(outcome.revert.clone()),
+            done,
             revert_due,
         };
         // An active fault's record is what a restart reverts from: it must be on disk.
-        self.record_outcome(&record, revert_due.is_some());
-        metrics::get().fault(&ask.fault, ask.trigger, &outcome.result);
-        let process = outcome.process.clone().unwrap_or_default();
-        Ok(Injection {
-            name: process.name,
-            desc: ask.desc.clone(),
-            pid: process.pid,
-            ppid: process.ppid,
-            id,
-            fault: ask.fault.clone(),
-            trigger: ask.trigger.to_owned(),
-            dry_run,
-            master_seed: self.master_seed,
-            seed,
-            at: now.with_timezone(&Local),
-            revert_due,
-            outcome,
-        })
+        self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
+        metrics::get().fault(&ask.fault, ask.trigger, &injection.outcome.result);
+        Ok(injection)
     }
 
     /// Gives back the budget place of a fault that did not happen.
     fn forget(&self, at: DateTime<Utc>) {
-        self.budget
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .forget(at);
+        lock(&self.budget).forget(at);
     }
 
     fn record_outcome(&self, record: &OutcomeRecord, durable: bool) {
@@ -481,20 +351,20 @@ impl Engine {
     /// Reverts the active fault `id` (once: `None` if it is not active any more).
     pub fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
         let active = {
-            let mut all = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            let mut all = lock(&self.active);
             let active = all.remove(id)?;
             metrics::get().set_active(all.len());
             active
         };
         let slot = self.faults.get(&active.fault)?;
-        Some(self.revert_with(&slot.fault, id, &active.state, reason))
+        Some(self.revert_with(slot.fault.as_ref(), id, &active.state, reason))
     }
 
     /// Reverts with `fault` the fault `id` whose revert state is `state`, journals it and
     /// logs it. Used for active faults and for those a crash left behind.
     pub fn revert_with(
         &self,
-        fault: &Fault,
+        fault: &dyn Fault,
         id: &str,
         state: &serde_json::Value,
         reason: &str,
@@ -539,12 +409,7 @@ impl Engine {
     }
 
     /// The configured fault `name`, for reverting what a previous run left active.
-    pub fn fault(&self, name: &str) -> Option<&Fault> {
-        self.faults.get(name).map(|s| &s.fault)
+    pub fn fault(&self, name: &str) -> Option<&dyn Fault> {
+        self.faults.get(name).map(|s| s.fault.as_ref())
     }
-}
-
-/// Whole seconds, rounded up (at least 1): what `Retry-After` and messages say.
-pub fn ceil_secs(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }

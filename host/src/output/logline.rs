@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, TimeZone};
 
-use crate::engine::Injection;
+use crate::domain::injection::{who, Injection};
 
 /// The original's timestamp prefix, without the trailing space.
 pub fn timestamp<Tz: TimeZone>(at: &DateTime<Tz>) -> String
@@ -15,13 +15,20 @@ where
 
 /// The original's fault line (without the timestamp).
 pub fn fault_line(injection: &Injection) -> String {
-    let dry = if injection.dry_run { "(Dryrun) " } else { "" };
-    let outcome = &injection.outcome;
-    let target = match &outcome.process {
-        Some(p) => format!("{}(PID:{} PPID:{})", p.name, p.pid, p.ppid),
-        None => outcome.summary.clone(),
+    let dry = if injection.intent.dry_run {
+        "(Dryrun) "
+    } else {
+        ""
     };
-    format!("{dry}{}: {target} - {}", outcome.action, injection.desc)
+    let outcome = &injection.outcome;
+    let target = outcome
+        .process
+        .as_ref()
+        .map_or_else(|| outcome.summary.clone(), who);
+    format!(
+        "{dry}{}: {target} - {}",
+        outcome.action, injection.intent.desc
+    )
 }
 
 /// The line after it: what happened, in the plugin's words, with who was hit.
@@ -38,25 +45,31 @@ pub fn result_line(injection: &Injection) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Local, TimeZone as _, Utc};
+    use chrono::{TimeZone as _, Utc};
     use nightmare_monkey_plugin_api::sdk::{Outcome, ProcessInfo};
 
     use super::*;
+    use crate::domain::injection::Intent;
 
     fn injection(dry_run: bool) -> Injection {
         Injection {
-            name: "sshd".into(),
-            desc: "by monkey".into(),
-            pid: 23183,
-            ppid: 1,
-            id: "1-1".into(),
-            fault: "process-kill".into(),
-            trigger: "cli".into(),
+            intent: Intent {
+                id: "1-1".into(),
+                at: Utc::now(),
+                fault: "process-kill".into(),
+                plugin: "process-kill".into(),
+                trigger: "cli".into(),
+                requested_by: None,
+                desc: "by monkey".into(),
+                dry_run,
+                master_seed: 1,
+                stream: "fault/process-kill".into(),
+                stream_position: 0,
+                seed: 2,
+            },
+            elapsed_ms: 0,
+            done: Utc::now(),
             revert_due: None,
-            dry_run,
-            master_seed: 1,
-            seed: 2,
-            at: Local::now(),
             outcome: Outcome {
                 action: "Kill".into(),
                 result: "dry-run".into(),

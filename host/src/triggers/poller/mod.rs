@@ -8,60 +8,22 @@
 //! neither repeats nor skips a fault. A count that goes down fires nothing and never
 //! moves the threshold back.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use nightmare_monkey_plugin_api::sdk::Rng;
 use serde::{Deserialize, Serialize};
+
+pub use config::{CatchUp, PollerConfig, RawPoller};
+
+mod config;
 use tokio::sync::watch;
 
 use crate::{
-    daemon,
-    engine::{Ask, Engine, InjectError},
-    log, state,
+    dispatch::Injector,
+    domain::injection::Ask,
+    output::log,
+    support::{backoff::Backoff, state},
 };
-
-/// How many faults one poll may fire when the count is past several thresholds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum CatchUp {
-    /// One per poll, as the article's script did (a jump from 0 to 30 likes fires one
-    /// fault per poll until it has caught up).
-    #[default]
-    OnePerPoll,
-    /// All of them in the same poll.
-    AllAtOnce,
-}
-
-/// A validated poller.
-#[derive(Debug, Clone)]
-pub struct PollerConfig {
-    /// The poller's name (logs, the seed stream, the state file).
-    pub name: String,
-    /// What to GET.
-    pub url: String,
-    /// Where the integer is in the answer (RFC 6901 JSON pointer, `/likes_count`).
-    pub pointer: String,
-    /// A fault each time the count passes a multiple of this.
-    pub step: u64,
-    /// Time between polls when all is well.
-    pub period: Duration,
-    /// The fault to fire.
-    pub fault: String,
-    /// Extra request headers (a token becomes `Authorization: Bearer ...`).
-    pub headers: Vec<(String, String)>,
-    /// The description; `{count}` and `{likes}` stand for the count.
-    pub desc: String,
-    /// How many faults one poll may fire.
-    pub catch_up: CatchUp,
-    /// Connect and read timeout of one request.
-    pub timeout: Duration,
-    /// The longest wait between polls while failing.
-    pub max_backoff: Duration,
-    /// With no state yet, start at the first multiple above the current count instead
-    /// of catching up from zero.
-    pub start_from_current: bool,
-    /// Where the threshold is kept.
-    pub state_file: PathBuf,
-}
 
 /// What is kept between runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,14 +189,13 @@ async fn fetch(client: &reqwest::Client, config: &PollerConfig) -> Result<u64, P
 }
 
 /// The wait after `failures` failed polls in a row: the period doubled per failure,
-/// capped, times a jitter in [1, 1.5) from the poller's own stream.
+/// up to `max_backoff`, with a jitter from the poller's own stream.
 fn backoff(config: &PollerConfig, failures: u32, rng: &mut Rng) -> Duration {
-    let doubled = config
-        .period
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-    doubled
-        .min(config.max_backoff)
-        .mul_f64(1.0 + rng.unit_f64() / 2.0)
+    Backoff {
+        first: config.period,
+        ceiling: config.max_backoff,
+    }
+    .wait(failures, rng)
 }
 
 fn describe(config: &PollerConfig, count: u64) -> String {
@@ -276,7 +237,7 @@ impl Once {
 
 /// Polls until told to stop.
 pub async fn run(
-    engine: Arc<Engine>,
+    injector: Injector,
     config: PollerConfig,
     saved: Option<Saved>,
     mut rng: Rng,
@@ -334,19 +295,13 @@ pub async fn run(
                         trigger: "poller",
                         requested_by: Some(name.clone()),
                     };
-                    match daemon::inject(engine.clone(), ask).await {
+                    match injector.inject(ask).await {
                         Ok(_) => {
                             refusals.clear();
                             counter.advance();
                             save(&config, counter);
                         }
-                        Err(e) => {
-                            let why = match e {
-                                InjectError::Sleeping { .. } => {
-                                    "Nightmare Monkey is sleeping now".to_owned()
-                                }
-                                other => other.to_string(),
-                            };
+                        Err(why) => {
                             refusals.log(format!(
                                 "poller {name}: count {count} reached {} but the fault was refused ({why}); retrying on a later poll",
                                 counter.threshold()
@@ -358,7 +313,7 @@ pub async fn run(
                 config.period
             }
             Err(e) => {
-                crate::metrics::get().poller_error(name);
+                crate::output::metrics::get().poller_error(name);
                 failures = failures.saturating_add(1);
                 let wait =
                     backoff(&config, failures, &mut rng).max(e.retry_after.unwrap_or_default());

@@ -7,8 +7,96 @@ use std::{collections::BTreeSet, fmt};
 use chrono::{
     DateTime, Datelike, Duration, Local, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
 };
+use serde::Deserialize;
 
-use crate::tz::NamedZone;
+use crate::{
+    domain::tz::NamedZone,
+    support::located::{setting, Source},
+};
+
+/// The original's days.
+pub const DEFAULT_DAYS: &str = "1-5";
+/// The original's hours.
+pub const DEFAULT_TIME: &str = "11:00-18:00";
+
+/// The window as written (`window: (...)`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "window")]
+pub struct RawWindow {
+    days: Option<String>,
+    time: Option<String>,
+    timezone: Option<String>,
+    skip_dates: Vec<String>,
+}
+
+/// The command line's say on the window: `--day`, `--time`, `--timezone`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WindowFlags<'a> {
+    /// `--day`.
+    pub day: Option<&'a String>,
+    /// `--time`.
+    pub time: Option<&'a String>,
+    /// `--timezone`.
+    pub timezone: Option<&'a String>,
+}
+
+impl RawWindow {
+    /// Validates the window with the command line's flags, which win over the file.
+    /// Also returns the zone's name when one was given (else the host's zone is used).
+    pub fn validate(
+        &self,
+        flags: WindowFlags<'_>,
+        src: &Source<'_>,
+        errors: &mut Vec<String>,
+    ) -> Option<(Window, Option<String>)> {
+        let days = setting(
+            (&flags.day.cloned(), "--day"),
+            (&self.days, &["window", "days"]),
+            DEFAULT_DAYS,
+            src,
+            Days::parse,
+            errors,
+        );
+        let time = setting(
+            (&flags.time.cloned(), "--time"),
+            (&self.time, &["window", "time"]),
+            DEFAULT_TIME,
+            src,
+            TimeRange::parse,
+            errors,
+        );
+        let zone = setting(
+            (&flags.timezone.cloned(), "--timezone"),
+            (&self.timezone, &["window", "timezone"]),
+            "local",
+            src,
+            Zone::parse,
+            errors,
+        );
+        let zone_name = flags.timezone.cloned().or_else(|| self.timezone.clone());
+        let mut skip = BTreeSet::new();
+        for date in &self.skip_dates {
+            match NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+                Ok(d) => {
+                    skip.insert(d);
+                }
+                Err(_) => errors.push(format!(
+                    "{}: invalid skip date `{date}`: expected YYYY-MM-DD, e.g. 2026-12-25",
+                    src.at(&["window", "skip_dates", &format!("\"{date}\"")])
+                )),
+            }
+        }
+        Some((
+            Window {
+                days: days?,
+                time: time?,
+                zone: zone?,
+                skip,
+            },
+            zone_name,
+        ))
+    }
+}
 
 const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 

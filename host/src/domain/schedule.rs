@@ -7,7 +7,86 @@ use std::str::FromStr;
 use chrono::{DateTime, Local, Utc};
 use nightmare_monkey_plugin_api::sdk::Rng;
 
-use crate::window::{Window, Zone};
+use serde::Deserialize;
+
+use crate::{
+    domain::window::{Window, Zone},
+    support::located::Source,
+};
+
+/// The original's shortest wait, seconds.
+pub const DEFAULT_MIN_INTERVAL: u64 = 3600;
+/// The original's longest wait, seconds.
+pub const DEFAULT_MAX_INTERVAL: u64 = 21600;
+
+/// The schedule as written (`schedule: Uniform(...) | Exponential(...) | Cron("...")`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "schedule")]
+pub enum RawSchedule {
+    /// The original's uniform wait.
+    Uniform {
+        /// Shortest wait, seconds.
+        #[serde(default)]
+        min_interval: Option<u64>,
+        /// Longest wait, seconds.
+        #[serde(default)]
+        max_interval: Option<u64>,
+    },
+    /// A mean wait, seconds.
+    Exponential {
+        /// Mean wait, seconds.
+        mean: u64,
+    },
+    /// A cron expression with seconds.
+    Cron(String),
+}
+
+/// Validates the schedule of the file (`None`: the original's) with the command line's
+/// `--min-interval` and `--max-interval`, which make it uniform and win over the file.
+pub fn validate(
+    raw: Option<&RawSchedule>,
+    (min_flag, max_flag): (Option<u64>, Option<u64>),
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Option<Schedule> {
+    if min_flag.is_some() || max_flag.is_some() {
+        let (file_min, file_max) = match raw {
+            Some(RawSchedule::Uniform {
+                min_interval,
+                max_interval,
+            }) => (*min_interval, *max_interval),
+            _ => (None, None),
+        };
+        let min = min_flag.or(file_min).unwrap_or(DEFAULT_MIN_INTERVAL);
+        let max = max_flag.or(file_max).unwrap_or(DEFAULT_MAX_INTERVAL);
+        return Schedule::uniform(min, max)
+            .map_err(|e| errors.push(format!("--min-interval/--max-interval: {e}")))
+            .ok();
+    }
+    match raw {
+        None => Schedule::uniform(DEFAULT_MIN_INTERVAL, DEFAULT_MAX_INTERVAL).ok(),
+        Some(RawSchedule::Uniform {
+            min_interval,
+            max_interval,
+        }) => Schedule::uniform(
+            min_interval.unwrap_or(DEFAULT_MIN_INTERVAL),
+            max_interval.unwrap_or(DEFAULT_MAX_INTERVAL),
+        )
+        .map_err(|e| errors.push(format!("{}: {e}", src.at(&["schedule", "min_interval"]))))
+        .ok(),
+        Some(RawSchedule::Exponential { mean }) if *mean == 0 => {
+            errors.push(format!(
+                "{}: the mean interval must be at least 1 second",
+                src.at(&["schedule", "mean"])
+            ));
+            None
+        }
+        Some(RawSchedule::Exponential { mean }) => Some(Schedule::Exponential { mean: *mean }),
+        Some(RawSchedule::Cron(expr)) => Schedule::cron(expr)
+            .map_err(|e| errors.push(format!("{}: {e}", src.at(&["schedule"]))))
+            .ok(),
+    }
+}
 
 /// The accepted form of a cron expression, for error messages.
 pub const CRON_FORM: &str = "a cron expression with seconds: sec min hour day-of-month month day-of-week [year], e.g. \"0 */15 * * * *\"";
@@ -157,7 +236,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::window::{Days, TimeRange};
+    use crate::domain::window::{Days, TimeRange};
 
     fn always() -> Window {
         Window {

@@ -9,20 +9,17 @@ use tokio::sync::watch;
 use crate::{
     cli::DaemonArgs,
     config::{self, Config},
-    engine::{Ask, Engine, InjectError, Injection},
-    log, notify,
-    schedule::Timer,
-    setup::{self, Setup},
+    dispatch::{Injector, MAX_INJECTIONS_AT_ONCE},
+    domain::schedule::Timer,
+    output::{log, notifier::Notifiers},
+    runtime::{
+        pause_file,
+        setup::{self, Setup},
+        systemd,
+    },
+    support::UsageError,
     triggers::{http, poller, timer},
-    webhook, UsageError,
 };
-
-/// How long a plugin may take for one injection before the trigger gives up on it.
-pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
-
-/// How many injections, reverts and pause flips run at once; more wait their turn (the
-/// wait counts against [`INJECT_DEADLINE`]).
-pub const MAX_INJECTIONS_AT_ONCE: usize = 4;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
@@ -120,7 +117,7 @@ async fn serve(
     }
     log::line(banner(&config));
     for warning in &setup.warnings {
-        crate::metrics::get().plugin_load_failed();
+        crate::output::metrics::get().plugin_load_failed();
         log::line(format!("warning: {warning}"));
     }
     if let Some(zone) = &config.zone_name {
@@ -140,12 +137,17 @@ async fn serve(
     }
 
     let (stop, stopped) = watch::channel(false);
-    webhook::start(config.notifiers.clone(), stopped.clone())
-        .context("cannot start the notifiers")?;
+    let notifiers = Notifiers::start(
+        config.notifiers.clone(),
+        |name| engine.stream(&format!("notifier/{name}")),
+        stopped.clone(),
+    )
+    .context("cannot start the notifiers")?;
+    let injector = Injector::new(engine.clone(), notifiers);
     let server = match &config.http {
         Some(http_config) => {
             let api = http::Api {
-                engine: engine.clone(),
+                injector: injector.clone(),
                 kill_fault: config.kill_fault.clone(),
                 tokens: http_config.tokens.clone(),
                 plugins: setup.plugins.clone(),
@@ -171,7 +173,7 @@ async fn serve(
             config.window.clone(),
             engine.stream("trigger/timer"),
         );
-        tokio::spawn(timer::run(engine.clone(), timer, fault, stopped.clone()))
+        tokio::spawn(timer::run(injector.clone(), timer, fault, stopped.clone()))
     });
 
     let pollers: Vec<_> = config
@@ -181,7 +183,7 @@ async fn serve(
         .map(|(poller_config, saved)| {
             let rng = engine.stream(&format!("trigger/poller/{}", poller_config.name));
             tokio::spawn(poller::run(
-                engine.clone(),
+                injector.clone(),
                 poller_config.clone(),
                 saved,
                 rng,
@@ -191,17 +193,17 @@ async fn serve(
         .collect();
 
     if let Some(file) = engine.pause_file().cloned() {
-        watch_pause_file(engine.clone(), file);
+        pause_file::watch(engine.clone(), file);
     }
 
     // systemd (Type=notify) learns that the API listens and the triggers run.
-    let _ = notify::notify(&format!("READY=1\nSTATUS={}", banner(&config)));
-    let watchdog = notify::watchdog_interval().map(|every| {
+    let _ = systemd::notify(&format!("READY=1\nSTATUS={}", banner(&config)));
+    let watchdog = systemd::watchdog_interval().map(|every| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let _ = notify::notify("WATCHDOG=1");
+                let _ = systemd::notify("WATCHDOG=1");
             }
         })
     });
@@ -232,7 +234,7 @@ async fn serve(
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    let _ = notify::notify(match ending {
+    let _ = systemd::notify(match ending {
         Ending::Stop => "STOPPING=1",
         Ending::Restart { .. } => "RELOADING=1\nSTATUS=restarting with the new configuration",
     });
@@ -356,118 +358,5 @@ impl Signals {
             _ = self.int.recv() => Event::Stop("SIGINT"),
             _ = self.hup.recv() => Event::Hangup,
         }
-    }
-}
-
-/// Injects through the engine off the async runtime, with a deadline, logs the original's
-/// lines for it and schedules the revert of a reversible fault. Every trigger comes
-/// through here.
-pub async fn inject(engine: Arc<Engine>, ask: Ask) -> Result<Injection, InjectError> {
-    let name = ask.fault.clone();
-    let trigger = ask.trigger;
-    let worker = engine.clone();
-    let call = tokio::task::spawn_blocking(move || worker.inject(&ask));
-    let result = match tokio::time::timeout(INJECT_DEADLINE, call).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(InjectError::Crashed {
-            fault: name,
-            reason: join.to_string(),
-        }),
-        Err(_) => Err(InjectError::TimedOut {
-            fault: name,
-            secs: INJECT_DEADLINE.as_secs(),
-        }),
-    };
-    match &result {
-        Ok(injection) => {
-            log::injection(injection);
-            webhook::fault(injection);
-            if let Some(due) = injection.revert_due {
-                schedule_revert(engine, injection.id.clone(), due);
-            }
-        }
-        // Each trigger says these in its own words.
-        Err(
-            InjectError::Sleeping { .. } | InjectError::Paused(_) | InjectError::OverBudget { .. },
-        ) => {}
-        Err(e) => log::line(format!("{trigger}: {e}")),
-    }
-    result
-}
-
-/// Reverts fault `id` at `due`, unless something (shutdown, pause) reverted it first.
-fn schedule_revert(engine: Arc<Engine>, id: String, due: chrono::DateTime<chrono::Utc>) {
-    tokio::spawn(async move {
-        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
-        let _ = tokio::task::spawn_blocking(move || engine.revert(&id, "due")).await;
-    });
-}
-
-/// Watches the pause file's directory (inotify, no polling) on a thread of its own: when
-/// the file appears the monkey is paused and every active fault is reverted at once.
-/// Requests check the file themselves, so this only has to catch the faults in effect.
-/// The thread sleeps in `read` until something happens in that directory.
-fn watch_pause_file(engine: Arc<Engine>, file: std::path::PathBuf) {
-    use rustix::fs::inotify;
-    let Some(dir) = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.to_owned())
-    else {
-        return;
-    };
-    let watched = inotify::init(inotify::CreateFlags::CLOEXEC).and_then(|fd| {
-        inotify::add_watch(
-            &fd,
-            &dir,
-            inotify::WatchFlags::CREATE
-                | inotify::WatchFlags::MOVED_TO
-                | inotify::WatchFlags::DELETE
-                | inotify::WatchFlags::MOVED_FROM,
-        )?;
-        Ok(fd)
-    });
-    let fd = match watched {
-        Ok(fd) => fd,
-        Err(e) => {
-            log::line(format!(
-                "warning: cannot watch {} ({e}): the pause file is still honoured on every request, but faults in effect are reverted only when they are due",
-                dir.display()
-            ));
-            return;
-        }
-    };
-    let mut was = file.exists();
-    if was {
-        log::line(format!(
-            "Nightmare Monkey is paused: {} exists",
-            file.display()
-        ));
-    }
-    let spawned = std::thread::Builder::new()
-        .name("pause-file".to_owned())
-        .spawn(move || {
-            let mut buf = [0u8; 4096];
-            // The events themselves do not matter: what counts is whether the file exists.
-            while rustix::io::read(&fd, &mut buf).is_ok() {
-                let now = file.exists();
-                if now && !was {
-                    log::line(format!(
-                        "Nightmare Monkey is paused: {} exists",
-                        file.display()
-                    ));
-                    engine.revert_all("pause");
-                } else if !now && was {
-                    log::line(format!(
-                        "Nightmare Monkey is playing again: {} was removed",
-                        file.display()
-                    ));
-                }
-                was = now;
-            }
-        });
-    if let Err(e) = spawned {
-        log::line(format!("warning: cannot start the pause file watcher: {e}"));
     }
 }

@@ -9,7 +9,7 @@ use std::{fmt::Display, io::Write as _, sync::OnceLock};
 use chrono::Local;
 use serde_json::{json, Map, Value};
 
-use crate::{engine::Injection, logline};
+use crate::{domain::injection::Injection, output::logline};
 
 /// How lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -152,15 +152,15 @@ pub fn injection(injection: &Injection) {
             emit(Level::Info, &result, Map::new());
         }
         Format::Json => {
-            let outcome = &injection.outcome;
+            let (intent, outcome) = (&injection.intent, &injection.outcome);
             let mut fields = Map::new();
             fields.insert("event".into(), json!("fault"));
-            fields.insert("id".into(), json!(injection.id));
-            fields.insert("fault".into(), json!(injection.fault));
-            fields.insert("trigger".into(), json!(injection.trigger));
-            fields.insert("desc".into(), json!(injection.desc));
-            fields.insert("dry_run".into(), json!(injection.dry_run));
-            fields.insert("seed".into(), json!(injection.seed));
+            fields.insert("id".into(), json!(intent.id));
+            fields.insert("fault".into(), json!(intent.fault));
+            fields.insert("trigger".into(), json!(intent.trigger));
+            fields.insert("desc".into(), json!(intent.desc));
+            fields.insert("dry_run".into(), json!(intent.dry_run));
+            fields.insert("seed".into(), json!(intent.seed));
             fields.insert("result".into(), json!(outcome.result));
             fields.insert("summary".into(), json!(outcome.summary));
             if let Some(process) = &outcome.process {

@@ -1,0 +1,442 @@
+//! Configuration in two stages: `RawConfig`, the RON file as written (every field
+//! optional, unknown fields refused), then `Config`, validated together with the command
+//! line's overrides, which cannot hold an invalid state. Every error of a file is
+//! reported at once, each with `file:line:column`.
+//!
+//! This module only assembles: each component owns its raw settings and their
+//! validation next to its code (the window, the schedule and the budget in `domain`, the
+//! HTTP API, the timer and the pollers in `triggers`, the notifiers in `output`), and
+//! `support::located` says where in the file a setting was written. A fault's own
+//! configuration is carried to its plugin as the text the user wrote.
+
+use std::path::{Path, PathBuf};
+
+use ron::value::RawValue;
+use serde::Deserialize;
+
+use crate::{
+    cli::DaemonArgs,
+    domain::{
+        budget::{Limits, RawBudget},
+        schedule::{self, RawSchedule, Schedule},
+        window::{RawWindow, Window, WindowFlags},
+    },
+    output::notifier::{NotifierConfig, RawNotifier},
+    support::{located::Source, state},
+    triggers::{
+        http::{HttpConfig, RawHttp},
+        poller::{PollerConfig, RawPoller},
+        timer::{RawTimer, DEFAULT_FAULT},
+    },
+};
+
+pub use crate::support::located::ConfigErrors;
+
+/// The file as written. Borrows the file's text: a fault's `config` stays the very text
+/// the user wrote, where it was written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "config")]
+pub struct RawConfig<'a> {
+    execute: Option<bool>,
+    seed: Option<u64>,
+    node: Option<String>,
+    schedule: Option<RawSchedule>,
+    window: RawWindow,
+    http: RawHttp,
+    timer: RawTimer,
+    #[serde(borrow)]
+    faults: std::collections::BTreeMap<String, RawFault<'a>>,
+    plugins: Vec<PathBuf>,
+    plugin_dirs: Option<Vec<PathBuf>>,
+    pollers: std::collections::BTreeMap<String, RawPoller>,
+    notifiers: std::collections::BTreeMap<String, RawNotifier>,
+    state_dir: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    pause_file: Option<PathBuf>,
+    budget: RawBudget,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "fault")]
+struct RawFault<'a> {
+    plugin: Option<String>,
+    #[serde(borrow)]
+    config: Option<&'a RawValue>,
+}
+
+/// One configured fault: a name, the plugin that provides it and its config as RON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultConfig {
+    /// The name triggers and the API use.
+    pub name: String,
+    /// The plugin's name (built-in or from `plugins`).
+    pub plugin: String,
+    /// The plugin's configuration, the RON text as written (empty for the defaults).
+    pub config: String,
+    /// Where the fault was written (`file:line:col`), for errors about it.
+    pub location: String,
+    /// Where its `config` text starts in the file (line, column), so that a position
+    /// the plugin reports in it can be turned into one in the file.
+    pub config_at: Option<(usize, usize)>,
+}
+
+impl FaultConfig {
+    /// Where the plugin's error `message` points in the user's file, and the message
+    /// without its position. The plugin reports `line:col[-line:col]: message` inside
+    /// the config text; that becomes `file:line:col` in the file. Without a position
+    /// (or for a fault not written in a file), the fault's own location.
+    pub fn locate_error<'m>(&self, message: &'m str, file: &Path) -> (String, &'m str) {
+        let at_fault = || self.location.clone();
+        let Some(((line, col), rest)) = position(message) else {
+            return (at_fault(), message);
+        };
+        match self.config_at {
+            Some((start_line, start_col)) => {
+                let (line, col) = if line == 1 {
+                    (start_line, start_col + col - 1)
+                } else {
+                    (start_line + line - 1, col)
+                };
+                (format!("{}:{line}:{col}", file.display()), rest)
+            }
+            None => (at_fault(), rest),
+        }
+    }
+}
+
+/// A leading `line:col` or `line:col-line:col` position, and the rest of the message.
+fn position(message: &str) -> Option<((usize, usize), &str)> {
+    let (head, rest) = message.split_once(": ")?;
+    let mut starts = head.split('-').map(|p| {
+        p.split_once(':')
+            .and_then(|(l, c)| Some((l.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
+    });
+    let start = starts.next()??;
+    if starts.any(|p| p.is_none()) || start.0 == 0 || start.1 == 0 {
+        return None;
+    }
+    Some((start, rest))
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub file: Option<PathBuf>,
+    /// Whether faults are really injected.
+    pub execute: bool,
+    /// The master seed, if fixed.
+    pub seed: Option<u64>,
+    /// This host's name in a fleet drill, labelling every random stream.
+    pub node: Option<String>,
+    /// The timer's schedule.
+    pub schedule: Schedule,
+    /// When faults may happen.
+    pub window: Window,
+    /// Whether the zone was given explicitly (else the host's).
+    pub zone_name: Option<String>,
+    /// The HTTP trigger, when enabled.
+    pub http: Option<HttpConfig>,
+    /// The fault the timer fires, when the timer is enabled.
+    pub timer_fault: Option<String>,
+    /// The fault `/api/kill` fires.
+    pub kill_fault: String,
+    /// Every configured fault (at least the default one).
+    pub faults: Vec<FaultConfig>,
+    /// The pollers.
+    pub pollers: Vec<PollerConfig>,
+    /// The webhooks told about each fault.
+    pub notifiers: Vec<NotifierConfig>,
+    /// The journal file.
+    pub journal: PathBuf,
+    /// The file whose existence pauses the monkey.
+    pub pause_file: PathBuf,
+    /// Rate limits shared by every trigger.
+    pub limits: Limits,
+    /// Plugin files to load, each with where it was written.
+    pub plugin_files: Vec<(PathBuf, String)>,
+    /// Directories whose `*.so` files are loaded as plugins.
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+/// Parses a file's text; a syntax or type error is one located error.
+fn parse<'a>(path: &Path, text: &'a str) -> Result<RawConfig<'a>, ConfigErrors> {
+    let options =
+        // Plain values for options, and `Qiita(item_id: ..)` rather than `Qiita((item_id: ..))`.
+        ron::Options::default().with_default_extension(
+            ron::extensions::Extensions::IMPLICIT_SOME
+                | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
+        );
+    options.from_str::<RawConfig>(text).map_err(|e| {
+        ConfigErrors(vec![format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            e.span.start.line,
+            e.span.start.col,
+            e.code
+        )])
+    })
+}
+
+/// Builds the configuration from the command line and, if given there, its file.
+pub fn load(args: &DaemonArgs) -> Result<Config, ConfigErrors> {
+    let Some(path) = &args.config else {
+        return validate(RawConfig::default(), args, &Source::new(Path::new(""), ""));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![format!(
+            "cannot read config file {}: {e}",
+            path.display()
+        )])
+    })?;
+    let raw = parse(path, &text)?;
+    validate(raw, args, &Source::new(path, &text))
+}
+
+/// Checks a file on its own, as `check-config` does.
+pub fn check_file(path: &Path) -> Result<Config, ConfigErrors> {
+    load(&DaemonArgs {
+        config: Some(path.to_owned()),
+        ..DaemonArgs::default()
+    })
+}
+
+/// Whether `name` may name a fault: lower-case letters, digits and dashes.
+pub fn valid_fault_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Assembles the components' validated settings, in the file's order of concerns, so
+/// errors come in a stable order.
+fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let window = raw.window.validate(
+        WindowFlags {
+            day: args.day.as_ref(),
+            time: args.time.as_ref(),
+            timezone: args.timezone.as_ref(),
+        },
+        src,
+        &mut errors,
+    );
+    let schedule = schedule::validate(
+        raw.schedule.as_ref(),
+        (args.min_interval, args.max_interval),
+        src,
+        &mut errors,
+    );
+    let http = if raw.http.enabled() {
+        raw.http
+            .validate(args.listen.as_deref(), args.port, src, &mut errors)
+    } else {
+        None
+    };
+
+    let mut faults: Vec<FaultConfig> = Vec::new();
+    for (name, fault) in &raw.faults {
+        let location = src.at(&["faults", &format!("\"{name}\"")]);
+        if !valid_fault_name(name) {
+            errors.push(format!("{location}: invalid fault name `{name}`: expected lower-case letters, digits and dashes"));
+        }
+        faults.push(fault_config(name, fault, location, src));
+    }
+    let timer_fault = raw.timer.fault.clone();
+    if !faults.iter().any(|f| f.name == DEFAULT_FAULT) {
+        faults.push(FaultConfig {
+            name: DEFAULT_FAULT.to_owned(),
+            plugin: DEFAULT_FAULT.to_owned(),
+            config: String::new(),
+            location: String::new(),
+            config_at: None,
+        });
+    }
+    if !faults.iter().any(|f| f.name == timer_fault) {
+        errors.push(format!(
+            "{}: the timer fires `{timer_fault}`, which is not a configured fault (configured: {})",
+            src.at(&["timer", "fault"]),
+            faults
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    let state_dir = raw.state_dir.clone().unwrap_or_else(state::default_dir);
+    let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
+    let pollers: Vec<PollerConfig> = raw
+        .pollers
+        .iter()
+        .filter_map(|(name, poller)| {
+            poller.validate(
+                name,
+                &timer_fault,
+                &fault_names,
+                &state_dir,
+                src,
+                &mut errors,
+            )
+        })
+        .collect();
+
+    let node = node_name(args, &raw, src, &mut errors);
+    let notifiers: Vec<NotifierConfig> = raw
+        .notifiers
+        .iter()
+        .filter_map(|(name, hook)| hook.validate(name, src, &mut errors))
+        .collect();
+    let limits = raw.budget.validate(src, &mut errors);
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let (Some((window, zone_name)), Some(schedule)) = (window, schedule) else {
+        return Err(ConfigErrors(vec!["invalid configuration".to_owned()]));
+    };
+    Ok(Config {
+        file: args.config.clone(),
+        execute: args.execute || raw.execute.unwrap_or(false),
+        seed: args.seed.or(raw.seed),
+        node,
+        schedule,
+        window,
+        zone_name,
+        http,
+        timer_fault: raw.timer.enabled.then(|| timer_fault.clone()),
+        kill_fault: timer_fault,
+        faults,
+        pollers,
+        notifiers,
+        journal: raw
+            .journal
+            .clone()
+            .unwrap_or_else(|| state_dir.join("journal.jsonl")),
+        pause_file: raw
+            .pause_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("paused")),
+        limits,
+        plugin_dirs: if args.plugin_dirs.is_empty() {
+            raw.plugin_dirs.clone().unwrap_or_else(|| {
+                crate::plugin::DEFAULT_DIRS
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect()
+            })
+        } else {
+            args.plugin_dirs.clone()
+        },
+        plugin_files: raw
+            .plugins
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    src.at(&["plugins", &format!("\"{}\"", p.display())]),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// A fault as configured; its plugin config travels as the text the user wrote (`()`
+/// stands for the defaults, as an absent config does).
+fn fault_config(
+    name: &str,
+    fault: &RawFault<'_>,
+    location: String,
+    src: &Source<'_>,
+) -> FaultConfig {
+    let written = fault.config.map(|raw| raw.trim().get_ron());
+    let (config, config_at) = match written {
+        None | Some("()") => (String::new(), None),
+        Some(text) => (
+            text.to_owned(),
+            src.offset_of(text).map(|offset| src.line_col(offset)),
+        ),
+    };
+    FaultConfig {
+        name: name.to_owned(),
+        plugin: fault.plugin.clone().unwrap_or_else(|| name.to_owned()),
+        config,
+        location,
+        config_at,
+    }
+}
+
+/// This host's name in a fleet drill, from `--node` or the file.
+fn node_name(
+    args: &DaemonArgs,
+    raw: &RawConfig<'_>,
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    let (name, origin) = match (&args.node, &raw.node) {
+        (Some(flag), _) => (flag.clone(), "--node".to_owned()),
+        (None, Some(file)) => (file.clone(), src.at(&["node"])),
+        (None, None) => return None,
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if valid {
+        Some(name)
+    } else {
+        errors.push(format!(
+            "{origin}: invalid node name `{name}`: expected letters, digits, dots, dashes and underscores, like a host or Kubernetes node name"
+        ));
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(text: &str) -> FaultConfig {
+        let raw = parse(Path::new("c.ron"), text).unwrap();
+        let src = Source::new(Path::new("c.ron"), text);
+        let f = &raw.faults["kill"];
+        fault_config("kill", f, src.at(&["faults", "\"kill\""]), &src)
+    }
+
+    #[test]
+    fn a_plugin_config_travels_as_written_and_its_errors_point_into_the_file() {
+        let text = "(faults: {\n  \"kill\": (config: (\n    sginal: \"TERM\", // typo\n  )),\n})";
+        let f = fault(text);
+        assert_eq!(f.config, "(\n    sginal: \"TERM\", // typo\n  )");
+        assert_eq!(f.config_at, Some((2, 20)));
+        let file = Path::new("c.ron");
+        // A position on the config's first line is shifted by its column; a later line
+        // keeps its column.
+        assert_eq!(
+            f.locate_error("1:2-1:3: Unexpected", file),
+            ("c.ron:2:21".to_owned(), "Unexpected")
+        );
+        assert_eq!(
+            f.locate_error("2:5-2:11: Unexpected field", file),
+            ("c.ron:3:5".to_owned(), "Unexpected field")
+        );
+        // No position: the fault's own place, the message whole.
+        assert_eq!(
+            f.locate_error("signal: unknown signal", file),
+            ("c.ron:2:3".to_owned(), "signal: unknown signal")
+        );
+        assert_eq!(fault("(faults: {\"kill\": (config: ())})").config, "");
+        assert_eq!(fault("(faults: {\"kill\": ()})").config_at, None);
+    }
+
+    #[test]
+    fn only_a_real_position_is_taken_for_one() {
+        assert_eq!(position("3:7: x"), Some(((3, 7), "x")));
+        assert_eq!(position("3:7-4:1: x: y"), Some(((3, 7), "x: y")));
+        assert_eq!(position("signal: unknown"), None);
+        assert_eq!(position("0:1: x"), None);
+        assert_eq!(position("3:7-z: x"), None);
+    }
+}

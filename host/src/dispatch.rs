@@ -1,0 +1,229 @@
+//! The one door between the triggers and the engine. A trigger hands an `Ask` to the
+//! `Injector` and gets an `Injection` or an `InjectError` back; the injector runs the
+//! engine off the async runtime with a deadline, logs the original's lines, tells the
+//! notifiers and schedules the revert of a reversible fault. It also owns the kill
+//! switch and the one rendering of a refusal for clients (`Refusal`), so the timer, the
+//! API and the pollers admit and refuse alike.
+//!
+//! Below it: the engine (guards, journal, plugins) and the outputs. Above it: the
+//! triggers, which import nothing else of the daemon.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use nightmare_monkey_plugin_api::sdk::ErrorKind;
+
+use crate::{
+    domain::injection::{ceil_secs, Ask, InjectError, Injection},
+    engine::Engine,
+    output::{log, notifier::Notifiers},
+};
+
+/// How long a plugin may take for one injection before the trigger gives up on it.
+pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How many injections, reverts and pause flips run at once; more wait their turn (the
+/// wait counts against [`INJECT_DEADLINE`]).
+pub const MAX_INJECTIONS_AT_ONCE: usize = 4;
+
+/// What the triggers share: the engine, and who hears of each fault.
+#[derive(Clone)]
+pub struct Injector {
+    engine: Arc<Engine>,
+    notifiers: Notifiers,
+}
+
+impl Injector {
+    /// The door to `engine`; `notifiers` hear of every fault that happened.
+    pub fn new(engine: Arc<Engine>, notifiers: Notifiers) -> Self {
+        Self { engine, notifiers }
+    }
+
+    /// Injects through the engine off the async runtime, with a deadline, logs the
+    /// original's lines for it, tells the notifiers and schedules the revert of a
+    /// reversible fault. Every trigger comes through here.
+    pub async fn inject(&self, ask: Ask) -> Result<Injection, InjectError> {
+        let name = ask.fault.clone();
+        let trigger = ask.trigger;
+        let worker = self.engine.clone();
+        let call = tokio::task::spawn_blocking(move || worker.inject(&ask));
+        let result = match tokio::time::timeout(INJECT_DEADLINE, call).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(InjectError::Crashed {
+                fault: name,
+                reason: join.to_string(),
+            }),
+            Err(_) => Err(InjectError::TimedOut {
+                fault: name,
+                secs: INJECT_DEADLINE.as_secs(),
+            }),
+        };
+        match &result {
+            Ok(injection) => {
+                log::injection(injection);
+                self.notifiers.tell(injection);
+                if let Some(due) = injection.revert_due {
+                    self.schedule_revert(injection.intent.id.clone(), due);
+                }
+            }
+            // Refusals are the trigger's to mention (or not): the timer and the pollers
+            // say them once in their own line, the API answers them.
+            Err(e) if Refusal::of(e).is_refusal => {}
+            Err(e) => log::line(format!("{trigger}: {e}")),
+        }
+        result
+    }
+
+    /// Reverts fault `id` at `due`, unless something (shutdown, pause) reverted it first.
+    fn schedule_revert(&self, id: String, due: DateTime<Utc>) {
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let wait = (due - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            let _ = tokio::task::spawn_blocking(move || engine.revert(&id, "due")).await;
+        });
+    }
+
+    /// Turns the kill switch on (reverting every active fault, off the runtime) or off.
+    /// Returns why the monkey is still paused, if it is (the pause file outlives `off`).
+    pub async fn switch(&self, on: bool) -> Result<Option<String>, String> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            engine.set_paused(on);
+            engine.paused()
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// The journal file, for a look back (`GET /api/history`); `None` without one.
+    pub fn journal_path(&self) -> Option<PathBuf> {
+        self.engine.journal().map(|j| j.path().to_owned())
+    }
+}
+
+/// How a client is told that an injection did not happen: the HTTP status, the message
+/// and when to try again. The one rendering of an `InjectError` for clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The message, as the error says it.
+    pub message: String,
+    /// When a retry may succeed (`Retry-After`, whole seconds).
+    pub retry_after: Option<u64>,
+    /// Whether the drill refused it on purpose (window, kill switch, budget), as opposed
+    /// to a failure somebody should look at.
+    pub is_refusal: bool,
+}
+
+impl Refusal {
+    /// The refusal of `error`, now.
+    pub fn of(error: &InjectError) -> Self {
+        Self::at(error, Utc::now())
+    }
+
+    /// The refusal of `error` at `now` (the clock is passed in for tests).
+    pub fn at(error: &InjectError, now: DateTime<Utc>) -> Self {
+        let (status, retry_after, is_refusal) = match error {
+            InjectError::Sleeping { opens } => (
+                503,
+                opens.map(|t| ceil_secs((t - now).to_std().unwrap_or_default())),
+                true,
+            ),
+            InjectError::OverBudget { retry_after, .. } => {
+                (429, Some(ceil_secs(*retry_after)), true)
+            }
+            InjectError::Paused(_) => (503, None, true),
+            InjectError::Journal { .. } => (503, None, false),
+            InjectError::UnknownFault(_) => (404, None, false),
+            InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => {
+                (503, None, false)
+            }
+            InjectError::Plugin { .. } | InjectError::Crashed { .. } => (502, None, false),
+            InjectError::TimedOut { .. } => (504, None, false),
+        };
+        Self {
+            status,
+            message: error.to_string(),
+            retry_after,
+            is_refusal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nightmare_monkey_plugin_api::sdk::PluginError;
+
+    use super::*;
+
+    #[test]
+    fn each_error_has_one_status_message_and_retry() {
+        let now = Utc::now();
+        let sleeping = InjectError::Sleeping {
+            opens: Some(now + chrono::TimeDelta::milliseconds(61_500)),
+        };
+        assert_eq!(
+            Refusal::at(&sleeping, now),
+            Refusal {
+                status: 503,
+                message: "Nightmare Monkey is sleeping now".into(),
+                retry_after: Some(62),
+                is_refusal: true,
+            }
+        );
+        let budget = InjectError::OverBudget {
+            retry_after: Duration::from_millis(1500),
+            why: "2 faults per hour".into(),
+        };
+        let r = Refusal::at(&budget, now);
+        assert_eq!(
+            (r.status, r.retry_after, r.is_refusal),
+            (429, Some(2), true)
+        );
+        assert_eq!(r.message, budget.to_string());
+        let plugin = |kind| InjectError::Plugin {
+            fault: "f".into(),
+            error: PluginError::new(kind, "x"),
+        };
+        let cases = [
+            (InjectError::Paused("why".into()), 503, true),
+            (
+                InjectError::Journal {
+                    path: "j".into(),
+                    error: "e".into(),
+                },
+                503,
+                false,
+            ),
+            (InjectError::UnknownFault("f".into()), 404, false),
+            (plugin(ErrorKind::NoTarget), 503, false),
+            (plugin(ErrorKind::Failed), 502, false),
+            (
+                InjectError::Crashed {
+                    fault: "f".into(),
+                    reason: "r".into(),
+                },
+                502,
+                false,
+            ),
+            (
+                InjectError::TimedOut {
+                    fault: "f".into(),
+                    secs: 30,
+                },
+                504,
+                false,
+            ),
+        ];
+        for (error, status, is_refusal) in cases {
+            let r = Refusal::at(&error, now);
+            assert_eq!(
+                (r.status, r.is_refusal, r.retry_after),
+                (status, is_refusal, None),
+                "{error}"
+            );
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The one record of a fault, shared by every layer: what a trigger asks for (`Ask`),
+//! what the engine decided and drew before calling the plugin (`Intent`), and what
+//! happened (`Injection`: the intent and the plugin's outcome). Each boundary renders an
+//! `Injection` with one function of its own (the API answer, the log lines, the journal
+//! line, the notifier body); none copies it into a look-alike.
+//!
+//! Also the seam between the engine and the plugins (`Fault`), so the engine knows no
+//! ABI and can be tested with a fake.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightmare_monkey_plugin_api::sdk::{Outcome, PluginError, ProcessInfo, Request};
+use serde::{Deserialize, Serialize};
+
+/// What a trigger asks for.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// The configured fault.
+    pub fault: String,
+    /// Why.
+    pub desc: String,
+    /// Which trigger (`timer`, `http`, `poller`, `cli`).
+    pub trigger: &'static str,
+    /// Who, when known (the API client's address and token name).
+    pub requested_by: Option<String>,
+}
+
+/// A fault about to be injected: the ask, with everything the engine decided and drew
+/// for it. Journaled (and, for a real fault, on disk) before the plugin is called.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Unique across runs: `<run start in ms>-<n>`.
+    pub id: String,
+    /// When it was asked for.
+    pub at: DateTime<Utc>,
+    /// The configured fault.
+    pub fault: String,
+    /// The plugin providing it.
+    pub plugin: String,
+    /// What asked (`timer`, `http`, `poller`, `cli`).
+    pub trigger: String,
+    /// Who asked, when known: the API client's address and token name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Why.
+    pub desc: String,
+    /// Whether this is a dry run.
+    pub dry_run: bool,
+    /// The run's master seed.
+    pub master_seed: u64,
+    /// The stream the seed came from (`fault/<name>`).
+    pub stream: String,
+    /// How many values that stream had given before this one (0 for the first).
+    pub stream_position: u64,
+    /// The seed the plugin got.
+    pub seed: u64,
+}
+
+/// One injection that happened: its intent and what the plugin reported.
+#[derive(Debug, Clone)]
+pub struct Injection {
+    /// What was asked, decided and drawn.
+    pub intent: Intent,
+    /// What the plugin reported.
+    pub outcome: Outcome,
+    /// How long the plugin took.
+    pub elapsed_ms: u64,
+    /// When the plugin answered.
+    pub done: DateTime<Utc>,
+    /// For a reversible fault now active: when it will be reverted.
+    pub revert_due: Option<DateTime<Utc>>,
+}
+
+/// A process as the original named it: `sshd(PID:23183 PPID:1)`. The one place this
+/// is formatted.
+pub fn who(process: &ProcessInfo) -> String {
+    format!(
+        "{}(PID:{} PPID:{})",
+        process.name, process.pid, process.ppid
+    )
+}
+
+/// A configured fault as the engine uses it: inject once, undo once. The plugin
+/// boundary implements it over the ABI; tests implement it with a fake.
+pub trait Fault: Send + Sync {
+    /// Injects the fault once (synchronous; may block).
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError>;
+    /// Undoes an injection, given the `revert` state of its outcome.
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError>;
+}
+
+/// Why an injection did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// The kill switch is on.
+    #[error("Nightmare Monkey is paused ({0})")]
+    Paused(String),
+    /// Outside the window: the monkey sleeps. Carries when the window next opens.
+    #[error("Nightmare Monkey is sleeping now")]
+    Sleeping {
+        /// The next opening, if any within a year.
+        opens: Option<DateTime<Utc>>,
+    },
+    /// Over budget.
+    #[error("over budget ({why}): the next fault fits in {} s", ceil_secs(*.retry_after))]
+    OverBudget {
+        /// How long until a fault fits again.
+        retry_after: Duration,
+        /// Which limit.
+        why: String,
+    },
+    /// The intent could not be journaled, so the fault was not injected.
+    #[error("cannot write the journal {path}: {error}; the fault was not injected")]
+    Journal {
+        /// The journal's path.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// No fault of that name is configured.
+    #[error("no fault named `{0}` is configured")]
+    UnknownFault(String),
+    /// The plugin did not answer in time (it goes on running on its thread).
+    #[error("{fault}: no answer from the plugin within {secs} s")]
+    TimedOut {
+        /// The fault's name.
+        fault: String,
+        /// The deadline.
+        secs: u64,
+    },
+    /// The call could not complete.
+    #[error("{fault}: the injection failed: {reason}")]
+    Crashed {
+        /// The fault's name.
+        fault: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The plugin refused or failed.
+    #[error("{fault}: {error}")]
+    Plugin {
+        /// The fault's name.
+        fault: String,
+        /// What the plugin said.
+        error: PluginError,
+    },
+}
+
+/// Whole seconds, rounded up (at least 1): what `Retry-After` and messages say.
+pub fn ceil_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_is_the_originals_shape() {
+        let p = ProcessInfo {
+            name: "sshd".into(),
+            pid: 23183,
+            ppid: 1,
+            ..ProcessInfo::default()
+        };
+        assert_eq!(who(&p), "sshd(PID:23183 PPID:1)");
+    }
+
+    #[test]
+    fn seconds_round_up_and_never_say_zero() {
+        assert_eq!(ceil_secs(Duration::ZERO), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
+        assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
+    }
+}

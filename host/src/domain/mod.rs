@@ -1,0 +1,10 @@
+//! The domain: what a drill is made of, apart from how it is triggered, run or shown.
+//! The injection record every layer shares, the journal that keeps it, the budget, the
+//! window, the schedule and the time zones. Nothing here imports a layer above it.
+
+pub mod budget;
+pub mod injection;
+pub mod journal;
+pub mod schedule;
+pub mod tz;
+pub mod window;

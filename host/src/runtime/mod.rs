@@ -1,0 +1,8 @@
+//! The daemon's process: from a validated configuration to a running engine (`setup`),
+//! the async runtime, the triggers started and stopped, signals, restarts, the pause
+//! file's watcher and systemd's notifications (`daemon`, `pause_file`, `systemd`).
+
+pub mod daemon;
+mod pause_file;
+pub mod setup;
+pub mod systemd;

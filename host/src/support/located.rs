@@ -1,0 +1,209 @@
+//! Where a setting was written, and the checks every component's configuration shares.
+//! Each component (a trigger, a notifier, the window, the budget) validates its own raw
+//! settings next to its code; they all locate errors with `Source` (`file:line:col`) and
+//! collect them into one list, so a file's errors are reported at once.
+
+use std::{path::Path, path::PathBuf, time::Duration};
+
+/// Errors found in a file or on the command line, all of them.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+/// Where in the file a setting was written: the file's path and text, so that every
+/// component's validation can name `file:line:col` for what it refuses.
+pub struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Source<'a> {
+    /// The file at `path` whose text is `text` (both empty: no file, flags only).
+    pub fn new(path: &'a Path, text: &'a str) -> Self {
+        Self { path, text }
+    }
+
+    /// `file:line:col` of the byte `offset` of the text.
+    pub fn at_offset(&self, offset: usize) -> String {
+        let (line, col) = line_col(self.text, offset);
+        format!("{}:{line}:{col}", self.path.display())
+    }
+
+    /// Where `inner`, a slice of the file's own text, begins in it, as a byte offset
+    /// (`None` for text that is not part of the file, e.g. a copy).
+    pub fn offset_of(&self, inner: &str) -> Option<usize> {
+        let start = (inner.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
+        (start + inner.len() <= self.text.len()).then_some(start)
+    }
+
+    /// `line:col` (1-based) of the byte `offset`.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        line_col(self.text, offset)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        self.path
+    }
+
+    /// `file:line:col` of the key path (`window.days`), best effort: the first
+    /// occurrence of each key after the previous one.
+    pub fn at(&self, keys: &[&str]) -> String {
+        let mut from = 0;
+        for key in keys {
+            match find_key(&self.text[from..], key) {
+                Some(i) => from += i,
+                None => break,
+            }
+        }
+        let (line, col) = line_col(self.text, from);
+        format!("{}:{line}:{col}", self.path.display())
+    }
+}
+
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut start = 0;
+    while let Some(i) = text[start..].find(key) {
+        let at = start + i;
+        let before_ok = at == 0
+            || !text[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let after = text[at + key.len()..].trim_start();
+        if before_ok && (after.starts_with(':') || key.starts_with('"')) {
+            return Some(at);
+        }
+        start = at + key.len();
+    }
+    None
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// A setting from its flag, else from the file, else its default, parsed; an error names
+/// whichever of the flag or the file's `line:col` it came from.
+pub fn setting<T>(
+    (flag, flag_name): (&Option<String>, &str),
+    (file, keys): (&Option<String>, &[&str]),
+    default: &str,
+    src: &Source<'_>,
+    parse: impl Fn(&str) -> Result<T, String>,
+    errors: &mut Vec<String>,
+) -> Option<T> {
+    let (text, origin) = match (flag, file) {
+        (Some(v), _) => (v.as_str(), flag_name.to_owned()),
+        (None, Some(v)) => (v.as_str(), src.at(keys)),
+        (None, None) => (default, "default".to_owned()),
+    };
+    parse(text)
+        .map_err(|e| errors.push(format!("{origin}: {e}")))
+        .ok()
+}
+
+/// A secret given inline (`token`) or in a file (`token_file`, trimmed), never both and
+/// never empty. `section` is the key path of the enclosing table, for error locations.
+pub fn read_token(
+    token: &Option<String>,
+    token_file: &Option<PathBuf>,
+    section: &[&str],
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Result<Option<String>, ()> {
+    let at = |key: &str| src.at(&[section, &[key]].concat());
+    let mut fail = |message: String| {
+        errors.push(message);
+        Err(())
+    };
+    match (token, token_file) {
+        (Some(_), Some(_)) => fail(format!(
+            "{}: give token or token_file, not both",
+            at("token")
+        )),
+        (Some(t), None) if t.trim().is_empty() => {
+            fail(format!("{}: the token is empty", at("token")))
+        }
+        (Some(t), None) => Ok(Some(t.clone())),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(t) if t.trim().is_empty() => fail(format!(
+                "{}: token file {} is empty",
+                at("token_file"),
+                file.display()
+            )),
+            Ok(t) => Ok(Some(t.trim().to_owned())),
+            Err(e) => fail(format!(
+                "{}: cannot read token file {}: {e}",
+                at("token_file"),
+                file.display()
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+pub fn duration(text: &str, at: &str, key: &str, errors: &mut Vec<String>) -> Option<Duration> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Some(d),
+        _ => {
+            errors.push(format!(
+                "{at}: invalid {key} `{text}`: expected a duration like 10m, 30s or 250ms"
+            ));
+            None
+        }
+    }
+}
+
+/// Checks configured request headers (one error per invalid one, located at `at`) and
+/// adds `Authorization: Bearer TOKEN` when there is a token.
+pub fn request_headers(
+    mut headers: Vec<(String, String)>,
+    token: Option<String>,
+    at: &str,
+    errors: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    for (header, value) in &headers {
+        let name_ok = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok();
+        if !name_ok || reqwest::header::HeaderValue::from_str(value).is_err() {
+            errors.push(format!(
+                "{at}: invalid header `{header}`: expected a header name and a printable value"
+            ));
+        }
+    }
+    if let Some(token) = token {
+        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
+    }
+    headers
+}
+
+/// Checks that `url` is an HTTP(S) URL; `at` locates the setting.
+pub fn check_url(url: &str, at: &str, errors: &mut Vec<String>) {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        errors.push(format!(
+            "{at}: invalid URL `{url}`: expected http:// or https://"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_located_by_line_and_column() {
+        let text = "(\n  window: (\n    days: \"9\",\n  ),\n)";
+        let src = Source::new(Path::new("c.ron"), text);
+        assert_eq!(src.at(&["window", "days"]), "c.ron:3:5");
+        assert_eq!(src.at_offset(0), "c.ron:1:1");
+        assert_eq!(src.offset_of(&text[4..10]), Some(4));
+        assert_eq!(
+            src.offset_of("window"),
+            None,
+            "a copy is not part of the file"
+        );
+    }
+}

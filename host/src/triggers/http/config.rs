@@ -1,0 +1,119 @@
+//! The HTTP trigger's settings (`http: (...)` in the file, `--listen` and `--port` on
+//! the command line): the raw form as written and its validation.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
+
+use serde::Deserialize;
+
+use crate::support::located::{read_token, Source};
+
+/// The original's port.
+pub const DEFAULT_PORT: u16 = 8080;
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename = "http")]
+pub struct RawHttp {
+    enabled: bool,
+    listen: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    tokens: BTreeMap<String, String>,
+    allow_public_without_token: bool,
+    max_body_bytes: u64,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            token: None,
+            token_file: None,
+            tokens: BTreeMap::new(),
+            allow_public_without_token: false,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The HTTP trigger's settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The accepted bearer tokens, each with the name journaled for it (the unnamed
+    /// `token` is named `token`). Empty: no token is required.
+    pub tokens: Vec<(String, String)>,
+    /// Whether a public address without a token was explicitly allowed.
+    pub public_without_token: bool,
+    /// Largest accepted request body.
+    pub max_body_bytes: u64,
+}
+
+impl RawHttp {
+    /// Whether the API is on (`http.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Validates the settings with the command line's `--listen` and `--port`.
+    pub fn validate(
+        &self,
+        listen_flag: Option<&str>,
+        port_flag: Option<u16>,
+        src: &Source<'_>,
+        errors: &mut Vec<String>,
+    ) -> Option<HttpConfig> {
+        let raw = self;
+        let (listen, at) = match (listen_flag, &raw.listen) {
+            (Some(l), _) => (Some(l.to_owned()), "--listen".to_owned()),
+            (None, Some(l)) => (Some(l.clone()), src.at(&["http", "listen"])),
+            (None, None) => (None, String::new()),
+        };
+        let mut addr = match listen {
+            None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => match text.parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, DEFAULT_PORT),
+                    Err(_) => {
+                        errors.push(format!("{at}: invalid listen address `{text}`: expected IP or IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080"));
+                        return None;
+                    }
+                },
+            },
+        };
+        if let Some(port) = port_flag {
+            addr.set_port(port);
+        }
+        let token = read_token(&raw.token, &raw.token_file, &["http"], src, errors).ok()?;
+        let mut tokens: Vec<(String, String)> =
+            token.into_iter().map(|t| ("token".to_owned(), t)).collect();
+        for (name, secret) in &raw.tokens {
+            if secret.trim().is_empty() {
+                errors.push(format!(
+                    "{}: the token of `{name}` is empty",
+                    src.at(&["http", "tokens", &format!("\"{name}\"")])
+                ));
+                return None;
+            }
+            tokens.push((name.clone(), secret.trim().to_owned()));
+        }
+        if !addr.ip().is_loopback() && tokens.is_empty() && !raw.allow_public_without_token {
+            errors.push(format!(
+            "{at}: refusing to listen on {addr} without a token: anyone who reaches it could inject faults. Set http.token or http.token_file in the config (or http.allow_public_without_token: true to accept that), or listen on 127.0.0.1"
+        ));
+            return None;
+        }
+        Some(HttpConfig {
+            listen: addr,
+            tokens,
+            public_without_token: !addr.ip().is_loopback() && raw.allow_public_without_token,
+            max_body_bytes: raw.max_body_bytes,
+        })
+    }
+}
