@@ -2,7 +2,6 @@
 //! its own with N idle processes, next to the yardsticks `ls -f /proc` and `ps`. Run it
 //! with `bench/run`; it writes BENCHMARKS.md. Never a timed test: it reports, it does
 //! not fail on a number.
-#![deny(unsafe_code)]
 
 mod daemon;
 mod load;

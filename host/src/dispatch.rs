@@ -31,12 +31,24 @@ pub const MAX_INJECTIONS_AT_ONCE: usize = 4;
 pub struct Injector {
     engine: Arc<Engine>,
     notifiers: Notifiers,
+    deadline: Duration,
 }
 
 impl Injector {
     /// The door to `engine`; `notifiers` hear of every fault that happened.
     pub fn new(engine: Arc<Engine>, notifiers: Notifiers) -> Self {
-        Self { engine, notifiers }
+        Self {
+            engine,
+            notifiers,
+            deadline: INJECT_DEADLINE,
+        }
+    }
+
+    /// The same door with another deadline for a plugin's answer.
+    #[cfg(test)]
+    fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Injects through the engine off the async runtime, with a deadline, logs the
@@ -47,7 +59,7 @@ impl Injector {
         let trigger = ask.trigger;
         let worker = self.engine.clone();
         let call = tokio::task::spawn_blocking(move || worker.inject(&ask));
-        let result = match tokio::time::timeout(INJECT_DEADLINE, call).await {
+        let result = match tokio::time::timeout(self.deadline, call).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(InjectError::Crashed {
                 fault: name,
@@ -55,7 +67,7 @@ impl Injector {
             }),
             Err(_) => Err(InjectError::TimedOut {
                 fault: name,
-                secs: INJECT_DEADLINE.as_secs(),
+                secs: self.deadline.as_secs(),
             }),
         };
         match &result {
@@ -154,9 +166,85 @@ impl Refusal {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Condvar, Mutex};
+
     use nightmare_monkey_plugin_api::sdk::PluginError;
 
     use super::*;
+    use crate::{
+        domain::injection::Ask,
+        engine::{
+            fake::{Behaviour, Fake},
+            Guards,
+        },
+        support::lock::lock,
+    };
+
+    fn injector(fake: &Fake, execute: bool) -> Injector {
+        let mut engine = Engine::new(1, execute, Guards::default(), None);
+        engine.add_fault("fake", "fake", fake.clone()).unwrap();
+        Injector::new(Arc::new(engine), Notifiers::default())
+    }
+
+    fn ask() -> Ask {
+        Ask {
+            fault: "fake".into(),
+            desc: "by test".into(),
+            trigger: "timer",
+            requested_by: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_hangs_is_given_up_on_at_the_deadline() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let fake = Fake::new(Behaviour::Block(gate.clone()));
+        let door = injector(&fake, false).with_deadline(Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        let result = door.inject(ask()).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        match result {
+            Err(e @ InjectError::TimedOut { .. }) => {
+                assert_eq!(Refusal::of(&e).status, 504);
+                assert!(!Refusal::of(&e).is_refusal);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Let the blocked thread go, so the runtime can shut down.
+        *lock(&gate.0) = true;
+        gate.1.notify_all();
+    }
+
+    #[tokio::test]
+    async fn a_reversible_fault_is_reverted_when_due() {
+        let fake = Fake::new(Behaviour::Reversible { ms: 20 });
+        let door = injector(&fake, true);
+        let injection = door.inject(ask()).await.unwrap();
+        assert!(injection.revert_due.is_some());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lock(&fake.reverts).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never reverted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(*lock(&fake.reverts), [serde_json::json!({ "pid": 200 })]);
+    }
+
+    #[tokio::test]
+    async fn the_kill_switch_refuses_every_trigger_alike_until_resumed() {
+        let fake = Fake::new(Behaviour::Hit);
+        let door = injector(&fake, false);
+        assert_eq!(
+            door.switch(true).await,
+            Ok(Some("POST /api/resume to resume".into()))
+        );
+        let refused = door.inject(ask()).await.unwrap_err();
+        let refusal = Refusal::of(&refused);
+        assert_eq!((refusal.status, refusal.is_refusal), (503, true));
+        assert_eq!(door.switch(false).await, Ok(None));
+        assert!(door.inject(ask()).await.is_ok());
+        assert_eq!(fake.calls().len(), 1);
+        assert_eq!(door.journal_path(), None);
+    }
 
     #[test]
     fn each_error_has_one_status_message_and_retry() {

@@ -8,7 +8,6 @@
 //! deadline, refusals, what follows a fault); `engine` (guards, journal, seed streams);
 //! `plugin` (the ABI boundary); `output` (log, metrics, notifiers); `domain` (the record
 //! and the rules); `support`. Arrows point down only: `tests/it/house.rs` checks it.
-#![deny(unsafe_code)]
 
 mod cli;
 mod commands;

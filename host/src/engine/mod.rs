@@ -413,3 +413,8 @@ impl Engine {
         self.faults.get(name).map(|s| s.fault.as_ref())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+mod tests;

@@ -12,8 +12,6 @@
 //!     )),
 //! },
 //! ```
-#![deny(missing_docs)]
-#![deny(unsafe_code)]
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},

@@ -17,8 +17,6 @@
 //!     )),
 //! },
 //! ```
-#![deny(missing_docs)]
-#![deny(unsafe_code)]
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},

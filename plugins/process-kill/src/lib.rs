@@ -21,8 +21,6 @@
 //!     grace_ms: 1000,                 // how long to wait for the victim to exit
 //! )
 //! ```
-#![deny(missing_docs)]
-#![deny(unsafe_code)]
 
 use std::time::Duration;
 

@@ -1,0 +1,93 @@
+//! A fault for tests: it records every call and does what it is told, so the engine
+//! and the dispatch are tested without a plugin or a process in sight.
+
+use std::sync::{Arc, Mutex};
+
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, PluginError, ProcessInfo, Request};
+
+use crate::{domain::injection::Fault, support::lock::lock};
+
+/// What the fake does when injected.
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Hits PID 100 (`victim`), once and for good.
+    Hit,
+    /// Stops PID 200 until reverted (after `ms`).
+    Reversible { ms: u64 },
+    /// Fails with this kind.
+    Fail(ErrorKind),
+    /// Blocks until the gate opens (a plugin that hangs).
+    Block(Arc<(Mutex<bool>, std::sync::Condvar)>),
+}
+
+/// A fault that records every call.
+#[derive(Clone)]
+pub struct Fake {
+    behaviour: Behaviour,
+    /// Every request, in order.
+    pub calls: Arc<Mutex<Vec<Request>>>,
+    /// Every revert state, in order.
+    pub reverts: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Fake {
+    /// A fake that behaves so.
+    pub fn new(behaviour: Behaviour) -> Self {
+        Self {
+            behaviour,
+            calls: Arc::default(),
+            reverts: Arc::default(),
+        }
+    }
+
+    /// The requests so far.
+    pub fn calls(&self) -> Vec<Request> {
+        lock(&self.calls).clone()
+    }
+}
+
+impl Fault for Fake {
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        lock(&self.calls).push(request.clone());
+        let process = |pid| ProcessInfo {
+            name: "victim".into(),
+            pid,
+            ppid: 1,
+            ..ProcessInfo::default()
+        };
+        match &self.behaviour {
+            Behaviour::Hit => Ok(Outcome {
+                action: "Kill".into(),
+                result: if request.dry_run { "dry-run" } else { "killed" }.into(),
+                process: Some(process(100)),
+                ..Outcome::default()
+            }),
+            Behaviour::Reversible { ms } => Ok(Outcome {
+                action: "Pause".into(),
+                result: "paused".into(),
+                process: Some(process(200)),
+                revert: Some(serde_json::json!({ "pid": 200 })),
+                revert_after_ms: Some(*ms),
+                ..Outcome::default()
+            }),
+            Behaviour::Fail(kind) => Err(PluginError::new(kind.clone(), "the fake failed")),
+            Behaviour::Block(gate) => {
+                let (open, wake) = &**gate;
+                let mut open = lock(open);
+                while !*open {
+                    open = wake.wait(open).unwrap_or_else(|p| p.into_inner());
+                }
+                Err(PluginError::new(ErrorKind::Failed, "released"))
+            }
+        }
+    }
+
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        lock(&self.reverts).push(state.clone());
+        Ok(Outcome {
+            result: "reverted".into(),
+            summary: "let it go on".into(),
+            ..Outcome::default()
+        })
+    }
+}
