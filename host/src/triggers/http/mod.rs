@@ -33,6 +33,9 @@ use crate::{
 pub use config::{HttpConfig, RawHttp};
 
 mod config;
+mod server;
+
+use server::Peer;
 
 /// What the handlers share.
 pub struct Api {
@@ -85,10 +88,10 @@ pub fn bind(
     let with_api = warp::any().map(move || api.clone());
     let authorized = with_api
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<Peer>())
         .and_then(
-            |api: Arc<Api>, auth: Option<String>, peer: Option<SocketAddr>| async move {
-                let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+            |api: Arc<Api>, auth: Option<String>, peer: Option<Peer>| async move {
+                let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.to_string());
                 if api.tokens.is_empty() {
                     return Ok((api, Caller(peer)));
                 }
@@ -190,15 +193,8 @@ pub fn bind(
         .or(metrics)
         .unify()
         .recover(move |r| rejection(r, max));
-    warp::serve(routes)
-        .try_bind_with_graceful_shutdown(config.listen, shutdown)
-        .map_err(|e| {
-            let mut cause: &dyn std::error::Error = &e;
-            while let Some(next) = cause.source() {
-                cause = next;
-            }
-            anyhow!("cannot listen on {}: {cause}", config.listen)
-        })
+    server::bind(config.listen, routes, shutdown)
+        .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
 }
 
 /// The description from a body like the original's `{"desc":"I like kill!"}`, whatever
