@@ -13,6 +13,7 @@
 //!   one seen when the process was chosen; signals go through that pidfd only, so a PID
 //!   reused in between is never signalled.
 
+mod config;
 pub mod proc;
 pub mod select;
 pub mod signal;
@@ -24,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use config::Selection;
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError, ProcessInfo, Rng};
 use regex::RegexSet;
 use rustix::{
@@ -34,23 +36,6 @@ use rustix::{
 
 /// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: the process is a kernel thread.
 const PF_KTHREAD: u64 = 0x0020_0000;
-
-/// Which processes a fault may choose, as its configuration spells it.
-#[derive(Debug, Default, Clone)]
-pub struct Selection {
-    /// Only processes whose short name matches one of these regexes (empty: any).
-    pub include_names: Vec<String>,
-    /// Never processes whose short name matches one of these regexes.
-    pub exclude_names: Vec<String>,
-    /// Only processes whose command line matches one of these regexes (empty: any).
-    pub include_cmdlines: Vec<String>,
-    /// Never processes whose command line matches one of these regexes.
-    pub exclude_cmdlines: Vec<String>,
-    /// Only processes whose real user is one of these names or UIDs (empty: any).
-    pub users: Vec<String>,
-    /// Only processes inside this scope (none: the whole host).
-    pub scope: Option<Scope>,
-}
 
 /// Where a process fault may strike, as written in RON: `scope: Cgroup("system.slice/nginx.service")`,
 /// `scope: Tree(1234)`, `scope: Namespace(1234)`.

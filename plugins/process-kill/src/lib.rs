@@ -28,31 +28,19 @@ use nightmare_monkey_plugin_api::{
     export_plugin,
     sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
 };
-use process_common::{signal, Selection, Selector};
+use process_common::{signal, Selector};
 use rustix::process::Signal;
-use serde::Deserialize;
 
-/// The fault's configuration, as written in RON.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// The signal to send (default `SIGKILL`).
-    pub signal: Option<String>,
-    /// Only processes whose short name matches one of these regexes (empty: any).
-    pub include_names: Vec<String>,
-    /// Never processes whose short name matches one of these regexes.
-    pub exclude_names: Vec<String>,
-    /// Only processes whose command line matches one of these regexes (empty: any).
-    pub include_cmdlines: Vec<String>,
-    /// Never processes whose command line matches one of these regexes.
-    pub exclude_cmdlines: Vec<String>,
-    /// Only processes whose real user is one of these names or UIDs (empty: any).
-    pub users: Vec<String>,
-    /// How long to wait for the victim to exit after the signal (default 1000 ms).
-    pub grace_ms: Option<u64>,
-    /// Only processes in this scope: `Cgroup("system.slice/x.service")`, `Tree(PID)`,
-    /// `Namespace(PID)` (default: the whole host).
-    pub scope: Option<process_common::Scope>,
+process_common::fault_config! {
+    /// The fault's configuration, as written in RON.
+    pub struct Config {
+        /// The signal to send (default `SIGKILL`).
+        pub signal: Option<String>,
+    }
+    after_users {
+        /// How long to wait for the victim to exit after the signal (default 1000 ms).
+        pub grace_ms: Option<u64>,
+    }
 }
 
 /// The `process-kill` fault.
@@ -76,14 +64,7 @@ impl FaultPlugin for ProcessKill {
             Some(text) => signal::parse(text)
                 .map_err(|e| PluginError::new(ErrorKind::Config, format!("signal: {e}")))?,
         };
-        let selector = Selector::new(&Selection {
-            include_names: config.include_names,
-            exclude_names: config.exclude_names,
-            include_cmdlines: config.include_cmdlines,
-            exclude_cmdlines: config.exclude_cmdlines,
-            users: config.users,
-            scope: config.scope,
-        })?;
+        let selector = Selector::new(&config.selection())?;
         Ok(Self {
             signal,
             selector,

@@ -25,32 +25,19 @@ use nightmare_monkey_plugin_api::{
     export_plugin,
     sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
 };
-use process_common::{Selection, Selector};
+use process_common::Selector;
 use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
 /// The longest pause: a drill fault, not an outage.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
-/// The fault's configuration, as written in RON.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// How long the victim stays stopped (default 30 s, at most 1 h).
-    pub duration: Option<String>,
-    /// Only processes whose short name matches one of these regexes (empty: any).
-    pub include_names: Vec<String>,
-    /// Never processes whose short name matches one of these regexes.
-    pub exclude_names: Vec<String>,
-    /// Only processes whose command line matches one of these regexes (empty: any).
-    pub include_cmdlines: Vec<String>,
-    /// Never processes whose command line matches one of these regexes.
-    pub exclude_cmdlines: Vec<String>,
-    /// Only processes whose real user is one of these names or UIDs (empty: any).
-    pub users: Vec<String>,
-    /// Only processes in this scope: `Cgroup("system.slice/x.service")`, `Tree(PID)`,
-    /// `Namespace(PID)` (default: the whole host).
-    pub scope: Option<process_common::Scope>,
+process_common::fault_config! {
+    /// The fault's configuration, as written in RON.
+    pub struct Config {
+        /// How long the victim stays stopped (default 30 s, at most 1 h).
+        pub duration: Option<String>,
+    }
 }
 
 /// What the host keeps to let the victim go on: which process, exactly.
@@ -82,14 +69,7 @@ impl FaultPlugin for ProcessPause {
             Duration::from_secs(30),
             MAX_DURATION,
         )?;
-        let selector = Selector::new(&Selection {
-            include_names: config.include_names,
-            exclude_names: config.exclude_names,
-            include_cmdlines: config.include_cmdlines,
-            exclude_cmdlines: config.exclude_cmdlines,
-            users: config.users,
-            scope: config.scope,
-        })?;
+        let selector = Selector::new(&config.selection())?;
         Ok(Self { duration, selector })
     }
 
