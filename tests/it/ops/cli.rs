@@ -1,0 +1,97 @@
+//! A command line that explains itself: help with examples, the version, completions,
+//! the man page.
+
+use super::repo_file;
+use crate::util::monkey;
+
+const SUBCOMMANDS: &[&str] = &[
+    "plan",
+    "history",
+    "pause",
+    "resume",
+    "sandbox",
+    "check-config",
+    "kill",
+    "plugins check",
+    "plugins list",
+    "completions",
+    "man",
+];
+
+#[test]
+fn every_subcommand_explains_itself_with_examples() {
+    for sub in SUBCOMMANDS {
+        let mut args: Vec<&str> = sub.split(' ').collect();
+        args.push("--help");
+        let run = monkey(&args);
+        assert_eq!(run.code, Some(0), "{sub}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("Examples:"),
+            "{sub} --help:\n{}",
+            run.stdout
+        );
+    }
+    let top = monkey(&["--help"]);
+    assert!(top
+        .stdout
+        .contains("Exit codes: 0 success, 1 runtime failure"));
+}
+
+#[test]
+fn version_names_the_revision() {
+    let run = monkey(&["--version"]);
+    assert_eq!(run.code, Some(0));
+    let text = run.stdout.trim();
+    // In a git checkout (CI's clone included) it is exactly the commit built.
+    let repo = repo_file("");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=10", "HEAD"])
+        .current_dir(&repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && repo.join(".git").is_dir());
+    let expected = match head {
+        Some(o) => format!("git {}", String::from_utf8_lossy(&o.stdout).trim()),
+        None => "not built from a git checkout".to_owned(),
+    };
+    assert_eq!(
+        text,
+        format!(
+            "nightmare-monkey {} ({expected})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+#[test]
+fn completions_for_each_shell_and_a_clear_error_for_others() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let run = monkey(&["completions", shell]);
+        assert_eq!(run.code, Some(0), "{shell}: {}", run.stderr);
+        for word in ["nightmare-monkey", "check-config", "min-interval"] {
+            assert!(run.stdout.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let run = monkey(&["completions", "tcsh"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("possible values: bash"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_man_page_in_doc_is_the_one_the_cli_generates() {
+    let run = monkey(&["man"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../doc/nightmare-monkey.1"),
+    )
+    .unwrap();
+    assert!(
+        run.stdout == committed,
+        "doc/nightmare-monkey.1 is stale: run `cargo run -- man > doc/nightmare-monkey.1`"
+    );
+    assert!(committed.contains(".SH SUBCOMMANDS") && committed.contains("check\\-config"));
+}

@@ -1,0 +1,161 @@
+//! `Daemon`: the real daemon started by a test, its log lines read as they come.
+
+use super::*;
+
+/// A daemon the test started, with its log lines as they come.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    pid: u32,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub log: Vec<String>,
+    /// Started with `--log-format json`: lines are kept whole, not stripped of a
+    /// timestamp.
+    json: bool,
+}
+
+/// How long any wait for the daemon may take before the test fails.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl Daemon {
+    /// Starts `nightmare-monkey ARGS` (dry run unless the args say otherwise: on this
+    /// machine tests never pass --execute).
+    pub fn start(args: &[&str]) -> Daemon {
+        Self::spawn(args, &[])
+    }
+
+    /// Starts it with `--log-format json` and these environment variables.
+    pub fn start_json(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut all = vec!["--log-format", "json"];
+        all.extend_from_slice(args);
+        let mut d = Self::spawn(&all, env);
+        d.json = true;
+        d
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        assert!(
+            !args.contains(&"--execute"),
+            "never --execute outside a namespace"
+        );
+        let mut child = command()
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            pid: child.id(),
+            child: Some(child),
+            lines,
+            log: Vec::new(),
+            json: false,
+        }
+    }
+
+    /// Waits for a log line (timestamp stripped) for which `want` holds, and returns it.
+    pub fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> String {
+        let until = std::time::Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let message = if self.json {
+                        line
+                    } else {
+                        strip_timestamp(&line).to_owned()
+                    };
+                    self.log.push(message.clone());
+                    if want(&message) {
+                        return message;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such log line within {DEADLINE:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The port from `Listening on http://127.0.0.1:PORT`.
+    pub fn port(&mut self) -> u16 {
+        let line = if self.json {
+            let line = self.wait_for(|l| l.contains("\"Listening on http://"));
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            v["message"].as_str().unwrap().to_owned()
+        } else {
+            self.wait_for(|l| l.starts_with("Listening on http://"))
+        };
+        line.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Sends a signal by name to this daemon (our own child, by its exact PID).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the daemon to exit and returns its exit code, with all its log.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("the daemon is running");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let Ok(status) = rx.recv_timeout(DEADLINE) else {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+            panic!(
+                "the daemon did not exit within {DEADLINE:?}: {:?}",
+                self.log
+            );
+        };
+        // The reader thread ends at the pipe's end of file.
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            let message = if self.json {
+                line
+            } else {
+                strip_timestamp(&line).to_owned()
+            };
+            self.log.push(message);
+        }
+        status.expect("waiting for the daemon").code()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `2017/12/14 16:32:41 message` -> `message`, checking the timestamp's shape.
+pub fn strip_timestamp(line: &str) -> &str {
+    let shape: String = line
+        .chars()
+        .take(20)
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999/99/99 99:99:99 ", "not a log line: {line:?}");
+    &line[20..]
+}

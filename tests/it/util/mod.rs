@@ -1,0 +1,162 @@
+//! Helpers: run the real binary, run a script in a fresh PID namespace, find the built
+//! plugin libraries (here); the daemon (`daemon`), the API client (`http`) and a
+//! scripted HTTP server (`fake_server`) beside.
+
+mod daemon;
+mod fake_server;
+mod http;
+
+pub use daemon::{Daemon, DEADLINE};
+pub use fake_server::{FakeServer, Reply};
+pub use http::http;
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nightmare-monkey"))
+}
+
+/// The state directory every run of the binary gets (journal, pause file, poller state),
+/// so no test writes to this machine's /var/lib/nightmare-monkey.
+pub fn state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("nm-it-state-{}", std::process::id()))
+}
+
+/// The binary, ready to run, with its state kept under [`state_dir`].
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    c.env("STATE_DIRECTORY", state_dir())
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
+/// Where cargo puts the plugin libraries it builds for this test run: beside the test
+/// binary, in `target/<profile>/deps` (the copies one level up are refreshed only by
+/// `cargo build`, so they may be stale).
+pub fn lib_dir() -> PathBuf {
+    std::env::current_exe()
+        .expect("the test binary has a path")
+        .parent()
+        .expect("the test binary has a directory")
+        .to_owned()
+}
+
+/// A plugin library built for this run (`libprocess_kill.so`, `libpanic_plugin.so`).
+pub fn built_lib(name: &str) -> PathBuf {
+    let path = lib_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+/// What a finished command left.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs the binary with `args` (on this machine: use only for dry runs).
+pub fn monkey(args: &[&str]) -> Run {
+    command()
+        .args(args)
+        .output()
+        .expect("the binary runs")
+        .into()
+}
+
+/// Runs `script` with `sh` as PID 1 of a fresh PID namespace (with its own /proc), with
+/// `$NM` naming the binary and `$LIB` the directory of the built plugins. Only processes
+/// the script starts there can be signalled.
+pub fn in_namespace(script: &str) -> Run {
+    let out = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("NM", bin())
+        .env("LIB", lib_dir())
+        .env("STATE_DIRECTORY", state_dir())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("unshare runs (install util-linux)");
+    let run = Run::from(out);
+    assert!(
+        !run.stderr.contains("unshare: "),
+        "cannot create a PID namespace here: {}",
+        run.stderr
+    );
+    run
+}
+
+/// The JSON objects printed one a line.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l}: {e}")))
+        .collect()
+}
+
+/// The `key value` lines a script printed, as pairs.
+pub fn pairs(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_owned))
+        .collect()
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nm-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A process of our own for dry runs to choose (killed, by its PID, when dropped).
+pub struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    pub fn start() -> Sleeper {
+        Sleeper::named(std::path::Path::new("sleep"))
+    }
+    /// Runs a copy of `sleep` under another name, so its short name (comm) is that name.
+    pub fn named(program: &std::path::Path) -> Sleeper {
+        Sleeper(
+            Command::new(program)
+                .arg("1000")
+                .spawn()
+                .expect("sleep starts"),
+        )
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
