@@ -74,7 +74,7 @@ pub struct Injection {
 
 /// A process as the original named it: `sshd(PID:23183 PPID:1)`. The one place this
 /// is formatted.
-pub fn who(process: &ProcessInfo) -> String {
+pub(crate) fn who(process: &ProcessInfo) -> String {
     format!(
         "{}(PID:{} PPID:{})",
         process.name, process.pid, process.ppid
@@ -148,7 +148,7 @@ pub enum InjectError {
 }
 
 /// Whole seconds, rounded up (at least 1): what `Retry-After` and messages say.
-pub fn ceil_secs(d: Duration) -> u64 {
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 

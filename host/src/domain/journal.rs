@@ -26,7 +26,7 @@ pub use super::injection::Intent;
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Record {
+pub(crate) enum Record {
     /// A fault about to be injected.
     Intent(Intent),
     /// What the injection did.
@@ -37,7 +37,7 @@ pub enum Record {
 
 /// What an injection did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutcomeRecord {
+pub(crate) struct OutcomeRecord {
     /// The intent's id.
     pub id: String,
     /// When the plugin answered.
@@ -109,7 +109,7 @@ impl OutcomeRecord {
 
 /// A reversible fault undone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RevertRecord {
+pub(crate) struct RevertRecord {
     /// The intent's id.
     pub id: String,
     /// When.
@@ -133,7 +133,7 @@ pub struct Journal {
 
 /// What was read back, with anything wrong in it.
 #[derive(Debug, Default)]
-pub struct Contents {
+pub(crate) struct Contents {
     /// The records, in file order.
     pub records: Vec<Record>,
     /// One sentence per line that could not be read (a torn last line after a crash).
@@ -174,7 +174,7 @@ impl Journal {
     }
 
     /// Appends one record; `durable` waits until it is on disk.
-    pub fn append(&self, record: &Record, durable: bool) -> io::Result<()> {
+    pub(crate) fn append(&self, record: &Record, durable: bool) -> io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
         let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
@@ -192,7 +192,7 @@ impl Journal {
 
 /// Reads a journal; a missing file is an empty one. Lines that cannot be read are
 /// reported and skipped, never fatal.
-pub fn read(path: &Path) -> io::Result<Contents> {
+pub(crate) fn read(path: &Path) -> io::Result<Contents> {
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
@@ -230,7 +230,7 @@ pub fn read(path: &Path) -> io::Result<Contents> {
 
 /// Where a look back starts (`history --since`, `GET /api/history?since=`): an RFC 3339
 /// instant, or a duration back from now (`2h`, `30m`).
-pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.to_utc());
     }
@@ -247,7 +247,7 @@ pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
 
 /// One fault as the answer key shows it: its intent joined with what followed.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The intent.
     #[serde(flatten)]
     pub intent: Intent,
@@ -269,7 +269,7 @@ impl Entry {
 }
 
 /// Joins the records into one entry per fault, in the order they were asked for.
-pub fn entries(records: &[Record]) -> Vec<Entry> {
+pub(crate) fn entries(records: &[Record]) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
     let mut index = std::collections::HashMap::new();
     for record in records {

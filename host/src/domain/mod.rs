@@ -2,9 +2,9 @@
 //! The injection record every layer shares, the journal that keeps it, the budget, the
 //! window, the schedule and the time zones. Nothing here imports a layer above it.
 
-pub mod budget;
+pub(crate) mod budget;
 pub mod injection;
 pub mod journal;
-pub mod schedule;
-pub mod tz;
-pub mod window;
+pub(crate) mod schedule;
+pub(crate) mod tz;
+pub(crate) mod window;

@@ -46,6 +46,7 @@ impl NamedZone {
     }
 
     /// Its IANA name.
+    #[cfg(test)]
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -49,11 +49,11 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct Guards {
     /// When faults may happen (`None`: always).
-    pub window: Option<Window>,
+    pub(crate) window: Option<Window>,
     /// Rate limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// A file whose existence pauses the monkey.
-    pub pause_file: Option<PathBuf>,
+    pub(crate) pause_file: Option<PathBuf>,
 }
 
 /// The engine.
@@ -75,7 +75,7 @@ pub struct Engine {
 /// The name a stream has on `node`: `fault/kill@node/web-1`. With one seed for a whole
 /// fleet, each node then draws its own values, and each replays exactly from the seed
 /// and its name. Without a node label, the plain name (single-host drills).
-pub fn stream_name(name: &str, node: Option<&str>) -> String {
+pub(crate) fn stream_name(name: &str, node: Option<&str>) -> String {
     match node {
         Some(node) => format!("{name}@node/{node}"),
         None => name.to_owned(),
@@ -102,12 +102,12 @@ impl Engine {
     }
 
     /// The node label of the streams, if any.
-    pub fn node(&self) -> Option<&str> {
+    pub(crate) fn node(&self) -> Option<&str> {
         self.node.as_deref()
     }
 
     /// Labels every stream with this node's name (see [`stream_name`]).
-    pub fn with_node(mut self, node: Option<String>) -> Self {
+    pub(crate) fn with_node(mut self, node: Option<String>) -> Self {
         self.node = node;
         self
     }
@@ -130,27 +130,27 @@ impl Engine {
     }
 
     /// The master seed.
-    pub fn master_seed(&self) -> u64 {
+    pub(crate) fn master_seed(&self) -> u64 {
         self.master_seed
     }
 
     /// Whether faults are really injected.
-    pub fn executes(&self) -> bool {
+    pub(crate) fn executes(&self) -> bool {
         self.execute
     }
 
     /// The journal, if there is one.
-    pub fn journal(&self) -> Option<&Journal> {
+    pub(crate) fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
     }
 
     /// The names of the configured faults, sorted.
-    pub fn fault_names(&self) -> Vec<String> {
+    pub(crate) fn fault_names(&self) -> Vec<String> {
         self.faults.keys().cloned().collect()
     }
 
     /// A fresh copy of the named stream, for a trigger that draws on its own (the timer).
-    pub fn stream(&self, name: &str) -> Rng {
+    pub(crate) fn stream(&self, name: &str) -> Rng {
         Rng::stream(self.master_seed, &stream_name(name, self.node.as_deref()))
     }
 
@@ -167,7 +167,7 @@ impl Engine {
     }
 
     /// Why the monkey is paused, if it is.
-    pub fn paused(&self) -> Option<String> {
+    pub(crate) fn paused(&self) -> Option<String> {
         if self.paused.load(Ordering::SeqCst) {
             return Some("POST /api/resume to resume".to_owned());
         }
@@ -181,7 +181,7 @@ impl Engine {
     }
 
     /// Turns the API's pause switch on or off. Turning it on reverts every active fault.
-    pub fn set_paused(&self, on: bool) {
+    pub(crate) fn set_paused(&self, on: bool) {
         self.paused.store(on, Ordering::SeqCst);
         if on {
             self.revert_all("pause");
@@ -189,12 +189,12 @@ impl Engine {
     }
 
     /// Whether the API's kill switch is on (the pause file aside).
-    pub fn switched_off(&self) -> bool {
+    pub(crate) fn switched_off(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
     }
 
     /// The pause file, if one is configured.
-    pub fn pause_file(&self) -> Option<&PathBuf> {
+    pub(crate) fn pause_file(&self) -> Option<&PathBuf> {
         self.guards.pause_file.as_ref()
     }
 
@@ -349,7 +349,7 @@ impl Engine {
     }
 
     /// Reverts the active fault `id` (once: `None` if it is not active any more).
-    pub fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
+    pub(crate) fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
         let active = {
             let mut all = lock(&self.active);
             let active = all.remove(id)?;
@@ -362,7 +362,7 @@ impl Engine {
 
     /// Reverts with `fault` the fault `id` whose revert state is `state`, journals it and
     /// logs it. Used for active faults and for those a crash left behind.
-    pub fn revert_with(
+    pub(crate) fn revert_with(
         &self,
         fault: &dyn Fault,
         id: &str,
@@ -395,7 +395,7 @@ impl Engine {
     }
 
     /// Reverts every active fault (on shutdown and on pause).
-    pub fn revert_all(&self, reason: &str) {
+    pub(crate) fn revert_all(&self, reason: &str) {
         let ids: Vec<String> = self
             .active
             .lock()
@@ -409,7 +409,7 @@ impl Engine {
     }
 
     /// The configured fault `name`, for reverting what a previous run left active.
-    pub fn fault(&self, name: &str) -> Option<&dyn Fault> {
+    pub(crate) fn fault(&self, name: &str) -> Option<&dyn Fault> {
         self.faults.get(name).map(|s| s.fault.as_ref())
     }
 }

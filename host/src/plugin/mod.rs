@@ -39,7 +39,7 @@ impl fmt::Display for Source {
 
 /// What a plugin is, for `/api/plugins` and `plugins list`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginInfo {
+pub(crate) struct PluginInfo {
     /// The plugin's name.
     pub name: String,
     /// Its version.
@@ -62,7 +62,7 @@ pub struct Plugin {
 }
 
 /// Where plugins are looked for when neither the config nor `--plugin-dir` says.
-pub const DEFAULT_DIRS: &[&str] = &[
+pub(crate) const DEFAULT_DIRS: &[&str] = &[
     "/usr/local/lib/nightmare-monkey/plugins",
     "/usr/lib/nightmare-monkey/plugins",
 ];
@@ -70,7 +70,7 @@ pub const DEFAULT_DIRS: &[&str] = &[
 /// The plugin files of a directory, by the naming convention: every `*.so` in it, in name
 /// order (so loading order, and which of two duplicates is named first, is stable). A
 /// directory that does not exist has none.
-pub fn discover(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn discover(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -128,7 +128,7 @@ impl Plugin {
     }
 
     /// Loads the plugin in `path`; the error is one sentence naming the file.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let shown = path.display();
         if !path.exists() {
             bail!("cannot load plugin {shown}: no such file");
@@ -139,7 +139,7 @@ impl Plugin {
     }
 
     /// What the plugin is, as the API lists it.
-    pub fn info(&self) -> PluginInfo {
+    pub(crate) fn info(&self) -> PluginInfo {
         PluginInfo {
             name: self.manifest.name.clone(),
             version: self.manifest.version.clone(),

@@ -23,12 +23,6 @@ impl<'a> Source<'a> {
         Self { path, text }
     }
 
-    /// `file:line:col` of the byte `offset` of the text.
-    pub fn at_offset(&self, offset: usize) -> String {
-        let (line, col) = line_col(self.text, offset);
-        format!("{}:{line}:{col}", self.path.display())
-    }
-
     /// Where `inner`, a slice of the file's own text, begins in it, as a byte offset
     /// (`None` for text that is not part of the file, e.g. a copy).
     pub fn offset_of(&self, inner: &str) -> Option<usize> {
@@ -39,11 +33,6 @@ impl<'a> Source<'a> {
     /// `line:col` (1-based) of the byte `offset`.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         line_col(self.text, offset)
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        self.path
     }
 
     /// `file:line:col` of the key path (`window.days`), best effort: the first
@@ -198,7 +187,7 @@ mod tests {
         let text = "(\n  window: (\n    days: \"9\",\n  ),\n)";
         let src = Source::new(Path::new("c.ron"), text);
         assert_eq!(src.at(&["window", "days"]), "c.ron:3:5");
-        assert_eq!(src.at_offset(0), "c.ron:1:1");
+        assert_eq!(src.line_col(11), (2, 10));
         assert_eq!(src.offset_of(&text[4..10]), Some(4));
         assert_eq!(
             src.offset_of("window"),
