@@ -144,11 +144,44 @@ fn use_tree(text: &[u8], mut i: usize, prefix: Vec<String>, out: &mut Vec<Vec<St
     }
 }
 
+/// `text` without each item that follows a `#[cfg(test)]`: up to its `;`, or through
+/// its braces.
+fn without_test_items(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let mut depth = 0usize;
+        let mut end = item.len();
+        for (i, c) in item.char_indices() {
+            match c {
+                ';' if depth == 0 => {
+                    end = i + 1;
+                    break;
+                }
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &item[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// What `module` (whose source is `text`) imports, as the modules it names.
 fn imports(module: &str, text: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
-    // Unit tests (at the end of a file, by habit) are not part of the house, and their
-    // `super` is the file itself.
-    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    // Items for tests alone (`#[cfg(test)] mod tests { .. }`, a test-only method) are
+    // not part of the house, and a test module's `super` is the file itself.
+    let text = without_test_items(text);
     let code: String = text
         .lines()
         .map(|l| match l.find("//") {
@@ -164,22 +197,31 @@ fn imports(module: &str, text: &str, known: &BTreeSet<String>) -> BTreeSet<Strin
     } else {
         module.split("::").map(str::to_owned).collect()
     };
-    for (start, base) in [
-        ("crate::", Vec::new()),
-        ("super::", {
-            let mut up = here.clone();
-            up.pop();
-            up
-        }),
-    ] {
+    for start in ["crate::", "super::"] {
         let mut from = 0;
         while let Some(at) = code[from..].find(start) {
             let i = from + at;
-            let preceded = i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+            let preceded = i > 0
+                && (bytes[i - 1].is_ascii_alphanumeric()
+                    || bytes[i - 1] == b'_'
+                    || (start == "super::" && bytes[..i].ends_with(b"super::")));
             from = i + start.len();
-            if !preceded {
-                use_tree(bytes, from, base.clone(), &mut paths);
+            if preceded {
+                continue;
             }
+            let base = if start == "crate::" {
+                Vec::new()
+            } else {
+                // `super::super::x`: one level up per `super`.
+                let mut up = here.clone();
+                up.pop();
+                while code[from..].starts_with("super::") {
+                    up.pop();
+                    from += "super::".len();
+                }
+                up
+            };
+            use_tree(bytes, from, base, &mut paths);
         }
     }
     paths
@@ -275,6 +317,11 @@ fn the_module_graph_reads_the_real_imports() {
             graph[from]
         );
     }
+    let text = "use crate::a;\n#[cfg(test)]\nfn only() { crate::b::x(); }\nfn real() { crate::c::y(); }\n#[cfg(test)]\nmod tests;\n";
+    assert_eq!(
+        without_test_items(text),
+        "use crate::a;\n\nfn real() { crate::c::y(); }\n\n"
+    );
     let mut found = Vec::new();
     use_tree(b"{a::{b, c::d}, *, e}", 0, vec!["crate".into()], &mut found);
     assert_eq!(

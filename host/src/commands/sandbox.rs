@@ -8,7 +8,13 @@ use std::{ffi::OsString, process::Command};
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::{cli::SandboxArgs, config, output::log, runtime::daemon, support::UsageError};
+use crate::{
+    cli::SandboxArgs,
+    config,
+    output::log,
+    runtime::daemon,
+    support::{lock::lock, UsageError},
+};
 
 /// The faults that can only touch processes, and so only the sandbox's.
 const PROCESS_FAULTS: &[&str] = &["process-kill", "process-pause"];
@@ -100,7 +106,7 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
                             .exit_status()
                             .or_else(|| exit.terminating_signal().map(|s| 128 + s))
                             .unwrap_or(1);
-                        *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+                        *lock(&seen) = Some(code);
                         if let Some(ended) = ended.take() {
                             let _ = ended.send(());
                         }
@@ -113,10 +119,7 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         })
         .context("cannot start the reaper")?;
     daemon::run_config(config, Some(on_end))?;
-    let code = status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .unwrap_or(0);
+    let code = lock(&status).unwrap_or(0);
     log::line(format!("Sandbox: the command exited with status {code}"));
     if code != 0 {
         std::process::exit(code);

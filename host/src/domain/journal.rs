@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::injection::Injection;
 pub use super::injection::Intent;
+use crate::support::lock::lock;
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,7 +178,7 @@ impl Journal {
     pub(crate) fn append(&self, record: &Record, durable: bool) -> io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
-        let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = lock(&self.writing);
         let mut file = OpenOptions::new()
             .append(true)
             .create(true)

@@ -273,13 +273,7 @@ impl Engine {
             });
         }
 
-        let avoid = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter_map(|a| a.pid)
-            .collect();
+        let avoid = lock(&self.active).values().filter_map(|a| a.pid).collect();
         let request = Request {
             seed,
             dry_run,
@@ -396,13 +390,7 @@ impl Engine {
 
     /// Reverts every active fault (on shutdown and on pause).
     pub(crate) fn revert_all(&self, reason: &str) {
-        let ids: Vec<String> = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let ids: Vec<String> = lock(&self.active).keys().cloned().collect();
         for id in ids {
             self.revert(&id, reason);
         }

@@ -26,10 +26,12 @@ impl Backoff {
     }
 
     /// The wait before retry `attempt`, stretched by a factor in [1, 1.5) drawn from
-    /// `rng`, to whole milliseconds (so a log line says `1s 234ms`, not nanoseconds).
+    /// `rng`, to whole milliseconds (so a log line says `1s 234ms`, not nanoseconds);
+    /// never shorter than the base, so a sub-millisecond base is kept as it is.
     pub fn wait(&self, attempt: u32, rng: &mut Rng) -> Duration {
-        let stretched = self.base(attempt).mul_f64(1.0 + rng.unit_f64() / 2.0);
-        Duration::from_millis(u64::try_from(stretched.as_millis()).unwrap_or(u64::MAX))
+        let base = self.base(attempt);
+        let stretched = base.mul_f64(1.0 + rng.unit_f64() / 2.0);
+        Duration::from_millis(u64::try_from(stretched.as_millis()).unwrap_or(u64::MAX)).max(base)
     }
 }
 
@@ -62,6 +64,14 @@ mod tests {
             assert_eq!(w.subsec_nanos() % 1_000_000, 0, "whole milliseconds");
         }
         assert_ne!(wa, wb, "two nodes do not retry in lockstep");
+        let tiny = Backoff {
+            first: Duration::from_micros(300),
+            ceiling: Duration::from_micros(300),
+        };
+        assert!(
+            tiny.wait(1, &mut a) >= Duration::from_micros(300),
+            "never rounded to 0"
+        );
         let mut again = Rng::stream(7, "notifier/chat@node/web-1");
         let replay: Vec<Duration> = (1..=20).map(|n| NOTIFIER.wait(n, &mut again)).collect();
         assert_eq!(wa, replay, "the same stream replays the same waits");
