@@ -68,3 +68,75 @@ impl<'a> Answer<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use nightmare_monkey_plugin_api::sdk::ProcessInfo;
+
+    use super::*;
+    use crate::domain::injection::Intent;
+
+    #[test]
+    fn the_originals_fields_come_first_and_the_outcome_is_flat() {
+        let at = Utc.with_ymd_and_hms(2017, 12, 14, 7, 32, 41).unwrap();
+        let injection = Injection {
+            intent: Intent {
+                id: "1-1".into(),
+                at,
+                fault: "process-kill".into(),
+                plugin: "process-kill".into(),
+                trigger: "http".into(),
+                requested_by: Some("127.0.0.1:5555".into()),
+                desc: "I like kill!".into(),
+                dry_run: true,
+                master_seed: 7,
+                stream: "fault/process-kill".into(),
+                stream_position: 0,
+                seed: 9,
+            },
+            outcome: Outcome {
+                action: "Kill".into(),
+                result: "dry-run".into(),
+                process: Some(ProcessInfo {
+                    name: "curl".into(),
+                    pid: 30019,
+                    ppid: 28674,
+                    ..ProcessInfo::default()
+                }),
+                ..Outcome::default()
+            },
+            elapsed_ms: 1,
+            done: at,
+            revert_due: None,
+        };
+        let text = serde_json::to_string(&Answer::of(&injection)).unwrap();
+        assert!(
+            text.starts_with(r#"{"name":"curl","desc":"I like kill!","pid":30019,"ppid":28674,"id":"1-1","fault":"process-kill","trigger":"http","dry_run":true,"master_seed":7,"seed":9,"at":""#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("revert_due"),
+            "absent when nothing is active"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (
+                &json["name"],
+                &json["pid"],
+                &json["ppid"],
+                &json["action"],
+                &json["result"]
+            ),
+            (
+                &"curl".into(),
+                &30019.into(),
+                &28674.into(),
+                &"Kill".into(),
+                &"dry-run".into()
+            )
+        );
+        let at_local: DateTime<Local> = serde_json::from_value(json["at"].clone()).unwrap();
+        assert_eq!(at_local, at);
+    }
+}

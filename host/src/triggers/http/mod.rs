@@ -193,7 +193,7 @@ pub fn bind(
         .or(metrics)
         .unify()
         .recover(move |r| rejection(r, max));
-    server::bind(config.listen, routes, shutdown)
+    server::bind(config.listen, routes, server::LIMITS, shutdown)
         .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
 }
 

@@ -20,13 +20,22 @@ use warp::{Filter, Reply};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
 
-/// Connections served at once. Further ones wait, unaccepted, in the listen backlog
-/// until one ends: a burst is served late rather than reset.
-pub const MAX_CONNECTIONS: usize = 512;
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once. Further ones wait, unaccepted, in the listen
+    /// backlog until one ends: a burst is served late rather than reset.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head, counted from when the server
+    /// starts waiting for one (so an idle keep-alive connection is closed after it too).
+    pub header_read_timeout: Duration,
+}
 
-/// How long a client may take to send a request head, counted from when the server
-/// starts waiting for one (so an idle keep-alive connection is closed after it too).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The daemon's limits.
+pub const LIMITS: Limits = Limits {
+    max_connections: 512,
+    header_read_timeout: Duration::from_secs(30),
+};
 
 /// Binds `addr` now, so a taken port fails at startup with the system's reason, and
 /// returns the bound address and the server. When `shutdown` completes the server stops
@@ -34,6 +43,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn bind<F>(
     addr: SocketAddr,
     routes: F,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)>
 where
@@ -45,10 +55,10 @@ where
     let listener = TcpListener::from_std(listener)?;
     let local = listener.local_addr()?;
     let service = warp::service(routes);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
 
     let server = async move {
@@ -94,4 +104,90 @@ where
         graceful.shutdown().await;
     };
     Ok((local, server))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::TcpStream,
+        sync::oneshot,
+    };
+
+    use super::*;
+
+    /// A server whose one route answers the caller's address as the extension says it.
+    fn start(limits: Limits) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let routes = warp::path!("whoami")
+            .and(warp::ext::optional::<Peer>())
+            .map(|peer: Option<Peer>| peer.map_or("unknown".to_owned(), |p| p.0.to_string()))
+            .recover(|_| async { Ok::<_, Infallible>("no".to_owned()) })
+            .unify();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), routes, limits, async move {
+            let _ = stopped.await;
+        })
+        .unwrap();
+        (addr, stop, tokio::spawn(server))
+    }
+
+    /// Sends one keep-alive GET and reads the answer's body (small, one read).
+    async fn whoami(stream: &mut TcpStream) -> Option<String> {
+        let request = "GET /whoami HTTP/1.1\r\nhost: x\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        text.split("\r\n\r\n").nth(1).map(str::to_owned)
+    }
+
+    #[tokio::test]
+    async fn each_request_knows_its_peer_and_a_connection_serves_several() {
+        let (addr, stop, server) = start(LIMITS);
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let me = client.local_addr().unwrap().to_string();
+        assert_eq!(whoami(&mut client).await.as_deref(), Some(me.as_str()));
+        assert_eq!(whoami(&mut client).await.as_deref(), Some(me.as_str()));
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("an idle keep-alive connection does not hold the shutdown up")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn over_the_cap_a_client_waits_until_an_idle_one_times_out() {
+        let limits = Limits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_millis(300),
+        };
+        let (addr, stop, _server) = start(limits);
+        // The one slot, held by a client that never says anything.
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        let answer = whoami(&mut next).await;
+        assert_eq!(answer, Some(next.local_addr().unwrap().to_string()));
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "served only once the silent client's time was up: {:?}",
+            started.elapsed()
+        );
+        let _ = stop.send(());
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_fails_at_bind() {
+        let (addr, stop, _server) = start(LIMITS);
+        let again = bind(addr, warp::any().map(|| "x"), LIMITS, async {});
+        let error = again.err().expect("the port is taken");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+        let _ = stop.send(());
+    }
 }
