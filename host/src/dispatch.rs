@@ -78,10 +78,11 @@ impl Injector {
                     self.schedule_revert(injection.intent.id.clone(), due);
                 }
             }
-            // Refusals are the trigger's to mention (or not): the timer and the pollers
-            // say them once in their own line, the API answers them.
-            Err(e) if Refusal::of(e).is_refusal => {}
-            Err(e) => log::line(format!("{trigger}: {e}")),
+            Err(e) => {
+                if let Some(line) = failure_line(trigger, e) {
+                    log::line(line);
+                }
+            }
         }
         result
     }
@@ -112,6 +113,14 @@ impl Injector {
     pub fn journal_path(&self) -> Option<PathBuf> {
         self.engine.journal().map(|j| j.path().to_owned())
     }
+}
+
+/// The log line of an injection that failed, if it is one to log here: refusals are the
+/// trigger's to mention (the timer and the pollers say them once in their own line, the
+/// API answers them); a failure (a plugin's error, a timeout, the journal) is logged
+/// once, here, whichever trigger asked.
+fn failure_line(trigger: &str, error: &InjectError) -> Option<String> {
+    (!Refusal::of(error).is_refusal).then(|| format!("{trigger}: {error}"))
 }
 
 /// How a client is told that an injection did not happen: the HTTP status, the message
@@ -244,6 +253,14 @@ mod tests {
         assert!(door.inject(ask()).await.is_ok());
         assert_eq!(fake.calls().len(), 1);
         assert_eq!(door.journal_path(), None);
+        let path = std::env::temp_dir().join(format!("nm-dispatch-{}.jsonl", std::process::id()));
+        let journal = crate::domain::journal::Journal::open(&path).unwrap();
+        let with = Injector::new(
+            Arc::new(Engine::new(1, false, Guards::default(), Some(journal))),
+            Notifiers::default(),
+        );
+        assert_eq!(with.journal_path(), Some(path.clone()));
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]
@@ -312,6 +329,12 @@ mod tests {
                 (status, is_refusal, None),
                 "{error}"
             );
+            assert_eq!(
+                failure_line("poller", &error),
+                (!is_refusal).then(|| format!("poller: {error}"))
+            );
         }
+        assert_eq!(failure_line("timer", &sleeping), None);
+        assert_eq!(failure_line("http", &budget), None);
     }
 }

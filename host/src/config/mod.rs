@@ -422,6 +422,10 @@ mod tests {
             f.locate_error("2:5-2:11: Unexpected field", file),
             ("c.ron:3:5".to_owned(), "Unexpected field")
         );
+        assert_eq!(
+            f.locate_error("3:1: x", file),
+            ("c.ron:4:1".to_owned(), "x")
+        );
         // No position: the fault's own place, the message whole.
         assert_eq!(
             f.locate_error("signal: unknown signal", file),
@@ -429,6 +433,57 @@ mod tests {
         );
         assert_eq!(fault("(faults: {\"kill\": (config: ())})").config, "");
         assert_eq!(fault("(faults: {\"kill\": ()})").config_at, None);
+    }
+
+    #[test]
+    fn fault_names_are_lower_case_letters_digits_and_dashes() {
+        for good in ["process-kill", "a", "kill-2", "0"] {
+            assert!(valid_fault_name(good), "{good}");
+        }
+        for bad in ["", "Kill", "kill_it", "kill it", "kill/x", "é"] {
+            assert!(!valid_fault_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_node_flag_wins_over_the_file_and_is_checked() {
+        let text = "(node: \"web-1\")";
+        let raw = parse(Path::new("c.ron"), text).unwrap();
+        let src = Source::new(Path::new("c.ron"), text);
+        let mut errors = Vec::new();
+        let args = |node: Option<&str>| DaemonArgs {
+            node: node.map(str::to_owned),
+            ..DaemonArgs::default()
+        };
+        assert_eq!(
+            node_name(&args(None), &raw, &src, &mut errors),
+            Some("web-1".into())
+        );
+        assert_eq!(
+            node_name(&args(Some("db_2.eu")), &raw, &src, &mut errors),
+            Some("db_2.eu".into())
+        );
+        assert_eq!(
+            node_name(&args(Some(&"x".repeat(253))), &raw, &src, &mut errors).map(|n| n.len()),
+            Some(253)
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        for bad in ["", "web 1", "web/1", &"x".repeat(254)] {
+            assert_eq!(
+                node_name(&args(Some(bad)), &raw, &src, &mut errors),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(errors.len(), 4);
+        assert!(
+            errors[1].starts_with("--node: invalid node name `web 1`: expected letters"),
+            "{}",
+            errors[1]
+        );
+        let none = parse(Path::new("c.ron"), "()").unwrap();
+        assert_eq!(node_name(&args(None), &none, &src, &mut errors), None);
+        assert_eq!(errors.len(), 4);
     }
 
     #[test]

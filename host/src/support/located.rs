@@ -195,4 +195,108 @@ mod tests {
             "a copy is not part of the file"
         );
     }
+
+    #[test]
+    fn a_key_is_a_whole_word_followed_by_a_colon_or_a_quoted_name() {
+        let text = "(my_days: 1, days_x: 2, days: 3, \"web\": (days: 4))";
+        assert_eq!(find_key(text, "days"), text.find("days: 3"));
+        assert_eq!(find_key(text, "\"web\""), text.find("\"web\""));
+        assert_eq!(find_key("(days : 5)", "days"), Some(1));
+        assert_eq!(find_key("(days = 5)", "days"), None);
+        assert_eq!(find_key("(zzdays, days: 1)", "days"), Some(9));
+        let src = Source::new(Path::new("c.ron"), text);
+        // A path is followed key by key; a missing key leaves the last one found.
+        let inner = text.find("days: 4").unwrap() + 1;
+        assert_eq!(src.at(&["\"web\"", "days"]), format!("c.ron:1:{inner}"));
+        assert_eq!(src.at(&["nope"]), "c.ron:1:1");
+    }
+
+    #[test]
+    fn shared_field_checks_say_where_and_what_was_expected() {
+        let src = Source::new(Path::new("c.ron"), "(http: (token: \" \"))");
+        let mut errors = Vec::new();
+        let ten = duration("10m", "here", "period", &mut errors);
+        assert_eq!(ten, Some(Duration::from_secs(600)));
+        assert_eq!(duration("0s", "here", "period", &mut errors), None);
+        assert_eq!(duration("soon", "here", "period", &mut errors), None);
+        assert_eq!(
+            errors,
+            [
+                "here: invalid period `0s`: expected a duration like 10m, 30s or 250ms",
+                "here: invalid period `soon`: expected a duration like 10m, 30s or 250ms"
+            ]
+        );
+        errors.clear();
+        let token = |t: Option<&str>, errors: &mut Vec<String>| {
+            read_token(&t.map(str::to_owned), &None, &["http"], &src, errors)
+        };
+        assert_eq!(
+            token(Some("s3cret"), &mut errors),
+            Ok(Some("s3cret".into()))
+        );
+        assert_eq!(token(None, &mut errors), Ok(None));
+        assert_eq!(token(Some(" "), &mut errors), Err(()));
+        assert_eq!(errors, ["c.ron:1:9: the token is empty"]);
+        let both = read_token(
+            &Some("a".into()),
+            &Some("f".into()),
+            &["http"],
+            &src,
+            &mut errors,
+        );
+        assert_eq!(both, Err(()));
+        assert_eq!(errors[1], "c.ron:1:9: give token or token_file, not both");
+        let dir = std::env::temp_dir().join(format!("nm-located-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("t"), " from-file \n").unwrap();
+        std::fs::write(dir.join("empty"), "\n").unwrap();
+        let file = |name: &str, errors: &mut Vec<String>| {
+            read_token(&None, &Some(dir.join(name)), &["http"], &src, errors)
+        };
+        assert_eq!(file("t", &mut errors), Ok(Some("from-file".into())));
+        assert_eq!(file("empty", &mut errors), Err(()));
+        assert!(errors[2].ends_with("empty is empty"), "{}", errors[2]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn headers_are_checked_and_a_token_becomes_a_bearer() {
+        let mut errors = Vec::new();
+        let headers = vec![("X-Team".to_owned(), "sre".to_owned())];
+        assert_eq!(
+            request_headers(headers, Some("t0k".into()), "here", &mut errors),
+            [
+                ("X-Team".to_owned(), "sre".to_owned()),
+                ("Authorization".to_owned(), "Bearer t0k".to_owned())
+            ]
+        );
+        let bad = vec![("Bad Name".to_owned(), "x".to_owned())];
+        request_headers(bad, None, "here", &mut errors);
+        assert_eq!(
+            errors,
+            ["here: invalid header `Bad Name`: expected a header name and a printable value"]
+        );
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
+        let src = Source::new(Path::new("c.ron"), "(window: (days: \"x\"))");
+        let parse = |s: &str| s.parse::<u8>().map_err(|_| format!("bad `{s}`"));
+        let mut errors = Vec::new();
+        let (flag, file, bad) = (
+            Some("1".to_owned()),
+            Some("2".to_owned()),
+            Some("x".to_owned()),
+        );
+        let keys: &[&str] = &["window", "days"];
+        let mut get = |f: &Option<String>, v: &Option<String>| {
+            setting((f, "--day"), (v, keys), "3", &src, parse, &mut errors)
+        };
+        assert_eq!(get(&flag, &file), Some(1));
+        assert_eq!(get(&None, &file), Some(2));
+        assert_eq!(get(&None, &None), Some(3));
+        assert_eq!(get(&bad, &file), None);
+        assert_eq!(get(&None, &bad), None);
+        assert_eq!(errors, ["--day: bad `x`", "c.ron:1:11: bad `x`"]);
+    }
 }
