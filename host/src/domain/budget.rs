@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::support::located::{duration, Source};
 
+/// The longest `min_gap`: a week.
+pub const MAX_MIN_GAP: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The limits; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -31,10 +34,15 @@ pub struct RawBudget {
 impl RawBudget {
     /// Validates the limits; none is zero (leaving one out means no limit).
     pub fn validate(&self, src: &Source<'_>, errors: &mut Vec<String>) -> Limits {
-        let min_gap = self
-            .min_gap
-            .as_deref()
-            .and_then(|text| duration(text, &src.at(&["budget", "min_gap"]), "min_gap", errors));
+        let min_gap = self.min_gap.as_deref().and_then(|text| {
+            duration(
+                text,
+                &src.at(&["budget", "min_gap"]),
+                "min_gap",
+                MAX_MIN_GAP,
+                errors,
+            )
+        });
         for (value, key) in [(self.per_hour, "per_hour"), (self.per_day, "per_day")] {
             if value == Some(0) {
                 errors.push(format!(

@@ -18,6 +18,10 @@ use crate::{
 pub const DEFAULT_MIN_INTERVAL: u64 = 3600;
 /// The original's longest wait, seconds.
 pub const DEFAULT_MAX_INTERVAL: u64 = 21600;
+/// The longest wait and the longest mean a schedule may have: 30 days, in seconds. A
+/// drill that waits longer is a typo (a wait of 2^64 s once overflowed into a fault
+/// every instant).
+pub const MAX_INTERVAL: u64 = 30 * 24 * 3600;
 
 /// The schedule as written (`schedule: Uniform(...) | Exponential(...) | Cron("...")`).
 #[derive(Debug, Deserialize)]
@@ -81,6 +85,13 @@ pub fn validate(
             ));
             None
         }
+        Some(RawSchedule::Exponential { mean }) if *mean > MAX_INTERVAL => {
+            errors.push(format!(
+                "{}: the mean interval must be at most {MAX_INTERVAL} seconds (30 days), not {mean}",
+                src.at(&["schedule", "mean"])
+            ));
+            None
+        }
         Some(RawSchedule::Exponential { mean }) => Some(Schedule::Exponential { mean: *mean }),
         Some(RawSchedule::Cron(expr)) => Schedule::cron(expr)
             .map_err(|e| errors.push(format!("{}: {e}", src.at(&["schedule"]))))
@@ -120,6 +131,11 @@ impl Schedule {
         }
         if max == 0 {
             return Err("the maximum interval must be at least 1 second".to_owned());
+        }
+        if max > MAX_INTERVAL {
+            return Err(format!(
+                "the maximum interval must be at most {MAX_INTERVAL} seconds (30 days), not {max}"
+            ));
         }
         Ok(Schedule::Uniform { min, max })
     }
@@ -170,7 +186,15 @@ impl Schedule {
                 }
             }
         };
-        Some(now + chrono::Duration::seconds(secs as i64))
+        // Saturating: whatever the schedule holds, the next fire is strictly later than
+        // `now` (at worst the end of time), never earlier and never a panic.
+        let wait = i64::try_from(secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds);
+        Some(
+            wait.and_then(|w| now.checked_add_signed(w))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
     }
 }
 
@@ -235,8 +259,80 @@ impl Timer {
 mod tests {
     use std::collections::BTreeSet;
 
+    use chrono::TimeZone as _;
+    use proptest::prelude::{prop_assert, proptest};
+
     use super::*;
     use crate::domain::window::{Days, TimeRange};
+
+    /// At least `secs` after `at`, or the end of time.
+    fn at_least(at: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+        i64::try_from(secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|d| at.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    proptest! {
+        // Whatever a schedule holds (validation bypassed on purpose: the whole u64
+        // range), the next fire is strictly later, at least the minimum later, and
+        // nothing panics: a wait can never overflow into a fault every instant.
+        #[test]
+        fn the_next_fire_is_never_sooner_than_the_minimum(
+            min in 0u64..,
+            extra in 0u64..,
+            mean in 1u64..,
+            seed in 0u64..,
+        ) {
+            let start = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+            let schedules = [
+                Schedule::Uniform { min, max: min.saturating_add(extra) },
+                Schedule::Exponential { mean },
+            ];
+            for schedule in schedules {
+                let mut rng = Rng::stream(seed, "t");
+                let floor = match schedule {
+                    Schedule::Uniform { min, .. } => min.max(1),
+                    _ => 1,
+                };
+                let mut at = start;
+                for _ in 0..3 {
+                    if at == DateTime::<Utc>::MAX_UTC {
+                        break;
+                    }
+                    let next = schedule.next_after(&mut rng, at, &Zone::Local).unwrap();
+                    prop_assert!(next > at);
+                    prop_assert!(next >= at_least(at, floor));
+                    at = next;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn intervals_and_means_have_a_bound() {
+        assert!(Schedule::uniform(1, MAX_INTERVAL).is_ok());
+        assert_eq!(
+            Schedule::uniform(1, MAX_INTERVAL + 1).unwrap_err(),
+            "the maximum interval must be at most 2592000 seconds (30 days), not 2592001"
+        );
+        let huge = Schedule::uniform(u64::MAX, u64::MAX).unwrap_err();
+        assert!(huge.contains("at most 2592000 seconds"), "{huge}");
+        let src = Source::new(
+            std::path::Path::new("c.ron"),
+            "(schedule: Exponential(mean: 9))",
+        );
+        let mut errors = Vec::new();
+        let mean = RawSchedule::Exponential {
+            mean: MAX_INTERVAL + 1,
+        };
+        assert!(validate(Some(&mean), (None, None), &src, &mut errors).is_none());
+        assert_eq!(
+            errors,
+            ["c.ron:1:24: the mean interval must be at most 2592000 seconds (30 days), not 2592001"]
+        );
+    }
 
     fn always() -> Window {
         Window {

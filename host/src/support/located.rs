@@ -135,9 +135,15 @@ pub fn read_token(
     }
 }
 
-pub fn duration(text: &str, at: &str, key: &str, errors: &mut Vec<String>) -> Option<Duration> {
+pub fn duration(
+    text: &str,
+    at: &str,
+    key: &str,
+    max: Duration,
+    errors: &mut Vec<String>,
+) -> Option<Duration> {
     match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Some(d),
+        Ok(d) if !d.is_zero() => at_most(d, text, at, key, max, errors),
         _ => {
             errors.push(format!(
                 "{at}: invalid {key} `{text}`: expected a duration like 10m, 30s or 250ms"
@@ -145,6 +151,27 @@ pub fn duration(text: &str, at: &str, key: &str, errors: &mut Vec<String>) -> Op
             None
         }
     }
+}
+
+/// `d` (written `text`) if it is at most `max`; else an error naming the field and the
+/// bound. Every duration of the configuration has one: a value past it is a typo or a
+/// unit mistake, and some (a wait of 10^13 s) would overflow the clock arithmetic.
+pub fn at_most(
+    d: Duration,
+    text: &str,
+    at: &str,
+    key: &str,
+    max: Duration,
+    errors: &mut Vec<String>,
+) -> Option<Duration> {
+    if d <= max {
+        return Some(d);
+    }
+    errors.push(format!(
+        "{at}: {key} `{text}` is too long: at most {}",
+        humantime::format_duration(max)
+    ));
+    None
 }
 
 /// Checks configured request headers (one error per invalid one, located at `at`) and
@@ -215,15 +242,27 @@ mod tests {
     fn shared_field_checks_say_where_and_what_was_expected() {
         let src = Source::new(Path::new("c.ron"), "(http: (token: \" \"))");
         let mut errors = Vec::new();
-        let ten = duration("10m", "here", "period", &mut errors);
+        let day = Duration::from_secs(86_400);
+        let ten = duration("10m", "here", "period", day, &mut errors);
         assert_eq!(ten, Some(Duration::from_secs(600)));
-        assert_eq!(duration("0s", "here", "period", &mut errors), None);
-        assert_eq!(duration("soon", "here", "period", &mut errors), None);
+        assert_eq!(
+            duration("1d", "here", "period", day, &mut errors),
+            Some(day)
+        );
+        assert_eq!(duration("0s", "here", "period", day, &mut errors), None);
+        assert_eq!(duration("soon", "here", "period", day, &mut errors), None);
+        assert_eq!(duration("1d 1s", "here", "period", day, &mut errors), None);
+        assert_eq!(
+            duration("300000y", "here", "period", day, &mut errors),
+            None
+        );
         assert_eq!(
             errors,
             [
                 "here: invalid period `0s`: expected a duration like 10m, 30s or 250ms",
-                "here: invalid period `soon`: expected a duration like 10m, 30s or 250ms"
+                "here: invalid period `soon`: expected a duration like 10m, 30s or 250ms",
+                "here: period `1d 1s` is too long: at most 1day",
+                "here: period `300000y` is too long: at most 1day",
             ]
         );
         errors.clear();

@@ -1,12 +1,19 @@
 //! A notifier's settings (`notifiers: {"name": Slack(...) | Json(...)}`): the raw form
 //! as written and its validation into a `NotifierConfig`.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
 use super::{HookKind, NotifierConfig};
-use crate::support::located::{check_url, duration, read_token, request_headers, Source};
+use crate::support::located::{at_most, check_url, duration, read_token, request_headers, Source};
+
+/// The longest `delay` before a notification: a day.
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
+/// The longest `timeout` of one attempt.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most `retries`.
+pub const MAX_RETRIES: u32 = 20;
 
 /// A webhook told about every fault: `Slack(...)` posts Slack's `{"text": ...}`,
 /// `Json(...)` the whole outcome.
@@ -99,7 +106,7 @@ impl RawNotifier {
             check_url(url, &at(key), errors);
         }
         let delay = match humantime::parse_duration(&hook.delay) {
-            Ok(d) => Some(d),
+            Ok(d) => at_most(d, &hook.delay, &at("delay"), "delay", MAX_DELAY, errors),
             Err(_) => {
                 errors.push(format!(
                     "{}: invalid delay `{}`: expected a duration like 0s, 15m or 1h",
@@ -109,7 +116,20 @@ impl RawNotifier {
                 None
             }
         };
-        let timeout = duration(&hook.timeout, &at("timeout"), "timeout", errors);
+        if hook.retries > MAX_RETRIES {
+            errors.push(format!(
+                "{}: retries must be at most {MAX_RETRIES} (got {})",
+                at("retries"),
+                hook.retries
+            ));
+        }
+        let timeout = duration(
+            &hook.timeout,
+            &at("timeout"),
+            "timeout",
+            MAX_TIMEOUT,
+            errors,
+        );
         // A token error is already in `errors`; the headers are still checked.
         let token = read_token(
             &hook.token,

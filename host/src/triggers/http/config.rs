@@ -14,6 +14,9 @@ use crate::support::located::{read_token, Source};
 /// The original's port.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// The largest `max_body_bytes`: a MiB (a description is a sentence).
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename = "http")]
 pub struct RawHttp {
@@ -89,6 +92,13 @@ impl RawHttp {
         };
         if let Some(port) = port_flag {
             addr.set_port(port);
+        }
+        if !(1..=MAX_BODY_BYTES).contains(&raw.max_body_bytes) {
+            errors.push(format!(
+                "{}: max_body_bytes must be 1 to {MAX_BODY_BYTES} (got {})",
+                src.at(&["http", "max_body_bytes"]),
+                raw.max_body_bytes
+            ));
         }
         let token = read_token(&raw.token, &raw.token_file, &["http"], src, errors).ok()?;
         let mut tokens: Vec<(String, String)> =

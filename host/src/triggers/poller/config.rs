@@ -60,6 +60,11 @@ pub enum RawPoller {
     Json(RawJson),
 }
 
+/// The longest `period` and `max_backoff`: a day.
+pub const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
+/// The longest `timeout` of one request.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Qiita's public API and its limits: 60 requests an hour without a token.
 pub const QIITA_API: &str = "https://qiita.com";
 const QIITA_MIN_PERIOD_WITHOUT_TOKEN: Duration = Duration::from_secs(60);
@@ -207,9 +212,15 @@ impl RawPoller {
         if step == 0 {
             errors.push(format!("{}: step must be at least 1", at("step")));
         }
-        let period = duration(period, &at("period"), "period", errors);
-        let timeout = duration(timeout, &at("timeout"), "timeout", errors);
-        let max_backoff = duration(max_backoff, &at("max_backoff"), "max_backoff", errors);
+        let period = duration(period, &at("period"), "period", MAX_PERIOD, errors);
+        let timeout = duration(timeout, &at("timeout"), "timeout", MAX_TIMEOUT, errors);
+        let max_backoff = duration(
+            max_backoff,
+            &at("max_backoff"),
+            "max_backoff",
+            MAX_PERIOD,
+            errors,
+        );
         let fault = fault.clone().unwrap_or_else(|| default_fault.to_owned());
         if !faults.contains(&fault) {
             errors.push(format!(
