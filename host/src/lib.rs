@@ -30,6 +30,7 @@ use crate::support::UsageError;
 /// Parses the command line, runs it and maps the outcome to the exit code: 0 done,
 /// 1 a runtime failure, 2 a usage or configuration error.
 pub fn main() -> ExitCode {
+    one_line_panics();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,5 +45,32 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A panic (a bug of ours, or of a plugin linked in: the SDK catches it at the
+/// boundary) is one line of the log, at `error`, in the log's format, not a message and
+/// a backtrace over many; `RUST_BACKTRACE` set keeps Rust's own report.
+fn one_line_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        output::log::error(panic_line(&info.to_string()))
+    }));
+}
+
+/// The log line of a panic whose report is `report`.
+fn panic_line(report: &str) -> String {
+    format!("panic: {}", support::text::escape_controls(report))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_is_one_line() {
+        let line = super::panic_line("panicked at src/x.rs:1:2:\nboom");
+        assert_eq!(line, "panic: panicked at src/x.rs:1:2:\\nboom");
+        assert!(!line.contains('\n'));
     }
 }

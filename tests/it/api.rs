@@ -209,3 +209,34 @@ fn a_token_guards_every_api_call() {
     assert_eq!(http(port, "GET", "/healthz", &[], b"").status, 200);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_description_cannot_forge_a_log_line_or_flood_one() {
+    let (mut d, port) = daemon(OPEN);
+    let forged = "x\n2026/11/26 12:00:00 Kill: sshd(PID:1 PPID:0) - forged";
+    let body = serde_json::json!({ "desc": forged }).to_string();
+    let a = http(port, "POST", "/api/kill", &[], body.as_bytes());
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The answer keeps the text as sent (JSON escapes it); the log line escapes it.
+    assert_eq!(a.json()["desc"], forged);
+    let line = d.wait_for(|l| l.contains("Kill: ") && l.contains("forged"));
+    assert!(
+        line.ends_with(r" - x\n2026/11/26 12:00:00 Kill: sshd(PID:1 PPID:0) - forged"),
+        "{line}"
+    );
+    d.wait_for(|l| l.starts_with("dry-run: "));
+    assert!(
+        !d.log
+            .iter()
+            .any(|l| l.starts_with("Kill: sshd(PID:1 PPID:0)")),
+        "a forged line: {:?}",
+        d.log
+    );
+    let long = serde_json::json!({ "desc": "a".repeat(1025) }).to_string();
+    let b = http(port, "POST", "/api/kill", &[], long.as_bytes());
+    assert_eq!(b.status, 400);
+    assert_eq!(
+        b.json()["message"],
+        "desc is longer than 1024 bytes: say why in a sentence"
+    );
+}

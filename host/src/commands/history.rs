@@ -13,7 +13,7 @@ use crate::{
         injection,
         journal::{self, parse_since, Entry},
     },
-    support::UsageError,
+    support::{text::escape_controls, UsageError},
 };
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -62,7 +62,8 @@ pub fn line(e: &Entry) -> String {
         (None, Some(due)) => out.push_str(&format!("; still active, due {}", stamp(due))),
         (None, None) => {}
     }
-    out
+    // The journal holds what clients and processes wrote: one fault, one line.
+    escape_controls(&out).into_owned()
 }
 
 /// Runs `history`.

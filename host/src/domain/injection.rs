@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use nightmare_monkey_plugin_api::sdk::{Outcome, PluginError, ProcessInfo, Request};
 use serde::{Deserialize, Serialize};
 
+use crate::support::text::escape_controls;
+
 /// What a trigger asks for.
 #[derive(Debug, Clone)]
 pub struct Ask {
@@ -75,9 +77,12 @@ pub struct Injection {
 /// A process as the original named it: `sshd(PID:23183 PPID:1)`. The one place this
 /// is formatted.
 pub(crate) fn who(process: &ProcessInfo) -> String {
+    // A process chooses its own name: control characters in it are escaped.
     format!(
         "{}(PID:{} PPID:{})",
-        process.name, process.pid, process.ppid
+        escape_controls(&process.name),
+        process.pid,
+        process.ppid
     )
 }
 

@@ -3,7 +3,14 @@
 
 use chrono::{DateTime, TimeZone};
 
-use crate::domain::injection::{who, Injection};
+use crate::{
+    domain::injection::{who, Injection},
+    support::text::{clip, escape_controls},
+};
+
+/// How much of a command line a log line or a chat message shows (the journal and the
+/// API keep it whole).
+pub const CMDLINE_SHOWN: usize = 300;
 
 /// The original's timestamp prefix, without the trailing space.
 pub fn timestamp<Tz: TimeZone>(at: &DateTime<Tz>) -> String
@@ -24,22 +31,31 @@ pub fn fault_line(injection: &Injection) -> String {
     let target = outcome
         .process
         .as_ref()
-        .map_or_else(|| outcome.summary.clone(), who);
+        .map_or_else(|| escape_controls(&outcome.summary).into_owned(), who);
+    // Everything but the timestamp came from outside (a client's description, a
+    // process's name, a plugin's words): none of it may start a line of its own.
     format!(
         "{dry}{}: {target} - {}",
-        outcome.action, injection.intent.desc
+        escape_controls(&outcome.action),
+        escape_controls(&injection.intent.desc)
     )
 }
 
 /// The line after it: what happened, in the plugin's words, with who was hit.
 pub fn result_line(injection: &Injection) -> String {
     let outcome = &injection.outcome;
+    let (result, summary) = (
+        escape_controls(&outcome.result),
+        escape_controls(&outcome.summary),
+    );
     match &outcome.process {
+        // `{:?}` writes the command line quoted, its control characters escaped.
         Some(p) => format!(
-            "{}: {} [user {}, cmdline {:?}]",
-            outcome.result, outcome.summary, p.user, p.cmdline
+            "{result}: {summary} [user {}, cmdline {:?}]",
+            escape_controls(&p.user),
+            clip(&p.cmdline, CMDLINE_SHOWN)
         ),
-        None => format!("{}: {}", outcome.result, outcome.summary),
+        None => format!("{result}: {summary}"),
     }
 }
 
@@ -85,6 +101,32 @@ mod tests {
                 ..Outcome::default()
             },
         }
+    }
+
+    #[test]
+    fn nothing_from_outside_starts_a_line_and_command_lines_are_cut() {
+        let mut forged = injection(true);
+        forged.intent.desc = "x\n2026/11/26 12:00:00 Kill: sshd(PID:1 PPID:0) - forged".into();
+        let process = forged.outcome.process.as_mut().unwrap();
+        process.name = "ev\ril".into();
+        process.cmdline = format!("evil {}", "A".repeat(5000));
+        forged.outcome.summary = "would send\nSIGKILL".into();
+        let fault = fault_line(&forged);
+        let result = result_line(&forged);
+        assert!(
+            !fault.contains('\n') && !result.contains('\n'),
+            "{fault}\n{result}"
+        );
+        assert_eq!(
+            fault,
+            r"(Dryrun) Kill: ev\ril(PID:23183 PPID:1) - x\n2026/11/26 12:00:00 Kill: sshd(PID:1 PPID:0) - forged"
+        );
+        assert!(result.starts_with(r"dry-run: would send\nSIGKILL [user root, cmdline "));
+        assert!(result.len() < CMDLINE_SHOWN + 120, "{}", result.len());
+        assert!(
+            result.ends_with(&format!("{}… (4705 more bytes)\"]", "A".repeat(295))),
+            "{result}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod located;
 pub mod lock;
 pub mod state;
+pub mod text;
 mod usage;
 
 pub use usage::UsageError;

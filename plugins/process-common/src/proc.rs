@@ -79,17 +79,25 @@ pub fn stat(pid: u32) -> Option<Stat> {
     parse_stat(&buf[..len])
 }
 
-/// The command line, arguments joined by spaces (empty for kernel threads and zombies).
+/// How much of a command line is read: enough for any filter and the journal, bounded
+/// whatever a process puts in its arguments (up to `ARG_MAX`, 2 MB and more).
+pub const MAX_CMDLINE: usize = 16 * 1024;
+
+/// The command line, arguments joined by spaces (empty for kernel threads and zombies),
+/// its first [`MAX_CMDLINE`] bytes.
 pub fn cmdline(pid: u32) -> String {
     let mut buf = vec![0u8; 4096];
     let Ok(mut file) = File::open(format!("/proc/{pid}/cmdline")) else {
         return String::new();
     };
     let mut len = 0;
-    // Command lines may be longer than a page: read to the end.
+    // Command lines may be longer than a page: read on, up to the bound.
     loop {
         if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+            if len >= MAX_CMDLINE {
+                break;
+            }
+            buf.resize((buf.len() * 2).min(MAX_CMDLINE), 0);
         }
         match file.read(&mut buf[len..]) {
             Ok(0) | Err(_) => break,

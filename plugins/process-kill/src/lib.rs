@@ -64,6 +64,17 @@ impl FaultPlugin for ProcessKill {
             Some(text) => signal::parse(text)
                 .map_err(|e| PluginError::new(ErrorKind::Config, format!("signal: {e}")))?,
         };
+        // A stop signal leaves its victim stopped until somebody continues it, and
+        // nothing here ever will: that fault is process-pause, which does.
+        if [Signal::STOP, Signal::TSTP, Signal::TTIN, Signal::TTOU].contains(&signal) {
+            return Err(PluginError::new(
+                ErrorKind::Config,
+                format!(
+                    "signal: {} would leave the process stopped for good: use the process-pause fault, which continues it when due",
+                    signal::name(signal)
+                ),
+            ));
+        }
         let selector = Selector::new(&config.selection())?;
         Ok(Self {
             signal,
@@ -115,3 +126,26 @@ impl FaultPlugin for ProcessKill {
 }
 
 export_plugin!(ProcessKill);
+
+#[cfg(test)]
+mod tests {
+    use nightmare_monkey_plugin_api::sdk::parse_config;
+
+    use super::*;
+
+    #[test]
+    fn stop_signals_are_refused_with_a_pointer_to_process_pause() {
+        for stop in ["STOP", "SIGTSTP", "ttin", "22"] {
+            let config: Config = parse_config(&format!("(signal: \"{stop}\")")).unwrap();
+            let error = ProcessKill::new(config).unwrap_err();
+            assert_eq!(error.kind, ErrorKind::Config);
+            assert!(
+                error.message.contains("use the process-pause fault"),
+                "{stop}: {}",
+                error.message
+            );
+        }
+        let term: Config = parse_config("(signal: \"TERM\")").unwrap();
+        assert!(ProcessKill::new(term).is_ok());
+    }
+}

@@ -20,7 +20,7 @@ mod config;
 use crate::{
     domain::injection::Injection,
     output::{answer::Answer, log, logline, metrics},
-    support::{backoff::Backoff, lock::lock},
+    support::{backoff::Backoff, lock::lock, text::clip},
 };
 
 /// What a notifier posts.
@@ -118,7 +118,16 @@ pub fn payload(kind: HookKind, injection: &Injection) -> serde_json::Value {
                 logline::result_line(injection)
             )
         }),
-        HookKind::Json => serde_json::to_value(Answer::of(injection)).unwrap_or_default(),
+        HookKind::Json => {
+            let mut body = serde_json::to_value(Answer::of(injection)).unwrap_or_default();
+            // A chat or an audit hook gets what a log line shows of a command line.
+            if let Some(cmdline) = body.pointer_mut("/process/cmdline") {
+                if let Some(text) = cmdline.as_str() {
+                    *cmdline = clip(text, logline::CMDLINE_SHOWN).into_owned().into();
+                }
+            }
+            body
+        }
     }
 }
 
@@ -198,4 +207,58 @@ fn describe(e: &reqwest::Error) -> String {
         cause = next;
     }
     format!("{kind} ({cause})")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use nightmare_monkey_plugin_api::sdk::{Outcome, ProcessInfo};
+
+    use super::*;
+    use crate::domain::injection::Intent;
+
+    #[test]
+    fn a_chat_message_is_the_log_lines_and_a_json_body_a_cut_command_line() {
+        let injection = Injection {
+            intent: Intent {
+                id: "1-1".into(),
+                at: Utc::now(),
+                fault: "process-kill".into(),
+                plugin: "process-kill".into(),
+                trigger: "http".into(),
+                requested_by: None,
+                desc: "guess\nwho".into(),
+                dry_run: true,
+                master_seed: 1,
+                stream: "fault/process-kill".into(),
+                stream_position: 0,
+                seed: 2,
+            },
+            outcome: Outcome {
+                action: "Kill".into(),
+                result: "dry-run".into(),
+                process: Some(ProcessInfo {
+                    name: "java".into(),
+                    pid: 7,
+                    ppid: 1,
+                    cmdline: "j".repeat(2000),
+                    ..ProcessInfo::default()
+                }),
+                ..Outcome::default()
+            },
+            elapsed_ms: 0,
+            done: Utc::now(),
+            revert_due: None,
+        };
+        let slack = payload(HookKind::Slack, &injection);
+        let text = slack["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Nightmare Monkey: (Dryrun) Kill: java(PID:7 PPID:1) - guess\\nwho\n")
+        );
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let json = payload(HookKind::Json, &injection);
+        let cmdline = json["process"]["cmdline"].as_str().unwrap();
+        assert!(cmdline.ends_with("… (1700 more bytes)"), "{cmdline}");
+        assert_eq!(json["desc"], "guess\nwho");
+    }
 }

@@ -68,14 +68,22 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 struct Unauthorized;
 impl warp::reject::Reject for Unauthorized {}
 
-/// Compares without leaking where the first difference is.
+/// Compares without leaking where the first difference is, or the expected length:
+/// every byte of the expected token is compared, whatever was given.
 fn same_token(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+    let mut differ = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        differ |= e ^ given.get(i).copied().unwrap_or(!e);
+    }
+    differ == 0
+}
+
+/// The credentials of an `Authorization` header with the bearer scheme, which is
+/// case-insensitive (RFC 7235): `Bearer x`, `bearer x`, `BEARER x`.
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Binds the listener (so a taken port fails at startup) and returns the server future.
@@ -95,12 +103,12 @@ pub fn bind(
                 if api.tokens.is_empty() {
                     return Ok((api, Caller(peer)));
                 }
-                let given = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+                let given = auth.as_deref().and_then(bearer);
                 // Every token is compared, so the time taken says nothing about which.
                 let name = api
                     .tokens
                     .iter()
-                    .filter(|(_, token)| given.is_some_and(|g| same_token(g.trim(), token)))
+                    .filter(|(_, token)| given.is_some_and(|g| same_token(g, token)))
                     .map(|(name, _)| name.clone())
                     .next_back();
                 match name {
@@ -197,12 +205,18 @@ pub fn bind(
         .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
 }
 
+/// The longest description a client may send: it is journaled, logged and sent to chat.
+const MAX_DESC_BYTES: usize = 1024;
+
 /// The description from a body like the original's `{"desc":"I like kill!"}`, whatever
 /// the content type (curl's `-d` sends a form type with a JSON body); else the message of
 /// the 400 answer.
 fn desc(body: &[u8]) -> Result<String, &'static str> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "format error")?;
     match value.get("desc") {
+        Some(serde_json::Value::String(s)) if s.len() > MAX_DESC_BYTES => {
+            Err("desc is longer than 1024 bytes: say why in a sentence")
+        }
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
         Some(serde_json::Value::String(_)) => {
             Err("desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}")
@@ -322,4 +336,38 @@ async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> 
     } else {
         error(StatusCode::BAD_REQUEST, "bad request")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole_and_the_scheme_is_case_insensitive() {
+        assert!(same_token("s3cret", "s3cret"));
+        for wrong in ["", "s3cre", "s3cret!", "S3cret", "s3creu"] {
+            assert!(!same_token(wrong, "s3cret"), "{wrong}");
+        }
+        assert!(
+            !same_token("\u{0}", ""),
+            "a longer guess than an empty token"
+        );
+        assert!(same_token("", ""));
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn a_description_is_a_sentence_not_a_flood() {
+        let ok = format!("{{\"desc\":\"{}\"}}", "a".repeat(MAX_DESC_BYTES));
+        assert_eq!(desc(ok.as_bytes()).map(|d| d.len()), Ok(MAX_DESC_BYTES));
+        let long = format!("{{\"desc\":\"{}\"}}", "a".repeat(MAX_DESC_BYTES + 1));
+        assert_eq!(
+            desc(long.as_bytes()),
+            Err("desc is longer than 1024 bytes: say why in a sentence")
+        );
+    }
 }
