@@ -404,3 +404,35 @@ fn a_paused_timer_skips_its_faults() {
     assert!(!d.log.iter().any(|l| l.contains("Kill:")));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The soft and hard "Max open files" of a process, from /proc.
+fn open_files_limit(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut words = line["Max open files".len()..].split_whitespace();
+    Some((words.next()?.to_owned(), words.next()?.to_owned()))
+}
+
+#[test]
+fn the_daemon_raises_its_soft_limit_of_open_files_to_the_hard_one() {
+    // prlimit execs the monkey in place: the child's PID is the daemon's.
+    let mut child = std::process::Command::new("prlimit")
+        .args(["--nofile=256:2048", "--"])
+        .arg(crate::util::bin())
+        .args(["--listen", "127.0.0.1:0", "-d", "*", "-t", "00:00-24:00"])
+        .env("STATE_DIRECTORY", crate::util::state_dir())
+        .env_remove("RUST_BACKTRACE")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux)");
+    let pid = child.id();
+    // Wait for the daemon to say it listens: by then the limit is raised.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let listening = lines.any(|l| l.is_ok_and(|l| l.contains("Listening on http://")));
+    let limit = open_files_limit(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "the daemon never listened");
+    assert_eq!(limit, Some(("2048".to_owned(), "2048".to_owned())));
+}

@@ -43,6 +43,7 @@ fn run_with(
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
     args: Option<DaemonArgs>,
 ) -> anyhow::Result<()> {
+    raise_open_files();
     let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
     for poller in &config.pollers {
         if let Some(dir) = poller
@@ -82,6 +83,26 @@ fn run_with(
     match result? {
         Ending::Stop => Ok(()),
         Ending::Restart { paused } => Err(restart(paused)),
+    }
+}
+
+/// Raises the soft limit of open descriptors to the hard one. The usual soft limit,
+/// 1,024, is what a few hundred clients and the reverts of active faults (a pidfd each)
+/// can exhaust; the hard limit is what the administrator allowed (`LimitNOFILE=`).
+fn raise_open_files() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            log::line(format!(
+                "warning: cannot raise the limit of open files from {:?} to {:?}: {e}",
+                limit.current, limit.maximum
+            ));
+        }
     }
 }
 

@@ -140,6 +140,7 @@ fn the_systemd_unit_is_hardened_and_valid() {
     assert_eq!(get("Type"), "notify");
     assert!(get("WatchdogSec").ends_with('s'));
     assert_eq!(get("NoNewPrivileges"), "yes");
+    assert_eq!(get("LimitNOFILE"), "65536");
     assert_eq!(get("CapabilityBoundingSet"), "CAP_KILL");
     assert_eq!(get("AmbientCapabilities"), "CAP_KILL");
     assert_eq!(get("StateDirectory"), "nightmare-monkey");
