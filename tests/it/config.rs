@@ -110,3 +110,49 @@ fn the_tokyo_drill_previews_the_same_every_time() {
         run.stdout
     );
 }
+
+#[test]
+fn a_fifo_at_the_journal_path_is_refused_at_once_not_waited_on() {
+    let dir = crate::util::temp_dir("journal-fifo");
+    let fifo = dir.join("journal.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let config = dir.join("c.ron");
+    fs::write(&config, format!("(journal: {fifo:?})")).unwrap();
+    for args in [
+        vec!["check-config"],
+        vec!["--listen", "127.0.0.1:0", "--config"],
+    ] {
+        let mut child = crate::util::command()
+            .args(&args)
+            .arg(&config)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > crate::util::DEADLINE {
+                let _ = child.kill();
+                panic!("{args:?}: still waiting on the FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.ends_with(&format!(
+                "error: cannot open the journal {}: it is a FIFO, not a regular file\n",
+                fifo.display()
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+    fs::remove_dir_all(dir).unwrap();
+}

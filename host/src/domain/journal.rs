@@ -124,6 +124,34 @@ pub(crate) struct RevertRecord {
     pub summary: String,
 }
 
+/// Refuses a journal path that exists but is no regular file, before anything opens
+/// it: a directory cannot be appended to, and opening a FIFO blocks until a writer
+/// comes (the daemon would hang, silently, before its first log line). A path that does
+/// not exist yet is fine: the journal is created there.
+pub(crate) fn check_path(path: &Path) -> io::Result<()> {
+    let kind = match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => return Ok(()),
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt as _;
+            let t = meta.file_type();
+            if t.is_dir() {
+                "a directory"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "a device"
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    Err(io::Error::other(format!(
+        "it is {kind}, not a regular file"
+    )))
+}
+
 /// The journal file.
 #[derive(Debug)]
 pub struct Journal {
@@ -145,6 +173,7 @@ impl Journal {
     /// Opens the journal at `path`, creating its directory; a torn last line (a crash in
     /// the middle of a write) is closed with a newline so the next record starts clean.
     pub fn open(path: &Path) -> io::Result<Journal> {
+        check_path(path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
@@ -317,6 +346,31 @@ mod tests {
             stream_position: 0,
             seed: 2,
         })
+    }
+
+    #[test]
+    fn only_a_regular_file_or_nothing_is_a_journal() {
+        let dir = std::env::temp_dir().join(format!("nm-journal-kind-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        assert!(check_path(&dir.join("new.jsonl")).is_ok());
+        fs::write(dir.join("file"), "").unwrap();
+        assert!(check_path(&dir.join("file")).is_ok());
+        let error = Journal::open(&dir).unwrap_err();
+        assert_eq!(error.to_string(), "it is a directory, not a regular file");
+        let fifo = dir.join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        // Opening it would block for good; the check refuses it first.
+        assert_eq!(
+            Journal::open(&fifo).unwrap_err().to_string(),
+            "it is a FIFO, not a regular file"
+        );
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

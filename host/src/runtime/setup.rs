@@ -111,6 +111,8 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             }
         },
     };
+    // A journal path that is no regular file is refused the same way by check-config,
+    // which opens nothing.
     let journal = if run {
         Journal::open(&config.journal)
             .map_err(|e| {
@@ -121,6 +123,12 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             })
             .ok()
     } else {
+        if let Err(e) = journal::check_path(&config.journal) {
+            errors.push(format!(
+                "cannot open the journal {}: {e}",
+                config.journal.display()
+            ));
+        }
         None
     };
     let guards = Guards {
