@@ -385,3 +385,35 @@ fn a_cgroup_scope_confines_the_choice() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn the_pause_file_stops_a_one_shot_fault_too() {
+    let dir = crate::util::temp_dir("kill-paused");
+    let run = |dir: &std::path::Path| {
+        crate::util::command()
+            .env("STATE_DIRECTORY", dir)
+            .args(["kill", "--seed", "1", "--desc", "while paused"])
+            .output()
+            .unwrap()
+    };
+    std::fs::write(dir.join("paused"), "").unwrap();
+    let refused = run(&dir);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        format!(
+            "error: Nightmare Monkey is paused (the pause file {} exists; remove it to resume)\n",
+            dir.join("paused").display()
+        )
+    );
+    std::fs::remove_file(dir.join("paused")).unwrap();
+    let dry = run(&dir);
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("(Dryrun) Kill: "));
+    std::fs::remove_dir_all(dir).unwrap();
+}

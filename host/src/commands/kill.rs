@@ -41,9 +41,10 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
             seed
         }
     };
+    let state_dir = crate::support::state::default_dir();
     let journal_path = match &args.journal {
         Some(path) => path.clone(),
-        None => crate::support::state::default_dir().join("journal.jsonl"),
+        None => state_dir.join("journal.jsonl"),
     };
     let journal = Journal::open(&journal_path).map_err(|e| {
         anyhow!(
@@ -51,7 +52,13 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
             journal_path.display()
         )
     })?;
-    let mut engine = Engine::new(seed, args.execute, Guards::default(), Some(journal));
+    // The kill switch holds here too: the daemon's default pause file stops a one-shot
+    // fault as it stops the daemon's.
+    let guards = Guards {
+        pause_file: Some(state_dir.join("paused")),
+        ..Guards::default()
+    };
+    let mut engine = Engine::new(seed, args.execute, guards, Some(journal));
     engine.add_fault(&name, &name, fault)?;
 
     let ask = Ask {
