@@ -278,7 +278,8 @@ Examples:
   nightmare-monkey kill                      pick a victim, send nothing (dry run)
   nightmare-monkey kill --seed 42            the same pick every time on the same processes
   nightmare-monkey kill --fault-config '(signal: \"TERM\", exclude_names: [\"^sshd$\"])'
-  nightmare-monkey kill --plugin ./libmy_fault.so --desc 'game day'";
+  nightmare-monkey kill --plugin ./libmy_fault.so --desc 'game day'
+  nightmare-monkey kill --config /etc/nightmare-monkey/config.ron --fault gentle-kill";
 
 /// `kill`: one injection.
 #[derive(Debug, Args)]
@@ -308,9 +309,19 @@ pub struct KillArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Journal the fault here [default: <state dir>/journal.jsonl]
+    /// Journal the fault here [default: <state dir>/journal.jsonl, or the config's]
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+
+    /// Take the fault from this daemon configuration: its plugins, its faults' settings
+    /// (exclusions included), its seed, journal and pause file
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["plugin", "fault_config"])]
+    pub config: Option<PathBuf>,
+
+    /// With --config: the configured fault to inject [default: the one POST /api/kill
+    /// fires]
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub fault: Option<String>,
 }
 
 /// `plugins ...`.

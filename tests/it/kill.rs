@@ -417,3 +417,63 @@ fn the_pause_file_stops_a_one_shot_fault_too() {
     assert!(String::from_utf8_lossy(&dry.stdout).contains("(Dryrun) Kill: "));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn with_config_kill_uses_a_configured_fault_its_exclusions_and_its_pause_file() {
+    let dir = crate::util::temp_dir("kill-config");
+    let cfg = dir.join("c.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"(
+    journal: {:?},
+    pause_file: {:?},
+    window: (days: "0", time: "00:00-00:01"),
+    faults: {{"gentle": (plugin: "process-kill", config: (signal: "TERM", exclude_names: ["^sleep$"]))}},
+)"#,
+            dir.join("journal.jsonl"),
+            dir.join("paused"),
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"sleep 1000 & v=$!
+until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
+echo "victim $v"
+"$NM" kill --config {cfg} --seed 1 --json; echo "default $?"
+"$NM" kill --config {cfg} --fault gentle --seed 1; echo "gentle $?"
+"$NM" kill --config {cfg} --fault nope --seed 1; echo "nope $?"
+touch {paused}; "$NM" kill --config {cfg} --seed 1; echo "paused $?""#,
+        cfg = cfg.display(),
+        paused = dir.join("paused").display(),
+    ));
+    // The default fault (what /api/kill fires) may take the sleep; the window does not
+    // hold for a one-shot fault.
+    let v = pids(&run.stdout, "victim")[0];
+    let out = json_lines(&run.stdout);
+    assert_eq!(out.len(), 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(out[0]["pid"], v);
+    assert_eq!(out[0]["fault"], "process-kill");
+    assert_eq!(pairs(&run.stdout, "default"), ["0"]);
+    // `gentle` excludes sleep: nothing else is eligible in the namespace.
+    assert_eq!(pairs(&run.stdout, "gentle"), ["1"]);
+    assert!(
+        run.stderr.contains("error: gentle: no eligible process"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "nope"), ["2"]);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: --fault: no fault named `nope` is configured in {} (configured: gentle, process-kill)",
+            cfg.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "paused"), ["1"]);
+    assert!(run
+        .stderr
+        .contains("error: Nightmare Monkey is paused (the pause file"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

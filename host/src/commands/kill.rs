@@ -6,6 +6,7 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 use crate::{
     cli::KillArgs,
+    config,
     domain::{
         injection::{Ask, InjectError},
         journal::Journal,
@@ -13,11 +14,15 @@ use crate::{
     engine::{Engine, Guards},
     output::{answer::Answer, logline},
     plugin::{self, Plugin},
+    runtime::setup,
     support::UsageError,
 };
 
 /// Runs `kill`.
 pub fn run(args: KillArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.config {
+        return run_configured(&args, path);
+    }
     let plugin = match &args.plugin {
         Some(path) => Plugin::load(path).map_err(UsageError)?,
         None => plugin::builtins()
@@ -61,8 +66,45 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
     let mut engine = Engine::new(seed, args.execute, guards, Some(journal));
     engine.add_fault(&name, &name, fault)?;
 
+    inject(&engine, &name, &args)
+}
+
+/// `kill --config FILE [--fault NAME]`: a fault as the daemon configured it.
+fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut config = config::check_file(path).map_err(|e| UsageError(e.into()))?;
+    config.seed = args.seed.or(config.seed);
+    config.execute |= args.execute;
+    if let Some(journal) = &args.journal {
+        config.journal = journal.clone();
+    }
+    let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
+    for warning in &setup.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let engine = setup.engine.without_window();
+    if setup.seed_drawn {
+        let seed = engine.master_seed();
+        eprintln!(
+            "{} Seed: {seed} (replay this pick with --seed {seed})",
+            logline::timestamp(&Local::now())
+        );
+    }
+    let fault = args.fault.clone().unwrap_or(config.kill_fault);
+    if !engine.fault_names().contains(&fault) {
+        return Err(UsageError(anyhow!(
+            "--fault: no fault named `{fault}` is configured in {} (configured: {})",
+            path.display(),
+            engine.fault_names().join(", ")
+        ))
+        .into());
+    }
+    inject(&engine, &fault, args)
+}
+
+/// Injects `name` once, prints it, and reverts it when due if it is reversible.
+fn inject(engine: &Engine, name: &str, args: &KillArgs) -> anyhow::Result<()> {
     let ask = Ask {
-        fault: name.clone(),
+        fault: name.to_owned(),
         desc: args.desc.clone(),
         trigger: "cli",
         requested_by: None,
@@ -82,7 +124,7 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         println!("{ts} {}", logline::result_line(&injection));
     }
     if let Some(due) = injection.revert_due {
-        wait_and_revert(&engine, &injection.intent.id, due)?;
+        wait_and_revert(engine, &injection.intent.id, due)?;
     }
     Ok(())
 }

@@ -101,6 +101,13 @@ impl Engine {
         }
     }
 
+    /// The same engine without a window: a one-shot `kill` is now, whatever the drill's
+    /// hours (the pause file and the budget still hold).
+    pub(crate) fn without_window(mut self) -> Self {
+        self.guards.window = None;
+        self
+    }
+
     /// The node label of the streams, if any.
     pub(crate) fn node(&self) -> Option<&str> {
         self.node.as_deref()
