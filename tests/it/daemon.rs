@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::util::{in_namespace, monkey, pairs, Daemon};
+use crate::util::{http, in_namespace, monkey, pairs, Daemon};
 
 const FAST: &[&str] = &[
     "--min-interval",
@@ -435,4 +435,45 @@ fn the_daemon_raises_its_soft_limit_of_open_files_to_the_hard_one() {
     let _ = child.wait();
     assert!(listening, "the daemon never listened");
     assert_eq!(limit, Some(("2048".to_owned(), "2048".to_owned())));
+}
+
+#[test]
+fn a_restart_does_not_hand_out_a_fresh_budget() {
+    let dir = crate::util::temp_dir("budget-restart");
+    let cfg = dir.join("c.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"(journal: {:?}, pause_file: {:?}, budget: (per_hour: 1), window: (days: "*", time: "00:00-24:00"))"#,
+            dir.join("journal.jsonl"),
+            dir.join("paused"),
+        ),
+    )
+    .unwrap();
+    let start = || {
+        let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+        let port = d.port();
+        (d, port)
+    };
+    let kill = |port| http(port, "POST", "/api/kill", &[], br#"{"desc":"budget"}"#).status;
+    let (d, port) = start();
+    assert_eq!(kill(port), 200);
+    // A crash, not a clean stop: the budget lives on in the journal alone.
+    d.signal("KILL");
+    drop(d);
+    let (_d, port) = start();
+    assert_eq!(
+        kill(port),
+        429,
+        "the hour's one fault was spent before the crash"
+    );
+    // A one-shot kill with the same config honours it too.
+    let run = monkey(&["kill", "--config", cfg.to_str().unwrap(), "--seed", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("over budget (at most 1 fault an hour)"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -82,6 +82,7 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
         eprintln!("warning: {warning}");
     }
     let engine = setup.engine.without_window();
+    setup::restore_budget(&engine);
     if setup.seed_drawn {
         let seed = engine.master_seed();
         eprintln!(

@@ -108,6 +108,15 @@ impl Engine {
         self
     }
 
+    /// Counts faults of a previous run (their times, oldest first) against the budget,
+    /// so a restart, a crash loop included, does not hand out a fresh budget.
+    pub(crate) fn restore_budget(&self, times: impl IntoIterator<Item = DateTime<Utc>>) {
+        let mut budget = lock(&self.budget);
+        for at in times {
+            budget.record(at);
+        }
+    }
+
     /// The node label of the streams, if any.
     pub(crate) fn node(&self) -> Option<&str> {
         self.node.as_deref()

@@ -210,6 +210,41 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     })
 }
 
+/// When the faults of the last day happened, oldest first: what a budget counts. A
+/// fault the plugin failed gave its place back; one without an outcome (the daemon
+/// stopped during it) may have happened, and counts.
+fn spent(
+    entries: &[journal::Entry],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let day = chrono::TimeDelta::days(1);
+    entries
+        .iter()
+        .filter(|e| now - e.intent.at < day)
+        .filter(|e| e.outcome.as_ref().is_none_or(|o| o.result != "failed"))
+        .map(|e| e.intent.at)
+        .collect()
+}
+
+/// Counts the faults the journal holds from the last day against the engine's budget
+/// (`kill --config`: a one-shot run honours the budget the daemon keeps). A journal that
+/// cannot be read counts nothing.
+pub fn restore_budget(engine: &Engine) {
+    let Some(journal) = engine.journal() else {
+        return;
+    };
+    if let Ok(contents) = journal::read(journal.path()) {
+        engine.restore_budget(spent(
+            &journal::entries(&contents.records),
+            chrono::Utc::now(),
+        ));
+    }
+}
+
+/// Reads the journal before anything else happens: the faults of the last day count
+/// against the budget again (a restart, a crash loop included, gets no fresh budget),
+/// and what a previous run left active is reverted.
+///
 /// Reverts what a previous run left active (it crashed, or was killed, mid-fault), before
 /// anything else happens: every outcome with revert state and no revert record. The
 /// plugin checks the process is still the one it stopped (by start time).
@@ -230,7 +265,9 @@ pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
     for problem in &contents.problems {
         log::line(format!("journal: {problem}"));
     }
-    for entry in journal::entries(&contents.records) {
+    let entries = journal::entries(&contents.records);
+    engine.restore_budget(spent(&entries, chrono::Utc::now()));
+    for entry in entries {
         if !entry.is_active() {
             continue;
         }
@@ -261,5 +298,60 @@ pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
             },
         };
         engine.revert_with(fault, id, &state, "recovery");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+
+    use super::*;
+    use crate::domain::{injection::Intent, journal::OutcomeRecord};
+
+    fn entry(ago_mins: i64, result: Option<&str>) -> journal::Entry {
+        let at = Utc::now() - TimeDelta::minutes(ago_mins);
+        journal::Entry {
+            intent: Intent {
+                id: format!("1-{ago_mins}"),
+                at,
+                fault: "f".into(),
+                plugin: "p".into(),
+                trigger: "timer".into(),
+                requested_by: None,
+                desc: "d".into(),
+                dry_run: true,
+                master_seed: 1,
+                stream: "s".into(),
+                stream_position: 0,
+                seed: 1,
+            },
+            outcome: result.map(|r| {
+                let mut o = OutcomeRecord::failed("x", at, 0, String::new());
+                o.result = r.to_owned();
+                o
+            }),
+            reverted: None,
+        }
+    }
+
+    #[test]
+    fn the_last_day_of_faults_that_happened_or_may_have_counts() {
+        let entries = [
+            entry(25 * 60, Some("killed")),
+            entry(120, Some("killed")),
+            entry(60, Some("failed")),
+            entry(30, None),
+            entry(5, Some("dry-run")),
+        ];
+        let now = Utc::now();
+        let times = spent(&entries, now);
+        assert_eq!(
+            times,
+            [
+                entries[1].intent.at,
+                entries[3].intent.at,
+                entries[4].intent.at
+            ]
+        );
     }
 }

@@ -68,9 +68,14 @@ fn window_budget_and_plugin_failures_are_counted_too() {
     let dir = temp_dir("metrics-refusals");
     std::fs::write(dir.join("broken.so"), b"not a library").unwrap();
     let config = dir.join("c.ron");
+    // A journal of its own: the budget counts the last day of the journal, and the
+    // shared state directory's holds other tests' faults.
     std::fs::write(
         &config,
-        r#"(window: (days: "*", time: "00:00-24:00"), budget: (per_hour: 1))"#,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), budget: (per_hour: 1), journal: {:?})"#,
+            dir.join("journal.jsonl")
+        ),
     )
     .unwrap();
     let mut d = Daemon::start(&[
