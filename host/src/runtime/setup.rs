@@ -241,13 +241,11 @@ pub fn restore_budget(engine: &Engine) {
     }
 }
 
-/// Reads the journal before anything else happens: the faults of the last day count
+/// Reads the journal before anything else happens. The faults of the last day count
 /// against the budget again (a restart, a crash loop included, gets no fresh budget),
-/// and what a previous run left active is reverted.
-///
-/// Reverts what a previous run left active (it crashed, or was killed, mid-fault), before
-/// anything else happens: every outcome with revert state and no revert record. The
-/// plugin checks the process is still the one it stopped (by start time).
+/// and what a previous run left active (it crashed, or was killed, mid-fault) is
+/// reverted: every outcome with revert state and no revert record. The plugin checks the
+/// process is still the one it stopped (by start time).
 pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
     let Some(journal) = engine.journal() else {
         return;
