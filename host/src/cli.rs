@@ -322,6 +322,21 @@ pub struct KillArgs {
     /// fires]
     #[arg(long, value_name = "NAME", requires = "config")]
     pub fault: Option<String>,
+
+    /// Give up on the plugin if a call (the injection, the revert) takes longer, e.g. 10s
+    /// or 2m [default: 30s, or the config's plugin_timeout]
+    #[arg(long, value_name = "DURATION", value_parser = plugin_timeout)]
+    pub plugin_timeout: Option<std::time::Duration>,
+}
+
+/// A `--plugin-timeout`: a duration from 1 ms to 10 minutes.
+fn plugin_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("expected a duration longer than zero".to_owned()),
+        Ok(d) if d > std::time::Duration::from_secs(600) => Err("too long: at most 10m".to_owned()),
+        Ok(d) => Ok(d),
+        Err(_) => Err("expected a duration like 10s, 2m or 500ms".to_owned()),
+    }
 }
 
 /// `plugins ...`.

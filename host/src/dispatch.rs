@@ -15,16 +15,30 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 use crate::{
     domain::injection::{ceil_secs, Ask, InjectError, Injection},
-    engine::Engine,
+    engine::{Engine, Unfinished},
     output::{log, notifier::Notifiers},
+    support::thread::on_own_thread,
 };
 
-/// How long a plugin may take for one injection before the trigger gives up on it.
-pub const INJECT_DEADLINE: Duration = Duration::from_secs(30);
-
-/// How many injections, reverts and pause flips run at once; more wait their turn (the
-/// wait counts against [`INJECT_DEADLINE`]).
+/// How many injections run at once; more wait their turn (the wait counts against the
+/// plugin timeout). Reverts and the kill switch never wait for these: each runs on a
+/// thread of its own.
 pub const MAX_INJECTIONS_AT_ONCE: usize = 4;
+
+/// How long the kill switch waits for the reverts it starts before it answers: enough
+/// for a plugin that answers at once (a SIGCONT) to be reported as reverted, short
+/// enough that the switch answers within a tenth of a second whatever plugins do.
+pub const SWITCH_WAIT: Duration = Duration::from_millis(50);
+
+/// What the kill switch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switched {
+    /// Why the monkey is still paused, if it is (the pause file outlives `resume`).
+    pub paused: Option<String>,
+    /// Active faults whose revert had not answered when the switch answered: they are
+    /// being reverted in the background.
+    pub reverting: Vec<Unfinished>,
+}
 
 /// What the triggers share: the engine, and who hears of each fault.
 #[derive(Clone)]
@@ -38,9 +52,9 @@ impl Injector {
     /// The door to `engine`; `notifiers` hear of every fault that happened.
     pub fn new(engine: Arc<Engine>, notifiers: Notifiers) -> Self {
         Self {
+            deadline: engine.plugin_timeout(),
             engine,
             notifiers,
-            deadline: INJECT_DEADLINE,
         }
     }
 
@@ -67,7 +81,7 @@ impl Injector {
             }),
             Err(_) => Err(InjectError::TimedOut {
                 fault: name,
-                secs: self.deadline.as_secs(),
+                after: self.deadline,
             }),
         };
         match &result {
@@ -87,26 +101,48 @@ impl Injector {
         result
     }
 
-    /// Reverts fault `id` at `due`, unless something (shutdown, pause) reverted it first.
+    /// Reverts fault `id` at `due` on a thread of its own, unless something (shutdown,
+    /// pause) reverted it first.
     fn schedule_revert(&self, id: String, due: DateTime<Utc>) {
         let engine = self.engine.clone();
         tokio::spawn(async move {
             let wait = (due - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
-            let _ = tokio::task::spawn_blocking(move || engine.revert(&id, "due")).await;
+            if let Some(job) = engine.take(&id, "due") {
+                on_own_thread("revert", move || job.run()).await;
+            }
         });
     }
 
-    /// Turns the kill switch on (reverting every active fault, off the runtime) or off.
-    /// Returns why the monkey is still paused, if it is (the pause file outlives `off`).
-    pub async fn switch(&self, on: bool) -> Result<Option<String>, String> {
+    /// Turns the kill switch on or off. On: every request is refused from this instant,
+    /// and every active fault is reverted, each on a thread of its own; the answer comes
+    /// after [`SWITCH_WAIT`] at most, naming the reverts still under way.
+    pub async fn switch(&self, on: bool) -> Switched {
+        self.engine.set_paused(on);
+        let reverting = if on {
+            let engine = self.engine.clone();
+            on_own_thread("pause", move || engine.revert_all("pause", SWITCH_WAIT))
+                .await
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Switched {
+            paused: self.engine.paused(),
+            reverting,
+        }
+    }
+
+    /// Goes to bed: refuses every request from now on, reverts every active fault, each
+    /// on a thread of its own, and waits for them at most `wait`. Returns what was
+    /// abandoned: injections whose plugin never answered (id, fault), and reverts still
+    /// under way (these and any the kill switch started). Either may have left something
+    /// in effect.
+    pub async fn close(&self, wait: Duration) -> (Vec<(String, String)>, Vec<Unfinished>) {
+        self.engine.close();
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
-            engine.set_paused(on);
-            engine.paused()
-        })
-        .await
-        .map_err(|e| e.to_string())
+        on_own_thread("shutdown", move || engine.revert_all("shutdown", wait)).await;
+        (self.engine.in_flight(), self.engine.reverting())
     }
 
     /// The journal file, for a look back (`GET /api/history`); `None` without one.
@@ -175,15 +211,13 @@ impl Refusal {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Condvar, Mutex};
-
     use nightmare_monkey_plugin_api::sdk::PluginError;
 
     use super::*;
     use crate::{
         domain::injection::Ask,
         engine::{
-            fake::{Behaviour, Fake},
+            fake::{self, Behaviour, Fake},
             Guards,
         },
         support::lock::lock,
@@ -206,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_plugin_that_hangs_is_given_up_on_at_the_deadline() {
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = fake::gate();
         let fake = Fake::new(Behaviour::Block(gate.clone()));
         let door = injector(&fake, false).with_deadline(Duration::from_millis(50));
         let started = std::time::Instant::now();
@@ -220,8 +254,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Let the blocked thread go, so the runtime can shut down.
-        *lock(&gate.0) = true;
-        gate.1.notify_all();
+        fake::open(&gate);
     }
 
     #[tokio::test]
@@ -244,12 +277,21 @@ mod tests {
         let door = injector(&fake, false);
         assert_eq!(
             door.switch(true).await,
-            Ok(Some("POST /api/resume to resume".into()))
+            Switched {
+                paused: Some("POST /api/resume to resume".into()),
+                reverting: vec![],
+            }
         );
         let refused = door.inject(ask()).await.unwrap_err();
         let refusal = Refusal::of(&refused);
         assert_eq!((refusal.status, refusal.is_refusal), (503, true));
-        assert_eq!(door.switch(false).await, Ok(None));
+        assert_eq!(
+            door.switch(false).await,
+            Switched {
+                paused: None,
+                reverting: vec![]
+            }
+        );
         assert!(door.inject(ask()).await.is_ok());
         assert_eq!(fake.calls().len(), 1);
         assert_eq!(door.journal_path(), None);
@@ -261,6 +303,131 @@ mod tests {
         );
         assert_eq!(with.journal_path(), Some(path.clone()));
         let _ = std::fs::remove_file(path);
+    }
+
+    /// Every thread the runtime has for injections is held by a plugin that hangs, one
+    /// more injection waits for a thread, and an active fault's plugin hangs in `revert`:
+    /// the kill switch still answers at once, names the revert still under way, and the
+    /// injection that was waiting is refused.
+    #[test]
+    fn the_kill_switch_never_waits_behind_plugins() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(MAX_INJECTIONS_AT_ONCE)
+            .build()
+            .unwrap();
+        let hang = fake::gate();
+        let hung = Fake::new(Behaviour::Block(hang.clone()));
+        let stuck_revert = fake::gate();
+        let stuck = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_held(&stuck_revert);
+        let mut engine = Engine::new(1, true, Guards::default(), None);
+        engine.add_fault("hung", "fake", hung.clone()).unwrap();
+        engine.add_fault("stuck", "fake", stuck.clone()).unwrap();
+        let door = Injector::new(Arc::new(engine), Notifiers::default());
+        runtime.block_on(async {
+            let active = door.inject(ask_for("stuck")).await.unwrap();
+            let mut waiting = Vec::new();
+            for _ in 0..=MAX_INJECTIONS_AT_ONCE {
+                let door = door.clone();
+                waiting.push(tokio::spawn(
+                    async move { door.inject(ask_for("hung")).await },
+                ));
+            }
+            while hung.calls().len() < MAX_INJECTIONS_AT_ONCE {
+                tokio::task::yield_now().await;
+            }
+            let started = std::time::Instant::now();
+            let switched = door.switch(true).await;
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(1), "the switch took {took:?}");
+            assert!(switched.paused.is_some());
+            assert_eq!(
+                switched.reverting,
+                [Unfinished {
+                    id: active.intent.id.clone(),
+                    fault: "stuck".into()
+                }]
+            );
+            fake::open(&stuck_revert);
+            fake::open(&hang);
+            let mut refused = 0;
+            for task in waiting {
+                if let Err(InjectError::Paused(_)) = task.await.unwrap() {
+                    refused += 1;
+                }
+            }
+            assert_eq!(refused, 1, "the one that waited for a thread is refused");
+            assert_eq!(hung.calls().len(), MAX_INJECTIONS_AT_ONCE);
+        });
+    }
+
+    /// Paused while a plugin works: the fault it leaves active is reverted as soon as it
+    /// answers, and going to bed names an injection and a revert whose plugins hang.
+    #[tokio::test]
+    async fn what_the_switch_could_not_see_is_reverted_and_closing_names_what_hangs() {
+        let hold = fake::gate();
+        let late = Fake::new(Behaviour::Reversible { ms: 60_000 }).held(&hold);
+        let mut engine = Engine::new(1, true, Guards::default(), None);
+        engine.add_fault("late", "fake", late.clone()).unwrap();
+        let door = Injector::new(Arc::new(engine), Notifiers::default());
+        let under_way = tokio::spawn({
+            let door = door.clone();
+            async move { door.inject(ask_for("late")).await }
+        });
+        while late.calls().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert!(door.switch(true).await.reverting.is_empty());
+        fake::open(&hold);
+        assert!(under_way.await.unwrap().is_ok());
+        assert_eq!(
+            lock(&late.reverts).len(),
+            1,
+            "reverted as soon as it answered"
+        );
+
+        let hang = fake::gate();
+        let stuck_revert = fake::gate();
+        let hung = Fake::new(Behaviour::Block(hang.clone()));
+        let stuck = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_held(&stuck_revert);
+        let mut engine = Engine::new(1, true, Guards::default(), None);
+        engine.add_fault("hung", "fake", hung.clone()).unwrap();
+        engine.add_fault("stuck", "fake", stuck).unwrap();
+        let door = Injector::new(Arc::new(engine), Notifiers::default());
+        let active = door.inject(ask_for("stuck")).await.unwrap();
+        let hanging = tokio::spawn({
+            let door = door.clone();
+            async move { door.inject(ask_for("hung")).await }
+        });
+        while hung.calls().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let (in_flight, unfinished) = door.close(Duration::from_millis(50)).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(in_flight.len(), 1);
+        assert_eq!(in_flight[0].1, "hung");
+        assert_eq!(
+            unfinished,
+            [Unfinished {
+                id: active.intent.id,
+                fault: "stuck".into()
+            }]
+        );
+        assert!(matches!(
+            door.inject(ask_for("stuck")).await,
+            Err(InjectError::Paused(why)) if why == "it is going to bed"
+        ));
+        fake::open(&hang);
+        fake::open(&stuck_revert);
+        let _ = hanging.await;
+    }
+
+    fn ask_for(fault: &str) -> Ask {
+        Ask {
+            fault: fault.into(),
+            ..ask()
+        }
     }
 
     #[test]
@@ -316,7 +483,7 @@ mod tests {
             (
                 InjectError::TimedOut {
                     fault: "f".into(),
-                    secs: 30,
+                    after: Duration::from_secs(30),
                 },
                 504,
                 false,

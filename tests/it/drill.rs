@@ -261,6 +261,161 @@ kill -TERM $d; wait $d; echo "code $?""#,
 }
 
 /// Budgets only need dry runs: the daemon runs on this machine, with a victim of ours.
+/// Hung plugins never hold the kill switch or the exit: with every injection thread held
+/// by a plugin that sleeps, one more request waiting for a thread, and an active fault
+/// whose revert hangs, `POST /api/pause` still answers at once and resumes the real
+/// victim, naming the revert still under way; SIGTERM then exits within 3 s, non-zero,
+/// naming every plugin call it abandoned.
+#[test]
+fn the_kill_switch_and_sigterm_never_wait_behind_hung_plugins() {
+    let dir = temp_dir("drill-hung");
+    let cfg = dir.join("hung.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(
+    window: (days: "*", time: "00:00-24:00"),
+    timer: (enabled: false),
+    http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?},
+    plugins: [{lib:?}],
+    faults: {{
+        "pause": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
+        "stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000)),
+        "slow": (plugin: "panicky", config: (sleep_ms: 600000, started_file: {started:?})),
+    }},
+)"#,
+            lib = crate::util::built_lib("libpanic_plugin.so"),
+            started = dir.join("started"),
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+ms() {{ echo $(( $(date +%s%N) / 1000000 )); }}
+sleep 1000 & v=$!
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/pause '{{"desc":"victim"}}' >/dev/null
+post $p /api/faults/stuck '{{"desc":"stuck"}}' >/dev/null
+echo "stopped $(st $v)"
+for i in 1 2 3 4 5; do post $p /api/faults/slow '{{"desc":"slow"}}' >/dev/null & done
+end=$(( $(date +%s) + 10 ))
+until [ "$(cat {d}/started 2>/dev/null | wc -l)" -ge 4 ]; do [ "$(date +%s)" -gt $end ] && break; sleep 0.02; done
+t=$(ms); post $p /api/pause ''; echo "pause_ms $(( $(ms) - t ))"
+echo "api $(st $v)"
+t=$(ms); kill -TERM $d; wait $d; echo "code $?"; echo "term_ms $(( $(ms) - t ))""#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let said = |key: &str| pairs(&run.stdout, key);
+    assert_eq!(
+        said("stopped"),
+        ["T"],
+        "{}\n{}\n{log}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(said("api"), ["S"], "the victim runs again\n{log}");
+    let pause_ms: u64 = said("pause_ms")[0].parse().unwrap();
+    // The switch waits 50 ms for reverts at most; the rest is curl and a busy machine.
+    assert!(pause_ms < 1000, "POST /api/pause took {pause_ms} ms");
+    let answer = json_lines(&run.stdout)
+        .into_iter()
+        .find(|j| j.get("paused").is_some())
+        .expect("the pause answer");
+    assert_eq!(answer["paused"], true);
+    assert_eq!(
+        answer["reverting"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Nightmare Monkey is paused: every trigger is refused; still reverting (their plugins have not answered yet): ")
+            && message.ends_with(" (stuck)"),
+        "{answer}"
+    );
+    assert_eq!(said("code"), ["1"], "{log}");
+    let term_ms: u64 = said("term_ms")[0].parse().unwrap();
+    assert!(term_ms < 3000, "SIGTERM took {term_ms} ms\n{log}");
+    let abandoned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("going to bed without"))
+        .collect();
+    assert_eq!(
+        abandoned
+            .iter()
+            .filter(|l| l.ends_with("(slow), whose plugin has not answered"))
+            .count(),
+        4,
+        "{log}"
+    );
+    assert_eq!(
+        abandoned
+            .iter()
+            .filter(|l| l.contains("the revert of")
+                && l.ends_with("(stuck), whose plugin has not answered"))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("error: stopped with 5 plugin calls abandoned"),
+        "{log}"
+    );
+    eprintln!("pause answered in {pause_ms} ms, SIGTERM exit in {term_ms} ms");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A plugin whose revert hangs does not hold the next start: recovery gives up on it
+/// after `plugin_timeout`, says so, and the daemon starts; at SIGTERM it is named.
+#[test]
+fn recovery_gives_up_on_a_revert_that_hangs() {
+    let dir = temp_dir("drill-hung-recovery");
+    let cfg = dir.join("stuck.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(
+    window: (days: "*", time: "00:00-24:00"),
+    timer: (enabled: false),
+    http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?},
+    plugin_timeout: "300ms",
+    plugins: [{lib:?}],
+    faults: {{ "stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000)) }},
+)"#,
+            lib = crate::util::built_lib("libpanic_plugin.so"),
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/stuck '{{"desc":"stuck"}}' >/dev/null
+kill -KILL $d; wait $d
+"$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
+await Listening {d}/log2 && echo started
+kill -TERM $d; wait $d; echo "code $?""#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
+    assert!(run.stdout.contains("started\n"), "{}\n{log}", run.stderr);
+    let gave_up: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("did not answer within 300ms; abandoned"))
+        .collect();
+    assert_eq!(gave_up.len(), 1, "{log}");
+    assert!(gave_up[0].contains("the plugin of stuck"), "{log}");
+    assert_eq!(pairs(&run.stdout, "code"), ["1"], "{log}");
+    assert!(log.contains("(stuck), whose plugin has not answered"), "{log}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
     let _victim = Sleeper::start();

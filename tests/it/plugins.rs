@@ -98,6 +98,42 @@ fn a_panicking_plugin_yields_an_error_and_the_host_goes_on() {
     ));
 }
 
+/// `kill` gives up on a plugin that does not answer within `--plugin-timeout`, with one
+/// line and a failure exit, rather than wait for ever.
+#[test]
+fn kill_gives_up_on_a_plugin_that_hangs() {
+    let lib = built_lib("libpanic_plugin.so");
+    let dir = temp_dir("kill-timeout");
+    let started = std::time::Instant::now();
+    let run = monkey(&[
+        "kill",
+        "--plugin",
+        lib.to_str().unwrap(),
+        "--fault-config",
+        "(sleep_ms: 600000)",
+        "--plugin-timeout",
+        "200ms",
+        "--seed",
+        "1",
+        "--journal",
+        dir.join("journal.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "error: panicky: no answer from the plugin within 200ms; given up (the journal keeps its intent)\n"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let run = monkey(&["kill", "--plugin-timeout", "0s"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("invalid value '0s' for '--plugin-timeout <DURATION>': expected a duration longer than zero"),
+        "{}",
+        run.stderr
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn list_shows_built_ins_plugins_and_failures_side_by_side() {
     let dir = temp_dir("list");

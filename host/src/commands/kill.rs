@@ -1,5 +1,7 @@
 //! `nightmare-monkey kill`: one injection, through the same engine as the daemon.
 
+use std::sync::Arc;
+
 use anyhow::{anyhow, Context as _};
 use chrono::Local;
 use nightmare_monkey_plugin_api::sdk::ErrorKind;
@@ -11,11 +13,11 @@ use crate::{
         injection::{Ask, InjectError},
         journal::Journal,
     },
-    engine::{Engine, Guards},
+    engine::{Engine, Guards, PLUGIN_TIMEOUT},
     output::{answer::Answer, logline},
     plugin::{self, Plugin},
     runtime::setup,
-    support::UsageError,
+    support::{thread::within, UsageError},
 };
 
 /// Runs `kill`.
@@ -63,10 +65,11 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         pause_file: Some(state_dir.join("paused")),
         ..Guards::default()
     };
-    let mut engine = Engine::new(seed, args.execute, guards, Some(journal));
+    let mut engine = Engine::new(seed, args.execute, guards, Some(journal))
+        .with_plugin_timeout(args.plugin_timeout.unwrap_or(PLUGIN_TIMEOUT));
     engine.add_fault(&name, &name, fault)?;
 
-    inject(&engine, &name, &args)
+    inject(&Arc::new(engine), &name, &args)
 }
 
 /// `kill --config FILE [--fault NAME]`: a fault as the daemon configured it.
@@ -81,7 +84,10 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
     for warning in &setup.warnings {
         eprintln!("warning: {warning}");
     }
-    let engine = setup.engine.without_window();
+    let mut engine = setup.engine.without_window();
+    if let Some(timeout) = args.plugin_timeout {
+        engine = engine.with_plugin_timeout(timeout);
+    }
     setup::restore_budget(&engine);
     if setup.seed_drawn {
         let seed = engine.master_seed();
@@ -99,18 +105,27 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
         ))
         .into());
     }
-    inject(&engine, &fault, args)
+    inject(&Arc::new(engine), &fault, args)
 }
 
-/// Injects `name` once, prints it, and reverts it when due if it is reversible.
-fn inject(engine: &Engine, name: &str, args: &KillArgs) -> anyhow::Result<()> {
+/// Injects `name` once, prints it, and reverts it when due if it is reversible. Each
+/// plugin call runs on a thread of its own and is given up on after the plugin timeout.
+fn inject(engine: &Arc<Engine>, name: &str, args: &KillArgs) -> anyhow::Result<()> {
     let ask = Ask {
         fault: name.to_owned(),
         desc: args.desc.clone(),
         trigger: "cli",
         requested_by: None,
     };
-    let injection = match engine.inject(&ask) {
+    let worker = engine.clone();
+    let timeout = engine.plugin_timeout();
+    let answer = within("inject", timeout, move || worker.inject(&ask)).unwrap_or_else(|| {
+        Err(InjectError::TimedOut {
+            fault: name.to_owned(),
+            after: timeout,
+        })
+    });
+    let injection = match answer {
         Ok(injection) => injection,
         Err(InjectError::Plugin { fault, error }) if error.kind == ErrorKind::Config => {
             return Err(UsageError(anyhow!("{fault}: {error}")).into())
@@ -158,6 +173,15 @@ fn wait_and_revert(
             _ = int.recv() => "interrupted",
         })
     })?;
-    engine.revert(id, reason);
-    Ok(())
+    let Some(job) = engine.take(id, reason) else {
+        return Ok(());
+    };
+    let timeout = engine.plugin_timeout();
+    match within("revert", timeout, move || job.run()) {
+        Some(_) => Ok(()),
+        None => Err(anyhow!(
+            "the revert of {id}: no answer from the plugin within {}; given up: the fault may still be in effect (the daemon's next start reverts it from the journal)",
+            humantime::format_duration(timeout)
+        )),
+    }
 }

@@ -22,7 +22,10 @@ use crate::{
         window::{RawWindow, Window, WindowFlags},
     },
     output::notifier::{NotifierConfig, RawNotifier},
-    support::{located::Source, state},
+    support::{
+        located::{duration, Source},
+        state,
+    },
     triggers::{
         http::{HttpConfig, RawHttp},
         poller::{PollerConfig, RawPoller},
@@ -48,6 +51,7 @@ pub struct RawConfig<'a> {
     faults: std::collections::BTreeMap<String, RawFault<'a>>,
     plugins: Vec<PathBuf>,
     plugin_dirs: Option<Vec<PathBuf>>,
+    plugin_timeout: Option<String>,
     pollers: std::collections::BTreeMap<String, RawPoller>,
     notifiers: std::collections::BTreeMap<String, RawNotifier>,
     state_dir: Option<PathBuf>,
@@ -157,6 +161,9 @@ pub struct Config {
     pub plugin_files: Vec<(PathBuf, String)>,
     /// Directories whose `*.so` files are loaded as plugins.
     pub plugin_dirs: Vec<PathBuf>,
+    /// How long a plugin may take for one call (an injection, a revert) before its
+    /// caller gives up on it.
+    pub plugin_timeout: std::time::Duration,
 }
 
 /// Parses a file's text; a syntax or type error is one located error.
@@ -289,11 +296,23 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         .filter_map(|(name, hook)| hook.validate(name, src, &mut errors))
         .collect();
     let limits = raw.budget.validate(src, &mut errors);
+    let plugin_timeout = match &raw.plugin_timeout {
+        None => Some(crate::engine::PLUGIN_TIMEOUT),
+        Some(text) => duration(
+            text,
+            &src.at(&["plugin_timeout"]),
+            "plugin_timeout",
+            MAX_PLUGIN_TIMEOUT,
+            &mut errors,
+        ),
+    };
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let (Some((window, zone_name)), Some(schedule)) = (window, schedule) else {
+    let (Some((window, zone_name)), Some(schedule), Some(plugin_timeout)) =
+        (window, schedule, plugin_timeout)
+    else {
         return Err(ConfigErrors(vec!["invalid configuration".to_owned()]));
     };
     Ok(Config {
@@ -339,8 +358,12 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
                 )
             })
             .collect(),
+        plugin_timeout,
     })
 }
+
+/// The longest `plugin_timeout`: a plugin call longer than this is a hung plugin.
+const MAX_PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A fault as configured; its plugin config travels as the text the user wrote (`()`
 /// stands for the defaults, as an absent config does).

@@ -127,12 +127,12 @@ pub enum InjectError {
     #[error("no fault named `{0}` is configured")]
     UnknownFault(String),
     /// The plugin did not answer in time (it goes on running on its thread).
-    #[error("{fault}: no answer from the plugin within {secs} s")]
+    #[error("{fault}: no answer from the plugin within {}; given up (the journal keeps its intent)", humantime::format_duration(*.after))]
     TimedOut {
         /// The fault's name.
         fault: String,
         /// The deadline.
-        secs: u64,
+        after: std::time::Duration,
     },
     /// The call could not complete.
     #[error("{fault}: the injection failed: {reason}")]

@@ -16,14 +16,40 @@ pub enum Behaviour {
     Reversible { ms: u64 },
     /// Fails with this kind.
     Fail(ErrorKind),
-    /// Blocks until the gate opens (a plugin that hangs).
-    Block(Arc<(Mutex<bool>, std::sync::Condvar)>),
+    /// Blocks until the gate opens (a plugin that hangs), then fails.
+    Block(Gate),
+}
+
+/// A gate a plugin call waits at until it opens (a plugin that hangs).
+pub type Gate = Arc<(Mutex<bool>, std::sync::Condvar)>;
+
+/// A closed gate.
+pub fn gate() -> Gate {
+    Arc::new((Mutex::new(false), std::sync::Condvar::new()))
+}
+
+/// Opens `gate`: every call waiting at it goes on.
+pub fn open(gate: &Gate) {
+    *lock(&gate.0) = true;
+    gate.1.notify_all();
+}
+
+fn wait_at(gate: &Gate) {
+    let (open, wake) = &**gate;
+    let mut open = lock(open);
+    while !*open {
+        open = wake.wait(open).unwrap_or_else(|p| p.into_inner());
+    }
 }
 
 /// A fault that records every call.
 #[derive(Clone)]
 pub struct Fake {
     behaviour: Behaviour,
+    /// `inject` waits here first, if set.
+    inject_gate: Option<Gate>,
+    /// `revert` waits here first, if set.
+    revert_gate: Option<Gate>,
     /// Every request, in order.
     pub calls: Arc<Mutex<Vec<Request>>>,
     /// Every revert state, in order.
@@ -35,9 +61,23 @@ impl Fake {
     pub fn new(behaviour: Behaviour) -> Self {
         Self {
             behaviour,
+            inject_gate: None,
+            revert_gate: None,
             calls: Arc::default(),
             reverts: Arc::default(),
         }
+    }
+
+    /// The same fake, whose `inject` waits at `gate` before it behaves.
+    pub fn held(mut self, gate: &Gate) -> Self {
+        self.inject_gate = Some(gate.clone());
+        self
+    }
+
+    /// The same fake, whose `revert` waits at `gate` before it reverts.
+    pub fn revert_held(mut self, gate: &Gate) -> Self {
+        self.revert_gate = Some(gate.clone());
+        self
     }
 
     /// The requests so far.
@@ -49,6 +89,9 @@ impl Fake {
 impl Fault for Fake {
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
         lock(&self.calls).push(request.clone());
+        if let Some(gate) = &self.inject_gate {
+            wait_at(gate);
+        }
         let process = |pid| ProcessInfo {
             name: "victim".into(),
             pid,
@@ -72,17 +115,16 @@ impl Fault for Fake {
             }),
             Behaviour::Fail(kind) => Err(PluginError::new(kind.clone(), "the fake failed")),
             Behaviour::Block(gate) => {
-                let (open, wake) = &**gate;
-                let mut open = lock(open);
-                while !*open {
-                    open = wake.wait(open).unwrap_or_else(|p| p.into_inner());
-                }
+                wait_at(gate);
                 Err(PluginError::new(ErrorKind::Failed, "released"))
             }
         }
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        if let Some(gate) = &self.revert_gate {
+            wait_at(gate);
+        }
         lock(&self.reverts).push(state.clone());
         Ok(Outcome {
             result: "reverted".into(),

@@ -8,9 +8,9 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use crate::{
     domain::{
         budget::{Budget, Limits},
         injection::{Ask, Fault, InjectError, Injection, Intent},
-        journal::{Journal, OutcomeRecord, Record, RevertRecord},
+        journal::{Journal, OutcomeRecord, Record},
         window::Window,
     },
     output::{
@@ -29,6 +29,13 @@ use crate::{
     },
     support::lock::lock,
 };
+
+mod revert;
+pub(crate) use revert::{run_all, RevertJob, Reverting, Unfinished};
+
+/// How long a plugin may take for one call (an injection, a revert) unless the
+/// configuration says otherwise (`plugin_timeout`).
+pub const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A reversible fault in effect.
 #[derive(Debug, Clone)]
@@ -42,7 +49,7 @@ struct Active {
 /// One configured fault.
 struct Slot {
     plugin: String,
-    fault: Box<dyn Fault>,
+    fault: Arc<dyn Fault>,
 }
 
 /// The guards every request passes.
@@ -62,14 +69,19 @@ pub struct Engine {
     execute: bool,
     guards: Guards,
     paused: AtomicBool,
+    closing: AtomicBool,
     budget: Mutex<Budget>,
-    journal: Option<Journal>,
+    journal: Option<Arc<Journal>>,
     run: u64,
     next_id: AtomicU64,
     faults: BTreeMap<String, Slot>,
     streams: Mutex<HashMap<String, (Rng, u64)>>,
     active: Mutex<BTreeMap<String, Active>>,
+    /// Injections whose plugin has not answered yet: id and fault.
+    in_flight: Mutex<BTreeMap<String, String>>,
+    reverting: Reverting,
     node: Option<String>,
+    plugin_timeout: Duration,
 }
 
 /// The name a stream has on `node`: `fault/kill@node/web-1`. With one seed for a whole
@@ -91,13 +103,17 @@ impl Engine {
             budget: Mutex::new(Budget::new(guards.limits)),
             guards,
             paused: AtomicBool::new(false),
-            journal,
+            closing: AtomicBool::new(false),
+            journal: journal.map(Arc::new),
             run: Utc::now().timestamp_millis().max(0) as u64,
             next_id: AtomicU64::new(1),
             faults: BTreeMap::new(),
             streams: Mutex::new(HashMap::new()),
             active: Mutex::new(BTreeMap::new()),
+            in_flight: Mutex::new(BTreeMap::new()),
+            reverting: Reverting::default(),
             node: None,
+            plugin_timeout: PLUGIN_TIMEOUT,
         }
     }
 
@@ -128,6 +144,17 @@ impl Engine {
         self
     }
 
+    /// How long a plugin may take for one call before its caller gives up on it.
+    pub(crate) fn plugin_timeout(&self) -> Duration {
+        self.plugin_timeout
+    }
+
+    /// Gives every plugin call `timeout` (the configuration's `plugin_timeout`).
+    pub(crate) fn with_plugin_timeout(mut self, timeout: Duration) -> Self {
+        self.plugin_timeout = timeout;
+        self
+    }
+
     /// Adds a configured fault under `name`, provided by `plugin`.
     pub fn add_fault(
         &mut self,
@@ -137,7 +164,7 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let slot = Slot {
             plugin: plugin.to_owned(),
-            fault: Box::new(fault),
+            fault: Arc::new(fault),
         };
         if self.faults.insert(name.to_owned(), slot).is_some() {
             anyhow::bail!("two faults are named `{name}`: fault names must be unique");
@@ -157,7 +184,7 @@ impl Engine {
 
     /// The journal, if there is one.
     pub(crate) fn journal(&self) -> Option<&Journal> {
-        self.journal.as_ref()
+        self.journal.as_deref()
     }
 
     /// The names of the configured faults, sorted.
@@ -184,6 +211,9 @@ impl Engine {
 
     /// Why the monkey is paused, if it is.
     pub(crate) fn paused(&self) -> Option<String> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Some("it is going to bed".to_owned());
+        }
         if self.paused.load(Ordering::SeqCst) {
             return Some("POST /api/resume to resume".to_owned());
         }
@@ -196,12 +226,38 @@ impl Engine {
         }
     }
 
-    /// Turns the API's pause switch on or off. Turning it on reverts every active fault.
+    /// Turns the API's pause switch on or off, at once: from now on every request is
+    /// refused, and an injection under way that leaves a fault active reverts it as soon
+    /// as its plugin answers. The faults already active are the caller's to revert
+    /// ([`Engine::revert_all`]), as long as it cares to wait.
     pub(crate) fn set_paused(&self, on: bool) {
         self.paused.store(on, Ordering::SeqCst);
-        if on {
-            self.revert_all("pause");
-        }
+    }
+
+    /// The monkey goes to bed: every request is refused from now on, and an injection
+    /// under way reverts what it leaves active as soon as its plugin answers.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// The reverts whose plugin has not answered yet, as (id, fault): what may still be
+    /// in effect though no longer listed as active.
+    pub(crate) fn reverting(&self) -> Vec<Unfinished> {
+        lock(&self.reverting)
+            .iter()
+            .map(|(id, fault)| Unfinished {
+                id: id.clone(),
+                fault: fault.clone(),
+            })
+            .collect()
+    }
+
+    /// The injections whose plugin has not answered yet, as (id, fault).
+    pub(crate) fn in_flight(&self) -> Vec<(String, String)> {
+        lock(&self.in_flight)
+            .iter()
+            .map(|(id, fault)| (id.clone(), fault.clone()))
+            .collect()
     }
 
     /// Whether the API's kill switch is on (the pause file aside).
@@ -297,7 +353,10 @@ impl Engine {
             avoid,
         };
         let started = Instant::now();
-        let answer = slot.fault.inject(&request);
+        let answer = {
+            let _in_flight = InFlight::enter(&self.in_flight, &intent.id, &ask.fault);
+            slot.fault.inject(&request)
+        };
         let done = Utc::now();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let outcome = match answer {
@@ -339,6 +398,16 @@ impl Engine {
         // An active fault's record is what a restart reverts from: it must be on disk.
         self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
         metrics::get().fault(&ask.fault, ask.trigger, &injection.outcome.result);
+        // Paused (or going to bed) while the plugin worked: the kill switch did not see
+        // this fault among the active ones, so it is undone here, now.
+        if revert_due.is_some() && self.paused().is_some() {
+            let reason = if self.closing.load(Ordering::SeqCst) {
+                "shutdown"
+            } else {
+                "pause"
+            };
+            self.revert(&injection.intent.id, reason);
+        }
         Ok(injection)
     }
 
@@ -358,8 +427,9 @@ impl Engine {
         }
     }
 
-    /// Reverts the active fault `id` (once: `None` if it is not active any more).
-    pub(crate) fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
+    /// The revert of the active fault `id`, taken off the active ones (once: `None` if
+    /// it is not active any more).
+    pub(crate) fn take(&self, id: &str, reason: &str) -> Option<RevertJob> {
         let active = {
             let mut all = lock(&self.active);
             let active = all.remove(id)?;
@@ -367,54 +437,68 @@ impl Engine {
             active
         };
         let slot = self.faults.get(&active.fault)?;
-        Some(self.revert_with(slot.fault.as_ref(), id, &active.state, reason))
+        Some(self.revert_job(slot.fault.clone(), id, &active.fault, active.state, reason))
     }
 
-    /// Reverts with `fault` the fault `id` whose revert state is `state`, journals it and
-    /// logs it. Used for active faults and for those a crash left behind.
-    pub(crate) fn revert_with(
+    /// Reverts the active fault `id` here and now (once: `None` if it is not active any
+    /// more).
+    pub(crate) fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
+        self.take(id, reason).map(RevertJob::run)
+    }
+
+    /// The revert of fault `id` (of the configured fault `fault_name`) with `fault`,
+    /// whose revert state is `state`: for active faults and for those a crash left
+    /// behind.
+    pub(crate) fn revert_job(
         &self,
-        fault: &dyn Fault,
+        fault: Arc<dyn Fault>,
         id: &str,
-        state: &serde_json::Value,
+        fault_name: &str,
+        state: serde_json::Value,
         reason: &str,
-    ) -> Outcome {
-        let outcome = fault.revert(state).unwrap_or_else(|e| Outcome {
-            result: "failed".to_owned(),
-            summary: e.to_string(),
-            ..Outcome::default()
-        });
-        let record = RevertRecord {
+    ) -> RevertJob {
+        lock(&self.reverting).insert(id.to_owned(), fault_name.to_owned());
+        RevertJob {
             id: id.to_owned(),
-            at: Utc::now(),
+            fault_name: fault_name.to_owned(),
+            fault,
+            state,
             reason: reason.to_owned(),
-            result: outcome.result.clone(),
-            summary: outcome.summary.clone(),
-        };
-        if let Err(e) = self.write(&Record::Revert(record), true) {
-            log::error(format!(
-                "journal: cannot record the revert of {id} in {}: {e}",
-                self.journal_path()
-            ));
+            journal: self.journal.clone(),
+            reverting: self.reverting.clone(),
         }
-        log::line(format!(
-            "Revert ({reason}): {}: {}",
-            outcome.result, outcome.summary
-        ));
-        outcome
     }
 
-    /// Reverts every active fault (on shutdown and on pause).
-    pub(crate) fn revert_all(&self, reason: &str) {
+    /// Reverts every active fault (on shutdown and on pause), each on a thread of its
+    /// own, waiting at most `wait`; returns those whose plugin had not answered by then.
+    pub(crate) fn revert_all(&self, reason: &str, wait: Duration) -> Vec<Unfinished> {
         let ids: Vec<String> = lock(&self.active).keys().cloned().collect();
-        for id in ids {
-            self.revert(&id, reason);
-        }
+        let jobs = ids.iter().filter_map(|id| self.take(id, reason)).collect();
+        run_all(jobs, wait)
     }
 
     /// The configured fault `name`, for reverting what a previous run left active.
-    pub(crate) fn fault(&self, name: &str) -> Option<&dyn Fault> {
-        self.faults.get(name).map(|s| s.fault.as_ref())
+    pub(crate) fn fault(&self, name: &str) -> Option<Arc<dyn Fault>> {
+        self.faults.get(name).map(|s| s.fault.clone())
+    }
+}
+
+/// An injection listed as in flight for as long as this lives (a panic included).
+struct InFlight<'a> {
+    all: &'a Mutex<BTreeMap<String, String>>,
+    id: &'a str,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(all: &'a Mutex<BTreeMap<String, String>>, id: &'a str, fault: &str) -> Self {
+        lock(all).insert(id.to_owned(), fault.to_owned());
+        Self { all, id }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.all).remove(self.id);
     }
 }
 

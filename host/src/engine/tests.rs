@@ -274,9 +274,13 @@ fn a_reversible_fault_is_active_until_reverted_once_and_meanwhile_avoided() {
         engine.revert(&first.intent.id, "due").is_none(),
         "once only"
     );
-    // Pausing reverts what is still active.
-    engine.set_paused(true);
+    // Reverting all reverts what is still active, and waits for it.
+    let left = engine.revert_all("pause", std::time::Duration::from_secs(60));
+    assert!(left.is_empty());
     assert_eq!(lock(&fake.reverts).len(), 2);
+    assert!(engine
+        .revert_all("pause", std::time::Duration::ZERO)
+        .is_empty());
     let reverts: Vec<(String, String)> = records(&path)
         .into_iter()
         .filter_map(|r| match r {

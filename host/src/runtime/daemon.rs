@@ -270,11 +270,36 @@ async fn serve(
             abort.abort();
         }
     }
-    // No fault outlives the monkey: revert what is still in effect.
-    let reverting = engine.clone();
-    let _ = tokio::task::spawn_blocking(move || reverting.revert_all("shutdown")).await;
+    // No fault outlives the monkey: revert what is still in effect, each on a thread of
+    // its own, waiting for hung plugins no longer than the exit may take.
+    let (in_flight, unfinished) = injector.close(SHUTDOWN_WAIT).await;
+    let abandoned: Vec<String> = in_flight
+        .iter()
+        .map(|(id, fault)| format!("the injection {id} ({fault}), whose plugin has not answered"))
+        .chain(unfinished.iter().map(|u| {
+            format!(
+                "the revert of {} ({}), whose plugin has not answered",
+                u.id, u.fault
+            )
+        }))
+        .collect();
+    if !abandoned.is_empty() {
+        for what in &abandoned {
+            log::line(format!("warning: going to bed without {what}"));
+        }
+        anyhow::bail!(
+            "stopped with {} plugin {} abandoned: what {} may still be in effect; the next start reverts what the journal lists as active",
+            abandoned.len(),
+            if abandoned.len() == 1 { "call" } else { "calls" },
+            if abandoned.len() == 1 { "it did" } else { "they did" },
+        );
+    }
     Ok(ending)
 }
+
+/// How long shutdown waits for the reverts of active faults: with the triggers' 800 ms
+/// before it, the daemon is gone within 3 s of SIGTERM whatever plugins do.
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(1500);
 
 /// How the daemon ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{engine::Engine, output::log};
+use crate::{dispatch::SWITCH_WAIT, engine::Engine, output::log};
 
 /// Watches the pause file's directory (inotify, no polling) on a thread of its own: when
 /// the file appears the monkey is paused and every active fault is reverted at once.
@@ -58,7 +58,12 @@ pub fn watch(engine: Arc<Engine>, file: std::path::PathBuf) {
                         "Nightmare Monkey is paused: {} exists",
                         file.display()
                     ));
-                    engine.revert_all("pause");
+                    for left in engine.revert_all("pause", SWITCH_WAIT) {
+                        log::line(format!(
+                            "Revert (pause): {} ({}) is still being reverted: its plugin has not answered yet",
+                            left.id, left.fault
+                        ));
+                    }
                 } else if !now && was {
                     log::line(format!(
                         "Nightmare Monkey is playing again: {} was removed",

@@ -2,12 +2,15 @@
 //! configured fault, fix the seed. Shared by the daemon, `plan` and `check-config`, so a
 //! file that checks clean also starts.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
     config::{Config, ConfigErrors},
-    domain::journal::{self, Journal},
-    engine::{Engine, Guards},
+    domain::{
+        injection::Fault,
+        journal::{self, Journal},
+    },
+    engine::{run_all, Engine, Guards},
     output::log,
     plugin::{self, Plugin, PluginInfo},
     triggers::poller::{self, Saved},
@@ -136,8 +139,9 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         limits: config.limits,
         pause_file: Some(config.pause_file.clone()),
     };
-    let mut engine =
-        Engine::new(seed, config.execute, guards, journal).with_node(config.node.clone());
+    let mut engine = Engine::new(seed, config.execute, guards, journal)
+        .with_node(config.node.clone())
+        .with_plugin_timeout(config.plugin_timeout);
     let mut fault_plugins = BTreeMap::new();
     for fault in &config.faults {
         let at = if fault.location.is_empty() {
@@ -265,6 +269,7 @@ pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
     }
     let entries = journal::entries(&contents.records);
     engine.restore_budget(spent(&entries, chrono::Utc::now()));
+    let mut jobs = Vec::new();
     for entry in entries {
         if !entry.is_active() {
             continue;
@@ -273,19 +278,15 @@ pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
             continue;
         };
         let id = &entry.intent.id;
+        let name = &entry.intent.fault;
         log::line(format!(
-            "Recovering: {} ({}) was left active by the last run",
-            id, entry.intent.fault
+            "Recovering: {id} ({name}) was left active by the last run"
         ));
         // The fault as configured now, else a default one of the plugin that made it.
-        let fresh;
-        let fault = match engine.fault(&entry.intent.fault) {
+        let fault = match engine.fault(name) {
             Some(fault) => fault,
             None => match plugins.get(&entry.intent.plugin).map(|p| p.new_fault("")) {
-                Some(Ok(fault)) => {
-                    fresh = fault;
-                    &fresh
-                }
+                Some(Ok(fault)) => Arc::new(fault) as Arc<dyn Fault>,
                 _ => {
                     log::line(format!(
                         "Recovering {id}: plugin {} is not loaded; revert it by hand: {state}",
@@ -295,7 +296,18 @@ pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
                 }
             },
         };
-        engine.revert_with(fault, id, &state, "recovery");
+        jobs.push(engine.revert_job(fault, id, name, state, "recovery"));
+    }
+    // All at once, each on a thread of its own: a plugin whose revert hangs holds up
+    // neither the others nor the start.
+    let wait = engine.plugin_timeout();
+    for left in run_all(jobs, wait) {
+        log::line(format!(
+            "Recovering {}: the plugin of {} did not answer within {}; abandoned (it may still be in effect; the next start tries again)",
+            left.id,
+            left.fault,
+            humantime::format_duration(wait)
+        ));
     }
 }
 

@@ -258,23 +258,37 @@ fn retry_after(mut answer: Response, secs: Option<u64>) -> Response {
     answer
 }
 
-/// The kill switch. Pausing reverts every active fault before it answers.
+/// The kill switch. It acts at once: every request is refused from then on; the active
+/// faults are reverted, each on a thread of its own, and the answer (within a tenth of a
+/// second) names those whose plugin had not answered yet.
 async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
-    let still = match api.injector.switch(on).await {
-        Ok(still) => still,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
+    let switched = api.injector.switch(on).await;
     let word = if on { "paused" } else { "resumed" };
     log::line(format!(
         "Nightmare Monkey is {word} (POST /api/{}, {})",
         if on { "pause" } else { "resume" },
         caller.0
     ));
-    warp::reply::json(&json!({ "paused": still.is_some(), "message": match (&still, on) {
-        (Some(_), true) => "Nightmare Monkey is paused: every trigger is refused and active faults were reverted".to_owned(),
+    let reverting: Vec<String> = switched
+        .reverting
+        .iter()
+        .map(|r| format!("{} ({})", r.id, r.fault))
+        .collect();
+    let message = match (&switched.paused, on) {
+        (Some(_), true) if reverting.is_empty() => {
+            "Nightmare Monkey is paused: every trigger is refused and active faults were reverted".to_owned()
+        }
+        (Some(_), true) => format!(
+            "Nightmare Monkey is paused: every trigger is refused; still reverting (their plugins have not answered yet): {}",
+            reverting.join(", ")
+        ),
         (Some(why), false) => format!("still paused: {why}"),
         (None, _) => "Nightmare Monkey is playing again".to_owned(),
-    }}))
+    };
+    let ids: Vec<&str> = switched.reverting.iter().map(|r| r.id.as_str()).collect();
+    warp::reply::json(
+        &json!({ "paused": switched.paused.is_some(), "reverting": ids, "message": message }),
+    )
     .into_response()
 }
 
