@@ -104,6 +104,12 @@ pub struct DaemonArgs {
     #[arg(long = "plugin-dir", value_name = "DIR")]
     pub plugin_dirs: Vec<PathBuf>,
 
+    /// Load plugin files that fail the trust checks (owned by root or this user, written
+    /// by no one else, up the whole path), with a warning each: for development as a user,
+    /// never on a shared host
+    #[arg(long)]
+    pub allow_untrusted_plugins: bool,
+
     /// This host's name in a fleet drill: every random stream is labelled with it, so one
     /// --seed for the whole fleet still gives each node its own draws, each replayable
     /// [default: none, streams unlabelled]
@@ -323,6 +329,11 @@ pub struct KillArgs {
     #[arg(long, value_name = "NAME", requires = "config")]
     pub fault: Option<String>,
 
+    /// Load a --plugin file that fails the trust checks, with a warning (see the daemon's
+    /// --allow-untrusted-plugins)
+    #[arg(long)]
+    pub allow_untrusted_plugins: bool,
+
     /// Give up on the plugin if a call (the injection, the revert) takes longer, e.g. 10s
     /// or 2m [default: 30s, or the config's plugin_timeout]
     #[arg(long, value_name = "DURATION", value_parser = plugin_timeout)]
@@ -349,6 +360,9 @@ pub enum PluginsCommand {
     Check {
         /// The plugin's shared library (.so)
         file: PathBuf,
+        /// Load it even if it fails the trust checks, with a warning
+        #[arg(long)]
+        allow_untrusted_plugins: bool,
     },
     /// List the built-in plugins and every plugin found in the plugin directories
     #[command(
@@ -359,5 +373,8 @@ pub enum PluginsCommand {
         /// /usr/local/lib/nightmare-monkey/plugins, /usr/lib/nightmare-monkey/plugins]
         #[arg(long = "plugin-dir", value_name = "DIR")]
         dirs: Vec<PathBuf>,
+        /// Load files that fail the trust checks, with a warning
+        #[arg(long)]
+        allow_untrusted_plugins: bool,
     },
 }

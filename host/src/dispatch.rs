@@ -15,7 +15,7 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 use crate::{
     domain::injection::{ceil_secs, Ask, InjectError, Injection},
-    engine::{Engine, Unfinished},
+    engine::{run_all, Engine, Unfinished},
     output::{log, notifier::Notifiers},
     support::thread::on_own_thread,
 };
@@ -46,6 +46,8 @@ pub struct Injector {
     engine: Arc<Engine>,
     notifiers: Notifiers,
     deadline: Duration,
+    /// One permit per injection at once ([`MAX_INJECTIONS_AT_ONCE`]).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Injector {
@@ -55,6 +57,7 @@ impl Injector {
             deadline: engine.plugin_timeout(),
             engine,
             notifiers,
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_INJECTIONS_AT_ONCE)),
         }
     }
 
@@ -71,27 +74,42 @@ impl Injector {
     pub async fn inject(&self, ask: Ask) -> Result<Injection, InjectError> {
         let name = ask.fault.clone();
         let trigger = ask.trigger;
-        let worker = self.engine.clone();
-        let call = tokio::task::spawn_blocking(move || worker.inject(&ask));
-        let result = match tokio::time::timeout(self.deadline, call).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(InjectError::Crashed {
-                fault: name,
-                reason: join.to_string(),
-            }),
-            Err(_) => Err(InjectError::TimedOut {
-                fault: name,
-                after: self.deadline,
-            }),
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let timed_out = || InjectError::TimedOut {
+            fault: name.clone(),
+            after: self.deadline,
         };
-        match &result {
-            Ok(injection) => {
-                log::injection(injection);
-                self.notifiers.tell(injection);
-                if let Some(due) = injection.revert_due {
-                    self.schedule_revert(injection.intent.id.clone(), due);
+        // A place among the injections at once is waited for, within the deadline, here:
+        // a request that never got one never runs, however long the plugins hang.
+        let result =
+            match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+                Err(_) => Err(timed_out()),
+                Ok(Err(closed)) => Err(InjectError::Crashed {
+                    fault: name.clone(),
+                    reason: closed.to_string(),
+                }),
+                Ok(Ok(slot)) => {
+                    let worker = self.engine.clone();
+                    let mut call = tokio::task::spawn_blocking(move || {
+                        let _slot = slot;
+                        worker.inject(&ask)
+                    });
+                    tokio::select! {
+                        joined = &mut call => joined.unwrap_or_else(|join| {
+                            Err(InjectError::Crashed {
+                                fault: name.clone(),
+                                reason: join.to_string(),
+                            })
+                        }),
+                        _ = tokio::time::sleep_until(deadline) => {
+                            self.answer_late(call, trigger, name.clone());
+                            Err(timed_out())
+                        }
+                    }
                 }
-            }
+            };
+        match &result {
+            Ok(injection) => self.happened(injection),
             Err(e) => {
                 if let Some(line) = failure_line(trigger, e) {
                     log::line(line);
@@ -99,6 +117,36 @@ impl Injector {
             }
         }
         result
+    }
+
+    /// What follows a fault that happened: the original's log lines, the notifiers,
+    /// and the revert of a reversible one when due.
+    fn happened(&self, injection: &Injection) {
+        log::injection(injection);
+        self.notifiers.tell(injection);
+        if let Some(due) = injection.revert_due {
+            self.schedule_revert(injection.intent.id.clone(), due);
+        }
+    }
+
+    /// A plugin that answers after its caller gave up still did what it did: it is
+    /// logged, told and, if reversible, reverted when due like any other.
+    fn answer_late(
+        &self,
+        call: tokio::task::JoinHandle<Result<Injection, InjectError>>,
+        trigger: &'static str,
+        fault: String,
+    ) {
+        let door = self.clone();
+        tokio::spawn(async move {
+            if let Ok(Ok(injection)) = call.await {
+                log::line(format!(
+                    "{trigger}: {fault}: the plugin answered after its deadline ({} ms): the fault happened",
+                    injection.elapsed_ms
+                ));
+                door.happened(&injection);
+            }
+        });
     }
 
     /// Reverts fault `id` at `due` on a thread of its own, unless something (shutdown,
@@ -109,7 +157,8 @@ impl Injector {
             let wait = (due - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
             if let Some(job) = engine.take(&id, "due") {
-                on_own_thread("revert", move || job.run()).await;
+                // Started, not waited for: it logs and journals itself when it ends.
+                run_all(vec![job], Duration::ZERO);
             }
         });
     }
@@ -119,17 +168,24 @@ impl Injector {
     /// after [`SWITCH_WAIT`] at most, naming the reverts still under way.
     pub async fn switch(&self, on: bool) -> Switched {
         self.engine.set_paused(on);
-        let reverting = if on {
-            let engine = self.engine.clone();
-            on_own_thread("pause", move || engine.revert_all("pause", SWITCH_WAIT))
-                .await
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        if on {
+            self.revert_all("pause", SWITCH_WAIT).await;
+        }
         Switched {
             paused: self.engine.paused(),
-            reverting,
+            reverting: self.engine.reverting(),
+        }
+    }
+
+    /// Reverts every active fault, each on a thread of its own, waiting at most `wait`,
+    /// without blocking the runtime (in line only if no thread can be started at all).
+    async fn revert_all(&self, reason: &'static str, wait: Duration) {
+        let engine = self.engine.clone();
+        if on_own_thread(reason, move || engine.revert_all(reason, wait))
+            .await
+            .is_none()
+        {
+            self.engine.revert_all(reason, Duration::ZERO);
         }
     }
 
@@ -140,9 +196,10 @@ impl Injector {
     /// in effect.
     pub async fn close(&self, wait: Duration) -> (Vec<(String, String)>, Vec<Unfinished>) {
         self.engine.close();
-        let engine = self.engine.clone();
-        on_own_thread("shutdown", move || engine.revert_all("shutdown", wait)).await;
-        (self.engine.in_flight(), self.engine.reverting())
+        self.revert_all("shutdown", wait).await;
+        let mut left = self.engine.reverting();
+        left.extend(self.engine.active());
+        (self.engine.in_flight(), left)
     }
 
     /// The journal file, for a look back (`GET /api/history`); `None` without one.
@@ -380,11 +437,11 @@ mod tests {
         assert!(door.switch(true).await.reverting.is_empty());
         fake::open(&hold);
         assert!(under_way.await.unwrap().is_ok());
-        assert_eq!(
-            lock(&late.reverts).len(),
-            1,
-            "reverted as soon as it answered"
-        );
+        until(
+            || lock(&late.reverts).len() == 1,
+            "reverted as soon as it answered",
+        )
+        .await;
 
         let hang = fake::gate();
         let stuck_revert = fake::gate();
@@ -421,6 +478,61 @@ mod tests {
         fake::open(&hang);
         fake::open(&stuck_revert);
         let _ = hanging.await;
+    }
+
+    /// Waits until `done` holds (a revert runs on a thread of its own), within a bound.
+    async fn until(done: impl Fn() -> bool, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A plugin that answers after its caller gave up (504) still did what it did: the
+    /// fault it leaves active is reverted when due, and a request that never got a
+    /// place among the injections never runs at all.
+    #[test]
+    fn a_late_answer_is_reverted_when_due_and_a_request_that_never_ran_never_runs() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(MAX_INJECTIONS_AT_ONCE)
+            .build()
+            .unwrap();
+        let hold = fake::gate();
+        let late = Fake::new(Behaviour::Reversible { ms: 20 }).held(&hold);
+        let mut engine = Engine::new(1, true, Guards::default(), None);
+        engine.add_fault("late", "fake", late.clone()).unwrap();
+        let door = Injector::new(Arc::new(engine), Notifiers::default())
+            .with_deadline(Duration::from_millis(50));
+        runtime.block_on(async {
+            let mut asked = Vec::new();
+            for _ in 0..=MAX_INJECTIONS_AT_ONCE {
+                let door = door.clone();
+                asked.push(tokio::spawn(
+                    async move { door.inject(ask_for("late")).await },
+                ));
+            }
+            for task in asked {
+                assert!(matches!(
+                    task.await.unwrap(),
+                    Err(InjectError::TimedOut { .. })
+                ));
+            }
+            assert_eq!(
+                late.calls().len(),
+                MAX_INJECTIONS_AT_ONCE,
+                "one never got a place"
+            );
+            fake::open(&hold);
+            until(
+                || lock(&late.reverts).len() == MAX_INJECTIONS_AT_ONCE,
+                "reverted the late faults",
+            )
+            .await;
+            // The one that never got a place did not run later either.
+            assert_eq!(late.calls().len(), MAX_INJECTIONS_AT_ONCE);
+        });
     }
 
     fn ask_for(fault: &str) -> Ask {

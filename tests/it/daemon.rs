@@ -377,6 +377,62 @@ fn sigterm_answers_the_request_in_flight() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// SIGHUP never waits behind plugins either: with every injection thread held by a
+/// plugin that sleeps (and one more request waiting for a place), the configuration is
+/// checked on a thread of its own and the daemon restarts in place; the new process
+/// (the hung calls ended with the old image) then stops cleanly.
+#[test]
+fn sighup_restarts_with_every_injection_thread_hung() {
+    let dir = crate::util::temp_dir("sighup-hung");
+    let started = dir.join("started");
+    let config = dir.join("slow.ron");
+    std::fs::write(
+        &config,
+        format!(
+            "(plugins: [{:?}], window: (days: \"*\", time: \"00:00-24:00\"), timer: (enabled: false), state_dir: {dir:?},
+              faults: {{\"slow\": (plugin: \"panicky\", config: (sleep_ms: 600000, started_file: {started:?}))}})",
+            crate::util::built_lib("libpanic_plugin.so"),
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&args(&["--config", config.to_str().unwrap()]));
+    let port = d.port();
+    // Sent and left hanging: the restart drops these connections, unanswered.
+    let hanging: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| {
+            use std::io::Write as _;
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let body = r#"{"desc":"hang"}"#;
+            write!(
+                c,
+                "POST /api/faults/slow HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    let until = Instant::now() + crate::util::DEADLINE;
+    while std::fs::read_to_string(&started)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < until, "the injections never started");
+        std::thread::yield_now();
+    }
+    d.signal("HUP");
+    d.wait_for(|l| l.contains("goes to bed (SIGHUP: restarting with the new configuration)"));
+    let port = d.port();
+    let healthy = crate::util::http(port, "GET", "/healthz", &[], b"");
+    assert_eq!(healthy.status, 200);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    drop(hanging);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Paused by the pause file, the timer logs that it skips and injects nothing.
 #[test]
 fn a_paused_timer_skips_its_faults() {

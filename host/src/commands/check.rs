@@ -10,7 +10,7 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
     let config = config::check_file(file).map_err(|e| UsageError(e.into()))?;
     let setup = setup::build(&config, false).map_err(|e| UsageError(e.into()))?;
     println!("{}: ok", file.display());
-    for warning in &setup.warnings {
+    for warning in setup.warnings.iter().chain(&setup.untrusted) {
         println!("  warning: {warning}");
     }
     println!("  {}", daemon::banner(&config));

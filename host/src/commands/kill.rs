@@ -15,7 +15,7 @@ use crate::{
     },
     engine::{Engine, Guards, PLUGIN_TIMEOUT},
     output::{answer::Answer, logline},
-    plugin::{self, Plugin},
+    plugin::{self, Plugin, Trust},
     runtime::setup,
     support::{thread::within, UsageError},
 };
@@ -26,7 +26,17 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         return run_configured(&args, path);
     }
     let plugin = match &args.plugin {
-        Some(path) => Plugin::load(path).map_err(UsageError)?,
+        Some(path) => {
+            let plugin = Plugin::load(
+                path,
+                Trust::allowing_untrusted(args.allow_untrusted_plugins),
+            )
+            .map_err(UsageError)?;
+            if let Some(warning) = &plugin.untrusted {
+                eprintln!("warning: {warning}");
+            }
+            plugin
+        }
         None => plugin::builtins()
             .into_iter()
             .find(|p| p.manifest.name == "process-kill")
@@ -77,11 +87,14 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
     let mut config = config::check_file(path).map_err(|e| UsageError(e.into()))?;
     config.seed = args.seed.or(config.seed);
     config.execute |= args.execute;
+    if args.allow_untrusted_plugins {
+        config.plugin_trust = Trust::Anyone;
+    }
     if let Some(journal) = &args.journal {
         config.journal = journal.clone();
     }
     let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
-    for warning in &setup.warnings {
+    for warning in setup.warnings.iter().chain(&setup.untrusted) {
         eprintln!("warning: {warning}");
     }
     let mut engine = setup.engine.without_window();
@@ -139,8 +152,13 @@ fn inject(engine: &Arc<Engine>, name: &str, args: &KillArgs) -> anyhow::Result<(
         println!("{ts} {}", logline::fault_line(&injection));
         println!("{ts} {}", logline::result_line(&injection));
     }
-    if let Some(due) = injection.revert_due {
-        wait_and_revert(engine, &injection.intent.id, due)?;
+    match injection.revert_due {
+        // Not active any more: the pause file appeared while the plugin worked, and the
+        // fault was reverted the moment it answered.
+        Some(due) if engine.is_active(&injection.intent.id) => {
+            wait_and_revert(engine, &injection.intent.id, due)?
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -4,15 +4,22 @@ use std::path::PathBuf;
 
 use crate::{
     cli::PluginsCommand,
-    plugin::{self, Plugin},
+    plugin::{self, Plugin, Trust},
     support::UsageError,
 };
 
 /// Runs `plugins ...`.
 pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
     match cmd {
-        PluginsCommand::Check { file } => {
-            let p = Plugin::load(&file).map_err(UsageError)?;
+        PluginsCommand::Check {
+            file,
+            allow_untrusted_plugins,
+        } => {
+            let p = Plugin::load(&file, Trust::allowing_untrusted(allow_untrusted_plugins))
+                .map_err(UsageError)?;
+            if let Some(warning) = &p.untrusted {
+                eprintln!("warning: {warning}");
+            }
             let m = &p.manifest;
             println!(
                 "{} {} (plugin-api {}) from {}: {}",
@@ -20,18 +27,21 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        PluginsCommand::List { dirs } => {
+        PluginsCommand::List {
+            dirs,
+            allow_untrusted_plugins,
+        } => {
             let dirs = if dirs.is_empty() {
                 plugin::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
             } else {
                 dirs
             };
-            list(&dirs)
+            list(&dirs, Trust::allowing_untrusted(allow_untrusted_plugins))
         }
     }
 }
 
-fn list(dirs: &[PathBuf]) -> anyhow::Result<()> {
+fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut seen: Vec<(String, String)> = Vec::new();
     let mut add = |p: &Plugin, rows: &mut Vec<[String; 4]>| {
@@ -54,8 +64,13 @@ fn list(dirs: &[PathBuf]) -> anyhow::Result<()> {
     }
     for dir in dirs {
         for file in plugin::discover(dir).map_err(UsageError)? {
-            match Plugin::load(&file) {
-                Ok(p) => add(&p, &mut rows),
+            match Plugin::load(&file, trust) {
+                Ok(p) => {
+                    if let Some(warning) = &p.untrusted {
+                        eprintln!("warning: {warning}");
+                    }
+                    add(&p, &mut rows)
+                }
                 Err(e) => rows.push(["-".into(), "-".into(), "-".into(), format!("{e:#}")]),
             }
         }

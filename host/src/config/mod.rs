@@ -22,6 +22,7 @@ use crate::{
         window::{RawWindow, Window, WindowFlags},
     },
     output::notifier::{NotifierConfig, RawNotifier},
+    plugin::Trust,
     support::{
         located::{duration, Source},
         state,
@@ -52,6 +53,7 @@ pub struct RawConfig<'a> {
     plugins: Vec<PathBuf>,
     plugin_dirs: Option<Vec<PathBuf>>,
     plugin_timeout: Option<String>,
+    allow_untrusted_plugins: Option<bool>,
     pollers: std::collections::BTreeMap<String, RawPoller>,
     notifiers: std::collections::BTreeMap<String, RawNotifier>,
     state_dir: Option<PathBuf>,
@@ -164,6 +166,8 @@ pub struct Config {
     /// How long a plugin may take for one call (an injection, a revert) before its
     /// caller gives up on it.
     pub plugin_timeout: std::time::Duration,
+    /// Whether plugin files that fail the trust checks are loaded anyway.
+    pub plugin_trust: Trust,
 }
 
 /// Parses a file's text; a syntax or type error is one located error.
@@ -359,6 +363,9 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
             })
             .collect(),
         plugin_timeout,
+        plugin_trust: Trust::allowing_untrusted(
+            args.allow_untrusted_plugins || raw.allow_untrusted_plugins.unwrap_or(false),
+        ),
     })
 }
 

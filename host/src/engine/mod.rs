@@ -14,7 +14,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use nightmare_monkey_plugin_api::sdk::{Outcome, Request, Rng};
+use nightmare_monkey_plugin_api::sdk::{Request, Rng};
 
 use crate::{
     domain::{
@@ -353,10 +353,11 @@ impl Engine {
             avoid,
         };
         let started = Instant::now();
-        let answer = {
-            let _in_flight = InFlight::enter(&self.in_flight, &intent.id, &ask.fault);
-            slot.fault.inject(&request)
-        };
+        // Listed as in flight until its outcome is settled (recorded, and listed as
+        // active or reverted), so that going to bed always finds it in one list or the
+        // other.
+        let _in_flight = InFlight::enter(&self.in_flight, &intent.id, &ask.fault);
+        let answer = slot.fault.inject(&request);
         let done = Utc::now();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let outcome = match answer {
@@ -399,14 +400,16 @@ impl Engine {
         self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
         metrics::get().fault(&ask.fault, ask.trigger, &injection.outcome.result);
         // Paused (or going to bed) while the plugin worked: the kill switch did not see
-        // this fault among the active ones, so it is undone here, now.
+        // this fault among the active ones, so it is undone now, on a thread of its own.
         if revert_due.is_some() && self.paused().is_some() {
             let reason = if self.closing.load(Ordering::SeqCst) {
                 "shutdown"
             } else {
                 "pause"
             };
-            self.revert(&injection.intent.id, reason);
+            if let Some(job) = self.take(&injection.intent.id, reason) {
+                run_all(vec![job], Duration::ZERO);
+            }
         }
         Ok(injection)
     }
@@ -430,19 +433,38 @@ impl Engine {
     /// The revert of the active fault `id`, taken off the active ones (once: `None` if
     /// it is not active any more).
     pub(crate) fn take(&self, id: &str, reason: &str) -> Option<RevertJob> {
-        let active = {
-            let mut all = lock(&self.active);
-            let active = all.remove(id)?;
-            metrics::get().set_active(all.len());
-            active
-        };
+        // Listed as reverting before it leaves the active ones: never in neither list.
+        let mut all = lock(&self.active);
+        let active = all.remove(id)?;
+        metrics::get().set_active(all.len());
         let slot = self.faults.get(&active.fault)?;
         Some(self.revert_job(slot.fault.clone(), id, &active.fault, active.state, reason))
     }
 
+    /// Whether fault `id` is active (in effect, its revert not begun).
+    pub(crate) fn is_active(&self, id: &str) -> bool {
+        lock(&self.active).contains_key(id)
+    }
+
+    /// The active faults, as (id, fault).
+    pub(crate) fn active(&self) -> Vec<Unfinished> {
+        lock(&self.active)
+            .iter()
+            .map(|(id, a)| Unfinished {
+                id: id.clone(),
+                fault: a.fault.clone(),
+            })
+            .collect()
+    }
+
     /// Reverts the active fault `id` here and now (once: `None` if it is not active any
     /// more).
-    pub(crate) fn revert(&self, id: &str, reason: &str) -> Option<Outcome> {
+    #[cfg(test)]
+    pub(crate) fn revert(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Option<nightmare_monkey_plugin_api::sdk::Outcome> {
         self.take(id, reason).map(RevertJob::run)
     }
 
@@ -486,19 +508,22 @@ impl Engine {
 /// An injection listed as in flight for as long as this lives (a panic included).
 struct InFlight<'a> {
     all: &'a Mutex<BTreeMap<String, String>>,
-    id: &'a str,
+    id: String,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(all: &'a Mutex<BTreeMap<String, String>>, id: &'a str, fault: &str) -> Self {
+    fn enter(all: &'a Mutex<BTreeMap<String, String>>, id: &str, fault: &str) -> Self {
         lock(all).insert(id.to_owned(), fault.to_owned());
-        Self { all, id }
+        Self {
+            all,
+            id: id.to_owned(),
+        }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        lock(self.all).remove(self.id);
+        lock(self.all).remove(&self.id);
     }
 }
 

@@ -87,6 +87,17 @@ impl RevertJob {
     }
 }
 
+/// Sends the id when dropped, however the thread ends.
+struct Done(mpsc::Sender<String>, Option<String>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(id) = self.1.take() {
+            let _ = self.0.send(id);
+        }
+    }
+}
+
 /// Runs every job on a thread of its own, all at once, and waits for them until `wait`
 /// is over; returns the ones still running then (they go on, and log when they end).
 /// A job whose thread cannot be started runs here, in line.
@@ -108,11 +119,13 @@ pub(crate) fn run_all(jobs: Vec<RevertJob>, wait: Duration) -> Vec<Unfinished> {
             .spawn({
                 let job = job.clone();
                 move || {
+                    // Told as done even if the revert panics: a panic is an answer, not a
+                    // hang (the panic hook has logged it).
+                    let _done = Done(done, Some(id));
                     let taken = lock(&job).take();
                     if let Some(job) = taken {
                         job.run();
                     }
-                    let _ = done.send(id);
                 }
             });
         match spawned {

@@ -1,22 +1,31 @@
 //! Loading a plugin `.so`: the only place with `unsafe` in the host.
 //!
-//! Each file is opened on its own and its header found under the plugin's own symbol
-//! (`nightmare_monkey_plugin_v1__<crate>`, see the SDK's `export_plugin!`), then checked
-//! by abi_stable (`LibHeader::init_root_module`: abi_stable version, interface version,
-//! the layout of every type that crosses). abi_stable's `load_from_file` and
-//! `load_from_directory` are not used: they cache one module per root-module type, so a
-//! second plugin file would silently return the first. Its `lib_header_from_path` is not
-//! used either, only because it looks for abi_stable's one fixed symbol, which two
-//! plugin crates linked into one binary cannot both define.
+//! The caller hands over the file's bytes, read once from the file it checked (see
+//! `trust`). Before anything is mapped they are checked here as data: an ELF shared
+//! library for this machine, exporting exactly one plugin header under the plugin's own
+//! symbol (`nightmare_monkey_plugin_v1__<crate>`, see the SDK's `export_plugin!`), of a
+//! plugin header's size and starting with abi_stable's magic. Junk is refused there and
+//! then: nothing of it runs, not even a constructor.
 //!
-//! Every failure becomes one sentence naming the file and what differs, never the
-//! layout dump abi_stable prints.
+//! What is mapped is a private, sealed copy of those bytes (a memfd, loaded through
+//! `/proc/self/fd`): replacing or rewriting the file afterwards, `cp` over it included,
+//! cannot change the code the daemon runs.
+//!
+//! Then abi_stable checks the header (`LibHeader::init_root_module`: abi_stable version,
+//! interface version, the layout of every type that crosses). abi_stable's
+//! `load_from_file` and `load_from_directory` are not used: they cache one module per
+//! root-module type, so a second plugin file would silently return the first. Its
+//! `lib_header_from_path` is not used either: it looks for abi_stable's one fixed symbol,
+//! which two plugin crates linked into one binary cannot both define.
+//!
+//! Every failure becomes one sentence naming what differs, never the layout dump
+//! abi_stable prints.
 
-use std::{fmt::Write as _, path::Path};
+use std::{fmt::Write as _, io::Write as _, os::fd::AsRawFd as _, path::Path};
 
-use abi_stable::library::{LibHeader, LibraryError, RawLibrary};
+use abi_stable::library::{AbiHeader, LibHeader, LibraryError, RawLibrary};
 use nightmare_monkey_plugin_api::{abi::PluginRef, sdk::SYMBOL_PREFIX};
-use object::{Object, ObjectSymbol};
+use object::{Object, ObjectSegment, ObjectSymbol};
 
 /// Why a file is not a loadable plugin: one sentence, without the file name (the
 /// caller's context names it).
@@ -28,50 +37,137 @@ fn fail<T>(why: impl Into<String>) -> Result<T, LoadError> {
     Err(LoadError(why.into()))
 }
 
-/// Finds the one plugin header symbol a shared library exports.
-fn header_symbol(path: &Path) -> Result<String, LoadError> {
-    let data = std::fs::read(path).map_err(|e| LoadError(format!("cannot read it: {e}")))?;
-    let file = match object::File::parse(&*data) {
+/// The machine this host was built for, as ELF names it.
+fn host_architecture() -> Option<object::Architecture> {
+    if cfg!(target_arch = "x86_64") {
+        Some(object::Architecture::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(object::Architecture::Aarch64)
+    } else {
+        None
+    }
+}
+
+/// Checks the image as data and finds the one plugin header symbol it exports.
+fn header_symbol(image: &[u8]) -> Result<String, LoadError> {
+    let file = match object::File::parse(image) {
         Ok(f) if f.format() == object::BinaryFormat::Elf => f,
         _ => return fail("not a shared library (expected an ELF .so built as a cdylib)"),
     };
+    if file.is_64() != cfg!(target_pointer_width = "64") {
+        return fail(format!(
+            "built for {}-bit machines; this host is {}-bit",
+            if file.is_64() { 64 } else { 32 },
+            if cfg!(target_pointer_width = "64") {
+                64
+            } else {
+                32
+            },
+        ));
+    }
+    if let Some(host) = host_architecture() {
+        if file.architecture() != host {
+            return fail(format!(
+                "built for {:?}; this host is {host:?}",
+                file.architecture()
+            ));
+        }
+    }
     if file.kind() != object::ObjectKind::Dynamic {
         return fail("not a shared library (it is an ELF file, but not a .so)");
     }
-    let mut names: Vec<String> = file
+    let mut headers: Vec<(String, u64, u64)> = file
         .dynamic_symbols()
         .filter(|s| s.is_definition())
-        .filter_map(|s| s.name().ok().map(str::to_owned))
-        .filter(|n| n.starts_with(SYMBOL_PREFIX))
+        .filter_map(|s| {
+            let name = s.name().ok()?;
+            name.starts_with(SYMBOL_PREFIX)
+                .then(|| (name.to_owned(), s.address(), s.size()))
+        })
         .collect();
-    names.sort();
-    names.dedup();
-    match names.len() {
-        0 => fail(format!(
-            "not a nightmare-monkey plugin (it exports no {SYMBOL_PREFIX}* symbol; build it with nightmare_monkey_plugin_api::export_plugin!)"
+    headers.sort();
+    headers.dedup();
+    let (name, address, size) = match headers.len() {
+        0 => {
+            return fail(format!(
+                "not a nightmare-monkey plugin (it exports no {SYMBOL_PREFIX}* symbol; build it with nightmare_monkey_plugin_api::export_plugin!)"
+            ))
+        }
+        1 => headers.remove(0),
+        _ => {
+            return fail(format!(
+                "it exports several plugins ({}); a plugin library must export exactly one",
+                headers
+                    .iter()
+                    .map(|h| h.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    };
+    let expected = std::mem::size_of::<LibHeader>() as u64;
+    if size != expected {
+        return fail(format!(
+            "its plugin header {name} is {size} bytes, not the {expected} of a header export_plugin! writes"
+        ));
+    }
+    let bytes = file
+        .segments()
+        .find_map(|segment| segment.data_range(address, size).ok().flatten());
+    let magic = &AbiHeader::VALUE.magic_string;
+    match bytes {
+        Some(bytes) if bytes.starts_with(magic) => Ok(name),
+        Some(_) => fail(format!(
+            "its plugin header {name} does not start with abi_stable's mark: it is not a header export_plugin! writes"
         )),
-        1 => Ok(names.remove(0)),
-        _ => fail(format!(
-            "it exports several plugins ({}); a plugin library must export exactly one",
-            names.join(", ")
+        None => fail(format!(
+            "its plugin header {name} points outside the file's data"
         )),
     }
 }
 
-/// Loads the plugin in `path` and checks it against this host's interface.
-pub fn load(path: &Path) -> Result<PluginRef, LoadError> {
-    let symbol = header_symbol(path)?;
-    let library = RawLibrary::load_at(path).map_err(|e| LoadError(describe(&e)))?;
+/// A private, sealed copy of the image in memory, for the dynamic loader to map: no one
+/// can change it, whatever happens to the file it came from.
+fn private_copy(image: &[u8], name: &str) -> Result<std::fs::File, LoadError> {
+    use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+    let cannot = |e: std::io::Error| LoadError(format!("cannot make a private copy of it: {e}"));
+    let fd = memfd_create(
+        format!("nightmare-monkey-plugin:{name}"),
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| cannot(e.into()))?;
+    let mut copy = std::fs::File::from(fd);
+    copy.write_all(image).map_err(cannot)?;
+    fcntl_add_seals(
+        &copy,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )
+    .map_err(|e| cannot(e.into()))?;
+    Ok(copy)
+}
+
+/// Loads the plugin whose file's bytes are `image` (`name`: the file's name, for the
+/// copy's name in /proc/PID/maps) and checks it against this host's interface.
+pub fn load(image: &[u8], name: &str) -> Result<PluginRef, LoadError> {
+    let symbol = header_symbol(image)?;
+    let copy = private_copy(image, name)?;
+    let path = format!("/proc/self/fd/{}", copy.as_raw_fd());
+    let library = RawLibrary::load_at(Path::new(&path)).map_err(|e| LoadError(describe(&e)))?;
+    // The copy stays open for the life of the process: the dynamic loader knows the
+    // library by that path, and a later plugin must never be handed an fd number (and so
+    // a path) an earlier one had.
+    std::mem::forget(copy);
     // The library stays loaded for the life of the process: the module and every fault
     // built from it point into its code. abi_stable's own loaders leak it the same way.
     let library: &'static RawLibrary = Box::leak(Box::new(library));
     let mut name = symbol.into_bytes();
     name.push(0);
     // SAFETY: the symbol was found among the library's exported definitions under our
-    // prefix, which only `export_plugin!` emits, as a `static LibHeader`. The header's
-    // own checks (`init_root_module`) verify the abi_stable version and every layout
-    // before anything else in it is used. The library is never unloaded, so the
-    // reference stays valid for 'static.
+    // prefix, which only `export_plugin!` emits, as a `static LibHeader`; its size is a
+    // LibHeader's and it starts with abi_stable's magic (checked above, on the very bytes
+    // mapped). The header's own checks (`init_root_module`) verify the abi_stable version
+    // and every layout before anything else in it is used. The library is never
+    // unloaded, so the reference stays valid for 'static.
     #[allow(unsafe_code)]
     let header: &'static LibHeader = unsafe {
         // The symbol's value is the address of the static, hence `*const LibHeader`.

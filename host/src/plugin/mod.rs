@@ -18,6 +18,9 @@ use crate::domain::injection::Fault;
 
 #[allow(unsafe_code)]
 mod loader;
+mod trust;
+
+pub use trust::Trust;
 
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,9 @@ pub struct Plugin {
     pub manifest: Manifest,
     /// Where it came from.
     pub source: Source,
+    /// Why the file failed the trust checks, when it was loaded anyway
+    /// (`--allow-untrusted-plugins`): for the caller to say loudly.
+    pub untrusted: Option<String>,
     module: PluginRef,
 }
 
@@ -123,19 +129,51 @@ impl Plugin {
         Ok(Self {
             manifest,
             source,
+            untrusted: None,
             module,
         })
     }
 
-    /// Loads the plugin in `path`; the error is one sentence naming the file.
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+    /// Loads the plugin in `path`; the error is one sentence naming the file. Unless
+    /// `trust` says otherwise, a file that fails the trust checks (see `trust`) is
+    /// refused before a byte of it is mapped.
+    pub(crate) fn load(path: &Path, trust: Trust) -> anyhow::Result<Self> {
         let shown = path.display();
         if !path.exists() {
             bail!("cannot load plugin {shown}: no such file");
         }
-        let module = loader::load(path).map_err(|e| anyhow!("cannot load plugin {shown}: {e}"))?;
-        Self::new(module, Source::File(path.to_owned()))
-            .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))
+        let (file, untrusted) = match trust::check(path) {
+            Ok(resolved) => (resolved, None),
+            Err(why) if trust == Trust::Anyone => (path.to_owned(), Some(why)),
+            Err(why) => bail!(
+                "cannot load plugin {shown}: not trusted: {why} (--allow-untrusted-plugins loads it anyway)"
+            ),
+        };
+        // The bytes checked and mapped are those of the file as opened here, judged again
+        // by the descriptor: a file swapped after the check is caught.
+        let image = (|| {
+            let mut opened = std::fs::File::open(&file)?;
+            let meta = opened.metadata()?;
+            if untrusted.is_none() {
+                trust::check_file(&file, &meta).map_err(std::io::Error::other)?;
+            }
+            let mut image = Vec::with_capacity(meta.len() as usize);
+            std::io::Read::read_to_end(&mut opened, &mut image)?;
+            Ok::<_, std::io::Error>(image)
+        })()
+        .map_err(|e| anyhow!("cannot load plugin {shown}: cannot read it: {e}"))?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let module =
+            loader::load(&image, &name).map_err(|e| anyhow!("cannot load plugin {shown}: {e}"))?;
+        let mut plugin = Self::new(module, Source::File(path.to_owned()))
+            .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))?;
+        plugin.untrusted = untrusted.map(|why| {
+            format!("plugin {shown} is not trusted ({why}); loaded anyway, as --allow-untrusted-plugins asks")
+        });
+        Ok(plugin)
     }
 
     /// What the plugin is, as the API lists it.

@@ -17,7 +17,7 @@ use crate::{
         setup::{self, Setup},
         systemd,
     },
-    support::UsageError,
+    support::{thread::on_own_thread, UsageError},
     triggers::{http, poller, timer},
 };
 
@@ -139,6 +139,9 @@ async fn serve(
     log::line(banner(&config));
     for warning in &setup.warnings {
         crate::output::metrics::get().plugin_load_failed();
+        log::line(format!("warning: {warning}"));
+    }
+    for warning in &setup.untrusted {
         log::line(format!("warning: {warning}"));
     }
     if let Some(zone) = &config.zone_name {
@@ -283,15 +286,17 @@ async fn serve(
             )
         }))
         .collect();
-    if !abandoned.is_empty() {
-        for what in &abandoned {
-            log::line(format!("warning: going to bed without {what}"));
-        }
+    for what in &abandoned {
+        log::line(format!("warning: going to bed without {what}"));
+    }
+    // A restart goes on (exec ends the hung calls; the new start's recovery retries the
+    // reverts the journal still lists as active); a stop says so with its exit status.
+    if !abandoned.is_empty() && ending == Ending::Stop {
         anyhow::bail!(
-            "stopped with {} plugin {} abandoned: what {} may still be in effect; the next start reverts what the journal lists as active",
+            "stopped with {} plugin {} abandoned: {} may still be in effect (the next start retries each revert the journal lists as active; an injection without an outcome in the journal cannot be undone from it)",
             abandoned.len(),
             if abandoned.len() == 1 { "call" } else { "calls" },
-            if abandoned.len() == 1 { "it did" } else { "they did" },
+            if abandoned.len() == 1 { "what it did" } else { "what they did" },
         );
     }
     Ok(ending)
@@ -354,7 +359,8 @@ async fn check_again(args: Option<&DaemonArgs>) -> bool {
         log::line("SIGHUP: nothing to reload here (the sandbox's monkey)");
         return false;
     };
-    let checked = tokio::task::spawn_blocking(move || {
+    // On a thread of its own: the injections' threads may all be held by hung plugins.
+    let checked = on_own_thread("sighup", move || {
         config::load(&args)
             .map_err(|e| e.to_string())
             .and_then(|config| {
@@ -365,14 +371,14 @@ async fn check_again(args: Option<&DaemonArgs>) -> bool {
     })
     .await;
     match checked {
-        Ok(Ok(faults)) => {
+        Some(Ok(faults)) => {
             log::line(format!(
                 "SIGHUP: the configuration checks out ({faults} {}); restarting with it (active faults are reverted; the timer, budget and seed streams start afresh)",
                 if faults == 1 { "fault" } else { "faults" }
             ));
             true
         }
-        Ok(Err(errors)) => {
+        Some(Err(errors)) => {
             for line in errors.lines() {
                 log::line(format!("warning: SIGHUP: {line}"));
             }
@@ -381,8 +387,8 @@ async fn check_again(args: Option<&DaemonArgs>) -> bool {
             );
             false
         }
-        Err(e) => {
-            log::line(format!("warning: SIGHUP: the check failed: {e}"));
+        None => {
+            log::line("warning: SIGHUP: the check could not run (no thread for it, or it panicked); running on unchanged");
             false
         }
     }

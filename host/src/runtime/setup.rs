@@ -33,6 +33,9 @@ pub struct Setup {
     /// Plugin files from the plugin directories that were skipped, and why: logged at
     /// startup, fatal only for a plugin the config uses.
     pub warnings: Vec<String>,
+    /// Plugin files loaded though they failed the trust checks
+    /// (`allow_untrusted_plugins`), and why they failed: logged at startup.
+    pub untrusted: Vec<String>,
 }
 
 /// Builds the engine; every problem is reported, each naming where it was written. With
@@ -40,12 +43,12 @@ pub struct Setup {
 pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     let mut errors = Vec::new();
     let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
-    let loaded = plugin::builtins().into_iter().map(Ok).chain(
-        config
-            .plugin_files
-            .iter()
-            .map(|(path, at)| Plugin::load(path).map_err(|e| format!("{at}: {e:#}"))),
-    );
+    let loaded = plugin::builtins()
+        .into_iter()
+        .map(Ok)
+        .chain(config.plugin_files.iter().map(|(path, at)| {
+            Plugin::load(path, config.plugin_trust).map_err(|e| format!("{at}: {e:#}"))
+        }));
     for p in loaded {
         match p {
             Ok(p) => {
@@ -76,7 +79,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             }
         };
         for file in files {
-            match Plugin::load(&file) {
+            match Plugin::load(&file, config.plugin_trust) {
                 Err(e) => warnings.push(format!("{e:#}; skipped")),
                 Ok(p) => {
                     let name = p.manifest.name.clone();
@@ -102,6 +105,10 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         }
     }
     plugins.extend(from_dirs);
+    let untrusted = plugins
+        .values()
+        .filter_map(|p| p.untrusted.clone())
+        .collect();
 
     let (seed, seed_drawn) = match config.seed {
         Some(seed) => (seed, false),
@@ -208,6 +215,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         plugins: infos,
         loaded: plugins,
         warnings,
+        untrusted,
         fault_plugins,
         seed_drawn,
         poller_states,

@@ -34,15 +34,41 @@ pub fn command() -> Command {
     c
 }
 
-/// Where cargo puts the plugin libraries it builds for this test run: beside the test
-/// binary, in `target/<profile>/deps` (the copies one level up are refreshed only by
-/// `cargo build`, so they may be stale).
+/// The plugin libraries cargo built for this test run, copied once into a directory of
+/// this test process's own under the system's temporary directory. Cargo puts them
+/// beside the test binary, in `target/<profile>/deps` (the copies one level up are
+/// refreshed only by `cargo build`, so they may be stale); but the daemon loads a plugin
+/// only from a tree no one else can write, and the directories above a checkout are
+/// not the tests' to vouch for. `/tmp` is root's and sticky: it passes.
 pub fn lib_dir() -> PathBuf {
-    std::env::current_exe()
-        .expect("the test binary has a path")
-        .parent()
-        .expect("the test binary has a directory")
-        .to_owned()
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let deps = std::env::current_exe()
+            .expect("the test binary has a path")
+            .parent()
+            .expect("the test binary has a directory")
+            .to_owned();
+        let dir = std::env::temp_dir().join(format!("nm-it-libs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        trusted_mode(&dir);
+        for entry in std::fs::read_dir(&deps).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("lib") && name.ends_with(".so") {
+                std::fs::copy(&path, dir.join(&name)).unwrap();
+                trusted_mode(&dir.join(&name));
+            }
+        }
+        dir
+    })
+    .clone()
+}
+
+/// rwxr-xr-x: what the daemon's trust checks ask of plugin files and their directories.
+pub fn trusted_mode(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// A plugin library built for this run (`libprocess_kill.so`, `libpanic_plugin.so`).
@@ -133,6 +159,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nm-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    trusted_mode(&dir);
     dir
 }
 

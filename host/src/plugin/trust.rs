@@ -1,0 +1,239 @@
+//! Whether a plugin file may be trusted with the daemon's privileges, decided before a
+//! byte of it is mapped. The rule is sshd's StrictModes (and sudo's for its plugins): the
+//! file and every directory up its path belong to root or to the daemon's own user, and
+//! no one else can write to them. A symlink is followed and its target checked the same
+//! way, as is the directory the link itself sits in.
+//!
+//! One relaxation: a directory with the sticky bit (`/tmp`) may be writable by others,
+//! because there no one can remove or rename an entry they do not own; what lies below
+//! it must still pass on its own.
+
+use std::{
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+/// Whether plugin files are checked before loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// Refuse a file that fails the checks (the default).
+    #[default]
+    Checked,
+    /// Load it anyway, with a warning naming what failed
+    /// (`--allow-untrusted-plugins`, for development as a user).
+    Anyone,
+}
+
+impl Trust {
+    /// The trust `--allow-untrusted-plugins` (or the config's `allow_untrusted_plugins`)
+    /// asks for.
+    pub fn allowing_untrusted(allow: bool) -> Self {
+        if allow {
+            Trust::Anyone
+        } else {
+            Trust::Checked
+        }
+    }
+}
+
+const GROUP_WRITE: u32 = 0o020;
+const OTHER_WRITE: u32 = 0o002;
+const STICKY: u32 = 0o1000;
+
+/// Who may own what the daemon loads: root and the daemon's own (effective) user.
+fn trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == rustix::process::geteuid().as_raw()
+}
+
+/// Why `path` may not be trusted, or `Ok` with the file it resolves to. Every directory
+/// of the path as written and of the resolved one is checked.
+pub fn check(path: &Path) -> Result<PathBuf, String> {
+    let absolute = std::path::absolute(path).map_err(|e| format!("cannot resolve it: {e}"))?;
+    if let Some(dir) = absolute.parent() {
+        check_dirs(dir)?;
+    }
+    let resolved =
+        std::fs::canonicalize(&absolute).map_err(|e| format!("cannot resolve it: {e}"))?;
+    if resolved != absolute {
+        if let Some(dir) = resolved.parent() {
+            check_dirs(dir)?;
+        }
+    }
+    let meta = std::fs::metadata(&resolved)
+        .map_err(|e| format!("cannot read {}: {e}", resolved.display()))?;
+    check_file(&resolved, &meta)?;
+    Ok(resolved)
+}
+
+/// The file itself: a regular file, owned by root or the daemon's user, writable by no
+/// one else.
+pub fn check_file(file: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    let shown = file.display();
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if !trusted_owner(meta.uid()) {
+        return Err(format!(
+            "{shown} is owned by uid {}, neither root nor the user the monkey runs as (chown root {shown})",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & (GROUP_WRITE | OTHER_WRITE) != 0 {
+        return Err(format!(
+            "{shown} is writable by {} (mode {:o}; chmod go-w {shown})",
+            who_writes(mode),
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// `dir` and every directory above it.
+fn check_dirs(dir: &Path) -> Result<(), String> {
+    for dir in dir.ancestors() {
+        let shown = dir.display();
+        let meta = std::fs::symlink_metadata(dir)
+            .map_err(|e| format!("cannot read the directory {shown}: {e}"))?;
+        if !trusted_owner(meta.uid()) {
+            return Err(format!(
+                "the directory {shown} is owned by uid {}, neither root nor the user the monkey runs as",
+                meta.uid()
+            ));
+        }
+        // A symlink's own mode means nothing; where it points is checked as resolved.
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & (GROUP_WRITE | OTHER_WRITE) != 0 && mode & STICKY == 0 {
+            return Err(format!(
+                "the directory {shown} is writable by {} (mode {:o}): anyone there could replace the plugin (chmod go-w {shown})",
+                who_writes(mode),
+                mode & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn who_writes(mode: u32) -> &'static str {
+    match (mode & GROUP_WRITE != 0, mode & OTHER_WRITE != 0) {
+        (true, true) => "its group and everyone",
+        (false, true) => "everyone",
+        _ => "its group",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        // Under the system's temporary directory (root's, sticky: it passes), whatever
+        // the directories above the checkout are like.
+        let dir = std::env::temp_dir().join(format!("nm-trust-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir.canonicalize().unwrap()
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_file_nobody_else_can_write_in_a_tree_nobody_else_can_write_passes() {
+        let d = dir("ok");
+        let file = d.join("libx.so");
+        std::fs::write(&file, b"x").unwrap();
+        chmod(&file, 0o644);
+        assert_eq!(check(&file), Ok(file.canonicalize().unwrap()));
+    }
+
+    #[test]
+    fn writable_files_and_directories_are_refused_with_the_fix() {
+        let d = dir("writable");
+        let file = d.join("libx.so");
+        std::fs::write(&file, b"x").unwrap();
+        chmod(&file, 0o664);
+        let shown = file.display();
+        assert_eq!(
+            check(&file),
+            Err(format!(
+                "{shown} is writable by its group (mode 664; chmod go-w {shown})"
+            ))
+        );
+        chmod(&file, 0o646);
+        assert!(check(&file)
+            .unwrap_err()
+            .contains("writable by everyone (mode 646"));
+        chmod(&file, 0o644);
+        chmod(&d, 0o777);
+        assert_eq!(
+            check(&file),
+            Err(format!(
+                "the directory {} is writable by its group and everyone (mode 777): anyone there could replace the plugin (chmod go-w {})",
+                d.display(),
+                d.display()
+            ))
+        );
+        // Sticky, like /tmp: no one can replace an entry they do not own.
+        chmod(&d, 0o1777);
+        assert!(check(&file).is_ok());
+        chmod(&d, 0o755);
+    }
+
+    #[test]
+    fn a_symlink_is_judged_by_its_target_and_by_where_it_sits() {
+        let d = dir("link");
+        let open = d.join("open");
+        std::fs::create_dir(&open).unwrap();
+        let file = open.join("libx.so");
+        std::fs::write(&file, b"x").unwrap();
+        chmod(&file, 0o644);
+        let link = d.join("libx.so");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        chmod(&open, 0o755);
+        assert_eq!(check(&link), Ok(file.canonicalize().unwrap()));
+        chmod(&open, 0o777);
+        assert!(check(&link).unwrap_err().starts_with(&format!(
+            "the directory {} is writable",
+            open.canonicalize().unwrap().display()
+        )));
+        chmod(&open, 0o755);
+        assert!(check(&d.join("missing.so"))
+            .unwrap_err()
+            .starts_with("cannot resolve it"));
+        assert_eq!(
+            check(&open),
+            Err(format!(
+                "{} is not a regular file",
+                open.canonicalize().unwrap().display()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_file_of_another_user_is_refused() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            return; // only root can give a file away
+        }
+        let d = dir("owner");
+        let file = d.join("libx.so");
+        std::fs::write(&file, b"x").unwrap();
+        chmod(&file, 0o644);
+        rustix::fs::chown(&file, Some(rustix::fs::Uid::from_raw(4321)), None).unwrap();
+        assert!(check(&file)
+            .unwrap_err()
+            .contains("is owned by uid 4321, neither root nor the user the monkey runs as"));
+        rustix::fs::chown(&d, Some(rustix::fs::Uid::from_raw(4321)), None).unwrap();
+        assert!(check(&file).unwrap_err().starts_with(&format!(
+            "the directory {} is owned by uid 4321",
+            d.canonicalize().unwrap().display()
+        )));
+    }
+}
