@@ -163,6 +163,9 @@ pub struct Footprint {
     pub idle_cpu: Duration,
     /// Context switches over the idle period.
     pub idle_switches: u64,
+    /// One dry-run injection of `process-kill` built in, then loaded from its `.so` into
+    /// a worker process, ms (`None`: the `.so` was not built beside the binary).
+    pub worker: Option<(Summary, Summary)>,
 }
 
 fn main() -> ExitCode {
@@ -453,6 +456,7 @@ fn measure_footprint(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Resu
     eprintln!("  {} requests...", args.leak_requests);
     load::saturate(daemon.addr, args.connections, args.leak_requests)?;
     let loaded: Usage = daemon.usage()?;
+    let worker = measure_worker(args, binary, scratch)?;
     Ok(Footprint {
         processes,
         startup: Summary::of_ms(startups),
@@ -463,5 +467,52 @@ fn measure_footprint(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Resu
         threads: before.threads,
         idle_cpu: after.cpu.saturating_sub(before.cpu),
         idle_switches: after.switches.saturating_sub(before.switches),
+        worker,
     })
+}
+
+/// What running a plugin file in a worker process adds to an injection: the same dry
+/// pick, by `process-kill` built in and by `libprocess_kill.so` in its worker, taking
+/// turns. The pick lists /proc at most once per listing TTL either way; the difference
+/// is the round trip through the worker's pipes.
+fn measure_worker(
+    args: &Args,
+    binary: &Path,
+    scratch: &Path,
+) -> anyhow::Result<Option<(Summary, Summary)>> {
+    let Some(so) = binary
+        .parent()
+        .map(|d| d.join("libprocess_kill.so"))
+        .filter(|p| p.exists())
+    else {
+        eprintln!("  no libprocess_kill.so beside the binary: worker cost not measured");
+        return Ok(None);
+    };
+    let mut supervision = plugin::Supervision::new(
+        Duration::from_secs(30),
+        std::sync::Arc::new(|line| eprintln!("  {line}")),
+    );
+    supervision.program = binary.to_owned();
+    let loaded = plugin::Plugin::load(&so, plugin::Trust::Checked, supervision)?;
+    let journal = scratch.join("worker.jsonl");
+    let linked = engine("", &journal)?;
+    let mut isolated = Engine::new(1, false, Guards::default(), Some(Journal::open(&journal)?));
+    isolated.add_fault("process-kill", "process-kill", loaded.new_fault("")?)?;
+    let ask = benchmark_ask();
+    let (mut here, mut there) = (Vec::new(), Vec::new());
+    for run in 0..args.runs * 20 {
+        let mut turn = [(&linked, &mut here), (&isolated, &mut there)];
+        if run % 2 == 1 {
+            turn.reverse();
+        }
+        for (engine, costs) in turn {
+            let (cost, injection) = in_process(|| engine.inject(&ask));
+            injection?;
+            costs.push(cost.wall);
+        }
+    }
+    fs::remove_file(&journal)?;
+    let (here, there) = (Summary::of_ms(here), Summary::of_ms(there));
+    eprintln!("  injection built in {here} ms, in a worker {there} ms");
+    Ok(Some((here, there)))
 }

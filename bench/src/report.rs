@@ -147,6 +147,23 @@ pub fn targets(sizes: &[AtSize], footprint: &Footprint) -> String {
         format!("{} ms", f.startup),
         Some(f.startup.median < 50.0),
     );
+    match &f.worker {
+        Some((here, there)) => line(
+            "a plugin file in its worker process adds ≤ 1 ms to an injection",
+            format!(
+                "{:+.3} ms ({} ms built in, {} ms in a worker)",
+                there.median - here.median,
+                here,
+                there
+            ),
+            Some(there.median - here.median <= 1.0),
+        ),
+        None => line(
+            "a plugin file in its worker process adds ≤ 1 ms to an injection",
+            "libprocess_kill.so not built".into(),
+            None,
+        ),
+    }
     out
 }
 

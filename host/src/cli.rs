@@ -144,6 +144,16 @@ pub enum Command {
     /// (internal) the sandbox's PID 1
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit(SandboxArgs),
+    /// Internal: serve one plugin file's calls, for the daemon or a command that started
+    /// this process (JSON lines on stdin and stdout)
+    #[command(name = "__plugin-worker", hide = true)]
+    PluginWorker {
+        /// The plugin file
+        file: PathBuf,
+        /// Load it even if it fails the trust checks
+        #[arg(long)]
+        allow_untrusted_plugins: bool,
+    },
     /// Check a configuration file without running anything
     #[command(after_help = CHECK_EXAMPLES)]
     CheckConfig {

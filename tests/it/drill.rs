@@ -419,6 +419,52 @@ kill -TERM $d; wait $d; echo "code $?""#,
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// A plugin whose `revert` segfaults takes down its worker, not the daemon: the revert
+/// is logged as failed with why, and the plugin's next call gets a fresh worker.
+#[test]
+fn a_revert_that_crashes_takes_down_its_worker_not_the_daemon() {
+    let dir = temp_dir("drill-revert-crash");
+    let cfg = dir.join("crash.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(
+    window: (days: "*", time: "00:00-24:00"),
+    timer: (enabled: false),
+    http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?},
+    plugins: [{lib:?}],
+    faults: {{
+        "crash-revert": (plugin: "panicky", config: (revert_after_ms: 100, crash_in_revert: "segv")),
+        "ok": (plugin: "panicky", config: (sleep_ms: 1)),
+    }},
+)"#,
+            lib = crate::util::built_lib("libpanic_plugin.so"),
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/crash-revert '{{"desc":"x"}}' >/dev/null
+await 'Revert (due)' {d}/log
+post $p /api/faults/ok '{{"desc":"after"}}'
+kill -TERM $d; wait $d; echo "code $?""#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert!(
+        log.contains("Revert (due): failed: its worker was killed by SIGSEGV (the next call starts a fresh one)"),
+        "{log}"
+    );
+    let after = json_lines(&run.stdout);
+    assert_eq!(after[0]["summary"], "slept 1 ms", "{}\n{log}", run.stdout);
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
     let _victim = Sleeper::start();

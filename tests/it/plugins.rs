@@ -509,3 +509,98 @@ fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A plugin file runs in a worker process: one that segfaults, aborts, exits or hangs
+/// in `inject` fails that fault (502, or 504 past the deadline; journaled), its worker
+/// starts afresh, and the daemon goes on answering.
+#[test]
+fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
+    let dir = temp_dir("crashes");
+    let lib = dir.join("libpanic_plugin.so");
+    fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
+    let journal = dir.join("journal.jsonl");
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+               journal: {journal:?}, plugin_timeout: "500ms",
+               faults: {{
+                   "segv": (plugin: "panicky", config: (crash_in_inject: "segv")),
+                   "abort": (plugin: "panicky", config: (crash_in_inject: "abort")),
+                   "exit": (plugin: "panicky", config: (crash_in_inject: "exit")),
+                   "hang": (plugin: "panicky", config: (sleep_ms: 600000)),
+                   "ok": (plugin: "panicky", config: (sleep_ms: 1)),
+               }})"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let fire = |fault: &str| {
+        crate::util::http(
+            port,
+            "POST",
+            &format!("/api/faults/{fault}"),
+            &[],
+            br#"{"desc":"crash"}"#,
+        )
+    };
+    for (fault, status, message) in [
+        (
+            "segv",
+            502,
+            "segv: its worker was killed by SIGSEGV (the next call starts a fresh one)",
+        ),
+        ("ok", 200, ""),
+        (
+            "abort",
+            502,
+            "abort: its worker was killed by SIGABRT (the next call starts a fresh one)",
+        ),
+        (
+            "exit",
+            502,
+            "exit: its worker exited with status 3 (the next call starts a fresh one)",
+        ),
+        ("ok", 200, ""),
+        (
+            "hang",
+            504,
+            "hang: no answer from the plugin within 500ms; given up (the journal keeps its intent)",
+        ),
+        ("ok", 200, ""),
+    ] {
+        let answer = fire(fault);
+        assert_eq!(answer.status, status, "{fault}: {}", answer.body);
+        if status == 200 {
+            assert_eq!(answer.json()["summary"], "slept 1 ms");
+        } else {
+            assert_eq!(answer.json()["message"], message, "{fault}");
+        }
+    }
+    assert_eq!(
+        crate::util::http(port, "GET", "/healthz", &[], b"").status,
+        200
+    );
+    // Just past the deadline the hung call's worker is stopped: nothing is left in flight.
+    d.wait_for(|l| {
+        l == "plugin panicky: a call had no answer within 500ms: its worker was stopped, with every call in flight on it"
+    });
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    let history = monkey(&["history", "--journal", journal.to_str().unwrap(), "--json"]);
+    let parsed: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let results: Vec<&str> = parsed["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["outcome"]["result"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        results,
+        ["failed", "dry-run", "failed", "failed", "dry-run", "failed", "dry-run"],
+        "every crash journaled as failed"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

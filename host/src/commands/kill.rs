@@ -30,6 +30,7 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
             let plugin = Plugin::load(
                 path,
                 Trust::allowing_untrusted(args.allow_untrusted_plugins),
+                setup::supervision(args.plugin_timeout.unwrap_or(PLUGIN_TIMEOUT)),
             )
             .map_err(UsageError)?;
             if let Some(warning) = &plugin.untrusted {

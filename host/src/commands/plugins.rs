@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use crate::{
     cli::PluginsCommand,
+    engine::PLUGIN_TIMEOUT,
     plugin::{self, Plugin, Trust},
+    runtime::setup,
     support::UsageError,
 };
 
@@ -15,8 +17,12 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
             file,
             allow_untrusted_plugins,
         } => {
-            let p = Plugin::load(&file, Trust::allowing_untrusted(allow_untrusted_plugins))
-                .map_err(UsageError)?;
+            let p = Plugin::load(
+                &file,
+                Trust::allowing_untrusted(allow_untrusted_plugins),
+                setup::supervision(PLUGIN_TIMEOUT),
+            )
+            .map_err(UsageError)?;
             if let Some(warning) = &p.untrusted {
                 eprintln!("warning: {warning}");
             }
@@ -64,7 +70,7 @@ fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {
     }
     for dir in dirs {
         for file in plugin::discover(dir).map_err(UsageError)? {
-            match Plugin::load(&file, trust) {
+            match Plugin::load(&file, trust, setup::supervision(PLUGIN_TIMEOUT)) {
                 Ok(p) => {
                     if let Some(warning) = &p.untrusted {
                         eprintln!("warning: {warning}");

@@ -5,6 +5,7 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use abi_stable::std_types::{RResult, RStr, RString};
@@ -19,8 +20,10 @@ use crate::domain::injection::Fault;
 #[allow(unsafe_code)]
 mod loader;
 mod trust;
+pub(crate) mod worker;
 
 pub use trust::Trust;
+pub use worker::{Say, Supervision};
 
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +67,15 @@ pub struct Plugin {
     /// Why the file failed the trust checks, when it was loaded anyway
     /// (`--allow-untrusted-plugins`): for the caller to say loudly.
     pub untrusted: Option<String>,
-    module: PluginRef,
+    module: Module,
+}
+
+/// Where a plugin's code runs.
+enum Module {
+    /// In this process: the built-ins, and the plugin file a worker serves.
+    Linked(PluginRef),
+    /// In a worker process of its own: every plugin file, for the daemon and commands.
+    Worker(Arc<worker::Client>),
 }
 
 /// Where plugins are looked for when neither the config nor `--plugin-dir` says.
@@ -113,8 +124,13 @@ impl Plugin {
             RResult::ROk(text) => text,
             RResult::RErr(e) => bail!("its manifest failed: {}", PluginError::from_json(&e)),
         };
+        Self::described(&text, Module::Linked(module), source)
+    }
+
+    /// A plugin from its manifest's text, checked.
+    fn described(text: &str, module: Module, source: Source) -> anyhow::Result<Self> {
         let manifest: Manifest =
-            serde_json::from_str(&text).context("its manifest is not valid JSON")?;
+            serde_json::from_str(text).context("its manifest is not valid JSON")?;
         let valid = !manifest.name.is_empty()
             && manifest
                 .name
@@ -134,21 +150,47 @@ impl Plugin {
         })
     }
 
-    /// Loads the plugin in `path`; the error is one sentence naming the file. Unless
-    /// `trust` says otherwise, a file that fails the trust checks (see `trust`) is
-    /// refused before a byte of it is mapped.
-    pub(crate) fn load(path: &Path, trust: Trust) -> anyhow::Result<Self> {
+    /// Loads the plugin in `path` into a worker process of its own (see `worker`), each
+    /// call with `supervision`'s deadline; the error is one sentence naming the file.
+    /// Unless `trust` says otherwise, a file that fails the trust checks (see `trust`) is
+    /// refused before any process maps a byte of it.
+    pub fn load(path: &Path, trust: Trust, supervision: Supervision) -> anyhow::Result<Self> {
+        let (_, untrusted) = Self::judge(path, trust)?;
+        let (client, manifest) =
+            worker::Client::start(path, trust, supervision).map_err(|e| anyhow!(e))?;
+        let mut plugin = Self::described(
+            &manifest,
+            Module::Worker(client.clone()),
+            Source::File(path.to_owned()),
+        )
+        .map_err(|e| anyhow!("cannot load plugin {}: {e:#}", path.display()))?;
+        client.named(&plugin.manifest.name);
+        plugin.untrusted = untrusted;
+        Ok(plugin)
+    }
+
+    /// Whether `path` may be loaded: the file it resolves to, and the warning to give
+    /// when it failed the trust checks but `trust` loads it anyway.
+    fn judge(path: &Path, trust: Trust) -> anyhow::Result<(PathBuf, Option<String>)> {
         let shown = path.display();
         if !path.exists() {
             bail!("cannot load plugin {shown}: no such file");
         }
-        let (file, untrusted) = match trust::check(path) {
-            Ok(resolved) => (resolved, None),
-            Err(why) if trust == Trust::Anyone => (path.to_owned(), Some(why)),
+        match trust::check(path) {
+            Ok(resolved) => Ok((resolved, None)),
+            Err(why) if trust == Trust::Anyone => Ok((path.to_owned(), Some(format!(
+                "plugin {shown} is not trusted ({why}); loaded anyway, as --allow-untrusted-plugins asks"
+            )))),
             Err(why) => bail!(
                 "cannot load plugin {shown}: not trusted: {why} (--allow-untrusted-plugins loads it anyway)"
             ),
-        };
+        }
+    }
+
+    /// Loads the plugin in `path` into this very process: what a worker does.
+    pub(crate) fn load_here(path: &Path, trust: Trust) -> anyhow::Result<Self> {
+        let shown = path.display();
+        let (file, untrusted) = Self::judge(path, trust)?;
         // The bytes checked and mapped are those of the file as opened here, judged again
         // by the descriptor: a file swapped after the check is caught.
         let image = (|| {
@@ -170,9 +212,7 @@ impl Plugin {
             loader::load(&image, &name).map_err(|e| anyhow!("cannot load plugin {shown}: {e}"))?;
         let mut plugin = Self::new(module, Source::File(path.to_owned()))
             .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))?;
-        plugin.untrusted = untrusted.map(|why| {
-            format!("plugin {shown} is not trusted ({why}); loaded anyway, as --allow-untrusted-plugins asks")
-        });
+        plugin.untrusted = untrusted;
         Ok(plugin)
     }
 
@@ -189,38 +229,76 @@ impl Plugin {
 
     /// Builds a fault from its RON configuration (empty for the defaults).
     pub fn new_fault(&self, config: &str) -> Result<PluginFault, PluginError> {
-        match (self.module.new_fault())(RStr::from(config)) {
-            RResult::ROk(fault) => Ok(PluginFault(fault)),
-            RResult::RErr(e) => Err(PluginError::from_json(&e)),
+        match &self.module {
+            Module::Linked(module) => match (module.new_fault())(RStr::from(config)) {
+                RResult::ROk(fault) => Ok(PluginFault(Runs::Linked(fault))),
+                RResult::RErr(e) => Err(PluginError::from_json(&e)),
+            },
+            Module::Worker(client) => client
+                .new_fault(config)
+                .map(|number| PluginFault(Runs::Worker(client.clone(), number))),
         }
     }
 }
 
 /// One configured fault, called through the ABI.
-pub struct PluginFault(FaultBox);
+pub struct PluginFault(Runs);
+
+/// Where a fault's calls go.
+enum Runs {
+    /// Through the ABI, in this process.
+    Linked(FaultBox),
+    /// To its plugin's worker, as fault number `.1` there.
+    Worker(Arc<worker::Client>, usize),
+}
+
+impl PluginFault {
+    /// Injects with the request as the ABI's text; the outcome or the error as text.
+    pub(crate) fn inject_text(&self, request: &str) -> Result<String, String> {
+        match &self.0 {
+            Runs::Linked(fault) => texts(fault.inject(RStr::from(request))),
+            Runs::Worker(client, n) => client.inject(*n, request).map_err(|e| e.to_json()),
+        }
+    }
+
+    /// Reverts with the revert state as text; the outcome or the error as text.
+    pub(crate) fn revert_text(&self, state: &str) -> Result<String, String> {
+        match &self.0 {
+            Runs::Linked(fault) => texts(fault.revert(RStr::from(state))),
+            Runs::Worker(client, n) => client.revert(*n, state).map_err(|e| e.to_json()),
+        }
+    }
+}
 
 impl Fault for PluginFault {
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
         let text = serde_json::to_string(request)
             .map_err(|e| PluginError::new(ErrorKind::Failed, e.to_string()))?;
-        decode(self.0.inject(RStr::from(text.as_str())))
+        decode(self.inject_text(&text))
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let text = state.to_string();
-        decode(self.0.revert(RStr::from(text.as_str())))
+        decode(self.revert_text(&state.to_string()))
     }
 }
 
+/// The ABI's answer as plain texts.
+fn texts(answer: RResult<RString, RString>) -> Result<String, String> {
+    answer
+        .into_result()
+        .map(RString::into_string)
+        .map_err(RString::into_string)
+}
+
 /// A plugin's answer: an outcome, or the error it sent.
-fn decode(answer: RResult<RString, RString>) -> Result<Outcome, PluginError> {
+fn decode(answer: Result<String, String>) -> Result<Outcome, PluginError> {
     match answer {
-        RResult::ROk(out) => serde_json::from_str(&out).map_err(|e| {
+        Ok(out) => serde_json::from_str(&out).map_err(|e| {
             PluginError::new(
                 ErrorKind::Failed,
                 format!("the plugin answered an unreadable outcome: {e}"),
             )
         }),
-        RResult::RErr(e) => Err(PluginError::from_json(&e)),
+        Err(e) => Err(PluginError::from_json(&e)),
     }
 }

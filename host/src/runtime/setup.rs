@@ -12,7 +12,7 @@ use crate::{
     },
     engine::{run_all, Engine, Guards},
     output::log,
-    plugin::{self, Plugin, PluginInfo},
+    plugin::{self, Plugin, PluginInfo, Supervision},
     triggers::poller::{self, Saved},
 };
 
@@ -38,6 +38,12 @@ pub struct Setup {
     pub untrusted: Vec<String>,
 }
 
+/// How plugin files are run here: each call within `timeout`, and what their workers
+/// write on stderr logged a line at a time.
+pub fn supervision(timeout: std::time::Duration) -> Supervision {
+    Supervision::new(timeout, Arc::new(log::line))
+}
+
 /// Builds the engine; every problem is reported, each naming where it was written. With
 /// `run` false (`check-config`) nothing is written anywhere: the journal is not opened.
 pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
@@ -47,7 +53,12 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         .into_iter()
         .map(Ok)
         .chain(config.plugin_files.iter().map(|(path, at)| {
-            Plugin::load(path, config.plugin_trust).map_err(|e| format!("{at}: {e:#}"))
+            Plugin::load(
+                path,
+                config.plugin_trust,
+                supervision(config.plugin_timeout),
+            )
+            .map_err(|e| format!("{at}: {e:#}"))
         }));
     for p in loaded {
         match p {
@@ -79,7 +90,11 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             }
         };
         for file in files {
-            match Plugin::load(&file, config.plugin_trust) {
+            match Plugin::load(
+                &file,
+                config.plugin_trust,
+                supervision(config.plugin_timeout),
+            ) {
                 Err(e) => warnings.push(format!("{e:#}; skipped")),
                 Ok(p) => {
                     let name = p.manifest.name.clone();

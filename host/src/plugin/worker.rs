@@ -1,0 +1,677 @@
+//! A plugin file runs in a worker process of its own, never in the daemon: a plugin that
+//! segfaults, aborts, calls `exit` or hangs takes its worker down, not the monkey.
+//!
+//! The worker is this very binary (`/proc/self/exe __plugin-worker FILE`), which loads
+//! the file through the same checks and the same ABI path as ever (`Plugin::load_here`)
+//! and then serves calls, one JSON object a line: the host writes [`Call`]s on the
+//! worker's stdin and reads [`Reply`]s, tagged with the call's id, on its stdout. Each
+//! injection and revert runs on a thread of the worker's own, so a hung call holds up no
+//! other. What the worker writes on stderr (a panic's message) comes back one line at a
+//! time through the caller's `say`.
+//!
+//! The host side, [`Client`], gives every call a deadline. A call that misses it gets the
+//! worker killed (through a pidfd: exactly that process), as does everything else in
+//! flight on it; a worker that died is started afresh on the next call, with every fault
+//! built again from its configuration. A fault's revert state is data, so a revert works
+//! on the new worker as it did on the old.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader, Write as _},
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    process::{ChildStdin, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
+use serde::{Deserialize, Serialize};
+
+use super::{Plugin, Trust};
+use crate::support::lock::lock;
+
+/// What the host asks of a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Call {
+    id: u64,
+    op: Op,
+    /// The fault, by the order it was built in.
+    #[serde(default)]
+    fault: usize,
+    /// The config (`NewFault`), the request (`Inject`) or the revert state (`Revert`).
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Op {
+    NewFault,
+    Inject,
+    Revert,
+}
+
+/// A worker's answer to call `id`: the text the plugin answered, or its error (as the
+/// ABI's JSON). Id 0 is the answer to loading: the manifest, or why it cannot load.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Reply {
+    id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ok: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    err: Option<String>,
+}
+
+impl Reply {
+    fn of(id: u64, answer: Result<String, String>) -> Self {
+        match answer {
+            Ok(text) => Reply {
+                id,
+                ok: Some(text),
+                err: None,
+            },
+            Err(text) => Reply {
+                id,
+                ok: None,
+                err: Some(text),
+            },
+        }
+    }
+
+    fn answer(self) -> Result<String, PluginError> {
+        match (self.ok, self.err) {
+            (Some(text), _) => Ok(text),
+            (None, Some(err)) => Err(PluginError::from_json(&err)),
+            (None, None) => Err(failed("its worker answered nothing")),
+        }
+    }
+}
+
+fn failed(message: impl Into<String>) -> PluginError {
+    PluginError::new(ErrorKind::Failed, message)
+}
+
+/// How much longer than the deadline a call waits before its worker is stopped: whoever
+/// called (the dispatch, `kill`, recovery) gives up at the deadline itself and says so;
+/// the worker is stopped just after, which frees the thread that waited for it.
+const GRACE: Duration = Duration::from_millis(250);
+
+/// Where a worker's stderr lines go (the daemon's log, a command's stderr).
+pub type Say = Arc<dyn Fn(String) + Send + Sync>;
+
+/// How a plugin file is run: the deadline of each call, and where its worker's stderr
+/// goes.
+#[derive(Clone)]
+pub struct Supervision {
+    /// How long one call (loading, building a fault, an injection, a revert) may take.
+    pub timeout: Duration,
+    /// Told each line the worker writes on stderr.
+    pub say: Say,
+    /// The program that serves as the worker: this very binary (`/proc/self/exe`),
+    /// unless a harness that is not the monkey says where the monkey is.
+    pub program: PathBuf,
+}
+
+impl Supervision {
+    /// Workers of this very binary, each call within `timeout`, their stderr to `say`.
+    pub fn new(timeout: Duration, say: Say) -> Self {
+        Self {
+            timeout,
+            say,
+            program: PathBuf::from("/proc/self/exe"),
+        }
+    }
+}
+
+/// The worker side: loads `path` and answers calls until stdin closes. Never returns an
+/// error: why it cannot load goes to the host as the answer to loading.
+pub(crate) fn serve(path: &Path, trust: Trust) -> anyhow::Result<()> {
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let send = move |reply: Reply| {
+        let mut line = serde_json::to_string(&reply).unwrap_or_default();
+        line.push('\n');
+        let mut out = lock(&out);
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    };
+    let plugin = match Plugin::load_here(path, trust) {
+        Ok(plugin) => plugin,
+        Err(e) => {
+            send(Reply::of(0, Err(format!("{e:#}"))));
+            return Ok(());
+        }
+    };
+    // An untrusted file loaded anyway is the host's to say (it judged it first).
+    send(Reply::of(
+        0,
+        serde_json::to_string(&plugin.manifest).map_err(|e| e.to_string()),
+    ));
+    let send = Arc::new(send);
+    let mut faults: Vec<Arc<super::PluginFault>> = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let call: Call = match serde_json::from_str(&line) {
+            Ok(call) => call,
+            Err(e) => {
+                eprintln!("unreadable call from the host: {e}");
+                continue;
+            }
+        };
+        if call.op == Op::NewFault {
+            // In order, here: the host numbers faults by the order it built them.
+            let answer = match plugin.new_fault(&call.text) {
+                Ok(fault) => {
+                    faults.push(Arc::new(fault));
+                    Ok((faults.len() - 1).to_string())
+                }
+                Err(e) => Err(e.to_json()),
+            };
+            send(Reply::of(call.id, answer));
+            continue;
+        }
+        let Some(fault) = faults.get(call.fault).cloned() else {
+            send(Reply::of(
+                call.id,
+                Err(failed(format!("no fault {} in this worker", call.fault)).to_json()),
+            ));
+            continue;
+        };
+        let send = send.clone();
+        let spawned = std::thread::Builder::new()
+            .name("plugin-call".to_owned())
+            .spawn(move || {
+                let answer = match call.op {
+                    Op::Inject => fault.inject_text(&call.text),
+                    _ => fault.revert_text(&call.text),
+                };
+                send(Reply::of(call.id, answer));
+            });
+        if let Err(e) = spawned {
+            eprintln!("cannot start a thread for call {}: {e}", call.id);
+        }
+    }
+    // The host is gone (or done): calls still running end with the process.
+    std::process::exit(0)
+}
+
+/// The host side: one worker for one plugin file, started when first needed and again
+/// after it died.
+pub struct Client {
+    path: PathBuf,
+    trust: Trust,
+    supervision: Supervision,
+    /// The plugin's name once known, for what its worker says.
+    name: Mutex<String>,
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    running: Option<Running>,
+    /// Every fault built, by number: what a fresh worker builds again.
+    configs: Vec<String>,
+    /// Which start this is (a call that times out stops only the worker it was sent to).
+    generation: u64,
+}
+
+struct Running {
+    stdin: ChildStdin,
+    pidfd: OwnedFd,
+    pending: Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>>,
+    alive: Arc<AtomicBool>,
+    generation: u64,
+}
+
+impl Client {
+    /// Starts a worker for `path` and waits for it to load the plugin: the manifest's
+    /// text, or why it cannot load (one sentence naming the file).
+    pub fn start(
+        path: &Path,
+        trust: Trust,
+        supervision: Supervision,
+    ) -> Result<(Arc<Client>, String), String> {
+        let client = Arc::new(Client {
+            path: path.to_owned(),
+            trust,
+            supervision,
+            name: Mutex::new(path.display().to_string()),
+            next_id: AtomicU64::new(1),
+            inner: Mutex::new(Inner::default()),
+        });
+        let manifest = {
+            let mut inner = lock(&client.inner);
+            client.spawn(&mut inner)?
+        };
+        Ok((client, manifest))
+    }
+
+    /// Names the plugin in what its worker says.
+    pub fn named(&self, name: &str) {
+        *lock(&self.name) = name.to_owned();
+    }
+
+    /// Starts a worker and waits for its answer to loading; `Err` is one sentence.
+    fn spawn(&self, inner: &mut Inner) -> Result<String, String> {
+        let shown = self.path.display();
+        let mut command = Command::new(&self.supervision.program);
+        command.arg("__plugin-worker").arg(&self.path);
+        if self.trust == Trust::Anyone {
+            command.arg("--allow-untrusted-plugins");
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG")
+            .spawn()
+            .map_err(|e| format!("cannot load plugin {shown}: cannot start its worker: {e}"))?;
+        let pid = rustix::process::Pid::from_child(&child);
+        // Our own child, not yet reaped: the pidfd names exactly it, whatever happens to
+        // its PID later.
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .map_err(|e| {
+                let _ = child.kill();
+                format!("cannot load plugin {shown}: cannot watch its worker: {e}")
+            })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            return Err(format!(
+                "cannot load plugin {shown}: its worker has no pipes"
+            ));
+        };
+        inner.generation += 1;
+        let pending: Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>> = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let (loaded_tx, loaded) = mpsc::channel::<Reply>();
+        lock(&pending).insert(0, loaded_tx);
+        // Its stderr, a line at a time, to whoever listens.
+        let say = self.supervision.say.clone();
+        let name = lock(&self.name).clone();
+        let _ = std::thread::Builder::new()
+            .name("plugin-stderr".to_owned())
+            .spawn(move || {
+                let mut panics = PanicReports::default();
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    for said in panics.feed(&line) {
+                        say(format!("plugin {name}: {said}"));
+                    }
+                }
+                for said in panics.end() {
+                    say(format!("plugin {name}: {said}"));
+                }
+            });
+        // Its answers, to the calls waiting for them; at its end, why it ended, to each
+        // call still waiting.
+        {
+            let pending = pending.clone();
+            let alive = alive.clone();
+            let _ = std::thread::Builder::new()
+                .name("plugin-worker".to_owned())
+                .spawn(move || {
+                    for line in BufReader::new(stdout).lines() {
+                        let Ok(line) = line else { break };
+                        let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
+                            continue;
+                        };
+                        if let Some(waiting) = lock(&pending).remove(&reply.id) {
+                            let _ = waiting.send(reply);
+                        }
+                    }
+                    alive.store(false, Ordering::SeqCst);
+                    let how = match child.wait() {
+                        Ok(status) => describe(status),
+                        Err(e) => format!("ended ({e})"),
+                    };
+                    for (id, waiting) in lock(&pending).drain() {
+                        let why = if id == 0 {
+                            format!("its worker {how} while loading it")
+                        } else {
+                            format!("its worker {how} (the next call starts a fresh one)")
+                        };
+                        let _ = waiting.send(Reply::of(id, Err(failed(why).to_json())));
+                    }
+                });
+        }
+        let running = Running {
+            stdin,
+            pidfd,
+            pending,
+            alive,
+            generation: inner.generation,
+        };
+        let manifest = match loaded.recv_timeout(self.supervision.timeout) {
+            // The worker's own sentence names the file already; how it died does not.
+            Ok(reply) => reply.answer().map_err(|e| {
+                if e.message.starts_with("its worker ") {
+                    format!("cannot load plugin {shown}: {}", e.message)
+                } else {
+                    e.message
+                }
+            }),
+            Err(_) => {
+                kill(&running.pidfd);
+                Err(format!(
+                    "cannot load plugin {shown}: no answer from its worker within {}",
+                    humantime::format_duration(self.supervision.timeout)
+                ))
+            }
+        };
+        let manifest = manifest?;
+        inner.running = Some(running);
+        // A fresh worker after one died: every fault is built again, in order.
+        for config in inner.configs.clone() {
+            self.send_and_wait(inner, Op::NewFault, 0, &config)
+                .map_err(|e| format!("cannot build a fault again on its fresh worker: {e}"))?;
+        }
+        Ok(manifest)
+    }
+
+    /// Sends a call to the running worker (starting one if needed) and returns what to
+    /// wait on.
+    fn send(
+        &self,
+        inner: &mut Inner,
+        op: Op,
+        fault: usize,
+        text: &str,
+    ) -> Result<(mpsc::Receiver<Reply>, u64), PluginError> {
+        let dead = inner
+            .running
+            .as_ref()
+            .is_none_or(|r| !r.alive.load(Ordering::SeqCst));
+        if dead {
+            inner.running = None;
+            self.spawn(inner).map_err(failed)?;
+        }
+        let Some(running) = inner.running.as_mut() else {
+            return Err(failed("its worker is not running"));
+        };
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        lock(&running.pending).insert(id, tx);
+        let mut line = serde_json::to_string(&Call {
+            id,
+            op,
+            fault,
+            text: text.to_owned(),
+        })
+        .map_err(|e| failed(e.to_string()))?;
+        line.push('\n');
+        if let Err(e) = running.stdin.write_all(line.as_bytes()) {
+            lock(&running.pending).remove(&id);
+            running.alive.store(false, Ordering::SeqCst);
+            return Err(failed(format!(
+                "cannot reach its worker ({e}); the next call starts a fresh one"
+            )));
+        }
+        Ok((rx, running.generation))
+    }
+
+    /// Waits for the answer to a call, at most the deadline; past it, the worker is
+    /// stopped.
+    fn wait(&self, answer: mpsc::Receiver<Reply>, generation: u64) -> Result<String, PluginError> {
+        match answer.recv_timeout(self.supervision.timeout + GRACE) {
+            Ok(reply) => reply.answer(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(failed("its worker ended without answering"))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.stop(generation);
+                Err(failed(format!(
+                    "no answer within {}: its worker was stopped (the next call starts a fresh one)",
+                    humantime::format_duration(self.supervision.timeout)
+                )))
+            }
+        }
+    }
+
+    /// A call within a held lock (building faults).
+    fn send_and_wait(
+        &self,
+        inner: &mut Inner,
+        op: Op,
+        fault: usize,
+        text: &str,
+    ) -> Result<String, PluginError> {
+        let (answer, generation) = self.send(inner, op, fault, text)?;
+        match answer.recv_timeout(self.supervision.timeout) {
+            Ok(reply) => reply.answer(),
+            Err(_) => {
+                if let Some(running) = inner.running.take() {
+                    if running.generation == generation {
+                        kill(&running.pidfd);
+                    }
+                }
+                Err(failed(format!(
+                    "no answer within {}: its worker was stopped",
+                    humantime::format_duration(self.supervision.timeout)
+                )))
+            }
+        }
+    }
+
+    /// Stops the worker of start `generation`, if it still runs, and says so.
+    fn stop(&self, generation: u64) {
+        let mut inner = lock(&self.inner);
+        if inner
+            .running
+            .as_ref()
+            .is_some_and(|r| r.generation == generation)
+        {
+            if let Some(running) = inner.running.take() {
+                kill(&running.pidfd);
+                (self.supervision.say)(format!(
+                    "plugin {}: a call had no answer within {}: its worker was stopped, with every call in flight on it",
+                    lock(&self.name),
+                    humantime::format_duration(self.supervision.timeout)
+                ));
+            }
+        }
+    }
+
+    /// Builds a fault from its configuration; its number for later calls.
+    pub fn new_fault(&self, config: &str) -> Result<usize, PluginError> {
+        let mut inner = lock(&self.inner);
+        let text = self.send_and_wait(&mut inner, Op::NewFault, 0, config)?;
+        let number: usize = text
+            .parse()
+            .map_err(|_| failed(format!("its worker answered `{text}` for a fault number")))?;
+        if number != inner.configs.len() {
+            return Err(failed("its worker numbered a fault out of order"));
+        }
+        inner.configs.push(config.to_owned());
+        Ok(number)
+    }
+
+    /// Injects fault `fault` with `request` (the ABI's JSON text).
+    pub fn inject(&self, fault: usize, request: &str) -> Result<String, PluginError> {
+        let (answer, generation) = self.send(&mut lock(&self.inner), Op::Inject, fault, request)?;
+        self.wait(answer, generation)
+    }
+
+    /// Reverts fault `fault` with its revert `state` (JSON text).
+    pub fn revert(&self, fault: usize, state: &str) -> Result<String, PluginError> {
+        let (answer, generation) = self.send(&mut lock(&self.inner), Op::Revert, fault, state)?;
+        self.wait(answer, generation)
+    }
+}
+
+/// Rust's report of a panic in a plugin (its own copy of std prints it, on several
+/// lines) folded into one line, as the host's own panics are; a backtrace, which only
+/// `RUST_BACKTRACE` asks for, goes on as it comes. Other lines pass as they are; blank
+/// ones are dropped.
+#[derive(Debug, Default)]
+struct PanicReports {
+    /// The report being read: where it panicked, and the message's lines so far.
+    open: Option<(String, Vec<String>)>,
+}
+
+impl PanicReports {
+    /// The lines to say for `line`.
+    fn feed(&mut self, line: &str) -> Vec<String> {
+        if let Some(at) = panicked_at(line) {
+            let mut out = self.end();
+            self.open = Some((at.to_owned(), Vec::new()));
+            out.retain(|l| !l.is_empty());
+            return out;
+        }
+        match &mut self.open {
+            Some(_) if line.starts_with("note: run with `RUST_BACKTRACE") => self.end(),
+            Some(_) if line == "stack backtrace:" => {
+                let mut out = self.end();
+                out.push(line.to_owned());
+                out
+            }
+            Some((_, message)) => {
+                message.push(line.to_owned());
+                Vec::new()
+            }
+            None if line.trim().is_empty() => Vec::new(),
+            None => vec![line.to_owned()],
+        }
+    }
+
+    /// The report still open, as one line.
+    fn end(&mut self) -> Vec<String> {
+        match self.open.take() {
+            Some((at, message)) => vec![format!("panicked at {at} {}", message.join(" / "))],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Where a panic report's first line says it panicked: `thread 'x' (12) panicked at
+/// src/lib.rs:5:9:` gives `src/lib.rs:5:9:`.
+fn panicked_at(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("thread '")?;
+    rest.split_once("' ")
+        .and_then(|(_, after)| after.split_once("panicked at "))
+        .map(|(_, at)| at)
+}
+
+/// Sends SIGKILL to exactly the worker the pidfd names.
+fn kill(pidfd: &OwnedFd) {
+    let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+}
+
+/// How a worker ended, in words: `was killed by SIGSEGV`, `exited with status 3`.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => {
+            let name = match signal {
+                4 => "SIGILL".to_owned(),
+                6 => "SIGABRT".to_owned(),
+                7 => "SIGBUS".to_owned(),
+                8 => "SIGFPE".to_owned(),
+                9 => "SIGKILL".to_owned(),
+                11 => "SIGSEGV".to_owned(),
+                15 => "SIGTERM".to_owned(),
+                other => format!("signal {other}"),
+            };
+            format!("was killed by {name}")
+        }
+        (None, None) => "ended".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_replies_are_one_line_of_json_each() {
+        let call = Call {
+            id: 7,
+            op: Op::Inject,
+            fault: 2,
+            text: "{\"seed\":1}\n".into(),
+        };
+        let line = serde_json::to_string(&call).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            line,
+            r#"{"id":7,"op":"Inject","fault":2,"text":"{\"seed\":1}\n"}"#
+        );
+        let reply: Reply = serde_json::from_str(r#"{"id":7,"ok":"{}"}"#).unwrap();
+        assert_eq!(reply.answer().unwrap(), "{}");
+        let reply: Reply = serde_json::from_str(
+            r#"{"id":7,"err":"{\"kind\":\"no-target\",\"message\":\"none\"}"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            reply.answer().unwrap_err(),
+            PluginError::new(ErrorKind::NoTarget, "none")
+        );
+        assert_eq!(
+            Reply {
+                id: 1,
+                ok: None,
+                err: None
+            }
+            .answer()
+            .unwrap_err()
+            .message,
+            "its worker answered nothing"
+        );
+    }
+
+    #[test]
+    fn a_plugin_s_panic_report_is_one_line_and_a_backtrace_goes_on() {
+        let mut reports = PanicReports::default();
+        let mut said: Vec<String> = [
+            "",
+            "thread '<unnamed>' (3198) panicked at src/lib.rs:57:13:",
+            "panicky always panics",
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+            "a line of its own",
+            "thread 'x' panicked at src/a.rs:1:1:",
+            "two",
+            "lines",
+            "stack backtrace:",
+            "   0: f",
+            "thread 'y' panicked at src/b.rs:2:2:",
+            "cut short",
+        ]
+        .iter()
+        .flat_map(|l| reports.feed(l))
+        .collect();
+        said.extend(reports.end());
+        assert_eq!(
+            said,
+            [
+                "panicked at src/lib.rs:57:13: panicky always panics",
+                "a line of its own",
+                "panicked at src/a.rs:1:1: two / lines",
+                "stack backtrace:",
+                "   0: f",
+                "panicked at src/b.rs:2:2: cut short",
+            ]
+        );
+        assert_eq!(
+            panicked_at("thread 'main' panicked at x.rs:1:2:"),
+            Some("x.rs:1:2:")
+        );
+        assert_eq!(panicked_at("threads panicked at"), None);
+    }
+
+    #[test]
+    fn a_worker_s_end_is_said_in_words() {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(
+            describe(std::process::ExitStatus::from_raw(3 << 8)),
+            "exited with status 3"
+        );
+        assert_eq!(
+            describe(std::process::ExitStatus::from_raw(11)),
+            "was killed by SIGSEGV"
+        );
+    }
+}
