@@ -196,10 +196,16 @@ impl Injector {
     /// in effect.
     pub async fn close(&self, wait: Duration) -> (Vec<(String, String)>, Vec<Unfinished>) {
         self.engine.close();
+        let started = tokio::time::Instant::now();
         self.revert_all("shutdown", wait).await;
-        let mut left = self.engine.reverting();
-        left.extend(self.engine.active());
-        (self.engine.in_flight(), left)
+        // Reverts started before (due, pause, retrying) get the rest of the wait too.
+        let engine = self.engine.clone();
+        let left = wait.saturating_sub(started.elapsed());
+        let mut unfinished = on_own_thread("shutdown", move || engine.settle(left))
+            .await
+            .unwrap_or_else(|| self.engine.reverting());
+        unfinished.extend(self.engine.active());
+        (self.engine.in_flight(), unfinished)
     }
 
     /// The journal file, for a look back (`GET /api/history`); `None` without one.

@@ -420,7 +420,8 @@ kill -TERM $d; wait $d; echo "code $?""#,
 }
 
 /// A plugin whose `revert` segfaults takes down its worker, not the daemon: the revert
-/// is logged as failed with why, and the plugin's next call gets a fresh worker.
+/// is logged as failed with why and tried again, and the plugin's next call gets a fresh
+/// worker. It crashes at every try, so at SIGTERM it is named and the exit is 1.
 #[test]
 fn a_revert_that_crashes_takes_down_its_worker_not_the_daemon() {
     let dir = temp_dir("drill-revert-crash");
@@ -456,11 +457,56 @@ kill -TERM $d; wait $d; echo "code $?""#,
     ));
     let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
     assert!(
-        log.contains("Revert (due): failed: its worker was killed by SIGSEGV (the next call starts a fresh one)"),
+        log.contains("Revert (due): failed: its worker was killed by SIGSEGV (the next call starts a fresh one); trying again in 1s"),
         "{log}"
     );
     let after = json_lines(&run.stdout);
     assert_eq!(after[0]["summary"], "slept 1 ms", "{}\n{log}", run.stdout);
+    // It crashes at every try: at bedtime, one last try, then it is named, exit 1.
+    assert!(log.contains("going to bed without the revert of"), "{log}");
+    assert_eq!(pairs(&run.stdout, "code"), ["1"], "{log}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A revert that fails for a reason that passes is tried again until it works: the
+/// daemon's descriptors are cut to 3 (`prlimit`), so the pause's revert cannot open its
+/// pidfd (EMFILE); the real victim stays stopped and the revert is retried; with the
+/// limit raised again, the next try resumes it.
+#[test]
+fn a_revert_that_fails_for_lack_of_descriptors_is_retried_until_it_works() {
+    let dir = temp_dir("drill-emfile");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "1s");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & v=$!
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/pause '{{"desc":"x"}}' >/dev/null
+echo "stopped $(st $v)"
+prlimit --pid $d --nofile=3:
+await 'Revert (due): failed: ' {d}/log
+echo "failing $(st $v)"
+prlimit --pid $d --nofile=1024:
+await 'Revert (due): reverted' {d}/log
+echo "after $(st $v)"
+kill -TERM $d; wait $d; echo "code $?""#,
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(
+        pairs(&run.stdout, "stopped"),
+        ["T"],
+        "{}\n{log}",
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "failing"), ["T"], "{log}");
+    assert_eq!(pairs(&run.stdout, "after"), ["S"], "{log}");
+    assert!(
+        log.contains("Revert (due): failed: cannot open a pidfd for PID")
+            && log.contains("Too many open files (os error 24); trying again in 1s"),
+        "{log}"
+    );
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
     fs::remove_dir_all(dir).unwrap();
 }

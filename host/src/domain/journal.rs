@@ -288,9 +288,10 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// Whether this is a reversible fault not yet reverted.
+    /// Whether this is a reversible fault not yet reverted (a revert that failed leaves
+    /// it active: the next start tries again).
     pub fn is_active(&self) -> bool {
-        self.reverted.is_none()
+        self.reverted.as_ref().is_none_or(|r| r.result == "failed")
             && self
                 .outcome
                 .as_ref()

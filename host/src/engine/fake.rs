@@ -50,6 +50,10 @@ pub struct Fake {
     inject_gate: Option<Gate>,
     /// `revert` waits here first, if set.
     revert_gate: Option<Gate>,
+    /// How many more reverts fail (as too many open files would) before one succeeds.
+    revert_failures: Arc<std::sync::atomic::AtomicUsize>,
+    /// The kind they fail with.
+    revert_failure_kind: Arc<Mutex<ErrorKind>>,
     /// Every request, in order.
     pub calls: Arc<Mutex<Vec<Request>>>,
     /// Every revert state, in order.
@@ -63,6 +67,8 @@ impl Fake {
             behaviour,
             inject_gate: None,
             revert_gate: None,
+            revert_failures: Arc::default(),
+            revert_failure_kind: Arc::new(Mutex::new(ErrorKind::Failed)),
             calls: Arc::default(),
             reverts: Arc::default(),
         }
@@ -78,6 +84,24 @@ impl Fake {
     pub fn revert_held(mut self, gate: &Gate) -> Self {
         self.revert_gate = Some(gate.clone());
         self
+    }
+
+    /// The same fake, whose next `n` reverts fail.
+    pub fn revert_fails(self, n: usize) -> Self {
+        self.revert_failures
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+        self
+    }
+
+    /// How many reverts are still to fail.
+    pub fn revert_failures_left(&self) -> usize {
+        self.revert_failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Failing reverts fail with `kind` from now on.
+    pub fn fail_reverts_with(&self, kind: ErrorKind) {
+        *lock(&self.revert_failure_kind) = kind;
     }
 
     /// The requests so far.
@@ -124,6 +148,17 @@ impl Fault for Fake {
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
         if let Some(gate) = &self.revert_gate {
             wait_at(gate);
+        }
+        let failing = self.revert_failures.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if failing.is_ok() {
+            return Err(PluginError::new(
+                lock(&self.revert_failure_kind).clone(),
+                "cannot open a pidfd: Too many open files",
+            ));
         }
         lock(&self.reverts).push(state.clone());
         Ok(Outcome {

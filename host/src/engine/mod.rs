@@ -31,7 +31,8 @@ use crate::{
 };
 
 mod revert;
-pub(crate) use revert::{run_all, RevertJob, Reverting, Unfinished};
+use crate::support::backoff::Backoff;
+pub(crate) use revert::{run_all, RevertJob, Reverts, Unfinished, REVERT_RETRY};
 
 /// How long a plugin may take for one call (an injection, a revert) unless the
 /// configuration says otherwise (`plugin_timeout`).
@@ -79,7 +80,8 @@ pub struct Engine {
     active: Mutex<BTreeMap<String, Active>>,
     /// Injections whose plugin has not answered yet: id and fault.
     in_flight: Mutex<BTreeMap<String, String>>,
-    reverting: Reverting,
+    reverts: Arc<Reverts>,
+    revert_retry: Backoff,
     node: Option<String>,
     plugin_timeout: Duration,
 }
@@ -111,7 +113,8 @@ impl Engine {
             streams: Mutex::new(HashMap::new()),
             active: Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(BTreeMap::new()),
-            reverting: Reverting::default(),
+            reverts: Arc::default(),
+            revert_retry: REVERT_RETRY,
             node: None,
             plugin_timeout: PLUGIN_TIMEOUT,
         }
@@ -238,18 +241,25 @@ impl Engine {
     /// under way reverts what it leaves active as soon as its plugin answers.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
+        self.reverts.close();
     }
 
     /// The reverts whose plugin has not answered yet, as (id, fault): what may still be
     /// in effect though no longer listed as active.
     pub(crate) fn reverting(&self) -> Vec<Unfinished> {
-        lock(&self.reverting)
-            .iter()
-            .map(|(id, fault)| Unfinished {
-                id: id.clone(),
-                fault: fault.clone(),
-            })
-            .collect()
+        self.reverts.list()
+    }
+
+    /// Waits until no revert is under way, at most `wait`; the ones still under way.
+    pub(crate) fn settle(&self, wait: Duration) -> Vec<Unfinished> {
+        self.reverts.settle(wait)
+    }
+
+    /// Waits shorter between the tries of a failed revert (tests).
+    #[cfg(test)]
+    pub(crate) fn with_revert_retry(mut self, retry: Backoff) -> Self {
+        self.revert_retry = retry;
+        self
     }
 
     /// The injections whose plugin has not answered yet, as (id, fault).
@@ -384,7 +394,7 @@ impl Engine {
                         pid: outcome.process.as_ref().map(|p| p.pid),
                     },
                 );
-                metrics::get().set_active(active.len());
+                self.reverts.set_active(active.len());
                 Some(done + chrono::TimeDelta::milliseconds(ms as i64))
             }
             _ => None,
@@ -436,7 +446,7 @@ impl Engine {
         // Listed as reverting before it leaves the active ones: never in neither list.
         let mut all = lock(&self.active);
         let active = all.remove(id)?;
-        metrics::get().set_active(all.len());
+        self.reverts.set_active(all.len());
         let slot = self.faults.get(&active.fault)?;
         Some(self.revert_job(slot.fault.clone(), id, &active.fault, active.state, reason))
     }
@@ -479,7 +489,6 @@ impl Engine {
         state: serde_json::Value,
         reason: &str,
     ) -> RevertJob {
-        lock(&self.reverting).insert(id.to_owned(), fault_name.to_owned());
         RevertJob {
             id: id.to_owned(),
             fault_name: fault_name.to_owned(),
@@ -487,8 +496,10 @@ impl Engine {
             state,
             reason: reason.to_owned(),
             journal: self.journal.clone(),
-            reverting: self.reverting.clone(),
+            reverts: self.reverts.clone(),
+            retry: self.revert_retry,
         }
+        .listed()
     }
 
     /// Reverts every active fault (on shutdown and on pause), each on a thread of its

@@ -3,29 +3,120 @@
 //! thread of the injections' pool, and whoever waits for one (the kill switch, shutdown,
 //! recovery at start) waits only as long as it chose to: a plugin whose `revert` hangs
 //! is abandoned, named, and left in the journal for the next start to try again.
+//!
+//! A revert is never dropped: one that fails for a reason that may pass (too many open
+//! files, a worker that died, a plugin that did not answer) is tried again, with
+//! doubling waits up to a minute, until it succeeds or the plugin says the target is
+//! gone. Meanwhile the fault counts as in effect (`/metrics`), the journal keeps it
+//! active (a failed revert record does not close it), and going to bed wakes it for one
+//! last try before naming it.
 
 use std::{
-    sync::{mpsc, Arc, Mutex},
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc, Arc, Condvar, Mutex,
+    },
     time::{Duration, Instant},
 };
 
 use chrono::Utc;
-use nightmare_monkey_plugin_api::sdk::Outcome;
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, PluginError};
 
 use crate::{
     domain::{
         injection::Fault,
         journal::{Journal, Record, RevertRecord},
     },
-    output::log,
-    support::lock::lock,
+    output::{log, metrics},
+    support::{backoff::Backoff, lock::lock},
 };
 
-/// The reverts under way, by id (with their fault's name): listed from the moment a
-/// revert is taken off the active faults until its plugin answers.
-pub(crate) type Reverting = Arc<Mutex<std::collections::BTreeMap<String, String>>>;
+/// The waits between tries of a revert that failed.
+pub(crate) const REVERT_RETRY: Backoff = Backoff {
+    first: Duration::from_secs(1),
+    ceiling: Duration::from_secs(60),
+};
 
-/// Undoing one fault: everything it needs, owned. Listed in [`Reverting`] for as long as
+/// The reverts under way, by id (with their fault's name), from the moment a revert is
+/// taken off the active faults until it is done; and whether the monkey is going to bed.
+#[derive(Debug, Default)]
+pub(crate) struct Reverts {
+    under_way: Mutex<BTreeMap<String, String>>,
+    /// Told of every revert done, and of going to bed.
+    changed: Condvar,
+    closing: AtomicBool,
+    /// The active faults (not yet under way), as the engine last said: with the reverts
+    /// under way, what `/metrics` counts as in effect.
+    active: AtomicUsize,
+}
+
+impl Reverts {
+    fn add(&self, id: &str, fault: &str) {
+        let mut all = lock(&self.under_way);
+        all.insert(id.to_owned(), fault.to_owned());
+        self.publish(all.len());
+    }
+
+    fn remove(&self, id: &str) {
+        let mut all = lock(&self.under_way);
+        all.remove(id);
+        self.publish(all.len());
+        self.changed.notify_all();
+    }
+
+    /// The engine's count of active faults changed.
+    pub(crate) fn set_active(&self, active: usize) {
+        self.active.store(active, Ordering::SeqCst);
+        self.publish(lock(&self.under_way).len());
+    }
+
+    fn publish(&self, under_way: usize) {
+        metrics::get().set_active(self.active.load(Ordering::SeqCst) + under_way);
+    }
+
+    /// The reverts under way.
+    pub(crate) fn list(&self) -> Vec<Unfinished> {
+        lock(&self.under_way)
+            .iter()
+            .map(|(id, fault)| Unfinished {
+                id: id.clone(),
+                fault: fault.clone(),
+            })
+            .collect()
+    }
+
+    /// Going to bed: a revert waiting to try again tries at once, one last time.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let _all = lock(&self.under_way);
+        self.changed.notify_all();
+    }
+
+    /// Waits until no revert is under way, at most `wait`; returns those still are.
+    pub(crate) fn settle(&self, wait: Duration) -> Vec<Unfinished> {
+        let all = lock(&self.under_way);
+        let (all, _) = self
+            .changed
+            .wait_timeout_while(all, wait, |all| !all.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        drop(all);
+        self.list()
+    }
+
+    /// Sleeps `wait` before the next try, or less if the monkey goes to bed; whether it
+    /// does.
+    fn nap(&self, wait: Duration) -> bool {
+        let all = lock(&self.under_way);
+        let _ = self
+            .changed
+            .wait_timeout_while(all, wait, |_| !self.closing.load(Ordering::SeqCst))
+            .unwrap_or_else(|p| p.into_inner());
+        self.closing.load(Ordering::SeqCst)
+    }
+}
+
+/// Undoing one fault: everything it needs, owned. Listed in [`Reverts`] for as long as
 /// it lives.
 pub(crate) struct RevertJob {
     /// The fault's journal id.
@@ -36,7 +127,16 @@ pub(crate) struct RevertJob {
     pub(super) state: serde_json::Value,
     pub(super) reason: String,
     pub(super) journal: Option<Arc<Journal>>,
-    pub(super) reverting: Reverting,
+    pub(super) reverts: Arc<Reverts>,
+    pub(super) retry: Backoff,
+}
+
+impl RevertJob {
+    /// Lists the job as under way.
+    pub(super) fn listed(self) -> Self {
+        self.reverts.add(&self.id, &self.fault_name);
+        self
+    }
 }
 
 /// A revert that had not answered when its waiter stopped waiting: it may still be in
@@ -51,39 +151,87 @@ pub(crate) struct Unfinished {
 
 impl Drop for RevertJob {
     fn drop(&mut self) {
-        lock(&self.reverting).remove(&self.id);
+        self.reverts.remove(&self.id);
     }
+}
+
+/// Whether a failed revert may succeed if tried again: not if the plugin says it cannot
+/// revert, or that the state it was given is not its own.
+fn worth_retrying(error: &PluginError) -> bool {
+    !matches!(error.kind, ErrorKind::NotReversible | ErrorKind::Config)
 }
 
 impl RevertJob {
     /// Reverts, journals the revert and logs it (`Revert (reason): result: summary`).
+    /// A failure that may pass is tried again (see the module's doc) for as long as it
+    /// takes; going to bed gives it one last try, and then it waits to be abandoned,
+    /// still listed as under way.
     pub(crate) fn run(self) -> Outcome {
-        let outcome = self.fault.revert(&self.state).unwrap_or_else(|e| Outcome {
-            result: "failed".to_owned(),
-            summary: e.to_string(),
-            ..Outcome::default()
-        });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self.fault.revert(&self.state) {
+                Ok(outcome) => {
+                    self.record(&outcome.result, &outcome.summary);
+                    log::line(format!(
+                        "Revert ({}): {}: {}",
+                        self.reason, outcome.result, outcome.summary
+                    ));
+                    return outcome;
+                }
+                Err(error) => error,
+            };
+            let failed = Outcome {
+                result: "failed".to_owned(),
+                summary: error.to_string(),
+                ..Outcome::default()
+            };
+            if attempt == 1 {
+                self.record("failed", &failed.summary);
+            }
+            if !worth_retrying(&error) {
+                log::line(format!("Revert ({}): failed: {error}", self.reason));
+                return failed;
+            }
+            if self.reverts.closing.load(Ordering::SeqCst) && attempt > 1 {
+                log::line(format!(
+                    "Revert ({}): failed again: {error}; going to bed with {} ({}) still in effect",
+                    self.reason, self.id, self.fault_name
+                ));
+                // Listed as under way until the process ends, so going to bed names it.
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            let wait = self.retry.base(attempt);
+            log::line(format!(
+                "Revert ({}): failed: {error}; trying again in {}",
+                self.reason,
+                humantime::format_duration(wait)
+            ));
+            self.reverts.nap(wait);
+        }
+    }
+
+    /// Journals how the revert went (a failed one keeps the fault active there).
+    fn record(&self, result: &str, summary: &str) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
         let record = RevertRecord {
             id: self.id.clone(),
             at: Utc::now(),
             reason: self.reason.clone(),
-            result: outcome.result.clone(),
-            summary: outcome.summary.clone(),
+            result: result.to_owned(),
+            summary: summary.to_owned(),
         };
-        if let Some(journal) = &self.journal {
-            if let Err(e) = journal.append(&Record::Revert(record), true) {
-                log::error(format!(
-                    "journal: cannot record the revert of {} in {}: {e}",
-                    self.id,
-                    journal.path().display()
-                ));
-            }
+        if let Err(e) = journal.append(&Record::Revert(record), true) {
+            log::error(format!(
+                "journal: cannot record the revert of {} in {}: {e}",
+                self.id,
+                journal.path().display()
+            ));
         }
-        log::line(format!(
-            "Revert ({}): {}: {}",
-            self.reason, outcome.result, outcome.summary
-        ));
-        outcome
     }
 }
 

@@ -307,3 +307,88 @@ fn a_dry_run_of_a_reversible_fault_leaves_nothing_active() {
     engine.inject(&ask()).unwrap();
     assert!(fake.calls()[1].avoid.is_empty());
 }
+
+const QUICK_RETRY: Backoff = Backoff {
+    first: std::time::Duration::from_millis(5),
+    ceiling: std::time::Duration::from_millis(20),
+};
+
+/// A revert that fails for a reason that may pass is tried again until it succeeds;
+/// meanwhile the fault is in effect (listed as under way, active in the journal), and
+/// the journal ends with it reverted.
+#[test]
+fn a_failed_revert_is_tried_again_until_it_succeeds() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(3);
+    let (engine, path) = engine("retry", true, Guards::default(), &fake);
+    let engine = engine.with_revert_retry(QUICK_RETRY);
+    let injection = engine.inject(&ask()).unwrap();
+    let id = injection.intent.id;
+    let left = engine.revert_all("pause", std::time::Duration::from_secs(30));
+    assert!(left.is_empty(), "reverted within the wait: {left:?}");
+    assert_eq!(lock(&fake.reverts).len(), 1, "one revert succeeded");
+    assert!(engine.reverting().is_empty());
+    let results: Vec<String> = records(&path)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Revert(r) => Some(r.result),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        results,
+        ["failed", "reverted"],
+        "the first failure and the success"
+    );
+    // After the failure alone, the journal still lists it as active.
+    let all = records(&path);
+    let upto_failure = &all[..all.len() - 1];
+    let entry = journal::entries(upto_failure)
+        .into_iter()
+        .find(|e| e.intent.id == id)
+        .unwrap();
+    assert!(entry.is_active(), "a failed revert leaves the fault active");
+    assert!(!journal::entries(&all)[0].is_active());
+}
+
+/// Going to bed wakes a revert waiting to try again for one last try; if that fails
+/// too, it stays listed as under way, so shutdown names it.
+#[test]
+fn going_to_bed_gives_a_failing_revert_one_last_try_then_names_it() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(usize::MAX);
+    let (engine, _) = engine("retry-close", true, Guards::default(), &fake);
+    let slow = Backoff {
+        first: std::time::Duration::from_secs(3600),
+        ceiling: std::time::Duration::from_secs(3600),
+    };
+    let engine = engine.with_revert_retry(slow);
+    let injection = engine.inject(&ask()).unwrap();
+    let left = engine.revert_all("due", std::time::Duration::from_millis(20));
+    assert_eq!(left.len(), 1, "waiting an hour to try again");
+    let started = std::time::Instant::now();
+    engine.close();
+    let still = engine.settle(std::time::Duration::from_millis(300));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(
+        still,
+        [Unfinished {
+            id: injection.intent.id,
+            fault: "fake".into()
+        }]
+    );
+    let tries = usize::MAX - fake.revert_failures_left();
+    assert_eq!(tries, 2, "the first try and one last one at bedtime");
+}
+
+/// A revert whose plugin says it cannot revert is not tried again.
+#[test]
+fn a_revert_the_plugin_refuses_for_good_is_not_retried() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(usize::MAX);
+    let (engine, _) = engine("retry-never", true, Guards::default(), &fake);
+    let engine = engine.with_revert_retry(QUICK_RETRY);
+    engine.inject(&ask()).unwrap();
+    fake.fail_reverts_with(ErrorKind::NotReversible);
+    assert!(engine
+        .revert_all("pause", std::time::Duration::from_secs(30))
+        .is_empty());
+    assert_eq!(usize::MAX - fake.revert_failures_left(), 1);
+}
