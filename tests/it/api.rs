@@ -240,3 +240,51 @@ fn a_description_cannot_forge_a_log_line_or_flood_one() {
         "desc is longer than 1024 bytes: say why in a sentence"
     );
 }
+
+/// 1,100 idle connections against a daemon held to 1,024 descriptors (soft and hard, so
+/// it cannot raise them): `/healthz` and a fault (which opens the journal and reads
+/// /proc) are still served at once, each new client taking the place of the oldest
+/// idle connection, and the descriptors it keeps in reserve stay free.
+#[test]
+fn a_crowd_of_idle_connections_neither_starves_healthz_nor_the_descriptors() {
+    use std::{
+        net::TcpStream,
+        time::{Duration, Instant},
+    };
+    // This test holds 1,100 sockets itself.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    let mut d = crate::util::Daemon::start_with_open_files(
+        "1024:1024",
+        &["--listen", "127.0.0.1:0", "-d", "*", "-t", "00:00-24:00"],
+    );
+    let port = d.port();
+    let crowd: Vec<TcpStream> = (0..1100)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    let started = Instant::now();
+    let health = http(port, "GET", "/healthz", &[], b"");
+    let took = started.elapsed();
+    assert_eq!(health.status, 200);
+    assert!(took < Duration::from_secs(5), "/healthz took {took:?}");
+    let fault = http(port, "POST", "/api/kill", &[], br#"{"desc":"in a crowd"}"#);
+    assert_eq!(fault.status, 200, "{}", fault.body);
+    let open = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .count();
+    assert!(
+        open <= 1024 - 256 + 16,
+        "{open} descriptors open: the reserve for reverts is gone"
+    );
+    drop(crowd);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    eprintln!("/healthz in a crowd of 1,100: {took:?}, {open} descriptors open");
+}

@@ -32,12 +32,32 @@ impl Daemon {
         d
     }
 
+    /// Starts it under `prlimit --nofile=LIMITS` (prlimit execs it in place: same PID).
+    pub fn start_with_open_files(limits: &str, args: &[&str]) -> Daemon {
+        let mut command = std::process::Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limits}"))
+            .arg("--")
+            .arg(bin())
+            .env("STATE_DIRECTORY", state_dir())
+            .env_remove("RUST_BACKTRACE");
+        Self::spawn_command(command, args, &[])
+    }
+
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn_command(command(), args, env)
+    }
+
+    fn spawn_command(
+        mut command: std::process::Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         assert!(
             !args.contains(&"--execute"),
             "never --execute outside a namespace"
         );
-        let mut child = command()
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
@@ -62,6 +82,11 @@ impl Daemon {
             log: Vec::new(),
             json: false,
         }
+    }
+
+    /// The daemon's PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Waits for a log line (timestamp stripped) for which `want` holds, and returns it.

@@ -9,13 +9,22 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::support::located::{read_token, Source};
+use std::time::Duration;
+
+use super::server::{Limits, LIMITS};
+use crate::support::located::{duration, read_token, Source};
 
 /// The original's port.
 pub const DEFAULT_PORT: u16 = 8080;
 
 /// The largest `max_body_bytes`: a MiB (a description is a sentence).
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// The largest `max_connections`.
+pub const MAX_CONNECTIONS: usize = 65536;
+
+/// The longest `header_timeout`.
+const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename = "http")]
@@ -27,6 +36,8 @@ pub struct RawHttp {
     tokens: BTreeMap<String, String>,
     allow_public_without_token: bool,
     max_body_bytes: u64,
+    max_connections: usize,
+    header_timeout: Option<String>,
 }
 
 impl Default for RawHttp {
@@ -39,6 +50,8 @@ impl Default for RawHttp {
             tokens: BTreeMap::new(),
             allow_public_without_token: false,
             max_body_bytes: 64 * 1024,
+            max_connections: LIMITS.max_connections,
+            header_timeout: None,
         }
     }
 }
@@ -55,6 +68,9 @@ pub struct HttpConfig {
     pub public_without_token: bool,
     /// Largest accepted request body.
     pub max_body_bytes: u64,
+    /// Connections served at once, and how long a client may take to send a request
+    /// head (also how long a keep-alive connection may stay idle).
+    pub limits: Limits,
 }
 
 impl RawHttp {
@@ -100,6 +116,23 @@ impl RawHttp {
                 raw.max_body_bytes
             ));
         }
+        if !(1..=MAX_CONNECTIONS).contains(&raw.max_connections) {
+            errors.push(format!(
+                "{}: max_connections must be 1 to {MAX_CONNECTIONS} (got {})",
+                src.at(&["http", "max_connections"]),
+                raw.max_connections
+            ));
+        }
+        let header_timeout = match &raw.header_timeout {
+            None => Some(LIMITS.header_read_timeout),
+            Some(text) => duration(
+                text,
+                &src.at(&["http", "header_timeout"]),
+                "header_timeout",
+                MAX_HEADER_TIMEOUT,
+                errors,
+            ),
+        };
         let token = read_token(&raw.token, &raw.token_file, &["http"], src, errors).ok()?;
         let mut tokens: Vec<(String, String)> =
             token.into_iter().map(|t| ("token".to_owned(), t)).collect();
@@ -124,6 +157,10 @@ impl RawHttp {
             tokens,
             public_without_token: !addr.ip().is_loopback() && raw.allow_public_without_token,
             max_body_bytes: raw.max_body_bytes,
+            limits: Limits {
+                max_connections: raw.max_connections,
+                header_read_timeout: header_timeout?,
+            },
         })
     }
 }

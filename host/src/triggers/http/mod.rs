@@ -201,8 +201,42 @@ pub fn bind(
         .or(metrics)
         .unify()
         .recover(move |r| rejection(r, max));
-    server::bind(config.listen, routes, server::LIMITS, shutdown)
-        .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
+    server::bind(
+        config.listen,
+        routes,
+        within_open_files(config.limits),
+        shutdown,
+    )
+    .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
+}
+
+/// Descriptors kept out of the connections' reach: for the reverts' pidfds, the
+/// plugin workers' pipes, the journal and the pause file's watch.
+const RESERVED_FILES: u64 = 256;
+
+/// The configured limits, with the connection cap lowered (and said once) if the limit
+/// of open files would not leave [`RESERVED_FILES`] besides them.
+fn within_open_files(limits: server::Limits) -> server::Limits {
+    let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let fits = open_connections(open_files);
+    if (limits.max_connections as u64) <= fits {
+        return limits;
+    }
+    log::line(format!(
+        "warning: serving at most {fits} connections at once, not {}: the limit of open files is {open_files}, and {RESERVED_FILES} are kept for reverts, plugins and the journal (raise LimitNOFILE=)",
+        limits.max_connections
+    ));
+    server::Limits {
+        max_connections: fits as usize,
+        ..limits
+    }
+}
+
+/// How many connections fit in `open_files` descriptors besides the reserve (at least 16).
+fn open_connections(open_files: u64) -> u64 {
+    open_files.saturating_sub(RESERVED_FILES).max(16)
 }
 
 /// The longest description a client may send: it is journaled, logged and sent to chat.
@@ -354,6 +388,14 @@ async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn connections_leave_a_reserve_of_descriptors() {
+        assert_eq!(super::open_connections(1024), 768);
+        assert_eq!(super::open_connections(300), 44);
+        assert_eq!(super::open_connections(100), 16, "never fewer than 16");
+        assert_eq!(super::open_connections(u64::MAX), u64::MAX - 256);
+    }
+
     use super::*;
 
     #[test]

@@ -4,15 +4,34 @@
 //! extensions as `Peer`, for the journal), how many connections are served at once, and
 //! how long a client may take to send a request head (also the idle limit of a
 //! keep-alive connection, as hyper counts it from when it starts waiting).
+//!
+//! At the cap, a new client does not wait for an idle one to time out: the oldest
+//! connection with no request in flight is closed to make room (as any HTTP server may
+//! close an idle keep-alive connection), so a crowd of silent or idle sockets can delay
+//! `/healthz` by a round trip, never by the header timeout. Only when every connection
+//! has a request in flight does a new one wait, unaccepted, in the listen backlog.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
 
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, Semaphore},
+};
 use tower_service::Service as _;
 use warp::{Filter, Reply};
 
@@ -31,11 +50,41 @@ pub struct Limits {
     pub header_read_timeout: Duration,
 }
 
-/// The daemon's limits.
+/// The daemon's limits unless the configuration says otherwise.
 pub const LIMITS: Limits = Limits {
     max_connections: 512,
     header_read_timeout: Duration::from_secs(30),
 };
+
+/// One connection as the accept loop keeps track of it.
+struct Open {
+    id: u64,
+    /// Whether a request is being answered on it.
+    busy: Arc<AtomicBool>,
+    /// Closes it.
+    close: Arc<Notify>,
+}
+
+/// The connections open, oldest first.
+#[derive(Default)]
+struct Connections {
+    open: Mutex<VecDeque<Open>>,
+    next: AtomicU64,
+}
+
+impl Connections {
+    /// Closes the oldest connection with no request in flight; whether there was one.
+    fn close_oldest_idle(&self) -> bool {
+        let open = crate::support::lock::lock(&self.open);
+        match open.iter().find(|c| !c.busy.load(Ordering::SeqCst)) {
+            Some(idle) => {
+                idle.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// Binds `addr` now, so a taken port fails at startup with the system's reason, and
 /// returns the bound address and the server. When `shutdown` completes the server stops
@@ -56,6 +105,7 @@ where
     let local = listener.local_addr()?;
     let service = warp::service(routes);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = Arc::new(Connections::default());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -65,14 +115,6 @@ where
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let slot = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break, // the semaphore is never closed
-                },
-            };
             let (stream, peer) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -86,17 +128,53 @@ where
                     }
                 },
             };
+            // At the cap: the oldest idle connection makes room for this one; with
+            // every connection busy, it waits for one to end.
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    connections.close_oldest_idle();
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        slot = slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_) => break, // the semaphore is never closed
+                        },
+                    }
+                }
+            };
             let service = service.clone();
+            let busy = Arc::new(AtomicBool::new(false));
+            let close = Arc::new(Notify::new());
+            let id = connections.next.fetch_add(1, Ordering::SeqCst);
+            crate::support::lock::lock(&connections.open).push_back(Open {
+                id,
+                busy: busy.clone(),
+                close: close.clone(),
+            });
             let per_connection = service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(Peer(peer));
-                service.clone().call(request)
+                busy.store(true, Ordering::SeqCst);
+                let answer = service.clone().call(request);
+                let busy = busy.clone();
+                async move {
+                    let answer = answer.await;
+                    busy.store(false, Ordering::SeqCst);
+                    answer
+                }
             });
             let connection =
                 graceful.watch(http.serve_connection(TokioIo::new(stream), per_connection));
+            let connections = connections.clone();
             tokio::spawn(async move {
                 // A reset, a header timeout or a malformed request ends that connection
-                // alone; there is nobody to tell.
-                let _ = connection.await;
+                // alone; there is nobody to tell. Closed to make room, it is dropped.
+                tokio::select! {
+                    _ = connection => {}
+                    () = close.notified() => {}
+                }
+                crate::support::lock::lock(&connections.open).retain(|c| c.id != id);
                 drop(slot);
             });
         }
@@ -161,23 +239,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn over_the_cap_a_client_waits_until_an_idle_one_times_out() {
+    async fn over_the_cap_the_oldest_idle_connection_makes_room_at_once() {
         let limits = Limits {
-            max_connections: 1,
-            header_read_timeout: Duration::from_millis(300),
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(60),
         };
         let (addr, stop, _server) = start(limits);
-        // The one slot, held by a client that never says anything.
-        let _silent = TcpStream::connect(addr).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Both places, held by a client that never says anything and by one that is
+        // idle between requests.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        assert!(whoami(&mut idle).await.is_some());
         let started = Instant::now();
         let mut next = TcpStream::connect(addr).await.unwrap();
         let answer = whoami(&mut next).await;
         assert_eq!(answer, Some(next.local_addr().unwrap().to_string()));
         assert!(
-            started.elapsed() >= Duration::from_millis(200),
-            "served only once the silent client's time was up: {:?}",
+            started.elapsed() < Duration::from_secs(30),
+            "served without waiting out the header timeout: {:?}",
             started.elapsed()
+        );
+        // The oldest idle one, the silent client, was closed for it.
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert!(
+            whoami(&mut idle).await.is_some(),
+            "the younger one still serves"
         );
         let _ = stop.send(());
     }
