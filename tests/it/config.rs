@@ -156,3 +156,46 @@ fn a_fifo_at_the_journal_path_is_refused_at_once_not_waited_on() {
     }
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A state directory that cannot be created (here on a read-only file system, mounted
+/// in a namespace of the test's own) is refused by check-config exactly as the daemon
+/// refuses it at start: the same lines, exit 2 both.
+#[test]
+fn check_config_refuses_an_uncreatable_state_directory_as_the_daemon_does() {
+    let dir = crate::util::temp_dir("ro-state");
+    let cfg = dir.join("ro.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(state_dir: {:?}, http: (enabled: false), pollers: {{"likes": Qiita(item_id: "abc")}})"#,
+            dir.join("ro/state")
+        ),
+    )
+    .unwrap();
+    let run = crate::util::in_namespace(&format!(
+        r#"mkdir -p {d}/ro && mount -t tmpfs -o ro tmpfs {d}/ro || exit 99
+"$NM" check-config {cfg} 2>{d}/check; echo "check $?"
+"$NM" --config {cfg} 2>{d}/daemon; echo "daemon $?""#,
+        d = dir.display(),
+        cfg = cfg.display()
+    ));
+    assert_eq!(
+        crate::util::pairs(&run.stdout, "check"),
+        ["2"],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(crate::util::pairs(&run.stdout, "daemon"), ["2"]);
+    let check = fs::read_to_string(dir.join("check")).unwrap();
+    let daemon = fs::read_to_string(dir.join("daemon")).unwrap();
+    let state = dir.join("ro/state");
+    assert_eq!(
+        check,
+        format!(
+            "error: cannot open the journal {s}/journal.jsonl: Read-only file system (os error 30)\nerror: poller likes: cannot create state directory {s}: Read-only file system (os error 30)\n",
+            s = state.display()
+        )
+    );
+    assert_eq!(daemon, check, "the daemon refuses the same way");
+    fs::remove_dir_all(dir).unwrap();
+}

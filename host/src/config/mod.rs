@@ -524,4 +524,63 @@ mod tests {
         assert_eq!(position("0:1: x"), None);
         assert_eq!(position("3:7-z: x"), None);
     }
+
+    /// Parses and validates `text` as the daemon does; every error must be one line.
+    fn check_one_line_errors(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let path = Path::new("fuzz.ron");
+        let args = DaemonArgs {
+            config: Some(path.to_owned()),
+            ..DaemonArgs::default()
+        };
+        let result =
+            parse(path, text).and_then(|raw| validate(raw, &args, &Source::new(path, text)));
+        if let Err(errors) = result {
+            proptest::prop_assert!(!errors.0.is_empty());
+            for error in &errors.0 {
+                proptest::prop_assert!(!error.contains('\n'), "a multi-line error: {error:?}");
+                proptest::prop_assert!(error.starts_with("fuzz.ron"), "unlocated: {error:?}");
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        // Any text at all: an error or a config, never a panic, every error one line
+        // naming where it is.
+        #[test]
+        fn any_text_is_a_config_or_one_line_errors(text in "[ -~\n]{0,300}") {
+            check_one_line_errors(&text)?;
+        }
+
+        // Well-formed files with any values where the numbers, durations and patterns
+        // go: the bounds and parsers answer for each, in one line.
+        #[test]
+        fn any_values_are_valid_or_refused_in_one_line(
+            min in proptest::num::u64::ANY,
+            max in proptest::num::u64::ANY,
+            per_hour in proptest::num::u32::ANY,
+            connections in proptest::num::usize::ANY,
+            body in proptest::num::u64::ANY,
+            days in "[-*,0-9A-Za-z ]{0,12}",
+            time in "[-:0-9 ]{0,13}",
+            gap in "[0-9]{0,22}[a-z]{0,4}",
+            timeout in "[0-9]{0,22}[a-z]{0,4}",
+            period in "[0-9]{0,22}[a-z]{0,4}",
+            zone in "[A-Za-z/_+-]{0,20}",
+        ) {
+            let text = format!(
+                r#"(
+    schedule: Uniform(min_interval: {min}, max_interval: {max}),
+    window: (days: "{days}", time: "{time}", timezone: "{zone}"),
+    budget: (per_hour: {per_hour}, min_gap: "{gap}"),
+    http: (max_connections: {connections}, max_body_bytes: {body}, header_timeout: "{timeout}"),
+    plugin_timeout: "{timeout}",
+    pollers: {{"likes": Qiita(item_id: "abc", period: "{period}")}},
+)"#
+            );
+            check_one_line_errors(&text)?;
+        }
+    }
 }

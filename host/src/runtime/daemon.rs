@@ -44,22 +44,8 @@ fn run_with(
     args: Option<DaemonArgs>,
 ) -> anyhow::Result<()> {
     raise_open_files();
+    // The same checks as check-config, the directories created for real.
     let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
-    for poller in &config.pollers {
-        if let Some(dir) = poller
-            .state_file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                UsageError(anyhow::anyhow!(
-                    "poller {}: cannot create state directory {}: {e}",
-                    poller.name,
-                    dir.display()
-                ))
-            })?;
-        }
-    }
     if let Some(dir) = config
         .pause_file
         .parent()

@@ -13,6 +13,7 @@ use crate::{
     engine::{run_all, Engine, Guards},
     output::log,
     plugin::{self, Plugin, PluginInfo, Supervision},
+    support::state,
     triggers::poller::{self, Saved},
 };
 
@@ -148,7 +149,17 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             })
             .ok()
     } else {
-        if let Err(e) = journal::check_path(&config.journal) {
+        let checked = journal::check_path(&config.journal).and_then(|()| {
+            match config
+                .journal
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                Some(dir) => state::prepare_dir(dir, false),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = checked {
             errors.push(format!(
                 "cannot open the journal {}: {e}",
                 config.journal.display()
@@ -216,6 +227,20 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     }
     let mut poller_states = Vec::new();
     for poller in &config.pollers {
+        if let Some(dir) = poller
+            .state_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            if let Err(e) = state::prepare_dir(dir, run) {
+                errors.push(format!(
+                    "poller {}: cannot create state directory {}: {e}",
+                    poller.name,
+                    dir.display()
+                ));
+                continue;
+            }
+        }
         match poller::load_state(poller) {
             Ok(saved) => poller_states.push(saved),
             Err(e) => errors.push(e),

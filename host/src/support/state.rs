@@ -24,6 +24,38 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
+/// Makes sure `dir` is a directory the daemon can write in: with `create`, creates it
+/// (and its parents); without (`check-config`, which writes nothing), checks that it
+/// could be: the nearest part of the path that exists must be a directory this process
+/// may write to, on a file system mounted read-write. The errors are the system's, as
+/// creating would report them.
+pub fn prepare_dir(dir: &Path, create: bool) -> io::Result<()> {
+    if create {
+        return fs::create_dir_all(dir);
+    }
+    let mut nearest = dir;
+    let meta = loop {
+        match fs::metadata(nearest) {
+            Ok(meta) => break meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match nearest.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => nearest = parent,
+                _ => return Ok(()), // relative, up to the working directory
+            },
+            Err(e) => return Err(e),
+        }
+    };
+    if !meta.is_dir() {
+        return Err(io::Error::from_raw_os_error(
+            rustix::io::Errno::NOTDIR.raw_os_error(),
+        ));
+    }
+    rustix::fs::access(
+        nearest,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Replaces `path`'s content atomically and durably: a temporary file beside it, fsynced,
 /// renamed over it, then the directory fsynced so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {

@@ -388,6 +388,29 @@ async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> 
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        // Whatever a client sends as a body: a description within the bounds, or a
+        // one-line reason for the 400; never a panic.
+        #[test]
+        fn any_body_is_a_description_or_a_one_line_refusal(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+            desc in "\\PC{0,1100}",
+            nesting in 0usize..400,
+        ) {
+            let json = serde_json::json!({ "desc": desc }).to_string();
+            let nested = format!("{}{}", "[".repeat(nesting), "]".repeat(nesting));
+            for body in [body, json.into_bytes(), nested.into_bytes()] {
+                match super::desc(&body) {
+                    Ok(desc) => {
+                        proptest::prop_assert!(!desc.trim().is_empty());
+                        proptest::prop_assert!(desc.len() <= super::MAX_DESC_BYTES);
+                    }
+                    Err(message) => proptest::prop_assert!(!message.contains('\n')),
+                }
+            }
+        }
+    }
+
     #[test]
     fn connections_leave_a_reserve_of_descriptors() {
         assert_eq!(super::open_connections(1024), 768);
