@@ -255,7 +255,7 @@ impl Refusal {
                 (429, Some(ceil_secs(*retry_after)), true)
             }
             InjectError::Paused(_) => (503, None, true),
-            InjectError::Journal { .. } => (503, None, false),
+            InjectError::Journal { .. } | InjectError::Unrecorded { .. } => (503, None, false),
             InjectError::UnknownFault(_) => (404, None, false),
             InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => {
                 (503, None, false)

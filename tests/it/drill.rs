@@ -511,6 +511,122 @@ kill -TERM $d; wait $d; echo "code $?""#,
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// Recovery needs only to read: with the state directory remounted read-only after a
+/// crash mid-pause, the next start still resumes the victim from the journal, then
+/// refuses to run (it could not journal anything) with one line and exit 2.
+#[test]
+fn recovery_reads_a_journal_it_cannot_write_then_the_start_is_refused() {
+    let dir = temp_dir("drill-ro-journal");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & v=$!
+"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/pause '{{"desc":"x"}}' >/dev/null
+kill -KILL $d; wait $d
+echo "stopped $(st $v)"
+mount --bind {d} {d} && mount -o remount,ro,bind {d} || exit 99
+"$NM" --config {cfg} --execute; echo "code $?"
+echo "after $(st $v)""#,
+        d = dir.display()
+    ));
+    assert_eq!(
+        pairs(&run.stdout, "stopped"),
+        ["T"],
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "after"), ["S"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "code"), ["2"], "{}", run.stderr);
+    let log: Vec<&str> = run.stderr.lines().collect();
+    assert!(
+        log.iter()
+            .any(|l| l.ends_with("Revert (recovery): reverted: sent SIGCONT to sleep(PID:2)")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        log.last().copied(),
+        Some(format!(
+            "error: cannot open the journal {}/journal.jsonl: Read-only file system (os error 30)",
+            dir.display()
+        ))
+        .as_deref(),
+        "{}",
+        run.stderr
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A full disk between the intent and the outcome: the journal's file system (a 64 KiB
+/// tmpfs) is filled so that a pause's intent still fits and its outcome does not. The
+/// victim is resumed at once and the answer is 503, never 200; the half-written line is
+/// cut back, so once there is room again every line of the journal reads whole.
+#[test]
+fn a_fault_whose_outcome_cannot_be_journaled_is_reverted_at_once() {
+    let dir = temp_dir("drill-enospc");
+    let cfg = config(
+        &dir,
+        &format!("journal: {:?},", dir.join("fs/journal.jsonl")),
+    );
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+mkdir -p {d}/fs && mount -t tmpfs -o size=64k tmpfs {d}/fs || exit 99
+j={d}/fs/journal.jsonl
+sleep 1000 & v=$!
+"$NM" kill --config {cfg} --fault pause --seed 1 >/dev/null 2>&1
+i=$(head -n 1 $j | wc -c); l=$(wc -c < $j)
+# Newlines (blank lines, skipped when read) so that the last page keeps room for one
+# intent and 150 bytes: not for an outcome.
+p=$(( (8192 - ($i + 150) - $l % 4096) % 4096 )); head -c $p /dev/zero | tr '\0' '\n' >> $j
+dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/pause '{{"desc":"full disk"}}'
+echo "after $(st $v)"
+rm {d}/fs/fill
+post $p /api/faults/pause '{{"desc":"room again"}}' >/dev/null
+echo "stopped $(st $v)"
+kill -TERM $d; wait $d; echo "code $?"
+echo "end $(st $v)""#,
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let answer = json_lines(&run.stdout)
+        .into_iter()
+        .find(|j| j.get("code").is_some())
+        .unwrap_or_else(|| panic!("{}\n{}\n{log}", run.stdout, run.stderr));
+    assert_eq!(answer["code"], 503, "{answer}\n{log}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("pause: cannot record the outcome in the journal ")
+            && message
+                .ends_with("No space left on device (os error 28); the fault was reverted at once"),
+        "{message}"
+    );
+    assert_eq!(pairs(&run.stdout, "after"), ["S"], "resumed at once\n{log}");
+    assert_eq!(pairs(&run.stdout, "stopped"), ["T"], "{log}");
+    assert_eq!(pairs(&run.stdout, "end"), ["S"], "{log}");
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    let history = monkey(&[
+        "history",
+        "--journal",
+        dir.join("fs/journal.jsonl").to_str().unwrap(),
+        "--json",
+    ]);
+    let parsed: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(
+        parsed["problems"],
+        serde_json::json!([]),
+        "no glued or torn line"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
     let _victim = Sleeper::start();

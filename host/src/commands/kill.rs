@@ -95,6 +95,9 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
         config.journal = journal.clone();
     }
     let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
+    if let Some(error) = setup.journal_error {
+        return Err(UsageError(anyhow!(error)).into());
+    }
     for warning in setup.warnings.iter().chain(&setup.untrusted) {
         eprintln!("warning: {warning}");
     }

@@ -123,6 +123,20 @@ pub enum InjectError {
         /// Why.
         error: String,
     },
+    /// A reversible fault happened but its outcome, which a restart reverts from, could
+    /// not be journaled: it was reverted at once rather than left where no one could
+    /// find it.
+    #[error("{fault}: cannot record the outcome in the journal {path}: {error}; the fault was {}", if *.reverted { "reverted at once" } else { "being reverted at once (its plugin has not answered yet)" })]
+    Unrecorded {
+        /// The fault's name.
+        fault: String,
+        /// The journal's path.
+        path: String,
+        /// Why.
+        error: String,
+        /// Whether the revert was done by the time of the answer.
+        reverted: bool,
+    },
     /// No fault of that name is configured.
     #[error("no fault named `{0}` is configured")]
     UnknownFault(String),

@@ -203,18 +203,34 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one record; `durable` waits until it is on disk.
+    /// Appends one record; `durable` waits until it is on disk. A record always starts
+    /// a line of its own: an append that fails (a full disk, an I/O error) is cut back
+    /// off the file, and a torn line found at the end is closed first.
     pub(crate) fn append(&self, record: &Record, durable: bool) -> io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
         let _one_at_a_time = lock(&self.writing);
         let mut file = OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .open(&self.path)?;
-        file.write_all(&line)?;
-        if durable {
-            file.sync_data()?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1)?;
+            if last[0] != b'\n' {
+                line.insert(0, b'\n');
+            }
+        }
+        let written =
+            file.write_all(&line)
+                .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // What part of it was written goes, so no later record is glued to it.
+            let _ = file.set_len(len);
+            return Err(e);
         }
         Ok(())
     }
@@ -401,6 +417,36 @@ mod tests {
         assert_eq!(after.records.len(), 2);
         assert_eq!(after.problems.len(), 1);
         assert!(after.problems[0].contains("line 2 is unreadable"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_never_glues_to_a_partial_line_left_while_the_journal_is_open() {
+        let dir = std::env::temp_dir().join(format!("nm-journal-glue-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("journal.jsonl");
+        let journal = Journal::open(&path).unwrap();
+        journal.append(&intent("1-1"), true).unwrap();
+        // Something wrote half a line behind the open journal's back (a failed write
+        // that could not be cut back).
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"type":"intent","id":"1-2""#).unwrap();
+        journal.append(&intent("1-3"), false).unwrap();
+        let after = read(&path).unwrap();
+        let ids: Vec<&str> = after
+            .records
+            .iter()
+            .map(|r| match r {
+                Record::Intent(i) => i.id.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            ["1-1", "1-3"],
+            "the record after the partial line is whole"
+        );
+        assert_eq!(after.problems.len(), 1);
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -374,7 +374,8 @@ impl Engine {
             Ok(outcome) => outcome,
             Err(error) => {
                 let record = OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
-                self.record_outcome(&record, false);
+                // A failure that changed nothing: logged, and the answer is the failure.
+                let _ = self.record_outcome(&record, false);
                 self.forget(now);
                 metrics::get().fault(&ask.fault, ask.trigger, "failed");
                 return Err(InjectError::Plugin {
@@ -406,9 +407,23 @@ impl Engine {
             done,
             revert_due,
         };
-        // An active fault's record is what a restart reverts from: it must be on disk.
-        self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
+        // An active fault's record is what a restart reverts from: it must be on disk. If
+        // it cannot be, the fault is undone now rather than left where nobody could find
+        // it after a crash.
+        let recorded = self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
         metrics::get().fault(&ask.fault, ask.trigger, &injection.outcome.result);
+        if let (Err(error), Some(_)) = (recorded, revert_due) {
+            let reverted = match self.take(&injection.intent.id, "journal") {
+                Some(job) => run_all(vec![job], self.plugin_timeout).is_empty(),
+                None => true,
+            };
+            return Err(InjectError::Unrecorded {
+                fault: ask.fault.clone(),
+                path: self.journal_path(),
+                error,
+                reverted,
+            });
+        }
         // Paused (or going to bed) while the plugin worked: the kill switch did not see
         // this fault among the active ones, so it is undone now, on a thread of its own.
         if revert_due.is_some() && self.paused().is_some() {
@@ -429,15 +444,15 @@ impl Engine {
         lock(&self.budget).forget(at);
     }
 
-    fn record_outcome(&self, record: &OutcomeRecord, durable: bool) {
-        if let Err(e) = self.write(&Record::Outcome(record.clone()), durable) {
-            // The fault has happened; all that can be done is to say so loudly.
-            log::line(format!(
-                "journal: cannot record the outcome of {} in {}: {e}",
-                record.id,
-                self.journal_path()
-            ));
-        }
+    fn record_outcome(&self, record: &OutcomeRecord, durable: bool) -> Result<(), String> {
+        self.write(&Record::Outcome(record.clone()), durable)
+            .inspect_err(|e| {
+                log::line(format!(
+                    "journal: cannot record the outcome of {} in {}: {e}",
+                    record.id,
+                    self.journal_path()
+                ));
+            })
     }
 
     /// The revert of the active fault `id`, taken off the active ones (once: `None` if

@@ -54,8 +54,12 @@ fn run_with(
         // Best effort: without it the watcher says why it cannot watch.
         let _ = std::fs::create_dir_all(dir);
     }
-    // Before anything else: undo what a crashed run left active.
-    setup::recover(&setup.engine, &setup.loaded);
+    // Before anything else: undo what a crashed run left active. Reading is all it
+    // needs; a journal that cannot be written stops the start only after it.
+    setup::recover(&setup.engine, &setup.loaded, &config.journal);
+    if let Some(error) = &setup.journal_error {
+        return Err(UsageError(anyhow::anyhow!("{error}")).into());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Injections run on blocking threads; a handful at once is plenty, and every

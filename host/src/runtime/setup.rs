@@ -37,6 +37,9 @@ pub struct Setup {
     /// Plugin files loaded though they failed the trust checks
     /// (`allow_untrusted_plugins`), and why they failed: logged at startup.
     pub untrusted: Vec<String>,
+    /// Why the journal cannot be opened for writing, if it cannot: fatal, but only
+    /// after the recovery, which needs only to read it.
+    pub journal_error: Option<String>,
 }
 
 /// How plugin files are run here: each call within `timeout`, and what their workers
@@ -139,15 +142,27 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     };
     // A journal path that is no regular file is refused the same way by check-config,
     // which opens nothing.
+    let mut journal_error = None;
     let journal = if run {
-        Journal::open(&config.journal)
-            .map_err(|e| {
+        match journal::check_path(&config.journal) {
+            Err(e) => {
                 errors.push(format!(
                     "cannot open the journal {}: {e}",
                     config.journal.display()
-                ))
-            })
-            .ok()
+                ));
+                None
+            }
+            // A journal that cannot be written is refused after the recovery has read
+            // it: the faults a crash left behind are undone whatever the disk allows.
+            Ok(()) => Journal::open(&config.journal)
+                .map_err(|e| {
+                    journal_error = Some((
+                        errors.len(),
+                        format!("cannot open the journal {}: {e}", config.journal.display()),
+                    ))
+                })
+                .ok(),
+        }
     } else {
         let checked = journal::check_path(&config.journal).and_then(|()| {
             match config
@@ -247,8 +262,13 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         }
     }
     if !errors.is_empty() {
+        // Stopped by other errors anyway: the journal's is said in its place among them.
+        if let Some((at, error)) = journal_error {
+            errors.insert(at, error);
+        }
         return Err(ConfigErrors(errors));
     }
+    let journal_error = journal_error.map(|(_, error)| error);
     let infos = plugins.values().map(Plugin::info).collect();
     Ok(Setup {
         engine,
@@ -256,6 +276,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         loaded: plugins,
         warnings,
         untrusted,
+        journal_error,
         fault_plugins,
         seed_drawn,
         poller_states,
@@ -298,16 +319,14 @@ pub fn restore_budget(engine: &Engine) {
 /// and what a previous run left active (it crashed, or was killed, mid-fault) is
 /// reverted: every outcome with revert state and no revert record. The plugin checks the
 /// process is still the one it stopped (by start time).
-pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>) {
-    let Some(journal) = engine.journal() else {
-        return;
-    };
-    let contents = match journal::read(journal.path()) {
+pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>, path: &std::path::Path) {
+    // Read only: whether it can be written is another question, asked after this.
+    let contents = match journal::read(path) {
         Ok(contents) => contents,
         Err(e) => {
             log::line(format!(
                 "journal: cannot read {} to recover: {e}",
-                journal.path().display()
+                path.display()
             ));
             return;
         }
