@@ -158,6 +158,9 @@ pub struct Journal {
     path: PathBuf,
     // One writer at a time, so lines never interleave.
     writing: Mutex<()>,
+    /// Bytes appended since whoever waits for growth last looked.
+    grown: Mutex<u64>,
+    grew: std::sync::Condvar,
 }
 
 /// What was read back, with anything wrong in it.
@@ -195,6 +198,8 @@ impl Journal {
         Ok(Journal {
             path: path.to_owned(),
             writing: Mutex::new(()),
+            grown: Mutex::new(0),
+            grew: std::sync::Condvar::new(),
         })
     }
 
@@ -232,18 +237,52 @@ impl Journal {
             let _ = file.set_len(len);
             return Err(e);
         }
+        *lock(&self.grown) += line.len() as u64;
+        self.grew.notify_all();
         Ok(())
+    }
+
+    /// Blocks until at least `bytes` were appended since the last call returned (no
+    /// polling: the appends wake it).
+    pub(crate) fn wait_grown(&self, bytes: u64) {
+        let grown = lock(&self.grown);
+        let mut grown = self
+            .grew
+            .wait_while(grown, |g| *g < bytes)
+            .unwrap_or_else(|p| p.into_inner());
+        *grown = 0;
     }
 }
 
 /// Reads a journal; a missing file is an empty one. Lines that cannot be read are
 /// reported and skipped, never fatal.
 pub(crate) fn read(path: &Path) -> io::Result<Contents> {
-    let file = match fs::File::open(path) {
+    let mut records = Vec::new();
+    let problems = each(path, |record| records.push(record))?;
+    Ok(Contents { records, problems })
+}
+
+/// Hands every record of a journal to `take`, in file order, holding one line at a time
+/// in memory; returns one sentence per line that could not be read. A missing file is
+/// an empty one.
+pub(crate) fn each(path: &Path, take: impl FnMut(Record)) -> io::Result<Vec<String>> {
+    each_from(path, 0, take).map(|(_, problems)| problems)
+}
+
+/// The same from byte `offset` on (the start of a line); also returns where the last
+/// whole line ends (a line still being written, or torn, is left for later).
+pub(crate) fn each_from(
+    path: &Path,
+    offset: u64,
+    mut take: impl FnMut(Record),
+) -> io::Result<(u64, Vec<String>)> {
+    let mut file = match fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, Vec::new())),
         Err(e) => return Err(e),
     };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut end = offset;
     let mut contents = Contents::default();
     let mut reader = io::BufReader::new(file);
     let mut line = Vec::new();
@@ -255,12 +294,15 @@ pub(crate) fn read(path: &Path) -> io::Result<Contents> {
         }
         number += 1;
         let complete = line.ends_with(b"\n");
+        if complete {
+            end += line.len() as u64;
+        }
         let text = String::from_utf8_lossy(&line);
         if text.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<Record>(text.trim_end()) {
-            Ok(record) => contents.records.push(record),
+            Ok(record) => take(record),
             Err(_) if !complete => contents.problems.push(format!(
                 "{}: line {number} is torn (the daemon stopped while writing it); ignored",
                 path.display()
@@ -271,7 +313,79 @@ pub(crate) fn read(path: &Path) -> io::Result<Contents> {
             )),
         }
     }
-    Ok(contents)
+    Ok((end, contents.problems))
+}
+
+/// The lines of a journal from the last to the first (without their newline), read in
+/// blocks from the end: what a look at the recent past costs is the recent past. A
+/// missing file has none.
+pub(crate) fn lines_backwards(path: &Path) -> io::Result<Backwards> {
+    let file = match fs::File::open(path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let end = match &file {
+        Some(f) => f.metadata()?.len(),
+        None => 0,
+    };
+    Ok(Backwards {
+        file,
+        end,
+        carry: Vec::new(),
+        ready: Vec::new(),
+    })
+}
+
+/// See [`lines_backwards`].
+pub(crate) struct Backwards {
+    file: Option<fs::File>,
+    /// Where the part not read yet ends.
+    end: u64,
+    /// The start of a line whose beginning is still to be read.
+    carry: Vec<u8>,
+    /// Whole lines read, the last one first... popped from the back.
+    ready: Vec<Vec<u8>>,
+}
+
+const BLOCK: u64 = 64 * 1024;
+
+impl Iterator for Backwards {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::os::unix::fs::FileExt as _;
+        loop {
+            if let Some(line) = self.ready.pop() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Some(Ok(line));
+            }
+            let file = self.file.as_ref()?;
+            if self.end == 0 {
+                self.file = None;
+                let first = std::mem::take(&mut self.carry);
+                if first.iter().all(u8::is_ascii_whitespace) {
+                    return None;
+                }
+                return Some(Ok(first));
+            }
+            let start = self.end.saturating_sub(BLOCK);
+            let mut block = vec![0u8; (self.end - start) as usize];
+            if let Err(e) = file.read_exact_at(&mut block, start) {
+                self.file = None;
+                return Some(Err(e));
+            }
+            self.end = start;
+            block.extend_from_slice(&self.carry);
+            let mut parts: Vec<Vec<u8>> =
+                block.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+            // The first part may be the end of a line that starts in an earlier block.
+            self.carry = parts.remove(0);
+            self.ready = parts;
+        }
+    }
 }
 
 /// Where a look back starts (`history --since`, `GET /api/history?since=`): an RFC 3339
@@ -292,7 +406,7 @@ pub(crate) fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// One fault as the answer key shows it: its intent joined with what followed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Entry {
     /// The intent.
     #[serde(flatten)]

@@ -2,6 +2,7 @@
 //! The injection record every layer shares, the journal that keeps it, the budget, the
 //! window, the schedule and the time zones. Nothing here imports a layer above it.
 
+pub(crate) mod active;
 pub(crate) mod budget;
 pub mod injection;
 pub mod journal;

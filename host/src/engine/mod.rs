@@ -136,6 +136,11 @@ impl Engine {
         }
     }
 
+    /// How many of the latest faults the budget looks at (0: it has no limits).
+    pub(crate) fn budget_keep(&self) -> usize {
+        lock(&self.budget).keep()
+    }
+
     /// The node label of the streams, if any.
     pub(crate) fn node(&self) -> Option<&str> {
         self.node.as_deref()
@@ -188,6 +193,11 @@ impl Engine {
     /// The journal, if there is one.
     pub(crate) fn journal(&self) -> Option<&Journal> {
         self.journal.as_deref()
+    }
+
+    /// The journal, shared (for a thread that watches it grow).
+    pub(crate) fn shared_journal(&self) -> Option<Arc<Journal>> {
+        self.journal.clone()
     }
 
     /// The names of the configured faults, sorted.

@@ -56,10 +56,11 @@ fn run_with(
     }
     // Before anything else: undo what a crashed run left active. Reading is all it
     // needs; a journal that cannot be written stops the start only after it.
-    setup::recover(&setup.engine, &setup.loaded, &config.journal);
+    let checkpoint = setup::recover(&setup.engine, &setup.loaded, &config.journal);
     if let Some(error) = &setup.journal_error {
         return Err(UsageError(anyhow::anyhow!("{error}")).into());
     }
+    let checkpoint = setup::keep_checkpoints(&setup.engine, checkpoint);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Injections run on blocking threads; a handful at once is plenty, and every
@@ -67,7 +68,10 @@ fn run_with(
         .max_blocking_threads(MAX_INJECTIONS_AT_ONCE)
         .build()
         .context("cannot start the async runtime")?;
+    let journal_path = config.journal.clone();
     let result = runtime.block_on(serve(config, setup, ended, args));
+    // The last checkpoint: the next start reads only what comes after it.
+    setup::checkpoint_now(&checkpoint, &journal_path);
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result? {

@@ -2,11 +2,15 @@
 //! configured fault, fix the seed. Shared by the daemon, `plan` and `check-config`, so a
 //! file that checks clean also starts.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use crate::{
     config::{Config, ConfigErrors},
     domain::{
+        active::{self, Checkpoint},
         injection::Fault,
         journal::{self, Journal},
     },
@@ -283,34 +287,53 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     })
 }
 
-/// When the faults of the last day happened, oldest first: what a budget counts. A
-/// fault the plugin failed gave its place back; one without an outcome (the daemon
-/// stopped during it) may have happened, and counts.
-fn spent(
-    entries: &[journal::Entry],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Vec<chrono::DateTime<chrono::Utc>> {
-    let day = chrono::TimeDelta::days(1);
-    entries
-        .iter()
-        .filter(|e| now - e.intent.at < day)
-        .filter(|e| e.outcome.as_ref().is_none_or(|o| o.result != "failed"))
-        .map(|e| e.intent.at)
-        .collect()
+/// Takes a checkpoint now (logging why not, if it cannot).
+pub fn checkpoint_now(checkpoint: &Mutex<Checkpoint>, journal: &std::path::Path) {
+    let mut checkpoint = crate::support::lock::lock(checkpoint);
+    let taken = checkpoint
+        .catch_up(journal)
+        .and_then(|_| checkpoint.save(journal));
+    if let Err(e) = taken {
+        log::line(format!(
+            "journal: cannot take a checkpoint of {} ({e}): the next start reads from the last one",
+            journal.display()
+        ));
+    }
+}
+
+/// Keeps the journal's checkpoint up to date: one now, and one each time the journal
+/// has grown by [`active::CHECKPOINT_EVERY`], on a thread that sleeps until then.
+pub fn keep_checkpoints(engine: &Engine, checkpoint: Checkpoint) -> Arc<Mutex<Checkpoint>> {
+    let checkpoint = Arc::new(Mutex::new(checkpoint));
+    let Some(journal) = engine.shared_journal() else {
+        return checkpoint;
+    };
+    checkpoint_now(&checkpoint, journal.path());
+    let kept = checkpoint.clone();
+    let spawned = std::thread::Builder::new()
+        .name("checkpoint".to_owned())
+        .spawn(move || loop {
+            journal.wait_grown(active::CHECKPOINT_EVERY);
+            checkpoint_now(&kept, journal.path());
+        });
+    if let Err(e) = spawned {
+        log::line(format!(
+            "warning: cannot start the checkpoint thread ({e}): the next start reads the journal from this start on"
+        ));
+    }
+    checkpoint
 }
 
 /// Counts the faults the journal holds from the last day against the engine's budget
-/// (`kill --config`: a one-shot run honours the budget the daemon keeps). A journal that
-/// cannot be read counts nothing.
+/// (`kill --config`: a one-shot run honours the budget the daemon keeps), reading the
+/// journal's end only as far back as the limits look. A journal that cannot be read
+/// counts nothing.
 pub fn restore_budget(engine: &Engine) {
     let Some(journal) = engine.journal() else {
         return;
     };
-    if let Ok(contents) = journal::read(journal.path()) {
-        engine.restore_budget(spent(
-            &journal::entries(&contents.records),
-            chrono::Utc::now(),
-        ));
+    if let Ok(times) = active::spent(journal.path(), engine.budget_keep(), chrono::Utc::now()) {
+        engine.restore_budget(times);
     }
 }
 
@@ -319,28 +342,38 @@ pub fn restore_budget(engine: &Engine) {
 /// and what a previous run left active (it crashed, or was killed, mid-fault) is
 /// reverted: every outcome with revert state and no revert record. The plugin checks the
 /// process is still the one it stopped (by start time).
-pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>, path: &std::path::Path) {
-    // Read only: whether it can be written is another question, asked after this.
-    let contents = match journal::read(path) {
-        Ok(contents) => contents,
+pub fn recover(
+    engine: &Engine,
+    plugins: &BTreeMap<String, Plugin>,
+    path: &std::path::Path,
+) -> Checkpoint {
+    // Read only: whether it can be written is another question, asked after this. What
+    // is read: the checkpoint, the records since, and the end of the journal as far back
+    // as the budget looks; never the whole history.
+    let mut checkpoint = Checkpoint::load(path);
+    match checkpoint.catch_up(path) {
+        Ok(problems) => {
+            for problem in &problems {
+                log::line(format!("journal: {problem}"));
+            }
+        }
         Err(e) => {
             log::line(format!(
                 "journal: cannot read {} to recover: {e}",
                 path.display()
             ));
-            return;
+            return checkpoint;
         }
-    };
-    for problem in &contents.problems {
-        log::line(format!("journal: {problem}"));
     }
-    let entries = journal::entries(&contents.records);
-    engine.restore_budget(spent(&entries, chrono::Utc::now()));
+    match active::spent(path, engine.budget_keep(), chrono::Utc::now()) {
+        Ok(times) => engine.restore_budget(times),
+        Err(e) => log::line(format!(
+            "journal: cannot read {} for the budget: {e}",
+            path.display()
+        )),
+    }
     let mut jobs = Vec::new();
-    for entry in entries {
-        if !entry.is_active() {
-            continue;
-        }
+    for entry in checkpoint.active() {
         let Some(state) = entry.outcome.as_ref().and_then(|o| o.revert.clone()) else {
             continue;
         };
@@ -376,59 +409,5 @@ pub fn recover(engine: &Engine, plugins: &BTreeMap<String, Plugin>, path: &std::
             humantime::format_duration(wait)
         ));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::{TimeDelta, Utc};
-
-    use super::*;
-    use crate::domain::{injection::Intent, journal::OutcomeRecord};
-
-    fn entry(ago_mins: i64, result: Option<&str>) -> journal::Entry {
-        let at = Utc::now() - TimeDelta::minutes(ago_mins);
-        journal::Entry {
-            intent: Intent {
-                id: format!("1-{ago_mins}"),
-                at,
-                fault: "f".into(),
-                plugin: "p".into(),
-                trigger: "timer".into(),
-                requested_by: None,
-                desc: "d".into(),
-                dry_run: true,
-                master_seed: 1,
-                stream: "s".into(),
-                stream_position: 0,
-                seed: 1,
-            },
-            outcome: result.map(|r| {
-                let mut o = OutcomeRecord::failed("x", at, 0, String::new());
-                o.result = r.to_owned();
-                o
-            }),
-            reverted: None,
-        }
-    }
-
-    #[test]
-    fn the_last_day_of_faults_that_happened_or_may_have_counts() {
-        let entries = [
-            entry(25 * 60, Some("killed")),
-            entry(120, Some("killed")),
-            entry(60, Some("failed")),
-            entry(30, None),
-            entry(5, Some("dry-run")),
-        ];
-        let now = Utc::now();
-        let times = spent(&entries, now);
-        assert_eq!(
-            times,
-            [
-                entries[1].intent.at,
-                entries[3].intent.at,
-                entries[4].intent.at
-            ]
-        );
-    }
+    checkpoint
 }

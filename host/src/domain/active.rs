@@ -1,0 +1,320 @@
+//! What a start needs of the past, without reading the past: the faults that may be in
+//! effect, from a checkpoint beside the journal (`<journal>.checkpoint`) and the records
+//! written since; and the budget's recent faults, read from the journal's end backwards
+//! only as far as the limits look.
+//!
+//! The journal stays the record of everything, and the checkpoint is derived from it
+//! alone: where in the journal it was taken (the file's identity and a byte offset) and
+//! the faults that were open there (an intent not yet settled, or an outcome with revert
+//! state and no successful revert). A start applies the records after the offset to
+//! that set; the daemon takes a new checkpoint at start, whenever the journal has grown
+//! by [`CHECKPOINT_EVERY`] since the last, and on the way out. What a start reads is
+//! therefore what is open plus what was written since the last checkpoint, whatever the
+//! history. Whoever wrote the records (the daemon, `kill`), they count. A journal
+//! replaced, emptied or cut shorter than the offset is read again from its start, its
+//! records applied on top of the checkpoint's.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::journal::{self, Entry, Record};
+use crate::support::state;
+
+/// How much the journal may grow before the daemon takes a new checkpoint.
+pub(crate) const CHECKPOINT_EVERY: u64 = 4 * 1024 * 1024;
+
+/// The checkpoint file of the journal at `journal`.
+pub(crate) fn checkpoint_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".checkpoint");
+    PathBuf::from(name)
+}
+
+/// The faults open at a point of the journal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Checkpoint {
+    /// The journal file's device and inode: another file is read from its start.
+    dev: u64,
+    ino: u64,
+    /// How far the journal was applied: the end of its last whole line.
+    pub offset: u64,
+    /// The faults open there, by id.
+    open: BTreeMap<String, Entry>,
+}
+
+impl Checkpoint {
+    /// The checkpoint beside `journal`, or an empty one (from the journal's start) if
+    /// there is none or it cannot be read.
+    pub(crate) fn load(journal: &Path) -> Self {
+        std::fs::read(checkpoint_path(journal))
+            .ok()
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Applies what the journal holds past the checkpoint; returns the problems met
+    /// (torn or unreadable lines), one sentence each.
+    pub(crate) fn catch_up(&mut self, journal: &Path) -> io::Result<Vec<String>> {
+        let meta = match std::fs::metadata(journal) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        if (meta.dev(), meta.ino()) != (self.dev, self.ino) || meta.len() < self.offset {
+            self.dev = meta.dev();
+            self.ino = meta.ino();
+            self.offset = 0;
+        }
+        let (end, problems) =
+            journal::each_from(journal, self.offset, |record| self.apply(record))?;
+        self.offset = end;
+        self.prune(Utc::now());
+        Ok(problems)
+    }
+
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Intent(intent) if !intent.dry_run => {
+                self.open.insert(
+                    intent.id.clone(),
+                    Entry {
+                        intent,
+                        outcome: None,
+                        reverted: None,
+                    },
+                );
+            }
+            Record::Intent(_) => {}
+            Record::Outcome(outcome) => {
+                if outcome.revert.is_none() {
+                    self.open.remove(&outcome.id);
+                } else if let Some(entry) = self.open.get_mut(&outcome.id) {
+                    entry.outcome = Some(outcome);
+                }
+            }
+            Record::Revert(revert) => {
+                if revert.result == "failed" {
+                    if let Some(entry) = self.open.get_mut(&revert.id) {
+                        entry.reverted = Some(revert);
+                    }
+                } else {
+                    self.open.remove(&revert.id);
+                }
+            }
+        }
+    }
+
+    /// An intent that never got an outcome names no target: after a day it is no
+    /// longer kept waiting for one.
+    fn prune(&mut self, now: DateTime<Utc>) {
+        let day = chrono::TimeDelta::days(1);
+        self.open
+            .retain(|_, e| e.outcome.is_some() || now - e.intent.at < day);
+    }
+
+    /// The faults in effect: outcomes with revert state not reverted.
+    pub(crate) fn active(&self) -> Vec<Entry> {
+        self.open
+            .values()
+            .filter(|e| e.is_active())
+            .cloned()
+            .collect()
+    }
+
+    /// Writes it beside `journal`, atomically.
+    pub(crate) fn save(&self, journal: &Path) -> io::Result<()> {
+        let text = serde_json::to_vec(self).map_err(io::Error::other)?;
+        state::write_atomic(&checkpoint_path(journal), &text)
+    }
+}
+
+/// When the faults that count against a budget happened, oldest first: the faults of
+/// the last day (not one its plugin failed), at most `keep` of the latest, read from the
+/// journal's end backwards.
+pub(crate) fn spent(
+    journal: &Path,
+    keep: usize,
+    now: DateTime<Utc>,
+) -> io::Result<Vec<DateTime<Utc>>> {
+    let mut times = Vec::new();
+    if keep == 0 {
+        return Ok(times);
+    }
+    let day = chrono::TimeDelta::days(1);
+    let mut failed = std::collections::HashSet::new();
+    for line in journal::lines_backwards(journal)? {
+        let line = line?;
+        let Ok(record) = serde_json::from_slice::<Record>(&line) else {
+            continue;
+        };
+        match record {
+            Record::Outcome(o) if o.result == "failed" => {
+                failed.insert(o.id);
+            }
+            Record::Intent(intent) => {
+                if now - intent.at >= day {
+                    break;
+                }
+                if !failed.contains(&intent.id) {
+                    times.push(intent.at);
+                    if times.len() >= keep {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    times.reverse();
+    Ok(times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::journal::{Journal, OutcomeRecord, RevertRecord};
+
+    fn intent(id: &str, at: DateTime<Utc>, dry_run: bool) -> Record {
+        Record::Intent(journal::Intent {
+            id: id.into(),
+            at,
+            fault: "pause".into(),
+            plugin: "process-pause".into(),
+            trigger: "http".into(),
+            requested_by: None,
+            desc: "d".into(),
+            dry_run,
+            master_seed: 1,
+            stream: "fault/pause".into(),
+            stream_position: 0,
+            seed: 1,
+        })
+    }
+
+    fn outcome(id: &str, result: &str, revert: bool) -> Record {
+        let mut o = OutcomeRecord::failed(id, Utc::now(), 1, String::new());
+        o.result = result.into();
+        o.error = None;
+        o.revert = revert.then(|| serde_json::json!({ "pid": 7 }));
+        Record::Outcome(o)
+    }
+
+    fn revert(id: &str, result: &str) -> Record {
+        Record::Revert(RevertRecord {
+            id: id.into(),
+            at: Utc::now(),
+            reason: "due".into(),
+            result: result.into(),
+            summary: String::new(),
+        })
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("nm-active-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("journal.jsonl")
+    }
+
+    #[test]
+    fn a_checkpoint_carries_what_is_open_and_a_start_reads_only_what_follows() {
+        let path = scratch("checkpoint");
+        let journal = Journal::open(&path).unwrap();
+        let now = Utc::now();
+        for record in [
+            intent("1", now, false),
+            outcome("1", "paused", true), // active
+            intent("2", now, false),
+            outcome("2", "killed", false), // done
+            intent("3", now, true),
+            outcome("3", "dry-run", true), // a dry run is never active
+            intent("4", now, false),
+            outcome("4", "paused", true),
+            revert("4", "failed"),   // still in effect
+            intent("5", now, false), // in flight: its outcome may come later
+        ] {
+            journal.append(&record, false).unwrap();
+        }
+        let mut checkpoint = Checkpoint::load(&path);
+        assert!(checkpoint.catch_up(&path).unwrap().is_empty());
+        let ids = |c: &Checkpoint| {
+            c.active()
+                .into_iter()
+                .map(|e| e.intent.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&checkpoint), ["1", "4"]);
+        checkpoint.save(&path).unwrap();
+        let at = checkpoint.offset;
+        assert_eq!(at, std::fs::metadata(&path).unwrap().len());
+        for record in [outcome("5", "paused", true), revert("1", "reverted")] {
+            journal.append(&record, false).unwrap();
+        }
+        // A start: the checkpoint, then only what was written after it.
+        let mut next = Checkpoint::load(&path);
+        assert_eq!(next.offset, at);
+        next.catch_up(&path).unwrap();
+        assert_eq!(ids(&next), ["4", "5"]);
+        // The journal replaced by another file: read from its start, on top.
+        std::fs::remove_file(&path).unwrap();
+        let journal = Journal::open(&path).unwrap();
+        journal.append(&revert("4", "reverted"), false).unwrap();
+        next.catch_up(&path).unwrap();
+        assert_eq!(ids(&next), ["5"]);
+    }
+
+    #[test]
+    fn the_budget_reads_the_end_of_the_journal_back_only_as_far_as_it_looks() {
+        let path = scratch("spent");
+        let journal = Journal::open(&path).unwrap();
+        let now = Utc::now();
+        let ago = |mins| now - chrono::TimeDelta::minutes(mins);
+        journal
+            .append(&intent("old", ago(2 * 24 * 60), false), false)
+            .unwrap();
+        for i in 0..50 {
+            journal
+                .append(&intent(&format!("a{i}"), ago(50 - i), false), false)
+                .unwrap();
+        }
+        journal.append(&intent("f", ago(0), false), false).unwrap();
+        journal
+            .append(&outcome("f", "failed", false), false)
+            .unwrap();
+        let all = spent(&path, 100, now).unwrap();
+        assert_eq!(
+            all.len(),
+            50,
+            "the last day's, not the failed one nor the old one"
+        );
+        assert!(all.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+        assert_eq!(spent(&path, 3, now).unwrap(), all[47..].to_vec());
+        assert!(spent(&path, 0, now).unwrap().is_empty());
+        assert!(spent(&path.with_extension("none"), 5, now)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn lines_come_back_last_first_across_blocks() {
+        let path = scratch("backwards");
+        let lines: Vec<String> = (0..5000)
+            .map(|i| format!("{i}:{}", "x".repeat(i % 97)))
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n\n").unwrap();
+        let back: Vec<String> = journal::lines_backwards(&path)
+            .unwrap()
+            .map(|l| String::from_utf8(l.unwrap()).unwrap())
+            .collect();
+        let mut expected = lines;
+        expected.reverse();
+        assert_eq!(back, expected);
+    }
+}
