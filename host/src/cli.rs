@@ -148,11 +148,8 @@ pub enum Command {
     /// this process (JSON lines on stdin and stdout)
     #[command(name = "__plugin-worker", hide = true)]
     PluginWorker {
-        /// The plugin file
+        /// The plugin file the image on stdin came from (for messages)
         file: PathBuf,
-        /// Load it even if it fails the trust checks
-        #[arg(long)]
-        allow_untrusted_plugins: bool,
     },
     /// Check a configuration file without running anything
     #[command(after_help = CHECK_EXAMPLES)]

@@ -490,7 +490,7 @@ fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
         &cfg,
         format!(
             r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), state_dir: {dir:?},
-               faults: {{"slow": (plugin: "panicky", config: (sleep_ms: 1))}})"#
+               faults: {{"slow": (plugin: "panicky", config: (sleep_ms: 1)), "segv": (plugin: "panicky", config: (crash_in_inject: "segv"))}})"#
         ),
     )
     .unwrap();
@@ -505,6 +505,13 @@ fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
         assert_eq!(after.status, 200, "{}", after.body);
         assert_eq!(after.json()["summary"], "slept 1 ms");
     }
+    // Even a fresh worker (the last one crashed) runs the bytes loaded at start, not
+    // what the file holds now.
+    let crash = crate::util::http(port, "POST", "/api/faults/segv", &[], br#"{"desc":"x"}"#);
+    assert_eq!(crash.status, 502, "{}", crash.body);
+    let fresh = crate::util::http(port, "POST", "/api/faults/slow", &[], br#"{"desc":"x"}"#);
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    assert_eq!(fresh.json()["summary"], "slept 1 ms");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
     fs::remove_dir_all(dir).unwrap();
@@ -603,4 +610,93 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
         "every crash journaled as failed"
     );
     fs::remove_dir_all(dir).unwrap();
+}
+
+/// Whatever a plugin writes, or leaves behind, cannot hold or fill the daemon: 200 MB
+/// on stdout without a newline costs the daemon a 4 KiB log line, not 200 MB; a plugin
+/// that starts a program (which inherits its worker's output) and exits is reported at
+/// once, not at the deadline, and the program goes down with the worker's process group.
+#[test]
+fn what_a_plugin_writes_or_leaves_behind_cannot_hold_or_fill_the_daemon() {
+    let dir = temp_dir("flood");
+    let lib = dir.join("libpanic_plugin.so");
+    fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+               state_dir: {dir:?}, plugin_timeout: "20s",
+               faults: {{
+                   "flood": (plugin: "panicky", config: (flood_bytes: 200000000, sleep_ms: 1)),
+                   "orphan": (plugin: "panicky", config: (spawn_then_exit: true)),
+                   "ok": (plugin: "panicky", config: (sleep_ms: 1)),
+               }})"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let fire = |fault: &str| {
+        crate::util::http(
+            port,
+            "POST",
+            &format!("/api/faults/{fault}"),
+            &[],
+            br#"{"desc":"x"}"#,
+        )
+    };
+    let flood = fire("flood");
+    assert_eq!(flood.status, 200, "{}", flood.body);
+    let said = d.wait_for(|l| l.starts_with("plugin panicky: aaaa"));
+    assert_eq!(
+        said.len(),
+        "plugin panicky: ".len() + 4096 + " [cut at 4 KiB]".len()
+    );
+    assert!(said.ends_with("aaaa [cut at 4 KiB]"));
+    let rss_kib: u64 = fs::read_to_string(format!("/proc/{}/status", d.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(rss_kib < 64 * 1024, "the daemon holds {rss_kib} KiB");
+
+    let started = std::time::Instant::now();
+    let orphan = fire("orphan");
+    assert_eq!(orphan.status, 502, "{}", orphan.body);
+    assert_eq!(
+        orphan.json()["message"],
+        "orphan: its worker exited with status 3 (the next call starts a fresh one)"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "known when the worker ended, not at the deadline: {:?}",
+        started.elapsed()
+    );
+    // The program it started went down with the worker's process group.
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    while sleepers() > 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the plugin's program outlived its worker"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(fire("ok").status, 200, "a fresh worker");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Live processes whose command line is `sleep 1000.5` (the fixture's orphan).
+fn sleepers() -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x001000.5\x00")
+                && fs::read_to_string(e.path().join("stat")).is_ok_and(|s| !s.contains(") Z "))
+        })
+        .count()
 }

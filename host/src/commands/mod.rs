@@ -26,13 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::History(args)) => history::run(args),
         Some(Command::Sandbox(_)) => sandbox::enter(),
         Some(Command::SandboxInit(args)) => sandbox::init(args),
-        Some(Command::PluginWorker {
-            file,
-            allow_untrusted_plugins,
-        }) => crate::plugin::worker::serve(
-            &file,
-            crate::plugin::Trust::allowing_untrusted(allow_untrusted_plugins),
-        ),
+        Some(Command::PluginWorker { file }) => crate::plugin::worker::serve(&file),
         Some(Command::Pause(args)) => switch::run(args, true),
         Some(Command::Resume(args)) => switch::run(args, false),
         Some(Command::Completions { shell }) => {

@@ -69,7 +69,7 @@ fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {
         add(&p, &mut rows);
     }
     for dir in dirs {
-        for file in plugin::discover(dir).map_err(UsageError)? {
+        for file in plugin::discover(dir, trust).map_err(UsageError)? {
             match Plugin::load(&file, trust, setup::supervision(PLUGIN_TIMEOUT)) {
                 Ok(p) => {
                     if let Some(warning) = &p.untrusted {

@@ -523,6 +523,7 @@ impl Engine {
             journal: self.journal.clone(),
             reverts: self.reverts.clone(),
             retry: self.revert_retry,
+            may_wait: true,
         }
         .listed()
     }

@@ -129,6 +129,8 @@ pub(crate) struct RevertJob {
     pub(super) journal: Option<Arc<Journal>>,
     pub(super) reverts: Arc<Reverts>,
     pub(super) retry: Backoff,
+    /// Whether it may wait to try again (not when run in its caller's stead).
+    pub(super) may_wait: bool,
 }
 
 impl RevertJob {
@@ -155,11 +157,18 @@ impl Drop for RevertJob {
     }
 }
 
-/// Whether a failed revert may succeed if tried again: not if the plugin says it cannot
-/// revert, or that the state it was given is not its own.
+/// Whether a failed revert may succeed if tried again: a failure of the moment (too many
+/// open files, a worker that died or did not answer: `Failed`, or a kind this host does
+/// not know). Not when the plugin says it cannot revert, has nothing to revert, was
+/// refused by the system, or panicked.
 fn worth_retrying(error: &PluginError) -> bool {
-    !matches!(error.kind, ErrorKind::NotReversible | ErrorKind::Config)
+    matches!(error.kind, ErrorKind::Failed | ErrorKind::Other)
 }
+
+/// How many times a revert is tried before it is given up on for this run (about half
+/// an hour of tries at the longest wait); the journal keeps it active, so the next start
+/// tries again.
+const MAX_TRIES: u32 = 30;
 
 impl RevertJob {
     /// Reverts, journals the revert and logs it (`Revert (reason): result: summary`).
@@ -189,8 +198,15 @@ impl RevertJob {
             if attempt == 1 {
                 self.record("failed", &failed.summary);
             }
-            if !worth_retrying(&error) {
+            if !worth_retrying(&error) || !self.may_wait {
                 log::line(format!("Revert ({}): failed: {error}", self.reason));
+                return failed;
+            }
+            if attempt >= MAX_TRIES {
+                log::line(format!(
+                    "Revert ({}): failed {attempt} times, the last: {error}; given up for this run: {} ({}) may still be in effect, and the next start tries again",
+                    self.reason, self.id, self.fault_name
+                ));
                 return failed;
             }
             if self.reverts.closing.load(Ordering::SeqCst) && attempt > 1 {
@@ -280,11 +296,13 @@ pub(crate) fn run_all(jobs: Vec<RevertJob>, wait: Duration) -> Vec<Unfinished> {
             Ok(_) => running.push(unfinished),
             Err(e) => {
                 log::line(format!(
-                    "warning: cannot start a thread to revert {} ({e}); reverting in line",
+                    "warning: cannot start a thread to revert {} ({e}); reverting in line, once",
                     unfinished.id
                 ));
                 let taken = lock(&job).take();
-                if let Some(job) = taken {
+                if let Some(mut job) = taken {
+                    // Its caller may be the async runtime: one try, no waiting.
+                    job.may_wait = false;
                     job.run();
                 }
             }

@@ -126,6 +126,12 @@ fn header_symbol(image: &[u8]) -> Result<String, LoadError> {
     }
 }
 
+/// Checks an image as data, without mapping it: an ELF shared library for this machine
+/// exporting one plugin header of the right size and mark.
+pub fn check(image: &[u8]) -> Result<(), LoadError> {
+    header_symbol(image).map(|_| ())
+}
+
 /// A private, sealed copy of the image in memory, for the dynamic loader to map: no one
 /// can change it, whatever happens to the file it came from.
 fn private_copy(image: &[u8], name: &str) -> Result<std::fs::File, LoadError> {

@@ -87,12 +87,17 @@ pub(crate) const DEFAULT_DIRS: &[&str] = &[
 /// The plugin files of a directory, by the naming convention: every `*.so` in it, in name
 /// order (so loading order, and which of two duplicates is named first, is stable). A
 /// directory that does not exist has none.
-pub(crate) fn discover(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn discover(dir: &Path, trust: Trust) -> anyhow::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => bail!("cannot read plugin directory {}: {e}", dir.display()),
     };
+    // A directory anyone may add files to is not searched (unless told to trust anyone:
+    // then each file it holds is judged, and warned about, on its own).
+    if let (Err(why), Trust::Checked) = (trust::check_plugin_dir(dir), trust) {
+        bail!("{why}; it is not searched (--allow-untrusted-plugins searches it anyway)");
+    }
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
@@ -153,17 +158,23 @@ impl Plugin {
     /// Loads the plugin in `path` into a worker process of its own (see `worker`), each
     /// call with `supervision`'s deadline; the error is one sentence naming the file.
     /// Unless `trust` says otherwise, a file that fails the trust checks (see `trust`) is
-    /// refused before any process maps a byte of it.
+    /// refused before any process maps a byte of it; its bytes, read once here, are what
+    /// every worker for it runs.
     pub fn load(path: &Path, trust: Trust, supervision: Supervision) -> anyhow::Result<Self> {
-        let (_, untrusted) = Self::judge(path, trust)?;
+        let shown = path.display();
+        let (file, untrusted) = Self::judge(path, trust)?;
+        let image = Self::read_image(&file, untrusted.is_none())
+            .map_err(|e| anyhow!("cannot load plugin {shown}: cannot read it: {e}"))?;
+        // Junk is refused here already, without starting a worker for it.
+        loader::check(&image).map_err(|e| anyhow!("cannot load plugin {shown}: {e}"))?;
         let (client, manifest) =
-            worker::Client::start(path, trust, supervision).map_err(|e| anyhow!(e))?;
+            worker::Client::start(path, image, supervision).map_err(|e| anyhow!(e))?;
         let mut plugin = Self::described(
             &manifest,
             Module::Worker(client.clone()),
             Source::File(path.to_owned()),
         )
-        .map_err(|e| anyhow!("cannot load plugin {}: {e:#}", path.display()))?;
+        .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))?;
         client.named(&plugin.manifest.name);
         plugin.untrusted = untrusted;
         Ok(plugin)
@@ -187,33 +198,31 @@ impl Plugin {
         }
     }
 
-    /// Loads the plugin in `path` into this very process: what a worker does.
-    pub(crate) fn load_here(path: &Path, trust: Trust) -> anyhow::Result<Self> {
-        let shown = path.display();
-        let (file, untrusted) = Self::judge(path, trust)?;
-        // The bytes checked and mapped are those of the file as opened here, judged again
-        // by the descriptor: a file swapped after the check is caught.
-        let image = (|| {
-            let mut opened = std::fs::File::open(&file)?;
-            let meta = opened.metadata()?;
-            if untrusted.is_none() {
-                trust::check_file(&file, &meta).map_err(std::io::Error::other)?;
-            }
-            let mut image = Vec::with_capacity(meta.len() as usize);
-            std::io::Read::read_to_end(&mut opened, &mut image)?;
-            Ok::<_, std::io::Error>(image)
-        })()
-        .map_err(|e| anyhow!("cannot load plugin {shown}: cannot read it: {e}"))?;
-        let name = file
+    /// The bytes of `file`, read through one descriptor; with `checked`, the file as
+    /// opened is judged again by that descriptor, so a file swapped after the check is
+    /// caught.
+    fn read_image(file: &Path, checked: bool) -> std::io::Result<Vec<u8>> {
+        let mut opened = std::fs::File::open(file)?;
+        let meta = opened.metadata()?;
+        if checked {
+            trust::check_file(file, &meta).map_err(std::io::Error::other)?;
+        }
+        let mut image = Vec::with_capacity(meta.len() as usize);
+        std::io::Read::read_to_end(&mut opened, &mut image)?;
+        Ok(image)
+    }
+
+    /// Loads a plugin from its file's bytes into this very process: what a worker does.
+    /// `shown` names the file it came from.
+    pub(crate) fn from_image(image: &[u8], shown: &Path) -> anyhow::Result<Self> {
+        let name = shown
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let module =
-            loader::load(&image, &name).map_err(|e| anyhow!("cannot load plugin {shown}: {e}"))?;
-        let mut plugin = Self::new(module, Source::File(path.to_owned()))
-            .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))?;
-        plugin.untrusted = untrusted;
-        Ok(plugin)
+        let module = loader::load(image, &name)
+            .map_err(|e| anyhow!("cannot load plugin {}: {e}", shown.display()))?;
+        Self::new(module, Source::File(shown.to_owned()))
+            .map_err(|e| anyhow!("cannot load plugin {}: {e:#}", shown.display()))
     }
 
     /// What the plugin is, as the API lists it.

@@ -52,6 +52,7 @@ pub fn check(path: &Path) -> Result<PathBuf, String> {
     if let Some(dir) = absolute.parent() {
         check_dirs(dir)?;
     }
+    check_links(&absolute)?;
     let resolved =
         std::fs::canonicalize(&absolute).map_err(|e| format!("cannot resolve it: {e}"))?;
     if resolved != absolute {
@@ -84,6 +85,58 @@ pub fn check_file(file: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
             "{shown} is writable by {} (mode {:o}; chmod go-w {shown})",
             who_writes(mode),
             mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Every symlink on the way from `path` to the file: each owned by root or the
+/// daemon's user (a link someone else planted is refused), and the directory each
+/// points into checked like the file's.
+fn check_links(path: &Path) -> Result<(), String> {
+    let mut at = path.to_owned();
+    for _ in 0..40 {
+        let meta = match std::fs::symlink_metadata(&at) {
+            Ok(meta) => meta,
+            Err(_) => return Ok(()), // what cannot be read is refused by the resolution
+        };
+        if !meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        if !trusted_owner(meta.uid()) {
+            return Err(format!(
+                "the symlink {} is owned by uid {}, neither root nor the user the monkey runs as",
+                at.display(),
+                meta.uid()
+            ));
+        }
+        let target = std::fs::read_link(&at).map_err(|e| format!("cannot resolve it: {e}"))?;
+        at = match at.parent() {
+            Some(dir) => dir.join(target),
+            None => target,
+        };
+        if let Some(dir) = at.parent() {
+            check_dirs(dir)?;
+        }
+    }
+    Err("too many levels of symbolic links".to_owned())
+}
+
+/// A directory searched for plugins: as any directory on a plugin's path, and not
+/// writable by others even if sticky (anyone could add files to it, which, refused or
+/// not, could shadow a plugin's name).
+pub fn check_plugin_dir(dir: &Path) -> Result<(), String> {
+    check_dirs(dir)?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| format!("cannot read the directory {}: {e}", dir.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & (GROUP_WRITE | OTHER_WRITE) != 0 {
+        return Err(format!(
+            "the plugin directory {} is writable by {} (mode {:o}): anyone could add plugins there (chmod go-w {})",
+            dir.display(),
+            who_writes(mode),
+            mode & 0o7777,
+            dir.display()
         ));
     }
     Ok(())
@@ -215,6 +268,40 @@ mod tests {
                 open.canonicalize().unwrap().display()
             ))
         );
+    }
+
+    #[test]
+    fn a_symlink_someone_else_planted_is_refused_and_a_sticky_dir_is_not_searched() {
+        let d = dir("planted");
+        let file = d.join("libx.so");
+        std::fs::write(&file, b"x").unwrap();
+        chmod(&file, 0o644);
+        let link = d.join("zz.so");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(check(&link).is_ok());
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::chownat(
+                rustix::fs::CWD,
+                &link,
+                Some(rustix::fs::Uid::from_raw(4321)),
+                None,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+            assert_eq!(
+                check(&link),
+                Err(format!(
+                    "the symlink {} is owned by uid 4321, neither root nor the user the monkey runs as",
+                    link.display()
+                ))
+            );
+        }
+        assert!(check_plugin_dir(&d).is_ok());
+        chmod(&d, 0o1777);
+        assert!(check_plugin_dir(&d).unwrap_err().contains(
+            "is writable by its group and everyone (mode 1777): anyone could add plugins there"
+        ));
+        chmod(&d, 0o755);
     }
 
     #[test]

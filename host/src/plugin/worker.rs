@@ -1,19 +1,27 @@
 //! A plugin file runs in a worker process of its own, never in the daemon: a plugin that
 //! segfaults, aborts, calls `exit` or hangs takes its worker down, not the monkey.
 //!
-//! The worker is this very binary (`/proc/self/exe __plugin-worker FILE`), which loads
-//! the file through the same checks and the same ABI path as ever (`Plugin::load_here`)
-//! and then serves calls, one JSON object a line: the host writes [`Call`]s on the
-//! worker's stdin and reads [`Reply`]s, tagged with the call's id, on its stdout. Each
-//! injection and revert runs on a thread of the worker's own, so a hung call holds up no
-//! other. What the worker writes on stderr (a panic's message) comes back one line at a
-//! time through the caller's `say`.
+//! The worker is this very binary (`/proc/self/exe __plugin-worker FILE`), in a process
+//! group of its own. The host checks the file and reads its bytes once; the worker gets
+//! those bytes on its stdin (a length line, then the image), loads them through the
+//! loader's checks and the ABI, and then serves calls, one JSON object a line: the host
+//! writes [`Call`]s on the worker's stdin and reads [`Reply`]s, tagged with the call's
+//! id, on its stdout. A restarted worker gets the same bytes, so replacing the file
+//! changes nothing until the daemon loads it anew (SIGHUP). Before loading, the worker
+//! moves the protocol off descriptors 0 and 1 (to close-on-exec copies), so neither the
+//! plugin's own output nor a program it starts can touch the protocol. Each injection
+//! and revert runs on a thread of the worker's own, so a hung call holds up no other.
+//! What the worker writes on stderr (and on stdout, which is stderr now) comes back one
+//! line at a time through the caller's `say`, each line cut at 4 KiB.
 //!
 //! The host side, [`Client`], gives every call a deadline. A call that misses it gets the
 //! worker killed (through a pidfd: exactly that process), as does everything else in
-//! flight on it; a worker that died is started afresh on the next call, with every fault
-//! built again from its configuration. A fault's revert state is data, so a revert works
-//! on the new worker as it did on the old.
+//! flight on it. The host learns that a worker ended from the pidfd, not from its pipes
+//! (which a child of the plugin may hold open): it then kills the worker's process group
+//! and fails every call waiting. A worker that died is started afresh on the next call,
+//! with every fault built again from its configuration. A fault's revert state is data,
+//! so a revert works on the new worker as it did on the old. A reply line longer than
+//! [`MAX_REPLY`] stops the worker: nothing a plugin writes can fill the daemon's memory.
 
 use std::{
     collections::HashMap,
@@ -31,7 +39,7 @@ use std::{
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
 use serde::{Deserialize, Serialize};
 
-use super::{Plugin, Trust};
+use super::Plugin;
 use crate::support::lock::lock;
 
 /// What the host asks of a worker.
@@ -126,31 +134,42 @@ impl Supervision {
     }
 }
 
-/// The worker side: loads `path` and answers calls until stdin closes. Never returns an
-/// error: why it cannot load goes to the host as the answer to loading.
-pub(crate) fn serve(path: &Path, trust: Trust) -> anyhow::Result<()> {
-    let out = Arc::new(Mutex::new(std::io::stdout()));
+/// The worker side: reads the plugin's image from stdin, loads it and answers calls
+/// until stdin closes. `shown` names the file in messages. Never returns an error: why
+/// it cannot load goes to the host as the answer to loading.
+pub(crate) fn serve(shown: &Path) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    // The protocol moves to copies of descriptors 0 and 1 that no child inherits; 0
+    // becomes /dev/null and 1 the stderr the host logs.
+    let (calls, replies) = private_stdio()?;
+    let out = Arc::new(Mutex::new(std::fs::File::from(replies)));
     let send = move |reply: Reply| {
         let mut line = serde_json::to_string(&reply).unwrap_or_default();
         line.push('\n');
         let mut out = lock(&out);
         let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
     };
-    let plugin = match Plugin::load_here(path, trust) {
+    let mut calls = BufReader::new(std::fs::File::from(calls));
+    let mut length = String::new();
+    calls.read_line(&mut length)?;
+    let length: usize = length.trim().parse()?;
+    let mut image = vec![0u8; length];
+    calls.read_exact(&mut image)?;
+    let plugin = match Plugin::from_image(&image, shown) {
         Ok(plugin) => plugin,
         Err(e) => {
             send(Reply::of(0, Err(format!("{e:#}"))));
             return Ok(());
         }
     };
-    // An untrusted file loaded anyway is the host's to say (it judged it first).
+    drop(image);
     send(Reply::of(
         0,
         serde_json::to_string(&plugin.manifest).map_err(|e| e.to_string()),
     ));
     let send = Arc::new(send);
     let mut faults: Vec<Arc<super::PluginFault>> = Vec::new();
-    for line in std::io::stdin().lock().lines() {
+    for line in calls.lines() {
         let Ok(line) = line else { break };
         let call: Call = match serde_json::from_str(&line) {
             Ok(call) => call,
@@ -196,14 +215,26 @@ pub(crate) fn serve(path: &Path, trust: Trust) -> anyhow::Result<()> {
     std::process::exit(0)
 }
 
+/// Moves stdin and stdout to close-on-exec copies (returned: calls in, replies out), and
+/// points descriptor 0 at /dev/null and 1 at stderr.
+fn private_stdio() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let calls = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
+    let replies = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdout(), 3)?;
+    let null = std::fs::File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(rustix::stdio::stderr())?;
+    Ok((calls, replies))
+}
+
 /// The host side: one worker for one plugin file, started when first needed and again
 /// after it died.
 pub struct Client {
     path: PathBuf,
-    trust: Trust,
+    /// The file's bytes as checked when it was loaded: what every worker runs.
+    image: Arc<Vec<u8>>,
     supervision: Supervision,
     /// The plugin's name once known, for what its worker says.
-    name: Mutex<String>,
+    name: Arc<Mutex<String>>,
     next_id: AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -217,27 +248,37 @@ struct Inner {
     generation: u64,
 }
 
+type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>>;
+
 struct Running {
     stdin: ChildStdin,
-    pidfd: OwnedFd,
-    pending: Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>>,
+    pidfd: Arc<OwnedFd>,
+    pending: Pending,
     alive: Arc<AtomicBool>,
     generation: u64,
 }
 
+/// The longest reply line a worker may write (an outcome is a few KiB): past it, the
+/// worker is stopped.
+pub const MAX_REPLY: usize = 8 * 1024 * 1024;
+
+/// The longest stderr line passed on; the rest of it is dropped.
+const MAX_SAID: usize = 4 * 1024;
+
 impl Client {
-    /// Starts a worker for `path` and waits for it to load the plugin: the manifest's
-    /// text, or why it cannot load (one sentence naming the file).
+    /// Starts a worker for the plugin file at `path` whose checked bytes are `image`,
+    /// and waits for it to load them: the manifest's text, or why it cannot load (one
+    /// sentence naming the file).
     pub fn start(
         path: &Path,
-        trust: Trust,
+        image: Vec<u8>,
         supervision: Supervision,
     ) -> Result<(Arc<Client>, String), String> {
         let client = Arc::new(Client {
             path: path.to_owned(),
-            trust,
+            image: Arc::new(image),
             supervision,
-            name: Mutex::new(path.display().to_string()),
+            name: Arc::new(Mutex::new(path.display().to_string())),
             next_id: AtomicU64::new(1),
             inner: Mutex::new(Inner::default()),
         });
@@ -253,15 +294,16 @@ impl Client {
         *lock(&self.name) = name.to_owned();
     }
 
-    /// Starts a worker and waits for its answer to loading; `Err` is one sentence.
+    /// Starts a worker and waits for its answer to loading, then builds every fault
+    /// again on it; `Err` is one sentence, and leaves no worker running.
     fn spawn(&self, inner: &mut Inner) -> Result<String, String> {
+        use std::os::unix::process::CommandExt as _;
         let shown = self.path.display();
-        let mut command = Command::new(&self.supervision.program);
-        command.arg("__plugin-worker").arg(&self.path);
-        if self.trust == Trust::Anyone {
-            command.arg("--allow-untrusted-plugins");
-        }
-        let mut child = command
+        let mut child = Command::new(&self.supervision.program)
+            .arg("__plugin-worker")
+            .arg(&self.path)
+            // A group of its own: whatever the plugin starts goes down with it.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -271,105 +313,180 @@ impl Client {
         let pid = rustix::process::Pid::from_child(&child);
         // Our own child, not yet reaped: the pidfd names exactly it, whatever happens to
         // its PID later.
-        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-            .map_err(|e| {
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
                 let _ = child.kill();
-                format!("cannot load plugin {shown}: cannot watch its worker: {e}")
-            })?;
+                let _ = child.wait();
+                return Err(format!(
+                    "cannot load plugin {shown}: cannot watch its worker: {e}"
+                ));
+            }
+        };
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();
+            let _ = child.wait();
             return Err(format!(
                 "cannot load plugin {shown}: its worker has no pipes"
             ));
         };
         inner.generation += 1;
-        let pending: Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>> = Arc::default();
+        let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let (loaded_tx, loaded) = mpsc::channel::<Reply>();
         lock(&pending).insert(0, loaded_tx);
-        // Its stderr, a line at a time, to whoever listens.
-        let say = self.supervision.say.clone();
-        let name = lock(&self.name).clone();
-        let _ = std::thread::Builder::new()
-            .name("plugin-stderr".to_owned())
-            .spawn(move || {
-                let mut panics = PanicReports::default();
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    for said in panics.feed(&line) {
-                        say(format!("plugin {name}: {said}"));
-                    }
-                }
-                for said in panics.end() {
-                    say(format!("plugin {name}: {said}"));
-                }
-            });
-        // Its answers, to the calls waiting for them; at its end, why it ended, to each
-        // call still waiting.
-        {
-            let pending = pending.clone();
-            let alive = alive.clone();
-            let _ = std::thread::Builder::new()
-                .name("plugin-worker".to_owned())
-                .spawn(move || {
-                    for line in BufReader::new(stdout).lines() {
-                        let Ok(line) = line else { break };
-                        let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
-                            continue;
-                        };
-                        if let Some(waiting) = lock(&pending).remove(&reply.id) {
-                            let _ = waiting.send(reply);
-                        }
-                    }
-                    alive.store(false, Ordering::SeqCst);
-                    let how = match child.wait() {
-                        Ok(status) => describe(status),
-                        Err(e) => format!("ended ({e})"),
-                    };
-                    for (id, waiting) in lock(&pending).drain() {
-                        let why = if id == 0 {
-                            format!("its worker {how} while loading it")
-                        } else {
-                            format!("its worker {how} (the next call starts a fresh one)")
-                        };
-                        let _ = waiting.send(Reply::of(id, Err(failed(why).to_json())));
-                    }
-                });
-        }
-        let running = Running {
+        self.watch(child, pid, &pidfd, &pending, &alive);
+        self.relay(stderr);
+        Self::read_replies(stdout, pending.clone(), pidfd.clone());
+        let mut running = Running {
             stdin,
             pidfd,
             pending,
             alive,
             generation: inner.generation,
         };
-        let manifest = match loaded.recv_timeout(self.supervision.timeout) {
+        // The image first: what it runs is what was checked, whatever the file is now.
+        let sent = running
+            .stdin
+            .write_all(format!("{}\n", self.image.len()).as_bytes())
+            .and_then(|()| running.stdin.write_all(&self.image));
+        let manifest = match (sent, loaded.recv_timeout(self.supervision.timeout)) {
             // The worker's own sentence names the file already; how it died does not.
-            Ok(reply) => reply.answer().map_err(|e| {
+            (_, Ok(reply)) => reply.answer().map_err(|e| {
                 if e.message.starts_with("its worker ") {
                     format!("cannot load plugin {shown}: {}", e.message)
                 } else {
                     e.message
                 }
             }),
-            Err(_) => {
+            (Err(e), Err(_)) => Err(format!(
+                "cannot load plugin {shown}: cannot hand it to its worker: {e}"
+            )),
+            (Ok(()), Err(_)) => Err(format!(
+                "cannot load plugin {shown}: no answer from its worker within {}",
+                humantime::format_duration(self.supervision.timeout)
+            )),
+        };
+        let manifest = match manifest {
+            Ok(manifest) => manifest,
+            Err(e) => {
                 kill(&running.pidfd);
-                Err(format!(
-                    "cannot load plugin {shown}: no answer from its worker within {}",
-                    humantime::format_duration(self.supervision.timeout)
-                ))
+                return Err(e);
             }
         };
-        let manifest = manifest?;
         inner.running = Some(running);
-        // A fresh worker after one died: every fault is built again, in order.
+        // A fresh worker after one died: every fault is built again, in order. One that
+        // cannot be leaves no half-built worker in service.
         for config in inner.configs.clone() {
-            self.send_and_wait(inner, Op::NewFault, 0, &config)
-                .map_err(|e| format!("cannot build a fault again on its fresh worker: {e}"))?;
+            if let Err(e) = self.send_and_wait(inner, Op::NewFault, 0, &config) {
+                if let Some(running) = inner.running.take() {
+                    kill(&running.pidfd);
+                }
+                return Err(format!(
+                    "cannot build a fault again on its fresh worker: {e}"
+                ));
+            }
         }
         Ok(manifest)
+    }
+
+    /// Waits (on a thread) for the worker to end, by its pidfd, not its pipes (a child
+    /// of the plugin may hold those): then kills what is left of its process group,
+    /// reaps it, and tells every call still waiting how it ended.
+    fn watch(
+        &self,
+        mut child: std::process::Child,
+        pid: rustix::process::Pid,
+        pidfd: &Arc<OwnedFd>,
+        pending: &Pending,
+        alive: &Arc<AtomicBool>,
+    ) {
+        let (pidfd, pending, alive) = (pidfd.clone(), pending.clone(), alive.clone());
+        let watched = std::thread::Builder::new()
+            .name("plugin-worker".to_owned())
+            .spawn(move || {
+                use rustix::process::{waitid, WaitId, WaitIdOptions};
+                use std::os::fd::AsFd as _;
+                // Until it has ended, not reaping it yet: its PID, and so its process
+                // group's, cannot be reused while the group is killed.
+                let _ = waitid(
+                    WaitId::PidFd(pidfd.as_fd()),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                );
+                alive.store(false, Ordering::SeqCst);
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                let how = match child.wait() {
+                    Ok(status) => describe(status),
+                    Err(e) => format!("ended ({e})"),
+                };
+                for (id, waiting) in lock(&pending).drain() {
+                    let why = if id == 0 {
+                        format!("its worker {how} while loading it")
+                    } else {
+                        format!("its worker {how} (the next call starts a fresh one)")
+                    };
+                    let _ = waiting.send(Reply::of(id, Err(failed(why).to_json())));
+                }
+            });
+        if let Err(e) = watched {
+            (self.supervision.say)(format!(
+                "plugin {}: cannot watch its worker ({e}); it will be stopped at its first missed deadline",
+                lock(&self.name)
+            ));
+        }
+    }
+
+    /// Passes on what the worker writes on stderr, a line at a time (each cut at
+    /// [`MAX_SAID`]), a panic's report folded into one line.
+    fn relay(&self, stderr: std::process::ChildStderr) {
+        let say = self.supervision.say.clone();
+        let name = self.name.clone();
+        let _ = std::thread::Builder::new()
+            .name("plugin-stderr".to_owned())
+            .spawn(move || {
+                let mut panics = PanicReports::default();
+                let mut reader = BufReader::new(stderr);
+                while let Some(line) = read_capped(&mut reader, MAX_SAID, true) {
+                    let mut text = String::from_utf8_lossy(&line.bytes).into_owned();
+                    if line.cut {
+                        text.push_str(" [cut at 4 KiB]");
+                    }
+                    for said in panics.feed(&text) {
+                        say(format!("plugin {}: {said}", lock(&name)));
+                    }
+                    if line.cut {
+                        // Said, cut; the rest of the line is read and dropped.
+                        read_capped(&mut reader, 0, false);
+                    }
+                }
+                for said in panics.end() {
+                    say(format!("plugin {}: {said}", lock(&name)));
+                }
+            });
+    }
+
+    /// Hands each reply to the call waiting for it; a reply line past [`MAX_REPLY`]
+    /// stops the worker.
+    fn read_replies(stdout: std::process::ChildStdout, pending: Pending, pidfd: Arc<OwnedFd>) {
+        let _ = std::thread::Builder::new()
+            .name("plugin-replies".to_owned())
+            .spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                while let Some(line) = read_capped(&mut reader, MAX_REPLY, true) {
+                    if line.cut {
+                        kill(&pidfd);
+                        break;
+                    }
+                    let Ok(reply) = serde_json::from_slice::<Reply>(&line.bytes) else {
+                        continue;
+                    };
+                    if let Some(waiting) = lock(&pending).remove(&reply.id) {
+                        let _ = waiting.send(reply);
+                    }
+                }
+            });
     }
 
     /// Sends a call to the running worker (starting one if needed) and returns what to
@@ -503,9 +620,10 @@ impl Client {
 }
 
 /// Rust's report of a panic in a plugin (its own copy of std prints it, on several
-/// lines) folded into one line, as the host's own panics are; a backtrace, which only
-/// `RUST_BACKTRACE` asks for, goes on as it comes. Other lines pass as they are; blank
-/// ones are dropped.
+/// lines) folded into one line, as the host's own panics are: where it panicked and the
+/// message's first line; Rust's hint to set `RUST_BACKTRACE` is dropped, and a backtrace
+/// (which only `RUST_BACKTRACE` asks for) goes on as it comes. Other lines pass as they
+/// are; blank ones are dropped.
 #[derive(Debug, Default)]
 struct PanicReports {
     /// The report being read: where it panicked, and the message's lines so far.
@@ -521,16 +639,16 @@ impl PanicReports {
             out.retain(|l| !l.is_empty());
             return out;
         }
+        // Rust's hint follows only the first panic of a process: dropped, it tells
+        // nothing the log does not.
+        if line.starts_with("note: run with `RUST_BACKTRACE") {
+            return self.end();
+        }
         match &mut self.open {
-            Some(_) if line.starts_with("note: run with `RUST_BACKTRACE") => self.end(),
-            Some(_) if line == "stack backtrace:" => {
-                let mut out = self.end();
-                out.push(line.to_owned());
-                out
-            }
+            // The message's first line closes the report: what follows is its own line.
             Some((_, message)) => {
                 message.push(line.to_owned());
-                Vec::new()
+                self.end()
             }
             None if line.trim().is_empty() => Vec::new(),
             None => vec![line.to_owned()],
@@ -553,6 +671,47 @@ fn panicked_at(line: &str) -> Option<&str> {
     rest.split_once("' ")
         .and_then(|(_, after)| after.split_once("panicked at "))
         .map(|(_, at)| at)
+}
+
+/// A line read from a worker, without its newline.
+struct Line {
+    bytes: Vec<u8>,
+    /// It was longer than allowed: `bytes` holds its start.
+    cut: bool,
+}
+
+/// The next line of `reader`, at most `cap` bytes of it kept: the rest of a longer line
+/// is read and dropped, or, with `give_up`, not read at all (the line ends there).
+/// `None` at the end (or on an error).
+fn read_capped(reader: &mut impl std::io::BufRead, cap: usize, give_up: bool) -> Option<Line> {
+    let mut bytes = Vec::new();
+    let mut cut = false;
+    let mut any = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return any.then_some(Line { bytes, cut }),
+        };
+        if buf.is_empty() {
+            return any.then_some(Line { bytes, cut });
+        }
+        any = true;
+        let newline = buf.iter().position(|b| *b == b'\n');
+        let chunk = &buf[..newline.unwrap_or(buf.len())];
+        let room = cap.saturating_sub(bytes.len());
+        if chunk.len() > room {
+            cut = true;
+            bytes.extend_from_slice(&chunk[..room]);
+        } else {
+            bytes.extend_from_slice(chunk);
+        }
+        let used = newline.map_or(buf.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() || (cut && give_up) {
+            return Some(Line { bytes, cut });
+        }
+    }
 }
 
 /// Sends SIGKILL to exactly the worker the pidfd names.
@@ -632,13 +791,16 @@ mod tests {
             "panicky always panics",
             "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
             "a line of its own",
+            // A second panic: no hint after it, and what follows is not swallowed.
             "thread 'x' panicked at src/a.rs:1:1:",
             "two",
             "lines",
+            "after the second",
+            "thread 'z' panicked at src/c.rs:3:3:",
+            "with a backtrace",
             "stack backtrace:",
             "   0: f",
             "thread 'y' panicked at src/b.rs:2:2:",
-            "cut short",
         ]
         .iter()
         .flat_map(|l| reports.feed(l))
@@ -649,10 +811,13 @@ mod tests {
             [
                 "panicked at src/lib.rs:57:13: panicky always panics",
                 "a line of its own",
-                "panicked at src/a.rs:1:1: two / lines",
+                "panicked at src/a.rs:1:1: two",
+                "lines",
+                "after the second",
+                "panicked at src/c.rs:3:3: with a backtrace",
                 "stack backtrace:",
                 "   0: f",
-                "panicked at src/b.rs:2:2: cut short",
+                "panicked at src/b.rs:2:2: ",
             ]
         );
         assert_eq!(
@@ -660,6 +825,29 @@ mod tests {
             Some("x.rs:1:2:")
         );
         assert_eq!(panicked_at("threads panicked at"), None);
+    }
+
+    #[test]
+    fn lines_are_read_cut_at_their_cap() {
+        let text = b"short\nlonger than ten bytes\nend";
+        let mut reader = std::io::BufReader::with_capacity(4, &text[..]);
+        let mut lines = Vec::new();
+        while let Some(line) = read_capped(&mut reader, 10, false) {
+            lines.push((String::from_utf8(line.bytes).unwrap(), line.cut));
+        }
+        assert_eq!(
+            lines,
+            [
+                ("short".to_owned(), false),
+                ("longer tha".to_owned(), true),
+                ("end".to_owned(), false)
+            ]
+        );
+        // Giving up: the line ends at the cap, without reading the rest (an endless
+        // line without a newline cannot hold the reader).
+        let mut endless = std::io::BufReader::with_capacity(4, std::io::repeat(b'a'));
+        let line = read_capped(&mut endless, 10, true).unwrap();
+        assert!(line.cut && line.bytes.len() == 10);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     let mut skipped: BTreeMap<String, String> = BTreeMap::new();
     let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
     for dir in &config.plugin_dirs {
-        let files = match plugin::discover(dir) {
+        let files = match plugin::discover(dir, config.plugin_trust) {
             Ok(files) => files,
             Err(e) => {
                 warnings.push(format!("{e:#}"));

@@ -49,9 +49,12 @@ pub fn prepare_dir(dir: &Path, create: bool) -> io::Result<()> {
             rustix::io::Errno::NOTDIR.raw_os_error(),
         ));
     }
-    rustix::fs::access(
+    // As the effective user, who would create it.
+    rustix::fs::accessat(
+        rustix::fs::CWD,
         nearest,
         rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        rustix::fs::AtFlags::EACCESS,
     )
     .map_err(io::Error::from)
 }

@@ -56,11 +56,18 @@ pub const LIMITS: Limits = Limits {
     header_read_timeout: Duration::from_secs(30),
 };
 
+/// Whether an accept failed for lack of descriptors (ours or the system's).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error()
+        .is_some_and(|n| n == Errno::MFILE.raw_os_error() || n == Errno::NFILE.raw_os_error())
+}
+
 /// One connection as the accept loop keeps track of it.
 struct Open {
     id: u64,
     /// Whether a request is being answered on it.
-    busy: Arc<AtomicBool>,
+    state: Arc<State>,
     /// Closes it.
     close: Arc<Notify>,
 }
@@ -70,13 +77,116 @@ struct Open {
 struct Connections {
     open: Mutex<VecDeque<Open>>,
     next: AtomicU64,
+    /// Told when a connection's answer has been sent in full (it is idle again).
+    became_idle: Notify,
+}
+
+/// A connection's state, as its answer goes out: busy from the request's head until
+/// the response is handed over whole (hyper drops the body) *and* flushed to the socket.
+/// A client that does not read keeps its connection busy: one still sending is never
+/// closed to make room.
+#[derive(Default)]
+struct State {
+    busy: AtomicBool,
+    /// The body was handed over; the flush that follows makes it idle.
+    answered: AtomicBool,
+}
+
+/// A response body that says when hyper is done with it.
+struct Tracked<B> {
+    body: B,
+    state: Arc<State>,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.state.answered.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The connection's socket, watched for the flush that ends an answer.
+struct Watched<T> {
+    io: T,
+    state: Arc<State>,
+    connections: Arc<Connections>,
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let flushed = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        if flushed.is_ready() && self.state.answered.swap(false, Ordering::SeqCst) {
+            self.state.busy.store(false, Ordering::SeqCst);
+            self.connections.became_idle.notify_one();
+        }
+        flushed
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
 }
 
 impl Connections {
     /// Closes the oldest connection with no request in flight; whether there was one.
     fn close_oldest_idle(&self) -> bool {
         let open = crate::support::lock::lock(&self.open);
-        match open.iter().find(|c| !c.busy.load(Ordering::SeqCst)) {
+        match open.iter().find(|c| !c.state.busy.load(Ordering::SeqCst)) {
             Some(idle) => {
                 idle.close.notify_one();
                 true
@@ -120,52 +230,60 @@ where
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
-                    // A peer that gave up (ECONNABORTED) is its own affair; out of
-                    // descriptors (EMFILE) is ours: wait a little instead of spinning.
-                    Err(_) => {
+                    // Out of descriptors (EMFILE, ENFILE) is ours: wait a little instead
+                    // of spinning. Anything else (a peer that gave up: ECONNABORTED) is
+                    // that peer's affair.
+                    Err(e) if out_of_descriptors(&e) => {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
+                    Err(_) => continue,
                 },
             };
             // At the cap: the oldest idle connection makes room for this one; with
-            // every connection busy, it waits for one to end.
-            let slot = match slots.clone().try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    connections.close_oldest_idle();
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => break,
-                        slot = slots.clone().acquire_owned() => match slot {
-                            Ok(slot) => slot,
-                            Err(_) => break, // the semaphore is never closed
-                        },
-                    }
+            // every connection busy, it waits for one to end or to turn idle.
+            let slot = loop {
+                if let Ok(slot) = slots.clone().try_acquire_owned() {
+                    break Some(slot);
+                }
+                connections.close_oldest_idle();
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break None,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => break Some(slot),
+                        Err(_) => break None, // the semaphore is never closed
+                    },
+                    () = connections.became_idle.notified() => {}
                 }
             };
+            let Some(slot) = slot else { break };
             let service = service.clone();
-            let busy = Arc::new(AtomicBool::new(false));
+            let state = Arc::new(State::default());
             let close = Arc::new(Notify::new());
             let id = connections.next.fetch_add(1, Ordering::SeqCst);
             crate::support::lock::lock(&connections.open).push_back(Open {
                 id,
-                busy: busy.clone(),
+                state: state.clone(),
                 close: close.clone(),
             });
+            let io = Watched {
+                io: TokioIo::new(stream),
+                state: state.clone(),
+                connections: connections.clone(),
+            };
             let per_connection = service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(Peer(peer));
-                busy.store(true, Ordering::SeqCst);
+                state.busy.store(true, Ordering::SeqCst);
                 let answer = service.clone().call(request);
-                let busy = busy.clone();
+                let state = state.clone();
                 async move {
-                    let answer = answer.await;
-                    busy.store(false, Ordering::SeqCst);
                     answer
+                        .await
+                        .map(|response| response.map(|body| Tracked { body, state }))
                 }
             });
-            let connection =
-                graceful.watch(http.serve_connection(TokioIo::new(stream), per_connection));
+            let connection = graceful.watch(http.serve_connection(io, per_connection));
             let connections = connections.clone();
             tokio::spawn(async move {
                 // A reset, a header timeout or a malformed request ends that connection
@@ -201,6 +319,13 @@ mod tests {
         let routes = warp::path!("whoami")
             .and(warp::ext::optional::<Peer>())
             .map(|peer: Option<Peer>| peer.map_or("unknown".to_owned(), |p| p.0.to_string()))
+            .or(warp::path!("big").map(|| "x".repeat(BIG)))
+            .unify()
+            .or(warp::path!("slow").and_then(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, warp::Rejection>("slept".to_owned())
+            }))
+            .unify()
             .recover(|_| async { Ok::<_, Infallible>("no".to_owned()) })
             .unify();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -267,6 +392,104 @@ mod tests {
             whoami(&mut idle).await.is_some(),
             "the younger one still serves"
         );
+        let _ = stop.send(());
+    }
+
+    const BIG: usize = 8 * 1024 * 1024;
+
+    /// Sends a GET for `path` and reads the whole answer (head and body).
+    async fn fetch(stream: &mut TcpStream, path: &str) -> Vec<u8> {
+        let request = format!("GET /{path} HTTP/1.1\r\nhost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("the answer keeps coming")
+                .unwrap();
+            all.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&all);
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                if n == 0 {
+                    return all;
+                }
+                continue;
+            };
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length || n == 0 {
+                return all;
+            }
+        }
+    }
+
+    /// A connection still sending its answer is not idle: a client over the cap waits
+    /// for it, and it is not cut off.
+    #[tokio::test]
+    async fn a_connection_still_sending_is_never_closed_to_make_room() {
+        let limits = Limits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(60),
+        };
+        let (addr, stop, _server) = start(limits);
+        let mut sending = TcpStream::connect(addr).await.unwrap();
+        let request = "GET /big HTTP/1.1\r\nhost: x\r\n\r\n";
+        sending.write_all(request.as_bytes()).await.unwrap();
+        // The answer is far larger than the socket buffers: it is still being sent
+        // while nobody reads it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = tokio::spawn(async move {
+            let mut next = TcpStream::connect(addr).await.unwrap();
+            whoami(&mut next).await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while all.len() < BIG {
+            let n = tokio::time::timeout(Duration::from_secs(10), sending.read(&mut buf))
+                .await
+                .expect("the answer keeps coming")
+                .unwrap();
+            assert!(n > 0, "cut off after {} bytes", all.len());
+            all.extend_from_slice(&buf[..n]);
+        }
+        // Then idle: the waiting client takes its place.
+        let served = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("served once the first connection was idle")
+            .unwrap();
+        assert!(served.is_some());
+        let _ = stop.send(());
+    }
+
+    /// A client over the cap while every connection is busy is served as soon as one
+    /// turns idle, not when that one's header timeout runs out.
+    #[tokio::test]
+    async fn a_waiting_client_is_served_when_a_connection_turns_idle() {
+        let limits = Limits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(60),
+        };
+        let (addr, stop, _server) = start(limits);
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let request = "GET /slow HTTP/1.1\r\nhost: x\r\n\r\n";
+        first.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        let answer = whoami(&mut next).await;
+        assert_eq!(answer, Some(next.local_addr().unwrap().to_string()));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let whole = fetch(&mut first, "whoami").await;
+        assert!(whole.is_empty() || String::from_utf8_lossy(&whole).contains("slept"));
         let _ = stop.send(());
     }
 
