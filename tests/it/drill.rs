@@ -667,6 +667,12 @@ fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
         http(port, "GET", "/api/history?since=soon", &[], b"").status,
         400
     );
+    assert_eq!(history["next"], serde_json::Value::Null, "one page holds it all");
+    let page = http(port, "GET", "/api/history?limit=0", &[], b"");
+    assert_eq!(
+        (page.status, page.json()["message"].clone()),
+        (400, serde_json::json!("limit must be 1 to 10000"))
+    );
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
     fs::remove_dir_all(dir).unwrap();

@@ -4,6 +4,7 @@
 
 pub(crate) mod active;
 pub(crate) mod budget;
+pub(crate) mod history;
 pub mod injection;
 pub mod journal;
 pub(crate) mod schedule;

@@ -18,16 +18,14 @@ use warp::{
 
 use crate::{
     dispatch::{Injector, Refusal},
-    domain::{
-        injection::Ask,
-        journal::{self, parse_since},
-    },
+    domain::{history as pages, injection::Ask, journal::parse_since},
     output::{
         answer::Answer,
         log,
         metrics::{self, Refusal as Refused},
     },
     plugin::PluginInfo,
+    support::thread::on_own_thread,
 };
 
 pub use config::{HttpConfig, RawHttp};
@@ -152,9 +150,18 @@ pub fn bind(
         .and(warp::get())
         .and(authorized.clone())
         .and(warp::query::<BTreeMap<String, String>>())
-        .map(
-            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| {
-                history(&api, query.get("since").map(String::as_str))
+        .then(
+            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| async move {
+                // Off the runtime, on a thread of its own: a long look back never holds
+                // up /healthz or the kill switch.
+                on_own_thread("history", move || history(&api, &query))
+                    .await
+                    .unwrap_or_else(|| {
+                        error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the history could not be read",
+                        )
+                    })
             },
         );
     let pause = warp::path!("api" / "pause")
@@ -326,25 +333,50 @@ async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
     .into_response()
 }
 
-/// The answer key as JSON: one entry per fault, oldest first.
-fn history(api: &Api, since: Option<&str>) -> Response {
-    let since = match since.map(parse_since) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+/// How many faults a page of `GET /api/history` holds unless `limit` says.
+const HISTORY_PAGE: usize = 100;
+
+/// The answer key as JSON, a page at a time: the latest `limit` faults (default 100, at
+/// most 10,000) asked for in `[since, until)`, oldest first, and `next`, the `until` of
+/// the older page when there is one. Read from the journal's end backwards.
+fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
+    let instant = |key: &str| match query.get(key).map(|t| parse_since(t)) {
+        None => Ok(None),
+        Some(Ok(t)) => Ok(Some(t)),
+        Some(Err(e)) => Err(e.replacen("since", key, 1)),
+    };
+    let (since, until) = match (instant("since"), instant("until")) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+        None => HISTORY_PAGE,
+        Some(Ok(n)) if (1..=pages::MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("limit must be 1 to {}", pages::MAX_LIMIT),
+            )
+        }
     };
     let Some(path) = api.injector.journal_path() else {
-        return warp::reply::json(&json!({ "faults": [], "problems": [] })).into_response();
+        return warp::reply::json(&json!({ "faults": [], "problems": [], "next": null }))
+            .into_response();
     };
-    match journal::read(&path) {
-        Ok(contents) => {
-            let entries: Vec<_> = journal::entries(&contents.records)
-                .into_iter()
-                .filter(|e| since.is_none_or(|t| e.intent.at >= t))
-                .collect();
-            warp::reply::json(&json!({ "faults": entries, "problems": contents.problems }))
-                .into_response()
-        }
+    match pages::page(
+        &path,
+        pages::Query {
+            since,
+            until,
+            limit,
+        },
+    ) {
+        Ok(page) => warp::reply::json(&json!({
+            "faults": page.entries,
+            "problems": page.problems,
+            "next": page.next.map(|t| t.to_rfc3339()),
+        }))
+        .into_response(),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot read the journal {}: {e}", path.display()),
