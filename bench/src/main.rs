@@ -4,6 +4,7 @@
 //! not fail on a number.
 
 mod daemon;
+mod journal;
 mod load;
 mod measure;
 mod procs;
@@ -95,6 +96,11 @@ struct Args {
     #[arg(long, value_name = "N")]
     pick_loop: Option<usize>,
 
+    /// Faults in the generated journal the history costs are measured on (0: not
+    /// measured)
+    #[arg(long, value_name = "N", default_value_t = 250_000)]
+    journal_faults: usize,
+
     /// Where the Markdown report goes
     #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -103,6 +109,7 @@ struct Args {
 impl Args {
     fn apply_quick(&mut self) {
         if self.quick {
+            self.journal_faults = self.journal_faults.min(50_000);
             self.sizes = vec![100, 1000];
             self.runs = 5;
             self.requests = 5_000;
@@ -166,6 +173,8 @@ pub struct Footprint {
     /// One dry-run injection of `process-kill` built in, then loaded from its `.so` into
     /// a worker process, ms (`None`: the `.so` was not built beside the binary).
     pub worker: Option<(Summary, Summary)>,
+    /// Start and history on a big journal (`None`: not measured).
+    pub history: Option<journal::HistoryCost>,
 }
 
 fn main() -> ExitCode {
@@ -457,6 +466,16 @@ fn measure_footprint(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Resu
     load::saturate(daemon.addr, args.connections, args.leak_requests)?;
     let loaded: Usage = daemon.usage()?;
     let worker = measure_worker(args, binary, scratch)?;
+    let history = if args.journal_faults == 0 {
+        None
+    } else {
+        let cost = journal::measure(binary, scratch, args.journal_faults, args.runs.min(5))?;
+        eprintln!(
+            "  {} faults journaled: start {} ms (empty {} ms, first {:?}), RSS {} vs {} KiB, /healthz max {:.1} ms during history",
+            cost.faults, cost.start_big, cost.start_empty, cost.start_first, cost.rss.1, cost.rss.0, cost.healthz.1
+        );
+        Some(cost)
+    };
     Ok(Footprint {
         processes,
         startup: Summary::of_ms(startups),
@@ -468,6 +487,7 @@ fn measure_footprint(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Resu
         idle_cpu: after.cpu.saturating_sub(before.cpu),
         idle_switches: after.switches.saturating_sub(before.switches),
         worker,
+        history,
     })
 }
 

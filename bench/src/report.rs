@@ -147,6 +147,45 @@ pub fn targets(sizes: &[AtSize], footprint: &Footprint) -> String {
         format!("{} ms", f.startup),
         Some(f.startup.median < 50.0),
     );
+    match &f.history {
+        Some(h) => {
+            let n = h.faults;
+            line(
+                &format!("start with {n} faults journaled within 2x of an empty journal's"),
+                format!(
+                    "{} ms vs {} ms ({} MB journal; the first start, which builds the checkpoint, {:.0} ms)",
+                    h.start_big,
+                    h.start_empty,
+                    h.bytes / 1_000_000,
+                    h.start_first.as_secs_f64() * 1e3
+                ),
+                Some(h.start_big.median <= 2.0 * h.start_empty.median),
+            );
+            line(
+                &format!("RSS after start with {n} faults within 1 MiB of an empty journal's"),
+                format!("{} KiB vs {} KiB", h.rss.1, h.rss.0),
+                Some(h.rss.1 <= h.rss.0 + 1024),
+            );
+            line(
+                "/healthz max latency < 50 ms while GET /api/history runs",
+                format!(
+                    "max {:.1} ms, p50 {:.2} ms (a page: {} ms)",
+                    h.healthz.1, h.healthz.0, h.page
+                ),
+                Some(h.healthz.1 < 50.0),
+            );
+            line(
+                "RSS while serving history ≤ 2x idle",
+                format!("{} KiB vs {} KiB", h.rss_history, h.rss.1),
+                Some(h.rss_history <= 2 * h.rss.1),
+            );
+        }
+        None => line(
+            "start and history with a big journal",
+            "not measured (--journal-faults 0)".into(),
+            None,
+        ),
+    }
     match &f.worker {
         Some((here, there)) => line(
             "a plugin file in its worker process adds ≤ 1 ms to an injection",
