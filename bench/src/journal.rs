@@ -81,7 +81,12 @@ fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Duration)> {
 }
 
 /// Measures it with `faults` faults in the journal.
-pub fn measure(binary: &Path, scratch: &Path, faults: usize, runs: usize) -> anyhow::Result<HistoryCost> {
+pub fn measure(
+    binary: &Path,
+    scratch: &Path,
+    faults: usize,
+    runs: usize,
+) -> anyhow::Result<HistoryCost> {
     let empty_dir = scratch.join("history-empty");
     let mut empty_starts = Vec::new();
     let mut rss_empty = 0;
@@ -114,7 +119,9 @@ pub fn measure(binary: &Path, scratch: &Path, faults: usize, runs: usize) -> any
         for _ in 0..20 {
             match get(addr, "/api/history") {
                 Ok((200, took)) => pages.push(took),
-                Ok((status, _)) => return Err(anyhow::anyhow!("GET /api/history answered {status}")),
+                Ok((status, _)) => {
+                    return Err(anyhow::anyhow!("GET /api/history answered {status}"))
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -128,7 +135,9 @@ pub fn measure(binary: &Path, scratch: &Path, faults: usize, runs: usize) -> any
         health.push(took.as_secs_f64() * 1e3);
         rss_history = rss_history.max(daemon.usage()?.rss_kib);
     }
-    let pages = asking.join().map_err(|_| anyhow::anyhow!("the history thread panicked"))??;
+    let pages = asking
+        .join()
+        .map_err(|_| anyhow::anyhow!("the history thread panicked"))??;
     drop(daemon);
     fs::remove_dir_all(&big_dir)?;
     let _ = fs::remove_dir_all(&empty_dir);

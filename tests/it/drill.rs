@@ -41,6 +41,30 @@ fn config(dir: &std::path::Path, extra: &str) -> String {
     file.to_str().unwrap().to_owned()
 }
 
+/// A drill config in `dir` with the panicky fixture loaded: every day and hour, no
+/// timer, the API on a free loopback port, `extra` settings and these `faults` (the
+/// map's entries). Returns its path.
+fn panicky_drill(dir: &std::path::Path, extra: &str, faults: &str) -> std::path::PathBuf {
+    let cfg = dir.join("panicky.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(
+    window: (days: "*", time: "00:00-24:00"),
+    timer: (enabled: false),
+    http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?},
+    plugins: [{lib:?}],
+    {extra}
+    faults: {{ {faults} }},
+)"#,
+            lib = crate::util::built_lib("libpanic_plugin.so"),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 fn with_pause(file: &str, duration: &str) {
     let text = fs::read_to_string(file)
         .unwrap()
@@ -269,27 +293,16 @@ kill -TERM $d; wait $d; echo "code $?""#,
 #[test]
 fn the_kill_switch_and_sigterm_never_wait_behind_hung_plugins() {
     let dir = temp_dir("drill-hung");
-    let cfg = dir.join("hung.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?},
-    plugins: [{lib:?}],
-    faults: {{
-        "pause": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
-        "stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000)),
-        "slow": (plugin: "panicky", config: (sleep_ms: 600000, started_file: {started:?})),
-    }},
-)"#,
-            lib = crate::util::built_lib("libpanic_plugin.so"),
-            started = dir.join("started"),
+    let started = dir.join("started");
+    let cfg = panicky_drill(
+        &dir,
+        "",
+        &format!(
+            r#""pause": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
+               "stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000)),
+               "slow": (plugin: "panicky", config: (sleep_ms: 600000, started_file: {started:?})),"#
         ),
-    )
-    .unwrap();
+    );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 ms() {{ echo $(( $(date +%s%N) / 1000000 )); }}
@@ -374,23 +387,11 @@ t=$(ms); kill -TERM $d; wait $d; echo "code $?"; echo "term_ms $(( $(ms) - t ))"
 #[test]
 fn recovery_gives_up_on_a_revert_that_hangs() {
     let dir = temp_dir("drill-hung-recovery");
-    let cfg = dir.join("stuck.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?},
-    plugin_timeout: "300ms",
-    plugins: [{lib:?}],
-    faults: {{ "stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000)) }},
-)"#,
-            lib = crate::util::built_lib("libpanic_plugin.so"),
-        ),
-    )
-    .unwrap();
+    let cfg = panicky_drill(
+        &dir,
+        r#"plugin_timeout: "300ms","#,
+        r#""stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000))"#,
+    );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
@@ -425,25 +426,12 @@ kill -TERM $d; wait $d; echo "code $?""#,
 #[test]
 fn a_revert_that_crashes_takes_down_its_worker_not_the_daemon() {
     let dir = temp_dir("drill-revert-crash");
-    let cfg = dir.join("crash.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?},
-    plugins: [{lib:?}],
-    faults: {{
-        "crash-revert": (plugin: "panicky", config: (revert_after_ms: 100, crash_in_revert: "segv")),
-        "ok": (plugin: "panicky", config: (sleep_ms: 1)),
-    }},
-)"#,
-            lib = crate::util::built_lib("libpanic_plugin.so"),
-        ),
-    )
-    .unwrap();
+    let cfg = panicky_drill(
+        &dir,
+        "",
+        r#""crash-revert": (plugin: "panicky", config: (revert_after_ms: 100, crash_in_revert: "segv")),
+           "ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+    );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
@@ -667,7 +655,11 @@ fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
         http(port, "GET", "/api/history?since=soon", &[], b"").status,
         400
     );
-    assert_eq!(history["next"], serde_json::Value::Null, "one page holds it all");
+    assert_eq!(
+        history["next"],
+        serde_json::Value::Null,
+        "one page holds it all"
+    );
     let page = http(port, "GET", "/api/history?limit=0", &[], b"");
     assert_eq!(
         (page.status, page.json()["message"].clone()),

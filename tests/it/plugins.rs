@@ -317,6 +317,24 @@ fn two_plugin_files_with_one_name_are_both_set_aside() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// A daemon config in `dir` around a copy of the panicky fixture (every day and hour, no
+/// timer, state in `dir`), with `extra` settings and these `faults` (the map's entries).
+/// Returns the config's path and the copy's.
+fn panicky_daemon(dir: &Path, extra: &str, faults: &str) -> (PathBuf, PathBuf) {
+    let lib = dir.join("libpanic_plugin.so");
+    fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+               state_dir: {dir:?}, {extra} faults: {{ {faults} }})"#
+        ),
+    )
+    .unwrap();
+    (cfg, lib)
+}
+
 /// Builds the hostile fixture (`tests/fixtures/hostile/hostile.c`) into `dir` with the C
 /// compiler every Rust build has, its junk header `header_size` bytes long.
 fn hostile(dir: &Path, header_size: usize) -> PathBuf {
@@ -483,17 +501,11 @@ fn untrusted_or_junk_files_are_refused_before_any_of_their_code_runs() {
 #[test]
 fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
     let dir = temp_dir("overwrite");
-    let lib = dir.join("libpanic_plugin.so");
-    fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), state_dir: {dir:?},
-               faults: {{"slow": (plugin: "panicky", config: (sleep_ms: 1)), "segv": (plugin: "panicky", config: (crash_in_inject: "segv"))}})"#
-        ),
-    )
-    .unwrap();
+    let (cfg, lib) = panicky_daemon(
+        &dir,
+        "",
+        r#""slow": (plugin: "panicky", config: (sleep_ms: 1)), "segv": (plugin: "panicky", config: (crash_in_inject: "segv"))"#,
+    );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
     let before = crate::util::http(port, "POST", "/api/faults/slow", &[], br#"{"desc":"x"}"#);
@@ -523,25 +535,16 @@ fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
 #[test]
 fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
     let dir = temp_dir("crashes");
-    let lib = dir.join("libpanic_plugin.so");
-    fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
     let journal = dir.join("journal.jsonl");
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-               journal: {journal:?}, plugin_timeout: "500ms",
-               faults: {{
-                   "segv": (plugin: "panicky", config: (crash_in_inject: "segv")),
-                   "abort": (plugin: "panicky", config: (crash_in_inject: "abort")),
-                   "exit": (plugin: "panicky", config: (crash_in_inject: "exit")),
-                   "hang": (plugin: "panicky", config: (sleep_ms: 600000)),
-                   "ok": (plugin: "panicky", config: (sleep_ms: 1)),
-               }})"#
-        ),
-    )
-    .unwrap();
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        r#"plugin_timeout: "500ms","#,
+        r#""segv": (plugin: "panicky", config: (crash_in_inject: "segv")),
+           "abort": (plugin: "panicky", config: (crash_in_inject: "abort")),
+           "exit": (plugin: "panicky", config: (crash_in_inject: "exit")),
+           "hang": (plugin: "panicky", config: (sleep_ms: 600000)),
+           "ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+    );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
     let fire = |fault: &str| {
@@ -619,22 +622,13 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
 #[test]
 fn what_a_plugin_writes_or_leaves_behind_cannot_hold_or_fill_the_daemon() {
     let dir = temp_dir("flood");
-    let lib = dir.join("libpanic_plugin.so");
-    fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-               state_dir: {dir:?}, plugin_timeout: "20s",
-               faults: {{
-                   "flood": (plugin: "panicky", config: (flood_bytes: 200000000, sleep_ms: 1)),
-                   "orphan": (plugin: "panicky", config: (spawn_then_exit: true)),
-                   "ok": (plugin: "panicky", config: (sleep_ms: 1)),
-               }})"#
-        ),
-    )
-    .unwrap();
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        r#"plugin_timeout: "20s","#,
+        r#""flood": (plugin: "panicky", config: (flood_bytes: 200000000, sleep_ms: 1)),
+           "orphan": (plugin: "panicky", config: (spawn_then_exit: true)),
+           "ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+    );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
     let fire = |fault: &str| {
