@@ -118,11 +118,17 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
             }
         })
         .context("cannot start the reaper")?;
-    daemon::run_config(config, Some(on_end))?;
+    // The command's status comes first, even if the monkey stopped with something
+    // abandoned (that error, named in the log, is the exit status only if the command
+    // itself succeeded).
+    let monkey = daemon::run_config(config, Some(on_end));
     let code = lock(&status).unwrap_or(0);
     log::line(format!("Sandbox: the command exited with status {code}"));
     if code != 0 {
+        if let Err(e) = &monkey {
+            log::line(format!("error: {e:#}"));
+        }
         std::process::exit(code);
     }
-    Ok(())
+    monkey
 }
