@@ -216,6 +216,32 @@ echo "shutdown $(st $v)""#,
     assert_eq!(faults[0]["outcome"]["process"]["cmdline"], "sleep 1000");
     assert_eq!(faults[2]["reverted"]["reason"], "recovery");
     assert_eq!(faults[2]["reverted"]["result"], "reverted");
+    // The same, a page at a time from the end: the latest two, then the two before.
+    let journal = dir.join("journal.jsonl");
+    let page = |extra: &[&str]| {
+        let mut args = vec![
+            "history",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--limit",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        monkey(&args)
+    };
+    let latest = page(&[]);
+    assert_eq!(latest.stdout.lines().count(), 2, "{}", latest.stdout);
+    let next = latest
+        .stderr
+        .trim()
+        .strip_prefix("(older faults: --until ")
+        .and_then(|t| t.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{}", latest.stderr))
+        .to_owned();
+    let older = page(&["--until", &next, "--json"]);
+    let older: serde_json::Value = serde_json::from_str(&older.stdout).unwrap();
+    assert_eq!(older["faults"], serde_json::json!(faults[..2]));
+    assert_eq!(older["next"], serde_json::Value::Null);
     fs::remove_dir_all(dir).unwrap();
 }
 

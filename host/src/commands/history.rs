@@ -10,7 +10,7 @@ use crate::{
     cli::HistoryArgs,
     config,
     domain::{
-        injection,
+        history, injection,
         journal::{self, parse_since, Entry},
     },
     support::{text::escape_controls, UsageError},
@@ -66,6 +66,48 @@ pub fn line(e: &Entry) -> String {
     escape_controls(&out).into_owned()
 }
 
+/// `history --limit N`: one page, read backwards from the journal's end.
+fn page(
+    path: &std::path::Path,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let page = history::page(
+        path,
+        history::Query {
+            since,
+            until,
+            limit,
+        },
+    )
+    .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+    for problem in &page.problems {
+        eprintln!("warning: {problem}");
+    }
+    let next = page.next.map(|t| t.to_rfc3339());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(
+                &serde_json::json!({ "faults": page.entries, "problems": page.problems, "next": next })
+            )?
+        );
+        return Ok(());
+    }
+    if page.entries.is_empty() {
+        eprintln!("no faults in {}", path.display());
+    }
+    for e in &page.entries {
+        println!("{}", line(e));
+    }
+    if let Some(next) = next {
+        eprintln!("(older faults: --until {next})");
+    }
+    Ok(())
+}
+
 /// Runs `history`.
 pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     let path: PathBuf = match (&args.journal, &args.config) {
@@ -85,6 +127,16 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
         Some(text) => Some(parse_since(text).map_err(|e| UsageError(anyhow!("--since: {e}")))?),
         None => None,
     };
+    let until = match &args.until {
+        Some(text) => Some(
+            parse_since(text)
+                .map_err(|e| UsageError(anyhow!("--until: {}", e.replacen("since", "until", 1))))?,
+        ),
+        None => None,
+    };
+    if let Some(limit) = args.limit {
+        return page(&path, since, until, usize::from(limit), args.json);
+    }
     let contents = journal::read(&path)
         .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
     for problem in &contents.problems {
@@ -93,6 +145,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     let entries: Vec<Entry> = journal::entries(&contents.records)
         .into_iter()
         .filter(|e| since.is_none_or(|t| e.intent.at >= t))
+        .filter(|e| until.is_none_or(|t| e.intent.at < t))
         .collect();
     if args.json {
         println!(
