@@ -45,6 +45,10 @@ pub(crate) struct Checkpoint {
     ino: u64,
     /// How far the journal was applied: the end of its last whole line.
     pub offset: u64,
+    /// The bytes just before the offset, as they were: a file replaced or rewritten
+    /// under the same name (and inode) does not hold them there.
+    #[serde(default)]
+    mark: Vec<u8>,
     /// The faults open there, by id.
     open: BTreeMap<String, Entry>,
 }
@@ -67,7 +71,10 @@ impl Checkpoint {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        if (meta.dev(), meta.ino()) != (self.dev, self.ino) || meta.len() < self.offset {
+        if (meta.dev(), meta.ino()) != (self.dev, self.ino)
+            || meta.len() < self.offset
+            || mark(journal, self.offset)? != self.mark
+        {
             self.dev = meta.dev();
             self.ino = meta.ino();
             self.offset = 0;
@@ -75,6 +82,7 @@ impl Checkpoint {
         let (end, problems) =
             journal::each_from(journal, self.offset, |record| self.apply(record))?;
         self.offset = end;
+        self.mark = mark(journal, end)?;
         self.prune(Utc::now());
         Ok(problems)
     }
@@ -133,6 +141,17 @@ impl Checkpoint {
         let text = serde_json::to_vec(self).map_err(io::Error::other)?;
         state::write_atomic(&checkpoint_path(journal), &text)
     }
+}
+
+/// The (up to) 64 bytes of `journal` before `offset`.
+fn mark(journal: &Path, offset: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let start = offset.saturating_sub(64);
+    let mut bytes = vec![0u8; (offset - start) as usize];
+    if !bytes.is_empty() {
+        std::fs::File::open(journal)?.read_exact_at(&mut bytes, start)?;
+    }
+    Ok(bytes)
 }
 
 /// When the faults that count against a budget happened, oldest first: the faults of
@@ -262,6 +281,20 @@ mod tests {
         assert_eq!(next.offset, at);
         next.catch_up(&path).unwrap();
         assert_eq!(ids(&next), ["4", "5"]);
+        // Rewritten in place (same inode), longer than the offset: read from its start.
+        let mut rewritten = next.clone();
+        let text = std::fs::read(&path).unwrap();
+        let mut other = b"\n".repeat(text.len() + 10);
+        other.extend_from_slice(&serde_json::to_vec(&revert("5", "reverted")).unwrap());
+        other.push(b'\n');
+        std::fs::write(&path, &other).unwrap();
+        rewritten.catch_up(&path).unwrap();
+        assert_eq!(
+            ids(&rewritten),
+            ["4"],
+            "the record at the new file's end was read"
+        );
+        std::fs::write(&path, &text).unwrap();
         // The journal replaced by another file: read from its start, on top.
         std::fs::remove_file(&path).unwrap();
         let journal = Journal::open(&path).unwrap();
@@ -316,5 +349,21 @@ mod tests {
         let mut expected = lines;
         expected.reverse();
         assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn a_line_of_megabytes_is_passed_over_not_piled_up() {
+        let path = scratch("huge-line");
+        let mut text = b"first\n".to_vec();
+        text.extend(std::iter::repeat_n(b'z', 10 * 1024 * 1024));
+        text.extend_from_slice(b"\nlast\n");
+        std::fs::write(&path, &text).unwrap();
+        let started = std::time::Instant::now();
+        let back: Vec<Vec<u8>> = journal::lines_backwards(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(back, [b"last".to_vec(), b"first".to_vec()]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 }

@@ -143,13 +143,13 @@ impl Budget {
         }
     }
 
-    /// A fault happens at `now` (recorded when it is let through, so two requests at once
-    /// cannot both take the last place).
     /// How many of the latest faults the limits look at (0: no limit, none).
     pub fn keep(&self) -> usize {
         self.keep
     }
 
+    /// A fault happens at `now` (recorded when it is let through, so two requests at once
+    /// cannot both take the last place).
     pub fn record(&mut self, now: DateTime<Utc>) {
         self.recent.push_back(now);
         while self.recent.len() > self.keep {

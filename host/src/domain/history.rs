@@ -60,12 +60,17 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                 reverts.entry(r.id.clone()).or_insert(r);
             }
             Record::Outcome(o) => {
-                if query.until.is_none_or(|until| o.at >= until - OUTCOME_LAG) {
+                // Not those of faults well after the page: their intents come first and
+                // take them away, but an outcome without one would stay.
+                if query.until.is_none_or(|until| o.at < until + OUTCOME_LAG) {
                     outcomes.insert(o.id.clone(), o);
                 }
             }
             Record::Intent(intent) => {
                 if query.until.is_some_and(|until| intent.at >= until) {
+                    // Newer than the page: what was kept for it goes.
+                    outcomes.remove(&intent.id);
+                    reverts.remove(&intent.id);
                     continue;
                 }
                 if query.since.is_some_and(|since| intent.at < since) {
@@ -198,6 +203,37 @@ mod tests {
         .unwrap();
         assert_eq!(ids(&since), ["1-8", "1-9"]);
         assert_eq!(since.next, None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_older_page_keeps_its_outcomes_however_far_back() {
+        let dir = std::env::temp_dir().join(format!("nm-history-far-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("journal.jsonl");
+        let journal = Journal::open(&path).unwrap();
+        let start = Utc::now() - TimeDelta::days(1);
+        for i in 0..6 {
+            let id = format!("2-{i}");
+            let at = start + TimeDelta::hours(i);
+            journal.append(&intent(&id, at), false).unwrap();
+            let mut o = OutcomeRecord::failed(&id, at, 1, String::new());
+            o.result = "dry-run".into();
+            journal.append(&Record::Outcome(o), false).unwrap();
+        }
+        let query = |until| Query {
+            since: None,
+            until,
+            limit: 3,
+        };
+        let first = page(&path, query(None)).unwrap();
+        let second = page(&path, query(first.next)).unwrap();
+        assert_eq!(second.entries.len(), 3);
+        assert!(
+            second.entries.iter().all(|e| e.outcome.is_some()),
+            "{:?}",
+            second.entries
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

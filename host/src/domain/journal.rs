@@ -233,13 +233,25 @@ impl Journal {
             file.write_all(&line)
                 .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
-            // What part of it was written goes, so no later record is glued to it.
-            let _ = file.set_len(len);
+            // What part of it was written goes, so no later record is glued to it; but
+            // only if nobody else (a `kill` beside the daemon) appended meanwhile: then
+            // the torn line stays, and the next append closes it.
+            let now = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if now <= len + line.len() as u64 {
+                let _ = file.set_len(len);
+            }
             return Err(e);
         }
         *lock(&self.grown) += line.len() as u64;
         self.grew.notify_all();
         Ok(())
+    }
+
+    /// Runs `f` while no record is being appended (by this process): what it reads of
+    /// the file is whole, and stays (an append that fails is cut back before `f` runs).
+    pub(crate) fn quiet<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _one_at_a_time = lock(&self.writing);
+        f()
     }
 
     /// Blocks until at least `bytes` were appended since the last call returned (no
@@ -334,6 +346,7 @@ pub(crate) fn lines_backwards(path: &Path) -> io::Result<Backwards> {
         end,
         carry: Vec::new(),
         ready: Vec::new(),
+        skipping: false,
     })
 }
 
@@ -346,9 +359,14 @@ pub(crate) struct Backwards {
     carry: Vec<u8>,
     /// Whole lines read, the last one first... popped from the back.
     ready: Vec<Vec<u8>>,
+    /// A line too long to keep is being passed over.
+    skipping: bool,
 }
 
 const BLOCK: u64 = 64 * 1024;
+
+/// The longest line read back; a longer one is skipped.
+const MAX_LINE: usize = 4 * 1024 * 1024;
 
 impl Iterator for Backwards {
     type Item = io::Result<Vec<u8>>;
@@ -371,6 +389,12 @@ impl Iterator for Backwards {
                 }
                 return Some(Ok(first));
             }
+            // A line of megabytes is no record (zeros after a crash, say): dropped, so
+            // that reading back stays linear.
+            if self.carry.len() > MAX_LINE {
+                self.carry.clear();
+                self.skipping = true;
+            }
             let start = self.end.saturating_sub(BLOCK);
             let mut block = vec![0u8; (self.end - start) as usize];
             if let Err(e) = file.read_exact_at(&mut block, start) {
@@ -382,7 +406,19 @@ impl Iterator for Backwards {
             let mut parts: Vec<Vec<u8>> =
                 block.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
             // The first part may be the end of a line that starts in an earlier block.
-            self.carry = parts.remove(0);
+            let first = parts.remove(0);
+            if self.skipping {
+                // Passing over a dropped line: what of it this block holds goes too.
+                match parts.pop() {
+                    None => self.carry = Vec::new(),
+                    Some(_) => {
+                        self.skipping = false;
+                        self.carry = first;
+                    }
+                }
+            } else {
+                self.carry = first;
+            }
             self.ready = parts;
         }
     }

@@ -68,10 +68,12 @@ fn run_with(
         .max_blocking_threads(MAX_INJECTIONS_AT_ONCE)
         .build()
         .context("cannot start the async runtime")?;
-    let journal_path = config.journal.clone();
+    let journal = setup.engine.shared_journal();
     let result = runtime.block_on(serve(config, setup, ended, args));
     // The last checkpoint: the next start reads only what comes after it.
-    setup::checkpoint_now(&checkpoint, &journal_path);
+    if let Some(journal) = journal {
+        setup::checkpoint_now(&checkpoint, &journal);
+    }
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result? {

@@ -287,16 +287,20 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     })
 }
 
-/// Takes a checkpoint now (logging why not, if it cannot).
-pub fn checkpoint_now(checkpoint: &Mutex<Checkpoint>, journal: &std::path::Path) {
+/// Takes a checkpoint now (logging why not, if it cannot), while no record is being
+/// appended: a line read is never cut back afterwards.
+pub fn checkpoint_now(checkpoint: &Mutex<Checkpoint>, journal: &Journal) {
+    let path = journal.path();
     let mut checkpoint = crate::support::lock::lock(checkpoint);
-    let taken = checkpoint
-        .catch_up(journal)
-        .and_then(|_| checkpoint.save(journal));
+    let taken = journal.quiet(|| {
+        checkpoint
+            .catch_up(path)
+            .and_then(|_| checkpoint.save(path))
+    });
     if let Err(e) = taken {
         log::line(format!(
             "journal: cannot take a checkpoint of {} ({e}): the next start reads from the last one",
-            journal.display()
+            path.display()
         ));
     }
 }
@@ -308,13 +312,13 @@ pub fn keep_checkpoints(engine: &Engine, checkpoint: Checkpoint) -> Arc<Mutex<Ch
     let Some(journal) = engine.shared_journal() else {
         return checkpoint;
     };
-    checkpoint_now(&checkpoint, journal.path());
+    checkpoint_now(&checkpoint, &journal);
     let kept = checkpoint.clone();
     let spawned = std::thread::Builder::new()
         .name("checkpoint".to_owned())
         .spawn(move || loop {
             journal.wait_grown(active::CHECKPOINT_EVERY);
-            checkpoint_now(&kept, journal.path());
+            checkpoint_now(&kept, &journal);
         });
     if let Err(e) = spawned {
         log::line(format!(
