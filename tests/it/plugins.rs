@@ -317,6 +317,17 @@ fn two_plugin_files_with_one_name_are_both_set_aside() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// `POST /api/faults/{fault}` with a description.
+fn fire(port: u16, fault: &str) -> crate::util::Answer {
+    crate::util::http(
+        port,
+        "POST",
+        &format!("/api/faults/{fault}"),
+        &[],
+        br#"{"desc":"x"}"#,
+    )
+}
+
 /// A daemon config in `dir` around a copy of the panicky fixture (every day and hour, no
 /// timer, state in `dir`), with `extra` settings and these `faults` (the map's entries).
 /// Returns the config's path and the copy's.
@@ -547,15 +558,7 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
     );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
-    let fire = |fault: &str| {
-        crate::util::http(
-            port,
-            "POST",
-            &format!("/api/faults/{fault}"),
-            &[],
-            br#"{"desc":"crash"}"#,
-        )
-    };
+    let fire = |fault: &str| fire(port, fault);
     for (fault, status, message) in [
         (
             "segv",
@@ -631,15 +634,7 @@ fn what_a_plugin_writes_or_leaves_behind_cannot_hold_or_fill_the_daemon() {
     );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
-    let fire = |fault: &str| {
-        crate::util::http(
-            port,
-            "POST",
-            &format!("/api/faults/{fault}"),
-            &[],
-            br#"{"desc":"x"}"#,
-        )
-    };
+    let fire = |fault: &str| fire(port, fault);
     let flood = fire("flood");
     assert_eq!(flood.status, 200, "{}", flood.body);
     let said = d.wait_for(|l| l.starts_with("plugin panicky: aaaa"));

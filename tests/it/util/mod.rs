@@ -8,7 +8,7 @@ mod http;
 
 pub use daemon::{Daemon, DEADLINE};
 pub use fake_server::{FakeServer, Reply};
-pub use http::http;
+pub use http::{http, Answer};
 
 use std::{
     path::PathBuf,
