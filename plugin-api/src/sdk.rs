@@ -36,6 +36,34 @@ pub struct Manifest {
     /// The version of `nightmare-monkey-plugin-api` the plugin was built against.
     #[serde(default)]
     pub api_version: String,
+    /// Whether the fault injects in two phases (see [`Phase`]): it names its target in a
+    /// `prepare` call that changes nothing, the host journals that target, and an `apply`
+    /// call acts on exactly it. Plugins built against 1.0.0 say nothing here and are
+    /// injected in one phase.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepares: bool,
+}
+
+/// Which part of an injection the host asks for.
+///
+/// A reversible fault that changes the host (a stopped process, a file) must be undone
+/// even if the daemon is killed the moment after. In one phase there is a window: the
+/// fault is in effect before its outcome, which carries the revert state, is on disk. A
+/// fault that announces [`Manifest::prepares`] closes it: the host asks it to
+/// [`Phase::Prepare`] (choose the target, change nothing, return the revert state that
+/// would undo it), journals that state durably, and only then asks it to
+/// [`Phase::Apply`] it, with the state in [`Request::prepared`]. A crash at any moment
+/// after that leaves the journal with what undoes the fault.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Choose and act in one call (dry runs, and plugins that do not prepare).
+    #[default]
+    Whole,
+    /// Choose the target and return its revert state; change nothing.
+    Prepare,
+    /// Act on the target named by [`Request::prepared`].
+    Apply,
 }
 
 /// One injection as the host asks for it.
@@ -52,6 +80,17 @@ pub struct Request {
     /// Processes to leave alone: those under a reversible fault still in effect (a process
     /// stopped by `process-pause` is not killed meanwhile). Process faults must skip them.
     pub avoid: Vec<u32>,
+    /// Which part of the injection this is (only for plugins that announce
+    /// [`Manifest::prepares`]; always [`Phase::Whole`] in a dry run).
+    #[serde(skip_serializing_if = "is_whole")]
+    pub phase: Phase,
+    /// For [`Phase::Apply`]: the revert state the `prepare` call returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<serde_json::Value>,
+}
+
+fn is_whole(phase: &Phase) -> bool {
+    *phase == Phase::Whole
 }
 
 impl Default for Request {
@@ -62,6 +101,8 @@ impl Default for Request {
             dry_run: true,
             desc: String::new(),
             avoid: Vec::new(),
+            phase: Phase::Whole,
+            prepared: None,
         }
     }
 }
@@ -217,6 +258,41 @@ pub trait FaultPlugin: Sized + Send + Sync + 'static {
     /// must make its random choices from `Rng::from_seed(request.seed)` only.
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError>;
 
+    /// Whether the fault injects in two phases: it implements [`FaultPlugin::prepare`] and
+    /// [`FaultPlugin::apply`] (announced in the manifest as [`Manifest::prepares`]). A
+    /// reversible fault that changes the host should: then no crash of the daemon, at any
+    /// moment, leaves it in effect with nothing in the journal to undo it.
+    const PREPARES: bool = false;
+
+    /// Two-phase faults: chooses the target exactly as [`FaultPlugin::inject`] would with
+    /// this request (the same seed makes the same choice) and changes nothing. The
+    /// outcome's `revert` is the state that undoes the fault once applied (it must also be
+    /// safe to revert if the fault was never applied), and `process`/`summary` describe
+    /// the target. An outcome without `revert` state is final: nothing is applied (the
+    /// target was gone, say).
+    fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let _ = request;
+        Err(PluginError::new(
+            ErrorKind::Failed,
+            format!("the {} fault does not inject in two phases", Self::NAME),
+        ))
+    }
+
+    /// Two-phase faults: applies the fault to the target `prepared` names (the revert
+    /// state [`FaultPlugin::prepare`] returned), and reports as [`FaultPlugin::inject`]
+    /// does.
+    fn apply(
+        &self,
+        request: &Request,
+        prepared: &serde_json::Value,
+    ) -> Result<Outcome, PluginError> {
+        let _ = (request, prepared);
+        Err(PluginError::new(
+            ErrorKind::Failed,
+            format!("the {} fault does not inject in two phases", Self::NAME),
+        ))
+    }
+
     /// Undoes an injection, given the `revert` state of its outcome.
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
         let _ = state;
@@ -370,6 +446,7 @@ extern "C" fn manifest<P: FaultPlugin>() -> RResult<RString, RString> {
             version: P::VERSION.to_owned(),
             description: P::DESCRIPTION.to_owned(),
             api_version: API_VERSION.to_owned(),
+            prepares: P::PREPARES,
         })
     })
 }
@@ -406,7 +483,19 @@ impl<P: FaultPlugin> Fault for Adapter<P> {
             let request: Request = serde_json::from_str(request.as_str()).map_err(|e| {
                 PluginError::new(ErrorKind::Failed, format!("unreadable request: {e}"))
             })?;
-            to_json_text(&self.plugin()?.inject(&request)?)
+            let plugin = self.plugin()?;
+            let outcome = match (request.phase, &request.prepared) {
+                (Phase::Whole, _) => plugin.inject(&request)?,
+                (Phase::Prepare, _) => plugin.prepare(&request)?,
+                (Phase::Apply, Some(prepared)) => plugin.apply(&request, prepared)?,
+                (Phase::Apply, None) => {
+                    return Err(PluginError::new(
+                        ErrorKind::Failed,
+                        "an apply request without the prepared state",
+                    ))
+                }
+            };
+            to_json_text(&outcome)
         })
     }
 
@@ -587,6 +676,112 @@ mod tests {
         assert!(flag.load(std::sync::atomic::Ordering::Relaxed));
         assert!(!flags.stop(7));
         assert!(StopFlags::token(&serde_json::json!({})).is_err());
+    }
+
+    /// A fault in two phases, through the ABI as the host drives it: the manifest says
+    /// so, and each phase reaches its method.
+    #[test]
+    fn each_phase_reaches_its_method_through_the_abi() {
+        struct Twice;
+        impl FaultPlugin for Twice {
+            const NAME: &'static str = "twice";
+            const VERSION: &'static str = "0.1.0";
+            const DESCRIPTION: &'static str = "two phases";
+            const PREPARES: bool = true;
+            type Config = ();
+            fn new((): ()) -> Result<Self, PluginError> {
+                Ok(Twice)
+            }
+            fn inject(&self, _: &Request) -> Result<Outcome, PluginError> {
+                Ok(Outcome {
+                    result: "whole".into(),
+                    ..Outcome::default()
+                })
+            }
+            fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
+                Ok(Outcome {
+                    result: "prepared".into(),
+                    revert: Some(serde_json::json!({ "target": request.seed })),
+                    ..Outcome::default()
+                })
+            }
+            fn apply(
+                &self,
+                _: &Request,
+                prepared: &serde_json::Value,
+            ) -> Result<Outcome, PluginError> {
+                Ok(Outcome {
+                    result: format!("applied to {}", prepared["target"]),
+                    ..Outcome::default()
+                })
+            }
+        }
+        let module = root_module::<Twice>();
+        let manifest: Manifest = serde_json::from_str(&(module.manifest())().unwrap()).unwrap();
+        assert!(manifest.prepares);
+        let fault = (module.new_fault())(RStr::from("")).unwrap();
+        let call = |request: Request| {
+            let text = serde_json::to_string(&request).unwrap();
+            fault
+                .inject(RStr::from(text.as_str()))
+                .into_result()
+                .map(|out| serde_json::from_str::<Outcome>(&out).unwrap().result)
+                .map_err(|e| PluginError::from_json(&e).message)
+        };
+        let request = Request {
+            seed: 9,
+            ..Request::default()
+        };
+        assert_eq!(call(request.clone()).unwrap(), "whole");
+        let prepare = Request {
+            phase: Phase::Prepare,
+            ..request.clone()
+        };
+        assert_eq!(call(prepare).unwrap(), "prepared");
+        let apply = Request {
+            phase: Phase::Apply,
+            prepared: Some(serde_json::json!({ "target": 9 })),
+            ..request.clone()
+        };
+        assert_eq!(call(apply).unwrap(), "applied to 9");
+        let lost = Request {
+            phase: Phase::Apply,
+            ..request
+        };
+        assert_eq!(
+            call(lost).unwrap_err(),
+            "an apply request without the prepared state"
+        );
+        // A plugin that does not prepare says nothing of it in its manifest.
+        let text = (root_module::<Twice>().manifest())().unwrap();
+        assert!(text.contains(r#""prepares":true"#));
+        let plain: Manifest = serde_json::from_str(r#"{"name":"a","version":"1"}"#).unwrap();
+        assert!(!plain.prepares);
+    }
+
+    #[test]
+    fn a_one_phase_request_reads_as_version_1_0_0_wrote_it() {
+        let whole = Request {
+            seed: 3,
+            dry_run: false,
+            ..Request::default()
+        };
+        // What a 1.0.0 plugin reads: no field it does not know.
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            r#"{"seed":3,"dry_run":false,"desc":"","avoid":[]}"#
+        );
+        let apply = Request {
+            phase: Phase::Apply,
+            prepared: Some(serde_json::json!({"pid": 7})),
+            ..whole
+        };
+        let text = serde_json::to_string(&apply).unwrap();
+        assert!(
+            text.contains(r#""phase":"apply","prepared":{"pid":7}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), apply);
     }
 
     #[test]

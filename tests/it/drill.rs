@@ -580,7 +580,7 @@ echo "after $(st $v)""#,
 /// victim is resumed at once and the answer is 503, never 200; the half-written line is
 /// cut back, so once there is room again every line of the journal reads whole.
 #[test]
-fn a_fault_whose_outcome_cannot_be_journaled_is_reverted_at_once() {
+fn a_full_disk_injects_nothing_or_reverts_at_once_never_leaves_a_victim_stopped() {
     let dir = temp_dir("drill-enospc");
     let cfg = config(
         &dir,
@@ -592,14 +592,23 @@ fn a_fault_whose_outcome_cannot_be_journaled_is_reverted_at_once() {
 mkdir -p {d}/fs && mount -t tmpfs -o size=64k tmpfs {d}/fs || exit 99
 j={d}/fs/journal.jsonl
 sleep 1000 & v=$!
-"$NM" kill --config {cfg} --fault pause --seed 1 >/dev/null 2>&1
-i=$(head -n 1 $j | wc -c); l=$(wc -c < $j)
-# Newlines (blank lines, skipped when read) so that the last page keeps room for one
-# intent and 150 bytes: not for an outcome.
-p=$(( (8192 - ($i + 150) - $l % 4096) % 4096 )); head -c $p /dev/zero | tr '\0' '\n' >> $j
-dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
+# Leaves $1 bytes free on the journal's filesystem, all in the journal's last page: pads
+# it with newlines (blank lines, skipped when read), then fills the rest.
+room() {{ l=$(wc -c < $j); n=$(( (8192 - $1 - l % 4096) % 4096 )); head -c $n /dev/zero | tr '\0' '\n' >> $j
+  dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null; }}
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
+# One pause, undone by the kill switch, to measure its records.
+post $p /api/faults/pause '{{"desc":"a measure"}}' >/dev/null
+post $p /api/pause >/dev/null; post $p /api/resume >/dev/null
+i=$(grep '"type":"intent"' $j | wc -c); r=$(grep '"type":"prepared"' $j | wc -c)
+# Room for the intent, not for the victim's prepared record: nothing is done.
+room $(( i + 150 ))
+post $p /api/faults/pause '{{"desc":"no room to prepare"}}'
+echo "unprepared $(st $v)"
+rm {d}/fs/fill
+# Room for the intent and the prepared victim, not for the outcome: undone at once.
+room $(( i + r + 150 ))
 post $p /api/faults/pause '{{"desc":"full disk"}}'
 echo "after $(st $v)"
 rm {d}/fs/fill
@@ -610,12 +619,28 @@ echo "end $(st $v)""#,
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
-    let answer = json_lines(&run.stdout)
+    let answers: Vec<serde_json::Value> = json_lines(&run.stdout)
         .into_iter()
-        .find(|j| j.get("code").is_some())
-        .unwrap_or_else(|| panic!("{}\n{}\n{log}", run.stdout, run.stderr));
-    assert_eq!(answer["code"], 503, "{answer}\n{log}");
-    let message = answer["message"].as_str().unwrap();
+        .filter(|j| j.get("code").is_some())
+        .collect();
+    let [unprepared, unrecorded] = &answers[..] else {
+        panic!("{}\n{}\n{log}", run.stdout, run.stderr)
+    };
+    assert_eq!(unprepared["code"], 503, "{unprepared}\n{log}");
+    let message = unprepared["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot write the journal ")
+            && message
+                .ends_with("No space left on device (os error 28); the fault was not injected"),
+        "{message}"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "unprepared"),
+        ["S"],
+        "never stopped\n{log}"
+    );
+    assert_eq!(unrecorded["code"], 503, "{unrecorded}\n{log}");
+    let message = unrecorded["message"].as_str().unwrap();
     assert!(
         message.starts_with("pause: cannot record the outcome in the journal ")
             && message
@@ -1076,5 +1101,69 @@ kill -TERM $m; wait $m; echo "code $?""#,
         "{states}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A pause injects in two phases: its victim is journaled (fsynced) before the SIGSTOP,
+/// so a daemon killed at any moment of the injection leaves what undoes it. Checked
+/// twice: from a journal caught between the phases (written as the daemon writes it,
+/// with the victim stopped), and by SIGKILLs at a spread of moments during real
+/// injections, each followed by a start that must leave the victim running.
+#[test]
+fn a_sigkill_at_any_moment_of_a_pause_leaves_no_victim_stopped_after_the_next_start() {
+    let dir = temp_dir("drill-any-moment");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+j={d}/journal.jsonl
+sleep 1000 & v=$!
+kill -STOP $v
+t=$(cut -d' ' -f22 /proc/$v/stat); now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo '{{"type":"intent","id":"1-1","at":"'$now'","fault":"pause","plugin":"process-pause","trigger":"http","desc":"caught","dry_run":false,"master_seed":1,"stream":"fault/pause","stream_position":0,"seed":2}}' > $j
+echo '{{"type":"prepared","id":"1-1","at":"'$now'","revert":{{"pid":'$v',"start_time":'$t',"name":"sleep"}}}}' >> $j
+echo "caught $(st $v)"
+"$NM" --config {cfg} --execute 2>{d}/log0 & d=$!
+await Listening {d}/log0
+echo "recovered $(st $v)"
+kill -TERM $d; wait $d; kill -KILL $v
+for i in 0 1 2 3 4 5 6 7 8 9 10 11; do
+  sleep 1000 & v=$!
+  "$NM" --config {cfg} --execute 2>{d}/log$i.a & d=$!
+  await Listening {d}/log$i.a; p=$(port {d}/log$i.a)
+  post $p /api/faults/pause '{{"desc":"any moment"}}' >/dev/null 2>&1 & c=$!
+  if [ $((i % 2)) = 0 ]; then
+    # A spread of moments (not a synchronisation): 0 to 50 ms after the request left.
+    sleep 0.0$((i * 4 / 10))$((i * 4 % 10))
+  else
+    # The moment the victim stops (read without a fork): between the SIGSTOP and the
+    # outcome on disk, or just after.
+    end=$(( $(date +%s) + 10 ))
+    until {{ read -r s < /proc/$v/stat; set -- $s; [ "$3" = T ]; }} || [ "$(date +%s)" -gt $end ]; do :; done
+  fi
+  kill -KILL $d; wait $d 2>/dev/null; wait $c
+  echo "outcome $(grep -c '"type":"outcome"' {d}/journal.jsonl)"
+  echo "killed $(st $v)"
+  "$NM" --config {cfg} --execute 2>{d}/log$i.b & d=$!
+  await Listening {d}/log$i.b
+  echo "after $(st $v)"
+  kill -TERM $d; wait $d; kill -KILL $v 2>/dev/null
+done"#,
+        d = dir.display()
+    ));
+    let log0 = fs::read_to_string(dir.join("log0")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "caught"), ["T"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "recovered"), ["S"], "{log0}");
+    assert!(
+        log0.contains("Recovering: 1-1 (pause) was being injected when the last run stopped; its prepared target is reverted"),
+        "{log0}"
+    );
+    let after = pairs(&run.stdout, "after");
+    assert_eq!(after.len(), 12, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        after.iter().all(|s| s == "S"),
+        "a victim left stopped: {}",
+        run.stdout
+    );
     fs::remove_dir_all(dir).unwrap();
 }

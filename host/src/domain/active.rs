@@ -90,16 +90,14 @@ impl Checkpoint {
     fn apply(&mut self, record: Record) {
         match record {
             Record::Intent(intent) if !intent.dry_run => {
-                self.open.insert(
-                    intent.id.clone(),
-                    Entry {
-                        intent,
-                        outcome: None,
-                        reverted: None,
-                    },
-                );
+                self.open.insert(intent.id.clone(), Entry::of(intent));
             }
             Record::Intent(_) => {}
+            Record::Prepared(prepared) => {
+                if let Some(entry) = self.open.get_mut(&prepared.id) {
+                    entry.prepared = Some(prepared);
+                }
+            }
             Record::Outcome(outcome) => {
                 if outcome.revert.is_none() {
                     self.open.remove(&outcome.id);
@@ -119,15 +117,16 @@ impl Checkpoint {
         }
     }
 
-    /// An intent that never got an outcome names no target: after a day it is no
-    /// longer kept waiting for one.
+    /// An intent that never got an outcome or a prepared target names nothing to undo:
+    /// after a day it is no longer kept waiting for one.
     fn prune(&mut self, now: DateTime<Utc>) {
         let day = chrono::TimeDelta::days(1);
         self.open
-            .retain(|_, e| e.outcome.is_some() || now - e.intent.at < day);
+            .retain(|_, e| e.outcome.is_some() || e.prepared.is_some() || now - e.intent.at < day);
     }
 
-    /// The faults in effect: outcomes with revert state not reverted.
+    /// The faults in effect: outcomes with revert state not reverted, and two-phase
+    /// faults prepared but never settled.
     pub(crate) fn active(&self) -> Vec<Entry> {
         self.open
             .values()

@@ -6,7 +6,7 @@ use std::{collections::HashMap, io, path::Path};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::journal::{self, Entry, OutcomeRecord, Record, RevertRecord};
+use super::journal::{self, Entry, OutcomeRecord, PreparedRecord, Record, RevertRecord};
 
 /// The most faults one page may hold.
 pub(crate) const MAX_LIMIT: usize = 10_000;
@@ -43,6 +43,7 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     // each fault, and the outcomes near the page.
     let mut outcomes: HashMap<String, OutcomeRecord> = HashMap::new();
     let mut reverts: HashMap<String, RevertRecord> = HashMap::new();
+    let mut prepared: HashMap<String, PreparedRecord> = HashMap::new();
     for line in journal::lines_backwards(path)? {
         let line = line?;
         let record = match serde_json::from_slice::<Record>(&line) {
@@ -59,6 +60,11 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
             Record::Revert(r) => {
                 reverts.entry(r.id.clone()).or_insert(r);
             }
+            Record::Prepared(p) => {
+                if query.until.is_none_or(|until| p.at < until + OUTCOME_LAG) {
+                    prepared.insert(p.id.clone(), p);
+                }
+            }
             Record::Outcome(o) => {
                 // Not those of faults well after the page: their intents come first and
                 // take them away, but an outcome without one would stay.
@@ -71,6 +77,7 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                     // Newer than the page: what was kept for it goes.
                     outcomes.remove(&intent.id);
                     reverts.remove(&intent.id);
+                    prepared.remove(&intent.id);
                     continue;
                 }
                 if query.since.is_some_and(|since| intent.at < since) {
@@ -81,13 +88,11 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                     page.next = page.entries.last().map(|e| e.intent.at);
                     break;
                 }
-                let outcome = outcomes.remove(&intent.id);
-                let reverted = reverts.remove(&intent.id);
-                page.entries.push(Entry {
-                    intent,
-                    outcome,
-                    reverted,
-                });
+                let mut entry = Entry::of(intent);
+                entry.outcome = outcomes.remove(&entry.intent.id);
+                entry.reverted = reverts.remove(&entry.intent.id);
+                entry.prepared = prepared.remove(&entry.intent.id);
+                page.entries.push(entry);
             }
         }
     }

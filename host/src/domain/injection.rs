@@ -93,6 +93,11 @@ pub trait Fault: Send + Sync {
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError>;
     /// Undoes an injection, given the `revert` state of its outcome.
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError>;
+    /// Whether it injects in two phases (`prepare`, then `apply`: see
+    /// [`nightmare_monkey_plugin_api::sdk::Phase`]).
+    fn prepares(&self) -> bool {
+        false
+    }
 }
 
 /// Why an injection did not happen.

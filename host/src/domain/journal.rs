@@ -3,7 +3,10 @@
 //! `outcome` record after, and a `revert` record when a reversible fault is undone. A
 //! crash therefore loses nothing: an intent without an outcome says a fault may have
 //! happened, and an outcome with revert state but no revert record is a fault still
-//! active, which the next start reverts.
+//! active, which the next start reverts. A fault injected in two phases also has a
+//! `prepared` record between its intent and its outcome, fsynced before the fault is
+//! applied: the revert state of a target chosen but not yet acted on, so that a crash
+//! before the outcome is on disk still leaves what undoes it.
 //!
 //! The file is opened for each record (faults are rare), so it can be rotated or
 //! removed while the daemon runs; if a record cannot be written, the fault it announces
@@ -34,6 +37,26 @@ pub(crate) enum Record {
     Outcome(OutcomeRecord),
     /// A reversible fault undone.
     Revert(RevertRecord),
+    /// The target of a two-phase fault, chosen and about to be acted on.
+    Prepared(PreparedRecord),
+}
+
+/// The target of a two-phase fault before it is acted on: what undoes the fault once it
+/// is applied (and is harmless if it never was).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PreparedRecord {
+    /// The intent's id.
+    pub id: String,
+    /// When the plugin chose it.
+    pub at: DateTime<Utc>,
+    /// The revert state of the target.
+    pub revert: serde_json::Value,
+    /// The process chosen, for process faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessInfo>,
+    /// One line for humans (`will stop sleep(PID:12) for 30s`).
+    #[serde(default)]
+    pub summary: String,
 }
 
 /// What an injection did.
@@ -451,17 +474,39 @@ pub(crate) struct Entry {
     pub outcome: Option<OutcomeRecord>,
     /// When and how it was reverted, for reversible faults.
     pub reverted: Option<RevertRecord>,
+    /// The target of a two-phase fault, journaled before it was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<PreparedRecord>,
 }
 
 impl Entry {
+    /// A fault asked for, nothing known of it yet.
+    pub fn of(intent: Intent) -> Self {
+        Self {
+            intent,
+            outcome: None,
+            reverted: None,
+            prepared: None,
+        }
+    }
+
     /// Whether this is a reversible fault not yet reverted (a revert that failed leaves
-    /// it active: the next start tries again).
+    /// it active: the next start tries again): one whose outcome carries revert state,
+    /// or a two-phase fault prepared and not settled (the daemon stopped before its
+    /// outcome was on disk: it may be in effect).
     pub fn is_active(&self) -> bool {
-        self.reverted.as_ref().is_none_or(|r| r.result == "failed")
-            && self
-                .outcome
-                .as_ref()
-                .is_some_and(|o| o.revert.is_some() && !self.intent.dry_run)
+        self.revert_state().is_some()
+    }
+
+    /// What undoes it, while it is active.
+    pub fn revert_state(&self) -> Option<&serde_json::Value> {
+        if self.intent.dry_run || self.reverted.as_ref().is_some_and(|r| r.result != "failed") {
+            return None;
+        }
+        match &self.outcome {
+            Some(outcome) => outcome.revert.as_ref(),
+            None => self.prepared.as_ref().map(|p| &p.revert),
+        }
     }
 }
 
@@ -473,11 +518,12 @@ pub(crate) fn entries(records: &[Record]) -> Vec<Entry> {
         match record {
             Record::Intent(intent) => {
                 index.insert(intent.id.clone(), out.len());
-                out.push(Entry {
-                    intent: intent.clone(),
-                    outcome: None,
-                    reverted: None,
-                });
+                out.push(Entry::of(intent.clone()));
+            }
+            Record::Prepared(p) => {
+                if let Some(&i) = index.get(&p.id) {
+                    out[i].prepared = Some(p.clone());
+                }
             }
             Record::Outcome(o) => {
                 if let Some(&i) = index.get(&o.id) {

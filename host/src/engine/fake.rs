@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, PluginError, ProcessInfo, Request};
+use nightmare_monkey_plugin_api::sdk::{
+    ErrorKind, Outcome, Phase, PluginError, ProcessInfo, Request,
+};
 
 use crate::{domain::injection::Fault, support::lock::lock};
 
@@ -18,6 +20,14 @@ pub enum Behaviour {
     Fail(ErrorKind),
     /// Blocks until the gate opens (a plugin that hangs), then fails.
     Block(Gate),
+    /// Stops PID 300 until reverted (after `ms`), in two phases; the apply waits at
+    /// `hold` first if given (the daemon can be caught between the phases), then
+    /// answers `apply`'s error if given (after acting, for `Failed`).
+    TwoPhase {
+        ms: u64,
+        hold: Option<Gate>,
+        apply: Option<ErrorKind>,
+    },
 }
 
 /// A gate a plugin call waits at until it opens (a plugin that hangs).
@@ -58,6 +68,8 @@ pub struct Fake {
     pub calls: Arc<Mutex<Vec<Request>>>,
     /// Every revert state, in order.
     pub reverts: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Runs in the prepare phase (to break the journal between the phases).
+    pub on_prepare: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Fake {
@@ -71,6 +83,7 @@ impl Fake {
             revert_failure_kind: Arc::new(Mutex::new(ErrorKind::Failed)),
             calls: Arc::default(),
             reverts: Arc::default(),
+            on_prepare: None,
         }
     }
 
@@ -138,11 +151,45 @@ impl Fault for Fake {
                 ..Outcome::default()
             }),
             Behaviour::Fail(kind) => Err(PluginError::new(kind.clone(), "the fake failed")),
+            Behaviour::TwoPhase { ms, hold, apply } => {
+                let state = serde_json::json!({ "pid": 300 });
+                let outcome = |result: &str| Outcome {
+                    action: "Pause".into(),
+                    result: result.into(),
+                    process: Some(process(300)),
+                    revert: Some(state.clone()),
+                    revert_after_ms: Some(*ms),
+                    ..Outcome::default()
+                };
+                match request.phase {
+                    Phase::Prepare => {
+                        if let Some(hook) = &self.on_prepare {
+                            hook();
+                        }
+                        Ok(outcome("prepared"))
+                    }
+                    Phase::Apply => {
+                        assert_eq!(request.prepared.as_ref(), Some(&state));
+                        if let Some(gate) = hold {
+                            wait_at(gate);
+                        }
+                        match apply {
+                            Some(kind) => Err(PluginError::new(kind.clone(), "the apply failed")),
+                            None => Ok(outcome("paused")),
+                        }
+                    }
+                    Phase::Whole => Ok(outcome(if request.dry_run { "dry-run" } else { "paused" })),
+                }
+            }
             Behaviour::Block(gate) => {
                 wait_at(gate);
                 Err(PluginError::new(ErrorKind::Failed, "released"))
             }
         }
+    }
+
+    fn prepares(&self) -> bool {
+        matches!(self.behaviour, Behaviour::TwoPhase { .. })
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {

@@ -14,13 +14,13 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use nightmare_monkey_plugin_api::sdk::{Request, Rng};
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, Phase, PluginError, Request, Rng};
 
 use crate::{
     domain::{
         budget::{Budget, Limits},
         injection::{Ask, Fault, InjectError, Injection, Intent},
-        journal::{Journal, OutcomeRecord, Record},
+        journal::{Journal, OutcomeRecord, PreparedRecord, Record},
         window::Window,
     },
     output::{
@@ -371,23 +371,49 @@ impl Engine {
             dry_run,
             desc: ask.desc.clone(),
             avoid,
+            ..Request::default()
         };
         let started = Instant::now();
         // Listed as in flight until its outcome is settled (recorded, and listed as
         // active or reverted), so that going to bed always finds it in one list or the
         // other.
         let _in_flight = InFlight::enter(&self.in_flight, &intent.id, &ask.fault);
-        let answer = slot.fault.inject(&request);
+        let answer = if !dry_run && slot.fault.prepares() {
+            match self.two_phases(slot, &intent, request) {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.forget(now);
+                    return Err(error);
+                }
+            }
+        } else {
+            slot.fault.inject(&request).map_err(|e| (e, None))
+        };
         let done = Utc::now();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let outcome = match answer {
             Ok(outcome) => outcome,
-            Err(error) => {
-                let record = OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
-                // A failure that changed nothing: logged, and the answer is the failure.
-                let _ = self.record_outcome(&record, false);
+            Err((error, undo)) => {
+                let mut record =
+                    OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
                 self.forget(now);
                 metrics::get().fault(&ask.fault, ask.trigger, "failed");
+                match undo {
+                    // A failure that changed nothing: logged, and the answer is the failure.
+                    None => {
+                        let _ = self.record_outcome(&record, false);
+                    }
+                    // An apply that may have acted before it failed: undone from its
+                    // prepared state, and active in the journal until it is.
+                    Some(state) => {
+                        record.revert = Some(state.clone());
+                        let _ = self.record_outcome(&record, true);
+                        self.activate(&intent.id, &ask.fault, state, None);
+                        if let Some(job) = self.take(&intent.id, "apply-failed") {
+                            run_all(vec![job], self.plugin_timeout);
+                        }
+                    }
+                }
                 return Err(InjectError::Plugin {
                     fault: ask.fault.clone(),
                     error,
@@ -396,16 +422,8 @@ impl Engine {
         };
         let revert_due = match (&outcome.revert, outcome.revert_after_ms) {
             (Some(state), Some(ms)) if !dry_run => {
-                let mut active = lock(&self.active);
-                active.insert(
-                    intent.id.clone(),
-                    Active {
-                        fault: ask.fault.clone(),
-                        state: state.clone(),
-                        pid: outcome.process.as_ref().map(|p| p.pid),
-                    },
-                );
-                self.reverts.set_active(active.len());
+                let pid = outcome.process.as_ref().map(|p| p.pid);
+                self.activate(&intent.id, &ask.fault, state.clone(), pid);
                 Some(done + chrono::TimeDelta::milliseconds(ms as i64))
             }
             _ => None,
@@ -447,6 +465,75 @@ impl Engine {
             }
         }
         Ok(injection)
+    }
+
+    /// Lists fault `id` as active: in effect until reverted.
+    fn activate(&self, id: &str, fault: &str, state: serde_json::Value, pid: Option<u32>) {
+        let mut active = lock(&self.active);
+        active.insert(
+            id.to_owned(),
+            Active {
+                fault: fault.to_owned(),
+                state,
+                pid,
+            },
+        );
+        self.reverts.set_active(active.len());
+    }
+
+    /// A two-phase injection (see [`nightmare_monkey_plugin_api::sdk::Phase`]): the plugin
+    /// chooses the target and changes nothing, the target's revert state goes to disk,
+    /// and only then is the fault applied. Whenever the daemon stops from then on, the
+    /// journal holds what undoes it. The plugin's answer (with, for an apply that failed
+    /// in a way that may have acted first, the state to undo it from), or why nothing
+    /// was applied.
+    fn two_phases(
+        &self,
+        slot: &Slot,
+        intent: &Intent,
+        request: Request,
+    ) -> Result<Result<Outcome, (PluginError, Option<serde_json::Value>)>, InjectError> {
+        let prepared = match slot.fault.inject(&Request {
+            phase: Phase::Prepare,
+            ..request.clone()
+        }) {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err((e, None))),
+        };
+        // No revert state: the plugin settled it (nothing to act on).
+        let Some(state) = prepared.revert.clone() else {
+            return Ok(Ok(prepared));
+        };
+        let record = PreparedRecord {
+            id: intent.id.clone(),
+            at: Utc::now(),
+            revert: state.clone(),
+            process: prepared.process.clone(),
+            summary: prepared.summary.clone(),
+        };
+        if let Err(error) = self.write(&Record::Prepared(record), true) {
+            metrics::get().refused(Refusal::Journal);
+            let failed = OutcomeRecord::failed(&intent.id, Utc::now(), 0, error.clone());
+            let _ = self.record_outcome(&failed, false);
+            return Err(InjectError::Journal {
+                path: self.journal_path(),
+                error,
+            });
+        }
+        let applied = slot.fault.inject(&Request {
+            phase: Phase::Apply,
+            prepared: Some(state.clone()),
+            ..request
+        });
+        Ok(applied.map_err(|e| {
+            // A plugin that refused said it changed nothing; one that crashed, panicked,
+            // failed otherwise or did not answer may have acted first.
+            let refused = matches!(
+                e.kind,
+                ErrorKind::Config | ErrorKind::NoTarget | ErrorKind::Denied
+            );
+            (e, (!refused).then_some(state))
+        }))
     }
 
     /// Gives back the budget place of a fault that did not happen.

@@ -240,18 +240,18 @@ impl Plugin {
     pub fn new_fault(&self, config: &str) -> Result<PluginFault, PluginError> {
         match &self.module {
             Module::Linked(module) => match (module.new_fault())(RStr::from(config)) {
-                RResult::ROk(fault) => Ok(PluginFault(Runs::Linked(fault))),
+                RResult::ROk(fault) => Ok(PluginFault(Runs::Linked(fault), self.manifest.prepares)),
                 RResult::RErr(e) => Err(PluginError::from_json(&e)),
             },
-            Module::Worker(client) => client
-                .new_fault(config)
-                .map(|number| PluginFault(Runs::Worker(client.clone(), number))),
+            Module::Worker(client) => client.new_fault(config).map(|number| {
+                PluginFault(Runs::Worker(client.clone(), number), self.manifest.prepares)
+            }),
         }
     }
 }
 
-/// One configured fault, called through the ABI.
-pub struct PluginFault(Runs);
+/// One configured fault, called through the ABI; whether its plugin prepares.
+pub struct PluginFault(Runs, bool);
 
 /// Where a fault's calls go.
 enum Runs {
@@ -288,6 +288,10 @@ impl Fault for PluginFault {
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
         decode(self.revert_text(&state.to_string()))
+    }
+
+    fn prepares(&self) -> bool {
+        self.1
     }
 }
 

@@ -344,7 +344,8 @@ pub fn restore_budget(engine: &Engine) {
 /// Reads the journal before anything else happens. The faults of the last day count
 /// against the budget again (a restart, a crash loop included, gets no fresh budget),
 /// and what a previous run left active (it crashed, or was killed, mid-fault) is
-/// reverted: every outcome with revert state and no revert record. The plugin checks the
+/// reverted: every outcome with revert state and no revert record, and every two-phase
+/// fault whose target was prepared but whose outcome never came. The plugin checks the
 /// process is still the one it stopped (by start time).
 pub fn recover(
     engine: &Engine,
@@ -378,14 +379,20 @@ pub fn recover(
     }
     let mut jobs = Vec::new();
     for entry in checkpoint.active() {
-        let Some(state) = entry.outcome.as_ref().and_then(|o| o.revert.clone()) else {
+        let Some(state) = entry.revert_state().cloned() else {
             continue;
         };
         let id = &entry.intent.id;
         let name = &entry.intent.fault;
-        log::line(format!(
-            "Recovering: {id} ({name}) was left active by the last run"
-        ));
+        if entry.outcome.is_none() {
+            log::line(format!(
+                "Recovering: {id} ({name}) was being injected when the last run stopped; its prepared target is reverted"
+            ));
+        } else {
+            log::line(format!(
+                "Recovering: {id} ({name}) was left active by the last run"
+            ));
+        }
         // The fault as configured now, else a default one of the plugin that made it.
         let fault = match engine.fault(name) {
             Some(fault) => fault,

@@ -48,12 +48,21 @@ pub struct Config {
     pub duration: Option<String>,
 }
 
-/// What the revert needs: the file, and which file exactly (device and inode).
+/// What the revert needs: the file, and which file exactly (device and inode). Prepared
+/// (before the file exists) it names the file and its size only: a file of that name is
+/// then this fault's (the name is drawn from 64 random bits and created exclusively).
 #[derive(Debug, Serialize, Deserialize)]
 struct Filled {
     file: PathBuf,
-    dev: u64,
-    ino: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ino: Option<u64>,
+    /// Prepared: the bytes to take, and the filesystem's use before and after, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    percent: Option<(u64, u64)>,
 }
 
 /// The `disk-fill` fault.
@@ -88,11 +97,24 @@ fn percent(used: u64, total: u64) -> u64 {
     }
 }
 
+fn unreadable(e: serde_json::Error) -> PluginError {
+    PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
+}
+
+/// Whether `file` has the name of a fill file (`.nightmare-monkey-fill-` and 16 hex digits).
+fn is_fill_file(file: &Path) -> bool {
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(".nightmare-monkey-fill-"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 impl FaultPlugin for DiskFill {
     const NAME: &'static str = "disk-fill";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "fills a filesystem up to a target for a while, never below a floor of free space";
+    const PREPARES: bool = true;
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, PluginError> {
@@ -126,6 +148,23 @@ impl FaultPlugin for DiskFill {
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let prepared = self.prepare(request)?;
+        if request.dry_run {
+            let mut outcome = prepared;
+            outcome.result = results::DRY_RUN.to_owned();
+            outcome.summary = outcome.summary.replacen("will take", "would take", 1);
+            outcome.revert = None;
+            outcome.revert_after_ms = None;
+            return Ok(outcome);
+        }
+        match &prepared.revert {
+            Some(state) => self.apply(request, state),
+            None => Ok(prepared),
+        }
+    }
+
+    /// Measures what to take and draws the file's name; creates nothing.
+    fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
         let (total, available) = space(&self.dir)?;
         let used = total.saturating_sub(available);
         let wanted = total / 100 * self.target_percent;
@@ -152,20 +191,42 @@ impl FaultPlugin for DiskFill {
             Rng::from_seed(request.seed).next_u64()
         ));
         let after = percent(used + size, total);
-        let mut outcome = Outcome {
+        Ok(Outcome {
             action: "Fill".to_owned(),
+            result: "prepared".to_owned(),
             details: serde_json::json!({ "bytes": size, "before_percent": before, "after_percent": after }),
+            summary: format!(
+                "will take {} MiB with {}: {before}% to {after}% used",
+                size / MIB,
+                file.display()
+            ),
+            revert: Some(serde_json::json!(Filled {
+                file,
+                dev: None,
+                ino: None,
+                size: Some(size),
+                percent: Some((before, after)),
+            })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
-        };
+        })
+    }
+
+    /// Creates the prepared file (exclusively: an existing file is never taken over) and
+    /// reserves its space.
+    fn apply(
+        &self,
+        request: &Request,
+        prepared: &serde_json::Value,
+    ) -> Result<Outcome, PluginError> {
+        let _ = request;
+        let filled: Filled = serde_json::from_value(prepared.clone()).map_err(unreadable)?;
+        let (size, (before, after)) = filled
+            .size
+            .zip(filled.percent)
+            .ok_or_else(|| PluginError::new(ErrorKind::Failed, "the prepared state has no size"))?;
+        let file = filled.file;
         let shown = file.display();
-        if request.dry_run {
-            outcome.result = results::DRY_RUN.to_owned();
-            outcome.summary = format!(
-                "would take {} MiB with {shown}: {before}% to {after}% used",
-                size / MIB
-            );
-            return Ok(outcome);
-        }
         let created = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -174,7 +235,9 @@ impl FaultPlugin for DiskFill {
         let handle = match created {
             Ok(handle) => handle,
             Err(e) => {
-                let _ = std::fs::remove_file(&file);
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    let _ = std::fs::remove_file(&file);
+                }
                 return Err(PluginError::new(
                     ErrorKind::Failed,
                     format!("cannot fill {shown}: {e}"),
@@ -184,28 +247,38 @@ impl FaultPlugin for DiskFill {
         let meta = handle.metadata().map_err(|e| {
             PluginError::new(ErrorKind::Failed, format!("cannot stat {shown}: {e}"))
         })?;
-        outcome.result = results::INJECTED.to_owned();
-        outcome.summary = format!(
-            "took {} MiB with {shown} for {}: {before}% to {after}% used",
-            size / MIB,
-            humantime::format_duration(self.duration)
-        );
-        outcome.revert = Some(serde_json::json!(Filled {
-            file: file.clone(),
-            dev: meta.dev(),
-            ino: meta.ino()
-        }));
-        outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
-        Ok(outcome)
+        Ok(Outcome {
+            action: "Fill".to_owned(),
+            result: results::INJECTED.to_owned(),
+            details: serde_json::json!({ "bytes": size, "before_percent": before, "after_percent": after }),
+            summary: format!(
+                "took {} MiB with {shown} for {}: {before}% to {after}% used",
+                size / MIB,
+                humantime::format_duration(self.duration)
+            ),
+            revert: Some(serde_json::json!(Filled {
+                file: file.clone(),
+                dev: Some(meta.dev()),
+                ino: Some(meta.ino()),
+                size: None,
+                percent: None,
+            })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
+            ..Outcome::default()
+        })
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let filled: Filled = serde_json::from_value(state.clone()).map_err(|e| {
-            PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
-        })?;
+        let filled: Filled = serde_json::from_value(state.clone()).map_err(unreadable)?;
         let shown = filled.file.display();
-        let same = std::fs::symlink_metadata(&filled.file)
-            .is_ok_and(|m| m.dev() == filled.dev && m.ino() == filled.ino);
+        // Which file exactly, when it is known; a prepared state (the daemon stopped
+        // before the outcome was journaled) names a file only this fault creates.
+        let same = std::fs::symlink_metadata(&filled.file).is_ok_and(|m| {
+            match filled.dev.zip(filled.ino) {
+                Some((dev, ino)) => m.dev() == dev && m.ino() == ino,
+                None => m.is_file() && is_fill_file(&filled.file),
+            }
+        });
         let (result, summary) = if same {
             std::fs::remove_file(&filled.file).map_err(|e| {
                 PluginError::new(ErrorKind::Failed, format!("cannot remove {shown}: {e}"))
@@ -242,3 +315,61 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
 }
 
 export_plugin!(DiskFill);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_fill_files_name_is_taken_for_one() {
+        assert!(is_fill_file(Path::new(
+            "/d/.nightmare-monkey-fill-0123456789abcdef"
+        )));
+        for other in [
+            "/d/.nightmare-monkey-fill-0123456789abcde",
+            "/d/.nightmare-monkey-fill-0123456789abcdeg",
+            "/d/.nightmare-monkey-fill-0123456789abcdef0",
+            "/d/data.db",
+            "/",
+        ] {
+            assert!(!is_fill_file(Path::new(other)), "{other}");
+        }
+    }
+
+    /// A prepared state (the daemon stopped between the phases) frees the file if it
+    /// was made, and says there is nothing to free if not; never another file.
+    #[test]
+    fn a_prepared_state_reverts_whether_or_not_it_was_applied() {
+        let dir = std::env::temp_dir().join(format!("nm-disk-fill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fault = DiskFill::new(Config {
+            path: Some(dir.clone()),
+            target_percent: Some(99),
+            floor_mib: Some(0),
+            ..Config::default()
+        })
+        .unwrap();
+        let request = Request {
+            seed: 5,
+            dry_run: false,
+            ..Request::default()
+        };
+        let mut prepared = fault.prepare(&request).unwrap();
+        let mut state = prepared.revert.take().unwrap();
+        let file = PathBuf::from(state["file"].as_str().unwrap());
+        assert!(!file.exists(), "prepare creates nothing");
+        assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
+        // Applied with a small size, then reverted from the prepared state alone.
+        state["size"] = serde_json::json!(MIB);
+        let applied = fault.apply(&request, &state).unwrap();
+        assert_eq!(applied.result, results::INJECTED);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
+        assert_eq!(fault.revert(&state).unwrap().result, results::REVERTED);
+        assert!(!file.exists());
+        // A directory of that name is no fill file.
+        std::fs::create_dir(&file).unwrap();
+        assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, ProcessInfo, Request},
 };
 use process_common::Selector;
 use rustix::process::Signal;
@@ -40,12 +40,24 @@ process_common::fault_config! {
     }
 }
 
-/// What the host keeps to let the victim go on: which process, exactly.
+/// What the host keeps to let the victim go on: which process, exactly. Prepared (before
+/// the SIGSTOP) it also carries the whole process, for the outcome of the apply.
 #[derive(Debug, Serialize, Deserialize)]
 struct Stopped {
     pid: u32,
     start_time: u64,
     name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    process: Option<ProcessInfo>,
+    /// How many processes were listed and considered when it was chosen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    listed: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    considered: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The `process-pause` fault.
@@ -55,11 +67,36 @@ pub struct ProcessPause {
     selector: Selector,
 }
 
+fn unreadable(e: serde_json::Error) -> PluginError {
+    PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
+}
+
+impl ProcessPause {
+    /// The outcome's common part, before anything is done.
+    fn outcome(&self, listed: usize, considered: usize) -> Outcome {
+        Outcome {
+            action: "Pause".to_owned(),
+            signal: Some("SIGSTOP".to_owned()),
+            details: serde_json::json!({
+                "listed": listed,
+                "considered": considered,
+                "duration_ms": self.duration.as_millis() as u64,
+            }),
+            ..Outcome::default()
+        }
+    }
+
+    fn how_long(&self) -> String {
+        humantime::format_duration(self.duration).to_string()
+    }
+}
+
 impl FaultPlugin for ProcessPause {
     const NAME: &'static str = "process-pause";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "stops one random process (SIGSTOP) for a while, then lets it go on (SIGCONT)";
+    const PREPARES: bool = true;
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, PluginError> {
@@ -74,50 +111,95 @@ impl FaultPlugin for ProcessPause {
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let prepared = self.prepare(request)?;
+        if request.dry_run {
+            let mut outcome = prepared;
+            outcome.result = results::DRY_RUN.to_owned();
+            outcome.revert = None;
+            outcome.revert_after_ms = None;
+            if let Some(info) = &outcome.process {
+                outcome.summary = format!(
+                    "would stop {}(PID:{}) for {}",
+                    info.name,
+                    info.pid,
+                    self.how_long()
+                );
+            }
+            return Ok(outcome);
+        }
+        match &prepared.revert {
+            Some(state) => self.apply(request, state),
+            None => Ok(prepared),
+        }
+    }
+
+    /// Chooses the victim; stops nothing.
+    fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
         let chosen = self.selector.choose(request.seed, &request.avoid)?;
         let info = chosen.info;
-        let who = format!("{}(PID:{})", info.name, info.pid);
-        let how_long = humantime::format_duration(self.duration).to_string();
-        let mut outcome = Outcome {
-            action: "Pause".to_owned(),
-            signal: Some("SIGSTOP".to_owned()),
-            details: serde_json::json!({
-                "listed": chosen.listed,
-                "considered": chosen.considered,
-                "duration_ms": self.duration.as_millis() as u64,
-            }),
-            ..Outcome::default()
-        };
-        if request.dry_run {
-            outcome.result = results::DRY_RUN.to_owned();
-            outcome.summary = format!("would stop {who} for {how_long}");
-        } else {
-            let sent = match process_common::open_exact(info.pid, info.start_time)? {
-                Some(pidfd) => process_common::send(&pidfd, info.pid, Signal::STOP)?,
-                None => false,
-            };
-            if sent {
-                outcome.result = results::PAUSED.to_owned();
-                outcome.summary = format!("stopped {who} for {how_long}");
-                outcome.revert = Some(serde_json::json!(Stopped {
-                    pid: info.pid,
-                    start_time: info.start_time,
-                    name: info.name.clone(),
-                }));
-                outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
-            } else {
-                outcome.result = results::VANISHED.to_owned();
-                outcome.summary = format!("{who} was gone before SIGSTOP could be sent");
-            }
-        }
+        let mut outcome = self.outcome(chosen.listed, chosen.considered);
+        outcome.result = "prepared".to_owned();
+        outcome.summary = format!(
+            "will stop {}(PID:{}) for {}",
+            info.name,
+            info.pid,
+            self.how_long()
+        );
+        outcome.revert = Some(serde_json::json!(Stopped {
+            pid: info.pid,
+            start_time: info.start_time,
+            name: info.name.clone(),
+            process: Some(info.clone()),
+            listed: chosen.listed,
+            considered: chosen.considered,
+        }));
+        outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
         outcome.process = Some(info);
         Ok(outcome)
     }
 
+    /// Stops exactly the prepared victim (by start time): a process that took its PID
+    /// meanwhile is left alone.
+    fn apply(
+        &self,
+        request: &Request,
+        prepared: &serde_json::Value,
+    ) -> Result<Outcome, PluginError> {
+        let _ = request;
+        let stopped: Stopped = serde_json::from_value(prepared.clone()).map_err(unreadable)?;
+        let who = format!("{}(PID:{})", stopped.name, stopped.pid);
+        let mut outcome = self.outcome(stopped.listed, stopped.considered);
+        let sent = match process_common::open_exact(stopped.pid, stopped.start_time)? {
+            Some(pidfd) => process_common::send(&pidfd, stopped.pid, Signal::STOP)?,
+            None => false,
+        };
+        if sent {
+            outcome.result = results::PAUSED.to_owned();
+            outcome.summary = format!("stopped {who} for {}", self.how_long());
+            outcome.revert = Some(serde_json::json!(Stopped {
+                pid: stopped.pid,
+                start_time: stopped.start_time,
+                name: stopped.name.clone(),
+                process: None,
+                listed: 0,
+                considered: 0,
+            }));
+            outcome.revert_after_ms = Some(self.duration.as_millis() as u64);
+        } else {
+            outcome.result = results::VANISHED.to_owned();
+            outcome.summary = format!("{who} was gone before SIGSTOP could be sent");
+        }
+        outcome.process = Some(stopped.process.unwrap_or(ProcessInfo {
+            name: stopped.name,
+            pid: stopped.pid,
+            start_time: stopped.start_time,
+            ..ProcessInfo::default()
+        }));
+        Ok(outcome)
+    }
+
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let stopped: Stopped = serde_json::from_value(state.clone()).map_err(|e| {
-            PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
-        })?;
+        let stopped: Stopped = serde_json::from_value(state.clone()).map_err(unreadable)?;
         let who = format!("{}(PID:{})", stopped.name, stopped.pid);
         let resumed = match process_common::open_exact(stopped.pid, stopped.start_time)? {
             Some(pidfd) => process_common::send(&pidfd, stopped.pid, Signal::CONT)?,
