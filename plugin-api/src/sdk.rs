@@ -303,6 +303,13 @@ pub trait FaultPlugin: Sized + Send + Sync + 'static {
     }
 }
 
+/// Reads a revert (or prepared) state back into the type the plugin wrote it from; an
+/// error says the state is unreadable.
+pub fn read_state<T: DeserializeOwned>(state: &serde_json::Value) -> Result<T, PluginError> {
+    T::deserialize(state)
+        .map_err(|e| PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}")))
+}
+
 /// Reads a fault's RON configuration; empty text gives the defaults. `Option` fields
 /// take plain values (`signal: "TERM"`, not `signal: Some("TERM")`).
 pub fn parse_config<C: DeserializeOwned + Default>(text: &str) -> Result<C, PluginError> {

@@ -27,7 +27,7 @@ use std::{fs::OpenOptions, io::Write as _, path::PathBuf, time::Duration};
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
+    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,9 +150,7 @@ impl FaultPlugin for StaleLock {
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let written: Written = serde_json::from_value(state.clone()).map_err(|e| {
-            PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
-        })?;
+        let written: Written = sdk::read_state(state)?;
         let shown = written.path.display();
         let (result, summary) = match std::fs::read_to_string(&written.path) {
             Ok(now) if now == written.content => match std::fs::remove_file(&written.path) {

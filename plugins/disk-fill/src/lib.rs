@@ -97,10 +97,6 @@ fn percent(used: u64, total: u64) -> u64 {
     }
 }
 
-fn unreadable(e: serde_json::Error) -> PluginError {
-    PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
-}
-
 /// Whether `file` has the name of a fill file (`.nightmare-monkey-fill-` and 16 hex digits).
 fn is_fill_file(file: &Path) -> bool {
     file.file_name()
@@ -216,11 +212,10 @@ impl FaultPlugin for DiskFill {
     /// reserves its space.
     fn apply(
         &self,
-        request: &Request,
+        _request: &Request,
         prepared: &serde_json::Value,
     ) -> Result<Outcome, PluginError> {
-        let _ = request;
-        let filled: Filled = serde_json::from_value(prepared.clone()).map_err(unreadable)?;
+        let filled: Filled = sdk::read_state(prepared)?;
         let (size, (before, after)) = filled
             .size
             .zip(filled.percent)
@@ -269,7 +264,7 @@ impl FaultPlugin for DiskFill {
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let filled: Filled = serde_json::from_value(state.clone()).map_err(unreadable)?;
+        let filled: Filled = sdk::read_state(state)?;
         let shown = filled.file.display();
         // Which file exactly, when it is known; a prepared state (the daemon stopped
         // before the outcome was journaled) names a file only this fault creates.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{self, results, ErrorKind, FaultPlugin, Outcome, PluginError, ProcessInfo, Request},
+    sdk::{self, results, FaultPlugin, Outcome, PluginError, ProcessInfo, Request},
 };
 use process_common::Selector;
 use rustix::process::Signal;
@@ -65,10 +65,6 @@ fn is_zero(n: &usize) -> bool {
 pub struct ProcessPause {
     duration: Duration,
     selector: Selector,
-}
-
-fn unreadable(e: serde_json::Error) -> PluginError {
-    PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}"))
 }
 
 impl ProcessPause {
@@ -162,11 +158,10 @@ impl FaultPlugin for ProcessPause {
     /// meanwhile is left alone.
     fn apply(
         &self,
-        request: &Request,
+        _request: &Request,
         prepared: &serde_json::Value,
     ) -> Result<Outcome, PluginError> {
-        let _ = request;
-        let stopped: Stopped = serde_json::from_value(prepared.clone()).map_err(unreadable)?;
+        let stopped: Stopped = sdk::read_state(prepared)?;
         let who = format!("{}(PID:{})", stopped.name, stopped.pid);
         let mut outcome = self.outcome(stopped.listed, stopped.considered);
         let sent = match process_common::open_exact(stopped.pid, stopped.start_time)? {
@@ -199,7 +194,7 @@ impl FaultPlugin for ProcessPause {
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let stopped: Stopped = serde_json::from_value(state.clone()).map_err(unreadable)?;
+        let stopped: Stopped = sdk::read_state(state)?;
         let who = format!("{}(PID:{})", stopped.name, stopped.pid);
         let resumed = match process_common::open_exact(stopped.pid, stopped.start_time)? {
             Some(pidfd) => process_common::send(&pidfd, stopped.pid, Signal::CONT)?,
