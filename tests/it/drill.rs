@@ -1167,3 +1167,101 @@ done"#,
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A journal past `rotate_at` is rotated at start (and whenever it grows past it again):
+/// the archive keeps the past, the budget and `history` read on into it, and an archive
+/// older than `keep` is removed.
+#[test]
+fn the_journal_rotates_and_its_archives_are_read_on_and_kept_as_long_as_told() {
+    let dir = temp_dir("drill-rotate");
+    let journal = dir.join("journal.jsonl");
+    let now = chrono::Utc::now();
+    let line = |id: &str, at: chrono::DateTime<chrono::Utc>| {
+        format!(
+            concat!(
+                r#"{{"type":"intent","id":"{id}","at":"{at}","fault":"process-kill","plugin":"process-kill","trigger":"timer","desc":"by monkey","dry_run":true,"master_seed":1,"stream":"fault/process-kill","stream_position":0,"seed":2}}"#,
+                "\n",
+                r#"{{"type":"outcome","id":"{id}","at":"{at}","elapsed_ms":1,"result":"dry-run","action":"Kill","summary":"would kill"}}"#,
+                "\n"
+            ),
+            id = id,
+            at = at.to_rfc3339()
+        )
+    };
+    // 200 faults of three days ago (some 90 KiB), then two of the last hour.
+    let mut text = String::new();
+    for i in 0..200 {
+        text.push_str(&line(&format!("old-{i}"), now - chrono::TimeDelta::days(3)));
+    }
+    for i in 0..2 {
+        text.push_str(&line(
+            &format!("today-{i}"),
+            now - chrono::TimeDelta::minutes(30),
+        ));
+    }
+    fs::write(&journal, &text).unwrap();
+    // An archive from two years ago: past `keep`.
+    let ancient = dir.join("journal.jsonl-20241101T000000.000Z");
+    fs::write(
+        &ancient,
+        line("ancient", now - chrono::TimeDelta::days(730)),
+    )
+    .unwrap();
+    let cfg = config(
+        &dir,
+        r#"journal_retention: (rotate_at: "64KiB", keep: "400d"), budget: (per_day: 3),"#,
+    );
+    with_pause(&cfg, "1m");
+    // A candidate for the (dry) kill.
+    let _sleeper = Sleeper::start();
+    let mut daemon = Daemon::start(&["--config", &cfg]);
+    let rotated = daemon.wait_for(|l| l.starts_with("journal: rotated "));
+    let archive = rotated
+        .rsplit(" to ")
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(&archive).unwrap(),
+        text,
+        "the past, whole"
+    );
+    daemon.wait_for(|l| {
+        l == format!(
+            "journal: removed {} (past the retention)",
+            ancient.display()
+        )
+    });
+    assert!(!ancient.exists());
+    let port = daemon.port();
+    // Two of today's faults are in the archive: one more fits the day, not two.
+    let first = http(port, "POST", "/api/kill", &[], br#"{"desc":"third"}"#);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = http(port, "POST", "/api/kill", &[], br#"{"desc":"fourth"}"#);
+    assert_eq!(second.status, 429, "{}", second.body);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+    // The answer key reads on from the journal into its archive.
+    let history = monkey(&["history", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(history.code, Some(0), "{}", history.stderr);
+    let lines: Vec<&str> = history.stdout.lines().collect();
+    assert_eq!(lines.len(), 203, "{}", history.stderr);
+    assert!(lines[202].contains("- third [http"), "{}", lines[202]);
+    let latest = monkey(&[
+        "history",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--limit",
+        "3",
+        "--json",
+    ]);
+    let latest: serde_json::Value = serde_json::from_str(&latest.stdout).unwrap();
+    let ids: Vec<&str> = latest["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[..2], ["today-0", "today-1"]);
+    fs::remove_dir_all(dir).unwrap();
+}

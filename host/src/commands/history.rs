@@ -1,7 +1,7 @@
 //! `nightmare-monkey history`: the answer key. One line per fault from the journal, with
 //! what happened and, for reversible faults, when and why it was reverted.
 
-use std::path::PathBuf;
+use std::{io::Write as _, path::PathBuf};
 
 use anyhow::anyhow;
 use chrono::{DateTime, Local, Utc};
@@ -137,29 +137,48 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     if let Some(limit) = args.limit {
         return page(&path, since, until, usize::from(limit), args.json);
     }
-    let contents = journal::read(&path)
-        .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
-    for problem in &contents.problems {
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let mut printed = 0usize;
+    let mut first = true;
+    if args.json {
+        write!(out, "{{\"faults\":[")?;
+    }
+    let mut print = |e: &Entry| -> std::io::Result<()> {
+        printed += 1;
+        if args.json {
+            if !std::mem::take(&mut first) {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut out, e).map_err(std::io::Error::other)
+        } else {
+            writeln!(out, "{}", line(e))
+        }
+    };
+    let mut stream = history::Stream::new(since, until);
+    let mut failed = None;
+    let problems = journal::each_with_archives(&path, |record| {
+        if failed.is_none() {
+            failed = stream.take(record, &mut print).err();
+        }
+    })
+    .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    stream.finish(&mut print)?;
+    if args.json {
+        write!(out, "],\"problems\":")?;
+        serde_json::to_writer(&mut out, &problems)?;
+        writeln!(out, "}}")?;
+    }
+    out.flush()?;
+    drop(out);
+    for problem in &problems {
         eprintln!("warning: {problem}");
     }
-    let entries: Vec<Entry> = journal::entries(&contents.records)
-        .into_iter()
-        .filter(|e| since.is_none_or(|t| e.intent.at >= t))
-        .filter(|e| until.is_none_or(|t| e.intent.at < t))
-        .collect();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(
-                &serde_json::json!({ "faults": entries, "problems": contents.problems })
-            )?
-        );
-    } else if entries.is_empty() {
+    if printed == 0 && !args.json {
         eprintln!("no faults in {}", path.display());
-    } else {
-        for e in &entries {
-            println!("{}", line(e));
-        }
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::{
     cli::DaemonArgs,
     domain::{
+        archive::{RawRetention, Retention},
         budget::{Limits, RawBudget},
         schedule::{self, RawSchedule, Schedule},
         window::{RawWindow, Window, WindowFlags},
@@ -58,6 +59,7 @@ pub struct RawConfig<'a> {
     notifiers: std::collections::BTreeMap<String, RawNotifier>,
     state_dir: Option<PathBuf>,
     journal: Option<PathBuf>,
+    journal_retention: RawRetention,
     pause_file: Option<PathBuf>,
     budget: RawBudget,
 }
@@ -155,6 +157,8 @@ pub struct Config {
     pub notifiers: Vec<NotifierConfig>,
     /// The journal file.
     pub journal: PathBuf,
+    /// When the journal is rotated and how long its archives are kept.
+    pub journal_retention: Retention,
     /// The file whose existence pauses the monkey.
     pub pause_file: PathBuf,
     /// Rate limits shared by every trigger.
@@ -300,6 +304,7 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         .filter_map(|(name, hook)| hook.validate(name, src, &mut errors))
         .collect();
     let limits = raw.budget.validate(src, &mut errors);
+    let journal_retention = raw.journal_retention.validate(src, &mut errors);
     let plugin_timeout = match &raw.plugin_timeout {
         None => Some(crate::engine::PLUGIN_TIMEOUT),
         Some(text) => duration(
@@ -337,6 +342,7 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
             .journal
             .clone()
             .unwrap_or_else(|| state_dir.join("journal.jsonl")),
+        journal_retention,
         pause_file: raw
             .pause_file
             .clone()

@@ -24,7 +24,10 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::journal::{self, Entry, Record};
+use super::{
+    archive,
+    journal::{self, Entry, Record},
+};
 use crate::support::state;
 
 /// How much the journal may grow before the daemon takes a new checkpoint.
@@ -71,20 +74,60 @@ impl Checkpoint {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        if (meta.dev(), meta.ino()) != (self.dev, self.ino)
-            || meta.len() < self.offset
-            || mark(journal, self.offset)? != self.mark
-        {
+        let mut problems = Vec::new();
+        let same = (meta.dev(), meta.ino()) == (self.dev, self.ino)
+            && meta.len() >= self.offset
+            && mark(journal, self.offset)? == self.mark;
+        if !same {
+            // The journal was rotated (or replaced) since: the rest of the file the
+            // checkpoint was taken in, under its archive's name, and every archive after
+            // it, before the journal from its start.
+            for (archive, from) in self.archives_since(journal)? {
+                let (_, more) = journal::each_from(&archive, from, |record| self.apply(record))?;
+                problems.extend(more);
+            }
             self.dev = meta.dev();
             self.ino = meta.ino();
             self.offset = 0;
         }
-        let (end, problems) =
-            journal::each_from(journal, self.offset, |record| self.apply(record))?;
+        let (end, more) = journal::each_from(journal, self.offset, |record| self.apply(record))?;
+        problems.extend(more);
         self.offset = end;
         self.mark = mark(journal, end)?;
         self.prune(Utc::now());
         Ok(problems)
+    }
+
+    /// The archives of `journal` a checkpoint that no longer matches it still has to
+    /// read, oldest first, each with where to start: the checkpoint's own file (it keeps
+    /// its inode when rotated) from the offset, and those after it whole. Without a
+    /// checkpoint, those rotated in the last two days (a fault open longer than that
+    /// was in a checkpoint); with one whose file is gone, none.
+    fn archives_since(&self, journal: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+        let archives = archive::archives(journal)?;
+        let first = if (self.dev, self.ino) == (0, 0) {
+            let since = Utc::now() - chrono::TimeDelta::days(2);
+            archives.iter().position(|a| a.at >= since).map(|i| (i, 0))
+        } else {
+            let mut found = None;
+            for (i, a) in archives.iter().enumerate() {
+                if (a.dev, a.ino) == (self.dev, self.ino)
+                    && a.len >= self.offset
+                    && mark(&a.path, self.offset)? == self.mark
+                {
+                    found = Some((i, self.offset));
+                }
+            }
+            found
+        };
+        Ok(match first {
+            Some((i, offset)) => archives[i..]
+                .iter()
+                .enumerate()
+                .map(|(k, a)| (a.path.clone(), if k == 0 { offset } else { 0 }))
+                .collect(),
+            None => Vec::new(),
+        })
     }
 
     fn apply(&mut self, record: Record) {
@@ -167,7 +210,7 @@ pub(crate) fn spent(
     }
     let day = chrono::TimeDelta::days(1);
     let mut failed = std::collections::HashSet::new();
-    for line in journal::lines_backwards(journal)? {
+    for line in journal::lines_backwards_with_archives(journal)? {
         let line = line?;
         let Ok(record) = serde_json::from_slice::<Record>(&line) else {
             continue;
@@ -302,6 +345,114 @@ mod tests {
         assert_eq!(ids(&next), ["5"]);
     }
 
+    fn ids(c: &Checkpoint) -> Vec<String> {
+        c.active().into_iter().map(|e| e.intent.id).collect()
+    }
+
+    /// A rotation loses nothing: what was appended before it is in the archive, what
+    /// after in the new journal, and a checkpoint taken before it (the daemon killed
+    /// between the rename and the next checkpoint) reads the rest of its file under the
+    /// archive's name, then the new journal.
+    #[test]
+    fn a_rotation_loses_no_record_even_for_a_checkpoint_taken_before_it() {
+        let path = scratch("rotate");
+        let journal = Journal::open(&path).unwrap();
+        let now = Utc::now();
+        journal.append(&intent("1", now, false), false).unwrap();
+        journal
+            .append(&outcome("1", "paused", true), false)
+            .unwrap();
+        let mut before = Checkpoint::load(&path);
+        before.catch_up(&path).unwrap();
+        assert_eq!(ids(&before), ["1"]);
+        // Written after that checkpoint, before the rotation.
+        journal.append(&intent("2", now, false), false).unwrap();
+        journal
+            .append(&outcome("2", "paused", true), false)
+            .unwrap();
+        let mut settled = None;
+        let archive = journal
+            .rotate(|| {
+                settled = Some(std::fs::metadata(&path)?.len());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(settled, Some(std::fs::metadata(&archive).unwrap().len()));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "a new journal");
+        journal.append(&revert("1", "reverted"), false).unwrap();
+        journal.append(&intent("3", now, false), false).unwrap();
+        journal
+            .append(&outcome("3", "paused", true), false)
+            .unwrap();
+        let mut after = before.clone();
+        after.catch_up(&path).unwrap();
+        assert_eq!(ids(&after), ["2", "3"]);
+        // Without a checkpoint, the archives of the last two days are read too.
+        let mut fresh = Checkpoint::default();
+        fresh.catch_up(&path).unwrap();
+        assert_eq!(ids(&fresh), ["2", "3"]);
+        // Both files, read as one journal: newest first backwards, oldest first forward.
+        let back: Vec<String> = journal::lines_backwards_with_archives(&path)
+            .unwrap()
+            .map(|l| serde_json::from_slice::<Record>(&l.unwrap()).unwrap())
+            .map(|r| match r {
+                Record::Intent(i) => format!("i{}", i.id),
+                Record::Outcome(o) => format!("o{}", o.id),
+                Record::Revert(r) => format!("r{}", r.id),
+                Record::Prepared(p) => format!("p{}", p.id),
+            })
+            .collect();
+        assert_eq!(back, ["o3", "i3", "r1", "o2", "i2", "o1", "i1"]);
+        let mut forward = Vec::new();
+        journal::each_with_archives(&path, |r| {
+            if let Record::Intent(i) = r {
+                forward.push(i.id);
+            }
+        })
+        .unwrap();
+        assert_eq!(forward, ["1", "2", "3"]);
+    }
+
+    /// A writer that waited for the lock while the journal was rotated (a `kill`
+    /// beside the daemon) writes to the new journal, never into the archive.
+    #[test]
+    fn an_append_waiting_through_a_rotation_lands_in_the_new_journal() {
+        let path = scratch("rotate-lock");
+        let journal = std::sync::Arc::new(Journal::open(&path).unwrap());
+        journal
+            .append(&intent("1", Utc::now(), false), false)
+            .unwrap();
+        // Another process's lock, held while the file is renamed under it.
+        let other = std::fs::File::open(&path).unwrap();
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = std::thread::spawn({
+            let journal = journal.clone();
+            move || {
+                tx.send(()).unwrap();
+                journal.append(&intent("2", Utc::now(), false), false)
+            }
+        });
+        rx.recv().unwrap();
+        let archive = path.with_file_name("journal.jsonl-20260101T000000.000Z");
+        std::fs::rename(&path, &archive).unwrap();
+        std::fs::write(&path, "").unwrap();
+        drop(other);
+        waiting.join().unwrap().unwrap();
+        let ids = |file: &Path| {
+            let mut all = Vec::new();
+            journal::each(file, |r| {
+                if let Record::Intent(i) = r {
+                    all.push(i.id);
+                }
+            })
+            .unwrap();
+            all
+        };
+        assert_eq!(ids(&archive), ["1"]);
+        assert_eq!(ids(&path), ["2"]);
+    }
+
     #[test]
     fn the_budget_reads_the_end_of_the_journal_back_only_as_far_as_it_looks() {
         let path = scratch("spent");
@@ -332,6 +483,12 @@ mod tests {
         assert!(spent(&path.with_extension("none"), 5, now)
             .unwrap()
             .is_empty());
+        // Rotated in between, the same faults count: the archives are read on back.
+        journal.rotate(|| Ok(())).unwrap();
+        journal.append(&intent("n", ago(0), false), false).unwrap();
+        let across = spent(&path, 100, now).unwrap();
+        assert_eq!(across.len(), 51);
+        assert_eq!(across[..50], all[..]);
     }
 
     #[test]

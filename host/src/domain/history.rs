@@ -44,7 +44,7 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     let mut outcomes: HashMap<String, OutcomeRecord> = HashMap::new();
     let mut reverts: HashMap<String, RevertRecord> = HashMap::new();
     let mut prepared: HashMap<String, PreparedRecord> = HashMap::new();
-    for line in journal::lines_backwards(path)? {
+    for line in journal::lines_backwards_with_archives(path)? {
         let line = line?;
         let record = match serde_json::from_slice::<Record>(&line) {
             Ok(record) => record,
@@ -98,6 +98,110 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     }
     page.entries.reverse();
     Ok(page)
+}
+
+/// The whole answer key, oldest first, read forward in bounded memory: each fault is
+/// held until its records are likely all in (its outcome and revert come within
+/// [`SETTLE`] of it), then handed on; at most [`MAX_HELD`] are held at once.
+pub(crate) struct Stream {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    /// The faults held, in the order they were asked for, by sequence number.
+    held: std::collections::BTreeMap<u64, Entry>,
+    /// Their sequence numbers by id.
+    ids: HashMap<String, u64>,
+    next: u64,
+}
+
+/// How long after a fault its records are waited for: a pause lasts at most an hour, a
+/// plugin call ten minutes. A revert later than this (one retried for long) shows in the
+/// paged listing (`--limit`), not in the whole one.
+pub(crate) const SETTLE: TimeDelta = TimeDelta::hours(2);
+
+/// The most faults held at once (the oldest are handed on early beyond it).
+pub(crate) const MAX_HELD: usize = 100_000;
+
+impl Stream {
+    /// A stream of the faults asked for in `[since, until)`.
+    pub(crate) fn new(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Self {
+        Self {
+            since,
+            until,
+            held: std::collections::BTreeMap::new(),
+            ids: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Takes the next record of the journal; hands on (to `out`) the faults it settles.
+    pub(crate) fn take<E>(
+        &mut self,
+        record: Record,
+        out: &mut impl FnMut(&Entry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let now = match record {
+            Record::Intent(intent) => {
+                let at = intent.at;
+                let in_range =
+                    self.since.is_none_or(|t| at >= t) && self.until.is_none_or(|t| at < t);
+                if in_range {
+                    self.ids.insert(intent.id.clone(), self.next);
+                    self.held.insert(self.next, Entry::of(intent));
+                    self.next += 1;
+                }
+                at
+            }
+            Record::Prepared(p) => {
+                let at = p.at;
+                if let Some(e) = self.entry(&p.id) {
+                    e.prepared = Some(p);
+                }
+                at
+            }
+            Record::Outcome(o) => {
+                let at = o.at;
+                if let Some(e) = self.entry(&o.id) {
+                    e.outcome = Some(o);
+                }
+                at
+            }
+            Record::Revert(r) => {
+                let at = r.at;
+                if let Some(e) = self.entry(&r.id) {
+                    e.reverted = Some(r);
+                }
+                at
+            }
+        };
+        loop {
+            let crowded = self.held.len() > MAX_HELD;
+            let Some(first) = self.held.first_entry() else {
+                break;
+            };
+            if !crowded && first.get().intent.at + SETTLE >= now {
+                break;
+            }
+            let entry = first.remove();
+            self.ids.remove(&entry.intent.id);
+            out(&entry)?;
+        }
+        Ok(())
+    }
+
+    /// The journal ended: hands on every fault still held.
+    pub(crate) fn finish<E>(
+        mut self,
+        out: &mut impl FnMut(&Entry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        while let Some((_, entry)) = self.held.pop_first() {
+            out(&entry)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, id: &str) -> Option<&mut Entry> {
+        self.ids.get(id).and_then(|n| self.held.get_mut(n))
+    }
 }
 
 #[cfg(test)]
@@ -240,5 +344,80 @@ mod tests {
             second.entries
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The whole listing, read forward: each fault with the records that came for it,
+    /// handed on once settled (its outcome and revert in), in the order asked for; only
+    /// those in range.
+    #[test]
+    fn the_stream_hands_on_each_fault_whole_once_settled_in_order() {
+        let start = Utc::now() - TimeDelta::days(1);
+        let at = |mins: i64| start + TimeDelta::minutes(mins);
+        let outcome = |id: &str, m: i64| {
+            let mut o = OutcomeRecord::failed(id, at(m), 1, String::new());
+            o.result = "paused".into();
+            Record::Outcome(o)
+        };
+        let revert = |id: &str, m: i64| {
+            Record::Revert(RevertRecord {
+                id: id.into(),
+                at: at(m),
+                reason: "due".into(),
+                result: "reverted".into(),
+                summary: String::new(),
+            })
+        };
+        let records = [
+            intent("early", at(-10)),
+            intent("a", at(0)),
+            outcome("a", 0),
+            intent("b", at(1)),
+            outcome("b", 1),
+            revert("a", 60),
+            // Long after: `a` and `b` are settled and handed on before this is taken.
+            intent("c", at(200)),
+            revert("b", 201),
+            outcome("c", 200),
+            intent("late", at(400)),
+            intent("d", at(299)),
+        ];
+        let mut stream = Stream::new(Some(at(0)), Some(at(300)));
+        let mut out: Vec<(String, Option<String>, Option<String>, usize)> = Vec::new();
+        let mut record = |e: &Entry, taken: usize| {
+            out.push((
+                e.intent.id.clone(),
+                e.outcome.as_ref().map(|o| o.result.clone()),
+                e.reverted.as_ref().map(|r| r.result.clone()),
+                taken,
+            ))
+        };
+        for (i, r) in records.into_iter().enumerate() {
+            let taken = i + 1;
+            stream
+                .take::<()>(r, &mut |e| {
+                    record(e, taken);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        stream
+            .finish::<()>(&mut |e| {
+                record(e, 0);
+                Ok(())
+            })
+            .unwrap();
+        let p = || Some("paused".to_owned());
+        let r = || Some("reverted".to_owned());
+        assert_eq!(
+            out,
+            [
+                ("a".into(), p(), r(), 7),
+                // b's revert came after it was handed on: past SETTLE, it is not waited for.
+                ("b".into(), p(), None, 7),
+                ("c".into(), p(), None, 10),
+                // Held to the end of the journal, then handed on as it is.
+                ("d".into(), None, None, 0),
+            ]
+        );
     }
 }

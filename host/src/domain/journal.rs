@@ -186,7 +186,9 @@ pub struct Journal {
     grew: std::sync::Condvar,
 }
 
-/// What was read back, with anything wrong in it.
+/// What was read back, with anything wrong in it (tests read a journal whole; the
+/// daemon and the commands never do).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct Contents {
     /// The records, in file order.
@@ -203,11 +205,7 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
+        let mut file = open_locked(path)?;
         let len = file.metadata()?.len();
         if len > 0 {
             let mut last = [0u8; 1];
@@ -239,11 +237,7 @@ impl Journal {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
         let _one_at_a_time = lock(&self.writing);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&self.path)?;
+        let mut file = open_locked(&self.path)?;
         let len = file.metadata()?.len();
         if len > 0 {
             let mut last = [0u8; 1];
@@ -257,8 +251,8 @@ impl Journal {
                 .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // What part of it was written goes, so no later record is glued to it; but
-            // only if nobody else (a `kill` beside the daemon) appended meanwhile: then
-            // the torn line stays, and the next append closes it.
+            // only if nobody else (a `kill` beside the daemon that does not lock)
+            // appended meanwhile: then the torn line stays, and the next append closes it.
             let now = file.metadata().map(|m| m.len()).unwrap_or(0);
             if now <= len + line.len() as u64 {
                 let _ = file.set_len(len);
@@ -268,6 +262,34 @@ impl Journal {
         *lock(&self.grown) += line.len() as u64;
         self.grew.notify_all();
         Ok(())
+    }
+
+    /// Renames the journal to an archive beside it (named by the instant) and starts a
+    /// new one, with every writer locked out: this process's appends, and (by `flock`)
+    /// other processes'. `settle` runs first, while the old file is whole and still the
+    /// journal (the checkpoint reads it to its end). Returns the archive.
+    pub(crate) fn rotate(&self, settle: impl FnOnce() -> io::Result<()>) -> io::Result<PathBuf> {
+        let _one_at_a_time = lock(&self.writing);
+        let old = open_locked(&self.path)?;
+        settle()?;
+        let archive = super::archive::archive_path(&self.path, Utc::now());
+        if fs::symlink_metadata(&archive).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", archive.display()),
+            ));
+        }
+        fs::rename(&self.path, &archive)?;
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?
+            .sync_all()?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        drop(old);
+        Ok(archive)
     }
 
     /// Runs `f` while no record is being appended (by this process): what it reads of
@@ -289,8 +311,31 @@ impl Journal {
     }
 }
 
+/// Opens the journal at `path` for appending and takes its lock (`flock`, exclusive;
+/// released when the file is closed), the one every writer takes. A journal rotated
+/// while the lock was awaited is the archive now: the path is opened again.
+fn open_locked(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::MetadataExt as _;
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        let held = file.metadata()?;
+        match fs::metadata(path) {
+            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => return Ok(file),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads a journal; a missing file is an empty one. Lines that cannot be read are
 /// reported and skipped, never fatal.
+#[cfg(test)]
 pub(crate) fn read(path: &Path) -> io::Result<Contents> {
     let mut records = Vec::new();
     let problems = each(path, |record| records.push(record))?;
@@ -318,7 +363,7 @@ pub(crate) fn each_from(
     };
     file.seek(SeekFrom::Start(offset))?;
     let mut end = offset;
-    let mut contents = Contents::default();
+    let mut problems = Vec::new();
     let mut reader = io::BufReader::new(file);
     let mut line = Vec::new();
     let mut number = 0;
@@ -338,17 +383,68 @@ pub(crate) fn each_from(
         }
         match serde_json::from_str::<Record>(text.trim_end()) {
             Ok(record) => take(record),
-            Err(_) if !complete => contents.problems.push(format!(
+            Err(_) if !complete => problems.push(format!(
                 "{}: line {number} is torn (the daemon stopped while writing it); ignored",
                 path.display()
             )),
-            Err(e) => contents.problems.push(format!(
+            Err(e) => problems.push(format!(
                 "{}: line {number} is unreadable ({e}); ignored",
                 path.display()
             )),
         }
     }
-    Ok((end, contents.problems))
+    Ok((end, problems))
+}
+
+/// Hands every record of a journal and its archives to `take`, the oldest archive first
+/// and the journal last, one line at a time in memory; returns one sentence per line
+/// that could not be read.
+pub(crate) fn each_with_archives(
+    path: &Path,
+    mut take: impl FnMut(Record),
+) -> io::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut files = super::archive::newest_first(path)?;
+    files.reverse();
+    for file in files {
+        problems.extend(each(&file, &mut take)?);
+    }
+    Ok(problems)
+}
+
+/// The lines of a journal and then of its archives, from the last to the first: see
+/// [`lines_backwards`].
+pub(crate) fn lines_backwards_with_archives(path: &Path) -> io::Result<AllBackwards> {
+    let mut files = super::archive::newest_first(path)?;
+    files.reverse();
+    Ok(AllBackwards {
+        files,
+        reading: None,
+    })
+}
+
+/// See [`lines_backwards_with_archives`].
+pub(crate) struct AllBackwards {
+    /// The files still to read, the next one last.
+    files: Vec<PathBuf>,
+    reading: Option<Backwards>,
+}
+
+impl Iterator for AllBackwards {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(line) = self.reading.as_mut().and_then(Iterator::next) {
+                return Some(line);
+            }
+            let file = self.files.pop()?;
+            match lines_backwards(&file) {
+                Ok(lines) => self.reading = Some(lines),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }
 
 /// The lines of a journal from the last to the first (without their newline), read in
@@ -511,6 +607,7 @@ impl Entry {
 }
 
 /// Joins the records into one entry per fault, in the order they were asked for.
+#[cfg(test)]
 pub(crate) fn entries(records: &[Record]) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
     let mut index = std::collections::HashMap::new();

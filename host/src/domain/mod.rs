@@ -3,6 +3,7 @@
 //! window, the schedule and the time zones. Nothing here imports a layer above it.
 
 pub(crate) mod active;
+pub mod archive;
 pub(crate) mod budget;
 pub(crate) mod history;
 pub mod injection;

@@ -60,7 +60,8 @@ fn run_with(
     if let Some(error) = &setup.journal_error {
         return Err(UsageError(anyhow::anyhow!("{error}")).into());
     }
-    let checkpoint = setup::keep_checkpoints(&setup.engine, checkpoint);
+    let retention = config.journal_retention;
+    let checkpoint = setup::keep_checkpoints(&setup.engine, checkpoint, retention);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Injections run on blocking threads; a handful at once is plenty, and every
@@ -72,7 +73,7 @@ fn run_with(
     let result = runtime.block_on(serve(config, setup, ended, args));
     // The last checkpoint: the next start reads only what comes after it.
     if let Some(journal) = journal {
-        setup::checkpoint_now(&checkpoint, &journal);
+        setup::checkpoint_now(&checkpoint, &journal, &retention);
     }
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
