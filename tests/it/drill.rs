@@ -1126,7 +1126,20 @@ echo "caught $(st $v)"
 "$NM" --config {cfg} --execute 2>{d}/log0 & d=$!
 await Listening {d}/log0
 echo "recovered $(st $v)"
-kill -TERM $d; wait $d; kill -KILL $v
+kill -TERM $d; wait $d
+# The outcome torn by the crash at a spread of bytes (none of it; the first byte; the
+# middle; all but its newline): the prepared target is there whole, fsynced first.
+o='{{"type":"outcome","id":"1-1","at":"'$now'","elapsed_ms":1,"result":"paused","action":"Pause","process":{{"name":"sleep","pid":'$v',"ppid":1,"start_time":'$t'}},"signal":"SIGSTOP","summary":"stopped sleep(PID:'$v') for 10m","revert":{{"pid":'$v',"start_time":'$t',"name":"sleep"}},"revert_due":"'$now'"}}'
+head -n 2 $j > {d}/caught
+for cut in 0 1 $(( ${{#o}} / 2 )) ${{#o}}; do
+  kill -STOP $v; rm -f $j.checkpoint
+  {{ cat {d}/caught; printf '%s' "$o" | head -c $cut; }} > $j
+  "$NM" --config {cfg} --execute 2>{d}/log.torn.$cut & d=$!
+  await Listening {d}/log.torn.$cut
+  echo "torn $(st $v)"
+  kill -TERM $d; wait $d
+done
+kill -KILL $v
 for i in 0 1 2 3 4 5 6 7 8 9 10 11; do
   sleep 1000 & v=$!
   "$NM" --config {cfg} --execute 2>{d}/log$i.a & d=$!
@@ -1154,6 +1167,12 @@ done"#,
     let log0 = fs::read_to_string(dir.join("log0")).unwrap_or_default();
     assert_eq!(pairs(&run.stdout, "caught"), ["T"], "{}", run.stderr);
     assert_eq!(pairs(&run.stdout, "recovered"), ["S"], "{log0}");
+    assert_eq!(
+        pairs(&run.stdout, "torn"),
+        ["S", "S", "S", "S"],
+        "{}",
+        run.stderr
+    );
     assert!(
         log0.contains("Recovering: 1-1 (pause) was being injected when the last run stopped; its prepared target is reverted"),
         "{log0}"
@@ -1263,5 +1282,104 @@ fn the_journal_rotates_and_its_archives_are_read_on_and_kept_as_long_as_told() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids[..2], ["today-0", "today-1"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// The journal broken under a running daemon, then the daemon SIGKILLed: emptied, cut
+/// short, replaced by a symlink to /dev/null, its filesystem remounted read-only. No
+/// victim stays stopped after the next start: what undoes a fault is in the checkpoint
+/// beside the journal too, and a journal that is no longer a writable regular file is
+/// never written to (the fault is then not injected).
+#[test]
+fn a_journal_emptied_cut_or_replaced_under_the_daemon_leaves_no_victim_stopped() {
+    let dir = temp_dir("drill-broken");
+    let cfg = config(
+        &dir,
+        &format!("journal: {:?},", dir.join("fs/journal.jsonl")),
+    );
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+mkdir -p {d}/fs && mount -t tmpfs -o size=1m tmpfs {d}/fs || exit 99
+j={d}/fs/journal.jsonl
+# Pauses a fresh victim through a fresh daemon, breaks the journal with "$1", SIGKILLs
+# the daemon, starts another and says the victim's state.
+drill() {{
+  sleep 1000 & v=$!
+  "$NM" --config {cfg} --execute 2>{d}/log.$1 & d=$!
+  await Listening {d}/log.$1; p=$(port {d}/log.$1)
+  post $p /api/faults/pause '{{"desc":"'$1'"}}' > {d}/answer.$1
+  echo "paused.$1 $(st $v)"
+  case $1 in
+    emptied) : > $j ;;
+    cut) truncate -s 100 $j ;;
+  esac
+  kill -KILL $d; wait $d 2>/dev/null
+  "$NM" --config {cfg} --execute 2>{d}/log.$1.after & d=$!
+  await Listening {d}/log.$1.after
+  echo "after.$1 $(st $v)"
+  kill -TERM $d; wait $d; kill -KILL $v
+}}
+drill emptied
+drill cut
+# Replaced by a symlink to /dev/null while the daemon runs: nothing is injected.
+sleep 1000 & v=$!
+"$NM" --config {cfg} --execute 2>{d}/log.null & d=$!
+await Listening {d}/log.null; p=$(port {d}/log.null)
+mv $j $j.saved; ln -s /dev/null $j
+post $p /api/faults/pause '{{"desc":"into nothing"}}'
+echo "null $(st $v)"
+kill -KILL $d; wait $d 2>/dev/null
+rm $j; mv $j.saved $j
+# The filesystem remounted read-only while the daemon runs: the same.
+"$NM" --config {cfg} --execute 2>{d}/log.ro & d=$!
+await Listening {d}/log.ro; p=$(port {d}/log.ro)
+mount -o remount,ro {d}/fs
+post $p /api/faults/pause '{{"desc":"read-only"}}'
+echo "ro $(st $v)"
+kill -KILL $d; wait $d 2>/dev/null"#,
+        d = dir.display()
+    ));
+    let log = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
+    for case in ["emptied", "cut"] {
+        assert_eq!(
+            pairs(&run.stdout, &format!("paused.{case}")),
+            ["T"],
+            "{}\n{}",
+            run.stderr,
+            log(&format!("log.{case}"))
+        );
+        assert_eq!(
+            pairs(&run.stdout, &format!("after.{case}")),
+            ["S"],
+            "{case}: {}",
+            log(&format!("log.{case}.after"))
+        );
+    }
+    let answers: Vec<serde_json::Value> = json_lines(&run.stdout)
+        .into_iter()
+        .filter(|j| j.get("code").is_some())
+        .collect();
+    let [null, ro] = &answers[..] else {
+        panic!("{}\n{}", run.stdout, run.stderr)
+    };
+    assert_eq!(null["code"], 503, "{null}");
+    assert!(
+        null["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("it is a device, not a regular file; the fault was not injected"),
+        "{null}"
+    );
+    assert_eq!(ro["code"], 503, "{ro}");
+    assert!(
+        ro["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("Read-only file system (os error 30); the fault was not injected"),
+        "{ro}"
+    );
+    assert_eq!(pairs(&run.stdout, "null"), ["S"]);
+    assert_eq!(pairs(&run.stdout, "ro"), ["S"]);
     fs::remove_dir_all(dir).unwrap();
 }

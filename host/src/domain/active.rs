@@ -178,6 +178,13 @@ impl Checkpoint {
             .collect()
     }
 
+    /// Catches up with `journal` while no record is being appended to it (by this
+    /// process: what is read is whole, and stays), then writes it beside it.
+    pub(crate) fn take(&mut self, journal: &journal::Journal) -> io::Result<()> {
+        let path = journal.path();
+        journal.quiet(|| self.catch_up(path).and_then(|_| self.save(path)))
+    }
+
     /// Writes it beside `journal`, atomically.
     pub(crate) fn save(&self, journal: &Path) -> io::Result<()> {
         let text = serde_json::to_vec(self).map_err(io::Error::other)?;

@@ -152,23 +152,27 @@ pub(crate) struct RevertRecord {
 /// comes (the daemon would hang, silently, before its first log line). A path that does
 /// not exist yet is fine: the journal is created there.
 pub(crate) fn check_path(path: &Path) -> io::Result<()> {
-    let kind = match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => return Ok(()),
-        Ok(meta) => {
-            use std::os::unix::fs::FileTypeExt as _;
-            let t = meta.file_type();
-            if t.is_dir() {
-                "a directory"
-            } else if t.is_fifo() {
-                "a FIFO"
-            } else if t.is_socket() {
-                "a socket"
-            } else {
-                "a device"
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    match fs::metadata(path) {
+        Ok(meta) => regular(&meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether what `meta` describes is a regular file; if not, an error saying what it is.
+fn regular(meta: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a device"
     };
     Err(io::Error::other(format!(
         "it is {kind}, not a regular file"
@@ -315,15 +319,20 @@ impl Journal {
 /// released when the file is closed), the one every writer takes. A journal rotated
 /// while the lock was awaited is the archive now: the path is opened again.
 fn open_locked(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
     loop {
+        // Whatever the path has become meanwhile (a FIFO, a symlink to /dev/null), the
+        // open never blocks and only a regular file is written: records written into
+        // nothing would be records lost.
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(path)?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
         let held = file.metadata()?;
+        regular(&held)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
         match fs::metadata(path) {
             Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => return Ok(file),
             Ok(_) => continue,
@@ -678,6 +687,42 @@ mod tests {
         // Opening it would block for good; the check refuses it first.
         assert_eq!(
             Journal::open(&fifo).unwrap_err().to_string(),
+            "it is a FIFO, not a regular file"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A journal path that became something else than a file under the running daemon
+    /// (a symlink to /dev/null, a FIFO) is never written to: a record written into
+    /// nothing is a record lost, and the fault it announces must not happen.
+    #[test]
+    fn an_append_refuses_a_path_that_is_no_longer_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("nm-journal-null-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("journal.jsonl");
+        let journal = Journal::open(&path).unwrap();
+        journal.append(&intent("1-1"), true).unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        assert_eq!(
+            journal
+                .append(&intent("1-2"), true)
+                .unwrap_err()
+                .to_string(),
+            "it is a device, not a regular file"
+        );
+        fs::remove_file(&path).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        assert_eq!(
+            journal
+                .append(&intent("1-3"), true)
+                .unwrap_err()
+                .to_string(),
             "it is a FIFO, not a regular file"
         );
         fs::remove_dir_all(dir).unwrap();

@@ -18,6 +18,7 @@ use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, Phase, PluginError, R
 
 use crate::{
     domain::{
+        active::Checkpoint,
         budget::{Budget, Limits},
         injection::{Ask, Fault, InjectError, Injection, Intent},
         journal::{Journal, OutcomeRecord, PreparedRecord, Record},
@@ -84,6 +85,9 @@ pub struct Engine {
     revert_retry: Backoff,
     node: Option<String>,
     plugin_timeout: Duration,
+    /// The daemon's checkpoint, taken again as soon as a fault is in effect (or about
+    /// to be): a second copy of what undoes it, beside the journal.
+    checkpoint: std::sync::OnceLock<Arc<Mutex<Checkpoint>>>,
 }
 
 /// The name a stream has on `node`: `fault/kill@node/web-1`. With one seed for a whole
@@ -117,6 +121,7 @@ impl Engine {
             revert_retry: REVERT_RETRY,
             node: None,
             plugin_timeout: PLUGIN_TIMEOUT,
+            checkpoint: std::sync::OnceLock::new(),
         }
     }
 
@@ -440,6 +445,10 @@ impl Engine {
         // it after a crash.
         let recorded = self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
         metrics::get().fault(&ask.fault, ask.trigger, &injection.outcome.result);
+        // A one-phase fault in effect: its second copy now (a prepared one has it).
+        if recorded.is_ok() && revert_due.is_some() && !slot.fault.prepares() {
+            self.checkpoint_now();
+        }
         if let (Err(error), Some(_)) = (recorded, revert_due) {
             let reverted = match self.take(&injection.intent.id, "journal") {
                 Some(job) => run_all(vec![job], self.plugin_timeout).is_empty(),
@@ -465,6 +474,26 @@ impl Engine {
             }
         }
         Ok(injection)
+    }
+
+    /// Keeps `checkpoint` up to date whenever a fault comes into effect.
+    pub(crate) fn keep_checkpoint(&self, checkpoint: Arc<Mutex<Checkpoint>>) {
+        let _ = self.checkpoint.set(checkpoint);
+    }
+
+    /// Takes the checkpoint now: what undoes a fault just journaled is then in two files,
+    /// so a journal emptied, cut short or replaced afterwards still leaves it (the next
+    /// start reverts from the checkpoint).
+    fn checkpoint_now(&self) {
+        let (Some(checkpoint), Some(journal)) = (self.checkpoint.get(), &self.journal) else {
+            return;
+        };
+        if let Err(e) = lock(checkpoint).take(journal) {
+            log::line(format!(
+                "journal: cannot take a checkpoint of {} ({e}): the fault is undone from the journal alone after a crash",
+                journal.path().display()
+            ));
+        }
     }
 
     /// Lists fault `id` as active: in effect until reverted.
@@ -520,6 +549,7 @@ impl Engine {
                 error,
             });
         }
+        self.checkpoint_now();
         let applied = slot.fault.inject(&Request {
             phase: Phase::Apply,
             prepared: Some(state.clone()),

@@ -448,6 +448,7 @@ fn a_fault_caught_mid_apply_is_active_in_the_journal_with_its_prepared_state() {
     let hold = fake::gate();
     let fake = two_phase(Some(&hold), None);
     let (engine, path) = engine("two-phase-held", true, Guards::default(), &fake);
+    engine.keep_checkpoint(std::sync::Arc::default());
     let engine = std::sync::Arc::new(engine);
     let injecting = std::thread::spawn({
         let engine = engine.clone();
@@ -466,6 +467,14 @@ fn a_fault_caught_mid_apply_is_active_in_the_journal_with_its_prepared_state() {
         active[0].revert_state(),
         Some(&serde_json::json!({"pid": 300}))
     );
+    // Its second copy: the checkpoint beside the journal, taken before the apply. The
+    // journal emptied now, a start still finds what undoes the fault.
+    let saved = std::fs::read(&path).unwrap();
+    std::fs::write(&path, "").unwrap();
+    let mut after_loss = crate::domain::active::Checkpoint::load(&path);
+    after_loss.catch_up(&path).unwrap();
+    assert_eq!(after_loss.active().len(), 1, "from the checkpoint");
+    std::fs::write(&path, saved).unwrap();
     fake::open(&hold);
     injecting.join().unwrap().unwrap();
     let mut after = crate::domain::active::Checkpoint::default();

@@ -295,12 +295,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
 pub fn checkpoint_now(checkpoint: &Mutex<Checkpoint>, journal: &Journal, retention: &Retention) {
     let path = journal.path();
     let mut checkpoint = crate::support::lock::lock(checkpoint);
-    let taken = journal.quiet(|| {
-        checkpoint
-            .catch_up(path)
-            .and_then(|_| checkpoint.save(path))
-    });
-    if let Err(e) = taken {
+    if let Err(e) = checkpoint.take(journal) {
         log::line(format!(
             "journal: cannot take a checkpoint of {} ({e}): the next start reads from the last one",
             path.display()
@@ -360,6 +355,7 @@ pub fn keep_checkpoints(
     let Some(journal) = engine.shared_journal() else {
         return checkpoint;
     };
+    engine.keep_checkpoint(checkpoint.clone());
     checkpoint_now(&checkpoint, &journal, &retention);
     let kept = checkpoint.clone();
     let every = active::CHECKPOINT_EVERY.min(retention.rotate_at);
