@@ -35,6 +35,9 @@ pub struct HistoryCost {
     pub page: Summary,
     /// The daemon's largest RSS while serving history, KiB.
     pub rss_history: u64,
+    /// `history --since 30d` run beside it (output thrown away): how long it took, and
+    /// its peak RSS in KiB.
+    pub cli: (Duration, u64),
 }
 
 /// Writes a journal of `faults` dry-run faults (an intent and an outcome each).
@@ -112,8 +115,14 @@ pub fn measure(
     let daemon = Daemon::start(binary, &big_dir, false)?;
     big_starts.push(daemon.startup);
     let rss_big = daemon.usage()?.rss_kib;
-    // /healthz, over and over, while the history is asked for again and again.
+    // /healthz, over and over, while the history is asked for again and again, and
+    // the command line lists the last 30 days beside.
     let addr = daemon.addr;
+    let cli = {
+        let binary = binary.to_owned();
+        let journal = big_dir.join("journal.jsonl");
+        thread::spawn(move || cli_history(&binary, &journal))
+    };
     let asking = thread::spawn(move || {
         let mut pages = Vec::new();
         for _ in 0..20 {
@@ -138,6 +147,15 @@ pub fn measure(
     let pages = asking
         .join()
         .map_err(|_| anyhow::anyhow!("the history thread panicked"))??;
+    // The rest of the command line's run, /healthz still asked meanwhile.
+    while !cli.is_finished() {
+        let (status, took) = get(addr, "/healthz")?;
+        anyhow::ensure!(status == 200, "/healthz answered {status}");
+        health.push(took.as_secs_f64() * 1e3);
+    }
+    let cli = cli
+        .join()
+        .map_err(|_| anyhow::anyhow!("the history command's thread panicked"))??;
     drop(daemon);
     fs::remove_dir_all(&big_dir)?;
     let _ = fs::remove_dir_all(&empty_dir);
@@ -155,5 +173,39 @@ pub fn measure(
         ),
         page: Summary::of_ms(pages),
         rss_history,
+        cli,
     })
+}
+
+/// Runs `history --journal JOURNAL --since 30d` with its output thrown away: how long it
+/// took and its peak RSS (KiB, from `wait4`).
+fn cli_history(binary: &Path, journal: &Path) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let child = std::process::Command::new(binary)
+        .arg("history")
+        .arg("--journal")
+        .arg(journal)
+        .args(["--since", "30d"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    #[allow(unsafe_code)]
+    // SAFETY: `wait4` on our own child, with pointers to locals that outlive the call.
+    let (waited, usage) = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        let waited = libc::wait4(pid, &mut status, 0, &mut usage);
+        (waited, usage)
+    };
+    anyhow::ensure!(
+        waited == pid,
+        "cannot wait for history: {}",
+        std::io::Error::last_os_error()
+    );
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "history exited with status {status}"
+    );
+    Ok((started.elapsed(), usage.ru_maxrss as u64))
 }

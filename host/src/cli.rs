@@ -267,10 +267,13 @@ pub struct HistoryArgs {
     /// Only faults since this instant (RFC 3339) or this long ago (2h, 30m)
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Only faults before this instant (RFC 3339) or this long ago: with --limit, the
-    /// page before the one shown (its `next`)
+    /// Only faults before this instant (RFC 3339) or this long ago
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
+    /// With --limit: the page before the one shown, from where it said (its `next`,
+    /// printed as `(older faults: --before CURSOR)`)
+    #[arg(long, value_name = "CURSOR")]
+    pub before: Option<String>,
     /// Only the latest N faults (1 to 10000), read from the journal's end backwards: a
     /// page costs a page, whatever the history [default: all, read from the start]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000))]

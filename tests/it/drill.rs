@@ -234,11 +234,25 @@ echo "shutdown $(st $v)""#,
     let next = latest
         .stderr
         .trim()
-        .strip_prefix("(older faults: --until ")
+        .strip_prefix("(older faults: --before ")
         .and_then(|t| t.strip_suffix(')'))
         .unwrap_or_else(|| panic!("{}", latest.stderr))
         .to_owned();
-    let older = page(&["--until", &next, "--json"]);
+    let older = page(&["--before", &next, "--json"]);
+    let alone = monkey(&[
+        "history",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--before",
+        &next,
+    ]);
+    assert_eq!(
+        (alone.code, alone.stderr.as_str()),
+        (
+            Some(2),
+            "error: --before goes with --limit: it asks for the page before one shown\n"
+        )
+    );
     let older: serde_json::Value = serde_json::from_str(&older.stdout).unwrap();
     assert_eq!(older["faults"], serde_json::json!(faults[..2]));
     assert_eq!(older["next"], serde_json::Value::Null);
@@ -715,6 +729,16 @@ fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
     assert_eq!(
         (page.status, page.json()["message"].clone()),
         (400, serde_json::json!("limit must be 1 to 10000"))
+    );
+    let lost = http(port, "GET", "/api/history?before=yesterday", &[], b"");
+    assert_eq!(
+        (lost.status, lost.json()["message"].clone()),
+        (
+            400,
+            serde_json::json!(
+                "invalid before `yesterday`: expected the `next` of a page, like 2049.1835.42"
+            )
+        )
     );
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));

@@ -67,26 +67,13 @@ pub fn line(e: &Entry) -> String {
 }
 
 /// `history --limit N`: one page, read backwards from the journal's end.
-fn page(
-    path: &std::path::Path,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    limit: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    let page = history::page(
-        path,
-        history::Query {
-            since,
-            until,
-            limit,
-        },
-    )
-    .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+fn page(path: &std::path::Path, query: history::Query, json: bool) -> anyhow::Result<()> {
+    let page = history::page(path, query)
+        .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
     for problem in &page.problems {
         eprintln!("warning: {problem}");
     }
-    let next = page.next.map(|t| t.to_rfc3339());
+    let next = page.next.map(|p| p.to_string());
     if json {
         println!(
             "{}",
@@ -103,7 +90,7 @@ fn page(
         println!("{}", line(e));
     }
     if let Some(next) = next {
-        eprintln!("(older faults: --until {next})");
+        eprintln!("(older faults: --before {next})");
     }
     Ok(())
 }
@@ -134,8 +121,32 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if let Some(limit) = args.limit {
-        return page(&path, since, until, usize::from(limit), args.json);
+    let before = match &args.before {
+        Some(text) => Some(text.parse::<journal::Position>().map_err(|e| {
+            UsageError(anyhow!(
+                "--before: {}",
+                e.replacen("invalid before", "invalid cursor", 1)
+            ))
+        })?),
+        None => None,
+    };
+    match (args.limit, before) {
+        (Some(limit), before) => {
+            let query = history::Query {
+                since,
+                until,
+                before,
+                limit: usize::from(limit),
+            };
+            return page(&path, query, args.json);
+        }
+        (None, Some(_)) => {
+            return Err(UsageError(anyhow!(
+                "--before goes with --limit: it asks for the page before one shown"
+            ))
+            .into())
+        }
+        (None, None) => {}
     }
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());

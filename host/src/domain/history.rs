@@ -6,16 +6,19 @@ use std::{collections::HashMap, io, path::Path};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::journal::{self, Entry, OutcomeRecord, PreparedRecord, Record, RevertRecord};
+use super::journal::{self, Entry, OutcomeRecord, Position, PreparedRecord, Record, RevertRecord};
 
 /// The most faults one page may hold.
 pub(crate) const MAX_LIMIT: usize = 10_000;
 
-/// Which faults: those asked for in `[since, until)`, the latest `limit` of them.
+/// Which faults: those asked for in `[since, until)` and journaled before `before`, the
+/// latest `limit` of them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Query {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Where the page before this one started: the `next` of a page.
+    pub before: Option<Position>,
     pub limit: usize,
 }
 
@@ -24,9 +27,11 @@ pub(crate) struct Query {
 pub(crate) struct Page {
     /// The faults, oldest first.
     pub entries: Vec<Entry>,
-    /// Where the next (older) page ends, if there are older faults in range: the
-    /// `until` to ask for it.
-    pub next: Option<DateTime<Utc>>,
+    /// Where this page starts, if there are older faults in range: the `before` that
+    /// asks for the next (older) page. A position in the journal, not an instant: faults
+    /// injected at once may be journaled out of the order of their instants, and none
+    /// falls between two pages.
+    pub next: Option<Position>,
     /// Lines of the part read that could not be read.
     pub problems: Vec<String>,
 }
@@ -35,7 +40,7 @@ pub(crate) struct Page {
 /// deadline, and then some. Outcomes older than this before the page are not kept.
 const OUTCOME_LAG: TimeDelta = TimeDelta::minutes(15);
 
-/// Reads one page, backwards from the journal's end.
+/// Reads one page, backwards from the journal's end (through its archives).
 pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     let mut page = Page::default();
     let limit = query.limit.clamp(1, MAX_LIMIT);
@@ -44,8 +49,22 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     let mut outcomes: HashMap<String, OutcomeRecord> = HashMap::new();
     let mut reverts: HashMap<String, RevertRecord> = HashMap::new();
     let mut prepared: HashMap<String, PreparedRecord> = HashMap::new();
-    for line in journal::lines_backwards_with_archives(path)? {
+    // Whether the reading has gone past `before` (always, without one).
+    let mut past_before = query.before.is_none();
+    let mut met_its_file = false;
+    // Where the oldest fault of the page so far was journaled.
+    let mut oldest = None;
+    let mut lines = journal::lines_backwards_with_archives(path)?;
+    while let Some(line) = lines.next() {
         let line = line?;
+        let here = lines.position();
+        if let (false, Some(before), Some(here)) = (past_before, query.before, here) {
+            // Before it in its file, or in a file older than its.
+            let in_its_file = (here.dev, here.ino) == (before.dev, before.ino);
+            past_before =
+                (in_its_file && here.offset < before.offset) || (met_its_file && !in_its_file);
+            met_its_file |= in_its_file;
+        }
         let record = match serde_json::from_slice::<Record>(&line) {
             Ok(record) => record,
             Err(e) => {
@@ -73,7 +92,7 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                 }
             }
             Record::Intent(intent) => {
-                if query.until.is_some_and(|until| intent.at >= until) {
+                if !past_before || query.until.is_some_and(|until| intent.at >= until) {
                     // Newer than the page: what was kept for it goes.
                     outcomes.remove(&intent.id);
                     reverts.remove(&intent.id);
@@ -84,10 +103,12 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                     break;
                 }
                 if page.entries.len() == limit {
-                    // One more in range: the page is full and there is an older one.
-                    page.next = page.entries.last().map(|e| e.intent.at);
+                    // One more in range: the page is full and there is an older one,
+                    // before where the page's oldest fault was journaled.
+                    page.next = oldest;
                     break;
                 }
+                oldest = here;
                 let mut entry = Entry::of(intent);
                 entry.outcome = outcomes.remove(&entry.intent.id);
                 entry.reverted = reverts.remove(&entry.intent.id);
@@ -265,6 +286,7 @@ mod tests {
             Query {
                 since: None,
                 until: None,
+                before: None,
                 limit: 4,
             },
         )
@@ -274,13 +296,14 @@ mod tests {
             ["1-6", "1-7", "1-8", "1-9"],
             "the latest, oldest first"
         );
-        assert_eq!(latest.next, Some(at(6)));
+        assert!(latest.next.is_some());
         assert!(latest.entries.iter().all(|e| e.outcome.is_some()));
         let older = page(
             &path,
             Query {
                 since: None,
-                until: latest.next,
+                until: None,
+                before: latest.next,
                 limit: 4,
             },
         )
@@ -294,7 +317,8 @@ mod tests {
             &path,
             Query {
                 since: None,
-                until: older.next,
+                until: None,
+                before: older.next,
                 limit: 4,
             },
         )
@@ -306,12 +330,65 @@ mod tests {
             Query {
                 since: Some(at(8)),
                 until: None,
+                before: None,
                 limit: 100,
             },
         )
         .unwrap();
         assert_eq!(ids(&since), ["1-8", "1-9"]);
         assert_eq!(since.next, None);
+        let until = page(
+            &path,
+            Query {
+                since: None,
+                until: Some(at(2)),
+                before: None,
+                limit: 100,
+            },
+        )
+        .unwrap();
+        assert_eq!(ids(&until), ["1-0", "1-1"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Faults injected at once can be journaled out of the order of their instants; a
+    /// page ends at a place in the journal, not an instant, so none falls between two
+    /// pages, whether in the journal or in one of its archives.
+    #[test]
+    fn pages_follow_the_journal_not_the_clock_and_go_on_into_archives() {
+        let dir = std::env::temp_dir().join(format!("nm-history-order-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("journal.jsonl");
+        let journal = Journal::open(&path).unwrap();
+        let start = Utc::now() - TimeDelta::hours(1);
+        let at = |s: i64| start + TimeDelta::seconds(s);
+        for (id, s) in [("a", 5), ("b", 3), ("c", 4)] {
+            journal.append(&intent(id, at(s)), false).unwrap();
+        }
+        journal.rotate(|| Ok(())).unwrap();
+        for (id, s) in [("d", 9), ("e", 7), ("f", 8)] {
+            journal.append(&intent(id, at(s)), false).unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let one = page(
+                &path,
+                Query {
+                    since: None,
+                    until: None,
+                    before,
+                    limit: 1,
+                },
+            )
+            .unwrap();
+            seen.extend(one.entries.iter().map(|e| e.intent.id.clone()));
+            match one.next {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["f", "e", "d", "c", "b", "a"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -330,9 +407,10 @@ mod tests {
             o.result = "dry-run".into();
             journal.append(&Record::Outcome(o), false).unwrap();
         }
-        let query = |until| Query {
+        let query = |before| Query {
             since: None,
-            until,
+            until: None,
+            before,
             limit: 3,
         };
         let first = page(&path, query(None)).unwrap();

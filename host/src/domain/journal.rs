@@ -422,7 +422,7 @@ pub(crate) fn each_with_archives(
 }
 
 /// The lines of a journal and then of its archives, from the last to the first: see
-/// [`lines_backwards`].
+/// [`lines_backwards`]. [`AllBackwards::position`] says where the line just read is.
 pub(crate) fn lines_backwards_with_archives(path: &Path) -> io::Result<AllBackwards> {
     let mut files = super::archive::newest_first(path)?;
     files.reverse();
@@ -432,11 +432,54 @@ pub(crate) fn lines_backwards_with_archives(path: &Path) -> io::Result<AllBackwa
     })
 }
 
+/// Where a line of a journal starts: the file (by device and inode, which it keeps when
+/// it is rotated into an archive) and the byte offset in it. What a page of history
+/// hands back to ask for the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.dev, self.ino, self.offset)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut parts = text.split('.').map(str::parse::<u64>);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Ok(dev)), Some(Ok(ino)), Some(Ok(offset)), None) => {
+                Ok(Position { dev, ino, offset })
+            }
+            _ => Err(format!(
+                "invalid before `{text}`: expected the `next` of a page, like 2049.1835.42"
+            )),
+        }
+    }
+}
+
 /// See [`lines_backwards_with_archives`].
 pub(crate) struct AllBackwards {
     /// The files still to read, the next one last.
     files: Vec<PathBuf>,
     reading: Option<Backwards>,
+}
+
+impl AllBackwards {
+    /// Where the line just read starts.
+    pub(crate) fn position(&self) -> Option<Position> {
+        self.reading.as_ref().map(|r| Position {
+            dev: r.dev,
+            ino: r.ino,
+            offset: r.offset,
+        })
+    }
 }
 
 impl Iterator for AllBackwards {
@@ -460,18 +503,22 @@ impl Iterator for AllBackwards {
 /// blocks from the end: what a look at the recent past costs is the recent past. A
 /// missing file has none.
 pub(crate) fn lines_backwards(path: &Path) -> io::Result<Backwards> {
+    use std::os::unix::fs::MetadataExt as _;
     let file = match fs::File::open(path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let end = match &file {
-        Some(f) => f.metadata()?.len(),
-        None => 0,
+    let meta = match &file {
+        Some(f) => Some(f.metadata()?),
+        None => None,
     };
     Ok(Backwards {
         file,
-        end,
+        end: meta.as_ref().map_or(0, fs::Metadata::len),
+        dev: meta.as_ref().map_or(0, |m| m.dev()),
+        ino: meta.as_ref().map_or(0, |m| m.ino()),
+        offset: 0,
         carry: Vec::new(),
         ready: Vec::new(),
         skipping: false,
@@ -483,10 +530,16 @@ pub(crate) struct Backwards {
     file: Option<fs::File>,
     /// Where the part not read yet ends.
     end: u64,
+    /// The file's device and inode.
+    dev: u64,
+    ino: u64,
+    /// Where the line returned last starts.
+    offset: u64,
     /// The start of a line whose beginning is still to be read.
     carry: Vec<u8>,
-    /// Whole lines read, the last one first... popped from the back.
-    ready: Vec<Vec<u8>>,
+    /// Whole lines read, with where each starts, the last one first... popped from the
+    /// back.
+    ready: Vec<(u64, Vec<u8>)>,
     /// A line too long to keep is being passed over.
     skipping: bool,
 }
@@ -502,10 +555,11 @@ impl Iterator for Backwards {
     fn next(&mut self) -> Option<Self::Item> {
         use std::os::unix::fs::FileExt as _;
         loop {
-            if let Some(line) = self.ready.pop() {
+            if let Some((offset, line)) = self.ready.pop() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
+                self.offset = offset;
                 return Some(Ok(line));
             }
             let file = self.file.as_ref()?;
@@ -515,6 +569,7 @@ impl Iterator for Backwards {
                 if first.iter().all(u8::is_ascii_whitespace) {
                     return None;
                 }
+                self.offset = 0;
                 return Some(Ok(first));
             }
             // A line of megabytes is no record (zeros after a crash, say): dropped, so
@@ -531,10 +586,17 @@ impl Iterator for Backwards {
             }
             self.end = start;
             block.extend_from_slice(&self.carry);
-            let mut parts: Vec<Vec<u8>> =
-                block.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+            let mut at = start;
+            let mut parts: Vec<(u64, Vec<u8>)> = block
+                .split(|b| *b == b'\n')
+                .map(|part| {
+                    let here = at;
+                    at += part.len() as u64 + 1;
+                    (here, part.to_vec())
+                })
+                .collect();
             // The first part may be the end of a line that starts in an earlier block.
-            let first = parts.remove(0);
+            let (_, first) = parts.remove(0);
             if self.skipping {
                 // Passing over a dropped line: what of it this block holds goes too.
                 match parts.pop() {

@@ -18,7 +18,11 @@ use warp::{
 
 use crate::{
     dispatch::{Injector, Refusal},
-    domain::{history as pages, injection::Ask, journal::parse_since},
+    domain::{
+        history as pages,
+        injection::Ask,
+        journal::{parse_since, Position},
+    },
     output::{
         answer::Answer,
         log,
@@ -337,8 +341,8 @@ async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
 const HISTORY_PAGE: usize = 100;
 
 /// The answer key as JSON, a page at a time: the latest `limit` faults (default 100, at
-/// most 10,000) asked for in `[since, until)`, oldest first, and `next`, the `until` of
-/// the older page when there is one. Read from the journal's end backwards.
+/// most 10,000) asked for in `[since, until)`, oldest first, and `next`, the `before`
+/// of the older page when there is one. Read from the journal's end backwards.
 fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
     let instant = |key: &str| match query.get(key).map(|t| parse_since(t)) {
         None => Ok(None),
@@ -348,6 +352,11 @@ fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
     let (since, until) = match (instant("since"), instant("until")) {
         (Ok(since), Ok(until)) => (since, until),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let before = match query.get("before").map(|b| b.parse::<Position>()) {
+        None => None,
+        Some(Ok(position)) => Some(position),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
     let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
         None => HISTORY_PAGE,
@@ -368,13 +377,14 @@ fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
         pages::Query {
             since,
             until,
+            before,
             limit,
         },
     ) {
         Ok(page) => warp::reply::json(&json!({
             "faults": page.entries,
             "problems": page.problems,
-            "next": page.next.map(|t| t.to_rfc3339()),
+            "next": page.next.map(|p| p.to_string()),
         }))
         .into_response(),
         Err(e) => error(
