@@ -1407,3 +1407,84 @@ kill -KILL $d; wait $d 2>/dev/null"#,
     assert_eq!(pairs(&run.stdout, "ro"), ["S"]);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// The peak resident memory of process `pid`, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A big journal (40,000 faults, some 24 MB, a busy year) weighs on neither the start,
+/// nor a page of history, nor the whole listing: each stays within a memory bound below
+/// what holding the journal would take (before the checkpoint and the paged history, a
+/// start held about 1 KiB a fault, and a look at the history 6 KiB).
+#[test]
+fn start_and_history_on_a_big_journal_stay_within_a_memory_bound() {
+    use std::io::Write as _;
+    let dir = temp_dir("drill-big");
+    let journal = dir.join("journal.jsonl");
+    let now = chrono::Utc::now();
+    let faults = 40_000;
+    {
+        let mut out = std::io::BufWriter::new(fs::File::create(&journal).unwrap());
+        for i in 0..faults {
+            let at = (now - chrono::TimeDelta::days(300) + chrono::TimeDelta::minutes(4 * i))
+                .to_rfc3339();
+            writeln!(
+                out,
+                r#"{{"type":"intent","id":"1-{i}","at":"{at}","fault":"process-kill","plugin":"process-kill","trigger":"timer","desc":"by monkey","dry_run":true,"master_seed":1,"stream":"fault/process-kill","stream_position":{i},"seed":{i}}}"#
+            )
+            .unwrap();
+            writeln!(
+                out,
+                r#"{{"type":"outcome","id":"1-{i}","at":"{at}","elapsed_ms":1,"result":"dry-run","action":"Kill","process":{{"name":"sleep","pid":{pid},"ppid":1,"cmdline":"sleep 600","user":"root","uid":0,"start_time":64996}},"signal":"SIGKILL","summary":"would send SIGKILL to sleep(PID:{pid})"}}"#,
+                pid = 1000 + i % 30000
+            )
+            .unwrap();
+        }
+        out.flush().unwrap();
+    }
+    let size_mib = fs::metadata(&journal).unwrap().len() >> 20;
+    assert!(size_mib >= 20, "{size_mib} MiB");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "1m");
+    // The first start reads it once, a line at a time (there is no checkpoint yet): the
+    // most a start ever reads.
+    {
+        let mut daemon = Daemon::start(&["--config", &cfg]);
+        let port = daemon.port();
+        let started = peak_kib(daemon.pid());
+        let page = http(port, "GET", "/api/history", &[], b"").json();
+        assert_eq!(page["faults"].as_array().unwrap().len(), 100);
+        assert!(page["next"].is_string());
+        let served = peak_kib(daemon.pid());
+        assert!(
+            started < 32_000 && served < 32_000,
+            "peak RSS {started} KiB after start, {served} KiB after a page, for a {size_mib} MiB journal"
+        );
+        daemon.signal("TERM");
+        assert_eq!(daemon.wait_exit(), Some(0));
+    }
+    // The whole listing, streamed, under a data limit below the journal's size.
+    let run = std::process::Command::new("prlimit")
+        .arg("--data=16777216")
+        .arg("--")
+        .arg(crate::util::bin())
+        .args(["history", "--journal", journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        run.stdout.iter().filter(|b| **b == b'\n').count(),
+        faults as usize
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
