@@ -1488,3 +1488,84 @@ fn start_and_history_on_a_big_journal_stay_within_a_memory_bound() {
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// An I/O error (EIO, as a dying disk gives) on each of a fault's journal writes in
+/// turn, through a library that fails the journal's writes on cue
+/// (`tests/fixtures/eio/eio.c`): on the intent or on the prepared target, nothing is
+/// injected; on the outcome, the fault is reverted at once. Then a pause that worked,
+/// a SIGKILL, and the next start lets its victim go on.
+#[test]
+fn an_io_error_on_any_journal_write_leaves_no_victim_stopped() {
+    let dir = temp_dir("drill-eio");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let lib = dir.join("libeio.so");
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/eio/eio.c");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("cc runs");
+    assert!(built.success());
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+j={d}/journal.jsonl
+# The next $1 writes to the journal succeed, the rest fail with EIO.
+eio() {{ echo $1 > {d}/eio.new && mv {d}/eio.new {d}/eio; }}
+sleep 1000 & v=$!
+LD_PRELOAD={lib} NM_EIO_FILE=$j NM_EIO_SWITCH={d}/eio "$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+for n in 0 1 2; do
+  eio $n
+  post $p /api/faults/pause '{{"desc":"after '$n' writes"}}'
+  echo "eio$n $(st $v)"
+done
+rm {d}/eio
+post $p /api/faults/pause '{{"desc":"whole"}}' >/dev/null
+echo "paused $(st $v)"
+kill -KILL $d; wait $d 2>/dev/null
+"$NM" --config {cfg} --execute 2>{d}/log.after & d=$!
+await Listening {d}/log.after
+echo "after $(st $v)"
+kill -TERM $d; wait $d; kill -KILL $v"#,
+        d = dir.display(),
+        lib = lib.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let answers: Vec<serde_json::Value> = json_lines(&run.stdout)
+        .into_iter()
+        .filter(|j| j.get("code").is_some())
+        .collect();
+    let [intent, prepared, outcome] = &answers[..] else {
+        panic!("{}\n{}\n{log}", run.stdout, run.stderr)
+    };
+    for (answer, ends) in [
+        (
+            intent,
+            "Input/output error (os error 5); the fault was not injected",
+        ),
+        (
+            prepared,
+            "Input/output error (os error 5); the fault was not injected",
+        ),
+        (
+            outcome,
+            "Input/output error (os error 5); the fault was reverted at once",
+        ),
+    ] {
+        assert_eq!(answer["code"], 503, "{answer}\n{log}");
+        assert!(
+            answer["message"].as_str().unwrap().ends_with(ends),
+            "{answer}"
+        );
+    }
+    for n in 0..3 {
+        assert_eq!(pairs(&run.stdout, &format!("eio{n}")), ["S"], "{log}");
+    }
+    assert_eq!(pairs(&run.stdout, "paused"), ["T"], "{log}");
+    assert_eq!(pairs(&run.stdout, "after"), ["S"]);
+    fs::remove_dir_all(dir).unwrap();
+}
