@@ -135,9 +135,13 @@ pub enum Command {
     /// Pause a running daemon: every trigger is refused and active faults are reverted
     #[command(after_help = PAUSE_EXAMPLES)]
     Pause(SwitchArgs),
-    /// Resume a paused daemon
+    /// Resume a paused daemon (fails while its pause file exists)
     #[command(after_help = RESUME_EXAMPLES)]
     Resume(SwitchArgs),
+    /// What a running daemon is doing: playing, sleeping or paused (and why), the next
+    /// fault, what is in effect, the budget left
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(StatusArgs),
     /// Run COMMAND in a fresh PID namespace and unleash the monkey on it alone, for real
     #[command(after_help = SANDBOX_EXAMPLES)]
     Sandbox(SandboxArgs),
@@ -185,9 +189,21 @@ Examples:
   NIGHTMARE_MONKEY_TOKEN=s3cret nightmare-monkey pause --url http://10.0.0.5:8080";
 
 const RESUME_EXAMPLES: &str = "\
+The same as POST /api/resume. While the pause file exists the daemon stays paused: resume
+then fails (exit 1) and says so; remove the file.
+
 Examples:
   nightmare-monkey resume
   nightmare-monkey resume --config /etc/nightmare-monkey/config.ron --token-file /run/secrets/monkey";
+
+const STATUS_EXAMPLES: &str = "\
+The same as GET /api/status, as lines (or its JSON with --json). Exit code 1 when the
+daemon cannot be reached.
+
+Examples:
+  nightmare-monkey status
+  nightmare-monkey status --url 127.0.0.1:18099 --json
+  nightmare-monkey status --config /etc/nightmare-monkey/config.ron";
 
 const CHECK_EXAMPLES: &str = "\
 Reads the file as the daemon would, loads its plugins and builds every fault, and prints
@@ -286,7 +302,8 @@ pub struct HistoryArgs {
 /// `pause` and `resume`.
 #[derive(Debug, Args)]
 pub struct SwitchArgs {
-    /// The daemon's API [default: from the config, else http://127.0.0.1:8080]
+    /// The daemon's API; without a scheme, http:// [default: from the config, else
+    /// http://127.0.0.1:8080]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The daemon's configuration, for its address and token
@@ -295,6 +312,16 @@ pub struct SwitchArgs {
     /// A file holding the bearer token [default: $NIGHTMARE_MONKEY_TOKEN, else the config's]
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// Print the JSON of GET /api/status
+    #[arg(long)]
+    pub json: bool,
 }
 
 const KILL_EXAMPLES: &str = "\

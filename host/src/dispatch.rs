@@ -8,7 +8,11 @@
 //! Below it: the engine (guards, journal, plugins) and the outputs. Above it: the
 //! triggers, which import nothing else of the daemon.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use nightmare_monkey_plugin_api::sdk::ErrorKind;
@@ -17,7 +21,7 @@ use crate::{
     domain::injection::{ceil_secs, Ask, InjectError, Injection},
     engine::{run_all, Engine, Unfinished},
     output::{log, notifier::Notifiers},
-    support::thread::on_own_thread,
+    support::{lock::lock, thread::on_own_thread},
 };
 
 /// How many injections run at once; more wait their turn (the wait counts against the
@@ -48,6 +52,33 @@ pub struct Injector {
     deadline: Duration,
     /// One permit per injection at once ([`MAX_INJECTIONS_AT_ONCE`]).
     slots: Arc<tokio::sync::Semaphore>,
+    /// The timer's next fault: when, and which.
+    next: Arc<Mutex<Option<Next>>>,
+}
+
+/// When the timer fires next, and which fault.
+type Next = (DateTime<Utc>, String);
+
+/// What the monkey is doing (`status`, `GET /api/status`): the engine's state, and the
+/// timer's next fault.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    #[serde(flatten)]
+    engine: crate::engine::EngineStatus,
+    /// The timer's next fault, if the timer runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<NextFault>,
+}
+
+/// The timer's next fault.
+#[derive(Debug, Clone, serde::Serialize)]
+struct NextFault {
+    /// When, in the window's zone.
+    at: String,
+    /// In how many seconds.
+    in_s: u64,
+    /// Which fault.
+    fault: String,
 }
 
 impl Injector {
@@ -58,6 +89,35 @@ impl Injector {
             engine,
             notifiers,
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_INJECTIONS_AT_ONCE)),
+            next: Arc::default(),
+        }
+    }
+
+    /// The timer's next fault is `fault` at `at` (none: the timer stopped).
+    pub fn set_next(&self, next: Option<Next>) {
+        *lock(&self.next) = next;
+    }
+
+    /// Why the monkey is paused, if it is.
+    pub fn paused(&self) -> Option<String> {
+        self.engine.paused()
+    }
+
+    /// An instant as the window's zone shows it.
+    pub fn clock(&self, at: DateTime<Utc>) -> String {
+        self.engine.clock(at)
+    }
+
+    /// What the monkey is doing now.
+    pub fn status(&self) -> Status {
+        let now = Utc::now();
+        Status {
+            engine: self.engine.status(now),
+            next: lock(&self.next).as_ref().map(|(at, fault)| NextFault {
+                at: self.engine.clock(*at),
+                in_s: (*at - now).num_seconds().max(0) as u64,
+                fault: fault.clone(),
+            }),
         }
     }
 

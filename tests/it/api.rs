@@ -70,9 +70,9 @@ fn bad_requests_get_clear_json_errors_never_500() {
         ("POST", "/api/kill", b"[1,2]", 400, "desc is required: send a JSON object like {\"desc\":\"I like kill!\"}"),
         ("POST", "/api/kill", b"{\"desc\":\"  \"}", 400, "desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}"),
         ("POST", "/api/kill", b"{\"desc\":5}", 400, "desc must be a string, e.g. {\"desc\":\"I like kill!\"}"),
-        ("GET", "/api/kill", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
-        ("DELETE", "/api/plugins", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
-        ("GET", "/nowhere", b"", 404, "not found: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
+        ("GET", "/api/kill", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
+        ("DELETE", "/api/plugins", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
+        ("GET", "/nowhere", b"", 404, "not found: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
         ("POST", "/api/faults/nope", b"{\"desc\":\"x\"}", 404, "no fault named `nope` is configured"),
     ];
     for (method, path, body, status, message) in cases {
@@ -287,4 +287,119 @@ fn a_crowd_of_idle_connections_neither_starves_healthz_nor_the_descriptors() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
     eprintln!("/healthz in a crowd of 1,100: {took:?}, {open} descriptors open");
+}
+
+/// `status` (and `GET /api/status`) says what the daemon is doing; `resume` fails while
+/// the pause file holds it back; `/metrics` shows the switch; without a daemon, `pause`
+/// says so and points to the pause file.
+#[test]
+fn status_tells_the_state_and_resume_tells_the_truth() {
+    let dir = crate::util::temp_dir("api-status");
+    let pause_file = dir.join("paused");
+    let cfg = dir.join("status.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?}, budget: (per_hour: 4), schedule: Uniform(min_interval: 3600, max_interval: 3600))"#
+        ),
+    )
+    .unwrap();
+    let _victim = crate::util::Sleeper::start();
+    let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let next = d.wait_for(|l| l.starts_with("Next fault: "));
+    assert!(next.starts_with("Next fault: process-kill at "), "{next}");
+    let url = format!("127.0.0.1:{port}");
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--url", &url];
+        args.extend_from_slice(extra);
+        crate::util::monkey(&args)
+    };
+    assert_eq!(
+        http(port, "POST", "/api/kill", &[], br#"{"desc":"one"}"#).status,
+        200
+    );
+    let json = status(&["--json"]);
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let s: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(s["state"], "playing");
+    assert_eq!(s["execute"], false);
+    assert_eq!(
+        s["budget"]["per_hour"],
+        serde_json::json!({"used": 1, "limit": 4})
+    );
+    assert_eq!(s["next"]["fault"], "process-kill");
+    assert!(
+        (3590..=3600).contains(&s["next"]["in_s"].as_u64().unwrap()),
+        "{s}"
+    );
+    assert_eq!(
+        s["journal"].as_str(),
+        Some(dir.join("journal.jsonl").to_str().unwrap())
+    );
+    let lines = status(&[]);
+    let first = lines.stdout.lines().next().unwrap_or_default().to_owned();
+    assert_eq!(
+        first,
+        format!(
+            "Nightmare Monkey {} at http://{url}: playing (dry run)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert!(
+        lines
+            .stdout
+            .contains("\n  budget: 1 of 4 this hour used; a fault fits now\n"),
+        "{}",
+        lines.stdout
+    );
+    let metric = |port| {
+        http(port, "GET", "/metrics", &[], b"")
+            .body
+            .lines()
+            .find(|l| l.starts_with("nightmare_monkey_paused "))
+            .map(str::to_owned)
+    };
+    assert_eq!(metric(port).as_deref(), Some("nightmare_monkey_paused 0"));
+    // The pause file holds it back: resume cannot, and says so.
+    std::fs::write(&pause_file, "").unwrap();
+    d.wait_for(|l| l.starts_with("Nightmare Monkey is paused: "));
+    let resume = crate::util::monkey(&["resume", "--url", &url]);
+    assert_eq!(
+        (resume.code, resume.stderr.as_str()),
+        (
+            Some(1),
+            format!(
+                "error: still paused: the pause file {} exists; remove it to resume\n",
+                pause_file.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(metric(port).as_deref(), Some("nightmare_monkey_paused 1"));
+    let paused: serde_json::Value = serde_json::from_str(&status(&["--json"]).stdout).unwrap();
+    assert_eq!(paused["state"], "paused");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    // No daemon: said, with the way that works without one.
+    let cfg_arg = cfg.to_str().unwrap();
+    let alone = crate::util::monkey(&["pause", "--config", cfg_arg, "--url", &url]);
+    assert_eq!(alone.code, Some(1));
+    assert!(
+        alone.stderr.starts_with(&format!(
+            "error: cannot reach the daemon at http://{url} (Connection refused"
+        )),
+        "{}",
+        alone.stderr
+    );
+    assert!(
+        alone.stderr.ends_with(&format!(
+            "Without a daemon, the pause file {} pauses the next start\n",
+            pause_file.display()
+        )),
+        "{}",
+        alone.stderr
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }

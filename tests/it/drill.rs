@@ -11,7 +11,9 @@ use crate::util::{http, in_namespace, json_lines, monkey, pairs, temp_dir, Daemo
 const PRELUDE: &str = r#"
 await() { end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do
   [ "$(date +%s)" -gt $end ] && { echo "timed out waiting for $1 in $2" >&2; cat "$2" >&2; return 1; }; sleep 0.02; done; }
-st() { s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null); echo "${s:-gone}"; }
+# A process just continued may be running a moment before it sleeps again: R is waited out.
+st() { for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null); [ "$s" = R ] || break; sleep 0.05; done; echo "${s:-gone}"; }
 port() { sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$1" | tail -n 1; }
 post() { curl -s -X POST "http://127.0.0.1:$1$2" -d "$3"; echo; }
 "#;
@@ -1191,6 +1193,12 @@ done"#,
     let log0 = fs::read_to_string(dir.join("log0")).unwrap_or_default();
     assert_eq!(pairs(&run.stdout, "caught"), ["T"], "{}", run.stderr);
     assert_eq!(pairs(&run.stdout, "recovered"), ["S"], "{log0}");
+    assert!(
+        log0.contains(
+            " EXECUTE: faults are real: processes will be signalled and resources taken\n"
+        ),
+        "{log0}"
+    );
     assert_eq!(
         pairs(&run.stdout, "torn"),
         ["S", "S", "S", "S"],

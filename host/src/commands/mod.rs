@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::PluginWorker { file }) => crate::plugin::worker::serve(&file),
         Some(Command::Pause(args)) => switch::run(args, true),
         Some(Command::Resume(args)) => switch::run(args, false),
+        Some(Command::Status(args)) => switch::status(args),
         Some(Command::Completions { shell }) => {
             let mut text = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "nightmare-monkey", &mut text);

@@ -1,78 +1,275 @@
-//! `nightmare-monkey pause` and `resume`: the kill switch of a running daemon, through its
-//! API (so a pause reverts active faults at once, as `POST /api/pause` does).
+//! `nightmare-monkey pause`, `resume` and `status`: a running daemon, through its API (so
+//! a pause reverts active faults at once, as `POST /api/pause` does). Without a daemon
+//! they say so, and point to the pause file, which works with or without one.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, Context as _};
 
-use crate::{cli::SwitchArgs, config, support::UsageError};
+use crate::{
+    cli::{StatusArgs, SwitchArgs},
+    config,
+    support::UsageError,
+};
 
-/// Runs `pause` (`on`) or `resume`.
-pub fn run(args: SwitchArgs, on: bool) -> anyhow::Result<()> {
-    let daemon_args = crate::cli::DaemonArgs {
-        config: args.config.clone(),
-        ..Default::default()
-    };
-    let config = config::load(&daemon_args).map_err(|e| UsageError(e.into()))?;
-    let url = match (&args.url, &config.http) {
-        (Some(url), _) => url.trim_end_matches('/').to_owned(),
-        (None, Some(http)) => format!("http://{}", http.listen),
-        (None, None) => {
-            return Err(UsageError(anyhow!(
-                "the HTTP API is off in the config: there is no running daemon to talk to"
-            ))
-            .into())
-        }
-    };
-    let token = match (
-        &args.token_file,
-        std::env::var("NIGHTMARE_MONKEY_TOKEN").ok(),
-    ) {
-        (Some(file), _) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| UsageError(anyhow!("cannot read token file {}: {e}", file.display())))?
-                .trim()
-                .to_owned(),
-        ),
-        (None, Some(token)) => Some(token),
-        (None, None) => config
-            .http
-            .as_ref()
-            .and_then(|h| h.tokens.first().map(|(_, t)| t.clone())),
-    };
-    let path = if on { "pause" } else { "resume" };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let answer: serde_json::Value = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+/// Where the daemon is and how to talk to it.
+struct Daemon {
+    url: String,
+    token: Option<String>,
+    pause_file: PathBuf,
+}
+
+impl Daemon {
+    /// From the flags, the environment and the configuration.
+    fn find(args: &SwitchArgs) -> anyhow::Result<Self> {
+        let daemon_args = crate::cli::DaemonArgs {
+            config: args.config.clone(),
+            ..Default::default()
+        };
+        let config = config::load(&daemon_args).map_err(|e| UsageError(e.into()))?;
+        let url = match (&args.url, &config.http) {
+            (Some(url), _) => with_scheme(url.trim_end_matches('/')),
+            (None, Some(http)) => format!("http://{}", http.listen),
+            (None, None) => {
+                return Err(UsageError(anyhow!(
+                    "the HTTP API is off in the config: there is no running daemon to talk to (the pause file {} pauses it all the same)",
+                    config.pause_file.display()
+                ))
+                .into())
+            }
+        };
+        let token = match (
+            &args.token_file,
+            std::env::var("NIGHTMARE_MONKEY_TOKEN").ok(),
+        ) {
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        UsageError(anyhow!("cannot read token file {}: {e}", file.display()))
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(token)) => Some(token),
+            (None, None) => config
+                .http
+                .as_ref()
+                .and_then(|h| h.tokens.first().map(|(_, t)| t.clone())),
+        };
+        Ok(Self {
+            url,
+            token,
+            pause_file: config.pause_file,
+        })
+    }
+
+    /// Sends `method path` and returns the JSON answer; an answer that is not a success
+    /// is an error carrying the daemon's message.
+    fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<serde_json::Value> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
-            .context("cannot build an HTTP client")?;
-        let mut request = client.post(format!("{url}/api/{path}"));
-        if let Some(token) = &token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the daemon at {url}: {e}"))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| anyhow!("cannot read the answer of the daemon at {url}: {e}"))?;
-        let body: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow!("the daemon at {url} answered {status} without JSON: {e}"))?;
-        if !status.is_success() {
-            anyhow::bail!(
-                "the daemon at {url} answered {status}: {}",
-                body["message"].as_str().unwrap_or_default()
-            );
-        }
-        Ok(body)
-    })?;
+            .context("cannot start the async runtime")?;
+        let url = &self.url;
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .context("cannot build an HTTP client")?;
+            let mut request = client.request(method, format!("{url}{path}"));
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.map_err(|e| {
+                // The innermost cause says it best (`Connection refused (os error 111)`).
+                let mut why: &dyn std::error::Error = &e;
+                while let Some(source) = why.source() {
+                    why = source;
+                }
+                anyhow!(
+                    "cannot reach the daemon at {url} ({why}): is it running, and is that its address (--url, --config)? Without a daemon, the pause file {} pauses the next start",
+                    self.pause_file.display()
+                )
+            })?;
+            let status = response.status();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| anyhow!("cannot read the answer of the daemon at {url}: {e}"))?;
+            let body: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow!("the daemon at {url} answered {status} without JSON: {e}"))?;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "{}",
+                    body["message"]
+                        .as_str()
+                        .map_or_else(|| format!("the daemon at {url} answered {status}"), str::to_owned)
+                );
+            }
+            Ok(body)
+        })
+    }
+}
+
+/// `127.0.0.1:8080` as `http://127.0.0.1:8080`: a URL without a scheme means HTTP.
+fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+/// Runs `pause` (`on`) or `resume`. A resume that leaves the daemon paused (its pause
+/// file exists) fails, saying why.
+pub fn run(args: SwitchArgs, on: bool) -> anyhow::Result<()> {
+    let daemon = Daemon::find(&args)?;
+    let path = if on { "/api/pause" } else { "/api/resume" };
+    let answer = daemon.call(reqwest::Method::POST, path)?;
     println!("{}", answer["message"].as_str().unwrap_or_default());
     Ok(())
+}
+
+/// Runs `status`.
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let daemon = Daemon::find(&args.daemon)?;
+    let status = daemon.call(reqwest::Method::GET, "/api/status")?;
+    if args.json {
+        println!("{status}");
+    } else {
+        print!("{}", describe(&daemon.url, &status));
+    }
+    Ok(())
+}
+
+/// The status as lines for people.
+fn describe(url: &str, s: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut out = String::new();
+    let state = match text(&s["state"]).as_str() {
+        "paused" => format!("paused: {}", text(&s["paused"])),
+        "sleeping" => match s["sleeping_until"].as_str() {
+            Some(until) => format!("sleeping until {until} (outside the window)"),
+            None => "sleeping (the window never opens)".to_owned(),
+        },
+        other => other.to_owned(),
+    };
+    let mode = if s["execute"].as_bool() == Some(true) {
+        "EXECUTE: faults are real"
+    } else {
+        "dry run"
+    };
+    out.push_str(&format!(
+        "Nightmare Monkey {} at {url}: {state} ({mode})\n",
+        text(&s["version"])
+    ));
+    out.push_str(&format!("  window: {}\n", text(&s["window"])));
+    match s.get("next") {
+        Some(next) => out.push_str(&format!(
+            "  next fault: {} at {} (in {})\n",
+            text(&next["fault"]),
+            text(&next["at"]),
+            humantime::format_duration(Duration::from_secs(next["in_s"].as_u64().unwrap_or(0)))
+        )),
+        None => out.push_str("  next fault: none (the timer is off)\n"),
+    }
+    let budget = &s["budget"];
+    let mut limits = Vec::new();
+    for (key, span) in [("per_hour", "this hour"), ("per_day", "today")] {
+        if let Some(used) = budget.get(key).filter(|u| !u.is_null()) {
+            limits.push(format!(
+                "{} of {} {span}",
+                used["used"].as_u64().unwrap_or(0),
+                used["limit"].as_u64().unwrap_or(0)
+            ));
+        }
+    }
+    let wait = budget["next_fits_in_s"].as_u64().unwrap_or(0);
+    let fits = if wait == 0 {
+        "a fault fits now".to_owned()
+    } else {
+        format!(
+            "the next fits in {}",
+            humantime::format_duration(Duration::from_secs(wait))
+        )
+    };
+    if limits.is_empty() {
+        out.push_str("  budget: no limit\n");
+    } else {
+        out.push_str(&format!("  budget: {} used; {fits}\n", limits.join(", ")));
+    }
+    let active = s["active"].as_array().cloned().unwrap_or_default();
+    if active.is_empty() {
+        out.push_str("  active: none\n");
+    }
+    for fault in &active {
+        out.push_str(&format!(
+            "  active: {} ({}), due {}\n",
+            text(&fault["id"]),
+            text(&fault["fault"]),
+            fault["due"].as_str().unwrap_or("when reverted")
+        ));
+    }
+    for revert in s["reverting"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!(
+            "  reverting: {} ({})\n",
+            text(&revert["id"]),
+            text(&revert["fault"])
+        ));
+    }
+    if let Some(journal) = s["journal"].as_str() {
+        out.push_str(&format!("  journal: {journal}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_without_a_scheme_means_http() {
+        assert_eq!(with_scheme("127.0.0.1:18099"), "http://127.0.0.1:18099");
+        assert_eq!(with_scheme("https://monkey:8443"), "https://monkey:8443");
+    }
+
+    #[test]
+    fn the_status_reads_as_lines() {
+        let s = serde_json::json!({
+            "version": "0.1.0",
+            "state": "playing",
+            "execute": false,
+            "window": "from 11:00 to 18:00, Mon thru Fri (Asia/Tokyo)",
+            "next": {"at": "2026-11-26T15:42:10+09:00", "in_s": 723, "fault": "process-kill"},
+            "budget": {"per_hour": {"used": 1, "limit": 4}, "per_day": null, "next_fits_in_s": 0},
+            "active": [{"id": "1-2", "fault": "freeze", "due": "2026-11-26T15:30:00+09:00"}],
+            "reverting": [],
+            "journal": "/var/lib/nightmare-monkey/journal.jsonl"
+        });
+        assert_eq!(
+            describe("http://127.0.0.1:8080", &s),
+            "Nightmare Monkey 0.1.0 at http://127.0.0.1:8080: playing (dry run)
+  window: from 11:00 to 18:00, Mon thru Fri (Asia/Tokyo)
+  next fault: process-kill at 2026-11-26T15:42:10+09:00 (in 12m 3s)
+  budget: 1 of 4 this hour used; a fault fits now
+  active: 1-2 (freeze), due 2026-11-26T15:30:00+09:00
+  journal: /var/lib/nightmare-monkey/journal.jsonl
+"
+        );
+        let paused = serde_json::json!({
+            "version": "0.1.0", "state": "paused", "paused": "POST /api/resume to resume",
+            "execute": true, "window": "w", "budget": {"next_fits_in_s": 60},
+            "active": [], "reverting": [{"id": "1-3", "fault": "freeze"}]
+        });
+        assert_eq!(
+            describe("u", &paused),
+            "Nightmare Monkey 0.1.0 at u: paused: POST /api/resume to resume (EXECUTE: faults are real)
+  window: w
+  next fault: none (the timer is off)
+  budget: no limit
+  active: none
+  reverting: 1-3 (freeze)
+"
+        );
+    }
 }

@@ -59,6 +59,24 @@ impl RawBudget {
     }
 }
 
+/// What is left of a budget (`status`, `GET /api/status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Left {
+    /// The faults of the last hour against `per_hour`, if there is such a limit.
+    pub per_hour: Option<Used>,
+    /// The faults of the last day against `per_day`, if there is such a limit.
+    pub per_day: Option<Used>,
+    /// Seconds until the next fault fits (0: one fits now).
+    pub next_fits_in_s: u64,
+}
+
+/// Faults counted against a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Used {
+    pub used: u32,
+    pub limit: u32,
+}
+
 /// The faults of the last day, against the limits.
 #[derive(Debug, Default)]
 pub struct Budget {
@@ -143,6 +161,33 @@ impl Budget {
         }
     }
 
+    /// What is left of it at `now`: for each limit, the faults counted and the limit, and
+    /// how long until the next fault fits (zero if one fits now).
+    pub fn left(&self, now: DateTime<Utc>) -> Left {
+        let count = |span: chrono::TimeDelta| {
+            self.recent.iter().filter(|t| now - **t < span).count() as u32
+        };
+        let mut probe = Budget {
+            limits: self.limits,
+            recent: self.recent.clone(),
+            keep: self.keep,
+        };
+        Left {
+            per_hour: self.limits.per_hour.map(|limit| Used {
+                used: count(HOUR).min(limit),
+                limit,
+            }),
+            per_day: self.limits.per_day.map(|limit| Used {
+                used: count(DAY).min(limit),
+                limit,
+            }),
+            next_fits_in_s: match probe.check(now) {
+                Ok(()) => 0,
+                Err((wait, _)) => crate::domain::injection::ceil_secs(wait),
+            },
+        }
+    }
+
     /// How many of the latest faults the limits look at (0: no limit, none).
     pub fn keep(&self) -> usize {
         self.keep
@@ -194,6 +239,48 @@ mod tests {
             hourly.check(at(10_000)).unwrap_err().0,
             Duration::from_secs(9997 + 3600 - 10_000)
         );
+    }
+
+    #[test]
+    fn what_is_left_counts_each_span_and_says_when_the_next_fits() {
+        let mut b = Budget::new(Limits {
+            per_hour: Some(2),
+            per_day: Some(4),
+            min_gap: Some(Duration::from_secs(60)),
+        });
+        let used = |used, limit| Some(Used { used, limit });
+        assert_eq!(
+            b.left(at(0)),
+            Left {
+                per_hour: used(0, 2),
+                per_day: used(0, 4),
+                next_fits_in_s: 0
+            }
+        );
+        b.record(at(0));
+        b.record(at(100));
+        // Two in the hour: the next fits when the one at 0 is an hour old.
+        assert_eq!(
+            b.left(at(200)),
+            Left {
+                per_hour: used(2, 2),
+                per_day: used(2, 4),
+                next_fits_in_s: 3400
+            }
+        );
+        assert_eq!(b.left(at(3630)).per_hour, used(1, 2));
+        assert_eq!(b.left(at(3630)).next_fits_in_s, 0);
+        // Two in the hour again (at 100 and 3630): the longer wait wins, 40 s until the
+        // one at 100 ages out, over the 30 s left of the gap.
+        b.record(at(3630));
+        assert_eq!(b.left(at(3660)).next_fits_in_s, 40);
+        assert_eq!(b.left(at(3700)).next_fits_in_s, 0);
+        assert_eq!(b.left(at(3660)).per_day, used(3, 4));
+        // The day full: the next fits when the first is a day old.
+        b.record(at(7300));
+        assert_eq!(b.left(at(7400)).per_day, used(4, 4));
+        assert_eq!(b.left(at(7400)).next_fits_in_s, 86_400 - 7400);
+        assert_eq!(Budget::new(Limits::default()).left(at(0)).per_hour, None);
     }
 
     #[test]

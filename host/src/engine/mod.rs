@@ -46,6 +46,42 @@ struct Active {
     state: serde_json::Value,
     /// The process it acts on, which other faults leave alone meanwhile.
     pid: Option<u32>,
+    /// When it is due to be reverted.
+    due: Option<DateTime<Utc>>,
+}
+
+/// What the engine is doing now (`status`, `GET /api/status`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct EngineStatus {
+    /// `playing`, `sleeping` (outside the window) or `paused`.
+    pub state: &'static str,
+    /// Why it is paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// Sleeping: when the window opens next (none within a year: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleeping_until: Option<String>,
+    /// Whether faults are real.
+    pub execute: bool,
+    /// The reversible faults in effect, with when each is due to be reverted.
+    pub active: Vec<ActiveFault>,
+    /// Reverts under way (or waiting to try again).
+    pub reverting: Vec<Unfinished>,
+    /// What is left of the budget.
+    pub budget: crate::domain::budget::Left,
+    /// The journal file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
+}
+
+/// A reversible fault in effect, as `status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ActiveFault {
+    pub id: String,
+    pub fault: String,
+    /// When it is due to be reverted, in the window's zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
 }
 
 /// One configured fault.
@@ -244,6 +280,47 @@ impl Engine {
         }
     }
 
+    /// An instant as the window's zone shows it (RFC 3339 with its offset).
+    pub(crate) fn clock(&self, at: DateTime<Utc>) -> String {
+        use chrono::Timelike as _;
+        // Whole seconds: a clock time for people.
+        let at = at.with_nanosecond(0).unwrap_or(at);
+        match &self.guards.window {
+            Some(window) => window.zone.rfc3339(at),
+            None => at.with_timezone(&chrono::Local).to_rfc3339(),
+        }
+    }
+
+    /// What it is doing at `now`.
+    pub(crate) fn status(&self, now: DateTime<Utc>) -> EngineStatus {
+        let paused = self.paused();
+        let sleeping = match (&paused, &self.guards.window) {
+            (None, Some(window)) if !window.contains(now) => Some(window.next_open(now)),
+            _ => None,
+        };
+        EngineStatus {
+            state: match (&paused, &sleeping) {
+                (Some(_), _) => "paused",
+                (None, Some(_)) => "sleeping",
+                (None, None) => "playing",
+            },
+            sleeping_until: sleeping.flatten().map(|t| self.clock(t)),
+            paused,
+            execute: self.execute,
+            active: lock(&self.active)
+                .iter()
+                .map(|(id, a)| ActiveFault {
+                    id: id.clone(),
+                    fault: a.fault.clone(),
+                    due: a.due.map(|t| self.clock(t)),
+                })
+                .collect(),
+            reverting: self.reverting(),
+            budget: lock(&self.budget).left(now),
+            journal: self.journal.as_ref().map(|j| j.path().to_owned()),
+        }
+    }
+
     /// Turns the API's pause switch on or off, at once: from now on every request is
     /// refused, and an injection under way that leaves a fault active reverts it as soon
     /// as its plugin answers. The faults already active are the caller's to revert
@@ -413,7 +490,7 @@ impl Engine {
                     Some(state) => {
                         record.revert = Some(state.clone());
                         let _ = self.record_outcome(&record, true);
-                        self.activate(&intent.id, &ask.fault, state, None);
+                        self.activate(&intent.id, &ask.fault, state, None, None);
                         if let Some(job) = self.take(&intent.id, "apply-failed") {
                             run_all(vec![job], self.plugin_timeout);
                         }
@@ -428,8 +505,9 @@ impl Engine {
         let revert_due = match (&outcome.revert, outcome.revert_after_ms) {
             (Some(state), Some(ms)) if !dry_run => {
                 let pid = outcome.process.as_ref().map(|p| p.pid);
-                self.activate(&intent.id, &ask.fault, state.clone(), pid);
-                Some(done + chrono::TimeDelta::milliseconds(ms as i64))
+                let due = done + chrono::TimeDelta::milliseconds(ms as i64);
+                self.activate(&intent.id, &ask.fault, state.clone(), pid, Some(due));
+                Some(due)
             }
             _ => None,
         };
@@ -497,7 +575,14 @@ impl Engine {
     }
 
     /// Lists fault `id` as active: in effect until reverted.
-    fn activate(&self, id: &str, fault: &str, state: serde_json::Value, pid: Option<u32>) {
+    fn activate(
+        &self,
+        id: &str,
+        fault: &str,
+        state: serde_json::Value,
+        pid: Option<u32>,
+        due: Option<DateTime<Utc>>,
+    ) {
         let mut active = lock(&self.active);
         active.insert(
             id.to_owned(),
@@ -505,6 +590,7 @@ impl Engine {
                 fault: fault.to_owned(),
                 state,
                 pid,
+                due,
             },
         );
         self.reverts.set_active(active.len());

@@ -143,7 +143,7 @@ impl RevertJob {
 
 /// A revert that had not answered when its waiter stopped waiting: it may still be in
 /// effect, and the journal still lists it as active, so the next start tries again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Unfinished {
     /// The fault's journal id.
     pub id: String,

@@ -43,6 +43,7 @@ pub struct Metrics {
     faults: Family<FaultLabels, Counter>,
     refusals: Family<RefusalLabels, Counter>,
     active: Gauge,
+    paused: Gauge,
     poller_errors: Family<PollerLabels, Counter>,
     plugin_load_failures: Counter,
     notifications: Family<NotificationLabels, Counter>,
@@ -103,6 +104,12 @@ impl Metrics {
             "Reversible faults in effect now, to be reverted",
             active.clone(),
         );
+        let paused = Gauge::default();
+        registry.register(
+            "paused",
+            "1 while the kill switch (the API's or the pause file) holds every trigger back",
+            paused.clone(),
+        );
         let poller_errors = Family::<PollerLabels, Counter>::default();
         registry.register(
             "poller_errors",
@@ -149,6 +156,7 @@ impl Metrics {
             faults,
             refusals,
             active,
+            paused,
             poller_errors,
             plugin_load_failures,
             notifications,
@@ -188,6 +196,11 @@ impl Metrics {
     /// How many reversible faults are in effect.
     pub fn set_active(&self, count: usize) {
         self.active.set(count as i64);
+    }
+
+    /// Whether the monkey is paused.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.set(i64::from(paused));
     }
 
     /// A poll failed.

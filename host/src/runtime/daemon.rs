@@ -148,7 +148,9 @@ async fn serve(
         let dates: Vec<String> = config.window.skip.iter().map(|d| d.to_string()).collect();
         log::line(format!("Sleeping all day on {}", dates.join(", ")));
     }
-    if !engine.executes() {
+    if engine.executes() {
+        log::line("EXECUTE: faults are real: processes will be signalled and resources taken");
+    } else {
         log::line("Dry run: nothing will be changed (give --execute to inject faults for real)");
     }
     // A kill switch turned on before a SIGHUP restart stays on.
@@ -173,6 +175,12 @@ async fn serve(
                 tokens: http_config.tokens.clone(),
                 plugins: setup.plugins.clone(),
                 fault_plugins: setup.fault_plugins.clone(),
+                window: format!(
+                    "{}, {} ({})",
+                    config.window.time,
+                    config.window.days,
+                    config.zone_name.as_deref().unwrap_or("local time")
+                ),
             };
             let mut rx = stopped.clone();
             let (addr, server) = http::bind(http_config, api, async move {

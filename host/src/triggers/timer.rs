@@ -50,14 +50,24 @@ pub async fn run(
     loop {
         let now = Utc::now();
         let Some(fire) = timer.next(now) else {
+            injector.set_next(None);
             log::line("The schedule never fires again: the timer stops.");
             return;
         };
         let wait = (fire.at - now).to_std().unwrap_or_default();
+        injector.set_next(Some((fire.at, fault.clone())));
+        // The original's line, byte for byte, then the same as a clock time.
         log::line(format!("Next: {} seconds after", wait.as_secs()));
+        log::line(format!(
+            "Next fault: {fault} at {}",
+            injector.clock(fire.at)
+        ));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => {
+                injector.set_next(None);
+                return;
+            }
         }
         let ask = Ask {
             fault: fault.clone(),

@@ -51,9 +51,12 @@ pub struct Api {
     pub plugins: Vec<PluginInfo>,
     /// Which plugin each fault uses.
     pub fault_plugins: BTreeMap<String, String>,
+    /// The window as the banner says it, with its zone (`from 11:00 to 18:00, Mon thru
+    /// Fri (Asia/Tokyo)`), for `/api/status`.
+    pub window: String,
 }
 
-const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz";
+const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz";
 
 /// Who is asking: the client's address and, with named tokens, the token's name (never
 /// the token).
@@ -180,10 +183,22 @@ pub fn bind(
         .and_then(|api: Arc<Api>, caller: Caller| async move {
             Ok::<_, Infallible>(switch(api, caller, false).await)
         });
+    let status = warp::path!("api" / "status")
+        .and(warp::get())
+        .and(authorized.clone())
+        .map(|api: Arc<Api>, _: Caller| {
+            let mut status = serde_json::to_value(api.injector.status()).unwrap_or_default();
+            if let Some(fields) = status.as_object_mut() {
+                fields.insert("version".to_owned(), json!(env!("CARGO_PKG_VERSION")));
+                fields.insert("window".to_owned(), json!(api.window));
+            }
+            warp::reply::json(&status).into_response()
+        });
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(authorized.clone())
-        .map(|_: Arc<Api>, _: Caller| {
+        .map(|api: Arc<Api>, _: Caller| {
+            metrics::get().set_paused(api.injector.paused().is_some());
             let mut answer = metrics::get().render().into_response();
             answer.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -208,6 +223,8 @@ pub fn bind(
         .or(pause)
         .unify()
         .or(resume)
+        .unify()
+        .or(status)
         .unify()
         .or(metrics)
         .unify()
@@ -308,12 +325,18 @@ fn retry_after(mut answer: Response, secs: Option<u64>) -> Response {
 /// second) names those whose plugin had not answered yet.
 async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
     let switched = api.injector.switch(on).await;
-    let word = if on { "paused" } else { "resumed" };
-    log::line(format!(
-        "Nightmare Monkey is {word} (POST /api/{}, {})",
-        if on { "pause" } else { "resume" },
-        caller.0
-    ));
+    match (on, &switched.paused) {
+        (false, Some(why)) => log::line(format!(
+            "Nightmare Monkey is still paused (POST /api/resume, {}): {why}",
+            caller.0
+        )),
+        _ => log::line(format!(
+            "Nightmare Monkey is {} (POST /api/{}, {})",
+            if on { "paused" } else { "resumed" },
+            if on { "pause" } else { "resume" },
+            caller.0
+        )),
+    }
     let reverting: Vec<String> = switched
         .reverting
         .iter()
@@ -331,10 +354,16 @@ async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
         (None, _) => "Nightmare Monkey is playing again".to_owned(),
     };
     let ids: Vec<&str> = switched.reverting.iter().map(|r| r.id.as_str()).collect();
-    warp::reply::json(
+    let answer = warp::reply::json(
         &json!({ "paused": switched.paused.is_some(), "reverting": ids, "message": message }),
-    )
-    .into_response()
+    );
+    // A resume that leaves it paused (the pause file) did not do what was asked.
+    let status = if !on && switched.paused.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    warp::reply::with_status(answer, status).into_response()
 }
 
 /// How many faults a page of `GET /api/history` holds unless `limit` says.
