@@ -219,7 +219,7 @@ pub fn markdown(args: &Args, binary: &Path, sizes: &[AtSize], f: &Footprint) -> 
     // bench/run says how it was called; run directly, the harness's own arguments.
     let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| {
         let args: Vec<String> = env::args().skip(1).collect();
-        format!("target/release/nm-bench {}", args.join(" "))
+        format!("target/dist/nm-bench {}", args.join(" "))
     });
     let mut md = String::new();
     let _ = write!(
@@ -227,7 +227,7 @@ pub fn markdown(args: &Args, binary: &Path, sizes: &[AtSize], f: &Footprint) -> 
         "# Benchmarks\n\n\
          Written by the harness in `bench/` (see `bench/run --help`); do not edit by hand, re-run it:\n\n\
          ```sh\n{}\n```\n\n\
-         - Date: {}\n- Revision: {}\n- Machine: {}\n- Binary: `{}` (release build)\n\n\
+         - Date: {}\n- Revision: {}\n- Machine: {}\n- Binary: `{}` (the `dist` profile: fat LTO, one codegen unit)\n\n\
          Everything runs inside a fresh user+PID+mount namespace the harness makes, with idle \
          processes it forks until `/proc` lists the number in the first column. Every pick is \
          a dry run. A figure is the median of {} runs with the interquartile range in \

@@ -631,7 +631,9 @@ rm {d}/fs/fill
 post $p /api/faults/pause '{{"desc":"room again"}}' >/dev/null
 echo "stopped $(st $v)"
 kill -TERM $d; wait $d; echo "code $?"
-echo "end $(st $v)""#,
+echo "end $(st $v)"
+# The journal, read back while its filesystem is still there.
+"$NM" history --journal $j --json > {d}/history.json"#,
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
@@ -667,17 +669,24 @@ echo "end $(st $v)""#,
     assert_eq!(pairs(&run.stdout, "stopped"), ["T"], "{log}");
     assert_eq!(pairs(&run.stdout, "end"), ["S"], "{log}");
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
-    let history = monkey(&[
-        "history",
-        "--journal",
-        dir.join("fs/journal.jsonl").to_str().unwrap(),
-        "--json",
-    ]);
-    let parsed: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let history = fs::read_to_string(dir.join("history.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&history).unwrap();
     assert_eq!(
         parsed["problems"],
         serde_json::json!([]),
         "no glued or torn line"
+    );
+    // Every fault is there: the measure, the two refused, the one after.
+    let descs: Vec<&str> = parsed["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["desc"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        descs,
+        ["a measure", "no room to prepare", "full disk", "room again"],
+        "{history}"
     );
     fs::remove_dir_all(dir).unwrap();
 }

@@ -110,6 +110,14 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
                 .journal
         }
     };
+    // A mistyped path is no empty history: said, and a failure.
+    let archived = crate::domain::archive::archives(&path).is_ok_and(|a| !a.is_empty());
+    if !path.exists() && !archived {
+        anyhow::bail!(
+            "no journal at {}: nothing was journaled there (another path? --journal FILE, or --config FILE for the daemon's)",
+            path.display()
+        );
+    }
     let since = match &args.since {
         Some(text) => Some(parse_since(text).map_err(|e| UsageError(anyhow!("--since: {e}")))?),
         None => None,

@@ -25,7 +25,7 @@ use crate::{
     output::notifier::{NotifierConfig, RawNotifier},
     plugin::Trust,
     support::{
-        located::{duration, Source},
+        located::{duration, DurationText, Source},
         state,
     },
     triggers::{
@@ -53,7 +53,7 @@ pub struct RawConfig<'a> {
     faults: std::collections::BTreeMap<String, RawFault<'a>>,
     plugins: Vec<PathBuf>,
     plugin_dirs: Option<Vec<PathBuf>>,
-    plugin_timeout: Option<String>,
+    plugin_timeout: Option<DurationText>,
     allow_untrusted_plugins: Option<bool>,
     pollers: std::collections::BTreeMap<String, RawPoller>,
     notifiers: std::collections::BTreeMap<String, RawNotifier>,

@@ -20,7 +20,7 @@ use std::{
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::support::located::{at_most, Source};
+use crate::support::located::{at_most, DurationText, Source};
 
 /// How the journal is rotated and how long archives are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub(crate) struct Archive {
 #[serde(default, deny_unknown_fields, rename = "journal_retention")]
 pub struct RawRetention {
     rotate_at: Option<String>,
-    keep: Option<String>,
+    keep: Option<DurationText>,
     max_size: Option<String>,
 }
 

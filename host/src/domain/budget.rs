@@ -6,7 +6,7 @@ use std::{collections::VecDeque, time::Duration};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::support::located::{duration, Source};
+use crate::support::located::{duration, DurationText, Source};
 
 /// The longest `min_gap`: a week.
 pub const MAX_MIN_GAP: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -28,7 +28,7 @@ pub struct Limits {
 pub struct RawBudget {
     per_hour: Option<u32>,
     per_day: Option<u32>,
-    min_gap: Option<String>,
+    min_gap: Option<DurationText>,
 }
 
 impl RawBudget {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::{
     domain::window::{Window, Zone},
-    support::located::Source,
+    support::located::{seconds, DurationText, Source},
 };
 
 /// The original's shortest wait, seconds.
@@ -29,17 +29,17 @@ pub const MAX_INTERVAL: u64 = 30 * 24 * 3600;
 pub enum RawSchedule {
     /// The original's uniform wait.
     Uniform {
-        /// Shortest wait, seconds.
+        /// Shortest wait (seconds, or a duration like "5m").
         #[serde(default)]
-        min_interval: Option<u64>,
-        /// Longest wait, seconds.
+        min_interval: Option<DurationText>,
+        /// Longest wait.
         #[serde(default)]
-        max_interval: Option<u64>,
+        max_interval: Option<DurationText>,
     },
-    /// A mean wait, seconds.
+    /// A mean wait.
     Exponential {
-        /// Mean wait, seconds.
-        mean: u64,
+        /// Mean wait (seconds, or a duration like "90m").
+        mean: DurationText,
     },
     /// A cron expression with seconds.
     Cron(String),
@@ -53,14 +53,27 @@ pub fn validate(
     src: &Source<'_>,
     errors: &mut Vec<String>,
 ) -> Option<Schedule> {
+    // Each written wait in whole seconds; an error is said once, located.
+    let mut secs = |text: &Option<DurationText>, key: &str| -> Result<Option<u64>, ()> {
+        text.as_deref()
+            .map(|t| seconds(t, &src.at(&["schedule", key]), key))
+            .transpose()
+            .map_err(|e| errors.push(e))
+    };
+    let (file_min, file_max) = match raw {
+        Some(RawSchedule::Uniform {
+            min_interval,
+            max_interval,
+        }) => match (
+            secs(min_interval, "min_interval"),
+            secs(max_interval, "max_interval"),
+        ) {
+            (Ok(min), Ok(max)) => (min, max),
+            _ => return None,
+        },
+        _ => (None, None),
+    };
     if min_flag.is_some() || max_flag.is_some() {
-        let (file_min, file_max) = match raw {
-            Some(RawSchedule::Uniform {
-                min_interval,
-                max_interval,
-            }) => (*min_interval, *max_interval),
-            _ => (None, None),
-        };
         let min = min_flag.or(file_min).unwrap_or(DEFAULT_MIN_INTERVAL);
         let max = max_flag.or(file_max).unwrap_or(DEFAULT_MAX_INTERVAL);
         return Schedule::uniform(min, max)
@@ -69,30 +82,33 @@ pub fn validate(
     }
     match raw {
         None => Schedule::uniform(DEFAULT_MIN_INTERVAL, DEFAULT_MAX_INTERVAL).ok(),
-        Some(RawSchedule::Uniform {
-            min_interval,
-            max_interval,
-        }) => Schedule::uniform(
-            min_interval.unwrap_or(DEFAULT_MIN_INTERVAL),
-            max_interval.unwrap_or(DEFAULT_MAX_INTERVAL),
+        Some(RawSchedule::Uniform { .. }) => Schedule::uniform(
+            file_min.unwrap_or(DEFAULT_MIN_INTERVAL),
+            file_max.unwrap_or(DEFAULT_MAX_INTERVAL),
         )
         .map_err(|e| errors.push(format!("{}: {e}", src.at(&["schedule", "min_interval"]))))
         .ok(),
-        Some(RawSchedule::Exponential { mean }) if *mean == 0 => {
-            errors.push(format!(
-                "{}: the mean interval must be at least 1 second",
-                src.at(&["schedule", "mean"])
-            ));
-            None
+        Some(RawSchedule::Exponential { mean }) => {
+            let at = src.at(&["schedule", "mean"]);
+            let mean = match seconds(mean, &at, "mean") {
+                Ok(mean) => mean,
+                Err(e) => {
+                    errors.push(e);
+                    return None;
+                }
+            };
+            if mean == 0 {
+                errors.push(format!("{at}: the mean interval must be at least 1 second"));
+                return None;
+            }
+            if mean > MAX_INTERVAL {
+                errors.push(format!(
+                    "{at}: the mean interval must be at most {MAX_INTERVAL} seconds (30 days), not {mean}"
+                ));
+                return None;
+            }
+            Some(Schedule::Exponential { mean })
         }
-        Some(RawSchedule::Exponential { mean }) if *mean > MAX_INTERVAL => {
-            errors.push(format!(
-                "{}: the mean interval must be at most {MAX_INTERVAL} seconds (30 days), not {mean}",
-                src.at(&["schedule", "mean"])
-            ));
-            None
-        }
-        Some(RawSchedule::Exponential { mean }) => Some(Schedule::Exponential { mean: *mean }),
         Some(RawSchedule::Cron(expr)) => Schedule::cron(expr)
             .map_err(|e| errors.push(format!("{}: {e}", src.at(&["schedule"]))))
             .ok(),
@@ -324,13 +340,25 @@ mod tests {
             "(schedule: Exponential(mean: 9))",
         );
         let mut errors = Vec::new();
-        let mean = RawSchedule::Exponential {
-            mean: MAX_INTERVAL + 1,
+        let mean = |text: &str| RawSchedule::Exponential {
+            mean: DurationText(text.to_owned()),
         };
-        assert!(validate(Some(&mean), (None, None), &src, &mut errors).is_none());
+        assert!(validate(Some(&mean("2592001s")), (None, None), &src, &mut errors).is_none());
         assert_eq!(
             errors,
             ["c.ron:1:24: the mean interval must be at most 2592000 seconds (30 days), not 2592001"]
+        );
+        // Written as a duration, the same as seconds.
+        let mut errors = Vec::new();
+        let ninety = validate(Some(&mean("1h30m")), (None, None), &src, &mut errors);
+        assert!(
+            matches!(ninety, Some(Schedule::Exponential { mean: 5400 })),
+            "{errors:?}"
+        );
+        assert!(validate(Some(&mean("0s")), (None, None), &src, &mut errors).is_none());
+        assert_eq!(
+            errors,
+            ["c.ron:1:24: the mean interval must be at least 1 second"]
         );
     }
 

@@ -5,6 +5,67 @@
 
 use std::{path::Path, path::PathBuf, time::Duration};
 
+/// A duration as a configuration writes it, every duration setting alike: a number of
+/// seconds (`90`) or a duration (`"90s"`, `"5m"`, `"1h30m"`). Kept as text (`90` becomes
+/// `90s`), for the setting's own check to read and quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationText(pub String);
+
+impl std::ops::Deref for DurationText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationText;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("seconds (90) or a duration like \"90s\", \"5m\" or \"1h30m\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<DurationText, E> {
+                Ok(DurationText(format!("{n}s")))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<DurationText, E> {
+                u64::try_from(n)
+                    .map(|n| DurationText(format!("{n}s")))
+                    .map_err(|_| E::custom(format!("a duration cannot be negative ({n})")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationText, E> {
+                Ok(DurationText(text.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Whole seconds of a duration setting written `text`; else an error naming it.
+pub fn seconds(text: &str, at: &str, key: &str) -> Result<u64, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.subsec_nanos() == 0 => Ok(d.as_secs()),
+        Ok(_) => Err(format!(
+            "{at}: {key} `{text}` is not a whole number of seconds"
+        )),
+        Err(_) => Err(format!(
+            "{at}: invalid {key} `{text}`: expected seconds (90) or a duration like 90s, 5m or 1h30m"
+        )),
+    }
+}
+
 /// Errors found in a file or on the command line, all of them.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
@@ -208,6 +269,45 @@ pub fn check_url(url: &str, at: &str, errors: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every duration setting takes seconds as a number or a duration as text.
+    #[test]
+    fn a_duration_is_written_as_seconds_or_as_text() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Both {
+            number: DurationText,
+            text: DurationText,
+        }
+        let both: Both = ron::from_str(r#"(number: 90, text: "1h30m")"#).unwrap();
+        assert_eq!(
+            (both.number.0.as_str(), both.text.0.as_str()),
+            ("90s", "1h30m")
+        );
+        assert_eq!(seconds(&both.number, "f:1:2", "mean"), Ok(90));
+        assert_eq!(seconds(&both.text, "f:1:2", "mean"), Ok(5400));
+        assert_eq!(
+            seconds("1.5s", "f:1:2", "mean"),
+            Err("f:1:2: mean `1.5s` is not a whole number of seconds".to_owned())
+        );
+        assert_eq!(
+            seconds("soon", "f:1:2", "mean"),
+            Err("f:1:2: invalid mean `soon`: expected seconds (90) or a duration like 90s, 5m or 1h30m".to_owned())
+        );
+        let negative = ron::from_str::<Both>(r#"(number: -5, text: "1s")"#).unwrap_err();
+        assert!(
+            negative
+                .to_string()
+                .contains("a duration cannot be negative (-5)"),
+            "{negative}"
+        );
+        let wrong = ron::from_str::<Both>(r#"(number: true, text: "1s")"#).unwrap_err();
+        assert!(
+            wrong
+                .to_string()
+                .contains(r#"seconds (90) or a duration like "90s", "5m" or "1h30m""#),
+            "{wrong}"
+        );
+    }
 
     #[test]
     fn keys_are_located_by_line_and_column() {

@@ -6,7 +6,9 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use super::{HookKind, NotifierConfig};
-use crate::support::located::{at_most, check_url, duration, read_token, request_headers, Source};
+use crate::support::located::{
+    at_most, check_url, duration, read_token, request_headers, DurationText, Source,
+};
 
 /// The longest `delay` before a notification: a day.
 pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
@@ -31,9 +33,9 @@ pub enum RawNotifier {
 pub struct RawHook {
     url: Option<String>,
     url_file: Option<PathBuf>,
-    delay: String,
+    delay: DurationText,
     retries: u32,
-    timeout: String,
+    timeout: DurationText,
     headers: BTreeMap<String, String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
@@ -44,9 +46,9 @@ impl Default for RawHook {
         Self {
             url: None,
             url_file: None,
-            delay: "0s".to_owned(),
+            delay: DurationText("0s".to_owned()),
             retries: 5,
-            timeout: "10s".to_owned(),
+            timeout: DurationText("10s".to_owned()),
             headers: BTreeMap::new(),
             token: None,
             token_file: None,

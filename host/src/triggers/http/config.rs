@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 use super::server::{Limits, LIMITS};
-use crate::support::located::{duration, read_token, Source};
+use crate::support::located::{duration, read_token, DurationText, Source};
 
 /// The original's port.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -37,7 +37,7 @@ pub struct RawHttp {
     allow_public_without_token: bool,
     max_body_bytes: u64,
     max_connections: usize,
-    header_timeout: Option<String>,
+    header_timeout: Option<DurationText>,
 }
 
 impl Default for RawHttp {
@@ -107,6 +107,17 @@ impl RawHttp {
             },
         };
         if let Some(port) = port_flag {
+            // `--listen 0.0.0.0 -p 9000` is one address; two ports are a contradiction,
+            // never silently settled.
+            if let (Some(text), Ok(given)) =
+                (listen_flag, listen_flag.unwrap_or("").parse::<SocketAddr>())
+            {
+                errors.push(format!(
+                    "--port {port} and --listen {text} both give a port ({}): give the port once",
+                    given.port()
+                ));
+                return None;
+            }
             addr.set_port(port);
         }
         if !(1..=MAX_BODY_BYTES).contains(&raw.max_body_bytes) {

@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, path::Path, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::support::located::{check_url, duration, read_token, request_headers, Source};
+use crate::support::located::{
+    check_url, duration, read_token, request_headers, DurationText, Source,
+};
 
 /// How many faults one poll may fire when the count is past several thresholds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -103,14 +105,14 @@ macro_rules! poller_kind {
         pub struct $name {
             $( $field: $ty, )*
             step: u64,
-            period: String,
+            period: DurationText,
             fault: Option<String>,
             token: Option<String>,
             token_file: Option<PathBuf>,
             desc: String,
             catch_up: CatchUp,
-            timeout: String,
-            max_backoff: String,
+            timeout: DurationText,
+            max_backoff: DurationText,
             start_from_current: bool,
             state_file: Option<PathBuf>,
         }
@@ -120,14 +122,14 @@ macro_rules! poller_kind {
                 Self {
                     $( $field: $default, )*
                     step: $step,
-                    period: "10m".to_owned(),
+                    period: DurationText("10m".to_owned()),
                     fault: None,
                     token: None,
                     token_file: None,
                     desc: $desc.to_owned(),
                     catch_up: CatchUp::OnePerPoll,
-                    timeout: "10s".to_owned(),
-                    max_backoff: "1h".to_owned(),
+                    timeout: DurationText("10s".to_owned()),
+                    max_backoff: DurationText("1h".to_owned()),
                     start_from_current: false,
                     state_file: None,
                 }
