@@ -44,6 +44,7 @@ fn run_with(
     args: Option<DaemonArgs>,
 ) -> anyhow::Result<()> {
     raise_open_files();
+    keep_name();
     // The same checks as check-config, the directories created for real.
     let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
     if let Some(dir) = config
@@ -80,6 +81,28 @@ fn run_with(
     match result? {
         Ending::Stop => Ok(()),
         Ending::Restart { paused } => Err(restart(paused)),
+    }
+}
+
+/// After a restart through `/proc/self/exe` the kernel names the process `exe`: it takes
+/// back the name of the file it was started as (what `ps`, `top` and `pgrep` show).
+fn keep_name() {
+    let named_exe = std::fs::read_to_string("/proc/self/comm").is_ok_and(|c| c.trim_end() == "exe");
+    if !named_exe {
+        return;
+    }
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "nightmare-monkey".to_owned());
+    // The kernel keeps 15 bytes of it.
+    let short: String = name.chars().take(15).collect();
+    if let Ok(name) = std::ffi::CString::new(short) {
+        let _ = rustix::thread::set_name(&name);
     }
 }
 
@@ -329,8 +352,14 @@ const RESTART_PAUSED: &str = "NIGHTMARE_MONKEY_RESTART_PAUSED";
 /// the file, and a restart must not switch binaries behind the operator's back.
 fn restart(paused: bool) -> anyhow::Error {
     use std::os::unix::process::CommandExt as _;
+    // The very binary that runs (even if the file was replaced since), under the name it
+    // was started with: `ps` shows the command line as it was.
     let mut command = std::process::Command::new("/proc/self/exe");
-    command.args(std::env::args_os().skip(1));
+    let mut args = std::env::args_os();
+    if let Some(name) = args.next() {
+        command.arg0(name);
+    }
+    command.args(args);
     if paused {
         command.env(RESTART_PAUSED, "1");
     } else {

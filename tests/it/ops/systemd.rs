@@ -86,6 +86,9 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_ch
     d.wait_for(|l| l.contains("goes to bed (SIGHUP: restarting with the new configuration)"));
     let port = d.port();
     assert!(receive().starts_with("READY=1\n"));
+    // Restarted through /proc/self/exe, it keeps its name for ps, top and pgrep.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", d.pid())).unwrap();
+    assert_eq!(comm, "nightmare-monke\n");
     assert!(d
         .log
         .iter()
