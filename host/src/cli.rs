@@ -123,6 +123,18 @@ pub struct DaemonArgs {
     pub log_format: Option<crate::output::log::Format>,
 }
 
+impl Cli {
+    /// Whether the command asked for JSON output (`--json`): its errors are JSON too.
+    pub fn wants_json(&self) -> bool {
+        match &self.command {
+            Some(Command::Kill(a)) => a.json,
+            Some(Command::History(a)) => a.json,
+            Some(Command::Status(a)) => a.json,
+            _ => false,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

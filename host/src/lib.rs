@@ -32,6 +32,7 @@ use crate::support::UsageError;
 pub fn main() -> ExitCode {
     one_line_panics();
     let cli = cli::Cli::parse();
+    let json = cli.wants_json();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,13 +40,21 @@ pub fn main() -> ExitCode {
             for line in format!("{e:#}").lines() {
                 eprintln!("error: {line}");
             }
-            if e.is::<UsageError>() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
+            let code: u8 = if e.is::<UsageError>() { 2 } else { 1 };
+            // Asked for JSON, a script gets its error as JSON too, on stdout.
+            if json {
+                println!("{}", error_json(&format!("{e:#}"), code));
             }
+            ExitCode::from(code)
         }
     }
+}
+
+/// An error as `--json` modes print it: `{"error": {"code": N, "message": "..."}}`, the
+/// exit code and every line of the message.
+fn error_json(message: &str, code: u8) -> serde_json::Value {
+    let lines: Vec<&str> = message.lines().collect();
+    serde_json::json!({ "error": { "code": code, "message": lines.join("; "), "lines": lines } })
 }
 
 /// A panic (a bug of ours, or of a plugin linked in: the SDK catches it at the
@@ -67,6 +76,14 @@ fn panic_line(report: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_json_error_carries_the_code_and_every_line() {
+        assert_eq!(
+            super::error_json("a:1:2: bad\na:3:4: worse", 2),
+            serde_json::json!({"error": {"code": 2, "message": "a:1:2: bad; a:3:4: worse", "lines": ["a:1:2: bad", "a:3:4: worse"]}})
+        );
+    }
+
     #[test]
     fn a_panic_is_one_line() {
         let line = super::panic_line("panicked at src/x.rs:1:2:\nboom");

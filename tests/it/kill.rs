@@ -204,8 +204,10 @@ i=0; while [ $i -lt 20 ]; do "$NM" kill --json --seed $i --fault-config '(includ
     );
     let v = pids(&run.stdout, "victim")[0];
     let out = json_lines(&run.stdout);
-    assert_eq!(out.len(), 20);
-    assert!(out.iter().all(|o| o["pid"] == v));
+    assert_eq!(out.len(), 21);
+    assert!(out[..20].iter().all(|o| o["pid"] == v));
+    // The last finds none, and says so in JSON, as it was asked.
+    assert_eq!(out[20]["error"]["code"], 1, "{}", out[20]);
     assert_eq!(pairs(&run.stdout, "code"), ["1"]);
 }
 

@@ -9,6 +9,7 @@ const SUBCOMMANDS: &[&str] = &[
     "history",
     "pause",
     "resume",
+    "status",
     "sandbox",
     "check-config",
     "kill",
@@ -94,4 +95,36 @@ fn the_man_page_in_doc_is_the_one_the_cli_generates() {
         "doc/nightmare-monkey.1 is stale: run `cargo run -- man > doc/nightmare-monkey.1`"
     );
     assert!(committed.contains(".SH SUBCOMMANDS") && committed.contains("check\\-config"));
+}
+
+/// A command asked for JSON answers its errors in JSON too, on stdout, with the exit
+/// code: a script never has to parse a human's line.
+#[test]
+fn json_modes_print_their_errors_as_json() {
+    let bad = monkey(&["kill", "--json", "--fault-config", "(signal: \"KILLL\")"]);
+    assert_eq!(bad.code, Some(2));
+    let answer: serde_json::Value = serde_json::from_str(&bad.stdout).unwrap();
+    assert_eq!(answer["error"]["code"], 2);
+    assert_eq!(
+        answer["error"]["message"],
+        "invalid --fault-config for process-kill: signal: unknown signal `KILLL`: expected a name like SIGKILL, TERM or a number like 9"
+    );
+    let missing = monkey(&[
+        "history",
+        "--journal",
+        "/nonexistent/journal.jsonl",
+        "--json",
+    ]);
+    assert_eq!(missing.code, Some(1));
+    let answer: serde_json::Value = serde_json::from_str(&missing.stdout).unwrap();
+    assert_eq!(
+        answer["error"]["message"],
+        "no journal at /nonexistent/journal.jsonl: nothing was journaled there (another path? --journal FILE, or --config FILE for the daemon's)"
+    );
+    // Without --json, stdout stays empty and the error is a line on stderr.
+    let plain = monkey(&["history", "--journal", "/nonexistent/journal.jsonl"]);
+    assert_eq!((plain.code, plain.stdout.as_str()), (Some(1), ""));
+    assert!(plain
+        .stderr
+        .starts_with("error: no journal at /nonexistent/journal.jsonl: "));
 }
