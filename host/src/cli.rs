@@ -177,7 +177,7 @@ pub enum Command {
     #[command(after_help = KILL_EXAMPLES)]
     Kill(KillArgs),
     /// Inspect fault plugins: check a plugin file, list what is available
-    #[command(subcommand)]
+    #[command(subcommand, after_help = PLUGINS_EXAMPLES)]
     Plugins(PluginsCommand),
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_EXAMPLES)]
@@ -335,6 +335,13 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+const PLUGINS_EXAMPLES: &str = "\
+Examples:
+  nightmare-monkey plugins list                        the built-ins and the default directories
+  nightmare-monkey plugins list --plugin-dir target/release
+  nightmare-monkey plugins check target/release/libstale_lock.so
+(target/release/*.so are built by `cargo build --release --workspace`)";
 
 const KILL_EXAMPLES: &str = "\
 Examples:
