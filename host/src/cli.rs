@@ -281,6 +281,8 @@ const HISTORY_EXAMPLES: &str = "\
 Examples:
   nightmare-monkey history                        the default journal (state directory)
   nightmare-monkey history --since 2h
+  nightmare-monkey history --run last             the faults of the latest run only
+  nightmare-monkey history --limit 50             the latest 50; it names the --before of the page before
   nightmare-monkey history --config drill.ron --json";
 
 /// `history`.
@@ -306,6 +308,11 @@ pub struct HistoryArgs {
     /// page costs a page, whatever the history [default: all, read from the start]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000))]
     pub limit: Option<u16>,
+    /// Only the faults of one run (one start of the daemon, one `kill`): `last`, or its
+    /// number, the part of a fault's id before the dash. Without it, a line
+    /// `-- run N, started ...` separates the runs
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
     /// Print JSON (the same as GET /api/history)
     #[arg(long)]
     pub json: bool,

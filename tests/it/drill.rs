@@ -187,7 +187,29 @@ echo "shutdown $(st $v)""#,
         dir.join("journal.jsonl").to_str().unwrap(),
     ]);
     assert_eq!(history.code, Some(0), "{}", history.stderr);
-    let lines: Vec<&str> = history.stdout.lines().map(|l| &l[20..]).collect();
+    // Three runs (three starts), a line between each two.
+    let runs: Vec<&str> = history
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("-- run "))
+        .collect();
+    assert_eq!(runs.len(), 2, "{}", history.stdout);
+    assert!(runs[0].contains(", started "), "{}", runs[0]);
+    let lines: Vec<&str> = history
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("-- run "))
+        .map(|l| &l[20..])
+        .collect();
+    let last = monkey(&[
+        "history",
+        "--journal",
+        dir.join("journal.jsonl").to_str().unwrap(),
+        "--run",
+        "last",
+    ]);
+    assert_eq!(last.stdout.lines().count(), 1, "{}", last.stdout);
+    assert!(last.stdout.contains(" - shutdown ["), "{}", last.stdout);
     let victims = pairs(&run.stdout, "victim");
     let (v1, v2) = (&victims[0], &victims[1]);
     assert_eq!(lines.len(), 4, "{}", history.stdout);
@@ -232,7 +254,16 @@ echo "shutdown $(st $v)""#,
         monkey(&args)
     };
     let latest = page(&[]);
-    assert_eq!(latest.stdout.lines().count(), 2, "{}", latest.stdout);
+    assert_eq!(
+        latest
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with("-- run "))
+            .count(),
+        2,
+        "{}",
+        latest.stdout
+    );
     let next = latest
         .stderr
         .trim()
@@ -795,7 +826,8 @@ fn a_torn_journal_line_is_reported_and_the_rest_is_kept() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
     let run = monkey(&["history", "--journal", journal.to_str().unwrap()]);
-    assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
+    let faults = run.stdout.lines().filter(|l| !l.starts_with("-- run "));
+    assert_eq!(faults.count(), 2, "{}", run.stdout);
     assert!(
         run.stderr.contains("line 3 is unreadable"),
         "{}",
@@ -1304,7 +1336,11 @@ fn the_journal_rotates_and_its_archives_are_read_on_and_kept_as_long_as_told() {
     // The answer key reads on from the journal into its archive.
     let history = monkey(&["history", "--journal", journal.to_str().unwrap()]);
     assert_eq!(history.code, Some(0), "{}", history.stderr);
-    let lines: Vec<&str> = history.stdout.lines().collect();
+    let lines: Vec<&str> = history
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("-- run "))
+        .collect();
     assert_eq!(lines.len(), 203, "{}", history.stderr);
     assert!(lines[202].contains("- third [http"), "{}", lines[202]);
     let latest = monkey(&[

@@ -66,10 +66,45 @@ pub fn line(e: &Entry) -> String {
     escape_controls(&out).into_owned()
 }
 
+/// A line between the faults of two runs (two starts of the daemon, or two `kill`s):
+/// `-- run 1795712215564, started 2026/11/26 17:00:15`.
+fn run_line(run: &str) -> String {
+    let started = run
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .map(|t| format!(", started {}", stamp(t)))
+        .unwrap_or_default();
+    format!("-- run {run}{started}")
+}
+
+/// Prints `entry` as a line, after a run line if its run is not the one printed before.
+fn print_line(
+    out: &mut impl std::io::Write,
+    entry: &Entry,
+    last_run: &mut Option<String>,
+) -> std::io::Result<()> {
+    let run = history::run_of(&entry.intent.id);
+    if last_run.as_deref().is_some_and(|last| last != run) {
+        writeln!(out, "{}", run_line(run))?;
+    }
+    *last_run = Some(run.to_owned());
+    writeln!(out, "{}", line(entry))
+}
+
 /// `history --limit N`: one page, read backwards from the journal's end.
-fn page(path: &std::path::Path, query: history::Query, json: bool) -> anyhow::Result<()> {
-    let page = history::page(path, query)
+fn page(
+    path: &std::path::Path,
+    query: history::Query,
+    run: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut page = history::page(path, query)
         .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+    if let Some(run) = run {
+        page.entries
+            .retain(|e| history::run_of(&e.intent.id) == run);
+    }
     for problem in &page.problems {
         eprintln!("warning: {problem}");
     }
@@ -86,8 +121,10 @@ fn page(path: &std::path::Path, query: history::Query, json: bool) -> anyhow::Re
     if page.entries.is_empty() {
         eprintln!("no faults in {}", path.display());
     }
+    let mut last_run = None;
+    let mut out = std::io::stdout().lock();
     for e in &page.entries {
-        println!("{}", line(e));
+        print_line(&mut out, e, &mut last_run)?;
     }
     if let Some(next) = next {
         eprintln!("(older faults: --before {next})");
@@ -138,6 +175,23 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
+    let run = match args.run.as_deref() {
+        Some("last") => Some(
+            history::last_run(&path)
+                .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?
+                .ok_or_else(|| anyhow!("no faults in {}: no last run", path.display()))?,
+        ),
+        Some(run) if !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(run.to_owned())
+        }
+        Some(run) => {
+            return Err(UsageError(anyhow!(
+                "--run: invalid run `{run}`: expected last, or a run's number (the part of a fault's id before the dash)"
+            ))
+            .into())
+        }
+        None => None,
+    };
     match (args.limit, before) {
         (Some(limit), before) => {
             let query = history::Query {
@@ -146,7 +200,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
                 before,
                 limit: usize::from(limit),
             };
-            return page(&path, query, args.json);
+            return page(&path, query, run.as_deref(), args.json);
         }
         (None, Some(_)) => {
             return Err(UsageError(anyhow!(
@@ -163,7 +217,14 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     if args.json {
         write!(out, "{{\"faults\":[")?;
     }
+    let mut last_run = None;
     let mut print = |e: &Entry| -> std::io::Result<()> {
+        if run
+            .as_deref()
+            .is_some_and(|r| r != history::run_of(&e.intent.id))
+        {
+            return Ok(());
+        }
         printed += 1;
         if args.json {
             if !std::mem::take(&mut first) {
@@ -171,7 +232,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
             }
             serde_json::to_writer(&mut out, e).map_err(std::io::Error::other)
         } else {
-            writeln!(out, "{}", line(e))
+            print_line(&mut out, e, &mut last_run)
         }
     };
     let mut stream = history::Stream::new(since, until);

@@ -22,6 +22,22 @@ pub(crate) struct Query {
     pub limit: usize,
 }
 
+/// The run a fault belongs to: its id's prefix (`<run start in ms>-<n>`), shared by every
+/// fault one start of the daemon (or one `kill`) asked for.
+pub(crate) fn run_of(id: &str) -> &str {
+    id.split_once('-').map_or(id, |(run, _)| run)
+}
+
+/// The run of the latest fault journaled (`history --run last`), if there is one.
+pub(crate) fn last_run(path: &Path) -> io::Result<Option<String>> {
+    for line in journal::lines_backwards_with_archives(path)? {
+        if let Ok(Record::Intent(intent)) = serde_json::from_slice::<Record>(&line?) {
+            return Ok(Some(run_of(&intent.id).to_owned()));
+        }
+    }
+    Ok(None)
+}
+
 /// One page of the answer key.
 #[derive(Debug, Default)]
 pub(crate) struct Page {
