@@ -223,11 +223,15 @@ impl Injector {
         });
     }
 
-    /// Turns the kill switch on or off. On: every request is refused from this instant,
+    /// Turns the kill switch on or off (off: unless the pause file holds it on, which
+    /// leaves it as it was). On: every request is refused from this instant,
     /// and every active fault is reverted, each on a thread of its own; the answer comes
     /// after [`SWITCH_WAIT`] at most, naming the reverts still under way.
     pub async fn switch(&self, on: bool) -> Switched {
-        self.engine.set_paused(on);
+        // A resume the pause file refuses changes nothing: the switch stays as it was.
+        if on || !self.engine.pause_file_holds() {
+            self.engine.set_paused(on);
+        }
         if on {
             self.revert_all("pause", SWITCH_WAIT).await;
         }

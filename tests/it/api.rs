@@ -380,6 +380,22 @@ fn status_tells_the_state_and_resume_tells_the_truth() {
     assert_eq!(metric(port).as_deref(), Some("nightmare_monkey_paused 1"));
     let paused: serde_json::Value = serde_json::from_str(&status(&["--json"]).stdout).unwrap();
     assert_eq!(paused["state"], "paused");
+    // Refused, the resume changed nothing: with the API's switch on as well, removing
+    // the file leaves it paused by the switch.
+    std::fs::remove_file(&pause_file).unwrap();
+    d.wait_for(|l| l.starts_with("Nightmare Monkey is playing again: "));
+    assert_eq!(http(port, "POST", "/api/pause", &[], b"").status, 200);
+    std::fs::write(&pause_file, "").unwrap();
+    d.wait_for(|l| l.starts_with("Nightmare Monkey is paused: "));
+    assert_eq!(http(port, "POST", "/api/resume", &[], b"").status, 409);
+    std::fs::remove_file(&pause_file).unwrap();
+    let still = d.wait_for(|l| l.contains(" was removed; Nightmare Monkey is still paused: "));
+    assert!(
+        still.ends_with("still paused: POST /api/resume to resume"),
+        "{still}"
+    );
+    let held: serde_json::Value = serde_json::from_str(&status(&["--json"]).stdout).unwrap();
+    assert_eq!(held["paused"], "POST /api/resume to resume");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
     // No daemon: said, with the way that works without one.

@@ -1387,18 +1387,37 @@ drill() {{
   await Listening {d}/log.$1; p=$(port {d}/log.$1)
   post $p /api/faults/pause '{{"desc":"'$1'"}}' > {d}/answer.$1
   echo "paused.$1 $(st $v)"
+  # The intent's line alone is left, cut at its end: the checkpoint knows more.
+  n=$(grep -n '"desc":"'$1'"' $j | tail -n 1 | cut -d: -f1)
   case $1 in
     emptied) : > $j ;;
     cut) truncate -s 100 $j ;;
+    cut-after-intent) truncate -s $(head -n $n $j | wc -c) $j ;;
   esac
   kill -KILL $d; wait $d 2>/dev/null
-  "$NM" --config {cfg} --execute 2>{d}/log.$1.after & d=$!
-  await Listening {d}/log.$1.after
+  case $1 in
+    directory|null)
+      # The journal's path is no regular file now: the start is refused (exit 2),
+      # after the recovery has reverted from the checkpoint.
+      mv $j $j.saved
+      if [ $1 = directory ]; then mkdir $j; else ln -s /dev/null $j; fi
+      "$NM" --config {cfg} --execute 2>{d}/log.$1.after; echo "exit.$1 $?"
+      rm -r $j; mv $j.saved $j ;;
+    renamed)
+      # The fault's name now stands for another plugin's fault.
+      sed 's/plugin: "process-pause", config: (duration: "10m", /plugin: "process-kill", config: (/' {cfg} > {d}/renamed.ron
+      "$NM" --config {d}/renamed.ron --execute 2>{d}/log.$1.after & d=$!
+      await Listening {d}/log.$1.after
+      kill -TERM $d; wait $d ;;
+    *)
+      "$NM" --config {cfg} --execute 2>{d}/log.$1.after & d=$!
+      await Listening {d}/log.$1.after
+      kill -TERM $d; wait $d ;;
+  esac
   echo "after.$1 $(st $v)"
-  kill -TERM $d; wait $d; kill -KILL $v
+  kill -KILL $v
 }}
-drill emptied
-drill cut
+for case in emptied cut cut-after-intent directory null renamed; do drill $case; done
 # Replaced by a symlink to /dev/null while the daemon runs: nothing is injected.
 sleep 1000 & v=$!
 "$NM" --config {cfg} --execute 2>{d}/log.null & d=$!
@@ -1418,7 +1437,14 @@ kill -KILL $d; wait $d 2>/dev/null"#,
         d = dir.display()
     ));
     let log = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
-    for case in ["emptied", "cut"] {
+    for case in [
+        "emptied",
+        "cut",
+        "cut-after-intent",
+        "directory",
+        "null",
+        "renamed",
+    ] {
         assert_eq!(
             pairs(&run.stdout, &format!("paused.{case}")),
             ["T"],
@@ -1433,6 +1459,9 @@ kill -KILL $d; wait $d 2>/dev/null"#,
             log(&format!("log.{case}.after"))
         );
     }
+    assert_eq!(pairs(&run.stdout, "exit.directory"), ["2"]);
+    assert_eq!(pairs(&run.stdout, "exit.null"), ["2"]);
+    assert!(log("log.directory.after").contains("it is a directory, not a regular file"));
     let answers: Vec<serde_json::Value> = json_lines(&run.stdout)
         .into_iter()
         .filter(|j| j.get("code").is_some())

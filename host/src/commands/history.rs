@@ -93,18 +93,14 @@ fn print_line(
 }
 
 /// `history --limit N`: one page, read backwards from the journal's end.
-fn page(
-    path: &std::path::Path,
-    query: history::Query,
-    run: Option<&str>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut page = history::page(path, query)
-        .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
-    if let Some(run) = run {
-        page.entries
-            .retain(|e| history::run_of(&e.intent.id) == run);
-    }
+fn page(path: &std::path::Path, query: history::Query, json: bool) -> anyhow::Result<()> {
+    let page = history::page(path, query).map_err(|e| match e.kind() {
+        // A cursor this journal does not hold: the user's to fix.
+        std::io::ErrorKind::InvalidInput => {
+            anyhow::Error::from(UsageError(anyhow!("--before: {e}")))
+        }
+        _ => anyhow!("cannot read the journal {}: {e}", path.display()),
+    })?;
     for problem in &page.problems {
         eprintln!("warning: {problem}");
     }
@@ -199,8 +195,9 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
                 until,
                 before,
                 limit: usize::from(limit),
+                run: run.clone(),
             };
-            return page(&path, query, run.as_deref(), args.json);
+            return page(&path, query, args.json);
         }
         (None, Some(_)) => {
             return Err(UsageError(anyhow!(

@@ -132,8 +132,12 @@ impl Checkpoint {
 
     fn apply(&mut self, record: Record) {
         match record {
+            // Read again (a journal rewritten or cut short is read from its start), an
+            // intent never takes the place of what is known of it already.
             Record::Intent(intent) if !intent.dry_run => {
-                self.open.insert(intent.id.clone(), Entry::of(intent));
+                self.open
+                    .entry(intent.id.clone())
+                    .or_insert_with(|| Entry::of(intent));
             }
             Record::Intent(_) => {}
             Record::Prepared(prepared) => {

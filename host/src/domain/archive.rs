@@ -193,11 +193,17 @@ pub(crate) fn expired(
 ) -> Vec<PathBuf> {
     let keep = chrono::TimeDelta::from_std(retention.keep).unwrap_or(chrono::TimeDelta::MAX);
     let oldest_kept = now.checked_sub_signed(keep);
+    let day_ago = now - chrono::TimeDelta::days(1);
     let mut total: u64 = 0;
     let mut gone = Vec::new();
-    // From the newest back: what fits is kept.
-    for archive in archives.iter().rev() {
+    // From the newest back: what fits is kept. The newest archive, and any rotated in
+    // the last day, always stay, whatever the size: the budget and a restart look back
+    // a day, and a rotation must never lose what it just archived.
+    for (i, archive) in archives.iter().rev().enumerate() {
         total = total.saturating_add(archive.len);
+        if i == 0 || archive.at >= day_ago {
+            continue;
+        }
         let too_old = oldest_kept.is_some_and(|t| archive.at < t);
         if too_old || total > retention.max_size {
             gone.push(archive.path.clone());
@@ -331,6 +337,18 @@ mod tests {
             ["a1", "a2", "a3"]
         );
         assert!(expired(&all, &keep(Duration::MAX, u64::MAX), now).is_empty());
+        // Whatever the size, the newest archive stays (a rotation never loses what it
+        // just archived), and so does every one of the last day.
+        assert!(expired(&[archive(1, 100)], &keep(days(10), 10), now).is_empty());
+        let recent = |hours: i64, len| Archive {
+            at: now - chrono::TimeDelta::hours(hours),
+            ..archive(1, len)
+        };
+        assert!(expired(&[recent(23, 100), recent(1, 100)], &keep(days(10), 10), now).is_empty());
+        assert_eq!(
+            expired(&[recent(25, 100), recent(1, 100)], &keep(days(10), 10), now).len(),
+            1
+        );
     }
 
     #[test]

@@ -11,15 +11,17 @@ use super::journal::{self, Entry, OutcomeRecord, Position, PreparedRecord, Recor
 /// The most faults one page may hold.
 pub(crate) const MAX_LIMIT: usize = 10_000;
 
-/// Which faults: those asked for in `[since, until)` and journaled before `before`, the
-/// latest `limit` of them.
-#[derive(Debug, Clone, Copy)]
+/// Which faults: those asked for in `[since, until)` and journaled before `before` (of
+/// run `run`, if given), the latest `limit` of them.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Query {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Where the page before this one started: the `next` of a page.
     pub before: Option<Position>,
     pub limit: usize,
+    /// Only the faults of this run.
+    pub run: Option<String>,
 }
 
 /// The run a fault belongs to: its id's prefix (`<run start in ms>-<n>`), shared by every
@@ -70,6 +72,16 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     let mut met_its_file = false;
     // Where the oldest fault of the page so far was journaled.
     let mut oldest = None;
+    if let Some(before) = query.before {
+        if !holds(path, before)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the cursor {before} names no file of this journal (its archive was removed, or it came from another journal): ask again without it"
+                ),
+            ));
+        }
+    }
     let mut lines = journal::lines_backwards_with_archives(path)?;
     while let Some(line) = lines.next() {
         let line = line?;
@@ -108,8 +120,13 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                 }
             }
             Record::Intent(intent) => {
-                if !past_before || query.until.is_some_and(|until| intent.at >= until) {
-                    // Newer than the page: what was kept for it goes.
+                let other_run = query
+                    .run
+                    .as_deref()
+                    .is_some_and(|run| run != run_of(&intent.id));
+                if !past_before || other_run || query.until.is_some_and(|until| intent.at >= until)
+                {
+                    // Newer than the page, or not of the run: what was kept for it goes.
                     outcomes.remove(&intent.id);
                     reverts.remove(&intent.id);
                     prepared.remove(&intent.id);
@@ -137,6 +154,19 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     Ok(page)
 }
 
+/// Whether the journal at `path` (or one of its archives) is the file `position` is in.
+fn holds(path: &Path, position: Position) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    for file in super::archive::newest_first(path)? {
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if (meta.dev(), meta.ino()) == (position.dev, position.ino) {
+                return Ok(meta.len() >= position.offset);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// The whole answer key, oldest first, read forward in bounded memory: each fault is
 /// held until its records are likely all in (its outcome and revert come within
 /// [`SETTLE`] of it), then handed on; at most [`MAX_HELD`] are held at once.
@@ -156,7 +186,7 @@ pub(crate) struct Stream {
 pub(crate) const SETTLE: TimeDelta = TimeDelta::hours(2);
 
 /// The most faults held at once (the oldest are handed on early beyond it).
-pub(crate) const MAX_HELD: usize = 100_000;
+pub(crate) const MAX_HELD: usize = 10_000;
 
 impl Stream {
     /// A stream of the faults asked for in `[since, until)`.
@@ -304,6 +334,7 @@ mod tests {
                 until: None,
                 before: None,
                 limit: 4,
+                run: None,
             },
         )
         .unwrap();
@@ -321,6 +352,7 @@ mod tests {
                 until: None,
                 before: latest.next,
                 limit: 4,
+                run: None,
             },
         )
         .unwrap();
@@ -336,6 +368,7 @@ mod tests {
                 until: None,
                 before: older.next,
                 limit: 4,
+                run: None,
             },
         )
         .unwrap();
@@ -348,6 +381,7 @@ mod tests {
                 until: None,
                 before: None,
                 limit: 100,
+                run: None,
             },
         )
         .unwrap();
@@ -360,6 +394,7 @@ mod tests {
                 until: Some(at(2)),
                 before: None,
                 limit: 100,
+                run: None,
             },
         )
         .unwrap();
@@ -395,6 +430,7 @@ mod tests {
                     until: None,
                     before,
                     limit: 1,
+                    run: None,
                 },
             )
             .unwrap();
@@ -428,6 +464,7 @@ mod tests {
             until: None,
             before,
             limit: 3,
+            run: None,
         };
         let first = page(&path, query(None)).unwrap();
         let second = page(&path, query(first.next)).unwrap();
@@ -513,5 +550,44 @@ mod tests {
                 ("d".into(), None, None, 0),
             ]
         );
+    }
+
+    /// One run's faults, a page at a time: the run is chosen before the limit counts,
+    /// and a cursor this journal does not hold is refused rather than read past.
+    #[test]
+    fn a_run_is_paged_on_its_own_and_a_foreign_cursor_is_refused() {
+        let dir = std::env::temp_dir().join(format!("nm-history-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("journal.jsonl");
+        let journal = Journal::open(&path).unwrap();
+        let start = Utc::now() - TimeDelta::hours(1);
+        for (i, id) in ["1-1", "2-1", "1-2", "2-2", "2-3"].iter().enumerate() {
+            journal
+                .append(&intent(id, start + TimeDelta::seconds(i as i64)), false)
+                .unwrap();
+        }
+        let query = |before| Query {
+            before,
+            limit: 1,
+            run: Some("1".to_owned()),
+            ..Query::default()
+        };
+        let first = page(&path, query(None)).unwrap();
+        assert_eq!(first.entries[0].intent.id, "1-2");
+        let second = page(&path, query(first.next)).unwrap();
+        assert_eq!(second.entries[0].intent.id, "1-1");
+        assert_eq!(second.next, None);
+        assert_eq!(last_run(&path).unwrap().as_deref(), Some("2"));
+        let foreign = Position {
+            dev: 1,
+            ino: 1,
+            offset: 0,
+        };
+        let refused = page(&path, query(Some(foreign))).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        assert!(refused
+            .to_string()
+            .starts_with("the cursor 1.1.0 names no file of this journal"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

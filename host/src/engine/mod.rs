@@ -321,6 +321,12 @@ impl Engine {
         }
     }
 
+    /// The pause file, while it exists (it holds the monkey paused whatever the API's
+    /// switch says).
+    pub(crate) fn pause_file_holds(&self) -> bool {
+        self.guards.pause_file.as_ref().is_some_and(|f| f.exists())
+    }
+
     /// Turns the API's pause switch on or off, at once: from now on every request is
     /// refused, and an injection under way that leaves a fault active reverts it as soon
     /// as its plugin answers. The faults already active are the caller's to revert
@@ -740,8 +746,13 @@ impl Engine {
     }
 
     /// The configured fault `name`, for reverting what a previous run left active.
-    pub(crate) fn fault(&self, name: &str) -> Option<Arc<dyn Fault>> {
-        self.faults.get(name).map(|s| s.fault.clone())
+    /// Only if it is still made by `plugin`: a name given to another fault since
+    /// would revert with the wrong plugin.
+    pub(crate) fn fault(&self, name: &str, plugin: &str) -> Option<Arc<dyn Fault>> {
+        self.faults
+            .get(name)
+            .filter(|s| s.plugin == plugin)
+            .map(|s| s.fault.clone())
     }
 }
 

@@ -65,10 +65,17 @@ pub fn watch(engine: Arc<Engine>, file: std::path::PathBuf) {
                         ));
                     }
                 } else if !now && was {
-                    log::line(format!(
-                        "Nightmare Monkey is playing again: {} was removed",
-                        file.display()
-                    ));
+                    match engine.paused() {
+                        // The API's switch still holds it.
+                        Some(why) => log::line(format!(
+                            "{} was removed; Nightmare Monkey is still paused: {why}",
+                            file.display()
+                        )),
+                        None => log::line(format!(
+                            "Nightmare Monkey is playing again: {} was removed",
+                            file.display()
+                        )),
+                    }
                 }
                 was = now;
             }

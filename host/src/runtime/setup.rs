@@ -149,25 +149,19 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     // which opens nothing.
     let mut journal_error = None;
     let journal = if run {
-        match journal::check_path(&config.journal) {
-            Err(e) => {
-                errors.push(format!(
-                    "cannot open the journal {}: {e}",
-                    config.journal.display()
-                ));
-                None
-            }
-            // A journal that cannot be written is refused after the recovery has read
-            // it: the faults a crash left behind are undone whatever the disk allows.
-            Ok(()) => Journal::open(&config.journal)
-                .map_err(|e| {
-                    journal_error = Some((
-                        errors.len(),
-                        format!("cannot open the journal {}: {e}", config.journal.display()),
-                    ))
-                })
-                .ok(),
-        }
+        // A journal that cannot be written, or is no regular file at all, is refused
+        // after the recovery: the faults a crash left behind are undone from what can
+        // be read (the checkpoint beside it, at least), whatever the disk allows. A path
+        // that is no regular file is never opened (a FIFO would block).
+        journal::check_path(&config.journal)
+            .and_then(|()| Journal::open(&config.journal))
+            .map_err(|e| {
+                journal_error = Some((
+                    errors.len(),
+                    format!("cannot open the journal {}: {e}", config.journal.display()),
+                ))
+            })
+            .ok()
     } else {
         let checked = journal::check_path(&config.journal).and_then(|()| {
             match config
@@ -309,8 +303,7 @@ pub fn checkpoint_now(checkpoint: &Mutex<Checkpoint>, journal: &Journal, retenti
         .rotate(|| checkpoint.catch_up(path).map(drop))
         .and_then(|archive| {
             // The checkpoint now names the new journal (the archive's rest is empty).
-            checkpoint.catch_up(path)?;
-            checkpoint.save(path)?;
+            checkpoint.take(journal)?;
             Ok(archive)
         });
     match rotated {
@@ -401,26 +394,32 @@ pub fn recover(
     // is read: the checkpoint, the records since, and the end of the journal as far back
     // as the budget looks; never the whole history.
     let mut checkpoint = Checkpoint::load(path);
-    match checkpoint.catch_up(path) {
+    // A journal that cannot be read (or is no regular file: never opened) leaves the
+    // checkpoint's faults, which are reverted all the same.
+    let read = journal::check_path(path).and_then(|()| checkpoint.catch_up(path));
+    let readable = read.is_ok();
+    match read {
         Ok(problems) => {
             for problem in &problems {
                 log::line(format!("journal: {problem}"));
             }
         }
-        Err(e) => {
-            log::line(format!(
-                "journal: cannot read {} to recover: {e}",
-                path.display()
-            ));
-            return checkpoint;
-        }
-    }
-    match active::spent(path, engine.budget_keep(), chrono::Utc::now()) {
-        Ok(times) => engine.restore_budget(times),
-        Err(e) => log::line(format!(
-            "journal: cannot read {} for the budget: {e}",
+        // Said only when the checkpoint holds something to revert: else the start is
+        // refused in one line of its own, if it is.
+        Err(e) if !checkpoint.active().is_empty() => log::line(format!(
+            "journal: cannot read {} to recover ({e}): what the checkpoint beside it holds is reverted",
             path.display()
         )),
+        Err(_) => {}
+    }
+    if readable {
+        match active::spent(path, engine.budget_keep(), chrono::Utc::now()) {
+            Ok(times) => engine.restore_budget(times),
+            Err(e) => log::line(format!(
+                "journal: cannot read {} for the budget: {e}",
+                path.display()
+            )),
+        }
     }
     let mut jobs = Vec::new();
     for entry in checkpoint.active() {
@@ -438,8 +437,9 @@ pub fn recover(
                 "Recovering: {id} ({name}) was left active by the last run"
             ));
         }
-        // The fault as configured now, else a default one of the plugin that made it.
-        let fault = match engine.fault(name) {
+        // The fault as configured now (if the same plugin still makes it), else a
+        // default one of the plugin that made it.
+        let fault = match engine.fault(name, &entry.intent.plugin) {
             Some(fault) => fault,
             None => match plugins.get(&entry.intent.plugin).map(|p| p.new_fault("")) {
                 Some(Ok(fault)) => Arc::new(fault) as Arc<dyn Fault>,

@@ -46,6 +46,10 @@ impl<'de> serde::Deserialize<'de> for DurationText {
             }
 
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationText, E> {
+                // "90" is seconds too, as 90 is.
+                if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+                    return Ok(DurationText(format!("{text}s")));
+                }
                 Ok(DurationText(text.to_owned()))
             }
         }
@@ -278,6 +282,8 @@ mod tests {
             number: DurationText,
             text: DurationText,
         }
+        let quoted: Both = ron::from_str(r#"(number: "90", text: "1h30m")"#).unwrap();
+        assert_eq!(quoted.number.0, "90s");
         let both: Both = ron::from_str(r#"(number: 90, text: "1h30m")"#).unwrap();
         assert_eq!(
             (both.number.0.as_str(), both.text.0.as_str()),

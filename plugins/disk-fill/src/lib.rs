@@ -229,10 +229,19 @@ impl FaultPlugin for DiskFill {
             .and_then(|f| reserve(&f, size).map(|()| f));
         let handle = match created {
             Ok(handle) => handle,
+            // Another fault's file (the same seed drawn the same name): left alone, and
+            // said as a refusal, so that nothing reverts this fault's prepared state (it
+            // names that very file).
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(PluginError::new(
+                    ErrorKind::NoTarget,
+                    format!(
+                        "cannot fill {shown}: it exists already (another fault's): nothing taken"
+                    ),
+                ));
+            }
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    let _ = std::fs::remove_file(&file);
-                }
+                let _ = std::fs::remove_file(&file);
                 return Err(PluginError::new(
                     ErrorKind::Failed,
                     format!("cannot fill {shown}: {e}"),
@@ -350,18 +359,29 @@ mod tests {
             dry_run: false,
             ..Request::default()
         };
-        let mut prepared = fault.prepare(&request).unwrap();
-        let mut state = prepared.revert.take().unwrap();
-        let file = PathBuf::from(state["file"].as_str().unwrap());
-        assert!(!file.exists(), "prepare creates nothing");
+        // Whatever the filesystem's state (it may be too full to prepare anything),
+        // preparing creates nothing.
+        let prepared = fault.prepare(&request);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{prepared:?}");
+        let file = dir.join(".nightmare-monkey-fill-00000000000000aa");
+        let state = serde_json::json!({ "file": file, "size": MIB, "percent": [1, 2] });
+        if let Ok(mut prepared) = prepared {
+            let named = prepared.revert.take().unwrap();
+            assert!(is_fill_file(Path::new(named["file"].as_str().unwrap())));
+        }
         assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
         // Applied with a small size, then reverted from the prepared state alone.
-        state["size"] = serde_json::json!(MIB);
         let applied = fault.apply(&request, &state).unwrap();
         assert_eq!(applied.result, results::INJECTED);
         assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
         assert_eq!(fault.revert(&state).unwrap().result, results::REVERTED);
         assert!(!file.exists());
+        // Taken already (another fault drew the same name): refused, never taken over.
+        std::fs::write(&file, "another fault's").unwrap();
+        let taken = fault.apply(&request, &state).unwrap_err();
+        assert_eq!(taken.kind, ErrorKind::NoTarget, "{taken}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "another fault's");
+        std::fs::remove_file(&file).unwrap();
         // A directory of that name is no fill file.
         std::fs::create_dir(&file).unwrap();
         assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);

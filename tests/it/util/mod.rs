@@ -48,6 +48,7 @@ pub fn lib_dir() -> PathBuf {
             .parent()
             .expect("the test binary has a directory")
             .to_owned();
+        remove_left_behind();
         let dir = std::env::temp_dir().join(format!("nm-it-libs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -56,13 +57,39 @@ pub fn lib_dir() -> PathBuf {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name.starts_with("lib") && name.ends_with(".so") {
-                std::fs::copy(&path, dir.join(&name)).unwrap();
+                // A hard link where it can be (the libraries weigh hundreds of MB with
+                // their debug information), else a copy.
+                if std::fs::hard_link(&path, dir.join(&name)).is_err() {
+                    std::fs::copy(&path, dir.join(&name)).unwrap();
+                }
                 trusted_mode(&dir.join(&name));
             }
         }
         dir
     })
     .clone()
+}
+
+/// Removes what earlier test runs left in the temporary directory (the plugin libraries
+/// and state directories of test processes that are gone): a run cannot clean up after
+/// itself, so the next one does.
+fn remove_left_behind() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = ["nm-it-libs-", "nm-it-state-"]
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 /// rwxr-xr-x: what the daemon's trust checks ask of plugin files and their directories.

@@ -159,6 +159,16 @@ pub fn bind(
         .and(warp::query::<BTreeMap<String, String>>())
         .then(
             |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| async move {
+                // A few at once: each reads the disk on a thread of its own.
+                let Ok(_reading) = HISTORY_READERS.try_acquire() else {
+                    return retry_after(
+                        error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("busy: {MAX_HISTORY_READERS} history reads are under way; try again"),
+                        ),
+                        Some(1),
+                    );
+                };
                 // Off the runtime, on a thread of its own: a long look back never holds
                 // up /healthz or the kill switch.
                 on_own_thread("history", move || history(&api, &query))
@@ -366,6 +376,12 @@ async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
     warp::reply::with_status(answer, status).into_response()
 }
 
+/// How many `GET /api/history` are read at once; more are answered 503 with
+/// `Retry-After`, so no crowd of slow looks back can take the disk and the threads.
+const MAX_HISTORY_READERS: usize = 4;
+static HISTORY_READERS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_HISTORY_READERS);
+
 /// How many faults a page of `GET /api/history` holds unless `limit` says.
 const HISTORY_PAGE: usize = 100;
 
@@ -408,6 +424,7 @@ fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
             until,
             before,
             limit,
+            run: query.get("run").cloned(),
         },
     ) {
         Ok(page) => warp::reply::json(&json!({
@@ -416,6 +433,9 @@ fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
             "next": page.next.map(|p| p.to_string()),
         }))
         .into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            error(StatusCode::BAD_REQUEST, format!("before: {e}"))
+        }
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot read the journal {}: {e}", path.display()),
