@@ -67,8 +67,8 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SECONDS")]
     pub max_interval: Option<u64>,
 
-    /// Allowed weekdays, crontab style: 1-5, 0,6, 5-1 (wraps), * ; 0 and 7 are Sunday
-    /// [default: 1-5]
+    /// Allowed weekdays, as crontab's day-of-week field: 1-5 or Mon-Fri, sat,sun, 0-7 or *
+    /// (every day), */2; 0 and 7 are Sunday; Fri-Mon and 5-1 wrap [default: 1-5]
     #[arg(short = 'd', long = "day", value_name = "DAYS")]
     pub day: Option<String>,
 

@@ -87,6 +87,73 @@ fn flags_override_the_file() {
     );
 }
 
+/// Days as crontab(5) writes them mean the same from `-d` and from `window.days`: a fault a
+/// day for a week lands on exactly these weekdays, and the banner names them.
+#[test]
+fn days_read_as_crontab_from_the_flag_and_the_file() {
+    use chrono::Datelike;
+
+    let dir = crate::util::temp_dir("cron-days");
+    let cases: &[(&str, &[u32], &str)] = &[
+        ("0-7", &[0, 1, 2, 3, 4, 5, 6], "Sun thru Sat"),
+        ("1-7", &[0, 1, 2, 3, 4, 5, 6], "Mon thru Sun"),
+        ("*", &[0, 1, 2, 3, 4, 5, 6], "Sun thru Sat"),
+        ("7", &[0], "Sun"),
+        ("Mon-Fri", &[1, 2, 3, 4, 5], "Mon thru Fri"),
+        ("sat,sun", &[0, 6], "Sat, Sun"),
+        ("Fri-Mon", &[0, 1, 5, 6], "Fri thru Mon"),
+    ];
+    for &(days, weekdays, banner) in cases {
+        let config = dir.join("days.ron");
+        fs::write(&config, format!("(window: (days: {days:?}))")).unwrap();
+        let config = config.to_str().unwrap();
+        let plan = |window: &[&str]| {
+            let mut args = vec![
+                "plan",
+                "--seed",
+                "5",
+                "--from",
+                "2026-11-23T00:00:00Z",
+                "--count",
+                "7",
+                "--min-interval",
+                "86400",
+                "--max-interval",
+                "86400",
+                "-t",
+                "00:00-24:00",
+                "--timezone",
+                "UTC",
+            ];
+            args.extend_from_slice(window);
+            let run = monkey(&args);
+            assert_eq!(run.code, Some(0), "{days}: {}", run.stderr);
+            run.stdout
+        };
+        let planned = plan(&["-d", days]);
+        let mut seen: Vec<u32> = planned
+            .lines()
+            .map(|l| {
+                let at = chrono::DateTime::parse_from_rfc3339(l.split(' ').next().unwrap());
+                at.unwrap().weekday().num_days_from_sunday()
+            })
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, weekdays, "{days}: {planned}");
+        assert_eq!(plan(&["--config", config]), planned, "{days} from the file");
+        let checked = monkey(&["check-config", config]);
+        assert!(
+            checked
+                .stdout
+                .contains(&format!("playing from 11:00 to 18:00, {banner}.\n")),
+            "{days}: {}",
+            checked.stdout
+        );
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn the_tokyo_drill_previews_the_same_every_time() {
     let file = repo().join("examples/tokyo-office-hours.ron");

@@ -196,7 +196,7 @@ fn the_zone_flag_moves_the_window() {
 #[test]
 fn malformed_flags_name_the_flag_and_the_form() {
     let cases: &[(&[&str], &str)] = &[
-        (&["-d", "mon"], "error: --day: invalid days `mon`: expected crontab-style weekdays: a number 0-7 (0 and 7 are Sunday), a range like 1-5 (5-1 wraps over the weekend), a list like 1,3,5, or *\n"),
+        (&["-d", "Mon-Fry"], "error: --day: invalid days `Mon-Fry`: `Fry` is not a day: expected a number 0-7 (0 and 7 are Sunday) or a three-letter name (Sun, Mon, Tue, Wed, Thu, Fri, Sat)\n"),
         (&["-t", "9-17"], "error: --time: invalid time `9-17`: expected HH:MM-HH:MM, e.g. 11:00-18:00 (22:00-02:00 wraps midnight; 00:00-24:00 is all day)\n"),
         (&["--min-interval", "10", "--max-interval", "5"], "error: --min-interval/--max-interval: the minimum interval (10 s) is greater than the maximum (5 s)\n"),
         (&["--timezone", "Tokyo"], "error: --timezone: unknown time zone `Tokyo`: expected an IANA name like Asia/Tokyo or Europe/Berlin, or local\n"),

@@ -100,59 +100,140 @@ impl RawWindow {
 
 const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
-/// Allowed weekdays, 0 = Sunday, with the segments as written for the banner.
+/// Allowed weekdays, 0 = Sunday, with the items as written for the banner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Days {
     allowed: [bool; 7],
+    /// The first and last day (0-6) of each item; each day a step picks is an item.
     segments: Vec<(u8, u8)>,
 }
 
 /// The accepted form of `--day`, for error messages.
-pub const DAYS_FORM: &str = "crontab-style weekdays: a number 0-7 (0 and 7 are Sunday), a range like 1-5 (5-1 wraps over the weekend), a list like 1,3,5, or *";
+pub const DAYS_FORM: &str = "crontab-style weekdays: a day (0-7, 0 and 7 are Sunday, or a name like Mon), a range like 1-5 or Mon-Fri (Fri-Mon wraps over the weekend), a list like sat,sun, * for every day, or a step like */2";
+
+/// The accepted form of one day, for error messages.
+const DAY_FORM: &str =
+    "a number 0-7 (0 and 7 are Sunday) or a three-letter name (Sun, Mon, Tue, Wed, Thu, Fri, Sat)";
 
 /// The accepted form of `--time`, for error messages.
 pub const TIME_FORM: &str =
     "HH:MM-HH:MM, e.g. 11:00-18:00 (22:00-02:00 wraps midnight; 00:00-24:00 is all day)";
 
 impl Days {
-    /// Parses `1-5`, `0,6`, `5-1`, `*`.
+    /// Parses crontab's day-of-week field (crontab(5)): a comma list of `*`, a day (0-7
+    /// or a name in any case) and ranges of two days, where `*` and ranges may take a
+    /// step (`*/2`, `Mon-Fri/2`). Spaces around items and their parts are ignored.
+    ///
+    /// One departure, which this parser has always made: cron refuses a range that
+    /// starts after its end, here it wraps over the weekend (`Fri-Mon` and `5-1` are Fri,
+    /// Sat, Sun and Mon).
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let bad = || format!("invalid days `{spec}`: expected {DAYS_FORM}");
-        let day = |t: &str| -> Result<u8, String> {
-            match t.trim().parse::<u8>() {
-                Ok(d @ 0..=7) => Ok(d % 7),
-                _ => Err(bad()),
-            }
-        };
-        let mut allowed = [false; 7];
-        let mut segments = Vec::new();
-        for item in spec.split(',') {
-            let (a, b) = match item.trim() {
-                "*" => (0, 6),
-                t => match t.split_once('-') {
-                    Some((a, b)) => (day(a)?, day(b)?),
-                    None => {
-                        let d = day(t)?;
-                        (d, d)
-                    }
-                },
-            };
-            let mut d = a;
-            loop {
-                allowed[d as usize] = true;
-                if d == b {
-                    break;
-                }
-                d = (d + 1) % 7;
-            }
-            segments.push((a, b));
+        let fail = |why: String| format!("invalid days `{spec}`: {why}");
+        if spec.trim().is_empty() {
+            return Err(fail(format!("no days given: expected {DAYS_FORM}")));
         }
-        Ok(Self { allowed, segments })
+        let mut days = Self {
+            allowed: [false; 7],
+            segments: Vec::new(),
+        };
+        for item in spec.split(',').map(str::trim) {
+            let (run, step) = parse_item(item).map_err(fail)?;
+            days.add(&run, step);
+        }
+        Ok(days)
+    }
+
+    /// Allows every `step`th day of `run` (cron's numbers, where 7 is Sunday again).
+    fn add(&mut self, run: &[u8], step: usize) {
+        let mut picked: Vec<u8> = run.iter().step_by(step).map(|d| d % 7).collect();
+        for &d in &picked {
+            self.allowed[usize::from(d)] = true;
+        }
+        if step == 1 {
+            // A whole week reads from its first day on: `0-7` is "Sun thru Sat", not
+            // "Sun thru Sun".
+            let last = if run.len() >= 7 {
+                (picked[0] + 6) % 7
+            } else {
+                picked[picked.len() - 1]
+            };
+            self.segments.push((picked[0], last));
+        } else {
+            // Only `0-7/7` picks a day twice (0 and 7), one after the other.
+            picked.dedup();
+            self.segments.extend(picked.iter().map(|&d| (d, d)));
+        }
     }
 
     /// Whether weekday `d` (0 = Sunday) is allowed.
     pub fn allows(&self, d: u32) -> bool {
         self.allowed[(d % 7) as usize]
+    }
+}
+
+/// One item of the days list: the days it walks in cron's numbers (0-7), and its step.
+/// The error names the part at fault.
+fn parse_item(item: &str) -> Result<(Vec<u8>, usize), String> {
+    if item.is_empty() {
+        return Err(
+            "an empty item in the list: expected a day, a range or * between commas".to_owned(),
+        );
+    }
+    let (base, step) = match item.split_once('/') {
+        None => (item, 1),
+        Some((base, step)) => match number(step.trim()) {
+            Some(n @ 1..=7) => (base.trim(), usize::from(n)),
+            _ => {
+                return Err(format!(
+                    "`{item}`: the step must be 1-7, like */2 or Mon-Fri/2"
+                ))
+            }
+        },
+    };
+    let run = if base == "*" {
+        (0..=6).collect()
+    } else if let Some((a, b)) = base.split_once('-') {
+        let (a, b) = (a.trim(), b.trim());
+        if a.is_empty() || b.is_empty() || b.contains('-') {
+            return Err(format!(
+                "`{base}` is not a range: expected two days joined by -, like 1-5 or Fri-Mon"
+            ));
+        }
+        let (a, b) = (day(a)?, day(b)?);
+        if a <= b {
+            (a..=b).collect()
+        } else {
+            // Wraps: on from Sunday, as 0 (a start of 7 adds nothing before it).
+            (a..=6).chain(0..=b).collect()
+        }
+    } else if item.contains('/') {
+        return Err(format!(
+            "`{item}`: a step goes after * or a range, like */2 or Mon-Fri/2"
+        ));
+    } else {
+        vec![day(base)?]
+    };
+    Ok((run, step))
+}
+
+/// A day in cron's numbers: 0-7 (0 and 7 are Sunday) or a three-letter name, any case.
+fn day(text: &str) -> Result<u8, String> {
+    match number(text) {
+        Some(d @ 0..=7) => Ok(d),
+        _ => (0u8..)
+            .zip(DAY_NAMES)
+            .find(|(_, name)| name.eq_ignore_ascii_case(text))
+            .map(|(d, _)| d)
+            .ok_or_else(|| format!("`{text}` is not a day: expected {DAY_FORM}")),
+    }
+}
+
+/// Digits only, as cron reads numbers (Rust's parser would also take a `+`).
+fn number(text: &str) -> Option<u8> {
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().ok()
+    } else {
+        None
     }
 }
 
@@ -195,7 +276,12 @@ impl TimeRange {
         };
         let (a, b) = spec.split_once('-').ok_or_else(bad)?;
         let (start, end) = (minute(a)?, minute(b)?);
-        if start == end || start == 24 * 60 {
+        if start == 24 * 60 {
+            return Err(format!(
+                "invalid time `{spec}`: a range cannot start at 24:00: expected {TIME_FORM}"
+            ));
+        }
+        if start == end {
             return Err(bad());
         }
         Ok(Self { start, end })
@@ -266,6 +352,17 @@ impl Zone {
         }
     }
 
+    /// The first instant whose local time is `local` or later: the earliest with that
+    /// local time, or, when a DST gap skipped it, the first after the gap.
+    fn reached(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        // The first local minute that exists is where the gap ends: gaps end on a whole
+        // minute (only the local mean times of the past had seconds in their offsets),
+        // and none is longer than a day (Samoa skipped 2011-12-30).
+        (0..=1440)
+            .map(|m| local + Duration::minutes(m))
+            .find_map(|local| self.instant(local))
+    }
+
     /// An instant as RFC 3339 in this zone.
     pub fn rfc3339(&self, at: DateTime<Utc>) -> String {
         match self {
@@ -303,17 +400,17 @@ impl Window {
         if self.contains(at) {
             return Some(at);
         }
-        // The window can only open at a day's start (a wrapping range is open at 00:00),
-        // at the range's start, or, when a DST gap swallowed that start, at the first
-        // hour after it: try those, day by day.
+        // Local time only moves forward, so the window opens where it reaches a day's
+        // start (a wrapping range is open at 00:00) or the range's start, or, when a DST
+        // gap skipped that moment, where the gap ends. The exception is not looked for: a
+        // fall-back fold that repeats the range's end opens the window again for the
+        // repeated minutes, and the opening after that is returned instead.
         let today = self.zone.naive(at).date();
-        let next_hour = (self.time.start / 60 + 1) * 60 % 1440;
-        let starts = [0, self.time.start, next_hour];
         (0..373)
             .filter_map(|i| today.checked_add_signed(Duration::days(i)))
-            .flat_map(|date| starts.map(|m| date.and_hms_opt(m / 60, m % 60, 0)))
+            .flat_map(|date| [0, self.time.start].map(|m| date.and_hms_opt(m / 60, m % 60, 0)))
             .flatten()
-            .filter_map(|local| self.zone.instant(local))
+            .filter_map(|local| self.zone.reached(local))
             .filter(|t| *t > at && self.contains(*t))
             .min()
     }
@@ -322,7 +419,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::{prop_assert, proptest};
+    use proptest::prelude::{prop_assert, prop_assert_eq, proptest};
 
     fn window(days: &str, time: &str, zone: &str) -> Window {
         Window {
@@ -337,26 +434,158 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
     }
 
+    fn allowed(days: &Days) -> Vec<u32> {
+        (0..7).filter(|&d| days.allows(d)).collect()
+    }
+
+    /// crontab(5)'s day-of-week field, spec by spec: the days allowed (0 = Sunday) and
+    /// the banner's words. Ranges that start after their end (`5-1`, `Fri-Mon`, `Sat-Sun`)
+    /// are ours: cron refuses them.
     #[test]
     fn days_follow_crontab() {
-        let d = Days::parse("1-5").unwrap();
-        assert_eq!(d.to_string(), "Mon thru Fri");
-        assert!((1..=5).all(|x| d.allows(x)) && !d.allows(0) && !d.allows(6));
-        let wrap = Days::parse("5-1").unwrap();
-        assert_eq!(wrap.to_string(), "Fri thru Mon");
-        assert!([5, 6, 0, 1].iter().all(|x| wrap.allows(*x)) && !wrap.allows(3));
-        let sunday = Days::parse("7").unwrap();
-        assert!(sunday.allows(0) && sunday.to_string() == "Sun");
-        assert_eq!(
-            Days::parse("1,3,5-6").unwrap().to_string(),
-            "Mon, Wed, Fri thru Sat"
-        );
-        assert!(Days::parse("*").unwrap().allowed.iter().all(|a| *a));
-        for bad in ["8", "mon", "1-", "", "1,,2"] {
+        const ALL: &[u32] = &[0, 1, 2, 3, 4, 5, 6];
+        const WEEKDAYS: &[u32] = &[1, 2, 3, 4, 5];
+        const WEEKEND: &[u32] = &[0, 6];
+        let table: &[(&str, &[u32], &str)] = &[
+            ("*", ALL, "Sun thru Sat"),
+            ("0-7", ALL, "Sun thru Sat"),
+            ("1-7", ALL, "Mon thru Sun"),
+            ("0-6", ALL, "Sun thru Sat"),
+            ("7", &[0], "Sun"),
+            ("0", &[0], "Sun"),
+            ("07", &[0], "Sun"),
+            ("6", &[6], "Sat"),
+            ("1-5", WEEKDAYS, "Mon thru Fri"),
+            ("Mon-Fri", WEEKDAYS, "Mon thru Fri"),
+            ("mon-fri", WEEKDAYS, "Mon thru Fri"),
+            ("MON-fRi", WEEKDAYS, "Mon thru Fri"),
+            ("1-Fri", WEEKDAYS, "Mon thru Fri"),
+            ("sat,sun", WEEKEND, "Sat, Sun"),
+            ("0,6", WEEKEND, "Sun, Sat"),
+            ("6-7", WEEKEND, "Sat thru Sun"),
+            ("Sat-Sun", WEEKEND, "Sat thru Sun"),
+            ("Fri-Mon", &[0, 1, 5, 6], "Fri thru Mon"),
+            ("5-1", &[0, 1, 5, 6], "Fri thru Mon"),
+            ("7-1", &[0, 1], "Sun thru Mon"),
+            ("7-0", &[0], "Sun"),
+            ("Mon-Sun", ALL, "Mon thru Sun"),
+            ("Wed-Tue", ALL, "Wed thru Tue"),
+            ("Tue-Tue", &[2], "Tue"),
+            ("1,3,5-6", &[1, 3, 5, 6], "Mon, Wed, Fri thru Sat"),
+            (" 1 - 5 , Sat ", &[1, 2, 3, 4, 5, 6], "Mon thru Fri, Sat"),
+            ("*/1", ALL, "Sun thru Sat"),
+            ("*/2", &[0, 2, 4, 6], "Sun, Tue, Thu, Sat"),
+            ("*/3", &[0, 3, 6], "Sun, Wed, Sat"),
+            ("*/7", &[0], "Sun"),
+            ("* / 2", &[0, 2, 4, 6], "Sun, Tue, Thu, Sat"),
+            ("1-5/2", &[1, 3, 5], "Mon, Wed, Fri"),
+            ("Mon-Fri/2", &[1, 3, 5], "Mon, Wed, Fri"),
+            ("Mon-Fri/1", WEEKDAYS, "Mon thru Fri"),
+            ("0-7/7", &[0], "Sun"),
+            ("0-7/2", &[0, 2, 4, 6], "Sun, Tue, Thu, Sat"),
+            ("Fri-Mon/2", &[0, 5], "Fri, Sun"),
+        ];
+        for &(spec, days, banner) in table {
+            let parsed = Days::parse(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert_eq!(allowed(&parsed), days, "{spec}");
+            assert_eq!(parsed.to_string(), banner, "{spec}");
+        }
+    }
+
+    #[test]
+    fn days_errors_name_the_part_and_the_form() {
+        let day = |part: &str| format!("`{part}` is not a day: expected {DAY_FORM}");
+        let range = |part: &str| {
+            format!("`{part}` is not a range: expected two days joined by -, like 1-5 or Fri-Mon")
+        };
+        let step = |item: &str| format!("`{item}`: the step must be 1-7, like */2 or Mon-Fri/2");
+        let lone =
+            |item: &str| format!("`{item}`: a step goes after * or a range, like */2 or Mon-Fri/2");
+        let empty = "an empty item in the list: expected a day, a range or * between commas";
+        let none = format!("no days given: expected {DAYS_FORM}");
+        let table: &[(&str, String)] = &[
+            ("", none.clone()),
+            ("  ", none),
+            ("8", day("8")),
+            ("255", day("255")),
+            ("256", day("256")),
+            ("+1", day("+1")),
+            ("mon-fry", day("fry")),
+            ("Monday", day("Monday")),
+            ("Funday", day("Funday")),
+            ("Mon Fri", day("Mon Fri")),
+            ("*-5", day("*")),
+            ("1-", range("1-")),
+            ("-1", range("-1")),
+            ("-", range("-")),
+            ("1-2-3", range("1-2-3")),
+            ("1,,2", empty.to_owned()),
+            ("1,", empty.to_owned()),
+            (",1", empty.to_owned()),
+            ("*/0", step("*/0")),
+            ("*/8", step("*/8")),
+            ("*/", step("*/")),
+            ("*/x", step("*/x")),
+            ("1-5/+2", step("1-5/+2")),
+            ("*/2/2", step("*/2/2")),
+            ("1/2", lone("1/2")),
+            ("/2", lone("/2")),
+            ("Mon/1", lone("Mon/1")),
+        ];
+        for (spec, why) in table {
             assert_eq!(
-                Days::parse(bad).unwrap_err(),
-                format!("invalid days `{bad}`: expected {DAYS_FORM}")
+                Days::parse(spec).unwrap_err(),
+                format!("invalid days `{spec}`: {why}")
             );
+        }
+    }
+
+    /// The weekdays (0 = Sunday) cron allows for day-of-week items, each read as its first
+    /// and last number (0-7) and its step.
+    fn cron_days(items: &[(u8, u8, usize)]) -> Vec<u32> {
+        // As cron does it: set each number of each item, then 7 counts as Sunday.
+        let mut bits = [false; 8];
+        for &(first, last, step) in items {
+            for d in (first..=last).step_by(step) {
+                bits[usize::from(d)] = true;
+            }
+        }
+        bits[0] |= bits[7];
+        (0..7).filter(|&d| bits[d as usize]).collect()
+    }
+
+    proptest! {
+        /// Any field cron accepts (ranges never wrap in cron) means the same days here.
+        #[test]
+        fn days_mean_what_cron_means(
+            items in proptest::collection::vec(
+                (0u8..=7, 0u8..=7, 1usize..=7, 0u8..5, 0u8..4), 1..5),
+        ) {
+            // form: 0 one day, 1 a range, 2 a stepped range, 3 `*`, 4 `*/step`;
+            // spelling: 0 numbers, else names (lower, upper, as written) where one exists.
+            let show = |d: u8, spelling: u8| match (d, spelling) {
+                (7, _) | (_, 0) => d.to_string(),
+                (_, 1) => DAY_NAMES[usize::from(d)].to_lowercase(),
+                (_, 2) => DAY_NAMES[usize::from(d)].to_uppercase(),
+                _ => DAY_NAMES[usize::from(d)].to_owned(),
+            };
+            let mut text = Vec::new();
+            let mut meant = Vec::new();
+            for &(a, b, step, form, spelling) in &items {
+                let (a, b) = (a.min(b), a.max(b));
+                let (item, days) = match form {
+                    0 => (show(a, spelling), (a, a, 1)),
+                    1 => (format!("{}-{}", show(a, spelling), show(b, spelling)), (a, b, 1)),
+                    2 => (format!("{}-{}/{step}", show(a, spelling), show(b, spelling)), (a, b, step)),
+                    3 => ("*".to_owned(), (0, 7, 1)),
+                    _ => (format!("*/{step}"), (0, 7, step)),
+                };
+                text.push(item);
+                meant.push(days);
+            }
+            let text = text.join(",");
+            let days = Days::parse(&text).unwrap();
+            prop_assert_eq!(allowed(&days), cron_days(&meant), "{}", text);
         }
     }
 
@@ -364,16 +593,115 @@ mod tests {
     fn times_wrap_midnight() {
         let t = TimeRange::parse("22:00-02:00").unwrap();
         assert!(t.contains(23 * 60) && t.contains(60) && !t.contains(12 * 60) && !t.contains(120));
-        assert_eq!(
-            TimeRange::parse("11:00-18:00").unwrap().to_string(),
-            "from 11:00 to 18:00"
-        );
+        assert!(t.contains(22 * 60) && !t.contains(22 * 60 - 1) && t.contains(119));
+        let day = TimeRange::parse("09:00-17:00").unwrap();
+        assert!(day.contains(9 * 60) && day.contains(17 * 60 - 1));
+        assert!(!day.contains(9 * 60 - 1) && !day.contains(17 * 60));
         assert!(TimeRange::parse("00:00-24:00")
             .unwrap()
             .contains(24 * 60 - 1));
-        for bad in ["11-18", "25:00-26:00", "11:00-11:00", "11:60-12:00", "x"] {
-            assert!(TimeRange::parse(bad).is_err(), "{bad}");
+    }
+
+    #[test]
+    fn times_parse_exactly() {
+        let bad = |spec: &str| format!("invalid time `{spec}`: expected {TIME_FORM}");
+        let late = |spec: &str| {
+            format!("invalid time `{spec}`: a range cannot start at 24:00: expected {TIME_FORM}")
+        };
+        let table: &[(&str, Result<&str, String>)] = &[
+            ("11:00-18:00", Ok("from 11:00 to 18:00")),
+            ("22:00-02:00", Ok("from 22:00 to 02:00")),
+            ("00:00-24:00", Ok("from 00:00 to 24:00")),
+            ("23:59-24:00", Ok("from 23:59 to 24:00")),
+            ("01:24-02:00", Ok("from 01:24 to 02:00")),
+            (" 9:05 - 17:59 ", Ok("from 09:05 to 17:59")),
+            ("24:00-05:00", Err(late("24:00-05:00"))),
+            ("24:00-24:00", Err(late("24:00-24:00"))),
+            ("24:00-00:00", Err(late("24:00-00:00"))),
+            ("11:00-24:01", Err(bad("11:00-24:01"))),
+            ("11:00-11:00", Err(bad("11:00-11:00"))),
+            ("00:00-00:00", Err(bad("00:00-00:00"))),
+            ("11:60-13:00", Err(bad("11:60-13:00"))),
+            ("25:00-26:00", Err(bad("25:00-26:00"))),
+            ("11-18", Err(bad("11-18"))),
+            ("11:00", Err(bad("11:00"))),
+            ("x", Err(bad("x"))),
+        ];
+        for (spec, expected) in table {
+            assert_eq!(
+                TimeRange::parse(spec).map(|t| t.to_string()),
+                expected.clone().map(str::to_owned),
+                "{spec}"
+            );
         }
+    }
+
+    /// The window of `(window: (...))`, read as the config file's parser reads it.
+    fn raw_window(text: &str) -> RawWindow {
+        let inner = &text["(window: ".len()..text.len() - 1];
+        ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+            .from_str(inner)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_flags_win_over_the_file_and_each_error_is_located() {
+        let text = r#"(window: (days: "sat,sun", time: "09:00-10:00", timezone: "UTC",
+                     skip_dates: ["2026-12-25"]))"#;
+        let raw = raw_window(text);
+        let src = Source::new(std::path::Path::new("w.ron"), text);
+        let mut errors = Vec::new();
+        let (w, zone) = raw
+            .validate(WindowFlags::default(), &src, &mut errors)
+            .unwrap();
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(
+            (w.days.to_string(), w.time.to_string(), zone.as_deref()),
+            (
+                "Sat, Sun".to_owned(),
+                "from 09:00 to 10:00".to_owned(),
+                Some("UTC")
+            )
+        );
+        assert_eq!(
+            w.skip,
+            [NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()].into()
+        );
+
+        let (day, tokyo) = ("Mon-Fri".to_owned(), "Asia/Tokyo".to_owned());
+        let flags = WindowFlags {
+            day: Some(&day),
+            time: None,
+            timezone: Some(&tokyo),
+        };
+        let (w, zone) = raw.validate(flags, &src, &mut errors).unwrap();
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(
+            (w.days.to_string(), w.time.to_string(), zone.as_deref()),
+            (
+                "Mon thru Fri".to_owned(),
+                "from 09:00 to 10:00".to_owned(),
+                Some("Asia/Tokyo")
+            )
+        );
+
+        let text = r#"(window: (days: "Sun-Fry", skip_dates: ["12/25"]))"#;
+        let raw = raw_window(text);
+        let src = Source::new(std::path::Path::new("w.ron"), text);
+        assert!(raw
+            .validate(WindowFlags::default(), &src, &mut errors)
+            .is_none());
+        assert_eq!(
+            errors,
+            [
+                format!(
+                    "w.ron:1:11: invalid days `Sun-Fry`: `Fry` is not a day: expected {DAY_FORM}"
+                ),
+                "w.ron:1:41: invalid skip date `12/25`: expected YYYY-MM-DD, e.g. 2026-12-25"
+                    .to_owned(),
+            ]
+        );
     }
 
     #[test]
@@ -391,6 +719,75 @@ mod tests {
         assert_eq!(
             w.next_open(utc("2026-11-27T10:00:00Z")),
             Some(utc("2026-11-30T02:00:00Z"))
+        );
+    }
+
+    /// New York springs from 02:00 to 03:00 on 2026-03-08: a window starting at 02:30
+    /// opens at 03:00 that day, not at 02:30 the next (23.5 h late).
+    #[test]
+    fn a_window_starting_in_a_gap_opens_where_the_gap_ends() {
+        let w = window("*", "02:30-05:00", "America/New_York");
+        // 00:00 EST: two hours of real time before 03:00 EDT.
+        let at = utc("2026-03-08T05:00:00Z");
+        let open = w.next_open(at).unwrap();
+        assert_eq!(w.zone.rfc3339(open), "2026-03-08T03:00:00-04:00");
+        assert_eq!(open - at, Duration::hours(2));
+        assert!(!w.contains(open - Duration::seconds(1)));
+        // From the last second before the gap (01:59:59 EST) too.
+        assert_eq!(w.next_open(utc("2026-03-08T06:59:59Z")), Some(open));
+        // A day later the range's start exists again.
+        assert_eq!(
+            w.next_open(utc("2026-03-08T10:00:00Z"))
+                .map(|t| w.zone.rfc3339(t)),
+            Some("2026-03-09T02:30:00-04:00".to_owned())
+        );
+    }
+
+    /// Lord Howe springs by half an hour, from 02:00 to 02:30, on 2026-10-04.
+    #[test]
+    fn a_half_hour_gap_ends_on_the_half_hour() {
+        let w = window("*", "02:10-05:00", "Australia/Lord_Howe");
+        let open = w.next_open(utc("2026-10-03T13:30:00Z")).unwrap();
+        assert_eq!(w.zone.rfc3339(open), "2026-10-04T02:30:00+11:00");
+    }
+
+    /// Santiago springs from 00:00 to 01:00 on Sunday 2026-09-06: a Sunday starts at 01:00.
+    #[test]
+    fn a_day_whose_midnight_is_skipped_starts_where_the_gap_ends() {
+        let w = window("Sun", "22:00-02:00", "America/Santiago");
+        // Saturday 12:00; Saturday 22:00 is not Sunday.
+        let open = w.next_open(utc("2026-09-05T16:00:00Z")).unwrap();
+        assert_eq!(w.zone.rfc3339(open), "2026-09-06T01:00:00-03:00");
+    }
+
+    /// A start that happens twice (New York falls back from 02:00 to 01:00 on
+    /// 2026-11-01) opens the first time.
+    #[test]
+    fn a_window_starting_in_a_fold_opens_the_first_time() {
+        let w = window("*", "01:30-05:00", "America/New_York");
+        let open = w.next_open(utc("2026-11-01T04:00:00Z")).unwrap();
+        assert_eq!(w.zone.rfc3339(open), "2026-11-01T01:30:00-04:00");
+    }
+
+    #[test]
+    fn a_skipped_time_is_reached_where_its_gap_ends() {
+        let zone = |name| Zone::parse(name).unwrap();
+        let local = |s| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+        let new_york = zone("America/New_York");
+        assert_eq!(
+            new_york.reached(local("2026-03-08 02:59")),
+            Some(utc("2026-03-08T07:00:00Z"))
+        );
+        assert_eq!(
+            new_york.reached(local("2026-03-08 01:59")),
+            Some(utc("2026-03-08T06:59:00Z"))
+        );
+        // Samoa skipped all of 2011-12-30: its noon is reached at the 31st's midnight.
+        assert_eq!(
+            zone("Pacific/Apia")
+                .reached(local("2011-12-30 12:00"))
+                .map(|t| zone("Pacific/Apia").rfc3339(t)),
+            Some("2011-12-31T00:00:00+14:00".to_owned())
         );
     }
 
