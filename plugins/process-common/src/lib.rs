@@ -117,12 +117,31 @@ fn regex_set(field: &str, patterns: &[String]) -> Result<Option<RegexSet>, Plugi
     }
     for p in patterns {
         if let Err(e) = regex::Regex::new(p) {
-            return Err(config_error(format!("{field}: invalid regex `{p}`: {e}")));
+            return Err(config_error(format!(
+                "{field}: invalid regex `{p}`: {}",
+                one_line(&e)
+            )));
         }
     }
     RegexSet::new(patterns)
         .map(Some)
         .map_err(|e| config_error(format!("{field}: {e}")))
+}
+
+/// A regex error in one line: the regex crate draws the pattern and a caret over several
+/// lines (`regex parse error:` / `    (` / `    ^` / `error: unclosed group`); this says
+/// `unclosed group at character 1`.
+fn one_line(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(what) = lines.last().and_then(|l| l.strip_prefix("error: ")) else {
+        return lines.join(" ");
+    };
+    // The caret line is indented like the pattern's, by four spaces.
+    match lines.iter().find_map(|l| l.find('^')) {
+        Some(caret) if caret >= 4 => format!("{what} at character {}", caret - 3),
+        _ => what.to_owned(),
+    }
 }
 
 fn resolve_user(user: &str) -> Result<u32, PluginError> {
@@ -391,4 +410,28 @@ pub fn wait_exit(pidfd: &OwnedFd, pid: u32, grace: Duration) -> Result<bool, Plu
 /// The process's state letter now (`S`, `T`, `Z` ...), if it still exists.
 pub fn state_of(pid: u32) -> Option<char> {
     proc::stat(pid).map(|s| s.state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error a user can cause is one line: a bad pattern included.
+    #[test]
+    fn a_bad_pattern_is_one_line_naming_the_field_and_where() {
+        let e = regex_set("include_names", &["ok".into(), "a(b".into()]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "include_names: invalid regex `a(b`: unclosed group at character 2"
+        );
+        let e = regex_set("exclude_cmdlines", &["[z-a]".into()]).unwrap_err();
+        assert!(!e.message.contains('\n'), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("exclude_cmdlines: invalid regex `[z-a]`: "),
+            "{}",
+            e.message
+        );
+        assert!(regex_set("users", &[]).unwrap().is_none());
+    }
 }
