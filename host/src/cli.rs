@@ -139,7 +139,17 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the next fire times of the timer: the instructor's preview of a drill
-    #[command(after_help = PLAN_EXAMPLES)]
+    #[command(
+        after_help = PLAN_EXAMPLES,
+        // The daemon's flags that change nothing of a plan: accepted (a daemon's command
+        // line can be copied as it is), not shown.
+        mut_arg("execute", |a| a.hide(true)),
+        mut_arg("port", |a| a.hide(true)),
+        mut_arg("listen", |a| a.hide(true)),
+        mut_arg("plugin_dirs", |a| a.hide(true)),
+        mut_arg("allow_untrusted_plugins", |a| a.hide(true)),
+        mut_arg("log_format", |a| a.hide(true))
+    )]
     Plan(PlanArgs),
     /// The answer key: what the monkey did, one line per fault, from the journal
     #[command(after_help = HISTORY_EXAMPLES)]
@@ -155,7 +165,11 @@ pub enum Command {
     #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
     /// Run COMMAND in a fresh PID namespace and unleash the monkey on it alone, for real
-    #[command(after_help = SANDBOX_EXAMPLES)]
+    #[command(
+        after_help = SANDBOX_EXAMPLES,
+        // It always executes: the flag changes nothing there.
+        mut_arg("execute", |a| a.hide(true))
+    )]
     Sandbox(SandboxArgs),
     /// (internal) the sandbox's PID 1
     #[command(name = "__sandbox-init", hide = true)]

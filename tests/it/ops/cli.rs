@@ -128,3 +128,36 @@ fn json_modes_print_their_errors_as_json() {
         .stderr
         .starts_with("error: no journal at /nonexistent/journal.jsonl: "));
 }
+
+/// A subcommand's help lists the flags that act there: `plan` takes a daemon's command
+/// line as it is, but shows only what changes a plan.
+#[test]
+fn plan_help_shows_only_the_flags_that_change_a_plan() {
+    let help = monkey(&["plan", "--help"]).stdout;
+    for shown in ["--day", "--time", "--seed", "--config", "--from", "--count"] {
+        assert!(help.contains(shown), "{shown}: {help}");
+    }
+    for hidden in [
+        "--execute",
+        "--listen",
+        "--port",
+        "--plugin-dir",
+        "--log-format",
+    ] {
+        assert!(!help.contains(hidden), "{hidden}: {help}");
+    }
+    let copied = monkey(&[
+        "plan",
+        "--execute",
+        "-p",
+        "9",
+        "--seed",
+        "3",
+        "--count",
+        "1",
+    ]);
+    assert_eq!(copied.code, Some(0), "{}", copied.stderr);
+    assert!(!monkey(&["sandbox", "--help"])
+        .stdout
+        .contains("  --execute"));
+}
