@@ -1372,10 +1372,13 @@ fn the_journal_rotates_and_its_archives_are_read_on_and_kept_as_long_as_told() {
 }
 
 /// The journal broken under a running daemon, then the daemon SIGKILLed: emptied, cut
-/// short, replaced by a symlink to /dev/null, its filesystem remounted read-only. No
-/// victim stays stopped after the next start: what undoes a fault is in the checkpoint
-/// beside the journal too, and a journal that is no longer a writable regular file is
-/// never written to (the fault is then not injected).
+/// short (at 100 bytes; right after the fault's intent), replaced by a directory or a
+/// symlink to /dev/null before the next start, the fault renamed to another plugin's;
+/// and, while the daemon runs, replaced by a symlink to /dev/null or its filesystem
+/// remounted read-only. No victim stays stopped: what undoes a fault is in the
+/// checkpoint beside the journal too, recovery reverts from it whatever the journal
+/// allows (and with the plugin that made the fault), and a journal that is no longer a
+/// writable regular file is never written to (the fault is then not injected).
 #[test]
 fn a_journal_emptied_cut_or_replaced_under_the_daemon_leaves_no_victim_stopped() {
     let dir = temp_dir("drill-broken");
