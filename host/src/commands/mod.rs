@@ -46,8 +46,62 @@ pub fn man_page() -> anyhow::Result<Vec<u8>> {
     clap_mangen::Man::new(Cli::command().version(env!("CARGO_PKG_VERSION")))
         .source(format!("nightmare-monkey {}", env!("CARGO_PKG_VERSION")))
         .render(&mut page)?;
-    Ok(page)
+    let page = String::from_utf8(page)?;
+    // One page ships: a subcommand is named as it is typed (its --help says the rest),
+    // not as a page of its own that does not exist.
+    let page = page
+        .replace("(1)\n", "\n")
+        .replace("nightmare\\-monkey\\-", "nightmare\\-monkey ");
+    // The sections clap does not write, before the version.
+    let page = match page.find("\n.SH VERSION") {
+        Some(at) => format!(
+            "{}\n{}{}",
+            &page[..at],
+            MAN_SECTIONS.trim_end(),
+            &page[at..]
+        ),
+        None => format!("{page}{MAN_SECTIONS}"),
+    };
+    Ok(page.into_bytes())
 }
+
+/// The manual's own sections: files, configuration, API, exit status (roff).
+const MAN_SECTIONS: &str = r#".SH FILES
+.TP
+\fI/etc/nightmare\-monkey/config.ron\fR
+The configuration, given with \fB\-\-config\fR (RON, every field optional).
+.TP
+\fI/var/lib/nightmare\-monkey/journal.jsonl\fR
+The journal (root's state directory; \fI~/.local/state/nightmare\-monkey\fR otherwise): every fault as JSON Lines, with \fIjournal.jsonl.checkpoint\fR (what a start reads) and the archives \fIjournal.jsonl\-<instant>\fR beside it.
+.TP
+\fI/var/lib/nightmare\-monkey/paused\fR
+The pause file: while it exists, the monkey is paused and every fault in effect is reverted.
+.TP
+\fI/usr/lib/nightmare\-monkey/plugins\fR, \fI/usr/local/lib/nightmare\-monkey/plugins\fR
+Plugin files (*.so) loaded at start; owned by root, writable by no one else.
+.SH CONFIGURATION
+Top\-level fields: execute, seed, node, schedule (Uniform(min_interval, max_interval), Exponential(mean), Cron("...")), window (days, time, timezone, skip_dates), http (enabled, listen, token, token_file, tokens, allow_public_without_token, max_body_bytes, max_connections, header_timeout), timer (enabled, fault), faults, plugins, plugin_dirs, plugin_timeout, allow_untrusted_plugins, pollers, notifiers, state_dir, journal, journal_retention (rotate_at, keep, max_size), pause_file, budget (per_hour, per_day, min_gap). Every duration is seconds (90) or a duration ("5m", "1h30m"). \fBnightmare\-monkey check\-config FILE\fR checks a file; /usr/share/doc/nightmare\-monkey/README.md describes every field.
+.SH API
+.TP
+\fBPOST /api/kill\fR {"desc": "..."}
+Injects the timer's fault (process\-kill unless configured); \fBPOST /api/faults/NAME\fR any configured one.
+.TP
+\fBGET /api/status\fR
+Playing, sleeping or paused, the next fault, what is in effect, the budget left.
+.TP
+\fBGET /api/history\fR ?limit&since&until&before&run
+The answer key, a page at a time.
+.TP
+\fBPOST /api/pause\fR, \fBPOST /api/resume\fR
+The kill switch.
+.TP
+\fBGET /api/plugins\fR, \fBGET /metrics\fR, \fBGET /healthz\fR
+Plugins and faults, Prometheus metrics, liveness (no token).
+.PP
+Every answer but the metrics is JSON; errors are {"code": N, "message": "..."}. With tokens configured, send Authorization: Bearer TOKEN.
+.SH "EXIT STATUS"
+0 success; 1 runtime failure (for example no eligible process, no daemon to reach); 2 usage, configuration or plugin error.
+"#;
 
 /// Writes generated text to stdout; a reader that went away (`| head`) is not an error.
 fn print(text: &[u8]) -> anyhow::Result<()> {

@@ -161,3 +161,23 @@ fn plan_help_shows_only_the_flags_that_change_a_plan() {
         .stdout
         .contains("  --execute"));
 }
+
+/// The one manual page names no page that does not ship, and has the sections a man
+/// page reader looks for.
+#[test]
+fn the_man_page_has_files_configuration_api_and_exit_status() {
+    let page = monkey(&["man"]).stdout;
+    assert!(!page.contains("(1)"), "a page that does not exist is named");
+    for section in [
+        ".SH FILES",
+        ".SH CONFIGURATION",
+        ".SH API",
+        ".SH \"EXIT STATUS\"",
+    ] {
+        assert!(page.contains(section), "{section} missing");
+    }
+    assert!(
+        page.contains("nightmare\\-monkey plan\n"),
+        "subcommands as typed"
+    );
+}
