@@ -125,9 +125,19 @@ fn check_links(path: &Path) -> Result<(), String> {
 /// A directory searched for plugins: as any directory on a plugin's path, and not
 /// writable by others even if sticky (anyone could add files to it, which, refused or
 /// not, could shadow a plugin's name).
+/// A directory given relative to the working directory is judged with every directory
+/// above it, and one reached through symlinks by the links and where they lead, as a
+/// plugin file is.
 pub fn check_plugin_dir(dir: &Path) -> Result<(), String> {
-    check_dirs(dir)?;
-    let meta = std::fs::metadata(dir)
+    let absolute = std::path::absolute(dir).map_err(|e| format!("cannot resolve it: {e}"))?;
+    check_dirs(&absolute)?;
+    check_links(&absolute)?;
+    let resolved = std::fs::canonicalize(&absolute)
+        .map_err(|e| format!("cannot read the directory {}: {e}", dir.display()))?;
+    if resolved != absolute {
+        check_dirs(&resolved)?;
+    }
+    let meta = std::fs::metadata(&resolved)
         .map_err(|e| format!("cannot read the directory {}: {e}", dir.display()))?;
     let mode = meta.permissions().mode();
     if mode & (GROUP_WRITE | OTHER_WRITE) != 0 {
@@ -302,6 +312,38 @@ mod tests {
             "is writable by its group and everyone (mode 1777): anyone could add plugins there"
         ));
         chmod(&d, 0o755);
+    }
+
+    #[test]
+    fn a_plugin_dir_is_judged_whole_when_relative_or_reached_through_a_link() {
+        let d = dir("reldir");
+        // Relative to the working directory (the crate's), up and over to `d`.
+        let cwd = std::env::current_dir().unwrap();
+        let up = "../".repeat(cwd.components().count() - 1);
+        let relative = PathBuf::from(format!(
+            "{up}{}",
+            d.display().to_string().trim_start_matches('/')
+        ));
+        assert!(relative.is_relative());
+        assert_eq!(check_plugin_dir(&relative), Ok(()));
+        // A link from a good directory into one anyone can write (not sticky).
+        let open = d.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::create_dir(open.join("plugins")).unwrap();
+        chmod(&open.join("plugins"), 0o755);
+        chmod(&open, 0o777);
+        let link = d.join("plugins");
+        std::os::unix::fs::symlink(open.join("plugins"), &link).unwrap();
+        assert_eq!(
+            check_plugin_dir(&link),
+            Err(format!(
+                "the directory {} is writable by its group and everyone (mode 777): anyone there could replace the plugin (chmod go-w {})",
+                open.display(),
+                open.display()
+            ))
+        );
+        chmod(&open, 0o755);
+        assert_eq!(check_plugin_dir(&link), Ok(()));
     }
 
     #[test]
