@@ -955,7 +955,8 @@ kill -TERM $m; wait $m; echo "code $?""#,
 }
 
 /// `sandbox`: the monkey, executing, only reaches what the command started; the sandbox
-/// ends with the command and passes its status on. (Run inside a namespace of the test's
+/// ends with the command and passes its status on; killed at its PID, the monkey goes to
+/// bed and the command ends with it. (Run inside a namespace of the test's
 /// own as well, so nothing here can reach this machine's processes.)
 #[test]
 fn the_sandbox_unleashes_the_monkey_on_the_command_alone() {
@@ -977,10 +978,32 @@ fn the_sandbox_unleashes_the_monkey_on_the_command_alone() {
         r#""$NM" sandbox --config {cfg} --seed 4 -- sh -c 'sleep 1000 & wait $!; echo "victim gone $?"; exit 3'
 echo "code $?"
 "$NM" sandbox --config {disk} -- true
-echo "code $?""#,
+echo "code $?"
+{PRELUDE}
+"$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 -- sh -c 'sleep 1000 & wait' 2>{d}/term.log & s=$!
+await 'Next fault' {d}/term.log
+kill -TERM $s; wait $s; echo "killed $?"
+n=0; while grep -qx sleep /proc/[0-9]*/comm 2>/dev/null && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
+echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
         cfg = cfg.display(),
-        disk = disk.display()
+        disk = disk.display(),
+        d = dir.display()
     ));
+    let term = fs::read_to_string(dir.join("term.log")).unwrap();
+    assert_eq!(pairs(&run.stdout, "killed"), ["0"], "{term}");
+    assert!(
+        term.contains(" Nightmare Monkey goes to bed (SIGTERM).\n"),
+        "the sandbox's PID killed: the monkey goes to bed as on the host: {term}"
+    );
+    assert!(
+        term.contains(" Sandbox: stopped before the command exited; it ends with the sandbox\n"),
+        "{term}"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "left"),
+        ["0"],
+        "the command ends with it: {term}"
+    );
     assert_eq!(pairs(&run.stdout, "victim"), ["gone 137"], "{}", run.stderr);
     assert_eq!(
         pairs(&run.stdout, "code"),

@@ -19,7 +19,12 @@ use crate::{
 /// The faults that can only touch processes, and so only the sandbox's.
 const PROCESS_FAULTS: &[&str] = &["process-kill", "process-pause"];
 
-/// `sandbox`: re-runs this command line as `__sandbox-init` inside a new PID namespace.
+/// `sandbox`: re-runs this command line as `__sandbox-init` inside a new PID namespace
+/// (through `unshare`, which ignores SIGTERM and SIGINT while it waits), and stays to
+/// pass the command's status on. Killed at its own PID (SIGTERM, as a supervisor or
+/// `kill` does), it hands the signal to the monkey, PID 1 inside, which goes to bed as it
+/// would on the host, reverting what is in effect; the command ends with the namespace.
+/// SIGINT is left to the terminal, which sends Ctrl-C to the monkey itself.
 pub fn enter() -> anyhow::Result<()> {
     let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let Some(at) = argv.iter().position(|a| a == "sandbox") else {
@@ -27,24 +32,61 @@ pub fn enter() -> anyhow::Result<()> {
     };
     argv[at] = OsString::from("__sandbox-init");
     let me = std::env::current_exe().context("cannot find this program's own path")?;
-    let status = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-        ])
-        .arg(me)
-        .args(argv)
-        .status()
-        .map_err(|e| anyhow!("cannot run unshare (from util-linux) to make the sandbox: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the sandbox's runtime")?;
+    let status = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut child = Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+            ])
+            .arg(me)
+            .args(argv)
+            .spawn()
+            .map_err(|e| {
+                anyhow!("cannot run unshare (from util-linux) to make the sandbox: {e}")
+            })?;
+        let unshare = child.id();
+        let mut wait = tokio::task::spawn_blocking(move || child.wait());
+        loop {
+            tokio::select! {
+                status = &mut wait => {
+                    return status
+                        .context("cannot wait for the sandbox")?
+                        .context("cannot wait for the sandbox");
+                }
+                _ = term.recv() => {
+                    if let Some(init) = namespace_init(unshare) {
+                        let _ = rustix::process::kill_process(init, rustix::process::Signal::TERM);
+                    }
+                }
+                _ = int.recv() => {}
+            }
+        }
+    })?;
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => std::process::exit(code),
         None => bail!("the sandbox was killed by a signal"),
     }
+}
+
+/// The PID of the child `unshare` (PID `unshare`) forked into the new namespace: the
+/// monkey, its PID 1.
+fn namespace_init(unshare: u32) -> Option<rustix::process::Pid> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+    let pid = children.split_whitespace().next()?.parse::<i32>().ok()?;
+    rustix::process::Pid::from_raw(pid)
 }
 
 /// `__sandbox-init`: PID 1 of the sandbox. Starts the command, reaps every orphan (the job
@@ -122,7 +164,12 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
     // abandoned (that error, named in the log, is the exit status only if the command
     // itself succeeded).
     let monkey = daemon::run_config(config, Some(on_end));
-    let code = lock(&status).unwrap_or(0);
+    let Some(code) = *lock(&status) else {
+        // Stopped by a signal (the sandbox's own PID killed, Ctrl-C): the command ends
+        // with the namespace, as this process, its PID 1, exits.
+        log::line("Sandbox: stopped before the command exited; it ends with the sandbox");
+        return monkey;
+    };
     log::line(format!("Sandbox: the command exited with status {code}"));
     if code != 0 {
         if let Err(e) = &monkey {
