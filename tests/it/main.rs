@@ -13,4 +13,5 @@ mod kill;
 mod ops;
 mod plugins;
 mod poller;
+mod readme;
 mod util;

@@ -1,0 +1,516 @@
+//! The README's examples, run as written, so that they cannot drift from the binary.
+//!
+//! Every ```` ```console ```` block of README.md is a shell session: its `$ ` lines run in
+//! order, in one fresh namespace of their own (user, PID, mount and network: its own
+//! /proc, loopback, /tmp and /var/lib, so `127.0.0.1:8080`, `/tmp/st` and the default
+//! state directory are the block's alone, and whatever it signals is its own), from a
+//! directory holding the repository's `examples/`, `tests/`, `Cargo.toml` and the built
+//! plugins where the README says they are (`target/release/`, `target/debug/`), with
+//! `nightmare-monkey` on the PATH. What each command prints (stdout and stderr, as a
+//! terminal shows them) must be what the README shows, line for line, once what changes
+//! from run to run is masked: log timestamps, instants with fractions of a second,
+//! start times. A `...` line stands for any number of lines. A command whose shown output
+//! has an `error:` line must fail; any other must succeed.
+//!
+//! An HTML comment just above a block (invisible on the rendered page) says what the
+//! reader is assumed to have done first, one directive a line:
+//!
+//! ```text
+//! <!-- readme-test
+//! setup: printf '(seed: 7)\n' > drill.ron      a shell line, run before, quietly
+//! daemon: nightmare-monkey --seed 7            started in the background; the block
+//!                                              waits for its "Listening on"
+//! until: 2 Next:                               the command is a daemon run: interrupted
+//!                                              (SIGINT, the reader's Ctrl-C) once its
+//!                                              output holds "Next:" twice
+//! redact: in \d+h \d+m \d+s                    one more pattern to mask
+//! skip: it polls qiita.com                     not run, and why
+//! -->
+//! ```
+//!
+//! The help texts' examples are checked too, by a unit test of `cli.rs`: each one parses.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use regex::Regex;
+
+use crate::util;
+
+/// One console block of the README.
+#[derive(Debug)]
+struct Block {
+    /// Its first line in README.md (1-based), to name it.
+    line: usize,
+    /// What runs before its commands, in order.
+    steps: Vec<Step>,
+    until: Option<(usize, String)>,
+    redact: Vec<Regex>,
+    skip: Option<String>,
+    commands: Vec<Shown>,
+}
+
+/// A hidden step before a block's commands.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// A shell line that must succeed.
+    Setup(String),
+    /// A daemon started in the background; the block waits for its "Listening on".
+    Daemon(String),
+}
+
+/// A `$ ` line and the output the README shows under it.
+#[derive(Debug)]
+struct Shown {
+    command: String,
+    output: Vec<String>,
+}
+
+/// What the README's blocks are read from.
+fn readme() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    std::fs::read_to_string(path).expect("README.md is readable")
+}
+
+/// The console blocks of `text`, with the directives of the comment above each.
+fn blocks(text: &str) -> Vec<Block> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut pending: Option<Block> = None;
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.trim_start().starts_with("<!-- readme-test") {
+            let mut block = empty_block(i + 1);
+            i += 1;
+            while i < lines.len() && !lines[i].trim_start().starts_with("-->") {
+                directive(&mut block, lines[i].trim(), i + 1);
+                i += 1;
+            }
+            pending = Some(block);
+        } else if line.starts_with("```console") {
+            let mut block = pending.take().unwrap_or_else(|| empty_block(i + 1));
+            block.line = i + 1;
+            i += 1;
+            while i < lines.len() && !lines[i].starts_with("```") {
+                match lines[i].strip_prefix("$ ") {
+                    Some(command) => block.commands.push(Shown {
+                        command: command.to_owned(),
+                        output: Vec::new(),
+                    }),
+                    None => block
+                        .commands
+                        .last_mut()
+                        .unwrap_or_else(|| {
+                            panic!("README.md:{}: output before any `$ ` line", i + 1)
+                        })
+                        .output
+                        .push(lines[i].to_owned()),
+                }
+                i += 1;
+            }
+            out.push(block);
+        } else if !line.trim().is_empty() && pending.is_some() {
+            panic!(
+                "README.md:{}: a readme-test comment must sit just above a ```console block",
+                i + 1
+            );
+        }
+        i += 1;
+    }
+    out
+}
+
+fn empty_block(line: usize) -> Block {
+    Block {
+        line,
+        steps: Vec::new(),
+        until: None,
+        redact: Vec::new(),
+        skip: None,
+        commands: Vec::new(),
+    }
+}
+
+/// Reads one directive line of a readme-test comment into `block`.
+fn directive(block: &mut Block, line: &str, at: usize) {
+    if line.is_empty() {
+        return;
+    }
+    let (key, value) = line
+        .split_once(": ")
+        .unwrap_or_else(|| panic!("README.md:{at}: expected `key: value`, got {line:?}"));
+    match key {
+        "setup" => block.steps.push(Step::Setup(value.to_owned())),
+        "daemon" => block.steps.push(Step::Daemon(value.to_owned())),
+        "until" => {
+            let (n, text) = value
+                .split_once(' ')
+                .and_then(|(n, text)| Some((n.parse().ok()?, text.to_owned())))
+                .unwrap_or_else(|| panic!("README.md:{at}: expected `until: N TEXT`"));
+            block.until = Some((n, text));
+        }
+        "redact" => block
+            .redact
+            .push(Regex::new(value).unwrap_or_else(|e| panic!("README.md:{at}: bad redact: {e}"))),
+        "skip" => block.skip = Some(value.to_owned()),
+        _ => {
+            panic!("README.md:{at}: unknown directive `{key}` (setup, daemon, until, redact, skip)")
+        }
+    }
+}
+
+/// What changes from run to run, masked on both sides.
+fn mask(line: &str, extra: &[Regex]) -> String {
+    static FIXED: OnceLock<Vec<(Regex, &str)>> = OnceLock::new();
+    let fixed = FIXED.get_or_init(|| {
+        [
+            (r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d", "[TIME]"),
+            (
+                r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d)",
+                "[INSTANT]",
+            ),
+            (r#""start_time":\d+"#, r#""start_time":[N]"#),
+            // A fault's id: its run (the start's instant, in ms) and a count.
+            (r"\b\d{13}-\d+\b", "[ID]"),
+        ]
+        .into_iter()
+        .map(|(re, to)| (Regex::new(re).unwrap(), to))
+        .collect()
+    });
+    let mut line = line.trim_end().to_owned();
+    for (re, to) in fixed {
+        line = re.replace_all(&line, *to).into_owned();
+    }
+    for re in extra {
+        line = re.replace_all(&line, "[..]").into_owned();
+    }
+    line
+}
+
+/// Whether `actual` is what `shown` shows, `...` standing for any number of lines.
+fn matches(shown: &[String], actual: &[String]) -> bool {
+    match shown.split_first() {
+        None => actual.is_empty(),
+        Some((first, rest)) if first == "..." => {
+            (0..=actual.len()).any(|skip| matches(rest, &actual[skip..]))
+        }
+        Some((first, rest)) => actual
+            .split_first()
+            .is_some_and(|(a, more)| a == first && matches(rest, more)),
+    }
+}
+
+/// The directory every block's working directory links to: the binary, the examples,
+/// the test configs, and the plugins where the README says they are. Made once.
+fn prepared() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = util::temp_dir("readme");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        link_or_copy(&util::bin(), &dir.join("bin/nightmare-monkey"));
+        copy_tree(&repo.join("examples"), &dir.join("examples"), &["target"]);
+        copy_tree(
+            &repo.join("tests/it/invalid_configs"),
+            &dir.join("tests/it/invalid_configs"),
+            &[],
+        );
+        std::fs::copy(repo.join("Cargo.toml"), dir.join("Cargo.toml")).unwrap();
+        for profile in ["release", "debug"] {
+            let to = dir.join("target").join(profile);
+            std::fs::create_dir_all(&to).unwrap();
+            // The workspace's plugins, as `cargo build --release --workspace` leaves
+            // them (not the procedural macros beside them, named with a hash).
+            for entry in std::fs::read_dir(util::lib_dir()).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if !name.contains('-') {
+                    link_or_copy(&path, &to.join(&name));
+                }
+            }
+        }
+        for d in [
+            "bin",
+            "target",
+            "target/release",
+            "target/debug",
+            "tests",
+            "tests/it",
+        ] {
+            util::trusted_mode(&dir.join(d));
+        }
+        dir
+    })
+    .clone()
+}
+
+fn link_or_copy(from: &Path, to: &Path) {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path, leave: &[&str]) {
+    std::fs::create_dir_all(to).unwrap();
+    util::trusted_mode(to);
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if leave.iter().any(|l| name == *l) {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(&name), leave);
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// A single-quoted shell word.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The script that runs `block` in its namespace, with markers the output is split by.
+fn script(block: &Block) -> String {
+    let mut s = String::from(
+        r#"exec 2>&1
+fail() { echo "@@@FAIL $*"; exit 1; }
+ip link set lo up || fail "cannot bring up loopback (install iproute2)"
+mount --bind "$PREP" /mnt && mount -t tmpfs -o mode=1777 tmpfs /tmp \
+  && mount -t tmpfs -o mode=755 tmpfs /var/lib || fail "cannot mount"
+mkdir -p /var/lib/nightmare-monkey /tmp/readme && cd /tmp/readme || fail "cannot make the directory"
+for f in /mnt/*; do [ "$f" = /mnt/bin ] || ln -s "$f" .; done
+export PATH=/mnt/bin:$PATH
+unset STATE_DIRECTORY RUST_LOG RUST_BACKTRACE NIGHTMARE_MONKEY_TOKEN
+export TZ=UTC
+# curl as on a terminal: no progress meter (it shows one when its output is a pipe).
+mkdir /tmp/.home && printf 'silent\nshow-error\n' > /tmp/.home/.curlrc && export HOME=/tmp/.home
+mkfifo /tmp/.tick && exec 9<>/tmp/.tick
+# Waits, forking nothing (the monkey may be choosing among these processes), until
+# file $1 holds text $3 $2 times.
+nm_wait() {
+  local i c rest
+  for ((i = 0; i < 600; i++)); do
+    c=; read -r -d '' c < "$1"
+    rest=${c//"$3"/}
+    (( (${#c} - ${#rest}) / ${#3} >= $2 )) && return 0
+    read -t 0.05 -u 9
+  done
+  echo "@@@FAIL no $2 x \"$3\" within 30 s in $1:"; cat "$1"; exit 1
+}
+"#,
+    );
+    for (n, step) in block.steps.iter().enumerate() {
+        match step {
+            Step::Setup(line) => {
+                s += &format!(
+                    "eval {} >/tmp/.setup.log 2>&1 || {{ cat /tmp/.setup.log; fail \"setup: \"{}; }}\n",
+                    quoted(line),
+                    quoted(line)
+                )
+            }
+            Step::Daemon(daemon) => {
+                s += &format!(
+                    "eval {} >/tmp/.daemon{n}.log 2>&1 &\nnm_wait /tmp/.daemon{n}.log 1 'Listening on'\n",
+                    quoted(&format!("exec {daemon}"))
+                )
+            }
+        }
+    }
+    // What the setup started in the background has become what it runs (a forked
+    // shell is not left for the monkey to find in /proc, a moment before its exec).
+    s += SETTLED;
+    for (i, shown) in block.commands.iter().enumerate() {
+        s += &format!("echo '@@@CMD {i}'\n");
+        match &block.until {
+            Some((n, text)) => {
+                // A job of its own (set -m), so that SIGINT is not ignored in it and
+                // goes to its whole process group, as the terminal's Ctrl-C does.
+                s += &format!(
+                    ": >/tmp/.fg.log\nset -m\neval {} >/tmp/.fg.log 2>&1 </dev/null &\npid=$!\nset +m\nnm_wait /tmp/.fg.log {n} {}\nkill -INT -- -$pid; wait $pid; code=$?; cat /tmp/.fg.log\n",
+                    quoted(&format!("exec {}", shown.command)),
+                    quoted(text)
+                );
+            }
+            None => s += &format!("eval {} </dev/null; code=$?\n", quoted(&shown.command)),
+        }
+        s += "printf '\\n@@@EXIT %d\\n' $code\n";
+    }
+    s
+}
+
+/// `lines`, cut to a screenful for a failure message.
+fn shorten(lines: &[String]) -> String {
+    if lines.len() <= 40 {
+        return lines.join("\n");
+    }
+    format!(
+        "{}\n[{} more lines]",
+        lines[..40].join("\n"),
+        lines.len() - 40
+    )
+}
+
+/// Waits (forking nothing) until no child of the block's shell is a copy of it still.
+const SETTLED: &str = r#"for ((i = 0; i < 200; i++)); do
+  forked=; read -r -d '' kids < /proc/1/task/1/children
+  for k in $kids; do read -r comm < /proc/$k/comm 2>/dev/null && [ "$comm" = bash ] && forked=1; done
+  [ -z "$forked" ] && break
+  read -t 0.01 -u 9
+done
+"#;
+
+/// Runs `block`; `Err` says how it differs from the README.
+fn run(block: &Block) -> Result<(), String> {
+    let out = Command::new("timeout")
+        .args([
+            "--signal=KILL",
+            "60",
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--mount",
+            "--net",
+            "--kill-child",
+            "bash",
+            "-c",
+            &script(block),
+        ])
+        .env("PREP", prepared())
+        .current_dir("/")
+        .output()
+        .expect("timeout and unshare run (coreutils, util-linux)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let name = format!("README.md:{}", block.line);
+    if let Some(at) = text
+        .find("\n@@@FAIL ")
+        .or(text.starts_with("@@@FAIL ").then_some(0))
+    {
+        return Err(format!(
+            "{name}: {}",
+            text[at..].trim_start().trim_start_matches("@@@FAIL ")
+        ));
+    }
+    let mut failures = Vec::new();
+    for (i, shown) in block.commands.iter().enumerate() {
+        let start = format!("@@@CMD {i}\n");
+        let Some(from) = text.find(&start) else {
+            return Err(format!("{name}: `{}` never ran:\n{text}", shown.command));
+        };
+        let rest = &text[from + start.len()..];
+        let Some(end) = rest.find("\n@@@EXIT ") else {
+            return Err(format!(
+                "{name}: `{}` did not finish within 60 s:\n{}",
+                shown.command,
+                shorten(&rest.lines().map(str::to_owned).collect::<Vec<_>>())
+            ));
+        };
+        let code: i32 = rest[end + 9..]
+            .lines()
+            .next()
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or(-1);
+        let raw: Vec<String> = rest[..end]
+            .trim_end_matches('\n')
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let actual: Vec<String> = raw.iter().map(|l| mask(l, &block.redact)).collect();
+        // `^C` is the terminal's echo of the reader's Ctrl-C, which the test sends.
+        let expected: Vec<String> = shown
+            .output
+            .iter()
+            .filter(|l| block.until.is_none() || *l != "^C")
+            .map(|l| mask(l, &block.redact))
+            .collect();
+        let should_fail = shown.output.iter().any(|l| l.starts_with("error:"));
+        // Interrupted, a command exits as its kind does on Ctrl-C (the daemon 0, the
+        // sandbox with its command's status): the output says which.
+        let code_differs = block.until.is_none() && should_fail != (code != 0);
+        if !matches(&expected, &actual) || code_differs {
+            failures.push(format!(
+                "{name}: $ {}\n--- the README shows{}:\n{}\n--- it printed (exit {code}):\n{}",
+                shown.command,
+                if should_fail { " (a failure)" } else { "" },
+                expected.join("\n"),
+                shorten(&raw)
+            ));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n\n"))
+    }
+}
+
+#[test]
+fn the_readme_console_examples_print_what_the_readme_shows() {
+    let all = blocks(&readme());
+    assert!(all.len() >= 20, "only {} console blocks found", all.len());
+    let skipped: Vec<String> = all
+        .iter()
+        .filter_map(|b| Some(format!("README.md:{}: {}", b.line, b.skip.as_ref()?)))
+        .collect();
+    // Skipping is for what needs the world (the network); each skip says why.
+    assert!(skipped.len() <= 2, "too many skipped blocks: {skipped:#?}");
+    let queue = std::sync::Mutex::new(all.iter().filter(|b| b.skip.is_none()));
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| loop {
+                let Some(block) = queue.lock().unwrap().next() else {
+                    break;
+                };
+                if let Err(e) = run(block) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} README example(s) differ from the binary:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn the_readme_matcher_takes_ellipses_and_masks_and_nothing_else() {
+    let lines = |s: &str| s.lines().map(|l| mask(l, &[])).collect::<Vec<_>>();
+    assert!(matches(&lines("a\n...\nd"), &lines("a\nb\nc\nd")));
+    assert!(matches(&lines("a\n...\nd"), &lines("a\nd")));
+    assert!(matches(&lines("..."), &lines("")));
+    assert!(!matches(&lines("a\n...\nd"), &lines("a\nb\nc")));
+    assert!(!matches(&lines("a\nb"), &lines("a\nb\nc")));
+    assert!(!matches(&lines("a\nb\nc"), &lines("a\nb")));
+    assert!(matches(
+        &lines("2026/11/25 17:16:32 Seed: 7"),
+        &lines("2027/01/02 03:04:05 Seed: 7")
+    ));
+    assert!(!matches(
+        &lines("2026/11/25 17:16:32 Seed: 7"),
+        &lines("2026/11/25 17:16:32 Seed: 8")
+    ));
+    let block = blocks(
+        "<!-- readme-test\nsetup: touch x\nuntil: 2 Next:\nredact: PID:\\d+\n-->\n```console\n$ a\nout\n$ b\n```\n",
+    );
+    assert_eq!(block.len(), 1);
+    assert_eq!(block[0].steps, [Step::Setup("touch x".to_owned())]);
+    assert_eq!(block[0].until, Some((2, "Next:".to_owned())));
+    assert_eq!(block[0].commands.len(), 2);
+    assert_eq!(block[0].commands[0].output, ["out"]);
+    assert_eq!(mask("sleep(PID:12)", &block[0].redact), "sleep([..])");
+}
