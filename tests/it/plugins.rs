@@ -73,7 +73,21 @@ fn a_missing_file_is_named() {
     assert_eq!(run.code, Some(2));
     assert_eq!(
         run.stderr,
-        "error: cannot load plugin /nonexistent/libx.so: no such file\n"
+        "error: cannot load plugin /nonexistent/libx.so: no such file: check that its Cargo.toml has `crate-type = [\"cdylib\"]` under [lib] and that the build finished\n"
+    );
+    // What cargo leaves for a crate built without `crate-type = ["cdylib"]`.
+    let dir = crate::util::temp_dir("rlib-only");
+    std::fs::write(dir.join("libx.rlib"), b"!<arch>\n").unwrap();
+    let so = dir.join("libx.so");
+    let run = monkey(&["kill", "--plugin", so.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: cannot load plugin {}: no such file, but {} is there: the crate was built as a Rust library only; check that its Cargo.toml has `crate-type = [\"cdylib\"]` under [lib] and that the build finished\n",
+            so.display(),
+            dir.join("libx.rlib").display()
+        )
     );
 }
 
