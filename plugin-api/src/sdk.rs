@@ -21,6 +21,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::abi::{Fault, FaultBox, Fault_TO, PluginModule, PluginRef};
 
 pub mod process;
+pub mod testing;
 
 /// The version of this interface crate, which a plugin's manifest reports.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

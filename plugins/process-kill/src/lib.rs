@@ -133,6 +133,50 @@ mod tests {
     use nightmare_monkey_plugin_api::sdk::parse_config;
 
     use super::*;
+    use nightmare_monkey_plugin_api::sdk::{process::state_of, testing::Harness};
+
+    /// A child of this test: the only process the fault may choose (its scope is the
+    /// child's process tree), killed by its exact PID when dropped.
+    struct Child(std::process::Child);
+
+    impl Child {
+        fn sleep() -> Child {
+            Child(
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Through the ABI: a dry run leaves its only candidate, a child of its own, alone;
+    /// no revert state makes it panic; config errors name the field.
+    #[test]
+    fn keeps_the_contracts() {
+        let child = Child::sleep();
+        let pid = child.0.id();
+        let harness = Harness::of::<ProcessKill>();
+        let contract = harness
+            .contract(&format!("(scope: Tree({pid}))"))
+            .watch(|| state_of(pid));
+        contract.check_dry_run().unwrap();
+        contract.check_no_panics().unwrap();
+        contract
+            .check_config_errors(&[
+                ("(signal: \"FOO\")", "signal"),
+                ("(signal: \"STOP\")", "signal"),
+                ("(exclude_cmdlines: [\"(\"])", "exclude_cmdlines"),
+            ])
+            .unwrap();
+    }
 
     #[test]
     fn stop_signals_are_refused_with_a_pointer_to_process_pause() {

@@ -216,3 +216,59 @@ impl FaultPlugin for ProcessPause {
 }
 
 export_plugin!(ProcessPause);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightmare_monkey_plugin_api::sdk::{process::state_of, testing::Harness};
+
+    /// A child of this test: the only process the fault may choose (its scope is the
+    /// child's process tree), killed by its exact PID when dropped.
+    struct Child(std::process::Child);
+
+    impl Child {
+        fn sleep() -> Child {
+            Child(
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Through the ABI, on a child of its own: a dry run and `prepare` leave it running,
+    /// inject stops it, revert (from a fresh instance, twice) lets it go on.
+    #[test]
+    fn keeps_the_contracts_on_a_child_of_its_own() {
+        let child = Child::sleep();
+        let pid = child.0.id();
+        Harness::of::<ProcessPause>()
+            .contract(&format!("(duration: \"1m\", scope: Tree({pid}))"))
+            .watch(|| state_of(pid))
+            .check_all()
+            .unwrap();
+    }
+
+    #[test]
+    fn config_errors_are_one_line_naming_the_field() {
+        let harness = Harness::of::<ProcessPause>();
+        harness
+            .config_error("(duration: \"2h\")", "duration")
+            .unwrap();
+        harness
+            .config_error("(include_names: [\"a(\"])", "include_names")
+            .unwrap();
+        harness
+            .config_error("(users: [\"no-such-user-here\"])", "users")
+            .unwrap();
+        harness.config_error("(scope: Tree(0))", "scope").unwrap();
+    }
+}
