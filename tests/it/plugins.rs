@@ -223,6 +223,75 @@ fn a_plugin_built_against_the_frozen_1_0_0_interface_still_works() {
     assert_eq!(out["fault"], "old-timer");
 }
 
+/// The fault template as a plugin author starts from it: installed into a plugin
+/// directory, fired through the API, left in effect when the daemon is SIGKILLed, and
+/// reverted by the next daemon from its journal alone, by an instance built anew.
+/// `--execute` only ever runs in a namespace.
+#[test]
+fn the_template_fault_is_reverted_by_the_next_daemon_after_a_crash() {
+    let dir = temp_dir("template-plugin");
+    let plugins = dir.join("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    crate::util::trusted_mode(&plugins);
+    fs::copy(
+        built_lib("libfault_template.so"),
+        plugins.join("libfault_template.so"),
+    )
+    .unwrap();
+    let file = dir.join("app.conf");
+    fs::write(&file, "key = 1\n").unwrap();
+    chmod(&file, 0o640);
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+                state_dir: {dir:?}, faults: {{"lockout": (plugin: "fault-template", config: (path: {file:?}, duration: "1h"))}})"#
+        ),
+    )
+    .unwrap();
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"await() {{ end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do [ "$(date +%s)" -gt $end ] && return 1; sleep 0.02; done; }}
+"$NM" --config {cfg} --plugin-dir {plugins} --execute 2>{d}/log1 & m=$!
+await Listening {d}/log1; p=$(sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' {d}/log1)
+curl -s -X POST http://127.0.0.1:$p/api/faults/lockout -d '{{"desc":"config unreadable"}}'; echo
+echo "during $(stat -c %a {file})"
+kill -KILL $m; wait $m
+echo "after crash $(stat -c %a {file})"
+"$NM" --config {cfg} --plugin-dir {plugins} --execute 2>{d}/log2 & m=$!
+await 'Revert (recovery)' {d}/log2
+echo "after restart $(stat -c %a {file})"
+kill -TERM $m; wait $m; cat {d}/log1 {d}/log2 >&2"#,
+        cfg = cfg.display(),
+        plugins = plugins.display(),
+        file = file.display(),
+    ));
+    let out = json_lines(&run.stdout);
+    assert_eq!(out[0]["result"], "injected", "{}", run.stderr);
+    assert_eq!(
+        out[0]["summary"],
+        format!("changed {} from 640 to 000 for 3600s", file.display())
+    );
+    assert_eq!(pairs(&run.stdout, "during"), ["0"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "after crash"), ["0"]);
+    assert_eq!(
+        pairs(&run.stdout, "after restart"),
+        ["640"],
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            " Revert (recovery): reverted: gave {} its mode 640 back\n",
+            file.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// The example third-party plugin, found through `--plugin-dir` next to a broken file,
 /// used from the config and through `POST /api/faults/{name}`, and reverted when due.
 /// `--execute` only ever runs in a namespace, even for a fault that touches no process.
