@@ -328,11 +328,13 @@ pub fn parse_config<C: DeserializeOwned>(text: &str) -> Result<C, PluginError> {
         .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
         .from_str(text)
         .map_err(|e: ron::error::SpannedError| {
-            let message = if absent {
-                // The position is in the `()` made up here, not in anything the user wrote.
-                format!("no `config:` given, and {}", e.code)
-            } else {
-                format!("{e}")
+            let message = match (&e.code, absent) {
+                // Positions would point into the `()` made up here, not at the user's text.
+                (ron::Error::MissingStructField { field, .. }, true) => {
+                    format!("no configuration given, but the field `{field}` is required")
+                }
+                (code, true) => format!("no configuration given: {code}"),
+                (_, false) => format!("{e}"),
             };
             PluginError::new(ErrorKind::Config, message.replace('\n', " "))
         })
@@ -835,7 +837,7 @@ mod tests {
             (e.kind, e.message.as_str()),
             (
                 ErrorKind::Config,
-                "no `config:` given, and Unexpected missing field named `path` in `Needs`"
+                "no configuration given, but the field `path` is required"
             )
         );
         // Exactly what `()` gives, but for the position.
