@@ -224,8 +224,10 @@ fn a_plugin_built_against_the_frozen_1_0_0_interface_still_works() {
 }
 
 /// The fault template as a plugin author starts from it: installed into a plugin
-/// directory, fired through the API, left in effect when the daemon is SIGKILLed, and
-/// reverted by the next daemon from its journal alone, by an instance built anew.
+/// directory, fired through the API, left in effect when the daemon is SIGKILLed; a next
+/// daemon without the fault in its config says it cannot revert it (its config has a
+/// required field) and leaves it; the one after, with it, reverts it from the journal,
+/// by an instance built anew.
 /// `--execute` only ever runs in a namespace.
 #[test]
 fn the_template_fault_is_reverted_by_the_next_daemon_after_a_crash() {
@@ -250,6 +252,15 @@ fn the_template_fault_is_reverted_by_the_next_daemon_after_a_crash() {
         ),
     )
     .unwrap();
+    // The same daemon without the fault: it cannot build one from no config, and says so.
+    let bare = dir.join("bare.ron");
+    fs::write(
+        &bare,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"), state_dir: {dir:?})"#
+        ),
+    )
+    .unwrap();
     let d = dir.display();
     let run = in_namespace(&format!(
         r#"await() {{ end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do [ "$(date +%s)" -gt $end ] && return 1; sleep 0.02; done; }}
@@ -259,11 +270,15 @@ curl -s -X POST http://127.0.0.1:$p/api/faults/lockout -d '{{"desc":"config unre
 echo "during $(stat -c %a {file})"
 kill -KILL $m; wait $m
 echo "after crash $(stat -c %a {file})"
+"$NM" --config {bare} --plugin-dir {plugins} --execute 2>{d}/log0 & m=$!
+await Listening {d}/log0; kill -TERM $m; wait $m
+echo "unconfigured $(stat -c %a {file})"
 "$NM" --config {cfg} --plugin-dir {plugins} --execute 2>{d}/log2 & m=$!
 await 'Revert (recovery)' {d}/log2
 echo "after restart $(stat -c %a {file})"
-kill -TERM $m; wait $m; cat {d}/log1 {d}/log2 >&2"#,
+kill -TERM $m; wait $m; cat {d}/log1 {d}/log0 {d}/log2 >&2"#,
         cfg = cfg.display(),
+        bare = bare.display(),
         plugins = plugins.display(),
         file = file.display(),
     ));
@@ -275,6 +290,13 @@ kill -TERM $m; wait $m; cat {d}/log1 {d}/log2 >&2"#,
     );
     assert_eq!(pairs(&run.stdout, "during"), ["0"], "{}", run.stderr);
     assert_eq!(pairs(&run.stdout, "after crash"), ["0"]);
+    assert_eq!(pairs(&run.stdout, "unconfigured"), ["0"]);
+    assert!(
+        run.stderr.contains(" (lockout) was left active by the last run\n")
+            && run.stderr.contains(" lockout is no longer configured and plugin fault-template cannot build a fault without a config (no configuration given, but the field `path` is required); configure it again to revert it, or revert it by hand: {"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         pairs(&run.stdout, "after restart"),
         ["640"],
