@@ -67,11 +67,30 @@ fn main() {
     }
     // Run again when HEAD moves: a commit, a checkout, a pull.
     println!("cargo:rerun-if-changed=build.rs");
-    if Path::new("../.git/HEAD").exists() {
-        println!("cargo:rerun-if-changed=../.git/HEAD");
-        if let Ok(head) = std::fs::read_to_string("../.git/HEAD") {
-            if let Some(reference) = head.trim().strip_prefix("ref: ") {
-                println!("cargo:rerun-if-changed=../.git/{reference}");
+    // Git says where HEAD and the branch's ref live: in a worktree `.git` is a file and
+    // they are in the main checkout's `.git/worktrees/<name>` and `.git/refs`.
+    let git_path = |what: &str| {
+        Command::new("git")
+            .args(["rev-parse", "--path-format=absolute", "--git-path", what])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(head) = git_path("HEAD").filter(|p| Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={head}");
+        if let Ok(text) = std::fs::read_to_string(&head) {
+            if let Some(reference) = text.trim().strip_prefix("ref: ") {
+                // A packed ref lives in packed-refs. Only files that exist are named: cargo
+                // reruns a build script on every build for a path that does not.
+                let path = git_path(reference)
+                    .filter(|p| Path::new(p).exists())
+                    .or_else(|| git_path("packed-refs").filter(|p| Path::new(p).exists()));
+                if let Some(path) = path {
+                    println!("cargo:rerun-if-changed={path}");
+                }
             }
         }
     }

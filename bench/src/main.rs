@@ -26,7 +26,7 @@ use nightmare_monkey::{
     engine::{Engine, Guards},
     plugin,
 };
-use process_common::select::LISTING_TTL;
+use nightmare_monkey_plugin_api::sdk::process::LISTING_TTL;
 
 use crate::{
     daemon::{Daemon, Usage},

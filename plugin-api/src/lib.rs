@@ -6,6 +6,11 @@
 //! crosses before any code runs, so a plugin built against an incompatible interface is
 //! refused with an error instead of crashing the host.
 //!
+//! Beside the ABI, the SDK gives a plugin author what the built-in faults use:
+//! [`sdk::process`] (choosing a process with every guard, seeded, and signalling exactly
+//! it through a pidfd) and [`sdk::testing`] (a harness that drives a fault through the
+//! ABI as the host does and checks its dry-run, revert, config-error and panic contracts).
+//!
 //! # The ABI rules
 //!
 //! The ABI is [`abi::PluginModule`] (the root module: `manifest`, `new_fault`) and the

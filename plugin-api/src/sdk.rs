@@ -20,6 +20,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::abi::{Fault, FaultBox, Fault_TO, PluginModule, PluginRef};
 
+pub mod process;
+pub mod testing;
+
 /// The version of this interface crate, which a plugin's manifest reports.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -247,9 +250,11 @@ pub trait FaultPlugin: Sized + Send + Sync + 'static {
     /// One line on what the fault does.
     const DESCRIPTION: &'static str;
 
-    /// The fault's configuration, read from RON text. Use `#[serde(default)]` so that
-    /// every field is optional and `#[serde(deny_unknown_fields)]` so typos are errors.
-    type Config: DeserializeOwned + Default;
+    /// The fault's configuration, read from RON text by [`parse_config`]. Use
+    /// `#[serde(default)]` so that every field is optional and
+    /// `#[serde(deny_unknown_fields)]` so typos are errors; a field without a default is
+    /// required, and a fault configured without `config:` is then refused naming it.
+    type Config: DeserializeOwned;
 
     /// Builds the fault; reject an invalid configuration here with [`ErrorKind::Config`].
     fn new(config: Self::Config) -> Result<Self, PluginError>;
@@ -310,16 +315,29 @@ pub fn read_state<T: DeserializeOwned>(state: &serde_json::Value) -> Result<T, P
         .map_err(|e| PluginError::new(ErrorKind::Failed, format!("unreadable revert state: {e}")))
 }
 
-/// Reads a fault's RON configuration; empty text gives the defaults. `Option` fields
-/// take plain values (`signal: "TERM"`, not `signal: Some("TERM")`).
-pub fn parse_config<C: DeserializeOwned + Default>(text: &str) -> Result<C, PluginError> {
-    if text.trim().is_empty() {
-        return Ok(C::default());
-    }
+/// Reads a fault's RON configuration. Empty text (a fault configured without `config:`)
+/// reads exactly as `()` does: a `Config` with `#[serde(default)]` gets its defaults, and
+/// one with a required field reports that field missing, rather than a `Default` value
+/// slipping through that the author never meant to accept. `Option` fields take plain
+/// values (`signal: "TERM"`, not `signal: Some("TERM")`). Errors are one line that names
+/// the field.
+pub fn parse_config<C: DeserializeOwned>(text: &str) -> Result<C, PluginError> {
+    let absent = text.trim().is_empty();
+    let text = if absent { "()" } else { text };
     ron::Options::default()
         .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
         .from_str(text)
-        .map_err(|e| PluginError::new(ErrorKind::Config, e.to_string()))
+        .map_err(|e: ron::error::SpannedError| {
+            let message = match (&e.code, absent) {
+                // Positions would point into the `()` made up here, not at the user's text.
+                (ron::Error::MissingStructField { field, .. }, true) => {
+                    format!("no configuration given, but the field `{field}` is required")
+                }
+                (code, true) => format!("no configuration given: {code}"),
+                (_, false) => format!("{e}"),
+            };
+            PluginError::new(ErrorKind::Config, message.replace('\n', " "))
+        })
 }
 
 /// A fault's duration setting: `text` (`30s`, `5m`, `500ms`, `1h 30m`), or `default` when
@@ -527,9 +545,19 @@ impl<P: FaultPlugin> Fault for Adapter<P> {
 ///
 /// The crate must allow `unsafe_code` at the macro (use `#![deny(unsafe_code)]`, not
 /// `forbid`): exporting an unmangled symbol is an unsafe attribute.
+///
+/// It refuses to compile under `panic = "abort"`: every panic it catches would abort the
+/// daemon instead.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        // Evaluated in the plugin's crate, with its profile: under `panic = "abort"` no
+        // panic can be caught, and the first one would take the whole daemon down.
+        #[cfg(panic = "abort")]
+        ::core::compile_error!(
+            "nightmare-monkey plugins must be built with panic = \"unwind\": under panic = \"abort\" a panic in the plugin cannot be caught and kills the daemon; remove `panic = \"abort\"` from the [profile.*] sections of Cargo.toml"
+        );
+
         /// The plugin's root module, for hosts that link this crate statically.
         pub fn plugin_module() -> $crate::abi::PluginRef {
             $crate::sdk::root_module::<$plugin>()
@@ -789,6 +817,46 @@ mod tests {
             "{text}"
         );
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), apply);
+    }
+
+    #[test]
+    fn an_absent_config_reads_as_unit_and_names_a_required_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Needs {
+            #[allow(dead_code)]
+            path: String,
+        }
+        #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Optional {
+            mib: Option<u64>,
+        }
+        let e = parse_config::<Needs>("").unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                ErrorKind::Config,
+                "no configuration given, but the field `path` is required"
+            )
+        );
+        // Exactly what `()` gives, but for the position.
+        assert!(parse_config::<Needs>("()")
+            .unwrap_err()
+            .message
+            .ends_with("Unexpected missing field named `path` in `Needs`"));
+        assert_eq!(parse_config::<Optional>("  "), Ok(Optional::default()));
+        assert_eq!(
+            parse_config::<Optional>("(mib: 3)"),
+            Ok(Optional { mib: Some(3) })
+        );
+        assert_eq!(parse_config::<()>(""), Ok(()));
+        let e = parse_config::<Optional>("(mb: 3)").unwrap_err();
+        assert!(
+            !e.message.contains('\n') && e.message.contains("`mb`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

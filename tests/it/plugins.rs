@@ -73,7 +73,21 @@ fn a_missing_file_is_named() {
     assert_eq!(run.code, Some(2));
     assert_eq!(
         run.stderr,
-        "error: cannot load plugin /nonexistent/libx.so: no such file\n"
+        "error: cannot load plugin /nonexistent/libx.so: no such file: check that its Cargo.toml has `crate-type = [\"cdylib\"]` under [lib] and that the build finished\n"
+    );
+    // What cargo leaves for a crate built without `crate-type = ["cdylib"]`.
+    let dir = crate::util::temp_dir("rlib-only");
+    std::fs::write(dir.join("libx.rlib"), b"!<arch>\n").unwrap();
+    let so = dir.join("libx.so");
+    let run = monkey(&["kill", "--plugin", so.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: cannot load plugin {}: no such file, but {} is there: the crate was built as a Rust library only; check that its Cargo.toml has `crate-type = [\"cdylib\"]` under [lib] and that the build finished\n",
+            so.display(),
+            dir.join("libx.rlib").display()
+        )
     );
 }
 
@@ -207,6 +221,97 @@ fn a_plugin_built_against_the_frozen_1_0_0_interface_still_works() {
         "{summary}"
     );
     assert_eq!(out["fault"], "old-timer");
+}
+
+/// The fault template as a plugin author starts from it: installed into a plugin
+/// directory, fired through the API, left in effect when the daemon is SIGKILLed; a next
+/// daemon without the fault in its config says it cannot revert it (its config has a
+/// required field) and leaves it; the one after, with it, reverts it from the journal,
+/// by an instance built anew.
+/// `--execute` only ever runs in a namespace.
+#[test]
+fn the_template_fault_is_reverted_by_the_next_daemon_after_a_crash() {
+    let dir = temp_dir("template-plugin");
+    let plugins = dir.join("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    crate::util::trusted_mode(&plugins);
+    fs::copy(
+        built_lib("libfault_template.so"),
+        plugins.join("libfault_template.so"),
+    )
+    .unwrap();
+    let file = dir.join("app.conf");
+    fs::write(&file, "key = 1\n").unwrap();
+    chmod(&file, 0o640);
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+                state_dir: {dir:?}, faults: {{"lockout": (plugin: "fault-template", config: (path: {file:?}, duration: "1h"))}})"#
+        ),
+    )
+    .unwrap();
+    // The same daemon without the fault: it cannot build one from no config, and says so.
+    let bare = dir.join("bare.ron");
+    fs::write(
+        &bare,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"), state_dir: {dir:?})"#
+        ),
+    )
+    .unwrap();
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"await() {{ end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do [ "$(date +%s)" -gt $end ] && return 1; sleep 0.02; done; }}
+"$NM" --config {cfg} --plugin-dir {plugins} --execute 2>{d}/log1 & m=$!
+await Listening {d}/log1; p=$(sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' {d}/log1)
+curl -s -X POST http://127.0.0.1:$p/api/faults/lockout -d '{{"desc":"config unreadable"}}'; echo
+echo "during $(stat -c %a {file})"
+kill -KILL $m; wait $m
+echo "after crash $(stat -c %a {file})"
+"$NM" --config {bare} --plugin-dir {plugins} --execute 2>{d}/log0 & m=$!
+await Listening {d}/log0; kill -TERM $m; wait $m
+echo "unconfigured $(stat -c %a {file})"
+"$NM" --config {cfg} --plugin-dir {plugins} --execute 2>{d}/log2 & m=$!
+await 'Revert (recovery)' {d}/log2
+echo "after restart $(stat -c %a {file})"
+kill -TERM $m; wait $m; cat {d}/log1 {d}/log0 {d}/log2 >&2"#,
+        cfg = cfg.display(),
+        bare = bare.display(),
+        plugins = plugins.display(),
+        file = file.display(),
+    ));
+    let out = json_lines(&run.stdout);
+    assert_eq!(out[0]["result"], "injected", "{}", run.stderr);
+    assert_eq!(
+        out[0]["summary"],
+        format!("changed {} from 640 to 000 for 3600s", file.display())
+    );
+    assert_eq!(pairs(&run.stdout, "during"), ["0"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "after crash"), ["0"]);
+    assert_eq!(pairs(&run.stdout, "unconfigured"), ["0"]);
+    assert!(
+        run.stderr.contains(" (lockout) was left active by the last run\n")
+            && run.stderr.contains(" lockout is no longer configured and plugin fault-template cannot build a fault without a config (no configuration given, but the field `path` is required); configure it again to revert it, or revert it by hand: {"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        pairs(&run.stdout, "after restart"),
+        ["640"],
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            " Revert (recovery): reverted: gave {} its mode 640 back\n",
+            file.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The example third-party plugin, found through `--plugin-dir` next to a broken file,

@@ -181,7 +181,30 @@ export_plugin!(StaleLock);
 
 #[cfg(test)]
 mod tests {
+    use nightmare_monkey_plugin_api::sdk::testing::Harness;
+
     use super::*;
+
+    /// Through the ABI as the daemon loads it: a dry run writes nothing, inject writes the
+    /// lock, revert (from a fresh instance, as after a restart; twice) removes it.
+    #[test]
+    fn keeps_the_contracts() {
+        let lock = std::env::temp_dir().join(format!("nm-stale-lock-{}.pid", std::process::id()));
+        let _ = std::fs::remove_file(&lock);
+        let harness = Harness::of::<StaleLock>();
+        harness
+            .contract(&format!("(path: {lock:?}, duration: \"1m\")"))
+            .watch(|| std::fs::read_to_string(&lock).ok())
+            .check_all()
+            .unwrap();
+        harness.config_error("", "path").unwrap();
+        harness
+            .config_error("(path: \"relative\")", "path")
+            .unwrap();
+        harness
+            .config_error(&format!("(path: {lock:?}, duration: \"2d\")"), "duration")
+            .unwrap();
+    }
 
     #[test]
     fn durations() {

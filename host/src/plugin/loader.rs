@@ -21,7 +21,7 @@
 //! Every failure becomes one sentence naming what differs, never the layout dump
 //! abi_stable prints.
 
-use std::{fmt::Write as _, io::Write as _, os::fd::AsRawFd as _, path::Path};
+use std::{io::Write as _, os::fd::AsRawFd as _, path::Path};
 
 use abi_stable::library::{AbiHeader, LibHeader, LibraryError, RawLibrary};
 use nightmare_monkey_plugin_api::{abi::PluginRef, sdk::SYMBOL_PREFIX};
@@ -221,52 +221,206 @@ fn describe(e: &LibraryError) -> String {
     }
 }
 
-/// The differences abi_stable found, as "which type, what differs". abi_stable hands the
-/// report over as formatted text only (it drops the typed errors so that they cannot point
-/// into an unloaded library), hundreds of lines of layout dumps with one `Error:` block
-/// per difference; this keeps the type and those blocks.
+/// One layout of a type as a report shows it: its name, where it is declared, the
+/// version of the package that declared it and its fields (or a trait's methods).
+#[derive(Debug, Default)]
+struct Layout {
+    ty: String,
+    module: String,
+    version: String,
+    fields: Vec<String>,
+}
+
+impl Layout {
+    /// Reads the layout dump that starts after `lines[0]` ("Layout of ... type:").
+    fn read(lines: &[&str]) -> Self {
+        let mut layout = Layout::default();
+        for line in lines.iter().skip(1) {
+            if line.starts_with("Layout of") || line.starts_with("Error:") {
+                break;
+            }
+            if let Some(ty) = line.strip_prefix("type:") {
+                if layout.ty.is_empty() {
+                    layout.ty = ty.to_owned();
+                }
+            } else if let Some(at) = line.strip_prefix("line:") {
+                if layout.module.is_empty() {
+                    layout.module = at
+                        .split_once("mod:")
+                        .map(|m| m.1.to_owned())
+                        .unwrap_or_default();
+                }
+            } else if let Some(package) = line.strip_prefix("package:") {
+                if layout.version.is_empty() {
+                    layout.version = package
+                        .split_once("version:'")
+                        .map(|v| v.1.trim_end_matches('\'').to_owned())
+                        .unwrap_or_default();
+                }
+            } else if let Some(field) = line.strip_prefix("field_name:") {
+                // A trait object's vtable starts with abi_stable's own entries.
+                if !field.starts_with("_sabi") {
+                    layout.fields.push(field.to_owned());
+                }
+            }
+        }
+        layout
+    }
+
+    /// How a user knows the type: `the Fault trait` for a trait object's vtable.
+    fn shown(&self) -> (String, &'static str) {
+        match self
+            .module
+            .rsplit("::")
+            .next()
+            .and_then(|m| m.strip_suffix("_trait"))
+        {
+            Some(name) if self.ty == "VTable" => (format!("`{name}` trait"), "method"),
+            _ => (format!("`{}`", self.ty), "field"),
+        }
+    }
+}
+
+/// `1.2.3+x` as numbers, for telling which interface is older.
+fn version_number(version: &str) -> Option<(u64, u64, u64)> {
+    let core = version.split(['+', '-']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// Which interface is older, from the versions the two layouts carry, as the end of a
+/// sentence about the plugin's interface.
+fn which_is_older(host: &str, plugin: &str) -> String {
+    if host.is_empty() || plugin.is_empty() {
+        return String::new();
+    }
+    match (version_number(host), version_number(plugin)) {
+        (Some(h), Some(p)) if p < h => {
+            format!("; it was built against an older nightmare-monkey-plugin-api ({plugin}) than this host's ({host})")
+        }
+        (Some(h), Some(p)) if p > h => {
+            format!("; it was built against a newer nightmare-monkey-plugin-api ({plugin}) than this host's ({host}), which changed the frozen ABI")
+        }
+        _ => format!("; it was built against a modified nightmare-monkey-plugin-api ({plugin}; this host has {host})"),
+    }
+}
+
+fn listed(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The differences abi_stable found, as one sentence: which type (and which field or
+/// method), and which side's interface is older. abi_stable hands the report over as
+/// formatted text only (it drops the typed errors so that they cannot point into an
+/// unloaded library): hundreds of lines of layout dumps, in one block per type on the
+/// way down to the difference ("N error(s)inside:"), each with the expected (this host's)
+/// and found (the plugin's) layout and its `Error:` lines.
+///
+/// abi_stable's own words mislead here: a plugin whose trait lost a method is reported as
+/// "too many fields (expected 4, found 3)", counting abi_stable's hidden vtable entries,
+/// and naming no method. The layouts name every field, so this names what is missing.
 fn abi_difference(report: &str) -> String {
-    let mut out = String::from("built against an incompatible nightmare-monkey-plugin-api");
     let lines: Vec<&str> = report.lines().map(str::trim).collect();
-    let value = |i: usize| -> String {
-        lines[i + 1..]
+    // The innermost block with errors of its own is where the layouts differ.
+    let start = lines
+        .iter()
+        .rposition(|l| {
+            l.split_once(" error(s)")
+                .and_then(|(n, _)| n.parse::<u32>().ok())
+                .is_some_and(|n| n > 0)
+        })
+        .unwrap_or(0);
+    let block = &lines[start..];
+    let layout = |which: &str| {
+        block
             .iter()
+            .position(|l| *l == which)
+            .map(|at| Layout::read(&block[at..]))
+    };
+    let (Some(host), Some(plugin)) = (
+        layout("Layout of expected type:"),
+        layout("Layout of found type:"),
+    ) else {
+        return format!("built against an incompatible nightmare-monkey-plugin-api: {}; rebuild the plugin against this host's plugin-api", errors(block));
+    };
+    let (what, member) = host.shown();
+    let older = which_is_older(&host.version, &plugin.version);
+    let lacks: Vec<String> = host
+        .fields
+        .iter()
+        .filter(|f| !plugin.fields.contains(f))
+        .cloned()
+        .collect();
+    let extra: Vec<String> = plugin
+        .fields
+        .iter()
+        .filter(|f| !host.fields.contains(f))
+        .cloned()
+        .collect();
+    let plural = |names: &[String]| if names.len() == 1 { "" } else { "s" };
+    let difference = match (lacks.is_empty(), extra.is_empty()) {
+        (false, true) => format!(
+            "its {what} lacks the {member}{} {} that this host calls",
+            plural(&lacks),
+            listed(&lacks)
+        ),
+        (false, false) => format!(
+            "its {what} has the {member}{} {} where this host has {}",
+            plural(&extra),
+            listed(&extra),
+            listed(&lacks)
+        ),
+        (true, _) if host.fields != plugin.fields[..host.fields.len().min(plugin.fields.len())] => {
+            format!(
+                "its {what} has its {member}s in another order ({}; this host: {})",
+                listed(&plugin.fields),
+                listed(&host.fields)
+            )
+        }
+        _ => format!("its {what} differs: {}", errors(block)),
+    };
+    format!(
+        "built against an incompatible nightmare-monkey-plugin-api: {difference}{older}; rebuild the plugin against this host's plugin-api"
+    )
+}
+
+/// The `Error:` lines of a report block, with abi_stable's values, in one line.
+fn errors(block: &[&str]) -> String {
+    let value = |from: usize| -> String {
+        block[from..]
+            .iter()
+            .skip(1)
             .find(|l| !l.is_empty())
             .map(|l| l.trim_start_matches("field_name:").to_owned())
             .unwrap_or_default()
     };
-    if let Some(ty) = lines
-        .iter()
-        .position(|l| *l == "Layout of expected type:")
-        .and_then(|at| lines[at..].iter().find_map(|l| l.strip_prefix("type:")))
-    {
-        let _ = write!(out, ": in `{ty}`");
-    }
-    let mut differences = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
+    let mut out = Vec::new();
+    for (i, line) in block.iter().enumerate() {
         let Some(what) = line.strip_prefix("Error:") else {
             continue;
         };
-        let expected = lines[i..]
+        let expected = block[i..]
             .iter()
             .position(|l| *l == "Expected:")
             .map(|at| value(i + at));
-        let found = lines[i..]
+        let found = block[i..]
             .iter()
             .position(|l| *l == "Found:")
             .map(|at| value(i + at));
-        differences.push(match (expected, found) {
-            (Some(e), Some(f)) => format!("{what} (this host expects `{e}`, the plugin has `{f}`)"),
+        out.push(match (expected, found) {
+            (Some(e), Some(f)) => format!("{what} (this host: `{e}`, the plugin: `{f}`)"),
             _ => what.to_owned(),
         });
     }
-    if differences.is_empty() {
-        out.push_str(": the type layouts differ");
+    if out.is_empty() {
+        "the type layouts differ".to_owned()
     } else {
-        let _ = write!(out, ", {}", differences.join("; "));
+        out.join("; ")
     }
-    out.push_str("; rebuild the plugin against this host's plugin-api");
-    out
 }
 
 #[cfg(test)]
@@ -274,8 +428,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_older_side_is_told_by_the_versions_the_layouts_carry() {
+        assert_eq!(
+            which_is_older("1.2.0", "1.0.3"),
+            "; it was built against an older nightmare-monkey-plugin-api (1.0.3) than this host's (1.2.0)"
+        );
+        assert!(which_is_older("1.0.0", "1.1.0")
+            .contains("a newer nightmare-monkey-plugin-api (1.1.0) than this host's (1.0.0)"));
+        assert!(which_is_older("1.0.0", "1.0.0+x").contains("a modified"));
+        assert_eq!(which_is_older("", "1.0.0"), "");
+    }
+
+    #[test]
     fn abi_report_becomes_one_sentence() {
-        // Trimmed from a real report: a plugin whose root module has an extra field.
+        // Trimmed from a real report (the layouts' field lists cut): a renamed field.
         let report = "Compared <this>:\n    --- Type Layout ---\n    type:PrefixRef<'a, PluginModule>\n\
             Layout of expected type:\n    --- Type Layout ---\n    type:PluginModule\n    size:16 align:8\n\
             Layout of found type:\n    type:PluginModule\n\
@@ -284,10 +450,54 @@ mod tests {
             Found:\n    field_name:extra\n    type:AFunctionPointer\n";
         assert_eq!(
             abi_difference(report),
-            "built against an incompatible nightmare-monkey-plugin-api: in `PluginModule`, \
-             prefix-types have a different prefix (this host expects `2`, the plugin has `3`); \
-             unexpected field (this host expects `new_fault`, the plugin has `extra`); \
-             rebuild the plugin against this host's plugin-api"
+            "built against an incompatible nightmare-monkey-plugin-api: its `PluginModule` \
+             differs: prefix-types have a different prefix (this host: `2`, the plugin: `3`); \
+             unexpected field (this host: `new_fault`, the plugin: `extra`); rebuild the \
+             plugin against this host's plugin-api"
+        );
+    }
+}
+
+/// Real abi_stable reports, produced in this process: the root modules of interfaces
+/// changed in ways the ABI forbids (`tests/fixtures/plugin-api-changed`), checked by the
+/// very call the loader makes (`init_root_module`), and described by `describe`.
+#[cfg(test)]
+mod changed_interfaces {
+    use abi_stable::library::{CheckTypeLayout, LibHeader, RootModule, RootModuleResult};
+    use changed_plugin_api::{added_method, removed_field, removed_method};
+    use nightmare_monkey_plugin_api::abi::PluginRef;
+
+    /// What the loader says of a plugin whose module `constructor` builds.
+    fn load<M: RootModule>(constructor: extern "C" fn() -> RootModuleResult) -> String {
+        // SAFETY: each constructor passed here returns a module of exactly the type `M`.
+        let header = unsafe { LibHeader::from_constructor::<M>(constructor, CheckTypeLayout::Yes) };
+        let header: &'static LibHeader = Box::leak(Box::new(header));
+        match header.init_root_module::<PluginRef>() {
+            Ok(_) => "loads".to_owned(),
+            Err(e) => super::describe(&e),
+        }
+    }
+
+    #[test]
+    fn a_removed_field_or_method_is_named_and_the_older_side_said() {
+        assert_eq!(
+            load::<removed_field::PluginRef>(removed_field::constructor),
+            "built against an incompatible nightmare-monkey-plugin-api: its `PluginModule` lacks \
+             the field `new_fault` that this host calls; it was built against a modified \
+             nightmare-monkey-plugin-api (1.0.0+changed; this host has 1.0.0); rebuild the \
+             plugin against this host's plugin-api"
+        );
+        assert_eq!(
+            load::<removed_method::PluginRef>(removed_method::constructor),
+            "built against an incompatible nightmare-monkey-plugin-api: its `Fault` trait \
+             lacks the method `revert` that this host calls; it was built against a modified \
+             nightmare-monkey-plugin-api (1.0.0+changed; this host has 1.0.0); rebuild the \
+             plugin against this host's plugin-api"
+        );
+        // A newer interface with one more method loads: an older host ignores it.
+        assert_eq!(
+            load::<added_method::PluginRef>(added_method::constructor),
+            "loads"
         );
     }
 }

@@ -106,6 +106,24 @@ pub(crate) fn discover(dir: &Path, trust: Trust) -> anyhow::Result<Vec<PathBuf>>
     Ok(files)
 }
 
+/// Why a plugin file is missing, as far as can be told: cargo writes `lib<crate>.so` only
+/// for a crate whose `[lib]` says `crate-type = ["cdylib"]`, and without it a build
+/// "succeeds" leaving an `.rlib` beside where the `.so` would be.
+fn missing(path: &Path) -> String {
+    let rlib = path.with_extension("rlib");
+    let hint = "check that its Cargo.toml has `crate-type = [\"cdylib\"]` under [lib] and that the build finished";
+    if path.extension().is_some_and(|x| x == "so") && rlib.exists() {
+        format!(
+            "no such file, but {} is there: the crate was built as a Rust library only; {hint}",
+            rlib.display()
+        )
+    } else if path.extension().is_some_and(|x| x == "so") {
+        format!("no such file: {hint}")
+    } else {
+        "no such file".to_owned()
+    }
+}
+
 /// The plugins linked into this binary.
 pub fn builtins() -> Vec<Plugin> {
     [
@@ -185,7 +203,7 @@ impl Plugin {
     fn judge(path: &Path, trust: Trust) -> anyhow::Result<(PathBuf, Option<String>)> {
         let shown = path.display();
         if !path.exists() {
-            bail!("cannot load plugin {shown}: no such file");
+            bail!("cannot load plugin {shown}: {}", missing(path));
         }
         match trust::check(path) {
             Ok(resolved) => Ok((resolved, None)),

@@ -443,7 +443,15 @@ pub fn recover(
             Some(fault) => fault,
             None => match plugins.get(&entry.intent.plugin).map(|p| p.new_fault("")) {
                 Some(Ok(fault)) => Arc::new(fault) as Arc<dyn Fault>,
-                _ => {
+                // A plugin whose config has required fields builds no fault from none.
+                Some(Err(e)) => {
+                    log::line(format!(
+                        "Recovering {id}: {name} is no longer configured and plugin {} cannot build a fault without a config ({}); configure it again to revert it, or revert it by hand: {state}",
+                        entry.intent.plugin, e.message
+                    ));
+                    continue;
+                }
+                None => {
                     log::line(format!(
                         "Recovering {id}: plugin {} is not loaded; revert it by hand: {state}",
                         entry.intent.plugin

@@ -45,13 +45,16 @@ pub struct Config {
 pub struct CpuHog {
     cores: usize,
     duration: Duration,
-    /// The stop flags of the hogs in progress.
-    running: StopFlags,
 }
 
 fn config_error(message: String) -> PluginError {
     PluginError::new(ErrorKind::Config, message)
 }
+
+/// The stop flags of the burns running in this process, shared by every instance of the
+/// fault: one built anew (a config reload, a recovery) must stop what an earlier one
+/// started, as `sdk::testing`'s revert-from-a-fresh-instance contract checks.
+static RUNNING: std::sync::LazyLock<StopFlags> = std::sync::LazyLock::new(StopFlags::default);
 
 impl FaultPlugin for CpuHog {
     const NAME: &'static str = "cpu-hog";
@@ -81,11 +84,7 @@ impl FaultPlugin for CpuHog {
             Duration::from_secs(60),
             MAX_DURATION,
         )?;
-        Ok(Self {
-            cores,
-            duration,
-            running: StopFlags::default(),
-        })
+        Ok(Self { cores, duration })
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
@@ -101,7 +100,7 @@ impl FaultPlugin for CpuHog {
             return Ok(outcome);
         }
         let token = Rng::from_seed(request.seed).next_u64();
-        let stop = self.running.start(token);
+        let stop = RUNNING.start(token);
         let until = Instant::now() + self.duration + GRACE;
         for i in 0..self.cores {
             let flag = stop.clone();
@@ -109,7 +108,7 @@ impl FaultPlugin for CpuHog {
                 .name(format!("cpu-hog-{i}"))
                 .spawn(move || burn(&flag, until))
                 .map_err(|e| {
-                    self.running.stop(token);
+                    RUNNING.stop(token);
                     PluginError::new(
                         ErrorKind::Failed,
                         format!("cannot start a burning thread: {e}"),
@@ -124,7 +123,7 @@ impl FaultPlugin for CpuHog {
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let (result, summary) = if self.running.stop(StopFlags::token(state)?) {
+        let (result, summary) = if RUNNING.stop(StopFlags::token(state)?) {
             (results::REVERTED, "stopped burning".to_owned())
         } else {
             // Threads live in the process: after a restart there is nothing left to stop.
@@ -156,3 +155,39 @@ fn burn(stop: &AtomicBool, until: Instant) {
 }
 
 export_plugin!(CpuHog);
+
+#[cfg(test)]
+mod tests {
+    use nightmare_monkey_plugin_api::sdk::testing::Harness;
+
+    use super::*;
+
+    /// How many threads of this process have a name starting with `prefix`.
+    fn threads(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with(prefix))
+            })
+            .count()
+    }
+
+    /// Through the ABI, for real (one core, for the few milliseconds between inject and
+    /// revert): revert from a fresh instance stops the burning threads.
+    #[test]
+    fn keeps_the_contracts() {
+        let harness = Harness::of::<CpuHog>();
+        harness
+            .contract("(cores: 1, duration: \"1m\")")
+            .watch(|| threads("cpu-hog-"))
+            .check_all()
+            .unwrap();
+        harness.config_error("(cores: 0)", "cores").unwrap();
+        harness.config_error("(percent: 101)", "percent").unwrap();
+        harness
+            .config_error("(duration: \"2d\")", "duration")
+            .unwrap();
+    }
+}

@@ -323,6 +323,46 @@ export_plugin!(DiskFill);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nightmare_monkey_plugin_api::sdk::testing::Harness;
+
+    /// Through the ABI: a dry run and `prepare` create nothing, and reverting what was
+    /// prepared is harmless. (A real fill takes a filesystem to its target: not here.)
+    #[test]
+    fn keeps_the_contracts_it_can_without_filling_a_disk() {
+        let dir = std::env::temp_dir().join(format!("nm-disk-fill-h-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let harness = Harness::of::<DiskFill>();
+        let contract = harness
+            .contract(&format!(
+                "(path: {:?}, target_percent: 99, floor_mib: 0)",
+                dir
+            ))
+            .watch(listing);
+        contract.check_dry_run().unwrap();
+        contract.check_no_panics().unwrap();
+        contract
+            .check_config_errors(&[
+                ("", "path"),
+                ("(path: \"/nonexistent/dir\")", "path"),
+                (
+                    &format!("(path: {:?}, target_percent: 0)", dir),
+                    "target_percent",
+                ),
+                (&format!("(path: {:?}, duration: \"1y\")", dir), "duration"),
+            ])
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn only_a_fill_files_name_is_taken_for_one() {

@@ -59,8 +59,6 @@ pub struct MemoryHog {
     amount: Amount,
     floor: u64,
     duration: Duration,
-    /// The stop flags of the hogs in progress.
-    running: StopFlags,
 }
 
 fn config_error(message: String) -> PluginError {
@@ -74,6 +72,11 @@ fn available() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+/// The stop flags of the holds running in this process, shared by every instance of the
+/// fault: one built anew (a config reload, a recovery) must stop what an earlier one
+/// started, as `sdk::testing`'s revert-from-a-fresh-instance contract checks.
+static RUNNING: std::sync::LazyLock<StopFlags> = std::sync::LazyLock::new(StopFlags::default);
 
 impl FaultPlugin for MemoryHog {
     const NAME: &'static str = "memory-hog";
@@ -103,7 +106,6 @@ impl FaultPlugin for MemoryHog {
             amount,
             floor: config.floor_mib.unwrap_or(256).saturating_mul(MIB),
             duration,
-            running: StopFlags::default(),
         })
     }
 
@@ -157,14 +159,14 @@ impl FaultPlugin for MemoryHog {
             page[0] = 1;
         }
         let token = Rng::from_seed(request.seed).next_u64();
-        let flag = self.running.start(token);
+        let flag = RUNNING.start(token);
         let floor = self.floor;
         let until = Instant::now() + self.duration + Duration::from_secs(10);
         std::thread::Builder::new()
             .name("memory-hog".to_owned())
             .spawn(move || hold(memory, &flag, floor, until))
             .map_err(|e| {
-                self.running.stop(token);
+                RUNNING.stop(token);
                 PluginError::new(ErrorKind::Failed, format!("cannot start the holder: {e}"))
             })?;
         outcome.result = results::INJECTED.to_owned();
@@ -179,7 +181,7 @@ impl FaultPlugin for MemoryHog {
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let (result, summary) = if self.running.stop(StopFlags::token(state)?) {
+        let (result, summary) = if RUNNING.stop(StopFlags::token(state)?) {
             (results::REVERTED, "let the memory go".to_owned())
         } else {
             // The memory lived in the process: after a restart there is nothing to free.
@@ -209,3 +211,35 @@ fn hold(memory: Vec<u8>, stop: &AtomicBool, floor: u64, until: Instant) {
 }
 
 export_plugin!(MemoryHog);
+
+#[cfg(test)]
+mod tests {
+    use nightmare_monkey_plugin_api::sdk::testing::Harness;
+
+    use super::*;
+
+    /// How many threads of this process have a name starting with `prefix`.
+    fn threads(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with(prefix))
+            })
+            .count()
+    }
+
+    /// Through the ABI, for real (1 MiB): revert from a fresh instance lets it go.
+    #[test]
+    fn keeps_the_contracts() {
+        let harness = Harness::of::<MemoryHog>();
+        harness
+            .contract("(mib: 1, floor_mib: 0, duration: \"1m\")")
+            .watch(|| threads("memory-hog"))
+            .check_all()
+            .unwrap();
+        harness.config_error("(mib: 0)", "mib").unwrap();
+        harness.config_error("(percent: 91)", "percent").unwrap();
+    }
+}

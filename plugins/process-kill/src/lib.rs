@@ -4,7 +4,7 @@
 //! The crate is both an `rlib`, which the host links as its built-in fault, and a `cdylib`
 //! that loads as a plugin like any other; both go through the same ABI.
 //!
-//! Who can be chosen, how cheaply and how exactly: see `process-common`. The outcome says
+//! Who can be chosen, how cheaply and how exactly: see the SDK's `sdk::process`. The outcome says
 //! whether the victim died (`killed`), was still alive after the grace period
 //! (`survived`) or was gone first (`vanished`).
 //!
@@ -26,12 +26,13 @@ use std::time::Duration;
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{results, ErrorKind, FaultPlugin, Outcome, PluginError, Request},
+    sdk::{
+        process::{Exact, Selector, Signal},
+        results, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
+    },
 };
-use process_common::{signal, Selector};
-use rustix::process::Signal;
 
-process_common::fault_config! {
+nightmare_monkey_plugin_api::process_config! {
     /// The fault's configuration, as written in RON.
     pub struct Config {
         /// The signal to send (default `SIGKILL`).
@@ -61,17 +62,17 @@ impl FaultPlugin for ProcessKill {
     fn new(config: Config) -> Result<Self, PluginError> {
         let signal = match &config.signal {
             None => Signal::KILL,
-            Some(text) => signal::parse(text)
+            Some(text) => Signal::parse(text)
                 .map_err(|e| PluginError::new(ErrorKind::Config, format!("signal: {e}")))?,
         };
         // A stop signal leaves its victim stopped until somebody continues it, and
         // nothing here ever will: that fault is process-pause, which does.
-        if [Signal::STOP, Signal::TSTP, Signal::TTIN, Signal::TTOU].contains(&signal) {
+        if signal.stops() {
             return Err(PluginError::new(
                 ErrorKind::Config,
                 format!(
                     "signal: {} would leave the process stopped for good: use the process-pause fault, which continues it when due",
-                    signal::name(signal)
+                    signal.name()
                 ),
             ));
         }
@@ -86,16 +87,16 @@ impl FaultPlugin for ProcessKill {
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
         let chosen = self.selector.choose(request.seed, &request.avoid)?;
         let info = chosen.info;
-        let signal = signal::name(self.signal);
+        let signal = self.signal.name();
         let result = if request.dry_run {
             results::DRY_RUN
         } else {
-            match process_common::open_exact(info.pid, info.start_time)? {
+            match Exact::of(&info)? {
                 None => results::VANISHED,
-                Some(pidfd) => {
-                    if !process_common::send(&pidfd, info.pid, self.signal)? {
+                Some(process) => {
+                    if !process.signal(self.signal)? {
                         results::VANISHED
-                    } else if process_common::wait_exit(&pidfd, info.pid, self.grace)? {
+                    } else if process.wait_exit(self.grace)? {
                         results::KILLED
                     } else {
                         results::SURVIVED
@@ -132,6 +133,50 @@ mod tests {
     use nightmare_monkey_plugin_api::sdk::parse_config;
 
     use super::*;
+    use nightmare_monkey_plugin_api::sdk::{process::state_of, testing::Harness};
+
+    /// A child of this test: the only process the fault may choose (its scope is the
+    /// child's process tree), killed by its exact PID when dropped.
+    struct Child(std::process::Child);
+
+    impl Child {
+        fn sleep() -> Child {
+            Child(
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Through the ABI: a dry run leaves its only candidate, a child of its own, alone;
+    /// no revert state makes it panic; config errors name the field.
+    #[test]
+    fn keeps_the_contracts() {
+        let child = Child::sleep();
+        let pid = child.0.id();
+        let harness = Harness::of::<ProcessKill>();
+        let contract = harness
+            .contract(&format!("(scope: Tree({pid}))"))
+            .watch(|| state_of(pid));
+        contract.check_dry_run().unwrap();
+        contract.check_no_panics().unwrap();
+        contract
+            .check_config_errors(&[
+                ("(signal: \"FOO\")", "signal"),
+                ("(signal: \"STOP\")", "signal"),
+                ("(exclude_cmdlines: [\"(\"])", "exclude_cmdlines"),
+            ])
+            .unwrap();
+    }
 
     #[test]
     fn stop_signals_are_refused_with_a_pointer_to_process_pause() {

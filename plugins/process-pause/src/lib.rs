@@ -23,16 +23,18 @@ use std::time::Duration;
 
 use nightmare_monkey_plugin_api::{
     export_plugin,
-    sdk::{self, results, FaultPlugin, Outcome, PluginError, ProcessInfo, Request},
+    sdk::{
+        self,
+        process::{signal_exact, Selector, Signal},
+        results, FaultPlugin, Outcome, PluginError, ProcessInfo, Request,
+    },
 };
-use process_common::Selector;
-use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
 /// The longest pause: a drill fault, not an outage.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
-process_common::fault_config! {
+nightmare_monkey_plugin_api::process_config! {
     /// The fault's configuration, as written in RON.
     pub struct Config {
         /// How long the victim stays stopped (default 30 s, at most 1 h).
@@ -164,10 +166,7 @@ impl FaultPlugin for ProcessPause {
         let stopped: Stopped = sdk::read_state(prepared)?;
         let who = format!("{}(PID:{})", stopped.name, stopped.pid);
         let mut outcome = self.outcome(stopped.listed, stopped.considered);
-        let sent = match process_common::open_exact(stopped.pid, stopped.start_time)? {
-            Some(pidfd) => process_common::send(&pidfd, stopped.pid, Signal::STOP)?,
-            None => false,
-        };
+        let sent = signal_exact(stopped.pid, stopped.start_time, Signal::STOP)?;
         if sent {
             outcome.result = results::PAUSED.to_owned();
             outcome.summary = format!("stopped {who} for {}", self.how_long());
@@ -196,10 +195,7 @@ impl FaultPlugin for ProcessPause {
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
         let stopped: Stopped = sdk::read_state(state)?;
         let who = format!("{}(PID:{})", stopped.name, stopped.pid);
-        let resumed = match process_common::open_exact(stopped.pid, stopped.start_time)? {
-            Some(pidfd) => process_common::send(&pidfd, stopped.pid, Signal::CONT)?,
-            None => false,
-        };
+        let resumed = signal_exact(stopped.pid, stopped.start_time, Signal::CONT)?;
         Ok(Outcome {
             action: "Resume".to_owned(),
             signal: Some("SIGCONT".to_owned()),
@@ -220,3 +216,59 @@ impl FaultPlugin for ProcessPause {
 }
 
 export_plugin!(ProcessPause);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightmare_monkey_plugin_api::sdk::{process::state_of, testing::Harness};
+
+    /// A child of this test: the only process the fault may choose (its scope is the
+    /// child's process tree), killed by its exact PID when dropped.
+    struct Child(std::process::Child);
+
+    impl Child {
+        fn sleep() -> Child {
+            Child(
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Through the ABI, on a child of its own: a dry run and `prepare` leave it running,
+    /// inject stops it, revert (from a fresh instance, twice) lets it go on.
+    #[test]
+    fn keeps_the_contracts_on_a_child_of_its_own() {
+        let child = Child::sleep();
+        let pid = child.0.id();
+        Harness::of::<ProcessPause>()
+            .contract(&format!("(duration: \"1m\", scope: Tree({pid}))"))
+            .watch(|| state_of(pid))
+            .check_all()
+            .unwrap();
+    }
+
+    #[test]
+    fn config_errors_are_one_line_naming_the_field() {
+        let harness = Harness::of::<ProcessPause>();
+        harness
+            .config_error("(duration: \"2h\")", "duration")
+            .unwrap();
+        harness
+            .config_error("(include_names: [\"a(\"])", "include_names")
+            .unwrap();
+        harness
+            .config_error("(users: [\"no-such-user-here\"])", "users")
+            .unwrap();
+        harness.config_error("(scope: Tree(0))", "scope").unwrap();
+    }
+}

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nightmare_monkey_plugin_api::sdk::Rng;
+use crate::sdk::Rng;
 
 /// The PIDs listed in `proc_root`, ascending. Sorting makes the choice independent of
 /// the order the kernel happens to list them in.

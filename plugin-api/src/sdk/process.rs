@@ -1,22 +1,42 @@
-//! What nightmare-monkey's process faults share (`process-kill`, `process-pause`): choosing
-//! a victim cheaply and reproducibly, and signalling exactly the process chosen.
+//! Process faults: choosing a process the way the built-in faults do, and signalling
+//! exactly the process chosen. `process-kill` and `process-pause` are written on it.
 //!
-//! - **Who can be chosen.** Any process but PID 1, the process running the plugin, its
-//!   ancestors, kernel threads (`PF_KTHREAD`) and zombies; narrowed further by a
-//!   [`Selection`] (names, command lines, users). None of the first four can be turned off.
+//! - **Who can be chosen.** Any process but PID 1, the process running the plugin (the
+//!   daemon, or its plugin worker), its ancestors, kernel threads (`PF_KTHREAD` in the
+//!   process's flags, not "PID 2", which inside a PID namespace is an ordinary process),
+//!   zombies and the PIDs the host asks to avoid ([`crate::sdk::Request::avoid`]: processes
+//!   under another fault). None of these can be turned off. A [`Selection`] narrows it
+//!   further: names, command lines, users, a [`Scope`] (a cgroup, a process tree, a PID
+//!   namespace); declare it in your config with [`process_config!`](crate::process_config).
 //! - **Cheap.** `/proc` is listed once; processes are then visited in a seeded random
 //!   order and only those actually considered are read, so an unfiltered pick costs one
 //!   directory listing and a few small reads however many processes the host runs.
 //! - **Reproducible.** The PIDs are put in ascending order before the seeded shuffle, so
 //!   the same seed and the same processes give the same victim.
-//! - **Exact.** [`open_exact`] opens a pidfd and checks that the start time is still the
+//! - **Exact.** [`Exact::open`] opens a pidfd and checks that the start time is still the
 //!   one seen when the process was chosen; signals go through that pidfd only, so a PID
 //!   reused in between is never signalled.
+//!
+//! ```no_run
+//! use nightmare_monkey_plugin_api::sdk::process::{Exact, Selection, Selector, Signal};
+//!
+//! let selector = Selector::new(&Selection {
+//!     include_names: vec!["^my-worker$".into()],
+//!     ..Selection::default()
+//! })?;
+//! let chosen = selector.choose(42, &[])?; // the request's seed and avoid list
+//! if let Some(process) = Exact::of(&chosen.info)? {
+//!     let delivered = process.signal(Signal::TERM)?; // false: it was gone meanwhile
+//!     let exited = process.wait_exit(std::time::Duration::from_secs(1))?;
+//!     println!("{} {delivered} {exited}", chosen.info.name);
+//! }
+//! # Ok::<(), nightmare_monkey_plugin_api::sdk::PluginError>(())
+//! ```
 
 mod config;
 pub mod proc;
-pub mod select;
-pub mod signal;
+mod select;
+mod signal;
 
 use std::{
     collections::HashSet,
@@ -26,20 +46,23 @@ use std::{
 };
 
 pub use config::Selection;
-use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError, ProcessInfo, Rng};
 use regex::RegexSet;
 use rustix::{
     event::{poll, PollFd, PollFlags, Timespec},
     io::Errno,
-    process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal},
+    process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags},
 };
+pub use select::LISTING_TTL;
+pub use signal::Signal;
+
+use crate::sdk::{ErrorKind, PluginError, ProcessInfo, Rng};
 
 /// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: the process is a kernel thread.
 const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// Where a process fault may strike, as written in RON: `scope: Cgroup("system.slice/nginx.service")`,
 /// `scope: Tree(1234)`, `scope: Namespace(1234)`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub enum Scope {
     /// The processes of a cgroup (v2) and its descendants: a path under `/sys/fs/cgroup`
     /// (one systemd service, one container).
@@ -331,19 +354,8 @@ impl Selector {
                 ),
             ));
         };
-        let pid = victim.stat.pid;
-        let cmdline = victim.cmdline.unwrap_or_else(|| proc::cmdline(pid));
-        let uid = victim.uid.or_else(|| proc::real_uid(pid));
         Ok(Chosen {
-            info: ProcessInfo {
-                name: victim.stat.comm.clone(),
-                pid,
-                ppid: victim.stat.ppid.max(0) as u32,
-                cmdline,
-                user: uid.map_or_else(|| "?".to_owned(), proc::user_name),
-                uid: uid.unwrap_or(u32::MAX),
-                start_time: victim.stat.starttime,
-            },
+            info: describe(victim.stat, victim.cmdline, victim.uid),
             listed,
             considered,
         })
@@ -359,51 +371,108 @@ fn os_error(pid: u32, what: &str, e: Errno) -> PluginError {
     PluginError::new(kind, format!("cannot {what} PID {pid}: {e}"))
 }
 
-/// A pidfd bound to the process that holds `pid` now, if that is still the process that
-/// started at `start_time`; `None` when it is gone (or its PID was reused).
-pub fn open_exact(pid: u32, start_time: u64) -> Result<Option<OwnedFd>, PluginError> {
-    let Some(raw) = Pid::from_raw(pid as i32) else {
-        return Ok(None);
-    };
-    let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::SRCH) => return Ok(None),
-        Err(e) => return Err(os_error(pid, "open a pidfd for", e)),
-    };
-    // The pidfd names whoever holds the PID now. If that is still the process seen at
-    // choice time (same start time), the pidfd is bound to it for good.
-    match proc::stat(pid) {
-        Some(now) if now.starttime == start_time => Ok(Some(pidfd)),
-        _ => Ok(None),
+/// Who a process is, from what was read of it (the rest is read now).
+fn describe(stat: proc::Stat, cmdline: Option<String>, uid: Option<u32>) -> ProcessInfo {
+    let pid = stat.pid;
+    let cmdline = cmdline.unwrap_or_else(|| proc::cmdline(pid));
+    let uid = uid.or_else(|| proc::real_uid(pid));
+    ProcessInfo {
+        name: stat.comm,
+        pid,
+        ppid: stat.ppid.max(0) as u32,
+        cmdline,
+        user: uid.map_or_else(|| "?".to_owned(), proc::user_name),
+        uid: uid.unwrap_or(u32::MAX),
+        start_time: stat.starttime,
     }
 }
 
-/// Sends `signal` through the pidfd; `false` when the process is already gone.
-pub fn send(pidfd: &OwnedFd, pid: u32, signal: Signal) -> Result<bool, PluginError> {
-    match pidfd_send_signal(pidfd, signal) {
-        Ok(()) => Ok(true),
-        Err(Errno::SRCH) => Ok(false),
-        Err(e) => Err(os_error(pid, "signal", e)),
+impl ProcessInfo {
+    /// The process that holds `pid` now, read from `/proc` (its user's name included), or
+    /// `None` when there is none. Its `start_time` tells it from a later process that
+    /// reuses the PID: keep it to act on exactly this one later ([`Exact::of`]).
+    pub fn of(pid: u32) -> Option<ProcessInfo> {
+        proc::stat(pid).map(|stat| describe(stat, None, None))
     }
 }
 
-/// Waits up to `grace` for the process to exit; `true` when it did. A pidfd polls
-/// readable once its process has exited (before it is reaped).
-pub fn wait_exit(pidfd: &OwnedFd, pid: u32, grace: Duration) -> Result<bool, PluginError> {
-    let deadline = Instant::now() + grace;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
+/// One process, exactly: a pidfd bound to it, opened only after checking that the process
+/// holding the PID is the one that started at the time seen when it was chosen. Signals go
+/// through the pidfd, so a process that later reuses the PID is never touched.
+#[derive(Debug)]
+pub struct Exact {
+    pidfd: OwnedFd,
+    pid: u32,
+}
+
+impl Exact {
+    /// The process `pid` if it is still the one that started at `start_time` (clock ticks
+    /// after boot, [`ProcessInfo::start_time`]); `None` when it is gone or its PID now
+    /// names another process.
+    pub fn open(pid: u32, start_time: u64) -> Result<Option<Exact>, PluginError> {
+        let Some(raw) = Pid::from_raw(pid as i32) else {
+            return Ok(None);
         };
-        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(Errno::INTR) if !left.is_zero() => continue,
-            Err(e) => return Err(os_error(pid, "wait for", e)),
+        let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::SRCH) => return Ok(None),
+            Err(e) => return Err(os_error(pid, "open a pidfd for", e)),
+        };
+        // The pidfd names whoever holds the PID now. If that is still the process seen at
+        // choice time (same start time), the pidfd is bound to it for good.
+        match proc::stat(pid) {
+            Some(now) if now.starttime == start_time => Ok(Some(Exact { pidfd, pid })),
+            _ => Ok(None),
         }
+    }
+
+    /// The process `info` describes, exactly ([`Exact::open`] with its PID and start time).
+    pub fn of(info: &ProcessInfo) -> Result<Option<Exact>, PluginError> {
+        Self::open(info.pid, info.start_time)
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends `signal`; `false` when the process has exited meanwhile. An error is the
+    /// system refusing (of kind [`ErrorKind::Denied`] for EPERM).
+    pub fn signal(&self, signal: Signal) -> Result<bool, PluginError> {
+        match pidfd_send_signal(&self.pidfd, signal.0) {
+            Ok(()) => Ok(true),
+            Err(Errno::SRCH) => Ok(false),
+            Err(e) => Err(os_error(self.pid, "signal", e)),
+        }
+    }
+
+    /// Waits up to `grace` for the process to exit; `true` when it did. A pidfd polls
+    /// readable once its process has exited (before it is reaped).
+    pub fn wait_exit(&self, grace: Duration) -> Result<bool, PluginError> {
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return Ok(false),
+                Ok(_) => return Ok(true),
+                Err(Errno::INTR) if !left.is_zero() => continue,
+                Err(e) => return Err(os_error(self.pid, "wait for", e)),
+            }
+        }
+    }
+}
+
+/// Sends `signal` to exactly the process `pid` that started at `start_time`: `false` when
+/// it is gone (or its PID names another process now), and nothing is sent.
+pub fn signal_exact(pid: u32, start_time: u64, signal: Signal) -> Result<bool, PluginError> {
+    match Exact::open(pid, start_time)? {
+        Some(process) => process.signal(signal),
+        None => Ok(false),
     }
 }
 
@@ -415,6 +484,91 @@ pub fn state_of(pid: u32) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child of this test to act on, by its exact PID (killed when dropped).
+    struct Child(std::process::Child);
+
+    impl Child {
+        fn sleep() -> Child {
+            Child(
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_process_is_described_with_its_user() {
+        let me = ProcessInfo::of(std::process::id()).unwrap();
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(me.ppid, std::os::unix::process::parent_id());
+        assert_eq!(me.uid, nix::unistd::getuid().as_raw());
+        assert_eq!(me.user, proc::user_name(me.uid));
+        assert!(!me.user.is_empty() && me.start_time > 0);
+        assert_eq!(ProcessInfo::of(u32::MAX), None);
+    }
+
+    /// Signals go to the child spawned here only, by its exact PID and start time.
+    #[test]
+    fn signals_reach_exactly_the_process_that_was_seen() {
+        let child = Child::sleep();
+        let info = ProcessInfo::of(child.pid()).unwrap();
+        assert_eq!(info.name, "sleep");
+        // Another start time: a process that reused the PID. Nothing is sent.
+        assert!(Exact::open(info.pid, info.start_time + 1)
+            .unwrap()
+            .is_none());
+        assert!(!signal_exact(info.pid, info.start_time + 1, Signal::KILL).unwrap());
+        assert_ne!(state_of(info.pid), Some('Z'));
+        let process = Exact::of(&info).unwrap().unwrap();
+        assert_eq!(process.pid(), info.pid);
+        assert!(signal_exact(info.pid, info.start_time, Signal::STOP).unwrap());
+        assert!(process.signal(Signal::KILL).unwrap());
+        assert!(process.wait_exit(Duration::from_secs(10)).unwrap());
+    }
+
+    #[test]
+    fn the_guards_cannot_be_selected_away() {
+        let selector = Selector::new(&Selection::default()).unwrap();
+        let me = std::process::id();
+        for pid in [1, me, std::os::unix::process::parent_id()] {
+            assert!(selector.examine(pid, &[]).is_none(), "{pid} is protected");
+        }
+        let child = Child::sleep();
+        assert!(selector.examine(child.pid(), &[]).is_some());
+        assert!(selector.examine(child.pid(), &[child.pid()]).is_none());
+        // A kernel thread (kthreadd's children) is never chosen, whatever its PID.
+        if let Some(kthread) = proc::stat(2).filter(|s| s.flags & PF_KTHREAD != 0) {
+            assert!(selector.examine(kthread.pid, &[]).is_none());
+        }
+    }
+
+    #[test]
+    fn a_tree_scope_chooses_within_the_tree_only() {
+        let child = Child::sleep();
+        let selector = Selector::new(&Selection {
+            scope: Some(Scope::Tree(child.pid())),
+            ..Selection::default()
+        })
+        .unwrap();
+        for seed in 0..5 {
+            assert_eq!(selector.choose(seed, &[]).unwrap().info.pid, child.pid());
+        }
+        let e = selector.choose(0, &[child.pid()]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoTarget);
+    }
 
     /// Every error a user can cause is one line: a bad pattern included.
     #[test]

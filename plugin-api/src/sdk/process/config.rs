@@ -1,5 +1,5 @@
 //! The selection settings every process fault takes, declared once. A fault declares its
-//! configuration with [`fault_config!`](crate::fault_config): its own fields, then these.
+//! configuration with [`process_config!`](crate::process_config): its own fields, then these.
 //! A macro rather than `#[serde(flatten)]`, because serde cannot combine `flatten` with
 //! `deny_unknown_fields`, and a misspelt `exclude_name` must be refused, not ignored.
 
@@ -8,11 +8,11 @@
 /// `users`), then the fields given in `after_users { .. }`, then `scope`, in that order
 /// (it is the order serde lists them in when it refuses an unknown one). The struct
 /// derives `Debug`, `Default`, `Clone` and `Deserialize` (every field optional, unknown
-/// fields refused) and gets `selection()`, the [`Selection`](crate::Selection) it asks
-/// for.
+/// fields refused) and gets `selection()`, the [`Selection`](crate::sdk::process::Selection)
+/// it asks for. The crate using it depends on `serde` (with `derive`).
 ///
 /// ```
-/// process_common::fault_config! {
+/// nightmare_monkey_plugin_api::process_config! {
 ///     /// The fault's configuration, as written in RON.
 ///     pub struct Config {
 ///         /// The signal to send.
@@ -23,11 +23,13 @@
 ///         pub grace_ms: Option<u64>,
 ///     }
 /// }
-/// let config: Config = ron::from_str(r#"(signal: Some("TERM"), users: ["www-data"])"#).unwrap();
+/// let config: Config =
+///     nightmare_monkey_plugin_api::sdk::parse_config(r#"(signal: "TERM", users: ["www-data"])"#)
+///         .unwrap();
 /// assert_eq!(config.selection().users, ["www-data"]);
 /// ```
 #[macro_export]
-macro_rules! fault_config {
+macro_rules! process_config {
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
@@ -38,7 +40,7 @@ macro_rules! fault_config {
         } )?
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Default, Clone, serde::Deserialize)]
+        #[derive(Debug, Default, Clone, ::serde::Deserialize)]
         #[serde(default, deny_unknown_fields)]
         $vis struct $name {
             $( $(#[$fmeta])* $fvis $field: $ty, )*
@@ -55,13 +57,13 @@ macro_rules! fault_config {
             $( $( $(#[$ameta])* $avis $afield: $aty, )* )?
             /// Only processes in this scope: `Cgroup("system.slice/x.service")`, `Tree(PID)`,
             /// `Namespace(PID)` (default: the whole host).
-            pub scope: Option<$crate::Scope>,
+            pub scope: Option<$crate::sdk::process::Scope>,
         }
 
         impl $name {
             /// The processes this configuration lets the fault choose from.
-            pub fn selection(&self) -> $crate::Selection {
-                $crate::Selection {
+            pub fn selection(&self) -> $crate::sdk::process::Selection {
+                $crate::sdk::process::Selection {
                     include_names: self.include_names.clone(),
                     exclude_names: self.exclude_names.clone(),
                     include_cmdlines: self.include_cmdlines.clone(),
@@ -74,7 +76,7 @@ macro_rules! fault_config {
     };
 }
 
-crate::fault_config! {
+crate::process_config! {
     /// Which processes a fault may choose, as its configuration spells it: the selection
     /// fields alone.
     pub struct Selection {}
