@@ -25,13 +25,30 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// The first line of clap's report of a usage error, without its `error: `.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
 use crate::support::UsageError;
 
 /// Parses the command line, runs it and maps the outcome to the exit code: 0 done,
 /// 1 a runtime failure, 2 a usage or configuration error.
 pub fn main() -> ExitCode {
     one_line_panics();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A usage error where JSON was asked for: the script gets it as JSON too
+            // (clap's own lines stay on stderr). Help and --version are not errors.
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                println!("{}", error_json(&clap_message(&e), 2));
+            }
+            e.exit()
+        }
+    };
     let json = cli.wants_json();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

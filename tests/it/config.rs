@@ -38,7 +38,27 @@ fn every_invalid_config_gives_its_exact_message() {
 fn all_errors_of_a_file_come_at_once() {
     let file = repo().join("tests/it/invalid_configs/all_errors_at_once.ron");
     let run = monkey(&["check-config", file.to_str().unwrap()]);
-    assert_eq!(run.stderr.lines().count(), 4, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 5, "{}", run.stderr);
+    // A fault's own config is checked by its plugin even when values of the file were
+    // refused: the daemon's start, check-config and `kill --config` say it all at once.
+    for args in [
+        vec!["check-config", file.to_str().unwrap()],
+        vec!["--config", file.to_str().unwrap()],
+        vec!["kill", "--config", file.to_str().unwrap()],
+    ] {
+        let run = monkey(&args);
+        assert_eq!(run.code, Some(2), "{args:?}");
+        assert!(
+            run.stderr.contains("invalid days `8`"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("unknown signal `KILLL`"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,10 @@ use crate::{config, runtime::daemon, runtime::setup, support::UsageError};
 
 /// Runs `check-config`.
 pub fn run(file: &Path) -> anyhow::Result<()> {
-    let config = config::check_file(file).map_err(|e| UsageError(e.into()))?;
+    let (config, errors) = config::check_file(file).map_err(|e| UsageError(e.into()))?;
+    if !errors.is_empty() {
+        return Err(UsageError(setup::all_errors(&config, errors).into()).into());
+    }
     let setup = setup::build(&config, false).map_err(|e| UsageError(e.into()))?;
     println!("{}: ok", file.display());
     for warning in setup.warnings.iter().chain(&setup.untrusted) {

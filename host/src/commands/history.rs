@@ -133,8 +133,11 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     let path: PathBuf = match (&args.journal, &args.config) {
         (Some(path), _) => path.clone(),
         (None, Some(file)) => {
+            // Only the journal's path is needed: a value in error elsewhere in the
+            // file does not stand between the reader and the history.
             config::check_file(file)
                 .map_err(|e| UsageError(e.into()))?
+                .0
                 .journal
         }
         (None, None) => {

@@ -85,7 +85,10 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
 
 /// `kill --config FILE [--fault NAME]`: a fault as the daemon configured it.
 fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()> {
-    let mut config = config::check_file(path).map_err(|e| UsageError(e.into()))?;
+    let (mut config, errors) = config::check_file(path).map_err(|e| UsageError(e.into()))?;
+    if !errors.is_empty() {
+        return Err(UsageError(setup::all_errors(&config, errors).into()).into());
+    }
     config.seed = args.seed.or(config.seed);
     config.execute |= args.execute;
     if args.allow_untrusted_plugins {

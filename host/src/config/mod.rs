@@ -195,8 +195,25 @@ fn parse<'a>(path: &Path, text: &'a str) -> Result<RawConfig<'a>, ConfigErrors> 
 
 /// Builds the configuration from the command line and, if given there, its file.
 pub fn load(args: &DaemonArgs) -> Result<Config, ConfigErrors> {
+    let (config, errors) = load_all(args)?;
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The configuration as far as it can be built, and every error in its values: a
+/// setting in error is replaced by its default, so that what depends on the rest (the
+/// plugins, every fault's own config) can still be checked in the same run and all the
+/// file's errors reported at once. `Err` only for a file that cannot be read or parsed.
+pub fn load_all(args: &DaemonArgs) -> Result<(Config, Vec<String>), ConfigErrors> {
     let Some(path) = &args.config else {
-        return validate(RawConfig::default(), args, &Source::new(Path::new(""), ""));
+        return Ok(assemble(
+            RawConfig::default(),
+            args,
+            &Source::new(Path::new(""), ""),
+        ));
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![format!(
@@ -205,12 +222,12 @@ pub fn load(args: &DaemonArgs) -> Result<Config, ConfigErrors> {
         )])
     })?;
     let raw = parse(path, &text)?;
-    validate(raw, args, &Source::new(path, &text))
+    Ok(assemble(raw, args, &Source::new(path, &text)))
 }
 
 /// Checks a file on its own, as `check-config` does.
-pub fn check_file(path: &Path) -> Result<Config, ConfigErrors> {
-    load(&DaemonArgs {
+pub fn check_file(path: &Path) -> Result<(Config, Vec<String>), ConfigErrors> {
+    load_all(&DaemonArgs {
         config: Some(path.to_owned()),
         ..DaemonArgs::default()
     })
@@ -225,8 +242,8 @@ pub fn valid_fault_name(name: &str) -> bool {
 }
 
 /// Assembles the components' validated settings, in the file's order of concerns, so
-/// errors come in a stable order.
-fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Config, ConfigErrors> {
+/// errors come in a stable order; a setting in error is its default in the result.
+fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec<String>) {
     let mut errors = Vec::new();
     let window = raw.window.validate(
         WindowFlags {
@@ -316,15 +333,19 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         ),
     };
 
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-    let (Some((window, zone_name)), Some(schedule), Some(plugin_timeout)) =
-        (window, schedule, plugin_timeout)
-    else {
-        return Err(ConfigErrors(vec!["invalid configuration".to_owned()]));
-    };
-    Ok(Config {
+    // What was refused stands in at its default (the errors say what was wrong), so
+    // that the rest is still checked.
+    let (window, zone_name) = window.unwrap_or_else(|| {
+        RawWindow::default()
+            .validate(Default::default(), src, &mut Vec::new())
+            .expect("the default window is valid")
+    });
+    let schedule = schedule.unwrap_or_else(|| {
+        schedule::validate(None, (None, None), src, &mut Vec::new())
+            .expect("the default schedule is valid")
+    });
+    let plugin_timeout = plugin_timeout.unwrap_or(crate::engine::PLUGIN_TIMEOUT);
+    let config = Config {
         file: args.config.clone(),
         execute: args.execute || raw.execute.unwrap_or(false),
         seed: args.seed.or(raw.seed),
@@ -372,7 +393,8 @@ fn validate(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> Result<Confi
         plugin_trust: Trust::allowing_untrusted(
             args.allow_untrusted_plugins || raw.allow_untrusted_plugins.unwrap_or(false),
         ),
-    })
+    };
+    (config, errors)
 }
 
 /// The longest `plugin_timeout`: a plugin call longer than this is a hung plugin.
@@ -538,11 +560,15 @@ mod tests {
             config: Some(path.to_owned()),
             ..DaemonArgs::default()
         };
-        let result =
-            parse(path, text).and_then(|raw| validate(raw, &args, &Source::new(path, text)));
-        if let Err(errors) = result {
-            proptest::prop_assert!(!errors.0.is_empty());
-            for error in &errors.0 {
+        let errors = match parse(path, text) {
+            Err(errors) => {
+                proptest::prop_assert!(!errors.0.is_empty());
+                errors.0
+            }
+            Ok(raw) => assemble(raw, &args, &Source::new(path, text)).1,
+        };
+        {
+            for error in &errors {
                 proptest::prop_assert!(!error.contains('\n'), "a multi-line error: {error:?}");
                 proptest::prop_assert!(error.starts_with("fuzz.ron"), "unlocated: {error:?}");
             }

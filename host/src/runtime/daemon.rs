@@ -24,7 +24,10 @@ use crate::{
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     log::init(args.log_format.unwrap_or_default());
-    let config = config::load(&args).map_err(|e| UsageError(e.into()))?;
+    let (config, errors) = config::load_all(&args).map_err(|e| UsageError(e.into()))?;
+    if !errors.is_empty() {
+        return Err(UsageError(setup::all_errors(&config, errors).into()).into());
+    }
     run_with(config, None, Some(args))
 }
 

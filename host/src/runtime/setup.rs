@@ -53,6 +53,20 @@ pub fn supervision(timeout: std::time::Duration) -> Supervision {
     Supervision::new(timeout, Arc::new(log::line))
 }
 
+/// A configuration `config::load_all` found errors in (`errors`), refused with every
+/// error at once: the file's, then those of its plugins and faults, checked on what
+/// could be built (a refused setting standing in at its default), nothing written.
+pub fn all_errors(config: &Config, mut errors: Vec<String>) -> ConfigErrors {
+    if let Err(more) = build(config, false) {
+        for e in more.0 {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+    }
+    ConfigErrors(errors)
+}
+
 /// Builds the engine; every problem is reported, each naming where it was written. With
 /// `run` false (`check-config`) nothing is written anywhere: the journal is not opened.
 pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {

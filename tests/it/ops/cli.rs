@@ -121,6 +121,29 @@ fn json_modes_print_their_errors_as_json() {
         answer["error"]["message"],
         "no journal at /nonexistent/journal.jsonl: nothing was journaled there (another path? --journal FILE, or --config FILE for the daemon's)"
     );
+    // A usage error clap finds itself (an unknown flag, a bad value) too.
+    for (args, message) in [
+        (
+            vec!["kill", "--json", "--bogus"],
+            "unexpected argument '--bogus' found",
+        ),
+        (
+            vec!["status", "--json", "--url"],
+            "a value is required for '--url <URL>' but none was supplied",
+        ),
+    ] {
+        let run = monkey(&args);
+        assert_eq!(run.code, Some(2), "{args:?}");
+        let answer: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", run.stdout));
+        assert_eq!(answer["error"]["code"], 2);
+        assert_eq!(answer["error"]["message"], message, "{args:?}");
+        assert!(
+            run.stderr.starts_with(&format!("error: {message}")),
+            "{}",
+            run.stderr
+        );
+    }
     // Without --json, stdout stays empty and the error is a line on stderr.
     let plain = monkey(&["history", "--journal", "/nonexistent/journal.jsonl"]);
     assert_eq!((plain.code, plain.stdout.as_str()), (Some(1), ""));
