@@ -340,6 +340,72 @@ pub fn parse_config<C: DeserializeOwned>(text: &str) -> Result<C, PluginError> {
         })
 }
 
+/// A duration as a configuration writes it, every duration setting alike, the daemon's
+/// and the faults': a number of seconds (`90`, or `"90"`) or a duration (`"90s"`, `"5m"`,
+/// `"1h30m"`). Kept as text (`90` becomes `90s`), for the setting's own check to read
+/// and quote: give a config field this type and read it with [`duration`]
+/// (`config.duration.as_deref()`).
+///
+/// ```
+/// # use nightmare_monkey_plugin_api::sdk::{self, DurationText};
+/// #[derive(serde::Deserialize)]
+/// struct Config { duration: Option<DurationText> }
+/// let a: Config = sdk::parse_config("(duration: 90)").unwrap();
+/// let b: Config = sdk::parse_config(r#"(duration: "1h30m")"#).unwrap();
+/// assert_eq!(a.duration.as_deref(), Some("90s"));
+/// assert_eq!(b.duration.as_deref(), Some("1h30m"));
+/// let d = sdk::duration("duration", a.duration.as_deref(), std::time::Duration::from_secs(30), std::time::Duration::from_secs(3600));
+/// assert_eq!(d.unwrap(), std::time::Duration::from_secs(90));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationText(pub String);
+
+impl std::ops::Deref for DurationText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationText;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("seconds (90) or a duration like \"90s\", \"5m\" or \"1h30m\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<DurationText, E> {
+                Ok(DurationText(format!("{n}s")))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<DurationText, E> {
+                u64::try_from(n)
+                    .map(|n| DurationText(format!("{n}s")))
+                    .map_err(|_| E::custom(format!("a duration cannot be negative ({n})")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationText, E> {
+                // "90" is seconds too, as 90 is.
+                if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+                    return Ok(DurationText(format!("{text}s")));
+                }
+                Ok(DurationText(text.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// A fault's duration setting: `text` (`30s`, `5m`, `500ms`, `1h 30m`), or `default` when
 /// it is not given; more than zero and at most `max`. The error names `field` and the
 /// accepted range.

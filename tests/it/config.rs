@@ -3,7 +3,7 @@
 
 use std::{fs, path::Path};
 
-use crate::util::monkey;
+use crate::util::{self, monkey, temp_dir};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -284,5 +284,48 @@ fn check_config_refuses_an_uncreatable_state_directory_as_the_daemon_does() {
         )
     );
     assert_eq!(daemon, check, "the daemon refuses the same way");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// One grammar for durations: a fault's `duration` takes seconds as a number, as the
+/// daemon's own settings do (`Exponential(mean: 90)`), or a duration text.
+#[test]
+fn every_fault_duration_takes_a_number_of_seconds_or_a_duration() {
+    let dir = temp_dir("config-durations");
+    let file = dir.join("d.ron");
+    fs::write(
+        &file,
+        format!(
+            r#"(
+    schedule: Exponential(mean: 90),
+    faults: {{
+        "freeze": (plugin: "process-pause", config: (duration: 90)),
+        "hog": (plugin: "cpu-hog", config: (duration: "1m30s")),
+        "mem": (plugin: "memory-hog", config: (duration: 90)),
+        "fill": (plugin: "disk-fill", config: (path: {dir:?}, duration: "90")),
+    }},
+)"#
+        ),
+    )
+    .unwrap();
+    let run = monkey(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = monkey(&[
+        "kill",
+        "--plugin",
+        util::built_lib("libstale_lock.so").to_str().unwrap(),
+        "--fault-config",
+        &format!("(path: {:?}, duration: 90)", dir.join("lock")),
+        "--json",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        answer["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with(" behind for 90 s"),
+        "{answer}"
+    );
     fs::remove_dir_all(dir).unwrap();
 }

@@ -41,7 +41,7 @@ pub struct Config {
     pub mode: Option<String>,
     /// How long (default 5 minutes, at most 1 hour).
     #[serde(default)]
-    pub duration: Option<String>,
+    pub duration: Option<sdk::DurationText>,
 }
 
 /// What revert needs: which file exactly (device and inode: a file replaced meanwhile is

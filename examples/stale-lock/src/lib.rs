@@ -40,7 +40,7 @@ pub struct Config {
     /// What to write in it.
     pub content: Option<String>,
     /// How long it stays (a duration in seconds or with a unit suffix: `90`, `10m`, `1h`).
-    pub duration: Option<String>,
+    pub duration: Option<sdk::DurationText>,
 }
 
 /// Reads `30`, `90s`, `10m`, `2h` (kept dependency-free on purpose: an example).

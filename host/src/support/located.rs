@@ -5,57 +5,9 @@
 
 use std::{path::Path, path::PathBuf, time::Duration};
 
-/// A duration as a configuration writes it, every duration setting alike: a number of
-/// seconds (`90`) or a duration (`"90s"`, `"5m"`, `"1h30m"`). Kept as text (`90` becomes
-/// `90s`), for the setting's own check to read and quote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DurationText(pub String);
-
-impl std::ops::Deref for DurationText {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for DurationText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for DurationText {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = DurationText;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("seconds (90) or a duration like \"90s\", \"5m\" or \"1h30m\"")
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<DurationText, E> {
-                Ok(DurationText(format!("{n}s")))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<DurationText, E> {
-                u64::try_from(n)
-                    .map(|n| DurationText(format!("{n}s")))
-                    .map_err(|_| E::custom(format!("a duration cannot be negative ({n})")))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationText, E> {
-                // "90" is seconds too, as 90 is.
-                if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-                    return Ok(DurationText(format!("{text}s")));
-                }
-                Ok(DurationText(text.to_owned()))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
+/// A duration as a configuration writes it, every duration setting alike (the plugins'
+/// too): the SDK's type, so a fault's config and the daemon's read `90` and `"5m"` the same.
+pub use nightmare_monkey_plugin_api::sdk::DurationText;
 
 /// Whole seconds of a duration setting written `text`; else an error naming it.
 pub fn seconds(text: &str, at: &str, key: &str) -> Result<u64, String> {

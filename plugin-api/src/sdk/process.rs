@@ -481,6 +481,14 @@ pub fn state_of(pid: u32) -> Option<char> {
     proc::stat(pid).map(|s| s.state)
 }
 
+/// Whether the process is stopped now (`T`, or `t` under a tracer), if it still exists:
+/// what a harness test of a process fault should watch. The state letter itself is no
+/// observable (a running process flickers between `R` and `S` on its own), but stopped,
+/// running or gone is.
+pub fn stopped(pid: u32) -> Option<bool> {
+    state_of(pid).map(|s| matches!(s, 'T' | 't'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ pub struct Config {
     /// Or a share of the host's cores, in percent (rounded up, at least one core).
     pub percent: Option<usize>,
     /// How long (default 1m, at most 1h).
-    pub duration: Option<String>,
+    pub duration: Option<sdk::DurationText>,
 }
 
 /// The `cpu-hog` fault.

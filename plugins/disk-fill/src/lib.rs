@@ -45,7 +45,7 @@ pub struct Config {
     /// Never leave less than this many MiB free (default 256).
     pub floor_mib: Option<u64>,
     /// How long the space stays taken (default 5m, at most 1h).
-    pub duration: Option<String>,
+    pub duration: Option<sdk::DurationText>,
 }
 
 /// What the revert needs: the file, and which file exactly (device and inode). Prepared

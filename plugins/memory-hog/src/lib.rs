@@ -46,7 +46,7 @@ pub struct Config {
     /// Never leave less than this many MiB available (default 256).
     pub floor_mib: Option<u64>,
     /// How long (default 1m, at most 1h).
-    pub duration: Option<String>,
+    pub duration: Option<sdk::DurationText>,
 }
 
 enum Amount {

@@ -133,7 +133,7 @@ mod tests {
     use nightmare_monkey_plugin_api::sdk::parse_config;
 
     use super::*;
-    use nightmare_monkey_plugin_api::sdk::{process::state_of, testing::Harness};
+    use nightmare_monkey_plugin_api::sdk::{process::stopped, testing::Harness};
 
     /// A child of this test: the only process the fault may choose (its scope is the
     /// child's process tree), killed by its exact PID when dropped.
@@ -166,7 +166,7 @@ mod tests {
         let harness = Harness::of::<ProcessKill>();
         let contract = harness
             .contract(&format!("(scope: Tree({pid}))"))
-            .watch(|| state_of(pid));
+            .watch(|| stopped(pid));
         contract.check_dry_run().unwrap();
         contract.check_no_panics().unwrap();
         contract

@@ -38,7 +38,7 @@ nightmare_monkey_plugin_api::process_config! {
     /// The fault's configuration, as written in RON.
     pub struct Config {
         /// How long the victim stays stopped (default 30 s, at most 1 h).
-        pub duration: Option<String>,
+        pub duration: Option<sdk::DurationText>,
     }
 }
 
@@ -220,7 +220,7 @@ export_plugin!(ProcessPause);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nightmare_monkey_plugin_api::sdk::{process::state_of, testing::Harness};
+    use nightmare_monkey_plugin_api::sdk::{process::stopped, testing::Harness};
 
     /// A child of this test: the only process the fault may choose (its scope is the
     /// child's process tree), killed by its exact PID when dropped.
@@ -252,7 +252,7 @@ mod tests {
         let pid = child.0.id();
         Harness::of::<ProcessPause>()
             .contract(&format!("(duration: \"1m\", scope: Tree({pid}))"))
-            .watch(|| state_of(pid))
+            .watch(|| stopped(pid))
             .check_all()
             .unwrap();
     }
