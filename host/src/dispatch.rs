@@ -79,6 +79,9 @@ struct NextFault {
     in_s: u64,
     /// Which fault.
     fault: String,
+    /// Whether that instant is inside the window: outside it the timer wakes, sleeps
+    /// (no fault) and draws its next wait.
+    in_window: bool,
 }
 
 impl Injector {
@@ -108,6 +111,11 @@ impl Injector {
         self.engine.clock(at)
     }
 
+    /// Whether a fault may be injected at `at` as far as the window goes.
+    pub fn in_window(&self, at: DateTime<Utc>) -> bool {
+        self.engine.in_window(at)
+    }
+
     /// What the monkey is doing now.
     pub fn status(&self) -> Status {
         let now = Utc::now();
@@ -117,6 +125,7 @@ impl Injector {
                 at: self.engine.clock(*at),
                 in_s: (*at - now).num_seconds().max(0) as u64,
                 fault: fault.clone(),
+                in_window: self.engine.in_window(*at),
             }),
         }
     }

@@ -166,6 +166,32 @@ fn outside_the_window_it_answers_503_with_retry_after() {
     );
 }
 
+/// The timer's next wake outside the window is no fault, and neither the log nor
+/// `status` says there is one then.
+#[test]
+fn a_timer_wake_outside_the_window_is_not_called_a_fault() {
+    let day = (chrono::Local::now().date_naive() + chrono::Duration::days(2))
+        .format("%w")
+        .to_string();
+    let (mut d, port) = daemon(&["-d", &day, "--min-interval", "60", "--max-interval", "60"]);
+    let next = d.wait_for(|l| l.starts_with("Next fault: "));
+    assert!(
+        next.starts_with("Next fault: none at ")
+            && next.ends_with(": outside the window, the timer wakes, sleeps on and draws again"),
+        "{next}"
+    );
+    let s = http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(s["next"]["in_window"], false, "{s}");
+    let open = daemon(OPEN);
+    let (mut d, port) = open;
+    let next = d.wait_for(|l| l.starts_with("Next fault: "));
+    assert!(next.starts_with("Next fault: process-kill at "), "{next}");
+    assert_eq!(
+        http(port, "GET", "/api/status", &[], b"").json()["next"]["in_window"],
+        true
+    );
+}
+
 #[test]
 fn a_token_guards_every_api_call() {
     let dir = std::env::temp_dir().join(format!("nm-it-token-{}", std::process::id()));

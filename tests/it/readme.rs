@@ -23,6 +23,11 @@
 //! until: 2 Next:                               the command is a daemon run: interrupted
 //!                                              (SIGINT, the reader's Ctrl-C) once its
 //!                                              output holds "Next:" twice
+//! meanwhile: curl -d '{"desc":"x"}' localhost:8080/api/kill
+//!                                              run once that daemon listens, as from
+//!                                              another terminal ($pid is its PID)
+//! meanwhile-after: Next fault:                 ... once it has printed that (default:
+//!                                              "Listening on")
 //! redact: in \d+h \d+m \d+s                    one more pattern to mask
 //! skip: it polls qiita.com                     not run, and why
 //! -->
@@ -48,6 +53,10 @@ struct Block {
     /// What runs before its commands, in order.
     steps: Vec<Step>,
     until: Option<(usize, String)>,
+    /// Shell lines run, quietly, once the interrupted command listens (`$pid` is its PID).
+    meanwhile: Vec<String>,
+    /// What the interrupted command prints before `meanwhile` runs (once).
+    meanwhile_after: String,
     redact: Vec<Regex>,
     skip: Option<String>,
     commands: Vec<Shown>,
@@ -129,6 +138,8 @@ fn empty_block(line: usize) -> Block {
         line,
         steps: Vec::new(),
         until: None,
+        meanwhile: Vec::new(),
+        meanwhile_after: "Listening on".to_owned(),
         redact: Vec::new(),
         skip: None,
         commands: Vec::new(),
@@ -153,12 +164,14 @@ fn directive(block: &mut Block, line: &str, at: usize) {
                 .unwrap_or_else(|| panic!("README.md:{at}: expected `until: N TEXT`"));
             block.until = Some((n, text));
         }
+        "meanwhile" => block.meanwhile.push(value.to_owned()),
+        "meanwhile-after" => block.meanwhile_after = value.to_owned(),
         "redact" => block
             .redact
             .push(Regex::new(value).unwrap_or_else(|e| panic!("README.md:{at}: bad redact: {e}"))),
         "skip" => block.skip = Some(value.to_owned()),
         _ => {
-            panic!("README.md:{at}: unknown directive `{key}` (setup, daemon, until, redact, skip)")
+            panic!("README.md:{at}: unknown directive `{key}` (setup, daemon, until, meanwhile, meanwhile-after, redact, skip)")
         }
     }
 }
@@ -333,8 +346,20 @@ nm_wait() {
                 // A job of its own (set -m), so that SIGINT is not ignored in it and
                 // goes to its whole process group, as the terminal's Ctrl-C does.
                 s += &format!(
-                    ": >/tmp/.fg.log\nset -m\neval {} >/tmp/.fg.log 2>&1 </dev/null &\npid=$!\nset +m\nnm_wait /tmp/.fg.log {n} {}\nkill -INT -- -$pid; wait $pid; code=$?; cat /tmp/.fg.log\n",
+                    ": >/tmp/.fg.log\nset -m\neval {} >/tmp/.fg.log 2>&1 </dev/null &\npid=$!\nset +m\n",
                     quoted(&format!("exec {}", shown.command)),
+                );
+                if !block.meanwhile.is_empty() {
+                    s += &format!(
+                        "nm_wait /tmp/.fg.log 1 {}\n",
+                        quoted(&block.meanwhile_after)
+                    );
+                }
+                for line in &block.meanwhile {
+                    s += &format!("eval {} >/dev/null 2>&1\n", quoted(line));
+                }
+                s += &format!(
+                    "nm_wait /tmp/.fg.log {n} {}\nkill -INT -- -$pid; wait $pid; code=$?; cat /tmp/.fg.log\n",
                     quoted(text)
                 );
             }

@@ -165,12 +165,22 @@ fn describe(url: &str, s: &serde_json::Value) -> String {
     ));
     out.push_str(&format!("  window: {}\n", text(&s["window"])));
     match s.get("next") {
-        Some(next) => out.push_str(&format!(
-            "  next fault: {} at {} (in {})\n",
-            text(&next["fault"]),
-            text(&next["at"]),
-            humantime::format_duration(Duration::from_secs(next["in_s"].as_u64().unwrap_or(0)))
-        )),
+        Some(next) => {
+            let within =
+                humantime::format_duration(Duration::from_secs(next["in_s"].as_u64().unwrap_or(0)));
+            out.push_str(&if next["in_window"].as_bool() == Some(false) {
+                format!(
+                    "  next fault: none at {} (in {within}): outside the window, the timer wakes, sleeps on and draws again\n",
+                    text(&next["at"])
+                )
+            } else {
+                format!(
+                    "  next fault: {} at {} (in {within})\n",
+                    text(&next["fault"]),
+                    text(&next["at"])
+                )
+            })
+        }
         None => out.push_str("  next fault: none (the timer is off)\n"),
     }
     let budget = &s["budget"];
@@ -240,7 +250,7 @@ mod tests {
             "state": "playing",
             "execute": false,
             "window": "from 11:00 to 18:00, Mon thru Fri (Asia/Tokyo)",
-            "next": {"at": "2026-11-26T15:42:10+09:00", "in_s": 723, "fault": "process-kill"},
+            "next": {"at": "2026-11-26T15:42:10+09:00", "in_s": 723, "fault": "process-kill", "in_window": true},
             "budget": {"per_hour": {"used": 1, "limit": 4}, "per_day": null, "next_fits_in_s": 0},
             "active": [{"id": "1-2", "fault": "freeze", "due": "2026-11-26T15:30:00+09:00"}],
             "reverting": [],
@@ -256,6 +266,11 @@ mod tests {
   journal: /var/lib/nightmare-monkey/journal.jsonl
 "
         );
+        let mut outside = s.clone();
+        outside["next"]["in_window"] = serde_json::json!(false);
+        assert!(describe("u", &outside).contains(
+            "  next fault: none at 2026-11-26T15:42:10+09:00 (in 12m 3s): outside the window, the timer wakes, sleeps on and draws again\n"
+        ));
         let paused = serde_json::json!({
             "version": "0.1.0", "state": "paused", "paused": "POST /api/resume to resume",
             "execute": true, "window": "w", "budget": {"next_fits_in_s": 60},

@@ -280,6 +280,11 @@ impl Engine {
         }
     }
 
+    /// Whether `at` is inside the window (always, without one).
+    pub(crate) fn in_window(&self, at: DateTime<Utc>) -> bool {
+        self.guards.window.as_ref().is_none_or(|w| w.contains(at))
+    }
+
     /// An instant as the window's zone shows it (RFC 3339 with its offset).
     pub(crate) fn clock(&self, at: DateTime<Utc>) -> String {
         use chrono::Timelike as _;

@@ -58,10 +58,15 @@ pub async fn run(
         injector.set_next(Some((fire.at, fault.clone())));
         // The original's line, byte for byte, then the same as a clock time.
         log::line(format!("Next: {} seconds after", wait.as_secs()));
-        log::line(format!(
-            "Next fault: {fault} at {}",
-            injector.clock(fire.at)
-        ));
+        // Outside the window the timer wakes and sleeps on: no fault then.
+        log::line(if injector.in_window(fire.at) {
+            format!("Next fault: {fault} at {}", injector.clock(fire.at))
+        } else {
+            format!(
+                "Next fault: none at {}: outside the window, the timer wakes, sleeps on and draws again",
+                injector.clock(fire.at)
+            )
+        });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => {
