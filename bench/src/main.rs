@@ -96,6 +96,11 @@ struct Args {
     #[arg(long, value_name = "N")]
     pick_loop: Option<usize>,
 
+    /// Another build of the binary to set beside it, in the "Build profiles" table
+    /// (bench/run gives the `release` build, the README's first command's)
+    #[arg(long, value_name = "FILE")]
+    compare: Option<PathBuf>,
+
     /// Faults in the generated journal the history costs are measured on (0: not
     /// measured)
     #[arg(long, value_name = "N", default_value_t = 250_000)]
@@ -147,6 +152,24 @@ pub struct AtSize {
     pub saturated: (f64, f64),
     /// Moderate load: p50, p99 and max latency in ms.
     pub moderate: (f64, f64, f64),
+}
+
+/// What one build of the binary costs at rest and for one pick (the "Build profiles"
+/// table).
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// The binary.
+    pub path: PathBuf,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// Start to a listening API, ms.
+    pub startup: Summary,
+    /// RSS once listening and settled, KiB.
+    pub rss: u64,
+    /// One dry-run `kill`, the whole process, wall ms.
+    pub kill: Summary,
+    /// Processes listed while it was measured.
+    pub processes: usize,
 }
 
 /// What was measured of the daemon itself.
@@ -219,8 +242,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(&scratch)?;
     let result = measure_all(args, &binary, &scratch);
     let _ = fs::remove_dir_all(&scratch);
-    let (sizes, footprint) = result?;
-    let text = report::markdown(args, &binary, &sizes, &footprint);
+    let (sizes, footprint, builds) = result?;
+    let text = report::markdown(args, &binary, &sizes, &footprint, &builds);
     fs::write(&args.out, &text).with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("\n{}", report::targets(&sizes, &footprint));
     println!("wrote {}", args.out.display());
@@ -270,10 +293,11 @@ fn measure_all(
     args: &Args,
     binary: &Path,
     scratch: &Path,
-) -> anyhow::Result<(Vec<AtSize>, Footprint)> {
+) -> anyhow::Result<(Vec<AtSize>, Footprint, Vec<Build>)> {
     let mut crowd = Crowd::default();
     let mut sizes = Vec::new();
     let mut footprint = None;
+    let mut builds = Vec::new();
     for &size in &args.sizes {
         eprint!("starting idle processes up to {size}... ");
         crowd.grow_to(size)?;
@@ -286,9 +310,66 @@ fn measure_all(
         sizes.push(at);
         if footprint.is_none() {
             footprint = Some(measure_footprint(args, binary, scratch)?);
+            // The builds side by side, taking turns, among the fewest processes.
+            if let Some(other) = &args.compare {
+                for b in [binary, other.as_path()] {
+                    builds.push(measure_build(args, b, scratch)?);
+                }
+            }
         }
     }
-    Ok((sizes, footprint.context("no size was measured")?))
+    Ok((sizes, footprint.context("no size was measured")?, builds))
+}
+
+/// One build's size, start, settled RSS and one dry-run `kill`.
+fn measure_build(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Result<Build> {
+    let bytes = fs::metadata(binary)
+        .with_context(|| format!("cannot read {}", binary.display()))?
+        .len();
+    let mut startups = Vec::new();
+    for run in 0..args.runs {
+        let daemon = Daemon::start(binary, &scratch.join(format!("build-{run}")), true)?;
+        startups.push(daemon.startup);
+    }
+    let daemon = Daemon::start(binary, &scratch.join("build-idle"), true)?;
+    thread::sleep(Duration::from_millis(500));
+    let rss = daemon.usage()?.rss_kib;
+    drop(daemon);
+    let journal = scratch.join("build.jsonl");
+    let mut kills = Vec::new();
+    run_command(
+        Command::new(binary)
+            .args(["kill", "--seed", "0", "--journal"])
+            .arg(&journal),
+        false,
+    )?;
+    for run in 0..args.runs {
+        let (cost, _) = run_command(
+            Command::new(binary)
+                .args(["kill", "--seed", &run.to_string(), "--journal"])
+                .arg(&journal),
+            false,
+        )?;
+        kills.push(cost.wall);
+    }
+    let _ = fs::remove_file(&journal);
+    let build = Build {
+        path: binary.to_owned(),
+        bytes,
+        startup: Summary::of_ms(startups),
+        rss,
+        kill: Summary::of_ms(kills),
+        processes: procs::count_processes()?,
+    };
+    eprintln!(
+        "  {}: {} bytes, start {} ms, RSS {} KiB, kill {} ms",
+        binary.display(),
+        build.bytes,
+        build.startup,
+        build.rss,
+        build.kill
+    );
+    Ok(build)
 }
 
 /// The wall and CPU summaries of some costs.

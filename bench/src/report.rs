@@ -3,7 +3,7 @@
 
 use std::{env, fmt::Write as _, fs, path::Path, process::Command};
 
-use crate::{measure::num, Args, AtSize, Footprint};
+use crate::{measure::num, Args, AtSize, Build, Footprint};
 
 /// The original's dry-run API throughput on the reference machine (issue 7).
 const ORIGINAL_RPS: f64 = 600.0;
@@ -210,12 +210,57 @@ pub fn targets(sizes: &[AtSize], footprint: &Footprint) -> String {
     out
 }
 
+/// The "Build profiles" section: what each build costs at rest and for a pick.
+fn profiles(builds: &[Build]) -> String {
+    let mut md = format!(
+        "\n## Build profiles\n\nThe same source built twice, measured the same way, among {} \
+         processes: `release` (the README's first command: no LTO, quick to build) and `dist` \
+         (fat LTO, one codegen unit, the functions a start and a request run laid out \
+         together: the .deb, `cargo install` as documented, and the figures above). What \
+         `dist` costs is build time: a cold build on this 2-core machine took 3m54s against \
+         3m24s for `release` (measured 2026-11-26 with `cargo clean` first; not measured by \
+         this harness, a cold build takes minutes). What it gains is below.\n\n",
+        builds.first().map_or(0, |b| b.processes)
+    );
+    md.push_str(&row(&[
+        "build".into(),
+        "binary".into(),
+        "size".into(),
+        "start to a listening API".into(),
+        "RSS idle".into(),
+        "one dry-run `kill`".into(),
+    ]));
+    md.push_str(&row(&vec!["---".to_owned(); 6]));
+    for b in builds {
+        let profile = b
+            .path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map_or_else(|| "?".to_owned(), |n| n.to_string_lossy().into_owned());
+        md.push_str(&row(&[
+            format!("`{profile}`"),
+            format!("`{}`", b.path.display()),
+            format!("{:.1} MB", b.bytes as f64 / 1e6),
+            format!("{} ms", b.startup),
+            format!("{} KiB", b.rss),
+            format!("{} ms", b.kill),
+        ]));
+    }
+    md
+}
+
 fn row(cells: &[String]) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
 /// The whole report.
-pub fn markdown(args: &Args, binary: &Path, sizes: &[AtSize], f: &Footprint) -> String {
+pub fn markdown(
+    args: &Args,
+    binary: &Path,
+    sizes: &[AtSize],
+    f: &Footprint,
+    builds: &[Build],
+) -> String {
     // bench/run says how it was called; run directly, the harness's own arguments.
     let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| {
         let args: Vec<String> = env::args().skip(1).collect();
@@ -361,6 +406,10 @@ pub fn markdown(args: &Args, binary: &Path, sizes: &[AtSize], f: &Footprint) -> 
         args.leak_requests,
         f.rss_after,
     );
+
+    if !builds.is_empty() {
+        md.push_str(&profiles(builds));
+    }
 
     md.push_str("\n## Targets (issue 7)\n\n");
     md.push_str(&targets(sizes, f));
