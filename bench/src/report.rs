@@ -217,9 +217,10 @@ fn profiles(builds: &[Build]) -> String {
          processes: `release` (the README's first command: no LTO, quick to build) and `dist` \
          (fat LTO, one codegen unit, the functions a start and a request run laid out \
          together: the .deb, `cargo install` as documented, and the figures above). What \
-         `dist` costs is build time: a cold build on this 2-core machine took 3m54s against \
-         3m24s for `release` (measured 2026-11-26 with `cargo clean` first; not measured by \
-         this harness, a cold build takes minutes). What it gains is below.\n\n",
+         `dist` costs is build time, not measured here (a cold build takes minutes): on this \
+         2-core machine, 2026-11-26, `dist` took 3m54s from cold (CI's clean clone), \
+         `release` 3m24s with the build scripts and macros already built (4m37s from cold \
+         with another build beside it). What it gains is below.\n\n",
         builds.first().map_or(0, |b| b.processes)
     );
     md.push_str(&row(&[
