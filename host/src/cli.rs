@@ -130,6 +130,8 @@ impl Cli {
             Some(Command::Kill(a)) => a.json,
             Some(Command::History(a)) => a.json,
             Some(Command::Status(a)) => a.json,
+            Some(Command::Ack(a)) => a.json,
+            Some(Command::Report(a)) => a.format == ReportFormat::Json,
             _ => false,
         }
     }
@@ -164,6 +166,13 @@ pub enum Command {
     /// fault, what is in effect, the budget left
     #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
+    /// Mark a fault noticed, for its time to detect: the latest unnoticed one, or --id
+    #[command(after_help = ACK_EXAMPLES)]
+    Ack(AckArgs),
+    /// What a drill came to: per fault, who noticed and when, whether the system came
+    /// back, and in sum, from the journal
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Run COMMAND in a fresh PID namespace and unleash the monkey on it alone, for real
     #[command(
         after_help = SANDBOX_EXAMPLES,
@@ -355,6 +364,71 @@ pub struct StatusArgs {
     /// Print the JSON of GET /api/status
     #[arg(long)]
     pub json: bool,
+}
+
+const ACK_EXAMPLES: &str = "\
+The same as POST /api/ack. Time to detect counts from the fault's injection to the first
+ack (or Alertmanager alert, POST /api/alerts); a fault is noticed once. Dry runs and
+failed injections cannot be acknowledged: nothing happened to notice.
+
+Examples:
+  nightmare-monkey ack                          the latest unnoticed fault, by $USER
+  nightmare-monkey ack --by alice
+  nightmare-monkey ack --id 1795723590302-1 --config /etc/nightmare-monkey/config.ron";
+
+/// `ack`.
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// Who noticed [default: $USER]
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+    /// The fault's id (from the log, `history --json` or the report) [default: the latest
+    /// fault injected for real in the last 24 hours that nobody noticed yet]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Print the daemon's JSON answer
+    #[arg(long)]
+    pub json: bool,
+}
+
+const REPORT_EXAMPLES: &str = "\
+Verdicts: coped (noticed, and back within its recovery deadline where one was checked),
+recovered late, not recovered, undetected; dry runs and failed injections are not judged.
+Resilience: the share of judged faults the team coped with.
+
+Examples:
+  nightmare-monkey report                            the last 7 days, the default journal
+  nightmare-monkey report --since 2026-11-26T09:00:00+09:00 --format md > drill.md
+  nightmare-monkey report --config /etc/nightmare-monkey/config.ron --format json";
+
+/// The report's formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Lines for a terminal.
+    Text,
+    /// The whole report as one JSON object (as GET /api/report answers).
+    Json,
+    /// A Markdown table and summary, for a post-mortem page.
+    Md,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The journal file [default: the config's, else <state dir>/journal.jsonl]
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Read the journal path from this configuration
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Faults since this instant (RFC 3339) or this long ago (7d, 2h) [default: 7d]
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// text, json or md
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
+    pub format: ReportFormat,
 }
 
 const PLUGINS_EXAMPLES: &str = "\

@@ -17,6 +17,8 @@ use std::{
 use chrono::{DateTime, Utc};
 use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
+pub(crate) use crate::engine::{AckError, Acknowledged};
+
 use crate::{
     domain::injection::{ceil_secs, Ask, InjectError, Injection},
     engine::{run_all, Engine, Unfinished},
@@ -230,6 +232,33 @@ impl Injector {
                 run_all(vec![job], Duration::ZERO);
             }
         });
+    }
+
+    /// Marks a fault noticed by `by` (the one `id` names, else the latest unnoticed real
+    /// fault of the last day), on a thread of its own (it reads the journal), and logs
+    /// it. `Ok(None)`: the thread could not be started.
+    pub async fn acknowledge(
+        &self,
+        by: String,
+        id: Option<String>,
+    ) -> Option<Result<Acknowledged, AckError>> {
+        let engine = self.engine.clone();
+        let done = on_own_thread("ack", move || {
+            engine.acknowledge(&by, id.as_deref(), Utc::now())
+        })
+        .await?;
+        if let Ok(ack) = &done {
+            crate::output::metrics::get().detected(ack.ttd_ms);
+            log::line(format!(
+                "Detected: {} ({}) {} by {} after {}",
+                ack.id,
+                ack.fault,
+                ack.target,
+                ack.by,
+                crate::domain::drill::human_ms(ack.ttd_ms)
+            ));
+        }
+        Some(done)
     }
 
     /// Turns the kill switch on or off (off: unless the pause file holds it on, which

@@ -70,9 +70,9 @@ fn bad_requests_get_clear_json_errors_never_500() {
         ("POST", "/api/kill", b"[1,2]", 400, "desc is required: send a JSON object like {\"desc\":\"I like kill!\"}"),
         ("POST", "/api/kill", b"{\"desc\":\"  \"}", 400, "desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}"),
         ("POST", "/api/kill", b"{\"desc\":5}", 400, "desc must be a string, e.g. {\"desc\":\"I like kill!\"}"),
-        ("GET", "/api/kill", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
-        ("DELETE", "/api/plugins", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
-        ("GET", "/nowhere", b"", 404, "not found: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz"),
+        ("GET", "/api/kill", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz"),
+        ("DELETE", "/api/plugins", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz"),
+        ("GET", "/nowhere", b"", 404, "not found: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz"),
         ("POST", "/api/faults/nope", b"{\"desc\":\"x\"}", 404, "no fault named `nope` is configured"),
     ];
     for (method, path, body, status, message) in cases {

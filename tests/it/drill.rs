@@ -8,7 +8,7 @@ use crate::util::{http, in_namespace, json_lines, monkey, pairs, temp_dir, Daemo
 
 /// Shell helpers for the namespace scripts: wait for a line in a file (with a deadline),
 /// the state letter of a process, the daemon's port from its log.
-const PRELUDE: &str = r#"
+pub(crate) const PRELUDE: &str = r#"
 await() { end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do
   [ "$(date +%s)" -gt $end ] && { echo "timed out waiting for $1 in $2" >&2; cat "$2" >&2; return 1; }; sleep 0.02; done; }
 # A process just continued may be running a moment before it sleeps again: R is waited out.

@@ -8,6 +8,7 @@
 //
 // Commands:
 //   destroy - inject one fault (デストロイ and ですとろい work too)
+//   ack - "I noticed it": marks the latest unnoticed fault detected, by you (time to detect)
 //
 // Install: copy this file into your Hubot's scripts/ directory and restart the bot.
 // Try it without a chat: node examples/clients/hubot/try.js destroy
@@ -15,6 +16,34 @@
 module.exports = (robot) => {
   const base = (process.env.NIGHTMARE_MONKEY_URL || "http://127.0.0.1:8080").replace(/\/$/, "");
   const token = process.env.NIGHTMARE_MONKEY_TOKEN;
+  const post = (path) => {
+    let request = robot.http(`${base}${path}`).header("Content-Type", "application/json");
+    if (token) {
+      request = request.header("Authorization", `Bearer ${token}`);
+    }
+    return request;
+  };
+
+  robot.hear(/^ack\b/i, (msg) => {
+    const by = (msg.message && msg.message.user && msg.message.user.name) || "hubot";
+    post("/api/ack").post(JSON.stringify({ by }))((err, res, body) => {
+      if (err) {
+        msg.send(`nightmare-monkey is unreachable: ${err.message}`);
+        return;
+      }
+      let answer = {};
+      try {
+        answer = JSON.parse(body);
+      } catch (_) {
+        // reported below with the status
+      }
+      if (res.statusCode === 200) {
+        msg.send(`Noticed by ${answer.by} after ${Math.round(answer.ttd_ms / 1000)} s: it was ${answer.fault} on ${answer.target}.`);
+      } else {
+        msg.send(`nightmare-monkey: ${answer.message || body}`);
+      }
+    });
+  });
 
   robot.hear(/(destroy|ですとろい|デストロイ)/i, (msg) => {
     let request = robot.http(`${base}/api/kill`).header("Content-Type", "application/json");

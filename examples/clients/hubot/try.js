@@ -1,5 +1,6 @@
 // Runs nightmare-monkey.js with a stand-in robot, no chat and no Hubot install needed:
 //   node examples/clients/hubot/try.js "let's destroy it"
+//   node examples/clients/hubot/try.js ack
 // It talks to the monkey at NIGHTMARE_MONKEY_URL (default http://127.0.0.1:8080).
 const http = require("http");
 
@@ -31,7 +32,7 @@ const robot = {
 };
 
 require("./nightmare-monkey.js")(robot);
-const msg = { send: (text) => console.log(`[chat] ${text}`) };
+const msg = { send: (text) => console.log(`[chat] ${text}`), message: { user: { name: process.env.USER || "you" } } };
 const heard = listeners.filter(([pattern]) => pattern.test(said));
 if (heard.length === 0) {
   console.log(`[chat] (nothing: "${said}" does not wake the monkey)`);

@@ -10,6 +10,7 @@ use crate::{
     cli::HistoryArgs,
     config,
     domain::{
+        drill::human_ms,
         history, injection,
         journal::{self, parse_since, Entry},
     },
@@ -60,6 +61,27 @@ pub fn line(e: &Entry) -> String {
     match (&e.reverted, e.outcome.as_ref().and_then(|o| o.revert_due)) {
         (Some(r), _) => out.push_str(&format!("; {} {} ({})", r.result, stamp(r.at), r.reason)),
         (None, Some(due)) => out.push_str(&format!("; still active, due {}", stamp(due))),
+        (None, None) => {}
+    }
+    // What followed: who noticed it, whether the system came back.
+    if let Some(d) = &e.detected {
+        out.push_str(&format!(
+            "; noticed by {} after {}",
+            d.by,
+            human_ms(d.ttd_ms)
+        ));
+    }
+    match (&e.recovered, &e.not_recovered) {
+        (Some(r), _) => out.push_str(&format!(
+            "; recovered after {}{}",
+            human_ms(r.ttr_ms),
+            if r.late { " (late)" } else { "" }
+        )),
+        (None, Some(n)) => out.push_str(&format!(
+            "; not recovered within {} ({})",
+            human_ms(n.deadline_ms),
+            n.reason
+        )),
         (None, None) => {}
     }
     // The journal holds what clients and processes wrote: one fault, one line.
@@ -128,9 +150,13 @@ fn page(path: &std::path::Path, query: history::Query, json: bool) -> anyhow::Re
     Ok(())
 }
 
-/// Runs `history`.
-pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
-    let path: PathBuf = match (&args.journal, &args.config) {
+/// The journal `--journal` names, else the one of `--config`'s file, else the default;
+/// one that does not exist (nor its archives) is an error, not an empty history.
+pub(crate) fn journal_of(
+    journal: Option<&PathBuf>,
+    config: Option<&PathBuf>,
+) -> anyhow::Result<PathBuf> {
+    let path: PathBuf = match (journal, config) {
         (Some(path), _) => path.clone(),
         (None, Some(file)) => {
             // Only the journal's path is needed: a value in error elsewhere in the
@@ -154,6 +180,12 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
+    Ok(path)
+}
+
+/// Runs `history`.
+pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
+    let path = journal_of(args.journal.as_ref(), args.config.as_ref())?;
     let since = match &args.since {
         Some(text) => Some(parse_since(text).map_err(|e| UsageError(anyhow!("--since: {e}")))?),
         None => None,

@@ -5,6 +5,7 @@ pub mod history;
 mod kill;
 mod plan;
 mod plugins;
+mod report;
 mod sandbox;
 mod switch;
 
@@ -30,6 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Pause(args)) => switch::run(args, true),
         Some(Command::Resume(args)) => switch::run(args, false),
         Some(Command::Status(args)) => switch::status(args),
+        Some(Command::Ack(args)) => switch::ack(args),
+        Some(Command::Report(args)) => report::run(args),
         Some(Command::Completions { shell }) => {
             let mut text = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "nightmare-monkey", &mut text);

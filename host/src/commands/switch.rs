@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{anyhow, Context as _};
 
 use crate::{
-    cli::{StatusArgs, SwitchArgs},
+    cli::{AckArgs, StatusArgs, SwitchArgs},
     config,
     support::UsageError,
 };
@@ -66,6 +66,16 @@ impl Daemon {
     /// Sends `method path` and returns the JSON answer; an answer that is not a success
     /// is an error carrying the daemon's message.
     fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(method, path, None)
+    }
+
+    /// [`Daemon::call`] with a JSON body.
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -79,6 +89,9 @@ impl Daemon {
             let mut request = client.request(method, format!("{url}{path}"));
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.to_string());
             }
             let response = request.send().await.map_err(|e| {
                 // The innermost cause says it best (`Connection refused (os error 111)`).
@@ -127,6 +140,34 @@ pub fn run(args: SwitchArgs, on: bool) -> anyhow::Result<()> {
     let path = if on { "/api/pause" } else { "/api/resume" };
     let answer = daemon.call(reqwest::Method::POST, path)?;
     println!("{}", answer["message"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// Runs `ack`.
+pub fn ack(args: AckArgs) -> anyhow::Result<()> {
+    let daemon = Daemon::find(&args.daemon)?;
+    let by = args.by.clone().unwrap_or_else(|| {
+        std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "someone".to_owned())
+    });
+    let mut body = serde_json::json!({ "by": by });
+    if let Some(id) = &args.id {
+        body["id"] = serde_json::json!(id);
+    }
+    let answer = daemon.send(reqwest::Method::POST, "/api/ack", Some(body))?;
+    if args.json {
+        println!("{answer}");
+    } else {
+        println!(
+            "{} ({}) {}: noticed by {} after {}",
+            answer["id"].as_str().unwrap_or_default(),
+            answer["fault"].as_str().unwrap_or_default(),
+            answer["target"].as_str().unwrap_or_default(),
+            answer["by"].as_str().unwrap_or_default(),
+            crate::domain::drill::human_ms(answer["ttd_ms"].as_u64().unwrap_or(0))
+        );
+    }
     Ok(())
 }
 

@@ -161,6 +161,12 @@ impl Checkpoint {
                     self.open.remove(&revert.id);
                 }
             }
+            // What followed a fault says nothing of what is in effect.
+            Record::Detected(_)
+            | Record::Recovered(_)
+            | Record::NotRecovered(_)
+            | Record::Refused(_)
+            | Record::Halted(_) => {}
         }
     }
 
@@ -411,6 +417,7 @@ mod tests {
                 Record::Outcome(o) => format!("o{}", o.id),
                 Record::Revert(r) => format!("r{}", r.id),
                 Record::Prepared(p) => format!("p{}", p.id),
+                other => format!("?{:?}", other.fault_id()),
             })
             .collect();
         assert_eq!(back, ["o3", "i3", "r1", "o2", "i2", "o1", "i1"]);

@@ -67,6 +67,8 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     let mut outcomes: HashMap<String, OutcomeRecord> = HashMap::new();
     let mut reverts: HashMap<String, RevertRecord> = HashMap::new();
     let mut prepared: HashMap<String, PreparedRecord> = HashMap::new();
+    // What followed each fault (detections, recoveries), in the order read: backwards.
+    let mut followed: HashMap<String, Vec<Record>> = HashMap::new();
     // Whether the reading has gone past `before` (always, without one).
     let mut past_before = query.before.is_none();
     let mut met_its_file = false;
@@ -119,6 +121,12 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                     outcomes.insert(o.id.clone(), o);
                 }
             }
+            Record::Detected(_) | Record::Recovered(_) | Record::NotRecovered(_) => {
+                if let Some(id) = record.fault_id() {
+                    followed.entry(id.to_owned()).or_default().push(record);
+                }
+            }
+            Record::Refused(_) | Record::Halted(_) => {}
             Record::Intent(intent) => {
                 let other_run = query
                     .run
@@ -130,6 +138,7 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                     outcomes.remove(&intent.id);
                     reverts.remove(&intent.id);
                     prepared.remove(&intent.id);
+                    followed.remove(&intent.id);
                     continue;
                 }
                 if query.since.is_some_and(|since| intent.at < since) {
@@ -146,6 +155,16 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                 entry.outcome = outcomes.remove(&entry.intent.id);
                 entry.reverted = reverts.remove(&entry.intent.id);
                 entry.prepared = prepared.remove(&entry.intent.id);
+                // Read backwards: the oldest last, taken last (the first detection
+                // stands, the latest recovery).
+                for record in followed
+                    .remove(&entry.intent.id)
+                    .into_iter()
+                    .flatten()
+                    .rev()
+                {
+                    entry.take(record);
+                }
                 page.entries.push(entry);
             }
         }
@@ -239,6 +258,18 @@ impl Stream {
                 }
                 at
             }
+            Record::Detected(_) | Record::Recovered(_) | Record::NotRecovered(_) => {
+                let at = record.at();
+                if let Some(e) = record
+                    .fault_id()
+                    .map(str::to_owned)
+                    .and_then(|id| self.entry(&id))
+                {
+                    e.take(record);
+                }
+                at
+            }
+            Record::Refused(_) | Record::Halted(_) => record.at(),
         };
         loop {
             let crowded = self.held.len() > MAX_HELD;

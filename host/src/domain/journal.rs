@@ -23,6 +23,9 @@ use chrono::{DateTime, Utc};
 use nightmare_monkey_plugin_api::sdk::ProcessInfo;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::drill::{
+    DetectedRecord, HaltedRecord, NotRecoveredRecord, RecoveredRecord, RefusedRecord,
+};
 use super::injection::Injection;
 pub use super::injection::Intent;
 use crate::support::lock::lock;
@@ -39,6 +42,47 @@ pub(crate) enum Record {
     Revert(RevertRecord),
     /// The target of a two-phase fault, chosen and about to be acted on.
     Prepared(PreparedRecord),
+    /// Someone or something noticed a fault.
+    Detected(DetectedRecord),
+    /// The system came back after a fault.
+    Recovered(RecoveredRecord),
+    /// The system had not come back by the deadline.
+    NotRecovered(NotRecoveredRecord),
+    /// A fault refused: the steady state was not met.
+    Refused(RefusedRecord),
+    /// The monkey paused itself: a halt probe failed.
+    Halted(HaltedRecord),
+}
+
+impl Record {
+    /// The fault a record is about, if it is about one that has an intent.
+    pub fn fault_id(&self) -> Option<&str> {
+        match self {
+            Record::Intent(i) => Some(&i.id),
+            Record::Outcome(o) => Some(&o.id),
+            Record::Revert(r) => Some(&r.id),
+            Record::Prepared(p) => Some(&p.id),
+            Record::Detected(d) => Some(&d.id),
+            Record::Recovered(r) => Some(&r.id),
+            Record::NotRecovered(r) => Some(&r.id),
+            Record::Refused(_) | Record::Halted(_) => None,
+        }
+    }
+
+    /// When it was written.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Record::Intent(i) => i.at,
+            Record::Outcome(o) => o.at,
+            Record::Revert(r) => r.at,
+            Record::Prepared(p) => p.at,
+            Record::Detected(d) => d.at,
+            Record::Recovered(r) => r.at,
+            Record::NotRecovered(r) => r.at,
+            Record::Refused(r) => r.at,
+            Record::Halted(h) => h.at,
+        }
+    }
 }
 
 /// The target of a two-phase fault before it is acted on: what undoes the fault once it
@@ -644,6 +688,15 @@ pub(crate) struct Entry {
     /// The target of a two-phase fault, journaled before it was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepared: Option<PreparedRecord>,
+    /// Who or what noticed it, first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected: Option<DetectedRecord>,
+    /// When the system came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<RecoveredRecord>,
+    /// The deadline it missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_recovered: Option<NotRecoveredRecord>,
 }
 
 impl Entry {
@@ -654,6 +707,25 @@ impl Entry {
             outcome: None,
             reverted: None,
             prepared: None,
+            detected: None,
+            recovered: None,
+            not_recovered: None,
+        }
+    }
+
+    /// Takes a later record of this fault (its outcome, revert, detection ...); the
+    /// first detection stands, the latest of the others.
+    pub fn take(&mut self, record: Record) {
+        match record {
+            Record::Outcome(o) => self.outcome = Some(o),
+            Record::Revert(r) => self.reverted = Some(r),
+            Record::Prepared(p) => self.prepared = Some(p),
+            Record::Detected(d) => {
+                self.detected.get_or_insert(d);
+            }
+            Record::Recovered(r) => self.recovered = Some(r),
+            Record::NotRecovered(r) => self.not_recovered = Some(r),
+            Record::Intent(_) | Record::Refused(_) | Record::Halted(_) => {}
         }
     }
 
@@ -688,19 +760,9 @@ pub(crate) fn entries(records: &[Record]) -> Vec<Entry> {
                 index.insert(intent.id.clone(), out.len());
                 out.push(Entry::of(intent.clone()));
             }
-            Record::Prepared(p) => {
-                if let Some(&i) = index.get(&p.id) {
-                    out[i].prepared = Some(p.clone());
-                }
-            }
-            Record::Outcome(o) => {
-                if let Some(&i) = index.get(&o.id) {
-                    out[i].outcome = Some(o.clone());
-                }
-            }
-            Record::Revert(r) => {
-                if let Some(&i) = index.get(&r.id) {
-                    out[i].reverted = Some(r.clone());
+            other => {
+                if let Some(&i) = other.fault_id().and_then(|id| index.get(id)) {
+                    out[i].take(other.clone());
                 }
             }
         }

@@ -5,9 +5,11 @@
 pub(crate) mod active;
 pub mod archive;
 pub(crate) mod budget;
+pub(crate) mod drill;
 pub(crate) mod history;
 pub mod injection;
 pub mod journal;
+pub(crate) mod report;
 pub(crate) mod schedule;
 pub(crate) mod tz;
 pub(crate) mod window;

@@ -31,8 +31,10 @@ use crate::{
     support::lock::lock,
 };
 
+mod ack;
 mod revert;
 use crate::support::backoff::Backoff;
+pub(crate) use ack::{AckError, Acknowledged};
 pub(crate) use revert::{run_all, RevertJob, Reverts, Unfinished, REVERT_RETRY};
 
 /// How long a plugin may take for one call (an injection, a revert) unless the

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
     registry::Registry,
 };
 
@@ -47,7 +47,16 @@ pub struct Metrics {
     poller_errors: Family<PollerLabels, Counter>,
     plugin_load_failures: Counter,
     notifications: Family<NotificationLabels, Counter>,
+    ttd: Histogram,
+    // Observed by the recovery probes, which land beside this.
+    #[allow(dead_code)]
+    ttr: Histogram,
 }
+
+/// The buckets of the times to detect and recover, seconds: a second to an hour.
+const DRILL_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 
 /// Why a request was refused, as the `reason` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +137,18 @@ impl Metrics {
             "Webhook notifications, by notifier and result (sent, failed after every retry)",
             notifications.clone(),
         );
+        let ttd = Histogram::new(DRILL_BUCKETS);
+        registry.register(
+            "ttd_seconds",
+            "Time to detect: from a fault to its first ack or alert (POST /api/ack, /api/alerts)",
+            ttd.clone(),
+        );
+        let ttr = Histogram::new(DRILL_BUCKETS);
+        registry.register(
+            "ttr_seconds",
+            "Time to recover: from a fault (or its revert) to every recovery probe passing",
+            ttr.clone(),
+        );
         registry.register(
             "build",
             "The version and git revision of this daemon",
@@ -160,7 +181,20 @@ impl Metrics {
             poller_errors,
             plugin_load_failures,
             notifications,
+            ttd,
+            ttr,
         }
+    }
+
+    /// A fault was noticed after `ttd_ms`.
+    pub fn detected(&self, ttd_ms: u64) {
+        self.ttd.observe(ttd_ms as f64 / 1000.0);
+    }
+
+    /// The system came back `ttr_ms` after a fault.
+    #[allow(dead_code)]
+    pub fn recovered(&self, ttr_ms: u64) {
+        self.ttr.observe(ttr_ms as f64 / 1000.0);
     }
 
     /// A notification was sent, or given up on.

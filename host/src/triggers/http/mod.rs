@@ -1,6 +1,7 @@
 //! The HTTP trigger (warp): the original's `POST /api/kill`, plus `POST /api/faults/{name}`,
 //! `GET /api/plugins`, `GET /api/history`, the kill switch (`POST /api/pause`,
-//! `POST /api/resume`), `GET /metrics` (Prometheus) and `GET /healthz`. Every answer but
+//! `POST /api/resume`), what a drill came to (`POST /api/ack`, `POST /api/alerts`,
+//! `GET /api/report`), `GET /metrics` (Prometheus) and `GET /healthz`. Every answer but
 //! the metrics is JSON; errors are `{"code": N, "message": "..."}`. Bearer tokens, when
 //! set, guard every call but `/healthz`, and
 //! each request is journaled with the client's address and the token's name.
@@ -35,6 +36,7 @@ use crate::{
 pub use config::{HttpConfig, RawHttp};
 
 mod config;
+mod drill;
 mod server;
 
 use server::Peer;
@@ -56,7 +58,7 @@ pub struct Api {
     pub window: String,
 }
 
-const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, GET /metrics and GET /healthz";
+const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz";
 
 /// Who is asking: the client's address and, with named tokens, the token's name (never
 /// the token).
@@ -204,6 +206,29 @@ pub fn bind(
             }
             warp::reply::json(&status).into_response()
         });
+    let ack = warp::path!("api" / "ack")
+        .and(warp::post())
+        .and(authorized.clone())
+        .and(body)
+        .then(|api: Arc<Api>, caller: Caller, body: Bytes| async move {
+            drill::ack(api, caller, &body).await
+        });
+    let alerts = warp::path!("api" / "alerts")
+        .and(warp::post())
+        .and(authorized.clone())
+        .and(body)
+        .then(
+            |api: Arc<Api>, _: Caller, body: Bytes| async move { drill::alerts(api, &body).await },
+        );
+    let report = warp::path!("api" / "report")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(warp::query::<BTreeMap<String, String>>())
+        .then(
+            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| async move {
+                drill::report(api, query).await
+            },
+        );
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(authorized.clone())
@@ -235,6 +260,12 @@ pub fn bind(
         .or(resume)
         .unify()
         .or(status)
+        .unify()
+        .or(ack)
+        .unify()
+        .or(alerts)
+        .unify()
+        .or(report)
         .unify()
         .or(metrics)
         .unify()

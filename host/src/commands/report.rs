@@ -1,0 +1,229 @@
+//! `nightmare-monkey report`: what a drill came to, from the journal: per fault who
+//! noticed it and when, whether the system came back, a verdict, and in sum.
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    cli::{ReportArgs, ReportFormat},
+    domain::{
+        drill::human_ms,
+        journal::parse_since,
+        report::{self, Report, Spread},
+    },
+    support::UsageError,
+};
+
+/// What `report` looks back over without `--since`.
+const DEFAULT_SINCE: &str = "7d";
+
+/// Runs `report`.
+pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let since_text = args.since.as_deref().unwrap_or(DEFAULT_SINCE);
+    let since = parse_since(since_text).map_err(|e| UsageError(anyhow!("--since: {e}")))?;
+    let path = super::history::journal_of(args.journal.as_ref(), args.config.as_ref())?;
+    let report = report::read(&path, Some(since))
+        .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+    match args.format {
+        ReportFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        ReportFormat::Text => print!("{}", text(&report, since)),
+        ReportFormat::Md => print!("{}", markdown(&report, since)),
+    }
+    Ok(())
+}
+
+fn ms(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), human_ms)
+}
+
+fn spread(name: &str, s: &Spread) -> String {
+    match (s.median_ms, s.p90_ms) {
+        (Some(median), Some(p90)) => format!(
+            "{name}: median {}, p90 {} ({} fault{})",
+            human_ms(median),
+            human_ms(p90),
+            s.count,
+            if s.count == 1 { "" } else { "s" }
+        ),
+        _ => format!("{name}: none measured"),
+    }
+}
+
+/// The sums, as lines.
+fn summary_lines(r: &Report) -> Vec<String> {
+    let s = &r.summary;
+    let mut lines = vec![
+        format!(
+            "{} real fault{} ({} dry run{}, {} failed): {} detected, {} undetected; {} recovered in time, {} late, {} not recovered",
+            s.real,
+            if s.real == 1 { "" } else { "s" },
+            s.dry_runs,
+            if s.dry_runs == 1 { "" } else { "s" },
+            s.failed,
+            s.detected,
+            s.undetected,
+            s.recovered,
+            s.recovered_late,
+            s.not_recovered
+        ),
+        spread("time to detect", &s.ttd),
+        spread("time to recover", &s.ttr),
+        format!(
+            "steady-state refusals: {}; halts: {}",
+            s.steady_state_refusals, s.halts
+        ),
+    ];
+    lines.push(match s.resilience_percent {
+        Some(p) => format!("resilience: {p}% of the judged faults coped with"),
+        None => "resilience: no fault to judge".to_owned(),
+    });
+    lines
+}
+
+/// Lines for a terminal.
+fn text(r: &Report, since: DateTime<Utc>) -> String {
+    let mut out = format!(
+        "Drill report: {} fault{} since {}\n",
+        r.summary.faults,
+        if r.summary.faults == 1 { "" } else { "s" },
+        since
+            .with_timezone(&chrono::Local)
+            .format("%Y/%m/%d %H:%M:%S")
+    );
+    if r.faults_not_listed > 0 {
+        let _ = writeln!(out, "(the {} oldest not listed)", r.faults_not_listed);
+    }
+    let header = [
+        "WHEN", "ID", "FAULT", "TARGET", "TRIGGER", "RESULT", "TTD", "BY", "TTR", "VERDICT",
+    ];
+    let rows: Vec<[String; 10]> = r
+        .faults
+        .iter()
+        .map(|f| {
+            [
+                f.at.with_timezone(&chrono::Local)
+                    .format("%Y/%m/%d %H:%M:%S")
+                    .to_string(),
+                f.id.clone(),
+                f.fault.clone(),
+                f.target.clone(),
+                f.trigger.clone(),
+                f.result.clone(),
+                ms(f.ttd_ms),
+                f.detected_by.clone().unwrap_or_else(|| "-".to_owned()),
+                ms(f.ttr_ms),
+                f.verdict.word().to_owned(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut l = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                if i + 1 == cells.len() {
+                    l.push_str(cell);
+                } else {
+                    let _ = write!(l, "{cell:<w$}  ");
+                }
+            }
+            l.trim_end().to_owned() + "\n"
+        };
+        out.push_str(&line(&header.map(str::to_owned)));
+        for row in &rows {
+            out.push_str(&line(row));
+        }
+    }
+    for refused in &r.refused {
+        let _ = writeln!(
+            out,
+            "refused {} ({}, {}): {}",
+            refused.fault,
+            refused.trigger,
+            refused
+                .at
+                .with_timezone(&chrono::Local)
+                .format("%Y/%m/%d %H:%M:%S"),
+            refused.reason
+        );
+    }
+    for halt in &r.halts {
+        let _ = writeln!(
+            out,
+            "halted {}: {}: {}",
+            halt.at
+                .with_timezone(&chrono::Local)
+                .format("%Y/%m/%d %H:%M:%S"),
+            halt.probe,
+            halt.reason
+        );
+    }
+    out.push_str("Summary:\n");
+    for line in summary_lines(r) {
+        let _ = writeln!(out, "  {line}");
+    }
+    out
+}
+
+/// A Markdown page: the table and the sums.
+fn markdown(r: &Report, since: DateTime<Utc>) -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut out = format!(
+        "# Drill report\n\n{} fault{} since {}.\n\n",
+        r.summary.faults,
+        if r.summary.faults == 1 { "" } else { "s" },
+        since.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if !r.faults.is_empty() {
+        out.push_str("| when (UTC) | id | fault | target | trigger | result | time to detect | by | time to recover | verdict |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        for f in &r.faults {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                f.at.format("%Y-%m-%d %H:%M:%S"),
+                cell(&f.id),
+                cell(&f.fault),
+                cell(&f.target),
+                cell(&f.trigger),
+                cell(&f.result),
+                ms(f.ttd_ms),
+                cell(f.detected_by.as_deref().unwrap_or("-")),
+                ms(f.ttr_ms),
+                f.verdict.word()
+            );
+        }
+        out.push('\n');
+    }
+    for refused in &r.refused {
+        let _ = writeln!(
+            out,
+            "- Refused {} ({}) at {}: {}",
+            cell(&refused.fault),
+            refused.trigger,
+            refused.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            cell(&refused.reason)
+        );
+    }
+    for halt in &r.halts {
+        let _ = writeln!(
+            out,
+            "- Halted at {}: {}: {}",
+            halt.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            cell(&halt.probe),
+            cell(&halt.reason)
+        );
+    }
+    out.push_str("\n## Summary\n\n");
+    for line in summary_lines(r) {
+        let _ = writeln!(out, "- {line}");
+    }
+    out
+}

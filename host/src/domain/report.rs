@@ -1,0 +1,398 @@
+//! `report` and `GET /api/report`: a journal read forward (through its archives) into
+//! what the drill came to, per fault and in sum ([`Report`]).
+
+use std::{io, path::Path};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{
+    drill::{HaltedRecord, RefusedRecord},
+    history::Stream,
+    journal::{self, Entry, Record},
+};
+
+/// The report of the faults asked for since `since` (all, without), and the lines that
+/// could not be read.
+pub(crate) fn read(path: &Path, since: Option<DateTime<Utc>>) -> io::Result<Report> {
+    let mut report = Report::since(since);
+    let mut stream = Stream::new(since, None);
+    let in_range = |at: DateTime<Utc>| since.is_none_or(|s| at >= s);
+    journal::each_with_archives(path, |record| {
+        match &record {
+            Record::Refused(r) if in_range(r.at) => report.refused.push(r.clone()),
+            Record::Halted(h) if in_range(h.at) => report.halts.push(h.clone()),
+            _ => {}
+        }
+        let _ = stream.take(record, &mut |e: &Entry| {
+            report.add(e);
+            Ok::<(), std::convert::Infallible>(())
+        });
+    })?;
+    let _ = stream.finish(&mut |e: &Entry| {
+        report.add(e);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    Ok(report.finish())
+}
+
+/// How a fault went, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Verdict {
+    /// Noticed, and back within the deadline (or no recovery was checked).
+    Coped,
+    /// Back, but after the deadline.
+    Late,
+    /// Not back by the deadline (nor after).
+    NotRecovered,
+    /// Nobody and nothing noticed it.
+    Undetected,
+    /// Nothing to judge: a dry run, a failed injection, one that never finished.
+    NotJudged,
+}
+
+impl Verdict {
+    /// The word the text report prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Coped => "coped",
+            Verdict::Late => "recovered late",
+            Verdict::NotRecovered => "not recovered",
+            Verdict::Undetected => "undetected",
+            Verdict::NotJudged => "-",
+        }
+    }
+}
+
+/// Whether a fault changed something a team could notice: injected for real, and not
+/// failed or refused by its plugin.
+pub(crate) fn was_real(entry: &Entry) -> bool {
+    !entry.intent.dry_run
+        && entry
+            .outcome
+            .as_ref()
+            .is_some_and(|o| !matches!(o.result.as_str(), "failed" | "dry-run"))
+}
+
+/// The verdict on one fault. Recovery outranks detection: a system that did not come
+/// back is the finding, noticed or not.
+pub(crate) fn verdict(entry: &Entry) -> Verdict {
+    if !was_real(entry) {
+        return Verdict::NotJudged;
+    }
+    match (&entry.recovered, &entry.not_recovered, &entry.detected) {
+        (Some(r), _, _) if r.late => Verdict::Late,
+        (None, Some(_), _) => Verdict::NotRecovered,
+        (_, _, None) => Verdict::Undetected,
+        _ => Verdict::Coped,
+    }
+}
+
+/// One fault in the report.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Row {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub fault: String,
+    pub trigger: String,
+    /// Whom it struck (`sleep(PID:12)`), or what it did.
+    pub target: String,
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttd_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttr_ms: Option<u64>,
+    pub verdict: Verdict,
+}
+
+impl Row {
+    /// The report's line for `entry`.
+    pub fn of(entry: &Entry) -> Self {
+        let outcome = entry.outcome.as_ref();
+        let target = match outcome.and_then(|o| o.process.as_ref()) {
+            Some(p) => format!("{}(PID:{})", p.name, p.pid),
+            None => outcome.map(|o| o.summary.clone()).unwrap_or_default(),
+        };
+        Self {
+            id: entry.intent.id.clone(),
+            at: entry.intent.at,
+            fault: entry.intent.fault.clone(),
+            trigger: entry.intent.trigger.clone(),
+            target,
+            result: outcome.map_or_else(|| "unfinished".to_owned(), |o| o.result.clone()),
+            ttd_ms: entry.detected.as_ref().map(|d| d.ttd_ms),
+            detected_by: entry.detected.as_ref().map(|d| d.by.clone()),
+            ttr_ms: entry.recovered.as_ref().map(|r| r.ttr_ms),
+            verdict: verdict(entry),
+        }
+    }
+}
+
+/// Median and 90th percentile of some times, ms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct Spread {
+    pub count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p90_ms: Option<u64>,
+}
+
+impl Spread {
+    /// Of `values` (nearest rank: the smallest value at or above the share).
+    pub fn of(mut values: Vec<u64>) -> Self {
+        values.sort_unstable();
+        let rank = |q: f64| -> Option<u64> {
+            if values.is_empty() {
+                return None;
+            }
+            let i = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+            Some(values[i])
+        };
+        Self {
+            count: values.len(),
+            median_ms: rank(0.5),
+            p90_ms: rank(0.9),
+        }
+    }
+}
+
+/// The drill in sum.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct Summary {
+    /// Faults asked for in the period (dry runs included).
+    pub faults: usize,
+    /// Injected for real (see [`was_real`]).
+    pub real: usize,
+    pub dry_runs: usize,
+    pub failed: usize,
+    pub detected: usize,
+    pub undetected: usize,
+    pub recovered: usize,
+    pub recovered_late: usize,
+    pub not_recovered: usize,
+    pub ttd: Spread,
+    pub ttr: Spread,
+    /// Faults refused because the steady state was not met.
+    pub steady_state_refusals: usize,
+    pub halts: usize,
+    /// The share of real faults the team coped with, in percent (none: no real fault).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resilience_percent: Option<u32>,
+}
+
+/// The most faults a report lists one by one (the latest); its sums count them all.
+pub(crate) const MAX_ROWS: usize = 10_000;
+
+/// The report's figures: per fault, and in sum.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Report {
+    pub since: Option<DateTime<Utc>>,
+    /// The faults, oldest first (the latest [`MAX_ROWS`]).
+    pub faults: std::collections::VecDeque<Row>,
+    /// Faults in range not listed (beyond [`MAX_ROWS`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub faults_not_listed: usize,
+    pub refused: Vec<RefusedRecord>,
+    pub halts: Vec<HaltedRecord>,
+    pub summary: Summary,
+    #[serde(skip)]
+    ttds: Vec<u64>,
+    #[serde(skip)]
+    ttrs: Vec<u64>,
+    #[serde(skip)]
+    judged: usize,
+    #[serde(skip)]
+    coped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Report {
+    /// An empty report of the faults since `since`.
+    pub fn since(since: Option<DateTime<Utc>>) -> Self {
+        Self {
+            since,
+            ..Self::default()
+        }
+    }
+
+    /// Adds one fault.
+    pub fn add(&mut self, entry: &Entry) {
+        let row = Row::of(entry);
+        if row.verdict != Verdict::NotJudged {
+            self.judged += 1;
+            self.coped += usize::from(row.verdict == Verdict::Coped);
+            self.ttds.extend(row.ttd_ms);
+            self.ttrs.extend(row.ttr_ms);
+        }
+        let s = &mut self.summary;
+        s.faults += 1;
+        if entry.intent.dry_run {
+            s.dry_runs += 1;
+        } else if entry.outcome.as_ref().is_some_and(|o| o.result == "failed") {
+            s.failed += 1;
+        }
+        if was_real(entry) {
+            s.real += 1;
+            match &entry.detected {
+                Some(_) => s.detected += 1,
+                None => s.undetected += 1,
+            }
+            match (&entry.recovered, &entry.not_recovered) {
+                (Some(r), _) if r.late => s.recovered_late += 1,
+                (Some(_), _) => s.recovered += 1,
+                (None, Some(_)) => s.not_recovered += 1,
+                (None, None) => {}
+            }
+        }
+        self.faults.push_back(row);
+        if self.faults.len() > MAX_ROWS {
+            self.faults.pop_front();
+            self.faults_not_listed += 1;
+        }
+    }
+
+    /// Closes the sums: the spreads and the resilience figure.
+    pub fn finish(mut self) -> Self {
+        self.summary.ttd = Spread::of(std::mem::take(&mut self.ttds));
+        self.summary.ttr = Spread::of(std::mem::take(&mut self.ttrs));
+        self.summary.resilience_percent =
+            (self.judged > 0).then(|| ((self.coped * 100 + self.judged / 2) / self.judged) as u32);
+        self.summary.steady_state_refusals = self.refused.len();
+        self.summary.halts = self.halts.len();
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fault from journal lines (its intent first), as the journal has them.
+    fn fault(lines: &[&str]) -> Entry {
+        let mut records = lines
+            .iter()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap());
+        let Some(Record::Intent(intent)) = records.next() else {
+            panic!("an intent first");
+        };
+        let mut entry = Entry::of(intent);
+        for r in records {
+            entry.take(r);
+        }
+        entry
+    }
+
+    const INTENT: &str = r#"{"type":"intent","id":"1-1","at":"2026-11-26T10:00:00Z","fault":"k","plugin":"process-kill","trigger":"timer","desc":"d","dry_run":false,"master_seed":1,"stream":"fault/k","stream_position":0,"seed":2}"#;
+    const DRY: &str = r#"{"type":"intent","id":"1-1","at":"2026-11-26T10:00:00Z","fault":"k","plugin":"process-kill","trigger":"timer","desc":"d","dry_run":true,"master_seed":1,"stream":"fault/k","stream_position":0,"seed":2}"#;
+    const KILLED: &str = r#"{"type":"outcome","id":"1-1","at":"2026-11-26T10:00:01Z","elapsed_ms":1,"result":"killed","summary":"s"}"#;
+    const FAILED: &str = r#"{"type":"outcome","id":"1-1","at":"2026-11-26T10:00:01Z","elapsed_ms":1,"result":"failed","summary":""}"#;
+    const SEEN: &str =
+        r#"{"type":"detected","id":"1-1","at":"2026-11-26T10:01:01Z","ttd_ms":60000,"by":"alice"}"#;
+    const SEEN_LATER: &str =
+        r#"{"type":"detected","id":"1-1","at":"2026-11-26T10:02:01Z","ttd_ms":120000,"by":"bob"}"#;
+    const BACK: &str =
+        r#"{"type":"recovered","id":"1-1","at":"2026-11-26T10:00:05Z","ttr_ms":4000}"#;
+    const LATE: &str = r#"{"type":"recovered","id":"1-1","at":"2026-11-26T10:09:00Z","ttr_ms":539000,"late":true}"#;
+    const MISSED: &str = r#"{"type":"not-recovered","id":"1-1","at":"2026-11-26T10:05:01Z","deadline_ms":300000,"reason":"p: down"}"#;
+
+    #[test]
+    fn each_ending_has_its_verdict() {
+        assert_eq!(verdict(&fault(&[INTENT, KILLED, SEEN])), Verdict::Coped);
+        assert_eq!(
+            verdict(&fault(&[INTENT, KILLED, SEEN, BACK])),
+            Verdict::Coped
+        );
+        assert_eq!(
+            verdict(&fault(&[INTENT, KILLED, BACK])),
+            Verdict::Undetected
+        );
+        assert_eq!(verdict(&fault(&[INTENT, KILLED])), Verdict::Undetected);
+        assert_eq!(
+            verdict(&fault(&[INTENT, KILLED, SEEN, MISSED])),
+            Verdict::NotRecovered
+        );
+        // Not back is the finding, noticed or not.
+        assert_eq!(
+            verdict(&fault(&[INTENT, KILLED, MISSED])),
+            Verdict::NotRecovered
+        );
+        assert_eq!(
+            verdict(&fault(&[INTENT, KILLED, SEEN, MISSED, LATE])),
+            Verdict::Late
+        );
+        assert_eq!(
+            verdict(&fault(&[INTENT, KILLED, MISSED, LATE])),
+            Verdict::Late
+        );
+        assert_eq!(verdict(&fault(&[DRY, KILLED, SEEN])), Verdict::NotJudged);
+        assert_eq!(verdict(&fault(&[INTENT, FAILED, SEEN])), Verdict::NotJudged);
+        assert_eq!(verdict(&fault(&[INTENT])), Verdict::NotJudged);
+        // The first detection stands.
+        let twice = fault(&[INTENT, KILLED, SEEN, SEEN_LATER]);
+        assert_eq!(
+            twice.detected.as_ref().map(|d| d.by.as_str()),
+            Some("alice")
+        );
+    }
+
+    #[test]
+    fn the_sums_count_every_ending_and_round_the_resilience() {
+        let mut report = Report::since(None);
+        for lines in [
+            &[INTENT, KILLED, SEEN, BACK][..],
+            &[INTENT, KILLED, BACK],
+            &[INTENT, KILLED, SEEN, MISSED, LATE],
+            &[DRY, KILLED],
+            &[INTENT, FAILED],
+        ] {
+            report.add(&fault(lines));
+        }
+        let s = report.finish().summary;
+        assert_eq!((s.faults, s.real, s.dry_runs, s.failed), (5, 3, 1, 1));
+        assert_eq!((s.detected, s.undetected), (2, 1));
+        assert_eq!((s.recovered, s.recovered_late, s.not_recovered), (2, 1, 0));
+        assert_eq!(s.ttd.count, 2);
+        assert_eq!(s.ttr.count, 3);
+        // One coped of three judged: 33%.
+        assert_eq!(s.resilience_percent, Some(33));
+        let mut two = Report::since(None);
+        two.add(&fault(&[INTENT, KILLED, SEEN]));
+        two.add(&fault(&[INTENT, KILLED]));
+        two.add(&fault(&[INTENT, KILLED, SEEN]));
+        assert_eq!(two.finish().summary.resilience_percent, Some(67));
+        assert_eq!(
+            Report::since(None).finish().summary.resilience_percent,
+            None
+        );
+    }
+
+    #[test]
+    fn a_report_lists_the_latest_rows_and_counts_them_all() {
+        let mut report = Report::since(None);
+        for _ in 0..MAX_ROWS + 3 {
+            report.add(&fault(&[INTENT, KILLED]));
+        }
+        let report = report.finish();
+        assert_eq!(report.faults.len(), MAX_ROWS);
+        assert_eq!(report.faults_not_listed, 3);
+        assert_eq!(report.summary.faults, MAX_ROWS + 3);
+    }
+
+    #[test]
+    fn spreads_take_the_nearest_rank() {
+        assert_eq!(Spread::of(vec![]), Spread::default());
+        let s = Spread::of(vec![5, 1, 4, 2, 3, 10, 9, 8, 7, 6]);
+        assert_eq!((s.count, s.median_ms, s.p90_ms), (10, Some(5), Some(9)));
+        let one = Spread::of(vec![42]);
+        assert_eq!((one.median_ms, one.p90_ms), (Some(42), Some(42)));
+        let two = Spread::of(vec![10, 20]);
+        assert_eq!((two.median_ms, two.p90_ms), (Some(10), Some(20)));
+    }
+}

@@ -1,0 +1,160 @@
+//! Time to detect: an on-call engineer's ack (`POST /api/ack`, `nightmare-monkey ack`) or
+//! a monitoring alert (`POST /api/alerts`) marks a fault noticed, once, in the journal.
+//! The fault is found in the journal (the latest not yet noticed, or the one named), so
+//! a fault injected before a restart, or by `kill` beside the daemon, counts too.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::Engine;
+use crate::domain::{
+    drill::{human_ms, DetectedRecord},
+    history::{self, Query},
+    journal::{Entry, Record},
+    report,
+};
+
+/// How far back an ack without an id looks for the fault it is about: a fault older
+/// than a day is no drill's open question any more.
+pub(crate) const OPEN_FOR: TimeDelta = TimeDelta::hours(24);
+
+/// How far back an ack naming its fault looks.
+const NAMED_FOR: TimeDelta = TimeDelta::days(7);
+
+/// Acks are decided and written one at a time: two at once must not both find the same
+/// fault unnoticed.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A fault marked noticed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Acknowledged {
+    /// The fault's id.
+    pub id: String,
+    /// The configured fault.
+    pub fault: String,
+    /// Whom it struck, or what it did.
+    pub target: String,
+    /// Time to detect, ms.
+    pub ttd_ms: u64,
+    /// Who or what noticed it.
+    pub by: String,
+}
+
+/// Why nothing was marked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AckError {
+    /// No journal to find faults in.
+    #[error("no journal: acks are kept in it")]
+    NoJournal,
+    /// Nothing real, injected in the last day, is waiting to be noticed.
+    #[error("no fault to acknowledge: none injected for real in the last 24 hours is unnoticed")]
+    NothingOpen,
+    /// The id names no fault of the last week.
+    #[error("no fault `{0}` in the journal's last 7 days")]
+    Unknown(String),
+    /// That fault changed nothing to notice.
+    #[error("fault {id} was {result}: nothing happened to notice")]
+    NotReal {
+        /// The fault.
+        id: String,
+        /// What it came to (`a dry run`, `failed`).
+        result: String,
+    },
+    /// Noticed already: the first ack stands.
+    #[error("fault {id} was noticed already, by {by} after {after}")]
+    Already {
+        /// The fault.
+        id: String,
+        /// Who first.
+        by: String,
+        /// Its time to detect, for people.
+        after: String,
+    },
+    /// The journal could not be read or written.
+    #[error("{0}")]
+    Journal(String),
+}
+
+impl Engine {
+    /// Marks a fault noticed by `by` at `now`: the one `id` names, else the latest fault
+    /// injected for real in the last day that nobody noticed yet. Journaled (fsynced)
+    /// before it is answered.
+    pub(crate) fn acknowledge(
+        &self,
+        by: &str,
+        id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Acknowledged, AckError> {
+        let journal = self.journal.as_ref().ok_or(AckError::NoJournal)?;
+        let _one = crate::support::lock::lock(&ONE_AT_A_TIME);
+        let since = now - if id.is_some() { NAMED_FOR } else { OPEN_FOR };
+        let page = history::page(
+            journal.path(),
+            Query {
+                since: Some(since),
+                limit: history::MAX_LIMIT,
+                ..Query::default()
+            },
+        )
+        .map_err(|e| AckError::Journal(format!("cannot read {}: {e}", journal.path().display())))?;
+        let entry = match id {
+            Some(id) => {
+                let entry = page
+                    .entries
+                    .iter()
+                    .find(|e| e.intent.id == id)
+                    .ok_or_else(|| AckError::Unknown(id.to_owned()))?;
+                if !report::was_real(entry) {
+                    return Err(AckError::NotReal {
+                        id: id.to_owned(),
+                        result: if entry.intent.dry_run {
+                            "a dry run".to_owned()
+                        } else {
+                            entry
+                                .outcome
+                                .as_ref()
+                                .map_or_else(|| "unfinished".to_owned(), |o| o.result.clone())
+                        },
+                    });
+                }
+                if let Some(first) = &entry.detected {
+                    return Err(AckError::Already {
+                        id: id.to_owned(),
+                        by: first.by.clone(),
+                        after: human_ms(first.ttd_ms),
+                    });
+                }
+                entry
+            }
+            None => page
+                .entries
+                .iter()
+                .rev()
+                .find(|e| report::was_real(e) && e.detected.is_none())
+                .ok_or(AckError::NothingOpen)?,
+        };
+        let record = detected(entry, by, now);
+        journal
+            .append(&Record::Detected(record.clone()), true)
+            .map_err(|e| AckError::Journal(format!("cannot write the journal: {e}")))?;
+        let row = report::Row::of(entry);
+        Ok(Acknowledged {
+            id: record.id,
+            fault: row.fault,
+            target: row.target,
+            ttd_ms: record.ttd_ms,
+            by: record.by,
+        })
+    }
+}
+
+/// The record of `entry` noticed by `by` at `now`: its time to detect counts from the
+/// injection (the plugin's answer), not from the ask.
+fn detected(entry: &Entry, by: &str, now: DateTime<Utc>) -> DetectedRecord {
+    let injected = entry.outcome.as_ref().map_or(entry.intent.at, |o| o.at);
+    DetectedRecord {
+        id: entry.intent.id.clone(),
+        at: now,
+        ttd_ms: (now - injected).num_milliseconds().max(0) as u64,
+        by: by.to_owned(),
+    }
+}

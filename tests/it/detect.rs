@@ -1,0 +1,220 @@
+//! Did the team notice? Acks and Alertmanager alerts mark a fault detected (time to
+//! detect, once), and `report` says what a drill came to. Real faults only, in PID
+//! namespaces the tests create.
+
+use std::fs;
+
+use crate::{
+    drill::PRELUDE,
+    util::{in_namespace, json_lines, monkey, pairs, temp_dir},
+};
+
+/// A daemon config: all days and hours, no timer, the API on a free port, the state in
+/// `dir`, and a pause (30 s) that may only choose `sleep 1000`.
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("c.ron");
+    fs::write(
+        &file,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+    http: (listen: "127.0.0.1:0", tokens: {{"alice": "a-secret", "hubot": "h-secret"}}), state_dir: {dir:?},
+    faults: {{
+        "freeze": (plugin: "process-pause", config: (duration: "30s", include_cmdlines: ["^sleep 1000$"])),
+        "process-kill": (config: (include_cmdlines: ["^sleep 1000$"])),
+    }})"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// An ack a known while after a real fault measures that while, names who, and stands:
+/// a second ack is refused, so is one of a dry run or of an unknown id.
+#[test]
+fn an_ack_after_a_known_delay_measures_the_time_to_detect() {
+    let dir = temp_dir("detect-ack");
+    let cfg = config(&dir);
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & sleep 1000 &
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+H='Authorization: Bearer a-secret'
+curl -s -H "$H" -X POST http://127.0.0.1:$p/api/faults/freeze -d '{{"desc":"game day"}}' >/dev/null
+sleep 0.4
+export NIGHTMARE_MONKEY_TOKEN=a-secret
+"$NM" ack --url 127.0.0.1:$p --by alice --json; echo "code $?"
+"$NM" ack --url 127.0.0.1:$p; echo "code $?"
+"$NM" ack --url 127.0.0.1:$p --id 1-1; echo "code $?"
+curl -s -H "$H" -X POST http://127.0.0.1:$p/api/kill -d '{{"desc":"second"}}' >/dev/null
+curl -s -H 'Authorization: Bearer h-secret' -X POST http://127.0.0.1:$p/api/ack -d ''; echo
+curl -s -H "$H" -X POST http://127.0.0.1:$p/api/ack -d '{{"by": 7}}'; echo
+kill -TERM $m; wait $m
+"$NM" history --journal {d}/journal.jsonl"#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let answers = json_lines(&run.stdout);
+    let first = &answers[0];
+    assert_eq!(first["by"], "alice", "{}", run.stdout);
+    assert_eq!(first["fault"], "freeze");
+    let ttd = first["ttd_ms"].as_u64().unwrap();
+    assert!((400..3_000).contains(&ttd), "{ttd}");
+    assert_eq!(
+        pairs(&run.stdout, "code"),
+        ["0", "1", "1"],
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(
+        "error: no fault to acknowledge: none injected for real in the last 24 hours is unnoticed"
+    ));
+    assert!(run
+        .stderr
+        .contains("error: no fault `1-1` in the journal's last 7 days"));
+    // Without `by`, the token's name says who.
+    assert_eq!(answers[1]["by"], "hubot", "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(answers[1]["fault"], "process-kill");
+    assert_eq!(answers[2]["code"], 400);
+    assert_eq!(answers[2]["message"], "by must be a non-empty string");
+    let log = fs::read_to_string(dir.join("log")).unwrap();
+    assert!(
+        log.contains(") freeze (") || log.contains(" (freeze) sleep(PID:"),
+        "{log}"
+    );
+    assert!(log.contains(" by alice after "), "{log}");
+    assert!(
+        run.stdout.contains("; noticed by alice after "),
+        "history says who noticed: {}",
+        run.stdout
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Alertmanager's webhook (payload version 4): the first firing alert marks the latest
+/// unnoticed fault detected by `alertmanager:<alertname>`; with nothing open the answer
+/// is still 200 (Alertmanager would retry anything else), saying so; a payload that is
+/// not Alertmanager's is 400.
+#[test]
+fn an_alertmanager_payload_marks_the_latest_fault_detected() {
+    let dir = temp_dir("detect-alerts");
+    let cfg = config(&dir);
+    let payload = r#"{"version":"4","status":"firing","receiver":"monkey","groupKey":"x","alerts":[{"status":"resolved","labels":{"alertname":"Old"}},{"status":"firing","labels":{"alertname":"SleepDown","severity":"page"},"startsAt":"2026-11-26T10:00:00Z"}]}"#;
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 &
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+H='Authorization: Bearer a-secret'
+alert() {{ curl -s -H "$H" -X POST http://127.0.0.1:$p/api/alerts -d "$1"; echo; }}
+curl -s -H "$H" -X POST http://127.0.0.1:$p/api/kill -d '{{"desc":"x"}}' >/dev/null
+alert '{payload}'
+alert '{payload}'
+alert '{{"version":"3","alerts":[]}}'
+alert 'not json'
+curl -s -X POST http://127.0.0.1:$p/api/alerts -d '{payload}'; echo
+kill -TERM $m; wait $m"#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let answers = json_lines(&run.stdout);
+    assert_eq!(answers.len(), 5, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(answers[0]["detected"]["by"], "alertmanager:SleepDown");
+    assert_eq!(answers[0]["detected"]["fault"], "process-kill");
+    assert_eq!(answers[1]["detected"], serde_json::Value::Null);
+    assert_eq!(
+        answers[1]["why"],
+        "no fault to acknowledge: none injected for real in the last 24 hours is unnoticed"
+    );
+    assert_eq!(answers[2]["code"], 400);
+    assert_eq!(
+        answers[2]["message"],
+        "expected Alertmanager's webhook payload version \"4\""
+    );
+    assert_eq!(answers[3]["code"], 400);
+    assert_eq!(answers[4]["code"], 401, "the token guards it too");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// `report` on a journal holding every kind of ending (coped, undetected, not
+/// recovered, recovered late, a dry run, a failure, a refusal, a halt): the text and
+/// Markdown as committed, and the JSON's sums.
+#[test]
+fn the_report_of_a_mixed_journal_is_as_committed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/it/report");
+    let journal = dir.join("mixed.jsonl");
+    for (format, golden) in [("text", "mixed.txt"), ("md", "mixed.md")] {
+        let out = crate::util::command()
+            .env("TZ", "UTC")
+            .args(["report", "--journal", journal.to_str().unwrap()])
+            .args(["--since", "2026-11-26T00:00:00Z", "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let expected = fs::read_to_string(dir.join(golden)).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "tests/it/report/{golden} (regenerate it with TZ=UTC nightmare-monkey report --journal tests/it/report/mixed.jsonl --since 2026-11-26T00:00:00Z --format {format})"
+        );
+    }
+    let run = monkey(&[
+        "report",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--since",
+        "2026-11-26T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let s = &report["summary"];
+    assert_eq!(
+        (
+            &s["real"],
+            &s["detected"],
+            &s["undetected"],
+            &s["recovered"],
+            &s["recovered_late"],
+            &s["not_recovered"],
+            &s["resilience_percent"]
+        ),
+        (
+            &serde_json::json!(4),
+            &serde_json::json!(3),
+            &serde_json::json!(1),
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(25)
+        )
+    );
+    assert_eq!(
+        s["ttd"],
+        serde_json::json!({"count": 3, "median_ms": 120000, "p90_ms": 600000})
+    );
+    // The first ack stands: alice's, not bob's a minute later.
+    assert_eq!(report["faults"][0]["detected_by"], "alice");
+    // A period with nothing in it is a report of nothing, not an error.
+    let empty = monkey(&[
+        "report",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--since",
+        "1h",
+    ]);
+    assert_eq!(empty.code, Some(0), "{}", empty.stderr);
+    assert!(
+        empty.stdout.contains("resilience: no fault to judge"),
+        "{}",
+        empty.stdout
+    );
+    let bad = monkey(&[
+        "report",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--since",
+        "soon",
+    ]);
+    assert_eq!(bad.code, Some(2));
+}
