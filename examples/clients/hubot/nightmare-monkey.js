@@ -16,17 +16,13 @@
 module.exports = (robot) => {
   const base = (process.env.NIGHTMARE_MONKEY_URL || "http://127.0.0.1:8080").replace(/\/$/, "");
   const token = process.env.NIGHTMARE_MONKEY_TOKEN;
-  const post = (path) => {
+  // POSTs `payload` to `path`; `ok` gets the answer of a 200, anything else is said.
+  const post = (msg, path, payload, ok) => {
     let request = robot.http(`${base}${path}`).header("Content-Type", "application/json");
     if (token) {
       request = request.header("Authorization", `Bearer ${token}`);
     }
-    return request;
-  };
-
-  robot.hear(/^ack\b/i, (msg) => {
-    const by = (msg.message && msg.message.user && msg.message.user.name) || "hubot";
-    post("/api/ack").post(JSON.stringify({ by }))((err, res, body) => {
+    request.post(JSON.stringify(payload))((err, res, body) => {
       if (err) {
         msg.send(`nightmare-monkey is unreachable: ${err.message}`);
         return;
@@ -38,36 +34,25 @@ module.exports = (robot) => {
         // reported below with the status
       }
       if (res.statusCode === 200) {
-        msg.send(`Noticed by ${answer.by} after ${Math.round(answer.ttd_ms / 1000)} s: it was ${answer.fault} on ${answer.target}.`);
-      } else {
-        msg.send(`nightmare-monkey: ${answer.message || body}`);
-      }
-    });
-  });
-
-  robot.hear(/(destroy|ですとろい|デストロイ)/i, (msg) => {
-    let request = robot.http(`${base}/api/kill`).header("Content-Type", "application/json");
-    if (token) {
-      request = request.header("Authorization", `Bearer ${token}`);
-    }
-    request.post(JSON.stringify({ desc: "request from hubot" }))((err, res, body) => {
-      if (err) {
-        msg.send(`nightmare-monkey is unreachable: ${err.message}`);
-        return;
-      }
-      let answer = {};
-      try {
-        answer = JSON.parse(body);
-      } catch (_) {
-        // fall through: reported below with the status
-      }
-      if (res.statusCode === 200) {
-        // Keep the victim to yourselves: the team is meant to find it.
-        msg.send("(devil)< DESTROOOOY!!!");
-        robot.logger.info(`nightmare-monkey: ${answer.result} ${answer.name}(PID:${answer.pid})`);
+        ok(answer);
       } else {
         msg.send(`nightmare-monkey said no (${res.statusCode}): ${answer.message || body}`);
       }
+    });
+  };
+
+  robot.hear(/(destroy|ですとろい|デストロイ)/i, (msg) => {
+    post(msg, "/api/kill", { desc: "request from hubot" }, (answer) => {
+      // Keep the victim to yourselves: the team is meant to find it.
+      msg.send("(devil)< DESTROOOOY!!!");
+      robot.logger.info(`nightmare-monkey: ${answer.result} ${answer.name}(PID:${answer.pid})`);
+    });
+  });
+
+  robot.hear(/^ack\b/i, (msg) => {
+    const by = (msg.message && msg.message.user && msg.message.user.name) || "hubot";
+    post(msg, "/api/ack", { by }, (answer) => {
+      msg.send(`Noticed by ${answer.by} after ${Math.round(answer.ttd_ms / 1000)} s: it was ${answer.fault} on ${answer.target}.`);
     });
   });
 };
