@@ -18,8 +18,12 @@
 #![deny(unsafe_code)] // not forbid: export_plugin! exports an unmangled symbol
 
 use std::{
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
-    path::PathBuf,
+    fs::File,
+    os::unix::{
+        fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
+        io::AsRawFd as _,
+    },
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -43,6 +47,28 @@ pub struct Config {
     #[serde(default)]
     pub duration: Option<sdk::DurationText>,
 }
+
+/// The file at `path`, held by an `O_PATH` descriptor: what is read of it (`fstat`)
+/// and what is done to it (a chmod through `/proc/self/fd`) are that one inode, whatever
+/// is renamed over the path in between. (Checking a path, then changing the path, could
+/// change a file swapped in meanwhile.)
+fn hold(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)
+}
+
+/// Sets the mode of the very file `file` holds.
+fn chmod(file: &File, mode: u32) -> std::io::Result<()> {
+    std::fs::set_permissions(
+        format!("/proc/self/fd/{}", file.as_raw_fd()),
+        std::fs::Permissions::from_mode(mode),
+    )
+}
+
+/// The permission bits and the setuid, setgid and sticky bits: all a mode restores.
+const MODE_BITS: u32 = 0o7777;
 
 /// What revert needs: which file exactly (device and inode: a file replaced meanwhile is
 /// another file) and both modes.
@@ -111,10 +137,13 @@ impl FaultPlugin for Lockout {
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
         let shown = self.path.display();
-        let meta = std::fs::metadata(&self.path).map_err(|e| {
+        let file = hold(&self.path).map_err(|e| {
             PluginError::new(ErrorKind::NoTarget, format!("cannot use {shown}: {e}"))
         })?;
-        let before = meta.mode() & 0o777;
+        let meta = file
+            .metadata()
+            .map_err(failed(format!("cannot read {shown}")))?;
+        let before = meta.mode() & MODE_BITS;
         let mut outcome = Outcome {
             action: "Lockout".to_owned(),
             details: serde_json::json!({ "before": format!("{before:03o}") }),
@@ -127,8 +156,7 @@ impl FaultPlugin for Lockout {
             outcome.summary = format!("would change {change} for {}s", self.duration.as_secs());
             return Ok(outcome);
         }
-        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode))
-            .map_err(failed(format!("cannot change {shown}")))?;
+        chmod(&file, self.mode).map_err(failed(format!("cannot change {shown}")))?;
         outcome.result = results::INJECTED.to_owned();
         outcome.summary = format!("changed {change} for {}s", self.duration.as_secs());
         outcome.revert = Some(serde_json::json!(Changed {
@@ -147,16 +175,13 @@ impl FaultPlugin for Lockout {
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
         let changed: Changed = sdk::read_state(state)?;
         let shown = changed.path.display();
-        let (result, summary) = match std::fs::metadata(&changed.path) {
-            Ok(m)
+        let held = hold(&changed.path).and_then(|f| Ok((f.metadata()?, f)));
+        let (result, summary) = match held {
+            Ok((m, file))
                 if (m.dev(), m.ino()) == (changed.dev, changed.ino)
-                    && m.mode() & 0o777 == changed.during =>
+                    && m.mode() & MODE_BITS == changed.during =>
             {
-                std::fs::set_permissions(
-                    &changed.path,
-                    std::fs::Permissions::from_mode(changed.before),
-                )
-                .map_err(failed(format!("cannot restore {shown}")))?;
+                chmod(&file, changed.before).map_err(failed(format!("cannot restore {shown}")))?;
                 (
                     results::REVERTED,
                     format!("gave {shown} its mode {:03o} back", changed.before),
@@ -200,7 +225,7 @@ mod tests {
         }
 
         fn mode(&self) -> Option<u32> {
-            std::fs::metadata(&self.0).ok().map(|m| m.mode() & 0o777)
+            std::fs::metadata(&self.0).ok().map(|m| m.mode() & 0o7777)
         }
     }
 
@@ -224,6 +249,23 @@ mod tests {
             .watch(|| file.mode())
             .check_all()
             .unwrap();
+    }
+
+    /// The setuid, setgid and sticky bits come back with the rest: a file locked and
+    /// unlocked is the file it was, not one with its special bits lost.
+    #[test]
+    fn revert_gives_back_the_special_bits_too() {
+        for mode in [0o4755, 0o1777, 0o2750] {
+            let file = Scratch::new(&format!("fault-template-special-{mode:o}"));
+            std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(file.mode(), Some(mode), "set up");
+            Harness::of::<Lockout>()
+                .contract(&format!("(path: {:?}, mode: \"000\")", file.0))
+                .watch(|| file.mode())
+                .check_revert()
+                .unwrap();
+            assert_eq!(file.mode(), Some(mode));
+        }
     }
 
     /// Every configuration error is one line naming the field.
