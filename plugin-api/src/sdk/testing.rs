@@ -348,10 +348,22 @@ impl<'h, S> Contract<'h, S> {
         Ok(())
     }
 
-    /// A misspelt field is refused in one line naming it.
+    /// A misspelt field is refused in one line naming it (a fault that takes no
+    /// configuration at all, `type Config = ()`, has no field to name: refusing it in
+    /// one line of kind Config is what it can do).
     pub fn check_config_errors(&self, cases: &[(&str, &str)]) -> Result<(), Violation> {
-        self.harness
-            .config_error("(no_such_field_at_all: 1)", "no_such_field_at_all")?;
+        const MISSPELT: &str = "(no_such_field_at_all: 1)";
+        if let Err(v) = self.harness.config_error(MISSPELT, "no_such_field_at_all") {
+            let takes_no_config = self.harness.fault("()").is_ok()
+                && self.harness.fault(MISSPELT).is_err_and(|e| {
+                    e.kind == ErrorKind::Config
+                        && !e.message.contains('\n')
+                        && e.message.contains("unit")
+                });
+            if !takes_no_config {
+                return Err(v);
+            }
+        }
         for (config, field) in cases {
             self.harness.config_error(config, field)?;
         }
@@ -534,6 +546,36 @@ mod tests {
         by: u64,
         /// What this instance raised, for the flaw that reverts from memory only.
         raised: Mutex<Option<u64>>,
+    }
+
+    /// A fault that takes no configuration at all.
+    struct Bare;
+
+    impl FaultPlugin for Bare {
+        const NAME: &'static str = "bare";
+        const VERSION: &'static str = "0.1.0";
+        const DESCRIPTION: &'static str = "takes no configuration";
+        type Config = ();
+        fn new(_: ()) -> Result<Self, PluginError> {
+            Ok(Bare)
+        }
+        fn inject(&self, _: &Request) -> Result<Outcome, PluginError> {
+            Ok(Outcome {
+                result: results::DRY_RUN.into(),
+                ..Outcome::default()
+            })
+        }
+        fn revert(&self, _: &serde_json::Value) -> Result<Outcome, PluginError> {
+            Ok(Outcome::default())
+        }
+    }
+
+    #[test]
+    fn a_fault_without_configuration_passes_the_misspelt_field_check() {
+        Harness::of::<Bare>()
+            .contract("")
+            .check_config_errors(&[])
+            .unwrap();
     }
 
     impl FaultPlugin for Raise {

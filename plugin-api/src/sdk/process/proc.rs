@@ -112,13 +112,20 @@ pub fn cmdline(pid: u32) -> String {
 pub fn real_uid(pid: u32) -> Option<u32> {
     let mut buf = [0u8; 4096];
     let len = read_small(&format!("/proc/{pid}/status"), &mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..len]).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_ascii_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    uid_of_status(&buf[..len])
+}
+
+/// The real UID in the bytes of a `status` file. Read as bytes, not text: its `Name:`
+/// line is the process's own (any bytes, a multi-byte character cut at 15), and a name
+/// that is not UTF-8 must not cost the process its user.
+fn uid_of_status(status: &[u8]) -> Option<u32> {
+    let line = status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    let first = line
+        .split(|b| b.is_ascii_whitespace())
+        .find(|w| !w.is_empty())?;
+    std::str::from_utf8(first).ok()?.parse().ok()
 }
 
 /// How long a user name is trusted: renames are rare, and a name that is a minute old
@@ -150,6 +157,14 @@ pub fn user_name(uid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_uid_is_read_whatever_bytes_the_name_holds() {
+        let status = b"Name:\t\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\n\xffx\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1001\t1002\t1002\t1002\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(uid_of_status(status), Some(1001));
+        assert_eq!(uid_of_status(b"Name:\tx\nUid:\tnope\n"), None);
+        assert_eq!(uid_of_status(b"Name:\tx\n"), None);
+    }
 
     #[test]
     fn stat_lines_parse_even_with_odd_names() {
