@@ -794,3 +794,53 @@ fn sleepers() -> usize {
         })
         .count()
 }
+
+/// A plugin worker is the monkey's own process: no process fault chooses it, even one
+/// whose filter matches nothing else (it would kill or stop the plugin under the daemon).
+#[test]
+fn no_process_fault_chooses_a_plugin_worker() {
+    let dir = temp_dir("plugins-workers");
+    let lib = built_lib("libstale_lock.so");
+    let cfg = dir.join("c.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?}, plugins: [{lib:?}],
+    faults: {{
+        "lock": (plugin: "stale-lock", config: (path: {lock:?})),
+        "kw": (plugin: "process-kill", config: (include_cmdlines: ["__plugin-worker"])),
+        "pw": (plugin: "process-pause", config: (include_cmdlines: ["__plugin-worker"])),
+    }})"#,
+            lock = dir.join("lock")
+        ),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#"{prelude}
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+workers() {{ n=0; for f in /proc/[0-9]*/cmdline; do
+  [ "$(tr '\0' '\n' < $f 2>/dev/null | sed -n 2p)" = __plugin-worker ] && n=$((n+1)); done; echo $n; }}
+echo "workers $(workers)"
+curl -s -X POST http://127.0.0.1:$p/api/faults/kw -d '{{"desc":"x"}}'; echo
+curl -s -X POST http://127.0.0.1:$p/api/faults/pw -d '{{"desc":"x"}}'; echo
+echo "workers $(workers)"
+kill -TERM $m; wait $m"#,
+        prelude = crate::drill::PRELUDE,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let answers = json_lines(&run.stdout);
+    assert_eq!(pairs(&run.stdout, "workers"), ["1", "1"], "{}", run.stderr);
+    for answer in &answers {
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no eligible process")),
+            "{answer}"
+        );
+    }
+    assert_eq!(answers.len(), 2);
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -460,7 +460,10 @@ impl Engine {
             });
         }
 
-        let avoid = lock(&self.active).values().filter_map(|a| a.pid).collect();
+        // Processes under a fault of their own, and the plugin workers (the monkey's
+        // own processes, as it is): never chosen.
+        let mut avoid: Vec<u32> = lock(&self.active).values().filter_map(|a| a.pid).collect();
+        avoid.extend(crate::plugin::live_workers());
         let request = Request {
             seed,
             dry_run,

@@ -23,6 +23,7 @@ mod trust;
 pub(crate) mod worker;
 
 pub use trust::Trust;
+pub(crate) use worker::live_workers;
 pub use worker::{Say, Supervision};
 
 /// Where a plugin came from.

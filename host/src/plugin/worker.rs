@@ -265,6 +265,16 @@ pub const MAX_REPLY: usize = 8 * 1024 * 1024;
 /// The longest stderr line passed on; the rest of it is dropped.
 const MAX_SAID: usize = 4 * 1024;
 
+/// The PIDs of the workers running now, every plugin's: no process fault may choose
+/// one (a worker is the monkey too). A PID leaves the list before its process is
+/// reaped, so it never names another process while listed.
+static LIVE: Mutex<std::collections::BTreeSet<u32>> = Mutex::new(std::collections::BTreeSet::new());
+
+/// The PIDs of the plugin workers running now.
+pub(crate) fn live_workers() -> Vec<u32> {
+    lock(&LIVE).iter().copied().collect()
+}
+
 impl Client {
     /// Starts a worker for the plugin file at `path` whose checked bytes are `image`,
     /// and waits for it to load them: the manifest's text, or why it cannot load (one
@@ -311,12 +321,14 @@ impl Client {
             .spawn()
             .map_err(|e| format!("cannot load plugin {shown}: cannot start its worker: {e}"))?;
         let pid = rustix::process::Pid::from_child(&child);
+        lock(&LIVE).insert(child.id());
         // Our own child, not yet reaped: the pidfd names exactly it, whatever happens to
         // its PID later.
         let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
             Ok(fd) => Arc::new(fd),
             Err(e) => {
                 let _ = child.kill();
+                lock(&LIVE).remove(&child.id());
                 let _ = child.wait();
                 return Err(format!(
                     "cannot load plugin {shown}: cannot watch its worker: {e}"
@@ -327,6 +339,7 @@ impl Client {
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();
+            lock(&LIVE).remove(&child.id());
             let _ = child.wait();
             return Err(format!(
                 "cannot load plugin {shown}: its worker has no pipes"
@@ -417,6 +430,7 @@ impl Client {
                 );
                 alive.store(false, Ordering::SeqCst);
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                lock(&LIVE).remove(&child.id());
                 let how = match child.wait() {
                     Ok(status) => describe(status),
                     Err(e) => format!("ended ({e})"),
