@@ -227,6 +227,7 @@ fn describe(e: &LibraryError) -> String {
 struct Layout {
     ty: String,
     module: String,
+    package: String,
     version: String,
     fields: Vec<String>,
 }
@@ -252,10 +253,9 @@ impl Layout {
                 }
             } else if let Some(package) = line.strip_prefix("package:") {
                 if layout.version.is_empty() {
-                    layout.version = package
-                        .split_once("version:'")
-                        .map(|v| v.1.trim_end_matches('\'').to_owned())
-                        .unwrap_or_default();
+                    let (name, version) = package_of(package);
+                    layout.package = name;
+                    layout.version = version;
                 }
             } else if let Some(field) = line.strip_prefix("field_name:") {
                 // A trait object's vtable starts with abi_stable's own entries.
@@ -279,6 +279,66 @@ impl Layout {
             _ => (format!("`{}`", self.ty), "field"),
         }
     }
+}
+
+/// `'name' version:'1.0.0'` (after `package:`) as the name and the version.
+fn package_of(text: &str) -> (String, String) {
+    let name = text.split('\'').nth(1).unwrap_or_default().to_owned();
+    let version = text
+        .split_once("version:'")
+        .map(|v| v.1.split('\'').next().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    (name, version)
+}
+
+/// The interface's own package, whose version says which side is older.
+const INTERFACE: &str = "nightmare-monkey-plugin-api";
+
+/// Where in the interface a difference deep in abi_stable's own types sits: the path of
+/// fields down to it (listed before a block's layouts), as the member of the interface's
+/// type it is under (`the method `inject` of the `Fault` trait`), and the plugin's version
+/// of the interface as that path names it.
+fn interface_member(block: &[&str]) -> Option<(String, String)> {
+    let path_end = block.iter().position(|l| l.starts_with("Layout of"))?;
+    // (field, type, package) entries: each starts at its `field_name:` line.
+    let mut entries: Vec<(String, String, String, String)> = Vec::new();
+    for line in &block[..path_end] {
+        if let Some(field) = line.strip_prefix("field_name:") {
+            entries.push((
+                field.to_owned(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ));
+        } else if let (Some(ty), Some(last)) = (line.strip_prefix("type:"), entries.last_mut()) {
+            last.1 = ty.to_owned();
+        } else if let (Some(package), Some(last)) =
+            (line.strip_prefix("package:"), entries.last_mut())
+        {
+            (last.2, last.3) = package_of(package);
+        }
+    }
+    let version = entries
+        .iter()
+        .rev()
+        .find(|e| e.2 == INTERFACE)
+        .map(|e| e.3.clone())
+        .unwrap_or_default();
+    // The last of the interface's types on the path, and the member under it.
+    let at = entries.iter().rposition(|e| e.2 == INTERFACE)?;
+    let member = entries.get(at + 1)?;
+    let owner = &entries[at];
+    let what = if owner.1 == "VTable" {
+        let name = entries[..at]
+            .iter()
+            .rev()
+            .find_map(|e| e.1.split_once("_TO<").map(|(n, _)| n.to_owned()))
+            .unwrap_or_else(|| "Fault".to_owned());
+        format!("the method `{}` of its `{name}` trait", member.0)
+    } else {
+        format!("the field `{}` of its `{}`", member.0, owner.1)
+    };
+    Some((what, version))
 }
 
 /// `1.2.3+x` as numbers, for telling which interface is older.
@@ -348,6 +408,18 @@ fn abi_difference(report: &str) -> String {
         return format!("built against an incompatible nightmare-monkey-plugin-api: {}; rebuild the plugin against this host's plugin-api", errors(block));
     };
     let (what, member) = host.shown();
+    // A difference deep in abi_stable's own types (an argument's type changed): named
+    // by where it sits in the interface, with the interface's versions, not abi_stable's.
+    if host.package != INTERFACE {
+        if let Some((place, version)) = interface_member(block) {
+            let ours = <nightmare_monkey_plugin_api::abi::PluginRef as abi_stable::library::RootModule>::VERSION_STRINGS.version;
+            let older = which_is_older(ours.as_str(), &version);
+            return format!(
+                "built against an incompatible nightmare-monkey-plugin-api: {place} differs: {}{older}; rebuild the plugin against this host's plugin-api",
+                errors(block)
+            );
+        }
+    }
     let older = which_is_older(&host.version, &plugin.version);
     let lacks: Vec<String> = host
         .fields
@@ -464,7 +536,7 @@ mod tests {
 #[cfg(test)]
 mod changed_interfaces {
     use abi_stable::library::{CheckTypeLayout, LibHeader, RootModule, RootModuleResult};
-    use changed_plugin_api::{added_method, removed_field, removed_method};
+    use changed_plugin_api::{added_method, changed_argument, removed_field, removed_method};
     use nightmare_monkey_plugin_api::abi::PluginRef;
 
     /// What the loader says of a plugin whose module `constructor` builds.
@@ -479,7 +551,7 @@ mod changed_interfaces {
     }
 
     #[test]
-    fn a_removed_field_or_method_is_named_and_the_older_side_said() {
+    fn a_removed_or_changed_member_is_named_and_the_older_side_said() {
         assert_eq!(
             load::<removed_field::PluginRef>(removed_field::constructor),
             "built against an incompatible nightmare-monkey-plugin-api: its `PluginModule` lacks \
@@ -493,6 +565,16 @@ mod changed_interfaces {
              lacks the method `revert` that this host calls; it was built against a modified \
              nightmare-monkey-plugin-api (1.0.0+changed; this host has 1.0.0); rebuild the \
              plugin against this host's plugin-api"
+        );
+        // A method whose argument changed type: named by the method, with the
+        // interface's versions (not abi_stable's, whose type differs deep inside).
+        assert_eq!(
+            load::<changed_argument::PluginRef>(changed_argument::constructor),
+            "built against an incompatible nightmare-monkey-plugin-api: the method `inject` \
+             of its `Fault` trait differs: mismatched type (this host: `RStr<'a>`, the \
+             plugin: `RString`); it was built against a modified nightmare-monkey-plugin-api \
+             (1.0.0+changed; this host has 1.0.0); rebuild the plugin against this host's \
+             plugin-api"
         );
         // A newer interface with one more method loads: an older host ignores it.
         assert_eq!(
