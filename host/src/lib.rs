@@ -17,6 +17,7 @@ pub mod domain;
 pub mod engine;
 mod output;
 pub mod plugin;
+mod probe;
 mod runtime;
 mod support;
 mod triggers;
