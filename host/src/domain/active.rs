@@ -161,6 +161,11 @@ impl Checkpoint {
                     self.open.remove(&revert.id);
                 }
             }
+            // Nothing of these is in effect: nothing to revert.
+            Record::Refused(_)
+            | Record::Recovered(_)
+            | Record::NotRecovered(_)
+            | Record::Halted(_) => {}
         }
     }
 
@@ -411,6 +416,7 @@ mod tests {
                 Record::Outcome(o) => format!("o{}", o.id),
                 Record::Revert(r) => format!("r{}", r.id),
                 Record::Prepared(p) => format!("p{}", p.id),
+                other => format!("{other:?}"),
             })
             .collect();
         assert_eq!(back, ["o3", "i3", "r1", "o2", "i2", "o1", "i1"]);

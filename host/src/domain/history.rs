@@ -119,6 +119,10 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                     outcomes.insert(o.id.clone(), o);
                 }
             }
+            Record::Refused(_)
+            | Record::Recovered(_)
+            | Record::NotRecovered(_)
+            | Record::Halted(_) => {}
             Record::Intent(intent) => {
                 let other_run = query
                     .run
@@ -239,6 +243,11 @@ impl Stream {
                 }
                 at
             }
+            // What came of a fault (or of none) is the report's, not the answer key's.
+            Record::Refused(r) => r.at,
+            Record::Recovered(r) => r.at,
+            Record::NotRecovered(r) => r.at,
+            Record::Halted(r) => r.at,
         };
         loop {
             let crowded = self.held.len() > MAX_HELD;

@@ -39,6 +39,69 @@ pub(crate) enum Record {
     Revert(RevertRecord),
     /// The target of a two-phase fault, chosen and about to be acted on.
     Prepared(PreparedRecord),
+    /// A fault refused because its steady state was not met (no intent, no budget).
+    Refused(RefusedRecord),
+    /// The system passed a fault's recovery probes again.
+    Recovered(RecoveredRecord),
+    /// The system had not passed a fault's recovery probes by the deadline.
+    NotRecovered(NotRecoveredRecord),
+    /// A halt probe failed for too long: the monkey paused itself.
+    Halted(HaltedRecord),
+}
+
+/// A fault refused before it was asked of the engine: its steady state was not met.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RefusedRecord {
+    /// An id like the intents' (`<run>-<n>`, from the same counter).
+    pub id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The configured fault.
+    pub fault: String,
+    /// What asked (`timer`, `http`, `poller`).
+    pub trigger: String,
+    /// Why it was asked for.
+    pub desc: String,
+    /// `steady state not met: <probe>: <reason>`.
+    pub reason: String,
+}
+
+/// A fault's recovery probes all passed again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RecoveredRecord {
+    /// The fault's (intent's) id.
+    pub id: String,
+    /// When the probes passed.
+    pub at: DateTime<Utc>,
+    /// Time to recover: from the outcome (or, for a reversible fault, the revert).
+    pub ttr_ms: u64,
+    /// Whether it came after the deadline (a `not-recovered` record came first).
+    #[serde(default)]
+    pub late: bool,
+}
+
+/// A fault's recovery probes had not all passed by the deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct NotRecoveredRecord {
+    /// The fault's (intent's) id.
+    pub id: String,
+    /// When the deadline passed.
+    pub at: DateTime<Utc>,
+    /// The deadline.
+    pub deadline_ms: u64,
+    /// The last failure: `<probe>: <reason>`.
+    pub reason: String,
+}
+
+/// The monkey paused itself: a halt probe failed for longer than `after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HaltedRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The probe, as written (short).
+    pub probe: String,
+    /// Why it failed.
+    pub reason: String,
 }
 
 /// The target of a two-phase fault before it is acted on: what undoes the fault once it
@@ -703,6 +766,7 @@ pub(crate) fn entries(records: &[Record]) -> Vec<Entry> {
                     out[i].reverted = Some(r.clone());
                 }
             }
+            _ => {}
         }
     }
     out

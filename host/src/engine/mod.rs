@@ -21,7 +21,7 @@ use crate::{
         active::Checkpoint,
         budget::{Budget, Limits},
         injection::{Ask, Fault, InjectError, Injection, Intent},
-        journal::{Journal, OutcomeRecord, PreparedRecord, Record},
+        journal::{Journal, OutcomeRecord, PreparedRecord, Record, RefusedRecord},
         window::Window,
     },
     output::{
@@ -107,6 +107,8 @@ pub struct Engine {
     execute: bool,
     guards: Guards,
     paused: AtomicBool,
+    /// Why the monkey paused itself (a halt probe), while the switch it turned on is on.
+    halted: Mutex<Option<String>>,
     closing: AtomicBool,
     budget: Mutex<Budget>,
     journal: Option<Arc<Journal>>,
@@ -145,6 +147,7 @@ impl Engine {
             budget: Mutex::new(Budget::new(guards.limits)),
             guards,
             paused: AtomicBool::new(false),
+            halted: Mutex::new(None),
             closing: AtomicBool::new(false),
             journal: journal.map(Arc::new),
             run: Utc::now().timestamp_millis().max(0) as u64,
@@ -269,6 +272,9 @@ impl Engine {
             return Some("it is going to bed".to_owned());
         }
         if self.paused.load(Ordering::SeqCst) {
+            if let Some(why) = lock(&self.halted).as_ref() {
+                return Some(format!("halt: {why}; POST /api/resume to resume"));
+            }
             return Some("POST /api/resume to resume".to_owned());
         }
         match &self.guards.pause_file {
@@ -337,7 +343,59 @@ impl Engine {
     /// as its plugin answers. The faults already active are the caller's to revert
     /// ([`Engine::revert_all`]), as long as it cares to wait.
     pub(crate) fn set_paused(&self, on: bool) {
+        if !on {
+            *lock(&self.halted) = None;
+        }
         self.paused.store(on, Ordering::SeqCst);
+    }
+
+    /// Pauses as the switch does, saying why (`<probe>: <reason>`): a halt probe failed
+    /// for too long. `resume` turns it off like any pause.
+    pub(crate) fn set_halted(&self, why: String) {
+        *lock(&self.halted) = Some(why);
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether fault `fault` would be let through the guards at `now` (the switch, the
+    /// window, the budget), without taking anything: steady-state probes are run only
+    /// for a fault that would be injected.
+    pub(crate) fn admits(&self, fault: &str, now: DateTime<Utc>) -> bool {
+        self.paused().is_none()
+            && self.in_window(now)
+            && self.faults.contains_key(fault)
+            && lock(&self.budget).check(now).is_ok()
+    }
+
+    /// Refuses `ask` because its steady state was not met: journaled as `refused` with an
+    /// id from the intents' counter, counted; no intent, no budget, no draw.
+    pub(crate) fn refuse_unsteady(&self, ask: &Ask, probe: String, reason: String) -> InjectError {
+        metrics::get().refused(Refusal::SteadyState);
+        let error = InjectError::SteadyState { probe, reason };
+        let record = RefusedRecord {
+            id: format!(
+                "{}-{}",
+                self.run,
+                self.next_id.fetch_add(1, Ordering::SeqCst)
+            ),
+            at: Utc::now(),
+            fault: ask.fault.clone(),
+            trigger: ask.trigger.to_owned(),
+            desc: ask.desc.clone(),
+            reason: error.to_string(),
+        };
+        self.note(&Record::Refused(record));
+        error
+    }
+
+    /// Appends a record that announces nothing (a refusal, a recovery, a halt): not
+    /// fsynced; a failure is logged, and changes nothing else.
+    pub(crate) fn note(&self, record: &Record) {
+        if let Err(e) = self.write(record, false) {
+            log::line(format!(
+                "journal: cannot write to {}: {e}",
+                self.journal_path()
+            ));
+        }
     }
 
     /// The monkey goes to bed: every request is refused from now on, and an injection

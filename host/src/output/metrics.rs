@@ -47,6 +47,15 @@ pub struct Metrics {
     poller_errors: Family<PollerLabels, Counter>,
     plugin_load_failures: Counter,
     notifications: Family<NotificationLabels, Counter>,
+    recoveries: Family<RecoveryLabels, Counter>,
+    halts: Counter,
+}
+
+/// How a fault's recovery ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecoveryLabels {
+    fault: String,
+    result: String,
 }
 
 /// Why a request was refused, as the `reason` label says it.
@@ -62,6 +71,8 @@ pub enum Refusal {
     Auth,
     /// The journal could not be written.
     Journal,
+    /// A steady-state probe failed.
+    SteadyState,
 }
 
 impl Refusal {
@@ -72,6 +83,7 @@ impl Refusal {
             Refusal::Paused => "paused",
             Refusal::Auth => "auth",
             Refusal::Journal => "journal",
+            Refusal::SteadyState => "steady-state",
         }
     }
 }
@@ -95,7 +107,7 @@ impl Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "refusals",
-            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, journal)",
+            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, journal, steady-state)",
             refusals.clone(),
         );
         let active = Gauge::default();
@@ -128,6 +140,18 @@ impl Metrics {
             "Webhook notifications, by notifier and result (sent, failed after every retry)",
             notifications.clone(),
         );
+        let recoveries = Family::<RecoveryLabels, Counter>::default();
+        registry.register(
+            "recoveries",
+            "Faults' recovery probes, by fault and result (recovered, late, not-recovered)",
+            recoveries.clone(),
+        );
+        let halts = Counter::default();
+        registry.register(
+            "halts",
+            "Times a halt probe failed for too long and the monkey paused itself",
+            halts.clone(),
+        );
         registry.register(
             "build",
             "The version and git revision of this daemon",
@@ -146,6 +170,7 @@ impl Metrics {
             Refusal::Paused,
             Refusal::Auth,
             Refusal::Journal,
+            Refusal::SteadyState,
         ] {
             drop(refusals.get_or_create(&RefusalLabels {
                 reason: reason.label().to_owned(),
@@ -160,7 +185,25 @@ impl Metrics {
             poller_errors,
             plugin_load_failures,
             notifications,
+            recoveries,
+            halts,
         }
+    }
+
+    /// A fault's recovery ended (`recovered`, `late`) or passed its deadline
+    /// (`not-recovered`).
+    pub fn recovery(&self, fault: &str, result: &str) {
+        self.recoveries
+            .get_or_create(&RecoveryLabels {
+                fault: fault.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The monkey halted itself.
+    pub fn halted(&self) {
+        self.halts.inc();
     }
 
     /// A notification was sent, or given up on.
