@@ -11,6 +11,7 @@ mod drill;
 mod house;
 mod kill;
 mod ops;
+mod outcomes;
 mod plugins;
 mod poller;
 mod readme;
