@@ -354,3 +354,29 @@ done"#,
     assert_eq!(victims[..3], victims[3..], "{victims:?}");
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// The one-shot `kill` checks the fault's steady state too (a dry run here): refused,
+/// said in one line, journaled with the `cli` trigger.
+#[test]
+fn the_one_shot_kill_checks_the_steady_state_too() {
+    let dir = temp_dir("outcomes-kill");
+    let cfg = config(
+        &dir,
+        r#"faults: { "process-kill": (steady_state: [Command(argv: ["false"])]) },"#,
+    );
+    let run = crate::util::monkey(&[
+        "kill", "--config", &cfg, "--seed", "1", "--desc", "one shot",
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "error: steady state not met: command false: exited 1\n"
+    );
+    let records = journal(&dir);
+    let refused = of_type(&records, "refused");
+    assert_eq!(refused.len(), 1, "{records:?}");
+    assert_eq!(refused[0]["trigger"], "cli");
+    assert_eq!(refused[0]["desc"], "one shot");
+    assert!(of_type(&records, "intent").is_empty());
+    fs::remove_dir_all(dir).unwrap();
+}

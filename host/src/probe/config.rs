@@ -319,6 +319,7 @@ impl RawHttp {
         if status.is_none() {
             let written = match &self.status {
                 RawStatus::Text(t) => format!("{t:?}"),
+                RawStatus::Codes(c) if c.len() == 1 => c[0].to_string(),
                 RawStatus::Codes(c) => format!("{c:?}"),
             };
             errors.push(format!(
