@@ -315,13 +315,21 @@ impl Injector {
                         humantime::format_duration(recovery.deadline)
                     ));
                     metrics::get().recovery(&fault, "not-recovered");
-                    door.note(Record::NotRecovered(NotRecoveredRecord {
+                    let record = Record::NotRecovered(NotRecoveredRecord {
                         id: id.clone(),
                         at: now,
                         deadline_ms: recovery.deadline.as_millis() as u64,
-                        reason,
-                    }))
-                    .await;
+                        reason: reason.clone(),
+                    });
+                    door.notifiers.tell_event(
+                        &format!("not-recovered of {id}"),
+                        &format!(
+                            "{fault} ({id}) not recovered within {}: {reason}",
+                            humantime::format_duration(recovery.deadline)
+                        ),
+                        serde_json::to_value(&record).unwrap_or_default(),
+                    );
+                    door.note(record).await;
                 }
                 if now >= end {
                     log::line(format!(
@@ -368,12 +376,20 @@ impl Injector {
     pub async fn halt(&self, probe: String, reason: String) -> Switched {
         self.engine.set_halted(format!("{probe}: {reason}"));
         metrics::get().halted();
-        self.note(Record::Halted(HaltedRecord {
+        let text = format!(
+            "halt: {probe}: {reason}: paused, every active fault reverted; POST /api/resume to resume"
+        );
+        let record = Record::Halted(HaltedRecord {
             at: Utc::now(),
             probe,
             reason,
-        }))
-        .await;
+        });
+        self.notifiers.tell_event(
+            "halt",
+            &text,
+            serde_json::to_value(&record).unwrap_or_default(),
+        );
+        self.note(record).await;
         self.revert_all("halt", SWITCH_WAIT).await;
         Switched {
             paused: self.engine.paused(),

@@ -254,13 +254,16 @@ fn a_prometheus_steady_state_reads_an_instant_query() {
 fn a_failing_halt_probe_pauses_the_monkey_and_reverts_what_is_active() {
     let dir = temp_dir("outcomes-halt");
     let down = dir.join("down");
+    let chat = FakeServer::start(vec![Reply::body(200, "ok")]);
     let cfg = config(
         &dir,
         &format!(
             r#"faults: {{
         "pause": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
     }},
-    halt: (probes: [Command(argv: ["test", "!", "-e", {down:?}])], after: 0, every: "100ms"),"#
+    halt: (probes: [Command(argv: ["test", "!", "-e", {down:?}])], after: 0, every: "100ms"),
+    notifiers: {{ "chat": Slack(url: "{}/hook", delay: "10m") }},"#,
+            chat.url()
         ),
     );
     let run = in_namespace(&format!(
@@ -273,6 +276,7 @@ echo "paused $(st $v)"
 touch {down}
 await 'halt: ' {d}/log
 await 'Revert (halt)' {d}/log
+await 'notifier chat: halt sent' {d}/log
 echo "halted $(st $v)"
 echo "status $(curl -s http://127.0.0.1:$p/api/status)"
 echo "refused $(post $p /api/faults/pause '{{"desc":"after"}}')"
@@ -307,6 +311,13 @@ kill -TERM $m; wait $m; echo "code $?"
     assert_eq!(halted[0]["reason"], "exited 1");
     let reverts = of_type(&records, "revert");
     assert_eq!(reverts[0]["reason"], "halt");
+    // The chat hears of the halt at once (its 10 minutes' delay is for faults).
+    let told = chat.wait_requests(1);
+    let text: serde_json::Value = serde_json::from_str(&told[0].body).unwrap();
+    assert_eq!(
+        text["text"],
+        format!("Nightmare Monkey: halt: {probe}: exited 1: paused, every active fault reverted; POST /api/resume to resume")
+    );
     // Already failing: --execute does not start, in one line.
     assert_eq!(pairs(&run.stdout, "start"), ["2"]);
     let again = fs::read_to_string(dir.join("again")).unwrap();
