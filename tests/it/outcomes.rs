@@ -391,3 +391,37 @@ fn the_one_shot_kill_checks_the_steady_state_too() {
     assert!(of_type(&records, "intent").is_empty());
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// The timer says a steady state not met once, in its own line, and goes on.
+#[test]
+fn the_timer_logs_a_steady_state_not_met_and_goes_on() {
+    let dir = temp_dir("outcomes-timer");
+    let file = dir.join("timer.ron");
+    fs::write(
+        &file,
+        format!(
+            r#"(
+    schedule: Uniform(min_interval: 1, max_interval: 1),
+    window: (days: "*", time: "00:00-24:00"),
+    http: (enabled: false),
+    state_dir: {dir:?},
+    faults: {{ "process-kill": (steady_state: [Command(argv: ["false"])]) }},
+)"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&["--config", file.to_str().unwrap(), "--seed", "3"]);
+    let line = "steady state not met: command false: exited 1: the timer skips this one";
+    d.wait_for(|l| l == line);
+    d.wait_for(|l| l.starts_with("Next: "));
+    d.wait_for(|l| l == line);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    assert!(
+        !d.log.iter().any(|l| l.starts_with("Kill: ")),
+        "{:?}",
+        d.log
+    );
+    assert!(of_type(&journal(&dir), "refused").len() >= 2);
+    fs::remove_dir_all(dir).unwrap();
+}
