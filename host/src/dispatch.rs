@@ -268,17 +268,16 @@ impl Injector {
         let door = self.clone();
         let id = injection.intent.id.clone();
         let fault = injection.intent.fault.clone();
-        let reversible = injection.revert_due.is_some();
+        let revert_due = injection.revert_due;
         let done = injection.done;
         tokio::spawn(async move {
             let give_up = recovery.deadline * RECOVERY_LOOKS_AFTER;
-            let from = if reversible {
-                match door.reverted(&id, give_up).await {
+            let from = match revert_due {
+                Some(due) => match door.reverted(&id, due, give_up).await {
                     Some(at) => at,
                     None => return,
-                }
-            } else {
-                done
+                },
+                None => done,
             };
             let deadline =
                 from + chrono::TimeDelta::from_std(recovery.deadline).unwrap_or_default();
@@ -348,19 +347,29 @@ impl Injector {
         });
     }
 
-    /// Waits until the reversible fault `id` is reverted (neither active nor being
-    /// reverted), at most `bound`; when.
-    async fn reverted(&self, id: &str, bound: Duration) -> Option<DateTime<Utc>> {
-        let until = tokio::time::Instant::now() + bound;
+    /// Waits until the reversible fault `id`, due to be reverted at `due`, is reverted
+    /// (neither active nor being reverted), at most `bound` past `due`; when. Looked at
+    /// often around `due` and after it (the instant is the time to recover's start),
+    /// less often before (a pause or a halt may revert it early).
+    async fn reverted(
+        &self,
+        id: &str,
+        due: DateTime<Utc>,
+        bound: Duration,
+    ) -> Option<DateTime<Utc>> {
+        let end = due + chrono::TimeDelta::from_std(bound).unwrap_or_default();
         loop {
             let reverting = self.engine.reverting().iter().any(|u| u.id == id);
             if !self.engine.is_active(id) && !reverting {
                 return Some(Utc::now());
             }
-            if tokio::time::Instant::now() >= until {
+            let now = Utc::now();
+            if now >= end {
                 return None;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let early = (due - now).to_std().unwrap_or_default() > Duration::from_secs(1);
+            let wait = if early { 250 } else { 20 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 
@@ -953,6 +962,44 @@ mod tests {
                 assert!(!r.late);
                 assert!(r.ttr_ms >= 300 && r.ttr_ms <= measured + 50, "{}", r.ttr_ms);
             }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// A reversible fault's recovery is timed from its revert: `recovered` comes after
+    /// the `revert` record, its `ttr_ms` counted from there, not from the outcome.
+    #[tokio::test]
+    async fn a_reversible_faults_recovery_is_timed_from_its_revert() {
+        use crate::domain::journal::Record;
+        let (path, journal) = journal_in("reversible");
+        let fake = Fake::new(Behaviour::Reversible { ms: 300 });
+        let mut engine = Engine::new(1, true, Guards::default(), Some(journal));
+        engine.add_fault("fake", "fake", fake.clone()).unwrap();
+        let recovery = Recovery {
+            probes: vec![crate::probe::command(&["true"], Duration::from_secs(5))],
+            deadline: Duration::from_secs(60),
+            every: Duration::from_millis(100),
+        };
+        let door = Injector::new(Arc::new(engine), Notifiers::default())
+            .with_probes(probes_of(vec![], Some(recovery)));
+        door.inject(ask()).await.unwrap();
+        until(
+            || {
+                records(&path)
+                    .iter()
+                    .any(|r| matches!(r, Record::Recovered(_)))
+            },
+            "recovered",
+        )
+        .await;
+        let all = records(&path);
+        let revert = all
+            .iter()
+            .position(|r| matches!(r, Record::Revert(_)))
+            .unwrap();
+        match &all[revert + 1..] {
+            [Record::Recovered(r)] => assert!(r.ttr_ms < 250, "{}", r.ttr_ms),
             other => panic!("{other:?}"),
         }
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
