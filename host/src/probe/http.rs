@@ -82,6 +82,67 @@ impl Http {
 mod tests {
     use super::*;
 
+    /// A loopback server answering every request with `status` and `body`, or never
+    /// answering at all (`None`).
+    fn server(answer: Option<(u16, &'static str)>) -> String {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = [0; 1024];
+                let _ = stream.read(&mut request);
+                match answer {
+                    Some((status, body)) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    None => held.push(stream),
+                }
+            }
+        });
+        url
+    }
+
+    fn probe(url: String, body: Option<&str>, timeout_ms: u64) -> Http {
+        Http {
+            url,
+            status: Status::Class(2),
+            body: body.map(|b| Pattern(regex::Regex::new(b).unwrap())),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_get_passes_on_its_status_and_body_and_fails_with_a_reason() {
+        let up = server(Some((200, "{\"status\":\"ok\"}")));
+        assert_eq!(
+            probe(up.clone(), Some("\"ok\""), 2000).check().await,
+            Ok("answered 200, body matches /\"ok\"/".into())
+        );
+        assert_eq!(
+            probe(up, Some("degraded"), 2000).check().await,
+            Err("answered 200, but the body does not match /degraded/".into())
+        );
+        let down = server(Some((503, "")));
+        assert_eq!(
+            probe(down, None, 2000).check().await,
+            Err("answered 503, expected 2xx".into())
+        );
+        let hung = server(None);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            probe(hung, None, 200).check().await,
+            Err("GET failed: no answer within 200ms".into())
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
     #[test]
     fn a_status_passes_by_class_or_by_code() {
         assert!(Status::Class(2).passes(204));
