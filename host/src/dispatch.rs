@@ -9,6 +9,7 @@
 //! triggers, which import nothing else of the daemon.
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -20,11 +21,28 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 pub(crate) use crate::engine::{AckError, Acknowledged};
 
 use crate::{
-    domain::injection::{ceil_secs, Ask, InjectError, Injection},
+    domain::{
+        injection::{ceil_secs, Ask, InjectError, Injection},
+        journal::{HaltedRecord, NotRecoveredRecord, Record, RecoveredRecord},
+    },
     engine::{run_all, Engine, Unfinished},
-    output::{log, notifier::Notifiers},
+    output::{log, metrics, notifier::Notifiers},
+    probe::{first_failure, Probe, Recovery},
     support::{lock::lock, thread::on_own_thread},
 };
+
+/// What is checked around one fault: its steady state before, its recovery after.
+#[derive(Debug, Clone, Default)]
+pub struct FaultProbes {
+    /// Probes that must pass just before the fault is injected.
+    pub steady_state: Vec<Probe>,
+    /// Probes polled after it until they pass.
+    pub recovery: Option<Recovery>,
+}
+
+/// A recovery is polled after its deadline for this many deadlines in all, for a late
+/// `recovered`; then given up on.
+pub const RECOVERY_LOOKS_AFTER: u32 = 10;
 
 /// How many injections run at once; more wait their turn (the wait counts against the
 /// plugin timeout). Reverts and the kill switch never wait for these: each runs on a
@@ -56,6 +74,8 @@ pub struct Injector {
     slots: Arc<tokio::sync::Semaphore>,
     /// The timer's next fault: when, and which.
     next: Arc<Mutex<Option<Next>>>,
+    /// Each fault's probes, by name (faults without any are absent).
+    probes: Arc<BTreeMap<String, FaultProbes>>,
 }
 
 /// When the timer fires next, and which fault.
@@ -95,7 +115,14 @@ impl Injector {
             notifiers,
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_INJECTIONS_AT_ONCE)),
             next: Arc::default(),
+            probes: Arc::default(),
         }
+    }
+
+    /// The same door, checking each fault's steady state and recovery with `probes`.
+    pub fn with_probes(mut self, probes: BTreeMap<String, FaultProbes>) -> Self {
+        self.probes = Arc::new(probes);
+        self
     }
 
     /// The timer's next fault is `fault` at `at` (none: the timer stopped).
@@ -143,6 +170,9 @@ impl Injector {
     /// original's lines for it, tells the notifiers and schedules the revert of a
     /// reversible fault. Every trigger comes through here.
     pub async fn inject(&self, ask: Ask) -> Result<Injection, InjectError> {
+        if let Some(refused) = self.steady_state(&ask).await {
+            return Err(refused);
+        }
         let name = ask.fault.clone();
         let trigger = ask.trigger;
         let deadline = tokio::time::Instant::now() + self.deadline;
@@ -190,13 +220,192 @@ impl Injector {
         result
     }
 
+    /// The steady state of the fault `ask` names, checked just before it would be
+    /// injected (only if the guards would let it through: a paused or sleeping monkey
+    /// probes nothing). The refusal, journaled, if a probe fails. Dry runs check it too:
+    /// a rehearsal shows what the drill would refuse.
+    async fn steady_state(&self, ask: &Ask) -> Option<InjectError> {
+        let probes = &self.probes.get(&ask.fault)?.steady_state;
+        if probes.is_empty() || !self.engine.admits(&ask.fault, Utc::now()) {
+            return None;
+        }
+        let (probe, reason) = first_failure(probes).await?;
+        let engine = self.engine.clone();
+        let asked = ask.clone();
+        let refused = on_own_thread("journal", move || {
+            engine.refuse_unsteady(&asked, probe, reason)
+        })
+        .await;
+        Some(refused.unwrap_or_else(|| InjectError::Crashed {
+            fault: ask.fault.clone(),
+            reason: "the refusal could not be journaled".to_owned(),
+        }))
+    }
+
     /// What follows a fault that happened: the original's log lines, the notifiers,
-    /// and the revert of a reversible one when due.
+    /// the revert of a reversible one when due, and its recovery's watch.
     fn happened(&self, injection: &Injection) {
         log::injection(injection);
         self.notifiers.tell(injection);
         if let Some(due) = injection.revert_due {
             self.schedule_revert(injection.intent.id.clone(), due);
+        }
+        // A dry run changed nothing: there is nothing to recover from.
+        if !injection.intent.dry_run {
+            if let Some(recovery) = self
+                .probes
+                .get(&injection.intent.fault)
+                .and_then(|p| p.recovery.clone())
+            {
+                self.watch_recovery(injection, recovery);
+            }
+        }
+    }
+
+    /// Polls `recovery`'s probes after `injection` (after its revert, for a reversible
+    /// fault) until they all pass: `recovered` with the time to recover, or
+    /// `not-recovered` at the deadline and then, if it comes within
+    /// [`RECOVERY_LOOKS_AFTER`] deadlines, a late `recovered`.
+    fn watch_recovery(&self, injection: &Injection, recovery: Recovery) {
+        let door = self.clone();
+        let id = injection.intent.id.clone();
+        let fault = injection.intent.fault.clone();
+        let revert_due = injection.revert_due;
+        let done = injection.done;
+        tokio::spawn(async move {
+            let give_up = recovery.deadline * RECOVERY_LOOKS_AFTER;
+            let from = match revert_due {
+                Some(due) => match door.reverted(&id, due, give_up).await {
+                    Some(at) => at,
+                    None => return,
+                },
+                None => done,
+            };
+            let deadline =
+                from + chrono::TimeDelta::from_std(recovery.deadline).unwrap_or_default();
+            let end = from + chrono::TimeDelta::from_std(give_up).unwrap_or_default();
+            let mut overdue = false;
+            loop {
+                let failed = first_failure(&recovery.probes).await;
+                let now = Utc::now();
+                let Some((probe, reason)) = failed else {
+                    let ttr_ms = (now - from).num_milliseconds().max(0) as u64;
+                    log::line(format!(
+                        "recovery: {fault} ({id}) recovered in {ttr_ms} ms{}",
+                        if overdue {
+                            " (late: after its deadline)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    metrics::get().recovery(&fault, if overdue { "late" } else { "recovered" });
+                    metrics::get().recovered(ttr_ms);
+                    door.note(Record::Recovered(RecoveredRecord {
+                        id,
+                        at: now,
+                        ttr_ms,
+                        late: overdue,
+                    }))
+                    .await;
+                    return;
+                };
+                if !overdue && now >= deadline {
+                    overdue = true;
+                    let reason = format!("{probe}: {reason}");
+                    log::line(format!(
+                        "recovery: {fault} ({id}) not recovered within {}: {reason}",
+                        humantime::format_duration(recovery.deadline)
+                    ));
+                    metrics::get().recovery(&fault, "not-recovered");
+                    let record = Record::NotRecovered(NotRecoveredRecord {
+                        id: id.clone(),
+                        at: now,
+                        deadline_ms: recovery.deadline.as_millis() as u64,
+                        reason: reason.clone(),
+                    });
+                    door.notifiers.tell_event(
+                        &format!("not-recovered of {id}"),
+                        &format!(
+                            "{fault} ({id}) not recovered within {}: {reason}",
+                            humantime::format_duration(recovery.deadline)
+                        ),
+                        serde_json::to_value(&record).unwrap_or_default(),
+                    );
+                    door.note(record).await;
+                }
+                if now >= end {
+                    log::line(format!(
+                        "recovery: {fault} ({id}) still not recovered after {}: no longer watched",
+                        humantime::format_duration(give_up)
+                    ));
+                    return;
+                }
+                // Not past the deadline unsaid: the record comes at the deadline.
+                let mut wait = recovery.every;
+                if !overdue {
+                    wait = wait.min((deadline - now).to_std().unwrap_or_default());
+                }
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
+    /// Waits until the reversible fault `id`, due to be reverted at `due`, is reverted
+    /// (neither active nor being reverted), at most `bound` past `due`; when. Looked at
+    /// often around `due` and after it (the instant is the time to recover's start),
+    /// less often before (a pause or a halt may revert it early).
+    async fn reverted(
+        &self,
+        id: &str,
+        due: DateTime<Utc>,
+        bound: Duration,
+    ) -> Option<DateTime<Utc>> {
+        let end = due + chrono::TimeDelta::from_std(bound).unwrap_or_default();
+        loop {
+            let reverting = self.engine.reverting().iter().any(|u| u.id == id);
+            if !self.engine.is_active(id) && !reverting {
+                return Some(Utc::now());
+            }
+            let now = Utc::now();
+            if now >= end {
+                return None;
+            }
+            let early = (due - now).to_std().unwrap_or_default() > Duration::from_secs(1);
+            let wait = if early { 250 } else { 20 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
+    /// Appends `record` to the journal off the runtime (a writer may hold its lock).
+    async fn note(&self, record: Record) {
+        let engine = self.engine.clone();
+        let _ = on_own_thread("journal", move || engine.note(&record)).await;
+    }
+
+    /// The monkey pauses itself because `probe` failed for too long (`reason`): exactly
+    /// as the kill switch does (every active fault reverted), saying why; journaled
+    /// `halted`. `resume` is manual.
+    pub async fn halt(&self, probe: String, reason: String) -> Switched {
+        self.engine.set_halted(format!("{probe}: {reason}"));
+        metrics::get().halted();
+        let text = format!(
+            "halt: {probe}: {reason}: paused, every active fault reverted; POST /api/resume to resume"
+        );
+        let record = Record::Halted(HaltedRecord {
+            at: Utc::now(),
+            probe,
+            reason,
+        });
+        self.notifiers.tell_event(
+            "halt",
+            &text,
+            serde_json::to_value(&record).unwrap_or_default(),
+        );
+        self.note(record).await;
+        self.revert_all("halt", SWITCH_WAIT).await;
+        Switched {
+            paused: self.engine.paused(),
+            reverting: self.engine.reverting(),
         }
     }
 
@@ -356,7 +565,7 @@ impl Refusal {
             InjectError::OverBudget { retry_after, .. } => {
                 (429, Some(ceil_secs(*retry_after)), true)
             }
-            InjectError::Paused(_) => (503, None, true),
+            InjectError::Paused(_) | InjectError::SteadyState { .. } => (503, None, true),
             InjectError::Journal { .. } | InjectError::Unrecorded { .. } => (503, None, false),
             InjectError::UnknownFault(_) => (404, None, false),
             InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => {
@@ -641,6 +850,263 @@ mod tests {
             // The one that never got a place did not run later either.
             assert_eq!(late.calls().len(), MAX_INJECTIONS_AT_ONCE);
         });
+    }
+
+    /// A journal of its own for one test.
+    fn journal_in(name: &str) -> (PathBuf, crate::domain::journal::Journal) {
+        let dir = std::env::temp_dir().join(format!("nm-dispatch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal.jsonl");
+        let journal = crate::domain::journal::Journal::open(&path).unwrap();
+        (path, journal)
+    }
+
+    fn records(path: &std::path::Path) -> Vec<crate::domain::journal::Record> {
+        crate::domain::journal::read(path).unwrap().records
+    }
+
+    fn probes_of(steady: Vec<Probe>, recovery: Option<Recovery>) -> BTreeMap<String, FaultProbes> {
+        BTreeMap::from([(
+            "fake".to_owned(),
+            FaultProbes {
+                steady_state: steady,
+                recovery,
+            },
+        )])
+    }
+
+    /// A failing steady state refuses the fault before the engine: no plugin call, no
+    /// intent, no budget used, a `refused` record with an id like the intents'; a
+    /// passing one lets it through.
+    #[tokio::test]
+    async fn a_steady_state_not_met_refuses_the_fault_journaled_and_free_of_budget() {
+        use crate::domain::{budget::Limits, journal::Record};
+        let (path, journal) = journal_in("steady");
+        let fake = Fake::new(Behaviour::Hit);
+        let guards = Guards {
+            limits: Limits {
+                per_hour: Some(1),
+                ..Limits::default()
+            },
+            ..Guards::default()
+        };
+        let mut engine = Engine::new(1, false, guards, Some(journal));
+        engine.add_fault("fake", "fake", fake.clone()).unwrap();
+        let engine = Arc::new(engine);
+        let failing = Injector::new(engine.clone(), Notifiers::default()).with_probes(probes_of(
+            vec![crate::probe::command(&["false"], Duration::from_secs(5))],
+            None,
+        ));
+        let refused = failing.inject(ask()).await.unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "steady state not met: command false: exited 1"
+        );
+        let refusal = Refusal::of(&refused);
+        assert_eq!((refusal.status, refusal.is_refusal), (503, true));
+        assert!(fake.calls().is_empty());
+        match records(&path).as_slice() {
+            [Record::Refused(r)] => {
+                assert_eq!(
+                    (r.fault.as_str(), r.trigger.as_str(), r.desc.as_str()),
+                    ("fake", "timer", "by test")
+                );
+                assert_eq!(r.reason, "steady state not met: command false: exited 1");
+                assert!(r.id.ends_with("-1"), "{}", r.id);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The budget of one is whole: the next fault, its steady state met, happens.
+        let passing = Injector::new(engine, Notifiers::default()).with_probes(probes_of(
+            vec![crate::probe::command(&["true"], Duration::from_secs(5))],
+            None,
+        ));
+        let injection = passing.inject(ask()).await.unwrap();
+        assert!(injection.intent.id.ends_with("-2"), "the refusal took id 1");
+        assert_eq!(fake.calls().len(), 1);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Probes draw nothing from the seeded streams: the same seeds reach the plugin with
+    /// steady-state probes as without.
+    #[tokio::test]
+    async fn probes_leave_the_seeded_streams_alone() {
+        let mut seeds = Vec::new();
+        for with in [false, true] {
+            let fake = Fake::new(Behaviour::Hit);
+            let door = injector(&fake, false);
+            let door = if with {
+                door.with_probes(probes_of(
+                    vec![crate::probe::command(&["true"], Duration::from_secs(5))],
+                    None,
+                ))
+            } else {
+                door
+            };
+            for _ in 0..3 {
+                door.inject(ask()).await.unwrap();
+            }
+            seeds.push(fake.calls().iter().map(|r| r.seed).collect::<Vec<_>>());
+        }
+        assert_eq!(seeds[0], seeds[1]);
+    }
+
+    /// After a real fault, the recovery probes are polled until they pass: `recovered`
+    /// with the time from the outcome; not at all after a dry run.
+    #[tokio::test]
+    async fn a_recovery_is_measured_from_the_outcome() {
+        use crate::domain::journal::Record;
+        let (path, journal) = journal_in("recovery");
+        let flag = path.with_file_name("up");
+        let fake = Fake::new(Behaviour::Hit);
+        let mut engine = Engine::new(1, true, Guards::default(), Some(journal));
+        engine.add_fault("fake", "fake", fake.clone()).unwrap();
+        let recovery = Recovery {
+            probes: vec![crate::probe::command(
+                &["test", "-e", flag.to_str().unwrap()],
+                Duration::from_secs(5),
+            )],
+            deadline: Duration::from_secs(60),
+            every: Duration::from_millis(100),
+        };
+        let door = Injector::new(Arc::new(engine), Notifiers::default())
+            .with_probes(probes_of(vec![], Some(recovery)));
+        let injection = door.inject(ask()).await.unwrap();
+        let started = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&flag, "").unwrap();
+        until(
+            || {
+                records(&path)
+                    .iter()
+                    .any(|r| matches!(r, Record::Recovered(_)))
+            },
+            "recovered",
+        )
+        .await;
+        let measured = started.elapsed().as_millis() as u64;
+        match records(&path).last() {
+            Some(Record::Recovered(r)) => {
+                assert_eq!(r.id, injection.intent.id);
+                assert!(!r.late);
+                assert!(r.ttr_ms >= 300 && r.ttr_ms <= measured + 50, "{}", r.ttr_ms);
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// A reversible fault's recovery is timed from its revert: `recovered` comes after
+    /// the `revert` record, its `ttr_ms` counted from there, not from the outcome.
+    #[tokio::test]
+    async fn a_reversible_faults_recovery_is_timed_from_its_revert() {
+        use crate::domain::journal::Record;
+        let (path, journal) = journal_in("reversible");
+        let fake = Fake::new(Behaviour::Reversible { ms: 300 });
+        let mut engine = Engine::new(1, true, Guards::default(), Some(journal));
+        engine.add_fault("fake", "fake", fake.clone()).unwrap();
+        let recovery = Recovery {
+            probes: vec![crate::probe::command(&["true"], Duration::from_secs(5))],
+            deadline: Duration::from_secs(60),
+            every: Duration::from_millis(100),
+        };
+        let door = Injector::new(Arc::new(engine), Notifiers::default())
+            .with_probes(probes_of(vec![], Some(recovery)));
+        door.inject(ask()).await.unwrap();
+        until(
+            || {
+                records(&path)
+                    .iter()
+                    .any(|r| matches!(r, Record::Recovered(_)))
+            },
+            "recovered",
+        )
+        .await;
+        let all = records(&path);
+        let revert = all
+            .iter()
+            .position(|r| matches!(r, Record::Revert(_)))
+            .unwrap();
+        match &all[revert + 1..] {
+            [Record::Recovered(r)] => assert!(r.ttr_ms < 250, "{}", r.ttr_ms),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Not recovered by the deadline: `not-recovered` with the last failure, and a late
+    /// `recovered` when the probes pass afterwards.
+    #[tokio::test]
+    async fn a_recovery_past_its_deadline_is_not_recovered_then_late() {
+        use crate::domain::journal::Record;
+        let (path, journal) = journal_in("late");
+        let flag = path.with_file_name("up");
+        let fake = Fake::new(Behaviour::Hit);
+        let mut engine = Engine::new(1, true, Guards::default(), Some(journal));
+        engine.add_fault("fake", "fake", fake.clone()).unwrap();
+        let recovery = Recovery {
+            probes: vec![crate::probe::command(
+                &["test", "-e", flag.to_str().unwrap()],
+                Duration::from_secs(5),
+            )],
+            deadline: Duration::from_millis(200),
+            every: Duration::from_millis(50),
+        };
+        let door = Injector::new(Arc::new(engine), Notifiers::default())
+            .with_probes(probes_of(vec![], Some(recovery)));
+        door.inject(ask()).await.unwrap();
+        until(
+            || {
+                records(&path)
+                    .iter()
+                    .any(|r| matches!(r, Record::NotRecovered(_)))
+            },
+            "not recovered",
+        )
+        .await;
+        std::fs::write(&flag, "").unwrap();
+        until(
+            || {
+                records(&path)
+                    .iter()
+                    .any(|r| matches!(r, Record::Recovered(_)))
+            },
+            "recovered late",
+        )
+        .await;
+        let tail: Vec<Record> = records(&path).into_iter().skip(2).collect();
+        match tail.as_slice() {
+            [Record::NotRecovered(n), Record::Recovered(r)] => {
+                assert_eq!(n.deadline_ms, 200);
+                assert!(n.reason.starts_with("command test -e "), "{}", n.reason);
+                assert!(n.reason.ends_with(": exited 1"), "{}", n.reason);
+                assert!(r.late);
+                assert!(r.ttr_ms >= 200);
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// A halt pauses as the switch does: every active fault reverted, the reason says
+    /// the probe; `resume` clears it.
+    #[tokio::test]
+    async fn a_halt_pauses_reverts_and_says_why() {
+        let fake = Fake::new(Behaviour::Reversible { ms: 60_000 });
+        let door = injector(&fake, true);
+        door.inject(ask()).await.unwrap();
+        let halted = door.halt("process ^db$".into(), "0 processes".into()).await;
+        assert_eq!(
+            halted.paused.as_deref(),
+            Some("halt: process ^db$: 0 processes; POST /api/resume to resume")
+        );
+        until(|| lock(&fake.reverts).len() == 1, "reverted").await;
+        assert!(matches!(
+            door.inject(ask()).await,
+            Err(InjectError::Paused(why)) if why.starts_with("halt: ")
+        ));
+        assert_eq!(door.switch(false).await.paused, None);
     }
 
     fn ask_for(fault: &str) -> Ask {

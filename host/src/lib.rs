@@ -6,7 +6,8 @@
 //! `runtime` (the daemon's process); `config` (assembles every component's settings);
 //! `triggers` (timer, HTTP, pollers: they only ask); `dispatch` (the one door: admission,
 //! deadline, refusals, what follows a fault); `engine` (guards, journal, seed streams);
-//! `plugin` (the ABI boundary); `output` (log, metrics, notifiers); `domain` (the record
+//! `plugin` (the ABI boundary), `probe` (checks of the system under drill) and `output`
+//! (log, metrics, notifiers), side by side; `domain` (the record
 //! and the rules); `support`. Arrows point down only: `tests/it/house.rs` checks it.
 
 mod cli;
@@ -17,6 +18,7 @@ pub mod domain;
 pub mod engine;
 mod output;
 pub mod plugin;
+mod probe;
 mod runtime;
 mod support;
 mod triggers;

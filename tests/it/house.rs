@@ -13,7 +13,7 @@ use std::{
 const LAYERS: &[&[&str]] = &[
     &["support"],
     &["domain"],
-    &["output", "plugin"],
+    &["output", "plugin", "probe"],
     &["engine"],
     &["dispatch"],
     &["triggers"],
@@ -27,6 +27,11 @@ const LAYERS: &[&[&str]] = &[
 /// Arrows that must never exist, even where the layers would allow them: (from, to,
 /// why).
 const NEVER: &[(&str, &str, &str)] = &[
+    (
+        "probe",
+        "domain",
+        "a probe checks and answers: it knows no fault, draws from no seeded stream",
+    ),
     (
         "triggers",
         "engine",

@@ -12,6 +12,7 @@ mod drill;
 mod house;
 mod kill;
 mod ops;
+mod outcomes;
 mod plugins;
 mod poller;
 mod readme;

@@ -237,11 +237,11 @@ fn prepared() -> PathBuf {
             let to = dir.join("target").join(profile);
             std::fs::create_dir_all(&to).unwrap();
             // The workspace's plugins, as `cargo build --release --workspace` leaves
-            // them (not the procedural macros beside them, named with a hash).
-            for entry in std::fs::read_dir(util::lib_dir()).unwrap() {
-                let path = entry.unwrap().path();
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                if !name.contains('-') {
+            // them: not the procedural macros beside them, nor what another build put
+            // in the same directory (`.ci/template`'s renamed copy).
+            for name in workspace_cdylibs(&repo) {
+                let path = util::lib_dir().join(&name);
+                if path.exists() {
                     link_or_copy(&path, &to.join(&name));
                 }
             }
@@ -259,6 +259,31 @@ fn prepared() -> PathBuf {
         dir
     })
     .clone()
+}
+
+/// The `lib<name>.so` files the workspace's members build as cdylibs, from the root
+/// manifest's `members` and each member's own.
+fn workspace_cdylibs(repo: &Path) -> Vec<String> {
+    let root = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
+    let members = root
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .unwrap_or_default();
+    let quoted = Regex::new(r#""([^"]+)""#).unwrap();
+    let name = Regex::new(r#"(?m)^name = "([^"]+)""#).unwrap();
+    quoted
+        .captures_iter(members)
+        .filter_map(|c| {
+            let manifest = std::fs::read_to_string(repo.join(&c[1]).join("Cargo.toml")).ok()?;
+            manifest.contains("cdylib").then(|| {
+                format!(
+                    "lib{}.so",
+                    name.captures(&manifest).unwrap()[1].replace('-', "_")
+                )
+            })
+        })
+        .collect()
 }
 
 fn link_or_copy(from: &Path, to: &Path) {

@@ -50,6 +50,40 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
             }
         );
     }
+    for f in &config.faults {
+        let labels = |probes: &[crate::probe::Probe]| {
+            probes
+                .iter()
+                .map(|p| p.label())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !f.steady_state.is_empty() {
+            println!(
+                "  fault {}: steady state {}",
+                f.name,
+                labels(&f.steady_state)
+            );
+        }
+        if let Some(r) = &f.recovery {
+            println!(
+                "  fault {}: recovery {} every {} (deadline {})",
+                f.name,
+                labels(&r.probes),
+                humantime::format_duration(r.every),
+                humantime::format_duration(r.deadline)
+            );
+        }
+    }
+    if let Some(halt) = &config.halt {
+        let labels: Vec<String> = halt.probes.iter().map(|p| p.label()).collect();
+        println!(
+            "  halt: {} every {}, after failing {}",
+            labels.join(", "),
+            humantime::format_duration(halt.every),
+            humantime::format_duration(halt.after)
+        );
+    }
     if let Some(node) = &config.node {
         println!("  node: {node} (every random stream labelled with it)");
     }

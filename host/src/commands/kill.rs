@@ -16,6 +16,7 @@ use crate::{
     engine::{Engine, Guards, PLUGIN_TIMEOUT},
     output::{answer::Answer, logline},
     plugin::{self, Plugin, Trust},
+    probe::{first_failure, Probe},
     runtime::setup,
     support::{thread::within, UsageError},
 };
@@ -77,7 +78,8 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         ..Guards::default()
     };
     let mut engine = Engine::new(seed, args.execute, guards, Some(journal))
-        .with_plugin_timeout(args.plugin_timeout.unwrap_or(PLUGIN_TIMEOUT));
+        .with_plugin_timeout(args.plugin_timeout.unwrap_or(PLUGIN_TIMEOUT))
+        .protecting(crate::plugin::live_workers);
     engine.add_fault(&name, &name, fault)?;
 
     inject(&Arc::new(engine), &name, &args)
@@ -125,7 +127,40 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
         ))
         .into());
     }
-    inject(&Arc::new(engine), &fault, args)
+    let steady_state = config
+        .faults
+        .iter()
+        .find(|f| f.name == fault)
+        .map(|f| f.steady_state.clone())
+        .unwrap_or_default();
+    let engine = Arc::new(engine);
+    steady(&engine, &fault, &steady_state, args)?;
+    inject(&engine, &fault, args)
+}
+
+/// The fault's steady state, checked before the one-shot injection as the daemon does
+/// (its recovery is the daemon's to watch: this command ends with the fault). A probe
+/// that fails refuses the fault, journaled `refused`.
+fn steady(engine: &Engine, name: &str, probes: &[Probe], args: &KillArgs) -> anyhow::Result<()> {
+    if probes.is_empty() || !engine.admits(name, chrono::Utc::now()) {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime for the steady-state probes")?;
+    match runtime.block_on(first_failure(probes)) {
+        None => Ok(()),
+        Some((probe, reason)) => {
+            let ask = Ask {
+                fault: name.to_owned(),
+                desc: args.desc.clone(),
+                trigger: "cli",
+                requested_by: None,
+            };
+            Err(engine.refuse_unsteady(&ask, probe, reason).into())
+        }
+    }
 }
 
 /// Injects `name` once, prints it, and reverts it when due if it is reversible. Each

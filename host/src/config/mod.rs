@@ -24,6 +24,7 @@ use crate::{
     },
     output::notifier::{NotifierConfig, RawNotifier},
     plugin::Trust,
+    probe::{validate_list, Halt, Probe, RawHalt, RawProbe, RawRecovery, Recovery},
     support::{
         located::{duration, DurationText, Source},
         state,
@@ -62,6 +63,7 @@ pub struct RawConfig<'a> {
     journal_retention: RawRetention,
     pause_file: Option<PathBuf>,
     budget: RawBudget,
+    halt: Option<RawHalt>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +72,8 @@ struct RawFault<'a> {
     plugin: Option<String>,
     #[serde(borrow)]
     config: Option<&'a RawValue>,
+    steady_state: Vec<RawProbe>,
+    recovery: Option<RawRecovery>,
 }
 
 /// One configured fault: a name, the plugin that provides it and its config as RON text.
@@ -86,6 +90,10 @@ pub struct FaultConfig {
     /// Where its `config` text starts in the file (line, column), so that a position
     /// the plugin reports in it can be turned into one in the file.
     pub config_at: Option<(usize, usize)>,
+    /// Probes that must pass just before it is injected, or it is refused.
+    pub steady_state: Vec<Probe>,
+    /// Probes polled after it until they pass (time to recover).
+    pub recovery: Option<Recovery>,
 }
 
 impl FaultConfig {
@@ -172,6 +180,8 @@ pub struct Config {
     pub plugin_timeout: std::time::Duration,
     /// Whether plugin files that fail the trust checks are loaded anyway.
     pub plugin_trust: Trust,
+    /// Probes whose failure pauses the monkey.
+    pub halt: Option<Halt>,
 }
 
 /// Parses a file's text; a syntax or type error is one located error.
@@ -273,7 +283,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         if !valid_fault_name(name) {
             errors.push(format!("{location}: invalid fault name `{name}`: expected lower-case letters, digits and dashes"));
         }
-        faults.push(fault_config(name, fault, location, src));
+        faults.push(fault_config(name, fault, location, src, &mut errors));
     }
     let timer_fault = raw.timer.fault.clone();
     if !faults.iter().any(|f| f.name == DEFAULT_FAULT) {
@@ -283,6 +293,8 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
             config: String::new(),
             location: String::new(),
             config_at: None,
+            steady_state: Vec::new(),
+            recovery: None,
         });
     }
     if !faults.iter().any(|f| f.name == timer_fault) {
@@ -321,6 +333,10 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         .filter_map(|(name, hook)| hook.validate(name, src, &mut errors))
         .collect();
     let limits = raw.budget.validate(src, &mut errors);
+    let halt = raw
+        .halt
+        .as_ref()
+        .and_then(|halt| halt.validate(src, &mut errors));
     let journal_retention = raw.journal_retention.validate(src, &mut errors);
     let plugin_timeout = match &raw.plugin_timeout {
         None => Some(crate::engine::PLUGIN_TIMEOUT),
@@ -393,6 +409,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         plugin_trust: Trust::allowing_untrusted(
             args.allow_untrusted_plugins || raw.allow_untrusted_plugins.unwrap_or(false),
         ),
+        halt,
     };
     (config, errors)
 }
@@ -407,7 +424,20 @@ fn fault_config(
     fault: &RawFault<'_>,
     location: String,
     src: &Source<'_>,
+    errors: &mut Vec<String>,
 ) -> FaultConfig {
+    let key = format!("\"{name}\"");
+    let keys = ["faults", key.as_str()];
+    let steady_state = validate_list(
+        &fault.steady_state,
+        &["faults", &key, "steady_state"],
+        src,
+        errors,
+    );
+    let recovery = fault
+        .recovery
+        .as_ref()
+        .and_then(|r| r.validate(&steady_state, &keys, src, errors));
     let written = fault.config.map(|raw| raw.trim().get_ron());
     let (config, config_at) = match written {
         None | Some("()") => (String::new(), None),
@@ -422,6 +452,8 @@ fn fault_config(
         config,
         location,
         config_at,
+        steady_state,
+        recovery,
     }
 }
 
@@ -460,7 +492,13 @@ mod tests {
         let raw = parse(Path::new("c.ron"), text).unwrap();
         let src = Source::new(Path::new("c.ron"), text);
         let f = &raw.faults["kill"];
-        fault_config("kill", f, src.at(&["faults", "\"kill\""]), &src)
+        fault_config(
+            "kill",
+            f,
+            src.at(&["faults", "\"kill\""]),
+            &src,
+            &mut Vec::new(),
+        )
     }
 
     #[test]

@@ -106,6 +106,15 @@ pub enum InjectError {
     /// The kill switch is on.
     #[error("Nightmare Monkey is paused ({0})")]
     Paused(String),
+    /// A steady-state probe failed just before the injection: the fault was refused
+    /// (journaled as refused, no budget used).
+    #[error("steady state not met: {probe}: {reason}")]
+    SteadyState {
+        /// The probe, as written (short).
+        probe: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// Outside the window: the monkey sleeps. Carries when the window next opens.
     #[error("Nightmare Monkey is sleeping now")]
     Sleeping {

@@ -182,7 +182,7 @@ pub(crate) struct RevertRecord {
     pub id: String,
     /// When.
     pub at: DateTime<Utc>,
-    /// Why now: `due`, `shutdown`, `pause`, `recovery`.
+    /// Why now: `due`, `shutdown`, `pause`, `halt`, `recovery`.
     pub reason: String,
     /// `reverted`, `vanished` or `failed`.
     pub result: String,

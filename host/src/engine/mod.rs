@@ -21,7 +21,7 @@ use crate::{
         active::Checkpoint,
         budget::{Budget, Limits},
         injection::{Ask, Fault, InjectError, Injection, Intent},
-        journal::{Journal, OutcomeRecord, PreparedRecord, Record},
+        journal::{Journal, OutcomeRecord, PreparedRecord, Record, RefusedRecord},
         window::Window,
     },
     output::{
@@ -109,6 +109,8 @@ pub struct Engine {
     execute: bool,
     guards: Guards,
     paused: AtomicBool,
+    /// Why the monkey paused itself (a halt probe), while the switch it turned on is on.
+    halted: Mutex<Option<String>>,
     closing: AtomicBool,
     budget: Mutex<Budget>,
     journal: Option<Arc<Journal>>,
@@ -126,6 +128,8 @@ pub struct Engine {
     /// The daemon's checkpoint, taken again as soon as a fault is in effect (or about
     /// to be): a second copy of what undoes it, beside the journal.
     checkpoint: std::sync::OnceLock<Arc<Mutex<Checkpoint>>>,
+    /// The monkey's own processes besides itself (its plugin workers), never chosen.
+    protected: fn() -> Vec<u32>,
 }
 
 /// The name a stream has on `node`: `fault/kill@node/web-1`. With one seed for a whole
@@ -147,6 +151,7 @@ impl Engine {
             budget: Mutex::new(Budget::new(guards.limits)),
             guards,
             paused: AtomicBool::new(false),
+            halted: Mutex::new(None),
             closing: AtomicBool::new(false),
             journal: journal.map(Arc::new),
             run: Utc::now().timestamp_millis().max(0) as u64,
@@ -160,7 +165,15 @@ impl Engine {
             node: None,
             plugin_timeout: PLUGIN_TIMEOUT,
             checkpoint: std::sync::OnceLock::new(),
+            protected: Vec::new,
         }
+    }
+
+    /// The same engine, never choosing the processes `protected` names at the time of a
+    /// fault (the plugin workers: the engine knows no ABI, so its owner says which).
+    pub(crate) fn protecting(mut self, protected: fn() -> Vec<u32>) -> Self {
+        self.protected = protected;
+        self
     }
 
     /// The same engine without a window: a one-shot `kill` is now, whatever the drill's
@@ -271,6 +284,9 @@ impl Engine {
             return Some("it is going to bed".to_owned());
         }
         if self.paused.load(Ordering::SeqCst) {
+            if let Some(why) = lock(&self.halted).as_ref() {
+                return Some(format!("halt: {why}; POST /api/resume to resume"));
+            }
             return Some("POST /api/resume to resume".to_owned());
         }
         match &self.guards.pause_file {
@@ -339,7 +355,59 @@ impl Engine {
     /// as its plugin answers. The faults already active are the caller's to revert
     /// ([`Engine::revert_all`]), as long as it cares to wait.
     pub(crate) fn set_paused(&self, on: bool) {
+        if !on {
+            *lock(&self.halted) = None;
+        }
         self.paused.store(on, Ordering::SeqCst);
+    }
+
+    /// Pauses as the switch does, saying why (`<probe>: <reason>`): a halt probe failed
+    /// for too long. `resume` turns it off like any pause.
+    pub(crate) fn set_halted(&self, why: String) {
+        *lock(&self.halted) = Some(why);
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether fault `fault` would be let through the guards at `now` (the switch, the
+    /// window, the budget), without taking anything: steady-state probes are run only
+    /// for a fault that would be injected.
+    pub(crate) fn admits(&self, fault: &str, now: DateTime<Utc>) -> bool {
+        self.paused().is_none()
+            && self.in_window(now)
+            && self.faults.contains_key(fault)
+            && lock(&self.budget).check(now).is_ok()
+    }
+
+    /// Refuses `ask` because its steady state was not met: journaled as `refused` with an
+    /// id from the intents' counter, counted; no intent, no budget, no draw.
+    pub(crate) fn refuse_unsteady(&self, ask: &Ask, probe: String, reason: String) -> InjectError {
+        metrics::get().refused(Refusal::SteadyState);
+        let error = InjectError::SteadyState { probe, reason };
+        let record = RefusedRecord {
+            id: format!(
+                "{}-{}",
+                self.run,
+                self.next_id.fetch_add(1, Ordering::SeqCst)
+            ),
+            at: Utc::now(),
+            fault: ask.fault.clone(),
+            trigger: ask.trigger.to_owned(),
+            desc: ask.desc.clone(),
+            reason: error.to_string(),
+        };
+        self.note(&Record::Refused(record));
+        error
+    }
+
+    /// Appends a record that announces nothing (a refusal, a recovery, a halt): not
+    /// fsynced; a failure is logged, and changes nothing else.
+    pub(crate) fn note(&self, record: &Record) {
+        if let Err(e) = self.write(record, false) {
+            log::line(format!(
+                "journal: cannot write to {}: {e}",
+                self.journal_path()
+            ));
+        }
     }
 
     /// The monkey goes to bed: every request is refused from now on, and an injection
@@ -463,7 +531,7 @@ impl Engine {
         // Processes under a fault of their own, and the plugin workers (the monkey's
         // own processes, as it is): never chosen.
         let mut avoid: Vec<u32> = lock(&self.active).values().filter_map(|a| a.pid).collect();
-        avoid.extend(crate::plugin::live_workers());
+        avoid.extend((self.protected)());
         let request = Request {
             seed,
             dry_run,

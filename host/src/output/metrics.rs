@@ -48,9 +48,16 @@ pub struct Metrics {
     plugin_load_failures: Counter,
     notifications: Family<NotificationLabels, Counter>,
     ttd: Histogram,
-    // Observed by the recovery probes, which land beside this.
-    #[allow(dead_code)]
     ttr: Histogram,
+    recoveries: Family<RecoveryLabels, Counter>,
+    halts: Counter,
+}
+
+/// How a fault's recovery ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecoveryLabels {
+    fault: String,
+    result: String,
 }
 
 /// The buckets of the times to detect and recover, seconds: a second to an hour.
@@ -71,6 +78,8 @@ pub enum Refusal {
     Auth,
     /// The journal could not be written.
     Journal,
+    /// A steady-state probe failed.
+    SteadyState,
 }
 
 impl Refusal {
@@ -81,6 +90,7 @@ impl Refusal {
             Refusal::Paused => "paused",
             Refusal::Auth => "auth",
             Refusal::Journal => "journal",
+            Refusal::SteadyState => "steady-state",
         }
     }
 }
@@ -104,7 +114,7 @@ impl Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "refusals",
-            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, journal)",
+            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, journal, steady-state)",
             refusals.clone(),
         );
         let active = Gauge::default();
@@ -149,6 +159,18 @@ impl Metrics {
             "Time to recover: from a fault (or its revert) to every recovery probe passing",
             ttr.clone(),
         );
+        let recoveries = Family::<RecoveryLabels, Counter>::default();
+        registry.register(
+            "recoveries",
+            "Faults' recovery probes, by fault and result (recovered, late, not-recovered)",
+            recoveries.clone(),
+        );
+        let halts = Counter::default();
+        registry.register(
+            "halts",
+            "Times a halt probe failed for too long and the monkey paused itself",
+            halts.clone(),
+        );
         registry.register(
             "build",
             "The version and git revision of this daemon",
@@ -167,6 +189,7 @@ impl Metrics {
             Refusal::Paused,
             Refusal::Auth,
             Refusal::Journal,
+            Refusal::SteadyState,
         ] {
             drop(refusals.get_or_create(&RefusalLabels {
                 reason: reason.label().to_owned(),
@@ -183,6 +206,8 @@ impl Metrics {
             notifications,
             ttd,
             ttr,
+            recoveries,
+            halts,
         }
     }
 
@@ -192,9 +217,24 @@ impl Metrics {
     }
 
     /// The system came back `ttr_ms` after a fault.
-    #[allow(dead_code)]
     pub fn recovered(&self, ttr_ms: u64) {
         self.ttr.observe(ttr_ms as f64 / 1000.0);
+    }
+
+    /// A fault's recovery ended (`recovered`, `late`) or passed its deadline
+    /// (`not-recovered`).
+    pub fn recovery(&self, fault: &str, result: &str) {
+        self.recoveries
+            .get_or_create(&RecoveryLabels {
+                fault: fault.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The monkey halted itself.
+    pub fn halted(&self) {
+        self.halts.inc();
     }
 
     /// A notification was sent, or given up on.

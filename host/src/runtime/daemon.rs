@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use crate::{
     cli::DaemonArgs,
     config::{self, Config},
-    dispatch::{Injector, MAX_INJECTIONS_AT_ONCE},
+    dispatch::{FaultProbes, Injector, MAX_INJECTIONS_AT_ONCE},
     domain::schedule::Timer,
     output::{log, notifier::Notifiers},
     runtime::{
-        pause_file,
+        halt, pause_file,
         setup::{self, Setup},
         systemd,
     },
@@ -145,6 +145,15 @@ async fn serve(
 ) -> anyhow::Result<Ending> {
     // Handlers first: a signal that arrives once we look started must find them there.
     let mut signals = Signals::install()?;
+    // Real faults into a system already failing its halt conditions: not started.
+    if let (true, Some(halt)) = (setup.engine.executes(), &config.halt) {
+        if let Some(failing) = halt::failing_at_start(halt).await {
+            return Err(UsageError(anyhow::anyhow!(
+                "halt probe {failing}: not starting --execute while a halt condition fails"
+            ))
+            .into());
+        }
+    }
     let engine = Arc::new(setup.engine);
     let seed = engine.master_seed();
     if setup.seed_drawn {
@@ -192,7 +201,19 @@ async fn serve(
         stopped.clone(),
     )
     .context("cannot start the notifiers")?;
-    let injector = Injector::new(engine.clone(), notifiers);
+    let probes = config
+        .faults
+        .iter()
+        .filter(|f| !f.steady_state.is_empty() || f.recovery.is_some())
+        .map(|f| {
+            let probes = FaultProbes {
+                steady_state: f.steady_state.clone(),
+                recovery: f.recovery.clone(),
+            };
+            (f.name.clone(), probes)
+        })
+        .collect();
+    let injector = Injector::new(engine.clone(), notifiers).with_probes(probes);
     let server = match &config.http {
         Some(http_config) => {
             let api = http::Api {
@@ -247,6 +268,11 @@ async fn serve(
         })
         .collect();
 
+    let halt_task = config
+        .halt
+        .clone()
+        .map(|h| tokio::spawn(halt::watch(injector.clone(), h, stopped.clone())));
+
     if let Some(file) = engine.pause_file().cloned() {
         pause_file::watch(engine.clone(), file);
     }
@@ -298,7 +324,12 @@ async fn serve(
     // Every trigger stops at its next wait; an injection under way finishes (its lines are
     // logged, its revert is known) unless it takes longer than the exit may.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
-    for task in server.into_iter().chain(timer_task).chain(pollers) {
+    for task in server
+        .into_iter()
+        .chain(timer_task)
+        .chain(pollers)
+        .chain(halt_task)
+    {
         let abort = task.abort_handle();
         if tokio::time::timeout_at(deadline, task).await.is_err() {
             abort.abort();

@@ -1,8 +1,10 @@
 //! The daemon's process: from a validated configuration to a running engine (`setup`),
 //! the async runtime, the triggers started and stopped, signals, restarts, the pause
-//! file's watcher and systemd's notifications (`daemon`, `pause_file`, `systemd`).
+//! file's watcher, the halt conditions' watch and systemd's notifications (`daemon`,
+//! `pause_file`, `halt`, `systemd`).
 
 pub mod daemon;
+mod halt;
 mod pause_file;
 pub mod setup;
 pub mod systemd;

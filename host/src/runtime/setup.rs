@@ -202,7 +202,8 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     };
     let mut engine = Engine::new(seed, config.execute, guards, journal)
         .with_node(config.node.clone())
-        .with_plugin_timeout(config.plugin_timeout);
+        .with_plugin_timeout(config.plugin_timeout)
+        .protecting(plugin::live_workers);
     let mut fault_plugins = BTreeMap::new();
     for fault in &config.faults {
         let at = if fault.location.is_empty() {

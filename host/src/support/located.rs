@@ -55,15 +55,30 @@ impl<'a> Source<'a> {
     /// `file:line:col` of the key path (`window.days`), best effort: the first
     /// occurrence of each key after the previous one.
     pub fn at(&self, keys: &[&str]) -> String {
-        let mut from = 0;
+        self.at_from(0, keys)
+    }
+
+    /// `file:line:col` of the key path searched from the byte `from` on (an entry of a
+    /// list, whose keys repeat from one entry to the next).
+    pub fn at_from(&self, from: usize, keys: &[&str]) -> String {
+        let (line, col) = line_col(self.text, self.offset_at(from, keys));
+        format!("{}:{line}:{col}", self.path.display())
+    }
+
+    /// The byte offset of the key path searched from the byte `from` on.
+    pub fn offset_at(&self, mut from: usize, keys: &[&str]) -> usize {
         for key in keys {
-            match find_key(&self.text[from..], key) {
+            match self.text.get(from..).and_then(|rest| find_key(rest, key)) {
                 Some(i) => from += i,
                 None => break,
             }
         }
-        let (line, col) = line_col(self.text, from);
-        format!("{}:{line}:{col}", self.path.display())
+        from
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> &'a str {
+        self.text
     }
 }
 

@@ -84,9 +84,11 @@ pub async fn run(
             Err(InjectError::Sleeping { .. }) => {
                 log::line("Nightmare Monkey is sleeping with good dream.")
             }
-            Err(e @ (InjectError::Paused(_) | InjectError::OverBudget { .. })) => {
-                log::line(format!("{e}: the timer skips this one"))
-            }
+            Err(
+                e @ (InjectError::Paused(_)
+                | InjectError::OverBudget { .. }
+                | InjectError::SteadyState { .. }),
+            ) => log::line(format!("{e}: the timer skips this one")),
             _ => {}
         }
     }

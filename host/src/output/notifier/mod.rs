@@ -20,7 +20,11 @@ mod config;
 use crate::{
     domain::injection::Injection,
     output::{answer::Answer, log, logline, metrics},
-    support::{backoff::Backoff, lock::lock, text::clip},
+    support::{
+        backoff::Backoff,
+        lock::lock,
+        text::{clip, escape_controls},
+    },
 };
 
 /// What a notifier posts.
@@ -100,9 +104,31 @@ impl Notifiers {
         };
         for (index, (notifier, _)) in shared.list.iter().enumerate() {
             let body = payload(notifier.kind, injection);
-            let id = injection.intent.id.clone();
+            let what = format!("fault {}", injection.intent.id);
             let shared = shared.clone();
-            tokio::spawn(async move { deliver(&shared, index, &id, body).await });
+            let delay = notifier.delay;
+            tokio::spawn(async move { deliver(&shared, index, &what, body, delay).await });
+        }
+    }
+
+    /// Tells every notifier of what came of the drill (a fault not recovered by its
+    /// deadline, a halt), `what` naming it in the log: Slack hooks get `text`, JSON
+    /// hooks `record` (the journal's record). At once, without the notifiers' delay:
+    /// the delay hides a fault from its responders for a while, and this is no fault.
+    pub fn tell_event(&self, what: &str, text: &str, record: serde_json::Value) {
+        let Some(shared) = &self.0 else {
+            return;
+        };
+        for (index, (notifier, _)) in shared.list.iter().enumerate() {
+            let body = match notifier.kind {
+                HookKind::Slack => serde_json::json!({
+                    "text": format!("Nightmare Monkey: {}", escape_controls(text))
+                }),
+                HookKind::Json => record.clone(),
+            };
+            let what = what.to_owned();
+            let shared = shared.clone();
+            tokio::spawn(async move { deliver(&shared, index, &what, body, Duration::ZERO).await });
         }
     }
 }
@@ -139,13 +165,19 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool 
     }
 }
 
-async fn deliver(shared: &Shared, index: usize, id: &str, body: serde_json::Value) {
+async fn deliver(
+    shared: &Shared,
+    index: usize,
+    id: &str,
+    body: serde_json::Value,
+    delay: Duration,
+) {
     let (notifier, rng) = &shared.list[index];
     let name = &notifier.name;
     let mut stop = shared.stop.clone();
-    if !wait_or_stop(&mut stop, notifier.delay).await {
+    if !wait_or_stop(&mut stop, delay).await {
         log::line(format!(
-            "warning: notifier {name}: fault {id} not sent: the daemon stopped during the delay"
+            "warning: notifier {name}: {id} not sent: the daemon stopped during the delay"
         ));
         return;
     }
@@ -153,7 +185,7 @@ async fn deliver(shared: &Shared, index: usize, id: &str, body: serde_json::Valu
     for attempt in 0..=notifier.retries {
         if attempt > 0 && !wait_or_stop(&mut stop, wait).await {
             log::line(format!(
-                "warning: notifier {name}: fault {id} not sent: the daemon stopped between attempts"
+                "warning: notifier {name}: {id} not sent: the daemon stopped between attempts"
             ));
             return;
         }
@@ -169,7 +201,7 @@ async fn deliver(shared: &Shared, index: usize, id: &str, body: serde_json::Valu
         let why = match request.send().await {
             Ok(answer) if answer.status().is_success() => {
                 metrics::get().notification(name, "sent");
-                log::line(format!("notifier {name}: fault {id} sent"));
+                log::line(format!("notifier {name}: {id} sent"));
                 return;
             }
             Ok(answer) => format!("the hook answered {}", answer.status()),
@@ -179,14 +211,14 @@ async fn deliver(shared: &Shared, index: usize, id: &str, body: serde_json::Valu
         if attempt < notifier.retries {
             wait = BACKOFF.wait(attempt + 1, &mut lock(rng));
             log::line(format!(
-                "warning: notifier {name}: fault {id}: {why}; retrying in {}",
+                "warning: notifier {name}: {id}: {why}; retrying in {}",
                 humantime::format_duration(wait)
             ));
         } else {
             metrics::get().notification(name, "failed");
             let tries = attempt + 1;
             log::line(format!(
-                "warning: notifier {name}: fault {id} not sent: {why}; gave up after {tries} {}",
+                "warning: notifier {name}: {id} not sent: {why}; gave up after {tries} {}",
                 if tries == 1 { "attempt" } else { "attempts" }
             ));
         }
