@@ -450,10 +450,11 @@ impl Injector {
         &self,
         by: String,
         id: Option<String>,
+        started: Option<DateTime<Utc>>,
     ) -> Option<Result<Acknowledged, AckError>> {
         let engine = self.engine.clone();
         let done = on_own_thread("ack", move || {
-            engine.acknowledge(&by, id.as_deref(), Utc::now())
+            engine.acknowledge(&by, id.as_deref(), started, Utc::now())
         })
         .await?;
         if let Ok(ack) = &done {

@@ -66,9 +66,15 @@ kill -TERM $m; wait $m
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains(
-        "error: no fault to acknowledge: none injected for real in the last 24 hours is unnoticed"
-    ));
+    // A second ack does not slide onto an older fault: the latest was noticed.
+    assert!(
+        run.stderr.contains(&format!(
+            "error: fault {} was noticed already, by alice after ",
+            first["id"].as_str().unwrap()
+        )),
+        "{}",
+        run.stderr
+    );
     assert!(run
         .stderr
         .contains("error: no fault `1-1` in the journal's last 7 days"));
@@ -99,7 +105,9 @@ kill -TERM $m; wait $m
 fn an_alertmanager_payload_marks_the_latest_fault_detected() {
     let dir = temp_dir("detect-alerts");
     let cfg = config(&dir);
-    let payload = r#"{"version":"4","status":"firing","receiver":"monkey","groupKey":"x","alerts":[{"status":"resolved","labels":{"alertname":"Old"}},{"status":"firing","labels":{"alertname":"SleepDown","severity":"page"},"startsAt":"2026-11-26T10:00:00Z"}]}"#;
+    let payload = r#"{"version":"4","status":"firing","receiver":"monkey","groupKey":"x","alerts":[{"status":"resolved","labels":{"alertname":"Old"}},{"status":"firing","labels":{"alertname":"SleepDown","severity":"page"},"startsAt":"2099-01-01T00:00:00Z"}]}"#;
+    // Firing since long before the fault: about something else.
+    let old = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"DiskFull"},"startsAt":"2020-01-01T00:00:00Z"}]}"#;
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 sleep 1000 &
@@ -108,6 +116,7 @@ await Listening {d}/log; p=$(port {d}/log)
 H='Authorization: Bearer a-secret'
 alert() {{ curl -s -H "$H" -X POST http://127.0.0.1:$p/api/alerts -d "$1"; echo; }}
 curl -s -H "$H" -X POST http://127.0.0.1:$p/api/kill -d '{{"desc":"x"}}' >/dev/null
+alert '{old}'
 alert '{payload}'
 alert '{payload}'
 alert '{{"version":"3","alerts":[]}}'
@@ -118,21 +127,33 @@ kill -TERM $m; wait $m"#,
         d = dir.display()
     ));
     let answers = json_lines(&run.stdout);
-    assert_eq!(answers.len(), 5, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(answers[0]["detected"]["by"], "alertmanager:SleepDown");
-    assert_eq!(answers[0]["detected"]["fault"], "process-kill");
-    assert_eq!(answers[1]["detected"], serde_json::Value::Null);
-    assert_eq!(
-        answers[1]["why"],
-        "no fault to acknowledge: none injected for real in the last 24 hours is unnoticed"
+    assert_eq!(answers.len(), 6, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(answers[0]["detected"], serde_json::Value::Null);
+    assert!(
+        answers[0]["why"].as_str().is_some_and(
+            |w| w.starts_with("the alert started at 2020-01-01T00:00:00Z, before fault ")
+        ),
+        "{}",
+        answers[0]
     );
-    assert_eq!(answers[2]["code"], 400);
-    assert_eq!(
-        answers[2]["message"],
-        "expected Alertmanager's webhook payload version \"4\""
+    assert_eq!(answers[1]["detected"]["by"], "alertmanager:SleepDown");
+    assert_eq!(answers[1]["detected"]["fault"], "process-kill");
+    // Sent again (Alertmanager repeats a firing group): no older fault is marked.
+    assert_eq!(answers[2]["detected"], serde_json::Value::Null);
+    assert!(
+        answers[2]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains(" was noticed already, by alertmanager:SleepDown after ")),
+        "{}",
+        answers[2]
     );
     assert_eq!(answers[3]["code"], 400);
-    assert_eq!(answers[4]["code"], 401, "the token guards it too");
+    assert_eq!(
+        answers[3]["message"],
+        "expected Alertmanager's webhook payload version \"4\""
+    );
+    assert_eq!(answers[4]["code"], 400);
+    assert_eq!(answers[5]["code"], 401, "the token guards it too");
     fs::remove_dir_all(dir).unwrap();
 }
 

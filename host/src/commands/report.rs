@@ -13,7 +13,7 @@ use crate::{
         journal::parse_since,
         report::{self, Report, Spread},
     },
-    support::UsageError,
+    support::{text::escape_controls, UsageError},
 };
 
 /// What `report` looks back over without `--since`.
@@ -106,13 +106,13 @@ fn text(r: &Report, since: DateTime<Utc>) -> String {
                 f.at.with_timezone(&chrono::Local)
                     .format("%Y/%m/%d %H:%M:%S")
                     .to_string(),
-                f.id.clone(),
-                f.fault.clone(),
+                escape_controls(&f.id).into_owned(),
+                escape_controls(&f.fault).into_owned(),
                 f.target.clone(),
-                f.trigger.clone(),
-                f.result.clone(),
+                escape_controls(&f.trigger).into_owned(),
+                escape_controls(&f.result).into_owned(),
                 ms(f.ttd_ms),
-                f.detected_by.clone().unwrap_or_else(|| "-".to_owned()),
+                escape_controls(f.detected_by.as_deref().unwrap_or("-")).into_owned(),
                 ms(f.ttr_ms),
                 f.verdict.word().to_owned(),
             ]
@@ -151,7 +151,7 @@ fn text(r: &Report, since: DateTime<Utc>) -> String {
                 .at
                 .with_timezone(&chrono::Local)
                 .format("%Y/%m/%d %H:%M:%S"),
-            refused.reason
+            escape_controls(&refused.reason)
         );
     }
     for halt in &r.halts {
@@ -161,8 +161,8 @@ fn text(r: &Report, since: DateTime<Utc>) -> String {
             halt.at
                 .with_timezone(&chrono::Local)
                 .format("%Y/%m/%d %H:%M:%S"),
-            halt.probe,
-            halt.reason
+            escape_controls(&halt.probe),
+            escape_controls(&halt.reason)
         );
     }
     out.push_str("Summary:\n");
@@ -174,7 +174,13 @@ fn text(r: &Report, since: DateTime<Utc>) -> String {
 
 /// A Markdown page: the table and the sums.
 fn markdown(r: &Report, since: DateTime<Utc>) -> String {
-    let cell = |s: &str| s.replace('|', "\\|");
+    // A cell is one line of text: no row broken by a newline, no HTML let through.
+    let cell = |s: &str| {
+        escape_controls(s)
+            .replace('|', "\\|")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     let mut out = format!(
         "# Drill report\n\n{} fault{} since {}.\n\n",
         r.summary.faults,

@@ -6,6 +6,8 @@ use std::{io, path::Path};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::support::text::escape_controls;
+
 use super::{
     drill::{HaltedRecord, RefusedRecord},
     history::Stream,
@@ -20,8 +22,8 @@ pub(crate) fn read(path: &Path, since: Option<DateTime<Utc>>) -> io::Result<Repo
     let in_range = |at: DateTime<Utc>| since.is_none_or(|s| at >= s);
     journal::each_with_archives(path, |record| {
         match &record {
-            Record::Refused(r) if in_range(r.at) => report.refused.push(r.clone()),
-            Record::Halted(h) if in_range(h.at) => report.halts.push(h.clone()),
+            Record::Refused(r) if in_range(r.at) => report.refused(r.clone()),
+            Record::Halted(h) if in_range(h.at) => report.halted(h.clone()),
             _ => {}
         }
         let _ = stream.take(record, &mut |e: &Entry| {
@@ -72,7 +74,8 @@ pub(crate) fn was_real(entry: &Entry) -> bool {
         && entry
             .outcome
             .as_ref()
-            .is_some_and(|o| !matches!(o.result.as_str(), "failed" | "dry-run"))
+            // `vanished`: the target was gone before anything was done to it.
+            .is_some_and(|o| !matches!(o.result.as_str(), "failed" | "dry-run" | "vanished"))
 }
 
 /// The verdict on one fault. Recovery outranks detection: a system that did not come
@@ -112,9 +115,11 @@ impl Row {
     /// The report's line for `entry`.
     pub fn of(entry: &Entry) -> Self {
         let outcome = entry.outcome.as_ref();
+        // A process names itself: what it chose is data, never a control character.
         let target = match outcome.and_then(|o| o.process.as_ref()) {
-            Some(p) => format!("{}(PID:{})", p.name, p.pid),
-            None => outcome.map(|o| o.summary.clone()).unwrap_or_default(),
+            Some(p) => format!("{}(PID:{})", escape_controls(&p.name), p.pid),
+            None => escape_controls(&outcome.map(|o| o.summary.clone()).unwrap_or_default())
+                .into_owned(),
         };
         Self {
             id: entry.intent.id.clone(),
@@ -184,6 +189,9 @@ pub(crate) struct Summary {
     pub resilience_percent: Option<u32>,
 }
 
+/// The most refusals, and the most halts, a report lists one by one (the latest).
+pub(crate) const MAX_LISTED: usize = 1_000;
+
 /// The most faults a report lists one by one (the latest); its sums count them all.
 pub(crate) const MAX_ROWS: usize = 10_000;
 
@@ -196,8 +204,10 @@ pub(crate) struct Report {
     /// Faults in range not listed (beyond [`MAX_ROWS`]).
     #[serde(skip_serializing_if = "is_zero")]
     pub faults_not_listed: usize,
-    pub refused: Vec<RefusedRecord>,
-    pub halts: Vec<HaltedRecord>,
+    /// The latest [`MAX_LISTED`] refusals (all are counted in the summary).
+    pub refused: std::collections::VecDeque<RefusedRecord>,
+    /// The latest [`MAX_LISTED`] halts (all are counted in the summary).
+    pub halts: std::collections::VecDeque<HaltedRecord>,
     pub summary: Summary,
     #[serde(skip)]
     ttds: Vec<u64>,
@@ -219,6 +229,25 @@ impl Report {
         Self {
             since,
             ..Self::default()
+        }
+    }
+
+    /// Adds a fault refused for its steady state (a poller in a sick spell refuses one a
+    /// poll: the latest are listed, all counted).
+    pub fn refused(&mut self, record: RefusedRecord) {
+        self.summary.steady_state_refusals += 1;
+        self.refused.push_back(record);
+        if self.refused.len() > MAX_LISTED {
+            self.refused.pop_front();
+        }
+    }
+
+    /// Adds a halt.
+    pub fn halted(&mut self, record: HaltedRecord) {
+        self.summary.halts += 1;
+        self.halts.push_back(record);
+        if self.halts.len() > MAX_LISTED {
+            self.halts.pop_front();
         }
     }
 
@@ -262,10 +291,9 @@ impl Report {
     pub fn finish(mut self) -> Self {
         self.summary.ttd = Spread::of(std::mem::take(&mut self.ttds));
         self.summary.ttr = Spread::of(std::mem::take(&mut self.ttrs));
+        // Rounded down: 199 of 200 is 99%, never a perfect score it was not.
         self.summary.resilience_percent =
-            (self.judged > 0).then(|| ((self.coped * 100 + self.judged / 2) / self.judged) as u32);
-        self.summary.steady_state_refusals = self.refused.len();
-        self.summary.halts = self.halts.len();
+            (self.judged > 0).then(|| ((self.coped * 100) / self.judged) as u32);
         self
     }
 }
@@ -334,6 +362,8 @@ mod tests {
         assert_eq!(verdict(&fault(&[DRY, KILLED, SEEN])), Verdict::NotJudged);
         assert_eq!(verdict(&fault(&[INTENT, FAILED, SEEN])), Verdict::NotJudged);
         assert_eq!(verdict(&fault(&[INTENT])), Verdict::NotJudged);
+        let vanished = KILLED.replace("\"killed\"", "\"vanished\"");
+        assert_eq!(verdict(&fault(&[INTENT, &vanished])), Verdict::NotJudged);
         // The first detection stands.
         let twice = fault(&[INTENT, KILLED, SEEN, SEEN_LATER]);
         assert_eq!(
@@ -366,11 +396,32 @@ mod tests {
         two.add(&fault(&[INTENT, KILLED, SEEN]));
         two.add(&fault(&[INTENT, KILLED]));
         two.add(&fault(&[INTENT, KILLED, SEEN]));
-        assert_eq!(two.finish().summary.resilience_percent, Some(67));
+        assert_eq!(two.finish().summary.resilience_percent, Some(66));
+        let mut most = Report::since(None);
+        for _ in 0..199 {
+            most.add(&fault(&[INTENT, KILLED, SEEN]));
+        }
+        most.add(&fault(&[INTENT, KILLED]));
+        assert_eq!(most.finish().summary.resilience_percent, Some(99));
         assert_eq!(
             Report::since(None).finish().summary.resilience_percent,
             None
         );
+    }
+
+    #[test]
+    fn refusals_and_halts_are_counted_all_and_listed_the_latest() {
+        let mut report = Report::since(None);
+        let refused: RefusedRecord = serde_json::from_str(
+            r#"{"id":"1-9","at":"2026-11-26T10:00:00Z","fault":"k","trigger":"poller","reason":"steady state not met: p: down"}"#,
+        )
+        .unwrap();
+        for _ in 0..MAX_LISTED + 5 {
+            report.refused(refused.clone());
+        }
+        let report = report.finish();
+        assert_eq!(report.refused.len(), MAX_LISTED);
+        assert_eq!(report.summary.steady_state_refusals, MAX_LISTED + 5);
     }
 
     #[test]

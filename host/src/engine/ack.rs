@@ -45,9 +45,19 @@ pub(crate) enum AckError {
     /// No journal to find faults in.
     #[error("no journal: acks are kept in it")]
     NoJournal,
-    /// Nothing real, injected in the last day, is waiting to be noticed.
-    #[error("no fault to acknowledge: none injected for real in the last 24 hours is unnoticed")]
+    /// Nothing was injected for real in the last day.
+    #[error("no fault to acknowledge: none was injected for real in the last 24 hours")]
     NothingOpen,
+    /// An alert that was firing before the fault: it is not about it.
+    #[error("the alert started at {started}, before fault {id} was injected at {injected}: it is not about it")]
+    Before {
+        /// The latest fault.
+        id: String,
+        /// When the alert started firing.
+        started: String,
+        /// When the fault was injected.
+        injected: String,
+    },
     /// The id names no fault of the last week.
     #[error("no fault `{0}` in the journal's last 7 days")]
     Unknown(String),
@@ -76,12 +86,16 @@ pub(crate) enum AckError {
 
 impl Engine {
     /// Marks a fault noticed by `by` at `now`: the one `id` names, else the latest fault
-    /// injected for real in the last day that nobody noticed yet. Journaled (fsynced)
-    /// before it is answered.
+    /// injected for real in the last day, if nobody noticed it yet (an older one is
+    /// named by its id: an ack, or an alert sent again, must not slide onto a fault
+    /// nobody was looking at). `started`: when what noticed it began (an alert's
+    /// `startsAt`); one that began before the fault is not about it. Journaled
+    /// (fsynced) before it is answered.
     pub(crate) fn acknowledge(
         &self,
         by: &str,
         id: Option<&str>,
+        started: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Acknowledged, AckError> {
         let journal = self.journal.as_ref().ok_or(AckError::NoJournal)?;
@@ -125,13 +139,31 @@ impl Engine {
                 }
                 entry
             }
-            None => page
-                .entries
-                .iter()
-                .rev()
-                .find(|e| report::was_real(e) && e.detected.is_none())
-                .ok_or(AckError::NothingOpen)?,
+            None => {
+                let latest = page
+                    .entries
+                    .iter()
+                    .rev()
+                    .find(|e| report::was_real(e))
+                    .ok_or(AckError::NothingOpen)?;
+                if let Some(first) = &latest.detected {
+                    return Err(AckError::Already {
+                        id: latest.intent.id.clone(),
+                        by: first.by.clone(),
+                        after: human_ms(first.ttd_ms),
+                    });
+                }
+                latest
+            }
         };
+        let injected = injected_at(entry);
+        if let Some(started) = started.filter(|s| *s < injected) {
+            return Err(AckError::Before {
+                id: entry.intent.id.clone(),
+                started: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                injected: injected.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+        }
         let record = detected(entry, by, now);
         journal
             .append(&Record::Detected(record.clone()), true)
@@ -147,10 +179,15 @@ impl Engine {
     }
 }
 
+/// When a fault took effect: its plugin's answer.
+fn injected_at(entry: &Entry) -> DateTime<Utc> {
+    entry.outcome.as_ref().map_or(entry.intent.at, |o| o.at)
+}
+
 /// The record of `entry` noticed by `by` at `now`: its time to detect counts from the
 /// injection (the plugin's answer), not from the ask.
 fn detected(entry: &Entry, by: &str, now: DateTime<Utc>) -> DetectedRecord {
-    let injected = entry.outcome.as_ref().map_or(entry.intent.at, |o| o.at);
+    let injected = injected_at(entry);
     DetectedRecord {
         id: entry.intent.id.clone(),
         at: now,

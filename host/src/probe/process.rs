@@ -49,9 +49,24 @@ fn count(name: &regex::Regex, proc: &std::path::Path) -> Result<usize, String> {
                 .to_str()
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
+        .filter(|e| alive(&e.path()))
         .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
         .filter(|comm| name.is_match(comm.trim_end_matches('\n')))
         .count())
+}
+
+/// Whether the process at `dir` runs: a zombie (`Z`) or a dead one (`X`) is a process
+/// that died and was not reaped yet, no recovery. A `stat` that cannot be read (fixtures,
+/// a process gone meanwhile) is judged by its `comm` alone.
+fn alive(dir: &std::path::Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+        return true;
+    };
+    // The state follows the name's closing parenthesis (a name may hold one itself).
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_ascii_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
 }
 
 #[cfg(test)]
@@ -70,8 +85,13 @@ mod tests {
             std::fs::create_dir_all(dir.join(pid)).unwrap();
             std::fs::write(dir.join(pid).join("comm"), format!("{comm}\n")).unwrap();
         }
+        // A zombie is a worker that died, not one that runs.
+        std::fs::create_dir_all(dir.join("40")).unwrap();
+        std::fs::write(dir.join("40").join("comm"), "sleep\n").unwrap();
+        std::fs::write(dir.join("40").join("stat"), "40 (sle) ep) Z 1 40 40 0").unwrap();
+        std::fs::write(dir.join("20").join("stat"), "20 (sleep) S 1 20 20 0").unwrap();
         let sleep = regex::Regex::new("^sleep$").unwrap();
-        assert_eq!(count(&sleep, &dir), Ok(2), "self is no PID");
+        assert_eq!(count(&sleep, &dir), Ok(2), "self is no PID, 40 a zombie");
         assert_eq!(count(&regex::Regex::new("^in").unwrap(), &dir), Ok(1));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -59,7 +59,7 @@ pub(super) async fn ack(api: Arc<Api>, caller: Caller, body: &[u8]) -> Response 
     }
     // A name from the network is data: it never forges a log or journal line.
     let by = escape_controls(&by).into_owned();
-    answer(api.injector.acknowledge(by, id).await)
+    answer(api.injector.acknowledge(by, id, None).await)
 }
 
 /// Who an ack without `by` came from: the token's name, else the client's address.
@@ -77,9 +77,10 @@ fn answer(done: Option<Result<Acknowledged, AckError>>) -> Response {
         Some(Err(e)) => {
             let status = match e {
                 AckError::Unknown(_) => StatusCode::NOT_FOUND,
-                AckError::NothingOpen | AckError::NotReal { .. } | AckError::Already { .. } => {
-                    StatusCode::CONFLICT
-                }
+                AckError::NothingOpen
+                | AckError::NotReal { .. }
+                | AckError::Already { .. }
+                | AckError::Before { .. } => StatusCode::CONFLICT,
                 AckError::NoJournal | AckError::Journal(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             error(status, e.to_string())
@@ -130,13 +131,22 @@ pub(super) async fn alerts(api: Arc<Api>, body: &[u8]) -> Response {
         .filter(|n| !n.is_empty())
         .unwrap_or("unnamed");
     let name: String = escape_controls(name).chars().take(MAX_BY).collect();
+    // An alert firing since before the fault is about something else.
+    let started = firing
+        .get("startsAt")
+        .and_then(|s| s.as_str())
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
     match api
         .injector
-        .acknowledge(format!("alertmanager:{name}"), None)
+        .acknowledge(format!("alertmanager:{name}"), None, started)
         .await
     {
         Some(Ok(ack)) => warp::reply::json(&json!({ "detected": ack })).into_response(),
-        Some(Err(e @ AckError::NothingOpen)) => {
+        // Alertmanager sends a firing group again and again: that is no error.
+        Some(Err(
+            e @ (AckError::NothingOpen | AckError::Already { .. } | AckError::Before { .. }),
+        )) => {
             log::line(format!("alert {name}: {e}"));
             warp::reply::json(&json!({"detected": null, "why": e.to_string()})).into_response()
         }
@@ -146,10 +156,21 @@ pub(super) async fn alerts(api: Arc<Api>, body: &[u8]) -> Response {
 
 /// `GET /api/report?since=7d`: the report as JSON.
 pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Response {
-    let since = match query.get("since").map(|t| parse_since(t)) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    // The last week unless asked otherwise, as `report` does: all of a year's
+    // archives read at every request is not a default.
+    let since = match parse_since(query.get("since").map_or("7d", String::as_str)) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // A few at once, as history's: each reads the disk on a thread of its own.
+    let Ok(_reading) = super::HISTORY_READERS.try_acquire() else {
+        return super::retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy: other reads of the journal are under way; try again",
+            ),
+            Some(1),
+        );
     };
     let Some(journal) = api.injector.journal_path() else {
         return error(
@@ -158,7 +179,7 @@ pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Re
         );
     };
     on_own_thread("report", move || {
-        match crate::domain::report::read(&journal, since) {
+        match crate::domain::report::read(&journal, Some(since)) {
             Ok(report) => warp::reply::json(&report).into_response(),
             Err(e) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,

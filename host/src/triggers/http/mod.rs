@@ -352,7 +352,7 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
 }
 
 /// Adds `Retry-After` in whole seconds (at least 1).
-fn retry_after(mut answer: Response, secs: Option<u64>) -> Response {
+pub(super) fn retry_after(mut answer: Response, secs: Option<u64>) -> Response {
     if let Some(secs) = secs {
         if let Ok(value) = secs.to_string().parse() {
             answer.headers_mut().insert(header::RETRY_AFTER, value);
@@ -410,7 +410,7 @@ async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
 /// How many `GET /api/history` are read at once; more are answered 503 with
 /// `Retry-After`, so no crowd of slow looks back can take the disk and the threads.
 const MAX_HISTORY_READERS: usize = 4;
-static HISTORY_READERS: tokio::sync::Semaphore =
+pub(super) static HISTORY_READERS: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(MAX_HISTORY_READERS);
 
 /// How many faults a page of `GET /api/history` holds unless `limit` says.
