@@ -280,6 +280,11 @@ await 'notifier chat: halt sent' {d}/log
 echo "halted $(st $v)"
 echo "status $(curl -s http://127.0.0.1:$p/api/status)"
 echo "refused $(post $p /api/faults/pause '{{"desc":"after"}}')"
+kill -HUP $m
+await 'Halted, as before the SIGHUP restart' {d}/log
+n=0; until [ "$(grep -c Listening {d}/log)" -ge 2 ] || [ $n -ge 500 ]; do n=$((n+1)); sleep 0.02; done
+p=$(port {d}/log)
+echo "after hup $(curl -s http://127.0.0.1:$p/api/status)"
 kill -TERM $m; wait $m; echo "code $?"
 "$NM" --config {cfg} --execute 2>{d}/again; echo "start $?""#,
         d = dir.display(),
@@ -298,6 +303,11 @@ kill -TERM $m; wait $m; echo "code $?"
         refused["message"],
         format!("Nightmare Monkey is paused ({why})")
     );
+    // A SIGHUP while halted restarts halted (it used to refuse to start, --execute
+    // while a halt probe fails, and end the daemon), the reason kept.
+    let after: serde_json::Value =
+        serde_json::from_str(&pairs(&run.stdout, "after hup")[0]).unwrap();
+    assert_eq!(after["paused"], why, "{}", run.stderr);
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     let log = fs::read_to_string(dir.join("log")).unwrap();
     assert!(

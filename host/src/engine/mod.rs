@@ -361,6 +361,11 @@ impl Engine {
         self.paused.store(on, Ordering::SeqCst);
     }
 
+    /// Why the monkey halted itself, while it is halted.
+    pub(crate) fn halted(&self) -> Option<String> {
+        lock(&self.halted).clone()
+    }
+
     /// Pauses as the switch does, saying why (`<probe>: <reason>`): a halt probe failed
     /// for too long. `resume` turns it off like any pause.
     pub(crate) fn set_halted(&self, why: String) {

@@ -83,7 +83,7 @@ fn run_with(
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result? {
         Ending::Stop => Ok(()),
-        Ending::Restart { paused } => Err(restart(paused)),
+        Ending::Restart { paused, halted } => Err(restart(paused, halted)),
     }
 }
 
@@ -145,8 +145,11 @@ async fn serve(
 ) -> anyhow::Result<Ending> {
     // Handlers first: a signal that arrives once we look started must find them there.
     let mut signals = Signals::install()?;
-    // Real faults into a system already failing its halt conditions: not started.
-    if let (true, Some(halt)) = (setup.engine.executes(), &config.halt) {
+    // Real faults into a system already failing its halt conditions: not started. A
+    // SIGHUP restart of a paused (or halted) daemon starts paused: nothing is injected,
+    // and the drill must not end because the system is still sick.
+    let restarted_paused = std::env::var(RESTART_PAUSED).ok();
+    if let (true, Some(halt), None) = (setup.engine.executes(), &config.halt, &restarted_paused) {
         if let Some(failing) = halt::failing_at_start(halt).await {
             return Err(UsageError(anyhow::anyhow!(
                 "halt probe {failing}: not starting --execute while a halt condition fails"
@@ -188,10 +191,22 @@ async fn serve(
     } else {
         log::line("Dry run: nothing will be changed (give --execute to inject faults for real)");
     }
-    // A kill switch turned on before a SIGHUP restart stays on.
-    if std::env::var_os(RESTART_PAUSED).is_some() {
-        engine.set_paused(true);
-        log::line("Paused, as before the SIGHUP restart: POST /api/resume to resume");
+    // A kill switch turned on (or a halt) before a SIGHUP restart stays on.
+    match restarted_paused
+        .as_deref()
+        .map(|p| p.strip_prefix("halt: "))
+    {
+        Some(Some(why)) => {
+            engine.set_halted(why.to_owned());
+            log::line(format!(
+                "Halted, as before the SIGHUP restart ({why}): POST /api/resume to resume"
+            ));
+        }
+        Some(None) => {
+            engine.set_paused(true);
+            log::line("Paused, as before the SIGHUP restart: POST /api/resume to resume");
+        }
+        None => {}
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -306,6 +321,7 @@ async fn serve(
                         "SIGHUP: restarting with the new configuration",
                         Ending::Restart {
                             paused: engine.switched_off(),
+                            halted: engine.halted(),
                         },
                     );
                 }
@@ -369,13 +385,16 @@ async fn serve(
 const SHUTDOWN_WAIT: Duration = Duration::from_millis(1500);
 
 /// How the daemon ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
     /// For good (SIGTERM, SIGINT, the sandbox's command exited).
     Stop,
     /// To start again with the configuration it just checked (SIGHUP); `paused`: the
     /// kill switch was on, and stays on across the restart.
-    Restart { paused: bool },
+    Restart {
+        paused: bool,
+        halted: Option<String>,
+    },
 }
 
 /// Set for the process a SIGHUP restart starts when the kill switch was on.
@@ -384,7 +403,7 @@ const RESTART_PAUSED: &str = "NIGHTMARE_MONKEY_RESTART_PAUSED";
 /// Runs this very binary again, same PID, same arguments: the new configuration is read
 /// as at any start. `/proc/self/exe`, not a path: a package upgrade may have replaced
 /// the file, and a restart must not switch binaries behind the operator's back.
-fn restart(paused: bool) -> anyhow::Error {
+fn restart(paused: bool, halted: Option<String>) -> anyhow::Error {
     use std::os::unix::process::CommandExt as _;
     // The very binary that runs (even if the file was replaced since), under the name it
     // was started with: `ps` shows the command line as it was.
@@ -394,11 +413,12 @@ fn restart(paused: bool) -> anyhow::Error {
         command.arg0(name);
     }
     command.args(args);
-    if paused {
-        command.env(RESTART_PAUSED, "1");
-    } else {
-        command.env_remove(RESTART_PAUSED);
-    }
+    // Halted, the reason goes along: `status` still says why after the restart.
+    match (paused, halted) {
+        (_, Some(why)) => command.env(RESTART_PAUSED, format!("halt: {why}")),
+        (true, None) => command.env(RESTART_PAUSED, "1"),
+        (false, None) => command.env_remove(RESTART_PAUSED),
+    };
     let error = command.exec();
     anyhow::anyhow!("cannot restart after SIGHUP: {error}")
 }
