@@ -239,3 +239,43 @@ fn the_report_of_a_mixed_journal_is_as_committed() {
     ]);
     assert_eq!(bad.code, Some(2));
 }
+
+/// An ack hours after its fault (acks are taken for a day) still counts in the report,
+/// however many faults came between.
+#[test]
+fn a_late_ack_counts_in_the_report() {
+    let dir = temp_dir("detect-late");
+    let journal = dir.join("journal.jsonl");
+    let intent = |n: u32, at: &str| {
+        format!(
+            r#"{{"type":"intent","id":"1-{n}","at":"{at}","fault":"k","plugin":"process-kill","trigger":"timer","desc":"d","dry_run":false,"master_seed":1,"stream":"fault/k","stream_position":{n},"seed":2}}"#
+        )
+    };
+    let outcome = |n: u32, at: &str| {
+        format!(
+            r#"{{"type":"outcome","id":"1-{n}","at":"{at}","elapsed_ms":1,"result":"killed","summary":"s"}}"#
+        )
+    };
+    let lines = [
+        intent(1, "2026-11-26T08:00:00Z"),
+        outcome(1, "2026-11-26T08:00:00.100Z"),
+        intent(2, "2026-11-26T10:30:00Z"),
+        outcome(2, "2026-11-26T10:30:00.100Z"),
+        r#"{"type":"detected","id":"1-1","at":"2026-11-26T10:31:00Z","ttd_ms":9060000,"by":"alice"}"#.to_owned(),
+    ];
+    fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let run = monkey(&[
+        "report",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--since",
+        "2026-11-26T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["faults"][0]["detected_by"], "alice", "{report}");
+    assert_eq!(report["faults"][0]["verdict"], "coped");
+    assert_eq!(report["summary"]["detected"], 1);
+    fs::remove_dir_all(dir).unwrap();
+}

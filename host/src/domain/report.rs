@@ -1,7 +1,7 @@
 //! `report` and `GET /api/report`: a journal read forward (through its archives) into
 //! what the drill came to, per fault and in sum ([`Report`]).
 
-use std::{io, path::Path};
+use std::{collections::HashMap, io, path::Path};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,26 +15,42 @@ use super::{
 };
 
 /// The report of the faults asked for since `since` (all, without), and the lines that
-/// could not be read.
+/// could not be read. Read twice: first what followed the faults (detections and
+/// recoveries, which may come a day after their fault, later than the forward stream
+/// holds a fault), then the faults, each joined with what followed it.
 pub(crate) fn read(path: &Path, since: Option<DateTime<Utc>>) -> io::Result<Report> {
-    let mut report = Report::since(since);
-    let mut stream = Stream::new(since, None);
     let in_range = |at: DateTime<Utc>| since.is_none_or(|s| at >= s);
+    let mut followed: HashMap<String, Vec<Record>> = HashMap::new();
+    let mut report = Report::since(since);
     journal::each_with_archives(path, |record| {
         match &record {
             Record::Refused(r) if in_range(r.at) => report.refused(r.clone()),
             Record::Halted(h) if in_range(h.at) => report.halted(h.clone()),
             _ => {}
         }
-        let _ = stream.take(record, &mut |e: &Entry| {
-            report.add(e);
-            Ok::<(), std::convert::Infallible>(())
-        });
+        if matches!(
+            record,
+            Record::Detected(_) | Record::Recovered(_) | Record::NotRecovered(_)
+        ) && in_range(record.at())
+        {
+            if let Some(id) = record.fault_id().map(str::to_owned) {
+                followed.entry(id).or_default().push(record);
+            }
+        }
     })?;
-    let _ = stream.finish(&mut |e: &Entry| {
-        report.add(e);
+    let mut add = |e: &Entry| {
+        let mut entry = e.clone();
+        for record in followed.remove(&entry.intent.id).into_iter().flatten() {
+            entry.take(record);
+        }
+        report.add(&entry);
         Ok::<(), std::convert::Infallible>(())
-    });
+    };
+    let mut stream = Stream::new(since, None);
+    journal::each_with_archives(path, |record| {
+        let _ = stream.take(record, &mut add);
+    })?;
+    let _ = stream.finish(&mut add);
     Ok(report.finish())
 }
 
