@@ -106,6 +106,17 @@ struct NextFault {
     in_window: bool,
 }
 
+/// Where a recovery watch starts.
+enum Watched {
+    /// A fault just injected: from its end (reversible: its revert, awaited).
+    Injected {
+        revert_due: Option<DateTime<Utc>>,
+        done: DateTime<Utc>,
+    },
+    /// A fault of an earlier run: from this instant, past its deadline or not.
+    Since { from: DateTime<Utc>, overdue: bool },
+}
+
 impl Injector {
     /// The door to `engine`; `notifiers` hear of every fault that happened.
     pub fn new(engine: Arc<Engine>, notifiers: Notifiers) -> Self {
@@ -267,24 +278,101 @@ impl Injector {
     /// `not-recovered` at the deadline and then, if it comes within
     /// [`RECOVERY_LOOKS_AFTER`] deadlines, a late `recovered`.
     fn watch_recovery(&self, injection: &Injection, recovery: Recovery) {
+        self.watch(
+            injection.intent.id.clone(),
+            injection.intent.fault.clone(),
+            Watched::Injected {
+                revert_due: injection.revert_due,
+                done: injection.done,
+            },
+            recovery,
+        );
+    }
+
+    /// Takes up again, after a start (a SIGHUP restart, a crash), the recovery watches
+    /// the last run left: every real fault of a configured recovery, in the journal, with
+    /// no recovery record yet (or only `not-recovered`), still within
+    /// [`RECOVERY_LOOKS_AFTER`] deadlines of it. A watch is not lost to a reload.
+    pub fn resume_recoveries(&self) {
+        let Some(longest) = self
+            .probes
+            .values()
+            .filter_map(|p| p.recovery.as_ref())
+            .map(|r| r.deadline * RECOVERY_LOOKS_AFTER)
+            .max()
+        else {
+            return;
+        };
+        let Some(path) = self.journal_path() else {
+            return;
+        };
+        let now = Utc::now();
+        let since = now - chrono::TimeDelta::from_std(longest).unwrap_or_default();
+        let Ok(page) = crate::domain::history::page(
+            &path,
+            crate::domain::history::Query {
+                since: Some(since),
+                limit: crate::domain::history::MAX_LIMIT,
+                ..Default::default()
+            },
+        ) else {
+            return;
+        };
+        for entry in page.entries {
+            let Some(recovery) = self
+                .probes
+                .get(&entry.intent.fault)
+                .and_then(|p| p.recovery.clone())
+            else {
+                continue;
+            };
+            if entry.recovered.is_some() || !crate::domain::report::was_real(&entry) {
+                continue;
+            }
+            let Some(outcome) = &entry.outcome else {
+                continue;
+            };
+            // From the revert for a reversible fault (the start's recovery reverted what
+            // was still active), else from the injection.
+            let from = match (&entry.reverted, outcome.revert_due) {
+                (Some(r), _) => r.at,
+                (None, Some(_)) => now,
+                (None, None) => outcome.at,
+            };
+            log::line(format!(
+                "recovery: {} ({}) watched again after the restart",
+                entry.intent.fault, entry.intent.id
+            ));
+            self.watch(
+                entry.intent.id.clone(),
+                entry.intent.fault.clone(),
+                Watched::Since {
+                    from,
+                    overdue: entry.not_recovered.is_some(),
+                },
+                recovery,
+            );
+        }
+    }
+
+    fn watch(&self, id: String, fault: String, watched: Watched, recovery: Recovery) {
         let door = self.clone();
-        let id = injection.intent.id.clone();
-        let fault = injection.intent.fault.clone();
-        let revert_due = injection.revert_due;
-        let done = injection.done;
         tokio::spawn(async move {
             let give_up = recovery.deadline * RECOVERY_LOOKS_AFTER;
-            let from = match revert_due {
-                Some(due) => match door.reverted(&id, due, give_up).await {
-                    Some(at) => at,
+            let (from, mut overdue) = match watched {
+                Watched::Injected {
+                    revert_due: Some(due),
+                    ..
+                } => match door.reverted(&id, due, give_up).await {
+                    Some(at) => (at, false),
                     None => return,
                 },
-                None => done,
+                Watched::Injected { done, .. } => (done, false),
+                Watched::Since { from, overdue } => (from, overdue),
             };
             let deadline =
                 from + chrono::TimeDelta::from_std(recovery.deadline).unwrap_or_default();
             let end = from + chrono::TimeDelta::from_std(give_up).unwrap_or_default();
-            let mut overdue = false;
             loop {
                 let failed = first_failure(&recovery.probes).await;
                 let now = Utc::now();

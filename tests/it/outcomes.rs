@@ -435,3 +435,44 @@ fn the_timer_logs_a_steady_state_not_met_and_goes_on() {
     assert!(of_type(&journal(&dir), "refused").len() >= 2);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A recovery still watched when the daemon restarts (SIGHUP) is watched on by the new
+/// run, from the journal: the system coming back is recorded, not lost to the reload.
+#[test]
+fn a_recovery_watch_survives_a_sighup_restart() {
+    let dir = temp_dir("outcomes-resume");
+    let up = dir.join("up");
+    let cfg = config(
+        &dir,
+        &format!(
+            r#"faults: {{
+        "kw": (
+            plugin: "process-kill",
+            config: (include_cmdlines: ["^sleep 1000$"]),
+            recovery: (probes: [Command(argv: ["test", "-e", {up:?}])], deadline: "20s", every: "100ms"),
+        ),
+    }},"#
+        ),
+    );
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 &
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/kw '{{"desc":"x"}}' >/dev/null
+kill -HUP $m
+await 'watched again after the restart' {d}/log
+touch {up}
+await 'recovered in' {d}/log
+kill -TERM $m; wait $m; echo "code $?""#,
+        d = dir.display(),
+        up = up.display(),
+    ));
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}", run.stderr);
+    let records = journal(&dir);
+    let recovered = of_type(&records, "recovered");
+    assert_eq!(recovered.len(), 1, "{records:?}");
+    assert_eq!(recovered[0]["id"], of_type(&records, "intent")[0]["id"]);
+    assert_eq!(recovered[0]["late"], false);
+    fs::remove_dir_all(dir).unwrap();
+}

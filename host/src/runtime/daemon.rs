@@ -229,6 +229,8 @@ async fn serve(
         })
         .collect();
     let injector = Injector::new(engine.clone(), notifiers).with_probes(probes);
+    // What the last run was still watching (a SIGHUP restart, a crash) is watched on.
+    injector.resume_recoveries();
     let server = match &config.http {
         Some(http_config) => {
             let api = http::Api {
