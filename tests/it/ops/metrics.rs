@@ -136,3 +136,104 @@ fn failed_polls_are_counted_by_poller() {
     assert!(errors >= 2.0, "{errors}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The Grafana dashboard (`deploy/grafana/nightmare-monkey.json`) is one Grafana
+/// imports, and every query asks for a metric the daemon serves: each metric a panel
+/// names is a family of a real scrape.
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_the_daemon_serves() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/grafana/nightmare-monkey.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // What an import needs: a title, a uid, a schema version, panels laid on the grid.
+    assert!(dashboard["title"].is_string() && dashboard["uid"].is_string());
+    assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 30));
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    let mut ids = std::collections::BTreeSet::new();
+    let mut exprs = Vec::new();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "{title}: its id is taken"
+        );
+        assert!(
+            ["stat", "timeseries", "gauge", "table", "bargauge"]
+                .contains(&panel["type"].as_str().unwrap()),
+            "{title}"
+        );
+        let grid = &panel["gridPos"];
+        let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+        assert!(
+            x + w <= 24 && grid["h"].as_u64().unwrap() > 0,
+            "{title}: off the grid"
+        );
+        let uid = panel["datasource"]["uid"].as_str().unwrap();
+        let variable = uid.trim_start_matches("${").trim_end_matches('}');
+        assert!(variables.contains(&variable), "{title}: no variable {uid}");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        for target in targets {
+            assert!(target["refId"].is_string(), "{title}");
+            exprs.push((
+                title.to_owned(),
+                target["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let _victim = Sleeper::start();
+    let dir = temp_dir("metrics-grafana");
+    let (_d, port) = daemon_with(&dir, r#"(window: (days: "*", time: "00:00-24:00"))"#);
+    // A fault (dry), so that the labelled families have their first sample.
+    assert_eq!(
+        http(port, "POST", "/api/kill", &[], br#"{"desc":"g"}"#).status,
+        200
+    );
+    let scrape = http(port, "GET", "/metrics", &[], b"").body;
+    let mut families: std::collections::BTreeSet<String> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    // A family with labels shows from its first sample on (a recovery needs a real
+    // fault and probes): those are taken from the registry's own declarations.
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/output/metrics.rs"),
+    )
+    .unwrap();
+    let declared = regex::Regex::new(r#"registry\.register\(\s*"([a-z_]+)""#).unwrap();
+    for name in ["recoveries", "notifications", "poller_errors"] {
+        assert!(
+            declared.captures_iter(&source).any(|c| &c[1] == name),
+            "{name} is not declared in output/metrics.rs"
+        );
+        families.insert(format!("nightmare_monkey_{name}"));
+    }
+    let metric = regex::Regex::new(r"nightmare_monkey_[a-z_]+").unwrap();
+    let mut named = 0;
+    for (title, expr) in &exprs {
+        for m in metric.find_iter(expr) {
+            let name = m.as_str();
+            let family = ["_total", "_bucket", "_sum", "_count", "_info"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                families.contains(family),
+                "{title}: `{name}` is not served (families: {families:?})"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= exprs.len(), "every query names a metric");
+    std::fs::remove_dir_all(dir).unwrap();
+}
