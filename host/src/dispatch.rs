@@ -26,7 +26,7 @@ use crate::{
         journal::{HaltedRecord, NotRecoveredRecord, Record, RecoveredRecord},
     },
     engine::{run_all, Engine, Unfinished},
-    output::{log, metrics, notifier::Notifiers},
+    output::{events, log, metrics, notifier::Notifiers},
     probe::{first_failure, Probe, Recovery},
     support::{lock::lock, thread::on_own_thread},
 };
@@ -138,7 +138,11 @@ impl Injector {
 
     /// The timer's next fault is `fault` at `at` (none: the timer stopped).
     pub fn set_next(&self, next: Option<Next>) {
+        let said = next
+            .as_ref()
+            .map(|(at, fault)| serde_json::json!({ "at": self.engine.clock(*at), "fault": fault }));
         *lock(&self.next) = next;
+        events::publish("next", said.unwrap_or_default());
     }
 
     /// Why the monkey is paused, if it is.
@@ -571,10 +575,22 @@ impl Injector {
         if on {
             self.revert_all("pause", SWITCH_WAIT).await;
         }
+        let paused = self.engine.paused();
+        events::publish("switch", serde_json::json!({ "paused": paused }));
         Switched {
-            paused: self.engine.paused(),
+            paused,
             reverting: self.engine.reverting(),
         }
+    }
+
+    /// Reverts the active fault `id` at once ("revert now"), on a thread of its own,
+    /// waiting at most [`SWITCH_WAIT`] for its plugin: which fault it was and whether
+    /// its revert is still under way. `None`: no such fault is active.
+    pub async fn revert(&self, id: String) -> Option<(String, bool)> {
+        let engine = self.engine.clone();
+        on_own_thread("revert", move || engine.revert_now(&id, SWITCH_WAIT))
+            .await
+            .flatten()
     }
 
     /// Reverts every active fault, each on a thread of its own, waiting at most `wait`,

@@ -165,9 +165,11 @@ impl Engine {
             });
         }
         let record = detected(entry, by, now);
+        let written = Record::Detected(record.clone());
         journal
-            .append(&Record::Detected(record.clone()), true)
+            .append(&written, true)
             .map_err(|e| AckError::Journal(format!("cannot write the journal: {e}")))?;
+        crate::output::events::record(&written);
         let row = report::Row::of(entry);
         Ok(Acknowledged {
             id: record.id,

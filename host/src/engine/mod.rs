@@ -25,7 +25,7 @@ use crate::{
         window::Window,
     },
     output::{
-        log,
+        events, log,
         metrics::{self, Refusal},
     },
     support::lock::lock,
@@ -459,10 +459,11 @@ impl Engine {
     }
 
     fn write(&self, record: &Record, durable: bool) -> Result<(), String> {
-        match &self.journal {
-            Some(journal) => journal.append(record, durable).map_err(|e| e.to_string()),
-            None => Ok(()),
+        if let Some(journal) = &self.journal {
+            journal.append(record, durable).map_err(|e| e.to_string())?;
         }
+        events::record(record);
+        Ok(())
     }
 
     fn journal_path(&self) -> String {
@@ -766,6 +767,16 @@ impl Engine {
         self.reverts.set_active(all.len());
         let slot = self.faults.get(&active.fault)?;
         Some(self.revert_job(slot.fault.clone(), id, &active.fault, active.state, reason))
+    }
+
+    /// Reverts the active fault `id` now, asked by `who`, on a thread of its own, waiting
+    /// at most `wait`: which fault it was, and whether its revert was still under way
+    /// then. `None` if it is not active (never was, or already reverted or reverting).
+    pub(crate) fn revert_now(&self, id: &str, wait: Duration) -> Option<(String, bool)> {
+        let job = self.take(id, "asked")?;
+        let fault = job.fault_name.clone();
+        let under_way = !run_all(vec![job], wait).is_empty();
+        Some((fault, under_way))
     }
 
     /// Whether fault `id` is active (in effect, its revert not begun).

@@ -231,17 +231,18 @@ impl RevertJob {
 
     /// Journals how the revert went (a failed one keeps the fault active there).
     fn record(&self, result: &str, summary: &str) {
-        let Some(journal) = &self.journal else {
-            return;
-        };
-        let record = RevertRecord {
+        let record = Record::Revert(RevertRecord {
             id: self.id.clone(),
             at: Utc::now(),
             reason: self.reason.clone(),
             result: result.to_owned(),
             summary: summary.to_owned(),
+        });
+        crate::output::events::record(&record);
+        let Some(journal) = &self.journal else {
+            return;
         };
-        if let Err(e) = journal.append(&Record::Revert(record), true) {
+        if let Err(e) = journal.append(&record, true) {
             log::error(format!(
                 "journal: cannot record the revert of {} in {}: {e}",
                 self.id,

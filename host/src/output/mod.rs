@@ -1,8 +1,9 @@
 //! Where injections go out: the daemon's log (the original's plain lines or JSON), the
-//! Prometheus metrics and the webhook notifiers. Each renders the one injection record
-//! in its own shape; none decides anything.
+//! Prometheus metrics, the webhook notifiers and the live events of the dashboard. Each
+//! renders the one injection record in its own shape; none decides anything.
 
 pub mod answer;
+pub mod events;
 pub mod log;
 pub mod logline;
 pub mod metrics;

@@ -245,6 +245,7 @@ async fn serve(
                     config.window.days,
                     config.zone_name.as_deref().unwrap_or("local time")
                 ),
+                zone: config.zone_name.clone(),
             };
             let mut rx = stopped.clone();
             let (addr, server) = http::bind(http_config, api, async move {
@@ -338,6 +339,8 @@ async fn serve(
         Ending::Restart { .. } => "RELOADING=1\nSTATUS=restarting with the new configuration",
     });
     log::line(format!("Nightmare Monkey goes to bed ({signal})."));
+    // The dashboards' event streams end, or the server would wait for them.
+    crate::output::events::close();
     let _ = stop.send(true);
     // Every trigger stops at its next wait; an injection under way finishes (its lines are
     // logged, its revert is known) unless it takes longer than the exit may.

@@ -5,6 +5,7 @@
 mod daemon;
 mod fake_server;
 mod http;
+pub mod webdriver;
 
 pub use daemon::{Daemon, DEADLINE};
 pub use fake_server::{FakeServer, Reply};

@@ -1,9 +1,11 @@
 //! The HTTP trigger (warp): the original's `POST /api/kill`, plus `POST /api/faults/{name}`,
 //! `GET /api/plugins`, `GET /api/history`, the kill switch (`POST /api/pause`,
 //! `POST /api/resume`), what a drill came to (`POST /api/ack`, `POST /api/alerts`,
-//! `GET /api/report`), `GET /metrics` (Prometheus) and `GET /healthz`. Every answer but
-//! the metrics is JSON; errors are `{"code": N, "message": "..."}`. Bearer tokens, when
-//! set, guard every call but `/healthz`, and
+//! `GET /api/report`), the live dashboard (`GET /`, `GET /api/events`,
+//! `POST /api/revert/{id}`), `GET /metrics` (Prometheus) and `GET /healthz`. Every answer
+//! but the metrics, the page and the events is JSON; errors are
+//! `{"code": N, "message": "..."}`. Bearer tokens, when set, guard every call but
+//! `/healthz` and the page (which holds no data), and
 //! each request is journaled with the client's address and the token's name.
 
 use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
@@ -36,6 +38,7 @@ use crate::{
 pub use config::{HttpConfig, RawHttp};
 
 mod config;
+mod dashboard;
 mod drill;
 mod server;
 
@@ -56,9 +59,11 @@ pub struct Api {
     /// The window as the banner says it, with its zone (`from 11:00 to 18:00, Mon thru
     /// Fri (Asia/Tokyo)`), for `/api/status`.
     pub window: String,
+    /// The window's IANA zone, if it has one (else local time), for `/api/status`.
+    pub zone: Option<String>,
 }
 
-const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz";
+const ROUTES: &str = "the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/revert/{id}, POST /api/ack, POST /api/alerts, GET /api/report, GET /api/events, GET /metrics, GET /healthz and the dashboard at GET /";
 
 /// Who is asking: the client's address and, with named tokens, the token's name (never
 /// the token).
@@ -100,6 +105,7 @@ pub fn bind(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = ()>)> {
     let api = Arc::new(api);
+    let needs_token = !api.tokens.is_empty();
     let with_api = warp::any().map(move || api.clone());
     let authorized = with_api
         .and(warp::header::optional::<String>("authorization"))
@@ -203,6 +209,7 @@ pub fn bind(
             if let Some(fields) = status.as_object_mut() {
                 fields.insert("version".to_owned(), json!(env!("CARGO_PKG_VERSION")));
                 fields.insert("window".to_owned(), json!(api.window));
+                fields.insert("zone".to_owned(), json!(api.zone));
             }
             warp::reply::json(&status).into_response()
         });
@@ -241,6 +248,19 @@ pub fn bind(
             );
             answer
         });
+    let dashboard = warp::path::end()
+        .and(warp::get())
+        .map(move || dashboard::page(needs_token));
+    let events = warp::path!("api" / "events")
+        .and(warp::get())
+        .and(authorized.clone())
+        .map(|_: Arc<Api>, _: Caller| dashboard::stream());
+    let revert = warp::path!("api" / "revert" / String)
+        .and(warp::post())
+        .and(authorized.clone())
+        .then(|id: String, api: Arc<Api>, caller: Caller| async move {
+            dashboard::revert(api, caller, id).await
+        });
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&json!({ "status": "ok" })).into_response());
@@ -268,6 +288,12 @@ pub fn bind(
         .or(report)
         .unify()
         .or(metrics)
+        .unify()
+        .or(dashboard)
+        .unify()
+        .or(events)
+        .unify()
+        .or(revert)
         .unify()
         .recover(move |r| rejection(r, max));
     server::bind(

@@ -1,0 +1,177 @@
+//! The live dashboard: `GET /` serves one self-contained page (HTML, CSS and JS in the
+//! binary, nothing from the network), `GET /api/events` streams what happens as
+//! server-sent events, and `POST /api/revert/{id}` is its "revert now".
+//!
+//! The page itself holds no data and is the same for everyone, so it is served without
+//! a token: everything it shows comes from the API, with the token the page asks for
+//! once (kept for the tab only, in `sessionStorage`).
+
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use serde_json::json;
+use tokio::sync::broadcast::{error::RecvError, Receiver};
+use warp::{
+    http::{header, StatusCode},
+    reply::Response,
+    Reply,
+};
+
+use super::{error, retry_after, Api, Caller};
+use crate::output::{
+    events::{self, Event},
+    log,
+};
+
+/// The page, as served.
+pub(super) const PAGE: &str = include_str!("dashboard.html");
+
+/// `GET /`: the page. It names no fault, host or state: those come from the API. It
+/// says only whether the API wants a token (`data-auth`), as any 401 would.
+pub(super) fn page(needs_token: bool) -> Response {
+    let page = if needs_token {
+        PAGE.replacen(r#"data-auth="none""#, r#"data-auth="token""#, 1)
+    } else {
+        PAGE.to_owned()
+    };
+    let mut answer = warp::reply::html(page).into_response();
+    let headers = answer.headers_mut();
+    // Nothing from elsewhere: the page's own inline script and style, its own API.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    answer
+}
+
+/// How many watch `GET /api/events` at once; more are answered 503 (each holds a
+/// connection for as long as it watches).
+pub(super) const MAX_WATCHERS: usize = 32;
+static WATCHERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the watchers, given back when the stream ends.
+struct Watching;
+
+impl Watching {
+    fn take() -> Option<Self> {
+        WATCHERS
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_WATCHERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Watching)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        WATCHERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How often a silent stream says it is alive (proxies close silent connections).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /api/events`: what happens, as server-sent events: `hello` first, then each
+/// journal record by its type (`intent`, `outcome`, `revert`, `detected`,
+/// `recovered`, ...), `switch` (the kill switch) and `next` (the timer's next fault);
+/// `lagged` if this watcher fell behind (look again). Ends when the daemon goes to bed.
+pub(super) fn stream() -> Response {
+    let Some(place) = Watching::take() else {
+        return retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("busy: {MAX_WATCHERS} are watching the events already; try again"),
+            ),
+            Some(5),
+        );
+    };
+    let hello = warp::sse::Event::default()
+        .event("hello")
+        .data(json!({ "version": env!("CARGO_PKG_VERSION") }).to_string());
+    let start = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
+    let follow =
+        futures_util::stream::unfold(Some((events::subscribe(), place)), |state| async move {
+            let (mut receiver, place) = state?;
+            let event = next(&mut receiver).await?;
+            Some((Ok::<_, Infallible>(event), Some((receiver, place))))
+        });
+    let events = futures_util::StreamExt::chain(start, follow);
+    let mut answer = warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events))
+        .into_response();
+    // Not buffered on the way (nginx): each event goes out as it happens.
+    answer
+        .headers_mut()
+        .insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    answer
+}
+
+/// The next event to send; `None`: the daemon goes to bed.
+async fn next(receiver: &mut Receiver<Event>) -> Option<warp::sse::Event> {
+    match receiver.recv().await {
+        Ok(Event::Happened { kind, data }) => {
+            Some(warp::sse::Event::default().event(kind).data(data))
+        }
+        Ok(Event::Closing) | Err(RecvError::Closed) => None,
+        Err(RecvError::Lagged(missed)) => Some(
+            warp::sse::Event::default()
+                .event("lagged")
+                .data(json!({ "missed": missed }).to_string()),
+        ),
+    }
+}
+
+/// The longest fault id taken: ids are `<ms>-<n>`.
+const MAX_ID: usize = 64;
+
+/// `POST /api/revert/{id}`: reverts the active fault `id` now. 404 if it is not active
+/// (never was, or already reverted); the answer says whether its revert is done or still
+/// under way (its plugin has not answered within a tenth of a second).
+pub(super) async fn revert(api: Arc<Api>, caller: Caller, id: String) -> Response {
+    let well_formed = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !well_formed {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected a fault id like 1764141234567-1 (GET /api/status lists the active faults)",
+        );
+    }
+    match api.injector.revert(id.clone()).await {
+        Some((fault, under_way)) => {
+            log::line(format!(
+                "Revert now of {id} ({fault}) asked (POST /api/revert, {})",
+                caller.0
+            ));
+            let message = if under_way {
+                format!("reverting {id} ({fault}): its plugin has not answered yet")
+            } else {
+                format!("{id} ({fault}) reverted")
+            };
+            warp::reply::json(
+                &json!({ "id": id, "fault": fault, "reverted": !under_way, "message": message }),
+            )
+            .into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no active fault {id}: it was reverted already, or never was active (GET /api/status lists the active ones)"),
+        ),
+    }
+}
