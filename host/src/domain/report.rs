@@ -211,6 +211,9 @@ pub(crate) const MAX_LISTED: usize = 1_000;
 /// The most faults a report lists one by one (the latest); its sums count them all.
 pub(crate) const MAX_ROWS: usize = 10_000;
 
+/// The most seeds, and the most nodes, a report notes.
+pub(crate) const MAX_NOTED: usize = 8;
+
 /// The report's figures: per fault, and in sum.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Report {
@@ -225,6 +228,13 @@ pub(crate) struct Report {
     /// The latest [`MAX_LISTED`] halts (all are counted in the summary).
     pub halts: std::collections::VecDeque<HaltedRecord>,
     pub summary: Summary,
+    /// The master seeds of the faults (the first [`MAX_NOTED`]), for the picture's title.
+    #[serde(skip)]
+    pub seeds: std::collections::BTreeSet<u64>,
+    /// The fleet nodes the faults were drawn for (`@node/` in their streams; the first
+    /// [`MAX_NOTED`]), for the picture's title.
+    #[serde(skip)]
+    pub nodes: std::collections::BTreeSet<String>,
     #[serde(skip)]
     ttds: Vec<u64>,
     #[serde(skip)]
@@ -275,6 +285,14 @@ impl Report {
             self.coped += usize::from(row.verdict == Verdict::Coped);
             self.ttds.extend(row.ttd_ms);
             self.ttrs.extend(row.ttr_ms);
+        }
+        if self.seeds.len() < MAX_NOTED {
+            self.seeds.insert(entry.intent.master_seed);
+        }
+        if let Some((_, node)) = entry.intent.stream.split_once("@node/") {
+            if self.nodes.len() < MAX_NOTED && !self.nodes.contains(node) {
+                self.nodes.insert(node.to_owned());
+            }
         }
         let s = &mut self.summary;
         s.faults += 1;
