@@ -205,7 +205,7 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
         escape_html(&zone.name())
     );
 
-    let _ = write!(body, "<h2>Faults</h2>\n");
+    body.push_str("<h2>Faults</h2>\n");
     if r.faults_not_listed > 0 {
         let _ = writeln!(
             body,
