@@ -118,60 +118,38 @@ fn the_html_report_of_the_mixed_journal_is_one_self_contained_file() {
 #[test]
 fn output_files_are_written_whole_or_the_failure_names_them() {
     let dir = temp_dir("pictures-output");
-    let text = dir.join("drill.txt");
-    let run = report(&["--format", "text", "-o", text.to_str().unwrap()]);
-    assert_eq!((run.code, run.stdout.as_str()), (Some(0), ""));
-    assert_eq!(
-        fs::read_to_string(&text).unwrap(),
-        fs::read_to_string(golden("mixed.txt")).unwrap()
-    );
-    let md = dir.join("drill.md");
-    assert_eq!(
-        report(&["--format", "md", "--output", md.to_str().unwrap()]).code,
-        Some(0)
-    );
-    assert_eq!(
-        fs::read_to_string(&md).unwrap(),
-        fs::read_to_string(golden("mixed.md")).unwrap()
-    );
-    let json = dir.join("drill.json");
-    assert_eq!(
-        report(&["--format", "json", "-o", json.to_str().unwrap()]).code,
-        Some(0)
-    );
-    assert_eq!(
-        fs::read_to_string(&json).unwrap(),
-        report(&["--format", "json"]).stdout
-    );
+    // Each format, to a file: the bytes stdout has.
+    for (format, golden_file) in [("text", "mixed.txt"), ("md", "mixed.md"), ("json", "")] {
+        let file = dir.join(format!("drill.{format}"));
+        let run = report(&["--format", format, "--output", file.to_str().unwrap()]);
+        assert_eq!((run.code, run.stdout.as_str()), (Some(0), ""), "{format}");
+        let expected = match golden_file {
+            "" => report(&["--format", format]).stdout,
+            name => fs::read_to_string(golden(name)).unwrap(),
+        };
+        assert_eq!(fs::read_to_string(&file).unwrap(), expected, "{format}");
+    }
 
     // Under a regular file: no directory there.
-    let blocked = dir.join("drill.txt/drill.html");
-    let run = report(&["--format", "html", "-o", blocked.to_str().unwrap()]);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert_eq!(
-        run.stderr,
-        format!(
-            "error: cannot write {}: Not a directory (os error 20)\n",
-            blocked.display()
-        )
+    let fails_naming = |run: crate::util::Run, file: &std::path::Path, why: &str| {
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert_eq!(
+            run.stderr,
+            format!("error: cannot write {}: {why}\n", file.display())
+        );
+    };
+    let blocked = dir.join("drill.text/drill.html");
+    fails_naming(
+        report(&["--format", "html", "-o", blocked.to_str().unwrap()]),
+        &blocked,
+        "Not a directory (os error 20)",
     );
     let missing = dir.join("no/such/dir/plan.svg");
-    let run = monkey(&[
-        "plan",
-        "--seed",
-        "1",
-        "--format",
-        "svg",
-        "-o",
-        missing.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert_eq!(
-        run.stderr,
-        format!(
-            "error: cannot write {}: No such file or directory (os error 2)\n",
-            missing.display()
-        )
+    let plan = ["plan", "--seed", "1", "--format", "svg", "-o"];
+    fails_naming(
+        monkey(&[&plan[..], &[missing.to_str().unwrap()]].concat()),
+        &missing,
+        "No such file or directory (os error 2)",
     );
     assert_eq!(
         fs::read_dir(&dir).unwrap().count(),

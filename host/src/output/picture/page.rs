@@ -41,6 +41,35 @@ pub(crate) fn html_page(title: &str, style: &str, body: &str) -> String {
     )
 }
 
+/// A table: its header, then a row per item, each cell `(class, html)`; a cell's html is
+/// escaped by the caller (a verdict's cell holds its badge).
+pub(crate) fn table<'a>(
+    out: &mut String,
+    headers: &[&str],
+    rows: impl IntoIterator<Item = Vec<(&'a str, String)>>,
+) {
+    out.push_str("<table>\n<thead><tr>");
+    for h in headers {
+        let _ = write!(out, "<th>{h}</th>");
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for (class, html) in row {
+            match class {
+                "" => {
+                    let _ = write!(out, "<td>{html}</td>");
+                }
+                class => {
+                    let _ = write!(out, "<td class=\"{class}\">{html}</td>");
+                }
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
 /// What the report's page says around the figures.
 pub struct ReportPage<'a> {
     pub report: &'a Report,
@@ -216,54 +245,78 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
     if r.faults.is_empty() {
         body.push_str("<p>No faults in this period.</p>\n");
     } else {
-        body.push_str("<table>\n<thead><tr><th>When</th><th>Fault</th><th>Target</th><th>Trigger</th><th>Result</th><th>Time to detect</th><th>By</th><th>Time to recover</th><th>Verdict</th></tr></thead>\n<tbody>\n");
-        for f in &r.faults {
-            let mark = Mark::of(f);
-            let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), human_ms);
-            let _ = writeln!(
-                body,
-                "<tr><td class=\"nm-t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"nm-n\">{}</td><td>{}</td><td class=\"nm-n\">{}</td><td><span class=\"nm-v {}\">{}</span>{}</td></tr>",
-                when(f.at),
-                escape_html(&f.fault),
-                escape_html(if f.target.is_empty() { "-" } else { &f.target }),
-                escape_html(&f.trigger),
-                escape_html(&f.result),
-                ms(f.ttd_ms),
-                escape_html(f.detected_by.as_deref().unwrap_or("-")),
-                ms(f.ttr_ms),
-                mark.class(),
-                mark.letter(),
-                mark.words()
-            );
-        }
-        body.push_str("</tbody>\n</table>\n");
+        let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), human_ms);
+        table(
+            &mut body,
+            &[
+                "When",
+                "Fault",
+                "Target",
+                "Trigger",
+                "Result",
+                "Time to detect",
+                "By",
+                "Time to recover",
+                "Verdict",
+            ],
+            r.faults.iter().map(|f| {
+                let mark = Mark::of(f);
+                vec![
+                    ("nm-t", when(f.at)),
+                    ("", escape_html(&f.fault).into_owned()),
+                    (
+                        "",
+                        escape_html(if f.target.is_empty() { "-" } else { &f.target }).into_owned(),
+                    ),
+                    ("", escape_html(&f.trigger).into_owned()),
+                    ("", escape_html(&f.result).into_owned()),
+                    ("nm-n", ms(f.ttd_ms)),
+                    (
+                        "",
+                        escape_html(f.detected_by.as_deref().unwrap_or("-")).into_owned(),
+                    ),
+                    ("nm-n", ms(f.ttr_ms)),
+                    (
+                        "",
+                        format!(
+                            "<span class=\"nm-v {}\">{}</span>{}",
+                            mark.class(),
+                            mark.letter(),
+                            mark.words()
+                        ),
+                    ),
+                ]
+            }),
+        );
     }
     if !r.refused.is_empty() {
-        body.push_str("<h2>Refused: steady state not met</h2>\n<table>\n<thead><tr><th>When</th><th>Fault</th><th>Trigger</th><th>Why</th></tr></thead>\n<tbody>\n");
-        for x in &r.refused {
-            let _ = writeln!(
-                body,
-                "<tr><td class=\"nm-t\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                when(x.at),
-                escape_html(&x.fault),
-                escape_html(&x.trigger),
-                escape_html(&x.reason)
-            );
-        }
-        body.push_str("</tbody>\n</table>\n");
+        body.push_str("<h2>Refused: steady state not met</h2>\n");
+        table(
+            &mut body,
+            &["When", "Fault", "Trigger", "Why"],
+            r.refused.iter().map(|x| {
+                vec![
+                    ("nm-t", when(x.at)),
+                    ("", escape_html(&x.fault).into_owned()),
+                    ("", escape_html(&x.trigger).into_owned()),
+                    ("", escape_html(&x.reason).into_owned()),
+                ]
+            }),
+        );
     }
     if !r.halts.is_empty() {
-        body.push_str("<h2>Halts</h2>\n<table>\n<thead><tr><th>When</th><th>Probe</th><th>Why</th></tr></thead>\n<tbody>\n");
-        for h in &r.halts {
-            let _ = writeln!(
-                body,
-                "<tr><td class=\"nm-t\">{}</td><td>{}</td><td>{}</td></tr>",
-                when(h.at),
-                escape_html(&h.probe),
-                escape_html(&h.reason)
-            );
-        }
-        body.push_str("</tbody>\n</table>\n");
+        body.push_str("<h2>Halts</h2>\n");
+        table(
+            &mut body,
+            &["When", "Probe", "Why"],
+            r.halts.iter().map(|h| {
+                vec![
+                    ("nm-t", when(h.at)),
+                    ("", escape_html(&h.probe).into_owned()),
+                    ("", escape_html(&h.reason).into_owned()),
+                ]
+            }),
+        );
     }
     html_page(
         &format!("Drill report, {} to {}", when(since), when(until)),

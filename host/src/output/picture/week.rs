@@ -7,7 +7,11 @@ use std::{collections::BTreeSet, fmt::Write as _};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 
-use super::{count, escape_html, page::html_page, svg_open};
+use super::{
+    count, escape_html,
+    page::{html_page, table},
+    svg_open,
+};
 use crate::domain::window::{Window, Zone};
 
 /// The most weeks drawn (a plan of thousands of fires); the list under the page's
@@ -341,23 +345,24 @@ pub fn plan_html(p: &PlanPicture<'_>) -> String {
     for plan in p.nodes {
         let _ = writeln!(
             body,
-            "<h2>{}</h2>\n<table>\n<thead><tr><th>#</th><th>Fires at</th><th>Day</th><th>Fault</th></tr></thead>\n<tbody>",
+            "<h2>{}</h2>",
             match &plan.node {
                 Some(n) => format!("Node {}", escape_html(n)),
                 None => "Fire times".to_owned(),
             }
         );
-        for (k, at) in plan.times.iter().enumerate() {
-            let _ = writeln!(
-                body,
-                "<tr><td class=\"nm-n\">{}</td><td class=\"nm-t\">{}</td><td>{}</td><td>{}</td></tr>",
-                k + 1,
-                zone.rfc3339(*at),
-                zone.naive(*at).format("%a"),
-                escape_html(p.fault)
-            );
-        }
-        body.push_str("</tbody>\n</table>\n");
+        table(
+            &mut body,
+            &["#", "Fires at", "Day", "Fault"],
+            plan.times.iter().enumerate().map(|(k, at)| {
+                vec![
+                    ("nm-n", (k + 1).to_string()),
+                    ("nm-t", zone.rfc3339(*at)),
+                    ("", zone.naive(*at).format("%a").to_string()),
+                    ("", escape_html(p.fault).into_owned()),
+                ]
+            }),
+        );
     }
     html_page(&format!("Plan: {}, seed {}", p.fault, p.seed), "", &body)
 }
@@ -388,52 +393,64 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
     }
 
-    #[test]
-    fn a_fire_time_lands_on_its_wall_clock_day_and_hour() {
-        let berlin = Zone::parse("Europe/Berlin").unwrap();
-        // Winter: UTC+1. Thursday 2026-01-15 12:00 UTC is 13:00 in Berlin.
-        assert_eq!(
-            place(&berlin, utc(2026, 1, 15, 12, 0)),
-            Cell {
-                week: date(2026, 1, 12),
-                day: 3,
-                minute: 13 * 60
-            }
-        );
-        // The night the clocks go forward (Sunday 2026-03-29, 02:00 -> 03:00): 01:30 UTC
-        // is 03:30 summer time, on the Sunday of the week of Monday the 23rd.
-        assert_eq!(
-            place(&berlin, utc(2026, 3, 29, 1, 30)),
-            Cell {
-                week: date(2026, 3, 23),
-                day: 6,
-                minute: 3 * 60 + 30
-            }
-        );
-        // Late on Sunday in UTC is already Monday in Tokyo: the next week.
-        let tokyo = Zone::parse("Asia/Tokyo").unwrap();
-        assert_eq!(
-            place(&tokyo, utc(2026, 11, 29, 20, 0)),
-            Cell {
-                week: date(2026, 11, 30),
-                day: 0,
-                minute: 5 * 60
-            }
-        );
-        // And the dot is drawn there: Monday's column, 05:00 down.
-        let w = window("Asia/Tokyo");
-        let nodes = [NodePlan {
-            node: None,
-            times: vec![utc(2026, 11, 29, 20, 0)],
-        }];
-        let svg = week_svg(&PlanPicture {
+    /// The grid of one unnamed node's `times`, planned from Monday 2026-11-23.
+    fn drawn(w: &Window, times: Vec<DateTime<Utc>>) -> String {
+        week_svg(&PlanPicture {
             fault: "process-kill",
             seed: 1,
-            window: &w,
+            window: w,
             from: utc(2026, 11, 23, 0, 0),
-            nodes: &nodes,
-        });
-        let (cx, cy) = spot(place(&w.zone, nodes[0].times[0]), MARGIN, TOP);
+            nodes: &[NodePlan { node: None, times }],
+        })
+    }
+
+    #[test]
+    fn a_fire_time_lands_on_its_wall_clock_day_and_hour() {
+        for (zone, at, week, day, minute, why) in [
+            (
+                "Europe/Berlin",
+                utc(2026, 1, 15, 12, 0),
+                date(2026, 1, 12),
+                3,
+                13 * 60,
+                "winter, UTC+1: Thursday 13:00",
+            ),
+            (
+                "Europe/Berlin",
+                utc(2026, 3, 29, 1, 30),
+                date(2026, 3, 23),
+                6,
+                3 * 60 + 30,
+                "the clocks go forward (02:00 -> 03:00): Sunday 03:30 summer time",
+            ),
+            (
+                "Europe/Berlin",
+                utc(2026, 10, 25, 1, 30),
+                date(2026, 10, 19),
+                6,
+                2 * 60 + 30,
+                "the clocks go back (03:00 -> 02:00): the second Sunday 02:30",
+            ),
+            (
+                "Asia/Tokyo",
+                utc(2026, 11, 29, 20, 0),
+                date(2026, 11, 30),
+                0,
+                5 * 60,
+                "late on Sunday in UTC is Monday in Tokyo: the next week",
+            ),
+        ] {
+            assert_eq!(
+                place(&Zone::parse(zone).unwrap(), at),
+                Cell { week, day, minute },
+                "{why}"
+            );
+        }
+        // And the dot is drawn there: Monday's column, 05:00 down.
+        let w = window("Asia/Tokyo");
+        let fire = utc(2026, 11, 29, 20, 0);
+        let svg = drawn(&w, vec![fire]);
+        let (cx, cy) = spot(place(&w.zone, fire), MARGIN, TOP);
         assert_eq!(
             (cx, cy),
             (MARGIN + LABEL_W + COL / 2.0, TOP + HEAD + 5.0 * ROW)
@@ -450,17 +467,7 @@ mod tests {
     fn the_window_is_shaded_on_its_days_only() {
         let mut w = window("Europe/Berlin");
         w.skip.insert(date(2026, 12, 2));
-        let nodes = [NodePlan {
-            node: None,
-            times: vec![utc(2026, 12, 1, 12, 0)],
-        }];
-        let svg = week_svg(&PlanPicture {
-            fault: "k",
-            seed: 1,
-            window: &w,
-            from: utc(2026, 11, 23, 0, 0),
-            nodes: &nodes,
-        });
+        let svg = drawn(&w, vec![utc(2026, 12, 1, 12, 0)]);
         // Mon, Tue, Thu, Fri: 11:00 to 18:00, seven rows; Wed is skipped; not the weekend.
         let open = format!(
             r#"y="{:.1}" width="{COL}" height="{:.1}"/>"#,
@@ -515,17 +522,7 @@ mod tests {
 
     #[test]
     fn no_fire_time_is_said() {
-        let w = window("UTC");
-        let svg = week_svg(&PlanPicture {
-            fault: "k",
-            seed: 1,
-            window: &w,
-            from: utc(2026, 11, 23, 0, 0),
-            nodes: &[NodePlan {
-                node: None,
-                times: vec![],
-            }],
-        });
+        let svg = drawn(&window("UTC"), vec![]);
         assert!(svg.contains(">No fire time in the window</text>"));
         assert!(svg.ends_with("</svg>"));
     }
