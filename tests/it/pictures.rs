@@ -256,3 +256,36 @@ fn several_nodes_are_planned_side_by_side_each_from_its_own_stream() {
     assert_eq!(twice.code, Some(2));
     assert_eq!(twice.stderr, "error: --node web-1 is given twice\n");
 }
+
+/// A process that named itself with markup and a terminal escape is shown as text in the
+/// page, never run; the node and seed the journal holds title it.
+#[test]
+fn a_hostile_process_name_is_shown_never_obeyed() {
+    let dir = temp_dir("pictures-hostile");
+    let journal = dir.join("journal.jsonl");
+    fs::write(
+        &journal,
+        concat!(
+            r#"{"type":"intent","id":"1-1","at":"2026-11-26T10:00:00Z","fault":"process-kill","plugin":"process-kill","trigger":"http","desc":"x","dry_run":false,"master_seed":9,"stream":"fault/process-kill@node/web-1","stream_position":0,"seed":1}"#,
+            "\n",
+            r#"{"type":"outcome","id":"1-1","at":"2026-11-26T10:00:00.1Z","elapsed_ms":2,"result":"killed","action":"Kill","signal":"SIGKILL","summary":"s","process":{"name":"<script>alert(1)</script>\u001b[31m","pid":101,"ppid":1,"cmdline":"x","user":"root","uid":0,"start_time":201}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let file = dir.join("drill.html");
+    let run = command()
+        .env("TZ", "UTC")
+        .args(["report", "--journal", journal.to_str().unwrap()])
+        .args(["--since", "2026-11-26T00:00:00Z", "--format", "html", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0));
+    let page = fs::read_to_string(&file).unwrap();
+    assert_self_contained(&page);
+    assert!(!page.contains('\x1b'));
+    assert!(page.contains("<td>&lt;script&gt;alert(1)&lt;/script&gt;\\u{1b}[31m(PID:101)</td>"));
+    assert!(page.contains(" · node web-1 · seed 9</p>"));
+    fs::remove_dir_all(dir).unwrap();
+}

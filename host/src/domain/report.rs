@@ -459,6 +459,23 @@ mod tests {
     }
 
     #[test]
+    fn the_seeds_and_nodes_of_the_faults_are_noted() {
+        let mut report = Report::since(None);
+        report.add(&fault(&[INTENT, KILLED]));
+        let web = INTENT
+            .replace("\"fault/k\"", "\"fault/k@node/web-1\"")
+            .replace("\"master_seed\":1", "\"master_seed\":9");
+        report.add(&fault(&[&web, KILLED]));
+        report.add(&fault(&[&web, KILLED]));
+        let report = report.finish();
+        assert_eq!(report.seeds.iter().copied().collect::<Vec<_>>(), [1, 9]);
+        assert_eq!(report.nodes.iter().collect::<Vec<_>>(), ["web-1"]);
+        // Not in the JSON: the API's answer is as it was.
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("seeds").is_none() && json.get("nodes").is_none());
+    }
+
+    #[test]
     fn a_report_lists_the_latest_rows_and_counts_them_all() {
         let mut report = Report::since(None);
         for _ in 0..MAX_ROWS + 3 {
