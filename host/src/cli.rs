@@ -150,7 +150,10 @@ pub enum Command {
         mut_arg("listen", |a| a.hide(true)),
         mut_arg("plugin_dirs", |a| a.hide(true)),
         mut_arg("allow_untrusted_plugins", |a| a.hide(true)),
-        mut_arg("log_format", |a| a.hide(true))
+        mut_arg("log_format", |a| a.hide(true)),
+        // `plan` takes `--node` repeated (`PlanArgs::nodes`); the daemon's single one
+        // steps aside under a name nobody types.
+        mut_arg("node", |a| a.long("daemon-node").hide(true))
     )]
     Plan(PlanArgs),
     /// The answer key: what the monkey did, one line per fault, from the journal
@@ -260,9 +263,18 @@ Examples:
   nightmare-monkey man > /usr/local/share/man/man1/nightmare-monkey.1";
 
 const PLAN_EXAMPLES: &str = "\
+Formats: text (one fire time a line, RFC 3339 in the window's zone), svg (a week grid: 7
+day columns from Monday, 24 hour rows in the window's zone, the window shaded, each fire a
+numbered dot with its time as a tooltip; one grid per node and week), html (the same
+picture in a self-contained page, every fire time listed under it; no script, nothing
+fetched, prints). With several --node, the nodes stand side by side and text lines start
+with the node.
+
 Examples:
   nightmare-monkey plan --seed 42 --count 5
-  nightmare-monkey plan --config examples/tokyo-office-hours.ron --from 2026-12-01T09:00:00+09:00";
+  nightmare-monkey plan --config examples/tokyo-office-hours.ron --from 2026-12-01T09:00:00+09:00
+  nightmare-monkey plan --seed 42 --format svg -o plan.svg
+  nightmare-monkey plan --seed 42 --node web-1 --node web-2 --format html -o fleet.html";
 
 /// `plan`: the timer's next fire times, computed without waiting.
 #[derive(Debug, Args)]
@@ -275,9 +287,34 @@ pub struct PlanArgs {
     #[arg(long, value_name = "RFC3339")]
     pub from: Option<String>,
 
-    /// How many fire times to print
+    /// How many fire times to print (per node)
     #[arg(long, value_name = "K", default_value_t = 10)]
     pub count: usize,
+
+    /// This host's name in a fleet drill, as the daemon's --node; repeat it to plan
+    /// several nodes side by side (--node web-1 --node web-2) [default: the config's
+    /// node, else none]
+    #[arg(long = "node", value_name = "NAME")]
+    pub nodes: Vec<String>,
+
+    /// text, svg or html
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
+    pub format: PlanFormat,
+
+    /// Write to this file (whole, or not at all) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The plan's formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// One fire time a line.
+    Text,
+    /// A week grid per node and week (SVG).
+    Svg,
+    /// The week grids and the list in one self-contained HTML page.
+    Html,
 }
 
 const SANDBOX_EXAMPLES: &str = "\
@@ -398,10 +435,16 @@ Verdicts: coped (noticed, and back within its recovery deadline where one was ch
 recovered late, not recovered, undetected; dry runs and failed injections are not judged.
 Resilience: the share of judged faults the team coped with.
 
+html is one self-contained page (no script, nothing fetched, prints): the sums, a
+timeline of the faults (each marked by its verdict with a colour, a shape and a letter,
+its times to detect and to recover as bars after it, refusals and halts marked) and the
+table, times in the window's zone of --config (else the host's).
+
 Examples:
   nightmare-monkey report                            the last 7 days, the default journal
   nightmare-monkey report --since 2026-11-26T09:00:00+09:00 --format md > drill.md
-  nightmare-monkey report --config /etc/nightmare-monkey/config.ron --format json";
+  nightmare-monkey report --config /etc/nightmare-monkey/config.ron --format json
+  nightmare-monkey report --since 1d --format html -o drill.html";
 
 /// The report's formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -412,6 +455,8 @@ pub enum ReportFormat {
     Json,
     /// A Markdown table and summary, for a post-mortem page.
     Md,
+    /// One self-contained HTML page with the timeline, the sums and the table.
+    Html,
 }
 
 /// `report`.
@@ -426,9 +471,12 @@ pub struct ReportArgs {
     /// Faults since this instant (RFC 3339) or this long ago (7d, 2h) [default: 7d]
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// text, json or md
+    /// text, json, md or html
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
     pub format: ReportFormat,
+    /// Write to this file (whole, or not at all) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 const PLUGINS_EXAMPLES: &str = "\

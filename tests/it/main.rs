@@ -13,6 +13,7 @@ mod house;
 mod kill;
 mod ops;
 mod outcomes;
+mod pictures;
 mod plugins;
 mod poller;
 mod readme;

@@ -232,6 +232,12 @@ fn prepared() -> PathBuf {
             &dir.join("tests/it/invalid_configs"),
             &[],
         );
+        // The report's mixed journal, which the README draws.
+        copy_tree(
+            &repo.join("tests/it/report"),
+            &dir.join("tests/it/report"),
+            &[],
+        );
         std::fs::copy(repo.join("Cargo.toml"), dir.join("Cargo.toml")).unwrap();
         for profile in ["release", "debug"] {
             let to = dir.join("target").join(profile);

@@ -107,6 +107,16 @@ Every answer but the metrics is JSON; errors are {"code": N, "message": "..."}. 
 "#;
 
 /// Writes generated text to stdout; a reader that went away (`| head`) is not an error.
+/// Writes `text` to `file` whole (a temporary file beside it, renamed over it: a reader
+/// never sees half a report), or to stdout without one (`-o`).
+fn emit(file: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    match file {
+        None => print(text.as_bytes()),
+        Some(path) => crate::support::state::write_atomic(path, text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display())),
+    }
+}
+
 fn print(text: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     match std::io::stdout().lock().write_all(text) {

@@ -1,18 +1,22 @@
 //! `nightmare-monkey report`: what a drill came to, from the journal: per fault who
-//! noticed it and when, whether the system came back, a verdict, and in sum.
+//! noticed it and when, whether the system came back, a verdict, and in sum; as text,
+//! JSON, Markdown or a self-contained HTML page (`output::picture`), to stdout or `-o`.
 
 use std::fmt::Write as _;
 
 use anyhow::anyhow;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 
 use crate::{
     cli::{ReportArgs, ReportFormat},
+    config,
     domain::{
         drill::human_ms,
         journal::parse_since,
         report::{self, Report, Spread},
+        window::Zone,
     },
+    output::picture::{self, page::ReportPage},
     support::{text::escape_controls, UsageError},
 };
 
@@ -26,12 +30,34 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let path = super::history::journal_of(args.journal.as_ref(), args.config.as_ref())?;
     let report = report::read(&path, Some(since))
         .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
-    match args.format {
-        ReportFormat::Json => println!("{}", serde_json::to_string(&report)?),
-        ReportFormat::Text => print!("{}", text(&report, since)),
-        ReportFormat::Md => print!("{}", markdown(&report, since)),
-    }
-    Ok(())
+    let out = match args.format {
+        ReportFormat::Json => serde_json::to_string(&report)? + "\n",
+        ReportFormat::Text => text(&report, since),
+        ReportFormat::Md => markdown(&report, since),
+        ReportFormat::Html => {
+            // Times in the window's zone, as the drill was planned; the host's without
+            // a config.
+            let zone = match &args.config {
+                Some(file) => {
+                    config::check_file(file)
+                        .map_err(|e| UsageError(e.into()))?
+                        .0
+                        .window
+                        .zone
+                }
+                None => Zone::Local,
+            };
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+            picture::page::report_html(&ReportPage {
+                report: &report,
+                since,
+                until: Utc::now().trunc_subsecs(0),
+                zone: &zone,
+                host: host.as_deref().map(str::trim).filter(|h| !h.is_empty()),
+            })
+        }
+    };
+    super::emit(args.output.as_deref(), &out)
 }
 
 fn ms(value: Option<u64>) -> String {

@@ -211,6 +211,9 @@ pub(crate) const MAX_LISTED: usize = 1_000;
 /// The most faults a report lists one by one (the latest); its sums count them all.
 pub(crate) const MAX_ROWS: usize = 10_000;
 
+/// The most seeds, and the most nodes, a report notes.
+pub(crate) const MAX_NOTED: usize = 8;
+
 /// The report's figures: per fault, and in sum.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Report {
@@ -225,6 +228,13 @@ pub(crate) struct Report {
     /// The latest [`MAX_LISTED`] halts (all are counted in the summary).
     pub halts: std::collections::VecDeque<HaltedRecord>,
     pub summary: Summary,
+    /// The master seeds of the faults (the first [`MAX_NOTED`]), for the picture's title.
+    #[serde(skip)]
+    pub seeds: std::collections::BTreeSet<u64>,
+    /// The fleet nodes the faults were drawn for (`@node/` in their streams; the first
+    /// [`MAX_NOTED`]), for the picture's title.
+    #[serde(skip)]
+    pub nodes: std::collections::BTreeSet<String>,
     #[serde(skip)]
     ttds: Vec<u64>,
     #[serde(skip)]
@@ -275,6 +285,14 @@ impl Report {
             self.coped += usize::from(row.verdict == Verdict::Coped);
             self.ttds.extend(row.ttd_ms);
             self.ttrs.extend(row.ttr_ms);
+        }
+        if self.seeds.len() < MAX_NOTED {
+            self.seeds.insert(entry.intent.master_seed);
+        }
+        if let Some((_, node)) = entry.intent.stream.split_once("@node/") {
+            if self.nodes.len() < MAX_NOTED && !self.nodes.contains(node) {
+                self.nodes.insert(node.to_owned());
+            }
         }
         let s = &mut self.summary;
         s.faults += 1;
@@ -438,6 +456,23 @@ mod tests {
         let report = report.finish();
         assert_eq!(report.refused.len(), MAX_LISTED);
         assert_eq!(report.summary.steady_state_refusals, MAX_LISTED + 5);
+    }
+
+    #[test]
+    fn the_seeds_and_nodes_of_the_faults_are_noted() {
+        let mut report = Report::since(None);
+        report.add(&fault(&[INTENT, KILLED]));
+        let web = INTENT
+            .replace("\"fault/k\"", "\"fault/k@node/web-1\"")
+            .replace("\"master_seed\":1", "\"master_seed\":9");
+        report.add(&fault(&[&web, KILLED]));
+        report.add(&fault(&[&web, KILLED]));
+        let report = report.finish();
+        assert_eq!(report.seeds.iter().copied().collect::<Vec<_>>(), [1, 9]);
+        assert_eq!(report.nodes.iter().collect::<Vec<_>>(), ["web-1"]);
+        // Not in the JSON: the API's answer is as it was.
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("seeds").is_none() && json.get("nodes").is_none());
     }
 
     #[test]

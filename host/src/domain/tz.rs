@@ -46,7 +46,6 @@ impl NamedZone {
     }
 
     /// Its IANA name.
-    #[cfg(test)]
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -331,7 +331,8 @@ impl Zone {
         })
     }
 
-    fn naive(&self, at: DateTime<Utc>) -> NaiveDateTime {
+    /// The wall-clock time of `at` in this zone.
+    pub fn naive(&self, at: DateTime<Utc>) -> NaiveDateTime {
         match self {
             Zone::Local => at.with_timezone(&Local).naive_local(),
             Zone::Named(tz) => at.with_timezone(tz).naive_local(),
@@ -361,6 +362,17 @@ impl Zone {
         (0..=1440)
             .map(|m| local + Duration::minutes(m))
             .find_map(|local| self.instant(local))
+    }
+
+    /// Its name, as a reader would look it up: the IANA name, or for `local` the host's
+    /// zone's name when the host says it (`local time` when it does not).
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Named(tz) => tz.name().to_owned(),
+            Zone::Local => jiff::tz::TimeZone::system()
+                .iana_name()
+                .map_or_else(|| "local time".to_owned(), str::to_owned),
+        }
     }
 
     /// An instant as RFC 3339 in this zone.
