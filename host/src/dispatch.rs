@@ -155,6 +155,11 @@ impl Injector {
         self.engine.clock(at)
     }
 
+    /// The window's zone, for pictures.
+    pub fn zone(&self) -> crate::domain::window::Zone {
+        self.engine.zone()
+    }
+
     /// Whether a fault may be injected at `at` as far as the window goes.
     pub fn in_window(&self, at: DateTime<Utc>) -> bool {
         self.engine.in_window(at)

@@ -70,10 +70,13 @@ fn bad_requests_get_clear_json_errors_never_500() {
         ("POST", "/api/kill", b"[1,2]", 400, "desc is required: send a JSON object like {\"desc\":\"I like kill!\"}"),
         ("POST", "/api/kill", b"{\"desc\":\"  \"}", 400, "desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}"),
         ("POST", "/api/kill", b"{\"desc\":5}", 400, "desc must be a string, e.g. {\"desc\":\"I like kill!\"}"),
-        ("GET", "/api/kill", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz"),
-        ("DELETE", "/api/plugins", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz"),
-        ("GET", "/nowhere", b"", 404, "not found: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/ack, POST /api/alerts, GET /api/report, GET /metrics and GET /healthz"),
+        ("GET", "/api/kill", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/revert/{id}, POST /api/ack, POST /api/alerts, GET /api/report, GET /api/events, GET /metrics, GET /healthz and the dashboard at GET /"),
+        ("DELETE", "/api/plugins", b"", 405, "method not allowed: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/revert/{id}, POST /api/ack, POST /api/alerts, GET /api/report, GET /api/events, GET /metrics, GET /healthz and the dashboard at GET /"),
+        ("GET", "/nowhere", b"", 404, "not found: the API has POST /api/kill, POST /api/faults/{name}, GET /api/plugins, GET /api/history, GET /api/status, POST /api/pause, POST /api/resume, POST /api/revert/{id}, POST /api/ack, POST /api/alerts, GET /api/report, GET /api/events, GET /metrics, GET /healthz and the dashboard at GET /"),
         ("POST", "/api/faults/nope", b"{\"desc\":\"x\"}", 404, "no fault named `nope` is configured"),
+        ("POST", "/api/revert/..%2Fx", b"", 400, "expected a fault id like 1764141234567-1 (GET /api/status lists the active faults)"),
+        ("POST", "/api/revert/1764141234567-1", b"", 404, "no active fault 1764141234567-1: it was reverted already, or never was active (GET /api/status lists the active ones)"),
+        ("GET", "/api/report?format=png", b"", 400, "format: `png` is not one of json, svg"),
     ];
     for (method, path, body, status, message) in cases {
         let a = http(port, method, path, &[], body);

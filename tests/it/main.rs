@@ -7,6 +7,7 @@
 mod api;
 mod config;
 mod daemon;
+mod dashboard;
 mod detect;
 mod drill;
 mod house;

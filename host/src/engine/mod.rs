@@ -303,7 +303,15 @@ impl Engine {
         self.guards.window.as_ref().is_none_or(|w| w.contains(at))
     }
 
-    /// An instant as the window's zone shows it (RFC 3339 with its offset).
+    /// The window's zone (the host's without a window): pictures are drawn in it.
+    pub(crate) fn zone(&self) -> crate::domain::window::Zone {
+        self.guards
+            .window
+            .as_ref()
+            .map_or(crate::domain::window::Zone::Local, |w| w.zone.clone())
+    }
+
+    /// An instant as the window's zone shows it (the host's without a window).
     pub(crate) fn clock(&self, at: DateTime<Utc>) -> String {
         use chrono::Timelike as _;
         // Whole seconds: a clock time for people.

@@ -11,8 +11,6 @@ use std::{
 
 use serde_json::{json, Value};
 
-use super::http::http;
-
 /// ChromeDriver and one browser session; both end when dropped.
 pub struct Browser {
     driver: Child,
@@ -50,10 +48,13 @@ impl Browser {
         };
         let ready = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = browser.driver.try_wait() {
+                panic!("chromedriver ended ({status}); under `ulimit -v`? Chromium maps more address space than most");
+            }
             assert!(Instant::now() < ready, "chromedriver did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let profile = tempdir("chromium-profile");
+        let profile = tempdir(&format!("chromium-profile-{port}"));
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:loggingPrefs": { "browser": "ALL" },
@@ -80,20 +81,10 @@ impl Browser {
     /// One WebDriver command; its `value`. Panics on an error answer, naming it.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let answer = http(
-            self.port,
-            method,
-            path,
-            &["Content-Type: application/json"],
-            body.as_bytes(),
-        );
-        let value: Value = serde_json::from_str(&answer.body)
-            .unwrap_or_else(|e| panic!("chromedriver said ({e}): {}", answer.body));
-        assert!(
-            answer.status == 200,
-            "WebDriver {method} {path}: {}",
-            answer.body
-        );
+        let (status, answer) = request(self.port, method, path, &body);
+        let value: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("chromedriver said ({e}): {answer}"));
+        assert!(status == 200, "WebDriver {method} {path}: {answer}");
         value.get("value").cloned().unwrap_or(Value::Null)
     }
 
@@ -227,12 +218,11 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
-            let _ = http(
+            let _ = request(
                 self.port,
                 "DELETE",
                 &format!("/session/{}", self.session),
-                &[],
-                b"",
+                "",
             );
         }
         // Our own child, by its handle.
@@ -251,4 +241,44 @@ fn decode(value: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(value.as_str().expect("a base64 string"))
         .expect("valid base64")
+}
+
+/// One HTTP/1.1 request to ChromeDriver, which keeps connections open: the answer is
+/// read by its `Content-Length`. Its status and body.
+fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut answer = vec![0; length];
+    reader.read_exact(&mut answer).unwrap();
+    (status, String::from_utf8_lossy(&answer).into_owned())
 }

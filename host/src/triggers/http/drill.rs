@@ -11,7 +11,7 @@ use super::{error, Api, Caller};
 use crate::{
     dispatch::{AckError, Acknowledged},
     domain::journal::parse_since,
-    output::log,
+    output::{log, picture::timeline::timeline_svg},
     support::{text::escape_controls, thread::on_own_thread},
 };
 
@@ -154,13 +154,24 @@ pub(super) async fn alerts(api: Arc<Api>, body: &[u8]) -> Response {
     }
 }
 
-/// `GET /api/report?since=7d`: the report as JSON.
+/// `GET /api/report?since=7d`: the report as JSON; with `format=svg`, its timeline
+/// from `since` to now as one SVG picture (the dashboard's).
 pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Response {
     // The last week unless asked otherwise, as `report` does: all of a year's
     // archives read at every request is not a default.
     let since = match parse_since(query.get("since").map_or("7d", String::as_str)) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let svg = match query.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("svg") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("format: `{other}` is not one of json, svg"),
+            )
+        }
     };
     // A few at once, as history's: each reads the disk on a thread of its own.
     let Ok(_reading) = super::HISTORY_READERS.try_acquire() else {
@@ -180,6 +191,16 @@ pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Re
     };
     on_own_thread("report", move || {
         match crate::domain::report::read(&journal, Some(since)) {
+            Ok(report) if svg => {
+                let picture =
+                    timeline_svg(&report, since, chrono::Utc::now(), &api.injector.zone());
+                let mut answer = picture.into_response();
+                answer.headers_mut().insert(
+                    warp::http::header::CONTENT_TYPE,
+                    warp::http::HeaderValue::from_static("image/svg+xml; charset=utf-8"),
+                );
+                answer
+            }
             Ok(report) => warp::reply::json(&report).into_response(),
             Err(e) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
