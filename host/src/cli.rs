@@ -131,6 +131,7 @@ impl Cli {
             Some(Command::History(a)) => a.json,
             Some(Command::Status(a)) => a.json,
             Some(Command::Ack(a)) => a.json,
+            Some(Command::Revert(a)) => a.json,
             Some(Command::Report(a)) => a.format == ReportFormat::Json,
             _ => false,
         }
@@ -172,6 +173,9 @@ pub enum Command {
     /// Mark a fault noticed, for its time to detect: the latest unnoticed one, or --id
     #[command(after_help = ACK_EXAMPLES)]
     Ack(AckArgs),
+    /// Revert one fault in effect now, on a running daemon (the dashboard's Revert now)
+    #[command(after_help = REVERT_EXAMPLES)]
+    Revert(RevertArgs),
     /// What a drill came to: per fault, who noticed and when, whether the system came
     /// back, and in sum, from the journal
     #[command(after_help = REPORT_EXAMPLES)]
@@ -426,6 +430,31 @@ pub struct AckArgs {
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Print the daemon's JSON answer
+    #[arg(long)]
+    pub json: bool,
+}
+
+const REVERT_EXAMPLES: &str = "\
+The same as POST /api/revert/{id}: the fault is reverted at once, as the kill switch would,
+and the monkey goes on playing. `status` lists the faults in effect and their ids; with
+--all, every one of them (what `pause` does, without pausing).
+
+Examples:
+  nightmare-monkey revert 1795723590302-1
+  nightmare-monkey revert --all --config /etc/nightmare-monkey/config.ron";
+
+/// `revert`.
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// The fault's id (as `status` lists it)
+    #[arg(value_name = "ID", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Every fault in effect now
+    #[arg(long)]
+    pub all: bool,
+    /// Print the daemon's JSON answers, one a line
     #[arg(long)]
     pub json: bool,
 }

@@ -206,7 +206,10 @@ fn the_dashboard_asks_for_its_token_shows_the_state_hears_a_fault_and_flips_the_
     );
     assert!(target.starts_with("<i>evil(PID:"), "{target}");
     assert_eq!(
-        browser.run("return document.querySelectorAll('main i').length", json!([])),
+        browser.run(
+            "return document.querySelectorAll('main i').length",
+            json!([])
+        ),
         0,
         "a name is never markup"
     );
@@ -632,5 +635,32 @@ fn events_are_streamed_bounded_and_end_when_the_daemon_stops() {
         stopping.elapsed() < Duration::from_secs(3),
         "{:?}",
         stopping.elapsed()
+    );
+}
+
+#[test]
+fn revert_wants_one_fault_id_or_all() {
+    let none = crate::util::monkey(&["revert", "--url", "127.0.0.1:9"]);
+    assert_eq!(none.code, Some(2), "{}", none.stderr);
+    assert_eq!(
+        none.stderr.trim(),
+        "error: which fault? Give its id (`status` lists the faults in effect), or --all for every one"
+    );
+    let both = crate::util::monkey(&["revert", "1-1", "--all", "--url", "127.0.0.1:9"]);
+    assert_eq!(both.code, Some(2), "{}", both.stderr);
+    let bad = crate::util::monkey(&["revert", "../x", "--url", "127.0.0.1:9"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert_eq!(
+        bad.stderr.trim(),
+        "error: `../x` is not a fault id: expected one like 1795723590302-1, as `status` lists them"
+    );
+    // Nobody there: said, with the way out.
+    let gone = crate::util::monkey(&["revert", "1-1", "--url", "127.0.0.1:9"]);
+    assert_eq!(gone.code, Some(1), "{}", gone.stderr);
+    assert!(
+        gone.stderr
+            .contains("cannot reach the daemon at http://127.0.0.1:9"),
+        "{}",
+        gone.stderr
     );
 }

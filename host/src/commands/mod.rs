@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Resume(args)) => switch::run(args, false),
         Some(Command::Status(args)) => switch::status(args),
         Some(Command::Ack(args)) => switch::ack(args),
+        Some(Command::Revert(args)) => switch::revert(args),
         Some(Command::Report(args)) => report::run(args),
         Some(Command::Completions { shell }) => {
             let mut text = Vec::new();

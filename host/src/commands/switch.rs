@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{anyhow, Context as _};
 
 use crate::{
-    cli::{AckArgs, StatusArgs, SwitchArgs},
+    cli::{AckArgs, RevertArgs, StatusArgs, SwitchArgs},
     config,
     support::UsageError,
 };
@@ -167,6 +167,45 @@ pub fn ack(args: AckArgs) -> anyhow::Result<()> {
             answer["by"].as_str().unwrap_or_default(),
             crate::domain::drill::human_ms(answer["ttd_ms"].as_u64().unwrap_or(0))
         );
+    }
+    Ok(())
+}
+
+/// Runs `revert`: one fault in effect (or `--all`), through `POST /api/revert/{id}`.
+pub fn revert(args: RevertArgs) -> anyhow::Result<()> {
+    if args.id.is_none() && !args.all {
+        return Err(UsageError(anyhow!(
+            "which fault? Give its id (`status` lists the faults in effect), or --all for every one"
+        ))
+        .into());
+    }
+    let daemon = Daemon::find(&args.daemon)?;
+    let ids: Vec<String> = match &args.id {
+        Some(id) => vec![id.clone()],
+        None => daemon.call(reqwest::Method::GET, "/api/status")?["active"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["id"].as_str().map(str::to_owned))
+            .collect(),
+    };
+    if ids.is_empty() {
+        println!("no fault is in effect: nothing to revert");
+    }
+    for id in ids {
+        // An id is a path segment: anything else is refused here, as the API would.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(UsageError(anyhow!(
+                "`{id}` is not a fault id: expected one like 1795723590302-1, as `status` lists them"
+            ))
+            .into());
+        }
+        let answer = daemon.call(reqwest::Method::POST, &format!("/api/revert/{id}"))?;
+        if args.json {
+            println!("{answer}");
+        } else {
+            println!("{}", answer["message"].as_str().unwrap_or_default());
+        }
     }
     Ok(())
 }
