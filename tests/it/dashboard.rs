@@ -634,3 +634,42 @@ fn events_are_streamed_bounded_and_end_when_the_daemon_stops() {
         stopping.elapsed()
     );
 }
+
+#[test]
+fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
+    let dir = temp_dir("dashboard-stale-dialog");
+    let cfg = config(&dir, "", "^sleep$");
+    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = daemon.port();
+    let browser = Browser::start(1280, 1000);
+    browser.goto(&format!("http://127.0.0.1:{port}/"));
+    browser.until(
+        Duration::from_secs(5),
+        "live and playing",
+        r#"return document.getElementById("live").textContent === "live"
+             && document.getElementById("state").textContent === "Playing""#,
+    );
+    // The instructor asks to pause...
+    browser.click("#switch");
+    browser.until(
+        Duration::from_secs(2),
+        "the confirmation",
+        r#"return document.getElementById("confirm").open
+             && document.getElementById("confirm-yes").textContent === "Pause""#,
+    );
+    // ...a colleague pauses meanwhile, and the page hears of it behind the dialog...
+    assert_eq!(http(port, "POST", "/api/pause", &[], b"").status, 200);
+    browser.until(
+        Duration::from_secs(5),
+        "the pause seen behind the dialog",
+        r#"return document.getElementById("state").textContent.startsWith("Paused")"#,
+    );
+    // ...and "Pause" still means pause: never a resume nobody confirmed.
+    browser.click("#confirm-yes");
+    std::thread::sleep(Duration::from_millis(500));
+    let status = http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["state"], "paused", "{status}");
+    drop(browser);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
