@@ -94,7 +94,15 @@ fn the_dashboard_asks_for_its_token_shows_the_state_hears_a_fault_and_flips_the_
         &["Authorization: Bearer s3cret-token"],
         b"",
     );
-    assert_eq!(bare.body, with_token.body);
+    // Each answer has its own script nonce: the same page besides.
+    let unsalted = |body: &str| {
+        regex::Regex::new(r#"nonce="[0-9a-f]{32}""#)
+            .unwrap()
+            .replace(body, "nonce")
+            .into_owned()
+    };
+    assert_ne!(bare.body, with_token.body, "a nonce is drawn per answer");
+    assert_eq!(unsalted(&bare.body), unsalted(&with_token.body));
     assert!(
         bare.body.len() <= MAX_PAGE_BYTES,
         "the page is {} bytes",
@@ -206,7 +214,10 @@ fn the_dashboard_asks_for_its_token_shows_the_state_hears_a_fault_and_flips_the_
     );
     assert!(target.starts_with("<i>evil(PID:"), "{target}");
     assert_eq!(
-        browser.run("return document.querySelectorAll('main i').length", json!([])),
+        browser.run(
+            "return document.querySelectorAll('main i').length",
+            json!([])
+        ),
         0,
         "a name is never markup"
     );
@@ -669,6 +680,61 @@ fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
     std::thread::sleep(Duration::from_millis(500));
     let status = http(port, "GET", "/api/status", &[], b"").json();
     assert_eq!(status["state"], "paused", "{status}");
+    drop(browser);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
+
+#[test]
+fn the_page_runs_its_own_script_only_never_an_injected_handler() {
+    let dir = temp_dir("dashboard-csp");
+    let cfg = config(&dir, "", "^sleep$");
+    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = daemon.port();
+    let page = http(port, "GET", "/", &[], b"");
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    let nonce = policy
+        .split("script-src 'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(nonce.len(), 32, "script-src by a nonce: {policy}");
+    let scripts = policy
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src"))
+        .unwrap_or_default();
+    assert!(!scripts.contains("unsafe"), "{policy}");
+    assert!(page.body.contains(&format!(r#"<script nonce="{nonce}">"#)));
+    assert_eq!(page.body.matches("<script").count(), 1);
+    let again = http(port, "GET", "/", &[], b"");
+    assert!(
+        !again.body.contains(&nonce),
+        "a nonce is never served twice"
+    );
+
+    let browser = Browser::start(1024, 800);
+    browser.goto(&format!("http://127.0.0.1:{port}/"));
+    browser.until(
+        Duration::from_secs(5),
+        "the board (the page's own script runs)",
+        r#"return !document.getElementById("board").hidden"#,
+    );
+    // Markup that slipped into the page (as the timeline's SVG is put in) runs nothing.
+    browser.run(
+        r#"document.getElementById("timeline").innerHTML =
+             '<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" width="1" height="1" onload="window.pwned = 1" onerror="window.pwned = 2"/></svg><img src="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" onload="window.pwned = 3" onerror="window.pwned = 4">';"#,
+        json!([]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        browser.run(
+            "return window.pwned === undefined ? null : window.pwned",
+            json!([])
+        ),
+        json!(null),
+        "an injected inline handler ran"
+    );
     drop(browser);
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), Some(0));
