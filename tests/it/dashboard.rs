@@ -739,3 +739,59 @@ fn the_page_runs_its_own_script_only_never_an_injected_handler() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), Some(0));
 }
+
+#[test]
+fn a_storm_of_events_is_at_most_a_refresh_a_second() {
+    let dir = temp_dir("dashboard-storm");
+    let cfg = config(&dir, "", "^sleep$");
+    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = daemon.port();
+    let browser = Browser::start(1024, 800);
+    browser.goto(&format!("http://127.0.0.1:{port}/"));
+    browser.until(
+        Duration::from_secs(5),
+        "live",
+        r#"return document.getElementById("live").textContent === "live""#,
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    // Counts the page's reads of the journal from now on.
+    browser.run(
+        r#"window.reads = 0;
+           const fetch0 = window.fetch;
+           window.fetch = (url, opts) => { if (String(url).startsWith("/api/report")) window.reads++; return fetch0(url, opts); };"#,
+        json!([]),
+    );
+    // Forty flips of the switch in about two seconds: forty events.
+    let started = Instant::now();
+    for i in 0..40 {
+        let path = if i % 2 == 0 {
+            "/api/pause"
+        } else {
+            "/api/resume"
+        };
+        assert_eq!(http(port, "POST", path, &[], b"").status, 200);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    // The last event is still shown, within a second or so.
+    browser.until(
+        Duration::from_secs(3),
+        "playing again",
+        r#"return document.getElementById("state").textContent === "Playing""#,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let reads = browser
+        .run("return window.reads", json!([]))
+        .as_u64()
+        .unwrap();
+    // Two reads a refresh, a refresh a second (and one more at each end).
+    let most = 2 * (took.as_secs() + 4);
+    eprintln!("dashboard: {reads} journal reads for 40 events in {took:?}");
+    assert!(
+        reads <= most,
+        "{reads} journal reads in {took:?}: at most {most}"
+    );
+    drop(browser);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
