@@ -94,7 +94,15 @@ fn the_dashboard_asks_for_its_token_shows_the_state_hears_a_fault_and_flips_the_
         &["Authorization: Bearer s3cret-token"],
         b"",
     );
-    assert_eq!(bare.body, with_token.body);
+    // Each answer has its own script nonce: the same page besides.
+    let unsalted = |body: &str| {
+        regex::Regex::new(r#"nonce="[0-9a-f]{32}""#)
+            .unwrap()
+            .replace(body, "nonce")
+            .into_owned()
+    };
+    assert_ne!(bare.body, with_token.body, "a nonce is drawn per answer");
+    assert_eq!(unsalted(&bare.body), unsalted(&with_token.body));
     assert!(
         bare.body.len() <= MAX_PAGE_BYTES,
         "the page is {} bytes",
@@ -663,4 +671,156 @@ fn revert_wants_one_fault_id_or_all() {
         "{}",
         gone.stderr
     );
+}
+
+#[test]
+fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
+    let dir = temp_dir("dashboard-stale-dialog");
+    let cfg = config(&dir, "", "^sleep$");
+    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = daemon.port();
+    let browser = Browser::start(1280, 1000);
+    browser.goto(&format!("http://127.0.0.1:{port}/"));
+    browser.until(
+        Duration::from_secs(5),
+        "live and playing",
+        r#"return document.getElementById("live").textContent === "live"
+             && document.getElementById("state").textContent === "Playing""#,
+    );
+    // The instructor asks to pause...
+    browser.click("#switch");
+    browser.until(
+        Duration::from_secs(2),
+        "the confirmation",
+        r#"return document.getElementById("confirm").open
+             && document.getElementById("confirm-yes").textContent === "Pause""#,
+    );
+    // ...a colleague pauses meanwhile, and the page hears of it behind the dialog...
+    assert_eq!(http(port, "POST", "/api/pause", &[], b"").status, 200);
+    browser.until(
+        Duration::from_secs(5),
+        "the pause seen behind the dialog",
+        r#"return document.getElementById("state").textContent.startsWith("Paused")"#,
+    );
+    // ...and "Pause" still means pause: never a resume nobody confirmed.
+    browser.click("#confirm-yes");
+    for _ in 0..2 {
+        daemon.wait_for(|l| l.starts_with("Nightmare Monkey is paused (POST /api/pause, "));
+    }
+    let status = http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["state"], "paused", "{status}");
+    drop(browser);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
+
+#[test]
+fn the_page_runs_its_own_script_only_never_an_injected_handler() {
+    let dir = temp_dir("dashboard-csp");
+    let cfg = config(&dir, "", "^sleep$");
+    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = daemon.port();
+    let page = http(port, "GET", "/", &[], b"");
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    let nonce = policy
+        .split("script-src 'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(nonce.len(), 32, "script-src by a nonce: {policy}");
+    let scripts = policy
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src"))
+        .unwrap_or_default();
+    assert!(!scripts.contains("unsafe"), "{policy}");
+    assert!(page.body.contains(&format!(r#"<script nonce="{nonce}">"#)));
+    assert_eq!(page.body.matches("<script").count(), 1);
+    let again = http(port, "GET", "/", &[], b"");
+    assert!(
+        !again.body.contains(&nonce),
+        "a nonce is never served twice"
+    );
+
+    let browser = Browser::start(1024, 800);
+    browser.goto(&format!("http://127.0.0.1:{port}/"));
+    browser.until(
+        Duration::from_secs(5),
+        "the board (the page's own script runs)",
+        r#"return !document.getElementById("board").hidden"#,
+    );
+    // Markup that slipped into the page (as the timeline's SVG is put in) runs nothing.
+    browser.run(
+        r#"document.getElementById("timeline").innerHTML =
+             '<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" width="1" height="1" onload="window.pwned = 1" onerror="window.pwned = 2"/></svg><img src="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" onload="window.pwned = 3" onerror="window.pwned = 4">';"#,
+        json!([]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        browser.run(
+            "return window.pwned === undefined ? null : window.pwned",
+            json!([])
+        ),
+        json!(null),
+        "an injected inline handler ran"
+    );
+    drop(browser);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
+
+#[test]
+fn a_storm_of_events_is_at_most_two_refreshes_a_second() {
+    let dir = temp_dir("dashboard-storm");
+    let cfg = config(&dir, "", "^sleep$");
+    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = daemon.port();
+    let browser = Browser::start(1024, 800);
+    browser.goto(&format!("http://127.0.0.1:{port}/"));
+    browser.until(
+        Duration::from_secs(5),
+        "live",
+        r#"return document.getElementById("live").textContent === "live""#,
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    // Counts the page's reads of the journal from now on.
+    browser.run(
+        r#"window.reads = 0;
+           const fetch0 = window.fetch;
+           window.fetch = (url, opts) => { if (String(url).startsWith("/api/report")) window.reads++; return fetch0(url, opts); };"#,
+        json!([]),
+    );
+    // Forty flips of the switch in about two seconds: forty events.
+    let started = Instant::now();
+    for i in 0..40 {
+        let path = if i % 2 == 0 {
+            "/api/pause"
+        } else {
+            "/api/resume"
+        };
+        assert_eq!(http(port, "POST", path, &[], b"").status, 200);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    // The last event is still shown, within a second or so.
+    browser.until(
+        Duration::from_secs(3),
+        "playing again",
+        r#"return document.getElementById("state").textContent === "Playing""#,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let reads = browser
+        .run("return window.reads", json!([]))
+        .as_u64()
+        .unwrap();
+    // Two reads a refresh, two refreshes a second (and one more at each end).
+    let most = 2 * (2 * took.as_secs() + 4);
+    eprintln!("dashboard: {reads} journal reads for 40 events in {took:?}");
+    assert!(
+        reads <= most,
+        "{reads} journal reads in {took:?}: at most {most}"
+    );
+    drop(browser);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
 }

@@ -181,11 +181,15 @@ impl RevertJob {
             attempt += 1;
             let error = match self.fault.revert(&self.state) {
                 Ok(outcome) => {
-                    self.record(&outcome.result, &outcome.summary);
+                    let record = self.record(&outcome.result, &outcome.summary);
                     log::line(format!(
                         "Revert ({}): {}: {}",
                         self.reason, outcome.result, outcome.summary
                     ));
+                    // Watchers hear of it once it is over: journaled, and no longer
+                    // listed as under way (a dashboard that looks then sees it done).
+                    drop(self);
+                    crate::output::events::record(&record);
                     return outcome;
                 }
                 Err(error) => error,
@@ -195,12 +199,18 @@ impl RevertJob {
                 summary: error.to_string(),
                 ..Outcome::default()
             };
-            if attempt == 1 {
-                self.record("failed", &failed.summary);
-            }
+            let record = (attempt == 1).then(|| self.record("failed", &failed.summary));
             if !worth_retrying(&error) || !self.may_wait {
                 log::line(format!("Revert ({}): failed: {error}", self.reason));
+                drop(self);
+                if let Some(record) = record {
+                    crate::output::events::record(&record);
+                }
                 return failed;
+            }
+            // Tried again: still under way, as watchers will see it.
+            if let Some(record) = record {
+                crate::output::events::record(&record);
             }
             if attempt >= MAX_TRIES {
                 log::line(format!(
@@ -229,8 +239,9 @@ impl RevertJob {
         }
     }
 
-    /// Journals how the revert went (a failed one keeps the fault active there).
-    fn record(&self, result: &str, summary: &str) {
+    /// Journals how the revert went (a failed one keeps the fault active there); the
+    /// record, for the watchers to hear of when the job is over.
+    fn record(&self, result: &str, summary: &str) -> Record {
         let record = Record::Revert(RevertRecord {
             id: self.id.clone(),
             at: Utc::now(),
@@ -238,17 +249,16 @@ impl RevertJob {
             result: result.to_owned(),
             summary: summary.to_owned(),
         });
-        crate::output::events::record(&record);
-        let Some(journal) = &self.journal else {
-            return;
-        };
-        if let Err(e) = journal.append(&record, true) {
-            log::error(format!(
-                "journal: cannot record the revert of {} in {}: {e}",
-                self.id,
-                journal.path().display()
-            ));
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.append(&record, true) {
+                log::error(format!(
+                    "journal: cannot record the revert of {} in {}: {e}",
+                    self.id,
+                    journal.path().display()
+                ));
+            }
         }
+        record
     }
 }
 

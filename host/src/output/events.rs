@@ -64,9 +64,18 @@ pub fn subscribe() -> broadcast::Receiver<Event> {
     channel().subscribe()
 }
 
-/// Ends every watch: the daemon goes to bed (or restarts).
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ends every watch: the daemon goes to bed (or restarts). A watch that begins after
+/// this ends at once ([`closed`]).
 pub fn close() {
+    CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = channel().send(Event::Closing);
+}
+
+/// Whether the daemon goes to bed: no watch goes on.
+pub fn closed() -> bool {
+    CLOSED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 #[cfg(test)]

@@ -23,11 +23,19 @@ pub const TAB: &str = "\u{E004}";
 pub const ENTER: &str = "\u{E007}";
 pub const SHIFT: &str = "\u{E008}";
 
+/// A port for ChromeDriver that no other browser of this test run takes: below the
+/// ephemeral range (where the daemons' `127.0.0.1:0` land), one per browser, checked
+/// free. Two tests must never share a driver: the first to end would kill the other's.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 16;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 4_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Browser {
@@ -143,11 +151,23 @@ impl Browser {
         element.as_str().expect("an element reference")
     }
 
-    /// Clicks the element `css` selects.
+    /// Clicks the element `css` selects. A live page may redraw it between the find and
+    /// the click (a stale reference): found again, a few times.
     pub fn click(&self, css: &str) {
-        let element = self.find(css);
-        let id = Self::element_id(&element);
-        self.session("POST", &format!("/element/{id}/click"), Some(json!({})));
+        for _ in 0..5 {
+            let element = self.find(css);
+            let id = Self::element_id(&element);
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let (status, answer) = request(self.port, "POST", &path, "{}");
+            if status == 200 {
+                return;
+            }
+            assert!(
+                answer.contains("stale element reference"),
+                "WebDriver click on {css}: {answer}"
+            );
+        }
+        panic!("{css} was redrawn under every click");
     }
 
     /// Types `text` into the element `css` selects.

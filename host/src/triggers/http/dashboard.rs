@@ -34,21 +34,36 @@ pub(super) const PAGE: &str = include_str!("dashboard.html");
 
 /// `GET /`: the page. It names no fault, host or state: those come from the API. It
 /// says only whether the API wants a token (`data-auth`), as any 401 would.
+///
+/// Its one script runs by a nonce drawn for this answer, never by `'unsafe-inline'`: so
+/// markup that ever slipped into the page (a name from /proc, a timeline's text) could
+/// not run an inline handler (`onload=`, `onerror=`) or a script of its own.
 pub(super) fn page(needs_token: bool) -> Response {
-    let page = if needs_token {
-        PAGE.replacen(r#"data-auth="none""#, r#"data-auth="token""#, 1)
-    } else {
-        PAGE.to_owned()
+    let Ok(nonce) = getrandom::u64().and_then(|a| getrandom::u64().map(|b| (a, b))) else {
+        return retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no randomness for the page's script nonce now: try again",
+            ),
+            Some(1),
+        );
     };
+    let nonce = format!("{:016x}{:016x}", nonce.0, nonce.1);
+    let mut page = PAGE.replacen("<script>", &format!(r#"<script nonce="{nonce}">"#), 1);
+    if needs_token {
+        page = page.replacen(r#"data-auth="none""#, r#"data-auth="token""#, 1);
+    }
+    let policy = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
     let mut answer = warp::reply::html(page).into_response();
     let headers = answer.headers_mut();
-    // Nothing from elsewhere: the page's own inline script and style, its own API.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
+    // Nothing from elsewhere: the page's own script (by its nonce) and style, its own API.
+    match header::HeaderValue::from_str(&policy) {
+        Ok(policy) => headers.insert(header::CONTENT_SECURITY_POLICY, policy),
+        // Hex digits and ASCII: never. Without its policy, no page.
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "no policy for the page"),
+    };
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         header::HeaderValue::from_static("nosniff"),
@@ -56,6 +71,11 @@ pub(super) fn page(needs_token: bool) -> Response {
     headers.insert(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("no-referrer"),
+    );
+    // Drawn anew each time: never kept by a cache.
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
     );
     answer
 }
@@ -124,6 +144,10 @@ pub(super) fn stream() -> Response {
 
 /// The next event to send; `None`: the daemon goes to bed.
 async fn next(receiver: &mut Receiver<Event>) -> Option<warp::sse::Event> {
+    // Subscribed after the daemon said goodbye: nothing more will come.
+    if events::closed() {
+        return None;
+    }
     match receiver.recv().await {
         Ok(Event::Happened { kind, data }) => {
             Some(warp::sse::Event::default().event(kind).data(data))
