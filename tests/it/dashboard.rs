@@ -8,14 +8,14 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::json;
 
 use crate::util::{
-    bin, http, lib_dir, state_dir, temp_dir,
+    http, namespace, temp_dir,
     webdriver::{Browser, ENTER, SHIFT, TAB},
     Daemon, Sleeper,
 };
@@ -314,21 +314,7 @@ impl Namespace {
             cfg = cfg.display(),
             d = dir.display()
         );
-        let child = Command::new("unshare")
-            .args([
-                "--user",
-                "--map-root-user",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .env("NM", bin())
-            .env("LIB", lib_dir())
-            .env("STATE_DIRECTORY", state_dir())
+        let child = namespace(&script)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -140,7 +140,23 @@ pub fn monkey(args: &[&str]) -> Run {
 /// `$NM` naming the binary and `$LIB` the directory of the built plugins. Only processes
 /// the script starts there can be signalled.
 pub fn in_namespace(script: &str) -> Run {
-    let out = Command::new("unshare")
+    let out = namespace(script)
+        .output()
+        .expect("unshare runs (install util-linux)");
+    let run = Run::from(out);
+    assert!(
+        !run.stderr.contains("unshare: "),
+        "cannot create a PID namespace here: {}",
+        run.stderr
+    );
+    run
+}
+
+/// The command that runs `script` as [`in_namespace`] says; killing it (our own child)
+/// ends the namespace and everything in it (`--kill-child`).
+pub fn namespace(script: &str) -> Command {
+    let mut command = Command::new("unshare");
+    command
         .args([
             "--user",
             "--map-root-user",
@@ -155,16 +171,8 @@ pub fn in_namespace(script: &str) -> Run {
         .env("NM", bin())
         .env("LIB", lib_dir())
         .env("STATE_DIRECTORY", state_dir())
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("unshare runs (install util-linux)");
-    let run = Run::from(out);
-    assert!(
-        !run.stderr.contains("unshare: "),
-        "cannot create a PID namespace here: {}",
-        run.stderr
-    );
-    run
+        .env_remove("RUST_BACKTRACE");
+    command
 }
 
 /// The JSON objects printed one a line.
