@@ -590,12 +590,13 @@ impl Injector {
 
     /// Reverts the active fault `id` at once ("revert now"), on a thread of its own,
     /// waiting at most [`SWITCH_WAIT`] for its plugin: which fault it was and whether
-    /// its revert is still under way. `None`: no such fault is active.
-    pub async fn revert(&self, id: String) -> Option<(String, bool)> {
+    /// its revert is still under way. `Ok(None)`: no such fault is active; `Err`: no
+    /// thread could be started for it (nothing was taken: try again).
+    pub async fn revert(&self, id: String) -> Result<Option<(String, bool)>, ()> {
         let engine = self.engine.clone();
         on_own_thread("revert", move || engine.revert_now(&id, SWITCH_WAIT))
             .await
-            .flatten()
+            .ok_or(())
     }
 
     /// Reverts every active fault, each on a thread of its own, waiting at most `wait`,

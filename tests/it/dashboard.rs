@@ -592,6 +592,29 @@ fn events_are_streamed_bounded_and_end_when_the_daemon_stops() {
             .any(|l| l.starts_with("data:{") && l.contains(&format!(r#""id":"{id}""#))),
         "{seen}"
     );
+    // The timeline, as the page draws it: a picture that runs nothing.
+    let auth = "Authorization: Bearer s3cret-token";
+    let svg = http(
+        port,
+        "GET",
+        "/api/report?since=24h&format=svg",
+        &[auth],
+        b"",
+    );
+    assert_eq!(svg.status, 200, "{}", svg.body);
+    assert_eq!(
+        svg.header("content-type"),
+        Some("image/svg+xml; charset=utf-8")
+    );
+    assert_eq!(
+        svg.header("content-security-policy"),
+        Some("default-src 'none'; style-src 'unsafe-inline'")
+    );
+    assert!(
+        svg.body.starts_with("<svg") && svg.body.contains("1 fault"),
+        "{}",
+        svg.body
+    );
     // The pause and the resume are told too.
     api(port, "POST", "/api/pause", "s3cret-token");
     read_until(&mut first, r#"data:{"paused":"#);

@@ -549,3 +549,32 @@ fn a_prepared_target_that_cannot_be_journaled_is_never_applied() {
     // The budget place was given back: one more fits the hour.
     assert!(lock(&engine.budget).check(Utc::now()).is_ok());
 }
+
+#[test]
+fn revert_now_reverts_one_active_fault_once_and_leaves_the_others() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 });
+    let (engine, path) = engine("revert-now", true, Guards::default(), &fake);
+    let first = engine.inject(&ask()).unwrap();
+    let second = engine.inject(&ask()).unwrap();
+    let wait = std::time::Duration::from_secs(60);
+    assert_eq!(
+        engine.revert_now(&first.intent.id, wait),
+        Some((first.intent.fault.clone(), false)),
+        "reverted within the wait"
+    );
+    assert!(!engine.is_active(&first.intent.id));
+    assert!(
+        engine.is_active(&second.intent.id),
+        "only the one asked for"
+    );
+    assert_eq!(engine.revert_now(&first.intent.id, wait), None, "once only");
+    assert_eq!(engine.revert_now("0-0", wait), None, "never active");
+    let asked: Vec<String> = records(&path)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Revert(r) if r.reason == "asked" => Some(r.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, [first.intent.id.clone()]);
+}

@@ -178,7 +178,14 @@ pub(super) async fn revert(api: Arc<Api>, caller: Caller, id: String) -> Respons
         );
     }
     match api.injector.revert(id.clone()).await {
-        Some((fault, under_way)) => {
+        Err(()) => retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no thread could be started for the revert now: try again (the fault is still active)",
+            ),
+            Some(1),
+        ),
+        Ok(Some((fault, under_way))) => {
             log::line(format!(
                 "Revert now of {id} ({fault}) asked (POST /api/revert, {})",
                 caller.0
@@ -193,7 +200,7 @@ pub(super) async fn revert(api: Arc<Api>, caller: Caller, id: String) -> Respons
             )
             .into_response()
         }
-        None => error(
+        Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("no active fault {id}: it was reverted already, or never was active (GET /api/status lists the active ones)"),
         ),

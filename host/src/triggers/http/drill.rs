@@ -195,9 +195,21 @@ pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Re
                 let picture =
                     timeline_svg(&report, since, chrono::Utc::now(), &api.injector.zone());
                 let mut answer = picture.into_response();
-                answer.headers_mut().insert(
+                let headers = answer.headers_mut();
+                headers.insert(
                     warp::http::header::CONTENT_TYPE,
                     warp::http::HeaderValue::from_static("image/svg+xml; charset=utf-8"),
+                );
+                // Opened on its own, a picture runs nothing and fetches nothing.
+                headers.insert(
+                    warp::http::header::CONTENT_SECURITY_POLICY,
+                    warp::http::HeaderValue::from_static(
+                        "default-src 'none'; style-src 'unsafe-inline'",
+                    ),
+                );
+                headers.insert(
+                    warp::http::header::X_CONTENT_TYPE_OPTIONS,
+                    warp::http::HeaderValue::from_static("nosniff"),
                 );
                 answer
             }
