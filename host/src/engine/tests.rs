@@ -576,5 +576,5 @@ fn revert_now_reverts_one_active_fault_once_and_leaves_the_others() {
             _ => None,
         })
         .collect();
-    assert_eq!(asked, [first.intent.id.clone()]);
+    assert_eq!(asked, std::slice::from_ref(&first.intent.id));
 }
