@@ -266,7 +266,9 @@ pub fn bind(
         .map(|| warp::reply::json(&json!({ "status": "ok" })).into_response());
 
     let max = config.max_body_bytes;
-    let routes = health
+    // In boxed groups: one chain of every route nests types deep enough to overflow
+    // the compiler's recursion limit in optimised builds.
+    let faults = health
         .or(kill)
         .unify()
         .or(fault)
@@ -275,25 +277,31 @@ pub fn bind(
         .unify()
         .or(history)
         .unify()
-        .or(pause)
+        .or(status)
         .unify()
+        .boxed();
+    let switch = pause
         .or(resume)
         .unify()
-        .or(status)
+        .or(revert)
         .unify()
         .or(ack)
         .unify()
         .or(alerts)
         .unify()
-        .or(report)
-        .unify()
+        .boxed();
+    let looks = report
         .or(metrics)
         .unify()
         .or(dashboard)
         .unify()
         .or(events)
         .unify()
-        .or(revert)
+        .boxed();
+    let routes = faults
+        .or(switch)
+        .unify()
+        .or(looks)
         .unify()
         .recover(move |r| rejection(r, max));
     server::bind(
