@@ -777,8 +777,8 @@ impl Engine {
         Some(self.revert_job(slot.fault.clone(), id, &active.fault, active.state, reason))
     }
 
-    /// Reverts the active fault `id` now, asked by `who`, on a thread of its own, waiting
-    /// at most `wait`: which fault it was, and whether its revert was still under way
+    /// Reverts the active fault `id` now (journaled with the reason `asked`), on a thread
+    /// of its own, waiting at most `wait`: which fault it was, and whether its revert was still under way
     /// then. `None` if it is not active (never was, or already reverted or reverting).
     pub(crate) fn revert_now(&self, id: &str, wait: Duration) -> Option<(String, bool)> {
         let job = self.take(id, "asked")?;
