@@ -52,13 +52,21 @@ pub fn main() -> ExitCode {
         }
     };
     let json = cli.wants_json();
-    match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = commands::run(cli);
+    // The daemon's last lines are queued: written before the exit, unless stderr is
+    // not read at all (then the exit does not wait for it long).
+    let flush = || output::log::flush(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => {
+            flush();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // Several configuration errors come one a line; each gets the prefix.
             for line in format!("{e:#}").lines() {
-                eprintln!("error: {line}");
+                output::log::raw(&format!("error: {line}\n"));
             }
+            flush();
             let code: u8 = if e.is::<UsageError>() { 2 } else { 1 };
             // Asked for JSON, a script gets its error as JSON too, on stdout.
             if json {
@@ -84,7 +92,9 @@ fn one_line_panics() {
         return;
     }
     std::panic::set_hook(Box::new(|info| {
-        output::log::error(panic_line(&info.to_string()))
+        output::log::error(panic_line(&info.to_string()));
+        // A panic may end the process: its line is written first, if stderr is read.
+        output::log::flush(std::time::Duration::from_millis(200));
     }));
 }
 

@@ -3,8 +3,23 @@
 //! JSON object a line with the same facts (`time`, `level`, `message`, and for a fault
 //! its fields), for journald, Loki and the like. `RUST_LOG` sets the level as usual
 //! (`error`, `warn`, `info`, `debug`, `off`; `nightmare_monkey=warn` works too).
+//!
+//! In the daemon ([`start_writer`]) no thread that serves the API, the switch, a revert,
+//! recovery or shutdown ever waits for stderr: lines go into a bounded queue that one
+//! writer thread empties. When nobody reads stderr (a paused terminal, a blocking
+//! container log driver, a hung journald) the queue fills and further lines are
+//! dropped, counted (`nightmare_monkey_log_lines_dropped_total`), and said in one line
+//! when the writer catches up. Commands write in line: a person waits for them.
 
-use std::{fmt::Display, io::Write as _, sync::OnceLock};
+use std::{
+    fmt::Display,
+    io::Write as _,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Condvar, Mutex, OnceLock,
+    },
+    time::Duration,
+};
 
 use chrono::Local;
 use serde_json::{json, Map, Value};
@@ -101,27 +116,170 @@ fn settings() -> (Format, Level) {
 
 /// Writes a whole text in one write: stderr is unbuffered, and a line written piece by
 /// piece costs a system call a piece and could interleave with another thread's.
-fn write(text: &str) {
+fn write_now(text: &str) {
     // A closed stderr must not take the daemon down; there is nowhere to report it.
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
-fn emit(level: Level, message: &str, fields: Map<String, Value>) {
+/// Hands a text to the writer thread if there is one (dropping it if its queue is
+/// full), else writes it in line.
+fn write(text: &str) {
+    if WRITER.load(Ordering::SeqCst) {
+        QUEUE.push(text);
+    } else {
+        write_now(text);
+    }
+}
+
+/// The most the queue holds, in bytes: some thousands of lines, enough for a burst
+/// while stderr is slow (a line is 100 to 400 bytes); past it lines are dropped, not
+/// waited for.
+const QUEUE_BYTES: usize = 256 * 1024;
+
+/// The lines waiting for the writer thread.
+struct Queue {
+    waiting: Mutex<Waiting>,
+    /// Told when a line is queued (the writer waits on it).
+    queued: Condvar,
+    /// Told when the writer has written all it took (a flush waits on it).
+    written: Condvar,
+}
+
+struct Waiting {
+    /// Whole lines, in order.
+    text: String,
+    /// Lines dropped since the writer last said so.
+    dropped: u64,
+    /// Whether the writer is writing what it took.
+    writing: bool,
+}
+
+static QUEUE: Queue = Queue {
+    waiting: Mutex::new(Waiting {
+        text: String::new(),
+        dropped: 0,
+        writing: false,
+    }),
+    queued: Condvar::new(),
+    written: Condvar::new(),
+};
+
+/// Whether the writer thread runs (lines are queued for it).
+static WRITER: AtomicBool = AtomicBool::new(false);
+
+impl Queue {
+    fn push(&self, text: &str) {
+        let mut waiting = crate::support::lock::lock(&self.waiting);
+        if waiting.text.len() + text.len() > QUEUE_BYTES {
+            waiting.dropped += 1;
+            drop(waiting);
+            crate::output::metrics::get().log_line_dropped();
+            return;
+        }
+        waiting.text.push_str(text);
+        drop(waiting);
+        self.queued.notify_one();
+    }
+
+    /// The writer thread: takes everything queued, writes it in one go (blocking as
+    /// long as stderr does), then says how many lines were dropped meanwhile.
+    fn write_forever(&self) {
+        loop {
+            let mut waiting = crate::support::lock::lock(&self.waiting);
+            while waiting.text.is_empty() && waiting.dropped == 0 {
+                waiting = self.queued.wait(waiting).unwrap_or_else(|p| p.into_inner());
+            }
+            let text = std::mem::take(&mut waiting.text);
+            let dropped = std::mem::take(&mut waiting.dropped);
+            waiting.writing = true;
+            drop(waiting);
+            write_now(&text);
+            if dropped > 0 {
+                let said = format!(
+                    "{dropped} log {} dropped: stderr was not read, and the monkey never waits for it (nightmare_monkey_log_lines_dropped_total counts them)",
+                    if dropped == 1 { "line" } else { "lines" }
+                );
+                let said = match settings().0 {
+                    Format::Plain => format!("warning: {said}"),
+                    Format::Json => said,
+                };
+                if let Some(line) = render(Level::Warn, &said, Map::new()) {
+                    write_now(&line);
+                }
+            }
+            let mut waiting = crate::support::lock::lock(&self.waiting);
+            waiting.writing = false;
+            drop(waiting);
+            self.written.notify_all();
+        }
+    }
+
+    /// Waits until everything queued is written, at most `wait`.
+    fn flush(&self, wait: Duration) {
+        let waiting = crate::support::lock::lock(&self.waiting);
+        let _ = self
+            .written
+            .wait_timeout_while(waiting, wait, |w| {
+                !w.text.is_empty() || w.dropped > 0 || w.writing
+            })
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// From now on, lines go through a bounded queue to one writer thread (the daemon);
+/// the first call starts it. Without a thread for it, lines are written in line.
+pub fn start_writer() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let started = std::thread::Builder::new()
+            .name("log".to_owned())
+            .spawn(|| QUEUE.write_forever());
+        match started {
+            Ok(_) => WRITER.store(true, Ordering::SeqCst),
+            Err(e) => write_now(&format!(
+                "warning: cannot start the log's writer ({e}); writing in line\n"
+            )),
+        }
+    });
+}
+
+/// Writes `text` as it is (a command's closing `error: ...` lines), after every line
+/// logged before it, through the queue when the writer runs.
+pub fn raw(text: &str) {
+    write(text);
+}
+
+/// Waits until every line logged so far is written, at most `wait` (before an exit or
+/// an exec, which would lose what is queued).
+pub fn flush(wait: Duration) {
+    if WRITER.load(Ordering::SeqCst) {
+        QUEUE.flush(wait);
+    }
+}
+
+/// A line as written, in the format set; `None` below the level set.
+fn render(level: Level, message: &str, fields: Map<String, Value>) -> Option<String> {
     let (format, max) = settings();
     if level > max {
-        return;
+        return None;
     }
     let now = Local::now();
-    match format {
-        Format::Plain => write(&format!("{} {message}\n", logline::timestamp(&now))),
+    Some(match format {
+        Format::Plain => format!("{} {message}\n", logline::timestamp(&now)),
         Format::Json => {
             let mut object = Map::new();
             object.insert("time".into(), json!(now.to_rfc3339()));
             object.insert("level".into(), json!(level.name()));
             object.insert("message".into(), json!(message));
             object.extend(fields);
-            write(&format!("{}\n", Value::Object(object)));
+            format!("{}\n", Value::Object(object))
         }
+    })
+}
+
+fn emit(level: Level, message: &str, fields: Map<String, Value>) {
+    if let Some(line) = render(level, message, fields) {
+        write(&line);
     }
 }
 

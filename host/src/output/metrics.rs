@@ -51,6 +51,7 @@ pub struct Metrics {
     ttr: Histogram,
     recoveries: Family<RecoveryLabels, Counter>,
     halts: Counter,
+    log_lines_dropped: Counter,
 }
 
 /// How a fault's recovery ended.
@@ -171,6 +172,12 @@ impl Metrics {
             "Times a halt probe failed for too long and the monkey paused itself",
             halts.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not read (its queue was full): the daemon never waits for its log",
+            log_lines_dropped.clone(),
+        );
         registry.register(
             "build",
             "The version and git revision of this daemon",
@@ -208,7 +215,13 @@ impl Metrics {
             ttr,
             recoveries,
             halts,
+            log_lines_dropped,
         }
+    }
+
+    /// A log line was dropped: stderr was not read and its queue was full.
+    pub fn log_line_dropped(&self) {
+        self.log_lines_dropped.inc();
     }
 
     /// A fault was noticed after `ttd_ms`.

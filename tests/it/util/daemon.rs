@@ -7,6 +7,8 @@ pub struct Daemon {
     child: Option<std::process::Child>,
     pid: u32,
     lines: std::sync::mpsc::Receiver<String>,
+    /// While true, nobody reads the daemon's stderr (a reader that stopped reading).
+    stalled: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
     pub log: Vec<String>,
     /// Started with `--log-format json`: lines are kept whole, not stripped of a
     /// timestamp.
@@ -66,10 +68,25 @@ impl Daemon {
             .expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, lines) = std::sync::mpsc::channel();
+        let stalled = std::sync::Arc::<(std::sync::Mutex<bool>, std::sync::Condvar)>::default();
+        let gate = stalled.clone();
         std::thread::spawn(move || {
             use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = std::io::BufReader::new(stderr);
+            loop {
+                let (held, changed) = &*gate;
+                drop(
+                    changed
+                        .wait_while(held.lock().unwrap(), |held| *held)
+                        .unwrap(),
+                );
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = line.strip_suffix('\n').unwrap_or(&line);
+                let line = line.strip_suffix('\r').unwrap_or(line).to_owned();
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -79,6 +96,7 @@ impl Daemon {
             pid: child.id(),
             child: Some(child),
             lines,
+            stalled,
             log: Vec::new(),
             json: false,
         }
@@ -87,6 +105,14 @@ impl Daemon {
     /// The daemon's PID.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Stops reading the daemon's stderr (`false`: reads again), as a paused terminal or
+    /// a hung log collector does.
+    pub fn stall_log(&self, stalled: bool) {
+        let (held, changed) = &*self.stalled;
+        *held.lock().unwrap() = stalled;
+        changed.notify_all();
     }
 
     /// Waits for a log line (timestamp stripped) for which `want` holds, and returns it.
@@ -153,6 +179,7 @@ impl Daemon {
             );
         };
         // The reader thread ends at the pipe's end of file.
+        self.stall_log(false);
         while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
             let message = if self.json {
                 line
