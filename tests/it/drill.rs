@@ -46,7 +46,11 @@ fn config(dir: &std::path::Path, extra: &str) -> String {
 /// A drill config in `dir` with the panicky fixture loaded: every day and hour, no
 /// timer, the API on a free loopback port, `extra` settings and these `faults` (the
 /// map's entries). Returns its path.
-fn panicky_drill(dir: &std::path::Path, extra: &str, faults: &str) -> std::path::PathBuf {
+pub(crate) fn panicky_drill(
+    dir: &std::path::Path,
+    extra: &str,
+    faults: &str,
+) -> std::path::PathBuf {
     let cfg = dir.join("panicky.ron");
     fs::write(
         &cfg,

@@ -18,4 +18,5 @@ mod pictures;
 mod plugins;
 mod poller;
 mod readme;
+mod signals;
 mod util;

@@ -8,7 +8,7 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Condvar, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -35,7 +35,7 @@ mod ack;
 mod revert;
 use crate::support::backoff::Backoff;
 pub(crate) use ack::{AckError, Acknowledged};
-pub(crate) use revert::{run_all, RevertJob, Reverts, Unfinished, REVERT_RETRY};
+pub(crate) use revert::{run_all, run_all_unless, RevertJob, Reverts, Unfinished, REVERT_RETRY};
 
 /// How long a plugin may take for one call (an injection, a revert) unless the
 /// configuration says otherwise (`plugin_timeout`).
@@ -119,8 +119,8 @@ pub struct Engine {
     faults: BTreeMap<String, Slot>,
     streams: Mutex<HashMap<String, (Rng, u64)>>,
     active: Mutex<BTreeMap<String, Active>>,
-    /// Injections whose plugin has not answered yet: id and fault.
-    in_flight: Mutex<BTreeMap<String, String>>,
+    /// Injections whose plugin has not answered yet.
+    in_flight: Flights,
     reverts: Arc<Reverts>,
     revert_retry: Backoff,
     node: Option<String>,
@@ -159,7 +159,7 @@ impl Engine {
             faults: BTreeMap::new(),
             streams: Mutex::new(HashMap::new()),
             active: Mutex::new(BTreeMap::new()),
-            in_flight: Mutex::new(BTreeMap::new()),
+            in_flight: Flights::default(),
             reverts: Arc::default(),
             revert_retry: REVERT_RETRY,
             node: None,
@@ -436,9 +436,13 @@ impl Engine {
         self.reverts.list()
     }
 
-    /// Waits until no revert is under way, at most `wait`; the ones still under way.
+    /// Waits until no injection is in flight and no revert under way, at most `wait`;
+    /// the reverts still under way. The injections first: one that ends while the monkey
+    /// goes to bed reverts what it left active at once, and that revert is waited for.
     pub(crate) fn settle(&self, wait: Duration) -> Vec<Unfinished> {
-        self.reverts.settle(wait)
+        let started = Instant::now();
+        self.in_flight.settle(wait);
+        self.reverts.settle(wait.saturating_sub(started.elapsed()))
     }
 
     /// Waits shorter between the tries of a failed revert (tests).
@@ -450,7 +454,7 @@ impl Engine {
 
     /// The injections whose plugin has not answered yet, as (id, fault).
     pub(crate) fn in_flight(&self) -> Vec<(String, String)> {
-        lock(&self.in_flight)
+        lock(&self.in_flight.all)
             .iter()
             .map(|(id, fault)| (id.clone(), fault.clone()))
             .collect()
@@ -544,7 +548,9 @@ impl Engine {
 
         // Processes under a fault of their own, and the plugin workers (the monkey's
         // own processes, as it is): never chosen.
+        // The processes of faults in effect, and of those whose revert is under way.
         let mut avoid: Vec<u32> = lock(&self.active).values().filter_map(|a| a.pid).collect();
+        avoid.extend(self.reverts.pids());
         avoid.extend((self.protected)());
         let request = Request {
             seed,
@@ -774,7 +780,8 @@ impl Engine {
         let active = all.remove(id)?;
         self.reverts.set_active(all.len());
         let slot = self.faults.get(&active.fault)?;
-        Some(self.revert_job(slot.fault.clone(), id, &active.fault, active.state, reason))
+        let job = self.revert_job(slot.fault.clone(), id, &active.fault, active.state, reason);
+        Some(job.acting_on(active.pid))
     }
 
     /// Reverts the active fault `id` now (journaled with the reason `asked`), on a thread
@@ -834,7 +841,9 @@ impl Engine {
             journal: self.journal.clone(),
             reverts: self.reverts.clone(),
             retry: self.revert_retry,
+            pid: None,
             may_wait: true,
+            unlist: true,
         }
         .listed()
     }
@@ -858,17 +867,36 @@ impl Engine {
     }
 }
 
+/// The injections whose plugin has not answered yet (id and fault); `ended` is told
+/// each time one ends, for whoever waits for them all (going to bed).
+#[derive(Default)]
+struct Flights {
+    all: Mutex<BTreeMap<String, String>>,
+    ended: Condvar,
+}
+
+impl Flights {
+    /// Waits until none is in flight, at most `wait`.
+    fn settle(&self, wait: Duration) {
+        let all = lock(&self.all);
+        let _ = self
+            .ended
+            .wait_timeout_while(all, wait, |all| !all.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
 /// An injection listed as in flight for as long as this lives (a panic included).
 struct InFlight<'a> {
-    all: &'a Mutex<BTreeMap<String, String>>,
+    flights: &'a Flights,
     id: String,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(all: &'a Mutex<BTreeMap<String, String>>, id: &str, fault: &str) -> Self {
-        lock(all).insert(id.to_owned(), fault.to_owned());
+    fn enter(flights: &'a Flights, id: &str, fault: &str) -> Self {
+        lock(&flights.all).insert(id.to_owned(), fault.to_owned());
         Self {
-            all,
+            flights,
             id: id.to_owned(),
         }
     }
@@ -876,7 +904,8 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        lock(self.all).remove(&self.id);
+        lock(&self.flights.all).remove(&self.id);
+        self.flights.ended.notify_all();
     }
 }
 

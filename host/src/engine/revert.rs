@@ -4,12 +4,15 @@
 //! recovery at start) waits only as long as it chose to: a plugin whose `revert` hangs
 //! is abandoned, named, and left in the journal for the next start to try again.
 //!
-//! A revert is never dropped: one that fails for a reason that may pass (too many open
-//! files, a worker that died, a plugin that did not answer) is tried again, with
-//! doubling waits up to a minute, until it succeeds or the plugin says the target is
-//! gone. Meanwhile the fault counts as in effect (`/metrics`), the journal keeps it
-//! active (a failed revert record does not close it), and going to bed wakes it for one
-//! last try before naming it.
+//! A revert is never dropped: one that fails is tried again until it succeeds (a
+//! plugin says a target that is gone with a result, `vanished`, not an error). A failure
+//! that may pass (too many open files, a worker that died, a plugin that did not
+//! answer) is tried again after doubling waits up to a minute; one the plugin calls
+//! lasting (denied, not reversible, a bad state, a panic) once a minute, in case the
+//! operator mends the cause. Meanwhile the fault counts as in effect (`/metrics`,
+//! `status`), no other fault chooses its process, the journal keeps it active (a failed
+//! revert record does not close it), and going to bed wakes it for one last try before
+//! naming it (exit 1); the next start tries again.
 
 use std::{
     collections::BTreeMap,
@@ -42,7 +45,7 @@ pub(crate) const REVERT_RETRY: Backoff = Backoff {
 /// taken off the active faults until it is done; and whether the monkey is going to bed.
 #[derive(Debug, Default)]
 pub(crate) struct Reverts {
-    under_way: Mutex<BTreeMap<String, String>>,
+    under_way: Mutex<BTreeMap<String, UnderWay>>,
     /// Told of every revert done, and of going to bed.
     changed: Condvar,
     closing: AtomicBool,
@@ -51,11 +54,27 @@ pub(crate) struct Reverts {
     active: AtomicUsize,
 }
 
+/// A revert under way: its fault's name and the process it acts on.
+#[derive(Debug, Clone)]
+struct UnderWay {
+    fault: String,
+    pid: Option<u32>,
+}
+
 impl Reverts {
-    fn add(&self, id: &str, fault: &str) {
+    fn add(&self, id: &str, fault: &str, pid: Option<u32>) {
         let mut all = lock(&self.under_way);
-        all.insert(id.to_owned(), fault.to_owned());
+        let fault = fault.to_owned();
+        all.insert(id.to_owned(), UnderWay { fault, pid });
         self.publish(all.len());
+    }
+
+    /// The processes that reverts under way act on: no fault chooses them meanwhile.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        lock(&self.under_way)
+            .values()
+            .filter_map(|u| u.pid)
+            .collect()
     }
 
     fn remove(&self, id: &str) {
@@ -79,9 +98,9 @@ impl Reverts {
     pub(crate) fn list(&self) -> Vec<Unfinished> {
         lock(&self.under_way)
             .iter()
-            .map(|(id, fault)| Unfinished {
+            .map(|(id, under_way)| Unfinished {
                 id: id.clone(),
-                fault: fault.clone(),
+                fault: under_way.fault.clone(),
             })
             .collect()
     }
@@ -125,19 +144,30 @@ pub(crate) struct RevertJob {
     pub fault_name: String,
     pub(super) fault: Arc<dyn Fault>,
     pub(super) state: serde_json::Value,
+    /// The process it acts on, if known.
+    pub(super) pid: Option<u32>,
     pub(super) reason: String,
     pub(super) journal: Option<Arc<Journal>>,
     pub(super) reverts: Arc<Reverts>,
     pub(super) retry: Backoff,
     /// Whether it may wait to try again (not when run in its caller's stead).
     pub(super) may_wait: bool,
+    /// Whether it leaves the list of reverts under way when it is over (not when it
+    /// failed with no thread to try again on: it stays listed, and is named at exit).
+    pub(super) unlist: bool,
 }
 
 impl RevertJob {
     /// Lists the job as under way.
     pub(super) fn listed(self) -> Self {
-        self.reverts.add(&self.id, &self.fault_name);
+        self.reverts.add(&self.id, &self.fault_name, self.pid);
         self
+    }
+
+    /// The same job, known to act on process `pid`: no fault chooses it meanwhile.
+    pub(super) fn acting_on(mut self, pid: Option<u32>) -> Self {
+        self.pid = pid;
+        self.listed()
     }
 }
 
@@ -153,22 +183,20 @@ pub(crate) struct Unfinished {
 
 impl Drop for RevertJob {
     fn drop(&mut self) {
-        self.reverts.remove(&self.id);
+        if self.unlist {
+            self.reverts.remove(&self.id);
+        }
     }
 }
 
-/// Whether a failed revert may succeed if tried again: a failure of the moment (too many
-/// open files, a worker that died or did not answer: `Failed`, or a kind this host does
-/// not know). Not when the plugin says it cannot revert, has nothing to revert, was
-/// refused by the system, or panicked.
-fn worth_retrying(error: &PluginError) -> bool {
+/// Whether a failed revert may well succeed soon if tried again: a failure of the
+/// moment (too many open files, a worker that died or did not answer: `Failed`, or a
+/// kind this host does not know). The others (the system refused, the plugin cannot
+/// revert, its state is bad, it panicked) are tried again too, but only at the longest
+/// wait: they pass only once someone mends their cause.
+fn passing(error: &PluginError) -> bool {
     matches!(error.kind, ErrorKind::Failed | ErrorKind::Other)
 }
-
-/// How many times a revert is tried before it is given up on for this run (about half
-/// an hour of tries at the longest wait); the journal keeps it active, so the next start
-/// tries again.
-const MAX_TRIES: u32 = 30;
 
 impl RevertJob {
     /// Reverts, journals the revert and logs it (`Revert (reason): result: summary`).
@@ -200,23 +228,17 @@ impl RevertJob {
                 ..Outcome::default()
             };
             let record = (attempt == 1).then(|| self.record("failed", &failed.summary));
-            if !worth_retrying(&error) || !self.may_wait {
-                log::line(format!("Revert ({}): failed: {error}", self.reason));
-                drop(self);
-                if let Some(record) = record {
-                    crate::output::events::record(&record);
-                }
-                return failed;
-            }
-            // Tried again: still under way, as watchers will see it.
+            // Tried again (or listed until the exit): still under way, as watchers see.
             if let Some(record) = record {
                 crate::output::events::record(&record);
             }
-            if attempt >= MAX_TRIES {
+            if !self.may_wait {
                 log::line(format!(
-                    "Revert ({}): failed {attempt} times, the last: {error}; given up for this run: {} ({}) may still be in effect, and the next start tries again",
+                    "Revert ({}): failed: {error}; no thread to try again on: {} ({}) stays in effect, is named at exit, and the next start tries again",
                     self.reason, self.id, self.fault_name
                 ));
+                let mut parked = self;
+                parked.unlist = false;
                 return failed;
             }
             if self.reverts.closing.load(Ordering::SeqCst) && attempt > 1 {
@@ -229,7 +251,11 @@ impl RevertJob {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
             }
-            let wait = self.retry.base(attempt);
+            let wait = if passing(&error) {
+                self.retry.base(attempt)
+            } else {
+                self.retry.ceiling
+            };
             log::line(format!(
                 "Revert ({}): failed: {error}; trying again in {}",
                 self.reason,
@@ -277,6 +303,19 @@ impl Drop for Done {
 /// is over; returns the ones still running then (they go on, and log when they end).
 /// A job whose thread cannot be started runs here, in line.
 pub(crate) fn run_all(jobs: Vec<RevertJob>, wait: Duration) -> Vec<Unfinished> {
+    run_all_unless(jobs, wait, &|| false)
+}
+
+/// How often a wait that may be given up looks whether to give up.
+const GIVE_UP_EVERY: Duration = Duration::from_millis(50);
+
+/// [`run_all`], giving up the wait early once `give_up` says so (a stop signal during
+/// a start's recovery: the daemon does not wait `plugin_timeout` for a hung plugin).
+pub(crate) fn run_all_unless(
+    jobs: Vec<RevertJob>,
+    wait: Duration,
+    give_up: &dyn Fn() -> bool,
+) -> Vec<Unfinished> {
     let deadline = Instant::now().checked_add(wait);
     let (done, finished) = mpsc::channel::<String>();
     let mut running: Vec<Unfinished> = Vec::new();
@@ -320,17 +359,13 @@ pub(crate) fn run_all(jobs: Vec<RevertJob>, wait: Duration) -> Vec<Unfinished> {
         }
     }
     drop(done);
-    while !running.is_empty() {
-        let answer = match deadline {
-            Some(deadline) => {
-                finished.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            }
-            None => finished
-                .recv()
-                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match answer {
+    while !running.is_empty() && !give_up() {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // A signal handler cannot wake this wait: it looks again every so often.
+        let slice = left.map_or(GIVE_UP_EVERY, |left| left.min(GIVE_UP_EVERY));
+        match finished.recv_timeout(slice) {
             Ok(id) => running.retain(|r| r.id != id),
+            Err(mpsc::RecvTimeoutError::Timeout) if left > Some(slice) || left.is_none() => {}
             Err(_) => break,
         }
     }

@@ -379,18 +379,80 @@ fn going_to_bed_gives_a_failing_revert_one_last_try_then_names_it() {
     assert_eq!(tries, 2, "the first try and one last one at bedtime");
 }
 
-/// A revert whose plugin says it cannot revert is not tried again.
+/// A revert refused for a lasting reason (the system said no, the plugin cannot
+/// revert, its state is bad, it panicked) is never dropped: it stays under way (in
+/// effect, its process left alone by the next fault) and is tried again, at the longest
+/// wait only, until it works (someone mended the cause).
 #[test]
-fn a_revert_the_plugin_refuses_for_good_is_not_retried() {
-    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(usize::MAX);
-    let (engine, _) = engine("retry-never", true, Guards::default(), &fake);
-    let engine = engine.with_revert_retry(QUICK_RETRY);
+fn a_revert_refused_for_good_stays_in_effect_and_is_tried_again_at_the_longest_wait() {
+    let retry = Backoff {
+        first: std::time::Duration::from_millis(1),
+        ceiling: std::time::Duration::from_millis(60),
+    };
+    for kind in [
+        ErrorKind::Denied,
+        ErrorKind::NotReversible,
+        ErrorKind::Config,
+        ErrorKind::Panic,
+    ] {
+        let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(2);
+        let (engine, _) = engine("retry-lasting", true, Guards::default(), &fake);
+        let engine = engine.with_revert_retry(retry);
+        engine.inject(&ask()).unwrap();
+        fake.fail_reverts_with(kind.clone());
+        let started = std::time::Instant::now();
+        let left = engine.revert_all("pause", std::time::Duration::ZERO);
+        assert_eq!(left.len(), 1, "{kind:?}: under way");
+        // Its process (200) is left alone meanwhile.
+        engine.inject(&ask()).unwrap();
+        assert!(fake.calls()[1].avoid.contains(&200), "{kind:?}");
+        let still = engine.settle(std::time::Duration::from_secs(30));
+        assert!(still.is_empty(), "{kind:?}: reverted in the end: {still:?}");
+        assert_eq!(fake.revert_failures_left(), 0, "{kind:?}: two failures");
+        assert_eq!(lock(&fake.reverts).len(), 1, "{kind:?}: then one success");
+        // Two waits at the ceiling (60 ms each), not the doubling 1 ms and 2 ms.
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(120),
+            "{kind:?}: tried again after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// However often a revert fails, it is not given up on (it used to vanish after 30
+/// tries, about 24 minutes: listed nowhere, the victim still stopped).
+#[test]
+fn a_revert_is_tried_again_however_often_it_fails() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(40);
+    let (engine, _) = engine("retry-forever", true, Guards::default(), &fake);
+    let engine = engine.with_revert_retry(Backoff {
+        first: std::time::Duration::from_millis(1),
+        ceiling: std::time::Duration::from_millis(1),
+    });
     engine.inject(&ask()).unwrap();
-    fake.fail_reverts_with(ErrorKind::NotReversible);
-    assert!(engine
-        .revert_all("pause", std::time::Duration::from_secs(30))
-        .is_empty());
-    assert_eq!(usize::MAX - fake.revert_failures_left(), 1);
+    let left = engine.revert_all("due", std::time::Duration::from_secs(30));
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(fake.revert_failures_left(), 0);
+    assert_eq!(lock(&fake.reverts).len(), 1, "the 41st try worked");
+}
+
+/// A revert that failed with no thread to try again on stays listed as under way (named
+/// at exit, and the journal keeps it active for the next start).
+#[test]
+fn a_revert_that_failed_in_line_stays_listed() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(usize::MAX);
+    let (engine, _) = engine("retry-in-line", true, Guards::default(), &fake);
+    let injection = engine.inject(&ask()).unwrap();
+    let mut job = engine.take(&injection.intent.id, "pause").unwrap();
+    job.may_wait = false;
+    job.run();
+    assert_eq!(
+        engine.reverting(),
+        [Unfinished {
+            id: injection.intent.id,
+            fault: "fake".into()
+        }]
+    );
 }
 
 fn two_phase(hold: Option<&fake::Gate>, apply: Option<ErrorKind>) -> Fake {

@@ -256,6 +256,32 @@ struct Running {
     pending: Pending,
     alive: Arc<AtomicBool>,
     generation: u64,
+    /// Disconnected once everything the worker wrote on stderr has been passed on.
+    relayed: mpsc::Receiver<()>,
+}
+
+/// How long a client that goes away waits for its worker's last words (a panic's
+/// report, written just before the answer that reported it): long enough for a worker
+/// that exits at once, short enough never to hold up an exit for a hung one.
+const LAST_WORDS: Duration = Duration::from_millis(500);
+
+impl Drop for Client {
+    /// Closes the worker's stdin, which ends it, and waits a little for what it wrote
+    /// on stderr to be passed on: a command's last line (its error) then comes after
+    /// what the plugin said, not before.
+    fn drop(&mut self) {
+        let running = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+            .take();
+        if let Some(running) = running {
+            let Running { stdin, relayed, .. } = running;
+            drop(stdin);
+            let _ = relayed.recv_timeout(LAST_WORDS);
+        }
+    }
 }
 
 /// The longest reply line a worker may write (an outcome is a few KiB): past it, the
@@ -351,7 +377,7 @@ impl Client {
         let (loaded_tx, loaded) = mpsc::channel::<Reply>();
         lock(&pending).insert(0, loaded_tx);
         self.watch(child, pid, &pidfd, &pending, &alive);
-        self.relay(stderr);
+        let relayed = self.relay(stderr);
         Self::read_replies(stdout, pending.clone(), pidfd.clone());
         let mut running = Running {
             stdin,
@@ -359,6 +385,7 @@ impl Client {
             pending,
             alive,
             generation: inner.generation,
+            relayed,
         };
         // The image first: what it runs is what was checked, whatever the file is now.
         let sent = running
@@ -453,13 +480,16 @@ impl Client {
     }
 
     /// Passes on what the worker writes on stderr, a line at a time (each cut at
-    /// [`MAX_SAID`]), a panic's report folded into one line.
-    fn relay(&self, stderr: std::process::ChildStderr) {
+    /// [`MAX_SAID`]), a panic's report folded into one line. What it returns is
+    /// disconnected once all of it has been passed on.
+    fn relay(&self, stderr: std::process::ChildStderr) -> mpsc::Receiver<()> {
         let say = self.supervision.say.clone();
         let name = self.name.clone();
+        let (relaying, relayed) = mpsc::channel::<()>();
         let _ = std::thread::Builder::new()
             .name("plugin-stderr".to_owned())
             .spawn(move || {
+                let _relaying = relaying;
                 let mut panics = PanicReports::default();
                 let mut reader = BufReader::new(stderr);
                 while let Some(line) = read_capped(&mut reader, MAX_SAID, true) {
@@ -479,6 +509,7 @@ impl Client {
                     say(format!("plugin {}: {said}", lock(&name)));
                 }
             });
+        relayed
     }
 
     /// Hands each reply to the call waiting for it; a reply line past [`MAX_REPLY`]

@@ -11,11 +11,12 @@ use crate::{
     config::{self, Config},
     dispatch::{FaultProbes, Injector, MAX_INJECTIONS_AT_ONCE},
     domain::schedule::Timer,
+    engine::Unfinished,
     output::{log, notifier::Notifiers},
     runtime::{
         halt, pause_file,
         setup::{self, Setup},
-        systemd,
+        stop, systemd,
     },
     support::{thread::on_own_thread, UsageError},
     triggers::{http, poller, timer},
@@ -23,6 +24,8 @@ use crate::{
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    stop::install()?;
+    log::start_writer();
     log::init(args.log_format.unwrap_or_default());
     let (config, errors) = config::load_all(&args).map_err(|e| UsageError(e.into()))?;
     if !errors.is_empty() {
@@ -37,6 +40,8 @@ pub fn run_config(
     config: Config,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
+    stop::install()?;
+    log::start_writer();
     run_with(config, ended, None)
 }
 
@@ -64,6 +69,15 @@ fn run_with(
     if let Some(error) = &setup.journal_error {
         return Err(UsageError(anyhow::anyhow!("{error}")).into());
     }
+    // Stopped while it started: what a crash left is reverted (or named), and nothing
+    // else starts.
+    if let Some(signal) = stop::requested() {
+        log::line(format!(
+            "Nightmare Monkey goes to bed ({signal}, before it started)."
+        ));
+        let unfinished = setup.engine.reverting();
+        return abandoned(&[], &unfinished);
+    }
     let retention = config.journal_retention;
     let checkpoint = setup::keep_checkpoints(&setup.engine, checkpoint, retention);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,10 +95,19 @@ fn run_with(
     }
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
-    match result? {
-        Ending::Stop => Ok(()),
-        Ending::Restart { paused, halted } => Err(restart(paused, halted)),
+    let Ending::Restart { paused, halted } = result? else {
+        return Ok(());
+    };
+    // From here on a stop waits for the new image's handlers; one that came while the
+    // restart went to bed wins: no new start.
+    stop::hold();
+    if let Some(signal) = stop::requested() {
+        log::line(format!(
+            "{signal} during the SIGHUP restart: stopping instead"
+        ));
+        return Ok(());
     }
+    Err(restart(paused, halted))
 }
 
 /// After a restart through `/proc/self/exe` the kernel names the process `exe`: it takes
@@ -309,17 +332,28 @@ async fn serve(
 
     let mut ended = ended;
     let (signal, ending) = loop {
-        let event = match ended.as_mut() {
-            None => signals.next().await,
-            Some(ended) => tokio::select! {
-                event = signals.next() => event,
-                _ = ended => Event::Stop("the sandbox's command exited"),
-            },
+        // Signals that came before the runtime's handlers existed (the start).
+        if let Some(signal) = stop::requested() {
+            break (signal, Ending::Stop);
+        }
+        let event = if stop::take_hangup() {
+            Event::Hangup
+        } else {
+            match ended.as_mut() {
+                None => signals.next().await,
+                Some(ended) => tokio::select! {
+                    event = signals.next() => event,
+                    _ = ended => Event::Stop("the sandbox's command exited"),
+                },
+            }
         };
         match event {
             Event::Stop(why) => break (why, Ending::Stop),
             Event::Hangup => {
-                if check_again(args.as_ref()).await {
+                // This SIGHUP, noted twice (here and by the runtime), is checked once.
+                stop::take_hangup();
+                // A stop that came while the file was checked wins over the restart.
+                if check_again(args.as_ref()).await && stop::requested().is_none() {
                     break (
                         "SIGHUP: restarting with the new configuration",
                         Ending::Restart {
@@ -359,6 +393,20 @@ async fn serve(
     // No fault outlives the monkey: revert what is still in effect, each on a thread of
     // its own, waiting for hung plugins no longer than the exit may take.
     let (in_flight, unfinished) = injector.close(SHUTDOWN_WAIT).await;
+    // A restart goes on (exec ends the hung calls; the new start's recovery retries the
+    // reverts the journal still lists as active); a stop says so with its exit status.
+    match ending {
+        Ending::Stop => abandoned(&in_flight, &unfinished)?,
+        Ending::Restart { .. } => {
+            abandoned(&in_flight, &unfinished).ok();
+        }
+    }
+    Ok(ending)
+}
+
+/// Names each plugin call given up at the exit, injections (`in_flight`: id and fault)
+/// and reverts; `Err` when there is one, which makes the exit status 1.
+fn abandoned(in_flight: &[(String, String)], unfinished: &[Unfinished]) -> anyhow::Result<()> {
     let abandoned: Vec<String> = in_flight
         .iter()
         .map(|(id, fault)| format!("the injection {id} ({fault}), whose plugin has not answered"))
@@ -372,9 +420,7 @@ async fn serve(
     for what in &abandoned {
         log::line(format!("warning: going to bed without {what}"));
     }
-    // A restart goes on (exec ends the hung calls; the new start's recovery retries the
-    // reverts the journal still lists as active); a stop says so with its exit status.
-    if !abandoned.is_empty() && ending == Ending::Stop {
+    if !abandoned.is_empty() {
         anyhow::bail!(
             "stopped with {} plugin {} abandoned: {} may still be in effect (the next start retries each revert the journal lists as active; an injection without an outcome in the journal cannot be undone from it)",
             abandoned.len(),
@@ -382,7 +428,7 @@ async fn serve(
             if abandoned.len() == 1 { "what it did" } else { "what they did" },
         );
     }
-    Ok(ending)
+    Ok(())
 }
 
 /// How long shutdown waits for the reverts of active faults: with the triggers' 800 ms
@@ -424,6 +470,8 @@ fn restart(paused: bool, halted: Option<String>) -> anyhow::Error {
         (true, None) => command.env(RESTART_PAUSED, "1"),
         (false, None) => command.env_remove(RESTART_PAUSED),
     };
+    // What is queued for the log would be lost with this image.
+    log::flush(Duration::from_secs(1));
     let error = command.exec();
     anyhow::anyhow!("cannot restart after SIGHUP: {error}")
 }

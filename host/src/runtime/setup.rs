@@ -15,7 +15,7 @@ use crate::{
         injection::Fault,
         journal::{self, Journal},
     },
-    engine::{run_all, Engine, Guards},
+    engine::{run_all_unless, Engine, Guards},
     output::log,
     plugin::{self, Plugin, PluginInfo, Supervision},
     support::state,
@@ -478,14 +478,21 @@ pub fn recover(
         jobs.push(engine.revert_job(fault, id, name, state, "recovery"));
     }
     // All at once, each on a thread of its own: a plugin whose revert hangs holds up
-    // neither the others nor the start.
+    // neither the others nor the start, nor a stop signal sent meanwhile.
     let wait = engine.plugin_timeout();
-    for left in run_all(jobs, wait) {
+    let stopped = || super::stop::requested().is_some();
+    for left in run_all_unless(jobs, wait, &stopped) {
+        let why = match super::stop::requested() {
+            Some(signal) => format!("{signal} came before its plugin answered"),
+            None => format!(
+                "the plugin of {} did not answer within {}",
+                left.fault,
+                humantime::format_duration(wait)
+            ),
+        };
         log::line(format!(
-            "Recovering {}: the plugin of {} did not answer within {}; abandoned (it may still be in effect; the next start tries again)",
+            "Recovering {}: {why}; abandoned (it may still be in effect; the next start tries again)",
             left.id,
-            left.fault,
-            humantime::format_duration(wait)
         ));
     }
     checkpoint

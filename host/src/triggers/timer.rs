@@ -48,6 +48,11 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // Told to stop before it first ran (a stop during the start): it says nothing.
+        if *stop.borrow() {
+            injector.set_next(None);
+            return;
+        }
         let now = Utc::now();
         let Some(fire) = timer.next(now) else {
             injector.set_next(None);

@@ -244,6 +244,10 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = &config.name;
+    // Told to stop before it first ran (a stop during the start): it says nothing.
+    if *stop.borrow() {
+        return;
+    }
     let client = match client(config.timeout) {
         Ok(client) => client,
         Err(e) => {
