@@ -175,6 +175,8 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         if let Err(e) = &monkey {
             log::line(format!("error: {e:#}"));
         }
+        // The queued lines, this one included, would be lost with the process.
+        log::flush(std::time::Duration::from_secs(1));
         std::process::exit(code);
     }
     monkey
