@@ -18,5 +18,5 @@ mod pictures;
 mod plugins;
 mod poller;
 mod readme;
-mod signals;
+mod start;
 mod util;

@@ -53,6 +53,51 @@ pub fn supervision(timeout: std::time::Duration) -> Supervision {
     Supervision::new(timeout, Arc::new(log::line))
 }
 
+/// Loads every plugin file at once, each on a thread of its own: a file whose worker
+/// hangs while loading costs the start one `plugin_timeout` (its load's deadline), not
+/// one per file. In the daemon (`run`) each load is logged as it begins, so a slow one
+/// is seen. The results come in the order of `files`.
+fn load_files(
+    config: &Config,
+    files: Vec<&std::path::Path>,
+    run: bool,
+) -> Vec<anyhow::Result<Plugin>> {
+    let load = |path: &std::path::Path| {
+        if run {
+            log::line(format!("Loading plugin {}", path.display()));
+        }
+        Plugin::load(
+            path,
+            config.plugin_trust,
+            supervision(config.plugin_timeout),
+        )
+    };
+    if files.len() < 2 {
+        return files.into_iter().map(load).collect();
+    }
+    std::thread::scope(|scope| {
+        let started: Vec<_> = files
+            .iter()
+            .map(|&path| {
+                std::thread::Builder::new()
+                    .name("plugin-load".to_owned())
+                    .spawn_scoped(scope, move || load(path))
+                    .map_err(|e| (path, e))
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|thread| match thread {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("cannot load plugin: loading it panicked"))
+                }),
+                // No thread for it: loaded here, after the others started.
+                Err((path, _)) => load(path),
+            })
+            .collect()
+    })
+}
+
 /// A configuration `config::load_all` found errors in (`errors`), refused with every
 /// error at once: the file's, then those of its plugins and faults, checked on what
 /// could be built (a refused setting standing in at its default), nothing written.
@@ -72,17 +117,30 @@ pub fn all_errors(config: &Config, mut errors: Vec<String>) -> ConfigErrors {
 pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
     let mut errors = Vec::new();
     let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
-    let loaded = plugin::builtins()
-        .into_iter()
-        .map(Ok)
-        .chain(config.plugin_files.iter().map(|(path, at)| {
-            Plugin::load(
-                path,
-                config.plugin_trust,
-                supervision(config.plugin_timeout),
-            )
-            .map_err(|e| format!("{at}: {e:#}"))
-        }));
+    // Plugin directories: listed first, so that every file, named or found, loads in
+    // one concurrent pass.
+    let mut warnings = Vec::new();
+    let mut found = Vec::new();
+    for dir in &config.plugin_dirs {
+        match plugin::discover(dir, config.plugin_trust) {
+            Ok(files) => found.extend(files),
+            Err(e) => warnings.push(format!("{e:#}")),
+        }
+    }
+    let named: Vec<&std::path::Path> = config
+        .plugin_files
+        .iter()
+        .map(|(p, _)| p.as_path())
+        .collect();
+    let found_paths: Vec<&std::path::Path> = found.iter().map(|p| p.as_path()).collect();
+    let mut loads = load_files(config, [named, found_paths].concat(), run).into_iter();
+    let loaded = plugin::builtins().into_iter().map(Ok).chain(
+        config
+            .plugin_files
+            .iter()
+            .zip(loads.by_ref())
+            .map(|((_, at), load)| load.map_err(|e| format!("{at}: {e:#}"))),
+    );
     for p in loaded {
         match p {
             Ok(p) => {
@@ -98,46 +156,32 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             Err(e) => errors.push(e),
         }
     }
-    // Plugin directories: a file that cannot load is skipped with its reason, and two
-    // files claiming one name are both set aside; either is fatal only for a plugin the
-    // config uses (below).
-    let mut warnings = Vec::new();
+    // A file that cannot load is skipped with its reason, and two files claiming one
+    // name are both set aside; either is fatal only for a plugin the config uses
+    // (below).
     let mut skipped: BTreeMap<String, String> = BTreeMap::new();
     let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
-    for dir in &config.plugin_dirs {
-        let files = match plugin::discover(dir, config.plugin_trust) {
-            Ok(files) => files,
-            Err(e) => {
-                warnings.push(format!("{e:#}"));
-                continue;
-            }
-        };
-        for file in files {
-            match Plugin::load(
-                &file,
-                config.plugin_trust,
-                supervision(config.plugin_timeout),
-            ) {
-                Err(e) => warnings.push(format!("{e:#}; skipped")),
-                Ok(p) => {
-                    let name = p.manifest.name.clone();
-                    if let Some(first) = plugins.get(&name) {
-                        warnings.push(format!(
-                            "plugin `{name}` in {} is ignored: the name is taken by {}",
-                            p.source, first.source
-                        ));
-                    } else if let Some(first) = from_dirs.remove(&name) {
-                        let why = format!(
-                            "two plugin files are named `{name}`: {} and {}; remove one",
-                            first.source, p.source
-                        );
-                        warnings.push(format!("{why}; both are ignored"));
-                        skipped.insert(name, why);
-                    } else if let Some(why) = skipped.get(&name) {
-                        warnings.push(format!("plugin {} is ignored too: {why}", p.source));
-                    } else {
-                        from_dirs.insert(name, p);
-                    }
+    for load in loads {
+        match load {
+            Err(e) => warnings.push(format!("{e:#}; skipped")),
+            Ok(p) => {
+                let name = p.manifest.name.clone();
+                if let Some(first) = plugins.get(&name) {
+                    warnings.push(format!(
+                        "plugin `{name}` in {} is ignored: the name is taken by {}",
+                        p.source, first.source
+                    ));
+                } else if let Some(first) = from_dirs.remove(&name) {
+                    let why = format!(
+                        "two plugin files are named `{name}`: {} and {}; remove one",
+                        first.source, p.source
+                    );
+                    warnings.push(format!("{why}; both are ignored"));
+                    skipped.insert(name, why);
+                } else if let Some(why) = skipped.get(&name) {
+                    warnings.push(format!("plugin {} is ignored too: {why}", p.source));
+                } else {
+                    from_dirs.insert(name, p);
                 }
             }
         }

@@ -25,6 +25,11 @@ impl Daemon {
         Self::spawn(args, &[])
     }
 
+    /// Starts it with these environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn(args, env)
+    }
+
     /// Starts it with `--log-format json` and these environment variables.
     pub fn start_json(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut all = vec!["--log-format", "json"];

@@ -1,11 +1,12 @@
-//! Stop signals from the first instant: during the recovery of a start, and during the
-//! check of a SIGHUP (a stop wins over a restart under way).
+//! The start: stop signals from its first instant (during recovery, during the check of
+//! a SIGHUP: a stop wins over a restart under way), and plugin files that hang while
+//! they load.
 
 use std::fs;
 
 use crate::{
     drill::{panicky_drill, PRELUDE},
-    util::{in_namespace, pairs, temp_dir, Daemon},
+    util::{built_lib, in_namespace, pairs, temp_dir, trusted_mode, Daemon},
 };
 
 /// A SIGTERM while a start reverts what a crash left (its runtime's handlers do not
@@ -66,4 +67,50 @@ fn sigterm_during_a_sighup_check_stops_instead_of_restarting() {
             .count();
         assert_eq!(started, 1, "restarted: {:?}", d.log);
     }
+}
+
+/// Plugin files load all at once, each load logged as it begins: three files that hang
+/// while they load cost the start one `plugin_timeout`, not three (a victim a crash left
+/// stopped waited for all of them, 90 s with the default timeout).
+#[test]
+fn plugin_files_that_hang_while_loading_are_waited_for_together() {
+    let dir = temp_dir("start-hung-loads");
+    let plugins = dir.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    trusted_mode(&plugins);
+    for n in 1..=3 {
+        let file = plugins.join(format!("libhang{n}.so"));
+        fs::copy(built_lib("libpanic_plugin.so"), &file).unwrap();
+        trusted_mode(&file);
+    }
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(plugin_dirs: [{plugins:?}], plugin_timeout: "5s", http: (listen: "127.0.0.1:0"), state_dir: {dir:?})"#
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut d = Daemon::start_with_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("PANICKY_HANG_ON_LOAD", "1")],
+    );
+    d.port();
+    let took = started.elapsed();
+    let log = d.log.clone();
+    let begun: Vec<usize> = (0..log.len())
+        .filter(|&i| log[i].starts_with("Loading plugin "))
+        .collect();
+    let failed: Vec<usize> = (0..log.len())
+        .filter(|&i| log[i].contains("no answer from its worker within 5s"))
+        .collect();
+    assert_eq!((begun.len(), failed.len()), (3, 3), "{log:#?}");
+    // Every load began before the first one was given up on: they ran together.
+    assert!(begun[2] < failed[0], "one after another: {log:#?}");
+    // Together: one timeout (5 s), far from three (15 s), whatever else the machine does.
+    assert!(took < std::time::Duration::from_secs(14), "{took:?}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    fs::remove_dir_all(dir).unwrap();
 }
