@@ -97,17 +97,19 @@ kill -TERM $m; wait $m
     fs::remove_dir_all(dir).unwrap();
 }
 
-/// Alertmanager's webhook (payload version 4): the first firing alert marks the latest
-/// unnoticed fault detected by `alertmanager:<alertname>`; with nothing open the answer
-/// is still 200 (Alertmanager would retry anything else), saying so; a payload that is
-/// not Alertmanager's is 400.
+/// Alertmanager's webhook (payload version 4): a firing alert that started after the
+/// latest unnoticed fault marks it detected by `alertmanager:<alertname>`, wherever it
+/// stands in the list (Alertmanager sorts by labels, not time); one firing since before
+/// the fault, or whose start is in the future, marks nothing and the answer says why;
+/// with nothing open the answer is still 200 (Alertmanager would retry anything else);
+/// a payload that is not Alertmanager's is 400.
 #[test]
 fn an_alertmanager_payload_marks_the_latest_fault_detected() {
     let dir = temp_dir("detect-alerts");
     let cfg = config(&dir);
-    let payload = r#"{"version":"4","status":"firing","receiver":"monkey","groupKey":"x","alerts":[{"status":"resolved","labels":{"alertname":"Old"}},{"status":"firing","labels":{"alertname":"SleepDown","severity":"page"},"startsAt":"2099-01-01T00:00:00Z"}]}"#;
     // Firing since long before the fault: about something else.
     let old = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"DiskFull"},"startsAt":"2020-01-01T00:00:00Z"}]}"#;
+    let future = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Ahead"},"startsAt":"2099-01-01T00:00:00Z"}]}"#;
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 sleep 1000 &
@@ -116,18 +118,21 @@ await Listening {d}/log; p=$(port {d}/log)
 H='Authorization: Bearer a-secret'
 alert() {{ curl -s -H "$H" -X POST http://127.0.0.1:$p/api/alerts -d "$1"; echo; }}
 curl -s -H "$H" -X POST http://127.0.0.1:$p/api/kill -d '{{"desc":"x"}}' >/dev/null
+now=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+payload=$(printf '{{"version":"4","status":"firing","receiver":"monkey","groupKey":"x","alerts":[{{"status":"resolved","labels":{{"alertname":"Old"}}}},{{"status":"firing","labels":{{"alertname":"DiskFull"}},"startsAt":"2020-01-01T00:00:00Z"}},{{"status":"firing","labels":{{"alertname":"SleepDown","severity":"page"}},"startsAt":"%s"}}]}}' "$now")
 alert '{old}'
-alert '{payload}'
-alert '{payload}'
+alert '{future}'
+alert "$payload"
+alert "$payload"
 alert '{{"version":"3","alerts":[]}}'
 alert 'not json'
-curl -s -X POST http://127.0.0.1:$p/api/alerts -d '{payload}'; echo
+curl -s -X POST http://127.0.0.1:$p/api/alerts -d "$payload"; echo
 kill -TERM $m; wait $m"#,
         cfg = cfg.display(),
         d = dir.display()
     ));
     let answers = json_lines(&run.stdout);
-    assert_eq!(answers.len(), 6, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(answers.len(), 7, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(answers[0]["detected"], serde_json::Value::Null);
     assert!(
         answers[0]["why"].as_str().is_some_and(
@@ -136,24 +141,39 @@ kill -TERM $m; wait $m"#,
         "{}",
         answers[0]
     );
-    assert_eq!(answers[1]["detected"]["by"], "alertmanager:SleepDown");
-    assert_eq!(answers[1]["detected"]["fault"], "process-kill");
-    // Sent again (Alertmanager repeats a firing group): no older fault is marked.
-    assert_eq!(answers[2]["detected"], serde_json::Value::Null);
-    assert!(
-        answers[2]["why"]
-            .as_str()
-            .is_some_and(|w| w.contains(" was noticed already, by alertmanager:SleepDown after ")),
+    assert_eq!(answers[1]["detected"], serde_json::Value::Null);
+    assert_eq!(
+        answers[1]["why"],
+        "no firing alert marks a fault: Ahead starts in the future (\"2099-01-01T00:00:00Z\")"
+    );
+    // The alert that started after the fault marks it, though one before it did not.
+    assert_eq!(
+        answers[2]["detected"]["by"], "alertmanager:SleepDown",
         "{}",
         answers[2]
     );
-    assert_eq!(answers[3]["code"], 400);
-    assert_eq!(
-        answers[3]["message"],
-        "expected Alertmanager's webhook payload version \"4\""
+    assert_eq!(answers[2]["detected"]["fault"], "process-kill");
+    // Sent again (Alertmanager repeats a firing group): no older fault is marked.
+    assert_eq!(answers[3]["detected"], serde_json::Value::Null);
+    assert!(
+        answers[3]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains(" was noticed already, by alertmanager:SleepDown after ")),
+        "{}",
+        answers[3]
     );
     assert_eq!(answers[4]["code"], 400);
-    assert_eq!(answers[5]["code"], 401, "the token guards it too");
+    assert_eq!(
+        answers[4]["message"],
+        "expected Alertmanager's webhook payload version \"4\""
+    );
+    assert_eq!(answers[5]["code"], 400);
+    assert_eq!(answers[6]["code"], 401, "the token guards it too");
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert!(
+        log.contains("alerts: no firing alert marks a fault: Ahead starts in the future"),
+        "{log}"
+    );
     fs::remove_dir_all(dir).unwrap();
 }
 

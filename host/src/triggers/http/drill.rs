@@ -92,8 +92,9 @@ fn answer(done: Option<Result<Acknowledged, AckError>>) -> Response {
     }
 }
 
-/// `POST /api/alerts`: Alertmanager's webhook (payload version 4). The first firing
-/// alert marks the latest unnoticed fault detected, `by` `alertmanager:<alertname>`.
+/// `POST /api/alerts`: Alertmanager's webhook (payload version 4). A firing alert that
+/// started after the latest unnoticed fault marks it detected, `by`
+/// `alertmanager:<alertname>` (see [`marking_alert`]).
 /// Always 200 for a payload that reads (Alertmanager retries anything else), saying
 /// what it did: `{"detected": {...}}` or `{"detected": null, "why": "..."}`.
 pub(super) async fn alerts(api: Arc<Api>, body: &[u8]) -> Response {
@@ -118,28 +119,16 @@ pub(super) async fn alerts(api: Arc<Api>, body: &[u8]) -> Response {
             "the payload has no \"alerts\" list",
         );
     };
-    let firing = alerts
-        .iter()
-        .find(|a| a.get("status").and_then(|s| s.as_str()).unwrap_or("firing") == "firing");
-    let Some(firing) = firing else {
-        return warp::reply::json(&json!({"detected": null, "why": "no alert is firing"}))
-            .into_response();
+    let (name, started) = match marking_alert(alerts, chrono::Utc::now()) {
+        Ok(found) => found,
+        Err(why) => {
+            log::line(format!("alerts: {why}"));
+            return warp::reply::json(&json!({"detected": null, "why": why})).into_response();
+        }
     };
-    let name = firing
-        .pointer("/labels/alertname")
-        .and_then(|n| n.as_str())
-        .filter(|n| !n.is_empty())
-        .unwrap_or("unnamed");
-    let name: String = escape_controls(name).chars().take(MAX_BY).collect();
-    // An alert firing since before the fault is about something else.
-    let started = firing
-        .get("startsAt")
-        .and_then(|s| s.as_str())
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&chrono::Utc));
     match api
         .injector
-        .acknowledge(format!("alertmanager:{name}"), None, started)
+        .acknowledge(format!("alertmanager:{name}"), None, Some(started))
         .await
     {
         Some(Ok(ack)) => warp::reply::json(&json!({ "detected": ack })).into_response(),
@@ -151,6 +140,82 @@ pub(super) async fn alerts(api: Arc<Api>, body: &[u8]) -> Response {
             warp::reply::json(&json!({"detected": null, "why": e.to_string()})).into_response()
         }
         other => answer(other),
+    }
+}
+
+/// How far ahead of this host's clock an alert's `startsAt` may be (another host's clock)
+/// and still be taken as now.
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Of the firing alerts whose `startsAt` reads and is not in the future, the one that
+/// started last, by name: if any started after the fault, it did (Alertmanager sorts a
+/// notification's alerts by their labels, not by time). `Err` says why none can mark a
+/// fault: none is firing, or each one's start is missing, unreadable or in the future.
+fn marking_alert(
+    alerts: &[serde_json::Value],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, chrono::DateTime<chrono::Utc>), String> {
+    let mut latest: Option<(String, chrono::DateTime<chrono::Utc>)> = None;
+    let mut refused = Vec::new();
+    let mut firing = 0;
+    for alert in alerts {
+        if alert
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("firing")
+            != "firing"
+        {
+            continue;
+        }
+        firing += 1;
+        let name = alert
+            .pointer("/labels/alertname")
+            .and_then(|n| n.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("unnamed");
+        let name: String = escape_controls(name).chars().take(MAX_BY).collect();
+        let text = alert.get("startsAt").and_then(|s| s.as_str());
+        let started = text
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        match started {
+            Some(t) if t > now + CLOCK_SKEW => {
+                refused.push(format!("{name} starts in the future ({})", shown(text)))
+            }
+            Some(t) => {
+                if latest.as_ref().is_none_or(|(_, l)| t > *l) {
+                    latest = Some((name, t));
+                }
+            }
+            None => refused.push(format!(
+                "{name} has no startsAt that reads as an RFC 3339 time ({})",
+                shown(text)
+            )),
+        }
+    }
+    if let Some(found) = latest {
+        return Ok(found);
+    }
+    if firing == 0 {
+        return Err("no alert is firing".to_owned());
+    }
+    let more = refused.len().saturating_sub(3);
+    refused.truncate(3);
+    let mut why = format!("no firing alert marks a fault: {}", refused.join("; "));
+    if more > 0 {
+        why.push_str(&format!("; and {more} more"));
+    }
+    Err(why)
+}
+
+/// A `startsAt` as a client sent it, for a message: escaped and cut.
+fn shown(text: Option<&str>) -> String {
+    match text {
+        Some(t) => format!(
+            "{:?}",
+            escape_controls(t).chars().take(64).collect::<String>()
+        ),
+        None => "missing".to_owned(),
     }
 }
 
@@ -222,4 +287,90 @@ pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Re
     })
     .await
     .unwrap_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "busy: try again"))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+
+    use super::marking_alert;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn alert(name: &str, status: &str, starts: serde_json::Value) -> serde_json::Value {
+        json!({"status": status, "labels": {"alertname": name}, "startsAt": starts})
+    }
+
+    const NOW: &str = "2026-12-06T12:00:00Z";
+
+    #[test]
+    fn the_firing_alert_that_started_last_marks_whatever_its_place() {
+        // Sorted by labels, as Alertmanager sends them: the older alert first.
+        let alerts = [
+            alert("A-Old", "firing", json!("2026-12-06T09:00:00Z")),
+            alert("B-New", "firing", json!("2026-12-06T11:59:00+00:00")),
+            alert("C-Gone", "resolved", json!("2026-12-06T11:59:30Z")),
+            alert("D-Mid", "firing", json!("2026-12-06T11:00:00Z")),
+        ];
+        assert_eq!(
+            marking_alert(&alerts, at(NOW)),
+            Ok(("B-New".to_owned(), at("2026-12-06T11:59:00Z")))
+        );
+        // No status reads as firing.
+        let unlabelled = [json!({"startsAt": "2026-12-06T11:00:00Z"})];
+        assert_eq!(
+            marking_alert(&unlabelled, at(NOW)),
+            Ok(("unnamed".to_owned(), at("2026-12-06T11:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn bad_or_future_starts_mark_nothing_and_say_why() {
+        let alerts = [
+            alert("Ahead", "firing", json!("2026-12-06T12:00:06Z")),
+            alert("Garbled", "firing", json!("yesterday")),
+            alert("Number", "firing", json!(12)),
+        ];
+        assert_eq!(
+            marking_alert(&alerts, at(NOW)),
+            Err("no firing alert marks a fault: Ahead starts in the future (\"2026-12-06T12:00:06Z\"); Garbled has no startsAt that reads as an RFC 3339 time (\"yesterday\"); Number has no startsAt that reads as an RFC 3339 time (missing)".to_owned())
+        );
+        // A clock a few seconds ahead is another host's, not the future.
+        let skewed = [alert("Skewed", "firing", json!("2026-12-06T12:00:05Z"))];
+        assert_eq!(
+            marking_alert(&skewed, at(NOW)).map(|(n, _)| n),
+            Ok("Skewed".to_owned())
+        );
+        // A bad alert beside a good one: the good one marks.
+        let mixed = [
+            alert("Garbled", "firing", json!("soon")),
+            alert("Good", "firing", json!("2026-12-06T11:00:00Z")),
+        ];
+        assert_eq!(
+            marking_alert(&mixed, at(NOW)).map(|(n, _)| n),
+            Ok("Good".to_owned())
+        );
+    }
+
+    #[test]
+    fn nothing_firing_or_many_bad_is_said_in_one_bounded_line() {
+        let resolved = [alert("Done", "resolved", json!("2026-12-06T11:00:00Z"))];
+        assert_eq!(
+            marking_alert(&resolved, at(NOW)),
+            Err("no alert is firing".to_owned())
+        );
+        assert_eq!(
+            marking_alert(&[], at(NOW)),
+            Err("no alert is firing".to_owned())
+        );
+        let many: Vec<_> = (0..10)
+            .map(|i| alert(&format!("Bad{i}"), "firing", json!("x")))
+            .collect();
+        let why = marking_alert(&many, at(NOW)).unwrap_err();
+        assert!(why.ends_with("; and 7 more"), "{why}");
+        assert!(why.contains("Bad2") && !why.contains("Bad3"), "{why}");
+    }
 }
