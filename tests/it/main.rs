@@ -11,6 +11,7 @@ mod dashboard;
 mod detect;
 mod drill;
 mod house;
+mod journal;
 mod kill;
 mod ops;
 mod outcomes;

@@ -184,29 +184,43 @@ pub(crate) fn archives(journal: &Path) -> io::Result<Vec<Archive>> {
     Ok(found)
 }
 
+/// An archive `retention` no longer keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Removed {
+    /// Where it was.
+    pub path: PathBuf,
+    /// Whether it held records of the last day, which a restart counts against the
+    /// budget: only `max_size` removes one of those.
+    pub recent: bool,
+}
+
 /// The archives `retention` no longer keeps at `now`: rotated longer ago than `keep`,
-/// and the oldest of the rest while all together are bigger than `max_size`.
+/// and the oldest of the rest while all together are bigger than `max_size`. The newest
+/// archive always stays: a rotation never loses what it just archived (`max_size` is
+/// at least `rotate_at`, so it fits).
 pub(crate) fn expired(
     archives: &[Archive],
     retention: &Retention,
     now: DateTime<Utc>,
-) -> Vec<PathBuf> {
+) -> Vec<Removed> {
     let keep = chrono::TimeDelta::from_std(retention.keep).unwrap_or(chrono::TimeDelta::MAX);
     let oldest_kept = now.checked_sub_signed(keep);
     let day_ago = now - chrono::TimeDelta::days(1);
     let mut total: u64 = 0;
     let mut gone = Vec::new();
-    // From the newest back: what fits is kept. The newest archive, and any rotated in
-    // the last day, always stay, whatever the size: the budget and a restart look back
-    // a day, and a rotation must never lose what it just archived.
+    // From the newest back: what fits is kept.
     for (i, archive) in archives.iter().rev().enumerate() {
         total = total.saturating_add(archive.len);
-        if i == 0 || archive.at >= day_ago {
+        if i == 0 {
             continue;
         }
         let too_old = oldest_kept.is_some_and(|t| archive.at < t);
         if too_old || total > retention.max_size {
-            gone.push(archive.path.clone());
+            gone.push(Removed {
+                path: archive.path.clone(),
+                // Rotated within the last day: it may hold records of the last day.
+                recent: archive.at >= day_ago,
+            });
         }
     }
     gone.reverse();
@@ -214,10 +228,10 @@ pub(crate) fn expired(
 }
 
 /// Removes the archives of `journal` that `retention` no longer keeps; returns them.
-pub(crate) fn prune(journal: &Path, retention: &Retention) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn prune(journal: &Path, retention: &Retention) -> io::Result<Vec<Removed>> {
     let gone = expired(&archives(journal)?, retention, Utc::now());
-    for path in &gone {
-        match std::fs::remove_file(path) {
+    for removed in &gone {
+        match std::fs::remove_file(&removed.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -324,8 +338,10 @@ mod tests {
             keep,
             max_size,
         };
-        let names = |v: Vec<PathBuf>| -> Vec<String> {
-            v.into_iter().map(|p| p.display().to_string()).collect()
+        let names = |v: Vec<Removed>| -> Vec<String> {
+            v.into_iter()
+                .map(|r| r.path.display().to_string())
+                .collect()
         };
         assert!(expired(&all, &keep(days(10), 40), now).is_empty());
         // Rotated exactly `keep` ago is kept; a second longer is not.
@@ -338,17 +354,56 @@ mod tests {
         );
         assert!(expired(&all, &keep(Duration::MAX, u64::MAX), now).is_empty());
         // Whatever the size, the newest archive stays (a rotation never loses what it
-        // just archived), and so does every one of the last day.
+        // just archived).
         assert!(expired(&[archive(1, 100)], &keep(days(10), 10), now).is_empty());
+    }
+
+    /// `max_size` bounds archives of the last day too (they used to stay whatever the
+    /// size: 1.87 MB against 128 KiB); those it removes are marked as recent.
+    #[test]
+    fn max_size_is_a_bound_even_for_the_last_day() {
+        let now = at("2026-01-05T00:00:00Z");
         let recent = |hours: i64, len| Archive {
+            path: PathBuf::from(format!("h{hours}")),
             at: now - chrono::TimeDelta::hours(hours),
             ..archive(1, len)
         };
-        assert!(expired(&[recent(23, 100), recent(1, 100)], &keep(days(10), 10), now).is_empty());
+        let bound = Retention {
+            rotate_at: 100,
+            keep: Duration::from_secs(10 * 24 * 3600),
+            max_size: 250,
+        };
+        let all = [
+            recent(30, 100),
+            recent(20, 100),
+            recent(10, 100),
+            recent(5, 100),
+            recent(1, 100),
+        ];
+        let gone = expired(&all, &bound, now);
         assert_eq!(
-            expired(&[recent(25, 100), recent(1, 100)], &keep(days(10), 10), now).len(),
-            1
+            gone,
+            [
+                Removed {
+                    path: "h30".into(),
+                    recent: false
+                },
+                Removed {
+                    path: "h20".into(),
+                    recent: true
+                },
+                Removed {
+                    path: "h10".into(),
+                    recent: true
+                },
+            ]
         );
+        let kept: u64 = all
+            .iter()
+            .filter(|a| !gone.iter().any(|g| g.path == a.path))
+            .map(|a| a.len)
+            .sum();
+        assert!(kept <= bound.max_size, "{kept}");
     }
 
     #[test]

@@ -381,11 +381,18 @@ pub fn checkpoint_now(checkpoint: &Mutex<Checkpoint>, journal: &Journal, retenti
     }
     match archive::prune(path, retention) {
         Ok(gone) => {
-            for archive in gone {
-                log::line(format!(
-                    "journal: removed {} (past the retention)",
-                    archive.display()
-                ));
+            for removed in gone {
+                log::line(if removed.recent {
+                    format!(
+                        "journal: removed {} (past journal_retention.max_size, though it holds records of the last day: a restart counts against the budget only what the journal and its newest archive still hold; raise max_size to keep a day)",
+                        removed.path.display()
+                    )
+                } else {
+                    format!(
+                        "journal: removed {} (past the retention)",
+                        removed.path.display()
+                    )
+                });
             }
         }
         Err(e) => log::line(format!(

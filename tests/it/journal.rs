@@ -1,0 +1,59 @@
+//! The journal's bounds, through the real daemon.
+
+use std::fs;
+
+use crate::util::{http, temp_dir, Daemon};
+
+/// `journal_retention.max_size` is a bound, also for archives rotated within the last
+/// day (they used to stay whatever the size: 1.87 MB of archives against 128 KiB); a
+/// removal of one of those is said, with what it means for the budget.
+#[test]
+fn max_size_bounds_the_archives_of_the_last_day() {
+    let dir = temp_dir("journal-max-size");
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+               http: (listen: "127.0.0.1:0"), state_dir: {dir:?},
+               journal_retention: (rotate_at: "64KiB", max_size: "128KiB"))"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    // About 1.5 KB a dry run with this description: some 900 KB, fourteen rotations.
+    let body = format!(r#"{{"desc":"{}"}}"#, "x".repeat(900));
+    for _ in 0..600 {
+        let answer = http(port, "POST", "/api/kill", &[], body.as_bytes());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let said = d.wait_for(|l| l.contains("past journal_retention.max_size"));
+    assert!(
+        said.ends_with(", though it holds records of the last day: a restart counts against the budget only what the journal and its newest archive still hold; raise max_size to keep a day)"),
+        "{said}"
+    );
+    // The last checkpoint, at the exit, rotates and prunes as any other.
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    let mut archives: Vec<(String, u64)> = fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .filter(|(name, _)| name.starts_with("journal.jsonl-"))
+        .collect();
+    archives.sort();
+    let total: u64 = archives.iter().map(|(_, len)| len).sum();
+    let newest = archives.last().map_or(0, |(_, len)| *len);
+    assert!(
+        total <= (128 * 1024).max(newest),
+        "{total} bytes of archives: {archives:?}"
+    );
+    assert!(!archives.is_empty(), "{:?}", d.log);
+    fs::remove_dir_all(dir).unwrap();
+}
