@@ -599,6 +599,12 @@ impl Injector {
             .ok_or(())
     }
 
+    /// Whether fault `id`'s revert is under way (its plugin has not answered, or it is
+    /// being tried again).
+    pub fn is_reverting(&self, id: &str) -> bool {
+        self.engine.reverting().iter().any(|r| r.id == id)
+    }
+
     /// Reverts every active fault, each on a thread of its own, waiting at most `wait`,
     /// without blocking the runtime (in line only if no thread can be started at all).
     async fn revert_all(&self, reason: &'static str, wait: Duration) {

@@ -19,5 +19,6 @@ mod pictures;
 mod plugins;
 mod poller;
 mod readme;
+mod reverts;
 mod start;
 mod util;

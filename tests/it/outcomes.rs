@@ -246,6 +246,33 @@ fn a_prometheus_steady_state_reads_an_instant_query() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// A halt probe that fails every other check (a flapping service) halts the monkey: its
+/// passes in between do not start its count again (it used to never halt).
+#[test]
+fn a_flapping_halt_probe_halts_the_monkey() {
+    let dir = temp_dir("outcomes-flapping");
+    let flag = dir.join("flag");
+    let flap = format!(
+        "if [ -e {0} ]; then rm {0}; exit 1; fi; touch {0}",
+        flag.display()
+    );
+    let cfg = config(
+        &dir,
+        &format!(
+            r#"halt: (probes: [Command(argv: ["sh", "-c", {flap:?}])], after: "1s", every: "100ms"),"#
+        ),
+    );
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    let halted = d.wait_for(|l| l.starts_with("halt: command sh -c "));
+    assert!(halted.contains(": exited 1 (failing for "), "{halted}");
+    let status = http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["state"], "paused", "{status}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// A halt probe that starts failing pauses the monkey as the kill switch does: the
 /// active pause is reverted (the victim runs again, seen in /proc), the pause's reason
 /// names the probe, `halted` is journaled; and `--execute` refuses to start while it

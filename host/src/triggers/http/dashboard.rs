@@ -200,6 +200,10 @@ pub(super) async fn revert(api: Arc<Api>, caller: Caller, id: String) -> Respons
             )
             .into_response()
         }
+        Ok(None) if api.injector.is_reverting(&id) => error(
+            StatusCode::CONFLICT,
+            format!("the revert of {id} is under way already: its plugin has not answered yet, or failed and is tried again until it works (GET /api/status lists it under reverting)"),
+        ),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("no active fault {id}: it was reverted already, or never was active (GET /api/status lists the active ones)"),
