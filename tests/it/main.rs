@@ -13,6 +13,7 @@ mod drill;
 mod house;
 mod kill;
 mod ops;
+mod other_sites;
 mod outcomes;
 mod pictures;
 mod plugins;

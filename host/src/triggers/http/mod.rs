@@ -40,6 +40,7 @@ pub use config::{HttpConfig, RawHttp};
 mod config;
 mod dashboard;
 mod drill;
+mod origin;
 mod server;
 
 use server::Peer;
@@ -298,11 +299,12 @@ pub fn bind(
         .or(events)
         .unify()
         .boxed();
-    let routes = faults
-        .or(switch)
-        .unify()
-        .or(looks)
-        .unify()
+    // Before any route: a page of another site, or one that rebound its name to us,
+    // is refused whatever it asks for.
+    let guard = origin::Guard::new(config.listen.ip(), needs_token, &config.allowed_hosts);
+    let routes = guard
+        .filter()
+        .and(faults.or(switch).unify().or(looks).unify())
         .recover(move |r| rejection(r, max));
     server::bind(
         config.listen,
@@ -509,7 +511,10 @@ fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
 }
 
 async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> {
-    Ok(if r.find::<Unauthorized>().is_some() {
+    Ok(if let Some(refused) = r.find::<origin::Refused>() {
+        metrics::get().refused(Refused::Origin);
+        error(refused.status, refused.message.clone())
+    } else if r.find::<Unauthorized>().is_some() {
         metrics::get().refused(Refused::Auth);
         let mut answer = error(
             StatusCode::UNAUTHORIZED,
