@@ -20,3 +20,4 @@ mod plugins;
 mod poller;
 mod readme;
 mod util;
+mod watchers;
