@@ -144,15 +144,17 @@ impl Guard {
         if name == "localhost" {
             return true;
         }
-        if let Some(ip) = ip_of(&name) {
-            return ip.is_loopback() || ip == self.listen || self.listen.is_unspecified();
-        }
-        self.allowed
-            .iter()
-            .any(|allowed| match split_authority(allowed) {
-                Some((allowed_name, _)) => allowed_name == name,
-                None => false,
-            })
+        let own_address = ip_of(&name).is_some_and(|ip| {
+            ip.is_loopback() || ip == self.listen || self.listen.is_unspecified()
+        });
+        own_address
+            || self
+                .allowed
+                .iter()
+                .any(|allowed| match split_authority(allowed) {
+                    Some((allowed_name, _)) => allowed_name == name,
+                    None => false,
+                })
     }
 
     /// Whether `origin` is the API's own: the scheme and authority the browser used to
@@ -313,6 +315,21 @@ mod tests {
         assert_eq!(
             status(&all, Method::GET, "/metrics", &[("host", "evil.example")]),
             421
+        );
+        // An address named in allowed_hosts (a proxy that passes its own on).
+        let proxied = Guard::new(
+            "127.0.0.1".parse().unwrap(),
+            false,
+            &["10.0.0.9".to_owned()],
+        );
+        assert_eq!(
+            status(
+                &proxied,
+                Method::GET,
+                "/metrics",
+                &[("host", "10.0.0.9:8080")]
+            ),
+            200
         );
         // With a token: a rebound page has none; Service names keep working.
         let tokens = Guard::new("0.0.0.0".parse().unwrap(), true, &[]);
