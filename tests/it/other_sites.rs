@@ -132,6 +132,20 @@ fn a_page_of_another_site_changes_nothing_and_reads_nothing() {
         br#"{"desc":"I like kill!"}"#,
     );
     assert_eq!(kill.status, 200, "{}", kill.body);
+    // And the article's command itself, as written (curl is among the test's packages).
+    let curl = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            &format!("http://localhost:{port}/api/kill"),
+        ])
+        .args(["-d", r#"{"desc":"I like kill!"}"#])
+        .output()
+        .expect("curl runs");
+    let answer: serde_json::Value = serde_json::from_slice(&curl.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&curl.stdout)));
+    assert_eq!(answer["desc"], "I like kill!", "{answer}");
     let json = ["Content-Type: application/json"];
     let hubot = http(
         port,
@@ -154,7 +168,7 @@ fn a_page_of_another_site_changes_nothing_and_reads_nothing() {
     let history = http(port, "GET", "/api/history", &[], b"").json();
     assert_eq!(
         history["faults"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
         "{history}"
     );
 
