@@ -4,9 +4,10 @@
 //! `GET /api/report`), the live dashboard (`GET /`, `GET /api/events`,
 //! `POST /api/revert/{id}`), `GET /metrics` (Prometheus) and `GET /healthz`. Every answer
 //! but the metrics, the page and the events is JSON; errors are
-//! `{"code": N, "message": "..."}`. Bearer tokens, when set, guard every call but
-//! `/healthz` and the page (which holds no data), and
-//! each request is journaled with the client's address and the token's name.
+//! `{"code": N, "message": "..."}`. Before any route, `origin` refuses what another
+//! site's page sends and, without a token, a `Host` that is not the API's. Bearer
+//! tokens, when set, guard every call but `/healthz` and the page (which holds no
+//! data), and each request is journaled with the client's address and the token's name.
 
 use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
@@ -277,9 +278,10 @@ pub fn bind(
     // Before any route: a page of another site, or one that rebound its name to us,
     // is refused whatever it asks for.
     let guard = origin::Guard::new(config.listen.ip(), needs_token, &config.allowed_hosts);
+    let every = faults.or(switch).unify().or(looks).unify().boxed();
     let routes = guard
         .filter()
-        .and(faults.or(switch).unify().or(looks).unify())
+        .and(every)
         .recover(move |r| rejection(r, max));
     server::bind(
         config.listen,
@@ -323,8 +325,9 @@ fn open_connections(open_files: u64) -> u64 {
 const MAX_DESC_BYTES: usize = 1024;
 
 /// The description from a body like the original's `{"desc":"I like kill!"}`, whatever
-/// the content type (curl's `-d` sends a form type with a JSON body); else the message of
-/// the 400 answer.
+/// the content type (curl's `-d` sends a form type with a JSON body; a browser's form of
+/// another site never gets here: `origin` refuses it); else the message of the 400
+/// answer.
 fn desc(body: &[u8]) -> Result<String, &'static str> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "format error")?;
     match value.get("desc") {
