@@ -448,3 +448,75 @@ fn status_tells_the_state_and_resume_tells_the_truth() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `GET /api/history?run=last` means what `history --run last` means: the run of the
+/// latest fault journaled (one start of the daemon).
+#[test]
+fn history_of_the_last_run_as_the_command_line_reads_it() {
+    let _victim = crate::util::Sleeper::start();
+    let dir = crate::util::temp_dir("history-last-run");
+    let cfg = dir.join("config.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), http: (listen: "127.0.0.1:0"), state_dir: {dir:?})"#
+        ),
+    )
+    .unwrap();
+    let kill = |port: u16, desc: &str| {
+        let body = format!(r#"{{"desc":"{desc}"}}"#);
+        let a = http(port, "POST", "/api/kill", &[], body.as_bytes());
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()["id"].as_str().unwrap().to_owned()
+    };
+    let ids = |port: u16, query: &str| -> Vec<String> {
+        let a = http(port, "GET", &format!("/api/history{query}"), &[], b"");
+        assert_eq!(a.status, 200, "{query}: {}", a.body);
+        a.json()["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let mut first = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = first.port();
+    assert_eq!(ids(port, "?run=last"), Vec::<String>::new(), "no run yet");
+    let earlier = [kill(port, "first run"), kill(port, "first run again")];
+    assert_eq!(ids(port, "?run=last"), earlier);
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(), Some(0));
+
+    let mut second = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = second.port();
+    let latest = kill(port, "second run");
+    assert_eq!(ids(port, "?run=last"), std::slice::from_ref(&latest));
+    let first_run = earlier[0].split('-').next().unwrap();
+    assert_eq!(ids(port, &format!("?run={first_run}")), earlier);
+    assert_eq!(ids(port, "").len(), 3);
+    let cli = crate::util::monkey(&[
+        "history",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run",
+        "last",
+        "--json",
+    ]);
+    assert_eq!(cli.code, Some(0), "{}", cli.stderr);
+    let cli: serde_json::Value = serde_json::from_str(&cli.stdout).unwrap();
+    let cli_ids: Vec<String> = cli["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cli_ids, [latest], "the API and the command line agree");
+
+    let bad = http(port, "GET", "/api/history?run=yesterday", &[], b"");
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.json()["message"],
+        "run: invalid run `yesterday`: expected last, or a run's number (the part of a fault's id before the dash)"
+    );
+}

@@ -207,20 +207,13 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
         None => None,
     };
     let run = match args.run.as_deref() {
-        Some("last") => Some(
-            history::last_run(&path)
+        Some(text) => Some(
+            history::Run::parse(text)
+                .map_err(|e| UsageError(anyhow!("--run: {e}")))?
+                .number(&path)
                 .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?
                 .ok_or_else(|| anyhow!("no faults in {}: no last run", path.display()))?,
         ),
-        Some(run) if !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(run.to_owned())
-        }
-        Some(run) => {
-            return Err(UsageError(anyhow!(
-                "--run: invalid run `{run}`: expected last, or a run's number (the part of a fault's id before the dash)"
-            ))
-            .into())
-        }
         None => None,
     };
     match (args.limit, before) {

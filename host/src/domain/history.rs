@@ -30,8 +30,42 @@ pub(crate) fn run_of(id: &str) -> &str {
     id.split_once('-').map_or(id, |(run, _)| run)
 }
 
+/// A run as `history --run` and `GET /api/history?run=` name it: one meaning for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Run {
+    /// `last`: the run of the latest fault journaled.
+    Last,
+    /// A run's number: the part of a fault's id before the dash.
+    Number(String),
+}
+
+impl Run {
+    /// `last` or a run's number; else the reason, to be prefixed with where it came from.
+    pub(crate) fn parse(text: &str) -> Result<Run, String> {
+        match text {
+            "last" => Ok(Run::Last),
+            run if !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Run::Number(run.to_owned()))
+            }
+            run => Err(format!(
+                "invalid run `{}`: expected last, or a run's number (the part of a fault's id before the dash)",
+                crate::support::text::clip(&crate::support::text::escape_controls(run), 64)
+            )),
+        }
+    }
+
+    /// The run's number, read from the journal at `path` for `last`; `None`: there is
+    /// no last run (no fault journaled).
+    pub(crate) fn number(self, path: &Path) -> io::Result<Option<String>> {
+        match self {
+            Run::Last => last_run(path),
+            Run::Number(run) => Ok(Some(run)),
+        }
+    }
+}
+
 /// The run of the latest fault journaled (`history --run last`), if there is one.
-pub(crate) fn last_run(path: &Path) -> io::Result<Option<String>> {
+fn last_run(path: &Path) -> io::Result<Option<String>> {
     for line in journal::lines_backwards_with_archives(path)? {
         if let Ok(Record::Intent(intent)) = serde_json::from_slice::<Record>(&line?) {
             return Ok(Some(run_of(&intent.id).to_owned()));
@@ -609,6 +643,18 @@ mod tests {
         assert_eq!(second.entries[0].intent.id, "1-1");
         assert_eq!(second.next, None);
         assert_eq!(last_run(&path).unwrap().as_deref(), Some("2"));
+        assert_eq!(
+            Run::parse("last")
+                .unwrap()
+                .number(&path)
+                .unwrap()
+                .as_deref(),
+            Some("2")
+        );
+        assert_eq!(Run::parse("17"), Ok(Run::Number("17".to_owned())));
+        for bad in ["", "Last", "1-2", "x\n"] {
+            assert!(Run::parse(bad).is_err(), "{bad}");
+        }
         let foreign = Position {
             dev: 1,
             ino: 1,

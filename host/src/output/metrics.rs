@@ -77,6 +77,8 @@ pub enum Refusal {
     Paused,
     /// No valid token.
     Auth,
+    /// From another site's page, or for a `Host` that is not the API's.
+    Origin,
     /// The journal could not be written.
     Journal,
     /// A steady-state probe failed.
@@ -90,6 +92,7 @@ impl Refusal {
             Refusal::Budget => "budget",
             Refusal::Paused => "paused",
             Refusal::Auth => "auth",
+            Refusal::Origin => "origin",
             Refusal::Journal => "journal",
             Refusal::SteadyState => "steady-state",
         }
@@ -115,7 +118,7 @@ impl Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "refusals",
-            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, journal, steady-state)",
+            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, origin, journal, steady-state)",
             refusals.clone(),
         );
         let active = Gauge::default();
@@ -195,6 +198,7 @@ impl Metrics {
             Refusal::Budget,
             Refusal::Paused,
             Refusal::Auth,
+            Refusal::Origin,
             Refusal::Journal,
             Refusal::SteadyState,
         ] {

@@ -38,6 +38,7 @@ pub struct RawHttp {
     max_body_bytes: u64,
     max_connections: usize,
     header_timeout: Option<DurationText>,
+    allowed_hosts: Vec<String>,
 }
 
 impl Default for RawHttp {
@@ -52,6 +53,7 @@ impl Default for RawHttp {
             max_body_bytes: 64 * 1024,
             max_connections: LIMITS.max_connections,
             header_timeout: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -71,6 +73,9 @@ pub struct HttpConfig {
     /// Connections served at once, and how long a client may take to send a request
     /// head (also how long a keep-alive connection may stay idle).
     pub limits: Limits,
+    /// Names (with a port, or not) the API answers to besides its addresses and
+    /// `localhost`, and whose pages are its own: a reverse proxy's, a DNS name.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl RawHttp {
@@ -144,6 +149,13 @@ impl RawHttp {
                 errors,
             ),
         };
+        let hosts_at = src.offset_at(0, &["http", "allowed_hosts"]);
+        for host in &raw.allowed_hosts {
+            if let Some(e) = super::origin::allowed_host_error(host) {
+                let at = src.at_from(hosts_at, &[&format!("{host:?}")]);
+                errors.push(format!("{at}: {e}"));
+            }
+        }
         let token = read_token(&raw.token, &raw.token_file, &["http"], src, errors).ok()?;
         let mut tokens: Vec<(String, String)> =
             token.into_iter().map(|t| ("token".to_owned(), t)).collect();
@@ -172,6 +184,7 @@ impl RawHttp {
                 max_connections: raw.max_connections,
                 header_read_timeout: header_timeout?,
             },
+            allowed_hosts: raw.allowed_hosts.clone(),
         })
     }
 }

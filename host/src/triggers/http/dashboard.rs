@@ -81,7 +81,9 @@ pub(super) fn page(needs_token: bool) -> Response {
 }
 
 /// How many watch `GET /api/events` at once; more are answered 503 (each holds a
-/// connection for as long as it watches).
+/// connection for as long as it watches). A watcher that stops reading gives its place
+/// back: once its buffers are full, the server's write gives up after the header
+/// timeout (`server::Watched`) and the stream, with its place, is dropped.
 pub(super) const MAX_WATCHERS: usize = 32;
 static WATCHERS: AtomicUsize = AtomicUsize::new(0);
 

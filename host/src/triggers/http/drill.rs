@@ -239,7 +239,7 @@ pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Re
         }
     };
     // A few at once, as history's: each reads the disk on a thread of its own.
-    let Ok(_reading) = super::HISTORY_READERS.try_acquire() else {
+    let Ok(_reading) = super::history::HISTORY_READERS.try_acquire() else {
         return super::retry_after(
             error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -4,9 +4,10 @@
 //! `GET /api/report`), the live dashboard (`GET /`, `GET /api/events`,
 //! `POST /api/revert/{id}`), `GET /metrics` (Prometheus) and `GET /healthz`. Every answer
 //! but the metrics, the page and the events is JSON; errors are
-//! `{"code": N, "message": "..."}`. Bearer tokens, when set, guard every call but
-//! `/healthz` and the page (which holds no data), and
-//! each request is journaled with the client's address and the token's name.
+//! `{"code": N, "message": "..."}`. Before any route, `origin` refuses what another
+//! site's page sends and, without a token, a `Host` that is not the API's. Bearer
+//! tokens, when set, guard every call but `/healthz` and the page (which holds no
+//! data), and each request is journaled with the client's address and the token's name.
 
 use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
@@ -21,18 +22,13 @@ use warp::{
 
 use crate::{
     dispatch::{Injector, Refusal},
-    domain::{
-        history as pages,
-        injection::Ask,
-        journal::{parse_since, Position},
-    },
+    domain::injection::Ask,
     output::{
         answer::Answer,
         log,
         metrics::{self, Refusal as Refused},
     },
     plugin::PluginInfo,
-    support::thread::on_own_thread,
 };
 
 pub use config::{HttpConfig, RawHttp};
@@ -40,6 +36,8 @@ pub use config::{HttpConfig, RawHttp};
 mod config;
 mod dashboard;
 mod drill;
+mod history;
+mod origin;
 mod server;
 
 use server::Peer;
@@ -166,28 +164,7 @@ pub fn bind(
         .and(authorized.clone())
         .and(warp::query::<BTreeMap<String, String>>())
         .then(
-            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| async move {
-                // A few at once: each reads the disk on a thread of its own.
-                let Ok(_reading) = HISTORY_READERS.try_acquire() else {
-                    return retry_after(
-                        error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("busy: {MAX_HISTORY_READERS} history reads are under way; try again"),
-                        ),
-                        Some(1),
-                    );
-                };
-                // Off the runtime, on a thread of its own: a long look back never holds
-                // up /healthz or the kill switch.
-                on_own_thread("history", move || history(&api, &query))
-                    .await
-                    .unwrap_or_else(|| {
-                        error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "the history could not be read",
-                        )
-                    })
-            },
+            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| history::answer(api, query),
         );
     let pause = warp::path!("api" / "pause")
         .and(warp::post())
@@ -298,11 +275,13 @@ pub fn bind(
         .or(events)
         .unify()
         .boxed();
-    let routes = faults
-        .or(switch)
-        .unify()
-        .or(looks)
-        .unify()
+    // Before any route: a page of another site, or one that rebound its name to us,
+    // is refused whatever it asks for.
+    let guard = origin::Guard::new(config.listen.ip(), needs_token, &config.allowed_hosts);
+    let every = faults.or(switch).unify().or(looks).unify().boxed();
+    let routes = guard
+        .filter()
+        .and(every)
         .recover(move |r| rejection(r, max));
     server::bind(
         config.listen,
@@ -346,8 +325,9 @@ fn open_connections(open_files: u64) -> u64 {
 const MAX_DESC_BYTES: usize = 1024;
 
 /// The description from a body like the original's `{"desc":"I like kill!"}`, whatever
-/// the content type (curl's `-d` sends a form type with a JSON body); else the message of
-/// the 400 answer.
+/// the content type (curl's `-d` sends a form type with a JSON body; a browser's form of
+/// another site never gets here: `origin` refuses it); else the message of the 400
+/// answer.
 fn desc(body: &[u8]) -> Result<String, &'static str> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "format error")?;
     match value.get("desc") {
@@ -441,75 +421,11 @@ async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
     warp::reply::with_status(answer, status).into_response()
 }
 
-/// How many `GET /api/history` are read at once; more are answered 503 with
-/// `Retry-After`, so no crowd of slow looks back can take the disk and the threads.
-const MAX_HISTORY_READERS: usize = 4;
-pub(super) static HISTORY_READERS: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new(MAX_HISTORY_READERS);
-
-/// How many faults a page of `GET /api/history` holds unless `limit` says.
-const HISTORY_PAGE: usize = 100;
-
-/// The answer key as JSON, a page at a time: the latest `limit` faults (default 100, at
-/// most 10,000) asked for in `[since, until)`, oldest first, and `next`, the `before`
-/// of the older page when there is one. Read from the journal's end backwards.
-fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
-    let instant = |key: &str| match query.get(key).map(|t| parse_since(t)) {
-        None => Ok(None),
-        Some(Ok(t)) => Ok(Some(t)),
-        Some(Err(e)) => Err(e.replacen("since", key, 1)),
-    };
-    let (since, until) = match (instant("since"), instant("until")) {
-        (Ok(since), Ok(until)) => (since, until),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let before = match query.get("before").map(|b| b.parse::<Position>()) {
-        None => None,
-        Some(Ok(position)) => Some(position),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
-        None => HISTORY_PAGE,
-        Some(Ok(n)) if (1..=pages::MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("limit must be 1 to {}", pages::MAX_LIMIT),
-            )
-        }
-    };
-    let Some(path) = api.injector.journal_path() else {
-        return warp::reply::json(&json!({ "faults": [], "problems": [], "next": null }))
-            .into_response();
-    };
-    match pages::page(
-        &path,
-        pages::Query {
-            since,
-            until,
-            before,
-            limit,
-            run: query.get("run").cloned(),
-        },
-    ) {
-        Ok(page) => warp::reply::json(&json!({
-            "faults": page.entries,
-            "problems": page.problems,
-            "next": page.next.map(|p| p.to_string()),
-        }))
-        .into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-            error(StatusCode::BAD_REQUEST, format!("before: {e}"))
-        }
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot read the journal {}: {e}", path.display()),
-        ),
-    }
-}
-
 async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> {
-    Ok(if r.find::<Unauthorized>().is_some() {
+    Ok(if let Some(refused) = r.find::<origin::Refused>() {
+        metrics::get().refused(Refused::Origin);
+        error(refused.status, refused.message.clone())
+    } else if r.find::<Unauthorized>().is_some() {
         metrics::get().refused(Refused::Auth);
         let mut answer = error(
             StatusCode::UNAUTHORIZED,

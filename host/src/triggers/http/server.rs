@@ -3,7 +3,9 @@
 //! this is where a connection is seen whole: its peer's address (put in each request's
 //! extensions as `Peer`, for the journal), how many connections are served at once, and
 //! how long a client may take to send a request head (also the idle limit of a
-//! keep-alive connection, as hyper counts it from when it starts waiting).
+//! keep-alive connection, as hyper counts it from when it starts waiting), and how long
+//! a write may wait on a client that takes nothing (the same limit: a client that does
+//! not read an event stream would otherwise hold its connection and its place forever).
 //!
 //! At the cap, a new client does not wait for an idle one to time out: the oldest
 //! connection with no request in flight is closed to make room (as any HTTP server may
@@ -46,7 +48,8 @@ pub struct Limits {
     /// backlog until one ends: a burst is served late rather than reset.
     pub max_connections: usize,
     /// How long a client may take to send a request head, counted from when the server
-    /// starts waiting for one (so an idle keep-alive connection is closed after it too).
+    /// starts waiting for one (so an idle keep-alive connection is closed after it too);
+    /// also how long a write may wait on a client that takes nothing of its answer.
     pub header_read_timeout: Duration,
 }
 
@@ -124,11 +127,46 @@ impl<B> Drop for Tracked<B> {
     }
 }
 
-/// The connection's socket, watched for the flush that ends an answer.
+/// The connection's socket, watched for the flush that ends an answer and for a client
+/// that takes nothing of it.
 struct Watched<T> {
     io: T,
     state: Arc<State>,
     connections: Arc<Connections>,
+    /// How long a write may wait on a client that reads nothing (the header timeout).
+    write_timeout: Duration,
+    /// While a write waits: when it gives up.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> Watched<T> {
+    /// `polled`, or an error once writes have waited `write_timeout` without the client
+    /// taking a byte: hyper then ends the connection, and with it the answer (an event
+    /// stream's place among the watchers). Without it, a client that never reads would
+    /// hold its connection, and its place, for as long as it likes: its answer is never
+    /// done, so it is never idle, and the kernel's buffers stay full.
+    fn within_deadline<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::{future::Future as _, task::Poll};
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took nothing of the answer within the header timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Watched<T> {
@@ -147,7 +185,8 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Watched<T> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.within_deadline(cx, polled)
     }
 
     fn poll_flush(
@@ -155,6 +194,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Watched<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         let flushed = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        let flushed = self.within_deadline(cx, flushed);
         if flushed.is_ready() && self.state.answered.swap(false, Ordering::SeqCst) {
             self.state.busy.store(false, Ordering::SeqCst);
             self.connections.became_idle.notify_one();
@@ -178,7 +218,8 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Watched<T> {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.within_deadline(cx, polled)
     }
 }
 
@@ -271,6 +312,8 @@ where
                 io: TokioIo::new(stream),
                 state: state.clone(),
                 connections: connections.clone(),
+                write_timeout: limits.header_read_timeout,
+                stalled: None,
             };
             let per_connection = service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(Peer(peer));
@@ -490,6 +533,46 @@ mod tests {
         );
         let whole = fetch(&mut first, "whoami").await;
         assert!(whole.is_empty() || String::from_utf8_lossy(&whole).contains("slept"));
+        let _ = stop.send(());
+    }
+
+    /// A client that reads nothing of a long answer holds its connection only for the
+    /// header timeout: then its write gives up and the place goes to the next client.
+    #[tokio::test]
+    async fn a_client_that_never_reads_is_cut_off_after_the_header_timeout() {
+        let limits = Limits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_millis(500),
+        };
+        let (addr, stop, _server) = start(limits);
+        let mut deaf = TcpStream::connect(addr).await.unwrap();
+        let request = "GET /big HTTP/1.1\r\nhost: x\r\n\r\n";
+        deaf.write_all(request.as_bytes()).await.unwrap();
+        // Its answer has begun (so it is busy, never closed to make room); then it
+        // reads no more.
+        let mut head = [0u8; 16];
+        deaf.read_exact(&mut head).await.unwrap();
+        assert!(head.starts_with(b"HTTP/1.1 200"));
+        let started = Instant::now();
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        let answer = whoami(&mut next).await;
+        assert_eq!(answer, Some(next.local_addr().unwrap().to_string()));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // What the kernel had taken before the cut, then the end: never the whole.
+        let mut taken = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), deaf.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => taken += n,
+                Err(_) => panic!("the connection was not closed"),
+            }
+        }
+        assert!(taken < BIG, "{taken}");
         let _ = stop.send(());
     }
 

@@ -1,0 +1,115 @@
+//! `GET /api/events` has 32 places: clients that take one and never read must not keep
+//! the dashboard out. Once their buffers are full, their writes wait; after the header
+//! timeout the daemon cuts them off and their places are free again.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use crate::util::{http, temp_dir, Daemon, Sleeper};
+
+/// The places among the watchers (`MAX_WATCHERS` in the dashboard's module).
+const PLACES: usize = 32;
+
+/// Connects with a small receive buffer (set before the connection, so the window the
+/// daemon sees is small too), asks for the events and reads the answer's head: the
+/// status line and, for a place taken, the stream's first event.
+fn watch(port: u16) -> (TcpStream, String) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    let text = loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        let refused = text.contains("\r\n\r\n") && !text.starts_with("HTTP/1.1 200");
+        if refused || text.contains("event:hello") {
+            break text;
+        }
+        match stream.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            other => panic!("the answer ended ({other:?}) after {text:?}"),
+        }
+    };
+    (stream, text)
+}
+
+#[test]
+fn watchers_that_never_read_give_their_places_back() {
+    let _victim = Sleeper::start();
+    let dir = temp_dir("deaf-watchers");
+    let cfg = dir.join("config.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), http: (listen: "127.0.0.1:0", header_timeout: "1s"), state_dir: {dir:?})"#
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = daemon.port();
+
+    // Every place taken by a client that, from now on, reads nothing.
+    let deaf: Vec<TcpStream> = (0..PLACES)
+        .map(|_| {
+            let (stream, head) = watch(port);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            stream
+        })
+        .collect();
+    let (_, refused) = watch(port);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+
+    // Events until their buffers are full; then, within the header timeout and a
+    // margin, a new watcher finds a place.
+    let desc = format!(r#"{{"desc":"{}"}}"#, "x".repeat(1000));
+    let started = Instant::now();
+    let mut faults = 0;
+    let head = loop {
+        let kill = http(port, "POST", "/api/kill", &[], desc.as_bytes());
+        assert_eq!(kill.status, 200, "{}", kill.body);
+        faults += 1;
+        let (_stream, head) = watch(port);
+        if head.starts_with("HTTP/1.1 200") {
+            break head;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no place after {faults} faults in {:?}: {head}",
+            started.elapsed()
+        );
+    };
+    assert!(head.contains("event:hello"), "{head}");
+    eprintln!(
+        "a place came back after {faults} faults, {:?}",
+        started.elapsed()
+    );
+    // The deaf ones were cut off: each reads what the kernel held, then the end.
+    for mut stream in deaf {
+        let mut sink = [0u8; 64 * 1024];
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("not cut off: {e}"),
+                Ok(_) => assert!(Instant::now() < end, "still streaming"),
+            }
+        }
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
