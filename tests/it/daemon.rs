@@ -405,7 +405,7 @@ fn sighup_restarts_with_every_injection_thread_hung() {
             let body = r#"{"desc":"hang"}"#;
             write!(
                 c,
-                "POST /api/faults/slow HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST /api/faults/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .unwrap();

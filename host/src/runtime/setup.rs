@@ -55,36 +55,58 @@ pub fn supervision(timeout: std::time::Duration) -> Supervision {
 
 /// Loads every plugin file at once, each on a thread of its own: a file whose worker
 /// hangs while loading costs the start one `plugin_timeout` (its load's deadline), not
-/// one per file. In the daemon (`run`) each load is logged as it begins, so a slow one
-/// is seen. The results come in the order of `files`.
+/// one per file. In the daemon (`run`) a load still running after [`SLOW_LOAD`] is said,
+/// so a slow start is never silent (a quick one says nothing: `check-config` and a start
+/// that fails give the same lines). The results come in the order of `files`.
 fn load_files(
     config: &Config,
     files: Vec<&std::path::Path>,
     run: bool,
 ) -> Vec<anyhow::Result<Plugin>> {
     let load = |path: &std::path::Path| {
-        if run {
-            log::line(format!("Loading plugin {}", path.display()));
-        }
         Plugin::load(
             path,
             config.plugin_trust,
             supervision(config.plugin_timeout),
         )
     };
-    if files.len() < 2 {
-        return files.into_iter().map(load).collect();
-    }
     std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::channel::<usize>();
         let started: Vec<_> = files
             .iter()
-            .map(|&path| {
+            .enumerate()
+            .map(|(i, &path)| {
+                let done = done.clone();
                 std::thread::Builder::new()
                     .name("plugin-load".to_owned())
-                    .spawn_scoped(scope, move || load(path))
-                    .map_err(|e| (path, e))
+                    .spawn_scoped(scope, move || {
+                        let loaded = load(path);
+                        let _ = done.send(i);
+                        loaded
+                    })
+                    .map_err(|_| path)
             })
             .collect();
+        drop(done);
+        if run {
+            let until = std::time::Instant::now() + SLOW_LOAD;
+            let mut answered = vec![false; files.len()];
+            while let Ok(i) =
+                finished.recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+            {
+                answered[i] = true;
+            }
+            for (i, (path, thread)) in files.iter().zip(&started).enumerate() {
+                if thread.is_ok() && !answered[i] {
+                    log::line(format!(
+                        "Loading plugin {}: no answer yet after {}; waiting at most {} for it",
+                        path.display(),
+                        humantime::format_duration(SLOW_LOAD),
+                        humantime::format_duration(config.plugin_timeout)
+                    ));
+                }
+            }
+        }
         started
             .into_iter()
             .map(|thread| match thread {
@@ -92,11 +114,14 @@ fn load_files(
                     Err(anyhow::anyhow!("cannot load plugin: loading it panicked"))
                 }),
                 // No thread for it: loaded here, after the others started.
-                Err((path, _)) => load(path),
+                Err(path) => load(path),
             })
             .collect()
     })
 }
+
+/// How long a plugin file may take to load before the daemon says it is waiting for it.
+const SLOW_LOAD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A configuration `config::load_all` found errors in (`errors`), refused with every
 /// error at once: the file's, then those of its plugins and faults, checked on what
