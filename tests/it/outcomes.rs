@@ -210,7 +210,19 @@ fn a_prometheus_steady_state_reads_an_instant_query() {
             ),
         )
     };
-    let server = FakeServer::start(vec![sample("3"), sample("0")]);
+    // Many series, over 256 KiB: said as such (it used to be "not JSON", cut short).
+    let series = format!(
+        r#"{{"metric":{{"instance":"{}"}},"value":[1700000000.5,"1"]}}"#,
+        "i".repeat(1000)
+    );
+    let huge = Reply::body(
+        200,
+        &format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+            vec![series; 300].join(",")
+        ),
+    );
+    let server = FakeServer::start(vec![sample("3"), sample("0"), huge]);
     let cfg = config(
         &dir,
         &format!(
@@ -234,6 +246,11 @@ fn a_prometheus_steady_state_reads_an_instant_query() {
     assert_eq!(
         refused.json()["message"],
         "steady state not met: prometheus sum(up{job=\"web\"}): 0, expected above 0"
+    );
+    let huge = http(port, "POST", "/api/kill", &[], b"{\"desc\":\"q\"}");
+    assert_eq!(
+        huge.json()["message"],
+        "steady state not met: prometheus sum(up{job=\"web\"}): the answer is over 256 KiB: a query of one value answers in a few hundred bytes (aggregate it, e.g. sum(...))"
     );
     let seen = server.wait_requests(2);
     assert_eq!(seen[0].method, "GET");

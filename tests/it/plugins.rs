@@ -723,6 +723,56 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// A plugin that crashes at every call gets a few fresh workers at once, then one after
+/// a doubling wait: a burst of 30 calls starts a handful of workers, not 30 (it used to
+/// start 100 in 0.6 s), and the calls in between are refused at once, saying why.
+#[test]
+fn a_plugin_in_a_crash_loop_gets_fresh_workers_slower_and_slower() {
+    let dir = temp_dir("crash-loop");
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        "",
+        r#""segv": (plugin: "panicky", config: (crash_in_inject: "segv")),"#,
+    );
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let messages: Vec<String> = (0..30)
+        .map(|_| {
+            let answer = fire(port, "segv");
+            assert_eq!(answer.status, 502, "{}", answer.body);
+            answer.json()["message"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let crashed = messages
+        .iter()
+        .filter(|m| {
+            m.ends_with("its worker was killed by SIGSEGV (the next call starts a fresh one)")
+        })
+        .count();
+    let waited: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.starts_with("segv: its worker died "))
+        .collect();
+    assert_eq!(crashed + waited.len(), 30, "{messages:#?}");
+    // Five fresh workers at once (six crashes with the first), then 100 ms, 200 ms...
+    assert!(
+        messages[..6].iter().all(|m| m.contains("SIGSEGV")),
+        "{messages:#?}"
+    );
+    assert!(
+        waited.len() >= 10,
+        "{crashed} workers crashed: {messages:#?}"
+    );
+    assert!(
+        waited[0].starts_with("segv: its worker died 6 times in a row, each within 10s of its start; the next fresh one starts in "),
+        "{}",
+        waited[0]
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// Whatever a plugin writes, or leaves behind, cannot hold or fill the daemon: 200 MB
 /// on stdout without a newline costs the daemon a 4 KiB log line, not 200 MB; a plugin
 /// that starts a program (which inherits its worker's output) and exits is reported at

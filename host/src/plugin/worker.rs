@@ -33,14 +33,14 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc, Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
 use serde::{Deserialize, Serialize};
 
 use super::Plugin;
-use crate::support::lock::lock;
+use crate::support::{backoff::Backoff, lock::lock};
 
 /// What the host asks of a worker.
 #[derive(Debug, Serialize, Deserialize)]
@@ -246,7 +246,23 @@ struct Inner {
     configs: Vec<String>,
     /// Which start this is (a call that times out stops only the worker it was sent to).
     generation: u64,
+    /// When the running (or last) worker started.
+    started: Option<Instant>,
+    /// Workers in a row that died within [`QUICK_DEATH`] of their start.
+    quick_deaths: u32,
 }
+
+/// A worker that dies sooner than this after its start counts towards a crash loop.
+const QUICK_DEATH: Duration = Duration::from_secs(10);
+
+/// Fresh workers started at once after quick deaths; past these, each waits.
+const FREE_RESTARTS: u32 = 5;
+
+/// The waits between fresh workers of a plugin in a crash loop (after the free ones).
+const RESTART_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    ceiling: Duration::from_secs(30),
+};
 
 type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>>;
 
@@ -320,6 +336,7 @@ impl Client {
         });
         let manifest = {
             let mut inner = lock(&client.inner);
+            inner.started = Some(Instant::now());
             client.spawn(&mut inner)?
         };
         Ok((client, manifest))
@@ -549,6 +566,24 @@ impl Client {
             .is_none_or(|r| !r.alive.load(Ordering::SeqCst));
         if dead {
             inner.running = None;
+            // A plugin that crashes at every call gets a few fresh workers at once, then
+            // one after a doubling wait (up to 30 s): not a hundred in a second.
+            let now = Instant::now();
+            let quick = inner.started.is_some_and(|t| now - t < QUICK_DEATH);
+            let deaths = if quick { inner.quick_deaths + 1 } else { 0 };
+            if deaths > FREE_RESTARTS {
+                let wait = RESTART_BACKOFF.base(deaths - FREE_RESTARTS);
+                let next = inner.started.map_or(now, |t| t + wait);
+                if now < next {
+                    return Err(failed(format!(
+                        "its worker died {deaths} times in a row, each within {} of its start; the next fresh one starts in {} at the earliest",
+                        humantime::format_duration(QUICK_DEATH),
+                        humantime::format_duration(Duration::from_millis((next - now).as_millis() as u64 + 1))
+                    )));
+                }
+            }
+            inner.quick_deaths = deaths;
+            inner.started = Some(now);
             self.spawn(inner).map_err(failed)?;
         }
         let Some(running) = inner.running.as_mut() else {

@@ -63,7 +63,7 @@ impl Http {
             return Ok(format!("answered {code}"));
         };
         let body = super::body_upto(answer, MAX_BODY).await?;
-        let body = String::from_utf8_lossy(&body);
+        let body = String::from_utf8_lossy(&body.bytes);
         if pattern.0.is_match(&body) {
             Ok(format!(
                 "answered {code}, body matches /{}/",

@@ -151,20 +151,28 @@ fn request_error(e: &reqwest::Error, timeout: Duration) -> String {
 }
 
 /// The body of an answer, at most `max` bytes (a probe reads what it needs, not more).
-async fn body_upto(mut answer: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
+async fn body_upto(mut answer: reqwest::Response, max: usize) -> Result<Body, String> {
+    let mut bytes = Vec::new();
     while let Some(chunk) = answer
         .chunk()
         .await
         .map_err(|e| format!("cannot read the answer: {e}"))?
     {
-        let room = max - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= max {
-            break;
+        let room = max - bytes.len();
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            return Ok(Body { bytes, cut: true });
         }
     }
-    Ok(body)
+    Ok(Body { bytes, cut: false })
+}
+
+/// An answer's body, read up to a bound.
+struct Body {
+    /// Its first bytes, at most the bound.
+    bytes: Vec<u8>,
+    /// Whether there was more.
+    cut: bool,
 }
 
 #[cfg(test)]

@@ -39,7 +39,13 @@ impl Prometheus {
         if code != 200 {
             return Err(format!("the query answered {code}"));
         }
-        let value = value_of(&body)?;
+        if body.cut {
+            return Err(format!(
+                "the answer is over {} KiB: a query of one value answers in a few hundred bytes (aggregate it, e.g. sum(...))",
+                MAX_ANSWER / 1024
+            ));
+        }
+        let value = value_of(&body.bytes)?;
         judge(value, self.bound)
     }
 }
