@@ -57,3 +57,42 @@ fn max_size_bounds_the_archives_of_the_last_day() {
     assert!(!archives.is_empty(), "{:?}", d.log);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A start on a full disk is refused, in one line, exit 2, after recovery (it needs
+/// only to read): opening a file for appends writes nothing, so the daemon used to start
+/// and then refuse every fault.
+#[test]
+fn a_start_on_a_full_disk_is_refused() {
+    let dir = temp_dir("journal-full-disk");
+    let cfg = dir.join("cfg.ron");
+    let journal = dir.join("fs/journal.jsonl");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+               http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, journal: {journal:?})"#
+        ),
+    )
+    .unwrap();
+    let run = crate::util::in_namespace(&format!(
+        r#"mkdir -p {d}/fs && mount -t tmpfs -o size=64k tmpfs {d}/fs || exit 99
+dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
+"$NM" --config {cfg}; echo "code $?""#,
+        d = dir.display(),
+        cfg = cfg.display()
+    ));
+    assert_eq!(
+        crate::util::pairs(&run.stdout, "code"),
+        ["2"],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: cannot open the journal {}: no space left on its file system (0 bytes free; a fault's records need some KiB)\n",
+            journal.display()
+        )
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -245,13 +245,32 @@ pub(crate) struct Contents {
     pub problems: Vec<String>,
 }
 
+/// The least free space on the journal's file system for a start: a few faults'
+/// records (a real fault's are about 1.5 KB).
+const MIN_FREE: u64 = 8 * 1024;
+
 impl Journal {
     /// Opens the journal at `path`, creating its directory; a torn last line (a crash in
     /// the middle of a write) is closed with a newline so the next record starts clean.
     pub fn open(path: &Path) -> io::Result<Journal> {
         check_path(path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        // Opening for appends writes nothing: a full disk shows only at the first fault,
+        // when every fault is refused. It is said now instead.
+        let free = rustix::fs::statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+        if let Ok(free) = free.map_err(io::Error::from) {
+            if free < MIN_FREE {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "no space left on its file system ({free} bytes free; a fault's records need some KiB)"
+                    ),
+                ));
+            }
         }
         let mut file = open_locked(path)?;
         let len = file.metadata()?.len();
