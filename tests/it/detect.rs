@@ -299,3 +299,79 @@ fn a_late_ack_counts_in_the_report() {
     assert_eq!(report["summary"]["detected"], 1);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// Text that would mislead a reader reaches no output as it is: a victim whose name
+/// holds a bidi override (U+202E: what follows it shows reversed) and an ack whose `by` is a
+/// Markdown image with an isolate (U+2066). The log, `history` and the report as text,
+/// Markdown and HTML show the characters escaped, and the Markdown no live link.
+#[test]
+fn names_that_mislead_are_escaped_in_every_output() {
+    let dir = temp_dir("detect-misleading");
+    let cfg = dir.join("c.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+    http: (listen: "127.0.0.1:0"), state_dir: {dir:?},
+    faults: {{ "process-kill": (config: (include_names: ["^ev"])) }})"#
+        ),
+    )
+    .unwrap();
+    let victim = dir.join("ev\u{202e}il");
+    fs::copy("/bin/sleep", &victim).unwrap();
+    let by = "[x](https://evil.example/p.png)\u{2066}";
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+'{victim}' 1000 &
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/kill '{{"desc":"misleading"}}' >/dev/null
+curl -s -X POST http://127.0.0.1:$p/api/ack -d '{{"by":"{by}"}}' >/dev/null
+kill -TERM $m; wait $m
+"$NM" history --journal {d}/journal.jsonl > {d}/history.txt
+for f in text md html; do "$NM" report --journal {d}/journal.jsonl --format $f > {d}/report.$f; done"#,
+        cfg = cfg.display(),
+        d = dir.display(),
+        victim = victim.display()
+    ));
+    let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let log = read("log");
+    assert!(
+        log.contains("Kill: ev\\u{202e}il(PID:"),
+        "{log}\n{}",
+        run.stderr
+    );
+    for name in [
+        "log",
+        "history.txt",
+        "report.text",
+        "report.md",
+        "report.html",
+    ] {
+        let text = read(name);
+        // Markdown writes the escape's backslash as `\\`, which reads as one.
+        let shown = if name == "report.md" {
+            "ev\\\\u{202e}il"
+        } else {
+            "ev\\u{202e}il"
+        };
+        assert!(text.contains(shown), "{name}: {text}");
+        assert!(
+            !text.contains('\u{202e}') && !text.contains('\u{2066}'),
+            "{name} holds a raw bidi character: {text}"
+        );
+    }
+    for name in ["log", "report.text"] {
+        assert!(
+            read(name).contains("[x](https://evil.example/p.png)\\u{2066}"),
+            "{name}: {}",
+            read(name)
+        );
+    }
+    let md = read("report.md");
+    assert!(
+        md.contains("\\[x\\](https\\://evil.example/p.png)\\\\u{2066}") && !md.contains("[x]("),
+        "{md}"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -723,6 +723,29 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// What a plugin writes on stderr reaches the log escaped: a carriage return or a
+/// terminal escape cannot overwrite or colour a line, a bidi override cannot reorder one.
+#[test]
+fn what_a_plugin_says_on_stderr_is_escaped() {
+    let dir = temp_dir("plugin-says");
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        "",
+        r#""say": (plugin: "panicky", config: (sleep_ms: 1, say: "x\r2026/12/06 12:00:00 Kill: sshd(PID:1 PPID:0)\u{1b}[31m\u{202e}")),"#,
+    );
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    assert_eq!(fire(port, "say").status, 200);
+    let said = d.wait_for(|l| l.starts_with("plugin panicky: x"));
+    assert_eq!(
+        said,
+        "plugin panicky: x\\r2026/12/06 12:00:00 Kill: sshd(PID:1 PPID:0)\\u{1b}[31m\\u{202e}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// A plugin that crashes at every call gets a few fresh workers at once, then one after
 /// a doubling wait: a burst of 30 calls starts a handful of workers, not 30 (it used to
 /// start 100 in 0.6 s), and the calls in between are refused at once, saying why.

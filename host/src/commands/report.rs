@@ -17,7 +17,10 @@ use crate::{
         window::Zone,
     },
     output::picture::{self, page::ReportPage},
-    support::{text::escape_controls, UsageError},
+    support::{
+        text::{escape_controls, escape_markdown},
+        UsageError,
+    },
 };
 
 /// What `report` looks back over without `--since`.
@@ -200,13 +203,9 @@ fn text(r: &Report, since: DateTime<Utc>) -> String {
 
 /// A Markdown page: the table and the sums.
 fn markdown(r: &Report, since: DateTime<Utc>) -> String {
-    // A cell is one line of text: no row broken by a newline, no HTML let through.
-    let cell = |s: &str| {
-        escape_controls(s)
-            .replace('|', "\\|")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    // A cell is one line of text: no row broken by a newline, no markup let through (a
+    // process named like a link or an image stays text).
+    let cell = |s: &str| escape_markdown(s);
     let mut out = format!(
         "# Drill report\n\n{} fault{} since {}.\n\n",
         r.summary.faults,

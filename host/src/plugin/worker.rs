@@ -40,7 +40,7 @@ use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
 use serde::{Deserialize, Serialize};
 
 use super::Plugin;
-use crate::support::{backoff::Backoff, lock::lock};
+use crate::support::{backoff::Backoff, lock::lock, text::escape_controls};
 
 /// What the host asks of a worker.
 #[derive(Debug, Serialize, Deserialize)]
@@ -515,7 +515,11 @@ impl Client {
                         text.push_str(" [cut at 4 KiB]");
                     }
                     for said in panics.feed(&text) {
-                        say(format!("plugin {}: {said}", lock(&name)));
+                        say(format!(
+                            "plugin {}: {}",
+                            lock(&name),
+                            escape_controls(&said)
+                        ));
                     }
                     if line.cut {
                         // Said, cut; the rest of the line is read and dropped.
@@ -523,7 +527,11 @@ impl Client {
                     }
                 }
                 for said in panics.end() {
-                    say(format!("plugin {}: {said}", lock(&name)));
+                    say(format!(
+                        "plugin {}: {}",
+                        lock(&name),
+                        escape_controls(&said)
+                    ));
                 }
             });
         relayed

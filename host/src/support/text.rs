@@ -6,10 +6,13 @@
 
 use std::borrow::Cow;
 
-/// `text` with every control character (and the Unicode line and paragraph separators)
-/// written as an escape: `\n`, `\r`, `\t`, `\u{1b}`. Text without any is borrowed as is.
+/// `text` with every control character, the Unicode line and paragraph separators, and
+/// the invisible format characters that reorder or hide text (bidi overrides and
+/// isolates such as U+202E and U+2066, zero-width characters, the byte order mark)
+/// written as an escape: `\n`, `\r`, `\t`, `\u{1b}`, `\u{202e}`. A name shown reversed
+/// or with hidden parts could pass for another. Text without any is borrowed as is.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    let special = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    let special = |c: char| c.is_control() || hides_or_reorders(c);
     if !text.contains(special) {
         return Cow::Borrowed(text);
     }
@@ -24,6 +27,48 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether `c` is a separator or an invisible format character that changes how the
+/// text around it reads (Unicode's bidi controls, zero-width characters, invisible
+/// operators, the byte order mark).
+fn hides_or_reorders(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{206a}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
+}
+
+/// `text` for a Markdown document, inside a line (a table's cell, a list item's text):
+/// controls escaped as above, then what could start markup behind a backslash, so a
+/// name is read as text, never as a link or an image (`[`, `]`), an autolink (`<`,
+/// `https\://`, `www\.`, `a\@b.c`), HTML, an entity (`&#8238;` would be U+202E again),
+/// emphasis, code or a table cell's end. The rest stays as it is: `sleep(PID:12)` reads
+/// the same raw and rendered.
+pub fn escape_markdown(text: &str) -> String {
+    let text = escape_controls(text);
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, c) in text.char_indices() {
+        let rest = &text[i + c.len_utf8()..];
+        let before = &text[..i];
+        let starts_link = match c {
+            ':' => rest.starts_with("//"),
+            '.' => before.to_ascii_lowercase().ends_with("www"),
+            _ => "\\`*_[]<>|~&@".contains(c),
+        };
+        if starts_link {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `text` cut to at most `max` bytes (at a character boundary), with `…` and how much
@@ -61,6 +106,41 @@ mod tests {
             "a\\r\\tb\\u{1b}[31m\\u{2028}\\u{7f}"
         );
         assert!(matches!(escape_controls("plain ünïcode"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn characters_that_reorder_or_hide_text_are_escaped() {
+        // "evil\u{202e}gpj.exe" shows as "evilexe.jpg".
+        assert_eq!(
+            escape_controls("evil\u{202e}gpj.exe"),
+            "evil\\u{202e}gpj.exe"
+        );
+        assert_eq!(
+            escape_controls("a\u{2066}b\u{2069}c\u{200b}d\u{feff}e\u{061c}f"),
+            "a\\u{2066}b\\u{2069}c\\u{200b}d\\u{feff}e\\u{61c}f"
+        );
+        // Letters of right-to-left scripts are text, not controls.
+        assert!(matches!(escape_controls("שלום مرحبا"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn markdown_reads_a_name_as_text() {
+        assert_eq!(
+            escape_markdown("![x](https://evil/p.png) <b>"),
+            "!\\[x\\](https\\://evil/p.png) \\<b\\>"
+        );
+        assert_eq!(
+            escape_markdown("WWW.evil.com|*a*_b_`c`~d~"),
+            "WWW\\.evil.com\\|\\*a\\*\\_b\\_\\`c\\`\\~d\\~"
+        );
+        assert_eq!(escape_markdown("mail@evil.com"), "mail\\@evil.com");
+        assert_eq!(escape_markdown("sleep\n"), "sleep\\\\n");
+        assert_eq!(escape_markdown("&#8238;"), "\\&#8238;");
+        // What cannot start markup stays as it is.
+        assert_eq!(
+            escape_markdown("api-server(PID:101) alertmanager:DbDown 1.5"),
+            "api-server(PID:101) alertmanager:DbDown 1.5"
+        );
     }
 
     #[test]
