@@ -858,14 +858,35 @@ fn what_a_plugin_writes_or_leaves_behind_cannot_hold_or_fill_the_daemon() {
 
 /// Live processes whose command line is `sleep 1000.5` (the fixture's orphan).
 fn sleepers() -> usize {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x001000.5\x00")
-                && fs::read_to_string(e.path().join("stat")).is_ok_and(|s| !s.contains(") Z "))
-        })
-        .count()
+    crate::util::alive_with_cmdline(b"sleep\x001000.5\x00")
+}
+
+/// A plugin's child that calls setsid() (a session of its own, out of its worker's
+/// process group) does not outlive its worker: the daemon, its subreaper, adopts it
+/// when the worker ends and ends it.
+#[test]
+fn a_plugins_child_that_calls_setsid_ends_with_its_worker() {
+    let dir = temp_dir("setsid-child");
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        "",
+        r#""escape": (plugin: "panicky", config: (setsid_then_exit: true)),"#,
+    );
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let answer = fire(port, "escape");
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    while crate::util::alive_with_cmdline(b"sleep\x001000.6\x00") > 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the plugin's setsid child outlived its worker"
+        );
+        std::thread::yield_now();
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin worker is the monkey's own process: no process fault chooses it, even one

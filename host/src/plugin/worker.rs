@@ -479,6 +479,8 @@ impl Client {
                     Ok(status) => describe(status),
                     Err(e) => format!("ended ({e})"),
                 };
+                // What left its group with setsid() is the daemon's orphan now.
+                crate::support::orphans::sweep();
                 for (id, waiting) in lock(&pending).drain() {
                     let why = if id == 0 {
                         format!("its worker {how} while loading it")

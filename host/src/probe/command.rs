@@ -1,8 +1,13 @@
 //! The `Command` probe: an argv (no shell) that must exit 0 within its timeout. It runs
-//! in a process group of its own, which is killed whole at the timeout, so a script's
-//! children do not outlive it.
+//! in a process group of its own, which is killed whole when it ends (in time or at the
+//! timeout), so a script's children do not outlive it; one that left the group with
+//! setsid() is swept by the daemon (`support::orphans`).
 
-use std::{process::Stdio, time::Duration};
+use std::{os::fd::AsFd as _, process::Stdio, time::Duration};
+
+use rustix::process::{pidfd_open, waitid, PidfdFlags, WaitId, WaitIdOptions};
+
+use crate::support::thread::on_own_thread;
 
 /// `Command(argv, timeout)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,27 +28,48 @@ impl Command {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot run {program}: {e}"))?;
-        match tokio::time::timeout(self.timeout, child.wait()).await {
-            Ok(Ok(status)) if status.success() => Ok("exited 0".to_owned()),
-            Ok(Ok(status)) => Err(match status.code() {
+        // Its group is its own (process_group(0)) and its leader not reaped until the end,
+        // so the group's ID names exactly what it started.
+        let pid = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        let in_time = match pid.and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok()) {
+            // Waited for on a thread of its own (not the injections' pool), without
+            // reaping: the group's ID stays its own until the end.
+            Some(pidfd) => {
+                let waited = on_own_thread("probe", move || {
+                    waitid(
+                        WaitId::PidFd(pidfd.as_fd()),
+                        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                    )
+                });
+                tokio::time::timeout(self.timeout, waited).await.is_ok()
+            }
+            // No pidfd to watch: its exit, reaped.
+            None => tokio::time::timeout(self.timeout, child.wait())
+                .await
+                .is_ok(),
+        };
+        // In time or not, what it left running in its group ends with it; an orphan that
+        // left the group (setsid) is the daemon's now, and swept.
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        let status = child.wait().await;
+        crate::support::orphans::sweep();
+        if !in_time {
+            return Err(format!(
+                "no exit within {}: killed",
+                humantime::format_duration(self.timeout)
+            ));
+        }
+        match status {
+            Ok(status) if status.success() => Ok("exited 0".to_owned()),
+            Ok(status) => Err(match status.code() {
                 Some(code) => format!("exited {code}"),
                 None => format!("ended by a signal ({status})"),
             }),
-            Ok(Err(e)) => Err(format!("cannot wait for {program}: {e}")),
-            Err(_) => {
-                // Its group is its own (process_group(0)): its PID names it exactly.
-                if let Some(pid) = child
-                    .id()
-                    .and_then(|id| rustix::process::Pid::from_raw(id as i32))
-                {
-                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                }
-                let _ = child.wait().await;
-                Err(format!(
-                    "no exit within {}: killed",
-                    humantime::format_duration(self.timeout)
-                ))
-            }
+            Err(e) => Err(format!("cannot wait for {program}: {e}")),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         setup::{self, Setup},
         stop, systemd,
     },
-    support::{thread::on_own_thread, UsageError},
+    support::{orphans, thread::on_own_thread, UsageError},
     triggers::{http, poller, timer},
 };
 
@@ -27,6 +27,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     stop::install()?;
     log::start_writer();
     log::init(args.log_format.unwrap_or_default());
+    adopt_orphans();
     let (config, errors) = config::load_all(&args).map_err(|e| UsageError(e.into()))?;
     if !errors.is_empty() {
         return Err(UsageError(setup::all_errors(&config, errors).into()).into());
@@ -108,6 +109,29 @@ fn run_with(
         return Ok(());
     }
     Err(restart(paused, halted))
+}
+
+/// Makes the daemon the subreaper of what its workers and probe commands start, and
+/// ends what escaped them (`support::orphans`): at each end of one of them, and every
+/// [`orphans::SWEEP_EVERY`] on a thread of its own for a grandchild orphaned later.
+fn adopt_orphans() {
+    if let Err(e) = orphans::adopt() {
+        log::line(format!(
+            "warning: cannot adopt orphans ({e}): a process a plugin or a probe starts with setsid() may outlive it"
+        ));
+        return;
+    }
+    let swept = std::thread::Builder::new()
+        .name("orphans".to_owned())
+        .spawn(|| loop {
+            std::thread::sleep(orphans::SWEEP_EVERY);
+            orphans::sweep();
+        });
+    if let Err(e) = swept {
+        log::line(format!(
+            "warning: cannot start the orphans' sweeper ({e}): orphans are swept only when a worker or a probe ends"
+        ));
+    }
 }
 
 /// After a restart through `/proc/self/exe` the kernel names the process `exe`: it takes

@@ -223,3 +223,16 @@ impl Drop for Sleeper {
         let _ = self.0.wait();
     }
 }
+
+/// How many live processes (zombies aside) have exactly this command line (its NUL
+/// separated arguments, as /proc shows it).
+pub fn alive_with_cmdline(cmdline: &[u8]) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == cmdline)
+                && std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| !s.contains(") Z "))
+        })
+        .count()
+}
