@@ -38,6 +38,10 @@ pub struct FaultProbes {
     pub steady_state: Vec<Probe>,
     /// Probes polled after it until they pass.
     pub recovery: Option<Recovery>,
+    /// Held from a steady state's check to the outcome of the injection it admitted:
+    /// one injection of the fault at a time, so that the check sees what the one before
+    /// did (three kills at once guarded by "at least 3 workers" killed two).
+    pub one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A recovery is polled after its deadline for this many deadlines in all, for a late
@@ -190,45 +194,63 @@ impl Injector {
     /// original's lines for it, tells the notifiers and schedules the revert of a
     /// reversible fault. Every trigger comes through here.
     pub async fn inject(&self, ask: Ask) -> Result<Injection, InjectError> {
-        if let Some(refused) = self.steady_state(&ask).await {
-            return Err(refused);
-        }
         let name = ask.fault.clone();
         let trigger = ask.trigger;
-        let deadline = tokio::time::Instant::now() + self.deadline;
+        let mut deadline = tokio::time::Instant::now() + self.deadline;
         let timed_out = || InjectError::TimedOut {
             fault: name.clone(),
             after: self.deadline,
         };
+        // A fault with a steady state: its turn first (the one before it has its
+        // outcome), then a place, then the check; all of it within the deadline.
+        let turn = match self.probes.get(&ask.fault) {
+            Some(p) if !p.steady_state.is_empty() => {
+                match tokio::time::timeout_at(deadline, p.one_at_a_time.clone().lock_owned()).await
+                {
+                    Ok(turn) => Some(turn),
+                    Err(_) => return Err(timed_out()),
+                }
+            }
+            _ => None,
+        };
         // A place among the injections at once is waited for, within the deadline, here:
         // a request that never got one never runs, however long the plugins hang.
-        let result =
-            match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-                Err(_) => Err(timed_out()),
-                Ok(Err(closed)) => Err(InjectError::Crashed {
-                    fault: name.clone(),
-                    reason: closed.to_string(),
-                }),
-                Ok(Ok(slot)) => {
-                    let worker = self.engine.clone();
-                    let mut call = tokio::task::spawn_blocking(move || {
-                        let _slot = slot;
-                        worker.inject(&ask)
-                    });
-                    tokio::select! {
-                        joined = &mut call => joined.unwrap_or_else(|join| {
-                            Err(InjectError::Crashed {
-                                fault: name.clone(),
-                                reason: join.to_string(),
-                            })
-                        }),
-                        _ = tokio::time::sleep_until(deadline) => {
-                            self.answer_late(call, trigger, name.clone());
-                            Err(timed_out())
-                        }
+        let slot = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await
+        {
+            Err(_) => Err(timed_out()),
+            Ok(Err(closed)) => Err(InjectError::Crashed {
+                fault: name.clone(),
+                reason: closed.to_string(),
+            }),
+            Ok(Ok(slot)) => Ok(slot),
+        };
+        let result = match slot {
+            Err(e) => Err(e),
+            Ok(slot) => {
+                if let Some(refused) = self.steady_state(&ask).await {
+                    return Err(refused);
+                }
+                // The plugin gets the whole deadline, whatever the probes took.
+                deadline = deadline.max(tokio::time::Instant::now() + self.deadline);
+                let worker = self.engine.clone();
+                let mut call = tokio::task::spawn_blocking(move || {
+                    let (_slot, _turn) = (slot, turn);
+                    worker.inject(&ask)
+                });
+                tokio::select! {
+                    joined = &mut call => joined.unwrap_or_else(|join| {
+                        Err(InjectError::Crashed {
+                            fault: name.clone(),
+                            reason: join.to_string(),
+                        })
+                    }),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        self.answer_late(call, trigger, name.clone());
+                        Err(timed_out())
                     }
                 }
-            };
+            }
+        };
         match &result {
             Ok(injection) => self.happened(injection),
             Err(e) => {
@@ -989,6 +1011,7 @@ mod tests {
             FaultProbes {
                 steady_state: steady,
                 recovery,
+                ..FaultProbes::default()
             },
         )])
     }

@@ -263,6 +263,55 @@ fn a_prometheus_steady_state_reads_an_instant_query() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// The steady state cannot be raced: three kills at once, guarded by "at least 3
+/// `worker` processes" with three of them running, kill one; the other two are checked
+/// once it has its outcome, and refused (it used to kill two).
+#[test]
+fn simultaneous_faults_cannot_race_past_the_steady_state() {
+    let dir = temp_dir("outcomes-steady-race");
+    let worker = dir.join("worker");
+    fs::copy("/bin/sleep", &worker).unwrap();
+    let cfg = config(
+        &dir,
+        r#"faults: {
+        "process-kill": (
+            config: (include_names: ["^worker$"]),
+            steady_state: [Process(name: "^worker$", min: 3)],
+        ),
+    },"#,
+    );
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+for i in 1 2 3; do {w} 1000 & done
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/kill '{{"desc":"race 1"}}' > {d}/a1 & c1=$!
+post $p /api/kill '{{"desc":"race 2"}}' > {d}/a2 & c2=$!
+post $p /api/kill '{{"desc":"race 3"}}' > {d}/a3 & c3=$!
+wait $c1 $c2 $c3
+cat {d}/a1 {d}/a2 {d}/a3
+n=0; for f in /proc/[0-9]*/stat; do case "$(cat $f 2>/dev/null)" in *"(worker) "[!Z]*) n=$((n+1));; esac; done
+echo "left $n"
+kill -TERM $m; wait $m"#,
+        w = worker.display(),
+        d = dir.display(),
+    ));
+    let answers = json_lines(&run.stdout);
+    assert_eq!(answers.len(), 3, "{}\n{}", run.stdout, run.stderr);
+    let killed = answers.iter().filter(|a| a.get("code").is_none()).count();
+    let refused: Vec<&serde_json::Value> = answers.iter().filter(|a| a["code"] == 503).collect();
+    assert_eq!((killed, refused.len()), (1, 2), "{answers:#?}");
+    for r in refused {
+        assert_eq!(
+            r["message"],
+            "steady state not met: process ^worker$: 2 processes named /^worker$/, expected at least 3",
+            "{r}"
+        );
+    }
+    assert_eq!(pairs(&run.stdout, "left"), ["2"], "{}", run.stdout);
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// What a `Command` probe starts ends with it, even when it exits in time: a child left
 /// in the background (its process group) and one that called setsid() (a session of its
 /// own, adopted by the daemon). They used to pile up, 61 in 6 s at a 100 ms interval.

@@ -271,6 +271,7 @@ async fn serve(
             let probes = FaultProbes {
                 steady_state: f.steady_state.clone(),
                 recovery: f.recovery.clone(),
+                ..FaultProbes::default()
             };
             (f.name.clone(), probes)
         })
