@@ -110,6 +110,13 @@ pub struct DaemonArgs {
     #[arg(long)]
     pub allow_untrusted_plugins: bool,
 
+    /// Where the journal, the pause file and the pollers' state live (created 0700);
+    /// replaces the config's state_dir [default: $STATE_DIRECTORY (systemd's
+    /// StateDirectory=), else /var/lib/nightmare-monkey for root, else
+    /// ~/.local/state/nightmare-monkey]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// This host's name in a fleet drill: every random stream is labelled with it, so one
     /// --seed for the whole fleet still gives each node its own draws, each replayable
     /// [default: none, streams unlabelled]

@@ -25,7 +25,7 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 fn startup_prints_the_original_banner_then_the_first_wait() {
     let mut d = Daemon::start(&args(&["--seed", "42"]));
     d.wait_for(|l| l.starts_with("Next: "));
-    let port = d.log[3].rsplit(':').next().unwrap().to_owned();
+    let port = d.log[4].rsplit(':').next().unwrap().to_owned();
     assert_eq!(
         d.log,
         [
@@ -33,6 +33,10 @@ fn startup_prints_the_original_banner_then_the_first_wait() {
             "Nightmare Monkey is playing from 11:00 to 18:00, Mon thru Fri.".to_owned(),
             "Dry run: nothing will be changed (give --execute to inject faults for real)"
                 .to_owned(),
+            format!(
+                "Journal: {}",
+                crate::util::state_dir().join("journal.jsonl").display()
+            ),
             format!("Listening on http://127.0.0.1:{port}"),
             // The first draw of seed 42's timer stream, in [3600, 21600].
             "Next: 14158 seconds after".to_owned(),

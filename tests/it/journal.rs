@@ -96,3 +96,106 @@ dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A command line is kept to the same 300 bytes everywhere: the API's answer, the
+/// journal and the log (the answer and the journal used to carry 2 KB of it whole).
+#[test]
+fn a_command_line_is_cut_alike_in_the_answer_the_journal_and_the_log() {
+    let dir = temp_dir("journal-cmdline");
+    let long = "a".repeat(2000);
+    // A shell waiting on a pipe nobody writes: no child of its own to leave behind.
+    let victim = Victim(
+        std::process::Command::new("sh")
+            .args(["-c", "read x", &long])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+               http: (listen: "127.0.0.1:0"), state_dir: {dir:?},
+               faults: {{ "process-kill": (config: (include_cmdlines: ["^sh -c read x a+$"])) }})"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"long"}"#);
+    let cut = format!("sh -c read x {}… (1713 more bytes)", "a".repeat(287));
+    assert_eq!(
+        answer.json()["process"]["cmdline"],
+        cut.as_str(),
+        "{}",
+        answer.body
+    );
+    let logged = d.wait_for(|l| l.starts_with("dry-run: "));
+    assert!(logged.contains(&format!("cmdline {cut:?}")), "{logged}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let journal = fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let outcome: serde_json::Value = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|r: &serde_json::Value| r["type"] == "outcome")
+        .unwrap();
+    assert_eq!(outcome["process"]["cmdline"], cut.as_str(), "{outcome}");
+    drop(victim);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A child of the test, killed by its exact PID when dropped (a failed test included).
+struct Victim(std::process::Child);
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `--state-dir` says where the state goes; the daemon names its journal at start, and
+/// what it creates there is its user's alone: the directory 0700, every file 0600 (the
+/// journal names host processes and their command lines).
+#[test]
+fn the_state_goes_where_told_named_and_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("journal-state-dir");
+    let state = dir.join("state");
+    let mut d = Daemon::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "-d",
+        "*",
+        "-t",
+        "00:00-24:00",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let port = d.port();
+    let journal = state.join("journal.jsonl");
+    assert!(
+        d.log.contains(&format!("Journal: {}", journal.display())),
+        "{:?}",
+        d.log
+    );
+    let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"private"}"#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    let files: Vec<_> = fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.contains(&journal), "{files:?}");
+    for file in files {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -309,7 +309,11 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         ));
     }
 
-    let state_dir = raw.state_dir.clone().unwrap_or_else(state::default_dir);
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| raw.state_dir.clone())
+        .unwrap_or_else(state::default_dir);
     let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
     let pollers: Vec<PollerConfig> = raw
         .pollers

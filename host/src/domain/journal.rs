@@ -258,7 +258,7 @@ impl Journal {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
+        crate::support::state::create_private_dir(dir)?;
         // Opening for appends writes nothing: a full disk shows only at the first fault,
         // when every fault is refused. It is said now instead.
         let free = rustix::fs::statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
@@ -391,6 +391,8 @@ fn open_locked(path: &Path) -> io::Result<fs::File> {
             .read(true)
             .append(true)
             .create(true)
+            // It names host processes and their command lines: this user's alone.
+            .mode(0o600)
             .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(path)?;
         let held = file.metadata()?;

@@ -5,12 +5,8 @@ use chrono::{DateTime, TimeZone};
 
 use crate::{
     domain::injection::{who, Injection},
-    support::text::{clip, escape_controls},
+    support::text::{clip_cmdline, escape_controls},
 };
-
-/// How much of a command line a log line or a chat message shows (the journal and the
-/// API keep it whole).
-pub const CMDLINE_SHOWN: usize = 300;
 
 /// The original's timestamp prefix, without the trailing space.
 pub fn timestamp<Tz: TimeZone>(at: &DateTime<Tz>) -> String
@@ -53,7 +49,7 @@ pub fn result_line(injection: &Injection) -> String {
         Some(p) => format!(
             "{result}: {summary} [user {}, cmdline {:?}]",
             escape_controls(&p.user),
-            clip(&p.cmdline, CMDLINE_SHOWN)
+            clip_cmdline(&p.cmdline)
         ),
         None => format!("{result}: {summary}"),
     }
@@ -122,7 +118,11 @@ mod tests {
             r"(Dryrun) Kill: ev\ril(PID:23183 PPID:1) - x\n2026/11/26 12:00:00 Kill: sshd(PID:1 PPID:0) - forged"
         );
         assert!(result.starts_with(r"dry-run: would send\nSIGKILL [user root, cmdline "));
-        assert!(result.len() < CMDLINE_SHOWN + 120, "{}", result.len());
+        assert!(
+            result.len() < crate::support::text::CMDLINE_SHOWN + 120,
+            "{}",
+            result.len()
+        );
         assert!(
             result.ends_with(&format!("{}… (4705 more bytes)\"]", "A".repeat(295))),
             "{result}"

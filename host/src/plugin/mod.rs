@@ -15,7 +15,7 @@ use nightmare_monkey_plugin_api::{
     sdk::{ErrorKind, Manifest, Outcome, PluginError, Request},
 };
 
-use crate::domain::injection::Fault;
+use crate::{domain::injection::Fault, support::text::clip_cmdline};
 
 #[allow(unsafe_code)]
 mod loader;
@@ -323,14 +323,25 @@ fn texts(answer: RResult<RString, RString>) -> Result<String, String> {
 }
 
 /// A plugin's answer: an outcome, or the error it sent.
+/// A process's command line is cut here, once, to what the monkey keeps anywhere
+/// (`support::text::CMDLINE_SHOWN`): the answer, the journal and the log carry the
+/// same text, never a host process's 2 KB of arguments.
 fn decode(answer: Result<String, String>) -> Result<Outcome, PluginError> {
     match answer {
-        Ok(out) => serde_json::from_str(&out).map_err(|e| {
-            PluginError::new(
-                ErrorKind::Failed,
-                format!("the plugin answered an unreadable outcome: {e}"),
-            )
-        }),
+        Ok(out) => {
+            let mut outcome: Outcome = serde_json::from_str(&out).map_err(|e| {
+                PluginError::new(
+                    ErrorKind::Failed,
+                    format!("the plugin answered an unreadable outcome: {e}"),
+                )
+            })?;
+            if let Some(process) = &mut outcome.process {
+                if let std::borrow::Cow::Owned(cut) = clip_cmdline(&process.cmdline) {
+                    process.cmdline = cut;
+                }
+            }
+            Ok(outcome)
+        }
         Err(e) => Err(PluginError::from_json(&e)),
     }
 }

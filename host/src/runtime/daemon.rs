@@ -62,7 +62,7 @@ fn run_with(
         .filter(|d| !d.as_os_str().is_empty())
     {
         // Best effort: without it the watcher says why it cannot watch.
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::support::state::create_private_dir(dir);
     }
     // Before anything else: undo what a crashed run left active. Reading is all it
     // needs; a journal that cannot be written stops the start only after it.
@@ -238,6 +238,9 @@ async fn serve(
     } else {
         log::line("Dry run: nothing will be changed (give --execute to inject faults for real)");
     }
+    // Where every fault is recorded, dry runs included: named once, so nobody is
+    // surprised by a file of host processes' command lines.
+    log::line(format!("Journal: {}", config.journal.display()));
     // A kill switch turned on (or a halt) before a SIGHUP restart stays on.
     match restarted_paused
         .as_deref()

@@ -31,7 +31,7 @@ pub fn default_dir() -> PathBuf {
 /// creating would report them.
 pub fn prepare_dir(dir: &Path, create: bool) -> io::Result<()> {
     if create {
-        return fs::create_dir_all(dir);
+        return create_private_dir(dir);
     }
     let mut nearest = dir;
     let meta = loop {
@@ -59,6 +59,16 @@ pub fn prepare_dir(dir: &Path, create: bool) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Creates `dir` and its missing parents for this user alone (0700): what the monkey
+/// keeps names host processes and their command lines. One that exists is left as is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Replaces `path`'s content atomically and durably: a temporary file beside it, fsynced,
 /// renamed over it, then the directory fsynced so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
@@ -74,7 +84,16 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
     tmp_name.push(format!(".tmp{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        // For this user alone, as the journal (0600).
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
         file.write_all(content)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

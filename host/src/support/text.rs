@@ -88,6 +88,24 @@ pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     ))
 }
 
+/// How much of a command line the monkey keeps anywhere: answers, journal, log, chat.
+pub const CMDLINE_SHOWN: usize = 300;
+
+/// A command line cut to [`CMDLINE_SHOWN`] bytes as [`clip`] cuts; one cut already is
+/// left as it is, so that it may pass through this again on its way out.
+pub fn clip_cmdline(text: &str) -> Cow<'_, str> {
+    let cut_already = text.rsplit_once("… (").is_some_and(|(kept, marker)| {
+        kept.len() <= CMDLINE_SHOWN
+            && marker
+                .strip_suffix(" more bytes)")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if cut_already {
+        return Cow::Borrowed(text);
+    }
+    clip(text, CMDLINE_SHOWN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +159,18 @@ mod tests {
             escape_markdown("api-server(PID:101) alertmanager:DbDown 1.5"),
             "api-server(PID:101) alertmanager:DbDown 1.5"
         );
+    }
+
+    #[test]
+    fn a_command_line_is_cut_once() {
+        let long = "a".repeat(1000);
+        let once = clip_cmdline(&long).into_owned();
+        assert_eq!(once, format!("{}… (700 more bytes)", "a".repeat(300)));
+        assert_eq!(clip_cmdline(&once), once);
+        assert!(matches!(clip_cmdline("sleep 1000"), Cow::Borrowed(_)));
+        // Text that only looks cut at its end is cut all the same.
+        let forged = format!("{}… (1 more bytes)", "b".repeat(400));
+        assert!(clip_cmdline(&forged).len() < forged.len());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::{
     support::{
         backoff::Backoff,
         lock::lock,
-        text::{clip, escape_controls},
+        text::{clip_cmdline, escape_controls},
     },
 };
 
@@ -149,7 +149,7 @@ pub fn payload(kind: HookKind, injection: &Injection) -> serde_json::Value {
             // A chat or an audit hook gets what a log line shows of a command line.
             if let Some(cmdline) = body.pointer_mut("/process/cmdline") {
                 if let Some(text) = cmdline.as_str() {
-                    *cmdline = clip(text, logline::CMDLINE_SHOWN).into_owned().into();
+                    *cmdline = clip_cmdline(text).into_owned().into();
                 }
             }
             body
