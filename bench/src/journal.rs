@@ -71,7 +71,7 @@ fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Duration)> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;

@@ -4,22 +4,31 @@ use std::fs;
 
 use crate::util::{http, temp_dir, Daemon};
 
+/// A daemon config in `dir`: every day and hour, no timer, the API on a free loopback
+/// port, the state in `dir`, then `rest`.
+fn config(dir: &std::path::Path, rest: &str) -> std::path::PathBuf {
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+               http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, {rest})"#
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 /// `journal_retention.max_size` is a bound, also for archives rotated within the last
 /// day (they used to stay whatever the size: 1.87 MB of archives against 128 KiB); a
 /// removal of one of those is said, with what it means for the budget.
 #[test]
 fn max_size_bounds_the_archives_of_the_last_day() {
     let dir = temp_dir("journal-max-size");
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-               http: (listen: "127.0.0.1:0"), state_dir: {dir:?},
-               journal_retention: (rotate_at: "64KiB", max_size: "128KiB"))"#
-        ),
-    )
-    .unwrap();
+    let cfg = config(
+        &dir,
+        r#"journal_retention: (rotate_at: "64KiB", max_size: "128KiB")"#,
+    );
     let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = d.port();
     // About 1.5 KB a dry run with this description: some 900 KB, fourteen rotations.
@@ -64,16 +73,8 @@ fn max_size_bounds_the_archives_of_the_last_day() {
 #[test]
 fn a_start_on_a_full_disk_is_refused() {
     let dir = temp_dir("journal-full-disk");
-    let cfg = dir.join("cfg.ron");
     let journal = dir.join("fs/journal.jsonl");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-               http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, journal: {journal:?})"#
-        ),
-    )
-    .unwrap();
+    let cfg = config(&dir, &format!("journal: {journal:?}"));
     let run = crate::util::in_namespace(&format!(
         r#"mkdir -p {d}/fs && mount -t tmpfs -o size=64k tmpfs {d}/fs || exit 99
 dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
@@ -113,16 +114,10 @@ fn a_command_line_is_cut_alike_in_the_answer_the_journal_and_the_log() {
             .spawn()
             .unwrap(),
     );
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-               http: (listen: "127.0.0.1:0"), state_dir: {dir:?},
-               faults: {{ "process-kill": (config: (include_cmdlines: ["^sh -c read x a+$"])) }})"#
-        ),
-    )
-    .unwrap();
+    let cfg = config(
+        &dir,
+        r#"faults: { "process-kill": (config: (include_cmdlines: ["^sh -c read x a+$"])) }"#,
+    );
     let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = d.port();
     let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"long"}"#);

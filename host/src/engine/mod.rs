@@ -7,7 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Condvar, Mutex,
     },
     time::{Duration, Instant},
@@ -873,16 +873,21 @@ impl Engine {
 struct Flights {
     all: Mutex<BTreeMap<String, String>>,
     ended: Condvar,
+    /// Whoever waits on `ended` (only they are told: a wake-up is a system call).
+    waiting: AtomicUsize,
 }
 
 impl Flights {
     /// Waits until none is in flight, at most `wait`.
     fn settle(&self, wait: Duration) {
         let all = lock(&self.all);
+        // Counted under the lock that the end of a flight takes: no end is missed.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         let _ = self
             .ended
             .wait_timeout_while(all, wait, |all| !all.is_empty())
             .unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -904,8 +909,13 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        lock(&self.flights.all).remove(&self.id);
-        self.flights.ended.notify_all();
+        let mut all = lock(&self.flights.all);
+        all.remove(&self.id);
+        let waited_for = self.flights.waiting.load(Ordering::SeqCst) > 0;
+        drop(all);
+        if waited_for {
+            self.flights.ended.notify_all();
+        }
     }
 }
 

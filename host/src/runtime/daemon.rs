@@ -111,25 +111,13 @@ fn run_with(
     Err(restart(paused, halted))
 }
 
-/// Makes the daemon the subreaper of what its workers and probe commands start, and
-/// ends what escaped them (`support::orphans`): at each end of one of them, and every
-/// [`orphans::SWEEP_EVERY`] on a thread of its own for a grandchild orphaned later.
+/// Makes the daemon the subreaper of what its workers and probe commands start, so that
+/// what escaped them can be ended (`support::orphans`): at each end of one of them, and
+/// every [`orphans::SWEEP_EVERY`] by a task of the runtime (`serve`).
 fn adopt_orphans() {
     if let Err(e) = orphans::adopt() {
         log::line(format!(
             "warning: cannot adopt orphans ({e}): a process a plugin or a probe starts with setsid() may outlive it"
-        ));
-        return;
-    }
-    let swept = std::thread::Builder::new()
-        .name("orphans".to_owned())
-        .spawn(|| loop {
-            std::thread::sleep(orphans::SWEEP_EVERY);
-            orphans::sweep();
-        });
-    if let Err(e) = swept {
-        log::line(format!(
-            "warning: cannot start the orphans' sweeper ({e}): orphans are swept only when a worker or a probe ends"
         ));
     }
 }
@@ -346,6 +334,16 @@ async fn serve(
         pause_file::watch(engine.clone(), file);
     }
 
+    // A grandchild that left its session after its parent ended is adopted then: the
+    // sweep at a worker's or a probe's end has passed already.
+    let sweeper = tokio::spawn(async {
+        let mut tick = tokio::time::interval(orphans::SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            orphans::sweep();
+        }
+    });
+
     // systemd (Type=notify) learns that the API listens and the triggers run.
     let _ = systemd::notify(&format!("READY=1\nSTATUS={}", banner(&config)));
     let watchdog = systemd::watchdog_interval().map(|every| {
@@ -396,6 +394,7 @@ async fn serve(
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
+    sweeper.abort();
     let _ = systemd::notify(match ending {
         Ending::Stop => "STOPPING=1",
         Ending::Restart { .. } => "RELOADING=1\nSTATUS=restarting with the new configuration",

@@ -35,7 +35,8 @@ pub fn adopt() -> std::io::Result<()> {
 }
 
 /// Kills and reaps every child of this process in a session other than its own (an
-/// orphan it adopted); how many. Nothing unless [`adopt`] was called.
+/// orphan it adopted); how many it signalled. Never waits (it may run on the async
+/// runtime). Nothing unless [`adopt`] was called.
 pub fn sweep() -> usize {
     if !ADOPTING.load(Ordering::SeqCst) {
         return 0;
@@ -60,10 +61,15 @@ pub fn sweep() -> usize {
         if session_of(&pid.as_raw_nonzero().to_string()).is_none_or(|s| s == ours) {
             continue;
         }
+        // Reaped if it is gone already; if not yet (it dies in an instant, or sits in an
+        // uninterruptible sleep), the next sweep reaps it: a sweep never waits.
         if pidfd_send_signal(pidfd.as_fd(), Signal::KILL).is_ok() {
-            let _ = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED);
             swept += 1;
         }
+        let _ = waitid(
+            WaitId::PidFd(pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        );
     }
     swept
 }
