@@ -16,6 +16,8 @@ pub enum Behaviour {
     Hit,
     /// Stops PID 200 until reverted (after `ms`).
     Reversible { ms: u64 },
+    /// Stops PID 200 with revert state but no time to revert it (a contract error).
+    Undated,
     /// Fails with this kind.
     Fail(ErrorKind),
     /// Blocks until the gate opens (a plugin that hangs), then fails.
@@ -148,6 +150,13 @@ impl Fault for Fake {
                 process: Some(process(200)),
                 revert: Some(serde_json::json!({ "pid": 200 })),
                 revert_after_ms: Some(*ms),
+                ..Outcome::default()
+            }),
+            Behaviour::Undated => Ok(Outcome {
+                action: "Pause".into(),
+                result: "paused".into(),
+                process: Some(process(200)),
+                revert: Some(serde_json::json!({ "pid": 200 })),
                 ..Outcome::default()
             }),
             Behaviour::Fail(kind) => Err(PluginError::new(kind.clone(), "the fake failed")),

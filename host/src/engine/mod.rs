@@ -606,10 +606,15 @@ impl Engine {
                 });
             }
         };
+        // Revert state without a time to revert is a plugin's contract error: the fault
+        // is in effect and nothing would ever undo it (not when due, not on pause, not at
+        // shutdown). It is journaled as active and undone at once, and the injection
+        // fails, naming the error.
+        let undated = outcome.revert.is_some() && outcome.revert_after_ms.is_none() && !dry_run;
         let revert_due = match (&outcome.revert, outcome.revert_after_ms) {
-            (Some(state), Some(ms)) if !dry_run => {
+            (Some(state), after) if !dry_run => {
                 let pid = outcome.process.as_ref().map(|p| p.pid);
-                let due = done + chrono::TimeDelta::milliseconds(ms as i64);
+                let due = done + chrono::TimeDelta::milliseconds(after.unwrap_or(0) as i64);
                 self.activate(&intent.id, &ask.fault, state.clone(), pid, Some(due));
                 Some(due)
             }
@@ -630,6 +635,26 @@ impl Engine {
         // A one-phase fault in effect: its second copy now (a prepared one has it).
         if recorded.is_ok() && revert_due.is_some() && !slot.fault.prepares() {
             self.checkpoint_now();
+        }
+        if undated && recorded.is_ok() {
+            let reverted = match self.take(&injection.intent.id, "contract") {
+                Some(job) => run_all(vec![job], self.plugin_timeout).is_empty(),
+                None => true,
+            };
+            return Err(InjectError::Plugin {
+                fault: ask.fault.clone(),
+                error: PluginError::new(
+                    ErrorKind::Failed,
+                    format!(
+                        "its outcome carries revert state but no revert_after_ms (a plugin contract error: nothing would ever undo it); {}",
+                        if reverted {
+                            "it was reverted at once"
+                        } else {
+                            "its revert is under way, and tried again until it works"
+                        }
+                    ),
+                ),
+            });
         }
         if let (Err(error), Some(_)) = (recorded, revert_due) {
             let reverted = match self.take(&injection.intent.id, "journal") {

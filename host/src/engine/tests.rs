@@ -436,6 +436,36 @@ fn a_revert_is_tried_again_however_often_it_fails() {
     assert_eq!(lock(&fake.reverts).len(), 1, "the 41st try worked");
 }
 
+/// Revert state without `revert_after_ms` is a plugin's contract error: the fault is
+/// journaled active and reverted at once (it used to be never reverted: not when due,
+/// not on pause, not at shutdown, not after a crash), and the injection fails saying
+/// why. A dry run has nothing to revert.
+#[test]
+fn revert_state_without_a_due_time_is_reverted_at_once_and_refused() {
+    let fake = Fake::new(Behaviour::Undated);
+    let (real, path) = engine("undated", true, Guards::default(), &fake);
+    let Err(InjectError::Plugin { error, .. }) = real.inject(&ask()) else {
+        panic!("a contract error");
+    };
+    assert_eq!(
+        error.message,
+        "its outcome carries revert state but no revert_after_ms (a plugin contract error: nothing would ever undo it); it was reverted at once"
+    );
+    assert_eq!(lock(&fake.reverts).len(), 1, "reverted at once");
+    assert!(real.active().is_empty() && real.reverting().is_empty());
+    let reasons: Vec<String> = records(&path)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Revert(r) => Some(format!("{} {}", r.reason, r.result)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].starts_with("contract "), "{reasons:?}");
+    let (dry, _) = engine("undated-dry", false, Guards::default(), &fake);
+    assert!(dry.inject(&ask()).is_ok());
+}
+
 /// A revert that failed with no thread to try again on stays listed as under way (named
 /// at exit, and the journal keeps it active for the next start).
 #[test]
