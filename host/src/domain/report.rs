@@ -83,15 +83,20 @@ impl Verdict {
     }
 }
 
-/// Whether a fault changed something a team could notice: injected for real, and not
-/// failed or refused by its plugin.
+/// The results that say a fault changed something a team could notice (`sdk::results`:
+/// a process killed, one that survived its signal, one stopped, a fault injected). Any
+/// other word (`vanished`, `failed`, a plugin's own `unchanged`) is listed, not judged:
+/// guessing would count faults that never happened as undetected.
+pub(crate) const JUDGED_RESULTS: [&str; 4] = ["killed", "survived", "paused", "injected"];
+
+/// Whether a fault changed something a team could notice: injected for real, with a
+/// result that says so ([`JUDGED_RESULTS`]).
 pub(crate) fn was_real(entry: &Entry) -> bool {
     !entry.intent.dry_run
         && entry
             .outcome
             .as_ref()
-            // `vanished`: the target was gone before anything was done to it.
-            .is_some_and(|o| !matches!(o.result.as_str(), "failed" | "dry-run" | "vanished"))
+            .is_some_and(|o| JUDGED_RESULTS.contains(&o.result.as_str()))
 }
 
 /// The verdict on one fault. Recovery outranks detection: a system that did not come
@@ -125,6 +130,9 @@ pub(crate) struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttr_ms: Option<u64>,
     pub verdict: Verdict,
+    /// Still in effect at the end of the journal: its revert never came, or failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_effect: bool,
 }
 
 impl Row {
@@ -148,6 +156,16 @@ impl Row {
             detected_by: entry.detected.as_ref().map(|d| d.by.clone()),
             ttr_ms: entry.recovered.as_ref().map(|r| r.ttr_ms),
             verdict: verdict(entry),
+            in_effect: entry.is_active(),
+        }
+    }
+
+    /// The result as a report shows it: `paused (in effect)` for a fault still in effect.
+    pub fn shown_result(&self) -> String {
+        if self.in_effect {
+            format!("{} (in effect)", self.result)
+        } else {
+            self.result.clone()
         }
     }
 }
@@ -398,12 +416,41 @@ mod tests {
         assert_eq!(verdict(&fault(&[INTENT])), Verdict::NotJudged);
         let vanished = KILLED.replace("\"killed\"", "\"vanished\"");
         assert_eq!(verdict(&fault(&[INTENT, &vanished])), Verdict::NotJudged);
+        // Only the results that say something happened are judged: a plugin's own word
+        // is listed, not counted as an undetected fault.
+        for judged in JUDGED_RESULTS {
+            let said = KILLED.replace("\"killed\"", &format!("\"{judged}\""));
+            assert_eq!(
+                verdict(&fault(&[INTENT, &said])),
+                Verdict::Undetected,
+                "{judged}"
+            );
+        }
+        let unchanged = KILLED.replace("\"killed\"", "\"unchanged\"");
+        assert_eq!(verdict(&fault(&[INTENT, &unchanged])), Verdict::NotJudged);
         // The first detection stands.
         let twice = fault(&[INTENT, KILLED, SEEN, SEEN_LATER]);
         assert_eq!(
             twice.detected.as_ref().map(|d| d.by.as_str()),
             Some("alice")
         );
+    }
+
+    /// A fault whose revert never came, or failed, is marked in effect; one reverted
+    /// (or never reversible) is not.
+    #[test]
+    fn a_fault_left_in_effect_is_marked() {
+        let paused = r#"{"type":"outcome","id":"1-1","at":"2026-11-26T10:00:01Z","elapsed_ms":1,"result":"paused","summary":"s","revert":{"pid":2},"revert_after_ms":60000}"#;
+        let failed = r#"{"type":"revert","id":"1-1","at":"2026-11-26T10:01:01Z","reason":"due","result":"failed","summary":"EPERM"}"#;
+        let done = r#"{"type":"revert","id":"1-1","at":"2026-11-26T10:01:02Z","reason":"due","result":"reverted","summary":"ok"}"#;
+        let left = Row::of(&fault(&[INTENT, paused]));
+        assert!(left.in_effect);
+        assert_eq!(left.shown_result(), "paused (in effect)");
+        assert!(Row::of(&fault(&[INTENT, paused, failed])).in_effect);
+        let back = Row::of(&fault(&[INTENT, paused, failed, done]));
+        assert!(!back.in_effect);
+        assert_eq!(back.shown_result(), "paused");
+        assert!(!Row::of(&fault(&[INTENT, KILLED])).in_effect);
     }
 
     #[test]

@@ -269,7 +269,7 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
                         escape_html(if f.target.is_empty() { "-" } else { &f.target }).into_owned(),
                     ),
                     ("", escape_html(&f.trigger).into_owned()),
-                    ("", escape_html(&f.result).into_owned()),
+                    ("", escape_html(&f.shown_result()).into_owned()),
                     ("nm-n", ms(f.ttd_ms)),
                     (
                         "",
@@ -348,6 +348,7 @@ mod tests {
             detected_by: Some(by.to_owned()),
             ttr_ms: None,
             verdict: Verdict::Coped,
+            in_effect: false,
         }
     }
 

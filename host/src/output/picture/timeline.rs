@@ -458,6 +458,7 @@ mod tests {
             detected_by: Some("alice".to_owned()),
             ttr_ms: Some(40_000),
             verdict,
+            in_effect: false,
         }
     }
 
