@@ -207,26 +207,30 @@ impl Injector {
             Some(p) if !p.steady_state.is_empty() => {
                 match tokio::time::timeout_at(deadline, p.one_at_a_time.clone().lock_owned()).await
                 {
-                    Ok(turn) => Some(turn),
-                    Err(_) => return Err(timed_out()),
+                    Ok(turn) => Ok(Some(turn)),
+                    Err(_) => Err(timed_out()),
                 }
             }
-            _ => None,
+            _ => Ok(None),
         };
         // A place among the injections at once is waited for, within the deadline, here:
         // a request that never got one never runs, however long the plugins hang.
-        let slot = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await
-        {
-            Err(_) => Err(timed_out()),
-            Ok(Err(closed)) => Err(InjectError::Crashed {
-                fault: name.clone(),
-                reason: closed.to_string(),
-            }),
-            Ok(Ok(slot)) => Ok(slot),
+        let slot = match turn {
+            Err(e) => Err(e),
+            Ok(turn) => {
+                match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+                    Err(_) => Err(timed_out()),
+                    Ok(Err(closed)) => Err(InjectError::Crashed {
+                        fault: name.clone(),
+                        reason: closed.to_string(),
+                    }),
+                    Ok(Ok(slot)) => Ok((slot, turn)),
+                }
+            }
         };
         let result = match slot {
             Err(e) => Err(e),
-            Ok(slot) => {
+            Ok((slot, turn)) => {
                 if let Some(refused) = self.steady_state(&ask).await {
                     return Err(refused);
                 }
