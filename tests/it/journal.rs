@@ -25,9 +25,21 @@ fn config(dir: &std::path::Path, rest: &str) -> std::path::PathBuf {
 #[test]
 fn max_size_bounds_the_archives_of_the_last_day() {
     let dir = temp_dir("journal-max-size");
+    // Its own victim, the only one the fault may choose: a host (a CI container whose
+    // PID 1 reaps nothing) may have no eligible process of its own.
+    let victim = Victim(
+        std::process::Command::new("sh")
+            .args(["-c", "read x", "journal-max-size"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let cfg = config(
         &dir,
-        r#"journal_retention: (rotate_at: "64KiB", max_size: "128KiB")"#,
+        r#"journal_retention: (rotate_at: "64KiB", max_size: "128KiB"),
+           faults: { "process-kill": (config: (include_cmdlines: ["^sh -c read x journal-max-size$"])) }"#,
     );
     let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = d.port();
@@ -64,6 +76,7 @@ fn max_size_bounds_the_archives_of_the_last_day() {
         "{total} bytes of archives: {archives:?}"
     );
     assert!(!archives.is_empty(), "{:?}", d.log);
+    drop(victim);
     fs::remove_dir_all(dir).unwrap();
 }
 
