@@ -711,6 +711,7 @@ impl Refusal {
             InjectError::Paused(_) | InjectError::SteadyState { .. } => (503, None, true),
             InjectError::Journal { .. } | InjectError::Unrecorded { .. } => (503, None, false),
             InjectError::UnknownFault(_) => (404, None, false),
+            InjectError::Loading { .. } => (503, Some(1), true),
             InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => {
                 (503, None, false)
             }
@@ -1333,5 +1334,16 @@ mod tests {
         }
         assert_eq!(failure_line("timer", &sleeping), None);
         assert_eq!(failure_line("http", &budget), None);
+        // A fault of a plugin still loading: try again in a second; not a failure.
+        let loading = InjectError::Loading {
+            fault: "f".into(),
+            plugin: "p".into(),
+        };
+        let r = Refusal::at(&loading, now);
+        assert_eq!(
+            (r.status, r.is_refusal, r.retry_after),
+            (503, true, Some(1))
+        );
+        assert_eq!(failure_line("poller", &loading), None);
     }
 }

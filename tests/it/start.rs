@@ -69,9 +69,10 @@ fn sigterm_during_a_sighup_check_stops_instead_of_restarting() {
     }
 }
 
-/// Plugin files load all at once, and a load still running after a second is said:
-/// three files that hang while they load cost the start one `plugin_timeout`, not three (a victim a crash left
-/// stopped waited for all of them, 90 s with the default timeout).
+/// Plugin files load all at once, each load said as it begins, and one still running
+/// after a second is said too: the daemon serves meanwhile, and three files that hang
+/// while they load cost one `plugin_timeout` (their load's deadline), not three (a victim
+/// a crash left stopped waited for all of them, 90 s with the default timeout).
 #[test]
 fn plugin_files_that_hang_while_loading_are_waited_for_together() {
     let dir = temp_dir("start-hung-loads");
@@ -97,23 +98,127 @@ fn plugin_files_that_hang_while_loading_are_waited_for_together() {
         &[("PANICKY_HANG_ON_LOAD", "1")],
     );
     d.port();
+    d.wait_for(|l| l.starts_with("Plugin files loaded: "));
     let took = started.elapsed();
     let log = d.log.clone();
-    let begun: Vec<usize> = (0..log.len())
-        .filter(|&i| {
-            log[i].starts_with("Loading plugin ")
-                && log[i].contains(": no answer yet after 1s; waiting at most 5s for it")
-        })
-        .collect();
-    let failed: Vec<usize> = (0..log.len())
-        .filter(|&i| log[i].contains("no answer from its worker within 5s"))
-        .collect();
-    assert_eq!((begun.len(), failed.len()), (3, 3), "{log:#?}");
-    // Every load was waited for before the first one was given up on: together.
-    assert!(begun[2] < failed[0], "one after another: {log:#?}");
+    let find = |what: &dyn Fn(&str) -> bool| -> Vec<usize> {
+        (0..log.len()).filter(|&i| what(&log[i])).collect()
+    };
+    let begun = find(&|l| l.starts_with("Loading plugin ") && l.ends_with(".so"));
+    let slow = find(&|l| {
+        l.starts_with("Loading plugin ")
+            && l.contains(": no answer yet after 1s; starting without it (its faults are refused until it has loaded, at most 5s from now)")
+    });
+    let failed = find(&|l| l.contains("no answer from its worker within 5s"));
+    let listening = find(&|l| l.starts_with("Listening on "));
+    assert_eq!(
+        (begun.len(), slow.len(), failed.len(), listening.len()),
+        (3, 3, 3, 1),
+        "{log:#?}"
+    );
+    // Every load began before any was said slow, and the API listened before the first
+    // was given up on.
+    assert!(begun[2] < slow[0], "{log:#?}");
+    assert!(listening[0] < failed[0], "{log:#?}");
     // Together: one timeout (5 s), far from three (15 s), whatever else the machine does.
     assert!(took < std::time::Duration::from_secs(14), "{took:?}");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    // check-config loads them together too, and says what it waits for.
+    let started = std::time::Instant::now();
+    let check: crate::util::Run = crate::util::command()
+        .args(["check-config", cfg.to_str().unwrap()])
+        .env("PANICKY_HANG_ON_LOAD", "1")
+        .output()
+        .unwrap()
+        .into();
+    assert!(started.elapsed() < std::time::Duration::from_secs(14));
+    assert_eq!(check.code, Some(0), "{}", check.stderr);
+    assert_eq!(
+        check
+            .stderr
+            .matches(": no answer yet after 1s; waiting at most 5s for it")
+            .count(),
+        3,
+        "{}",
+        check.stderr
+    );
+    assert_eq!(
+        check
+            .stdout
+            .matches("no answer from its worker within 5s")
+            .count(),
+        3,
+        "{}",
+        check.stdout
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A plugin file that hangs while it loads holds up neither the recovery of what a
+/// built-in did (a victim the crashed run left stopped is continued at once) nor the
+/// API and the pause file: the faults of the plugin still loading are refused with a
+/// clear answer, `/api/plugins` lists the file as loading, and SIGTERM ends it all.
+#[test]
+fn a_plugin_file_still_loading_holds_up_neither_recovery_nor_the_api() {
+    let dir = temp_dir("start-loading");
+    let cfg = panicky_drill(
+        &dir,
+        r#"plugin_timeout: "10m","#,
+        r#""freeze": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
+           "stuck": (plugin: "panicky", config: ())"#,
+    );
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & v=$!
+"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/freeze '{{"desc":"freeze"}}' >/dev/null
+echo "frozen $(st $v)"
+kill -KILL $d; wait $d
+PANICKY_HANG_ON_LOAD=1 "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
+await Listening {d}/log2; p=$(port {d}/log2)
+echo "recovered $(st $v)"
+echo "stuck $(curl -s -o {d}/stuck -w '%{{http_code}}' -X POST http://127.0.0.1:$p/api/faults/stuck -d '{{"desc":"stuck"}}')"
+curl -s http://127.0.0.1:$p/api/plugins > {d}/plugins
+echo "paused $(curl -s -o /dev/null -w '%{{http_code}}' -X POST http://127.0.0.1:$p/api/pause)"
+kill -TERM $d; wait $d; echo "code $?"
+kill -KILL $v"#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
+    let said = |k: &str| pairs(&run.stdout, k);
+    assert_eq!(
+        [
+            said("frozen"),
+            said("recovered"),
+            said("stuck"),
+            said("paused"),
+            said("code")
+        ],
+        [["T"], ["S"], ["503"], ["200"], ["0"]],
+        "{}\n{}\n{log}",
+        run.stdout,
+        run.stderr
+    );
+    let stuck = fs::read_to_string(dir.join("stuck")).unwrap();
+    assert!(
+        stuck.contains("fault `stuck` is not ready: its plugin `panicky` is still loading"),
+        "{stuck}"
+    );
+    let plugins: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("plugins")).unwrap()).unwrap();
+    assert_eq!(
+        plugins["loading"],
+        serde_json::json!([crate::util::built_lib("libpanic_plugin.so")]),
+        "{plugins}"
+    );
+    let at = |what: &str| {
+        log.find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in {log}"))
+    };
+    assert!(at("Recovering: ") < at("Listening on"), "{log}");
+    assert!(!log.contains("Plugin files loaded"), "{log}");
     fs::remove_dir_all(dir).unwrap();
 }

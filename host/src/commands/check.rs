@@ -11,7 +11,7 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
     if !errors.is_empty() {
         return Err(UsageError(setup::all_errors(&config, errors).into()).into());
     }
-    let setup = setup::build(&config, false).map_err(|e| UsageError(e.into()))?;
+    let setup = setup::build(&config, setup::Mode::Check).map_err(|e| UsageError(e.into()))?;
     println!("{}: ok", file.display());
     for warning in setup.warnings.iter().chain(&setup.untrusted) {
         println!("  warning: {warning}");

@@ -99,7 +99,7 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
     if let Some(journal) = &args.journal {
         config.journal = journal.clone();
     }
-    let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
+    let setup = setup::build(&config, setup::Mode::Once).map_err(|e| UsageError(e.into()))?;
     if let Some(error) = setup.journal_error {
         return Err(UsageError(anyhow!(error)).into());
     }

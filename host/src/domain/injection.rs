@@ -98,6 +98,11 @@ pub trait Fault: Send + Sync {
     fn prepares(&self) -> bool {
         false
     }
+    /// The plugin it waits for, while that plugin's file is still loading: until then
+    /// it is refused ([`InjectError::Loading`]) before anything is journaled.
+    fn loading(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Why an injection did not happen.
@@ -150,6 +155,15 @@ pub enum InjectError {
         error: String,
         /// Whether the revert was done by the time of the answer.
         reverted: bool,
+    },
+    /// The fault's plugin file is still loading (the daemon serves while a slow one
+    /// loads): nothing was journaled, no budget used.
+    #[error("fault `{fault}` is not ready: its plugin `{plugin}` is still loading; try again once the log says it loaded")]
+    Loading {
+        /// The fault's name.
+        fault: String,
+        /// Its plugin.
+        plugin: String,
     },
     /// No fault of that name is configured.
     #[error("no fault named `{0}` is configured")]

@@ -387,7 +387,10 @@ impl Engine {
     pub(crate) fn admits(&self, fault: &str, now: DateTime<Utc>) -> bool {
         self.paused().is_none()
             && self.in_window(now)
-            && self.faults.contains_key(fault)
+            && self
+                .faults
+                .get(fault)
+                .is_some_and(|s| s.fault.loading().is_none())
             && lock(&self.budget).check(now).is_ok()
     }
 
@@ -505,6 +508,13 @@ impl Engine {
             .faults
             .get(&ask.fault)
             .ok_or_else(|| InjectError::UnknownFault(ask.fault.clone()))?;
+        if let Some(plugin) = slot.fault.loading() {
+            metrics::get().refused(Refusal::Loading);
+            return Err(InjectError::Loading {
+                fault: ask.fault.clone(),
+                plugin: plugin.to_owned(),
+            });
+        }
         {
             let mut budget = lock(&self.budget);
             if let Err((retry_after, why)) = budget.check(now) {

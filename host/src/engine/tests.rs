@@ -670,3 +670,52 @@ fn revert_now_reverts_one_active_fault_once_and_leaves_the_others() {
         .collect();
     assert_eq!(asked, std::slice::from_ref(&first.intent.id));
 }
+
+/// A fault whose plugin file is still loading.
+struct StillLoading;
+
+impl Fault for StillLoading {
+    fn inject(&self, _: &Request) -> Result<Outcome, PluginError> {
+        panic!("a fault still loading is never called")
+    }
+
+    fn revert(&self, _: &serde_json::Value) -> Result<Outcome, PluginError> {
+        panic!("a fault still loading is never called")
+    }
+
+    fn loading(&self) -> Option<&str> {
+        Some("slow-plugin")
+    }
+}
+
+#[test]
+fn a_fault_whose_plugin_is_still_loading_is_refused_before_anything_is_journaled() {
+    let fake = Fake::new(Behaviour::Hit);
+    let guards = Guards {
+        limits: Limits {
+            per_hour: Some(1),
+            ..Limits::default()
+        },
+        ..Guards::default()
+    };
+    let (mut engine, path) = engine("loading", false, guards, &fake);
+    engine
+        .add_fault("slow", "slow-plugin", StillLoading)
+        .unwrap();
+    let before = records(&path).len();
+    let slow = Ask {
+        fault: "slow".into(),
+        ..ask()
+    };
+    assert!(!engine.admits("slow", Utc::now()));
+    match engine.inject(&slow) {
+        Err(InjectError::Loading { fault, plugin }) => {
+            assert_eq!((fault.as_str(), plugin.as_str()), ("slow", "slow-plugin"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(records(&path).len(), before, "nothing journaled");
+    // No budget used: the one fault an hour allows still fits.
+    assert!(engine.admits("fake", Utc::now()));
+    engine.inject(&ask()).unwrap();
+}

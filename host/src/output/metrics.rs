@@ -83,6 +83,8 @@ pub enum Refusal {
     Journal,
     /// A steady-state probe failed.
     SteadyState,
+    /// The fault's plugin file is still loading.
+    Loading,
 }
 
 impl Refusal {
@@ -95,6 +97,7 @@ impl Refusal {
             Refusal::Origin => "origin",
             Refusal::Journal => "journal",
             Refusal::SteadyState => "steady-state",
+            Refusal::Loading => "loading",
         }
     }
 }
@@ -118,7 +121,7 @@ impl Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "refusals",
-            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, origin, journal, steady-state)",
+            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, origin, journal, steady-state, loading)",
             refusals.clone(),
         );
         let active = Gauge::default();
@@ -201,6 +204,7 @@ impl Metrics {
             Refusal::Origin,
             Refusal::Journal,
             Refusal::SteadyState,
+            Refusal::Loading,
         ] {
             drop(refusals.get_or_create(&RefusalLabels {
                 reason: reason.label().to_owned(),

@@ -71,6 +71,33 @@ pub struct Plugin {
     module: Module,
 }
 
+/// A plugin file that passed every check that runs none of its code
+/// ([`Plugin::prepare`]); [`Prepared::start`] loads it into its worker, which may take
+/// up to the plugin timeout (a constructor may hang).
+pub struct Prepared {
+    path: PathBuf,
+    image: Vec<u8>,
+    untrusted: Option<String>,
+}
+
+impl Prepared {
+    /// Starts the file's worker and asks it what the plugin is.
+    pub fn start(self, supervision: Supervision) -> anyhow::Result<Plugin> {
+        let shown = self.path.display();
+        let (client, manifest) =
+            worker::Client::start(&self.path, self.image, supervision).map_err(|e| anyhow!(e))?;
+        let mut plugin = Plugin::described(
+            &manifest,
+            Module::Worker(client.clone()),
+            Source::File(self.path.clone()),
+        )
+        .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))?;
+        client.named(&plugin.manifest.name);
+        plugin.untrusted = self.untrusted;
+        Ok(plugin)
+    }
+}
+
 /// Where a plugin's code runs.
 enum Module {
     /// In this process: the built-ins, and the plugin file a worker serves.
@@ -180,23 +207,24 @@ impl Plugin {
     /// refused before any process maps a byte of it; its bytes, read once here, are what
     /// every worker for it runs.
     pub fn load(path: &Path, trust: Trust, supervision: Supervision) -> anyhow::Result<Self> {
+        Self::prepare(path, trust)?.start(supervision)
+    }
+
+    /// The part of [`Plugin::load`] that runs no code of the file: it exists, passes the
+    /// trust checks (as `trust` asks) and is a loadable image. Quick, whatever the file
+    /// does once loaded.
+    pub fn prepare(path: &Path, trust: Trust) -> anyhow::Result<Prepared> {
         let shown = path.display();
         let (file, untrusted) = Self::judge(path, trust)?;
         let image = Self::read_image(&file, untrusted.is_none())
             .map_err(|e| anyhow!("cannot load plugin {shown}: cannot read it: {e}"))?;
         // Junk is refused here already, without starting a worker for it.
         loader::check(&image).map_err(|e| anyhow!("cannot load plugin {shown}: {e}"))?;
-        let (client, manifest) =
-            worker::Client::start(path, image, supervision).map_err(|e| anyhow!(e))?;
-        let mut plugin = Self::described(
-            &manifest,
-            Module::Worker(client.clone()),
-            Source::File(path.to_owned()),
-        )
-        .map_err(|e| anyhow!("cannot load plugin {shown}: {e:#}"))?;
-        client.named(&plugin.manifest.name);
-        plugin.untrusted = untrusted;
-        Ok(plugin)
+        Ok(Prepared {
+            path: path.to_owned(),
+            image,
+            untrusted,
+        })
     }
 
     /// Whether `path` may be loaded: the file it resolves to, and the warning to give

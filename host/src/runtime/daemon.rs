@@ -54,8 +54,27 @@ fn run_with(
 ) -> anyhow::Result<()> {
     raise_open_files();
     keep_name();
-    // The same checks as check-config, the directories created for real.
-    let setup = setup::build(&config, true).map_err(|e| UsageError(e.into()))?;
+    // The same checks as check-config, the directories created for real. Plugin files
+    // load meanwhile, each in a worker of its own; one still loading after a second does
+    // not hold up the start (the recovery of what the built-ins did, the API, the pause
+    // file): its faults are refused until it has loaded. A problem found before that is
+    // said with every other, the loads waited for, as check-config says it.
+    let mut begun = setup::begin(&config, setup::Mode::Run).map_err(|e| UsageError(e.into()))?;
+    let all_loaded = begun.wait(setup::SLOW_LOAD);
+    let (setup, later) = if all_loaded || begun.has_errors() {
+        (begun.finish().map_err(|e| UsageError(e.into()))?, None)
+    } else {
+        let (setup, later) = begun.split();
+        for path in later.loading() {
+            log::line(format!(
+                "Loading plugin {}: no answer yet after {}; starting without it (its faults are refused until it has loaded, at most {} from now)",
+                path.display(),
+                humantime::format_duration(setup::SLOW_LOAD),
+                humantime::format_duration(config.plugin_timeout)
+            ));
+        }
+        (setup, Some(later))
+    };
     if let Some(dir) = config
         .pause_file
         .parent()
@@ -66,7 +85,12 @@ fn run_with(
     }
     // Before anything else: undo what a crashed run left active. Reading is all it
     // needs; a journal that cannot be written stops the start only after it.
-    let checkpoint = setup::recover(&setup.engine, &setup.loaded, &config.journal);
+    let (checkpoint, waiting) = setup::recover(
+        &setup.engine,
+        &setup.loaded,
+        &config.journal,
+        later.is_some(),
+    );
     if let Some(error) = &setup.journal_error {
         return Err(UsageError(anyhow::anyhow!("{error}")).into());
     }
@@ -89,7 +113,8 @@ fn run_with(
         .build()
         .context("cannot start the async runtime")?;
     let journal = setup.engine.shared_journal();
-    let result = runtime.block_on(serve(config, setup, ended, args));
+    let later = later.map(|later| Loading { later, waiting });
+    let result = runtime.block_on(serve(config, setup, later, ended, args));
     // The last checkpoint: the next start reads only what comes after it.
     if let Some(journal) = journal {
         setup::checkpoint_now(&checkpoint, &journal, &retention);
@@ -172,9 +197,17 @@ pub fn banner(config: &Config) -> String {
     )
 }
 
+/// The plugin files still loading once the daemon serves, and what the recovery left for
+/// them.
+struct Loading {
+    later: setup::Later,
+    waiting: Vec<crate::domain::journal::Entry>,
+}
+
 async fn serve(
     config: Config,
     setup: Setup,
+    loading: Option<Loading>,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
     args: Option<DaemonArgs>,
 ) -> anyhow::Result<Ending> {
@@ -270,13 +303,26 @@ async fn serve(
     let injector = Injector::new(engine.clone(), notifiers).with_probes(probes);
     // What the last run was still watching (a SIGHUP restart, a crash) is watched on.
     injector.resume_recoveries();
+    let plugins = Arc::new(std::sync::RwLock::new(http::PluginList {
+        loaded: setup.plugins.clone(),
+        loading: loading
+            .as_ref()
+            .map(|l| {
+                l.later
+                    .loading()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }));
     let server = match &config.http {
         Some(http_config) => {
             let api = http::Api {
                 injector: injector.clone(),
                 kill_fault: config.kill_fault.clone(),
                 tokens: http_config.tokens.clone(),
-                plugins: setup.plugins.clone(),
+                plugins: plugins.clone(),
                 fault_plugins: setup.fault_plugins.clone(),
                 window: format!(
                     "{}, {} ({})",
@@ -356,6 +402,28 @@ async fn serve(
         })
     });
 
+    // The plugin files still loading: once every one has answered, their faults are
+    // built (and ready) and what the recovery left for them is reverted, on a thread of
+    // their own; an error stops the daemon, as it would have stopped the start.
+    let mut loaded = loading.map(|loading| {
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let engine = engine.clone();
+        let spawned = std::thread::Builder::new()
+            .name("plugin-load".to_owned())
+            .spawn(move || {
+                let done = loading.later.complete().inspect(|loaded| {
+                    setup::recover_rest(&engine, &loaded.plugins, loading.waiting);
+                });
+                let _ = tell.send(done);
+            });
+        if let Err(e) = spawned {
+            log::line(format!(
+                "warning: no thread to finish loading the plugin files: {e}"
+            ));
+        }
+        told
+    });
+    let mut refused = None;
     let mut ended = ended;
     let (signal, ending) = loop {
         // Signals that came before the runtime's handlers existed (the start).
@@ -365,16 +433,67 @@ async fn serve(
         let event = if stop::take_hangup() {
             Event::Hangup
         } else {
-            match ended.as_mut() {
-                None => signals.next().await,
-                Some(ended) => tokio::select! {
-                    event = signals.next() => event,
-                    _ = ended => Event::Stop("the sandbox's command exited"),
-                },
+            let ended = async {
+                match ended.as_mut() {
+                    Some(ended) => {
+                        let _ = ended.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let all_loaded = async {
+                match loaded.as_mut() {
+                    Some(told) => told.await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = signals.next() => event,
+                () = ended => Event::Stop("the sandbox's command exited"),
+                done = all_loaded => Event::Loaded(done),
             }
         };
         match event {
             Event::Stop(why) => break (why, Ending::Stop),
+            Event::Loaded(done) => {
+                loaded = None;
+                match done {
+                    Some(Ok(done)) => {
+                        for warning in &done.warnings {
+                            crate::output::metrics::get().plugin_load_failed();
+                            log::line(format!("warning: {warning}"));
+                        }
+                        for warning in &done.untrusted {
+                            log::line(format!("warning: {warning}"));
+                        }
+                        let mut list = plugins.write().unwrap_or_else(|p| p.into_inner());
+                        list.loaded.extend(done.plugins.values().map(|p| p.info()));
+                        list.loaded.sort_by(|a, b| a.name.cmp(&b.name));
+                        list.loading.clear();
+                        log::line(format!(
+                            "Plugin files loaded: {}",
+                            if done.plugins.is_empty() {
+                                "none of them brought a plugin".to_owned()
+                            } else {
+                                done.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+                            }
+                        ));
+                    }
+                    Some(Err(errors)) => {
+                        refused = Some(errors);
+                        break (
+                            "the plugin files left the configuration with errors",
+                            Ending::Stop,
+                        );
+                    }
+                    None => {
+                        refused = Some(crate::config::ConfigErrors(vec![
+                            "loading the plugin files panicked".to_owned(),
+                        ]));
+                        break ("loading the plugin files panicked", Ending::Stop);
+                    }
+                }
+            }
             Event::Hangup => {
                 // This SIGHUP, noted twice (here and by the runtime), is checked once.
                 stop::take_hangup();
@@ -422,6 +541,10 @@ async fn serve(
     let (in_flight, unfinished) = injector.close(SHUTDOWN_WAIT).await;
     // A restart goes on (exec ends the hung calls; the new start's recovery retries the
     // reverts the journal still lists as active); a stop says so with its exit status.
+    if let Some(errors) = refused {
+        abandoned(&in_flight, &unfinished).ok();
+        return Err(UsageError(errors.into()).into());
+    }
     match ending {
         Ending::Stop => abandoned(&in_flight, &unfinished)?,
         Ending::Restart { .. } => {
@@ -516,6 +639,9 @@ enum Event {
     Stop(&'static str),
     /// SIGHUP: check the configuration again.
     Hangup,
+    /// Every plugin file still loading at the start has answered: what they brought, or
+    /// the errors of the configuration (`None`: the thread loading them panicked).
+    Loaded(Option<Result<setup::Loaded, crate::config::ConfigErrors>>),
 }
 
 /// SIGHUP: the configuration is checked again, and only a configuration that checks out
@@ -532,7 +658,7 @@ async fn check_again(args: Option<&DaemonArgs>) -> bool {
         config::load(&args)
             .map_err(|e| e.to_string())
             .and_then(|config| {
-                setup::build(&config, false)
+                setup::build(&config, setup::Mode::Hangup)
                     .map(|_| config.faults.len())
                     .map_err(|e| e.to_string())
             })

@@ -4,16 +4,20 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    path::PathBuf,
+    sync::{mpsc, Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
 };
 
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, PluginError, Request};
+
 use crate::{
-    config::{Config, ConfigErrors},
+    config::{Config, ConfigErrors, FaultConfig},
     domain::{
         active::{self, Checkpoint},
         archive::{self, Retention},
         injection::Fault,
-        journal::{self, Journal},
+        journal::{self, Entry, Journal},
     },
     engine::{run_all_unless, Engine, Guards},
     output::log,
@@ -53,170 +57,128 @@ pub fn supervision(timeout: std::time::Duration) -> Supervision {
     Supervision::new(timeout, Arc::new(log::line))
 }
 
-/// Loads every plugin file at once, each on a thread of its own: a file whose worker
-/// hangs while loading costs the start one `plugin_timeout` (its load's deadline), not
-/// one per file. In the daemon (`run`) a load still running after [`SLOW_LOAD`] is said,
-/// so a slow start is never silent (a quick one says nothing: `check-config` and a start
-/// that fails give the same lines). The results come in the order of `files`.
-fn load_files(
-    config: &Config,
-    files: Vec<&std::path::Path>,
-    run: bool,
-) -> Vec<anyhow::Result<Plugin>> {
-    let load = |path: &std::path::Path| {
-        Plugin::load(
-            path,
-            config.plugin_trust,
-            supervision(config.plugin_timeout),
-        )
-    };
-    std::thread::scope(|scope| {
-        let (done, finished) = std::sync::mpsc::channel::<usize>();
-        let started: Vec<_> = files
-            .iter()
-            .enumerate()
-            .map(|(i, &path)| {
-                let done = done.clone();
-                std::thread::Builder::new()
-                    .name("plugin-load".to_owned())
-                    .spawn_scoped(scope, move || {
-                        let loaded = load(path);
-                        let _ = done.send(i);
-                        loaded
-                    })
-                    .map_err(|_| path)
-            })
-            .collect();
-        drop(done);
-        if run {
-            let until = std::time::Instant::now() + SLOW_LOAD;
-            let mut answered = vec![false; files.len()];
-            while let Ok(i) =
-                finished.recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
-            {
-                answered[i] = true;
-            }
-            for (i, (path, thread)) in files.iter().zip(&started).enumerate() {
-                if thread.is_ok() && !answered[i] {
-                    log::line(format!(
-                        "Loading plugin {}: no answer yet after {}; waiting at most {} for it",
-                        path.display(),
-                        humantime::format_duration(SLOW_LOAD),
-                        humantime::format_duration(config.plugin_timeout)
-                    ));
-                }
-            }
-        }
-        started
-            .into_iter()
-            .map(|thread| match thread {
-                Ok(thread) => thread.join().unwrap_or_else(|_| {
-                    Err(anyhow::anyhow!("cannot load plugin: loading it panicked"))
-                }),
-                // No thread for it: loaded here, after the others started.
-                Err(path) => load(path),
-            })
-            .collect()
-    })
+/// How long a plugin file may take to load before it is said that it is waited for (and
+/// the daemon starts serving without it).
+pub const SLOW_LOAD: Duration = Duration::from_secs(1);
+
+/// Who is told what loading the plugin files does: the daemon logs each load as it
+/// begins; all of them say a load that takes longer than [`SLOW_LOAD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The daemon: the journal is opened, each load is logged as it begins.
+    Run,
+    /// `kill --config`: the journal is opened.
+    Once,
+    /// `check-config`: nothing is written anywhere, the journal is not opened.
+    Check,
+    /// The check a SIGHUP asks for: as `Check`, its lines marked `SIGHUP: `.
+    Hangup,
 }
 
-/// How long a plugin file may take to load before the daemon says it is waiting for it.
-const SLOW_LOAD: std::time::Duration = std::time::Duration::from_secs(1);
+impl Mode {
+    fn writes(self) -> bool {
+        matches!(self, Mode::Run | Mode::Once)
+    }
 
-/// A configuration `config::load_all` found errors in (`errors`), refused with every
-/// error at once: the file's, then those of its plugins and faults, checked on what
-/// could be built (a refused setting standing in at its default), nothing written.
-pub fn all_errors(config: &Config, mut errors: Vec<String>) -> ConfigErrors {
-    if let Err(more) = build(config, false) {
-        for e in more.0 {
-            if !errors.contains(&e) {
-                errors.push(e);
-            }
+    fn say(self, line: String) {
+        match self {
+            Mode::Hangup => log::line(format!("SIGHUP: {line}")),
+            Mode::Run | Mode::Once | Mode::Check => log::line(line),
         }
     }
-    ConfigErrors(errors)
 }
 
-/// Builds the engine; every problem is reported, each naming where it was written. With
-/// `run` false (`check-config`) nothing is written anywhere: the journal is not opened.
-pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
-    let mut errors = Vec::new();
-    let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
-    // Plugin directories: listed first, so that every file, named or found, loads in
-    // one concurrent pass.
-    let mut warnings = Vec::new();
-    let mut found = Vec::new();
-    for dir in &config.plugin_dirs {
-        match plugin::discover(dir, config.plugin_trust) {
-            Ok(files) => found.extend(files),
-            Err(e) => warnings.push(format!("{e:#}")),
-        }
-    }
-    let named: Vec<&std::path::Path> = config
-        .plugin_files
-        .iter()
-        .map(|(p, _)| p.as_path())
-        .collect();
-    let found_paths: Vec<&std::path::Path> = found.iter().map(|p| p.as_path()).collect();
-    let mut loads = load_files(config, [named, found_paths].concat(), run).into_iter();
-    let loaded = plugin::builtins().into_iter().map(Ok).chain(
-        config
-            .plugin_files
-            .iter()
-            .zip(loads.by_ref())
-            .map(|((_, at), load)| load.map_err(|e| format!("{at}: {e:#}"))),
-    );
-    for p in loaded {
-        match p {
-            Ok(p) => {
-                if let Some(first) = plugins.get(&p.manifest.name) {
-                    errors.push(format!(
-                        "two plugins are named `{}`: {} and {}; remove one",
-                        p.manifest.name, first.source, p.source
-                    ));
-                } else {
-                    plugins.insert(p.manifest.name.clone(), p);
-                }
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    // A file that cannot load is skipped with its reason, and two files claiming one
-    // name are both set aside; either is fatal only for a plugin the config uses
-    // (below).
-    let mut skipped: BTreeMap<String, String> = BTreeMap::new();
-    let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
-    for load in loads {
-        match load {
-            Err(e) => warnings.push(format!("{e:#}; skipped")),
-            Ok(p) => {
-                let name = p.manifest.name.clone();
-                if let Some(first) = plugins.get(&name) {
-                    warnings.push(format!(
-                        "plugin `{name}` in {} is ignored: the name is taken by {}",
-                        p.source, first.source
-                    ));
-                } else if let Some(first) = from_dirs.remove(&name) {
-                    let why = format!(
-                        "two plugin files are named `{name}`: {} and {}; remove one",
-                        first.source, p.source
-                    );
-                    warnings.push(format!("{why}; both are ignored"));
-                    skipped.insert(name, why);
-                } else if let Some(why) = skipped.get(&name) {
-                    warnings.push(format!("plugin {} is ignored too: {why}", p.source));
-                } else {
-                    from_dirs.insert(name, p);
-                }
-            }
-        }
-    }
-    plugins.extend(from_dirs);
-    let untrusted = plugins
-        .values()
-        .filter_map(|p| p.untrusted.clone())
-        .collect();
+/// Where a fault waiting for its plugin file goes once built.
+type Built = Arc<OnceLock<Arc<dyn Fault>>>;
 
+/// A configured fault whose plugin file is still loading: refused with
+/// [`crate::domain::injection::InjectError::Loading`] until [`Later::complete`] gives it
+/// the fault its plugin built.
+struct Deferred {
+    plugin: String,
+    fault: Built,
+}
+
+impl Fault for Deferred {
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        self.ready()?.inject(request)
+    }
+
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        self.ready()?.revert(state)
+    }
+
+    fn prepares(&self) -> bool {
+        self.fault.get().is_some_and(|f| f.prepares())
+    }
+
+    fn loading(&self) -> Option<&str> {
+        self.fault.get().is_none().then_some(self.plugin.as_str())
+    }
+}
+
+impl Deferred {
+    fn ready(&self) -> Result<&Arc<dyn Fault>, PluginError> {
+        self.fault.get().ok_or_else(|| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("plugin `{}` is still loading", self.plugin),
+            )
+        })
+    }
+}
+
+/// A setup under way ([`begin`]): what needs no plugin file is built and checked, and
+/// each plugin file's worker is starting on a thread of its own.
+pub struct Begun {
+    setup: Setup,
+    later: Later,
+}
+
+/// What is left of a setup once the engine exists: the plugin files' loads, and the
+/// faults (and errors) that wait for them.
+pub struct Later {
+    config: Config,
+    mode: Mode,
+    /// Every plugin file: those the config names (in its order), then those found in the
+    /// plugin directories.
+    files: Vec<PathBuf>,
+    /// How many of `files` the config names.
+    named: usize,
+    /// Each file's load, once it has answered.
+    answered: Vec<Option<anyhow::Result<Plugin>>>,
+    answers: mpsc::Receiver<(usize, anyhow::Result<Plugin>)>,
+    /// The names the built-ins take, and where each came from.
+    builtins: BTreeMap<String, String>,
+    /// Why a plugin directory could not be read.
+    dir_warnings: Vec<String>,
+    /// Each configured fault waiting for a file's plugin (its index in the config), and
+    /// where it goes once built.
+    deferred: Vec<(usize, Built)>,
+    /// Each configured fault's error found so far, in the config's order.
+    fault_errors: Vec<Option<String>>,
+    /// Why the journal cannot be opened: it stops the setup in `check-config`; in the
+    /// daemon it is said among other errors that stop it anyway, else it is refused
+    /// after the recovery ([`Setup::journal_error`]).
+    journal_error: Option<String>,
+    poller_errors: Vec<String>,
+}
+
+/// What the plugin files brought, once every one has answered.
+pub struct Loaded {
+    /// The plugins of the files, by name.
+    pub plugins: BTreeMap<String, Plugin>,
+    /// Files skipped, and why (see [`Setup::warnings`]).
+    pub warnings: Vec<String>,
+    /// Files loaded though untrusted (see [`Setup::untrusted`]).
+    pub untrusted: Vec<String>,
+}
+
+/// Starts a setup: checks every plugin file without running any of its code (missing,
+/// untrusted and junk files are refused here, quickly), starts the workers of the others,
+/// each on a thread of its own, and builds the engine with every fault of a built-in
+/// (those of a file's plugin wait for it).
+pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
     let (seed, seed_drawn) = match config.seed {
         Some(seed) => (seed, false),
         None => match getrandom::u64() {
@@ -228,10 +190,48 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             }
         },
     };
-    // A journal path that is no regular file is refused the same way by check-config,
-    // which opens nothing.
+    // Plugin directories: listed first, so that every file, named or found, loads in
+    // one concurrent pass.
+    let mut dir_warnings = Vec::new();
+    let mut files: Vec<PathBuf> = config.plugin_files.iter().map(|(p, _)| p.clone()).collect();
+    let named = files.len();
+    for dir in &config.plugin_dirs {
+        match plugin::discover(dir, config.plugin_trust) {
+            Ok(found) => files.extend(found),
+            Err(e) => dir_warnings.push(format!("{e:#}")),
+        }
+    }
+    let (tell, answers) = mpsc::channel();
+    let mut answered = Vec::with_capacity(files.len());
+    for (i, path) in files.iter().enumerate() {
+        let prepared = match Plugin::prepare(path, config.plugin_trust) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                answered.push(Some(Err(e)));
+                continue;
+            }
+        };
+        if mode == Mode::Run {
+            mode.say(format!("Loading plugin {}", path.display()));
+        }
+        let supervision = supervision(config.plugin_timeout);
+        let tell = tell.clone();
+        let spawned = std::thread::Builder::new()
+            .name("plugin-load".to_owned())
+            .spawn(move || {
+                let _ = tell.send((i, prepared.start(supervision)));
+            });
+        answered.push(match spawned {
+            Ok(_) => None,
+            Err(e) => Some(Err(anyhow::anyhow!(
+                "cannot load plugin {}: no thread to load it on: {e}",
+                path.display()
+            ))),
+        });
+    }
+
     let mut journal_error = None;
-    let journal = if run {
+    let journal = if mode.writes() {
         // A journal that cannot be written, or is no regular file at all, is refused
         // after the recovery: the faults a crash left behind are undone from what can
         // be read (the checkpoint beside it, at least), whatever the disk allows. A path
@@ -239,13 +239,15 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         journal::check_path(&config.journal)
             .and_then(|()| Journal::open(&config.journal))
             .map_err(|e| {
-                journal_error = Some((
-                    errors.len(),
-                    format!("cannot open the journal {}: {e}", config.journal.display()),
+                journal_error = Some(format!(
+                    "cannot open the journal {}: {e}",
+                    config.journal.display()
                 ))
             })
             .ok()
     } else {
+        // A journal path that is no regular file is refused the same way by
+        // check-config, which opens nothing.
         let checked = journal::check_path(&config.journal).and_then(|()| {
             match config
                 .journal
@@ -257,7 +259,7 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
             }
         });
         if let Err(e) = checked {
-            errors.push(format!(
+            journal_error = Some(format!(
                 "cannot open the journal {}: {e}",
                 config.journal.display()
             ));
@@ -273,65 +275,50 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         .with_node(config.node.clone())
         .with_plugin_timeout(config.plugin_timeout)
         .protecting(plugin::live_workers);
+    let builtins: BTreeMap<String, Plugin> = plugin::builtins()
+        .into_iter()
+        .map(|p| (p.manifest.name.clone(), p))
+        .collect();
     let mut fault_plugins = BTreeMap::new();
-    for fault in &config.faults {
-        let at = if fault.location.is_empty() {
-            String::new()
-        } else {
-            format!("{}: ", fault.location)
-        };
-        let Some(plugin) = plugins.get(&fault.plugin) else {
-            let why = match skipped.get(&fault.plugin) {
-                Some(why) => format!("but {why}"),
-                None => format!(
-                    "which is not loaded (available: {}{})",
-                    plugins.keys().cloned().collect::<Vec<_>>().join(", "),
-                    if warnings.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; skipped: {}", warnings.join("; "))
-                    }
-                ),
-            };
-            errors.push(format!(
-                "{at}fault `{}` uses plugin `{}`, {why}",
-                fault.name, fault.plugin
-            ));
-            continue;
-        };
-        match plugin.new_fault(&fault.config) {
-            Ok(f) => {
-                if let Err(e) = engine.add_fault(&fault.name, &fault.plugin, f) {
-                    errors.push(format!("{at}{e}"));
-                }
-                fault_plugins.insert(fault.name.clone(), fault.plugin.clone());
-            }
-            Err(e) => {
-                // A position the plugin reports in its config text, turned into one in
-                // the user's file.
-                let (at, message) = match &config.file {
-                    Some(file) if !fault.location.is_empty() => {
-                        let (at, message) = fault.locate_error(&e.message, file);
-                        (format!("{at}: "), message)
-                    }
-                    _ => (at, e.message.as_str()),
+    let mut fault_errors = Vec::with_capacity(config.faults.len());
+    let mut deferred = Vec::new();
+    for (i, fault) in config.faults.iter().enumerate() {
+        fault_plugins.insert(fault.name.clone(), fault.plugin.clone());
+        let error = match builtins.get(&fault.plugin) {
+            // A file's plugin: built once the file has loaded (a file that takes a
+            // built-in's name is refused or ignored, so this one is the built-in).
+            None => {
+                let slot = Arc::new(OnceLock::new());
+                let waiting = Deferred {
+                    plugin: fault.plugin.clone(),
+                    fault: slot.clone(),
                 };
-                errors.push(format!(
-                    "{at}fault `{}` ({}): invalid config: {message}",
-                    fault.name, fault.plugin,
-                ))
+                deferred.push((i, slot));
+                engine
+                    .add_fault(&fault.name, &fault.plugin, waiting)
+                    .err()
+                    .map(|e| format!("{}{e}", at(fault)))
             }
-        }
+            Some(plugin) => match plugin.new_fault(&fault.config) {
+                Ok(f) => engine
+                    .add_fault(&fault.name, &fault.plugin, f)
+                    .err()
+                    .map(|e| format!("{}{e}", at(fault))),
+                Err(e) => Some(invalid_config(config, fault, &e)),
+            },
+        };
+        fault_errors.push(error);
     }
     let mut poller_states = Vec::new();
+    let mut poller_errors = Vec::new();
     for poller in &config.pollers {
         if let Some(dir) = poller
             .state_file
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            if let Err(e) = state::prepare_dir(dir, run) {
-                errors.push(format!(
+            if let Err(e) = state::prepare_dir(dir, mode.writes()) {
+                poller_errors.push(format!(
                     "poller {}: cannot create state directory {}: {e}",
                     poller.name,
                     dir.display()
@@ -341,29 +328,328 @@ pub fn build(config: &Config, run: bool) -> Result<Setup, ConfigErrors> {
         }
         match poller::load_state(poller) {
             Ok(saved) => poller_states.push(saved),
-            Err(e) => errors.push(e),
+            Err(e) => poller_errors.push(e),
         }
     }
-    if !errors.is_empty() {
-        // Stopped by other errors anyway: the journal's is said in its place among them.
-        if let Some((at, error)) = journal_error {
-            errors.insert(at, error);
-        }
-        return Err(ConfigErrors(errors));
-    }
-    let journal_error = journal_error.map(|(_, error)| error);
-    let infos = plugins.values().map(Plugin::info).collect();
-    Ok(Setup {
-        engine,
-        plugins: infos,
-        loaded: plugins,
-        warnings,
-        untrusted,
-        journal_error,
-        fault_plugins,
-        seed_drawn,
-        poller_states,
+    let infos = builtins.values().map(Plugin::info).collect();
+    let taken = builtins
+        .iter()
+        .map(|(name, p)| (name.clone(), p.source.to_string()))
+        .collect();
+    // The daemon stops at a journal it cannot write only after the recovery.
+    let setup_journal_error = journal_error.clone().filter(|_| mode.writes());
+    Ok(Begun {
+        setup: Setup {
+            engine,
+            plugins: infos,
+            fault_plugins,
+            seed_drawn,
+            poller_states,
+            loaded: builtins,
+            warnings: Vec::new(),
+            untrusted: Vec::new(),
+            journal_error: setup_journal_error,
+        },
+        later: Later {
+            config: config.clone(),
+            mode,
+            files,
+            named,
+            answered,
+            answers,
+            builtins: taken,
+            dir_warnings,
+            deferred,
+            fault_errors,
+            journal_error,
+            poller_errors,
+        },
     })
+}
+
+/// `fault`'s location, as a prefix of an error about it.
+fn at(fault: &FaultConfig) -> String {
+    if fault.location.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", fault.location)
+    }
+}
+
+/// The error of a fault whose plugin refused its config; a position the plugin reports
+/// in its config text is turned into one in the user's file.
+fn invalid_config(config: &Config, fault: &FaultConfig, e: &PluginError) -> String {
+    let (at, message) = match &config.file {
+        Some(file) if !fault.location.is_empty() => {
+            let (at, message) = fault.locate_error(&e.message, file);
+            (format!("{at}: "), message)
+        }
+        _ => (at(fault), e.message.as_str()),
+    };
+    format!(
+        "{at}fault `{}` ({}): invalid config: {message}",
+        fault.name, fault.plugin,
+    )
+}
+
+impl Begun {
+    /// Whether something is wrong already, whatever the plugin files say.
+    pub fn has_errors(&self) -> bool {
+        let later = &self.later;
+        later.fault_errors.iter().any(Option::is_some)
+            || !later.poller_errors.is_empty()
+            || (later.journal_error.is_some() && !later.mode.writes())
+            || later.answered[..later.named]
+                .iter()
+                .any(|a| matches!(a, Some(Err(_))))
+    }
+
+    /// Waits for the plugin files until `wait` has passed; whether every one answered.
+    pub fn wait(&mut self, wait: Duration) -> bool {
+        self.later.wait(Some(Instant::now() + wait))
+    }
+
+    /// The setup as far as it goes without the plugin files still loading (their faults
+    /// are refused until loaded), and what is left to do.
+    pub fn split(self) -> (Setup, Later) {
+        (self.setup, self.later)
+    }
+
+    /// Waits for every plugin file and completes the setup: every problem is reported,
+    /// each naming where it was written.
+    pub fn finish(self) -> Result<Setup, ConfigErrors> {
+        let (mut setup, later) = self.split();
+        setup.absorb(later.complete()?);
+        Ok(setup)
+    }
+}
+
+impl Setup {
+    /// Adds what the plugin files brought.
+    pub fn absorb(&mut self, loaded: Loaded) {
+        self.plugins
+            .extend(loaded.plugins.values().map(Plugin::info));
+        self.plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        self.loaded.extend(loaded.plugins);
+        self.warnings.extend(loaded.warnings);
+        self.untrusted.extend(loaded.untrusted);
+    }
+}
+
+impl Later {
+    /// The plugin files still loading.
+    pub fn loading(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .zip(&self.answered)
+            .filter(|(_, a)| a.is_none())
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+
+    /// Takes the answers in until every file has answered (true) or `until` passes.
+    /// A load still running after [`SLOW_LOAD`] is said, once.
+    fn wait(&mut self, until: Option<Instant>) -> bool {
+        let slow_at = Instant::now() + SLOW_LOAD;
+        let mut said = false;
+        while self.answered.iter().any(Option::is_none) {
+            let now = Instant::now();
+            if !said && now >= slow_at {
+                said = true;
+                for path in self.loading() {
+                    self.mode.say(format!(
+                        "Loading plugin {}: no answer yet after {}; waiting at most {} for it",
+                        path.display(),
+                        humantime::format_duration(SLOW_LOAD),
+                        humantime::format_duration(self.config.plugin_timeout)
+                    ));
+                }
+            }
+            let next = if said { until } else { Some(slow_at) };
+            let next = match (next, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let answer = match next {
+                Some(at) => match self.answers.recv_timeout(at.saturating_duration_since(now)) {
+                    Ok(answer) => answer,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if until.is_some_and(|u| Instant::now() >= u) {
+                            return false;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.answers.recv() {
+                    Ok(answer) => answer,
+                    Err(_) => break,
+                },
+            };
+            self.answered[answer.0] = Some(answer.1);
+        }
+        // A thread that ended without a word (it panicked): its file failed.
+        for (path, answer) in self.files.iter().zip(&mut self.answered) {
+            if answer.is_none() {
+                *answer = Some(Err(anyhow::anyhow!(
+                    "cannot load plugin {}: loading it panicked",
+                    path.display()
+                )));
+            }
+        }
+        true
+    }
+
+    /// Waits for every plugin file, then builds the faults that waited for them. `Err`
+    /// holds every error of the setup, those found before the files loaded included,
+    /// in the order of the file.
+    pub fn complete(mut self) -> Result<Loaded, ConfigErrors> {
+        self.wait(None);
+        let mut errors = Vec::new();
+        let mut warnings = self.dir_warnings;
+        let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
+        let mut answers = self
+            .answered
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(anyhow::anyhow!("cannot load plugin: no answer"))));
+        for ((_, at), load) in self.config.plugin_files.iter().zip(answers.by_ref()) {
+            match load {
+                Ok(p) => {
+                    let first =
+                        self.builtins.get(&p.manifest.name).cloned().or_else(|| {
+                            plugins.get(&p.manifest.name).map(|f| f.source.to_string())
+                        });
+                    if let Some(first) = first {
+                        errors.push(format!(
+                            "two plugins are named `{}`: {} and {}; remove one",
+                            p.manifest.name, first, p.source
+                        ));
+                    } else {
+                        plugins.insert(p.manifest.name.clone(), p);
+                    }
+                }
+                Err(e) => errors.push(format!("{at}: {e:#}")),
+            }
+        }
+        // A file that cannot load is skipped with its reason, and two files claiming one
+        // name are both set aside; either is fatal only for a plugin the config uses
+        // (below).
+        let mut skipped: BTreeMap<String, String> = BTreeMap::new();
+        let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
+        for load in answers {
+            match load {
+                Err(e) => warnings.push(format!("{e:#}; skipped")),
+                Ok(p) => {
+                    let name = p.manifest.name.clone();
+                    let first = self
+                        .builtins
+                        .get(&name)
+                        .cloned()
+                        .or_else(|| plugins.get(&name).map(|f| f.source.to_string()));
+                    if let Some(first) = first {
+                        warnings.push(format!(
+                            "plugin `{name}` in {} is ignored: the name is taken by {first}",
+                            p.source
+                        ));
+                    } else if let Some(first) = from_dirs.remove(&name) {
+                        let why = format!(
+                            "two plugin files are named `{name}`: {} and {}; remove one",
+                            first.source, p.source
+                        );
+                        warnings.push(format!("{why}; both are ignored"));
+                        skipped.insert(name, why);
+                    } else if let Some(why) = skipped.get(&name) {
+                        warnings.push(format!("plugin {} is ignored too: {why}", p.source));
+                    } else {
+                        from_dirs.insert(name, p);
+                    }
+                }
+            }
+        }
+        plugins.extend(from_dirs);
+        let untrusted = plugins
+            .values()
+            .filter_map(|p| p.untrusted.clone())
+            .collect();
+        for (i, slot) in &self.deferred {
+            let fault = &self.config.faults[*i];
+            if self.fault_errors[*i].is_some() {
+                continue;
+            }
+            let Some(plugin) = plugins.get(&fault.plugin) else {
+                let why = match skipped.get(&fault.plugin) {
+                    Some(why) => format!("but {why}"),
+                    None => format!(
+                        "which is not loaded (available: {}{})",
+                        self.builtins
+                            .keys()
+                            .chain(plugins.keys())
+                            .cloned()
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if warnings.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; skipped: {}", warnings.join("; "))
+                        }
+                    ),
+                };
+                self.fault_errors[*i] = Some(format!(
+                    "{}fault `{}` uses plugin `{}`, {why}",
+                    at(fault),
+                    fault.name,
+                    fault.plugin
+                ));
+                continue;
+            };
+            match plugin.new_fault(&fault.config) {
+                Ok(f) => {
+                    let _ = slot.set(Arc::new(f));
+                }
+                Err(e) => self.fault_errors[*i] = Some(invalid_config(&self.config, fault, &e)),
+            }
+        }
+        let journal_at = errors.len();
+        errors.extend(self.fault_errors.into_iter().flatten());
+        errors.extend(self.poller_errors);
+        if let Some(error) = self.journal_error {
+            // In the daemon, said only among errors that stop it anyway.
+            if !errors.is_empty() || !self.mode.writes() {
+                errors.insert(journal_at, error);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Loaded {
+            plugins,
+            warnings,
+            untrusted,
+        })
+    }
+}
+
+/// A configuration `config::load_all` found errors in (`errors`), refused with every
+/// error at once: the file's, then those of its plugins and faults, checked on what
+/// could be built (a refused setting standing in at its default), nothing written.
+pub fn all_errors(config: &Config, mut errors: Vec<String>) -> ConfigErrors {
+    if let Err(more) = build(config, Mode::Check) {
+        for e in more.0 {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+    }
+    ConfigErrors(errors)
+}
+
+/// Builds the engine, waiting for every plugin file; every problem is reported, each
+/// naming where it was written. Only [`Mode::Run`] and [`Mode::Once`] write anything
+/// (the journal is opened).
+pub fn build(config: &Config, mode: Mode) -> Result<Setup, ConfigErrors> {
+    begin(config, mode)?.finish()
 }
 
 /// Takes a checkpoint now (logging why not, if it cannot), while no record is being
@@ -476,11 +762,15 @@ pub fn restore_budget(engine: &Engine) {
 /// reverted: every outcome with revert state and no revert record, and every two-phase
 /// fault whose target was prepared but whose outcome never came. The plugin checks the
 /// process is still the one it stopped (by start time).
+///
+/// With `loading` (plugin files still load), a fault whose plugin may be one of them is
+/// not reverted yet: it is returned, for [`recover_rest`] once they have loaded.
 pub fn recover(
     engine: &Engine,
     plugins: &BTreeMap<String, Plugin>,
     path: &std::path::Path,
-) -> Checkpoint {
+    loading: bool,
+) -> (Checkpoint, Vec<Entry>) {
     // Read only: whether it can be written is another question, asked after this. What
     // is read: the checkpoint, the records since, and the end of the journal as far back
     // as the budget looks; never the whole history.
@@ -512,11 +802,12 @@ pub fn recover(
             )),
         }
     }
-    let mut jobs = Vec::new();
+    let mut waiting = Vec::new();
+    let mut entries = Vec::new();
     for entry in checkpoint.active() {
-        let Some(state) = entry.revert_state().cloned() else {
+        if entry.revert_state().is_none() {
             continue;
-        };
+        }
         let id = &entry.intent.id;
         let name = &entry.intent.fault;
         if entry.outcome.is_none() {
@@ -528,8 +819,42 @@ pub fn recover(
                 "Recovering: {id} ({name}) was left active by the last run"
             ));
         }
-        // The fault as configured now (if the same plugin still makes it), else a
-        // default one of the plugin that made it.
+        let plugin = &entry.intent.plugin;
+        let configured = engine.fault(name, plugin);
+        let ready = match &configured {
+            Some(fault) => fault.loading().is_none(),
+            None => plugins.contains_key(plugin),
+        };
+        if loading && !ready {
+            log::line(format!(
+                "Recovering {id}: plugin {plugin} may be one still loading; reverted once it has loaded"
+            ));
+            waiting.push(entry);
+        } else {
+            entries.push(entry);
+        }
+    }
+    revert_left(engine, plugins, entries);
+    (checkpoint, waiting)
+}
+
+/// Reverts what [`recover`] left for the plugin files, now that they have loaded.
+pub fn recover_rest(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec<Entry>) {
+    revert_left(engine, plugins, entries);
+}
+
+/// Reverts each of `entries` with its fault as configured now (if the same plugin still
+/// makes it), else a default one of the plugin that made it; all at once, each on a
+/// thread of its own: a plugin whose revert hangs holds up neither the others nor the
+/// start, nor a stop signal sent meanwhile.
+fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec<Entry>) {
+    let mut jobs = Vec::new();
+    for entry in entries {
+        let Some(state) = entry.revert_state().cloned() else {
+            continue;
+        };
+        let id = &entry.intent.id;
+        let name = &entry.intent.fault;
         let fault = match engine.fault(name, &entry.intent.plugin) {
             Some(fault) => fault,
             None => match plugins.get(&entry.intent.plugin).map(|p| p.new_fault("")) {
@@ -553,8 +878,6 @@ pub fn recover(
         };
         jobs.push(engine.revert_job(fault, id, name, state, "recovery"));
     }
-    // All at once, each on a thread of its own: a plugin whose revert hangs holds up
-    // neither the others nor the start, nor a stop signal sent meanwhile.
     let wait = engine.plugin_timeout();
     let stopped = || super::stop::requested().is_some();
     for left in run_all_unless(jobs, wait, &stopped) {
@@ -571,5 +894,4 @@ pub fn recover(
             left.id,
         ));
     }
-    checkpoint
 }

@@ -92,7 +92,8 @@ pub async fn run(
             Err(
                 e @ (InjectError::Paused(_)
                 | InjectError::OverBudget { .. }
-                | InjectError::SteadyState { .. }),
+                | InjectError::SteadyState { .. }
+                | InjectError::Loading { .. }),
             ) => log::line(format!("{e}: the timer skips this one")),
             _ => {}
         }

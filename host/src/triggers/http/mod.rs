@@ -9,7 +9,13 @@
 //! tokens, when set, guard every call but `/healthz` and the page (which holds no
 //! data), and each request is journaled with the client's address and the token's name.
 
-use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+};
 
 use anyhow::anyhow;
 use bytes::Bytes;
@@ -42,6 +48,15 @@ mod server;
 
 use server::Peer;
 
+/// The plugins `/api/plugins` lists.
+#[derive(Debug, Default)]
+pub struct PluginList {
+    /// Those loaded.
+    pub loaded: Vec<PluginInfo>,
+    /// The plugin files still loading (their faults are refused until they have).
+    pub loading: Vec<String>,
+}
+
 /// What the handlers share.
 pub struct Api {
     /// The door every request goes through.
@@ -50,8 +65,9 @@ pub struct Api {
     pub kill_fault: String,
     /// The accepted tokens by name (empty: none required).
     pub tokens: Vec<(String, String)>,
-    /// For `/api/plugins`.
-    pub plugins: Vec<PluginInfo>,
+    /// For `/api/plugins`: it changes once the plugin files still loading at the start
+    /// have loaded.
+    pub plugins: Arc<RwLock<PluginList>>,
     /// Which plugin each fault uses.
     pub fault_plugins: BTreeMap<String, String>,
     /// The window as the banner says it, with its zone (`from 11:00 to 18:00, Mon thru
@@ -157,7 +173,11 @@ pub fn bind(
                 .iter()
                 .map(|(name, plugin)| json!({ "name": name, "plugin": plugin }))
                 .collect();
-            warp::reply::json(&json!({ "plugins": api.plugins, "faults": faults })).into_response()
+            let list = api.plugins.read().unwrap_or_else(|p| p.into_inner());
+            warp::reply::json(
+                &json!({ "plugins": list.loaded, "loading": list.loading, "faults": faults }),
+            )
+            .into_response()
         });
     let history = warp::path!("api" / "history")
         .and(warp::get())
