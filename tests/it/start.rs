@@ -95,7 +95,7 @@ fn plugin_files_that_hang_while_loading_are_waited_for_together() {
     let started = std::time::Instant::now();
     let mut d = Daemon::start_with_env(
         &["--config", cfg.to_str().unwrap()],
-        &[("PANICKY_HANG_ON_LOAD", "1")],
+        &[("PANICKY_HANG_ON_LOAD", "forever")],
     );
     d.port();
     d.wait_for(|l| l.starts_with("Plugin files loaded: "));
@@ -122,13 +122,25 @@ fn plugin_files_that_hang_while_loading_are_waited_for_together() {
     assert!(listening[0] < failed[0], "{log:#?}");
     // Together: one timeout (5 s), far from three (15 s), whatever else the machine does.
     assert!(took < std::time::Duration::from_secs(14), "{took:?}");
+    // SIGHUP's check loads them together too, and says what it waits for.
+    d.signal("HUP");
+    d.wait_for(|l| l.starts_with("SIGHUP: the configuration checks out"));
+    let waited = d
+        .log
+        .iter()
+        .filter(|l| {
+            l.starts_with("SIGHUP: Loading plugin ")
+                && l.ends_with(": no answer yet after 1s; waiting at most 5s for it")
+        })
+        .count();
+    assert_eq!(waited, 3, "{:#?}", d.log);
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
     // check-config loads them together too, and says what it waits for.
     let started = std::time::Instant::now();
     let check: crate::util::Run = crate::util::command()
         .args(["check-config", cfg.to_str().unwrap()])
-        .env("PANICKY_HANG_ON_LOAD", "1")
+        .env("PANICKY_HANG_ON_LOAD", "forever")
         .output()
         .unwrap()
         .into();
@@ -176,7 +188,7 @@ await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/freeze '{{"desc":"freeze"}}' >/dev/null
 echo "frozen $(st $v)"
 kill -KILL $d; wait $d
-PANICKY_HANG_ON_LOAD=1 "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
+PANICKY_HANG_ON_LOAD=forever "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
 await Listening {d}/log2; p=$(port {d}/log2)
 echo "recovered $(st $v)"
 echo "stuck $(curl -s -o {d}/stuck -w '%{{http_code}}' -X POST http://127.0.0.1:$p/api/faults/stuck -d '{{"desc":"stuck"}}')"
@@ -220,5 +232,48 @@ kill -KILL $v"#,
     };
     assert!(at("Recovering: ") < at("Listening on"), "{log}");
     assert!(!log.contains("Plugin files loaded"), "{log}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// What a file's plugin left active when the last run crashed is reverted as soon as
+/// that file has loaded, also when it loads after the daemon has started serving.
+#[test]
+fn a_slow_plugin_files_faults_are_recovered_once_it_has_loaded() {
+    let dir = temp_dir("start-slow-recovery");
+    let cfg = panicky_drill(
+        &dir,
+        "",
+        r#""lingering": (plugin: "panicky", config: (revert_after_ms: 600000))"#,
+    );
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/lingering '{{"desc":"linger"}}' >/dev/null
+kill -KILL $d; wait $d
+PANICKY_HANG_ON_LOAD=2000 "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
+await 'Revert (recovery)' {d}/log2
+kill -TERM $d; wait $d; echo "code $?""#,
+        cfg = cfg.display(),
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}\n{log}", run.stderr);
+    let at = |what: &str| {
+        log.find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in {log}"))
+    };
+    // Slower than a second: the daemon served first, then reverted.
+    at(": no answer yet after 1s; starting without it");
+    assert!(
+        at("plugin panicky is not loaded yet; reverted once the plugin files have loaded")
+            < at("Listening on"),
+        "{log}"
+    );
+    assert!(at("Listening on") < at("Revert (recovery)"), "{log}");
+    assert!(
+        at("Plugin files loaded: panicky") > at("Listening on"),
+        "{log}"
+    );
     fs::remove_dir_all(dir).unwrap();
 }

@@ -55,14 +55,41 @@ fn run_with(
     raise_open_files();
     keep_name();
     // The same checks as check-config, the directories created for real. Plugin files
-    // load meanwhile, each in a worker of its own; one still loading after a second does
-    // not hold up the start (the recovery of what the built-ins did, the API, the pause
-    // file): its faults are refused until it has loaded. A problem found before that is
-    // said with every other, the loads waited for, as check-config says it.
+    // load meanwhile, each in a worker of its own. A problem found without them is said
+    // with every other, the loads waited for, as check-config says it.
     let mut begun = setup::begin(&config, setup::Mode::Run).map_err(|e| UsageError(e.into()))?;
+    if begun.has_errors() {
+        // Every error, those the files bring included.
+        let errors = match begun.finish() {
+            Err(errors) => errors,
+            Ok(_) => crate::config::ConfigErrors(vec!["the configuration has errors".into()]),
+        };
+        return Err(UsageError(errors.into()).into());
+    }
+    if let Some(dir) = config
+        .pause_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        // Best effort: without it the watcher says why it cannot watch.
+        let _ = crate::support::state::create_private_dir(dir);
+    }
+    // Before anything else: undo what a crashed run left active, with the built-ins at
+    // once (a plugin file's faults once it has loaded). Reading is all it needs; a
+    // journal that cannot be written stops the start only after it.
+    let (checkpoint, mut waiting) = setup::recover(
+        begun.engine(),
+        begun.builtins(),
+        &config.journal,
+        begun.has_files(),
+    );
+    // A file still loading after a second does not hold up the start (the API, the
+    // pause file): its faults are refused until it has loaded.
     let all_loaded = begun.wait(setup::SLOW_LOAD);
     let (setup, later) = if all_loaded || begun.has_errors() {
-        (begun.finish().map_err(|e| UsageError(e.into()))?, None)
+        let setup = begun.finish().map_err(|e| UsageError(e.into()))?;
+        setup::recover_rest(&setup.engine, &setup.loaded, std::mem::take(&mut waiting));
+        (setup, None)
     } else {
         let (setup, later) = begun.split();
         for path in later.loading() {
@@ -73,24 +100,14 @@ fn run_with(
                 humantime::format_duration(config.plugin_timeout)
             ));
         }
+        for entry in &waiting {
+            log::line(format!(
+                "Recovering {}: plugin {} is not loaded yet; reverted once the plugin files have loaded",
+                entry.intent.id, entry.intent.plugin
+            ));
+        }
         (setup, Some(later))
     };
-    if let Some(dir) = config
-        .pause_file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        // Best effort: without it the watcher says why it cannot watch.
-        let _ = crate::support::state::create_private_dir(dir);
-    }
-    // Before anything else: undo what a crashed run left active. Reading is all it
-    // needs; a journal that cannot be written stops the start only after it.
-    let (checkpoint, waiting) = setup::recover(
-        &setup.engine,
-        &setup.loaded,
-        &config.journal,
-        later.is_some(),
-    );
     if let Some(error) = &setup.journal_error {
         return Err(UsageError(anyhow::anyhow!("{error}")).into());
     }

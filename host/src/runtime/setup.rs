@@ -393,6 +393,21 @@ fn invalid_config(config: &Config, fault: &FaultConfig, e: &PluginError) -> Stri
 }
 
 impl Begun {
+    /// The engine, with every built-in's fault (the others wait for their files).
+    pub fn engine(&self) -> &Engine {
+        &self.setup.engine
+    }
+
+    /// The built-in plugins.
+    pub fn builtins(&self) -> &BTreeMap<String, Plugin> {
+        &self.setup.loaded
+    }
+
+    /// Whether there are plugin files (loading or loaded, not yet taken in).
+    pub fn has_files(&self) -> bool {
+        !self.later.files.is_empty()
+    }
+
     /// Whether something is wrong already, whatever the plugin files say.
     pub fn has_errors(&self) -> bool {
         let later = &self.later;
@@ -826,9 +841,6 @@ pub fn recover(
             None => plugins.contains_key(plugin),
         };
         if loading && !ready {
-            log::line(format!(
-                "Recovering {id}: plugin {plugin} may be one still loading; reverted once it has loaded"
-            ));
             waiting.push(entry);
         } else {
             entries.push(entry);
