@@ -1,0 +1,139 @@
+use super::*;
+
+fn intent(id: &str) -> Record {
+    Record::Intent(Intent {
+        id: id.into(),
+        at: Utc::now(),
+        fault: "process-kill".into(),
+        plugin: "process-kill".into(),
+        trigger: "timer".into(),
+        requested_by: None,
+        desc: "by monkey".into(),
+        dry_run: false,
+        master_seed: 1,
+        stream: "fault/process-kill".into(),
+        stream_position: 0,
+        seed: 2,
+    })
+}
+
+#[test]
+fn only_a_regular_file_or_nothing_is_a_journal() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-kind-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    assert!(check_path(&dir.join("new.jsonl")).is_ok());
+    fs::write(dir.join("file"), "").unwrap();
+    assert!(check_path(&dir.join("file")).is_ok());
+    let error = Journal::open(&dir).unwrap_err();
+    assert_eq!(error.to_string(), "it is a directory, not a regular file");
+    let fifo = dir.join("fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .unwrap();
+    // Opening it would block for good; the check refuses it first.
+    assert_eq!(
+        Journal::open(&fifo).unwrap_err().to_string(),
+        "it is a FIFO, not a regular file"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A journal path that became something else than a file under the running daemon
+/// (a symlink to /dev/null, a FIFO) is never written to: a record written into
+/// nothing is a record lost, and the fault it announces must not happen.
+#[test]
+fn an_append_refuses_a_path_that_is_no_longer_a_regular_file() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-null-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    journal.append(&intent("1-1"), true).unwrap();
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+    assert_eq!(
+        journal
+            .append(&intent("1-2"), true)
+            .unwrap_err()
+            .to_string(),
+        "it is a device, not a regular file"
+    );
+    fs::remove_file(&path).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .unwrap();
+    assert_eq!(
+        journal
+            .append(&intent("1-3"), true)
+            .unwrap_err()
+            .to_string(),
+        "it is a FIFO, not a regular file"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_torn_last_line_is_reported_closed_and_skipped() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    journal.append(&intent("1-1"), true).unwrap();
+    // A crash halfway through the next line.
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(br#"{"type":"intent","id":"1-2","at":"#)
+        .unwrap();
+    let torn = read(&path).unwrap();
+    assert!(matches!(&torn.records[..], [Record::Intent(i)] if i.id == "1-1"));
+    assert_eq!(
+        torn.problems,
+        [format!(
+            "{}: line 2 is torn (the daemon stopped while writing it); ignored",
+            path.display()
+        )]
+    );
+    // Reopening closes the torn line, so the next record is whole.
+    let journal = Journal::open(&path).unwrap();
+    journal.append(&intent("1-3"), true).unwrap();
+    let after = read(&path).unwrap();
+    assert_eq!(after.records.len(), 2);
+    assert_eq!(after.problems.len(), 1);
+    assert!(after.problems[0].contains("line 2 is unreadable"));
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_record_never_glues_to_a_partial_line_left_while_the_journal_is_open() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-glue-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    journal.append(&intent("1-1"), true).unwrap();
+    // Something wrote half a line behind the open journal's back (a failed write
+    // that could not be cut back).
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(br#"{"type":"intent","id":"1-2""#).unwrap();
+    journal.append(&intent("1-3"), false).unwrap();
+    let after = read(&path).unwrap();
+    let ids: Vec<&str> = after
+        .records
+        .iter()
+        .map(|r| match r {
+            Record::Intent(i) => i.id.as_str(),
+            _ => "",
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["1-1", "1-3"],
+        "the record after the partial line is whole"
+    );
+    assert_eq!(after.problems.len(), 1);
+    fs::remove_dir_all(dir).unwrap();
+}
