@@ -91,8 +91,8 @@ fn run_with(
         setup::recover_rest(&setup.engine, &setup.loaded, std::mem::take(&mut waiting));
         (setup, None)
     } else {
-        let (setup, later) = begun.split();
-        for path in later.loading() {
+        let (setup, mut later) = begun.split();
+        for path in later.going_on_without() {
             log::line(format!(
                 "Loading plugin {}: no answer yet after {}; starting without it (its faults are refused until it has loaded, at most {} from now)",
                 path.display(),

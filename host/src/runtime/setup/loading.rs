@@ -1,0 +1,380 @@
+//! The plugin files' loads: each file's worker started on a thread of its own, all at
+//! once, and the faults of their plugins, which wait for them ([`Deferred`]).
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{mpsc, Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, PluginError, Request};
+
+use super::{at, invalid_config, supervision, Mode};
+use crate::{
+    config::{Config, ConfigErrors},
+    domain::injection::Fault,
+    plugin::{self, Plugin},
+};
+
+/// How long a plugin file may take to load before it is said that it is waited for (and
+/// the daemon starts serving without it).
+pub const SLOW_LOAD: Duration = Duration::from_secs(1);
+
+/// Where a fault waiting for its plugin file goes once built.
+pub(super) type Built = Arc<OnceLock<Arc<dyn Fault>>>;
+
+/// A configured fault whose plugin file is still loading: refused with
+/// [`crate::domain::injection::InjectError::Loading`] until [`Later::complete`] gives it
+/// the fault its plugin built.
+pub(super) struct Deferred {
+    pub(super) plugin: String,
+    pub(super) fault: Built,
+}
+
+impl Fault for Deferred {
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        self.ready()?.inject(request)
+    }
+
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        self.ready()?.revert(state)
+    }
+
+    fn prepares(&self) -> bool {
+        self.fault.get().is_some_and(|f| f.prepares())
+    }
+
+    fn loading(&self) -> Option<&str> {
+        self.fault.get().is_none().then_some(self.plugin.as_str())
+    }
+}
+
+impl Deferred {
+    fn ready(&self) -> Result<&Arc<dyn Fault>, PluginError> {
+        self.fault.get().ok_or_else(|| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("plugin `{}` is still loading", self.plugin),
+            )
+        })
+    }
+}
+
+/// What is left of a setup once the engine exists: the plugin files' loads, and the
+/// faults (and errors) that wait for them.
+pub struct Later {
+    pub(super) config: Config,
+    pub(super) mode: Mode,
+    /// The plugin files' loads.
+    pub(super) loads: Loads,
+    /// The names the built-ins take, and where each came from.
+    pub(super) builtins: BTreeMap<String, String>,
+    /// Each configured fault waiting for a file's plugin (its index in the config), and
+    /// where it goes once built.
+    pub(super) deferred: Vec<(usize, Built)>,
+    /// Each configured fault's error found so far, in the config's order.
+    pub(super) fault_errors: Vec<Option<String>>,
+    /// Why the journal cannot be opened: it stops the setup in `check-config`; in the
+    /// daemon it is said among other errors that stop it anyway, else it is refused
+    /// after the recovery ([`Setup::journal_error`]).
+    pub(super) journal_error: Option<String>,
+    pub(super) poller_errors: Vec<String>,
+}
+
+/// What the plugin files brought, once every one has answered.
+pub struct Loaded {
+    /// The plugins of the files, by name.
+    pub plugins: BTreeMap<String, Plugin>,
+    /// Files skipped, and why (see [`Setup::warnings`]).
+    pub warnings: Vec<String>,
+    /// Files loaded though untrusted (see [`Setup::untrusted`]).
+    pub untrusted: Vec<String>,
+}
+
+/// Every plugin file's load: those the config names (in its order), then those found in
+/// the plugin directories.
+pub(super) struct Loads {
+    files: Vec<PathBuf>,
+    /// How many of `files` the config names.
+    named: usize,
+    /// Each file's load, once it has answered.
+    answered: Vec<Option<anyhow::Result<Plugin>>>,
+    answers: mpsc::Receiver<(usize, anyhow::Result<Plugin>)>,
+    /// Why a plugin directory could not be read.
+    dir_warnings: Vec<String>,
+    /// When the loads began.
+    began: Instant,
+    /// Whether the loads still running after [`SLOW_LOAD`] were said.
+    said_slow: bool,
+}
+
+/// Lists the plugin directories and starts every file's load: those that fail the
+/// checks that run none of their code have answered already.
+pub(super) fn start(config: &Config, mode: Mode) -> Loads {
+    // Plugin directories: listed first, so that every file, named or found, loads in
+    // one concurrent pass.
+    let mut dir_warnings = Vec::new();
+    let mut files: Vec<PathBuf> = config.plugin_files.iter().map(|(p, _)| p.clone()).collect();
+    let named = files.len();
+    for dir in &config.plugin_dirs {
+        match plugin::discover(dir, config.plugin_trust) {
+            Ok(found) => files.extend(found),
+            Err(e) => dir_warnings.push(format!("{e:#}")),
+        }
+    }
+    let (tell, answers) = mpsc::channel();
+    let mut answered = Vec::with_capacity(files.len());
+    for (i, path) in files.iter().enumerate() {
+        let prepared = match Plugin::prepare(path, config.plugin_trust) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                answered.push(Some(Err(e)));
+                continue;
+            }
+        };
+        if mode == Mode::Run {
+            mode.say(format!("Loading plugin {}", path.display()));
+        }
+        let supervision = supervision(config.plugin_timeout);
+        let tell = tell.clone();
+        let spawned = std::thread::Builder::new()
+            .name("plugin-load".to_owned())
+            .spawn(move || {
+                let _ = tell.send((i, prepared.start(supervision)));
+            });
+        answered.push(match spawned {
+            Ok(_) => None,
+            Err(e) => Some(Err(anyhow::anyhow!(
+                "cannot load plugin {}: no thread to load it on: {e}",
+                path.display()
+            ))),
+        });
+    }
+    Loads {
+        files,
+        named,
+        answered,
+        answers,
+        dir_warnings,
+        began: Instant::now(),
+        said_slow: false,
+    }
+}
+
+impl Loads {
+    /// Whether there are plugin files at all.
+    pub(super) fn any(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// The files still loading.
+    fn still_loading(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .zip(&self.answered)
+            .filter(|(_, a)| a.is_none())
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+
+    /// Takes the answers in until every file has answered (true) or `until` passes.
+    pub(super) fn take_answers(&mut self, until: Option<Instant>) -> bool {
+        while self.answered.iter().any(Option::is_none) {
+            let answer = match until {
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match self.answers.recv_timeout(left) {
+                        Ok(answer) => answer,
+                        Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.answers.recv() {
+                    Ok(answer) => answer,
+                    Err(_) => break,
+                },
+            };
+            self.answered[answer.0] = Some(answer.1);
+        }
+        // A thread that ended without a word (it panicked): its file failed.
+        for (path, answer) in self.files.iter().zip(&mut self.answered) {
+            if answer.is_none() {
+                *answer = Some(Err(anyhow::anyhow!(
+                    "cannot load plugin {}: loading it panicked",
+                    path.display()
+                )));
+            }
+        }
+        true
+    }
+
+    /// Whether a file the config names has failed already.
+    pub(super) fn named_failed(&self) -> bool {
+        self.answered[..self.named]
+            .iter()
+            .any(|a| matches!(a, Some(Err(_))))
+    }
+}
+
+impl Later {
+    /// The plugin files still loading.
+    pub fn loading(&self) -> Vec<PathBuf> {
+        self.loads.still_loading()
+    }
+
+    /// The plugin files still loading, for a caller that says itself that it goes on
+    /// without them: the wait for them says nothing more.
+    pub fn going_on_without(&mut self) -> Vec<PathBuf> {
+        self.loads.said_slow = true;
+        self.loads.still_loading()
+    }
+
+    /// Takes every answer in; the loads still running [`SLOW_LOAD`] after they began are
+    /// said, once.
+    fn wait_all(&mut self) {
+        let slow_at = self.loads.began + SLOW_LOAD;
+        if !self.loads.said_slow && !self.loads.take_answers(Some(slow_at)) {
+            self.loads.said_slow = true;
+            for path in self.loads.still_loading() {
+                self.mode.say(format!(
+                    "Loading plugin {}: no answer yet after {}; waiting at most {} for it",
+                    path.display(),
+                    humantime::format_duration(SLOW_LOAD),
+                    humantime::format_duration(self.config.plugin_timeout)
+                ));
+            }
+        }
+        self.loads.take_answers(None);
+    }
+
+    /// Waits for every plugin file, then builds the faults that waited for them. `Err`
+    /// holds every error of the setup, those found before the files loaded included,
+    /// in the order of the file.
+    pub fn complete(mut self) -> Result<Loaded, ConfigErrors> {
+        self.wait_all();
+        let mut errors = Vec::new();
+        let mut warnings = self.loads.dir_warnings;
+        let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
+        let mut answers =
+            self.loads.answered.into_iter().map(|a| {
+                a.unwrap_or_else(|| Err(anyhow::anyhow!("cannot load plugin: no answer")))
+            });
+        for ((_, at), load) in self.config.plugin_files.iter().zip(answers.by_ref()) {
+            match load {
+                Ok(p) => {
+                    let first =
+                        self.builtins.get(&p.manifest.name).cloned().or_else(|| {
+                            plugins.get(&p.manifest.name).map(|f| f.source.to_string())
+                        });
+                    if let Some(first) = first {
+                        errors.push(format!(
+                            "two plugins are named `{}`: {} and {}; remove one",
+                            p.manifest.name, first, p.source
+                        ));
+                    } else {
+                        plugins.insert(p.manifest.name.clone(), p);
+                    }
+                }
+                Err(e) => errors.push(format!("{at}: {e:#}")),
+            }
+        }
+        // A file that cannot load is skipped with its reason, and two files claiming one
+        // name are both set aside; either is fatal only for a plugin the config uses
+        // (below).
+        let mut skipped: BTreeMap<String, String> = BTreeMap::new();
+        let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
+        for load in answers {
+            match load {
+                Err(e) => warnings.push(format!("{e:#}; skipped")),
+                Ok(p) => {
+                    let name = p.manifest.name.clone();
+                    let first = self
+                        .builtins
+                        .get(&name)
+                        .cloned()
+                        .or_else(|| plugins.get(&name).map(|f| f.source.to_string()));
+                    if let Some(first) = first {
+                        warnings.push(format!(
+                            "plugin `{name}` in {} is ignored: the name is taken by {first}",
+                            p.source
+                        ));
+                    } else if let Some(first) = from_dirs.remove(&name) {
+                        let why = format!(
+                            "two plugin files are named `{name}`: {} and {}; remove one",
+                            first.source, p.source
+                        );
+                        warnings.push(format!("{why}; both are ignored"));
+                        skipped.insert(name, why);
+                    } else if let Some(why) = skipped.get(&name) {
+                        warnings.push(format!("plugin {} is ignored too: {why}", p.source));
+                    } else {
+                        from_dirs.insert(name, p);
+                    }
+                }
+            }
+        }
+        plugins.extend(from_dirs);
+        let untrusted = plugins
+            .values()
+            .filter_map(|p| p.untrusted.clone())
+            .collect();
+        for (i, slot) in &self.deferred {
+            let fault = &self.config.faults[*i];
+            if self.fault_errors[*i].is_some() {
+                continue;
+            }
+            let Some(plugin) = plugins.get(&fault.plugin) else {
+                let why = match skipped.get(&fault.plugin) {
+                    Some(why) => format!("but {why}"),
+                    None => format!(
+                        "which is not loaded (available: {}{})",
+                        self.builtins
+                            .keys()
+                            .chain(plugins.keys())
+                            .cloned()
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if warnings.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; skipped: {}", warnings.join("; "))
+                        }
+                    ),
+                };
+                self.fault_errors[*i] = Some(format!(
+                    "{}fault `{}` uses plugin `{}`, {why}",
+                    at(fault),
+                    fault.name,
+                    fault.plugin
+                ));
+                continue;
+            };
+            match plugin.new_fault(&fault.config) {
+                Ok(f) => {
+                    let _ = slot.set(Arc::new(f));
+                }
+                Err(e) => self.fault_errors[*i] = Some(invalid_config(&self.config, fault, &e)),
+            }
+        }
+        let journal_at = errors.len();
+        errors.extend(self.fault_errors.into_iter().flatten());
+        errors.extend(self.poller_errors);
+        if let Some(error) = self.journal_error {
+            // In the daemon, said only among errors that stop it anyway.
+            if !errors.is_empty() || !self.mode.writes() {
+                errors.insert(journal_at, error);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Loaded {
+            plugins,
+            warnings,
+            untrusted,
+        })
+    }
+}
