@@ -253,112 +253,42 @@ impl Later {
     /// in the order of the file.
     pub fn complete(mut self) -> Result<Loaded, ConfigErrors> {
         self.wait_all();
-        let mut errors = Vec::new();
-        let mut warnings = self.loads.dir_warnings;
-        let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
-        let mut answers =
+        let answers =
             self.loads.answered.into_iter().map(|a| {
                 a.unwrap_or_else(|| Err(anyhow::anyhow!("cannot load plugin: no answer")))
             });
-        for ((_, at), load) in self.config.plugin_files.iter().zip(answers.by_ref()) {
-            match load {
-                Ok(p) => {
-                    let first =
-                        self.builtins.get(&p.manifest.name).cloned().or_else(|| {
-                            plugins.get(&p.manifest.name).map(|f| f.source.to_string())
-                        });
-                    if let Some(first) = first {
-                        errors.push(format!(
-                            "two plugins are named `{}`: {} and {}; remove one",
-                            p.manifest.name, first, p.source
-                        ));
-                    } else {
-                        plugins.insert(p.manifest.name.clone(), p);
-                    }
-                }
-                Err(e) => errors.push(format!("{at}: {e:#}")),
-            }
-        }
-        // A file that cannot load is skipped with its reason, and two files claiming one
-        // name are both set aside; either is fatal only for a plugin the config uses
-        // (below).
-        let mut skipped: BTreeMap<String, String> = BTreeMap::new();
-        let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
-        for load in answers {
-            match load {
-                Err(e) => warnings.push(format!("{e:#}; skipped")),
-                Ok(p) => {
-                    let name = p.manifest.name.clone();
-                    let first = self
-                        .builtins
-                        .get(&name)
-                        .cloned()
-                        .or_else(|| plugins.get(&name).map(|f| f.source.to_string()));
-                    if let Some(first) = first {
-                        warnings.push(format!(
-                            "plugin `{name}` in {} is ignored: the name is taken by {first}",
-                            p.source
-                        ));
-                    } else if let Some(first) = from_dirs.remove(&name) {
-                        let why = format!(
-                            "two plugin files are named `{name}`: {} and {}; remove one",
-                            first.source, p.source
-                        );
-                        warnings.push(format!("{why}; both are ignored"));
-                        skipped.insert(name, why);
-                    } else if let Some(why) = skipped.get(&name) {
-                        warnings.push(format!("plugin {} is ignored too: {why}", p.source));
-                    } else {
-                        from_dirs.insert(name, p);
-                    }
-                }
-            }
-        }
-        plugins.extend(from_dirs);
-        let untrusted = plugins
-            .values()
-            .filter_map(|p| p.untrusted.clone())
-            .collect();
+        let mut taken = TakenIn {
+            plugins: BTreeMap::new(),
+            errors: Vec::new(),
+            warnings: self.loads.dir_warnings,
+            skipped: BTreeMap::new(),
+        };
+        taken.take_in(&self.builtins, &self.config.plugin_files, answers);
         for (i, slot) in &self.deferred {
             let fault = &self.config.faults[*i];
             if self.fault_errors[*i].is_some() {
                 continue;
             }
-            let Some(plugin) = plugins.get(&fault.plugin) else {
-                let why = match skipped.get(&fault.plugin) {
-                    Some(why) => format!("but {why}"),
-                    None => format!(
-                        "which is not loaded (available: {}{})",
-                        self.builtins
-                            .keys()
-                            .chain(plugins.keys())
-                            .cloned()
-                            .collect::<std::collections::BTreeSet<_>>()
-                            .into_iter()
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        if warnings.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; skipped: {}", warnings.join("; "))
-                        }
-                    ),
-                };
-                self.fault_errors[*i] = Some(format!(
-                    "{}fault `{}` uses plugin `{}`, {why}",
+            let built = match taken.plugins.get(&fault.plugin) {
+                Some(plugin) => plugin
+                    .new_fault(&fault.config)
+                    .map_err(|e| invalid_config(&self.config, fault, &e)),
+                None => Err(format!(
+                    "{}fault `{}` uses plugin `{}`, {}",
                     at(fault),
                     fault.name,
-                    fault.plugin
-                ));
-                continue;
+                    fault.plugin,
+                    taken.why_missing(&fault.plugin, &self.builtins)
+                )),
             };
-            match plugin.new_fault(&fault.config) {
+            match built {
                 Ok(f) => {
                     let _ = slot.set(Arc::new(f));
                 }
-                Err(e) => self.fault_errors[*i] = Some(invalid_config(&self.config, fault, &e)),
+                Err(e) => self.fault_errors[*i] = Some(e),
             }
         }
+        let mut errors = taken.errors;
         let journal_at = errors.len();
         errors.extend(self.fault_errors.into_iter().flatten());
         errors.extend(self.poller_errors);
@@ -371,10 +301,114 @@ impl Later {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
+        let untrusted = taken
+            .plugins
+            .values()
+            .filter_map(|p| p.untrusted.clone())
+            .collect();
         Ok(Loaded {
-            plugins,
-            warnings,
+            plugins: taken.plugins,
+            warnings: taken.warnings,
             untrusted,
         })
+    }
+}
+
+/// The plugins the files brought, as far as their names allow.
+struct TakenIn {
+    /// By name.
+    plugins: BTreeMap<String, Plugin>,
+    /// Files the config names that failed, or whose name is taken.
+    errors: Vec<String>,
+    /// Files of the plugin directories that were skipped, and why.
+    warnings: Vec<String>,
+    /// The names two directory files claimed, and why both were set aside.
+    skipped: BTreeMap<String, String>,
+}
+
+impl TakenIn {
+    /// Takes in each file's load, in the order of the files: those `named` in the
+    /// config first (a failure is an error), then those of the plugin directories (a
+    /// failure, or a name taken, skips the file with a warning; two files claiming one
+    /// name are both set aside: fatal only for a plugin the config uses). `builtins`
+    /// holds the names the built-ins take, and where each came from.
+    fn take_in(
+        &mut self,
+        builtins: &BTreeMap<String, String>,
+        named: &[(PathBuf, String)],
+        mut answers: impl Iterator<Item = anyhow::Result<Plugin>>,
+    ) {
+        let taken_by = |plugins: &BTreeMap<String, Plugin>, name: &str| {
+            builtins
+                .get(name)
+                .cloned()
+                .or_else(|| plugins.get(name).map(|f| f.source.to_string()))
+        };
+        for ((_, at), load) in named.iter().zip(answers.by_ref()) {
+            match load {
+                Ok(p) => match taken_by(&self.plugins, &p.manifest.name) {
+                    Some(first) => self.errors.push(format!(
+                        "two plugins are named `{}`: {} and {}; remove one",
+                        p.manifest.name, first, p.source
+                    )),
+                    None => {
+                        self.plugins.insert(p.manifest.name.clone(), p);
+                    }
+                },
+                Err(e) => self.errors.push(format!("{at}: {e:#}")),
+            }
+        }
+        let mut from_dirs: BTreeMap<String, Plugin> = BTreeMap::new();
+        for load in answers {
+            let p = match load {
+                Err(e) => {
+                    self.warnings.push(format!("{e:#}; skipped"));
+                    continue;
+                }
+                Ok(p) => p,
+            };
+            let name = p.manifest.name.clone();
+            if let Some(first) = taken_by(&self.plugins, &name) {
+                self.warnings.push(format!(
+                    "plugin `{name}` in {} is ignored: the name is taken by {first}",
+                    p.source
+                ));
+            } else if let Some(first) = from_dirs.remove(&name) {
+                let why = format!(
+                    "two plugin files are named `{name}`: {} and {}; remove one",
+                    first.source, p.source
+                );
+                self.warnings.push(format!("{why}; both are ignored"));
+                self.skipped.insert(name, why);
+            } else if let Some(why) = self.skipped.get(&name) {
+                self.warnings
+                    .push(format!("plugin {} is ignored too: {why}", p.source));
+            } else {
+                from_dirs.insert(name, p);
+            }
+        }
+        self.plugins.extend(from_dirs);
+    }
+
+    /// Why no plugin is named `name`, for the error of a fault that uses it.
+    fn why_missing(&self, name: &str, builtins: &BTreeMap<String, String>) -> String {
+        if let Some(why) = self.skipped.get(name) {
+            return format!("but {why}");
+        }
+        let available: std::collections::BTreeSet<&String> =
+            builtins.keys().chain(self.plugins.keys()).collect();
+        format!(
+            "which is not loaded (available: {}{})",
+            available
+                .into_iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if self.warnings.is_empty() {
+                String::new()
+            } else {
+                format!("; skipped: {}", self.warnings.join("; "))
+            }
+        )
     }
 }
