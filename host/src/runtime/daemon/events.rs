@@ -1,0 +1,175 @@
+//! What ends the daemon's wait: SIGTERM or SIGINT, the sandbox's command exiting, a
+//! SIGHUP whose configuration checks out, or plugin files that loaded with errors.
+
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+
+use super::{restart::check_again, Ending};
+use crate::{
+    cli::DaemonArgs,
+    config::ConfigErrors,
+    engine::Engine,
+    output::log,
+    runtime::{setup, stop},
+    triggers::http::PluginList,
+};
+
+/// Where the plugin files still loading at the start say how it went.
+pub(super) type Told = tokio::sync::oneshot::Receiver<Result<setup::Loaded, ConfigErrors>>;
+
+/// Why the wait ended.
+pub(super) struct End {
+    /// What ended it, as "goes to bed" says it.
+    pub signal: &'static str,
+    /// Stop or restart.
+    pub ending: Ending,
+    /// The configuration's errors, when plugin files that loaded late brought some.
+    pub refused: Option<ConfigErrors>,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, caught from startup on.
+pub(super) struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum Event {
+    /// Stop, for this reason.
+    Stop(&'static str),
+    /// SIGHUP: check the configuration again.
+    Hangup,
+    /// Every plugin file still loading at the start has answered: what they brought, or
+    /// the errors of the configuration (`None`: the thread loading them ended without
+    /// a word).
+    Loaded(Option<Result<setup::Loaded, ConfigErrors>>),
+}
+
+/// Waits for the end: a stop signal (one noted before the runtime's handlers existed
+/// included), the sandbox's command exiting (`ended`), a SIGHUP whose configuration
+/// checks out (a stop that came during the check wins), or the plugin files still
+/// loading (`loaded`) leaving the configuration with errors. When they load well, their
+/// plugins join the list `/api/plugins` shows.
+pub(super) async fn wait_for_end(
+    signals: &mut Signals,
+    mut ended: Option<tokio::sync::oneshot::Receiver<()>>,
+    mut loaded: Option<Told>,
+    plugins: &Arc<RwLock<PluginList>>,
+    args: Option<&DaemonArgs>,
+    engine: &Engine,
+) -> End {
+    let stop = |signal| End {
+        signal,
+        ending: Ending::Stop,
+        refused: None,
+    };
+    loop {
+        // Signals that came before the runtime's handlers existed (the start).
+        if let Some(signal) = stop::requested() {
+            return stop(signal);
+        }
+        let event = if stop::take_hangup() {
+            Event::Hangup
+        } else {
+            let ended = async {
+                match ended.as_mut() {
+                    Some(ended) => {
+                        let _ = ended.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let all_loaded = async {
+                match loaded.as_mut() {
+                    Some(told) => told.await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = signals.next() => event,
+                () = ended => Event::Stop("the sandbox's command exited"),
+                done = all_loaded => Event::Loaded(done),
+            }
+        };
+        match event {
+            Event::Stop(why) => return stop(why),
+            Event::Loaded(done) => {
+                loaded = None;
+                let refused = match done {
+                    Some(Ok(done)) => {
+                        take_in(&done, plugins);
+                        continue;
+                    }
+                    Some(Err(errors)) => errors,
+                    None => ConfigErrors(vec![
+                        "loading the plugin files ended without a word".to_owned()
+                    ]),
+                };
+                return End {
+                    signal: "the plugin files left the configuration with errors",
+                    ending: Ending::Stop,
+                    refused: Some(refused),
+                };
+            }
+            Event::Hangup => {
+                // This SIGHUP, noted twice (here and by the runtime), is checked once.
+                stop::take_hangup();
+                // A stop that came while the file was checked wins over the restart.
+                if check_again(args).await && stop::requested().is_none() {
+                    return End {
+                        signal: "SIGHUP: restarting with the new configuration",
+                        ending: Ending::Restart {
+                            paused: engine.switched_off(),
+                            halted: engine.halted(),
+                        },
+                        refused: None,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Says what the plugin files that loaded late brought, and lists their plugins.
+fn take_in(done: &setup::Loaded, plugins: &RwLock<PluginList>) {
+    for warning in &done.warnings {
+        crate::output::metrics::get().plugin_load_failed();
+        log::line(format!("warning: {warning}"));
+    }
+    for warning in &done.untrusted {
+        log::line(format!("warning: {warning}"));
+    }
+    let mut list = plugins.write().unwrap_or_else(|p| p.into_inner());
+    list.loaded.extend(done.plugins.values().map(|p| p.info()));
+    list.loaded.sort_by(|a, b| a.name.cmp(&b.name));
+    list.loading.clear();
+    log::line(format!(
+        "Plugin files loaded: {}",
+        if done.plugins.is_empty() {
+            "none of them brought a plugin".to_owned()
+        } else {
+            done.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    ));
+}
+
+impl Signals {
+    pub(super) fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.term.recv() => Event::Stop("SIGTERM"),
+            _ = self.int.recv() => Event::Stop("SIGINT"),
+            _ = self.hup.recv() => Event::Hangup,
+        }
+    }
+}

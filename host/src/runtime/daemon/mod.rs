@@ -1,0 +1,530 @@
+//! The daemon: start the triggers, inject what they ask for through the engine, stop
+//! cleanly on SIGTERM or SIGINT.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+mod announce;
+mod events;
+mod restart;
+
+use events::Signals;
+use restart::{restart, RESTART_PAUSED};
+
+use crate::{
+    cli::DaemonArgs,
+    config::{self, Config},
+    dispatch::{FaultProbes, Injector, MAX_INJECTIONS_AT_ONCE},
+    domain::schedule::Timer,
+    engine::Unfinished,
+    output::{log, notifier::Notifiers},
+    runtime::{
+        halt, pause_file,
+        setup::{self, Setup},
+        stop, systemd,
+    },
+    support::{orphans, UsageError},
+    triggers::{http, poller, timer},
+};
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    stop::install()?;
+    log::start_writer();
+    log::init(args.log_format.unwrap_or_default());
+    adopt_orphans();
+    let (config, errors) = config::load_all(&args).map_err(|e| UsageError(e.into()))?;
+    if !errors.is_empty() {
+        return Err(UsageError(setup::all_errors(&config, errors).into()).into());
+    }
+    run_with(config, None, Some(args))
+}
+
+/// Runs the daemon with a validated configuration until SIGTERM or SIGINT, or until
+/// `ended` says the sandbox's command exited.
+pub fn run_config(
+    config: Config,
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<()> {
+    stop::install()?;
+    log::start_writer();
+    run_with(config, ended, None)
+}
+
+/// `args`, when given, are what SIGHUP checks the configuration again with.
+fn run_with(
+    config: Config,
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+    args: Option<DaemonArgs>,
+) -> anyhow::Result<()> {
+    raise_open_files();
+    keep_name();
+    // The same checks as check-config, the directories created for real. Plugin files
+    // load meanwhile, each in a worker of its own. A problem found without them is said
+    // with every other, the loads waited for, as check-config says it.
+    let mut begun = setup::begin(&config, setup::Mode::Run).map_err(|e| UsageError(e.into()))?;
+    if begun.has_errors() {
+        // Every error, those the files bring included.
+        let errors = match begun.finish() {
+            Err(errors) => errors,
+            Ok(_) => crate::config::ConfigErrors(vec!["the configuration has errors".into()]),
+        };
+        return Err(UsageError(errors.into()).into());
+    }
+    if let Some(dir) = config
+        .pause_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        // Best effort: without it the watcher says why it cannot watch.
+        let _ = crate::support::state::create_private_dir(dir);
+    }
+    // Before anything else: undo what a crashed run left active, with the built-ins at
+    // once (a plugin file's faults once it has loaded). Reading is all it needs; a
+    // journal that cannot be written stops the start only after it.
+    let (checkpoint, mut waiting) = setup::recover(
+        begun.engine(),
+        begun.builtins(),
+        &config.journal,
+        begun.has_files(),
+    );
+    // A file still loading after a second does not hold up the start (the API, the
+    // pause file): its faults are refused until it has loaded.
+    let all_loaded = begun.wait(setup::SLOW_LOAD);
+    let (setup, later) = if all_loaded || begun.has_errors() {
+        let setup = begun.finish().map_err(|e| UsageError(e.into()))?;
+        setup::recover_rest(&setup.engine, &setup.loaded, std::mem::take(&mut waiting));
+        (setup, None)
+    } else {
+        let (setup, mut later) = begun.split();
+        for path in later.going_on_without() {
+            log::line(format!(
+                "Loading plugin {}: no answer yet after {}; starting without it (its faults are refused until it has loaded, at most {} from now)",
+                path.display(),
+                humantime::format_duration(setup::SLOW_LOAD),
+                humantime::format_duration(config.plugin_timeout)
+            ));
+        }
+        for entry in &waiting {
+            log::line(format!(
+                "Recovering {}: plugin {} is not loaded yet; reverted once the plugin files have loaded",
+                entry.intent.id, entry.intent.plugin
+            ));
+        }
+        (setup, Some(later))
+    };
+    if let Some(error) = &setup.journal_error {
+        return Err(UsageError(anyhow::anyhow!("{error}")).into());
+    }
+    // Stopped while it started: what a crash left is reverted (or named), and nothing
+    // else starts.
+    if let Some(signal) = stop::requested() {
+        log::line(format!(
+            "Nightmare Monkey goes to bed ({signal}, before it started)."
+        ));
+        let unfinished = setup.engine.reverting();
+        return abandoned(&[], &unfinished);
+    }
+    let retention = config.journal_retention;
+    let checkpoint = setup::keep_checkpoints(&setup.engine, checkpoint, retention);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Injections run on blocking threads; a handful at once is plenty, and every
+        // extra thread costs its stack and a malloc arena that outlive a burst.
+        .max_blocking_threads(MAX_INJECTIONS_AT_ONCE)
+        .build()
+        .context("cannot start the async runtime")?;
+    let journal = setup.engine.shared_journal();
+    let later = later.map(|later| Loading { later, waiting });
+    let result = runtime.block_on(serve(config, setup, later, ended, args));
+    // The last checkpoint: the next start reads only what comes after it.
+    if let Some(journal) = journal {
+        setup::checkpoint_now(&checkpoint, &journal, &retention);
+    }
+    // A plugin call still running on a blocking thread must not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    let Ending::Restart { paused, halted } = result? else {
+        return Ok(());
+    };
+    // From here on a stop waits for the new image's handlers; one that came while the
+    // restart went to bed wins: no new start.
+    stop::hold();
+    if let Some(signal) = stop::requested() {
+        log::line(format!(
+            "{signal} during the SIGHUP restart: stopping instead"
+        ));
+        return Ok(());
+    }
+    Err(restart(paused, halted))
+}
+
+/// Makes the daemon the subreaper of what its workers and probe commands start, so that
+/// what escaped them can be ended (`support::orphans`): at each end of one of them, and
+/// every [`orphans::SWEEP_EVERY`] by a task of the runtime (`serve`).
+fn adopt_orphans() {
+    if let Err(e) = orphans::adopt() {
+        log::line(format!(
+            "warning: cannot adopt orphans ({e}): a process a plugin or a probe starts with setsid() may outlive it"
+        ));
+    }
+}
+
+/// After a restart through `/proc/self/exe` the kernel names the process `exe`: it takes
+/// back the name of the file it was started as (what `ps`, `top` and `pgrep` show).
+fn keep_name() {
+    let named_exe = std::fs::read_to_string("/proc/self/comm").is_ok_and(|c| c.trim_end() == "exe");
+    if !named_exe {
+        return;
+    }
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "nightmare-monkey".to_owned());
+    // The kernel keeps 15 bytes of it.
+    let short: String = name.chars().take(15).collect();
+    if let Ok(name) = std::ffi::CString::new(short) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
+/// Raises the soft limit of open descriptors to the hard one. The usual soft limit,
+/// 1,024, is what a few hundred clients and the reverts of active faults (a pidfd each)
+/// can exhaust; the hard limit is what the administrator allowed (`LimitNOFILE=`).
+fn raise_open_files() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            log::line(format!(
+                "warning: cannot raise the limit of open files from {:?} to {:?}: {e}",
+                limit.current, limit.maximum
+            ));
+        }
+    }
+}
+
+/// The original's banner: `Nightmare Monkey is playing from 11:00 to 18:00, Mon thru Fri.`
+pub fn banner(config: &Config) -> String {
+    format!(
+        "Nightmare Monkey is playing {}, {}.",
+        config.window.time, config.window.days
+    )
+}
+
+/// The plugin files still loading once the daemon serves, and what the recovery left for
+/// them.
+struct Loading {
+    later: setup::Later,
+    waiting: Vec<crate::domain::journal::Entry>,
+}
+
+async fn serve(
+    config: Config,
+    setup: Setup,
+    loading: Option<Loading>,
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+    args: Option<DaemonArgs>,
+) -> anyhow::Result<Ending> {
+    // Handlers first: a signal that arrives once we look started must find them there.
+    let mut signals = Signals::install()?;
+    // Real faults into a system already failing its halt conditions: not started. A
+    // SIGHUP restart of a paused (or halted) daemon starts paused: nothing is injected,
+    // and the drill must not end because the system is still sick.
+    let restarted_paused = std::env::var(RESTART_PAUSED).ok();
+    if let (true, Some(halt), None) = (setup.engine.executes(), &config.halt, &restarted_paused) {
+        if let Some(failing) = halt::failing_at_start(halt).await {
+            return Err(UsageError(anyhow::anyhow!(
+                "halt probe {failing}: not starting --execute while a halt condition fails"
+            ))
+            .into());
+        }
+    }
+    let engine = Arc::new(setup.engine);
+    announce::announce(
+        &config,
+        &announce::Loaded {
+            seed_drawn: setup.seed_drawn,
+            warnings: &setup.warnings,
+            untrusted: &setup.untrusted,
+        },
+        &engine,
+    );
+    announce::keep_switch(&engine, restarted_paused.as_deref());
+
+    let (stop, stopped) = watch::channel(false);
+    let injector = injector(&config, &engine, &stopped)?;
+    let plugins = Arc::new(std::sync::RwLock::new(http::PluginList {
+        loaded: setup.plugins.clone(),
+        loading: loading
+            .as_ref()
+            .map(|l| {
+                l.later
+                    .loading()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }));
+    let server = start_api(&config, &injector, &plugins, setup.fault_plugins, &stopped)?;
+    let triggers = start_triggers(&config, &engine, &injector, setup.poller_states, &stopped);
+    if let Some(file) = engine.pause_file().cloned() {
+        pause_file::watch(engine.clone(), file);
+    }
+
+    // systemd (Type=notify) learns that the API listens and the triggers run.
+    let _ = systemd::notify(&format!("READY=1\nSTATUS={}", banner(&config)));
+    let housekeeping = housekeeping();
+    let loaded = loading.map(|loading| finish_loading(loading, engine.clone()));
+    let end = events::wait_for_end(
+        &mut signals,
+        ended,
+        loaded,
+        &plugins,
+        args.as_ref(),
+        &engine,
+    )
+    .await;
+    for task in housekeeping {
+        task.abort();
+    }
+    let _ = systemd::notify(match end.ending {
+        Ending::Stop => "STOPPING=1",
+        Ending::Restart { .. } => "RELOADING=1\nSTATUS=restarting with the new configuration",
+    });
+    log::line(format!("Nightmare Monkey goes to bed ({}).", end.signal));
+    // The dashboards' event streams end, or the server would wait for them.
+    crate::output::events::close();
+    let _ = stop.send(true);
+    // Every trigger stops at its next wait; an injection under way finishes (its lines are
+    // logged, its revert is known) unless it takes longer than the exit may.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    for task in server.into_iter().chain(triggers) {
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            abort.abort();
+        }
+    }
+    // No fault outlives the monkey: revert what is still in effect, each on a thread of
+    // its own, waiting for hung plugins no longer than the exit may take.
+    let (in_flight, unfinished) = injector.close(SHUTDOWN_WAIT).await;
+    if let Some(errors) = end.refused {
+        abandoned(&in_flight, &unfinished).ok();
+        return Err(UsageError(errors.into()).into());
+    }
+    // A restart goes on (exec ends the hung calls; the new start's recovery retries the
+    // reverts the journal still lists as active); a stop says so with its exit status.
+    match end.ending {
+        Ending::Stop => abandoned(&in_flight, &unfinished)?,
+        Ending::Restart { .. } => {
+            abandoned(&in_flight, &unfinished).ok();
+        }
+    }
+    Ok(end.ending)
+}
+
+/// The tasks that run as long as the daemon does: the sweep for orphans, and systemd's
+/// watchdog when it asks for one.
+fn housekeeping() -> Vec<tokio::task::JoinHandle<()>> {
+    // A grandchild that left its session after its parent ended is adopted then: the
+    // sweep at a worker's or a probe's end has passed already.
+    let sweeper = tokio::spawn(async {
+        let mut tick = tokio::time::interval(orphans::SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            orphans::sweep();
+        }
+    });
+    let watchdog = systemd::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let _ = systemd::notify("WATCHDOG=1");
+            }
+        })
+    });
+    std::iter::once(sweeper).chain(watchdog).collect()
+}
+
+/// The one door every trigger goes through, with the notifiers and each fault's probes;
+/// what the last run was still watching (a SIGHUP restart, a crash) is watched on.
+fn injector(
+    config: &Config,
+    engine: &Arc<crate::engine::Engine>,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Injector> {
+    let notifiers = Notifiers::start(
+        config.notifiers.clone(),
+        |name| engine.stream(&format!("notifier/{name}")),
+        stopped.clone(),
+    )
+    .context("cannot start the notifiers")?;
+    let probes = config
+        .faults
+        .iter()
+        .filter(|f| !f.steady_state.is_empty() || f.recovery.is_some())
+        .map(|f| {
+            let probes = FaultProbes {
+                steady_state: f.steady_state.clone(),
+                recovery: f.recovery.clone(),
+                ..FaultProbes::default()
+            };
+            (f.name.clone(), probes)
+        })
+        .collect();
+    let injector = Injector::new(engine.clone(), notifiers).with_probes(probes);
+    injector.resume_recoveries();
+    Ok(injector)
+}
+
+/// The HTTP API, listening, if one is configured.
+fn start_api(
+    config: &Config,
+    injector: &Injector,
+    plugins: &Arc<std::sync::RwLock<http::PluginList>>,
+    fault_plugins: std::collections::BTreeMap<String, String>,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(http_config) = &config.http else {
+        return Ok(None);
+    };
+    let api = http::Api {
+        injector: injector.clone(),
+        kill_fault: config.kill_fault.clone(),
+        tokens: http_config.tokens.clone(),
+        plugins: plugins.clone(),
+        fault_plugins,
+        window: format!(
+            "{}, {} ({})",
+            config.window.time,
+            config.window.days,
+            config.zone_name.as_deref().unwrap_or("local time")
+        ),
+        zone: config.zone_name.clone(),
+    };
+    let mut rx = stopped.clone();
+    let (addr, server) = http::bind(http_config, api, async move {
+        let _ = rx.wait_for(|s| *s).await;
+    })?;
+    if http_config.public_without_token {
+        log::line(format!(
+            "warning: listening on {addr} without a token (http.allow_public_without_token): anyone who reaches it can inject faults"
+        ));
+    }
+    log::line(format!("Listening on http://{addr}"));
+    Ok(Some(tokio::spawn(server)))
+}
+
+/// The timer, the pollers and the halt probes, each a task of its own.
+fn start_triggers(
+    config: &Config,
+    engine: &Arc<crate::engine::Engine>,
+    injector: &Injector,
+    poller_states: Vec<Option<crate::triggers::poller::Saved>>,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let timer = config.timer_fault.clone().map(|fault| {
+        let timer = Timer::new(
+            config.schedule.clone(),
+            config.window.clone(),
+            engine.stream("trigger/timer"),
+        );
+        tokio::spawn(timer::run(injector.clone(), timer, fault, stopped.clone()))
+    });
+    let pollers = config
+        .pollers
+        .iter()
+        .zip(poller_states)
+        .map(|(poller_config, saved)| {
+            let rng = engine.stream(&format!("trigger/poller/{}", poller_config.name));
+            tokio::spawn(poller::run(
+                injector.clone(),
+                poller_config.clone(),
+                saved,
+                rng,
+                stopped.clone(),
+            ))
+        });
+    let halt = config
+        .halt
+        .clone()
+        .map(|h| tokio::spawn(halt::watch(injector.clone(), h, stopped.clone())));
+    timer.into_iter().chain(pollers).chain(halt).collect()
+}
+
+/// The plugin files still loading: once every one has answered, their faults are built
+/// (and ready) and what the recovery left for them is reverted, on a thread of their
+/// own; told on the receiver (an error stops the daemon, as it would have stopped the
+/// start).
+fn finish_loading(loading: Loading, engine: Arc<crate::engine::Engine>) -> events::Told {
+    let (tell, told) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("plugin-load".to_owned())
+        .spawn(move || {
+            let done = loading.later.complete().inspect(|loaded| {
+                setup::recover_rest(&engine, &loaded.plugins, loading.waiting);
+            });
+            let _ = tell.send(done);
+        });
+    if let Err(e) = spawned {
+        log::line(format!(
+            "warning: no thread to finish loading the plugin files: {e}"
+        ));
+    }
+    told
+}
+
+/// Names each plugin call given up at the exit, injections (`in_flight`: id and fault)
+/// and reverts; `Err` when there is one, which makes the exit status 1.
+fn abandoned(in_flight: &[(String, String)], unfinished: &[Unfinished]) -> anyhow::Result<()> {
+    let abandoned: Vec<String> = in_flight
+        .iter()
+        .map(|(id, fault)| format!("the injection {id} ({fault}), whose plugin has not answered"))
+        .chain(unfinished.iter().map(|u| {
+            format!(
+                "the revert of {} ({}), whose plugin has not answered",
+                u.id, u.fault
+            )
+        }))
+        .collect();
+    for what in &abandoned {
+        log::line(format!("warning: going to bed without {what}"));
+    }
+    if !abandoned.is_empty() {
+        anyhow::bail!(
+            "stopped with {} plugin {} abandoned: {} may still be in effect (the next start retries each revert the journal lists as active; an injection without an outcome in the journal cannot be undone from it)",
+            abandoned.len(),
+            if abandoned.len() == 1 { "call" } else { "calls" },
+            if abandoned.len() == 1 { "what it did" } else { "what they did" },
+        );
+    }
+    Ok(())
+}
+
+/// How long shutdown waits for the reverts of active faults: with the triggers' 800 ms
+/// before it, the daemon is gone within 3 s of SIGTERM whatever plugins do.
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(1500);
+
+/// How the daemon ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// For good (SIGTERM, SIGINT, the sandbox's command exited).
+    Stop,
+    /// To start again with the configuration it just checked (SIGHUP); `paused`: the
+    /// kill switch was on, and stays on across the restart.
+    Restart {
+        paused: bool,
+        halted: Option<String>,
+    },
+}
