@@ -1,0 +1,154 @@
+//! What stands between a trigger and a fault: the kill switch (the API's, a halt, the
+//! pause file), the window and the budget, decided in one place ([`Engine::admits`] and
+//! [`Engine::inject`] ask the same guards); and the engine's status.
+
+use super::*;
+
+impl Engine {
+    /// Why the monkey is paused, if it is.
+    pub(crate) fn paused(&self) -> Option<String> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Some("it is going to bed".to_owned());
+        }
+        if self.paused.load(Ordering::SeqCst) {
+            if let Some(why) = lock(&self.halted).as_ref() {
+                return Some(format!("halt: {why}; POST /api/resume to resume"));
+            }
+            return Some("POST /api/resume to resume".to_owned());
+        }
+        match &self.guards.pause_file {
+            Some(file) if file.exists() => Some(format!(
+                "the pause file {} exists; remove it to resume",
+                file.display()
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether `at` is inside the window (always, without one).
+    pub(crate) fn in_window(&self, at: DateTime<Utc>) -> bool {
+        self.guards.window.as_ref().is_none_or(|w| w.contains(at))
+    }
+
+    /// The window's zone (the host's without a window): pictures are drawn in it.
+    pub(crate) fn zone(&self) -> crate::domain::window::Zone {
+        self.guards
+            .window
+            .as_ref()
+            .map_or(crate::domain::window::Zone::Local, |w| w.zone.clone())
+    }
+
+    /// An instant as the window's zone shows it (the host's without a window).
+    pub(crate) fn clock(&self, at: DateTime<Utc>) -> String {
+        use chrono::Timelike as _;
+        // Whole seconds: a clock time for people.
+        let at = at.with_nanosecond(0).unwrap_or(at);
+        match &self.guards.window {
+            Some(window) => window.zone.rfc3339(at),
+            None => at.with_timezone(&chrono::Local).to_rfc3339(),
+        }
+    }
+
+    /// What it is doing at `now`.
+    pub(crate) fn status(&self, now: DateTime<Utc>) -> EngineStatus {
+        let paused = self.paused();
+        let sleeping = match (&paused, &self.guards.window) {
+            (None, Some(window)) if !window.contains(now) => Some(window.next_open(now)),
+            _ => None,
+        };
+        EngineStatus {
+            state: match (&paused, &sleeping) {
+                (Some(_), _) => "paused",
+                (None, Some(_)) => "sleeping",
+                (None, None) => "playing",
+            },
+            sleeping_until: sleeping.flatten().map(|t| self.clock(t)),
+            paused,
+            execute: self.execute,
+            active: lock(&self.active)
+                .iter()
+                .map(|(id, a)| ActiveFault {
+                    id: id.clone(),
+                    fault: a.fault.clone(),
+                    due: a.due.map(|t| self.clock(t)),
+                })
+                .collect(),
+            reverting: self.reverting(),
+            budget: lock(&self.budget).left(now),
+            journal: self.journal.as_ref().map(|j| j.path().to_owned()),
+        }
+    }
+
+    /// The pause file, while it exists (it holds the monkey paused whatever the API's
+    /// switch says).
+    pub(crate) fn pause_file_holds(&self) -> bool {
+        self.guards.pause_file.as_ref().is_some_and(|f| f.exists())
+    }
+
+    /// Turns the API's pause switch on or off, at once: from now on every request is
+    /// refused, and an injection under way that leaves a fault active reverts it as soon
+    /// as its plugin answers. The faults already active are the caller's to revert
+    /// ([`Engine::revert_all`]), as long as it cares to wait.
+    pub(crate) fn set_paused(&self, on: bool) {
+        if !on {
+            *lock(&self.halted) = None;
+        }
+        self.paused.store(on, Ordering::SeqCst);
+    }
+
+    /// Why the monkey halted itself, while it is halted.
+    pub(crate) fn halted(&self) -> Option<String> {
+        lock(&self.halted).clone()
+    }
+
+    /// Pauses as the switch does, saying why (`<probe>: <reason>`): a halt probe failed
+    /// for too long. `resume` turns it off like any pause.
+    pub(crate) fn set_halted(&self, why: String) {
+        *lock(&self.halted) = Some(why);
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether fault `fault` would be let through the guards at `now` (the switch, the
+    /// window, the budget), without taking anything: steady-state probes are run only
+    /// for a fault that would be injected.
+    pub(crate) fn admits(&self, fault: &str, now: DateTime<Utc>) -> bool {
+        self.paused().is_none()
+            && self.in_window(now)
+            && self
+                .faults
+                .get(fault)
+                .is_some_and(|s| s.fault.loading().is_none())
+            && lock(&self.budget).check(now).is_ok()
+    }
+
+    /// Refuses `ask` because its steady state was not met: journaled as `refused` with an
+    /// id from the intents' counter, counted; no intent, no budget, no draw.
+    pub(crate) fn refuse_unsteady(&self, ask: &Ask, probe: String, reason: String) -> InjectError {
+        metrics::get().refused(Refusal::SteadyState);
+        let error = InjectError::SteadyState { probe, reason };
+        let record = RefusedRecord {
+            id: format!(
+                "{}-{}",
+                self.run,
+                self.next_id.fetch_add(1, Ordering::SeqCst)
+            ),
+            at: Utc::now(),
+            fault: ask.fault.clone(),
+            trigger: ask.trigger.to_owned(),
+            desc: ask.desc.clone(),
+            reason: error.to_string(),
+        };
+        self.note(&Record::Refused(record));
+        error
+    }
+
+    /// Whether the API's kill switch is on (the pause file aside).
+    pub(crate) fn switched_off(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// The pause file, if one is configured.
+    pub(crate) fn pause_file(&self) -> Option<&PathBuf> {
+        self.guards.pause_file.as_ref()
+    }
+}

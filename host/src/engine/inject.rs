@@ -1,0 +1,377 @@
+//! One injection: the guards, the intent on disk, the plugin's call (in two phases for a
+//! fault that prepares), the outcome on disk, and what is in effect listed for its revert.
+
+use super::*;
+
+impl Engine {
+    /// Injects a fault once, if every guard lets it, journaling it before and after.
+    /// Synchronous: the plugin may block, so async callers run this off their runtime.
+    pub fn inject(&self, ask: &Ask) -> Result<Injection, InjectError> {
+        if let Some(why) = self.paused() {
+            metrics::get().refused(Refusal::Paused);
+            return Err(InjectError::Paused(why));
+        }
+        let now = Utc::now();
+        if let Some(window) = &self.guards.window {
+            if !window.contains(now) {
+                metrics::get().refused(Refusal::Window);
+                return Err(InjectError::Sleeping {
+                    opens: window.next_open(now),
+                });
+            }
+        }
+        let slot = self
+            .faults
+            .get(&ask.fault)
+            .ok_or_else(|| InjectError::UnknownFault(ask.fault.clone()))?;
+        if let Some(plugin) = slot.fault.loading() {
+            metrics::get().refused(Refusal::Loading);
+            return Err(InjectError::Loading {
+                fault: ask.fault.clone(),
+                plugin: plugin.to_owned(),
+            });
+        }
+        {
+            let mut budget = lock(&self.budget);
+            if let Err((retry_after, why)) = budget.check(now) {
+                metrics::get().refused(Refusal::Budget);
+                return Err(InjectError::OverBudget { retry_after, why });
+            }
+            budget.record(now);
+        }
+        let stream = stream_name(&format!("fault/{}", ask.fault), self.node.as_deref());
+        let (seed, stream_position) = self.draw(&stream);
+        let id = format!(
+            "{}-{}",
+            self.run,
+            self.next_id.fetch_add(1, Ordering::SeqCst)
+        );
+        let dry_run = !self.execute;
+        let intent = Intent {
+            id,
+            at: now,
+            fault: ask.fault.clone(),
+            plugin: slot.plugin.clone(),
+            trigger: ask.trigger.to_owned(),
+            requested_by: ask.requested_by.clone(),
+            desc: ask.desc.clone(),
+            dry_run,
+            master_seed: self.master_seed,
+            stream,
+            stream_position,
+            seed,
+        };
+        // A real fault is announced on disk before it happens; a dry run changes
+        // nothing, so it need not wait for the disk.
+        if let Err(error) = self.write(&Record::Intent(intent.clone()), !dry_run) {
+            metrics::get().refused(Refusal::Journal);
+            self.forget(now);
+            return Err(InjectError::Journal {
+                path: self.journal_path(),
+                error,
+            });
+        }
+
+        // Processes under a fault of their own, and the plugin workers (the monkey's
+        // own processes, as it is): never chosen.
+        // The processes of faults in effect, and of those whose revert is under way.
+        let mut avoid: Vec<u32> = lock(&self.active).values().filter_map(|a| a.pid).collect();
+        avoid.extend(self.reverts.pids());
+        avoid.extend((self.protected)());
+        let request = Request {
+            seed,
+            dry_run,
+            desc: ask.desc.clone(),
+            avoid,
+            ..Request::default()
+        };
+        let started = Instant::now();
+        // Listed as in flight until its outcome is settled (recorded, and listed as
+        // active or reverted), so that going to bed always finds it in one list or the
+        // other.
+        let _in_flight = InFlight::enter(&self.in_flight, &intent.id, &ask.fault);
+        let answer = if !dry_run && slot.fault.prepares() {
+            match self.two_phases(slot, &intent, request) {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.forget(now);
+                    return Err(error);
+                }
+            }
+        } else {
+            slot.fault.inject(&request).map_err(|e| (e, None))
+        };
+        let done = Utc::now();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let outcome = match answer {
+            Ok(outcome) => outcome,
+            Err((error, undo)) => {
+                let mut record =
+                    OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
+                self.forget(now);
+                metrics::get().fault(&ask.fault, ask.trigger, "failed");
+                match undo {
+                    // A failure that changed nothing: logged, and the answer is the failure.
+                    None => {
+                        let _ = self.record_outcome(&record, false);
+                    }
+                    // An apply that may have acted before it failed: undone from its
+                    // prepared state, and active in the journal until it is.
+                    Some(state) => {
+                        record.revert = Some(state.clone());
+                        let _ = self.record_outcome(&record, true);
+                        self.activate(&intent.id, &ask.fault, state, None, None);
+                        if let Some(job) = self.take(&intent.id, "apply-failed") {
+                            run_all(vec![job], self.plugin_timeout);
+                        }
+                    }
+                }
+                return Err(InjectError::Plugin {
+                    fault: ask.fault.clone(),
+                    error,
+                });
+            }
+        };
+        // Revert state without a time to revert is a plugin's contract error: the fault
+        // is in effect and nothing would ever undo it (not when due, not on pause, not at
+        // shutdown). It is journaled as active and undone at once, and the injection
+        // fails, naming the error.
+        let undated = outcome.revert.is_some() && outcome.revert_after_ms.is_none() && !dry_run;
+        let revert_due = match (&outcome.revert, outcome.revert_after_ms) {
+            (Some(state), after) if !dry_run => {
+                let pid = outcome.process.as_ref().map(|p| p.pid);
+                let due = done + chrono::TimeDelta::milliseconds(after.unwrap_or(0) as i64);
+                self.activate(&intent.id, &ask.fault, state.clone(), pid, Some(due));
+                Some(due)
+            }
+            _ => None,
+        };
+        let injection = Injection {
+            intent,
+            outcome,
+            elapsed_ms,
+            done,
+            revert_due,
+        };
+        // An active fault's record is what a restart reverts from: it must be on disk. If
+        // it cannot be, the fault is undone now rather than left where nobody could find
+        // it after a crash.
+        let recorded = self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
+        metrics::get().fault(&ask.fault, ask.trigger, &injection.outcome.result);
+        // A one-phase fault in effect: its second copy now (a prepared one has it).
+        if recorded.is_ok() && revert_due.is_some() && !slot.fault.prepares() {
+            self.checkpoint_now();
+        }
+        if undated && recorded.is_ok() {
+            let reverted = match self.take(&injection.intent.id, "contract") {
+                Some(job) => run_all(vec![job], self.plugin_timeout).is_empty(),
+                None => true,
+            };
+            return Err(InjectError::Plugin {
+                fault: ask.fault.clone(),
+                error: PluginError::new(
+                    ErrorKind::Failed,
+                    format!(
+                        "its outcome carries revert state but no revert_after_ms (a plugin contract error: nothing would ever undo it); {}",
+                        if reverted {
+                            "it was reverted at once"
+                        } else {
+                            "its revert is under way, and tried again until it works"
+                        }
+                    ),
+                ),
+            });
+        }
+        if let (Err(error), Some(_)) = (recorded, revert_due) {
+            let reverted = match self.take(&injection.intent.id, "journal") {
+                Some(job) => run_all(vec![job], self.plugin_timeout).is_empty(),
+                None => true,
+            };
+            return Err(InjectError::Unrecorded {
+                fault: ask.fault.clone(),
+                path: self.journal_path(),
+                error,
+                reverted,
+            });
+        }
+        // Paused (or going to bed) while the plugin worked: the kill switch did not see
+        // this fault among the active ones, so it is undone now, on a thread of its own.
+        if revert_due.is_some() && self.paused().is_some() {
+            let reason = if self.closing.load(Ordering::SeqCst) {
+                "shutdown"
+            } else {
+                "pause"
+            };
+            if let Some(job) = self.take(&injection.intent.id, reason) {
+                run_all(vec![job], Duration::ZERO);
+            }
+        }
+        Ok(injection)
+    }
+
+    /// Keeps `checkpoint` up to date whenever a fault comes into effect.
+    pub(crate) fn keep_checkpoint(&self, checkpoint: Arc<Mutex<Checkpoint>>) {
+        let _ = self.checkpoint.set(checkpoint);
+    }
+
+    /// Takes the checkpoint now: what undoes a fault just journaled is then in two files,
+    /// so a journal emptied, cut short or replaced afterwards still leaves it (the next
+    /// start reverts from the checkpoint).
+    fn checkpoint_now(&self) {
+        let (Some(checkpoint), Some(journal)) = (self.checkpoint.get(), &self.journal) else {
+            return;
+        };
+        if let Err(e) = lock(checkpoint).take(journal) {
+            log::line(format!(
+                "journal: cannot take a checkpoint of {} ({e}): the fault is undone from the journal alone after a crash",
+                journal.path().display()
+            ));
+        }
+    }
+
+    /// Lists fault `id` as active: in effect until reverted.
+    fn activate(
+        &self,
+        id: &str,
+        fault: &str,
+        state: serde_json::Value,
+        pid: Option<u32>,
+        due: Option<DateTime<Utc>>,
+    ) {
+        let mut active = lock(&self.active);
+        active.insert(
+            id.to_owned(),
+            Active {
+                fault: fault.to_owned(),
+                state,
+                pid,
+                due,
+            },
+        );
+        self.reverts.set_active(active.len());
+    }
+
+    /// A two-phase injection (see [`nightmare_monkey_plugin_api::sdk::Phase`]): the plugin
+    /// chooses the target and changes nothing, the target's revert state goes to disk,
+    /// and only then is the fault applied. Whenever the daemon stops from then on, the
+    /// journal holds what undoes it. The plugin's answer (with, for an apply that failed
+    /// in a way that may have acted first, the state to undo it from), or why nothing
+    /// was applied.
+    fn two_phases(
+        &self,
+        slot: &Slot,
+        intent: &Intent,
+        request: Request,
+    ) -> Result<Result<Outcome, (PluginError, Option<serde_json::Value>)>, InjectError> {
+        let prepared = match slot.fault.inject(&Request {
+            phase: Phase::Prepare,
+            ..request.clone()
+        }) {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err((e, None))),
+        };
+        // No revert state: the plugin settled it (nothing to act on).
+        let Some(state) = prepared.revert.clone() else {
+            return Ok(Ok(prepared));
+        };
+        let record = PreparedRecord {
+            id: intent.id.clone(),
+            at: Utc::now(),
+            revert: state.clone(),
+            process: prepared.process.clone(),
+            summary: prepared.summary.clone(),
+        };
+        if let Err(error) = self.write(&Record::Prepared(record), true) {
+            metrics::get().refused(Refusal::Journal);
+            let failed = OutcomeRecord::failed(&intent.id, Utc::now(), 0, error.clone());
+            let _ = self.record_outcome(&failed, false);
+            return Err(InjectError::Journal {
+                path: self.journal_path(),
+                error,
+            });
+        }
+        self.checkpoint_now();
+        let applied = slot.fault.inject(&Request {
+            phase: Phase::Apply,
+            prepared: Some(state.clone()),
+            ..request
+        });
+        Ok(applied.map_err(|e| {
+            // A plugin that refused said it changed nothing; one that crashed, panicked,
+            // failed otherwise or did not answer may have acted first.
+            let refused = matches!(
+                e.kind,
+                ErrorKind::Config | ErrorKind::NoTarget | ErrorKind::Denied
+            );
+            (e, (!refused).then_some(state))
+        }))
+    }
+
+    /// Gives back the budget place of a fault that did not happen.
+    fn forget(&self, at: DateTime<Utc>) {
+        lock(&self.budget).forget(at);
+    }
+
+    fn record_outcome(&self, record: &OutcomeRecord, durable: bool) -> Result<(), String> {
+        self.write(&Record::Outcome(record.clone()), durable)
+            .inspect_err(|e| {
+                log::line(format!(
+                    "journal: cannot record the outcome of {} in {}: {e}",
+                    record.id,
+                    self.journal_path()
+                ));
+            })
+    }
+}
+
+/// The injections whose plugin has not answered yet (id and fault); `ended` is told
+/// each time one ends, for whoever waits for them all (going to bed).
+#[derive(Default)]
+pub(super) struct Flights {
+    pub(super) all: Mutex<BTreeMap<String, String>>,
+    ended: Condvar,
+    /// Whoever waits on `ended` (only they are told: a wake-up is a system call).
+    waiting: AtomicUsize,
+}
+
+impl Flights {
+    /// Waits until none is in flight, at most `wait`.
+    pub(super) fn settle(&self, wait: Duration) {
+        let all = lock(&self.all);
+        // Counted under the lock that the end of a flight takes: no end is missed.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _ = self
+            .ended
+            .wait_timeout_while(all, wait, |all| !all.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An injection listed as in flight for as long as this lives (a panic included).
+pub(super) struct InFlight<'a> {
+    flights: &'a Flights,
+    id: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(flights: &'a Flights, id: &str, fault: &str) -> Self {
+        lock(&flights.all).insert(id.to_owned(), fault.to_owned());
+        Self {
+            flights,
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut all = lock(&self.flights.all);
+        all.remove(&self.id);
+        let waited_for = self.flights.waiting.load(Ordering::SeqCst) > 0;
+        drop(all);
+        if waited_for {
+            self.flights.ended.notify_all();
+        }
+    }
+}
