@@ -112,13 +112,47 @@ impl Engine {
     /// window, the budget), without taking anything: steady-state probes are run only
     /// for a fault that would be injected.
     pub(crate) fn admits(&self, fault: &str, now: DateTime<Utc>) -> bool {
-        self.paused().is_none()
-            && self.in_window(now)
-            && self
-                .faults
-                .get(fault)
-                .is_some_and(|s| s.fault.loading().is_none())
-            && lock(&self.budget).check(now).is_ok()
+        self.guard(fault, now, false).is_ok()
+    }
+
+    /// The guards every injection passes, in this order: the kill switch, the window, a
+    /// configured fault whose plugin has loaded, the budget. With `take`, the budget's
+    /// place is taken too, under the same lock as its check (give it back with
+    /// [`Engine::forget`] if the fault does not happen). `Ok`: the fault's slot.
+    pub(super) fn guard(
+        &self,
+        fault: &str,
+        now: DateTime<Utc>,
+        take: bool,
+    ) -> Result<&Slot, InjectError> {
+        if let Some(why) = self.paused() {
+            return Err(InjectError::Paused(why));
+        }
+        if let Some(window) = &self.guards.window {
+            if !window.contains(now) {
+                return Err(InjectError::Sleeping {
+                    opens: window.next_open(now),
+                });
+            }
+        }
+        let slot = self
+            .faults
+            .get(fault)
+            .ok_or_else(|| InjectError::UnknownFault(fault.to_owned()))?;
+        if let Some(plugin) = slot.fault.loading() {
+            return Err(InjectError::Loading {
+                fault: fault.to_owned(),
+                plugin: plugin.to_owned(),
+            });
+        }
+        let mut budget = lock(&self.budget);
+        if let Err((retry_after, why)) = budget.check(now) {
+            return Err(InjectError::OverBudget { retry_after, why });
+        }
+        if take {
+            budget.record(now);
+        }
+        Ok(slot)
     }
 
     /// Refuses `ask` because its steady state was not met: journaled as `refused` with an

@@ -7,60 +7,19 @@ impl Engine {
     /// Injects a fault once, if every guard lets it, journaling it before and after.
     /// Synchronous: the plugin may block, so async callers run this off their runtime.
     pub fn inject(&self, ask: &Ask) -> Result<Injection, InjectError> {
-        if let Some(why) = self.paused() {
-            metrics::get().refused(Refusal::Paused);
-            return Err(InjectError::Paused(why));
-        }
         let now = Utc::now();
-        if let Some(window) = &self.guards.window {
-            if !window.contains(now) {
-                metrics::get().refused(Refusal::Window);
-                return Err(InjectError::Sleeping {
-                    opens: window.next_open(now),
-                });
-            }
-        }
-        let slot = self
-            .faults
-            .get(&ask.fault)
-            .ok_or_else(|| InjectError::UnknownFault(ask.fault.clone()))?;
-        if let Some(plugin) = slot.fault.loading() {
-            metrics::get().refused(Refusal::Loading);
-            return Err(InjectError::Loading {
-                fault: ask.fault.clone(),
-                plugin: plugin.to_owned(),
-            });
-        }
-        {
-            let mut budget = lock(&self.budget);
-            if let Err((retry_after, why)) = budget.check(now) {
-                metrics::get().refused(Refusal::Budget);
-                return Err(InjectError::OverBudget { retry_after, why });
-            }
-            budget.record(now);
-        }
-        let stream = stream_name(&format!("fault/{}", ask.fault), self.node.as_deref());
-        let (seed, stream_position) = self.draw(&stream);
-        let id = format!(
-            "{}-{}",
-            self.run,
-            self.next_id.fetch_add(1, Ordering::SeqCst)
-        );
-        let dry_run = !self.execute;
-        let intent = Intent {
-            id,
-            at: now,
-            fault: ask.fault.clone(),
-            plugin: slot.plugin.clone(),
-            trigger: ask.trigger.to_owned(),
-            requested_by: ask.requested_by.clone(),
-            desc: ask.desc.clone(),
-            dry_run,
-            master_seed: self.master_seed,
-            stream,
-            stream_position,
-            seed,
-        };
+        let slot = self.guard(&ask.fault, now, true).inspect_err(|e| {
+            let counted = match e {
+                InjectError::Paused(_) => Refusal::Paused,
+                InjectError::Sleeping { .. } => Refusal::Window,
+                InjectError::Loading { .. } => Refusal::Loading,
+                InjectError::OverBudget { .. } => Refusal::Budget,
+                _ => return,
+            };
+            metrics::get().refused(counted);
+        })?;
+        let intent = self.intent(ask, &slot.plugin, now);
+        let dry_run = intent.dry_run;
         // A real fault is announced on disk before it happens; a dry run changes
         // nothing, so it need not wait for the disk.
         if let Err(error) = self.write(&Record::Intent(intent.clone()), !dry_run) {
@@ -71,20 +30,7 @@ impl Engine {
                 error,
             });
         }
-
-        // Processes under a fault of their own, and the plugin workers (the monkey's
-        // own processes, as it is): never chosen.
-        // The processes of faults in effect, and of those whose revert is under way.
-        let mut avoid: Vec<u32> = lock(&self.active).values().filter_map(|a| a.pid).collect();
-        avoid.extend(self.reverts.pids());
-        avoid.extend((self.protected)());
-        let request = Request {
-            seed,
-            dry_run,
-            desc: ask.desc.clone(),
-            avoid,
-            ..Request::default()
-        };
+        let request = self.request(ask, &intent);
         let started = Instant::now();
         // Listed as in flight until its outcome is settled (recorded, and listed as
         // active or reverted), so that going to bed always finds it in one list or the
@@ -106,26 +52,9 @@ impl Engine {
         let outcome = match answer {
             Ok(outcome) => outcome,
             Err((error, undo)) => {
-                let mut record =
-                    OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
                 self.forget(now);
-                metrics::get().fault(&ask.fault, ask.trigger, "failed");
-                match undo {
-                    // A failure that changed nothing: logged, and the answer is the failure.
-                    None => {
-                        let _ = self.record_outcome(&record, false);
-                    }
-                    // An apply that may have acted before it failed: undone from its
-                    // prepared state, and active in the journal until it is.
-                    Some(state) => {
-                        record.revert = Some(state.clone());
-                        let _ = self.record_outcome(&record, true);
-                        self.activate(&intent.id, &ask.fault, state, None, None);
-                        if let Some(job) = self.take(&intent.id, "apply-failed") {
-                            run_all(vec![job], self.plugin_timeout);
-                        }
-                    }
-                }
+                let record = OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
+                self.failed(ask, record, undo);
                 return Err(InjectError::Plugin {
                     fault: ask.fault.clone(),
                     error,
@@ -162,36 +91,17 @@ impl Engine {
         if recorded.is_ok() && revert_due.is_some() && !slot.fault.prepares() {
             self.checkpoint_now();
         }
+        let id = &injection.intent.id;
         if undated && recorded.is_ok() {
-            let reverted = match self.take(&injection.intent.id, "contract") {
-                Some(job) => run_all(vec![job], self.plugin_timeout).is_empty(),
-                None => true,
-            };
-            return Err(InjectError::Plugin {
-                fault: ask.fault.clone(),
-                error: PluginError::new(
-                    ErrorKind::Failed,
-                    format!(
-                        "its outcome carries revert state but no revert_after_ms (a plugin contract error: nothing would ever undo it); {}",
-                        if reverted {
-                            "it was reverted at once"
-                        } else {
-                            "its revert is under way, and tried again until it works"
-                        }
-                    ),
-                ),
-            });
+            let reverted = self.revert_at_once(id, "contract", self.plugin_timeout);
+            return Err(undated_revert(&ask.fault, reverted));
         }
         if let (Err(error), Some(_)) = (recorded, revert_due) {
-            let reverted = match self.take(&injection.intent.id, "journal") {
-                Some(job) => run_all(vec![job], self.plugin_timeout).is_empty(),
-                None => true,
-            };
             return Err(InjectError::Unrecorded {
                 fault: ask.fault.clone(),
                 path: self.journal_path(),
                 error,
-                reverted,
+                reverted: self.revert_at_once(id, "journal", self.plugin_timeout),
             });
         }
         // Paused (or going to bed) while the plugin worked: the kill switch did not see
@@ -202,11 +112,78 @@ impl Engine {
             } else {
                 "pause"
             };
-            if let Some(job) = self.take(&injection.intent.id, reason) {
-                run_all(vec![job], Duration::ZERO);
-            }
+            self.revert_at_once(id, reason, Duration::ZERO);
         }
         Ok(injection)
+    }
+
+    /// The intent of `ask`, a fault of `plugin`, at `now`: its id and its seed, drawn from
+    /// the fault's own stream.
+    fn intent(&self, ask: &Ask, plugin: &str, now: DateTime<Utc>) -> Intent {
+        let stream = stream_name(&format!("fault/{}", ask.fault), self.node.as_deref());
+        let (seed, stream_position) = self.draw(&stream);
+        let id = format!(
+            "{}-{}",
+            self.run,
+            self.next_id.fetch_add(1, Ordering::SeqCst)
+        );
+        Intent {
+            id,
+            at: now,
+            fault: ask.fault.clone(),
+            plugin: plugin.to_owned(),
+            trigger: ask.trigger.to_owned(),
+            requested_by: ask.requested_by.clone(),
+            desc: ask.desc.clone(),
+            dry_run: !self.execute,
+            master_seed: self.master_seed,
+            stream,
+            stream_position,
+            seed,
+        }
+    }
+
+    /// What the plugin is asked: the intent's seed, and the processes it must leave
+    /// alone (those of faults in effect or being reverted, and the plugin workers: the
+    /// monkey's own processes, as it is).
+    fn request(&self, ask: &Ask, intent: &Intent) -> Request {
+        let mut avoid: Vec<u32> = lock(&self.active).values().filter_map(|a| a.pid).collect();
+        avoid.extend(self.reverts.pids());
+        avoid.extend((self.protected)());
+        Request {
+            seed: intent.seed,
+            dry_run: intent.dry_run,
+            desc: ask.desc.clone(),
+            avoid,
+            ..Request::default()
+        }
+    }
+
+    /// Records an injection that failed. One that changed nothing is only recorded; an
+    /// apply that may have acted before it failed (`undo`: its prepared state) is
+    /// recorded as active, to be undone from that state, and reverted at once.
+    fn failed(&self, ask: &Ask, mut record: OutcomeRecord, undo: Option<serde_json::Value>) {
+        metrics::get().fault(&ask.fault, ask.trigger, "failed");
+        match undo {
+            None => {
+                let _ = self.record_outcome(&record, false);
+            }
+            Some(state) => {
+                record.revert = Some(state.clone());
+                let _ = self.record_outcome(&record, true);
+                self.activate(&record.id, &ask.fault, state, None, None);
+                self.revert_at_once(&record.id, "apply-failed", self.plugin_timeout);
+            }
+        }
+    }
+
+    /// Reverts fault `id` now, for `reason`, waiting for its plugin at most `wait`;
+    /// whether the revert was done within it (or there was nothing to revert).
+    fn revert_at_once(&self, id: &str, reason: &str, wait: Duration) -> bool {
+        match self.take(id, reason) {
+            Some(job) => run_all(vec![job], wait).is_empty(),
+            None => true,
+        }
     }
 
     /// Keeps `checkpoint` up to date whenever a fault comes into effect.
@@ -321,6 +298,25 @@ impl Engine {
                     self.journal_path()
                 ));
             })
+    }
+}
+
+/// The error of fault `fault`, whose outcome carried revert state without a time to
+/// revert; `reverted`: whether the revert done at once is done.
+fn undated_revert(fault: &str, reverted: bool) -> InjectError {
+    InjectError::Plugin {
+        fault: fault.to_owned(),
+        error: PluginError::new(
+            ErrorKind::Failed,
+            format!(
+                "its outcome carries revert state but no revert_after_ms (a plugin contract error: nothing would ever undo it); {}",
+                if reverted {
+                    "it was reverted at once"
+                } else {
+                    "its revert is under way, and tried again until it works"
+                }
+            ),
+        ),
     }
 }
 
