@@ -1,0 +1,266 @@
+//! Reverts: when due, retried, at the last try, now, and what stays listed meanwhile.
+
+use super::*;
+
+#[test]
+fn a_reversible_fault_is_active_until_reverted_once_and_meanwhile_avoided() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 });
+    let (engine, path) = engine("revert", true, Guards::default(), &fake);
+    let first = engine.inject(&ask()).unwrap();
+    let due = first.revert_due.expect("an active fault has a due time");
+    assert!(due > first.done && due <= first.done + chrono::TimeDelta::seconds(60));
+    // The next fault leaves the process under this one alone.
+    let second = engine.inject(&ask()).unwrap();
+    assert_eq!(fake.calls()[1].avoid, [200]);
+    match &records(&path)[1] {
+        Record::Outcome(o) => {
+            assert_eq!(o.revert, Some(serde_json::json!({ "pid": 200 })));
+            assert_eq!(o.revert_due, Some(due));
+        }
+        other => panic!("{other:?}"),
+    }
+    let reverted = engine.revert(&first.intent.id, "due").unwrap();
+    assert_eq!(reverted.result, "reverted");
+    assert!(
+        engine.revert(&first.intent.id, "due").is_none(),
+        "once only"
+    );
+    // Reverting all reverts what is still active, and waits for it.
+    let left = engine.revert_all("pause", std::time::Duration::from_secs(60));
+    assert!(left.is_empty());
+    assert_eq!(lock(&fake.reverts).len(), 2);
+    assert!(engine
+        .revert_all("pause", std::time::Duration::ZERO)
+        .is_empty());
+    let reverts: Vec<(String, String)> = records(&path)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Revert(r) => Some((r.id, r.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reverts,
+        [
+            (first.intent.id.clone(), "due".to_owned()),
+            (second.intent.id.clone(), "pause".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn a_dry_run_of_a_reversible_fault_leaves_nothing_active() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 10 });
+    let (engine, _) = engine("dry-revert", false, Guards::default(), &fake);
+    let injection = engine.inject(&ask()).unwrap();
+    assert_eq!(injection.revert_due, None);
+    assert!(engine.revert(&injection.intent.id, "due").is_none());
+    engine.inject(&ask()).unwrap();
+    assert!(fake.calls()[1].avoid.is_empty());
+}
+
+const QUICK_RETRY: Backoff = Backoff {
+    first: std::time::Duration::from_millis(5),
+    ceiling: std::time::Duration::from_millis(20),
+};
+
+/// A revert that fails for a reason that may pass is tried again until it succeeds;
+/// meanwhile the fault is in effect (listed as under way, active in the journal), and
+/// the journal ends with it reverted.
+#[test]
+fn a_failed_revert_is_tried_again_until_it_succeeds() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(3);
+    let (engine, path) = engine("retry", true, Guards::default(), &fake);
+    let engine = engine.with_revert_retry(QUICK_RETRY);
+    let injection = engine.inject(&ask()).unwrap();
+    let id = injection.intent.id;
+    let left = engine.revert_all("pause", std::time::Duration::from_secs(30));
+    assert!(left.is_empty(), "reverted within the wait: {left:?}");
+    assert_eq!(lock(&fake.reverts).len(), 1, "one revert succeeded");
+    assert!(engine.reverting().is_empty());
+    let results: Vec<String> = records(&path)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Revert(r) => Some(r.result),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        results,
+        ["failed", "reverted"],
+        "the first failure and the success"
+    );
+    // After the failure alone, the journal still lists it as active.
+    let all = records(&path);
+    let upto_failure = &all[..all.len() - 1];
+    let entry = journal::entries(upto_failure)
+        .into_iter()
+        .find(|e| e.intent.id == id)
+        .unwrap();
+    assert!(entry.is_active(), "a failed revert leaves the fault active");
+    assert!(!journal::entries(&all)[0].is_active());
+}
+
+/// Going to bed wakes a revert waiting to try again for one last try; if that fails
+/// too, it stays listed as under way, so shutdown names it.
+#[test]
+fn going_to_bed_gives_a_failing_revert_one_last_try_then_names_it() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(usize::MAX);
+    let (engine, _) = engine("retry-close", true, Guards::default(), &fake);
+    let slow = Backoff {
+        first: std::time::Duration::from_secs(3600),
+        ceiling: std::time::Duration::from_secs(3600),
+    };
+    let engine = engine.with_revert_retry(slow);
+    let injection = engine.inject(&ask()).unwrap();
+    let left = engine.revert_all("due", std::time::Duration::from_millis(20));
+    assert_eq!(left.len(), 1, "waiting an hour to try again");
+    let started = std::time::Instant::now();
+    engine.close();
+    let still = engine.settle(std::time::Duration::from_millis(300));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(
+        still,
+        [Unfinished {
+            id: injection.intent.id,
+            fault: "fake".into()
+        }]
+    );
+    let tries = usize::MAX - fake.revert_failures_left();
+    assert_eq!(tries, 2, "the first try and one last one at bedtime");
+}
+
+/// A revert refused for a lasting reason (the system said no, the plugin cannot
+/// revert, its state is bad, it panicked) is never dropped: it stays under way (in
+/// effect, its process left alone by the next fault) and is tried again, at the longest
+/// wait only, until it works (someone mended the cause).
+#[test]
+fn a_revert_refused_for_good_stays_in_effect_and_is_tried_again_at_the_longest_wait() {
+    let retry = Backoff {
+        first: std::time::Duration::from_millis(1),
+        ceiling: std::time::Duration::from_millis(60),
+    };
+    for kind in [
+        ErrorKind::Denied,
+        ErrorKind::NotReversible,
+        ErrorKind::Config,
+        ErrorKind::Panic,
+    ] {
+        let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(2);
+        let (engine, _) = engine("retry-lasting", true, Guards::default(), &fake);
+        let engine = engine.with_revert_retry(retry);
+        engine.inject(&ask()).unwrap();
+        fake.fail_reverts_with(kind.clone());
+        let started = std::time::Instant::now();
+        let left = engine.revert_all("pause", std::time::Duration::ZERO);
+        assert_eq!(left.len(), 1, "{kind:?}: under way");
+        // Its process (200) is left alone meanwhile.
+        engine.inject(&ask()).unwrap();
+        assert!(fake.calls()[1].avoid.contains(&200), "{kind:?}");
+        let still = engine.settle(std::time::Duration::from_secs(30));
+        assert!(still.is_empty(), "{kind:?}: reverted in the end: {still:?}");
+        assert_eq!(fake.revert_failures_left(), 0, "{kind:?}: two failures");
+        assert_eq!(lock(&fake.reverts).len(), 1, "{kind:?}: then one success");
+        // Two waits at the ceiling (60 ms each), not the doubling 1 ms and 2 ms.
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(120),
+            "{kind:?}: tried again after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// However often a revert fails, it is not given up on (it used to vanish after 30
+/// tries, about 24 minutes: listed nowhere, the victim still stopped).
+#[test]
+fn a_revert_is_tried_again_however_often_it_fails() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(40);
+    let (engine, _) = engine("retry-forever", true, Guards::default(), &fake);
+    let engine = engine.with_revert_retry(Backoff {
+        first: std::time::Duration::from_millis(1),
+        ceiling: std::time::Duration::from_millis(1),
+    });
+    engine.inject(&ask()).unwrap();
+    let left = engine.revert_all("due", std::time::Duration::from_secs(30));
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(fake.revert_failures_left(), 0);
+    assert_eq!(lock(&fake.reverts).len(), 1, "the 41st try worked");
+}
+
+/// Revert state without `revert_after_ms` is a plugin's contract error: the fault is
+/// journaled active and reverted at once (it used to be never reverted: not when due,
+/// not on pause, not at shutdown, not after a crash), and the injection fails saying
+/// why. A dry run has nothing to revert.
+#[test]
+fn revert_state_without_a_due_time_is_reverted_at_once_and_refused() {
+    let fake = Fake::new(Behaviour::Undated);
+    let (real, path) = engine("undated", true, Guards::default(), &fake);
+    let Err(InjectError::Plugin { error, .. }) = real.inject(&ask()) else {
+        panic!("a contract error");
+    };
+    assert_eq!(
+        error.message,
+        "its outcome carries revert state but no revert_after_ms (a plugin contract error: nothing would ever undo it); it was reverted at once"
+    );
+    assert_eq!(lock(&fake.reverts).len(), 1, "reverted at once");
+    assert!(real.active().is_empty() && real.reverting().is_empty());
+    let reasons: Vec<String> = records(&path)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Revert(r) => Some(format!("{} {}", r.reason, r.result)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].starts_with("contract "), "{reasons:?}");
+    let (dry, _) = engine("undated-dry", false, Guards::default(), &fake);
+    assert!(dry.inject(&ask()).is_ok());
+}
+
+/// A revert that failed with no thread to try again on stays listed as under way (named
+/// at exit, and the journal keeps it active for the next start).
+#[test]
+fn a_revert_that_failed_in_line_stays_listed() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(usize::MAX);
+    let (engine, _) = engine("retry-in-line", true, Guards::default(), &fake);
+    let injection = engine.inject(&ask()).unwrap();
+    let mut job = engine.take(&injection.intent.id, "pause").unwrap();
+    job.may_wait = false;
+    job.run();
+    assert_eq!(
+        engine.reverting(),
+        [Unfinished {
+            id: injection.intent.id,
+            fault: "fake".into()
+        }]
+    );
+}
+
+#[test]
+fn revert_now_reverts_one_active_fault_once_and_leaves_the_others() {
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 });
+    let (engine, path) = engine("revert-now", true, Guards::default(), &fake);
+    let first = engine.inject(&ask()).unwrap();
+    let second = engine.inject(&ask()).unwrap();
+    let wait = std::time::Duration::from_secs(60);
+    assert_eq!(
+        engine.revert_now(&first.intent.id, wait),
+        Some((first.intent.fault.clone(), false)),
+        "reverted within the wait"
+    );
+    assert!(!engine.is_active(&first.intent.id));
+    assert!(
+        engine.is_active(&second.intent.id),
+        "only the one asked for"
+    );
+    assert_eq!(engine.revert_now(&first.intent.id, wait), None, "once only");
+    assert_eq!(engine.revert_now("0-0", wait), None, "never active");
+    let asked: Vec<String> = records(&path)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Revert(r) if r.reason == "asked" => Some(r.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, std::slice::from_ref(&first.intent.id));
+}
