@@ -1,0 +1,63 @@
+//! How an `InjectError` is told to a client: the HTTP status, `Retry-After`, whether
+//! it is a refusal on purpose; and the failure line a trigger logs.
+
+use super::*;
+
+/// The log line of an injection that failed, if it is one to log here: refusals are the
+/// trigger's to mention (the timer and the pollers say them once in their own line, the
+/// API answers them); a failure (a plugin's error, a timeout, the journal) is logged
+/// once, here, whichever trigger asked.
+pub(crate) fn failure_line(trigger: &str, error: &InjectError) -> Option<String> {
+    (!Refusal::of(error).is_refusal).then(|| format!("{trigger}: {error}"))
+}
+
+/// How a client is told that an injection did not happen: the HTTP status, the message
+/// and when to try again. The one rendering of an `InjectError` for clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The message, as the error says it.
+    pub message: String,
+    /// When a retry may succeed (`Retry-After`, whole seconds).
+    pub retry_after: Option<u64>,
+    /// Whether the drill refused it on purpose (window, kill switch, budget), as opposed
+    /// to a failure somebody should look at.
+    pub is_refusal: bool,
+}
+
+impl Refusal {
+    /// The refusal of `error`, now.
+    pub fn of(error: &InjectError) -> Self {
+        Self::at(error, Utc::now())
+    }
+
+    /// The refusal of `error` at `now` (the clock is passed in for tests).
+    pub fn at(error: &InjectError, now: DateTime<Utc>) -> Self {
+        let (status, retry_after, is_refusal) = match error {
+            InjectError::Sleeping { opens } => (
+                503,
+                opens.map(|t| ceil_secs((t - now).to_std().unwrap_or_default())),
+                true,
+            ),
+            InjectError::OverBudget { retry_after, .. } => {
+                (429, Some(ceil_secs(*retry_after)), true)
+            }
+            InjectError::Paused(_) | InjectError::SteadyState { .. } => (503, None, true),
+            InjectError::Journal { .. } | InjectError::Unrecorded { .. } => (503, None, false),
+            InjectError::UnknownFault(_) => (404, None, false),
+            InjectError::Loading { .. } => (503, Some(1), true),
+            InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => {
+                (503, None, false)
+            }
+            InjectError::Plugin { .. } | InjectError::Crashed { .. } => (502, None, false),
+            InjectError::TimedOut { .. } => (504, None, false),
+        };
+        Self {
+            status,
+            message: error.to_string(),
+            retry_after,
+            is_refusal,
+        }
+    }
+}
