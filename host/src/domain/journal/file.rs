@@ -1,0 +1,210 @@
+//! The journal's file: opened for each record (so it can be rotated or removed while
+//! the daemon runs), appended to under a lock, fsynced for what announces a real fault,
+//! refused when it is no regular file or its disk is full.
+
+use super::*;
+
+/// Refuses a journal path that exists but is no regular file, before anything opens
+/// it: a directory cannot be appended to, and opening a FIFO blocks until a writer
+/// comes (the daemon would hang, silently, before its first log line). A path that does
+/// not exist yet is fine: the journal is created there.
+pub(crate) fn check_path(path: &Path) -> io::Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) => regular(&meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether what `meta` describes is a regular file; if not, an error saying what it is.
+fn regular(meta: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    Err(io::Error::other(format!(
+        "it is {kind}, not a regular file"
+    )))
+}
+
+/// The journal file.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    // One writer at a time, so lines never interleave.
+    writing: Mutex<()>,
+    /// Bytes appended since whoever waits for growth last looked.
+    grown: Mutex<u64>,
+    grew: std::sync::Condvar,
+}
+
+/// The least free space on the journal's file system for a start: a few faults'
+/// records (a real fault's are about 1.5 KB).
+const MIN_FREE: u64 = 8 * 1024;
+
+impl Journal {
+    /// Opens the journal at `path`, creating its directory; a torn last line (a crash in
+    /// the middle of a write) is closed with a newline so the next record starts clean.
+    pub fn open(path: &Path) -> io::Result<Journal> {
+        check_path(path)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::support::state::create_private_dir(dir)?;
+        // Opening for appends writes nothing: a full disk shows only at the first fault,
+        // when every fault is refused. It is said now instead.
+        let free = rustix::fs::statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+        if let Ok(free) = free.map_err(io::Error::from) {
+            if free < MIN_FREE {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "no space left on its file system ({free} bytes free; a fault's records need some KiB)"
+                    ),
+                ));
+            }
+        }
+        let mut file = open_locked(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+                file.sync_data()?;
+            }
+        }
+        Ok(Journal {
+            path: path.to_owned(),
+            writing: Mutex::new(()),
+            grown: Mutex::new(0),
+            grew: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record; `durable` waits until it is on disk. A record always starts
+    /// a line of its own: an append that fails (a full disk, an I/O error) is cut back
+    /// off the file, and a torn line found at the end is closed first.
+    pub(crate) fn append(&self, record: &Record, durable: bool) -> io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let _one_at_a_time = lock(&self.writing);
+        let mut file = open_locked(&self.path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1)?;
+            if last[0] != b'\n' {
+                line.insert(0, b'\n');
+            }
+        }
+        let written =
+            file.write_all(&line)
+                .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // What part of it was written goes, so no later record is glued to it; but
+            // only if nobody else (a `kill` beside the daemon that does not lock)
+            // appended meanwhile: then the torn line stays, and the next append closes it.
+            let now = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if now <= len + line.len() as u64 {
+                let _ = file.set_len(len);
+            }
+            return Err(e);
+        }
+        *lock(&self.grown) += line.len() as u64;
+        self.grew.notify_all();
+        Ok(())
+    }
+
+    /// Renames the journal to an archive beside it (named by the instant) and starts a
+    /// new one, with every writer locked out: this process's appends, and (by `flock`)
+    /// other processes'. `settle` runs first, while the old file is whole and still the
+    /// journal (the checkpoint reads it to its end). Returns the archive.
+    pub(crate) fn rotate(&self, settle: impl FnOnce() -> io::Result<()>) -> io::Result<PathBuf> {
+        let _one_at_a_time = lock(&self.writing);
+        let old = open_locked(&self.path)?;
+        settle()?;
+        let archive = crate::domain::archive::archive_path(&self.path, Utc::now());
+        if fs::symlink_metadata(&archive).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", archive.display()),
+            ));
+        }
+        fs::rename(&self.path, &archive)?;
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?
+            .sync_all()?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        drop(old);
+        Ok(archive)
+    }
+
+    /// Runs `f` while no record is being appended (by this process): what it reads of
+    /// the file is whole, and stays (an append that fails is cut back before `f` runs).
+    pub(crate) fn quiet<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _one_at_a_time = lock(&self.writing);
+        f()
+    }
+
+    /// Blocks until at least `bytes` were appended since the last call returned (no
+    /// polling: the appends wake it).
+    pub(crate) fn wait_grown(&self, bytes: u64) {
+        let grown = lock(&self.grown);
+        let mut grown = self
+            .grew
+            .wait_while(grown, |g| *g < bytes)
+            .unwrap_or_else(|p| p.into_inner());
+        *grown = 0;
+    }
+}
+
+/// Opens the journal at `path` for appending and takes its lock (`flock`, exclusive;
+/// released when the file is closed), the one every writer takes. A journal rotated
+/// while the lock was awaited is the archive now: the path is opened again.
+fn open_locked(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    loop {
+        // Whatever the path has become meanwhile (a FIFO, a symlink to /dev/null), the
+        // open never blocks and only a regular file is written: records written into
+        // nothing would be records lost.
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            // It names host processes and their command lines: this user's alone.
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)?;
+        let held = file.metadata()?;
+        regular(&held)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        match fs::metadata(path) {
+            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => return Ok(file),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

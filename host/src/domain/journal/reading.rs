@@ -1,0 +1,287 @@
+//! Reading the journal: forwards from a position, with its archives, and backwards a
+//! block at a time (the newest records first, without reading the whole history).
+
+use super::*;
+
+/// What was read back, with anything wrong in it (tests read a journal whole; the
+/// daemon and the commands never do).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Contents {
+    /// The records, in file order.
+    pub records: Vec<Record>,
+    /// One sentence per line that could not be read (a torn last line after a crash).
+    pub problems: Vec<String>,
+}
+
+/// Reads a journal; a missing file is an empty one. Lines that cannot be read are
+/// reported and skipped, never fatal.
+#[cfg(test)]
+pub(crate) fn read(path: &Path) -> io::Result<Contents> {
+    let mut records = Vec::new();
+    let problems = each(path, |record| records.push(record))?;
+    Ok(Contents { records, problems })
+}
+
+/// Hands every record of a journal to `take`, in file order, holding one line at a time
+/// in memory; returns one sentence per line that could not be read. A missing file is
+/// an empty one.
+pub(crate) fn each(path: &Path, take: impl FnMut(Record)) -> io::Result<Vec<String>> {
+    each_from(path, 0, take).map(|(_, problems)| problems)
+}
+
+/// The same from byte `offset` on (the start of a line); also returns where the last
+/// whole line ends (a line still being written, or torn, is left for later).
+pub(crate) fn each_from(
+    path: &Path,
+    offset: u64,
+    mut take: impl FnMut(Record),
+) -> io::Result<(u64, Vec<String>)> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, Vec::new())),
+        Err(e) => return Err(e),
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut end = offset;
+    let mut problems = Vec::new();
+    let mut reader = io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        number += 1;
+        let complete = line.ends_with(b"\n");
+        if complete {
+            end += line.len() as u64;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(text.trim_end()) {
+            Ok(record) => take(record),
+            Err(_) if !complete => problems.push(format!(
+                "{}: line {number} is torn (the daemon stopped while writing it); ignored",
+                path.display()
+            )),
+            Err(e) => problems.push(format!(
+                "{}: line {number} is unreadable ({e}); ignored",
+                path.display()
+            )),
+        }
+    }
+    Ok((end, problems))
+}
+
+/// Hands every record of a journal and its archives to `take`, the oldest archive first
+/// and the journal last, one line at a time in memory; returns one sentence per line
+/// that could not be read.
+pub(crate) fn each_with_archives(
+    path: &Path,
+    mut take: impl FnMut(Record),
+) -> io::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut files = crate::domain::archive::newest_first(path)?;
+    files.reverse();
+    for file in files {
+        problems.extend(each(&file, &mut take)?);
+    }
+    Ok(problems)
+}
+
+/// The lines of a journal and then of its archives, from the last to the first: see
+/// [`lines_backwards`]. [`AllBackwards::position`] says where the line just read is.
+pub(crate) fn lines_backwards_with_archives(path: &Path) -> io::Result<AllBackwards> {
+    let mut files = crate::domain::archive::newest_first(path)?;
+    files.reverse();
+    Ok(AllBackwards {
+        files,
+        reading: None,
+    })
+}
+
+/// Where a line of a journal starts: the file (by device and inode, which it keeps when
+/// it is rotated into an archive) and the byte offset in it. What a page of history
+/// hands back to ask for the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.dev, self.ino, self.offset)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut parts = text.split('.').map(str::parse::<u64>);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Ok(dev)), Some(Ok(ino)), Some(Ok(offset)), None) => {
+                Ok(Position { dev, ino, offset })
+            }
+            _ => Err(format!(
+                "invalid before `{text}`: expected the `next` of a page, like 2049.1835.42"
+            )),
+        }
+    }
+}
+
+/// See [`lines_backwards_with_archives`].
+pub(crate) struct AllBackwards {
+    /// The files still to read, the next one last.
+    files: Vec<PathBuf>,
+    reading: Option<Backwards>,
+}
+
+impl AllBackwards {
+    /// Where the line just read starts.
+    pub(crate) fn position(&self) -> Option<Position> {
+        self.reading.as_ref().map(|r| Position {
+            dev: r.dev,
+            ino: r.ino,
+            offset: r.offset,
+        })
+    }
+}
+
+impl Iterator for AllBackwards {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(line) = self.reading.as_mut().and_then(Iterator::next) {
+                return Some(line);
+            }
+            let file = self.files.pop()?;
+            match lines_backwards(&file) {
+                Ok(lines) => self.reading = Some(lines),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// The lines of a journal from the last to the first (without their newline), read in
+/// blocks from the end: what a look at the recent past costs is the recent past. A
+/// missing file has none.
+pub(crate) fn lines_backwards(path: &Path) -> io::Result<Backwards> {
+    use std::os::unix::fs::MetadataExt as _;
+    let file = match fs::File::open(path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let meta = match &file {
+        Some(f) => Some(f.metadata()?),
+        None => None,
+    };
+    Ok(Backwards {
+        file,
+        end: meta.as_ref().map_or(0, fs::Metadata::len),
+        dev: meta.as_ref().map_or(0, |m| m.dev()),
+        ino: meta.as_ref().map_or(0, |m| m.ino()),
+        offset: 0,
+        carry: Vec::new(),
+        ready: Vec::new(),
+        skipping: false,
+    })
+}
+
+/// See [`lines_backwards`].
+pub(crate) struct Backwards {
+    file: Option<fs::File>,
+    /// Where the part not read yet ends.
+    end: u64,
+    /// The file's device and inode.
+    dev: u64,
+    ino: u64,
+    /// Where the line returned last starts.
+    offset: u64,
+    /// The start of a line whose beginning is still to be read.
+    carry: Vec<u8>,
+    /// Whole lines read, with where each starts, the last one first... popped from the
+    /// back.
+    ready: Vec<(u64, Vec<u8>)>,
+    /// A line too long to keep is being passed over.
+    skipping: bool,
+}
+
+const BLOCK: u64 = 64 * 1024;
+
+/// The longest line read back; a longer one is skipped.
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+impl Iterator for Backwards {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::os::unix::fs::FileExt as _;
+        loop {
+            if let Some((offset, line)) = self.ready.pop() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                self.offset = offset;
+                return Some(Ok(line));
+            }
+            let file = self.file.as_ref()?;
+            if self.end == 0 {
+                self.file = None;
+                let first = std::mem::take(&mut self.carry);
+                if first.iter().all(u8::is_ascii_whitespace) {
+                    return None;
+                }
+                self.offset = 0;
+                return Some(Ok(first));
+            }
+            // A line of megabytes is no record (zeros after a crash, say): dropped, so
+            // that reading back stays linear.
+            if self.carry.len() > MAX_LINE {
+                self.carry.clear();
+                self.skipping = true;
+            }
+            let start = self.end.saturating_sub(BLOCK);
+            let mut block = vec![0u8; (self.end - start) as usize];
+            if let Err(e) = file.read_exact_at(&mut block, start) {
+                self.file = None;
+                return Some(Err(e));
+            }
+            self.end = start;
+            block.extend_from_slice(&self.carry);
+            let mut at = start;
+            let mut parts: Vec<(u64, Vec<u8>)> = block
+                .split(|b| *b == b'\n')
+                .map(|part| {
+                    let here = at;
+                    at += part.len() as u64 + 1;
+                    (here, part.to_vec())
+                })
+                .collect();
+            // The first part may be the end of a line that starts in an earlier block.
+            let (_, first) = parts.remove(0);
+            if self.skipping {
+                // Passing over a dropped line: what of it this block holds goes too.
+                match parts.pop() {
+                    None => self.carry = Vec::new(),
+                    Some(_) => {
+                        self.skipping = false;
+                        self.carry = first;
+                    }
+                }
+            } else {
+                self.carry = first;
+            }
+            self.ready = parts;
+        }
+    }
+}
