@@ -18,7 +18,6 @@ use std::{
 };
 
 use anyhow::anyhow;
-use bytes::Bytes;
 use serde_json::json;
 use warp::{
     http::{header, StatusCode},
@@ -44,6 +43,7 @@ mod dashboard;
 mod drill;
 mod history;
 mod origin;
+mod routes;
 mod server;
 
 use server::Peer;
@@ -120,185 +120,20 @@ pub fn bind(
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = ()>)> {
     let api = Arc::new(api);
     let needs_token = !api.tokens.is_empty();
-    let with_api = warp::any().map(move || api.clone());
-    let authorized = with_api
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::ext::optional::<Peer>())
-        .and_then(
-            |api: Arc<Api>, auth: Option<String>, peer: Option<Peer>| async move {
-                let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.to_string());
-                if api.tokens.is_empty() {
-                    return Ok((api, Caller(peer)));
-                }
-                let given = auth.as_deref().and_then(bearer);
-                // Every token is compared, so the time taken says nothing about which.
-                let name = api
-                    .tokens
-                    .iter()
-                    .filter(|(_, token)| given.is_some_and(|g| same_token(g, token)))
-                    .map(|(name, _)| name.clone())
-                    .next_back();
-                match name {
-                    Some(name) => Ok((api, Caller(format!("{peer} ({name})")))),
-                    None => Err(warp::reject::custom(Unauthorized)),
-                }
-            },
-        )
-        .untuple_one();
-    let body = warp::body::content_length_limit(config.max_body_bytes).and(warp::body::bytes());
-
-    let kill = warp::path!("api" / "kill")
-        .and(warp::post())
-        .and(authorized.clone())
-        .and(body)
-        .and_then(|api: Arc<Api>, caller: Caller, body: Bytes| async move {
-            let fault = api.kill_fault.clone();
-            Ok::<_, Infallible>(fire(api, caller, fault, &body).await)
-        });
-    let fault = warp::path!("api" / "faults" / String)
-        .and(warp::post())
-        .and(authorized.clone())
-        .and(body)
-        .and_then(
-            |name: String, api: Arc<Api>, caller: Caller, body: Bytes| async move {
-                Ok::<_, Infallible>(fire(api, caller, name, &body).await)
-            },
-        );
-    let plugins = warp::path!("api" / "plugins")
-        .and(warp::get())
-        .and(authorized.clone())
-        .map(|api: Arc<Api>, _: Caller| {
-            let faults: Vec<_> = api
-                .fault_plugins
-                .iter()
-                .map(|(name, plugin)| json!({ "name": name, "plugin": plugin }))
-                .collect();
-            let list = api.plugins.read().unwrap_or_else(|p| p.into_inner());
-            warp::reply::json(
-                &json!({ "plugins": list.loaded, "loading": list.loading, "faults": faults }),
-            )
-            .into_response()
-        });
-    let history = warp::path!("api" / "history")
-        .and(warp::get())
-        .and(authorized.clone())
-        .and(warp::query::<BTreeMap<String, String>>())
-        .then(
-            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| history::answer(api, query),
-        );
-    let pause = warp::path!("api" / "pause")
-        .and(warp::post())
-        .and(authorized.clone())
-        .and_then(|api: Arc<Api>, caller: Caller| async move {
-            Ok::<_, Infallible>(switch(api, caller, true).await)
-        });
-    let resume = warp::path!("api" / "resume")
-        .and(warp::post())
-        .and(authorized.clone())
-        .and_then(|api: Arc<Api>, caller: Caller| async move {
-            Ok::<_, Infallible>(switch(api, caller, false).await)
-        });
-    let status = warp::path!("api" / "status")
-        .and(warp::get())
-        .and(authorized.clone())
-        .map(|api: Arc<Api>, _: Caller| {
-            let mut status = serde_json::to_value(api.injector.status()).unwrap_or_default();
-            if let Some(fields) = status.as_object_mut() {
-                fields.insert("version".to_owned(), json!(env!("CARGO_PKG_VERSION")));
-                fields.insert("window".to_owned(), json!(api.window));
-                fields.insert("zone".to_owned(), json!(api.zone));
-            }
-            warp::reply::json(&status).into_response()
-        });
-    let ack = warp::path!("api" / "ack")
-        .and(warp::post())
-        .and(authorized.clone())
-        .and(body)
-        .then(|api: Arc<Api>, caller: Caller, body: Bytes| async move {
-            drill::ack(api, caller, &body).await
-        });
-    let alerts = warp::path!("api" / "alerts")
-        .and(warp::post())
-        .and(authorized.clone())
-        .and(body)
-        .then(
-            |api: Arc<Api>, _: Caller, body: Bytes| async move { drill::alerts(api, &body).await },
-        );
-    let report = warp::path!("api" / "report")
-        .and(warp::get())
-        .and(authorized.clone())
-        .and(warp::query::<BTreeMap<String, String>>())
-        .then(
-            |api: Arc<Api>, _: Caller, query: BTreeMap<String, String>| async move {
-                drill::report(api, query).await
-            },
-        );
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(authorized.clone())
-        .map(|api: Arc<Api>, _: Caller| {
-            metrics::get().set_paused(api.injector.paused().is_some());
-            let mut answer = metrics::get().render().into_response();
-            answer.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(metrics::CONTENT_TYPE),
-            );
-            answer
-        });
-    let dashboard = warp::path::end()
-        .and(warp::get())
-        .map(move || dashboard::page(needs_token));
-    let events = warp::path!("api" / "events")
-        .and(warp::get())
-        .and(authorized.clone())
-        .map(|_: Arc<Api>, _: Caller| dashboard::stream());
-    let revert = warp::path!("api" / "revert" / String)
-        .and(warp::post())
-        .and(authorized.clone())
-        .then(|id: String, api: Arc<Api>, caller: Caller| async move {
-            dashboard::revert(api, caller, id).await
-        });
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&json!({ "status": "ok" })).into_response());
-
+    let authorized = routes::authorized(api);
+    let body = warp::body::content_length_limit(config.max_body_bytes)
+        .and(warp::body::bytes())
+        .boxed();
     let max = config.max_body_bytes;
-    // In boxed groups: one chain of every route nests types deep enough to overflow
-    // the compiler's recursion limit in optimised builds.
-    let faults = health
-        .or(kill)
-        .unify()
-        .or(fault)
-        .unify()
-        .or(plugins)
-        .unify()
-        .or(history)
-        .unify()
-        .or(status)
-        .unify()
-        .boxed();
-    let switch = pause
-        .or(resume)
-        .unify()
-        .or(revert)
-        .unify()
-        .or(ack)
-        .unify()
-        .or(alerts)
-        .unify()
-        .boxed();
-    let looks = report
-        .or(metrics)
-        .unify()
-        .or(dashboard)
-        .unify()
-        .or(events)
-        .unify()
-        .boxed();
     // Before any route: a page of another site, or one that rebound its name to us,
     // is refused whatever it asks for.
     let guard = origin::Guard::new(config.listen.ip(), needs_token, &config.allowed_hosts);
-    let every = faults.or(switch).unify().or(looks).unify().boxed();
+    let every = routes::faults(&authorized, &body)
+        .or(routes::controls(&authorized, &body))
+        .unify()
+        .or(routes::looks(&authorized, needs_token))
+        .unify()
+        .boxed();
     let routes = guard
         .filter()
         .and(every)
