@@ -271,32 +271,7 @@ export_plugin!(Renice);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nightmare_monkey_plugin_api::sdk::testing::Harness;
-
-    /// A child of this test: the only process the fault may choose (its scope is the
-    /// child's process tree), killed by its exact PID when dropped.
-    struct Child(std::process::Child);
-
-    impl Child {
-        fn sleep() -> Child {
-            Child(
-                std::process::Command::new("sleep")
-                    .arg("60")
-                    .spawn()
-                    .unwrap(),
-            )
-        }
-        fn pid(&self) -> u32 {
-            self.0.id()
-        }
-    }
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use nightmare_monkey_plugin_api::sdk::testing::{Child, Harness};
 
     /// Whether this test may give a priority back (CAP_SYS_NICE): tried on a child.
     fn may_lower_nice() -> bool {
@@ -346,8 +321,7 @@ mod tests {
             })
             .unwrap();
         let state = prepared.revert.unwrap();
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
+        child.end();
         let applied = fault
             .inject(&Request {
                 dry_run: false,

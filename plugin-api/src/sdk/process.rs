@@ -396,30 +396,7 @@ pub fn stopped(pid: u32) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A child of this test to act on, by its exact PID (killed when dropped).
-    struct Child(std::process::Child);
-
-    impl Child {
-        fn sleep() -> Child {
-            Child(
-                std::process::Command::new("sleep")
-                    .arg("60")
-                    .spawn()
-                    .unwrap(),
-            )
-        }
-        fn pid(&self) -> u32 {
-            self.0.id()
-        }
-    }
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use crate::sdk::testing::Child;
 
     #[test]
     fn a_process_is_described_with_its_user() {

@@ -99,6 +99,10 @@ use std::{
 use abi_stable::std_types::{RResult, RStr, RString};
 use serde::de::DeserializeOwned;
 
+mod child;
+
+pub use child::Child;
+
 use crate::{
     abi::{FaultBox, PluginRef},
     sdk::{

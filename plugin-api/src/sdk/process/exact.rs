@@ -238,30 +238,10 @@ mod tests {
     use rustix::process::{getpriority_process, setpriority_process};
 
     use super::*;
-    use crate::sdk::process::state_of;
+    use crate::sdk::{process::state_of, testing::Child};
 
-    /// A child of this test to act on, by its exact PID (killed and reaped when dropped).
-    struct Child(std::process::Child);
-
-    impl Child {
-        fn sleep() -> Child {
-            Child(
-                std::process::Command::new("sleep")
-                    .arg("60")
-                    .spawn()
-                    .unwrap(),
-            )
-        }
-        fn info(&self) -> ProcessInfo {
-            ProcessInfo::of(self.0.id()).unwrap()
-        }
-    }
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+    fn info(child: &Child) -> ProcessInfo {
+        ProcessInfo::of(child.pid()).unwrap()
     }
 
     fn nice_of(pid: u32) -> i32 {
@@ -285,7 +265,7 @@ mod tests {
     #[test]
     fn signals_reach_exactly_the_process_that_was_seen() {
         let child = Child::sleep();
-        let info = child.info();
+        let info = info(&child);
         assert_eq!(info.name, "sleep");
         // Another start time: a process that reused the PID. Nothing is sent.
         assert!(Exact::open(info.pid, info.start_time + 1)
@@ -310,7 +290,7 @@ mod tests {
     fn an_action_runs_only_while_the_process_is_the_one_seen() {
         for pidfd in [true, false] {
             let mut child = Child::sleep();
-            let info = child.info();
+            let info = info(&child);
             let mut process = Exact::of(&info).unwrap().unwrap();
             if !pidfd {
                 process = without_pidfd(process);
@@ -343,7 +323,7 @@ mod tests {
                     .unwrap()
             };
             assert_eq!(act(), None, "pidfd: {pidfd}");
-            child.0.wait().unwrap();
+            child.end();
             assert_eq!(act(), None, "pidfd: {pidfd}");
             assert!(!ran.get(), "the action ran on a process that had exited");
         }
@@ -365,10 +345,9 @@ mod tests {
 
         // And for real: the child killed and reaped by the action itself.
         let mut child = Child::sleep();
-        let process = Exact::of(&child.info()).unwrap().unwrap();
+        let process = Exact::of(&info(&child)).unwrap().unwrap();
         let done = process.act(|_| {
-            child.0.kill().unwrap();
-            child.0.wait().unwrap();
+            child.end();
             Ok("done")
         });
         assert_eq!(done.unwrap(), Some("done"));
