@@ -243,7 +243,8 @@ impl PluginError {
 /// A fault, as a plugin author writes it. [`export_plugin!`](crate::export_plugin) turns
 /// it into the ABI.
 pub trait FaultPlugin: Sized + Send + Sync + 'static {
-    /// The fault's name as configs and the API refer to it: lower-case, dashes.
+    /// The fault's name as configs and the API refer to it: lower-case letters, digits
+    /// and dashes ([`is_valid_name`]).
     const NAME: &'static str;
     /// The plugin's version, usually `env!("CARGO_PKG_VERSION")`.
     const VERSION: &'static str;
@@ -307,6 +308,39 @@ pub trait FaultPlugin: Sized + Send + Sync + 'static {
         ))
     }
 }
+
+/// Whether `name` may name a fault: lower-case ASCII letters, digits and dashes, at least
+/// one. The host refuses to load a plugin whose [`FaultPlugin::NAME`] is anything else,
+/// [`export_plugin!`](crate::export_plugin) refuses to compile one, and the
+/// [`testing`] harness refuses to load one.
+///
+/// ```
+/// use nightmare_monkey_plugin_api::sdk::is_valid_name;
+/// assert!(is_valid_name("lock-config2"));
+/// assert!(!is_valid_name("Lock_Config") && !is_valid_name(""));
+/// ```
+pub const fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !matches!(bytes[i], b'a'..=b'z' | b'0'..=b'9' | b'-') {
+            return false;
+        }
+        i += 1;
+    }
+    !bytes.is_empty()
+}
+
+/// A plugin that [`export_plugin!`](crate::export_plugin) exported: the macro implements
+/// it, and [`testing::Harness::of`] asks for it, so a plugin whose crate forgot the macro
+/// (its `.so` would export nothing the daemon can load) fails to compile its tests, saying
+/// so. Never implement it by hand.
+#[diagnostic::on_unimplemented(
+    message = "the plugin `{Self}` is not exported: its crate lacks `export_plugin!({Self})`",
+    label = "not exported",
+    note = "without `nightmare_monkey_plugin_api::export_plugin!({Self});` in the plugin's crate its .so exports nothing, and the daemon refuses to load it"
+)]
+pub trait Exported: FaultPlugin {}
 
 /// Reads a revert (or prepared) state back into the type the plugin wrote it from; an
 /// error says the state is unreadable.
@@ -612,8 +646,27 @@ impl<P: FaultPlugin> Fault for Adapter<P> {
 /// The crate must allow `unsafe_code` at the macro (use `#![deny(unsafe_code)]`, not
 /// `forbid`): exporting an unmangled symbol is an unsafe attribute.
 ///
-/// It refuses to compile under `panic = "abort"`: every panic it catches would abort the
-/// daemon instead.
+/// It refuses to compile under `panic = "abort"` (every panic it catches would abort the
+/// daemon instead), and for a [`FaultPlugin::NAME`] that is not a valid fault name (see
+/// [`is_valid_name`](crate::sdk::is_valid_name)). It implements
+/// [`Exported`](crate::sdk::Exported) for the plugin, which the test harness asks for.
+///
+/// ```compile_fail,E0080
+/// use nightmare_monkey_plugin_api::sdk::{FaultPlugin, Outcome, PluginError, Request};
+///
+/// struct Shouting;
+///
+/// impl FaultPlugin for Shouting {
+///     const NAME: &'static str = "Lock_Config"; // the daemon would refuse to load it
+///     const VERSION: &'static str = "0.1.0";
+///     const DESCRIPTION: &'static str = "an invalid name";
+///     type Config = ();
+///     fn new(_: ()) -> Result<Self, PluginError> { Ok(Shouting) }
+///     fn inject(&self, _: &Request) -> Result<Outcome, PluginError> { Ok(Outcome::default()) }
+/// }
+///
+/// nightmare_monkey_plugin_api::export_plugin!(Shouting);
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
@@ -628,6 +681,14 @@ macro_rules! export_plugin {
         pub fn plugin_module() -> $crate::abi::PluginRef {
             $crate::sdk::root_module::<$plugin>()
         }
+
+        impl $crate::sdk::Exported for $plugin {}
+
+        // The daemon refuses any other name when it loads the plugin: refused here first.
+        const _: () = ::core::assert!(
+            $crate::sdk::is_valid_name(<$plugin as $crate::sdk::FaultPlugin>::NAME),
+            "the plugin's NAME is not a valid fault name: expected lower-case letters, digits and dashes (the daemon refuses to load any other)"
+        );
 
         #[doc(hidden)]
         #[allow(unsafe_code)]

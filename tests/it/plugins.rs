@@ -8,6 +8,8 @@ use crate::util::{
     built_lib, command, in_namespace, json_lines, monkey, pairs, temp_dir, trusted_mode, Daemon,
 };
 
+/// The built-in's own `.so` loads like any other plugin; since the built-in takes its
+/// name, `check` warns that the daemon would not use the file.
 #[test]
 fn check_prints_name_and_version_of_the_built_in_as_a_so() {
     let lib = built_lib("libprocess_kill.so");
@@ -16,9 +18,13 @@ fn check_prints_name_and_version_of_the_built_in_as_a_so() {
     assert_eq!(
         run.stdout,
         format!(
-            "process-kill 0.1.0 (plugin-api 1.0.0) from {}: signals one random process (never PID 1, the monkey, its ancestors or kernel threads)\n",
+            "process-kill 0.1.0 (plugin-api 1.1.0) from {}: signals one random process (never PID 1, the monkey, its ancestors or kernel threads)\n",
             lib.display()
         )
+    );
+    assert_eq!(
+        run.stderr,
+        "warning: the name `process-kill` is taken by a built-in fault: the daemon ignores this file in a plugin directory and refuses to start with it in `plugins: [...]`; give the plugin another NAME\n"
     );
 }
 
@@ -174,14 +180,14 @@ fn list_shows_built_ins_plugins_and_failures_side_by_side() {
         run.stdout,
         format!(
             "NAME           VERSION  API      SOURCE
-process-kill   0.1.0    1.0.0    built-in
-process-pause  0.1.0    1.0.0    built-in
-disk-fill      0.1.0    1.0.0    built-in
-cpu-hog        0.1.0    1.0.0    built-in
-memory-hog     0.1.0    1.0.0    built-in
+process-kill   0.1.0    1.1.0    built-in
+process-pause  0.1.0    1.1.0    built-in
+disk-fill      0.1.0    1.1.0    built-in
+cpu-hog        0.1.0    1.1.0    built-in
+memory-hog     0.1.0    1.1.0    built-in
 -              -        -        cannot load plugin {d}/broken.so: not a shared library (expected an ELF .so built as a cdylib)
-panicky        0.1.0    1.0.0    {d}/libpanic_plugin.so
-process-kill   0.1.0    1.0.0    {d}/libprocess_kill.so (ignored: the name is taken by built-in)
+panicky        0.1.0    1.1.0    {d}/libpanic_plugin.so
+process-kill   0.1.0    1.1.0    {d}/libprocess_kill.so (ignored: the name is taken by built-in)
 "
         )
     );
@@ -203,6 +209,7 @@ fn a_plugin_built_against_the_frozen_1_0_0_interface_still_works() {
             lib.display()
         )
     );
+    assert_eq!(run.stderr, "", "a plugin of its own name: no warning");
     let run = monkey(&[
         "kill",
         "--plugin",

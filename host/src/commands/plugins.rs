@@ -26,6 +26,9 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
             if let Some(warning) = &p.untrusted {
                 eprintln!("warning: {warning}");
             }
+            if let Some(warning) = taken_by_builtin(&p.manifest.name) {
+                eprintln!("warning: {warning}");
+            }
             let m = &p.manifest;
             println!(
                 "{} {} (plugin-api {}) from {}: {}",
@@ -45,6 +48,19 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
             list(&dirs, Trust::allowing_untrusted(allow_untrusted_plugins))
         }
     }
+}
+
+/// What the daemon would make of a plugin file named like a built-in fault: the
+/// built-in keeps the name, so the file is of no use under it.
+fn taken_by_builtin(name: &str) -> Option<String> {
+    plugin::builtins()
+        .iter()
+        .any(|b| b.manifest.name == name)
+        .then(|| {
+            format!(
+                "the name `{name}` is taken by a built-in fault: the daemon ignores this file in a plugin directory and refuses to start with it in `plugins: [...]`; give the plugin another NAME"
+            )
+        })
 }
 
 fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {

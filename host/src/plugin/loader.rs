@@ -195,12 +195,15 @@ fn describe(e: &LibraryError) -> String {
             format!("its plugin header cannot be read: {err}")
         }
         LibraryError::ParseVersionError(v) => format!("its version is unreadable: {v}"),
+        // abi_stable asks only that the majors agree (1.x): a plugin of an older minor
+        // is what the frozen ABI exists for, and one of a newer minor crosses nothing
+        // this host cannot read (what a minor adds is text with defaults).
         LibraryError::IncompatibleVersionNumber {
-            library_name,
             expected_version,
             actual_version,
+            ..
         } => format!(
-            "built against {library_name} {actual_version}, which this host (interface {expected_version}) cannot use: rebuild it against nightmare-monkey-plugin-api {}.x",
+            "built against {INTERFACE} {actual_version}, which this host (interface {expected_version}) cannot use: rebuild it against {INTERFACE} {}.x",
             expected_version.major
         ),
         LibraryError::RootModule { err, .. } => {
@@ -556,14 +559,14 @@ mod changed_interfaces {
             load::<removed_field::PluginRef>(removed_field::constructor),
             "built against an incompatible nightmare-monkey-plugin-api: its `PluginModule` lacks \
              the field `new_fault` that this host calls; it was built against a modified \
-             nightmare-monkey-plugin-api (1.0.0+changed; this host has 1.0.0); rebuild the \
+             nightmare-monkey-plugin-api (1.1.0+changed; this host has 1.1.0); rebuild the \
              plugin against this host's plugin-api"
         );
         assert_eq!(
             load::<removed_method::PluginRef>(removed_method::constructor),
             "built against an incompatible nightmare-monkey-plugin-api: its `Fault` trait \
              lacks the method `revert` that this host calls; it was built against a modified \
-             nightmare-monkey-plugin-api (1.0.0+changed; this host has 1.0.0); rebuild the \
+             nightmare-monkey-plugin-api (1.1.0+changed; this host has 1.1.0); rebuild the \
              plugin against this host's plugin-api"
         );
         // A method whose argument changed type: named by the method, with the
@@ -573,13 +576,34 @@ mod changed_interfaces {
             "built against an incompatible nightmare-monkey-plugin-api: the method `inject` \
              of its `Fault` trait differs: mismatched type (this host: `RStr<'a>`, the \
              plugin: `RString`); it was built against a modified nightmare-monkey-plugin-api \
-             (1.0.0+changed; this host has 1.0.0); rebuild the plugin against this host's \
+             (1.1.0+changed; this host has 1.1.0); rebuild the plugin against this host's \
              plugin-api"
         );
         // A newer interface with one more method loads: an older host ignores it.
         assert_eq!(
             load::<added_method::PluginRef>(added_method::constructor),
             "loads"
+        );
+    }
+
+    /// The interface's version decides by its major alone: a plugin of any 1.x loads
+    /// (older: the frozen ABI; newer: what a minor adds crosses as text this host reads
+    /// with defaults), one of 2.0 is refused in one sentence.
+    #[test]
+    fn every_1_x_plugin_loads_and_another_major_is_refused() {
+        use changed_plugin_api::{newer_minor, next_major, older_minor};
+        assert_eq!(
+            load::<older_minor::PluginRef>(older_minor::constructor),
+            "loads"
+        );
+        assert_eq!(
+            load::<newer_minor::PluginRef>(newer_minor::constructor),
+            "loads"
+        );
+        assert_eq!(
+            load::<next_major::PluginRef>(next_major::constructor),
+            "built against nightmare-monkey-plugin-api 2.0.0, which this host (interface 1.1.0) \
+             cannot use: rebuild it against nightmare-monkey-plugin-api 1.x"
         );
     }
 }

@@ -12,7 +12,7 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use anyhow::{anyhow, bail, Context as _};
 use nightmare_monkey_plugin_api::{
     abi::{FaultBox, PluginRef},
-    sdk::{ErrorKind, Manifest, Outcome, PluginError, Request},
+    sdk::{is_valid_name, ErrorKind, Manifest, Outcome, PluginError, Request},
 };
 
 use crate::{domain::injection::Fault, support::text::clip_cmdline};
@@ -182,12 +182,7 @@ impl Plugin {
     fn described(text: &str, module: Module, source: Source) -> anyhow::Result<Self> {
         let manifest: Manifest =
             serde_json::from_str(text).context("its manifest is not valid JSON")?;
-        let valid = !manifest.name.is_empty()
-            && manifest
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
+        if !is_valid_name(&manifest.name) {
             bail!(
                 "its name `{}` is not a valid fault name (expected lower-case letters, digits and dashes)",
                 manifest.name

@@ -15,7 +15,8 @@
 //!   the same seed and the same processes give the same victim.
 //! - **Exact.** [`Exact::open`] opens a pidfd and checks that the start time is still the
 //!   one seen when the process was chosen; signals go through that pidfd only, so a PID
-//!   reused in between is never signalled.
+//!   reused in between is never signalled, and [`Exact::act`] runs any other action by
+//!   PID (renice, a cgroup move) only while the pidfd says the process is still running.
 //!
 //! ```no_run
 //! use nightmare_monkey_plugin_api::sdk::process::{Exact, Selection, Selector, Signal};
@@ -34,24 +35,16 @@
 //! ```
 
 mod config;
+mod exact;
 pub mod proc;
 mod select;
 mod signal;
 
-use std::{
-    collections::HashSet,
-    os::fd::OwnedFd,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, path::Path};
 
 pub use config::Selection;
+pub use exact::{signal_exact, Exact};
 use regex::RegexSet;
-use rustix::{
-    event::{poll, PollFd, PollFlags, Timespec},
-    io::Errno,
-    process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags},
-};
 pub use select::LISTING_TTL;
 pub use signal::Signal;
 
@@ -362,15 +355,6 @@ impl Selector {
     }
 }
 
-fn os_error(pid: u32, what: &str, e: Errno) -> PluginError {
-    let kind = if e == Errno::PERM {
-        ErrorKind::Denied
-    } else {
-        ErrorKind::Failed
-    };
-    PluginError::new(kind, format!("cannot {what} PID {pid}: {e}"))
-}
-
 /// Who a process is, from what was read of it (the rest is read now).
 fn describe(stat: proc::Stat, cmdline: Option<String>, uid: Option<u32>) -> ProcessInfo {
     let pid = stat.pid;
@@ -396,86 +380,6 @@ impl ProcessInfo {
     }
 }
 
-/// One process, exactly: a pidfd bound to it, opened only after checking that the process
-/// holding the PID is the one that started at the time seen when it was chosen. Signals go
-/// through the pidfd, so a process that later reuses the PID is never touched.
-#[derive(Debug)]
-pub struct Exact {
-    pidfd: OwnedFd,
-    pid: u32,
-}
-
-impl Exact {
-    /// The process `pid` if it is still the one that started at `start_time` (clock ticks
-    /// after boot, [`ProcessInfo::start_time`]); `None` when it is gone or its PID now
-    /// names another process.
-    pub fn open(pid: u32, start_time: u64) -> Result<Option<Exact>, PluginError> {
-        let Some(raw) = Pid::from_raw(pid as i32) else {
-            return Ok(None);
-        };
-        let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::SRCH) => return Ok(None),
-            Err(e) => return Err(os_error(pid, "open a pidfd for", e)),
-        };
-        // The pidfd names whoever holds the PID now. If that is still the process seen at
-        // choice time (same start time), the pidfd is bound to it for good.
-        match proc::stat(pid) {
-            Some(now) if now.starttime == start_time => Ok(Some(Exact { pidfd, pid })),
-            _ => Ok(None),
-        }
-    }
-
-    /// The process `info` describes, exactly ([`Exact::open`] with its PID and start time).
-    pub fn of(info: &ProcessInfo) -> Result<Option<Exact>, PluginError> {
-        Self::open(info.pid, info.start_time)
-    }
-
-    /// Its PID.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// Sends `signal`; `false` when the process has exited meanwhile. An error is the
-    /// system refusing (of kind [`ErrorKind::Denied`] for EPERM).
-    pub fn signal(&self, signal: Signal) -> Result<bool, PluginError> {
-        match pidfd_send_signal(&self.pidfd, signal.0) {
-            Ok(()) => Ok(true),
-            Err(Errno::SRCH) => Ok(false),
-            Err(e) => Err(os_error(self.pid, "signal", e)),
-        }
-    }
-
-    /// Waits up to `grace` for the process to exit; `true` when it did. A pidfd polls
-    /// readable once its process has exited (before it is reaped).
-    pub fn wait_exit(&self, grace: Duration) -> Result<bool, PluginError> {
-        let deadline = Instant::now() + grace;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let timeout = Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            };
-            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
-            match poll(&mut fds, Some(&timeout)) {
-                Ok(0) => return Ok(false),
-                Ok(_) => return Ok(true),
-                Err(Errno::INTR) if !left.is_zero() => continue,
-                Err(e) => return Err(os_error(self.pid, "wait for", e)),
-            }
-        }
-    }
-}
-
-/// Sends `signal` to exactly the process `pid` that started at `start_time`: `false` when
-/// it is gone (or its PID names another process now), and nothing is sent.
-pub fn signal_exact(pid: u32, start_time: u64, signal: Signal) -> Result<bool, PluginError> {
-    match Exact::open(pid, start_time)? {
-        Some(process) => process.signal(signal),
-        None => Ok(false),
-    }
-}
-
 /// The process's state letter now (`S`, `T`, `Z` ...), if it still exists.
 pub fn state_of(pid: u32) -> Option<char> {
     proc::stat(pid).map(|s| s.state)
@@ -492,30 +396,7 @@ pub fn stopped(pid: u32) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A child of this test to act on, by its exact PID (killed when dropped).
-    struct Child(std::process::Child);
-
-    impl Child {
-        fn sleep() -> Child {
-            Child(
-                std::process::Command::new("sleep")
-                    .arg("60")
-                    .spawn()
-                    .unwrap(),
-            )
-        }
-        fn pid(&self) -> u32 {
-            self.0.id()
-        }
-    }
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use crate::sdk::testing::Child;
 
     #[test]
     fn a_process_is_described_with_its_user() {
@@ -526,25 +407,6 @@ mod tests {
         assert_eq!(me.user, proc::user_name(me.uid));
         assert!(!me.user.is_empty() && me.start_time > 0);
         assert_eq!(ProcessInfo::of(u32::MAX), None);
-    }
-
-    /// Signals go to the child spawned here only, by its exact PID and start time.
-    #[test]
-    fn signals_reach_exactly_the_process_that_was_seen() {
-        let child = Child::sleep();
-        let info = ProcessInfo::of(child.pid()).unwrap();
-        assert_eq!(info.name, "sleep");
-        // Another start time: a process that reused the PID. Nothing is sent.
-        assert!(Exact::open(info.pid, info.start_time + 1)
-            .unwrap()
-            .is_none());
-        assert!(!signal_exact(info.pid, info.start_time + 1, Signal::KILL).unwrap());
-        assert_ne!(state_of(info.pid), Some('Z'));
-        let process = Exact::of(&info).unwrap().unwrap();
-        assert_eq!(process.pid(), info.pid);
-        assert!(signal_exact(info.pid, info.start_time, Signal::STOP).unwrap());
-        assert!(process.signal(Signal::KILL).unwrap());
-        assert!(process.wait_exit(Duration::from_secs(10)).unwrap());
     }
 
     #[test]

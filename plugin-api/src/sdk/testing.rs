@@ -6,12 +6,17 @@
 //!   test says what to watch with [`Contract::watch`]);
 //! - `inject` then `revert` restores what it watches, `revert` is idempotent, and it works
 //!   from a fresh instance, as after a restart of the daemon ([`Contract::check_revert`]);
-//!   for a two-phase fault, `prepare` changes nothing and its state reverts harmlessly;
+//!   revert state comes with `revert_after_ms` (the host refuses it without, as a plugin
+//!   contract error); for a two-phase fault, `prepare` changes nothing and its state
+//!   reverts harmlessly;
 //! - configuration errors are one line naming the field ([`Harness::config_error`],
 //!   [`Contract::check_config_errors`]);
 //! - no call panics, even on a revert state that is not the fault's
 //!   ([`Contract::check_no_panics`]); a panic comes back as an error of kind
-//!   [`ErrorKind::Panic`], never as an abort of the test.
+//!   [`ErrorKind::Panic`], never as an abort of the test;
+//! - the plugin loads as the daemon would load it: exported with `export_plugin!` (a
+//!   plugin without it does not compile its harness tests: [`Harness::of`] asks for
+//!   [`Exported`]) and named validly ([`is_valid_name`]; [`Harness::of`] panics otherwise).
 //!
 //! ```
 //! use nightmare_monkey_plugin_api::sdk::{
@@ -43,6 +48,7 @@
 //!         let before = LEVEL.fetch_add(self.0, Ordering::SeqCst);
 //!         outcome.result = results::INJECTED.into();
 //!         outcome.revert = Some(serde_json::json!({ "level": before }));
+//!         outcome.revert_after_ms = Some(60_000); // revert state always comes with a time
 //!         Ok(outcome)
 //!     }
 //!     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
@@ -53,6 +59,8 @@
 //!     }
 //! }
 //!
+//! nightmare_monkey_plugin_api::export_plugin!(Raise);
+//!
 //! let harness = Harness::of::<Raise>();
 //! harness
 //!     .contract("(by: 3)")
@@ -61,6 +69,26 @@
 //!     .unwrap();
 //! // A config without `config:` is refused, naming the field.
 //! harness.config_error("", "by").unwrap();
+//! ```
+//!
+//! A plugin whose crate forgot `export_plugin!` does not get that far: its tests do not
+//! compile ("the plugin `Forgot` is not exported: its crate lacks `export_plugin!(Forgot)`").
+//!
+//! ```compile_fail,E0277
+//! use nightmare_monkey_plugin_api::sdk::{testing::Harness, FaultPlugin, Outcome, PluginError, Request};
+//!
+//! struct Forgot;
+//!
+//! impl FaultPlugin for Forgot {
+//!     const NAME: &'static str = "forgot";
+//!     const VERSION: &'static str = "0.1.0";
+//!     const DESCRIPTION: &'static str = "exports nothing";
+//!     type Config = ();
+//!     fn new(_: ()) -> Result<Self, PluginError> { Ok(Forgot) }
+//!     fn inject(&self, _: &Request) -> Result<Outcome, PluginError> { Ok(Outcome::default()) }
+//! }
+//!
+//! let _ = Harness::of::<Forgot>();
 //! ```
 
 use std::{
@@ -71,9 +99,15 @@ use std::{
 use abi_stable::std_types::{RResult, RStr, RString};
 use serde::de::DeserializeOwned;
 
+mod child;
+
+pub use child::Child;
+
 use crate::{
     abi::{FaultBox, PluginRef},
-    sdk::{results, ErrorKind, FaultPlugin, Manifest, Outcome, Phase, PluginError, Request},
+    sdk::{
+        is_valid_name, results, ErrorKind, Exported, Manifest, Outcome, Phase, PluginError, Request,
+    },
 };
 
 /// A broken contract: one line saying which and how.
@@ -100,13 +134,15 @@ pub struct Harness {
 
 impl Harness {
     /// The plugin `P`, through the library header `export_plugin!` exports for it and
-    /// abi_stable's layout check, as the host loads its `.so`.
+    /// abi_stable's layout check, as the host loads its `.so`. `P` must be exported
+    /// ([`Exported`]): a plugin whose crate lacks `export_plugin!` does not compile here.
     ///
     /// # Panics
     ///
-    /// When the plugin cannot be loaded or its manifest is unreadable: the test cannot
-    /// go on, and the message says why.
-    pub fn of<P: FaultPlugin>() -> Harness {
+    /// When the plugin cannot be loaded, its manifest is unreadable or its name is not a
+    /// valid fault name (the daemon refuses such a plugin): the test cannot go on, and the
+    /// message says why.
+    pub fn of<P: Exported>() -> Harness {
         let header: &'static abi_stable::library::LibHeader =
             Box::leak(Box::new(crate::sdk::__lib_header::<P>()));
         let module = header
@@ -119,14 +155,20 @@ impl Harness {
     ///
     /// # Panics
     ///
-    /// When the manifest is unreadable.
+    /// When the manifest is unreadable or names the fault invalidly.
     pub fn from_module(module: PluginRef) -> Harness {
         let text = match (module.manifest())() {
             RResult::ROk(text) => text,
             RResult::RErr(e) => panic!("the manifest failed: {}", PluginError::from_json(&e)),
         };
-        let manifest = serde_json::from_str(&text)
+        let manifest: Manifest = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("the manifest is not a manifest: {e}: {text}"));
+        if !is_valid_name(&manifest.name) {
+            panic!(
+                "the plugin's name `{}` is not a valid fault name (expected lower-case letters, digits and dashes): the daemon refuses to load it",
+                manifest.name
+            );
+        }
         Harness { module, manifest }
     }
 
@@ -457,7 +499,9 @@ impl<S: PartialEq + fmt::Debug> Contract<'_, S> {
     /// that it changed what is watched, then reverts from a fresh instance (as after a
     /// restart of the daemon) and checks that all is as before; reverts again from that
     /// instance and from another fresh one, and checks that nothing changes (revert is
-    /// idempotent). Needs [`Contract::watch`].
+    /// idempotent). Revert state must come with `revert_after_ms`: without it the host
+    /// refuses the outcome as a plugin contract error, and so does this check. Needs
+    /// [`Contract::watch`].
     pub fn check_revert(&self) -> Result<(), Violation> {
         if self.watch.is_none() {
             return violation(
@@ -474,6 +518,15 @@ impl<S: PartialEq + fmt::Debug> Contract<'_, S> {
                     outcome.result, outcome.summary
                 ));
             };
+            if outcome.revert_after_ms.is_none() {
+                // Checked before anything else of the outcome: the host reverts such a
+                // fault at once and fails the injection, so nothing later applies.
+                let _ = injector.revert(&state);
+                return violation(format!(
+                    "inject reported `{}` with revert state but no revert_after_ms: a plugin contract error (the host reverts such a fault at once and fails the injection); set revert_after_ms with the state",
+                    outcome.result
+                ));
+            }
             if self.look_until(|now| now != &before) == before {
                 return violation(format!(
                     "inject (`{}`: {}) changed nothing the fault watches: watch what it changes",
@@ -516,6 +569,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::sdk::FaultPlugin;
 
     /// What the faults below change; one test at a time touches it.
     static LEVEL: AtomicU64 = AtomicU64::new(0);
@@ -531,6 +585,8 @@ mod tests {
         RevertNeedsMemory,
         PanicsOnBadState,
         TwoLineErrors,
+        /// Revert state without `revert_after_ms`.
+        Undated,
     }
 
     #[derive(serde::Deserialize)]
@@ -550,6 +606,10 @@ mod tests {
 
     /// A fault that takes no configuration at all.
     struct Bare;
+
+    // What `export_plugin!` does; one crate exports one plugin, and this one exports none.
+    impl Exported for Bare {}
+    impl Exported for Raise {}
 
     impl FaultPlugin for Bare {
         const NAME: &'static str = "bare";
@@ -614,6 +674,7 @@ mod tests {
             Ok(Outcome {
                 result: results::INJECTED.into(),
                 revert: Some(serde_json::json!({ "level": before })),
+                revert_after_ms: (self.flaw != Flaw::Undated).then_some(60_000),
                 ..Outcome::default()
             })
         }
@@ -663,6 +724,51 @@ mod tests {
             panicked,
             "revert of the state `null` panicked: the plugin panicked: a level"
         );
+    }
+
+    /// The host refuses revert state without a time as a plugin contract error: so does
+    /// the harness, and it undoes what the injection changed on the way out.
+    #[test]
+    fn revert_state_without_a_time_is_a_contract_error() {
+        let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        LEVEL.store(0, Ordering::SeqCst);
+        let broken = Harness::of::<Raise>()
+            .contract("(flaw: Undated)")
+            .watch(|| LEVEL.load(Ordering::SeqCst))
+            .settle(Duration::from_millis(20))
+            .check_all()
+            .unwrap_err();
+        assert_eq!(
+            broken.0,
+            "inject reported `injected` with revert state but no revert_after_ms: a plugin contract error (the host reverts such a fault at once and fails the injection); set revert_after_ms with the state"
+        );
+        assert_eq!(LEVEL.load(Ordering::SeqCst), 0);
+    }
+
+    /// Named as the daemon would refuse to load it.
+    struct Shouting;
+
+    impl FaultPlugin for Shouting {
+        const NAME: &'static str = "Lock_Config";
+        const VERSION: &'static str = "0.1.0";
+        const DESCRIPTION: &'static str = "an invalid name";
+        type Config = ();
+        fn new(_: ()) -> Result<Self, PluginError> {
+            Ok(Shouting)
+        }
+        fn inject(&self, _: &Request) -> Result<Outcome, PluginError> {
+            Ok(Outcome::default())
+        }
+    }
+
+    impl Exported for Shouting {}
+
+    #[test]
+    #[should_panic(
+        expected = "the plugin's name `Lock_Config` is not a valid fault name (expected lower-case letters, digits and dashes): the daemon refuses to load it"
+    )]
+    fn a_plugin_with_an_invalid_name_does_not_load() {
+        let _ = Harness::of::<Shouting>();
     }
 
     #[test]

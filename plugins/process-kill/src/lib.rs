@@ -133,36 +133,17 @@ mod tests {
     use nightmare_monkey_plugin_api::sdk::parse_config;
 
     use super::*;
-    use nightmare_monkey_plugin_api::sdk::{process::stopped, testing::Harness};
-
-    /// A child of this test: the only process the fault may choose (its scope is the
-    /// child's process tree), killed by its exact PID when dropped.
-    struct Child(std::process::Child);
-
-    impl Child {
-        fn sleep() -> Child {
-            Child(
-                std::process::Command::new("sleep")
-                    .arg("60")
-                    .spawn()
-                    .unwrap(),
-            )
-        }
-    }
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use nightmare_monkey_plugin_api::sdk::{
+        process::stopped,
+        testing::{Child, Harness},
+    };
 
     /// Through the ABI: a dry run leaves its only candidate, a child of its own, alone;
     /// no revert state makes it panic; config errors name the field.
     #[test]
     fn keeps_the_contracts() {
         let child = Child::sleep();
-        let pid = child.0.id();
+        let pid = child.pid();
         let harness = Harness::of::<ProcessKill>();
         let contract = harness
             .contract(&format!("(scope: Tree({pid}))"))

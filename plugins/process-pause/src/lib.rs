@@ -220,36 +220,17 @@ export_plugin!(ProcessPause);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nightmare_monkey_plugin_api::sdk::{process::stopped, testing::Harness};
-
-    /// A child of this test: the only process the fault may choose (its scope is the
-    /// child's process tree), killed by its exact PID when dropped.
-    struct Child(std::process::Child);
-
-    impl Child {
-        fn sleep() -> Child {
-            Child(
-                std::process::Command::new("sleep")
-                    .arg("60")
-                    .spawn()
-                    .unwrap(),
-            )
-        }
-    }
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use nightmare_monkey_plugin_api::sdk::{
+        process::stopped,
+        testing::{Child, Harness},
+    };
 
     /// Through the ABI, on a child of its own: a dry run and `prepare` leave it running,
     /// inject stops it, revert (from a fresh instance, twice) lets it go on.
     #[test]
     fn keeps_the_contracts_on_a_child_of_its_own() {
         let child = Child::sleep();
-        let pid = child.0.id();
+        let pid = child.pid();
         Harness::of::<ProcessPause>()
             .contract(&format!("(duration: \"1m\", scope: Tree({pid}))"))
             .watch(|| stopped(pid))
