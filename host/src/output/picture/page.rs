@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use super::{count, escape_html, local, timeline::timeline_svg, Mark};
 use crate::domain::{
     drill::human_ms,
-    report::{Report, Spread},
+    report::{Report, Spread, Summary},
     window::Zone,
 };
 
@@ -123,11 +123,40 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
         since,
         until,
         zone,
+        ..
+    } = *page;
+    let when = |t: DateTime<Utc>| local(zone, t, "%Y-%m-%d %H:%M:%S");
+    let mut body = String::new();
+    heading(&mut body, page);
+    summary(&mut body, &r.summary);
+    let (from, to) = drill_span(r, since, until);
+    let _ = write!(
+        body,
+        "<h2>Timeline</h2>\n<figure>{}<figcaption>Each fault at its time, marked by its verdict (colour, shape and letter); after it, its time to detect (the bar above the line) and to recover (below). Hover a mark for the details. Times in {}.</figcaption></figure>\n",
+        timeline_svg(r, from, to, zone),
+        escape_html(&zone.name())
+    );
+
+    faults(&mut body, r, &when);
+    refusals_and_halts(&mut body, r, &when);
+    html_page(
+        &format!("Drill report, {} to {}", when(since), when(until)),
+        "",
+        &body,
+    )
+}
+
+/// The report's title and what it covers: how many faults, when, where, which seeds.
+fn heading(body: &mut String, page: &ReportPage<'_>) {
+    let ReportPage {
+        report: r,
+        since,
+        until,
+        zone,
         host,
     } = *page;
     let s = &r.summary;
     let when = |t: DateTime<Utc>| local(zone, t, "%Y-%m-%d %H:%M:%S");
-    let mut body = String::new();
     let _ = write!(
         body,
         "<h1>Drill report</h1>\n<p class=\"nm-meta\">{} fault{} from {} to {} ({})",
@@ -162,7 +191,10 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
         );
     }
     body.push_str("</p>\n");
+}
 
+/// The summary's figures.
+fn summary(body: &mut String, s: &Summary) {
     body.push_str("<h2>Summary</h2>\n<ul class=\"nm-sum\">\n");
     let spread = |sp: &Spread| match (sp.median_ms, sp.p90_ms) {
         (Some(m), Some(p)) => format!(
@@ -225,15 +257,10 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
         let _ = writeln!(body, "<li>{name}<b>{value}</li>");
     }
     body.push_str("</ul>\n");
+}
 
-    let (from, to) = drill_span(r, since, until);
-    let _ = write!(
-        body,
-        "<h2>Timeline</h2>\n<figure>{}<figcaption>Each fault at its time, marked by its verdict (colour, shape and letter); after it, its time to detect (the bar above the line) and to recover (below). Hover a mark for the details. Times in {}.</figcaption></figure>\n",
-        timeline_svg(r, from, to, zone),
-        escape_html(&zone.name())
-    );
-
+/// The table of the faults, each with its verdict.
+fn faults(body: &mut String, r: &Report, when: &dyn Fn(DateTime<Utc>) -> String) {
     body.push_str("<h2>Faults</h2>\n");
     if r.faults_not_listed > 0 {
         let _ = writeln!(
@@ -247,7 +274,7 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
     } else {
         let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), human_ms);
         table(
-            &mut body,
+            body,
             &[
                 "When",
                 "Fault",
@@ -289,10 +316,14 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
             }),
         );
     }
+}
+
+/// The faults refused for their steady state, and the halts.
+fn refusals_and_halts(body: &mut String, r: &Report, when: &dyn Fn(DateTime<Utc>) -> String) {
     if !r.refused.is_empty() {
         body.push_str("<h2>Refused: steady state not met</h2>\n");
         table(
-            &mut body,
+            body,
             &["When", "Fault", "Trigger", "Why"],
             r.refused.iter().map(|x| {
                 vec![
@@ -307,7 +338,7 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
     if !r.halts.is_empty() {
         body.push_str("<h2>Halts</h2>\n");
         table(
-            &mut body,
+            body,
             &["When", "Probe", "Why"],
             r.halts.iter().map(|h| {
                 vec![
@@ -318,11 +349,6 @@ pub fn report_html(page: &ReportPage<'_>) -> String {
             }),
         );
     }
-    html_page(
-        &format!("Drill report, {} to {}", when(since), when(until)),
-        "",
-        &body,
-    )
 }
 
 #[cfg(test)]
