@@ -10,6 +10,7 @@ use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
 use super::{count, escape_html, local, svg_open, Mark};
 use crate::domain::{
     drill::human_ms,
+    journal::{HaltedRecord, RefusedRecord},
     report::{Report, Row},
     window::Zone,
 };
@@ -55,10 +56,11 @@ pub fn timeline_svg(
     } else {
         from + Duration::hours(1)
     };
-    let span_ms = (to - from).num_milliseconds().max(1) as f64;
-    let x = |t: DateTime<Utc>| {
-        X0 + ((t - from).num_milliseconds() as f64 / span_ms).clamp(0.0, 1.0) * (X1 - X0)
+    let scale = Scale {
+        from,
+        span_ms: (to - from).num_milliseconds().max(1) as f64,
     };
+    let x = |t: DateTime<Utc>| scale.x(t);
     let in_range = |t: DateTime<Utc>| t >= from && t < to;
 
     let mut rows: Vec<&Row> = report.faults.iter().filter(|r| in_range(r.at)).collect();
@@ -70,33 +72,7 @@ pub fn timeline_svg(
     let refused: Vec<_> = report.refused.iter().filter(|r| in_range(r.at)).collect();
     let halts: Vec<_> = report.halts.iter().filter(|h| in_range(h.at)).collect();
 
-    // Each fault in the first row where it fits, its bars and note included.
-    let mut lane_ends: Vec<f64> = Vec::new();
-    let mut placed = Vec::with_capacity(drawn.len());
-    for row in &drawn {
-        let at = x(row.at);
-        let after = |ms: Option<u64>| ms.map(|ms| x(row.at + Duration::milliseconds(ms as i64)));
-        let bars_end = after(row.ttd_ms)
-            .into_iter()
-            .chain(after(row.ttr_ms))
-            .fold(at, f64::max);
-        let note = noted.then(|| note(row)).flatten();
-        let end = (at + 8.0).max(bars_end + 2.0)
-            + note.as_ref().map_or(0.0, |n| n.len() as f64 * CHAR + 4.0);
-        let lane = match lane_ends.iter().position(|&e| e <= at - 8.0) {
-            Some(lane) => lane,
-            None if lane_ends.len() < MAX_LANES => {
-                lane_ends.push(f64::MIN);
-                lane_ends.len() - 1
-            }
-            None => (0..lane_ends.len())
-                .min_by(|&a, &b| lane_ends[a].total_cmp(&lane_ends[b]))
-                .unwrap_or(0),
-        };
-        lane_ends[lane] = lane_ends[lane].max(end);
-        placed.push((*row, lane, at, bars_end, note));
-    }
-    let lanes = lane_ends.len().max(1) as f64;
+    let (placed, lanes) = place(&drawn, &x, noted);
 
     let top = 44.0;
     let refusals_y = top + lanes * LANE + 8.0;
@@ -137,17 +113,94 @@ pub fn timeline_svg(
         );
     }
 
-    // The axis: a line across, ticks at round wall-clock times, light lines up.
-    let ticks = ticks(from, to, zone);
+    axis(&mut out, &ticks(from, to, zone), &x, top, axis_y);
+    if rows.is_empty() {
+        let _ = write!(
+            out,
+            r#"<text class="nm-h nm-mid" x="{}" y="{}">No faults from {}</text>"#,
+            WIDTH / 2.0,
+            top + LANE / 2.0 + 4.0,
+            escape_html(&period)
+        );
+    }
+
+    for mark in placed {
+        draw_fault(&mut out, &mark, &x, top, zone, lettered);
+    }
+    draw_refusals(&mut out, &refused, &x, refusals_y, zone);
+    draw_halts(&mut out, &halts, &x, top, axis_y, zone);
+    legend(&mut out, legend_y);
+    out.push_str("</svg>");
+    out
+}
+
+/// Where a time falls across the picture.
+struct Scale {
+    from: DateTime<Utc>,
+    span_ms: f64,
+}
+
+impl Scale {
+    fn x(&self, t: DateTime<Utc>) -> f64 {
+        X0 + ((t - self.from).num_milliseconds() as f64 / self.span_ms).clamp(0.0, 1.0) * (X1 - X0)
+    }
+}
+
+/// A fault as placed: its row, its lane, where its mark and its bars end, its note.
+type Placed<'a> = (&'a Row, usize, f64, f64, Option<String>);
+
+/// Places each fault in the first lane where it fits, its bars and note included (at
+/// most [`MAX_LANES`]; past them, in the lane that ends first); how many lanes it took.
+fn place<'a>(
+    drawn: &[&'a Row],
+    x: &dyn Fn(DateTime<Utc>) -> f64,
+    noted: bool,
+) -> (Vec<Placed<'a>>, f64) {
+    let mut lane_ends: Vec<f64> = Vec::new();
+    let mut placed = Vec::with_capacity(drawn.len());
+    for row in drawn {
+        let at = x(row.at);
+        let after = |ms: Option<u64>| ms.map(|ms| x(row.at + Duration::milliseconds(ms as i64)));
+        let bars_end = after(row.ttd_ms)
+            .into_iter()
+            .chain(after(row.ttr_ms))
+            .fold(at, f64::max);
+        let note = noted.then(|| note(row)).flatten();
+        let end = (at + 8.0).max(bars_end + 2.0)
+            + note.as_ref().map_or(0.0, |n| n.len() as f64 * CHAR + 4.0);
+        let lane = match lane_ends.iter().position(|&e| e <= at - 8.0) {
+            Some(lane) => lane,
+            None if lane_ends.len() < MAX_LANES => {
+                lane_ends.push(f64::MIN);
+                lane_ends.len() - 1
+            }
+            None => (0..lane_ends.len())
+                .min_by(|&a, &b| lane_ends[a].total_cmp(&lane_ends[b]))
+                .unwrap_or(0),
+        };
+        lane_ends[lane] = lane_ends[lane].max(end);
+        placed.push((*row, lane, at, bars_end, note));
+    }
+    (placed, lane_ends.len().max(1) as f64)
+}
+
+/// The axis: a line across, ticks at round wall-clock times, light lines up.
+fn axis(
+    out: &mut String,
+    ticks: &[(DateTime<Utc>, String, Option<String>)],
+    x: &dyn Fn(DateTime<Utc>) -> f64,
+    top: f64,
+    axis_y: f64,
+) {
     let mut grid = String::new();
-    for (t, _, _) in &ticks {
+    for (t, _, _) in ticks {
         let _ = write!(grid, "M{:.1} {top}V{axis_y}", x(*t));
     }
     if !grid.is_empty() {
         let _ = write!(out, r#"<path class="nm-grid" d="{grid}"/>"#);
     }
     let _ = write!(out, r#"<path class="nm-axis" d="M{X0} {axis_y}H{X1}"/>"#);
-    for (t, first, second) in &ticks {
+    for (t, first, second) in ticks {
         let tx = x(*t);
         let _ = write!(
             out,
@@ -162,50 +215,60 @@ pub fn timeline_svg(
             );
         }
     }
+}
 
-    if rows.is_empty() {
-        let _ = write!(
-            out,
-            r#"<text class="nm-h nm-mid" x="{}" y="{}">No faults from {}</text>"#,
-            WIDTH / 2.0,
-            top + LANE / 2.0 + 4.0,
-            escape_html(&period)
-        );
-    }
-
-    for (row, lane, at, bars_end, note) in placed {
-        let cy = top + LANE / 2.0 + lane as f64 * LANE;
-        let mark = Mark::of(row);
-        let _ = write!(
-            out,
-            "<g><title>{}</title>",
-            escape_html(&tooltip(row, zone))
-        );
-        let bar = |out: &mut String, class: &str, y: f64, ms: Option<u64>| {
-            if let Some(ms) = ms {
-                let end = x(row.at + Duration::milliseconds(ms as i64));
-                let _ = write!(
-                    out,
-                    r#"<rect class="{class}" x="{at:.1}" y="{y:.1}" width="{:.1}" height="4"/>"#,
-                    (end - at).max(1.0)
-                );
-            }
-        };
-        bar(&mut out, "nm-ttd", cy - 5.0, row.ttd_ms);
-        bar(&mut out, "nm-ttr", cy + 1.0, row.ttr_ms);
-        mark.draw(&mut out, at, cy, lettered);
-        if let Some(note) = note {
+/// One fault: its mark, its bars (time to detect above, to recover below), its note, and
+/// a tooltip.
+fn draw_fault(
+    out: &mut String,
+    placed: &Placed<'_>,
+    x: &dyn Fn(DateTime<Utc>) -> f64,
+    top: f64,
+    zone: &Zone,
+    lettered: bool,
+) {
+    let (row, lane, at, bars_end, note) = placed;
+    let (row, at, bars_end) = (*row, *at, *bars_end);
+    let cy = top + LANE / 2.0 + *lane as f64 * LANE;
+    let mark = Mark::of(row);
+    let _ = write!(
+        out,
+        "<g><title>{}</title>",
+        escape_html(&tooltip(row, zone))
+    );
+    let bar = |out: &mut String, class: &str, y: f64, ms: Option<u64>| {
+        if let Some(ms) = ms {
+            let end = x(row.at + Duration::milliseconds(ms as i64));
             let _ = write!(
                 out,
-                r#"<text class="nm-small" x="{:.1}" y="{:.1}">{note}</text>"#,
-                (at + 8.0).max(bars_end + 2.0),
-                cy + 3.0
+                r#"<rect class="{class}" x="{at:.1}" y="{y:.1}" width="{:.1}" height="4"/>"#,
+                (end - at).max(1.0)
             );
         }
-        out.push_str("</g>");
+    };
+    bar(out, "nm-ttd", cy - 5.0, row.ttd_ms);
+    bar(out, "nm-ttr", cy + 1.0, row.ttr_ms);
+    mark.draw(out, at, cy, lettered);
+    if let Some(note) = note {
+        let _ = write!(
+            out,
+            r#"<text class="nm-small" x="{:.1}" y="{:.1}">{note}</text>"#,
+            (at + 8.0).max(bars_end + 2.0),
+            cy + 3.0
+        );
     }
+    out.push_str("</g>");
+}
 
-    for r in &refused {
+/// The refusals, as crosses under the faults.
+fn draw_refusals(
+    out: &mut String,
+    refused: &[&RefusedRecord],
+    x: &dyn Fn(DateTime<Utc>) -> f64,
+    refusals_y: f64,
+    zone: &Zone,
+) {
+    for r in refused {
         let rx = x(r.at);
         let _ = write!(
             out,
@@ -221,7 +284,18 @@ pub fn timeline_svg(
             refusals_y - 4.0
         );
     }
-    for h in &halts {
+}
+
+/// The halts, as dashed lines across the faults.
+fn draw_halts(
+    out: &mut String,
+    halts: &[&HaltedRecord],
+    x: &dyn Fn(DateTime<Utc>) -> f64,
+    top: f64,
+    axis_y: f64,
+    zone: &Zone,
+) {
+    for h in halts {
         let hx = x(h.at);
         let _ = write!(
             out,
@@ -238,10 +312,6 @@ pub fn timeline_svg(
             top - 5.0
         );
     }
-
-    legend(&mut out, legend_y);
-    out.push_str("</svg>");
-    out
 }
 
 /// What a screen reader says of the picture.
