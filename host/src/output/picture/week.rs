@@ -90,28 +90,7 @@ pub fn week_svg(p: &PlanPicture<'_>) -> String {
     let legend_y = TOP + rows * (GRID_H + GAP_Y) + 4.0;
     let height = legend_y + 24.0;
 
-    let names: Vec<String> = p.nodes.iter().filter_map(|n| n.node.clone()).collect();
-    let label = format!(
-        "Week grid of {} fire time{} of {}{} in {}{}",
-        count(fires),
-        if fires == 1 { "" } else { "s" },
-        p.fault,
-        if names.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", node{} {}",
-                if names.len() == 1 { "" } else { "s" },
-                names.join(", ")
-            )
-        },
-        zone.name(),
-        match (weeks.first(), weeks.last()) {
-            (Some(a), Some(b)) if a == b => format!(", week of {a}"),
-            (Some(a), Some(b)) => format!(", weeks of {a} to {b}"),
-            _ => String::new(),
-        }
-    );
+    let label = label(p, fires, &weeks);
     let mut out = svg_open(width, height, &label, STYLE);
     let _ = write!(
         out,
@@ -133,19 +112,64 @@ pub fn week_svg(p: &PlanPicture<'_>) -> String {
             all_weeks.len()
         );
     }
+    let marks = draw_fires(&mut out, p, &weeks);
+    if marks < fires && all_weeks.len() == weeks.len() {
+        let _ = write!(
+            out,
+            r#"<text class="nm-end" x="{}" y="34">the first {} fire times drawn</text>"#,
+            width - MARGIN,
+            count(marks)
+        );
+    }
+    if fires == 0 {
+        let _ = write!(
+            out,
+            r#"<text class="nm-h" x="{MARGIN}" y="{}">No fire time in the window</text>"#,
+            TOP + HEAD + 20.0
+        );
+    }
+    legend(&mut out, legend_y);
+    out.push_str("</svg>");
+    out
+}
+
+/// What a screen reader says of the picture.
+fn label(p: &PlanPicture<'_>, fires: usize, weeks: &[NaiveDate]) -> String {
+    let zone = &p.window.zone;
+    let names: Vec<String> = p.nodes.iter().filter_map(|n| n.node.clone()).collect();
+    format!(
+        "Week grid of {} fire time{} of {}{} in {}{}",
+        count(fires),
+        if fires == 1 { "" } else { "s" },
+        p.fault,
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", node{} {}",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )
+        },
+        zone.name(),
+        match (weeks.first(), weeks.last()) {
+            (Some(a), Some(b)) if a == b => format!(", week of {a}"),
+            (Some(a), Some(b)) => format!(", weeks of {a} to {b}"),
+            _ => String::new(),
+        }
+    )
+}
+
+/// Each node's grids, a week each, with its fire times (at most [`MAX_MARKS`] in all,
+/// numbered where a week holds few); how many were drawn.
+fn draw_fires(out: &mut String, p: &PlanPicture<'_>, weeks: &[NaiveDate]) -> usize {
+    let zone = &p.window.zone;
     let mut marks = 0;
     for (i, plan) in p.nodes.iter().enumerate() {
         let gx = MARGIN + i as f64 * (GRID_W + GAP_X);
         for (j, week) in weeks.iter().enumerate() {
             let gy = TOP + j as f64 * (GRID_H + GAP_Y);
-            grid(
-                &mut out,
-                p.window,
-                p.from,
-                plan.node.as_deref(),
-                *week,
-                (gx, gy),
-            );
+            grid(out, p.window, p.from, plan.node.as_deref(), *week, (gx, gy));
             let here: Vec<(usize, Cell, DateTime<Utc>)> = plan
                 .times
                 .iter()
@@ -183,23 +207,11 @@ pub fn week_svg(p: &PlanPicture<'_>) -> String {
             }
         }
     }
-    if marks < fires && all_weeks.len() == weeks.len() {
-        let _ = write!(
-            out,
-            r#"<text class="nm-end" x="{}" y="34">the first {} fire times drawn</text>"#,
-            width - MARGIN,
-            count(marks)
-        );
-    }
-    if fires == 0 {
-        let _ = write!(
-            out,
-            r#"<text class="nm-h" x="{MARGIN}" y="{}">No fire time in the window</text>"#,
-            TOP + HEAD + 20.0
-        );
-    }
-    // The legend.
-    let y = legend_y;
+    marks
+}
+
+/// The legend, at `y`.
+fn legend(out: &mut String, y: f64) {
     let _ = write!(
         out,
         r#"<rect class="nm-open" x="{MARGIN}" y="{:.1}" width="14" height="10"/><text x="{}" y="{:.1}">window open</text><circle class="nm-fire" cx="{}" cy="{:.1}" r="3.5"/><text x="{}" y="{:.1}">fire time: its number in the list (hover for its time)</text><rect class="nm-skip" x="{}" y="{:.1}" width="14" height="10"/><text x="{}" y="{:.1}">skipped date</text><rect class="nm-grid" x="{}" y="{:.1}" width="14" height="10"/><text x="{}" y="{:.1}">before --from (faded)</text>"#,
@@ -219,8 +231,6 @@ pub fn week_svg(p: &PlanPicture<'_>) -> String {
         MARGIN + 550.0,
         y + 1.0
     );
-    out.push_str("</svg>");
-    out
 }
 
 /// The centre of a fire's dot: its day's column, its minute down the day.
