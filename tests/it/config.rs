@@ -298,6 +298,7 @@ fn every_fault_duration_takes_a_number_of_seconds_or_a_duration() {
         format!(
             r#"(
     schedule: Exponential(mean: 90),
+    timer: (enabled: false),
     faults: {{
         "freeze": (plugin: "process-pause", config: (duration: 90)),
         "hog": (plugin: "cpu-hog", config: (duration: "1m30s")),

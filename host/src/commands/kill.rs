@@ -118,7 +118,14 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
             logline::timestamp(&Local::now())
         );
     }
-    let fault = args.fault.clone().unwrap_or(config.kill_fault);
+    let Some(fault) = args.fault.clone().or(config.kill_fault) else {
+        return Err(UsageError(anyhow!(
+            "--fault: {} configures several faults and none for the timer: name the one to inject (configured: {})",
+            path.display(),
+            engine.fault_names().join(", ")
+        ))
+        .into());
+    };
     if !engine.fault_names().contains(&fault) {
         return Err(UsageError(anyhow!(
             "--fault: no fault named `{fault}` is configured in {} (configured: {})",
