@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Plan(args)) => plan::run(args),
         Some(Command::CheckConfig { file }) => check::run(&file),
         Some(Command::History(args)) => history::run(args),
-        Some(Command::Sandbox(_)) => sandbox::enter(),
+        Some(Command::Sandbox(args)) => sandbox::enter(&args),
         Some(Command::SandboxInit(args)) => sandbox::init(args),
         Some(Command::PluginWorker { file }) => crate::plugin::worker::serve(&file),
         Some(Command::Pause(args)) => switch::run(args, true),
