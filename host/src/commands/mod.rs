@@ -81,6 +81,9 @@ The journal (root's state directory; \fI~/.local/state/nightmare\-monkey\fR othe
 \fI/var/lib/nightmare\-monkey/paused\fR
 The pause file: while it exists, the monkey is paused and every fault in effect is reverted.
 .TP
+\fI/var/lib/nightmare\-monkey/sandbox/\fR
+The state directory of \fBsandbox\fR (its journal and pause file), apart from the daemon's, so practice never counts in a real drill's budget or report.
+.TP
 \fI/usr/lib/nightmare\-monkey/plugins\fR, \fI/usr/local/lib/nightmare\-monkey/plugins\fR
 Plugin files (*.so) loaded at start; owned by root, writable by no one else.
 .SH CONFIGURATION
