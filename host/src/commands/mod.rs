@@ -87,11 +87,11 @@ The state directory of \fBsandbox\fR (its journal and pause file), apart from th
 \fI/usr/lib/nightmare\-monkey/plugins\fR, \fI/usr/local/lib/nightmare\-monkey/plugins\fR
 Plugin files (*.so) loaded at start; owned by root, writable by no one else.
 .SH CONFIGURATION
-Top\-level fields: execute, seed, node, schedule (Uniform(min_interval, max_interval), Exponential(mean), Cron("...")), window (days, time, timezone, skip_dates), http (enabled, listen, token, token_file, tokens, allow_public_without_token, allowed_hosts, max_body_bytes, max_connections, header_timeout), timer (enabled, fault), faults, plugins, plugin_dirs, plugin_timeout, allow_untrusted_plugins, pollers, notifiers, state_dir, journal, journal_retention (rotate_at, keep, max_size), pause_file, budget (per_hour, per_day, min_gap). Every duration is seconds (90) or a duration ("5m", "1h30m"). \fBnightmare\-monkey check\-config FILE\fR checks a file; /usr/share/doc/nightmare\-monkey/README.md describes every field.
+Top\-level fields: execute, seed, node, schedule (Uniform(min_interval, max_interval), Exponential(mean), Cron("...")), window (days, time, timezone, skip_dates), http (enabled, listen, token, token_file, tokens, allow_public_without_token, allowed_hosts, max_body_bytes, max_connections, header_timeout), timer (enabled, fault), faults, plugins, plugin_dirs, plugin_timeout, allow_untrusted_plugins, pollers, notifiers, state_dir, journal, journal_retention (rotate_at, keep, max_size), pause_file, budget (per_hour, per_day, min_gap). A config that names its faults arms only those. Every duration is seconds (90) or a duration ("5m", "1h30m"). \fBnightmare\-monkey check\-config FILE\fR checks a file; /usr/share/doc/nightmare\-monkey/README.md describes every field.
 .SH API
 .TP
 \fBPOST /api/kill\fR {"desc": "..."}
-Injects the timer's fault (process\-kill unless configured); \fBPOST /api/faults/NAME\fR any configured one.
+Injects the timer's fault: timer.fault, else process\-kill when configured (a config that names no fault has it alone), else the config's only fault; 404 when it names several and none for the timer; \fBPOST /api/faults/NAME\fR any configured one.
 .TP
 \fBGET /api/status\fR
 Playing, sleeping or paused, the next fault, what is in effect, the budget left.
