@@ -298,6 +298,7 @@ fn every_fault_duration_takes_a_number_of_seconds_or_a_duration() {
         format!(
             r#"(
     schedule: Exponential(mean: 90),
+    timer: (enabled: false),
     faults: {{
         "freeze": (plugin: "process-pause", config: (duration: 90)),
         "hog": (plugin: "cpu-hog", config: (duration: "1m30s")),
@@ -327,5 +328,89 @@ fn every_fault_duration_takes_a_number_of_seconds_or_a_duration() {
             .ends_with(" behind for 90 s"),
         "{answer}"
     );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// PLUGINS.md's drill is safe to start as written, with `--execute` too: it names one
+/// fault, so that fault alone is armed (no `process-kill` on the timer).
+#[test]
+fn the_plugin_guides_drill_arms_only_its_own_fault() {
+    let guide = fs::read_to_string(repo().join("PLUGINS.md")).unwrap();
+    let drill = guide
+        .split("```ron\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("\"lockout\"") && b.contains("plugin_dirs"))
+        .expect("PLUGINS.md has the drill config");
+    let dir = temp_dir("config-guide-drill");
+    let plugins = dir.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    util::trusted_mode(&plugins);
+    fs::copy(
+        util::built_lib("libfault_template.so"),
+        plugins.join("libfault_template.so"),
+    )
+    .unwrap();
+    let file = dir.join("drill.ron");
+    fs::write(
+        &file,
+        // The template, built here, is the guide's lock-config under its first name.
+        drill
+            .replace("/tmp/pluginwalk", dir.to_str().unwrap())
+            .replace("\"lock-config\"", "\"fault-template\""),
+    )
+    .unwrap();
+    let run = monkey(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("\n  faults: lockout\n  timer: fires lockout\n"),
+        "{}",
+        run.stdout
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// With several faults named, none of them `process-kill`, and the timer off, nothing is
+/// armed by default: `POST /api/kill` answers 404 naming what to configure (no fault of
+/// the original's appears), each fault still fires by its name, and `kill --config`
+/// asks for `--fault`.
+#[test]
+fn api_kill_without_a_fault_for_the_timer_says_what_to_configure() {
+    let dir = temp_dir("config-no-kill-fault");
+    let cfg = dir.join("c.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(timer: (enabled: false), http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, window: (days: "*", time: "00:00-24:00"),
+    faults: {{"gentle": (plugin: "process-kill", config: (signal: "TERM")), "freeze": (plugin: "process-pause")}})"#
+        ),
+    )
+    .unwrap();
+    let mut d = util::Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let kill = util::http(port, "POST", "/api/kill", &[], br#"{"desc":"x"}"#);
+    assert_eq!(kill.status, 404, "{}", kill.body);
+    assert_eq!(
+        kill.json()["message"],
+        r#"POST /api/kill fires the timer's fault, and the config names none: several faults are configured (freeze, gentle); fire one with POST /api/faults/NAME, or name it in the config with timer: (fault: "NAME")"#
+    );
+    let plugins = util::http(port, "GET", "/api/plugins", &[], b"").json();
+    assert_eq!(
+        plugins["faults"],
+        serde_json::json!([{"name": "freeze", "plugin": "process-pause"}, {"name": "gentle", "plugin": "process-kill"}])
+    );
+    let _victim = util::Sleeper::start();
+    let gentle = util::http(port, "POST", "/api/faults/gentle", &[], br#"{"desc":"x"}"#);
+    assert_eq!(gentle.status, 200, "{}", gentle.body);
+    let once = monkey(&["kill", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(once.code, Some(2));
+    assert_eq!(
+        once.stderr,
+        format!(
+            "error: --fault: {} configures several faults and none for the timer: name the one to inject (configured: freeze, gentle)\n",
+            cfg.display()
+        )
+    );
+    drop(d);
     fs::remove_dir_all(dir).unwrap();
 }

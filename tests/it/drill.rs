@@ -1024,6 +1024,66 @@ echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// Practice is kept apart: the sandbox journals into a state directory of its own, even
+/// when its config names a journal, so a real daemon's budget and report never count its
+/// faults. A plugin file's fault runs there only when `--process-plugin` vouches for it
+/// (the sandbox cannot tell what a file does); a built-in that acts outside, never.
+#[test]
+fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
+    let dir = temp_dir("drill-sandbox-apart");
+    let lib = crate::util::built_lib("libcompat_plugin.so");
+    let cfg = dir.join("practice.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
+                journal: {real:?}, plugins: [{lib:?}], faults: {{"roll": (plugin: "old-timer")}})"#,
+            real = dir.join("real.jsonl")
+        ),
+    )
+    .unwrap();
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"export STATE_DIRECTORY={d}/state
+"$NM" sandbox --config {cfg} -- true 2>{d}/refused.log; echo "refused $?"
+"$NM" sandbox --config {cfg} --process-plugin old-timer --process-plugin disk-fill -- true 2>{d}/builtin.log; echo "builtin $?"
+"$NM" sandbox --config {cfg} --process-plugin old-timer -- sh -c 'n=0; until grep -q type.:.outcome {d}/state/sandbox/journal.jsonl 2>/dev/null || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done' 2>{d}/ran.log; echo "ran $?""#,
+        cfg = cfg.display(),
+    ));
+    let log = |name: &str| fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(pairs(&run.stdout, "refused"), ["2"], "{}", run.stderr);
+    assert_eq!(
+        log("refused.log"),
+        "error: sandbox: fault `roll` (plugin old-timer) comes from a plugin file, which the sandbox runs only if it acts on processes alone: say so with --process-plugin old-timer\n"
+    );
+    assert_eq!(pairs(&run.stdout, "builtin"), ["2"]);
+    assert_eq!(
+        log("builtin.log"),
+        "error: sandbox: --process-plugin disk-fill: disk-fill is a built-in that acts outside the PID namespace; only process faults (process-kill, process-pause) and plugin files run in the sandbox\n"
+    );
+    let ran = log("ran.log");
+    assert_eq!(pairs(&run.stdout, "ran"), ["0"], "{ran}");
+    let journal = format!("{d}/state/sandbox/journal.jsonl");
+    assert!(
+        ran.contains(&format!(
+            " Sandbox: its journal is apart from any daemon's (report --journal {journal})\n"
+        )),
+        "{ran}"
+    );
+    assert!(ran.contains(&format!(" Journal: {journal}\n")), "{ran}");
+    assert!(
+        fs::read_to_string(&journal)
+            .unwrap()
+            .contains(r#""fault":"roll""#),
+        "{ran}"
+    );
+    assert!(
+        !dir.join("real.jsonl").exists() && !dir.join("state/journal.jsonl").exists(),
+        "neither the config's journal nor the daemon's default one: {ran}"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// cpu-hog burns inside the daemon (its threads show in /proc) and stops when due.
 #[test]
 fn cpu_hog_burns_and_stops_when_due() {

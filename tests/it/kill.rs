@@ -436,7 +436,7 @@ fn with_config_kill_uses_a_configured_fault_its_exclusions_and_its_pause_file() 
     journal: {:?},
     pause_file: {:?},
     window: (days: "0", time: "00:00-00:01"),
-    faults: {{"gentle": (plugin: "process-kill", config: (signal: "TERM", exclude_names: ["^sleep$"]))}},
+    faults: {{"process-kill": (), "gentle": (plugin: "process-kill", config: (signal: "TERM", exclude_names: ["^sleep$"]))}},
 )"#,
             dir.join("journal.jsonl"),
             dir.join("paused"),

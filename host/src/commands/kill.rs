@@ -99,6 +99,15 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
     if let Some(journal) = &args.journal {
         config.journal = journal.clone();
     }
+    let Some(fault) = args.fault.clone().or(config.kill_fault.clone()) else {
+        let names: Vec<&str> = config.faults.iter().map(|f| f.name.as_str()).collect();
+        return Err(UsageError(anyhow!(
+            "--fault: {} configures several faults and none for the timer: name the one to inject (configured: {})",
+            path.display(),
+            names.join(", ")
+        ))
+        .into());
+    };
     let setup = setup::build(&config, setup::Mode::Once).map_err(|e| UsageError(e.into()))?;
     if let Some(error) = setup.journal_error {
         return Err(UsageError(anyhow!(error)).into());
@@ -118,7 +127,6 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
             logline::timestamp(&Local::now())
         );
     }
-    let fault = args.fault.clone().unwrap_or(config.kill_fault);
     if !engine.fault_names().contains(&fault) {
         return Err(UsageError(anyhow!(
             "--fault: no fault named `{fault}` is configured in {} (configured: {})",

@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Plan(args)) => plan::run(args),
         Some(Command::CheckConfig { file }) => check::run(&file),
         Some(Command::History(args)) => history::run(args),
-        Some(Command::Sandbox(_)) => sandbox::enter(),
+        Some(Command::Sandbox(args)) => sandbox::enter(&args),
         Some(Command::SandboxInit(args)) => sandbox::init(args),
         Some(Command::PluginWorker { file }) => crate::plugin::worker::serve(&file),
         Some(Command::Pause(args)) => switch::run(args, true),
@@ -81,14 +81,17 @@ The journal (root's state directory; \fI~/.local/state/nightmare\-monkey\fR othe
 \fI/var/lib/nightmare\-monkey/paused\fR
 The pause file: while it exists, the monkey is paused and every fault in effect is reverted.
 .TP
+\fI/var/lib/nightmare\-monkey/sandbox/\fR
+The state directory of \fBsandbox\fR (its journal and pause file), apart from the daemon's, so practice never counts in a real drill's budget or report.
+.TP
 \fI/usr/lib/nightmare\-monkey/plugins\fR, \fI/usr/local/lib/nightmare\-monkey/plugins\fR
 Plugin files (*.so) loaded at start; owned by root, writable by no one else.
 .SH CONFIGURATION
-Top\-level fields: execute, seed, node, schedule (Uniform(min_interval, max_interval), Exponential(mean), Cron("...")), window (days, time, timezone, skip_dates), http (enabled, listen, token, token_file, tokens, allow_public_without_token, allowed_hosts, max_body_bytes, max_connections, header_timeout), timer (enabled, fault), faults, plugins, plugin_dirs, plugin_timeout, allow_untrusted_plugins, pollers, notifiers, state_dir, journal, journal_retention (rotate_at, keep, max_size), pause_file, budget (per_hour, per_day, min_gap). Every duration is seconds (90) or a duration ("5m", "1h30m"). \fBnightmare\-monkey check\-config FILE\fR checks a file; /usr/share/doc/nightmare\-monkey/README.md describes every field.
+Top\-level fields: execute, seed, node, schedule (Uniform(min_interval, max_interval), Exponential(mean), Cron("...")), window (days, time, timezone, skip_dates), http (enabled, listen, token, token_file, tokens, allow_public_without_token, allowed_hosts, max_body_bytes, max_connections, header_timeout), timer (enabled, fault), faults, plugins, plugin_dirs, plugin_timeout, allow_untrusted_plugins, pollers, notifiers, state_dir, journal, journal_retention (rotate_at, keep, max_size), pause_file, budget (per_hour, per_day, min_gap). A config that names its faults arms only those. Every duration is seconds (90) or a duration ("5m", "1h30m"). \fBnightmare\-monkey check\-config FILE\fR checks a file; /usr/share/doc/nightmare\-monkey/README.md describes every field.
 .SH API
 .TP
 \fBPOST /api/kill\fR {"desc": "..."}
-Injects the timer's fault (process\-kill unless configured); \fBPOST /api/faults/NAME\fR any configured one.
+Injects the timer's fault: timer.fault, else process\-kill when configured (a config that names no fault has it alone), else the config's only fault; 404 when it names several and none for the timer; \fBPOST /api/faults/NAME\fR any configured one.
 .TP
 \fBGET /api/status\fR
 Playing, sleeping or paused, the next fault, what is in effect, the budget left.

@@ -3,8 +3,14 @@
 //! monkey runs there as its PID 1 with `--execute`, and it can only see, and so only hit,
 //! the processes the command starts. Faults that act outside the PID namespace (files, CPU)
 //! are refused. The sandbox ends, reverting what is in effect, when the command exits.
+//!
+//! Practice is kept apart from real drills: the sandbox keeps its journal and pause file
+//! in a state directory of its own (`<state dir>/sandbox`), so its real faults never
+//! count in a daemon's budget or report. A separate directory rather than marked records:
+//! nothing that reads a journal (the budget, `report`, `history`, recovery) has to know
+//! about practice, and one that forgot could not mix it in.
 
-use std::{ffi::OsString, process::Command};
+use std::{ffi::OsString, path::PathBuf, process::Command};
 
 use anyhow::{anyhow, bail, Context as _};
 
@@ -13,11 +19,18 @@ use crate::{
     config,
     output::log,
     runtime::daemon,
-    support::{lock::lock, UsageError},
+    support::{lock::lock, state, UsageError},
 };
 
-/// The faults that can only touch processes, and so only the sandbox's.
+/// The built-in faults that can only touch processes, and so only the sandbox's.
 const PROCESS_FAULTS: &[&str] = &["process-kill", "process-pause"];
+
+/// Where a sandbox keeps its state unless `--state-dir` says: beside the daemon's, never
+/// in it. Decided outside the namespace, as the user who runs it (inside, every user is
+/// root, whose default is not this user's).
+fn default_state_dir() -> PathBuf {
+    state::default_dir().join("sandbox")
+}
 
 /// `sandbox`: re-runs this command line as `__sandbox-init` inside a new PID namespace
 /// (through `unshare`, which ignores SIGTERM and SIGINT while it waits), and stays to
@@ -25,12 +38,17 @@ const PROCESS_FAULTS: &[&str] = &["process-kill", "process-pause"];
 /// `kill` does), it hands the signal to the monkey, PID 1 inside, which goes to bed as it
 /// would on the host, reverting what is in effect; the command ends with the namespace.
 /// SIGINT is left to the terminal, which sends Ctrl-C to the monkey itself.
-pub fn enter() -> anyhow::Result<()> {
+pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
     let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let Some(at) = argv.iter().position(|a| a == "sandbox") else {
         bail!("cannot find the sandbox subcommand in the command line");
     };
     argv[at] = OsString::from("__sandbox-init");
+    if args.daemon.state_dir.is_none() {
+        let dir = std::path::absolute(default_state_dir())
+            .context("cannot find the sandbox's state directory")?;
+        argv.splice(at + 1..at + 1, [OsString::from("--state-dir"), dir.into()]);
+    }
     let me = std::env::current_exe().context("cannot find this program's own path")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,20 +123,17 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
     if daemon_args.listen.is_none() && daemon_args.port.is_none() {
         daemon_args.listen = Some("127.0.0.1:0".to_owned());
     }
-    let config = config::load(&daemon_args).map_err(|e| UsageError(e.into()))?;
-    if let Some(f) = config
-        .faults
-        .iter()
-        .find(|f| !PROCESS_FAULTS.contains(&f.plugin.as_str()))
-    {
-        return Err(UsageError(anyhow!(
-            "sandbox: fault `{}` (plugin {}) acts outside the PID namespace; only process faults ({}) run in the sandbox",
-            f.name,
-            f.plugin,
-            PROCESS_FAULTS.join(", ")
-        ))
-        .into());
-    }
+    let state_dir = daemon_args
+        .state_dir
+        .clone()
+        .unwrap_or_else(default_state_dir);
+    daemon_args.state_dir = Some(state_dir.clone());
+    let mut config = config::load(&daemon_args).map_err(|e| UsageError(e.into()))?;
+    // A config copied from a real daemon names its journal and pause file: practice
+    // keeps to its own.
+    config.journal = state_dir.join("journal.jsonl");
+    config.pause_file = state_dir.join("paused");
+    process_faults_only(&config, &args.process_plugins)?;
     let (program, rest) = args
         .command
         .split_first()
@@ -133,6 +148,10 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
     log::line(format!(
         "Sandbox: {} runs as PID {command_pid}; the monkey executes faults on it and on what it starts, nothing else",
         program.to_string_lossy()
+    ));
+    log::line(format!(
+        "Sandbox: its journal is apart from any daemon's (report --journal {})",
+        config.journal.display()
     ));
     let (ended, on_end) = tokio::sync::oneshot::channel();
     let status = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -180,4 +199,45 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         std::process::exit(code);
     }
     monkey
+}
+
+/// Refuses a fault that may act outside the PID namespace: a built-in other than the
+/// process faults, or a plugin file's that `--process-plugin` does not vouch for (the
+/// sandbox cannot tell what a file does; it confines what a fault can see of processes,
+/// not the files or the network it may touch).
+fn process_faults_only(config: &config::Config, vouched: &[String]) -> anyhow::Result<()> {
+    let builtins: Vec<String> = crate::plugin::builtins()
+        .into_iter()
+        .map(|p| p.manifest.name)
+        .collect();
+    if let Some(name) = vouched
+        .iter()
+        .find(|n| builtins.contains(n) && !PROCESS_FAULTS.contains(&n.as_str()))
+    {
+        return Err(UsageError(anyhow!(
+            "sandbox: --process-plugin {name}: {name} is a built-in that acts outside the PID namespace; only process faults ({}) and plugin files run in the sandbox",
+            PROCESS_FAULTS.join(", ")
+        ))
+        .into());
+    }
+    for f in &config.faults {
+        let plugin = f.plugin.as_str();
+        if PROCESS_FAULTS.contains(&plugin) || vouched.iter().any(|v| v == plugin) {
+            continue;
+        }
+        let why = if builtins.iter().any(|b| b == plugin) {
+            format!(
+                "acts outside the PID namespace; only process faults ({}) run in the sandbox",
+                PROCESS_FAULTS.join(", ")
+            )
+        } else {
+            format!("comes from a plugin file, which the sandbox runs only if it acts on processes alone: say so with --process-plugin {plugin}")
+        };
+        return Err(UsageError(anyhow!(
+            "sandbox: fault `{}` (plugin {plugin}) {why}",
+            f.name
+        ))
+        .into());
+    }
+    Ok(())
 }

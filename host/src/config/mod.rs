@@ -7,11 +7,14 @@
 //! validation next to its code (the window, the schedule and the budget in `domain`, the
 //! HTTP API, the timer and the pollers in `triggers`, the notifiers in `output`), and
 //! `support::located` says where in the file a setting was written. A fault's own
-//! configuration is carried to its plugin as the text the user wrote.
+//! configuration is carried to its plugin as the text the user wrote (`fault`). `parse`
+//! reads the file past the errors in its values, so none hides another.
+
+mod fault;
+mod parse;
 
 use std::path::{Path, PathBuf};
 
-use ron::value::RawValue;
 use serde::Deserialize;
 
 use crate::{
@@ -24,7 +27,7 @@ use crate::{
     },
     output::notifier::{NotifierConfig, RawNotifier},
     plugin::Trust,
-    probe::{validate_list, Halt, Probe, RawHalt, RawProbe, RawRecovery, Recovery},
+    probe::{Halt, RawHalt},
     support::{
         located::{duration, DurationText, Source},
         state,
@@ -37,6 +40,8 @@ use crate::{
 };
 
 pub use crate::support::located::ConfigErrors;
+use fault::{fault_config, timer_fault, RawFault};
+pub use fault::{valid_fault_name, FaultConfig};
 
 /// The file as written. Borrows the file's text: a fault's `config` stays the very text
 /// the user wrote, where it was written.
@@ -66,74 +71,6 @@ pub struct RawConfig<'a> {
     halt: Option<RawHalt>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename = "fault")]
-struct RawFault<'a> {
-    plugin: Option<String>,
-    #[serde(borrow)]
-    config: Option<&'a RawValue>,
-    steady_state: Vec<RawProbe>,
-    recovery: Option<RawRecovery>,
-}
-
-/// One configured fault: a name, the plugin that provides it and its config as RON text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FaultConfig {
-    /// The name triggers and the API use.
-    pub name: String,
-    /// The plugin's name (built-in or from `plugins`).
-    pub plugin: String,
-    /// The plugin's configuration, the RON text as written (empty for the defaults).
-    pub config: String,
-    /// Where the fault was written (`file:line:col`), for errors about it.
-    pub location: String,
-    /// Where its `config` text starts in the file (line, column), so that a position
-    /// the plugin reports in it can be turned into one in the file.
-    pub config_at: Option<(usize, usize)>,
-    /// Probes that must pass just before it is injected, or it is refused.
-    pub steady_state: Vec<Probe>,
-    /// Probes polled after it until they pass (time to recover).
-    pub recovery: Option<Recovery>,
-}
-
-impl FaultConfig {
-    /// Where the plugin's error `message` points in the user's file, and the message
-    /// without its position. The plugin reports `line:col[-line:col]: message` inside
-    /// the config text; that becomes `file:line:col` in the file. Without a position
-    /// (or for a fault not written in a file), the fault's own location.
-    pub fn locate_error<'m>(&self, message: &'m str, file: &Path) -> (String, &'m str) {
-        let at_fault = || self.location.clone();
-        let Some(((line, col), rest)) = position(message) else {
-            return (at_fault(), message);
-        };
-        match self.config_at {
-            Some((start_line, start_col)) => {
-                let (line, col) = if line == 1 {
-                    (start_line, start_col + col - 1)
-                } else {
-                    (start_line + line - 1, col)
-                };
-                (format!("{}:{line}:{col}", file.display()), rest)
-            }
-            None => (at_fault(), rest),
-        }
-    }
-}
-
-/// A leading `line:col` or `line:col-line:col` position, and the rest of the message.
-fn position(message: &str) -> Option<((usize, usize), &str)> {
-    let (head, rest) = message.split_once(": ")?;
-    let mut starts = head.split('-').map(|p| {
-        p.split_once(':')
-            .and_then(|(l, c)| Some((l.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
-    });
-    let start = starts.next()??;
-    if starts.any(|p| p.is_none()) || start.0 == 0 || start.1 == 0 {
-        return None;
-    }
-    Some((start, rest))
-}
-
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -155,9 +92,10 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// The fault the timer fires, when the timer is enabled.
     pub timer_fault: Option<String>,
-    /// The fault `/api/kill` fires.
-    pub kill_fault: String,
-    /// Every configured fault (at least the default one).
+    /// The fault `/api/kill` (and `kill --config`) fires: the timer's, even when the
+    /// timer is off; none when several faults are configured and none is named for it.
+    pub kill_fault: Option<String>,
+    /// Every configured fault: those the file names, else the original's `process-kill`.
     pub faults: Vec<FaultConfig>,
     /// The pollers.
     pub pollers: Vec<PollerConfig>,
@@ -182,25 +120,6 @@ pub struct Config {
     pub plugin_trust: Trust,
     /// Probes whose failure pauses the monkey.
     pub halt: Option<Halt>,
-}
-
-/// Parses a file's text; a syntax or type error is one located error.
-fn parse<'a>(path: &Path, text: &'a str) -> Result<RawConfig<'a>, ConfigErrors> {
-    let options =
-        // Plain values for options, and `Qiita(item_id: ..)` rather than `Qiita((item_id: ..))`.
-        ron::Options::default().with_default_extension(
-            ron::extensions::Extensions::IMPLICIT_SOME
-                | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
-        );
-    options.from_str::<RawConfig>(text).map_err(|e| {
-        ConfigErrors(vec![format!(
-            "{}:{}:{}: {}",
-            path.display(),
-            e.span.start.line,
-            e.span.start.col,
-            e.code
-        )])
-    })
 }
 
 /// Builds the configuration from the command line and, if given there, its file.
@@ -231,8 +150,11 @@ pub fn load_all(args: &DaemonArgs) -> Result<(Config, Vec<String>), ConfigErrors
             path.display()
         )])
     })?;
-    let raw = parse(path, &text)?;
-    Ok(assemble(raw, args, &Source::new(path, &text)))
+    let (text, mut errors) = parse::readable(path, &text)?;
+    let raw = parse::raw(path, &text)?;
+    let (config, more) = assemble(raw, args, &Source::new(path, &text));
+    errors.extend(more);
+    Ok((config, errors))
 }
 
 /// Checks a file on its own, as `check-config` does.
@@ -241,14 +163,6 @@ pub fn check_file(path: &Path) -> Result<(Config, Vec<String>), ConfigErrors> {
         config: Some(path.to_owned()),
         ..DaemonArgs::default()
     })
-}
-
-/// Whether `name` may name a fault: lower-case letters, digits and dashes.
-pub fn valid_fault_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Assembles the components' validated settings, in the file's order of concerns, so
@@ -285,8 +199,9 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         }
         faults.push(fault_config(name, fault, location, src, &mut errors));
     }
-    let timer_fault = raw.timer.fault.clone();
-    if !faults.iter().any(|f| f.name == DEFAULT_FAULT) {
+    // The original's fault only when the file names none: a config that names its faults
+    // arms only those.
+    if faults.is_empty() {
         faults.push(FaultConfig {
             name: DEFAULT_FAULT.to_owned(),
             plugin: DEFAULT_FAULT.to_owned(),
@@ -297,18 +212,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
             recovery: None,
         });
     }
-    if !faults.iter().any(|f| f.name == timer_fault) {
-        errors.push(format!(
-            "{}: the timer fires `{timer_fault}`, which is not a configured fault (configured: {})",
-            src.at(&["timer", "fault"]),
-            faults
-                .iter()
-                .map(|f| f.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-
+    let timer_fault = timer_fault(&raw.timer, &faults, src, &mut errors);
     let state_dir = args
         .state_dir
         .clone()
@@ -321,7 +225,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         .filter_map(|(name, poller)| {
             poller.validate(
                 name,
-                &timer_fault,
+                timer_fault.as_deref(),
                 &fault_names,
                 &state_dir,
                 src,
@@ -374,7 +278,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         window,
         zone_name,
         http,
-        timer_fault: raw.timer.enabled.then(|| timer_fault.clone()),
+        timer_fault: timer_fault.clone().filter(|_| raw.timer.enabled),
         kill_fault: timer_fault,
         faults,
         pollers,
@@ -421,46 +325,6 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
 /// The longest `plugin_timeout`: a plugin call longer than this is a hung plugin.
 const MAX_PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// A fault as configured; its plugin config travels as the text the user wrote (`()`
-/// stands for the defaults, as an absent config does).
-fn fault_config(
-    name: &str,
-    fault: &RawFault<'_>,
-    location: String,
-    src: &Source<'_>,
-    errors: &mut Vec<String>,
-) -> FaultConfig {
-    let key = format!("\"{name}\"");
-    let keys = ["faults", key.as_str()];
-    let steady_state = validate_list(
-        &fault.steady_state,
-        &["faults", &key, "steady_state"],
-        src,
-        errors,
-    );
-    let recovery = fault
-        .recovery
-        .as_ref()
-        .and_then(|r| r.validate(&steady_state, &keys, src, errors));
-    let written = fault.config.map(|raw| raw.trim().get_ron());
-    let (config, config_at) = match written {
-        None | Some("()") => (String::new(), None),
-        Some(text) => (
-            text.to_owned(),
-            src.offset_of(text).map(|offset| src.line_col(offset)),
-        ),
-    };
-    FaultConfig {
-        name: name.to_owned(),
-        plugin: fault.plugin.clone().unwrap_or_else(|| name.to_owned()),
-        config,
-        location,
-        config_at,
-        steady_state,
-        recovery,
-    }
-}
-
 /// This host's name in a fleet drill, from `--node` or the file.
 fn node_name(
     args: &DaemonArgs,
@@ -492,63 +356,10 @@ fn node_name(
 mod tests {
     use super::*;
 
-    fn fault(text: &str) -> FaultConfig {
-        let raw = parse(Path::new("c.ron"), text).unwrap();
-        let src = Source::new(Path::new("c.ron"), text);
-        let f = &raw.faults["kill"];
-        fault_config(
-            "kill",
-            f,
-            src.at(&["faults", "\"kill\""]),
-            &src,
-            &mut Vec::new(),
-        )
-    }
-
-    #[test]
-    fn a_plugin_config_travels_as_written_and_its_errors_point_into_the_file() {
-        let text = "(faults: {\n  \"kill\": (config: (\n    sginal: \"TERM\", // typo\n  )),\n})";
-        let f = fault(text);
-        assert_eq!(f.config, "(\n    sginal: \"TERM\", // typo\n  )");
-        assert_eq!(f.config_at, Some((2, 20)));
-        let file = Path::new("c.ron");
-        // A position on the config's first line is shifted by its column; a later line
-        // keeps its column.
-        assert_eq!(
-            f.locate_error("1:2-1:3: Unexpected", file),
-            ("c.ron:2:21".to_owned(), "Unexpected")
-        );
-        assert_eq!(
-            f.locate_error("2:5-2:11: Unexpected field", file),
-            ("c.ron:3:5".to_owned(), "Unexpected field")
-        );
-        assert_eq!(
-            f.locate_error("3:1: x", file),
-            ("c.ron:4:1".to_owned(), "x")
-        );
-        // No position: the fault's own place, the message whole.
-        assert_eq!(
-            f.locate_error("signal: unknown signal", file),
-            ("c.ron:2:3".to_owned(), "signal: unknown signal")
-        );
-        assert_eq!(fault("(faults: {\"kill\": (config: ())})").config, "");
-        assert_eq!(fault("(faults: {\"kill\": ()})").config_at, None);
-    }
-
-    #[test]
-    fn fault_names_are_lower_case_letters_digits_and_dashes() {
-        for good in ["process-kill", "a", "kill-2", "0"] {
-            assert!(valid_fault_name(good), "{good}");
-        }
-        for bad in ["", "Kill", "kill_it", "kill it", "kill/x", "é"] {
-            assert!(!valid_fault_name(bad), "{bad}");
-        }
-    }
-
     #[test]
     fn the_node_flag_wins_over_the_file_and_is_checked() {
         let text = "(node: \"web-1\")";
-        let raw = parse(Path::new("c.ron"), text).unwrap();
+        let raw = parse::raw(Path::new("c.ron"), text).unwrap();
         let src = Source::new(Path::new("c.ron"), text);
         let mut errors = Vec::new();
         let args = |node: Option<&str>| DaemonArgs {
@@ -581,18 +392,9 @@ mod tests {
             "{}",
             errors[1]
         );
-        let none = parse(Path::new("c.ron"), "()").unwrap();
+        let none = parse::raw(Path::new("c.ron"), "()").unwrap();
         assert_eq!(node_name(&args(None), &none, &src, &mut errors), None);
         assert_eq!(errors.len(), 4);
-    }
-
-    #[test]
-    fn only_a_real_position_is_taken_for_one() {
-        assert_eq!(position("3:7: x"), Some(((3, 7), "x")));
-        assert_eq!(position("3:7-4:1: x: y"), Some(((3, 7), "x: y")));
-        assert_eq!(position("signal: unknown"), None);
-        assert_eq!(position("0:1: x"), None);
-        assert_eq!(position("3:7-z: x"), None);
     }
 
     /// Parses and validates `text` as the daemon does; every error must be one line.
@@ -602,12 +404,19 @@ mod tests {
             config: Some(path.to_owned()),
             ..DaemonArgs::default()
         };
-        let errors = match parse(path, text) {
+        let errors = match parse::readable(path, text) {
             Err(errors) => {
                 proptest::prop_assert!(!errors.0.is_empty());
                 errors.0
             }
-            Ok(raw) => assemble(raw, &args, &Source::new(path, text)).1,
+            Ok((text, mut errors)) => {
+                let raw = parse::raw(path, &text);
+                proptest::prop_assert!(raw.is_ok(), "{raw:?}");
+                if let Ok(raw) = raw {
+                    errors.extend(assemble(raw, &args, &Source::new(path, &text)).1);
+                }
+                errors
+            }
         };
         {
             for error in &errors {

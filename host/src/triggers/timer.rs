@@ -17,25 +17,27 @@ use crate::{
 /// The timer's description, the original's.
 pub const TIMER_DESC: &str = "by monkey";
 
-/// The built-in fault the timer and `/api/kill` fire by default.
+/// The built-in fault the timer and `/api/kill` fire by default: the one a config that
+/// names no fault has.
 pub const DEFAULT_FAULT: &str = "process-kill";
 
 /// The timer as written (`timer: (enabled: true, fault: "process-kill")`); its
-/// schedule is `schedule:`, beside it.
+/// schedule is `schedule:`, beside it. Without `fault`, the config picks one (see
+/// `config::timer_fault`).
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename = "timer")]
 pub struct RawTimer {
     /// Whether the timer fires at all.
     pub enabled: bool,
-    /// The fault it fires (and `/api/kill` too).
-    pub fault: String,
+    /// The fault it fires (and `/api/kill` too), if named.
+    pub fault: Option<String>,
 }
 
 impl Default for RawTimer {
     fn default() -> Self {
         Self {
             enabled: true,
-            fault: DEFAULT_FAULT.to_owned(),
+            fault: None,
         }
     }
 }

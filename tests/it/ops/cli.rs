@@ -180,9 +180,15 @@ fn plan_help_shows_only_the_flags_that_change_a_plan() {
         "1",
     ]);
     assert_eq!(copied.code, Some(0), "{}", copied.stderr);
-    assert!(!monkey(&["sandbox", "--help"])
-        .stdout
-        .contains("  --execute"));
+    let sandbox = monkey(&["sandbox", "--help"]).stdout;
+    assert!(!sandbox.contains("  --execute"));
+    // It takes a free port and a state directory of its own: its help says so.
+    assert!(!sandbox.contains("8080"), "{sandbox}");
+    assert!(sandbox.contains("[default: a free one]"), "{sandbox}");
+    assert!(
+        sandbox.contains("~/.local/state/nightmare-monkey/sandbox]"),
+        "{sandbox}"
+    );
 }
 
 /// The one manual page names no page that does not ship, and has the sections a man

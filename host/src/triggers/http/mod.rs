@@ -61,8 +61,9 @@ pub struct PluginList {
 pub struct Api {
     /// The door every request goes through.
     pub injector: Injector,
-    /// The fault `/api/kill` fires.
-    pub kill_fault: String,
+    /// The fault `/api/kill` fires (the timer's); none when the config names several
+    /// faults and none for the timer.
+    pub kill_fault: Option<String>,
     /// The accepted tokens by name (empty: none required).
     pub tokens: Vec<(String, String)>,
     /// For `/api/plugins`: it changes once the plugin files still loading at the start
@@ -218,6 +219,19 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
             retry_after(error(status, refusal.message), refusal.retry_after)
         }
     }
+}
+
+/// `/api/kill` where the config names several faults and none for the timer: which to
+/// fire is the config's to say, not the route's.
+fn no_kill_fault(api: &Api) -> Response {
+    let names: Vec<&str> = api.fault_plugins.keys().map(String::as_str).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "POST /api/kill fires the timer's fault, and the config names none: several faults are configured ({}); fire one with POST /api/faults/NAME, or name it in the config with timer: (fault: \"NAME\")",
+            names.join(", ")
+        ),
+    )
 }
 
 /// Adds `Retry-After` in whole seconds (at least 1).

@@ -9,7 +9,8 @@ use serde_json::json;
 use warp::{filters::BoxedFilter, http::header, reply::Response, Filter, Reply};
 
 use super::{
-    bearer, dashboard, drill, fire, history, same_token, switch, Api, Caller, Peer, Unauthorized,
+    bearer, dashboard, drill, fire, history, no_kill_fault, same_token, switch, Api, Caller, Peer,
+    Unauthorized,
 };
 use crate::output::metrics;
 
@@ -62,7 +63,9 @@ pub(super) fn faults(authorized: &Authorized, body: &Body) -> Routes {
         .and(authorized.clone())
         .and(body.clone())
         .and_then(|api: Arc<Api>, caller: Caller, body: Bytes| async move {
-            let fault = api.kill_fault.clone();
+            let Some(fault) = api.kill_fault.clone() else {
+                return Ok::<_, Infallible>(no_kill_fault(&api));
+            };
             Ok::<_, Infallible>(fire(api, caller, fault, &body).await)
         });
     let fault = warp::path!("api" / "faults" / String)

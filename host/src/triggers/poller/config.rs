@@ -184,7 +184,7 @@ impl RawPoller {
     pub fn validate(
         &self,
         name: &str,
-        default_fault: &str,
+        default_fault: Option<&str>,
         faults: &[String],
         state_dir: &Path,
         src: &Source<'_>,
@@ -223,8 +223,17 @@ impl RawPoller {
             MAX_PERIOD,
             errors,
         );
-        let fault = fault.clone().unwrap_or_else(|| default_fault.to_owned());
-        if !faults.contains(&fault) {
+        let fault = fault
+            .clone()
+            .or_else(|| default_fault.map(str::to_owned))
+            .unwrap_or_default();
+        if fault.is_empty() {
+            errors.push(format!(
+                "{}: poller `{name}` names no fault, and the timer's cannot stand in: several are configured ({}); name one with fault: \"NAME\"",
+                src.at(&["pollers", &key]),
+                faults.join(", ")
+            ));
+        } else if !faults.contains(&fault) {
             errors.push(format!(
             "{}: poller `{name}` fires `{fault}`, which is not a configured fault (configured: {})",
             at("fault"),

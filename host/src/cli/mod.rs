@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod client;
+
+pub use client::{AckArgs, RevertArgs, StatusArgs, SwitchArgs};
+use client::{ACK_EXAMPLES, PAUSE_EXAMPLES, RESUME_EXAMPLES, REVERT_EXAMPLES, STATUS_EXAMPLES};
+
 /// `--version`: the package version and the git revision it was built from.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -191,7 +196,18 @@ pub enum Command {
     #[command(
         after_help = SANDBOX_EXAMPLES,
         // It always executes: the flag changes nothing there.
-        mut_arg("execute", |a| a.hide(true))
+        mut_arg("execute", |a| a.hide(true)),
+        // The sandbox shares the host's network: it takes a free port unless told.
+        mut_arg("port", |a| a.help("HTTP API port [default: a free one]")),
+        mut_arg("listen", |a| a.help(
+            "HTTP API address, IP or IP:PORT [default: 127.0.0.1 on a free port]. A non-loopback address needs a token (see the config's http.token)"
+        )),
+        mut_arg("allow_untrusted_plugins", |a| a.help(
+            "Load plugin files that fail the trust checks, with a warning each. As an unprivileged user the sandbox needs it for any plugin file: inside its user namespace root's directories belong to no one (uid 65534), so the checks refuse every path"
+        )),
+        mut_arg("state_dir", |a| a.help(
+            "Where the sandbox keeps its journal and pause file, apart from any daemon's (created 0700) [default: sandbox/ in the daemon's default state directory: $STATE_DIRECTORY/sandbox, else /var/lib/nightmare-monkey/sandbox for root, else ~/.local/state/nightmare-monkey/sandbox]"
+        ))
     )]
     Sandbox(SandboxArgs),
     /// (internal) the sandbox's PID 1
@@ -227,32 +243,6 @@ pub enum Command {
     #[command(after_help = MAN_EXAMPLES)]
     Man,
 }
-
-const PAUSE_EXAMPLES: &str = "\
-The same as POST /api/pause; the daemon answers once every active fault is reverted.
-Without a running daemon, `touch` the config's pause_file instead.
-
-Examples:
-  nightmare-monkey pause                                  the daemon on 127.0.0.1:8080
-  nightmare-monkey pause --config /etc/nightmare-monkey/config.ron
-  NIGHTMARE_MONKEY_TOKEN=s3cret nightmare-monkey pause --url http://10.0.0.5:8080";
-
-const RESUME_EXAMPLES: &str = "\
-The same as POST /api/resume. While the pause file exists the daemon stays paused: resume
-then fails (exit 1) and says so; remove the file.
-
-Examples:
-  nightmare-monkey resume
-  nightmare-monkey resume --config /etc/nightmare-monkey/config.ron --token-file /run/secrets/monkey";
-
-const STATUS_EXAMPLES: &str = "\
-The same as GET /api/status, as lines (or its JSON with --json). Exit code 1 when the
-daemon cannot be reached.
-
-Examples:
-  nightmare-monkey status
-  nightmare-monkey status --url 127.0.0.1:18099 --json
-  nightmare-monkey status --config /etc/nightmare-monkey/config.ron";
 
 const CHECK_EXAMPLES: &str = "\
 Reads the file as the daemon would, loads its plugins and builds every fault, and prints
@@ -331,11 +321,15 @@ pub enum PlanFormat {
 const SANDBOX_EXAMPLES: &str = "\
 A practice ground for newcomers, on any Linux machine, root or not: COMMAND and everything
 it starts run in a new PID namespace, and the monkey, with --execute, can only see and hit
-those processes. Only process faults run in the sandbox. It ends when COMMAND exits.
+those processes (COMMAND itself included). Only process faults run there: process-kill,
+process-pause, and a plugin file's fault vouched for with --process-plugin. The journal and
+the pause file are the sandbox's own, apart from any daemon's (the config's journal,
+pause_file and state_dir are not used). It ends when COMMAND exits, with its status.
 
 Examples:
   nightmare-monkey sandbox --min-interval 5 --max-interval 20 -d '*' -t 00:00-24:00 -- ./start-my-stack.sh
-  nightmare-monkey sandbox --config drill.ron -- docker-compose-like-supervisor --foreground";
+  nightmare-monkey sandbox --config drill.ron -- docker-compose-like-supervisor --foreground
+  nightmare-monkey sandbox --config drill.ron --process-plugin renice -- ./start-my-stack.sh";
 
 /// `sandbox`.
 #[derive(Debug, Args)]
@@ -343,6 +337,10 @@ pub struct SandboxArgs {
     /// The daemon's flags (the monkey always executes in the sandbox).
     #[command(flatten)]
     pub daemon: DaemonArgs,
+    /// A plugin file's plugin whose faults act on processes alone (through their PIDs),
+    /// so the sandbox confines them: run them there; repeatable
+    #[arg(long = "process-plugin", value_name = "NAME")]
+    pub process_plugins: Vec<String>,
     /// The command to run in the sandbox, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
@@ -385,83 +383,6 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
     /// Print JSON (the same as GET /api/history)
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `pause` and `resume`.
-#[derive(Debug, Args)]
-pub struct SwitchArgs {
-    /// The daemon's API; without a scheme, http:// [default: from the config, else
-    /// http://127.0.0.1:8080]
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// The daemon's configuration, for its address and token
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// A file holding the bearer token [default: $NIGHTMARE_MONKEY_TOKEN, else the config's]
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-}
-
-/// `status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub daemon: SwitchArgs,
-    /// Print the JSON of GET /api/status
-    #[arg(long)]
-    pub json: bool,
-}
-
-const ACK_EXAMPLES: &str = "\
-The same as POST /api/ack. Time to detect counts from the fault's injection to the first
-ack (or Alertmanager alert, POST /api/alerts); a fault is noticed once. Dry runs and
-failed injections cannot be acknowledged: nothing happened to notice.
-
-Examples:
-  nightmare-monkey ack                          the latest unnoticed fault, by $USER
-  nightmare-monkey ack --by alice
-  nightmare-monkey ack --id 1795723590302-1 --config /etc/nightmare-monkey/config.ron";
-
-/// `ack`.
-#[derive(Debug, Args)]
-pub struct AckArgs {
-    #[command(flatten)]
-    pub daemon: SwitchArgs,
-    /// Who noticed [default: $USER]
-    #[arg(long, value_name = "NAME")]
-    pub by: Option<String>,
-    /// The fault's id (from the log, `history --json` or the report) [default: the latest
-    /// fault injected for real in the last 24 hours that nobody noticed yet]
-    #[arg(long, value_name = "ID")]
-    pub id: Option<String>,
-    /// Print the daemon's JSON answer
-    #[arg(long)]
-    pub json: bool,
-}
-
-const REVERT_EXAMPLES: &str = "\
-The same as POST /api/revert/{id}: the fault is reverted at once, as the kill switch would,
-and the monkey goes on playing. `status` lists the faults in effect and their ids; with
---all, every one of them (what `pause` does, without pausing).
-
-Examples:
-  nightmare-monkey revert 1795723590302-1
-  nightmare-monkey revert --all --config /etc/nightmare-monkey/config.ron";
-
-/// `revert`.
-#[derive(Debug, Args)]
-pub struct RevertArgs {
-    #[command(flatten)]
-    pub daemon: SwitchArgs,
-    /// The fault's id (as `status` lists it)
-    #[arg(value_name = "ID", conflicts_with = "all")]
-    pub id: Option<String>,
-    /// Every fault in effect now
-    #[arg(long)]
-    pub all: bool,
-    /// Print the daemon's JSON answers, one a line
     #[arg(long)]
     pub json: bool,
 }

@@ -1,0 +1,109 @@
+//! The flags of the commands that talk to a running daemon through its API: `pause`,
+//! `resume`, `status`, `ack` and `revert`, with their help texts.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+pub(super) const PAUSE_EXAMPLES: &str = "\
+The same as POST /api/pause; the daemon answers once every active fault is reverted.
+Without a running daemon, `touch` the config's pause_file instead.
+
+Examples:
+  nightmare-monkey pause                                  the daemon on 127.0.0.1:8080
+  nightmare-monkey pause --config /etc/nightmare-monkey/config.ron
+  NIGHTMARE_MONKEY_TOKEN=s3cret nightmare-monkey pause --url http://10.0.0.5:8080";
+
+pub(super) const RESUME_EXAMPLES: &str = "\
+The same as POST /api/resume. While the pause file exists the daemon stays paused: resume
+then fails (exit 1) and says so; remove the file.
+
+Examples:
+  nightmare-monkey resume
+  nightmare-monkey resume --config /etc/nightmare-monkey/config.ron --token-file /run/secrets/monkey";
+
+pub(super) const STATUS_EXAMPLES: &str = "\
+The same as GET /api/status, as lines (or its JSON with --json). Exit code 1 when the
+daemon cannot be reached.
+
+Examples:
+  nightmare-monkey status
+  nightmare-monkey status --url 127.0.0.1:18099 --json
+  nightmare-monkey status --config /etc/nightmare-monkey/config.ron";
+
+/// `pause` and `resume`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// The daemon's API; without a scheme, http:// [default: from the config, else
+    /// http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The daemon's configuration, for its address and token
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A file holding the bearer token [default: $NIGHTMARE_MONKEY_TOKEN, else the config's]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// Print the JSON of GET /api/status
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(super) const ACK_EXAMPLES: &str = "\
+The same as POST /api/ack. Time to detect counts from the fault's injection to the first
+ack (or Alertmanager alert, POST /api/alerts); a fault is noticed once. Dry runs and
+failed injections cannot be acknowledged: nothing happened to notice.
+
+Examples:
+  nightmare-monkey ack                          the latest unnoticed fault, by $USER
+  nightmare-monkey ack --by alice
+  nightmare-monkey ack --id 1795723590302-1 --config /etc/nightmare-monkey/config.ron";
+
+/// `ack`.
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// Who noticed [default: $USER]
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+    /// The fault's id (from the log, `history --json` or the report) [default: the latest
+    /// fault injected for real in the last 24 hours that nobody noticed yet]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Print the daemon's JSON answer
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(super) const REVERT_EXAMPLES: &str = "\
+The same as POST /api/revert/{id}: the fault is reverted at once, as the kill switch would,
+and the monkey goes on playing. `status` lists the faults in effect and their ids; with
+--all, every one of them (what `pause` does, without pausing).
+
+Examples:
+  nightmare-monkey revert 1795723590302-1
+  nightmare-monkey revert --all --config /etc/nightmare-monkey/config.ron";
+
+/// `revert`.
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// The fault's id (as `status` lists it)
+    #[arg(value_name = "ID", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Every fault in effect now
+    #[arg(long)]
+    pub all: bool,
+    /// Print the daemon's JSON answers, one a line
+    #[arg(long)]
+    pub json: bool,
+}
