@@ -1084,6 +1084,50 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// An ordinary user's sandbox loads a plugin file that passes the trust checks: they are
+/// made outside the namespace, as that user (inside, root's files show as owned by
+/// nobody, and every check there refused every file).
+#[test]
+fn an_ordinary_users_sandbox_loads_a_trusted_plugin_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("drill-sandbox-user");
+    let d = dir.display();
+    // The binary where the user may run it (a checkout may sit in root's home).
+    let nm = dir.join("nightmare-monkey");
+    fs::copy(crate::util::bin(), &nm).unwrap();
+    crate::util::trusted_mode(&nm);
+    let state = dir.join("state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+    let lib = crate::util::built_lib("libcompat_plugin.so");
+    let cfg = dir.join("practice.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
+                plugins: [{lib:?}], faults: {{"roll": (plugin: "old-timer")}})"#
+        ),
+    )
+    .unwrap();
+    let run: crate::util::Run = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&nm)
+        .args(["sandbox", "--config", cfg.to_str().unwrap()])
+        .args(["--process-plugin", "old-timer", "--", "sh", "-c"])
+        .arg(format!(
+            "n=0; until grep -q type.:.outcome {d}/state/sandbox/journal.jsonl 2>/dev/null || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done"
+        ))
+        .env("STATE_DIRECTORY", &state)
+        .output()
+        .expect("setpriv runs (util-linux)")
+        .into();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("not trusted"), "{}", run.stderr);
+    let journal = fs::read_to_string(state.join("sandbox/journal.jsonl")).unwrap();
+    assert!(journal.contains(r#""fault":"roll""#), "{journal}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// cpu-hog burns inside the daemon (its threads show in /proc) and stops when due.
 #[test]
 fn cpu_hog_burns_and_stops_when_due() {

@@ -203,7 +203,7 @@ pub enum Command {
             "HTTP API address, IP or IP:PORT [default: 127.0.0.1 on a free port]. A non-loopback address needs a token (see the config's http.token)"
         )),
         mut_arg("allow_untrusted_plugins", |a| a.help(
-            "Load plugin files that fail the trust checks, with a warning each. As an unprivileged user the sandbox needs it for any plugin file: inside its user namespace root's directories belong to no one (uid 65534), so the checks refuse every path"
+            "Load plugin files that fail the trust checks, with a warning each. The checks are made before the sandbox's namespace, as the user who runs it"
         )),
         mut_arg("state_dir", |a| a.help(
             "Where the sandbox keeps its journal and pause file, apart from any daemon's (created 0700) [default: sandbox/ in the daemon's default state directory: $STATE_DIRECTORY/sandbox, else /var/lib/nightmare-monkey/sandbox for root, else ~/.local/state/nightmare-monkey/sandbox]"

@@ -10,7 +10,7 @@
 //! nothing that reads a journal (the budget, `report`, `history`, recovery) has to know
 //! about practice, and one that forgot could not mix it in.
 
-use std::{ffi::OsString, path::PathBuf, process::Command};
+use std::{ffi::OsString, os::unix::ffi::OsStrExt as _, path::PathBuf, process::Command};
 
 use anyhow::{anyhow, bail, Context as _};
 
@@ -49,6 +49,7 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
             .context("cannot find the sandbox's state directory")?;
         argv.splice(at + 1..at + 1, [OsString::from("--state-dir"), dir.into()]);
     }
+    let judged = judged_plugins(args);
     let me = std::env::current_exe().context("cannot find this program's own path")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -69,6 +70,7 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
             ])
             .arg(me)
             .args(argv)
+            .env(JUDGED_PLUGINS, judged)
             .spawn()
             .map_err(|e| {
                 anyhow!("cannot run unshare (from util-linux) to make the sandbox: {e}")
@@ -98,6 +100,37 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Where `sandbox` tells its init which plugin files passed the trust checks outside.
+const JUDGED_PLUGINS: &str = "NIGHTMARE_MONKEY_JUDGED_PLUGINS";
+
+/// The plugin files (and directories) the sandbox's configuration loads that pass the
+/// trust checks here, as the user who runs it, one path a line: inside the namespace
+/// root's files show as owned by nobody and every check would fail. A configuration
+/// that does not load is left to the init to refuse.
+fn judged_plugins(args: &SandboxArgs) -> OsString {
+    let Ok(config) = config::load(&args.daemon) else {
+        return OsString::new();
+    };
+    let judged = crate::plugin::judged_here(
+        &config
+            .plugin_files
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect::<Vec<_>>(),
+        &config.plugin_dirs,
+    );
+    let mut lines = OsString::new();
+    // A path with a newline in it cannot be said this way: it is judged again inside.
+    for path in judged
+        .iter()
+        .filter(|p| !p.as_os_str().as_bytes().contains(&b'\n'))
+    {
+        lines.push(path);
+        lines.push("\n");
+    }
+    lines
+}
+
 /// The PID of the child `unshare` (PID `unshare`) forked into the new namespace: the
 /// monkey, its PID 1.
 fn namespace_init(unshare: u32) -> Option<rustix::process::Pid> {
@@ -116,6 +149,16 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
             "__sandbox-init runs only as PID 1 of a new PID namespace: use `nightmare-monkey sandbox`"
         ))
         .into());
+    }
+    // What was judged outside, as the user who runs the sandbox.
+    if let Some(judged) = std::env::var_os(JUDGED_PLUGINS) {
+        crate::plugin::checked_outside(
+            judged
+                .as_bytes()
+                .split(|b| *b == b'\n')
+                .filter(|p| !p.is_empty())
+                .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))),
+        );
     }
     let mut daemon_args = args.daemon;
     daemon_args.execute = true;
@@ -140,6 +183,7 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         .ok_or_else(|| UsageError(anyhow!("give the command to run after --")))?;
     let child = Command::new(program)
         .args(rest)
+        .env_remove(JUDGED_PLUGINS)
         .spawn()
         .map_err(|e| UsageError(anyhow!("cannot start {}: {e}", program.to_string_lossy())))?;
     let command_pid = child.id();

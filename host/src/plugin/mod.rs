@@ -23,6 +23,37 @@ mod trust;
 pub(crate) mod worker;
 
 pub use trust::Trust;
+
+/// The plugin files a configuration loads, and the directories searched, that pass the
+/// trust checks here: for `sandbox` to judge them before its user namespace, where they
+/// would all fail (see [`trust::checked_outside`]). As given (absolute) and as resolved.
+pub(crate) fn judged_here(files: &[PathBuf], dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut judged = Vec::new();
+    let file = |path: &Path, judged: &mut Vec<PathBuf>| {
+        if let (Ok(resolved), Ok(absolute)) = (trust::check(path), std::path::absolute(path)) {
+            judged.push(absolute);
+            judged.push(resolved);
+        }
+    };
+    for path in files {
+        file(path, &mut judged);
+    }
+    for dir in dirs {
+        if trust::check_plugin_dir(dir).is_err() {
+            continue;
+        }
+        judged.extend(std::path::absolute(dir).ok());
+        for path in discover(dir, Trust::Checked).unwrap_or_default() {
+            file(&path, &mut judged);
+        }
+    }
+    judged
+}
+
+/// Takes `paths` as judged by [`judged_here`] before the sandbox's namespace.
+pub(crate) fn checked_outside(paths: impl IntoIterator<Item = PathBuf>) {
+    trust::checked_outside(paths);
+}
 pub(crate) use worker::live_workers;
 pub use worker::{Say, Supervision};
 
