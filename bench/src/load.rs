@@ -1,5 +1,6 @@
-//! A loopback HTTP/1.1 load generator for `POST /api/kill`: keep-alive connections, one
-//! thread each, every answer read in full and checked.
+//! A loopback HTTP/1.1 load generator for `POST /api/kill` (or `GET /healthz`, the
+//! bare answer to set it beside): keep-alive connections, one thread each, every answer
+//! read in full and checked.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -12,6 +13,15 @@ use anyhow::{bail, Context as _};
 
 const BODY: &str = r#"{"desc":"benchmark"}"#;
 
+/// Which request a load sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A dry-run `POST /api/kill`.
+    Kill,
+    /// `GET /healthz`: the HTTP stack alone.
+    Health,
+}
+
 /// One keep-alive connection.
 struct Connection {
     reader: BufReader<TcpStream>,
@@ -19,15 +29,18 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+    fn open(addr: SocketAddr, route: Route) -> anyhow::Result<Self> {
         let stream =
             TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let request = format!(
-            "POST /api/kill HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
-            BODY.len()
-        )
+        let request = match route {
+            Route::Kill => format!(
+                "POST /api/kill HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
+                BODY.len()
+            ),
+            Route::Health => format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        }
         .into_bytes();
         Ok(Self {
             reader: BufReader::new(stream),
@@ -36,7 +49,7 @@ impl Connection {
     }
 
     /// Sends one request and reads its whole answer; anything but 200 is an error.
-    fn post_kill(&mut self) -> anyhow::Result<()> {
+    fn send(&mut self) -> anyhow::Result<()> {
         self.reader.get_mut().write_all(&self.request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
@@ -61,7 +74,8 @@ impl Connection {
         self.reader.read_exact(&mut body)?;
         if status != "200" {
             bail!(
-                "POST /api/kill answered {status}: {}",
+                "{} answered {status}: {}",
+                String::from_utf8_lossy(self.request.split(|b| *b == b'\r').next().unwrap_or_default()),
                 String::from_utf8_lossy(&body)
             );
         }
@@ -83,6 +97,7 @@ pub struct LoadResult {
 /// counted from when it was due, so a slow answer cannot hide the requests it delayed.
 fn run(
     addr: SocketAddr,
+    route: Route,
     connections: usize,
     per_connection: usize,
     pace: Option<Duration>,
@@ -91,7 +106,7 @@ fn run(
     let workers: Vec<_> = (0..connections)
         .map(|i| {
             thread::spawn(move || -> anyhow::Result<Vec<f64>> {
-                let mut connection = Connection::open(addr)?;
+                let mut connection = Connection::open(addr, route)?;
                 let mut latencies = Vec::with_capacity(per_connection);
                 // Paced connections start spread over one interval, not all at once.
                 let mut due = Instant::now()
@@ -105,7 +120,7 @@ fn run(
                     } else {
                         due = Instant::now();
                     }
-                    connection.post_kill()?;
+                    connection.send()?;
                     latencies.push(due.elapsed().as_secs_f64() * 1e3);
                     if let Some(pace) = pace {
                         due += pace;
@@ -136,7 +151,17 @@ pub fn saturate(
     connections: usize,
     requests: usize,
 ) -> anyhow::Result<LoadResult> {
-    run(addr, connections, requests.div_ceil(connections), None)
+    run(addr, Route::Kill, connections, requests.div_ceil(connections), None)
+}
+
+/// As [`saturate`], for `route`.
+pub fn saturate_route(
+    addr: SocketAddr,
+    route: Route,
+    connections: usize,
+    requests: usize,
+) -> anyhow::Result<LoadResult> {
+    run(addr, route, connections, requests.div_ceil(connections), None)
 }
 
 /// `rate` requests a second over `connections` connections for about `seconds`.
@@ -148,5 +173,5 @@ pub fn paced(
 ) -> anyhow::Result<LoadResult> {
     let per_connection = ((rate * seconds) / connections as f64).ceil().max(1.0) as usize;
     let pace = Duration::from_secs_f64(connections as f64 / rate);
-    run(addr, connections, per_connection, Some(pace))
+    run(addr, Route::Kill, connections, per_connection, Some(pace))
 }

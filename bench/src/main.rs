@@ -9,6 +9,7 @@ mod load;
 mod measure;
 mod procs;
 mod report;
+mod versus;
 
 use std::{
     env, fs,
@@ -47,9 +48,9 @@ const IN_NAMESPACE: &str = "NM_BENCH_IN_NAMESPACE";
 /// and the time from start to a listening API. Nothing is ever executed for real.
 #[derive(Debug, Clone, Parser)]
 #[command(
-    after_help = "Examples:\n  bench/run                      the full run (a few minutes), writes BENCHMARKS.md\n  bench/run --quick --out /tmp/b.md   a smoke run in well under a minute"
+    after_help = "Examples:\n  bench/run                      the full run (a few minutes), writes BENCHMARKS.md\n  bench/run --quick --out /tmp/b.md   a smoke run in well under a minute\n  bench/run --compare e1ac80a --quick   this tree's API against that revision's, ratios"
 )]
-struct Args {
+pub struct Args {
     /// Process counts to measure at, ascending
     #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
     sizes: Vec<usize>,
@@ -100,6 +101,12 @@ struct Args {
     /// (bench/run gives the `release` build, the README's first command's)
     #[arg(long, value_name = "FILE")]
     compare: Option<PathBuf>,
+
+    /// Only set the API of another build of the binary beside this one's: dry-run
+    /// `POST /api/kill` and `GET /healthz` rates and memory, in rounds taking turns, each
+    /// figure's ratio printed (`bench/run --compare REV` builds REV for it)
+    #[arg(long, value_name = "FILE")]
+    versus: Option<PathBuf>,
 
     /// Faults in the generated journal the history costs are measured on (0: not
     /// measured)
@@ -234,6 +241,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     if let Some(n) = args.pick_loop {
         return pick_loop(args.sizes[0], n);
+    }
+    if let Some(other) = &args.versus {
+        let scratch = env::temp_dir().join(format!("nm-bench-versus-{}", std::process::id()));
+        fs::create_dir_all(&scratch)?;
+        let result = versus::versus(args, &binary, other, &scratch);
+        let _ = fs::remove_dir_all(&scratch);
+        return result;
     }
     let scratch = env::temp_dir().join(format!(
         "nm-bench-{}",
