@@ -75,7 +75,12 @@ impl Connection {
         if status != "200" {
             bail!(
                 "{} answered {status}: {}",
-                String::from_utf8_lossy(self.request.split(|b| *b == b'\r').next().unwrap_or_default()),
+                String::from_utf8_lossy(
+                    self.request
+                        .split(|b| *b == b'\r')
+                        .next()
+                        .unwrap_or_default()
+                ),
                 String::from_utf8_lossy(&body)
             );
         }
@@ -151,7 +156,13 @@ pub fn saturate(
     connections: usize,
     requests: usize,
 ) -> anyhow::Result<LoadResult> {
-    run(addr, Route::Kill, connections, requests.div_ceil(connections), None)
+    run(
+        addr,
+        Route::Kill,
+        connections,
+        requests.div_ceil(connections),
+        None,
+    )
 }
 
 /// As [`saturate`], for `route`.
@@ -161,7 +172,13 @@ pub fn saturate_route(
     connections: usize,
     requests: usize,
 ) -> anyhow::Result<LoadResult> {
-    run(addr, route, connections, requests.div_ceil(connections), None)
+    run(
+        addr,
+        route,
+        connections,
+        requests.div_ceil(connections),
+        None,
+    )
 }
 
 /// `rate` requests a second over `connections` connections for about `seconds`.

@@ -34,7 +34,11 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
     for run in 0..args.runs {
         for turn in 0..2 {
             let which = (run + turn) % 2;
-            let round = measure(args, builds[which], &scratch.join(format!("v{run}-{which}")))?;
+            let round = measure(
+                args,
+                builds[which],
+                &scratch.join(format!("v{run}-{which}")),
+            )?;
             eprintln!(
                 "  round {} {}: kill {:.0} req/s, healthz {:.0} req/s, RSS {:.0} -> {:.0} KiB",
                 run + 1,
@@ -79,8 +83,7 @@ fn measure(args: &Args, binary: &Path, dir: &Path) -> anyhow::Result<Round> {
     thread::sleep(Duration::from_millis(300));
     let rss_idle = daemon.usage()?.rss_kib as f64;
     let kill = load::saturate_route(daemon.addr, Route::Kill, args.connections, args.requests)?;
-    let health =
-        load::saturate_route(daemon.addr, Route::Health, args.connections, args.requests)?;
+    let health = load::saturate_route(daemon.addr, Route::Health, args.connections, args.requests)?;
     let rss_after = daemon.usage()?.rss_kib as f64;
     drop(daemon);
     std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;

@@ -1,0 +1,173 @@
+//! The sandbox: the monkey on the command alone, practice kept apart, plugin files.
+
+use super::*;
+
+/// `sandbox`: the monkey, executing, only reaches what the command started; the sandbox
+/// ends with the command and passes its status on; killed at its PID, the monkey goes to
+/// bed and the command ends with it. (Run inside a namespace of the test's
+/// own as well, so nothing here can reach this machine's processes.)
+#[test]
+fn the_sandbox_unleashes_the_monkey_on_the_command_alone() {
+    let dir = temp_dir("drill-sandbox");
+    let cfg = dir.join("sandbox.ron");
+    fs::write(
+        &cfg,
+        r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
+            faults: {"process-kill": (config: (include_cmdlines: ["^sleep 1000$"]))})"#,
+    )
+    .unwrap();
+    let disk = dir.join("disk.ron");
+    fs::write(
+        &disk,
+        format!(r#"(faults: {{"disk": (plugin: "disk-fill", config: (path: {dir:?}))}})"#),
+    )
+    .unwrap();
+    let run = in_namespace(&format!(
+        r#""$NM" sandbox --config {cfg} --seed 4 -- sh -c 'sleep 1000 & wait $!; echo "victim gone $?"; exit 3'
+echo "code $?"
+"$NM" sandbox --config {disk} -- true
+echo "code $?"
+{PRELUDE}
+"$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 -- sh -c 'sleep 1000 & wait' 2>{d}/term.log & s=$!
+await 'Next fault' {d}/term.log
+kill -TERM $s; wait $s; echo "killed $?"
+n=0; while grep -qx sleep /proc/[0-9]*/comm 2>/dev/null && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
+echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
+        cfg = cfg.display(),
+        disk = disk.display(),
+        d = dir.display()
+    ));
+    let term = fs::read_to_string(dir.join("term.log")).unwrap();
+    assert_eq!(pairs(&run.stdout, "killed"), ["0"], "{term}");
+    assert!(
+        term.contains(" Nightmare Monkey goes to bed (SIGTERM).\n"),
+        "the sandbox's PID killed: the monkey goes to bed as on the host: {term}"
+    );
+    assert!(
+        term.contains(" Sandbox: stopped before the command exited; it ends with the sandbox\n"),
+        "{term}"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "left"),
+        ["0"],
+        "the command ends with it: {term}"
+    );
+    assert_eq!(pairs(&run.stdout, "victim"), ["gone 137"], "{}", run.stderr);
+    assert_eq!(
+        pairs(&run.stdout, "code"),
+        ["3", "2"],
+        "the command's status, then a refusal"
+    );
+    assert!(run.stderr.contains(" Kill: sleep(PID:"), "{}", run.stderr);
+    assert!(run
+        .stderr
+        .contains(" Nightmare Monkey goes to bed (the sandbox's command exited).\n"));
+    assert!(run.stderr.contains(
+        "error: sandbox: fault `disk` (plugin disk-fill) acts outside the PID namespace; only process faults (process-kill, process-pause) run in the sandbox\n"
+    ));
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Practice is kept apart: the sandbox journals into a state directory of its own, even
+/// when its config names a journal, so a real daemon's budget and report never count its
+/// faults. A plugin file's fault runs there only when `--process-plugin` vouches for it
+/// (the sandbox cannot tell what a file does); a built-in that acts outside, never.
+#[test]
+fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
+    let dir = temp_dir("drill-sandbox-apart");
+    let lib = crate::util::built_lib("libcompat_plugin.so");
+    let cfg = dir.join("practice.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
+                journal: {real:?}, plugins: [{lib:?}], faults: {{"roll": (plugin: "old-timer")}})"#,
+            real = dir.join("real.jsonl")
+        ),
+    )
+    .unwrap();
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"export STATE_DIRECTORY={d}/state
+"$NM" sandbox --config {cfg} -- true 2>{d}/refused.log; echo "refused $?"
+"$NM" sandbox --config {cfg} --process-plugin old-timer --process-plugin disk-fill -- true 2>{d}/builtin.log; echo "builtin $?"
+"$NM" sandbox --config {cfg} --process-plugin old-timer -- sh -c 'n=0; until grep -q type.:.outcome {d}/state/sandbox/journal.jsonl 2>/dev/null || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done' 2>{d}/ran.log; echo "ran $?""#,
+        cfg = cfg.display(),
+    ));
+    let log = |name: &str| fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(pairs(&run.stdout, "refused"), ["2"], "{}", run.stderr);
+    assert_eq!(
+        log("refused.log"),
+        "error: sandbox: fault `roll` (plugin old-timer) comes from a plugin file, which the sandbox runs only if it acts on processes alone: say so with --process-plugin old-timer\n"
+    );
+    assert_eq!(pairs(&run.stdout, "builtin"), ["2"]);
+    assert_eq!(
+        log("builtin.log"),
+        "error: sandbox: --process-plugin disk-fill: disk-fill is a built-in that acts outside the PID namespace; only process faults (process-kill, process-pause) and plugin files run in the sandbox\n"
+    );
+    let ran = log("ran.log");
+    assert_eq!(pairs(&run.stdout, "ran"), ["0"], "{ran}");
+    let journal = format!("{d}/state/sandbox/journal.jsonl");
+    assert!(
+        ran.contains(&format!(
+            " Sandbox: its journal is apart from any daemon's (report --journal {journal})\n"
+        )),
+        "{ran}"
+    );
+    assert!(ran.contains(&format!(" Journal: {journal}\n")), "{ran}");
+    assert!(
+        fs::read_to_string(&journal)
+            .unwrap()
+            .contains(r#""fault":"roll""#),
+        "{ran}"
+    );
+    assert!(
+        !dir.join("real.jsonl").exists() && !dir.join("state/journal.jsonl").exists(),
+        "neither the config's journal nor the daemon's default one: {ran}"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// An ordinary user's sandbox loads a plugin file that passes the trust checks: they are
+/// made outside the namespace, as that user (inside, root's files show as owned by
+/// nobody, and every check there refused every file).
+#[test]
+fn an_ordinary_users_sandbox_loads_a_trusted_plugin_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("drill-sandbox-user");
+    let d = dir.display();
+    // The binary where the user may run it (a checkout may sit in root's home).
+    let nm = dir.join("nightmare-monkey");
+    fs::copy(crate::util::bin(), &nm).unwrap();
+    crate::util::trusted_mode(&nm);
+    let state = dir.join("state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+    let lib = crate::util::built_lib("libcompat_plugin.so");
+    let cfg = dir.join("practice.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
+                plugins: [{lib:?}], faults: {{"roll": (plugin: "old-timer")}})"#
+        ),
+    )
+    .unwrap();
+    let run: crate::util::Run = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&nm)
+        .args(["sandbox", "--config", cfg.to_str().unwrap()])
+        .args(["--process-plugin", "old-timer", "--", "sh", "-c"])
+        .arg(format!(
+            "n=0; until grep -q type.:.outcome {d}/state/sandbox/journal.jsonl 2>/dev/null || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done"
+        ))
+        .env("STATE_DIRECTORY", &state)
+        .output()
+        .expect("setpriv runs (util-linux)")
+        .into();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("not trusted"), "{}", run.stderr);
+    let journal = fs::read_to_string(state.join("sandbox/journal.jsonl")).unwrap();
+    assert!(journal.contains(r#""fault":"roll""#), "{journal}");
+    fs::remove_dir_all(dir).unwrap();
+}
