@@ -181,9 +181,9 @@ impl Injector {
     }
 
     /// Waits until the reversible fault `id`, due to be reverted at `due`, is reverted
-    /// (neither active nor being reverted), at most `bound` past `due`; when. Looked at
-    /// often around `due` and after it (the instant is the time to recover's start),
-    /// less often before (a pause or a halt may revert it early).
+    /// (neither active nor being reverted), at most `bound` past `due`; when. The engine
+    /// says when a revert is done (a pause or a halt may revert it before `due`): the
+    /// instant, the time to recover's start, is the one it was done at.
     async fn reverted(
         &self,
         id: &str,
@@ -192,17 +192,19 @@ impl Injector {
     ) -> Option<DateTime<Utc>> {
         let end = due + chrono::TimeDelta::from_std(bound).unwrap_or_default();
         loop {
+            // Listening before looking: a revert done in between still wakes this.
+            let ended = self.engine.revert_ended();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
             let reverting = self.engine.reverting().iter().any(|u| u.id == id);
             if !self.engine.is_active(id) && !reverting {
                 return Some(Utc::now());
             }
-            let now = Utc::now();
-            if now >= end {
-                return None;
+            let left = (end - Utc::now()).to_std().ok().filter(|d| !d.is_zero())?;
+            tokio::select! {
+                () = &mut ended => {}
+                () = tokio::time::sleep(left) => {}
             }
-            let early = (due - now).to_std().unwrap_or_default() > Duration::from_secs(1);
-            let wait = if early { 250 } else { 20 };
-            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 

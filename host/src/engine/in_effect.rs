@@ -4,6 +4,11 @@
 use super::*;
 
 impl Engine {
+    /// Resolves when a revert under way is next done (see [`Reverts::ended`]).
+    pub(crate) fn revert_ended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.reverts.ended()
+    }
+
     /// The monkey goes to bed: every request is refused from now on, and an injection
     /// under way reverts what it leaves active as soon as its plugin answers.
     pub(crate) fn close(&self) {

@@ -48,6 +48,8 @@ pub(crate) struct Reverts {
     under_way: Mutex<BTreeMap<String, UnderWay>>,
     /// Told of every revert done, and of going to bed.
     changed: Condvar,
+    /// Told of every revert done, for async waiters (recovery watching).
+    ended: tokio::sync::Notify,
     closing: AtomicBool,
     /// The active faults (not yet under way), as the engine last said: with the reverts
     /// under way, what `/metrics` counts as in effect.
@@ -82,6 +84,13 @@ impl Reverts {
         all.remove(id);
         self.publish(all.len());
         self.changed.notify_all();
+        self.ended.notify_waiters();
+    }
+
+    /// Resolves when a revert under way is next done; create it before looking at the
+    /// lists (and `enable` it), so a revert done meanwhile is not missed.
+    pub(crate) fn ended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ended.notified()
     }
 
     /// The engine's count of active faults changed.

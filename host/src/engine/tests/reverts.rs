@@ -264,3 +264,27 @@ fn revert_now_reverts_one_active_fault_once_and_leaves_the_others() {
         .collect();
     assert_eq!(asked, std::slice::from_ref(&first.intent.id));
 }
+
+/// A revert done is announced to whoever listened before it (recovery watching waits on
+/// it instead of looking again and again), also when it took more than one try.
+#[test]
+fn a_revert_done_is_announced_to_who_listens() {
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(1);
+    let (engine, _) = engine("announced", true, Guards::default(), &fake);
+    let engine = engine.with_revert_retry(QUICK_RETRY);
+    let id = engine.inject(&ask()).unwrap().intent.id;
+    let mut cx = Context::from_waker(Waker::noop());
+    let ended = engine.revert_ended();
+    let mut ended = std::pin::pin!(ended);
+    ended.as_mut().enable();
+    assert!(
+        ended.as_mut().poll(&mut cx).is_pending(),
+        "nothing done yet"
+    );
+    // The first try fails (the revert stays under way); the second succeeds.
+    let left = engine.revert_all("pause", std::time::Duration::from_secs(30));
+    assert!(left.is_empty() && !engine.is_active(&id), "{left:?}");
+    assert_eq!(ended.as_mut().poll(&mut cx), Poll::Ready(()));
+}
