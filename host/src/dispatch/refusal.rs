@@ -8,7 +8,7 @@ use super::*;
 /// API answers them); a failure (a plugin's error, a timeout, the journal) is logged
 /// once, here, whichever trigger asked.
 pub(crate) fn failure_line(trigger: &str, error: &InjectError) -> Option<String> {
-    (!Refusal::of(error).is_refusal).then(|| format!("{trigger}: {error}"))
+    (!error.is_refusal()).then(|| format!("{trigger}: {error}"))
 }
 
 /// How a client is told that an injection did not happen: the HTTP status, the message
@@ -34,30 +34,25 @@ impl Refusal {
 
     /// The refusal of `error` at `now` (the clock is passed in for tests).
     pub fn at(error: &InjectError, now: DateTime<Utc>) -> Self {
-        let (status, retry_after, is_refusal) = match error {
+        let (status, retry_after) = match error {
             InjectError::Sleeping { opens } => (
                 503,
                 opens.map(|t| ceil_secs((t - now).to_std().unwrap_or_default())),
-                true,
             ),
-            InjectError::OverBudget { retry_after, .. } => {
-                (429, Some(ceil_secs(*retry_after)), true)
-            }
-            InjectError::Paused(_) | InjectError::SteadyState { .. } => (503, None, true),
-            InjectError::Journal { .. } | InjectError::Unrecorded { .. } => (503, None, false),
-            InjectError::UnknownFault(_) => (404, None, false),
-            InjectError::Loading { .. } => (503, Some(1), true),
-            InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => {
-                (503, None, false)
-            }
-            InjectError::Plugin { .. } | InjectError::Crashed { .. } => (502, None, false),
-            InjectError::TimedOut { .. } => (504, None, false),
+            InjectError::OverBudget { retry_after, .. } => (429, Some(ceil_secs(*retry_after))),
+            InjectError::Paused(_) | InjectError::SteadyState { .. } => (503, None),
+            InjectError::Journal { .. } | InjectError::Unrecorded { .. } => (503, None),
+            InjectError::UnknownFault(_) => (404, None),
+            InjectError::Loading { .. } => (503, Some(1)),
+            InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => (503, None),
+            InjectError::Plugin { .. } | InjectError::Crashed { .. } => (502, None),
+            InjectError::TimedOut { .. } => (504, None),
         };
         Self {
             status,
             message: error.to_string(),
             retry_after,
-            is_refusal,
+            is_refusal: error.is_refusal(),
         }
     }
 }

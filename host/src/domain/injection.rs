@@ -194,6 +194,22 @@ pub enum InjectError {
     },
 }
 
+impl InjectError {
+    /// Whether the drill refused the fault on purpose (the window, the kill switch, the
+    /// budget, the steady state, a plugin still loading), as opposed to a failure someone
+    /// should look at. The one classification every trigger and the API use.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            InjectError::Sleeping { .. }
+                | InjectError::OverBudget { .. }
+                | InjectError::Paused(_)
+                | InjectError::SteadyState { .. }
+                | InjectError::Loading { .. }
+        )
+    }
+}
+
 /// Whole seconds, rounded up (at least 1): what `Retry-After` and messages say.
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)

@@ -91,12 +91,8 @@ pub async fn run(
             Err(InjectError::Sleeping { .. }) => {
                 log::line("Nightmare Monkey is sleeping with good dream.")
             }
-            Err(
-                e @ (InjectError::Paused(_)
-                | InjectError::OverBudget { .. }
-                | InjectError::SteadyState { .. }
-                | InjectError::Loading { .. }),
-            ) => log::line(format!("{e}: the timer skips this one")),
+            Err(e) if e.is_refusal() => log::line(format!("{e}: the timer skips this one")),
+            // A failure is logged once, by the injector.
             _ => {}
         }
     }

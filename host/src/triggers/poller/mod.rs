@@ -306,8 +306,14 @@ pub async fn run(
                             save(&config, counter);
                         }
                         Err(why) => {
+                            // A failure was logged by the injector already, as a failure.
+                            let what = if why.is_refusal() {
+                                format!("the fault was refused ({why})")
+                            } else {
+                                "the fault failed (said above)".to_owned()
+                            };
                             refusals.log(format!(
-                                "poller {name}: count {count} reached {} but the fault was refused ({why}); retrying on a later poll",
+                                "poller {name}: count {count} reached {} but {what}; retrying on a later poll",
                                 counter.threshold()
                             ));
                             break;
