@@ -178,7 +178,8 @@ fn a_plugin_file_still_loading_holds_up_neither_recovery_nor_the_api() {
         &dir,
         r#"plugin_timeout: "10m","#,
         r#""freeze": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
-           "stuck": (plugin: "panicky", config: ())"#,
+           "stuck": (plugin: "panicky", config: ()),
+           "lingering": (plugin: "panicky", config: (revert_after_ms: 600000))"#,
     );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
@@ -186,6 +187,7 @@ sleep 1000 & v=$!
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/freeze '{{"desc":"freeze"}}' >/dev/null
+post $p /api/faults/lingering '{{"desc":"linger"}}' >/dev/null
 echo "frozen $(st $v)"
 kill -KILL $d; wait $d
 PANICKY_HANG_ON_LOAD=forever "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
@@ -193,6 +195,7 @@ await Listening {d}/log2; p=$(port {d}/log2)
 echo "recovered $(st $v)"
 echo "stuck $(curl -s -o {d}/stuck -w '%{{http_code}}' -X POST http://127.0.0.1:$p/api/faults/stuck -d '{{"desc":"stuck"}}')"
 curl -s http://127.0.0.1:$p/api/plugins > {d}/plugins
+curl -s http://127.0.0.1:$p/api/status > {d}/status
 echo "paused $(curl -s -o /dev/null -w '%{{http_code}}' -X POST http://127.0.0.1:$p/api/pause)"
 kill -TERM $d; wait $d; echo "code $?"
 kill -KILL $v"#,
@@ -209,7 +212,7 @@ kill -KILL $v"#,
             said("paused"),
             said("code")
         ],
-        [["T"], ["S"], ["503"], ["200"], ["0"]],
+        [["T"], ["S"], ["503"], ["200"], ["1"]],
         "{}\n{}\n{log}",
         run.stdout,
         run.stderr
@@ -232,6 +235,17 @@ kill -KILL $v"#,
     };
     assert!(at("Recovering: ") < at("Listening on"), "{log}");
     assert!(!log.contains("Plugin files loaded"), "{log}");
+    // What the panicky plugin left in effect waits for its file: listed as reverting
+    // meanwhile, and named (exit 1) when the monkey goes to bed without it.
+    let status: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("status")).unwrap()).unwrap();
+    let reverting = status["reverting"].to_string();
+    assert!(reverting.contains("lingering"), "{status}");
+    assert!(
+        log.contains("warning: going to bed without the revert of ")
+            && log.contains(" (lingering)"),
+        "{log}"
+    );
     fs::remove_dir_all(dir).unwrap();
 }
 

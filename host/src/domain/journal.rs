@@ -279,6 +279,15 @@ impl Entry {
         self.revert_state().is_some()
     }
 
+    /// The process it acted on (or its prepared target), if one.
+    pub fn pid(&self) -> Option<u32> {
+        self.outcome
+            .as_ref()
+            .and_then(|o| o.process.as_ref())
+            .or_else(|| self.prepared.as_ref().and_then(|p| p.process.as_ref()))
+            .map(|p| p.pid)
+    }
+
     /// What undoes it, while it is active.
     pub fn revert_state(&self) -> Option<&serde_json::Value> {
         if self.intent.dry_run || self.reverted.as_ref().is_some_and(|r| r.result != "failed") {

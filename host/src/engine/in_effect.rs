@@ -39,6 +39,20 @@ impl Engine {
             .collect()
     }
 
+    /// Lists fault `id` (of `fault`, acting on `pid`), which a crashed run left active, as
+    /// being reverted while its plugin's file still loads: in effect for `status` and the
+    /// metrics, its process chosen by no other fault, named if the monkey goes to bed
+    /// before its revert is done.
+    pub(crate) fn awaiting_plugin(&self, id: &str, fault: &str, pid: Option<u32>) {
+        self.reverts.add(id, fault, pid);
+    }
+
+    /// Takes fault `id` off the list [`Engine::awaiting_plugin`] put it on: its plugin
+    /// cannot revert it (the log says how to, by hand).
+    pub(crate) fn not_awaiting(&self, id: &str) {
+        self.reverts.remove(id);
+    }
+
     /// Waits shorter between the tries of a failed revert (tests).
     #[cfg(test)]
     pub(crate) fn with_revert_retry(mut self, retry: Backoff) -> Self {

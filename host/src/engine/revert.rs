@@ -64,7 +64,7 @@ struct UnderWay {
 }
 
 impl Reverts {
-    fn add(&self, id: &str, fault: &str, pid: Option<u32>) {
+    pub(super) fn add(&self, id: &str, fault: &str, pid: Option<u32>) {
         let mut all = lock(&self.under_way);
         let fault = fault.to_owned();
         all.insert(id.to_owned(), UnderWay { fault, pid });
@@ -79,7 +79,7 @@ impl Reverts {
             .collect()
     }
 
-    fn remove(&self, id: &str) {
+    pub(super) fn remove(&self, id: &str) {
         let mut all = lock(&self.under_way);
         all.remove(id);
         self.publish(all.len());
@@ -174,7 +174,7 @@ impl RevertJob {
     }
 
     /// The same job, known to act on process `pid`: no fault chooses it meanwhile.
-    pub(super) fn acting_on(mut self, pid: Option<u32>) -> Self {
+    pub(crate) fn acting_on(mut self, pid: Option<u32>) -> Self {
         self.pid = pid;
         self.listed()
     }

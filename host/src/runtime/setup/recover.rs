@@ -97,6 +97,7 @@ pub fn recover(
             None => plugins.contains_key(plugin),
         };
         if loading && !ready {
+            engine.awaiting_plugin(&entry.intent.id, name, entry.pid());
             waiting.push(entry);
         } else {
             entries.push(entry);
@@ -129,6 +130,7 @@ fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec
                 Some(Ok(fault)) => Arc::new(fault) as Arc<dyn Fault>,
                 // A plugin whose config has required fields builds no fault from none.
                 Some(Err(e)) => {
+                    engine.not_awaiting(id);
                     log::line(format!(
                         "Recovering {id}: {name} is no longer configured and plugin {} cannot build a fault without a config ({}); configure it again to revert it, or revert it by hand: {state}",
                         entry.intent.plugin, e.message
@@ -136,6 +138,7 @@ fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec
                     continue;
                 }
                 None => {
+                    engine.not_awaiting(id);
                     log::line(format!(
                         "Recovering {id}: plugin {} is not loaded; revert it by hand: {state}",
                         entry.intent.plugin
@@ -144,7 +147,11 @@ fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec
                 }
             },
         };
-        jobs.push(engine.revert_job(fault, id, name, state, "recovery"));
+        jobs.push(
+            engine
+                .revert_job(fault, id, name, state, "recovery")
+                .acting_on(entry.pid()),
+        );
     }
     let wait = engine.plugin_timeout();
     let stopped = || crate::runtime::stop::requested().is_some();
