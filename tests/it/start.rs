@@ -291,3 +291,46 @@ kill -TERM $d; wait $d; echo "code $?""#,
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A stop during a SIGHUP check that waits for a hung plugin file wins at once: the
+/// daemon does not wait out the plugin timeout (a minute here) before going to bed.
+#[test]
+fn sigterm_during_a_sighup_check_that_waits_for_a_plugin_file_stops_at_once() {
+    let dir = temp_dir("start-hup-hung");
+    let plugins = dir.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    trusted_mode(&plugins);
+    let file = plugins.join("libhang.so");
+    fs::copy(built_lib("libpanic_plugin.so"), &file).unwrap();
+    trusted_mode(&file);
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(plugin_dirs: [{plugins:?}], plugin_timeout: "60s", http: (listen: "127.0.0.1:0"), state_dir: {dir:?})"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start_with_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("PANICKY_HANG_ON_LOAD", "forever")],
+    );
+    d.port();
+    d.signal("HUP");
+    d.wait_for(|l| l.starts_with("SIGHUP: Loading plugin ") && l.contains("no answer yet"));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    assert!(
+        d.log
+            .iter()
+            .any(|l| l == "SIGTERM during the SIGHUP check: stopping instead"),
+        "{:?}",
+        d.log
+    );
+    assert!(
+        !d.log.iter().any(|l| l.contains("checks out")),
+        "{:?}",
+        d.log
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -90,7 +90,8 @@ pub(crate) struct PluginInfo {
     pub source: String,
 }
 
-/// A plugin ready to build faults.
+/// A plugin ready to build faults (a clone shares its module: the same worker).
+#[derive(Clone)]
 pub struct Plugin {
     /// What the plugin says about itself.
     pub manifest: Manifest,
@@ -130,6 +131,7 @@ impl Prepared {
 }
 
 /// Where a plugin's code runs.
+#[derive(Clone)]
 enum Module {
     /// In this process: the built-ins, and the plugin file a worker serves.
     Linked(PluginRef),

@@ -116,8 +116,23 @@ pub(super) async fn wait_for_end(
             Event::Hangup => {
                 // This SIGHUP, noted twice (here and by the runtime), is checked once.
                 stop::take_hangup();
-                // A stop that came while the file was checked wins over the restart.
-                if check_again(args).await && stop::requested().is_none() {
+                // A stop that comes while the file is checked (plugin files may take a
+                // plugin timeout to load) wins at once: the check is left to its thread.
+                let check = check_again(args);
+                tokio::pin!(check);
+                let checked = loop {
+                    tokio::select! {
+                        checked = &mut check => break checked,
+                        event = signals.next() => {
+                            if let Event::Stop(why) = event {
+                                log::line(format!("{why} during the SIGHUP check: stopping instead"));
+                                return stop(why);
+                            }
+                            // Another SIGHUP: this check answers for it too.
+                        }
+                    }
+                };
+                if checked && stop::requested().is_none() {
                     return End {
                         signal: "SIGHUP: restarting with the new configuration",
                         ending: Ending::Restart {

@@ -472,10 +472,22 @@ fn finish_loading(loading: Loading, engine: Arc<crate::engine::Engine>) -> event
     let spawned = std::thread::Builder::new()
         .name("plugin-load".to_owned())
         .spawn(move || {
-            let done = loading.later.complete().inspect(|loaded| {
-                setup::recover_rest(&engine, &loaded.plugins, loading.waiting);
-            });
-            let _ = tell.send(done);
+            match loading.later.complete() {
+                // Said first (the plugins listed, their faults ready), then reverted: a
+                // revert that hangs holds up nothing else.
+                Ok(loaded) => {
+                    let plugins: std::collections::BTreeMap<String, crate::plugin::Plugin> = loaded
+                        .plugins
+                        .iter()
+                        .map(|(n, p)| (n.clone(), p.clone()))
+                        .collect();
+                    let _ = tell.send(Ok(loaded));
+                    setup::recover_rest(&engine, &plugins, loading.waiting);
+                }
+                Err(errors) => {
+                    let _ = tell.send(Err(errors));
+                }
+            }
         });
     if let Err(e) = spawned {
         log::line(format!(
