@@ -334,3 +334,50 @@ fn sigterm_during_a_sighup_check_that_waits_for_a_plugin_file_stops_at_once() {
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A start refused for an error of its own (a bad value) lists the plugin files' errors
+/// too, so it waits for them; a stop meanwhile ends that wait at once, naming the files
+/// not waited for, instead of holding the exit for a plugin timeout.
+#[test]
+fn sigterm_while_a_refused_start_waits_for_a_hung_plugin_file_stops_at_once() {
+    let dir = temp_dir("start-refused-hung");
+    let lib = dir.join("libhang.so");
+    fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
+    trusted_mode(&lib);
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(plugins: [{lib:?}], plugin_timeout: "60s", http: (listen: "127.0.0.1:0"), state_dir: {dir:?},
+               faults: {{"freeze": (plugin: "process-pause", config: (duration: "zz"))}})"#
+        ),
+    )
+    .unwrap();
+    // Its own child, by PID; the start is refused before anything is injected.
+    let run: crate::util::Run = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            r#"{PRELUDE}
+PANICKY_HANG_ON_LOAD=forever "{nm}" --config {cfg} 2>{d}/log & m=$!
+await 'Loading plugin .*libhang.so$' {d}/log
+kill -TERM $m; wait $m; echo "code $?""#,
+            nm = crate::util::bin().display(),
+            cfg = cfg.display(),
+            d = dir.display()
+        ))
+        .env("STATE_DIRECTORY", &dir)
+        .output()
+        .unwrap()
+        .into();
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "code"), ["2"], "{}\n{log}", run.stderr);
+    assert!(
+        log.contains("fault `freeze` (process-pause): invalid config"),
+        "{log}"
+    );
+    assert!(
+        log.contains("libhang.so: SIGTERM came before it loaded; not waited for"),
+        "{log}"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -92,6 +92,9 @@ pub struct Loaded {
     pub untrusted: Vec<String>,
 }
 
+/// How often a wait for the plugin files looks for a stop signal.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// Every plugin file's load: those the config names (in its order), then those found in
 /// the plugin directories.
 pub(super) struct Loads {
@@ -190,9 +193,18 @@ impl Loads {
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                None => match self.answers.recv() {
+                // Without a deadline, a stop signal ends the wait: the loads still
+                // running are given up on (their workers end with the daemon).
+                None => match self.answers.recv_timeout(STOP_POLL) {
                     Ok(answer) => answer,
-                    Err(_) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Some(signal) = crate::runtime::stop::requested() {
+                            self.give_up(signal);
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 },
             };
             self.answered[answer.0] = Some(answer.1);
@@ -207,6 +219,18 @@ impl Loads {
             }
         }
         true
+    }
+
+    /// Fails every load still running: `signal` came before it answered.
+    fn give_up(&mut self, signal: &str) {
+        for (path, answer) in self.files.iter().zip(&mut self.answered) {
+            if answer.is_none() {
+                *answer = Some(Err(anyhow::anyhow!(
+                    "cannot load plugin {}: {signal} came before it loaded; not waited for",
+                    path.display()
+                )));
+            }
+        }
     }
 
     /// Whether a file the config names has failed already.
