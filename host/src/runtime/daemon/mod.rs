@@ -151,13 +151,7 @@ fn run_with(
     // From here on a stop waits for the new image's handlers; one that came while the
     // restart went to bed wins: no new start.
     stop::hold();
-    if let Some(signal) = stop::requested() {
-        log::line(format!(
-            "{signal} during the SIGHUP restart: stopping instead"
-        ));
-        return Ok(());
-    }
-    Err(restart(paused, halted))
+    restart(paused, halted)
 }
 
 /// Makes the daemon the subreaper of what its workers and probe commands start, so that

@@ -10,7 +10,9 @@ pub(super) const RESTART_PAUSED: &str = "NIGHTMARE_MONKEY_RESTART_PAUSED";
 /// Runs this very binary again, same PID, same arguments: the new configuration is read
 /// as at any start. `/proc/self/exe`, not a path: a package upgrade may have replaced
 /// the file, and a restart must not switch binaries behind the operator's back.
-pub(super) fn restart(paused: bool, halted: Option<String>) -> anyhow::Error {
+/// `Ok`: a stop signal came first, and the daemon stops instead (one that comes later
+/// waits, blocked in this thread, for the new image's handlers).
+pub(super) fn restart(paused: bool, halted: Option<String>) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
     // The very binary that runs (even if the file was replaced since), under the name it
     // was started with: `ps` shows the command line as it was.
@@ -28,8 +30,16 @@ pub(super) fn restart(paused: bool, halted: Option<String>) -> anyhow::Error {
     };
     // What is queued for the log would be lost with this image.
     log::flush(Duration::from_secs(1));
+    // The last look, as close to the exec as can be: a stop taken by another thread's
+    // handler after it would be lost with this image.
+    if let Some(signal) = crate::runtime::stop::requested() {
+        log::line(format!(
+            "{signal} during the SIGHUP restart: stopping instead"
+        ));
+        return Ok(());
+    }
     let error = command.exec();
-    anyhow::anyhow!("cannot restart after SIGHUP: {error}")
+    Err(anyhow::anyhow!("cannot restart after SIGHUP: {error}"))
 }
 
 /// SIGHUP: the configuration is checked again, and only a configuration that checks out
