@@ -1,5 +1,5 @@
 # One nightmare-monkey per Nomad client: a system job running the binary installed from
-# the .deb (raw_exec sees the node's processes). README: "Fleet drills".
+# the .deb (raw_exec sees the node's processes). Guide: doc/guide/operations.md.
 #   nomad job run deploy/nomad/nightmare-monkey.nomad.hcl
 # The API token comes from Nomad Variables: nomad var put nomad/jobs/nightmare-monkey token=...
 job "nightmare-monkey" {

@@ -1,13 +1,16 @@
-//! The README's examples, run as written, so that they cannot drift from the binary.
+//! The examples of the README and of the guide, run as written, so that they cannot drift
+//! from the binary; and the links between those pages, followed.
 //!
-//! Every ```` ```console ```` block of README.md is a shell session: its `$ ` lines run in
+//! Every ```` ```console ```` block of README.md and of every `doc/guide/*.md` chapter is
+//! a shell session (one indented under a list item would escape the runner, so it is
+//! refused: show such output as ```` ```text ````): its `$ ` lines run in
 //! order, in one fresh namespace of their own (user, PID, mount and network: its own
 //! /proc, loopback, /tmp and /var/lib, so `127.0.0.1:8080`, `/tmp/st` and the default
 //! state directory are the block's alone, and whatever it signals is its own), from a
 //! directory holding the repository's `examples/`, `tests/`, `Cargo.toml` and the built
-//! plugins where the README says they are (`target/release/`, `target/debug/`), with
+//! plugins where the pages say they are (`target/release/`, `target/debug/`), with
 //! `nightmare-monkey` on the PATH. What each command prints (stdout and stderr, as a
-//! terminal shows them) must be what the README shows, line for line, once what changes
+//! terminal shows them) must be what the page shows, line for line, once what changes
 //! from run to run is masked: log timestamps, instants with fractions of a second,
 //! start times. A `...` line stands for any number of lines. A command whose shown output
 //! has an `error:` line must fail; any other must succeed.
@@ -34,6 +37,10 @@
 //! ```
 //!
 //! The help texts' examples are checked too, by a unit test of `cli.rs`: each one parses.
+//!
+//! Every relative link of those pages and of the other top-level Markdown files resolves:
+//! to a file of the repository, and an `#anchor` to a heading of the page it names (as
+//! GitHub makes anchors), so moving a section cannot leave a link behind.
 
 use std::{
     path::{Path, PathBuf},
@@ -45,10 +52,12 @@ use regex::Regex;
 
 use crate::util;
 
-/// One console block of the README.
+/// One console block of the README or the guide.
 #[derive(Debug)]
 struct Block {
-    /// Its first line in README.md (1-based), to name it.
+    /// The page it is on, from the repository's root (`README.md`, `doc/guide/api.md`).
+    file: String,
+    /// Its first line on that page (1-based), to name it.
     line: usize,
     /// What runs before its commands, in order.
     steps: Vec<Step>,
@@ -71,21 +80,43 @@ enum Step {
     Daemon(String),
 }
 
-/// A `$ ` line and the output the README shows under it.
+/// A `$ ` line and the output the page shows under it.
 #[derive(Debug)]
 struct Shown {
     command: String,
     output: Vec<String>,
 }
 
-/// What the README's blocks are read from.
-fn readme() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    std::fs::read_to_string(path).expect("README.md is readable")
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The console blocks of `text`, with the directives of the comment above each.
-fn blocks(text: &str) -> Vec<Block> {
+/// The guide's chapters, from the repository's root, in name order.
+fn guide() -> Vec<String> {
+    let mut chapters: Vec<String> = std::fs::read_dir(repo().join("doc/guide"))
+        .expect("doc/guide is readable")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("doc/guide/{name}"))
+        .collect();
+    chapters.sort();
+    chapters
+}
+
+/// The pages whose console blocks run: README.md, then the guide's chapters.
+fn pages() -> Vec<String> {
+    let mut pages = vec!["README.md".to_owned()];
+    pages.extend(guide());
+    pages
+}
+
+fn read(page: &str) -> String {
+    std::fs::read_to_string(repo().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"))
+}
+
+/// The console blocks of `text` (the page `file`), with the directives of the comment
+/// above each.
+fn blocks(file: &str, text: &str) -> Vec<Block> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     let mut pending: Option<Block> = None;
@@ -93,15 +124,20 @@ fn blocks(text: &str) -> Vec<Block> {
     while i < lines.len() {
         let line = lines[i];
         if line.trim_start().starts_with("<!-- readme-test") {
-            let mut block = empty_block(i + 1);
+            let mut block = empty_block(file, i + 1);
             i += 1;
             while i < lines.len() && !lines[i].trim_start().starts_with("-->") {
                 directive(&mut block, lines[i].trim(), i + 1);
                 i += 1;
             }
             pending = Some(block);
+        } else if line.trim_start().starts_with("```console") && !line.starts_with("```") {
+            panic!(
+                "{file}:{}: an indented ```console block is not run: unindent it, or show its output as ```text",
+                i + 1
+            );
         } else if line.starts_with("```console") {
-            let mut block = pending.take().unwrap_or_else(|| empty_block(i + 1));
+            let mut block = pending.take().unwrap_or_else(|| empty_block(file, i + 1));
             block.line = i + 1;
             i += 1;
             while i < lines.len() && !lines[i].starts_with("```") {
@@ -113,9 +149,7 @@ fn blocks(text: &str) -> Vec<Block> {
                     None => block
                         .commands
                         .last_mut()
-                        .unwrap_or_else(|| {
-                            panic!("README.md:{}: output before any `$ ` line", i + 1)
-                        })
+                        .unwrap_or_else(|| panic!("{file}:{}: output before any `$ ` line", i + 1))
                         .output
                         .push(lines[i].to_owned()),
                 }
@@ -124,7 +158,7 @@ fn blocks(text: &str) -> Vec<Block> {
             out.push(block);
         } else if !line.trim().is_empty() && pending.is_some() {
             panic!(
-                "README.md:{}: a readme-test comment must sit just above a ```console block",
+                "{file}:{}: a readme-test comment must sit just above a ```console block",
                 i + 1
             );
         }
@@ -133,8 +167,9 @@ fn blocks(text: &str) -> Vec<Block> {
     out
 }
 
-fn empty_block(line: usize) -> Block {
+fn empty_block(file: &str, line: usize) -> Block {
     Block {
+        file: file.to_owned(),
         line,
         steps: Vec::new(),
         until: None,
@@ -151,9 +186,10 @@ fn directive(block: &mut Block, line: &str, at: usize) {
     if line.is_empty() {
         return;
     }
+    let file = block.file.clone();
     let (key, value) = line
         .split_once(": ")
-        .unwrap_or_else(|| panic!("README.md:{at}: expected `key: value`, got {line:?}"));
+        .unwrap_or_else(|| panic!("{file}:{at}: expected `key: value`, got {line:?}"));
     match key {
         "setup" => block.steps.push(Step::Setup(value.to_owned())),
         "daemon" => block.steps.push(Step::Daemon(value.to_owned())),
@@ -161,17 +197,17 @@ fn directive(block: &mut Block, line: &str, at: usize) {
             let (n, text) = value
                 .split_once(' ')
                 .and_then(|(n, text)| Some((n.parse().ok()?, text.to_owned())))
-                .unwrap_or_else(|| panic!("README.md:{at}: expected `until: N TEXT`"));
+                .unwrap_or_else(|| panic!("{file}:{at}: expected `until: N TEXT`"));
             block.until = Some((n, text));
         }
         "meanwhile" => block.meanwhile.push(value.to_owned()),
         "meanwhile-after" => block.meanwhile_after = value.to_owned(),
         "redact" => block
             .redact
-            .push(Regex::new(value).unwrap_or_else(|e| panic!("README.md:{at}: bad redact: {e}"))),
+            .push(Regex::new(value).unwrap_or_else(|e| panic!("{file}:{at}: bad redact: {e}"))),
         "skip" => block.skip = Some(value.to_owned()),
         _ => {
-            panic!("README.md:{at}: unknown directive `{key}` (setup, daemon, until, meanwhile, meanwhile-after, redact, skip)")
+            panic!("{file}:{at}: unknown directive `{key}` (setup, daemon, until, meanwhile, meanwhile-after, redact, skip)")
         }
     }
 }
@@ -218,7 +254,7 @@ fn matches(shown: &[String], actual: &[String]) -> bool {
 }
 
 /// The directory every block's working directory links to: the binary, the examples,
-/// the test configs, and the plugins where the README says they are. Made once.
+/// the test configs, and the plugins where the pages say they are. Made once.
 fn prepared() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -232,7 +268,7 @@ fn prepared() -> PathBuf {
             &dir.join("tests/it/invalid_configs"),
             &[],
         );
-        // The report's mixed journal, which the README draws.
+        // The report's mixed journal, which the guide draws.
         copy_tree(
             &repo.join("tests/it/report"),
             &dir.join("tests/it/report"),
@@ -422,7 +458,7 @@ const SETTLED: &str = r#"for ((i = 0; i < 200; i++)); do
 done
 "#;
 
-/// Runs `block`; `Err` says how it differs from the README.
+/// Runs `block`; `Err` says how it differs from its page.
 fn run(block: &Block) -> Result<(), String> {
     let out = Command::new("timeout")
         .args([
@@ -447,7 +483,7 @@ fn run(block: &Block) -> Result<(), String> {
         .expect("timeout and unshare run (coreutils, util-linux)");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let name = format!("README.md:{}", block.line);
+    let name = format!("{}:{}", block.file, block.line);
     if let Some(at) = text
         .find("\n@@@FAIL ")
         .or(text.starts_with("@@@FAIL ").then_some(0))
@@ -495,7 +531,7 @@ fn run(block: &Block) -> Result<(), String> {
         let code_differs = block.until.is_none() && should_fail != (code != 0);
         if !matches(&expected, &actual) || code_differs {
             failures.push(format!(
-                "{name}: $ {}\n--- the README shows{}:\n{}\n--- it printed (exit {code}):\n{}",
+                "{name}: $ {}\n--- the page shows{}:\n{}\n--- it printed (exit {code}):\n{}",
                 shown.command,
                 if should_fail { " (a failure)" } else { "" },
                 expected.join("\n"),
@@ -511,12 +547,37 @@ fn run(block: &Block) -> Result<(), String> {
 }
 
 #[test]
-fn the_readme_console_examples_print_what_the_readme_shows() {
-    let all = blocks(&readme());
-    assert!(all.len() >= 20, "only {} console blocks found", all.len());
+fn the_readme_and_guide_console_examples_print_what_they_show() {
+    let all: Vec<Block> = pages()
+        .iter()
+        .flat_map(|page| blocks(page, &read(page)))
+        .collect();
+    // The README's tour and the guide's chapters: a page that lost its blocks (a file
+    // renamed, a fence mistyped) must not pass by running nothing.
+    let on = |page: &str| all.iter().filter(|b| b.file == page).count();
+    assert!(
+        on("README.md") >= 5,
+        "only {} console blocks in README.md",
+        on("README.md")
+    );
+    for page in [
+        "api",
+        "configuration",
+        "daemon",
+        "drills",
+        "faults",
+        "fleet",
+        "operations",
+        "plugins",
+        "safety",
+    ] {
+        let page = format!("doc/guide/{page}.md");
+        assert!(on(&page) >= 1, "no console block in {page}");
+    }
+    assert!(all.len() >= 39, "only {} console blocks found", all.len());
     let skipped: Vec<String> = all
         .iter()
-        .filter_map(|b| Some(format!("README.md:{}: {}", b.line, b.skip.as_ref()?)))
+        .filter_map(|b| Some(format!("{}:{}: {}", b.file, b.line, b.skip.as_ref()?)))
         .collect();
     // Skipping is for what needs the world (the network); each skip says why.
     assert!(skipped.len() <= 2, "too many skipped blocks: {skipped:#?}");
@@ -537,7 +598,7 @@ fn the_readme_console_examples_print_what_the_readme_shows() {
     let failures = failures.into_inner().unwrap();
     assert!(
         failures.is_empty(),
-        "{} README example(s) differ from the binary:\n\n{}",
+        "{} example(s) of the README and the guide differ from the binary:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
@@ -561,6 +622,7 @@ fn the_readme_matcher_takes_ellipses_and_masks_and_nothing_else() {
         &lines("2026/11/25 17:16:32 Seed: 8")
     ));
     let block = blocks(
+        "test.md",
         "<!-- readme-test\nsetup: touch x\nuntil: 2 Next:\nredact: PID:\\d+\n-->\n```console\n$ a\nout\n$ b\n```\n",
     );
     assert_eq!(block.len(), 1);
@@ -569,4 +631,142 @@ fn the_readme_matcher_takes_ellipses_and_masks_and_nothing_else() {
     assert_eq!(block[0].commands.len(), 2);
     assert_eq!(block[0].commands[0].output, ["out"]);
     assert_eq!(mask("sleep(PID:12)", &block[0].redact), "sleep([..])");
+}
+
+#[test]
+fn an_indented_console_block_is_refused_rather_than_skipped() {
+    let refused =
+        std::panic::catch_unwind(|| blocks("test.md", "- a list\n\n  ```console\n  $ a\n  ```\n"));
+    let message = *refused.unwrap_err().downcast::<String>().unwrap();
+    assert_eq!(
+        message,
+        "test.md:3: an indented ```console block is not run: unindent it, or show its output as ```text"
+    );
+}
+
+/// The anchors GitHub gives the headings of a Markdown page: lower case, punctuation
+/// dropped but for `-` and `_`, spaces made `-`, a repeated one suffixed `-1`, `-2`...
+fn anchors(text: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        }
+        let Some(heading) = line.strip_prefix('#') else {
+            continue;
+        };
+        let heading = heading.trim_start_matches('#');
+        if fenced || !heading.starts_with(' ') {
+            continue;
+        }
+        let slug: String = heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let n = seen
+            .iter()
+            .filter(|s| {
+                **s == slug
+                    || s.strip_prefix(&format!("{slug}-"))
+                        .is_some_and(|k| k.parse::<u32>().is_ok())
+            })
+            .count();
+        seen.push(if n == 0 { slug } else { format!("{slug}-{n}") });
+    }
+    seen
+}
+
+/// The relative links of a Markdown page outside code blocks, with their line.
+fn links(text: &str) -> Vec<(usize, String)> {
+    let link = Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        for c in link.captures_iter(line) {
+            let target = &c[1];
+            if !target.contains("://") && !target.starts_with("mailto:") {
+                out.push((i + 1, target.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_link_of_the_readme_and_the_guide_resolves_and_the_index_lists_every_chapter() {
+    let mut checked = pages();
+    checked.extend(
+        [
+            "ARCHITECTURE.md",
+            "BENCHMARKS.md",
+            "PLUGINS.md",
+            "SECURITY.md",
+        ]
+        .map(String::from),
+    );
+    let mut broken = Vec::new();
+    for page in &checked {
+        let text = read(page);
+        let dir = Path::new(page).parent().unwrap();
+        for (line, target) in links(&text) {
+            let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let file = if path.is_empty() {
+                PathBuf::from(page)
+            } else {
+                dir.join(path)
+            };
+            let Ok(full) = repo().join(&file).canonicalize() else {
+                broken.push(format!(
+                    "{page}:{line}: {target}: no file {}",
+                    file.display()
+                ));
+                continue;
+            };
+            if anchor.is_empty() || full.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let target_text = std::fs::read_to_string(&full).unwrap();
+            if !anchors(&target_text).iter().any(|a| a == anchor) {
+                broken.push(format!(
+                    "{page}:{line}: {target}: no heading #{anchor} there"
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+
+    let index = read("doc/guide/README.md");
+    let listed: Vec<String> = links(&index).into_iter().map(|(_, t)| t).collect();
+    for chapter in guide() {
+        let name = chapter.trim_start_matches("doc/guide/");
+        assert!(
+            name == "README.md" || listed.iter().any(|t| t == name),
+            "doc/guide/README.md does not list {chapter}"
+        );
+    }
+}
+
+#[test]
+fn anchors_are_made_as_github_makes_them() {
+    assert_eq!(
+        anchors("# The dashboard: `GET /`\n## Did we cope? Probes, acks and the report\n```\n# not a heading\n```\n## Versions 1.0, 1.1 and what a host loads\n## Logs\n## Logs\n"),
+        [
+            "the-dashboard-get-",
+            "did-we-cope-probes-acks-and-the-report",
+            "versions-10-11-and-what-a-host-loads",
+            "logs",
+            "logs-1",
+        ]
+    );
 }
