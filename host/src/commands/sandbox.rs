@@ -44,6 +44,9 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
         bail!("cannot find the sandbox subcommand in the command line");
     };
     argv[at] = OsString::from("__sandbox-init");
+    if let Some(dir) = &args.daemon.state_dir {
+        apart_from_daemons(dir)?;
+    }
     if args.daemon.state_dir.is_none() {
         let dir = std::path::absolute(default_state_dir())
             .context("cannot find the sandbox's state directory")?;
@@ -98,6 +101,33 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
         Some(code) => std::process::exit(code),
         None => bail!("the sandbox was killed by a signal"),
     }
+}
+
+/// Refuses a `--state-dir` that is a daemon's (this user's default one, or root's): its
+/// journal would mix practice into real drills.
+fn apart_from_daemons(dir: &std::path::Path) -> anyhow::Result<()> {
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        let resolve = |p: &std::path::Path| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.to_owned())
+        };
+        resolve(a) == resolve(b)
+    };
+    let daemons = [
+        state::default_dir(),
+        PathBuf::from("/var/lib/nightmare-monkey"),
+    ];
+    if let Some(daemon) = daemons.iter().find(|d| same(dir, d)) {
+        return Err(UsageError(anyhow!(
+            "sandbox: --state-dir {}: that is a daemon's state directory ({}); practice keeps apart from real drills: give another, or leave it out for {}",
+            dir.display(),
+            daemon.display(),
+            default_state_dir().display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Where `sandbox` tells its init which plugin files passed the trust checks outside.
@@ -177,6 +207,21 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
     config.journal = state_dir.join("journal.jsonl");
     config.pause_file = state_dir.join("paused");
     process_faults_only(&config, &args.process_plugins)?;
+    // A poller's own state file and the notifiers are a real daemon's too: its pollers
+    // keep their count here, and practice tells no one.
+    for poller in &mut config.pollers {
+        let name = poller.state_file.file_name().map(PathBuf::from);
+        poller.state_file = state_dir.join(name.unwrap_or_else(|| "poller.json".into()));
+    }
+    if !config.notifiers.is_empty() {
+        log::line(format!(
+            "Sandbox: the {} configured notifier{} stay{} quiet: practice tells no one",
+            config.notifiers.len(),
+            if config.notifiers.len() == 1 { "" } else { "s" },
+            if config.notifiers.len() == 1 { "s" } else { "" }
+        ));
+        config.notifiers.clear();
+    }
     let (program, rest) = args
         .command
         .split_first()
@@ -261,6 +306,17 @@ fn process_faults_only(config: &config::Config, vouched: &[String]) -> anyhow::R
         return Err(UsageError(anyhow!(
             "sandbox: --process-plugin {name}: {name} is a built-in that acts outside the PID namespace; only process faults ({}) and plugin files run in the sandbox",
             PROCESS_FAULTS.join(", ")
+        ))
+        .into());
+    }
+    if let Some(name) = vouched
+        .iter()
+        .find(|n| !builtins.contains(n) && !config.faults.iter().any(|f| &f.plugin == *n))
+    {
+        let used: Vec<&str> = config.faults.iter().map(|f| f.plugin.as_str()).collect();
+        return Err(UsageError(anyhow!(
+            "sandbox: --process-plugin {name}: no configured fault uses a plugin of that name (the faults use: {})",
+            used.join(", ")
         ))
         .into());
     }

@@ -81,7 +81,8 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
         &cfg,
         format!(
             r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
-                journal: {real:?}, plugins: [{lib:?}], faults: {{"roll": (plugin: "old-timer")}})"#,
+                journal: {real:?}, plugins: [{lib:?}], faults: {{"roll": (plugin: "old-timer")}},
+                notifiers: {{"chat": Json(url: "http://127.0.0.1:9/", retries: 0)}})"#,
             real = dir.join("real.jsonl")
         ),
     )
@@ -91,6 +92,8 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
         r#"export STATE_DIRECTORY={d}/state
 "$NM" sandbox --config {cfg} -- true 2>{d}/refused.log; echo "refused $?"
 "$NM" sandbox --config {cfg} --process-plugin old-timer --process-plugin disk-fill -- true 2>{d}/builtin.log; echo "builtin $?"
+"$NM" sandbox --config {cfg} --process-plugin nosuch -- true 2>{d}/unknown.log; echo "unknown $?"
+"$NM" sandbox --config {cfg} --process-plugin old-timer --state-dir {d}/state -- true 2>{d}/daemons.log; echo "daemons $?"
 "$NM" sandbox --config {cfg} --process-plugin old-timer -- sh -c 'n=0; until grep -q type.:.outcome {d}/state/sandbox/journal.jsonl 2>/dev/null || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done' 2>{d}/ran.log; echo "ran $?""#,
         cfg = cfg.display(),
     ));
@@ -105,7 +108,24 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
         log("builtin.log"),
         "error: sandbox: --process-plugin disk-fill: disk-fill is a built-in that acts outside the PID namespace; only process faults (process-kill, process-pause) and plugin files run in the sandbox\n"
     );
+    assert_eq!(pairs(&run.stdout, "unknown"), ["2"]);
+    assert_eq!(
+        log("unknown.log"),
+        "error: sandbox: --process-plugin nosuch: no configured fault uses a plugin of that name (the faults use: old-timer)\n"
+    );
+    assert_eq!(pairs(&run.stdout, "daemons"), ["2"]);
+    assert!(
+        log("daemons.log").starts_with(&format!(
+            "error: sandbox: --state-dir {d}/state: that is a daemon's state directory"
+        )),
+        "{}",
+        log("daemons.log")
+    );
     let ran = log("ran.log");
+    assert!(
+        ran.contains(" Sandbox: the 1 configured notifier stays quiet: practice tells no one\n"),
+        "{ran}"
+    );
     assert_eq!(pairs(&run.stdout, "ran"), ["0"], "{ran}");
     let journal = format!("{d}/state/sandbox/journal.jsonl");
     assert!(
