@@ -300,7 +300,13 @@ struct Frame {
 fn item_at(text: &str, at: usize) -> Option<Item> {
     let mut frames: Vec<Frame> = Vec::new();
     let mut found = None;
+    let mut atom_at = None;
     for (pos, token) in tokens(text, 0) {
+        // An error inside an atom (RON points into `-1` at the number): that atom's.
+        if pos > at && atom_at.is_some_and(|a| a < at) {
+            found = Some(Token::Atom);
+            break;
+        }
         if let (Some(top), Token::Open(_) | Token::Atom) = (frames.last_mut(), token) {
             top.entry.get_or_insert(pos);
         }
@@ -308,6 +314,7 @@ fn item_at(text: &str, at: usize) -> Option<Item> {
             found = Some(token);
             break;
         }
+        atom_at = (token == Token::Atom).then_some(pos);
         match token {
             Token::Open(bracket) => frames.push(Frame {
                 bracket,
@@ -411,6 +418,20 @@ mod tests {
                 "\"q\": Qiita(period: \"1h\")".into(),
                 "pollers.\"q\"".into()
             ))
+        );
+    }
+
+    /// RON points into a number it cannot take (after the `-` of `-1`): the error is
+    /// that number's setting, also at the last entry of a struct, never the parent's
+    /// (which would hide the parent's other errors).
+    #[test]
+    fn an_error_inside_the_last_number_of_a_struct_is_that_settings() {
+        let text = r#"(budget: (min_gap: "zz", per_hour: -1))"#;
+        let at = text.find("-1").unwrap() + 1;
+        let item = item_at(text, at).unwrap();
+        assert_eq!(
+            (&text[item.range.clone()], item.path.as_str()),
+            ("per_hour: -1", "budget.per_hour")
         );
     }
 
