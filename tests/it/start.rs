@@ -243,7 +243,7 @@ kill -KILL $v"#,
     assert!(reverting.contains("lingering"), "{status}");
     assert!(
         log.contains("warning: going to bed without the revert of ")
-            && log.contains(" (lingering)"),
+            && log.contains(" (lingering), which waits for its plugin file to load"),
         "{log}"
     );
     fs::remove_dir_all(dir).unwrap();

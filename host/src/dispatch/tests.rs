@@ -132,7 +132,8 @@ fn the_kill_switch_never_waits_behind_plugins() {
             switched.reverting,
             [Unfinished {
                 id: active.intent.id.clone(),
-                fault: "stuck".into()
+                fault: "stuck".into(),
+                why: None,
             }]
         );
         fake::open(&stuck_revert);
@@ -198,7 +199,8 @@ async fn what_the_switch_could_not_see_is_reverted_and_closing_names_what_hangs(
         unfinished,
         [Unfinished {
             id: active.intent.id,
-            fault: "stuck".into()
+            fault: "stuck".into(),
+            why: None,
         }]
     );
     assert!(matches!(

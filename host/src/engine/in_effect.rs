@@ -45,6 +45,10 @@ impl Engine {
     /// before its revert is done.
     pub(crate) fn awaiting_plugin(&self, id: &str, fault: &str, pid: Option<u32>) {
         self.reverts.add(id, fault, pid);
+        self.reverts.note(
+            id,
+            Some("which waits for its plugin file to load".to_owned()),
+        );
     }
 
     /// Takes fault `id` off the list [`Engine::awaiting_plugin`] put it on: its plugin
@@ -94,6 +98,7 @@ impl Engine {
             .map(|(id, a)| Unfinished {
                 id: id.clone(),
                 fault: a.fault.clone(),
+                why: None,
             })
             .collect()
     }

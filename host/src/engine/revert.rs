@@ -56,18 +56,27 @@ pub(crate) struct Reverts {
     active: AtomicUsize,
 }
 
-/// A revert under way: its fault's name and the process it acts on.
+/// A revert under way: its fault's name, the process it acts on, and what it waits for
+/// when it is not its plugin's answer.
 #[derive(Debug, Clone)]
 struct UnderWay {
     fault: String,
     pid: Option<u32>,
+    why: Option<String>,
 }
 
 impl Reverts {
     pub(super) fn add(&self, id: &str, fault: &str, pid: Option<u32>) {
         let mut all = lock(&self.under_way);
         let fault = fault.to_owned();
-        all.insert(id.to_owned(), UnderWay { fault, pid });
+        all.insert(
+            id.to_owned(),
+            UnderWay {
+                fault,
+                pid,
+                why: None,
+            },
+        );
         self.publish(all.len());
     }
 
@@ -93,6 +102,20 @@ impl Reverts {
         self.ended.notified()
     }
 
+    /// Says what revert `id` waits for (its plugin's file, a try after a failure), for
+    /// whoever names it unfinished.
+    /// `None`: its plugin has the call.
+    pub(super) fn note(&self, id: &str, why: Option<String>) {
+        if let Some(under_way) = lock(&self.under_way).get_mut(id) {
+            under_way.why = why;
+        }
+    }
+
+    /// What revert `id` waits for, if it was said.
+    fn why(&self, id: &str) -> Option<String> {
+        lock(&self.under_way).get(id).and_then(|u| u.why.clone())
+    }
+
     /// The engine's count of active faults changed.
     pub(crate) fn set_active(&self, active: usize) {
         self.active.store(active, Ordering::SeqCst);
@@ -110,6 +133,7 @@ impl Reverts {
             .map(|(id, under_way)| Unfinished {
                 id: id.clone(),
                 fault: under_way.fault.clone(),
+                why: under_way.why.clone(),
             })
             .collect()
     }
@@ -182,12 +206,26 @@ impl RevertJob {
 
 /// A revert that had not answered when its waiter stopped waiting: it may still be in
 /// effect, and the journal still lists it as active, so the next start tries again.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Unfinished {
     /// The fault's journal id.
     pub id: String,
     /// The configured fault's name.
     pub fault: String,
+    /// What it waits for, when not its plugin's answer (`which failed (...) and waits to
+    /// try again`, `which waits for its plugin file to load`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl Unfinished {
+    /// How it is named when given up on: what it waits for, by default its plugin's
+    /// answer.
+    pub(crate) fn waiting_for(&self) -> &str {
+        self.why
+            .as_deref()
+            .unwrap_or("whose plugin has not answered")
+    }
 }
 
 impl Drop for RevertJob {
@@ -216,6 +254,7 @@ impl RevertJob {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.reverts.note(&self.id, None);
             let error = match self.fault.revert(&self.state) {
                 Ok(outcome) => {
                     let record = self.record(&outcome.result, &outcome.summary);
@@ -251,6 +290,10 @@ impl RevertJob {
                 return failed;
             }
             if self.reverts.closing.load(Ordering::SeqCst) && attempt > 1 {
+                self.reverts.note(
+                    &self.id,
+                    Some(format!("which failed ({error}) at its last try")),
+                );
                 log::line(format!(
                     "Revert ({}): failed again: {error}; going to bed with {} ({}) still in effect",
                     self.reason, self.id, self.fault_name
@@ -270,6 +313,10 @@ impl RevertJob {
                 self.reason,
                 humantime::format_duration(wait)
             ));
+            self.reverts.note(
+                &self.id,
+                Some(format!("which failed ({error}) and waits to try again")),
+            );
             self.reverts.nap(wait);
         }
     }
@@ -328,11 +375,14 @@ pub(crate) fn run_all_unless(
     let deadline = Instant::now().checked_add(wait);
     let (done, finished) = mpsc::channel::<String>();
     let mut running: Vec<Unfinished> = Vec::new();
+    let mut reverts: Option<Arc<Reverts>> = None;
     for job in jobs {
         let unfinished = Unfinished {
             id: job.id.clone(),
             fault: job.fault_name.clone(),
+            why: None,
         };
+        reverts.get_or_insert_with(|| job.reverts.clone());
         let done = done.clone();
         let id = job.id.clone();
         // Shared with the thread, so that a thread that cannot start leaves it here.
@@ -376,6 +426,11 @@ pub(crate) fn run_all_unless(
             Ok(id) => running.retain(|r| r.id != id),
             Err(mpsc::RecvTimeoutError::Timeout) if left > Some(slice) || left.is_none() => {}
             Err(_) => break,
+        }
+    }
+    if let Some(reverts) = reverts {
+        for left in &mut running {
+            left.why = reverts.why(&left.id);
         }
     }
     running

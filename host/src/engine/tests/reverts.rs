@@ -119,12 +119,19 @@ fn going_to_bed_gives_a_failing_revert_one_last_try_then_names_it() {
     engine.close();
     let still = engine.settle(std::time::Duration::from_millis(300));
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(still.len(), 1, "{still:?}");
     assert_eq!(
-        still,
-        [Unfinished {
-            id: injection.intent.id,
-            fault: "fake".into()
-        }]
+        (still[0].id.as_str(), still[0].fault.as_str()),
+        (injection.intent.id.as_str(), "fake")
+    );
+    // Named for what became of it: its plugin answered, with a failure (at its last
+    // try, or the one before if the machine is slow to run the last).
+    let named = still[0].waiting_for();
+    assert!(
+        named.starts_with("which failed (")
+            && (named.ends_with(") at its last try")
+                || named.ends_with(") and waits to try again")),
+        "{still:?}"
     );
     let tries = usize::MAX - fake.revert_failures_left();
     assert_eq!(tries, 2, "the first try and one last one at bedtime");
@@ -231,7 +238,8 @@ fn a_revert_that_failed_in_line_stays_listed() {
         engine.reverting(),
         [Unfinished {
             id: injection.intent.id,
-            fault: "fake".into()
+            fault: "fake".into(),
+            why: None,
         }]
     );
 }

@@ -497,12 +497,11 @@ fn abandoned(in_flight: &[(String, String)], unfinished: &[Unfinished]) -> anyho
     let abandoned: Vec<String> = in_flight
         .iter()
         .map(|(id, fault)| format!("the injection {id} ({fault}), whose plugin has not answered"))
-        .chain(unfinished.iter().map(|u| {
-            format!(
-                "the revert of {} ({}), whose plugin has not answered",
-                u.id, u.fault
-            )
-        }))
+        .chain(
+            unfinished
+                .iter()
+                .map(|u| format!("the revert of {} ({}), {}", u.id, u.fault, u.waiting_for())),
+        )
         .collect();
     for what in &abandoned {
         log::line(format!("warning: going to bed without {what}"));

@@ -156,9 +156,10 @@ fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec
     let wait = engine.plugin_timeout();
     let stopped = || crate::runtime::stop::requested().is_some();
     for left in run_all_unless(jobs, wait, &stopped) {
-        let why = match crate::runtime::stop::requested() {
-            Some(signal) => format!("{signal} came before its plugin answered"),
-            None => format!(
+        let why = match (crate::runtime::stop::requested(), &left.why) {
+            (Some(signal), Some(waits)) => format!("{signal} came while its revert, {waits}"),
+            (Some(signal), None) => format!("{signal} came before its plugin answered"),
+            (None, _) => format!(
                 "the plugin of {} did not answer within {}",
                 left.fault,
                 humantime::format_duration(wait)
