@@ -16,6 +16,9 @@ use crate::{
     Args,
 };
 
+/// A figure's name, and how it is read off a round.
+type Figure = (&'static str, fn(&Round) -> f64);
+
 /// One build's figures in one round.
 #[derive(Debug, Default, Clone, Copy)]
 struct Round {
@@ -63,7 +66,7 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
         args.runs
     );
     println!("| figure | this | other | this / other |\n|---|---|---|---|");
-    let figures: [(&str, fn(&Round) -> f64); 5] = [
+    let figures: [Figure; 5] = [
         ("dry-run POST /api/kill, req/s", |r| r.kill),
         ("GET /healthz, req/s", |r| r.health),
         ("/api/kill as a share of /healthz", |r| r.kill / r.health),
