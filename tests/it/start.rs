@@ -381,3 +381,39 @@ kill -TERM $m; wait $m; echo "code $?""#,
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A plugin file that loads at once is not held up by one that hangs: its faults answer
+/// while the other file still loads, and what a crash left of it is reverted then.
+#[test]
+fn a_fast_plugin_file_is_not_held_up_by_a_slow_one() {
+    let dir = temp_dir("start-fast-slow");
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
+               state_dir: {dir:?}, plugin_timeout: "10m",
+               plugins: [{fast:?}, {slow:?}],
+               faults: {{"roll": (plugin: "old-timer"), "stuck": (plugin: "panicky", config: ())}})"#,
+            fast = built_lib("libcompat_plugin.so"),
+            slow = built_lib("libpanic_plugin.so"),
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start_with_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("PANICKY_HANG_ON_LOAD", "forever")],
+    );
+    let port = d.port();
+    // The fast file's faults are built as it answers, and said ready.
+    d.wait_for(|l| {
+        l.starts_with("Loaded plugin old-timer from ") && l.ends_with(": its faults are ready")
+    });
+    let roll = crate::util::http(port, "POST", "/api/faults/roll", &[], br#"{"desc":"r"}"#);
+    assert_eq!(roll.status, 200, "{}", roll.body);
+    let stuck = crate::util::http(port, "POST", "/api/faults/stuck", &[], br#"{"desc":"s"}"#);
+    assert_eq!(stuck.status, 503, "{}", stuck.body);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    fs::remove_dir_all(dir).unwrap();
+}

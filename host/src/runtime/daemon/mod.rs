@@ -466,17 +466,38 @@ fn finish_loading(loading: Loading, engine: Arc<crate::engine::Engine>) -> event
     let spawned = std::thread::Builder::new()
         .name("plugin-load".to_owned())
         .spawn(move || {
-            match loading.later.complete() {
-                // Said first (the plugins listed, their faults ready), then reverted: a
-                // revert that hangs holds up nothing else.
+            let Loading {
+                mut later,
+                mut waiting,
+            } = loading;
+            // Each file as it answers: its faults ready, what a crash left of it reverted
+            // (on a thread of its own: a revert that hangs holds up no other file).
+            while let Some(answered) = later.next() {
+                let Some(plugin) = answered else { continue };
+                let name = plugin.manifest.name.clone();
+                log::line(format!(
+                    "Loaded plugin {name} from {}: its faults are ready",
+                    plugin.source
+                ));
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    waiting.into_iter().partition(|e| e.intent.plugin == name);
+                waiting = rest;
+                if mine.is_empty() {
+                    continue;
+                }
+                let engine = engine.clone();
+                let plugins = std::collections::BTreeMap::from([(name, plugin)]);
+                let _ = std::thread::Builder::new()
+                    .name("recover".to_owned())
+                    .spawn(move || setup::recover_rest(&engine, &plugins, mine));
+            }
+            match later.complete() {
+                // Said first (the plugins listed), then reverted: what is left waits
+                // for a plugin no file brought, and is named for it.
                 Ok(loaded) => {
-                    let plugins: std::collections::BTreeMap<String, crate::plugin::Plugin> = loaded
-                        .plugins
-                        .iter()
-                        .map(|(n, p)| (n.clone(), p.clone()))
-                        .collect();
+                    let plugins = loaded.plugins.clone();
                     let _ = tell.send(Ok(loaded));
-                    setup::recover_rest(&engine, &plugins, loading.waiting);
+                    setup::recover_rest(&engine, &plugins, waiting);
                 }
                 Err(errors) => {
                     let _ = tell.send(Err(errors));

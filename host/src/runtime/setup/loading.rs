@@ -110,6 +110,9 @@ pub(super) struct Loads {
     began: Instant,
     /// Whether the loads still running after [`SLOW_LOAD`] were said.
     said_slow: bool,
+    /// The files that answered while waited for in bulk, not yet taken one by one
+    /// ([`Later::next`]).
+    fresh: Vec<usize>,
 }
 
 /// Lists the plugin directories and starts every file's load: those that fail the
@@ -162,6 +165,7 @@ pub(super) fn start(config: &Config, mode: Mode) -> Loads {
         dir_warnings,
         began: Instant::now(),
         said_slow: false,
+        fresh: Vec::new(),
     }
 }
 
@@ -208,6 +212,7 @@ impl Loads {
                 },
             };
             self.answered[answer.0] = Some(answer.1);
+            self.fresh.push(answer.0);
         }
         // A thread that ended without a word (it panicked): its file failed.
         for (path, answer) in self.files.iter().zip(&mut self.answered) {
@@ -219,6 +224,28 @@ impl Loads {
             }
         }
         true
+    }
+
+    /// Waits for the next answer (a stop signal ends the wait, failing the loads still
+    /// running); its index, or `None` once every file has answered.
+    fn take_one(&mut self) -> Option<usize> {
+        while self.answered.iter().any(Option::is_none) {
+            match self.answers.recv_timeout(STOP_POLL) {
+                Ok((index, answer)) => {
+                    self.answered[index] = Some(answer);
+                    return Some(index);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(signal) = crate::runtime::stop::requested() {
+                        self.give_up(signal);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.take_answers(None);
+                }
+            }
+        }
+        None
     }
 
     /// Fails every load still running: `signal` came before it answered.
@@ -252,6 +279,35 @@ impl Later {
     pub fn going_on_without(&mut self) -> Vec<PathBuf> {
         self.loads.said_slow = true;
         self.loads.still_loading()
+    }
+
+    /// Waits for the next file to answer (a stop signal ends the wait); when it brought a
+    /// plugin that no built-in's name takes, builds the faults waiting for it at once
+    /// (their 503 ends) and returns it, for what a crash left of it to be reverted.
+    /// `None` once every file has answered. A conflict found later (two files, one
+    /// name) still refuses the configuration in [`Later::complete`].
+    pub fn next(&mut self) -> Option<Option<Plugin>> {
+        let index = match self.loads.fresh.pop() {
+            Some(index) => index,
+            None => self.loads.take_one()?,
+        };
+        let Some(Ok(plugin)) = &self.loads.answered[index] else {
+            return Some(None);
+        };
+        if self.builtins.contains_key(&plugin.manifest.name) {
+            return Some(None);
+        }
+        for (i, slot) in &self.deferred {
+            let fault = &self.config.faults[*i];
+            if fault.plugin != plugin.manifest.name || self.fault_errors[*i].is_some() {
+                continue;
+            }
+            // A config the plugin refuses is said by `complete`, with every other error.
+            if let Ok(built) = plugin.new_fault(&fault.config) {
+                let _ = slot.set(Arc::new(built));
+            }
+        }
+        Some(Some(plugin.clone()))
     }
 
     /// Takes every answer in; the loads still running [`SLOW_LOAD`] after they began are
@@ -294,6 +350,8 @@ impl Later {
                 continue;
             }
             let built = match taken.plugins.get(&fault.plugin) {
+                // Built already, as its file answered (see `Later::next`).
+                Some(_) if slot.get().is_some() => continue,
                 Some(plugin) => plugin
                     .new_fault(&fault.config)
                     .map_err(|e| invalid_config(&self.config, fault, &e)),
