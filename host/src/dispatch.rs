@@ -89,8 +89,9 @@ pub struct Injector {
     probes: Arc<BTreeMap<String, FaultProbes>>,
 }
 
-/// When the timer fires next, and which fault.
-type Next = (DateTime<Utc>, String);
+/// When the timer fires next, which fault, and whether that instant is in the window
+/// (decided once, by the schedule's `Timer::next`).
+type Next = (DateTime<Utc>, String, bool);
 
 /// What the monkey is doing (`status`, `GET /api/status`): the engine's state, and the
 /// timer's next fault.
@@ -138,9 +139,9 @@ impl Injector {
 
     /// The timer's next fault is `fault` at `at` (none: the timer stopped).
     pub fn set_next(&self, next: Option<Next>) {
-        let said = next
-            .as_ref()
-            .map(|(at, fault)| serde_json::json!({ "at": self.engine.clock(*at), "fault": fault }));
+        let said = next.as_ref().map(
+            |(at, fault, _)| serde_json::json!({ "at": self.engine.clock(*at), "fault": fault }),
+        );
         *lock(&self.next) = next;
         events::publish("next", said.unwrap_or_default());
     }
@@ -160,22 +161,19 @@ impl Injector {
         self.engine.zone()
     }
 
-    /// Whether a fault may be injected at `at` as far as the window goes.
-    pub fn in_window(&self, at: DateTime<Utc>) -> bool {
-        self.engine.in_window(at)
-    }
-
     /// What the monkey is doing now.
     pub fn status(&self) -> Status {
         let now = Utc::now();
         Status {
             engine: self.engine.status(now),
-            next: lock(&self.next).as_ref().map(|(at, fault)| NextFault {
-                at: self.engine.clock(*at),
-                in_s: (*at - now).num_seconds().max(0) as u64,
-                fault: fault.clone(),
-                in_window: self.engine.in_window(*at),
-            }),
+            next: lock(&self.next)
+                .as_ref()
+                .map(|(at, fault, in_window)| NextFault {
+                    at: self.engine.clock(*at),
+                    in_s: (*at - now).num_seconds().max(0) as u64,
+                    fault: fault.clone(),
+                    in_window: *in_window,
+                }),
         }
     }
 

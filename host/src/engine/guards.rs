@@ -25,11 +25,6 @@ impl Engine {
         }
     }
 
-    /// Whether `at` is inside the window (always, without one).
-    pub(crate) fn in_window(&self, at: DateTime<Utc>) -> bool {
-        self.guards.window.as_ref().is_none_or(|w| w.contains(at))
-    }
-
     /// The window's zone (the host's without a window): pictures are drawn in it.
     pub(crate) fn zone(&self) -> crate::domain::window::Zone {
         self.guards

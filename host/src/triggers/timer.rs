@@ -62,11 +62,11 @@ pub async fn run(
             return;
         };
         let wait = (fire.at - now).to_std().unwrap_or_default();
-        injector.set_next(Some((fire.at, fault.clone())));
+        injector.set_next(Some((fire.at, fault.clone(), fire.in_window)));
         // The original's line, byte for byte, then the same as a clock time.
         log::line(format!("Next: {} seconds after", wait.as_secs()));
         // Outside the window the timer wakes and sleeps on: no fault then.
-        log::line(if injector.in_window(fire.at) {
+        log::line(if fire.in_window {
             format!("Next fault: {fault} at {}", injector.clock(fire.at))
         } else {
             format!(
