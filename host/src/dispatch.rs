@@ -148,7 +148,7 @@ impl Injector {
 
     /// Why the monkey is paused, if it is.
     pub fn paused(&self) -> Option<String> {
-        self.engine.paused()
+        self.engine.paused().map(|p| p.to_string())
     }
 
     /// An instant as the window's zone shows it.

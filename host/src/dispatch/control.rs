@@ -26,7 +26,7 @@ impl Injector {
         self.note(record).await;
         self.revert_all("halt", SWITCH_WAIT).await;
         Switched {
-            paused: self.engine.paused(),
+            paused: self.engine.paused().map(|p| p.to_string()),
             reverting: self.engine.reverting(),
         }
     }
@@ -71,7 +71,7 @@ impl Injector {
         if on {
             self.revert_all("pause", SWITCH_WAIT).await;
         }
-        let paused = self.engine.paused();
+        let paused = self.engine.paused().map(|p| p.to_string());
         events::publish("switch", serde_json::json!({ "paused": paused }));
         Switched {
             paused,

@@ -1,7 +1,26 @@
 //! How an `InjectError` is told to a client: the HTTP status, `Retry-After`, whether
 //! it is a refusal on purpose; and the failure line a trigger logs.
 
+use std::fmt;
+
 use super::*;
+use crate::domain::injection::Pause;
+
+/// How a pause is said, with how to end it: the API's route, or the pause file.
+impl fmt::Display for Pause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pause::GoingToBed => f.write_str("it is going to bed"),
+            Pause::Switch => f.write_str("POST /api/resume to resume"),
+            Pause::Halt(why) => write!(f, "halt: {why}; POST /api/resume to resume"),
+            Pause::PauseFile(file) => write!(
+                f,
+                "the pause file {} exists; remove it to resume",
+                file.display()
+            ),
+        }
+    }
+}
 
 /// The log line of an injection that failed, if it is one to log here: refusals are the
 /// trigger's to mention (the timer and the pollers say them once in their own line, the

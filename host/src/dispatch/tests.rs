@@ -205,7 +205,7 @@ async fn what_the_switch_could_not_see_is_reverted_and_closing_names_what_hangs(
     );
     assert!(matches!(
         door.inject(ask_for("stuck")).await,
-        Err(InjectError::Paused(why)) if why == "it is going to bed"
+        Err(InjectError::Paused(why)) if why.to_string() == "it is going to bed"
     ));
     fake::open(&hang);
     fake::open(&stuck_revert);
@@ -520,7 +520,7 @@ async fn a_halt_pauses_reverts_and_says_why() {
     until(|| lock(&fake.reverts).len() == 1, "reverted").await;
     assert!(matches!(
         door.inject(ask()).await,
-        Err(InjectError::Paused(why)) if why.starts_with("halt: ")
+        Err(InjectError::Paused(why)) if why.to_string().starts_with("halt: ")
     ));
     assert_eq!(door.switch(false).await.paused, None);
 }
@@ -562,7 +562,11 @@ fn each_error_has_one_status_message_and_retry() {
         error: PluginError::new(kind, "x"),
     };
     let cases = [
-        (InjectError::Paused("why".into()), 503, true),
+        (
+            InjectError::Paused(crate::domain::injection::Pause::Switch),
+            503,
+            true,
+        ),
         (
             InjectError::Journal {
                 path: "j".into(),
@@ -616,4 +620,31 @@ fn each_error_has_one_status_message_and_retry() {
         (503, true, Some(1))
     );
     assert_eq!(failure_line("poller", &loading), None);
+}
+
+/// How a pause is said: the words every client and log line shows, each with how to end
+/// it (the engine says only why).
+#[test]
+fn a_pause_is_said_with_how_to_resume() {
+    use crate::domain::injection::Pause;
+    let said = [
+        Pause::GoingToBed,
+        Pause::Switch,
+        Pause::Halt("probe x failing".into()),
+        Pause::PauseFile("/run/nm/paused".into()),
+    ]
+    .map(|p| p.to_string());
+    assert_eq!(
+        said,
+        [
+            "it is going to bed",
+            "POST /api/resume to resume",
+            "halt: probe x failing; POST /api/resume to resume",
+            "the pause file /run/nm/paused exists; remove it to resume",
+        ]
+    );
+    assert_eq!(
+        InjectError::Paused(Pause::Switch).to_string(),
+        "Nightmare Monkey is paused (POST /api/resume to resume)"
+    );
 }

@@ -105,12 +105,26 @@ pub trait Fault: Send + Sync {
     }
 }
 
+/// Why the monkey injects nothing now. How it is said (with how to resume) is the
+/// door's to word: see `dispatch::refusal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pause {
+    /// It is going to bed.
+    GoingToBed,
+    /// The kill switch is on.
+    Switch,
+    /// A halt probe turned the kill switch on, for this reason.
+    Halt(String),
+    /// The pause file exists.
+    PauseFile(std::path::PathBuf),
+}
+
 /// Why an injection did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
     /// The kill switch is on.
     #[error("Nightmare Monkey is paused ({0})")]
-    Paused(String),
+    Paused(Pause),
     /// A steady-state probe failed just before the injection: the fault was refused
     /// (journaled as refused, no budget used).
     #[error("steady state not met: {probe}: {reason}")]

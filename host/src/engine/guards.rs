@@ -3,24 +3,22 @@
 //! [`Engine::inject`] ask the same guards); and the engine's status.
 
 use super::*;
+use crate::domain::injection::Pause;
 
 impl Engine {
     /// Why the monkey is paused, if it is.
-    pub(crate) fn paused(&self) -> Option<String> {
+    pub(crate) fn paused(&self) -> Option<Pause> {
         if self.closing.load(Ordering::SeqCst) {
-            return Some("it is going to bed".to_owned());
+            return Some(Pause::GoingToBed);
         }
         if self.paused.load(Ordering::SeqCst) {
             if let Some(why) = lock(&self.halted).as_ref() {
-                return Some(format!("halt: {why}; POST /api/resume to resume"));
+                return Some(Pause::Halt(why.clone()));
             }
-            return Some("POST /api/resume to resume".to_owned());
+            return Some(Pause::Switch);
         }
         match &self.guards.pause_file {
-            Some(file) if file.exists() => Some(format!(
-                "the pause file {} exists; remove it to resume",
-                file.display()
-            )),
+            Some(file) if file.exists() => Some(Pause::PauseFile(file.clone())),
             _ => None,
         }
     }
@@ -58,7 +56,7 @@ impl Engine {
                 (None, None) => "playing",
             },
             sleeping_until: sleeping.flatten().map(|t| self.clock(t)),
-            paused,
+            paused: paused.map(|p| p.to_string()),
             execute: self.execute,
             active: lock(&self.active)
                 .iter()

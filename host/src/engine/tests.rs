@@ -149,12 +149,14 @@ fn the_kill_switch_and_the_pause_file_refuse_before_anything_is_written() {
     engine.set_paused(true);
     assert!(engine.switched_off());
     assert!(
-        matches!(engine.inject(&ask()), Err(InjectError::Paused(why)) if why == "POST /api/resume to resume")
+        matches!(engine.inject(&ask()), Err(InjectError::Paused(why)) if why.to_string() == "POST /api/resume to resume")
     );
     engine.set_paused(false);
     std::fs::write(dir.join("paused"), "").unwrap();
     match engine.inject(&ask()) {
-        Err(InjectError::Paused(why)) => assert!(why.contains("remove it to resume"), "{why}"),
+        Err(InjectError::Paused(why)) => {
+            assert!(why.to_string().contains("remove it to resume"), "{why}")
+        }
         other => panic!("{other:?}"),
     }
     std::fs::remove_file(dir.join("paused")).unwrap();
