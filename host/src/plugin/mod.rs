@@ -315,41 +315,60 @@ impl Plugin {
     pub fn new_fault(&self, config: &str) -> Result<PluginFault, PluginError> {
         match &self.module {
             Module::Linked(module) => match (module.new_fault())(RStr::from(config)) {
-                RResult::ROk(fault) => Ok(PluginFault(Runs::Linked(fault), self.manifest.prepares)),
+                RResult::ROk(fault) => Ok(PluginFault {
+                    runs: Runs::Linked(fault),
+                    prepares: self.manifest.prepares,
+                }),
                 RResult::RErr(e) => Err(PluginError::from_json(&e)),
             },
-            Module::Worker(client) => client.new_fault(config).map(|number| {
-                PluginFault(Runs::Worker(client.clone(), number), self.manifest.prepares)
+            Module::Worker(client) => client.new_fault(config).map(|number| PluginFault {
+                runs: Runs::Worker {
+                    client: client.clone(),
+                    number,
+                },
+                prepares: self.manifest.prepares,
             }),
         }
     }
 }
 
-/// One configured fault, called through the ABI; whether its plugin prepares.
-pub struct PluginFault(Runs, bool);
+/// One configured fault, called through the ABI.
+pub struct PluginFault {
+    /// Where its calls go.
+    runs: Runs,
+    /// Whether its plugin injects in two phases (its manifest's `prepares`).
+    prepares: bool,
+}
 
 /// Where a fault's calls go.
 enum Runs {
     /// Through the ABI, in this process.
     Linked(FaultBox),
-    /// To its plugin's worker, as fault number `.1` there.
-    Worker(Arc<worker::Client>, usize),
+    /// To its plugin's worker, where it is fault number `number`.
+    Worker {
+        client: Arc<worker::Client>,
+        number: usize,
+    },
 }
 
 impl PluginFault {
     /// Injects with the request as the ABI's text; the outcome or the error as text.
     pub(crate) fn inject_text(&self, request: &str) -> Result<String, String> {
-        match &self.0 {
+        match &self.runs {
             Runs::Linked(fault) => texts(fault.inject(RStr::from(request))),
-            Runs::Worker(client, n) => client.inject(*n, request).map_err(|e| e.to_json()),
+            Runs::Worker { client, number } => {
+                client.inject(*number, request).map_err(|e| e.to_json())
+            }
         }
     }
 
     /// Reverts with the revert state as text; the outcome or the error as text.
     pub(crate) fn revert_text(&self, state: &str) -> Result<String, String> {
-        match &self.0 {
+        match &self.runs {
             Runs::Linked(fault) => texts(fault.revert(RStr::from(state))),
-            Runs::Worker(client, n) => client.revert(*n, state).map_err(|e| e.to_json()),
+            Runs::Worker { client, number } => {
+                client.revert(*number, state).map_err(|e| e.to_json())
+            }
         }
     }
 }
@@ -366,7 +385,7 @@ impl Fault for PluginFault {
     }
 
     fn prepares(&self) -> bool {
-        self.1
+        self.prepares
     }
 }
 
