@@ -250,7 +250,7 @@ impl Injector {
             }
         };
         match &result {
-            Ok(injection) => self.happened(injection),
+            Ok(injection) => self.follow_up(injection),
             Err(e) => {
                 if let Some(line) = failure_line(trigger, e) {
                     log::line(line);
@@ -275,7 +275,7 @@ impl Injector {
                     "{trigger}: {fault}: the plugin answered after its deadline ({} ms): the fault happened",
                     injection.elapsed_ms
                 ));
-                door.happened(&injection);
+                door.follow_up(&injection);
             }
         });
     }
@@ -304,7 +304,7 @@ impl Injector {
 
     /// What follows a fault that happened: the original's log lines, the notifiers,
     /// the revert of a reversible one when due, and its recovery's watch.
-    fn happened(&self, injection: &Injection) {
+    fn follow_up(&self, injection: &Injection) {
         log::injection(injection);
         self.notifiers.tell(injection);
         if let Some(due) = injection.revert_due {

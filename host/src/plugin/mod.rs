@@ -55,7 +55,7 @@ pub(crate) fn checked_outside(paths: impl IntoIterator<Item = PathBuf>) {
     trust::checked_outside(paths);
 }
 pub(crate) use worker::live_workers;
-pub use worker::{Say, Supervision};
+pub use worker::{StderrLines, Supervision};
 
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! plugin's own output nor a program it starts can touch the protocol. Each injection
 //! and revert runs on a thread of the worker's own, so a hung call holds up no other.
 //! What the worker writes on stderr (and on stdout, which is stderr now) comes back one
-//! line at a time through the caller's `say`, each line cut at 4 KiB.
+//! line at a time through the caller's `stderr_lines`, each line cut at 4 KiB.
 //!
 //! The host side, [`Client`], gives every call a deadline. A call that misses it gets the
 //! worker killed (through a pidfd: exactly that process), as does everything else in
@@ -115,7 +115,7 @@ fn failed(message: impl Into<String>) -> PluginError {
 const GRACE: Duration = Duration::from_millis(250);
 
 /// Where a worker's stderr lines go (the daemon's log, a command's stderr).
-pub type Say = Arc<dyn Fn(String) + Send + Sync>;
+pub type StderrLines = Arc<dyn Fn(String) + Send + Sync>;
 
 /// How a plugin file is run: the deadline of each call, and where its worker's stderr
 /// goes.
@@ -124,18 +124,18 @@ pub struct Supervision {
     /// How long one call (loading, building a fault, an injection, a revert) may take.
     pub timeout: Duration,
     /// Told each line the worker writes on stderr.
-    pub say: Say,
+    pub stderr_lines: StderrLines,
     /// The program that serves as the worker: this very binary (`/proc/self/exe`),
     /// unless a harness that is not the monkey says where the monkey is.
     pub program: PathBuf,
 }
 
 impl Supervision {
-    /// Workers of this very binary, each call within `timeout`, their stderr to `say`.
-    pub fn new(timeout: Duration, say: Say) -> Self {
+    /// Workers of this very binary, each call within `timeout`, their stderr to `stderr_lines`.
+    pub fn new(timeout: Duration, stderr_lines: StderrLines) -> Self {
         Self {
             timeout,
-            say,
+            stderr_lines,
             program: PathBuf::from("/proc/self/exe"),
         }
     }
@@ -374,7 +374,7 @@ impl Client {
         {
             if let Some(running) = inner.running.take() {
                 kill(&running.pidfd);
-                (self.supervision.say)(format!(
+                (self.supervision.stderr_lines)(format!(
                     "plugin {}: a call had no answer within {}: its worker was stopped, with every call in flight on it",
                     lock(&self.name),
                     humantime::format_duration(self.supervision.timeout)

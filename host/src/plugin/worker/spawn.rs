@@ -149,7 +149,7 @@ impl Client {
                 }
             });
         if let Err(e) = watched {
-            (self.supervision.say)(format!(
+            (self.supervision.stderr_lines)(format!(
                 "plugin {}: cannot watch its worker ({e}); it will be stopped at its first missed deadline",
                 lock(&self.name)
             ));
@@ -160,7 +160,7 @@ impl Client {
     /// [`MAX_SAID`]), a panic's report folded into one line. What it returns is
     /// disconnected once all of it has been passed on.
     fn relay(&self, stderr: std::process::ChildStderr) -> mpsc::Receiver<()> {
-        let say = self.supervision.say.clone();
+        let stderr_lines = self.supervision.stderr_lines.clone();
         let name = self.name.clone();
         let (relaying, relayed) = mpsc::channel::<()>();
         let _ = std::thread::Builder::new()
@@ -175,7 +175,7 @@ impl Client {
                         text.push_str(" [cut at 4 KiB]");
                     }
                     for said in panics.feed(&text) {
-                        say(format!(
+                        stderr_lines(format!(
                             "plugin {}: {}",
                             lock(&name),
                             escape_controls(&said)
@@ -187,7 +187,7 @@ impl Client {
                     }
                 }
                 for said in panics.end() {
-                    say(format!(
+                    stderr_lines(format!(
                         "plugin {}: {}",
                         lock(&name),
                         escape_controls(&said)
