@@ -150,6 +150,8 @@ fn the_systemd_unit_is_hardened_and_valid() {
     assert_eq!(get("StateDirectory"), "nightmare-monkey");
     assert_eq!(get("ConfigurationDirectory"), "nightmare-monkey");
     assert_eq!(get("ProtectSystem"), "strict");
+    // A configuration error (exit 2) is not restarted every few seconds.
+    assert_eq!(get("RestartPreventExitStatus"), "2");
     assert!(
         !settings.iter().any(|(k, _)| k == "ProtectProc"),
         "the monkey must see every process"
