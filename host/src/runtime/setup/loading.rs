@@ -281,10 +281,12 @@ impl Later {
         self.loads.still_loading()
     }
 
-    /// Waits for the next file to answer (a stop signal ends the wait); when it brought a
-    /// plugin that no built-in's name takes, builds the faults waiting for it at once
-    /// (their 503 ends) and returns it, for what a crash left of it to be reverted.
-    /// `None` once every file has answered. A conflict found later (two files, one
+    /// Waits for the next file to answer (a stop signal ends the wait); when it is one the
+    /// config names and it brought a plugin that no built-in's name takes, builds the
+    /// faults waiting for it at once (their 503 ends) and returns it, for what a crash
+    /// left of it to be reverted. `None` once every file has answered. A file of a plugin
+    /// directory waits for [`Later::complete`]: a named file of the same name, still
+    /// loading, would take precedence. A conflict found later (two named files, one
     /// name) still refuses the configuration in [`Later::complete`].
     pub fn next(&mut self) -> Option<Option<Plugin>> {
         let index = match self.loads.fresh.pop() {
@@ -294,6 +296,9 @@ impl Later {
         let Some(Ok(plugin)) = &self.loads.answered[index] else {
             return Some(None);
         };
+        if index >= self.loads.named {
+            return Some(None);
+        }
         if self.builtins.contains_key(&plugin.manifest.name) {
             return Some(None);
         }
