@@ -122,9 +122,7 @@ pub fn bind(
     let api = Arc::new(api);
     let needs_token = !api.tokens.is_empty();
     let authorized = routes::authorized(api);
-    let body = warp::body::content_length_limit(config.max_body_bytes)
-        .and(warp::body::bytes())
-        .boxed();
+    let body = warp::body::content_length_limit(config.max_body_bytes).and(warp::body::bytes());
     let max = config.max_body_bytes;
     // Before any route: a page of another site, or one that rebound its name to us,
     // is refused whatever it asks for.

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use serde_json::json;
-use warp::{filters::BoxedFilter, http::header, reply::Response, Filter, Reply};
+use warp::{filters::BoxedFilter, http::header, reply::Response, Filter, Rejection, Reply};
 
 use super::{
     bearer, dashboard, drill, fire, history, no_kill_fault, same_token, switch, Api, Caller, Peer,
@@ -14,16 +14,15 @@ use super::{
 };
 use crate::output::metrics;
 
-/// A request's API and caller, once its token (if one is needed) is checked.
-pub(super) type Authorized = BoxedFilter<(Arc<Api>, Caller)>;
-/// A request's body, within the configured size.
-pub(super) type Body = BoxedFilter<(Bytes,)>;
-/// A group of routes.
+/// A group of routes. The filters every route shares (the caller, the body) stay
+/// unboxed: a box is a call through a pointer on every request.
 pub(super) type Routes = BoxedFilter<(Response,)>;
 
 /// The API and the caller (its address, and the token's name), or a rejection when a
 /// token is needed and none of them was given.
-pub(super) fn authorized(api: Arc<Api>) -> Authorized {
+pub(super) fn authorized(
+    api: Arc<Api>,
+) -> impl Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static {
     let with_api = warp::any().map(move || api.clone());
     with_api
         .and(warp::header::optional::<String>("authorization"))
@@ -49,12 +48,15 @@ pub(super) fn authorized(api: Arc<Api>) -> Authorized {
             },
         )
         .untuple_one()
-        .boxed()
 }
 
 /// `/healthz`, `POST /api/kill`, `POST /api/faults/{name}`, `GET /api/plugins`,
 /// `GET /api/history` and `GET /api/status`.
-pub(super) fn faults(authorized: &Authorized, body: &Body) -> Routes {
+pub(super) fn faults<A, B>(authorized: &A, body: &B) -> Routes
+where
+    A: Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static,
+    B: Filter<Extract = (Bytes,), Error = Rejection> + Clone + Send + Sync + 'static,
+{
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&json!({ "status": "ok" })).into_response());
@@ -127,7 +129,11 @@ pub(super) fn faults(authorized: &Authorized, body: &Body) -> Routes {
 
 /// The kill switch (`POST /api/pause`, `POST /api/resume`), `POST /api/revert/{id}`,
 /// `POST /api/ack` and `POST /api/alerts`.
-pub(super) fn controls(authorized: &Authorized, body: &Body) -> Routes {
+pub(super) fn controls<A, B>(authorized: &A, body: &B) -> Routes
+where
+    A: Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static,
+    B: Filter<Extract = (Bytes,), Error = Rejection> + Clone + Send + Sync + 'static,
+{
     let pause = warp::path!("api" / "pause")
         .and(warp::post())
         .and(authorized.clone())
@@ -174,7 +180,10 @@ pub(super) fn controls(authorized: &Authorized, body: &Body) -> Routes {
 
 /// `GET /api/report`, `GET /metrics`, the dashboard's page (`GET /`) and its events
 /// (`GET /api/events`).
-pub(super) fn looks(authorized: &Authorized, needs_token: bool) -> Routes {
+pub(super) fn looks<A>(authorized: &A, needs_token: bool) -> Routes
+where
+    A: Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static,
+{
     let report = warp::path!("api" / "report")
         .and(warp::get())
         .and(authorized.clone())
