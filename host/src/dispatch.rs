@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 mod control;
+mod fleet;
 mod recovery;
 mod refusal;
 

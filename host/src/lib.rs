@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod config;
 mod dispatch;
+mod fleet;
 pub mod domain;
 pub mod engine;
 mod output;

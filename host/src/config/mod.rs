@@ -69,6 +69,7 @@ pub struct RawConfig<'a> {
     pause_file: Option<PathBuf>,
     budget: RawBudget,
     halt: Option<RawHalt>,
+    fleet: Option<crate::fleet::config::RawFleet>,
 }
 
 /// A validated configuration.
@@ -120,6 +121,8 @@ pub struct Config {
     pub plugin_trust: Trust,
     /// Probes whose failure pauses the monkey.
     pub halt: Option<Halt>,
+    /// The fleet's coordination, in a fleet drill.
+    pub fleet: Option<crate::fleet::config::FleetConfig>,
 }
 
 /// Builds the configuration from the command line and, if given there, its file.
@@ -246,6 +249,10 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         .as_ref()
         .and_then(|halt| halt.validate(src, &mut errors));
     let journal_retention = raw.journal_retention.validate(src, &mut errors);
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .and_then(|fleet| fleet.validate(src, &mut errors));
     let plugin_timeout = match &raw.plugin_timeout {
         None => Some(crate::engine::PLUGIN_TIMEOUT),
         Some(text) => duration(
@@ -318,6 +325,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
             args.allow_untrusted_plugins || raw.allow_untrusted_plugins.unwrap_or(false),
         ),
         halt,
+        fleet,
     };
     (config, errors)
 }

@@ -13,6 +13,7 @@ impl fmt::Display for Pause {
             Pause::GoingToBed => f.write_str("it is going to bed"),
             Pause::Switch => f.write_str("POST /api/resume to resume"),
             Pause::Halt(why) => write!(f, "halt: {why}; POST /api/resume to resume"),
+            Pause::Fleet(why) => write!(f, "{why}; `nightmare-monkey resume --fleet` to resume"),
             Pause::PauseFile(file) => write!(
                 f,
                 "the pause file {} exists; remove it to resume",
@@ -61,6 +62,14 @@ impl Refusal {
             InjectError::OverBudget { retry_after, .. } => (429, Some(ceil_secs(*retry_after))),
             InjectError::Paused(_) | InjectError::SteadyState { .. } => (503, None),
             InjectError::Journal { .. } | InjectError::Unrecorded { .. } => (503, None),
+            InjectError::Fleet {
+                retry_after,
+                unreachable,
+                ..
+            } => (
+                if *unreachable { 503 } else { 429 },
+                retry_after.map(ceil_secs),
+            ),
             InjectError::UnknownFault(_) => (404, None),
             InjectError::Loading { .. } => (503, Some(1)),
             InjectError::Plugin { error, .. } if error.kind == ErrorKind::NoTarget => (503, None),

@@ -273,6 +273,7 @@ mod tests {
             stream: "fault/pause".into(),
             stream_position: 0,
             seed: 1,
+            fleet: None,
         })
     }
 

@@ -57,6 +57,22 @@ pub struct Intent {
     pub stream_position: u64,
     /// The seed the plugin got.
     pub seed: u64,
+    /// The fleet's admission, in a fleet drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Admission>,
+}
+
+/// A fault admitted by the fleet's coordinator: the slot it holds, the lease it holds it
+/// with (hex, as `etcdctl` shows it), and etcd's revision at the admission, a fencing
+/// token (a later admission carries a greater one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// The slot, `0..max_concurrent`.
+    pub slot: u32,
+    /// The node's lease.
+    pub lease: String,
+    /// etcd's revision at the admission.
+    pub revision: i64,
 }
 
 /// One injection that happened: its intent and what the plugin reported.
@@ -117,6 +133,8 @@ pub enum Pause {
     Halt(String),
     /// The pause file exists.
     PauseFile(std::path::PathBuf),
+    /// The fleet's switch is on (who, since when, why).
+    Fleet(String),
 }
 
 /// Why an injection did not happen.
@@ -179,6 +197,17 @@ pub enum InjectError {
         /// Its plugin.
         plugin: String,
     },
+    /// The fleet's coordinator refused it (journaled `refused`, no budget, no draw).
+    #[error("fleet: {why}")]
+    Fleet {
+        /// Why (`slots full (...)`, `fleet budget: ...`, `min gap: ...`, `the
+        /// coordinator is unreachable (...)`).
+        why: String,
+        /// When an admission may fit again, if known.
+        retry_after: Option<Duration>,
+        /// Whether the coordinator could not be asked (503 rather than 429).
+        unreachable: bool,
+    },
     /// No fault of that name is configured.
     #[error("no fault named `{0}` is configured")]
     UnknownFault(String),
@@ -220,6 +249,7 @@ impl InjectError {
                 | InjectError::Paused(_)
                 | InjectError::SteadyState { .. }
                 | InjectError::Loading { .. }
+                | InjectError::Fleet { .. }
         )
     }
 }

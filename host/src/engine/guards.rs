@@ -17,6 +17,9 @@ impl Engine {
             }
             return Some(Pause::Switch);
         }
+        if let Some(fleet) = self.fleet_paused() {
+            return Some(fleet);
+        }
         match &self.guards.pause_file {
             Some(file) if file.exists() => Some(Pause::PauseFile(file.clone())),
             _ => None,

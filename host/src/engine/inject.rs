@@ -18,7 +18,10 @@ impl Engine {
             };
             metrics::get().refused(counted);
         })?;
-        let intent = self.intent(ask, &slot.plugin, now);
+        // The fleet's admission, if any: held until the fault is over (see admission.rs).
+        let mut fleet_slot = self.admit(ask, now)?;
+        let mut intent = self.intent(ask, &slot.plugin, now);
+        intent.fleet = fleet_slot.admission();
         let dry_run = intent.dry_run;
         // A real fault is announced on disk before it happens; a dry run changes
         // nothing, so it need not wait for the disk.
@@ -53,6 +56,9 @@ impl Engine {
             Ok(outcome) => outcome,
             Err((error, undo)) => {
                 self.forget(now);
+                if undo.is_some() {
+                    fleet_slot.keep(&intent.id);
+                }
                 let record = OutcomeRecord::failed(&intent.id, done, elapsed_ms, error.to_string());
                 self.failed(ask, record, undo);
                 return Err(InjectError::Plugin {
@@ -70,6 +76,7 @@ impl Engine {
             (Some(state), after) if !dry_run => {
                 let pid = outcome.process.as_ref().map(|p| p.pid);
                 let due = done + chrono::TimeDelta::milliseconds(after.unwrap_or(0) as i64);
+                fleet_slot.keep(&intent.id);
                 self.activate(&intent.id, &ask.fault, state.clone(), pid, Some(due));
                 Some(due)
             }
@@ -140,6 +147,7 @@ impl Engine {
             stream,
             stream_position,
             seed,
+            fleet: None,
         }
     }
 
@@ -285,7 +293,7 @@ impl Engine {
     }
 
     /// Gives back the budget place of a fault that did not happen.
-    fn forget(&self, at: DateTime<Utc>) {
+    pub(super) fn forget(&self, at: DateTime<Utc>) {
         lock(&self.budget).forget(at);
     }
 

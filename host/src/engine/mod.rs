@@ -32,6 +32,7 @@ use crate::{
 };
 
 mod ack;
+mod admission;
 mod guards;
 mod in_effect;
 mod inject;

@@ -54,6 +54,8 @@ pub(crate) struct Reverts {
     /// The active faults (not yet under way), as the engine last said: with the reverts
     /// under way, what `/metrics` counts as in effect.
     active: AtomicUsize,
+    /// The fleet's slots held by faults in effect: given back as their revert is done.
+    pub(super) admissions: super::admission::Admissions,
 }
 
 /// A revert under way: its fault's name, the process it acts on, and what it waits for
@@ -94,6 +96,8 @@ impl Reverts {
         self.publish(all.len());
         self.changed.notify_all();
         self.ended.notify_waiters();
+        drop(all);
+        self.admissions.release(id);
     }
 
     /// Resolves when a revert under way is next done; create it before looking at the

@@ -94,6 +94,7 @@ mod tests {
                 stream: "fault/process-kill".into(),
                 stream_position: 0,
                 seed: 9,
+                fleet: None,
             },
             outcome: Outcome {
                 action: "Kill".into(),

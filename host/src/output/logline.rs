@@ -78,6 +78,7 @@ mod tests {
                 stream: "fault/process-kill".into(),
                 stream_position: 0,
                 seed: 2,
+                fleet: None,
             },
             elapsed_ms: 0,
             done: Utc::now(),

@@ -85,6 +85,8 @@ pub enum Refusal {
     SteadyState,
     /// The fault's plugin file is still loading.
     Loading,
+    /// The fleet's coordinator refused it.
+    Fleet,
 }
 
 impl Refusal {
@@ -98,6 +100,7 @@ impl Refusal {
             Refusal::Journal => "journal",
             Refusal::SteadyState => "steady-state",
             Refusal::Loading => "loading",
+            Refusal::Fleet => "fleet",
         }
     }
 }
@@ -205,6 +208,7 @@ impl Metrics {
             Refusal::Journal,
             Refusal::SteadyState,
             Refusal::Loading,
+            Refusal::Fleet,
         ] {
             drop(refusals.get_or_create(&RefusalLabels {
                 reason: reason.label().to_owned(),

@@ -5,6 +5,7 @@
 //! (`stop`).
 
 pub mod daemon;
+mod fleet;
 mod halt;
 mod pause_file;
 pub mod setup;

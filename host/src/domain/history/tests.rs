@@ -15,6 +15,7 @@ fn intent(id: &str, at: DateTime<Utc>) -> Record {
         stream: "s".into(),
         stream_position: 0,
         seed: 1,
+        fleet: None,
     })
 }
 

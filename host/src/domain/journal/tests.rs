@@ -14,6 +14,7 @@ fn intent(id: &str) -> Record {
         stream: "fault/process-kill".into(),
         stream_position: 0,
         seed: 2,
+        fleet: None,
     })
 }
 

@@ -265,6 +265,7 @@ mod tests {
                 stream: "fault/process-kill".into(),
                 stream_position: 0,
                 seed: 2,
+                fleet: None,
             },
             outcome: Outcome {
                 action: "Kill".into(),

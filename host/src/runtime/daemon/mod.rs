@@ -454,7 +454,19 @@ fn start_triggers(
         .halt
         .clone()
         .map(|h| tokio::spawn(halt::watch(injector.clone(), h, stopped.clone())));
-    timer.into_iter().chain(pollers).chain(halt).collect()
+    let fleet = engine.fleet().map(|coordinator| {
+        tokio::spawn(crate::runtime::fleet::follow(
+            injector.clone(),
+            coordinator.clone(),
+            stopped.clone(),
+        ))
+    });
+    timer
+        .into_iter()
+        .chain(pollers)
+        .chain(halt)
+        .chain(fleet)
+        .collect()
 }
 
 /// The plugin files still loading: once every one has answered, their faults are built

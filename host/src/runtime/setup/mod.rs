@@ -125,6 +125,9 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
         .with_node(config.node.clone())
         .with_plugin_timeout(config.plugin_timeout)
         .protecting(plugin::live_workers);
+    if let (Some(fleet), Mode::Run) = (&config.fleet, mode) {
+        engine = engine.with_fleet(super::fleet::connect(fleet, config.node.as_deref())?);
+    }
     let builtins: BTreeMap<String, Plugin> = plugin::builtins()
         .into_iter()
         .map(|p| (p.manifest.name.clone(), p))

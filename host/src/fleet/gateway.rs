@@ -1,0 +1,386 @@
+//! etcd v3 through its JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`,
+//! `/v3/watch`, `/v3/auth/authenticate`), which every etcd since 3.4 serves on its
+//! client port, over the reqwest already linked (see ARCHITECTURE.md for why not the
+//! gRPC client). Keys and values cross in base64, 64-bit numbers as strings.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex,
+    },
+    time::Duration,
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use serde_json::{json, Value};
+
+use super::config::Credentials;
+use crate::support::lock::lock;
+
+/// How long one call may take (a watch: to connect).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A key as etcd holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub lease: i64,
+}
+
+/// A comparison of a transaction (all must hold for its success branch).
+#[derive(Debug, Clone)]
+pub enum Compare {
+    /// The key's creation revision (0: it does not exist).
+    Created(String, i64),
+    /// The key's last modification revision (0: it does not exist).
+    Modified(String, i64),
+}
+
+/// An operation of a transaction.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Writes the key, tied to a lease (0: none).
+    Put(String, Vec<u8>, i64),
+    /// Deletes the key.
+    Delete(String),
+}
+
+/// One etcd cluster, reached through whichever endpoint answers.
+pub struct Gateway {
+    client: reqwest::Client,
+    watcher: reqwest::Client,
+    endpoints: Vec<String>,
+    /// The endpoint that answered last: tried first.
+    current: AtomicUsize,
+    credentials: Option<Credentials>,
+    token: Mutex<Option<String>>,
+}
+
+impl Gateway {
+    /// A gateway to `endpoints`, signing in with `credentials` when given.
+    pub fn new(endpoints: Vec<String>, credentials: Option<Credentials>) -> anyhow::Result<Self> {
+        let build = |timeout: Option<Duration>| {
+            let builder = reqwest::Client::builder()
+                .connect_timeout(CALL_TIMEOUT)
+                .tcp_nodelay(true)
+                .no_proxy();
+            match timeout {
+                Some(t) => builder.timeout(t),
+                None => builder,
+            }
+            .build()
+        };
+        Ok(Self {
+            client: build(Some(CALL_TIMEOUT))?,
+            watcher: build(None)?,
+            endpoints,
+            current: AtomicUsize::new(0),
+            credentials,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The endpoints, as configured.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// `POST path` with `body` to the first endpoint that answers; its JSON.
+    pub async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
+        let response = self.send(&self.client, path, &body).await?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot read etcd's answer: {}", innermost(&e)))?;
+        let answer: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("etcd answered {status} without JSON: {e}"))?;
+        if status.is_success() {
+            return Ok(answer);
+        }
+        let message = answer["message"]
+            .as_str()
+            .or(answer["error"].as_str())
+            .unwrap_or("no message");
+        if status == reqwest::StatusCode::UNAUTHORIZED || message.contains("invalid auth token") {
+            *lock(&self.token) = None;
+        }
+        Err(format!("etcd answered {status}: {message}"))
+    }
+
+    /// Sends to each endpoint in turn, from the one that answered last, until one does.
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, String> {
+        let mut why = Vec::new();
+        let first = self.current.load(Ordering::Relaxed);
+        for i in 0..self.endpoints.len() {
+            let at = (first + i) % self.endpoints.len();
+            let endpoint = &self.endpoints[at];
+            let token = match self.token(endpoint).await {
+                Ok(token) => token,
+                Err(e) => {
+                    why.push(e);
+                    continue;
+                }
+            };
+            let mut request = client
+                .post(format!("{endpoint}{path}"))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some(token) = token {
+                request = request.header("Authorization", token);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(e) => why.push(format!("{endpoint}: {}", innermost(&e))),
+            }
+        }
+        Err(format!("no etcd endpoint answered ({})", why.join("; ")))
+    }
+
+    /// The auth token for `endpoint`, signing in if there is none yet.
+    async fn token(&self, endpoint: &str) -> Result<Option<String>, String> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(None);
+        };
+        if let Some(token) = lock(&self.token).clone() {
+            return Ok(Some(token));
+        }
+        let body = json!({"name": credentials.username, "password": credentials.password});
+        let response = self
+            .client
+            .post(format!("{endpoint}/v3/auth/authenticate"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {}", innermost(&e)))?;
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        match answer["token"].as_str() {
+            Some(token) if status.is_success() => {
+                *lock(&self.token) = Some(token.to_owned());
+                Ok(Some(token.to_owned()))
+            }
+            _ => Err(format!(
+                "{endpoint}: cannot sign in as {} ({status}: {})",
+                credentials.username,
+                answer["message"].as_str().unwrap_or("no message")
+            )),
+        }
+    }
+
+    /// Every key under `prefix`, and the revision they were read at.
+    pub async fn range_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, i64), String> {
+        let answer = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
+            )
+            .await?;
+        let kvs = answer["kvs"]
+            .as_array()
+            .map(|all| all.iter().filter_map(kv).collect())
+            .unwrap_or_default();
+        Ok((kvs, number(&answer["header"]["revision"])))
+    }
+
+    /// Runs `ops` if every comparison holds: whether they held, and the revision after.
+    pub async fn txn(&self, compare: &[Compare], ops: &[Op]) -> Result<(bool, i64), String> {
+        let compare: Vec<Value> = compare
+            .iter()
+            .map(|c| match c {
+                Compare::Created(key, rev) => json!({"result": "EQUAL", "target": "CREATE", "key": b64(key.as_bytes()), "create_revision": rev.to_string()}),
+                Compare::Modified(key, rev) => json!({"result": "EQUAL", "target": "MOD", "key": b64(key.as_bytes()), "mod_revision": rev.to_string()}),
+            })
+            .collect();
+        let success: Vec<Value> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(key, value, lease) => json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}}),
+                Op::Delete(key) => json!({"request_delete_range": {"key": b64(key.as_bytes())}}),
+            })
+            .collect();
+        let answer = self
+            .call(
+                "/v3/kv/txn",
+                json!({"compare": compare, "success": success}),
+            )
+            .await?;
+        Ok((
+            answer["succeeded"].as_bool().unwrap_or(false),
+            number(&answer["header"]["revision"]),
+        ))
+    }
+
+    /// A new lease of `ttl`: its id.
+    pub async fn grant(&self, ttl: Duration) -> Result<i64, String> {
+        let answer = self
+            .call("/v3/lease/grant", json!({"TTL": ttl.as_secs().to_string()}))
+            .await?;
+        match number(&answer["ID"]) {
+            0 => Err(format!("etcd granted no lease: {answer}")),
+            id => Ok(id),
+        }
+    }
+
+    /// Renews lease `id`: the TTL it has again (0: it had expired).
+    pub async fn keep_alive(&self, id: i64) -> Result<i64, String> {
+        let answer = self
+            .call("/v3/lease/keepalive", json!({"ID": id.to_string()}))
+            .await?;
+        Ok(number(&answer["result"]["TTL"]))
+    }
+
+    /// Ends lease `id` and every key tied to it.
+    pub async fn revoke(&self, id: i64) -> Result<(), String> {
+        self.call("/v3/lease/revoke", json!({"ID": id.to_string()}))
+            .await
+            .map(drop)
+    }
+
+    /// The cluster's members as etcd lists them: (name, client URLs).
+    pub async fn members(&self) -> Result<Vec<(String, Vec<String>)>, String> {
+        let answer = self.call("/v3/cluster/member/list", json!({})).await?;
+        Ok(answer["members"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|m| {
+                        let urls = m["clientURLs"]
+                            .as_array()
+                            .map(|u| {
+                                u.iter()
+                                    .filter_map(|u| u.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (m["name"].as_str().unwrap_or("").to_owned(), urls)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Watches `key` from revision `from`: each change as it comes, until the stream
+    /// ends or fails (the caller reads again and watches anew).
+    pub async fn watch(
+        &self,
+        key: &str,
+        from: i64,
+        mut changed: impl FnMut(Option<Kv>),
+    ) -> Result<(), String> {
+        let body = json!({"create_request": {"key": b64(key.as_bytes()), "start_revision": from.to_string()}});
+        let mut response = self.send(&self.watcher, "/v3/watch", &body).await?;
+        if !response.status().is_success() {
+            return Err(format!("etcd answered {} to a watch", response.status()));
+        }
+        let mut buffer: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| innermost(&e))? {
+            buffer.extend_from_slice(&chunk);
+            // One JSON message a line.
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let Ok(message) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                if message["error"].is_object() {
+                    return Err(format!("the watch ended: {}", message["error"]));
+                }
+                let result = &message["result"];
+                if result["canceled"].as_bool() == Some(true) {
+                    return Err(format!(
+                        "etcd cancelled the watch: {}",
+                        result["cancel_reason"].as_str().unwrap_or("no reason")
+                    ));
+                }
+                for event in result["events"].as_array().into_iter().flatten() {
+                    if event["type"].as_str() == Some("DELETE") {
+                        changed(None);
+                    } else {
+                        changed(kv(&event["kv"]));
+                    }
+                }
+            }
+            if buffer.len() > 1 << 20 {
+                return Err("a watch message over 1 MiB".to_owned());
+            }
+        }
+        Err("the watch stream ended".to_owned())
+    }
+}
+
+/// The innermost cause of an error (`Connection refused (os error 111)`).
+fn innermost(e: &dyn std::error::Error) -> String {
+    let mut why = e;
+    while let Some(source) = why.source() {
+        why = source;
+    }
+    why.to_string()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// The end of the range of every key starting with `prefix` (the prefix with its last
+/// byte plus one).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// A 64-bit number as the gateway writes it (a string), or a plain one; 0 when absent.
+fn number(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+        .unwrap_or(0)
+}
+
+fn kv(v: &Value) -> Option<Kv> {
+    let key = STANDARD.decode(v["key"].as_str()?).ok()?;
+    let value = v["value"]
+        .as_str()
+        .and_then(|s| STANDARD.decode(s).ok())
+        .unwrap_or_default();
+    Some(Kv {
+        key: String::from_utf8(key).ok()?,
+        value,
+        create_revision: number(&v["create_revision"]),
+        mod_revision: number(&v["mod_revision"]),
+        lease: number(&v["lease"]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_past_its_last_key() {
+        assert_eq!(prefix_end("/nm/"), b"/nm0");
+        assert_eq!(number(&json!("7587")), 7587);
+        assert_eq!(number(&json!(12)), 12);
+        assert_eq!(number(&Value::Null), 0);
+        let kv = kv(&json!({"key": b64(b"/a"), "value": b64(b"x"), "mod_revision": "9"})).unwrap();
+        assert_eq!((kv.key.as_str(), kv.value, kv.mod_revision), ("/a", b"x".to_vec(), 9));
+    }
+}

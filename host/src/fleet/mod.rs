@@ -1,0 +1,77 @@
+//! Fleet coordination: what spans nodes (how many faults at once, the fleet's budget and
+//! gap, the fleet's switch) decided by a coordinator that already solves agreement. The
+//! seam is [`Coordinator`]; etcd v3 is its first implementation (`etcd`, through the
+//! JSON gateway in `gateway`). A layer beside `probe`: it imports only `support` and
+//! `domain`.
+//!
+//! A node holds a slot only while its lease lives, and fails closed: past
+//! [`config::FleetConfig::fail_after`] without a renewal it is `cut_off` (admissions
+//! refused) and the daemon reverts what it holds, before the lease can end.
+
+pub mod config;
+pub mod etcd;
+mod gateway;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::domain::injection::Admission;
+
+/// What coordinates a fleet. Blocking calls, each within a deadline: the engine calls
+/// them from its injection threads.
+pub trait Coordinator: Send + Sync {
+    /// Admits one fault of `fault` now, in one transaction (a free slot claimed with
+    /// the node's lease, the fleet budget and gap checked and advanced), or says why
+    /// not.
+    fn admit(&self, fault: &str) -> Result<Admission, Refused>;
+    /// Gives back the slot of `admission` (in the background: a slot not given back
+    /// frees when the lease ends).
+    fn release(&self, admission: &Admission);
+    /// The fleet as last seen: its switch, whether this node is cut off.
+    fn state(&self) -> FleetState;
+    /// Told of every change of [`Coordinator::state`].
+    fn changes(&self) -> tokio::sync::watch::Receiver<FleetState>;
+}
+
+/// Why the fleet refused a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Why, for people (`slots full (1 of 1 held: web-2)`).
+    pub why: String,
+    /// When an admission may fit again, if known.
+    pub retry_after: Option<Duration>,
+    /// Whether the coordinator could not be asked (503, rather than 429).
+    pub unreachable: bool,
+}
+
+/// The fleet as a node last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetState {
+    /// Why this node refuses every fault now (its lease could not be renewed).
+    pub cut_off: Option<String>,
+    /// The fleet's switch, while it is on.
+    pub switch: Option<Switch>,
+}
+
+/// The fleet's switch, as stored in etcd under `<prefix>/switch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Switch {
+    /// Who set it (`user@host`).
+    pub by: String,
+    /// Why, as they said.
+    #[serde(default)]
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl std::fmt::Display for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the fleet is paused by {} since {}", self.by, self.at)?;
+        if !self.reason.is_empty() {
+            write!(f, ": {}", self.reason)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! The daemon's side of a fleet drill: the coordinator started with the node's name, and
+//! a task that follows the fleet's state: when the fleet's switch goes on, or the node
+//! is cut off from the coordinator, every fault in effect is reverted at once (the
+//! engine already refuses new ones).
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::{
+    config::ConfigErrors,
+    dispatch::Injector,
+    fleet::{config::FleetConfig, etcd::Etcd, Coordinator},
+    output::log,
+};
+
+/// Starts the coordinator of this node (`--node`, else the host's name).
+pub fn connect(
+    fleet: &FleetConfig,
+    node: Option<&str>,
+) -> Result<Arc<dyn Coordinator>, ConfigErrors> {
+    let node = node.map_or_else(host_name, str::to_owned);
+    let etcd = Etcd::start(fleet, &node, |line| log::line(line))
+        .map_err(|e| ConfigErrors(vec![format!("fleet: cannot start the coordinator: {e}")]))?;
+    Ok(etcd)
+}
+
+/// The host's name (`/proc/sys/kernel/hostname`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// Follows the fleet's state until `stopped`: reverts every fault in effect when the
+/// switch goes on or the node is cut off, and says so.
+pub async fn follow(
+    injector: Injector,
+    coordinator: Arc<dyn Coordinator>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut changes = coordinator.changes();
+    let mut before = changes.borrow_and_update().clone();
+    if let Some(switch) = &before.switch {
+        log::line(format!("fleet: {switch}: starting paused"));
+    }
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let now = changes.borrow_and_update().clone();
+        match (&before.switch, &now.switch) {
+            (None, Some(switch)) => {
+                log::line(format!(
+                    "fleet: {switch}: Nightmare Monkey pauses and reverts every active fault"
+                ));
+                injector.revert_for_fleet("fleet-pause").await;
+            }
+            (Some(_), None) => log::line("fleet: the fleet's switch is off: playing again"),
+            _ => {}
+        }
+        if before.cut_off.is_none() && now.cut_off.is_some() {
+            injector.revert_for_fleet("fleet-cut-off").await;
+        }
+        before = now;
+    }
+}
