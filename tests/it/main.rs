@@ -10,6 +10,7 @@ mod daemon;
 mod dashboard;
 mod detect;
 mod drill;
+mod fleet;
 mod house;
 mod journal;
 mod kill;

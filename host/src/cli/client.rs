@@ -12,7 +12,8 @@ Without a running daemon, `touch` the config's pause_file instead.
 Examples:
   nightmare-monkey pause                                  the daemon on 127.0.0.1:8080
   nightmare-monkey pause --config /etc/nightmare-monkey/config.ron
-  NIGHTMARE_MONKEY_TOKEN=s3cret nightmare-monkey pause --url http://10.0.0.5:8080";
+  NIGHTMARE_MONKEY_TOKEN=s3cret nightmare-monkey pause --url http://10.0.0.5:8080
+  nightmare-monkey pause --fleet --reason \"incident 4521\" --config /etc/nightmare-monkey/config.ron";
 
 pub(super) const RESUME_EXAMPLES: &str = "\
 The same as POST /api/resume. While the pause file exists the daemon stays paused: resume
@@ -20,7 +21,8 @@ then fails (exit 1) and says so; remove the file.
 
 Examples:
   nightmare-monkey resume
-  nightmare-monkey resume --config /etc/nightmare-monkey/config.ron --token-file /run/secrets/monkey";
+  nightmare-monkey resume --config /etc/nightmare-monkey/config.ron --token-file /run/secrets/monkey
+  nightmare-monkey resume --fleet --config /etc/nightmare-monkey/config.ron";
 
 pub(super) const STATUS_EXAMPLES: &str = "\
 The same as GET /api/status, as lines (or its JSON with --json). Exit code 1 when the
@@ -44,6 +46,20 @@ pub struct SwitchArgs {
     /// A file holding the bearer token [default: $NIGHTMARE_MONKEY_TOKEN, else the config's]
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+}
+
+/// `pause` and `resume`: a daemon, or the whole fleet.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// The whole fleet: the switch in the coordinator of the config's fleet: section,
+    /// which every daemon of the fleet follows within a second (no daemon needed here)
+    #[arg(long)]
+    pub fleet: bool,
+    /// Why the fleet is paused, shown by every daemon's status (with --fleet)
+    #[arg(long, value_name = "TEXT", requires = "fleet")]
+    pub reason: Option<String>,
 }
 
 /// `status`.

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod client;
 
-pub use client::{AckArgs, RevertArgs, StatusArgs, SwitchArgs};
+pub use client::{AckArgs, PauseArgs, RevertArgs, StatusArgs, SwitchArgs};
 use client::{ACK_EXAMPLES, PAUSE_EXAMPLES, RESUME_EXAMPLES, REVERT_EXAMPLES, STATUS_EXAMPLES};
 
 /// `--version`: the package version and the git revision it was built from.
@@ -174,10 +174,10 @@ pub enum Command {
     History(HistoryArgs),
     /// Pause a running daemon: every trigger is refused and active faults are reverted
     #[command(after_help = PAUSE_EXAMPLES)]
-    Pause(SwitchArgs),
+    Pause(PauseArgs),
     /// Resume a paused daemon (fails while its pause file exists)
     #[command(after_help = RESUME_EXAMPLES)]
-    Resume(SwitchArgs),
+    Resume(PauseArgs),
     /// What a running daemon is doing: playing, sleeping or paused (and why), the next
     /// fault, what is in effect, the budget left
     #[command(after_help = STATUS_EXAMPLES)]
@@ -225,6 +225,9 @@ pub enum Command {
     CheckConfig {
         /// The configuration file (RON)
         file: PathBuf,
+        /// Reach the fleet's coordinator too and say what it holds
+        #[arg(long)]
+        connect: bool,
     },
     /// Inject one fault now and print what happened (a dry run unless --execute)
     #[command(after_help = KILL_EXAMPLES)]

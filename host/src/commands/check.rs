@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::{config, runtime::daemon, runtime::setup, support::UsageError};
 
 /// Runs `check-config`.
-pub fn run(file: &Path) -> anyhow::Result<()> {
+pub fn run(file: &Path, connect: bool) -> anyhow::Result<()> {
     let (config, errors) = config::check_file(file).map_err(|e| UsageError(e.into()))?;
     if !errors.is_empty() {
         return Err(UsageError(setup::all_errors(&config, errors).into()).into());
@@ -87,6 +87,9 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
     if let Some(node) = &config.node {
         println!("  node: {node} (every random stream labelled with it)");
     }
+    if let Some(fleet) = &config.fleet {
+        fleet_lines(fleet, connect)?;
+    }
     match &config.http {
         Some(http) => println!(
             "  http: {}{}",
@@ -107,5 +110,40 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
             "dry run"
         }
     );
+    Ok(())
+}
+
+/// The fleet's lines; with `connect`, what its coordinator holds (an error if it cannot
+/// be reached).
+fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyhow::Result<()> {
+    let limits = [
+        fleet
+            .budget
+            .map(|(max, per)| format!(", at most {max} per {}", humantime::format_duration(per))),
+        fleet
+            .min_gap
+            .map(|gap| format!(", {} between faults", humantime::format_duration(gap))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<String>();
+    println!(
+        "  fleet: etcd {} under {}: {} fault(s) at once{limits}, lease {}",
+        fleet.endpoints.join(" "),
+        fleet.prefix,
+        fleet.max_concurrent,
+        humantime::format_duration(fleet.lease_ttl)
+    );
+    if connect {
+        let lines = crate::fleet::etcd::describe(fleet).map_err(|e| {
+            anyhow::anyhow!(
+                "fleet: cannot reach etcd at {} ({e})",
+                fleet.endpoints.join(", ")
+            )
+        })?;
+        for line in lines {
+            println!("    {line}");
+        }
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches. No subcommand runs the daemon.
 
 mod check;
+mod fleet;
 pub mod history;
 mod kill;
 mod plan;
@@ -23,13 +24,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Kill(args)) => kill::run(args),
         Some(Command::Plugins(cmd)) => plugins::run(cmd),
         Some(Command::Plan(args)) => plan::run(args),
-        Some(Command::CheckConfig { file }) => check::run(&file),
+        Some(Command::CheckConfig { file, connect }) => check::run(&file, connect),
         Some(Command::History(args)) => history::run(args),
         Some(Command::Sandbox(args)) => sandbox::enter(&args),
         Some(Command::SandboxInit(args)) => sandbox::init(args),
         Some(Command::PluginWorker { file }) => crate::plugin::worker::serve(&file),
-        Some(Command::Pause(args)) => switch::run(args, true),
-        Some(Command::Resume(args)) => switch::run(args, false),
+        Some(Command::Pause(args)) if args.fleet => fleet::switch(&args, true),
+        Some(Command::Resume(args)) if args.fleet => fleet::switch(&args, false),
+        Some(Command::Pause(args)) => switch::run(args.daemon, true),
+        Some(Command::Resume(args)) => switch::run(args.daemon, false),
         Some(Command::Status(args)) => switch::status(args),
         Some(Command::Ack(args)) => switch::ack(args),
         Some(Command::Revert(args)) => switch::revert(args),

@@ -190,7 +190,6 @@ fn unreachable(why: String) -> Refused {
     }
 }
 
-
 impl Shared {
     fn log(&self, line: String) {
         (self.log)(format!("fleet: {line}"));
@@ -321,11 +320,13 @@ async fn watch_switch(shared: Arc<Shared>, first: mpsc::Sender<()>) {
 
 fn switch_of(kv: Option<&Kv>) -> Option<Switch> {
     let kv = kv?;
-    Some(serde_json::from_slice(&kv.value).unwrap_or_else(|_| Switch {
-        by: "?".to_owned(),
-        reason: String::from_utf8_lossy(&kv.value).into_owned(),
-        at: String::new(),
-    }))
+    Some(
+        serde_json::from_slice(&kv.value).unwrap_or_else(|_| Switch {
+            by: "?".to_owned(),
+            reason: String::from_utf8_lossy(&kv.value).into_owned(),
+            at: String::new(),
+        }),
+    )
 }
 
 /// One admission: read the fleet's keys at one revision, decide, and claim in one
@@ -393,7 +394,10 @@ async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Refused> {
         let slot_key = shared.slot_key(slot);
         let mut compare = vec![
             Compare::Created(slot_key.clone(), 0),
-            Compare::Modified(switch_key.clone(), find(&switch_key).map_or(0, |kv| kv.mod_revision)),
+            Compare::Modified(
+                switch_key.clone(),
+                find(&switch_key).map_or(0, |kv| kv.mod_revision),
+            ),
         ];
         let mut ops = vec![Op::Put(
             slot_key,
@@ -506,7 +510,10 @@ pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
             .filter_map(|kv| {
                 let n = kv.key.strip_prefix(&slots)?;
                 let holder: Holder = serde_json::from_slice(&kv.value).ok()?;
-                Some(format!("slot {n}: {} ({}, since {})", holder.node, holder.fault, holder.at))
+                Some(format!(
+                    "slot {n}: {} ({}, since {})",
+                    holder.node, holder.fault, holder.at
+                ))
             })
             .collect();
         lines.push(format!(
@@ -517,10 +524,12 @@ pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
             held.join("; ")
         ));
         let switch_key = format!("{}/switch", config.prefix);
-        lines.push(match switch_of(kvs.iter().find(|kv| kv.key == switch_key)) {
-            Some(switch) => format!("switch: {switch}"),
-            None => "switch: off (the fleet plays)".to_owned(),
-        });
+        lines.push(
+            match switch_of(kvs.iter().find(|kv| kv.key == switch_key)) {
+                Some(switch) => format!("switch: {switch}"),
+                None => "switch: off (the fleet plays)".to_owned(),
+            },
+        );
         Ok(lines)
     })
 }
@@ -576,11 +585,21 @@ mod tests {
         };
         let refused = check_budget(&config(Some((3, 60)), None), &mut recent, 30_000).unwrap_err();
         assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
-        assert!(refused.why.starts_with("fleet budget: 3 faults per 1m used"), "{}", refused.why);
+        assert!(
+            refused
+                .why
+                .starts_with("fleet budget: 3 faults per 1m used"),
+            "{}",
+            refused.why
+        );
         assert!(check_budget(&config(Some((3, 60)), None), &mut recent, 60_000).is_ok());
         assert_eq!(recent.times, [10_000, 20_000], "the oldest fell out");
         let refused = check_budget(&config(None, Some(5)), &mut recent, 22_000).unwrap_err();
         assert_eq!(refused.retry_after, Some(Duration::from_secs(3)));
-        assert!(refused.why.starts_with("min gap: at least 5s"), "{}", refused.why);
+        assert!(
+            refused.why.starts_with("min gap: at least 5s"),
+            "{}",
+            refused.why
+        );
     }
 }

@@ -83,11 +83,6 @@ impl Gateway {
         })
     }
 
-    /// The endpoints, as configured.
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
-    }
-
     /// `POST path` with `body` to the first endpoint that answers; its JSON.
     pub async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
         let response = self.send(&self.client, path, &body).await?;
@@ -243,13 +238,6 @@ impl Gateway {
         Ok(number(&answer["result"]["TTL"]))
     }
 
-    /// Ends lease `id` and every key tied to it.
-    pub async fn revoke(&self, id: i64) -> Result<(), String> {
-        self.call("/v3/lease/revoke", json!({"ID": id.to_string()}))
-            .await
-            .map(drop)
-    }
-
     /// The cluster's members as etcd lists them: (name, client URLs).
     pub async fn members(&self) -> Result<Vec<(String, Vec<String>)>, String> {
         let answer = self.call("/v3/cluster/member/list", json!({})).await?;
@@ -381,6 +369,9 @@ mod tests {
         assert_eq!(number(&json!(12)), 12);
         assert_eq!(number(&Value::Null), 0);
         let kv = kv(&json!({"key": b64(b"/a"), "value": b64(b"x"), "mod_revision": "9"})).unwrap();
-        assert_eq!((kv.key.as_str(), kv.value, kv.mod_revision), ("/a", b"x".to_vec(), 9));
+        assert_eq!(
+            (kv.key.as_str(), kv.value, kv.mod_revision),
+            ("/a", b"x".to_vec(), 9)
+        );
     }
 }

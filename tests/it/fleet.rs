@@ -1,0 +1,257 @@
+//! A fleet drill on a real etcd (started by each test on loopback): the slots, the
+//! fleet budget and gap, the fleet's switch, and failing closed when etcd is gone.
+
+mod etcd;
+
+use std::time::{Duration, Instant};
+
+use etcd::Etcd;
+
+use crate::util::{http, json_lines, monkey, temp_dir, Answer, Daemon, Sleeper, DEADLINE};
+
+/// A dry-run daemon's config in `dir`: every day and hour, no timer, the API on a free
+/// port, a kill fault that may choose only `sleep 1000`, and a `fleet:` section on
+/// `etcd` under `prefix` with `fleet` settings.
+fn config(dir: &std::path::Path, etcd: &Etcd, prefix: &str, fleet: &str) -> String {
+    let file = dir.join("fleet.ron");
+    std::fs::write(
+        &file,
+        format!(
+            r#"(
+    window: (days: "*", time: "00:00-24:00"),
+    timer: (enabled: false),
+    http: (listen: "127.0.0.1:0"),
+    state_dir: {dir:?},
+    faults: {{
+        "process-kill": (config: (include_cmdlines: ["^sleep 1000$"])),
+        "pause": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
+    }},
+    fleet: (
+        coordinator: Etcd(endpoints: ["{}"], prefix: "{prefix}"),
+        {fleet}
+    ),
+)"#,
+            etcd.endpoint()
+        ),
+    )
+    .unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+fn kill(port: u16) -> Answer {
+    http(port, "POST", "/api/kill", &[], br#"{"desc":"fleet"}"#)
+}
+
+fn journal(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    json_lines(&std::fs::read_to_string(dir.join("journal.jsonl")).unwrap_or_default())
+}
+
+/// Polls `check` until it holds, at most `within`; how long it took.
+fn until(within: Duration, what: &str, check: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn two_daemons_sharing_one_slot_never_hold_it_at_once() {
+    let etcd = Etcd::start("slots");
+    let _sleeper = Sleeper::start();
+    let dirs = [temp_dir("fleet-slots-a"), temp_dir("fleet-slots-b")];
+    let mut daemons: Vec<Daemon> = dirs
+        .iter()
+        .zip(["a", "b"])
+        .map(|(dir, node)| {
+            let cfg = config(dir, &etcd, "/nm/slots", "max_concurrent: 1");
+            Daemon::start(&["--config", &cfg, "--node", node])
+        })
+        .collect();
+    let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+
+    // A slot held by someone else: both refuse (429, Retry-After), journaled `refused`.
+    etcd.put(
+        "/nm/slots/slots/0",
+        r#"{"node":"elsewhere","fault":"x","at":"now"}"#,
+    );
+    for &port in &ports {
+        let answer = kill(port);
+        assert_eq!(answer.status, 429, "{}", answer.body);
+        assert_eq!(
+            answer.json()["message"],
+            "fleet: slots full (1 of 1 held: elsewhere)"
+        );
+        assert_eq!(answer.header("retry-after"), Some("1"));
+    }
+    for dir in &dirs {
+        let refused: Vec<_> = journal(dir)
+            .into_iter()
+            .filter(|r| r["type"] == "refused")
+            .collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(
+            refused[0]["reason"],
+            "fleet: slots full (1 of 1 held: elsewhere)"
+        );
+    }
+    etcd.delete("/nm/slots/slots/0");
+
+    // Both at once, six requests each: every admission is a fresh slot.
+    let asks: Vec<_> = ports
+        .iter()
+        .flat_map(|&p| std::iter::repeat_n(p, 6))
+        .map(|p| std::thread::spawn(move || kill(p)))
+        .collect();
+    let answers: Vec<Answer> = asks.into_iter().map(|t| t.join().unwrap()).collect();
+    for answer in &answers {
+        assert!(
+            answer.status == 200 || answer.body.contains("fleet: slots full"),
+            "{answer:?}"
+        );
+    }
+    let mut admitted: Vec<(i64, String)> = Vec::new();
+    for (dir, node) in dirs.iter().zip(["a", "b"]) {
+        for record in journal(dir).iter().filter(|r| r["type"] == "intent") {
+            assert_eq!(record["fleet"]["slot"], 0, "{record}");
+            let revision: i64 = record["fleet"]["revision"].as_i64().unwrap();
+            admitted.push((revision, node.to_owned()));
+        }
+    }
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(admitted.len(), ok, "one admission per fault");
+    admitted.sort();
+    for pair in admitted.windows(2) {
+        let ((first, node), (next, _)) = (&pair[0], &pair[1]);
+        assert!(first < next, "fencing tokens increase: {admitted:?}");
+        let held = etcd.get_at("/nm/slots/slots/0", *first).unwrap();
+        assert!(held.contains(&format!("\"node\":\"{node}\"")), "{held}");
+        assert_eq!(
+            etcd.get_at("/nm/slots/slots/0", next - 1),
+            None,
+            "the slot was free before admission {next}: {admitted:?}"
+        );
+    }
+    until(DEADLINE, "the slot is given back", || {
+        etcd.get_prefix("/nm/slots/slots/").is_empty()
+    });
+    for dir in dirs {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
+    let etcd = Etcd::start("budget");
+    let _sleeper = Sleeper::start();
+    let dirs = [temp_dir("fleet-budget-a"), temp_dir("fleet-budget-b")];
+    let mut daemons: Vec<Daemon> = dirs
+        .iter()
+        .zip(["a", "b"])
+        .map(|(dir, node)| {
+            let cfg = config(dir, &etcd, "/nm/budget", r#"budget: (max: 2, per: "1h")"#);
+            Daemon::start(&["--config", &cfg, "--node", node])
+        })
+        .collect();
+    let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    assert_eq!(kill(ports[0]).status, 200);
+    assert_eq!(kill(ports[1]).status, 200);
+    let refused = kill(ports[0]);
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let message = refused.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.starts_with("fleet: fleet budget: 2 faults per 1h used; the next fits in "),
+        "{message}"
+    );
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((3500..=3600).contains(&retry), "{retry}");
+    let record = journal(&dirs[0]).pop().unwrap();
+    assert_eq!(
+        (&record["type"], &record["reason"]),
+        (&"refused".into(), &message.into())
+    );
+    let metrics = http(ports[0], "GET", "/metrics", &[], b"").body;
+    assert!(
+        metrics.contains(r#"nightmare_monkey_refusals_total{reason="fleet"} 1"#),
+        "{metrics}"
+    );
+    drop(daemons);
+
+    // The gap, on a fleet of its own.
+    let dir = temp_dir("fleet-gap");
+    let cfg = config(&dir, &etcd, "/nm/gap", r#"min_gap: "1h""#);
+    let mut gap = Daemon::start(&["--config", &cfg, "--node", "c"]);
+    let port = gap.port();
+    assert_eq!(kill(port).status, 200);
+    let refused = kill(port);
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("fleet: min gap: at least 1h between the fleet's faults"),
+        "{}",
+        refused.body
+    );
+    for dir in dirs.into_iter().chain([dir]) {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn the_fleet_switch_pauses_every_daemon_within_a_second() {
+    let etcd = Etcd::start("switch");
+    let _sleeper = Sleeper::start();
+    let dirs = [temp_dir("fleet-switch-a"), temp_dir("fleet-switch-b")];
+    let cfgs: Vec<String> = dirs
+        .iter()
+        .map(|dir| config(dir, &etcd, "/nm/switch", "max_concurrent: 2"))
+        .collect();
+    let mut daemons: Vec<Daemon> = cfgs
+        .iter()
+        .zip(["a", "b"])
+        .map(|(cfg, node)| Daemon::start(&["--config", cfg, "--node", node]))
+        .collect();
+    let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    let paused = monkey(&[
+        "pause",
+        "--fleet",
+        "--reason",
+        "game day over",
+        "--config",
+        &cfgs[0],
+    ]);
+    assert_eq!(paused.code, Some(0), "{}", paused.stderr);
+    assert!(paused.stdout.contains("game day over"), "{}", paused.stdout);
+    let set = Instant::now();
+    for &port in &ports {
+        until(
+            Duration::from_secs(1).saturating_sub(set.elapsed()) + Duration::from_millis(200),
+            "paused",
+            || kill(port).status == 503,
+        );
+    }
+    let answer = kill(ports[1]).json();
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("the fleet is paused by ") && message.contains(": game day over"),
+        "{message}"
+    );
+    // A node that starts while the fleet is paused starts paused.
+    let dir = temp_dir("fleet-switch-c");
+    let cfg = config(&dir, &etcd, "/nm/switch", "max_concurrent: 2");
+    let mut late = Daemon::start(&["--config", &cfg, "--node", "c"]);
+    let port = late.port();
+    assert_eq!(kill(port).status, 503);
+    let status = monkey(&["status", "--url", &format!("127.0.0.1:{port}")]);
+    assert!(status.stdout.contains("game day over"), "{}", status.stdout);
+
+    let resumed = monkey(&["resume", "--fleet", "--config", &cfgs[0]]);
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    for port in ports.into_iter().chain([port]) {
+        until(DEADLINE, "playing again", || kill(port).status == 200);
+    }
+    for dir in dirs.into_iter().chain([dir]) {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

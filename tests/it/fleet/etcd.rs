@@ -1,0 +1,157 @@
+//! A real etcd for one test: one member on free loopback ports, its data in a directory
+//! of its own, killed by its exact PID and removed when dropped.
+
+use std::{path::PathBuf, process::Child, time::Instant};
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+
+use crate::util::{http, temp_dir, DEADLINE};
+
+pub struct Etcd {
+    child: Option<Child>,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers.
+    pub fn start(name: &str) -> Etcd {
+        let dir = temp_dir(&format!("etcd-{name}"));
+        let (port, peer) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "m1", "--data-dir"])
+            .arg(dir.join("data"))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("m1={peer_url}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
+            .spawn()
+            .expect("etcd runs (install etcd-server)");
+        let etcd = Etcd {
+            child: Some(child),
+            dir,
+            port,
+        };
+        let until = Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || etcd.try_call("/v3/kv/range", r#"{"key":"AA=="}"#).is_none()
+        {
+            assert!(Instant::now() < until, "etcd did not start: {}", etcd.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        etcd
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    fn try_call(&self, path: &str, body: &str) -> Option<serde_json::Value> {
+        std::panic::catch_unwind(|| http(self.port, "POST", path, &[], body.as_bytes()))
+            .ok()
+            .filter(|a| a.status == 200)
+            .map(|a| a.json())
+    }
+
+    /// Every key under `prefix` and its value, as text.
+    pub fn get_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().unwrap() += 1;
+        let body = format!(
+            r#"{{"key":"{}","range_end":"{}"}}"#,
+            STANDARD.encode(prefix),
+            STANDARD.encode(end)
+        );
+        let answer = http(self.port, "POST", "/v3/kv/range", &[], body.as_bytes()).json();
+        let text = |v: &serde_json::Value| {
+            String::from_utf8(STANDARD.decode(v.as_str().unwrap_or("")).unwrap()).unwrap()
+        };
+        answer["kvs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|kv| (text(&kv["key"]), text(&kv["value"])))
+            .collect()
+    }
+
+    /// Writes `key` (no lease).
+    pub fn put(&self, key: &str, value: &str) {
+        let body = format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            STANDARD.encode(key),
+            STANDARD.encode(value)
+        );
+        assert_eq!(
+            http(self.port, "POST", "/v3/kv/put", &[], body.as_bytes()).status,
+            200
+        );
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, key: &str) {
+        let body = format!(r#"{{"key":"{}"}}"#, STANDARD.encode(key));
+        let answer = http(
+            self.port,
+            "POST",
+            "/v3/kv/deleterange",
+            &[],
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 200);
+    }
+
+    /// Kills etcd (our own child, by its PID) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Etcd {
+    /// The value of `key` at revision `revision` (history), if it existed then.
+    pub fn get_at(&self, key: &str, revision: i64) -> Option<String> {
+        let body = format!(
+            r#"{{"key":"{}","revision":"{revision}"}}"#,
+            STANDARD.encode(key)
+        );
+        let answer = http(self.port, "POST", "/v3/kv/range", &[], body.as_bytes()).json();
+        let value = answer["kvs"].as_array()?.first()?["value"]
+            .as_str()?
+            .to_owned();
+        Some(String::from_utf8(STANDARD.decode(value).unwrap()).unwrap())
+    }
+}
