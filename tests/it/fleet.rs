@@ -47,7 +47,7 @@ fn journal(dir: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 /// Polls `check` until it holds, at most `within`; how long it took.
-fn until(within: Duration, what: &str, check: impl Fn() -> bool) -> Duration {
+fn until(within: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !check() {
         assert!(started.elapsed() < within, "not within {within:?}: {what}");
@@ -254,4 +254,122 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
     for dir in dirs.into_iter().chain([dir]) {
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+/// A daemon executing for real inside a PID namespace of its own (with `sleep 1000` to
+/// pause), on `etcd`; killed with its namespace when dropped.
+struct Executing {
+    namespace: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Executing {
+    fn start(name: &str, etcd: &Etcd, fleet: &str) -> Executing {
+        let dir = temp_dir(name);
+        let cfg = config(&dir, etcd, &format!("/nm/{name}"), fleet);
+        let log = dir.join("log");
+        let namespace = crate::util::namespace(&format!(
+            r#"sleep 1000 & "$NM" --config {cfg} --execute --node {name} 2>{log} & wait"#,
+            log = log.display()
+        ))
+        .spawn()
+        .expect("unshare runs");
+        let mut port = 0;
+        until(DEADLINE, "the daemon listens", || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            port = text
+                .lines()
+                .find_map(|l| l.split("Listening on http://127.0.0.1:").nth(1))
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(0);
+            port != 0
+        });
+        Executing {
+            namespace,
+            dir,
+            port,
+        }
+    }
+
+    /// Pauses the namespace's sleeper for 10 minutes: a fault in effect, holding a slot.
+    fn pause(&self) -> serde_json::Value {
+        let answer = http(
+            self.port,
+            "POST",
+            "/api/faults/pause",
+            &[],
+            br#"{"desc":"hold"}"#,
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        journal(&self.dir)
+            .into_iter()
+            .find(|r| r["type"] == "intent")
+            .expect("an intent")
+    }
+}
+
+impl Drop for Executing {
+    fn drop(&mut self) {
+        // Our own child: with --kill-child, everything in its namespace ends with it.
+        let _ = self.namespace.kill();
+        let _ = self.namespace.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_node_cut_off_from_etcd_refuses_and_reverts_before_its_lease_ends() {
+    let mut etcd = Etcd::start("cut-off");
+    let node = Executing::start("cut-off", &etcd, r#"lease_ttl: "3s""#);
+    let intent = node.pause();
+    assert_eq!(intent["fleet"]["slot"], 0, "{intent}");
+    assert_eq!(etcd.get_prefix("/nm/cut-off/slots/").len(), 1);
+    etcd.stop();
+    let reverted = || {
+        journal(&node.dir)
+            .into_iter()
+            .find(|r| r["type"] == "revert" && r["reason"] == "fleet-cut-off")
+    };
+    let started = Instant::now();
+    while reverted().is_none() && started.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    let log = std::fs::read_to_string(node.dir.join("log")).unwrap_or_default();
+    let revert = reverted().unwrap_or_else(|| panic!("no revert: {log}"));
+    assert!(
+        took < Duration::from_secs(3),
+        "reverted after {took:?}, past the lease: {log}"
+    );
+    assert_eq!(revert["result"], "reverted", "{revert}");
+    eprintln!("reverted {took:?} after etcd stopped (lease TTL 3s)");
+    let refused = kill(node.port);
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("fleet: the coordinator is unreachable"),
+        "{}",
+        refused.body
+    );
+}
+
+#[test]
+fn a_killed_holder_frees_its_slot_when_its_lease_ends() {
+    let etcd = Etcd::start("killed");
+    let node = Executing::start("killed", &etcd, r#"lease_ttl: "2s""#);
+    node.pause();
+    assert_eq!(etcd.get_prefix("/nm/killed/slots/").len(), 1);
+    let killed = Instant::now();
+    drop(node);
+    until(Duration::from_secs(6), "the slot frees", || {
+        etcd.get_prefix("/nm/killed/slots/").is_empty()
+    });
+    let took = killed.elapsed();
+    eprintln!("the slot freed {took:?} after its holder was killed (lease TTL 2s)");
+    assert!(
+        took >= Duration::from_millis(500),
+        "freed by its lease, not at once: {took:?}"
+    );
 }
