@@ -13,7 +13,7 @@ use std::{
 const LAYERS: &[&[&str]] = &[
     &["support"],
     &["domain"],
-    &["output", "plugin", "probe"],
+    &["output", "plugin", "probe", "fleet"],
     &["engine"],
     &["dispatch"],
     &["triggers"],

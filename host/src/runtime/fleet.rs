@@ -20,7 +20,7 @@ pub fn connect(
     node: Option<&str>,
 ) -> Result<Arc<dyn Coordinator>, ConfigErrors> {
     let node = node.map_or_else(host_name, str::to_owned);
-    let etcd = Etcd::start(fleet, &node, |line| log::line(line))
+    let etcd = Etcd::start(fleet, &node, log::line)
         .map_err(|e| ConfigErrors(vec![format!("fleet: cannot start the coordinator: {e}")]))?;
     Ok(etcd)
 }
