@@ -13,6 +13,12 @@ use crate::util::{http, json_lines, monkey, temp_dir, Answer, Daemon, Sleeper, D
 /// port, a kill fault that may choose only `sleep 1000`, and a `fleet:` section on
 /// `etcd` under `prefix` with `fleet` settings.
 fn config(dir: &std::path::Path, etcd: &Etcd, prefix: &str, fleet: &str) -> String {
+    config_on(dir, &[etcd], prefix, fleet)
+}
+
+/// [`config`] with every member of a cluster as an endpoint.
+fn config_on(dir: &std::path::Path, etcd: &[&Etcd], prefix: &str, fleet: &str) -> String {
+    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{:?}", e.endpoint())).collect();
     let file = dir.join("fleet.ron");
     std::fs::write(
         &file,
@@ -27,11 +33,11 @@ fn config(dir: &std::path::Path, etcd: &Etcd, prefix: &str, fleet: &str) -> Stri
         "pause": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
     }},
     fleet: (
-        coordinator: Etcd(endpoints: ["{}"], prefix: "{prefix}"),
+        coordinator: Etcd(endpoints: [{}], prefix: "{prefix}"),
         {fleet}
     ),
 )"#,
-            etcd.endpoint()
+            endpoints.join(", ")
         ),
     )
     .unwrap();
@@ -372,4 +378,54 @@ fn a_killed_holder_frees_its_slot_when_its_lease_ends() {
         took >= Duration::from_millis(500),
         "freed by its lease, not at once: {took:?}"
     );
+}
+
+#[test]
+fn admissions_go_on_after_the_etcd_leader_is_killed() {
+    let mut cluster = Etcd::cluster("leader", 3);
+    let _sleeper = Sleeper::start();
+    let dir = temp_dir("fleet-leader");
+    let members: Vec<&Etcd> = cluster.iter().collect();
+    let cfg = config_on(&dir, &members, "/nm/leader", "max_concurrent: 1");
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    assert_eq!(kill(port).status, 200);
+    let mut leader = None;
+    until(DEADLINE, "a leader is elected", || {
+        leader = cluster.iter().position(Etcd::leads);
+        leader.is_some()
+    });
+    cluster[leader.unwrap()].stop();
+    let killed = Instant::now();
+    until(DEADLINE, "an admission after the election", || {
+        let answer = kill(port);
+        assert!(answer.status == 200 || answer.status == 503, "{answer:?}");
+        answer.status == 200
+    });
+    eprintln!(
+        "admitted again {:?} after the leader was killed",
+        killed.elapsed()
+    );
+    let revisions: Vec<i64> = journal(&dir)
+        .iter()
+        .filter(|r| r["type"] == "intent")
+        .map(|r| r["fleet"]["revision"].as_i64().unwrap())
+        .collect();
+    assert_eq!(revisions.len(), 2);
+    assert!(revisions[0] < revisions[1], "{revisions:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_daemon_going_to_bed_leaves_the_fleet_at_once() {
+    let etcd = Etcd::start("leave");
+    let dir = temp_dir("fleet-leave");
+    let cfg = config(&dir, &etcd, "/nm/leave", r#"lease_ttl: "60s""#);
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    daemon.port();
+    until(DEADLINE, "its lease is granted", || etcd.leases() == 1);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+    assert_eq!(etcd.leases(), 0, "its lease ended with it, not 60 s later");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -52,6 +52,8 @@ struct Lease {
     renewed: Option<Instant>,
     /// The last failure, said once until a renewal works again.
     failing: Option<String>,
+    /// The node left the fleet: no lease is granted any more.
+    closed: bool,
 }
 
 /// A slot's value: who holds it.
@@ -180,6 +182,23 @@ impl Coordinator for Etcd {
     fn changes(&self) -> watch::Receiver<FleetState> {
         self.shared.state.subscribe()
     }
+
+    fn close(&self) {
+        let Some(id) = ({
+            let mut lease = lock(&self.shared.lease);
+            lease.closed = true;
+            lease.id.take()
+        }) else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let revoked = self.wait_for(CALL_TIMEOUT, async move { shared.gateway.revoke(id).await });
+        if let Some(Err(e)) = revoked {
+            self.shared.log(format!(
+                "cannot end the lease ({e}): its slots free when it ends"
+            ));
+        }
+    }
 }
 
 fn unreachable(why: String) -> Refused {
@@ -211,7 +230,12 @@ impl Shared {
                     Some(why) => self.log(format!(
                         "cut off from the coordinator ({why}): refusing every fault and reverting those in effect before the lease can end"
                     )),
-                    None => self.log("the coordinator answers again: faults are admitted".to_owned()),
+                    None => self.log(format!(
+                        "node {} admitted by etcd at {} under {}",
+                        self.node,
+                        self.gateway.endpoints().join(" "),
+                        self.config.prefix
+                    )),
                 }
             }
             state.cut_off = why;
@@ -235,6 +259,9 @@ async fn keep_lease(shared: Arc<Shared>) {
     loop {
         let (id, renewed) = {
             let lease = lock(&shared.lease);
+            if lease.closed {
+                return;
+            }
             (lease.id, lease.renewed)
         };
         let due = match (renewed, attempted) {

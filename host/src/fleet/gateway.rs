@@ -238,6 +238,18 @@ impl Gateway {
         Ok(number(&answer["result"]["TTL"]))
     }
 
+    /// Ends lease `id` and every key tied to it.
+    pub async fn revoke(&self, id: i64) -> Result<(), String> {
+        self.call("/v3/lease/revoke", json!({"ID": id.to_string()}))
+            .await
+            .map(drop)
+    }
+
+    /// The endpoints, as configured.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
     /// The cluster's members as etcd lists them: (name, client URLs).
     pub async fn members(&self) -> Result<Vec<(String, Vec<String>)>, String> {
         let answer = self.call("/v3/cluster/member/list", json!({})).await?;

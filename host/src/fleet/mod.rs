@@ -32,6 +32,9 @@ pub trait Coordinator: Send + Sync {
     fn state(&self) -> FleetState;
     /// Told of every change of [`Coordinator::state`].
     fn changes(&self) -> tokio::sync::watch::Receiver<FleetState>;
+    /// Leaves the fleet, going to bed with nothing in effect: every slot of this node
+    /// frees at once rather than when its lease would end. Blocking, within a deadline.
+    fn close(&self);
 }
 
 /// Why the fleet refused a fault.

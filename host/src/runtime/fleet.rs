@@ -66,3 +66,10 @@ pub async fn follow(
         before = now;
     }
 }
+
+/// Leaves the fleet at the end, nothing in effect: this node's slots free at once.
+pub async fn leave(engine: &Arc<crate::engine::Engine>) {
+    if let Some(coordinator) = engine.fleet().cloned() {
+        let _ = tokio::task::spawn_blocking(move || coordinator.close()).await;
+    }
+}

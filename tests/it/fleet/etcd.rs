@@ -22,45 +22,68 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
-    /// Starts etcd and waits until it answers.
+    /// Starts a one-member etcd and waits until it answers.
     pub fn start(name: &str) -> Etcd {
-        let dir = temp_dir(&format!("etcd-{name}"));
-        let (port, peer) = (free_port(), free_port());
-        let client = format!("http://127.0.0.1:{port}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = std::process::Command::new("etcd")
-            .args(["--name", "m1", "--data-dir"])
-            .arg(dir.join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("m1={peer_url}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
-            .spawn()
-            .expect("etcd runs (install etcd-server)");
-        let etcd = Etcd {
-            child: Some(child),
-            dir,
-            port,
-        };
+        Self::cluster(name, 1).pop().unwrap()
+    }
+
+    /// Starts a cluster of `size` members on loopback and waits until each answers.
+    pub fn cluster(name: &str, size: usize) -> Vec<Etcd> {
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let members: Vec<Etcd> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(port, peer))| {
+                let dir = temp_dir(&format!("etcd-{name}-{i}"));
+                let client = format!("http://127.0.0.1:{port}");
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                let child = std::process::Command::new("etcd")
+                    .args(["--name", &format!("m{i}"), "--data-dir"])
+                    .arg(dir.join("data"))
+                    .args(["--listen-client-urls", &client])
+                    .args(["--advertise-client-urls", &client])
+                    .args(["--listen-peer-urls", &peer_url])
+                    .args(["--initial-advertise-peer-urls", &peer_url])
+                    .args(["--initial-cluster", &initial.join(",")])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
+                    .spawn()
+                    .expect("etcd runs (install etcd-server)");
+                Etcd {
+                    child: Some(child),
+                    dir,
+                    port,
+                }
+            })
+            .collect();
         let until = Instant::now() + DEADLINE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            || etcd.try_call("/v3/kv/range", r#"{"key":"AA=="}"#).is_none()
-        {
-            assert!(Instant::now() < until, "etcd did not start: {}", etcd.log());
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        for etcd in &members {
+            while std::net::TcpStream::connect(("127.0.0.1", etcd.port)).is_err()
+                || etcd.try_call("/v3/kv/range", r#"{"key":"AA=="}"#).is_none()
+            {
+                assert!(Instant::now() < until, "etcd did not start: {}", etcd.log());
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
-        etcd
+        members
+    }
+
+    /// Whether this member leads its cluster now.
+    pub fn leads(&self) -> bool {
+        self.try_call("/v3/maintenance/status", "{}")
+            .is_some_and(|s| s["leader"].is_string() && s["leader"] == s["header"]["member_id"])
+    }
+
+    /// The leases etcd holds now.
+    pub fn leases(&self) -> usize {
+        http(self.port, "POST", "/v3/lease/leases", &[], b"{}").json()["leases"]
+            .as_array()
+            .map_or(0, Vec::len)
     }
 
     pub fn endpoint(&self) -> String {

@@ -312,6 +312,9 @@ async fn serve(
     // No fault outlives the monkey: revert what is still in effect, each on a thread of
     // its own, waiting for hung plugins no longer than the exit may take.
     let (in_flight, unfinished) = injector.close(SHUTDOWN_WAIT).await;
+    if in_flight.is_empty() && unfinished.is_empty() {
+        crate::runtime::fleet::leave(&engine).await;
+    }
     if let Some(errors) = end.refused {
         abandoned(&in_flight, &unfinished).ok();
         return Err(UsageError(errors.into()).into());
