@@ -135,7 +135,7 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
         humantime::format_duration(fleet.lease_ttl)
     );
     if connect {
-        let lines = crate::fleet::etcd::describe(fleet).map_err(|e| {
+        let lines = crate::fleet::admin::describe(fleet).map_err(|e| {
             anyhow::anyhow!(
                 "fleet: cannot reach etcd at {} ({e})",
                 fleet.endpoints.join(", ")

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use crate::{
     cli::PauseArgs,
     config,
-    fleet::{config::FleetConfig, etcd, Switch},
+    fleet::{admin, config::FleetConfig, Switch},
     support::UsageError,
 };
 
@@ -19,7 +19,7 @@ pub fn switch(args: &PauseArgs, on: bool) -> anyhow::Result<()> {
         reason: args.reason.clone().unwrap_or_default(),
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
-    etcd::set_switch(&fleet, switch.clone()).map_err(|e| {
+    admin::set_switch(&fleet, switch.clone()).map_err(|e| {
         anyhow!(
             "cannot reach the fleet's etcd at {} ({e}); nothing was changed",
             fleet.endpoints.join(", ")

@@ -58,10 +58,10 @@ struct Lease {
 
 /// A slot's value: who holds it.
 #[derive(Debug, Serialize, Deserialize)]
-struct Holder {
-    node: String,
-    fault: String,
-    at: String,
+pub(super) struct Holder {
+    pub node: String,
+    pub fault: String,
+    pub at: String,
 }
 
 /// The budget key's value.
@@ -345,7 +345,7 @@ async fn watch_switch(shared: Arc<Shared>, first: mpsc::Sender<()>) {
     }
 }
 
-fn switch_of(kv: Option<&Kv>) -> Option<Switch> {
+pub(super) fn switch_of(kv: Option<&Kv>) -> Option<Switch> {
     let kv = kv?;
     Some(
         serde_json::from_slice(&kv.value).unwrap_or_else(|_| Switch {
@@ -511,82 +511,6 @@ fn check_budget(config: &FleetConfig, recent: &mut Recent, now: i64) -> Result<(
         }
     }
     Ok(())
-}
-
-/// What `check-config --connect` says of the fleet: the members, who holds the slots,
-/// the budget and the switch; `Err`: the coordinator could not be reached.
-pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
-    on_runtime(config, |gateway, config| async move {
-        let members = gateway.members().await.map_err(anyhow::Error::msg)?;
-        let (kvs, revision) = gateway
-            .range_prefix(&format!("{}/", config.prefix))
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let mut lines = vec![format!(
-            "etcd: {} member(s) reachable at revision {revision}: {}",
-            members.len(),
-            members
-                .iter()
-                .map(|(name, urls)| format!("{name} ({})", urls.join(" ")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )];
-        let slots = format!("{}/slots/", config.prefix);
-        let held: Vec<String> = kvs
-            .iter()
-            .filter_map(|kv| {
-                let n = kv.key.strip_prefix(&slots)?;
-                let holder: Holder = serde_json::from_slice(&kv.value).ok()?;
-                Some(format!(
-                    "slot {n}: {} ({}, since {})",
-                    holder.node, holder.fault, holder.at
-                ))
-            })
-            .collect();
-        lines.push(format!(
-            "slots: {} of {} held{}{}",
-            held.len(),
-            config.max_concurrent,
-            if held.is_empty() { "" } else { ": " },
-            held.join("; ")
-        ));
-        let switch_key = format!("{}/switch", config.prefix);
-        lines.push(
-            match switch_of(kvs.iter().find(|kv| kv.key == switch_key)) {
-                Some(switch) => format!("switch: {switch}"),
-                None => "switch: off (the fleet plays)".to_owned(),
-            },
-        );
-        Ok(lines)
-    })
-}
-
-/// Turns the fleet's switch on (`Some`) or off, as `pause --fleet` and `resume --fleet`.
-pub fn set_switch(config: &FleetConfig, switch: Option<Switch>) -> anyhow::Result<()> {
-    on_runtime(config, |gateway, config| async move {
-        let key = format!("{}/switch", config.prefix);
-        let op = match &switch {
-            Some(switch) => Op::Put(key, serde_json::to_vec(switch).unwrap_or_default(), 0),
-            None => Op::Delete(key),
-        };
-        gateway
-            .txn(&[], &[op])
-            .await
-            .map(drop)
-            .map_err(anyhow::Error::msg)
-    })
-}
-
-/// Runs `work` with a gateway to the fleet's etcd, on a runtime of its own.
-fn on_runtime<T, F: std::future::Future<Output = anyhow::Result<T>>>(
-    config: &FleetConfig,
-    work: impl FnOnce(Gateway, FleetConfig) -> F,
-) -> anyhow::Result<T> {
-    let gateway = Gateway::new(config.endpoints.clone(), config.credentials.clone())?;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(work(gateway, config.clone()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! [`config::FleetConfig::fail_after`] without a renewal it is `cut_off` (admissions
 //! refused) and the daemon reverts what it holds, before the lease can end.
 
+pub mod admin;
 pub mod config;
 pub mod etcd;
 mod gateway;
