@@ -315,6 +315,37 @@ impl Executing {
     }
 }
 
+impl Executing {
+    /// The daemon's PID (outside the namespace): a child of the namespace's `sh`, itself
+    /// the child of the `unshare` this test started.
+    fn daemon_pid(&self) -> u32 {
+        let children = |pid: u32| -> Vec<u32> {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        };
+        children(self.namespace.id())
+            .into_iter()
+            .flat_map(children)
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.starts_with("nightmare-monke"))
+            })
+            .expect("the daemon runs in the namespace")
+    }
+}
+
+/// Sends signal `name` to `pid`, a process this test started.
+fn signal(pid: u32, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
 impl Drop for Executing {
     fn drop(&mut self) {
         // Our own child: with --kill-child, everything in its namespace ends with it.
@@ -428,4 +459,30 @@ fn a_daemon_going_to_bed_leaves_the_fleet_at_once() {
     assert_eq!(daemon.wait_exit(), Some(0));
     assert_eq!(etcd.leases(), 0, "its lease ended with it, not 60 s later");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_holder_frozen_past_its_lease_reverts_as_it_wakes() {
+    let etcd = Etcd::start("frozen");
+    let node = Executing::start("frozen", &etcd, r#"lease_ttl: "2s""#);
+    node.pause();
+    let daemon = node.daemon_pid();
+    signal(daemon, "STOP");
+    until(
+        Duration::from_secs(10),
+        "the frozen holder's lease ends",
+        || etcd.get_prefix("/nm/frozen/slots/").is_empty(),
+    );
+    signal(daemon, "CONT");
+    let took = until(DEADLINE, "the revert is journaled", || {
+        journal(&node.dir).iter().any(|r| {
+            r["type"] == "revert" && r["reason"] == "fleet-cut-off" && r["result"] == "reverted"
+        })
+    });
+    eprintln!("reverted {took:?} after it woke");
+    let refused = kill(node.port);
+    assert!(
+        refused.status == 503 || refused.status == 200,
+        "{refused:?}"
+    );
 }

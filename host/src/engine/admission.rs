@@ -123,6 +123,37 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Checks, just before a real fault is applied, that its admission still holds (a
+    /// fresh read: a node frozen past its lease between admission and apply must not
+    /// apply what the fleet no longer counts). If it does not, the intent's outcome is
+    /// journaled failed, and the fault refused.
+    pub(super) fn confirm_fleet(&self, intent: &Intent, dry_run: bool) -> Result<(), InjectError> {
+        let (Some(admission), Some(coordinator), false) = (&intent.fleet, self.fleet(), dry_run)
+        else {
+            return Ok(());
+        };
+        let Err(refused) = coordinator.confirm(admission) else {
+            return Ok(());
+        };
+        metrics::get().refused(Refusal::Fleet);
+        let error = InjectError::Fleet {
+            why: refused.why,
+            retry_after: refused.retry_after,
+            unreachable: refused.unreachable,
+        };
+        let failed = OutcomeRecord::failed(&intent.id, Utc::now(), 0, error.to_string());
+        if let Err(e) = self.write(&Record::Outcome(failed), true) {
+            log::line(format!(
+                "journal: cannot record the outcome of {} in {}: {e}",
+                intent.id,
+                self.journal_path()
+            ));
+        }
+        Err(error)
+    }
+}
+
 impl Held<'_> {
     /// The admission, for the intent.
     pub(super) fn admission(&self) -> Option<Admission> {

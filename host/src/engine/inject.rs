@@ -47,6 +47,9 @@ impl Engine {
                     return Err(error);
                 }
             }
+        } else if let Err(error) = self.confirm_fleet(&intent, dry_run) {
+            self.forget(now);
+            return Err(error);
         } else {
             slot.fault.inject(&request).map_err(|e| (e, None))
         };
@@ -276,6 +279,7 @@ impl Engine {
             });
         }
         self.checkpoint_now();
+        self.confirm_fleet(intent, false)?;
         let applied = slot.fault.inject(&Request {
             phase: Phase::Apply,
             prepared: Some(state.clone()),

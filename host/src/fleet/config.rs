@@ -247,7 +247,14 @@ mod tests {
         struct Top {
             fleet: RawFleet,
         }
-        let top: Top = ron::from_str(text).map_err(|e| vec![e.to_string()])?;
+        // As the config's parser reads it (`Etcd(endpoints: ...)` unwrapped).
+        let top: Top = ron::Options::default()
+            .with_default_extension(
+                ron::extensions::Extensions::IMPLICIT_SOME
+                    | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
+            )
+            .from_str(text)
+            .map_err(|e| vec![e.to_string()])?;
         let src = Source::new(Path::new("f.ron"), text);
         let mut errors = Vec::new();
         top.fleet.validate(&src, &mut errors).ok_or(errors)
@@ -275,9 +282,9 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "f.ron:2:32: invalid URL `etcd:2379`: expected http:// or https://",
-                "f.ron:2:53: invalid prefix `nm/`: expected a key path like \"/nightmare-monkey/staging\" (a leading slash, none at the end)",
-                "f.ron:2:66: a username needs a password_file",
+                "f.ron:2:20: invalid URL `etcd:2379`: expected http:// or https://",
+                "f.ron:2:46: invalid prefix `nm/`: expected a key path like \"/nightmare-monkey/staging\" (a leading slash, none at the end)",
+                "f.ron:2:61: a username needs a password_file",
                 "f.ron:3:2: max_concurrent must be between 1 and 1000",
                 "f.ron:4:11: max must be between 1 and 10000 (leave budget out for no limit)",
                 "f.ron:5:2: invalid min_gap `soon`: expected a duration like 10m, 30s or 250ms",

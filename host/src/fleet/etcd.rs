@@ -154,6 +154,30 @@ impl Coordinator for Etcd {
         .unwrap_or_else(|| Err(unreachable("the fleet thread did not answer".to_owned())))
     }
 
+    fn confirm(&self, admission: &Admission) -> Result<(), Refused> {
+        if let Some(why) = self.shared.state.borrow().cut_off.clone() {
+            return Err(unreachable(why));
+        }
+        let shared = self.shared.clone();
+        let admission = admission.clone();
+        self.wait_for(ADMIT_DEADLINE, async move {
+            let key = shared.slot_key(admission.slot);
+            let (kvs, _) = shared.gateway.range_prefix(&key).await.map_err(unreachable)?;
+            match kvs.iter().find(|kv| kv.key == key) {
+                Some(kv) if kv.create_revision == admission.revision => Ok(()),
+                _ => Err(Refused {
+                    why: format!(
+                        "the admission at revision {} was lost before the fault was applied (its lease ended)",
+                        admission.revision
+                    ),
+                    retry_after: Some(Duration::from_secs(1)),
+                    unreachable: false,
+                }),
+            }
+        })
+        .unwrap_or_else(|| Err(unreachable("the fleet thread did not answer".to_owned())))
+    }
+
     fn release(&self, admission: &Admission) {
         let shared = self.shared.clone();
         let admission = admission.clone();

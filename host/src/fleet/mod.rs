@@ -26,6 +26,9 @@ pub trait Coordinator: Send + Sync {
     /// the node's lease, the fleet budget and gap checked and advanced), or says why
     /// not.
     fn admit(&self, fault: &str) -> Result<Admission, Refused>;
+    /// Whether `admission` still holds now (a fresh read, just before its fault is
+    /// applied): its slot carries it, under a live lease.
+    fn confirm(&self, admission: &Admission) -> Result<(), Refused>;
     /// Gives back the slot of `admission` (in the background: a slot not given back
     /// frees when the lease ends).
     fn release(&self, admission: &Admission);

@@ -124,7 +124,7 @@ impl Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "refusals",
-            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, origin, journal, steady-state, loading)",
+            "Requests refused before any plugin ran, by reason (window, budget, paused, auth, origin, journal, steady-state, loading, fleet)",
             refusals.clone(),
         );
         let active = Gauge::default();
