@@ -243,6 +243,14 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
         message.contains("the fleet is paused by ") && message.contains(": game day over"),
         "{message}"
     );
+    // The fleet at a glance, from etcd: both nodes say they are paused by the switch.
+    until(DEADLINE, "status --fleet lists both nodes paused", || {
+        let status = monkey(&["status", "--fleet", "--config", &cfgs[1]]).stdout;
+        status.contains("nodes: 2: a (paused: the fleet is paused by ")
+            && status.contains("; b (paused: the fleet is paused by ")
+            && status.contains("switch: the fleet is paused by ")
+            && status.contains("slots: 0 of 2 held")
+    });
     // A node that starts while the fleet is paused starts paused.
     let dir = temp_dir("fleet-switch-c");
     let cfg = config(&dir, &etcd, "/nm/switch", "max_concurrent: 2");

@@ -31,7 +31,8 @@ daemon cannot be reached.
 Examples:
   nightmare-monkey status
   nightmare-monkey status --url 127.0.0.1:18099 --json
-  nightmare-monkey status --config /etc/nightmare-monkey/config.ron";
+  nightmare-monkey status --config /etc/nightmare-monkey/config.ron
+  nightmare-monkey status --fleet --config /etc/nightmare-monkey/config.ron";
 
 /// `pause` and `resume`.
 #[derive(Debug, Args)]
@@ -70,6 +71,10 @@ pub struct StatusArgs {
     /// Print the JSON of GET /api/status
     #[arg(long)]
     pub json: bool,
+    /// The whole fleet, from its coordinator (the config's fleet: section): its nodes,
+    /// who holds the slots, the fleet budget used, the fleet's switch
+    #[arg(long, conflicts_with_all = ["json", "url"])]
+    pub fleet: bool,
 }
 
 pub(super) const ACK_EXAMPLES: &str = "\

@@ -5,7 +5,7 @@
 use anyhow::anyhow;
 
 use crate::{
-    cli::PauseArgs,
+    cli::{PauseArgs, StatusArgs},
     config,
     fleet::{admin, config::FleetConfig, Switch},
     support::UsageError,
@@ -30,6 +30,25 @@ pub fn switch(args: &PauseArgs, on: bool) -> anyhow::Result<()> {
             "{switch}: every daemon of the fleet pauses and reverts its faults within a second"
         ),
         None => println!("the fleet's switch is off: every daemon of the fleet plays again"),
+    }
+    Ok(())
+}
+
+/// Runs `status --fleet`: what the fleet's coordinator holds.
+pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let fleet = fleet_of(args.daemon.config.as_deref())?;
+    let lines = admin::describe(&fleet).map_err(|e| {
+        anyhow!(
+            "cannot reach the fleet's etcd at {} ({e})",
+            fleet.endpoints.join(", ")
+        )
+    })?;
+    println!(
+        "fleet {}: {} fault(s) at once",
+        fleet.prefix, fleet.max_concurrent
+    );
+    for line in lines {
+        println!("  {line}");
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Resume(args)) if args.fleet => fleet::switch(&args, false),
         Some(Command::Pause(args)) => switch::run(args.daemon, true),
         Some(Command::Resume(args)) => switch::run(args.daemon, false),
+        Some(Command::Status(args)) if args.fleet => fleet::status(&args),
         Some(Command::Status(args)) => switch::status(args),
         Some(Command::Ack(args)) => switch::ack(args),
         Some(Command::Revert(args)) => switch::revert(args),

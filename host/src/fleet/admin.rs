@@ -4,9 +4,9 @@
 
 use super::{
     config::FleetConfig,
-    etcd::{switch_of, Holder},
+    etcd::{next_fits, switch_of, Holder, Recent},
     gateway::{Gateway, Op},
-    Switch,
+    Member, Switch,
 };
 
 /// What `check-config --connect` says of the fleet: the members, who holds the slots,
@@ -46,6 +46,46 @@ pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
             if held.is_empty() { "" } else { ": " },
             held.join("; ")
         ));
+        let nodes = format!("{}/members/", config.prefix);
+        let members: Vec<String> = kvs
+            .iter()
+            .filter(|kv| kv.key.starts_with(&nodes))
+            .filter_map(|kv| serde_json::from_slice::<Member>(&kv.value).ok())
+            .map(|m| {
+                format!(
+                    "{} ({}, {} in effect, version {})",
+                    m.node,
+                    m.paused
+                        .map_or_else(|| "playing".to_owned(), |why| format!("paused: {why}")),
+                    m.in_effect,
+                    m.version
+                )
+            })
+            .collect();
+        lines.push(format!("nodes: {}: {}", members.len(), members.join("; ")));
+        if config.budget.is_some() || config.min_gap.is_some() {
+            let budget_key = format!("{}/budget", config.prefix);
+            let recent: Recent = kvs
+                .iter()
+                .find(|kv| kv.key == budget_key)
+                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+                .unwrap_or_default();
+            let (used, wait) = next_fits(&config, &recent, chrono::Utc::now().timestamp_millis());
+            let used = match config.budget {
+                Some((max, per)) => format!(
+                    "{used} of {max} per {} used",
+                    humantime::format_duration(per)
+                ),
+                None => "no budget".to_owned(),
+            };
+            lines.push(match wait {
+                Some(wait) => format!(
+                    "fleet budget: {used}; the next admission fits in {} s",
+                    crate::domain::injection::ceil_secs(wait)
+                ),
+                None => format!("fleet budget: {used}; the next admission fits now"),
+            });
+        }
         let switch_key = format!("{}/switch", config.prefix);
         lines.push(
             match switch_of(kvs.iter().find(|kv| kv.key == switch_key)) {

@@ -54,6 +54,8 @@ struct Lease {
     failing: Option<String>,
     /// The node left the fleet: no lease is granted any more.
     closed: bool,
+    /// What the node last said of itself, written again under each new lease.
+    member: Option<super::Member>,
 }
 
 /// A slot's value: who holds it.
@@ -66,9 +68,9 @@ pub(super) struct Holder {
 
 /// The budget key's value.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Recent {
+pub(super) struct Recent {
     /// Admissions, ms since the epoch, oldest first.
-    times: Vec<i64>,
+    pub times: Vec<i64>,
 }
 
 impl Etcd {
@@ -207,6 +209,24 @@ impl Coordinator for Etcd {
         self.shared.state.subscribe()
     }
 
+    fn announce(&self, member: super::Member) {
+        let member = super::Member {
+            node: self.shared.node.clone(),
+            ..member
+        };
+        let (lease, changed) = {
+            let mut lease = lock(&self.shared.lease);
+            let changed = lease.member.as_ref() != Some(&member);
+            lease.member = Some(member);
+            (lease.id, changed)
+        };
+        if let (Some(id), true) = (lease, changed) {
+            let shared = self.shared.clone();
+            self.runtime
+                .spawn(async move { shared.put_member(id).await });
+        }
+    }
+
     fn close(&self) {
         let Some(id) = ({
             let mut lease = lock(&self.shared.lease);
@@ -244,6 +264,18 @@ impl Shared {
 
     fn slot_key(&self, slot: u32) -> String {
         self.key(&format!("slots/{slot}"))
+    }
+
+    /// Writes what the node last said of itself under lease `id`.
+    async fn put_member(&self, id: i64) {
+        let Some(member) = lock(&self.lease).member.clone() else {
+            return;
+        };
+        let key = self.key(&format!("members/{}", member.node));
+        let value = serde_json::to_vec(&member).unwrap_or_default();
+        if let Err(e) = self.gateway.txn(&[], &[Op::Put(key, value, id)]).await {
+            self.log(format!("cannot say what this node does ({e})"));
+        }
     }
 
     fn set_cut_off(&self, why: Option<String>) {
@@ -298,11 +330,13 @@ async fn keep_lease(shared: Arc<Shared>) {
             attempted = Some(Instant::now());
             let answer = match id {
                 Some(id) => shared.gateway.keep_alive(id).await.map(|ttl| (id, ttl)),
-                None => shared
-                    .gateway
-                    .grant(shared.config.lease_ttl)
-                    .await
-                    .map(|id| (id, 1)),
+                None => match shared.gateway.grant(shared.config.lease_ttl).await {
+                    Ok(id) => {
+                        shared.put_member(id).await;
+                        Ok((id, 1))
+                    }
+                    Err(e) => Err(e),
+                },
             };
             let mut lease = lock(&shared.lease);
             match answer {
@@ -488,6 +522,28 @@ async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Refused> {
         retry_after: Some(Duration::from_secs(1)),
         unreachable: false,
     })
+}
+
+/// The admissions counted against the fleet budget at `now` (ms), and how long until
+/// the next one fits (`None`: now).
+pub(super) fn next_fits(
+    config: &FleetConfig,
+    recent: &Recent,
+    now: i64,
+) -> (usize, Option<Duration>) {
+    let mut recent = Recent {
+        times: recent.times.clone(),
+    };
+    let wait = check_budget(config, &mut recent, now)
+        .err()
+        .and_then(|r| r.retry_after);
+    let per = config.budget.map_or(0, |(_, per)| {
+        i64::try_from(per.as_millis()).unwrap_or(i64::MAX)
+    });
+    (
+        recent.times.iter().filter(|t| now - **t < per).count(),
+        wait,
+    )
 }
 
 /// Checks the fleet budget and gap against the recent admissions at `now` (ms),

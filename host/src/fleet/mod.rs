@@ -36,6 +36,9 @@ pub trait Coordinator: Send + Sync {
     fn state(&self) -> FleetState;
     /// Told of every change of [`Coordinator::state`].
     fn changes(&self) -> tokio::sync::watch::Receiver<FleetState>;
+    /// Says what this node is doing now, for `status --fleet`: kept under
+    /// `<prefix>/members/<node>`, tied to the node's lease (gone with it).
+    fn announce(&self, member: Member);
     /// Leaves the fleet, going to bed with nothing in effect: every slot of this node
     /// frees at once rather than when its lease would end. Blocking, within a deadline.
     fn close(&self);
@@ -81,4 +84,18 @@ impl std::fmt::Display for Switch {
         }
         Ok(())
     }
+}
+
+/// A node of the fleet as it says itself (`<prefix>/members/<node>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's name.
+    pub node: String,
+    /// The daemon's version.
+    pub version: String,
+    /// Why it is paused, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// Its faults in effect now.
+    pub in_effect: usize,
 }

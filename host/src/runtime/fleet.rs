@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use crate::{
     config::ConfigErrors,
     dispatch::Injector,
-    fleet::{config::FleetConfig, etcd::Etcd, Coordinator},
+    engine::Engine,
+    fleet::{config::FleetConfig, etcd::Etcd, Coordinator, Member},
     output::log,
 };
 
@@ -36,6 +37,7 @@ fn host_name() -> String {
 /// switch goes on or the node is cut off, and says so.
 pub async fn follow(
     injector: Injector,
+    engine: Arc<Engine>,
     coordinator: Arc<dyn Coordinator>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -44,9 +46,14 @@ pub async fn follow(
     if let Some(switch) = &before.switch {
         log::line(format!("fleet: {switch}: starting paused"));
     }
+    let mut every = tokio::time::interval(ANNOUNCE_EVERY);
     loop {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
+            _ = every.tick() => {
+                announce(&engine, &*coordinator);
+                continue;
+            }
             _ = stopped.wait_for(|s| *s) => return,
         }
         let now = changes.borrow_and_update().clone();
@@ -72,4 +79,18 @@ pub async fn leave(engine: &Arc<crate::engine::Engine>) {
     if let Some(coordinator) = engine.fleet().cloned() {
         let _ = tokio::task::spawn_blocking(move || coordinator.close()).await;
     }
+}
+
+/// How often a node says what it does (only a change is written).
+const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tells the coordinator what this node does now.
+fn announce(engine: &Engine, coordinator: &dyn Coordinator) {
+    let status = engine.status(chrono::Utc::now());
+    coordinator.announce(Member {
+        node: engine.node().unwrap_or("").to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        paused: status.paused,
+        in_effect: status.active.len() + status.reverting.len(),
+    });
 }

@@ -460,6 +460,7 @@ fn start_triggers(
     let fleet = engine.fleet().map(|coordinator| {
         tokio::spawn(crate::runtime::fleet::follow(
             injector.clone(),
+            engine.clone(),
             coordinator.clone(),
             stopped.clone(),
         ))
