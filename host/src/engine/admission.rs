@@ -75,6 +75,12 @@ impl Engine {
         self.reverts.admissions.coordinator.get()
     }
 
+    /// Whether this node is cut off from the fleet's coordinator (it reverts what it
+    /// holds, and admits nothing).
+    pub(super) fn fleet_cut_off(&self) -> bool {
+        self.fleet().is_some_and(|c| c.state().cut_off.is_some())
+    }
+
     /// The fleet's switch, while it is on.
     pub(super) fn fleet_paused(&self) -> Option<Pause> {
         let switch = self.fleet()?.state().switch?;

@@ -114,11 +114,15 @@ impl Engine {
                 reverted: self.revert_at_once(id, "journal", self.plugin_timeout),
             });
         }
-        // Paused (or going to bed) while the plugin worked: the kill switch did not see
-        // this fault among the active ones, so it is undone now, on a thread of its own.
-        if revert_due.is_some() && self.paused().is_some() {
+        // Paused (or going to bed, or cut off from the fleet) while the plugin worked: the
+        // kill switch did not see this fault among the active ones, so it is undone now,
+        // on a thread of its own.
+        let cut_off = self.fleet_cut_off();
+        if revert_due.is_some() && (self.paused().is_some() || cut_off) {
             let reason = if self.closing.load(Ordering::SeqCst) {
                 "shutdown"
+            } else if cut_off {
+                "fleet-cut-off"
             } else {
                 "pause"
             };

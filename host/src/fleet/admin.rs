@@ -3,9 +3,10 @@
 //! `pause --fleet` / `resume --fleet` (the switch).
 
 use super::{
+    admission::{next_fits, Holder, Recent},
     config::FleetConfig,
-    etcd::{next_fits, switch_of, Holder, Recent},
     gateway::{Gateway, Op},
+    shared::switch_of,
     Member, Switch,
 };
 

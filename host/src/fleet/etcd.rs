@@ -12,14 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{
     config::FleetConfig,
-    gateway::{Compare, Gateway, Kv, Op, CALL_TIMEOUT},
-    Admission, Coordinator, FleetState, Refused, Switch,
+    gateway::{Compare, Gateway, Op, CALL_TIMEOUT},
+    shared::{switch_of, unreachable, Lease, Shared},
+    Admission, Coordinator, FleetState, Refused,
 };
 use crate::support::lock::lock;
 
@@ -27,50 +26,13 @@ use crate::support::lock::lock;
 const TICK: Duration = Duration::from_millis(200);
 /// How long an admission may take in all, retries after a lost race included.
 const ADMIT_DEADLINE: Duration = Duration::from_secs(2);
-/// How many times an admission that lost a race to another node reads again.
-const ADMIT_TRIES: usize = 16;
+/// How long a release that failed waits before it tries again.
+const RELEASE_RETRY: Duration = Duration::from_millis(250);
 
 /// The etcd coordinator of one node.
 pub struct Etcd {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
-}
-
-struct Shared {
-    gateway: Gateway,
-    config: FleetConfig,
-    node: String,
-    /// Where its lines go (the daemon's log).
-    log: fn(String),
-    lease: Mutex<Lease>,
-    state: watch::Sender<FleetState>,
-}
-
-#[derive(Default)]
-struct Lease {
-    id: Option<i64>,
-    renewed: Option<Instant>,
-    /// The last failure, said once until a renewal works again.
-    failing: Option<String>,
-    /// The node left the fleet: no lease is granted any more.
-    closed: bool,
-    /// What the node last said of itself, written again under each new lease.
-    member: Option<super::Member>,
-}
-
-/// A slot's value: who holds it.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Holder {
-    pub node: String,
-    pub fault: String,
-    pub at: String,
-}
-
-/// The budget key's value.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(super) struct Recent {
-    /// Admissions, ms since the epoch, oldest first.
-    pub times: Vec<i64>,
 }
 
 impl Etcd {
@@ -144,7 +106,7 @@ impl Coordinator for Etcd {
         let shared = self.shared.clone();
         let fault = fault.to_owned();
         self.wait_for(ADMIT_DEADLINE + CALL_TIMEOUT, async move {
-            tokio::time::timeout(ADMIT_DEADLINE, admit(&shared, &fault))
+            tokio::time::timeout(ADMIT_DEADLINE, super::admission::admit(&shared, &fault))
                 .await
                 .unwrap_or_else(|_| {
                     Err(unreachable(format!(
@@ -185,18 +147,31 @@ impl Coordinator for Etcd {
         let admission = admission.clone();
         self.runtime.spawn(async move {
             let key = shared.slot_key(admission.slot);
-            let done = shared
-                .gateway
-                .txn(
-                    &[Compare::Created(key.clone(), admission.revision)],
-                    &[Op::Delete(key)],
-                )
-                .await;
-            if let Err(e) = done {
-                shared.log(format!(
-                    "cannot give back slot {} ({e}): it frees when the lease ends",
-                    admission.slot
-                ));
+            let mut said = false;
+            // Tried again while the lease it was taken with lives: a slot not given back
+            // under a lease still renewed would be held for good.
+            loop {
+                let done = shared
+                    .gateway
+                    .txn(
+                        &[Compare::Created(key.clone(), admission.revision)],
+                        &[Op::Delete(key.clone())],
+                    )
+                    .await;
+                let Err(e) = done else { return };
+                let alive = lock(&shared.lease).id.map(|id| format!("{id:x}"))
+                    == Some(admission.lease.clone());
+                if !alive {
+                    return;
+                }
+                if !said {
+                    shared.log(format!(
+                        "cannot give back slot {} yet ({e}): trying again",
+                        admission.slot
+                    ));
+                    said = true;
+                }
+                tokio::time::sleep(RELEASE_RETRY).await;
             }
         });
     }
@@ -242,69 +217,6 @@ impl Coordinator for Etcd {
                 "cannot end the lease ({e}): its slots free when it ends"
             ));
         }
-    }
-}
-
-fn unreachable(why: String) -> Refused {
-    Refused {
-        why: format!("the coordinator is unreachable ({why})"),
-        retry_after: Some(Duration::from_secs(1)),
-        unreachable: true,
-    }
-}
-
-impl Shared {
-    fn log(&self, line: String) {
-        (self.log)(format!("fleet: {line}"));
-    }
-
-    fn key(&self, name: &str) -> String {
-        format!("{}/{name}", self.config.prefix)
-    }
-
-    fn slot_key(&self, slot: u32) -> String {
-        self.key(&format!("slots/{slot}"))
-    }
-
-    /// Writes what the node last said of itself under lease `id`.
-    async fn put_member(&self, id: i64) {
-        let Some(member) = lock(&self.lease).member.clone() else {
-            return;
-        };
-        let key = self.key(&format!("members/{}", member.node));
-        let value = serde_json::to_vec(&member).unwrap_or_default();
-        if let Err(e) = self.gateway.txn(&[], &[Op::Put(key, value, id)]).await {
-            self.log(format!("cannot say what this node does ({e})"));
-        }
-    }
-
-    fn set_cut_off(&self, why: Option<String>) {
-        self.state.send_if_modified(|state| {
-            let changed = state.cut_off.is_some() != why.is_some();
-            if changed {
-                match &why {
-                    Some(why) => self.log(format!(
-                        "cut off from the coordinator ({why}): refusing every fault and reverting those in effect before the lease can end"
-                    )),
-                    None => self.log(format!(
-                        "node {} admitted by etcd at {} under {}",
-                        self.node,
-                        self.gateway.endpoints().join(" "),
-                        self.config.prefix
-                    )),
-                }
-            }
-            state.cut_off = why;
-            changed
-        });
-    }
-
-    fn set_switch(&self, switch: Option<Switch>) {
-        self.state.send_if_modified(|state| {
-            let changed = state.switch != switch;
-            state.switch = switch;
-            changed
-        });
     }
 }
 
@@ -400,237 +312,5 @@ async fn watch_switch(shared: Arc<Shared>, first: mpsc::Sender<()>) {
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-pub(super) fn switch_of(kv: Option<&Kv>) -> Option<Switch> {
-    let kv = kv?;
-    Some(
-        serde_json::from_slice(&kv.value).unwrap_or_else(|_| Switch {
-            by: "?".to_owned(),
-            reason: String::from_utf8_lossy(&kv.value).into_owned(),
-            at: String::new(),
-        }),
-    )
-}
-
-/// One admission: read the fleet's keys at one revision, decide, and claim in one
-/// transaction that holds only if nothing it read changed; read again after a lost race.
-async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Refused> {
-    let config = &shared.config;
-    let (slots_key, budget_key, switch_key) = (
-        shared.key("slots/"),
-        shared.key("budget"),
-        shared.key("switch"),
-    );
-    for _ in 0..ADMIT_TRIES {
-        let lease = lock(&shared.lease)
-            .id
-            .ok_or_else(|| unreachable("no lease".to_owned()))?;
-        let (kvs, _) = shared
-            .gateway
-            .range_prefix(&format!("{}/", config.prefix))
-            .await
-            .map_err(unreachable)?;
-        let find = |key: &str| kvs.iter().find(|kv| kv.key == key);
-        if let Some(switch) = switch_of(find(&switch_key)) {
-            return Err(Refused {
-                why: switch.to_string(),
-                retry_after: None,
-                unreachable: false,
-            });
-        }
-        let held: Vec<(u32, String)> = kvs
-            .iter()
-            .filter_map(|kv| {
-                let n: u32 = kv.key.strip_prefix(&slots_key)?.parse().ok()?;
-                let holder: Option<Holder> = serde_json::from_slice(&kv.value).ok();
-                Some((n, holder.map_or_else(|| "?".to_owned(), |h| h.node)))
-            })
-            .collect();
-        let Some(slot) = (0..config.max_concurrent).find(|n| !held.iter().any(|(h, _)| h == n))
-        else {
-            let nodes: Vec<&str> = held.iter().map(|(_, node)| node.as_str()).collect();
-            return Err(Refused {
-                why: format!(
-                    "slots full ({} of {} held: {})",
-                    held.len(),
-                    config.max_concurrent,
-                    nodes.join(", ")
-                ),
-                retry_after: Some(Duration::from_secs(1)),
-                unreachable: false,
-            });
-        };
-        let budget = find(&budget_key);
-        let now = Utc::now().timestamp_millis();
-        let mut recent: Recent = budget
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-            .unwrap_or_default();
-        let limited = config.budget.is_some() || config.min_gap.is_some();
-        if limited {
-            check_budget(config, &mut recent, now)?;
-        }
-        let holder = Holder {
-            node: shared.node.clone(),
-            fault: fault.to_owned(),
-            at: Utc::now().to_rfc3339(),
-        };
-        let slot_key = shared.slot_key(slot);
-        let mut compare = vec![
-            Compare::Created(slot_key.clone(), 0),
-            Compare::Modified(
-                switch_key.clone(),
-                find(&switch_key).map_or(0, |kv| kv.mod_revision),
-            ),
-        ];
-        let mut ops = vec![Op::Put(
-            slot_key,
-            serde_json::to_vec(&holder).unwrap_or_default(),
-            lease,
-        )];
-        if limited {
-            recent.times.push(now);
-            compare.push(Compare::Modified(
-                budget_key.clone(),
-                budget.map_or(0, |kv| kv.mod_revision),
-            ));
-            ops.push(Op::Put(
-                budget_key.clone(),
-                serde_json::to_vec(&recent).unwrap_or_default(),
-                0,
-            ));
-        }
-        match shared.gateway.txn(&compare, &ops).await {
-            Ok((true, revision)) => {
-                return Ok(Admission {
-                    slot,
-                    lease: format!("{lease:x}"),
-                    revision,
-                })
-            }
-            Ok((false, _)) => continue,
-            Err(e) if e.contains("lease not found") => {
-                lock(&shared.lease).id = None;
-                return Err(unreachable(format!("the lease ended: {e}")));
-            }
-            Err(e) => return Err(unreachable(e)),
-        }
-    }
-    Err(Refused {
-        why: format!("lost the race for a slot {ADMIT_TRIES} times in a row"),
-        retry_after: Some(Duration::from_secs(1)),
-        unreachable: false,
-    })
-}
-
-/// The admissions counted against the fleet budget at `now` (ms), and how long until
-/// the next one fits (`None`: now).
-pub(super) fn next_fits(
-    config: &FleetConfig,
-    recent: &Recent,
-    now: i64,
-) -> (usize, Option<Duration>) {
-    let mut recent = Recent {
-        times: recent.times.clone(),
-    };
-    let wait = check_budget(config, &mut recent, now)
-        .err()
-        .and_then(|r| r.retry_after);
-    let per = config.budget.map_or(0, |(_, per)| {
-        i64::try_from(per.as_millis()).unwrap_or(i64::MAX)
-    });
-    (
-        recent.times.iter().filter(|t| now - **t < per).count(),
-        wait,
-    )
-}
-
-/// Checks the fleet budget and gap against the recent admissions at `now` (ms),
-/// dropping those too old to count.
-fn check_budget(config: &FleetConfig, recent: &mut Recent, now: i64) -> Result<(), Refused> {
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let span = config
-        .budget
-        .map_or(0, |(_, per)| ms(per))
-        .max(config.min_gap.map_or(0, ms));
-    recent.times.retain(|t| now - *t < span);
-    if let (Some(gap), Some(last)) = (config.min_gap, recent.times.last()) {
-        if now - last < ms(gap) {
-            let wait = Duration::from_millis((last + ms(gap) - now).max(0) as u64);
-            return Err(Refused {
-                why: format!(
-                    "min gap: at least {} between the fleet's faults; the next fits in {} s",
-                    humantime::format_duration(gap),
-                    crate::domain::injection::ceil_secs(wait)
-                ),
-                retry_after: Some(wait),
-                unreachable: false,
-            });
-        }
-    }
-    if let Some((max, per)) = config.budget {
-        let inside: Vec<i64> = recent
-            .times
-            .iter()
-            .copied()
-            .filter(|t| now - t < ms(per))
-            .collect();
-        if inside.len() >= max as usize {
-            let oldest = inside[inside.len() - max as usize];
-            let wait = Duration::from_millis((oldest + ms(per) - now).max(0) as u64);
-            return Err(Refused {
-                why: format!(
-                    "fleet budget: {max} faults per {} used; the next fits in {} s",
-                    humantime::format_duration(per),
-                    crate::domain::injection::ceil_secs(wait)
-                ),
-                retry_after: Some(wait),
-                unreachable: false,
-            });
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(budget: Option<(u32, u64)>, gap: Option<u64>) -> FleetConfig {
-        FleetConfig {
-            endpoints: vec![],
-            prefix: "/nm".into(),
-            credentials: None,
-            max_concurrent: 1,
-            budget: budget.map(|(max, per)| (max, Duration::from_secs(per))),
-            min_gap: gap.map(Duration::from_secs),
-            lease_ttl: Duration::from_secs(10),
-        }
-    }
-
-    #[test]
-    fn the_budget_and_the_gap_refuse_with_when_the_next_fits() {
-        let mut recent = Recent {
-            times: vec![0, 10_000, 20_000],
-        };
-        let refused = check_budget(&config(Some((3, 60)), None), &mut recent, 30_000).unwrap_err();
-        assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
-        assert!(
-            refused
-                .why
-                .starts_with("fleet budget: 3 faults per 1m used"),
-            "{}",
-            refused.why
-        );
-        assert!(check_budget(&config(Some((3, 60)), None), &mut recent, 60_000).is_ok());
-        assert_eq!(recent.times, [10_000, 20_000], "the oldest fell out");
-        let refused = check_budget(&config(None, Some(5)), &mut recent, 22_000).unwrap_err();
-        assert_eq!(refused.retry_after, Some(Duration::from_secs(3)));
-        assert!(
-            refused.why.starts_with("min gap: at least 5s"),
-            "{}",
-            refused.why
-        );
     }
 }

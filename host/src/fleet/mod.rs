@@ -9,9 +9,11 @@
 //! refused) and the daemon reverts what it holds, before the lease can end.
 
 pub mod admin;
+mod admission;
 pub mod config;
 pub mod etcd;
 mod gateway;
+mod shared;
 
 use std::time::Duration;
 

@@ -1,0 +1,112 @@
+//! What the fleet thread's tasks share (the gateway, the configuration, the lease, the
+//! state told to the daemon), and what they all say the same way.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::watch;
+
+use super::{
+    config::FleetConfig,
+    gateway::{Gateway, Kv, Op},
+    FleetState, Refused, Switch,
+};
+use crate::support::lock::lock;
+
+pub(super) struct Shared {
+    pub(super) gateway: Gateway,
+    pub(super) config: FleetConfig,
+    pub(super) node: String,
+    /// Where its lines go (the daemon's log).
+    pub(super) log: fn(String),
+    pub(super) lease: Mutex<Lease>,
+    pub(super) state: watch::Sender<FleetState>,
+}
+
+#[derive(Default)]
+pub(super) struct Lease {
+    pub(super) id: Option<i64>,
+    pub(super) renewed: Option<Instant>,
+    /// The last failure, said once until a renewal works again.
+    pub(super) failing: Option<String>,
+    /// The node left the fleet: no lease is granted any more.
+    pub(super) closed: bool,
+    /// What the node last said of itself, written again under each new lease.
+    pub(super) member: Option<super::Member>,
+}
+
+pub(super) fn unreachable(why: String) -> Refused {
+    Refused {
+        why: format!("the coordinator is unreachable ({why})"),
+        retry_after: Some(Duration::from_secs(1)),
+        unreachable: true,
+    }
+}
+
+impl Shared {
+    pub(super) fn log(&self, line: String) {
+        (self.log)(format!("fleet: {line}"));
+    }
+
+    pub(super) fn key(&self, name: &str) -> String {
+        format!("{}/{name}", self.config.prefix)
+    }
+
+    pub(super) fn slot_key(&self, slot: u32) -> String {
+        self.key(&format!("slots/{slot}"))
+    }
+
+    /// Writes what the node last said of itself under lease `id`.
+    pub(super) async fn put_member(&self, id: i64) {
+        let Some(member) = lock(&self.lease).member.clone() else {
+            return;
+        };
+        let key = self.key(&format!("members/{}", member.node));
+        let value = serde_json::to_vec(&member).unwrap_or_default();
+        if let Err(e) = self.gateway.txn(&[], &[Op::Put(key, value, id)]).await {
+            self.log(format!("cannot say what this node does ({e})"));
+        }
+    }
+
+    pub(super) fn set_cut_off(&self, why: Option<String>) {
+        self.state.send_if_modified(|state| {
+            let changed = state.cut_off.is_some() != why.is_some();
+            if changed {
+                match &why {
+                    Some(why) => self.log(format!(
+                        "cut off from the coordinator ({why}): refusing every fault and reverting those in effect before the lease can end"
+                    )),
+                    None => self.log(format!(
+                        "node {} admitted by etcd at {} under {}",
+                        self.node,
+                        self.gateway.endpoints().join(" "),
+                        self.config.prefix
+                    )),
+                }
+            }
+            state.cut_off = why;
+            changed
+        });
+    }
+
+    pub(super) fn set_switch(&self, switch: Option<Switch>) {
+        self.state.send_if_modified(|state| {
+            let changed = state.switch != switch;
+            state.switch = switch;
+            changed
+        });
+    }
+}
+
+pub(super) fn switch_of(kv: Option<&Kv>) -> Option<Switch> {
+    let kv = kv?;
+    Some(
+        serde_json::from_slice(&kv.value).unwrap_or_else(|_| Switch {
+            by: "?".to_owned(),
+            reason: String::from_utf8_lossy(&kv.value).into_owned(),
+            at: String::new(),
+        }),
+    )
+}
