@@ -1,7 +1,9 @@
 # One nightmare-monkey per Nomad client: a system job running the binary installed from
 # the .deb (raw_exec sees the node's processes). Guide: doc/guide/operations.md.
 #   nomad job run deploy/nomad/nightmare-monkey.nomad.hcl
-# The API token comes from Nomad Variables: nomad var put nomad/jobs/nightmare-monkey token=...
+# The API token and etcd's password come from Nomad Variables:
+#   nomad var put nomad/jobs/nightmare-monkey token=... etcd_password=...
+# The fleet: section makes the nodes one drill on etcd (guide: doc/guide/fleet.md).
 job "nightmare-monkey" {
   type        = "system"
   datacenters = ["*"]
@@ -46,6 +48,12 @@ job "nightmare-monkey" {
       }
 
       template {
+        destination = "secrets/etcd-password"
+        perms       = "0400"
+        data        = "{{ with nomadVar \"nomad/jobs/nightmare-monkey\" }}{{ .etcd_password }}{{ end }}"
+      }
+
+      template {
         destination = "local/config.ron"
         data        = <<-EOT
         (
@@ -59,6 +67,19 @@ job "nightmare-monkey" {
                 )),
             },
             budget: (per_hour: 2, per_day: 10),
+            // One drill for the whole fleet: one node faulted at a time, 6 faults an hour
+            // and 5 minutes apart fleet-wide; `nightmare-monkey pause --fleet` stops all.
+            fleet: (
+                coordinator: Etcd(
+                    endpoints: ["http://etcd-1.service.consul:2379", "http://etcd-2.service.consul:2379", "http://etcd-3.service.consul:2379"],
+                    prefix: "/nightmare-monkey/staging",
+                    username: "nightmare-monkey",
+                    password_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd-password",
+                ),
+                max_concurrent: 1,
+                budget: (max: 6, per: "1h"),
+                min_gap: "5m",
+            ),
         )
         EOT
       }

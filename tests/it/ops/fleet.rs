@@ -165,12 +165,33 @@ fn the_kubernetes_manifests_give_the_daemon_what_it_needs() {
     );
     assert!(config.contains(&format!("state_dir: \"{}\"", mount_of("state"))));
 
-    // And the daemon accepts the config, with a token where the Secret would be.
+    // etcd's password file is the etcd Secret's key where it is mounted.
+    let etcd_secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "nightmare-monkey-etcd")
+        .expect("etcd's Secret");
+    assert_eq!(
+        volume("etcd")["secret"]["secretName"],
+        etcd_secret["metadata"]["name"]
+    );
+    assert!(etcd_secret["stringData"]["password"].is_string());
+    let password_path = format!("{}/password", mount_of("etcd"));
+    assert!(
+        config.contains(&format!("password_file: \"{password_path}\"")),
+        "{config}"
+    );
+
+    // And the daemon accepts the config, with a token and a password where the Secrets
+    // would be.
     let dir = temp_dir("k8s-config");
     let token = dir.join("api-token");
     std::fs::write(&token, "t").unwrap();
+    let password = dir.join("etcd-password");
+    std::fs::write(&password, "p").unwrap();
     assert_checks(
-        &config.replace(&token_path, token.to_str().unwrap()),
+        &config
+            .replace(&token_path, token.to_str().unwrap())
+            .replace(&password_path, password.to_str().unwrap()),
         &dir,
         "configmap",
     );
@@ -189,6 +210,8 @@ fn the_nomad_job_runs_one_monkey_per_node_with_a_config_that_checks() {
     let end = text.find("EOT\n      }").unwrap();
     let dir = temp_dir("nomad-config");
     std::fs::write(dir.join("api-token"), "t").unwrap();
+    std::fs::write(dir.join("etcd-password"), "p").unwrap();
+    assert!(text.contains("destination = \"secrets/etcd-password\""));
     let rendered = text[start..end]
         .replace("{{ env \"NOMAD_PORT_api\" }}", "8080")
         .replace("{{ env \"NOMAD_SECRETS_DIR\" }}", dir.to_str().unwrap());
