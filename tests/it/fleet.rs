@@ -262,7 +262,33 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
 
     let resumed = monkey(&["resume", "--fleet", "--config", &cfgs[0]]);
     assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
-    for port in ports.into_iter().chain([port]) {
+    for &port in ports.iter().chain([&port]) {
+        until(DEADLINE, "playing again", || kill(port).status == 200);
+    }
+
+    // The same through one daemon's API: every daemon follows.
+    let paused = http(
+        ports[0],
+        "POST",
+        "/api/pause?scope=fleet&reason=api%20drill",
+        &[],
+        b"",
+    );
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.json()["scope"], "fleet");
+    let set = Instant::now();
+    for &port in ports.iter().chain([&port]) {
+        until(Duration::from_secs(2), "paused through the API", || {
+            kill(port).body.contains(": api drill;")
+        });
+    }
+    eprintln!(
+        "every daemon paused {:?} after POST /api/pause?scope=fleet",
+        set.elapsed()
+    );
+    let resumed = http(ports[1], "POST", "/api/resume?scope=fleet", &[], b"");
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    for &port in ports.iter().chain([&port]) {
         until(DEADLINE, "playing again", || kill(port).status == 200);
     }
     for dir in dirs.into_iter().chain([dir]) {

@@ -21,3 +21,33 @@ impl Injector {
         );
     }
 }
+
+impl Injector {
+    /// Turns the fleet's switch on (by `by`, for `reason`) or off in the coordinator, on
+    /// a thread of its own; what the fleet is told. `Err(None)`: this daemon is in no
+    /// fleet; `Err(Some(why))`: the coordinator could not be written.
+    pub async fn fleet_switch(
+        &self,
+        on: bool,
+        by: String,
+        reason: String,
+    ) -> Result<String, Option<String>> {
+        let coordinator = self.engine.fleet().cloned().ok_or(None)?;
+        let switch = on.then(|| crate::fleet::Switch {
+            by,
+            reason,
+            at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let told = match &switch {
+            Some(switch) => format!(
+                "{switch}: every daemon of the fleet pauses and reverts its faults within a second"
+            ),
+            None => "the fleet's switch is off: every daemon of the fleet plays again".to_owned(),
+        };
+        match on_own_thread("fleet-switch", move || coordinator.set_switch(switch)).await {
+            Some(Ok(())) => Ok(told),
+            Some(Err(why)) => Err(Some(why)),
+            None => Err(Some("no thread to write it on".to_owned())),
+        }
+    }
+}

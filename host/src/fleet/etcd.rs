@@ -184,6 +184,19 @@ impl Coordinator for Etcd {
         self.shared.state.subscribe()
     }
 
+    fn set_switch(&self, switch: Option<super::Switch>) -> Result<(), String> {
+        let shared = self.shared.clone();
+        self.wait_for(CALL_TIMEOUT + TICK, async move {
+            let key = shared.key("switch");
+            let op = match &switch {
+                Some(switch) => Op::Put(key, serde_json::to_vec(switch).unwrap_or_default(), 0),
+                None => Op::Delete(key),
+            };
+            shared.gateway.txn(&[], &[op]).await.map(drop)
+        })
+        .unwrap_or_else(|| Err("etcd did not answer in time".to_owned()))
+    }
+
     fn announce(&self, member: super::Member) {
         let member = super::Member {
             node: self.shared.node.clone(),

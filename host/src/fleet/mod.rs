@@ -38,6 +38,9 @@ pub trait Coordinator: Send + Sync {
     fn state(&self) -> FleetState;
     /// Told of every change of [`Coordinator::state`].
     fn changes(&self) -> tokio::sync::watch::Receiver<FleetState>;
+    /// Turns the fleet's switch on (`Some`) or off, for every node of the fleet.
+    /// Blocking, within a deadline.
+    fn set_switch(&self, switch: Option<Switch>) -> Result<(), String>;
     /// Says what this node is doing now, for `status --fleet`: kept under
     /// `<prefix>/members/<node>`, tied to the node's lease (gone with it).
     fn announce(&self, member: Member);

@@ -41,6 +41,7 @@ pub use config::{HttpConfig, RawHttp};
 mod config;
 mod dashboard;
 mod drill;
+mod fleet;
 mod history;
 mod origin;
 mod routes;
@@ -128,6 +129,8 @@ pub fn bind(
     // is refused whatever it asks for.
     let guard = origin::Guard::new(config.listen.ip(), needs_token, &config.allowed_hosts);
     let every = routes::faults(&authorized, &body)
+        .or(fleet::switch(&authorized))
+        .unify()
         .or(routes::controls(&authorized, &body))
         .unify()
         .or(routes::looks(&authorized, needs_token))
