@@ -520,3 +520,37 @@ fn a_holder_frozen_past_its_lease_reverts_as_it_wakes() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn a_halt_with_scope_fleet_pauses_every_daemon() {
+    let etcd = Etcd::start("halt");
+    let _sleeper = Sleeper::start();
+    let dirs = [temp_dir("fleet-halt-a"), temp_dir("fleet-halt-b")];
+    let down = dirs[0].join("down");
+    // The fleet's settings, then the fleet: section closed and a halt opened (the
+    // config's own closing parenthesis ends it).
+    let halt = format!(
+        r#"max_concurrent: 2),
+    halt: (probes: [Command(argv: ["test", "!", "-e", {down:?}])], after: 0, every: "100ms", scope: Fleet"#
+    );
+    let cfgs = [
+        config(&dirs[0], &etcd, "/nm/halt", &halt),
+        config(&dirs[1], &etcd, "/nm/halt", "max_concurrent: 2"),
+    ];
+    let mut daemons: Vec<Daemon> = cfgs
+        .iter()
+        .zip(["a", "b"])
+        .map(|(cfg, node)| Daemon::start(&["--config", cfg, "--node", node]))
+        .collect();
+    let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    assert_eq!(kill(ports[1]).status, 200);
+    std::fs::write(&down, "").unwrap();
+    until(DEADLINE, "the other daemon is paused by the halt", || {
+        kill(ports[1])
+            .body
+            .contains("the fleet is paused by halt probe ")
+    });
+    for dir in dirs {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

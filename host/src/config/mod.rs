@@ -253,6 +253,16 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         .fleet
         .as_ref()
         .and_then(|fleet| fleet.validate(src, &mut errors));
+    if halt
+        .as_ref()
+        .is_some_and(|h| h.scope == crate::probe::HaltScope::Fleet)
+        && raw.fleet.is_none()
+    {
+        errors.push(format!(
+            "{}: scope Fleet pauses the fleet through its coordinator: add a fleet: section, or leave scope out",
+            src.at(&["halt", "scope"])
+        ));
+    }
     let plugin_timeout = match &raw.plugin_timeout {
         None => Some(crate::engine::PLUGIN_TIMEOUT),
         Some(text) => duration(

@@ -535,6 +535,17 @@ pub struct RawHalt {
     probes: Vec<RawProbe>,
     after: DurationText,
     every: DurationText,
+    scope: HaltScope,
+}
+
+/// What a halt pauses: this node (the default), or the whole fleet (its switch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum HaltScope {
+    /// This node only.
+    #[default]
+    Node,
+    /// Every node of the fleet, through the fleet's switch (needs a `fleet:` section).
+    Fleet,
 }
 
 impl Default for RawHalt {
@@ -543,6 +554,7 @@ impl Default for RawHalt {
             probes: Vec::new(),
             after: DurationText("1m".to_owned()),
             every: DurationText("10s".to_owned()),
+            scope: HaltScope::Node,
         }
     }
 }
@@ -557,6 +569,8 @@ pub struct Halt {
     pub after: Duration,
     /// The wait between two checks.
     pub every: Duration,
+    /// What a halt pauses.
+    pub scope: HaltScope,
 }
 
 impl RawHalt {
@@ -589,6 +603,7 @@ impl RawHalt {
             probes,
             after: after?,
             every: every?,
+            scope: self.scope,
         })
     }
 }

@@ -17,7 +17,7 @@ mod http;
 mod process;
 mod prometheus;
 
-pub use config::{validate_list, Halt, RawHalt, RawProbe, RawRecovery, Recovery};
+pub use config::{validate_list, Halt, HaltScope, RawHalt, RawProbe, RawRecovery, Recovery};
 
 /// A validated probe.
 #[derive(Debug, Clone, PartialEq)]

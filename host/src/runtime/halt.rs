@@ -32,6 +32,9 @@ pub async fn watch(injector: Injector, halt: Halt, mut stopped: watch::Receiver<
                         "halt: {label}: {reason} (failing for {}): Nightmare Monkey pauses itself and reverts every active fault; POST /api/resume to resume",
                         humantime::format_duration(whole_ms(failed_for))
                     ));
+                    if halt.scope == crate::probe::HaltScope::Fleet {
+                        pause_fleet(&injector, &label, &reason).await;
+                    }
                     injector.halt(label, reason).await;
                     break;
                 }
@@ -44,6 +47,18 @@ pub async fn watch(injector: Injector, halt: Halt, mut stopped: watch::Receiver<
             _ = tokio::time::sleep(halt.every) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// A halt with `scope: Fleet`: the fleet's switch too, so every node pauses.
+async fn pause_fleet(injector: &Injector, label: &str, reason: &str) {
+    let by = format!("halt probe {label}");
+    match injector.fleet_switch(true, by, reason.to_owned()).await {
+        Ok(told) => log::line(format!("halt: {told}")),
+        Err(None) => log::line("halt: scope Fleet, but this daemon is in no fleet"),
+        Err(Some(why)) => log::line(format!(
+            "halt: cannot pause the fleet ({why}): only this node is paused"
+        )),
     }
 }
 
