@@ -251,6 +251,11 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
             && status.contains("switch: the fleet is paused by ")
             && status.contains("slots: 0 of 2 held")
     });
+    // And from any daemon's API, as JSON.
+    let view = http(ports[0], "GET", "/api/fleet", &[], b"").json();
+    assert_eq!(view["max_concurrent"], 2, "{view}");
+    assert!(view["switch"]["reason"] == "game day over", "{view}");
+    assert_eq!(view["nodes"].as_array().map(Vec::len), Some(2), "{view}");
     // A node that starts while the fleet is paused starts paused.
     let dir = temp_dir("fleet-switch-c");
     let cfg = config(&dir, &etcd, "/nm/switch", "max_concurrent: 2");

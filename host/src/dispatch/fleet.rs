@@ -51,3 +51,16 @@ impl Injector {
         }
     }
 }
+
+impl Injector {
+    /// The fleet as its coordinator holds it now, read on a thread of its own. `None`:
+    /// this daemon is in no fleet.
+    pub async fn fleet_view(&self) -> Option<Result<crate::fleet::admin::View, String>> {
+        let coordinator = self.engine.fleet().cloned()?;
+        Some(
+            on_own_thread("fleet-view", move || coordinator.view())
+                .await
+                .unwrap_or_else(|| Err("no thread to read it on".to_owned())),
+        )
+    }
+}

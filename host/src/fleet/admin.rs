@@ -1,6 +1,7 @@
 //! What the commands ask of the fleet's etcd, without joining the fleet:
 //! `check-config --connect` (the members, who holds the slots, the switch) and
-//! `pause --fleet` / `resume --fleet` (the switch).
+//! `pause --fleet` / `resume --fleet` (the switch); and the view of the fleet that
+//! `status --fleet` and `GET /api/fleet` show.
 
 use super::{
     admission::{next_fits, Holder, Recent},
@@ -9,92 +10,185 @@ use super::{
     shared::switch_of,
     Member, Switch,
 };
+use serde::Serialize;
 
-/// What `check-config --connect` says of the fleet: the members, who holds the slots,
-/// the budget and the switch; `Err`: the coordinator could not be reached.
-pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
-    on_runtime(config, |gateway, config| async move {
-        let members = gateway.members().await.map_err(anyhow::Error::msg)?;
-        let (kvs, revision) = gateway
-            .range_prefix(&format!("{}/", config.prefix))
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let mut lines = vec![format!(
-            "etcd: {} member(s) reachable at revision {revision}: {}",
-            members.len(),
-            members
-                .iter()
-                .map(|(name, urls)| format!("{name} ({})", urls.join(" ")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )];
-        let slots = format!("{}/slots/", config.prefix);
-        let held: Vec<String> = kvs
+/// The fleet as its coordinator holds it now: `status --fleet`, `check-config
+/// --connect` (as lines) and `GET /api/fleet` (as JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    /// The etcd cluster's members: (name, client URLs).
+    pub etcd: Vec<(String, Vec<String>)>,
+    /// The revision it was read at.
+    pub revision: i64,
+    /// Slots in all.
+    pub max_concurrent: u32,
+    /// The slots held, and by whom.
+    pub slots: Vec<HeldSlot>,
+    /// The nodes, as each last said of itself.
+    pub nodes: Vec<Member>,
+    /// The fleet budget, if there is one or a gap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetUsed>,
+    /// The fleet's switch, while it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch: Option<Switch>,
+}
+
+/// A slot held.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldSlot {
+    pub slot: String,
+    pub node: String,
+    pub fault: String,
+    pub since: String,
+}
+
+/// The fleet budget used.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetUsed {
+    /// Admissions counted against it.
+    pub used: usize,
+    /// `max` per `per_s` seconds, if there is a budget (else only a gap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_s: Option<u64>,
+    /// Seconds until the next admission fits (0: now).
+    pub next_fits_in_s: u64,
+}
+
+/// Reads the fleet through `gateway`.
+pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View, String> {
+    let etcd = gateway.members().await?;
+    let (kvs, revision) = gateway.range_prefix(&format!("{}/", config.prefix)).await?;
+    let (slots, nodes) = (
+        format!("{}/slots/", config.prefix),
+        format!("{}/members/", config.prefix),
+    );
+    let held = kvs
+        .iter()
+        .filter_map(|kv| {
+            let slot = kv.key.strip_prefix(&slots)?.to_owned();
+            let holder: Holder = serde_json::from_slice(&kv.value).ok()?;
+            Some(HeldSlot {
+                slot,
+                node: holder.node,
+                fault: holder.fault,
+                since: holder.at,
+            })
+        })
+        .collect();
+    let members = kvs
+        .iter()
+        .filter(|kv| kv.key.starts_with(&nodes))
+        .filter_map(|kv| serde_json::from_slice::<Member>(&kv.value).ok())
+        .collect();
+    let budget = (config.budget.is_some() || config.min_gap.is_some()).then(|| {
+        let budget_key = format!("{}/budget", config.prefix);
+        let recent: Recent = kvs
             .iter()
-            .filter_map(|kv| {
-                let n = kv.key.strip_prefix(&slots)?;
-                let holder: Holder = serde_json::from_slice(&kv.value).ok()?;
-                Some(format!(
-                    "slot {n}: {} ({}, since {})",
-                    holder.node, holder.fault, holder.at
-                ))
+            .find(|kv| kv.key == budget_key)
+            .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+            .unwrap_or_default();
+        let (used, wait) = next_fits(config, &recent, chrono::Utc::now().timestamp_millis());
+        BudgetUsed {
+            used,
+            max: config.budget.map(|(max, _)| max),
+            per_s: config.budget.map(|(_, per)| per.as_secs()),
+            next_fits_in_s: wait.map_or(0, crate::domain::injection::ceil_secs),
+        }
+    });
+    let switch_key = format!("{}/switch", config.prefix);
+    Ok(View {
+        etcd,
+        revision,
+        max_concurrent: config.max_concurrent,
+        slots: held,
+        nodes: members,
+        budget,
+        switch: switch_of(kvs.iter().find(|kv| kv.key == switch_key)),
+    })
+}
+
+impl View {
+    /// The view as lines, for people.
+    pub fn lines(&self) -> Vec<String> {
+        let etcd: Vec<String> = self
+            .etcd
+            .iter()
+            .map(|(name, urls)| format!("{name} ({})", urls.join(" ")))
+            .collect();
+        let slots: Vec<String> = self
+            .slots
+            .iter()
+            .map(|s| {
+                format!(
+                    "slot {}: {} ({}, since {})",
+                    s.slot, s.node, s.fault, s.since
+                )
             })
             .collect();
-        lines.push(format!(
-            "slots: {} of {} held{}{}",
-            held.len(),
-            config.max_concurrent,
-            if held.is_empty() { "" } else { ": " },
-            held.join("; ")
-        ));
-        let nodes = format!("{}/members/", config.prefix);
-        let members: Vec<String> = kvs
+        let nodes: Vec<String> = self
+            .nodes
             .iter()
-            .filter(|kv| kv.key.starts_with(&nodes))
-            .filter_map(|kv| serde_json::from_slice::<Member>(&kv.value).ok())
             .map(|m| {
                 format!(
                     "{} ({}, {} in effect, version {})",
                     m.node,
                     m.paused
+                        .as_ref()
                         .map_or_else(|| "playing".to_owned(), |why| format!("paused: {why}")),
                     m.in_effect,
                     m.version
                 )
             })
             .collect();
-        lines.push(format!("nodes: {}: {}", members.len(), members.join("; ")));
-        if config.budget.is_some() || config.min_gap.is_some() {
-            let budget_key = format!("{}/budget", config.prefix);
-            let recent: Recent = kvs
-                .iter()
-                .find(|kv| kv.key == budget_key)
-                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-                .unwrap_or_default();
-            let (used, wait) = next_fits(&config, &recent, chrono::Utc::now().timestamp_millis());
-            let used = match config.budget {
-                Some((max, per)) => format!(
-                    "{used} of {max} per {} used",
-                    humantime::format_duration(per)
+        let mut lines = vec![
+            format!(
+                "etcd: {} member(s) reachable at revision {}: {}",
+                etcd.len(),
+                self.revision,
+                etcd.join(", ")
+            ),
+            format!(
+                "slots: {} of {} held{}{}",
+                slots.len(),
+                self.max_concurrent,
+                if slots.is_empty() { "" } else { ": " },
+                slots.join("; ")
+            ),
+            format!("nodes: {}: {}", nodes.len(), nodes.join("; ")),
+        ];
+        if let Some(b) = &self.budget {
+            let used = match (b.max, b.per_s) {
+                (Some(max), Some(per)) => format!(
+                    "{} of {max} per {} used",
+                    b.used,
+                    humantime::format_duration(std::time::Duration::from_secs(per))
                 ),
-                None => "no budget".to_owned(),
+                _ => "no budget".to_owned(),
             };
-            lines.push(match wait {
-                Some(wait) => format!(
-                    "fleet budget: {used}; the next admission fits in {} s",
-                    crate::domain::injection::ceil_secs(wait)
-                ),
-                None => format!("fleet budget: {used}; the next admission fits now"),
+            lines.push(match b.next_fits_in_s {
+                0 => format!("fleet budget: {used}; the next admission fits now"),
+                s => format!("fleet budget: {used}; the next admission fits in {s} s"),
             });
         }
-        let switch_key = format!("{}/switch", config.prefix);
-        lines.push(
-            match switch_of(kvs.iter().find(|kv| kv.key == switch_key)) {
-                Some(switch) => format!("switch: {switch}"),
-                None => "switch: off (the fleet plays)".to_owned(),
-            },
-        );
-        Ok(lines)
+        lines.push(match &self.switch {
+            Some(switch) => format!("switch: {switch}"),
+            None => "switch: off (the fleet plays)".to_owned(),
+        });
+        lines
+    }
+}
+
+/// What `check-config --connect` and `status --fleet` say of the fleet; `Err`: the
+/// coordinator could not be reached.
+pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
+    on_runtime(config, |gateway, config| async move {
+        view(&gateway, &config)
+            .await
+            .map(|v| v.lines())
+            .map_err(anyhow::Error::msg)
     })
 }
 

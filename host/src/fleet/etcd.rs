@@ -197,6 +197,14 @@ impl Coordinator for Etcd {
         .unwrap_or_else(|| Err("etcd did not answer in time".to_owned()))
     }
 
+    fn view(&self) -> Result<super::admin::View, String> {
+        let shared = self.shared.clone();
+        self.wait_for(CALL_TIMEOUT * 2 + TICK, async move {
+            super::admin::view(&shared.gateway, &shared.config).await
+        })
+        .unwrap_or_else(|| Err("etcd did not answer in time".to_owned()))
+    }
+
     fn announce(&self, member: super::Member) {
         let member = super::Member {
             node: self.shared.node.clone(),

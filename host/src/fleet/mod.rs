@@ -41,6 +41,9 @@ pub trait Coordinator: Send + Sync {
     /// Turns the fleet's switch on (`Some`) or off, for every node of the fleet.
     /// Blocking, within a deadline.
     fn set_switch(&self, switch: Option<Switch>) -> Result<(), String>;
+    /// The fleet as its coordinator holds it now (`GET /api/fleet`). Blocking, within
+    /// a deadline.
+    fn view(&self) -> Result<admin::View, String>;
     /// Says what this node is doing now, for `status --fleet`: kept under
     /// `<prefix>/members/<node>`, tied to the node's lease (gone with it).
     fn announce(&self, member: Member);

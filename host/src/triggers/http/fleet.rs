@@ -1,4 +1,4 @@
-//! The fleet's switch through the API: `POST /api/pause?scope=fleet` (with an optional
+//! The fleet through the API: `GET /api/fleet`, and its switch: `POST /api/pause?scope=fleet` (with an optional
 //! `reason=`) and `POST /api/resume?scope=fleet`, token-protected like the node's own
 //! switch. They write the switch in the fleet's coordinator; every daemon of the fleet,
 //! this one included, follows it from there. Without `scope=fleet` the node's own
@@ -45,6 +45,31 @@ where
                 turn(api, caller, on, reason).await
             },
         )
+        .boxed()
+}
+
+/// `GET /api/fleet`: the fleet as its coordinator holds it (nodes, slots, budget,
+/// switch).
+pub(super) fn view<A>(authorized: &A) -> Routes
+where
+    A: Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static,
+{
+    warp::path!("api" / "fleet")
+        .and(warp::get())
+        .and(authorized.clone())
+        .then(|api: Arc<Api>, _: Caller| async move {
+            match api.injector.fleet_view().await {
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "this daemon is in no fleet (its config has no fleet: section)",
+                ),
+                Some(Err(why)) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot read the fleet from etcd ({why})"),
+                ),
+                Some(Ok(view)) => warp::reply::json(&view).into_response(),
+            }
+        })
         .boxed()
 }
 

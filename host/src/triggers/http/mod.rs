@@ -131,6 +131,8 @@ pub fn bind(
     let every = routes::faults(&authorized, &body)
         .or(fleet::switch(&authorized))
         .unify()
+        .or(fleet::view(&authorized))
+        .unify()
         .or(routes::controls(&authorized, &body))
         .unify()
         .or(routes::looks(&authorized, needs_token))
