@@ -140,7 +140,7 @@ impl Injector {
     /// The timer's next fault is `fault` at `at` (none: the timer stopped).
     pub fn set_next(&self, next: Option<Next>) {
         let said = next.as_ref().map(
-            |(at, fault, _)| serde_json::json!({ "at": self.engine.clock(*at), "fault": fault }),
+            |(at, fault, _)| serde_json::json!({ "at": self.engine.zone().clock(*at), "fault": fault }),
         );
         *lock(&self.next) = next;
         events::publish("next", said.unwrap_or_default());
@@ -151,9 +151,9 @@ impl Injector {
         self.engine.paused().map(|p| p.to_string())
     }
 
-    /// An instant as the window's zone shows it.
+    /// An instant as the window's zone shows it (the host's without a window).
     pub fn clock(&self, at: DateTime<Utc>) -> String {
-        self.engine.clock(at)
+        self.engine.zone().clock(at)
     }
 
     /// The window's zone, for pictures.
@@ -169,7 +169,7 @@ impl Injector {
             next: lock(&self.next)
                 .as_ref()
                 .map(|(at, fault, in_window)| NextFault {
-                    at: self.engine.clock(*at),
+                    at: self.engine.zone().clock(*at),
                     in_s: (*at - now).num_seconds().max(0) as u64,
                     fault: fault.clone(),
                     in_window: *in_window,

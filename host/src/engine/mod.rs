@@ -37,6 +37,7 @@ mod in_effect;
 mod inject;
 mod revert;
 
+use crate::domain::window::ClockTime;
 use crate::support::backoff::Backoff;
 pub(crate) use ack::{AckError, Acknowledged};
 use inject::Flights;
@@ -67,7 +68,7 @@ pub(crate) struct EngineStatus {
     pub paused: Option<String>,
     /// Sleeping: when the window opens next (none within a year: never).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sleeping_until: Option<String>,
+    pub sleeping_until: Option<ClockTime>,
     /// Whether faults are real.
     pub execute: bool,
     /// The reversible faults in effect, with when each is due to be reverted.
@@ -88,7 +89,7 @@ pub(crate) struct ActiveFault {
     pub fault: String,
     /// When it is due to be reverted, in the window's zone.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub due: Option<String>,
+    pub due: Option<ClockTime>,
 }
 
 /// One configured fault.
