@@ -28,13 +28,11 @@ pub use refusal::Refusal;
 pub(crate) use crate::engine::{AckError, Acknowledged};
 
 use crate::{
-    domain::{
-        injection::{ceil_secs, Ask, InjectError, Injection},
-        journal::{HaltedRecord, NotRecoveredRecord, Record, RecoveredRecord},
-    },
+    domain::injection::{ceil_secs, Ask, InjectError, Injection},
     engine::{run_all, Engine, Unfinished},
     output::{events, log, metrics, notifier::Notifiers},
     probe::{first_failure, Probe, Recovery},
+    storage::journal::{HaltedRecord, NotRecoveredRecord, Record, RecoveredRecord},
     support::{lock::lock, thread::on_own_thread},
 };
 

@@ -9,15 +9,13 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 use crate::{
     cli::KillArgs,
     config,
-    domain::{
-        injection::{Ask, InjectError},
-        journal::Journal,
-    },
+    domain::injection::{Ask, InjectError},
     engine::{Engine, Guards, PLUGIN_TIMEOUT},
     output::{answer::Answer, logline},
     plugin::{self, Plugin, Trust},
     probe::{first_failure, Probe},
     runtime::setup,
+    storage::journal::Journal,
     support::{thread::within, UsageError},
 };
 

@@ -20,7 +20,6 @@ use serde::Deserialize;
 use crate::{
     cli::DaemonArgs,
     domain::{
-        archive::{RawRetention, Retention},
         budget::{Limits, RawBudget},
         schedule::{self, RawSchedule, Schedule},
         window::{RawWindow, Window, WindowFlags},
@@ -28,6 +27,7 @@ use crate::{
     output::notifier::{NotifierConfig, RawNotifier},
     plugin::Trust,
     probe::{Halt, RawHalt},
+    storage::archive::{RawRetention, Retention},
     support::{
         located::{duration, DurationText, Source},
         state,

@@ -6,8 +6,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Engine;
-use crate::domain::{
-    drill::{human_ms, DetectedRecord},
+use crate::domain::drill::{human_ms, DetectedRecord};
+use crate::storage::{
     history::{self, Query},
     journal::{Entry, Record},
     report,

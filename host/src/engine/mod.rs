@@ -18,15 +18,17 @@ use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, Phase, PluginError, R
 
 use crate::{
     domain::{
-        active::Checkpoint,
         budget::{Budget, Limits},
         injection::{Ask, Fault, InjectError, Injection, Intent},
-        journal::{Journal, OutcomeRecord, PreparedRecord, Record, RefusedRecord},
         window::Window,
     },
     output::{
         events, log,
         metrics::{self, Refusal},
+    },
+    storage::{
+        active::Checkpoint,
+        journal::{Journal, OutcomeRecord, PreparedRecord, Record, RefusedRecord},
     },
     support::lock::lock,
 };

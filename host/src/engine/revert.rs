@@ -27,11 +27,9 @@ use chrono::Utc;
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, PluginError};
 
 use crate::{
-    domain::{
-        injection::Fault,
-        journal::{Journal, Record, RevertRecord},
-    },
+    domain::injection::Fault,
     output::{log, metrics},
+    storage::journal::{Journal, Record, RevertRecord},
     support::{backoff::Backoff, lock::lock},
 };
 

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use tokio::sync::broadcast;
 
-use crate::domain::journal::Record;
+use crate::storage::journal::Record;
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn closed() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::journal::HaltedRecord;
+    use crate::storage::journal::HaltedRecord;
 
     #[test]
     fn a_watcher_hears_each_record_by_its_type_and_the_end() {

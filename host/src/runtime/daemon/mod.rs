@@ -219,7 +219,7 @@ pub fn banner(config: &Config) -> String {
 /// them.
 struct Loading {
     later: setup::Later,
-    waiting: Vec<crate::domain::journal::Entry>,
+    waiting: Vec<crate::storage::journal::Entry>,
 }
 
 async fn serve(

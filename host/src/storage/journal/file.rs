@@ -183,7 +183,7 @@ impl Journal {
         writing.take();
         let old = Locked::open(&self.path)?;
         settle()?;
-        let archive = crate::domain::archive::archive_path(&self.path, Utc::now());
+        let archive = crate::storage::archive::archive_path(&self.path, Utc::now());
         if fs::symlink_metadata(&archive).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
