@@ -150,7 +150,7 @@ fn the_kill_switch_never_waits_behind_plugins() {
 }
 
 /// Paused while a plugin works: the fault it leaves active is reverted as soon as it
-/// answers, and going to bed names an injection and a revert whose plugins hang.
+/// answers, and shutting down names an injection and a revert whose plugins hang.
 #[tokio::test]
 async fn what_the_switch_could_not_see_is_reverted_and_closing_names_what_hangs() {
     let hold = fake::gate();
@@ -629,7 +629,7 @@ fn each_error_has_one_status_message_and_retry() {
 fn a_pause_is_said_with_how_to_resume() {
     use crate::domain::injection::Pause;
     let said = [
-        Pause::GoingToBed,
+        Pause::ShuttingDown,
         Pause::Switch,
         Pause::Halt("probe x failing".into()),
         Pause::PauseFile("/run/nm/paused".into()),

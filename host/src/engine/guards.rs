@@ -9,7 +9,7 @@ impl Engine {
     /// Why the monkey is paused, if it is.
     pub(crate) fn paused(&self) -> Option<Pause> {
         if self.closing.load(Ordering::SeqCst) {
-            return Some(Pause::GoingToBed);
+            return Some(Pause::ShuttingDown);
         }
         if self.paused.load(Ordering::SeqCst) {
             if let Some(why) = lock(&self.halted).as_ref() {

@@ -149,7 +149,7 @@ fn run_with(
         return Ok(());
     };
     // From here on a stop waits for the new image's handlers; one that came while the
-    // restart went to bed wins: no new start.
+    // restart shut down wins: no new start.
     stop::hold();
     restart(paused, halted)
 }
