@@ -25,8 +25,6 @@ mod refusal;
 use refusal::failure_line;
 pub use refusal::Refusal;
 
-pub(crate) use crate::engine::{AckError, Acknowledged};
-
 use crate::{
     domain::injection::{ceil_secs, Ask, InjectError, Injection},
     engine::{run_all, Engine, Unfinished},

@@ -2,6 +2,7 @@
 //! acknowledgement, a revert now, and shutting down.
 
 use super::*;
+use crate::domain::drill::{AckError, Acknowledged};
 
 impl Injector {
     /// The monkey pauses itself because `probe` failed for too long (`reason`): exactly

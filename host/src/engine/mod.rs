@@ -41,7 +41,7 @@ mod revert;
 
 use crate::domain::window::ClockTime;
 use crate::support::backoff::Backoff;
-pub(crate) use ack::{AckError, Acknowledged};
+
 use inject::Flights;
 pub(crate) use revert::{run_all, run_all_unless, RevertJob, Reverts, Unfinished, REVERT_RETRY};
 

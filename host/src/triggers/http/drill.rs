@@ -9,7 +9,7 @@ use warp::{http::StatusCode, reply::Response, Reply};
 
 use super::{error, Api, Caller};
 use crate::{
-    dispatch::{AckError, Acknowledged},
+    domain::drill::{AckError, Acknowledged},
     output::{log, picture::timeline::timeline_svg},
     storage::journal::parse_since,
     support::{text::escape_controls, thread::on_own_thread},
