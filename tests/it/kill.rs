@@ -395,7 +395,7 @@ fn a_cgroup_scope_confines_the_choice() {
 
 #[test]
 fn the_pause_file_stops_a_one_shot_fault_too() {
-    let dir = crate::util::temp_dir("kill-paused");
+    let dir = crate::util::TestDir::new("kill-paused");
     let run = |dir: &std::path::Path| {
         crate::util::command()
             .env("STATE_DIRECTORY", dir)
@@ -422,12 +422,11 @@ fn the_pause_file_stops_a_one_shot_fault_too() {
         String::from_utf8_lossy(&dry.stderr)
     );
     assert!(String::from_utf8_lossy(&dry.stdout).contains("(Dryrun) Kill: "));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn with_config_kill_uses_a_configured_fault_its_exclusions_and_its_pause_file() {
-    let dir = crate::util::temp_dir("kill-config");
+    let dir = crate::util::TestDir::new("kill-config");
     let cfg = dir.join("c.ron");
     std::fs::write(
         &cfg,
@@ -482,5 +481,4 @@ touch {paused}; "$NM" kill --config {cfg} --seed 1; echo "paused $?""#,
     assert!(run
         .stderr
         .contains("error: Nightmare Monkey is paused (the pause file"));
-    std::fs::remove_dir_all(dir).unwrap();
 }
