@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 mod control;
+mod once;
 mod recovery;
 mod refusal;
 
@@ -83,6 +84,9 @@ pub struct Injector {
     next: Arc<Mutex<Option<Next>>>,
     /// Each fault's probes, by name (faults without any are absent).
     probes: Arc<BTreeMap<String, FaultProbes>>,
+    /// Whether a fault's lines and a failure's line are logged here (not for a command
+    /// that prints its answer itself: see [`Injector::answering_itself`]).
+    logs_faults: bool,
 }
 
 /// When the timer fires next, which fault, and whether that instant is in the window
@@ -124,6 +128,7 @@ impl Injector {
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_INJECTIONS_AT_ONCE)),
             next: Arc::default(),
             probes: Arc::default(),
+            logs_faults: true,
         }
     }
 
@@ -248,7 +253,7 @@ impl Injector {
         match &result {
             Ok(injection) => self.follow_up(injection),
             Err(e) => {
-                if let Some(line) = failure_line(trigger, e) {
+                if let Some(line) = failure_line(trigger, e).filter(|_| self.logs_faults) {
                     log::line(line);
                 }
             }
@@ -301,7 +306,9 @@ impl Injector {
     /// What follows a fault that happened: the original's log lines, the notifiers,
     /// the revert of a reversible one when due, and its recovery's watch.
     fn follow_up(&self, injection: &Injection) {
-        log::injection(injection);
+        if self.logs_faults {
+            log::injection(injection);
+        }
         self.notifiers.tell(injection);
         if let Some(due) = injection.revert_due {
             self.schedule_revert(injection.intent.id.clone(), due);

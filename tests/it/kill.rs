@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeSet, process::Command};
 
-use crate::util::{in_namespace, json_lines, monkey, pairs};
+use crate::util::{in_namespace, json_lines, monkey, pairs, Drill, TestDir};
 
 fn pids(text: &str, key: &str) -> Vec<u64> {
     pairs(text, key)
@@ -395,7 +395,7 @@ fn a_cgroup_scope_confines_the_choice() {
 
 #[test]
 fn the_pause_file_stops_a_one_shot_fault_too() {
-    let dir = crate::util::temp_dir("kill-paused");
+    let dir = crate::util::TestDir::new("kill-paused");
     let run = |dir: &std::path::Path| {
         crate::util::command()
             .env("STATE_DIRECTORY", dir)
@@ -422,12 +422,11 @@ fn the_pause_file_stops_a_one_shot_fault_too() {
         String::from_utf8_lossy(&dry.stderr)
     );
     assert!(String::from_utf8_lossy(&dry.stdout).contains("(Dryrun) Kill: "));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn with_config_kill_uses_a_configured_fault_its_exclusions_and_its_pause_file() {
-    let dir = crate::util::temp_dir("kill-config");
+    let dir = crate::util::TestDir::new("kill-config");
     let cfg = dir.join("c.ron");
     std::fs::write(
         &cfg,
@@ -482,5 +481,44 @@ touch {paused}; "$NM" kill --config {cfg} --seed 1; echo "paused $?""#,
     assert!(run
         .stderr
         .contains("error: Nightmare Monkey is paused (the pause file"));
-    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A reversible fault of a one-shot `kill` is reverted when due by the revert the
+/// daemon's door schedules for every fault: journaled `due`, the victim running again,
+/// and the command ends after it.
+#[test]
+fn a_one_shot_pause_is_reverted_when_due_through_the_door() {
+    let dir = TestDir::new("kill-due");
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .config(
+            r#"faults: {"freeze": (plugin: "process-pause", config: (duration: "1s", include_cmdlines: ["^sleep 1000$"]))}"#,
+        )
+        .write();
+    let run = in_namespace(&format!(
+        r#"sleep 1000 & v=$!
+until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
+"$NM" kill --config {cfg} --fault freeze --execute --seed 1 --json & k=$!
+n=0; until [ "$(cut -d' ' -f3 /proc/$v/stat)" = T ] || [ $n -ge 1500 ]; do n=$((n+1)); sleep 0.01; done
+echo "during $(cut -d' ' -f3 /proc/$v/stat)"
+wait $k; echo "code $?"
+echo "after $(cut -d' ' -f3 /proc/$v/stat)""#
+    ));
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "during"), ["T"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "after"), ["S"], "{}", run.stderr);
+    assert_eq!(json_lines(&run.stdout)[0]["fault"], "freeze");
+    assert!(
+        run.stderr.contains(" Reverting at ") && run.stderr.contains(" Revert (due): reverted: "),
+        "{}",
+        run.stderr
+    );
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let reverts: Vec<serde_json::Value> = json_lines(&journal)
+        .into_iter()
+        .filter(|r| r["type"] == "revert")
+        .collect();
+    assert_eq!(reverts.len(), 1, "{journal}");
+    assert_eq!(reverts[0]["reason"], "due");
+    assert_eq!(reverts[0]["result"], "reverted");
 }

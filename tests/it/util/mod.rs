@@ -1,14 +1,16 @@
 //! Helpers: run the real binary, run a script in a fresh PID namespace, find the built
-//! plugin libraries (here); the daemon (`daemon`), the API client (`http`) and a
-//! scripted HTTP server (`fake_server`) beside.
+//! plugin libraries (here); a test's directory and drill config (`fixture`), the daemon
+//! (`daemon`), the API client (`http`) and a scripted HTTP server (`fake_server`) beside.
 
 mod daemon;
 mod fake_server;
+mod fixture;
 mod http;
 pub mod webdriver;
 
 pub use daemon::{Daemon, DEADLINE};
 pub use fake_server::{FakeServer, Reply};
+pub use fixture::{Drill, TestDir};
 pub use http::{http, Answer};
 
 use std::{
@@ -190,7 +192,8 @@ pub fn pairs(text: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// A fresh, empty directory for one test.
+/// A fresh, empty directory for one test, left to the caller to remove: a test should
+/// hold a [`TestDir`] instead, which removes it even when the test fails.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nm-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
