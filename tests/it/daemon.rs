@@ -215,7 +215,7 @@ fn malformed_flags_name_the_flag_and_the_form() {
 #[test]
 fn executed_timer_faults_kill_in_a_namespace() {
     let run = in_namespace(
-        r#"sleep 1000 & v=$!; echo "victim $v"
+        r#"sleep 1000 & started $!; v=$!; echo "victim $v"
 cat > cfg.ron <<'CFG'
 (schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
  faults: {"process-kill": (config: (include_cmdlines: ["^sleep 1000$"]))})

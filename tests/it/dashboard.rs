@@ -307,7 +307,7 @@ struct Namespace {
 impl Namespace {
     fn start(dir: &Path, cfg: &Path) -> Namespace {
         let script = format!(
-            r#"sleep 98765 & "$NM" --config {cfg} --execute 2>{d}/log; sleep 1000"#,
+            r#"sleep 98765 & started $!; "$NM" --config {cfg} --execute 2>{d}/log; sleep 1000"#,
             cfg = cfg.display(),
             d = dir.display()
         );

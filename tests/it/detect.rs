@@ -32,7 +32,7 @@ fn an_ack_after_a_known_delay_measures_the_time_to_detect() {
     let cfg = config(&dir);
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & sleep 1000 &
+sleep 1000 & started $!; sleep 1000 & started $!;
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 H='Authorization: Bearer a-secret'
@@ -106,7 +106,7 @@ fn an_alertmanager_payload_marks_the_latest_fault_detected() {
     let future = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Ahead"},"startsAt":"2099-01-01T00:00:00Z"}]}"#;
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 &
+sleep 1000 & started $!;
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 H='Authorization: Bearer a-secret'

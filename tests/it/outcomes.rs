@@ -386,7 +386,7 @@ fn a_failing_halt_probe_pauses_the_monkey_and_reverts_what_is_active() {
     );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"before the halt"}}' >/dev/null
@@ -476,7 +476,7 @@ fn a_drill_with_probes_chooses_the_same_victims() {
     .unwrap();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done
+for i in 1 2 3 4 5 6 7 8; do sleep 1000 & started $!; done
 for cfg in {plain} {probed}; do
   "$NM" --config $cfg --seed 42 2>{d}/log-$$ & m=$!
   await Listening {d}/log-$$; p=$(port {d}/log-$$)
@@ -562,7 +562,7 @@ fn a_recovery_watch_survives_a_sighup_restart() {
     );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 &
+sleep 1000 & started $!;
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/kw '{{"desc":"x"}}' >/dev/null

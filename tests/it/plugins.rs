@@ -32,7 +32,7 @@ fn check_prints_name_and_version_of_the_built_in_as_a_so() {
 #[test]
 fn the_so_is_loaded_dynamically_and_kills() {
     let run = in_namespace(
-        r#"sleep 1000 & echo "victim $!"
+        r#"sleep 1000 & started $!; echo "victim $!"
 "$NM" kill --plugin "$LIB/libprocess_kill.so" --execute --json"#,
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);

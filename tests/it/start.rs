@@ -180,7 +180,7 @@ fn a_plugin_file_still_loading_holds_up_neither_recovery_nor_the_api() {
     );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/freeze '{{"desc":"freeze"}}' >/dev/null

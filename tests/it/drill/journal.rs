@@ -17,7 +17,7 @@ fn no_intent_on_disk_no_signal() {
     with_pause(&cfg, "1m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 rm -r {d}/j && touch {d}/j   # the journal's directory is now a file: nothing can be written
@@ -60,7 +60,7 @@ fn recovery_reads_a_journal_it_cannot_write_then_the_start_is_refused() {
     with_pause(&cfg, "10m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/pause '{{"desc":"x"}}' >/dev/null
@@ -112,7 +112,7 @@ fn a_full_disk_injects_nothing_or_reverts_at_once_never_leaves_a_victim_stopped(
         r#"{PRELUDE}
 mkdir -p {d}/fs && mount -t tmpfs -o size=64k tmpfs {d}/fs || exit 99
 j={d}/fs/journal.jsonl
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 # Leaves $1 bytes free on the journal's filesystem, all in the journal's last page: pads
 # it with newlines (blank lines, skipped when read), then fills the rest.
 room() {{ l=$(wc -c < $j); n=$(( (8192 - $1 - l % 4096) % 4096 )); head -c $n /dev/zero | tr '\0' '\n' >> $j
@@ -363,7 +363,7 @@ j={d}/fs/journal.jsonl
 # Pauses a fresh victim through a fresh daemon, breaks the journal with "$1", SIGKILLs
 # the daemon, starts another and says the victim's state.
 drill() {{
-  sleep 1000 & v=$!
+  sleep 1000 & started $!; v=$!
   "$NM" --config {cfg} --execute 2>{d}/log.$1 & d=$!
   await Listening {d}/log.$1; p=$(port {d}/log.$1)
   post $p /api/faults/pause '{{"desc":"'$1'"}}' > {d}/answer.$1
@@ -400,7 +400,7 @@ drill() {{
 }}
 for case in emptied cut cut-after-intent directory null renamed; do drill $case; done
 # Replaced by a symlink to /dev/null while the daemon runs: nothing is injected.
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log.null & d=$!
 await Listening {d}/log.null; p=$(port {d}/log.null)
 mv $j $j.saved; ln -s /dev/null $j
@@ -576,7 +576,7 @@ fn an_io_error_on_any_journal_write_leaves_no_victim_stopped() {
 j={d}/journal.jsonl
 # The next $1 writes to the journal succeed, the rest fail with EIO.
 eio() {{ echo $1 > {d}/eio.new && mv {d}/eio.new {d}/eio; }}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 LD_PRELOAD={lib} NM_EIO_FILE=$j NM_EIO_SWITCH={d}/eio "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 for n in 0 1 2; do

@@ -16,7 +16,7 @@ fn pauses_are_reverted_when_due_on_shutdown_and_after_a_crash_and_the_answer_key
     .unwrap();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!; echo "victim $v"
+sleep 1000 & started $!; v=$!; echo "victim $v"
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/pause '{{"desc":"due"}}' >/dev/null
@@ -25,7 +25,7 @@ await 'Revert (due)' {d}/log1
 echo "due $(st $v)"
 post $p /api/kill '{{"desc":"the end"}}' >/dev/null
 kill -TERM $d; wait $d
-sleep 1000 & v=$!; echo "victim $v"
+sleep 1000 & started $!; v=$!; echo "victim $v"
 "$NM" --config {long} --execute 2>{d}/log2 & d=$!
 await Listening {d}/log2; p=$(port {d}/log2)
 post $p /api/faults/pause '{{"desc":"crash"}}' >/dev/null
@@ -179,7 +179,7 @@ fn the_pause_file_api_and_cli_stop_everything_and_revert_at_once() {
     with_pause(&cfg, "10m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"one"}}' >/dev/null
@@ -258,7 +258,7 @@ fn the_kill_switch_and_sigterm_never_wait_behind_hung_plugins() {
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 ms() {{ echo $(( $(date +%s%N) / 1000000 )); }}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"victim"}}' >/dev/null
@@ -415,7 +415,7 @@ fn a_revert_that_fails_for_lack_of_descriptors_is_retried_until_it_works() {
     with_pause(&cfg, "1s");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"x"}}' >/dev/null
@@ -454,7 +454,7 @@ fn a_paused_process_is_not_killed_meanwhile() {
     with_pause(&cfg, "10m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & a=$!; sleep 1000 & b=$!
+sleep 1000 & started $!; a=$!; sleep 1000 & started $!; b=$!
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"freeze one"}}'
@@ -499,7 +499,7 @@ fn a_sigkill_at_any_moment_of_a_pause_leaves_no_victim_stopped_after_the_next_st
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 j={d}/journal.jsonl
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 kill -STOP $v
 t=$(cut -d' ' -f22 /proc/$v/stat); now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo '{{"type":"intent","id":"1-1","at":"'$now'","fault":"pause","plugin":"process-pause","trigger":"http","desc":"caught","dry_run":false,"master_seed":1,"stream":"fault/pause","stream_position":0,"seed":2}}' > $j
@@ -523,7 +523,7 @@ for cut in 0 1 $(( ${{#o}} / 2 )) ${{#o}}; do
 done
 kill -KILL $v
 for i in 0 1 2 3 4 5 6 7 8 9 10 11; do
-  sleep 1000 & v=$!
+  sleep 1000 & started $!; v=$!
   "$NM" --config {cfg} --execute 2>{d}/log$i.a & d=$!
   await Listening {d}/log$i.a; p=$(port {d}/log$i.a)
   post $p /api/faults/pause '{{"desc":"any moment"}}' >/dev/null 2>&1 & c=$!

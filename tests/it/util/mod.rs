@@ -157,6 +157,11 @@ pub fn in_namespace(script: &str) -> Run {
 /// The command that runs `script` as [`in_namespace`] says; killing it (our own child)
 /// ends the namespace and everything in it (`--kill-child`).
 pub fn namespace(script: &str) -> Command {
+    // `started PID`: waits until a process the script put in the background has become
+    // its program (until then it is a copy of `sh`, which a fault could pick instead).
+    let script = format!(
+        "started() {{ while [ \"$(cat /proc/$1/comm 2>/dev/null)\" = sh ]; do :; done; }}\n{script}"
+    );
     let mut command = Command::new("unshare");
     command
         .args([
@@ -168,7 +173,7 @@ pub fn namespace(script: &str) -> Command {
             "--kill-child",
             "sh",
             "-c",
-            script,
+            &script,
         ])
         .env("NM", bin())
         .env("LIB", lib_dir())
