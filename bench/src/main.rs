@@ -23,9 +23,10 @@ use std::{
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use nightmare_monkey::{
-    domain::{injection::Ask, journal::Journal},
+    domain::injection::Ask,
     engine::{Engine, Guards},
     plugin,
+    storage::journal::Journal,
 };
 use nightmare_monkey_plugin_api::sdk::process::LISTING_TTL;
 

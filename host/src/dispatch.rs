@@ -20,22 +20,19 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 mod control;
 mod fleet;
+mod once;
 mod recovery;
 mod refusal;
 
 use refusal::failure_line;
 pub use refusal::Refusal;
 
-pub(crate) use crate::engine::{AckError, Acknowledged};
-
 use crate::{
-    domain::{
-        injection::{ceil_secs, Ask, InjectError, Injection},
-        journal::{HaltedRecord, NotRecoveredRecord, Record, RecoveredRecord},
-    },
+    domain::injection::{ceil_secs, Ask, InjectError, Injection},
     engine::{run_all, Engine, Unfinished},
     output::{events, log, metrics, notifier::Notifiers},
     probe::{first_failure, Probe, Recovery},
+    storage::journal::{HaltedRecord, NotRecoveredRecord, Record, RecoveredRecord},
     support::{lock::lock, thread::on_own_thread},
 };
 
@@ -88,6 +85,9 @@ pub struct Injector {
     next: Arc<Mutex<Option<Next>>>,
     /// Each fault's probes, by name (faults without any are absent).
     probes: Arc<BTreeMap<String, FaultProbes>>,
+    /// Whether a fault's lines and a failure's line are logged here (not for a command
+    /// that prints its answer itself: see [`Injector::answering_itself`]).
+    logs_faults: bool,
 }
 
 /// When the timer fires next, which fault, and whether that instant is in the window
@@ -129,6 +129,7 @@ impl Injector {
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_INJECTIONS_AT_ONCE)),
             next: Arc::default(),
             probes: Arc::default(),
+            logs_faults: true,
         }
     }
 
@@ -141,7 +142,7 @@ impl Injector {
     /// The timer's next fault is `fault` at `at` (none: the timer stopped).
     pub fn set_next(&self, next: Option<Next>) {
         let said = next.as_ref().map(
-            |(at, fault, _)| serde_json::json!({ "at": self.engine.clock(*at), "fault": fault }),
+            |(at, fault, _)| serde_json::json!({ "at": self.engine.zone().clock(*at), "fault": fault }),
         );
         *lock(&self.next) = next;
         events::publish("next", said.unwrap_or_default());
@@ -152,9 +153,9 @@ impl Injector {
         self.engine.paused().map(|p| p.to_string())
     }
 
-    /// An instant as the window's zone shows it.
+    /// An instant as the window's zone shows it (the host's without a window).
     pub fn clock(&self, at: DateTime<Utc>) -> String {
-        self.engine.clock(at)
+        self.engine.zone().clock(at)
     }
 
     /// The window's zone, for pictures.
@@ -170,7 +171,7 @@ impl Injector {
             next: lock(&self.next)
                 .as_ref()
                 .map(|(at, fault, in_window)| NextFault {
-                    at: self.engine.clock(*at),
+                    at: self.engine.zone().clock(*at),
                     in_s: (*at - now).num_seconds().max(0) as u64,
                     fault: fault.clone(),
                     in_window: *in_window,
@@ -253,7 +254,7 @@ impl Injector {
         match &result {
             Ok(injection) => self.follow_up(injection),
             Err(e) => {
-                if let Some(line) = failure_line(trigger, e) {
+                if let Some(line) = failure_line(trigger, e).filter(|_| self.logs_faults) {
                     log::line(line);
                 }
             }
@@ -306,7 +307,9 @@ impl Injector {
     /// What follows a fault that happened: the original's log lines, the notifiers,
     /// the revert of a reversible one when due, and its recovery's watch.
     fn follow_up(&self, injection: &Injection) {
-        log::injection(injection);
+        if self.logs_faults {
+            log::injection(injection);
+        }
         self.notifiers.tell(injection);
         if let Some(due) = injection.revert_due {
             self.schedule_revert(injection.intent.id.clone(), due);

@@ -7,8 +7,8 @@
 //! `triggers` (timer, HTTP, pollers: they only ask); `dispatch` (the one door: admission,
 //! deadline, refusals, what follows a fault); `engine` (guards, journal, seed streams);
 //! `plugin` (the ABI boundary), `probe` (checks of the system under drill) and `output`
-//! (log, metrics, notifiers), side by side; `domain` (the record
-//! and the rules); `support`. Arrows point down only: `tests/it/house.rs` checks it.
+//! (log, metrics, notifiers), side by side; `storage` (the journal and what is read
+//! back from it); `domain` (the record and the rules); `support`. Arrows point down only: `tests/it/house.rs` checks it.
 
 mod cli;
 mod commands;
@@ -21,6 +21,7 @@ mod output;
 pub mod plugin;
 mod probe;
 mod runtime;
+pub mod storage;
 mod support;
 mod triggers;
 

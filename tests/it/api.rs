@@ -197,15 +197,13 @@ fn a_timer_wake_outside_the_window_is_not_called_a_fault() {
 
 #[test]
 fn a_token_guards_every_api_call() {
-    let dir = std::env::temp_dir().join(format!("nm-it-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("token.ron");
-    std::fs::write(
-        &file,
-        r#"(http: (token: "s3cret"), window: (days: "*", time: "00:00-24:00"))"#,
-    )
-    .unwrap();
-    let (_d, port) = daemon(&["--config", file.to_str().unwrap()]);
+    let dir = crate::util::TestDir::new("token");
+    let file = crate::util::Drill::new(&dir)
+        .named("token.ron")
+        .without("timer")
+        .http(r#"token: "s3cret""#)
+        .write();
+    let (_d, port) = daemon(&["--config", &file]);
     let unauthorized = serde_json::json!({"code": 401, "message": "missing or wrong token: send Authorization: Bearer <token>"});
     for headers in [
         &[][..],
@@ -236,7 +234,6 @@ fn a_token_guards_every_api_call() {
     assert_eq!(a.status, 200);
     // Health probes need no token.
     assert_eq!(http(port, "GET", "/healthz", &[], b"").status, 200);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -323,19 +320,17 @@ fn a_crowd_of_idle_connections_neither_starves_healthz_nor_the_descriptors() {
 /// says so and points to the pause file.
 #[test]
 fn status_tells_the_state_and_resume_tells_the_truth() {
-    let dir = crate::util::temp_dir("api-status");
+    let dir = crate::util::TestDir::new("api-status");
     let pause_file = dir.join("paused");
-    let cfg = dir.join("status.ron");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?}, budget: (per_hour: 4), schedule: Uniform(min_interval: 3600, max_interval: 3600))"#
-        ),
-    )
-    .unwrap();
+    let cfg = crate::util::Drill::new(&dir)
+        .named("status.ron")
+        .without("timer")
+        .config(
+            r#"budget: (per_hour: 4), schedule: Uniform(min_interval: 3600, max_interval: 3600)"#,
+        )
+        .write();
     let _victim = crate::util::Sleeper::start();
-    let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let mut d = Daemon::start(&["--config", &cfg]);
     let port = d.port();
     let next = d.wait_for(|l| l.starts_with("Next fault: "));
     assert!(next.starts_with("Next fault: process-kill at "), "{next}");
@@ -428,7 +423,7 @@ fn status_tells_the_state_and_resume_tells_the_truth() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
     // No daemon: said, with the way that works without one.
-    let cfg_arg = cfg.to_str().unwrap();
+    let cfg_arg = &cfg;
     let alone = crate::util::monkey(&["pause", "--config", cfg_arg, "--url", &url]);
     assert_eq!(alone.code, Some(1));
     assert!(
@@ -446,7 +441,6 @@ fn status_tells_the_state_and_resume_tells_the_truth() {
         "{}",
         alone.stderr
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `GET /api/history?run=last` means what `history --run last` means: the run of the
@@ -454,15 +448,11 @@ fn status_tells_the_state_and_resume_tells_the_truth() {
 #[test]
 fn history_of_the_last_run_as_the_command_line_reads_it() {
     let _victim = crate::util::Sleeper::start();
-    let dir = crate::util::temp_dir("history-last-run");
-    let cfg = dir.join("config.ron");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), http: (listen: "127.0.0.1:0"), state_dir: {dir:?})"#
-        ),
-    )
-    .unwrap();
+    let dir = crate::util::TestDir::new("history-last-run");
+    let cfg = crate::util::Drill::new(&dir)
+        .named("config.ron")
+        .without("timer")
+        .write();
     let kill = |port: u16, desc: &str| {
         let body = format!(r#"{{"desc":"{desc}"}}"#);
         let a = http(port, "POST", "/api/kill", &[], body.as_bytes());
@@ -480,7 +470,7 @@ fn history_of_the_last_run_as_the_command_line_reads_it() {
             .collect()
     };
 
-    let mut first = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let mut first = Daemon::start(&["--config", &cfg]);
     let port = first.port();
     assert_eq!(ids(port, "?run=last"), Vec::<String>::new(), "no run yet");
     let earlier = [kill(port, "first run"), kill(port, "first run again")];
@@ -488,21 +478,14 @@ fn history_of_the_last_run_as_the_command_line_reads_it() {
     first.signal("TERM");
     assert_eq!(first.wait_exit(), Some(0));
 
-    let mut second = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let mut second = Daemon::start(&["--config", &cfg]);
     let port = second.port();
     let latest = kill(port, "second run");
     assert_eq!(ids(port, "?run=last"), std::slice::from_ref(&latest));
     let first_run = earlier[0].split('-').next().unwrap();
     assert_eq!(ids(port, &format!("?run={first_run}")), earlier);
     assert_eq!(ids(port, "").len(), 3);
-    let cli = crate::util::monkey(&[
-        "history",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--run",
-        "last",
-        "--json",
-    ]);
+    let cli = crate::util::monkey(&["history", "--config", &cfg, "--run", "last", "--json"]);
     assert_eq!(cli.code, Some(0), "{}", cli.stderr);
     let cli: serde_json::Value = serde_json::from_str(&cli.stdout).unwrap();
     let cli_ids: Vec<String> = cli["faults"]

@@ -3,7 +3,7 @@
 
 use std::{fs, path::Path};
 
-use crate::util::{self, monkey, temp_dir};
+use crate::util::{self, monkey, Drill, TestDir};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -113,7 +113,7 @@ fn flags_override_the_file() {
 fn days_read_as_crontab_from_the_flag_and_the_file() {
     use chrono::Datelike;
 
-    let dir = crate::util::temp_dir("cron-days");
+    let dir = crate::util::TestDir::new("cron-days");
     let cases: &[(&str, &[u32], &str)] = &[
         ("0-7", &[0, 1, 2, 3, 4, 5, 6], "Sun thru Sat"),
         ("1-7", &[0, 1, 2, 3, 4, 5, 6], "Mon thru Sun"),
@@ -171,7 +171,6 @@ fn days_read_as_crontab_from_the_flag_and_the_file() {
             checked.stdout
         );
     }
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -200,7 +199,7 @@ fn the_tokyo_drill_previews_the_same_every_time() {
 
 #[test]
 fn a_fifo_at_the_journal_path_is_refused_at_once_not_waited_on() {
-    let dir = crate::util::temp_dir("journal-fifo");
+    let dir = crate::util::TestDir::new("journal-fifo");
     let fifo = dir.join("journal.jsonl");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -241,7 +240,6 @@ fn a_fifo_at_the_journal_path_is_refused_at_once_not_waited_on() {
             "{args:?}: {stderr}"
         );
     }
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A state directory that cannot be created (here on a read-only file system, mounted
@@ -249,7 +247,7 @@ fn a_fifo_at_the_journal_path_is_refused_at_once_not_waited_on() {
 /// refuses it at start: the same lines, exit 2 both.
 #[test]
 fn check_config_refuses_an_uncreatable_state_directory_as_the_daemon_does() {
-    let dir = crate::util::temp_dir("ro-state");
+    let dir = crate::util::TestDir::new("ro-state");
     let cfg = dir.join("ro.ron");
     fs::write(
         &cfg,
@@ -284,14 +282,13 @@ fn check_config_refuses_an_uncreatable_state_directory_as_the_daemon_does() {
         )
     );
     assert_eq!(daemon, check, "the daemon refuses the same way");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// One grammar for durations: a fault's `duration` takes seconds as a number, as the
 /// daemon's own settings do (`Exponential(mean: 90)`), or a duration text.
 #[test]
 fn every_fault_duration_takes_a_number_of_seconds_or_a_duration() {
-    let dir = temp_dir("config-durations");
+    let dir = TestDir::new("config-durations");
     let file = dir.join("d.ron");
     fs::write(
         &file,
@@ -328,7 +325,6 @@ fn every_fault_duration_takes_a_number_of_seconds_or_a_duration() {
             .ends_with(" behind for 90 s"),
         "{answer}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// PLUGINS.md's drill is safe to start as written, with `--execute` too: it names one
@@ -341,7 +337,7 @@ fn the_plugin_guides_drill_arms_only_its_own_fault() {
         .filter_map(|b| b.split("```").next())
         .find(|b| b.contains("\"lockout\"") && b.contains("plugin_dirs"))
         .expect("PLUGINS.md has the drill config");
-    let dir = temp_dir("config-guide-drill");
+    let dir = TestDir::new("config-guide-drill");
     let plugins = dir.join("plugins");
     fs::create_dir(&plugins).unwrap();
     util::trusted_mode(&plugins);
@@ -367,7 +363,6 @@ fn the_plugin_guides_drill_arms_only_its_own_fault() {
         "{}",
         run.stdout
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// With several faults named, none of them `process-kill`, and the timer off, nothing is
@@ -376,17 +371,14 @@ fn the_plugin_guides_drill_arms_only_its_own_fault() {
 /// asks for `--fault`.
 #[test]
 fn api_kill_without_a_fault_for_the_timer_says_what_to_configure() {
-    let dir = temp_dir("config-no-kill-fault");
-    let cfg = dir.join("c.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(timer: (enabled: false), http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, window: (days: "*", time: "00:00-24:00"),
-    faults: {{"gentle": (plugin: "process-kill", config: (signal: "TERM")), "freeze": (plugin: "process-pause")}})"#
-        ),
-    )
-    .unwrap();
-    let mut d = util::Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let dir = TestDir::new("config-no-kill-fault");
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .config(
+            r#"faults: {"gentle": (plugin: "process-kill", config: (signal: "TERM")), "freeze": (plugin: "process-pause")}"#,
+        )
+        .write();
+    let mut d = util::Daemon::start(&["--config", &cfg]);
     let port = d.port();
     let kill = util::http(port, "POST", "/api/kill", &[], br#"{"desc":"x"}"#);
     assert_eq!(kill.status, 404, "{}", kill.body);
@@ -402,15 +394,14 @@ fn api_kill_without_a_fault_for_the_timer_says_what_to_configure() {
     let _victim = util::Sleeper::start();
     let gentle = util::http(port, "POST", "/api/faults/gentle", &[], br#"{"desc":"x"}"#);
     assert_eq!(gentle.status, 200, "{}", gentle.body);
-    let once = monkey(&["kill", "--config", cfg.to_str().unwrap()]);
+    let once = monkey(&["kill", "--config", &cfg]);
     assert_eq!(once.code, Some(2));
     assert_eq!(
         once.stderr,
         format!(
             "error: --fault: {} configures several faults and none for the timer: name the one to inject (configured: freeze, gentle)\n",
-            cfg.display()
+            cfg
         )
     );
     drop(d);
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::util::{http, in_namespace, monkey, pairs, Daemon};
+use crate::util::{http, in_namespace, monkey, pairs, Daemon, Drill};
 
 const FAST: &[&str] = &[
     "--min-interval",
@@ -79,27 +79,25 @@ fn the_timer_fires_the_original_lines_in_the_window() {
 #[test]
 fn outside_the_window_the_monkey_sleeps_with_good_dream() {
     // Every day of the coming week skipped: the window is shut now, whatever the clock.
-    let dir = std::env::temp_dir().join(format!("nm-it-sleep-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::util::TestDir::new("sleep");
     let today = chrono::Local::now().date_naive();
     let dates: Vec<String> = (-1..8)
         .map(|i| format!("\"{}\"", today + chrono::Duration::days(i)))
         .collect();
-    let file = dir.join("closed.ron");
-    std::fs::write(
-        &file,
-        format!(
-            "(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: \"*\", time: \"00:00-24:00\", skip_dates: [{}]))",
-            dates.join(", ")
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&args(&["--config", file.to_str().unwrap()]));
+    let closed = format!(
+        r#"(days: "*", time: "00:00-24:00", skip_dates: [{}])"#,
+        dates.join(", ")
+    );
+    let mut d = Drill::new(&dir)
+        .named("closed.ron")
+        .without("timer")
+        .set("schedule", "Uniform(min_interval: 1, max_interval: 1)")
+        .set("window", &closed)
+        .start(&["--listen", "127.0.0.1:0"]);
     d.wait_for(|l| l == "Next: 1 seconds after");
     d.wait_for(|l| l == "Nightmare Monkey is sleeping with good dream.");
     assert_eq!(d.wait_for(|_| true), "Next: 1 seconds after");
     assert!(!d.log.iter().any(|l| l.contains("Kill:")));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -149,8 +147,7 @@ fn a_public_address_without_a_token_is_refused() {
 
 #[test]
 fn a_public_address_is_allowed_only_with_a_token_or_an_explicit_opt_out() {
-    let dir = std::env::temp_dir().join(format!("nm-it-public-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::util::TestDir::new("public");
     for (name, http) in [
         ("token", r#"(listen: "0.0.0.0:8080", token: "s3cret")"#),
         (
@@ -163,7 +160,6 @@ fn a_public_address_is_allowed_only_with_a_token_or_an_explicit_opt_out() {
         let run = monkey(&["check-config", file.to_str().unwrap()]);
         assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -219,7 +215,7 @@ fn malformed_flags_name_the_flag_and_the_form() {
 #[test]
 fn executed_timer_faults_kill_in_a_namespace() {
     let run = in_namespace(
-        r#"sleep 1000 & v=$!; echo "victim $v"
+        r#"sleep 1000 & started $!; v=$!; echo "victim $v"
 cat > cfg.ron <<'CFG'
 (schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
  faults: {"process-kill": (config: (include_cmdlines: ["^sleep 1000$"]))})
@@ -337,21 +333,16 @@ fn plan_steps_stay_within_the_interval_bounds() {
 /// within a second. The fixture plugin sleeps 400 ms, creating a file when it starts.
 #[test]
 fn sigterm_answers_the_request_in_flight() {
-    let dir = std::env::temp_dir().join(format!("nm-it-inflight-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::util::TestDir::new("inflight");
     let started = dir.join("started");
-    let config = dir.join("slow.ron");
-    std::fs::write(
-        &config,
-        format!(
-            "(plugins: [{:?}], window: (days: \"*\", time: \"00:00-24:00\"), timer: (enabled: false),
-              faults: {{\"slow\": (plugin: \"panicky\", config: (sleep_ms: 400, started_file: {:?}))}})",
-            crate::util::built_lib("libpanic_plugin.so"),
-            started
+    let config = crate::drill::panicky_drill(
+        &dir,
+        "",
+        &format!(
+            r#""slow": (plugin: "panicky", config: (sleep_ms: 400, started_file: {started:?}))"#
         ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&args(&["--config", config.to_str().unwrap()]));
+    );
+    let mut d = Daemon::start(&args(&["--config", &config]));
     let port = d.port();
     let request = std::thread::spawn(move || {
         crate::util::http(
@@ -378,7 +369,6 @@ fn sigterm_answers_the_request_in_flight() {
         "took {:?}",
         sent.elapsed()
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// SIGHUP never waits behind plugins either: with every injection thread held by a
@@ -387,19 +377,16 @@ fn sigterm_answers_the_request_in_flight() {
 /// (the hung calls ended with the old image) then stops cleanly.
 #[test]
 fn sighup_restarts_with_every_injection_thread_hung() {
-    let dir = crate::util::temp_dir("sighup-hung");
+    let dir = crate::util::TestDir::new("sighup-hung");
     let started = dir.join("started");
-    let config = dir.join("slow.ron");
-    std::fs::write(
-        &config,
-        format!(
-            "(plugins: [{:?}], window: (days: \"*\", time: \"00:00-24:00\"), timer: (enabled: false), state_dir: {dir:?},
-              faults: {{\"slow\": (plugin: \"panicky\", config: (sleep_ms: 600000, started_file: {started:?}))}})",
-            crate::util::built_lib("libpanic_plugin.so"),
+    let config = crate::drill::panicky_drill(
+        &dir,
+        "",
+        &format!(
+            r#""slow": (plugin: "panicky", config: (sleep_ms: 600000, started_file: {started:?}))"#
         ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&args(&["--config", config.to_str().unwrap()]));
+    );
+    let mut d = Daemon::start(&args(&["--config", &config]));
     let port = d.port();
     // Sent and left hanging: the restart drops these connections, unanswered.
     let hanging: Vec<std::net::TcpStream> = (0..5)
@@ -434,25 +421,19 @@ fn sighup_restarts_with_every_injection_thread_hung() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
     drop(hanging);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Paused by the pause file, the timer logs that it skips and injects nothing.
 #[test]
 fn a_paused_timer_skips_its_faults() {
-    let dir = crate::util::temp_dir("paused-timer");
+    let dir = crate::util::TestDir::new("paused-timer");
     let pause = dir.join("paused");
     std::fs::write(&pause, "").unwrap();
-    let file = dir.join("cfg.ron");
-    std::fs::write(
-        &file,
-        format!(
-            r#"(pause_file: {pause:?}, journal: {:?}, schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"))"#,
-            dir.join("journal.jsonl")
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&args(&["--config", file.to_str().unwrap()]));
+    let mut d = Drill::new(&dir)
+        .named("cfg.ron")
+        .without("timer")
+        .set("schedule", "Uniform(min_interval: 1, max_interval: 1)")
+        .start(&["--listen", "127.0.0.1:0"]);
     let skipped = d.wait_for(|l| l.contains("the timer skips this one"));
     assert_eq!(
         skipped,
@@ -462,7 +443,6 @@ fn a_paused_timer_skips_its_faults() {
         )
     );
     assert!(!d.log.iter().any(|l| l.contains("Kill:")));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// The soft and hard "Max open files" of a process, from /proc.
@@ -499,19 +479,15 @@ fn the_daemon_raises_its_soft_limit_of_open_files_to_the_hard_one() {
 
 #[test]
 fn a_restart_does_not_hand_out_a_fresh_budget() {
-    let dir = crate::util::temp_dir("budget-restart");
-    let cfg = dir.join("c.ron");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"(journal: {:?}, pause_file: {:?}, budget: (per_hour: 1), window: (days: "*", time: "00:00-24:00"))"#,
-            dir.join("journal.jsonl"),
-            dir.join("paused"),
-        ),
-    )
-    .unwrap();
+    let dir = crate::util::TestDir::new("budget-restart");
+    // The journal and the pause file in `dir`: the budget lives in the journal.
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .without("timer")
+        .config("budget: (per_hour: 1)")
+        .write();
     let start = || {
-        let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+        let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", &cfg]);
         let port = d.port();
         (d, port)
     };
@@ -528,12 +504,11 @@ fn a_restart_does_not_hand_out_a_fresh_budget() {
         "the hour's one fault was spent before the crash"
     );
     // A one-shot kill with the same config honours it too.
-    let run = monkey(&["kill", "--config", cfg.to_str().unwrap(), "--seed", "1"]);
+    let run = monkey(&["kill", "--config", &cfg, "--seed", "1"]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("over budget (at most 1 fault an hour)"),
         "{}",
         run.stderr
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }

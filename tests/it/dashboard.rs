@@ -15,9 +15,9 @@ use std::{
 use serde_json::json;
 
 use crate::util::{
-    http, namespace, temp_dir,
+    http, namespace,
     webdriver::{Browser, ENTER, SHIFT, TAB},
-    Daemon, Sleeper,
+    Daemon, Drill, Sleeper, TestDir,
 };
 
 /// Where screenshots go.
@@ -39,22 +39,19 @@ const UNLABELLED: &str = r#"return [...document.querySelectorAll("button, input,
 
 /// `rest` goes into `http: (...)`; process-kill chooses among processes named `victim`.
 fn config(dir: &Path, rest: &str, victim: &str) -> PathBuf {
-    let file = dir.join("dashboard.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    schedule: Uniform(min_interval: 21600, max_interval: 21600),
-    http: (listen: "127.0.0.1:0"{rest}),
-    state_dir: {dir:?},
-    budget: (per_hour: 5),
-    faults: {{ "process-kill": (config: (include_names: [{victim:?}])) }},
-)"#
-        ),
-    )
-    .unwrap();
-    file
+    Drill::new(dir)
+        .named("dashboard.ron")
+        .without("timer")
+        .http(rest)
+        .set(
+            "schedule",
+            "Uniform(min_interval: 21600, max_interval: 21600)",
+        )
+        .config(&format!(
+            "budget: (per_hour: 5),\n    faults: {{ \"process-kill\": (config: (include_names: [{victim:?}])) }}"
+        ))
+        .write()
+        .into()
 }
 
 fn api(port: u16, method: &str, path: &str, token: &str) -> serde_json::Value {
@@ -71,7 +68,7 @@ fn api(port: u16, method: &str, path: &str, token: &str) -> serde_json::Value {
 
 #[test]
 fn the_dashboard_asks_for_its_token_shows_the_state_hears_a_fault_and_flips_the_switch() {
-    let dir = temp_dir("dashboard");
+    let dir = TestDir::new("dashboard");
     let cfg = config(
         &dir,
         r#", tokens: {"instructor": "s3cret-token"}"#,
@@ -310,7 +307,7 @@ struct Namespace {
 impl Namespace {
     fn start(dir: &Path, cfg: &Path) -> Namespace {
         let script = format!(
-            r#"sleep 98765 & "$NM" --config {cfg} --execute 2>{d}/log; sleep 1000"#,
+            r#"sleep 98765 & started $!; "$NM" --config {cfg} --execute 2>{d}/log; sleep 1000"#,
             cfg = cfg.display(),
             d = dir.display()
         );
@@ -397,24 +394,16 @@ impl Drop for Namespace {
 
 #[test]
 fn revert_now_resumes_a_paused_process() {
-    let dir = temp_dir("dashboard-revert");
-    let file = dir.join("revert.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?},
-    faults: {{
+    let dir = TestDir::new("dashboard-revert");
+    let file = Drill::new(&dir)
+        .named("revert.ron")
+        .config(
+            r#"faults: {
         "freeze": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 98765$"])),
-    }},
-)"#
-        ),
-    )
-    .unwrap();
-    let namespace = Namespace::start(&dir, &file);
+    }"#,
+        )
+        .write();
+    let namespace = Namespace::start(&dir, file.as_ref());
     let port = namespace.port();
     let fault = http(
         port,
@@ -478,7 +467,7 @@ fn revert_now_resumes_a_paused_process() {
 
 #[test]
 fn the_report_and_the_plan_read_in_a_browser_and_print() {
-    let dir = temp_dir("dashboard-pictures");
+    let dir = TestDir::new("dashboard-pictures");
     let report = dir.join("drill.html");
     let journal = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/it/report/mixed.jsonl");
     let run = crate::util::monkey(&[

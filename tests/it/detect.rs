@@ -6,37 +6,33 @@ use std::fs;
 
 use crate::{
     drill::PRELUDE,
-    util::{in_namespace, json_lines, monkey, pairs, temp_dir},
+    util::{in_namespace, json_lines, monkey, pairs, Drill, TestDir},
 };
 
-/// A daemon config: all days and hours, no timer, the API on a free port, the state in
-/// `dir`, and a pause (30 s) that may only choose `sleep 1000`.
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let file = dir.join("c.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-    http: (listen: "127.0.0.1:0", tokens: {{"alice": "a-secret", "hubot": "h-secret"}}), state_dir: {dir:?},
-    faults: {{
+/// A daemon config: the common header with two tokens, the state in `dir`, and a pause
+/// (30 s) that may only choose `sleep 1000`.
+fn config(dir: &std::path::Path) -> String {
+    Drill::new(dir)
+        .named("c.ron")
+        .http(r#"tokens: {"alice": "a-secret", "hubot": "h-secret"}"#)
+        .config(
+            r#"faults: {
         "freeze": (plugin: "process-pause", config: (duration: "30s", include_cmdlines: ["^sleep 1000$"])),
         "process-kill": (config: (include_cmdlines: ["^sleep 1000$"])),
-    }})"#
-        ),
-    )
-    .unwrap();
-    file
+    }"#,
+        )
+        .write()
 }
 
 /// An ack a known while after a real fault measures that while, names who, and stands:
 /// a second ack is refused, so is one of a dry run or of an unknown id.
 #[test]
 fn an_ack_after_a_known_delay_measures_the_time_to_detect() {
-    let dir = temp_dir("detect-ack");
+    let dir = TestDir::new("detect-ack");
     let cfg = config(&dir);
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & sleep 1000 &
+sleep 1000 & started $!; sleep 1000 & started $!;
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 H='Authorization: Bearer a-secret'
@@ -51,7 +47,6 @@ curl -s -H 'Authorization: Bearer h-secret' -X POST http://127.0.0.1:$p/api/ack 
 curl -s -H "$H" -X POST http://127.0.0.1:$p/api/ack -d '{{"by": 7}}'; echo
 kill -TERM $m; wait $m
 "$NM" history --journal {d}/journal.jsonl"#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let answers = json_lines(&run.stdout);
@@ -94,7 +89,6 @@ kill -TERM $m; wait $m
         "history says who noticed: {}",
         run.stdout
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Alertmanager's webhook (payload version 4): a firing alert that started after the
@@ -105,14 +99,14 @@ kill -TERM $m; wait $m
 /// a payload that is not Alertmanager's is 400.
 #[test]
 fn an_alertmanager_payload_marks_the_latest_fault_detected() {
-    let dir = temp_dir("detect-alerts");
+    let dir = TestDir::new("detect-alerts");
     let cfg = config(&dir);
     // Firing since long before the fault: about something else.
     let old = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"DiskFull"},"startsAt":"2020-01-01T00:00:00Z"}]}"#;
     let future = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Ahead"},"startsAt":"2099-01-01T00:00:00Z"}]}"#;
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 &
+sleep 1000 & started $!;
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 H='Authorization: Bearer a-secret'
@@ -128,7 +122,6 @@ alert '{{"version":"3","alerts":[]}}'
 alert 'not json'
 curl -s -X POST http://127.0.0.1:$p/api/alerts -d "$payload"; echo
 kill -TERM $m; wait $m"#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let answers = json_lines(&run.stdout);
@@ -174,7 +167,6 @@ kill -TERM $m; wait $m"#,
         log.contains("alerts: no firing alert marks a fault: Ahead starts in the future"),
         "{log}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// `report` on a journal holding every kind of ending (coped, undetected, not
@@ -264,7 +256,7 @@ fn the_report_of_a_mixed_journal_is_as_committed() {
 /// however many faults came between.
 #[test]
 fn a_late_ack_counts_in_the_report() {
-    let dir = temp_dir("detect-late");
+    let dir = TestDir::new("detect-late");
     let journal = dir.join("journal.jsonl");
     let intent = |n: u32, at: &str| {
         format!(
@@ -297,7 +289,6 @@ fn a_late_ack_counts_in_the_report() {
     assert_eq!(report["faults"][0]["detected_by"], "alice", "{report}");
     assert_eq!(report["faults"][0]["verdict"], "coped");
     assert_eq!(report["summary"]["detected"], 1);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Text that would mislead a reader reaches no output as it is: a victim whose name
@@ -306,17 +297,11 @@ fn a_late_ack_counts_in_the_report() {
 /// Markdown and HTML show the characters escaped, and the Markdown no live link.
 #[test]
 fn names_that_mislead_are_escaped_in_every_output() {
-    let dir = temp_dir("detect-misleading");
-    let cfg = dir.join("c.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"), state_dir: {dir:?},
-    faults: {{ "process-kill": (config: (include_names: ["^ev"])) }})"#
-        ),
-    )
-    .unwrap();
+    let dir = TestDir::new("detect-misleading");
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .config(r#"faults: { "process-kill": (config: (include_names: ["^ev"])) }"#)
+        .write();
     let victim = dir.join("ev\u{202e}il");
     fs::copy("/bin/sleep", &victim).unwrap();
     let by = "[x](https://evil.example/p.png)\u{2066}";
@@ -330,7 +315,6 @@ curl -s -X POST http://127.0.0.1:$p/api/ack -d '{{"by":"{by}"}}' >/dev/null
 kill -TERM $m; wait $m
 "$NM" history --journal {d}/journal.jsonl > {d}/history.txt
 for f in text md html; do "$NM" report --journal {d}/journal.jsonl --format $f > {d}/report.$f; done"#,
-        cfg = cfg.display(),
         d = dir.display(),
         victim = victim.display()
     ));
@@ -373,5 +357,4 @@ for f in text md html; do "$NM" report --journal {d}/journal.jsonl --format $f >
         md.contains("\\[x\\](https\\://evil.example/p.png)\\\\u{2066}") && !md.contains("[x]("),
         "{md}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use crate::util::{http, in_namespace, json_lines, monkey, pairs, temp_dir, Daemon, Sleeper};
+use crate::util::{http, in_namespace, json_lines, monkey, pairs, Daemon, Drill, Sleeper, TestDir};
 
 /// Shell helpers for the namespace scripts: wait for a line in a file (with a deadline),
 /// the state letter of a process, the daemon's port from its log.
@@ -18,57 +18,31 @@ port() { sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$1" | tail
 post() { curl -s -X POST "http://127.0.0.1:$1$2" -d "$3"; echo; }
 "#;
 
-/// A daemon config: all days and hours, no timer, the API on a free loopback port, the
-/// state (journal, pause file) in `dir`, and a pause fault and a kill fault that may only
-/// choose `sleep 1000`.
+/// A daemon config: the common header (the state, journal and pause file in `dir`), a
+/// pause fault and a kill fault that may only choose `sleep 1000`, then `extra`. The
+/// pause lasts `{PAUSE}`, which [`with_pause`] sets.
 fn config(dir: &std::path::Path, extra: &str) -> String {
-    let file = dir.join("drill.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?},
-    faults: {{
-        "pause": (plugin: "process-pause", config: (duration: "{{PAUSE}}", include_cmdlines: ["^sleep 1000$"])),
+    Drill::new(dir)
+        .config(
+            r#"faults: {
+        "pause": (plugin: "process-pause", config: (duration: "{PAUSE}", include_cmdlines: ["^sleep 1000$"])),
         "process-kill": (config: (include_cmdlines: ["^sleep 1000$"])),
-    }},
-    {extra}
-)"#
-        ),
-    )
-    .unwrap();
-    file.to_str().unwrap().to_owned()
+    }"#,
+        )
+        .config(extra)
+        .write()
 }
 
-/// A drill config in `dir` with the panicky fixture loaded: every day and hour, no
-/// timer, the API on a free loopback port, `extra` settings and these `faults` (the
-/// map's entries). Returns its path.
-pub(crate) fn panicky_drill(
-    dir: &std::path::Path,
-    extra: &str,
-    faults: &str,
-) -> std::path::PathBuf {
-    let cfg = dir.join("panicky.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?},
-    plugins: [{lib:?}],
-    {extra}
-    faults: {{ {faults} }},
-)"#,
-            lib = crate::util::built_lib("libpanic_plugin.so"),
-        ),
-    )
-    .unwrap();
-    cfg
+/// A drill config in `dir` with the panicky fixture loaded: the common header, `extra`
+/// settings and these `faults` (the map's entries). Returns its path.
+pub(crate) fn panicky_drill(dir: &std::path::Path, extra: &str, faults: &str) -> String {
+    let lib = crate::util::built_lib("libpanic_plugin.so");
+    Drill::new(dir)
+        .named("panicky.ron")
+        .config(&format!("plugins: [{lib:?}]"))
+        .config(extra)
+        .config(&format!("faults: {{ {faults} }}"))
+        .write()
 }
 
 /// [`config`] with pauses of 10 minutes and the journal in `dir/fs`, where the test's

@@ -13,6 +13,7 @@ use std::{
 const LAYERS: &[&[&str]] = &[
     &["support"],
     &["domain"],
+    &["storage"],
     &["output", "plugin", "probe", "fleet"],
     &["engine"],
     &["dispatch"],
@@ -31,6 +32,11 @@ const NEVER: &[(&str, &str, &str)] = &[
         "probe",
         "domain",
         "a probe checks and answers: it knows no fault, draws from no seeded stream",
+    ),
+    (
+        "probe",
+        "storage",
+        "a probe checks and answers: it keeps nothing in the journal",
     ),
     (
         "triggers",
@@ -182,8 +188,17 @@ fn without_test_items(text: &str) -> String {
     out
 }
 
-/// What `module` (whose source is `text`) imports, as the modules it names.
-fn imports(module: &str, text: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
+/// The longest prefix of `segments` that is a module of the house.
+fn house_module(segments: &[String], known: &BTreeSet<String>) -> Option<String> {
+    (0..=segments.len())
+        .rev()
+        .map(|n| segments[..n].join("::"))
+        .find(|m| known.contains(m))
+}
+
+/// The `crate::` and `super::` paths `module` (whose source is `text`) names, each as
+/// its segments from the crate's root.
+fn paths_named(module: &str, text: &str) -> Vec<Vec<String>> {
     // Items for tests alone (`#[cfg(test)] mod tests { .. }`, a test-only method) are
     // not part of the house, and a test module's `super` is the file itself.
     let text = without_test_items(text);
@@ -230,24 +245,66 @@ fn imports(module: &str, text: &str, known: &BTreeSet<String>) -> BTreeSet<Strin
         }
     }
     paths
-        .into_iter()
-        .filter_map(|segments| {
-            // The longest prefix that is a module of the house.
-            (0..=segments.len())
-                .rev()
-                .map(|n| segments[..n].join("::"))
-                .find(|m| known.contains(m))
-        })
-        .filter(|target| target != module)
-        .collect()
 }
 
+/// What each module re-exports from another (`pub use crate::x::Y;`): by module, each
+/// name with the module it comes from.
+fn reexports(
+    modules: &BTreeMap<String, String>,
+    known: &BTreeSet<String>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (module, text) in modules {
+        // Each `pub use` statement on its own, read as if it were the whole file.
+        let statements = ["pub use ", "pub(crate) use ", "pub(super) use "]
+            .iter()
+            .flat_map(|lead| text.match_indices(lead).map(|(i, _)| i))
+            .filter_map(|i| Some(&text[i..i + text[i..].find(';')?]));
+        for statement in statements {
+            for path in paths_named(module, statement) {
+                let (Some(name), Some(from)) = (path.last(), house_module(&path, known)) else {
+                    continue;
+                };
+                if &from != module {
+                    out.entry(module.clone())
+                        .or_default()
+                        .insert(name.clone(), from);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The house's arrows: each module to those it imports from, and, where it imports
+/// a name another module re-exports, to the module that name comes from too (a
+/// re-export carries its module's types past any rule about who may reach it).
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let modules = modules();
     let known: BTreeSet<String> = modules.keys().cloned().collect();
+    let passed_on = reexports(&modules, &known);
     modules
         .iter()
-        .map(|(m, text)| (m.clone(), imports(m, text, &known)))
+        .map(|(m, text)| {
+            let mut targets = BTreeSet::new();
+            for path in paths_named(m, text) {
+                let Some(target) = house_module(&path, &known) else {
+                    continue;
+                };
+                let depth = if target.is_empty() {
+                    0
+                } else {
+                    target.split("::").count()
+                };
+                let name = path.get(depth);
+                if let Some(from) = name.and_then(|n| passed_on.get(&target)?.get(n)) {
+                    targets.insert(from.clone());
+                }
+                targets.insert(target);
+            }
+            targets.remove(m);
+            (m.clone(), targets)
+        })
         .collect()
 }
 
@@ -312,7 +369,7 @@ fn the_module_graph_reads_the_real_imports() {
     for (from, to) in [
         ("triggers::timer", "dispatch"),
         ("dispatch", "engine"),
-        ("engine", "domain::journal"),
+        ("engine", "storage::journal"),
         ("output::notifier::config", "output::notifier"),
         ("runtime::daemon", "triggers::http"),
     ] {
@@ -327,6 +384,19 @@ fn the_module_graph_reads_the_real_imports() {
         without_test_items(text),
         "use crate::a;\n\nfn real() { crate::c::y(); }\n\n"
     );
+    // A name passed on by a re-export is an arrow to where it comes from.
+    let modules: BTreeMap<String, String> = [
+        ("low".to_owned(), "pub struct T;".to_owned()),
+        (
+            "mid".to_owned(),
+            "pub(crate) use crate::low::{T};\npub use super::low as also;".to_owned(),
+        ),
+    ]
+    .into();
+    let known = modules.keys().cloned().collect();
+    let passed_on = reexports(&modules, &known);
+    assert_eq!(passed_on["mid"]["T"], "low");
+    assert_eq!(passed_on["mid"]["low"], "low");
     let mut found = Vec::new();
     use_tree(b"{a::{b, c::d}, *, e}", 0, vec!["crate".into()], &mut found);
     assert_eq!(
@@ -346,7 +416,7 @@ fn the_host_has_no_import_cycle() {
     assert_eq!(cycle(&graph), None, "an import cycle in host/src");
     let mut looped = graph.clone();
     looped
-        .get_mut("domain::journal")
+        .get_mut("storage::journal")
         .unwrap()
         .insert("engine".into());
     assert!(cycle(&looped).is_some(), "the check sees a planted cycle");

@@ -2,21 +2,11 @@
 
 use std::fs;
 
-use crate::util::{http, temp_dir, Daemon};
+use crate::util::{http, Daemon, Drill, TestDir};
 
-/// A daemon config in `dir`: every day and hour, no timer, the API on a free loopback
-/// port, the state in `dir`, then `rest`.
-fn config(dir: &std::path::Path, rest: &str) -> std::path::PathBuf {
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-               http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, {rest})"#
-        ),
-    )
-    .unwrap();
-    cfg
+/// A daemon config in `dir`: the common header, then `rest`.
+fn config(dir: &std::path::Path, rest: &str) -> String {
+    Drill::new(dir).named("cfg.ron").config(rest).write()
 }
 
 /// `journal_retention.max_size` is a bound, also for archives rotated within the last
@@ -24,7 +14,7 @@ fn config(dir: &std::path::Path, rest: &str) -> std::path::PathBuf {
 /// removal of one of those is said, with what it means for the budget.
 #[test]
 fn max_size_bounds_the_archives_of_the_last_day() {
-    let dir = temp_dir("journal-max-size");
+    let dir = TestDir::new("journal-max-size");
     // Its own victim, the only one the fault may choose: a host (a CI container whose
     // PID 1 reaps nothing) may have no eligible process of its own.
     let victim = Victim(
@@ -41,7 +31,7 @@ fn max_size_bounds_the_archives_of_the_last_day() {
         r#"journal_retention: (rotate_at: "64KiB", max_size: "128KiB"),
            faults: { "process-kill": (config: (include_cmdlines: ["^sh -c read x journal-max-size$"])) }"#,
     );
-    let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let mut d = Daemon::start(&["--config", &cfg]);
     let port = d.port();
     // About 1.5 KB a dry run with this description: some 900 KB, fourteen rotations.
     let body = format!(r#"{{"desc":"{}"}}"#, "x".repeat(900));
@@ -77,7 +67,6 @@ fn max_size_bounds_the_archives_of_the_last_day() {
     );
     assert!(!archives.is_empty(), "{:?}", d.log);
     drop(victim);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A start on a full disk is refused, in one line, exit 2, after recovery (it needs
@@ -85,7 +74,7 @@ fn max_size_bounds_the_archives_of_the_last_day() {
 /// and then refuse every fault.
 #[test]
 fn a_start_on_a_full_disk_is_refused() {
-    let dir = temp_dir("journal-full-disk");
+    let dir = TestDir::new("journal-full-disk");
     let journal = dir.join("fs/journal.jsonl");
     let cfg = config(&dir, &format!("journal: {journal:?}"));
     let run = crate::util::in_namespace(&format!(
@@ -93,7 +82,6 @@ fn a_start_on_a_full_disk_is_refused() {
 dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
 "$NM" --config {cfg}; echo "code $?""#,
         d = dir.display(),
-        cfg = cfg.display()
     ));
     assert_eq!(
         crate::util::pairs(&run.stdout, "code"),
@@ -108,14 +96,13 @@ dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
             journal.display()
         )
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A command line is kept to the same 300 bytes everywhere: the API's answer, the
 /// journal and the log (the answer and the journal used to carry 2 KB of it whole).
 #[test]
 fn a_command_line_is_cut_alike_in_the_answer_the_journal_and_the_log() {
-    let dir = temp_dir("journal-cmdline");
+    let dir = TestDir::new("journal-cmdline");
     let long = "a".repeat(2000);
     // A shell waiting on a pipe nobody writes: no child of its own to leave behind.
     let victim = Victim(
@@ -131,7 +118,7 @@ fn a_command_line_is_cut_alike_in_the_answer_the_journal_and_the_log() {
         &dir,
         r#"faults: { "process-kill": (config: (include_cmdlines: ["^sh -c read x a+$"])) }"#,
     );
-    let mut d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let mut d = Daemon::start(&["--config", &cfg]);
     let port = d.port();
     let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"long"}"#);
     let cut = format!("sh -c read x {}… (1713 more bytes)", "a".repeat(287));
@@ -153,7 +140,6 @@ fn a_command_line_is_cut_alike_in_the_answer_the_journal_and_the_log() {
         .unwrap();
     assert_eq!(outcome["process"]["cmdline"], cut.as_str(), "{outcome}");
     drop(victim);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A child of the test, killed by its exact PID when dropped (a failed test included).
@@ -172,7 +158,7 @@ impl Drop for Victim {
 #[test]
 fn the_state_goes_where_told_named_and_private() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = temp_dir("journal-state-dir");
+    let dir = TestDir::new("journal-state-dir");
     let state = dir.join("state");
     let mut d = Daemon::start(&[
         "--listen",
@@ -205,5 +191,4 @@ fn the_state_goes_where_told_named_and_private() {
     for file in files {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeSet, process::Command};
 
-use crate::util::{in_namespace, json_lines, monkey, pairs};
+use crate::util::{in_namespace, json_lines, monkey, pairs, Drill, TestDir};
 
 fn pids(text: &str, key: &str) -> Vec<u64> {
     pairs(text, key)
@@ -29,7 +29,7 @@ done"#;
 #[test]
 fn dry_run_leaves_every_victim_alive_and_prints_the_original_line() {
     let run = in_namespace(&format!(
-        r#"victims=""; for i in 1 2 3 4 5; do sleep 1000 & victims="$victims $!"; echo "victim $!"; done
+        r#"victims=""; for i in 1 2 3 4 5; do sleep 1000 & started $!; victims="$victims $!"; echo "victim $!"; done
 "$NM" kill --seed 1
 {PRINT_STATES}"#
     ));
@@ -62,7 +62,7 @@ fn dry_run_leaves_every_victim_alive_and_prints_the_original_line() {
 #[test]
 fn execute_kills_exactly_the_reported_process() {
     let run = in_namespace(&format!(
-        r#"victims=""; for i in 1 2 3 4 5; do sleep 1000 & victims="$victims $!"; done
+        r#"victims=""; for i in 1 2 3 4 5; do sleep 1000 & started $!; victims="$victims $!"; done
 "$NM" kill --execute --json --seed 7 --desc "game day"
 {PRINT_STATES}"#
     ));
@@ -91,7 +91,7 @@ fn execute_kills_exactly_the_reported_process() {
 #[test]
 fn executed_line_has_no_dryrun_mark_and_reports_the_result() {
     let run = in_namespace(
-        r#"sleep 1000 & echo "victim $!"
+        r#"sleep 1000 & started $!; echo "victim $!"
 "$NM" kill --execute --seed 3"#,
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -109,7 +109,7 @@ fn executed_line_has_no_dryrun_mark_and_reports_the_result() {
 #[test]
 fn pid_1_and_the_monkeys_ancestors_are_never_chosen() {
     let run = in_namespace(
-        r#"for i in 1 2 3; do sleep 1000 & echo "victim $!"; done
+        r#"for i in 1 2 3; do sleep 1000 & started $!; echo "victim $!"; done
 sh -c 'echo "ancestor $$"; i=0; while [ $i -lt 60 ]; do "$NM" kill --json --seed $i || exit 1; i=$((i+1)); done'"#,
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -152,7 +152,7 @@ echo "state $v $(cut -d' ' -f3 /proc/$v/stat)""#,
 #[test]
 fn the_same_seed_picks_the_same_victim_and_other_seeds_vary() {
     let run = in_namespace(
-        r#"for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1000 & done
+        r#"for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1000 & started $!; done
 "$NM" kill --json --seed 5; "$NM" kill --json --seed 5
 for s in 0 1 2 3 4 5 6 7 8 9; do "$NM" kill --json --seed $s; done"#,
     );
@@ -169,7 +169,7 @@ for s in 0 1 2 3 4 5 6 7 8 9; do "$NM" kill --json --seed $s; done"#,
 #[test]
 fn without_a_seed_one_is_drawn_and_printed_and_replays() {
     let run = in_namespace(
-        r#"for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done
+        r#"for i in 1 2 3 4 5 6 7 8; do sleep 1000 & started $!; done
 "$NM" kill --json 2>seed.txt; cat seed.txt >&2
 seed=$(sed -n 's/.*replay this pick with --seed \([0-9]*\).*/\1/p' seed.txt)
 "$NM" kill --json --seed "$seed"; rm seed.txt"#,
@@ -195,7 +195,7 @@ fn no_eligible_process_is_a_clear_error() {
 #[test]
 fn filters_narrow_the_choice() {
     let run = in_namespace(
-        r#"sleep 1000 & v=$!; echo "victim $v"; cat & echo "other $!"
+        r#"sleep 1000 & started $!; v=$!; echo "victim $v"; cat & echo "other $!"
 # The fork is a shell until it has exec'd sleep: wait for that, or an early pick finds
 # no "sleep" command line at all.
 until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
@@ -270,7 +270,7 @@ fn a_tree_scope_confines_the_choice() {
     let run = in_namespace(
         r#"sh -c 'sleep 1000 & echo "child $!"; sleep 1000 & echo "child $!"; exec sleep 1000' & root=$!
 echo "root $root"
-for i in 1 2 3; do sleep 1000 & done
+for i in 1 2 3; do sleep 1000 & started $!; done
 # The root execs sleep only after starting both children.
 until [ "$(cat /proc/$root/comm)" = sleep ]; do :; done
 i=0; while [ $i -lt 30 ]; do "$NM" kill --json --seed $i --fault-config "(scope: Tree($root))"; i=$((i+1)); done"#,
@@ -395,7 +395,7 @@ fn a_cgroup_scope_confines_the_choice() {
 
 #[test]
 fn the_pause_file_stops_a_one_shot_fault_too() {
-    let dir = crate::util::temp_dir("kill-paused");
+    let dir = crate::util::TestDir::new("kill-paused");
     let run = |dir: &std::path::Path| {
         crate::util::command()
             .env("STATE_DIRECTORY", dir)
@@ -422,12 +422,11 @@ fn the_pause_file_stops_a_one_shot_fault_too() {
         String::from_utf8_lossy(&dry.stderr)
     );
     assert!(String::from_utf8_lossy(&dry.stdout).contains("(Dryrun) Kill: "));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn with_config_kill_uses_a_configured_fault_its_exclusions_and_its_pause_file() {
-    let dir = crate::util::temp_dir("kill-config");
+    let dir = crate::util::TestDir::new("kill-config");
     let cfg = dir.join("c.ron");
     std::fs::write(
         &cfg,
@@ -444,7 +443,7 @@ fn with_config_kill_uses_a_configured_fault_its_exclusions_and_its_pause_file() 
     )
     .unwrap();
     let run = in_namespace(&format!(
-        r#"sleep 1000 & v=$!
+        r#"sleep 1000 & started $!; v=$!
 until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
 echo "victim $v"
 "$NM" kill --config {cfg} --seed 1 --json; echo "default $?"
@@ -482,5 +481,44 @@ touch {paused}; "$NM" kill --config {cfg} --seed 1; echo "paused $?""#,
     assert!(run
         .stderr
         .contains("error: Nightmare Monkey is paused (the pause file"));
-    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A reversible fault of a one-shot `kill` is reverted when due by the revert the
+/// daemon's door schedules for every fault: journaled `due`, the victim running again,
+/// and the command ends after it.
+#[test]
+fn a_one_shot_pause_is_reverted_when_due_through_the_door() {
+    let dir = TestDir::new("kill-due");
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .config(
+            r#"faults: {"freeze": (plugin: "process-pause", config: (duration: "1s", include_cmdlines: ["^sleep 1000$"]))}"#,
+        )
+        .write();
+    let run = in_namespace(&format!(
+        r#"sleep 1000 & started $!; v=$!
+until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
+"$NM" kill --config {cfg} --fault freeze --execute --seed 1 --json & k=$!
+n=0; until [ "$(cut -d' ' -f3 /proc/$v/stat)" = T ] || [ $n -ge 1500 ]; do n=$((n+1)); sleep 0.01; done
+echo "during $(cut -d' ' -f3 /proc/$v/stat)"
+wait $k; echo "code $?"
+echo "after $(cut -d' ' -f3 /proc/$v/stat)""#
+    ));
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "during"), ["T"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "after"), ["S"], "{}", run.stderr);
+    assert_eq!(json_lines(&run.stdout)[0]["fault"], "freeze");
+    assert!(
+        run.stderr.contains(" Reverting at ") && run.stderr.contains(" Revert (due): reverted: "),
+        "{}",
+        run.stderr
+    );
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let reverts: Vec<serde_json::Value> = json_lines(&journal)
+        .into_iter()
+        .filter(|r| r["type"] == "revert")
+        .collect();
+    assert_eq!(reverts.len(), 1, "{journal}");
+    assert_eq!(reverts[0]["reason"], "due");
+    assert_eq!(reverts[0]["result"], "reverted");
 }

@@ -5,31 +5,26 @@
 //! dashboard work as before. A `Host` that is not the API's (DNS rebinding) is refused.
 
 use std::{
-    fs,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use serde_json::json;
 
-use crate::util::{http, temp_dir, webdriver::Browser, Daemon, FakeServer, Reply, Sleeper};
+use crate::util::{http, webdriver::Browser, Daemon, Drill, FakeServer, Reply, Sleeper, TestDir};
 
 /// A token-less daemon's config (the default), all day, its journal in `dir`.
 fn config(dir: &Path, http_rest: &str) -> PathBuf {
-    let file = dir.join("other-sites.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    schedule: Uniform(min_interval: 21600, max_interval: 21600),
-    http: (listen: "127.0.0.1:0"{http_rest}),
-    state_dir: {dir:?},
-)"#
-        ),
-    )
-    .unwrap();
-    file
+    Drill::new(dir)
+        .named("other-sites.ron")
+        .without("timer")
+        .http(http_rest)
+        .set(
+            "schedule",
+            "Uniform(min_interval: 21600, max_interval: 21600)",
+        )
+        .write()
+        .into()
 }
 
 /// The page of another site: each way a page can send a request without asking the
@@ -86,7 +81,7 @@ fn wait_refused(port: u16, n: f64) {
 #[test]
 fn a_page_of_another_site_changes_nothing_and_reads_nothing() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("other-sites");
+    let dir = TestDir::new("other-sites");
     let cfg = config(&dir, "");
     let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = daemon.port();
@@ -238,7 +233,7 @@ fn raw(port: u16, method: &str, path: &str, headers: &[&str]) -> (u16, String) {
 
 #[test]
 fn a_host_that_is_not_the_api_s_is_refused_without_a_token() {
-    let dir = temp_dir("other-hosts");
+    let dir = TestDir::new("other-hosts");
     let cfg = config(&dir, r#", allowed_hosts: ["monkey.example.com"]"#);
     let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = daemon.port();

@@ -6,7 +6,7 @@
 use std::{fs, path::Path};
 
 use crate::util::{
-    http, in_namespace, json_lines, pairs, temp_dir, Daemon, FakeServer, Reply, Sleeper,
+    http, in_namespace, json_lines, pairs, Daemon, Drill, FakeServer, Reply, Sleeper, TestDir,
 };
 
 /// Shell helpers for the namespace scripts: wait for a line in a file (with a deadline),
@@ -20,24 +20,9 @@ port() { sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$1" | tail
 post() { curl -s -X POST "http://127.0.0.1:$1$2" -d "$3"; echo; }
 "#;
 
-/// A daemon config in `dir`: every day and hour, no timer, the API on a free loopback
-/// port, the state in `dir`, then `rest` (faults and more).
+/// A daemon config in `dir`: the common header, then `rest` (faults and more).
 fn config(dir: &Path, rest: &str) -> String {
-    let file = dir.join("outcomes.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    timer: (enabled: false),
-    http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?},
-    {rest}
-)"#
-        ),
-    )
-    .unwrap();
-    file.to_str().unwrap().to_owned()
+    Drill::new(dir).named("outcomes.ron").config(rest).write()
 }
 
 /// The journal's records.
@@ -53,7 +38,7 @@ fn of_type<'a>(records: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_js
 /// killed for real; its `Process` probe measures the time to recover: about a second.
 #[test]
 fn a_killed_supervised_worker_recovers_in_about_a_second() {
-    let dir = temp_dir("outcomes-ttr");
+    let dir = TestDir::new("outcomes-ttr");
     let cfg = config(
         &dir,
         r#"faults: {
@@ -99,7 +84,6 @@ kill -TERM $m; wait $m; echo "code $?""#,
         )),
         "{log}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A steady state not met refuses the fault: 503 with the probe and its reason,
@@ -108,7 +92,7 @@ kill -TERM $m; wait $m; echo "code $?""#,
 #[test]
 fn a_failing_steady_state_refuses_the_fault_and_uses_no_budget() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("outcomes-steady");
+    let dir = TestDir::new("outcomes-steady");
     let server = FakeServer::start(vec![Reply::body(500, "down"), Reply::body(200, "all ok")]);
     let url = server.url();
     let cfg = config(
@@ -193,7 +177,6 @@ fn a_failing_steady_state_refuses_the_fault_and_uses_no_budget() {
         "ids like the intents'"
     );
     assert_ne!(refused[0]["id"], intents[0]["id"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A `Prometheus` probe asks a stand-in for an instant query: above the bound the
@@ -201,7 +184,7 @@ fn a_failing_steady_state_refuses_the_fault_and_uses_no_budget() {
 #[test]
 fn a_prometheus_steady_state_reads_an_instant_query() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("outcomes-prometheus");
+    let dir = TestDir::new("outcomes-prometheus");
     let sample = |v: &str| {
         Reply::body(
             200,
@@ -260,7 +243,6 @@ fn a_prometheus_steady_state_reads_an_instant_query() {
     );
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The steady state cannot be raced: three kills at once, guarded by "at least 3
@@ -268,7 +250,7 @@ fn a_prometheus_steady_state_reads_an_instant_query() {
 /// once it has its outcome, and refused (it used to kill two).
 #[test]
 fn simultaneous_faults_cannot_race_past_the_steady_state() {
-    let dir = temp_dir("outcomes-steady-race");
+    let dir = TestDir::new("outcomes-steady-race");
     let worker = dir.join("worker");
     fs::copy("/bin/sleep", &worker).unwrap();
     let cfg = config(
@@ -309,7 +291,6 @@ kill -TERM $m; wait $m"#,
         );
     }
     assert_eq!(pairs(&run.stdout, "left"), ["2"], "{}", run.stdout);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// What a `Command` probe starts ends with it, even when it exits in time: a child left
@@ -317,7 +298,7 @@ kill -TERM $m; wait $m"#,
 /// own, adopted by the daemon). They used to pile up, 61 in 6 s at a 100 ms interval.
 #[test]
 fn what_a_command_probe_leaves_behind_ends_with_it() {
-    let dir = temp_dir("outcomes-probe-children");
+    let dir = TestDir::new("outcomes-probe-children");
     let checks = dir.join("checks");
     let script = format!(
         "echo >> {}; sleep 1000.25 & setsid sleep 1000.75 & exit 0",
@@ -355,14 +336,13 @@ fn what_a_command_probe_leaves_behind_ends_with_it() {
     }
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A halt probe that fails every other check (a flapping service) halts the monkey: its
 /// passes in between do not start its count again (it used to never halt).
 #[test]
 fn a_flapping_halt_probe_halts_the_monkey() {
-    let dir = temp_dir("outcomes-flapping");
+    let dir = TestDir::new("outcomes-flapping");
     let flag = dir.join("flag");
     let flap = format!(
         "if [ -e {0} ]; then rm {0}; exit 1; fi; touch {0}",
@@ -382,7 +362,6 @@ fn a_flapping_halt_probe_halts_the_monkey() {
     assert_eq!(status["state"], "paused", "{status}");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A halt probe that starts failing pauses the monkey as the kill switch does: the
@@ -391,7 +370,7 @@ fn a_flapping_halt_probe_halts_the_monkey() {
 /// fails.
 #[test]
 fn a_failing_halt_probe_pauses_the_monkey_and_reverts_what_is_active() {
-    let dir = temp_dir("outcomes-halt");
+    let dir = TestDir::new("outcomes-halt");
     let down = dir.join("down");
     let chat = FakeServer::start(vec![Reply::body(200, "ok")]);
     let cfg = config(
@@ -407,7 +386,7 @@ fn a_failing_halt_probe_pauses_the_monkey_and_reverts_what_is_active() {
     );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"before the halt"}}' >/dev/null
@@ -474,7 +453,6 @@ kill -TERM $m; wait $m; echo "code $?"
         again,
         format!("error: halt probe {probe}: exited 1: not starting --execute while a halt condition fails\n")
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Probes draw nothing from the seeded streams: with the same seed and the same
@@ -482,7 +460,7 @@ kill -TERM $m; wait $m; echo "code $?"
 /// as one without.
 #[test]
 fn a_drill_with_probes_chooses_the_same_victims() {
-    let dir = temp_dir("outcomes-replay");
+    let dir = TestDir::new("outcomes-replay");
     let plain = config(
         &dir,
         r#"faults: { "process-kill": (config: (include_cmdlines: ["^sleep 1000$"])) },"#,
@@ -498,7 +476,7 @@ fn a_drill_with_probes_chooses_the_same_victims() {
     .unwrap();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done
+for i in 1 2 3 4 5 6 7 8; do sleep 1000 & started $!; done
 for cfg in {plain} {probed}; do
   "$NM" --config $cfg --seed 42 2>{d}/log-$$ & m=$!
   await Listening {d}/log-$$; p=$(port {d}/log-$$)
@@ -512,14 +490,13 @@ done"#,
     assert_eq!(victims.len(), 6, "{}\n{}", run.stdout, run.stderr);
     assert!(victims.iter().all(|v| !v.is_empty()), "{victims:?}");
     assert_eq!(victims[..3], victims[3..], "{victims:?}");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The one-shot `kill` checks the fault's steady state too (a dry run here): refused,
 /// said in one line, journaled with the `cli` trigger.
 #[test]
 fn the_one_shot_kill_checks_the_steady_state_too() {
-    let dir = temp_dir("outcomes-kill");
+    let dir = TestDir::new("outcomes-kill");
     let cfg = config(
         &dir,
         r#"faults: { "process-kill": (steady_state: [Command(argv: ["false"])]) },"#,
@@ -538,28 +515,19 @@ fn the_one_shot_kill_checks_the_steady_state_too() {
     assert_eq!(refused[0]["trigger"], "cli");
     assert_eq!(refused[0]["desc"], "one shot");
     assert!(of_type(&records, "intent").is_empty());
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The timer says a steady state not met once, in its own line, and goes on.
 #[test]
 fn the_timer_logs_a_steady_state_not_met_and_goes_on() {
-    let dir = temp_dir("outcomes-timer");
-    let file = dir.join("timer.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(
-    schedule: Uniform(min_interval: 1, max_interval: 1),
-    window: (days: "*", time: "00:00-24:00"),
-    http: (enabled: false),
-    state_dir: {dir:?},
-    faults: {{ "process-kill": (steady_state: [Command(argv: ["false"])]) }},
-)"#
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(&["--config", file.to_str().unwrap(), "--seed", "3"]);
+    let dir = TestDir::new("outcomes-timer");
+    let mut d = Drill::new(&dir)
+        .named("timer.ron")
+        .without("timer")
+        .set("schedule", "Uniform(min_interval: 1, max_interval: 1)")
+        .set("http", "(enabled: false)")
+        .config(r#"faults: { "process-kill": (steady_state: [Command(argv: ["false"])]) }"#)
+        .start(&["--seed", "3"]);
     let line = "steady state not met: command false: exited 1: the timer skips this one";
     d.wait_for(|l| l == line);
     d.wait_for(|l| l.starts_with("Next: "));
@@ -572,14 +540,13 @@ fn the_timer_logs_a_steady_state_not_met_and_goes_on() {
         d.log
     );
     assert!(of_type(&journal(&dir), "refused").len() >= 2);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A recovery still watched when the daemon restarts (SIGHUP) is watched on by the new
 /// run, from the journal: the system coming back is recorded, not lost to the reload.
 #[test]
 fn a_recovery_watch_survives_a_sighup_restart() {
-    let dir = temp_dir("outcomes-resume");
+    let dir = TestDir::new("outcomes-resume");
     let up = dir.join("up");
     let cfg = config(
         &dir,
@@ -595,7 +562,7 @@ fn a_recovery_watch_survives_a_sighup_restart() {
     );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 &
+sleep 1000 & started $!;
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/kw '{{"desc":"x"}}' >/dev/null
@@ -613,5 +580,4 @@ kill -TERM $m; wait $m; echo "code $?""#,
     assert_eq!(recovered.len(), 1, "{records:?}");
     assert_eq!(recovered[0]["id"], of_type(&records, "intent")[0]["id"]);
     assert_eq!(recovered[0]["late"], false);
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -4,7 +4,7 @@
 
 use std::{fs, path::PathBuf};
 
-use crate::util::{command, monkey, temp_dir};
+use crate::util::{command, monkey, TestDir};
 
 fn golden(name: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +51,7 @@ fn assert_self_contained(page: &str) {
 
 #[test]
 fn the_html_report_of_the_mixed_journal_is_one_self_contained_file() {
-    let dir = temp_dir("pictures-report");
+    let dir = TestDir::new("pictures-report");
     let file = dir.join("drill.html");
     let run = report(&["--format", "html", "-o", file.to_str().unwrap()]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -110,14 +110,13 @@ fn the_html_report_of_the_mixed_journal_is_one_self_contained_file() {
     let again = report(&["--format", "html", "-o", file.to_str().unwrap()]);
     assert_eq!(again.code, Some(0));
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// `-o` writes every format, the same bytes stdout would have had; and a file that
 /// cannot be written is said, by its name, with a failure.
 #[test]
 fn output_files_are_written_whole_or_the_failure_names_them() {
-    let dir = temp_dir("pictures-output");
+    let dir = TestDir::new("pictures-output");
     // Each format, to a file: the bytes stdout has.
     for (format, golden_file) in [("text", "mixed.txt"), ("md", "mixed.md"), ("json", "")] {
         let file = dir.join(format!("drill.{format}"));
@@ -156,7 +155,6 @@ fn output_files_are_written_whole_or_the_failure_names_them() {
         3,
         "nothing else written"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 const PLAN: &[&str] = &[
@@ -261,7 +259,7 @@ fn several_nodes_are_planned_side_by_side_each_from_its_own_stream() {
 /// page, never run; the node and seed the journal holds title it.
 #[test]
 fn a_hostile_process_name_is_shown_never_obeyed() {
-    let dir = temp_dir("pictures-hostile");
+    let dir = TestDir::new("pictures-hostile");
     let journal = dir.join("journal.jsonl");
     fs::write(
         &journal,
@@ -287,5 +285,4 @@ fn a_hostile_process_name_is_shown_never_obeyed() {
     assert!(!page.contains('\x1b'));
     assert!(page.contains("<td>&lt;script&gt;alert(1)&lt;/script&gt;\\u{1b}[31m(PID:101)</td>"));
     assert!(page.contains(" · node web-1 · seed 9</p>"));
-    fs::remove_dir_all(dir).unwrap();
 }

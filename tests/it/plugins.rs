@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::util::{
-    built_lib, command, in_namespace, json_lines, monkey, pairs, temp_dir, trusted_mode, Daemon,
+    built_lib, command, in_namespace, json_lines, monkey, pairs, trusted_mode, Daemon, Drill,
+    TestDir,
 };
 
 /// The built-in's own `.so` loads like any other plugin; since the built-in takes its
@@ -31,7 +32,7 @@ fn check_prints_name_and_version_of_the_built_in_as_a_so() {
 #[test]
 fn the_so_is_loaded_dynamically_and_kills() {
     let run = in_namespace(
-        r#"sleep 1000 & echo "victim $!"
+        r#"sleep 1000 & started $!; echo "victim $!"
 "$NM" kill --plugin "$LIB/libprocess_kill.so" --execute --json"#,
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -42,7 +43,7 @@ fn the_so_is_loaded_dynamically_and_kills() {
 
 #[test]
 fn a_garbage_file_is_not_a_shared_library() {
-    let dir = temp_dir("garbage");
+    let dir = TestDir::new("garbage");
     let file = dir.join("garbage.so");
     fs::write(&file, b"this is not ELF").unwrap();
     let run = monkey(&["plugins", "check", file.to_str().unwrap()]);
@@ -54,7 +55,6 @@ fn a_garbage_file_is_not_a_shared_library() {
             file.display()
         )
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn a_missing_file_is_named() {
         "error: cannot load plugin /nonexistent/libx.so: no such file: check that its Cargo.toml has `crate-type = [\"cdylib\"]` under [lib] and that the build finished\n"
     );
     // What cargo leaves for a crate built without `crate-type = ["cdylib"]`.
-    let dir = crate::util::temp_dir("rlib-only");
+    let dir = crate::util::TestDir::new("rlib-only");
     std::fs::write(dir.join("libx.rlib"), b"!<arch>\n").unwrap();
     let so = dir.join("libx.so");
     let run = monkey(&["kill", "--plugin", so.to_str().unwrap()]);
@@ -127,7 +127,7 @@ fn a_panicking_plugin_yields_an_error_and_the_host_goes_on() {
 #[test]
 fn kill_gives_up_on_a_plugin_that_hangs() {
     let lib = built_lib("libpanic_plugin.so");
-    let dir = temp_dir("kill-timeout");
+    let dir = TestDir::new("kill-timeout");
     let started = std::time::Instant::now();
     let run = monkey(&[
         "kill",
@@ -155,12 +155,11 @@ fn kill_gives_up_on_a_plugin_that_hangs() {
         "{}",
         run.stderr
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn list_shows_built_ins_plugins_and_failures_side_by_side() {
-    let dir = temp_dir("list");
+    let dir = TestDir::new("list");
     fs::copy(
         built_lib("libpanic_plugin.so"),
         dir.join("libpanic_plugin.so"),
@@ -191,7 +190,6 @@ process-kill   0.1.0    1.1.0    {d}/libprocess_kill.so (ignored: the name is ta
 "
         )
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin built against the frozen 1.0.0 copy of the interface
@@ -238,7 +236,7 @@ fn a_plugin_built_against_the_frozen_1_0_0_interface_still_works() {
 /// `--execute` only ever runs in a namespace.
 #[test]
 fn the_template_fault_is_reverted_by_the_next_daemon_after_a_crash() {
-    let dir = temp_dir("template-plugin");
+    let dir = TestDir::new("template-plugin");
     let plugins = dir.join("plugins");
     fs::create_dir_all(&plugins).unwrap();
     crate::util::trusted_mode(&plugins);
@@ -250,24 +248,14 @@ fn the_template_fault_is_reverted_by_the_next_daemon_after_a_crash() {
     let file = dir.join("app.conf");
     fs::write(&file, "key = 1\n").unwrap();
     chmod(&file, 0o640);
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-                state_dir: {dir:?}, faults: {{"lockout": (plugin: "fault-template", config: (path: {file:?}, duration: "1h"))}})"#
-        ),
-    )
-    .unwrap();
+    let cfg = Drill::new(&dir)
+        .named("cfg.ron")
+        .config(&format!(
+            r#"faults: {{"lockout": (plugin: "fault-template", config: (path: {file:?}, duration: "1h"))}}"#
+        ))
+        .write();
     // The same daemon without the fault: it cannot build one from no config, and says so.
-    let bare = dir.join("bare.ron");
-    fs::write(
-        &bare,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"), state_dir: {dir:?})"#
-        ),
-    )
-    .unwrap();
+    let bare = Drill::new(&dir).named("bare.ron").write();
     let d = dir.display();
     let run = in_namespace(&format!(
         r#"await() {{ end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do [ "$(date +%s)" -gt $end ] && return 1; sleep 0.02; done; }}
@@ -284,8 +272,6 @@ echo "unconfigured $(stat -c %a {file})"
 await 'Revert (recovery)' {d}/log2
 echo "after restart $(stat -c %a {file})"
 kill -TERM $m; wait $m; cat {d}/log1 {d}/log0 {d}/log2 >&2"#,
-        cfg = cfg.display(),
-        bare = bare.display(),
         plugins = plugins.display(),
         file = file.display(),
     ));
@@ -318,7 +304,6 @@ kill -TERM $m; wait $m; cat {d}/log1 {d}/log0 {d}/log2 >&2"#,
         "{}",
         run.stderr
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The example third-party plugin, found through `--plugin-dir` next to a broken file,
@@ -326,7 +311,7 @@ kill -TERM $m; wait $m; cat {d}/log1 {d}/log0 {d}/log2 >&2"#,
 /// `--execute` only ever runs in a namespace, even for a fault that touches no process.
 #[test]
 fn the_example_plugin_loads_from_a_plugin_directory_and_reverts() {
-    let dir = temp_dir("example-plugin");
+    let dir = TestDir::new("example-plugin");
     let plugins = dir.join("plugins");
     fs::create_dir_all(&plugins).unwrap();
     fs::copy(
@@ -336,15 +321,12 @@ fn the_example_plugin_loads_from_a_plugin_directory_and_reverts() {
     .unwrap();
     fs::write(plugins.join("broken.so"), b"nope").unwrap();
     let lock = dir.join("app.pid");
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-                state_dir: {dir:?}, faults: {{"stale": (plugin: "stale-lock", config: (path: {lock:?}, duration: "1"))}})"#
-        ),
-    )
-    .unwrap();
+    let cfg = Drill::new(&dir)
+        .named("cfg.ron")
+        .config(&format!(
+            r#"faults: {{"stale": (plugin: "stale-lock", config: (path: {lock:?}, duration: "1"))}}"#
+        ))
+        .write();
     let d = dir.display();
     let run = in_namespace(&format!(
         r#"await() {{ end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do [ "$(date +%s)" -gt $end ] && return 1; sleep 0.02; done; }}
@@ -356,7 +338,6 @@ echo "content $(cat {lock})"
 await 'Revert (due)' {d}/log
 [ -e {lock} ] && echo "still there" || echo "lock removed"
 kill -TERM $m; wait $m; cat {d}/log >&2"#,
-        cfg = cfg.display(),
         plugins = plugins.display(),
         lock = lock.display(),
     ));
@@ -389,12 +370,11 @@ kill -TERM $m; wait $m; cat {d}/log >&2"#,
         " Revert (due): reverted: removed {}\n",
         lock.display()
     )));
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn two_plugin_files_with_one_name_are_both_set_aside() {
-    let dir = temp_dir("duplicates");
+    let dir = TestDir::new("duplicates");
     let plugins = dir.join("plugins");
     fs::create_dir_all(&plugins).unwrap();
     for name in ["a.so", "b.so"] {
@@ -426,7 +406,6 @@ fn two_plugin_files_with_one_name_are_both_set_aside() {
             b.display()
         )
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// `POST /api/faults/{fault}` with a description.
@@ -446,16 +425,14 @@ fn fire(port: u16, fault: &str) -> crate::util::Answer {
 fn panicky_daemon(dir: &Path, extra: &str, faults: &str) -> (PathBuf, PathBuf) {
     let lib = dir.join("libpanic_plugin.so");
     fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(plugins: [{lib:?}], window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-               state_dir: {dir:?}, {extra} faults: {{ {faults} }})"#
-        ),
-    )
-    .unwrap();
-    (cfg, lib)
+    let cfg = Drill::new(dir)
+        .named("cfg.ron")
+        .without("http")
+        .config(&format!(
+            r#"plugins: [{lib:?}], {extra} faults: {{ {faults} }}"#
+        ))
+        .write();
+    (cfg.into(), lib)
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -3,22 +3,20 @@
 
 use std::{fs, path::Path};
 
-use crate::util::{monkey, temp_dir, Daemon, FakeServer, Reply, Sleeper};
+use crate::util::{monkey, Daemon, Drill, FakeServer, Reply, Sleeper, TestDir};
 
-const OPEN: &str = r#"window: (days: "*", time: "00:00-24:00")"#;
+/// A config with only this poller (the common header, the API off), its state under
+/// `dir`.
+fn drill<'a>(dir: &'a Path, poller: &str) -> Drill<'a> {
+    Drill::new(dir)
+        .named("poller.ron")
+        .set("http", "(enabled: false)")
+        .config(&format!("pollers: {{\"qiita\": {poller}}}"))
+}
 
-/// A config with only this poller (timer and API off), its state under `dir`.
-fn config(dir: &Path, poller: &str, extra: &str) -> String {
-    let file = dir.join("poller.ron");
-    fs::write(
-        &file,
-        format!(
-            "(timer: (enabled: false), http: (enabled: false), state_dir: {:?}, pollers: {{\"qiita\": {poller}}}, {extra})",
-            dir
-        ),
-    )
-    .unwrap();
-    file.to_str().unwrap().to_owned()
+/// [`drill`], written: its path.
+fn config(dir: &Path, poller: &str) -> String {
+    drill(dir, poller).write()
 }
 
 fn qiita(server: &FakeServer, more: &str) -> String {
@@ -54,11 +52,11 @@ fn state(dir: &Path) -> String {
 #[test]
 fn thresholds_and_one_per_poll_catch_up_over_a_scripted_sequence() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("poll-seq");
+    let dir = TestDir::new("poll-seq");
     let counts = [0, 2, 3, 4, 7, 30, 30, 30, 2, 30, 30, 30, 30, 30, 30, 30];
     let server = FakeServer::start(counts.iter().map(|n| Reply::likes(*n)).collect());
     let (fired, log) = run(
-        &config(&dir, &qiita(&server, ""), OPEN),
+        &config(&dir, &qiita(&server, "")),
         &server,
         counts.len() + 5,
     );
@@ -67,42 +65,39 @@ fn thresholds_and_one_per_poll_catch_up_over_a_scripted_sequence() {
     assert_eq!(state(&dir), r#"{"threshold":33}"#);
     let seen = server.wait_requests(1);
     assert_eq!(seen[0].path, "/api/v2/items/abc");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn all_at_once_fires_every_passed_threshold_in_one_poll() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("poll-all");
+    let dir = TestDir::new("poll-all");
     let server = FakeServer::start(vec![Reply::likes(0), Reply::likes(30), Reply::likes(31)]);
     let poller = qiita(&server, ", catch_up: AllAtOnce");
-    let (fired, _) = run(&config(&dir, &poller, OPEN), &server, 6);
+    let (fired, _) = run(&config(&dir, &poller), &server, 6);
     assert_eq!(fired, [30; 10]);
     assert_eq!(state(&dir), r#"{"threshold":33}"#);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_falling_count_fires_nothing_and_keeps_the_threshold() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("poll-down");
+    let dir = TestDir::new("poll-down");
     let server = FakeServer::start([5, 2, 0, 4, 5].map(Reply::likes).to_vec());
-    let (fired, _) = run(&config(&dir, &qiita(&server, ""), OPEN), &server, 8);
+    let (fired, _) = run(&config(&dir, &qiita(&server, "")), &server, 8);
     assert_eq!(fired, [5]);
     assert_eq!(state(&dir), r#"{"threshold":6}"#);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_restart_neither_repeats_nor_skips() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("poll-restart");
+    let dir = TestDir::new("poll-restart");
     let first = FakeServer::start(vec![Reply::likes(5)]);
-    let (fired, _) = run(&config(&dir, &qiita(&first, ""), OPEN), &first, 4);
+    let (fired, _) = run(&config(&dir, &qiita(&first, "")), &first, 4);
     assert_eq!(fired, [5]);
     assert_eq!(state(&dir), r#"{"threshold":6}"#);
     let second = FakeServer::start(vec![Reply::likes(5), Reply::likes(5), Reply::likes(6)]);
-    let (fired, log) = run(&config(&dir, &qiita(&second, ""), OPEN), &second, 6);
+    let (fired, log) = run(&config(&dir, &qiita(&second, "")), &second, 6);
     assert_eq!(fired, [6], "{log:?}");
     assert!(
         log.iter()
@@ -110,14 +105,13 @@ fn a_restart_neither_repeats_nor_skips() {
         "{log:?}"
     );
     assert_eq!(state(&dir), r#"{"threshold":9}"#);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_corrupt_or_unreadable_state_file_stops_the_start() {
-    let dir = temp_dir("poll-corrupt");
+    let dir = TestDir::new("poll-corrupt");
     let server = FakeServer::start(vec![Reply::likes(5)]);
-    let file = config(&dir, &qiita(&server, ""), OPEN);
+    let file = config(&dir, &qiita(&server, ""));
     let state_file = dir.join("poller-qiita.json");
     fs::write(&state_file, "{\"thresh").unwrap();
     let run = monkey(&["--config", &file]);
@@ -137,13 +131,12 @@ fn a_corrupt_or_unreadable_state_file_stops_the_start() {
             state_file.display()
         )
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn bad_days_are_logged_once_back_off_and_never_fire() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("poll-bad");
+    let dir = TestDir::new("poll-bad");
     let mut script = vec![
         Reply::body(500, "oops"),
         Reply::body(500, "oops"),
@@ -159,7 +152,7 @@ fn bad_days_are_logged_once_back_off_and_never_fire() {
     script.push(Reply::likes(3));
     let server = FakeServer::start(script);
     let url = format!("{}/api/v2/items/abc", server.url());
-    let (fired, log) = run(&config(&dir, &qiita(&server, ""), OPEN), &server, 10);
+    let (fired, log) = run(&config(&dir, &qiita(&server, "")), &server, 10);
     let expected = [
         format!("poller qiita: GET {url} answered 500 Internal Server Error; backing off"),
         format!("poller qiita: GET {url}: the answer is not JSON (expected value at line 1 column 1); backing off"),
@@ -183,38 +176,42 @@ fn bad_days_are_logged_once_back_off_and_never_fire() {
         [3],
         "nothing fired on a bad day; the good answer after it did"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn the_token_and_a_user_agent_are_sent() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("poll-token");
+    let dir = TestDir::new("poll-token");
     let server = FakeServer::start(vec![Reply::likes(0)]);
     fs::write(dir.join("token"), "t0ken\n").unwrap();
     let poller = qiita(&server, &format!(", token_file: {:?}", dir.join("token")));
-    run(&config(&dir, &poller, OPEN), &server, 2);
+    run(&config(&dir, &poller), &server, 2);
     let seen = server.wait_requests(2);
     assert_eq!(seen[0].header("authorization"), Some("Bearer t0ken"));
     let agent = seen[0].header("user-agent").unwrap();
     assert!(agent.starts_with("nightmare-monkey/0.1.0 "), "{agent}");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn outside_the_window_the_fault_waits_and_the_threshold_stays() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("poll-window");
+    let dir = TestDir::new("poll-window");
     let today = chrono::Local::now().date_naive();
     let dates: Vec<String> = (-1..8)
         .map(|i| format!("\"{}\"", today + chrono::Duration::days(i)))
         .collect();
     let closed = format!(
-        r#"window: (days: "*", time: "00:00-24:00", skip_dates: [{}])"#,
+        r#"(days: "*", time: "00:00-24:00", skip_dates: [{}])"#,
         dates.join(", ")
     );
     let server = FakeServer::start(vec![Reply::likes(3)]);
-    let (fired, log) = run(&config(&dir, &qiita(&server, ""), &closed), &server, 5);
+    let (fired, log) = run(
+        &drill(&dir, &qiita(&server, ""))
+            .set("window", &closed)
+            .write(),
+        &server,
+        5,
+    );
     assert!(fired.is_empty());
     let refusals: Vec<&String> = log.iter().filter(|l| l.contains("was refused")).collect();
     assert_eq!(
@@ -223,15 +220,14 @@ fn outside_the_window_the_fault_waits_and_the_threshold_stays() {
         "logged once"
     );
     assert_eq!(state(&dir), "", "the threshold never advanced");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_refused_fault_is_retried_on_a_later_poll() {
-    let dir = temp_dir("poll-retry");
+    let dir = TestDir::new("poll-retry");
     let server = FakeServer::start(vec![Reply::likes(3)]);
     let faults = r#"faults: {"process-kill": (config: (include_names: ["^nmtarget$"]))}"#;
-    let file = config(&dir, &qiita(&server, ""), &format!("{OPEN}, {faults}"));
+    let file = drill(&dir, &qiita(&server, "")).config(faults).write();
     let mut d = Daemon::start(&["--config", &file]);
     // A plugin's failure is said once as a failure, and the poller says it retries.
     d.wait_for(|l| l.starts_with("poller: process-kill: no eligible process"));
@@ -259,12 +255,11 @@ fn a_refused_fault_is_retried_on_a_later_poll() {
         d.log
     );
     assert_eq!(state(&dir), r#"{"threshold":6}"#);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn poller_config_errors_are_located() {
-    let dir = temp_dir("poll-config");
+    let dir = TestDir::new("poll-config");
     let file = dir.join("bad.ron");
     fs::write(
         &file,
@@ -286,5 +281,4 @@ error: {f}:4:28: a period under 1m would exceed Qiita's 60 requests an hour with
 "
         )
     );
-    fs::remove_dir_all(dir).unwrap();
 }

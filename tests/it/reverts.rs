@@ -1,17 +1,15 @@
 //! Reverts are never dropped: one whose plugin hangs stays under way, and is said so.
 
-use std::fs;
-
 use crate::{
     drill::{panicky_drill, PRELUDE},
-    util::{in_namespace, json_lines, temp_dir},
+    util::{in_namespace, json_lines, TestDir},
 };
 
 /// A second "revert now" of a fault whose revert is stuck says it is under way (409),
 /// not that it was reverted already (it used to answer 404, "reverted already").
 #[test]
 fn a_second_revert_now_of_a_stuck_revert_says_it_is_under_way() {
-    let dir = temp_dir("reverts-stuck");
+    let dir = TestDir::new("reverts-stuck");
     let cfg = panicky_drill(
         &dir,
         "",
@@ -25,7 +23,6 @@ id=$(post $p /api/faults/stuck '{{"desc":"stuck"}}' | sed -n 's/.*"id":"\([^"]*\
 post $p /api/revert/$id ''
 post $p /api/revert/$id ''
 kill -KILL $d; wait $d"#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let answers = json_lines(&run.stdout);
@@ -37,5 +34,4 @@ kill -KILL $d; wait $d"#,
         message.starts_with("the revert of ") && message.contains(" is under way already"),
         "{message}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -6,7 +6,7 @@ use std::fs;
 
 use crate::{
     drill::{panicky_drill, PRELUDE},
-    util::{built_lib, in_namespace, pairs, temp_dir, trusted_mode, Daemon},
+    util::{built_lib, in_namespace, pairs, trusted_mode, Daemon, Drill, TestDir},
 };
 
 /// A SIGTERM while a start reverts what a crash left (its runtime's handlers do not
@@ -14,7 +14,7 @@ use crate::{
 /// the hung revert at once, names it, starts nothing, and exits 1.
 #[test]
 fn sigterm_during_recovery_abandons_a_hung_revert_and_starts_nothing() {
-    let dir = temp_dir("signals-recovery");
+    let dir = TestDir::new("signals-recovery");
     let cfg = panicky_drill(
         &dir,
         r#"plugin_timeout: "10m","#,
@@ -29,7 +29,6 @@ kill -KILL $d; wait $d
 "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
 await 'Recovering: ' {d}/log2
 kill -TERM $d; wait $d; echo "code $?""#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
@@ -47,7 +46,6 @@ kill -TERM $d; wait $d; echo "code $?""#,
         "{log}"
     );
     assert!(!log.contains("Listening on"), "nothing started: {log}");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A SIGTERM right behind a SIGHUP stops the daemon: it does not restart (same PID, a
@@ -75,7 +73,7 @@ fn sigterm_during_a_sighup_check_stops_instead_of_restarting() {
 /// a crash left stopped waited for all of them, 90 s with the default timeout).
 #[test]
 fn plugin_files_that_hang_while_loading_are_waited_for_together() {
-    let dir = temp_dir("start-hung-loads");
+    let dir = TestDir::new("start-hung-loads");
     let plugins = dir.join("plugins");
     fs::create_dir(&plugins).unwrap();
     trusted_mode(&plugins);
@@ -164,7 +162,6 @@ fn plugin_files_that_hang_while_loading_are_waited_for_together() {
         "{}",
         check.stdout
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin file that hangs while it loads holds up neither the recovery of what a
@@ -173,7 +170,7 @@ fn plugin_files_that_hang_while_loading_are_waited_for_together() {
 /// clear answer, `/api/plugins` lists the file as loading, and SIGTERM ends it all.
 #[test]
 fn a_plugin_file_still_loading_holds_up_neither_recovery_nor_the_api() {
-    let dir = temp_dir("start-loading");
+    let dir = TestDir::new("start-loading");
     let cfg = panicky_drill(
         &dir,
         r#"plugin_timeout: "10m","#,
@@ -183,7 +180,7 @@ fn a_plugin_file_still_loading_holds_up_neither_recovery_nor_the_api() {
     );
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/freeze '{{"desc":"freeze"}}' >/dev/null
@@ -199,7 +196,6 @@ curl -s http://127.0.0.1:$p/api/status > {d}/status
 echo "paused $(curl -s -o /dev/null -w '%{{http_code}}' -X POST http://127.0.0.1:$p/api/pause)"
 kill -TERM $d; wait $d; echo "code $?"
 kill -KILL $v"#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
@@ -246,14 +242,13 @@ kill -KILL $v"#,
             && log.contains(" (lingering), which waits for its plugin file to load"),
         "{log}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// What a file's plugin left active when the last run crashed is reverted as soon as
 /// that file has loaded, also when it loads after the daemon has started serving.
 #[test]
 fn a_slow_plugin_files_faults_are_recovered_once_it_has_loaded() {
-    let dir = temp_dir("start-slow-recovery");
+    let dir = TestDir::new("start-slow-recovery");
     let cfg = panicky_drill(
         &dir,
         "",
@@ -268,7 +263,6 @@ kill -KILL $d; wait $d
 PANICKY_HANG_ON_LOAD=2000 "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
 await 'Revert (recovery)' {d}/log2
 kill -TERM $d; wait $d; echo "code $?""#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
@@ -289,14 +283,13 @@ kill -TERM $d; wait $d; echo "code $?""#,
         at("Plugin files loaded: panicky") > at("Listening on"),
         "{log}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A stop during a SIGHUP check that waits for a hung plugin file wins at once: the
 /// daemon does not wait out the plugin timeout (a minute here) before going to bed.
 #[test]
 fn sigterm_during_a_sighup_check_that_waits_for_a_plugin_file_stops_at_once() {
-    let dir = temp_dir("start-hup-hung");
+    let dir = TestDir::new("start-hup-hung");
     let plugins = dir.join("plugins");
     fs::create_dir(&plugins).unwrap();
     trusted_mode(&plugins);
@@ -332,7 +325,6 @@ fn sigterm_during_a_sighup_check_that_waits_for_a_plugin_file_stops_at_once() {
         "{:?}",
         d.log
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A start refused for an error of its own (a bad value) lists the plugin files' errors
@@ -340,7 +332,7 @@ fn sigterm_during_a_sighup_check_that_waits_for_a_plugin_file_stops_at_once() {
 /// not waited for, instead of holding the exit for a plugin timeout.
 #[test]
 fn sigterm_while_a_refused_start_waits_for_a_hung_plugin_file_stops_at_once() {
-    let dir = temp_dir("start-refused-hung");
+    let dir = TestDir::new("start-refused-hung");
     let lib = dir.join("libhang.so");
     fs::copy(built_lib("libpanic_plugin.so"), &lib).unwrap();
     trusted_mode(&lib);
@@ -379,31 +371,24 @@ kill -TERM $m; wait $m; echo "code $?""#,
         log.contains("libhang.so: SIGTERM came before it loaded; not waited for"),
         "{log}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin file that loads at once is not held up by one that hangs: its faults answer
 /// while the other file still loads, and what a crash left of it is reverted then.
 #[test]
 fn a_fast_plugin_file_is_not_held_up_by_a_slow_one() {
-    let dir = temp_dir("start-fast-slow");
-    let cfg = dir.join("cfg.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-               state_dir: {dir:?}, plugin_timeout: "10m",
-               plugins: [{fast:?}, {slow:?}],
-               faults: {{"roll": (plugin: "old-timer"), "stuck": (plugin: "panicky", config: ())}})"#,
+    let dir = TestDir::new("start-fast-slow");
+    let cfg = Drill::new(&dir)
+        .named("cfg.ron")
+        .config(&format!(
+            r#"plugin_timeout: "10m",
+    plugins: [{fast:?}, {slow:?}],
+    faults: {{"roll": (plugin: "old-timer"), "stuck": (plugin: "panicky", config: ())}}"#,
             fast = built_lib("libcompat_plugin.so"),
             slow = built_lib("libpanic_plugin.so"),
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start_with_env(
-        &["--config", cfg.to_str().unwrap()],
-        &[("PANICKY_HANG_ON_LOAD", "forever")],
-    );
+        ))
+        .write();
+    let mut d = Daemon::start_with_env(&["--config", &cfg], &[("PANICKY_HANG_ON_LOAD", "forever")]);
     let port = d.port();
     // The fast file's faults are built as it answers, and said ready.
     d.wait_for(|l| {
@@ -415,5 +400,4 @@ fn a_fast_plugin_file_is_not_held_up_by_a_slow_one() {
     assert_eq!(stuck.status, 503, "{}", stuck.body);
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{http, temp_dir, Daemon, Sleeper};
+use crate::util::{http, Daemon, Drill, Sleeper, TestDir};
 
 /// The places among the watchers (`MAX_WATCHERS` in the dashboard's module).
 const PLACES: usize = 32;
@@ -50,16 +50,13 @@ fn watch(port: u16) -> (TcpStream, String) {
 #[test]
 fn watchers_that_never_read_give_their_places_back() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("deaf-watchers");
-    let cfg = dir.join("config.ron");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), http: (listen: "127.0.0.1:0", header_timeout: "1s"), state_dir: {dir:?})"#
-        ),
-    )
-    .unwrap();
-    let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let dir = TestDir::new("deaf-watchers");
+    let cfg = Drill::new(&dir)
+        .named("config.ron")
+        .without("timer")
+        .http(r#"header_timeout: "1s""#)
+        .write();
+    let mut daemon = Daemon::start(&["--config", &cfg]);
     let port = daemon.port();
 
     // Every place taken by a client that, from now on, reads nothing.

@@ -378,7 +378,7 @@ pub struct HistoryArgs {
     pub before: Option<String>,
     /// Only the latest N faults (1 to 10000), read from the journal's end backwards: a
     /// page costs a page, whatever the history [default: all, read from the start]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::storage::history::MAX_LIMIT as i64))]
     pub limit: Option<u16>,
     /// Only the faults of one run (one start of the daemon, one `kill`): `last`, or its
     /// number, the part of a fault's id before the dash. Without it, a line

@@ -9,9 +9,9 @@ use chrono::{DateTime, Local, Utc};
 use crate::{
     cli::HistoryArgs,
     config,
-    domain::{
-        drill::human_ms,
-        history, injection,
+    domain::{drill::human_ms, injection},
+    storage::{
+        history,
         journal::{self, parse_since, Entry},
     },
     support::{text::escape_controls, UsageError},
@@ -173,7 +173,7 @@ pub(crate) fn journal_of(
         }
     };
     // A mistyped path is no empty history: said, and a failure.
-    let archived = crate::domain::archive::archives(&path).is_ok_and(|a| !a.is_empty());
+    let archived = crate::storage::archive::archives(&path).is_ok_and(|a| !a.is_empty());
     if !path.exists() && !archived {
         anyhow::bail!(
             "no journal at {}: nothing was journaled there (another path? --journal FILE, or --config FILE for the daemon's)",

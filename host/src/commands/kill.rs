@@ -1,6 +1,8 @@
-//! `nightmare-monkey kill`: one injection, through the same engine as the daemon.
+//! `nightmare-monkey kill`: one injection, through the same door as the daemon's
+//! triggers (`dispatch::Injector`: the steady state, the deadline, the revert when due),
+//! its answer printed here.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::{anyhow, Context as _};
 use chrono::Local;
@@ -9,16 +11,14 @@ use nightmare_monkey_plugin_api::sdk::ErrorKind;
 use crate::{
     cli::KillArgs,
     config,
-    domain::{
-        injection::{Ask, InjectError},
-        journal::Journal,
-    },
+    dispatch::{FaultProbes, Injector},
+    domain::injection::{Ask, InjectError},
     engine::{Engine, Guards, PLUGIN_TIMEOUT},
-    output::{answer::Answer, logline},
+    output::{answer::Answer, logline, notifier::Notifiers},
     plugin::{self, Plugin, Trust},
-    probe::{first_failure, Probe},
     runtime::setup,
-    support::{thread::within, UsageError},
+    storage::journal::Journal,
+    support::UsageError,
 };
 
 /// Runs `kill`.
@@ -82,7 +82,7 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         .protecting(crate::plugin::live_workers);
     engine.add_fault(&name, &name, fault)?;
 
-    inject(&Arc::new(engine), &name, &args)
+    once(engine, BTreeMap::new(), &name, &args)
 }
 
 /// `kill --config FILE [--fault NAME]`: a fault as the daemon configured it.
@@ -135,60 +135,54 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
         ))
         .into());
     }
-    let steady_state = config
+    // Its steady state is checked before, as the daemon checks it; its recovery is the
+    // daemon's to watch: this command ends with the fault.
+    let probes = config
         .faults
         .iter()
-        .find(|f| f.name == fault)
-        .map(|f| f.steady_state.clone())
-        .unwrap_or_default();
-    let engine = Arc::new(engine);
-    steady(&engine, &fault, &steady_state, args)?;
-    inject(&engine, &fault, args)
+        .filter(|f| f.name == fault && !f.steady_state.is_empty())
+        .map(|f| {
+            let probes = FaultProbes {
+                steady_state: f.steady_state.clone(),
+                ..FaultProbes::default()
+            };
+            (f.name.clone(), probes)
+        })
+        .collect();
+    once(engine, probes, &fault, args)
 }
 
-/// The fault's steady state, checked before the one-shot injection as the daemon does
-/// (its recovery is the daemon's to watch: this command ends with the fault). A probe
-/// that fails refuses the fault, journaled `refused`.
-fn steady(engine: &Engine, name: &str, probes: &[Probe], args: &KillArgs) -> anyhow::Result<()> {
-    if probes.is_empty() || !engine.admits(name, chrono::Utc::now()) {
-        return Ok(());
-    }
+/// Injects `name` once through the door every trigger of the daemon goes through (a
+/// steady state that fails refuses it, journaled `refused`; the plugin has the plugin
+/// timeout), prints it, and stays until a reversible fault is reverted.
+fn once(
+    engine: Engine,
+    probes: BTreeMap<String, FaultProbes>,
+    name: &str,
+    args: &KillArgs,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime for the steady-state probes")?;
-    match runtime.block_on(first_failure(probes)) {
-        None => Ok(()),
-        Some((probe, reason)) => {
-            let ask = Ask {
-                fault: name.to_owned(),
-                desc: args.desc.clone(),
-                trigger: "cli",
-                requested_by: None,
-            };
-            Err(engine.refuse_unsteady(&ask, probe, reason).into())
-        }
-    }
+        .context("cannot start the async runtime")?;
+    let injector = Injector::new(Arc::new(engine), Notifiers::default())
+        .with_probes(probes)
+        .answering_itself();
+    let done = runtime.block_on(inject(&injector, name, args));
+    // A plugin call given up on is abandoned, not waited for.
+    runtime.shutdown_background();
+    done
 }
 
-/// Injects `name` once, prints it, and reverts it when due if it is reversible. Each
-/// plugin call runs on a thread of its own and is given up on after the plugin timeout.
-fn inject(engine: &Arc<Engine>, name: &str, args: &KillArgs) -> anyhow::Result<()> {
+/// Injects `name`, prints it, and waits for its revert if it is reversible.
+async fn inject(injector: &Injector, name: &str, args: &KillArgs) -> anyhow::Result<()> {
     let ask = Ask {
         fault: name.to_owned(),
         desc: args.desc.clone(),
         trigger: "cli",
         requested_by: None,
     };
-    let worker = engine.clone();
-    let timeout = engine.plugin_timeout();
-    let answer = within("inject", timeout, move || worker.inject(&ask)).unwrap_or_else(|| {
-        Err(InjectError::TimedOut {
-            fault: name.to_owned(),
-            after: timeout,
-        })
-    });
-    let injection = match answer {
+    let injection = match injector.inject(ask).await {
         Ok(injection) => injection,
         Err(InjectError::Plugin { fault, error }) if error.kind == ErrorKind::Config => {
             return Err(UsageError(anyhow!("{fault}: {error}")).into())
@@ -205,19 +199,19 @@ fn inject(engine: &Arc<Engine>, name: &str, args: &KillArgs) -> anyhow::Result<(
     match injection.revert_due {
         // Not active any more: the pause file appeared while the plugin worked, and the
         // fault was reverted the moment it answered.
-        Some(due) if engine.is_active(&injection.intent.id) => {
-            wait_and_revert(engine, &injection.intent.id, due)?
+        Some(due) if injector.is_active(&injection.intent.id) => {
+            until_reverted(injector, &injection.intent.id, due).await?
         }
         _ => {}
     }
     Ok(())
 }
 
-/// A reversible fault injected by the one-shot command is reverted by it too: when due,
-/// or at once on Ctrl-C or SIGTERM. (Killed outright, it is reverted by the daemon's next
-/// start, from the journal.)
-fn wait_and_revert(
-    engine: &Engine,
+/// A reversible fault injected by the one-shot command is reverted before it ends: when
+/// due, or at once on Ctrl-C or SIGTERM. (Killed outright, it is reverted by the daemon's
+/// next start, from the journal.)
+async fn until_reverted(
+    injector: &Injector,
     id: &str,
     due: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
@@ -226,30 +220,22 @@ fn wait_and_revert(
         logline::timestamp(&Local::now()),
         logline::timestamp(&due.with_timezone(&Local))
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let reason = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
-        Ok::<_, std::io::Error>(tokio::select! {
-            _ = tokio::time::sleep(wait) => "due",
-            _ = term.recv() => "interrupted",
-            _ = int.recv() => "interrupted",
-        })
-    })?;
-    let Some(job) = engine.take(id, reason) else {
-        return Ok(());
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let interrupted = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     };
-    let timeout = engine.plugin_timeout();
-    match within("revert", timeout, move || job.run()) {
-        Some(_) => Ok(()),
-        None => Err(anyhow!(
-            "the revert of {id}: no answer from the plugin within {}; given up: the fault may still be in effect (the daemon's next start reverts it from the journal)",
-            humantime::format_duration(timeout)
-        )),
-    }
+    injector
+        .until_reverted(id, due, interrupted)
+        .await
+        .map_err(|timeout| {
+            anyhow!(
+                "the revert of {id}: no answer from the plugin within {}; given up: the fault may still be in effect (the daemon's next start reverts it from the journal)",
+                humantime::format_duration(timeout)
+            )
+        })
 }

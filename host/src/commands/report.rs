@@ -10,13 +10,12 @@ use chrono::{DateTime, SubsecRound as _, Utc};
 use crate::{
     cli::{ReportArgs, ReportFormat},
     config,
-    domain::{
-        drill::human_ms,
+    domain::{drill::human_ms, window::Zone},
+    output::picture::{self, page::ReportPage},
+    storage::{
         journal::parse_since,
         report::{self, Report, Spread},
-        window::Zone,
     },
-    output::picture::{self, page::ReportPage},
     support::{
         text::{escape_controls, escape_markdown},
         UsageError,

@@ -35,7 +35,7 @@ fn default_state_dir() -> PathBuf {
 /// `sandbox`: re-runs this command line as `__sandbox-init` inside a new PID namespace
 /// (through `unshare`, which ignores SIGTERM and SIGINT while it waits), and stays to
 /// pass the command's status on. Killed at its own PID (SIGTERM, as a supervisor or
-/// `kill` does), it hands the signal to the monkey, PID 1 inside, which goes to bed as it
+/// `kill` does), it hands the signal to the monkey, PID 1 inside, which shuts down as it
 /// would on the host, reverting what is in effect; the command ends with the namespace.
 /// SIGINT is left to the terminal, which sends Ctrl-C to the monkey itself.
 pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {

@@ -20,7 +20,6 @@ use serde::Deserialize;
 use crate::{
     cli::DaemonArgs,
     domain::{
-        archive::{RawRetention, Retention},
         budget::{Limits, RawBudget},
         schedule::{self, RawSchedule, Schedule},
         window::{RawWindow, Window, WindowFlags},
@@ -28,6 +27,7 @@ use crate::{
     output::notifier::{NotifierConfig, RawNotifier},
     plugin::Trust,
     probe::{Halt, RawHalt},
+    storage::archive::{RawRetention, Retention},
     support::{
         located::{duration, DurationText, Source},
         state,
@@ -194,27 +194,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         None
     };
 
-    let mut faults: Vec<FaultConfig> = Vec::new();
-    for (name, fault) in &raw.faults {
-        let location = src.at(&["faults", &format!("\"{name}\"")]);
-        if !valid_fault_name(name) {
-            errors.push(format!("{location}: invalid fault name `{name}`: expected lower-case letters, digits and dashes"));
-        }
-        faults.push(fault_config(name, fault, location, src, &mut errors));
-    }
-    // The original's fault only when the file names none: a config that names its faults
-    // arms only those.
-    if faults.is_empty() {
-        faults.push(FaultConfig {
-            name: DEFAULT_FAULT.to_owned(),
-            plugin: DEFAULT_FAULT.to_owned(),
-            config: String::new(),
-            location: String::new(),
-            config_at: None,
-            steady_state: Vec::new(),
-            recovery: None,
-        });
-    }
+    let faults = faults(&raw, src, &mut errors);
     let timer_fault = timer_fault(&raw.timer, &faults, src, &mut errors);
     let state_dir = args
         .state_dir
@@ -310,26 +290,8 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
             .clone()
             .unwrap_or_else(|| state_dir.join("paused")),
         limits,
-        plugin_dirs: if args.plugin_dirs.is_empty() {
-            raw.plugin_dirs.clone().unwrap_or_else(|| {
-                crate::plugin::DEFAULT_DIRS
-                    .iter()
-                    .map(PathBuf::from)
-                    .collect()
-            })
-        } else {
-            args.plugin_dirs.clone()
-        },
-        plugin_files: raw
-            .plugins
-            .iter()
-            .map(|p| {
-                (
-                    p.clone(),
-                    src.at(&["plugins", &format!("\"{}\"", p.display())]),
-                )
-            })
-            .collect(),
+        plugin_dirs: plugin_dirs(&raw, args),
+        plugin_files: plugin_files(&raw, src),
         plugin_timeout,
         plugin_trust: Trust::allowing_untrusted(
             args.allow_untrusted_plugins || raw.allow_untrusted_plugins.unwrap_or(false),
@@ -338,6 +300,58 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         fleet,
     };
     (config, errors)
+}
+
+/// The faults the file names, each checked; the original's fault only when the file
+/// names none (a config that names its faults arms only those).
+fn faults(raw: &RawConfig, src: &Source<'_>, errors: &mut Vec<String>) -> Vec<FaultConfig> {
+    let mut faults: Vec<FaultConfig> = Vec::new();
+    for (name, fault) in &raw.faults {
+        let location = src.at(&["faults", &format!("\"{name}\"")]);
+        if !valid_fault_name(name) {
+            errors.push(format!("{location}: invalid fault name `{name}`: expected lower-case letters, digits and dashes"));
+        }
+        faults.push(fault_config(name, fault, location, src, errors));
+    }
+    if faults.is_empty() {
+        faults.push(FaultConfig {
+            name: DEFAULT_FAULT.to_owned(),
+            plugin: DEFAULT_FAULT.to_owned(),
+            config: String::new(),
+            location: String::new(),
+            config_at: None,
+            steady_state: Vec::new(),
+            recovery: None,
+        });
+    }
+    faults
+}
+
+/// The directories plugin files are loaded from: the flags', else the file's, else the
+/// default ones.
+fn plugin_dirs(raw: &RawConfig, args: &DaemonArgs) -> Vec<PathBuf> {
+    if !args.plugin_dirs.is_empty() {
+        return args.plugin_dirs.clone();
+    }
+    raw.plugin_dirs.clone().unwrap_or_else(|| {
+        crate::plugin::DEFAULT_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .collect()
+    })
+}
+
+/// The plugin files the file names, each with where it is named.
+fn plugin_files(raw: &RawConfig, src: &Source<'_>) -> Vec<(PathBuf, String)> {
+    raw.plugins
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                src.at(&["plugins", &format!("\"{}\"", p.display())]),
+            )
+        })
+        .collect()
 }
 
 /// The longest `plugin_timeout`: a plugin call longer than this is a hung plugin.

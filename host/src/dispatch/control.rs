@@ -1,7 +1,8 @@
 //! The operator's controls through the one door: the kill switch, a halt, an
-//! acknowledgement, a revert now, and going to bed.
+//! acknowledgement, a revert now, and shutting down.
 
 use super::*;
+use crate::domain::drill::{AckError, Acknowledged};
 
 impl Injector {
     /// The monkey pauses itself because `probe` failed for too long (`reason`): exactly
@@ -108,7 +109,7 @@ impl Injector {
         }
     }
 
-    /// Goes to bed: refuses every request from now on, reverts every active fault, each
+    /// Shuts down: refuses every request from now on, reverts every active fault, each
     /// on a thread of its own, and waits for them at most `wait`. Returns what was
     /// abandoned: injections whose plugin never answered (id, fault), and reverts still
     /// under way (these and any the kill switch started). Either may have left something

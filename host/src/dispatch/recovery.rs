@@ -50,11 +50,11 @@ impl Injector {
         };
         let now = Utc::now();
         let since = now - chrono::TimeDelta::from_std(longest).unwrap_or_default();
-        let Ok(page) = crate::domain::history::page(
+        let Ok(page) = crate::storage::history::page(
             &path,
-            crate::domain::history::Query {
+            crate::storage::history::Query {
                 since: Some(since),
-                limit: crate::domain::history::MAX_LIMIT,
+                limit: crate::storage::history::MAX_LIMIT,
                 ..Default::default()
             },
         ) else {
@@ -68,7 +68,7 @@ impl Injector {
             else {
                 continue;
             };
-            if entry.recovered.is_some() || !crate::domain::report::was_real(&entry) {
+            if entry.recovered.is_some() || !crate::storage::report::was_real(&entry) {
                 continue;
             }
             let Some(outcome) = &entry.outcome else {

@@ -10,7 +10,7 @@ use crate::domain::injection::Pause;
 impl fmt::Display for Pause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Pause::GoingToBed => f.write_str("it is going to bed"),
+            Pause::ShuttingDown => f.write_str("it is going to bed"),
             Pause::Switch => f.write_str("POST /api/resume to resume"),
             Pause::Halt(why) => write!(f, "halt: {why}; POST /api/resume to resume"),
             Pause::Fleet(why) => write!(f, "{why}; `nightmare-monkey resume --fleet` to resume"),

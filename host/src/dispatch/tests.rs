@@ -83,7 +83,7 @@ async fn the_kill_switch_refuses_every_trigger_alike_until_resumed() {
     assert_eq!(fake.calls().len(), 1);
     assert_eq!(door.journal_path(), None);
     let path = std::env::temp_dir().join(format!("nm-dispatch-{}.jsonl", std::process::id()));
-    let journal = crate::domain::journal::Journal::open(&path).unwrap();
+    let journal = crate::storage::journal::Journal::open(&path).unwrap();
     let with = Injector::new(
         Arc::new(Engine::new(1, false, Guards::default(), Some(journal))),
         Notifiers::default(),
@@ -150,7 +150,7 @@ fn the_kill_switch_never_waits_behind_plugins() {
 }
 
 /// Paused while a plugin works: the fault it leaves active is reverted as soon as it
-/// answers, and going to bed names an injection and a revert whose plugins hang.
+/// answers, and shutting down names an injection and a revert whose plugins hang.
 #[tokio::test]
 async fn what_the_switch_could_not_see_is_reverted_and_closing_names_what_hangs() {
     let hold = fake::gate();
@@ -268,17 +268,17 @@ fn a_late_answer_is_reverted_when_due_and_a_request_that_never_ran_never_runs() 
 }
 
 /// A journal of its own for one test.
-fn journal_in(name: &str) -> (PathBuf, crate::domain::journal::Journal) {
+fn journal_in(name: &str) -> (PathBuf, crate::storage::journal::Journal) {
     let dir = std::env::temp_dir().join(format!("nm-dispatch-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("journal.jsonl");
-    let journal = crate::domain::journal::Journal::open(&path).unwrap();
+    let journal = crate::storage::journal::Journal::open(&path).unwrap();
     (path, journal)
 }
 
-fn records(path: &std::path::Path) -> Vec<crate::domain::journal::Record> {
-    crate::domain::journal::read(path).unwrap().records
+fn records(path: &std::path::Path) -> Vec<crate::storage::journal::Record> {
+    crate::storage::journal::read(path).unwrap().records
 }
 
 fn probes_of(steady: Vec<Probe>, recovery: Option<Recovery>) -> BTreeMap<String, FaultProbes> {
@@ -297,7 +297,8 @@ fn probes_of(steady: Vec<Probe>, recovery: Option<Recovery>) -> BTreeMap<String,
 /// passing one lets it through.
 #[tokio::test]
 async fn a_steady_state_not_met_refuses_the_fault_journaled_and_free_of_budget() {
-    use crate::domain::{budget::Limits, journal::Record};
+    use crate::domain::budget::Limits;
+    use crate::storage::journal::Record;
     let (path, journal) = journal_in("steady");
     let fake = Fake::new(Behaviour::Hit);
     let guards = Guards {
@@ -372,7 +373,7 @@ async fn probes_leave_the_seeded_streams_alone() {
 /// with the time from the outcome; not at all after a dry run.
 #[tokio::test]
 async fn a_recovery_is_measured_from_the_outcome() {
-    use crate::domain::journal::Record;
+    use crate::storage::journal::Record;
     let (path, journal) = journal_in("recovery");
     let flag = path.with_file_name("up");
     let fake = Fake::new(Behaviour::Hit);
@@ -417,7 +418,7 @@ async fn a_recovery_is_measured_from_the_outcome() {
 /// the `revert` record, its `ttr_ms` counted from there, not from the outcome.
 #[tokio::test]
 async fn a_reversible_faults_recovery_is_timed_from_its_revert() {
-    use crate::domain::journal::Record;
+    use crate::storage::journal::Record;
     let (path, journal) = journal_in("reversible");
     let fake = Fake::new(Behaviour::Reversible { ms: 300 });
     let mut engine = Engine::new(1, true, Guards::default(), Some(journal));
@@ -455,7 +456,7 @@ async fn a_reversible_faults_recovery_is_timed_from_its_revert() {
 /// `recovered` when the probes pass afterwards.
 #[tokio::test]
 async fn a_recovery_past_its_deadline_is_not_recovered_then_late() {
-    use crate::domain::journal::Record;
+    use crate::storage::journal::Record;
     let (path, journal) = journal_in("late");
     let flag = path.with_file_name("up");
     let fake = Fake::new(Behaviour::Hit);
@@ -628,7 +629,7 @@ fn each_error_has_one_status_message_and_retry() {
 fn a_pause_is_said_with_how_to_resume() {
     use crate::domain::injection::Pause;
     let said = [
-        Pause::GoingToBed,
+        Pause::ShuttingDown,
         Pause::Switch,
         Pause::Halt("probe x failing".into()),
         Pause::PauseFile("/run/nm/paused".into()),

@@ -125,8 +125,8 @@ pub trait Fault: Send + Sync {
 /// door's to word: see `dispatch::refusal`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pause {
-    /// It is going to bed.
-    GoingToBed,
+    /// It is shutting down.
+    ShuttingDown,
     /// The kill switch is on.
     Switch,
     /// A halt probe turned the kill switch on, for this reason.

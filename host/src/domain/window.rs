@@ -382,6 +382,25 @@ impl Zone {
             Zone::Named(tz) => at.with_timezone(tz).to_rfc3339(),
         }
     }
+
+    /// `at` as a clock time for people, in whole seconds (`status`, the API, events).
+    pub fn clock(&self, at: DateTime<Utc>) -> String {
+        use chrono::Timelike as _;
+        self.rfc3339(at.with_nanosecond(0).unwrap_or(at))
+    }
+}
+
+/// An instant and the zone to show it in: it serializes as [`Zone::clock`] says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockTime {
+    pub at: DateTime<Utc>,
+    pub zone: Zone,
+}
+
+impl serde::Serialize for ClockTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.zone.clock(self.at))
+    }
 }
 
 /// When faults may happen.

@@ -6,8 +6,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Engine;
-use crate::domain::{
-    drill::{human_ms, DetectedRecord},
+use crate::domain::drill::{human_ms, AckError, Acknowledged, DetectedRecord};
+use crate::storage::{
     history::{self, Query},
     journal::{Entry, Record},
     report,
@@ -23,66 +23,6 @@ const NAMED_FOR: TimeDelta = TimeDelta::days(7);
 /// Acks are decided and written one at a time: two at once must not both find the same
 /// fault unnoticed.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A fault marked noticed.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct Acknowledged {
-    /// The fault's id.
-    pub id: String,
-    /// The configured fault.
-    pub fault: String,
-    /// Whom it struck, or what it did.
-    pub target: String,
-    /// Time to detect, ms.
-    pub ttd_ms: u64,
-    /// Who or what noticed it.
-    pub by: String,
-}
-
-/// Why nothing was marked.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum AckError {
-    /// No journal to find faults in.
-    #[error("no journal: acks are kept in it")]
-    NoJournal,
-    /// Nothing was injected for real in the last day.
-    #[error("no fault to acknowledge: none was injected for real in the last 24 hours")]
-    NothingOpen,
-    /// An alert that was firing before the fault: it is not about it.
-    #[error("the alert started at {started}, before fault {id} was injected at {injected}: it is not about it")]
-    Before {
-        /// The latest fault.
-        id: String,
-        /// When the alert started firing.
-        started: String,
-        /// When the fault was injected.
-        injected: String,
-    },
-    /// The id names no fault of the last week.
-    #[error("no fault `{0}` in the journal's last 7 days")]
-    Unknown(String),
-    /// That fault changed nothing to notice.
-    #[error("fault {id} was {result}: nothing happened to notice")]
-    NotReal {
-        /// The fault.
-        id: String,
-        /// What it came to (`a dry run`, `failed`).
-        result: String,
-    },
-    /// Noticed already: the first ack stands.
-    #[error("fault {id} was noticed already, by {by} after {after}")]
-    Already {
-        /// The fault.
-        id: String,
-        /// Who first.
-        by: String,
-        /// Its time to detect, for people.
-        after: String,
-    },
-    /// The journal could not be read or written.
-    #[error("{0}")]
-    Journal(String),
-}
 
 impl Engine {
     /// Marks a fault noticed by `by` at `now`: the one `id` names, else the latest fault

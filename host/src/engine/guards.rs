@@ -9,7 +9,7 @@ impl Engine {
     /// Why the monkey is paused, if it is.
     pub(crate) fn paused(&self) -> Option<Pause> {
         if self.closing.load(Ordering::SeqCst) {
-            return Some(Pause::GoingToBed);
+            return Some(Pause::ShuttingDown);
         }
         if self.paused.load(Ordering::SeqCst) {
             if let Some(why) = lock(&self.halted).as_ref() {
@@ -34,20 +34,14 @@ impl Engine {
             .map_or(crate::domain::window::Zone::Local, |w| w.zone.clone())
     }
 
-    /// An instant as the window's zone shows it (the host's without a window).
-    pub(crate) fn clock(&self, at: DateTime<Utc>) -> String {
-        use chrono::Timelike as _;
-        // Whole seconds: a clock time for people.
-        let at = at.with_nanosecond(0).unwrap_or(at);
-        match &self.guards.window {
-            Some(window) => window.zone.rfc3339(at),
-            None => at.with_timezone(&chrono::Local).to_rfc3339(),
-        }
-    }
-
     /// What it is doing at `now`.
     pub(crate) fn status(&self, now: DateTime<Utc>) -> EngineStatus {
         let paused = self.paused();
+        let zone = self.zone();
+        let shown = |at| ClockTime {
+            at,
+            zone: zone.clone(),
+        };
         let sleeping = match (&paused, &self.guards.window) {
             (None, Some(window)) if !window.contains(now) => Some(window.next_open(now)),
             _ => None,
@@ -58,7 +52,7 @@ impl Engine {
                 (None, Some(_)) => "sleeping",
                 (None, None) => "playing",
             },
-            sleeping_until: sleeping.flatten().map(|t| self.clock(t)),
+            sleeping_until: sleeping.flatten().map(shown),
             paused: paused.map(|p| p.to_string()),
             execute: self.execute,
             active: lock(&self.active)
@@ -66,7 +60,7 @@ impl Engine {
                 .map(|(id, a)| ActiveFault {
                     id: id.clone(),
                     fault: a.fault.clone(),
-                    due: a.due.map(|t| self.clock(t)),
+                    due: a.due.map(shown),
                 })
                 .collect(),
             reverting: self.reverting(),

@@ -1,5 +1,5 @@
 //! The faults in effect and their reverts: when due, now, at a pause, at shutdown; and
-//! going to bed, which waits for the injections in flight and the reverts under way.
+//! shutting down, which waits for the injections in flight and the reverts under way.
 
 use super::*;
 
@@ -9,7 +9,7 @@ impl Engine {
         self.reverts.ended()
     }
 
-    /// The monkey goes to bed: every request is refused from now on, and an injection
+    /// The monkey shuts down: every request is refused from now on, and an injection
     /// under way reverts what it leaves active as soon as its plugin answers.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
@@ -24,7 +24,7 @@ impl Engine {
 
     /// Waits until no injection is in flight and no revert under way, at most `wait`;
     /// the reverts still under way. The injections first: one that ends while the monkey
-    /// goes to bed reverts what it left active at once, and that revert is waited for.
+    /// shuts down reverts what it left active at once, and that revert is waited for.
     pub(crate) fn settle(&self, wait: Duration) -> Vec<Unfinished> {
         let started = Instant::now();
         self.in_flight.settle(wait);
@@ -41,7 +41,7 @@ impl Engine {
 
     /// Lists fault `id` (of `fault`, acting on `pid`), which a crashed run left active, as
     /// being reverted while its plugin's file still loads: in effect for `status` and the
-    /// metrics, its process chosen by no other fault, named if the monkey goes to bed
+    /// metrics, its process chosen by no other fault, named if the monkey shuts down
     /// before its revert is done.
     pub(crate) fn awaiting_plugin(&self, id: &str, fault: &str, pid: Option<u32>) {
         self.reverts.add(id, fault, pid);

@@ -36,7 +36,7 @@ impl Engine {
         let request = self.request(ask, &intent);
         let started = Instant::now();
         // Listed as in flight until its outcome is settled (recorded, and listed as
-        // active or reverted), so that going to bed always finds it in one list or the
+        // active or reverted), so that shutting down always finds it in one list or the
         // other.
         let _in_flight = InFlight::enter(&self.in_flight, &intent.id, &ask.fault);
         let answer = if !dry_run && slot.fault.prepares() {
@@ -114,9 +114,9 @@ impl Engine {
                 reverted: self.revert_at_once(id, "journal", self.plugin_timeout),
             });
         }
-        // Paused (or going to bed, or cut off from the fleet) while the plugin worked: the
-        // kill switch did not see this fault among the active ones, so it is undone now,
-        // on a thread of its own.
+        // Paused (or shutting down, or cut off from the fleet) while the plugin worked:
+        // the kill switch did not see this fault among the active ones, so it is undone
+        // now, on a thread of its own.
         let cut_off = self.fleet_cut_off();
         if revert_due.is_some() && (self.paused().is_some() || cut_off) {
             let reason = if self.closing.load(Ordering::SeqCst) {
@@ -337,7 +337,7 @@ fn undated_revert(fault: &str, reverted: bool) -> InjectError {
 }
 
 /// The injections whose plugin has not answered yet (id and fault); `ended` is told
-/// each time one ends, for whoever waits for them all (going to bed).
+/// each time one ends, for whoever waits for them all (shutting down).
 #[derive(Default)]
 pub(super) struct Flights {
     pub(super) all: Mutex<BTreeMap<String, String>>,

@@ -18,15 +18,17 @@ use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, Phase, PluginError, R
 
 use crate::{
     domain::{
-        active::Checkpoint,
         budget::{Budget, Limits},
         injection::{Ask, Fault, InjectError, Injection, Intent},
-        journal::{Journal, OutcomeRecord, PreparedRecord, Record, RefusedRecord},
         window::Window,
     },
     output::{
         events, log,
         metrics::{self, Refusal},
+    },
+    storage::{
+        active::Checkpoint,
+        journal::{Journal, OutcomeRecord, PreparedRecord, Record, RefusedRecord},
     },
     support::lock::lock,
 };
@@ -38,8 +40,9 @@ mod in_effect;
 mod inject;
 mod revert;
 
+use crate::domain::window::ClockTime;
 use crate::support::backoff::Backoff;
-pub(crate) use ack::{AckError, Acknowledged};
+
 use inject::Flights;
 pub(crate) use revert::{run_all, run_all_unless, RevertJob, Reverts, Unfinished, REVERT_RETRY};
 
@@ -68,7 +71,7 @@ pub(crate) struct EngineStatus {
     pub paused: Option<String>,
     /// Sleeping: when the window opens next (none within a year: never).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sleeping_until: Option<String>,
+    pub sleeping_until: Option<ClockTime>,
     /// Whether faults are real.
     pub execute: bool,
     /// The reversible faults in effect, with when each is due to be reverted.
@@ -89,7 +92,7 @@ pub(crate) struct ActiveFault {
     pub fault: String,
     /// When it is due to be reverted, in the window's zone.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub due: Option<String>,
+    pub due: Option<ClockTime>,
 }
 
 /// One configured fault.

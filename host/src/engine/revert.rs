@@ -11,7 +11,7 @@
 //! lasting (denied, not reversible, a bad state, a panic) once a minute, in case the
 //! operator mends the cause. Meanwhile the fault counts as in effect (`/metrics`,
 //! `status`), no other fault chooses its process, the journal keeps it active (a failed
-//! revert record does not close it), and going to bed wakes it for one last try before
+//! revert record does not close it), and shutting down wakes it for one last try before
 //! naming it (exit 1); the next start tries again.
 
 use std::{
@@ -27,11 +27,9 @@ use chrono::Utc;
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, Outcome, PluginError};
 
 use crate::{
-    domain::{
-        injection::Fault,
-        journal::{Journal, Record, RevertRecord},
-    },
+    domain::injection::Fault,
     output::{log, metrics},
+    storage::journal::{Journal, Record, RevertRecord},
     support::{backoff::Backoff, lock::lock},
 };
 
@@ -42,11 +40,11 @@ pub(crate) const REVERT_RETRY: Backoff = Backoff {
 };
 
 /// The reverts under way, by id (with their fault's name), from the moment a revert is
-/// taken off the active faults until it is done; and whether the monkey is going to bed.
+/// taken off the active faults until it is done; and whether the monkey is shutting down.
 #[derive(Debug, Default)]
 pub(crate) struct Reverts {
     under_way: Mutex<BTreeMap<String, UnderWay>>,
-    /// Told of every revert done, and of going to bed.
+    /// Told of every revert done, and of shutting down.
     changed: Condvar,
     /// Told of every revert done, for async waiters (recovery watching).
     ended: tokio::sync::Notify,
@@ -142,7 +140,7 @@ impl Reverts {
             .collect()
     }
 
-    /// Going to bed: a revert waiting to try again tries at once, one last time.
+    /// Shutting down: a revert waiting to try again tries at once, one last time.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
         let _all = lock(&self.under_way);
@@ -160,7 +158,7 @@ impl Reverts {
         self.list()
     }
 
-    /// Sleeps `wait` before the next try, or less if the monkey goes to bed; whether it
+    /// Sleeps `wait` before the next try, or less if the monkey shuts down; whether it
     /// does.
     fn nap(&self, wait: Duration) -> bool {
         let all = lock(&self.under_way);
@@ -252,7 +250,7 @@ fn passing(error: &PluginError) -> bool {
 impl RevertJob {
     /// Reverts, journals the revert and logs it (`Revert (reason): result: summary`).
     /// A failure that may pass is tried again (see the module's doc) for as long as it
-    /// takes; going to bed gives it one last try, and then it waits to be abandoned,
+    /// takes; shutting down gives it one last try, and then it waits to be abandoned,
     /// still listed as under way.
     pub(crate) fn run(self) -> Outcome {
         let mut attempt = 0;
@@ -302,7 +300,7 @@ impl RevertJob {
                     "Revert ({}): failed again: {error}; going to bed with {} ({}) still in effect",
                     self.reason, self.id, self.fault_name
                 ));
-                // Listed as under way until the process ends, so going to bed names it.
+                // Listed as under way until the process ends, so shutting down names it.
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
                 }

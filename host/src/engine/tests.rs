@@ -10,10 +10,8 @@ use super::{
     fake::{Behaviour, Fake},
     *,
 };
-use crate::domain::{
-    journal::{self, Record},
-    window::{Days, TimeRange, Window, Zone},
-};
+use crate::domain::window::{Days, TimeRange, Window, Zone};
+use crate::storage::journal::{self, Record};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nm-engine-{}-{name}", std::process::id()));

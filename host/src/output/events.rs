@@ -9,14 +9,14 @@ use std::sync::OnceLock;
 
 use tokio::sync::broadcast;
 
-use crate::domain::journal::Record;
+use crate::storage::journal::Record;
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Its kind (a record's `type`, `switch`, `next`) and its JSON.
     Happened { kind: String, data: String },
-    /// The daemon goes to bed: every watch ends.
+    /// The daemon shuts down: every watch ends.
     Closing,
 }
 
@@ -66,14 +66,14 @@ pub fn subscribe() -> broadcast::Receiver<Event> {
 
 static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Ends every watch: the daemon goes to bed (or restarts). A watch that begins after
+/// Ends every watch: the daemon shuts down (or restarts). A watch that begins after
 /// this ends at once ([`closed`]).
 pub fn close() {
     CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = channel().send(Event::Closing);
 }
 
-/// Whether the daemon goes to bed: no watch goes on.
+/// Whether the daemon shuts down: no watch goes on.
 pub fn closed() -> bool {
     CLOSED.load(std::sync::atomic::Ordering::SeqCst)
 }
@@ -81,7 +81,7 @@ pub fn closed() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::journal::HaltedRecord;
+    use crate::storage::journal::HaltedRecord;
 
     #[test]
     fn a_watcher_hears_each_record_by_its_type_and_the_end() {

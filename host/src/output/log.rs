@@ -152,6 +152,11 @@ struct Waiting {
     dropped: u64,
     /// Whether the writer is writing what it took.
     writing: bool,
+    /// Whether the writer waits for a line (only then is it woken: a line queued while
+    /// it writes is taken with the next batch).
+    asleep: bool,
+    /// How many wait for everything queued to be written.
+    flushing: usize,
 }
 
 static QUEUE: Queue = Queue {
@@ -159,6 +164,8 @@ static QUEUE: Queue = Queue {
         text: String::new(),
         dropped: 0,
         writing: false,
+        asleep: false,
+        flushing: 0,
     }),
     queued: Condvar::new(),
     written: Condvar::new(),
@@ -177,8 +184,11 @@ impl Queue {
             return;
         }
         waiting.text.push_str(text);
+        let asleep = waiting.asleep;
         drop(waiting);
-        self.queued.notify_one();
+        if asleep {
+            self.queued.notify_one();
+        }
     }
 
     /// The writer thread: takes everything queued, writes it in one go (blocking as
@@ -187,7 +197,9 @@ impl Queue {
         loop {
             let mut waiting = crate::support::lock::lock(&self.waiting);
             while waiting.text.is_empty() && waiting.dropped == 0 {
+                waiting.asleep = true;
                 waiting = self.queued.wait(waiting).unwrap_or_else(|p| p.into_inner());
+                waiting.asleep = false;
             }
             let text = std::mem::take(&mut waiting.text);
             let dropped = std::mem::take(&mut waiting.dropped);
@@ -209,20 +221,25 @@ impl Queue {
             }
             let mut waiting = crate::support::lock::lock(&self.waiting);
             waiting.writing = false;
+            let flushing = waiting.flushing > 0;
             drop(waiting);
-            self.written.notify_all();
+            if flushing {
+                self.written.notify_all();
+            }
         }
     }
 
     /// Waits until everything queued is written, at most `wait`.
     fn flush(&self, wait: Duration) {
-        let waiting = crate::support::lock::lock(&self.waiting);
-        let _ = self
+        let mut waiting = crate::support::lock::lock(&self.waiting);
+        waiting.flushing += 1;
+        let (mut waiting, _) = self
             .written
             .wait_timeout_while(waiting, wait, |w| {
                 !w.text.is_empty() || w.dropped > 0 || w.writing
             })
             .unwrap_or_else(|p| p.into_inner());
+        waiting.flushing -= 1;
     }
 }
 

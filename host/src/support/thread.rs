@@ -18,38 +18,9 @@ pub(crate) async fn on_own_thread<T: Send + 'static>(
     answered.await.ok()
 }
 
-/// Runs `work` on a new thread named `name` and waits for its answer at most `timeout`
-/// (for callers outside the runtime). `None` if it did not answer in time (it goes on,
-/// abandoned), panicked, or its thread could not be started.
-pub(crate) fn within<T: Send + 'static>(
-    name: &str,
-    timeout: std::time::Duration,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let (answer, answered) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let _ = answer.send(work());
-        })
-        .ok()?;
-    answered.recv_timeout(timeout).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn within_gives_up_on_work_that_does_not_answer_in_time() {
-        use std::time::Duration;
-        assert_eq!(within("test", Duration::from_secs(60), || 7), Some(7));
-        let (_keep, never) = std::sync::mpsc::channel::<()>();
-        let started = std::time::Instant::now();
-        let hung = within("test", Duration::from_millis(20), move || never.recv().ok());
-        assert_eq!(hung, None);
-        assert!(started.elapsed() < Duration::from_secs(10));
-    }
 
     #[tokio::test]
     async fn answers_from_its_own_thread_even_with_the_blocking_pool_full() {

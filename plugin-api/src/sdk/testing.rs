@@ -100,8 +100,10 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use serde::de::DeserializeOwned;
 
 mod child;
+mod threads;
 
 pub use child::Child;
+pub use threads::threads_named;
 
 use crate::{
     abi::{FaultBox, PluginRef},

@@ -158,21 +158,9 @@ export_plugin!(CpuHog);
 
 #[cfg(test)]
 mod tests {
-    use nightmare_monkey_plugin_api::sdk::testing::Harness;
+    use nightmare_monkey_plugin_api::sdk::testing::{threads_named, Harness};
 
     use super::*;
-
-    /// How many threads of this process have a name starting with `prefix`.
-    fn threads(prefix: &str) -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|name| name.starts_with(prefix))
-            })
-            .count()
-    }
 
     /// Through the ABI, for real (one core, for the few milliseconds between inject and
     /// revert): revert from a fresh instance stops the burning threads.
@@ -181,7 +169,7 @@ mod tests {
         let harness = Harness::of::<CpuHog>();
         harness
             .contract("(cores: 1, duration: \"1m\")")
-            .watch(|| threads("cpu-hog-"))
+            .watch(|| threads_named("cpu-hog-"))
             .check_all()
             .unwrap();
         harness.config_error("(cores: 0)", "cores").unwrap();

@@ -214,21 +214,9 @@ export_plugin!(MemoryHog);
 
 #[cfg(test)]
 mod tests {
-    use nightmare_monkey_plugin_api::sdk::testing::Harness;
+    use nightmare_monkey_plugin_api::sdk::testing::{threads_named, Harness};
 
     use super::*;
-
-    /// How many threads of this process have a name starting with `prefix`.
-    fn threads(prefix: &str) -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|name| name.starts_with(prefix))
-            })
-            .count()
-    }
 
     /// Through the ABI, for real (1 MiB): revert from a fresh instance lets it go.
     #[test]
@@ -236,7 +224,7 @@ mod tests {
         let harness = Harness::of::<MemoryHog>();
         harness
             .contract("(mib: 1, floor_mib: 0, duration: \"1m\")")
-            .watch(|| threads("memory-hog"))
+            .watch(|| threads_named("memory-hog"))
             .check_all()
             .unwrap();
         harness.config_error("(mib: 0)", "mib").unwrap();

@@ -32,7 +32,7 @@ fn revert_wants_one_fault_id_or_all() {
 
 #[test]
 fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
-    let dir = temp_dir("dashboard-stale-dialog");
+    let dir = TestDir::new("dashboard-stale-dialog");
     let cfg = config(&dir, "", "^sleep$");
     let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = daemon.port();
@@ -73,7 +73,7 @@ fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
 
 #[test]
 fn the_page_runs_its_own_script_only_never_an_injected_handler() {
-    let dir = temp_dir("dashboard-csp");
+    let dir = TestDir::new("dashboard-csp");
     let cfg = config(&dir, "", "^sleep$");
     let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = daemon.port();

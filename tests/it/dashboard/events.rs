@@ -36,7 +36,7 @@ fn watch(port: u16) -> std::net::TcpStream {
 
 #[test]
 fn events_are_streamed_bounded_and_end_when_the_daemon_stops() {
-    let dir = temp_dir("dashboard-events");
+    let dir = TestDir::new("dashboard-events");
     let cfg = config(
         &dir,
         r#", tokens: {"instructor": "s3cret-token"}"#,
@@ -123,7 +123,7 @@ fn events_are_streamed_bounded_and_end_when_the_daemon_stops() {
 
 #[test]
 fn a_storm_of_events_is_at_most_two_refreshes_a_second() {
-    let dir = temp_dir("dashboard-storm");
+    let dir = TestDir::new("dashboard-storm");
     let cfg = config(&dir, "", "^sleep$");
     let mut daemon = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let port = daemon.port();

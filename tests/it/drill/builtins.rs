@@ -6,22 +6,16 @@ use super::*;
 /// target when injected, freed when due, and freed by the next start after a crash.
 #[test]
 fn disk_fill_takes_the_space_and_gives_it_back_even_after_a_crash() {
-    let dir = temp_dir("drill-disk");
+    let dir = TestDir::new("drill-disk");
     let fs_dir = dir.join("fs");
     fs::create_dir_all(&fs_dir).unwrap();
-    let cfg = dir.join("disk.ron");
-    let write = |duration: &str| {
-        fs::write(
-            &cfg,
-            format!(
-                r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-                    state_dir: {:?}, faults: {{"disk": (plugin: "disk-fill", config: (path: {fs_dir:?}, target_percent: 50, floor_mib: 4, duration: "{duration}"))}})"#,
-                dir.join("state")
-            ),
-        )
-        .unwrap();
-    };
-    write("600ms");
+    let cfg = Drill::new(&dir)
+        .named("disk.ron")
+        .set("state_dir", &format!("{:?}", dir.join("state")))
+        .config(&format!(
+            r#"faults: {{"disk": (plugin: "disk-fill", config: (path: {fs_dir:?}, target_percent: 50, floor_mib: 4, duration: "600ms"))}}"#
+        ))
+        .write();
     let long = dir.join("long.ron");
     let d = dir.display();
     let run = in_namespace(&format!(
@@ -47,7 +41,6 @@ await 'Revert (recovery)' {d}/log3
 echo "recovered $(used)"
 kill -TERM $m; wait $m; echo "code $?""#,
         fs = fs_dir.display(),
-        cfg = cfg.display(),
         long = long.display(),
     ));
     let answer = &json_lines(&run.stdout)[0];
@@ -70,22 +63,16 @@ kill -TERM $m; wait $m; echo "code $?""#,
         "the next start removes it"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// cpu-hog burns inside the daemon (its threads show in /proc) and stops when due.
 #[test]
 fn cpu_hog_burns_and_stops_when_due() {
-    let dir = temp_dir("drill-cpu");
-    let cfg = dir.join("cpu.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-                state_dir: {dir:?}, faults: {{"cpu": (plugin: "cpu-hog", config: (cores: 1, duration: "700ms"))}})"#
-        ),
-    )
-    .unwrap();
+    let dir = TestDir::new("drill-cpu");
+    let cfg = Drill::new(&dir)
+        .named("cpu.ron")
+        .config(r#"faults: {"cpu": (plugin: "cpu-hog", config: (cores: 1, duration: "700ms"))}"#)
+        .write();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 hogs() {{ grep -l cpu-hog /proc/$1/task/*/comm 2>/dev/null | wc -l; }}
@@ -98,7 +85,6 @@ await 'Revert (due)' {d}/log
 n=0; while [ "$(hogs $m)" -gt 0 ] && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
 echo "after $(hogs $m)"
 kill -TERM $m; wait $m; echo "code $?""#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     assert_eq!(
@@ -111,22 +97,18 @@ kill -TERM $m; wait $m; echo "code $?""#,
     assert_eq!(pairs(&run.stdout, "burning"), ["1"]);
     assert_eq!(pairs(&run.stdout, "after"), ["0"]);
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// memory-hog holds its memory inside the daemon (its RSS grows) and gives it back when due.
 #[test]
 fn memory_hog_holds_and_lets_go_when_due() {
-    let dir = temp_dir("drill-memory");
-    let cfg = dir.join("memory.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-                state_dir: {dir:?}, faults: {{"memory": (plugin: "memory-hog", config: (mib: 64, floor_mib: 64, duration: "700ms"))}})"#
-        ),
-    )
-    .unwrap();
+    let dir = TestDir::new("drill-memory");
+    let cfg = Drill::new(&dir)
+        .named("memory.ron")
+        .config(
+            r#"faults: {"memory": (plugin: "memory-hog", config: (mib: 64, floor_mib: 64, duration: "700ms"))}"#,
+        )
+        .write();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 rss() {{ awk '/^VmRSS:/ {{ print int($2 / 1024) }}' /proc/$1/status; }}
@@ -139,7 +121,6 @@ await 'Revert (due)' {d}/log
 n=0; while [ "$(rss $m)" -gt 40 ] && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
 echo "after $(rss $m)"
 kill -TERM $m; wait $m; echo "code $?""#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let answer = &json_lines(&run.stdout)[0];
@@ -156,5 +137,4 @@ kill -TERM $m; wait $m; echo "code $?""#,
     assert!(mib("holding") >= mib("before") + 60, "{}", run.stdout);
     assert!(mib("after") + 50 <= mib("holding"), "{}", run.stdout);
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn no_intent_on_disk_no_signal() {
-    let dir = temp_dir("drill-intent");
+    let dir = TestDir::new("drill-intent");
     let cfg = config(
         &dir,
         // A budget of one: the refused fault must not use it up.
@@ -17,7 +17,7 @@ fn no_intent_on_disk_no_signal() {
     with_pause(&cfg, "1m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 rm -r {d}/j && touch {d}/j   # the journal's directory is now a file: nothing can be written
@@ -48,7 +48,6 @@ kill -TERM $d; wait $d; echo "code $?""#,
     );
     assert!(states[1] == "Z" || states[1] == "gone", "{states:?}");
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Recovery needs only to read: with the state directory remounted read-only after a
@@ -56,12 +55,12 @@ kill -TERM $d; wait $d; echo "code $?""#,
 /// refuses to run (it could not journal anything) with one line and exit 2.
 #[test]
 fn recovery_reads_a_journal_it_cannot_write_then_the_start_is_refused() {
-    let dir = temp_dir("drill-ro-journal");
+    let dir = TestDir::new("drill-ro-journal");
     let cfg = config(&dir, "");
     with_pause(&cfg, "10m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/pause '{{"desc":"x"}}' >/dev/null
@@ -98,7 +97,6 @@ echo "after $(st $v)""#,
         "{}",
         run.stderr
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A full disk mid-fault: the journal's file system (a 64 KiB tmpfs) is filled so that a
@@ -108,13 +106,13 @@ echo "after $(st $v)""#,
 /// again every line of the journal reads whole and every fault is in it.
 #[test]
 fn a_full_disk_injects_nothing_or_reverts_at_once_never_leaves_a_victim_stopped() {
-    let dir = temp_dir("drill-enospc");
+    let dir = TestDir::new("drill-enospc");
     let cfg = journal_on_tmpfs(&dir);
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 mkdir -p {d}/fs && mount -t tmpfs -o size=64k tmpfs {d}/fs || exit 99
 j={d}/fs/journal.jsonl
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 # Leaves $1 bytes free on the journal's filesystem, all in the journal's last page: pads
 # it with newlines (blank lines, skipped when read), then fills the rest.
 room() {{ l=$(wc -c < $j); n=$(( (8192 - $1 - l % 4096) % 4096 )); head -c $n /dev/zero | tr '\0' '\n' >> $j
@@ -195,13 +193,12 @@ echo "end $(st $v)"
         ["a measure", "no room to prepare", "full disk", "room again"],
         "{history}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_torn_journal_line_is_reported_and_the_rest_is_kept() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("drill-torn");
+    let dir = TestDir::new("drill-torn");
     let journal = dir.join("journal.jsonl");
     let cfg = config(&dir, "");
     with_pause(&cfg, "1s");
@@ -244,7 +241,6 @@ fn a_torn_journal_line_is_reported_and_the_rest_is_kept() {
         "{}",
         run.stderr
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A journal past `rotate_at` is rotated at start (and whenever it grows past it again):
@@ -252,7 +248,7 @@ fn a_torn_journal_line_is_reported_and_the_rest_is_kept() {
 /// older than `keep` is removed.
 #[test]
 fn the_journal_rotates_and_its_archives_are_read_on_and_kept_as_long_as_told() {
-    let dir = temp_dir("drill-rotate");
+    let dir = TestDir::new("drill-rotate");
     let journal = dir.join("journal.jsonl");
     let now = chrono::Utc::now();
     let line = |id: &str, at: chrono::DateTime<chrono::Utc>| {
@@ -346,7 +342,6 @@ fn the_journal_rotates_and_its_archives_are_read_on_and_kept_as_long_as_told() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids[..2], ["today-0", "today-1"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The journal broken under a running daemon, then the daemon SIGKILLed: emptied, cut
@@ -359,7 +354,7 @@ fn the_journal_rotates_and_its_archives_are_read_on_and_kept_as_long_as_told() {
 /// writable regular file is never written to (the fault is then not injected).
 #[test]
 fn a_journal_emptied_cut_or_replaced_under_the_daemon_leaves_no_victim_stopped() {
-    let dir = temp_dir("drill-broken");
+    let dir = TestDir::new("drill-broken");
     let cfg = journal_on_tmpfs(&dir);
     let run = in_namespace(&format!(
         r#"{PRELUDE}
@@ -368,7 +363,7 @@ j={d}/fs/journal.jsonl
 # Pauses a fresh victim through a fresh daemon, breaks the journal with "$1", SIGKILLs
 # the daemon, starts another and says the victim's state.
 drill() {{
-  sleep 1000 & v=$!
+  sleep 1000 & started $!; v=$!
   "$NM" --config {cfg} --execute 2>{d}/log.$1 & d=$!
   await Listening {d}/log.$1; p=$(port {d}/log.$1)
   post $p /api/faults/pause '{{"desc":"'$1'"}}' > {d}/answer.$1
@@ -405,7 +400,7 @@ drill() {{
 }}
 for case in emptied cut cut-after-intent directory null renamed; do drill $case; done
 # Replaced by a symlink to /dev/null while the daemon runs: nothing is injected.
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log.null & d=$!
 await Listening {d}/log.null; p=$(port {d}/log.null)
 mv $j $j.saved; ln -s /dev/null $j
@@ -473,7 +468,6 @@ kill -KILL $d; wait $d 2>/dev/null"#,
     );
     assert_eq!(pairs(&run.stdout, "null"), ["S"]);
     assert_eq!(pairs(&run.stdout, "ro"), ["S"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The peak resident memory of process `pid`, in KiB.
@@ -493,7 +487,7 @@ fn peak_kib(pid: u32) -> u64 {
 #[test]
 fn start_and_history_on_a_big_journal_stay_within_a_memory_bound() {
     use std::io::Write as _;
-    let dir = temp_dir("drill-big");
+    let dir = TestDir::new("drill-big");
     let journal = dir.join("journal.jsonl");
     let now = chrono::Utc::now();
     let faults = 40_000;
@@ -554,7 +548,6 @@ fn start_and_history_on_a_big_journal_stay_within_a_memory_bound() {
         run.stdout.iter().filter(|b| **b == b'\n').count(),
         faults as usize
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// An I/O error (EIO, as a dying disk gives) on each of a fault's journal writes in
@@ -564,7 +557,7 @@ fn start_and_history_on_a_big_journal_stay_within_a_memory_bound() {
 /// a SIGKILL, and the next start lets its victim go on.
 #[test]
 fn an_io_error_on_any_journal_write_leaves_no_victim_stopped() {
-    let dir = temp_dir("drill-eio");
+    let dir = TestDir::new("drill-eio");
     let cfg = config(&dir, "");
     with_pause(&cfg, "10m");
     let lib = dir.join("libeio.so");
@@ -583,7 +576,7 @@ fn an_io_error_on_any_journal_write_leaves_no_victim_stopped() {
 j={d}/journal.jsonl
 # The next $1 writes to the journal succeed, the rest fail with EIO.
 eio() {{ echo $1 > {d}/eio.new && mv {d}/eio.new {d}/eio; }}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 LD_PRELOAD={lib} NM_EIO_FILE=$j NM_EIO_SWITCH={d}/eio "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 for n in 0 1 2; do
@@ -635,5 +628,4 @@ kill -TERM $d; wait $d; kill -KILL $v"#,
     }
     assert_eq!(pairs(&run.stdout, "paused"), ["T"], "{log}");
     assert_eq!(pairs(&run.stdout, "after"), ["S"]);
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("drill-budget");
+    let dir = TestDir::new("drill-budget");
     let cfg = config(&dir, r#"budget: (per_hour: 2, min_gap: "1h"),"#);
     with_pause(&cfg, "1s");
     let mut d = Daemon::start(&["--config", &cfg]);
@@ -64,13 +64,12 @@ fn over_budget_answers_429_with_retry_after_and_the_history_api_agrees() {
     );
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn named_tokens_are_journaled_by_name_never_by_value() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("drill-tokens");
+    let dir = TestDir::new("drill-tokens");
     let cfg = config(&dir, "");
     with_pause(&cfg, "1s");
     let text = fs::read_to_string(&cfg).unwrap().replace(
@@ -103,5 +102,4 @@ fn named_tokens_are_journaled_by_name_never_by_value() {
         !journal.contains("secret"),
         "a token was written: {journal}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn pauses_are_reverted_when_due_on_shutdown_and_after_a_crash_and_the_answer_key_shows_it() {
-    let dir = temp_dir("drill-pause");
+    let dir = TestDir::new("drill-pause");
     let cfg = config(&dir, "");
     with_pause(&cfg, "700ms");
     let long = dir.join("long.ron");
@@ -16,7 +16,7 @@ fn pauses_are_reverted_when_due_on_shutdown_and_after_a_crash_and_the_answer_key
     .unwrap();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!; echo "victim $v"
+sleep 1000 & started $!; v=$!; echo "victim $v"
 "$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/pause '{{"desc":"due"}}' >/dev/null
@@ -25,7 +25,7 @@ await 'Revert (due)' {d}/log1
 echo "due $(st $v)"
 post $p /api/kill '{{"desc":"the end"}}' >/dev/null
 kill -TERM $d; wait $d
-sleep 1000 & v=$!; echo "victim $v"
+sleep 1000 & started $!; v=$!; echo "victim $v"
 "$NM" --config {long} --execute 2>{d}/log2 & d=$!
 await Listening {d}/log2; p=$(port {d}/log2)
 post $p /api/faults/pause '{{"desc":"crash"}}' >/dev/null
@@ -170,17 +170,16 @@ echo "shutdown $(st $v)""#,
     let older: serde_json::Value = serde_json::from_str(&older.stdout).unwrap();
     assert_eq!(older["faults"], serde_json::json!(faults[..2]));
     assert_eq!(older["next"], serde_json::Value::Null);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn the_pause_file_api_and_cli_stop_everything_and_revert_at_once() {
-    let dir = temp_dir("drill-switch");
+    let dir = TestDir::new("drill-switch");
     let cfg = config(&dir, "");
     with_pause(&cfg, "10m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"one"}}' >/dev/null
@@ -235,7 +234,6 @@ kill -TERM $d; wait $d; echo "code $?""#,
     ));
     assert!(run.stdout.contains("\nNightmare Monkey is playing again\n"));
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Budgets only need dry runs: the daemon runs on this machine, with a victim of ours.
@@ -246,7 +244,7 @@ kill -TERM $d; wait $d; echo "code $?""#,
 /// naming every plugin call it abandoned.
 #[test]
 fn the_kill_switch_and_sigterm_never_wait_behind_hung_plugins() {
-    let dir = temp_dir("drill-hung");
+    let dir = TestDir::new("drill-hung");
     let started = dir.join("started");
     let cfg = panicky_drill(
         &dir,
@@ -260,7 +258,7 @@ fn the_kill_switch_and_sigterm_never_wait_behind_hung_plugins() {
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 ms() {{ echo $(( $(date +%s%N) / 1000000 )); }}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"victim"}}' >/dev/null
@@ -272,7 +270,6 @@ until [ "$(cat {d}/started 2>/dev/null | wc -l)" -ge 4 ]; do [ "$(date +%s)" -gt
 t=$(ms); post $p /api/pause ''; echo "pause_ms $(( $(ms) - t ))"
 echo "api $(st $v)"
 t=$(ms); kill -TERM $d; wait $d; echo "code $?"; echo "term_ms $(( $(ms) - t ))""#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
@@ -333,14 +330,13 @@ t=$(ms); kill -TERM $d; wait $d; echo "code $?"; echo "term_ms $(( $(ms) - t ))"
         "{log}"
     );
     eprintln!("pause answered in {pause_ms} ms, SIGTERM exit in {term_ms} ms");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin whose revert hangs does not hold the next start: recovery gives up on it
 /// after `plugin_timeout`, says so, and the daemon starts; at SIGTERM it is named.
 #[test]
 fn recovery_gives_up_on_a_revert_that_hangs() {
-    let dir = temp_dir("drill-hung-recovery");
+    let dir = TestDir::new("drill-hung-recovery");
     let cfg = panicky_drill(
         &dir,
         r#"plugin_timeout: "300ms","#,
@@ -355,7 +351,6 @@ kill -KILL $d; wait $d
 "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
 await Listening {d}/log2 && echo started
 kill -TERM $d; wait $d; echo "code $?""#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
@@ -373,7 +368,6 @@ kill -TERM $d; wait $d; echo "code $?""#,
             || log.contains("(stuck), which failed (no answer within 300ms"),
         "{log}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin whose `revert` segfaults takes down its worker, not the daemon: the revert
@@ -381,7 +375,7 @@ kill -TERM $d; wait $d; echo "code $?""#,
 /// worker. It crashes at every try, so at SIGTERM it is named and the exit is 1.
 #[test]
 fn a_revert_that_crashes_takes_down_its_worker_not_the_daemon() {
-    let dir = temp_dir("drill-revert-crash");
+    let dir = TestDir::new("drill-revert-crash");
     let cfg = panicky_drill(
         &dir,
         "",
@@ -396,7 +390,6 @@ post $p /api/faults/crash-revert '{{"desc":"x"}}' >/dev/null
 await 'Revert (due)' {d}/log
 post $p /api/faults/ok '{{"desc":"after"}}'
 kill -TERM $d; wait $d; echo "code $?""#,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
@@ -409,7 +402,6 @@ kill -TERM $d; wait $d; echo "code $?""#,
     // It crashes at every try: at bedtime, one last try, then it is named, exit 1.
     assert!(log.contains("going to bed without the revert of"), "{log}");
     assert_eq!(pairs(&run.stdout, "code"), ["1"], "{log}");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A revert that fails for a reason that passes is tried again until it works: the
@@ -418,12 +410,12 @@ kill -TERM $d; wait $d; echo "code $?""#,
 /// limit raised again, the next try resumes it.
 #[test]
 fn a_revert_that_fails_for_lack_of_descriptors_is_retried_until_it_works() {
-    let dir = temp_dir("drill-emfile");
+    let dir = TestDir::new("drill-emfile");
     let cfg = config(&dir, "");
     with_pause(&cfg, "1s");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 "$NM" --config {cfg} --execute 2>{d}/log & d=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"x"}}' >/dev/null
@@ -452,18 +444,17 @@ kill -TERM $d; wait $d; echo "code $?""#,
         "{log}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A process stopped by process-pause is left alone by process-kill while the pause lasts.
 #[test]
 fn a_paused_process_is_not_killed_meanwhile() {
-    let dir = temp_dir("drill-avoid");
+    let dir = TestDir::new("drill-avoid");
     let cfg = config(&dir, "");
     with_pause(&cfg, "10m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
-sleep 1000 & a=$!; sleep 1000 & b=$!
+sleep 1000 & started $!; a=$!; sleep 1000 & started $!; b=$!
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 post $p /api/faults/pause '{{"desc":"freeze one"}}'
@@ -493,7 +484,6 @@ kill -TERM $m; wait $m; echo "code $?""#,
         "{states}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A pause injects in two phases: its victim is journaled (fsynced) before the SIGSTOP,
@@ -503,13 +493,13 @@ kill -TERM $m; wait $m; echo "code $?""#,
 /// injections, each followed by a start that must leave the victim running.
 #[test]
 fn a_sigkill_at_any_moment_of_a_pause_leaves_no_victim_stopped_after_the_next_start() {
-    let dir = temp_dir("drill-any-moment");
+    let dir = TestDir::new("drill-any-moment");
     let cfg = config(&dir, "");
     with_pause(&cfg, "10m");
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 j={d}/journal.jsonl
-sleep 1000 & v=$!
+sleep 1000 & started $!; v=$!
 kill -STOP $v
 t=$(cut -d' ' -f22 /proc/$v/stat); now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo '{{"type":"intent","id":"1-1","at":"'$now'","fault":"pause","plugin":"process-pause","trigger":"http","desc":"caught","dry_run":false,"master_seed":1,"stream":"fault/pause","stream_position":0,"seed":2}}' > $j
@@ -533,7 +523,7 @@ for cut in 0 1 $(( ${{#o}} / 2 )) ${{#o}}; do
 done
 kill -KILL $v
 for i in 0 1 2 3 4 5 6 7 8 9 10 11; do
-  sleep 1000 & v=$!
+  sleep 1000 & started $!; v=$!
   "$NM" --config {cfg} --execute 2>{d}/log$i.a & d=$!
   await Listening {d}/log$i.a; p=$(port {d}/log$i.a)
   post $p /api/faults/pause '{{"desc":"any moment"}}' >/dev/null 2>&1 & c=$!
@@ -582,14 +572,13 @@ done"#,
         "a victim left stopped: {}",
         run.stdout
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A fault from a plugin directory is reverted after a crash too: the example plugin's
 /// lock file is removed by the next start, which loads the plugin from the same directory.
 #[test]
 fn a_directory_plugins_fault_is_reverted_after_a_crash() {
-    let dir = temp_dir("drill-stale");
+    let dir = TestDir::new("drill-stale");
     let plugins = dir.join("plugins");
     fs::create_dir_all(&plugins).unwrap();
     fs::copy(
@@ -598,16 +587,12 @@ fn a_directory_plugins_fault_is_reverted_after_a_crash() {
     )
     .unwrap();
     let lock = dir.join("app.pid");
-    let cfg = dir.join("stale.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-                state_dir: {dir:?}, plugin_dirs: [{plugins:?}],
-                faults: {{"stale": (plugin: "stale-lock", config: (path: {lock:?}, duration: "10m"))}})"#
-        ),
-    )
-    .unwrap();
+    let cfg = Drill::new(&dir)
+        .named("stale.ron")
+        .config(&format!(
+            r#"plugin_dirs: [{plugins:?}], faults: {{"stale": (plugin: "stale-lock", config: (path: {lock:?}, duration: "10m"))}}"#
+        ))
+        .write();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 "$NM" --config {cfg} --execute 2>{d}/log1 & m=$!
@@ -621,7 +606,6 @@ kill -KILL $m; wait $m
 await 'Revert (recovery): reverted' {d}/log2
 [ -e {lock} ] || echo "lock removed"
 kill -TERM $m; wait $m; echo "code $?""#,
-        cfg = cfg.display(),
         lock = lock.display(),
         d = dir.display()
     ));
@@ -638,5 +622,4 @@ kill -TERM $m; wait $m; echo "code $?""#,
             run.stderr
         );
     }
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -8,7 +8,7 @@ use super::*;
 /// own as well, so nothing here can reach this machine's processes.)
 #[test]
 fn the_sandbox_unleashes_the_monkey_on_the_command_alone() {
-    let dir = temp_dir("drill-sandbox");
+    let dir = TestDir::new("drill-sandbox");
     let cfg = dir.join("sandbox.ron");
     fs::write(
         &cfg,
@@ -65,7 +65,6 @@ echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
     assert!(run.stderr.contains(
         "error: sandbox: fault `disk` (plugin disk-fill) acts outside the PID namespace; only process faults (process-kill, process-pause) run in the sandbox\n"
     ));
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Practice is kept apart: the sandbox journals into a state directory of its own, even
@@ -74,7 +73,7 @@ echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
 /// (the sandbox cannot tell what a file does); a built-in that acts outside, never.
 #[test]
 fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
-    let dir = temp_dir("drill-sandbox-apart");
+    let dir = TestDir::new("drill-sandbox-apart");
     let lib = crate::util::built_lib("libcompat_plugin.so");
     let cfg = dir.join("practice.ron");
     fs::write(
@@ -145,7 +144,6 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
         !dir.join("real.jsonl").exists() && !dir.join("state/journal.jsonl").exists(),
         "neither the config's journal nor the daemon's default one: {ran}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// An ordinary user's sandbox loads a plugin file that passes the trust checks: they are
@@ -154,7 +152,7 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
 #[test]
 fn an_ordinary_users_sandbox_loads_a_trusted_plugin_file() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = temp_dir("drill-sandbox-user");
+    let dir = TestDir::new("drill-sandbox-user");
     let d = dir.display();
     // The binary where the user may run it (a checkout may sit in root's home).
     let nm = dir.join("nightmare-monkey");
@@ -189,5 +187,4 @@ fn an_ordinary_users_sandbox_loads_a_trusted_plugin_file() {
     assert!(!run.stderr.contains("not trusted"), "{}", run.stderr);
     let journal = fs::read_to_string(state.join("sandbox/journal.jsonl")).unwrap();
     assert!(journal.contains(r#""fault":"roll""#), "{journal}");
-    fs::remove_dir_all(dir).unwrap();
 }

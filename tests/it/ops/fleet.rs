@@ -1,7 +1,7 @@
 //! Fleet drills: one seed and a node name per host; the Kubernetes and Nomad manifests.
 
 use super::repo_file;
-use crate::util::{http, monkey, temp_dir, Daemon, Sleeper};
+use crate::util::{http, monkey, Daemon, Sleeper, TestDir};
 
 /// Checks a configuration as the daemon would; panics with its errors.
 fn assert_checks(config_text: &str, dir: &std::path::Path, what: &str) {
@@ -183,7 +183,7 @@ fn the_kubernetes_manifests_give_the_daemon_what_it_needs() {
 
     // And the daemon accepts the config, with a token and a password where the Secrets
     // would be.
-    let dir = temp_dir("k8s-config");
+    let dir = TestDir::new("k8s-config");
     let token = dir.join("api-token");
     std::fs::write(&token, "t").unwrap();
     let password = dir.join("etcd-password");
@@ -195,7 +195,6 @@ fn the_kubernetes_manifests_give_the_daemon_what_it_needs() {
         &dir,
         "configmap",
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -208,7 +207,7 @@ fn the_nomad_job_runs_one_monkey_per_node_with_a_config_that_checks() {
     // The config template, rendered as Nomad would, checks.
     let start = text.find("<<-EOT\n").unwrap() + "<<-EOT\n".len();
     let end = text.find("EOT\n      }").unwrap();
-    let dir = temp_dir("nomad-config");
+    let dir = TestDir::new("nomad-config");
     std::fs::write(dir.join("api-token"), "t").unwrap();
     std::fs::write(dir.join("etcd-password"), "p").unwrap();
     assert!(text.contains("destination = \"secrets/etcd-password\""));
@@ -217,5 +216,4 @@ fn the_nomad_job_runs_one_monkey_per_node_with_a_config_that_checks() {
         .replace("{{ env \"NOMAD_SECRETS_DIR\" }}", dir.to_str().unwrap());
     assert!(!rendered.contains("{{"), "{rendered}");
     assert_checks(&rendered, &dir, "nomad");
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,6 +1,6 @@
 //! The log: JSON lines with the same facts as the plain ones, and `RUST_LOG`.
 
-use crate::util::{http, temp_dir, Daemon, Sleeper};
+use crate::util::{http, Daemon, Sleeper, TestDir};
 
 #[test]
 fn json_logs_carry_the_same_facts_as_the_plain_lines() {
@@ -43,7 +43,7 @@ fn json_logs_carry_the_same_facts_as_the_plain_lines() {
 
 #[test]
 fn rust_log_sets_the_level() {
-    let dir = temp_dir("rust-log");
+    let dir = TestDir::new("rust-log");
     std::fs::write(dir.join("broken.so"), b"not a library").unwrap();
     let mut d = Daemon::start_json(
         &[
@@ -63,7 +63,6 @@ fn rust_log_sets_the_level() {
         "only warnings at RUST_LOG=warn: {:?}",
         d.log
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A log reader that stops reading (a paused terminal, a blocking container log driver,

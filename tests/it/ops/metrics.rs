@@ -1,15 +1,18 @@
 //! `GET /metrics`: faults by result, refusals by reason, failed polls.
 
 use super::{daemon_with, samples};
-use crate::util::{http, temp_dir, Daemon, Sleeper};
+use crate::util::{http, Daemon, Drill, Sleeper, TestDir};
 
 #[test]
 fn metrics_count_faults_and_refusals_by_reason() {
     let _victim = Sleeper::start();
-    let dir = temp_dir("metrics");
+    let dir = TestDir::new("metrics");
     let (_d, port) = daemon_with(
         &dir,
-        r#"(http: (token: "s3cret"), window: (days: "*", time: "00:00-24:00"))"#,
+        Drill::new(&dir)
+            .without("timer")
+            .http(r#"token: "s3cret""#)
+            .text(),
     );
     let auth = ["Authorization: Bearer s3cret"];
     let kill = |headers: &[&str]| http(port, "POST", "/api/kill", headers, br#"{"desc":"m"}"#);
@@ -58,31 +61,26 @@ fn metrics_count_faults_and_refusals_by_reason() {
         "{info}"
     );
     assert!(a.body.ends_with("# EOF\n"));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn window_budget_and_plugin_failures_are_counted_too() {
     // Something to pick besides the test's own ancestors.
     let _victim = Sleeper::start();
-    let dir = temp_dir("metrics-refusals");
+    let dir = TestDir::new("metrics-refusals");
     std::fs::write(dir.join("broken.so"), b"not a library").unwrap();
-    let config = dir.join("c.ron");
-    // A journal of its own: the budget counts the last day of the journal, and the
-    // shared state directory's holds other tests' faults.
-    std::fs::write(
-        &config,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), budget: (per_hour: 1), journal: {:?})"#,
-            dir.join("journal.jsonl")
-        ),
-    )
-    .unwrap();
+    // A journal of its own (in `dir`, the state directory): the budget counts the last
+    // day of the journal, and the shared state directory's holds other tests' faults.
+    let config = Drill::new(&dir)
+        .named("c.ron")
+        .without("timer")
+        .config("budget: (per_hour: 1)")
+        .write();
     let mut d = Daemon::start(&[
         "--listen",
         "127.0.0.1:0",
         "--config",
-        config.to_str().unwrap(),
+        &config,
         "--plugin-dir",
         dir.to_str().unwrap(),
     ]);
@@ -110,7 +108,6 @@ fn window_budget_and_plugin_failures_are_counted_too() {
         s[r#"nightmare_monkey_refusals_total{reason="window"}"#],
         1.0
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 fn kill_status(port: u16) -> u16 {
@@ -121,7 +118,7 @@ fn kill_status(port: u16) -> u16 {
 fn failed_polls_are_counted_by_poller() {
     use crate::util::{FakeServer, Reply};
     let server = FakeServer::start(vec![Reply::body(500, "oops")]);
-    let dir = temp_dir("metrics-poller");
+    let dir = TestDir::new("metrics-poller");
     let (_d, port) = daemon_with(
         &dir,
         format!(
@@ -134,7 +131,6 @@ fn failed_polls_are_counted_by_poller() {
     let s = samples(&http(port, "GET", "/metrics", &[], b"").body);
     let errors = s[r#"nightmare_monkey_poller_errors_total{poller="likes"}"#];
     assert!(errors >= 2.0, "{errors}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// The Grafana dashboard (`deploy/grafana/nightmare-monkey.json`) is one Grafana
@@ -190,8 +186,8 @@ fn the_grafana_dashboard_queries_only_metrics_the_daemon_serves() {
         }
     }
     let _victim = Sleeper::start();
-    let dir = temp_dir("metrics-grafana");
-    let (_d, port) = daemon_with(&dir, r#"(window: (days: "*", time: "00:00-24:00"))"#);
+    let dir = TestDir::new("metrics-grafana");
+    let (_d, port) = daemon_with(&dir, Drill::new(&dir).without("timer").text());
     // A fault (dry), so that the labelled families have their first sample.
     assert_eq!(
         http(port, "POST", "/api/kill", &[], br#"{"desc":"g"}"#).status,
@@ -235,5 +231,4 @@ fn the_grafana_dashboard_queries_only_metrics_the_daemon_serves() {
         }
     }
     assert!(named >= exprs.len(), "every query names a metric");
-    std::fs::remove_dir_all(dir).unwrap();
 }

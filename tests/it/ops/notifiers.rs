@@ -1,7 +1,7 @@
 //! Webhook notifiers: after their delay, retried with backoff, never holding a fault up.
 
 use super::{daemon_with, samples};
-use crate::util::{http, monkey, temp_dir, Daemon, Sleeper};
+use crate::util::{http, monkey, Daemon, Drill, Sleeper, TestDir};
 
 #[test]
 fn webhooks_hear_of_each_fault_after_their_delay_and_retry_failures() {
@@ -10,26 +10,22 @@ fn webhooks_hear_of_each_fault_after_their_delay_and_retry_failures() {
     let chat = FakeServer::start(vec![Reply::body(200, "ok")]);
     // The generic hook fails once, then takes it.
     let audit = FakeServer::start(vec![Reply::body(500, "down"), Reply::body(200, "{}")]);
-    let dir = temp_dir("webhooks");
+    let dir = TestDir::new("webhooks");
     let url_file = dir.join("slack-url");
     std::fs::write(&url_file, format!("{}/services/T0/B0/secret\n", chat.url())).unwrap();
-    let config = dir.join("c.ron");
-    std::fs::write(
-        &config,
-        format!(
-            r#"(
-    window: (days: "*", time: "00:00-24:00"),
-    notifiers: {{
+    let config = Drill::new(&dir)
+        .named("c.ron")
+        .without("timer")
+        .config(&format!(
+            r#"notifiers: {{
         "chat": Slack(url_file: "{}", delay: "300ms"),
         "audit": Json(url: "{}/hooks/monkey", headers: {{"X-Team": "sre"}}, token: "t0k"),
-    }},
-)"#,
+    }}"#,
             url_file.display(),
             audit.url()
-        ),
-    )
-    .unwrap();
-    let check = monkey(&["check-config", config.to_str().unwrap()]);
+        ))
+        .write();
+    let check = monkey(&["check-config", &config]);
     assert_eq!(check.code, Some(0), "{}", check.stderr);
     assert!(
         check.stdout.contains(&format!(
@@ -43,12 +39,7 @@ fn webhooks_hear_of_each_fault_after_their_delay_and_retry_failures() {
         check.stdout
     );
     assert!(!check.stdout.contains("secret"), "{}", check.stdout);
-    let mut d = Daemon::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", &config]);
     let port = d.port();
     let fired = std::time::Instant::now();
     let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"guess who"}"#);
@@ -123,7 +114,6 @@ fn webhooks_hear_of_each_fault_after_their_delay_and_retry_failures() {
         s[r#"nightmare_monkey_notifications_total{notifier="audit",result="sent"}"#],
         1.0
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -135,12 +125,15 @@ fn a_hook_that_never_answers_is_given_up_on_and_the_fault_is_not_held_up() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = temp_dir("webhook-down");
+    let dir = TestDir::new("webhook-down");
     let (mut d, port) = daemon_with(
         &dir,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), notifiers: {{"gone": Json(url: "http://127.0.0.1:{port_gone}/", retries: 0)}})"#
-        ),
+        Drill::new(&dir)
+            .without("timer")
+            .config(&format!(
+                r#"notifiers: {{"gone": Json(url: "http://127.0.0.1:{port_gone}/", retries: 0)}}"#
+            ))
+            .text(),
     );
     assert_eq!(
         http(port, "POST", "/api/kill", &[], br#"{"desc":"x"}"#).status,
@@ -151,5 +144,4 @@ fn a_hook_that_never_answers_is_given_up_on_and_the_fault_is_not_held_up() {
         line.contains("POST failed: cannot connect") && line.ends_with("gave up after 1 attempt"),
         "{line}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,12 +1,12 @@
 //! systemd: readiness, watchdog and stopping notifications, SIGHUP, the hardened unit.
 
-use crate::util::{http, temp_dir, Daemon, Sleeper};
+use crate::util::{http, Daemon, Drill, Sleeper, TestDir};
 
 #[test]
 fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_checks() {
     use std::os::unix::net::UnixDatagram;
     let _victim = Sleeper::start();
-    let dir = temp_dir("sd-notify");
+    let dir = TestDir::new("sd-notify");
     let socket_path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
@@ -21,15 +21,10 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_ch
             return text;
         }
     };
-    let config = dir.join("c.ron");
-    std::fs::write(&config, r#"(window: (days: "*", time: "00:00-24:00"))"#).unwrap();
+    let drill = || Drill::new(&dir).named("c.ron").without("timer");
+    let config = drill().write();
     let mut d = Daemon::start_json(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        &["--listen", "127.0.0.1:0", "--config", &config],
         &[
             ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
             ("WATCHDOG_USEC", "200000"),
@@ -68,11 +63,9 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_ch
     // One that checks out: a restart in place (same PID, same pipe) that applies it,
     // with the kill switch still on if it was.
     assert_eq!(http(port, "POST", "/api/pause", &[], b"").status, 200);
-    std::fs::write(
-        &config,
-        r#"(window: (days: "*", time: "00:00-24:00"), faults: {"stop-one": (plugin: "process-pause", config: (duration: "1s"))})"#,
-    )
-    .unwrap();
+    drill()
+        .config(r#"faults: {"stop-one": (plugin: "process-pause", config: (duration: "1s"))}"#)
+        .write();
     d.signal("HUP");
     let line = d.wait_for(|l| l.contains("restarting with it"));
     assert!(
@@ -113,7 +106,6 @@ fn systemd_hears_ready_watchdog_and_stopping_and_sighup_applies_a_config_that_ch
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
     assert_eq!(receive(), "STOPPING=1");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `Key=value` settings of a unit file (comments and sections dropped), in order.
@@ -166,7 +158,7 @@ fn the_systemd_unit_is_hardened_and_valid() {
         .arg("--version")
         .output();
     if analyze.is_ok_and(|o| o.status.success()) {
-        let dir = temp_dir("unit");
+        let dir = TestDir::new("unit");
         let unit = dir.join("nightmare-monkey.service");
         std::fs::write(
             &unit,
@@ -186,6 +178,5 @@ fn the_systemd_unit_is_hardened_and_valid() {
             "systemd-analyze verify: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

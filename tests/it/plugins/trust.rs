@@ -41,7 +41,7 @@ fn check(file: &Path, marker: &Path, extra: &[&str]) -> crate::util::Run {
 /// is mapped: its constructor never runs.
 #[test]
 fn untrusted_or_junk_files_are_refused_before_any_of_their_code_runs() {
-    let dir = temp_dir("hostile");
+    let dir = TestDir::new("hostile");
     let marker = dir.join("constructor-ran");
     let junk = hostile(&dir, 8);
     // The marker works: any dynamic loader that maps the file runs the constructor.
@@ -156,14 +156,13 @@ fn untrusted_or_junk_files_are_refused_before_any_of_their_code_runs() {
     );
     assert!(!marker.exists(), "no constructor of a refused file ran");
     chmod(&open, 0o755);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The daemon maps a private copy of each plugin file: copying another file over it in
 /// place (as `cp` does) changes nothing in the running daemon. It used to crash it.
 #[test]
 fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
-    let dir = temp_dir("overwrite");
+    let dir = TestDir::new("overwrite");
     let (cfg, lib) = panicky_daemon(
         &dir,
         "",
@@ -189,5 +188,4 @@ fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
     assert_eq!(fresh.json()["summary"], "slept 1 ms");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
-    fs::remove_dir_all(dir).unwrap();
 }

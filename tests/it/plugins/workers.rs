@@ -8,7 +8,7 @@ use super::*;
 /// starts afresh, and the daemon goes on answering.
 #[test]
 fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
-    let dir = temp_dir("crashes");
+    let dir = TestDir::new("crashes");
     let journal = dir.join("journal.jsonl");
     let (cfg, _) = panicky_daemon(
         &dir,
@@ -78,14 +78,13 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
         ["failed", "dry-run", "failed", "failed", "dry-run", "failed", "dry-run"],
         "every crash journaled as failed"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// What a plugin writes on stderr reaches the log escaped: a carriage return or a
 /// terminal escape cannot overwrite or colour a line, a bidi override cannot reorder one.
 #[test]
 fn what_a_plugin_says_on_stderr_is_escaped() {
-    let dir = temp_dir("plugin-says");
+    let dir = TestDir::new("plugin-says");
     let (cfg, _) = panicky_daemon(
         &dir,
         "",
@@ -101,7 +100,6 @@ fn what_a_plugin_says_on_stderr_is_escaped() {
     );
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin that crashes at every call gets a few fresh workers at once, then one after
@@ -109,7 +107,7 @@ fn what_a_plugin_says_on_stderr_is_escaped() {
 /// start 100 in 0.6 s), and the calls in between are refused at once, saying why.
 #[test]
 fn a_plugin_in_a_crash_loop_gets_fresh_workers_slower_and_slower() {
-    let dir = temp_dir("crash-loop");
+    let dir = TestDir::new("crash-loop");
     let (cfg, _) = panicky_daemon(
         &dir,
         "",
@@ -160,7 +158,6 @@ fn a_plugin_in_a_crash_loop_gets_fresh_workers_slower_and_slower() {
     );
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Whatever a plugin writes, or leaves behind, cannot hold or fill the daemon: 200 MB
@@ -169,7 +166,7 @@ fn a_plugin_in_a_crash_loop_gets_fresh_workers_slower_and_slower() {
 /// once, not at the deadline, and the program goes down with the worker's process group.
 #[test]
 fn what_a_plugin_writes_or_leaves_behind_cannot_hold_or_fill_the_daemon() {
-    let dir = temp_dir("flood");
+    let dir = TestDir::new("flood");
     let (cfg, _) = panicky_daemon(
         &dir,
         r#"plugin_timeout: "20s","#,
@@ -220,7 +217,6 @@ fn what_a_plugin_writes_or_leaves_behind_cannot_hold_or_fill_the_daemon() {
     assert_eq!(fire("ok").status, 200, "a fresh worker");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Live processes whose command line is `sleep 1000.5` (the fixture's orphan).
@@ -233,7 +229,7 @@ fn sleepers() -> usize {
 /// when the worker ends and ends it.
 #[test]
 fn a_plugins_child_that_calls_setsid_ends_with_its_worker() {
-    let dir = temp_dir("setsid-child");
+    let dir = TestDir::new("setsid-child");
     let (cfg, _) = panicky_daemon(
         &dir,
         "",
@@ -253,30 +249,26 @@ fn a_plugins_child_that_calls_setsid_ends_with_its_worker() {
     }
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A plugin worker is the monkey's own process: no process fault chooses it, even one
 /// whose filter matches nothing else (it would kill or stop the plugin under the daemon).
 #[test]
 fn no_process_fault_chooses_a_plugin_worker() {
-    let dir = temp_dir("plugins-workers");
+    let dir = TestDir::new("plugins-workers");
     let lib = built_lib("libstale_lock.so");
-    let cfg = dir.join("c.ron");
-    fs::write(
-        &cfg,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false), http: (listen: "127.0.0.1:0"),
-    state_dir: {dir:?}, plugins: [{lib:?}],
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .config(&format!(
+            r#"plugins: [{lib:?}],
     faults: {{
         "lock": (plugin: "stale-lock", config: (path: {lock:?})),
         "kw": (plugin: "process-kill", config: (include_cmdlines: ["__plugin-worker"])),
         "pw": (plugin: "process-pause", config: (include_cmdlines: ["__plugin-worker"])),
-    }})"#,
+    }}"#,
             lock = dir.join("lock")
-        ),
-    )
-    .unwrap();
+        ))
+        .write();
     let run = in_namespace(&format!(
         r#"{prelude}
 "$NM" --config {cfg} --execute 2>{d}/log & m=$!
@@ -289,7 +281,6 @@ curl -s -X POST http://127.0.0.1:$p/api/faults/pw -d '{{"desc":"x"}}'; echo
 echo "workers $(workers)"
 kill -TERM $m; wait $m"#,
         prelude = crate::drill::PRELUDE,
-        cfg = cfg.display(),
         d = dir.display()
     ));
     let answers = json_lines(&run.stdout);
@@ -303,5 +294,4 @@ kill -TERM $m; wait $m"#,
         );
     }
     assert_eq!(answers.len(), 2);
-    fs::remove_dir_all(dir).unwrap();
 }

@@ -1,14 +1,16 @@
 //! Helpers: run the real binary, run a script in a fresh PID namespace, find the built
-//! plugin libraries (here); the daemon (`daemon`), the API client (`http`) and a
-//! scripted HTTP server (`fake_server`) beside.
+//! plugin libraries (here); a test's directory and drill config (`fixture`), the daemon
+//! (`daemon`), the API client (`http`) and a scripted HTTP server (`fake_server`) beside.
 
 mod daemon;
 mod fake_server;
+mod fixture;
 mod http;
 pub mod webdriver;
 
 pub use daemon::{Daemon, DEADLINE};
 pub use fake_server::{FakeServer, Reply};
+pub use fixture::{Drill, TestDir};
 pub use http::{http, Answer};
 
 use std::{
@@ -155,6 +157,11 @@ pub fn in_namespace(script: &str) -> Run {
 /// The command that runs `script` as [`in_namespace`] says; killing it (our own child)
 /// ends the namespace and everything in it (`--kill-child`).
 pub fn namespace(script: &str) -> Command {
+    // `started PID`: waits until a process the script put in the background has become
+    // its program (until then it is a copy of `sh`, which a fault could pick instead).
+    let script = format!(
+        "started() {{ while [ \"$(cat /proc/$1/comm 2>/dev/null)\" = sh ]; do :; done; }}\n{script}"
+    );
     let mut command = Command::new("unshare");
     command
         .args([
@@ -166,7 +173,7 @@ pub fn namespace(script: &str) -> Command {
             "--kill-child",
             "sh",
             "-c",
-            script,
+            &script,
         ])
         .env("NM", bin())
         .env("LIB", lib_dir())
@@ -190,7 +197,8 @@ pub fn pairs(text: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// A fresh, empty directory for one test.
+/// A fresh, empty directory for one test, left to the caller to remove: a test should
+/// hold a [`TestDir`] instead, which removes it even when the test fails.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nm-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -11,11 +11,13 @@ use std::{
 
 use serde_json::{json, Value};
 
-/// ChromeDriver and one browser session; both end when dropped.
+/// ChromeDriver and one browser session; both end when dropped, and the browser's
+/// profile directory goes after them.
 pub struct Browser {
     driver: Child,
     port: u16,
     session: String,
+    profile: Option<super::TestDir>,
 }
 
 /// The W3C key for Tab, Enter and Shift (WebDriver's private-use code points).
@@ -53,6 +55,7 @@ impl Browser {
             driver,
             port,
             session: String::new(),
+            profile: None,
         };
         let ready = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -62,7 +65,9 @@ impl Browser {
             assert!(Instant::now() < ready, "chromedriver did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let profile = tempdir(&format!("chromium-profile-{port}"));
+        let profile = browser
+            .profile
+            .insert(super::TestDir::new(&format!("chromium-profile-{port}")));
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:loggingPrefs": { "browser": "ALL" },
@@ -249,10 +254,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    super::temp_dir(name)
 }
 
 /// The bytes of a base64 answer (screenshots, PDFs).

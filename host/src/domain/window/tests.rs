@@ -393,3 +393,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_clock_time_is_whole_seconds_in_its_zone() {
+    let at: DateTime<Utc> = "2026-12-06T02:03:04.987654Z".parse().unwrap();
+    let tokyo = Zone::parse("Asia/Tokyo").unwrap();
+    assert_eq!(tokyo.clock(at), "2026-12-06T11:03:04+09:00");
+    let shown = ClockTime { at, zone: tokyo };
+    assert_eq!(
+        serde_json::to_string(&shown).unwrap(),
+        "\"2026-12-06T11:03:04+09:00\""
+    );
+}

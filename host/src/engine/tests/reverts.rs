@@ -101,10 +101,10 @@ fn a_failed_revert_is_tried_again_until_it_succeeds() {
     assert!(!journal::entries(&all)[0].is_active());
 }
 
-/// Going to bed wakes a revert waiting to try again for one last try; if that fails
+/// Shutting down wakes a revert waiting to try again for one last try; if that fails
 /// too, it stays listed as under way, so shutdown names it.
 #[test]
-fn going_to_bed_gives_a_failing_revert_one_last_try_then_names_it() {
+fn shutting_down_gives_a_failing_revert_one_last_try_then_names_it() {
     let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).revert_fails(usize::MAX);
     let (engine, _) = engine("retry-close", true, Guards::default(), &fake);
     let slow = Backoff {
@@ -134,7 +134,7 @@ fn going_to_bed_gives_a_failing_revert_one_last_try_then_names_it() {
         "{still:?}"
     );
     let tries = usize::MAX - fake.revert_failures_left();
-    assert_eq!(tries, 2, "the first try and one last one at bedtime");
+    assert_eq!(tries, 2, "the first try and one last one at shutdown");
 }
 
 /// A revert refused for a lasting reason (the system said no, the plugin cannot

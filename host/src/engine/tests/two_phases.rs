@@ -67,7 +67,7 @@ fn a_fault_caught_mid_apply_is_active_in_the_journal_with_its_prepared_state() {
     while fake.calls().len() < 2 {
         std::thread::yield_now();
     }
-    let mut checkpoint = crate::domain::active::Checkpoint::default();
+    let mut checkpoint = crate::storage::active::Checkpoint::default();
     checkpoint.catch_up(&path).unwrap();
     let active = checkpoint.active();
     assert_eq!(active.len(), 1);
@@ -80,13 +80,13 @@ fn a_fault_caught_mid_apply_is_active_in_the_journal_with_its_prepared_state() {
     // journal emptied now, a start still finds what undoes the fault.
     let saved = std::fs::read(&path).unwrap();
     std::fs::write(&path, "").unwrap();
-    let mut after_loss = crate::domain::active::Checkpoint::load(&path);
+    let mut after_loss = crate::storage::active::Checkpoint::load(&path);
     after_loss.catch_up(&path).unwrap();
     assert_eq!(after_loss.active().len(), 1, "from the checkpoint");
     std::fs::write(&path, saved).unwrap();
     fake::open(&hold);
     injecting.join().unwrap().unwrap();
-    let mut after = crate::domain::active::Checkpoint::default();
+    let mut after = crate::storage::active::Checkpoint::default();
     after.catch_up(&path).unwrap();
     assert_eq!(after.active().len(), 1, "active from its outcome now");
     assert!(after.active()[0].outcome.is_some());

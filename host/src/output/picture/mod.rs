@@ -16,10 +16,8 @@ use std::{borrow::Cow, fmt::Write as _};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{
-        report::{Row, Verdict},
-        window::Zone,
-    },
+    domain::window::Zone,
+    storage::report::{Row, Verdict},
     support::text::escape_controls,
 };
 

@@ -7,11 +7,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 
 use super::{count, escape_html, local, timeline::timeline_svg, Mark};
-use crate::domain::{
-    drill::human_ms,
-    report::{Report, Spread, Summary},
-    window::Zone,
-};
+use crate::domain::{drill::human_ms, window::Zone};
+use crate::storage::report::{Report, Spread, Summary};
 
 const PAGE_STYLE: &str = ":root{color-scheme:light}\
 body{font:14px/1.45 system-ui,sans-serif;color:#111;background:#fff;margin:0 auto;max-width:1100px;padding:16px 24px}\
@@ -356,7 +353,7 @@ mod tests {
     use chrono::TimeZone as _;
 
     use super::*;
-    use crate::domain::report::{Row, Verdict};
+    use crate::storage::report::{Row, Verdict};
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 26, h, m, 0).unwrap()

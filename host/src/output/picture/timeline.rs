@@ -8,11 +8,10 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
 
 use super::{count, escape_html, local, svg_open, Mark};
-use crate::domain::{
-    drill::human_ms,
+use crate::domain::{drill::human_ms, window::Zone};
+use crate::storage::{
     journal::{HaltedRecord, RefusedRecord},
     report::{Report, Row},
-    window::Zone,
 };
 
 /// The most faults drawn; beyond, every n-th is drawn, and the picture says so.

@@ -20,7 +20,7 @@ pub(super) type Told = tokio::sync::oneshot::Receiver<Result<setup::Loaded, Conf
 
 /// Why the wait ended.
 pub(super) struct End {
-    /// What ended it, as "goes to bed" says it.
+    /// What ended it, as the log line "Nightmare Monkey goes to bed (SIGTERM)." names it.
     pub signal: &'static str,
     /// Stop or restart.
     pub ending: Ending,

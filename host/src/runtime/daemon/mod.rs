@@ -149,7 +149,7 @@ fn run_with(
         return Ok(());
     };
     // From here on a stop waits for the new image's handlers; one that came while the
-    // restart went to bed wins: no new start.
+    // restart shut down wins: no new start.
     stop::hold();
     restart(paused, halted)
 }
@@ -219,7 +219,7 @@ pub fn banner(config: &Config) -> String {
 /// them.
 struct Loading {
     later: setup::Later,
-    waiting: Vec<crate::domain::journal::Entry>,
+    waiting: Vec<crate::storage::journal::Entry>,
 }
 
 async fn serve(

@@ -4,13 +4,13 @@
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    domain::{
+    engine::Engine,
+    output::log,
+    storage::{
         active::{self, Checkpoint},
         archive::{self, Retention},
         journal::Journal,
     },
-    engine::Engine,
-    output::log,
 };
 
 /// Takes a checkpoint now (logging why not, if it cannot), while no record is being

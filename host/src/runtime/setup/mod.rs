@@ -25,10 +25,10 @@ pub use recover::{recover, recover_rest, restore_budget};
 
 use crate::{
     config::{Config, ConfigErrors, FaultConfig},
-    domain::journal::{self, Journal},
     engine::{Engine, Guards},
     output::log,
     plugin::{self, Plugin, PluginInfo, Supervision},
+    storage::journal::{self, Journal},
     support::state,
     triggers::poller::{self, Saved},
 };

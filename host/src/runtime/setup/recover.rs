@@ -4,14 +4,14 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
-    domain::{
-        active::{self, Checkpoint},
-        injection::Fault,
-        journal::{self, Entry},
-    },
+    domain::injection::Fault,
     engine::{run_all_unless, Engine},
     output::log,
     plugin::Plugin,
+    storage::{
+        active::{self, Checkpoint},
+        journal::{self, Entry},
+    },
 };
 
 /// Counts the faults the journal holds from the last day against the engine's budget

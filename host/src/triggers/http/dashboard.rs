@@ -113,7 +113,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `GET /api/events`: what happens, as server-sent events: `hello` first, then each
 /// journal record by its type (`intent`, `outcome`, `revert`, `detected`,
 /// `recovered`, ...), `switch` (the kill switch) and `next` (the timer's next fault);
-/// `lagged` if this watcher fell behind (look again). Ends when the daemon goes to bed.
+/// `lagged` if this watcher fell behind (look again). Ends when the daemon shuts down.
 pub(super) fn stream() -> Response {
     let Some(place) = Watching::take() else {
         return retry_after(
@@ -144,7 +144,7 @@ pub(super) fn stream() -> Response {
     answer
 }
 
-/// The next event to send; `None`: the daemon goes to bed.
+/// The next event to send; `None`: the daemon shuts down.
 async fn next(receiver: &mut Receiver<Event>) -> Option<warp::sse::Event> {
     // Subscribed after the daemon said goodbye: nothing more will come.
     if events::closed() {

@@ -9,9 +9,9 @@ use warp::{http::StatusCode, reply::Response, Reply};
 
 use super::{error, Api, Caller};
 use crate::{
-    dispatch::{AckError, Acknowledged},
-    domain::journal::parse_since,
+    domain::drill::{AckError, Acknowledged},
     output::{log, picture::timeline::timeline_svg},
+    storage::journal::parse_since,
     support::{text::escape_controls, thread::on_own_thread},
 };
 
@@ -255,7 +255,7 @@ pub(super) async fn report(api: Arc<Api>, query: BTreeMap<String, String>) -> Re
         );
     };
     on_own_thread("report", move || {
-        match crate::domain::report::read(&journal, Some(since)) {
+        match crate::storage::report::read(&journal, Some(since)) {
             Ok(report) if svg => {
                 let picture =
                     timeline_svg(&report, since, chrono::Utc::now(), &api.injector.zone());

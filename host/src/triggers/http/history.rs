@@ -8,7 +8,7 @@ use warp::{http::StatusCode, reply::Response, Reply};
 
 use super::{error, retry_after, Api};
 use crate::{
-    domain::{
+    storage::{
         history as pages,
         journal::{parse_since, Position},
     },

@@ -223,23 +223,7 @@ impl RawPoller {
             MAX_PERIOD,
             errors,
         );
-        let fault = fault
-            .clone()
-            .or_else(|| default_fault.map(str::to_owned))
-            .unwrap_or_default();
-        if fault.is_empty() {
-            errors.push(format!(
-                "{}: poller `{name}` names no fault, and the timer's cannot stand in: several are configured ({}); name one with fault: \"NAME\"",
-                src.at(&["pollers", &key]),
-                faults.join(", ")
-            ));
-        } else if !faults.contains(&fault) {
-            errors.push(format!(
-            "{}: poller `{name}` fires `{fault}`, which is not a configured fault (configured: {})",
-            at("fault"),
-            faults.join(", ")
-        ));
-        }
+        let fault = fired_fault(name, fault.as_deref(), default_fault, faults, src, errors);
         let token = read_token(token, token_file, &["pollers", &key], src, errors).ok()?;
         let (url, pointer, headers) = match raw {
             RawPoller::Qiita(q) => {
@@ -302,4 +286,32 @@ impl RawPoller {
                 .unwrap_or_else(|| state_dir.join(format!("poller-{name}.json"))),
         })
     }
+}
+
+/// The fault poller `name` fires: its own, or the timer's (`default_fault`) when it
+/// names none; an error unless it is one of the configured `faults`.
+fn fired_fault(
+    name: &str,
+    fault: Option<&str>,
+    default_fault: Option<&str>,
+    faults: &[String],
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> String {
+    let key = format!("\"{name}\"");
+    let fault = fault.or(default_fault).unwrap_or_default().to_owned();
+    if fault.is_empty() {
+        errors.push(format!(
+            "{}: poller `{name}` names no fault, and the timer's cannot stand in: several are configured ({}); name one with fault: \"NAME\"",
+            src.at(&["pollers", &key]),
+            faults.join(", ")
+        ));
+    } else if !faults.contains(&fault) {
+        errors.push(format!(
+            "{}: poller `{name}` fires `{fault}`, which is not a configured fault (configured: {})",
+            src.at(&["pollers", &key, "fault"]),
+            faults.join(", ")
+        ));
+    }
+    fault
 }

@@ -1,10 +1,8 @@
 use chrono::TimeZone as _;
 
 use super::*;
-use crate::domain::{
-    drill::{HaltedRecord, RefusedRecord},
-    report::Verdict,
-};
+use crate::domain::drill::{HaltedRecord, RefusedRecord};
+use crate::storage::report::Verdict;
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, h, m, 0).unwrap()

@@ -257,7 +257,7 @@ pub(crate) fn spent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::journal::{Journal, OutcomeRecord, RevertRecord};
+    use crate::storage::journal::{Journal, OutcomeRecord, RevertRecord};
 
     fn intent(id: &str, at: DateTime<Utc>, dry_run: bool) -> Record {
         Record::Intent(journal::Intent {

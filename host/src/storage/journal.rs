@@ -32,11 +32,11 @@ pub use file::Journal;
 pub(crate) use reading::{each, lines_backwards, read};
 pub(crate) use reading::{each_from, each_with_archives, lines_backwards_with_archives, Position};
 
-pub(crate) use super::drill::{
+pub(crate) use crate::domain::drill::{
     DetectedRecord, HaltedRecord, NotRecoveredRecord, RecoveredRecord, RefusedRecord,
 };
-use super::injection::Injection;
-pub use super::injection::Intent;
+use crate::domain::injection::Injection;
+pub use crate::domain::injection::Intent;
 use crate::support::lock::lock;
 
 /// One line of the journal.

@@ -138,3 +138,73 @@ fn a_record_never_glues_to_a_partial_line_left_while_the_journal_is_open() {
     assert_eq!(after.problems.len(), 1);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// The file is kept open between records, but the path decides: a journal renamed
+/// away (rotated by another process) or removed gets no more records, the path's new
+/// file does.
+#[test]
+fn an_append_follows_the_path_when_the_file_was_renamed_or_removed() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-moved-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    journal.append(&intent("1-1"), false).unwrap();
+    let moved = dir.join("archive.jsonl");
+    fs::rename(&path, &moved).unwrap();
+    journal.append(&intent("1-2"), false).unwrap();
+    fs::remove_file(&path).unwrap();
+    journal.append(&intent("1-3"), false).unwrap();
+    let ids = |p: &Path| -> Vec<String> {
+        read(p)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| match r {
+                Record::Intent(i) => i.id.clone(),
+                _ => String::new(),
+            })
+            .collect()
+    };
+    assert_eq!(ids(&moved), ["1-1"]);
+    assert_eq!(ids(&path), ["1-3"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Between records the journal's lock is free: another writer (a `kill` beside the
+/// daemon, a rotation) is never held up by the file the daemon keeps open.
+#[test]
+fn the_lock_is_given_up_after_each_append() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-unlocked-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    journal.append(&intent("1-1"), false).unwrap();
+    journal.append(&intent("1-2"), true).unwrap();
+    let other = fs::File::open(&path).unwrap();
+    rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .expect("the journal's lock is free between appends");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// The checkpoint writer waits for a number of bytes and is woken once they are there.
+#[test]
+fn a_wait_for_growth_ends_when_enough_was_appended() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-grown-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = std::sync::Arc::new(Journal::open(&path).unwrap());
+    let one = serde_json::to_vec(&intent("1-1")).unwrap().len() as u64 + 1;
+    let (done, waited) = std::sync::mpsc::channel();
+    let waiter = journal.clone();
+    std::thread::spawn(move || {
+        waiter.wait_grown(3 * one);
+        let _ = done.send(());
+    });
+    for id in ["1-1", "1-2", "1-3"] {
+        journal.append(&intent(id), false).unwrap();
+    }
+    waited
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("three records wake the wait for three records' bytes");
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -1,6 +1,7 @@
-//! The journal's file: opened for each record (so it can be rotated or removed while
-//! the daemon runs), appended to under a lock, fsynced for what announces a real fault,
-//! refused when it is no regular file or its disk is full.
+//! The journal's file: kept open between records but checked against its path before
+//! each (so it can be rotated, removed or replaced while the daemon runs), appended to
+//! under a lock, fsynced for what announces a real fault, refused when it is no regular
+//! file or its disk is full.
 
 use super::*;
 
@@ -40,11 +41,34 @@ fn regular(meta: &fs::Metadata) -> io::Result<()> {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    // One writer at a time, so lines never interleave.
-    writing: Mutex<()>,
-    /// Bytes appended since whoever waits for growth last looked.
-    grown: Mutex<u64>,
+    /// One writer at a time, so lines never interleave; it holds the file the last
+    /// record went to, if any, reused while the path still names it.
+    writing: Mutex<Option<Held>>,
+    grown: Mutex<Growth>,
     grew: std::sync::Condvar,
+}
+
+/// The journal file as the last append left it.
+#[derive(Debug)]
+struct Held {
+    file: fs::File,
+    /// Which file it is (device, inode), to see the path renamed or replaced.
+    id: (u64, u64),
+    /// Its length after our last append: a record of ours ends there with a newline,
+    /// so the next one need not look for a torn line unless the file grew since.
+    end: u64,
+}
+
+/// The bytes appended since the checkpoint writer last looked, and how many it waits
+/// for: an append wakes it only when they are there, not at every record.
+#[derive(Debug)]
+struct Growth {
+    bytes: u64,
+    wanted: u64,
+}
+
+impl Growth {
+    const NOBODY_WAITS: u64 = u64::MAX;
 }
 
 /// The least free space on the journal's file system for a start: a few faults'
@@ -74,7 +98,7 @@ impl Journal {
                 ));
             }
         }
-        let mut file = open_locked(path)?;
+        let mut file = Locked::open(path)?.0.file;
         let len = file.metadata()?.len();
         if len > 0 {
             let mut last = [0u8; 1];
@@ -87,8 +111,11 @@ impl Journal {
         }
         Ok(Journal {
             path: path.to_owned(),
-            writing: Mutex::new(()),
-            grown: Mutex::new(0),
+            writing: Mutex::new(None),
+            grown: Mutex::new(Growth {
+                bytes: 0,
+                wanted: Growth::NOBODY_WAITS,
+            }),
             grew: std::sync::Condvar::new(),
         })
     }
@@ -105,10 +132,14 @@ impl Journal {
         use std::os::unix::fs::FileExt as _;
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
-        let _one_at_a_time = lock(&self.writing);
-        let mut file = open_locked(&self.path)?;
+        let mut writing = lock(&self.writing);
+        let held = match writing.take() {
+            Some(held) => locked_again(&self.path, held)?,
+            None => Locked::open(&self.path)?,
+        };
+        let file = &held.0.file;
         let len = file.metadata()?.len();
-        if len > 0 {
+        if len > 0 && len != held.0.end {
             let mut last = [0u8; 1];
             file.read_exact_at(&mut last, len - 1)?;
             if last[0] != b'\n' {
@@ -116,7 +147,8 @@ impl Journal {
             }
         }
         let written =
-            file.write_all(&line)
+            (&*file)
+                .write_all(&line)
                 .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // What part of it was written goes, so no later record is glued to it; but
@@ -128,8 +160,16 @@ impl Journal {
             }
             return Err(e);
         }
-        *lock(&self.grown) += line.len() as u64;
-        self.grew.notify_all();
+        *writing = held.unlock().map(|mut held| {
+            held.end = len + line.len() as u64;
+            held
+        });
+        drop(writing);
+        let mut grown = lock(&self.grown);
+        grown.bytes += line.len() as u64;
+        if grown.bytes >= grown.wanted {
+            self.grew.notify_all();
+        }
         Ok(())
     }
 
@@ -138,10 +178,12 @@ impl Journal {
     /// other processes'. `settle` runs first, while the old file is whole and still the
     /// journal (the checkpoint reads it to its end). Returns the archive.
     pub(crate) fn rotate(&self, settle: impl FnOnce() -> io::Result<()>) -> io::Result<PathBuf> {
-        let _one_at_a_time = lock(&self.writing);
-        let old = open_locked(&self.path)?;
+        let mut writing = lock(&self.writing);
+        // The file held is the archive after this: the next append opens the new one.
+        writing.take();
+        let old = Locked::open(&self.path)?;
         settle()?;
-        let archive = crate::domain::archive::archive_path(&self.path, Utc::now());
+        let archive = crate::storage::archive::archive_path(&self.path, Utc::now());
         if fs::symlink_metadata(&archive).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -171,40 +213,78 @@ impl Journal {
     /// Blocks until at least `bytes` were appended since the last call returned (no
     /// polling: the appends wake it).
     pub(crate) fn wait_grown(&self, bytes: u64) {
-        let grown = lock(&self.grown);
+        let mut grown = lock(&self.grown);
+        grown.wanted = bytes;
         let mut grown = self
             .grew
-            .wait_while(grown, |g| *g < bytes)
+            .wait_while(grown, |g| g.bytes < bytes)
             .unwrap_or_else(|p| p.into_inner());
-        *grown = 0;
+        grown.bytes = 0;
+        grown.wanted = Growth::NOBODY_WAITS;
     }
 }
 
-/// Opens the journal at `path` for appending and takes its lock (`flock`, exclusive;
-/// released when the file is closed), the one every writer takes. A journal rotated
-/// while the lock was awaited is the archive now: the path is opened again.
-fn open_locked(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    loop {
-        // Whatever the path has become meanwhile (a FIFO, a symlink to /dev/null), the
-        // open never blocks and only a regular file is written: records written into
-        // nothing would be records lost.
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            // It names host processes and their command lines: this user's alone.
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(path)?;
-        let held = file.metadata()?;
-        regular(&held)?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-        match fs::metadata(path) {
-            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => return Ok(file),
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+/// The journal file with its lock (`flock`, exclusive), the one every writer takes;
+/// given up by `unlock` (the file stays open) or when the file is dropped and closed.
+struct Locked(Held);
+
+impl Locked {
+    /// Opens the journal at `path` for appending and takes its lock. A journal rotated
+    /// while the lock was awaited is the archive now: the path is opened again.
+    fn open(path: &Path) -> io::Result<Locked> {
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+        loop {
+            // Whatever the path has become meanwhile (a FIFO, a symlink to /dev/null),
+            // the open never blocks and only a regular file is written: records written
+            // into nothing would be records lost.
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                // It names host processes and their command lines: this user's alone.
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(path)?;
+            let held = file.metadata()?;
+            regular(&held)?;
+            let held = Held {
+                file,
+                id: (held.dev(), held.ino()),
+                end: u64::MAX,
+            };
+            if let Some(locked) = Locked::lock(path, held)? {
+                return Ok(locked);
+            }
         }
+    }
+
+    /// Takes the lock of `held` and checks that `path` still names it afterwards: `None`
+    /// if the path was renamed, removed or replaced meanwhile.
+    fn lock(path: &Path, held: Held) -> io::Result<Option<Locked>> {
+        use std::os::unix::fs::MetadataExt as _;
+        rustix::fs::flock(&held.file, rustix::fs::FlockOperation::LockExclusive)?;
+        let locked = Locked(held);
+        match fs::metadata(path) {
+            Ok(now) if (now.dev(), now.ino()) == locked.0.id => Ok(Some(locked)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The file, its lock given up; `None` (the file closed, which gives the lock up
+    /// too) if the kernel refused to unlock it.
+    fn unlock(self) -> Option<Held> {
+        rustix::fs::flock(&self.0.file, rustix::fs::FlockOperation::Unlock).ok()?;
+        Some(self.0)
+    }
+}
+
+/// The file the last append used, locked again if the path still names it, else the
+/// file the path names now.
+fn locked_again(path: &Path, held: Held) -> io::Result<Locked> {
+    match Locked::lock(path, held)? {
+        Some(locked) => Ok(locked),
+        None => Locked::open(path),
     }
 }

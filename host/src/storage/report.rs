@@ -6,10 +6,10 @@ use std::{collections::HashMap, io, path::Path};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::drill::{HaltedRecord, RefusedRecord};
 use crate::support::text::escape_controls;
 
 use super::{
-    drill::{HaltedRecord, RefusedRecord},
     history::Stream,
     journal::{self, Entry, Record},
 };

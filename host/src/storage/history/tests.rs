@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::journal::{Intent, Journal};
+use crate::storage::journal::{Intent, Journal};
 
 fn intent(id: &str, at: DateTime<Utc>) -> Record {
     Record::Intent(Intent {

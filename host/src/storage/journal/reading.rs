@@ -85,7 +85,7 @@ pub(crate) fn each_with_archives(
     mut take: impl FnMut(Record),
 ) -> io::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let mut files = crate::domain::archive::newest_first(path)?;
+    let mut files = crate::storage::archive::newest_first(path)?;
     files.reverse();
     for file in files {
         problems.extend(each(&file, &mut take)?);
@@ -96,7 +96,7 @@ pub(crate) fn each_with_archives(
 /// The lines of a journal and then of its archives, from the last to the first: see
 /// [`lines_backwards`]. [`AllBackwards::position`] says where the line just read is.
 pub(crate) fn lines_backwards_with_archives(path: &Path) -> io::Result<AllBackwards> {
-    let mut files = crate::domain::archive::newest_first(path)?;
+    let mut files = crate::storage::archive::newest_first(path)?;
     files.reverse();
     Ok(AllBackwards {
         files,
