@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use etcd::Etcd;
 
-use crate::util::{http, json_lines, monkey, temp_dir, Answer, Daemon, Sleeper, DEADLINE};
+use crate::util::{http, json_lines, monkey, Answer, Daemon, Sleeper, TestDir, DEADLINE};
 
 /// A dry-run daemon's config in `dir`: every day and hour, no timer, the API on a free
 /// port, a kill fault that may choose only `sleep 1000`, and a `fleet:` section on
@@ -66,7 +66,7 @@ fn until(within: Duration, what: &str, mut check: impl FnMut() -> bool) -> Durat
 fn two_daemons_sharing_one_slot_never_hold_it_at_once() {
     let etcd = Etcd::start("slots");
     let _sleeper = Sleeper::start();
-    let dirs = [temp_dir("fleet-slots-a"), temp_dir("fleet-slots-b")];
+    let dirs = [TestDir::new("fleet-slots-a"), TestDir::new("fleet-slots-b")];
     let mut daemons: Vec<Daemon> = dirs
         .iter()
         .zip(["a", "b"])
@@ -142,16 +142,16 @@ fn two_daemons_sharing_one_slot_never_hold_it_at_once() {
     until(DEADLINE, "the slot is given back", || {
         etcd.get_prefix("/nm/slots/slots/").is_empty()
     });
-    for dir in dirs {
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }
 
 #[test]
 fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
     let etcd = Etcd::start("budget");
     let _sleeper = Sleeper::start();
-    let dirs = [temp_dir("fleet-budget-a"), temp_dir("fleet-budget-b")];
+    let dirs = [
+        TestDir::new("fleet-budget-a"),
+        TestDir::new("fleet-budget-b"),
+    ];
     let mut daemons: Vec<Daemon> = dirs
         .iter()
         .zip(["a", "b"])
@@ -185,7 +185,7 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
     drop(daemons);
 
     // The gap, on a fleet of its own.
-    let dir = temp_dir("fleet-gap");
+    let dir = TestDir::new("fleet-gap");
     let cfg = config(&dir, &etcd, "/nm/gap", r#"min_gap: "1h""#);
     let mut gap = Daemon::start(&["--config", &cfg, "--node", "c"]);
     let port = gap.port();
@@ -199,16 +199,16 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
         "{}",
         refused.body
     );
-    for dir in dirs.into_iter().chain([dir]) {
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }
 
 #[test]
 fn the_fleet_switch_pauses_every_daemon_within_a_second() {
     let etcd = Etcd::start("switch");
     let _sleeper = Sleeper::start();
-    let dirs = [temp_dir("fleet-switch-a"), temp_dir("fleet-switch-b")];
+    let dirs = [
+        TestDir::new("fleet-switch-a"),
+        TestDir::new("fleet-switch-b"),
+    ];
     let cfgs: Vec<String> = dirs
         .iter()
         .map(|dir| config(dir, &etcd, "/nm/switch", "max_concurrent: 2"))
@@ -257,7 +257,7 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
     assert!(view["switch"]["reason"] == "game day over", "{view}");
     assert_eq!(view["nodes"].as_array().map(Vec::len), Some(2), "{view}");
     // A node that starts while the fleet is paused starts paused.
-    let dir = temp_dir("fleet-switch-c");
+    let dir = TestDir::new("fleet-switch-c");
     let cfg = config(&dir, &etcd, "/nm/switch", "max_concurrent: 2");
     let mut late = Daemon::start(&["--config", &cfg, "--node", "c"]);
     let port = late.port();
@@ -296,22 +296,19 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
     for &port in ports.iter().chain([&port]) {
         until(DEADLINE, "playing again", || kill(port).status == 200);
     }
-    for dir in dirs.into_iter().chain([dir]) {
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }
 
 /// A daemon executing for real inside a PID namespace of its own (with `sleep 1000` to
 /// pause), on `etcd`; killed with its namespace when dropped.
 struct Executing {
     namespace: std::process::Child,
-    dir: std::path::PathBuf,
+    dir: TestDir,
     port: u16,
 }
 
 impl Executing {
     fn start(name: &str, etcd: &Etcd, fleet: &str) -> Executing {
-        let dir = temp_dir(name);
+        let dir = TestDir::new(name);
         let cfg = config(&dir, etcd, &format!("/nm/{name}"), fleet);
         let log = dir.join("log");
         let namespace = crate::util::namespace(&format!(
@@ -390,7 +387,6 @@ impl Drop for Executing {
         // Our own child: with --kill-child, everything in its namespace ends with it.
         let _ = self.namespace.kill();
         let _ = self.namespace.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -454,7 +450,7 @@ fn a_killed_holder_frees_its_slot_when_its_lease_ends() {
 fn admissions_go_on_after_the_etcd_leader_is_killed() {
     let mut cluster = Etcd::cluster("leader", 3);
     let _sleeper = Sleeper::start();
-    let dir = temp_dir("fleet-leader");
+    let dir = TestDir::new("fleet-leader");
     let members: Vec<&Etcd> = cluster.iter().collect();
     let cfg = config_on(&dir, &members, "/nm/leader", "max_concurrent: 1");
     let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
@@ -483,13 +479,12 @@ fn admissions_go_on_after_the_etcd_leader_is_killed() {
         .collect();
     assert_eq!(revisions.len(), 2);
     assert!(revisions[0] < revisions[1], "{revisions:?}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_daemon_going_to_bed_leaves_the_fleet_at_once() {
     let etcd = Etcd::start("leave");
-    let dir = temp_dir("fleet-leave");
+    let dir = TestDir::new("fleet-leave");
     let cfg = config(&dir, &etcd, "/nm/leave", r#"lease_ttl: "60s""#);
     let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
     daemon.port();
@@ -497,7 +492,6 @@ fn a_daemon_going_to_bed_leaves_the_fleet_at_once() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), Some(0));
     assert_eq!(etcd.leases(), 0, "its lease ended with it, not 60 s later");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -530,7 +524,7 @@ fn a_holder_frozen_past_its_lease_reverts_as_it_wakes() {
 fn a_halt_with_scope_fleet_pauses_every_daemon() {
     let etcd = Etcd::start("halt");
     let _sleeper = Sleeper::start();
-    let dirs = [temp_dir("fleet-halt-a"), temp_dir("fleet-halt-b")];
+    let dirs = [TestDir::new("fleet-halt-a"), TestDir::new("fleet-halt-b")];
     let down = dirs[0].join("down");
     // The fleet's settings, then the fleet: section closed and a halt opened (the
     // config's own closing parenthesis ends it).
@@ -555,7 +549,4 @@ fn a_halt_with_scope_fleet_pauses_every_daemon() {
             .body
             .contains("the fleet is paused by halt probe ")
     });
-    for dir in dirs {
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }

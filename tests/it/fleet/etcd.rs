@@ -1,15 +1,15 @@
 //! A real etcd for one test: one member on free loopback ports, its data in a directory
 //! of its own, killed by its exact PID and removed when dropped.
 
-use std::{path::PathBuf, process::Child, time::Instant};
+use std::{process::Child, time::Instant};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 
-use crate::util::{http, temp_dir, DEADLINE};
+use crate::util::{http, TestDir, DEADLINE};
 
 pub struct Etcd {
     child: Option<Child>,
-    dir: PathBuf,
+    dir: TestDir,
     pub port: u16,
 }
 
@@ -39,7 +39,7 @@ impl Etcd {
             .iter()
             .enumerate()
             .map(|(i, &(port, peer))| {
-                let dir = temp_dir(&format!("etcd-{name}-{i}"));
+                let dir = TestDir::new(&format!("etcd-{name}-{i}"));
                 let client = format!("http://127.0.0.1:{port}");
                 let peer_url = format!("http://127.0.0.1:{peer}");
                 let child = std::process::Command::new("etcd")
@@ -159,8 +159,8 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
+        // Before its directory goes (a field dropped after this).
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
