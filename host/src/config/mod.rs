@@ -224,35 +224,9 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         .filter_map(|(name, hook)| hook.validate(name, src, &mut errors))
         .collect();
     let limits = raw.budget.validate(src, &mut errors);
-    let halt = raw
-        .halt
-        .as_ref()
-        .and_then(|halt| halt.validate(src, &mut errors));
     let journal_retention = raw.journal_retention.validate(src, &mut errors);
-    let fleet = raw
-        .fleet
-        .as_ref()
-        .and_then(|fleet| fleet.validate(src, &mut errors));
-    if halt
-        .as_ref()
-        .is_some_and(|h| h.scope == crate::probe::HaltScope::Fleet)
-        && raw.fleet.is_none()
-    {
-        errors.push(format!(
-            "{}: scope Fleet pauses the fleet through its coordinator: add a fleet: section, or leave scope out",
-            src.at(&["halt", "scope"])
-        ));
-    }
-    let plugin_timeout = match &raw.plugin_timeout {
-        None => Some(crate::engine::PLUGIN_TIMEOUT),
-        Some(text) => duration(
-            text,
-            &src.at(&["plugin_timeout"]),
-            "plugin_timeout",
-            MAX_PLUGIN_TIMEOUT,
-            &mut errors,
-        ),
-    };
+    let (halt, fleet) = halt_and_fleet(&raw, src, &mut errors);
+    let plugin_timeout = plugin_timeout(&raw, src, &mut errors);
 
     // What was refused stands in at its default (the errors say what was wrong), so
     // that the rest is still checked.
@@ -300,6 +274,52 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         fleet,
     };
     (config, errors)
+}
+
+/// The halt probes and the fleet's coordination, each checked, and checked together: a
+/// halt that pauses the fleet needs one.
+fn halt_and_fleet(
+    raw: &RawConfig,
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> (Option<Halt>, Option<crate::fleet::config::FleetConfig>) {
+    let halt = raw
+        .halt
+        .as_ref()
+        .and_then(|halt| halt.validate(src, errors));
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .and_then(|fleet| fleet.validate(src, errors));
+    if halt
+        .as_ref()
+        .is_some_and(|h| h.scope == crate::probe::HaltScope::Fleet)
+        && raw.fleet.is_none()
+    {
+        errors.push(format!(
+            "{}: scope Fleet pauses the fleet through its coordinator: add a fleet: section, or leave scope out",
+            src.at(&["halt", "scope"])
+        ));
+    }
+    (halt, fleet)
+}
+
+/// How long a plugin call may take (`None`: the setting is in error).
+fn plugin_timeout(
+    raw: &RawConfig,
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Option<std::time::Duration> {
+    match &raw.plugin_timeout {
+        None => Some(crate::engine::PLUGIN_TIMEOUT),
+        Some(text) => duration(
+            text,
+            &src.at(&["plugin_timeout"]),
+            "plugin_timeout",
+            MAX_PLUGIN_TIMEOUT,
+            errors,
+        ),
+    }
 }
 
 /// The faults the file names, each checked; the original's fault only when the file

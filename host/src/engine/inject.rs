@@ -8,16 +8,9 @@ impl Engine {
     /// Synchronous: the plugin may block, so async callers run this off their runtime.
     pub fn inject(&self, ask: &Ask) -> Result<Injection, InjectError> {
         let now = Utc::now();
-        let slot = self.guard(&ask.fault, now, true).inspect_err(|e| {
-            let counted = match e {
-                InjectError::Paused(_) => Refusal::Paused,
-                InjectError::Sleeping { .. } => Refusal::Window,
-                InjectError::Loading { .. } => Refusal::Loading,
-                InjectError::OverBudget { .. } => Refusal::Budget,
-                _ => return,
-            };
-            metrics::get().refused(counted);
-        })?;
+        let slot = self
+            .guard(&ask.fault, now, true)
+            .inspect_err(count_refusal)?;
         // The fleet's admission, if any: held until the fault is over (see admission.rs).
         let mut fleet_slot = self.admit(ask, now)?;
         let mut intent = self.intent(ask, &slot.plugin, now);
@@ -114,11 +107,18 @@ impl Engine {
                 reverted: self.revert_at_once(id, "journal", self.plugin_timeout),
             });
         }
-        // Paused (or shutting down, or cut off from the fleet) while the plugin worked:
-        // the kill switch did not see this fault among the active ones, so it is undone
-        // now, on a thread of its own.
+        if revert_due.is_some() {
+            self.undo_if_stopped_meanwhile(id);
+        }
+        Ok(injection)
+    }
+
+    /// Paused (or shutting down, or cut off from the fleet) while the plugin worked: the
+    /// kill switch did not see fault `id` among the active ones, so it is undone now, on
+    /// a thread of its own.
+    fn undo_if_stopped_meanwhile(&self, id: &str) {
         let cut_off = self.fleet_cut_off();
-        if revert_due.is_some() && (self.paused().is_some() || cut_off) {
+        if self.paused().is_some() || cut_off {
             let reason = if self.closing.load(Ordering::SeqCst) {
                 "shutdown"
             } else if cut_off {
@@ -128,7 +128,6 @@ impl Engine {
             };
             self.revert_at_once(id, reason, Duration::ZERO);
         }
-        Ok(injection)
     }
 
     /// The intent of `ask`, a fault of `plugin`, at `now`: its id and its seed, drawn from
@@ -386,4 +385,17 @@ impl Drop for InFlight<'_> {
             self.flights.ended.notify_all();
         }
     }
+}
+
+/// Counts a guard's refusal in the metrics by its reason (other errors are not
+/// refusals of a guard).
+fn count_refusal(error: &InjectError) {
+    let counted = match error {
+        InjectError::Paused(_) => Refusal::Paused,
+        InjectError::Sleeping { .. } => Refusal::Window,
+        InjectError::Loading { .. } => Refusal::Loading,
+        InjectError::OverBudget { .. } => Refusal::Budget,
+        _ => return,
+    };
+    metrics::get().refused(counted);
 }

@@ -130,45 +130,7 @@ impl RawFleet {
                 at(&["prefix"])
             ));
         }
-        let credentials = match (&etcd.username, &etcd.password_file) {
-            (None, None) => None,
-            (Some(username), Some(file)) => match std::fs::read_to_string(file) {
-                Ok(password) if !password.trim().is_empty() => Some(Credentials {
-                    username: username.clone(),
-                    password: password.trim_end_matches(['\n', '\r']).to_owned(),
-                }),
-                Ok(_) => {
-                    errors.push(format!(
-                        "{}: password file {} is empty",
-                        at(&["password_file"]),
-                        file.display()
-                    ));
-                    None
-                }
-                Err(e) => {
-                    errors.push(format!(
-                        "{}: cannot read password file {}: {e}",
-                        at(&["password_file"]),
-                        file.display()
-                    ));
-                    None
-                }
-            },
-            (Some(_), None) => {
-                errors.push(format!(
-                    "{}: a username needs a password_file",
-                    at(&["username"])
-                ));
-                None
-            }
-            (None, Some(_)) => {
-                errors.push(format!(
-                    "{}: a password_file needs a username",
-                    at(&["password_file"])
-                ));
-                None
-            }
-        };
+        let credentials = credentials(etcd, src, errors);
         let max_concurrent = self.max_concurrent.unwrap_or(1);
         if !(1..=MAX_CONCURRENT).contains(&max_concurrent) {
             errors.push(format!(
@@ -234,6 +196,51 @@ impl RawFleet {
             min_gap,
             lease_ttl: lease_ttl?,
         })
+    }
+}
+
+/// The user and password etcd is reached with, if any: both or neither, the password
+/// read from its file (never from the config itself, never logged).
+fn credentials(etcd: &RawEtcd, src: &Source<'_>, errors: &mut Vec<String>) -> Option<Credentials> {
+    let at = |keys: &[&str]| src.at(&[&["fleet", "coordinator"][..], keys].concat());
+    match (&etcd.username, &etcd.password_file) {
+        (None, None) => None,
+        (Some(username), Some(file)) => match std::fs::read_to_string(file) {
+            Ok(password) if !password.trim().is_empty() => Some(Credentials {
+                username: username.clone(),
+                password: password.trim_end_matches(['\n', '\r']).to_owned(),
+            }),
+            Ok(_) => {
+                errors.push(format!(
+                    "{}: password file {} is empty",
+                    at(&["password_file"]),
+                    file.display()
+                ));
+                None
+            }
+            Err(e) => {
+                errors.push(format!(
+                    "{}: cannot read password file {}: {e}",
+                    at(&["password_file"]),
+                    file.display()
+                ));
+                None
+            }
+        },
+        (Some(_), None) => {
+            errors.push(format!(
+                "{}: a username needs a password_file",
+                at(&["username"])
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            errors.push(format!(
+                "{}: a password_file needs a username",
+                at(&["password_file"])
+            ));
+            None
+        }
     }
 }
 
