@@ -16,7 +16,6 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use nightmare_monkey_plugin_api::sdk::ErrorKind;
 
 mod control;
 mod fleet;
@@ -24,11 +23,10 @@ mod once;
 mod recovery;
 mod refusal;
 
-use refusal::failure_line;
-pub use refusal::Refusal;
+pub(crate) use refusal::failure_line;
 
 use crate::{
-    domain::injection::{ceil_secs, Ask, InjectError, Injection},
+    domain::injection::{Ask, InjectError, Injection},
     engine::{run_all, Engine, Unfinished},
     output::{events, log, metrics, notifier::Notifiers},
     probe::{first_failure, Probe, Recovery},

@@ -26,7 +26,7 @@ use warp::{
 };
 
 use crate::{
-    dispatch::{Injector, Refusal},
+    dispatch::Injector,
     domain::injection::Ask,
     output::{
         answer::Answer,
@@ -44,6 +44,9 @@ mod drill;
 mod fleet;
 mod history;
 mod origin;
+mod refusal;
+
+use refusal::Refusal;
 mod routes;
 mod server;
 
