@@ -210,6 +210,12 @@ impl Journal {
         f()
     }
 
+    /// Whether a thread waits in [`Journal::wait_grown`].
+    #[cfg(test)]
+    pub(crate) fn someone_waits(&self) -> bool {
+        lock(&self.grown).wanted != Growth::NOBODY_WAITS
+    }
+
     /// Blocks until at least `bytes` were appended since the last call returned (no
     /// polling: the appends wake it).
     pub(crate) fn wait_grown(&self, bytes: u64) {

@@ -186,7 +186,8 @@ fn the_lock_is_given_up_after_each_append() {
     fs::remove_dir_all(dir).unwrap();
 }
 
-/// The checkpoint writer waits for a number of bytes and is woken once they are there.
+/// The checkpoint writer waits for a number of bytes and is woken once they are there,
+/// not before.
 #[test]
 fn a_wait_for_growth_ends_when_enough_was_appended() {
     let dir = std::env::temp_dir().join(format!("nm-journal-grown-{}", std::process::id()));
@@ -196,15 +197,31 @@ fn a_wait_for_growth_ends_when_enough_was_appended() {
     let one = serde_json::to_vec(&intent("1-1")).unwrap().len() as u64 + 1;
     let (done, waited) = std::sync::mpsc::channel();
     let waiter = journal.clone();
+    let at = path.clone();
     std::thread::spawn(move || {
         waiter.wait_grown(3 * one);
-        let _ = done.send(());
+        // How much the journal held when the wait ended.
+        let _ = done.send(fs::metadata(&at).map(|m| m.len()).unwrap_or(0));
     });
+    // Appended only once the waiter waits, so that the wake-up is what is tested.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !journal.someone_waits() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never waited"
+        );
+        std::thread::yield_now();
+    }
     for id in ["1-1", "1-2", "1-3"] {
         journal.append(&intent(id), false).unwrap();
     }
-    waited
+    let held = waited
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("three records wake the wait for three records' bytes");
+    assert!(
+        held >= 3 * one,
+        "woken after {held} bytes, before {}",
+        3 * one
+    );
     fs::remove_dir_all(dir).unwrap();
 }
