@@ -452,6 +452,7 @@ Examples:
   nightmare-monkey kill --seed 42            the same pick every time on the same processes
   nightmare-monkey kill --fault-config '(signal: \"TERM\", exclude_names: [\"^sshd$\"])'
   nightmare-monkey kill --plugin ./libmy_fault.so --desc 'game day'
+  nightmare-monkey kill --fault net-loss --fault-config '(percent: 10, ports: [5432])'
   nightmare-monkey kill --config /etc/nightmare-monkey/config.ron --fault gentle-kill";
 
 /// `kill`: one injection.
@@ -492,8 +493,9 @@ pub struct KillArgs {
     pub config: Option<PathBuf>,
 
     /// With --config: the configured fault to inject [default: the one POST /api/kill
-    /// fires]
-    #[arg(long, value_name = "NAME", requires = "config")]
+    /// fires]; without: the built-in fault to inject (net-loss, disk-fill, ...) [default:
+    /// process-kill]
+    #[arg(long, value_name = "NAME", conflicts_with = "plugin")]
     pub fault: Option<String>,
 
     /// Load a --plugin file that fails the trust checks, with a warning (see the daemon's

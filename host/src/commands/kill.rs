@@ -39,10 +39,7 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
             }
             plugin
         }
-        None => plugin::builtins()
-            .into_iter()
-            .find(|p| p.manifest.name == "process-kill")
-            .context("the built-in process-kill plugin is missing")?,
+        None => builtin(args.fault.as_deref().unwrap_or("process-kill"))?,
     };
     let name = plugin.manifest.name.clone();
     let fault = plugin
@@ -83,6 +80,22 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
     engine.add_fault(&name, &name, fault)?;
 
     once(engine, BTreeMap::new(), &name, &args)
+}
+
+/// The built-in plugin `name` (`kill --fault NAME` without `--config`).
+fn builtin(name: &str) -> anyhow::Result<Plugin> {
+    let builtins = plugin::builtins();
+    let names: Vec<String> = builtins.iter().map(|p| p.manifest.name.clone()).collect();
+    builtins
+        .into_iter()
+        .find(|p| p.manifest.name == name)
+        .ok_or_else(|| {
+            UsageError(anyhow!(
+                "--fault: no built-in fault is named `{name}` (built-in: {}; a configured fault needs --config)",
+                names.join(", ")
+            ))
+            .into()
+        })
 }
 
 /// `kill --config FILE [--fault NAME]`: a fault as the daemon configured it.

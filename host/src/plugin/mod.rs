@@ -195,6 +195,7 @@ pub fn builtins() -> Vec<Plugin> {
         ("memory-hog", memory_hog::plugin_module()),
     ]
     .into_iter()
+    .chain(net_faults::plugin_modules())
     .map(|(name, module)| {
         Plugin::new(module, Source::Builtin)
             .unwrap_or_else(|e| panic!("built-in plugin {name} is broken: {e:#}"))

@@ -1,0 +1,468 @@
+//! What a packet fault matches: its configuration as written, checked into a [`Filter`]
+//! that cannot match nothing, and rendered as nftables match expressions.
+
+use std::net::IpAddr;
+
+use nightmare_monkey_plugin_api::sdk::{self, ErrorKind, PluginError};
+use serde::Deserialize;
+
+/// A packet fault's configuration, as written in RON (every fault of this crate reads
+/// the same fields and refuses those that are not its own).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `in`, `out` or `both` (default): the packets this host receives, sends, or both.
+    pub direction: Option<String>,
+    /// `tcp`, `udp`, `icmp` (ICMP and ICMPv6) or `any` (default).
+    pub protocol: Option<String>,
+    /// Ports (`5432`) or ranges (`"8000-8100"`) at either end of the packet; only TCP and
+    /// UDP packets have them. Absent: every port.
+    pub ports: Option<Vec<Port>>,
+    /// The other end: addresses or CIDRs (`"10.0.0.0/8"`, `"::1"`). Absent: every peer.
+    pub peers: Option<Vec<String>>,
+    /// `net-loss`: the share of matching packets dropped, more than 0 and at most 100
+    /// (hundredths are kept: `0.5`).
+    pub percent: Option<f64>,
+    /// How long the fault lasts (default 1m, at most 1h).
+    pub duration: Option<sdk::DurationText>,
+    /// Leave SSH (TCP port 22 at either end) alone (default true).
+    pub spare_ssh: Option<bool>,
+    /// Leave the daemon's own listening ports (its API) alone (default true).
+    pub spare_api: Option<bool>,
+}
+
+/// A port or a range of ports as written: `5432` or `"8000-8100"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Port {
+    /// One port.
+    One(u64),
+    /// A range, `"low-high"` (or one port as text).
+    Text(String),
+}
+
+/// Which packets, by the way they travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received by this host (the `input` hook).
+    In,
+    /// Sent by this host (the `output` hook).
+    Out,
+    /// Both.
+    Both,
+}
+
+impl Direction {
+    /// The hooks a fault in this direction needs, each with its chain's suffix.
+    pub fn hooks(self) -> &'static [Hook] {
+        match self {
+            Direction::In => &[Hook::Input],
+            Direction::Out => &[Hook::Output],
+            Direction::Both => &[Hook::Input, Hook::Output],
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Direction::In => "incoming",
+            Direction::Out => "outgoing",
+            Direction::Both => "incoming and outgoing",
+        }
+    }
+}
+
+/// An nftables hook of a per-fault chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Packets for this host: the peer is the source.
+    Input,
+    /// Packets from this host: the peer is the destination.
+    Output,
+}
+
+impl Hook {
+    /// The hook's name in nftables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Input => "input",
+            Hook::Output => "output",
+        }
+    }
+
+    /// The chain name's suffix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Hook::Input => "in",
+            Hook::Output => "out",
+        }
+    }
+
+    fn peer(self) -> &'static str {
+        match self {
+            Hook::Input => "saddr",
+            Hook::Output => "daddr",
+        }
+    }
+}
+
+/// The transport protocol matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Every packet.
+    Any,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP and ICMPv6.
+    Icmp,
+}
+
+/// A network: an address and a prefix length, host bits clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// Reads `10.0.0.0/8`, `::1` or `127.0.0.1`; host bits set are refused.
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, len) = match text.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an address or a CIDR (10.0.0.0/8, ::1)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(len) => len
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| format!("`{text}`: the prefix length must be 0 to {max}"))?,
+        };
+        let bits = match addr {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let host = 1u128
+            .checked_shl(u32::from(max - len))
+            .map_or(u128::MAX, |b| b - 1);
+        if bits & host != 0 {
+            return Err(format!(
+                "`{text}` has host bits set past /{len}: write the network's first address"
+            ));
+        }
+        Ok(Cidr { addr, len })
+    }
+
+    fn render(&self) -> String {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.len == max {
+            self.addr.to_string()
+        } else {
+            format!("{}/{}", self.addr, self.len)
+        }
+    }
+}
+
+/// What a packet fault matches, checked: it matches something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// Which way the packets travel.
+    pub direction: Direction,
+    /// Their protocol.
+    pub protocol: Protocol,
+    /// Port ranges at either end (empty: every port).
+    pub ports: Vec<(u16, u16)>,
+    /// IPv4 peers (with `peers6`, empty both: every peer).
+    pub peers4: Vec<Cidr>,
+    /// IPv6 peers.
+    pub peers6: Vec<Cidr>,
+}
+
+fn config_error(message: String) -> PluginError {
+    PluginError::new(ErrorKind::Config, message)
+}
+
+impl Filter {
+    /// The filter of `config`, or the one reason it is refused.
+    pub fn of(config: &Config) -> Result<Filter, PluginError> {
+        let direction = match config.direction.as_deref() {
+            None | Some("both") => Direction::Both,
+            Some("in") => Direction::In,
+            Some("out") => Direction::Out,
+            Some(other) => {
+                return Err(config_error(format!(
+                    "direction `{other}`: expected in, out or both"
+                )))
+            }
+        };
+        let protocol = match config.protocol.as_deref() {
+            None | Some("any") => Protocol::Any,
+            Some("tcp") => Protocol::Tcp,
+            Some("udp") => Protocol::Udp,
+            Some("icmp") => Protocol::Icmp,
+            Some(other) => {
+                return Err(config_error(format!(
+                    "protocol `{other}`: expected tcp, udp, icmp or any"
+                )))
+            }
+        };
+        let ports = match &config.ports {
+            None => Vec::new(),
+            Some(ports) if ports.is_empty() => {
+                return Err(config_error(
+                    "ports: an empty list matches no packet; leave it out for every port"
+                        .to_owned(),
+                ))
+            }
+            Some(ports) => ports.iter().map(port_range).collect::<Result<_, _>>()?,
+        };
+        if !ports.is_empty() && protocol == Protocol::Icmp {
+            return Err(config_error(
+                "ports: ICMP packets have no ports, so this filter matches nothing; use protocol tcp, udp or any".to_owned(),
+            ));
+        }
+        let (mut peers4, mut peers6) = (Vec::new(), Vec::new());
+        if let Some(peers) = &config.peers {
+            if peers.is_empty() {
+                return Err(config_error(
+                    "peers: an empty list matches no packet; leave it out for every peer"
+                        .to_owned(),
+                ));
+            }
+            for peer in peers {
+                let cidr = Cidr::parse(peer).map_err(|e| config_error(format!("peers: {e}")))?;
+                if cidr.addr.is_ipv4() {
+                    peers4.push(cidr);
+                } else {
+                    peers6.push(cidr);
+                }
+            }
+        }
+        Ok(Filter {
+            direction,
+            protocol,
+            ports,
+            peers4,
+            peers6,
+        })
+    }
+
+    /// Whether it names peers or ports (a partition must: else it cuts the host off).
+    pub fn is_narrowed(&self) -> bool {
+        !self.ports.is_empty() || !self.peers4.is_empty() || !self.peers6.is_empty()
+    }
+
+    /// Whether every port it names is in `spared`, TCP's alone (then it matches nothing
+    /// this fault may touch).
+    pub fn only_spared(&self, spared: &[u16]) -> bool {
+        self.protocol == Protocol::Tcp
+            && !self.ports.is_empty()
+            && self
+                .ports
+                .iter()
+                .all(|&(lo, hi)| (lo..=hi).all(|p| spared.contains(&p)))
+    }
+
+    /// The match expressions of the rules for `hook`, one rule each (nftables has no
+    /// "or" inside a rule: both port ends, and each address family, are rules of their
+    /// own). `protocol` overrides the filter's (a reject answers TCP apart).
+    pub fn matches(&self, hook: Hook, protocol: Protocol) -> Vec<String> {
+        let proto = match (protocol, self.ports.is_empty()) {
+            (Protocol::Tcp, _) => "meta l4proto tcp",
+            (Protocol::Udp, _) => "meta l4proto udp",
+            (Protocol::Icmp, _) => "meta l4proto { icmp, ipv6-icmp }",
+            (Protocol::Any, true) => "",
+            (Protocol::Any, false) => "meta l4proto { tcp, udp }",
+        };
+        let ports: Vec<String> = if self.ports.is_empty() {
+            vec![String::new()]
+        } else {
+            let set = set(self.ports.iter().map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            }));
+            vec![format!("th dport {set}"), format!("th sport {set}")]
+        };
+        let mut peers = Vec::new();
+        if !self.peers4.is_empty() {
+            let set = set(self.peers4.iter().map(Cidr::render));
+            peers.push(format!("ip {} {set}", hook.peer()));
+        }
+        if !self.peers6.is_empty() {
+            let set = set(self.peers6.iter().map(Cidr::render));
+            peers.push(format!("ip6 {} {set}", hook.peer()));
+        }
+        if peers.is_empty() {
+            peers.push(String::new());
+        }
+        let mut rules = Vec::new();
+        for peer in &peers {
+            for port in &ports {
+                let parts = [peer.as_str(), proto, port.as_str()];
+                rules.push(
+                    parts
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+            }
+        }
+        rules
+    }
+
+    /// The packets it matches, for a summary: `incoming udp packets on ports 53 from 10.0.0.0/8`.
+    pub fn describe(&self) -> String {
+        let proto = match self.protocol {
+            Protocol::Any => "",
+            Protocol::Tcp => " tcp",
+            Protocol::Udp => " udp",
+            Protocol::Icmp => " icmp",
+        };
+        let mut text = format!("{}{proto} packets", self.direction.word());
+        if !self.ports.is_empty() {
+            let ports: Vec<String> = self
+                .ports
+                .iter()
+                .map(|&(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    }
+                })
+                .collect();
+            text.push_str(&format!(" on ports {}", ports.join(",")));
+        }
+        let peers: Vec<String> = self
+            .peers4
+            .iter()
+            .chain(&self.peers6)
+            .map(Cidr::render)
+            .collect();
+        if !peers.is_empty() {
+            text.push_str(&format!(" with {}", peers.join(",")));
+        }
+        text
+    }
+}
+
+/// One element alone, or `{ a, b }`.
+fn set(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.len() == 1 {
+        items[0].clone()
+    } else {
+        format!("{{ {} }}", items.join(", "))
+    }
+}
+
+fn port_range(port: &Port) -> Result<(u16, u16), PluginError> {
+    let number = |text: &str| -> Option<u16> { text.trim().parse::<u16>().ok().filter(|p| *p > 0) };
+    let range = match port {
+        Port::One(n) => u16::try_from(*n).ok().filter(|p| *p > 0).map(|p| (p, p)),
+        Port::Text(text) => match text.split_once('-') {
+            Some((lo, hi)) => number(lo).zip(number(hi)),
+            None => number(text).map(|p| (p, p)),
+        },
+    };
+    let shown = match port {
+        Port::One(n) => n.to_string(),
+        Port::Text(t) => format!("\"{t}\""),
+    };
+    match range {
+        Some((lo, hi)) if lo <= hi => Ok((lo, hi)),
+        _ => Err(config_error(format!(
+            "ports: {shown}: expected a port from 1 to 65535 or a range \"low-high\""
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(text: &str) -> Result<Filter, String> {
+        sdk::parse_config::<Config>(text)
+            .and_then(|c| Filter::of(&c))
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn every_field_renders_as_nft_matches() {
+        let f = filter(r#"(direction: "in", protocol: "udp", ports: [53, "8000-8100"], peers: ["10.0.0.0/8", "::1", "192.168.1.7"])"#).unwrap();
+        assert_eq!(
+            f.matches(Hook::Input, f.protocol),
+            [
+                "ip saddr { 10.0.0.0/8, 192.168.1.7 } meta l4proto udp th dport { 53, 8000-8100 }",
+                "ip saddr { 10.0.0.0/8, 192.168.1.7 } meta l4proto udp th sport { 53, 8000-8100 }",
+                "ip6 saddr ::1 meta l4proto udp th dport { 53, 8000-8100 }",
+                "ip6 saddr ::1 meta l4proto udp th sport { 53, 8000-8100 }",
+            ]
+        );
+        assert_eq!(
+            f.describe(),
+            "incoming udp packets on ports 53,8000-8100 with 10.0.0.0/8,192.168.1.7,::1"
+        );
+        let all = filter("()").unwrap();
+        assert_eq!(all.matches(Hook::Output, all.protocol), [""]);
+        assert_eq!(all.direction.hooks(), [Hook::Input, Hook::Output]);
+        let ports = filter("(ports: [9000])").unwrap();
+        assert_eq!(
+            ports.matches(Hook::Output, Protocol::Any),
+            [
+                "meta l4proto { tcp, udp } th dport 9000",
+                "meta l4proto { tcp, udp } th sport 9000"
+            ]
+        );
+        let peer = filter(r#"(protocol: "icmp", peers: ["127.0.0.2"])"#).unwrap();
+        assert_eq!(
+            peer.matches(Hook::Output, peer.protocol),
+            ["ip daddr 127.0.0.2 meta l4proto { icmp, ipv6-icmp }"]
+        );
+    }
+
+    #[test]
+    fn a_filter_that_matches_nothing_is_refused_saying_why() {
+        for (text, expected) in [
+            ("(ports: [])", "ports: an empty list matches no packet; leave it out for every port"),
+            ("(peers: [])", "peers: an empty list matches no packet; leave it out for every peer"),
+            (r#"(protocol: "icmp", ports: [80])"#, "ports: ICMP packets have no ports, so this filter matches nothing; use protocol tcp, udp or any"),
+            (r#"(direction: "sideways")"#, "direction `sideways`: expected in, out or both"),
+            (r#"(protocol: "sctp")"#, "protocol `sctp`: expected tcp, udp, icmp or any"),
+            ("(ports: [0])", "ports: 0: expected a port from 1 to 65535 or a range \"low-high\""),
+            ("(ports: [70000])", "ports: 70000: expected a port from 1 to 65535 or a range \"low-high\""),
+            (r#"(ports: ["90-80"])"#, "ports: \"90-80\": expected a port from 1 to 65535 or a range \"low-high\""),
+            (r#"(peers: ["10.0.0.1/8"])"#, "peers: `10.0.0.1/8` has host bits set past /8: write the network's first address"),
+            (r#"(peers: ["10.0.0.0/33"])"#, "peers: `10.0.0.0/33`: the prefix length must be 0 to 32"),
+            (r#"(peers: ["db.local"])"#, "peers: `db.local` is not an address or a CIDR (10.0.0.0/8, ::1)"),
+        ] {
+            assert_eq!(filter(text).unwrap_err(), expected, "{text}");
+        }
+        assert!(filter(r#"(peers: ["0.0.0.0/0", "::/0", "fd00::/8"])"#).is_ok());
+    }
+
+    #[test]
+    fn ports_all_spared_match_nothing() {
+        let f = filter(r#"(protocol: "tcp", ports: [22, 8080])"#).unwrap();
+        assert!(f.only_spared(&[22, 8080]));
+        assert!(!f.only_spared(&[22]));
+        let udp = filter(r#"(protocol: "udp", ports: [22])"#).unwrap();
+        assert!(!udp.only_spared(&[22]), "only TCP is spared");
+        let any = filter("(ports: [22])").unwrap();
+        assert!(!any.only_spared(&[22]), "UDP port 22 is still matched");
+        assert!(!filter("()").unwrap().only_spared(&[22]));
+    }
+}

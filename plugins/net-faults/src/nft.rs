@@ -1,0 +1,145 @@
+//! Talking to nftables through the `nft` program: a script on its standard input
+//! (`nft -f -`, one atomic transaction: all of it applies or none) to change rules, and
+//! `nft -j list` (JSON) to read what is there.
+//!
+//! Why the program and not a library: libnftables has no maintained Rust binding, and
+//! `nft` is what every host with nftables has and what an operator reads. The script is
+//! nft's own text, so the dry run shows, and the journal keeps, byte for byte what is
+//! applied, and an operator can paste it; every part of it is rendered from checked
+//! values (numbers, addresses, our chain names), never from text a user wrote.
+
+use std::{
+    io::Write as _,
+    process::{Command, Stdio},
+    sync::Mutex,
+};
+
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
+
+/// Our table: every rule of every network fault lives in it, and nothing else does.
+pub const TABLE: &str = "inet nightmare_monkey";
+
+/// One change of our table at a time within this process: removing the table once it
+/// is empty must not race a fault adding its chain.
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// The `nft` program: on the `PATH`, else where Debian and others put it.
+fn program() -> &'static str {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("nft").is_file()));
+    if on_path {
+        "nft"
+    } else if std::path::Path::new("/usr/sbin/nft").is_file() {
+        "/usr/sbin/nft"
+    } else {
+        "/sbin/nft"
+    }
+}
+
+/// Runs `nft` with `args` and `input` on its standard input; its standard output, or
+/// its error as one sentence.
+fn nft(args: &[&str], input: &str) -> Result<String, PluginError> {
+    let mut child = Command::new(program())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("cannot run nft: {e} (install nftables: network faults need it)"),
+            )
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failed write shows as nft's own error below.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| PluginError::new(ErrorKind::Failed, format!("nft did not finish: {e}")))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // nft repeats the failing line and underlines it: the first line says it all.
+    let first = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
+    let kind = if stderr.contains("Operation not permitted") {
+        ErrorKind::Denied
+    } else if stderr.contains("File exists") {
+        ErrorKind::NoTarget
+    } else {
+        ErrorKind::Failed
+    };
+    let hint = match kind {
+        ErrorKind::Denied => " (network faults need CAP_NET_ADMIN)",
+        ErrorKind::NoTarget => " (a chain of this name is another fault's: nothing applied)",
+        _ => "",
+    };
+    Err(PluginError::new(
+        kind,
+        format!("nft: {}{hint}", first.trim()),
+    ))
+}
+
+/// Applies `script` as one transaction.
+pub fn apply(script: &str) -> Result<(), PluginError> {
+    let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    nft(&["-f", "-"], script).map(drop)
+}
+
+/// The names of the chains in our table (none if it does not exist).
+fn chains() -> Result<Vec<String>, PluginError> {
+    let (family, name) = TABLE.split_once(' ').unwrap_or(("inet", TABLE));
+    let listing = match nft(&["-j", "list", "table", family, name], "") {
+        Ok(listing) => listing,
+        Err(e) if e.message.contains("No such file or directory") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let json: serde_json::Value = serde_json::from_str(&listing).map_err(|e| {
+        PluginError::new(
+            ErrorKind::Failed,
+            format!("nft -j list answered unreadable JSON: {e}"),
+        )
+    })?;
+    Ok(json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["chain"]["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The script that removes `chains` from our table whether they exist or not: each is
+/// added (a no-op when it exists), flushed and deleted, in one transaction.
+pub fn removal(chains: &[String]) -> String {
+    let mut script = format!("add table {TABLE}\n");
+    for chain in chains {
+        for verb in ["add", "flush", "delete"] {
+            script.push_str(&format!("{verb} chain {TABLE} {chain}\n"));
+        }
+    }
+    script
+}
+
+/// Removes `chains` (those that are gone already are no error), then the table if no
+/// chain is left in it. Returns the chains that were there.
+pub fn remove(chains: &[String]) -> Result<Vec<String>, PluginError> {
+    let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let before = self::chains()?;
+    nft(&["-f", "-"], &removal(chains))?;
+    if self::chains()?.is_empty() {
+        // Not atomic with the listing: a chain another process (a `kill` beside the
+        // daemon) added in that instant goes with the table, and its fault ends early.
+        // A rule is never left behind by it.
+        nft(&["-f", "-"], &format!("delete table {TABLE}\n"))?;
+    }
+    Ok(chains
+        .iter()
+        .filter(|c| before.contains(c))
+        .cloned()
+        .collect())
+}

@@ -1,0 +1,508 @@
+//! A packet fault: its filter, what it does to a matching packet, and the nftables
+//! script that does it, prepared (and journaled by the host) before it is applied.
+//!
+//! Each fault gets chains of its own in our table, one per hook it needs, named after
+//! its kind and an id drawn from its seed (`loss_1f2e3d4c5b6a7988_in`). A chain is
+//! created with `create` (never taken over: a name in use refuses the fault), begins
+//! with the spared ports (accepted, which only ends *our* chain: the host's own chains
+//! still see the packet), then the fault's rules. A revert deletes exactly these chains.
+
+use std::time::Duration;
+
+use nightmare_monkey_plugin_api::sdk::{
+    self, results, ErrorKind, Outcome, PluginError, Request, Rng,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    filter::{Config, Filter, Hook, Protocol},
+    nft, own,
+};
+
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+const SSH: u16 = 22;
+
+/// What happens to a matching packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Dropped with this chance, in hundredths of a percent (1 to 10,000).
+    Loss(u32),
+    /// Dropped, always.
+    Partition,
+    /// Answered: a TCP reset, an ICMP port unreachable for the rest.
+    Reject,
+}
+
+impl Action {
+    /// The fault's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Loss(_) => "net-loss",
+            Action::Partition => "net-partition",
+            Action::Reject => "net-reject",
+        }
+    }
+
+    fn chain_prefix(self) -> &'static str {
+        match self {
+            Action::Loss(_) => "loss",
+            Action::Partition => "partition",
+            Action::Reject => "reject",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Loss(_) => "Drop",
+            Action::Partition => "Partition",
+            Action::Reject => "Reject",
+        }
+    }
+
+    /// What it does, as `doing` and as `would do`.
+    fn says(self) -> (String, String) {
+        match self {
+            Action::Loss(h) => (
+                format!("dropping {} of", percent(h)),
+                format!("would drop {} of", percent(h)),
+            ),
+            Action::Partition => ("dropping all".into(), "would drop all".into()),
+            Action::Reject => ("rejecting".into(), "would reject".into()),
+        }
+    }
+}
+
+/// Hundredths of a percent as text: `30%`, `0.5%`.
+fn percent(hundredths: u32) -> String {
+    let text = format!("{}.{:02}", hundredths / 100, hundredths % 100);
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// A configured packet fault.
+#[derive(Debug)]
+pub struct PacketFault {
+    action: Action,
+    filter: Filter,
+    duration: Duration,
+    spare_ssh: bool,
+    spare_api: bool,
+}
+
+/// What the revert needs: the chains (in our table). Prepared, it also holds the
+/// script that `apply` runs, exactly as journaled.
+#[derive(Debug, Serialize, Deserialize)]
+struct Chains {
+    chains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nft: Option<String>,
+}
+
+fn config_error(message: String) -> PluginError {
+    PluginError::new(ErrorKind::Config, message)
+}
+
+impl PacketFault {
+    /// The fault `kind` (its [`Action`] with any percentage yet unknown) configured by
+    /// `config`; every refusal names the setting.
+    pub fn new(kind: Action, config: Config) -> Result<Self, PluginError> {
+        let filter = Filter::of(&config)?;
+        let action = match (kind, config.percent) {
+            (Action::Loss(_), None) => {
+                return Err(config_error(
+                    "percent is required: the share of matching packets to drop, e.g. 10"
+                        .to_owned(),
+                ))
+            }
+            (Action::Loss(_), Some(p)) => {
+                let hundredths = (p * 100.0).round();
+                if !(1.0..=10_000.0).contains(&hundredths) {
+                    return Err(config_error(format!(
+                        "percent {p}: expected more than 0 and at most 100 (hundredths are kept)"
+                    )));
+                }
+                Action::Loss(hundredths as u32)
+            }
+            (other, Some(_)) => {
+                return Err(config_error(format!(
+                    "percent: {} acts on every matching packet; net-loss drops a share",
+                    other.name()
+                )))
+            }
+            (other, None) => other,
+        };
+        if action == Action::Partition && !filter.is_narrowed() {
+            return Err(config_error(
+                "net-partition needs peers or ports: without them it cuts this host off from everything"
+                    .to_owned(),
+            ));
+        }
+        let duration = sdk::duration(
+            "duration",
+            config.duration.as_deref(),
+            Duration::from_secs(60),
+            MAX_DURATION,
+        )?;
+        Ok(Self {
+            action,
+            filter,
+            duration,
+            spare_ssh: config.spare_ssh.unwrap_or(true),
+            spare_api: config.spare_api.unwrap_or(true),
+        })
+    }
+
+    /// The TCP ports left alone: SSH and the daemon's listeners, unless told otherwise.
+    fn spared(&self) -> Vec<u16> {
+        let mut ports = Vec::new();
+        if self.spare_ssh {
+            ports.push(SSH);
+        }
+        if self.spare_api {
+            ports.extend(own::listening_ports());
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The nftables script for chains named with `id`, sparing `spared`; and the chains.
+    pub fn script(&self, id: u64, spared: &[u16]) -> (String, Vec<String>) {
+        let table = nft::TABLE;
+        let mut script = format!("add table {table}\n");
+        let mut chains = Vec::new();
+        for hook in self.filter.direction.hooks() {
+            let chain = format!("{}_{id:016x}_{}", self.action.chain_prefix(), hook.suffix());
+            script.push_str(&format!(
+                "create chain {table} {chain} {{ type filter hook {} priority filter; policy accept; }}\n",
+                hook.name()
+            ));
+            let rule = |text: &str| format!("add rule {table} {chain} {text}\n");
+            if !spared.is_empty() {
+                let ports: Vec<String> = spared.iter().map(u16::to_string).collect();
+                let set = if ports.len() == 1 {
+                    ports[0].clone()
+                } else {
+                    format!("{{ {} }}", ports.join(", "))
+                };
+                script.push_str(&rule(&format!("tcp dport {set} accept")));
+                script.push_str(&rule(&format!("tcp sport {set} accept")));
+            }
+            for (matched, verdict) in self.rules(*hook) {
+                let text = [matched.as_str(), verdict.as_str()]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                script.push_str(&rule(&text));
+            }
+            chains.push(chain);
+        }
+        (script, chains)
+    }
+
+    /// The rules of one chain: each match with its verdict.
+    fn rules(&self, hook: Hook) -> Vec<(String, String)> {
+        let of = |protocol: Protocol, verdict: &str| -> Vec<(String, String)> {
+            self.filter
+                .matches(hook, protocol)
+                .into_iter()
+                .map(|m| (m, verdict.to_owned()))
+                .collect()
+        };
+        let protocol = self.filter.protocol;
+        let unreachable = "reject with icmpx type port-unreachable";
+        match (self.action, protocol) {
+            // `numgen random mod N` draws 0..N for each packet.
+            (Action::Loss(h), _) if h % 100 == 0 => of(
+                protocol,
+                &format!("numgen random mod 100 < {} drop", h / 100),
+            ),
+            (Action::Loss(h), _) => of(protocol, &format!("numgen random mod 10000 < {h} drop")),
+            (Action::Partition, _) => of(protocol, "drop"),
+            (Action::Reject, Protocol::Tcp) => of(Protocol::Tcp, "reject with tcp reset"),
+            (Action::Reject, Protocol::Any) => {
+                let mut rules = of(Protocol::Tcp, "reject with tcp reset");
+                rules.extend(of(Protocol::Any, unreachable));
+                rules
+            }
+            (Action::Reject, other) => of(other, unreachable),
+        }
+    }
+
+    /// Draws the chains' id and writes the script; changes nothing.
+    pub fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let spared = self.spared();
+        if self.filter.only_spared(&spared) {
+            return Err(PluginError::new(
+                ErrorKind::NoTarget,
+                format!(
+                    "every port the filter names is spared ({}): it would match nothing; spare_ssh: false or spare_api: false lets the fault hit them",
+                    spared.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let id = Rng::from_seed(request.seed).next_u64();
+        let (script, chains) = self.script(id, &spared);
+        Ok(Outcome {
+            action: self.action.verb().to_owned(),
+            result: "prepared".to_owned(),
+            summary: self.summary(&chains, None),
+            details: self.details(&script, &chains, &spared),
+            revert: Some(serde_json::json!(Chains {
+                chains,
+                nft: Some(script),
+            })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
+            ..Outcome::default()
+        })
+    }
+
+    /// Injects in one call: a dry run says the exact script; else prepare and apply.
+    pub fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let prepared = self.prepare(request)?;
+        if !request.dry_run {
+            let state = prepared.revert.as_ref().ok_or_else(|| {
+                PluginError::new(ErrorKind::Failed, "the prepared state is missing")
+            })?;
+            return self.apply(state);
+        }
+        let script = prepared.details["nft"].as_str().unwrap_or_default();
+        Ok(Outcome {
+            result: results::DRY_RUN.to_owned(),
+            summary: self.summary(&[], Some(script)),
+            revert: None,
+            revert_after_ms: None,
+            ..prepared
+        })
+    }
+
+    /// Runs the prepared script: all of it, or nothing.
+    pub fn apply(&self, prepared: &serde_json::Value) -> Result<Outcome, PluginError> {
+        let state: Chains = sdk::read_state(prepared)?;
+        let script = state.nft.as_deref().ok_or_else(|| {
+            PluginError::new(ErrorKind::Failed, "the prepared state has no nft script")
+        })?;
+        nft::apply(script)?;
+        Ok(Outcome {
+            action: self.action.verb().to_owned(),
+            result: results::INJECTED.to_owned(),
+            summary: self.summary(&state.chains, None),
+            details: self.details(script, &state.chains, &self.spared()),
+            revert: Some(serde_json::json!(Chains {
+                chains: state.chains,
+                nft: None,
+            })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
+            ..Outcome::default()
+        })
+    }
+
+    fn details(&self, script: &str, chains: &[String], spared: &[u16]) -> serde_json::Value {
+        serde_json::json!({ "nft": script, "chains": chains, "spared_tcp_ports": spared })
+    }
+
+    /// One line: what it does (or would do, with the exact script), for how long.
+    fn summary(&self, chains: &[String], dry_script: Option<&str>) -> String {
+        let (doing, would) = self.action.says();
+        let what = self.filter.describe();
+        let lasting = humantime::format_duration(self.duration);
+        match dry_script {
+            Some(script) => {
+                let lines: Vec<&str> = script.lines().collect();
+                format!(
+                    "{would} {what} for {lasting} with: nft '{}'",
+                    lines.join("; ")
+                )
+            }
+            None => format!(
+                "{doing} {what} for {lasting} (chains {} of table {})",
+                chains.join(", "),
+                nft::TABLE
+            ),
+        }
+    }
+}
+
+/// Undoes a fault from its state (prepared or applied): its chains deleted if they are
+/// there, and the table once empty. Missing chains are no error, so a revert repeated,
+/// or of a fault never applied, succeeds.
+pub fn revert(state: &serde_json::Value) -> Result<Outcome, PluginError> {
+    let state: Chains = sdk::read_state(state)?;
+    // The state may come from a journal someone edited: only our own chain names
+    // reach nft.
+    if let Some(bad) = state.chains.iter().find(|c| !is_chain_name(c)) {
+        return Err(PluginError::new(
+            ErrorKind::Failed,
+            format!("unreadable revert state: `{bad}` is not a network fault's chain"),
+        ));
+    }
+    let removed = nft::remove(&state.chains)?;
+    let summary = if removed.is_empty() {
+        format!(
+            "nothing to remove: chains {} are not in table {}",
+            state.chains.join(", "),
+            nft::TABLE
+        )
+    } else {
+        format!(
+            "removed chains {} from table {}",
+            removed.join(", "),
+            nft::TABLE
+        )
+    };
+    Ok(Outcome {
+        action: "Restore".to_owned(),
+        result: results::REVERTED.to_owned(),
+        summary,
+        ..Outcome::default()
+    })
+}
+
+/// `loss_0123456789abcdef_in` and the like: the names [`PacketFault::script`] gives.
+fn is_chain_name(name: &str) -> bool {
+    let mut parts = name.split('_');
+    let (Some(kind), Some(id), Some(hook), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    ["loss", "partition", "reject"].contains(&kind)
+        && id.len() == 16
+        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && ["in", "out"].contains(&hook)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(kind: Action, text: &str) -> Result<PacketFault, String> {
+        sdk::parse_config::<Config>(text)
+            .and_then(|c| PacketFault::new(kind, c))
+            .map_err(|e| e.message)
+    }
+
+    /// The script, pinned: it is what the dry run shows and what nft runs.
+    #[test]
+    fn a_loss_is_one_chain_per_hook_sparing_ssh_and_the_api_first() {
+        let loss = fault(
+            Action::Loss(0),
+            r#"(percent: 30, protocol: "udp", ports: [9999], direction: "in")"#,
+        )
+        .unwrap();
+        let (script, chains) = loss.script(0xab, &[22, 8080]);
+        assert_eq!(chains, ["loss_00000000000000ab_in"]);
+        assert_eq!(
+            script,
+            "add table inet nightmare_monkey
+create chain inet nightmare_monkey loss_00000000000000ab_in { type filter hook input priority filter; policy accept; }
+add rule inet nightmare_monkey loss_00000000000000ab_in tcp dport { 22, 8080 } accept
+add rule inet nightmare_monkey loss_00000000000000ab_in tcp sport { 22, 8080 } accept
+add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th dport 9999 numgen random mod 100 < 30 drop
+add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th sport 9999 numgen random mod 100 < 30 drop
+"
+        );
+        let fine = fault(Action::Loss(0), "(percent: 0.5)").unwrap();
+        let (script, chains) = fine.script(1, &[]);
+        assert_eq!(chains.len(), 2, "both ways by default");
+        assert!(script.ends_with(
+            "add rule inet nightmare_monkey loss_0000000000000001_out numgen random mod 10000 < 50 drop\n"
+        ));
+        assert!(chains.iter().all(|c| is_chain_name(c)));
+    }
+
+    #[test]
+    fn a_reject_resets_tcp_and_answers_the_rest_unreachable() {
+        let reject = fault(
+            Action::Reject,
+            r#"(peers: ["127.0.0.2"], direction: "out")"#,
+        )
+        .unwrap();
+        let (script, _) = reject.script(2, &[]);
+        let rules: Vec<&str> = script.lines().skip(2).collect();
+        assert_eq!(
+            rules,
+            [
+                "add rule inet nightmare_monkey reject_0000000000000002_out ip daddr 127.0.0.2 meta l4proto tcp reject with tcp reset",
+                "add rule inet nightmare_monkey reject_0000000000000002_out ip daddr 127.0.0.2 reject with icmpx type port-unreachable",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_fault_refuses_what_is_not_its_own_saying_why() {
+        for (kind, text, expected) in [
+            (Action::Loss(0), "()", "percent is required: the share of matching packets to drop, e.g. 10"),
+            (Action::Loss(0), "(percent: 0)", "percent 0: expected more than 0 and at most 100 (hundredths are kept)"),
+            (Action::Loss(0), "(percent: 100.5)", "percent 100.5: expected more than 0 and at most 100 (hundredths are kept)"),
+            (Action::Partition, "(ports: [80], percent: 5)", "percent: net-partition acts on every matching packet; net-loss drops a share"),
+            (Action::Partition, "()", "net-partition needs peers or ports: without them it cuts this host off from everything"),
+            (Action::Reject, r#"(ports: [80], duration: "2h")"#, "duration: invalid duration `2h`: expected more than 0 and at most 1h, e.g. 30s, 5m or 500ms"),
+        ] {
+            assert_eq!(fault(kind, text).unwrap_err(), expected, "{text}");
+        }
+    }
+
+    /// A dry run shows the exact script and needs no nft; a filter of spared ports
+    /// alone is refused.
+    #[test]
+    fn a_dry_run_says_the_script_and_changes_nothing() {
+        let partition = fault(Action::Partition, r#"(ports: [5432], protocol: "tcp")"#).unwrap();
+        let dry = partition
+            .inject(&Request {
+                seed: 3,
+                ..Request::default()
+            })
+            .unwrap();
+        assert_eq!(dry.result, results::DRY_RUN);
+        assert!(dry.revert.is_none());
+        let script = dry.details["nft"].as_str().unwrap();
+        assert!(
+            script.contains("meta l4proto tcp th dport 5432 drop"),
+            "{script}"
+        );
+        assert!(
+            dry.summary.starts_with("would drop all incoming and outgoing tcp packets on ports 5432 for 1m with: nft 'add table inet nightmare_monkey; create chain"),
+            "{}",
+            dry.summary
+        );
+        let ssh = fault(Action::Partition, r#"(ports: [22], protocol: "tcp")"#).unwrap();
+        let refused = ssh.prepare(&Request::default()).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::NoTarget);
+        assert!(
+            refused
+                .message
+                .starts_with("every port the filter names is spared (22"),
+            "{}",
+            refused.message
+        );
+        let hit = fault(
+            Action::Partition,
+            r#"(ports: [22], protocol: "tcp", spare_ssh: false)"#,
+        )
+        .unwrap();
+        assert!(hit.prepare(&Request::default()).is_ok());
+    }
+
+    #[test]
+    fn only_our_chain_names_reach_nft_from_a_revert_state() {
+        let forged = serde_json::json!({ "chains": ["input; flush ruleset"] });
+        let e = revert(&forged).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unreadable revert state: `input; flush ruleset` is not a network fault's chain"
+        );
+        for bad in [
+            "loss_00000000000000ab",
+            "loss_00000000000000AB_in",
+            "nat_00000000000000ab_in",
+            "loss_00ab_in",
+        ] {
+            assert!(!is_chain_name(bad), "{bad}");
+        }
+        assert_eq!(percent(3000), "30%");
+        assert_eq!(percent(50), "0.5%");
+        assert_eq!(percent(1234), "12.34%");
+    }
+}
