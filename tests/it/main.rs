@@ -14,6 +14,7 @@ mod fleet;
 mod house;
 mod journal;
 mod kill;
+mod network;
 mod ops;
 mod other_sites;
 mod outcomes;

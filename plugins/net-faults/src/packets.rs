@@ -21,6 +21,12 @@ use crate::{
 
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 const SSH: u16 = 22;
+/// What a reject answers with, let through its own chains.
+const REJECT_ANSWERS: [&str; 3] = [
+    "tcp flags & rst == rst",
+    "icmp type destination-unreachable",
+    "icmpv6 type destination-unreachable",
+];
 
 /// What happens to a matching packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +193,14 @@ impl PacketFault {
                 script.push_str(&rule(&format!("tcp dport {set} accept")));
                 script.push_str(&rule(&format!("tcp sport {set} accept")));
             }
+            if self.action == Action::Reject {
+                // The answers a reject sends pass the hooks too: rejected in turn they
+                // would be dropped (nothing answers an answer), and the peer would hear
+                // silence after all.
+                for answer in REJECT_ANSWERS {
+                    script.push_str(&rule(&format!("{answer} accept")));
+                }
+            }
             for (matched, verdict) in self.rules(*hook) {
                 let text = [matched.as_str(), verdict.as_str()]
                     .iter()
@@ -213,6 +227,8 @@ impl PacketFault {
         let protocol = self.filter.protocol;
         let unreachable = "reject with icmpx type port-unreachable";
         match (self.action, protocol) {
+            // nft refuses `< 100` against `mod 100` (out of its range): all is all.
+            (Action::Loss(10_000), _) => of(protocol, "drop"),
             // `numgen random mod N` draws 0..N for each packet.
             (Action::Loss(h), _) if h % 100 == 0 => of(
                 protocol,
@@ -410,6 +426,8 @@ add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th spor
             "add rule inet nightmare_monkey loss_0000000000000001_out numgen random mod 10000 < 50 drop\n"
         ));
         assert!(chains.iter().all(|c| is_chain_name(c)));
+        let all = fault(Action::Loss(0), "(percent: 100)").unwrap();
+        assert!(all.script(1, &[]).0.ends_with("loss_0000000000000001_out drop\n"));
     }
 
     #[test]
@@ -420,7 +438,7 @@ add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th spor
         )
         .unwrap();
         let (script, _) = reject.script(2, &[]);
-        let rules: Vec<&str> = script.lines().skip(2).collect();
+        let rules: Vec<&str> = script.lines().skip(5).collect();
         assert_eq!(
             rules,
             [

@@ -1,0 +1,329 @@
+//! Network faults, for real: every test runs in a user, network and PID namespace of its
+//! own (loopback only), where the daemon runs `--execute` and its nftables rules touch
+//! nothing of this machine's. Traffic is UDP datagrams and TCP connections on `lo`,
+//! sent and counted by Perl (`perl-base`, on every Debian).
+
+use std::{fs, path::Path, process::Command};
+
+use crate::{
+    drill::PRELUDE,
+    util::{bin, monkey, pairs, state_dir, temp_dir, Run},
+};
+
+/// Shell helpers beside [`PRELUDE`]: `udp FROM TO N` sends N datagrams from one
+/// loopback `addr:port` to another and prints how many arrived (the receiver is drained
+/// after every send: nothing is lost to a full buffer); `tcp ADDR:PORT` tries to connect
+/// (`connected`, or `failed` and why); `listen PORT` accepts TCP connections on
+/// 127.0.0.1 in the background; `table` says whether our table is there.
+const NET_PRELUDE: &str = r#"
+udp() { perl -MIO::Socket::INET -MIO::Select -e '
+  my ($from, $to, $n) = @ARGV; my $buf; my $got = 0;
+  my $rx = IO::Socket::INET->new(LocalAddr => $to, Proto => "udp") or die "bind $to: $!";
+  my $tx = IO::Socket::INET->new(LocalAddr => $from, PeerAddr => $to, Proto => "udp") or die "bind $from: $!";
+  $rx->blocking(0);
+  for (1..$n) { $tx->send("x"); $got++ while defined $rx->recv($buf, 64) && length $buf; }
+  my $sel = IO::Select->new($rx);
+  while ($sel->can_read(0.3)) { last unless defined $rx->recv($buf, 64) && length $buf; $got++; }
+  print "$got\n";' "$@"; }
+tcp() { perl -MIO::Socket::INET -e '
+  my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0], Timeout => 2);
+  print $s ? "connected\n" : "failed ($!)\n";' "$1"; }
+listen() { perl -MIO::Socket::INET -e '
+  my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ARGV[0]", Listen => 16, ReuseAddr => 1) or die "listen: $!";
+  while (my $c = $l->accept) { close $c }' "$1" & 
+  n=0; until [ "$(tcp 127.0.0.1:$1)" = connected ] || [ $n -gt 200 ]; do n=$((n+1)); sleep 0.02; done; }
+table() { nft list table inet nightmare_monkey >/dev/null 2>&1 && echo present || echo absent; }
+"#;
+
+/// Runs `script` (after [`PRELUDE`] and [`NET_PRELUDE`], loopback up) as PID 1 of a
+/// fresh user, network and PID namespace, `$NM` naming the binary.
+fn in_network_namespace(script: &str) -> Run {
+    let out = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sh",
+            "-c",
+            &format!("ip link set lo up\n{PRELUDE}{NET_PRELUDE}{script}"),
+        ])
+        .env("NM", bin())
+        .env("STATE_DIRECTORY", state_dir())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("unshare runs (install util-linux)");
+    let run = Run::from(out);
+    assert!(
+        !run.stderr.contains("unshare: "),
+        "cannot create the namespaces here: {}",
+        run.stderr
+    );
+    run
+}
+
+/// A daemon config in `dir`: every day and hour, no timer, the API on a free loopback
+/// port, these `faults` (the map's entries).
+fn config(dir: &Path, faults: &str) -> String {
+    let file = dir.join("net.ron");
+    fs::write(
+        &file,
+        format!(
+            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+                http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, faults: {{ {faults} }})"#
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+fn number(run: &Run, key: &str) -> u32 {
+    let values = pairs(&run.stdout, key);
+    values
+        .first()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{key}` in\n{}\n{}", run.stdout, run.stderr))
+}
+
+/// net-loss of 30% on one UDP port, measured over 4,000 datagrams: within 3 points of
+/// 30%; another port loses nothing, and nothing is lost before or after.
+#[test]
+fn net_loss_drops_its_share_of_the_matching_packets() {
+    let dir = temp_dir("net-loss");
+    let cfg = config(
+        &dir,
+        r#""loss": (plugin: "net-loss", config: (percent: 30, protocol: "udp", ports: [9999], direction: "in", duration: "10m"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "before $(udp 127.0.0.1:40000 127.0.0.1:9999 4000)"
+post $p /api/faults/loss '{{"desc":"flaky link"}}'
+echo "during $(udp 127.0.0.1:40000 127.0.0.1:9999 4000)"
+echo "other $(udp 127.0.0.1:40001 127.0.0.1:9998 4000)"
+post $p /api/pause ''
+await 'Revert (pause): reverted' {d}/log
+echo "after $(udp 127.0.0.1:40000 127.0.0.1:9999 4000)"
+echo "table $(table)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let (before, during, other, after) = (
+        number(&run, "before"),
+        number(&run, "during"),
+        number(&run, "other"),
+        number(&run, "after"),
+    );
+    let lost = 100.0 * f64::from(4000 - during) / 4000.0;
+    assert!(
+        (27.0..=33.0).contains(&lost),
+        "lost {lost:.1}% of 4000 (expected 30 +- 3)\n{}\n{}",
+        run.stdout,
+        fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
+    assert_eq!((before, other, after), (4000, 4000, 4000), "{}", run.stdout);
+    assert_eq!(pairs(&run.stdout, "table"), ["absent"]);
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// net-partition from a peer (127.0.0.2, another loopback address): nothing passes
+/// either way between it and this host's 127.0.0.1, while 127.0.0.1 to itself and the
+/// daemon's own API (spared) still work. The host's own table is untouched.
+#[test]
+fn net_partition_drops_both_ways_and_nothing_else() {
+    let dir = temp_dir("net-partition");
+    let cfg = config(
+        &dir,
+        r#""split": (plugin: "net-partition", config: (peers: ["127.0.0.2"], duration: "10m"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+nft -f - <<'EOF'
+table inet host {{ chain input {{ type filter hook input priority 0; policy accept; udp dport 7777 counter accept; }} }}
+EOF
+nft list table inet host > {d}/host-before
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+listen 9997
+post $p /api/faults/split '{{"desc":"split brain"}}'
+echo "table $(table)"
+echo "to_peer $(udp 127.0.0.1:40000 127.0.0.2:9999 500)"
+echo "from_peer $(udp 127.0.0.2:40000 127.0.0.1:9999 500)"
+echo "local $(udp 127.0.0.1:40001 127.0.0.1:9998 500)"
+echo "tcp_local $(tcp 127.0.0.1:9997)"
+echo "api $(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:$p/api/status)"
+kill -TERM $m; wait $m; echo "code $?"
+echo "table $(table)"
+nft list table inet host | diff - {d}/host-before && echo "host unchanged""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "table"), ["present", "absent"], "{log}");
+    assert_eq!(pairs(&run.stdout, "to_peer"), ["0"], "{}", run.stdout);
+    assert_eq!(pairs(&run.stdout, "from_peer"), ["0"]);
+    assert_eq!(pairs(&run.stdout, "local"), ["500"]);
+    assert_eq!(pairs(&run.stdout, "tcp_local"), ["connected"]);
+    assert_eq!(pairs(&run.stdout, "api"), ["200"]);
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    assert!(run.stdout.contains("host unchanged"), "{}", run.stdout);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// net-reject on a TCP port: a connection is refused at once (a reset), where a
+/// partition would leave it hanging; when due, the port answers again.
+#[test]
+fn net_reject_resets_connections_until_due() {
+    let dir = temp_dir("net-reject");
+    let cfg = config(
+        &dir,
+        r#""refuse": (plugin: "net-reject", config: (protocol: "tcp", ports: [9997], duration: "1s"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+listen 9997
+post $p /api/faults/refuse '{{"desc":"connection refused"}}'
+echo "during $(tcp 127.0.0.1:9997)"
+await 'Revert (due): reverted' {d}/log
+echo "after $(tcp 127.0.0.1:9997)"
+echo "table $(table)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(
+        pairs(&run.stdout, "during"),
+        ["failed (Connection refused)"],
+        "{}\n{log}",
+        run.stdout
+    );
+    assert_eq!(pairs(&run.stdout, "after"), ["connected"], "{log}");
+    assert_eq!(pairs(&run.stdout, "table"), ["absent"]);
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A daemon killed outright leaves its rules in effect; the next start removes them
+/// from the journal (the chains were journaled before they were applied).
+#[test]
+fn rules_left_by_a_killed_daemon_are_removed_by_the_next_start() {
+    let dir = temp_dir("net-crash");
+    let cfg = config(
+        &dir,
+        r#""loss": (plugin: "net-loss", config: (percent: 100, protocol: "udp", ports: [9999], duration: "10m"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+"$NM" --config {cfg} --execute 2>{d}/log1 & m=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/loss '{{"desc":"crash"}}' >/dev/null
+kill -KILL $m; wait $m
+echo "crashed $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 200)"
+"$NM" --config {cfg} --execute 2>{d}/log2 & m=$!
+await 'Revert (recovery): reverted' {d}/log2
+echo "recovered $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 200)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
+    assert_eq!(
+        pairs(&run.stdout, "crashed"),
+        ["present 0"],
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "recovered"), ["absent 200"], "{log}");
+    assert!(
+        log.contains("Revert (recovery): reverted: removed chains loss_"),
+        "{log}"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// The dry run (`kill --fault NAME`, no namespace needed: nothing is applied) says the
+/// exact script nft would run.
+#[test]
+fn a_dry_run_prints_the_exact_rules() {
+    let run = monkey(&[
+        "kill",
+        "--fault",
+        "net-partition",
+        "--fault-config",
+        r#"(protocol: "tcp", ports: [5432], direction: "out")"#,
+        "--seed",
+        "7",
+        "--json",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let answer: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(answer["result"], "dry-run");
+    let script = answer["details"]["nft"].as_str().unwrap();
+    let chain = answer["details"]["chains"][0].as_str().unwrap();
+    assert_eq!(
+        script.lines().last(),
+        Some(
+            format!("add rule inet nightmare_monkey {chain} meta l4proto tcp th sport 5432 drop")
+                .as_str()
+        )
+    );
+    assert!(
+        answer["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&script.lines().collect::<Vec<_>>().join("; ")),
+        "{answer}"
+    );
+    let unknown = monkey(&["kill", "--fault", "net-los"]);
+    assert_eq!(unknown.code, Some(2));
+    assert!(
+        unknown
+            .stderr
+            .starts_with("error: --fault: no built-in fault is named `net-los` (built-in: "),
+        "{}",
+        unknown.stderr
+    );
+}
+
+/// net-delay on a kernel without netem: refused by check-config (and so by a start),
+/// naming the missing module and the way around it.
+#[test]
+fn net_delay_without_netem_is_refused_saying_why() {
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net"])
+        .args([
+            "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+        ])
+        .output()
+        .expect("unshare runs");
+    let dir = temp_dir("net-delay");
+    let cfg = config(
+        &dir,
+        r#""slow": (plugin: "net-delay", config: (delay: "100ms"))"#,
+    );
+    let run = monkey(&["check-config", &cfg]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    if String::from_utf8_lossy(&probe.stderr).contains("qdisc kind is unknown") {
+        assert!(
+            run.stderr.contains("net-delay needs the kernel's netem queueing discipline (module sch_netem), which this kernel lacks"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("modprobe sch_netem"), "{}", run.stderr);
+        assert!(run.stderr.contains("fault proxy"), "{}", run.stderr);
+    } else {
+        assert!(
+            run.stderr.contains("net-delay is not built yet"),
+            "{}",
+            run.stderr
+        );
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
