@@ -126,6 +126,10 @@ fn named_faults_plugins_and_health() {
             "cpu-hog",
             "disk-fill",
             "memory-hog",
+            "net-delay",
+            "net-loss",
+            "net-partition",
+            "net-reject",
             "process-kill",
             "process-pause"
         ]

@@ -427,7 +427,10 @@ add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th spor
         ));
         assert!(chains.iter().all(|c| is_chain_name(c)));
         let all = fault(Action::Loss(0), "(percent: 100)").unwrap();
-        assert!(all.script(1, &[]).0.ends_with("loss_0000000000000001_out drop\n"));
+        assert!(all
+            .script(1, &[])
+            .0
+            .ends_with("loss_0000000000000001_out drop\n"));
     }
 
     #[test]
