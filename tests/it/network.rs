@@ -14,9 +14,10 @@ use crate::{
 /// loopback `addr:port` to another and prints how many arrived (the receiver is drained
 /// after every send: nothing is lost to a full buffer); `tcp ADDR:PORT` tries to connect
 /// (`connected`, or `failed` and why); `listen PORT` accepts TCP connections on
-/// 127.0.0.1 in the background; `table` says whether our table is there.
+/// 127.0.0.1 in the background; `table` says whether our table is there. Each runs in
+/// the network namespace `$IN` enters (`IN="nsenter --net=/proc/PID/ns/net"`), or here.
 const NET_PRELUDE: &str = r#"
-udp() { perl -MIO::Socket::INET -MIO::Select -e '
+udp() { $IN perl -MIO::Socket::INET -MIO::Select -e '
   my ($from, $to, $n) = @ARGV; my $buf; my $got = 0;
   my $rx = IO::Socket::INET->new(LocalAddr => $to, Proto => "udp") or die "bind $to: $!";
   my $tx = IO::Socket::INET->new(LocalAddr => $from, PeerAddr => $to, Proto => "udp") or die "bind $from: $!";
@@ -32,7 +33,7 @@ listen() { perl -MIO::Socket::INET -e '
   my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ARGV[0]", Listen => 16, ReuseAddr => 1) or die "listen: $!";
   while (my $c = $l->accept) { close $c }' "$1" & 
   n=0; until [ "$(tcp 127.0.0.1:$1)" = connected ] || [ $n -gt 200 ]; do n=$((n+1)); sleep 0.02; done; }
-table() { nft list table inet nightmare_monkey >/dev/null 2>&1 && echo present || echo absent; }
+table() { $IN nft list table inet nightmare_monkey >/dev/null 2>&1 && echo present || echo absent; }
 "#;
 
 /// Runs `script` (after [`PRELUDE`] and [`NET_PRELUDE`], loopback up) as PID 1 of a
@@ -325,5 +326,48 @@ fn net_delay_without_netem_is_refused_saying_why() {
             run.stderr
         );
     }
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A fault scoped to a child's network namespace (`scope: Namespace(PID)`): its rules
+/// are there and hit its traffic; the parent's namespace has no rule and loses nothing.
+/// Ctrl-C (the one-shot `kill` reverts) removes them from the child's namespace.
+#[test]
+fn a_scoped_fault_strikes_the_childs_namespace_and_leaves_the_parents() {
+    let dir = temp_dir("net-scope");
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+unshare --net sh -c 'ip link set lo up && exec sleep 1000' & c=$!
+until nsenter --net=/proc/$c/ns/net ip link show lo 2>/dev/null | grep -q UP; do sleep 0.02; done
+set -m
+"$NM" kill --execute --journal {d}/journal.jsonl --fault net-loss --fault-config "(percent: 100, protocol: \"udp\", ports: [9999], scope: Namespace($c))" 2>{d}/log >{d}/out & k=$!
+set +m
+await 'Reverting at' {d}/log
+IN="nsenter --net=/proc/$c/ns/net"
+echo "child $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)"
+IN=
+echo "parent $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)"
+kill -INT $k; wait $k; echo "code $?"
+IN="nsenter --net=/proc/$c/ns/net"
+echo "reverted $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)""#
+    ));
+    let out = fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(
+        pairs(&run.stdout, "child"),
+        ["present 0"],
+        "{}\n{}\n{out}\n{log}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "parent"), ["absent 300"]);
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    assert_eq!(pairs(&run.stdout, "reverted"), ["absent 300"], "{log}");
+    assert!(out.contains("in the network namespace of PID "), "{out}");
+    assert!(
+        log.contains("Revert (interrupted): reverted: removed chains loss_"),
+        "{log}"
+    );
     fs::remove_dir_all(dir).unwrap();
 }

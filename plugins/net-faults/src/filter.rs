@@ -29,6 +29,10 @@ pub struct Config {
     pub spare_ssh: Option<bool>,
     /// Leave the daemon's own listening ports (its API) alone (default true).
     pub spare_api: Option<bool>,
+    /// Strike in the network namespace of a process (`Namespace(PID)`, `Tree(PID)`) or
+    /// of a cgroup's processes (`Cgroup("system.slice/app.service")`) rather than the
+    /// daemon's own.
+    pub scope: Option<sdk::process::Scope>,
 }
 
 /// A port or a range of ports as written: `5432` or `"8000-8100"`.

@@ -31,6 +31,7 @@
 
 mod filter;
 mod netem;
+mod netns;
 mod nft;
 mod own;
 mod packets;

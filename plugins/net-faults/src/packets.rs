@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     filter::{Config, Filter, Hook, Protocol},
+    netns::{self, Target},
     nft, own,
 };
 
@@ -92,6 +93,7 @@ pub struct PacketFault {
     duration: Duration,
     spare_ssh: bool,
     spare_api: bool,
+    scope: Option<sdk::process::Scope>,
 }
 
 /// What the revert needs: the chains (in our table). Prepared, it also holds the
@@ -101,6 +103,9 @@ struct Chains {
     chains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nft: Option<String>,
+    /// The network namespace of a scoped fault (absent: the daemon's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    netns: Option<Target>,
 }
 
 fn config_error(message: String) -> PluginError {
@@ -154,16 +159,18 @@ impl PacketFault {
             duration,
             spare_ssh: config.spare_ssh.unwrap_or(true),
             spare_api: config.spare_api.unwrap_or(true),
+            scope: config.scope,
         })
     }
 
-    /// The TCP ports left alone: SSH and the daemon's listeners, unless told otherwise.
-    fn spared(&self) -> Vec<u16> {
+    /// The TCP ports left alone: SSH and the daemon's listeners (in its own network
+    /// namespace), unless told otherwise.
+    fn spared(&self, netns: Option<&Target>) -> Vec<u16> {
         let mut ports = Vec::new();
         if self.spare_ssh {
             ports.push(SSH);
         }
-        if self.spare_api {
+        if self.spare_api && netns.is_none() {
             ports.extend(own::listening_ports());
         }
         ports.sort_unstable();
@@ -248,7 +255,8 @@ impl PacketFault {
 
     /// Draws the chains' id and writes the script; changes nothing.
     pub fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
-        let spared = self.spared();
+        let netns = self.namespace()?;
+        let spared = self.spared(netns.as_ref());
         if self.filter.only_spared(&spared) {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,
@@ -263,11 +271,12 @@ impl PacketFault {
         Ok(Outcome {
             action: self.action.verb().to_owned(),
             result: "prepared".to_owned(),
-            summary: self.summary(&chains, None),
-            details: self.details(&script, &chains, &spared),
+            summary: self.summary(&chains, netns.as_ref(), None),
+            details: self.details(&script, &chains, &spared, netns.as_ref()),
             revert: Some(serde_json::json!(Chains {
                 chains,
                 nft: Some(script),
+                netns,
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
@@ -284,9 +293,12 @@ impl PacketFault {
             return self.apply(state);
         }
         let script = prepared.details["nft"].as_str().unwrap_or_default();
+        let netns: Option<Target> = serde_json::from_value(prepared.details["netns"].clone())
+            .ok()
+            .flatten();
         Ok(Outcome {
             result: results::DRY_RUN.to_owned(),
-            summary: self.summary(&[], Some(script)),
+            summary: self.summary(&[], netns.as_ref(), Some(script)),
             revert: None,
             revert_after_ms: None,
             ..prepared
@@ -299,29 +311,70 @@ impl PacketFault {
         let script = state.nft.as_deref().ok_or_else(|| {
             PluginError::new(ErrorKind::Failed, "the prepared state has no nft script")
         })?;
-        nft::apply(script)?;
+        let namespace = match &state.netns {
+            None => None,
+            Some(target) => Some(netns::open(target).ok_or_else(|| {
+                PluginError::new(
+                    ErrorKind::NoTarget,
+                    format!(
+                        "PID {} left its network namespace before the rules were applied: nothing applied",
+                        target.pid
+                    ),
+                )
+            })?),
+        };
+        netns::within(namespace.as_ref(), || nft::apply(script))?;
+        let netns = state.netns.as_ref();
         Ok(Outcome {
             action: self.action.verb().to_owned(),
             result: results::INJECTED.to_owned(),
-            summary: self.summary(&state.chains, None),
-            details: self.details(script, &state.chains, &self.spared()),
+            summary: self.summary(&state.chains, netns, None),
+            details: self.details(script, &state.chains, &self.spared(netns), netns),
             revert: Some(serde_json::json!(Chains {
                 chains: state.chains,
                 nft: None,
+                netns: state.netns,
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
         })
     }
 
-    fn details(&self, script: &str, chains: &[String], spared: &[u16]) -> serde_json::Value {
-        serde_json::json!({ "nft": script, "chains": chains, "spared_tcp_ports": spared })
+    /// The scoped fault's network namespace, now (`None`: the daemon's own).
+    fn namespace(&self) -> Result<Option<Target>, PluginError> {
+        let Some(scope) = &self.scope else {
+            return Ok(None);
+        };
+        let target = netns::resolve(scope)?;
+        let own = std::fs::metadata("/proc/self/ns/net").map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            m.ino()
+        });
+        Ok((own.ok() != Some(target.inode)).then_some(target))
+    }
+
+    fn details(
+        &self,
+        script: &str,
+        chains: &[String],
+        spared: &[u16],
+        netns: Option<&Target>,
+    ) -> serde_json::Value {
+        serde_json::json!({ "nft": script, "chains": chains, "spared_tcp_ports": spared, "netns": netns })
     }
 
     /// One line: what it does (or would do, with the exact script), for how long.
-    fn summary(&self, chains: &[String], dry_script: Option<&str>) -> String {
+    fn summary(
+        &self,
+        chains: &[String],
+        netns: Option<&Target>,
+        dry_script: Option<&str>,
+    ) -> String {
         let (doing, would) = self.action.says();
-        let what = self.filter.describe();
+        let mut what = self.filter.describe();
+        if let Some(target) = netns {
+            what.push_str(&format!(" in the network namespace of PID {}", target.pid));
+        }
         let lasting = humantime::format_duration(self.duration);
         match dry_script {
             Some(script) => {
@@ -353,7 +406,24 @@ pub fn revert(state: &serde_json::Value) -> Result<Outcome, PluginError> {
             format!("unreadable revert state: `{bad}` is not a network fault's chain"),
         ));
     }
-    let removed = nft::remove(&state.chains)?;
+    let namespace = match &state.netns {
+        None => None,
+        Some(target) => match netns::open(target) {
+            Some(namespace) => Some(namespace),
+            None => {
+                return Ok(Outcome {
+                    action: "Restore".to_owned(),
+                    result: results::REVERTED.to_owned(),
+                    summary: format!(
+                        "nothing to remove: the network namespace of PID {} is gone, and its rules with it",
+                        target.pid
+                    ),
+                    ..Outcome::default()
+                })
+            }
+        },
+    };
+    let removed = netns::within(namespace.as_ref(), || nft::remove(&state.chains))?;
     let summary = if removed.is_empty() {
         format!(
             "nothing to remove: chains {} are not in table {}",
@@ -504,6 +574,30 @@ add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th spor
         )
         .unwrap();
         assert!(hit.prepare(&Request::default()).is_ok());
+    }
+
+    /// A scope that names the daemon's own namespace is the daemon's (its API spared);
+    /// one that names no process is refused.
+    #[test]
+    fn a_scope_names_a_namespace_by_process() {
+        let me = std::process::id();
+        let own = fault(
+            Action::Loss(0),
+            &format!("(percent: 5, scope: Namespace({me}))"),
+        )
+        .unwrap();
+        assert_eq!(own.namespace().unwrap(), None);
+        let gone = fault(Action::Loss(0), "(percent: 5, scope: Tree(4194304))").unwrap();
+        let e = gone.prepare(&Request::default()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoTarget);
+        assert!(
+            e.message
+                .starts_with("scope: cannot read the network namespace of PID 4194304: "),
+            "{}",
+            e.message
+        );
+        let target = Target { pid: me, inode: 1 };
+        assert!(netns::open(&target).is_none(), "no namespace has inode 1");
     }
 
     #[test]

@@ -1,0 +1,139 @@
+//! Where a network fault strikes: the daemon's own network namespace, or with `scope`
+//! the network namespace of one process (a container, a service), so that its traffic
+//! is hit and the host's is not.
+//!
+//! The namespace is named by a process and pinned by its inode (`/proc/PID/ns/net`),
+//! both journaled with the prepared fault: a revert enters that very namespace, through
+//! the process or any other still in it, and never another one that reused the PID.
+//! `nft` runs there from a thread of its own that entered it (`setns`): a child
+//! process starts in its parent thread's namespaces, and the daemon's other threads
+//! never leave theirs.
+
+use std::{fs::File, os::unix::fs::MetadataExt as _};
+
+use nightmare_monkey_plugin_api::sdk::{process::Scope, ErrorKind, PluginError};
+use serde::{Deserialize, Serialize};
+
+/// A network namespace, as a process in it and its inode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// A process in it.
+    pub pid: u32,
+    /// The namespace's inode (`stat -L /proc/PID/ns/net`).
+    pub inode: u64,
+}
+
+/// The process whose namespace `scope` names: the PID of `Tree` and `Namespace`, the
+/// first process of a cgroup (every process of one container shares its namespace).
+fn anchor(scope: &Scope) -> Result<u32, PluginError> {
+    match scope {
+        Scope::Tree(pid) | Scope::Namespace(pid) => Ok(*pid),
+        Scope::Cgroup(path) => {
+            let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+            let mut todo = vec![dir.clone()];
+            while let Some(dir) = todo.pop() {
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                if let Some(pid) = procs.lines().find_map(|l| l.trim().parse().ok()) {
+                    return Ok(pid);
+                }
+                let mut below: Vec<_> = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect();
+                below.sort();
+                todo.extend(below.into_iter().rev());
+            }
+            Err(PluginError::new(
+                ErrorKind::NoTarget,
+                format!(
+                    "scope: no process in cgroup {} to take the network namespace of",
+                    dir.display()
+                ),
+            ))
+        }
+    }
+}
+
+fn link(pid: u32) -> String {
+    format!("/proc/{pid}/ns/net")
+}
+
+/// The namespace `scope` names, now.
+pub fn resolve(scope: &Scope) -> Result<Target, PluginError> {
+    let pid = anchor(scope)?;
+    let meta = std::fs::metadata(link(pid)).map_err(|e| {
+        PluginError::new(
+            ErrorKind::NoTarget,
+            format!("scope: cannot read the network namespace of PID {pid}: {e}"),
+        )
+    })?;
+    Ok(Target {
+        pid,
+        inode: meta.ino(),
+    })
+}
+
+/// Opens `target`'s namespace through its process, or, if that one has left it, through
+/// any other process in it or a name `ip netns` gave it; `None` once nothing holds it
+/// (then it is gone, and its rules with it).
+pub fn open(target: &Target) -> Option<File> {
+    let same = |path: &std::path::Path| {
+        let file = File::open(path).ok()?;
+        (file.metadata().ok()?.ino() == target.inode).then_some(file)
+    };
+    if let Some(file) = same(std::path::Path::new(&link(target.pid))) {
+        return Some(file);
+    }
+    let processes = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path().join("ns/net"));
+    let named = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    processes.chain(named).find_map(|path| same(&path))
+}
+
+/// Runs `work` in the network namespace `namespace` (here, for `None`).
+pub fn within<R: Send>(
+    namespace: Option<&File>,
+    work: impl FnOnce() -> Result<R, PluginError> + Send,
+) -> Result<R, PluginError> {
+    let Some(namespace) = namespace else {
+        return work();
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(namespace),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(|e| {
+                    PluginError::new(
+                        ErrorKind::Denied,
+                        format!("cannot enter the network namespace: {e} (it needs CAP_SYS_ADMIN)"),
+                    )
+                })?;
+                work()
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(PluginError::new(
+                    ErrorKind::Failed,
+                    "the thread in the network namespace panicked",
+                ))
+            })
+    })
+}
