@@ -1,0 +1,161 @@
+//! The scripts pinned, the refusals, and what a revert state may name.
+
+use super::*;
+
+fn fault(kind: Action, text: &str) -> Result<PacketFault, String> {
+    sdk::parse_config::<Config>(text)
+        .and_then(|c| PacketFault::new(kind, c))
+        .map_err(|e| e.message)
+}
+
+/// The script, pinned: it is what the dry run shows and what nft runs.
+#[test]
+fn a_loss_is_one_chain_per_hook_sparing_ssh_and_the_api_first() {
+    let loss = fault(
+        Action::Loss(0),
+        r#"(percent: 30, protocol: "udp", ports: [9999], direction: "in")"#,
+    )
+    .unwrap();
+    let (script, chains) = loss.script(0xab, &[22, 8080]);
+    assert_eq!(chains, ["loss_00000000000000ab_in"]);
+    assert_eq!(
+        script,
+        "add table inet nightmare_monkey
+create chain inet nightmare_monkey loss_00000000000000ab_in { type filter hook input priority filter; policy accept; }
+add rule inet nightmare_monkey loss_00000000000000ab_in tcp dport { 22, 8080 } accept
+add rule inet nightmare_monkey loss_00000000000000ab_in tcp sport { 22, 8080 } accept
+add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th dport 9999 numgen random mod 100 < 30 drop
+add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th sport 9999 numgen random mod 100 < 30 drop
+"
+    );
+    let fine = fault(Action::Loss(0), "(percent: 0.5)").unwrap();
+    let (script, chains) = fine.script(1, &[]);
+    assert_eq!(chains.len(), 2, "both ways by default");
+    assert!(script.ends_with(
+        "add rule inet nightmare_monkey loss_0000000000000001_out numgen random mod 10000 < 50 drop\n"
+    ));
+    assert!(chains.iter().all(|c| is_chain_name(c)));
+    let all = fault(Action::Loss(0), "(percent: 100)").unwrap();
+    assert!(all
+        .script(1, &[])
+        .0
+        .ends_with("loss_0000000000000001_out drop\n"));
+}
+
+#[test]
+fn a_reject_resets_tcp_and_answers_the_rest_unreachable() {
+    let reject = fault(
+        Action::Reject,
+        r#"(peers: ["127.0.0.2"], direction: "out")"#,
+    )
+    .unwrap();
+    let (script, _) = reject.script(2, &[]);
+    let rules: Vec<&str> = script.lines().skip(5).collect();
+    assert_eq!(
+        rules,
+        [
+            "add rule inet nightmare_monkey reject_0000000000000002_out ip daddr 127.0.0.2 meta l4proto tcp reject with tcp reset",
+            "add rule inet nightmare_monkey reject_0000000000000002_out ip daddr 127.0.0.2 reject with icmpx type port-unreachable",
+        ]
+    );
+}
+
+#[test]
+fn each_fault_refuses_what_is_not_its_own_saying_why() {
+    for (kind, text, expected) in [
+        (Action::Loss(0), "()", "percent is required: the share of matching packets to drop, e.g. 10"),
+        (Action::Loss(0), "(percent: 0)", "percent 0: expected more than 0 and at most 100 (hundredths are kept)"),
+        (Action::Loss(0), "(percent: 100.5)", "percent 100.5: expected more than 0 and at most 100 (hundredths are kept)"),
+        (Action::Partition, "(ports: [80], percent: 5)", "percent: net-partition acts on every matching packet; net-loss drops a share"),
+        (Action::Partition, "()", "net-partition needs peers or ports: without them it cuts this host off from everything"),
+        (Action::Reject, r#"(ports: [80], duration: "2h")"#, "duration: invalid duration `2h`: expected more than 0 and at most 1h, e.g. 30s, 5m or 500ms"),
+    ] {
+        assert_eq!(fault(kind, text).unwrap_err(), expected, "{text}");
+    }
+}
+
+/// A dry run shows the exact script and needs no nft; a filter of spared ports
+/// alone is refused.
+#[test]
+fn a_dry_run_says_the_script_and_changes_nothing() {
+    let partition = fault(Action::Partition, r#"(ports: [5432], protocol: "tcp")"#).unwrap();
+    let dry = partition
+        .inject(&Request {
+            seed: 3,
+            ..Request::default()
+        })
+        .unwrap();
+    assert_eq!(dry.result, results::DRY_RUN);
+    assert!(dry.revert.is_none());
+    let script = dry.details["nft"].as_str().unwrap();
+    assert!(
+        script.contains("meta l4proto tcp th dport 5432 drop"),
+        "{script}"
+    );
+    assert!(
+        dry.summary.starts_with("would drop all incoming and outgoing tcp packets on ports 5432 for 1m with: nft 'add table inet nightmare_monkey; create chain"),
+        "{}",
+        dry.summary
+    );
+    let ssh = fault(Action::Partition, r#"(ports: [22], protocol: "tcp")"#).unwrap();
+    let refused = ssh.prepare(&Request::default()).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::NoTarget);
+    assert!(
+        refused
+            .message
+            .starts_with("every port the filter names is spared (22"),
+        "{}",
+        refused.message
+    );
+    let hit = fault(
+        Action::Partition,
+        r#"(ports: [22], protocol: "tcp", spare_ssh: false)"#,
+    )
+    .unwrap();
+    assert!(hit.prepare(&Request::default()).is_ok());
+}
+
+/// A scope that names the daemon's own namespace is the daemon's (its API spared);
+/// one that names no process is refused.
+#[test]
+fn a_scope_names_a_namespace_by_process() {
+    let me = std::process::id();
+    let own = fault(
+        Action::Loss(0),
+        &format!("(percent: 5, scope: Namespace({me}))"),
+    )
+    .unwrap();
+    assert_eq!(own.namespace().unwrap(), None);
+    let gone = fault(Action::Loss(0), "(percent: 5, scope: Tree(4194304))").unwrap();
+    let e = gone.prepare(&Request::default()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NoTarget);
+    assert!(
+        e.message
+            .starts_with("scope: cannot read the network namespace of PID 4194304: "),
+        "{}",
+        e.message
+    );
+    let target = Target { pid: me, inode: 1 };
+    assert!(netns::open(&target).is_none(), "no namespace has inode 1");
+}
+
+#[test]
+fn only_our_chain_names_reach_nft_from_a_revert_state() {
+    let forged = serde_json::json!({ "chains": ["input; flush ruleset"] });
+    let e = revert(&forged).unwrap_err();
+    assert_eq!(
+        e.message,
+        "unreadable revert state: `input; flush ruleset` is not a network fault's chain"
+    );
+    for bad in [
+        "loss_00000000000000ab",
+        "loss_00000000000000AB_in",
+        "nat_00000000000000ab_in",
+        "loss_00ab_in",
+    ] {
+        assert!(!is_chain_name(bad), "{bad}");
+    }
+    assert_eq!(percent(3000), "30%");
+    assert_eq!(percent(50), "0.5%");
+    assert_eq!(percent(1234), "12.34%");
+}
