@@ -126,6 +126,7 @@ fn named_faults_plugins_and_health() {
             "cpu-hog",
             "disk-fill",
             "memory-hog",
+            "net-bandwidth",
             "net-delay",
             "net-loss",
             "net-partition",

@@ -13,7 +13,9 @@ use crate::{
 /// Shell helpers beside [`PRELUDE`]: `udp FROM TO N` sends N datagrams from one
 /// loopback `addr:port` to another and prints how many arrived (the receiver is drained
 /// after every send: nothing is lost to a full buffer); `tcp ADDR:PORT` tries to connect
-/// (`connected`, or `failed` and why); `listen PORT` accepts TCP connections on
+/// (`connected`, or `failed` and why); `bulk PORT BYTES` sends BYTES over one TCP
+/// connection on 127.0.0.1 and prints how many milliseconds until all arrived;
+/// `listen PORT` accepts TCP connections on
 /// 127.0.0.1 in the background; `table` says whether our table is there. Each runs in
 /// the network namespace `$IN` enters (`IN="nsenter --net=/proc/PID/ns/net"`), or here.
 const NET_PRELUDE: &str = r#"
@@ -33,6 +35,14 @@ listen() { perl -MIO::Socket::INET -e '
   my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ARGV[0]", Listen => 16, ReuseAddr => 1) or die "listen: $!";
   while (my $c = $l->accept) { close $c }' "$1" & 
   n=0; until [ "$(tcp 127.0.0.1:$1)" = connected ] || [ $n -gt 200 ]; do n=$((n+1)); sleep 0.02; done; }
+bulk() { $IN perl -MIO::Socket::INET -MTime::HiRes=time -e '
+  my ($port, $n) = @ARGV; my $b;
+  my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port", Listen => 1, ReuseAddr => 1) or die "listen: $!";
+  my $pid = fork;
+  if (!$pid) { my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+    my $t = time; print $c ("x" x $n); shutdown($c, 1); 1 while sysread($c, $b, 1);
+    printf "%d\n", (time - $t) * 1000; exit 0 }
+  my $s = $l->accept; 1 while sysread($s, $b, 65536); close $s; waitpid $pid, 0;' "$@"; }
 table() { $IN nft list table inet nightmare_monkey >/dev/null 2>&1 && echo present || echo absent; }
 "#;
 
@@ -369,5 +379,58 @@ echo "reverted $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)""#
         log.contains("Revert (interrupted): reverted: removed chains loss_"),
         "{log}"
     );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// net-bandwidth limits what `lo` sends to 4 Mbit/s: 1.5 MB take at least 2.7 s (3 s at
+/// the rate, less one burst of 128 KiB), where they take milliseconds before and after;
+/// the kill switch removes the qdisc, and `lo` has its own again.
+#[test]
+fn net_bandwidth_limits_the_rate_until_the_switch() {
+    let dir = temp_dir("net-bandwidth");
+    let cfg = config(
+        &dir,
+        r#""slow": (plugin: "net-bandwidth", config: (interface: "lo", rate: "4mbit", duration: "10m"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "before $(bulk 9996 1500000)"
+post $p /api/faults/slow '{{"desc":"thin pipe"}}' >/dev/null
+echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2,3)"
+echo "during $(bulk 9996 1500000)"
+post $p /api/pause '' >/dev/null
+await 'Revert (pause): reverted' {d}/log
+echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2,3)"
+echo "after $(bulk 9996 1500000)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let (before, during, after) = (
+        number(&run, "before"),
+        number(&run, "during"),
+        number(&run, "after"),
+    );
+    assert!(
+        during >= 2500,
+        "{during} ms at 4mbit\n{}\n{log}",
+        run.stdout
+    );
+    assert!(
+        before < 1500 && after < 1500,
+        "{before} and {after} ms unlimited"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "qdisc"),
+        ["tbf 4e4d:", "noqueue 0:"],
+        "{log}"
+    );
+    assert!(
+        log.contains("Revert (pause): reverted: removed the tbf qdisc 4e4d: of lo"),
+        "{log}"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     fs::remove_dir_all(dir).unwrap();
 }

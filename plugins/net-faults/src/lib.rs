@@ -1,7 +1,8 @@
 //! The network faults, built into the daemon: `net-loss` drops a share of the packets a
 //! filter matches, `net-partition` drops all of them (both ways), `net-reject` answers
-//! them (a TCP reset, an ICMP port unreachable) instead of silence. `net-delay` refuses,
-//! saying why, on a kernel without netem.
+//! them (a TCP reset, an ICMP port unreachable) instead of silence; `net-bandwidth`
+//! limits what an interface sends (tc's tbf). `net-delay` refuses, saying why, on a
+//! kernel without netem.
 //!
 //! ```ron
 //! faults: {
@@ -29,6 +30,7 @@
 //! One crate holds several faults, so it is built into the daemon only: a plugin file
 //! exports exactly one fault.
 
+mod bandwidth;
 mod filter;
 mod netem;
 mod netns;
@@ -41,6 +43,7 @@ use nightmare_monkey_plugin_api::{
     sdk::{self, FaultPlugin, Outcome, PluginError, Request},
 };
 
+pub use bandwidth::{BandwidthConfig, NetBandwidth};
 pub use filter::Config;
 pub use netem::{DelayConfig, NetDelay};
 pub use packets::{Action, PacketFault};
@@ -106,11 +109,12 @@ packet_fault!(
 );
 
 /// The root modules of the network faults, for the host to link: name and module.
-pub fn plugin_modules() -> [(&'static str, PluginRef); 4] {
+pub fn plugin_modules() -> [(&'static str, PluginRef); 5] {
     [
         (NetLoss::NAME, sdk::root_module::<NetLoss>()),
         (NetPartition::NAME, sdk::root_module::<NetPartition>()),
         (NetReject::NAME, sdk::root_module::<NetReject>()),
+        (NetBandwidth::NAME, sdk::root_module::<NetBandwidth>()),
         (NetDelay::NAME, sdk::root_module::<NetDelay>()),
     ]
 }

@@ -23,23 +23,25 @@ pub const TABLE: &str = "inet nightmare_monkey";
 /// is empty must not race a fault adding its chain.
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// The `nft` program: on the `PATH`, else where Debian and others put it.
-fn program() -> &'static str {
+/// The program `name` (`nft`, `tc`): on the `PATH`, else where Debian and others put it
+/// (a daemon's `PATH` may lack the sbin directories).
+pub fn program(name: &str) -> String {
     let on_path = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("nft").is_file()));
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()));
+    let sbin = format!("/usr/sbin/{name}");
     if on_path {
-        "nft"
-    } else if std::path::Path::new("/usr/sbin/nft").is_file() {
-        "/usr/sbin/nft"
+        name.to_owned()
+    } else if std::path::Path::new(&sbin).is_file() {
+        sbin
     } else {
-        "/sbin/nft"
+        format!("/sbin/{name}")
     }
 }
 
 /// Runs `nft` with `args` and `input` on its standard input; its standard output, or
 /// its error as one sentence.
 fn nft(args: &[&str], input: &str) -> Result<String, PluginError> {
-    let mut child = Command::new(program())
+    let mut child = Command::new(program("nft"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

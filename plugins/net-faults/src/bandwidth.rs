@@ -1,0 +1,400 @@
+//! `net-bandwidth`: the packets an interface sends, limited to a rate with tc's token
+//! bucket filter (`tbf`), which every kernel with traffic control has (netem is not
+//! needed).
+//!
+//! The qdisc is ours by its handle, `4e4d:` ("NM"): it is only added where the interface
+//! has the kernel's default root qdisc (an interface with a root qdisc of someone's is
+//! refused, nothing replaced), and a revert deletes the root qdisc only while it is a
+//! `tbf` with that handle; the kernel's default comes back by itself.
+
+use std::{process::Command, time::Duration};
+
+use nightmare_monkey_plugin_api::sdk::{
+    self, process::Scope, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    netns::{self, Target},
+    nft::program,
+};
+
+const HANDLE: &str = "4e4d:";
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// `net-bandwidth`'s configuration, as written in RON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BandwidthConfig {
+    /// The interface whose outgoing packets are limited (required: `"eth0"`).
+    pub interface: Option<String>,
+    /// The rate: `"500kbit"`, `"4mbit"`, `"1gbit"` (required).
+    pub rate: Option<String>,
+    /// How long the fault lasts (default 1m, at most 1h).
+    pub duration: Option<sdk::DurationText>,
+    /// The network namespace of a process instead of the daemon's (see `net-loss`).
+    pub scope: Option<Scope>,
+}
+
+/// What the revert needs: the interface (in its namespace).
+#[derive(Debug, Serialize, Deserialize)]
+struct Limited {
+    interface: String,
+    /// The `tc` arguments that add the qdisc (prepared only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tc: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    netns: Option<Target>,
+}
+
+/// The `net-bandwidth` fault.
+#[derive(Debug)]
+pub struct NetBandwidth {
+    interface: String,
+    rate: String,
+    bits: u64,
+    duration: Duration,
+    scope: Option<Scope>,
+}
+
+fn config_error(message: String) -> PluginError {
+    PluginError::new(ErrorKind::Config, message)
+}
+
+/// `4mbit` as bits a second; `None` unless a whole number of bit, kbit, mbit or gbit.
+fn rate_bits(text: &str) -> Option<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let scale = match unit {
+        "bit" => 1,
+        "kbit" => 1_000,
+        "mbit" => 1_000_000,
+        "gbit" => 1_000_000_000,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+/// An interface name as the kernel allows it (at most 15 bytes, no `/`, no space).
+fn is_interface(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+/// Runs `tc` with `args`; its output, or its first line of error.
+fn tc(args: &[&str]) -> Result<String, PluginError> {
+    let out = Command::new(program("tc"))
+        .args(args)
+        .output()
+        .map_err(|e| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("cannot run tc: {e} (install iproute2: net-bandwidth needs it)"),
+            )
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
+    let kind = if stderr.contains("Operation not permitted") {
+        ErrorKind::Denied
+    } else if stderr.contains("Cannot find device") {
+        ErrorKind::NoTarget
+    } else {
+        ErrorKind::Failed
+    };
+    Err(PluginError::new(kind, format!("tc: {}", first.trim())))
+}
+
+/// Whether the root qdisc of `interface` is ours (`false` too if it has gone).
+fn ours(interface: &str) -> Result<bool, PluginError> {
+    let listing = match tc(&["-j", "qdisc", "show", "dev", interface, "root"]) {
+        Ok(listing) => listing,
+        Err(e) if e.kind == ErrorKind::NoTarget => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let json: serde_json::Value = serde_json::from_str(&listing).unwrap_or_default();
+    Ok(json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|q| q["root"] == true && q["handle"] == HANDLE && q["kind"] == "tbf"))
+}
+
+impl NetBandwidth {
+    /// The `tc` arguments that add our qdisc: a burst of 10 ms at the rate, at least
+    /// 128 KiB: tbf drops every packet bigger than its burst, and loopback's MTU is 64
+    /// KiB (with the link header, a full packet is more; measured: a burst of 65536 on
+    /// `lo` lets no full-sized packet through, and TCP stalls).
+    fn arguments(&self) -> Vec<String> {
+        let burst = (self.bits / 8 / 100).max(131_072);
+        [
+            "qdisc",
+            "add",
+            "dev",
+            &self.interface,
+            "root",
+            "handle",
+            HANDLE,
+            "tbf",
+            "rate",
+            &self.rate,
+            "burst",
+            &burst.to_string(),
+            "latency",
+            "50ms",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    fn summary(&self, doing: &str, netns: Option<&Target>) -> String {
+        let place = netns.map_or(String::new(), |t| {
+            format!(" in the network namespace of PID {}", t.pid)
+        });
+        format!(
+            "{doing} {} to {}{place} for {}",
+            self.interface,
+            self.rate,
+            humantime::format_duration(self.duration)
+        )
+    }
+}
+
+impl FaultPlugin for NetBandwidth {
+    const NAME: &'static str = "net-bandwidth";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "limits what an interface sends to a rate (tc tbf on a qdisc of its own)";
+    const PREPARES: bool = true;
+    type Config = BandwidthConfig;
+
+    fn new(config: BandwidthConfig) -> Result<Self, PluginError> {
+        let interface = config.interface.ok_or_else(|| {
+            config_error(
+                "interface is required: the interface whose sending is limited, e.g. \"eth0\""
+                    .to_owned(),
+            )
+        })?;
+        if !is_interface(&interface) {
+            return Err(config_error(format!(
+                "interface `{interface}`: expected an interface name (at most 15 letters, digits, - _ . @)"
+            )));
+        }
+        let rate = config.rate.ok_or_else(|| {
+            config_error("rate is required: e.g. \"500kbit\", \"4mbit\" or \"1gbit\"".to_owned())
+        })?;
+        let bits = rate_bits(&rate)
+            .filter(|b| (8_000..=100_000_000_000).contains(b))
+            .ok_or_else(|| {
+                config_error(format!(
+                    "rate `{rate}`: expected a whole number of kbit, mbit or gbit from 8kbit to 100gbit, e.g. \"4mbit\""
+                ))
+            })?;
+        let duration = sdk::duration(
+            "duration",
+            config.duration.as_deref(),
+            Duration::from_secs(60),
+            MAX_DURATION,
+        )?;
+        Ok(Self {
+            interface,
+            rate,
+            bits,
+            duration,
+            scope: config.scope,
+        })
+    }
+
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let prepared = self.prepare(request)?;
+        if !request.dry_run {
+            let state = prepared.revert.as_ref().ok_or_else(|| {
+                PluginError::new(ErrorKind::Failed, "the prepared state is missing")
+            })?;
+            return self.apply(request, state);
+        }
+        let command = prepared.details["tc"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Outcome {
+            result: results::DRY_RUN.to_owned(),
+            summary: format!(
+                "{} with: {command}",
+                prepared.summary.replacen("will limit", "would limit", 1)
+            ),
+            revert: None,
+            revert_after_ms: None,
+            ..prepared
+        })
+    }
+
+    /// Pins the namespace and writes the command; changes nothing.
+    fn prepare(&self, _request: &Request) -> Result<Outcome, PluginError> {
+        let netns = match &self.scope {
+            Some(scope) => Some(netns::resolve(scope)?),
+            None => None,
+        };
+        let args = self.arguments();
+        Ok(Outcome {
+            action: "Throttle".to_owned(),
+            result: "prepared".to_owned(),
+            summary: self.summary("will limit", netns.as_ref()),
+            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": netns }),
+            revert: Some(serde_json::json!(Limited {
+                interface: self.interface.clone(),
+                tc: Some(args),
+                netns,
+            })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
+            ..Outcome::default()
+        })
+    }
+
+    fn apply(
+        &self,
+        _request: &Request,
+        prepared: &serde_json::Value,
+    ) -> Result<Outcome, PluginError> {
+        let state: Limited = sdk::read_state(prepared)?;
+        let args = state.tc.clone().ok_or_else(|| {
+            PluginError::new(ErrorKind::Failed, "the prepared state has no tc command")
+        })?;
+        let namespace = match &state.netns {
+            None => None,
+            Some(target) => Some(netns::open(target).ok_or_else(|| {
+                PluginError::new(
+                    ErrorKind::NoTarget,
+                    format!(
+                        "the network namespace of PID {} is gone: nothing applied",
+                        target.pid
+                    ),
+                )
+            })?),
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        netns::within(namespace.as_ref(), || tc(&args)).map_err(|e| {
+            if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {
+                PluginError::new(
+                    ErrorKind::NoTarget,
+                    format!("{} has a root qdisc of its own: net-bandwidth does not replace it (nothing applied)", state.interface),
+                )
+            } else {
+                e
+            }
+        })?;
+        Ok(Outcome {
+            action: "Throttle".to_owned(),
+            result: results::INJECTED.to_owned(),
+            summary: self.summary("limiting", state.netns.as_ref()),
+            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": state.netns }),
+            revert: Some(serde_json::json!(Limited {
+                interface: state.interface,
+                tc: None,
+                netns: state.netns,
+            })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
+            ..Outcome::default()
+        })
+    }
+
+    /// Deletes our qdisc if it is still the interface's root; anything else is left.
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        let state: Limited = sdk::read_state(state)?;
+        if !is_interface(&state.interface) {
+            return Err(PluginError::new(
+                ErrorKind::Failed,
+                format!(
+                    "unreadable revert state: `{}` is not an interface name",
+                    state.interface
+                ),
+            ));
+        }
+        let namespace = match &state.netns {
+            None => None,
+            Some(target) => match netns::open(target) {
+                Some(namespace) => Some(namespace),
+                None => {
+                    return Ok(restored(format!(
+                        "nothing to remove: the network namespace of PID {} is gone, and its qdisc with it",
+                        target.pid
+                    )))
+                }
+            },
+        };
+        let interface = state.interface.as_str();
+        let removed = netns::within(namespace.as_ref(), || {
+            if !ours(interface)? {
+                return Ok(false);
+            }
+            tc(&["qdisc", "del", "dev", interface, "root", "handle", HANDLE]).map(|_| true)
+        })?;
+        Ok(restored(if removed {
+            format!("removed the tbf qdisc {HANDLE} of {interface}")
+        } else {
+            format!("nothing to remove: the root qdisc of {interface} is not ours (gone already)")
+        }))
+    }
+}
+
+fn restored(summary: String) -> Outcome {
+    Outcome {
+        action: "Restore".to_owned(),
+        result: results::REVERTED.to_owned(),
+        summary,
+        ..Outcome::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(text: &str) -> Result<NetBandwidth, String> {
+        sdk::parse_config::<BandwidthConfig>(text)
+            .and_then(NetBandwidth::new)
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn the_command_is_pinned_and_the_config_checked() {
+        let f = fault(r#"(interface: "eth0", rate: "40mbit")"#).unwrap();
+        assert_eq!(
+            f.arguments().join(" "),
+            "qdisc add dev eth0 root handle 4e4d: tbf rate 40mbit burst 131072 latency 50ms"
+        );
+        let fast = fault(r#"(interface: "eth0", rate: "10gbit")"#).unwrap();
+        assert!(fast.arguments().join(" ").contains("burst 12500000 "));
+        for (text, expected) in [
+            (r#"(rate: "1mbit")"#, "interface is required: the interface whose sending is limited, e.g. \"eth0\""),
+            (r#"(interface: "eth0; reboot", rate: "1mbit")"#, "interface `eth0; reboot`: expected an interface name (at most 15 letters, digits, - _ . @)"),
+            (r#"(interface: "eth0")"#, "rate is required: e.g. \"500kbit\", \"4mbit\" or \"1gbit\""),
+            (r#"(interface: "eth0", rate: "fast")"#, "rate `fast`: expected a whole number of kbit, mbit or gbit from 8kbit to 100gbit, e.g. \"4mbit\""),
+            (r#"(interface: "eth0", rate: "1kbit")"#, "rate `1kbit`: expected a whole number of kbit, mbit or gbit from 8kbit to 100gbit, e.g. \"4mbit\""),
+        ] {
+            assert_eq!(fault(text).unwrap_err(), expected, "{text}");
+        }
+        assert_eq!(rate_bits("4mbit"), Some(4_000_000));
+        assert_eq!(rate_bits("mbit"), None);
+    }
+
+    #[test]
+    fn a_dry_run_says_the_command() {
+        let f = fault(r#"(interface: "lo", rate: "4mbit", duration: "2m")"#).unwrap();
+        let dry = f.inject(&Request::default()).unwrap();
+        assert_eq!(dry.result, results::DRY_RUN);
+        assert_eq!(
+            dry.summary,
+            "would limit lo to 4mbit for 2m with: tc qdisc add dev lo root handle 4e4d: tbf rate 4mbit burst 131072 latency 50ms"
+        );
+        assert!(dry.revert.is_none());
+    }
+}
