@@ -317,7 +317,7 @@ impl PacketFault {
                 PluginError::new(
                     ErrorKind::NoTarget,
                     format!(
-                        "PID {} left its network namespace before the rules were applied: nothing applied",
+                        "the network namespace of PID {} is gone: nothing applied",
                         target.pid
                     ),
                 )
