@@ -434,3 +434,48 @@ kill -TERM $m; wait $m; echo "code $?""#
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// Everything dropped (net-loss of 100%, no filter) but the daemon's API, spared: the
+/// kill switch answers and ends the fault. With `spare_api: false` the API goes dark
+/// too, and the pause file still ends it.
+#[test]
+fn the_api_is_spared_and_the_pause_file_works_when_it_is_not() {
+    let dir = temp_dir("net-spared");
+    let cfg = config(
+        &dir,
+        r#""all": (plugin: "net-loss", config: (percent: 100, duration: "10m")),
+           "dark": (plugin: "net-loss", config: (percent: 100, duration: "10m", spare_api: false))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+api() {{ curl -s -m 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:$p/api/status; }}
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/all '{{"desc":"blackout"}}' >/dev/null
+echo "spared $(api) $(udp 127.0.0.1:40000 127.0.0.1:9999 100)"
+post $p /api/pause '' >/dev/null
+await 'Revert (pause): reverted' {d}/log
+post $p /api/resume '' >/dev/null
+echo "after $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 100)"
+curl -s -m 2 -X POST http://127.0.0.1:$p/api/faults/dark -d '{{"desc":"dark"}}' >/dev/null
+await 'Drop: dropping 100% of' {d}/log
+echo "dark $(api)"
+touch {d}/paused
+n=0; until [ "$(table)" = absent ] || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done
+echo "file $(table) $(api)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(
+        pairs(&run.stdout, "spared"),
+        ["200 0"],
+        "{}\n{log}",
+        run.stdout
+    );
+    assert_eq!(pairs(&run.stdout, "after"), ["absent 100"], "{log}");
+    assert_eq!(pairs(&run.stdout, "dark"), ["000"], "{log}");
+    assert_eq!(pairs(&run.stdout, "file"), ["absent 200"], "{log}");
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    fs::remove_dir_all(dir).unwrap();
+}
