@@ -7,7 +7,7 @@ use std::{fs, path::Path, process::Command};
 
 use crate::{
     drill::PRELUDE,
-    util::{bin, monkey, pairs, state_dir, temp_dir, Run},
+    util::{bin, monkey, pairs, state_dir, Drill, Run, TestDir},
 };
 
 /// Shell helpers beside [`PRELUDE`]: `udp FROM TO N` sends N datagrams from one
@@ -76,19 +76,12 @@ fn in_network_namespace(script: &str) -> Run {
     run
 }
 
-/// A daemon config in `dir`: every day and hour, no timer, the API on a free loopback
-/// port, these `faults` (the map's entries).
+/// A drill config in `dir` (the shared header: every day and hour, no timer, the API on
+/// a free loopback port) with these `faults` (the map's entries); its path.
 fn config(dir: &Path, faults: &str) -> String {
-    let file = dir.join("net.ron");
-    fs::write(
-        &file,
-        format!(
-            r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
-                http: (listen: "127.0.0.1:0"), state_dir: {dir:?}, faults: {{ {faults} }})"#
-        ),
-    )
-    .unwrap();
-    file.display().to_string()
+    Drill::new(dir)
+        .config(&format!("faults: {{ {faults} }}"))
+        .write()
 }
 
 fn number(run: &Run, key: &str) -> u32 {
@@ -103,7 +96,7 @@ fn number(run: &Run, key: &str) -> u32 {
 /// 30%; another port loses nothing, and nothing is lost before or after.
 #[test]
 fn net_loss_drops_its_share_of_the_matching_packets() {
-    let dir = temp_dir("net-loss");
+    let dir = TestDir::new("net-loss");
     let cfg = config(
         &dir,
         r#""loss": (plugin: "net-loss", config: (percent: 30, protocol: "udp", ports: [9999], direction: "in", duration: "10m"))"#,
@@ -139,7 +132,6 @@ kill -TERM $m; wait $m; echo "code $?""#
     assert_eq!((before, other, after), (4000, 4000, 4000), "{}", run.stdout);
     assert_eq!(pairs(&run.stdout, "table"), ["absent"]);
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// net-partition from a peer (127.0.0.2, another loopback address): nothing passes
@@ -147,7 +139,7 @@ kill -TERM $m; wait $m; echo "code $?""#
 /// daemon's own API (spared) still work. The host's own table is untouched.
 #[test]
 fn net_partition_drops_both_ways_and_nothing_else() {
-    let dir = temp_dir("net-partition");
+    let dir = TestDir::new("net-partition");
     let cfg = config(
         &dir,
         r#""split": (plugin: "net-partition", config: (peers: ["127.0.0.2"], duration: "10m"))"#,
@@ -182,14 +174,13 @@ nft list table inet host | diff - {d}/host-before && echo "host unchanged""#
     assert_eq!(pairs(&run.stdout, "api"), ["200"]);
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
     assert!(run.stdout.contains("host unchanged"), "{}", run.stdout);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// net-reject on a TCP port: a connection is refused at once (a reset), where a
 /// partition would leave it hanging; when due, the port answers again.
 #[test]
 fn net_reject_resets_connections_until_due() {
-    let dir = temp_dir("net-reject");
+    let dir = TestDir::new("net-reject");
     let cfg = config(
         &dir,
         r#""refuse": (plugin: "net-reject", config: (protocol: "tcp", ports: [9997], duration: "1s"))"#,
@@ -217,14 +208,13 @@ kill -TERM $m; wait $m; echo "code $?""#
     assert_eq!(pairs(&run.stdout, "after"), ["connected"], "{log}");
     assert_eq!(pairs(&run.stdout, "table"), ["absent"]);
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A daemon killed outright leaves its rules in effect; the next start removes them
 /// from the journal (the chains were journaled before they were applied).
 #[test]
 fn rules_left_by_a_killed_daemon_are_removed_by_the_next_start() {
-    let dir = temp_dir("net-crash");
+    let dir = TestDir::new("net-crash");
     let cfg = config(
         &dir,
         r#""loss": (plugin: "net-loss", config: (percent: 100, protocol: "udp", ports: [9999], duration: "10m"))"#,
@@ -256,7 +246,6 @@ kill -TERM $m; wait $m; echo "code $?""#
         "{log}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// The dry run (`kill --fault NAME`, no namespace needed: nothing is applied) says the
@@ -314,7 +303,7 @@ fn net_delay_without_netem_is_refused_saying_why() {
         ])
         .output()
         .expect("unshare runs");
-    let dir = temp_dir("net-delay");
+    let dir = TestDir::new("net-delay");
     let cfg = config(
         &dir,
         r#""slow": (plugin: "net-delay", config: (delay: "100ms"))"#,
@@ -336,7 +325,6 @@ fn net_delay_without_netem_is_refused_saying_why() {
             run.stderr
         );
     }
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// A fault scoped to a child's network namespace (`scope: Namespace(PID)`): its rules
@@ -344,7 +332,7 @@ fn net_delay_without_netem_is_refused_saying_why() {
 /// Ctrl-C (the one-shot `kill` reverts) removes them from the child's namespace.
 #[test]
 fn a_scoped_fault_strikes_the_childs_namespace_and_leaves_the_parents() {
-    let dir = temp_dir("net-scope");
+    let dir = TestDir::new("net-scope");
     let d = dir.display();
     let run = in_network_namespace(&format!(
         r#"
@@ -379,7 +367,6 @@ echo "reverted $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)""#
         log.contains("Revert (interrupted): reverted: removed chains loss_"),
         "{log}"
     );
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// net-bandwidth limits what `lo` sends to 4 Mbit/s: 1.5 MB take at least 2.7 s (3 s at
@@ -387,7 +374,7 @@ echo "reverted $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)""#
 /// the kill switch removes the qdisc, and `lo` has its own again.
 #[test]
 fn net_bandwidth_limits_the_rate_until_the_switch() {
-    let dir = temp_dir("net-bandwidth");
+    let dir = TestDir::new("net-bandwidth");
     let cfg = config(
         &dir,
         r#""slow": (plugin: "net-bandwidth", config: (interface: "lo", rate: "4mbit", duration: "10m"))"#,
@@ -432,7 +419,6 @@ kill -TERM $m; wait $m; echo "code $?""#
         "{log}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Everything dropped (net-loss of 100%, no filter) but the daemon's API, spared: the
@@ -440,7 +426,7 @@ kill -TERM $m; wait $m; echo "code $?""#
 /// too, and the pause file still ends it.
 #[test]
 fn the_api_is_spared_and_the_pause_file_works_when_it_is_not() {
-    let dir = temp_dir("net-spared");
+    let dir = TestDir::new("net-spared");
     let cfg = config(
         &dir,
         r#""all": (plugin: "net-loss", config: (percent: 100, duration: "10m")),
@@ -477,5 +463,4 @@ kill -TERM $m; wait $m; echo "code $?""#
     assert_eq!(pairs(&run.stdout, "dark"), ["000"], "{log}");
     assert_eq!(pairs(&run.stdout, "file"), ["absent 200"], "{log}");
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
-    fs::remove_dir_all(dir).unwrap();
 }
