@@ -1,15 +1,19 @@
-//! The ports this process listens on (the daemon's API): a network fault leaves them
-//! alone unless its configuration says otherwise, so the kill switch stays reachable.
+//! The ports this process listens on (the daemon's API) and the peers it connects to
+//! (the fleet's coordinator): a network fault leaves them alone unless its configuration
+//! says otherwise, so the kill switch stays reachable and a fleet's node its coordinator.
 //!
 //! The built-in faults run inside the daemon, so its listeners are this process's: the
 //! TCP sockets in LISTEN state (`/proc/self/net/tcp`, `tcp6`) whose inodes are among
 //! its open descriptors. Nothing has to be configured twice.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
-/// The TCP ports this process listens on, in order.
-pub fn listening_ports() -> Vec<u16> {
-    let inodes: BTreeSet<u64> = std::fs::read_dir("/proc/self/fd")
+/// The inodes of this process's sockets.
+fn socket_inodes() -> BTreeSet<u64> {
+    std::fs::read_dir("/proc/self/fd")
         .into_iter()
         .flatten()
         .flatten()
@@ -21,17 +25,87 @@ pub fn listening_ports() -> Vec<u16> {
                 .parse()
                 .ok()
         })
-        .collect();
-    let mut ports = BTreeSet::new();
+        .collect()
+}
+
+/// The lines of `/proc/self/net/tcp` and `tcp6` that are sockets of this process.
+fn own_lines() -> Vec<String> {
+    let inodes = socket_inodes();
+    let mut lines = Vec::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
-        ports.extend(
+        lines.extend(
             text.lines()
                 .skip(1)
-                .filter_map(|line| listener(line, &inodes)),
+                .filter(|line| {
+                    line.split_whitespace()
+                        .nth(9)
+                        .and_then(|i| i.parse().ok())
+                        .is_some_and(|i: u64| inodes.contains(&i))
+                })
+                .map(str::to_owned),
         );
     }
+    lines
+}
+
+/// The TCP ports this process listens on, in order.
+pub fn listening_ports() -> Vec<u16> {
+    let inodes = socket_inodes();
+    let ports: BTreeSet<u16> = own_lines()
+        .iter()
+        .filter_map(|line| listener(line, &inodes))
+        .collect();
     ports.into_iter().collect()
+}
+
+/// The addresses and ports this process is connected to, its own listeners' clients
+/// aside: the fleet's coordinator, say. A network fault spares them (by address and
+/// port, so a reconnection is spared too), as it spares the API.
+pub fn connected_peers() -> Vec<(IpAddr, u16)> {
+    let listening = listening_ports();
+    let peers: BTreeSet<(IpAddr, u16)> = own_lines()
+        .iter()
+        .filter_map(|line| outgoing(line, &listening))
+        .collect();
+    peers.into_iter().collect()
+}
+
+/// The remote end of a line of `/proc/net/tcp{,6}` that is an established connection
+/// this process made (its local port is none of its listeners').
+fn outgoing(line: &str, listening: &[u16]) -> Option<(IpAddr, u16)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (local, remote, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+    // 01 is TCP_ESTABLISHED.
+    if *state != "01" || listening.contains(&endpoint(local)?.1) {
+        return None;
+    }
+    endpoint(remote)
+}
+
+/// `0100007F:1F90` (or 32 hex digits for IPv6: four 32-bit words, each in the host's
+/// byte order) as an address and a port; IPv4-mapped IPv6 as IPv4.
+fn endpoint(text: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| {
+        addr.get(i * 8..i * 8 + 8)
+            .and_then(|w| u32::from_str_radix(w, 16).ok())
+            .map(u32::to_ne_bytes)
+    };
+    let addr = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            let v6 = Ipv6Addr::from(bytes);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some((addr, port))
 }
 
 /// The local port of a line of `/proc/net/tcp` that is a listener of ours.
@@ -61,5 +135,33 @@ mod tests {
         assert_eq!(listener(line, &BTreeSet::from([1])), None);
         let established = line.replace(" 0A ", " 01 ");
         assert_eq!(listener(&established, &BTreeSet::from([4242])), None);
+    }
+
+    #[test]
+    fn a_connection_this_process_made_is_a_peer_and_its_listeners_clients_are_not() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (accepted, _) = server.accept().unwrap();
+        let peers = connected_peers();
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(peers.contains(&(localhost, port)), "{peers:?}");
+        let client_port = client.local_addr().unwrap().port();
+        assert!(
+            !peers.contains(&(localhost, client_port)),
+            "the accepted end is a client of our listener: {peers:?}"
+        );
+        drop((client, accepted));
+        assert_eq!(endpoint("0100007F:1F90"), Some((localhost, 8080)));
+        assert_eq!(
+            endpoint("0000000000000000FFFF00000100007F:0016"),
+            Some((localhost, 22)),
+            "IPv4-mapped IPv6"
+        );
+        assert_eq!(
+            endpoint("00000000000000000000000001000000:0050"),
+            Some((IpAddr::V6(Ipv6Addr::LOCALHOST), 80))
+        );
+        assert_eq!(endpoint("zz:1"), None);
     }
 }

@@ -7,7 +7,7 @@
 //! with the spared ports (accepted, which only ends *our* chain: the host's own chains
 //! still see the packet), then the fault's rules. A revert deletes exactly these chains.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use nightmare_monkey_plugin_api::sdk::{
     self, results, ErrorKind, Outcome, PluginError, Request, Rng,
@@ -178,8 +178,23 @@ impl PacketFault {
         ports
     }
 
-    /// The nftables script for chains named with `id`, sparing `spared`; and the chains.
-    pub fn script(&self, id: u64, spared: &[u16]) -> (String, Vec<String>) {
+    /// The peers the daemon is connected to (its coordinator), spared with its API.
+    fn spared_peers(&self, netns: Option<&Target>) -> Vec<(IpAddr, u16)> {
+        if self.spare_api && netns.is_none() {
+            own::connected_peers()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The nftables script for chains named with `id`, sparing the TCP ports `spared`
+    /// and the TCP `peers` (address and port); and the chains.
+    pub fn script(
+        &self,
+        id: u64,
+        spared: &[u16],
+        peers: &[(IpAddr, u16)],
+    ) -> (String, Vec<String>) {
         let table = nft::TABLE;
         let mut script = format!("add table {table}\n");
         let mut chains = Vec::new();
@@ -199,6 +214,15 @@ impl PacketFault {
                 };
                 script.push_str(&rule(&format!("tcp dport {set} accept")));
                 script.push_str(&rule(&format!("tcp sport {set} accept")));
+            }
+            for (addr, port) in peers {
+                let family = if addr.is_ipv4() { "ip" } else { "ip6" };
+                script.push_str(&rule(&format!(
+                    "{family} daddr {addr} tcp dport {port} accept"
+                )));
+                script.push_str(&rule(&format!(
+                    "{family} saddr {addr} tcp sport {port} accept"
+                )));
             }
             if self.action == Action::Reject {
                 // The answers a reject sends pass the hooks too: rejected in turn they
@@ -267,7 +291,8 @@ impl PacketFault {
             ));
         }
         let id = Rng::from_seed(request.seed).next_u64();
-        let (script, chains) = self.script(id, &spared);
+        let peers = self.spared_peers(netns.as_ref());
+        let (script, chains) = self.script(id, &spared, &peers);
         Ok(Outcome {
             action: self.action.verb().to_owned(),
             result: "prepared".to_owned(),

@@ -16,7 +16,7 @@ fn a_loss_is_one_chain_per_hook_sparing_ssh_and_the_api_first() {
         r#"(percent: 30, protocol: "udp", ports: [9999], direction: "in")"#,
     )
     .unwrap();
-    let (script, chains) = loss.script(0xab, &[22, 8080]);
+    let (script, chains) = loss.script(0xab, &[22, 8080], &[]);
     assert_eq!(chains, ["loss_00000000000000ab_in"]);
     assert_eq!(
         script,
@@ -29,15 +29,18 @@ add rule inet nightmare_monkey loss_00000000000000ab_in meta l4proto udp th spor
 "
     );
     let fine = fault(Action::Loss(0), "(percent: 0.5)").unwrap();
-    let (script, chains) = fine.script(1, &[]);
+    let (script, chains) = fine.script(1, &[], &[]);
     assert_eq!(chains.len(), 2, "both ways by default");
     assert!(script.ends_with(
         "add rule inet nightmare_monkey loss_0000000000000001_out numgen random mod 10000 < 50 drop\n"
     ));
     assert!(chains.iter().all(|c| is_chain_name(c)));
+    let coordinator = (std::net::IpAddr::from([10, 0, 0, 9]), 2379);
+    let (script, _) = fine.script(1, &[], &[coordinator]);
+    assert!(script.contains("loss_0000000000000001_in ip daddr 10.0.0.9 tcp dport 2379 accept\nadd rule inet nightmare_monkey loss_0000000000000001_in ip saddr 10.0.0.9 tcp sport 2379 accept\n"), "{script}");
     let all = fault(Action::Loss(0), "(percent: 100)").unwrap();
     assert!(all
-        .script(1, &[])
+        .script(1, &[], &[])
         .0
         .ends_with("loss_0000000000000001_out drop\n"));
 }
@@ -49,7 +52,7 @@ fn a_reject_resets_tcp_and_answers_the_rest_unreachable() {
         r#"(peers: ["127.0.0.2"], direction: "out")"#,
     )
     .unwrap();
-    let (script, _) = reject.script(2, &[]);
+    let (script, _) = reject.script(2, &[], &[]);
     let rules: Vec<&str> = script.lines().skip(5).collect();
     assert_eq!(
         rules,
