@@ -134,7 +134,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.runs == 0 || args.connections == 0 || args.moderate_rate <= 0.0 {
         bail!("--runs, --connections and --moderate-rate must be positive");
     }
-    if !(args.original_seconds > 0.0) {
+    if !matches!(Duration::try_from_secs_f64(args.original_seconds), Ok(d) if !d.is_zero()) {
         bail!("--original-seconds must be a positive number of seconds");
     }
     if let Some(path) = &args.original {

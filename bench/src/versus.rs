@@ -74,8 +74,10 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
         other.display(),
         args.runs
     );
-    let mut table =
-        format!("| figure | this: {this} | other: {that} | this / other |\n|---|---|---|---|\n");
+    let mut table = format!(
+        "| figure | this: {this} | other: {that} | this / other | round by round |\n\
+         |---|---|---|---|---|\n"
+    );
     let figures: [Figure; 5] = [
         ("dry-run POST /api/kill, req/s", |r| r.kill),
         ("GET /healthz, req/s", |r| r.health),
@@ -85,12 +87,15 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
     ];
     for (name, f) in figures {
         let (this, that) = (median(0, f), median(1, f));
+        // The same build against itself spreads as far as the machine's noise does.
+        let paired = rounds[0].iter().zip(&rounds[1]).map(|(a, b)| f(a) / f(b));
         let _ = writeln!(
             table,
-            "| {name} | {} | {} | {:.2}x |",
+            "| {name} | {} | {} | {:.2}x | {} |",
             num(this),
             num(that),
-            this / that
+            this / that,
+            report::times(&measure::Summary::of(paired))
         );
     }
     println!("{table}");
@@ -104,8 +109,10 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
          The last `bench/run --compare REV`: this tree's `dist` build set beside REV's, \
          dry-run `POST /api/kill` and `GET /healthz` saturated ({} requests over {} \
          connections each) and the daemon's memory, in rounds that take turns (who goes \
-         first alternates). Each figure is the median over the rounds. Each comparison \
-         replaces this section; the full run keeps it.\n\n\
+         first alternates). Each figure is the median over the rounds; the last column is \
+         the ratio taken in each round (the median, the quartiles in brackets), whose \
+         spread is the noise to read a ratio against. Each comparison replaces this \
+         section; the full run keeps it.\n\n\
          - Command: `{}`\n- Date: {}\n- This tree: {this} (`{}`)\n- Against: {that} (`{}`)\n\
          - Among {size} processes, {} rounds\n\n{table}",
         args.requests,
