@@ -84,7 +84,8 @@ pub struct Args {
 
     /// Only set the API of another build of the binary beside this one's: dry-run
     /// `POST /api/kill` and `GET /healthz` rates and memory, in rounds taking turns, each
-    /// figure's ratio printed (`bench/run --compare REV` builds REV for it)
+    /// figure's ratio printed and written into --out's section "Against another
+    /// revision" (`bench/run --compare REV` builds REV for it)
     #[arg(long, value_name = "FILE")]
     pub versus: Option<PathBuf>,
 
@@ -98,7 +99,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 250_000)]
     pub journal_faults: usize,
 
-    /// Where the Markdown report goes
+    /// Where the Markdown report goes (with --versus: the file whose comparison section
+    /// is written, the rest left as it is)
     #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
 }
