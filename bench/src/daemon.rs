@@ -12,6 +12,8 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
+use crate::original;
+
 /// A running daemon; stopped (SIGTERM, then waited for) when dropped.
 pub struct Daemon {
     child: Child,
@@ -51,31 +53,60 @@ impl Daemon {
         let config_path: PathBuf = dir.join("bench.ron");
         fs::create_dir_all(dir)?;
         fs::write(&config_path, config(addr, dir, timer))?;
-        let start = Instant::now();
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("--config")
             .arg(&config_path)
-            .env("STATE_DIRECTORY", dir)
+            .env("STATE_DIRECTORY", dir);
+        let hint = format!(
+            "run `{} --config {}` to see why",
+            binary.display(),
+            config_path.display()
+        );
+        Self::spawn(&mut command, addr, &hint)
+    }
+
+    /// Starts the original Nightmare Monkey (the 2017 Go daemon) at `binary`, dry, and
+    /// waits until its API accepts connections. It binds every interface: only ever
+    /// called inside the network namespace the harness made, where loopback is alone.
+    pub fn start_original(binary: &Path) -> anyhow::Result<Daemon> {
+        let addr = free_port()?;
+        let mut command = Command::new(binary);
+        command.args(original::arguments(addr.port()));
+        let hint = format!(
+            "run `{} {}` to see why (is it the original's binary?)",
+            binary.display(),
+            original::arguments(addr.port()).join(" ")
+        );
+        Self::spawn(&mut command, addr, &hint)
+    }
+
+    /// Spawns `command`, output thrown away, and waits until `addr` accepts a
+    /// connection; `hint` says how to see why it did not.
+    fn spawn(command: &mut Command, addr: SocketAddr, hint: &str) -> anyhow::Result<Daemon> {
+        let start = Instant::now();
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot start {}",
+                    Path::new(command.get_program()).display()
+                )
+            })?;
         loop {
             if TcpStream::connect(addr).is_ok() {
                 break;
             }
             if let Some(status) = child.try_wait()? {
-                bail!(
-                    "the daemon exited ({status}) before listening; run `{} --config {}` to see why",
-                    binary.display(),
-                    config_path.display()
-                );
+                bail!("the daemon exited ({status}) before listening; {hint}");
             }
             if start.elapsed() > Duration::from_secs(10) {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("the daemon did not listen on {addr} within 10 s");
+                bail!("the daemon did not listen on {addr} within 10 s; {hint}");
             }
             thread::sleep(Duration::from_micros(100));
         }

@@ -98,16 +98,19 @@ pub struct LoadResult {
 }
 
 /// Runs `connections` threads; each makes `per_connection` requests, starting the next one
-/// at `pace` after the previous one was due (none: at once). A paced request's latency is
-/// counted from when it was due, so a slow answer cannot hide the requests it delayed.
+/// at `pace` after the previous one was due (none: at once), and makes no more once
+/// `within` has passed (none: no bound). A paced request's latency is counted from when
+/// it was due, so a slow answer cannot hide the requests it delayed.
 fn run(
     addr: SocketAddr,
     route: Route,
     connections: usize,
     per_connection: usize,
     pace: Option<Duration>,
+    within: Option<Duration>,
 ) -> anyhow::Result<LoadResult> {
     let start = Instant::now();
+    let deadline = within.map(|w| start + w);
     let workers: Vec<_> = (0..connections)
         .map(|i| {
             thread::spawn(move || -> anyhow::Result<Vec<f64>> {
@@ -117,6 +120,9 @@ fn run(
                 let mut due = Instant::now()
                     + pace.map_or(Duration::ZERO, |p| p * i as u32 / connections as u32);
                 for _ in 0..per_connection {
+                    if !latencies.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
                     if pace.is_some() {
                         let now = Instant::now();
                         if due > now {
@@ -156,13 +162,7 @@ pub fn saturate(
     connections: usize,
     requests: usize,
 ) -> anyhow::Result<LoadResult> {
-    run(
-        addr,
-        Route::Kill,
-        connections,
-        requests.div_ceil(connections),
-        None,
-    )
+    saturate_route(addr, Route::Kill, connections, requests)
 }
 
 /// As [`saturate`], for `route`.
@@ -172,12 +172,27 @@ pub fn saturate_route(
     connections: usize,
     requests: usize,
 ) -> anyhow::Result<LoadResult> {
+    let per_connection = requests.div_ceil(connections);
+    run(addr, route, connections, per_connection, None, None)
+}
+
+/// As [`saturate`], but no request starts once `within` has passed: a slow daemon's
+/// rate in bounded time (the original answers about 15 a second among 5,000 processes).
+/// At least one request a connection is made.
+pub fn saturate_within(
+    addr: SocketAddr,
+    connections: usize,
+    requests: usize,
+    within: Duration,
+) -> anyhow::Result<LoadResult> {
+    let per_connection = requests.div_ceil(connections);
     run(
         addr,
-        route,
+        Route::Kill,
         connections,
-        requests.div_ceil(connections),
+        per_connection,
         None,
+        Some(within),
     )
 }
 
@@ -190,5 +205,12 @@ pub fn paced(
 ) -> anyhow::Result<LoadResult> {
     let per_connection = ((rate * seconds) / connections as f64).ceil().max(1.0) as usize;
     let pace = Duration::from_secs_f64(connections as f64 / rate);
-    run(addr, Route::Kill, connections, per_connection, Some(pace))
+    run(
+        addr,
+        Route::Kill,
+        connections,
+        per_connection,
+        Some(pace),
+        None,
+    )
 }

@@ -3,17 +3,21 @@
 //! with `bench/run`; it writes BENCHMARKS.md. Never a timed test: it reports, it does
 //! not fail on a number.
 
+mod api;
+mod args;
 mod daemon;
 mod journal;
 mod load;
 mod measure;
+mod namespace;
+mod original;
 mod procs;
 mod report;
+mod targets;
 mod versus;
 
 use std::{
     env, fs,
-    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
     thread,
@@ -21,7 +25,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use nightmare_monkey::{
     domain::injection::Ask,
     engine::{Engine, Guards},
@@ -30,111 +34,15 @@ use nightmare_monkey::{
 };
 use nightmare_monkey_plugin_api::sdk::process::LISTING_TTL;
 
+pub use crate::args::Args;
 use crate::{
     daemon::{Daemon, Usage},
     measure::{in_process, run_command, Cost, Summary},
     procs::Crowd,
 };
 
-/// Set in the re-executed harness, so it never re-executes itself twice.
-const IN_NAMESPACE: &str = "NM_BENCH_IN_NAMESPACE";
-
-/// Measures nightmare-monkey inside a fresh PID namespace and writes BENCHMARKS.md.
-///
-/// The harness re-executes itself as PID 1 of a new user+PID+mount namespace (unshare),
-/// forks idle processes until /proc lists N, and measures at each N: the cost of one
-/// dry-run pick (the real binary, and the engine in this process), the yardsticks
-/// `ls -f /proc` and `ps -e -o pid,ppid,comm`, and dry-run `POST /api/kill` under load on
-/// loopback. At the smallest N it also measures the idle daemon (RSS, CPU time, wake-ups)
-/// and the time from start to a listening API. Nothing is ever executed for real.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    after_help = "Examples:\n  bench/run                      the full run (a few minutes), writes BENCHMARKS.md\n  bench/run --quick --out /tmp/b.md   a smoke run in well under a minute\n  bench/run --compare e1ac80a --quick   this tree's API against that revision's, ratios"
-)]
-pub struct Args {
-    /// Process counts to measure at, ascending
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
-    sizes: Vec<usize>,
-
-    /// Repetitions of each cost measurement (median and quartiles are reported)
-    #[arg(long, default_value_t = 15)]
-    runs: usize,
-
-    /// Requests of each saturating load run
-    #[arg(long, default_value_t = 20_000)]
-    requests: usize,
-
-    /// Connections of the saturating load
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-
-    /// Requests a second of the moderate load, for its latency percentiles
-    #[arg(long, default_value_t = 1000.0)]
-    moderate_rate: f64,
-
-    /// How long the moderate load lasts, in seconds
-    #[arg(long, default_value_t = 5.0)]
-    moderate_seconds: f64,
-
-    /// Requests sent before the daemon's memory is read again, to see it grow or not
-    #[arg(long, default_value_t = 100_000)]
-    leak_requests: usize,
-
-    /// Seconds the idle daemon is watched
-    #[arg(long, default_value_t = 60)]
-    idle_seconds: u64,
-
-    /// A quick smoke run: sizes 100,1000, 5 runs, 5 idle seconds, 10k leak requests
-    #[arg(long)]
-    quick: bool,
-
-    /// The nightmare-monkey binary [default: next to this one]
-    #[arg(long, value_name = "FILE")]
-    binary: Option<PathBuf>,
-
-    /// Only run the in-process engine pick this many times among the processes of
-    /// --sizes' first value, and print its mean: a workload to profile, e.g. under
-    /// `perf record -g` or `valgrind --tool=callgrind`
-    #[arg(long, value_name = "N")]
-    pick_loop: Option<usize>,
-
-    /// Another build of the binary to set beside it, in the "Build profiles" table
-    /// (bench/run gives the `release` build, the README's first command's)
-    #[arg(long, value_name = "FILE")]
-    compare: Option<PathBuf>,
-
-    /// Only set the API of another build of the binary beside this one's: dry-run
-    /// `POST /api/kill` and `GET /healthz` rates and memory, in rounds taking turns, each
-    /// figure's ratio printed (`bench/run --compare REV` builds REV for it)
-    #[arg(long, value_name = "FILE")]
-    versus: Option<PathBuf>,
-
-    /// Faults in the generated journal the history costs are measured on (0: not
-    /// measured)
-    #[arg(long, value_name = "N", default_value_t = 250_000)]
-    journal_faults: usize,
-
-    /// Where the Markdown report goes
-    #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
-    out: PathBuf,
-}
-
-impl Args {
-    fn apply_quick(&mut self) {
-        if self.quick {
-            self.journal_faults = self.journal_faults.min(50_000);
-            self.sizes = vec![100, 1000];
-            self.runs = 5;
-            self.requests = 5_000;
-            self.moderate_seconds = 2.0;
-            self.leak_requests = 10_000;
-            self.idle_seconds = 5;
-        }
-    }
-}
-
 /// What was measured at one process count.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AtSize {
     /// Processes `/proc` listed during the measurement.
     pub processes: usize,
@@ -154,12 +62,8 @@ pub struct AtSize {
     pub excluded: (Summary, Summary),
     /// Processes that pick considered.
     pub excluded_considered: Summary,
-    /// Saturating load: answers a second, over the repeated runs.
-    pub throughput: Summary,
-    /// Saturating load: p50 and p99 latency in ms.
-    pub saturated: (f64, f64),
-    /// Moderate load: p50, p99 and max latency in ms.
-    pub moderate: (f64, f64, f64),
+    /// The API under load, beside `/healthz` and the original's.
+    pub api: api::Api,
 }
 
 /// What one build of the binary costs at rest and for one pick (the "Build profiles"
@@ -195,6 +99,8 @@ pub struct Footprint {
     pub rss_warm: u64,
     /// RSS after `leak_requests` more, KiB.
     pub rss_after: u64,
+    /// Requests it had answered then (the first thousand and `leak_requests`).
+    pub requests: usize,
     /// Threads once listening.
     pub threads: usize,
     /// CPU time over the idle period.
@@ -209,8 +115,9 @@ pub struct Footprint {
 }
 
 fn main() -> ExitCode {
-    let mut args = Args::parse();
-    args.apply_quick();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    args.apply_quick(&matches);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -227,9 +134,25 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.runs == 0 || args.connections == 0 || args.moderate_rate <= 0.0 {
         bail!("--runs, --connections and --moderate-rate must be positive");
     }
-    if std::process::id() != 1 {
-        return reexec_in_namespace();
+    if !matches!(Duration::try_from_secs_f64(args.original_seconds), Ok(d) if !d.is_zero()) {
+        bail!("--original-seconds must be a positive number of seconds");
     }
+    if let Some(path) = &args.original {
+        if args.versus.is_some() {
+            bail!("--original is measured by the full run (bench/run --original PATH), not beside --compare or --versus");
+        }
+        if !path.is_file() {
+            bail!(
+                "--original {}: no such file; {}",
+                path.display(),
+                original::HOW_TO_GIVE
+            );
+        }
+    }
+    if std::process::id() != 1 {
+        return namespace::reexec();
+    }
+    namespace::loopback_up()?;
     let binary = match &args.binary {
         Some(b) => b.clone(),
         None => env::current_exe()?.with_file_name("nightmare-monkey"),
@@ -258,9 +181,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let result = measure_all(args, &binary, &scratch);
     let _ = fs::remove_dir_all(&scratch);
     let (sizes, footprint, builds) = result?;
-    let text = report::markdown(args, &binary, &sizes, &footprint, &builds);
+    let mut text = report::markdown(args, &binary, &sizes, &footprint, &builds);
+    // The last comparison with another revision (bench/run --compare) stays.
+    if let Ok(old) = fs::read_to_string(&args.out) {
+        if let Some(section) = versus::recorded(&old) {
+            text = versus::splice(&text, section);
+        }
+    }
     fs::write(&args.out, &text).with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!("\n{}", report::targets(&sizes, &footprint));
+    println!("\n{}", targets::targets(&sizes, &footprint));
     println!("wrote {}", args.out.display());
     Ok(())
 }
@@ -282,28 +211,6 @@ fn pick_loop(size: usize, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs this same command again as PID 1 of a new user, PID and mount namespace, where
-/// every process is the harness's own; it is killed if `unshare` is.
-fn reexec_in_namespace() -> anyhow::Result<()> {
-    if env::var_os(IN_NAMESPACE).is_some() {
-        bail!("the harness is not PID 1 inside the namespace it made (nested unshare?)");
-    }
-    let error = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-        ])
-        .arg(env::current_exe()?)
-        .args(env::args_os().skip(1))
-        .env(IN_NAMESPACE, "1")
-        .exec();
-    bail!("cannot run unshare (util-linux) to make a PID namespace: {error}")
-}
-
 fn measure_all(
     args: &Args,
     binary: &Path,
@@ -319,8 +226,19 @@ fn measure_all(
         eprintln!("{} forked", crowd.len());
         let at = measure_size(args, binary, scratch)?;
         eprintln!(
-            "  {} processes: ls {} ms, ps {} ms, kill {} ms, engine {} ms, {} req/s",
-            at.processes, at.ls.0, at.ps.0, at.binary.0, at.engine.0, at.throughput
+            "  {} processes: ls {} ms, ps {} ms, kill {} ms, engine {} ms, {} req/s ({} /healthz{})",
+            at.processes,
+            at.ls.0,
+            at.ps.0,
+            at.binary.0,
+            at.engine.0,
+            at.api.kill,
+            at.api.health,
+            at.api.original.as_ref().map_or_else(String::new, |o| format!(
+                ", the original {} req/s: ours {}",
+                o.kill,
+                report::times(&o.ratio)
+            ))
         );
         sizes.push(at);
         if footprint.is_none() {
@@ -495,21 +413,7 @@ fn measure_size(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Result<At
     }
     fs::remove_file(&journal)?;
 
-    let api = Daemon::start(binary, &scratch.join("api"), false)?;
-    // Throughput is the noisiest figure (the load generator shares the machine): the
-    // median of several runs, the latencies of all of them together.
-    let mut rates = Vec::new();
-    let mut saturated = load::LoadResult::default();
-    for _ in 0..args.runs.min(5) {
-        let run = load::saturate(api.addr, args.connections, args.requests)?;
-        rates.push(run.throughput);
-        saturated.latencies_ms.extend(run.latencies_ms);
-    }
-    saturated.latencies_ms.sort_by(f64::total_cmp);
-    let moderate = load::paced(api.addr, 2, args.moderate_rate, args.moderate_seconds)?;
-    drop(api);
-    fs::remove_dir_all(scratch.join("api"))?;
-    let q = |r: &load::LoadResult, q: f64| measure::quantile(&r.latencies_ms, q);
+    let api = api::measure(args, binary, &scratch.join("api"))?;
     Ok(AtSize {
         processes,
         ls: summarise(&ls),
@@ -520,9 +424,7 @@ fn measure_size(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Result<At
         considered: Summary::of(seen),
         excluded: summarise(&excl),
         excluded_considered: Summary::of(seen_excl),
-        throughput: Summary::of(rates),
-        saturated: (q(&saturated, 0.5), q(&saturated, 0.99)),
-        moderate: (q(&moderate, 0.5), q(&moderate, 0.99), q(&moderate, 1.0)),
+        api,
     })
 }
 
@@ -579,6 +481,7 @@ fn measure_footprint(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Resu
         anon_start: before.anon_kib,
         rss_warm: warm.rss_kib,
         rss_after: loaded.rss_kib,
+        requests: 1000 + args.leak_requests,
         threads: before.threads,
         idle_cpu: after.cpu.saturating_sub(before.cpu),
         idle_switches: after.switches.saturating_sub(before.switches),

@@ -1,12 +1,12 @@
 //! BENCHMARKS.md: the machine, the date, the command, the tables, and each target of
-//! issue 7 against the numbers just measured.
+//! issues 7 and 27 against the numbers just measured.
 
 use std::{env, fmt::Write as _, fs, path::Path, process::Command};
 
-use crate::{measure::num, Args, AtSize, Build, Footprint};
-
-/// The original's dry-run API throughput on the reference machine (issue 7).
-const ORIGINAL_RPS: f64 = 600.0;
+use crate::{
+    measure::{num, Summary},
+    original, targets, Args, AtSize, Build, Footprint,
+};
 
 fn first_line_with(path: &str, key: &str) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;
@@ -25,7 +25,8 @@ fn machine() -> String {
     )
 }
 
-fn git_revision() -> String {
+/// This tree's short revision, and whether it has uncommitted changes.
+pub fn git_revision() -> String {
     let run = |args: &[&str]| {
         Command::new("git")
             .args(args)
@@ -43,171 +44,19 @@ fn git_revision() -> String {
     }
 }
 
-fn ratio(a: f64, b: f64) -> String {
+/// Ratios taken round by round: `9.45x (9.02–10.5)`, the median, then the quartiles.
+pub fn times(ratios: &Summary) -> String {
+    format!(
+        "{}x ({}–{})",
+        num(ratios.median),
+        num(ratios.p25),
+        num(ratios.p75)
+    )
+}
+
+/// `a / b` as a multiple: `9.45x`.
+pub fn ratio(a: f64, b: f64) -> String {
     format!("{}x", num(a / b))
-}
-
-fn status(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "**missed**"
-    }
-}
-
-/// The targets of issue 7, one line each, against the measured numbers.
-pub fn targets(sizes: &[AtSize], footprint: &Footprint) -> String {
-    let mut out = String::from("| target | measured | |\n|---|---|---|\n");
-    let mut line = |target: &str, measured: String, met: Option<bool>| {
-        let verdict = met.map_or("not measured", status);
-        let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
-    };
-    for at in sizes.iter().filter(|a| a.processes >= 5000) {
-        let (ours, ls, ps) = (at.binary.0.median, at.ls.0.median, at.ps.0.median);
-        line(
-            &format!("pick at {} processes ≤ 1.5x `ls -f /proc`", at.processes),
-            format!("{} ms vs {} ms: {}", num(ours), num(ls), ratio(ours, ls)),
-            Some(ours <= 1.5 * ls),
-        );
-        line(
-            &format!("pick at {} processes ≥ 20x cheaper than `ps`", at.processes),
-            format!(
-                "{} ms vs {} ms: {} cheaper",
-                num(ours),
-                num(ps),
-                ratio(ps, ours)
-            ),
-            Some(ps >= 20.0 * ours),
-        );
-    }
-    if sizes.iter().all(|a| a.processes < 5000) {
-        line(
-            "pick at 5,000 and 10,000 processes",
-            "sizes not run".into(),
-            None,
-        );
-    }
-    if let Some(at) = sizes.last() {
-        line(
-            &format!(
-                "pick with a name filter rejecting 9 in 10, {} processes: about one small read per rejected candidate",
-                at.processes
-            ),
-            format!(
-                "{} considered on average (10 expected), {} ms vs {} ms unfiltered",
-                num(at.excluded_considered.mean),
-                num(at.excluded.0.median),
-                num(at.engine.0.median)
-            ),
-            Some(at.excluded_considered.mean < 0.01 * at.processes as f64 + 30.0),
-        );
-    }
-    if let Some(at) = sizes.first() {
-        line(
-            &format!(
-                "API throughput at {} processes ≥ 20x the original's ~600/s",
-                at.processes
-            ),
-            format!(
-                "{} req/s: {} the original",
-                at.throughput,
-                ratio(at.throughput.median, ORIGINAL_RPS)
-            ),
-            Some(at.throughput.median >= 20.0 * ORIGINAL_RPS),
-        );
-        line(
-            "API p99 latency under 5 ms at moderate load",
-            format!("p99 {} ms", num(at.moderate.1)),
-            Some(at.moderate.1 < 5.0),
-        );
-    }
-    let f = footprint;
-    line(
-        "idle RSS ≤ 6 MB",
-        format!("{} KiB ({} KiB private)", f.rss_start, f.anon_start),
-        Some(f.rss_start <= 6 * 1024),
-    );
-    let growth = f.rss_after as i64 - f.rss_warm as i64;
-    line(
-        "no RSS growth after 100k requests beyond a few hundred KiB",
-        format!("{growth:+} KiB ({} → {} KiB)", f.rss_warm, f.rss_after),
-        Some(growth <= 512),
-    );
-    line(
-        "zero CPU while idle (no polling)",
-        format!(
-            "{:.3} ms CPU, {} wake-ups",
-            f.idle_cpu.as_secs_f64() * 1e3,
-            f.idle_switches
-        ),
-        Some(f.idle_switches == 0),
-    );
-    line(
-        "start to listening < 50 ms",
-        format!("{} ms", f.startup),
-        Some(f.startup.median < 50.0),
-    );
-    match &f.history {
-        Some(h) => {
-            let n = h.faults;
-            line(
-                &format!("start with {n} faults journaled within 2x of an empty journal's"),
-                format!(
-                    "{} ms vs {} ms ({} MB journal; the first start, which builds the checkpoint, {:.0} ms)",
-                    h.start_big,
-                    h.start_empty,
-                    h.bytes / 1_000_000,
-                    h.start_first.as_secs_f64() * 1e3
-                ),
-                Some(h.start_big.median <= 2.0 * h.start_empty.median),
-            );
-            line(
-                &format!("RSS after start with {n} faults within 1 MiB of an empty journal's"),
-                format!("{} KiB vs {} KiB", h.rss.1, h.rss.0),
-                Some(h.rss.1 <= h.rss.0 + 1024),
-            );
-            line(
-                "/healthz max latency < 50 ms while GET /api/history and history --since 30d run",
-                format!(
-                    "max {:.1} ms, p50 {:.2} ms (a page: {} ms; history --since 30d: {:.1} s, peak RSS {} KiB)",
-                    h.healthz.1,
-                    h.healthz.0,
-                    h.page,
-                    h.cli.0.as_secs_f64(),
-                    h.cli.1
-                ),
-                Some(h.healthz.1 < 50.0),
-            );
-            line(
-                "RSS while serving history ≤ 2x idle",
-                format!("{} KiB vs {} KiB", h.rss_history, h.rss.1),
-                Some(h.rss_history <= 2 * h.rss.1),
-            );
-        }
-        None => line(
-            "start and history with a big journal",
-            "not measured (--journal-faults 0)".into(),
-            None,
-        ),
-    }
-    match &f.worker {
-        Some((here, there)) => line(
-            "a plugin file in its worker process adds ≤ 1 ms to an injection",
-            format!(
-                "{:+.3} ms ({} ms built in, {} ms in a worker)",
-                there.median - here.median,
-                here,
-                there
-            ),
-            Some(there.median - here.median <= 1.0),
-        ),
-        None => line(
-            "a plugin file in its worker process adds ≤ 1 ms to an injection",
-            "libprocess_kill.so not built".into(),
-            None,
-        ),
-    }
-    out
 }
 
 /// The "Build profiles" section: what each build costs at rest and for a pick.
@@ -254,38 +103,95 @@ fn row(cells: &[String]) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
-/// The whole report.
-pub fn markdown(
-    args: &Args,
-    binary: &Path,
-    sizes: &[AtSize],
-    f: &Footprint,
-    builds: &[Build],
-) -> String {
-    // bench/run says how it was called; run directly, the harness's own arguments.
-    let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| {
-        let args: Vec<String> = env::args().skip(1).collect();
-        format!("target/dist/nm-bench {}", args.join(" "))
-    });
-    let mut md = String::new();
+/// The "API" section: ours under load beside `/healthz`, and beside the original's.
+fn api(args: &Args, sizes: &[AtSize]) -> String {
+    let mut md = format!(
+        "\n## The API\n\nDry-run `POST /api/kill` on loopback, from the harness's own load \
+         generator (keep-alive HTTP/1.1, one thread a connection, every answer read and checked). \
+         Saturated: {} requests over {} connections back to back, then as many `GET /healthz` \
+         (the bare HTTP answer) on the same daemon, in up to 5 rounds (the median rate, the \
+         latencies of all rounds). Moderate: {} requests a second over 2 connections for {} s, \
+         each latency counted from when the request was due.\n\n",
+        args.requests, args.connections, args.moderate_rate, args.moderate_seconds
+    );
+    md.push_str(&row(&[
+        "processes".into(),
+        "`/api/kill` req/s".into(),
+        "saturated p50".into(),
+        "saturated p99".into(),
+        "`/healthz` req/s".into(),
+        "`/api/kill` / `/healthz`".into(),
+        "moderate p50".into(),
+        "moderate p99".into(),
+        "moderate max".into(),
+    ]));
+    md.push_str(&row(&vec!["---".to_owned(); 9]));
+    for at in sizes {
+        let a = &at.api;
+        md.push_str(&row(&[
+            at.processes.to_string(),
+            a.kill.to_string(),
+            num(a.saturated.0),
+            num(a.saturated.1),
+            a.health.to_string(),
+            times(&a.kill_per_health),
+            num(a.moderate.0),
+            num(a.moderate.1),
+            num(a.moderate.2),
+        ]));
+    }
+    md.push_str("\n### Against the original\n\n");
+    if sizes.iter().all(|at| at.api.original.is_none()) {
+        let _ = writeln!(
+            md,
+            "The original was not measured in this run: {}.",
+            original::HOW_TO_GIVE
+        );
+        return md;
+    }
     let _ = write!(
         md,
-        "# Benchmarks\n\n\
-         Written by the harness in `bench/` (see `bench/run --help`); do not edit by hand, re-run it:\n\n\
-         ```sh\n{}\n```\n\n\
-         - Date: {}\n- Revision: {}\n- Machine: {}\n- Binary: `{}` (the `dist` profile: fat LTO, one codegen unit)\n\n\
-         Everything runs inside a fresh user+PID+mount namespace the harness makes, with idle \
-         processes it forks until `/proc` lists the number in the first column. Every pick is \
-         a dry run. A figure is the median of {} runs with the interquartile range in \
-         brackets; times are milliseconds.\n\n",
-        command.trim(),
-        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
-        git_revision(),
-        machine(),
-        binary.display(),
-        args.runs,
+        "The original Nightmare Monkey (the 2017 Go daemon, `{}`), dry, its API on \
+         loopback, measured at each process count in the same rounds as ours, taking turns \
+         (who goes first alternates): as many requests as ours over the same connections, \
+         or as many as it answers in {} s. The ratio is ours / the original's, round by \
+         round (the median, the quartiles in brackets).\n\n",
+        args.original
+            .as_deref()
+            .map_or_else(|| "?".into(), |p| p.display().to_string()),
+        args.original_seconds
     );
+    md.push_str(&row(&[
+        "processes".into(),
+        "ours req/s".into(),
+        "the original req/s".into(),
+        "ours / the original".into(),
+        "the original p50".into(),
+        "the original p99".into(),
+        "its requests".into(),
+        "its RSS after".into(),
+    ]));
+    md.push_str(&row(&vec!["---".to_owned(); 8]));
+    for at in sizes {
+        if let Some(o) = &at.api.original {
+            md.push_str(&row(&[
+                at.processes.to_string(),
+                at.api.kill.to_string(),
+                o.kill.to_string(),
+                times(&o.ratio),
+                num(o.latency.0),
+                num(o.latency.1),
+                o.requests.to_string(),
+                format!("{} KiB", o.rss_kib),
+            ]));
+        }
+    }
+    md
+}
 
+/// The "One pick" section: a pick as a command beside the yardsticks, and in process.
+fn picks(sizes: &[AtSize]) -> String {
+    let mut md = String::new();
     md.push_str("## One pick\n\n");
     md.push_str(
         "The cost of choosing one victim, dry, as a whole command next to the yardsticks \
@@ -349,37 +255,44 @@ pub fn markdown(
             at.engine.0.to_string(),
         ]));
     }
+    md
+}
 
+/// The whole report.
+pub fn markdown(
+    args: &Args,
+    binary: &Path,
+    sizes: &[AtSize],
+    f: &Footprint,
+    builds: &[Build],
+) -> String {
+    // bench/run says how it was called; run directly, the harness's own arguments.
+    let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| {
+        let args: Vec<String> = env::args().skip(1).collect();
+        format!("target/dist/nm-bench {}", args.join(" "))
+    });
+    let mut md = String::new();
     let _ = write!(
         md,
-        "\n## The API\n\n`POST /api/kill` (dry run) on loopback, from the harness's own load \
-         generator (keep-alive HTTP/1.1, one thread a connection, every answer read and checked). \
-         Saturated: {} requests over {} connections back to back, repeated up to 5 times (the \
-         median rate, the latencies of all runs). Moderate: {} requests a second \
-         over 2 connections for {} s, each latency counted from when the request was due.\n\n",
-        args.requests, args.connections, args.moderate_rate, args.moderate_seconds
+        "# Benchmarks\n\n\
+         Written by the harness in `bench/` (see `bench/run --help`); do not edit by hand, re-run it:\n\n\
+         ```sh\n{}\n```\n\n\
+         - Date: {}\n- Revision: {}\n- Machine: {}\n- Binary: `{}` (the `dist` profile: fat LTO, one codegen unit)\n\n\
+         Everything runs inside a fresh user+PID+mount namespace the harness makes, with idle \
+         processes it forks until `/proc` lists the number in the first column. Every pick is \
+         a dry run. A figure is the median of {} runs with the interquartile range in \
+         brackets; times are milliseconds.\n\n",
+        command.trim(),
+        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
+        git_revision(),
+        machine(),
+        binary.display(),
+        args.runs,
     );
-    md.push_str(&row(&[
-        "processes".into(),
-        "saturated req/s".into(),
-        "saturated p50".into(),
-        "saturated p99".into(),
-        "moderate p50".into(),
-        "moderate p99".into(),
-        "moderate max".into(),
-    ]));
-    md.push_str(&row(&vec!["---".to_owned(); 7]));
-    for at in sizes {
-        md.push_str(&row(&[
-            at.processes.to_string(),
-            at.throughput.to_string(),
-            num(at.saturated.0),
-            num(at.saturated.1),
-            num(at.moderate.0),
-            num(at.moderate.1),
-            num(at.moderate.2),
-        ]));
-    }
+
+    md.push_str(&picks(sizes));
+
+    md.push_str(&api(args, sizes));
 
     let _ = write!(
         md,
@@ -412,7 +325,23 @@ pub fn markdown(
         md.push_str(&profiles(builds));
     }
 
-    md.push_str("\n## Targets (issue 7)\n\n");
-    md.push_str(&targets(sizes, f));
+    md.push_str("\n## Targets (issues 7 and 27)\n\n");
+    md.push_str(&targets::targets(sizes, f));
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn without_the_original_the_api_section_says_how_to_give_it() {
+        let args = Args::try_parse_from(["nm-bench"]).unwrap();
+        let text = api(&args, &[AtSize::default()]);
+        assert!(text.contains("not measured in this run"), "{text}");
+        assert!(text.contains("`bench/run --original PATH`"), "{text}");
+        assert!(!text.contains("| ours / the original |"), "{text}");
+    }
 }

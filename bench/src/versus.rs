@@ -2,19 +2,23 @@
 //! `POST /api/kill` and `GET /healthz`, and its memory, idle and after the load, measured
 //! in rounds that take turns (who goes first alternates), so that noise on the machine
 //! falls on both alike. Printed as each figure's median and the ratio of this build's to
-//! the other's.
+//! the other's, and recorded in the report (BENCHMARKS.md or `--out`) as a section of its
+//! own, which the next comparison replaces and the full run keeps.
 
-use std::{path::Path, thread, time::Duration};
+use std::{env, fmt::Write as _, fs, io, path::Path, thread, time::Duration};
 
 use anyhow::Context as _;
 
 use crate::{
     daemon::Daemon,
     load::{self, Route},
-    measure,
+    measure::{self, num},
     procs::Crowd,
-    Args,
+    report, Args,
 };
+
+/// The heading of the section a comparison writes.
+pub const HEADING: &str = "## Against another revision";
 
 /// A figure's name, and how it is read off a round.
 type Figure = (&'static str, fn(&Round) -> f64);
@@ -59,13 +63,21 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
         v.sort_by(f64::total_cmp);
         measure::quantile(&v, 0.5)
     };
+    let this = report::git_revision();
+    let that = match &args.versus_label {
+        Some(label) => label.clone(),
+        None => other.display().to_string(),
+    };
     println!(
         "\n{} against {}, {size} processes, {} alternating rounds:\n",
         binary.display(),
         other.display(),
         args.runs
     );
-    println!("| figure | this | other | this / other |\n|---|---|---|---|");
+    let mut table = format!(
+        "| figure | this: {this} | other: {that} | this / other | round by round |\n\
+         |---|---|---|---|---|\n"
+    );
     let figures: [Figure; 5] = [
         ("dry-run POST /api/kill, req/s", |r| r.kill),
         ("GET /healthz, req/s", |r| r.health),
@@ -75,9 +87,92 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
     ];
     for (name, f) in figures {
         let (this, that) = (median(0, f), median(1, f));
-        println!("| {name} | {this:.2} | {that:.2} | {:.2}x |", this / that);
+        // The same build against itself spreads as far as the machine's noise does.
+        let paired = rounds[0].iter().zip(&rounds[1]).map(|(a, b)| f(a) / f(b));
+        let _ = writeln!(
+            table,
+            "| {name} | {} | {} | {:.2}x | {} |",
+            num(this),
+            num(that),
+            this / that,
+            report::times(&measure::Summary::of(paired))
+        );
     }
+    println!("{table}");
+    // bench/run says how it was called; run directly, the harness's own arguments.
+    let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| {
+        let args: Vec<String> = env::args().skip(1).collect();
+        format!("target/dist/nm-bench {}", args.join(" "))
+    });
+    let section = format!(
+        "{HEADING}\n\n\
+         The last `bench/run --compare REV`: this tree's `dist` build set beside REV's, \
+         dry-run `POST /api/kill` and `GET /healthz` saturated ({} requests over {} \
+         connections each) and the daemon's memory, in rounds that take turns (who goes \
+         first alternates). Each figure is the median over the rounds; the last column is \
+         the ratio taken in each round (the median, the quartiles in brackets), whose \
+         spread is the noise to read a ratio against. Each comparison replaces this \
+         section; the full run keeps it.\n\n\
+         - Command: `{}`\n- Date: {}\n- This tree: {this} (`{}`)\n- Against: {that} (`{}`)\n\
+         - Among {size} processes, {} rounds\n\n{table}",
+        args.requests,
+        args.connections,
+        command.trim(),
+        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
+        binary.display(),
+        other.display(),
+        args.runs,
+    );
+    record(&args.out, &section)?;
+    println!("recorded in {}", args.out.display());
     Ok(())
+}
+
+/// Writes `section` into the report at `out`, in place of the one there or at its end;
+/// the rest of the file stays as it is. A missing file is made with only a title.
+fn record(out: &Path, section: &str) -> anyhow::Result<()> {
+    let old = match fs::read_to_string(out) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => "# Benchmarks\n".to_owned(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
+    };
+    fs::write(out, splice(&old, section)).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// Where the comparison's section is in `doc`: from its heading to the next heading of
+/// the same level, or the end.
+fn span(doc: &str) -> Option<(usize, usize)> {
+    let start = if doc.starts_with(HEADING) {
+        0
+    } else {
+        doc.find(&format!("\n{HEADING}"))? + 1
+    };
+    let after = start + HEADING.len();
+    if !doc[after..].starts_with('\n') && after != doc.len() {
+        return None; // a longer heading that only begins the same way
+    }
+    let end = doc[after..]
+        .find("\n## ")
+        .map_or(doc.len(), |at| after + at + 1);
+    Some((start, end))
+}
+
+/// The comparison's section recorded in `doc`, if any.
+pub fn recorded(doc: &str) -> Option<&str> {
+    span(doc).map(|(start, end)| &doc[start..end])
+}
+
+/// `doc` with `section` in place of its comparison's section, or after its end.
+pub fn splice(doc: &str, section: &str) -> String {
+    let section = format!("{}\n", section.trim_end());
+    match span(doc) {
+        Some((start, end)) => {
+            let rest = &doc[end..];
+            let gap = if rest.is_empty() { "" } else { "\n" };
+            format!("{}{section}{gap}{rest}", &doc[..start])
+        }
+        None => format!("{}\n\n{section}", doc.trim_end()),
+    }
 }
 
 /// One daemon of `binary`: its idle memory, the two loads, its memory after them.
@@ -96,4 +191,35 @@ fn measure(args: &Args, binary: &Path, dir: &Path) -> anyhow::Result<Round> {
         rss_idle,
         rss_after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECTION: &str = "## Against another revision\n\n| figure | a | b |\n";
+
+    #[test]
+    fn a_comparison_is_appended_then_replaced_and_the_rest_stays() {
+        let doc = "# Benchmarks\n\n## The API\n\ntext\n";
+        let once = splice(doc, SECTION);
+        assert_eq!(once, format!("{}\n{SECTION}", doc));
+        let newer = "## Against another revision\n\nnewer\n";
+        assert_eq!(splice(&once, newer), format!("{}\n{newer}", doc));
+        let middle = format!("# B\n\n{SECTION}\n## Targets\n\nt\n");
+        assert_eq!(
+            splice(&middle, newer),
+            format!("# B\n\n{newer}\n## Targets\n\nt\n")
+        );
+        assert_eq!(recorded(&middle), Some(format!("{SECTION}\n").as_str()));
+    }
+
+    #[test]
+    fn only_the_exact_heading_is_the_comparison() {
+        let doc = "# B\n\n## Against another revision, by hand\n\nkeep\n";
+        assert_eq!(recorded(doc), None);
+        assert!(splice(doc, SECTION).contains("by hand\n\nkeep\n\n## Against"));
+        assert_eq!(recorded("# B\n"), None);
+        assert_eq!(recorded(SECTION), Some(SECTION));
+    }
 }
