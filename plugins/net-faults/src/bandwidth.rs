@@ -98,19 +98,8 @@ fn tc(args: &[&str]) -> Result<String, PluginError> {
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let first = stderr
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no message");
-    let kind = if stderr.contains("Operation not permitted") {
-        ErrorKind::Denied
-    } else if stderr.contains("Cannot find device") {
-        ErrorKind::NoTarget
-    } else {
-        ErrorKind::Failed
-    };
-    Err(PluginError::new(kind, format!("tc: {}", first.trim())))
+    let (kind, first) = crate::nft::failure(&out.stderr, "Cannot find device");
+    Err(PluginError::new(kind, format!("tc: {first}")))
 }
 
 /// Whether the root qdisc of `interface` is ours (`false` too if it has gone).
@@ -268,18 +257,7 @@ impl FaultPlugin for NetBandwidth {
         let args = state.tc.clone().ok_or_else(|| {
             PluginError::new(ErrorKind::Failed, "the prepared state has no tc command")
         })?;
-        let namespace = match &state.netns {
-            None => None,
-            Some(target) => Some(netns::open(target).ok_or_else(|| {
-                PluginError::new(
-                    ErrorKind::NoTarget,
-                    format!(
-                        "the network namespace of PID {} is gone: nothing applied",
-                        target.pid
-                    ),
-                )
-            })?),
-        };
+        let namespace = netns::open_to_apply(state.netns.as_ref())?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         netns::within(namespace.as_ref(), || tc(&args)).map_err(|e| {
             if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {

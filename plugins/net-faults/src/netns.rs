@@ -105,6 +105,23 @@ pub fn open(target: &Target) -> Option<File> {
     processes.chain(named).find_map(|path| same(&path))
 }
 
+/// The namespace a prepared fault is applied in: `None` for the daemon's own; an error
+/// (nothing applied) if `target`'s namespace is gone.
+pub fn open_to_apply(target: Option<&Target>) -> Result<Option<File>, PluginError> {
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    open(target).map(Some).ok_or_else(|| {
+        PluginError::new(
+            ErrorKind::NoTarget,
+            format!(
+                "the network namespace of PID {} is gone: nothing applied",
+                target.pid
+            ),
+        )
+    })
+}
+
 /// Runs `work` in the network namespace `namespace` (here, for `None`).
 pub fn within<R: Send>(
     namespace: Option<&File>,

@@ -63,28 +63,34 @@ fn nft(args: &[&str], input: &str) -> Result<String, PluginError> {
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
     // nft repeats the failing line and underlines it: the first line says it all.
-    let first = stderr
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no message");
-    let kind = if stderr.contains("Operation not permitted") {
-        ErrorKind::Denied
-    } else if stderr.contains("File exists") {
-        ErrorKind::NoTarget
-    } else {
-        ErrorKind::Failed
-    };
+    let (kind, first) = failure(&out.stderr, "File exists");
     let hint = match kind {
         ErrorKind::Denied => " (network faults need CAP_NET_ADMIN)",
         ErrorKind::NoTarget => " (a chain of this name is another fault's: nothing applied)",
         _ => "",
     };
-    Err(PluginError::new(
-        kind,
-        format!("nft: {}{hint}", first.trim()),
-    ))
+    Err(PluginError::new(kind, format!("nft: {first}{hint}")))
+}
+
+/// What a failed `nft` or `tc` said, as a kind and its first line: denied without the
+/// capability, no target when its message has `missing` in it, else failed.
+pub fn failure(stderr: &[u8], missing: &str) -> (ErrorKind, String) {
+    let stderr = String::from_utf8_lossy(stderr);
+    let first = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
+        .to_owned();
+    let kind = if stderr.contains("Operation not permitted") {
+        ErrorKind::Denied
+    } else if stderr.contains(missing) {
+        ErrorKind::NoTarget
+    } else {
+        ErrorKind::Failed
+    };
+    (kind, first)
 }
 
 /// Applies `script` as one transaction.

@@ -336,18 +336,7 @@ impl PacketFault {
         let script = state.nft.as_deref().ok_or_else(|| {
             PluginError::new(ErrorKind::Failed, "the prepared state has no nft script")
         })?;
-        let namespace = match &state.netns {
-            None => None,
-            Some(target) => Some(netns::open(target).ok_or_else(|| {
-                PluginError::new(
-                    ErrorKind::NoTarget,
-                    format!(
-                        "the network namespace of PID {} is gone: nothing applied",
-                        target.pid
-                    ),
-                )
-            })?),
-        };
+        let namespace = netns::open_to_apply(state.netns.as_ref())?;
         netns::within(namespace.as_ref(), || nft::apply(script))?;
         let netns = state.netns.as_ref();
         Ok(Outcome {
