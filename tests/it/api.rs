@@ -427,9 +427,12 @@ fn status_tells_the_state_and_resume_tells_the_truth() {
     assert_eq!(held["paused"], "POST /api/resume to resume");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
-    // No daemon: said, with the way that works without one.
-    let cfg_arg = &cfg;
-    let alone = crate::util::monkey(&["pause", "--config", cfg_arg, "--url", &url]);
+    without_a_daemon_pause_points_to_the_file(&cfg, &url, &pause_file);
+}
+
+/// No daemon at `url`: `pause` says so, with the way that works without one.
+fn without_a_daemon_pause_points_to_the_file(cfg: &str, url: &str, pause_file: &std::path::Path) {
+    let alone = crate::util::monkey(&["pause", "--config", cfg, "--url", url]);
     assert_eq!(alone.code, Some(1));
     assert!(
         alone.stderr.starts_with(&format!(

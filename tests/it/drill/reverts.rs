@@ -2,6 +2,7 @@
 //! and plugins whose revert hangs, crashes or fails.
 
 use super::*;
+use std::path::Path;
 
 #[test]
 fn pauses_are_reverted_when_due_on_shutdown_and_after_a_crash_and_the_answer_key_shows_it() {
@@ -60,8 +61,12 @@ echo "shutdown $(st $v)""#,
         "a clean stop reverts first"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    the_answer_key_shows_the_runs(&dir, &pairs(&run.stdout, "victim"));
+}
 
-    // The answer key, from the journal the runs wrote.
+/// The answer key, from the journal the runs of the test above wrote (`victims`: the
+/// processes paused, in order).
+fn the_answer_key_shows_the_runs(dir: &Path, victims: &[String]) {
     let history = monkey(&[
         "history",
         "--journal",
@@ -91,7 +96,6 @@ echo "shutdown $(st $v)""#,
     ]);
     assert_eq!(last.stdout.lines().count(), 1, "{}", last.stdout);
     assert!(last.stdout.contains(" - shutdown ["), "{}", last.stdout);
-    let victims = pairs(&run.stdout, "victim");
     let (v1, v2) = (&victims[0], &victims[1]);
     assert_eq!(lines.len(), 4, "{}", history.stdout);
     let expect = [
@@ -121,8 +125,12 @@ echo "shutdown $(st $v)""#,
     assert_eq!(faults[0]["outcome"]["process"]["cmdline"], "sleep 1000");
     assert_eq!(faults[2]["reverted"]["reason"], "recovery");
     assert_eq!(faults[2]["reverted"]["result"], "reverted");
-    // The same, a page at a time from the end: the latest two, then the two before.
-    let journal = dir.join("journal.jsonl");
+    pages_from_the_end_say_the_same(&dir.join("journal.jsonl"), faults);
+}
+
+/// The history of `journal` a page at a time from the end: the latest two, then the two
+/// before, as in `faults` (the whole history).
+fn pages_from_the_end_say_the_same(journal: &Path, faults: &[serde_json::Value]) {
     let page = |extra: &[&str]| {
         let mut args = vec![
             "history",
