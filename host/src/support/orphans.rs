@@ -22,8 +22,8 @@ use rustix::process::{
 /// Whether this process adopts orphans (the daemon).
 static ADOPTING: AtomicBool = AtomicBool::new(false);
 
-/// How often the daemon looks for orphans besides when one of its children ends (a
-/// child's child that outlives its own parent is adopted only then).
+/// How often the daemon looks for orphans if it cannot hear its children end (SIGCHLD:
+/// a child's child that outlives its own parent is adopted as that parent ends).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// Makes this process a child subreaper, and [`sweep`] effective; `Err` says why not.

@@ -156,7 +156,7 @@ fn run_with(
 
 /// Makes the daemon the subreaper of what its workers and probe commands start, so that
 /// what escaped them can be ended (`support::orphans`): at each end of one of them, and
-/// every [`orphans::SWEEP_EVERY`] by a task of the runtime (`serve`).
+/// at every SIGCHLD by a task of the runtime (`housekeeping`).
 fn adopt_orphans() {
     if let Err(e) = orphans::adopt() {
         log::line(format!(
@@ -333,13 +333,29 @@ async fn serve(
 /// The tasks that run as long as the daemon does: the sweep for orphans, and systemd's
 /// watchdog when it asks for one.
 fn housekeeping() -> Vec<tokio::task::JoinHandle<()>> {
-    // A grandchild that left its session after its parent ended is adopted then: the
-    // sweep at a worker's or a probe's end has passed already.
+    // A grandchild that left its session is adopted when its parent ends, after the
+    // sweep at a worker's or a probe's end: that parent was the daemon's child by then
+    // (adopted too), so its end is a SIGCHLD, and each one sweeps. Nothing wakes the
+    // daemon while no child ends.
     let sweeper = tokio::spawn(async {
-        let mut tick = tokio::time::interval(orphans::SWEEP_EVERY);
-        loop {
-            tick.tick().await;
-            orphans::sweep();
+        orphans::sweep();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+            Ok(mut ended) => {
+                while ended.recv().await.is_some() {
+                    orphans::sweep();
+                }
+            }
+            Err(e) => {
+                log::line(format!(
+                    "warning: cannot watch for SIGCHLD ({e}): orphans are looked for every {}s",
+                    orphans::SWEEP_EVERY.as_secs()
+                ));
+                let mut tick = tokio::time::interval(orphans::SWEEP_EVERY);
+                loop {
+                    tick.tick().await;
+                    orphans::sweep();
+                }
+            }
         }
     });
     let watchdog = systemd::watchdog_interval().map(|every| {
