@@ -213,7 +213,7 @@ fn on_runtime<T, F: std::future::Future<Output = anyhow::Result<T>>>(
     config: &FleetConfig,
     work: impl FnOnce(Gateway, FleetConfig) -> F,
 ) -> anyhow::Result<T> {
-    let gateway = Gateway::new(config.endpoints.clone(), config.credentials.clone())?;
+    let gateway = Gateway::new(config)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

@@ -243,6 +243,7 @@ mod tests {
             endpoints: vec![],
             prefix: "/nm".into(),
             credentials: None,
+            tls: None,
             max_concurrent: 1,
             budget: budget.map(|(max, per)| (max, Duration::from_secs(per))),
             min_gap: gap.map(Duration::from_secs),

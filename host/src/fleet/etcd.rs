@@ -41,7 +41,7 @@ impl Etcd {
     /// while the fleet is paused starts paused.
     /// Its lines go to `log`.
     pub fn start(config: &FleetConfig, node: &str, log: fn(String)) -> anyhow::Result<Arc<Self>> {
-        let gateway = Gateway::new(config.endpoints.clone(), config.credentials.clone())?;
+        let gateway = Gateway::new(config)?;
         let (state, _) = watch::channel(FleetState {
             cut_off: Some("the coordinator has not answered yet".to_owned()),
             switch: None,

@@ -14,7 +14,7 @@ use std::{
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use serde_json::{json, Value};
 
-use super::config::Credentials;
+use super::config::{Credentials, FleetConfig};
 use crate::support::lock::lock;
 
 /// How long one call may take (a watch: to connect).
@@ -60,25 +60,28 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway to `endpoints`, signing in with `credentials` when given.
-    pub fn new(endpoints: Vec<String>, credentials: Option<Credentials>) -> anyhow::Result<Self> {
-        let build = |timeout: Option<Duration>| {
-            let builder = reqwest::Client::builder()
+    /// A gateway to the etcd of `config`: its endpoints, signing in with its
+    /// credentials, over https with its certificates when given.
+    pub fn new(config: &FleetConfig) -> anyhow::Result<Self> {
+        let build = |timeout: Option<Duration>| -> anyhow::Result<reqwest::Client> {
+            let mut builder = reqwest::Client::builder()
                 .connect_timeout(CALL_TIMEOUT)
                 .tcp_nodelay(true)
                 .no_proxy();
-            match timeout {
-                Some(t) => builder.timeout(t),
-                None => builder,
+            if let Some(t) = timeout {
+                builder = builder.timeout(t);
             }
-            .build()
+            if let Some(tls) = &config.tls {
+                builder = tls.apply(builder)?;
+            }
+            Ok(builder.build()?)
         };
         Ok(Self {
             client: build(Some(CALL_TIMEOUT))?,
             watcher: build(None)?,
-            endpoints,
+            endpoints: config.endpoints.clone(),
             current: AtomicUsize::new(0),
-            credentials,
+            credentials: config.credentials.clone(),
             token: Mutex::new(None),
         })
     }
@@ -178,10 +181,15 @@ impl Gateway {
 
     /// Every key under `prefix`, and the revision they were read at.
     pub async fn range_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, i64), String> {
+        self.range(prefix.as_bytes(), &prefix_end(prefix)).await
+    }
+
+    /// Every key from `from` to `to` (excluded), and the revision they were read at.
+    pub async fn range(&self, from: &[u8], to: &[u8]) -> Result<(Vec<Kv>, i64), String> {
         let answer = self
             .call(
                 "/v3/kv/range",
-                json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
+                json!({"key": b64(from), "range_end": b64(to)}),
             )
             .await?;
         let kvs = answer["kvs"]

@@ -14,6 +14,7 @@ pub mod config;
 pub mod etcd;
 mod gateway;
 mod shared;
+pub mod tls;
 
 use std::time::Duration;
 
