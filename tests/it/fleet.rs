@@ -1,6 +1,7 @@
 //! A fleet drill on a real etcd (started by each test on loopback): the slots, the
 //! fleet budget and gap, the fleet's switch, and failing closed when etcd is gone.
 
+mod admissions;
 mod drill;
 mod etcd;
 mod pki;

@@ -60,7 +60,7 @@ pub struct BudgetUsed {
 /// Reads the fleet through `gateway`.
 pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View, String> {
     let etcd = gateway.members().await?;
-    let (kvs, revision) = gateway.range_prefix(&format!("{}/", config.prefix)).await?;
+    let (kvs, revision) = super::history::state(gateway, config).await?;
     let (slots, nodes) = (
         format!("{}/slots/", config.prefix),
         format!("{}/members/", config.prefix),
@@ -188,6 +188,15 @@ pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
         view(&gateway, &config)
             .await
             .map(|v| v.lines())
+            .map_err(anyhow::Error::msg)
+    })
+}
+
+/// The fleet's admissions kept in its coordinator, oldest first (`history --fleet`).
+pub fn admissions(config: &FleetConfig) -> anyhow::Result<Vec<super::history::Admitted>> {
+    on_runtime(config, |gateway, config| async move {
+        super::history::read(&gateway, &config)
+            .await
             .map_err(anyhow::Error::msg)
     })
 }

@@ -46,9 +46,7 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
         let lease = lock(&shared.lease)
             .id
             .ok_or_else(|| unreachable("no lease".to_owned()))?;
-        let (kvs, _) = shared
-            .gateway
-            .range_prefix(&format!("{}/", config.prefix))
+        let (kvs, _) = super::history::state(&shared.gateway, config)
             .await
             .map_err(unreachable)?;
         let find = |key: &str| kvs.iter().find(|kv| kv.key == key);
@@ -109,6 +107,7 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
             serde_json::to_vec(&holder).unwrap_or_default(),
             lease,
         )];
+        ops.extend(super::history::ops(config, &shared.node, fault, slot, now));
         if limited {
             recent.times.push(now);
             compare.push(Compare::Modified(

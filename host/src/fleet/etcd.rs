@@ -1,6 +1,8 @@
 //! The etcd coordinator. Keys under the fleet's prefix: `slots/<n>` (a fault in flight
 //! or in effect, tied to its node's lease), `budget` (the fleet's recent admissions, as
-//! milliseconds since the epoch), `switch` (the fleet's pause, while it stands).
+//! milliseconds since the epoch), `switch` (the fleet's pause, while it stands),
+//! `members/<node>` (what each node says of itself), `admissions/` (the recent
+//! admissions, for `history --fleet`: see `history`).
 //!
 //! Everything runs on one thread of its own (`fleet`) with its own single-threaded
 //! runtime: the lease's renewal every TTL/3, the switch's watch, and the admissions the

@@ -46,6 +46,8 @@ pub enum Op {
     Put(String, Vec<u8>, i64),
     /// Deletes the key.
     Delete(String),
+    /// Deletes every key from the first to the second (excluded).
+    DeleteRange(String, String),
 }
 
 /// One etcd cluster, reached through whichever endpoint answers.
@@ -213,6 +215,7 @@ impl Gateway {
             .map(|op| match op {
                 Op::Put(key, value, lease) => json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}}),
                 Op::Delete(key) => json!({"request_delete_range": {"key": b64(key.as_bytes())}}),
+                Op::DeleteRange(from, to) => json!({"request_delete_range": {"key": b64(from.as_bytes()), "range_end": b64(to.as_bytes())}}),
             })
             .collect();
         let answer = self
@@ -344,7 +347,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// The end of the range of every key starting with `prefix` (the prefix with its last
 /// byte plus one).
-fn prefix_end(prefix: &str) -> Vec<u8> {
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

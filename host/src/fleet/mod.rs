@@ -13,6 +13,7 @@ mod admission;
 pub mod config;
 pub mod etcd;
 mod gateway;
+pub mod history;
 mod shared;
 pub mod tls;
 
