@@ -4,6 +4,7 @@
 mod admissions;
 mod drill;
 mod etcd;
+mod latency;
 mod pki;
 mod relay;
 mod tls;

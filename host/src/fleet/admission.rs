@@ -1,6 +1,7 @@
 //! One admission against etcd: every key under the fleet's prefix read at one revision,
 //! the slot, the fleet budget and the gap decided, then one transaction that holds only
-//! if nothing it read changed (else read again); and the fleet budget's arithmetic.
+//! if nothing it read changed (else it reads them again in the same round trip, and the
+//! node decides again); and the fleet budget's arithmetic.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     config::FleetConfig,
-    gateway::{Compare, Op},
+    gateway::{Compare, Kv, Op},
     shared::{switch_of, unreachable, Shared},
     Admission, Refused,
 };
@@ -42,13 +43,22 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
         shared.key("budget"),
         shared.key("switch"),
     );
+    let (from, to) = super::history::state_range(config);
+    // What the last lost race read in its own round trip, if it lost one.
+    let mut fresh: Option<Vec<Kv>> = None;
     for _ in 0..ADMIT_TRIES {
         let lease = lock(&shared.lease)
             .id
             .ok_or_else(|| unreachable("no lease".to_owned()))?;
-        let (kvs, _) = super::history::state(&shared.gateway, config)
-            .await
-            .map_err(unreachable)?;
+        let kvs = match fresh.take() {
+            Some(kvs) => kvs,
+            None => {
+                super::history::state(&shared.gateway, config)
+                    .await
+                    .map_err(unreachable)?
+                    .0
+            }
+        };
         let find = |key: &str| kvs.iter().find(|kv| kv.key == key);
         if let Some(switch) = switch_of(find(&switch_key)) {
             return Err(Refused {
@@ -65,7 +75,12 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
                 Some((n, holder.map_or_else(|| "?".to_owned(), |h| h.node)))
             })
             .collect();
-        let Some(slot) = (0..config.max_concurrent).find(|n| !held.iter().any(|(h, _)| h == n))
+        // From a place of the node's own, so that nodes asking at once seldom race for
+        // the same slot.
+        let first = shared.first_slot();
+        let Some(slot) = (0..config.max_concurrent)
+            .map(|n| (first + n) % config.max_concurrent)
+            .find(|n| !held.iter().any(|(h, _)| h == n))
         else {
             let nodes: Vec<&str> = held.iter().map(|(_, node)| node.as_str()).collect();
             return Err(Refused {
@@ -120,15 +135,20 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
                 0,
             ));
         }
-        match shared.gateway.txn(&compare, &ops).await {
-            Ok((true, revision)) => {
+        let read_again = Some((from.as_slice(), to.as_slice()));
+        match shared
+            .gateway
+            .txn_else_range(&compare, &ops, read_again)
+            .await
+        {
+            Ok((true, revision, _)) => {
                 return Ok(Admission {
                     slot,
                     lease: format!("{lease:x}"),
                     revision,
                 })
             }
-            Ok((false, _)) => continue,
+            Ok((false, _, kvs)) => fresh = Some(kvs),
             Err(e) if e.contains("lease not found") => {
                 lock(&shared.lease).id = None;
                 return Err(unreachable(format!("the lease ended: {e}")));

@@ -203,6 +203,19 @@ impl Gateway {
 
     /// Runs `ops` if every comparison holds: whether they held, and the revision after.
     pub async fn txn(&self, compare: &[Compare], ops: &[Op]) -> Result<(bool, i64), String> {
+        let (held, revision, _) = self.txn_else_range(compare, ops, None).await?;
+        Ok((held, revision))
+    }
+
+    /// [`Gateway::txn`], reading the keys from `range.0` to `range.1` (excluded) in the
+    /// same round trip when a comparison fails: whether they held, the revision after,
+    /// and the keys read (none when they held).
+    pub async fn txn_else_range(
+        &self,
+        compare: &[Compare],
+        ops: &[Op],
+        range: Option<(&[u8], &[u8])>,
+    ) -> Result<(bool, i64, Vec<Kv>), String> {
         let compare: Vec<Value> = compare
             .iter()
             .map(|c| match c {
@@ -218,16 +231,26 @@ impl Gateway {
                 Op::DeleteRange(from, to) => json!({"request_delete_range": {"key": b64(from.as_bytes()), "range_end": b64(to.as_bytes())}}),
             })
             .collect();
+        let failure: Vec<Value> = range
+            .map(|(from, to)| json!({"request_range": {"key": b64(from), "range_end": b64(to)}}))
+            .into_iter()
+            .collect();
         let answer = self
             .call(
                 "/v3/kv/txn",
-                json!({"compare": compare, "success": success}),
+                json!({"compare": compare, "success": success, "failure": failure}),
             )
             .await?;
-        Ok((
-            answer["succeeded"].as_bool().unwrap_or(false),
-            number(&answer["header"]["revision"]),
-        ))
+        let held = answer["succeeded"].as_bool().unwrap_or(false);
+        let kvs = if held {
+            Vec::new()
+        } else {
+            answer["responses"][0]["response_range"]["kvs"]
+                .as_array()
+                .map(|all| all.iter().filter_map(kv).collect())
+                .unwrap_or_default()
+        };
+        Ok((held, number(&answer["header"]["revision"]), kvs))
     }
 
     /// A new lease of `ttl`: its id.

@@ -73,10 +73,16 @@ pub(super) async fn state(
     gateway: &Gateway,
     config: &FleetConfig,
 ) -> Result<(Vec<Kv>, i64), String> {
-    let from = format!("{}/admissions0", config.prefix);
-    gateway
-        .range(from.as_bytes(), &prefix_end(&format!("{}/", config.prefix)))
-        .await
+    let (from, to) = state_range(config);
+    gateway.range(&from, &to).await
+}
+
+/// The range [`state`] reads: from past the admissions to the end of the prefix.
+pub(super) fn state_range(config: &FleetConfig) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("{}/admissions0", config.prefix).into_bytes(),
+        prefix_end(&format!("{}/", config.prefix)),
+    )
 }
 
 /// The admissions kept, oldest first.

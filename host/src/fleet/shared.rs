@@ -54,6 +54,15 @@ impl Shared {
         format!("{}/{name}", self.config.prefix)
     }
 
+    /// The slot this node tries first: its name's hash (FNV-1a), so that nodes asking
+    /// at once spread over the slots.
+    pub(super) fn first_slot(&self) -> u32 {
+        let hash = self.node.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % u64::from(self.config.max_concurrent.max(1))) as u32
+    }
+
     pub(super) fn slot_key(&self, slot: u32) -> String {
         self.key(&format!("slots/{slot}"))
     }

@@ -29,12 +29,19 @@ fn history_fleet_lists_which_node_got_which_fault_when() {
         let answer = kill(port);
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
+    // Its fencing token and its slot, as the node journaled them.
     let token = |dir: &TestDir, nth: usize| {
         journal(dir)
             .into_iter()
             .filter(|r| r["type"] == "intent")
             .nth(nth)
-            .map(|r| r["fleet"]["revision"].as_i64().unwrap())
+            .map(|r| {
+                let fleet = &r["fleet"];
+                (
+                    fleet["revision"].as_i64().unwrap(),
+                    fleet["slot"].as_i64().unwrap(),
+                )
+            })
             .unwrap()
     };
     let expected = [
@@ -51,10 +58,10 @@ fn history_fleet_lists_which_node_got_which_fault_when() {
         "{}",
         run.stdout
     );
-    for (line, (node, revision)) in lines[1..].iter().zip(expected) {
+    for (line, (node, (revision, slot))) in lines[1..].iter().zip(expected) {
         assert!(
             line.ends_with(&format!(
-                "Z {node} process-kill (slot 0, revision {revision})"
+                "Z {node} process-kill (slot {slot}, revision {revision})"
             )),
             "{line}"
         );
@@ -74,7 +81,10 @@ fn history_fleet_lists_which_node_got_which_fault_when() {
             )
         })
         .collect();
-    let expected: Vec<(String, i64)> = expected.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+    let expected: Vec<(String, i64)> = expected
+        .iter()
+        .map(|(n, (r, _))| (n.to_string(), *r))
+        .collect();
     assert_eq!(got, expected);
     // --since cuts the list; --fleet wants the config that names the fleet.
     let none = monkey(&[
