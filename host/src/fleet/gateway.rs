@@ -307,15 +307,16 @@ impl Gateway {
             .unwrap_or_default())
     }
 
-    /// Watches `key` from revision `from`: each change as it comes, until the stream
-    /// ends or fails (the caller reads again and watches anew).
+    /// Watches the keys from `range.0` to `range.1` (excluded) from revision `from`:
+    /// each change as it comes (whether the key was deleted, and the key), until the
+    /// stream ends or fails (the caller reads again and watches anew).
     pub async fn watch(
         &self,
-        key: &str,
+        range: (&[u8], &[u8]),
         from: i64,
-        mut changed: impl FnMut(Option<Kv>),
+        mut changed: impl FnMut(bool, Kv),
     ) -> Result<(), String> {
-        let body = json!({"create_request": {"key": b64(key.as_bytes()), "start_revision": from.to_string()}});
+        let body = json!({"create_request": {"key": b64(range.0), "range_end": b64(range.1), "start_revision": from.to_string()}});
         let mut response = self.send(&self.watcher, "/v3/watch", &body).await?;
         if !response.status().is_success() {
             return Err(format!("etcd answered {} to a watch", response.status()));
@@ -340,10 +341,8 @@ impl Gateway {
                     ));
                 }
                 for event in result["events"].as_array().into_iter().flatten() {
-                    if event["type"].as_str() == Some("DELETE") {
-                        changed(None);
-                    } else {
-                        changed(kv(&event["kv"]));
+                    if let Some(kv) = kv(&event["kv"]) {
+                        changed(event["type"].as_str() == Some("DELETE"), kv);
                     }
                 }
             }

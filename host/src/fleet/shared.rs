@@ -2,6 +2,7 @@
 //! state told to the daemon), and what they all say the same way.
 
 use std::{
+    collections::BTreeMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -23,6 +24,10 @@ pub(super) struct Shared {
     pub(super) log: fn(String),
     pub(super) lease: Mutex<Lease>,
     pub(super) state: watch::Sender<FleetState>,
+    /// The fleet's keys as the watch last told them (but the admissions), while it
+    /// runs: an admission decides on them and sends its one transaction at once; a
+    /// stale copy only loses the transaction, which reads them afresh.
+    pub(super) seen: Mutex<Option<BTreeMap<String, Kv>>>,
 }
 
 #[derive(Default)]
@@ -98,6 +103,37 @@ impl Shared {
             state.cut_off = why;
             changed
         });
+    }
+
+    /// The fleet's keys as last seen, if the watch runs.
+    pub(super) fn seen(&self) -> Option<Vec<Kv>> {
+        lock(&self.seen)
+            .as_ref()
+            .map(|kvs| kvs.values().cloned().collect())
+    }
+
+    /// Starts the copy of the fleet's keys over from `kvs` (`None`: no copy, the watch
+    /// is down); the switch follows.
+    pub(super) fn see_all(&self, kvs: Option<Vec<Kv>>) {
+        let switch_key = self.key("switch");
+        if let Some(kvs) = &kvs {
+            self.set_switch(switch_of(kvs.iter().find(|kv| kv.key == switch_key)));
+        }
+        *lock(&self.seen) = kvs.map(|kvs| kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect());
+    }
+
+    /// One change the watch told; the switch follows.
+    pub(super) fn see(&self, deleted: bool, kv: Kv) {
+        if kv.key == self.key("switch") {
+            self.set_switch(if deleted { None } else { switch_of(Some(&kv)) });
+        }
+        if let Some(seen) = lock(&self.seen).as_mut() {
+            if deleted {
+                seen.remove(&kv.key);
+            } else {
+                seen.insert(kv.key.clone(), kv);
+            }
+        }
     }
 
     pub(super) fn set_switch(&self, switch: Option<Switch>) {

@@ -47,10 +47,7 @@ fn measure(cfgs: &[String]) -> (Vec<Duration>, Vec<Duration>) {
 fn sorted(answers: Vec<(Duration, bool)>) -> Vec<Duration> {
     let lost = answers.iter().filter(|(_, lost)| *lost).count();
     if lost > 0 {
-        eprintln!(
-            "{lost} of {} refused by the fleet",
-            answers.len()
-        );
+        eprintln!("{lost} of {} refused by the fleet", answers.len());
     }
     let mut all: Vec<Duration> = answers.into_iter().map(|(took, _)| took).collect();
     all.sort();
