@@ -181,8 +181,16 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
         })
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    // Each once the slot is given back (in the background, after the dry run).
+    let free = || {
+        until(DEADLINE, "the slot is given back", || {
+            etcd.get_prefix("/nm/budget/slots/").is_empty()
+        })
+    };
     assert_eq!(kill(ports[0]).status, 200);
+    free();
     assert_eq!(kill(ports[1]).status, 200);
+    free();
     let refused = kill(ports[0]);
     assert_eq!(refused.status, 429, "{}", refused.body);
     let message = refused.json()["message"].as_str().unwrap().to_owned();
@@ -210,6 +218,9 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
     let mut gap = Daemon::start(&["--config", &cfg, "--node", "c"]);
     let port = gap.port();
     assert_eq!(kill(port).status, 200);
+    until(DEADLINE, "the slot is given back", || {
+        etcd.get_prefix("/nm/gap/slots/").is_empty()
+    });
     let refused = kill(port);
     assert_eq!(refused.status, 429, "{}", refused.body);
     assert!(

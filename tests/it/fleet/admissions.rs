@@ -1,8 +1,8 @@
 //! A fleet drill's admissions, readable afterwards from etcd: `history --fleet` says
 //! which node got which fault when, with the fencing token each node journaled.
 
-use super::{config, etcd::Etcd, journal, kill};
-use crate::util::{monkey, Daemon, Sleeper, TestDir};
+use super::{config, etcd::Etcd, journal, kill, until};
+use crate::util::{monkey, Daemon, Sleeper, TestDir, DEADLINE};
 
 #[test]
 fn history_fleet_lists_which_node_got_which_fault_when() {
@@ -28,6 +28,10 @@ fn history_fleet_lists_which_node_got_which_fault_when() {
     for port in [ports[0], ports[1], ports[0]] {
         let answer = kill(port);
         assert_eq!(answer.status, 200, "{}", answer.body);
+        // Given back in the background, after the dry run.
+        until(DEADLINE, "the slot is given back", || {
+            etcd.get_prefix("/nm/adm/slots/").is_empty()
+        });
     }
     // Its fencing token and its slot, as the node journaled them.
     let token = |dir: &TestDir, nth: usize| {
