@@ -94,6 +94,20 @@ fn certificate_files_that_cannot_serve_are_named() {
     ] {
         assert!(checked.stderr.contains(&expected), "{}", checked.stderr);
     }
+    // A key that is not the certificate's.
+    let files = format!(
+        r#", cert_file: {:?}, key_file: {:?}"#,
+        pki.path("client.pem"),
+        pki.path("server.key")
+    );
+    let cfg = config_with(&dir, &endpoints, "/nm/tls", &files, "");
+    let checked = monkey(&["check-config", &cfg]);
+    let expected = format!(
+        "cannot use key_file {} with cert_file {}: ",
+        pki.path("server.key"),
+        pki.path("client.pem")
+    );
+    assert!(checked.stderr.contains(&expected), "{}", checked.stderr);
     // Certificates need https.
     let plain = ["http://127.0.0.1:2379".to_owned()];
     let cfg = config_with(
