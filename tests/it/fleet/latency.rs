@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::{config, etcd::Etcd, kill};
-use crate::util::{Daemon, Sleeper, TestDir};
+use crate::util::{http, Daemon, Sleeper, TestDir};
 
 const DAEMONS: usize = 8;
 const ASKS: usize = 150;
@@ -22,8 +22,43 @@ fn ask(port: u16) -> (Duration, bool) {
     (asked.elapsed(), answer.status != 200)
 }
 
+/// The daemons' admission histograms summed: (upper bound, admissions up to it).
+fn admissions(ports: &[u16]) -> Vec<(String, u64)> {
+    let mut sum: Vec<(String, u64)> = Vec::new();
+    for &port in ports {
+        let metrics = http(port, "GET", "/metrics", &[], b"").body;
+        let buckets = metrics.lines().filter_map(|l| {
+            let rest = l.strip_prefix("nightmare_monkey_fleet_admission_seconds_bucket{le=\"")?;
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((le.to_owned(), count.parse::<u64>().ok()?))
+        });
+        for (i, (le, count)) in buckets.enumerate() {
+            match sum.get_mut(i) {
+                Some(bucket) => bucket.1 += count,
+                None => sum.push((le, count)),
+            }
+        }
+    }
+    sum
+}
+
+/// The bucket of quantile `q` of the admissions between two readings.
+fn bucket_of(before: &[(String, u64)], after: &[(String, u64)], q: f64) -> String {
+    let counts: Vec<(String, u64)> = after
+        .iter()
+        .enumerate()
+        .map(|(i, (le, n))| (le.clone(), n - before.get(i).map_or(0, |b| b.1)))
+        .collect();
+    let total = counts.last().map_or(0, |b| b.1);
+    let wanted = (total as f64 * q).ceil() as u64;
+    counts
+        .into_iter()
+        .find(|(_, n)| *n >= wanted)
+        .map_or_else(|| "?".to_owned(), |(le, _)| format!("<= {le} s"))
+}
+
 /// Every answer's time from the daemons of `cfgs`: asked one after the other, then all
-/// at once.
+/// at once; and the admissions' quantiles as the daemons timed them, if in a fleet.
 fn measure(cfgs: &[String]) -> (Vec<Duration>, Vec<Duration>) {
     let mut daemons: Vec<Daemon> = cfgs
         .iter()
@@ -31,9 +66,11 @@ fn measure(cfgs: &[String]) -> (Vec<Duration>, Vec<Duration>) {
         .map(|(i, cfg)| Daemon::start(&["--config", cfg, "--node", &format!("n{i}")]))
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    let start = admissions(&ports);
     let one_by_one = (0..ASKS * DAEMONS)
         .map(|i| ask(ports[i % DAEMONS]))
         .collect();
+    let middle = admissions(&ports);
     let at_once: Vec<(Duration, bool)> = std::thread::scope(|s| {
         let asking: Vec<_> = ports
             .iter()
@@ -41,6 +78,20 @@ fn measure(cfgs: &[String]) -> (Vec<Duration>, Vec<Duration>) {
             .collect();
         asking.into_iter().flat_map(|t| t.join().unwrap()).collect()
     });
+    let end = admissions(&ports);
+    if end.last().is_some_and(|b| b.1 > 0) {
+        let phases = [
+            ("one at a time", &start, &middle),
+            ("eight at once", &middle, &end),
+        ];
+        for (what, before, after) in phases {
+            eprintln!(
+                "{what}, admissions as the daemons timed them: p50 {}, p99 {}",
+                bucket_of(before, after, 0.5),
+                bucket_of(before, after, 0.99)
+            );
+        }
+    }
     (sorted(one_by_one), sorted(at_once))
 }
 
