@@ -38,7 +38,8 @@ struct Held {
     node: usize,
     revision: i64,
     slot: i64,
-    /// From its intent to its revert (or its outcome, if it has no revert).
+    /// From its `prepared` record (else its outcome) to its revert (or its outcome, if
+    /// it has no revert): within the slot's hold, around the time it was in effect.
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 }
@@ -65,11 +66,14 @@ fn held(node: usize, dir: &std::path::Path) -> Option<Vec<Held>> {
             true => of("revert")?,
             false => outcome,
         };
+        // From its `prepared` record, written after the admission and before the fault
+        // is applied (the intent's time is taken before the admission is asked for).
+        let start = of("prepared").unwrap_or(outcome);
         all.push(Held {
             node,
             revision,
             slot: intent["fleet"]["slot"].as_i64().unwrap(),
-            from: at(intent),
+            from: at(start),
             to: at(end),
         });
     }
