@@ -31,7 +31,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 
 /// The config every benchmark runs with: dry, every day and hour, the API on `addr`, the
 /// state in `dir`; the timer on with the original's intervals (hours apart) or off.
-fn config(addr: SocketAddr, dir: &Path, timer: bool) -> String {
+fn config(addr: SocketAddr, dir: &Path, timer: bool, more: &str) -> String {
     format!(
         r#"(
     schedule: Uniform(min_interval: 3600, max_interval: 21600),
@@ -39,7 +39,7 @@ fn config(addr: SocketAddr, dir: &Path, timer: bool) -> String {
     http: (enabled: true, listen: "{addr}"),
     timer: (enabled: {timer}),
     state_dir: "{dir}",
-    plugin_dirs: [],
+    plugin_dirs: [],{more}
 )
 "#,
         dir = dir.display()
@@ -49,14 +49,26 @@ fn config(addr: SocketAddr, dir: &Path, timer: bool) -> String {
 impl Daemon {
     /// Starts `binary` and waits until its API accepts connections.
     pub fn start(binary: &Path, dir: &Path, timer: bool) -> anyhow::Result<Daemon> {
+        Self::start_with(binary, dir, timer, "", &[])
+    }
+
+    /// The same with `more` config fields (each line starting with a comma) and `args`.
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        timer: bool,
+        more: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Daemon> {
         let addr = free_port()?;
         let config_path: PathBuf = dir.join("bench.ron");
         fs::create_dir_all(dir)?;
-        fs::write(&config_path, config(addr, dir, timer))?;
+        fs::write(&config_path, config(addr, dir, timer, more))?;
         let mut command = Command::new(binary);
         command
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .env("STATE_DIRECTORY", dir);
         let hint = format!(
             "run `{} --config {}` to see why",

