@@ -48,7 +48,7 @@ table() { $IN nft list table inet nightmare_monkey >/dev/null 2>&1 && echo prese
 
 /// Runs `script` (after [`PRELUDE`] and [`NET_PRELUDE`], loopback up) as PID 1 of a
 /// fresh user, network and PID namespace, `$NM` naming the binary.
-fn in_network_namespace(script: &str) -> Run {
+pub(crate) fn in_network_namespace(script: &str) -> Run {
     let out = Command::new("unshare")
         .args([
             "--user",

@@ -25,8 +25,9 @@ pub struct ProxyConfig {
     pub proxy: Option<String>,
     /// The toxic (required): `Latency(latency: "100ms")`, `Down`, ...
     pub toxic: Option<RawToxic>,
-    /// Which way the bytes it acts on flow (default downstream), for toxics with one.
-    pub direction: Option<Direction>,
+    /// Which way the bytes it acts on flow: `"upstream"`, `"downstream"` (default) or
+    /// `"both"`, for toxics with one.
+    pub direction: Option<String>,
     /// How long the toxic stays on (default 1m, at most 1h).
     pub duration: Option<sdk::DurationText>,
 }
@@ -57,7 +58,7 @@ fn config_error(message: String) -> PluginError {
     PluginError::new(ErrorKind::Config, message)
 }
 
-const TOXICS: &str = "Latency(latency: \"100ms\", jitter: \"10ms\"), Bandwidth(rate: 64), SlowClose(delay: \"1s\"), Timeout(timeout: \"5s\"), ResetPeer(timeout: \"1s\"), Slicer(average_size: 64, size_variation: 16, delay: \"1ms\"), LimitData(bytes: 1000) or Down";
+const TOXICS: &str = "Latency(latency: \"100ms\", jitter: \"10ms\"), Bandwidth(rate: 64), SlowClose(delay: \"1s\"), Timeout(timeout: \"5s\"; \"0s\": never closed), ResetPeer(timeout: \"0s\"), Slicer(average_size: 64, size_variation: 16, delay: \"1ms\"), LimitData(bytes: 1000) or Down";
 
 impl NetProxy {
     fn what(&self) -> String {
@@ -100,10 +101,22 @@ impl FaultPlugin for NetProxy {
         })?;
         let spec = declared_spec(&name)
             .ok_or_else(|| config_error(format!("proxy `{name}`: no such proxy ({})", names())))?;
-        let raw = config.toxic.ok_or_else(|| {
-            config_error(format!("toxic is required: one of {TOXICS}"))
-        })?;
-        let (toxic, direction) = raw.check(config.direction)?;
+        let raw = config
+            .toxic
+            .ok_or_else(|| config_error(format!("toxic is required: one of {TOXICS}")))?;
+        let direction = config
+            .direction
+            .as_deref()
+            .map(|d| match d {
+                "upstream" => Ok(Direction::Upstream),
+                "downstream" => Ok(Direction::Downstream),
+                "both" => Ok(Direction::Both),
+                other => Err(config_error(format!(
+                    "direction `{other}`: expected upstream, downstream or both"
+                ))),
+            })
+            .transpose()?;
+        let (toxic, direction) = raw.check(direction)?;
         let duration = sdk::duration(
             "duration",
             config.duration.as_deref(),
@@ -145,10 +158,13 @@ impl FaultPlugin for NetProxy {
         })
     }
 
-    fn apply(&self, _request: &Request, prepared: &serde_json::Value) -> Result<Outcome, PluginError> {
+    fn apply(
+        &self,
+        _request: &Request,
+        prepared: &serde_json::Value,
+    ) -> Result<Outcome, PluginError> {
         let state: Turned = sdk::read_state(prepared)?;
-        let proxy =
-            running(&state.proxy).map_err(|e| PluginError::new(ErrorKind::Failed, e))?;
+        let proxy = running(&state.proxy).map_err(|e| PluginError::new(ErrorKind::Failed, e))?;
         proxy.add(Active {
             id: state.toxic_id.clone(),
             toxic: self.toxic.clone(),
@@ -156,6 +172,9 @@ impl FaultPlugin for NetProxy {
             since: Instant::now(),
             since_wall: SystemTime::now(),
         });
+        if self.toxic == Toxic::Down {
+            proxy.await_listening(false);
+        }
         Ok(Outcome {
             action: "Toxic".to_owned(),
             result: results::INJECTED.to_owned(),
@@ -205,7 +224,12 @@ impl FaultPlugin for NetProxy {
             format!("nothing to turn off: {what} ended with the process that ran the proxy")
         } else {
             match find(&state.proxy) {
-                Some(proxy) if proxy.remove(&state.toxic_id) => format!("turned off {what}"),
+                Some(proxy) if proxy.remove(&state.toxic_id) => {
+                    if state.toxic == Toxic::Down {
+                        proxy.await_listening(true);
+                    }
+                    format!("turned off {what}")
+                }
                 _ => format!("nothing to turn off: {what} was not on"),
             }
         };

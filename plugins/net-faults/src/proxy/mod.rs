@@ -101,6 +101,8 @@ pub(crate) struct Proxy {
     pub bytes_down: AtomicU64,
     /// Whether the last connection to the upstream failed (logged once per outage).
     pub upstream_failing: AtomicBool,
+    /// Whether it listens now (not while `Down` is on).
+    pub listening: AtomicBool,
 }
 
 impl Proxy {
@@ -115,6 +117,7 @@ impl Proxy {
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
             upstream_failing: AtomicBool::new(false),
+            listening: AtomicBool::new(true),
         }
     }
 
@@ -156,6 +159,15 @@ impl Proxy {
             found = list.len() != before;
         });
         found
+    }
+
+    /// Waits (at most 2 s) until the listener is `open` or closed, so that a `Down`
+    /// reported on refuses the next connection and one reported off accepts it.
+    pub fn await_listening(&self, open: bool) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while self.listening.load(Ordering::Acquire) != open && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     fn status(&self) -> ProxyStatus {
@@ -286,7 +298,9 @@ pub(crate) fn running(name: &str) -> Result<Arc<Proxy>, String> {
         return Ok(proxy.clone());
     }
     let spec = registry.declared.get(name).cloned().ok_or_else(|| {
-        format!("no proxy named `{name}` is declared (declare it under proxies: in the configuration)")
+        format!(
+            "no proxy named `{name}` is declared (declare it under proxies: in the configuration)"
+        )
     })?;
     let log = registry
         .log

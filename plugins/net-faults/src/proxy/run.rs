@@ -104,7 +104,10 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
     loop {
         let down = is_down(&proxy);
         match (&listener, down) {
-            (Some(_), true) => listener = None,
+            (Some(_), true) => {
+                listener = None;
+                proxy.listening.store(false, Ordering::Release);
+            }
             (None, true) => {
                 let _ = changes.changed().await;
             }
@@ -114,6 +117,7 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                 match bound {
                     Ok(l) => {
                         listener = Some(l);
+                        proxy.listening.store(true, Ordering::Release);
                         if rebind_failed {
                             log(&format!(
                                 "proxy {name}: listening again on {}",
@@ -314,7 +318,9 @@ struct Toxicity {
 impl Toxicity {
     fn draw(&mut self) -> u64 {
         let seed = self.seed;
-        self.rng.get_or_insert_with(|| Rng::from_seed(seed)).next_u64()
+        self.rng
+            .get_or_insert_with(|| Rng::from_seed(seed))
+            .next_u64()
     }
 
     async fn slow_close(&mut self, toxics: &[Active]) {

@@ -36,17 +36,16 @@ pub enum RawToxic {
         /// How long.
         delay: sdk::DurationText,
     },
-    /// Nothing is forwarded; the connection is closed after `timeout` (never without).
+    /// Nothing is forwarded; the connection is closed after `timeout` (`"0s"`: never,
+    /// as in Toxiproxy).
     Timeout {
         /// When the connection is closed, after the toxic began (or the connection).
-        #[serde(default)]
-        timeout: Option<sdk::DurationText>,
+        timeout: sdk::DurationText,
     },
-    /// The connection is reset (TCP RST to both ends), at once or after `timeout`.
+    /// The connection is reset (TCP RST to both ends) after `timeout` (`"0s"`: at once).
     ResetPeer {
         /// How long after the toxic began (or the connection).
-        #[serde(default)]
-        timeout: Option<sdk::DurationText>,
+        timeout: sdk::DurationText,
     },
     /// Data is cut into pieces of about `average_size` bytes, `delay` apart.
     Slicer {
@@ -158,6 +157,14 @@ fn millis(field: &str, text: &str) -> Result<u64, PluginError> {
     Ok(d.as_millis() as u64)
 }
 
+/// A duration field in milliseconds where zero means something (`"0s"`).
+fn millis_or_zero(field: &str, text: &str) -> Result<u64, PluginError> {
+    if humantime::parse_duration(text).is_ok_and(|d| d.is_zero()) {
+        return Ok(0);
+    }
+    millis(field, text)
+}
+
 impl RawToxic {
     /// The toxic checked, with the direction it acts in (`None` for those acting on the
     /// whole connection or proxy, which refuse one).
@@ -195,17 +202,10 @@ impl RawToxic {
                 delay_ms: millis("delay", delay)?,
             },
             RawToxic::Timeout { timeout } => Toxic::Timeout {
-                timeout_ms: timeout
-                    .as_ref()
-                    .map(|t| millis("timeout", t))
-                    .transpose()?,
+                timeout_ms: Some(millis_or_zero("timeout", timeout)?).filter(|&ms| ms > 0),
             },
             RawToxic::ResetPeer { timeout } => Toxic::ResetPeer {
-                timeout_ms: timeout
-                    .as_ref()
-                    .map(|t| millis("timeout", t))
-                    .transpose()?
-                    .unwrap_or(0),
+                timeout_ms: millis_or_zero("timeout", timeout)?,
             },
             RawToxic::Slicer {
                 average_size,
@@ -321,7 +321,10 @@ impl fmt::Display for Described<'_> {
             }
             Toxic::Timeout {
                 timeout_ms: Some(t),
-            } => write!(f, "timeout: nothing forwarded, connections closed after {t}ms")?,
+            } => write!(
+                f,
+                "timeout: nothing forwarded, connections closed after {t}ms"
+            )?,
             Toxic::ResetPeer { timeout_ms: 0 } => write!(f, "reset_peer: connections reset")?,
             Toxic::ResetPeer { timeout_ms } => {
                 write!(f, "reset_peer: connections reset after {timeout_ms}ms")?
@@ -390,7 +393,11 @@ mod tests {
             e.message,
             "direction: down acts on the whole proxy; leave direction out"
         );
-        let (toxic, direction) = RawToxic::ResetPeer { timeout: None }.check(None).unwrap();
+        let (toxic, direction) = RawToxic::ResetPeer {
+            timeout: text("0s"),
+        }
+        .check(None)
+        .unwrap();
         assert_eq!(toxic, Toxic::ResetPeer { timeout_ms: 0 });
         assert_eq!(direction, None);
         assert!(RawToxic::Bandwidth { rate: 0 }.check(None).is_err());
