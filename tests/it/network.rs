@@ -293,7 +293,8 @@ fn a_dry_run_prints_the_exact_rules() {
 }
 
 /// net-delay on a kernel without netem: refused by check-config (and so by a start),
-/// naming the missing module and the way around it.
+/// naming the missing module and the way around it (the net-proxy fault); with netem,
+/// the config is checked as any other (its tc command is unit-tested in `netem.rs`).
 #[test]
 fn net_delay_without_netem_is_refused_saying_why() {
     let probe = Command::new("unshare")
@@ -317,10 +318,14 @@ fn net_delay_without_netem_is_refused_saying_why() {
             run.stderr
         );
         assert!(run.stderr.contains("modprobe sch_netem"), "{}", run.stderr);
-        assert!(run.stderr.contains("fault proxy"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("the net-proxy fault with toxic Latency"),
+            "{}",
+            run.stderr
+        );
     } else {
         assert!(
-            run.stderr.contains("net-delay is not built yet"),
+            run.stderr.contains("interface is required"),
             "{}",
             run.stderr
         );
