@@ -319,7 +319,8 @@ fn net_delay_without_netem_is_refused_saying_why() {
         );
         assert!(run.stderr.contains("modprobe sch_netem"), "{}", run.stderr);
         assert!(
-            run.stderr.contains("the net-proxy fault with toxic Latency"),
+            run.stderr
+                .contains("the net-proxy fault with toxic Latency"),
             "{}",
             run.stderr
         );

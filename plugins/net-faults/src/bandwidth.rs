@@ -297,7 +297,10 @@ pub(crate) fn add_qdisc(state: &Limited, fault: &str) -> Result<Vec<String>, Plu
         if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {
             PluginError::new(
                 ErrorKind::NoTarget,
-                format!("{} has a root qdisc of its own: {fault} does not replace it (nothing applied)", state.interface),
+                format!(
+                    "{} has a root qdisc of its own: {fault} does not replace it (nothing applied)",
+                    state.interface
+                ),
             )
         } else {
             e
@@ -322,12 +325,10 @@ pub(crate) fn remove_qdisc(state: &Limited) -> Result<Outcome, PluginError> {
         None => None,
         Some(target) => match netns::open(target) {
             Some(namespace) => Some(namespace),
-            None => {
-                return Ok(restored(format!(
-                    "nothing to remove: the network namespace of PID {} is gone, and its qdisc with it",
-                    target.pid
-                )))
-            }
+            None => return Ok(restored(format!(
+                "nothing to remove: the network namespace of PID {} is gone, and its qdisc with it",
+                target.pid
+            ))),
         },
     };
     let (interface, kind) = (state.interface.as_str(), state.kind.as_str());

@@ -155,9 +155,9 @@ impl NetDelay {
                 "interface `{interface}`: expected an interface name (at most 15 letters, digits, - _ . @)"
             )));
         }
-        let delay = config.delay.ok_or_else(|| {
-            config_error("delay is required: e.g. \"100ms\"".to_owned())
-        })?;
+        let delay = config
+            .delay
+            .ok_or_else(|| config_error("delay is required: e.g. \"100ms\"".to_owned()))?;
         let delay = sdk::duration("delay", Some(&delay), Duration::ZERO, MAX_DELAY)?;
         let jitter = match config.jitter.as_deref() {
             None => None,
@@ -189,7 +189,15 @@ impl NetDelay {
     /// The `tc` arguments that add our netem qdisc.
     fn arguments(&self) -> Vec<String> {
         let mut args: Vec<String> = [
-            "qdisc", "add", "dev", &self.interface, "root", "handle", HANDLE, "netem", "delay",
+            "qdisc",
+            "add",
+            "dev",
+            &self.interface,
+            "root",
+            "handle",
+            HANDLE,
+            "netem",
+            "delay",
         ]
         .map(str::to_owned)
         .to_vec();
@@ -242,7 +250,10 @@ impl FaultPlugin for NetDelay {
             })?;
             return self.apply(request, state);
         }
-        let command = prepared.details["tc"].as_str().unwrap_or_default().to_owned();
+        let command = prepared.details["tc"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         Ok(Outcome {
             result: results::DRY_RUN.to_owned(),
             summary: format!(
@@ -278,7 +289,11 @@ impl FaultPlugin for NetDelay {
         })
     }
 
-    fn apply(&self, _request: &Request, prepared: &serde_json::Value) -> Result<Outcome, PluginError> {
+    fn apply(
+        &self,
+        _request: &Request,
+        prepared: &serde_json::Value,
+    ) -> Result<Outcome, PluginError> {
         let state: Limited = sdk::read_state(prepared)?;
         let args = add_qdisc(&state, Self::NAME)?;
         Ok(Outcome {
@@ -314,7 +329,10 @@ mod tests {
             f.arguments().join(" "),
             "qdisc add dev eth0 root handle 4e4d: netem delay 100ms"
         );
-        let f = fault(r#"(interface: "lo", delay: "100ms", jitter: "10ms", correlation: 25, duration: "2m")"#).unwrap();
+        let f = fault(
+            r#"(interface: "lo", delay: "100ms", jitter: "10ms", correlation: 25, duration: "2m")"#,
+        )
+        .unwrap();
         assert_eq!(
             f.arguments().join(" "),
             "qdisc add dev lo root handle 4e4d: netem delay 100ms 10ms 25%"
@@ -338,10 +356,22 @@ mod tests {
     #[test]
     fn a_config_that_makes_no_sense_is_refused() {
         for (text, expected) in [
-            (r#"(delay: "100ms")"#, "interface is required: the interface whose sending is delayed, e.g. \"eth0\""),
-            (r#"(interface: "eth0")"#, "delay is required: e.g. \"100ms\""),
-            (r#"(interface: "eth0", delay: "10ms", correlation: 25)"#, "correlation 25: expected a percentage from 0 to 100, with a jitter"),
-            (r#"(interface: "eth0", delay: "10ms", jitter: "5ms", correlation: 120)"#, "correlation 120: expected a percentage from 0 to 100, with a jitter"),
+            (
+                r#"(delay: "100ms")"#,
+                "interface is required: the interface whose sending is delayed, e.g. \"eth0\"",
+            ),
+            (
+                r#"(interface: "eth0")"#,
+                "delay is required: e.g. \"100ms\"",
+            ),
+            (
+                r#"(interface: "eth0", delay: "10ms", correlation: 25)"#,
+                "correlation 25: expected a percentage from 0 to 100, with a jitter",
+            ),
+            (
+                r#"(interface: "eth0", delay: "10ms", jitter: "5ms", correlation: 120)"#,
+                "correlation 120: expected a percentage from 0 to 100, with a jitter",
+            ),
         ] {
             assert_eq!(fault(text).unwrap_err(), expected, "{text}");
         }
@@ -353,6 +383,10 @@ mod tests {
     fn the_refusal_names_the_module_and_the_proxy() {
         let e = refusal("no module");
         assert!(e.message.contains("module sch_netem"), "{}", e.message);
-        assert!(e.message.contains("the net-proxy fault with toxic Latency"), "{}", e.message);
+        assert!(
+            e.message.contains("the net-proxy fault with toxic Latency"),
+            "{}",
+            e.message
+        );
     }
 }
