@@ -325,10 +325,12 @@ pub(crate) fn remove_qdisc(state: &Limited) -> Result<Outcome, PluginError> {
         None => None,
         Some(target) => match netns::open(target) {
             Some(namespace) => Some(namespace),
-            None => return Ok(restored(format!(
+            None => {
+                return Ok(restored(format!(
                 "nothing to remove: the network namespace of PID {} is gone, and its qdisc with it",
                 target.pid
-            ))),
+            )))
+            }
         },
     };
     let (interface, kind) = (state.interface.as_str(), state.kind.as_str());

@@ -17,6 +17,7 @@
 
 mod fault;
 mod run;
+mod splice;
 pub mod toxic;
 
 use std::{

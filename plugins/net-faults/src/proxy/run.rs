@@ -1,9 +1,10 @@
 //! The proxies at work: one thread of their own (`proxy`) with a single-threaded tokio
 //! runtime; per proxy an accept loop, per connection one task copying both ways.
 //!
-//! Without a toxic a chunk costs one read, one write and one atomic load (`poisoned`);
-//! with one, the chunk meets the toxics in effect (`toxic::Toxic`), and a watch wakes
-//! every connection when they change (a reset, a close, `Down`).
+//! Without a toxic the bytes are spliced from socket to socket through a pipe (`splice`),
+//! one atomic load (`poisoned`) a chunk; with one, each chunk is read up here and meets
+//! the toxics in effect (`toxic::Toxic`), and a watch wakes every connection when they
+//! change (a reset, a close, `Down`).
 
 use std::{
     io,
@@ -21,7 +22,11 @@ use tokio::{
     time::sleep_until,
 };
 
-use super::{toxic::Toxic, Active, Log, Proxy, Spec};
+use super::{
+    splice::{self, Clean, Pipe},
+    toxic::Toxic,
+    Active, Log, Proxy, Spec,
+};
 
 /// The largest chunk read at once.
 const CHUNK: usize = 64 * 1024;
@@ -277,13 +282,27 @@ async fn pump(
     } else {
         &proxy.bytes_down
     };
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = Vec::new();
     let mut toxic = Toxicity {
         rng: None,
         seed: seed * 2 + u64::from(to_upstream),
         passed: Vec::new(),
     };
+    let pipe = Pipe::new();
     loop {
+        if let (Some(pipe), false) = (&pipe, proxy.poisoned.load(Ordering::Acquire)) {
+            match splice::copy(proxy, from.as_ref(), to.as_ref(), pipe, counter).await {
+                Ok(Clean::Poisoned) => {}
+                Ok(Clean::Eof) => {
+                    let _ = to.shutdown().await;
+                    return Ok(());
+                }
+                Err(_) => return Err(End::Done),
+            }
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; CHUNK];
+        }
         let n = from.read(&mut buf).await.map_err(|_| End::Done)?;
         if n == 0 {
             if proxy.poisoned.load(Ordering::Acquire) {
