@@ -325,7 +325,10 @@ pub fn status() -> Vec<ProxyStatus> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod spec_tests {
     use super::*;
 
     #[test]
