@@ -202,6 +202,13 @@ async fn connection(proxy: Arc<Proxy>, mut client: TcpStream, log: Arc<Log>) {
                     "proxy {name}: cannot connect to upstream {target}: {e}; its clients get a closed connection until it answers"
                 ));
             }
+            // A close, not a reset: the end of the stream first, then what the client
+            // sent meanwhile read and dropped (a socket closed with bytes unread would
+            // answer with a reset), for a second at most.
+            let _ = client.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let drained = async { while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
             return;
         }
     };
@@ -250,6 +257,12 @@ async fn ends(proxy: &Proxy, started: Instant) -> End {
             if due.is_none_or(|(when, _)| this.0 < when) {
                 due = Some(this);
             }
+        }
+        // Due already (a reset "at once"): before a byte is forwarded, not at the
+        // timer's next tick.
+        if let Some((when, end)) = due.filter(|(when, _)| *when <= Instant::now()) {
+            let _ = when;
+            return end;
         }
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
