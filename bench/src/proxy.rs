@@ -41,6 +41,8 @@ pub struct Figures {
     pub rtt_proxied: (f64, f64),
     /// Applying a net-loss rule (prepare and apply), ms; `None` without nft.
     pub apply_ms: Option<Summary>,
+    /// Of which the prepare (the script written, the daemon's ports found), ms.
+    pub prepare_ms: Option<Summary>,
     /// Reverting it, ms.
     pub revert_ms: Option<Summary>,
     /// Why the rules were not measured, if they were not.
@@ -194,9 +196,9 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
     let (direct_mbs, proxied_mbs) = (Summary::of(direct), Summary::of(proxied));
     eprintln!("done");
     eprint!("proxy: applying and reverting a net-loss rule... ");
-    let (apply_ms, revert_ms, rules_error) = match rules() {
-        Ok((a, r)) => (Some(a), Some(r), None),
-        Err(e) => (None, None, Some(format!("{e:#}"))),
+    let (prepare_ms, apply_ms, revert_ms, rules_error) = match rules() {
+        Ok((p, a, r)) => (Some(p), Some(a), Some(r), None),
+        Err(e) => (None, None, None, Some(format!("{e:#}"))),
     };
     eprintln!("done");
     Ok(Figures {
@@ -205,19 +207,20 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
         rtt_direct: p(&mut rtt_direct),
         rtt_proxied: p(&mut rtt_proxied),
         apply_ms,
+        prepare_ms,
         revert_ms,
         rules_error,
     })
 }
 
 /// [`RULES`] times: a net-loss rule prepared and applied, then reverted, each timed.
-fn rules() -> anyhow::Result<(Summary, Summary)> {
+fn rules() -> anyhow::Result<(Summary, Summary, Summary)> {
     let config = sdk::parse_config::<net_faults::Config>(
         r#"(percent: 10, protocol: "udp", ports: [9999], duration: "10m")"#,
     )
     .map_err(|e| anyhow::anyhow!(e.message))?;
     let fault = net_faults::NetLoss::new(config).map_err(|e| anyhow::anyhow!(e.message))?;
-    let (mut apply, mut revert) = (Vec::new(), Vec::new());
+    let (mut prepare, mut apply, mut revert) = (Vec::new(), Vec::new(), Vec::new());
     for seed in 0..RULES as u64 {
         let request = Request {
             seed,
@@ -228,6 +231,7 @@ fn rules() -> anyhow::Result<(Summary, Summary)> {
         let prepared = fault
             .prepare(&request)
             .map_err(|e| anyhow::anyhow!(e.message))?;
+        prepare.push(start.elapsed());
         let state = prepared
             .revert
             .context("net-loss prepared no revert state")?;
@@ -241,7 +245,11 @@ fn rules() -> anyhow::Result<(Summary, Summary)> {
             .map_err(|e| anyhow::anyhow!("revert: {}", e.message))?;
         revert.push(start.elapsed());
     }
-    Ok((Summary::of_ms(apply), Summary::of_ms(revert)))
+    Ok((
+        Summary::of_ms(prepare),
+        Summary::of_ms(apply),
+        Summary::of_ms(revert),
+    ))
 }
 
 /// The section of BENCHMARKS.md.
@@ -266,8 +274,10 @@ pub fn markdown(f: &Figures) -> String {
     );
     match (&f.apply_ms, &f.revert_ms, &f.rules_error) {
         (Some(a), Some(r), _) => out.push_str(&format!(
-            "\n`net-loss` through `nft -f -`, {RULES} times: apply (prepare + apply) {} ms median ({}-{}), revert {} ms ({}-{}); target <= 20 ms each.\n",
-            num(a.median), num(a.p25), num(a.p75), num(r.median), num(r.p25), num(r.p75)
+            "\n`net-loss` through `nft -f -`, {RULES} times: apply (prepare + apply) {} ms median ({}-{}; the prepare {} ms), revert {} ms ({}-{}); target <= 20 ms each.\n",
+            num(a.median), num(a.p25), num(a.p75),
+            f.prepare_ms.map_or("?".to_owned(), |p| num(p.median)),
+            num(r.median), num(r.p25), num(r.p75)
         )),
         (_, _, Some(e)) => out.push_str(&format!("\n`net-loss` not measured: {e}\n")),
         _ => {}
