@@ -92,7 +92,7 @@ pub(crate) struct Active {
 pub(crate) struct Proxy {
     pub spec: Spec,
     /// Whether any toxic is on: the one atomic load a chunk costs without one.
-    pub poisoned: AtomicBool,
+    pub toxic_on: AtomicBool,
     pub toxics: RwLock<Arc<Vec<Active>>>,
     /// Bumped at every change of `toxics`: connections and the listener wake to it.
     pub changes: tokio::sync::watch::Sender<u64>,
@@ -110,7 +110,7 @@ impl Proxy {
     fn new(spec: Spec) -> Self {
         Self {
             spec,
-            poisoned: AtomicBool::new(false),
+            toxic_on: AtomicBool::new(false),
             toxics: RwLock::new(Arc::new(Vec::new())),
             changes: tokio::sync::watch::Sender::new(0),
             open: AtomicU64::new(0),
@@ -137,7 +137,7 @@ impl Proxy {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut list = (**guard).clone();
         edit(&mut list);
-        self.poisoned.store(!list.is_empty(), Ordering::Release);
+        self.toxic_on.store(!list.is_empty(), Ordering::Release);
         *guard = Arc::new(list);
         drop(guard);
         self.changes.send_modify(|n| *n += 1);

@@ -2,7 +2,7 @@
 //! runtime; per proxy an accept loop, per connection one task copying both ways.
 //!
 //! Without a toxic the bytes are spliced from socket to socket through a pipe (`splice`),
-//! one atomic load (`poisoned`) a chunk; with one, each chunk is read up here and meets
+//! one atomic load (`toxic_on`) a chunk; with one, each chunk is read up here and meets
 //! the toxics in effect (`toxic::Toxic`), and a watch wakes every connection when they
 //! change (a reset, a close, `Down`).
 
@@ -260,8 +260,7 @@ async fn ends(proxy: &Proxy, started: Instant) -> End {
         }
         // Due already (a reset "at once"): before a byte is forwarded, not at the
         // timer's next tick.
-        if let Some((when, end)) = due.filter(|(when, _)| *when <= Instant::now()) {
-            let _ = when;
+        if let Some((_, end)) = due.filter(|(when, _)| *when <= Instant::now()) {
             return end;
         }
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -303,9 +302,9 @@ async fn pump(
     };
     let pipe = Pipe::new();
     loop {
-        if let (Some(pipe), false) = (&pipe, proxy.poisoned.load(Ordering::Acquire)) {
+        if let (Some(pipe), false) = (&pipe, proxy.toxic_on.load(Ordering::Acquire)) {
             match splice::copy(proxy, from.as_ref(), to.as_ref(), pipe, counter).await {
-                Ok(Clean::Poisoned) => {}
+                Ok(Clean::ToxicOn) => {}
                 Ok(Clean::Eof) => {
                     let _ = to.shutdown().await;
                     return Ok(());
@@ -318,14 +317,14 @@ async fn pump(
         }
         let n = from.read(&mut buf).await.map_err(|_| End::Done)?;
         if n == 0 {
-            if proxy.poisoned.load(Ordering::Acquire) {
+            if proxy.toxic_on.load(Ordering::Acquire) {
                 toxic.slow_close(&proxy.toxics()).await;
             }
             let _ = to.shutdown().await;
             return Ok(());
         }
         counter.fetch_add(n as u64, Ordering::Relaxed);
-        if !proxy.poisoned.load(Ordering::Acquire) {
+        if !proxy.toxic_on.load(Ordering::Acquire) {
             to.write_all(&buf[..n]).await.map_err(|_| End::Done)?;
             continue;
         }

@@ -39,7 +39,7 @@ pub(super) enum Clean {
     Eof,
     /// A toxic came on: the bytes from here on go through the toxics (nothing is left
     /// in the pipe).
-    Poisoned,
+    ToxicOn,
 }
 
 /// Splices from `from` to `to` until the end of the stream or a toxic, counting into
@@ -55,8 +55,8 @@ pub(super) async fn copy(
     loop {
         from.readable().await?;
         // Looked at after the wait: bytes that arrive once a toxic is on meet it.
-        if proxy.poisoned.load(Ordering::Acquire) {
-            return Ok(Clean::Poisoned);
+        if proxy.toxic_on.load(Ordering::Acquire) {
+            return Ok(Clean::ToxicOn);
         }
         // The pipe is empty here, so a would-block is the socket's.
         let moved = from.try_io(Interest::READABLE, || {
