@@ -88,7 +88,7 @@ impl FaultPlugin for NetProxy {
         let names = || {
             let names = declared();
             if names.is_empty() {
-                "none is declared: add proxies: {\"db\": (listen: \"127.0.0.1:15432\", upstream: \"10.0.0.5:5432\")} to the configuration".to_owned()
+                "none is declared: add proxies: {\"db\": (listen: \"127.0.0.1:15432\", upstream: \"10.0.0.5:5432\")} to the configuration (for kill, give it with --config)".to_owned()
             } else {
                 format!("declared: {}", names.join(", "))
             }
