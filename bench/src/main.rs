@@ -13,6 +13,7 @@ mod measure;
 mod namespace;
 mod original;
 mod procs;
+mod proxy;
 mod report;
 mod targets;
 mod versus;
@@ -166,6 +167,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
             binary.display()
         );
     }
+    if env::var_os("NM_BENCH_PROXY_ONLY").is_some() {
+        return proxy::measure(&binary, &env::temp_dir())
+            .map(|f| print!("{}", proxy::markdown(&f)));
+    }
     if let Some(n) = args.pick_loop {
         return pick_loop(args.sizes[0], n);
     }
@@ -182,9 +187,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     ));
     fs::create_dir_all(&scratch)?;
     let result = measure_all(args, &binary, &scratch);
+    let proxied = proxy::measure(&binary, &scratch);
     let _ = fs::remove_dir_all(&scratch);
     let (sizes, footprint, builds) = result?;
     let mut text = report::markdown(args, &binary, &sizes, &footprint, &builds);
+    text.push_str(&proxy::markdown(&proxied?));
     // The last comparison with another revision (bench/run --compare) stays.
     if let Ok(old) = fs::read_to_string(&args.out) {
         if let Some(section) = versus::recorded(&old) {

@@ -130,6 +130,7 @@ fn named_faults_plugins_and_health() {
             "net-delay",
             "net-loss",
             "net-partition",
+            "net-proxy",
             "net-reject",
             "process-kill",
             "process-pause"

@@ -189,6 +189,7 @@ net-partition  0.1.0    1.1.0    built-in
 net-reject     0.1.0    1.1.0    built-in
 net-bandwidth  0.1.0    1.1.0    built-in
 net-delay      0.1.0    1.1.0    built-in
+net-proxy      0.1.0    1.1.0    built-in
 -              -        -        cannot load plugin {d}/broken.so: not a shared library (expected an ELF .so built as a cdylib)
 panicky        0.1.0    1.1.0    {d}/libpanic_plugin.so
 process-kill   0.1.0    1.1.0    {d}/libprocess_kill.so (ignored: the name is taken by built-in)

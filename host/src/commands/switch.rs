@@ -307,8 +307,41 @@ fn describe(url: &str, s: &serde_json::Value) -> String {
             text(&revert["fault"])
         ));
     }
+    for proxy in s["proxies"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&proxy_lines(&proxy));
+    }
     if let Some(journal) = s["journal"].as_str() {
         out.push_str(&format!("  journal: {journal}\n"));
+    }
+    out
+}
+
+/// A proxy of `GET /api/status` as lines: where it listens and forwards, its traffic,
+/// each toxic in effect.
+fn proxy_lines(p: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let mut out = format!(
+        "  proxy {}: {} -> {}, {} open ({} accepted), {} bytes up, {} down{}\n",
+        text(&p["name"]),
+        text(&p["listen"]),
+        text(&p["upstream"]),
+        number(&p["connections"]),
+        number(&p["accepted"]),
+        number(&p["bytes_upstream"]),
+        number(&p["bytes_downstream"]),
+        if p["upstream_failing"].as_bool() == Some(true) {
+            "; the upstream does not answer"
+        } else {
+            ""
+        }
+    );
+    for toxic in p["toxics"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!(
+            "    toxic {}: {}\n",
+            text(&toxic["id"]),
+            text(&toxic["what"])
+        ));
     }
     out
 }

@@ -12,6 +12,7 @@
 
 mod fault;
 mod parse;
+mod proxies;
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,7 @@ pub struct RawConfig<'a> {
     budget: RawBudget,
     halt: Option<RawHalt>,
     fleet: Option<crate::fleet::config::RawFleet>,
+    proxies: std::collections::BTreeMap<String, proxies::RawProxy>,
 }
 
 /// A validated configuration.
@@ -123,6 +125,8 @@ pub struct Config {
     pub halt: Option<Halt>,
     /// The fleet's coordination, in a fleet drill.
     pub fleet: Option<crate::fleet::config::FleetConfig>,
+    /// The TCP proxies the daemon runs (for the `net-proxy` fault).
+    pub proxies: Vec<net_faults::proxy::Spec>,
 }
 
 /// Builds the configuration from the command line and, if given there, its file.
@@ -227,6 +231,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
     let journal_retention = raw.journal_retention.validate(src, &mut errors);
     let (halt, fleet) = halt_and_fleet(&raw, src, &mut errors);
     let plugin_timeout = plugin_timeout(&raw, src, &mut errors);
+    let proxies = proxies::validate(&raw.proxies, src, &mut errors);
 
     // What was refused stands in at its default (the errors say what was wrong), so
     // that the rest is still checked.
@@ -272,6 +277,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
         ),
         halt,
         fleet,
+        proxies,
     };
     (config, errors)
 }

@@ -19,7 +19,7 @@ use crate::{
     nft::program,
 };
 
-const HANDLE: &str = "4e4d:";
+pub(crate) const HANDLE: &str = "4e4d:";
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// `net-bandwidth`'s configuration, as written in RON.
@@ -36,15 +36,22 @@ pub struct BandwidthConfig {
     pub scope: Option<Scope>,
 }
 
-/// What the revert needs: the interface (in its namespace).
+/// What the revert needs: the interface (in its namespace) and the kind of our qdisc
+/// there (`tbf` here, `netem` for `net-delay`).
 #[derive(Debug, Serialize, Deserialize)]
-struct Limited {
-    interface: String,
+pub(crate) struct Limited {
+    pub interface: String,
     /// The `tc` arguments that add the qdisc (prepared only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    tc: Option<Vec<String>>,
+    pub tc: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    netns: Option<Target>,
+    pub netns: Option<Target>,
+    #[serde(default = "tbf")]
+    pub kind: String,
+}
+
+fn tbf() -> String {
+    "tbf".to_owned()
 }
 
 /// The `net-bandwidth` fault.
@@ -76,7 +83,7 @@ fn rate_bits(text: &str) -> Option<u64> {
 }
 
 /// An interface name as the kernel allows it (at most 15 bytes, no `/`, no space).
-fn is_interface(name: &str) -> bool {
+pub(crate) fn is_interface(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 15
         && name
@@ -102,8 +109,8 @@ fn tc(args: &[&str]) -> Result<String, PluginError> {
     Err(PluginError::new(kind, format!("tc: {first}")))
 }
 
-/// Whether the root qdisc of `interface` is ours (`false` too if it has gone).
-fn ours(interface: &str) -> Result<bool, PluginError> {
+/// Whether the root qdisc of `interface` is ours, of `kind` (`false` too if it has gone).
+fn ours(interface: &str, kind: &str) -> Result<bool, PluginError> {
     let listing = match tc(&["-j", "qdisc", "show", "dev", interface, "root"]) {
         Ok(listing) => listing,
         Err(e) if e.kind == ErrorKind::NoTarget => return Ok(false),
@@ -114,7 +121,7 @@ fn ours(interface: &str) -> Result<bool, PluginError> {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|q| q["root"] == true && q["handle"] == HANDLE && q["kind"] == "tbf"))
+        .any(|q| q["root"] == true && q["handle"] == HANDLE && q["kind"] == kind))
 }
 
 impl NetBandwidth {
@@ -242,6 +249,7 @@ impl FaultPlugin for NetBandwidth {
                 interface: self.interface.clone(),
                 tc: Some(args),
                 netns,
+                kind: tbf(),
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
@@ -254,21 +262,7 @@ impl FaultPlugin for NetBandwidth {
         prepared: &serde_json::Value,
     ) -> Result<Outcome, PluginError> {
         let state: Limited = sdk::read_state(prepared)?;
-        let args = state.tc.clone().ok_or_else(|| {
-            PluginError::new(ErrorKind::Failed, "the prepared state has no tc command")
-        })?;
-        let namespace = netns::open_to_apply(state.netns.as_ref())?;
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        netns::within(namespace.as_ref(), || tc(&args)).map_err(|e| {
-            if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {
-                PluginError::new(
-                    ErrorKind::NoTarget,
-                    format!("{} has a root qdisc of its own: net-bandwidth does not replace it (nothing applied)", state.interface),
-                )
-            } else {
-                e
-            }
-        })?;
+        let args = add_qdisc(&state, Self::NAME)?;
         Ok(Outcome {
             action: "Throttle".to_owned(),
             result: results::INJECTED.to_owned(),
@@ -278,6 +272,7 @@ impl FaultPlugin for NetBandwidth {
                 interface: state.interface,
                 tc: None,
                 netns: state.netns,
+                kind: state.kind,
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
@@ -286,41 +281,70 @@ impl FaultPlugin for NetBandwidth {
 
     /// Deletes our qdisc if it is still the interface's root; anything else is left.
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
-        let state: Limited = sdk::read_state(state)?;
-        if !is_interface(&state.interface) {
-            return Err(PluginError::new(
-                ErrorKind::Failed,
+        remove_qdisc(&sdk::read_state(state)?)
+    }
+}
+
+/// Adds the qdisc `state` prepared (in its namespace); the arguments given to tc.
+/// `fault` names the fault in the refusal of an interface with a root qdisc of its own.
+pub(crate) fn add_qdisc(state: &Limited, fault: &str) -> Result<Vec<String>, PluginError> {
+    let args = state.tc.clone().ok_or_else(|| {
+        PluginError::new(ErrorKind::Failed, "the prepared state has no tc command")
+    })?;
+    let namespace = netns::open_to_apply(state.netns.as_ref())?;
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    netns::within(namespace.as_ref(), || tc(&words)).map_err(|e| {
+        if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {
+            PluginError::new(
+                ErrorKind::NoTarget,
                 format!(
-                    "unreadable revert state: `{}` is not an interface name",
+                    "{} has a root qdisc of its own: {fault} does not replace it (nothing applied)",
                     state.interface
                 ),
-            ));
-        }
-        let namespace = match &state.netns {
-            None => None,
-            Some(target) => match netns::open(target) {
-                Some(namespace) => Some(namespace),
-                None => {
-                    return Ok(restored(format!(
-                        "nothing to remove: the network namespace of PID {} is gone, and its qdisc with it",
-                        target.pid
-                    )))
-                }
-            },
-        };
-        let interface = state.interface.as_str();
-        let removed = netns::within(namespace.as_ref(), || {
-            if !ours(interface)? {
-                return Ok(false);
-            }
-            tc(&["qdisc", "del", "dev", interface, "root", "handle", HANDLE]).map(|_| true)
-        })?;
-        Ok(restored(if removed {
-            format!("removed the tbf qdisc {HANDLE} of {interface}")
+            )
         } else {
-            format!("nothing to remove: the root qdisc of {interface} is not ours (gone already)")
-        }))
+            e
+        }
+    })?;
+    Ok(args)
+}
+
+/// Deletes our qdisc of `state` if it is still the interface's root; anything else is
+/// left.
+pub(crate) fn remove_qdisc(state: &Limited) -> Result<Outcome, PluginError> {
+    if !is_interface(&state.interface) || !matches!(state.kind.as_str(), "tbf" | "netem") {
+        return Err(PluginError::new(
+            ErrorKind::Failed,
+            format!(
+                "unreadable revert state: `{}` is not an interface name, or `{}` not our qdisc",
+                state.interface, state.kind
+            ),
+        ));
     }
+    let namespace = match &state.netns {
+        None => None,
+        Some(target) => match netns::open(target) {
+            Some(namespace) => Some(namespace),
+            None => {
+                return Ok(restored(format!(
+                "nothing to remove: the network namespace of PID {} is gone, and its qdisc with it",
+                target.pid
+            )))
+            }
+        },
+    };
+    let (interface, kind) = (state.interface.as_str(), state.kind.as_str());
+    let removed = netns::within(namespace.as_ref(), || {
+        if !ours(interface, kind)? {
+            return Ok(false);
+        }
+        tc(&["qdisc", "del", "dev", interface, "root", "handle", HANDLE]).map(|_| true)
+    })?;
+    Ok(restored(if removed {
+        format!("removed the {kind} qdisc {HANDLE} of {interface}")
+    } else {
+        format!("nothing to remove: the root qdisc of {interface} is not ours (gone already)")
+    }))
 }
 
 fn restored(summary: String) -> Outcome {

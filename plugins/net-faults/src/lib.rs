@@ -2,7 +2,8 @@
 //! filter matches, `net-partition` drops all of them (both ways), `net-reject` answers
 //! them (a TCP reset, an ICMP port unreachable) instead of silence; `net-bandwidth`
 //! limits what an interface sends (tc's tbf). `net-delay` refuses, saying why, on a
-//! kernel without netem.
+//! kernel without netem. `net-proxy` turns a toxic on in one of the daemon's TCP
+//! proxies (`proxy`: latency, bandwidth, timeout, reset, down, ...).
 //!
 //! ```ron
 //! faults: {
@@ -37,6 +38,7 @@ mod netns;
 mod nft;
 mod own;
 mod packets;
+pub mod proxy;
 
 use nightmare_monkey_plugin_api::{
     abi::PluginRef,
@@ -109,12 +111,13 @@ packet_fault!(
 );
 
 /// The root modules of the network faults, for the host to link: name and module.
-pub fn plugin_modules() -> [(&'static str, PluginRef); 5] {
+pub fn plugin_modules() -> [(&'static str, PluginRef); 6] {
     [
         (NetLoss::NAME, sdk::root_module::<NetLoss>()),
         (NetPartition::NAME, sdk::root_module::<NetPartition>()),
         (NetReject::NAME, sdk::root_module::<NetReject>()),
         (NetBandwidth::NAME, sdk::root_module::<NetBandwidth>()),
         (NetDelay::NAME, sdk::root_module::<NetDelay>()),
+        (proxy::NetProxy::NAME, sdk::root_module::<proxy::NetProxy>()),
     ]
 }

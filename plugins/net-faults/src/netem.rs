@@ -1,4 +1,7 @@
-//! `net-delay`: latency with tc's netem queueing discipline, where the kernel has it.
+//! `net-delay`: latency with tc's netem queueing discipline, where the kernel has it:
+//! a root qdisc of ours (handle `4e4d:`, as `net-bandwidth`'s) on one interface,
+//! `netem delay D [JITTER [CORRELATION%]]`, removed at the revert while it is still
+//! that netem. The prepared `tc` command is journaled before it runs.
 //!
 //! A kernel without `sch_netem` (many cloud and container kernels) cannot delay packets
 //! at all; the fault then refuses, once and clearly, when the configuration is checked
@@ -7,12 +10,21 @@
 //! netem qdisc on the loopback of a network namespace made for the test and gone with
 //! it (`unshare --net tc qdisc add dev lo root netem`).
 
-use std::{process::Command, sync::OnceLock};
+use std::{process::Command, sync::OnceLock, time::Duration};
 
 use nightmare_monkey_plugin_api::sdk::{
-    self, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
+    self, process::Scope, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
 };
 use serde::Deserialize;
+
+use crate::{
+    bandwidth::{add_qdisc, is_interface, remove_qdisc, Limited, HANDLE},
+    netns,
+};
+
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// The longest delay: netem holds every packet meanwhile.
+const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// `net-delay`'s configuration, as written in RON.
 #[derive(Debug, Default, Deserialize)]
@@ -26,8 +38,10 @@ pub struct DelayConfig {
     pub correlation: Option<f64>,
     /// The interface whose outgoing packets are delayed.
     pub interface: Option<String>,
-    /// How long the fault lasts (at most 1h).
+    /// How long the fault lasts (default 1m, at most 1h).
     pub duration: Option<sdk::DurationText>,
+    /// The network namespace of a process instead of the daemon's (see `net-loss`).
+    pub scope: Option<Scope>,
 }
 
 /// Why netem cannot be used here, if it cannot (probed once per process).
@@ -97,33 +111,282 @@ fn refusal(why: &str) -> PluginError {
     PluginError::new(
         ErrorKind::Config,
         format!(
-            "net-delay needs the kernel's netem queueing discipline (module sch_netem), which this kernel lacks ({why}): load it (`modprobe sch_netem`; some distributions ship it in linux-modules-extra) or add latency without the kernel through a fault proxy (planned: the net-proxy fault)"
+            "net-delay needs the kernel's netem queueing discipline (module sch_netem), which this kernel lacks ({why}): load it (`modprobe sch_netem`; some distributions ship it in linux-modules-extra) or add latency without the kernel through the daemon's fault proxy: the net-proxy fault with toxic Latency (doc/guide/network.md)"
         ),
     )
 }
 
+fn config_error(message: String) -> PluginError {
+    PluginError::new(ErrorKind::Config, message)
+}
+
 /// The `net-delay` fault.
 #[derive(Debug)]
-pub struct NetDelay;
+pub struct NetDelay {
+    interface: String,
+    delay: Duration,
+    jitter: Option<Duration>,
+    correlation: Option<f64>,
+    duration: Duration,
+    scope: Option<Scope>,
+}
+
+/// `100ms` as tc writes it: whole microseconds.
+fn tc_time(d: Duration) -> String {
+    if d.subsec_micros() % 1000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}us", d.as_micros())
+    }
+}
+
+impl NetDelay {
+    /// The configuration checked, whatever the kernel has (what `new` does past the
+    /// netem probe).
+    fn checked(config: DelayConfig) -> Result<Self, PluginError> {
+        let interface = config.interface.ok_or_else(|| {
+            config_error(
+                "interface is required: the interface whose sending is delayed, e.g. \"eth0\""
+                    .to_owned(),
+            )
+        })?;
+        if !is_interface(&interface) {
+            return Err(config_error(format!(
+                "interface `{interface}`: expected an interface name (at most 15 letters, digits, - _ . @)"
+            )));
+        }
+        let delay = config
+            .delay
+            .ok_or_else(|| config_error("delay is required: e.g. \"100ms\"".to_owned()))?;
+        let delay = sdk::duration("delay", Some(&delay), Duration::ZERO, MAX_DELAY)?;
+        let jitter = match config.jitter.as_deref() {
+            None => None,
+            Some(text) => Some(sdk::duration("jitter", Some(text), Duration::ZERO, delay)?),
+        };
+        if let Some(c) = config.correlation {
+            if jitter.is_none() || !(0.0..=100.0).contains(&c) {
+                return Err(config_error(format!(
+                    "correlation {c}: expected a percentage from 0 to 100, with a jitter"
+                )));
+            }
+        }
+        let duration = sdk::duration(
+            "duration",
+            config.duration.as_deref(),
+            Duration::from_secs(60),
+            MAX_DURATION,
+        )?;
+        Ok(Self {
+            interface,
+            delay,
+            jitter,
+            correlation: config.correlation,
+            duration,
+            scope: config.scope,
+        })
+    }
+
+    /// The `tc` arguments that add our netem qdisc.
+    fn arguments(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "qdisc",
+            "add",
+            "dev",
+            &self.interface,
+            "root",
+            "handle",
+            HANDLE,
+            "netem",
+            "delay",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.push(tc_time(self.delay));
+        if let Some(jitter) = self.jitter {
+            args.push(tc_time(jitter));
+            if let Some(c) = self.correlation {
+                args.push(format!("{c}%"));
+            }
+        }
+        args
+    }
+
+    fn summary(&self, doing: &str, netns: Option<&netns::Target>) -> String {
+        let place = netns.map_or(String::new(), |t| {
+            format!(" in the network namespace of PID {}", t.pid)
+        });
+        let jitter = self
+            .jitter
+            .map_or(String::new(), |j| format!(" ± {}", tc_time(j)));
+        format!(
+            "{doing} what {} sends by {}{jitter}{place} for {}",
+            self.interface,
+            tc_time(self.delay),
+            humantime::format_duration(self.duration)
+        )
+    }
+}
 
 impl FaultPlugin for NetDelay {
     const NAME: &'static str = "net-delay";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
-        "delays outgoing packets with tc netem (refused, saying why, on a kernel without sch_netem)";
+        "delays what an interface sends with tc netem (refused, saying why, on a kernel without sch_netem)";
+    const PREPARES: bool = true;
     type Config = DelayConfig;
 
-    fn new(_config: DelayConfig) -> Result<Self, PluginError> {
+    fn new(config: DelayConfig) -> Result<Self, PluginError> {
         if let Some(why) = netem_missing() {
             return Err(refusal(why));
         }
-        Err(PluginError::new(
-            ErrorKind::Config,
-            "net-delay is not built yet for kernels with netem either: this release only refuses it on kernels without; add latency through a fault proxy (planned: the net-proxy fault)",
-        ))
+        Self::checked(config)
     }
 
-    fn inject(&self, _request: &Request) -> Result<Outcome, PluginError> {
-        Err(refusal(netem_missing().unwrap_or("netem not usable")))
+    fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+        let prepared = self.prepare(request)?;
+        if !request.dry_run {
+            let state = prepared.revert.as_ref().ok_or_else(|| {
+                PluginError::new(ErrorKind::Failed, "the prepared state is missing")
+            })?;
+            return self.apply(request, state);
+        }
+        let command = prepared.details["tc"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Outcome {
+            result: results::DRY_RUN.to_owned(),
+            summary: format!(
+                "{} with: {command}",
+                prepared.summary.replacen("will delay", "would delay", 1)
+            ),
+            revert: None,
+            revert_after_ms: None,
+            ..prepared
+        })
+    }
+
+    /// Pins the namespace and writes the command; changes nothing.
+    fn prepare(&self, _request: &Request) -> Result<Outcome, PluginError> {
+        let netns = match &self.scope {
+            Some(scope) => Some(netns::resolve(scope)?),
+            None => None,
+        };
+        let args = self.arguments();
+        Ok(Outcome {
+            action: "Delay".to_owned(),
+            result: "prepared".to_owned(),
+            summary: self.summary("will delay", netns.as_ref()),
+            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": netns }),
+            revert: Some(serde_json::json!(Limited {
+                interface: self.interface.clone(),
+                tc: Some(args),
+                netns,
+                kind: "netem".to_owned(),
+            })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
+            ..Outcome::default()
+        })
+    }
+
+    fn apply(
+        &self,
+        _request: &Request,
+        prepared: &serde_json::Value,
+    ) -> Result<Outcome, PluginError> {
+        let state: Limited = sdk::read_state(prepared)?;
+        let args = add_qdisc(&state, Self::NAME)?;
+        Ok(Outcome {
+            action: "Delay".to_owned(),
+            result: results::INJECTED.to_owned(),
+            summary: self.summary("delaying", state.netns.as_ref()),
+            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": state.netns }),
+            revert: Some(serde_json::json!(Limited { tc: None, ..state })),
+            revert_after_ms: Some(self.duration.as_millis() as u64),
+            ..Outcome::default()
+        })
+    }
+
+    fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+        remove_qdisc(&sdk::read_state(state)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(text: &str) -> Result<NetDelay, String> {
+        sdk::parse_config::<DelayConfig>(text)
+            .and_then(NetDelay::checked)
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn the_tc_command_line_is_built_from_the_checked_config() {
+        let f = fault(r#"(interface: "eth0", delay: "100ms")"#).unwrap();
+        assert_eq!(
+            f.arguments().join(" "),
+            "qdisc add dev eth0 root handle 4e4d: netem delay 100ms"
+        );
+        let f = fault(
+            r#"(interface: "lo", delay: "100ms", jitter: "10ms", correlation: 25, duration: "2m")"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.arguments().join(" "),
+            "qdisc add dev lo root handle 4e4d: netem delay 100ms 10ms 25%"
+        );
+        let f = fault(r#"(interface: "lo", delay: "1500us", jitter: "250us")"#).unwrap();
+        assert_eq!(
+            f.arguments().join(" "),
+            "qdisc add dev lo root handle 4e4d: netem delay 1500us 250us"
+        );
+        let dry = fault(r#"(interface: "lo", delay: "100ms", jitter: "10ms", duration: "2m")"#)
+            .unwrap()
+            .inject(&Request::default())
+            .unwrap();
+        assert_eq!(
+            dry.summary,
+            "would delay what lo sends by 100ms ± 10ms for 2m with: tc qdisc add dev lo root handle 4e4d: netem delay 100ms 10ms"
+        );
+        assert!(dry.revert.is_none());
+    }
+
+    #[test]
+    fn a_config_that_makes_no_sense_is_refused() {
+        for (text, expected) in [
+            (
+                r#"(delay: "100ms")"#,
+                "interface is required: the interface whose sending is delayed, e.g. \"eth0\"",
+            ),
+            (
+                r#"(interface: "eth0")"#,
+                "delay is required: e.g. \"100ms\"",
+            ),
+            (
+                r#"(interface: "eth0", delay: "10ms", correlation: 25)"#,
+                "correlation 25: expected a percentage from 0 to 100, with a jitter",
+            ),
+            (
+                r#"(interface: "eth0", delay: "10ms", jitter: "5ms", correlation: 120)"#,
+                "correlation 120: expected a percentage from 0 to 100, with a jitter",
+            ),
+        ] {
+            assert_eq!(fault(text).unwrap_err(), expected, "{text}");
+        }
+        assert!(fault(r#"(interface: "eth0", delay: "10ms", jitter: "20ms")"#).is_err());
+        assert!(fault(r#"(interface: "eth0", delay: "2m")"#).is_err());
+    }
+
+    #[test]
+    fn the_refusal_names_the_module_and_the_proxy() {
+        let e = refusal("no module");
+        assert!(e.message.contains("module sch_netem"), "{}", e.message);
+        assert!(
+            e.message.contains("the net-proxy fault with toxic Latency"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -28,9 +28,36 @@ fn socket_inodes() -> BTreeSet<u64> {
         .collect()
 }
 
-/// The lines of `/proc/self/net/tcp` and `tcp6` that are sockets of this process.
-fn own_lines() -> Vec<String> {
+/// This process's listening ports and the peers it connected to, from one reading of
+/// `/proc/self/net/tcp` and `tcp6`: each reading walks the kernel's whole table of TCP
+/// sockets (all namespaces'), some milliseconds on a busy host, so a fault reads them
+/// once (`bench/run`: a net-loss prepare took 27 ms reading them six times).
+#[derive(Debug, Default)]
+pub struct Own {
+    /// The TCP ports it listens on, in order.
+    pub listening: Vec<u16>,
+    /// The addresses and ports it is connected to, its listeners' clients aside.
+    pub peers: Vec<(IpAddr, u16)>,
+}
+
+/// Reads [`Own`] now.
+pub fn read() -> Own {
     let inodes = socket_inodes();
+    let lines = lines_of(&inodes);
+    let listening: BTreeSet<u16> = lines.iter().filter_map(|l| listener(l, &inodes)).collect();
+    let listening: Vec<u16> = listening.into_iter().collect();
+    let peers: BTreeSet<(IpAddr, u16)> = lines
+        .iter()
+        .filter_map(|line| outgoing(line, &listening))
+        .collect();
+    Own {
+        listening,
+        peers: peers.into_iter().collect(),
+    }
+}
+
+/// The lines of `/proc/self/net/tcp` and `tcp6` whose inode is one of `inodes`.
+fn lines_of(inodes: &BTreeSet<u64>) -> Vec<String> {
     let mut lines = Vec::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
@@ -50,25 +77,17 @@ fn own_lines() -> Vec<String> {
 }
 
 /// The TCP ports this process listens on, in order.
+#[cfg(test)]
 pub fn listening_ports() -> Vec<u16> {
-    let inodes = socket_inodes();
-    let ports: BTreeSet<u16> = own_lines()
-        .iter()
-        .filter_map(|line| listener(line, &inodes))
-        .collect();
-    ports.into_iter().collect()
+    read().listening
 }
 
 /// The addresses and ports this process is connected to, its own listeners' clients
 /// aside: the fleet's coordinator, say. A network fault spares them (by address and
 /// port, so a reconnection is spared too), as it spares the API.
+#[cfg(test)]
 pub fn connected_peers() -> Vec<(IpAddr, u16)> {
-    let listening = listening_ports();
-    let peers: BTreeSet<(IpAddr, u16)> = own_lines()
-        .iter()
-        .filter_map(|line| outgoing(line, &listening))
-        .collect();
-    peers.into_iter().collect()
+    read().peers
 }
 
 /// The remote end of a line of `/proc/net/tcp{,6}` that is an established connection

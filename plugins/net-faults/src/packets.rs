@@ -163,28 +163,27 @@ impl PacketFault {
         })
     }
 
-    /// The TCP ports left alone: SSH and the daemon's listeners (in its own network
-    /// namespace), unless told otherwise.
-    fn spared(&self, netns: Option<&Target>) -> Vec<u16> {
+    /// The daemon's own sockets, when they are spared: with its API, in its own network
+    /// namespace.
+    fn own(&self, netns: Option<&Target>) -> own::Own {
+        if self.spare_api && netns.is_none() {
+            own::read()
+        } else {
+            own::Own::default()
+        }
+    }
+
+    /// The TCP ports left alone: SSH and the daemon's listeners (`own`), unless told
+    /// otherwise.
+    fn spared(&self, own: &own::Own) -> Vec<u16> {
         let mut ports = Vec::new();
         if self.spare_ssh {
             ports.push(SSH);
         }
-        if self.spare_api && netns.is_none() {
-            ports.extend(own::listening_ports());
-        }
+        ports.extend(&own.listening);
         ports.sort_unstable();
         ports.dedup();
         ports
-    }
-
-    /// The peers the daemon is connected to (its coordinator), spared with its API.
-    fn spared_peers(&self, netns: Option<&Target>) -> Vec<(IpAddr, u16)> {
-        if self.spare_api && netns.is_none() {
-            own::connected_peers()
-        } else {
-            Vec::new()
-        }
     }
 
     /// The nftables script for chains named with `id`, sparing the TCP ports `spared`
@@ -280,7 +279,8 @@ impl PacketFault {
     /// Draws the chains' id and writes the script; changes nothing.
     pub fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
         let netns = self.namespace()?;
-        let spared = self.spared(netns.as_ref());
+        let own = self.own(netns.as_ref());
+        let spared = self.spared(&own);
         if self.filter.only_spared(&spared) {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,
@@ -291,7 +291,7 @@ impl PacketFault {
             ));
         }
         let id = Rng::from_seed(request.seed).next_u64();
-        let peers = self.spared_peers(netns.as_ref());
+        let peers = own.peers;
         let (script, chains) = self.script(id, &spared, &peers);
         Ok(Outcome {
             action: self.action.verb().to_owned(),
@@ -343,7 +343,7 @@ impl PacketFault {
             action: self.action.verb().to_owned(),
             result: results::INJECTED.to_owned(),
             summary: self.summary(&state.chains, netns, None),
-            details: self.details(script, &state.chains, &self.spared(netns), netns),
+            details: self.details(script, &state.chains, &self.spared(&self.own(netns)), netns),
             revert: Some(serde_json::json!(Chains {
                 chains: state.chains,
                 nft: None,

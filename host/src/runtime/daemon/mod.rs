@@ -156,6 +156,23 @@ fn run_with(
     restart(paused, halted)
 }
 
+/// Starts the configuration's proxies (`net_faults::proxy`, on a thread of their own),
+/// each said in one line; one that cannot listen stops the start, naming it.
+fn start_proxies(config: &Config) -> anyhow::Result<()> {
+    if config.proxies.is_empty() {
+        return Ok(());
+    }
+    net_faults::proxy::start_all(Box::new(|line: &str| log::line(line.to_owned())))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    for proxy in &config.proxies {
+        log::line(format!(
+            "Proxy {}: listening on {}, forwarding to {}",
+            proxy.name, proxy.listen, proxy.upstream
+        ));
+    }
+    Ok(())
+}
+
 /// Makes the daemon the subreaper of what its workers and probe commands start, so that
 /// what escaped them can be ended (`support::orphans`): at each end of one of them, and
 /// at every SIGCHLD by a task of the runtime (`housekeeping`).
@@ -263,6 +280,7 @@ async fn serve(
             .into());
         }
     }
+    start_proxies(&config)?;
     let engine = Arc::new(setup.engine);
     announce::announce(
         &config,

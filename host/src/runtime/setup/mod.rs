@@ -132,6 +132,8 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
         .into_iter()
         .map(|p| (p.manifest.name.clone(), p))
         .collect();
+    // A net-proxy fault names one of these: declared before the faults are built.
+    net_faults::proxy::declare(config.proxies.clone());
     let faults = add_faults(&mut engine, config, &builtins);
     let (poller_states, poller_errors) = poller_states(config, mode);
     let infos = builtins.values().map(Plugin::info).collect();

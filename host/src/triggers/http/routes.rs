@@ -110,6 +110,7 @@ where
                 fields.insert("version".to_owned(), json!(env!("CARGO_PKG_VERSION")));
                 fields.insert("window".to_owned(), json!(api.window));
                 fields.insert("zone".to_owned(), json!(api.zone));
+                fields.insert("proxies".to_owned(), json!(net_faults::proxy::status()));
             }
             warp::reply::json(&status).into_response()
         });

@@ -1,0 +1,286 @@
+//! The network faults' costs (issue 26): the fault proxy without a toxic against a
+//! direct loopback connection (bulk throughput, and the round trip of one byte), and the
+//! time to apply and to revert a `net-loss` rule with `nft` (in-process, as the daemon
+//! calls it). Runs inside the harness's network namespace: its loopback and its nftables
+//! are the harness's own.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use nightmare_monkey_plugin_api::sdk::{self, FaultPlugin, Request};
+
+use crate::measure::{num, quantile, Summary};
+
+/// Bytes of one bulk transfer.
+const BULK: usize = 512 << 20;
+/// Rounds of each measurement, direct and proxied taking turns.
+const ROUNDS: usize = 5;
+/// One-byte round trips per round.
+const TRIPS: usize = 5_000;
+/// Applications and reverts of the loss rule.
+const RULES: usize = 20;
+
+/// What was measured.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Bulk throughput, MB/s (10^6 bytes), direct and through the proxy.
+    pub direct_mbs: Summary,
+    /// See `direct_mbs`.
+    pub proxied_mbs: Summary,
+    /// One-byte round trips, microseconds: p50 and p90, direct and proxied.
+    pub rtt_direct: (f64, f64),
+    /// See `rtt_direct`.
+    pub rtt_proxied: (f64, f64),
+    /// Applying a net-loss rule (prepare and apply), ms; `None` without nft.
+    pub apply_ms: Option<Summary>,
+    /// Of which the prepare (the script written, the daemon's ports found), ms.
+    pub prepare_ms: Option<Summary>,
+    /// Reverting it, ms.
+    pub revert_ms: Option<Summary>,
+    /// Why the rules were not measured, if they were not.
+    pub rules_error: Option<String>,
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A server on a thread of its own: each connection read to its end, then answered
+/// with one byte (the sink), or each byte sent back (the echo).
+fn server(echo: bool) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || serve(stream, echo));
+        }
+    });
+    Ok(addr)
+}
+
+fn serve(mut stream: TcpStream, echo: bool) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) if echo => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    if !echo {
+        let _ = stream.write_all(b"k");
+    }
+}
+
+/// Sends [`BULK`] bytes to the sink at `to`; MB/s until its answer.
+fn bulk(to: SocketAddr) -> anyhow::Result<f64> {
+    let mut stream = TcpStream::connect(to)?;
+    let chunk = vec![7u8; 256 << 10];
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < BULK {
+        stream.write_all(&chunk)?;
+        sent += chunk.len();
+    }
+    stream.shutdown(Shutdown::Write)?;
+    let mut ack = [0u8; 1];
+    stream.read_exact(&mut ack)?;
+    Ok(sent as f64 / start.elapsed().as_secs_f64() / 1e6)
+}
+
+/// [`TRIPS`] one-byte round trips to the echo at `to`, each in microseconds.
+fn trips(to: SocketAddr, into: &mut Vec<f64>) -> anyhow::Result<()> {
+    let mut stream = TcpStream::connect(to)?;
+    stream.set_nodelay(true)?;
+    let mut byte = [1u8; 1];
+    for _ in 0..TRIPS {
+        let start = Instant::now();
+        stream.write_all(&byte)?;
+        stream.read_exact(&mut byte)?;
+        into.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(())
+}
+
+/// The daemon (dry) with two proxies, `bulk` to the sink and `echo` to the echo;
+/// killed when dropped.
+struct Proxies {
+    child: Child,
+    bulk: SocketAddr,
+    echo: SocketAddr,
+}
+
+impl Drop for Proxies {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(binary: &Path, dir: &Path, sink: SocketAddr, echo: SocketAddr) -> anyhow::Result<Proxies> {
+    let (bulk_at, echo_at, api) = (free_addr()?, free_addr()?, free_addr()?);
+    fs::create_dir_all(dir)?;
+    let config = dir.join("proxy.ron");
+    fs::write(
+        &config,
+        format!(
+            r#"(
+    window: (days: "*", time: "00:00-24:00"),
+    http: (enabled: true, listen: "{api}"),
+    timer: (enabled: false),
+    state_dir: "{dir}",
+    plugin_dirs: [],
+    proxies: {{
+        "bulk": (listen: "{bulk_at}", upstream: "{sink}"),
+        "echo": (listen: "{echo_at}", upstream: "{echo}"),
+    }},
+)
+"#,
+            dir = dir.display()
+        ),
+    )?;
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .env("STATE_DIRECTORY", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let proxies = Proxies {
+        child,
+        bulk: bulk_at,
+        echo: echo_at,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(api).is_err() {
+        if Instant::now() > deadline {
+            bail!("the daemon with proxies did not listen within 10 s: run `{} --config {}` to see why", binary.display(), config.display());
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(proxies)
+}
+
+/// Measures everything, with the daemon at `binary`.
+pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
+    eprint!("proxy: bulk and round trips, direct and through the proxy... ");
+    let (sink, echo) = (server(false)?, server(true)?);
+    let proxies = start(binary, &scratch.join("proxy"), sink, echo)?;
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    let (mut rtt_direct, mut rtt_proxied) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        direct.push(bulk(sink)?);
+        proxied.push(bulk(proxies.bulk)?);
+        trips(echo, &mut rtt_direct)?;
+        trips(proxies.echo, &mut rtt_proxied)?;
+    }
+    drop(proxies);
+    let p = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (quantile(v, 0.5), quantile(v, 0.9))
+    };
+    let (direct_mbs, proxied_mbs) = (Summary::of(direct), Summary::of(proxied));
+    eprintln!("done");
+    eprint!("proxy: applying and reverting a net-loss rule... ");
+    let (prepare_ms, apply_ms, revert_ms, rules_error) = match rules() {
+        Ok((p, a, r)) => (Some(p), Some(a), Some(r), None),
+        Err(e) => (None, None, None, Some(format!("{e:#}"))),
+    };
+    eprintln!("done");
+    Ok(Figures {
+        direct_mbs,
+        proxied_mbs,
+        rtt_direct: p(&mut rtt_direct),
+        rtt_proxied: p(&mut rtt_proxied),
+        apply_ms,
+        prepare_ms,
+        revert_ms,
+        rules_error,
+    })
+}
+
+/// [`RULES`] times: a net-loss rule prepared and applied, then reverted, each timed.
+fn rules() -> anyhow::Result<(Summary, Summary, Summary)> {
+    let config = sdk::parse_config::<net_faults::Config>(
+        r#"(percent: 10, protocol: "udp", ports: [9999], duration: "10m")"#,
+    )
+    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let fault = net_faults::NetLoss::new(config).map_err(|e| anyhow::anyhow!(e.message))?;
+    let (mut prepare, mut apply, mut revert) = (Vec::new(), Vec::new(), Vec::new());
+    for seed in 0..RULES as u64 {
+        let request = Request {
+            seed,
+            dry_run: false,
+            ..Request::default()
+        };
+        let start = Instant::now();
+        let prepared = fault
+            .prepare(&request)
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        prepare.push(start.elapsed());
+        let state = prepared
+            .revert
+            .context("net-loss prepared no revert state")?;
+        fault
+            .apply(&request, &state)
+            .map_err(|e| anyhow::anyhow!("apply: {}", e.message))?;
+        apply.push(start.elapsed());
+        let start = Instant::now();
+        fault
+            .revert(&state)
+            .map_err(|e| anyhow::anyhow!("revert: {}", e.message))?;
+        revert.push(start.elapsed());
+    }
+    Ok((
+        Summary::of_ms(prepare),
+        Summary::of_ms(apply),
+        Summary::of_ms(revert),
+    ))
+}
+
+/// The section of BENCHMARKS.md.
+pub fn markdown(f: &Figures) -> String {
+    let share = 100.0 * f.proxied_mbs.median / f.direct_mbs.median;
+    let added = f.rtt_proxied.0 - f.rtt_direct.0;
+    let mut out = format!(
+        "\n## Network faults: the fault proxy and nft\n\n\
+         Measured in the harness's network namespace: a daemon (dry) with two proxies on\n\
+         loopback, no toxic on; {ROUNDS} rounds, direct and proxied taking turns.\n\n\
+         | | direct | through the proxy | target |\n|---|---|---|---|\n\
+         | bulk, {} MiB a round, MB/s (median) | {} | {} ({share:.0}% of direct) | >= 80% |\n\
+         | one-byte round trip, p50 / p90, us | {} / {} | {} / {} (+{} at p50) | <= +50 us |\n",
+        BULK >> 20,
+        num(f.direct_mbs.median),
+        num(f.proxied_mbs.median),
+        num(f.rtt_direct.0),
+        num(f.rtt_direct.1),
+        num(f.rtt_proxied.0),
+        num(f.rtt_proxied.1),
+        num(added),
+    );
+    match (&f.apply_ms, &f.revert_ms, &f.rules_error) {
+        (Some(a), Some(r), _) => out.push_str(&format!(
+            "\n`net-loss` through `nft -f -`, {RULES} times: apply (prepare + apply) {} ms median ({}-{}; the prepare {} ms), revert {} ms ({}-{}); target <= 20 ms each.\n",
+            num(a.median), num(a.p25), num(a.p75),
+            f.prepare_ms.map_or("?".to_owned(), |p| num(p.median)),
+            num(r.median), num(r.p25), num(r.p75)
+        )),
+        (_, _, Some(e)) => out.push_str(&format!("\n`net-loss` not measured: {e}\n")),
+        _ => {}
+    }
+    out
+}

@@ -1,0 +1,64 @@
+//! The `proxies:` section: the TCP proxies the daemon runs for the `net-proxy` fault
+//! (`proxies: {"db": (listen: "127.0.0.1:15432", upstream: "10.0.0.5:5432")}`). Each
+//! is checked where it was written; the proxy itself is `net_faults::proxy`'s.
+
+use std::collections::BTreeMap;
+
+use net_faults::proxy::Spec;
+use serde::Deserialize;
+
+use crate::support::located::Source;
+
+/// A proxy as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "proxy")]
+pub struct RawProxy {
+    listen: String,
+    upstream: String,
+}
+
+/// The proxies, each checked: a name of lower-case letters, digits and dashes, a listen
+/// address of its own, an upstream `host:port`.
+pub fn validate(
+    raw: &BTreeMap<String, RawProxy>,
+    src: &Source<'_>,
+    errors: &mut Vec<String>,
+) -> Vec<Spec> {
+    let mut specs: Vec<Spec> = Vec::new();
+    for (name, proxy) in raw {
+        let key = format!("\"{name}\"");
+        if !super::valid_fault_name(name) {
+            errors.push(format!(
+                "{}: invalid proxy name `{name}`: expected lower-case letters, digits and dashes",
+                src.at(&["proxies", &key])
+            ));
+            continue;
+        }
+        match Spec::parse(name, &proxy.listen, &proxy.upstream) {
+            Ok(spec) => {
+                if let Some(other) = specs.iter().find(|s| s.listen == spec.listen) {
+                    errors.push(format!(
+                        "{}: proxy `{name}` listens on {}, as proxy `{}` does: give each proxy a listen address of its own",
+                        src.at(&["proxies", &key, "listen"]),
+                        spec.listen,
+                        other.name
+                    ));
+                    continue;
+                }
+                specs.push(spec);
+            }
+            Err(why) => {
+                let field = if why.starts_with("listen") {
+                    "listen"
+                } else {
+                    "upstream"
+                };
+                errors.push(format!(
+                    "{}: proxy `{name}`: {why}",
+                    src.at(&["proxies", &key, field])
+                ));
+            }
+        }
+    }
+    specs
+}

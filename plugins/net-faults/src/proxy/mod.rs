@@ -1,0 +1,348 @@
+//! The fault proxy (Toxiproxy's model): TCP proxies the daemon runs, each listening on
+//! an address of its own and forwarding to one upstream, passing every byte through
+//! untouched until a `net-proxy` fault turns a toxic on (latency, bandwidth, timeout,
+//! reset, ...) for its duration.
+//!
+//! The proxies of a process are one registry: the daemon declares its configuration's
+//! (`declare`, so that a fault naming an unknown proxy is refused when the configuration
+//! is checked) and starts them (`start_all`); the one-shot `kill` starts the one its
+//! fault needs when the fault is applied. They run on one thread of their own with a
+//! single-threaded tokio runtime (`run`), so the daemon's API never waits for a byte
+//! and a proxy never waits for the API. A proxy dies with its process, its toxics with
+//! it: after a crash there is nothing to revert.
+//!
+//! Why here and not in the host: the `net-proxy` fault is a built-in plugin, reached
+//! through the ABI like every other fault, and a plugin crate cannot import the host;
+//! the host only declares, starts and shows the proxies through this module's API.
+
+mod fault;
+mod run;
+mod splice;
+pub mod toxic;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, OnceLock, RwLock,
+    },
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+
+pub use fault::{NetProxy, ProxyConfig};
+use toxic::{Described, Direction, Toxic};
+
+/// A proxy as the configuration declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// Its name (`db`).
+    pub name: String,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Where it forwards: `host:port`, resolved at each connection.
+    pub upstream: String,
+}
+
+impl Spec {
+    /// Checks a proxy as written: `listen` an IP address and port, `upstream` a host (or
+    /// address) and a port; the error names the field and what was expected.
+    pub fn parse(name: &str, listen: &str, upstream: &str) -> Result<Self, String> {
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            format!("listen `{listen}`: expected an IP address and a port, e.g. \"127.0.0.1:15432\" or \"[::1]:15432\"")
+        })?;
+        let bad = || {
+            format!(
+                "upstream `{upstream}`: expected a host or an address and a port, e.g. \"10.0.0.5:5432\" or \"db.internal:5432\""
+            )
+        };
+        let (host, port) = upstream.rsplit_once(':').ok_or_else(bad)?;
+        let host_ok = !host.is_empty()
+            && (host.parse::<std::net::IpAddr>().is_ok()
+                || (host.starts_with('[') && host.ends_with(']'))
+                || host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+        if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(bad());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            listen,
+            upstream: upstream.to_owned(),
+        })
+    }
+}
+
+/// A toxic in effect on a proxy.
+#[derive(Debug, Clone)]
+pub(crate) struct Active {
+    /// The fault's toxic id (from its seed): what the revert removes.
+    pub id: String,
+    pub toxic: Toxic,
+    pub direction: Option<Direction>,
+    /// When it was turned on.
+    pub since: Instant,
+    pub since_wall: SystemTime,
+}
+
+/// One proxy's state, shared by its tasks, the faults and `status`.
+pub(crate) struct Proxy {
+    pub spec: Spec,
+    /// Whether any toxic is on: the one atomic load a chunk costs without one.
+    pub toxic_on: AtomicBool,
+    pub toxics: RwLock<Arc<Vec<Active>>>,
+    /// Bumped at every change of `toxics`: connections and the listener wake to it.
+    pub changes: tokio::sync::watch::Sender<u64>,
+    pub open: AtomicU64,
+    pub accepted: AtomicU64,
+    pub bytes_up: AtomicU64,
+    pub bytes_down: AtomicU64,
+    /// Whether the last connection to the upstream failed (logged once per outage).
+    pub upstream_failing: AtomicBool,
+    /// Whether it listens now (not while `Down` is on).
+    pub listening: AtomicBool,
+}
+
+impl Proxy {
+    fn new(spec: Spec) -> Self {
+        Self {
+            spec,
+            toxic_on: AtomicBool::new(false),
+            toxics: RwLock::new(Arc::new(Vec::new())),
+            changes: tokio::sync::watch::Sender::new(0),
+            open: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            upstream_failing: AtomicBool::new(false),
+            listening: AtomicBool::new(true),
+        }
+    }
+
+    /// The toxics in effect now.
+    pub fn toxics(&self) -> Arc<Vec<Active>> {
+        self.toxics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn change(&self, edit: impl FnOnce(&mut Vec<Active>)) {
+        let mut guard = self
+            .toxics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut list = (**guard).clone();
+        edit(&mut list);
+        self.toxic_on.store(!list.is_empty(), Ordering::Release);
+        *guard = Arc::new(list);
+        drop(guard);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Turns a toxic on.
+    pub fn add(&self, active: Active) {
+        self.change(|list| {
+            list.retain(|a| a.id != active.id);
+            list.push(active);
+        });
+    }
+
+    /// Turns the toxic `id` off; whether it was on.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut found = false;
+        self.change(|list| {
+            let before = list.len();
+            list.retain(|a| a.id != id);
+            found = list.len() != before;
+        });
+        found
+    }
+
+    /// Waits (at most 2 s) until the listener is `open` or closed, so that a `Down`
+    /// reported on refuses the next connection and one reported off accepts it.
+    pub fn await_listening(&self, open: bool) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while self.listening.load(Ordering::Acquire) != open && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    fn status(&self) -> ProxyStatus {
+        ProxyStatus {
+            name: self.spec.name.clone(),
+            listen: self.spec.listen.to_string(),
+            upstream: self.spec.upstream.clone(),
+            connections: self.open.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            bytes_upstream: self.bytes_up.load(Ordering::Relaxed),
+            bytes_downstream: self.bytes_down.load(Ordering::Relaxed),
+            upstream_failing: self.upstream_failing.load(Ordering::Relaxed),
+            toxics: self
+                .toxics()
+                .iter()
+                .map(|a| ToxicStatus {
+                    id: a.id.clone(),
+                    toxic: a.toxic.name().to_owned(),
+                    direction: a.direction,
+                    what: Described(&a.toxic, a.direction).to_string(),
+                    since: a
+                        .since_wall
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A proxy as `status` and the API show it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ProxyStatus {
+    /// Its name.
+    pub name: String,
+    /// Where it listens.
+    pub listen: String,
+    /// Where it forwards.
+    pub upstream: String,
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since it started.
+    pub accepted: u64,
+    /// Bytes forwarded from clients to the upstream.
+    pub bytes_upstream: u64,
+    /// Bytes forwarded from the upstream to clients.
+    pub bytes_downstream: u64,
+    /// Whether the last connection to the upstream failed.
+    pub upstream_failing: bool,
+    /// The toxics in effect.
+    pub toxics: Vec<ToxicStatus>,
+}
+
+/// A toxic in effect, as shown.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ToxicStatus {
+    /// The toxic's id (the fault's revert state names it).
+    pub id: String,
+    /// Toxiproxy's name for it (`latency`).
+    pub toxic: String,
+    /// The direction it acts in, if it has one.
+    pub direction: Option<Direction>,
+    /// In words.
+    pub what: String,
+    /// When it was turned on, in milliseconds since the epoch.
+    pub since: u64,
+}
+
+/// How the proxies tell the daemon's log something (a line, without the time).
+pub type Log = Box<dyn Fn(&str) + Send + Sync>;
+
+#[derive(Default)]
+struct Registry {
+    declared: BTreeMap<String, Spec>,
+    running: BTreeMap<String, Arc<Proxy>>,
+    log: Option<Arc<Log>>,
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// This process's mark, in a fault's revert state: a revert read back by another
+/// process (a start after a crash) finds nothing to undo, the proxy having died with
+/// the process that ran it.
+pub(crate) fn instance() -> &'static str {
+    static INSTANCE: OnceLock<String> = OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    })
+}
+
+/// Declares the configuration's proxies (replacing any declared before).
+pub fn declare(specs: Vec<Spec>) {
+    registry().declared = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
+}
+
+/// The names of the declared proxies.
+pub fn declared() -> Vec<String> {
+    registry().declared.keys().cloned().collect()
+}
+
+pub(crate) fn declared_spec(name: &str) -> Option<Spec> {
+    registry().declared.get(name).cloned()
+}
+
+/// Starts every declared proxy not running yet, logging through `log`; the first that
+/// cannot listen is the error (`proxy db: cannot listen on ...`).
+pub fn start_all(log: Log) -> Result<(), String> {
+    registry().log = Some(Arc::new(log));
+    for name in declared() {
+        running(&name)?;
+    }
+    Ok(())
+}
+
+/// The running proxy `name`, started now if it is declared but not running.
+pub(crate) fn running(name: &str) -> Result<Arc<Proxy>, String> {
+    let mut registry = registry();
+    if let Some(proxy) = registry.running.get(name) {
+        return Ok(proxy.clone());
+    }
+    let spec = registry.declared.get(name).cloned().ok_or_else(|| {
+        format!(
+            "no proxy named `{name}` is declared (declare it under proxies: in the configuration)"
+        )
+    })?;
+    let log = registry
+        .log
+        .get_or_insert_with(|| Arc::new(Box::new(|line: &str| eprintln!("{line}"))))
+        .clone();
+    let proxy = Arc::new(Proxy::new(spec));
+    run::start(proxy.clone(), log)?;
+    registry.running.insert(name.to_owned(), proxy.clone());
+    Ok(proxy)
+}
+
+/// The running proxy `name`, if it runs.
+pub(crate) fn find(name: &str) -> Option<Arc<Proxy>> {
+    registry().running.get(name).cloned()
+}
+
+/// Every running proxy, by name.
+pub fn status() -> Vec<ProxyStatus> {
+    let proxies: Vec<Arc<Proxy>> = registry().running.values().cloned().collect();
+    proxies.iter().map(|p| p.status()).collect()
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_is_checked() {
+        let spec = Spec::parse("db", "127.0.0.1:15432", "10.0.0.5:5432").unwrap();
+        assert_eq!(spec.listen.port(), 15432);
+        assert!(Spec::parse("db", "[::1]:1", "db.internal:5432").is_ok());
+        assert!(Spec::parse("db", "[::1]:1", "[fd00::5]:5432").is_ok());
+        assert_eq!(
+            Spec::parse("db", "localhost:1", "a:1").unwrap_err(),
+            "listen `localhost:1`: expected an IP address and a port, e.g. \"127.0.0.1:15432\" or \"[::1]:15432\""
+        );
+        for bad in ["10.0.0.5", "10.0.0.5:0", ":5432", "a b:1", "x:99999"] {
+            assert!(Spec::parse("db", "127.0.0.1:1", bad).is_err(), "{bad}");
+        }
+    }
+}

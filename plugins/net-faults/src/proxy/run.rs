@@ -1,0 +1,441 @@
+//! The proxies at work: one thread of their own (`proxy`) with a single-threaded tokio
+//! runtime; per proxy an accept loop, per connection one task copying both ways.
+//!
+//! Without a toxic the bytes are spliced from socket to socket through a pipe (`splice`),
+//! one atomic load (`toxic_on`) a chunk; with one, each chunk is read up here and meets
+//! the toxics in effect (`toxic::Toxic`), and a watch wakes every connection when they
+//! change (a reset, a close, `Down`).
+
+use std::{
+    io,
+    sync::{atomic::Ordering, Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use nightmare_monkey_plugin_api::sdk::Rng;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        tcp::{ReadHalf, WriteHalf},
+        TcpListener, TcpStream,
+    },
+    time::sleep_until,
+};
+
+use super::{
+    splice::{self, Clean, Pipe},
+    toxic::Toxic,
+    Active, Log, Proxy, Spec,
+};
+
+/// The largest chunk read at once.
+const CHUNK: usize = 64 * 1024;
+/// How long a connection to the upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The runtime the proxies run on, started with the first proxy.
+fn runtime() -> Result<&'static tokio::runtime::Handle, String> {
+    static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("proxy".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    let _ = tx.send(Ok(runtime.handle().clone()));
+                    runtime.block_on(std::future::pending::<()>());
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the proxies' thread: {e}"))?;
+    let handle = rx
+        .recv()
+        .map_err(|_| "the proxies' thread ended at its start".to_owned())?
+        .map_err(|e| format!("cannot start the proxies' runtime: {e}"))?;
+    Ok(HANDLE.get_or_init(|| handle))
+}
+
+/// Binds the proxy's address; the error says which proxy, where, and what to do.
+fn bind(spec: &Spec) -> Result<std::net::TcpListener, String> {
+    let listener = std::net::TcpListener::bind(spec.listen).map_err(|e| {
+        let why = match e.kind() {
+            io::ErrorKind::AddrInUse => "the address is in use: another program (or a daemon already running this proxy) listens there; choose another listen address or stop it".to_owned(),
+            io::ErrorKind::AddrNotAvailable => "no interface of this host has that address".to_owned(),
+            io::ErrorKind::PermissionDenied => "a port below 1024 needs CAP_NET_BIND_SERVICE".to_owned(),
+            _ => e.to_string(),
+        };
+        format!("proxy {}: cannot listen on {}: {why}", spec.name, spec.listen)
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("proxy {}: {e}", spec.name))?;
+    Ok(listener)
+}
+
+/// Binds the proxy's address now (so the caller hears at once that it cannot) and
+/// serves it on the proxies' thread.
+pub(super) fn start(proxy: Arc<Proxy>, log: Arc<Log>) -> Result<(), String> {
+    let listener = bind(&proxy.spec)?;
+    runtime()?.spawn(serve(proxy, listener, log));
+    Ok(())
+}
+
+fn is_down(proxy: &Proxy) -> bool {
+    proxy.toxics().iter().any(|a| a.toxic == Toxic::Down)
+}
+
+/// The accept loop: while `Down` is on the listener is closed (a connection is
+/// refused, as by a host with nothing listening), and bound again when it goes.
+async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>) {
+    let name = &proxy.spec.name;
+    let mut changes = proxy.changes.subscribe();
+    let mut listener = match TcpListener::from_std(listener) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log(&format!("proxy {name}: cannot serve: {e}"));
+            return;
+        }
+    };
+    let mut rebind_failed = false;
+    loop {
+        let down = is_down(&proxy);
+        match (&listener, down) {
+            (Some(_), true) => {
+                listener = None;
+                proxy.listening.store(false, Ordering::Release);
+            }
+            (None, true) => {
+                let _ = changes.changed().await;
+            }
+            (None, false) => {
+                let bound = bind(&proxy.spec)
+                    .and_then(|l| TcpListener::from_std(l).map_err(|e| e.to_string()));
+                match bound {
+                    Ok(l) => {
+                        listener = Some(l);
+                        proxy.listening.store(true, Ordering::Release);
+                        if rebind_failed {
+                            log(&format!(
+                                "proxy {name}: listening again on {}",
+                                proxy.spec.listen
+                            ));
+                        }
+                        rebind_failed = false;
+                    }
+                    Err(why) => {
+                        if !rebind_failed {
+                            log(&format!("{why}; trying again every 100ms"));
+                        }
+                        rebind_failed = true;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            (Some(l), false) => {
+                tokio::select! {
+                    biased;
+                    _ = changes.changed() => {}
+                    accepted = l.accept() => match accepted {
+                        Ok((client, _)) => {
+                            tokio::spawn(connection(proxy.clone(), client, log.clone()));
+                        }
+                        Err(e) => {
+                            // Out of descriptors, say: wait a little rather than spin.
+                            log(&format!("proxy {name}: cannot accept a connection: {e}"));
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Both ways closed, or an error.
+    Done,
+    /// Closed by a toxic (timeout, limit_data, down).
+    Close,
+    /// Reset by a toxic (reset_peer): RST to both ends.
+    Reset,
+}
+
+/// Counts an open connection while it lives.
+struct Open(Arc<Proxy>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn connection(proxy: Arc<Proxy>, mut client: TcpStream, log: Arc<Log>) {
+    proxy.accepted.fetch_add(1, Ordering::Relaxed);
+    proxy.open.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(proxy.clone());
+    let (name, target) = (&proxy.spec.name, &proxy.spec.upstream);
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str()))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("no answer within 10s")));
+    let mut upstream = match connected {
+        Ok(upstream) => {
+            if proxy.upstream_failing.swap(false, Ordering::Relaxed) {
+                log(&format!("proxy {name}: upstream {target} answers again"));
+            }
+            upstream
+        }
+        Err(e) => {
+            // The client gets a closed connection; the outage is told once.
+            if !proxy.upstream_failing.swap(true, Ordering::Relaxed) {
+                log(&format!(
+                    "proxy {name}: cannot connect to upstream {target}: {e}; its clients get a closed connection until it answers"
+                ));
+            }
+            // A close, not a reset: the end of the stream first, then what the client
+            // sent meanwhile read and dropped (a socket closed with bytes unread would
+            // answer with a reset), for a second at most.
+            let _ = client.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let drained = async { while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let started = Instant::now();
+    let seed = proxy.accepted.load(Ordering::Relaxed);
+    let end = {
+        let (mut cr, mut cw) = client.split();
+        let (mut ur, mut uw) = upstream.split();
+        let both = async {
+            tokio::try_join!(
+                pump(&proxy, &mut cr, &mut uw, true, seed),
+                pump(&proxy, &mut ur, &mut cw, false, seed),
+            )
+        };
+        tokio::select! {
+            biased;
+            end = ends(&proxy, started) => end,
+            done = both => done.err().unwrap_or(End::Done),
+        }
+    };
+    if end == End::Reset {
+        let _ = client.set_zero_linger();
+        let _ = upstream.set_zero_linger();
+    }
+}
+
+/// Resolves when a toxic ends the connection: `Down` at once, `reset_peer` and a
+/// `timeout` with a time when it comes.
+async fn ends(proxy: &Proxy, started: Instant) -> End {
+    let mut changes = proxy.changes.subscribe();
+    loop {
+        let mut due: Option<(Instant, End)> = None;
+        for active in proxy.toxics().iter() {
+            let from = active.since.max(started);
+            let at = |ms: u64| from + Duration::from_millis(ms);
+            let this = match active.toxic {
+                Toxic::Down => return End::Close,
+                Toxic::ResetPeer { timeout_ms } => (at(timeout_ms), End::Reset),
+                Toxic::Timeout {
+                    timeout_ms: Some(ms),
+                } => (at(ms), End::Close),
+                _ => continue,
+            };
+            if due.is_none_or(|(when, _)| this.0 < when) {
+                due = Some(this);
+            }
+        }
+        // Due already (a reset "at once"): before a byte is forwarded, not at the
+        // timer's next tick.
+        if let Some((_, end)) = due.filter(|(when, _)| *when <= Instant::now()) {
+            return end;
+        }
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        tokio::select! {
+            biased;
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+            () = sleep_until(due.map_or(far, |d| d.0).into()) => {
+                if let Some((_, end)) = due {
+                    return end;
+                }
+            }
+        }
+    }
+}
+
+/// Copies one way until the end of the stream (then half-closes the other side); an
+/// error or a toxic's end is `Err`, which ends the other way too.
+async fn pump(
+    proxy: &Proxy,
+    from: &mut ReadHalf<'_>,
+    to: &mut WriteHalf<'_>,
+    to_upstream: bool,
+    seed: u64,
+) -> Result<(), End> {
+    let counter = if to_upstream {
+        &proxy.bytes_up
+    } else {
+        &proxy.bytes_down
+    };
+    let mut buf = Vec::new();
+    let mut toxic = Toxicity {
+        rng: None,
+        seed: seed * 2 + u64::from(to_upstream),
+        passed: Vec::new(),
+    };
+    let pipe = Pipe::new();
+    loop {
+        if let (Some(pipe), false) = (&pipe, proxy.toxic_on.load(Ordering::Acquire)) {
+            match splice::copy(proxy, from.as_ref(), to.as_ref(), pipe, counter).await {
+                Ok(Clean::ToxicOn) => {}
+                Ok(Clean::Eof) => {
+                    let _ = to.shutdown().await;
+                    return Ok(());
+                }
+                Err(_) => return Err(End::Done),
+            }
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; CHUNK];
+        }
+        let n = from.read(&mut buf).await.map_err(|_| End::Done)?;
+        if n == 0 {
+            if proxy.toxic_on.load(Ordering::Acquire) {
+                toxic.slow_close(&proxy.toxics()).await;
+            }
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        if !proxy.toxic_on.load(Ordering::Acquire) {
+            to.write_all(&buf[..n]).await.map_err(|_| End::Done)?;
+            continue;
+        }
+        let arrived = Instant::now();
+        let toxics = proxy.toxics();
+        let mine: Vec<&Active> = toxics
+            .iter()
+            .filter(|a| a.direction.is_some_and(|d| d.covers(to_upstream)))
+            .collect();
+        toxic.forward(&mine, &buf[..n], arrived, to).await?;
+    }
+}
+
+/// What one direction of a connection keeps for its toxics.
+struct Toxicity {
+    rng: Option<Rng>,
+    seed: u64,
+    /// Bytes passed under each `limit_data`, by toxic id.
+    passed: Vec<(String, u64)>,
+}
+
+impl Toxicity {
+    fn draw(&mut self) -> u64 {
+        let seed = self.seed;
+        self.rng
+            .get_or_insert_with(|| Rng::from_seed(seed))
+            .next_u64()
+    }
+
+    async fn slow_close(&mut self, toxics: &[Active]) {
+        let delay = toxics
+            .iter()
+            .filter_map(|a| match a.toxic {
+                Toxic::SlowClose { delay_ms } => Some(delay_ms),
+                _ => None,
+            })
+            .max();
+        if let Some(ms) = delay {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
+    /// One chunk through the toxics of its direction.
+    async fn forward(
+        &mut self,
+        toxics: &[&Active],
+        mut data: &[u8],
+        arrived: Instant,
+        to: &mut WriteHalf<'_>,
+    ) -> Result<(), End> {
+        let mut delay = Duration::ZERO;
+        let mut rate: Option<u64> = None;
+        let mut slicer = None;
+        let mut close_after = false;
+        for active in toxics {
+            match active.toxic {
+                // Nothing gets through while it lasts.
+                Toxic::Timeout { .. } => return Ok(()),
+                Toxic::Latency {
+                    latency_ms,
+                    jitter_ms,
+                } => delay += Toxic::delay(latency_ms, jitter_ms, self.draw()),
+                Toxic::Bandwidth { rate_kb } => {
+                    rate = Some(rate.map_or(rate_kb, |r| r.min(rate_kb)));
+                }
+                Toxic::Slicer {
+                    average_size,
+                    size_variation,
+                    delay_us,
+                } => slicer = Some((average_size, size_variation, delay_us)),
+                Toxic::LimitData { bytes } => {
+                    let passed = match self.passed.iter_mut().find(|(id, _)| *id == active.id) {
+                        Some((_, passed)) => passed,
+                        None => {
+                            self.passed.push((active.id.clone(), 0));
+                            &mut self.passed.last_mut().expect("just pushed").1
+                        }
+                    };
+                    let left = bytes.saturating_sub(*passed);
+                    if (data.len() as u64) >= left {
+                        data = &data[..left as usize];
+                        close_after = true;
+                    }
+                    *passed += data.len() as u64;
+                }
+                _ => {}
+            }
+        }
+        if !delay.is_zero() {
+            sleep_until((arrived + delay).into()).await;
+        }
+        // A piece at a time: a slicer's size, or a tenth of a second at the rate.
+        let piece = match (slicer, rate) {
+            (Some((average, variation, _)), _) => Toxic::slice(average, variation, self.draw()),
+            (None, Some(kb)) => ((kb * 1024 / 10) as usize).clamp(1, CHUNK),
+            (None, None) => data.len().max(1),
+        };
+        while !data.is_empty() {
+            let (now, rest) = data.split_at(piece.min(data.len()));
+            to.write_all(now).await.map_err(|_| End::Done)?;
+            data = rest;
+            if let Some(kb) = rate {
+                tokio::time::sleep(Toxic::pace(now.len(), kb)).await;
+            }
+            if let Some((_, _, us)) = slicer.filter(|s| s.2 > 0 && !data.is_empty()) {
+                tokio::time::sleep(Duration::from_micros(us)).await;
+            }
+        }
+        if close_after {
+            return Err(End::Close);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! The fault proxy (`proxies:` and the `net-proxy` fault), for real: each test runs the
+//! daemon `--execute` in a user, network and PID namespace of its own
+//! (`network::in_network_namespace`), with an upstream and clients written in Perl on
+//! its loopback. Times are measured against a baseline taken in the same run, as
+//! medians, so a busy machine moves both alike.
+
+use std::fs;
+
+use crate::{
+    network::in_network_namespace,
+    util::{monkey, pairs, Drill, TestDir},
+};
+
+/// Shell helpers: `echo_server PORT [SECONDS]` echoes every connection (each answer
+/// that many seconds late); `blast PORT BYTES` sends
+/// BYTES to every connection and closes it; `rtt ADDR N` makes N one-byte round trips
+/// and prints their median in microseconds; `talk ADDR [SECONDS]` sends `ping` and says
+/// what came back (`got ping`, `closed`, `error (why)`, `silent`); `fetch ADDR` reads to
+/// the end and prints the milliseconds and the bytes; `same ADDR BYTES` sends random
+/// bytes through an echo and says whether they came back unchanged.
+const PROXY_PRELUDE: &str = r#"
+echo_server() { perl -MIO::Socket::INET -e '
+  $SIG{CHLD} = "IGNORE";
+  my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ARGV[0]", Listen => 64, ReuseAddr => 1) or die "listen: $!";
+  while (my $c = $l->accept) { if (!fork) { my $buf;
+    while (my $n = sysread($c, $buf, 65536)) { select(undef, undef, undef, $ARGV[1]) if $ARGV[1];
+      my $o = 0; $o += syswrite($c, $buf, $n - $o, $o) while $o < $n }
+    exit 0 } close $c }' "$@" &
+  n=0; until [ "$(tcp 127.0.0.1:$1)" = connected ] || [ $n -gt 200 ]; do n=$((n+1)); sleep 0.02; done; }
+blast() { perl -MIO::Socket::INET -e '
+  $SIG{CHLD} = "IGNORE";
+  my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ARGV[0]", Listen => 64, ReuseAddr => 1) or die "listen: $!";
+  while (my $c = $l->accept) { if (!fork) { print $c ("x" x $ARGV[1]); close $c; exit 0 } close $c }' "$@" &
+  n=0; until [ "$(tcp 127.0.0.1:$1)" = connected ] || [ $n -gt 200 ]; do n=$((n+1)); sleep 0.02; done; }
+rtt() { perl -MIO::Socket::INET -MTime::HiRes=time -e '
+  my ($to, $n) = @ARGV; my $s = IO::Socket::INET->new(PeerAddr => $to) or die "connect: $!";
+  setsockopt($s, 6, 1, 1); my (@t, $buf);
+  for (1..$n) { my $t0 = time; syswrite($s, "x"); sysread($s, $buf, 1) or die "closed"; push @t, (time - $t0) * 1e6 }
+  @t = sort { $a <=> $b } @t; printf "%d\n", $t[$#t / 2];' "$@"; }
+talk() { perl -MIO::Socket::INET -MIO::Select -e '
+  $SIG{PIPE} = "IGNORE";
+  my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0], Timeout => 3) or do { print "failed ($!)\n"; exit };
+  syswrite($s, "ping\n"); my $buf;
+  if (!IO::Select->new($s)->can_read($ARGV[1] // 5)) { print "silent\n"; exit }
+  my $n = sysread($s, $buf, 64);
+  print defined $n ? ($n ? "got $buf" : "closed\n") : "error ($!)\n";' "$@"; }
+fetch() { perl -MIO::Socket::INET -MTime::HiRes=time -e '
+  my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0]) or die "connect: $!"; my ($buf, $got) = ("", 0); my $t = time;
+  while (my $n = sysread($s, $buf, 65536)) { $got += $n } printf "%d %d\n", (time - $t) * 1000, $got;' "$1"; }
+same() { perl -MIO::Socket::INET -e '
+  my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0]) or die "connect: $!";
+  my $data = join "", map { chr(int(rand(256))) } 1..$ARGV[1];
+  if (!fork) { print $s $data; shutdown($s, 1); exit 0 }
+  my ($buf, $back) = ("", ""); $back .= $buf while sysread($s, $buf, 65536); wait;
+  print $back eq $data ? "same\n" : "differ (" . length($back) . " bytes)\n";' "$@"; }
+"#;
+
+/// A drill config in `dir` with these proxies and faults (the maps' entries).
+fn config(dir: &std::path::Path, proxies: &str, faults: &str) -> String {
+    Drill::new(dir)
+        .config(&format!(
+            "proxies: {{ {proxies} }},\nfaults: {{ {faults} }}"
+        ))
+        .write()
+}
+
+fn numbers(stdout: &str, key: &str) -> Vec<i64> {
+    pairs(stdout, key)
+        .iter()
+        .flat_map(|v| v.split_whitespace().map(|n| n.parse().unwrap_or(-1)))
+        .collect()
+}
+
+/// A latency toxic of 100 ms on the way back adds 100 ms (within 5) to the median round
+/// trip, measured against the proxy without it; `status` shows it; the kill switch
+/// turns it off, and the bytes pass unchanged afterwards. On a busy machine a process
+/// that sleeps wakes late: the yardstick is an upstream that itself answers 100 ms late
+/// (through the proxy, no toxic), measured in the same run; the toxic is never shorter
+/// than asked.
+#[test]
+fn the_latency_toxic_adds_its_delay_until_the_switch_turns_it_off() {
+    let dir = TestDir::new("proxy-latency");
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "127.0.0.1:7000"),
+           "late": (listen: "127.0.0.1:15433", upstream: "127.0.0.1:7003")"#,
+        r#""slow-db": (plugin: "net-proxy", config: (proxy: "db", toxic: Latency(latency: "100ms"), duration: "10m"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{PROXY_PRELUDE}
+echo_server 7000
+echo_server 7003 0.1
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "direct $(rtt 127.0.0.1:7000 31)"
+echo "base $(rtt 127.0.0.1:15432 31)"
+echo "control $(rtt 127.0.0.1:15433 11)"
+post $p /api/faults/slow-db '{{"desc":"slow database"}}' >/dev/null
+echo "during $(rtt 127.0.0.1:15432 11)"
+"$NM" status --url http://127.0.0.1:$p > {d}/status
+post $p /api/pause '' >/dev/null
+await 'Revert (pause): reverted' {d}/log
+echo "after $(rtt 127.0.0.1:15432 31)"
+echo "bytes $(same 127.0.0.1:15432 200000)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
+    let at = |key| numbers(&run.stdout, key).first().copied().unwrap_or(-1);
+    let (direct, base, during, after) = (at("direct"), at("base"), at("during"), at("after"));
+    let control = at("control");
+    let context = format!("{}\n{}\n{log}", run.stdout, run.stderr);
+    assert!(
+        base > 0 && during > 0 && after > 0 && control > 0,
+        "{context}"
+    );
+    let (added, yardstick) = (during - base, control - base);
+    assert!(
+        (yardstick - 5_000..=yardstick + 5_000).contains(&added) && added >= 99_000,
+        "added {added} us (base {base}, direct {direct}, an upstream 100 ms late: +{yardstick}): expected 100 ms +- 5 as this machine sleeps\n{context}"
+    );
+    assert!(
+        after - base < 20_000,
+        "after the revert {after} us against {base} before\n{context}"
+    );
+    assert_eq!(pairs(&run.stdout, "bytes"), ["same"], "{context}");
+    assert!(
+        status.contains("proxy db: 127.0.0.1:15432 -> 127.0.0.1:7000")
+            && status.contains(": latency 100ms (downstream)"),
+        "{status}"
+    );
+    assert!(
+        log.contains("Proxy db: listening on 127.0.0.1:15432, forwarding to 127.0.0.1:7000"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Revert (pause): reverted: turned off latency 100ms (downstream) on proxy db"),
+        "{log}"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{context}");
+}
+
+/// `Down` refuses new connections until it is reverted (here when due); `ResetPeer`
+/// resets; `Timeout` forwards nothing; after each, the proxy answers as before.
+#[test]
+fn down_reset_and_timeout_break_connections_each_its_way_and_go() {
+    let dir = TestDir::new("proxy-down");
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "127.0.0.1:7000")"#,
+        r#""down": (plugin: "net-proxy", config: (proxy: "db", toxic: Down, duration: "2s")),
+           "reset": (plugin: "net-proxy", config: (proxy: "db", toxic: ResetPeer(timeout: "0s"), duration: "10m")),
+           "timeout": (plugin: "net-proxy", config: (proxy: "db", toxic: Timeout(timeout: "0s"), direction: "both", duration: "10m"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{PROXY_PRELUDE}
+echo_server 7000
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "before $(talk 127.0.0.1:15432)"
+post $p /api/faults/down '{{"desc":"db down"}}' >/dev/null
+echo "down $(tcp 127.0.0.1:15432)"
+await 'Revert (due): reverted' {d}/log
+echo "up $(talk 127.0.0.1:15432)"
+post $p /api/faults/reset '{{"desc":"resets"}}' >/dev/null
+echo "reset $(talk 127.0.0.1:15432)"
+post $p /api/pause '' >/dev/null; await 'Revert (pause): reverted' {d}/log
+post $p /api/resume '' >/dev/null
+echo "unreset $(talk 127.0.0.1:15432)"
+post $p /api/faults/timeout '{{"desc":"black hole"}}' >/dev/null
+echo "timeout $(talk 127.0.0.1:15432 2)"
+post $p /api/pause '' >/dev/null
+n=0; until [ "$(grep -c 'Revert (pause): reverted' {d}/log)" -ge 2 ] || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done
+echo "untimed $(talk 127.0.0.1:15432)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let context = format!("{}\n{}\n{log}", run.stdout, run.stderr);
+    // Reset while connecting or at the first read, as the race goes: reset either way.
+    let reset = pairs(&run.stdout, "reset");
+    assert!(
+        reset.len() == 1 && reset[0].ends_with("(Connection reset by peer)"),
+        "{context}"
+    );
+    for (key, want) in [
+        ("before", "got ping"),
+        ("down", "failed (Connection refused)"),
+        ("up", "got ping"),
+        ("unreset", "got ping"),
+        ("timeout", "silent"),
+        ("untimed", "got ping"),
+        ("code", "0"),
+    ] {
+        assert_eq!(pairs(&run.stdout, key), [want], "{key}\n{context}");
+    }
+}
+
+/// `Bandwidth` at 100 KB/s makes 300,000 bytes take about 2.9 s, where they take a
+/// fraction of a second without it.
+#[test]
+fn the_bandwidth_toxic_limits_the_rate() {
+    let dir = TestDir::new("proxy-bandwidth");
+    let cfg = config(
+        &dir,
+        r#""bulk": (listen: "127.0.0.1:15433", upstream: "127.0.0.1:7001")"#,
+        r#""thin": (plugin: "net-proxy", config: (proxy: "bulk", toxic: Bandwidth(rate: 100), duration: "10m"))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{PROXY_PRELUDE}
+blast 7001 300000
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "base $(fetch 127.0.0.1:15433)"
+post $p /api/faults/thin '{{"desc":"thin pipe"}}' >/dev/null
+echo "during $(fetch 127.0.0.1:15433)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let context = format!("{}\n{}\n{log}", run.stdout, run.stderr);
+    let (base, during) = (numbers(&run.stdout, "base"), numbers(&run.stdout, "during"));
+    assert_eq!(
+        (base.get(1), during.get(1)),
+        (Some(&300_000), Some(&300_000)),
+        "{context}"
+    );
+    assert!(base[0] < 1_500, "{context}");
+    assert!(
+        (2_400..=6_000).contains(&during[0]),
+        "300,000 bytes at 100 KB/s took {} ms\n{context}",
+        during[0]
+    );
+    assert!(
+        log.contains("Revert (shutdown): reverted: turned off bandwidth 100 KB/s"),
+        "{log}"
+    );
+}
+
+/// A proxy whose upstream does not answer closes each client's connection, and the
+/// log says so once for the outage (and once when the upstream is back).
+#[test]
+fn an_upstream_that_is_down_gives_closed_connections_and_one_line() {
+    let dir = TestDir::new("proxy-upstream");
+    let cfg = config(
+        &dir,
+        r#""gone": (listen: "127.0.0.1:15434", upstream: "127.0.0.1:7002")"#,
+        r#""slow": (plugin: "net-proxy", config: (proxy: "gone", toxic: Latency(latency: "1ms")))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{PROXY_PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log
+for i in 1 2 3; do echo "closed $(talk 127.0.0.1:15434)"; done
+echo_server 7002
+echo "back $(talk 127.0.0.1:15434)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let context = format!("{}\n{}\n{log}", run.stdout, run.stderr);
+    assert_eq!(pairs(&run.stdout, "closed"), ["closed"; 3], "{context}");
+    assert_eq!(pairs(&run.stdout, "back"), ["got ping"], "{context}");
+    assert_eq!(
+        log.matches("proxy gone: cannot connect to upstream 127.0.0.1:7002: Connection refused")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("proxy gone: upstream 127.0.0.1:7002 answers again")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+/// The dry run says the exact toxic; check-config names every mistake of `proxies:`
+/// and of a net-proxy fault at its place.
+#[test]
+fn a_dry_run_says_the_toxic_and_check_config_the_mistakes() {
+    let dir = TestDir::new("proxy-check");
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "10.0.0.5:5432")"#,
+        r#""slow-db": (plugin: "net-proxy", config: (proxy: "db", toxic: Latency(latency: "100ms", jitter: "10ms"), direction: "both", duration: "2m"))"#,
+    );
+    let run = monkey(&[
+        "kill", "--config", &cfg, "--fault", "slow-db", "--seed", "7",
+    ]);
+    assert!(
+        run.stdout.contains("(Dryrun) Toxic: would turn on latency 100ms ± 10ms (both ways) on proxy db (127.0.0.1:15432 -> 10.0.0.5:5432) for 2m - by monkey"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let bad = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "10.0.0.5:5432"),
+           "db2": (listen: "localhost:1", upstream: "10.0.0.5:5432"),
+           "db3": (listen: "127.0.0.1:15432", upstream: "10.0.0.6:5432"),
+           "db4": (listen: "127.0.0.1:15433", upstream: "10.0.0.5")"#,
+        r#""typo": (plugin: "net-proxy", config: (proxy: "dbx", toxic: Down)),
+           "way": (plugin: "net-proxy", config: (proxy: "db", toxic: Down, direction: "upstream"))"#,
+    );
+    let run = monkey(&["check-config", &bad]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    for want in [
+        "proxy `db4`: upstream `10.0.0.5`: expected a host or an address and a port",
+        "proxy `db2`: listen `localhost:1`: expected an IP address and a port",
+        "proxy `db3` listens on 127.0.0.1:15432, as proxy `db` does",
+        "proxy `dbx`: no such proxy (declared: db)",
+        "direction: down acts on the whole proxy; leave direction out",
+    ] {
+        assert!(run.stderr.contains(want), "{want}\n{}", run.stderr);
+    }
+}
+
+/// A listen address another program holds stops the start with one line naming it.
+#[test]
+fn a_listen_address_in_use_stops_the_start() {
+    let dir = TestDir::new("proxy-taken");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cfg = config(
+        &dir,
+        &format!(r#""db": (listen: "127.0.0.1:{port}", upstream: "127.0.0.1:5432")"#),
+        r#""process-kill": ()"#,
+    );
+    let run = monkey(&["--config", &cfg]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: proxy db: cannot listen on 127.0.0.1:{port}: the address is in use"
+        )),
+        "{}",
+        run.stderr
+    );
+}
