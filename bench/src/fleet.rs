@@ -403,6 +403,12 @@ fn flip(binary: &Path, nodes: &[Node], pause: bool) -> anyhow::Result<f64> {
 /// off (ms); then starts it again and waits until every node admits again.
 fn lose(etcd: &mut Etcd, nodes: &[Node]) -> anyhow::Result<(f64, f64)> {
     let cut_before: Vec<usize> = nodes.iter().map(cut_offs).collect();
+    // Counted before the loss: a node may be admitted again before etcd's restart
+    // returns here.
+    let admitted: Vec<usize> = nodes
+        .iter()
+        .map(|n| n.log().matches("admitted by etcd").count())
+        .collect();
     let mut clients = nodes
         .iter()
         .map(|n| Client::open(n.port))
@@ -438,10 +444,6 @@ fn lose(etcd: &mut Etcd, nodes: &[Node]) -> anyhow::Result<(f64, f64)> {
     };
     let figures = (last(&refusing), last(&cut));
     etcd.restart()?;
-    let admitted: Vec<usize> = nodes
-        .iter()
-        .map(|n| n.log().matches("admitted by etcd").count())
-        .collect();
     let again = wait_until(
         "every node admitted again",
         Duration::from_secs(4 * TTL_S),
@@ -555,4 +557,41 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
         if f.double == 0 { "met" } else { "missed" },
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_starts_with_its_heading_and_says_the_targets() {
+        let figures = Figures {
+            in_fleet: vec![3.0, 4.0],
+            alone: vec![1.0, 1.0],
+            serial: vec![2.0, 3.0],
+            serial_alone: vec![1.0, 1.5],
+            pause: vec![20.0, 1500.0],
+            resume: vec![20.0],
+            loss_refusing: vec![10.0],
+            loss_cut_off: vec![5000.0],
+            admissions: 4,
+            ..Figures::default()
+        };
+        let section = markdown(&figures, "abc1234", "bench/run --fleet");
+        assert_eq!(section.lines().next(), Some(HEADING));
+        assert!(
+            section.contains("Double admissions: **0** of 4"),
+            "{section}"
+        );
+        assert!(section.contains("admission p99 ≤ 5 ms (what it adds, one at a time): met"));
+        assert!(
+            section.contains("propagation p99 ≤ 1 s: missed"),
+            "{section}"
+        );
+        let doc = crate::versus::splice("# Benchmarks\n\n## The API\n\nx\n", &section);
+        assert_eq!(
+            crate::versus::recorded_under(&doc, HEADING),
+            Some(section.as_str())
+        );
+    }
 }
