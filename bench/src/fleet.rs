@@ -498,7 +498,7 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
         p(&f.in_fleet, 0.99) - p(&f.alone, 0.99),
     );
     let mut s = format!(
-        "{HEADING}\n\n{NODES} dry-run daemons on one etcd 3 member (its data on tmpfs: the figures are the monkey's and etcd's, not a disk's fsync), firing dry-run `POST /api/kill` one request at a time (the nodes in turn), then all eight at once (each node one request after another); etcd, the daemons and the harness in the harness's namespaces (loopback only); a lease TTL of {TTL_S} s. Measured at {revision} with `{command}`, on {}. Times in ms; p99 of a few dozen samples is close to their maximum.\n\n| figure | p50 | p99 | max | n | target |\n| --- | ---: | ---: | ---: | ---: | --- |\n",
+        "{HEADING}\n\n{NODES} dry-run daemons on one etcd member (its data on tmpfs: the figures are the monkey's and etcd's, not a disk's fsync), firing dry-run `POST /api/kill` one request at a time (the nodes in turn), then all eight at once (each node one request after another); etcd, the daemons and the harness in the harness's namespaces (loopback only); a lease TTL of {TTL_S} s. Measured at {revision} with `{command}`, on {}. Times in ms; the p99 of the switch's flips and of etcd's losses, a few samples each, is close to their maximum.\n\n| figure | p50 | p99 | max | n | target |\n| --- | ---: | ---: | ---: | ---: | --- |\n",
         chrono::Utc::now().format("%Y-%m-%d")
     );
     let lines = [
