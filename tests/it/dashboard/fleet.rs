@@ -2,8 +2,9 @@
 //! nodes and what they do, the slots and who holds them, the fleet budget, and the
 //! fleet's switch flipped from the page. Without `fleet:` there is no panel.
 
-// The fleet tests' etcd starter, shared as a file (its module is private to them).
-#[allow(dead_code)]
+// The fleet tests' etcd starter, shared as a file: its module is private to them (once
+// it is `pub(crate)` there, a `use` replaces this).
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../fleet/etcd.rs"]
 mod etcd;
 
