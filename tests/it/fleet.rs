@@ -1,7 +1,13 @@
 //! A fleet drill on a real etcd (started by each test on loopback): the slots, the
 //! fleet budget and gap, the fleet's switch, and failing closed when etcd is gone.
 
+mod admissions;
+mod drill;
 mod etcd;
+mod latency;
+mod pki;
+mod relay;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +24,20 @@ fn config(dir: &std::path::Path, etcd: &Etcd, prefix: &str, fleet: &str) -> Stri
 
 /// [`config`] with every member of a cluster as an endpoint.
 fn config_on(dir: &std::path::Path, etcd: &[&Etcd], prefix: &str, fleet: &str) -> String {
-    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{:?}", e.endpoint())).collect();
+    let endpoints: Vec<String> = etcd.iter().map(|e| e.endpoint()).collect();
+    config_with(dir, &endpoints, prefix, "", fleet)
+}
+
+/// [`config`] with `endpoints`, and `coordinator` written after the prefix (certificate
+/// files, say).
+fn config_with(
+    dir: &std::path::Path,
+    endpoints: &[String],
+    prefix: &str,
+    coordinator: &str,
+    fleet: &str,
+) -> String {
+    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
     let file = dir.join("fleet.ron");
     std::fs::write(
         &file,
@@ -31,9 +50,10 @@ fn config_on(dir: &std::path::Path, etcd: &[&Etcd], prefix: &str, fleet: &str) -
     faults: {{
         "process-kill": (config: (include_cmdlines: ["^sleep 1000$"])),
         "pause": (plugin: "process-pause", config: (duration: "10m", include_cmdlines: ["^sleep 1000$"])),
+        "blink": (plugin: "process-pause", config: (duration: "250ms", include_cmdlines: ["^sleep 1000$"])),
     }},
     fleet: (
-        coordinator: Etcd(endpoints: [{}], prefix: "{prefix}"),
+        coordinator: Etcd(endpoints: [{}], prefix: "{prefix}"{coordinator}),
         {fleet}
     ),
 )"#,
@@ -161,8 +181,16 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
         })
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    // Each once the slot is given back (in the background, after the dry run).
+    let free = || {
+        until(DEADLINE, "the slot is given back", || {
+            etcd.get_prefix("/nm/budget/slots/").is_empty()
+        })
+    };
     assert_eq!(kill(ports[0]).status, 200);
+    free();
     assert_eq!(kill(ports[1]).status, 200);
+    free();
     let refused = kill(ports[0]);
     assert_eq!(refused.status, 429, "{}", refused.body);
     let message = refused.json()["message"].as_str().unwrap().to_owned();
@@ -190,6 +218,9 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
     let mut gap = Daemon::start(&["--config", &cfg, "--node", "c"]);
     let port = gap.port();
     assert_eq!(kill(port).status, 200);
+    until(DEADLINE, "the slot is given back", || {
+        etcd.get_prefix("/nm/gap/slots/").is_empty()
+    });
     let refused = kill(port);
     assert_eq!(refused.status, 429, "{}", refused.body);
     assert!(
@@ -310,6 +341,11 @@ impl Executing {
     fn start(name: &str, etcd: &Etcd, fleet: &str) -> Executing {
         let dir = TestDir::new(name);
         let cfg = config(&dir, etcd, &format!("/nm/{name}"), fleet);
+        Self::run(name, dir, &cfg)
+    }
+
+    /// Runs the daemon of `cfg` as node `name`, its state in `dir`.
+    fn run(name: &str, dir: TestDir, cfg: &str) -> Executing {
         let log = dir.join("log");
         let namespace = crate::util::namespace(&format!(
             r#"sleep 1000 & "$NM" --config {cfg} --execute --node {name} 2>{log} & wait"#,
@@ -355,6 +391,20 @@ impl Executing {
     /// The daemon's PID (outside the namespace): a child of the namespace's `sh`, itself
     /// the child of the `unshare` this test started.
     fn daemon_pid(&self) -> u32 {
+        self.in_namespace("nightmare-monke")
+    }
+
+    /// Whether the namespace's `sleep 1000` is stopped (`T` in its stat).
+    fn sleeper_stopped(&self) -> bool {
+        let pid = self.in_namespace("sleep");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(") ")
+            .next()
+            .is_some_and(|rest| rest.starts_with('T'))
+    }
+
+    /// The PID (outside the namespace) of the namespace's process named `comm`.
+    fn in_namespace(&self, comm: &str) -> u32 {
         let children = |pid: u32| -> Vec<u32> {
             std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
                 .unwrap_or_default()
@@ -367,9 +417,9 @@ impl Executing {
             .flat_map(children)
             .find(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|comm| comm.starts_with("nightmare-monke"))
+                    .is_ok_and(|name| name.trim_end() == comm)
             })
-            .expect("the daemon runs in the namespace")
+            .unwrap_or_else(|| panic!("{comm} runs in the namespace"))
     }
 }
 

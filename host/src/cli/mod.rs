@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod client;
+mod history;
 
 pub use client::{AckArgs, PauseArgs, RevertArgs, StatusArgs, SwitchArgs};
 use client::{ACK_EXAMPLES, PAUSE_EXAMPLES, RESUME_EXAMPLES, REVERT_EXAMPLES, STATUS_EXAMPLES};
+pub use history::HistoryArgs;
+use history::HISTORY_EXAMPLES;
 
 /// `--version`: the package version and the git revision it was built from.
 pub const VERSION: &str = concat!(
@@ -347,47 +350,6 @@ pub struct SandboxArgs {
     /// The command to run in the sandbox, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
-}
-
-const HISTORY_EXAMPLES: &str = "\
-Examples:
-  nightmare-monkey history                        the default journal (state directory)
-  nightmare-monkey history --since 2h
-  nightmare-monkey history --run last             the faults of the latest run only
-  nightmare-monkey history --limit 50             the latest 50; it names the --before of the page before
-  nightmare-monkey history --config drill.ron --json";
-
-/// `history`.
-#[derive(Debug, Args)]
-pub struct HistoryArgs {
-    /// The journal file [default: the config's, else <state dir>/journal.jsonl]
-    #[arg(long, value_name = "FILE")]
-    pub journal: Option<PathBuf>,
-    /// Read the journal path from this configuration
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Only faults since this instant (RFC 3339) or this long ago (2h, 30m)
-    #[arg(long, value_name = "WHEN")]
-    pub since: Option<String>,
-    /// Only faults before this instant (RFC 3339) or this long ago
-    #[arg(long, value_name = "WHEN")]
-    pub until: Option<String>,
-    /// With --limit: the page before the one shown, from where it said (its `next`,
-    /// printed as `(older faults: --before CURSOR)`)
-    #[arg(long, value_name = "CURSOR")]
-    pub before: Option<String>,
-    /// Only the latest N faults (1 to 10000), read from the journal's end backwards: a
-    /// page costs a page, whatever the history [default: all, read from the start]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::storage::history::MAX_LIMIT as i64))]
-    pub limit: Option<u16>,
-    /// Only the faults of one run (one start of the daemon, one `kill`): `last`, or its
-    /// number, the part of a fault's id before the dash. Without it, a line
-    /// `-- run N, started ...` separates the runs
-    #[arg(long, value_name = "RUN")]
-    pub run: Option<String>,
-    /// Print JSON (the same as GET /api/history)
-    #[arg(long)]
-    pub json: bool,
 }
 
 const REPORT_EXAMPLES: &str = "\

@@ -134,6 +134,9 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
         fleet.max_concurrent,
         humantime::format_duration(fleet.lease_ttl)
     );
+    if let Some(tls) = &fleet.tls {
+        println!("    etcd: {}", tls.describe());
+    }
     if connect {
         let lines = crate::fleet::admin::describe(fleet).map_err(|e| {
             anyhow::anyhow!(

@@ -1,13 +1,16 @@
 //! `nightmare-monkey pause --fleet` and `resume --fleet`: the fleet's switch, written in
 //! the coordinator named by the config's `fleet:` section. Every daemon of the fleet
-//! watches it; no daemon is needed here.
+//! watches it; no daemon is needed here. And `status --fleet`, `history --fleet`: what
+//! the coordinator holds.
 
 use anyhow::anyhow;
+use chrono::{DateTime, Utc};
 
 use crate::{
-    cli::{PauseArgs, StatusArgs},
+    cli::{HistoryArgs, PauseArgs, StatusArgs},
     config,
     fleet::{admin, config::FleetConfig, Switch},
+    storage::journal::parse_since,
     support::UsageError,
 };
 
@@ -49,6 +52,48 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     );
     for line in lines {
         println!("  {line}");
+    }
+    Ok(())
+}
+
+/// Runs `history --fleet`: which node got which fault when, as the fleet's coordinator
+/// keeps it (oldest first), within `--since` and `--until`.
+pub fn history(args: &HistoryArgs) -> anyhow::Result<()> {
+    let fleet = fleet_of(args.config.as_deref())?;
+    let bound = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<DateTime<Utc>>> {
+        text.as_deref()
+            .map(|t| parse_since(t).map_err(|e| UsageError(anyhow!("--{flag}: {e}")).into()))
+            .transpose()
+    };
+    let (since, until) = (bound("since", &args.since)?, bound("until", &args.until)?);
+    let all = admin::admissions(&fleet).map_err(|e| {
+        anyhow!(
+            "cannot reach the fleet's etcd at {} ({e})",
+            fleet.endpoints.join(", ")
+        )
+    })?;
+    let shown: Vec<_> = all
+        .into_iter()
+        .filter(|a| {
+            let at = DateTime::parse_from_rfc3339(&a.at).map(|t| t.with_timezone(&Utc));
+            at.is_ok_and(|at| since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u))
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(());
+    }
+    println!(
+        "fleet {}: {} admission(s) (kept {})",
+        fleet.prefix,
+        shown.len(),
+        humantime::format_duration(crate::fleet::history::keep(&fleet))
+    );
+    for a in shown {
+        println!(
+            "{} {} {} (slot {}, revision {})",
+            a.at, a.node, a.fault, a.slot, a.revision
+        );
     }
     Ok(())
 }

@@ -185,6 +185,9 @@ pub(crate) fn journal_of(
 
 /// Runs `history`.
 pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
+    if args.fleet {
+        return super::fleet::history(&args);
+    }
     let path = journal_of(args.journal.as_ref(), args.config.as_ref())?;
     let since = match &args.since {
         Some(text) => Some(parse_since(text).map_err(|e| UsageError(anyhow!("--since: {e}")))?),

@@ -98,7 +98,10 @@ impl Engine {
                 admission: None,
             });
         };
-        match coordinator.admit(&ask.fault) {
+        let asked = std::time::Instant::now();
+        let admitted = coordinator.admit(&ask.fault);
+        metrics::get().admission(asked.elapsed());
+        match admitted {
             Ok(admission) => Ok(Held {
                 admissions,
                 admission: Some(admission),

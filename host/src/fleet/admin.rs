@@ -60,7 +60,7 @@ pub struct BudgetUsed {
 /// Reads the fleet through `gateway`.
 pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View, String> {
     let etcd = gateway.members().await?;
-    let (kvs, revision) = gateway.range_prefix(&format!("{}/", config.prefix)).await?;
+    let (kvs, revision) = super::history::state(gateway, config).await?;
     let (slots, nodes) = (
         format!("{}/slots/", config.prefix),
         format!("{}/members/", config.prefix),
@@ -192,6 +192,15 @@ pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
     })
 }
 
+/// The fleet's admissions kept in its coordinator, oldest first (`history --fleet`).
+pub fn admissions(config: &FleetConfig) -> anyhow::Result<Vec<super::history::Admitted>> {
+    on_runtime(config, |gateway, config| async move {
+        super::history::read(&gateway, &config)
+            .await
+            .map_err(anyhow::Error::msg)
+    })
+}
+
 /// Turns the fleet's switch on (`Some`) or off, as `pause --fleet` and `resume --fleet`.
 pub fn set_switch(config: &FleetConfig, switch: Option<Switch>) -> anyhow::Result<()> {
     on_runtime(config, |gateway, config| async move {
@@ -213,7 +222,7 @@ fn on_runtime<T, F: std::future::Future<Output = anyhow::Result<T>>>(
     config: &FleetConfig,
     work: impl FnOnce(Gateway, FleetConfig) -> F,
 ) -> anyhow::Result<T> {
-    let gateway = Gateway::new(config.endpoints.clone(), config.credentials.clone())?;
+    let gateway = Gateway::new(config)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

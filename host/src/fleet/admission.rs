@@ -1,6 +1,8 @@
-//! One admission against etcd: every key under the fleet's prefix read at one revision,
-//! the slot, the fleet budget and the gap decided, then one transaction that holds only
-//! if nothing it read changed (else read again); and the fleet budget's arithmetic.
+//! One admission against etcd: the slot, the fleet budget and the gap decided on the
+//! fleet's keys (as the watch last told them, else read at one revision), then one
+//! transaction that holds only if nothing decided on changed (else it reads them again
+//! in the same round trip, and the node decides again); and the fleet budget's
+//! arithmetic.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     config::FleetConfig,
-    gateway::{Compare, Op},
+    gateway::{Compare, Kv, Op},
     shared::{switch_of, unreachable, Shared},
     Admission, Refused,
 };
@@ -33,110 +35,61 @@ pub(super) struct Recent {
     pub times: Vec<i64>,
 }
 
-/// One admission: read the fleet's keys at one revision, decide, and claim in one
-/// transaction that holds only if nothing it read changed; read again after a lost race.
+/// One admission: decide on the fleet's keys (as the watch last told them, else read
+/// at one revision), and claim in one transaction that holds only if nothing decided on
+/// changed; after a lost race, decide again on what its failure branch read.
 pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Refused> {
     let config = &shared.config;
-    let (slots_key, budget_key, switch_key) = (
-        shared.key("slots/"),
-        shared.key("budget"),
-        shared.key("switch"),
-    );
+    let (from, to) = super::history::state_range(config);
+    // What to decide on: first the keys as the watch told them (one round trip when
+    // they are current), then what the last lost race read in its own round trip.
+    let mut known: Option<Vec<Kv>> = shared.seen();
+    let mut seen = known.is_some();
     for _ in 0..ADMIT_TRIES {
         let lease = lock(&shared.lease)
             .id
             .ok_or_else(|| unreachable("no lease".to_owned()))?;
-        let (kvs, _) = shared
+        let kvs = match known.take() {
+            Some(kvs) => kvs,
+            None => {
+                super::history::state(&shared.gateway, config)
+                    .await
+                    .map_err(unreachable)?
+                    .0
+            }
+        };
+        let decided = decide(shared, fault, &kvs, lease);
+        // A refusal is only ever said on keys read just now.
+        if std::mem::take(&mut seen) && decided.is_err() {
+            continue;
+        }
+        let Attempt {
+            slot,
+            at,
+            compare,
+            ops,
+        } = decided?;
+        let read_again = Some((from.as_slice(), to.as_slice()));
+        match shared
             .gateway
-            .range_prefix(&format!("{}/", config.prefix))
+            .txn_else_range(&compare, &ops, read_again)
             .await
-            .map_err(unreachable)?;
-        let find = |key: &str| kvs.iter().find(|kv| kv.key == key);
-        if let Some(switch) = switch_of(find(&switch_key)) {
-            return Err(Refused {
-                why: switch.to_string(),
-                retry_after: None,
-                unreachable: false,
-            });
-        }
-        let held: Vec<(u32, String)> = kvs
-            .iter()
-            .filter_map(|kv| {
-                let n: u32 = kv.key.strip_prefix(&slots_key)?.parse().ok()?;
-                let holder: Option<Holder> = serde_json::from_slice(&kv.value).ok();
-                Some((n, holder.map_or_else(|| "?".to_owned(), |h| h.node)))
-            })
-            .collect();
-        let Some(slot) = (0..config.max_concurrent).find(|n| !held.iter().any(|(h, _)| h == n))
-        else {
-            let nodes: Vec<&str> = held.iter().map(|(_, node)| node.as_str()).collect();
-            return Err(Refused {
-                why: format!(
-                    "slots full ({} of {} held: {})",
-                    held.len(),
-                    config.max_concurrent,
-                    nodes.join(", ")
-                ),
-                retry_after: Some(Duration::from_secs(1)),
-                unreachable: false,
-            });
-        };
-        let budget = find(&budget_key);
-        let now = Utc::now().timestamp_millis();
-        let mut recent: Recent = budget
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-            .unwrap_or_default();
-        let limited = config.budget.is_some() || config.min_gap.is_some();
-        if limited {
-            check_budget(config, &mut recent, now)?;
-        }
-        let holder = Holder {
-            node: shared.node.clone(),
-            fault: fault.to_owned(),
-            // To the nanosecond: it tells this attempt's slot from any other.
-            at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        };
-        let slot_key = shared.slot_key(slot);
-        let mut compare = vec![
-            Compare::Created(slot_key.clone(), 0),
-            Compare::Modified(
-                switch_key.clone(),
-                find(&switch_key).map_or(0, |kv| kv.mod_revision),
-            ),
-        ];
-        let mut ops = vec![Op::Put(
-            slot_key,
-            serde_json::to_vec(&holder).unwrap_or_default(),
-            lease,
-        )];
-        if limited {
-            recent.times.push(now);
-            compare.push(Compare::Modified(
-                budget_key.clone(),
-                budget.map_or(0, |kv| kv.mod_revision),
-            ));
-            ops.push(Op::Put(
-                budget_key.clone(),
-                serde_json::to_vec(&recent).unwrap_or_default(),
-                0,
-            ));
-        }
-        match shared.gateway.txn(&compare, &ops).await {
-            Ok((true, revision)) => {
+        {
+            Ok((true, revision, _)) => {
                 return Ok(Admission {
                     slot,
                     lease: format!("{lease:x}"),
                     revision,
                 })
             }
-            Ok((false, _)) => continue,
+            Ok((false, _, kvs)) => known = Some(kvs),
             Err(e) if e.contains("lease not found") => {
                 lock(&shared.lease).id = None;
                 return Err(unreachable(format!("the lease ended: {e}")));
             }
             Err(e) => {
                 // The transaction may have been applied though its answer was lost.
-                give_back_if_ours(shared, slot, &holder.at).await;
+                give_back_if_ours(shared, slot, &at).await;
                 return Err(unreachable(e));
             }
         }
@@ -145,6 +98,108 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
         why: format!("lost the race for a slot {ADMIT_TRIES} times in a row"),
         retry_after: Some(Duration::from_secs(1)),
         unreachable: false,
+    })
+}
+
+/// What one attempt at an admission sends: the slot it claims (stamped `at`), and its
+/// transaction.
+struct Attempt {
+    slot: u32,
+    at: String,
+    compare: Vec<Compare>,
+    ops: Vec<Op>,
+}
+
+/// Decides on the fleet's keys `kvs`: the switch, a free slot, the fleet budget and
+/// gap; the transaction that claims the slot under `lease`, if the fault fits.
+fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attempt, Refused> {
+    let config = &shared.config;
+    let (slots_key, budget_key, switch_key) = (
+        shared.key("slots/"),
+        shared.key("budget"),
+        shared.key("switch"),
+    );
+    let find = |key: &str| kvs.iter().find(|kv| kv.key == key);
+    if let Some(switch) = switch_of(find(&switch_key)) {
+        return Err(Refused {
+            why: switch.to_string(),
+            retry_after: None,
+            unreachable: false,
+        });
+    }
+    let held: Vec<(u32, String)> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let n: u32 = kv.key.strip_prefix(&slots_key)?.parse().ok()?;
+            let holder: Option<Holder> = serde_json::from_slice(&kv.value).ok();
+            Some((n, holder.map_or_else(|| "?".to_owned(), |h| h.node)))
+        })
+        .collect();
+    // From a place of the node's own, so that nodes asking at once seldom race for the
+    // same slot.
+    let first = shared.first_slot();
+    let Some(slot) = (0..config.max_concurrent)
+        .map(|n| (first + n) % config.max_concurrent)
+        .find(|n| !held.iter().any(|(h, _)| h == n))
+    else {
+        let nodes: Vec<&str> = held.iter().map(|(_, node)| node.as_str()).collect();
+        return Err(Refused {
+            why: format!(
+                "slots full ({} of {} held: {})",
+                held.len(),
+                config.max_concurrent,
+                nodes.join(", ")
+            ),
+            retry_after: Some(Duration::from_secs(1)),
+            unreachable: false,
+        });
+    };
+    let budget = find(&budget_key);
+    let now = Utc::now().timestamp_millis();
+    let mut recent: Recent = budget
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .unwrap_or_default();
+    let limited = config.budget.is_some() || config.min_gap.is_some();
+    if limited {
+        check_budget(config, &mut recent, now)?;
+    }
+    let holder = Holder {
+        node: shared.node.clone(),
+        fault: fault.to_owned(),
+        // To the nanosecond: it tells this attempt's slot from any other.
+        at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    };
+    let slot_key = shared.slot_key(slot);
+    let mut compare = vec![
+        Compare::Created(slot_key.clone(), 0),
+        Compare::Modified(
+            switch_key.clone(),
+            find(&switch_key).map_or(0, |kv| kv.mod_revision),
+        ),
+    ];
+    let mut ops = vec![Op::Put(
+        slot_key,
+        serde_json::to_vec(&holder).unwrap_or_default(),
+        lease,
+    )];
+    ops.extend(super::history::ops(config, &shared.node, fault, slot, now));
+    if limited {
+        recent.times.push(now);
+        compare.push(Compare::Modified(
+            budget_key.clone(),
+            budget.map_or(0, |kv| kv.mod_revision),
+        ));
+        ops.push(Op::Put(
+            budget_key,
+            serde_json::to_vec(&recent).unwrap_or_default(),
+            0,
+        ));
+    }
+    Ok(Attempt {
+        slot,
+        at: holder.at,
+        compare,
+        ops,
     })
 }
 
@@ -243,6 +298,7 @@ mod tests {
             endpoints: vec![],
             prefix: "/nm".into(),
             credentials: None,
+            tls: None,
             max_concurrent: 1,
             budget: budget.map(|(max, per)| (max, Duration::from_secs(per))),
             min_gap: gap.map(Duration::from_secs),

@@ -6,6 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use super::tls::Tls;
 use crate::support::located::{check_url, duration, DurationText, Source};
 
 /// The longest lease TTL: a node that cannot renew holds its slots this long at most.
@@ -51,6 +52,12 @@ struct RawEtcd {
     username: Option<String>,
     #[serde(default)]
     password_file: Option<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
 }
 
 /// The fleet's budget as written: `budget: (max: 10, per: "1h")`.
@@ -70,6 +77,8 @@ pub struct FleetConfig {
     pub prefix: String,
     /// etcd's user and password, when etcd has authentication on.
     pub credentials: Option<Credentials>,
+    /// The CA and client certificate etcd is reached with over https, if any.
+    pub tls: Option<Tls>,
     /// Nodes with a fault in flight or in effect at once, fleet-wide.
     pub max_concurrent: u32,
     /// At most `max` faults of the fleet in any `per`.
@@ -131,6 +140,16 @@ impl RawFleet {
             ));
         }
         let credentials = credentials(etcd, src, errors);
+        let tls = super::tls::read(
+            super::tls::Files {
+                ca: etcd.ca_file.as_deref(),
+                cert: etcd.cert_file.as_deref(),
+                key: etcd.key_file.as_deref(),
+            },
+            &etcd.endpoints,
+            &at,
+            errors,
+        );
         let max_concurrent = self.max_concurrent.unwrap_or(1);
         if !(1..=MAX_CONCURRENT).contains(&max_concurrent) {
             errors.push(format!(
@@ -191,6 +210,7 @@ impl RawFleet {
                 .collect(),
             prefix: prefix.clone(),
             credentials,
+            tls,
             max_concurrent,
             budget,
             min_gap,

@@ -1,6 +1,8 @@
 //! The etcd coordinator. Keys under the fleet's prefix: `slots/<n>` (a fault in flight
 //! or in effect, tied to its node's lease), `budget` (the fleet's recent admissions, as
-//! milliseconds since the epoch), `switch` (the fleet's pause, while it stands).
+//! milliseconds since the epoch), `switch` (the fleet's pause, while it stands),
+//! `members/<node>` (what each node says of itself), `admissions/` (the recent
+//! admissions, for `history --fleet`: see `history`).
 //!
 //! Everything runs on one thread of its own (`fleet`) with its own single-threaded
 //! runtime: the lease's renewal every TTL/3, the switch's watch, and the admissions the
@@ -17,7 +19,7 @@ use tokio::sync::watch;
 use super::{
     config::FleetConfig,
     gateway::{Compare, Gateway, Op, CALL_TIMEOUT},
-    shared::{switch_of, unreachable, Lease, Shared},
+    shared::{unreachable, Lease, Shared},
     Admission, Coordinator, FleetState, Refused,
 };
 use crate::support::lock::lock;
@@ -41,7 +43,7 @@ impl Etcd {
     /// while the fleet is paused starts paused.
     /// Its lines go to `log`.
     pub fn start(config: &FleetConfig, node: &str, log: fn(String)) -> anyhow::Result<Arc<Self>> {
-        let gateway = Gateway::new(config.endpoints.clone(), config.credentials.clone())?;
+        let gateway = Gateway::new(config)?;
         let (state, _) = watch::channel(FleetState {
             cut_off: Some("the coordinator has not answered yet".to_owned()),
             switch: None,
@@ -53,6 +55,7 @@ impl Etcd {
             log,
             lease: Mutex::new(Lease::default()),
             state,
+            seen: Mutex::new(None),
         });
         let (handle_tx, handle_rx) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel::<()>();
@@ -308,24 +311,26 @@ async fn keep_lease(shared: Arc<Shared>) {
     }
 }
 
-/// Reads the switch and watches it, again after each failure. `first` is told once the
-/// switch has been read (or could not be).
+/// Reads the fleet's keys (but the admissions) and watches them, again after each
+/// failure: the switch follows, and admissions decide on what was seen. `first` is told
+/// once the switch has been read (or could not be).
 async fn watch_switch(shared: Arc<Shared>, first: mpsc::Sender<()>) {
-    let key = shared.key("switch");
+    let (from, to) = super::history::state_range(&shared.config);
     let mut first = Some(first);
     loop {
-        match shared.gateway.range_prefix(&key).await {
+        match super::history::state(&shared.gateway, &shared.config).await {
             Ok((kvs, revision)) => {
-                shared.set_switch(switch_of(kvs.iter().find(|kv| kv.key == key)));
+                shared.see_all(Some(kvs));
                 first.take();
                 let watched = shared
                     .gateway
-                    .watch(&key, revision + 1, |kv| {
-                        shared.set_switch(switch_of(kv.as_ref()));
+                    .watch((&from, &to), revision + 1, |deleted, kv| {
+                        shared.see(deleted, kv);
                     })
                     .await;
+                shared.see_all(None);
                 if let Err(e) = watched {
-                    shared.log(format!("watching the switch: {e}; watching again"));
+                    shared.log(format!("watching the fleet: {e}; watching again"));
                 }
             }
             Err(_) => {

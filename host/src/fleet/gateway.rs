@@ -14,7 +14,7 @@ use std::{
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use serde_json::{json, Value};
 
-use super::config::Credentials;
+use super::config::{Credentials, FleetConfig};
 use crate::support::lock::lock;
 
 /// How long one call may take (a watch: to connect).
@@ -46,6 +46,8 @@ pub enum Op {
     Put(String, Vec<u8>, i64),
     /// Deletes the key.
     Delete(String),
+    /// Deletes every key from the first to the second (excluded).
+    DeleteRange(String, String),
 }
 
 /// One etcd cluster, reached through whichever endpoint answers.
@@ -60,25 +62,28 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway to `endpoints`, signing in with `credentials` when given.
-    pub fn new(endpoints: Vec<String>, credentials: Option<Credentials>) -> anyhow::Result<Self> {
-        let build = |timeout: Option<Duration>| {
-            let builder = reqwest::Client::builder()
+    /// A gateway to the etcd of `config`: its endpoints, signing in with its
+    /// credentials, over https with its certificates when given.
+    pub fn new(config: &FleetConfig) -> anyhow::Result<Self> {
+        let build = |timeout: Option<Duration>| -> anyhow::Result<reqwest::Client> {
+            let mut builder = reqwest::Client::builder()
                 .connect_timeout(CALL_TIMEOUT)
                 .tcp_nodelay(true)
                 .no_proxy();
-            match timeout {
-                Some(t) => builder.timeout(t),
-                None => builder,
+            if let Some(t) = timeout {
+                builder = builder.timeout(t);
             }
-            .build()
+            if let Some(tls) = &config.tls {
+                builder = tls.apply(builder)?;
+            }
+            Ok(builder.build()?)
         };
         Ok(Self {
             client: build(Some(CALL_TIMEOUT))?,
             watcher: build(None)?,
-            endpoints,
+            endpoints: config.endpoints.clone(),
             current: AtomicUsize::new(0),
-            credentials,
+            credentials: config.credentials.clone(),
             token: Mutex::new(None),
         })
     }
@@ -178,10 +183,15 @@ impl Gateway {
 
     /// Every key under `prefix`, and the revision they were read at.
     pub async fn range_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, i64), String> {
+        self.range(prefix.as_bytes(), &prefix_end(prefix)).await
+    }
+
+    /// Every key from `from` to `to` (excluded), and the revision they were read at.
+    pub async fn range(&self, from: &[u8], to: &[u8]) -> Result<(Vec<Kv>, i64), String> {
         let answer = self
             .call(
                 "/v3/kv/range",
-                json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
+                json!({"key": b64(from), "range_end": b64(to)}),
             )
             .await?;
         let kvs = answer["kvs"]
@@ -193,6 +203,19 @@ impl Gateway {
 
     /// Runs `ops` if every comparison holds: whether they held, and the revision after.
     pub async fn txn(&self, compare: &[Compare], ops: &[Op]) -> Result<(bool, i64), String> {
+        let (held, revision, _) = self.txn_else_range(compare, ops, None).await?;
+        Ok((held, revision))
+    }
+
+    /// [`Gateway::txn`], reading the keys from `range.0` to `range.1` (excluded) in the
+    /// same round trip when a comparison fails: whether they held, the revision after,
+    /// and the keys read (none when they held).
+    pub async fn txn_else_range(
+        &self,
+        compare: &[Compare],
+        ops: &[Op],
+        range: Option<(&[u8], &[u8])>,
+    ) -> Result<(bool, i64, Vec<Kv>), String> {
         let compare: Vec<Value> = compare
             .iter()
             .map(|c| match c {
@@ -205,18 +228,29 @@ impl Gateway {
             .map(|op| match op {
                 Op::Put(key, value, lease) => json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}}),
                 Op::Delete(key) => json!({"request_delete_range": {"key": b64(key.as_bytes())}}),
+                Op::DeleteRange(from, to) => json!({"request_delete_range": {"key": b64(from.as_bytes()), "range_end": b64(to.as_bytes())}}),
             })
+            .collect();
+        let failure: Vec<Value> = range
+            .map(|(from, to)| json!({"request_range": {"key": b64(from), "range_end": b64(to)}}))
+            .into_iter()
             .collect();
         let answer = self
             .call(
                 "/v3/kv/txn",
-                json!({"compare": compare, "success": success}),
+                json!({"compare": compare, "success": success, "failure": failure}),
             )
             .await?;
-        Ok((
-            answer["succeeded"].as_bool().unwrap_or(false),
-            number(&answer["header"]["revision"]),
-        ))
+        let held = answer["succeeded"].as_bool().unwrap_or(false);
+        let kvs = if held {
+            Vec::new()
+        } else {
+            answer["responses"][0]["response_range"]["kvs"]
+                .as_array()
+                .map(|all| all.iter().filter_map(kv).collect())
+                .unwrap_or_default()
+        };
+        Ok((held, number(&answer["header"]["revision"]), kvs))
     }
 
     /// A new lease of `ttl`: its id.
@@ -273,15 +307,16 @@ impl Gateway {
             .unwrap_or_default())
     }
 
-    /// Watches `key` from revision `from`: each change as it comes, until the stream
-    /// ends or fails (the caller reads again and watches anew).
+    /// Watches the keys from `range.0` to `range.1` (excluded) from revision `from`:
+    /// each change as it comes (whether the key was deleted, and the key), until the
+    /// stream ends or fails (the caller reads again and watches anew).
     pub async fn watch(
         &self,
-        key: &str,
+        range: (&[u8], &[u8]),
         from: i64,
-        mut changed: impl FnMut(Option<Kv>),
+        mut changed: impl FnMut(bool, Kv),
     ) -> Result<(), String> {
-        let body = json!({"create_request": {"key": b64(key.as_bytes()), "start_revision": from.to_string()}});
+        let body = json!({"create_request": {"key": b64(range.0), "range_end": b64(range.1), "start_revision": from.to_string()}});
         let mut response = self.send(&self.watcher, "/v3/watch", &body).await?;
         if !response.status().is_success() {
             return Err(format!("etcd answered {} to a watch", response.status()));
@@ -306,10 +341,8 @@ impl Gateway {
                     ));
                 }
                 for event in result["events"].as_array().into_iter().flatten() {
-                    if event["type"].as_str() == Some("DELETE") {
-                        changed(None);
-                    } else {
-                        changed(kv(&event["kv"]));
+                    if let Some(kv) = kv(&event["kv"]) {
+                        changed(event["type"].as_str() == Some("DELETE"), kv);
                     }
                 }
             }
@@ -336,7 +369,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// The end of the range of every key starting with `prefix` (the prefix with its last
 /// byte plus one).
-fn prefix_end(prefix: &str) -> Vec<u8> {
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

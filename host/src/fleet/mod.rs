@@ -13,7 +13,9 @@ mod admission;
 pub mod config;
 pub mod etcd;
 mod gateway;
+pub mod history;
 mod shared;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! state told to the daemon), and what they all say the same way.
 
 use std::{
+    collections::BTreeMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -23,6 +24,10 @@ pub(super) struct Shared {
     pub(super) log: fn(String),
     pub(super) lease: Mutex<Lease>,
     pub(super) state: watch::Sender<FleetState>,
+    /// The fleet's keys as the watch last told them (but the admissions), while it
+    /// runs: an admission decides on them and sends its one transaction at once; a
+    /// stale copy only loses the transaction, which reads them afresh.
+    pub(super) seen: Mutex<Option<BTreeMap<String, Kv>>>,
 }
 
 #[derive(Default)]
@@ -52,6 +57,15 @@ impl Shared {
 
     pub(super) fn key(&self, name: &str) -> String {
         format!("{}/{name}", self.config.prefix)
+    }
+
+    /// The slot this node tries first: its name's hash (FNV-1a), so that nodes asking
+    /// at once spread over the slots.
+    pub(super) fn first_slot(&self) -> u32 {
+        let hash = self.node.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % u64::from(self.config.max_concurrent.max(1))) as u32
     }
 
     pub(super) fn slot_key(&self, slot: u32) -> String {
@@ -89,6 +103,37 @@ impl Shared {
             state.cut_off = why;
             changed
         });
+    }
+
+    /// The fleet's keys as last seen, if the watch runs.
+    pub(super) fn seen(&self) -> Option<Vec<Kv>> {
+        lock(&self.seen)
+            .as_ref()
+            .map(|kvs| kvs.values().cloned().collect())
+    }
+
+    /// Starts the copy of the fleet's keys over from `kvs` (`None`: no copy, the watch
+    /// is down); the switch follows.
+    pub(super) fn see_all(&self, kvs: Option<Vec<Kv>>) {
+        let switch_key = self.key("switch");
+        if let Some(kvs) = &kvs {
+            self.set_switch(switch_of(kvs.iter().find(|kv| kv.key == switch_key)));
+        }
+        *lock(&self.seen) = kvs.map(|kvs| kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect());
+    }
+
+    /// One change the watch told; the switch follows.
+    pub(super) fn see(&self, deleted: bool, kv: Kv) {
+        if kv.key == self.key("switch") {
+            self.set_switch(if deleted { None } else { switch_of(Some(&kv)) });
+        }
+        if let Some(seen) = lock(&self.seen).as_mut() {
+            if deleted {
+                seen.remove(&kv.key);
+            } else {
+                seen.insert(kv.key.clone(), kv);
+            }
+        }
     }
 
     pub(super) fn set_switch(&self, switch: Option<Switch>) {

@@ -136,6 +136,10 @@ fn write(text: &str) {
 /// waited for.
 const QUEUE_BYTES: usize = 256 * 1024;
 
+/// How long the writer stays awake after a write before it waits for the next line:
+/// the most a line waits in the queue while lines keep coming.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// The lines waiting for the writer thread.
 struct Queue {
     waiting: Mutex<Waiting>,
@@ -222,9 +226,15 @@ impl Queue {
             let mut waiting = crate::support::lock::lock(&self.waiting);
             waiting.writing = false;
             let flushing = waiting.flushing > 0;
+            let more = !waiting.text.is_empty();
             drop(waiting);
             if flushing {
                 self.written.notify_all();
+            } else if !more {
+                // Lines come in bursts (two a fault, a fault after another under load):
+                // lingering a moment lets the next ones gather, where waiting for them
+                // would be woken for every line. Idle, the writer then waits for good.
+                std::thread::sleep(LINGER);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The original Nightmare Monkey's log lines, byte for byte in format: Go's default `log`
 //! prefix (`2017/12/14 16:32:41 `) and `(Dryrun) Kill: sshd(PID:23183 PPID:1) - by monkey`.
 
-use chrono::{DateTime, TimeZone};
+use chrono::{DateTime, Datelike, TimeZone, Timelike};
 
 use crate::{
     domain::injection::{who, Injection},
@@ -13,7 +13,18 @@ pub fn timestamp<Tz: TimeZone>(at: &DateTime<Tz>) -> String
 where
     Tz::Offset: std::fmt::Display,
 {
-    at.format("%Y/%m/%d %H:%M:%S").to_string()
+    // Fields, not a `strftime` pattern: the pattern is parsed anew at every call, and
+    // this runs twice for every fault.
+    let at = at.naive_local();
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 /// The original's fault line (without the timestamp).

@@ -52,6 +52,7 @@ pub struct Metrics {
     recoveries: Family<RecoveryLabels, Counter>,
     halts: Counter,
     log_lines_dropped: Counter,
+    admissions: Histogram,
 }
 
 /// How a fault's recovery ended.
@@ -64,6 +65,11 @@ struct RecoveryLabels {
 /// The buckets of the times to detect and recover, seconds: a second to an hour.
 const DRILL_BUCKETS: [f64; 10] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// The buckets of a fleet admission, seconds: half a millisecond to its deadline.
+const ADMISSION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 2.5,
 ];
 
 /// Why a request was refused, as the `reason` label says it.
@@ -187,6 +193,12 @@ impl Metrics {
             "Log lines dropped because stderr was not read (its queue was full): the daemon never waits for its log",
             log_lines_dropped.clone(),
         );
+        let admissions = Histogram::new(ADMISSION_BUCKETS);
+        registry.register(
+            "fleet_admission_seconds",
+            "Time to ask the fleet's coordinator for an admission (admitted or refused), in a fleet drill",
+            admissions.clone(),
+        );
         registry.register(
             "build",
             "The version and git revision of this daemon",
@@ -228,7 +240,13 @@ impl Metrics {
             recoveries,
             halts,
             log_lines_dropped,
+            admissions,
         }
+    }
+
+    /// The fleet's coordinator answered an admission after `took`.
+    pub fn admission(&self, took: std::time::Duration) {
+        self.admissions.observe(took.as_secs_f64());
     }
 
     /// A log line was dropped: stderr was not read and its queue was full.

@@ -90,7 +90,13 @@ impl Checkpoint {
             self.ino = meta.ino();
             self.offset = 0;
         }
-        let (end, more) = journal::each_from(journal, self.offset, |record| self.apply(record))?;
+        let (end, more) = journal::each_line_from(journal, self.offset, |line| {
+            if !self.may_change(line) {
+                return Ok(());
+            }
+            self.apply(serde_json::from_str(line)?);
+            Ok(())
+        })?;
         problems.extend(more);
         self.offset = end;
         self.mark = mark(journal, end)?;
@@ -167,6 +173,34 @@ impl Checkpoint {
             | Record::NotRecovered(_)
             | Record::Refused(_)
             | Record::Halted(_) => {}
+        }
+    }
+
+    /// Whether the record on `line` may change what is open, by the few fields that say
+    /// so: a dry run's intent, what follows a fault, and any record of a fault no longer
+    /// open leave it as it is (most lines of a busy journal), and are not read whole.
+    fn may_change(&self, line: &str) -> bool {
+        #[derive(Deserialize)]
+        struct Peek<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(default, borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+            #[serde(default)]
+            dry_run: Option<bool>,
+        }
+        let Ok(peek) = serde_json::from_str::<Peek>(line) else {
+            // Read whole, to say what is wrong with it.
+            return true;
+        };
+        let open = |id: &Option<std::borrow::Cow<str>>| {
+            id.as_deref().is_some_and(|id| self.open.contains_key(id))
+        };
+        match &*peek.kind {
+            "intent" => peek.dry_run != Some(true),
+            "outcome" | "prepared" | "revert" => open(&peek.id),
+            "detected" | "recovered" | "not-recovered" | "refused" | "halted" => false,
+            _ => true,
         }
     }
 
@@ -361,6 +395,51 @@ mod tests {
         journal.append(&revert("4", "reverted"), false).unwrap();
         next.catch_up(&path).unwrap();
         assert_eq!(ids(&next), ["5"]);
+    }
+
+    /// Only records that may change what is open are read whole; the rest are skipped by
+    /// their type, dry run and id, and a line that cannot be peeked at is read whole (to
+    /// say what is wrong with it).
+    #[test]
+    fn only_records_that_may_change_what_is_open_are_read_whole() {
+        let now = Utc::now();
+        let mut checkpoint = Checkpoint::default();
+        let line = |r: Record| serde_json::to_string(&r).unwrap();
+        assert!(checkpoint.may_change(&line(intent("a\"1", now, false))));
+        assert!(!checkpoint.may_change(&line(intent("a\"1", now, true))));
+        checkpoint.apply(intent("a\"1", now, false));
+        for (open, closed) in [
+            (
+                outcome("a\"1", "paused", true),
+                outcome("b", "paused", true),
+            ),
+            (
+                outcome("a\"1", "killed", false),
+                outcome("b", "killed", false),
+            ),
+            (revert("a\"1", "reverted"), revert("b", "reverted")),
+        ] {
+            assert!(checkpoint.may_change(&line(open)));
+            assert!(!checkpoint.may_change(&line(closed)));
+        }
+        let prepared = |id: &str| {
+            format!(r#"{{"type":"prepared","id":"{id}","at":"2026-12-06T00:00:00Z","revert":1}}"#)
+        };
+        assert!(checkpoint.may_change(&prepared("a\\\"1")));
+        assert!(!checkpoint.may_change(&prepared("b")));
+        for kind in [
+            "detected",
+            "recovered",
+            "not-recovered",
+            "refused",
+            "halted",
+        ] {
+            let text = format!(r#"{{"type":"{kind}","id":"a\"1"}}"#);
+            assert!(!checkpoint.may_change(&text), "{kind}");
+        }
+        assert!(checkpoint.may_change(r#"{"type":"something-new","id":"b"}"#));
+        assert!(checkpoint.may_change("{not json"));
+        assert!(checkpoint.may_change(r#"{"id":"b"}"#));
     }
 
     fn ids(c: &Checkpoint) -> Vec<String> {

@@ -30,7 +30,9 @@ pub(crate) use file::check_path;
 pub use file::Journal;
 #[cfg(test)]
 pub(crate) use reading::{each, lines_backwards, read};
-pub(crate) use reading::{each_from, each_with_archives, lines_backwards_with_archives, Position};
+pub(crate) use reading::{
+    each_from, each_line_from, each_with_archives, lines_backwards_with_archives, Position,
+};
 
 pub(crate) use crate::domain::drill::{
     DetectedRecord, HaltedRecord, NotRecoveredRecord, RecoveredRecord, RefusedRecord,

@@ -1,10 +1,11 @@
-//! A real etcd for one test: one member on free loopback ports, its data in a directory
-//! of its own, killed by its exact PID and removed when dropped.
+//! A real etcd for one test: one member (or a cluster) on free loopback ports, its data
+//! on a tmpfs of its own, killed by its exact PID and removed when dropped.
 
 use std::{process::Child, time::Instant};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 
+use super::pki::Pki;
 use crate::util::{http, TestDir, DEADLINE};
 
 pub struct Etcd {
@@ -29,6 +30,20 @@ impl Etcd {
 
     /// Starts a cluster of `size` members on loopback and waits until each answers.
     pub fn cluster(name: &str, size: usize) -> Vec<Etcd> {
+        Self::launch(name, size, None)
+    }
+
+    /// Starts a one-member etcd serving its clients over https only, asking each for a
+    /// client certificate signed by `pki`'s CA; waits until it listens.
+    pub fn start_tls(name: &str, pki: &Pki) -> Etcd {
+        Self::launch(name, 1, Some(pki)).pop().unwrap()
+    }
+
+    /// Starts `size` members, each with its data on a tmpfs of its own (a mount
+    /// namespace of its own, gone with it): no fsync of a busy disk can stall it past
+    /// the daemons' admission deadline.
+    fn launch(name: &str, size: usize, tls: Option<&Pki>) -> Vec<Etcd> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
@@ -40,20 +55,34 @@ impl Etcd {
             .enumerate()
             .map(|(i, &(port, peer))| {
                 let dir = TestDir::new(&format!("etcd-{name}-{i}"));
-                let client = format!("http://127.0.0.1:{port}");
+                let data = dir.join("data");
+                std::fs::create_dir_all(&data).unwrap();
+                let client = format!("{scheme}://127.0.0.1:{port}");
                 let peer_url = format!("http://127.0.0.1:{peer}");
-                let child = std::process::Command::new("etcd")
+                let mut command = std::process::Command::new("unshare");
+                command
+                    .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+                    .arg(r#"mount -t tmpfs -o size=256m tmpfs "$0" && exec etcd "$@""#)
+                    .arg(&data)
                     .args(["--name", &format!("m{i}"), "--data-dir"])
-                    .arg(dir.join("data"))
+                    .arg(&data)
                     .args(["--listen-client-urls", &client])
                     .args(["--advertise-client-urls", &client])
                     .args(["--listen-peer-urls", &peer_url])
                     .args(["--initial-advertise-peer-urls", &peer_url])
-                    .args(["--initial-cluster", &initial.join(",")])
+                    .args(["--initial-cluster", &initial.join(",")]);
+                if let Some(pki) = tls {
+                    command
+                        .args(["--cert-file", &pki.path("server.pem")])
+                        .args(["--key-file", &pki.path("server.key")])
+                        .args(["--trusted-ca-file", &pki.path("ca.pem")])
+                        .arg("--client-cert-auth");
+                }
+                let child = command
                     .stdout(std::process::Stdio::null())
                     .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
                     .spawn()
-                    .expect("etcd runs (install etcd-server)");
+                    .expect("etcd runs (install etcd-server and util-linux)");
                 Etcd {
                     child: Some(child),
                     dir,
@@ -64,7 +93,7 @@ impl Etcd {
         let until = Instant::now() + DEADLINE;
         for etcd in &members {
             while std::net::TcpStream::connect(("127.0.0.1", etcd.port)).is_err()
-                || etcd.try_call("/v3/kv/range", r#"{"key":"AA=="}"#).is_none()
+                || (tls.is_none() && etcd.try_call("/v3/kv/range", r#"{"key":"AA=="}"#).is_none())
             {
                 assert!(Instant::now() < until, "etcd did not start: {}", etcd.log());
                 std::thread::sleep(std::time::Duration::from_millis(50));
@@ -90,7 +119,7 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
     }
 

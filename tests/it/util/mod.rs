@@ -82,7 +82,9 @@ fn remove_left_behind() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = ["nm-it-libs-", "nm-it-state-"]
+        // The README's prepared tree links the binary and every plugin: left behind, each
+        // keeps about 500 MB of old builds alive.
+        let pid = ["nm-it-libs-", "nm-it-state-", "nm-it-readme-"]
             .iter()
             .find_map(|prefix| name.strip_prefix(prefix))
             .and_then(|pid| pid.parse::<u32>().ok());

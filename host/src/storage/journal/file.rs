@@ -137,8 +137,7 @@ impl Journal {
             Some(held) => locked_again(&self.path, held)?,
             None => Locked::open(&self.path)?,
         };
-        let file = &held.0.file;
-        let len = file.metadata()?.len();
+        let (file, len) = (&held.0.file, held.1);
         if len > 0 && len != held.0.end {
             let mut last = [0u8; 1];
             file.read_exact_at(&mut last, len - 1)?;
@@ -230,9 +229,10 @@ impl Journal {
     }
 }
 
-/// The journal file with its lock (`flock`, exclusive), the one every writer takes;
-/// given up by `unlock` (the file stays open) or when the file is dropped and closed.
-struct Locked(Held);
+/// The journal file with its lock (`flock`, exclusive), the one every writer takes,
+/// and its length once locked; given up by `unlock` (the file stays open) or when the
+/// file is dropped and closed.
+struct Locked(Held, u64);
 
 impl Locked {
     /// Opens the journal at `path` for appending and takes its lock. A journal rotated
@@ -265,13 +265,13 @@ impl Locked {
     }
 
     /// Takes the lock of `held` and checks that `path` still names it afterwards: `None`
-    /// if the path was renamed, removed or replaced meanwhile.
+    /// if the path was renamed, removed or replaced meanwhile. What the path's metadata
+    /// says then is the locked file's: its length is read there, not asked again.
     fn lock(path: &Path, held: Held) -> io::Result<Option<Locked>> {
         use std::os::unix::fs::MetadataExt as _;
         rustix::fs::flock(&held.file, rustix::fs::FlockOperation::LockExclusive)?;
-        let locked = Locked(held);
         match fs::metadata(path) {
-            Ok(now) if (now.dev(), now.ino()) == locked.0.id => Ok(Some(locked)),
+            Ok(now) if (now.dev(), now.ino()) == held.id => Ok(Some(Locked(held, now.len()))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

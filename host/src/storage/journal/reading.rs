@@ -37,6 +37,19 @@ pub(crate) fn each_from(
     offset: u64,
     mut take: impl FnMut(Record),
 ) -> io::Result<(u64, Vec<String>)> {
+    each_line_from(path, offset, |line| {
+        take(serde_json::from_str(line)?);
+        Ok(())
+    })
+}
+
+/// The same with each line's text (trimmed, never blank) handed to `take`, which reads
+/// what it needs of it: an error it returns makes the line unreadable.
+pub(crate) fn each_line_from(
+    path: &Path,
+    offset: u64,
+    mut take: impl FnMut(&str) -> Result<(), serde_json::Error>,
+) -> io::Result<(u64, Vec<String>)> {
     let mut file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, Vec::new())),
@@ -62,8 +75,8 @@ pub(crate) fn each_from(
         if text.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(text.trim_end()) {
-            Ok(record) => take(record),
+        match take(text.trim_end()) {
+            Ok(()) => {}
             Err(_) if !complete => problems.push(format!(
                 "{}: line {number} is torn (the daemon stopped while writing it); ignored",
                 path.display()

@@ -86,12 +86,25 @@ pub const MAX_CMDLINE: usize = 16 * 1024;
 /// The command line, arguments joined by spaces (empty for kernel threads and zombies),
 /// its first [`MAX_CMDLINE`] bytes.
 pub fn cmdline(pid: u32) -> String {
-    let mut buf = vec![0u8; 4096];
     let Ok(mut file) = File::open(format!("/proc/{pid}/cmdline")) else {
         return String::new();
     };
+    // Most command lines fit a page: read into the stack, and only a longer one goes
+    // to the heap (a page on the heap, asked for at every pick, made `malloc` tidy up
+    // its free lists every time).
+    let mut page = [0u8; 4096];
     let mut len = 0;
-    // Command lines may be longer than a page: read on, up to the bound.
+    while len < page.len() {
+        match file.read(&mut page[len..]) {
+            Ok(0) | Err(_) => return args(&page[..len]),
+            // The kernel fills a read as far as the arguments go (pidfds, which we need,
+            // came after it learned to): a short one is the end.
+            Ok(n) if n < page.len() - len => return args(&page[..len + n]),
+            Ok(n) => len += n,
+        }
+    }
+    // Longer than a page: read on, up to the bound.
+    let mut buf = page.to_vec();
     loop {
         if len == buf.len() {
             if len >= MAX_CMDLINE {
@@ -104,7 +117,12 @@ pub fn cmdline(pid: u32) -> String {
             Ok(n) => len += n,
         }
     }
-    let args = buf[..len].strip_suffix(b"\0").unwrap_or(&buf[..len]);
+    args(&buf[..len])
+}
+
+/// The arguments of a `cmdline` file's bytes, joined by spaces.
+fn args(bytes: &[u8]) -> String {
+    let args = bytes.strip_suffix(b"\0").unwrap_or(bytes);
     String::from_utf8_lossy(args).replace('\0', " ")
 }
 
@@ -183,6 +201,41 @@ mod tests {
         );
         assert_eq!(parse_stat(b"12 (cut short) S 1 2"), None);
         assert_eq!(parse_stat(b""), None);
+    }
+
+    /// A child of this test whose command line is `sh -c "read line" x ARG` (it ends when
+    /// its stdin closes).
+    fn child_with_argument(arg: &str) -> std::process::Child {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "read line", "x", arg])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Exec'd once its command line names its argument (until then it is ours).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cmdline(child.id()).ends_with(&arg[arg.len().saturating_sub(8)..]) {
+            assert!(Instant::now() < deadline, "sh never started");
+            std::thread::yield_now();
+        }
+        child
+    }
+
+    #[test]
+    fn command_lines_longer_than_a_page_are_read_up_to_the_bound() {
+        for (len, expected) in [(100, 100), (4096, 4096), (10_000, 10_000), (40_000, 0)] {
+            let arg = "a".repeat(len);
+            let mut child = child_with_argument(&arg);
+            let line = cmdline(child.id());
+            let head = "sh -c read line x ";
+            if expected == 0 {
+                assert_eq!(line.len(), MAX_CMDLINE, "cut at the bound");
+                assert!(line.starts_with(head));
+            } else {
+                assert_eq!(line, format!("{head}{arg}"));
+            }
+            drop(child.stdin.take());
+            child.wait().unwrap();
+        }
     }
 
     #[test]

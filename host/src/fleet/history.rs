@@ -1,0 +1,136 @@
+//! The fleet's admissions, readable afterwards (`history --fleet`): each admission also
+//! writes `<prefix>/admissions/<ms>-<node>-<slot>` (who got which fault when) in its own
+//! transaction, which also deletes those older than [`keep`]: no lease, no extra round
+//! trip, and never more than that period's admissions kept.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    config::FleetConfig,
+    gateway::{prefix_end, Gateway, Kv, Op},
+};
+
+/// The least time an admission is kept, even with a shorter fleet budget or none.
+pub const KEEP_AT_LEAST: Duration = Duration::from_secs(24 * 3600);
+
+/// One admission as kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admitted {
+    /// When (the admitting node's clock, RFC 3339 to the millisecond).
+    pub at: String,
+    pub node: String,
+    pub fault: String,
+    pub slot: u32,
+    /// The fencing token (the revision it was admitted at); from etcd, not stored.
+    #[serde(default)]
+    pub revision: i64,
+}
+
+/// How long admissions are kept: the fleet budget's period, the gap, or a day, whichever
+/// is the longest.
+pub fn keep(config: &FleetConfig) -> Duration {
+    let per = config.budget.map_or(Duration::ZERO, |(_, per)| per);
+    per.max(config.min_gap.unwrap_or_default())
+        .max(KEEP_AT_LEAST)
+}
+
+/// Where they are kept: `<prefix>/admissions/`.
+fn dir(config: &FleetConfig) -> String {
+    format!("{}/admissions/", config.prefix)
+}
+
+/// The operations that keep an admission of `fault` by `node` in `slot` at `now` (ms
+/// since the epoch), and forget those past [`keep`]. The key sorts by time (16 digits).
+pub(super) fn ops(config: &FleetConfig, node: &str, fault: &str, slot: u32, now: i64) -> [Op; 2] {
+    let dir = dir(config);
+    let at = chrono::DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let admitted = Admitted {
+        at,
+        node: node.to_owned(),
+        fault: fault.to_owned(),
+        slot,
+        revision: 0,
+    };
+    let keep = i64::try_from(keep(config).as_millis()).unwrap_or(i64::MAX);
+    let oldest = now.saturating_sub(keep).max(0);
+    [
+        Op::Put(
+            format!("{dir}{now:016}-{node}-{slot}"),
+            serde_json::to_vec(&admitted).unwrap_or_default(),
+            0,
+        ),
+        Op::DeleteRange(dir.clone(), format!("{dir}{oldest:016}")),
+    ]
+}
+
+/// Every key under the prefix but the admissions, which are history, as many as the
+/// period holds: `admissions/` sorts first among the keys, so the range starts past it.
+pub(super) async fn state(
+    gateway: &Gateway,
+    config: &FleetConfig,
+) -> Result<(Vec<Kv>, i64), String> {
+    let (from, to) = state_range(config);
+    gateway.range(&from, &to).await
+}
+
+/// The range [`state`] reads: from past the admissions to the end of the prefix.
+pub(super) fn state_range(config: &FleetConfig) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("{}/admissions0", config.prefix).into_bytes(),
+        prefix_end(&format!("{}/", config.prefix)),
+    )
+}
+
+/// The admissions kept, oldest first.
+pub(super) async fn read(gateway: &Gateway, config: &FleetConfig) -> Result<Vec<Admitted>, String> {
+    let (kvs, _) = gateway.range_prefix(&dir(config)).await?;
+    let mut all: Vec<Admitted> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let admitted: Admitted = serde_json::from_slice(&kv.value).ok()?;
+            Some(Admitted {
+                revision: kv.create_revision,
+                ..admitted
+            })
+        })
+        .collect();
+    all.sort_by_key(|a| a.revision);
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admission_is_kept_under_a_key_sorted_by_time_and_the_old_ones_go() {
+        let config = FleetConfig {
+            endpoints: vec![],
+            prefix: "/nm".into(),
+            credentials: None,
+            tls: None,
+            max_concurrent: 1,
+            budget: Some((3, Duration::from_secs(7 * 24 * 3600))),
+            min_gap: None,
+            lease_ttl: Duration::from_secs(10),
+        };
+        assert_eq!(keep(&config), Duration::from_secs(7 * 24 * 3600));
+        let now = 1_000_000_000_000 * 2;
+        let [Op::Put(key, value, 0), Op::DeleteRange(from, to)] =
+            ops(&config, "web-1", "pause", 0, now)
+        else {
+            panic!("a put and a delete")
+        };
+        assert_eq!(key, "/nm/admissions/0002000000000000-web-1-0");
+        let value: Admitted = serde_json::from_slice(&value).unwrap();
+        assert_eq!(value.at, "2033-05-18T03:33:20.000Z");
+        assert_eq!(
+            (from.as_str(), to.as_str()),
+            ("/nm/admissions/", "/nm/admissions/0001999395200000")
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! A fleet drill's admissions, readable afterwards from etcd: `history --fleet` says
+//! which node got which fault when, with the fencing token each node journaled.
+
+use super::{config, etcd::Etcd, journal, kill, until};
+use crate::util::{monkey, Daemon, Sleeper, TestDir, DEADLINE};
+
+#[test]
+fn history_fleet_lists_which_node_got_which_fault_when() {
+    let etcd = Etcd::start("admissions");
+    let _sleeper = Sleeper::start();
+    // An admission from long ago: the next admission forgets it.
+    etcd.put(
+        "/nm/adm/admissions/0000000000000001-old-0",
+        r#"{"at":"1970-01-01T00:00:00.001Z","node":"old","fault":"x","slot":0}"#,
+    );
+    let dirs = [TestDir::new("fleet-adm-a"), TestDir::new("fleet-adm-b")];
+    let fleet = r#"max_concurrent: 2, budget: (max: 5, per: "2d")"#;
+    let cfgs: Vec<String> = dirs
+        .iter()
+        .map(|dir| config(dir, &etcd, "/nm/adm", fleet))
+        .collect();
+    let mut daemons: Vec<Daemon> = cfgs
+        .iter()
+        .zip(["a", "b"])
+        .map(|(cfg, node)| Daemon::start(&["--config", cfg, "--node", node]))
+        .collect();
+    let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    for port in [ports[0], ports[1], ports[0]] {
+        let answer = kill(port);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        // Given back in the background, after the dry run.
+        until(DEADLINE, "the slot is given back", || {
+            etcd.get_prefix("/nm/adm/slots/").is_empty()
+        });
+    }
+    // Its fencing token and its slot, as the node journaled them.
+    let token = |dir: &TestDir, nth: usize| {
+        journal(dir)
+            .into_iter()
+            .filter(|r| r["type"] == "intent")
+            .nth(nth)
+            .map(|r| {
+                let fleet = &r["fleet"];
+                (
+                    fleet["revision"].as_i64().unwrap(),
+                    fleet["slot"].as_i64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    let expected = [
+        ("a", token(&dirs[0], 0)),
+        ("b", token(&dirs[1], 0)),
+        ("a", token(&dirs[0], 1)),
+    ];
+
+    let run = monkey(&["history", "--fleet", "--config", &cfgs[1]]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0], "fleet /nm/adm: 3 admission(s) (kept 2days)",
+        "{}",
+        run.stdout
+    );
+    for (line, (node, (revision, slot))) in lines[1..].iter().zip(expected) {
+        assert!(
+            line.ends_with(&format!(
+                "Z {node} process-kill (slot {slot}, revision {revision})"
+            )),
+            "{line}"
+        );
+    }
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+
+    let json = monkey(&["history", "--fleet", "--json", "--config", &cfgs[0]]);
+    let all: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let got: Vec<(String, i64)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["node"].as_str().unwrap().to_owned(),
+                a["revision"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64)> = expected
+        .iter()
+        .map(|(n, (r, _))| (n.to_string(), *r))
+        .collect();
+    assert_eq!(got, expected);
+    // --since cuts the list; --fleet wants the config that names the fleet.
+    let none = monkey(&[
+        "history",
+        "--fleet",
+        "--since",
+        "2099-01-01T00:00:00Z",
+        "--config",
+        &cfgs[0],
+    ]);
+    assert!(
+        none.stdout.starts_with("fleet /nm/adm: 0 admission(s)"),
+        "{}",
+        none.stdout
+    );
+    let usage = monkey(&["history", "--fleet"]);
+    assert_eq!(usage.code, Some(2), "{}", usage.stderr);
+    assert!(usage.stderr.contains("--config"), "{}", usage.stderr);
+}

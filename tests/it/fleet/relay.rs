@@ -1,0 +1,100 @@
+//! A TCP relay the test owns, between one daemon and one etcd member: threads copying
+//! bytes both ways. Cutting it closes its port and every connection through it, so
+//! that daemon alone loses etcd while the others go on.
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+};
+
+pub struct Relay {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    /// Relays a free loopback port to `upstream` (a loopback port).
+    pub fn start(upstream: u16) -> Relay {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let (on_thread, streams) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if on_thread.load(Ordering::SeqCst) {
+                    // The listener closes with this thread: connecting is refused.
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let mut all = streams.lock().unwrap();
+                if on_thread.load(Ordering::SeqCst) {
+                    // Cut meanwhile: nothing gets through.
+                    let _ = (
+                        client.shutdown(Shutdown::Both),
+                        server.shutdown(Shutdown::Both),
+                    );
+                    return;
+                }
+                for stream in [&client, &server] {
+                    if let Ok(copy) = stream.try_clone() {
+                        all.push(copy);
+                    }
+                }
+                drop(all);
+                copy_between(client, server);
+            }
+        });
+        Relay { port, cut, open }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through it and its port.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        // Wakes the accepting thread, which sees the cut and ends.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Copies bytes both ways until either side closes.
+fn copy_between(a: TcpStream, b: TcpStream) {
+    for (mut from, mut to) in [
+        (a.try_clone(), b.try_clone()),
+        (b.try_clone(), a.try_clone()),
+    ]
+    .into_iter()
+    .filter_map(|(from, to)| Some((from.ok()?, to.ok()?)))
+    {
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 16 * 1024];
+            while let Ok(n) = from.read(&mut buffer) {
+                if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+}
