@@ -86,6 +86,9 @@ pub struct Figures {
     pub pause: Vec<f64>,
     /// `resume --fleet` → every daemon playing.
     pub resume: Vec<f64>,
+    /// The daemons' own timing of their admissions over the one-at-a-time load
+    /// (`nightmare_monkey_fleet_admission_seconds`): mean, p50 and p99 bucket bounds, ms.
+    pub timed: Option<(f64, f64, f64)>,
     /// Admissions journaled and checked against etcd's history.
     pub admissions: usize,
     /// Of those, a slot taken while it was held (or not held by the admitted node).
@@ -206,7 +209,10 @@ pub fn measure(binary: &Path, scratch: &Path, plan: Plan) -> anyhow::Result<Figu
         figures
             .serial_alone
             .extend(load_serial(&alone, plan.requests)?);
+        let before = admission_histogram(&fleet)?;
         figures.serial.extend(load_serial(&fleet, plan.requests)?);
+        let after = admission_histogram(&fleet)?;
+        figures.timed = timed(&before, &after).or(figures.timed);
         figures.alone.extend(load(&alone, plan.requests)?.0);
         let (times, refused) = load(&fleet, plan.requests)?;
         figures.in_fleet.extend(times);
@@ -270,6 +276,67 @@ fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> 
         thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// The fleet's admission histogram summed over `nodes`: (bucket bound in s, cumulative
+/// count), the sum in s and the count, from each daemon's `GET /metrics`.
+type Histogram = (Vec<(f64, f64)>, f64, f64);
+
+fn admission_histogram(nodes: &[Node]) -> anyhow::Result<Histogram> {
+    const NAME: &str = "nightmare_monkey_fleet_admission_seconds";
+    let (mut buckets, mut sum, mut count): Histogram = (Vec::new(), 0.0, 0.0);
+    for node in nodes {
+        let (_, text) = client::request(node.port, "GET", "/metrics", "")?;
+        for line in text.lines() {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            if let Some(le) = key
+                .strip_prefix(&format!("{NAME}_bucket{{le=\""))
+                .and_then(|rest| rest.strip_suffix("\"}"))
+            {
+                let le: f64 = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse()?
+                };
+                match buckets.iter_mut().find(|(b, _)| *b == le) {
+                    Some((_, n)) => *n += value,
+                    None => buckets.push((le, value)),
+                }
+            } else if key == format!("{NAME}_sum") {
+                sum += value;
+            } else if key == format!("{NAME}_count") {
+                count += value;
+            }
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok((buckets, sum, count))
+}
+
+/// What the daemons timed between two readings: the mean, and the bucket bounds the
+/// p50 and p99 fall under, in ms (`None`: nothing timed, or no such metric).
+fn timed(before: &Histogram, after: &Histogram) -> Option<(f64, f64, f64)> {
+    let count = after.2 - before.2;
+    if count <= 0.0 {
+        return None;
+    }
+    let under = |q: f64| {
+        after
+            .0
+            .iter()
+            .map(|(le, n)| {
+                let was = before.0.iter().find(|(b, _)| b == le).map_or(0.0, |b| b.1);
+                (*le, n - was)
+            })
+            .find(|(_, n)| *n >= q * count)
+            .map_or(f64::NAN, |(le, _)| le * 1e3)
+    };
+    Some(((after.1 - before.1) / count * 1e3, under(0.5), under(0.99)))
 }
 
 /// Every node answers `requests` dry-run kills, the nodes in turn, one request at a time:
@@ -540,7 +607,7 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
         s.push('\n');
     }
     s += &format!(
-        "\nWhat the admission adds to a fault: {} ms at p50, {} ms at p99 one at a time; {} ms and {} ms with the 8 nodes at once ({} refused of {}{}). Double admissions: **{}** of {} admissions, each checked against etcd's history (at its revision its slot is held by its node; just before, the slot was free).\n\nTargets (issue 25): admission p99 ≤ 5 ms (what it adds, one at a time): {} ({} ms); the switch's propagation p99 ≤ 1 s: {} ({} ms); 0 double admissions: {}.\n",
+        "\nWhat the admission adds to a fault: {} ms at p50, {} ms at p99 one at a time; {} ms and {} ms with the 8 nodes at once ({} refused of {}{}).{} Double admissions: **{}** of {} admissions, each checked against etcd's history (at its revision its slot is held by its node; just before, the slot was free).\n\nTargets (issue 25): admission p99 ≤ 5 ms (what it adds, one at a time): {} ({} ms); the switch's propagation p99 ≤ 1 s: {} ({} ms); 0 double admissions: {}.\n",
         num(added.0),
         num(added.1),
         num(crowded.0),
@@ -548,6 +615,10 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
         f.refused.0,
         f.in_fleet.len(),
         if f.refused.1.is_empty() { String::new() } else { format!(", the first: `{}`", f.refused.1.replace('`', "'")) },
+        f.timed.map_or_else(String::new, |(mean, p50, p99)| format!(
+            " As the daemons time it (`nightmare_monkey_fleet_admission_seconds`, one at a time): {} ms on average, p50 at most {} ms, p99 at most {} ms (bucket bounds).",
+            num(mean), num(p50), num(p99)
+        )),
         f.double,
         f.admissions,
         met(added.1, 5.0),
@@ -562,6 +633,24 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemons_timing_is_read_between_two_readings() {
+        let before: Histogram = (
+            vec![(0.001, 10.0), (0.002, 10.0), (f64::INFINITY, 10.0)],
+            0.01,
+            10.0,
+        );
+        let after: Histogram = (
+            vec![(0.001, 60.0), (0.002, 109.0), (f64::INFINITY, 110.0)],
+            0.16,
+            110.0,
+        );
+        let (mean, p50, p99) = timed(&before, &after).unwrap();
+        assert!((mean - 1.5).abs() < 1e-9, "{mean}");
+        assert_eq!((p50, p99), (1.0, 2.0));
+        assert_eq!(timed(&after, &after), None);
+    }
 
     #[test]
     fn the_section_starts_with_its_heading_and_says_the_targets() {

@@ -2,11 +2,14 @@
 //! nodes and what they do, the slots and who holds them, the fleet budget, and the
 //! fleet's switch flipped from the page. Without `fleet:` there is no panel.
 
-// The fleet tests' etcd starter, shared as a file: its module is private to them (once
-// it is `pub(crate)` there, a `use` replaces this).
+// The fleet tests' etcd starter (and the certificates it may use), shared as files: their
+// modules are private to them (once `pub(crate)` there, a `use` replaces these).
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../fleet/etcd.rs"]
 mod etcd;
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../fleet/pki.rs"]
+mod pki;
 
 use super::*;
 use etcd::Etcd;
