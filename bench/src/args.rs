@@ -16,7 +16,7 @@ use clap::{parser::ValueSource, ArgMatches, Parser};
 /// to a listening API. Nothing is ever executed for real.
 #[derive(Debug, Clone, Parser)]
 #[command(
-    after_help = "Examples:\n  bench/run                      the full run (a few minutes), writes BENCHMARKS.md\n  bench/run --quick --out /tmp/b.md   a smoke run in well under a minute\n  bench/run --compare e1ac80a --quick   this tree's API against that revision's, ratios,\n                                        recorded in BENCHMARKS.md (or --out)\n  bench/run --original ~/nightmare-monkey   with the original's API measured in the same run"
+    after_help = "Examples:\n  bench/run                      the full run (a few minutes), writes BENCHMARKS.md\n  bench/run --quick --out /tmp/b.md   a smoke run in well under a minute\n  bench/run --compare e1ac80a --quick   this tree's API against that revision's, ratios,\n                                        recorded in BENCHMARKS.md (or --out)\n  bench/run --original ~/nightmare-monkey   with the original's API measured in the same run\n  bench/run --fleet --quick   only the fleet's costs on etcd, recorded in BENCHMARKS.md"
 )]
 pub struct Args {
     /// Process counts to measure at, ascending [--quick: 100,1000]
@@ -98,6 +98,12 @@ pub struct Args {
     /// measured)
     #[arg(long, value_name = "N", default_value_t = 250_000)]
     pub journal_faults: usize,
+
+    /// Only measure the fleet's costs (issue 25): eight dry-run daemons on one etcd
+    /// (Debian's etcd-server) in the harness's namespaces; written into --out's section
+    /// "Fleet coordination", the rest left as it is. The full run measures them too
+    #[arg(long)]
+    pub fleet: bool,
 
     /// Where the Markdown report goes (with --versus: the file whose comparison section
     /// is written, the rest left as it is)

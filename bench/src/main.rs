@@ -7,6 +7,7 @@ mod api;
 mod args;
 mod daemon;
 mod execute;
+mod fleet;
 mod journal;
 mod load;
 mod measure;
@@ -174,6 +175,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(n) = args.pick_loop {
         return pick_loop(args.sizes[0], n);
     }
+    if args.fleet {
+        return fleet_only(args, &binary);
+    }
     if let Some(other) = &args.versus {
         let scratch = env::temp_dir().join(format!("nm-bench-versus-{}", std::process::id()));
         fs::create_dir_all(&scratch)?;
@@ -192,16 +196,54 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let (sizes, footprint, builds) = result?;
     let mut text = report::markdown(args, &binary, &sizes, &footprint, &builds);
     text.push_str(&proxy::markdown(&proxied?));
-    // The last comparison with another revision (bench/run --compare) stays.
-    if let Ok(old) = fs::read_to_string(&args.out) {
-        if let Some(section) = versus::recorded(&old) {
-            text = versus::splice(&text, section);
+    let old = fs::read_to_string(&args.out).unwrap_or_default();
+    // The fleet's section measured now, or as last recorded (no etcd here).
+    match measure_fleet(args, &binary)? {
+        Some(section) => text = versus::splice(&text, &section),
+        None => {
+            if let Some(section) = versus::recorded_under(&old, fleet::HEADING) {
+                text = versus::splice(&text, section);
+            }
         }
+    }
+    // The last comparison with another revision (bench/run --compare) stays.
+    if let Some(section) = versus::recorded(&old) {
+        text = versus::splice(&text, section);
     }
     fs::write(&args.out, &text).with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("\n{}", targets::targets(&sizes, &footprint));
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// `--fleet`: only the fleet's section, written into `--out`.
+fn fleet_only(args: &Args, binary: &Path) -> anyhow::Result<()> {
+    let section = measure_fleet(args, binary)?.context(
+        "the fleet is measured on etcd: install it (Debian: apt-get install etcd-server)",
+    )?;
+    versus::record(&args.out, &section)?;
+    println!("\n{section}");
+    println!("recorded in {}", args.out.display());
+    Ok(())
+}
+
+/// The fleet's section, measured on etcd; `None`: no etcd on the PATH.
+fn measure_fleet(args: &Args, binary: &Path) -> anyhow::Result<Option<String>> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        eprintln!("no etcd on the PATH: the fleet's costs are not measured");
+        return Ok(None);
+    }
+    eprintln!("the fleet: {} daemons on one etcd...", 8);
+    let scratch = env::temp_dir().join(format!("nm-bench-fleet-{}", std::process::id()));
+    fs::create_dir_all(&scratch)?;
+    let figures = fleet::measure(binary, &scratch, fleet::Plan::new(args.quick));
+    let _ = fs::remove_dir_all(&scratch);
+    let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| "nm-bench".to_owned());
+    Ok(Some(fleet::markdown(
+        &figures?,
+        &report::git_revision(),
+        &command,
+    )))
 }
 
 /// Repeats the in-process pick `n` times among `size` processes, for a profiler.

@@ -130,7 +130,7 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
 
 /// Writes `section` into the report at `out`, in place of the one there or at its end;
 /// the rest of the file stays as it is. A missing file is made with only a title.
-fn record(out: &Path, section: &str) -> anyhow::Result<()> {
+pub fn record(out: &Path, section: &str) -> anyhow::Result<()> {
     let old = match fs::read_to_string(out) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => "# Benchmarks\n".to_owned(),
@@ -139,15 +139,15 @@ fn record(out: &Path, section: &str) -> anyhow::Result<()> {
     fs::write(out, splice(&old, section)).with_context(|| format!("cannot write {}", out.display()))
 }
 
-/// Where the comparison's section is in `doc`: from its heading to the next heading of
-/// the same level, or the end.
-fn span(doc: &str) -> Option<(usize, usize)> {
-    let start = if doc.starts_with(HEADING) {
+/// Where the section under `heading` is in `doc`: from its heading to the next heading
+/// of the same level, or the end.
+fn span(doc: &str, heading: &str) -> Option<(usize, usize)> {
+    let start = if doc.starts_with(heading) {
         0
     } else {
-        doc.find(&format!("\n{HEADING}"))? + 1
+        doc.find(&format!("\n{heading}"))? + 1
     };
-    let after = start + HEADING.len();
+    let after = start + heading.len();
     if !doc[after..].starts_with('\n') && after != doc.len() {
         return None; // a longer heading that only begins the same way
     }
@@ -159,13 +159,20 @@ fn span(doc: &str) -> Option<(usize, usize)> {
 
 /// The comparison's section recorded in `doc`, if any.
 pub fn recorded(doc: &str) -> Option<&str> {
-    span(doc).map(|(start, end)| &doc[start..end])
+    recorded_under(doc, HEADING)
 }
 
-/// `doc` with `section` in place of its comparison's section, or after its end.
+/// The section under `heading` recorded in `doc`, if any.
+pub fn recorded_under<'a>(doc: &'a str, heading: &str) -> Option<&'a str> {
+    span(doc, heading).map(|(start, end)| &doc[start..end])
+}
+
+/// `doc` with `section` in place of the section under the same heading (its first
+/// line), or after its end.
 pub fn splice(doc: &str, section: &str) -> String {
+    let heading = section.lines().next().unwrap_or(HEADING);
     let section = format!("{}\n", section.trim_end());
-    match span(doc) {
+    match span(doc, heading) {
         Some((start, end)) => {
             let rest = &doc[end..];
             let gap = if rest.is_empty() { "" } else { "\n" };

@@ -549,3 +549,4 @@ fn the_report_and_the_plan_read_in_a_browser_and_print() {
 
 mod controls;
 mod events;
+mod fleet;

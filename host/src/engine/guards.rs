@@ -66,6 +66,7 @@ impl Engine {
             reverting: self.reverting(),
             budget: lock(&self.budget).left(now),
             journal: self.journal.as_ref().map(|j| j.path().to_owned()),
+            fleet: self.fleet().is_some(),
         }
     }
 

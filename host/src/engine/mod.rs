@@ -83,6 +83,9 @@ pub(crate) struct EngineStatus {
     /// The journal file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<PathBuf>,
+    /// Whether this daemon is in a fleet (`GET /api/fleet` shows it); said only then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fleet: bool,
 }
 
 /// A reversible fault in effect, as `status` shows it.

@@ -64,7 +64,13 @@ pub async fn follow(
                 ));
                 injector.revert_for_fleet("fleet-pause").await;
             }
-            (Some(_), None) => log::line("fleet: the fleet's switch is off: playing again"),
+            (Some(_), None) => {
+                log::line("fleet: the fleet's switch is off: playing again");
+                crate::output::events::publish(
+                    "switch",
+                    serde_json::json!({ "paused": engine.paused().map(|p| p.to_string()) }),
+                );
+            }
             _ => {}
         }
         if before.cut_off.is_none() && now.cut_off.is_some() {
