@@ -5,6 +5,7 @@ mod admissions;
 mod drill;
 mod etcd;
 mod latency;
+mod lease;
 mod pki;
 mod relay;
 mod tls;

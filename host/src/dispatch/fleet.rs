@@ -23,6 +23,22 @@ impl Injector {
 }
 
 impl Injector {
+    /// Reverts every fault in effect admitted under a lease other than `lease` (the
+    /// node's lease now), as [`Injector::revert_for_fleet`] does.
+    pub async fn revert_outside_lease(&self, lease: Option<String>) {
+        let engine = self.engine.clone();
+        let reason = "fleet-cut-off";
+        let lease_now = lease.clone();
+        let on_thread =
+            move || engine.revert_outside_lease(lease_now.as_deref(), reason, SWITCH_WAIT);
+        if on_own_thread(reason, on_thread).await.is_none() {
+            self.engine
+                .revert_outside_lease(lease.as_deref(), reason, Duration::ZERO);
+        }
+    }
+}
+
+impl Injector {
     /// Turns the fleet's switch on (by `by`, for `reason`) or off in the coordinator, on
     /// a thread of its own; what the fleet is told. `Err(None)`: this daemon is in no
     /// fleet; `Err(Some(why))`: the coordinator could not be written.

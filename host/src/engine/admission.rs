@@ -81,6 +81,16 @@ impl Engine {
         self.fleet().is_some_and(|c| c.state().cut_off.is_some())
     }
 
+    /// The faults in effect admitted under a lease other than `lease` (the node's lease
+    /// now; `None`: it has none): the fleet no longer counts them.
+    pub(crate) fn held_outside_lease(&self, lease: Option<&str>) -> Vec<String> {
+        lock(&self.reverts.admissions.held)
+            .iter()
+            .filter(|(_, admission)| Some(admission.lease.as_str()) != lease)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// The fleet's switch, while it is on.
     pub(super) fn fleet_paused(&self) -> Option<Pause> {
         let switch = self.fleet()?.state().switch?;

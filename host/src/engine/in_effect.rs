@@ -148,4 +148,17 @@ impl Engine {
         let jobs = ids.iter().filter_map(|id| self.take(id, reason)).collect();
         run_all(jobs, wait)
     }
+
+    /// Reverts every fault in effect admitted under a lease other than `lease` (see
+    /// [`Engine::held_outside_lease`]), as [`Engine::revert_all`] does.
+    pub(crate) fn revert_outside_lease(
+        &self,
+        lease: Option<&str>,
+        reason: &str,
+        wait: Duration,
+    ) -> Vec<Unfinished> {
+        let ids = self.held_outside_lease(lease);
+        let jobs = ids.iter().filter_map(|id| self.take(id, reason)).collect();
+        run_all(jobs, wait)
+    }
 }

@@ -10,7 +10,7 @@
 //! etcd never holds up the daemon's runtime, and the engine stays synchronous.
 
 use std::{
-    sync::{mpsc, Arc, Mutex},
+    sync::{mpsc, Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
 
@@ -47,6 +47,7 @@ impl Etcd {
         let (state, _) = watch::channel(FleetState {
             cut_off: Some("the coordinator has not answered yet".to_owned()),
             switch: None,
+            lease: None,
         });
         let shared = Arc::new(Shared {
             gateway,
@@ -56,6 +57,7 @@ impl Etcd {
             lease: Mutex::new(Lease::default()),
             state,
             seen: Mutex::new(None),
+            tracked: Mutex::default(),
         });
         let (handle_tx, handle_rx) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel::<()>();
@@ -108,17 +110,46 @@ impl Coordinator for Etcd {
         }
         let shared = self.shared.clone();
         let fault = fault.to_owned();
-        self.wait_for(ADMIT_DEADLINE + CALL_TIMEOUT, async move {
-            tokio::time::timeout(ADMIT_DEADLINE, super::admission::admit(&shared, &fault))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(unreachable(format!(
-                        "no admission within {}",
-                        humantime::format_duration(ADMIT_DEADLINE)
-                    )))
-                })
+        let handoff = Arc::new(Handoff::default());
+        {
+            let mut tracked = lock(&shared.tracked);
+            tracked.under_way += 1;
+            tracked.started += 1;
+        }
+        let on_task = handoff.clone();
+        // The admission runs to its end on its own task, whether the caller still
+        // waits or not: a slot it won after the caller gave up is given back.
+        self.runtime.spawn(async move {
+            let admitted = super::admission::admit(&shared, &fault).await;
+            let gave_up = {
+                let mut tracked = lock(&shared.tracked);
+                tracked.under_way -= 1;
+                let mut state = lock(&on_task.state);
+                if *state == Handing::GaveUp {
+                    true
+                } else {
+                    if let Ok(admission) = &admitted {
+                        tracked.live.insert(admission.revision);
+                    }
+                    *state = Handing::Done(admitted.clone());
+                    on_task.done.notify_all();
+                    false
+                }
+            };
+            if let (true, Ok(admission)) = (gave_up, admitted) {
+                shared.log(format!(
+                    "slot {} was won after its asker gave up: giving it back",
+                    admission.slot
+                ));
+                give_back(&shared, &admission).await;
+            }
+        });
+        handoff.wait(ADMIT_DEADLINE).unwrap_or_else(|| {
+            Err(unreachable(format!(
+                "no admission within {}",
+                humantime::format_duration(ADMIT_DEADLINE)
+            )))
         })
-        .unwrap_or_else(|| Err(unreachable("the fleet thread did not answer".to_owned())))
     }
 
     fn confirm(&self, admission: &Admission) -> Result<(), Refused> {
@@ -146,37 +177,11 @@ impl Coordinator for Etcd {
     }
 
     fn release(&self, admission: &Admission) {
+        lock(&self.shared.tracked).live.remove(&admission.revision);
         let shared = self.shared.clone();
         let admission = admission.clone();
-        self.runtime.spawn(async move {
-            let key = shared.slot_key(admission.slot);
-            let mut said = false;
-            // Tried again while the lease it was taken with lives: a slot not given back
-            // under a lease still renewed would be held for good.
-            loop {
-                let done = shared
-                    .gateway
-                    .txn(
-                        &[Compare::Created(key.clone(), admission.revision)],
-                        &[Op::Delete(key.clone())],
-                    )
-                    .await;
-                let Err(e) = done else { return };
-                let alive = lock(&shared.lease).id.map(|id| format!("{id:x}"))
-                    == Some(admission.lease.clone());
-                if !alive {
-                    return;
-                }
-                if !said {
-                    shared.log(format!(
-                        "cannot give back slot {} yet ({e}): trying again",
-                        admission.slot
-                    ));
-                    said = true;
-                }
-                tokio::time::sleep(RELEASE_RETRY).await;
-            }
-        });
+        self.runtime
+            .spawn(async move { give_back(&shared, &admission).await });
     }
 
     fn state(&self) -> FleetState {
@@ -244,6 +249,114 @@ impl Coordinator for Etcd {
     }
 }
 
+/// Gives back the slot of `admission`, tried again while the lease it was taken with
+/// lives: a slot not given back under a lease still renewed would be held for good.
+async fn give_back(shared: &Shared, admission: &Admission) {
+    let key = shared.slot_key(admission.slot);
+    let mut said = false;
+    loop {
+        let done = shared
+            .gateway
+            .txn(
+                &[Compare::Created(key.clone(), admission.revision)],
+                &[Op::Delete(key.clone())],
+            )
+            .await;
+        let Err(e) = done else { return };
+        let alive =
+            lock(&shared.lease).id.map(|id| format!("{id:x}")) == Some(admission.lease.clone());
+        if !alive {
+            return;
+        }
+        if !said {
+            shared.log(format!(
+                "cannot give back slot {} yet ({e}): trying again",
+                admission.slot
+            ));
+            said = true;
+        }
+        tokio::time::sleep(RELEASE_RETRY).await;
+    }
+}
+
+/// An admission's answer, handed from its task to the engine's thread that asked.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<Handing>,
+    done: Condvar,
+}
+
+#[derive(Default, PartialEq)]
+enum Handing {
+    #[default]
+    Waiting,
+    Done(Result<Admission, Refused>),
+    /// The asker gave up: the task gives back what it won.
+    GaveUp,
+}
+
+impl Handoff {
+    /// The answer within `wait`, else `None` (and the task is told the asker gave up).
+    fn wait(&self, wait: Duration) -> Option<Result<Admission, Refused>> {
+        let until = Instant::now() + wait;
+        let mut state = lock(&self.state);
+        loop {
+            if let Handing::Done(_) = &*state {
+                let Handing::Done(answer) = std::mem::take(&mut *state) else {
+                    return None;
+                };
+                return Some(answer);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                *state = Handing::GaveUp;
+                return None;
+            }
+            state = self
+                .done
+                .wait_timeout(state, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// Gives back every slot held by lease `lease` that no live admission of this process
+/// holds (an answer lost, a give-back that failed), each only if still the same slot.
+/// Skipped while an admission is under way (its slot may be in etcd before it is
+/// known here).
+async fn reconcile(shared: &Shared, lease: i64) {
+    let started = {
+        let tracked = lock(&shared.tracked);
+        if tracked.under_way > 0 {
+            return;
+        }
+        tracked.started
+    };
+    let Ok((kvs, _)) = shared.gateway.range_prefix(&shared.key("slots/")).await else {
+        return;
+    };
+    let stale: Vec<_> = {
+        let tracked = lock(&shared.tracked);
+        if tracked.under_way > 0 || tracked.started != started {
+            return;
+        }
+        kvs.into_iter()
+            .filter(|kv| kv.lease == lease && !tracked.live.contains(&kv.create_revision))
+            .collect()
+    };
+    for kv in stale {
+        shared.log(format!(
+            "{} is held by this node's lease but by none of its faults: giving it back",
+            kv.key
+        ));
+        let compare = [Compare::Created(kv.key.clone(), kv.create_revision)];
+        if let Err(e) = shared.gateway.txn(&compare, &[Op::Delete(kv.key)]).await {
+            shared.log(format!("cannot give it back yet ({e})"));
+        }
+    }
+}
+
 /// Grants the lease and renews it every TTL/3; past `fail_after` without a renewal the
 /// node is cut off until one works again. Runs for the life of the process.
 async fn keep_lease(shared: Arc<Shared>) {
@@ -266,17 +379,31 @@ async fn keep_lease(shared: Arc<Shared>) {
             attempted = Some(Instant::now());
             let answer = match id {
                 Some(id) => shared.gateway.keep_alive(id).await.map(|ttl| (id, ttl)),
-                None => match shared.gateway.grant(shared.config.lease_ttl).await {
-                    Ok(id) => {
-                        shared.put_member(id).await;
-                        Ok((id, 1))
+                None => grant(&shared).await,
+            };
+            let answer = match answer {
+                Ok((_, 0)) => {
+                    // Expired: whatever it held is gone; a new one is granted at once
+                    // (the faults admitted under the old one are reverted: see
+                    // `FleetState::lease`).
+                    {
+                        let mut lease = lock(&shared.lease);
+                        lease.id = None;
+                        lease.renewed = None;
                     }
-                    Err(e) => Err(e),
-                },
+                    grant(&shared).await
+                }
+                other => other,
             };
             let mut lease = lock(&shared.lease);
             match answer {
                 Ok((id, ttl)) if ttl > 0 => {
+                    if lease.id == Some(id) {
+                        tokio::spawn({
+                            let shared = shared.clone();
+                            async move { reconcile(&shared, id).await }
+                        });
+                    }
                     lease.id = Some(id);
                     lease.renewed = Some(Instant::now());
                     lease.failing = None;
@@ -294,9 +421,9 @@ async fn keep_lease(shared: Arc<Shared>) {
                 }
             }
         }
-        let cut_off = {
+        let (id, cut_off) = {
             let lease = lock(&shared.lease);
-            match (lease.id, lease.renewed) {
+            let cut_off = match (lease.id, lease.renewed) {
                 (Some(_), Some(renewed)) if renewed.elapsed() < shared.config.fail_after() => None,
                 _ => Some(
                     lease
@@ -304,11 +431,21 @@ async fn keep_lease(shared: Arc<Shared>) {
                         .clone()
                         .unwrap_or_else(|| "no lease".to_owned()),
                 ),
-            }
+            };
+            (lease.id, cut_off)
         };
+        shared.set_lease(id);
         shared.set_cut_off(cut_off);
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// A new lease, and what the node says of itself written under it: its id (and a TTL
+/// that is not 0).
+async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
+    let id = shared.gateway.grant(shared.config.lease_ttl).await?;
+    shared.put_member(id).await;
+    Ok((id, 1))
 }
 
 /// Reads the fleet's keys (but the admissions) and watches them, again after each

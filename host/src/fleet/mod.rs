@@ -72,6 +72,9 @@ pub struct FleetState {
     pub cut_off: Option<String>,
     /// The fleet's switch, while it is on.
     pub switch: Option<Switch>,
+    /// The node's lease now (hex, as [`Admission::lease`]): a fault admitted under
+    /// another no longer counts in the fleet, however quickly the lease changed.
+    pub lease: Option<String>,
 }
 
 /// The fleet's switch, as stored in etcd under `<prefix>/switch`.

@@ -2,7 +2,7 @@
 //! state told to the daemon), and what they all say the same way.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -28,6 +28,22 @@ pub(super) struct Shared {
     /// runs: an admission decides on them and sends its one transaction at once; a
     /// stale copy only loses the transaction, which reads them afresh.
     pub(super) seen: Mutex<Option<BTreeMap<String, Kv>>>,
+    /// The admissions of this process: those handed out and not given back, and those
+    /// under way (see [`Tracked`]).
+    pub(super) tracked: Mutex<Tracked>,
+}
+
+/// What this process holds in etcd, so that a slot held by its lease that no live
+/// admission holds (its answer lost, its give-back failed) is found and given back.
+#[derive(Default)]
+pub(super) struct Tracked {
+    /// The creation revisions of the slots handed to the engine and not given back.
+    pub(super) live: BTreeSet<i64>,
+    /// Admissions under way: their slot may be in etcd before it is in `live`.
+    pub(super) under_way: usize,
+    /// How many admissions ever started: a look at the slots holds only if none
+    /// started or was under way meanwhile.
+    pub(super) started: u64,
 }
 
 #[derive(Default)]
@@ -82,6 +98,16 @@ impl Shared {
         if let Err(e) = self.gateway.txn(&[], &[Op::Put(key, value, id)]).await {
             self.log(format!("cannot say what this node does ({e})"));
         }
+    }
+
+    /// The node's lease now (`None`: it has none).
+    pub(super) fn set_lease(&self, id: Option<i64>) {
+        let lease = id.map(|id| format!("{id:x}"));
+        self.state.send_if_modified(|state| {
+            let changed = state.lease != lease;
+            state.lease = lease;
+            changed
+        });
     }
 
     pub(super) fn set_cut_off(&self, why: Option<String>) {

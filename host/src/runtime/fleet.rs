@@ -76,6 +76,11 @@ pub async fn follow(
         if before.cut_off.is_none() && now.cut_off.is_some() {
             injector.revert_for_fleet("fleet-cut-off").await;
         }
+        if now.lease != before.lease {
+            // However quickly a new lease followed the old one (and the cut-off went
+            // unseen), what the old one held is gone from the fleet's count.
+            injector.revert_outside_lease(now.lease.clone()).await;
+        }
         before = now;
     }
 }

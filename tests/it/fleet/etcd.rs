@@ -207,3 +207,33 @@ impl Etcd {
         Some(String::from_utf8(STANDARD.decode(value).unwrap()).unwrap())
     }
 }
+
+impl Etcd {
+    /// The lease `key` is tied to (0: none, or no such key).
+    pub fn lease_of(&self, key: &str) -> i64 {
+        let body = format!(r#"{{"key":"{}"}}"#, STANDARD.encode(key));
+        let answer = http(self.port, "POST", "/v3/kv/range", &[], body.as_bytes()).json();
+        answer["kvs"][0]["lease"]
+            .as_str()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Writes `key` tied to lease `lease`.
+    pub fn put_with_lease(&self, key: &str, value: &str, lease: i64) {
+        let body = format!(
+            r#"{{"key":"{}","value":"{}","lease":"{lease}"}}"#,
+            STANDARD.encode(key),
+            STANDARD.encode(value)
+        );
+        let answer = http(self.port, "POST", "/v3/kv/put", &[], body.as_bytes());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+
+    /// Ends lease `lease` and every key tied to it, as its TTL would.
+    pub fn revoke(&self, lease: i64) {
+        let body = format!(r#"{{"ID":"{lease}"}}"#);
+        let answer = http(self.port, "POST", "/v3/lease/revoke", &[], body.as_bytes());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+}

@@ -1,0 +1,68 @@
+//! What a node holds under its lease: nothing it does not know of, and nothing from a
+//! lease that ended, whatever happened to the answers on the way.
+
+use super::*;
+
+#[test]
+fn a_slot_held_by_the_nodes_lease_but_by_none_of_its_faults_is_given_back() {
+    let etcd = Etcd::start("stray");
+    let _sleeper = Sleeper::start();
+    let dir = TestDir::new("fleet-stray");
+    let cfg = config(
+        &dir,
+        &etcd,
+        "/nm/stray",
+        r#"max_concurrent: 1, lease_ttl: "3s""#,
+    );
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    let mut lease = 0;
+    until(
+        DEADLINE,
+        "the node says what it does, under its lease",
+        || {
+            lease = etcd.lease_of("/nm/stray/members/a");
+            lease != 0
+        },
+    );
+    // The only slot, won under the node's lease by an admission whose asker never got
+    // the answer: renewed with the lease, it would stop the fleet for good.
+    etcd.put_with_lease(
+        "/nm/stray/slots/0",
+        r#"{"node":"a","fault":"process-kill","at":"lost"}"#,
+        lease,
+    );
+    until(DEADLINE, "the stray slot is given back", || {
+        etcd.get_prefix("/nm/stray/slots/").is_empty()
+    });
+    assert_eq!(
+        etcd.lease_of("/nm/stray/members/a"),
+        lease,
+        "given back under the same lease, not freed by its end"
+    );
+    let answer = kill(port);
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+#[test]
+fn a_fault_admitted_under_a_lease_that_ended_is_reverted_though_a_new_one_follows() {
+    let etcd = Etcd::start("relet");
+    let node = Executing::start("relet", &etcd, r#"lease_ttl: "3s""#);
+    let intent = node.pause();
+    let old = i64::from_str_radix(intent["fleet"]["lease"].as_str().unwrap(), 16).unwrap();
+    assert!(node.sleeper_stopped());
+    // The lease ends under the node (as it does when the node is frozen past its TTL):
+    // its slot is gone, and a new lease comes at its next renewal, with no cut-off long
+    // enough to be seen.
+    etcd.revoke(old);
+    assert!(etcd.get_prefix("/nm/relet/slots/").is_empty());
+    until(DEADLINE, "the fault of the old lease is reverted", || {
+        journal(&node.dir).iter().any(|r| {
+            r["type"] == "revert" && r["reason"] == "fleet-cut-off" && r["result"] == "reverted"
+        })
+    });
+    assert!(!node.sleeper_stopped());
+    until(DEADLINE, "the node has a new lease", || {
+        ![0, old].contains(&etcd.lease_of("/nm/relet/members/relet"))
+    });
+}
