@@ -357,9 +357,11 @@ async fn reconcile(shared: &Shared, lease: i64) {
     }
 }
 
-/// Grants the lease and renews it every TTL/3; past `fail_after` without a renewal the
-/// node is cut off until one works again. Runs for the life of the process.
+/// Grants the lease and renews it every TTL/3; past `fail_after` since the last renewal
+/// that worked was sent, the node is cut off (told on a timer of its own, whatever a
+/// renewal waits for) until one works again. Runs for the life of the process.
 async fn keep_lease(shared: Arc<Shared>) {
+    tokio::spawn(follow_cut_off(shared.clone()));
     let mut attempted: Option<Instant> = None;
     loop {
         let (id, renewed) = {
@@ -376,9 +378,11 @@ async fn keep_lease(shared: Arc<Shared>) {
             _ => true,
         };
         if due {
-            attempted = Some(Instant::now());
+            // Stamped when sent: etcd renews the lease when it gets it, not before.
+            let sent = Instant::now();
+            attempted = Some(sent);
             let answer = match id {
-                Some(id) => shared.gateway.keep_alive(id).await.map(|ttl| (id, ttl)),
+                Some(id) => renew(&shared, id, renewed, sent).await,
                 None => grant(&shared).await,
             };
             let answer = match answer {
@@ -397,7 +401,7 @@ async fn keep_lease(shared: Arc<Shared>) {
             };
             let mut lease = lock(&shared.lease);
             match answer {
-                Ok((id, ttl)) if ttl > 0 => {
+                Ok((id, _)) => {
                     if lease.id == Some(id) {
                         tokio::spawn({
                             let shared = shared.clone();
@@ -405,13 +409,8 @@ async fn keep_lease(shared: Arc<Shared>) {
                         });
                     }
                     lease.id = Some(id);
-                    lease.renewed = Some(Instant::now());
+                    lease.renewed = Some(sent);
                     lease.failing = None;
-                }
-                Ok(_) => {
-                    // Expired: whatever it held is gone; a new one is granted at once.
-                    lease.id = None;
-                    lease.renewed = None;
                 }
                 Err(e) => {
                     if lease.failing.as_deref() != Some(e.as_str()) {
@@ -421,23 +420,60 @@ async fn keep_lease(shared: Arc<Shared>) {
                 }
             }
         }
-        let (id, cut_off) = {
-            let lease = lock(&shared.lease);
-            let cut_off = match (lease.id, lease.renewed) {
-                (Some(_), Some(renewed)) if renewed.elapsed() < shared.config.fail_after() => None,
-                _ => Some(
-                    lease
-                        .failing
-                        .clone()
-                        .unwrap_or_else(|| "no lease".to_owned()),
-                ),
-            };
-            (lease.id, cut_off)
-        };
-        shared.set_lease(id);
-        shared.set_cut_off(cut_off);
+        publish(&shared);
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// Renews lease `id` (last renewed at `renewed`, this one sent at `sent`): the TTL it
+/// has again (0: it had expired). Waits no longer than the time left before the node is
+/// cut off (an answer after it is too late to matter); the next try starts at the next
+/// endpoint.
+async fn renew(
+    shared: &Shared,
+    id: i64,
+    renewed: Option<Instant>,
+    sent: Instant,
+) -> Result<(i64, i64), String> {
+    let left = renewed
+        .map(|renewed| (renewed + shared.config.fail_after()).saturating_duration_since(sent))
+        .filter(|left| *left >= TICK)
+        .unwrap_or(CALL_TIMEOUT);
+    match tokio::time::timeout(left, shared.gateway.keep_alive(id)).await {
+        Ok(answer) => answer.map(|ttl| (id, ttl)),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(left)
+        )),
+    }
+}
+
+/// Tells the daemon, every tick, the node's lease and whether it is cut off.
+async fn follow_cut_off(shared: Arc<Shared>) {
+    while !lock(&shared.lease).closed {
+        publish(&shared);
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Tells the daemon the node's lease now, and whether it is cut off: no lease, or none
+/// renewed within `fail_after`.
+fn publish(shared: &Shared) {
+    let (id, cut_off) = {
+        let lease = lock(&shared.lease);
+        let cut_off = match (lease.id, lease.renewed) {
+            (Some(_), Some(renewed)) if renewed.elapsed() < shared.config.fail_after() => None,
+            _ => Some(
+                lease
+                    .failing
+                    .clone()
+                    .unwrap_or_else(|| "no lease".to_owned()),
+            ),
+        };
+        (lease.id, cut_off)
+    };
+    shared.set_lease(id);
+    shared.set_cut_off(cut_off);
 }
 
 /// A new lease, and what the node says of itself written under it: its id (and a TTL

@@ -123,6 +123,10 @@ impl Gateway {
         for i in 0..self.endpoints.len() {
             let at = (first + i) % self.endpoints.len();
             let endpoint = &self.endpoints[at];
+            // The next call starts at the next endpoint, unless this one answers: a
+            // caller that gives up on one that never answers does not ask it first again.
+            self.current
+                .store((at + 1) % self.endpoints.len(), Ordering::Relaxed);
             let token = match self.token(endpoint).await {
                 Ok(token) => token,
                 Err(e) => {

@@ -1,7 +1,7 @@
 //! What a node holds under its lease: nothing it does not know of, and nothing from a
 //! lease that ended, whatever happened to the answers on the way.
 
-use super::*;
+use super::{relay::Relay, *};
 
 #[test]
 fn a_slot_held_by_the_nodes_lease_but_by_none_of_its_faults_is_given_back() {
@@ -65,4 +65,35 @@ fn a_fault_admitted_under_a_lease_that_ended_is_reverted_though_a_new_one_follow
     until(DEADLINE, "the node has a new lease", || {
         ![0, old].contains(&etcd.lease_of("/nm/relet/members/relet"))
     });
+}
+
+#[test]
+fn a_node_whose_packets_are_dropped_reverts_before_its_lease_ends() {
+    let etcd = Etcd::start("blackhole");
+    // Three endpoints (relays to the one etcd), each of which could make a renewal
+    // wait its whole timeout once packets are dropped.
+    let relays: Vec<Relay> = (0..3).map(|_| Relay::start(etcd.port)).collect();
+    let endpoints: Vec<String> = relays.iter().map(Relay::endpoint).collect();
+    let dir = TestDir::new("blackhole");
+    let cfg = config_with(&dir, &endpoints, "/nm/blackhole", "", r#"lease_ttl: "3s""#);
+    let node = Executing::run("blackhole", dir, &cfg);
+    node.pause();
+    assert_eq!(etcd.get_prefix("/nm/blackhole/slots/").len(), 1);
+    for relay in &relays {
+        relay.blackhole();
+    }
+    let took = until(DEADLINE, "the cut-off node reverts", || {
+        journal(&node.dir).iter().any(|r| {
+            r["type"] == "revert" && r["reason"] == "fleet-cut-off" && r["result"] == "reverted"
+        })
+    });
+    // Its slot could not be given back (no packet gets through): it is still there only
+    // while the lease lives.
+    assert_eq!(
+        etcd.get_prefix("/nm/blackhole/slots/").len(),
+        1,
+        "reverted {took:?} after the packets were dropped: past the lease (TTL 3s)"
+    );
+    assert!(!node.sleeper_stopped());
+    eprintln!("reverted {took:?} after the packets were dropped (lease TTL 3s)");
 }

@@ -1,6 +1,7 @@
 //! A TCP relay the test owns, between one daemon and one etcd member: threads copying
 //! bytes both ways. Cutting it closes its port and every connection through it, so
-//! that daemon alone loses etcd while the others go on.
+//! that daemon alone loses etcd while the others go on. Blackholing it keeps every
+//! connection open and accepts new ones, but forwards nothing more: packets dropped.
 
 use std::{
     io::{Read, Write},
@@ -14,6 +15,7 @@ use std::{
 pub struct Relay {
     pub port: u16,
     cut: Arc<AtomicBool>,
+    blackholed: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -23,8 +25,9 @@ impl Relay {
         let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
+        let blackholed = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
-        let (on_thread, streams) = (cut.clone(), open.clone());
+        let (on_thread, streams, hole) = (cut.clone(), open.clone(), blackholed.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if on_thread.load(Ordering::SeqCst) {
@@ -32,6 +35,11 @@ impl Relay {
                     return;
                 }
                 let Ok(client) = client else { continue };
+                if hole.load(Ordering::SeqCst) {
+                    // Accepted, and held open, but never answered.
+                    streams.lock().unwrap().push(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
@@ -51,14 +59,25 @@ impl Relay {
                     }
                 }
                 drop(all);
-                copy_between(client, server);
+                copy_between(client, server, &hole);
             }
         });
-        Relay { port, cut, open }
+        Relay {
+            port,
+            cut,
+            blackholed,
+            open,
+        }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Forwards nothing more, either way, on any connection (new ones are accepted and
+    /// held open): a network that drops every packet.
+    pub fn blackhole(&self) {
+        self.blackholed.store(true, Ordering::SeqCst);
     }
 
     /// Closes every connection through it and its port.
@@ -78,8 +97,9 @@ impl Drop for Relay {
     }
 }
 
-/// Copies bytes both ways until either side closes.
-fn copy_between(a: TcpStream, b: TcpStream) {
+/// Copies bytes both ways until either side closes; what comes once `hole` is set is
+/// dropped.
+fn copy_between(a: TcpStream, b: TcpStream, hole: &Arc<AtomicBool>) {
     for (mut from, mut to) in [
         (a.try_clone(), b.try_clone()),
         (b.try_clone(), a.try_clone()),
@@ -87,10 +107,14 @@ fn copy_between(a: TcpStream, b: TcpStream) {
     .into_iter()
     .filter_map(|(from, to)| Some((from.ok()?, to.ok()?)))
     {
+        let hole = hole.clone();
         std::thread::spawn(move || {
             let mut buffer = [0u8; 16 * 1024];
             while let Ok(n) = from.read(&mut buffer) {
-                if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                if n == 0 {
+                    break;
+                }
+                if !hole.load(Ordering::SeqCst) && to.write_all(&buffer[..n]).is_err() {
                     break;
                 }
             }
