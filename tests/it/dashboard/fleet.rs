@@ -2,17 +2,8 @@
 //! nodes and what they do, the slots and who holds them, the fleet budget, and the
 //! fleet's switch flipped from the page. Without `fleet:` there is no panel.
 
-// The fleet tests' etcd starter (and the certificates it may use), shared as files: their
-// modules are private to them (once `pub(crate)` there, a `use` replaces these).
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../fleet/etcd.rs"]
-mod etcd;
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../fleet/pki.rs"]
-mod pki;
-
 use super::*;
-use etcd::Etcd;
+use crate::fleet::etcd::Etcd;
 
 /// A dry-run daemon's config in `dir`, in the fleet under `prefix` on `etcd`: one slot,
 /// at most 5 faults an hour; a kill fault that may choose only `sleep 1000`.
