@@ -516,7 +516,14 @@ fn admissions_go_on_after_the_etcd_leader_is_killed() {
     let killed = Instant::now();
     until(DEADLINE, "an admission after the election", || {
         let answer = kill(port);
-        assert!(answer.status == 200 || answer.status == 503, "{answer:?}");
+        // 503 while no leader answers; 429 while an admission its asker gave up on
+        // (503) holds the slot it won late, until it is given back.
+        let own_late_slot =
+            answer.status == 429 && answer.body.contains("slots full (1 of 1 held: a)");
+        assert!(
+            answer.status == 200 || answer.status == 503 || own_late_slot,
+            "{answer:?}"
+        );
         answer.status == 200
     });
     eprintln!(

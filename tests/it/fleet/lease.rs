@@ -97,3 +97,39 @@ fn a_node_whose_packets_are_dropped_reverts_before_its_lease_ends() {
     assert!(!node.sleeper_stopped());
     eprintln!("reverted {took:?} after the packets were dropped (lease TTL 3s)");
 }
+
+#[test]
+fn a_slot_won_after_its_asker_gave_up_is_given_back() {
+    let etcd = Etcd::start("late");
+    let _sleeper = Sleeper::start();
+    // Three endpoints that drop every packet, then etcd itself: an admission waits out
+    // each one's timeout (1 s) and wins its slot after its asker's 2 s.
+    let relays: Vec<Relay> = (0..3).map(|_| Relay::start(etcd.port)).collect();
+    let mut endpoints: Vec<String> = relays.iter().map(Relay::endpoint).collect();
+    endpoints.push(etcd.endpoint());
+    let dir = TestDir::new("fleet-late");
+    // A long lease: no renewal between the blackhole and the admission (the first call
+    // after the blackhole tries every endpoint in turn).
+    let cfg = config_with(
+        &dir,
+        &endpoints,
+        "/nm/late",
+        "",
+        r#"max_concurrent: 1, lease_ttl: "60s""#,
+    );
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    until(DEADLINE, "the node says what it does", || {
+        etcd.lease_of("/nm/late/members/a") != 0
+    });
+    for relay in &relays {
+        relay.blackhole();
+    }
+    let answer = kill(port);
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.body.contains("no admission within 2s"), "{answer:?}");
+    daemon.wait_for(|l| l.contains("slot 0 was won after its asker gave up: giving it back"));
+    until(DEADLINE, "the late slot is given back", || {
+        etcd.get_prefix("/nm/late/slots/").is_empty()
+    });
+}
