@@ -16,6 +16,7 @@
 //! the host only declares, starts and shows the proxies through this module's API.
 
 mod fault;
+mod forward;
 mod run;
 mod splice;
 pub mod toxic;

@@ -12,7 +12,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nightmare_monkey_plugin_api::sdk::Rng;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
@@ -23,13 +22,12 @@ use tokio::{
 };
 
 use super::{
+    forward::{Plan, Toxicity, CHUNK},
     splice::{self, Clean, Pipe},
     toxic::Toxic,
-    Active, Log, Proxy, Spec,
+    Log, Proxy, Spec,
 };
 
-/// The largest chunk read at once.
-const CHUNK: usize = 64 * 1024;
 /// How long a connection to the upstream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,7 +160,7 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
 
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// Both ways closed, or an error.
     Done,
     /// Closed by a toxic (timeout, limit_data, down).
@@ -295,11 +293,8 @@ async fn pump(
         &proxy.bytes_down
     };
     let mut buf = Vec::new();
-    let mut toxic = Toxicity {
-        rng: None,
-        seed: seed * 2 + u64::from(to_upstream),
-        passed: Vec::new(),
-    };
+    let mut toxic = Toxicity::new(seed * 2 + u64::from(to_upstream));
+    let mut changes = proxy.changes.subscribe();
     let pipe = Pipe::new();
     loop {
         if let (Some(pipe), false) = (&pipe, proxy.toxic_on.load(Ordering::Acquire)) {
@@ -315,10 +310,16 @@ async fn pump(
         if buf.is_empty() {
             buf = vec![0u8; CHUNK];
         }
-        let n = from.read(&mut buf).await.map_err(|_| End::Done)?;
+        // One piece at a time while a bandwidth or a slicer is on.
+        let most = if proxy.toxic_on.load(Ordering::Acquire) {
+            Plan::of(&proxy.toxics(), to_upstream).read_limit()
+        } else {
+            CHUNK
+        };
+        let n = from.read(&mut buf[..most]).await.map_err(|_| End::Done)?;
         if n == 0 {
             if proxy.toxic_on.load(Ordering::Acquire) {
-                toxic.slow_close(&proxy.toxics()).await;
+                toxic.slow_close(proxy, &mut changes).await;
             }
             let _ = to.shutdown().await;
             return Ok(());
@@ -329,113 +330,8 @@ async fn pump(
             continue;
         }
         let arrived = Instant::now();
-        let toxics = proxy.toxics();
-        let mine: Vec<&Active> = toxics
-            .iter()
-            .filter(|a| a.direction.is_some_and(|d| d.covers(to_upstream)))
-            .collect();
-        toxic.forward(&mine, &buf[..n], arrived, to).await?;
-    }
-}
-
-/// What one direction of a connection keeps for its toxics.
-struct Toxicity {
-    rng: Option<Rng>,
-    seed: u64,
-    /// Bytes passed under each `limit_data`, by toxic id.
-    passed: Vec<(String, u64)>,
-}
-
-impl Toxicity {
-    fn draw(&mut self) -> u64 {
-        let seed = self.seed;
-        self.rng
-            .get_or_insert_with(|| Rng::from_seed(seed))
-            .next_u64()
-    }
-
-    async fn slow_close(&mut self, toxics: &[Active]) {
-        let delay = toxics
-            .iter()
-            .filter_map(|a| match a.toxic {
-                Toxic::SlowClose { delay_ms } => Some(delay_ms),
-                _ => None,
-            })
-            .max();
-        if let Some(ms) = delay {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-    }
-
-    /// One chunk through the toxics of its direction.
-    async fn forward(
-        &mut self,
-        toxics: &[&Active],
-        mut data: &[u8],
-        arrived: Instant,
-        to: &mut WriteHalf<'_>,
-    ) -> Result<(), End> {
-        let mut delay = Duration::ZERO;
-        let mut rate: Option<u64> = None;
-        let mut slicer = None;
-        let mut close_after = false;
-        for active in toxics {
-            match active.toxic {
-                // Nothing gets through while it lasts.
-                Toxic::Timeout { .. } => return Ok(()),
-                Toxic::Latency {
-                    latency_ms,
-                    jitter_ms,
-                } => delay += Toxic::delay(latency_ms, jitter_ms, self.draw()),
-                Toxic::Bandwidth { rate_kb } => {
-                    rate = Some(rate.map_or(rate_kb, |r| r.min(rate_kb)));
-                }
-                Toxic::Slicer {
-                    average_size,
-                    size_variation,
-                    delay_us,
-                } => slicer = Some((average_size, size_variation, delay_us)),
-                Toxic::LimitData { bytes } => {
-                    let passed = match self.passed.iter_mut().find(|(id, _)| *id == active.id) {
-                        Some((_, passed)) => passed,
-                        None => {
-                            self.passed.push((active.id.clone(), 0));
-                            &mut self.passed.last_mut().expect("just pushed").1
-                        }
-                    };
-                    let left = bytes.saturating_sub(*passed);
-                    if (data.len() as u64) >= left {
-                        data = &data[..left as usize];
-                        close_after = true;
-                    }
-                    *passed += data.len() as u64;
-                }
-                _ => {}
-            }
-        }
-        if !delay.is_zero() {
-            sleep_until((arrived + delay).into()).await;
-        }
-        // A piece at a time: a slicer's size, or a tenth of a second at the rate.
-        let piece = match (slicer, rate) {
-            (Some((average, variation, _)), _) => Toxic::slice(average, variation, self.draw()),
-            (None, Some(kb)) => ((kb * 1024 / 10) as usize).clamp(1, CHUNK),
-            (None, None) => data.len().max(1),
-        };
-        while !data.is_empty() {
-            let (now, rest) = data.split_at(piece.min(data.len()));
-            to.write_all(now).await.map_err(|_| End::Done)?;
-            data = rest;
-            if let Some(kb) = rate {
-                tokio::time::sleep(Toxic::pace(now.len(), kb)).await;
-            }
-            if let Some((_, _, us)) = slicer.filter(|s| s.2 > 0 && !data.is_empty()) {
-                tokio::time::sleep(Duration::from_micros(us)).await;
-            }
-        }
-        if close_after {
-            return Err(End::Close);
-        }
-        Ok(())
+        toxic
+            .forward(proxy, to_upstream, &mut changes, &buf[..n], arrived, to)
+            .await?;
     }
 }
