@@ -274,12 +274,54 @@ pub fn declare(specs: Vec<Spec>) {
     registry().declared = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
 }
 
+thread_local! {
+    /// The proxies a configuration being checked declares (`checking`), seen by this
+    /// thread in place of the declared ones.
+    static CHECKING: std::cell::RefCell<Option<BTreeMap<String, Spec>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `check` (which builds a configuration's faults on this thread) with `specs` as
+/// the declared proxies, changing nothing of this process's: the check a SIGHUP asks
+/// for, in a daemon whose proxies run on.
+pub fn checking<T>(specs: &[Spec], check: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CHECKING.with(|c| *c.borrow_mut() = None);
+        }
+    }
+    let map = specs.iter().map(|s| (s.name.clone(), s.clone())).collect();
+    CHECKING.with(|c| *c.borrow_mut() = Some(map));
+    let _reset = Reset;
+    check()
+}
+
+/// Whether each of `specs` could listen, for a configuration about to replace the
+/// running one: the address of a proxy this process runs is taken by it (and freed
+/// when it restarts); any other is bound and let go. One line per proxy that cannot.
+pub fn can_listen(specs: &[Spec]) -> Vec<String> {
+    let ours: Vec<SocketAddr> = registry().running.values().map(|p| p.spec.listen).collect();
+    specs
+        .iter()
+        .filter(|s| !ours.contains(&s.listen))
+        .filter_map(|s| run::bind(s).err())
+        .collect()
+}
+
 /// The names of the declared proxies.
 pub fn declared() -> Vec<String> {
+    if let Some(names) = CHECKING.with(|c| c.borrow().as_ref().map(|m| m.keys().cloned().collect()))
+    {
+        return names;
+    }
     registry().declared.keys().cloned().collect()
 }
 
 pub(crate) fn declared_spec(name: &str) -> Option<Spec> {
+    if let Some(found) = CHECKING.with(|c| c.borrow().as_ref().map(|m| m.get(name).cloned())) {
+        return found;
+    }
     registry().declared.get(name).cloned()
 }
 

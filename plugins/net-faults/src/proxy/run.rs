@@ -63,7 +63,7 @@ fn runtime() -> Result<&'static tokio::runtime::Handle, String> {
 }
 
 /// Binds the proxy's address; the error says which proxy, where, and what to do.
-fn bind(spec: &Spec) -> Result<std::net::TcpListener, String> {
+pub(super) fn bind(spec: &Spec) -> Result<std::net::TcpListener, String> {
     let listener = std::net::TcpListener::bind(spec.listen).map_err(|e| {
         let why = match e.kind() {
             io::ErrorKind::AddrInUse => "the address is in use: another program (or a daemon already running this proxy) listens there; choose another listen address or stop it".to_owned(),
