@@ -23,7 +23,7 @@ pub mod toxic;
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, OnceLock, RwLock,
@@ -77,6 +77,36 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// Whether this proxy's upstream is `listen` (a proxy's listen address): its
+    /// connections would come back to that proxy. An upstream named by a host other
+    /// than `localhost` is not resolved here, and is never one.
+    pub fn forwards_to(&self, listen: SocketAddr) -> bool {
+        let Some((host, port)) = self.upstream.rsplit_once(':') else {
+            return false;
+        };
+        if port.parse::<u16>().ok() != Some(listen.port()) {
+            return false;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) if host.eq_ignore_ascii_case("localhost") => {
+                vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+            }
+            Err(_) => return false,
+        };
+        let here = |ip: &IpAddr| ip.is_loopback() || ip.is_unspecified();
+        ips.iter().any(|ip| {
+            *ip == listen.ip()
+                // Listening on every address (0.0.0.0): the host's own addresses reach it.
+                || (listen.ip().is_unspecified() && here(ip))
+                // Connecting to 0.0.0.0 reaches this host.
+                || (ip.is_unspecified() && listen.ip().is_loopback())
+        })
+    }
+}
+
 /// A toxic in effect on a proxy.
 #[derive(Debug, Clone)]
 pub(crate) struct Active {
@@ -105,6 +135,8 @@ pub(crate) struct Proxy {
     pub upstream_failing: AtomicBool,
     /// Whether it listens now (not while `Down` is on).
     pub listening: AtomicBool,
+    /// Told at every close of a connection: the accept loop waits for it at the cap.
+    pub closed: tokio::sync::Notify,
 }
 
 impl Proxy {
@@ -120,6 +152,7 @@ impl Proxy {
             bytes_down: AtomicU64::new(0),
             upstream_failing: AtomicBool::new(false),
             listening: AtomicBool::new(true),
+            closed: tokio::sync::Notify::new(),
         }
     }
 
@@ -387,5 +420,19 @@ mod spec_tests {
         for bad in ["10.0.0.5", "10.0.0.5:0", ":5432", "a b:1", "x:99999"] {
             assert!(Spec::parse("db", "127.0.0.1:1", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_upstream_that_is_a_listen_address_is_seen() {
+        let listen = |a: &str| a.parse::<SocketAddr>().unwrap();
+        let to = |up: &str| Spec::parse("a", "127.0.0.1:9", up).unwrap();
+        assert!(to("127.0.0.1:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(to("localhost:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(to("127.0.0.1:15432").forwards_to(listen("0.0.0.0:15432")));
+        assert!(to("0.0.0.0:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(to("[::1]:15432").forwards_to(listen("[::1]:15432")));
+        assert!(!to("127.0.0.1:15433").forwards_to(listen("127.0.0.1:15432")));
+        assert!(!to("10.0.0.5:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(!to("db.internal:15432").forwards_to(listen("0.0.0.0:15432")));
     }
 }

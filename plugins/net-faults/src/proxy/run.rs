@@ -104,6 +104,7 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
         }
     };
     let mut rebind_failed = false;
+    let mut cap = Cap::new(MAX_OPEN);
     loop {
         let down = is_down(&proxy);
         match (&listener, down) {
@@ -139,12 +140,28 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                 }
             }
             (Some(l), false) => {
+                let (admit, line) = cap.admit(proxy.open.load(Ordering::Relaxed));
+                if let Some(line) = line {
+                    log(&format!("proxy {name}: {line}"));
+                }
+                if !admit {
+                    // New clients wait in the listen backlog until one leaves.
+                    tokio::select! {
+                        biased;
+                        _ = changes.changed() => {}
+                        () = proxy.closed.notified() => {}
+                    }
+                    continue;
+                }
                 tokio::select! {
                     biased;
                     _ = changes.changed() => {}
                     accepted = l.accept() => match accepted {
                         Ok((client, _)) => {
-                            tokio::spawn(connection(proxy.clone(), client, log.clone()));
+                            // Counted here, not in its task: the cap sees it at once.
+                            proxy.open.fetch_add(1, Ordering::Relaxed);
+                            let open = Open(proxy.clone());
+                            tokio::spawn(connection(proxy.clone(), client, log.clone(), open));
                         }
                         Err(e) => {
                             // Out of descriptors, say: wait a little rather than spin.
@@ -175,13 +192,44 @@ struct Open(Arc<Proxy>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.closed.notify_one();
     }
 }
 
-async fn connection(proxy: Arc<Proxy>, mut client: TcpStream, log: Arc<Log>) {
+/// The most connections a proxy keeps open at once: past it, new clients wait in the
+/// listen backlog (and the kernel refuses them once it is full) until one leaves.
+const MAX_OPEN: u64 = 1024;
+
+/// Whether the accept loop takes another connection, with the line to log when that
+/// changes (once each way, not once per client).
+#[derive(Debug)]
+pub(super) struct Cap {
+    max: u64,
+    full: bool,
+}
+
+impl Cap {
+    pub fn new(max: u64) -> Self {
+        Self { max, full: false }
+    }
+
+    /// With `open` connections open: whether to accept one more, and what to log.
+    pub fn admit(&mut self, open: u64) -> (bool, Option<String>) {
+        let full = open >= self.max;
+        let line = match (self.full, full) {
+            (false, true) => Some(format!(
+                "{open} connections open, the most a proxy keeps: new ones wait until one closes"
+            )),
+            (true, false) => Some(format!("{open} connections open: accepting again")),
+            _ => None,
+        };
+        self.full = full;
+        (!full, line)
+    }
+}
+
+async fn connection(proxy: Arc<Proxy>, mut client: TcpStream, log: Arc<Log>, _open: Open) {
     proxy.accepted.fetch_add(1, Ordering::Relaxed);
-    proxy.open.fetch_add(1, Ordering::Relaxed);
-    let _open = Open(proxy.clone());
     let (name, target) = (&proxy.spec.name, &proxy.spec.upstream);
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str()))
         .await
@@ -333,5 +381,30 @@ async fn pump(
         toxic
             .forward(proxy, to_upstream, &mut changes, &buf[..n], arrived, to)
             .await?;
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::Cap;
+
+    #[test]
+    fn the_cap_stops_accepting_at_its_size_and_says_so_once() {
+        let mut cap = Cap::new(3);
+        assert_eq!(cap.admit(0), (true, None));
+        assert_eq!(cap.admit(2), (true, None));
+        let (admit, line) = cap.admit(3);
+        assert!(!admit);
+        assert_eq!(
+            line.as_deref(),
+            Some("3 connections open, the most a proxy keeps: new ones wait until one closes")
+        );
+        assert_eq!(cap.admit(3), (false, None), "said once");
+        assert_eq!(cap.admit(4), (false, None));
+        assert_eq!(
+            cap.admit(2),
+            (true, Some("2 connections open: accepting again".to_owned()))
+        );
+        assert_eq!(cap.admit(2), (true, None));
     }
 }
