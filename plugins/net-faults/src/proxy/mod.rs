@@ -128,6 +128,8 @@ pub(crate) struct Proxy {
     /// Bumped at every change of `toxics`: connections and the listener wake to it.
     pub changes: tokio::sync::watch::Sender<u64>,
     pub open: AtomicU64,
+    /// The most connections open at once (`run::MAX_OPEN`; less in a test).
+    pub max_open: AtomicU64,
     pub accepted: AtomicU64,
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
@@ -147,6 +149,7 @@ impl Proxy {
             toxics: RwLock::new(Arc::new(Vec::new())),
             changes: tokio::sync::watch::Sender::new(0),
             open: AtomicU64::new(0),
+            max_open: AtomicU64::new(run::MAX_OPEN),
             accepted: AtomicU64::new(0),
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),

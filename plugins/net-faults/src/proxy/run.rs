@@ -3,8 +3,9 @@
 //!
 //! Without a toxic the bytes are spliced from socket to socket through a pipe (`splice`),
 //! one atomic load (`toxic_on`) a chunk; with one, each chunk is read up here and meets
-//! the toxics in effect (`toxic::Toxic`), and a watch wakes every connection when they
-//! change (a reset, a close, `Down`).
+//! the toxics in effect (`forward`), and a watch wakes every connection when they
+//! change (a reset, a close, `Down`, the end of a wait). A proxy keeps at most
+//! `MAX_OPEN` connections open (`Cap`).
 
 use std::{
     io,
@@ -104,7 +105,7 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
         }
     };
     let mut rebind_failed = false;
-    let mut cap = Cap::new(MAX_OPEN);
+    let mut cap = Cap::default();
     loop {
         let down = is_down(&proxy);
         match (&listener, down) {
@@ -140,7 +141,9 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                 }
             }
             (Some(l), false) => {
-                let (admit, line) = cap.admit(proxy.open.load(Ordering::Relaxed));
+                let (open, max) = (&proxy.open, &proxy.max_open);
+                let (admit, line) =
+                    cap.admit(open.load(Ordering::Relaxed), max.load(Ordering::Relaxed));
                 if let Some(line) = line {
                     log(&format!("proxy {name}: {line}"));
                 }
@@ -198,29 +201,25 @@ impl Drop for Open {
 
 /// The most connections a proxy keeps open at once: past it, new clients wait in the
 /// listen backlog (and the kernel refuses them once it is full) until one leaves.
-const MAX_OPEN: u64 = 1024;
+pub(super) const MAX_OPEN: u64 = 1024;
 
 /// Whether the accept loop takes another connection, with the line to log when that
 /// changes (once each way, not once per client).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Cap {
-    max: u64,
     full: bool,
 }
 
 impl Cap {
-    pub fn new(max: u64) -> Self {
-        Self { max, full: false }
-    }
-
-    /// With `open` connections open: whether to accept one more, and what to log.
-    pub fn admit(&mut self, open: u64) -> (bool, Option<String>) {
-        let full = open >= self.max;
+    /// With `open` connections open, `max` at most: whether to accept one more, and
+    /// what to log.
+    pub fn admit(&mut self, open: u64, max: u64) -> (bool, Option<String>) {
+        let full = open >= max;
         let line = match (self.full, full) {
             (false, true) => Some(format!(
-                "{open} connections open, the most a proxy keeps: new ones wait until one closes"
+                "{open} connections open, its most: new clients wait until one closes"
             )),
-            (true, false) => Some(format!("{open} connections open: accepting again")),
+            (true, false) => Some(format!("below its most again ({open} open): accepting")),
             _ => None,
         };
         self.full = full;
@@ -390,21 +389,24 @@ mod cap_tests {
 
     #[test]
     fn the_cap_stops_accepting_at_its_size_and_says_so_once() {
-        let mut cap = Cap::new(3);
-        assert_eq!(cap.admit(0), (true, None));
-        assert_eq!(cap.admit(2), (true, None));
-        let (admit, line) = cap.admit(3);
+        let mut cap = Cap::default();
+        assert_eq!(cap.admit(0, 3), (true, None));
+        assert_eq!(cap.admit(2, 3), (true, None));
+        let (admit, line) = cap.admit(3, 3);
         assert!(!admit);
         assert_eq!(
             line.as_deref(),
-            Some("3 connections open, the most a proxy keeps: new ones wait until one closes")
+            Some("3 connections open, its most: new clients wait until one closes")
         );
-        assert_eq!(cap.admit(3), (false, None), "said once");
-        assert_eq!(cap.admit(4), (false, None));
+        assert_eq!(cap.admit(3, 3), (false, None), "said once");
+        assert_eq!(cap.admit(4, 3), (false, None));
         assert_eq!(
-            cap.admit(2),
-            (true, Some("2 connections open: accepting again".to_owned()))
+            cap.admit(2, 3),
+            (
+                true,
+                Some("below its most again (2 open): accepting".to_owned())
+            )
         );
-        assert_eq!(cap.admit(2), (true, None));
+        assert_eq!(cap.admit(2, 3), (true, None));
     }
 }

@@ -203,3 +203,43 @@ fn a_reverted_toxic_lets_go_of_the_bytes_it_holds() {
     client.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"ping");
 }
+
+/// At its cap a proxy stops accepting, says so once, and takes the client that waited
+/// as soon as one leaves.
+#[test]
+fn at_the_cap_a_client_waits_until_one_leaves() {
+    static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let said = |what: &str| LINES.lock().unwrap().iter().any(|l| l.contains(what));
+    super::registry().log = Some(std::sync::Arc::new(Box::new(|line: &str| {
+        LINES.lock().unwrap().push(line.to_owned())
+    })));
+    let (proxy, listen) = start("capped", echo_server());
+    proxy
+        .max_open
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    let talk = |client: &mut TcpStream| {
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        client.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping");
+    };
+    let mut first = TcpStream::connect(listen).unwrap();
+    talk(&mut first);
+    let mut second = TcpStream::connect(listen).unwrap();
+    talk(&mut second);
+    until("the cap is told", || {
+        said("proxy capped: 2 connections open, its most: new clients wait")
+    });
+    // Connected (the listen backlog), not accepted while two are open.
+    let mut third = TcpStream::connect(listen).unwrap();
+    assert_eq!(proxy.accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+    drop(first);
+    talk(&mut third);
+    assert!(said(
+        "proxy capped: below its most again (1 open): accepting"
+    ));
+    talk(&mut second);
+}
