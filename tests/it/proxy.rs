@@ -342,3 +342,48 @@ fn a_listen_address_in_use_stops_the_start() {
         run.stderr
     );
 }
+
+/// A SIGHUP whose configuration adds a proxy on an address another program holds is
+/// refused, naming it, and the daemon runs on with its proxy; once the address is free
+/// the same SIGHUP restarts with both.
+#[test]
+fn a_sighup_with_a_taken_listen_address_is_refused() {
+    let dir = TestDir::new("proxy-sighup");
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (up, new) = (
+        upstream.local_addr().unwrap(),
+        taken.local_addr().unwrap().port(),
+    );
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let db = format!(r#""db": (listen: "{listen}", upstream: "{up}")"#);
+    let cfg = config(&dir, &db, r#""process-kill": ()"#);
+    let mut d = crate::util::Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    let both = format!(r#"{db}, "new": (listen: "127.0.0.1:{new}", upstream: "{up}")"#);
+    assert_eq!(config(&dir, &both, r#""process-kill": ()"#), cfg);
+    d.signal("HUP");
+    d.wait_for(|l| l.contains("not applied. Running on unchanged."));
+    let refused = format!(
+        "warning: SIGHUP: proxy new: cannot listen on 127.0.0.1:{new}: the address is in use"
+    );
+    assert!(
+        d.log.iter().any(|l| l.starts_with(&refused)),
+        "{:#?}",
+        d.log
+    );
+    // The daemon and its proxy run on.
+    let healthy = crate::util::http(port, "GET", "/healthz", &[], b"");
+    assert_eq!(healthy.status, 200);
+    let _client = std::net::TcpStream::connect(listen).unwrap();
+    upstream.accept().expect("the proxy forwards");
+
+    drop(taken);
+    d.signal("HUP");
+    d.wait_for(|l| l.starts_with(&format!("Proxy new: listening on 127.0.0.1:{new}")));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:#?}", d.log);
+}

@@ -18,7 +18,7 @@ pub struct RawProxy {
 }
 
 /// The proxies, each checked: a name of lower-case letters, digits and dashes, a listen
-/// address of its own, an upstream `host:port`.
+/// address of its own, an upstream `host:port` that is no proxy's listen address.
 pub fn validate(
     raw: &BTreeMap<String, RawProxy>,
     src: &Source<'_>,
@@ -59,6 +59,22 @@ pub fn validate(
                 ));
             }
         }
+    }
+    for spec in &specs {
+        let Some(other) = specs.iter().find(|o| spec.forwards_to(o.listen)) else {
+            continue;
+        };
+        let whose = if other.name == spec.name {
+            "its own listen address".to_owned()
+        } else {
+            format!("where proxy `{}` listens ({})", other.name, other.listen)
+        };
+        errors.push(format!(
+            "{}: proxy `{}` forwards to {}, {whose}: a loop; expected the address of the real service",
+            src.at(&["proxies", &format!("\"{}\"", spec.name), "upstream"]),
+            spec.name,
+            spec.upstream
+        ));
     }
     specs
 }

@@ -114,6 +114,14 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
             }
         },
     };
+    // A SIGHUP's configuration with a proxy that could not listen would stop the
+    // restarted daemon: refused here, the daemon runs on unchanged.
+    if matches!(mode, Mode::Hangup) {
+        let cannot = net_faults::proxy::can_listen(&config.proxies);
+        if !cannot.is_empty() {
+            return Err(ConfigErrors(cannot));
+        }
+    }
     let loads = loading::start(config, mode);
     let (journal, journal_error) = open_journal(config, mode);
     let guards = Guards {
@@ -132,9 +140,16 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
         .into_iter()
         .map(|p| (p.manifest.name.clone(), p))
         .collect();
-    // A net-proxy fault names one of these: declared before the faults are built.
-    net_faults::proxy::declare(config.proxies.clone());
-    let faults = add_faults(&mut engine, config, &builtins);
+    // A net-proxy fault names one of these: declared before the faults are built. The
+    // check a SIGHUP asks for leaves the running daemon's declared proxies alone.
+    let faults = if matches!(mode, Mode::Hangup) {
+        net_faults::proxy::checking(&config.proxies, || {
+            add_faults(&mut engine, config, &builtins)
+        })
+    } else {
+        net_faults::proxy::declare(config.proxies.clone());
+        add_faults(&mut engine, config, &builtins)
+    };
     let (poller_states, poller_errors) = poller_states(config, mode);
     let infos = builtins.values().map(Plugin::info).collect();
     let taken = builtins

@@ -16,13 +16,14 @@
 //! the host only declares, starts and shows the proxies through this module's API.
 
 mod fault;
+mod forward;
 mod run;
 mod splice;
 pub mod toxic;
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, OnceLock, RwLock,
@@ -76,6 +77,36 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// Whether this proxy's upstream is `listen` (a proxy's listen address): its
+    /// connections would come back to that proxy. An upstream named by a host other
+    /// than `localhost` is not resolved here, and is never one.
+    pub fn forwards_to(&self, listen: SocketAddr) -> bool {
+        let Some((host, port)) = self.upstream.rsplit_once(':') else {
+            return false;
+        };
+        if port.parse::<u16>().ok() != Some(listen.port()) {
+            return false;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) if host.eq_ignore_ascii_case("localhost") => {
+                vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+            }
+            Err(_) => return false,
+        };
+        let here = |ip: &IpAddr| ip.is_loopback() || ip.is_unspecified();
+        ips.iter().any(|ip| {
+            *ip == listen.ip()
+                // Listening on every address (0.0.0.0): the host's own addresses reach it.
+                || (listen.ip().is_unspecified() && here(ip))
+                // Connecting to 0.0.0.0 reaches this host.
+                || (ip.is_unspecified() && listen.ip().is_loopback())
+        })
+    }
+}
+
 /// A toxic in effect on a proxy.
 #[derive(Debug, Clone)]
 pub(crate) struct Active {
@@ -97,6 +128,8 @@ pub(crate) struct Proxy {
     /// Bumped at every change of `toxics`: connections and the listener wake to it.
     pub changes: tokio::sync::watch::Sender<u64>,
     pub open: AtomicU64,
+    /// The most connections open at once (`run::MAX_OPEN`; less in a test).
+    pub max_open: AtomicU64,
     pub accepted: AtomicU64,
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
@@ -104,6 +137,8 @@ pub(crate) struct Proxy {
     pub upstream_failing: AtomicBool,
     /// Whether it listens now (not while `Down` is on).
     pub listening: AtomicBool,
+    /// Told at every close of a connection: the accept loop waits for it at the cap.
+    pub closed: tokio::sync::Notify,
 }
 
 impl Proxy {
@@ -114,11 +149,13 @@ impl Proxy {
             toxics: RwLock::new(Arc::new(Vec::new())),
             changes: tokio::sync::watch::Sender::new(0),
             open: AtomicU64::new(0),
+            max_open: AtomicU64::new(run::MAX_OPEN),
             accepted: AtomicU64::new(0),
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
             upstream_failing: AtomicBool::new(false),
             listening: AtomicBool::new(true),
+            closed: tokio::sync::Notify::new(),
         }
     }
 
@@ -273,12 +310,54 @@ pub fn declare(specs: Vec<Spec>) {
     registry().declared = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
 }
 
+thread_local! {
+    /// The proxies a configuration being checked declares (`checking`), seen by this
+    /// thread in place of the declared ones.
+    static CHECKING: std::cell::RefCell<Option<BTreeMap<String, Spec>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `check` (which builds a configuration's faults on this thread) with `specs` as
+/// the declared proxies, changing nothing of this process's: the check a SIGHUP asks
+/// for, in a daemon whose proxies run on.
+pub fn checking<T>(specs: &[Spec], check: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CHECKING.with(|c| *c.borrow_mut() = None);
+        }
+    }
+    let map = specs.iter().map(|s| (s.name.clone(), s.clone())).collect();
+    CHECKING.with(|c| *c.borrow_mut() = Some(map));
+    let _reset = Reset;
+    check()
+}
+
+/// Whether each of `specs` could listen, for a configuration about to replace the
+/// running one: the address of a proxy this process runs is taken by it (and freed
+/// when it restarts); any other is bound and let go. One line per proxy that cannot.
+pub fn can_listen(specs: &[Spec]) -> Vec<String> {
+    let ours: Vec<SocketAddr> = registry().running.values().map(|p| p.spec.listen).collect();
+    specs
+        .iter()
+        .filter(|s| !ours.contains(&s.listen))
+        .filter_map(|s| run::bind(s).err())
+        .collect()
+}
+
 /// The names of the declared proxies.
 pub fn declared() -> Vec<String> {
+    if let Some(names) = CHECKING.with(|c| c.borrow().as_ref().map(|m| m.keys().cloned().collect()))
+    {
+        return names;
+    }
     registry().declared.keys().cloned().collect()
 }
 
 pub(crate) fn declared_spec(name: &str) -> Option<Spec> {
+    if let Some(found) = CHECKING.with(|c| c.borrow().as_ref().map(|m| m.get(name).cloned())) {
+        return found;
+    }
     registry().declared.get(name).cloned()
 }
 
@@ -344,5 +423,19 @@ mod spec_tests {
         for bad in ["10.0.0.5", "10.0.0.5:0", ":5432", "a b:1", "x:99999"] {
             assert!(Spec::parse("db", "127.0.0.1:1", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_upstream_that_is_a_listen_address_is_seen() {
+        let listen = |a: &str| a.parse::<SocketAddr>().unwrap();
+        let to = |up: &str| Spec::parse("a", "127.0.0.1:9", up).unwrap();
+        assert!(to("127.0.0.1:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(to("localhost:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(to("127.0.0.1:15432").forwards_to(listen("0.0.0.0:15432")));
+        assert!(to("0.0.0.0:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(to("[::1]:15432").forwards_to(listen("[::1]:15432")));
+        assert!(!to("127.0.0.1:15433").forwards_to(listen("127.0.0.1:15432")));
+        assert!(!to("10.0.0.5:15432").forwards_to(listen("127.0.0.1:15432")));
+        assert!(!to("db.internal:15432").forwards_to(listen("0.0.0.0:15432")));
     }
 }

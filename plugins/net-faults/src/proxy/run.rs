@@ -3,8 +3,9 @@
 //!
 //! Without a toxic the bytes are spliced from socket to socket through a pipe (`splice`),
 //! one atomic load (`toxic_on`) a chunk; with one, each chunk is read up here and meets
-//! the toxics in effect (`toxic::Toxic`), and a watch wakes every connection when they
-//! change (a reset, a close, `Down`).
+//! the toxics in effect (`forward`), and a watch wakes every connection when they
+//! change (a reset, a close, `Down`, the end of a wait). A proxy keeps at most
+//! `MAX_OPEN` connections open (`Cap`).
 
 use std::{
     io,
@@ -12,7 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nightmare_monkey_plugin_api::sdk::Rng;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
@@ -23,13 +23,12 @@ use tokio::{
 };
 
 use super::{
+    forward::{Plan, Toxicity, CHUNK},
     splice::{self, Clean, Pipe},
     toxic::Toxic,
-    Active, Log, Proxy, Spec,
+    Log, Proxy, Spec,
 };
 
-/// The largest chunk read at once.
-const CHUNK: usize = 64 * 1024;
 /// How long a connection to the upstream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -65,7 +64,7 @@ fn runtime() -> Result<&'static tokio::runtime::Handle, String> {
 }
 
 /// Binds the proxy's address; the error says which proxy, where, and what to do.
-fn bind(spec: &Spec) -> Result<std::net::TcpListener, String> {
+pub(super) fn bind(spec: &Spec) -> Result<std::net::TcpListener, String> {
     let listener = std::net::TcpListener::bind(spec.listen).map_err(|e| {
         let why = match e.kind() {
             io::ErrorKind::AddrInUse => "the address is in use: another program (or a daemon already running this proxy) listens there; choose another listen address or stop it".to_owned(),
@@ -106,6 +105,7 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
         }
     };
     let mut rebind_failed = false;
+    let mut cap = Cap::default();
     loop {
         let down = is_down(&proxy);
         match (&listener, down) {
@@ -141,12 +141,30 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                 }
             }
             (Some(l), false) => {
+                let (open, max) = (&proxy.open, &proxy.max_open);
+                let (admit, line) =
+                    cap.admit(open.load(Ordering::Relaxed), max.load(Ordering::Relaxed));
+                if let Some(line) = line {
+                    log(&format!("proxy {name}: {line}"));
+                }
+                if !admit {
+                    // New clients wait in the listen backlog until one leaves.
+                    tokio::select! {
+                        biased;
+                        _ = changes.changed() => {}
+                        () = proxy.closed.notified() => {}
+                    }
+                    continue;
+                }
                 tokio::select! {
                     biased;
                     _ = changes.changed() => {}
                     accepted = l.accept() => match accepted {
                         Ok((client, _)) => {
-                            tokio::spawn(connection(proxy.clone(), client, log.clone()));
+                            // Counted here, not in its task: the cap sees it at once.
+                            proxy.open.fetch_add(1, Ordering::Relaxed);
+                            let open = Open(proxy.clone());
+                            tokio::spawn(connection(proxy.clone(), client, log.clone(), open));
                         }
                         Err(e) => {
                             // Out of descriptors, say: wait a little rather than spin.
@@ -162,7 +180,7 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
 
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// Both ways closed, or an error.
     Done,
     /// Closed by a toxic (timeout, limit_data, down).
@@ -177,13 +195,40 @@ struct Open(Arc<Proxy>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.closed.notify_one();
     }
 }
 
-async fn connection(proxy: Arc<Proxy>, mut client: TcpStream, log: Arc<Log>) {
+/// The most connections a proxy keeps open at once: past it, new clients wait in the
+/// listen backlog (and the kernel refuses them once it is full) until one leaves.
+pub(super) const MAX_OPEN: u64 = 1024;
+
+/// Whether the accept loop takes another connection, with the line to log when that
+/// changes (once each way, not once per client).
+#[derive(Debug, Default)]
+pub(super) struct Cap {
+    full: bool,
+}
+
+impl Cap {
+    /// With `open` connections open, `max` at most: whether to accept one more, and
+    /// what to log.
+    pub fn admit(&mut self, open: u64, max: u64) -> (bool, Option<String>) {
+        let full = open >= max;
+        let line = match (self.full, full) {
+            (false, true) => Some(format!(
+                "{open} connections open, its most: new clients wait until one closes"
+            )),
+            (true, false) => Some(format!("below its most again ({open} open): accepting")),
+            _ => None,
+        };
+        self.full = full;
+        (!full, line)
+    }
+}
+
+async fn connection(proxy: Arc<Proxy>, mut client: TcpStream, log: Arc<Log>, _open: Open) {
     proxy.accepted.fetch_add(1, Ordering::Relaxed);
-    proxy.open.fetch_add(1, Ordering::Relaxed);
-    let _open = Open(proxy.clone());
     let (name, target) = (&proxy.spec.name, &proxy.spec.upstream);
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str()))
         .await
@@ -295,11 +340,8 @@ async fn pump(
         &proxy.bytes_down
     };
     let mut buf = Vec::new();
-    let mut toxic = Toxicity {
-        rng: None,
-        seed: seed * 2 + u64::from(to_upstream),
-        passed: Vec::new(),
-    };
+    let mut toxic = Toxicity::new(seed * 2 + u64::from(to_upstream));
+    let mut changes = proxy.changes.subscribe();
     let pipe = Pipe::new();
     loop {
         if let (Some(pipe), false) = (&pipe, proxy.toxic_on.load(Ordering::Acquire)) {
@@ -315,10 +357,16 @@ async fn pump(
         if buf.is_empty() {
             buf = vec![0u8; CHUNK];
         }
-        let n = from.read(&mut buf).await.map_err(|_| End::Done)?;
+        // One piece at a time while a bandwidth or a slicer is on.
+        let most = if proxy.toxic_on.load(Ordering::Acquire) {
+            Plan::of(&proxy.toxics(), to_upstream).read_limit()
+        } else {
+            CHUNK
+        };
+        let n = from.read(&mut buf[..most]).await.map_err(|_| End::Done)?;
         if n == 0 {
             if proxy.toxic_on.load(Ordering::Acquire) {
-                toxic.slow_close(&proxy.toxics()).await;
+                toxic.slow_close(proxy, &mut changes).await;
             }
             let _ = to.shutdown().await;
             return Ok(());
@@ -329,113 +377,36 @@ async fn pump(
             continue;
         }
         let arrived = Instant::now();
-        let toxics = proxy.toxics();
-        let mine: Vec<&Active> = toxics
-            .iter()
-            .filter(|a| a.direction.is_some_and(|d| d.covers(to_upstream)))
-            .collect();
-        toxic.forward(&mine, &buf[..n], arrived, to).await?;
+        toxic
+            .forward(proxy, to_upstream, &mut changes, &buf[..n], arrived, to)
+            .await?;
     }
 }
 
-/// What one direction of a connection keeps for its toxics.
-struct Toxicity {
-    rng: Option<Rng>,
-    seed: u64,
-    /// Bytes passed under each `limit_data`, by toxic id.
-    passed: Vec<(String, u64)>,
-}
+#[cfg(test)]
+mod cap_tests {
+    use super::Cap;
 
-impl Toxicity {
-    fn draw(&mut self) -> u64 {
-        let seed = self.seed;
-        self.rng
-            .get_or_insert_with(|| Rng::from_seed(seed))
-            .next_u64()
-    }
-
-    async fn slow_close(&mut self, toxics: &[Active]) {
-        let delay = toxics
-            .iter()
-            .filter_map(|a| match a.toxic {
-                Toxic::SlowClose { delay_ms } => Some(delay_ms),
-                _ => None,
-            })
-            .max();
-        if let Some(ms) = delay {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-    }
-
-    /// One chunk through the toxics of its direction.
-    async fn forward(
-        &mut self,
-        toxics: &[&Active],
-        mut data: &[u8],
-        arrived: Instant,
-        to: &mut WriteHalf<'_>,
-    ) -> Result<(), End> {
-        let mut delay = Duration::ZERO;
-        let mut rate: Option<u64> = None;
-        let mut slicer = None;
-        let mut close_after = false;
-        for active in toxics {
-            match active.toxic {
-                // Nothing gets through while it lasts.
-                Toxic::Timeout { .. } => return Ok(()),
-                Toxic::Latency {
-                    latency_ms,
-                    jitter_ms,
-                } => delay += Toxic::delay(latency_ms, jitter_ms, self.draw()),
-                Toxic::Bandwidth { rate_kb } => {
-                    rate = Some(rate.map_or(rate_kb, |r| r.min(rate_kb)));
-                }
-                Toxic::Slicer {
-                    average_size,
-                    size_variation,
-                    delay_us,
-                } => slicer = Some((average_size, size_variation, delay_us)),
-                Toxic::LimitData { bytes } => {
-                    let passed = match self.passed.iter_mut().find(|(id, _)| *id == active.id) {
-                        Some((_, passed)) => passed,
-                        None => {
-                            self.passed.push((active.id.clone(), 0));
-                            &mut self.passed.last_mut().expect("just pushed").1
-                        }
-                    };
-                    let left = bytes.saturating_sub(*passed);
-                    if (data.len() as u64) >= left {
-                        data = &data[..left as usize];
-                        close_after = true;
-                    }
-                    *passed += data.len() as u64;
-                }
-                _ => {}
-            }
-        }
-        if !delay.is_zero() {
-            sleep_until((arrived + delay).into()).await;
-        }
-        // A piece at a time: a slicer's size, or a tenth of a second at the rate.
-        let piece = match (slicer, rate) {
-            (Some((average, variation, _)), _) => Toxic::slice(average, variation, self.draw()),
-            (None, Some(kb)) => ((kb * 1024 / 10) as usize).clamp(1, CHUNK),
-            (None, None) => data.len().max(1),
-        };
-        while !data.is_empty() {
-            let (now, rest) = data.split_at(piece.min(data.len()));
-            to.write_all(now).await.map_err(|_| End::Done)?;
-            data = rest;
-            if let Some(kb) = rate {
-                tokio::time::sleep(Toxic::pace(now.len(), kb)).await;
-            }
-            if let Some((_, _, us)) = slicer.filter(|s| s.2 > 0 && !data.is_empty()) {
-                tokio::time::sleep(Duration::from_micros(us)).await;
-            }
-        }
-        if close_after {
-            return Err(End::Close);
-        }
-        Ok(())
+    #[test]
+    fn the_cap_stops_accepting_at_its_size_and_says_so_once() {
+        let mut cap = Cap::default();
+        assert_eq!(cap.admit(0, 3), (true, None));
+        assert_eq!(cap.admit(2, 3), (true, None));
+        let (admit, line) = cap.admit(3, 3);
+        assert!(!admit);
+        assert_eq!(
+            line.as_deref(),
+            Some("3 connections open, its most: new clients wait until one closes")
+        );
+        assert_eq!(cap.admit(3, 3), (false, None), "said once");
+        assert_eq!(cap.admit(4, 3), (false, None));
+        assert_eq!(
+            cap.admit(2, 3),
+            (
+                true,
+                Some("below its most again (2 open): accepting".to_owned())
+            )
+        );
+        assert_eq!(cap.admit(2, 3), (true, None));
     }
 }

@@ -106,3 +106,140 @@ fn limit_data_slicer_and_slow_close_do_what_they_say() {
     assert!(proxy.remove("slow_close"));
     assert!(!proxy.remove("slow_close"), "a second revert finds nothing");
 }
+
+/// A proxy of its own (`declare` would replace the other tests' proxies).
+fn start(name: &str, upstream: SocketAddr) -> (std::sync::Arc<super::Proxy>, SocketAddr) {
+    let listen = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let spec = Spec::parse(name, &listen.to_string(), &upstream.to_string()).unwrap();
+    super::registry().declared.insert(name.to_owned(), spec);
+    (running(name).unwrap(), listen)
+}
+
+/// A server sending `size` bytes to each client, then closing.
+fn bulk_server(size: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let block = vec![7u8; 64 * 1024];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(block.len());
+                    if stream.write_all(&block[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Polls `done` until it holds, for 30 s at most.
+fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 30s");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A toxic reverted in the middle of a chunk lets go of it: under either toxic the
+/// transfer would take minutes (hours); reverted, the rest arrives at full speed.
+#[test]
+fn a_reverted_toxic_lets_go_of_the_bytes_it_holds() {
+    const SIZE: usize = 4 << 20;
+    let (proxy, listen) = start("revert-bulk", bulk_server(SIZE));
+    let slicer = Toxic::Slicer {
+        average_size: 1,
+        size_variation: 0,
+        delay_us: 600_000_000,
+    };
+    for toxic in [Toxic::Bandwidth { rate_kb: 1 }, slicer] {
+        proxy.add(on(toxic.clone(), Some(Direction::Downstream)));
+        let mut client = TcpStream::connect(listen).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        let mut first = [0u8; 1];
+        client.read_exact(&mut first).unwrap();
+        assert!(proxy.remove(toxic.name()));
+        let reverted = Instant::now();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        let took = reverted.elapsed();
+        assert_eq!(rest.len() + 1, SIZE, "{}: every byte arrives", toxic.name());
+        assert!(
+            took < Duration::from_secs(20),
+            "{}: the rest took {took:?} after the revert",
+            toxic.name()
+        );
+    }
+
+    let (proxy, listen) = start("revert-latency", echo_server());
+    proxy.add(on(
+        Toxic::Latency {
+            latency_ms: 600_000,
+            jitter_ms: 0,
+        },
+        Some(Direction::Downstream),
+    ));
+    let mut client = TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    client.write_all(b"ping").unwrap();
+    // The answer is held by the latency once the proxy has read it.
+    until("the echo reaches the proxy", || {
+        proxy.bytes_down.load(std::sync::atomic::Ordering::Relaxed) >= 4
+    });
+    assert!(proxy.remove("latency"));
+    let mut back = [0u8; 4];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+}
+
+/// At its cap a proxy stops accepting, says so once, and takes the client that waited
+/// as soon as one leaves.
+#[test]
+fn at_the_cap_a_client_waits_until_one_leaves() {
+    static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let said = |what: &str| LINES.lock().unwrap().iter().any(|l| l.contains(what));
+    super::registry().log = Some(std::sync::Arc::new(Box::new(|line: &str| {
+        LINES.lock().unwrap().push(line.to_owned())
+    })));
+    let (proxy, listen) = start("capped", echo_server());
+    proxy
+        .max_open
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    let talk = |client: &mut TcpStream| {
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        client.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping");
+    };
+    let mut first = TcpStream::connect(listen).unwrap();
+    talk(&mut first);
+    let mut second = TcpStream::connect(listen).unwrap();
+    talk(&mut second);
+    until("the cap is told", || {
+        said("proxy capped: 2 connections open, its most: new clients wait")
+    });
+    // Connected (the listen backlog), not accepted while two are open.
+    let mut third = TcpStream::connect(listen).unwrap();
+    assert_eq!(proxy.accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+    drop(first);
+    talk(&mut third);
+    assert!(said(
+        "proxy capped: below its most again (1 open): accepting"
+    ));
+    talk(&mut second);
+}
