@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     netns::{self, Target},
     nft::program,
+    qdisc::Phases,
 };
 
 pub(crate) const HANDLE: &str = "4e4d:";
@@ -151,6 +152,20 @@ impl NetBandwidth {
         .to_vec()
     }
 
+    /// Its phases, which net-delay shares.
+    fn phases<'a>(&'a self, summary: &'a dyn Fn(&str, Option<&Target>) -> String) -> Phases<'a> {
+        Phases {
+            fault: Self::NAME,
+            action: "Throttle",
+            doing: ["will limit", "would limit", "limiting"],
+            interface: &self.interface,
+            kind: tbf(),
+            scope: self.scope.as_ref(),
+            duration: self.duration,
+            summary,
+        }
+    }
+
     fn summary(&self, doing: &str, netns: Option<&Target>) -> String {
         let place = netns.map_or(String::new(), |t| {
             format!(" in the network namespace of PID {}", t.pid)
@@ -210,50 +225,14 @@ impl FaultPlugin for NetBandwidth {
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
-        let prepared = self.prepare(request)?;
-        if !request.dry_run {
-            let state = prepared.revert.as_ref().ok_or_else(|| {
-                PluginError::new(ErrorKind::Failed, "the prepared state is missing")
-            })?;
-            return self.apply(request, state);
-        }
-        let command = prepared.details["tc"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Outcome {
-            result: results::DRY_RUN.to_owned(),
-            summary: format!(
-                "{} with: {command}",
-                prepared.summary.replacen("will limit", "would limit", 1)
-            ),
-            revert: None,
-            revert_after_ms: None,
-            ..prepared
-        })
+        self.phases(&|doing, netns| self.summary(doing, netns))
+            .inject(request, self.arguments())
     }
 
     /// Pins the namespace and writes the command; changes nothing.
     fn prepare(&self, _request: &Request) -> Result<Outcome, PluginError> {
-        let netns = match &self.scope {
-            Some(scope) => Some(netns::resolve(scope)?),
-            None => None,
-        };
-        let args = self.arguments();
-        Ok(Outcome {
-            action: "Throttle".to_owned(),
-            result: "prepared".to_owned(),
-            summary: self.summary("will limit", netns.as_ref()),
-            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": netns }),
-            revert: Some(serde_json::json!(Limited {
-                interface: self.interface.clone(),
-                tc: Some(args),
-                netns,
-                kind: tbf(),
-            })),
-            revert_after_ms: Some(self.duration.as_millis() as u64),
-            ..Outcome::default()
-        })
+        self.phases(&|doing, netns| self.summary(doing, netns))
+            .prepare(self.arguments())
     }
 
     fn apply(
@@ -261,22 +240,8 @@ impl FaultPlugin for NetBandwidth {
         _request: &Request,
         prepared: &serde_json::Value,
     ) -> Result<Outcome, PluginError> {
-        let state: Limited = sdk::read_state(prepared)?;
-        let args = add_qdisc(&state, Self::NAME)?;
-        Ok(Outcome {
-            action: "Throttle".to_owned(),
-            result: results::INJECTED.to_owned(),
-            summary: self.summary("limiting", state.netns.as_ref()),
-            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": state.netns }),
-            revert: Some(serde_json::json!(Limited {
-                interface: state.interface,
-                tc: None,
-                netns: state.netns,
-                kind: state.kind,
-            })),
-            revert_after_ms: Some(self.duration.as_millis() as u64),
-            ..Outcome::default()
-        })
+        self.phases(&|doing, netns| self.summary(doing, netns))
+            .apply(prepared)
     }
 
     /// Deletes our qdisc if it is still the interface's root; anything else is left.

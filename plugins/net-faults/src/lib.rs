@@ -39,6 +39,7 @@ mod nft;
 mod own;
 mod packets;
 pub mod proxy;
+mod qdisc;
 
 use nightmare_monkey_plugin_api::{
     abi::PluginRef,

@@ -13,13 +13,14 @@
 use std::{process::Command, sync::OnceLock, time::Duration};
 
 use nightmare_monkey_plugin_api::sdk::{
-    self, process::Scope, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
+    self, process::Scope, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
 };
 use serde::Deserialize;
 
 use crate::{
-    bandwidth::{add_qdisc, is_interface, remove_qdisc, Limited, HANDLE},
+    bandwidth::{is_interface, remove_qdisc, HANDLE},
     netns,
+    qdisc::Phases,
 };
 
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -211,6 +212,23 @@ impl NetDelay {
         args
     }
 
+    /// Its phases, net-bandwidth's with netem's words.
+    fn phases<'a>(
+        &'a self,
+        summary: &'a dyn Fn(&str, Option<&netns::Target>) -> String,
+    ) -> Phases<'a> {
+        Phases {
+            fault: Self::NAME,
+            action: "Delay",
+            doing: ["will delay", "would delay", "delaying"],
+            interface: &self.interface,
+            kind: "netem".to_owned(),
+            scope: self.scope.as_ref(),
+            duration: self.duration,
+            summary,
+        }
+    }
+
     fn summary(&self, doing: &str, netns: Option<&netns::Target>) -> String {
         let place = netns.map_or(String::new(), |t| {
             format!(" in the network namespace of PID {}", t.pid)
@@ -243,50 +261,14 @@ impl FaultPlugin for NetDelay {
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
-        let prepared = self.prepare(request)?;
-        if !request.dry_run {
-            let state = prepared.revert.as_ref().ok_or_else(|| {
-                PluginError::new(ErrorKind::Failed, "the prepared state is missing")
-            })?;
-            return self.apply(request, state);
-        }
-        let command = prepared.details["tc"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Outcome {
-            result: results::DRY_RUN.to_owned(),
-            summary: format!(
-                "{} with: {command}",
-                prepared.summary.replacen("will delay", "would delay", 1)
-            ),
-            revert: None,
-            revert_after_ms: None,
-            ..prepared
-        })
+        self.phases(&|doing, netns| self.summary(doing, netns))
+            .inject(request, self.arguments())
     }
 
     /// Pins the namespace and writes the command; changes nothing.
     fn prepare(&self, _request: &Request) -> Result<Outcome, PluginError> {
-        let netns = match &self.scope {
-            Some(scope) => Some(netns::resolve(scope)?),
-            None => None,
-        };
-        let args = self.arguments();
-        Ok(Outcome {
-            action: "Delay".to_owned(),
-            result: "prepared".to_owned(),
-            summary: self.summary("will delay", netns.as_ref()),
-            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": netns }),
-            revert: Some(serde_json::json!(Limited {
-                interface: self.interface.clone(),
-                tc: Some(args),
-                netns,
-                kind: "netem".to_owned(),
-            })),
-            revert_after_ms: Some(self.duration.as_millis() as u64),
-            ..Outcome::default()
-        })
+        self.phases(&|doing, netns| self.summary(doing, netns))
+            .prepare(self.arguments())
     }
 
     fn apply(
@@ -294,17 +276,8 @@ impl FaultPlugin for NetDelay {
         _request: &Request,
         prepared: &serde_json::Value,
     ) -> Result<Outcome, PluginError> {
-        let state: Limited = sdk::read_state(prepared)?;
-        let args = add_qdisc(&state, Self::NAME)?;
-        Ok(Outcome {
-            action: "Delay".to_owned(),
-            result: results::INJECTED.to_owned(),
-            summary: self.summary("delaying", state.netns.as_ref()),
-            details: serde_json::json!({ "tc": format!("tc {}", args.join(" ")), "netns": state.netns }),
-            revert: Some(serde_json::json!(Limited { tc: None, ..state })),
-            revert_after_ms: Some(self.duration.as_millis() as u64),
-            ..Outcome::default()
-        })
+        self.phases(&|doing, netns| self.summary(doing, netns))
+            .apply(prepared)
     }
 
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
