@@ -42,7 +42,22 @@ impl Etcd {
     /// Starts `size` members, each with its data on a tmpfs of its own (a mount
     /// namespace of its own, gone with it): no fsync of a busy disk can stall it past
     /// the daemons' admission deadline.
+    ///
+    /// The ports are free when chosen, but another test may bind one before etcd does:
+    /// a member that stops saying so is started again, the cluster on new ports.
     fn launch(name: &str, size: usize, tls: Option<&Pki>) -> Vec<Etcd> {
+        let mut tries = 0;
+        loop {
+            match Self::try_launch(name, size, tls) {
+                Ok(members) => return members,
+                Err(log) if log.contains("address already in use") && tries < 5 => tries += 1,
+                Err(log) => panic!("etcd did not start: {log}"),
+            }
+        }
+    }
+
+    /// One try of [`Etcd::launch`]: the members, or the log of one that did not start.
+    fn try_launch(name: &str, size: usize, tls: Option<&Pki>) -> Result<Vec<Etcd>, String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
@@ -91,15 +106,23 @@ impl Etcd {
             })
             .collect();
         let until = Instant::now() + DEADLINE;
-        for etcd in &members {
+        let mut members = members;
+        for etcd in &mut members {
             while std::net::TcpStream::connect(("127.0.0.1", etcd.port)).is_err()
                 || (tls.is_none() && etcd.try_call("/v3/kv/range", r#"{"key":"AA=="}"#).is_none())
             {
-                assert!(Instant::now() < until, "etcd did not start: {}", etcd.log());
+                let exited = etcd
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                if exited || Instant::now() >= until {
+                    // The others are killed as they are dropped.
+                    return Err(etcd.log());
+                }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
-        members
+        Ok(members)
     }
 
     /// Whether this member leads its cluster now.
