@@ -69,6 +69,19 @@ fn kill(port: u16) -> Answer {
     http(port, "POST", "/api/kill", &[], br#"{"desc":"fleet"}"#)
 }
 
+/// Waits until the daemon on `port` is one of its fleet's nodes (`GET /api/fleet`): its
+/// member key lives under its lease, so it holds one. A daemon that starts while etcd is
+/// slow to grant it one (a loaded machine) refuses every fault (`no lease`) until then.
+fn leased(port: u16, node: &str) {
+    until(DEADLINE, "the node holds its lease", || {
+        let view = http(port, "GET", "/api/fleet", &[], b"");
+        view.status == 200
+            && view.json()["nodes"]
+                .as_array()
+                .is_some_and(|nodes| nodes.iter().any(|n| n["node"] == node))
+    });
+}
+
 fn journal(dir: &std::path::Path) -> Vec<serde_json::Value> {
     json_lines(&std::fs::read_to_string(dir.join("journal.jsonl")).unwrap_or_default())
 }
@@ -97,6 +110,8 @@ fn two_daemons_sharing_one_slot_never_hold_it_at_once() {
         })
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    leased(ports[0], "a");
+    leased(ports[1], "b");
 
     // A slot held by someone else: both refuse (429, Retry-After), journaled `refused`.
     etcd.put(
@@ -182,6 +197,8 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
         })
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    leased(ports[0], "a");
+    leased(ports[1], "b");
     // Each once the slot is given back (in the background, after the dry run).
     let free = || {
         until(DEADLINE, "the slot is given back", || {
@@ -218,6 +235,7 @@ fn the_fleet_budget_and_gap_refuse_with_reason_fleet() {
     let cfg = config(&dir, &etcd, "/nm/gap", r#"min_gap: "1h""#);
     let mut gap = Daemon::start(&["--config", &cfg, "--node", "c"]);
     let port = gap.port();
+    leased(port, "c");
     assert_eq!(kill(port).status, 200);
     until(DEADLINE, "the slot is given back", || {
         etcd.get_prefix("/nm/gap/slots/").is_empty()
@@ -506,6 +524,7 @@ fn admissions_go_on_after_the_etcd_leader_is_killed() {
     let cfg = config_on(&dir, &members, "/nm/leader", "max_concurrent: 1");
     let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
     let port = daemon.port();
+    leased(port, "a");
     assert_eq!(kill(port).status, 200);
     let mut leader = None;
     until(DEADLINE, "a leader is elected", || {

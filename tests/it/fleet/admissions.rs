@@ -25,6 +25,8 @@ fn history_fleet_lists_which_node_got_which_fault_when() {
         .map(|(cfg, node)| Daemon::start(&["--config", cfg, "--node", node]))
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    super::leased(ports[0], "a");
+    super::leased(ports[1], "b");
     for port in [ports[0], ports[1], ports[0]] {
         let answer = kill(port);
         assert_eq!(answer.status, 200, "{}", answer.body);

@@ -1,7 +1,7 @@
 //! etcd over https with client certificates (`--client-cert-auth`): the daemon and the
 //! commands reach it with the files of the config; the files' errors name them.
 
-use super::{config_with, etcd::Etcd, journal, kill, pki::Pki, until};
+use super::{config_with, etcd::Etcd, journal, kill, leased, pki::Pki, until};
 use crate::util::{monkey, Daemon, Sleeper, TestDir, DEADLINE};
 
 #[test]
@@ -48,7 +48,9 @@ fn etcd_over_https_with_client_certificates() {
 
     // A daemon is admitted over it.
     let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
-    let answer = kill(daemon.port());
+    let port = daemon.port();
+    leased(port, "a");
+    let answer = kill(port);
     assert_eq!(answer.status, 200, "{}", answer.body);
     let intent = journal(&dir)
         .into_iter()
