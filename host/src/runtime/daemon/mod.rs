@@ -188,7 +188,7 @@ fn adopt_orphans() {
 /// arena of its own (up to eight a core) and keeps what is freed in it: the API's
 /// blocking threads, the log writer and the checkpoint each held some hundred KiB after
 /// a burst, though they allocate little and seldom at once. Measured under `wrk -c4`:
-/// 250 to 550 KiB less resident after 10,000 requests, the same rate. Set by glibc's own
+/// 150 to 550 KiB less resident after 10,000 requests, the same rate. Set by glibc's own
 /// `MALLOC_ARENA_MAX` when the environment gives it.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
