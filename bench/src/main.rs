@@ -9,6 +9,7 @@ mod daemon;
 mod execute;
 mod fleet;
 mod journal;
+mod layout;
 mod load;
 mod measure;
 mod namespace;

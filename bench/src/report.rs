@@ -320,6 +320,9 @@ pub fn markdown(
         args.leak_requests,
         f.rss_after,
     );
+    if let Some(c) = crate::layout::coverage(binary) {
+        let _ = writeln!(md, "| code layout (`host/startup-order.txt`) | {c} |");
+    }
 
     if let Some(e) = &f.execute {
         let _ = write!(

@@ -98,6 +98,12 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
             report::times(&measure::Summary::of(paired))
         );
     }
+    // Memory follows the code's layout (see layout.rs): say whether each build's holds.
+    for (label, build) in [("this", binary), ("other", other)] {
+        if let Some(c) = crate::layout::coverage(build) {
+            let _ = writeln!(table, "\nLayout of {label}: {c}.");
+        }
+    }
     println!("{table}");
     // bench/run says how it was called; run directly, the harness's own arguments.
     let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| {
