@@ -6,6 +6,7 @@ mod drill;
 pub(crate) mod etcd;
 mod latency;
 mod lease;
+mod oneshot;
 mod pki;
 mod relay;
 mod tls;

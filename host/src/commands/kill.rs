@@ -106,6 +106,16 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
     }
     config.seed = args.seed.or(config.seed);
     config.execute |= args.execute;
+    // The fleet admits a node's faults through the daemon, which holds its lease: a
+    // fault this command made would pass the fleet's max_concurrent, budget, min_gap and
+    // switch unseen.
+    if config.execute && config.fleet.is_some() {
+        return Err(UsageError(anyhow!(
+            "--config {}: its fleet: section admits real faults only through the daemon (max_concurrent, budget, min_gap and the fleet's switch hold there): ask the running daemon (POST /api/kill), or leave out --execute for a dry run",
+            path.display()
+        ))
+        .into());
+    }
     if args.allow_untrusted_plugins {
         config.plugin_trust = Trust::Anyone;
     }

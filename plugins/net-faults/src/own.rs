@@ -4,12 +4,26 @@
 //!
 //! The built-in faults run inside the daemon, so its listeners are this process's: the
 //! TCP sockets in LISTEN state (`/proc/self/net/tcp`, `tcp6`) whose inodes are among
-//! its open descriptors. Nothing has to be configured twice.
+//! its open descriptors. Nothing has to be configured twice. The peers are those it is
+//! connected to when the fault is prepared, and those the host declared
+//! ([`declare_peers`]: every endpoint of the fleet's coordinator, so that a failover to
+//! a member it was not connected to is spared as well).
 
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Mutex,
 };
+
+/// The peers the host declared its own, connected or not.
+static DECLARED: Mutex<Vec<(IpAddr, u16)>> = Mutex::new(Vec::new());
+
+/// Declares the addresses and ports the daemon must always reach (the fleet's
+/// coordinator's endpoints), in place of those declared before: a network fault spares
+/// them as it spares an open connection of the daemon's.
+pub fn declare_peers(peers: Vec<(IpAddr, u16)>) {
+    *DECLARED.lock().unwrap_or_else(|e| e.into_inner()) = peers;
+}
 
 /// The inodes of this process's sockets.
 fn socket_inodes() -> BTreeSet<u64> {
@@ -46,10 +60,17 @@ pub fn read() -> Own {
     let lines = lines_of(&inodes);
     let listening: BTreeSet<u16> = lines.iter().filter_map(|l| listener(l, &inodes)).collect();
     let listening: Vec<u16> = listening.into_iter().collect();
-    let peers: BTreeSet<(IpAddr, u16)> = lines
+    let mut peers: BTreeSet<(IpAddr, u16)> = lines
         .iter()
         .filter_map(|line| outgoing(line, &listening))
         .collect();
+    peers.extend(
+        DECLARED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied(),
+    );
     Own {
         listening,
         peers: peers.into_iter().collect(),
@@ -83,8 +104,8 @@ pub fn listening_ports() -> Vec<u16> {
 }
 
 /// The addresses and ports this process is connected to, its own listeners' clients
-/// aside: the fleet's coordinator, say. A network fault spares them (by address and
-/// port, so a reconnection is spared too), as it spares the API.
+/// aside (the fleet's coordinator, say), and those declared. A network fault spares them
+/// (by address and port, so a reconnection is spared too), as it spares the API.
 #[cfg(test)]
 pub fn connected_peers() -> Vec<(IpAddr, u16)> {
     read().peers
@@ -141,6 +162,19 @@ fn listener(line: &str, inodes: &BTreeSet<u64>) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_peers_are_spared_though_no_connection_is_open() {
+        let member: (IpAddr, u16) = (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), 2379);
+        assert!(!connected_peers().contains(&member));
+        declare_peers(vec![member]);
+        assert!(connected_peers().contains(&member));
+        declare_peers(Vec::new());
+        assert!(
+            !connected_peers().contains(&member),
+            "a new declaration replaces the old"
+        );
+    }
 
     #[test]
     fn a_listener_of_this_process_is_found_and_no_other() {

@@ -148,6 +148,13 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
         })
     } else {
         net_faults::proxy::declare(config.proxies.clone());
+        // What a network fault never cuts: the coordinator, every member of it.
+        if mode.writes() {
+            let endpoints = config.fleet.as_ref().map(|f| f.endpoints.as_slice());
+            net_faults::declare_peers(crate::fleet::peers::endpoint_addrs(
+                endpoints.unwrap_or_default(),
+            ));
+        }
         add_faults(&mut engine, config, &builtins)
     };
     let (poller_states, poller_errors) = poller_states(config, mode);
