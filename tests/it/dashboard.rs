@@ -54,6 +54,20 @@ fn config(dir: &Path, rest: &str, victim: &str) -> PathBuf {
         .into()
 }
 
+/// The text `name` (a JS variable `setup` sets) once `check` (a JS expression over it)
+/// holds, within 30 seconds.
+fn text_until(browser: &Browser, what: &str, setup: &str, name: &str, check: &str) -> String {
+    browser
+        .until(
+            Duration::from_secs(30),
+            what,
+            &format!("{setup}\nreturn ({check}) && {name}"),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn api(port: u16, method: &str, path: &str, token: &str) -> serde_json::Value {
     let auth = format!("Authorization: Bearer {token}");
     http(
@@ -550,3 +564,4 @@ fn the_report_and_the_plan_read_in_a_browser_and_print() {
 mod controls;
 mod events;
 mod fleet;
+mod proxies;

@@ -7,7 +7,7 @@ use std::{fs, path::Path, process::Command};
 
 use crate::{
     drill::PRELUDE,
-    util::{bin, monkey, pairs, state_dir, Drill, Run, TestDir},
+    util::{self, monkey, pairs, Drill, Run, TestDir},
 };
 
 /// Shell helpers beside [`PRELUDE`]: `udp FROM TO N` sends N datagrams from one
@@ -49,31 +49,7 @@ table() { $IN nft list table inet nightmare_monkey >/dev/null 2>&1 && echo prese
 /// Runs `script` (after [`PRELUDE`] and [`NET_PRELUDE`], loopback up) as PID 1 of a
 /// fresh user, network and PID namespace, `$NM` naming the binary.
 pub(crate) fn in_network_namespace(script: &str) -> Run {
-    let out = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            "sh",
-            "-c",
-            &format!("ip link set lo up\n{PRELUDE}{NET_PRELUDE}{script}"),
-        ])
-        .env("NM", bin())
-        .env("STATE_DIRECTORY", state_dir())
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("unshare runs (install util-linux)");
-    let run = Run::from(out);
-    assert!(
-        !run.stderr.contains("unshare: "),
-        "cannot create the namespaces here: {}",
-        run.stderr
-    );
-    run
+    util::in_network_namespace(&[], &format!("{PRELUDE}{NET_PRELUDE}{script}"))
 }
 
 /// A drill config in `dir` (the shared header: every day and hour, no timer, the API on
@@ -292,9 +268,11 @@ fn a_dry_run_prints_the_exact_rules() {
     );
 }
 
-/// net-delay on a kernel without netem: refused by check-config (and so by a start),
-/// naming the missing module and the way around it (the net-proxy fault); with netem,
-/// the config is checked as any other (its tc command is unit-tested in `netem.rs`).
+/// net-delay on a kernel without netem: refused by check-config, by a start and by an
+/// injection (`kill --fault net-delay`, dry or `--execute`, in a network namespace of
+/// the test's), each time naming the missing module and the way around it (the
+/// net-proxy fault); with netem, the config is checked as any other (its tc command is
+/// unit-tested in `netem.rs`).
 #[test]
 fn net_delay_without_netem_is_refused_saying_why() {
     let probe = Command::new("unshare")
@@ -311,24 +289,118 @@ fn net_delay_without_netem_is_refused_saying_why() {
     );
     let run = monkey(&["check-config", &cfg]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    if String::from_utf8_lossy(&probe.stderr).contains("qdisc kind is unknown") {
-        assert!(
-            run.stderr.contains("net-delay needs the kernel's netem queueing discipline (module sch_netem), which this kernel lacks"),
-            "{}",
-            run.stderr
-        );
-        assert!(run.stderr.contains("modprobe sch_netem"), "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("the net-proxy fault with toxic Latency"),
-            "{}",
-            run.stderr
-        );
-    } else {
+    if !String::from_utf8_lossy(&probe.stderr).contains("qdisc kind is unknown") {
         assert!(
             run.stderr.contains("interface is required"),
             "{}",
             run.stderr
+        );
+        return;
+    }
+    let d = dir.display();
+    let fault = r#"--fault net-delay --fault-config '(interface: "lo", delay: "100ms")'"#;
+    let refused = in_network_namespace(&format!(
+        r#"
+timeout 30 "$NM" --config {cfg} --execute 2>{d}/start; echo "start $?"
+"$NM" kill {fault} 2>{d}/dry; echo "dry $?"
+"$NM" kill --execute --journal {d}/journal.jsonl {fault} 2>{d}/execute; echo "execute $?"
+echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2)""#
+    ));
+    let said = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let context = format!("{}\n{}", refused.stdout, refused.stderr);
+    for (name, stderr) in [
+        ("check-config", run.stderr),
+        ("start", said("start")),
+        ("dry", said("dry")),
+        ("execute", said("execute")),
+    ] {
+        for want in [
+            "net-delay needs the kernel's netem queueing discipline (module sch_netem), which this kernel lacks",
+            "modprobe sch_netem",
+            "the net-proxy fault with toxic Latency",
+        ] {
+            assert!(stderr.contains(want), "{name}: {want}\n{stderr}\n{context}");
+        }
+    }
+    for key in ["start", "dry", "execute"] {
+        assert_eq!(pairs(&refused.stdout, key), ["2"], "{key}\n{context}");
+    }
+    assert_eq!(pairs(&refused.stdout, "qdisc"), ["noqueue"], "{context}");
+}
+
+/// What [`strike_a_child`] saw: the script's lines, what `kill` printed and logged.
+struct Struck {
+    run: Run,
+    out: String,
+    log: String,
+}
+
+/// Runs, in the namespaces of [`in_network_namespace`] and those `more` asks for, a
+/// child (`sleep 1000`, `$c`) in a network namespace of its own, then `setup`, then a
+/// one-shot `kill --execute` of `fault` (`--fault NAME --fault-config ...`) until
+/// Ctrl-C: `traffic` (a command printing what arrived) runs in the child's namespace
+/// and in the parent's while the fault is on (`child`, `parent`: our table's presence
+/// and what arrived), and in the child's after (`reverted`).
+fn strike_a_child(dir: &Path, more: &[&str], setup: &str, fault: &str, traffic: &str) -> Struck {
+    let d = dir.display();
+    let run = util::in_network_namespace(
+        more,
+        &format!(
+            r#"{PRELUDE}{NET_PRELUDE}
+unshare --net sh -c 'ip link set lo up && exec sleep 1000' & c=$!
+until [ "$(readlink /proc/$c/ns/net)" != "$(readlink /proc/self/ns/net)" ] \
+  && nsenter --net=/proc/$c/ns/net ip link show lo 2>/dev/null | grep -q UP; do sleep 0.02; done
+echo "child_pid $c"
+{setup}
+set -m
+"$NM" kill --execute --journal {d}/journal.jsonl {fault} 2>{d}/log >{d}/out & k=$!
+set +m
+await 'Reverting at' {d}/log
+IN="nsenter --net=/proc/$c/ns/net"
+echo "child $(table) $({traffic})"
+IN=
+echo "parent $(table) $({traffic})"
+kill -INT $k; wait $k; echo "code $?"
+IN="nsenter --net=/proc/$c/ns/net"
+echo "reverted $(table) $({traffic})""#
+        ),
+    );
+    Struck {
+        run,
+        out: fs::read_to_string(dir.join("out")).unwrap_or_default(),
+        log: fs::read_to_string(dir.join("log")).unwrap_or_default(),
+    }
+}
+
+impl Struck {
+    /// The child's namespace was struck (nothing of `sent` arrived) and the parent's
+    /// not, the fault said in which namespace it was, and Ctrl-C removed `chains`.
+    fn only_the_child(&self, sent: &str, chains: &str) {
+        let Struck { run, out, log } = self;
+        assert_eq!(
+            pairs(&run.stdout, "child"),
+            ["present 0"],
+            "{}\n{}\n{out}\n{log}",
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(pairs(&run.stdout, "parent"), [format!("absent {sent}")]);
+        assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+        assert_eq!(
+            pairs(&run.stdout, "reverted"),
+            [format!("absent {sent}")],
+            "{log}"
+        );
+        let child = pairs(&run.stdout, "child_pid");
+        assert!(
+            out.contains(&format!("in the network namespace of PID {}", child[0])),
+            "{out}"
+        );
+        assert!(
+            log.contains(&format!(
+                "Revert (interrupted): reverted: removed chains {chains}"
+            )),
+            "{log}"
         );
     }
 }
@@ -339,39 +411,45 @@ fn net_delay_without_netem_is_refused_saying_why() {
 #[test]
 fn a_scoped_fault_strikes_the_childs_namespace_and_leaves_the_parents() {
     let dir = TestDir::new("net-scope");
-    let d = dir.display();
-    let run = in_network_namespace(&format!(
-        r#"
-unshare --net sh -c 'ip link set lo up && exec sleep 1000' & c=$!
-until nsenter --net=/proc/$c/ns/net ip link show lo 2>/dev/null | grep -q UP; do sleep 0.02; done
-set -m
-"$NM" kill --execute --journal {d}/journal.jsonl --fault net-loss --fault-config "(percent: 100, protocol: \"udp\", ports: [9999], scope: Namespace($c))" 2>{d}/log >{d}/out & k=$!
-set +m
-await 'Reverting at' {d}/log
-IN="nsenter --net=/proc/$c/ns/net"
-echo "child $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)"
-IN=
-echo "parent $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)"
-kill -INT $k; wait $k; echo "code $?"
-IN="nsenter --net=/proc/$c/ns/net"
-echo "reverted $(table) $(udp 127.0.0.1:40000 127.0.0.1:9999 300)""#
-    ));
-    let out = fs::read_to_string(dir.join("out")).unwrap_or_default();
-    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
-    assert_eq!(
-        pairs(&run.stdout, "child"),
-        ["present 0"],
-        "{}\n{}\n{out}\n{log}",
-        run.stdout,
-        run.stderr
+    strike_a_child(
+        &dir,
+        &[],
+        "",
+        r#"--fault net-loss --fault-config "(percent: 100, protocol: \"udp\", ports: [9999], scope: Namespace($c))""#,
+        "udp 127.0.0.1:40000 127.0.0.1:9999 300",
+    )
+    .only_the_child("300", "loss_");
+}
+
+/// `scope: Cgroup(PATH)`: the fault strikes the network namespace of the cgroup's
+/// process (a container's), not the daemon's. The cgroup is the test's own: a child of
+/// the test's cgroup, made in a cgroup namespace of its own whose cgroup2 hierarchy is
+/// mounted on /sys/fs/cgroup in the test's mount namespace (what the daemon reads),
+/// holding only the child; removed at the end.
+#[test]
+fn a_fault_scoped_to_a_cgroup_strikes_its_process_namespace_and_not_the_parents() {
+    let dir = TestDir::new("net-cgroup");
+    let group = format!("nm-it-net-{}", std::process::id());
+    let setup = format!(
+        r#"mount -t cgroup2 cgroup2 /sys/fs/cgroup || exit 1
+mkdir /sys/fs/cgroup/{group} && echo $c > /sys/fs/cgroup/{group}/cgroup.procs || exit 1
+trap 'kill $c; wait $c; n=0; until rmdir /sys/fs/cgroup/{group} || [ $n -gt 100 ]; do n=$((n+1)); sleep 0.05; done' EXIT"#
     );
-    assert_eq!(pairs(&run.stdout, "parent"), ["absent 300"]);
-    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
-    assert_eq!(pairs(&run.stdout, "reverted"), ["absent 300"], "{log}");
-    assert!(out.contains("in the network namespace of PID "), "{out}");
+    let struck = strike_a_child(
+        &dir,
+        &["--cgroup"],
+        &setup,
+        &format!(
+            r#"--fault net-partition --fault-config "(peers: [\"127.0.0.2\"], scope: Cgroup(\"/{group}\"))""#
+        ),
+        "udp 127.0.0.1:40000 127.0.0.2:9999 300",
+    );
+    struck.only_the_child("300", "partition_");
     assert!(
-        log.contains("Revert (interrupted): reverted: removed chains loss_"),
-        "{log}"
+        struck.out.contains("127.0.0.2"),
+        "{}\n{}",
+        struck.out,
+        struck.run.stderr
     );
 }
 

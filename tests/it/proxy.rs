@@ -8,7 +8,7 @@ use std::fs;
 
 use crate::{
     network::in_network_namespace,
-    util::{monkey, pairs, Drill, TestDir},
+    util::{in_namespace, monkey, pairs, Drill, TestDir},
 };
 
 /// Shell helpers: `echo_server PORT [SECONDS]` echoes every connection (each answer
@@ -386,4 +386,43 @@ fn a_sighup_with_a_taken_listen_address_is_refused() {
     d.wait_for(|l| l.starts_with(&format!("Proxy new: listening on 127.0.0.1:{new}")));
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:#?}", d.log);
+}
+
+/// An upstream named by a host name that resolves to the proxy's own listen address
+/// (here through an `/etc/hosts` of the test's own, bind-mounted in its mount
+/// namespace) is a loop as the address itself is: refused by check-config and by a
+/// start, saying what the name resolved to. A name that resolves elsewhere passes.
+#[test]
+fn an_upstream_name_that_resolves_to_the_listen_address_is_refused() {
+    let dir = TestDir::new("proxy-name-loop");
+    fs::write(
+        dir.join("hosts"),
+        "127.0.0.1 localhost\n127.0.0.1 db.test\n10.0.0.7 other.test\n",
+    )
+    .unwrap();
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "db.test:15432"),
+           "ok": (listen: "127.0.0.1:15433", upstream: "other.test:15433")"#,
+        r#""process-kill": ()"#,
+    );
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"
+mount --bind {d}/hosts /etc/hosts || exit 1
+"$NM" check-config {cfg} 2>{d}/check; echo "check $?"
+timeout 30 "$NM" --config {cfg} 2>{d}/start; echo "start $?""#
+    ));
+    let (check, start) = (
+        fs::read_to_string(dir.join("check")).unwrap_or_default(),
+        fs::read_to_string(dir.join("start")).unwrap_or_default(),
+    );
+    let context = format!("{}\n{}\n{check}\n{start}", run.stdout, run.stderr);
+    assert_eq!(pairs(&run.stdout, "check"), ["2"], "{context}");
+    assert_eq!(pairs(&run.stdout, "start"), ["2"], "{context}");
+    let want = "proxy `db` forwards to db.test:15432 (which resolves to 127.0.0.1), its own listen address: a loop; expected the address of the real service";
+    for said in [&check, &start] {
+        assert!(said.contains(want), "{context}");
+        assert_eq!(said.matches("a loop").count(), 1, "{context}");
+    }
 }

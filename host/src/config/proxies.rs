@@ -18,7 +18,8 @@ pub struct RawProxy {
 }
 
 /// The proxies, each checked: a name of lower-case letters, digits and dashes, a listen
-/// address of its own, an upstream `host:port` that is no proxy's listen address.
+/// address of its own, an upstream `host:port` that is no proxy's listen address, by
+/// its name as by the addresses the system resolver gives for it now.
 pub fn validate(
     raw: &BTreeMap<String, RawProxy>,
     src: &Source<'_>,
@@ -60,8 +61,23 @@ pub fn validate(
             }
         }
     }
-    for spec in &specs {
-        let Some(other) = specs.iter().find(|o| spec.forwards_to(o.listen)) else {
+    // Every upstream's addresses, the names resolved at once (each waits a little at
+    // most for the resolver): a name for this very host is a loop like its address.
+    let addresses: Vec<Vec<std::net::IpAddr>> = std::thread::scope(|scope| {
+        let asked: Vec<_> = specs
+            .iter()
+            .map(|spec| scope.spawn(|| spec.upstream_addresses()))
+            .collect();
+        asked
+            .into_iter()
+            .map(|a| a.join().unwrap_or_default())
+            .collect()
+    });
+    for (spec, addresses) in specs.iter().zip(&addresses) {
+        let Some((other, ip)) = specs
+            .iter()
+            .find_map(|o| Some((o, spec.forwards_to(addresses, o.listen)?)))
+        else {
             continue;
         };
         let whose = if other.name == spec.name {
@@ -69,8 +85,13 @@ pub fn validate(
         } else {
             format!("where proxy `{}` listens ({})", other.name, other.listen)
         };
+        let resolved = if spec.upstream_is_a_name() {
+            format!(" (which resolves to {ip})")
+        } else {
+            String::new()
+        };
         errors.push(format!(
-            "{}: proxy `{}` forwards to {}, {whose}: a loop; expected the address of the real service",
+            "{}: proxy `{}` forwards to {}{resolved}, {whose}: a loop; expected the address of the real service",
             src.at(&["proxies", &format!("\"{}\"", spec.name), "upstream"]),
             spec.name,
             spec.upstream

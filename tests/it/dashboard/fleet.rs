@@ -33,19 +33,14 @@ fn fleet_config(dir: &Path, etcd: &Etcd, prefix: &str) -> PathBuf {
 
 /// The panel's text, once `check` (a JS expression over `fleet`, the panel's text) holds.
 fn panel_until(browser: &Browser, what: &str, check: &str) -> String {
-    browser
-        .until(
-            Duration::from_secs(30),
-            what,
-            &format!(
-                r#"const panel = document.getElementById("fleet");
-                   const fleet = panel.hidden ? "" : panel.innerText;
-                   return ({check}) && fleet"#
-            ),
-        )
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    text_until(
+        browser,
+        what,
+        r#"const panel = document.getElementById("fleet");
+           const fleet = panel.hidden ? "" : panel.innerText;"#,
+        "fleet",
+        check,
+    )
 }
 
 #[test]

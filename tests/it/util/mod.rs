@@ -1,17 +1,20 @@
 //! Helpers: run the real binary, run a script in a fresh PID namespace, find the built
-//! plugin libraries (here); a test's directory and drill config (`fixture`), the daemon
+//! plugin libraries (here); fresh namespaces to run the daemon `--execute` in
+//! (`namespace`); a test's directory and drill config (`fixture`), the daemon
 //! (`daemon`), the API client (`http`) and a scripted HTTP server (`fake_server`) beside.
 
 mod daemon;
 mod fake_server;
 mod fixture;
 mod http;
+mod namespace;
 pub mod webdriver;
 
 pub use daemon::{Daemon, DEADLINE};
 pub use fake_server::{FakeServer, Reply};
 pub use fixture::{Drill, TestDir};
 pub use http::{http, Answer};
+pub use namespace::{in_namespace, in_network_namespace, namespace};
 
 use std::{
     path::PathBuf,
@@ -138,50 +141,6 @@ pub fn monkey(args: &[&str]) -> Run {
         .output()
         .expect("the binary runs")
         .into()
-}
-
-/// Runs `script` with `sh` as PID 1 of a fresh PID namespace (with its own /proc), with
-/// `$NM` naming the binary and `$LIB` the directory of the built plugins. Only processes
-/// the script starts there can be signalled.
-pub fn in_namespace(script: &str) -> Run {
-    let out = namespace(script)
-        .output()
-        .expect("unshare runs (install util-linux)");
-    let run = Run::from(out);
-    assert!(
-        !run.stderr.contains("unshare: "),
-        "cannot create a PID namespace here: {}",
-        run.stderr
-    );
-    run
-}
-
-/// The command that runs `script` as [`in_namespace`] says; killing it (our own child)
-/// ends the namespace and everything in it (`--kill-child`).
-pub fn namespace(script: &str) -> Command {
-    // `started PID`: waits until a process the script put in the background has become
-    // its program (until then it is a copy of `sh`, which a fault could pick instead).
-    let script = format!(
-        "started() {{ while [ \"$(cat /proc/$1/comm 2>/dev/null)\" = sh ]; do :; done; }}\n{script}"
-    );
-    let mut command = Command::new("unshare");
-    command
-        .args([
-            "--user",
-            "--map-root-user",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .env("NM", bin())
-        .env("LIB", lib_dir())
-        .env("STATE_DIRECTORY", state_dir())
-        .env_remove("RUST_BACKTRACE");
-    command
 }
 
 /// The JSON objects printed one a line.

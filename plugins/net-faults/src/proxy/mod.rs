@@ -28,7 +28,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, OnceLock, RwLock,
     },
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use serde::Serialize;
@@ -77,27 +77,63 @@ impl Spec {
     }
 }
 
+/// How long the check of a configuration waits for the system resolver to name the
+/// addresses of an upstream given by its host name.
+const RESOLVE_WAIT: Duration = Duration::from_secs(2);
+
 impl Spec {
-    /// Whether this proxy's upstream is `listen` (a proxy's listen address): its
-    /// connections would come back to that proxy. An upstream named by a host other
-    /// than `localhost` is not resolved here, and is never one.
-    pub fn forwards_to(&self, listen: SocketAddr) -> bool {
-        let Some((host, port)) = self.upstream.rsplit_once(':') else {
-            return false;
-        };
-        if port.parse::<u16>().ok() != Some(listen.port()) {
-            return false;
-        }
+    /// The upstream's host (without the brackets of an IPv6 address) and port.
+    fn upstream_host(&self) -> (&str, u16) {
+        let (host, port) = self.upstream.rsplit_once(':').unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) if host.eq_ignore_ascii_case("localhost") => {
-                vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
-            }
-            Err(_) => return false,
+        (host, port.parse().unwrap_or_default())
+    }
+
+    /// Whether the upstream is a host name (not an IP address, not `localhost`): its
+    /// addresses are the resolver's.
+    pub fn upstream_is_a_name(&self) -> bool {
+        let (host, _) = self.upstream_host();
+        host.parse::<IpAddr>().is_err() && !host.eq_ignore_ascii_case("localhost")
+    }
+
+    /// The addresses the upstream names now: itself if it is an IP address, 127.0.0.1
+    /// and ::1 for `localhost`, else what the system resolver (`/etc/hosts`, then DNS)
+    /// answers within [`RESOLVE_WAIT`]: nothing if it answers nothing in time (the
+    /// proxy resolves the name again at each connection).
+    pub fn upstream_addresses(&self) -> Vec<IpAddr> {
+        let (host, port) = self.upstream_host();
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return vec![ip];
+        }
+        if host.eq_ignore_ascii_case("localhost") {
+            return vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+        }
+        // The resolver cannot be told to give up: it answers on a thread of its own,
+        // left to end alone if it is late.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let host = host.to_owned();
+        std::thread::spawn(move || {
+            use std::net::ToSocketAddrs as _;
+            let found = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|addrs| addrs.map(|a| a.ip()).collect::<Vec<_>>());
+            let _ = tx.send(found.unwrap_or_default());
+        });
+        rx.recv_timeout(RESOLVE_WAIT).unwrap_or_default()
+    }
+
+    /// Which of `addresses` (this proxy's upstream's, [`Self::upstream_addresses`])
+    /// reaches `listen` (a proxy's listen address), if one does: this proxy's
+    /// connections would come back to that proxy.
+    pub fn forwards_to(&self, addresses: &[IpAddr], listen: SocketAddr) -> Option<IpAddr> {
+        if self.upstream_host().1 != listen.port() {
+            return None;
+        }
+        // An address of this host: loopback, 0.0.0.0, or one a socket can be bound to.
+        let here = |ip: &IpAddr| {
+            ip.is_loopback() || ip.is_unspecified() || std::net::TcpListener::bind((*ip, 0)).is_ok()
         };
-        let here = |ip: &IpAddr| ip.is_loopback() || ip.is_unspecified();
-        ips.iter().any(|ip| {
+        addresses.iter().copied().find(|ip| {
             *ip == listen.ip()
                 // Listening on every address (0.0.0.0): the host's own addresses reach it.
                 || (listen.ip().is_unspecified() && here(ip))
@@ -428,14 +464,26 @@ mod spec_tests {
     #[test]
     fn an_upstream_that_is_a_listen_address_is_seen() {
         let listen = |a: &str| a.parse::<SocketAddr>().unwrap();
-        let to = |up: &str| Spec::parse("a", "127.0.0.1:9", up).unwrap();
-        assert!(to("127.0.0.1:15432").forwards_to(listen("127.0.0.1:15432")));
-        assert!(to("localhost:15432").forwards_to(listen("127.0.0.1:15432")));
-        assert!(to("127.0.0.1:15432").forwards_to(listen("0.0.0.0:15432")));
-        assert!(to("0.0.0.0:15432").forwards_to(listen("127.0.0.1:15432")));
-        assert!(to("[::1]:15432").forwards_to(listen("[::1]:15432")));
-        assert!(!to("127.0.0.1:15433").forwards_to(listen("127.0.0.1:15432")));
-        assert!(!to("10.0.0.5:15432").forwards_to(listen("127.0.0.1:15432")));
-        assert!(!to("db.internal:15432").forwards_to(listen("0.0.0.0:15432")));
+        let to = |up: &str, at: &str| {
+            let spec = Spec::parse("a", "127.0.0.1:9", up).unwrap();
+            spec.forwards_to(&spec.upstream_addresses(), listen(at))
+                .is_some()
+        };
+        assert!(to("127.0.0.1:15432", "127.0.0.1:15432"));
+        assert!(to("localhost:15432", "127.0.0.1:15432"));
+        assert!(to("127.0.0.1:15432", "0.0.0.0:15432"));
+        assert!(to("0.0.0.0:15432", "127.0.0.1:15432"));
+        assert!(to("[::1]:15432", "[::1]:15432"));
+        assert!(!to("127.0.0.1:15433", "127.0.0.1:15432"));
+        assert!(!to("10.0.0.5:15432", "127.0.0.1:15432"));
+        // A name that does not resolve names no address: no loop by what is known.
+        assert!(!to("db.invalid:15432", "0.0.0.0:15432"));
+        // A name is as good as the addresses it resolves to.
+        let named = Spec::parse("a", "127.0.0.1:9", "db.internal:15432").unwrap();
+        assert!(named.upstream_is_a_name());
+        let at = [IpAddr::from(Ipv4Addr::LOCALHOST)];
+        assert!(named.forwards_to(&at, listen("127.0.0.1:15432")).is_some());
+        assert!(named.forwards_to(&at, listen("0.0.0.0:15432")).is_some());
+        assert!(named.forwards_to(&at, listen("127.0.0.2:15432")).is_none());
     }
 }
