@@ -117,12 +117,17 @@ fn ours(interface: &str, kind: &str) -> Result<bool, PluginError> {
         Err(e) if e.kind == ErrorKind::NoTarget => return Ok(false),
         Err(e) => return Err(e),
     };
-    let json: serde_json::Value = serde_json::from_str(&listing).unwrap_or_default();
-    Ok(json
-        .as_array()
+    Ok(lists_ours(&listing, kind))
+}
+
+/// Whether `tc -j qdisc show dev IF root` printed our root qdisc, of `kind`: another
+/// qdisc there (the host's own, put back by someone) is never ours to delete.
+fn lists_ours(listing: &str, kind: &str) -> bool {
+    let json: serde_json::Value = serde_json::from_str(listing).unwrap_or_default();
+    json.as_array()
         .into_iter()
         .flatten()
-        .any(|q| q["root"] == true && q["handle"] == HANDLE && q["kind"] == kind))
+        .any(|q| q["root"] == true && q["handle"] == HANDLE && q["kind"] == kind)
 }
 
 impl NetBandwidth {
@@ -350,7 +355,36 @@ mod tests {
             assert_eq!(fault(text).unwrap_err(), expected, "{text}");
         }
         assert_eq!(rate_bits("4mbit"), Some(4_000_000));
+        assert_eq!(rate_bits("64000bit"), Some(64_000));
+        assert_eq!(rate_bits("500kbit"), Some(500_000));
+        assert_eq!(rate_bits("2gbit"), Some(2_000_000_000));
         assert_eq!(rate_bits("mbit"), None);
+        assert_eq!(rate_bits("4Mbit"), None);
+        assert_eq!(rate_bits("99999999999gbit"), None, "overflow is no rate");
+    }
+
+    /// Only our qdisc (root, our handle, the kind we added) is ever removed.
+    #[test]
+    fn only_our_root_qdisc_is_ours() {
+        let ours = r#"[{"kind":"tbf","handle":"4e4d:","root":true,"refcnt":2}]"#;
+        assert!(lists_ours(ours, "tbf"));
+        assert!(!lists_ours(ours, "netem"), "another kind");
+        for other in [
+            r#"[{"kind":"tbf","handle":"1:","root":true}]"#,
+            r#"[{"kind":"tbf","handle":"4e4d:","root":false}]"#,
+            r#"[{"kind":"noqueue","handle":"0:","root":true}]"#,
+            "[]",
+            "not json",
+        ] {
+            assert!(!lists_ours(other, "tbf"), "{other}");
+        }
+    }
+
+    /// A revert state journaled before `kind` existed is a tbf's.
+    #[test]
+    fn a_state_without_a_kind_is_a_tbf() {
+        let state: Limited = serde_json::from_str(r#"{"interface":"lo"}"#).unwrap();
+        assert_eq!(state.kind, "tbf");
     }
 
     #[test]
