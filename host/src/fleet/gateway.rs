@@ -5,7 +5,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Mutex,
     },
     time::Duration,
@@ -90,7 +90,7 @@ impl Gateway {
 
     /// `POST path` with `body` to the first endpoint that answers; its JSON.
     pub async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
-        let response = self.send(&self.client, path, &body).await?;
+        let response = self.send(&self.client, path, &body, false).await?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -101,22 +101,26 @@ impl Gateway {
         if status.is_success() {
             return Ok(answer);
         }
-        let message = answer["message"]
-            .as_str()
-            .or(answer["error"].as_str())
-            .unwrap_or("no message");
+        let message = error_message(&answer);
         if status == reqwest::StatusCode::UNAUTHORIZED || message.contains("invalid auth token") {
             *lock(&self.token) = None;
         }
         Err(format!("etcd answered {status}: {message}"))
     }
 
-    /// Sends to each endpoint in turn, from the one that answered last, until one does.
+    /// Sends to each endpoint in turn, from the one that answered last, until one
+    /// serves: an endpoint that cannot be reached, or whose member answers that it
+    /// cannot serve now (a 5xx: `etcdserver: no leader`, `request timed out`, a gateway
+    /// in trouble), is passed over for the next one. A client error (4xx: auth, a bad
+    /// request) is an answer: another member would say the same. `require_leader` asks
+    /// the member to refuse (and later cancel) when it has no leader (etcd's
+    /// `hasleader` metadata, which the JSON gateway takes as a `Grpc-Metadata-` header).
     async fn send(
         &self,
         client: &reqwest::Client,
         path: &str,
         body: &Value,
+        require_leader: bool,
     ) -> Result<reqwest::Response, String> {
         let mut why = Vec::new();
         let first = self.current.load(Ordering::Relaxed);
@@ -141,7 +145,18 @@ impl Gateway {
             if let Some(token) = token {
                 request = request.header("Authorization", token);
             }
+            if require_leader {
+                request = request.header("Grpc-Metadata-hasleader", "true");
+            }
             match request.send().await {
+                Ok(response) if response.status().is_server_error() => {
+                    let status = response.status();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    why.push(format!(
+                        "{endpoint}: {status}: {}",
+                        error_message(&serde_json::from_slice(&bytes).unwrap_or_default())
+                    ));
+                }
                 Ok(response) => {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(response);
@@ -313,15 +328,20 @@ impl Gateway {
 
     /// Watches the keys from `range.0` to `range.1` (excluded) from revision `from`:
     /// each change as it comes (whether the key was deleted, and the key), until the
-    /// stream ends or fails (the caller reads again and watches anew).
+    /// stream ends or fails (the caller reads again and watches anew). `heard` counts
+    /// the messages the stream brought (changes and progress notifications alike): a
+    /// stream that stays open but brings nothing is found out by the caller (see
+    /// `watch.rs`). The member is asked to cancel the watch when it loses its leader,
+    /// and for progress notifications (at etcd's own interval, 10 min by default).
     pub async fn watch(
         &self,
         range: (&[u8], &[u8]),
         from: i64,
+        heard: &AtomicU64,
         mut changed: impl FnMut(bool, Kv),
     ) -> Result<(), String> {
-        let body = json!({"create_request": {"key": b64(range.0), "range_end": b64(range.1), "start_revision": from.to_string()}});
-        let mut response = self.send(&self.watcher, "/v3/watch", &body).await?;
+        let body = json!({"create_request": {"key": b64(range.0), "range_end": b64(range.1), "start_revision": from.to_string(), "progress_notify": true}});
+        let mut response = self.send(&self.watcher, "/v3/watch", &body, true).await?;
         if !response.status().is_success() {
             return Err(format!("etcd answered {} to a watch", response.status()));
         }
@@ -334,6 +354,7 @@ impl Gateway {
                 let Ok(message) = serde_json::from_slice::<Value>(&line) else {
                     continue;
                 };
+                heard.fetch_add(1, Ordering::Relaxed);
                 if message["error"].is_object() {
                     return Err(format!("the watch ended: {}", message["error"]));
                 }
@@ -356,6 +377,34 @@ impl Gateway {
         }
         Err("the watch stream ended".to_owned())
     }
+
+    /// The keys from `from` to `to` (excluded) with their last modification revision,
+    /// without their values.
+    pub async fn range_keys(&self, from: &[u8], to: &[u8]) -> Result<Vec<(String, i64)>, String> {
+        let answer = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(from), "range_end": b64(to), "keys_only": true}),
+            )
+            .await?;
+        Ok(answer["kvs"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter_map(kv)
+                    .map(|kv| (kv.key, kv.mod_revision))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// The message of an error the gateway answered (`{"error": ..., "message": ...}`).
+fn error_message(answer: &Value) -> &str {
+    answer["message"]
+        .as_str()
+        .or(answer["error"].as_str())
+        .unwrap_or("no message")
 }
 
 /// The innermost cause of an error (`Connection refused (os error 111)`).

@@ -17,6 +17,7 @@ pub mod history;
 pub mod peers;
 mod shared;
 pub mod tls;
+mod watch;
 
 use std::time::Duration;
 
