@@ -161,7 +161,7 @@ impl Gateway {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(response);
                 }
-                Err(e) => why.push(format!("{endpoint}: {}", innermost(&e))),
+                Err(e) => why.push(format!("{endpoint}: {}", with_hint(innermost(&e)))),
             }
         }
         Err(format!("no etcd endpoint answered ({})", why.join("; ")))
@@ -405,6 +405,16 @@ fn error_message(answer: &Value) -> &str {
         .as_str()
         .or(answer["error"].as_str())
         .unwrap_or("no message")
+}
+
+/// `why`, with what to look at when it is a certificate etcd's server sent that could
+/// not be checked.
+fn with_hint(why: String) -> String {
+    if why.contains("invalid peer certificate") {
+        format!("{why} (is etcd's certificate signed by the CA of ca_file?)")
+    } else {
+        why
+    }
 }
 
 /// The innermost cause of an error (`Connection refused (os error 111)`).
