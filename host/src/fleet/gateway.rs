@@ -399,11 +399,13 @@ impl Gateway {
     }
 }
 
-/// The message of an error the gateway answered (`{"error": ..., "message": ...}`).
+/// The message of an error the gateway answered: `{"error": ..., "message": ...}`, or
+/// on a stream `{"error": {"message": ...}}` (a watch refused for want of a leader).
 fn error_message(answer: &Value) -> &str {
     answer["message"]
         .as_str()
         .or(answer["error"].as_str())
+        .or(answer["error"]["message"].as_str())
         .unwrap_or("no message")
 }
 
@@ -469,6 +471,15 @@ fn kv(v: &Value) -> Option<Kv> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_says_its_message_in_either_shape() {
+        let unary = json!({"error": "etcdserver: no leader", "code": 14, "message": "etcdserver: no leader"});
+        let stream = json!({"error": {"grpc_code": 14, "http_code": 503, "message": "etcdserver: no leader"}});
+        assert_eq!(error_message(&unary), "etcdserver: no leader");
+        assert_eq!(error_message(&stream), "etcdserver: no leader");
+        assert_eq!(error_message(&Value::Null), "no message");
+    }
 
     #[test]
     fn a_prefix_range_ends_past_its_last_key() {
