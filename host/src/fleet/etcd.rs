@@ -231,6 +231,10 @@ impl Coordinator for Etcd {
         }
     }
 
+    fn node(&self) -> &str {
+        &self.shared.node
+    }
+
     fn close(&self) {
         let Some(id) = ({
             let mut lease = lock(&self.shared.lease);
