@@ -220,6 +220,28 @@ impl Gateway {
         Ok((kvs, number(&answer["header"]["revision"])))
     }
 
+    /// At most `limit` keys from `from` to `to` (excluded), at `revision` (0: the
+    /// latest): them, the revision they were read at, and whether more follow.
+    pub async fn range_page(
+        &self,
+        (from, to): (&[u8], &[u8]),
+        limit: usize,
+        revision: i64,
+    ) -> Result<(Vec<Kv>, i64, bool), String> {
+        let answer = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(from), "range_end": b64(to), "limit": limit.to_string(), "revision": revision.to_string()}),
+            )
+            .await?;
+        let kvs = answer["kvs"]
+            .as_array()
+            .map(|all| all.iter().filter_map(kv).collect())
+            .unwrap_or_default();
+        let more = answer["more"].as_bool().unwrap_or(false);
+        Ok((kvs, number(&answer["header"]["revision"]), more))
+    }
+
     /// Runs `ops` if every comparison holds: whether they held, and the revision after.
     pub async fn txn(&self, compare: &[Compare], ops: &[Op]) -> Result<(bool, i64), String> {
         let (held, revision, _) = self.txn_else_range(compare, ops, None).await?;
