@@ -13,15 +13,15 @@ use std::{
 
 use super::{relay::Relay, *};
 
-/// An HTTP server the test owns that answers every request as an etcd member without a
-/// leader does through its JSON gateway: 503 and gRPC's `Unavailable`.
+/// An HTTP server the test owns that answers every request with one error, as etcd's
+/// JSON gateway does: a member without a leader answers 503 (gRPC's `Unavailable`).
 struct Sick {
     port: u16,
     asked: Arc<AtomicUsize>,
 }
 
 impl Sick {
-    fn start() -> Sick {
+    fn start(status: &'static str, message: &'static str) -> Sick {
         let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
         let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(AtomicUsize::new(0));
@@ -30,7 +30,7 @@ impl Sick {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let counter = counter.clone();
-                std::thread::spawn(move || answer_sick(stream, &counter));
+                std::thread::spawn(move || answer_sick(stream, &counter, status, message));
             }
         });
         Sick { port, asked }
@@ -41,8 +41,9 @@ impl Sick {
     }
 }
 
-/// Reads each request of the connection (headers, then its body) and answers 503.
-fn answer_sick(stream: std::net::TcpStream, asked: &AtomicUsize) {
+/// Reads each request of the connection (headers, then its body) and answers `status`
+/// with `message`.
+fn answer_sick(stream: std::net::TcpStream, asked: &AtomicUsize, status: &str, message: &str) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -67,10 +68,9 @@ fn answer_sick(stream: std::net::TcpStream, asked: &AtomicUsize) {
             return;
         }
         asked.fetch_add(1, Ordering::SeqCst);
-        let json =
-            r#"{"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"}"#;
+        let json = format!(r#"{{"error":"{message}","message":"{message}"}}"#);
         let answer = format!(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
             json.len()
         );
         if writer.write_all(answer.as_bytes()).is_err() {
@@ -83,7 +83,7 @@ fn answer_sick(stream: std::net::TcpStream, asked: &AtomicUsize) {
 fn a_member_that_answers_it_cannot_serve_is_passed_over_for_the_next() {
     let etcd = Etcd::start("sick");
     let _sleeper = Sleeper::start();
-    let sick = Sick::start();
+    let sick = Sick::start("503 Service Unavailable", "etcdserver: no leader");
     let dir = TestDir::new("fleet-sick");
     let endpoints = [sick.endpoint(), etcd.endpoint()];
     let cfg = config_with(&dir, &endpoints, "/nm/sick", "", "max_concurrent: 1");
@@ -99,6 +99,20 @@ fn a_member_that_answers_it_cannot_serve_is_passed_over_for_the_next() {
     // The commands pass it over too.
     let checked = monkey(&["check-config", "--connect", &cfg]);
     assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+
+    // A client error is an answer: another member would say the same.
+    let refusing = Sick::start("401 Unauthorized", "etcdserver: invalid auth token");
+    let endpoints = [refusing.endpoint(), etcd.endpoint()];
+    let cfg = config_with(&dir, &endpoints, "/nm/sick", "", "");
+    let checked = monkey(&["check-config", "--connect", &cfg]);
+    assert_ne!(checked.code, Some(0), "{}", checked.stdout);
+    assert!(
+        checked
+            .stderr
+            .contains("etcd answered 401 Unauthorized: etcdserver: invalid auth token"),
+        "{}",
+        checked.stderr
+    );
 }
 
 #[test]
