@@ -4,6 +4,7 @@
 mod admissions;
 mod drill;
 pub(crate) mod etcd;
+mod failover;
 mod latency;
 mod lease;
 mod oneshot;

@@ -67,6 +67,10 @@ impl Engine {
             budget: lock(&self.budget).left(now),
             journal: self.journal.as_ref().map(|j| j.path().to_owned()),
             fleet: self.fleet().is_some(),
+            node: self
+                .fleet()
+                .map(|fleet| fleet.node().to_owned())
+                .or_else(|| self.node().map(str::to_owned)),
         }
     }
 

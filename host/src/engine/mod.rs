@@ -86,6 +86,9 @@ pub(crate) struct EngineStatus {
     /// Whether this daemon is in a fleet (`GET /api/fleet` shows it); said only then.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fleet: bool,
+    /// This daemon's node: its name in its fleet, else its `--node` label, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A reversible fault in effect, as `status` shows it.

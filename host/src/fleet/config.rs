@@ -58,6 +58,9 @@ struct RawEtcd {
     cert_file: Option<PathBuf>,
     #[serde(default)]
     key_file: Option<PathBuf>,
+    /// Lets the password cross plain http to a host that is not loopback.
+    #[serde(default)]
+    allow_plaintext_credentials: bool,
 }
 
 /// The fleet's budget as written: `budget: (max: 10, per: "1h")`.
@@ -140,6 +143,14 @@ impl RawFleet {
             ));
         }
         let credentials = credentials(etcd, src, errors);
+        if credentials.is_some() && !etcd.allow_plaintext_credentials {
+            for endpoint in etcd.endpoints.iter().filter(|e| !private(e)) {
+                errors.push(format!(
+                    "{}: the etcd password would cross the network in clear to {endpoint}: use an https:// endpoint with ca_file, or set allow_plaintext_credentials: true if that network is trusted",
+                    at(&["endpoints", endpoint])
+                ));
+            }
+        }
         let tls = super::tls::read(
             super::tls::Files {
                 ca: etcd.ca_file.as_deref(),
@@ -217,6 +228,24 @@ impl RawFleet {
             lease_ttl: lease_ttl?,
         })
     }
+}
+
+/// Whether what is sent to `endpoint` stays off the network's wire or is encrypted:
+/// https, or http to a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+fn private(endpoint: &str) -> bool {
+    if !endpoint.starts_with("http://") {
+        return true;
+    }
+    let Ok(url) = reqwest::Url::parse(endpoint) else {
+        // No password is sent to a URL that cannot be used.
+        return true;
+    };
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The user and password etcd is reached with, if any: both or neither, the password
@@ -318,6 +347,45 @@ mod tests {
                 "f.ron:6:2: invalid lease_ttl `1s`: expected whole seconds, at least 2s (etcd's shortest lease)",
             ]
         );
+    }
+
+    #[test]
+    fn a_password_crosses_plain_http_only_to_loopback_or_when_allowed() {
+        let dir = std::env::temp_dir().join(format!("nm-fleet-plain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let password = dir.join("password");
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let with = |endpoints: &str, extra: &str| {
+            check(&format!(
+                r#"(fleet: (coordinator: Etcd(endpoints: [{endpoints}], prefix: "/nm", username: "m", password_file: {password:?}{extra})))"#
+            ))
+        };
+        for loopback in [
+            r#""http://127.0.0.1:2379""#,
+            r#""http://127.3.4.5:2379""#,
+            r#""http://localhost:2379""#,
+            r#""http://[::1]:2379""#,
+        ] {
+            assert!(with(loopback, "").is_ok(), "{loopback}");
+        }
+        let errors = with(r#""http://127.0.0.1:2379", "http://etcd.svc:2379""#, "").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with(": the etcd password would cross the network in clear to http://etcd.svc:2379: use an https:// endpoint with ca_file, or set allow_plaintext_credentials: true if that network is trusted"),
+            "{errors:?}"
+        );
+        assert!(with(r#""http://10.0.0.7:2379""#, "").is_err());
+        assert!(with(
+            r#""http://etcd.svc:2379""#,
+            ", allow_plaintext_credentials: true"
+        )
+        .is_ok());
+        // Without a password nothing secret is sent.
+        let plain = check(
+            r#"(fleet: (coordinator: Etcd(endpoints: ["http://etcd.svc:2379"], prefix: "/nm")))"#,
+        );
+        assert!(plain.is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -231,6 +231,10 @@ impl Coordinator for Etcd {
         }
     }
 
+    fn node(&self) -> &str {
+        &self.shared.node
+    }
+
     fn close(&self) {
         let Some(id) = ({
             let mut lease = lock(&self.shared.lease);
@@ -495,12 +499,7 @@ async fn watch_switch(shared: Arc<Shared>, first: mpsc::Sender<()>) {
             Ok((kvs, revision)) => {
                 shared.see_all(Some(kvs));
                 first.take();
-                let watched = shared
-                    .gateway
-                    .watch((&from, &to), revision + 1, |deleted, kv| {
-                        shared.see(deleted, kv);
-                    })
-                    .await;
+                let watched = super::watch::follow(&shared, (&from, &to), revision + 1).await;
                 shared.see_all(None);
                 if let Err(e) = watched {
                     shared.log(format!("watching the fleet: {e}; watching again"));

@@ -5,7 +5,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Mutex,
     },
     time::Duration,
@@ -90,7 +90,7 @@ impl Gateway {
 
     /// `POST path` with `body` to the first endpoint that answers; its JSON.
     pub async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
-        let response = self.send(&self.client, path, &body).await?;
+        let response = self.send(&self.client, path, &body, false).await?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -101,22 +101,26 @@ impl Gateway {
         if status.is_success() {
             return Ok(answer);
         }
-        let message = answer["message"]
-            .as_str()
-            .or(answer["error"].as_str())
-            .unwrap_or("no message");
+        let message = error_message(&answer);
         if status == reqwest::StatusCode::UNAUTHORIZED || message.contains("invalid auth token") {
             *lock(&self.token) = None;
         }
         Err(format!("etcd answered {status}: {message}"))
     }
 
-    /// Sends to each endpoint in turn, from the one that answered last, until one does.
+    /// Sends to each endpoint in turn, from the one that answered last, until one
+    /// serves: an endpoint that cannot be reached, or whose member answers that it
+    /// cannot serve now (a 5xx: `etcdserver: no leader`, `request timed out`, a gateway
+    /// in trouble), is passed over for the next one. A client error (4xx: auth, a bad
+    /// request) is an answer: another member would say the same. `require_leader` asks
+    /// the member to refuse (and later cancel) when it has no leader (etcd's
+    /// `hasleader` metadata, which the JSON gateway takes as a `Grpc-Metadata-` header).
     async fn send(
         &self,
         client: &reqwest::Client,
         path: &str,
         body: &Value,
+        require_leader: bool,
     ) -> Result<reqwest::Response, String> {
         let mut why = Vec::new();
         let first = self.current.load(Ordering::Relaxed);
@@ -141,12 +145,23 @@ impl Gateway {
             if let Some(token) = token {
                 request = request.header("Authorization", token);
             }
+            if require_leader {
+                request = request.header("Grpc-Metadata-hasleader", "true");
+            }
             match request.send().await {
+                Ok(response) if response.status().is_server_error() => {
+                    let status = response.status();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    why.push(format!(
+                        "{endpoint}: {status}: {}",
+                        error_message(&serde_json::from_slice(&bytes).unwrap_or_default())
+                    ));
+                }
                 Ok(response) => {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(response);
                 }
-                Err(e) => why.push(format!("{endpoint}: {}", innermost(&e))),
+                Err(e) => why.push(format!("{endpoint}: {}", with_hint(innermost(&e)))),
             }
         }
         Err(format!("no etcd endpoint answered ({})", why.join("; ")))
@@ -203,6 +218,28 @@ impl Gateway {
             .map(|all| all.iter().filter_map(kv).collect())
             .unwrap_or_default();
         Ok((kvs, number(&answer["header"]["revision"])))
+    }
+
+    /// At most `limit` keys from `from` to `to` (excluded), at `revision` (0: the
+    /// latest): them, the revision they were read at, and whether more follow.
+    pub async fn range_page(
+        &self,
+        (from, to): (&[u8], &[u8]),
+        limit: usize,
+        revision: i64,
+    ) -> Result<(Vec<Kv>, i64, bool), String> {
+        let answer = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(from), "range_end": b64(to), "limit": limit.to_string(), "revision": revision.to_string()}),
+            )
+            .await?;
+        let kvs = answer["kvs"]
+            .as_array()
+            .map(|all| all.iter().filter_map(kv).collect())
+            .unwrap_or_default();
+        let more = answer["more"].as_bool().unwrap_or(false);
+        Ok((kvs, number(&answer["header"]["revision"]), more))
     }
 
     /// Runs `ops` if every comparison holds: whether they held, and the revision after.
@@ -313,15 +350,20 @@ impl Gateway {
 
     /// Watches the keys from `range.0` to `range.1` (excluded) from revision `from`:
     /// each change as it comes (whether the key was deleted, and the key), until the
-    /// stream ends or fails (the caller reads again and watches anew).
+    /// stream ends or fails (the caller reads again and watches anew). `heard` counts
+    /// the messages the stream brought (changes and progress notifications alike): a
+    /// stream that stays open but brings nothing is found out by the caller (see
+    /// `watch.rs`). The member is asked to cancel the watch when it loses its leader,
+    /// and for progress notifications (at etcd's own interval, 10 min by default).
     pub async fn watch(
         &self,
         range: (&[u8], &[u8]),
         from: i64,
+        heard: &AtomicU64,
         mut changed: impl FnMut(bool, Kv),
     ) -> Result<(), String> {
-        let body = json!({"create_request": {"key": b64(range.0), "range_end": b64(range.1), "start_revision": from.to_string()}});
-        let mut response = self.send(&self.watcher, "/v3/watch", &body).await?;
+        let body = json!({"create_request": {"key": b64(range.0), "range_end": b64(range.1), "start_revision": from.to_string(), "progress_notify": true}});
+        let mut response = self.send(&self.watcher, "/v3/watch", &body, true).await?;
         if !response.status().is_success() {
             return Err(format!("etcd answered {} to a watch", response.status()));
         }
@@ -334,6 +376,7 @@ impl Gateway {
                 let Ok(message) = serde_json::from_slice::<Value>(&line) else {
                     continue;
                 };
+                heard.fetch_add(1, Ordering::Relaxed);
                 if message["error"].is_object() {
                     return Err(format!("the watch ended: {}", message["error"]));
                 }
@@ -355,6 +398,46 @@ impl Gateway {
             }
         }
         Err("the watch stream ended".to_owned())
+    }
+
+    /// The keys from `from` to `to` (excluded) with their last modification revision,
+    /// without their values.
+    pub async fn range_keys(&self, from: &[u8], to: &[u8]) -> Result<Vec<(String, i64)>, String> {
+        let answer = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(from), "range_end": b64(to), "keys_only": true}),
+            )
+            .await?;
+        Ok(answer["kvs"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter_map(kv)
+                    .map(|kv| (kv.key, kv.mod_revision))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// The message of an error the gateway answered: `{"error": ..., "message": ...}`, or
+/// on a stream `{"error": {"message": ...}}` (a watch refused for want of a leader).
+fn error_message(answer: &Value) -> &str {
+    answer["message"]
+        .as_str()
+        .or(answer["error"].as_str())
+        .or(answer["error"]["message"].as_str())
+        .unwrap_or("no message")
+}
+
+/// `why`, with what to look at when it is a certificate etcd's server sent that could
+/// not be checked.
+fn with_hint(why: String) -> String {
+    if why.contains("invalid peer certificate") {
+        format!("{why} (is etcd's certificate signed by the CA of ca_file?)")
+    } else {
+        why
     }
 }
 
@@ -410,6 +493,15 @@ fn kv(v: &Value) -> Option<Kv> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_says_its_message_in_either_shape() {
+        let unary = json!({"error": "etcdserver: no leader", "code": 14, "message": "etcdserver: no leader"});
+        let stream = json!({"error": {"grpc_code": 14, "http_code": 503, "message": "etcdserver: no leader"}});
+        assert_eq!(error_message(&unary), "etcdserver: no leader");
+        assert_eq!(error_message(&stream), "etcdserver: no leader");
+        assert_eq!(error_message(&Value::Null), "no message");
+    }
 
     #[test]
     fn a_prefix_range_ends_past_its_last_key() {

@@ -85,9 +85,47 @@ pub(super) fn state_range(config: &FleetConfig) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// How many admissions one read asks for: a long history comes in several answers,
+/// none of them huge.
+const PAGE: usize = 500;
+
+/// The page size: [`PAGE`], or `NIGHTMARE_MONKEY_FLEET_PAGE` when set to a number (a
+/// knob for the tests only, which page over a few keys; not documented for users).
+fn page() -> usize {
+    std::env::var("NIGHTMARE_MONKEY_FLEET_PAGE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(PAGE)
+}
+
+/// Every key under `prefix`, a page at a time, all at the revision of the first page
+/// (one consistent picture however long it takes): each page goes on from just past
+/// the last key of the one before.
+async fn read_paged(gateway: &Gateway, prefix: &str, limit: usize) -> Result<Vec<Kv>, String> {
+    let end = prefix_end(prefix);
+    let mut from = prefix.as_bytes().to_vec();
+    let mut at = 0;
+    let mut all = Vec::new();
+    loop {
+        let (kvs, revision, more) = gateway.range_page((&from, &end), limit, at).await?;
+        if at == 0 {
+            at = revision;
+        }
+        let Some(last) = kvs.last() else {
+            return Ok(all);
+        };
+        from = [last.key.as_bytes(), &[0]].concat();
+        all.extend(kvs);
+        if !more {
+            return Ok(all);
+        }
+    }
+}
+
 /// The admissions kept, oldest first.
 pub(super) async fn read(gateway: &Gateway, config: &FleetConfig) -> Result<Vec<Admitted>, String> {
-    let (kvs, _) = gateway.range_prefix(&dir(config)).await?;
+    let kvs = read_paged(gateway, &dir(config), page()).await?;
     let mut all: Vec<Admitted> = kvs
         .iter()
         .filter_map(|kv| {

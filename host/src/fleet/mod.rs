@@ -17,6 +17,7 @@ pub mod history;
 pub mod peers;
 mod shared;
 pub mod tls;
+mod watch;
 
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub trait Coordinator: Send + Sync {
     /// Says what this node is doing now, for `status --fleet`: kept under
     /// `<prefix>/members/<node>`, tied to the node's lease (gone with it).
     fn announce(&self, member: Member);
+    /// This node's name in the fleet (`--node`, else the host's name).
+    fn node(&self) -> &str;
     /// Leaves the fleet, going to bed with nothing in effect: every slot of this node
     /// frees at once rather than when its lease would end. Blocking, within a deadline.
     fn close(&self);

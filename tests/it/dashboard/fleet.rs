@@ -70,6 +70,18 @@ fn the_fleet_panel_shows_nodes_slots_budget_and_flips_the_fleet_switch() {
     assert!(shown.contains("0 of 5 per 1h used"), "{shown}");
     assert!(shown.contains("No slot is held."), "{shown}");
     assert!(shown.contains("etcd: 1 member at revision"), "{shown}");
+    // This daemon's own row is marked, and only it.
+    assert!(shown.contains("web-1 (this node)"), "{shown}");
+    assert!(!shown.contains("web-2 (this node)"), "{shown}");
+    assert_eq!(
+        browser.run(
+            r##"return [...document.querySelectorAll("#fleet-nodes tr[aria-current=true] td.node")].map(td => td.firstChild.textContent)"##,
+            json!([])
+        ),
+        json!(["web-1"])
+    );
+    let status = http(ports[1], "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["node"], "web-2", "{status}");
 
     // A fault on the other node counts against the fleet budget, seen here.
     let fault = http(ports[1], "POST", "/api/kill", &[], br#"{"desc":"fleet"}"#);

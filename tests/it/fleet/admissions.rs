@@ -110,3 +110,40 @@ fn history_fleet_lists_which_node_got_which_fault_when() {
     assert_eq!(usage.code, Some(2), "{}", usage.stderr);
     assert!(usage.stderr.contains("--config"), "{}", usage.stderr);
 }
+
+#[test]
+fn history_fleet_reads_a_long_history_a_page_at_a_time() {
+    let etcd = Etcd::start("pages");
+    let dir = TestDir::new("fleet-pages");
+    let cfg = config(&dir, &etcd, "/nm/pages", "");
+    // Eleven admissions, read three at a time: four pages, the last one short.
+    for n in 0..11 {
+        let ms = 1_796_000_000_000_i64 + n * 60_000;
+        etcd.put(
+            &format!("/nm/pages/admissions/{ms:016}-web-{n}-0"),
+            &format!(
+                r#"{{"at":"2026-12-01T00:{n:02}:00.000Z","node":"web-{n}","fault":"pause","slot":0}}"#
+            ),
+        );
+    }
+    let ranges = || etcd.metric("etcd_debugging_mvcc_range_total");
+    let before = ranges();
+    let run: crate::util::Run = crate::util::command()
+        .env("NIGHTMARE_MONKEY_FLEET_PAGE", "3")
+        .args(["history", "--fleet", "--json", "--config", &cfg])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let all: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let nodes: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["node"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..11).map(|n| format!("web-{n}")).collect();
+    assert_eq!(nodes, expected, "each once, in order, across the pages");
+    let read = ranges() - before;
+    assert!(read >= 4.0, "{read} range(s): not a page at a time");
+}

@@ -260,3 +260,13 @@ impl Etcd {
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
 }
+
+impl Etcd {
+    /// The value of the Prometheus metric `name` (no labels) etcd exposes now.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = http(self.port, "GET", "/metrics", &[], b"").body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("etcd exposes no {name}"))
+    }
+}

@@ -2,6 +2,8 @@
 //! bytes both ways. Cutting it closes its port and every connection through it, so
 //! that daemon alone loses etcd while the others go on. Blackholing it keeps every
 //! connection open and accepts new ones, but forwards nothing more: packets dropped.
+//! Blackholing only the connections open now (a stateful firewall or a NAT that lost
+//! them) leaves a stream open and silent while new connections get through.
 
 use std::{
     io::{Read, Write},
@@ -17,6 +19,8 @@ pub struct Relay {
     cut: Arc<AtomicBool>,
     blackholed: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// Each connection's own hole.
+    holes: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
 }
 
 impl Relay {
@@ -27,7 +31,9 @@ impl Relay {
         let cut = Arc::new(AtomicBool::new(false));
         let blackholed = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
+        let holes = Arc::new(Mutex::new(Vec::new()));
         let (on_thread, streams, hole) = (cut.clone(), open.clone(), blackholed.clone());
+        let each = holes.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if on_thread.load(Ordering::SeqCst) {
@@ -59,7 +65,9 @@ impl Relay {
                     }
                 }
                 drop(all);
-                copy_between(client, server, &hole);
+                let own = Arc::new(AtomicBool::new(false));
+                each.lock().unwrap().push(own.clone());
+                copy_between(client, server, [&hole, &own]);
             }
         });
         Relay {
@@ -67,6 +75,7 @@ impl Relay {
             cut,
             blackholed,
             open,
+            holes,
         }
     }
 
@@ -78,6 +87,14 @@ impl Relay {
     /// held open): a network that drops every packet.
     pub fn blackhole(&self) {
         self.blackholed.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards nothing more on the connections open now (held open); new ones are
+    /// relayed.
+    pub fn blackhole_open(&self) {
+        for hole in self.holes.lock().unwrap().iter() {
+            hole.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Closes every connection through it and its port.
@@ -97,9 +114,9 @@ impl Drop for Relay {
     }
 }
 
-/// Copies bytes both ways until either side closes; what comes once `hole` is set is
-/// dropped.
-fn copy_between(a: TcpStream, b: TcpStream, hole: &Arc<AtomicBool>) {
+/// Copies bytes both ways until either side closes; what comes once either hole is set
+/// is dropped.
+fn copy_between(a: TcpStream, b: TcpStream, holes: [&Arc<AtomicBool>; 2]) {
     for (mut from, mut to) in [
         (a.try_clone(), b.try_clone()),
         (b.try_clone(), a.try_clone()),
@@ -107,14 +124,15 @@ fn copy_between(a: TcpStream, b: TcpStream, hole: &Arc<AtomicBool>) {
     .into_iter()
     .filter_map(|(from, to)| Some((from.ok()?, to.ok()?)))
     {
-        let hole = hole.clone();
+        let [hole, own] = holes.map(Arc::clone);
         std::thread::spawn(move || {
             let mut buffer = [0u8; 16 * 1024];
             while let Ok(n) = from.read(&mut buffer) {
                 if n == 0 {
                     break;
                 }
-                if !hole.load(Ordering::SeqCst) && to.write_all(&buffer[..n]).is_err() {
+                let dropped = hole.load(Ordering::SeqCst) || own.load(Ordering::SeqCst);
+                if !dropped && to.write_all(&buffer[..n]).is_err() {
                     break;
                 }
             }

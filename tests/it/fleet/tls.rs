@@ -128,3 +128,106 @@ fn certificate_files_that_cannot_serve_are_named() {
         checked.stderr
     );
 }
+
+#[test]
+fn a_ca_file_that_did_not_sign_etcds_certificate_is_said_and_fails_closed() {
+    let pki = Pki::new("fleet-wrong-ca-pki");
+    let other = Pki::new("fleet-wrong-ca-other");
+    let etcd = Etcd::start_tls("wrong-ca", &pki);
+    let _sleeper = Sleeper::start();
+    let endpoints = [format!("https://127.0.0.1:{}", etcd.port)];
+    let files = |ca: &Pki| {
+        format!(
+            r#", ca_file: {:?}, cert_file: {:?}, key_file: {:?}"#,
+            ca.path("ca.pem"),
+            pki.path("client.pem"),
+            pki.path("client.key")
+        )
+    };
+    let dir = TestDir::new("fleet-wrong-ca");
+    let good = config_with(&dir, &endpoints, "/nm/wrong-ca", &files(&pki), "");
+    until(DEADLINE, "etcd serves over https", || {
+        monkey(&["check-config", "--connect", &good]).code == Some(0)
+    });
+    let wrong = TestDir::new("fleet-wrong-ca-config");
+    let cfg = config_with(&wrong, &endpoints, "/nm/wrong-ca", &files(&other), "");
+    let checked = monkey(&["check-config", "--connect", &cfg]);
+    assert_ne!(checked.code, Some(0), "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains(&format!(
+            "fleet: cannot reach etcd at https://127.0.0.1:{}",
+            etcd.port
+        )) && checked.stderr.contains(": invalid peer certificate: ")
+            && checked
+                .stderr
+                .contains("is etcd's certificate signed by the CA of ca_file?"),
+        "{}",
+        checked.stderr
+    );
+    // The daemon starts, but refuses every fault: it fails closed.
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    let refused = kill(port);
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("fleet: the coordinator is unreachable"),
+        "{}",
+        refused.body
+    );
+    assert!(journal(&wrong).iter().all(|r| r["type"] != "intent"));
+}
+
+#[test]
+fn a_password_over_plain_http_to_another_host_is_refused() {
+    let dir = TestDir::new("fleet-plaintext");
+    let password = dir.join("etcd-password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let endpoints = [
+        "http://127.0.0.1:2379".to_owned(),
+        "http://etcd.example:2379".to_owned(),
+    ];
+    let credentials = format!(r#", username: "monkey", password_file: {password:?}"#);
+    let cfg = config_with(&dir, &endpoints, "/nm/plain", &credentials, "");
+    let expected = "the etcd password would cross the network in clear to http://etcd.example:2379: use an https:// endpoint with ca_file, or set allow_plaintext_credentials: true if that network is trusted";
+    let checked = monkey(&["check-config", &cfg]);
+    assert_ne!(checked.code, Some(0), "{}", checked.stdout);
+    assert!(checked.stderr.contains(expected), "{}", checked.stderr);
+    // The same check refuses to start the daemon (our own child, killed if it runs).
+    let mut daemon = crate::util::command()
+        .args(["--config", &cfg, "--node", "a"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = until_exit(&mut daemon);
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut daemon.stderr.take().unwrap(), &mut said).unwrap();
+    assert_ne!(exited, Some(0), "{said}");
+    assert!(said.contains(expected), "{said}");
+    // Allowed on purpose, or to loopback only, it checks.
+    let allowed = format!("{credentials}, allow_plaintext_credentials: true");
+    let cfg = config_with(&dir, &endpoints, "/nm/plain", &allowed, "");
+    let checked = monkey(&["check-config", &cfg]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    let cfg = config_with(&dir, &endpoints[..1], "/nm/plain", &credentials, "");
+    let checked = monkey(&["check-config", &cfg]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+}
+
+/// The exit code of `child` (our own), killed if it is still running after [`DEADLINE`].
+fn until_exit(child: &mut std::process::Child) -> Option<i32> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon started with a password over plain http");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,183 @@
+//! A member that answers but cannot serve is passed over for the next endpoint; a
+//! cluster that lost its majority is refused, never admitted; a watch whose stream
+//! stays open but brings nothing is found out.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use super::{relay::Relay, *};
+
+/// An HTTP server the test owns that answers every request with one error, as etcd's
+/// JSON gateway does: a member without a leader answers 503 (gRPC's `Unavailable`).
+struct Sick {
+    port: u16,
+    asked: Arc<AtomicUsize>,
+}
+
+impl Sick {
+    fn start(status: &'static str, message: &'static str) -> Sick {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || answer_sick(stream, &counter, status, message));
+            }
+        });
+        Sick { port, asked }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Reads each request of the connection (headers, then its body) and answers `status`
+/// with `message`.
+fn answer_sick(stream: std::net::TcpStream, asked: &AtomicUsize, status: &str, message: &str) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(n) = lower.strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        asked.fetch_add(1, Ordering::SeqCst);
+        let json = format!(r#"{{"error":"{message}","message":"{message}"}}"#);
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+            json.len()
+        );
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_member_that_answers_it_cannot_serve_is_passed_over_for_the_next() {
+    let etcd = Etcd::start("sick");
+    let _sleeper = Sleeper::start();
+    let sick = Sick::start("503 Service Unavailable", "etcdserver: no leader");
+    let dir = TestDir::new("fleet-sick");
+    let endpoints = [sick.endpoint(), etcd.endpoint()];
+    let cfg = config_with(&dir, &endpoints, "/nm/sick", "", "max_concurrent: 1");
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    leased(port, "a");
+    let answer = kill(port);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        sick.asked.load(Ordering::SeqCst) > 0,
+        "the sick member was asked first"
+    );
+    // The commands pass it over too.
+    let checked = monkey(&["check-config", "--connect", &cfg]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+
+    // A client error is an answer: another member would say the same.
+    let refusing = Sick::start("401 Unauthorized", "etcdserver: invalid auth token");
+    let endpoints = [refusing.endpoint(), etcd.endpoint()];
+    let cfg = config_with(&dir, &endpoints, "/nm/sick", "", "");
+    let checked = monkey(&["check-config", "--connect", &cfg]);
+    assert_ne!(checked.code, Some(0), "{}", checked.stdout);
+    assert!(
+        checked
+            .stderr
+            .contains("etcd answered 401 Unauthorized: etcdserver: invalid auth token"),
+        "{}",
+        checked.stderr
+    );
+}
+
+#[test]
+fn a_cluster_that_lost_its_majority_refuses_and_reverts_within_the_lease() {
+    let mut cluster = Etcd::cluster("majority", 3);
+    let members: Vec<&Etcd> = cluster.iter().collect();
+    let dir = TestDir::new("majority");
+    let cfg = config_on(&dir, &members, "/nm/majority", r#"lease_ttl: "6s""#);
+    let node = Executing::run("majority", dir, &cfg);
+    node.pause();
+    // Two of three stopped: the last one has no leader; it answers `no leader` or
+    // times out, and never commits.
+    cluster[1].stop();
+    cluster[2].stop();
+    let stopped = Instant::now();
+    let took = until(DEADLINE, "the node reverts", || {
+        journal(&node.dir).iter().any(|r| {
+            r["type"] == "revert" && r["reason"] == "fleet-cut-off" && r["result"] == "reverted"
+        })
+    });
+    let log = std::fs::read_to_string(node.dir.join("log")).unwrap_or_default();
+    assert!(
+        took < Duration::from_secs(6),
+        "reverted {took:?} after the majority stopped, past the lease (TTL 6s): {log}"
+    );
+    eprintln!("reverted {took:?} after 2 of 3 members stopped (lease TTL 6s)");
+    while stopped.elapsed() < Duration::from_secs(7) {
+        let refused = kill(node.port);
+        assert_eq!(refused.status, 503, "{refused:?}");
+        assert!(refused.body.contains("fleet: "), "{refused:?}");
+    }
+    let intents = journal(&node.dir)
+        .iter()
+        .filter(|r| r["type"] == "intent")
+        .count();
+    assert_eq!(intents, 1, "nothing admitted without a majority");
+}
+
+#[test]
+fn a_watch_that_goes_silent_is_found_out_and_the_switch_followed() {
+    let etcd = Etcd::start("silent");
+    let relays: Vec<Relay> = (0..2).map(|_| Relay::start(etcd.port)).collect();
+    let endpoints: Vec<String> = relays.iter().map(Relay::endpoint).collect();
+    let dir = TestDir::new("fleet-silent");
+    let cfg = config_with(&dir, &endpoints, "/nm/silent", "", "");
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    leased(port, "a");
+    // The connections open now (the watch's stream among them) forward nothing more,
+    // held open: the stream stays open, silent. New connections get through.
+    for relay in &relays {
+        relay.blackhole_open();
+    }
+    let direct = TestDir::new("fleet-silent-cli");
+    let cli = config_with(&direct, &[etcd.endpoint()], "/nm/silent", "", "");
+    let paused = monkey(&["pause", "--fleet", "--reason", "silent", "--config", &cli]);
+    assert_eq!(paused.code, Some(0), "{}", paused.stderr);
+    let set = Instant::now();
+    let paused_by = || {
+        http(port, "GET", "/api/status", &[], b"").json()["paused"]
+            .as_str()
+            .is_some_and(|why| why.contains(": silent"))
+    };
+    until(DEADLINE, "the node follows the switch", paused_by);
+    let took = set.elapsed();
+    eprintln!("paused {took:?} after the switch, its watch silent");
+    daemon.wait_for(|l| l.contains("the watch brought nothing for 1s"));
+}
