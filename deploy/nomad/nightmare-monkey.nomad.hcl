@@ -1,8 +1,9 @@
 # One nightmare-monkey per Nomad client: a system job running the binary installed from
 # the .deb (raw_exec sees the node's processes). Guide: doc/guide/operations.md.
 #   nomad job run deploy/nomad/nightmare-monkey.nomad.hcl
-# The API token and etcd's password come from Nomad Variables:
-#   nomad var put nomad/jobs/nightmare-monkey token=... etcd_password=...
+# The API token, etcd's password and the CA of etcd's certificate come from Nomad
+# Variables:
+#   nomad var put nomad/jobs/nightmare-monkey token=... etcd_password=... etcd_ca=@ca.pem
 # The fleet: section makes the nodes one drill on etcd (guide: doc/guide/fleet.md).
 job "nightmare-monkey" {
   type        = "system"
@@ -54,6 +55,12 @@ job "nightmare-monkey" {
       }
 
       template {
+        destination = "secrets/etcd-ca.crt"
+        perms       = "0444"
+        data        = "{{ with nomadVar \"nomad/jobs/nightmare-monkey\" }}{{ .etcd_ca }}{{ end }}"
+      }
+
+      template {
         destination = "local/config.ron"
         data        = <<-EOT
         (
@@ -71,17 +78,16 @@ job "nightmare-monkey" {
             // and 5 minutes apart fleet-wide; `nightmare-monkey pause --fleet` stops all.
             fleet: (
                 coordinator: Etcd(
-                    endpoints: ["http://etcd-1.service.consul:2379", "http://etcd-2.service.consul:2379", "http://etcd-3.service.consul:2379"],
+                    endpoints: ["https://etcd-1.service.consul:2379", "https://etcd-2.service.consul:2379", "https://etcd-3.service.consul:2379"],
                     prefix: "/nightmare-monkey/staging",
                     username: "nightmare-monkey",
                     password_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd-password",
-                    // The password crosses the network in clear over http: allowed here
-                    // on purpose; drop this line once the endpoints are https with ca_file.
-                    allow_plaintext_credentials: true,
-                    // Or client certificates (https endpoints), each written to secrets/
-                    // by a template like the password's (Variables etcd_ca, etcd_cert,
-                    // etcd_key):
-                    //   ca_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd-ca.crt",
+                    // etcd's server certificates are checked against this CA, so the
+                    // password never crosses the network in clear.
+                    ca_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd-ca.crt",
+                    // Client certificates may replace the password (or go with it),
+                    // each written to secrets/ by a template like the CA's (Variables
+                    // etcd_cert, etcd_key):
                     //   cert_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd.crt",
                     //   key_file: "{{ env "NOMAD_SECRETS_DIR" }}/etcd.key",
                 ),

@@ -8,7 +8,7 @@ mod failover;
 mod latency;
 mod lease;
 mod oneshot;
-mod pki;
+pub(crate) mod pki;
 mod relay;
 mod tls;
 

@@ -181,17 +181,29 @@ fn the_kubernetes_manifests_give_the_daemon_what_it_needs() {
         "{config}"
     );
 
-    // And the daemon accepts the config, with a token and a password where the Secrets
-    // would be.
+    // etcd is reached over https, its certificate checked against the Secret's CA: the
+    // password never crosses in clear.
+    assert!(config.contains("endpoints: [\"https://"), "{config}");
+    assert!(etcd_secret["stringData"]["ca.crt"].is_string());
+    let ca_path = format!("{}/ca.crt", mount_of("etcd"));
+    assert!(
+        config.contains(&format!("ca_file: \"{ca_path}\"")),
+        "{config}"
+    );
+
+    // And the daemon accepts the config, with a token, a password and a CA where the
+    // Secrets would be.
     let dir = TestDir::new("k8s-config");
     let token = dir.join("api-token");
     std::fs::write(&token, "t").unwrap();
     let password = dir.join("etcd-password");
     std::fs::write(&password, "p").unwrap();
+    let pki = crate::fleet::pki::Pki::new("k8s-config-pki");
     assert_checks(
         &config
             .replace(&token_path, token.to_str().unwrap())
-            .replace(&password_path, password.to_str().unwrap()),
+            .replace(&password_path, password.to_str().unwrap())
+            .replace(&ca_path, &pki.path("ca.pem")),
         &dir,
         "configmap",
     );
@@ -210,7 +222,11 @@ fn the_nomad_job_runs_one_monkey_per_node_with_a_config_that_checks() {
     let dir = TestDir::new("nomad-config");
     std::fs::write(dir.join("api-token"), "t").unwrap();
     std::fs::write(dir.join("etcd-password"), "p").unwrap();
+    let pki = crate::fleet::pki::Pki::new("nomad-config-pki");
+    std::fs::copy(pki.path("ca.pem"), dir.join("etcd-ca.crt")).unwrap();
     assert!(text.contains("destination = \"secrets/etcd-password\""));
+    assert!(text.contains("destination = \"secrets/etcd-ca.crt\""));
+    assert!(text.contains("endpoints: [\"https://"), "etcd over https");
     let rendered = text[start..end]
         .replace("{{ env \"NOMAD_PORT_api\" }}", "8080")
         .replace("{{ env \"NOMAD_SECRETS_DIR\" }}", dir.to_str().unwrap());
