@@ -456,6 +456,34 @@ mod tests {
             assert_eq!(filter(text).unwrap_err(), expected, "{text}");
         }
         assert!(filter(r#"(peers: ["0.0.0.0/0", "::/0", "fd00::/8"])"#).is_ok());
+        for zero in [
+            r#"(ports: ["0"])"#,
+            r#"(ports: ["0-80"])"#,
+            r#"(ports: ["80-0"])"#,
+        ] {
+            assert!(
+                filter(zero)
+                    .unwrap_err()
+                    .contains("expected a port from 1 to 65535"),
+                "{zero}"
+            );
+        }
+        assert!(filter(r#"(ports: ["1-65535"])"#).is_ok());
+    }
+
+    /// A partition needs peers or ports, of either family: any one of them narrows it.
+    #[test]
+    fn peers_of_either_family_or_ports_narrow_a_filter() {
+        for narrowed in [
+            r#"(ports: [5432])"#,
+            r#"(peers: ["10.0.0.5"])"#,
+            r#"(peers: ["fd00::5"])"#,
+        ] {
+            assert!(filter(narrowed).unwrap().is_narrowed(), "{narrowed}");
+        }
+        assert!(!filter(r#"(protocol: "tcp", direction: "in")"#)
+            .unwrap()
+            .is_narrowed());
     }
 
     #[test]
