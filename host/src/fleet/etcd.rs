@@ -58,6 +58,7 @@ impl Etcd {
             state,
             seen: Mutex::new(None),
             tracked: Mutex::default(),
+            rule: Mutex::default(),
         });
         let (handle_tx, handle_rx) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel::<()>();
@@ -136,6 +137,10 @@ impl Coordinator for Etcd {
                     false
                 }
             };
+            if admitted.is_ok() {
+                // After the answer: the next admission finds its leases ready.
+                super::rule::refresh(&shared, &super::rule::spans(&shared.config)).await;
+            }
             if let (true, Ok(admission)) = (gave_up, admitted) {
                 shared.log(format!(
                     "slot {} was won after its asker gave up: giving it back",
@@ -480,6 +485,7 @@ fn publish(shared: &Shared) {
 /// that is not 0).
 async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
     let id = shared.gateway.grant(shared.config.lease_ttl).await?;
+    shared.put_limit(id).await;
     shared.put_member(id).await;
     Ok((id, 1))
 }

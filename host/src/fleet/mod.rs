@@ -14,6 +14,7 @@ pub mod config;
 pub mod etcd;
 mod gateway;
 pub mod history;
+pub mod rule;
 mod shared;
 pub mod tls;
 
