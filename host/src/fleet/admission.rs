@@ -37,6 +37,7 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
     // they are current), then what the last lost race read in its own round trip.
     let mut known: Option<Vec<Kv>> = shared.seen();
     let mut seen = known.is_some();
+    let mut granted = false;
     for _ in 0..ADMIT_TRIES {
         let lease = lock(&shared.lease)
             .id
@@ -53,7 +54,13 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
         let decided = decide(shared, fault, &kvs, lease);
         let decided = match decided {
             Err(Declined::NeedLeases(spans)) => {
-                // Granted now (the node was idle), then decided again on the same keys.
+                // Granted now (the node was idle), then decided again on the same keys;
+                // a grant slower than a lease stays fresh is etcd too slow to admit.
+                if std::mem::replace(&mut granted, true) {
+                    return Err(unreachable(
+                        "etcd is too slow to grant the gap's and the budget's leases".to_owned(),
+                    ));
+                }
                 rule::grant(shared, &spans, rule::FRESH / 2)
                     .await
                     .map_err(unreachable)?;
@@ -90,6 +97,8 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
             }
             Ok((false, _, kvs)) => known = Some(kvs),
             Err(e) if e.contains("lease not found") => {
+                // The node's, or (never seen) one of the gap's and budget's: all anew.
+                *lock(&shared.rule) = Default::default();
                 lock(&shared.lease).id = None;
                 return Err(unreachable(format!("the lease ended: {e}")));
             }
