@@ -1,8 +1,9 @@
 //! The etcd coordinator. Keys under the fleet's prefix: `slots/<n>` (a fault in flight
-//! or in effect, tied to its node's lease), `budget` (the fleet's recent admissions, as
-//! milliseconds since the epoch), `switch` (the fleet's pause, while it stands),
-//! `members/<node>` (what each node says of itself), `admissions/` (the recent
-//! admissions, for `history --fleet`: see `history`).
+//! or in effect, tied to its node's lease), `gap` and `budget/<n>` (the fleet's gap and
+//! budget, tied to leases of their span: see `rule`), `switch` (the fleet's pause, while
+//! it stands), `members/<node>` (what each node says of itself), `limits/<node>` and
+//! `roster` (each node's `max_concurrent`, and a key moved as a node joins),
+//! `admissions/` (the recent admissions, for `history --fleet`: see `history`).
 //!
 //! Everything runs on one thread of its own (`fleet`) with its own single-threaded
 //! runtime: the lease's renewal every TTL/3, the switch's watch, and the admissions the
