@@ -486,8 +486,7 @@ fn publish(shared: &Shared) {
 /// that is not 0).
 async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
     let id = shared.gateway.grant(shared.config.lease_ttl).await?;
-    shared.put_limit(id).await;
-    shared.put_member(id).await;
+    shared.join(id).await?;
     Ok((id, 1))
 }
 

@@ -140,20 +140,31 @@ impl Shared {
         }
     }
 
-    /// Says this node's `max_concurrent` under lease `id` (`<prefix>/limits/<node>`), and
-    /// moves `<prefix>/roster`: an admission decided on a copy of the keys that does not
-    /// know this node's limit yet fails its transaction, and decides again.
-    pub(super) async fn put_limit(&self, id: i64) {
+    /// Joins under lease `id`, in one transaction: says this node's `max_concurrent`
+    /// (`<prefix>/limits/<node>`), moves `<prefix>/roster` (an admission decided on a
+    /// copy of the keys that does not know this limit yet fails its transaction, and
+    /// decides again), and writes what the node last said of itself. A lease whose limit
+    /// could not be said is not used: the fleet would not know it.
+    pub(super) async fn join(&self, id: i64) -> Result<(), String> {
         let key = self.key(&format!("limits/{}", self.node));
         let value = self.config.max_concurrent.to_string().into_bytes();
-        let roster = Op::Put(self.key("roster"), self.node.clone().into_bytes(), 0);
-        if let Err(e) = self
-            .gateway
-            .txn(&[], &[Op::Put(key, value, id), roster])
-            .await
-        {
-            self.log(format!("cannot say this node's max_concurrent ({e})"));
+        let mut ops = vec![
+            Op::Put(key, value, id),
+            Op::Put(self.key("roster"), self.node.clone().into_bytes(), 0),
+        ];
+        if let Some(member) = lock(&self.lease).member.clone() {
+            let key = self.key(&format!("members/{}", member.node));
+            ops.push(Op::Put(
+                key,
+                serde_json::to_vec(&member).unwrap_or_default(),
+                id,
+            ));
         }
+        self.gateway
+            .txn(&[], &ops)
+            .await
+            .map(drop)
+            .map_err(|e| format!("cannot say this node's max_concurrent ({e})"))
     }
 
     /// The node's lease now (`None`: it has none).
