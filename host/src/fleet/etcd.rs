@@ -486,7 +486,10 @@ fn publish(shared: &Shared) {
 /// that is not 0).
 async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
     let id = shared.gateway.grant(shared.config.lease_ttl).await?;
-    shared.join(id).await?;
+    if !shared.join(id).await? {
+        // The node said what it does while it joined (it started): said now.
+        shared.put_member(id).await;
+    }
     Ok((id, 1))
 }
 

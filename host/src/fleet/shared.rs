@@ -145,25 +145,27 @@ impl Shared {
     /// copy of the keys that does not know this limit yet fails its transaction, and
     /// decides again), and writes what the node last said of itself. A lease whose limit
     /// could not be said is not used: the fleet would not know it.
-    pub(super) async fn join(&self, id: i64) -> Result<(), String> {
+    /// Whether it wrote the node's member key (it had said nothing yet, else).
+    pub(super) async fn join(&self, id: i64) -> Result<bool, String> {
         let key = self.key(&format!("limits/{}", self.node));
         let value = self.config.max_concurrent.to_string().into_bytes();
         let mut ops = vec![
             Op::Put(key, value, id),
             Op::Put(self.key("roster"), self.node.clone().into_bytes(), 0),
         ];
-        if let Some(member) = lock(&self.lease).member.clone() {
+        let member = lock(&self.lease).member.clone();
+        if let Some(member) = &member {
             let key = self.key(&format!("members/{}", member.node));
             ops.push(Op::Put(
                 key,
-                serde_json::to_vec(&member).unwrap_or_default(),
+                serde_json::to_vec(member).unwrap_or_default(),
                 id,
             ));
         }
         self.gateway
             .txn(&[], &ops)
             .await
-            .map(drop)
+            .map(|_| member.is_some())
             .map_err(|e| format!("cannot say this node's max_concurrent ({e})"))
     }
 
