@@ -134,6 +134,22 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
         fleet.max_concurrent,
         humantime::format_duration(fleet.lease_ttl)
     );
+    // Kept on etcd's clock, by leases of whole seconds: said where it shows.
+    let spans = [
+        ("min_gap", fleet.min_gap),
+        ("the budget's per", fleet.budget.map(|(_, per)| per)),
+    ];
+    for (name, span) in spans {
+        let Some(span) = span.filter(|s| *s < std::time::Duration::from_secs(60)) else {
+            continue;
+        };
+        println!(
+            "    note: {name} {} is kept by etcd's leases, in whole seconds: held {} to {} after an admission",
+            humantime::format_duration(span),
+            humantime::format_duration(span),
+            humantime::format_duration(crate::fleet::rule::longest(span))
+        );
+    }
     if let Some(tls) = &fleet.tls {
         println!("    etcd: {}", tls.describe());
     }

@@ -4,9 +4,9 @@
 //! `status --fleet` and `GET /api/fleet` show.
 
 use super::{
-    admission::{next_fits, Holder, Recent},
+    admission::Holder,
     config::FleetConfig,
-    gateway::{Gateway, Op},
+    gateway::{Gateway, Kv, Op},
     shared::switch_of,
     Member, Switch,
 };
@@ -83,21 +83,10 @@ pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View
         .filter(|kv| kv.key.starts_with(&nodes))
         .filter_map(|kv| serde_json::from_slice::<Member>(&kv.value).ok())
         .collect();
-    let budget = (config.budget.is_some() || config.min_gap.is_some()).then(|| {
-        let budget_key = format!("{}/budget", config.prefix);
-        let recent: Recent = kvs
-            .iter()
-            .find(|kv| kv.key == budget_key)
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-            .unwrap_or_default();
-        let (used, wait) = next_fits(config, &recent, chrono::Utc::now().timestamp_millis());
-        BudgetUsed {
-            used,
-            max: config.budget.map(|(max, _)| max),
-            per_s: config.budget.map(|(_, per)| per.as_secs()),
-            next_fits_in_s: wait.map_or(0, crate::domain::injection::ceil_secs),
-        }
-    });
+    let budget = match config.budget.is_some() || config.min_gap.is_some() {
+        true => Some(budget_used(gateway, config, &kvs).await),
+        false => None,
+    };
     let switch_key = format!("{}/switch", config.prefix);
     Ok(View {
         etcd,
@@ -108,6 +97,32 @@ pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View
         budget,
         switch: switch_of(kvs.iter().find(|kv| kv.key == switch_key)),
     })
+}
+
+/// The fleet budget used (its keys alive), and when the next admission fits: when the
+/// lease that holds it back ends, as etcd counts it.
+async fn budget_used(gateway: &Gateway, config: &FleetConfig, kvs: &[Kv]) -> BudgetUsed {
+    let (gap, budget) = super::rule::found(config, kvs);
+    let mut wait = std::time::Duration::ZERO;
+    if let Some(gap) = gap {
+        let left = super::rule::time_left_at(gateway, gap.lease).await;
+        wait = wait.max(left.unwrap_or_default());
+    }
+    if let (Some((max, _)), Some(oldest)) = (config.budget, budget.first()) {
+        if budget.len() >= max as usize {
+            let left = super::rule::time_left_at(gateway, oldest.lease).await;
+            wait = wait.max(left.unwrap_or_default());
+        }
+    }
+    BudgetUsed {
+        used: budget.len(),
+        max: config.budget.map(|(max, _)| max),
+        per_s: config.budget.map(|(_, per)| per.as_secs()),
+        next_fits_in_s: match wait.is_zero() {
+            true => 0,
+            false => crate::domain::injection::ceil_secs(wait),
+        },
+    }
 }
 
 impl View {

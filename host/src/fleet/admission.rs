@@ -1,17 +1,16 @@
 //! One admission against etcd: the slot, the fleet budget and the gap decided on the
 //! fleet's keys (as the watch last told them, else read at one revision), then one
 //! transaction that holds only if nothing decided on changed (else it reads them again
-//! in the same round trip, and the node decides again); and the fleet budget's
-//! arithmetic.
+//! in the same round trip, and the node decides again). The gap and the budget are keys
+//! tied to leases, on etcd's clock (see `rule`).
 
 use std::time::Duration;
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    config::FleetConfig,
     gateway::{Compare, Kv, Op},
+    rule::{self, Declined},
     shared::{switch_of, unreachable, Shared},
     Admission, Refused,
 };
@@ -28,13 +27,6 @@ pub(super) struct Holder {
     pub at: String,
 }
 
-/// The budget key's value.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(super) struct Recent {
-    /// Admissions, ms since the epoch, oldest first.
-    pub times: Vec<i64>,
-}
-
 /// One admission: decide on the fleet's keys (as the watch last told them, else read
 /// at one revision), and claim in one transaction that holds only if nothing decided on
 /// changed; after a lost race, decide again on what its failure branch read.
@@ -45,6 +37,7 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
     // they are current), then what the last lost race read in its own round trip.
     let mut known: Option<Vec<Kv>> = shared.seen();
     let mut seen = known.is_some();
+    let mut granted = false;
     for _ in 0..ADMIT_TRIES {
         let lease = lock(&shared.lease)
             .id
@@ -59,16 +52,36 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
             }
         };
         let decided = decide(shared, fault, &kvs, lease);
-        // A refusal is only ever said on keys read just now.
-        if std::mem::take(&mut seen) && decided.is_err() {
-            continue;
-        }
+        let decided = match decided {
+            Err(Declined::NeedLeases(spans)) => {
+                // Granted now (the node was idle), then decided again on the same keys;
+                // a grant slower than a lease stays fresh is etcd too slow to admit.
+                if std::mem::replace(&mut granted, true) {
+                    return Err(unreachable(
+                        "etcd is too slow to grant the gap's and the budget's leases".to_owned(),
+                    ));
+                }
+                rule::grant(shared, &spans, rule::FRESH / 2)
+                    .await
+                    .map_err(unreachable)?;
+                known = Some(kvs);
+                continue;
+            }
+            // A refusal is only ever said on keys read just now.
+            Err(_) if std::mem::take(&mut seen) => continue,
+            Err(Declined::Refused(refused)) => return Err(refused),
+            Err(Declined::Waits { why, lease, span }) => {
+                return Err(rule::waits(shared, why, lease, span).await)
+            }
+            Ok(attempt) => attempt,
+        };
+        seen = false;
         let Attempt {
             slot,
             at,
             compare,
             ops,
-        } = decided?;
+        } = decided;
         let read_again = Some((from.as_slice(), to.as_slice()));
         match shared
             .gateway
@@ -84,6 +97,8 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
             }
             Ok((false, _, kvs)) => known = Some(kvs),
             Err(e) if e.contains("lease not found") => {
+                // The node's, or (never seen) one of the gap's and budget's: all anew.
+                *lock(&shared.rule) = Default::default();
                 lock(&shared.lease).id = None;
                 return Err(unreachable(format!("the lease ended: {e}")));
             }
@@ -112,62 +127,26 @@ struct Attempt {
 
 /// Decides on the fleet's keys `kvs`: the switch, a free slot, the fleet budget and
 /// gap; the transaction that claims the slot under `lease`, if the fault fits.
-fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attempt, Refused> {
+fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attempt, Declined> {
     let config = &shared.config;
-    let (slots_key, budget_key, switch_key) = (
-        shared.key("slots/"),
-        shared.key("budget"),
-        shared.key("switch"),
-    );
+    let switch_key = shared.key("switch");
     let find = |key: &str| kvs.iter().find(|kv| kv.key == key);
     if let Some(switch) = switch_of(find(&switch_key)) {
-        return Err(Refused {
+        return Err(Declined::Refused(Refused {
             why: switch.to_string(),
             retry_after: None,
             unreachable: false,
-        });
+        }));
     }
-    let held: Vec<(u32, String)> = kvs
-        .iter()
-        .filter_map(|kv| {
-            let n: u32 = kv.key.strip_prefix(&slots_key)?.parse().ok()?;
-            let holder: Option<Holder> = serde_json::from_slice(&kv.value).ok();
-            Some((n, holder.map_or_else(|| "?".to_owned(), |h| h.node)))
-        })
-        .collect();
-    // From a place of the node's own, so that nodes asking at once seldom race for the
-    // same slot.
-    let first = shared.first_slot();
-    let Some(slot) = (0..config.max_concurrent)
-        .map(|n| (first + n) % config.max_concurrent)
-        .find(|n| !held.iter().any(|(h, _)| h == n))
-    else {
-        let nodes: Vec<&str> = held.iter().map(|(_, node)| node.as_str()).collect();
-        return Err(Refused {
-            why: format!(
-                "slots full ({} of {} held: {})",
-                held.len(),
-                config.max_concurrent,
-                nodes.join(", ")
-            ),
-            retry_after: Some(Duration::from_secs(1)),
-            unreachable: false,
-        });
-    };
-    let budget = find(&budget_key);
-    let now = Utc::now().timestamp_millis();
-    let mut recent: Recent = budget
-        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-        .unwrap_or_default();
-    let limited = config.budget.is_some() || config.min_gap.is_some();
-    if limited {
-        check_budget(config, &mut recent, now)?;
-    }
+    let slot = free_slot(shared, kvs).map_err(Declined::Refused)?;
+    let roster_key = shared.key("roster");
+    let (rule_compare, rule_ops) = rule::claim(shared, kvs)?;
+    let now = super::shared::wall_clock();
     let holder = Holder {
         node: shared.node.clone(),
         fault: fault.to_owned(),
         // To the nanosecond: it tells this attempt's slot from any other.
-        at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        at: now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     };
     let slot_key = shared.slot_key(slot);
     let mut compare = vec![
@@ -177,24 +156,19 @@ fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attemp
             find(&switch_key).map_or(0, |kv| kv.mod_revision),
         ),
     ];
+    compare.push(Compare::Modified(
+        roster_key.clone(),
+        find(&roster_key).map_or(0, |kv| kv.mod_revision),
+    ));
+    compare.extend(rule_compare);
     let mut ops = vec![Op::Put(
         slot_key,
         serde_json::to_vec(&holder).unwrap_or_default(),
         lease,
     )];
-    ops.extend(super::history::ops(config, &shared.node, fault, slot, now));
-    if limited {
-        recent.times.push(now);
-        compare.push(Compare::Modified(
-            budget_key.clone(),
-            budget.map_or(0, |kv| kv.mod_revision),
-        ));
-        ops.push(Op::Put(
-            budget_key,
-            serde_json::to_vec(&recent).unwrap_or_default(),
-            0,
-        ));
-    }
+    ops.extend(rule_ops);
+    let ms = now.timestamp_millis();
+    ops.extend(super::history::ops(config, &shared.node, fault, slot, ms));
     Ok(Attempt {
         slot,
         at: holder.at,
@@ -203,26 +177,66 @@ fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attemp
     })
 }
 
-/// The admissions counted against the fleet budget at `now` (ms), and how long until
-/// the next one fits (`None`: now).
-pub(super) fn next_fits(
-    config: &FleetConfig,
-    recent: &Recent,
-    now: i64,
-) -> (usize, Option<Duration>) {
-    let mut recent = Recent {
-        times: recent.times.clone(),
-    };
-    let wait = check_budget(config, &mut recent, now)
-        .err()
-        .and_then(|r| r.retry_after);
-    let per = config.budget.map_or(0, |(_, per)| {
-        i64::try_from(per.as_millis()).unwrap_or(i64::MAX)
-    });
-    (
-        recent.times.iter().filter(|t| now - **t < per).count(),
-        wait,
-    )
+/// A slot no one holds in `kvs`, tried from a place of the node's own (so that nodes
+/// asking at once seldom race for the same slot); or why none is free. The fleet's
+/// limit is the smallest `max_concurrent` any of its nodes says (`limits/<node>`): a
+/// rollout that changes it never exceeds the smaller.
+fn free_slot(shared: &Shared, kvs: &[Kv]) -> Result<u32, Refused> {
+    let (max, by) = fleet_limit(shared, kvs);
+    let slots_key = shared.key("slots/");
+    let held: Vec<(u32, String)> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let n: u32 = kv.key.strip_prefix(&slots_key)?.parse().ok()?;
+            let holder: Option<Holder> = serde_json::from_slice(&kv.value).ok();
+            Some((n, holder.map_or_else(|| "?".to_owned(), |h| h.node)))
+        })
+        .collect();
+    let first = shared.spread(max);
+    // A slot past the limit (taken under a larger one) counts until it is given back;
+    // none is taken meanwhile, so that two nodes cannot both take the last.
+    let free = (0..max)
+        .map(|n| (first + n) % max)
+        .find(|n| !held.iter().any(|(h, _)| h == n))
+        .filter(|_| held.iter().all(|(h, _)| *h < max));
+    free.ok_or_else(|| {
+        let nodes: Vec<&str> = held.iter().map(|(_, node)| node.as_str()).collect();
+        let smaller = by.map_or_else(String::new, |node| {
+            format!(
+                "; the fleet's smallest max_concurrent is node {node}'s, this node's is {}",
+                shared.config.max_concurrent
+            )
+        });
+        Refused {
+            why: format!(
+                "slots full ({} of {max} held: {}{smaller})",
+                held.len(),
+                nodes.join(", ")
+            ),
+            retry_after: Some(Duration::from_secs(1)),
+            unreachable: false,
+        }
+    })
+}
+
+/// The fleet's limit: the smallest `max_concurrent` of this node's and those its nodes
+/// say in `kvs`, and which node says it if not this one.
+fn fleet_limit(shared: &Shared, kvs: &[Kv]) -> (u32, Option<String>) {
+    let limits_key = shared.key("limits/");
+    let mut limit = (shared.config.max_concurrent, None);
+    for kv in kvs {
+        let Some(node) = kv.key.strip_prefix(&limits_key) else {
+            continue;
+        };
+        let said = std::str::from_utf8(&kv.value)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n >= 1);
+        if let Some(n) = said.filter(|n| *n < limit.0) {
+            limit = (n, Some(node.to_owned()));
+        }
+    }
+    limit
 }
 
 /// Gives back slot `slot` if this node took it in the attempt stamped `at`.
@@ -239,95 +253,5 @@ async fn give_back_if_ours(shared: &Shared, slot: u32, at: &str) {
     if let Some(kv) = ours {
         let compare = [Compare::Created(key.clone(), kv.create_revision)];
         let _ = shared.gateway.txn(&compare, &[Op::Delete(key)]).await;
-    }
-}
-
-/// Checks the fleet budget and gap against the recent admissions at `now` (ms),
-/// dropping those too old to count.
-fn check_budget(config: &FleetConfig, recent: &mut Recent, now: i64) -> Result<(), Refused> {
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let span = config
-        .budget
-        .map_or(0, |(_, per)| ms(per))
-        .max(config.min_gap.map_or(0, ms));
-    recent.times.retain(|t| now - *t < span);
-    if let (Some(gap), Some(last)) = (config.min_gap, recent.times.last()) {
-        if now - last < ms(gap) {
-            let wait = Duration::from_millis((last + ms(gap) - now).max(0) as u64);
-            return Err(Refused {
-                why: format!(
-                    "min gap: at least {} between the fleet's faults; the next fits in {} s",
-                    humantime::format_duration(gap),
-                    crate::domain::injection::ceil_secs(wait)
-                ),
-                retry_after: Some(wait),
-                unreachable: false,
-            });
-        }
-    }
-    if let Some((max, per)) = config.budget {
-        let inside: Vec<i64> = recent
-            .times
-            .iter()
-            .copied()
-            .filter(|t| now - t < ms(per))
-            .collect();
-        if inside.len() >= max as usize {
-            let oldest = inside[inside.len() - max as usize];
-            let wait = Duration::from_millis((oldest + ms(per) - now).max(0) as u64);
-            return Err(Refused {
-                why: format!(
-                    "fleet budget: {max} faults per {} used; the next fits in {} s",
-                    humantime::format_duration(per),
-                    crate::domain::injection::ceil_secs(wait)
-                ),
-                retry_after: Some(wait),
-                unreachable: false,
-            });
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(budget: Option<(u32, u64)>, gap: Option<u64>) -> FleetConfig {
-        FleetConfig {
-            endpoints: vec![],
-            prefix: "/nm".into(),
-            credentials: None,
-            tls: None,
-            max_concurrent: 1,
-            budget: budget.map(|(max, per)| (max, Duration::from_secs(per))),
-            min_gap: gap.map(Duration::from_secs),
-            lease_ttl: Duration::from_secs(10),
-        }
-    }
-
-    #[test]
-    fn the_budget_and_the_gap_refuse_with_when_the_next_fits() {
-        let mut recent = Recent {
-            times: vec![0, 10_000, 20_000],
-        };
-        let refused = check_budget(&config(Some((3, 60)), None), &mut recent, 30_000).unwrap_err();
-        assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
-        assert!(
-            refused
-                .why
-                .starts_with("fleet budget: 3 faults per 1m used"),
-            "{}",
-            refused.why
-        );
-        assert!(check_budget(&config(Some((3, 60)), None), &mut recent, 60_000).is_ok());
-        assert_eq!(recent.times, [10_000, 20_000], "the oldest fell out");
-        let refused = check_budget(&config(None, Some(5)), &mut recent, 22_000).unwrap_err();
-        assert_eq!(refused.retry_after, Some(Duration::from_secs(3)));
-        assert!(
-            refused.why.starts_with("min gap: at least 5s"),
-            "{}",
-            refused.why
-        );
     }
 }

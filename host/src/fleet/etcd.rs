@@ -1,8 +1,9 @@
 //! The etcd coordinator. Keys under the fleet's prefix: `slots/<n>` (a fault in flight
-//! or in effect, tied to its node's lease), `budget` (the fleet's recent admissions, as
-//! milliseconds since the epoch), `switch` (the fleet's pause, while it stands),
-//! `members/<node>` (what each node says of itself), `admissions/` (the recent
-//! admissions, for `history --fleet`: see `history`).
+//! or in effect, tied to its node's lease), `gap` and `budget/<n>` (the fleet's gap and
+//! budget, tied to leases of their span: see `rule`), `switch` (the fleet's pause, while
+//! it stands), `members/<node>` (what each node says of itself), `limits/<node>` and
+//! `roster` (each node's `max_concurrent`, and a key moved as a node joins),
+//! `admissions/` (the recent admissions, for `history --fleet`: see `history`).
 //!
 //! Everything runs on one thread of its own (`fleet`) with its own single-threaded
 //! runtime: the lease's renewal every TTL/3, the switch's watch, and the admissions the
@@ -58,6 +59,7 @@ impl Etcd {
             state,
             seen: Mutex::new(None),
             tracked: Mutex::default(),
+            rule: Mutex::default(),
         });
         let (handle_tx, handle_rx) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel::<()>();
@@ -136,6 +138,10 @@ impl Coordinator for Etcd {
                     false
                 }
             };
+            if admitted.is_ok() {
+                // After the answer: the next admission finds its leases ready.
+                super::rule::refresh(&shared, &super::rule::spans(&shared.config)).await;
+            }
             if let (true, Ok(admission)) = (gave_up, admitted) {
                 shared.log(format!(
                     "slot {} was won after its asker gave up: giving it back",
@@ -484,7 +490,10 @@ fn publish(shared: &Shared) {
 /// that is not 0).
 async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
     let id = shared.gateway.grant(shared.config.lease_ttl).await?;
-    shared.put_member(id).await;
+    if !shared.join(id).await? {
+        // The node said what it does while it joined (it started): said now.
+        shared.put_member(id).await;
+    }
     Ok((id, 1))
 }
 

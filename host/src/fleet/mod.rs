@@ -15,6 +15,7 @@ pub mod etcd;
 mod gateway;
 pub mod history;
 pub mod peers;
+pub mod rule;
 mod shared;
 pub mod tls;
 mod watch;

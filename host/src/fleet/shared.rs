@@ -31,6 +31,8 @@ pub(super) struct Shared {
     /// The admissions of this process: those handed out and not given back, and those
     /// under way (see [`Tracked`]).
     pub(super) tracked: Mutex<Tracked>,
+    /// The leases the gap's and the budget's keys are tied to (see `rule`).
+    pub(super) rule: Mutex<Leases>,
 }
 
 /// What this process holds in etcd, so that a slot held by its lease that no live
@@ -58,6 +60,43 @@ pub(super) struct Lease {
     pub(super) member: Option<super::Member>,
 }
 
+/// A span of the fleet's rule (see `rule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Span {
+    Gap,
+    Budget,
+}
+
+/// The leases a node attaches the rule's keys to, as last granted.
+#[derive(Default)]
+pub(super) struct Leases {
+    gap: Option<Granted>,
+    budget: Option<Granted>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Granted {
+    pub(super) id: i64,
+    /// When the grant was sent: etcd's countdown started after it.
+    pub(super) asked: Instant,
+}
+
+impl Leases {
+    pub(super) fn of(&mut self, span: Span) -> &mut Option<Granted> {
+        match span {
+            Span::Gap => &mut self.gap,
+            Span::Budget => &mut self.budget,
+        }
+    }
+
+    /// The lease for `span` if it was asked for less than `within` ago (0: none).
+    pub(super) fn fresh(&mut self, span: Span, within: Duration) -> i64 {
+        self.of(span)
+            .filter(|g| g.asked.elapsed() < within)
+            .map_or(0, |g| g.id)
+    }
+}
+
 pub(super) fn unreachable(why: String) -> Refused {
     Refused {
         why: format!("the coordinator is unreachable ({why})"),
@@ -75,13 +114,14 @@ impl Shared {
         format!("{}/{name}", self.config.prefix)
     }
 
-    /// The slot this node tries first: its name's hash (FNV-1a), so that nodes asking
-    /// at once spread over the slots.
-    pub(super) fn first_slot(&self) -> u32 {
+    /// A place of the node's own among `n` (the slot or the budget's key it tries first,
+    /// so that nodes asking at once seldom race for the same): its name's hash (FNV-1a)
+    /// modulo `n`.
+    pub(super) fn spread(&self, n: u32) -> u32 {
         let hash = self.node.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        (hash % u64::from(self.config.max_concurrent.max(1))) as u32
+        (hash % u64::from(n.max(1))) as u32
     }
 
     pub(super) fn slot_key(&self, slot: u32) -> String {
@@ -98,6 +138,35 @@ impl Shared {
         if let Err(e) = self.gateway.txn(&[], &[Op::Put(key, value, id)]).await {
             self.log(format!("cannot say what this node does ({e})"));
         }
+    }
+
+    /// Joins under lease `id`, in one transaction: says this node's `max_concurrent`
+    /// (`<prefix>/limits/<node>`), moves `<prefix>/roster` (an admission decided on a
+    /// copy of the keys that does not know this limit yet fails its transaction, and
+    /// decides again), and writes what the node last said of itself. A lease whose limit
+    /// could not be said is not used: the fleet would not know it.
+    /// Whether it wrote the node's member key (it had said nothing yet, else).
+    pub(super) async fn join(&self, id: i64) -> Result<bool, String> {
+        let key = self.key(&format!("limits/{}", self.node));
+        let value = self.config.max_concurrent.to_string().into_bytes();
+        let mut ops = vec![
+            Op::Put(key, value, id),
+            Op::Put(self.key("roster"), self.node.clone().into_bytes(), 0),
+        ];
+        let member = lock(&self.lease).member.clone();
+        if let Some(member) = &member {
+            let key = self.key(&format!("members/{}", member.node));
+            ops.push(Op::Put(
+                key,
+                serde_json::to_vec(member).unwrap_or_default(),
+                id,
+            ));
+        }
+        self.gateway
+            .txn(&[], &ops)
+            .await
+            .map(|_| member.is_some())
+            .map_err(|e| format!("cannot say this node's max_concurrent ({e})"))
     }
 
     /// The node's lease now (`None`: it has none).
@@ -169,6 +238,24 @@ impl Shared {
             changed
         });
     }
+}
+
+/// The environment variable of the test hook that moves the fleet code's wall clock:
+/// a whole number of milliseconds (`-600000`: ten minutes behind), read once at start.
+/// For tests only, which run nodes whose clocks disagree on one machine.
+pub const CLOCK_SKEW_ENV: &str = "NIGHTMARE_MONKEY_TEST_FLEET_CLOCK_SKEW_MS";
+
+/// The wall clock as the fleet code reads it: the host's, moved by the test hook
+/// [`CLOCK_SKEW_ENV`] if it is set.
+pub(super) fn wall_clock() -> chrono::DateTime<chrono::Utc> {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let skew = *SKEW.get_or_init(|| {
+        std::env::var(CLOCK_SKEW_ENV)
+            .ok()
+            .and_then(|ms| ms.trim().parse().ok())
+            .unwrap_or(0)
+    });
+    chrono::Utc::now() + chrono::TimeDelta::milliseconds(skew)
 }
 
 pub(super) fn switch_of(kv: Option<&Kv>) -> Option<Switch> {

@@ -1,0 +1,243 @@
+//! The fleet's gap and budget on etcd's clock, never a node's: an admission creates
+//! `<prefix>/gap` (while `min_gap` is set) and one of `<prefix>/budget/<n>` (`n` below the
+//! budget's `max`), each only if it does not exist (its creation revision compared to
+//! 0) and tied to a lease whose TTL covers that span. The key ends with its lease, when
+//! etcd's clock says so: nodes whose clocks disagree keep the same gap and budget. As
+//! with the slots, there are only `max` budget keys: two admissions that both saw the
+//! last one free race for it, and one loses.
+//!
+//! etcd counts a lease's TTL in whole seconds from when it grants it. So a node keeps
+//! one lease per span, granted ahead and used for a new key only within [`FRESH`] of
+//! being asked for, with a TTL of the span plus [`FRESH`] and the transaction's longest
+//! wait, rounded up to whole seconds: a key lives at least its span from the
+//! admission's commit, and at most [`longest`] from it. A gap under a second is thus held
+//! two seconds or so; no clock of a node is read.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{
+    config::{FleetConfig, MIN_LEASE_TTL},
+    gateway::{Compare, Kv, Op, CALL_TIMEOUT},
+    shared::{Granted, Shared, Span},
+    Refused,
+};
+use crate::support::lock::lock;
+
+/// How long after it was asked for a lease is still used for a new key.
+pub(super) const FRESH: Duration = Duration::from_millis(500);
+/// How late after its lease's expiry etcd ends a key (its expiry loop's tick).
+const EXPIRY_TICK: Duration = Duration::from_millis(500);
+
+/// Why an admission's transaction is not sent.
+pub(super) enum Declined {
+    Refused(Refused),
+    /// Refused by the gap or the budget until `lease` ends (at most `span` from now).
+    Waits {
+        why: String,
+        lease: i64,
+        span: Duration,
+    },
+    /// The fault fits, but these spans have no lease fresh enough for a new key.
+    NeedLeases(Vec<Span>),
+}
+
+/// The spans of the fleet's rule that `config` has.
+pub(super) fn spans(config: &FleetConfig) -> Vec<Span> {
+    let mut spans = Vec::new();
+    if config.min_gap.is_some() {
+        spans.push(Span::Gap);
+    }
+    if config.budget.is_some() {
+        spans.push(Span::Budget);
+    }
+    spans
+}
+
+/// The gap's key and the budget's keys in `kvs`: (the gap, if it stands; the budget's,
+/// oldest first).
+pub(super) fn found<'a>(config: &FleetConfig, kvs: &'a [Kv]) -> (Option<&'a Kv>, Vec<&'a Kv>) {
+    let gap_key = format!("{}/gap", config.prefix);
+    let budget_dir = format!("{}/budget/", config.prefix);
+    let gap = kvs.iter().find(|kv| kv.key == gap_key);
+    let mut budget: Vec<&Kv> = kvs
+        .iter()
+        .filter(|kv| kv.key.starts_with(&budget_dir))
+        .collect();
+    budget.sort_by_key(|kv| kv.create_revision);
+    (gap, budget)
+}
+
+/// What an admission adds to its transaction for the gap and the budget, decided on the
+/// fleet's keys `kvs`: the gap's key and a free budget key, each created (only if it
+/// does not exist) under a fresh lease of its span; or why the fault does not fit.
+pub(super) fn claim(shared: &Shared, kvs: &[Kv]) -> Result<(Vec<Compare>, Vec<Op>), Declined> {
+    let config = &shared.config;
+    let (gap, budget) = found(config, kvs);
+    if let (Some(min_gap), Some(gap)) = (config.min_gap, gap) {
+        return Err(Declined::Waits {
+            why: format!(
+                "min gap: at least {} between the fleet's faults",
+                humantime::format_duration(min_gap)
+            ),
+            lease: gap.lease,
+            span: min_gap,
+        });
+    }
+    let mut key = None;
+    if let Some((max, per)) = config.budget {
+        let dir = shared.key("budget/");
+        let first = shared.spread(max);
+        key = (0..max)
+            .map(|n| format!("{dir}{}", (first + n) % max))
+            .find(|key| !budget.iter().any(|kv| kv.key == *key));
+        if key.is_none() {
+            return Err(Declined::Waits {
+                why: format!(
+                    "fleet budget: {max} faults per {} used",
+                    humantime::format_duration(per)
+                ),
+                lease: budget.first().map_or(0, |kv| kv.lease),
+                span: per,
+            });
+        }
+    }
+    let leases = {
+        let mut leases = lock(&shared.rule);
+        (
+            leases.fresh(Span::Gap, FRESH),
+            leases.fresh(Span::Budget, FRESH),
+        )
+    };
+    let mut stale = Vec::new();
+    let (mut compare, mut ops) = (Vec::new(), Vec::new());
+    let value = serde_json::to_vec(&shared.node).unwrap_or_default();
+    let gap_key = config.min_gap.map(|_| shared.key("gap"));
+    for (span, key, lease) in [
+        (Span::Gap, gap_key, leases.0),
+        (Span::Budget, key, leases.1),
+    ] {
+        let Some(key) = key else { continue };
+        if lease == 0 {
+            stale.push(span);
+        }
+        compare.push(Compare::Created(key.clone(), 0));
+        ops.push(Op::Put(key, value.clone(), lease));
+    }
+    if !stale.is_empty() {
+        return Err(Declined::NeedLeases(stale));
+    }
+    Ok((compare, ops))
+}
+
+/// The TTL a lease for a span of `span` is granted with: the span, plus how old the
+/// lease may be when an admission decides ([`FRESH`]) and how long its transaction may
+/// take, in whole seconds (at least etcd's shortest lease).
+pub(super) fn ttl(span: Duration) -> Duration {
+    let margin = span + FRESH + CALL_TIMEOUT;
+    let whole = margin.as_secs() + u64::from(margin.subsec_nanos() > 0);
+    Duration::from_secs(whole).max(MIN_LEASE_TTL)
+}
+
+/// The longest a span of `span` may be held after an admission's commit: a lease just
+/// granted, and etcd's expiry tick.
+pub fn longest(span: Duration) -> Duration {
+    ttl(span) + EXPIRY_TICK
+}
+
+/// The length of `span` in this fleet, if it has it.
+fn length(shared: &Shared, span: Span) -> Option<Duration> {
+    match span {
+        Span::Gap => shared.config.min_gap,
+        Span::Budget => shared.config.budget.map(|(_, per)| per),
+    }
+}
+
+/// Grants a new lease for each span of `spans` whose lease is older than `older` (both
+/// at once).
+pub(super) async fn grant(shared: &Shared, spans: &[Span], older: Duration) -> Result<(), String> {
+    let one = |span: Span| async move {
+        let due = spans.contains(&span)
+            && lock(&shared.rule)
+                .of(span)
+                .is_none_or(|g| g.asked.elapsed() >= older);
+        let Some(length) = length(shared, span).filter(|_| due) else {
+            return Ok(());
+        };
+        let asked = Instant::now();
+        let id = shared.gateway.grant(ttl(length)).await?;
+        *lock(&shared.rule).of(span) = Some(Granted { id, asked });
+        Ok::<(), String>(())
+    };
+    let (gap, budget) = tokio::join!(one(Span::Gap), one(Span::Budget));
+    gap.and(budget)
+}
+
+/// After an admission that used the leases of `spans`: a new one for each used past
+/// half its freshness, so that the next admission finds one ready (in the background
+/// of the admission's answer: no lease is granted while the fleet is idle).
+pub(super) async fn refresh(shared: &Shared, spans: &[Span]) {
+    if let Err(e) = grant(shared, spans, FRESH / 2).await {
+        shared.log(format!(
+            "cannot grant the leases of the fleet's gap and budget ahead ({e})"
+        ));
+    }
+}
+
+/// A refusal by the gap or the budget: `why`, and when the next admission fits, from
+/// the time left to `lease` as etcd counts it (at most `span` when etcd does not say).
+pub(super) async fn waits(shared: &Shared, why: String, lease: i64, span: Duration) -> Refused {
+    let wait = time_left(shared, lease).await.unwrap_or_else(|| ttl(span));
+    Refused {
+        why: format!(
+            "{why}; the next fits in {} s",
+            crate::domain::injection::ceil_secs(wait)
+        ),
+        retry_after: Some(wait),
+        unreachable: false,
+    }
+}
+
+/// The time lease `lease` has left, as etcd counts it (whole seconds).
+pub(super) async fn time_left(shared: &Shared, lease: i64) -> Option<Duration> {
+    time_left_at(&shared.gateway, lease).await
+}
+
+/// [`time_left`] through `gateway`.
+pub(super) async fn time_left_at(
+    gateway: &super::gateway::Gateway,
+    lease: i64,
+) -> Option<Duration> {
+    let answer = gateway
+        .call("/v3/lease/timetolive", json!({"ID": lease.to_string()}))
+        .await
+        .ok()?;
+    let ttl = &answer["TTL"];
+    let seconds = ttl
+        .as_str()
+        .and_then(|s| s.parse::<i64>().ok())
+        .or_else(|| ttl.as_i64())?;
+    Some(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_is_held_by_a_lease_of_whole_seconds_that_covers_it() {
+        assert_eq!(ttl(Duration::from_millis(100)), Duration::from_secs(2));
+        assert_eq!(ttl(Duration::from_secs(1)), Duration::from_secs(3));
+        assert_eq!(ttl(Duration::from_secs(3600)), Duration::from_secs(3602));
+        // Used within FRESH, answered within CALL_TIMEOUT: the span is still left.
+        for ms in [1, 100, 999, 1000, 1500, 59_999, 3_600_000] {
+            let span = Duration::from_millis(ms);
+            assert!(ttl(span) - FRESH - CALL_TIMEOUT >= span, "{span:?}");
+            assert!(
+                longest(span) <= span + Duration::from_millis(3500),
+                "{span:?}"
+            );
+        }
+    }
+}
