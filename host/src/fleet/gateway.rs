@@ -400,24 +400,35 @@ impl Gateway {
         Err("the watch stream ended".to_owned())
     }
 
-    /// The keys from `from` to `to` (excluded) with their last modification revision,
-    /// without their values.
-    pub async fn range_keys(&self, from: &[u8], to: &[u8]) -> Result<Vec<(String, i64)>, String> {
+    /// What changed in the keys from `from` to `to` (excluded) that a watch which told
+    /// of revisions up to `told` has not: the number of keys there, and how many were
+    /// written after `told`. One transaction of two ranges whose answers are a number
+    /// and (while the watch keeps up) nothing, whatever the number of keys.
+    pub async fn changes_after(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        told: i64,
+    ) -> Result<(u64, usize), String> {
+        let (key, end) = (b64(from), b64(to));
         let answer = self
             .call(
-                "/v3/kv/range",
-                json!({"key": b64(from), "range_end": b64(to), "keys_only": true}),
+                "/v3/kv/txn",
+                json!({"success": [
+                    {"request_range": {"key": key, "range_end": end, "count_only": true}},
+                    {"request_range": {"key": key, "range_end": end, "keys_only": true,
+                        "min_mod_revision": (told + 1).to_string()}},
+                ]}),
             )
             .await?;
-        Ok(answer["kvs"]
-            .as_array()
-            .map(|all| {
-                all.iter()
-                    .filter_map(kv)
-                    .map(|kv| (kv.key, kv.mod_revision))
-                    .collect()
-            })
-            .unwrap_or_default())
+        let range = |i: usize| &answer["responses"][i]["response_range"];
+        // 64-bit numbers cross as text, and a zero not at all.
+        let count = range(0)["count"]
+            .as_str()
+            .map_or(Ok(0), str::parse::<u64>)
+            .map_err(|e| format!("etcd answered a count that is no number: {e}"))?;
+        let newer = range(1)["kvs"].as_array().map_or(0, Vec::len);
+        Ok((count, newer))
     }
 }
 

@@ -3,8 +3,10 @@
 //! only when asked to require a leader, and only once it notices), or packets dropped
 //! on the way after it connected. etcd's progress notifications come only every 10 min
 //! by default (`--experimental-watch-progress-notify-interval`), too seldom to tell.
-//! So every [`CHECK_EVERY`] the keys' revisions are read (keys only, a small answer,
-//! from whichever endpoint serves) and compared with what the watch told: a difference
+//! So every [`CHECK_EVERY`] etcd is asked how many keys there are and how many were
+//! written after the last revision the watch told of (one transaction whose answer is
+//! two numbers, however large the fleet), and the answer compared with what the watch
+//! told: a difference
 //! that stays over two looks while the stream brought no message at all means the
 //! stream is dead; the caller reads the keys again and watches anew, from the next
 //! endpoint. A change is thus seen within about 2 looks (2 s) even then, plus the time
@@ -42,21 +44,23 @@ async fn silent(shared: &Shared, range: (&[u8], &[u8]), heard: &AtomicU64) -> St
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         let before = heard.load(Ordering::Relaxed);
+        let told: Option<(u64, i64)> = lock(&shared.seen).as_ref().map(|seen| {
+            let newest = seen.values().map(|kv| kv.mod_revision).max().unwrap_or(0);
+            (seen.len() as u64, newest)
+        });
+        let Some((count, newest)) = told else {
+            continue;
+        };
         let read = tokio::time::timeout(
             CALL_TIMEOUT * 2,
-            shared.gateway.range_keys(range.0, range.1),
+            shared.gateway.changes_after(range.0, range.1, newest),
         )
         .await;
-        let Ok(Ok(keys)) = read else {
+        let Ok(Ok(now)) = read else {
             // Nothing to compare with: no judgement.
             continue;
         };
-        let told: Option<Vec<(String, i64)>> = lock(&shared.seen).as_ref().map(|seen| {
-            seen.values()
-                .map(|kv| (kv.key.clone(), kv.mod_revision))
-                .collect()
-        });
-        if told.as_ref() == Some(&keys) {
+        if now == (count, 0) {
             suspect = None;
             continue;
         }

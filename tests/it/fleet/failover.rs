@@ -181,3 +181,35 @@ fn a_watch_that_goes_silent_is_found_out_and_the_switch_followed() {
     eprintln!("paused {took:?} after the switch, its watch silent");
     daemon.wait_for(|l| l.contains("the watch brought nothing for 1s"));
 }
+
+/// A watch that keeps up is never taken for a silent one: after the keys changed (the
+/// switch set and lifted) and over at least six checks (two ranges each, counted by
+/// etcd), the daemon has logged no restart of its watch.
+#[test]
+fn a_watch_that_keeps_up_is_never_restarted() {
+    let etcd = Etcd::start("keeps-up");
+    let dir = TestDir::new("fleet-keeps-up");
+    let cfg = config_with(&dir, &[etcd.endpoint()], "/nm/keepsup", "", "");
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    leased(port, "a");
+    for (verb, want) in [("pause", true), ("resume", false)] {
+        let flipped = monkey(&[verb, "--fleet", "--reason", "keeps up", "--config", &cfg]);
+        assert_eq!(flipped.code, Some(0), "{}", flipped.stderr);
+        until(DEADLINE, "the node follows the switch", || {
+            http(port, "GET", "/api/status", &[], b"").json()["paused"].is_string() == want
+        });
+    }
+    let ranges = || etcd.metric("etcd_debugging_mvcc_range_total");
+    let from = ranges();
+    until(DEADLINE, "six checks of the watch", || {
+        ranges() - from >= 12.0
+    });
+    // A line logged after the checks: every line before it has been read by then.
+    daemon.signal("HUP");
+    let line = daemon.wait_for(|l| l.contains("watch") || l.starts_with("SIGHUP: "));
+    assert!(
+        line.starts_with("SIGHUP: "),
+        "the watch was restarted: {line}"
+    );
+}
