@@ -35,6 +35,8 @@ pub struct Figures {
     pub direct_mbs: Summary,
     /// See `direct_mbs`.
     pub proxied_mbs: Summary,
+    /// The lowest and highest round, MB/s: direct and proxied.
+    pub ranges: [(f64, f64); 2],
     /// One-byte round trips, microseconds: p50 and p90, direct and proxied.
     pub rtt_direct: (f64, f64),
     /// See `rtt_direct`.
@@ -182,17 +184,30 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
     let proxies = start(binary, &scratch.join("proxy"), sink, echo)?;
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
     let (mut rtt_direct, mut rtt_proxied) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        direct.push(bulk(sink)?);
-        proxied.push(bulk(proxies.bulk)?);
-        trips(echo, &mut rtt_direct)?;
-        trips(proxies.echo, &mut rtt_proxied)?;
+    // Each first in every other round: neither gets the warmer or the quieter turn.
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            direct.push(bulk(sink)?);
+            proxied.push(bulk(proxies.bulk)?);
+            trips(echo, &mut rtt_direct)?;
+            trips(proxies.echo, &mut rtt_proxied)?;
+        } else {
+            proxied.push(bulk(proxies.bulk)?);
+            direct.push(bulk(sink)?);
+            trips(proxies.echo, &mut rtt_proxied)?;
+            trips(echo, &mut rtt_direct)?;
+        }
     }
     drop(proxies);
     let p = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (quantile(v, 0.5), quantile(v, 0.9))
     };
+    let range = |v: &[f64]| {
+        let low = v.iter().copied().fold(f64::INFINITY, f64::min);
+        (low, v.iter().copied().fold(0.0, f64::max))
+    };
+    let ranges = [range(&direct), range(&proxied)];
     let (direct_mbs, proxied_mbs) = (Summary::of(direct), Summary::of(proxied));
     eprintln!("done");
     eprint!("proxy: applying and reverting a net-loss rule... ");
@@ -204,6 +219,7 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
     Ok(Figures {
         direct_mbs,
         proxied_mbs,
+        ranges,
         rtt_direct: p(&mut rtt_direct),
         rtt_proxied: p(&mut rtt_proxied),
         apply_ms,
@@ -252,20 +268,30 @@ fn rules() -> anyhow::Result<(Summary, Summary, Summary)> {
     ))
 }
 
-/// The section of BENCHMARKS.md.
-pub fn markdown(f: &Figures) -> String {
+/// The heading of the section.
+pub const HEADING: &str = "## Network faults: the fault proxy and nft (issue 26)";
+
+/// The section of BENCHMARKS.md, measured at `revision` by `command`.
+pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
     let share = 100.0 * f.proxied_mbs.median / f.direct_mbs.median;
     let added = f.rtt_proxied.0 - f.rtt_direct.0;
     let mut out = format!(
-        "\n## Network faults: the fault proxy and nft\n\n\
-         Measured in the harness's network namespace: a daemon (dry) with two proxies on\n\
-         loopback, no toxic on; {ROUNDS} rounds, direct and proxied taking turns.\n\n\
+        "{HEADING}\n\n\
+         Measured in the harness's network namespace, at {revision} with `{command}`, on {}: a\n\
+         daemon (dry) with two proxies on loopback, no toxic on; {ROUNDS} rounds, direct and\n\
+         proxied taking turns (each first in every other round), the same client and server both ways (the bulk's range is\n\
+         the rounds' lowest and highest).\n\n\
          | | direct | through the proxy | target |\n|---|---|---|---|\n\
-         | bulk, {} MiB a round, MB/s (median) | {} | {} ({share:.0}% of direct) | >= 80% |\n\
+         | bulk, {} MiB a round, MB/s (median; range) | {} ({}-{}) | {} ({}-{}; {share:.0}% of direct) | >= 80% |\n\
          | one-byte round trip, p50 / p90, us | {} / {} | {} / {} (+{} at p50) | <= +50 us |\n",
+        chrono::Utc::now().format("%Y-%m-%d"),
         BULK >> 20,
         num(f.direct_mbs.median),
+        num(f.ranges[0].0),
+        num(f.ranges[0].1),
         num(f.proxied_mbs.median),
+        num(f.ranges[1].0),
+        num(f.ranges[1].1),
         num(f.rtt_direct.0),
         num(f.rtt_direct.1),
         num(f.rtt_proxied.0),
@@ -274,7 +300,7 @@ pub fn markdown(f: &Figures) -> String {
     );
     match (&f.apply_ms, &f.revert_ms, &f.rules_error) {
         (Some(a), Some(r), _) => out.push_str(&format!(
-            "\n`net-loss` through `nft -f -`, {RULES} times: apply (prepare + apply) {} ms median ({}-{}; the prepare {} ms), revert {} ms ({}-{}); target <= 20 ms each.\n",
+            "\n`net-loss`, {RULES} times: apply (prepare + `nft -f -`) {} ms median ({}-{} between the quartiles; the prepare {} ms), revert (over netlink) {} ms ({}-{}); target <= 20 ms each.\n",
             num(a.median), num(a.p25), num(a.p75),
             f.prepare_ms.map_or("?".to_owned(), |p| num(p.median)),
             num(r.median), num(r.p25), num(r.p75)
