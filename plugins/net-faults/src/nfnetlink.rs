@@ -8,7 +8,9 @@
 //! it exits. Measured (`bench/run --proxy`, kernel 6.18, two busy cores): 20-30 ms a
 //! revert, of which the close was 17-20 ms and the start of `nft` most of the rest.
 //! Here the same transaction takes well under a millisecond, and the socket is closed on
-//! a thread of its own, which waits for the kernel's memory instead of the fault.
+//! a thread of its own, which waits for the kernel's memory instead of the fault (a run
+//! of `nft` that comes right after, such as the next apply, waits out the rest of that
+//! grace period as it exits: BENCHMARKS.md shows both).
 //!
 //! Only a few fixed messages, every value in them checked (our table, our chain names):
 //! the applies stay `nft` scripts, which the dry run shows and the journal keeps.
@@ -26,8 +28,10 @@ use rustix::{
 
 // From linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
 /// On a deletion: refuse (EBUSY) if it holds anything, rather than delete it all.
 const NLM_F_NONREC: u16 = 0x100;
 const NLM_F_CREATE: u16 = 0x400;
@@ -128,9 +132,37 @@ impl Messages {
     }
 }
 
-/// The acknowledgements and errors the kernel answered, as (sequence, errno: 0 for an
-/// acknowledgement).
-fn answers(buf: &[u8], into: &mut Vec<(u32, i32)>) {
+/// What the kernel answered.
+#[derive(Debug, Default, PartialEq)]
+struct Heard {
+    /// Acknowledgements and errors, as (sequence, errno: 0 for an acknowledgement).
+    acks: Vec<(u32, i32)>,
+    /// The chains a dump listed, as (table, chain).
+    chains: Vec<(String, String)>,
+    /// Whether a dump ended.
+    done: bool,
+}
+
+/// The string attribute `kind` of a message's attributes `attrs`.
+fn attribute(mut attrs: &[u8], kind: u16) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let this = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if this == kind {
+            let value = &attrs[4..len];
+            let value = value.strip_suffix(&[0]).unwrap_or(value);
+            return Some(String::from_utf8_lossy(value).into_owned());
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    None
+}
+
+/// Reads the messages in `buf` into `heard`.
+fn hear(buf: &[u8], heard: &mut Heard) {
     let mut at = 0;
     while buf.len() >= at + 16 {
         let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
@@ -147,7 +179,17 @@ fn answers(buf: &[u8], into: &mut Vec<(u32, i32)>) {
             } else {
                 word(at + 8)
             };
-            into.push((seq, -error));
+            heard.acks.push((seq, -error));
+        } else if kind == NLMSG_DONE {
+            heard.done = true;
+        } else if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN && len >= 20 {
+            let attrs = &buf[at + 20..at + len];
+            if let (Some(table), Some(chain)) = (
+                attribute(attrs, ATTR_TABLE),
+                attribute(attrs, ATTR_CHAIN_NAME),
+            ) {
+                heard.chains.push((table, chain));
+            }
         }
         at += len.next_multiple_of(4);
     }
@@ -170,25 +212,26 @@ impl Socket {
     }
 
     /// Sends `messages` and reads every answer: the kernel handles netlink requests
-    /// within the send, so they are all queued when it returns.
-    fn exchange(&self, messages: &Messages) -> Result<Vec<(u32, i32)>, PluginError> {
+    /// within the send, so they are all queued when it returns (a dump's next part is
+    /// queued as its last is read).
+    fn exchange(&self, messages: &Messages) -> Result<Heard, PluginError> {
         let Some(fd) = &self.0 else {
             return Err(failed("the netlink socket is closed".to_owned()));
         };
         send(fd.as_fd(), &messages.buf, SendFlags::empty())
             .map_err(|e| failed(format!("cannot talk to nftables over netlink: {e}")))?;
-        let mut answers = Vec::new();
+        let mut heard = Heard::default();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match recv(fd.as_fd(), &mut buf[..], RecvFlags::DONTWAIT) {
                 Ok((0, _)) => break,
-                Ok((n, _)) => self::answers(&buf[..n], &mut answers),
+                Ok((n, _)) => hear(&buf[..n], &mut heard),
                 Err(Errno::AGAIN) => break,
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(failed(format!("cannot hear nftables over netlink: {e}"))),
             }
         }
-        Ok(answers)
+        Ok(heard)
     }
 }
 
@@ -227,38 +270,40 @@ fn first_error(answers: &[(u32, i32)]) -> Option<i32> {
 }
 
 /// Removes `chains` from `table` (`family name`) in one transaction, those that are
-/// gone already being no error, then the table if nothing else is in it: the kernel
-/// refuses to delete a table that holds another fault's chain (`NLM_F_NONREC`), so
-/// nothing but ours is ever touched. Returns the chains that were there.
+/// gone already being no error, then the table if nothing else was in it, after one
+/// listing of its chains (all in-process: well under a millisecond). The table is
+/// deleted with `NLM_F_NONREC`, which the kernel refuses while anything is in it: a
+/// chain another process added since the listing stays, and nothing but ours is ever
+/// touched. Returns the chains that were there.
 pub fn remove(table: &str, chains: &[String]) -> Result<Vec<String>, PluginError> {
     let name = table.split_once(' ').map_or(table, |(_, name)| name);
     let socket = Socket::open()?;
-    // Which of them are there (for the summary): one request each, answered at once.
+    // What is in our table (one dump, filtered by table where the kernel can).
     let mut ask = Messages::new();
-    let asked: Vec<u32> = chains
-        .iter()
-        .map(|c| {
-            ask.nft(
-                NFT_MSG_GETCHAIN,
-                0,
-                &[(ATTR_TABLE, name), (ATTR_CHAIN_NAME, c)],
-            )
-        })
-        .collect();
-    let answers = socket.exchange(&ask)?;
-    let mut there = Vec::new();
-    for (chain, seq) in chains.iter().zip(&asked) {
-        match answers.iter().find(|a| a.0 == *seq).map(|a| a.1) {
-            Some(0) => there.push(chain.clone()),
-            Some(e) if e == Errno::NOENT.raw_os_error() => {}
-            Some(e) => return Err(refused("list our chains", e)),
-            None => {
-                return Err(failed(
-                    "nftables did not answer a netlink request".to_owned(),
-                ))
-            }
-        }
+    let dump = NLM_F_REQUEST | NLM_F_DUMP;
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN;
+    ask.push(kind, dump, NFPROTO_INET, 0, &[(ATTR_TABLE, name)]);
+    let heard = socket.exchange(&ask)?;
+    if let Some(e) = first_error(&heard.acks) {
+        return Err(refused("list our table's chains", e));
     }
+    if !heard.done {
+        return Err(failed(
+            "nftables did not finish listing our table's chains".to_owned(),
+        ));
+    }
+    let listed: Vec<&str> = heard
+        .chains
+        .iter()
+        .filter(|(t, _)| t == name)
+        .map(|(_, c)| c.as_str())
+        .collect();
+    let there: Vec<String> = chains
+        .iter()
+        .filter(|c| listed.contains(&c.as_str()))
+        .cloned()
+        .collect();
+    let others = listed.iter().any(|c| !chains.iter().any(|ours| ours == c));
     if !there.is_empty() {
         // As `nft` runs `add table; add chain; flush chain; delete chain`: added first
         // (a no-op when there), so that one gone meanwhile fails nothing.
@@ -274,26 +319,30 @@ pub fn remove(table: &str, chains: &[String]) -> Result<Vec<String>, PluginError
         }
         batch.end();
         let last = batch.seq - 1;
-        let answers = socket.exchange(&batch)?;
-        if let Some(e) = first_error(&answers) {
+        let heard = socket.exchange(&batch)?;
+        if let Some(e) = first_error(&heard.acks) {
             return Err(refused(&format!("remove chains {}", chains.join(", ")), e));
         }
-        if !answers.iter().any(|a| a.0 == last) {
+        if !heard.acks.iter().any(|a| a.0 == last) {
             return Err(failed(
                 "nftables did not acknowledge the removal of our chains".to_owned(),
             ));
         }
     }
-    // The table, only if empty now (EBUSY: another fault's chain is in it; ENOENT: gone).
-    let mut batch = Messages::new();
-    batch.begin();
-    batch.nft(NFT_MSG_DELTABLE, NLM_F_NONREC, &[(ATTR_TABLE, name)]);
-    batch.end();
-    let answers = socket.exchange(&batch)?;
-    match first_error(&answers) {
-        None => {}
-        Some(e) if e == Errno::BUSY.raw_os_error() || e == Errno::NOENT.raw_os_error() => {}
-        Some(e) => return Err(refused(&format!("delete table {table}"), e)),
+    // The table, only if nothing else was in it. NLM_F_NONREC besides: the kernel
+    // refuses (EBUSY) to delete a table that holds anything, such as a chain another
+    // process added since the listing; ENOENT: gone already.
+    if !others {
+        let mut batch = Messages::new();
+        batch.begin();
+        batch.nft(NFT_MSG_DELTABLE, NLM_F_NONREC, &[(ATTR_TABLE, name)]);
+        batch.end();
+        let heard = socket.exchange(&batch)?;
+        match first_error(&heard.acks) {
+            None => {}
+            Some(e) if e == Errno::BUSY.raw_os_error() || e == Errno::NOENT.raw_os_error() => {}
+            Some(e) => return Err(refused(&format!("delete table {table}"), e)),
+        }
     }
     Ok(there)
 }
@@ -415,11 +464,25 @@ mod tests {
         buf.extend_from_slice(&[0; 4]);
         buf.extend_from_slice(&7u32.to_ne_bytes());
         buf.extend_from_slice(&[0; 4]);
-        let mut got = Vec::new();
-        answers(&buf, &mut got);
-        assert_eq!(got, vec![(7, 16)]);
+        let mut heard = Heard::default();
+        hear(&buf, &mut heard);
+        assert_eq!(heard.acks, vec![(7, 16)]);
         // A truncated one is left alone.
-        answers(&buf[..30], &mut got);
-        assert_eq!(got.len(), 1);
+        hear(&buf[..30], &mut heard);
+        assert_eq!(heard.acks.len(), 1);
+        // A chain of a dump: its table and name; then the end of the dump.
+        let mut m = Messages::new();
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN;
+        m.push(
+            kind,
+            0,
+            NFPROTO_INET,
+            0,
+            &[(ATTR_TABLE, "nm"), (ATTR_CHAIN_NAME, "c")],
+        );
+        m.push(NLMSG_DONE, 0, 0, 0, &[]);
+        hear(&m.buf, &mut heard);
+        assert_eq!(heard.chains, vec![("nm".to_owned(), "c".to_owned())]);
+        assert!(heard.done);
     }
 }
