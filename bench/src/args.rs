@@ -16,7 +16,7 @@ use clap::{parser::ValueSource, ArgMatches, Parser};
 /// to a listening API. Nothing is ever executed for real.
 #[derive(Debug, Clone, Parser)]
 #[command(
-    after_help = "Examples:\n  bench/run                      the full run (a few minutes), writes BENCHMARKS.md\n  bench/run --quick --out /tmp/b.md   a smoke run in well under a minute\n  bench/run --compare e1ac80a --quick   this tree's API against that revision's, ratios,\n                                        recorded in BENCHMARKS.md (or --out)\n  bench/run --original ~/nightmare-monkey   with the original's API measured in the same run\n  bench/run --fleet --quick   only the fleet's costs on etcd, recorded in BENCHMARKS.md"
+    after_help = "Examples:\n  bench/run                      the full run (a few minutes), writes BENCHMARKS.md\n  bench/run --quick --out /tmp/b.md   a smoke run in well under a minute\n  bench/run --compare e1ac80a --quick   this tree's API against that revision's, ratios,\n                                        recorded in BENCHMARKS.md (or --out)\n  bench/run --original ~/nightmare-monkey   with the original's API measured in the same run\n  bench/run --fleet --quick   only the fleet's costs on etcd, recorded in BENCHMARKS.md\n  bench/run --proxy           only the fault proxy's and nft's costs, recorded in BENCHMARKS.md"
 )]
 pub struct Args {
     /// Process counts to measure at, ascending [--quick: 100,1000]
@@ -104,6 +104,13 @@ pub struct Args {
     /// "Fleet coordination", the rest left as it is. The full run measures them too
     #[arg(long)]
     pub fleet: bool,
+
+    /// Only measure the network faults' costs (issue 26): the fault proxy without a
+    /// toxic against a direct loopback copy, and applying and reverting a `net-loss`
+    /// rule; written into --out's section "Network faults", the rest left as it is. The
+    /// full run measures them too
+    #[arg(long, conflicts_with = "fleet")]
+    pub proxy: bool,
 
     /// Where the Markdown report goes (with --versus: the file whose comparison section
     /// is written, the rest left as it is)

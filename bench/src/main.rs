@@ -169,9 +169,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
             binary.display()
         );
     }
-    if env::var_os("NM_BENCH_PROXY_ONLY").is_some() {
-        return proxy::measure(&binary, &env::temp_dir())
-            .map(|f| print!("{}", proxy::markdown(&f)));
+    if args.proxy {
+        return proxy_only(args, &binary);
     }
     if let Some(n) = args.pick_loop {
         return pick_loop(args.sizes[0], n);
@@ -196,7 +195,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let _ = fs::remove_dir_all(&scratch);
     let (sizes, footprint, builds) = result?;
     let mut text = report::markdown(args, &binary, &sizes, &footprint, &builds);
-    text.push_str(&proxy::markdown(&proxied?));
+    let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| "nm-bench".to_owned());
+    text.push('\n');
+    text.push_str(&proxy::markdown(
+        &proxied?,
+        &report::git_revision(),
+        &command,
+    ));
     let old = fs::read_to_string(&args.out).unwrap_or_default();
     // The fleet's section measured now, or as last recorded (no etcd here).
     match measure_fleet(args, &binary)? {
@@ -222,6 +227,20 @@ fn fleet_only(args: &Args, binary: &Path) -> anyhow::Result<()> {
     let section = measure_fleet(args, binary)?.context(
         "the fleet is measured on etcd: install it (Debian: apt-get install etcd-server)",
     )?;
+    versus::record(&args.out, &section)?;
+    println!("\n{section}");
+    println!("recorded in {}", args.out.display());
+    Ok(())
+}
+
+/// Only the network faults' section (`--proxy`), recorded in `--out`.
+fn proxy_only(args: &Args, binary: &Path) -> anyhow::Result<()> {
+    let scratch = env::temp_dir().join(format!("nm-bench-proxy-{}", std::process::id()));
+    fs::create_dir_all(&scratch)?;
+    let figures = proxy::measure(binary, &scratch);
+    let _ = fs::remove_dir_all(&scratch);
+    let command = env::var("NM_BENCH_COMMAND").unwrap_or_else(|_| "nm-bench".to_owned());
+    let section = proxy::markdown(&figures?, &report::git_revision(), &command);
     versus::record(&args.out, &section)?;
     println!("\n{section}");
     println!("recorded in {}", args.out.display());

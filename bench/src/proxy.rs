@@ -35,12 +35,18 @@ pub struct Figures {
     pub direct_mbs: Summary,
     /// See `direct_mbs`.
     pub proxied_mbs: Summary,
+    /// The lowest and highest round, MB/s: direct and proxied.
+    pub ranges: [(f64, f64); 2],
     /// One-byte round trips, microseconds: p50 and p90, direct and proxied.
     pub rtt_direct: (f64, f64),
     /// See `rtt_direct`.
     pub rtt_proxied: (f64, f64),
-    /// Applying a net-loss rule (prepare and apply), ms; `None` without nft.
+    /// Applying a net-loss rule (prepare and apply) 100 ms after the last revert, ms;
+    /// `None` without nft.
     pub apply_ms: Option<Summary>,
+    /// The same right after a revert (the `nft` run then waits for the kernel to free
+    /// what the revert deleted, as it exits).
+    pub apply_after_ms: Option<Summary>,
     /// Of which the prepare (the script written, the daemon's ports found), ms.
     pub prepare_ms: Option<Summary>,
     /// Reverting it, ms.
@@ -182,51 +188,73 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
     let proxies = start(binary, &scratch.join("proxy"), sink, echo)?;
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
     let (mut rtt_direct, mut rtt_proxied) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        direct.push(bulk(sink)?);
-        proxied.push(bulk(proxies.bulk)?);
-        trips(echo, &mut rtt_direct)?;
-        trips(proxies.echo, &mut rtt_proxied)?;
+    // Each first in every other round: neither gets the warmer or the quieter turn.
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            direct.push(bulk(sink)?);
+            proxied.push(bulk(proxies.bulk)?);
+            trips(echo, &mut rtt_direct)?;
+            trips(proxies.echo, &mut rtt_proxied)?;
+        } else {
+            proxied.push(bulk(proxies.bulk)?);
+            direct.push(bulk(sink)?);
+            trips(proxies.echo, &mut rtt_proxied)?;
+            trips(echo, &mut rtt_direct)?;
+        }
     }
     drop(proxies);
     let p = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (quantile(v, 0.5), quantile(v, 0.9))
     };
+    let range = |v: &[f64]| {
+        let low = v.iter().copied().fold(f64::INFINITY, f64::min);
+        (low, v.iter().copied().fold(0.0, f64::max))
+    };
+    let ranges = [range(&direct), range(&proxied)];
     let (direct_mbs, proxied_mbs) = (Summary::of(direct), Summary::of(proxied));
     eprintln!("done");
     eprint!("proxy: applying and reverting a net-loss rule... ");
-    let (prepare_ms, apply_ms, revert_ms, rules_error) = match rules() {
-        Ok((p, a, r)) => (Some(p), Some(a), Some(r), None),
-        Err(e) => (None, None, None, Some(format!("{e:#}"))),
+    let (prepare_ms, apply_ms, apply_after_ms, revert_ms, rules_error) = match rules() {
+        Ok([p, a, after, r]) => (Some(p), Some(a), Some(after), Some(r), None),
+        Err(e) => (None, None, None, None, Some(format!("{e:#}"))),
     };
     eprintln!("done");
     Ok(Figures {
         direct_mbs,
         proxied_mbs,
+        ranges,
         rtt_direct: p(&mut rtt_direct),
         rtt_proxied: p(&mut rtt_proxied),
         apply_ms,
+        apply_after_ms,
         prepare_ms,
         revert_ms,
         rules_error,
     })
 }
 
-/// [`RULES`] times: a net-loss rule prepared and applied, then reverted, each timed.
-fn rules() -> anyhow::Result<(Summary, Summary, Summary)> {
+/// [`RULES`] times: a net-loss rule prepared and applied, then reverted, each timed;
+/// every other application 100 ms after the last revert, the others right after it.
+/// The prepare, the spaced applications, the others, the reverts.
+fn rules() -> anyhow::Result<[Summary; 4]> {
     let config = sdk::parse_config::<net_faults::Config>(
         r#"(percent: 10, protocol: "udp", ports: [9999], duration: "10m")"#,
     )
     .map_err(|e| anyhow::anyhow!(e.message))?;
     let fault = net_faults::NetLoss::new(config).map_err(|e| anyhow::anyhow!(e.message))?;
-    let (mut prepare, mut apply, mut revert) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut prepare, mut apply, mut after, mut revert) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for seed in 0..RULES as u64 {
         let request = Request {
             seed,
             dry_run: false,
             ..Request::default()
         };
+        let spaced = seed % 2 == 0;
+        if spaced {
+            thread::sleep(Duration::from_millis(100));
+        }
         let start = Instant::now();
         let prepared = fault
             .prepare(&request)
@@ -238,48 +266,62 @@ fn rules() -> anyhow::Result<(Summary, Summary, Summary)> {
         fault
             .apply(&request, &state)
             .map_err(|e| anyhow::anyhow!("apply: {}", e.message))?;
-        apply.push(start.elapsed());
+        if spaced {
+            apply.push(start.elapsed());
+        } else {
+            after.push(start.elapsed());
+        }
         let start = Instant::now();
         fault
             .revert(&state)
             .map_err(|e| anyhow::anyhow!("revert: {}", e.message))?;
         revert.push(start.elapsed());
     }
-    Ok((
+    Ok([
         Summary::of_ms(prepare),
         Summary::of_ms(apply),
+        Summary::of_ms(after),
         Summary::of_ms(revert),
-    ))
+    ])
 }
 
-/// The section of BENCHMARKS.md.
-pub fn markdown(f: &Figures) -> String {
+/// The heading of the section.
+pub const HEADING: &str = "## Network faults: the fault proxy and nft (issue 26)";
+
+/// The section of BENCHMARKS.md, measured at `revision` by `command`.
+pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
     let share = 100.0 * f.proxied_mbs.median / f.direct_mbs.median;
     let added = f.rtt_proxied.0 - f.rtt_direct.0;
     let mut out = format!(
-        "\n## Network faults: the fault proxy and nft\n\n\
-         Measured in the harness's network namespace: a daemon (dry) with two proxies on\n\
-         loopback, no toxic on; {ROUNDS} rounds, direct and proxied taking turns.\n\n\
+        "{HEADING}\n\n\
+         Measured in the harness's network namespace, at {revision} with `{command}`, on {}: a daemon (dry) with two proxies on loopback, no toxic on; {ROUNDS} rounds, direct and proxied taking turns (each first in every other round), the same client and server both ways; the bulk's range is the rounds' lowest and highest.\n\n\
          | | direct | through the proxy | target |\n|---|---|---|---|\n\
-         | bulk, {} MiB a round, MB/s (median) | {} | {} ({share:.0}% of direct) | >= 80% |\n\
+         | bulk, {} MiB a round, MB/s (median; range) | {} ({}-{}) | {} ({}-{}; {share:.0}% of direct) | >= 80% |\n\
          | one-byte round trip, p50 / p90, us | {} / {} | {} / {} (+{} at p50) | <= +50 us |\n",
+        chrono::Utc::now().format("%Y-%m-%d"),
         BULK >> 20,
         num(f.direct_mbs.median),
+        num(f.ranges[0].0),
+        num(f.ranges[0].1),
         num(f.proxied_mbs.median),
+        num(f.ranges[1].0),
+        num(f.ranges[1].1),
         num(f.rtt_direct.0),
         num(f.rtt_direct.1),
         num(f.rtt_proxied.0),
         num(f.rtt_proxied.1),
         num(added),
     );
-    match (&f.apply_ms, &f.revert_ms, &f.rules_error) {
-        (Some(a), Some(r), _) => out.push_str(&format!(
-            "\n`net-loss` through `nft -f -`, {RULES} times: apply (prepare + apply) {} ms median ({}-{}; the prepare {} ms), revert {} ms ({}-{}); target <= 20 ms each.\n",
+    match (&f.apply_ms, &f.apply_after_ms, &f.revert_ms, &f.rules_error) {
+        (Some(a), Some(after), Some(r), _) => out.push_str(&format!(
+            "\n`net-loss`, {RULES} times, ms, median (quartiles): apply (prepare + `nft -f -`) {} ({}-{}; the prepare {}), revert (over netlink) {} ({}-{}); target <= 20 ms each. \\\n\
+             Half of the applications come 100 ms after the last revert, as above; the other half right after it: {} ({}-{}), as the `nft` run then waits, when it exits, for the kernel to free what the revert deleted (an RCU grace period).\n",
             num(a.median), num(a.p25), num(a.p75),
             f.prepare_ms.map_or("?".to_owned(), |p| num(p.median)),
-            num(r.median), num(r.p25), num(r.p75)
+            num(r.median), num(r.p25), num(r.p75),
+            num(after.median), num(after.p25), num(after.p75),
         )),
-        (_, _, Some(e)) => out.push_str(&format!("\n`net-loss` not measured: {e}\n")),
+        (_, _, _, Some(e)) => out.push_str(&format!("\n`net-loss` not measured: {e}\n")),
         _ => {}
     }
     out

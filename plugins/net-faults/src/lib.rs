@@ -35,6 +35,7 @@ mod bandwidth;
 mod filter;
 mod netem;
 mod netns;
+mod nfnetlink;
 mod nft;
 mod own;
 mod packets;

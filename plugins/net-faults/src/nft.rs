@@ -1,6 +1,6 @@
 //! Talking to nftables through the `nft` program: a script on its standard input
-//! (`nft -f -`, one atomic transaction: all of it applies or none) to change rules, and
-//! `nft -j list` (JSON) to read what is there.
+//! (`nft -f -`, one atomic transaction: all of it applies or none) to add rules; their
+//! removal speaks the same protocol as `nft` does, in-process (`nfnetlink`).
 //!
 //! Why the program and not a library: libnftables has no maintained Rust binding, and
 //! `nft` is what every host with nftables has and what an operator reads. The script is
@@ -99,61 +99,11 @@ pub fn apply(script: &str) -> Result<(), PluginError> {
     nft(&["-f", "-"], script).map(drop)
 }
 
-/// The names of the chains in our table (none if it does not exist).
-fn chains() -> Result<Vec<String>, PluginError> {
-    let (family, name) = TABLE.split_once(' ').unwrap_or(("inet", TABLE));
-    let listing = match nft(&["-j", "list", "table", family, name], "") {
-        Ok(listing) => listing,
-        Err(e) if e.message.contains("No such file or directory") => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let json: serde_json::Value = serde_json::from_str(&listing).map_err(|e| {
-        PluginError::new(
-            ErrorKind::Failed,
-            format!("nft -j list answered unreadable JSON: {e}"),
-        )
-    })?;
-    Ok(json["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item["chain"]["name"].as_str().map(str::to_owned))
-        .collect())
-}
-
-/// The script that removes `chains` from our table whether they exist or not: each is
-/// added (a no-op when it exists), flushed and deleted, in one transaction.
-pub fn removal(chains: &[String]) -> String {
-    let mut script = format!("add table {TABLE}\n");
-    for chain in chains {
-        for verb in ["add", "flush", "delete"] {
-            script.push_str(&format!("{verb} chain {TABLE} {chain}\n"));
-        }
-    }
-    script
-}
-
 /// Removes `chains` (those that are gone already are no error), with the table if no
-/// other chain is in it, in one transaction after one listing (two runs of `nft`: a
-/// revert is as quick as an apply, within a few milliseconds of it). Returns the chains
-/// that were there.
+/// other chain is in it, in one transaction spoken over netlink (`nfnetlink`: a run of
+/// `nft` would wait out the kernel's reclaim, see there). Returns the chains that were
+/// there.
 pub fn remove(chains: &[String]) -> Result<Vec<String>, PluginError> {
     let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let before = self::chains()?;
-    if before.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut script = removal(chains);
-    if before.iter().all(|c| chains.contains(c)) {
-        // Not atomic with the listing: a chain another process (a `kill` beside the
-        // daemon) added in that instant goes with the table, and its fault ends early.
-        // A rule is never left behind by it.
-        script.push_str(&format!("delete table {TABLE}\n"));
-    }
-    nft(&["-f", "-"], &script)?;
-    Ok(chains
-        .iter()
-        .filter(|c| before.contains(c))
-        .cloned()
-        .collect())
+    crate::nfnetlink::remove(TABLE, chains)
 }

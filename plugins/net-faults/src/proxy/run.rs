@@ -2,9 +2,9 @@
 //! runtime; per proxy an accept loop, per connection one task copying both ways.
 //!
 //! Without a toxic the bytes are spliced from socket to socket through a pipe (`splice`),
-//! one atomic load (`toxic_on`) a chunk; with one, each chunk is read up here and meets
-//! the toxics in effect (`forward`), and a watch wakes every connection when they
-//! change (a reset, a close, `Down`, the end of a wait). A proxy keeps at most
+//! one atomic load (`toxic_on`) before each splice in; with one, each chunk is read up
+//! here and meets the toxics in effect (`forward`), and a watch wakes every connection
+//! when they change (a reset, a close, `Down`, the end of a wait). A proxy keeps at most
 //! `MAX_OPEN` connections open (`Cap`).
 
 use std::{

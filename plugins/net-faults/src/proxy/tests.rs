@@ -204,6 +204,66 @@ fn a_reverted_toxic_lets_go_of_the_bytes_it_holds() {
     assert_eq!(&back, b"ping");
 }
 
+/// A toxic turned on while a connection is being spliced (no toxic when it opened)
+/// meets the bytes from then on: an echo held, a bulk download stopped after what was
+/// already on its way (the sockets' buffers and one pipe); off again, all of it arrives.
+#[test]
+fn a_toxic_turned_on_mid_connection_meets_the_next_bytes() {
+    let latency = || {
+        on(
+            Toxic::Latency {
+                latency_ms: 600_000,
+                jitter_ms: 0,
+            },
+            Some(Direction::Downstream),
+        )
+    };
+    let (proxy, listen) = start("mid-echo", echo_server());
+    let mut client = TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut back = [0u8; 4];
+    client.write_all(b"ping").unwrap();
+    client.read_exact(&mut back).unwrap();
+    proxy.add(latency());
+    client.write_all(b"pong").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(client.read(&mut back).is_err(), "held by the latency");
+    assert!(proxy.remove("latency"));
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"pong");
+
+    const SIZE: usize = 256 << 20;
+    let (proxy, listen) = start("mid-bulk", bulk_server(SIZE));
+    let mut client = TcpStream::connect(listen).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    client.read_exact(&mut buf).unwrap();
+    proxy.add(latency());
+    // What was on its way arrives; then nothing, for as long as we look.
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = buf.len();
+    while let Ok(n) = client.read(&mut buf) {
+        assert!(n > 0, "the stream ended under the toxic");
+        got += n;
+    }
+    assert!(got < SIZE / 4, "{got} bytes went past the toxic");
+    assert!(proxy.remove("latency"));
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert_eq!(got + rest.len(), SIZE, "every byte arrives");
+}
+
 /// At its cap a proxy stops accepting, says so once, and takes the client that waited
 /// as soon as one leaves.
 #[test]

@@ -1,0 +1,488 @@
+//! The revert of a packet fault spoken to the kernel directly (nfnetlink, the netlink
+//! protocol `nft` itself speaks), not through a run of `nft`.
+//!
+//! Why not `nft` here: a run of `nft` that deletes a chain does not end when the rule is
+//! gone. The kernel commits the deletion at once (the hook is unhooked inside the
+//! transaction), but frees what it deleted only after an RCU grace period, and it waits
+//! for that when the deleting program closes its netlink socket; `nft` closes it before
+//! it exits. Measured (`bench/run --proxy`, kernel 6.18, two busy cores): 20-30 ms a
+//! revert, of which the close was 17-20 ms and the start of `nft` most of the rest.
+//! Here the same transaction takes well under a millisecond, and the socket is closed on
+//! a thread of its own, which waits for the kernel's memory instead of the fault (a run
+//! of `nft` that comes right after, such as the next apply, waits out the rest of that
+//! grace period as it exits: BENCHMARKS.md shows both).
+//!
+//! Only a few fixed messages, every value in them checked (our table, our chain names):
+//! the applies stay `nft` scripts, which the dry run shows and the journal keeps.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
+use rustix::{
+    io::Errno,
+    net::{
+        netlink, recv, send, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags,
+        SocketType,
+    },
+};
+
+// From linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
+/// On a deletion: refuse (EBUSY) if it holds anything, rather than delete it all.
+const NLM_F_NONREC: u16 = 0x100;
+const NLM_F_CREATE: u16 = 0x400;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_DELRULE: u16 = 8;
+/// `NFTA_TABLE_NAME`, `NFTA_CHAIN_TABLE`, `NFTA_RULE_TABLE`.
+const ATTR_TABLE: u16 = 1;
+/// `NFTA_RULE_CHAIN`.
+const ATTR_RULE_CHAIN: u16 = 2;
+/// `NFTA_CHAIN_NAME`.
+const ATTR_CHAIN_NAME: u16 = 3;
+const NFPROTO_INET: u8 = 1;
+const AF_UNSPEC: u8 = 0;
+
+/// Messages to send at once, numbered from 1 on one socket.
+struct Messages {
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl Messages {
+    fn new() -> Self {
+        Self {
+            buf: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// Appends one message (its header, the nfgenmsg, the string attributes); its
+    /// sequence number.
+    fn push(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        family: u8,
+        res_id: u16,
+        attrs: &[(u16, &str)],
+    ) -> u32 {
+        self.seq += 1;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 16]);
+        self.buf.extend_from_slice(&[family, 0]);
+        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        for (kind, value) in attrs {
+            let len = 4 + value.len() + 1;
+            self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
+            self.buf.extend_from_slice(&kind.to_ne_bytes());
+            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.push(0);
+            self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+        }
+        let len = (self.buf.len() - start) as u32;
+        let header = &mut self.buf[start..start + 16];
+        header[0..4].copy_from_slice(&len.to_ne_bytes());
+        header[4..6].copy_from_slice(&kind.to_ne_bytes());
+        header[6..8].copy_from_slice(&flags.to_ne_bytes());
+        header[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        self.seq
+    }
+
+    /// A message of nf_tables about our table (family inet), acknowledged.
+    fn nft(&mut self, kind: u16, extra: u16, attrs: &[(u16, &str)]) -> u32 {
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | kind;
+        self.push(
+            kind,
+            NLM_F_REQUEST | NLM_F_ACK | extra,
+            NFPROTO_INET,
+            0,
+            attrs,
+        )
+    }
+
+    fn begin(&mut self) {
+        self.push(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            AF_UNSPEC,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
+    }
+
+    fn end(&mut self) {
+        self.push(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            AF_UNSPEC,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
+    }
+}
+
+/// What the kernel answered.
+#[derive(Debug, Default, PartialEq)]
+struct Heard {
+    /// Acknowledgements and errors, as (sequence, errno: 0 for an acknowledgement).
+    acks: Vec<(u32, i32)>,
+    /// The chains a dump listed, as (table, chain).
+    chains: Vec<(String, String)>,
+    /// Whether a dump ended.
+    done: bool,
+}
+
+/// The string attribute `kind` of a message's attributes `attrs`.
+fn attribute(mut attrs: &[u8], kind: u16) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let this = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if this == kind {
+            let value = &attrs[4..len];
+            let value = value.strip_suffix(&[0]).unwrap_or(value);
+            return Some(String::from_utf8_lossy(value).into_owned());
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    None
+}
+
+/// Reads the messages in `buf` into `heard`.
+fn hear(buf: &[u8], heard: &mut Heard) {
+    let mut at = 0;
+    while buf.len() >= at + 16 {
+        let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        let len = word(at) as usize;
+        if len < 16 || at + len > buf.len() {
+            return;
+        }
+        let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+        if kind == NLMSG_ERROR && len >= 20 {
+            let error = word(at + 16) as i32;
+            // The header of the message answered follows: its sequence number.
+            let seq = if len >= 36 {
+                word(at + 28)
+            } else {
+                word(at + 8)
+            };
+            heard.acks.push((seq, -error));
+        } else if kind == NLMSG_DONE {
+            heard.done = true;
+        } else if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN && len >= 20 {
+            let attrs = &buf[at + 20..at + len];
+            if let (Some(table), Some(chain)) = (
+                attribute(attrs, ATTR_TABLE),
+                attribute(attrs, ATTR_CHAIN_NAME),
+            ) {
+                heard.chains.push((table, chain));
+            }
+        }
+        at += len.next_multiple_of(4);
+    }
+}
+
+/// A netlink socket to nf_tables in this thread's network namespace (`None` once
+/// handed to the thread that closes it).
+struct Socket(Option<OwnedFd>);
+
+impl Socket {
+    fn open() -> Result<Self, PluginError> {
+        socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            Some(netlink::NETFILTER),
+        )
+        .map(|fd| Self(Some(fd)))
+        .map_err(|e| failed(format!("cannot open a netlink socket to nftables: {e}")))
+    }
+
+    /// Sends `messages` and reads every answer: the kernel handles netlink requests
+    /// within the send, so they are all queued when it returns (a dump's next part is
+    /// queued as its last is read).
+    fn exchange(&self, messages: &Messages) -> Result<Heard, PluginError> {
+        let Some(fd) = &self.0 else {
+            return Err(failed("the netlink socket is closed".to_owned()));
+        };
+        send(fd.as_fd(), &messages.buf, SendFlags::empty())
+            .map_err(|e| failed(format!("cannot talk to nftables over netlink: {e}")))?;
+        let mut heard = Heard::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv(fd.as_fd(), &mut buf[..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) => break,
+                Ok((n, _)) => hear(&buf[..n], &mut heard),
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(failed(format!("cannot hear nftables over netlink: {e}"))),
+            }
+        }
+        Ok(heard)
+    }
+}
+
+impl Drop for Socket {
+    /// Closed on a thread of its own: the close waits for the kernel to free what a
+    /// deletion removed (an RCU grace period), which the revert need not wait for.
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            // Without a thread (none to be had), closed here.
+            let _ = std::thread::Builder::new()
+                .name("nft-close".to_owned())
+                .spawn(move || drop(fd));
+        }
+    }
+}
+
+fn failed(message: String) -> PluginError {
+    PluginError::new(ErrorKind::Failed, message)
+}
+
+/// What errno `code` means, said for an operator.
+fn refused(what: &str, code: i32) -> PluginError {
+    let errno = Errno::from_raw_os_error(code);
+    if errno == Errno::PERM {
+        return PluginError::new(
+            ErrorKind::Denied,
+            format!("nftables refused to {what}: {errno} (network faults need CAP_NET_ADMIN)"),
+        );
+    }
+    failed(format!("nftables refused to {what}: {errno}"))
+}
+
+/// The first error among `answers` (none if all were acknowledged).
+fn first_error(answers: &[(u32, i32)]) -> Option<i32> {
+    answers.iter().map(|a| a.1).find(|&e| e != 0)
+}
+
+/// Removes `chains` from `table` (`family name`) in one transaction, those that are
+/// gone already being no error, then the table if nothing else was in it, after one
+/// listing of its chains (all in-process: well under a millisecond). The table is
+/// deleted with `NLM_F_NONREC`, which the kernel refuses while anything is in it: a
+/// chain another process added since the listing stays, and nothing but ours is ever
+/// touched. Returns the chains that were there.
+pub fn remove(table: &str, chains: &[String]) -> Result<Vec<String>, PluginError> {
+    let name = table.split_once(' ').map_or(table, |(_, name)| name);
+    let socket = Socket::open()?;
+    // What is in our table (one dump, filtered by table where the kernel can).
+    let mut ask = Messages::new();
+    let dump = NLM_F_REQUEST | NLM_F_DUMP;
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN;
+    ask.push(kind, dump, NFPROTO_INET, 0, &[(ATTR_TABLE, name)]);
+    let heard = socket.exchange(&ask)?;
+    if let Some(e) = first_error(&heard.acks) {
+        return Err(refused("list our table's chains", e));
+    }
+    if !heard.done {
+        return Err(failed(
+            "nftables did not finish listing our table's chains".to_owned(),
+        ));
+    }
+    let listed: Vec<&str> = heard
+        .chains
+        .iter()
+        .filter(|(t, _)| t == name)
+        .map(|(_, c)| c.as_str())
+        .collect();
+    let there: Vec<String> = chains
+        .iter()
+        .filter(|c| listed.contains(&c.as_str()))
+        .cloned()
+        .collect();
+    let others = listed.iter().any(|c| !chains.iter().any(|ours| ours == c));
+    if !there.is_empty() {
+        // As `nft` runs `add table; add chain; flush chain; delete chain`: added first
+        // (a no-op when there), so that one gone meanwhile fails nothing.
+        let mut batch = Messages::new();
+        batch.begin();
+        batch.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, &[(ATTR_TABLE, name)]);
+        for chain in chains {
+            let attrs = [(ATTR_TABLE, name), (ATTR_CHAIN_NAME, chain.as_str())];
+            batch.nft(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &attrs);
+            let rules = [(ATTR_TABLE, name), (ATTR_RULE_CHAIN, chain.as_str())];
+            batch.nft(NFT_MSG_DELRULE, 0, &rules);
+            batch.nft(NFT_MSG_DELCHAIN, 0, &attrs);
+        }
+        batch.end();
+        let last = batch.seq - 1;
+        let heard = socket.exchange(&batch)?;
+        if let Some(e) = first_error(&heard.acks) {
+            return Err(refused(&format!("remove chains {}", chains.join(", ")), e));
+        }
+        if !heard.acks.iter().any(|a| a.0 == last) {
+            return Err(failed(
+                "nftables did not acknowledge the removal of our chains".to_owned(),
+            ));
+        }
+    }
+    // The table, only if nothing else was in it. NLM_F_NONREC besides: the kernel
+    // refuses (EBUSY) to delete a table that holds anything, such as a chain another
+    // process added since the listing; ENOENT: gone already.
+    if !others {
+        let mut batch = Messages::new();
+        batch.begin();
+        batch.nft(NFT_MSG_DELTABLE, NLM_F_NONREC, &[(ATTR_TABLE, name)]);
+        batch.end();
+        let heard = socket.exchange(&batch)?;
+        match first_error(&heard.acks) {
+            None => {}
+            Some(e) if e == Errno::BUSY.raw_os_error() || e == Errno::NOENT.raw_os_error() => {}
+            Some(e) => return Err(refused(&format!("delete table {table}"), e)),
+        }
+    }
+    Ok(there)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// Set in the copy of this test binary that runs in a namespace of its own.
+    const INSIDE: &str = "NM_NFNETLINK_TEST_INSIDE";
+
+    fn nft(script: &str) -> String {
+        let mut child = Command::new(crate::nft::program("nft"))
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("nft");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "nft -f - {script:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A real kernel, in a user and network namespace of the test's own: a revert
+    /// removes exactly its chains, the table only once nothing else is in it, never
+    /// another table; again, and with everything gone, it still succeeds.
+    #[test]
+    fn a_revert_removes_its_chains_and_only_an_empty_table() {
+        if std::env::var_os(INSIDE).is_none() {
+            let status = Command::new("unshare")
+                .args(["--user", "--map-root-user", "--net", "--"])
+                .arg(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "nfnetlink::tests::a_revert_removes_its_chains_and_only_an_empty_table",
+                ])
+                .env(INSIDE, "1")
+                .status();
+            match status {
+                Ok(s) => assert!(s.success(), "the test in its namespace failed"),
+                Err(e) => eprintln!("skipped: cannot run unshare: {e}"),
+            }
+            return;
+        }
+        let (a, b) = ("loss_00000000000000aa_in", "loss_00000000000000bb_out");
+        nft(&format!(
+            "add table inet host\nadd chain inet host keep {{ type filter hook input priority 0; }}\n\
+             add table {t}\n\
+             add chain {t} {a} {{ type filter hook input priority -150; }}\n\
+             add rule {t} {a} udp dport 9 drop\n\
+             add chain {t} {b} {{ type filter hook output priority -150; }}\n\
+             add rule {t} {b} udp dport 9 drop\n",
+            t = crate::nft::TABLE
+        ));
+        let listing = || nft("list ruleset\n");
+        assert_eq!(
+            remove(crate::nft::TABLE, &[a.to_owned()]).unwrap(),
+            vec![a.to_owned()]
+        );
+        let after = listing();
+        assert!(!after.contains(a) && after.contains(b), "{after}");
+        assert!(
+            after.contains("table inet host") && after.contains("chain keep"),
+            "{after}"
+        );
+        assert_eq!(
+            remove(crate::nft::TABLE, &[b.to_owned()]).unwrap(),
+            vec![b.to_owned()]
+        );
+        let after = listing();
+        assert!(
+            !after.contains("nightmare_monkey"),
+            "the empty table goes: {after}"
+        );
+        assert!(after.contains("chain keep"), "{after}");
+        // Again (a revert after a crash that had done it): nothing there, no error.
+        assert!(remove(crate::nft::TABLE, &[b.to_owned()])
+            .unwrap()
+            .is_empty());
+        assert!(listing().contains("chain keep"));
+    }
+
+    #[test]
+    fn a_message_is_laid_out_as_netlink_wants() {
+        let mut m = Messages::new();
+        let seq = m.nft(NFT_MSG_DELTABLE, NLM_F_NONREC, &[(ATTR_TABLE, "nm")]);
+        assert_eq!(seq, 1);
+        // 16 header + 4 nfgenmsg + 4 attribute header + "nm\0" padded to 4.
+        assert_eq!(m.buf.len(), 28);
+        assert_eq!(u32::from_ne_bytes(m.buf[0..4].try_into().unwrap()), 28);
+        assert_eq!(u16::from_ne_bytes([m.buf[4], m.buf[5]]), 0x0a02);
+        assert_eq!(u16::from_ne_bytes([m.buf[6], m.buf[7]]), 0x105);
+        assert_eq!(&m.buf[16..20], &[NFPROTO_INET, 0, 0, 0]);
+        assert_eq!(
+            u16::from_ne_bytes([m.buf[20], m.buf[21]]),
+            7,
+            "unpadded length"
+        );
+        assert_eq!(&m.buf[24..28], b"nm\0\0");
+        m.begin();
+        assert_eq!(
+            &m.buf[28 + 16..28 + 20],
+            &[0, 0, 0, 10],
+            "res_id: nf_tables"
+        );
+    }
+
+    #[test]
+    fn answers_are_read_as_sequence_and_errno() {
+        // An NLMSG_ERROR answering sequence 7 with -EBUSY (16), the request's header echoed.
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&36u32.to_ne_bytes());
+        buf.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        buf.extend_from_slice(&[0; 10]);
+        buf.extend_from_slice(&(-16i32).to_ne_bytes());
+        buf.extend_from_slice(&20u32.to_ne_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&7u32.to_ne_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        let mut heard = Heard::default();
+        hear(&buf, &mut heard);
+        assert_eq!(heard.acks, vec![(7, 16)]);
+        // A truncated one is left alone.
+        hear(&buf[..30], &mut heard);
+        assert_eq!(heard.acks.len(), 1);
+        // A chain of a dump: its table and name; then the end of the dump.
+        let mut m = Messages::new();
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN;
+        m.push(
+            kind,
+            0,
+            NFPROTO_INET,
+            0,
+            &[(ATTR_TABLE, "nm"), (ATTR_CHAIN_NAME, "c")],
+        );
+        m.push(NLMSG_DONE, 0, 0, 0, &[]);
+        hear(&m.buf, &mut heard);
+        assert_eq!(heard.chains, vec![("nm".to_owned(), "c".to_owned())]);
+        assert!(heard.done);
+    }
+}
