@@ -77,6 +77,45 @@ pub fn read() -> Own {
     }
 }
 
+/// The addresses of this network namespace's interfaces: the IPv4 ones the kernel
+/// routes locally (`/32 host LOCAL` in `/proc/net/fib_trie`) and the IPv6 ones of
+/// `/proc/net/if_inet6`. A socket can be bound to others too (`ip_nonlocal_bind`), so
+/// binding is no test of what is this host's.
+pub fn host_addresses() -> Vec<IpAddr> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let mut all: Vec<IpAddr> = local_v4(&read("/proc/net/fib_trie"))
+        .into_iter()
+        .map(IpAddr::V4)
+        .chain(
+            local_v6(&read("/proc/net/if_inet6"))
+                .into_iter()
+                .map(IpAddr::V6),
+        )
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The `|-- ADDRESS` lines of `fib_trie` followed by a `/32 host LOCAL` line.
+fn local_v4(fib_trie: &str) -> Vec<Ipv4Addr> {
+    let lines: Vec<&str> = fib_trie.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter(|pair| pair[1] == "/32 host LOCAL")
+        .filter_map(|pair| pair[0].strip_prefix("|-- ")?.parse().ok())
+        .collect()
+}
+
+/// The first field of each line of `if_inet6`: 32 hex digits.
+fn local_v6(if_inet6: &str) -> Vec<Ipv6Addr> {
+    if_inet6
+        .lines()
+        .filter_map(|line| u128::from_str_radix(line.split_whitespace().next()?, 16).ok())
+        .map(Ipv6Addr::from)
+        .collect()
+}
+
 /// The lines of `/proc/self/net/tcp` and `tcp6` whose inode is one of `inodes`.
 fn lines_of(inodes: &BTreeSet<u64>) -> Vec<String> {
     let mut lines = Vec::new();
@@ -162,6 +201,22 @@ fn listener(line: &str, inodes: &BTreeSet<u64>) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosts_addresses_are_its_local_routes_and_its_v6_interfaces() {
+        let fib = "Local:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n           |-- 127.0.0.1\n              /32 host LOCAL\n           |-- 192.0.2.2\n              /32 host LOCAL\n        |-- 192.0.2.255\n           /32 link BROADCAST\n";
+        assert_eq!(
+            local_v4(fib),
+            [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 2)]
+        );
+        let v6 = "fd000000000000000000000000000002 04 40 00 82     eth0\n00000000000000000000000000000001 01 80 10 80       lo\n";
+        assert_eq!(
+            local_v6(v6),
+            ["fd00::2".parse::<Ipv6Addr>().unwrap(), Ipv6Addr::LOCALHOST]
+        );
+        assert!(host_addresses().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(!host_addresses().contains(&IpAddr::V4(Ipv4Addr::new(192, 0, 2, 200))));
+    }
 
     #[test]
     fn declared_peers_are_spared_though_no_connection_is_open() {

@@ -32,7 +32,7 @@ fn a_real_fault_from_kill_config_is_refused_when_a_fleet_admits_faults() {
     let dir = TestDir::new("fleet-oneshot-execute");
     let file = config(&dir);
     let run = in_namespace(&format!(
-        "unshare --net \"$NM\" kill --config {file:?} --fault net-partition --execute; echo code $?"
+        "timeout 20 unshare --net \"$NM\" kill --config {file:?} --fault net-partition --execute; echo code $?"
     ));
     assert!(
         run.stdout.contains("code 2"),

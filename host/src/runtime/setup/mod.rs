@@ -151,9 +151,14 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
         // What a network fault never cuts: the coordinator, every member of it.
         if mode.writes() {
             let endpoints = config.fleet.as_ref().map(|f| f.endpoints.as_slice());
-            net_faults::declare_peers(crate::fleet::peers::endpoint_addrs(
-                endpoints.unwrap_or_default(),
-            ));
+            let (spared, unresolved) =
+                crate::fleet::peers::endpoint_addrs(endpoints.unwrap_or_default());
+            for endpoint in unresolved {
+                mode.say(format!(
+                    "fleet: endpoint {endpoint} did not resolve: network faults spare it only while a connection to it is open"
+                ));
+            }
+            net_faults::declare_peers(spared);
         }
         add_faults(&mut engine, config, &builtins)
     };

@@ -129,10 +129,10 @@ impl Spec {
         if self.upstream_host().1 != listen.port() {
             return None;
         }
-        // An address of this host: loopback, 0.0.0.0, or one a socket can be bound to.
-        let here = |ip: &IpAddr| {
-            ip.is_loopback() || ip.is_unspecified() || std::net::TcpListener::bind((*ip, 0)).is_ok()
-        };
+        // An address of this host: loopback, 0.0.0.0, or one of its interfaces' (not
+        // "one a socket can be bound to": with ip_nonlocal_bind every address can).
+        let local = crate::own::host_addresses();
+        let here = |ip: &IpAddr| ip.is_loopback() || ip.is_unspecified() || local.contains(ip);
         addresses.iter().copied().find(|ip| {
             *ip == listen.ip()
                 // Listening on every address (0.0.0.0): the host's own addresses reach it.
