@@ -360,6 +360,7 @@ struct Executing {
     namespace: std::process::Child,
     dir: TestDir,
     port: u16,
+    node: String,
 }
 
 impl Executing {
@@ -392,11 +393,18 @@ impl Executing {
             namespace,
             dir,
             port,
+            node: name.to_owned(),
         }
+    }
+
+    /// Waits until the daemon holds its lease (see [`leased`]).
+    fn leased(&self) {
+        leased(self.port, &self.node);
     }
 
     /// Pauses the namespace's sleeper for 10 minutes: a fault in effect, holding a slot.
     fn pause(&self) -> serde_json::Value {
+        self.leased();
         let answer = http(
             self.port,
             "POST",

@@ -20,6 +20,7 @@ fn a_node_frozen_between_admission_and_apply_past_its_lease_never_applies() {
     );
     std::fs::write(&cfg, text).unwrap();
     let node = Executing::run("confirm", dir, &cfg);
+    node.leased();
     let port = node.port;
     let asked = std::thread::spawn(move || {
         http(
