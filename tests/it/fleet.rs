@@ -275,6 +275,8 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
         .map(|(cfg, node)| Daemon::start(&["--config", cfg, "--node", node]))
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    leased(ports[0], "a");
+    leased(ports[1], "b");
     let paused = monkey(&[
         "pause",
         "--fleet",
@@ -638,6 +640,8 @@ fn a_halt_with_scope_fleet_pauses_every_daemon() {
         .map(|(cfg, node)| Daemon::start(&["--config", cfg, "--node", node]))
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
+    leased(ports[0], "a");
+    leased(ports[1], "b");
     assert_eq!(kill(ports[1]).status, 200);
     std::fs::write(&down, "").unwrap();
     until(DEADLINE, "the other daemon is paused by the halt", || {
