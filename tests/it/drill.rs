@@ -4,7 +4,9 @@
 
 use std::fs;
 
-use crate::util::{http, in_namespace, json_lines, monkey, pairs, Daemon, Drill, Sleeper, TestDir};
+use crate::util::{
+    http, in_namespace, json_lines, monkey, pairs, resumed, Daemon, Drill, Sleeper, TestDir,
+};
 
 /// Shell helpers for the namespace scripts: wait for a line in a file (with a deadline),
 /// the state letter of a process, the daemon's port from its log.

@@ -319,6 +319,7 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
     let cfg = config(&dir, &etcd, "/nm/switch", "max_concurrent: 2");
     let mut late = Daemon::start(&["--config", &cfg, "--node", "c"]);
     let port = late.port();
+    leased(port, "c");
     assert_eq!(kill(port).status, 503);
     let status = monkey(&["status", "--url", &format!("127.0.0.1:{port}")]);
     assert!(status.stdout.contains("game day over"), "{}", status.stdout);

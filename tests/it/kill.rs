@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeSet, process::Command};
 
-use crate::util::{in_namespace, json_lines, monkey, pairs, Drill, TestDir};
+use crate::util::{in_namespace, json_lines, monkey, pairs, resumed, Drill, TestDir};
 
 fn pids(text: &str, key: &str) -> Vec<u64> {
     pairs(text, key)
@@ -506,7 +506,7 @@ echo "after $(cut -d' ' -f3 /proc/$v/stat)""#
     ));
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}", run.stderr);
     assert_eq!(pairs(&run.stdout, "during"), ["T"], "{}", run.stderr);
-    assert_eq!(pairs(&run.stdout, "after"), ["S"], "{}", run.stderr);
+    assert!(resumed(&run.stdout, "after"), "{}", run.stderr);
     assert_eq!(json_lines(&run.stdout)[0]["fault"], "freeze");
     assert!(
         run.stderr.contains(" Reverting at ") && run.stderr.contains(" Revert (due): reverted: "),

@@ -78,7 +78,7 @@ echo "after $(st $v)""#,
         run.stdout,
         run.stderr
     );
-    assert_eq!(pairs(&run.stdout, "after"), ["S"], "{}", run.stderr);
+    assert!(resumed(&run.stdout, "after"), "{}", run.stderr);
     assert_eq!(pairs(&run.stdout, "code"), ["2"], "{}", run.stderr);
     let log: Vec<&str> = run.stderr.lines().collect();
     assert!(
@@ -170,7 +170,7 @@ echo "end $(st $v)"
                 .ends_with("No space left on device (os error 28); the fault was reverted at once"),
         "{message}"
     );
-    assert_eq!(pairs(&run.stdout, "after"), ["S"], "resumed at once\n{log}");
+    assert!(resumed(&run.stdout, "after"), "resumed at once\n{log}");
     assert_eq!(pairs(&run.stdout, "stopped"), ["T"], "{log}");
     assert_eq!(pairs(&run.stdout, "end"), ["S"], "{log}");
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
@@ -627,5 +627,5 @@ kill -TERM $d; wait $d; kill -KILL $v"#,
         assert_eq!(pairs(&run.stdout, &format!("eio{n}")), ["S"], "{log}");
     }
     assert_eq!(pairs(&run.stdout, "paused"), ["T"], "{log}");
-    assert_eq!(pairs(&run.stdout, "after"), ["S"]);
+    assert!(resumed(&run.stdout, "after"), "{}", run.stdout);
 }

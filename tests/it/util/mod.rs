@@ -151,6 +151,13 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Whether the one `KEY STATE` line a script printed (`cut -d' ' -f3 /proc/PID/stat`)
+/// says the process runs again: `S`, or `R` (woken by SIGCONT, a process on a busy
+/// machine may not be asleep again yet); not `T`.
+pub fn resumed(text: &str, key: &str) -> bool {
+    matches!(pairs(text, key).as_slice(), [state] if state == "S" || state == "R")
+}
+
 /// The `key value` lines a script printed, as pairs.
 pub fn pairs(text: &str, key: &str) -> Vec<String> {
     text.lines()
