@@ -1,15 +1,18 @@
-//! One admission against etcd: the slot, the fleet budget and the gap decided on the
-//! fleet's keys (as the watch last told them, else read at one revision), then one
-//! transaction that holds only if nothing decided on changed (else it reads them again
-//! in the same round trip, and the node decides again). The gap and the budget are keys
-//! tied to leases, on etcd's clock (see `rule`).
+//! One admission against etcd: the switch, a slot, the fleet budget and the gap
+//! decided on the fleet's keys (as the watch last told them, else read at one
+//! revision), then one transaction that holds only if nothing decided on changed (else
+//! it reads them again in the same round trip, and the node decides again). The gap and
+//! the budget are keys tied to leases, on etcd's clock (see `rule`). The slots change
+//! with every fault: no node watches them (each change would go to every node), so a
+//! node picks a slot from what it last read of them ([`SlotsSeen`]), and its
+//! transaction, which takes the slot only if it is free, tells it when that was stale.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    gateway::{Compare, Kv, Op},
+    gateway::{Compare, Kv, Op, Txn},
     rule::{self, Declined},
     shared::{switch_of, unreachable, Shared},
     Admission, Refused,
@@ -27,32 +30,43 @@ pub(super) struct Holder {
     pub at: String,
 }
 
+/// What a node last read of the slots: a hint for the next admission's pick (a stale
+/// one only loses a transaction), and when no slot was held at or past the fleet's
+/// limit.
+#[derive(Debug, Default)]
+pub(super) struct SlotsSeen {
+    /// The slots held, as last read (and as this node took and gave back since).
+    held: BTreeSet<u32>,
+    /// The roster's revision and the fleet's limit at which a read found no slot at or
+    /// past the limit (see [`free_slot`]).
+    none_past: Option<(i64, u32)>,
+}
+
 /// One admission: decide on the fleet's keys (as the watch last told them, else read
 /// at one revision), and claim in one transaction that holds only if nothing decided on
 /// changed; after a lost race, decide again on what its failure branch read.
 pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Refused> {
     let config = &shared.config;
     let (from, to) = super::history::state_range(config);
-    // What to decide on: first the keys as the watch told them (one round trip when
-    // they are current), then what the last lost race read in its own round trip.
-    let mut known: Option<Vec<Kv>> = shared.seen();
-    let mut seen = known.is_some();
+    // What to decide on, and whether it was read just now: first the keys as the watch
+    // told them (one round trip when they are current), then what the last lost race
+    // read in its own round trip.
+    let mut known: Option<(Vec<Kv>, bool)> = shared.seen().map(|kvs| (kvs, false));
     let mut granted = false;
     for _ in 0..ADMIT_TRIES {
         let lease = lock(&shared.lease)
             .id
             .ok_or_else(|| unreachable("no lease".to_owned()))?;
-        let kvs = match known.take() {
-            Some(kvs) => kvs,
+        let (kvs, fresh) = match known.take() {
+            Some(known) => known,
             None => {
-                super::history::state(&shared.gateway, config)
+                let (kvs, _) = super::history::state(&shared.gateway, config)
                     .await
-                    .map_err(unreachable)?
-                    .0
+                    .map_err(unreachable)?;
+                (kvs, true)
             }
         };
-        let decided = decide(shared, fault, &kvs, lease);
-        let decided = match decided {
+        let attempt = match decide(shared, fault, &kvs, lease, fresh) {
             Err(Declined::NeedLeases(spans)) => {
                 // Granted now (the node was idle), then decided again on the same keys;
                 // a grant slower than a lease stays fresh is etcd too slow to admit.
@@ -64,38 +78,30 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
                 rule::grant(shared, &spans, rule::FRESH / 2)
                     .await
                     .map_err(unreachable)?;
-                known = Some(kvs);
+                known = Some((kvs, fresh));
                 continue;
             }
             // A refusal is only ever said on keys read just now.
-            Err(_) if std::mem::take(&mut seen) => continue,
+            Err(_) if !fresh => continue,
             Err(Declined::Refused(refused)) => return Err(refused),
             Err(Declined::Waits { why, lease, span }) => {
                 return Err(rule::waits(shared, why, lease, span).await)
             }
+            Err(Declined::ReadSlots) => continue,
             Ok(attempt) => attempt,
         };
-        seen = false;
-        let Attempt {
-            slot,
-            at,
-            compare,
-            ops,
-        } = decided;
-        let read_again = Some((from.as_slice(), to.as_slice()));
-        match shared
-            .gateway
-            .txn_else_range(&compare, &ops, read_again)
-            .await
-        {
-            Ok((true, revision, _)) => {
+        let mut txn = attempt.txn;
+        txn.failure = vec![Op::Range(from.clone(), to.clone())];
+        match shared.gateway.run(&txn).await {
+            Ok(answer) if answer.held => {
+                lock(&shared.slots).held.insert(attempt.slot);
                 return Ok(Admission {
-                    slot,
+                    slot: attempt.slot,
                     lease: format!("{lease:x}"),
-                    revision,
-                })
+                    revision: answer.revision,
+                });
             }
-            Ok((false, _, kvs)) => known = Some(kvs),
+            Ok(answer) => known = Some((answer.kvs(0), true)),
             Err(e) if e.contains("lease not found") => {
                 // The node's, or (never seen) one of the gap's and budget's: all anew.
                 *lock(&shared.rule) = Default::default();
@@ -104,7 +110,7 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
             }
             Err(e) => {
                 // The transaction may have been applied though its answer was lost.
-                give_back_if_ours(shared, slot, &at).await;
+                give_back_if_ours(shared, attempt.slot, &attempt.at).await;
                 return Err(unreachable(e));
             }
         }
@@ -116,18 +122,29 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
     })
 }
 
+/// This node gave back `slot`: the next pick may have it.
+pub(super) fn given_back(shared: &Shared, slot: u32) {
+    lock(&shared.slots).held.remove(&slot);
+}
+
 /// What one attempt at an admission sends: the slot it claims (stamped `at`), and its
-/// transaction.
+/// transaction (but what it reads when it fails).
 struct Attempt {
     slot: u32,
     at: String,
-    compare: Vec<Compare>,
-    ops: Vec<Op>,
+    txn: Txn,
 }
 
-/// Decides on the fleet's keys `kvs`: the switch, a free slot, the fleet budget and
-/// gap; the transaction that claims the slot under `lease`, if the fault fits.
-fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attempt, Declined> {
+/// Decides on the fleet's keys `kvs` (`fresh`: read just now, else as the watch told
+/// them, without the slots): the switch, a slot, the fleet budget and gap; the
+/// transaction that claims the slot under `lease`, if the fault fits.
+fn decide(
+    shared: &Shared,
+    fault: &str,
+    kvs: &[Kv],
+    lease: i64,
+    fresh: bool,
+) -> Result<Attempt, Declined> {
     let config = &shared.config;
     let switch_key = shared.key("switch");
     let find = |key: &str| kvs.iter().find(|kv| kv.key == key);
@@ -138,8 +155,9 @@ fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attemp
             unreachable: false,
         }));
     }
-    let slot = free_slot(shared, kvs).map_err(Declined::Refused)?;
     let roster_key = shared.key("roster");
+    let roster = find(&roster_key).map_or(0, |kv| kv.mod_revision);
+    let slot = free_slot(shared, kvs, fresh, roster)?;
     let (rule_compare, rule_ops) = rule::claim(shared, kvs)?;
     let now = super::shared::wall_clock();
     let holder = Holder {
@@ -155,11 +173,8 @@ fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attemp
             switch_key.clone(),
             find(&switch_key).map_or(0, |kv| kv.mod_revision),
         ),
+        Compare::Modified(roster_key, roster),
     ];
-    compare.push(Compare::Modified(
-        roster_key.clone(),
-        find(&roster_key).map_or(0, |kv| kv.mod_revision),
-    ));
     compare.extend(rule_compare);
     let mut ops = vec![Op::Put(
         slot_key,
@@ -167,56 +182,95 @@ fn decide(shared: &Shared, fault: &str, kvs: &[Kv], lease: i64) -> Result<Attemp
         lease,
     )];
     ops.extend(rule_ops);
-    let ms = now.timestamp_millis();
-    ops.extend(super::history::ops(config, &shared.node, fault, slot, ms));
+    ops.extend(super::history::ops(
+        config,
+        &shared.node,
+        fault,
+        slot,
+        now.timestamp_millis(),
+    ));
     Ok(Attempt {
         slot,
         at: holder.at,
-        compare,
-        ops,
+        txn: Txn {
+            compare,
+            success: ops,
+            failure: Vec::new(),
+        },
     })
 }
 
-/// A slot no one holds in `kvs`, tried from a place of the node's own (so that nodes
-/// asking at once seldom race for the same slot); or why none is free. The fleet's
+/// A slot to claim: one no one holds, tried from a place of the node's own (so that
+/// nodes asking at once seldom race for the same); or why none is free. The fleet's
 /// limit is the smallest `max_concurrent` any of its nodes says (`limits/<node>`): a
-/// rollout that changes it never exceeds the smaller.
-fn free_slot(shared: &Shared, kvs: &[Kv]) -> Result<u32, Refused> {
+/// rollout that changes it never exceeds the smaller. A slot past the limit (taken under
+/// a larger one) counts until it is given back, and none is taken meanwhile, so that two
+/// nodes cannot both take the last.
+///
+/// Keys read just now (`fresh`) hold the slots: they decide, and are kept as the hint
+/// for the next picks. Else the hint picks, and it is read first when it cannot: when it
+/// has no free slot, or was not read at the roster's revision `roster` and this limit
+/// with no slot past the limit. That holds while the roster stays: a slot past the limit
+/// is only ever taken by a node that did not know the smaller limit yet, and the join
+/// that told it moved the roster, which every admission compares.
+fn free_slot(shared: &Shared, kvs: &[Kv], fresh: bool, roster: i64) -> Result<u32, Declined> {
     let (max, by) = fleet_limit(shared, kvs);
+    let mut seen = lock(&shared.slots);
+    let holders = held_slots(shared, kvs);
+    if fresh {
+        let past = holders.iter().any(|(n, _)| *n >= max);
+        *seen = SlotsSeen {
+            held: holders.iter().map(|(n, _)| *n).collect(),
+            none_past: (!past).then_some((roster, max)),
+        };
+    } else if seen.none_past != Some((roster, max)) {
+        return Err(Declined::ReadSlots);
+    }
+    let first = shared.spread(max);
+    let free = (0..max)
+        .map(|n| (first + n) % max)
+        .find(|n| !seen.held.contains(n))
+        .filter(|_| seen.none_past == Some((roster, max)));
+    match free {
+        Some(slot) => Ok(slot),
+        None if !fresh => Err(Declined::ReadSlots),
+        None => {
+            let nodes: Vec<&str> = holders.iter().map(|(_, node)| node.as_str()).collect();
+            let smaller = by.map_or_else(String::new, |node| {
+                format!(
+                    "; the fleet's smallest max_concurrent is node {node}'s, this node's is {}",
+                    shared.config.max_concurrent
+                )
+            });
+            Err(Declined::Refused(Refused {
+                why: format!(
+                    "slots full ({} of {max} held: {}{smaller})",
+                    holders.len(),
+                    nodes.join(", ")
+                ),
+                retry_after: Some(Duration::from_secs(1)),
+                unreachable: false,
+            }))
+        }
+    }
+}
+
+/// The slots held in `kvs`, and by which node: a key under `slots/` that is no slot's
+/// (`slots/x`, `slots/01`) counts as past every limit.
+fn held_slots(shared: &Shared, kvs: &[Kv]) -> Vec<(u32, String)> {
     let slots_key = shared.key("slots/");
-    let held: Vec<(u32, String)> = kvs
-        .iter()
+    kvs.iter()
         .filter_map(|kv| {
-            let n: u32 = kv.key.strip_prefix(&slots_key)?.parse().ok()?;
+            let name = kv.key.strip_prefix(&slots_key)?;
+            let n = name
+                .parse::<u32>()
+                .ok()
+                .filter(|n| n.to_string() == name)
+                .unwrap_or(u32::MAX);
             let holder: Option<Holder> = serde_json::from_slice(&kv.value).ok();
             Some((n, holder.map_or_else(|| "?".to_owned(), |h| h.node)))
         })
-        .collect();
-    let first = shared.spread(max);
-    // A slot past the limit (taken under a larger one) counts until it is given back;
-    // none is taken meanwhile, so that two nodes cannot both take the last.
-    let free = (0..max)
-        .map(|n| (first + n) % max)
-        .find(|n| !held.iter().any(|(h, _)| h == n))
-        .filter(|_| held.iter().all(|(h, _)| *h < max));
-    free.ok_or_else(|| {
-        let nodes: Vec<&str> = held.iter().map(|(_, node)| node.as_str()).collect();
-        let smaller = by.map_or_else(String::new, |node| {
-            format!(
-                "; the fleet's smallest max_concurrent is node {node}'s, this node's is {}",
-                shared.config.max_concurrent
-            )
-        });
-        Refused {
-            why: format!(
-                "slots full ({} of {max} held: {}{smaller})",
-                held.len(),
-                nodes.join(", ")
-            ),
-            retry_after: Some(Duration::from_secs(1)),
-            unreachable: false,
-        }
-    })
+        .collect()
 }
 
 /// The fleet's limit: the smallest `max_concurrent` of this node's and those its nodes

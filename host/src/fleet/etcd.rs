@@ -60,6 +60,7 @@ impl Etcd {
             seen: Mutex::new(None),
             tracked: Mutex::default(),
             rule: Mutex::default(),
+            slots: Mutex::default(),
         });
         let (handle_tx, handle_rx) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel::<()>();
@@ -272,7 +273,10 @@ async fn give_back(shared: &Shared, admission: &Admission) {
                 &[Op::Delete(key.clone())],
             )
             .await;
-        let Err(e) = done else { return };
+        let Err(e) = done else {
+            super::admission::given_back(shared, admission.slot);
+            return;
+        };
         let alive =
             lock(&shared.lease).id.map(|id| format!("{id:x}")) == Some(admission.lease.clone());
         if !alive {
@@ -497,18 +501,19 @@ async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
     Ok((id, 1))
 }
 
-/// Reads the fleet's keys (but the admissions) and watches them, again after each
-/// failure: the switch follows, and admissions decide on what was seen. `first` is told
-/// once the switch has been read (or could not be).
+/// Reads the fleet's keys an admission decides on (see `watch::ranges`) and watches
+/// them, again after each failure: the switch follows, and admissions decide on what
+/// was seen. `first` is told once the switch has been read (or could not be).
 async fn watch_switch(shared: Arc<Shared>, first: mpsc::Sender<()>) {
-    let (from, to) = super::history::state_range(&shared.config);
+    let ranges = super::watch::ranges(&shared.config);
     let mut first = Some(first);
     loop {
         match super::history::state(&shared.gateway, &shared.config).await {
-            Ok((kvs, revision)) => {
+            Ok((mut kvs, revision)) => {
+                kvs.retain(|kv| super::watch::within(&ranges, &kv.key));
                 shared.see_all(Some(kvs));
                 first.take();
-                let watched = super::watch::follow(&shared, (&from, &to), revision + 1).await;
+                let watched = super::watch::follow(&shared, &ranges, revision + 1).await;
                 shared.see_all(None);
                 if let Err(e) = watched {
                     shared.log(format!("watching the fleet: {e}; watching again"));

@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 use super::config::{Credentials, FleetConfig};
 use crate::support::lock::lock;
 
+/// A range of keys: from the first to the second (excluded).
+pub type Range = (Vec<u8>, Vec<u8>);
+
 /// How long one call may take (a watch: to connect).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -48,6 +51,36 @@ pub enum Op {
     Delete(String),
     /// Deletes every key from the first to the second (excluded).
     DeleteRange(String, String),
+    /// Reads every key from the first to the second (excluded).
+    Range(Vec<u8>, Vec<u8>),
+}
+
+/// A transaction: when every comparison holds, the operations of `success`, else those
+/// of `failure`; all at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Txn {
+    pub compare: Vec<Compare>,
+    pub success: Vec<Op>,
+    pub failure: Vec<Op>,
+}
+
+/// What etcd answered to a transaction: whether its comparisons held, the revision
+/// after, and the answers of the branch it took, one for each operation.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub held: bool,
+    pub revision: i64,
+    responses: Value,
+}
+
+impl Answer {
+    /// The keys the `i`th operation of the branch taken read (a [`Op::Range`]).
+    pub fn kvs(&self, i: usize) -> Vec<Kv> {
+        self.responses[i]["response_range"]["kvs"]
+            .as_array()
+            .map(|all| all.iter().filter_map(kv).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// One etcd cluster, reached through whichever endpoint answers.
@@ -90,7 +123,9 @@ impl Gateway {
 
     /// `POST path` with `body` to the first endpoint that answers; its JSON.
     pub async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
-        let response = self.send(&self.client, path, &body, false).await?;
+        let response = self
+            .send(&self.client, path, &body.to_string(), false)
+            .await?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -112,14 +147,14 @@ impl Gateway {
     /// serves: an endpoint that cannot be reached, or whose member answers that it
     /// cannot serve now (a 5xx: `etcdserver: no leader`, `request timed out`, a gateway
     /// in trouble), is passed over for the next one. A client error (4xx: auth, a bad
-    /// request) is an answer: another member would say the same. `require_leader` asks
-    /// the member to refuse (and later cancel) when it has no leader (etcd's
-    /// `hasleader` metadata, which the JSON gateway takes as a `Grpc-Metadata-` header).
+    /// request) is an answer: another member would say the same. `require_leader` asks the member to refuse (and later cancel) when it has
+    /// no leader (etcd's `hasleader` metadata, which the JSON gateway takes as a
+    /// `Grpc-Metadata-` header).
     async fn send(
         &self,
         client: &reqwest::Client,
         path: &str,
-        body: &Value,
+        body: &str,
         require_leader: bool,
     ) -> Result<reqwest::Response, String> {
         let mut why = Vec::new();
@@ -141,7 +176,7 @@ impl Gateway {
             let mut request = client
                 .post(format!("{endpoint}{path}"))
                 .header("content-type", "application/json")
-                .body(body.to_string());
+                .body(body.to_owned());
             if let Some(token) = token {
                 request = request.header("Authorization", token);
             }
@@ -244,54 +279,23 @@ impl Gateway {
 
     /// Runs `ops` if every comparison holds: whether they held, and the revision after.
     pub async fn txn(&self, compare: &[Compare], ops: &[Op]) -> Result<(bool, i64), String> {
-        let (held, revision, _) = self.txn_else_range(compare, ops, None).await?;
-        Ok((held, revision))
+        let txn = Txn {
+            compare: compare.to_vec(),
+            success: ops.to_vec(),
+            failure: Vec::new(),
+        };
+        let answer = self.run(&txn).await?;
+        Ok((answer.held, answer.revision))
     }
 
-    /// [`Gateway::txn`], reading the keys from `range.0` to `range.1` (excluded) in the
-    /// same round trip when a comparison fails: whether they held, the revision after,
-    /// and the keys read (none when they held).
-    pub async fn txn_else_range(
-        &self,
-        compare: &[Compare],
-        ops: &[Op],
-        range: Option<(&[u8], &[u8])>,
-    ) -> Result<(bool, i64, Vec<Kv>), String> {
-        let compare: Vec<Value> = compare
-            .iter()
-            .map(|c| match c {
-                Compare::Created(key, rev) => json!({"result": "EQUAL", "target": "CREATE", "key": b64(key.as_bytes()), "create_revision": rev.to_string()}),
-                Compare::Modified(key, rev) => json!({"result": "EQUAL", "target": "MOD", "key": b64(key.as_bytes()), "mod_revision": rev.to_string()}),
-            })
-            .collect();
-        let success: Vec<Value> = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put(key, value, lease) => json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}}),
-                Op::Delete(key) => json!({"request_delete_range": {"key": b64(key.as_bytes())}}),
-                Op::DeleteRange(from, to) => json!({"request_delete_range": {"key": b64(from.as_bytes()), "range_end": b64(to.as_bytes())}}),
-            })
-            .collect();
-        let failure: Vec<Value> = range
-            .map(|(from, to)| json!({"request_range": {"key": b64(from), "range_end": b64(to)}}))
-            .into_iter()
-            .collect();
-        let answer = self
-            .call(
-                "/v3/kv/txn",
-                json!({"compare": compare, "success": success, "failure": failure}),
-            )
-            .await?;
-        let held = answer["succeeded"].as_bool().unwrap_or(false);
-        let kvs = if held {
-            Vec::new()
-        } else {
-            answer["responses"][0]["response_range"]["kvs"]
-                .as_array()
-                .map(|all| all.iter().filter_map(kv).collect())
-                .unwrap_or_default()
-        };
-        Ok((held, number(&answer["header"]["revision"]), kvs))
+    /// Runs transaction `txn`: etcd's answer.
+    pub async fn run(&self, txn: &Txn) -> Result<Answer, String> {
+        let answer = self.call("/v3/kv/txn", txn_json(txn)).await?;
+        Ok(Answer {
+            held: answer["succeeded"].as_bool().unwrap_or(false),
+            revision: number(&answer["header"]["revision"]),
+            responses: answer.get("responses").cloned().unwrap_or(Value::Null),
+        })
     }
 
     /// A new lease of `ttl`: its id.
@@ -348,7 +352,8 @@ impl Gateway {
             .unwrap_or_default())
     }
 
-    /// Watches the keys from `range.0` to `range.1` (excluded) from revision `from`:
+    /// Watches the keys of `ranges` (each from its first to its second, excluded; one
+    /// watcher each, on one stream) from revision `from`:
     /// each change as it comes (whether the key was deleted, and the key), until the
     /// stream ends or fails (the caller reads again and watches anew). `heard` counts
     /// the messages the stream brought (changes and progress notifications alike): a
@@ -357,12 +362,17 @@ impl Gateway {
     /// and for progress notifications (at etcd's own interval, 10 min by default).
     pub async fn watch(
         &self,
-        range: (&[u8], &[u8]),
+        ranges: &[Range],
         from: i64,
         heard: &AtomicU64,
         mut changed: impl FnMut(bool, Kv),
     ) -> Result<(), String> {
-        let body = json!({"create_request": {"key": b64(range.0), "range_end": b64(range.1), "start_revision": from.to_string(), "progress_notify": true}});
+        // The gateway reads the request's body as a stream of requests: one a line.
+        let body: Vec<String> = ranges
+            .iter()
+            .map(|(key, end)| json!({"create_request": {"key": b64(key), "range_end": b64(end), "start_revision": from.to_string(), "progress_notify": true}}).to_string())
+            .collect();
+        let body = body.join("\n");
         let mut response = self.send(&self.watcher, "/v3/watch", &body, true).await?;
         if !response.status().is_success() {
             return Err(format!("etcd answered {} to a watch", response.status()));
@@ -400,35 +410,64 @@ impl Gateway {
         Err("the watch stream ended".to_owned())
     }
 
-    /// What changed in the keys from `from` to `to` (excluded) that a watch which told
-    /// of revisions up to `told` has not: the number of keys there, and how many were
-    /// written after `told`. One transaction of two ranges whose answers are a number
-    /// and (while the watch keeps up) nothing, whatever the number of keys.
-    pub async fn changes_after(
-        &self,
-        from: &[u8],
-        to: &[u8],
-        told: i64,
-    ) -> Result<(u64, usize), String> {
-        let (key, end) = (b64(from), b64(to));
-        let answer = self
-            .call(
-                "/v3/kv/txn",
-                json!({"success": [
-                    {"request_range": {"key": key, "range_end": end, "count_only": true}},
-                    {"request_range": {"key": key, "range_end": end, "keys_only": true,
-                        "min_mod_revision": (told + 1).to_string()}},
-                ]}),
-            )
-            .await?;
-        let range = |i: usize| &answer["responses"][i]["response_range"];
-        // 64-bit numbers cross as text, and a zero not at all.
-        let count = range(0)["count"]
-            .as_str()
-            .map_or(Ok(0), str::parse::<u64>)
-            .map_err(|e| format!("etcd answered a count that is no number: {e}"))?;
-        let newer = range(1)["kvs"].as_array().map_or(0, Vec::len);
+    /// What changed in the keys of `ranges` that a watch which told of revisions up to
+    /// `told` has not: the number of keys there, and how many were written after
+    /// `told`. One transaction of two reads a range whose answers are a number and
+    /// (while the watch keeps up) nothing, whatever the number of keys.
+    pub async fn changes_after(&self, ranges: &[Range], told: i64) -> Result<(u64, usize), String> {
+        let mut reads = Vec::new();
+        for (key, end) in ranges {
+            let (key, end) = (b64(key), b64(end));
+            reads
+                .push(json!({"request_range": {"key": key, "range_end": end, "count_only": true}}));
+            reads.push(
+                json!({"request_range": {"key": key, "range_end": end, "keys_only": true,
+                "min_mod_revision": (told + 1).to_string()}}),
+            );
+        }
+        let answer = self.call("/v3/kv/txn", json!({ "success": reads })).await?;
+        let (mut count, mut newer) = (0, 0);
+        for i in 0..ranges.len() {
+            let range = |i: usize| &answer["responses"][i]["response_range"];
+            // 64-bit numbers cross as text, and a zero not at all.
+            count += range(2 * i)["count"]
+                .as_str()
+                .map_or(Ok(0), str::parse::<u64>)
+                .map_err(|e| format!("etcd answered a count that is no number: {e}"))?;
+            newer += range(2 * i + 1)["kvs"].as_array().map_or(0, Vec::len);
+        }
         Ok((count, newer))
+    }
+}
+
+/// A transaction as etcd's JSON gateway takes it.
+fn txn_json(txn: &Txn) -> Value {
+    let compare: Vec<Value> = txn.compare.iter().map(compare_json).collect();
+    let ops = |ops: &[Op]| ops.iter().map(op_json).collect::<Vec<Value>>();
+    json!({"compare": compare, "success": ops(&txn.success), "failure": ops(&txn.failure)})
+}
+
+fn compare_json(compare: &Compare) -> Value {
+    match compare {
+        Compare::Created(key, rev) => {
+            json!({"result": "EQUAL", "target": "CREATE", "key": b64(key.as_bytes()), "create_revision": rev.to_string()})
+        }
+        Compare::Modified(key, rev) => {
+            json!({"result": "EQUAL", "target": "MOD", "key": b64(key.as_bytes()), "mod_revision": rev.to_string()})
+        }
+    }
+}
+
+fn op_json(op: &Op) -> Value {
+    match op {
+        Op::Put(key, value, lease) => {
+            json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}})
+        }
+        Op::Delete(key) => json!({"request_delete_range": {"key": b64(key.as_bytes())}}),
+        Op::DeleteRange(from, to) => {
+            json!({"request_delete_range": {"key": b64(from.as_bytes()), "range_end": b64(to.as_bytes())}})
+        }
+        Op::Range(from, to) => json!({"request_range": {"key": b64(from), "range_end": b64(to)}}),
     }
 }
 

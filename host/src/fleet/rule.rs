@@ -41,6 +41,8 @@ pub(super) enum Declined {
     },
     /// The fault fits, but these spans have no lease fresh enough for a new key.
     NeedLeases(Vec<Span>),
+    /// The slots must be read first (see `admission::free_slot`).
+    ReadSlots,
 }
 
 /// The spans of the fleet's rule that `config` has.

@@ -24,15 +24,18 @@ pub(super) struct Shared {
     pub(super) log: fn(String),
     pub(super) lease: Mutex<Lease>,
     pub(super) state: watch::Sender<FleetState>,
-    /// The fleet's keys as the watch last told them (but the admissions), while it
-    /// runs: an admission decides on them and sends its one transaction at once; a
-    /// stale copy only loses the transaction, which reads them afresh.
+    /// The fleet's keys as the watch last told them (those of `watch::ranges`: not the
+    /// slots, the members nor the admissions), while it runs: an admission decides on
+    /// them and sends its one transaction at once; a stale copy only loses the
+    /// transaction, which reads them afresh.
     pub(super) seen: Mutex<Option<BTreeMap<String, Kv>>>,
     /// The admissions of this process: those handed out and not given back, and those
     /// under way (see [`Tracked`]).
     pub(super) tracked: Mutex<Tracked>,
     /// The leases the gap's and the budget's keys are tied to (see `rule`).
     pub(super) rule: Mutex<Leases>,
+    /// What this node last read of the slots (see `admission`).
+    pub(super) slots: Mutex<super::admission::SlotsSeen>,
 }
 
 /// What this process holds in etcd, so that a slot held by its lease that no live
