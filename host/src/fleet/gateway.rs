@@ -146,8 +146,10 @@ impl Gateway {
     /// Sends to each endpoint in turn, from the one that answered last, until one
     /// serves: an endpoint that cannot be reached, or whose member answers that it
     /// cannot serve now (a 5xx: `etcdserver: no leader`, `request timed out`, a gateway
-    /// in trouble), is passed over for the next one. A client error (4xx: auth, a bad
-    /// request) is an answer: another member would say the same. `require_leader` asks the member to refuse (and later cancel) when it has
+    /// in trouble; or 429, `etcdserver: too many requests`: its raft log is too far
+    /// ahead of what it has applied), is passed over for the next one. Another client
+    /// error (a 4xx: auth, a bad request) is an answer: another member would say the
+    /// same. `require_leader` asks the member to refuse (and later cancel) when it has
     /// no leader (etcd's `hasleader` metadata, which the JSON gateway takes as a
     /// `Grpc-Metadata-` header).
     async fn send(
@@ -184,7 +186,7 @@ impl Gateway {
                 request = request.header("Grpc-Metadata-hasleader", "true");
             }
             match request.send().await {
-                Ok(response) if response.status().is_server_error() => {
+                Ok(response) if cannot_serve_now(response.status()) => {
                     let status = response.status();
                     let bytes = response.bytes().await.unwrap_or_default();
                     why.push(format!(
@@ -471,6 +473,14 @@ fn op_json(op: &Op) -> Value {
     }
 }
 
+/// Whether a member that answered `status` cannot serve now, where another might: a
+/// 5xx, or 429 (gRPC's `ResourceExhausted`: `etcdserver: too many requests`, a member
+/// whose applying lags its raft log; also `database space exceeded`, which every member
+/// says alike, so asking the others costs a round trip each and changes nothing).
+fn cannot_serve_now(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
 /// The message of an error the gateway answered: `{"error": ..., "message": ...}`, or
 /// on a stream `{"error": {"message": ...}}` (a watch refused for want of a leader).
 fn error_message(answer: &Value) -> &str {
@@ -551,6 +561,28 @@ mod tests {
         assert_eq!(error_message(&unary), "etcdserver: no leader");
         assert_eq!(error_message(&stream), "etcdserver: no leader");
         assert_eq!(error_message(&Value::Null), "no message");
+    }
+
+    #[test]
+    fn a_member_too_busy_is_passed_over_but_a_client_error_is_an_answer() {
+        use reqwest::StatusCode;
+        for passed in [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::GATEWAY_TIMEOUT,
+        ] {
+            assert!(cannot_serve_now(passed), "{passed}");
+        }
+        for answer in [
+            StatusCode::OK,
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
+        ] {
+            assert!(!cannot_serve_now(answer), "{answer}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! A member that answers but cannot serve is passed over for the next endpoint; a
-//! cluster that lost its majority is refused, never admitted; a watch whose stream
-//! stays open but brings nothing is found out.
+//! A member that answers but cannot serve (or is too busy to) is passed over for the
+//! next endpoint; a cluster that lost its majority is refused, never admitted; a watch
+//! whose stream stays open but brings nothing is found out.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -110,6 +110,41 @@ fn a_member_that_answers_it_cannot_serve_is_passed_over_for_the_next() {
         checked
             .stderr
             .contains("etcd answered 401 Unauthorized: etcdserver: invalid auth token"),
+        "{}",
+        checked.stderr
+    );
+}
+
+/// A member too busy to take more (`etcdserver: too many requests`, 429: its applying
+/// lags its raft log) is passed over like one that cannot serve; when every member
+/// says it, the node refuses, naming it.
+#[test]
+fn a_member_that_answers_too_many_requests_is_passed_over_for_the_next() {
+    let etcd = Etcd::start("busy");
+    let busy = Sick::start("429 Too Many Requests", "etcdserver: too many requests");
+    let dir = TestDir::new("fleet-busy");
+    let endpoints = [busy.endpoint(), etcd.endpoint()];
+    let cfg = config_with(&dir, &endpoints, "/nm/busy", "", "max_concurrent: 1");
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    let port = daemon.port();
+    leased(port, "a");
+    let answer = kill(port);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        busy.asked.load(Ordering::SeqCst) > 0,
+        "the busy member was asked first"
+    );
+    let checked = monkey(&["check-config", "--connect", &cfg]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+
+    // Alone, it is no coordinator: what it said is said.
+    let cfg = config_with(&dir, &[busy.endpoint()], "/nm/busy", "", "");
+    let checked = monkey(&["check-config", "--connect", &cfg]);
+    assert_ne!(checked.code, Some(0), "{}", checked.stdout);
+    assert!(
+        checked
+            .stderr
+            .contains("429 Too Many Requests: etcdserver: too many requests"),
         "{}",
         checked.stderr
     );
