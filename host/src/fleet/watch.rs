@@ -5,12 +5,19 @@
 //! by default (`--experimental-watch-progress-notify-interval`), too seldom to tell.
 //! So every [`CHECK_EVERY`] etcd is asked how many keys there are and how many were
 //! written after the last revision the watch told of (one transaction whose answer is
-//! two numbers, however large the fleet), and the answer compared with what the watch
-//! told: a difference
-//! that stays over two looks while the stream brought no message at all means the
-//! stream is dead; the caller reads the keys again and watches anew, from the next
-//! endpoint. A change is thus seen within about 2 looks (2 s) even then, plus the time
-//! a look takes when the endpoint it tries first no longer answers (1 s each).
+//! two numbers a range, however large the fleet), and the answer compared with what the
+//! watch told (see [`Silence`]): a stream that brought no message at all over
+//! [`QUIET_LOOKS`] whole looks while etcd held changes it had not told, at each look,
+//! is dead; the caller reads the keys again and watches anew, from the next endpoint.
+//! A change is thus seen within about 3 looks (3 s) even then, plus the time a look
+//! takes when the endpoint it tries first no longer answers (1 s each).
+//!
+//! A stream that lags is told from a silent one by what it brings: one whose messages
+//! keep coming, however late, is never restarted. But a stream that starts to lag by L
+//! brings nothing for L while the changes wait, as a dead one would; a lag under
+//! [`QUIET_LOOKS`] looks (a member's pause: a garbage collection, a slow fsync) is
+//! waited out, a longer one is taken for silence: by then the switch's second is long
+//! broken, and a fresh read, from the next endpoint, is the cure.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -65,10 +72,9 @@ pub(super) async fn follow(shared: &Shared, ranges: &[Range], from: i64) -> Resu
     }
 }
 
-/// Returns once the watch missed a change for a whole look (see the module).
+/// Returns once the watch is found silent (see the module).
 async fn silent(shared: &Shared, ranges: &[Range], heard: &AtomicU64) -> String {
-    // The messages heard before the first look that found a difference.
-    let mut suspect: Option<u64> = None;
+    let mut silence = Silence::default();
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         let before = heard.load(Ordering::Relaxed);
@@ -88,25 +94,107 @@ async fn silent(shared: &Shared, ranges: &[Range], heard: &AtomicU64) -> String 
             // Nothing to compare with: no judgement.
             continue;
         };
-        if now == (count, 0) {
-            suspect = None;
-            continue;
+        if silence.look(before, now != (count, 0)) {
+            return format!(
+                "the watch brought nothing for {} while the fleet's keys changed",
+                humantime::format_duration(CHECK_EVERY * QUIET_LOOKS)
+            );
         }
-        match suspect {
-            Some(count) if count == before => {
-                return format!(
-                    "the watch brought nothing for {} while the fleet's keys changed",
-                    humantime::format_duration(CHECK_EVERY)
-                )
+    }
+}
+
+/// How many whole looks a stream may bring nothing while changes wait before it is
+/// taken for dead.
+pub const QUIET_LOOKS: u32 = 2;
+
+/// The looks at a watch so far: since the first of the looks in a row that found it
+/// behind and nothing heard since, the messages heard then and the looks after it.
+#[derive(Debug, Default)]
+struct Silence {
+    since: Option<(u64, u32)>,
+}
+
+impl Silence {
+    /// One look: the messages the stream had brought when it began (`heard`), and
+    /// whether etcd held changes the watch had not told (`behind`). Whether the stream
+    /// is silent: it brought nothing over [`QUIET_LOOKS`] looks, behind at each.
+    fn look(&mut self, heard: u64, behind: bool) -> bool {
+        match &mut self.since {
+            _ if !behind => self.since = None,
+            Some((then, looks)) if *then == heard => {
+                *looks += 1;
+                return *looks >= QUIET_LOOKS;
             }
-            _ => suspect = Some(before),
+            // Behind, but it brought something since: lagging, not silent.
+            _ => self.since = Some((heard, 0)),
         }
+        false
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Looks every `every` (s, from `phase`) at a stream that told each change of a
+    /// change every 0.2 s (from 0) `lag` s late, up to `until`: the time it was found
+    /// silent, if it was.
+    fn judged(lag: f64, every: f64, phase: f64, until: f64) -> Option<f64> {
+        let mut silence = Silence::default();
+        let mut at = phase;
+        while at < until {
+            // The changes made by `at`, and those the stream brought by then.
+            let made = (at / 0.2).floor() as u64 + 1;
+            let heard = if at >= lag {
+                ((at - lag) / 0.2).floor() as u64 + 1
+            } else {
+                0
+            };
+            if silence.look(heard, heard < made) {
+                return Some(at);
+            }
+            at += every;
+        }
+        None
+    }
+
+    #[test]
+    fn a_stream_that_lags_less_than_the_quiet_looks_is_never_taken_for_silent() {
+        // Looks 1 s apart or a little more (a look's read takes time), at every phase.
+        for lag in [0.0, 0.5, 1.0, 1.3, 1.5, 1.9] {
+            for every in [1.0, 1.05, 1.2] {
+                for tenth in 0..10 {
+                    let phase = f64::from(tenth) / 10.0 + 0.01;
+                    assert_eq!(
+                        judged(lag, every, phase, 30.0),
+                        None,
+                        "lag {lag} s, looks every {every} s from {phase} s"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_that_brings_nothing_is_silent_at_the_third_look_behind() {
+        let mut silence = Silence::default();
+        assert!(!silence.look(5, false));
+        assert!(!silence.look(5, true));
+        assert!(!silence.look(5, true));
+        assert!(silence.look(5, true));
+        // A message between two looks starts the count again; a look not behind ends it.
+        let mut silence = Silence::default();
+        assert!(!silence.look(5, true));
+        assert!(!silence.look(5, true));
+        assert!(!silence.look(6, true));
+        assert!(!silence.look(6, true));
+        assert!(!silence.look(6, false));
+        assert!(!silence.look(6, true));
+        assert!(!silence.look(6, true));
+        assert!(silence.look(6, true));
+        // And a stream that never starts to bring the changes is found within 3 looks.
+        assert_eq!(judged(1000.0, 1.0, 0.5, 30.0), Some(2.5));
+    }
 
     #[test]
     fn the_watch_follows_what_an_admission_decides_on_but_the_slots_and_the_members() {

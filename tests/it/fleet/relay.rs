@@ -3,15 +3,18 @@
 //! that daemon alone loses etcd while the others go on. Blackholing it keeps every
 //! connection open and accepts new ones, but forwards nothing more: packets dropped.
 //! Blackholing only the connections open now (a stateful firewall or a NAT that lost
-//! them) leaves a stream open and silent while new connections get through.
+//! them) leaves a stream open and silent while new connections get through. Lagging
+//! the connections open now delays what etcd sends on them, in order, as a slow path
+//! would.
 
 use std::{
     io::{Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
     sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
     },
+    time::{Duration, Instant},
 };
 
 pub struct Relay {
@@ -21,6 +24,8 @@ pub struct Relay {
     open: Arc<Mutex<Vec<TcpStream>>>,
     /// Each connection's own hole.
     holes: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    /// Each connection's own lag (ms) of what etcd sends.
+    lags: Arc<Mutex<Vec<Arc<AtomicU64>>>>,
 }
 
 impl Relay {
@@ -32,8 +37,9 @@ impl Relay {
         let blackholed = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
         let holes = Arc::new(Mutex::new(Vec::new()));
+        let lags = Arc::new(Mutex::new(Vec::new()));
         let (on_thread, streams, hole) = (cut.clone(), open.clone(), blackholed.clone());
-        let each = holes.clone();
+        let (each, each_lag) = (holes.clone(), lags.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if on_thread.load(Ordering::SeqCst) {
@@ -67,7 +73,9 @@ impl Relay {
                 drop(all);
                 let own = Arc::new(AtomicBool::new(false));
                 each.lock().unwrap().push(own.clone());
-                copy_between(client, server, [&hole, &own]);
+                let lag = Arc::new(AtomicU64::new(0));
+                each_lag.lock().unwrap().push(lag.clone());
+                copy_between(client, server, [&hole, &own], &lag);
             }
         });
         Relay {
@@ -76,6 +84,7 @@ impl Relay {
             blackholed,
             open,
             holes,
+            lags,
         }
     }
 
@@ -97,6 +106,19 @@ impl Relay {
         }
     }
 
+    /// How many connections it has relayed.
+    pub fn connections(&self) -> usize {
+        self.lags.lock().unwrap().len()
+    }
+
+    /// Delays by `lag` what etcd sends on the connections open now (in order: what it
+    /// sends later comes later); new ones are relayed at once.
+    pub fn lag_open(&self, lag: Duration) {
+        for each in self.lags.lock().unwrap().iter() {
+            each.store(lag.as_millis() as u64, Ordering::SeqCst);
+        }
+    }
+
     /// Closes every connection through it and its port.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
@@ -115,16 +137,29 @@ impl Drop for Relay {
 }
 
 /// Copies bytes both ways until either side closes; what comes once either hole is set
-/// is dropped.
-fn copy_between(a: TcpStream, b: TcpStream, holes: [&Arc<AtomicBool>; 2]) {
-    for (mut from, mut to) in [
+/// is dropped, and what `b` sends is delayed by `lag` (ms) as it stands when it comes.
+fn copy_between(a: TcpStream, b: TcpStream, holes: [&Arc<AtomicBool>; 2], lag: &Arc<AtomicU64>) {
+    for (i, (mut from, mut to)) in [
         (a.try_clone(), b.try_clone()),
         (b.try_clone(), a.try_clone()),
     ]
     .into_iter()
     .filter_map(|(from, to)| Some((from.ok()?, to.ok()?)))
+    .enumerate()
     {
         let [hole, own] = holes.map(Arc::clone);
+        let lag = (i == 1).then(|| lag.clone());
+        // Each piece is written when due, in the order it came.
+        let (pieces, due) = mpsc::channel::<(Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            for (when, piece) in due {
+                std::thread::sleep(when.saturating_duration_since(Instant::now()));
+                if to.write_all(&piece).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        });
         std::thread::spawn(move || {
             let mut buffer = [0u8; 16 * 1024];
             while let Ok(n) = from.read(&mut buffer) {
@@ -132,11 +167,12 @@ fn copy_between(a: TcpStream, b: TcpStream, holes: [&Arc<AtomicBool>; 2]) {
                     break;
                 }
                 let dropped = hole.load(Ordering::SeqCst) || own.load(Ordering::SeqCst);
-                if !dropped && to.write_all(&buffer[..n]).is_err() {
+                let delay = lag.as_ref().map_or(0, |lag| lag.load(Ordering::SeqCst));
+                let when = Instant::now() + Duration::from_millis(delay);
+                if !dropped && pieces.send((when, buffer[..n].to_vec())).is_err() {
                     break;
                 }
             }
-            let _ = to.shutdown(Shutdown::Write);
         });
     }
 }
