@@ -95,6 +95,9 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
         match shared.gateway.run(&txn).await {
             Ok(answer) if answer.held => {
                 lock(&shared.slots).held.insert(attempt.slot);
+                if attempt.sweep {
+                    *lock(&shared.swept) = Some(std::time::Instant::now());
+                }
                 return Ok(Admission {
                     slot: attempt.slot,
                     lease: format!("{lease:x}"),
@@ -131,6 +134,8 @@ pub(super) fn given_back(shared: &Shared, slot: u32) {
 /// transaction (but what it reads when it fails).
 struct Attempt {
     slot: u32,
+    /// Whether it deletes the admissions past their time (see `history`).
+    sweep: bool,
     at: String,
     txn: Txn,
 }
@@ -182,15 +187,18 @@ fn decide(
         lease,
     )];
     ops.extend(rule_ops);
+    let sweep =
+        lock(&shared.swept).is_none_or(|swept| swept.elapsed() >= super::history::SWEEP_EVERY);
     ops.extend(super::history::ops(
         config,
         &shared.node,
         fault,
-        slot,
-        now.timestamp_millis(),
+        (slot, now.timestamp_millis()),
+        sweep,
     ));
     Ok(Attempt {
         slot,
+        sweep,
         at: holder.at,
         txn: Txn {
             compare,

@@ -61,6 +61,7 @@ impl Etcd {
             tracked: Mutex::default(),
             rule: Mutex::default(),
             slots: Mutex::default(),
+            swept: Mutex::default(),
         });
         let (handle_tx, handle_rx) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel::<()>();

@@ -1,7 +1,8 @@
 //! The fleet's admissions, readable afterwards (`history --fleet`): each admission also
 //! writes `<prefix>/admissions/<ms>-<node>-<slot>` (who got which fault when) in its own
-//! transaction, which also deletes those older than [`keep`]: no lease, no extra round
-//! trip, and never more than that period's admissions kept.
+//! transaction, which also deletes those older than [`keep`] when the node last did so
+//! [`SWEEP_EVERY`] ago or more: no lease, no extra round trip, and never more than that
+//! period's admissions kept (and a minute's).
 
 use std::time::Duration;
 
@@ -36,14 +37,25 @@ pub fn keep(config: &FleetConfig) -> Duration {
         .max(KEEP_AT_LEAST)
 }
 
+/// How often a node's admission also deletes the admissions past [`keep`] (each
+/// deletion costs etcd about a tenth of an admission's work).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Where they are kept: `<prefix>/admissions/`.
 fn dir(config: &FleetConfig) -> String {
     format!("{}/admissions/", config.prefix)
 }
 
 /// The operations that keep an admission of `fault` by `node` in `slot` at `now` (ms
-/// since the epoch), and forget those past [`keep`]. The key sorts by time (16 digits).
-pub(super) fn ops(config: &FleetConfig, node: &str, fault: &str, slot: u32, now: i64) -> [Op; 2] {
+/// since the epoch), and, if `sweep`, forget those past [`keep`]. The key sorts by time
+/// (16 digits).
+pub(super) fn ops(
+    config: &FleetConfig,
+    node: &str,
+    fault: &str,
+    (slot, now): (u32, i64),
+    sweep: bool,
+) -> Vec<Op> {
     let dir = dir(config);
     let at = chrono::DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
@@ -57,12 +69,16 @@ pub(super) fn ops(config: &FleetConfig, node: &str, fault: &str, slot: u32, now:
     };
     let keep = i64::try_from(keep(config).as_millis()).unwrap_or(i64::MAX);
     let oldest = now.saturating_sub(keep).max(0);
-    [
-        Op::Put(
-            format!("{dir}{now:016}-{node}-{slot}"),
-            serde_json::to_vec(&admitted).unwrap_or_default(),
-            0,
-        ),
+    let kept = Op::Put(
+        format!("{dir}{now:016}-{node}-{slot}"),
+        serde_json::to_vec(&admitted).unwrap_or_default(),
+        0,
+    );
+    if !sweep {
+        return vec![kept];
+    }
+    vec![
+        kept,
         Op::DeleteRange(dir.clone(), format!("{dir}{oldest:016}")),
     ]
 }
@@ -159,12 +175,16 @@ mod tests {
         assert_eq!(keep(&config), Duration::from_secs(7 * 24 * 3600));
         let now = 1_000_000_000_000 * 2;
         let [Op::Put(key, value, 0), Op::DeleteRange(from, to)] =
-            ops(&config, "web-1", "pause", 0, now)
+            &ops(&config, "web-1", "pause", (0, now), true)[..]
         else {
             panic!("a put and a delete")
         };
+        assert!(matches!(
+            &ops(&config, "web-1", "pause", (0, now), false)[..],
+            [Op::Put(..)]
+        ));
         assert_eq!(key, "/nm/admissions/0002000000000000-web-1-0");
-        let value: Admitted = serde_json::from_slice(&value).unwrap();
+        let value: Admitted = serde_json::from_slice(value).unwrap();
         assert_eq!(value.at, "2033-05-18T03:33:20.000Z");
         assert_eq!(
             (from.as_str(), to.as_str()),

@@ -36,6 +36,8 @@ pub(super) struct Shared {
     pub(super) rule: Mutex<Leases>,
     /// What this node last read of the slots (see `admission`).
     pub(super) slots: Mutex<super::admission::SlotsSeen>,
+    /// When an admission of this node last deleted the admissions past their time.
+    pub(super) swept: Mutex<Option<Instant>>,
 }
 
 /// What this process holds in etcd, so that a slot held by its lease that no live
