@@ -4,17 +4,17 @@
 //! it reads them again in the same round trip, and the node decides again). The gap and
 //! the budget are keys tied to leases, on etcd's clock (see `rule`). The slots change
 //! with every fault: no node watches them (each change would go to every node), so a
-//! node picks a slot from what it last read of them ([`SlotsSeen`]), and its
+//! node picks a slot from what it last read of them (`SlotsSeen`), and its
 //! transaction, which takes the slot only if it is free, tells it when that was stale.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     gateway::{Compare, Kv, Op, Txn},
     rule::{self, Declined},
-    shared::{switch_of, unreachable, Shared},
+    shared::{switch_of, unreachable, Shared, SlotsSeen},
     Admission, Refused,
 };
 use crate::support::lock::lock;
@@ -28,18 +28,6 @@ pub(super) struct Holder {
     pub node: String,
     pub fault: String,
     pub at: String,
-}
-
-/// What a node last read of the slots: a hint for the next admission's pick (a stale
-/// one only loses a transaction), and when no slot was held at or past the fleet's
-/// limit.
-#[derive(Debug, Default)]
-pub(super) struct SlotsSeen {
-    /// The slots held, as last read (and as this node took and gave back since).
-    held: BTreeSet<u32>,
-    /// The roster's revision and the fleet's limit at which a read found no slot at or
-    /// past the limit (see [`free_slot`]).
-    none_past: Option<(i64, u32)>,
 }
 
 /// One admission: decide on the fleet's keys (as the watch last told them, else read

@@ -35,7 +35,7 @@ pub(super) struct Shared {
     /// The leases the gap's and the budget's keys are tied to (see `rule`).
     pub(super) rule: Mutex<Leases>,
     /// What this node last read of the slots (see `admission`).
-    pub(super) slots: Mutex<super::admission::SlotsSeen>,
+    pub(super) slots: Mutex<SlotsSeen>,
     /// When an admission of this node last deleted the admissions past their time.
     pub(super) swept: Mutex<Option<Instant>>,
 }
@@ -51,6 +51,18 @@ pub(super) struct Tracked {
     /// How many admissions ever started: a look at the slots holds only if none
     /// started or was under way meanwhile.
     pub(super) started: u64,
+}
+
+/// What a node last read of the slots: a hint for the next admission's pick (a stale
+/// one only loses a transaction), and when no slot was held at or past the fleet's
+/// limit.
+#[derive(Debug, Default)]
+pub(super) struct SlotsSeen {
+    /// The slots held, as last read (and as this node took and gave back since).
+    pub(super) held: BTreeSet<u32>,
+    /// The roster's revision and the fleet's limit at which a read found no slot at or
+    /// past the limit (see `admission::free_slot`).
+    pub(super) none_past: Option<(i64, u32)>,
 }
 
 #[derive(Default)]
