@@ -292,7 +292,14 @@ fn render(level: Level, message: &str, fields: Map<String, Value>) -> Option<Str
     }
     let now = Local::now();
     Some(match format {
-        Format::Plain => format!("{} {message}\n", logline::timestamp(&now)),
+        Format::Plain => {
+            let mut line = String::with_capacity(message.len() + 21);
+            logline::push_timestamp(&mut line, &now);
+            line.push(' ');
+            line.push_str(message);
+            line.push('\n');
+            line
+        }
         Format::Json => {
             let mut object = Map::new();
             object.insert("time".into(), json!(now.to_rfc3339()));
@@ -332,10 +339,19 @@ pub fn injection(injection: &Injection) {
     let fault = logline::fault_line(injection);
     let result = logline::result_line(injection);
     match settings().0 {
-        Format::Plain => {
-            emit(Level::Info, &fault, Map::new());
-            emit(Level::Info, &result, Map::new());
+        // Both lines at once: one clock reading, one hand-off to the writer.
+        Format::Plain if Level::Info <= settings().1 => {
+            let now = Local::now();
+            let mut lines = String::with_capacity(fault.len() + result.len() + 42);
+            for line in [&fault, &result] {
+                logline::push_timestamp(&mut lines, &now);
+                lines.push(' ');
+                lines.push_str(line);
+                lines.push('\n');
+            }
+            write(&lines);
         }
+        Format::Plain => {}
         Format::Json => {
             let (intent, outcome) = (&injection.intent, &injection.outcome);
             let mut fields = Map::new();
