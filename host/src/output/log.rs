@@ -334,8 +334,9 @@ pub fn error(message: impl Display) {
 }
 
 /// The lines of an injection: the original's two plain lines, or one JSON object with
-/// the fault's fields.
-pub fn injection(injection: &Injection) {
+/// the fault's fields; `None` below the level set. Rendered where the fault ran (a
+/// blocking thread, not the API's one async thread) and written with [`raw`].
+pub fn injection_text(injection: &Injection) -> Option<String> {
     let fault = logline::fault_line(injection);
     let result = logline::result_line(injection);
     match settings().0 {
@@ -349,9 +350,9 @@ pub fn injection(injection: &Injection) {
                 lines.push_str(line);
                 lines.push('\n');
             }
-            write(&lines);
+            Some(lines)
         }
-        Format::Plain => {}
+        Format::Plain => None,
         Format::Json => {
             let (intent, outcome) = (&injection.intent, &injection.outcome);
             let mut fields = Map::new();
@@ -373,7 +374,7 @@ pub fn injection(injection: &Injection) {
             if let Some(due) = injection.revert_due {
                 fields.insert("revert_due".into(), json!(due.to_rfc3339()));
             }
-            emit(Level::Info, &fault, fields);
+            render(Level::Info, &fault, fields)
         }
     }
 }
