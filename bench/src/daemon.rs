@@ -2,6 +2,7 @@
 //! the kernel says it costs.
 
 use std::{
+    ffi::OsString,
     fs,
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -75,7 +76,37 @@ impl Daemon {
             binary.display(),
             config_path.display()
         );
-        Self::spawn(&mut command, addr, &hint)
+        Self::spawn(&mut command, addr, &hint, Duration::from_secs(10))
+    }
+
+    /// The same as [`Daemon::start`] with no timer, run by `wrapper` (a program and its
+    /// arguments, such as valgrind's), which may take a minute to start it.
+    pub fn start_wrapped(
+        wrapper: &[OsString],
+        binary: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<Daemon> {
+        let Some((program, arguments)) = wrapper.split_first() else {
+            bail!("no program to run the daemon with");
+        };
+        let addr = free_port()?;
+        let config_path: PathBuf = dir.join("bench.ron");
+        fs::create_dir_all(dir)?;
+        fs::write(&config_path, config(addr, dir, false, ""))?;
+        let mut command = Command::new(program);
+        command
+            .args(arguments)
+            .arg(binary)
+            .arg("--config")
+            .arg(&config_path)
+            .env("STATE_DIRECTORY", dir);
+        let hint = format!(
+            "run `{} {} --config {}` to see why",
+            Path::new(program).display(),
+            binary.display(),
+            config_path.display()
+        );
+        Self::spawn(&mut command, addr, &hint, Duration::from_secs(60))
     }
 
     /// Starts the original Nightmare Monkey (the 2017 Go daemon) at `binary`, dry, and
@@ -90,12 +121,17 @@ impl Daemon {
             binary.display(),
             original::arguments(addr.port()).join(" ")
         );
-        Self::spawn(&mut command, addr, &hint)
+        Self::spawn(&mut command, addr, &hint, Duration::from_secs(10))
     }
 
     /// Spawns `command`, output thrown away, and waits until `addr` accepts a
-    /// connection; `hint` says how to see why it did not.
-    fn spawn(command: &mut Command, addr: SocketAddr, hint: &str) -> anyhow::Result<Daemon> {
+    /// connection, at most `limit`; `hint` says how to see why it did not.
+    fn spawn(
+        command: &mut Command,
+        addr: SocketAddr,
+        hint: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Daemon> {
         let start = Instant::now();
         let mut child = command
             .stdin(Stdio::null())
@@ -115,10 +151,13 @@ impl Daemon {
             if let Some(status) = child.try_wait()? {
                 bail!("the daemon exited ({status}) before listening; {hint}");
             }
-            if start.elapsed() > Duration::from_secs(10) {
+            if start.elapsed() > limit {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("the daemon did not listen on {addr} within 10 s; {hint}");
+                bail!(
+                    "the daemon did not listen on {addr} within {} s; {hint}",
+                    limit.as_secs()
+                );
             }
             thread::sleep(Duration::from_micros(100));
         }

@@ -8,6 +8,7 @@ mod args;
 mod daemon;
 mod execute;
 mod fleet;
+mod instructions;
 mod journal;
 mod layout;
 mod load;

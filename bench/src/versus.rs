@@ -11,6 +11,7 @@ use anyhow::Context as _;
 
 use crate::{
     daemon::Daemon,
+    instructions,
     load::{self, Route},
     measure::{self, num},
     procs::Crowd,
@@ -97,6 +98,29 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
             this / that,
             report::times(&measure::Summary::of(paired))
         );
+    }
+    // The work itself, which the machine's noise does not move (see instructions.rs).
+    let counted = [binary, other]
+        .into_iter()
+        .enumerate()
+        .map(|(i, build)| instructions::per_fault(build, &scratch.join(format!("ir{i}"))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match counted[..] {
+        [Some(this), Some(that)] => {
+            let _ = writeln!(
+                table,
+                "| user-space instructions a dry-run fault (callgrind) | {} | {} | {:.2}x | one run each |",
+                num(this),
+                num(that),
+                this / that
+            );
+            eprintln!("  instructions a dry-run fault: this {this:.0}, other {that:.0}");
+        }
+        _ => table.push_str(
+            "
+(Instructions a fault not counted: valgrind is not installed; Debian: apt-get install valgrind.)
+",
+        ),
     }
     // Memory follows the code's layout (see layout.rs): say whether each build's holds.
     for (label, build) in [("this", binary), ("other", other)] {

@@ -88,6 +88,15 @@ pub struct Injector {
     logs_faults: bool,
 }
 
+/// A fault that happened, with what was made of it on the thread that ran it: its log
+/// lines (`None`: not logged here, or below the level set) and what the trigger asked
+/// for ([`Injector::inject_then`]).
+struct Done<T> {
+    injection: Injection,
+    lines: Option<String>,
+    made: T,
+}
+
 /// When the timer fires next, which fault, and whether that instant is in the window
 /// (decided once, by the schedule's `Timer::next`).
 type Next = (DateTime<Utc>, String, bool);
@@ -188,6 +197,19 @@ impl Injector {
     /// original's lines for it, tells the notifiers and schedules the revert of a
     /// reversible fault. Every trigger comes through here.
     pub async fn inject(&self, ask: Ask) -> Result<Injection, InjectError> {
+        self.inject_then(ask, |_| ())
+            .await
+            .map(|(injection, ())| injection)
+    }
+
+    /// [`Injector::inject`], with `then` run on the fault's blocking thread as soon as
+    /// the fault happened, as its log lines are rendered there: work taken off the one
+    /// async thread every request shares (the API renders its answer so).
+    pub async fn inject_then<T: Send + 'static>(
+        &self,
+        ask: Ask,
+        then: impl FnOnce(&Injection) -> T + Send + 'static,
+    ) -> Result<(Injection, T), InjectError> {
         let name = ask.fault.clone();
         let trigger = ask.trigger;
         let mut deadline = tokio::time::Instant::now() + self.deadline;
@@ -231,9 +253,18 @@ impl Injector {
                 // The plugin gets the whole deadline, whatever the probes took.
                 deadline = deadline.max(tokio::time::Instant::now() + self.deadline);
                 let worker = self.engine.clone();
+                let logs = self.logs_faults;
                 let mut call = tokio::task::spawn_blocking(move || {
                     let (_slot, _turn) = (slot, turn);
-                    worker.inject(&ask)
+                    worker.inject(&ask).map(|injection| {
+                        let lines = logs.then(|| log::injection_text(&injection)).flatten();
+                        let made = then(&injection);
+                        Done {
+                            injection,
+                            lines,
+                            made,
+                        }
+                    })
                 });
                 tokio::select! {
                     joined = &mut call => joined.unwrap_or_else(|join| {
@@ -249,33 +280,36 @@ impl Injector {
                 }
             }
         };
-        match &result {
-            Ok(injection) => self.follow_up(injection),
+        match result {
+            Ok(done) => {
+                self.follow_up(&done.injection, done.lines.as_deref());
+                Ok((done.injection, done.made))
+            }
             Err(e) => {
-                if let Some(line) = failure_line(trigger, e).filter(|_| self.logs_faults) {
+                if let Some(line) = failure_line(trigger, &e).filter(|_| self.logs_faults) {
                     log::line(line);
                 }
+                Err(e)
             }
         }
-        result
     }
 
     /// A plugin that answers after its caller gave up still did what it did: it is
     /// logged, told and, if reversible, reverted when due like any other.
-    fn answer_late(
+    fn answer_late<T: Send + 'static>(
         &self,
-        call: tokio::task::JoinHandle<Result<Injection, InjectError>>,
+        call: tokio::task::JoinHandle<Result<Done<T>, InjectError>>,
         trigger: &'static str,
         fault: String,
     ) {
         let door = self.clone();
         tokio::spawn(async move {
-            if let Ok(Ok(injection)) = call.await {
+            if let Ok(Ok(done)) = call.await {
                 log::line(format!(
                     "{trigger}: {fault}: the plugin answered after its deadline ({} ms): the fault happened",
-                    injection.elapsed_ms
+                    done.injection.elapsed_ms
                 ));
-                door.follow_up(&injection);
+                door.follow_up(&done.injection, done.lines.as_deref());
             }
         });
     }
@@ -302,11 +336,12 @@ impl Injector {
         }))
     }
 
-    /// What follows a fault that happened: the original's log lines, the notifiers,
-    /// the revert of a reversible one when due, and its recovery's watch.
-    fn follow_up(&self, injection: &Injection) {
-        if self.logs_faults {
-            log::injection(injection);
+    /// What follows a fault that happened: the original's log lines (`lines`, rendered
+    /// where the fault ran), the notifiers, the revert of a reversible one when due, and
+    /// its recovery's watch.
+    fn follow_up(&self, injection: &Injection, lines: Option<&str>) {
+        if let Some(lines) = lines {
+            log::raw(lines);
         }
         self.notifiers.tell(injection);
         if let Some(due) = injection.revert_due {

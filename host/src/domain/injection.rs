@@ -35,6 +35,7 @@ pub struct Intent {
     /// Unique across runs: `<run start in ms>-<n>`.
     pub id: String,
     /// When it was asked for.
+    #[serde(serialize_with = "crate::support::text::rfc3339")]
     pub at: DateTime<Utc>,
     /// The configured fault.
     pub fault: String,

@@ -88,7 +88,7 @@ impl Engine {
         // An active fault's record is what a restart reverts from: it must be on disk. If
         // it cannot be, the fault is undone now rather than left where nobody could find
         // it after a crash.
-        let recorded = self.record_outcome(&OutcomeRecord::of(&injection), revert_due.is_some());
+        let recorded = self.record_outcome(OutcomeRecord::of(&injection), revert_due.is_some());
         metrics::get().fault(&ask.fault, ask.trigger, &injection.outcome.result);
         // A one-phase fault in effect: its second copy now (a prepared one has it).
         if recorded.is_ok() && revert_due.is_some() && !slot.fault.prepares() {
@@ -180,13 +180,14 @@ impl Engine {
         metrics::get().fault(&ask.fault, ask.trigger, "failed");
         match undo {
             None => {
-                let _ = self.record_outcome(&record, false);
+                let _ = self.record_outcome(record, false);
             }
             Some(state) => {
                 record.revert = Some(state.clone());
-                let _ = self.record_outcome(&record, true);
-                self.activate(&record.id, &ask.fault, state, None, None);
-                self.revert_at_once(&record.id, "apply-failed", self.plugin_timeout);
+                let id = record.id.clone();
+                let _ = self.record_outcome(record, true);
+                self.activate(&id, &ask.fault, state, None, None);
+                self.revert_at_once(&id, "apply-failed", self.plugin_timeout);
             }
         }
     }
@@ -275,7 +276,7 @@ impl Engine {
         if let Err(error) = self.write(&Record::Prepared(record), true) {
             metrics::get().refused(Refusal::Journal);
             let failed = OutcomeRecord::failed(&intent.id, Utc::now(), 0, error.clone());
-            let _ = self.record_outcome(&failed, false);
+            let _ = self.record_outcome(failed, false);
             return Err(InjectError::Journal {
                 path: self.journal_path(),
                 error,
@@ -304,15 +305,15 @@ impl Engine {
         lock(&self.budget).forget(at);
     }
 
-    fn record_outcome(&self, record: &OutcomeRecord, durable: bool) -> Result<(), String> {
-        self.write(&Record::Outcome(record.clone()), durable)
-            .inspect_err(|e| {
-                log::line(format!(
-                    "journal: cannot record the outcome of {} in {}: {e}",
-                    record.id,
-                    self.journal_path()
-                ));
-            })
+    fn record_outcome(&self, record: OutcomeRecord, durable: bool) -> Result<(), String> {
+        let record = Record::Outcome(record);
+        self.write(&record, durable).inspect_err(|e| {
+            log::line(format!(
+                "journal: cannot record the outcome of {} in {}: {e}",
+                record.fault_id().unwrap_or_default(),
+                self.journal_path()
+            ));
+        })
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Answer<'a> {
     /// The seed the fault was given, drawn from its stream.
     pub seed: u64,
     /// When the fault was asked for, in local time.
+    #[serde(serialize_with = "crate::support::text::rfc3339")]
     pub at: DateTime<Local>,
     /// For a reversible fault now active: when it will be reverted.
     #[serde(skip_serializing_if = "Option::is_none")]

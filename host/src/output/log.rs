@@ -292,7 +292,14 @@ fn render(level: Level, message: &str, fields: Map<String, Value>) -> Option<Str
     }
     let now = Local::now();
     Some(match format {
-        Format::Plain => format!("{} {message}\n", logline::timestamp(&now)),
+        Format::Plain => {
+            let mut line = String::with_capacity(message.len() + 21);
+            logline::push_timestamp(&mut line, &now);
+            line.push(' ');
+            line.push_str(message);
+            line.push('\n');
+            line
+        }
         Format::Json => {
             let mut object = Map::new();
             object.insert("time".into(), json!(now.to_rfc3339()));
@@ -327,15 +334,25 @@ pub fn error(message: impl Display) {
 }
 
 /// The lines of an injection: the original's two plain lines, or one JSON object with
-/// the fault's fields.
-pub fn injection(injection: &Injection) {
+/// the fault's fields; `None` below the level set. Rendered where the fault ran (a
+/// blocking thread, not the API's one async thread) and written with [`raw`].
+pub fn injection_text(injection: &Injection) -> Option<String> {
     let fault = logline::fault_line(injection);
     let result = logline::result_line(injection);
     match settings().0 {
-        Format::Plain => {
-            emit(Level::Info, &fault, Map::new());
-            emit(Level::Info, &result, Map::new());
+        // Both lines at once: one clock reading, one hand-off to the writer.
+        Format::Plain if Level::Info <= settings().1 => {
+            let now = Local::now();
+            let mut lines = String::with_capacity(fault.len() + result.len() + 42);
+            for line in [&fault, &result] {
+                logline::push_timestamp(&mut lines, &now);
+                lines.push(' ');
+                lines.push_str(line);
+                lines.push('\n');
+            }
+            Some(lines)
         }
+        Format::Plain => None,
         Format::Json => {
             let (intent, outcome) = (&injection.intent, &injection.outcome);
             let mut fields = Map::new();
@@ -357,7 +374,7 @@ pub fn injection(injection: &Injection) {
             if let Some(due) = injection.revert_due {
                 fields.insert("revert_due".into(), json!(due.to_rfc3339()));
             }
-            emit(Level::Info, &fault, fields);
+            render(Level::Info, &fault, fields)
         }
     }
 }

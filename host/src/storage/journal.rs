@@ -120,6 +120,7 @@ pub(crate) struct OutcomeRecord {
     /// The intent's id.
     pub id: String,
     /// When the plugin answered.
+    #[serde(serialize_with = "crate::support::text::rfc3339")]
     pub at: DateTime<Utc>,
     /// How long the plugin took.
     pub elapsed_ms: u64,

@@ -71,7 +71,11 @@ pub(crate) fn each_line_from(
         if complete {
             end += line.len() as u64;
         }
-        let text = String::from_utf8_lossy(&line);
+        // Lines the monkey wrote are UTF-8: checked the quick way first.
+        let text = match std::str::from_utf8(&line) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&line),
+        };
         if text.trim().is_empty() {
             continue;
         }

@@ -27,7 +27,7 @@ use warp::{
 
 use crate::{
     dispatch::Injector,
-    domain::injection::Ask,
+    domain::injection::{Ask, Injection},
     output::{
         answer::Answer,
         log,
@@ -216,8 +216,18 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
         trigger: "http",
         requested_by: Some(caller.0),
     };
-    match api.injector.inject(ask).await {
-        Ok(injection) => warp::reply::json(&Answer::of(&injection)).into_response(),
+    // The answer's JSON is written where the fault ran, off the one async thread.
+    let answer = |injection: &Injection| serde_json::to_vec(&Answer::of(injection));
+    match api.injector.inject_then(ask, answer).await {
+        Ok((_, Ok(body))) => {
+            let mut answer = Response::new(body.into());
+            answer.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            answer
+        }
+        Ok((injection, Err(_))) => warp::reply::json(&Answer::of(&injection)).into_response(),
         Err(e) => {
             let refusal = Refusal::of(&e);
             let status =
