@@ -31,7 +31,7 @@ use crate::{
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
-    one_malloc_arena();
+    few_malloc_arenas();
     stop::install()?;
     log::start_writer();
     log::init(args.log_format.unwrap_or_default());
@@ -49,7 +49,7 @@ pub fn run_config(
     config: Config,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
-    one_malloc_arena();
+    few_malloc_arenas();
     stop::install()?;
     log::start_writer();
     run_with(config, ended, None)
@@ -184,20 +184,24 @@ fn adopt_orphans() {
     }
 }
 
-/// One `malloc` arena for the whole daemon. glibc gives each thread that allocates an
-/// arena of its own (up to eight a core) and keeps what is freed in it: the API's
-/// blocking threads, the log writer and the checkpoint each held some hundred KiB after
-/// a burst, though they allocate little and seldom at once. Measured under `wrk -c4`:
-/// 150 to 550 KiB less resident after 10,000 requests, the same rate. Set by glibc's own
+/// Two `malloc` arenas for the whole daemon, not glibc's eight a core. glibc gives each
+/// thread that allocates an arena of its own (up to eight a core) and keeps what is
+/// freed in it: the API's blocking threads, the log writer and the checkpoint each held
+/// some hundred KiB after a burst, though they allocate little and seldom at once. One
+/// arena (what this was until 2026-12-06) made every thread wait for every other's
+/// `malloc`: under `wrk -c4` a fifth of the daemon's context switches were waits for
+/// that lock, the API's own thread among them. Two: 3 to 4 `futex` calls a dry-run
+/// fault instead of 6 to 7, ~15% more faults a second, some 200 KiB more resident
+/// after the load (ARCHITECTURE.md, what a dry-run fault costs). Set by glibc's own
 /// `MALLOC_ARENA_MAX` when the environment gives it.
-fn one_malloc_arena() {
+fn few_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         #[allow(unsafe_code)]
         // SAFETY: mallopt sets a tunable of glibc's allocator, under the allocator's own
         // lock; it takes no pointer and changes no memory the program holds.
         unsafe {
-            nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+            nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
         }
     }
 }
