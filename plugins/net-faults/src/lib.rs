@@ -44,6 +44,7 @@ mod packets;
 pub mod proxy;
 mod qdisc;
 mod rules;
+mod sockdiag;
 #[cfg(test)]
 mod testns;
 

@@ -167,13 +167,17 @@ impl PacketFault {
     }
 
     /// The daemon's own sockets, when they are spared: with its API, in its own network
-    /// namespace.
-    fn own(&self, netns: Option<&Target>) -> own::Own {
-        if self.spare_api && netns.is_none() {
-            own::read()
-        } else {
-            own::Own::default()
+    /// namespace. Not found, the fault is refused: it would not spare them.
+    fn own(&self, netns: Option<&Target>) -> Result<own::Own, PluginError> {
+        if !self.spare_api || netns.is_some() {
+            return Ok(own::Own::default());
         }
+        own::read().map_err(|e| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("{e}: the API cannot be spared (spare_api: false goes without)"),
+            )
+        })
     }
 
     /// The TCP ports left alone: SSH and the daemon's listeners (`own`), unless told
@@ -277,7 +281,7 @@ impl PacketFault {
     /// Draws the chains' id and writes the script; changes nothing.
     pub fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
         let netns = self.namespace()?;
-        let own = self.own(netns.as_ref());
+        let own = self.own(netns.as_ref())?;
         let spared = self.spared(&own);
         if self.filter.only_spared(&spared) {
             return Err(PluginError::new(
