@@ -18,7 +18,10 @@
 //! numbers and addresses); the script the dry run shows and the journal keeps is the
 //! same rules' text (`rules`), which a test holds equal to what is installed.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::{
+    os::fd::{AsFd, OwnedFd},
+    sync::Mutex,
+};
 
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
 
@@ -245,10 +248,16 @@ impl Socket {
         let Some(fd) = &self.0 else {
             return Err(failed("the netlink socket is closed".to_owned()));
         };
+        let mut buf = vec![0u8; 64 * 1024];
+        // A kept socket may hold what an exchange that failed midway left: not ours.
+        while let Ok((n, _)) = recv(fd.as_fd(), &mut buf[..], RecvFlags::DONTWAIT) {
+            if n == 0 {
+                break;
+            }
+        }
         send(fd.as_fd(), &messages.buf, SendFlags::empty())
             .map_err(|e| failed(format!("cannot talk to nftables over netlink: {e}")))?;
         let mut heard = Heard::default();
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
             match recv(fd.as_fd(), &mut buf[..], RecvFlags::DONTWAIT) {
                 Ok((0, _)) => break,
@@ -273,6 +282,41 @@ impl Drop for Socket {
                 .spawn(move || drop(fd));
         }
     }
+}
+
+/// Which socket a transaction goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The one kept open for the daemon's own network namespace. Closing a socket that
+    /// deleted rules makes the kernel finish freeing them (an RCU grace period, 20 ms
+    /// and more on a busy host) while it holds nf_tables' commit lock, so the next
+    /// transaction, the next fault's apply, waited for it; a socket never closed leaves
+    /// the freeing to the kernel's worker, and nobody waits.
+    Kept,
+    /// One of its own, in the namespace this thread entered (a scoped fault's), closed
+    /// after on a thread of its own: kept, it would keep that namespace alive.
+    Fresh,
+}
+
+/// The socket of the daemon's own namespace, once opened.
+static KEPT: Mutex<Option<Socket>> = Mutex::new(None);
+
+/// Runs `work` with a socket `via`.
+fn through<R>(
+    via: Via,
+    work: impl FnOnce(&Socket) -> Result<R, PluginError>,
+) -> Result<R, PluginError> {
+    if via == Via::Fresh {
+        return work(&Socket::open()?);
+    }
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    let socket = match kept.take() {
+        Some(socket) => socket,
+        None => Socket::open()?,
+    };
+    let done = work(&socket);
+    *kept = Some(socket);
+    done
 }
 
 fn failed(message: String) -> PluginError {
@@ -302,9 +346,16 @@ fn first_error(answers: &[(u32, i32)]) -> Option<i32> {
 /// deleted with `NLM_F_NONREC`, which the kernel refuses while anything is in it: a
 /// chain another process added since the listing stays, and nothing but ours is ever
 /// touched. Returns the chains that were there.
-pub fn remove(table: &str, chains: &[String]) -> Result<Vec<String>, PluginError> {
+pub fn remove(table: &str, chains: &[String], via: Via) -> Result<Vec<String>, PluginError> {
+    through(via, |socket| remove_through(socket, table, chains))
+}
+
+fn remove_through(
+    socket: &Socket,
+    table: &str,
+    chains: &[String],
+) -> Result<Vec<String>, PluginError> {
     let name = table.split_once(' ').map_or(table, |(_, name)| name);
-    let socket = Socket::open()?;
     // What is in our table (one dump, filtered by table where the kernel can).
     let mut ask = Messages::new();
     let dump = NLM_F_REQUEST | NLM_F_DUMP;
@@ -378,7 +429,7 @@ pub fn remove(table: &str, chains: &[String]) -> Result<Vec<String>, PluginError
 /// missing, each chain created (a name in use refuses the whole batch), then its rules,
 /// each after the anonymous sets it looks up. All of it applies or none. An error names
 /// the script's line it came from.
-pub fn apply(table: &str, chains: &[Chain]) -> Result<(), PluginError> {
+pub fn apply(table: &str, chains: &[Chain], via: Via) -> Result<(), PluginError> {
     let name = table.split_once(' ').map_or(table, |(_, name)| name);
     let mut batch = Messages::new();
     // Each message's sequence number and the line of the script it is.
@@ -412,7 +463,7 @@ pub fn apply(table: &str, chains: &[Chain]) -> Result<(), PluginError> {
     }
     batch.end();
     let last = batch.seq - 1;
-    let heard = Socket::open()?.exchange(&batch)?;
+    let heard = through(via, |socket| socket.exchange(&batch))?;
     if let Some(&(seq, e)) = heard.acks.iter().find(|a| a.1 != 0) {
         let line = lines.iter().find(|l| l.0 == seq).map(|l| l.1.as_str());
         let line = line.unwrap_or("apply our rules");
@@ -431,117 +482,4 @@ pub fn apply(table: &str, chains: &[Chain]) -> Result<(), PluginError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testns;
-
-    fn nft(script: &str) -> String {
-        testns::nft(&["-f", "-"], script)
-    }
-
-    /// A real kernel, in a user and network namespace of the test's own: a revert
-    /// removes exactly its chains, the table only once nothing else is in it, never
-    /// another table; again, and with everything gone, it still succeeds.
-    #[test]
-    fn a_revert_removes_its_chains_and_only_an_empty_table() {
-        if !testns::inside("nfnetlink::tests::a_revert_removes_its_chains_and_only_an_empty_table")
-        {
-            return;
-        }
-        let (a, b) = ("loss_00000000000000aa_in", "loss_00000000000000bb_out");
-        nft(&format!(
-            "add table inet host\nadd chain inet host keep {{ type filter hook input priority 0; }}\n\
-             add table {t}\n\
-             add chain {t} {a} {{ type filter hook input priority -150; }}\n\
-             add rule {t} {a} udp dport 9 drop\n\
-             add chain {t} {b} {{ type filter hook output priority -150; }}\n\
-             add rule {t} {b} udp dport 9 drop\n",
-            t = crate::nft::TABLE
-        ));
-        let listing = || nft("list ruleset\n");
-        assert_eq!(
-            remove(crate::nft::TABLE, &[a.to_owned()]).unwrap(),
-            vec![a.to_owned()]
-        );
-        let after = listing();
-        assert!(!after.contains(a) && after.contains(b), "{after}");
-        assert!(
-            after.contains("table inet host") && after.contains("chain keep"),
-            "{after}"
-        );
-        assert_eq!(
-            remove(crate::nft::TABLE, &[b.to_owned()]).unwrap(),
-            vec![b.to_owned()]
-        );
-        let after = listing();
-        assert!(
-            !after.contains("nightmare_monkey"),
-            "the empty table goes: {after}"
-        );
-        assert!(after.contains("chain keep"), "{after}");
-        // Again (a revert after a crash that had done it): nothing there, no error.
-        assert!(remove(crate::nft::TABLE, &[b.to_owned()])
-            .unwrap()
-            .is_empty());
-        assert!(listing().contains("chain keep"));
-    }
-
-    #[test]
-    fn a_message_is_laid_out_as_netlink_wants() {
-        let mut m = Messages::new();
-        let seq = m.nft(NFT_MSG_DELTABLE, NLM_F_NONREC, &[(ATTR_TABLE, "nm")]);
-        assert_eq!(seq, 1);
-        // 16 header + 4 nfgenmsg + 4 attribute header + "nm\0" padded to 4.
-        assert_eq!(m.buf.len(), 28);
-        assert_eq!(u32::from_ne_bytes(m.buf[0..4].try_into().unwrap()), 28);
-        assert_eq!(u16::from_ne_bytes([m.buf[4], m.buf[5]]), 0x0a02);
-        assert_eq!(u16::from_ne_bytes([m.buf[6], m.buf[7]]), 0x105);
-        assert_eq!(&m.buf[16..20], &[NFPROTO_INET, 0, 0, 0]);
-        assert_eq!(
-            u16::from_ne_bytes([m.buf[20], m.buf[21]]),
-            7,
-            "unpadded length"
-        );
-        assert_eq!(&m.buf[24..28], b"nm\0\0");
-        m.begin();
-        assert_eq!(
-            &m.buf[28 + 16..28 + 20],
-            &[0, 0, 0, 10],
-            "res_id: nf_tables"
-        );
-    }
-
-    #[test]
-    fn answers_are_read_as_sequence_and_errno() {
-        // An NLMSG_ERROR answering sequence 7 with -EBUSY (16), the request's header echoed.
-        let mut buf = Vec::new();
-        buf.extend_from_slice(&36u32.to_ne_bytes());
-        buf.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-        buf.extend_from_slice(&[0; 10]);
-        buf.extend_from_slice(&(-16i32).to_ne_bytes());
-        buf.extend_from_slice(&20u32.to_ne_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend_from_slice(&7u32.to_ne_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        let mut heard = Heard::default();
-        hear(&buf, &mut heard);
-        assert_eq!(heard.acks, vec![(7, 16)]);
-        // A truncated one is left alone.
-        hear(&buf[..30], &mut heard);
-        assert_eq!(heard.acks.len(), 1);
-        // A chain of a dump: its table and name; then the end of the dump.
-        let mut m = Messages::new();
-        let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN;
-        m.push(
-            kind,
-            0,
-            NFPROTO_INET,
-            0,
-            &[(ATTR_TABLE, "nm"), (ATTR_CHAIN_NAME, "c")],
-        );
-        m.push(NLMSG_DONE, 0, 0, 0, &[]);
-        hear(&m.buf, &mut heard);
-        assert_eq!(heard.chains, vec![("nm".to_owned(), "c".to_owned())]);
-        assert!(heard.done);
-    }
-}
+mod tests;

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
 
+pub use crate::nfnetlink::Via;
 use crate::rules::Chain;
 
 /// Our table: every rule of every network fault lives in it, and nothing else does.
@@ -64,16 +65,16 @@ pub fn failure(stderr: &[u8], missing: &str) -> (ErrorKind, String) {
 
 /// Installs `chains` in our table as one transaction (all of it or nothing), spoken
 /// over netlink (`nfnetlink`).
-pub fn apply(chains: &[Chain]) -> Result<(), PluginError> {
+pub fn apply(chains: &[Chain], via: Via) -> Result<(), PluginError> {
     let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    crate::nfnetlink::apply(TABLE, chains)
+    crate::nfnetlink::apply(TABLE, chains, via)
 }
 
 /// Removes `chains` (those that are gone already are no error), with the table if no
 /// other chain is in it, in one transaction spoken over netlink (`nfnetlink`: a run of
 /// `nft` would wait out the kernel's reclaim, see there). Returns the chains that were
 /// there.
-pub fn remove(chains: &[String]) -> Result<Vec<String>, PluginError> {
+pub fn remove(chains: &[String], via: Via) -> Result<Vec<String>, PluginError> {
     let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    crate::nfnetlink::remove(TABLE, chains)
+    crate::nfnetlink::remove(TABLE, chains, via)
 }

@@ -355,7 +355,8 @@ impl PacketFault {
             ));
         }
         let namespace = netns::open_to_apply(state.netns.as_ref())?;
-        netns::within(namespace.as_ref(), || nft::apply(&chains))?;
+        let via = via(namespace.as_ref());
+        netns::within(namespace.as_ref(), || nft::apply(&chains, via))?;
         let netns = state.netns.as_ref();
         Ok(Outcome {
             action: self.action.verb().to_owned(),
@@ -458,7 +459,8 @@ pub fn revert(state: &serde_json::Value) -> Result<Outcome, PluginError> {
             }
         },
     };
-    let removed = netns::within(namespace.as_ref(), || nft::remove(&state.chains))?;
+    let via = via(namespace.as_ref());
+    let removed = netns::within(namespace.as_ref(), || nft::remove(&state.chains, via))?;
     let summary = if removed.is_empty() {
         format!(
             "nothing to remove: chains {} are not in table {}",
@@ -478,6 +480,15 @@ pub fn revert(state: &serde_json::Value) -> Result<Outcome, PluginError> {
         summary,
         ..Outcome::default()
     })
+}
+
+/// The socket to speak to nf_tables through: the daemon's kept one in its own namespace,
+/// one of its own in a scoped fault's.
+fn via(namespace: Option<&std::fs::File>) -> nft::Via {
+    match namespace {
+        None => nft::Via::Kept,
+        Some(_) => nft::Via::Fresh,
+    }
 }
 
 /// `loss_0123456789abcdef_in` and the like: the names [`PacketFault::script`] gives.

@@ -276,7 +276,7 @@ fn the_rules_installed_read_back_as_the_script_the_dry_run_prints() {
         crate::testns::nft(&["-f", "-"], &script);
         let by_nft = listing();
         crate::testns::nft(&["delete", "table", "inet", "nightmare_monkey"], "");
-        nft::apply(&chains).unwrap();
+        nft::apply(&chains, nft::Via::Kept).unwrap();
         let ours = listing();
         assert_eq!(ours, by_nft, "{text}:\n{script}");
         let rules = ours["nftables"].as_array().unwrap().iter();
@@ -287,7 +287,7 @@ fn the_rules_installed_read_back_as_the_script_the_dry_run_prints() {
             "{script}"
         );
         let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
-        assert_eq!(nft::remove(&names).unwrap(), names);
+        assert_eq!(nft::remove(&names, nft::Via::Kept).unwrap(), names);
         let left = crate::testns::nft(&["list", "ruleset"], "");
         assert!(!left.contains("nightmare_monkey"), "{left}");
     }
