@@ -351,7 +351,7 @@ impl PacketFault {
         let chains = self.chains(id, &state.spared, &state.peers);
         if rules::script(nft::TABLE, &chains) != script {
             return Err(failed(
-                "the prepared script is not this fault's rules (a journal edited?): nothing applied",
+                "the prepared script is not what this fault's configuration makes now (changed since it was prepared?): nothing applied",
             ));
         }
         let namespace = netns::open_to_apply(state.netns.as_ref())?;

@@ -118,6 +118,31 @@ fn a_dry_run_says_the_script_and_changes_nothing() {
     assert!(hit.prepare(&Request::default()).is_ok());
 }
 
+/// The apply makes the rules again and sends nothing unless they read as the
+/// journaled script: another configuration's state, or one without its id, is refused.
+#[test]
+fn an_apply_refuses_a_state_whose_script_is_not_its_rules() {
+    let request = Request {
+        seed: 5,
+        ..Request::default()
+    };
+    let thirty = fault(Action::Loss(0), r#"(percent: 30, ports: [9999])"#).unwrap();
+    let forty = fault(Action::Loss(0), r#"(percent: 40, ports: [9999])"#).unwrap();
+    let state = thirty.prepare(&request).unwrap().revert.unwrap();
+    let e = forty.apply(&state).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Failed);
+    assert_eq!(
+        e.message,
+        "the prepared script is not what this fault's configuration makes now (changed since it was prepared?): nothing applied"
+    );
+    let mut no_id = state.clone();
+    no_id.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        thirty.apply(&no_id).unwrap_err().message,
+        "the prepared state has no id for its chains"
+    );
+}
+
 /// A scope that names the daemon's own namespace is the daemon's (its API spared);
 /// one that names no process is refused.
 #[test]
