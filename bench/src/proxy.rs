@@ -1,7 +1,7 @@
 //! The network faults' costs (issue 26): the fault proxy without a toxic against a
 //! direct loopback connection (bulk throughput, and the round trip of one byte), and the
-//! time to apply and to revert a `net-loss` rule with `nft` (in-process, as the daemon
-//! calls it). Runs inside the harness's network namespace: its loopback and its nftables
+//! time to apply and to revert a `net-loss` rule (in-process, as the daemon calls it:
+//! both speak netlink to nf_tables). Runs inside the harness's network namespace: its loopback and its nftables
 //! are the harness's own.
 
 use std::{
@@ -42,11 +42,13 @@ pub struct Figures {
     /// See `rtt_direct`.
     pub rtt_proxied: (f64, f64),
     /// Applying a net-loss rule (prepare and apply) 100 ms after the last revert, ms;
-    /// `None` without nft.
+    /// `None` without nf_tables.
     pub apply_ms: Option<Summary>,
-    /// The same right after a revert (the `nft` run then waits for the kernel to free
-    /// what the revert deleted, as it exits).
+    /// The same right after a revert (when the kernel may still be freeing what the
+    /// revert deleted).
     pub apply_after_ms: Option<Summary>,
+    /// The apply alone (the netlink batch), every application, ms.
+    pub batch_ms: Option<Summary>,
     /// Of which the prepare (the script written, the daemon's ports found), ms.
     pub prepare_ms: Option<Summary>,
     /// Reverting it, ms.
@@ -215,9 +217,9 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
     let (direct_mbs, proxied_mbs) = (Summary::of(direct), Summary::of(proxied));
     eprintln!("done");
     eprint!("proxy: applying and reverting a net-loss rule... ");
-    let (prepare_ms, apply_ms, apply_after_ms, revert_ms, rules_error) = match rules() {
-        Ok([p, a, after, r]) => (Some(p), Some(a), Some(after), Some(r), None),
-        Err(e) => (None, None, None, None, Some(format!("{e:#}"))),
+    let (prepare_ms, apply_ms, apply_after_ms, revert_ms, batch_ms, rules_error) = match rules() {
+        Ok([p, a, after, r, b]) => (Some(p), Some(a), Some(after), Some(r), Some(b), None),
+        Err(e) => (None, None, None, None, None, Some(format!("{e:#}"))),
     };
     eprintln!("done");
     Ok(Figures {
@@ -228,6 +230,7 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
         rtt_proxied: p(&mut rtt_proxied),
         apply_ms,
         apply_after_ms,
+        batch_ms,
         prepare_ms,
         revert_ms,
         rules_error,
@@ -236,15 +239,15 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
 
 /// [`RULES`] times: a net-loss rule prepared and applied, then reverted, each timed;
 /// every other application 100 ms after the last revert, the others right after it.
-/// The prepare, the spaced applications, the others, the reverts.
-fn rules() -> anyhow::Result<[Summary; 4]> {
+/// The prepare, the spaced applications, the others, the reverts, the applies alone.
+fn rules() -> anyhow::Result<[Summary; 5]> {
     let config = sdk::parse_config::<net_faults::Config>(
         r#"(percent: 10, protocol: "udp", ports: [9999], duration: "10m")"#,
     )
     .map_err(|e| anyhow::anyhow!(e.message))?;
     let fault = net_faults::NetLoss::new(config).map_err(|e| anyhow::anyhow!(e.message))?;
-    let (mut prepare, mut apply, mut after, mut revert) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut prepare, mut apply, mut after, mut revert, mut batch) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for seed in 0..RULES as u64 {
         let request = Request {
             seed,
@@ -263,9 +266,11 @@ fn rules() -> anyhow::Result<[Summary; 4]> {
         let state = prepared
             .revert
             .context("net-loss prepared no revert state")?;
+        let applying = Instant::now();
         fault
             .apply(&request, &state)
             .map_err(|e| anyhow::anyhow!("apply: {}", e.message))?;
+        batch.push(applying.elapsed());
         if spaced {
             apply.push(start.elapsed());
         } else {
@@ -282,6 +287,7 @@ fn rules() -> anyhow::Result<[Summary; 4]> {
         Summary::of_ms(apply),
         Summary::of_ms(after),
         Summary::of_ms(revert),
+        Summary::of_ms(batch),
     ])
 }
 
@@ -314,10 +320,11 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
     );
     match (&f.apply_ms, &f.apply_after_ms, &f.revert_ms, &f.rules_error) {
         (Some(a), Some(after), Some(r), _) => out.push_str(&format!(
-            "\n`net-loss`, {RULES} times, ms, median (quartiles): apply (prepare + `nft -f -`) {} ({}-{}; the prepare {}), revert (over netlink) {} ({}-{}); target <= 20 ms each. \\\n\
-             Half of the applications come 100 ms after the last revert, as above; the other half right after it: {} ({}-{}), as the `nft` run then waits, when it exits, for the kernel to free what the revert deleted (an RCU grace period).\n",
+            "\n`net-loss`, {RULES} times, ms, median (quartiles): apply (prepare + the netlink batch) {} ({}-{}; the prepare {}, the batch {}), revert (over netlink) {} ({}-{}); target <= 20 ms each. \\\n\
+             Half of the applications come 100 ms after the last revert, as above; the other half right after it: {} ({}-{}).\n",
             num(a.median), num(a.p25), num(a.p75),
             f.prepare_ms.map_or("?".to_owned(), |p| num(p.median)),
+            f.batch_ms.map_or("?".to_owned(), |b| num(b.median)),
             num(r.median), num(r.p25), num(r.p75),
             num(after.median), num(after.p25), num(after.p75),
         )),

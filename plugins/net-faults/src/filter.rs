@@ -1,10 +1,12 @@
 //! What a packet fault matches: its configuration as written, checked into a [`Filter`]
-//! that cannot match nothing, and rendered as nftables match expressions.
+//! that cannot match nothing, and turned into the matches of nftables rules.
 
 use std::net::IpAddr;
 
 use nightmare_monkey_plugin_api::sdk::{self, ErrorKind, PluginError};
 use serde::Deserialize;
+
+use crate::rules::{self, End, Match};
 
 /// A packet fault's configuration, as written in RON (every fault of this crate reads
 /// the same fields and refuses those that are not its own).
@@ -101,10 +103,11 @@ impl Hook {
         }
     }
 
-    fn peer(self) -> &'static str {
+    /// Where the peer's address is: the source of what comes in.
+    fn peer(self) -> End {
         match self {
-            Hook::Input => "saddr",
-            Hook::Output => "daddr",
+            Hook::Input => End::Source,
+            Hook::Output => End::Destination,
         }
     }
 }
@@ -165,7 +168,32 @@ impl Cidr {
         Ok(Cidr { addr, len })
     }
 
-    fn render(&self) -> String {
+    /// One address alone (`/32`, `/128`).
+    pub fn host(addr: IpAddr) -> Cidr {
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        Cidr { addr, len }
+    }
+
+    /// Whether it is an IPv4 network.
+    pub fn is_v4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    /// Its prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.len
+    }
+
+    /// Its address's bytes, in network order (4 or 16).
+    pub fn bytes(&self) -> Vec<u8> {
+        match self.addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        }
+    }
+
+    /// As nft writes it: `10.0.0.0/8`, `::1`.
+    pub fn render(&self) -> String {
         let max = if self.addr.is_ipv4() { 32 } else { 128 };
         if self.len == max {
             self.addr.to_string()
@@ -275,52 +303,43 @@ impl Filter {
                 .all(|&(lo, hi)| (lo..=hi).all(|p| spared.contains(&p)))
     }
 
-    /// The match expressions of the rules for `hook`, one rule each (nftables has no
-    /// "or" inside a rule: both port ends, and each address family, are rules of their
-    /// own). `protocol` overrides the filter's (a reject answers TCP apart).
-    pub fn matches(&self, hook: Hook, protocol: Protocol) -> Vec<String> {
+    /// The matches of the rules for `hook`, one rule each (nftables has no "or" inside
+    /// a rule: both port ends, and each address family, are rules of their own).
+    /// `protocol` overrides the filter's (a reject answers TCP apart).
+    pub fn matches(&self, hook: Hook, protocol: Protocol) -> Vec<Vec<Match>> {
         let proto = match (protocol, self.ports.is_empty()) {
-            (Protocol::Tcp, _) => "meta l4proto tcp",
-            (Protocol::Udp, _) => "meta l4proto udp",
-            (Protocol::Icmp, _) => "meta l4proto { icmp, ipv6-icmp }",
-            (Protocol::Any, true) => "",
-            (Protocol::Any, false) => "meta l4proto { tcp, udp }",
+            (Protocol::Tcp, _) => Some(vec![rules::TCP]),
+            (Protocol::Udp, _) => Some(vec![rules::UDP]),
+            (Protocol::Icmp, _) => Some(vec![rules::ICMP, rules::ICMPV6]),
+            (Protocol::Any, true) => None,
+            (Protocol::Any, false) => Some(vec![rules::TCP, rules::UDP]),
         };
-        let ports: Vec<String> = if self.ports.is_empty() {
-            vec![String::new()]
+        let ports: Vec<Option<Match>> = if self.ports.is_empty() {
+            vec![None]
         } else {
-            let set = set(self.ports.iter().map(|&(lo, hi)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}-{hi}")
-                }
-            }));
-            vec![format!("th dport {set}"), format!("th sport {set}")]
+            [End::Destination, End::Source]
+                .into_iter()
+                .map(|end| Some(Match::Port(end, self.ports.clone())))
+                .collect()
         };
         let mut peers = Vec::new();
-        if !self.peers4.is_empty() {
-            let set = set(self.peers4.iter().map(Cidr::render));
-            peers.push(format!("ip {} {set}", hook.peer()));
-        }
-        if !self.peers6.is_empty() {
-            let set = set(self.peers6.iter().map(Cidr::render));
-            peers.push(format!("ip6 {} {set}", hook.peer()));
+        for family in [&self.peers4, &self.peers6] {
+            if !family.is_empty() {
+                peers.push(Some(Match::Peer(hook.peer(), family.clone())));
+            }
         }
         if peers.is_empty() {
-            peers.push(String::new());
+            peers.push(None);
         }
         let mut rules = Vec::new();
         for peer in &peers {
             for port in &ports {
-                let parts = [peer.as_str(), proto, port.as_str()];
+                let proto = proto.clone().map(Match::L4proto);
                 rules.push(
-                    parts
-                        .iter()
-                        .filter(|p| !p.is_empty())
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    [peer.clone(), proto, port.clone()]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
                 );
             }
         }
@@ -337,17 +356,7 @@ impl Filter {
         };
         let mut text = format!("{}{proto} packets", self.direction.word());
         if !self.ports.is_empty() {
-            let ports: Vec<String> = self
-                .ports
-                .iter()
-                .map(|&(lo, hi)| {
-                    if lo == hi {
-                        lo.to_string()
-                    } else {
-                        format!("{lo}-{hi}")
-                    }
-                })
-                .collect();
+            let ports: Vec<String> = self.ports.iter().map(rules::port_range).collect();
             text.push_str(&format!(" on ports {}", ports.join(",")));
         }
         let peers: Vec<String> = self
@@ -360,16 +369,6 @@ impl Filter {
             text.push_str(&format!(" with {}", peers.join(",")));
         }
         text
-    }
-}
-
-/// One element alone, or `{ a, b }`.
-fn set(items: impl Iterator<Item = String>) -> String {
-    let items: Vec<String> = items.collect();
-    if items.len() == 1 {
-        items[0].clone()
-    } else {
-        format!("{{ {} }}", items.join(", "))
     }
 }
 
@@ -404,11 +403,19 @@ mod tests {
             .map_err(|e| e.message)
     }
 
+    /// The matches of each rule as nft writes them.
+    fn texts(rules: Vec<Vec<Match>>) -> Vec<String> {
+        rules
+            .iter()
+            .map(|r| r.iter().map(Match::text).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
     #[test]
     fn every_field_renders_as_nft_matches() {
         let f = filter(r#"(direction: "in", protocol: "udp", ports: [53, "8000-8100"], peers: ["10.0.0.0/8", "::1", "192.168.1.7"])"#).unwrap();
         assert_eq!(
-            f.matches(Hook::Input, f.protocol),
+            texts(f.matches(Hook::Input, f.protocol)),
             [
                 "ip saddr { 10.0.0.0/8, 192.168.1.7 } meta l4proto udp th dport { 53, 8000-8100 }",
                 "ip saddr { 10.0.0.0/8, 192.168.1.7 } meta l4proto udp th sport { 53, 8000-8100 }",
@@ -421,11 +428,11 @@ mod tests {
             "incoming udp packets on ports 53,8000-8100 with 10.0.0.0/8,192.168.1.7,::1"
         );
         let all = filter("()").unwrap();
-        assert_eq!(all.matches(Hook::Output, all.protocol), [""]);
+        assert_eq!(texts(all.matches(Hook::Output, all.protocol)), [""]);
         assert_eq!(all.direction.hooks(), [Hook::Input, Hook::Output]);
         let ports = filter("(ports: [9000])").unwrap();
         assert_eq!(
-            ports.matches(Hook::Output, Protocol::Any),
+            texts(ports.matches(Hook::Output, Protocol::Any)),
             [
                 "meta l4proto { tcp, udp } th dport 9000",
                 "meta l4proto { tcp, udp } th sport 9000"
@@ -433,7 +440,7 @@ mod tests {
         );
         let peer = filter(r#"(protocol: "icmp", peers: ["127.0.0.2"])"#).unwrap();
         assert_eq!(
-            peer.matches(Hook::Output, peer.protocol),
+            texts(peer.matches(Hook::Output, peer.protocol)),
             ["ip daddr 127.0.0.2 meta l4proto { icmp, ipv6-icmp }"]
         );
     }

@@ -26,7 +26,8 @@
 //! (and journaled by the host) before they are applied, so a crash at any moment leaves
 //! the journal with what removes them. SSH (TCP port 22) and the daemon's own listening
 //! ports are spared unless `spare_ssh: false` / `spare_api: false`; a filter that
-//! matches nothing is refused. They need `CAP_NET_ADMIN` and the `nft` program.
+//! matches nothing is refused. They need `CAP_NET_ADMIN`; they speak to nf_tables over
+//! netlink in-process (the dry run prints the same rules as an `nft` script).
 //!
 //! One crate holds several faults, so it is built into the daemon only: a plugin file
 //! exports exactly one fault.
@@ -35,12 +36,17 @@ mod bandwidth;
 mod filter;
 mod netem;
 mod netns;
+mod nfexpr;
 mod nfnetlink;
 mod nft;
 mod own;
 mod packets;
 pub mod proxy;
 mod qdisc;
+mod rules;
+mod sockdiag;
+#[cfg(test)]
+mod testns;
 
 use nightmare_monkey_plugin_api::{
     abi::PluginRef,

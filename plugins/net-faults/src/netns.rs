@@ -5,9 +5,10 @@
 //! The namespace is named by a process and pinned by its inode (`/proc/PID/ns/net`),
 //! both journaled with the prepared fault: a revert enters that very namespace, through
 //! the process or any other still in it, and never another one that reused the PID.
-//! `nft` runs there from a thread of its own that entered it (`setns`): a child
-//! process starts in its parent thread's namespaces, and the daemon's other threads
-//! never leave theirs.
+//! The netlink socket to nf_tables (and `tc`, a child process) is opened there from a
+//! thread of its own that entered it (`setns`): a socket belongs to the namespace of
+//! the thread that opened it, a child process starts in its parent thread's, and the
+//! daemon's other threads never leave theirs.
 
 use std::{fs::File, os::unix::fs::MetadataExt as _};
 

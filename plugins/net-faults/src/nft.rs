@@ -1,20 +1,25 @@
-//! Talking to nftables through the `nft` program: a script on its standard input
-//! (`nft -f -`, one atomic transaction: all of it applies or none) to add rules; their
-//! removal speaks the same protocol as `nft` does, in-process (`nfnetlink`).
+//! Our nftables table, and the one change of it at a time this process makes: rules
+//! added and removed in one transaction each, spoken to the kernel in-process over
+//! netlink (`nfnetlink`), as `nft` itself speaks to it.
 //!
-//! Why the program and not a library: libnftables has no maintained Rust binding, and
-//! `nft` is what every host with nftables has and what an operator reads. The script is
-//! nft's own text, so the dry run shows, and the journal keeps, byte for byte what is
-//! applied, and an operator can paste it; every part of it is rendered from checked
-//! values (numbers, addresses, our chain names), never from text a user wrote.
+//! Why not a run of `nft -f -` (what this did first) nor libnftables: a run costs a
+//! process start and, when it comes right after a revert, the kernel's RCU grace
+//! period as it closes its socket (15 ms, 31 ms after a revert, against well under a
+//! millisecond here: BENCHMARKS.md), and libnftables has no maintained Rust binding.
+//! What is installed is still nft's own text: the rules are values (`rules`), rendered
+//! once as the script the dry run prints and the journal keeps (an operator can paste
+//! it into `nft -f`), once as the netlink batch (`nfexpr`, the expressions `nft`
+//! generates for that text); a test reads the installed rules back with `nft -j list`
+//! and holds them equal to what `nft -f` makes of the script. Every part is rendered
+//! from checked values (numbers, addresses, our chain names), never from text a user
+//! wrote.
 
-use std::{
-    io::Write as _,
-    process::{Command, Stdio},
-    sync::Mutex,
-};
+use std::sync::Mutex;
 
 use nightmare_monkey_plugin_api::sdk::{ErrorKind, PluginError};
+
+pub use crate::nfnetlink::Via;
+use crate::rules::Chain;
 
 /// Our table: every rule of every network fault lives in it, and nothing else does.
 pub const TABLE: &str = "inet nightmare_monkey";
@@ -38,42 +43,7 @@ pub fn program(name: &str) -> String {
     }
 }
 
-/// Runs `nft` with `args` and `input` on its standard input; its standard output, or
-/// its error as one sentence.
-fn nft(args: &[&str], input: &str) -> Result<String, PluginError> {
-    let mut child = Command::new(program("nft"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            PluginError::new(
-                ErrorKind::Failed,
-                format!("cannot run nft: {e} (install nftables: network faults need it)"),
-            )
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A failed write shows as nft's own error below.
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| PluginError::new(ErrorKind::Failed, format!("nft did not finish: {e}")))?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    // nft repeats the failing line and underlines it: the first line says it all.
-    let (kind, first) = failure(&out.stderr, "File exists");
-    let hint = match kind {
-        ErrorKind::Denied => " (network faults need CAP_NET_ADMIN)",
-        ErrorKind::NoTarget => " (a chain of this name is another fault's: nothing applied)",
-        _ => "",
-    };
-    Err(PluginError::new(kind, format!("nft: {first}{hint}")))
-}
-
-/// What a failed `nft` or `tc` said, as a kind and its first line: denied without the
+/// What a failed `tc` said, as a kind and its first line: denied without the
 /// capability, no target when its message has `missing` in it, else failed.
 pub fn failure(stderr: &[u8], missing: &str) -> (ErrorKind, String) {
     let stderr = String::from_utf8_lossy(stderr);
@@ -93,17 +63,18 @@ pub fn failure(stderr: &[u8], missing: &str) -> (ErrorKind, String) {
     (kind, first)
 }
 
-/// Applies `script` as one transaction.
-pub fn apply(script: &str) -> Result<(), PluginError> {
+/// Installs `chains` in our table as one transaction (all of it or nothing), spoken
+/// over netlink (`nfnetlink`).
+pub fn apply(chains: &[Chain], via: Via) -> Result<(), PluginError> {
     let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    nft(&["-f", "-"], script).map(drop)
+    crate::nfnetlink::apply(TABLE, chains, via)
 }
 
 /// Removes `chains` (those that are gone already are no error), with the table if no
 /// other chain is in it, in one transaction spoken over netlink (`nfnetlink`: a run of
 /// `nft` would wait out the kernel's reclaim, see there). Returns the chains that were
 /// there.
-pub fn remove(chains: &[String]) -> Result<Vec<String>, PluginError> {
+pub fn remove(chains: &[String], via: Via) -> Result<Vec<String>, PluginError> {
     let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    crate::nfnetlink::remove(TABLE, chains)
+    crate::nfnetlink::remove(TABLE, chains, via)
 }

@@ -1,5 +1,6 @@
 //! A packet fault: its filter, what it does to a matching packet, and the nftables
-//! script that does it, prepared (and journaled by the host) before it is applied.
+//! rules that do it (shown and journaled as nft's script), prepared (and journaled by
+//! the host) before they are applied.
 //!
 //! Each fault gets chains of its own in our table, one per hook it needs, named after
 //! its kind and an id drawn from its seed (`loss_1f2e3d4c5b6a7988_in`). A chain is
@@ -15,19 +16,14 @@ use nightmare_monkey_plugin_api::sdk::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    filter::{Config, Filter, Hook, Protocol},
+    filter::{Cidr, Config, Filter, Hook, Protocol},
     netns::{self, Target},
     nft, own,
+    rules::{self, Chain, End, Match, Rule, Verdict},
 };
 
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 const SSH: u16 = 22;
-/// What a reject answers with, let through its own chains.
-const REJECT_ANSWERS: [&str; 3] = [
-    "tcp flags & rst == rst",
-    "icmp type destination-unreachable",
-    "icmpv6 type destination-unreachable",
-];
 
 /// What happens to a matching packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,12 +93,19 @@ pub struct PacketFault {
 }
 
 /// What the revert needs: the chains (in our table). Prepared, it also holds the
-/// script that `apply` runs, exactly as journaled.
+/// script the dry run shows, as journaled, and what `apply` makes the same rules from
+/// again (the chains' id, the ports and peers spared), checked against that script.
 #[derive(Debug, Serialize, Deserialize)]
 struct Chains {
     chains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nft: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    spared: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    peers: Vec<(IpAddr, u16)>,
     /// The network namespace of a scoped fault (absent: the daemon's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     netns: Option<Target>,
@@ -164,13 +167,17 @@ impl PacketFault {
     }
 
     /// The daemon's own sockets, when they are spared: with its API, in its own network
-    /// namespace.
-    fn own(&self, netns: Option<&Target>) -> own::Own {
-        if self.spare_api && netns.is_none() {
-            own::read()
-        } else {
-            own::Own::default()
+    /// namespace. Not found, the fault is refused: it would not spare them.
+    fn own(&self, netns: Option<&Target>) -> Result<own::Own, PluginError> {
+        if !self.spare_api || netns.is_some() {
+            return Ok(own::Own::default());
         }
+        own::read().map_err(|e| {
+            PluginError::new(
+                ErrorKind::Failed,
+                format!("{e}: the API cannot be spared (spare_api: false goes without)"),
+            )
+        })
     }
 
     /// The TCP ports left alone: SSH and the daemon's listeners (`own`), unless told
@@ -186,100 +193,95 @@ impl PacketFault {
         ports
     }
 
-    /// The nftables script for chains named with `id`, sparing the TCP ports `spared`
-    /// and the TCP `peers` (address and port); and the chains.
+    /// The chains named with `id` and their rules, sparing the TCP ports `spared` and
+    /// the TCP `peers` (address and port).
+    pub fn chains(&self, id: u64, spared: &[u16], peers: &[(IpAddr, u16)]) -> Vec<Chain> {
+        let accept = |matches: Vec<Match>| Rule {
+            matches,
+            verdict: Verdict::Accept,
+        };
+        let mut chains = Vec::new();
+        for &hook in self.filter.direction.hooks() {
+            let name = format!("{}_{id:016x}_{}", self.action.chain_prefix(), hook.suffix());
+            let mut rules = Vec::new();
+            if !spared.is_empty() {
+                for end in [End::Destination, End::Source] {
+                    rules.push(accept(vec![Match::TcpPort(end, spared.to_vec())]));
+                }
+            }
+            for &(addr, port) in peers {
+                for end in [End::Destination, End::Source] {
+                    let peer = Match::Peer(end, vec![Cidr::host(addr)]);
+                    rules.push(accept(vec![peer, Match::TcpPort(end, vec![port])]));
+                }
+            }
+            if self.action == Action::Reject {
+                // The answers a reject sends pass the hooks too: rejected in turn they
+                // would be dropped (nothing answers an answer), and the peer would hear
+                // silence after all.
+                for answer in [
+                    Match::TcpReset,
+                    Match::IcmpUnreachable,
+                    Match::Icmpv6Unreachable,
+                ] {
+                    rules.push(accept(vec![answer]));
+                }
+            }
+            rules.extend(self.rules(hook));
+            chains.push(Chain { name, hook, rules });
+        }
+        chains
+    }
+
+    /// The nftables script of [`Self::chains`], and the chains' names.
     pub fn script(
         &self,
         id: u64,
         spared: &[u16],
         peers: &[(IpAddr, u16)],
     ) -> (String, Vec<String>) {
-        let table = nft::TABLE;
-        let mut script = format!("add table {table}\n");
-        let mut chains = Vec::new();
-        for hook in self.filter.direction.hooks() {
-            let chain = format!("{}_{id:016x}_{}", self.action.chain_prefix(), hook.suffix());
-            script.push_str(&format!(
-                "create chain {table} {chain} {{ type filter hook {} priority filter; policy accept; }}\n",
-                hook.name()
-            ));
-            let rule = |text: &str| format!("add rule {table} {chain} {text}\n");
-            if !spared.is_empty() {
-                let ports: Vec<String> = spared.iter().map(u16::to_string).collect();
-                let set = if ports.len() == 1 {
-                    ports[0].clone()
-                } else {
-                    format!("{{ {} }}", ports.join(", "))
-                };
-                script.push_str(&rule(&format!("tcp dport {set} accept")));
-                script.push_str(&rule(&format!("tcp sport {set} accept")));
-            }
-            for (addr, port) in peers {
-                let family = if addr.is_ipv4() { "ip" } else { "ip6" };
-                script.push_str(&rule(&format!(
-                    "{family} daddr {addr} tcp dport {port} accept"
-                )));
-                script.push_str(&rule(&format!(
-                    "{family} saddr {addr} tcp sport {port} accept"
-                )));
-            }
-            if self.action == Action::Reject {
-                // The answers a reject sends pass the hooks too: rejected in turn they
-                // would be dropped (nothing answers an answer), and the peer would hear
-                // silence after all.
-                for answer in REJECT_ANSWERS {
-                    script.push_str(&rule(&format!("{answer} accept")));
-                }
-            }
-            for (matched, verdict) in self.rules(*hook) {
-                let text = [matched.as_str(), verdict.as_str()]
-                    .iter()
-                    .filter(|p| !p.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                script.push_str(&rule(&text));
-            }
-            chains.push(chain);
-        }
-        (script, chains)
+        let chains = self.chains(id, spared, peers);
+        let names = chains.iter().map(|c| c.name.clone()).collect();
+        (rules::script(nft::TABLE, &chains), names)
     }
 
-    /// The rules of one chain: each match with its verdict.
-    fn rules(&self, hook: Hook) -> Vec<(String, String)> {
-        let of = |protocol: Protocol, verdict: &str| -> Vec<(String, String)> {
+    /// The fault's own rules in the chain of `hook`: each match with its verdict.
+    fn rules(&self, hook: Hook) -> Vec<Rule> {
+        let of = |protocol: Protocol, extra: Option<Match>, verdict: Verdict| -> Vec<Rule> {
             self.filter
                 .matches(hook, protocol)
                 .into_iter()
-                .map(|m| (m, verdict.to_owned()))
+                .map(|mut matches| {
+                    matches.extend(extra.clone());
+                    Rule { matches, verdict }
+                })
                 .collect()
         };
         let protocol = self.filter.protocol;
-        let unreachable = "reject with icmpx type port-unreachable";
+        let random = |modulus, below| Some(Match::Random { modulus, below });
         match (self.action, protocol) {
             // nft refuses `< 100` against `mod 100` (out of its range): all is all.
-            (Action::Loss(10_000), _) => of(protocol, "drop"),
+            (Action::Loss(10_000), _) => of(protocol, None, Verdict::Drop),
             // `numgen random mod N` draws 0..N for each packet.
-            (Action::Loss(h), _) if h % 100 == 0 => of(
-                protocol,
-                &format!("numgen random mod 100 < {} drop", h / 100),
-            ),
-            (Action::Loss(h), _) => of(protocol, &format!("numgen random mod 10000 < {h} drop")),
-            (Action::Partition, _) => of(protocol, "drop"),
-            (Action::Reject, Protocol::Tcp) => of(Protocol::Tcp, "reject with tcp reset"),
+            (Action::Loss(h), _) if h % 100 == 0 => {
+                of(protocol, random(100, h / 100), Verdict::Drop)
+            }
+            (Action::Loss(h), _) => of(protocol, random(10_000, h), Verdict::Drop),
+            (Action::Partition, _) => of(protocol, None, Verdict::Drop),
+            (Action::Reject, Protocol::Tcp) => of(Protocol::Tcp, None, Verdict::TcpReset),
             (Action::Reject, Protocol::Any) => {
-                let mut rules = of(Protocol::Tcp, "reject with tcp reset");
-                rules.extend(of(Protocol::Any, unreachable));
+                let mut rules = of(Protocol::Tcp, None, Verdict::TcpReset);
+                rules.extend(of(Protocol::Any, None, Verdict::PortUnreachable));
                 rules
             }
-            (Action::Reject, other) => of(other, unreachable),
+            (Action::Reject, other) => of(other, None, Verdict::PortUnreachable),
         }
     }
 
     /// Draws the chains' id and writes the script; changes nothing.
     pub fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
         let netns = self.namespace()?;
-        let own = self.own(netns.as_ref());
+        let own = self.own(netns.as_ref())?;
         let spared = self.spared(&own);
         if self.filter.only_spared(&spared) {
             return Err(PluginError::new(
@@ -301,6 +303,9 @@ impl PacketFault {
             revert: Some(serde_json::json!(Chains {
                 chains,
                 nft: Some(script),
+                id: Some(id),
+                spared,
+                peers,
                 netns,
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
@@ -330,23 +335,40 @@ impl PacketFault {
         })
     }
 
-    /// Runs the prepared script: all of it, or nothing.
+    /// Installs the prepared rules: all of them, or nothing. They are made again from
+    /// the prepared state and must read as its script, byte for byte (what the dry run
+    /// showed and the journal keeps), before anything is sent.
     pub fn apply(&self, prepared: &serde_json::Value) -> Result<Outcome, PluginError> {
         let state: Chains = sdk::read_state(prepared)?;
-        let script = state.nft.as_deref().ok_or_else(|| {
-            PluginError::new(ErrorKind::Failed, "the prepared state has no nft script")
-        })?;
+        let failed = |what: &str| PluginError::new(ErrorKind::Failed, what.to_owned());
+        let script = state
+            .nft
+            .as_deref()
+            .ok_or_else(|| failed("the prepared state has no nft script"))?;
+        let id = state
+            .id
+            .ok_or_else(|| failed("the prepared state has no id for its chains"))?;
+        let chains = self.chains(id, &state.spared, &state.peers);
+        if rules::script(nft::TABLE, &chains) != script {
+            return Err(failed(
+                "the prepared script is not what this fault's configuration makes now (changed since it was prepared?): nothing applied",
+            ));
+        }
         let namespace = netns::open_to_apply(state.netns.as_ref())?;
-        netns::within(namespace.as_ref(), || nft::apply(script))?;
+        let via = via(namespace.as_ref());
+        netns::within(namespace.as_ref(), || nft::apply(&chains, via))?;
         let netns = state.netns.as_ref();
         Ok(Outcome {
             action: self.action.verb().to_owned(),
             result: results::INJECTED.to_owned(),
             summary: self.summary(&state.chains, netns, None),
-            details: self.details(script, &state.chains, &self.spared(&self.own(netns)), netns),
+            details: self.details(script, &state.chains, &state.spared, netns),
             revert: Some(serde_json::json!(Chains {
                 chains: state.chains,
                 nft: None,
+                id: None,
+                spared: Vec::new(),
+                peers: Vec::new(),
                 netns: state.netns,
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
@@ -437,7 +459,8 @@ pub fn revert(state: &serde_json::Value) -> Result<Outcome, PluginError> {
             }
         },
     };
-    let removed = netns::within(namespace.as_ref(), || nft::remove(&state.chains))?;
+    let via = via(namespace.as_ref());
+    let removed = netns::within(namespace.as_ref(), || nft::remove(&state.chains, via))?;
     let summary = if removed.is_empty() {
         format!(
             "nothing to remove: chains {} are not in table {}",
@@ -457,6 +480,15 @@ pub fn revert(state: &serde_json::Value) -> Result<Outcome, PluginError> {
         summary,
         ..Outcome::default()
     })
+}
+
+/// The socket to speak to nf_tables through: the daemon's kept one in its own namespace,
+/// one of its own in a scoped fault's.
+fn via(namespace: Option<&std::fs::File>) -> nft::Via {
+    match namespace {
+        None => nft::Via::Kept,
+        Some(_) => nft::Via::Fresh,
+    }
 }
 
 /// `loss_0123456789abcdef_in` and the like: the names [`PacketFault::script`] gives.

@@ -118,6 +118,31 @@ fn a_dry_run_says_the_script_and_changes_nothing() {
     assert!(hit.prepare(&Request::default()).is_ok());
 }
 
+/// The apply makes the rules again and sends nothing unless they read as the
+/// journaled script: another configuration's state, or one without its id, is refused.
+#[test]
+fn an_apply_refuses_a_state_whose_script_is_not_its_rules() {
+    let request = Request {
+        seed: 5,
+        ..Request::default()
+    };
+    let thirty = fault(Action::Loss(0), r#"(percent: 30, ports: [9999])"#).unwrap();
+    let forty = fault(Action::Loss(0), r#"(percent: 40, ports: [9999])"#).unwrap();
+    let state = thirty.prepare(&request).unwrap().revert.unwrap();
+    let e = forty.apply(&state).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Failed);
+    assert_eq!(
+        e.message,
+        "the prepared script is not what this fault's configuration makes now (changed since it was prepared?): nothing applied"
+    );
+    let mut no_id = state.clone();
+    no_id.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        thirty.apply(&no_id).unwrap_err().message,
+        "the prepared state has no id for its chains"
+    );
+}
+
 /// A scope that names the daemon's own namespace is the daemon's (its API spared);
 /// one that names no process is refused.
 #[test]
@@ -161,4 +186,134 @@ fn only_our_chain_names_reach_nft_from_a_revert_state() {
     assert_eq!(percent(3000), "30%");
     assert_eq!(percent(50), "0.5%");
     assert_eq!(percent(1234), "12.34%");
+}
+
+/// `nft -j list` of our table, its handles and nft's own note left out, each set's
+/// elements in order (a hashed set lists in its seed's order).
+fn listing() -> serde_json::Value {
+    fn tidy(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("handle");
+                if let Some(serde_json::Value::Array(items)) = map.get_mut("set") {
+                    items.sort_by_key(|i| i.to_string());
+                }
+                map.values_mut().for_each(tidy);
+            }
+            serde_json::Value::Array(items) => {
+                items.retain(|i| i.get("metainfo").is_none());
+                items.iter_mut().for_each(tidy);
+            }
+            _ => {}
+        }
+    }
+    let text = crate::testns::nft(&["-j", "list", "table", "inet", "nightmare_monkey"], "");
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    tidy(&mut value);
+    value
+}
+
+/// What the dry run prints is what is installed: for faults of every kind and shape
+/// (sets of ports and of both address families, ranges, networks on and off a byte,
+/// `/0`, touching and overlapping ranges nft merges, spared ports and peers), the
+/// script run by `nft -f` and the same rules sent over netlink read back equal, in a
+/// user and network namespace of the test's own; the revert then leaves nothing.
+#[test]
+fn the_rules_installed_read_back_as_the_script_the_dry_run_prints() {
+    use std::net::IpAddr;
+    if !crate::testns::inside(
+        "packets::tests::the_rules_installed_read_back_as_the_script_the_dry_run_prints",
+    ) {
+        return;
+    }
+    let fleet: [(IpAddr, u16); 2] = [
+        (IpAddr::from([10, 0, 0, 9]), 2379),
+        ("fd00::9".parse().unwrap(), 2380),
+    ];
+    let loss = Action::Loss(0);
+    for (kind, text, spared, peers) in [
+        (
+            loss,
+            r#"(percent: 30, protocol: "udp", ports: [9999], direction: "in")"#,
+            &[22, 8080][..],
+            &[][..],
+        ),
+        (loss, "(percent: 0.5)", &[22], &fleet[..]),
+        (loss, "(percent: 100)", &[], &[]),
+        (
+            loss,
+            r#"(percent: 12.34, ports: [53, "8000-8100", "60000-65535"], peers: ["10.0.0.0/8", "192.168.1.7", "10.16.0.0/12"])"#,
+            &[22],
+            &[],
+        ),
+        (
+            Action::Partition,
+            r#"(protocol: "icmp", peers: ["::/0", "fd00::/8", "127.0.0.2", "0.0.0.0/0"])"#,
+            &[],
+            &[],
+        ),
+        (
+            Action::Partition,
+            r#"(ports: ["1-65535"], peers: ["10.16.0.0/12"])"#,
+            &[],
+            &[],
+        ),
+        (
+            Action::Partition,
+            r#"(peers: ["0.0.0.0/0", "fd00::/8"], direction: "out")"#,
+            &[22],
+            &[],
+        ),
+        (
+            Action::Partition,
+            r#"(protocol: "tcp", ports: [80, 53], peers: ["127.0.0.2", "127.0.0.3"])"#,
+            &[],
+            &[],
+        ),
+        (
+            Action::Partition,
+            r#"(ports: ["53-60", "61-70"], peers: ["fd00::1", "fd00::2"])"#,
+            &[],
+            &[],
+        ),
+        (
+            Action::Reject,
+            r#"(peers: ["127.0.0.2"], direction: "out")"#,
+            &[22],
+            &[],
+        ),
+        (
+            Action::Reject,
+            r#"(protocol: "tcp", ports: [6379])"#,
+            &[],
+            &[],
+        ),
+        (
+            Action::Reject,
+            r#"(protocol: "udp", ports: [53], peers: ["::1"])"#,
+            &[],
+            &[],
+        ),
+    ] {
+        let fault = fault(kind, text).unwrap();
+        let chains = fault.chains(0xab, spared, peers);
+        let script = rules::script(nft::TABLE, &chains);
+        crate::testns::nft(&["-f", "-"], &script);
+        let by_nft = listing();
+        crate::testns::nft(&["delete", "table", "inet", "nightmare_monkey"], "");
+        nft::apply(&chains, nft::Via::Kept).unwrap();
+        let ours = listing();
+        assert_eq!(ours, by_nft, "{text}:\n{script}");
+        let rules = ours["nftables"].as_array().unwrap().iter();
+        let added = script.lines().filter(|l| l.starts_with("add rule")).count();
+        assert_eq!(
+            rules.filter(|i| i.get("rule").is_some()).count(),
+            added,
+            "{script}"
+        );
+        let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(nft::remove(&names, nft::Via::Kept).unwrap(), names);
+        let left = crate::testns::nft(&["list", "ruleset"], "");
+        assert!(!left.contains("nightmare_monkey"), "{left}");
+    }
 }
