@@ -79,26 +79,35 @@ fn answer_sick(stream: std::net::TcpStream, asked: &AtomicUsize, status: &str, m
     }
 }
 
-#[test]
-fn a_member_that_answers_it_cannot_serve_is_passed_over_for_the_next() {
-    let etcd = Etcd::start("sick");
+/// A fleet whose first endpoint answers `status` with `message` and whose second is
+/// etcd: a fault is admitted all the same, the first having been asked, and
+/// `check-config --connect` passes it over too.
+fn passed_over(name: &str, status: &'static str, message: &'static str) -> (Etcd, Sick, TestDir) {
+    let etcd = Etcd::start(name);
     let _sleeper = Sleeper::start();
-    let sick = Sick::start("503 Service Unavailable", "etcdserver: no leader");
-    let dir = TestDir::new("fleet-sick");
-    let endpoints = [sick.endpoint(), etcd.endpoint()];
-    let cfg = config_with(&dir, &endpoints, "/nm/sick", "", "max_concurrent: 1");
+    let first = Sick::start(status, message);
+    let dir = TestDir::new(&format!("fleet-{name}"));
+    let endpoints = [first.endpoint(), etcd.endpoint()];
+    let prefix = format!("/nm/{name}");
+    let cfg = config_with(&dir, &endpoints, &prefix, "", "max_concurrent: 1");
     let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
     let port = daemon.port();
     leased(port, "a");
     let answer = kill(port);
     assert_eq!(answer.status, 200, "{answer:?}");
     assert!(
-        sick.asked.load(Ordering::SeqCst) > 0,
-        "the sick member was asked first"
+        first.asked.load(Ordering::SeqCst) > 0,
+        "the member that answered {status} was asked first"
     );
-    // The commands pass it over too.
     let checked = monkey(&["check-config", "--connect", &cfg]);
     assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    (etcd, first, dir)
+}
+
+#[test]
+fn a_member_that_answers_it_cannot_serve_is_passed_over_for_the_next() {
+    let (etcd, _sick, dir) =
+        passed_over("sick", "503 Service Unavailable", "etcdserver: no leader");
 
     // A client error is an answer: another member would say the same.
     let refusing = Sick::start("401 Unauthorized", "etcdserver: invalid auth token");
@@ -120,22 +129,11 @@ fn a_member_that_answers_it_cannot_serve_is_passed_over_for_the_next() {
 /// says it, the node refuses, naming it.
 #[test]
 fn a_member_that_answers_too_many_requests_is_passed_over_for_the_next() {
-    let etcd = Etcd::start("busy");
-    let busy = Sick::start("429 Too Many Requests", "etcdserver: too many requests");
-    let dir = TestDir::new("fleet-busy");
-    let endpoints = [busy.endpoint(), etcd.endpoint()];
-    let cfg = config_with(&dir, &endpoints, "/nm/busy", "", "max_concurrent: 1");
-    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
-    let port = daemon.port();
-    leased(port, "a");
-    let answer = kill(port);
-    assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(
-        busy.asked.load(Ordering::SeqCst) > 0,
-        "the busy member was asked first"
+    let (_etcd, busy, dir) = passed_over(
+        "busy",
+        "429 Too Many Requests",
+        "etcdserver: too many requests",
     );
-    let checked = monkey(&["check-config", "--connect", &cfg]);
-    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
 
     // Alone, it is no coordinator: what it said is said.
     let cfg = config_with(&dir, &[busy.endpoint()], "/nm/busy", "", "");
