@@ -294,10 +294,7 @@ fn render(level: Level, message: &str, fields: Map<String, Value>) -> Option<Str
     Some(match format {
         Format::Plain => {
             let mut line = String::with_capacity(message.len() + 21);
-            logline::push_timestamp(&mut line, &now);
-            line.push(' ');
-            line.push_str(message);
-            line.push('\n');
+            push_plain(&mut line, &now, message);
             line
         }
         Format::Json => {
@@ -309,6 +306,15 @@ fn render(level: Level, message: &str, fields: Map<String, Value>) -> Option<Str
             format!("{}\n", Value::Object(object))
         }
     })
+}
+
+/// Appends `message` as a plain line of `now`: the original's timestamp, a space, the
+/// message and the end of the line.
+fn push_plain(text: &mut String, now: &chrono::DateTime<Local>, message: &str) {
+    logline::push_timestamp(text, now);
+    text.push(' ');
+    text.push_str(message);
+    text.push('\n');
 }
 
 fn emit(level: Level, message: &str, fields: Map<String, Value>) {
@@ -344,12 +350,8 @@ pub fn injection_text(injection: &Injection) -> Option<String> {
         Format::Plain if Level::Info <= settings().1 => {
             let now = Local::now();
             let mut lines = String::with_capacity(fault.len() + result.len() + 42);
-            for line in [&fault, &result] {
-                logline::push_timestamp(&mut lines, &now);
-                lines.push(' ');
-                lines.push_str(line);
-                lines.push('\n');
-            }
+            push_plain(&mut lines, &now, &fault);
+            push_plain(&mut lines, &now, &result);
             Some(lines)
         }
         Format::Plain => None,

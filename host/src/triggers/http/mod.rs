@@ -217,8 +217,8 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
         requested_by: Some(caller.0),
     };
     // The answer's JSON is written where the fault ran, off the one async thread.
-    let answer = |injection: &Injection| serde_json::to_vec(&Answer::of(injection));
-    match api.injector.inject_then(ask, answer).await {
+    let render = |injection: &Injection| serde_json::to_vec(&Answer::of(injection));
+    match api.injector.inject_then(ask, render).await {
         Ok((_, Ok(body))) => {
             let mut answer = Response::new(body.into());
             answer.headers_mut().insert(
