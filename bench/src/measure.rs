@@ -24,12 +24,21 @@ fn children_cpu() -> Duration {
 }
 
 /// CPU time of the calling thread, to the nanosecond (getrusage counts in ticks).
-#[allow(unsafe_code)]
 pub fn thread_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time of this whole process (every thread), to the nanosecond.
+pub fn process_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+#[allow(unsafe_code)]
+fn cpu_clock(clock: libc::clockid_t) -> Duration {
     // SAFETY: clock_gettime fills the struct it is given and nothing else.
     let ts = unsafe {
         let mut ts = std::mem::zeroed::<libc::timespec>();
-        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+        libc::clock_gettime(clock, &mut ts);
         ts
     };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use nightmare_monkey_plugin_api::sdk::{self, FaultPlugin, Request};
 
-use crate::measure::{num, quantile, Summary};
+use crate::measure::{num, process_cpu, quantile, thread_cpu, Summary};
 
 /// Bytes of one bulk transfer.
 const BULK: usize = 512 << 20;
@@ -37,6 +37,8 @@ pub struct Figures {
     pub proxied_mbs: Summary,
     /// The lowest and highest round, MB/s: direct and proxied.
     pub ranges: [(f64, f64); 2],
+    /// CPU seconds a GiB of bulk over every round, each stage of the copy.
+    pub cpu_per_gib: Cpu,
     /// One-byte round trips, microseconds: p50 and p90, direct and proxied.
     pub rtt_direct: (f64, f64),
     /// See `rtt_direct`.
@@ -55,6 +57,60 @@ pub struct Figures {
     pub revert_ms: Option<Summary>,
     /// Why the rules were not measured, if they were not.
     pub rules_error: Option<String>,
+}
+
+/// CPU seconds a GiB of bulk (see [`Figures::cpu_per_gib`]), each stage of the copy:
+/// the client's thread, the sink's, and (proxied) the daemon's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// The client and the sink, direct.
+    pub direct: [f64; 2],
+    /// The client, the sink and the proxy, through the proxy.
+    pub proxied: [f64; 3],
+}
+
+impl Cpu {
+    /// The most the proxied copy can reach, as a share of direct, on `cores` CPUs: a
+    /// copy whose stages run side by side goes at most as fast as its busiest stage,
+    /// and at most as fast as the CPUs can run every stage's work together.
+    pub fn bound(&self, cores: usize) -> f64 {
+        let most = |stages: &[f64]| {
+            let busiest = stages.iter().copied().fold(0.0, f64::max);
+            busiest.max(stages.iter().sum::<f64>() / cores as f64)
+        };
+        most(&self.direct) / most(&self.proxied)
+    }
+}
+
+/// CPU time process `pid` has used, every thread, seconds: the scheduler's own count
+/// (`schedstat`, in nanoseconds), not the clock ticks of `stat` (10 ms apiece, as long
+/// as a whole round through the proxy).
+fn cpu_of(pid: u32) -> f64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>() as f64
+        / 1e9
+}
+
+/// [`bulk`] to `to`, adding the CPU it took to `cpu`: the client's (this thread), the
+/// sink's (the rest of this process) and `daemon`'s if given.
+fn bulk_counted(to: SocketAddr, daemon: Option<u32>, cpu: &mut [f64; 3]) -> anyhow::Result<f64> {
+    let seconds = || {
+        let client = thread_cpu().as_secs_f64();
+        let all = process_cpu().as_secs_f64();
+        [client, all - client, daemon.map_or(0.0, cpu_of)]
+    };
+    let before = seconds();
+    let rate = bulk(to)?;
+    for (sum, (after, before)) in cpu.iter_mut().zip(seconds().into_iter().zip(before)) {
+        *sum += after - before;
+    }
+    Ok(rate)
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -190,21 +246,29 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
     let proxies = start(binary, &scratch.join("proxy"), sink, echo)?;
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
     let (mut rtt_direct, mut rtt_proxied) = (Vec::new(), Vec::new());
+    // CPU seconds over every round (client, sink, daemon), direct and proxied.
+    let (mut cpu_direct, mut cpu_proxied) = ([0.0; 3], [0.0; 3]);
+    let daemon = Some(proxies.child.id());
     // Each first in every other round: neither gets the warmer or the quieter turn.
     for round in 0..ROUNDS {
         if round % 2 == 0 {
-            direct.push(bulk(sink)?);
-            proxied.push(bulk(proxies.bulk)?);
+            direct.push(bulk_counted(sink, None, &mut cpu_direct)?);
+            proxied.push(bulk_counted(proxies.bulk, daemon, &mut cpu_proxied)?);
             trips(echo, &mut rtt_direct)?;
             trips(proxies.echo, &mut rtt_proxied)?;
         } else {
-            proxied.push(bulk(proxies.bulk)?);
-            direct.push(bulk(sink)?);
+            proxied.push(bulk_counted(proxies.bulk, daemon, &mut cpu_proxied)?);
+            direct.push(bulk_counted(sink, None, &mut cpu_direct)?);
             trips(proxies.echo, &mut rtt_proxied)?;
             trips(echo, &mut rtt_direct)?;
         }
     }
     drop(proxies);
+    let gib = (ROUNDS * BULK) as f64 / (1u64 << 30) as f64;
+    let cpu_per_gib = Cpu {
+        direct: [cpu_direct[0] / gib, cpu_direct[1] / gib],
+        proxied: cpu_proxied.map(|seconds| seconds / gib),
+    };
     let p = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (quantile(v, 0.5), quantile(v, 0.9))
@@ -226,6 +290,7 @@ pub fn measure(binary: &Path, scratch: &Path) -> anyhow::Result<Figures> {
         direct_mbs,
         proxied_mbs,
         ranges,
+        cpu_per_gib,
         rtt_direct: p(&mut rtt_direct),
         rtt_proxied: p(&mut rtt_proxied),
         apply_ms,
@@ -318,18 +383,73 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
         num(f.rtt_proxied.1),
         num(added),
     );
+    let (cpu, cores) = (
+        f.cpu_per_gib,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    out.push_str(&format!(
+        "\nCPU a GiB of bulk, seconds (every round), client / sink: direct {} / {}; through the proxy {} / {}, and the proxy (the daemon) {}. A copy goes at most as fast as its busiest stage, and at most as fast as {cores} cores run all of its stages: from these figures, the proxied copy can reach at most {:.0}% of direct on this machine.\n\n\
+         Targets: the bulk through the proxy >= 80% of direct: {} ({share:.0}%); its round trip <= +50 us at p50: {} (+{} us).\n",
+        num(cpu.direct[0]),
+        num(cpu.direct[1]),
+        num(cpu.proxied[0]),
+        num(cpu.proxied[1]),
+        num(cpu.proxied[2]),
+        100.0 * cpu.bound(cores),
+        verdict(share >= 80.0),
+        verdict(added <= 50.0),
+        num(added),
+    ));
     match (&f.apply_ms, &f.apply_after_ms, &f.revert_ms, &f.rules_error) {
         (Some(a), Some(after), Some(r), _) => out.push_str(&format!(
             "\n`net-loss`, {RULES} times, ms, median (quartiles): apply (prepare + the netlink batch) {} ({}-{}; the prepare {}, the batch {}), revert (over netlink) {} ({}-{}); target <= 20 ms each. \\\n\
-             Half of the applications come 100 ms after the last revert, as above; the other half right after it: {} ({}-{}).\n",
+             Half of the applications come 100 ms after the last revert, as above; the other half right after it: {} ({}-{}). Target: {}.\n",
             num(a.median), num(a.p25), num(a.p75),
             f.prepare_ms.map_or("?".to_owned(), |p| num(p.median)),
             f.batch_ms.map_or("?".to_owned(), |b| num(b.median)),
             num(r.median), num(r.p25), num(r.p75),
             num(after.median), num(after.p25), num(after.p75),
+            verdict(a.median <= 20.0 && after.median <= 20.0 && r.median <= 20.0),
         )),
         (_, _, _, Some(e)) => out.push_str(&format!("\n`net-loss` not measured: {e}\n")),
         _ => {}
     }
     out
+}
+
+/// How a figure stands against its target, as the table says it.
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cpu;
+
+    #[test]
+    fn the_bound_is_the_busiest_stage_or_the_cores_whichever_is_slower() {
+        // Direct: 0.2 and 0.1 s a GiB; through the proxy the client and sink as much,
+        // and the proxy 0.1 more.
+        let cpu = Cpu {
+            direct: [0.2, 0.1],
+            proxied: [0.2, 0.1, 0.1],
+        };
+        // Enough cores: both copies go as fast as the client, the busiest stage.
+        assert!((cpu.bound(4) - 1.0).abs() < 1e-9);
+        // Two cores: direct still waits on the client (0.2 > 0.3 / 2); proxied, the
+        // cores are slower than any stage (0.4 / 2 = 0.2 ties the client).
+        assert!((cpu.bound(2) - 1.0).abs() < 1e-9);
+        // One core: every stage's work in turn, 0.3 against 0.4.
+        assert!((cpu.bound(1) - 0.75).abs() < 1e-9);
+        // A proxy busier than the client is the bound, however many cores.
+        let busy = Cpu {
+            direct: [0.2, 0.1],
+            proxied: [0.2, 0.1, 0.4],
+        };
+        assert!((busy.bound(8) - 0.5).abs() < 1e-9);
+    }
 }
