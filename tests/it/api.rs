@@ -539,7 +539,7 @@ fn a_scope_other_than_fleet_is_refused_and_switches_nothing() {
             "{path} paused the daemon"
         );
     }
-    // In a fleet or not, the scope is checked first: this daemon is in none.
+    // scope=fleet itself is taken, and this daemon says it is in no fleet.
     let fleet = http(port, "POST", "/api/pause?scope=fleet", &[], b"");
     assert_eq!(fleet.status, 400, "{}", fleet.body);
     assert!(

@@ -140,3 +140,38 @@ impl View {
         lines
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The coordinator's own part stays flat and first in the JSON (`GET /api/fleet`,
+    /// the dashboard reads `etcd` and `revision`), and first in the lines.
+    #[test]
+    fn the_coordinators_part_is_flat_and_first() {
+        let view = View {
+            reached: Reached::Etcd {
+                etcd: vec![("m1".to_owned(), vec!["http://127.0.0.1:2379".to_owned()])],
+                revision: 7,
+            },
+            max_concurrent: 2,
+            slots: vec![],
+            nodes: vec![],
+            budget: None,
+            switch: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&view).unwrap(),
+            r#"{"etcd":[["m1",["http://127.0.0.1:2379"]]],"revision":7,"max_concurrent":2,"slots":[],"nodes":[]}"#
+        );
+        assert_eq!(
+            view.lines(),
+            [
+                "etcd: 1 member(s) reachable at revision 7: m1 (http://127.0.0.1:2379)",
+                "slots: 0 of 2 held",
+                "nodes: 0: ",
+                "switch: off (the fleet plays)",
+            ]
+        );
+    }
+}
