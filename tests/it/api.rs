@@ -220,6 +220,10 @@ fn a_token_guards_every_api_call() {
             ("POST", "/api/kill"),
             ("GET", "/api/plugins"),
             ("POST", "/api/faults/process-kill"),
+            ("POST", "/api/pause?scope=fleet"),
+            ("POST", "/api/resume?scope=fleet"),
+            ("POST", "/api/pause?scope=Fleet"),
+            ("GET", "/api/fleet"),
         ] {
             let a = http(port, method, path, headers, br#"{"desc":"x"}"#);
             assert_eq!(
@@ -510,5 +514,54 @@ fn history_of_the_last_run_as_the_command_line_reads_it() {
     assert_eq!(
         bad.json()["message"],
         "run: invalid run `yesterday`: expected last, or a run's number (the part of a fault's id before the dash)"
+    );
+}
+
+/// A scope other than `fleet` is a 400 that changes nothing: a mistyped `scope=Fleet`
+/// must not pause this daemon alone. Without a scope, the daemon's own switch answers.
+#[test]
+fn a_scope_other_than_fleet_is_refused_and_switches_nothing() {
+    let (_d, port) = daemon(OPEN);
+    let expected = |scope: &str| serde_json::json!({"code": 400, "message": format!("invalid scope `{scope}`: expected scope=fleet (every daemon of the fleet), or no scope for this daemon alone")});
+    let paused = || http(port, "GET", "/api/status", &[], b"").json()["paused"].clone();
+    for (path, scope) in [
+        ("/api/pause?scope=Fleet", "Fleet"),
+        ("/api/pause?scope=flet&reason=typo", "flet"),
+        ("/api/pause?scope=", ""),
+        ("/api/pause?scope=fleet&scope=node", "node"),
+        ("/api/resume?scope=FLEET", "FLEET"),
+    ] {
+        let a = http(port, "POST", path, &[], b"");
+        assert_eq!((a.status, a.json()), (400, expected(scope)), "{path}");
+        assert_eq!(
+            paused(),
+            serde_json::Value::Null,
+            "{path} paused the daemon"
+        );
+    }
+    // scope=fleet itself is taken, and this daemon says it is in no fleet.
+    let fleet = http(port, "POST", "/api/pause?scope=fleet", &[], b"");
+    assert_eq!(fleet.status, 400, "{}", fleet.body);
+    assert!(
+        fleet.body.contains("this daemon is in no fleet"),
+        "{}",
+        fleet.body
+    );
+    // Without a scope (other parameters are not looked at), the daemon's own switch.
+    let own = http(port, "POST", "/api/pause?reason=x", &[], b"");
+    assert_eq!(
+        (own.status, own.json()),
+        (
+            200,
+            serde_json::json!({"paused": true, "reverting": [], "message": "Nightmare Monkey is paused: every trigger is refused and active faults were reverted"})
+        )
+    );
+    let again = http(port, "POST", "/api/resume", &[], b"");
+    assert_eq!(
+        (again.status, again.json()),
+        (
+            200,
+            serde_json::json!({"paused": false, "reverting": [], "message": "Nightmare Monkey is playing again"})
+        )
     );
 }

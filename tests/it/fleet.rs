@@ -11,8 +11,11 @@ mod lease;
 mod limits;
 mod oneshot;
 pub(crate) mod pki;
+mod refusals;
 mod relay;
+mod restart;
 mod skew;
+mod switch;
 mod tls;
 
 use std::time::{Duration, Instant};
@@ -376,12 +379,20 @@ impl Executing {
     /// Runs the daemon of `cfg` as node `name`, its state in `dir`.
     fn run(name: &str, dir: TestDir, cfg: &str) -> Executing {
         let log = dir.join("log");
-        let namespace = crate::util::namespace(&format!(
+        let script = format!(
             r#"sleep 1000 & "$NM" --config {cfg} --execute --node {name} 2>{log} & wait"#,
             log = log.display()
-        ))
-        .spawn()
-        .expect("unshare runs");
+        );
+        Self::run_script(name, dir, &script)
+    }
+
+    /// Runs `script` in a PID namespace of its own: it starts `sleep 1000` and the
+    /// daemon, node `name`, its state in `dir` and its log in `dir/log`.
+    fn run_script(name: &str, dir: TestDir, script: &str) -> Executing {
+        let log = dir.join("log");
+        let namespace = crate::util::namespace(script)
+            .spawn()
+            .expect("unshare runs");
         let mut port = 0;
         until(DEADLINE, "the daemon listens", || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();

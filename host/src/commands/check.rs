@@ -154,12 +154,11 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
         println!("    etcd: {}", tls.describe());
     }
     if connect {
-        let lines = crate::fleet::admin::describe(fleet).map_err(|e| {
-            anyhow::anyhow!(
-                "fleet: cannot reach etcd at {} ({e})",
-                fleet.endpoints.join(", ")
-            )
-        })?;
+        let admin = crate::fleet::admin(fleet);
+        let lines = admin
+            .view()
+            .map_err(|e| anyhow::anyhow!("fleet: cannot reach {} ({e})", admin.place()))?
+            .lines();
         for line in lines {
             println!("    {line}");
         }

@@ -1,7 +1,7 @@
 //! `nightmare-monkey pause --fleet` and `resume --fleet`: the fleet's switch, written in
 //! the coordinator named by the config's `fleet:` section. Every daemon of the fleet
 //! watches it; no daemon is needed here. And `status --fleet`, `history --fleet`: what
-//! the coordinator holds.
+//! the coordinator holds. All through [`fleet::FleetAdmin`], whatever the coordinator.
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     cli::{HistoryArgs, PauseArgs, StatusArgs},
     config,
-    fleet::{admin, config::FleetConfig, Switch},
+    fleet::{self, config::FleetConfig, Switch},
     storage::journal::parse_since,
     support::UsageError,
 };
@@ -22,10 +22,11 @@ pub fn switch(args: &PauseArgs, on: bool) -> anyhow::Result<()> {
         reason: args.reason.clone().unwrap_or_default(),
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
-    admin::set_switch(&fleet, switch.clone()).map_err(|e| {
+    let admin = fleet::admin(&fleet);
+    admin.set_switch(switch.clone()).map_err(|e| {
         anyhow!(
-            "cannot reach the fleet's etcd at {} ({e}); nothing was changed",
-            fleet.endpoints.join(", ")
+            "cannot reach the fleet's {} ({e}); nothing was changed",
+            admin.place()
         )
     })?;
     match switch {
@@ -40,12 +41,11 @@ pub fn switch(args: &PauseArgs, on: bool) -> anyhow::Result<()> {
 /// Runs `status --fleet`: what the fleet's coordinator holds.
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let fleet = fleet_of(args.daemon.config.as_deref())?;
-    let lines = admin::describe(&fleet).map_err(|e| {
-        anyhow!(
-            "cannot reach the fleet's etcd at {} ({e})",
-            fleet.endpoints.join(", ")
-        )
-    })?;
+    let admin = fleet::admin(&fleet);
+    let lines = admin
+        .view()
+        .map_err(|e| anyhow!("cannot reach the fleet's {} ({e})", admin.place()))?
+        .lines();
     println!(
         "fleet {}: {} fault(s) at once",
         fleet.prefix, fleet.max_concurrent
@@ -66,12 +66,10 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<()> {
             .transpose()
     };
     let (since, until) = (bound("since", &args.since)?, bound("until", &args.until)?);
-    let all = admin::admissions(&fleet).map_err(|e| {
-        anyhow!(
-            "cannot reach the fleet's etcd at {} ({e})",
-            fleet.endpoints.join(", ")
-        )
-    })?;
+    let admin = fleet::admin(&fleet);
+    let all = admin
+        .admissions()
+        .map_err(|e| anyhow!("cannot reach the fleet's {} ({e})", admin.place()))?;
     let shown: Vec<_> = all
         .into_iter()
         .filter(|a| {

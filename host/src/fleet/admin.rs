@@ -1,25 +1,18 @@
-//! What the commands ask of the fleet's etcd, without joining the fleet:
-//! `check-config --connect` (the members, who holds the slots, the switch) and
-//! `pause --fleet` / `resume --fleet` (the switch); and the view of the fleet that
-//! `status --fleet` and `GET /api/fleet` show.
+//! The view of the fleet that `status --fleet`, `check-config --connect` and `GET
+//! /api/fleet` show, in no coordinator's terms but [`Reached`]: each coordinator reads it
+//! in its own way (etcd: `etcd_admin`).
 
-use super::{
-    admission::Holder,
-    config::FleetConfig,
-    gateway::{Gateway, Kv, Op},
-    shared::switch_of,
-    Member, Switch,
-};
+use super::{Member, Switch};
 use serde::Serialize;
 
 /// The fleet as its coordinator holds it now: `status --fleet`, `check-config
 /// --connect` (as lines) and `GET /api/fleet` (as JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct View {
-    /// The etcd cluster's members: (name, client URLs).
-    pub etcd: Vec<(String, Vec<String>)>,
-    /// The revision it was read at.
-    pub revision: i64,
+    /// The coordinator as it was reached, in its own terms (its fields come first in
+    /// the JSON: `etcd`, `revision`).
+    #[serde(flatten)]
+    pub reached: Reached,
     /// Slots in all.
     pub max_concurrent: u32,
     /// The slots held, and by whom.
@@ -32,6 +25,36 @@ pub struct View {
     /// The fleet's switch, while it is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch: Option<Switch>,
+}
+
+/// The coordinator as it was reached: one variant per coordinator.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Reached {
+    /// etcd: the cluster's members (name, client URLs) and the revision read at.
+    Etcd {
+        etcd: Vec<(String, Vec<String>)>,
+        revision: i64,
+    },
+}
+
+impl Reached {
+    /// The first line of the view, for people.
+    fn line(&self) -> String {
+        match self {
+            Reached::Etcd { etcd, revision } => {
+                let members: Vec<String> = etcd
+                    .iter()
+                    .map(|(name, urls)| format!("{name} ({})", urls.join(" ")))
+                    .collect();
+                format!(
+                    "etcd: {} member(s) reachable at revision {revision}: {}",
+                    members.len(),
+                    members.join(", ")
+                )
+            }
+        }
+    }
 }
 
 /// A slot held.
@@ -57,82 +80,9 @@ pub struct BudgetUsed {
     pub next_fits_in_s: u64,
 }
 
-/// Reads the fleet through `gateway`.
-pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View, String> {
-    let etcd = gateway.members().await?;
-    let (kvs, revision) = super::history::state(gateway, config).await?;
-    let (slots, nodes) = (
-        format!("{}/slots/", config.prefix),
-        format!("{}/members/", config.prefix),
-    );
-    let held = kvs
-        .iter()
-        .filter_map(|kv| {
-            let slot = kv.key.strip_prefix(&slots)?.to_owned();
-            let holder: Holder = serde_json::from_slice(&kv.value).ok()?;
-            Some(HeldSlot {
-                slot,
-                node: holder.node,
-                fault: holder.fault,
-                since: holder.at,
-            })
-        })
-        .collect();
-    let members = kvs
-        .iter()
-        .filter(|kv| kv.key.starts_with(&nodes))
-        .filter_map(|kv| serde_json::from_slice::<Member>(&kv.value).ok())
-        .collect();
-    let budget = match config.budget.is_some() || config.min_gap.is_some() {
-        true => Some(budget_used(gateway, config, &kvs).await),
-        false => None,
-    };
-    let switch_key = format!("{}/switch", config.prefix);
-    Ok(View {
-        etcd,
-        revision,
-        max_concurrent: config.max_concurrent,
-        slots: held,
-        nodes: members,
-        budget,
-        switch: switch_of(kvs.iter().find(|kv| kv.key == switch_key)),
-    })
-}
-
-/// The fleet budget used (its keys alive), and when the next admission fits: when the
-/// lease that holds it back ends, as etcd counts it.
-async fn budget_used(gateway: &Gateway, config: &FleetConfig, kvs: &[Kv]) -> BudgetUsed {
-    let (gap, budget) = super::rule::found(config, kvs);
-    let mut wait = std::time::Duration::ZERO;
-    if let Some(gap) = gap {
-        let left = super::rule::time_left_at(gateway, gap.lease).await;
-        wait = wait.max(left.unwrap_or_default());
-    }
-    if let (Some((max, _)), Some(oldest)) = (config.budget, budget.first()) {
-        if budget.len() >= max as usize {
-            let left = super::rule::time_left_at(gateway, oldest.lease).await;
-            wait = wait.max(left.unwrap_or_default());
-        }
-    }
-    BudgetUsed {
-        used: budget.len(),
-        max: config.budget.map(|(max, _)| max),
-        per_s: config.budget.map(|(_, per)| per.as_secs()),
-        next_fits_in_s: match wait.is_zero() {
-            true => 0,
-            false => crate::domain::injection::ceil_secs(wait),
-        },
-    }
-}
-
 impl View {
     /// The view as lines, for people.
     pub fn lines(&self) -> Vec<String> {
-        let etcd: Vec<String> = self
-            .etcd
-            .iter()
-            .map(|(name, urls)| format!("{name} ({})", urls.join(" ")))
-            .collect();
         let slots: Vec<String> = self
             .slots
             .iter()
@@ -159,12 +109,7 @@ impl View {
             })
             .collect();
         let mut lines = vec![
-            format!(
-                "etcd: {} member(s) reachable at revision {}: {}",
-                etcd.len(),
-                self.revision,
-                etcd.join(", ")
-            ),
+            self.reached.line(),
             format!(
                 "slots: {} of {} held{}{}",
                 slots.len(),
@@ -196,50 +141,37 @@ impl View {
     }
 }
 
-/// What `check-config --connect` and `status --fleet` say of the fleet; `Err`: the
-/// coordinator could not be reached.
-pub fn describe(config: &FleetConfig) -> anyhow::Result<Vec<String>> {
-    on_runtime(config, |gateway, config| async move {
-        view(&gateway, &config)
-            .await
-            .map(|v| v.lines())
-            .map_err(anyhow::Error::msg)
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The fleet's admissions kept in its coordinator, oldest first (`history --fleet`).
-pub fn admissions(config: &FleetConfig) -> anyhow::Result<Vec<super::history::Admitted>> {
-    on_runtime(config, |gateway, config| async move {
-        super::history::read(&gateway, &config)
-            .await
-            .map_err(anyhow::Error::msg)
-    })
-}
-
-/// Turns the fleet's switch on (`Some`) or off, as `pause --fleet` and `resume --fleet`.
-pub fn set_switch(config: &FleetConfig, switch: Option<Switch>) -> anyhow::Result<()> {
-    on_runtime(config, |gateway, config| async move {
-        let key = format!("{}/switch", config.prefix);
-        let op = match &switch {
-            Some(switch) => Op::Put(key, serde_json::to_vec(switch).unwrap_or_default(), 0),
-            None => Op::Delete(key),
+    /// The coordinator's own part stays flat and first in the JSON (`GET /api/fleet`,
+    /// the dashboard reads `etcd` and `revision`), and first in the lines.
+    #[test]
+    fn the_coordinators_part_is_flat_and_first() {
+        let view = View {
+            reached: Reached::Etcd {
+                etcd: vec![("m1".to_owned(), vec!["http://127.0.0.1:2379".to_owned()])],
+                revision: 7,
+            },
+            max_concurrent: 2,
+            slots: vec![],
+            nodes: vec![],
+            budget: None,
+            switch: None,
         };
-        gateway
-            .txn(&[], &[op])
-            .await
-            .map(drop)
-            .map_err(anyhow::Error::msg)
-    })
-}
-
-/// Runs `work` with a gateway to the fleet's etcd, on a runtime of its own.
-fn on_runtime<T, F: std::future::Future<Output = anyhow::Result<T>>>(
-    config: &FleetConfig,
-    work: impl FnOnce(Gateway, FleetConfig) -> F,
-) -> anyhow::Result<T> {
-    let gateway = Gateway::new(config)?;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(work(gateway, config.clone()))
+        assert_eq!(
+            serde_json::to_string(&view).unwrap(),
+            r#"{"etcd":[["m1",["http://127.0.0.1:2379"]]],"revision":7,"max_concurrent":2,"slots":[],"nodes":[]}"#
+        );
+        assert_eq!(
+            view.lines(),
+            [
+                "etcd: 1 member(s) reachable at revision 7: m1 (http://127.0.0.1:2379)",
+                "slots: 0 of 2 held",
+                "nodes: 0: ",
+                "switch: off (the fleet plays)",
+            ]
+        );
+    }
 }

@@ -216,7 +216,7 @@ impl Coordinator for Etcd {
     fn view(&self) -> Result<super::admin::View, String> {
         let shared = self.shared.clone();
         self.wait_for(CALL_TIMEOUT * 2 + TICK, async move {
-            super::admin::view(&shared.gateway, &shared.config).await
+            super::etcd_admin::view(&shared.gateway, &shared.config).await
         })
         .unwrap_or_else(|| Err("etcd did not answer in time".to_owned()))
     }

@@ -1,7 +1,8 @@
 //! Fleet coordination: what spans nodes (how many faults at once, the fleet's budget and
 //! gap, the fleet's switch) decided by a coordinator that already solves agreement. The
-//! seam is [`Coordinator`]; etcd v3 is its first implementation (`etcd`, through the
-//! JSON gateway in `gateway`). A layer beside `probe`: it imports only `support` and
+//! seam is [`Coordinator`] for a node of the fleet and [`FleetAdmin`] for an operator
+//! outside it; etcd v3 is their first implementation (`etcd` and `etcd_admin`, through
+//! the JSON gateway in `gateway`). A layer beside `probe`: it imports only `support` and
 //! `domain`.
 //!
 //! A node holds a slot only while its lease lives, and fails closed: past
@@ -12,6 +13,7 @@ pub mod admin;
 mod admission;
 pub mod config;
 pub mod etcd;
+mod etcd_admin;
 mod gateway;
 pub mod history;
 pub mod peers;
@@ -57,6 +59,28 @@ pub trait Coordinator: Send + Sync {
     /// Leaves the fleet, going to bed with nothing in effect: every slot of this node
     /// frees at once rather than when its lease would end. Blocking, within a deadline.
     fn close(&self);
+}
+
+/// What an operator asks of the fleet's coordinator without joining the fleet (no
+/// lease, no slot): `pause --fleet` / `resume --fleet`, `status --fleet`, `history
+/// --fleet` and `check-config --connect`. Blocking calls; an `Err` says the coordinator
+/// could not be reached or could not answer.
+pub trait FleetAdmin {
+    /// Where the coordinator is, for messages (`etcd at http://127.0.0.1:2379`).
+    fn place(&self) -> String;
+    /// Turns the fleet's switch on (`Some`) or off, for every node of the fleet.
+    fn set_switch(&self, switch: Option<Switch>) -> anyhow::Result<()>;
+    /// The fleet as its coordinator holds it now.
+    fn view(&self) -> anyhow::Result<admin::View>;
+    /// The fleet's admissions kept in the coordinator (at least [`history::keep`]),
+    /// oldest first.
+    fn admissions(&self) -> anyhow::Result<Vec<history::Admitted>>;
+}
+
+/// The operator's side of the coordinator that `config` names. Nothing is reached
+/// until it is asked something.
+pub fn admin(config: &config::FleetConfig) -> Box<dyn FleetAdmin> {
+    Box::new(etcd_admin::EtcdAdmin::new(config))
 }
 
 /// Why the fleet refused a fault.

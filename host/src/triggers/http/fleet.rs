@@ -1,38 +1,47 @@
 //! The fleet through the API: `GET /api/fleet`, and its switch: `POST /api/pause?scope=fleet` (with an optional
 //! `reason=`) and `POST /api/resume?scope=fleet`, token-protected like the node's own
 //! switch. They write the switch in the fleet's coordinator; every daemon of the fleet,
-//! this one included, follows it from there. Without `scope=fleet` the node's own
-//! switch answers (`routes::controls`).
+//! this one included, follows it from there. Without `scope` the node's own switch
+//! answers (`routes::controls`); any other scope is a 400.
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use warp::{http::StatusCode, reply::Response, Filter, Rejection, Reply};
 
 use super::{error, routes::Routes, Api, Caller};
 use crate::output::log;
 
-/// The query of a fleet-wide switch.
-#[derive(Debug, Deserialize)]
-struct Scope {
-    scope: String,
-    #[serde(default)]
-    reason: String,
-}
+/// The one scope there is besides this node's own (no `scope` at all).
+const FLEET: &str = "fleet";
 
-/// `POST /api/pause?scope=fleet` and `POST /api/resume?scope=fleet`; any other scope
-/// falls through to the node's own switch.
+/// `POST /api/pause?scope=fleet` and `POST /api/resume?scope=fleet`; without a scope the
+/// request falls through to the node's own switch, and any other scope is a 400 (a
+/// mistyped `scope=Fleet` must not pause this node alone).
 pub(super) fn switch<A>(authorized: &A) -> Routes
 where
     A: Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static,
 {
-    let fleet = warp::query::<Scope>().and_then(|scope: Scope| async move {
-        if scope.scope == "fleet" {
-            Ok(scope.reason)
-        } else {
-            Err(warp::reject::not_found())
-        }
-    });
+    // Every pair of the query, so that no repeated or odd parameter makes it fail to
+    // parse and fall through to the node's own switch.
+    let fleet = warp::query::<Vec<(String, String)>>().and_then(
+        |query: Vec<(String, String)>| async move {
+            let of = |name: &str| -> Vec<String> {
+                query
+                    .iter()
+                    .filter(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone())
+                    .collect()
+            };
+            let scopes = of("scope");
+            if scopes.is_empty() {
+                return Err(warp::reject::not_found());
+            }
+            Ok(match scopes.into_iter().find(|scope| scope != FLEET) {
+                Some(other) => Err(other),
+                None => Ok(of("reason").pop().unwrap_or_default()),
+            })
+        },
+    );
     let on = warp::path!("api" / "pause").map(|| true);
     let off = warp::path!("api" / "resume").map(|| false);
     on.or(off)
@@ -41,11 +50,22 @@ where
         .and(fleet)
         .and(authorized.clone())
         .then(
-            |on: bool, reason: String, api: Arc<Api>, caller: Caller| async move {
-                turn(api, caller, on, reason).await
+            |on: bool, reason: Result<String, String>, api: Arc<Api>, caller: Caller| async move {
+                match reason {
+                    Ok(reason) => turn(api, caller, on, reason).await,
+                    Err(scope) => error(StatusCode::BAD_REQUEST, unknown_scope(&scope)),
+                }
             },
         )
         .boxed()
+}
+
+/// The message of a 400 for `scope` other than `fleet`.
+fn unknown_scope(scope: &str) -> String {
+    format!(
+        "invalid scope `{}`: expected scope=fleet (every daemon of the fleet), or no scope for this daemon alone",
+        scope.escape_debug()
+    )
 }
 
 /// `GET /api/fleet`: the fleet as its coordinator holds it (nodes, slots, budget,
