@@ -298,12 +298,13 @@ pub const HEADING: &str = "## Network faults: the fault proxy and nft (issue 26)
 pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
     let share = 100.0 * f.proxied_mbs.median / f.direct_mbs.median;
     let added = f.rtt_proxied.0 - f.rtt_direct.0;
+    let verdict = |met: bool| if met { "met" } else { "**missed**" };
     let mut out = format!(
         "{HEADING}\n\n\
          Measured in the harness's network namespace, at {revision} with `{command}`, on {}: a daemon (dry) with two proxies on loopback, no toxic on; {ROUNDS} rounds, direct and proxied taking turns (each first in every other round), the same client and server both ways; the bulk's range is the rounds' lowest and highest.\n\n\
-         | | direct | through the proxy | target |\n|---|---|---|---|\n\
-         | bulk, {} MiB a round, MB/s (median; range) | {} ({}-{}) | {} ({}-{}; {share:.0}% of direct) | >= 80% |\n\
-         | one-byte round trip, p50 / p90, us | {} / {} | {} / {} (+{} at p50) | <= +50 us |\n",
+         | | direct | through the proxy | target | verdict |\n|---|---|---|---|---|\n\
+         | bulk, {} MiB a round, MB/s (median; range) | {} ({}-{}) | {} ({}-{}; {share:.0}% of direct) | >= 80% of direct | {} |\n\
+         | one-byte round trip, p50 / p90, us | {} / {} | {} / {} (+{} at p50) | <= +50 us at p50 | {} |\n",
         chrono::Utc::now().format("%Y-%m-%d"),
         BULK >> 20,
         num(f.direct_mbs.median),
@@ -312,20 +313,23 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
         num(f.proxied_mbs.median),
         num(f.ranges[1].0),
         num(f.ranges[1].1),
+        verdict(share >= 80.0),
         num(f.rtt_direct.0),
         num(f.rtt_direct.1),
         num(f.rtt_proxied.0),
         num(f.rtt_proxied.1),
         num(added),
+        verdict(added <= 50.0),
     );
     match (&f.apply_ms, &f.apply_after_ms, &f.revert_ms, &f.rules_error) {
         (Some(a), Some(after), Some(r), _) => out.push_str(&format!(
-            "\n`net-loss`, {RULES} times, ms, median (quartiles): apply (prepare + the netlink batch) {} ({}-{}; the prepare {}, the batch {}), revert (over netlink) {} ({}-{}); target <= 20 ms each. \\\n\
+            "\n`net-loss`, {RULES} times, ms, median (quartiles): apply (prepare + the netlink batch) {} ({}-{}; the prepare {}, the batch {}), revert (over netlink) {} ({}-{}); target <= 20 ms each: apply {}, revert {}. \\\n\
              Half of the applications come 100 ms after the last revert, as above; the other half right after it: {} ({}-{}).\n",
             num(a.median), num(a.p25), num(a.p75),
             f.prepare_ms.map_or("?".to_owned(), |p| num(p.median)),
             f.batch_ms.map_or("?".to_owned(), |b| num(b.median)),
             num(r.median), num(r.p25), num(r.p75),
+            verdict(a.median <= 20.0), verdict(r.median <= 20.0),
             num(after.median), num(after.p25), num(after.p75),
         )),
         (_, _, _, Some(e)) => out.push_str(&format!("\n`net-loss` not measured: {e}\n")),
