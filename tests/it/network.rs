@@ -3,6 +3,9 @@
 //! nothing of this machine's. Traffic is UDP datagrams and TCP connections on `lo`,
 //! sent and counted by Perl (`perl-base`, on every Debian).
 
+mod report;
+mod scoped;
+
 use std::{fs, path::Path, process::Command};
 
 use crate::{
@@ -271,8 +274,8 @@ fn a_dry_run_prints_the_exact_rules() {
 /// net-delay on a kernel without netem: refused by check-config, by a start and by an
 /// injection (`kill --fault net-delay`, dry or `--execute`, in a network namespace of
 /// the test's), each time naming the missing module and the way around it (the
-/// net-proxy fault); with netem, the config is checked as any other (its tc command is
-/// unit-tested in `netem.rs`).
+/// net-proxy fault). On a kernel with netem the config is checked as any other, and
+/// the fault is applied and measured instead ([`net_delay_with_netem`]).
 #[test]
 fn net_delay_without_netem_is_refused_saying_why() {
     let probe = Command::new("unshare")
@@ -289,14 +292,20 @@ fn net_delay_without_netem_is_refused_saying_why() {
     );
     let run = monkey(&["check-config", &cfg]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    if !String::from_utf8_lossy(&probe.stderr).contains("qdisc kind is unknown") {
+    if probe.status.success() {
         assert!(
             run.stderr.contains("interface is required"),
             "{}",
             run.stderr
         );
-        return;
+        eprintln!("this kernel has netem: net-delay is applied and measured, not refused");
+        return net_delay_with_netem(&dir);
     }
+    let said = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        said.contains("qdisc kind is unknown"),
+        "the netem probe (unshare ... tc qdisc add dev lo root netem) failed for another reason: {said}"
+    );
     let d = dir.display();
     let fault = r#"--fault net-delay --fault-config '(interface: "lo", delay: "100ms")'"#;
     let refused = in_network_namespace(&format!(
@@ -326,6 +335,65 @@ echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2)""#
         assert_eq!(pairs(&refused.stdout, key), ["2"], "{key}\n{context}");
     }
     assert_eq!(pairs(&refused.stdout, "qdisc"), ["noqueue"], "{context}");
+}
+
+/// On a kernel with netem: net-delay of 50 ms on `lo` in the test's network namespace.
+/// A one-byte TCP echo over loopback crosses `lo` twice (the byte, then its echo), so
+/// its median round trip grows by twice the delay (never less; at most 50 ms more on
+/// a busy machine); the kill switch removes our netem, `lo` has its own qdisc again and
+/// the round trip its old length.
+fn net_delay_with_netem(dir: &Path) {
+    let cfg = config(
+        dir,
+        r#""slow": (plugin: "net-delay", config: (interface: "lo", delay: "50ms", duration: "10m"))"#,
+    );
+    let checked = monkey(&["check-config", &cfg]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{}
+echo_server 7000
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+echo "before $(rtt 127.0.0.1:7000 11)"
+post $p /api/faults/slow '{{"desc":"slow link"}}' >/dev/null
+echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2,3)"
+echo "during $(rtt 127.0.0.1:7000 11)"
+post $p /api/pause '' >/dev/null
+await 'Revert (pause): reverted' {d}/log
+echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2,3)"
+echo "after $(rtt 127.0.0.1:7000 11)"
+kill -TERM $m; wait $m; echo "code $?""#,
+        crate::proxy::PROXY_PRELUDE
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let context = format!("{}\n{}\n{log}", run.stdout, run.stderr);
+    let (before, during, after) = (
+        number(&run, "before"),
+        number(&run, "during"),
+        number(&run, "after"),
+    );
+    // Microseconds: 2 x 50 ms more, give or take how late a busy machine wakes.
+    let added = during.saturating_sub(before);
+    assert!(
+        (100_000..=150_000).contains(&added),
+        "the round trip grew by {added} us (before {before}, during {during}): expected 100 ms, twice the delay\n{context}"
+    );
+    assert!(
+        after < before + 20_000,
+        "after the revert {after} us against {before} before\n{context}"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "qdisc"),
+        ["netem 4e4d:", "noqueue 0:"],
+        "{context}"
+    );
+    assert!(
+        log.contains("Revert (pause): reverted: removed the netem qdisc 4e4d: of lo"),
+        "{context}"
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{context}");
 }
 
 /// What [`strike_a_child`] saw: the script's lines, what `kill` printed and logged.

@@ -18,7 +18,7 @@ use crate::{
 /// what came back (`got ping`, `closed`, `error (why)`, `silent`); `fetch ADDR` reads to
 /// the end and prints the milliseconds and the bytes; `same ADDR BYTES` sends random
 /// bytes through an echo and says whether they came back unchanged.
-const PROXY_PRELUDE: &str = r#"
+pub(crate) const PROXY_PRELUDE: &str = r#"
 echo_server() { perl -MIO::Socket::INET -e '
   $SIG{CHLD} = "IGNORE";
   my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ARGV[0]", Listen => 64, ReuseAddr => 1) or die "listen: $!";

@@ -62,6 +62,22 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     super::emit(args.output.as_deref(), &out)
 }
 
+/// The most characters of a target the text and Markdown tables show: a fault that is
+/// not a process is named by its summary, and a dry run's may hold a whole script (a
+/// network fault's nftables rules) that would make every row of the table as wide. The
+/// JSON has it whole.
+const TARGET_SHOWN: usize = 120;
+
+/// `target` cut to [`TARGET_SHOWN`] characters, an ellipsis saying so.
+fn shown_target(target: &str) -> String {
+    match target.char_indices().nth(TARGET_SHOWN - 1) {
+        Some((at, _)) if target.chars().count() > TARGET_SHOWN => {
+            format!("{}…", &target[..at])
+        }
+        _ => target.to_owned(),
+    }
+}
+
 fn ms(value: Option<u64>) -> String {
     value.map_or_else(|| "-".to_owned(), human_ms)
 }
@@ -136,7 +152,7 @@ fn text(r: &Report, since: DateTime<Utc>) -> String {
                     .to_string(),
                 escape_controls(&f.id).into_owned(),
                 escape_controls(&f.fault).into_owned(),
-                f.target.clone(),
+                shown_target(&f.target),
                 escape_controls(&f.trigger).into_owned(),
                 escape_controls(&f.shown_result()).into_owned(),
                 ms(f.ttd_ms),
@@ -221,7 +237,7 @@ fn markdown(r: &Report, since: DateTime<Utc>) -> String {
                 f.at.format("%Y-%m-%d %H:%M:%S"),
                 cell(&f.id),
                 cell(&f.fault),
-                cell(&f.target),
+                cell(&shown_target(&f.target)),
                 cell(&f.trigger),
                 cell(&f.shown_result()),
                 ms(f.ttd_ms),

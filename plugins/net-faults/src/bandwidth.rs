@@ -107,6 +107,12 @@ fn tc(args: &[&str]) -> Result<String, PluginError> {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let (kind, first) = crate::nft::failure(&out.stderr, "Cannot find device");
+    if kind == ErrorKind::Denied {
+        return Err(PluginError::new(
+            kind,
+            format!("tc: {first} (tc needs CAP_NET_ADMIN: for a daemon that is not root, an ambient capability, which tc inherits)"),
+        ));
+    }
     Err(PluginError::new(kind, format!("tc: {first}")))
 }
 

@@ -66,6 +66,12 @@ fn link(pid: u32) -> String {
 pub fn resolve(scope: &Scope) -> Result<Target, PluginError> {
     let pid = anchor(scope)?;
     let meta = std::fs::metadata(link(pid)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return PluginError::new(
+                ErrorKind::Denied,
+                format!("scope: cannot read the network namespace of PID {pid}: {e} (another user's /proc/PID/ns/net needs CAP_SYS_PTRACE)"),
+            );
+        }
         PluginError::new(
             ErrorKind::NoTarget,
             format!("scope: cannot read the network namespace of PID {pid}: {e}"),
@@ -154,4 +160,35 @@ pub fn within<R: Send>(
                 ))
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In the test's user namespace, PID 1 (of the machine or the container) is a
+    /// process of another user namespace: reading its namespace takes CAP_SYS_PTRACE
+    /// there, which this test does not have, whoever runs it.
+    #[test]
+    fn a_namespace_the_daemon_may_not_read_is_refused_naming_cap_sys_ptrace() {
+        if !crate::testns::inside(
+            "netns::tests::a_namespace_the_daemon_may_not_read_is_refused_naming_cap_sys_ptrace",
+        ) {
+            return;
+        }
+        let e = resolve(&Scope::Namespace(1)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Denied, "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("scope: cannot read the network namespace of PID 1: "),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message
+                .ends_with("(another user's /proc/PID/ns/net needs CAP_SYS_PTRACE)"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Where operators look: Prometheus metrics, JSON logs, the log level, and a command line
 //! that explains itself (help with examples, completions, the man page, the version).
 
+mod capabilities;
 mod cli;
 mod fleet;
 mod logs;

@@ -303,3 +303,187 @@ fn at_the_cap_a_client_waits_until_one_leaves() {
     ));
     talk(&mut second);
 }
+
+/// The slicer cuts what it forwards into pieces of its size, `delay` apart: 100 bytes
+/// sent at once arrive as pieces of exactly 10 (a read may hold several, if the reader
+/// was late, never part of one), the last no sooner than 9 pauses after the connection
+/// opened. A slicer that passed the bytes whole, or cut them without pausing, fails.
+#[test]
+fn the_slicer_delivers_pieces_of_its_size_its_delay_apart() {
+    let (proxy, listen) = start("sliced", bulk_server(100));
+    let slicer = Toxic::Slicer {
+        average_size: 10,
+        size_variation: 0,
+        delay_us: 30_000,
+    };
+    proxy.add(on(slicer, Some(Direction::Downstream)));
+    let opened = Instant::now();
+    let mut client = TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reads = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = client.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(buf[..n].iter().all(|&b| b == 7), "the bytes sent");
+        reads.push(n);
+    }
+    let took = opened.elapsed();
+    assert_eq!(reads.iter().sum::<usize>(), 100, "every byte: {reads:?}");
+    assert!(
+        reads.iter().all(|n| n % 10 == 0),
+        "whole pieces of 10 bytes: {reads:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(9 * 30),
+        "10 pieces 30 ms apart came within {took:?}: {reads:?}"
+    );
+    assert!(proxy.remove("slicer"));
+}
+
+/// What `client` reads next (at most 64 bytes), and when, since `from`.
+fn read_after(client: &mut TcpStream, from: Instant) -> (std::io::Result<Vec<u8>>, Duration) {
+    let mut buf = [0u8; 64];
+    let got = client.read(&mut buf).map(|n| buf[..n].to_vec());
+    (got, from.elapsed())
+}
+
+/// A client of the proxy at `listen` that has sent `ping`.
+fn talking(listen: SocketAddr) -> TcpStream {
+    let mut client = TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client.write_all(b"ping").unwrap();
+    client
+}
+
+/// `Timeout` with a time forwards nothing, then closes the connection once its time
+/// has passed since the toxic began (or since the connection, if later): the client
+/// reads the end of the stream, never the echo, and no sooner.
+#[test]
+fn a_timeout_with_a_time_forwards_nothing_then_closes() {
+    let (proxy, listen) = start("timeout-later", echo_server());
+    proxy.add(on(
+        Toxic::Timeout {
+            timeout_ms: Some(400),
+        },
+        Some(Direction::Both),
+    ));
+    let from = Instant::now();
+    let mut client = talking(listen);
+    let (got, took) = read_after(&mut client, from);
+    match got {
+        Ok(bytes) => assert!(bytes.is_empty(), "forwarded {bytes:?} under the timeout"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed after {took:?}, before its 400 ms"
+    );
+    assert!(proxy.remove("timeout"));
+    let mut client = talking(listen);
+    let (got, _) = read_after(&mut client, Instant::now());
+    assert_eq!(got.unwrap(), b"ping", "forwarded again once off");
+}
+
+/// `ResetPeer` with a time lets the connection work until then, then resets it (the
+/// client reads `ECONNRESET`), no sooner.
+#[test]
+fn a_reset_peer_with_a_time_resets_when_it_comes() {
+    let (proxy, listen) = start("reset-later", echo_server());
+    proxy.add(on(Toxic::ResetPeer { timeout_ms: 1500 }, None));
+    let from = Instant::now();
+    let mut client = talking(listen);
+    let (got, took) = read_after(&mut client, from);
+    // The echo comes back meanwhile; on a machine so busy that it took the whole 1.5 s,
+    // the reset came first, and in its time.
+    match got {
+        Ok(bytes) => assert_eq!(bytes, b"ping", "after {took:?}"),
+        Err(e) => assert!(
+            e.kind() == std::io::ErrorKind::ConnectionReset && took >= Duration::from_millis(1500),
+            "{e} after {took:?}"
+        ),
+    }
+    let (got, took) = read_after(&mut client, from);
+    let e = got.expect_err("the connection is reset");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "reset after {took:?}, before its 1.5 s"
+    );
+    assert!(proxy.remove("reset_peer"));
+}
+
+/// `Down` closes the connections already open, as well as refusing new ones; off
+/// again, the proxy accepts and forwards.
+#[test]
+fn down_closes_the_connections_already_open() {
+    let (proxy, listen) = start("down-open", echo_server());
+    let mut client = talking(listen);
+    let (got, _) = read_after(&mut client, Instant::now());
+    assert_eq!(got.unwrap(), b"ping");
+    proxy.add(on(Toxic::Down, None));
+    let (got, _) = read_after(&mut client, Instant::now());
+    match got {
+        Ok(bytes) => assert!(bytes.is_empty(), "{bytes:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    until("the listener is closed", || {
+        !proxy.listening.load(std::sync::atomic::Ordering::Acquire)
+    });
+    let refused = TcpStream::connect(listen).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(proxy.remove("down"));
+    until("the listener is open again", || {
+        proxy.listening.load(std::sync::atomic::Ordering::Acquire)
+    });
+    let mut client = talking(listen);
+    let (got, _) = read_after(&mut client, Instant::now());
+    assert_eq!(got.unwrap(), b"ping");
+}
+
+/// A latency with a jitter delays each chunk by the latency give or take up to the
+/// jitter, a fresh draw each time: over 20 echoes at 100 ± 50 ms, none comes back
+/// sooner than 50 ms, and the delays spread (a jitter ignored would make them all
+/// 100 ms and more).
+#[test]
+fn a_latencys_jitter_spreads_the_delays_within_its_bounds() {
+    let (proxy, listen) = start("jittery", echo_server());
+    proxy.add(on(
+        Toxic::Latency {
+            latency_ms: 100,
+            jitter_ms: 50,
+        },
+        Some(Direction::Downstream),
+    ));
+    let mut client = TcpStream::connect(listen).unwrap();
+    client.set_nodelay(true).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rtts = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        client.write_all(b"x").unwrap();
+        let mut back = [0u8; 1];
+        client.read_exact(&mut back).unwrap();
+        rtts.push(start.elapsed());
+    }
+    rtts.sort();
+    let (least, most) = (rtts[0], rtts[rtts.len() - 1]);
+    assert!(least >= Duration::from_millis(50), "{rtts:?}");
+    assert!(
+        least < Duration::from_millis(95),
+        "no delay below the latency: {rtts:?}"
+    );
+    assert!(
+        most > Duration::from_millis(105),
+        "no delay above the latency: {rtts:?}"
+    );
+    assert!(proxy.remove("latency"));
+}
