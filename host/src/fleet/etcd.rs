@@ -31,6 +31,10 @@ const TICK: Duration = Duration::from_millis(200);
 const ADMIT_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a release that failed waits before it tries again.
 const RELEASE_RETRY: Duration = Duration::from_millis(250);
+/// How long a node leaving the fleet tries to end its lease: several calls, as one may
+/// time out while etcd is slow (a busy disk, an election), and short beside a service
+/// manager's stop timeout. Past it the slots free when the lease ends by itself.
+const LEAVE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The etcd coordinator of one node.
 pub struct Etcd {
@@ -252,12 +256,32 @@ impl Coordinator for Etcd {
             return;
         };
         let shared = self.shared.clone();
-        let revoked = self.wait_for(CALL_TIMEOUT, async move { shared.gateway.revoke(id).await });
-        if let Some(Err(e)) = revoked {
-            self.shared.log(format!(
-                "cannot end the lease ({e}): its slots free when it ends"
-            ));
-        }
+        let revoked = self.wait_for(LEAVE_DEADLINE, async move {
+            let last = tokio::time::Instant::now() + LEAVE_DEADLINE - CALL_TIMEOUT;
+            loop {
+                let asked = tokio::time::Instant::now();
+                match shared.gateway.revoke(id).await {
+                    Ok(()) => return Ok(()),
+                    // A try whose answer was lost ended it.
+                    Err(e) if e.contains("lease not found") => return Ok(()),
+                    // Tried again only after a call that ran out of time (etcd slow);
+                    // one refused at once (etcd down) would be refused again.
+                    Err(e) if asked.elapsed() < CALL_TIMEOUT / 2 || asked >= last => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        });
+        let why = match revoked {
+            Some(Ok(())) => return,
+            Some(Err(e)) => e,
+            None => format!(
+                "no answer within {}",
+                humantime::format_duration(LEAVE_DEADLINE)
+            ),
+        };
+        self.shared.log(format!(
+            "cannot end the lease ({why}): its slots free when it ends"
+        ));
     }
 }
 
@@ -379,13 +403,16 @@ async fn keep_lease(shared: Arc<Shared>) {
     tokio::spawn(follow_cut_off(shared.clone()));
     let mut attempted: Option<Instant> = None;
     loop {
-        let (id, renewed) = {
+        let (id, renewed, closed) = {
             let lease = lock(&shared.lease);
-            if lease.closed {
-                return;
-            }
-            (lease.id, lease.renewed)
+            (lease.id, lease.renewed, lease.closed)
         };
+        if closed {
+            // Left the fleet: nothing more to renew. The thread's runtime lives on (to
+            // the process's end) for the calls still under way, the lease's own end
+            // among them: returning would drop them unfinished.
+            return std::future::pending().await;
+        }
         let due = match (renewed, attempted) {
             (Some(renewed), Some(attempted)) => {
                 renewed.elapsed() >= shared.config.renew_every() && attempted.elapsed() >= TICK

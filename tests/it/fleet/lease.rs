@@ -135,3 +135,31 @@ fn a_slot_won_after_its_asker_gave_up_is_given_back() {
         etcd.get_prefix("/nm/late/slots/").is_empty()
     });
 }
+
+#[test]
+fn a_node_leaving_while_its_first_call_goes_unheard_still_ends_its_lease() {
+    let etcd = Etcd::start("leave-unheard");
+    let relay = Relay::start(etcd.port);
+    let dir = TestDir::new("fleet-leave-unheard");
+    let cfg = config_with(
+        &dir,
+        &[relay.endpoint()],
+        "/nm/leave-unheard",
+        "",
+        r#"lease_ttl: "60s""#,
+    );
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    daemon.port();
+    until(DEADLINE, "its lease is granted", || etcd.leases() == 1);
+    // Nothing more gets through on the connections open now: the first call to end the
+    // lease, on one of them, runs out of time unheard; a new connection gets through.
+    relay.blackhole_open();
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+    assert_eq!(
+        etcd.leases(),
+        0,
+        "its lease ended with it, not 60 s later: {:?}",
+        daemon.log
+    );
+}
