@@ -389,14 +389,23 @@ pub fn markdown(f: &Figures, revision: &str, command: &str) -> String {
         f.cpu_per_gib,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
+    // Without the daemon's scheduler counts (no schedstat) the bound would be made up.
+    let bound = if cpu.proxied[2] > 0.0 {
+        format!(
+            "from these figures, the proxied copy can reach at most {:.0}% of direct on this machine",
+            100.0 * cpu.bound(cores)
+        )
+    } else {
+        "the daemon's CPU was not measured (no /proc/PID/task/*/schedstat), so no bound is drawn"
+            .to_owned()
+    };
     out.push_str(&format!(
-        "\nCPU a GiB of bulk, seconds (every round), client / sink: direct {} / {}; through the proxy {} / {}, and the proxy (the daemon) {}. A copy goes at most as fast as its busiest stage, and at most as fast as {cores} cores run all of its stages: from these figures, the proxied copy can reach at most {:.0}% of direct on this machine.\n",
+        "\nCPU a GiB of bulk, seconds (every round), client / sink: direct {} / {}; through the proxy {} / {}, and the proxy (the daemon) {}. A copy goes at most as fast as its busiest stage, and at most as fast as {cores} cores run all of its stages: {bound}.\n",
         num(cpu.direct[0]),
         num(cpu.direct[1]),
         num(cpu.proxied[0]),
         num(cpu.proxied[1]),
         num(cpu.proxied[2]),
-        100.0 * cpu.bound(cores),
     ));
     match (&f.apply_ms, &f.apply_after_ms, &f.revert_ms, &f.rules_error) {
         (Some(a), Some(after), Some(r), _) => out.push_str(&format!(

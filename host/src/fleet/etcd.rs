@@ -66,6 +66,7 @@ impl Etcd {
             rule: Mutex::default(),
             slots: Mutex::default(),
             swept: Mutex::default(),
+            parked: tokio::sync::Notify::new(),
         });
         let (handle_tx, handle_rx) = mpsc::channel();
         let (first_tx, first_rx) = mpsc::channel::<()>();
@@ -248,30 +249,30 @@ impl Coordinator for Etcd {
     }
 
     fn close(&self) {
-        let Some(id) = ({
+        let id = {
             let mut lease = lock(&self.shared.lease);
             lease.closed = true;
             lease.id.take()
-        }) else {
-            return;
         };
         let shared = self.shared.clone();
-        let revoked = self.wait_for(LEAVE_DEADLINE, async move {
-            let last = tokio::time::Instant::now() + LEAVE_DEADLINE - CALL_TIMEOUT;
-            loop {
-                let asked = tokio::time::Instant::now();
-                match shared.gateway.revoke(id).await {
-                    Ok(()) => return Ok(()),
-                    // A try whose answer was lost ended it.
-                    Err(e) if e.contains("lease not found") => return Ok(()),
-                    // Tried again only after a call that ran out of time (etcd slow);
-                    // one refused at once (etcd down) would be refused again.
-                    Err(e) if asked.elapsed() < CALL_TIMEOUT / 2 || asked >= last => return Err(e),
-                    Err(_) => {}
+        let left = self.wait_for(LEAVE_DEADLINE, async move {
+            match id {
+                Some(id) => end_lease(&shared, id).await,
+                // No lease, perhaps one being granted: the lease's loop ends that one
+                // as it stops, which is waited for.
+                None => {
+                    loop {
+                        let parked = shared.parked.notified();
+                        if lock(&shared.lease).parked {
+                            break;
+                        }
+                        parked.await;
+                    }
+                    Ok(())
                 }
             }
         });
-        let why = match revoked {
+        let why = match left {
             Some(Ok(())) => return,
             Some(Err(e)) => e,
             None => format!(
@@ -282,6 +283,32 @@ impl Coordinator for Etcd {
         self.shared.log(format!(
             "cannot end the lease ({why}): its slots free when it ends"
         ));
+    }
+}
+
+/// Ends lease `id` as the node leaves: tried again after a call that ran out of time
+/// (etcd slow) or whose sign-in had expired (once), until [`LEAVE_DEADLINE`] draws
+/// near; a call refused at once (etcd down) would be refused again.
+async fn end_lease(shared: &Shared, id: i64) -> Result<(), String> {
+    let last = tokio::time::Instant::now() + LEAVE_DEADLINE - CALL_TIMEOUT;
+    let mut signed_in_again = false;
+    loop {
+        let asked = tokio::time::Instant::now();
+        let e = match shared.gateway.revoke(id).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        // A try whose answer was lost ended it.
+        if e.contains("lease not found") {
+            return Ok(());
+        }
+        // The gateway forgot the token: the next call signs in again.
+        let expired = !signed_in_again && e.contains("invalid auth token");
+        signed_in_again |= expired;
+        let timed_out = asked.elapsed() >= CALL_TIMEOUT / 2;
+        if asked >= last || !(timed_out || expired) {
+            return Err(e);
+        }
     }
 }
 
@@ -411,6 +438,8 @@ async fn keep_lease(shared: Arc<Shared>) {
             // Left the fleet: nothing more to renew. The thread's runtime lives on (to
             // the process's end) for the calls still under way, the lease's own end
             // among them: returning would drop them unfinished.
+            lock(&shared.lease).parked = true;
+            shared.parked.notify_waiters();
             return std::future::pending().await;
         }
         let due = match (renewed, attempted) {
@@ -423,43 +452,61 @@ async fn keep_lease(shared: Arc<Shared>) {
             // Stamped when sent: etcd renews the lease when it gets it, not before.
             let sent = Instant::now();
             attempted = Some(sent);
-            let answer = match id {
-                Some(id) => renew(&shared, id, renewed, sent).await,
-                None => grant(&shared).await,
+            let (answer, granted) = match id {
+                Some(id) => (renew(&shared, id, renewed, sent).await, false),
+                None => (grant(&shared).await, true),
             };
-            let answer = match answer {
-                Ok((_, 0)) => {
-                    // Expired: whatever it held is gone; a new one is granted at once
-                    // (the faults admitted under the old one are reverted: see
-                    // `FleetState::lease`).
+            let (answer, granted) = match answer {
+                // Expired: whatever it held is gone; a new one is granted at once
+                // (the faults admitted under the old one are reverted: see
+                // `FleetState::lease`), unless the node is leaving.
+                Ok((_, 0)) if !lock(&shared.lease).closed => {
                     {
                         let mut lease = lock(&shared.lease);
                         lease.id = None;
                         lease.renewed = None;
                     }
-                    grant(&shared).await
+                    (grant(&shared).await, true)
                 }
-                other => other,
+                other => (other, granted),
             };
-            let mut lease = lock(&shared.lease);
-            match answer {
-                Ok((id, _)) => {
-                    if lease.id == Some(id) {
-                        tokio::spawn({
-                            let shared = shared.clone();
-                            async move { reconcile(&shared, id).await }
-                        });
+            // Stored only while the node stays: the check and the store under one lock,
+            // so that `close` never misses a lease granted as it leaves.
+            let stray = {
+                let mut lease = lock(&shared.lease);
+                match answer {
+                    Ok((id, _)) if lease.closed => granted.then_some(id),
+                    Err(_) if lease.closed => None,
+                    Ok((id, _)) => {
+                        if lease.id == Some(id) {
+                            tokio::spawn({
+                                let shared = shared.clone();
+                                async move { reconcile(&shared, id).await }
+                            });
+                        }
+                        lease.id = Some(id);
+                        lease.renewed = Some(sent);
+                        lease.failing = None;
+                        None
                     }
-                    lease.id = Some(id);
-                    lease.renewed = Some(sent);
-                    lease.failing = None;
-                }
-                Err(e) => {
-                    if lease.failing.as_deref() != Some(e.as_str()) {
-                        shared.log(format!("cannot renew the lease: {e}"));
+                    Err(e) => {
+                        if lease.failing.as_deref() != Some(e.as_str()) {
+                            shared.log(format!("cannot renew the lease: {e}"));
+                        }
+                        lease.failing = Some(e);
+                        None
                     }
-                    lease.failing = Some(e);
                 }
+            };
+            if let Some(id) = stray {
+                // Granted while the node left: ended before the loop stops, or the node
+                // would be listed as a member for a whole TTL.
+                if let Err(e) = end_lease(&shared, id).await {
+                    shared.log(format!("cannot end the lease ({e}): it ends by itself"));
+                }
+            }
+            if lock(&shared.lease).closed {
+                continue;
             }
         }
         publish(&shared);

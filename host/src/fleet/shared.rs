@@ -38,6 +38,8 @@ pub(super) struct Shared {
     pub(super) slots: Mutex<SlotsSeen>,
     /// When an admission of this node last deleted the admissions past their time.
     pub(super) swept: Mutex<Option<Instant>>,
+    /// Told when the lease's loop has stopped for good ([`Lease::parked`]).
+    pub(super) parked: tokio::sync::Notify,
 }
 
 /// What this process holds in etcd, so that a slot held by its lease that no live
@@ -73,6 +75,9 @@ pub(super) struct Lease {
     pub(super) failing: Option<String>,
     /// The node left the fleet: no lease is granted any more.
     pub(super) closed: bool,
+    /// The lease's loop saw `closed` and stopped for good, a lease it was granted while
+    /// the node left ended first (told through [`Shared::parked`]).
+    pub(super) parked: bool,
     /// What the node last said of itself, written again under each new lease.
     pub(super) member: Option<super::Member>,
 }

@@ -107,6 +107,9 @@ fn tc(args: &[&str]) -> Result<String, PluginError> {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let (kind, first) = crate::nft::failure(&out.stderr, "Cannot find device");
+    if let Some(refused) = crate::netem::unknown_qdisc(args, &first) {
+        return Err(refused);
+    }
     if kind == ErrorKind::Denied {
         return Err(PluginError::new(
             kind,

@@ -10,7 +10,7 @@
 //! netem qdisc on the loopback of a network namespace made for the test and gone with
 //! it (`unshare --net tc qdisc add dev lo root netem`).
 
-use std::{process::Command, sync::OnceLock, time::Duration};
+use std::{path::Path, process::Command, sync::OnceLock, time::Duration};
 
 use nightmare_monkey_plugin_api::sdk::{
     self, process::Scope, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
@@ -94,17 +94,41 @@ fn is_root() -> bool {
 /// netem's presence as the kernel's files tell it: loaded or built in
 /// (`/sys/module/sch_netem`), or a module on disk to load.
 fn files_say() -> Option<String> {
-    if std::path::Path::new("/sys/module/sch_netem").exists() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    files_in(
+        Path::new("/sys/module"),
+        &Path::new("/lib/modules").join(release.trim()),
+    )
+}
+
+/// [`files_say`] with the kernel's module directories at `sys_module` and `modules`.
+/// Where the modules cannot be looked at (a container's image has none, systemd's
+/// `ProtectKernelModules=` hides them), nothing is refused here: `tc` itself says at
+/// injection whether the kernel has netem (and loads the module if it may).
+fn files_in(sys_module: &Path, modules: &Path) -> Option<String> {
+    if sys_module.join("sch_netem").exists() || std::fs::read_dir(modules).is_err() {
         return None;
     }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let dir = format!("/lib/modules/{}/kernel/net/sched", release.trim());
+    let dir = modules.join("kernel/net/sched");
     let on_disk = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("sch_netem.ko"));
-    (!on_disk).then(|| format!("neither /sys/module/sch_netem nor {dir}/sch_netem.ko exists"))
+    (!on_disk).then(|| {
+        format!(
+            "neither {} nor {}/sch_netem.ko exists",
+            sys_module.join("sch_netem").display(),
+            dir.display()
+        )
+    })
+}
+
+/// The error of a `tc` that says its queueing discipline is unknown: for netem, the
+/// refusal that names the module and the proxy.
+pub(crate) fn unknown_qdisc(args: &[&str], said: &str) -> Option<PluginError> {
+    (said.contains("qdisc kind is unknown") && args.contains(&"netem"))
+        .then(|| refusal(&format!("`tc qdisc add ... netem` says: {said}")))
 }
 
 /// The one refusal, for a kernel without netem.
@@ -350,6 +374,38 @@ mod tests {
         }
         assert!(fault(r#"(interface: "eth0", delay: "10ms", jitter: "20ms")"#).is_err());
         assert!(fault(r#"(interface: "eth0", delay: "2m")"#).is_err());
+    }
+
+    #[test]
+    fn the_modules_files_refuse_only_when_they_can_be_read_and_lack_netem() {
+        let root = std::env::temp_dir().join(format!("nm-netem-files-{}", std::process::id()));
+        let (sys, modules) = (root.join("sys"), root.join("modules"));
+        let sched = modules.join("kernel/net/sched");
+        std::fs::create_dir_all(&sys).unwrap();
+        // No module directory to read (a container, ProtectKernelModules=): tc decides.
+        assert_eq!(files_in(&sys, &modules), None);
+        // A module directory without netem: refused, naming where it looked.
+        std::fs::create_dir_all(&sched).unwrap();
+        let why = files_in(&sys, &modules).expect("refused");
+        assert!(why.contains("sch_netem.ko"), "{why}");
+        // The module on disk, or loaded: not refused.
+        std::fs::write(sched.join("sch_netem.ko.xz"), b"").unwrap();
+        assert_eq!(files_in(&sys, &modules), None);
+        std::fs::remove_file(sched.join("sch_netem.ko.xz")).unwrap();
+        std::fs::create_dir_all(sys.join("sch_netem")).unwrap();
+        assert_eq!(files_in(&sys, &modules), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn tc_saying_netem_is_unknown_is_the_refusal() {
+        let said = "Error: Specified qdisc kind is unknown.";
+        let e = unknown_qdisc(&["qdisc", "add", "dev", "lo", "root", "netem"], said).unwrap();
+        assert!(e.message.contains("module sch_netem"), "{}", e.message);
+        assert!(unknown_qdisc(&["qdisc", "add", "dev", "lo", "root", "tbf"], said).is_none());
+        assert!(
+            unknown_qdisc(&["qdisc", "add", "dev", "lo", "root", "netem"], "Error: x").is_none()
+        );
     }
 
     #[test]

@@ -229,6 +229,17 @@ fn hear(buf: &[u8], heard: &mut Heard) {
 /// has entered the fault's namespace (`netns::within`) when it is.
 struct Socket(Option<OwnedFd>);
 
+/// What to do about a netlink socket refused with `e`: a systemd unit whose
+/// `RestrictAddressFamilies=` leaves out `AF_NETLINK` makes the kernel answer that the
+/// family is not supported.
+pub(crate) fn netlink_hint(e: rustix::io::Errno) -> &'static str {
+    if e == rustix::io::Errno::AFNOSUPPORT {
+        " (a systemd unit must allow AF_NETLINK in RestrictAddressFamilies=)"
+    } else {
+        ""
+    }
+}
+
 impl Socket {
     fn open() -> Result<Self, PluginError> {
         socket_with(
@@ -238,7 +249,12 @@ impl Socket {
             Some(netlink::NETFILTER),
         )
         .map(|fd| Self(Some(fd)))
-        .map_err(|e| failed(format!("cannot open a netlink socket to nftables: {e}")))
+        .map_err(|e| {
+            failed(format!(
+                "cannot open a netlink socket to nftables: {e}{}",
+                netlink_hint(e)
+            ))
+        })
     }
 
     /// Sends `messages` and reads every answer: the kernel handles netlink requests

@@ -58,8 +58,12 @@ pub struct Own {
 /// Reads [`Own`] now; the kernel's refusal to list the sockets, as a sentence.
 pub fn read() -> Result<Own, String> {
     let inodes = socket_inodes();
-    let sockets = sockdiag::tcp(&[sockdiag::ESTABLISHED, sockdiag::LISTEN])
-        .map_err(|e| format!("cannot list this daemon's TCP sockets (sock_diag): {e}"))?;
+    let sockets = sockdiag::tcp(&[sockdiag::ESTABLISHED, sockdiag::LISTEN]).map_err(|e| {
+        format!(
+            "cannot list this daemon's TCP sockets (sock_diag): {e}{}",
+            crate::nfnetlink::netlink_hint(e)
+        )
+    })?;
     let ours: Vec<&sockdiag::TcpSocket> = sockets
         .iter()
         .filter(|s| inodes.contains(&s.inode))

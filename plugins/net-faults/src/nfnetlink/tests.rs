@@ -112,3 +112,13 @@ fn answers_are_read_as_sequence_and_errno() {
     assert_eq!(heard.chains, vec![("nm".to_owned(), "c".to_owned())]);
     assert!(heard.done);
 }
+
+#[test]
+fn a_netlink_family_refused_says_what_the_unit_must_allow() {
+    let hint = super::netlink_hint(rustix::io::Errno::AFNOSUPPORT);
+    assert!(
+        hint.contains("RestrictAddressFamilies=") && hint.contains("AF_NETLINK"),
+        "{hint}"
+    );
+    assert_eq!(super::netlink_hint(rustix::io::Errno::PERM), "");
+}
