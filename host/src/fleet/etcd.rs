@@ -207,15 +207,28 @@ impl Coordinator for Etcd {
 
     fn set_switch(&self, switch: Option<super::Switch>) -> Result<(), String> {
         let shared = self.shared.clone();
-        self.wait_for(CALL_TIMEOUT + TICK, async move {
+        // The write may try every endpoint in turn, each for up to a call's timeout.
+        let endpoints = self.shared.gateway.endpoints().len().max(1) as u32;
+        let wait = CALL_TIMEOUT * endpoints + TICK;
+        self.wait_for(wait, async move {
             let key = shared.key("switch");
             let op = match &switch {
                 Some(switch) => Op::Put(key, serde_json::to_vec(switch).unwrap_or_default(), 0),
                 None => Op::Delete(key),
             };
-            shared.gateway.txn(&[], &[op]).await.map(drop)
+            shared
+                .gateway
+                .txn(&[], &[op])
+                .await
+                .map(drop)
+                .map_err(|e| format!("{e}; nothing was changed"))
         })
-        .unwrap_or_else(|| Err("etcd did not answer in time".to_owned()))
+        .unwrap_or_else(|| {
+            Err(format!(
+                "etcd did not answer within {}; the switch may still be written: read it back with status --fleet",
+                humantime::format_duration(wait)
+            ))
+        })
     }
 
     fn view(&self) -> Result<super::admin::View, String> {
