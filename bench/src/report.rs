@@ -63,13 +63,13 @@ pub fn ratio(a: f64, b: f64) -> String {
 fn profiles(builds: &[Build]) -> String {
     let mut md = format!(
         "\n## Build profiles\n\nThe same source built twice, measured the same way, among {} \
-         processes: `release` (the README's first command: no LTO, quick to build) and `dist` \
-         (fat LTO, one codegen unit, the functions a start and a request run laid out \
-         together: the .deb, `cargo install` as documented, and the figures above). What \
-         `dist` costs is build time, not measured here (a cold build takes minutes): on this \
-         2-core machine, 2026-11-26, `dist` took 3m54s from cold (CI's clean clone), \
-         `release` 3m24s with the build scripts and macros already built (4m37s from cold \
-         with another build beside it). What it gains is below.\n\n",
+         processes: `release` (the README's first command: optimisation level 1, no LTO, quick \
+         to build) and `dist` (level 3, fat LTO, one codegen unit, the functions a start and \
+         a request run laid out together: the .deb, `cargo install` as documented, and the \
+         figures above). What `dist` costs is build time, not measured here (a cold build \
+         takes minutes): on this 2-core machine `release` took 2m35s from cold (a fresh \
+         clone, 2026-12-07), `dist` 3m54s on 2026-11-26 (before the fleet and the network \
+         faults; more now). What it gains is below.\n\n",
         builds.first().map_or(0, |b| b.processes)
     );
     md.push_str(&row(&[
