@@ -102,9 +102,7 @@ async fn turn(api: Arc<Api>, caller: Caller, on: bool, reason: String) -> Respon
         ),
         Err(Some(why)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "scope=fleet: the fleet's switch could not be written ({why})"
-            ),
+            format!("scope=fleet: the fleet's switch could not be written ({why})"),
         ),
         Ok(message) => {
             log::line(format!(
