@@ -251,6 +251,54 @@ fn an_unknown_fault_and_an_unwritable_journal_inject_nothing() {
     assert!(fake.calls().is_empty(), "no intent on disk, no fault");
 }
 
+#[test]
+fn a_dry_run_the_journal_refuses_gives_back_its_own_budget_place_only() {
+    let hit = Fake::new(Behaviour::Hit);
+    let fail = Fake::new(Behaviour::Fail(ErrorKind::NoTarget));
+    let guards = Guards {
+        limits: Limits {
+            per_hour: Some(2),
+            ..Limits::default()
+        },
+        ..Guards::default()
+    };
+    let (mut engine, path) = engine("dry-whole", false, guards, &hit);
+    engine
+        .add_fault("fail", "fake-plugin", fail.clone())
+        .unwrap();
+    let fail_ask = Ask {
+        fault: "fail".into(),
+        ..ask()
+    };
+    engine.inject(&ask()).unwrap();
+    // The journal's path becomes a directory: the intent cannot be written, so the
+    // fault is refused as the journal's, and nothing of it is on disk.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    for asked in [ask(), fail_ask] {
+        match engine.inject(&asked) {
+            Err(InjectError::Journal { path: p, .. }) => {
+                assert_eq!(p, path.display().to_string())
+            }
+            other => panic!("{}: {other:?}", asked.fault),
+        }
+    }
+    std::fs::remove_dir(&path).unwrap();
+    // The two refused gave their places back, and only theirs: one more of the two an
+    // hour fits, then none.
+    engine.inject(&ask()).unwrap();
+    assert!(matches!(
+        engine.inject(&ask()),
+        Err(InjectError::OverBudget { .. })
+    ));
+    match &records(&path)[..] {
+        [Record::Intent(i), Record::Outcome(o)] => {
+            assert_eq!((i.id.as_str(), i.dry_run), (o.id.as_str(), true))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 mod reverts;
 mod two_phases;
 
