@@ -205,6 +205,10 @@ fn desc(body: &[u8]) -> Result<String, &'static str> {
     }
 }
 
+/// The bytes asked for an answer's JSON at once: most answers fit, and the request
+/// stays below glibc's first "large" size (1,024 bytes with its header).
+const ANSWER_ROOM: usize = 1000;
+
 async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Response {
     let desc = match desc(body) {
         Ok(desc) => desc,
@@ -216,8 +220,14 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
         trigger: "http",
         requested_by: Some(caller.0),
     };
-    // The answer's JSON is written where the fault ran, off the one async thread.
-    let render = |injection: &Injection| serde_json::to_vec(&Answer::of(injection));
+    // The answer's JSON is written where the fault ran, off the one async thread, into
+    // room for most answers (some 550 bytes; a long command line or description takes
+    // more) asked at once, and under 1 KiB: a bigger request, or one grown past it by
+    // doubling, makes glibc's `malloc` tidy up its free lists first, at every fault.
+    let render = |injection: &Injection| {
+        let mut body = Vec::with_capacity(ANSWER_ROOM);
+        serde_json::to_writer(&mut body, &Answer::of(injection)).map(|()| body)
+    };
     match api.injector.inject_then(ask, render).await {
         Ok((_, Ok(body))) => {
             let mut answer = Response::new(body.into());
