@@ -10,7 +10,10 @@ use std::{
     fs::File,
     io::{self, Read, Write as _},
     path::Path,
-    sync::{Mutex, OnceLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, OnceLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -164,8 +167,79 @@ fn args(bytes: &[u8]) -> String {
     String::from_utf8_lossy(args).replace('\0', " ")
 }
 
-/// The real UID, from the `Uid:` line of `/proc/<pid>/status`.
+/// The real UID: asked of a pidfd where the kernel answers that (Linux 6.13 and later),
+/// else read from the `Uid:` line of `/proc/<pid>/status`. Both say it as seen from our
+/// user namespace; the pidfd's answer costs half as much (no 1.4 KB of text made and
+/// searched: 3.1 us against 6.5 us here, `status` being the dearest file a pick reads).
 pub fn real_uid(pid: u32) -> Option<u32> {
+    static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
+    if !NO_PIDFD_INFO.load(Ordering::Relaxed) {
+        match pidfd_real_uid(pid) {
+            PidfdUid::Uid(uid) => return Some(uid),
+            PidfdUid::Gone => return None,
+            PidfdUid::Unsupported => NO_PIDFD_INFO.store(true, Ordering::Relaxed),
+            PidfdUid::Failed => {}
+        }
+    }
+    status_real_uid(pid)
+}
+
+/// What a pidfd said of a process's real UID.
+#[derive(Debug, PartialEq, Eq)]
+enum PidfdUid {
+    Uid(u32),
+    /// No such process (any more).
+    Gone,
+    /// The kernel has no `PIDFD_GET_INFO` (before 6.13): never asked again.
+    Unsupported,
+    /// No pidfd (out of descriptors, say): `status` is read this time.
+    Failed,
+}
+
+/// The real UID of `pid` through `PIDFD_GET_INFO`.
+fn pidfd_real_uid(pid: u32) -> PidfdUid {
+    use nix::libc;
+    use std::os::fd::AsRawFd as _;
+    let Some(raw) = rustix::process::Pid::from_raw(pid as i32) else {
+        return PidfdUid::Gone;
+    };
+    let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return PidfdUid::Gone,
+        // No pidfds, or a seccomp filter that refuses them: `status` from now on.
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM | rustix::io::Errno::ACCESS) => {
+            return PidfdUid::Unsupported
+        }
+        Err(_) => return PidfdUid::Failed,
+    };
+    // SAFETY: `pidfd_info` is plain integers, for which all zeroes is a valid value.
+    #[allow(unsafe_code)]
+    let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
+    info.mask = u64::from(libc::PIDFD_INFO_CREDS);
+    // SAFETY: PIDFD_GET_INFO reads and writes exactly one `pidfd_info` (its size is in
+    // the request number), which `info` is, borrowed for the call only; `fd` is open.
+    #[allow(unsafe_code)]
+    let done = unsafe { libc::ioctl(fd.as_raw_fd(), libc::PIDFD_GET_INFO, &mut info) };
+    if done == 0 {
+        return if info.mask & u64::from(libc::PIDFD_INFO_CREDS) != 0 {
+            PidfdUid::Uid(info.ruid)
+        } else {
+            PidfdUid::Failed
+        };
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => PidfdUid::Gone,
+        // An ioctl the pidfd does not know (ENOTTY), a request it cannot read, or a
+        // seccomp filter that refuses it.
+        Some(libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP | libc::EPERM | libc::EACCES) => {
+            PidfdUid::Unsupported
+        }
+        _ => PidfdUid::Failed,
+    }
+}
+
+/// The real UID from the `Uid:` line of `/proc/<pid>/status`.
+fn status_real_uid(pid: u32) -> Option<u32> {
     let mut path = [0; 48];
     let path = proc_path(&mut path, pid, "status");
     with_page(|buf| {
@@ -277,6 +351,40 @@ mod tests {
             drop(child.stdin.take());
             child.wait().unwrap();
         }
+    }
+
+    /// Whether this kernel answers `PIDFD_GET_INFO` (6.13 and later).
+    fn kernel_has_pidfd_info() -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut numbers = release
+            .split(['.', '-'])
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        version >= (6, 13)
+    }
+
+    #[test]
+    fn the_pidfd_and_status_agree_on_the_real_uid_and_on_a_process_gone() {
+        let mut child = child_with_argument("x");
+        let pid = child.id();
+        let from_status = status_real_uid(pid);
+        assert_eq!(from_status, Some(nix::unistd::getuid().as_raw()));
+        match pidfd_real_uid(pid) {
+            PidfdUid::Uid(uid) => assert_eq!(Some(uid), from_status),
+            other => assert!(
+                !kernel_has_pidfd_info(),
+                "this kernel has PIDFD_GET_INFO, yet the pidfd said {other:?}"
+            ),
+        }
+        assert_eq!(real_uid(pid), from_status);
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        // Reaped: no process, whichever way it is asked.
+        if kernel_has_pidfd_info() {
+            assert_eq!(pidfd_real_uid(pid), PidfdUid::Gone);
+        }
+        assert_eq!(status_real_uid(pid), None);
+        assert_eq!(real_uid(pid), None);
     }
 
     #[test]
