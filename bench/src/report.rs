@@ -332,9 +332,10 @@ pub fn markdown(
              its record on the journal's disk, measured beside it in a loop (the floor). The \
              faults send `SIGCONT` to the harness's own idle children, which ignore it; {} \
              faults from one client, back to back.\n\n\
-             | | ours | the floor | ours / floor (p50) |\n|---|---|---|---|\n{}",
+             | | ours | the floor | ours / floor (p50) |\n|---|---|---|---|\n{}\n{}",
             e.faults,
-            crate::execute::row(e)
+            crate::execute::row(e),
+            crate::execute::reading(e)
         );
     }
 

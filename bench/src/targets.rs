@@ -138,8 +138,15 @@ pub fn targets(sizes: &[AtSize], footprint: &Footprint) -> String {
             || "not measured".into(),
             |e| {
                 format!(
-                    "p50 {:.3} ms vs {:.3} ms: {:.2}x ({:.0} vs {:.0} a second)",
-                    e.latency.0, e.floor.0, e.over_floor, e.rate, e.floor_rate
+                    "p50 {:.3} ms vs {:.3} ms: {:.2}x ({:.0} vs {:.0} a second); a dry run \
+                     alone {:.3} ms: holds where the floor is {:.3} ms or more",
+                    e.latency.0,
+                    e.floor.0,
+                    e.over_floor,
+                    e.rate,
+                    e.floor_rate,
+                    e.dry.0,
+                    e.floor_for_target()
                 )
             },
         ),
