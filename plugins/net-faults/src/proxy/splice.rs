@@ -12,6 +12,40 @@
 //! 43-65% (worse: a fixed buffer turns the kernel's autotuning off); Nagle left on
 //! 49-69%; `SPLICE_F_MORE` while the stream goes on holds back the last bytes of a
 //! request that nothing follows (the one-byte echo of the bench hung), so never.
+//!
+//! Tried again for the 80% target (2026-12-07, one build with the variants behind an
+//! environment variable, not kept; `nm-bench --proxy` runs taking turns, each run's
+//! medians of 5 rounds; other builds on the two cores, load 1.3-3). As is: 56% of
+//! direct (the median of 106 runs), CPU a GiB client / sink / proxy 0.099 / 0.199 /
+//! 0.123 s against direct's client / sink 0.091 / 0.131, a ceiling of 67%. Each
+//! variant against the run as is beside it (the median difference in points of the
+//! share, the runs it won, the sink's and the proxy's CPU a GiB):
+//! - the pipe filled before it is emptied (splice in until the socket has nothing
+//!   more or the pipe is full, then out): +0.2, 18 of 36, -0.005 / -0.005 s; filled
+//!   to 64 KiB: -0.2, 10 of 20; 1 MiB, with a 1 MiB pipe: +0.3, 4 of 8;
+//! - the pipe emptied until the socket takes no more before the next splice in:
+//!   +1.4, 45 of 78, -0.001 / -0.004 s (+4.1 in the first 47, +0.3 in the next 30);
+//! - `yield_now` every 32 moves instead of `consume_budget` after each: +0.9, 25 of
+//!   48; both of these: +0.9, 6 of 12;
+//! - up to 8 or 64 yields before waiting for readiness (a spin): -2.4 and -1.0;
+//! - `TCP_WINDOW_CLAMP` 256 KiB, 1 MiB, 4 MiB on both of the proxy's sockets (less
+//!   in flight): +2.2, -1.8, -1.2, the CPU unchanged;
+//! - the copy through user space: -5.1, 0 of 8; the sink's CPU falls to direct's
+//!   (-0.070 s) and the proxy's doubles (+0.111 s).
+//!
+//! None beyond the noise, so none kept. Where the time goes: the proxy's thread is 96%
+//! in the kernel (this loop's own code about 3%), so how it takes turns cannot move
+//! its cost much. The sink does not get more, smaller deliveries: it reads about 250
+//! KiB a call direct and proxied alike (2,080-2,110 reads per 512 MiB,
+//! `perf record -e syscalls:sys_exit_recvfrom`); its extra CPU is the copy itself
+//! (`_copy_to_iter`, 1.7 times the samples for the same bytes), gone when the proxy
+//! copies through user space. Spliced, the sink receives the client's own pages,
+//! which a splice into a socket attaches 4 KiB at a time (`skb_splice_from_iter`)
+//! where the kernel's send copies into 32 KiB pieces: the likely cause, and no
+//! splice flag changes it. Under other builds (`perf sched`), the proxy's thread
+//! hardly sleeps (43 switches in a 2 GiB copy) but waits 0.4 ms on average for a
+//! core: what separates the measured share from the ceiling is three threads
+//! competing for two busy cores, not hand-overs.
 
 use std::{
     io,
