@@ -116,21 +116,38 @@ pub(super) async fn copy(
     let room = pipe.size;
     // Bytes in the pipe, and whether the reading side ended its stream.
     let (mut held, mut eof) = (0usize, false);
+    // Whether the socket may hold bytes tokio no longer says it is ready with: a splice
+    // in that found no room is told apart from one that found no bytes only once the
+    // pipe is empty (see below).
+    let mut unsure = false;
     loop {
         let reading = !eof && held < room && !proxy.toxic_on.load(Ordering::Acquire);
         let mut moved = false;
         if reading {
-            let got = from.try_io(Interest::READABLE, || {
+            let splice_in = || {
                 splice(from.as_fd(), None, &pipe.write, None, room - held, flags)
                     .map_err(io::Error::from)
-            });
+            };
+            // Unsure with the pipe empty: the socket itself says whether it has bytes.
+            let got = if unsure && held == 0 {
+                splice_in()
+            } else {
+                from.try_io(Interest::READABLE, splice_in)
+            };
             match got {
                 Ok(0) => (eof, moved) = (true, true),
                 Ok(n) => {
                     counter.fetch_add(n as u64, Ordering::Relaxed);
                     (held, moved) = (held + n, true);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // A pipe counts its slots, one a piece whatever its size: small pieces
+                // fill it with fewer bytes than `room`, and a full pipe answers like an
+                // empty socket, on which tokio forgets the socket's readiness. Left at
+                // that, the bytes still in the socket would wait for the next to
+                // arrive, maybe never (a client waiting for an answer to them). Not
+                // covered: a toxic coming on at that moment (its copy reads through
+                // tokio's readiness, so those bytes wait for the next ones).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => unsure = held > 0,
                 Err(e) => return Err(e),
             }
         }

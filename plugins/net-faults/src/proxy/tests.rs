@@ -1,6 +1,7 @@
-//! The toxics the daemon's tests leave out (`limit_data`, `slicer`, `slow_close`), on
-//! real loopback sockets against a proxy of this process (they change nothing but the
-//! proxy's own connections).
+//! The toxics the daemon's tests leave out (`limit_data`, `slicer`, `slow_close`) and a
+//! corner of the copy without a toxic (a pipe full of small pieces), on real loopback
+//! sockets against a proxy of this process (they change nothing but the proxy's own
+//! connections).
 
 use std::{
     io::{Read, Write},
@@ -486,4 +487,46 @@ fn a_latencys_jitter_spreads_the_delays_within_its_bounds() {
         "no delay above the latency: {rtts:?}"
     );
     assert!(proxy.remove("latency"));
+}
+
+/// A pipe full of small pieces is not taken for a client with nothing more to send:
+/// with the upstream not reading, each piece spliced on its own takes a slot of the
+/// pipe, which fills (its slots, not its bytes) while the socket still holds the rest;
+/// once the upstream reads, every byte arrives.
+#[test]
+fn small_pieces_behind_a_stalled_upstream_all_arrive() {
+    const PIECE: usize = 2000;
+    const PIECES: usize = 1500;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // A small window (inherited by the accepted socket): the proxy's sending stops soon.
+    rustix::net::sockopt::set_socket_recv_buffer_size(&listener, 4096).unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = received.clone();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = wait.recv();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let (_proxy, listen) = start("small-pieces", upstream);
+    let mut client = TcpStream::connect(listen).unwrap();
+    client.set_nodelay(true).unwrap();
+    let piece = [3u8; PIECE];
+    for _ in 0..PIECES {
+        client.write_all(&piece).unwrap();
+        // Apart, so that the proxy splices most pieces on their own (not a wait for
+        // anything: pieces taken together only make the test easier to pass).
+        thread::sleep(Duration::from_micros(300));
+    }
+    go.send(()).unwrap();
+    until("every byte at the upstream", || {
+        received.load(std::sync::atomic::Ordering::Relaxed) == PIECE * PIECES
+    });
 }
