@@ -173,15 +173,28 @@ fn args(bytes: &[u8]) -> String {
 /// searched: 3.1 us against 6.5 us here, `status` being the dearest file a pick reads).
 pub fn real_uid(pid: u32) -> Option<u32> {
     static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
-    if !NO_PIDFD_INFO.load(Ordering::Relaxed) {
+    real_uid_with(&NO_PIDFD_INFO, pid).0
+}
+
+/// Where a real UID was read.
+#[derive(Debug, PartialEq, Eq)]
+enum Source {
+    Pidfd,
+    Status,
+}
+
+/// [`real_uid`], with `no_pidfd_info` set once the kernel is found without
+/// `PIDFD_GET_INFO`; and where the answer came from.
+fn real_uid_with(no_pidfd_info: &AtomicBool, pid: u32) -> (Option<u32>, Source) {
+    if !no_pidfd_info.load(Ordering::Relaxed) {
         match pidfd_real_uid(pid) {
-            PidfdUid::Uid(uid) => return Some(uid),
-            PidfdUid::Gone => return None,
-            PidfdUid::Unsupported => NO_PIDFD_INFO.store(true, Ordering::Relaxed),
+            PidfdUid::Uid(uid) => return (Some(uid), Source::Pidfd),
+            PidfdUid::Gone => return (None, Source::Pidfd),
+            PidfdUid::Unsupported => no_pidfd_info.store(true, Ordering::Relaxed),
             PidfdUid::Failed => {}
         }
     }
-    status_real_uid(pid)
+    (status_real_uid(pid), Source::Status)
 }
 
 /// What a pidfd said of a process's real UID.
@@ -198,20 +211,24 @@ enum PidfdUid {
 
 /// The real UID of `pid` through `PIDFD_GET_INFO`.
 fn pidfd_real_uid(pid: u32) -> PidfdUid {
-    use nix::libc;
-    use std::os::fd::AsRawFd as _;
     let Some(raw) = rustix::process::Pid::from_raw(pid as i32) else {
         return PidfdUid::Gone;
     };
-    let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::SRCH) => return PidfdUid::Gone,
+    match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => uid_of_pidfd(&fd),
+        Err(rustix::io::Errno::SRCH) => PidfdUid::Gone,
         // No pidfds, or a seccomp filter that refuses them: `status` from now on.
         Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM | rustix::io::Errno::ACCESS) => {
-            return PidfdUid::Unsupported
+            PidfdUid::Unsupported
         }
-        Err(_) => return PidfdUid::Failed,
-    };
+        Err(_) => PidfdUid::Failed,
+    }
+}
+
+/// The real UID of the process `fd` is a pidfd of.
+fn uid_of_pidfd(fd: &std::os::fd::OwnedFd) -> PidfdUid {
+    use nix::libc;
+    use std::os::fd::AsRawFd as _;
     // SAFETY: `pidfd_info` is plain integers, for which all zeroes is a valid value.
     #[allow(unsafe_code)]
     let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
@@ -221,13 +238,25 @@ fn pidfd_real_uid(pid: u32) -> PidfdUid {
     #[allow(unsafe_code)]
     let done = unsafe { libc::ioctl(fd.as_raw_fd(), libc::PIDFD_GET_INFO, &mut info) };
     if done == 0 {
-        return if info.mask & u64::from(libc::PIDFD_INFO_CREDS) != 0 {
+        return if says_creds(info.mask) {
             PidfdUid::Uid(info.ruid)
         } else {
             PidfdUid::Failed
         };
     }
-    match io::Error::last_os_error().raw_os_error() {
+    after_ioctl_error(io::Error::last_os_error().raw_os_error())
+}
+
+/// Whether a `pidfd_info`'s answered `mask` holds its credentials.
+fn says_creds(mask: u64) -> bool {
+    mask & u64::from(nix::libc::PIDFD_INFO_CREDS) != 0
+}
+
+/// What `PIDFD_GET_INFO` failing with `errno` means.
+fn after_ioctl_error(errno: Option<i32>) -> PidfdUid {
+    use nix::libc;
+    match errno {
+        // The process ended (and was reaped) since its pidfd was opened.
         Some(libc::ESRCH) => PidfdUid::Gone,
         // An ioctl the pidfd does not know (ENOTTY), a request it cannot read, or a
         // seccomp filter that refuses it.
@@ -385,6 +414,62 @@ mod tests {
         }
         assert_eq!(status_real_uid(pid), None);
         assert_eq!(real_uid(pid), None);
+    }
+
+    #[test]
+    fn the_pidfd_is_asked_until_the_kernel_is_found_without_it() {
+        let me = std::process::id();
+        let uid = Some(nix::unistd::getuid().as_raw());
+        let no_pidfd_info = AtomicBool::new(false);
+        let asked = real_uid_with(&no_pidfd_info, me);
+        if kernel_has_pidfd_info() {
+            assert_eq!(asked, (uid, Source::Pidfd));
+            assert!(!no_pidfd_info.load(Ordering::Relaxed));
+        }
+        // Once found without it, `status` answers, and the pidfd is not asked.
+        no_pidfd_info.store(true, Ordering::Relaxed);
+        assert_eq!(real_uid_with(&no_pidfd_info, me), (uid, Source::Status));
+    }
+
+    #[test]
+    fn what_the_pidfd_answers_is_read_right() {
+        use nix::libc;
+        assert!(says_creds(u64::from(libc::PIDFD_INFO_CREDS)));
+        assert!(says_creds(u64::from(
+            libc::PIDFD_INFO_CREDS | libc::PIDFD_INFO_PID
+        )));
+        assert!(!says_creds(u64::from(libc::PIDFD_INFO_PID)));
+        assert!(!says_creds(0));
+        assert_eq!(after_ioctl_error(Some(libc::ESRCH)), PidfdUid::Gone);
+        for errno in [
+            libc::ENOTTY,
+            libc::EINVAL,
+            libc::EOPNOTSUPP,
+            libc::EPERM,
+            libc::EACCES,
+        ] {
+            assert_eq!(
+                after_ioctl_error(Some(errno)),
+                PidfdUid::Unsupported,
+                "{errno}"
+            );
+        }
+        assert_eq!(after_ioctl_error(Some(libc::EBADF)), PidfdUid::Failed);
+        assert_eq!(after_ioctl_error(None), PidfdUid::Failed);
+    }
+
+    #[test]
+    fn a_pidfd_of_a_process_reaped_since_says_it_is_gone() {
+        if !kernel_has_pidfd_info() {
+            return;
+        }
+        let mut child = child_with_argument("y");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+        assert!(matches!(uid_of_pidfd(&fd), PidfdUid::Uid(_)));
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        assert_eq!(uid_of_pidfd(&fd), PidfdUid::Gone);
     }
 
     #[test]
