@@ -175,11 +175,14 @@ impl Daemon {
             let _ = tx.send(child.wait());
         });
         let Ok(status) = rx.recv_timeout(DEADLINE) else {
+            // Where it stands, for the next one who reads this failure: each thread's
+            // state and kernel wait, and the signals pending, blocked and caught.
+            let threads = threads_of(self.pid);
             let _ = Command::new("kill")
                 .args(["-KILL", &self.pid.to_string()])
                 .status();
             panic!(
-                "the daemon did not exit within {DEADLINE:?}: {:?}",
+                "the daemon did not exit within {DEADLINE:?}: {:?}\nits threads:\n{threads}",
                 self.log
             );
         };
@@ -215,4 +218,38 @@ pub fn strip_timestamp(line: &str) -> &str {
         .collect();
     assert_eq!(shape, "9999/99/99 99:99:99 ", "not a log line: {line:?}");
     &line[20..]
+}
+
+/// Each thread of process `pid`: its name, state, the kernel function it waits in, and
+/// its signal masks (pending, blocked, caught), one line each.
+fn threads_of(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "(gone)".to_owned();
+    };
+    let mut lines = Vec::new();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let status = read("status");
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map_or("?", str::trim)
+                .to_owned()
+        };
+        lines.push(format!(
+            "  {} {}: state {}, waits in {}, SigPnd {} ShdPnd {} SigBlk {} SigCgt {}",
+            task.file_name().to_string_lossy(),
+            read("comm").trim(),
+            field("State:"),
+            read("wchan").trim(),
+            field("SigPnd:"),
+            field("ShdPnd:"),
+            field("SigBlk:"),
+            field("SigCgt:"),
+        ));
+    }
+    lines.sort();
+    lines.join("\n")
 }
