@@ -50,7 +50,8 @@ fn a_fault_admitted_under_a_lease_that_ended_is_reverted_though_a_new_one_follow
     let node = Executing::start("relet", &etcd, r#"lease_ttl: "3s""#);
     let intent = node.pause();
     let old = i64::from_str_radix(intent["fleet"]["lease"].as_str().unwrap(), 16).unwrap();
-    assert!(node.sleeper_stopped());
+    // SIGSTOP takes hold when the victim next runs: on a busy machine, a moment later.
+    until(DEADLINE, "the victim is stopped", || node.sleeper_stopped());
     // The lease ends under the node (as it does when the node is frozen past its TTL):
     // its slot is gone, and a new lease comes at its next renewal, with no cut-off long
     // enough to be seen.
