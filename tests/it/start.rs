@@ -6,7 +6,7 @@ use std::fs;
 
 use crate::{
     drill::{panicky_drill, PRELUDE},
-    util::{built_lib, in_namespace, pairs, trusted_mode, Daemon, Drill, TestDir},
+    util::{built_lib, http, in_namespace, pairs, trusted_mode, Daemon, Drill, TestDir},
 };
 
 /// A SIGTERM while a start reverts what a crash left (its runtime's handlers do not
@@ -65,6 +65,55 @@ fn sigterm_during_a_sighup_check_stops_instead_of_restarting() {
             .count();
         assert_eq!(started, 1, "restarted: {:?}", d.log);
     }
+}
+
+/// No thread of the daemon ever takes a stop signal itself: SIGTERM, SIGINT and SIGHUP
+/// are blocked in every thread (those the API's faults run on included) and caught by
+/// none, before and after a SIGHUP restart, so they wait on the daemon's descriptor.
+/// A handler that ran in some other thread in the instant before a restart's exec lost
+/// the SIGTERM with the old image: the daemon ran on (seen 2 times in 300 runs of the
+/// test above beside a build).
+#[test]
+fn every_thread_leaves_the_stop_signals_to_the_daemon_before_and_after_a_restart() {
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "-d", "*", "-t", "00:00-24:00"]);
+    let port = d.port();
+    // A fault, so that the threads faults run on exist too.
+    let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"threads"}"#);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_stops_left_to_the_daemon(d.pid());
+    d.signal("HUP");
+    d.wait_for(|l| l.starts_with("Nightmare Monkey goes to bed (SIGHUP"));
+    let port = d.port();
+    let answer = http(port, "POST", "/api/kill", &[], br#"{"desc":"threads"}"#);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_stops_left_to_the_daemon(d.pid());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+}
+
+/// Every thread of `pid` blocks SIGHUP, SIGINT and SIGTERM and has no handler for them.
+fn assert_stops_left_to_the_daemon(pid: u32) {
+    // Bit n-1 of the masks in /proc is signal n: SIGHUP 1, SIGINT 2, SIGTERM 15.
+    let stops: u64 = [1, 2, 15].iter().map(|n| 1 << (n - 1)).sum();
+    let mut seen = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+            continue; // ended meanwhile
+        };
+        let mask = |key: &str| {
+            let hex = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {status}"));
+            u64::from_str_radix(hex.trim(), 16).unwrap()
+        };
+        let name = status.lines().next().unwrap_or_default().to_owned();
+        assert_eq!(mask("SigBlk:") & stops, stops, "{name} takes stop signals");
+        assert_eq!(mask("SigCgt:") & stops, 0, "{name} has a handler for them");
+        seen += 1;
+    }
+    // The runtime's, the log's, the checkpoint's, the pause file's and a fault's at least.
+    assert!(seen >= 5, "only {seen} threads");
 }
 
 /// Plugin files load all at once, each load said as it begins, and one still running

@@ -180,6 +180,9 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    // Before the command and the reaper start: every thread must leave the stop
+    // signals to the monkey's descriptor (`runtime::stop`).
+    crate::runtime::stop::install()?;
     // What was judged outside, as the user who runs the sandbox.
     if let Some(judged) = std::env::var_os(JUDGED_PLUGINS) {
         crate::plugin::checked_outside(

@@ -9,5 +9,5 @@ mod fleet;
 mod halt;
 mod pause_file;
 pub mod setup;
-mod stop;
+pub(crate) mod stop;
 pub mod systemd;

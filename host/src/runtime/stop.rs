@@ -1,53 +1,67 @@
-//! Signals noted from the first instant of a start. The async runtime's own handlers
-//! exist only once plugins are loaded and what a crash left is reverted; until then the
-//! kernel's default would end the daemon on the spot (exit 143 for SIGTERM, 129 for
-//! SIGHUP, the recovery cut short). Noted here, a stop (SIGTERM, SIGINT) is acted on as
-//! soon as the start can: after recovery (nothing is left half-reverted), and before a
-//! SIGHUP restart (a stop wins over a restart under way); a SIGHUP once the daemon runs.
+//! SIGTERM, SIGINT and SIGHUP, from the first instant of a start to the exec of a SIGHUP
+//! restart, and never lost.
+//!
+//! They are blocked in the daemon's first thread before any other exists, so that every
+//! thread (each inherits its creator's mask) leaves them pending, and they are read from
+//! a `signalfd`: by the async runtime as they come, and by [`requested`] wherever the
+//! start or a restart looks. A handler would run in whichever thread the kernel picked,
+//! and one that ran in another thread in the instant before a restart's exec was lost
+//! with the old image (the daemon then ran on after a SIGTERM). Blocked, a stop that
+//! comes after the restart's last look stays pending through the exec (the mask and
+//! the pending signals survive it), and the new image stops before it starts.
+//!
+//! Until the runtime exists a stop is acted on as soon as the start can: after recovery
+//! (nothing is left half-reverted), and before a SIGHUP restart (a stop wins over a
+//! restart under way); a SIGHUP once the daemon runs.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicUsize, Ordering},
-    Arc, OnceLock,
+use std::{
+    os::fd::{AsFd as _, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, AtomicI32, Ordering},
+        Mutex, OnceLock,
+    },
 };
 
 use anyhow::Context as _;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use nix::sys::{
+    signal::{SigSet, SigmaskHow, Signal},
+    signalfd::{SfdFlags, SignalFd},
+};
 
 /// What was received: the stop signal (its number; 0 for none) and whether a SIGHUP
 /// came that nobody has acted on yet.
 struct Received {
-    stop: Arc<AtomicUsize>,
-    hangup: Arc<AtomicBool>,
+    /// Where the signals are read; the lock makes a read and its record one step, so
+    /// that whoever finds the descriptor empty finds what another reader took recorded.
+    fd: Mutex<SignalFd>,
+    stop: AtomicI32,
+    hangup: AtomicBool,
 }
 
 static RECEIVED: OnceLock<Received> = OnceLock::new();
 
-/// Notes SIGTERM, SIGINT and SIGHUP from now on; the first call installs, later ones
-/// do nothing. The runtime's handlers, installed later, are told of every signal too.
+/// Holds SIGTERM, SIGINT and SIGHUP back from now on and opens the descriptor they are
+/// read from; the first call does it, later ones do nothing. Call it before this
+/// process starts any thread: a thread started earlier keeps them unblocked, and one
+/// delivered to it would take the kernel's default (the end of the daemon).
 pub fn install() -> anyhow::Result<()> {
     if RECEIVED.get().is_some() {
         return Ok(());
     }
-    let received = Received {
-        stop: Arc::new(AtomicUsize::new(0)),
-        hangup: Arc::new(AtomicBool::new(false)),
-    };
-    for (signal, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-        signal_hook::flag::register_usize(signal, received.stop.clone(), signal as usize)
-            .with_context(|| format!("cannot handle {name}"))?;
-    }
-    signal_hook::flag::register(SIGHUP, received.hangup.clone()).context("cannot handle SIGHUP")?;
-    let _ = RECEIVED.set(received);
-    // Held by the image that restarted into this one (see `hold`): delivered now, to
-    // the handlers just installed.
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&held()), None)
-        .context("cannot unblock SIGTERM, SIGINT and SIGHUP")?;
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops()), None)
+        .context("cannot block SIGTERM, SIGINT and SIGHUP")?;
+    let fd = SignalFd::with_flags(&stops(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("cannot open a signalfd for SIGTERM, SIGINT and SIGHUP")?;
+    let _ = RECEIVED.set(Received {
+        fd: Mutex::new(fd),
+        stop: AtomicI32::new(0),
+        hangup: AtomicBool::new(false),
+    });
     Ok(())
 }
 
 /// SIGTERM, SIGINT and SIGHUP.
-fn held() -> SigSet {
+fn stops() -> SigSet {
     let mut set = SigSet::empty();
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(signal);
@@ -55,31 +69,100 @@ fn held() -> SigSet {
     set
 }
 
-/// Holds SIGTERM, SIGINT and SIGHUP back in this thread, just before it execs a SIGHUP
-/// restart: the mask survives the exec, so a stop sent while the new image starts
-/// waits for its handlers (`install` lets them through) instead of killing it. A
-/// signal that another thread catches in the instant before the exec is lost.
-pub fn hold() {
-    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&held()), None);
+/// Takes every signal pending on the descriptor into `received`.
+fn drain(received: &Received) {
+    let fd = crate::support::lock::lock(&received.fd);
+    while let Ok(Some(info)) = fd.read_signal() {
+        let signal = i32::try_from(info.ssi_signo).unwrap_or(0);
+        note(received, signal);
+    }
+}
+
+/// Records one signal: a stop by its number (the last one names it), a SIGHUP as a flag.
+fn note(received: &Received, signal: i32) {
+    if signal == nix::libc::SIGHUP {
+        received.hangup.store(true, Ordering::SeqCst);
+    } else if name(signal).is_some() {
+        received.stop.store(signal, Ordering::SeqCst);
+    }
 }
 
 /// Whether a SIGHUP came since the last call (or since [`install`]); it is forgotten.
 pub fn take_hangup() -> bool {
-    RECEIVED
-        .get()
-        .is_some_and(|r| r.hangup.swap(false, Ordering::SeqCst))
+    RECEIVED.get().is_some_and(|r| {
+        drain(r);
+        r.hangup.swap(false, Ordering::SeqCst)
+    })
 }
 
 /// The stop signal received since [`install`], by name.
 pub fn requested() -> Option<&'static str> {
-    let signal = RECEIVED.get()?.stop.load(Ordering::SeqCst);
-    name(signal)
+    let received = RECEIVED.get()?;
+    drain(received);
+    name(received.stop.load(Ordering::SeqCst))
 }
 
-fn name(signal: usize) -> Option<&'static str> {
-    match i32::try_from(signal).ok()? {
-        SIGTERM => Some("SIGTERM"),
-        SIGINT => Some("SIGINT"),
+/// What the runtime waits for.
+pub enum Event {
+    /// SIGTERM or SIGINT, by name.
+    Stop(&'static str),
+    /// SIGHUP.
+    Hangup,
+}
+
+/// Waits (in the async runtime) for the next stop or SIGHUP; one that came before the
+/// call is answered at once, a stop before a SIGHUP.
+pub struct Waiter {
+    /// A duplicate of the descriptor, the runtime's own: readiness is all it reads from
+    /// it (a signalfd answers with the pending signals, whichever copy is read).
+    fd: tokio::io::unix::AsyncFd<OwnedFd>,
+}
+
+impl Waiter {
+    /// Registers the descriptor with the current runtime; [`install`] comes first.
+    pub fn new() -> anyhow::Result<Waiter> {
+        let received = RECEIVED
+            .get()
+            .context("the stop signals are not blocked yet (stop::install)")?;
+        let own = crate::support::lock::lock(&received.fd)
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot wait for SIGTERM, SIGINT and SIGHUP")?;
+        #[allow(unsafe_code)]
+        // SAFETY: the `AsyncFd` owns `own`, which stays open and is the same descriptor
+        // until the `AsyncFd` is dropped (tokio's condition for registering it).
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(own, tokio::io::Interest::READABLE)
+        }
+        .map_err(std::io::Error::from)
+        .context("cannot wait for SIGTERM, SIGINT and SIGHUP")?;
+        Ok(Waiter { fd })
+    }
+
+    /// The next stop or SIGHUP.
+    pub async fn next(&mut self) -> Event {
+        loop {
+            if let Some(signal) = requested() {
+                return Event::Stop(signal);
+            }
+            if take_hangup() {
+                return Event::Hangup;
+            }
+            match self.fd.readable().await {
+                // Cleared before the next read: a signal that comes after it is a new
+                // readiness, one read before it is recorded by then.
+                Ok(mut ready) => ready.clear_ready(),
+                // The reactor is gone (the runtime shuts down): nothing more will come.
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+fn name(signal: i32) -> Option<&'static str> {
+    match signal {
+        nix::libc::SIGTERM => Some("SIGTERM"),
+        nix::libc::SIGINT => Some("SIGINT"),
         _ => None,
     }
 }
@@ -90,9 +173,27 @@ mod tests {
 
     #[test]
     fn signals_are_named() {
-        assert_eq!(name(SIGTERM as usize), Some("SIGTERM"));
-        assert_eq!(name(SIGINT as usize), Some("SIGINT"));
+        assert_eq!(name(nix::libc::SIGTERM), Some("SIGTERM"));
+        assert_eq!(name(nix::libc::SIGINT), Some("SIGINT"));
+        assert_eq!(name(nix::libc::SIGHUP), None);
         assert_eq!(name(0), None);
-        assert_eq!(name(usize::MAX), None);
+        assert_eq!(name(-1), None);
+    }
+
+    #[test]
+    fn a_stop_is_named_by_its_last_signal_and_a_hangup_is_a_flag() {
+        let received = Received {
+            fd: Mutex::new(SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_NONBLOCK).unwrap()),
+            stop: AtomicI32::new(0),
+            hangup: AtomicBool::new(false),
+        };
+        note(&received, nix::libc::SIGHUP);
+        assert!(received.hangup.load(Ordering::SeqCst));
+        assert_eq!(received.stop.load(Ordering::SeqCst), 0);
+        note(&received, nix::libc::SIGINT);
+        note(&received, nix::libc::SIGTERM);
+        assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
+        note(&received, nix::libc::SIGUSR1);
+        assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
     }
 }

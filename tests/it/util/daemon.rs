@@ -181,8 +181,14 @@ impl Daemon {
             let _ = Command::new("kill")
                 .args(["-KILL", &self.pid.to_string()])
                 .status();
+            // And what it wrote that nobody waited for (the pipe ends with it).
+            self.stall_log(false);
+            let mut unread = Vec::new();
+            while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+                unread.push(line);
+            }
             panic!(
-                "the daemon did not exit within {DEADLINE:?}: {:?}\nits threads:\n{threads}",
+                "the daemon did not exit within {DEADLINE:?}: {:?}\nthen, unread: {unread:?}\nits threads:\n{threads}",
                 self.log
             );
         };

@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, RwLock};
 
-use anyhow::Context as _;
-
 use super::{restart::check_again, Ending};
 use crate::{
     cli::DaemonArgs,
@@ -28,13 +26,6 @@ pub(super) struct End {
     pub refused: Option<ConfigErrors>,
 }
 
-/// SIGTERM, SIGINT and SIGHUP, caught from startup on.
-pub(super) struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
 /// What a signal asks for.
 enum Event {
     /// Stop, for this reason.
@@ -47,13 +38,13 @@ enum Event {
     Loaded(Option<Result<setup::Loaded, ConfigErrors>>),
 }
 
-/// Waits for the end: a stop signal (one noted before the runtime's handlers existed
+/// Waits for the end: a stop signal (one that came before the runtime was there
 /// included), the sandbox's command exiting (`ended`), a SIGHUP whose configuration
 /// checks out (a stop that came during the check wins), or the plugin files still
 /// loading (`loaded`) leaving the configuration with errors. When they load well, their
 /// plugins join the list `/api/plugins` shows.
 pub(super) async fn wait_for_end(
-    signals: &mut Signals,
+    signals: &mut stop::Waiter,
     mut ended: Option<tokio::sync::oneshot::Receiver<()>>,
     mut loaded: Option<Told>,
     plugins: &Arc<RwLock<PluginList>>,
@@ -66,32 +57,26 @@ pub(super) async fn wait_for_end(
         refused: None,
     };
     loop {
-        // Signals that came before the runtime's handlers existed (the start).
-        if let Some(signal) = stop::requested() {
-            return stop(signal);
-        }
-        let event = if stop::take_hangup() {
-            Event::Hangup
-        } else {
-            let ended = async {
-                match ended.as_mut() {
-                    Some(ended) => {
-                        let _ = ended.await;
-                    }
-                    None => std::future::pending().await,
+        // A signal that came before the runtime was there (the start) is answered first.
+        let ended = async {
+            match ended.as_mut() {
+                Some(ended) => {
+                    let _ = ended.await;
                 }
-            };
-            let all_loaded = async {
-                match loaded.as_mut() {
-                    Some(told) => told.await.ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                event = signals.next() => event,
-                () = ended => Event::Stop("the sandbox's command exited"),
-                done = all_loaded => Event::Loaded(done),
+                None => std::future::pending().await,
             }
+        };
+        let all_loaded = async {
+            match loaded.as_mut() {
+                Some(told) => told.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            biased;
+            event = signals.next() => Event::from(event),
+            () = ended => Event::Stop("the sandbox's command exited"),
+            done = all_loaded => Event::Loaded(done),
         };
         match event {
             Event::Stop(why) => return stop(why),
@@ -114,8 +99,6 @@ pub(super) async fn wait_for_end(
                 };
             }
             Event::Hangup => {
-                // This SIGHUP, noted twice (here and by the runtime), is checked once.
-                stop::take_hangup();
                 // A stop that comes while the file is checked (plugin files may take a
                 // plugin timeout to load) wins at once: the check is left to its thread.
                 let check = check_again(args);
@@ -124,7 +107,7 @@ pub(super) async fn wait_for_end(
                     tokio::select! {
                         checked = &mut check => break checked,
                         event = signals.next() => {
-                            if let Event::Stop(why) = event {
+                            if let stop::Event::Stop(why) = event {
                                 log::line(format!("{why} during the SIGHUP check: stopping instead"));
                                 return stop(why);
                             }
@@ -170,21 +153,11 @@ fn take_in(done: &setup::Loaded, plugins: &RwLock<PluginList>) {
     ));
 }
 
-impl Signals {
-    pub(super) fn install() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
-        })
-    }
-
-    async fn next(&mut self) -> Event {
-        tokio::select! {
-            _ = self.term.recv() => Event::Stop("SIGTERM"),
-            _ = self.int.recv() => Event::Stop("SIGINT"),
-            _ = self.hup.recv() => Event::Hangup,
+impl From<stop::Event> for Event {
+    fn from(event: stop::Event) -> Self {
+        match event {
+            stop::Event::Stop(why) => Event::Stop(why),
+            stop::Event::Hangup => Event::Hangup,
         }
     }
 }

@@ -10,7 +10,6 @@ mod announce;
 mod events;
 mod restart;
 
-use events::Signals;
 use restart::{restart, RESTART_PAUSED};
 
 use crate::{
@@ -32,6 +31,7 @@ use crate::{
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     few_malloc_arenas();
+    // Before any thread: each inherits the stop signals blocked (`stop`).
     stop::install()?;
     log::start_writer();
     log::init(args.log_format.unwrap_or_default());
@@ -50,6 +50,8 @@ pub fn run_config(
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
     few_malloc_arenas();
+    // The sandbox's init has done it before its first thread; this start from the
+    // caller's first thread otherwise.
     stop::install()?;
     log::start_writer();
     run_with(config, ended, None)
@@ -150,9 +152,8 @@ fn run_with(
     let Ending::Restart { paused, halted } = result? else {
         return Ok(());
     };
-    // From here on a stop waits for the new image's handlers; one that came while the
-    // restart shut down wins: no new start.
-    stop::hold();
+    // A stop that came while the restart shut down wins: no new start; one that comes
+    // later stays pending for the new image (`stop`).
     restart(paused, halted)
 }
 
@@ -270,8 +271,8 @@ async fn serve(
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
     args: Option<DaemonArgs>,
 ) -> anyhow::Result<Ending> {
-    // Handlers first: a signal that arrives once we look started must find them there.
-    let mut signals = Signals::install()?;
+    // Watched first: a signal that arrives once we look started is answered.
+    let mut signals = stop::Waiter::new()?;
     // Real faults into a system already failing its halt conditions: not started. A
     // SIGHUP restart of a paused (or halted) daemon starts paused: nothing is injected,
     // and the drill must not end because the system is still sick.

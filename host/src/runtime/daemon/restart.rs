@@ -11,35 +11,64 @@ pub(super) const RESTART_PAUSED: &str = "NIGHTMARE_MONKEY_RESTART_PAUSED";
 /// as at any start. `/proc/self/exe`, not a path: a package upgrade may have replaced
 /// the file, and a restart must not switch binaries behind the operator's back.
 /// `Ok`: a stop signal came first, and the daemon stops instead (one that comes later
-/// waits, blocked in this thread, for the new image's handlers).
+/// stays pending through the exec, and the new image stops before it starts).
 pub(super) fn restart(paused: bool, halted: Option<String>) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt as _;
+    // Halted, the reason goes along: `status` still says why after the restart.
+    let marker = match (paused, halted) {
+        (_, Some(why)) => Some(format!("halt: {why}")),
+        (true, None) => Some("1".to_owned()),
+        (false, None) => None,
+    };
     // The very binary that runs (even if the file was replaced since), under the name it
     // was started with: `ps` shows the command line as it was.
-    let mut command = std::process::Command::new("/proc/self/exe");
-    let mut args = std::env::args_os();
-    if let Some(name) = args.next() {
-        command.arg0(name);
-    }
-    command.args(args);
-    // Halted, the reason goes along: `status` still says why after the restart.
-    match (paused, halted) {
-        (_, Some(why)) => command.env(RESTART_PAUSED, format!("halt: {why}")),
-        (true, None) => command.env(RESTART_PAUSED, "1"),
-        (false, None) => command.env_remove(RESTART_PAUSED),
-    };
+    let (args, env) = exec_arguments(std::env::args_os(), std::env::vars_os(), marker.as_deref())?;
     // What is queued for the log would be lost with this image.
     log::flush(Duration::from_secs(1));
-    // The last look, as close to the exec as can be: a stop taken by another thread's
-    // handler after it would be lost with this image.
+    // The last look, as close to the exec as can be.
     if let Some(signal) = crate::runtime::stop::requested() {
         log::line(format!(
             "{signal} during the SIGHUP restart: stopping instead"
         ));
         return Ok(());
     }
-    let error = command.exec();
+    // `execve` itself, not `Command::exec`: that one empties the signal mask first, and
+    // a stop that came in that instant would take the kernel's default (no clean stop).
+    let error = match nix::unistd::execve(c"/proc/self/exe", &args, &env) {
+        Err(error) => error,
+        Ok(never) => match never {},
+    };
     Err(anyhow::anyhow!("cannot restart after SIGHUP: {error}"))
+}
+
+/// The new image's arguments (as this one was started) and environment (this one's,
+/// with [`RESTART_PAUSED`] set to `marker`, or removed).
+fn exec_arguments(
+    args: impl Iterator<Item = std::ffi::OsString>,
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    marker: Option<&str>,
+) -> anyhow::Result<(Vec<std::ffi::CString>, Vec<std::ffi::CString>)> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let text = |bytes: Vec<u8>| {
+        std::ffi::CString::new(bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "cannot restart after SIGHUP: an argument or the environment holds a NUL byte"
+            )
+        })
+    };
+    let args = args
+        .map(|a| text(a.as_bytes().to_vec()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut env = Vec::new();
+    for (key, value) in vars.filter(|(key, _)| key != RESTART_PAUSED) {
+        let mut pair = key.as_bytes().to_vec();
+        pair.push(b'=');
+        pair.extend_from_slice(value.as_bytes());
+        env.push(text(pair)?);
+    }
+    if let Some(marker) = marker {
+        env.push(text(format!("{RESTART_PAUSED}={marker}").into_bytes())?);
+    }
+    Ok((args, env))
 }
 
 /// SIGHUP: the configuration is checked again, and only a configuration that checks out
@@ -83,5 +112,58 @@ pub(super) async fn check_again(args: Option<&DaemonArgs>) -> bool {
             log::line("warning: SIGHUP: the check could not run (no thread for it, or it panicked); running on unchanged");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::{CString, OsString};
+
+    use super::*;
+
+    fn texts(v: &[CString]) -> Vec<&str> {
+        v.iter().map(|c| c.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_new_image_gets_the_same_arguments_and_the_marker_alone() {
+        let args = ["nightmare-monkey", "--config", "/etc/nm.ron"].map(OsString::from);
+        let vars = || {
+            [
+                ("PATH", "/usr/bin"),
+                (RESTART_PAUSED, "1"),
+                ("EMPTY", ""),
+                ("WITH", "a=b"),
+            ]
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .into_iter()
+        };
+        let (argv, env) = exec_arguments(args.clone().into_iter(), vars(), None).unwrap();
+        assert_eq!(
+            texts(&argv),
+            ["nightmare-monkey", "--config", "/etc/nm.ron"]
+        );
+        assert_eq!(texts(&env), ["PATH=/usr/bin", "EMPTY=", "WITH=a=b"]);
+        let (_, env) = exec_arguments(args.into_iter(), vars(), Some("halt: db down")).unwrap();
+        assert_eq!(
+            texts(&env),
+            [
+                "PATH=/usr/bin",
+                "EMPTY=",
+                "WITH=a=b",
+                "NIGHTMARE_MONKEY_RESTART_PAUSED=halt: db down"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_not_cut() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let bad = OsString::from_vec(b"a\0b".to_vec());
+        let none = std::iter::empty::<(OsString, OsString)>();
+        let error = exec_arguments([bad.clone()].into_iter(), none, None).unwrap_err();
+        assert!(error.to_string().contains("NUL byte"), "{error}");
+        let vars = [(OsString::from("K"), bad)].into_iter();
+        assert!(exec_arguments(std::iter::empty(), vars, None).is_err());
     }
 }
