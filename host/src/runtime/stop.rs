@@ -180,6 +180,36 @@ mod tests {
         assert_eq!(name(-1), None);
     }
 
+    /// Through the real descriptor: signals sent to this thread (which `install` blocks
+    /// them in) wait there, and the runtime's waiter answers each once, a stop first.
+    #[test]
+    fn the_waiter_answers_what_came_before_and_what_comes_after() {
+        use nix::sys::signal::raise;
+        install().unwrap();
+        install().unwrap(); // the second call does nothing
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut waiter = Waiter::new().unwrap();
+            raise(Signal::SIGHUP).unwrap();
+            assert!(matches!(waiter.next().await, Event::Hangup));
+            // Nothing more came: the waiter waits, until a signal arrives meanwhile.
+            let waited = tokio::time::timeout(std::time::Duration::from_millis(50), waiter.next());
+            assert!(waited.await.is_err());
+            let later = tokio::spawn(async { raise(Signal::SIGTERM).unwrap() });
+            assert!(matches!(waiter.next().await, Event::Stop("SIGTERM")));
+            later.await.unwrap();
+            // A stop stays: it wins over a SIGHUP that came after it, which is noted.
+            raise(Signal::SIGHUP).unwrap();
+            assert!(matches!(waiter.next().await, Event::Stop("SIGTERM")));
+        });
+        assert_eq!(requested(), Some("SIGTERM"));
+        assert!(take_hangup());
+        assert!(!take_hangup());
+    }
+
     #[test]
     fn a_stop_is_named_by_its_last_signal_and_a_hangup_is_a_flag() {
         let received = Received {
