@@ -193,17 +193,24 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let mut waiter = Waiter::new().unwrap();
+            // What should come fails the test if it does not, rather than hanging it.
+            let within = std::time::Duration::from_secs(30);
+            let next = async |waiter: &mut Waiter| {
+                tokio::time::timeout(within, waiter.next())
+                    .await
+                    .expect("the waiter answers")
+            };
             raise(Signal::SIGHUP).unwrap();
-            assert!(matches!(waiter.next().await, Event::Hangup));
+            assert!(matches!(next(&mut waiter).await, Event::Hangup));
             // Nothing more came: the waiter waits, until a signal arrives meanwhile.
             let waited = tokio::time::timeout(std::time::Duration::from_millis(50), waiter.next());
             assert!(waited.await.is_err());
             let later = tokio::spawn(async { raise(Signal::SIGTERM).unwrap() });
-            assert!(matches!(waiter.next().await, Event::Stop("SIGTERM")));
+            assert!(matches!(next(&mut waiter).await, Event::Stop("SIGTERM")));
             later.await.unwrap();
             // A stop stays: it wins over a SIGHUP that came after it, which is noted.
             raise(Signal::SIGHUP).unwrap();
-            assert!(matches!(waiter.next().await, Event::Stop("SIGTERM")));
+            assert!(matches!(next(&mut waiter).await, Event::Stop("SIGTERM")));
         });
         assert_eq!(requested(), Some("SIGTERM"));
         assert!(take_hangup());
