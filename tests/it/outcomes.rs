@@ -581,3 +581,38 @@ kill -TERM $m; wait $m; echo "code $?""#,
     assert_eq!(recovered[0]["id"], of_type(&records, "intent")[0]["id"]);
     assert_eq!(recovered[0]["late"], false);
 }
+
+/// A `Command` probe starts with SIGTERM, SIGINT and SIGHUP unblocked: the daemon blocks
+/// them in every thread (it reads them from a signalfd), a child inherits the mask, and
+/// a probe that runs `timeout`, or is sent a SIGTERM by anything, would not stop.
+#[test]
+fn a_command_probe_starts_with_no_stop_signal_blocked() {
+    let _victim = Sleeper::start();
+    let dir = TestDir::new("outcomes-probe-mask");
+    // SigBlk is hex, bit n-1 signal n: SIGHUP 1 and SIGINT 2 in the last digit, SIGTERM
+    // 15 in the fourth from the end.
+    let unblocked = "^SigBlk:[[:space:]]*[0-9a-f]*[0-38-b][0-9a-f][0-9a-f][048c]$";
+    let cfg = config(
+        &dir,
+        &format!(
+            r#"faults: {{
+        "masked": (
+            plugin: "process-kill",
+            config: (include_cmdlines: ["^sleep 1000$"]),
+            steady_state: [Command(argv: ["grep", "-qE", {unblocked:?}, "/proc/self/status"])],
+        ),
+    }},"#
+        ),
+    );
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let answer = http(
+        d.port(),
+        "POST",
+        "/api/faults/masked",
+        &[],
+        br#"{"desc":"mask"}"#,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+}

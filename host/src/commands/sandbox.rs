@@ -229,7 +229,8 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         .command
         .split_first()
         .ok_or_else(|| UsageError(anyhow!("give the command to run after --")))?;
-    let child = Command::new(program)
+    // The monkey blocks the stop signals; the command must not inherit that.
+    let child = crate::support::child::stop_signals_unblocked(&mut Command::new(program))
         .args(rest)
         .env_remove(JUDGED_PLUGINS)
         .spawn()

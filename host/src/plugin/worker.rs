@@ -45,7 +45,9 @@ mod lines;
 mod serve;
 mod spawn;
 
-use crate::support::{backoff::Backoff, lock::lock, text::escape_controls};
+use crate::support::{
+    backoff::Backoff, child::stop_signals_unblocked, lock::lock, text::escape_controls,
+};
 use lines::{read_capped, PanicReports};
 pub(crate) use serve::serve;
 

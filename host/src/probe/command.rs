@@ -7,7 +7,7 @@ use std::{os::fd::AsFd as _, process::Stdio, time::Duration};
 
 use rustix::process::{pidfd_open, waitid, PidfdFlags, WaitId, WaitIdOptions};
 
-use crate::support::thread::on_own_thread;
+use crate::support::{child::stop_signals_unblocked, thread::on_own_thread};
 
 /// `Command(argv, timeout)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +19,10 @@ pub struct Command {
 impl Command {
     pub(super) async fn check(&self) -> Result<String, String> {
         let (program, args) = self.argv.split_first().ok_or("an empty argv")?;
-        let mut child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        // The daemon blocks the stop signals; the probe must not inherit that.
+        stop_signals_unblocked(command.as_std_mut());
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

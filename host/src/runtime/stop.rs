@@ -36,6 +36,11 @@ struct Received {
     fd: Mutex<SignalFd>,
     stop: AtomicI32,
     hangup: AtomicBool,
+    /// Told by every read that took a signal: one taken by another thread (the
+    /// plugin-load, a recovery's, SIGHUP's check) between the kernel's wakeup and the
+    /// runtime's look leaves the descriptor empty, and readiness alone would never
+    /// wake the [`Waiter`].
+    taken: tokio::sync::Notify,
 }
 
 static RECEIVED: OnceLock<Received> = OnceLock::new();
@@ -56,6 +61,7 @@ pub fn install() -> anyhow::Result<()> {
         fd: Mutex::new(fd),
         stop: AtomicI32::new(0),
         hangup: AtomicBool::new(false),
+        taken: tokio::sync::Notify::new(),
     });
     Ok(())
 }
@@ -69,12 +75,19 @@ fn stops() -> SigSet {
     set
 }
 
-/// Takes every signal pending on the descriptor into `received`.
+/// Takes every signal pending on the descriptor into `received`, and tells the
+/// [`Waiter`] if there was one.
 fn drain(received: &Received) {
     let fd = crate::support::lock::lock(&received.fd);
+    let mut took = false;
     while let Ok(Some(info)) = fd.read_signal() {
         let signal = i32::try_from(info.ssi_signo).unwrap_or(0);
         note(received, signal);
+        took = true;
+    }
+    if took {
+        // A permit if the waiter is not waiting yet: its next wait ends at once.
+        received.taken.notify_one();
     }
 }
 
@@ -141,6 +154,9 @@ impl Waiter {
 
     /// The next stop or SIGHUP.
     pub async fn next(&mut self) -> Event {
+        let Some(received) = RECEIVED.get() else {
+            return std::future::pending().await;
+        };
         loop {
             if let Some(signal) = requested() {
                 return Event::Stop(signal);
@@ -148,12 +164,17 @@ impl Waiter {
             if take_hangup() {
                 return Event::Hangup;
             }
-            match self.fd.readable().await {
-                // Cleared before the next read: a signal that comes after it is a new
-                // readiness, one read before it is recorded by then.
-                Ok(mut ready) => ready.clear_ready(),
-                // The reactor is gone (the runtime shuts down): nothing more will come.
-                Err(_) => std::future::pending::<()>().await,
+            tokio::select! {
+                ready = self.fd.readable() => match ready {
+                    // Cleared before the next read: a signal that comes after it is a
+                    // new readiness, one read before it is recorded by then.
+                    Ok(mut ready) => ready.clear_ready(),
+                    // The reactor is gone (the runtime shuts down): only another
+                    // reader's word can come.
+                    Err(_) => received.taken.notified().await,
+                },
+                // Another thread read it first: the descriptor may never look ready.
+                () = received.taken.notified() => {}
             }
         }
     }
@@ -223,6 +244,7 @@ mod tests {
             fd: Mutex::new(SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_NONBLOCK).unwrap()),
             stop: AtomicI32::new(0),
             hangup: AtomicBool::new(false),
+            taken: tokio::sync::Notify::new(),
         };
         note(&received, nix::libc::SIGHUP);
         assert!(received.hangup.load(Ordering::SeqCst));
@@ -232,5 +254,36 @@ mod tests {
         assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
         note(&received, nix::libc::SIGUSR1);
         assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
+    }
+
+    /// A signal that another reader takes from the descriptor (the plugin-load thread,
+    /// a recovery's or SIGHUP check's thread, all of which look with [`requested`])
+    /// between the kernel's wakeup and the runtime's look at the descriptor leaves it
+    /// empty by then: the runtime sees no readiness, and the waiter must still answer.
+    /// SIGHUP, raised at this thread alone, where it is blocked: nothing else of the
+    /// test process can take it, and no other test looks at the hangup flag.
+    #[test]
+    fn a_signal_another_reader_took_still_wakes_the_waiter() {
+        install().unwrap();
+        // Blocked here whichever test installed first (the mask is this thread's).
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops()), None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut waiter = Waiter::new().unwrap();
+            let waiting = tokio::spawn(async move { waiter.next().await });
+            // The waiter looks, finds nothing, and waits for the descriptor.
+            tokio::task::yield_now().await;
+            // The signal comes, and another reader takes it before the runtime looks.
+            nix::sys::signal::raise(Signal::SIGHUP).unwrap();
+            assert_eq!(requested(), None);
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
+            assert!(
+                matches!(answered, Ok(Ok(Event::Hangup))),
+                "the waiter missed a SIGHUP another reader took"
+            );
+        });
     }
 }

@@ -1,9 +1,10 @@
 //! Small helpers with no knowledge of faults: where a setting was written and the checks
 //! every component's config shares, the state directory and atomic writes,
-//! retry waits with jitter, locks that outlive a panic, threads of their own for
+//! retry waits with jitter, the signals a child starts with, locks that outlive a panic, threads of their own for
 //! blocking work, and the orphans a daemon adopts and ends.
 
 pub mod backoff;
+pub mod child;
 pub mod located;
 pub mod lock;
 pub mod orphans;

@@ -188,3 +188,51 @@ fn an_ordinary_users_sandbox_loads_a_trusted_plugin_file() {
     let journal = fs::read_to_string(state.join("sandbox/journal.jsonl")).unwrap();
     assert!(journal.contains(r#""fault":"roll""#), "{journal}");
 }
+
+/// The monkey, PID 1 of the sandbox, blocks SIGTERM, SIGINT and SIGHUP in every thread
+/// (a PID 1 drops a signal it neither catches nor blocks; the monkey reads them from a
+/// signalfd), and the command it starts has none of them blocked: a blocked mask is
+/// inherited through fork and exec, and the command could no longer be stopped by them.
+/// Both are read from outside the sandbox (a shell's own mask changes while it waits).
+#[test]
+fn the_sandboxs_command_starts_with_no_stop_signal_blocked() {
+    let dir = TestDir::new("sandbox-masks");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 -- sleep 1000 2>{d}/log & s=$!
+await 'Next fault' {d}/log
+for p in /proc/[0-9]*; do
+  awk -v p=$p '/^Name/ {{n=$2}} /^NSpid/ {{l=$NF}} /^SigBlk/ {{b=$2}}
+    END {{if (n == "sleep") print "command", b; if (n ~ /^nightmare/ && l == 1) print "init", p}}' $p/status 2>/dev/null
+done > {d}/found
+cat {d}/found
+for t in $(sed -n 's/^init //p' {d}/found)/task/*; do awk '/^SigBlk/ {{print "thread", $2}}' $t/status; done
+kill -TERM $s; wait $s; echo "killed $?""#,
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "killed"), ["0"], "{}\n{log}", run.stderr);
+    // Bit n-1 is signal n: SIGHUP 1, SIGINT 2, SIGTERM 15.
+    let stops = 0x4003_u64;
+    let masks = |key: &str| -> Vec<u64> {
+        pairs(&run.stdout, key)
+            .iter()
+            .map(|hex| u64::from_str_radix(hex, 16).unwrap())
+            .collect()
+    };
+    let command = masks("command");
+    assert_eq!(command.len(), 1, "{}", run.stdout);
+    assert_eq!(
+        command[0] & stops,
+        0,
+        "the command blocks stop signals: {}",
+        run.stdout
+    );
+    let threads = masks("thread");
+    assert!(threads.len() >= 3, "the monkey's threads: {}", run.stdout);
+    assert!(
+        threads.iter().all(|m| m & stops == stops),
+        "a thread of the monkey takes stop signals: {}",
+        run.stdout
+    );
+}

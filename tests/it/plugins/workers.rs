@@ -295,3 +295,44 @@ kill -TERM $m; wait $m"#,
     }
     assert_eq!(answers.len(), 2);
 }
+
+/// A worker, and so whatever its plugin starts, has SIGTERM, SIGINT and SIGHUP
+/// unblocked: the daemon blocks them in every thread (it reads them from a signalfd),
+/// and a child inherits the mask through fork and exec.
+#[test]
+fn a_worker_starts_with_no_stop_signal_blocked() {
+    let dir = TestDir::new("worker-mask");
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        "",
+        r#""ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+    );
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let answer = fire(d.port(), "ok");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let mut masks = Vec::new();
+    for task in fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .unwrap()
+        .flatten()
+    {
+        let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let cmdline = fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            if cmdline.split(|b| *b == 0).nth(1) != Some(b"__plugin-worker") {
+                continue;
+            }
+            let status = fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+            if let Some(hex) = status.lines().find_map(|l| l.strip_prefix("SigBlk:")) {
+                masks.push(u64::from_str_radix(hex.trim(), 16).unwrap());
+            }
+        }
+    }
+    // Bit n-1 is signal n: SIGHUP 1, SIGINT 2, SIGTERM 15.
+    assert!(!masks.is_empty(), "no worker found");
+    assert!(
+        masks.iter().all(|m| m & 0x4003 == 0),
+        "a worker blocks stop signals: {masks:x?}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+}

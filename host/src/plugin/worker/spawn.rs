@@ -10,7 +10,9 @@ impl Client {
     pub(super) fn spawn(&self, inner: &mut Inner) -> Result<String, String> {
         use std::os::unix::process::CommandExt as _;
         let shown = self.path.display();
-        let mut child = Command::new(&self.supervision.program)
+        // The daemon blocks the stop signals; the worker, and what its plugin starts,
+        // must not inherit that.
+        let mut child = stop_signals_unblocked(&mut Command::new(&self.supervision.program))
             .arg("__plugin-worker")
             .arg(&self.path)
             // A group of its own: whatever the plugin starts goes down with it.

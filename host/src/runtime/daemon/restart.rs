@@ -31,8 +31,9 @@ pub(super) fn restart(paused: bool, halted: Option<String>) -> anyhow::Result<()
         ));
         return Ok(());
     }
-    // `execve` itself, not `Command::exec`: that one empties the signal mask first, and
-    // a stop that came in that instant would take the kernel's default (no clean stop).
+    // `execve` itself: the mask and what is pending survive it, so a stop that comes in
+    // this instant waits for the new image. (std's `Command::exec` and `spawn` keep the
+    // mask too, Rust 1.95 checked; children must unblock it: `support::child`.)
     let error = match nix::unistd::execve(c"/proc/self/exe", &args, &env) {
         Err(error) => error,
         Ok(never) => match never {},
