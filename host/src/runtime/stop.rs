@@ -201,21 +201,62 @@ mod tests {
         assert_eq!(name(-1), None);
     }
 
-    /// Through the real descriptor: signals sent to this thread (which `install` blocks
-    /// them in) wait there, and the runtime's waiter answers each once, a stop first.
     #[test]
-    fn the_waiter_answers_what_came_before_and_what_comes_after() {
+    fn a_stop_is_named_by_its_last_signal_and_a_hangup_is_a_flag() {
+        let received = Received {
+            fd: Mutex::new(SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_NONBLOCK).unwrap()),
+            stop: AtomicI32::new(0),
+            hangup: AtomicBool::new(false),
+            taken: tokio::sync::Notify::new(),
+        };
+        note(&received, nix::libc::SIGHUP);
+        assert!(received.hangup.load(Ordering::SeqCst));
+        assert_eq!(received.stop.load(Ordering::SeqCst), 0);
+        note(&received, nix::libc::SIGINT);
+        note(&received, nix::libc::SIGTERM);
+        assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
+        note(&received, nix::libc::SIGUSR1);
+        assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
+    }
+
+    /// Through the real descriptor, in one test (the flags are the process's, and a stop
+    /// stays once seen): signals raised at this thread alone, where they are blocked, so
+    /// that nothing else of the test process can take them.
+    ///
+    /// First, a signal that another reader takes from the descriptor (the plugin-load
+    /// thread, a recovery's or SIGHUP check's thread, all of which look with
+    /// [`requested`]) between the kernel's wakeup and the runtime's look leaves it empty
+    /// by then: epoll reports nothing, and the waiter must still answer. Then what came
+    /// before a wait and what comes during one, each answered once, a stop first.
+    #[test]
+    fn the_waiter_answers_what_another_reader_took_what_came_before_and_after() {
         use nix::sys::signal::raise;
         install().unwrap();
         install().unwrap(); // the second call does nothing
+                            // Blocked here whatever thread installed first (the mask is this thread's).
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops()), None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let mut waiter = Waiter::new().unwrap();
             // What should come fails the test if it does not, rather than hanging it.
             let within = std::time::Duration::from_secs(30);
+            let mut waiter = Waiter::new().unwrap();
+            let waiting = tokio::spawn(async move {
+                let event = waiter.next().await;
+                (waiter, event)
+            });
+            // The waiter looks, finds nothing, and waits for the descriptor.
+            tokio::task::yield_now().await;
+            // The signal comes, and another reader takes it before the runtime looks.
+            raise(Signal::SIGHUP).unwrap();
+            assert_eq!(requested(), None);
+            let answered = tokio::time::timeout(within, waiting).await;
+            let Ok(Ok((mut waiter, Event::Hangup))) = answered else {
+                panic!("the waiter missed a SIGHUP another reader took");
+            };
+
             let next = async |waiter: &mut Waiter| {
                 tokio::time::timeout(within, waiter.next())
                     .await
@@ -236,54 +277,5 @@ mod tests {
         assert_eq!(requested(), Some("SIGTERM"));
         assert!(take_hangup());
         assert!(!take_hangup());
-    }
-
-    #[test]
-    fn a_stop_is_named_by_its_last_signal_and_a_hangup_is_a_flag() {
-        let received = Received {
-            fd: Mutex::new(SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_NONBLOCK).unwrap()),
-            stop: AtomicI32::new(0),
-            hangup: AtomicBool::new(false),
-            taken: tokio::sync::Notify::new(),
-        };
-        note(&received, nix::libc::SIGHUP);
-        assert!(received.hangup.load(Ordering::SeqCst));
-        assert_eq!(received.stop.load(Ordering::SeqCst), 0);
-        note(&received, nix::libc::SIGINT);
-        note(&received, nix::libc::SIGTERM);
-        assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
-        note(&received, nix::libc::SIGUSR1);
-        assert_eq!(received.stop.load(Ordering::SeqCst), nix::libc::SIGTERM);
-    }
-
-    /// A signal that another reader takes from the descriptor (the plugin-load thread,
-    /// a recovery's or SIGHUP check's thread, all of which look with [`requested`])
-    /// between the kernel's wakeup and the runtime's look at the descriptor leaves it
-    /// empty by then: the runtime sees no readiness, and the waiter must still answer.
-    /// SIGHUP, raised at this thread alone, where it is blocked: nothing else of the
-    /// test process can take it, and no other test looks at the hangup flag.
-    #[test]
-    fn a_signal_another_reader_took_still_wakes_the_waiter() {
-        install().unwrap();
-        // Blocked here whichever test installed first (the mask is this thread's).
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops()), None).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let mut waiter = Waiter::new().unwrap();
-            let waiting = tokio::spawn(async move { waiter.next().await });
-            // The waiter looks, finds nothing, and waits for the descriptor.
-            tokio::task::yield_now().await;
-            // The signal comes, and another reader takes it before the runtime looks.
-            nix::sys::signal::raise(Signal::SIGHUP).unwrap();
-            assert_eq!(requested(), None);
-            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
-            assert!(
-                matches!(answered, Ok(Ok(Event::Hangup))),
-                "the waiter missed a SIGHUP another reader took"
-            );
-        });
     }
 }
