@@ -151,7 +151,15 @@ fn a_node_leaving_while_its_first_call_goes_unheard_still_ends_its_lease() {
     );
     let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
     daemon.port();
-    until(DEADLINE, "its lease is granted", || etcd.leases() == 1);
+    // Granted, and its grant heard: the node's key carries it. (etcd's count alone was
+    // not enough: a grant whose answer the blackhole below swallowed is a lease the
+    // node never knew, which only its 60 s end removes.)
+    until(
+        DEADLINE,
+        "the node says what it does, under its lease",
+        || etcd.lease_of("/nm/leave-unheard/members/a") != 0,
+    );
+    assert_eq!(etcd.leases(), 1);
     // Nothing more gets through on the connections open now: the first call to end the
     // lease, on one of them, runs out of time unheard; a new connection gets through.
     relay.blackhole_open();

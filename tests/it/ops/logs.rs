@@ -104,7 +104,8 @@ fn a_log_reader_that_stops_reading_never_holds_the_daemon() {
     assert_eq!(resumed.json()["paused"], false, "{}", resumed.body);
     // Read again: what was dropped is said, once the writer catches up.
     d.stall_log(false);
-    let said = d.wait_for(|l| l.contains("log lines dropped: stderr was not read"));
+    // "1 log line dropped" or "N log lines dropped": the burst may overflow by one.
+    let said = d.wait_for(|l| l.contains(" dropped: stderr was not read"));
     assert!(said.starts_with("warning: "), "{said}");
     let count: u64 = said["warning: ".len()..]
         .split(' ')
