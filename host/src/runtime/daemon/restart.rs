@@ -32,8 +32,9 @@ pub(super) fn restart(paused: bool, halted: Option<String>) -> anyhow::Result<()
         return Ok(());
     }
     // `execve` itself: the mask and what is pending survive it, so a stop that comes in
-    // this instant waits for the new image. (std's `Command::exec` and `spawn` keep the
-    // mask too, Rust 1.95 checked; children must unblock it: `support::child`.)
+    // this instant waits for the new image. std's `Command::exec` keeps the mask too
+    // today (Rust 1.95, checked), but does not promise it, and older versions emptied
+    // it first: a stop in that instant would have taken the kernel's default.
     let error = match nix::unistd::execve(c"/proc/self/exe", &args, &env) {
         Err(error) => error,
         Ok(never) => match never {},
