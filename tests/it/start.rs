@@ -6,7 +6,10 @@ use std::fs;
 
 use crate::{
     drill::{panicky_drill, PRELUDE},
-    util::{built_lib, http, in_namespace, pairs, trusted_mode, Daemon, Drill, TestDir},
+    util::{
+        built_lib, http, in_namespace, pairs, signal_mask, trusted_mode, Daemon, Drill, TestDir,
+        STOP_SIGNALS,
+    },
 };
 
 /// A SIGTERM while a start reverts what a crash left (its runtime's handlers do not
@@ -93,23 +96,24 @@ fn every_thread_leaves_the_stop_signals_to_the_daemon_before_and_after_a_restart
 
 /// Every thread of `pid` blocks SIGHUP, SIGINT and SIGTERM and has no handler for them.
 fn assert_stops_left_to_the_daemon(pid: u32) {
-    // Bit n-1 of the masks in /proc is signal n: SIGHUP 1, SIGINT 2, SIGTERM 15.
-    let stops: u64 = [1, 2, 15].iter().map(|n| 1 << (n - 1)).sum();
     let mut seen = 0;
     for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
         let Ok(status) = fs::read_to_string(task.path().join("status")) else {
             continue; // ended meanwhile
         };
-        let mask = |key: &str| {
-            let hex = status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {status}"));
-            u64::from_str_radix(hex.trim(), 16).unwrap()
-        };
+        let mask =
+            |key| signal_mask(&status, key).unwrap_or_else(|| panic!("no {key} in {status}"));
         let name = status.lines().next().unwrap_or_default().to_owned();
-        assert_eq!(mask("SigBlk:") & stops, stops, "{name} takes stop signals");
-        assert_eq!(mask("SigCgt:") & stops, 0, "{name} has a handler for them");
+        assert_eq!(
+            mask("SigBlk:") & STOP_SIGNALS,
+            STOP_SIGNALS,
+            "{name} takes stop signals"
+        );
+        assert_eq!(
+            mask("SigCgt:") & STOP_SIGNALS,
+            0,
+            "{name} has a handler for them"
+        );
         seen += 1;
     }
     // The runtime's, the log's, the checkpoint's, the pause file's and a fault's at least.

@@ -212,8 +212,7 @@ kill -TERM $s; wait $s; echo "killed $?""#,
     ));
     let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
     assert_eq!(pairs(&run.stdout, "killed"), ["0"], "{}\n{log}", run.stderr);
-    // Bit n-1 is signal n: SIGHUP 1, SIGINT 2, SIGTERM 15.
-    let stops = 0x4003_u64;
+    let stops = crate::util::STOP_SIGNALS;
     let masks = |key: &str| -> Vec<u64> {
         pairs(&run.stdout, key)
             .iter()

@@ -21,6 +21,17 @@ use std::{
     process::{Command, Output},
 };
 
+/// SIGHUP, SIGINT and SIGTERM as bits of a `/proc/PID/status` signal mask (bit n-1 is
+/// signal n): the stop signals the daemon blocks in every thread and its children must
+/// not inherit blocked.
+pub const STOP_SIGNALS: u64 = (1 << 0) | (1 << 1) | (1 << 14);
+
+/// The signal mask `key` (`SigBlk:`, `SigCgt:`...) of a `/proc/PID/status` text.
+pub fn signal_mask(status: &str, key: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix(key))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nightmare-monkey"))
