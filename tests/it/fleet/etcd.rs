@@ -14,12 +14,16 @@ pub struct Etcd {
     pub port: u16,
 }
 
-/// A loopback port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// `count` distinct loopback ports nobody listens on now. Each is held until all are
+/// chosen: a port let go at once may be the kernel's very next answer (two members on
+/// one port is a cluster etcd refuses, "has duplicate url").
+fn free_ports(count: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 impl Etcd {
@@ -59,7 +63,10 @@ impl Etcd {
     /// One try of [`Etcd::launch`]: the members, or the log of one that did not start.
     fn try_launch(name: &str, size: usize, tls: Option<&Pki>) -> Result<Vec<Etcd>, String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = free_ports(2 * size)
+            .chunks(2)
+            .map(|pair| (pair[0], pair[1]))
+            .collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
