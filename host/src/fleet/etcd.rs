@@ -448,6 +448,13 @@ async fn keep_lease(shared: Arc<Shared>) {
             (lease.id, lease.renewed, lease.closed)
         };
         if closed {
+            // A grant that failed before the node left may have got through unheard.
+            let asked = lock(&shared.lease).asked.take();
+            if let Some(id) = asked {
+                if let Err(e) = end_lease(&shared, id).await {
+                    shared.log(format!("cannot end the lease ({e}): it ends by itself"));
+                }
+            }
             // Left the fleet: nothing more to renew. The thread's runtime lives on (to
             // the process's end) for the calls still under way, the lease's own end
             // among them: returning would drop them unfinished.
@@ -487,9 +494,14 @@ async fn keep_lease(shared: Arc<Shared>) {
             // so that `close` never misses a lease granted as it leaves.
             let stray = {
                 let mut lease = lock(&shared.lease);
+                if granted && answer.is_ok() {
+                    lease.asked = None;
+                }
                 match answer {
                     Ok((id, _)) if lease.closed => granted.then_some(id),
-                    Err(_) if lease.closed => None,
+                    // A grant that failed may have got through unheard (etcd granted it,
+                    // its answer was lost): ended too ("not found" if it did not).
+                    Err(_) if lease.closed => lease.asked.take(),
                     Ok((id, _)) => {
                         if lease.id == Some(id) {
                             tokio::spawn({
@@ -579,14 +591,47 @@ fn publish(shared: &Shared) {
 }
 
 /// A new lease, and what the node says of itself written under it: its id (and a TTL
-/// that is not 0).
+/// that is not 0). The lease's id is the one asked for by the tries before that did not
+/// end (see [`Lease::asked`](super::shared::Lease)), or a new one.
 async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
-    let id = shared.gateway.grant(shared.config.lease_ttl).await?;
+    let asked = lock(&shared.lease).asked;
+    let id = match asked {
+        Some(id) => id,
+        None => {
+            let id = lease_id().map_err(|e| format!("cannot draw a lease id: {e}"))?;
+            lock(&shared.lease).asked = Some(id);
+            id
+        }
+    };
+    match shared.gateway.grant_as(shared.config.lease_ttl, id).await {
+        Ok(_) => {}
+        // An earlier try got through, and its answer was lost: the lease is this node's,
+        // its countdown started then. Renewed now, so that it lives at least a TTL from
+        // when this try was sent, as the loop counts.
+        Err(e) if asked.is_some() && e.contains("lease already exists") => {
+            if shared.gateway.keep_alive(id).await? == 0 {
+                return Err("the lease granted unheard had ended".to_owned());
+            }
+        }
+        // Another's lease has the id just drawn: the next try draws another.
+        Err(e) if e.contains("lease already exists") => {
+            lock(&shared.lease).asked = None;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    }
     if !shared.join(id).await? {
         // The node said what it does while it joined (it started): said now.
         shared.put_member(id).await;
     }
     Ok((id, 1))
+}
+
+/// A lease id of the node's own: random (never from the drill's seed, which the nodes
+/// of a fleet may share), positive, as etcd takes them.
+fn lease_id() -> Result<i64, getrandom::Error> {
+    let id = (getrandom::u64()? >> 1) as i64;
+    Ok(id.max(1))
 }
 
 /// Reads the fleet's keys an admission decides on (see `watch::ranges`) and watches
@@ -612,5 +657,19 @@ async fn watch_switch(shared: Arc<Shared>, first: mpsc::Sender<()>) {
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_id;
+
+    #[test]
+    fn lease_ids_are_positive_and_drawn_anew() {
+        let ids: std::collections::BTreeSet<i64> = (0..1000)
+            .map(|_| lease_id().expect("a random id"))
+            .collect();
+        assert!(ids.iter().all(|&id| id > 0), "etcd takes positive ids only");
+        assert!(ids.len() > 990, "{} distinct ids in 1000 draws", ids.len());
     }
 }

@@ -302,8 +302,17 @@ impl Gateway {
 
     /// A new lease of `ttl`: its id.
     pub async fn grant(&self, ttl: Duration) -> Result<i64, String> {
+        self.grant_as(ttl, 0).await
+    }
+
+    /// A new lease of `ttl` with id `id` (0: etcd chooses one): its id. A lease that
+    /// already has `id` is an error (`etcdserver: lease already exists`).
+    pub async fn grant_as(&self, ttl: Duration, id: i64) -> Result<i64, String> {
         let answer = self
-            .call("/v3/lease/grant", json!({"TTL": ttl.as_secs().to_string()}))
+            .call(
+                "/v3/lease/grant",
+                json!({"TTL": ttl.as_secs().to_string(), "ID": id.to_string()}),
+            )
             .await?;
         match number(&answer["ID"]) {
             0 => Err(format!("etcd granted no lease: {answer}")),

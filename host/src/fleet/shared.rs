@@ -70,6 +70,10 @@ pub(super) struct SlotsSeen {
 #[derive(Default)]
 pub(super) struct Lease {
     pub(super) id: Option<i64>,
+    /// The id the node asks etcd to give the lease it is being granted, until it has
+    /// it: drawn by the node, so that a grant whose answer was lost is the same lease
+    /// when asked again (not a second one), and can be ended as the node leaves.
+    pub(super) asked: Option<i64>,
     pub(super) renewed: Option<Instant>,
     /// The last failure, said once until a renewal works again.
     pub(super) failing: Option<String>,

@@ -163,12 +163,72 @@ fn a_node_leaving_while_its_first_call_goes_unheard_still_ends_its_lease() {
     // Nothing more gets through on the connections open now: the first call to end the
     // lease, on one of them, runs out of time unheard; a new connection gets through.
     relay.blackhole_open();
+    leaves_and_ends_its_lease(&mut daemon, &etcd);
+}
+
+/// Node "a" of a fleet on a fresh etcd, through a relay that swallows etcd's answers to
+/// grants, with a lease TTL of 60 s (longer than any test waits).
+fn node_whose_grants_go_unheard(name: &str) -> (Etcd, Relay, Daemon) {
+    let etcd = Etcd::start(name);
+    let relay = Relay::start(etcd.port);
+    relay.swallow_grants();
+    let dir = TestDir::new(&format!("fleet-{name}"));
+    let prefix = format!("/nm/{name}");
+    let cfg = config_with(
+        &dir,
+        &[relay.endpoint()],
+        &prefix,
+        "",
+        r#"lease_ttl: "60s""#,
+    );
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    daemon.port();
+    (etcd, relay, daemon)
+}
+
+#[test]
+fn grants_granted_unheard_make_one_lease_the_node_takes_when_it_hears() {
+    let (etcd, relay, mut daemon) = node_whose_grants_go_unheard("grant-unheard");
+    // etcd grants each ask; the node hears no answer, and asks again.
+    until(DEADLINE, "the node asks for its lease a third time", || {
+        relay.grants() >= 3
+    });
+    assert_eq!(
+        etcd.leases(),
+        1,
+        "asked again for the same lease, not for a new one each time: {:?}",
+        daemon.log
+    );
+    relay.hear_grants();
+    until(
+        DEADLINE,
+        "the node says what it does, under its lease",
+        || etcd.lease_of("/nm/grant-unheard/members/a") != 0,
+    );
+    assert_eq!(etcd.leases(), 1, "the node took the lease granted unheard");
+    leaves_and_ends_its_lease(&mut daemon, &etcd);
+}
+
+#[test]
+fn a_node_leaving_before_it_heard_its_grant_still_ends_its_lease() {
+    let (etcd, relay, mut daemon) = node_whose_grants_go_unheard("leave-ungranted");
+    until(
+        DEADLINE,
+        "etcd granted a lease the node never heard of",
+        || relay.grants() >= 1 && etcd.leases() == 1,
+    );
+    leaves_and_ends_its_lease(&mut daemon, &etcd);
+}
+
+/// Stops `daemon` (SIGTERM) and checks that etcd holds no lease once it is gone: its
+/// lease ended with it, not a TTL later.
+fn leaves_and_ends_its_lease(daemon: &mut Daemon, etcd: &Etcd) {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), Some(0));
     assert_eq!(
         etcd.leases(),
         0,
-        "its lease ended with it, not 60 s later: {:?}",
+        "its lease ended with it, not a TTL later: {:?}",
         daemon.log
     );
 }

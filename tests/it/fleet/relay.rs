@@ -5,7 +5,8 @@
 //! Blackholing only the connections open now (a stateful firewall or a NAT that lost
 //! them) leaves a stream open and silent while new connections get through. Lagging
 //! the connections open now delays what etcd sends on them, in order, as a slow path
-//! would.
+//! would. Swallowing grants forwards each call that asks for a lease, and nothing etcd
+//! sends after it on that connection: granted, and never heard.
 
 use std::{
     io::{Read, Write},
@@ -21,6 +22,9 @@ pub struct Relay {
     pub port: u16,
     cut: Arc<AtomicBool>,
     blackholed: Arc<AtomicBool>,
+    swallow_grants: Arc<AtomicBool>,
+    /// The calls asking for a lease it has forwarded.
+    grants: Arc<AtomicU64>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     /// Each connection's own hole.
     holes: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
@@ -35,11 +39,14 @@ impl Relay {
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
         let blackholed = Arc::new(AtomicBool::new(false));
+        let swallow_grants = Arc::new(AtomicBool::new(false));
+        let grants = Arc::new(AtomicU64::new(0));
         let open = Arc::new(Mutex::new(Vec::new()));
         let holes = Arc::new(Mutex::new(Vec::new()));
         let lags = Arc::new(Mutex::new(Vec::new()));
         let (on_thread, streams, hole) = (cut.clone(), open.clone(), blackholed.clone());
         let (each, each_lag) = (holes.clone(), lags.clone());
+        let swallow = (swallow_grants.clone(), grants.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if on_thread.load(Ordering::SeqCst) {
@@ -75,13 +82,15 @@ impl Relay {
                 each.lock().unwrap().push(own.clone());
                 let lag = Arc::new(AtomicU64::new(0));
                 each_lag.lock().unwrap().push(lag.clone());
-                copy_between(client, server, [&hole, &own], &lag);
+                copy_between(client, server, [&hole, &own], &lag, &swallow);
             }
         });
         Relay {
             port,
             cut,
             blackholed,
+            swallow_grants,
+            grants,
             open,
             holes,
             lags,
@@ -104,6 +113,22 @@ impl Relay {
         for hole in self.holes.lock().unwrap().iter() {
             hole.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// From now on, forwards each call asking etcd for a lease but drops whatever etcd
+    /// sends after it on its connection (which stays open).
+    pub fn swallow_grants(&self) {
+        self.swallow_grants.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards etcd's answers to the calls asking for a lease again.
+    pub fn hear_grants(&self) {
+        self.swallow_grants.store(false, Ordering::SeqCst);
+    }
+
+    /// How many calls asking for a lease it has forwarded.
+    pub fn grants(&self) -> u64 {
+        self.grants.load(Ordering::SeqCst)
     }
 
     /// How many connections it has relayed.
@@ -138,7 +163,16 @@ impl Drop for Relay {
 
 /// Copies bytes both ways until either side closes; what comes once either hole is set
 /// is dropped, and what `b` sends is delayed by `lag` (ms) as it stands when it comes.
-fn copy_between(a: TcpStream, b: TcpStream, holes: [&Arc<AtomicBool>; 2], lag: &Arc<AtomicU64>) {
+/// `swallow`: while its flag is set, what `b` sends after `a` asked for a lease is
+/// dropped; its count counts the asks.
+fn copy_between(
+    a: TcpStream,
+    b: TcpStream,
+    holes: [&Arc<AtomicBool>; 2],
+    lag: &Arc<AtomicU64>,
+    swallow: &(Arc<AtomicBool>, Arc<AtomicU64>),
+) {
+    let muted = Arc::new(AtomicBool::new(false));
     for (i, (mut from, mut to)) in [
         (a.try_clone(), b.try_clone()),
         (b.try_clone(), a.try_clone()),
@@ -149,6 +183,7 @@ fn copy_between(a: TcpStream, b: TcpStream, holes: [&Arc<AtomicBool>; 2], lag: &
     {
         let [hole, own] = holes.map(Arc::clone);
         let lag = (i == 1).then(|| lag.clone());
+        let ((swallow, grants), muted) = (swallow.clone(), muted.clone());
         // Each piece is written when due, in the order it came.
         let (pieces, due) = mpsc::channel::<(Instant, Vec<u8>)>();
         std::thread::spawn(move || {
@@ -166,7 +201,16 @@ fn copy_between(a: TcpStream, b: TcpStream, holes: [&Arc<AtomicBool>; 2], lag: &
                 if n == 0 {
                     break;
                 }
-                let dropped = hole.load(Ordering::SeqCst) || own.load(Ordering::SeqCst);
+                let asks_lease = || buffer[..n].windows(16).any(|w| w == b"/v3/lease/grant ");
+                if i == 0 && asks_lease() {
+                    if swallow.load(Ordering::SeqCst) {
+                        muted.store(true, Ordering::SeqCst);
+                    }
+                    grants.fetch_add(1, Ordering::SeqCst);
+                }
+                let dropped = hole.load(Ordering::SeqCst)
+                    || own.load(Ordering::SeqCst)
+                    || (i == 1 && muted.load(Ordering::SeqCst));
                 let delay = lag.as_ref().map_or(0, |lag| lag.load(Ordering::SeqCst));
                 let when = Instant::now() + Duration::from_millis(delay);
                 if !dropped && pieces.send((when, buffer[..n].to_vec())).is_err() {
