@@ -603,17 +603,25 @@ async fn grant(shared: &Shared) -> Result<(i64, i64), String> {
             id
         }
     };
-    match shared.gateway.grant_as(shared.config.lease_ttl, id).await {
+    // Whether this try passed over an endpoint that may have granted the lease unheard.
+    let mut passed_over = false;
+    let granted = shared
+        .gateway
+        .grant_as(shared.config.lease_ttl, id, &mut passed_over)
+        .await;
+    match granted {
         Ok(_) => {}
-        // An earlier try got through, and its answer was lost: the lease is this node's,
-        // its countdown started then. Renewed now, so that it lives at least a TTL from
-        // when this try was sent, as the loop counts.
-        Err(e) if asked.is_some() && e.contains("lease already exists") => {
+        // An earlier ask got through, and its answer was lost (an earlier try's, or this
+        // try's at an endpoint it passed over): the lease is this node's, its countdown
+        // started then. Renewed now, so that it lives at least a TTL from when this try
+        // was sent, as the loop counts.
+        Err(e) if (asked.is_some() || passed_over) && e.contains("lease already exists") => {
             if shared.gateway.keep_alive(id).await? == 0 {
                 return Err("the lease granted unheard had ended".to_owned());
             }
         }
-        // Another's lease has the id just drawn: the next try draws another.
+        // Another's lease has the id just drawn (never asked for before): the next try
+        // draws another.
         Err(e) if e.contains("lease already exists") => {
             lock(&shared.lease).asked = None;
             return Err(e);

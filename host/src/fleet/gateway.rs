@@ -123,8 +123,19 @@ impl Gateway {
 
     /// `POST path` with `body` to the first endpoint that answers; its JSON.
     pub async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
+        self.call_noting(path, body, &mut false).await
+    }
+
+    /// As [`Gateway::call`]; `passed_over` is set when an endpoint was passed over after
+    /// the call may have reached its member (see [`Gateway::send`]).
+    async fn call_noting(
+        &self,
+        path: &str,
+        body: Value,
+        passed_over: &mut bool,
+    ) -> Result<Value, String> {
         let response = self
-            .send(&self.client, path, &body.to_string(), false)
+            .send(&self.client, path, &body.to_string(), false, passed_over)
             .await?;
         let status = response.status();
         let bytes = response
@@ -151,13 +162,17 @@ impl Gateway {
     /// error (a 4xx: auth, a bad request) is an answer: another member would say the
     /// same. `require_leader` asks the member to refuse (and later cancel) when it has
     /// no leader (etcd's `hasleader` metadata, which the JSON gateway takes as a
-    /// `Grpc-Metadata-` header).
+    /// `Grpc-Metadata-` header). `passed_over` is set when an endpoint was passed over
+    /// after the request may have reached its member (it ran out of time once sent, or
+    /// its member said it could not serve, perhaps after it acted on it): not when it
+    /// could not be connected to.
     async fn send(
         &self,
         client: &reqwest::Client,
         path: &str,
         body: &str,
         require_leader: bool,
+        passed_over: &mut bool,
     ) -> Result<reqwest::Response, String> {
         let mut why = Vec::new();
         let first = self.current.load(Ordering::Relaxed);
@@ -187,6 +202,7 @@ impl Gateway {
             }
             match request.send().await {
                 Ok(response) if cannot_serve_now(response.status()) => {
+                    *passed_over = true;
                     let status = response.status();
                     let bytes = response.bytes().await.unwrap_or_default();
                     why.push(format!(
@@ -198,7 +214,10 @@ impl Gateway {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(response);
                 }
-                Err(e) => why.push(format!("{endpoint}: {}", with_hint(innermost(&e)))),
+                Err(e) => {
+                    *passed_over |= !e.is_connect();
+                    why.push(format!("{endpoint}: {}", with_hint(innermost(&e))));
+                }
             }
         }
         Err(format!("no etcd endpoint answered ({})", why.join("; ")))
@@ -302,16 +321,24 @@ impl Gateway {
 
     /// A new lease of `ttl`: its id.
     pub async fn grant(&self, ttl: Duration) -> Result<i64, String> {
-        self.grant_as(ttl, 0).await
+        self.grant_as(ttl, 0, &mut false).await
     }
 
     /// A new lease of `ttl` with id `id` (0: etcd chooses one): its id. A lease that
-    /// already has `id` is an error (`etcdserver: lease already exists`).
-    pub async fn grant_as(&self, ttl: Duration, id: i64) -> Result<i64, String> {
+    /// already has `id` is an error (`etcdserver: lease already exists`). `passed_over`
+    /// is set when an endpoint was passed over after the ask may have reached it: etcd
+    /// may have granted the lease there, unheard, and then says the lease exists.
+    pub async fn grant_as(
+        &self,
+        ttl: Duration,
+        id: i64,
+        passed_over: &mut bool,
+    ) -> Result<i64, String> {
         let answer = self
-            .call(
+            .call_noting(
                 "/v3/lease/grant",
                 json!({"TTL": ttl.as_secs().to_string(), "ID": id.to_string()}),
+                passed_over,
             )
             .await?;
         match number(&answer["ID"]) {
@@ -384,7 +411,9 @@ impl Gateway {
             .map(|(key, end)| json!({"create_request": {"key": b64(key), "range_end": b64(end), "start_revision": from.to_string(), "progress_notify": true}}).to_string())
             .collect();
         let body = body.join("\n");
-        let mut response = self.send(&self.watcher, "/v3/watch", &body, true).await?;
+        let mut response = self
+            .send(&self.watcher, "/v3/watch", &body, true, &mut false)
+            .await?;
         if !response.status().is_success() {
             return Err(format!("etcd answered {} to a watch", response.status()));
         }

@@ -220,6 +220,42 @@ fn a_node_leaving_before_it_heard_its_grant_still_ends_its_lease() {
     leaves_and_ends_its_lease(&mut daemon, &etcd);
 }
 
+#[test]
+fn a_grant_heard_unanswered_on_one_endpoint_is_the_lease_the_next_endpoint_has() {
+    let etcd = Etcd::start("grant-next-endpoint");
+    let relay = Relay::start(etcd.port);
+    relay.swallow_grants();
+    let dir = TestDir::new("fleet-grant-next-endpoint");
+    // The relay first: the node's first call is its first grant, which etcd grants
+    // through the relay unheard; the same call then asks the next endpoint, which
+    // answers that the lease already exists.
+    let cfg = config_with(
+        &dir,
+        &[relay.endpoint(), etcd.endpoint()],
+        "/nm/grant-next-endpoint",
+        "",
+        r#"lease_ttl: "60s""#,
+    );
+    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
+    daemon.port();
+    until(
+        DEADLINE,
+        "the node says what it does, under its lease",
+        || etcd.lease_of("/nm/grant-next-endpoint/members/a") != 0,
+    );
+    assert!(
+        relay.grants() >= 1,
+        "the first grant went through the relay"
+    );
+    assert_eq!(
+        etcd.leases(),
+        1,
+        "the lease granted unheard is the node's, not another left to run out its TTL: {:?}",
+        daemon.log
+    );
+    leaves_and_ends_its_lease(&mut daemon, &etcd);
+}
+
 /// Stops `daemon` (SIGTERM) and checks that etcd holds no lease once it is gone: its
 /// lease ended with it, not a TTL later.
 fn leaves_and_ends_its_lease(daemon: &mut Daemon, etcd: &Etcd) {
