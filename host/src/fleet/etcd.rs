@@ -480,14 +480,7 @@ async fn keep_lease(shared: Arc<Shared>) {
                 // Expired: whatever it held is gone; a new one is granted at once
                 // (the faults admitted under the old one are reverted: see
                 // `FleetState::lease`), unless the node is leaving.
-                Ok((_, 0)) if !lock(&shared.lease).closed => {
-                    {
-                        let mut lease = lock(&shared.lease);
-                        lease.id = None;
-                        lease.renewed = None;
-                    }
-                    (grant(&shared).await, true)
-                }
+                Ok((_, 0)) if forget_expired(&shared) => (grant(&shared).await, true),
                 other => (other, granted),
             };
             // Stored only while the node stays: the check and the store under one lock,
@@ -537,6 +530,19 @@ async fn keep_lease(shared: Arc<Shared>) {
         publish(&shared);
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// Forgets the node's lease, which expired, unless the node is leaving: whether it did.
+/// The check and the change under one lock, so that `close` either takes the old id
+/// (and no new lease is granted) or finds none and waits for the loop, which ends the
+/// lease it is granted meanwhile.
+fn forget_expired(shared: &Shared) -> bool {
+    let mut lease = lock(&shared.lease);
+    if !lease.closed {
+        lease.id = None;
+        lease.renewed = None;
+    }
+    !lease.closed
 }
 
 /// Renews lease `id` (last renewed at `renewed`, this one sent at `sent`): the TTL it
