@@ -11,7 +11,7 @@ use std::{
 };
 
 use super::{
-    declare, running,
+    running,
     toxic::{Direction, Toxic},
     Active, Spec,
 };
@@ -60,18 +60,7 @@ fn round(addr: SocketAddr, data: &[u8]) -> (Vec<u8>, Duration) {
 
 #[test]
 fn limit_data_slicer_and_slow_close_do_what_they_say() {
-    let upstream = echo_server();
-    let listen = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    declare(vec![Spec::parse(
-        "unit",
-        &listen.to_string(),
-        &upstream.to_string(),
-    )
-    .unwrap()]);
-    let proxy = running("unit").unwrap();
+    let (proxy, listen) = start("unit", echo_server());
     let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
 
     let (back, _) = round(listen, &data);
@@ -108,7 +97,9 @@ fn limit_data_slicer_and_slow_close_do_what_they_say() {
     assert!(!proxy.remove("slow_close"), "a second revert finds nothing");
 }
 
-/// A proxy of its own (`declare` would replace the other tests' proxies).
+/// A proxy of its own, added to the declared ones: `declare` would replace the other
+/// tests' declarations, and one running in a thread beside, between declaring its proxy
+/// and starting it, would find it gone.
 fn start(name: &str, upstream: SocketAddr) -> (std::sync::Arc<super::Proxy>, SocketAddr) {
     let listen = TcpListener::bind("127.0.0.1:0")
         .unwrap()
