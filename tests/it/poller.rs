@@ -19,9 +19,17 @@ fn config(dir: &Path, poller: &str) -> String {
     drill(dir, poller).write()
 }
 
+/// A Qiita poller on `server`, polling fast. Its timeout is far beyond a poll's few
+/// milliseconds: a poll that timed out would have taken its scripted answer with it (the
+/// server counts it as given), and every later one would come a step late.
 fn qiita(server: &FakeServer, more: &str) -> String {
+    qiita_within(server, "10s", more)
+}
+
+/// [`qiita`] with this timeout.
+fn qiita_within(server: &FakeServer, timeout: &str, more: &str) -> String {
     format!(
-        r#"Qiita(item_id: "abc", base_url: "{}", period: "15ms", max_backoff: "60ms", timeout: "300ms"{more})"#,
+        r#"Qiita(item_id: "abc", base_url: "{}", period: "15ms", max_backoff: "60ms", timeout: "{timeout}"{more})"#,
         server.url()
     )
 }
@@ -146,20 +154,22 @@ fn bad_days_are_logged_once_back_off_and_never_fire() {
         Reply::body(429, "{}"),
     ];
     script[5].headers.push(("Retry-After".into(), "1".into()));
+    // One answer that comes too late: past a timeout no other poll comes near, even on
+    // a busy machine (at 300 ms, a poll slowed by one would take a good answer with it).
     let mut hang = Reply::likes(100);
-    hang.delay = std::time::Duration::from_millis(1500);
+    hang.delay = std::time::Duration::from_secs(5);
     script.push(hang);
     script.push(Reply::likes(3));
     let server = FakeServer::start(script);
     let url = format!("{}/api/v2/items/abc", server.url());
-    let (fired, log) = run(&config(&dir, &qiita(&server, "")), &server, 10);
+    let (fired, log) = run(&config(&dir, &qiita_within(&server, "2s", "")), &server, 10);
     let expected = [
         format!("poller qiita: GET {url} answered 500 Internal Server Error; backing off"),
         format!("poller qiita: GET {url}: the answer is not JSON (expected value at line 1 column 1); backing off"),
         format!("poller qiita: GET {url}: the answer has no /likes_count; backing off"),
         format!("poller qiita: GET {url}: /likes_count is \"many\", not a non-negative integer; backing off"),
         format!("poller qiita: GET {url} answered 429 Too Many Requests (Retry-After: 1 s); backing off"),
-        format!("poller qiita: GET {url} failed: no answer within 300ms; backing off"),
+        format!("poller qiita: GET {url} failed: no answer within 2s; backing off"),
         "poller qiita: recovered after 7 failed polls (count 3)".to_owned(),
     ];
     let said: Vec<&String> = log
