@@ -10,9 +10,12 @@ use super::*;
 fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
     let dir = TestDir::new("crashes");
     let journal = dir.join("journal.jsonl");
+    // The deadline of every call, a fresh worker's load and its faults' building
+    // included: after each crash the next call starts one, which took some 400 ms with
+    // eight CPU hogs on two cores (against 500 ms). Only the hang is to meet it.
     let (cfg, _) = panicky_daemon(
         &dir,
-        r#"plugin_timeout: "500ms","#,
+        r#"plugin_timeout: "3s","#,
         r#""segv": (plugin: "panicky", config: (crash_in_inject: "segv")),
            "abort": (plugin: "panicky", config: (crash_in_inject: "abort")),
            "exit": (plugin: "panicky", config: (crash_in_inject: "exit")),
@@ -43,7 +46,7 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
         (
             "hang",
             504,
-            "hang: no answer from the plugin within 500ms; given up (the journal keeps its intent)",
+            "hang: no answer from the plugin within 3s; given up (the journal keeps its intent)",
         ),
         ("ok", 200, ""),
     ] {
@@ -61,7 +64,7 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
     );
     // Just past the deadline the hung call's worker is stopped: nothing is left in flight.
     d.wait_for(|l| {
-        l == "plugin panicky: a call had no answer within 500ms: its worker was stopped, with every call in flight on it"
+        l == "plugin panicky: a call had no answer within 3s: its worker was stopped, with every call in flight on it"
     });
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
