@@ -408,7 +408,7 @@ impl Namespace {
     }
 
     fn until_victim(&self, want: &str) -> String {
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + crate::util::DEADLINE;
         loop {
             let state = self.victim_state();
             if state == want || Instant::now() > end {
@@ -473,7 +473,7 @@ fn revert_now_resumes_a_paused_process() {
         r#"#active button[aria-label="Revert now: freeze {id}"]"#
     ));
     browser.until(
-        Duration::from_secs(3),
+        Duration::from_secs(30),
         "no fault in effect",
         r#"return !document.getElementById("none-active").hidden"#,
     );

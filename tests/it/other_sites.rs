@@ -103,7 +103,7 @@ fn a_page_of_another_site_changes_nothing_and_reads_nothing() {
         let before = refused(port);
         browser.goto(&format!("{origin}/"));
         browser.until(
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             "the page's requests",
             r#"return document.title === "sent""#,
         );
@@ -173,7 +173,7 @@ fn a_page_of_another_site_changes_nothing_and_reads_nothing() {
     for own in [format!("http://localhost:{port}/"), format!("{api}/")] {
         browser.goto(&own);
         browser.until(
-            Duration::from_secs(5),
+            Duration::from_secs(30),
             "the live board",
             r#"return document.getElementById("state").textContent === "Playing"
                 && document.getElementById("live").textContent === "live""#,
@@ -181,7 +181,7 @@ fn a_page_of_another_site_changes_nothing_and_reads_nothing() {
         browser.click("#switch");
         browser.click("#confirm-yes");
         browser.until(
-            Duration::from_secs(5),
+            Duration::from_secs(30),
             "paused",
             r#"return document.getElementById("state").textContent.startsWith("Paused")"#,
         );
@@ -192,7 +192,7 @@ fn a_page_of_another_site_changes_nothing_and_reads_nothing() {
         browser.click("#switch");
         browser.click("#confirm-yes");
         browser.until(
-            Duration::from_secs(5),
+            Duration::from_secs(30),
             "playing again",
             r#"return document.getElementById("state").textContent === "Playing""#,
         );

@@ -39,7 +39,7 @@ fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
     let browser = Browser::start(1280, 1000);
     browser.goto(&format!("http://127.0.0.1:{port}/"));
     browser.until(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "live and playing",
         r#"return document.getElementById("live").textContent === "live"
              && document.getElementById("state").textContent === "Playing""#,
@@ -47,7 +47,7 @@ fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
     // The instructor asks to pause...
     browser.click("#switch");
     browser.until(
-        Duration::from_secs(2),
+        Duration::from_secs(30),
         "the confirmation",
         r#"return document.getElementById("confirm").open
              && document.getElementById("confirm-yes").textContent === "Pause""#,
@@ -55,7 +55,7 @@ fn a_confirmed_pause_pauses_even_if_the_state_changed_behind_the_dialog() {
     // ...a colleague pauses meanwhile, and the page hears of it behind the dialog...
     assert_eq!(http(port, "POST", "/api/pause", &[], b"").status, 200);
     browser.until(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "the pause seen behind the dialog",
         r#"return document.getElementById("state").textContent.startsWith("Paused")"#,
     );
@@ -102,7 +102,7 @@ fn the_page_runs_its_own_script_only_never_an_injected_handler() {
     let browser = Browser::start(1024, 800);
     browser.goto(&format!("http://127.0.0.1:{port}/"));
     browser.until(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "the board (the page's own script runs)",
         r#"return !document.getElementById("board").hidden"#,
     );
