@@ -355,10 +355,9 @@ fn a_sighup_with_a_taken_listen_address_is_refused() {
         upstream.local_addr().unwrap(),
         taken.local_addr().unwrap().port(),
     );
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Kept for the daemon's proxy to take (a port let go may be any other test's next).
+    let reserved = crate::util::ReservedPort::reserve();
+    let listen = reserved.addr();
     let db = format!(r#""db": (listen: "{listen}", upstream: "{up}")"#);
     let cfg = config(&dir, &db, r#""process-kill": ()"#);
     let mut d = crate::util::Daemon::start(&["--config", &cfg]);

@@ -48,11 +48,10 @@ fn row_until(browser: &Browser, what: &str, check: &str) -> String {
 fn the_proxy_table_shows_the_traffic_and_a_toxic_until_it_is_turned_off() {
     let dir = TestDir::new("dashboard-proxy");
     let upstream = echo_upstream();
-    // A free port, let go for the proxy to take.
-    let listen = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A free port, kept for the proxy to take (a port let go may be any other test's
+    // next).
+    let reserved = crate::util::ReservedPort::reserve();
+    let listen = reserved.addr();
     let file = Drill::new(&dir)
         .named("proxy.ron")
         .config(&format!(

@@ -6,24 +6,17 @@ use std::{process::Child, time::Instant};
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 
 use super::pki::Pki;
-use crate::util::{http, TestDir, DEADLINE};
+use crate::util::{http, ReservedPort, TestDir, DEADLINE};
 
 pub struct Etcd {
     child: Option<Child>,
     dir: TestDir,
     pub port: u16,
-}
-
-/// `count` distinct loopback ports nobody listens on now. Each is held until all are
-/// chosen: a port let go at once may be the kernel's very next answer (two members on
-/// one port is a cluster etcd refuses, "has duplicate url").
-fn free_ports(count: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).expect("a free port"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("a bound port").port())
-        .collect()
+    /// Its client and peer ports, kept for it as long as it lives, stopped or not: no
+    /// other test's `127.0.0.1:0` gets them (two members on one port is a cluster etcd
+    /// refuses, "has duplicate url"; a stopped member's port taken by another server
+    /// would answer the daemons in its place).
+    _ports: [ReservedPort; 2],
 }
 
 impl Etcd {
@@ -47,8 +40,8 @@ impl Etcd {
     /// namespace of its own, gone with it): no fsync of a busy disk can stall it past
     /// the daemons' admission deadline.
     ///
-    /// The ports are free when chosen, but another test may bind one before etcd does:
-    /// a member that stops saying so is started again, the cluster on new ports.
+    /// The ports are kept for etcd ([`ReservedPort`]); should a member still find one
+    /// taken and stop saying so, the cluster is started again on new ports.
     fn launch(name: &str, size: usize, tls: Option<&Pki>) -> Vec<Etcd> {
         let mut tries = 0;
         loop {
@@ -63,10 +56,12 @@ impl Etcd {
     /// One try of [`Etcd::launch`]: the members, or the log of one that did not start.
     fn try_launch(name: &str, size: usize, tls: Option<&Pki>) -> Result<Vec<Etcd>, String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let ports: Vec<(u16, u16)> = free_ports(2 * size)
-            .chunks(2)
-            .map(|pair| (pair[0], pair[1]))
-            .collect();
+        let mut reserved = ReservedPort::many(2 * size).into_iter();
+        let mut pairs = Vec::new();
+        while let (Some(client), Some(peer)) = (reserved.next(), reserved.next()) {
+            pairs.push([client, peer]);
+        }
+        let ports: Vec<(u16, u16)> = pairs.iter().map(|[c, p]| (c.port(), p.port())).collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
@@ -74,8 +69,9 @@ impl Etcd {
             .collect();
         let members: Vec<Etcd> = ports
             .iter()
+            .zip(pairs)
             .enumerate()
-            .map(|(i, &(port, peer))| {
+            .map(|(i, (&(port, peer), reserved))| {
                 let dir = TestDir::new(&format!("etcd-{name}-{i}"));
                 let data = dir.join("data");
                 std::fs::create_dir_all(&data).unwrap();
@@ -109,6 +105,7 @@ impl Etcd {
                     child: Some(child),
                     dir,
                     port,
+                    _ports: reserved,
                 }
             })
             .collect();

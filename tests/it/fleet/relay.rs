@@ -18,8 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::util::ReservedPort;
+
 pub struct Relay {
     pub port: u16,
+    _reserved: ReservedPort,
     cut: Arc<AtomicBool>,
     blackholed: Arc<AtomicBool>,
     swallow_grants: Arc<AtomicBool>,
@@ -35,8 +38,11 @@ pub struct Relay {
 impl Relay {
     /// Relays a free loopback port to `upstream` (a loopback port).
     pub fn start(upstream: u16) -> Relay {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a loopback port");
-        let port = listener.local_addr().unwrap().port();
+        // Kept while the relay lives: cut, its port refuses connections rather than
+        // becoming another test's.
+        let reserved = ReservedPort::reserve();
+        let port = reserved.port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("the reserved port");
         let cut = Arc::new(AtomicBool::new(false));
         let blackholed = Arc::new(AtomicBool::new(false));
         let swallow_grants = Arc::new(AtomicBool::new(false));
@@ -87,6 +93,7 @@ impl Relay {
         });
         Relay {
             port,
+            _reserved: reserved,
             cut,
             blackholed,
             swallow_grants,

@@ -126,12 +126,9 @@ fn webhooks_hear_of_each_fault_after_their_delay_and_retry_failures() {
 #[test]
 fn a_hook_that_never_answers_is_given_up_on_and_the_fault_is_not_held_up() {
     let _victim = Sleeper::start();
-    // A port nobody listens on: bound, read, released.
-    let port_gone = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on, kept so (a port let go may be any other test's next).
+    let gone = crate::util::ReservedPort::reserve();
+    let port_gone = gone.port();
     let dir = TestDir::new("webhook-down");
     let (mut d, port) = daemon_with(
         &dir,

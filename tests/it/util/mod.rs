@@ -186,6 +186,43 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A loopback port kept for one test while it lives, for another process to listen on
+/// (or for nobody: a connection to it is refused). A port bound and let go at once may
+/// be taken by any test beside, whose `127.0.0.1:0` the kernel answers with a free port;
+/// this one stays bound, without listening, with `SO_REUSEADDR`: the kernel never hands
+/// it out for a `127.0.0.1:0`, while a program that binds it by its number with the
+/// same option (Rust's and Go's listeners: the daemon, its proxies, etcd) gets it.
+pub struct ReservedPort(socket2::Socket);
+
+impl ReservedPort {
+    pub fn reserve() -> ReservedPort {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+        socket.set_reuse_address(true).expect("SO_REUSEADDR");
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        socket.bind(&any.into()).expect("a free loopback port");
+        ReservedPort(socket)
+    }
+
+    /// `count` ports at once.
+    pub fn many(count: usize) -> Vec<ReservedPort> {
+        (0..count).map(|_| ReservedPort::reserve()).collect()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.0
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("a bound IPv4 address")
+    }
+}
+
 /// A process of our own for dry runs to choose (killed, by its PID, when dropped).
 pub struct Sleeper(std::process::Child);
 
