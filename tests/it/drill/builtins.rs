@@ -80,6 +80,8 @@ hogs() {{ grep -l cpu-hog /proc/$1/task/*/comm 2>/dev/null | wc -l; }}
 await Listening {d}/log; p=$(port {d}/log)
 echo "before $(hogs $m)"
 post $p /api/faults/cpu '{{"desc":"hot"}}'
+# A thread takes its name once it runs: on a busy machine, a moment after the answer.
+n=0; while [ "$(hogs $m)" -eq 0 ] && [ $n -lt 50 ]; do n=$((n+1)); sleep 0.01; done
 echo "burning $(hogs $m)"
 await 'Revert (due)' {d}/log
 n=0; while [ "$(hogs $m)" -gt 0 ] && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
