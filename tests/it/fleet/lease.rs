@@ -139,26 +139,11 @@ fn a_slot_won_after_its_asker_gave_up_is_given_back() {
 
 #[test]
 fn a_node_leaving_while_its_first_call_goes_unheard_still_ends_its_lease() {
-    let etcd = Etcd::start("leave-unheard");
-    let relay = Relay::start(etcd.port);
-    let dir = TestDir::new("fleet-leave-unheard");
-    let cfg = config_with(
-        &dir,
-        &[relay.endpoint()],
-        "/nm/leave-unheard",
-        "",
-        r#"lease_ttl: "60s""#,
-    );
-    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
-    daemon.port();
+    let (etcd, relay, mut daemon) = node_behind_relay("leave-unheard", false, false);
     // Granted, and its grant heard: the node's key carries it. (etcd's count alone was
-    // not enough: a grant whose answer the blackhole below swallowed is a lease the
-    // node never knew, which only its 60 s end removes.)
-    until(
-        DEADLINE,
-        "the node says what it does, under its lease",
-        || etcd.lease_of("/nm/leave-unheard/members/a") != 0,
-    );
+    // not enough: a grant whose answer the blackhole below swallowed would be a lease
+    // the node heard of only by asking again.)
+    until_leased(&etcd, "leave-unheard");
     assert_eq!(etcd.leases(), 1);
     // Nothing more gets through on the connections open now: the first call to end the
     // lease, on one of them, runs out of time unheard; a new connection gets through.
@@ -166,29 +151,41 @@ fn a_node_leaving_while_its_first_call_goes_unheard_still_ends_its_lease() {
     leaves_and_ends_its_lease(&mut daemon, &etcd);
 }
 
-/// Node "a" of a fleet on a fresh etcd, through a relay that swallows etcd's answers to
-/// grants, with a lease TTL of 60 s (longer than any test waits).
-fn node_whose_grants_go_unheard(name: &str) -> (Etcd, Relay, Daemon) {
+/// Node "a" of a fleet under `/nm/<name>` on a fresh etcd, with a lease TTL of 60 s
+/// (longer than any test waits), told a relay in front of that etcd as its endpoint
+/// (then etcd itself, when `direct_too`); the relay swallows etcd's answers to grants
+/// from the start when `swallow`.
+fn node_behind_relay(name: &str, swallow: bool, direct_too: bool) -> (Etcd, Relay, Daemon) {
     let etcd = Etcd::start(name);
     let relay = Relay::start(etcd.port);
-    relay.swallow_grants();
+    if swallow {
+        relay.swallow_grants();
+    }
     let dir = TestDir::new(&format!("fleet-{name}"));
+    let mut endpoints = vec![relay.endpoint()];
+    if direct_too {
+        endpoints.push(etcd.endpoint());
+    }
     let prefix = format!("/nm/{name}");
-    let cfg = config_with(
-        &dir,
-        &[relay.endpoint()],
-        &prefix,
-        "",
-        r#"lease_ttl: "60s""#,
-    );
+    let cfg = config_with(&dir, &endpoints, &prefix, "", r#"lease_ttl: "60s""#);
     let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
     daemon.port();
     (etcd, relay, daemon)
 }
 
+/// Waits until node "a" under `/nm/<name>` says what it does under a lease.
+fn until_leased(etcd: &Etcd, name: &str) {
+    let key = format!("/nm/{name}/members/a");
+    until(
+        DEADLINE,
+        "the node says what it does, under its lease",
+        || etcd.lease_of(&key) != 0,
+    );
+}
+
 #[test]
 fn grants_granted_unheard_make_one_lease_the_node_takes_when_it_hears() {
-    let (etcd, relay, mut daemon) = node_whose_grants_go_unheard("grant-unheard");
+    let (etcd, relay, mut daemon) = node_behind_relay("grant-unheard", true, false);
     // etcd grants each ask; the node hears no answer, and asks again.
     until(DEADLINE, "the node asks for its lease a third time", || {
         relay.grants() >= 3
@@ -200,18 +197,14 @@ fn grants_granted_unheard_make_one_lease_the_node_takes_when_it_hears() {
         daemon.log
     );
     relay.hear_grants();
-    until(
-        DEADLINE,
-        "the node says what it does, under its lease",
-        || etcd.lease_of("/nm/grant-unheard/members/a") != 0,
-    );
+    until_leased(&etcd, "grant-unheard");
     assert_eq!(etcd.leases(), 1, "the node took the lease granted unheard");
     leaves_and_ends_its_lease(&mut daemon, &etcd);
 }
 
 #[test]
 fn a_node_leaving_before_it_heard_its_grant_still_ends_its_lease() {
-    let (etcd, relay, mut daemon) = node_whose_grants_go_unheard("leave-ungranted");
+    let (etcd, relay, mut daemon) = node_behind_relay("leave-ungranted", true, false);
     until(
         DEADLINE,
         "etcd granted a lease the node never heard of",
@@ -222,27 +215,11 @@ fn a_node_leaving_before_it_heard_its_grant_still_ends_its_lease() {
 
 #[test]
 fn a_grant_heard_unanswered_on_one_endpoint_is_the_lease_the_next_endpoint_has() {
-    let etcd = Etcd::start("grant-next-endpoint");
-    let relay = Relay::start(etcd.port);
-    relay.swallow_grants();
-    let dir = TestDir::new("fleet-grant-next-endpoint");
     // The relay first: the node's first call is its first grant, which etcd grants
     // through the relay unheard; the same call then asks the next endpoint, which
     // answers that the lease already exists.
-    let cfg = config_with(
-        &dir,
-        &[relay.endpoint(), etcd.endpoint()],
-        "/nm/grant-next-endpoint",
-        "",
-        r#"lease_ttl: "60s""#,
-    );
-    let mut daemon = Daemon::start(&["--config", &cfg, "--node", "a"]);
-    daemon.port();
-    until(
-        DEADLINE,
-        "the node says what it does, under its lease",
-        || etcd.lease_of("/nm/grant-next-endpoint/members/a") != 0,
-    );
+    let (etcd, relay, mut daemon) = node_behind_relay("grant-next-endpoint", true, true);
+    until_leased(&etcd, "grant-next-endpoint");
     assert!(
         relay.grants() >= 1,
         "the first grant went through the relay"
