@@ -16,6 +16,7 @@ pub mod etcd;
 mod etcd_admin;
 mod gateway;
 pub mod history;
+mod lease;
 pub mod peers;
 pub mod rule;
 mod shared;
