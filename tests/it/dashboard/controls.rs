@@ -107,12 +107,25 @@ fn the_page_runs_its_own_script_only_never_an_injected_handler() {
         r#"return !document.getElementById("board").hidden"#,
     );
     // Markup that slipped into the page (as the timeline's SVG is put in) runs nothing.
+    // Each of its two images fires a load or an error event. Listeners of the test's
+    // own, added in the same script (before either event can fire), count them: the
+    // inline handlers come first in each dispatch, so once both are counted, a handler
+    // that could run has run.
     browser.run(
-        r#"document.getElementById("timeline").innerHTML =
-             '<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" width="1" height="1" onload="window.pwned = 1" onerror="window.pwned = 2"/></svg><img src="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" onload="window.pwned = 3" onerror="window.pwned = 4">';"#,
+        r##"document.getElementById("timeline").innerHTML =
+             '<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" width="1" height="1" onload="window.pwned = 1" onerror="window.pwned = 2"/></svg><img src="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=" onload="window.pwned = 3" onerror="window.pwned = 4">';
+           window.fired = 0;
+           for (const image of document.querySelectorAll("#timeline image, #timeline img")) {
+             image.addEventListener("load", () => { window.fired += 1; });
+             image.addEventListener("error", () => { window.fired += 1; });
+           }"##,
         json!([]),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    browser.until(
+        Duration::from_secs(30),
+        "a load or error event on both images",
+        "return window.fired >= 2",
+    );
     assert_eq!(
         browser.run(
             "return window.pwned === undefined ? null : window.pwned",
