@@ -222,7 +222,7 @@ cat > cfg.ron <<'CFG'
 CFG
 "$NM" --config cfg.ron --execute --seed 9 --listen 127.0.0.1:0 2>log & d=$!
 end=$(($(date +%s) + 15)); until grep -q '^.\{20\}killed: ' log; do [ "$(date +%s)" -gt $end ] && break; done
-kill -TERM $d; wait $d; echo "code $?"; cat log; rm -f cfg.ron log
+kill -TERM $d; wait $d; echo "code $?"; cat log
 echo "state $(cut -d' ' -f3 /proc/$v/stat 2>/dev/null || echo gone)""#,
     );
     let v = pairs(&run.stdout, "victim")[0].clone();

@@ -3,13 +3,18 @@
 //! signalled, and a network namespace beside for the network faults, where rules touch
 //! nothing of this machine's.
 
-use std::process::Command;
+use std::{
+    path::PathBuf,
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use super::{bin, lib_dir, state_dir, Run};
 
 /// Runs `script` with `sh` as PID 1 of a fresh PID namespace (with its own /proc), with
 /// `$NM` naming the binary and `$LIB` the directory of the built plugins. Only processes
-/// the script starts there can be signalled.
+/// the script starts there can be signalled. The script starts in a directory of its own
+/// ([`run_dir`]), which is also the daemon's state directory.
 pub fn in_namespace(script: &str) -> Run {
     run(namespace(script))
 }
@@ -35,6 +40,7 @@ fn unshare(more: &[&str], script: &str) -> Command {
     let script = format!(
         "started() {{ while [ \"$(cat /proc/$1/comm 2>/dev/null)\" = sh ]; do :; done; }}\n{script}"
     );
+    let dir = run_dir();
     let mut command = Command::new("unshare");
     command
         .args(["--user", "--map-root-user"])
@@ -50,9 +56,21 @@ fn unshare(more: &[&str], script: &str) -> Command {
         ])
         .env("NM", bin())
         .env("LIB", lib_dir())
-        .env("STATE_DIRECTORY", state_dir())
+        .env("STATE_DIRECTORY", &dir)
+        .current_dir(&dir)
         .env_remove("RUST_BACKTRACE");
     command
+}
+
+/// A new directory under [`state_dir`] for one namespace's script: the files it writes
+/// go there rather than into the source tree, and what a daemon executed there is in a
+/// journal of its own, never recovered by the daemon of another test.
+fn run_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = state_dir().join(format!("ns-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
 }
 
 /// Runs `command` to its end; `unshare` failing (no user namespaces here) fails the test.
