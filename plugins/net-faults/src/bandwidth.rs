@@ -7,20 +7,18 @@
 //! refused, nothing replaced), and a revert deletes the root qdisc only while it is a
 //! `tbf` with that handle; the kernel's default comes back by itself.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use nightmare_monkey_plugin_api::sdk::{
-    self, process::Scope, results, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
+    self, process::Scope, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::{
-    netns::{self, Target},
-    nft::program,
-    qdisc::Phases,
+    netns::Target,
+    qdisc::{is_interface, remove_qdisc, Phases, HANDLE},
 };
 
-pub(crate) const HANDLE: &str = "4e4d:";
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// `net-bandwidth`'s configuration, as written in RON.
@@ -35,24 +33,6 @@ pub struct BandwidthConfig {
     pub duration: Option<sdk::DurationText>,
     /// The network namespace of a process instead of the daemon's (see `net-loss`).
     pub scope: Option<Scope>,
-}
-
-/// What the revert needs: the interface (in its namespace) and the kind of our qdisc
-/// there (`tbf` here, `netem` for `net-delay`).
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Limited {
-    pub interface: String,
-    /// The `tc` arguments that add the qdisc (prepared only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tc: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<Target>,
-    #[serde(default = "tbf")]
-    pub kind: String,
-}
-
-fn tbf() -> String {
-    "tbf".to_owned()
 }
 
 /// The `net-bandwidth` fault.
@@ -81,62 +61,6 @@ fn rate_bits(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.parse::<u64>().ok()?.checked_mul(scale)
-}
-
-/// An interface name as the kernel allows it (at most 15 bytes, no `/`, no space).
-pub(crate) fn is_interface(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
-}
-
-/// Runs `tc` with `args`; its output, or its first line of error.
-fn tc(args: &[&str]) -> Result<String, PluginError> {
-    let out = Command::new(program("tc"))
-        .args(args)
-        .output()
-        .map_err(|e| {
-            PluginError::new(
-                ErrorKind::Failed,
-                format!("cannot run tc: {e} (install iproute2: net-bandwidth needs it)"),
-            )
-        })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    let (kind, first) = crate::nft::failure(&out.stderr, "Cannot find device");
-    if let Some(refused) = crate::netem::unknown_qdisc(args, &first) {
-        return Err(refused);
-    }
-    if kind == ErrorKind::Denied {
-        return Err(PluginError::new(
-            kind,
-            format!("tc: {first} (tc needs CAP_NET_ADMIN: for a daemon that is not root, an ambient capability, which tc inherits)"),
-        ));
-    }
-    Err(PluginError::new(kind, format!("tc: {first}")))
-}
-
-/// Whether the root qdisc of `interface` is ours, of `kind` (`false` too if it has gone).
-fn ours(interface: &str, kind: &str) -> Result<bool, PluginError> {
-    let listing = match tc(&["-j", "qdisc", "show", "dev", interface, "root"]) {
-        Ok(listing) => listing,
-        Err(e) if e.kind == ErrorKind::NoTarget => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    Ok(lists_ours(&listing, kind))
-}
-
-/// Whether `tc -j qdisc show dev IF root` printed our root qdisc, of `kind`: another
-/// qdisc there (the host's own, put back by someone) is never ours to delete.
-fn lists_ours(listing: &str, kind: &str) -> bool {
-    let json: serde_json::Value = serde_json::from_str(listing).unwrap_or_default();
-    json.as_array()
-        .into_iter()
-        .flatten()
-        .any(|q| q["root"] == true && q["handle"] == HANDLE && q["kind"] == kind)
 }
 
 impl NetBandwidth {
@@ -173,7 +97,7 @@ impl NetBandwidth {
             action: "Throttle",
             doing: ["will limit", "would limit", "limiting"],
             interface: &self.interface,
-            kind: tbf(),
+            kind: "tbf".to_owned(),
             scope: self.scope.as_ref(),
             duration: self.duration,
             summary,
@@ -264,79 +188,10 @@ impl FaultPlugin for NetBandwidth {
     }
 }
 
-/// Adds the qdisc `state` prepared (in its namespace); the arguments given to tc.
-/// `fault` names the fault in the refusal of an interface with a root qdisc of its own.
-pub(crate) fn add_qdisc(state: &Limited, fault: &str) -> Result<Vec<String>, PluginError> {
-    let args = state.tc.clone().ok_or_else(|| {
-        PluginError::new(ErrorKind::Failed, "the prepared state has no tc command")
-    })?;
-    let namespace = netns::open_to_apply(state.netns.as_ref())?;
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    netns::within(namespace.as_ref(), || tc(&words)).map_err(|e| {
-        if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {
-            PluginError::new(
-                ErrorKind::NoTarget,
-                format!(
-                    "{} has a root qdisc of its own: {fault} does not replace it (nothing applied)",
-                    state.interface
-                ),
-            )
-        } else {
-            e
-        }
-    })?;
-    Ok(args)
-}
-
-/// Deletes our qdisc of `state` if it is still the interface's root; anything else is
-/// left.
-pub(crate) fn remove_qdisc(state: &Limited) -> Result<Outcome, PluginError> {
-    if !is_interface(&state.interface) || !matches!(state.kind.as_str(), "tbf" | "netem") {
-        return Err(PluginError::new(
-            ErrorKind::Failed,
-            format!(
-                "unreadable revert state: `{}` is not an interface name, or `{}` not our qdisc",
-                state.interface, state.kind
-            ),
-        ));
-    }
-    let namespace = match &state.netns {
-        None => None,
-        Some(target) => match netns::open(target) {
-            Some(namespace) => Some(namespace),
-            None => {
-                return Ok(restored(format!(
-                "nothing to remove: the network namespace of PID {} is gone, and its qdisc with it",
-                target.pid
-            )))
-            }
-        },
-    };
-    let (interface, kind) = (state.interface.as_str(), state.kind.as_str());
-    let removed = netns::within(namespace.as_ref(), || {
-        if !ours(interface, kind)? {
-            return Ok(false);
-        }
-        tc(&["qdisc", "del", "dev", interface, "root", "handle", HANDLE]).map(|_| true)
-    })?;
-    Ok(restored(if removed {
-        format!("removed the {kind} qdisc {HANDLE} of {interface}")
-    } else {
-        format!("nothing to remove: the root qdisc of {interface} is not ours (gone already)")
-    }))
-}
-
-fn restored(summary: String) -> Outcome {
-    Outcome {
-        action: "Restore".to_owned(),
-        result: results::REVERTED.to_owned(),
-        summary,
-        ..Outcome::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use nightmare_monkey_plugin_api::sdk::results;
+
     use super::*;
 
     fn fault(text: &str) -> Result<NetBandwidth, String> {
@@ -370,30 +225,6 @@ mod tests {
         assert_eq!(rate_bits("mbit"), None);
         assert_eq!(rate_bits("4Mbit"), None);
         assert_eq!(rate_bits("99999999999gbit"), None, "overflow is no rate");
-    }
-
-    /// Only our qdisc (root, our handle, the kind we added) is ever removed.
-    #[test]
-    fn only_our_root_qdisc_is_ours() {
-        let ours = r#"[{"kind":"tbf","handle":"4e4d:","root":true,"refcnt":2}]"#;
-        assert!(lists_ours(ours, "tbf"));
-        assert!(!lists_ours(ours, "netem"), "another kind");
-        for other in [
-            r#"[{"kind":"tbf","handle":"1:","root":true}]"#,
-            r#"[{"kind":"tbf","handle":"4e4d:","root":false}]"#,
-            r#"[{"kind":"noqueue","handle":"0:","root":true}]"#,
-            "[]",
-            "not json",
-        ] {
-            assert!(!lists_ours(other, "tbf"), "{other}");
-        }
-    }
-
-    /// A revert state journaled before `kind` existed is a tbf's.
-    #[test]
-    fn a_state_without_a_kind_is_a_tbf() {
-        let state: Limited = serde_json::from_str(r#"{"interface":"lo"}"#).unwrap();
-        assert_eq!(state.kind, "tbf");
     }
 
     #[test]

@@ -18,9 +18,8 @@ use nightmare_monkey_plugin_api::sdk::{
 use serde::Deserialize;
 
 use crate::{
-    bandwidth::{is_interface, remove_qdisc, HANDLE},
     netns,
-    qdisc::Phases,
+    qdisc::{is_interface, netem_refusal, remove_qdisc, Phases, HANDLE},
 };
 
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -122,23 +121,6 @@ fn files_in(sys_module: &Path, modules: &Path) -> Option<String> {
             dir.display()
         )
     })
-}
-
-/// The error of a `tc` that says its queueing discipline is unknown: for netem, the
-/// refusal that names the module and the proxy.
-pub(crate) fn unknown_qdisc(args: &[&str], said: &str) -> Option<PluginError> {
-    (said.contains("qdisc kind is unknown") && args.contains(&"netem"))
-        .then(|| refusal(&format!("`tc qdisc add ... netem` says: {said}")))
-}
-
-/// The one refusal, for a kernel without netem.
-fn refusal(why: &str) -> PluginError {
-    PluginError::new(
-        ErrorKind::Config,
-        format!(
-            "net-delay needs the kernel's netem queueing discipline (module sch_netem), which this kernel lacks ({why}): load it (`modprobe sch_netem`; some distributions ship it in linux-modules-extra) or add latency without the kernel through the daemon's fault proxy: the net-proxy fault with toxic Latency (doc/guide/network.md)"
-        ),
-    )
 }
 
 fn config_error(message: String) -> PluginError {
@@ -279,7 +261,7 @@ impl FaultPlugin for NetDelay {
 
     fn new(config: DelayConfig) -> Result<Self, PluginError> {
         if let Some(why) = netem_missing() {
-            return Err(refusal(why));
+            return Err(netem_refusal(why));
         }
         Self::checked(config)
     }
@@ -395,27 +377,5 @@ mod tests {
         std::fs::create_dir_all(sys.join("sch_netem")).unwrap();
         assert_eq!(files_in(&sys, &modules), None);
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn tc_saying_netem_is_unknown_is_the_refusal() {
-        let said = "Error: Specified qdisc kind is unknown.";
-        let e = unknown_qdisc(&["qdisc", "add", "dev", "lo", "root", "netem"], said).unwrap();
-        assert!(e.message.contains("module sch_netem"), "{}", e.message);
-        assert!(unknown_qdisc(&["qdisc", "add", "dev", "lo", "root", "tbf"], said).is_none());
-        assert!(
-            unknown_qdisc(&["qdisc", "add", "dev", "lo", "root", "netem"], "Error: x").is_none()
-        );
-    }
-
-    #[test]
-    fn the_refusal_names_the_module_and_the_proxy() {
-        let e = refusal("no module");
-        assert!(e.message.contains("module sch_netem"), "{}", e.message);
-        assert!(
-            e.message.contains("the net-proxy fault with toxic Latency"),
-            "{}",
-            e.message
-        );
     }
 }
