@@ -12,7 +12,18 @@ use std::time::{Duration, Instant};
 use nightmare_monkey_plugin_api::sdk::Rng;
 use tokio::{io::AsyncWriteExt, net::tcp::WriteHalf, sync::watch, time::sleep_until};
 
-use super::{run::End, toxic::Toxic, Active, Proxy};
+use super::{toxic::Toxic, Active, Proxy};
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// Both ways closed, or an error.
+    Done,
+    /// Closed by a toxic (timeout, limit_data, down).
+    Close,
+    /// Reset by a toxic (reset_peer): RST to both ends.
+    Reset,
+}
 
 /// The largest chunk read at once.
 pub(super) const CHUNK: usize = 64 * 1024;

@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use super::{
-    forward::{Plan, Toxicity, CHUNK},
+    forward::{End, Plan, Toxicity, CHUNK},
     splice::{self, Clean, Pipe},
     toxic::Toxic,
     Log, Proxy, Spec,
@@ -176,17 +176,6 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
             }
         }
     }
-}
-
-/// How a connection ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
-    /// Both ways closed, or an error.
-    Done,
-    /// Closed by a toxic (timeout, limit_data, down).
-    Close,
-    /// Reset by a toxic (reset_peer): RST to both ends.
-    Reset,
 }
 
 /// Counts an open connection while it lives.
