@@ -1,12 +1,10 @@
 //! What a packet fault matches: its configuration as written, checked into a [`Filter`]
 //! that cannot match nothing, and turned into the matches of nftables rules.
 
-use std::net::IpAddr;
-
 use nightmare_monkey_plugin_api::sdk::{self, ErrorKind, PluginError};
 use serde::Deserialize;
 
-use crate::rules::{self, End, Match};
+use crate::rules::{self, Cidr, End, Hook, Match};
 
 /// A packet fault's configuration, as written in RON (every fault of this crate reads
 /// the same fields and refuses those that are not its own).
@@ -77,41 +75,6 @@ impl Direction {
     }
 }
 
-/// An nftables hook of a per-fault chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    /// Packets for this host: the peer is the source.
-    Input,
-    /// Packets from this host: the peer is the destination.
-    Output,
-}
-
-impl Hook {
-    /// The hook's name in nftables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Input => "input",
-            Hook::Output => "output",
-        }
-    }
-
-    /// The chain name's suffix.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Hook::Input => "in",
-            Hook::Output => "out",
-        }
-    }
-
-    /// Where the peer's address is: the source of what comes in.
-    fn peer(self) -> End {
-        match self {
-            Hook::Input => End::Source,
-            Hook::Output => End::Destination,
-        }
-    }
-}
-
 /// The transport protocol matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -123,84 +86,6 @@ pub enum Protocol {
     Udp,
     /// ICMP and ICMPv6.
     Icmp,
-}
-
-/// A network: an address and a prefix length, host bits clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Cidr {
-    /// Reads `10.0.0.0/8`, `::1` or `127.0.0.1`; host bits set are refused.
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let (addr, len) = match text.split_once('/') {
-            Some((addr, len)) => (addr, Some(len)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{text}` is not an address or a CIDR (10.0.0.0/8, ::1)"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match len {
-            None => max,
-            Some(len) => len
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| format!("`{text}`: the prefix length must be 0 to {max}"))?,
-        };
-        let bits = match addr {
-            IpAddr::V4(a) => u128::from(u32::from(a)),
-            IpAddr::V6(a) => u128::from(a),
-        };
-        let host = 1u128
-            .checked_shl(u32::from(max - len))
-            .map_or(u128::MAX, |b| b - 1);
-        if bits & host != 0 {
-            return Err(format!(
-                "`{text}` has host bits set past /{len}: write the network's first address"
-            ));
-        }
-        Ok(Cidr { addr, len })
-    }
-
-    /// One address alone (`/32`, `/128`).
-    pub fn host(addr: IpAddr) -> Cidr {
-        let len = if addr.is_ipv4() { 32 } else { 128 };
-        Cidr { addr, len }
-    }
-
-    /// Whether it is an IPv4 network.
-    pub fn is_v4(&self) -> bool {
-        self.addr.is_ipv4()
-    }
-
-    /// Its prefix length.
-    pub fn prefix(&self) -> u8 {
-        self.len
-    }
-
-    /// Its address's bytes, in network order (4 or 16).
-    pub fn bytes(&self) -> Vec<u8> {
-        match self.addr {
-            IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.octets().to_vec(),
-        }
-    }
-
-    /// As nft writes it: `10.0.0.0/8`, `::1`.
-    pub fn render(&self) -> String {
-        let max = if self.addr.is_ipv4() { 32 } else { 128 };
-        if self.len == max {
-            self.addr.to_string()
-        } else {
-            format!("{}/{}", self.addr, self.len)
-        }
-    }
 }
 
 /// What a packet fault matches, checked: it matches something.
@@ -271,7 +156,7 @@ impl Filter {
             }
             for peer in peers {
                 let cidr = Cidr::parse(peer).map_err(|e| config_error(format!("peers: {e}")))?;
-                if cidr.addr.is_ipv4() {
+                if cidr.is_v4() {
                     peers4.push(cidr);
                 } else {
                     peers6.push(cidr);

@@ -4,10 +4,7 @@
 //! anonymous set), so that `nft list` reads back exactly the script the dry run printed
 //! (a test in a namespace of its own holds the two listings equal).
 
-use crate::{
-    filter::{Cidr, Hook},
-    rules::{Chain, End, Match, Rule, Verdict, ICMP, ICMPV6, TCP},
-};
+use crate::rules::{Chain, Cidr, End, Hook, Match, Rule, Verdict, ICMP, ICMPV6, TCP};
 
 // From linux/netlink.h and linux/netfilter/nf_tables.h.
 const NLA_F_NESTED: u16 = 0x8000;

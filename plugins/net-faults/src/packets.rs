@@ -16,10 +16,10 @@ use nightmare_monkey_plugin_api::sdk::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    filter::{Cidr, Config, Filter, Hook, Protocol},
+    filter::{Config, Filter, Protocol},
     netns::{self, Target},
     nft, own,
-    rules::{self, Chain, End, Match, Rule, Verdict},
+    rules::{self, Chain, Cidr, End, Hook, Match, Rule, Verdict},
 };
 
 const MAX_DURATION: Duration = Duration::from_secs(3600);
