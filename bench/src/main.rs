@@ -310,7 +310,7 @@ fn measure_all(
             at.api.original.as_ref().map_or_else(String::new, |o| format!(
                 ", the original {} req/s: ours {}",
                 o.kill,
-                report::times(&o.ratio)
+                measure::times(&o.ratio)
             ))
         );
         sizes.push(at);

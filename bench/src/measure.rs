@@ -162,6 +162,21 @@ pub fn num(value: f64) -> String {
     }
 }
 
+/// Ratios taken round by round: `9.45x (9.02–10.5)`, the median, then the quartiles.
+pub fn times(ratios: &Summary) -> String {
+    format!(
+        "{}x ({}–{})",
+        num(ratios.median),
+        num(ratios.p25),
+        num(ratios.p75)
+    )
+}
+
+/// `a / b` as a multiple: `9.45x`.
+pub fn ratio(a: f64, b: f64) -> String {
+    format!("{}x", num(a / b))
+}
+
 impl fmt::Display for Summary {
     /// `4.12 (3.90–4.40)`: the median, then the interquartile range.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,7 +4,7 @@
 use std::{env, fmt::Write as _, fs, path::Path, process::Command};
 
 use crate::{
-    measure::{num, Summary},
+    measure::{num, ratio, times},
     original, targets, Args, AtSize, Build, Footprint,
 };
 
@@ -42,21 +42,6 @@ pub fn git_revision() -> String {
         Some(rev) => rev,
         None => "unknown".to_owned(),
     }
-}
-
-/// Ratios taken round by round: `9.45x (9.02–10.5)`, the median, then the quartiles.
-pub fn times(ratios: &Summary) -> String {
-    format!(
-        "{}x ({}–{})",
-        num(ratios.median),
-        num(ratios.p25),
-        num(ratios.p75)
-    )
-}
-
-/// `a / b` as a multiple: `9.45x`.
-pub fn ratio(a: f64, b: f64) -> String {
-    format!("{}x", num(a / b))
 }
 
 /// The "Build profiles" section: what each build costs at rest and for a pick.

@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    measure::num,
-    report::{ratio, times},
+    measure::{num, ratio, times},
     AtSize, Footprint,
 };
 

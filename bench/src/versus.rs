@@ -96,7 +96,7 @@ pub fn versus(args: &Args, binary: &Path, other: &Path, scratch: &Path) -> anyho
             num(this),
             num(that),
             this / that,
-            report::times(&measure::Summary::of(paired))
+            measure::times(&measure::Summary::of(paired))
         );
     }
     // The work itself, which the machine's noise does not move (see instructions.rs).
