@@ -230,6 +230,45 @@ fn bad_fault_config_names_the_field_and_exits_2() {
     );
 }
 
+/// `--desc` takes what `POST /api/kill` takes as its `desc`: nothing empty, nothing past
+/// 1024 bytes. Refused before anything is chosen or journaled (the journal given does
+/// not even come to exist).
+#[test]
+fn a_description_the_api_would_refuse_is_a_usage_error() {
+    let dir = TestDir::new("kill-desc");
+    let journal = dir.join("journal.jsonl");
+    let journal = journal.to_str().unwrap();
+    let long = "x".repeat(1025);
+    for (desc, message) in [
+        (
+            "",
+            "the description must not be empty: say why, e.g. --desc 'game day'",
+        ),
+        (
+            "  ",
+            "the description must not be empty: say why, e.g. --desc 'game day'",
+        ),
+        (
+            long.as_str(),
+            "the description is 1025 bytes long, more than 1024: say why in a sentence",
+        ),
+    ] {
+        let run = monkey(&["kill", "--seed", "1", "--journal", journal, "--desc", desc]);
+        assert_eq!(run.code, Some(2), "{desc:?}: {}{}", run.stdout, run.stderr);
+        let first = run.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: invalid value ") && first.ends_with(&format!(": {message}")),
+            "{desc:?}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "", "{desc:?}: nothing chosen");
+        assert!(
+            !std::path::Path::new(journal).exists(),
+            "{desc:?}: nothing journaled"
+        );
+    }
+}
+
 /// On this machine itself, dry runs only: over many seeds no kernel thread, PID 1 or
 /// ancestor of the test is ever chosen.
 #[test]

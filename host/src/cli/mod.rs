@@ -429,8 +429,8 @@ pub struct KillArgs {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 
-    /// Why: the description in the log line
-    #[arg(long, value_name = "TEXT", default_value = "by monkey")]
+    /// Why: the description in the log line (up to 1024 bytes, as the API takes it)
+    #[arg(long, value_name = "TEXT", default_value = "by monkey", value_parser = desc)]
     pub desc: String,
 
     /// Use the fault of this plugin file instead of the built-in process-kill
@@ -469,6 +469,21 @@ pub struct KillArgs {
     /// or 2m [default: 30s, or the config's plugin_timeout]
     #[arg(long, value_name = "DURATION", value_parser = plugin_timeout)]
     pub plugin_timeout: Option<std::time::Duration>,
+}
+
+/// A `--desc`: what `POST /api/kill` would take as its `desc`.
+fn desc(text: &str) -> Result<String, String> {
+    use crate::domain::injection::{check_desc, BadDesc, MAX_DESC_BYTES};
+    match check_desc(text) {
+        Ok(()) => Ok(text.to_owned()),
+        Err(BadDesc::Empty) => {
+            Err("the description must not be empty: say why, e.g. --desc 'game day'".to_owned())
+        }
+        Err(BadDesc::TooLong) => Err(format!(
+            "the description is {} bytes long, more than {MAX_DESC_BYTES}: say why in a sentence",
+            text.len()
+        )),
+    }
 }
 
 /// A `--plugin-timeout`: a duration from 1 ms to 10 minutes.

@@ -28,6 +28,32 @@ pub struct Ask {
     pub requested_by: Option<String>,
 }
 
+/// The longest description anyone may give (the API's `desc`, `kill --desc`): it is
+/// journaled, logged and sent to chat, so it is a sentence, not a document.
+pub const MAX_DESC_BYTES: usize = 1024;
+
+/// What is wrong with a description given by a person or a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadDesc {
+    /// Empty or only white space: a fault nobody can tell the reason of.
+    Empty,
+    /// Longer than [`MAX_DESC_BYTES`].
+    TooLong,
+}
+
+/// Checks a description as every trigger that takes one from outside does (the API,
+/// `kill --desc`), so that each refuses exactly what the other refuses; each words the
+/// refusal for its own users.
+pub fn check_desc(desc: &str) -> Result<(), BadDesc> {
+    if desc.len() > MAX_DESC_BYTES {
+        Err(BadDesc::TooLong)
+    } else if desc.trim().is_empty() {
+        Err(BadDesc::Empty)
+    } else {
+        Ok(())
+    }
+}
+
 /// A fault about to be injected: the ask, with everything the engine decided and drew
 /// for it. Journaled (and, for a real fault, on disk) before the plugin is called.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +299,18 @@ mod tests {
             ..ProcessInfo::default()
         };
         assert_eq!(who(&p), "sshd(PID:23183 PPID:1)");
+    }
+
+    #[test]
+    fn a_description_is_a_sentence() {
+        assert_eq!(check_desc("I like kill!"), Ok(()));
+        assert_eq!(check_desc(""), Err(BadDesc::Empty));
+        assert_eq!(check_desc(" \t\n"), Err(BadDesc::Empty));
+        assert_eq!(check_desc(&"x".repeat(MAX_DESC_BYTES)), Ok(()));
+        assert_eq!(
+            check_desc(&"x".repeat(MAX_DESC_BYTES + 1)),
+            Err(BadDesc::TooLong)
+        );
     }
 
     #[test]

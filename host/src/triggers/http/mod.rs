@@ -27,7 +27,7 @@ use warp::{
 
 use crate::{
     dispatch::Injector,
-    domain::injection::{Ask, Injection},
+    domain::injection::{check_desc, Ask, BadDesc, Injection},
     output::{
         answer::Answer,
         log,
@@ -183,9 +183,6 @@ fn open_connections(open_files: u64) -> u64 {
     open_files.saturating_sub(RESERVED_FILES).max(16)
 }
 
-/// The longest description a client may send: it is journaled, logged and sent to chat.
-const MAX_DESC_BYTES: usize = 1024;
-
 /// The description from a body like the original's `{"desc":"I like kill!"}`, whatever
 /// the content type (curl's `-d` sends a form type with a JSON body; a browser's form of
 /// another site never gets here: `origin` refuses it); else the message of the 400
@@ -193,13 +190,13 @@ const MAX_DESC_BYTES: usize = 1024;
 fn desc(body: &[u8]) -> Result<String, &'static str> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "format error")?;
     match value.get("desc") {
-        Some(serde_json::Value::String(s)) if s.len() > MAX_DESC_BYTES => {
-            Err("desc is longer than 1024 bytes: say why in a sentence")
-        }
-        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(serde_json::Value::String(_)) => {
-            Err("desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}")
-        }
+        Some(serde_json::Value::String(s)) => match check_desc(s) {
+            Ok(()) => Ok(s.clone()),
+            Err(BadDesc::TooLong) => Err("desc is longer than 1024 bytes: say why in a sentence"),
+            Err(BadDesc::Empty) => {
+                Err("desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}")
+            }
+        },
         Some(_) => Err("desc must be a string, e.g. {\"desc\":\"I like kill!\"}"),
         None => Err("desc is required: send a JSON object like {\"desc\":\"I like kill!\"}"),
     }
@@ -355,6 +352,8 @@ async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> 
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::injection::MAX_DESC_BYTES;
+
     proptest::proptest! {
         // Whatever a client sends as a body: a description within the bounds, or a
         // one-line reason for the 400; never a panic.
@@ -370,7 +369,7 @@ mod tests {
                 match super::desc(&body) {
                     Ok(desc) => {
                         proptest::prop_assert!(!desc.trim().is_empty());
-                        proptest::prop_assert!(desc.len() <= super::MAX_DESC_BYTES);
+                        proptest::prop_assert!(desc.len() <= MAX_DESC_BYTES);
                     }
                     Err(message) => proptest::prop_assert!(!message.contains('\n')),
                 }
