@@ -294,8 +294,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "RFC3339")]
     pub from: Option<String>,
 
-    /// How many fire times to print (per node)
-    #[arg(long, value_name = "K", default_value_t = 10)]
+    /// How many fire times to print (per node), 1 to 10000
+    #[arg(long, value_name = "K", default_value_t = 10, value_parser = plan_count)]
     pub count: usize,
 
     /// This host's name in a fleet drill, as the daemon's --node; repeat it to plan
@@ -469,6 +469,22 @@ pub struct KillArgs {
     /// or 2m [default: 30s, or the config's plugin_timeout]
     #[arg(long, value_name = "DURATION", value_parser = plugin_timeout)]
     pub plugin_timeout: Option<std::time::Duration>,
+}
+
+/// The most fire times `plan --count` prints per node: months of a fast drill, and
+/// far below the draws the plan gives up after, so a plan cut short always means a
+/// schedule that does not meet its window.
+pub const MAX_PLAN_COUNT: usize = 10_000;
+
+/// A `plan --count`: 1 to [`MAX_PLAN_COUNT`].
+fn plan_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_PLAN_COUNT).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("expected 1 to {MAX_PLAN_COUNT} fire times")),
+        Err(_) => Err(format!(
+            "expected a number of fire times, 1 to {MAX_PLAN_COUNT}"
+        )),
+    }
 }
 
 /// A `--desc`: what `POST /api/kill` would take as its `desc`.

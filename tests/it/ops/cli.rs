@@ -191,6 +191,41 @@ fn plan_help_shows_only_the_flags_that_change_a_plan() {
     );
 }
 
+/// `plan --count` is bounded as every number is: no plan of nothing, and no million
+/// lines ending in a claim that the schedule and the window do not meet.
+#[test]
+fn plan_count_is_one_to_ten_thousand() {
+    let plan = |count: &str| {
+        monkey(&[
+            "plan",
+            "--seed",
+            "1",
+            "-d",
+            "*",
+            "-t",
+            "00:00-24:00",
+            "--count",
+            count,
+        ])
+    };
+    for count in ["0", "10001", "100000000", "many"] {
+        let run = plan(count);
+        assert_eq!(run.code, Some(2), "{count}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{count}");
+        let first = run.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!(
+                "error: invalid value '{count}' for '--count <K>': expected "
+            )) && first.contains("1 to 10000"),
+            "{count}: {}",
+            run.stderr
+        );
+    }
+    let run = plan("10000");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 10000);
+}
+
 /// The one manual page names no page that does not ship, and has the sections a man
 /// page reader looks for.
 #[test]
