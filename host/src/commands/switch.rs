@@ -28,7 +28,21 @@ impl Daemon {
         };
         let config = config::load(&daemon_args).map_err(|e| UsageError(e.into()))?;
         let url = match (&args.url, &config.http) {
-            (Some(url), _) => with_scheme(url.trim_end_matches('/')),
+            (Some(url), _) => {
+                // A URL that cannot be one is the user's slip, not a daemon out of reach.
+                match reqwest::Url::parse(&with_scheme(url)) {
+                    Ok(parsed)
+                        if matches!(parsed.scheme(), "http" | "https")
+                            && parsed.host().is_some() => {}
+                    _ => {
+                        return Err(UsageError(anyhow!(
+                            "--url: invalid URL `{url}`: expected the daemon's address, e.g. http://127.0.0.1:8080 or 127.0.0.1:8080"
+                        ))
+                        .into())
+                    }
+                }
+                with_scheme(url.trim_end_matches('/'))
+            }
             (None, Some(http)) => format!("http://{}", http.listen),
             (None, None) => {
                 return Err(UsageError(anyhow!(

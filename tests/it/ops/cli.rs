@@ -226,6 +226,25 @@ fn plan_count_is_one_to_ten_thousand() {
     assert_eq!(run.stdout.lines().count(), 10000);
 }
 
+/// A `--url` that cannot be a daemon's address is a usage error (2) naming the flag, not
+/// a daemon out of reach (1) with a URL parser's words in parentheses.
+#[test]
+fn a_url_that_is_no_address_is_a_usage_error() {
+    for url in ["ht!tp://x", "ftp://127.0.0.1:8080", "http://"] {
+        for command in ["status", "pause", "resume", "ack", "revert"] {
+            let run = monkey(
+                &[command, "--url", url, "--all"][..if command == "revert" { 4 } else { 3 }],
+            );
+            assert_eq!(run.code, Some(2), "{command} --url {url}: {}", run.stderr);
+            assert_eq!(
+                run.stderr,
+                format!("error: --url: invalid URL `{url}`: expected the daemon's address, e.g. http://127.0.0.1:8080 or 127.0.0.1:8080\n"),
+                "{command}"
+            );
+        }
+    }
+}
+
 /// The one manual page names no page that does not ship, and has the sections a man
 /// page reader looks for.
 #[test]
