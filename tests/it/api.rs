@@ -97,6 +97,70 @@ fn bad_requests_get_clear_json_errors_never_500() {
     assert_eq!(a.json()["message"], "the body is larger than 65536 bytes");
 }
 
+/// A body without Content-Length is read, not refused with 411: `curl -X POST` with no
+/// `-d` sends neither a body nor a length (the original answered `format error`), and a
+/// client may send its body chunked, counted against the same limit as it comes.
+#[test]
+fn bodies_without_a_length_are_read_and_bounded() {
+    use std::io::{Read as _, Write as _};
+    let (_d, port) = daemon(OPEN);
+    let raw = |head: &str, body: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let request = format!(
+            "POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{head}\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        // A server may answer (413) before reading the whole body; that is fine.
+        let _ = stream.write_all(body);
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        (status, body)
+    };
+    let chunked = |body: &[u8]| {
+        let mut out = Vec::new();
+        for chunk in body.chunks(8192) {
+            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    };
+    let te = "Transfer-Encoding: chunked\r\n";
+    let cases: &[(&str, Vec<u8>, u16, &str)] = &[
+        ("", Vec::new(), 400, "format error"),
+        (
+            te,
+            chunked(b"{\"desc\":\"  \"}"),
+            400,
+            "desc must not be empty: say why, e.g. {\"desc\":\"I like kill!\"}",
+        ),
+        (
+            te,
+            chunked(&[b'x'; 70_000]),
+            413,
+            "the body is larger than 65536 bytes",
+        ),
+    ];
+    for (head, body, status, message) in cases {
+        let answer = raw(head, body);
+        assert_eq!(
+            answer,
+            (
+                *status,
+                serde_json::json!({"code": status, "message": message})
+            ),
+            "{head:?}"
+        );
+    }
+}
+
 #[test]
 fn named_faults_plugins_and_health() {
     let mut kid = std::process::Command::new("sleep")

@@ -126,7 +126,7 @@ pub fn bind(
     let api = Arc::new(api);
     let needs_token = !api.tokens.is_empty();
     let authorized = routes::authorized(api);
-    let body = warp::body::content_length_limit(config.max_body_bytes).and(warp::body::bytes());
+    let body = whole_body(config.max_body_bytes);
     let max = config.max_body_bytes;
     // Before any route: a page of another site, or one that rebound its name to us,
     // is refused whatever it asks for.
@@ -152,6 +152,47 @@ pub fn bind(
         shutdown,
     )
     .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
+}
+
+/// A body past `max_body_bytes`, said before it is read (its Content-Length) or as it
+/// comes (chunked).
+#[derive(Debug)]
+struct TooLarge;
+
+impl warp::reject::Reject for TooLarge {}
+
+/// The request's body, whole, at most `max` bytes. A request without Content-Length is
+/// read too, rather than refused with 411: `curl -X POST` without `-d` sends no body and
+/// no length (the original answered `format error`, and so does the API), and a client
+/// may send its body chunked; either is counted as it comes and cut off past `max`.
+fn whole_body(max: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length, stream| read_whole(length, stream, max))
+}
+
+/// [`whole_body`]'s reading, past the filter's types that cannot be named.
+async fn read_whole<B: bytes::Buf>(
+    length: Option<u64>,
+    stream: impl futures_util::Stream<Item = Result<B, warp::Error>>,
+    max: u64,
+) -> Result<bytes::Bytes, Rejection> {
+    use bytes::BufMut as _;
+    use futures_util::StreamExt as _;
+    if length.is_some_and(|length| length > max) {
+        return Err(warp::reject::custom(TooLarge));
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut whole = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        // A client gone mid-body gets no answer anyway.
+        let chunk = chunk.map_err(|_| warp::reject::reject())?;
+        if (whole.len() + chunk.remaining()) as u64 > max {
+            return Err(warp::reject::custom(TooLarge));
+        }
+        whole.put(chunk);
+    }
+    Ok(whole.freeze())
 }
 
 /// Descriptors kept out of the connections' reach: for the reverts' pidfds, the
@@ -333,15 +374,10 @@ async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> 
             StatusCode::METHOD_NOT_ALLOWED,
             format!("method not allowed: {ROUTES}"),
         )
-    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+    } else if r.find::<TooLarge>().is_some() {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than {max_body} bytes"),
-        )
-    } else if r.find::<warp::reject::LengthRequired>().is_some() {
-        error(
-            StatusCode::LENGTH_REQUIRED,
-            "a Content-Length header is required",
         )
     } else if r.is_not_found() {
         error(StatusCode::NOT_FOUND, format!("not found: {ROUTES}"))
