@@ -235,3 +235,31 @@ fn allowed_hosts_are_names_with_an_optional_port() {
         assert!(allowed_host_error(bad).is_some(), "{bad}");
     }
 }
+
+#[test]
+fn a_refusal_names_the_listen_address_when_it_is_not_loopback() {
+    for (listen, named) in [
+        ("127.0.0.2", ""),
+        ("::1", ""),
+        ("0.0.0.0", ", any address of this host"),
+        ("::", ", any address of this host"),
+        ("10.0.0.5", ", 10.0.0.5"),
+        ("fd00::5", ", [fd00::5]"),
+    ] {
+        let guard = Guard::new(listen.parse().unwrap(), false, &[]);
+        let refused = guard
+            .check(
+                &Method::GET,
+                "/api/status",
+                &head(&[("host", "evil.example")]),
+            )
+            .unwrap_err();
+        assert!(
+            refused.message.contains(&format!(
+                "expected localhost, 127.0.0.1, [::1]{named} (any port), or"
+            )),
+            "{listen}: {}",
+            refused.message
+        );
+    }
+}
