@@ -13,7 +13,8 @@ Examples:
   nightmare-monkey pause                                  the daemon on 127.0.0.1:8080
   nightmare-monkey pause --config /etc/nightmare-monkey/config.ron
   NIGHTMARE_MONKEY_TOKEN=s3cret nightmare-monkey pause --url http://10.0.0.5:8080
-  nightmare-monkey pause --fleet --reason \"incident 4521\" --config /etc/nightmare-monkey/config.ron";
+  nightmare-monkey pause --fleet --config /etc/nightmare-monkey/config.ron \\
+    --reason \"incident 4521\"";
 
 pub(super) const RESUME_EXAMPLES: &str = "\
 The same as POST /api/resume. While the pause file exists the daemon stays paused: resume
@@ -21,7 +22,8 @@ then fails (exit 1) and says so; remove the file.
 
 Examples:
   nightmare-monkey resume
-  nightmare-monkey resume --config /etc/nightmare-monkey/config.ron --token-file /run/secrets/monkey
+  nightmare-monkey resume --config /etc/nightmare-monkey/config.ron \\
+    --token-file /run/secrets/monkey
   nightmare-monkey resume --fleet --config /etc/nightmare-monkey/config.ron";
 
 pub(super) const STATUS_EXAMPLES: &str = "\
@@ -61,6 +63,18 @@ pub struct PauseArgs {
     /// Why the fleet is paused, shown by every daemon's status (with --fleet)
     #[arg(long, value_name = "TEXT", requires = "fleet")]
     pub reason: Option<String>,
+}
+
+/// `resume`: the daemon, or with `--fleet` the fleet's switch. Turning a switch off
+/// takes no reason: there is none to show.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub daemon: SwitchArgs,
+    /// The whole fleet: the switch in the coordinator of the config's fleet: section,
+    /// which every daemon of the fleet follows within a second (no daemon needed here)
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 /// `status`.

@@ -7,19 +7,24 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    cli::{HistoryArgs, PauseArgs, StatusArgs},
+    cli::{HistoryArgs, StatusArgs},
     config,
     fleet::{self, config::FleetConfig, Switch},
     storage::journal::parse_since,
     support::UsageError,
 };
 
-/// Turns the fleet's switch on (`on`) or off.
-pub fn switch(args: &PauseArgs, on: bool) -> anyhow::Result<()> {
-    let fleet = fleet_of(args.daemon.config.as_deref())?;
+/// Turns the switch of the fleet that the config `file` names on (`on`, saying
+/// `reason`) or off.
+pub fn switch(
+    file: Option<&std::path::Path>,
+    on: bool,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    let fleet = fleet_of(file)?;
     let switch = on.then(|| Switch {
         by: who(),
-        reason: args.reason.clone().unwrap_or_default(),
+        reason: reason.unwrap_or_default().to_owned(),
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     let admin = fleet::admin(&fleet);

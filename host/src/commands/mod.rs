@@ -29,8 +29,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sandbox(args)) => sandbox::enter(&args),
         Some(Command::SandboxInit(args)) => sandbox::init(args),
         Some(Command::PluginWorker { file }) => crate::plugin::worker::serve(&file),
-        Some(Command::Pause(args)) if args.fleet => fleet::switch(&args, true),
-        Some(Command::Resume(args)) if args.fleet => fleet::switch(&args, false),
+        Some(Command::Pause(args)) if args.fleet => {
+            fleet::switch(args.daemon.config.as_deref(), true, args.reason.as_deref())
+        }
+        Some(Command::Resume(args)) if args.fleet => {
+            fleet::switch(args.daemon.config.as_deref(), false, None)
+        }
         Some(Command::Pause(args)) => switch::run(args.daemon, true),
         Some(Command::Resume(args)) => switch::run(args.daemon, false),
         Some(Command::Status(args)) if args.fleet => fleet::status(&args),
