@@ -9,9 +9,9 @@ Examples:
   nightmare-monkey history                        the default journal (state directory)
   nightmare-monkey history --since 2h
   nightmare-monkey history --run last             the faults of the latest run only
-  nightmare-monkey history --limit 50             the latest 50; it names the --before of the page before
+  nightmare-monkey history --limit 50             the latest 50, and the --before of older ones
   nightmare-monkey history --config drill.ron --json
-  nightmare-monkey history --fleet --config drill.ron   which node of the fleet got which fault when";
+  nightmare-monkey history --fleet --config drill.ron   which node got which fault when";
 
 /// `history`.
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 mod client;
 mod history;
 
-pub use client::{AckArgs, PauseArgs, RevertArgs, StatusArgs, SwitchArgs};
+pub use client::{AckArgs, PauseArgs, ResumeArgs, RevertArgs, StatusArgs, SwitchArgs};
 use client::{ACK_EXAMPLES, PAUSE_EXAMPLES, RESUME_EXAMPLES, REVERT_EXAMPLES, STATUS_EXAMPLES};
 pub use history::HistoryArgs;
 use history::HISTORY_EXAMPLES;
@@ -33,7 +33,7 @@ const AFTER_HELP: &str = "\
 Examples:
   nightmare-monkey                                    the original's defaults, dry run
   nightmare-monkey --min-interval 1 --max-interval 2 -d '*' -t 00:00-24:00
-                                                      a fast demo: a (dry) fault every second or two
+                                                      a fast demo: a dry fault every 1-2 s
   nightmare-monkey --config examples/tokyo-office-hours.ron --execute
 
 Exit codes: 0 success, 1 runtime failure (for example no eligible process), 2 usage, \
@@ -180,7 +180,7 @@ pub enum Command {
     Pause(PauseArgs),
     /// Resume a paused daemon (fails while its pause file exists)
     #[command(after_help = RESUME_EXAMPLES)]
-    Resume(PauseArgs),
+    Resume(ResumeArgs),
     /// What a running daemon is doing: playing, sleeping or paused (and why), the next
     /// fault, what is in effect, the budget left
     #[command(after_help = STATUS_EXAMPLES)]
@@ -256,7 +256,8 @@ every problem at once with file:line:col. Exit code 0 when the daemon would star
 
 Examples:
   nightmare-monkey check-config examples/tokyo-office-hours.ron
-  nightmare-monkey check-config /etc/nightmare-monkey/config.ron && systemctl reload nightmare-monkey";
+  nightmare-monkey check-config /etc/nightmare-monkey/config.ron \\
+    && systemctl reload nightmare-monkey";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -333,7 +334,8 @@ the pause file are the sandbox's own, apart from any daemon's (the config's jour
 pause_file and state_dir are not used). It ends when COMMAND exits, with its status.
 
 Examples:
-  nightmare-monkey sandbox --min-interval 5 --max-interval 20 -d '*' -t 00:00-24:00 -- ./start-my-stack.sh
+  nightmare-monkey sandbox --min-interval 5 --max-interval 20 -d '*' -t 00:00-24:00 \\
+    -- ./start-my-stack.sh
   nightmare-monkey sandbox --config drill.ron -- docker-compose-like-supervisor --foreground
   nightmare-monkey sandbox --config drill.ron --process-plugin renice -- ./start-my-stack.sh";
 
@@ -551,7 +553,19 @@ mod tests {
     /// subcommand path whose help shows it (`["plugins"]`).
     fn examples(cmd: &clap::Command, path: &[String], out: &mut Vec<(Vec<String>, String)>) {
         if let Some(help) = cmd.get_after_help() {
-            for line in help.to_string().lines() {
+            // A long example goes on over lines ending in ` \`, as in a shell.
+            let help = help.to_string();
+            let mut joined: Vec<String> = Vec::new();
+            for line in help.lines() {
+                match joined.last_mut() {
+                    Some(last) if last.ends_with(" \\") => {
+                        last.pop();
+                        last.push_str(line.trim_start());
+                    }
+                    _ => joined.push(line.to_owned()),
+                }
+            }
+            for line in &joined {
                 // `NAME=value nightmare-monkey ...  what it does`: the command alone,
                 // up to the description (two spaces) or a shell operator.
                 let words = line.trim_start().split(' ');
@@ -612,6 +626,40 @@ mod tests {
                 "z"
             ]
         );
+    }
+
+    /// A reason goes with a pause of the fleet; turning the switch off has none to show.
+    #[test]
+    fn a_reason_is_taken_by_pause_only() {
+        let pause = Cli::try_parse_from(["nightmare-monkey", "pause", "--fleet", "--reason", "x"]);
+        assert!(pause.is_ok(), "{pause:?}");
+        let resume =
+            Cli::try_parse_from(["nightmare-monkey", "resume", "--fleet", "--reason", "x"]);
+        let e = resume.expect_err("resume takes no --reason");
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{e}");
+    }
+
+    /// Every example line after a command's options (indented) fits clap's 100 columns
+    /// (the width of help that goes to a pipe or a narrow terminal), so none is wrapped
+    /// into what reads as two commands; a long example goes on over a line ending in
+    /// ` \`. Prose may wrap.
+    #[test]
+    fn no_line_of_the_examples_is_wrapped() {
+        fn check(cmd: &clap::Command, path: &str) {
+            if let Some(help) = cmd.get_after_help() {
+                for line in help.to_string().lines().filter(|l| l.starts_with("  ")) {
+                    assert!(
+                        line.chars().count() < 100,
+                        "`{path} --help` wraps this line of {} characters:\n{line}",
+                        line.chars().count()
+                    );
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "nightmare-monkey");
     }
 
     /// Every example the help texts show parses, as the subcommand whose help shows it.
