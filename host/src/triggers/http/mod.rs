@@ -285,6 +285,19 @@ async fn fire(api: Arc<Api>, caller: Caller, fault: String, body: &[u8]) -> Resp
     }
 }
 
+/// `/api/faults/NAME` for a fault the config does not name: the ones it does.
+fn unknown_fault(api: &Api, name: &str) -> Response {
+    let names: Vec<&str> = api.fault_plugins.keys().map(String::as_str).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no fault named `{}` is configured (configured: {}); GET /api/plugins lists them",
+            crate::support::text::escape_controls(&crate::support::text::clip(name, 100)),
+            names.join(", ")
+        ),
+    )
+}
+
 /// `/api/kill` where the config names several faults and none for the timer: which to
 /// fire is the config's to say, not the route's.
 fn no_kill_fault(api: &Api) -> Response {

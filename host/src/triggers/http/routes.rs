@@ -9,8 +9,8 @@ use serde_json::json;
 use warp::{filters::BoxedFilter, http::header, reply::Response, Filter, Rejection, Reply};
 
 use super::{
-    bearer, dashboard, drill, fire, history, no_kill_fault, same_token, switch, Api, Caller, Peer,
-    Unauthorized,
+    bearer, dashboard, drill, fire, history, no_kill_fault, same_token, switch, unknown_fault, Api,
+    Caller, Peer, Unauthorized,
 };
 use crate::output::metrics;
 
@@ -76,6 +76,9 @@ where
         .and(body.clone())
         .and_then(
             |name: String, api: Arc<Api>, caller: Caller, body: Bytes| async move {
+                if !api.fault_plugins.contains_key(&name) {
+                    return Ok::<_, Infallible>(unknown_fault(&api, &name));
+                }
                 Ok::<_, Infallible>(fire(api, caller, name, &body).await)
             },
         );
