@@ -234,6 +234,11 @@ fn allowed_hosts_are_names_with_an_optional_port() {
     ] {
         assert!(allowed_host_error(bad).is_some(), "{bad}");
     }
+    // A scheme or a path alone is named for what it is: a URL, not a host.
+    for url in ["https://monkey.example.com", "monkey.example.com/x"] {
+        let e = allowed_host_error(url).unwrap_or_default();
+        assert!(e.contains("is a URL: give the name only"), "{url}: {e}");
+    }
 }
 
 #[test]
