@@ -201,6 +201,42 @@ process-kill   0.1.0    1.1.0    {d}/libprocess_kill.so (ignored: the name is ta
     );
 }
 
+/// A plugin directory someone named that does not exist is most likely a slip in its
+/// name: `plugins list` refuses it, `check-config` and the daemon's start warn (a config
+/// shared by hosts may name a directory some of them lack).
+#[test]
+fn a_named_plugin_directory_that_does_not_exist_is_said() {
+    let dir = TestDir::new("missing-plugin-dir");
+    let missing = dir.join("nope");
+    let m = missing.display();
+    let listed = monkey(&["plugins", "list", "--plugin-dir", missing.to_str().unwrap()]);
+    assert_eq!(listed.code, Some(2), "{}", listed.stdout);
+    assert_eq!(
+        listed.stderr,
+        format!("error: plugin directory {m} does not exist\n")
+    );
+    let cfg = dir.join("cfg.ron");
+    fs::write(
+        &cfg,
+        format!("(plugin_dirs: [{:?}])", missing.to_str().unwrap()),
+    )
+    .unwrap();
+    let checked = monkey(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    assert!(
+        checked.stdout.contains(&format!(
+            "  warning: plugin directory {m} does not exist: no plugin is loaded from it\n"
+        )),
+        "{}",
+        checked.stdout
+    );
+    // The default directories, absent on most hosts, are not worth a word.
+    let quiet = dir.join("quiet.ron");
+    fs::write(&quiet, "()").unwrap();
+    let checked = monkey(&["check-config", quiet.to_str().unwrap()]);
+    assert!(!checked.stdout.contains("warning"), "{}", checked.stdout);
+}
+
 /// A plugin built against the frozen 1.0.0 copy of the interface
 /// (`tests/fixtures/plugin-api-1.0.0`) still loads and works: a change to `plugin-api`
 /// that would break older plugins fails here.

@@ -85,6 +85,9 @@ fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {
         add(&p, &mut rows);
     }
     for dir in dirs {
+        if let Some(missing) = plugin::missing_dir(dir) {
+            return Err(UsageError(anyhow::anyhow!(missing)).into());
+        }
         for file in plugin::discover(dir, trust).map_err(UsageError)? {
             match Plugin::load(&file, trust, setup::supervision(PLUGIN_TIMEOUT)) {
                 Ok(p) => {

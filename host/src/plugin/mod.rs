@@ -145,6 +145,21 @@ pub(crate) const DEFAULT_DIRS: &[&str] = &[
     "/usr/lib/nightmare-monkey/plugins",
 ];
 
+/// Why a plugin directory that someone named (the config's `plugin_dirs`,
+/// `--plugin-dir`) finds nothing: it does not exist, most likely a slip in its name. The
+/// default directories are not said to be missing: most hosts have none of them.
+pub(crate) fn missing_dir(dir: &Path) -> Option<String> {
+    if DEFAULT_DIRS.iter().any(|d| Path::new(d) == dir) {
+        return None;
+    }
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("plugin directory {} does not exist", dir.display()))
+        }
+        _ => None,
+    }
+}
+
 /// The plugin files of a directory, by the naming convention: every `*.so` in it, in name
 /// order (so loading order, and which of two duplicates is named first, is stable). A
 /// directory that does not exist has none.

@@ -124,6 +124,9 @@ pub(super) fn start(config: &Config, mode: Mode) -> Loads {
     let mut files: Vec<PathBuf> = config.plugin_files.iter().map(|(p, _)| p.clone()).collect();
     let named = files.len();
     for dir in &config.plugin_dirs {
+        if let Some(missing) = plugin::missing_dir(dir) {
+            dir_warnings.push(format!("{missing}: no plugin is loaded from it"));
+        }
         match plugin::discover(dir, config.plugin_trust) {
             Ok(found) => files.extend(found),
             Err(e) => dir_warnings.push(format!("{e:#}")),
