@@ -41,8 +41,8 @@ pub(super) fn readable(path: &Path, text: &str) -> Result<(String, Vec<String>),
             return Ok((text, errors));
         };
         if !in_value(&e.code) {
-            // Syntax: RON's own words, and nothing after it can be read.
-            errors.push(located(path, &e.span.start, &e.code.to_string()));
+            // Syntax: nothing after it can be read.
+            errors.push(located(path, &e.span.start, &syntax(&e.code)));
             return Err(ConfigErrors(errors));
         }
         let item = item_at(&text, offset(&text, &e.span.start));
@@ -93,6 +93,21 @@ fn in_value(code: &RonError) -> bool {
     )
 }
 
+/// A syntax error's text: RON's own words, or what to look for where they say little.
+fn syntax(code: &RonError) -> String {
+    match code {
+        RonError::Eof => {
+            "the file ends inside the configuration: a `(`, `[`, `{` or `\"` is not closed"
+                .to_owned()
+        }
+        RonError::TrailingCharacters => {
+            "text after the configuration's closing `)`: a file holds one configuration `(...)`"
+                .to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The error's text: what was expected, after the setting's path where RON's own words
 /// do not name it.
 fn message(code: &RonError, path: Option<&str>) -> String {
@@ -109,7 +124,18 @@ fn message(code: &RonError, path: Option<&str>) -> String {
         RonError::ExpectedArray => "expected a list `[...]`".to_owned(),
         RonError::ExpectedMap => "expected a map `{...}`".to_owned(),
         RonError::ExpectedStructLike => "expected settings in parentheses `(...)`".to_owned(),
-        RonError::IntegerOutOfBounds => "the number is out of range".to_owned(),
+        RonError::IntegerOutOfBounds => {
+            "the number is out of range: expected a whole number, 0 or more, that fits the setting"
+                .to_owned()
+        }
+        // The file itself: RawConfig is named `config`.
+        RonError::ExpectedNamedStructLike("config") => {
+            "expected the configuration in parentheses `(...)`; `()` alone is the original's defaults"
+                .to_owned()
+        }
+        RonError::ExpectedNamedStructLike(_) => {
+            "expected settings in parentheses `(...)`".to_owned()
+        }
         RonError::InvalidValueForType { expected, found } => {
             format!("expected {expected}, found {found}")
         }
@@ -456,13 +482,37 @@ mod tests {
             errors,
             [
                 "c.ron:2:10: seed: expected an integer",
-                "c.ron:3:25: budget.per_hour: the number is out of range",
+                "c.ron:3:25: budget.per_hour: the number is out of range: expected a whole number, 0 or more, that fits the setting",
                 "c.ron:4:20: Unexpected field named `confg` in `fault`, expected one of `plugin`, `config`, `steady_state`, or `recovery` instead",
             ]
         );
         assert_eq!(read.len(), text.len());
         assert!(read.contains("window: (days: \"*\")"));
         assert!(raw(Path::new("c.ron"), &read).is_ok());
+    }
+
+    #[test]
+    fn an_empty_file_an_open_one_and_one_with_more_say_what_to_do() {
+        let first = |text: &str| match readable(Path::new("c.ron"), text) {
+            Err(e) => e.0[0].clone(),
+            Ok((_, errors)) => errors[0].clone(),
+        };
+        assert_eq!(
+            first(""),
+            "c.ron:1:1: expected the configuration in parentheses `(...)`; `()` alone is the original's defaults"
+        );
+        assert_eq!(
+            first("(seed: 1,"),
+            "c.ron:1:9: the file ends inside the configuration: a `(`, `[`, `{` or `\"` is not closed"
+        );
+        assert_eq!(
+            first("() junk"),
+            "c.ron:1:3: text after the configuration's closing `)`: a file holds one configuration `(...)`"
+        );
+        assert_eq!(
+            first("(http: 5)"),
+            "c.ron:1:7: http: expected settings in parentheses `(...)`"
+        );
     }
 
     #[test]
