@@ -162,17 +162,18 @@ impl Schedule {
             .map(|s| Schedule::Cron(Box::new(s)))
             .map_err(|e| {
                 // The crate's message repeats the expression with a caret under it; keep
-                // only its last line, the reason.
+                // only its last line, the reason, if it has one (a caret alone says
+                // nothing here).
                 let text = e.to_string();
                 let reason = text
                     .lines()
                     .rev()
-                    .find(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .filter(|l| !l.chars().all(|c| c == '^' || c.is_whitespace()))
+                    .map(|l| format!(" ({l})"))
                     .unwrap_or_default();
-                format!(
-                    "invalid cron expression `{expr}` ({}): expected {CRON_FORM}",
-                    reason.trim()
-                )
+                format!("invalid cron expression `{expr}`{reason}: expected {CRON_FORM}")
             })
     }
 
@@ -421,5 +422,23 @@ mod tests {
             ]
         );
         assert!(Schedule::cron("every tuesday").is_err());
+    }
+
+    #[test]
+    fn a_bad_cron_expression_says_why_when_the_crate_does() {
+        let why = |expr: &str| Schedule::cron(expr).err().unwrap_or_default();
+        assert!(
+            why("every tuesday").starts_with("invalid cron expression `every tuesday` (The 'Seconds' field does not support using names. 'every' specified.): expected a cron expression with seconds"),
+            "{}",
+            why("every tuesday")
+        );
+        // Too few fields: the crate has only a caret to say, which says nothing here.
+        assert!(
+            why("* * *").starts_with(
+                "invalid cron expression `* * *`: expected a cron expression with seconds"
+            ),
+            "{}",
+            why("* * *")
+        );
     }
 }
