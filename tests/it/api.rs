@@ -123,9 +123,9 @@ fn bodies_without_a_length_are_read_and_bounded() {
         let body: serde_json::Value = serde_json::from_str(body).unwrap();
         (status, body)
     };
-    let chunked = |body: &[u8]| {
+    let chunked_by = |body: &[u8], size: usize| {
         let mut out = Vec::new();
-        for chunk in body.chunks(8192) {
+        for chunk in body.chunks(size) {
             out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
             out.extend_from_slice(chunk);
             out.extend_from_slice(b"\r\n");
@@ -133,7 +133,15 @@ fn bodies_without_a_length_are_read_and_bounded() {
         out.extend_from_slice(b"0\r\n\r\n");
         out
     };
+    let chunked = |body: &[u8]| chunked_by(body, 8192);
     let te = "Transfer-Encoding: chunked\r\n";
+    // A body in many small chunks is read whole, every piece in its place.
+    let (status, answer) = raw(te, &chunked_by(br#"{"desc":"sent in small pieces"}"#, 4));
+    assert_eq!(
+        (status, &answer["desc"]),
+        (200, &serde_json::json!("sent in small pieces")),
+        "{answer}"
+    );
     let cases: &[(&str, Vec<u8>, u16, &str)] = &[
         ("", Vec::new(), 400, "format error"),
         (
