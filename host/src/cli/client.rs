@@ -66,7 +66,8 @@ pub struct PauseArgs {
 }
 
 /// `resume`: the daemon, or with `--fleet` the fleet's switch. Turning a switch off
-/// takes no reason: there is none to show.
+/// has no reason to show, so `--reason` is not offered; a script that passes one (as it
+/// did to `pause`) still works: it is taken and not used.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     #[command(flatten)]
@@ -75,6 +76,8 @@ pub struct ResumeArgs {
     /// which every daemon of the fleet follows within a second (no daemon needed here)
     #[arg(long)]
     pub fleet: bool,
+    #[arg(long, value_name = "TEXT", requires = "fleet", hide = true)]
+    pub reason: Option<String>,
 }
 
 /// `status`.
