@@ -219,6 +219,46 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
     }
 
+    /// The budget `text` (RON) validated: its limits and its errors.
+    fn validated(text: &str) -> (Limits, Vec<String>) {
+        let options = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let raw: RawBudget = options.from_str(text).unwrap();
+        let mut errors = Vec::new();
+        let src = Source::new(std::path::Path::new(""), "");
+        (raw.validate(&src, &mut errors), errors)
+    }
+
+    #[test]
+    fn limits_are_taken_as_written_and_a_zero_is_refused() {
+        assert_eq!(
+            validated(r#"(per_hour: 2, per_day: 5, min_gap: "7days")"#),
+            (
+                Limits {
+                    per_hour: Some(2),
+                    per_day: Some(5),
+                    min_gap: Some(Duration::from_secs(7 * 24 * 3600)),
+                },
+                vec![]
+            )
+        );
+        assert_eq!(validated("()"), (Limits::default(), vec![]));
+        let (_, errors) = validated("(per_hour: 0, per_day: 1)");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with("per_hour must be at least 1 (leave it out for no limit)"),
+            "{errors:?}"
+        );
+        let (_, errors) = validated("(per_day: 0)");
+        assert!(
+            errors[0].contains("per_day must be at least 1"),
+            "{errors:?}"
+        );
+        // A week at most between two faults.
+        let (limits, errors) = validated(r#"(min_gap: "169h")"#);
+        assert_eq!((limits.min_gap, errors.len()), (None, 1), "{errors:?}");
+    }
+
     #[test]
     fn only_what_the_limits_need_is_kept() {
         let mut free = Budget::new(Limits::default());
