@@ -41,8 +41,11 @@ pub(super) fn readable(path: &Path, text: &str) -> Result<(String, Vec<String>),
             return Ok((text, errors));
         };
         if !in_value(&e.code) {
-            // Syntax: nothing after it can be read.
-            errors.push(located(path, &e.span.start, &syntax(&e.code)));
+            // Syntax: nothing after it can be read. Whatever RON expected at the very
+            // end (a comma, a `)`), the file stopped too soon.
+            let at_end = offset(&text, &e.span.start) >= text.trim_end().len();
+            let code = if at_end { &RonError::Eof } else { &e.code };
+            errors.push(located(path, &e.span.start, &syntax(code)));
             return Err(ConfigErrors(errors));
         }
         let item = item_at(&text, offset(&text, &e.span.start));
@@ -504,6 +507,10 @@ mod tests {
         assert_eq!(
             first("(seed: 1,"),
             "c.ron:1:9: the file ends inside the configuration: a `(`, `[`, `{` or `\"` is not closed"
+        );
+        assert_eq!(
+            first("(window: (days: \"1-5\"\n"),
+            "c.ron:1:22: the file ends inside the configuration: a `(`, `[`, `{` or `\"` is not closed"
         );
         assert_eq!(
             first("() junk"),
