@@ -230,6 +230,23 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_an_hour_old_is_no_longer_counted_and_keep_says_how_many_are() {
+        let limits = Limits {
+            per_hour: Some(3),
+            ..Limits::default()
+        };
+        let mut budget = Budget::new(limits);
+        assert_eq!(budget.keep(), 3 + FORGET_SLACK);
+        assert_eq!(Budget::new(Limits::default()).keep(), 0);
+        budget.record(at(0));
+        budget.record(at(1));
+        let used = |now| budget.left(at(now)).per_hour.map(|u| u.used);
+        assert_eq!(used(3599), Some(2));
+        assert_eq!(used(3600), Some(1), "the one of an hour ago has aged out");
+        assert_eq!(used(3601), Some(0));
+    }
+
+    #[test]
     fn limits_are_taken_as_written_and_a_zero_is_refused() {
         assert_eq!(
             validated(r#"(per_hour: 2, per_day: 5, min_gap: "7days")"#),
