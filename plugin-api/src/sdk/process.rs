@@ -315,24 +315,25 @@ impl Selector {
     /// Chooses a victim with the injection's seed, leaving the `avoid` PIDs alone (those
     /// the host says are under another fault).
     pub fn choose(&self, seed: u64, avoid: &[u32]) -> Result<Chosen, PluginError> {
-        let mut pids = match &self.scope {
+        let pids: std::sync::Arc<[u32]> = match &self.scope {
             None | Some(Scope::Namespace(_)) => {
                 self.listing.pids(Path::new("/proc")).map_err(|e| {
                     PluginError::new(ErrorKind::Failed, format!("cannot list /proc: {e}"))
                 })?
             }
-            Some(Scope::Cgroup(path)) => cgroup_pids(&cgroup_dir(path)).map_err(|e| {
-                PluginError::new(
-                    ErrorKind::NoTarget,
-                    format!("cannot read cgroup {}: {e}", cgroup_dir(path).display()),
-                )
-            })?,
-            Some(Scope::Tree(root)) => tree_pids(*root),
+            Some(Scope::Cgroup(path)) => cgroup_pids(&cgroup_dir(path))
+                .map_err(|e| {
+                    PluginError::new(
+                        ErrorKind::NoTarget,
+                        format!("cannot read cgroup {}: {e}", cgroup_dir(path).display()),
+                    )
+                })?
+                .into(),
+            Some(Scope::Tree(root)) => tree_pids(*root).into(),
         };
         let listed = pids.len();
         let mut rng = Rng::from_seed(seed);
-        let (chosen, considered) =
-            select::choose(&mut pids, &mut rng, |pid| self.examine(pid, avoid));
+        let (chosen, considered) = select::choose(&pids, &mut rng, |pid| self.examine(pid, avoid));
         let Some(victim) = chosen else {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,

@@ -5,7 +5,7 @@
 use std::{
     fs, io,
     path::Path,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -30,40 +30,75 @@ pub const LISTING_TTL: Duration = Duration::from_millis(100);
 /// The last listing of a `/proc`, reused for [`LISTING_TTL`].
 #[derive(Debug, Default)]
 pub struct Listing {
-    last: Mutex<Option<(Instant, Vec<u32>)>>,
+    last: Mutex<Option<(Instant, Arc<[u32]>)>>,
 }
 
 impl Listing {
     /// The PIDs in `proc_root`, ascending, listed anew when the last listing is older
-    /// than [`LISTING_TTL`].
-    pub fn pids(&self, proc_root: &Path) -> io::Result<Vec<u32>> {
+    /// than [`LISTING_TTL`]. Shared, not copied: a pick reads it without changing it.
+    pub fn pids(&self, proc_root: &Path) -> io::Result<Arc<[u32]>> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, pids)) = &*last {
             if at.elapsed() < LISTING_TTL {
-                return Ok(pids.clone());
+                return Ok(Arc::clone(pids));
             }
         }
-        let pids = list_pids(proc_root)?;
-        *last = Some((Instant::now(), pids.clone()));
+        let pids: Arc<[u32]> = list_pids(proc_root)?.into();
+        *last = Some((Instant::now(), Arc::clone(&pids)));
         Ok(pids)
     }
 }
+
+/// The visits after which [`choose`] copies the PIDs to go on swapping in place: its
+/// notes of moved PIDs are searched one by one, cheap for the few visits nearly every
+/// pick makes.
+const NOTED_VISITS: usize = 32;
 
 /// Visits `pids` in a random order drawn from `rng` (a lazy Fisher-Yates shuffle, one draw
 /// per visit) and returns the first value `accept` gives, with how many PIDs it looked at.
 ///
 /// Every acceptable PID is equally likely to be returned, and the same `pids`, seed and
-/// `accept` return the same one.
+/// `accept` return the same one. `pids` itself is left as it is: a swap is noted, not
+/// made, for the first [`NOTED_VISITS`] visits (a pick that finds its victim soon, as
+/// nearly all do, copies nothing), then the PIDs are copied once and swapped in place.
 pub fn choose<T>(
-    pids: &mut [u32],
+    pids: &[u32],
     rng: &mut Rng,
     mut accept: impl FnMut(u32) -> Option<T>,
 ) -> (Option<T>, usize) {
     let n = pids.len();
+    // (position, the PID a swap put there); the latest note of a position holds.
+    let mut moved: Vec<(usize, u32)> = Vec::new();
+    let mut copied: Option<Vec<u32>> = None;
     for i in 0..n {
         let j = i + rng.below((n - i) as u64) as usize;
-        pids.swap(i, j);
-        if let Some(found) = accept(pids[i]) {
+        let visit = match &mut copied {
+            Some(all) => {
+                all.swap(i, j);
+                all[i]
+            }
+            None => {
+                let at = |k: usize| {
+                    moved
+                        .iter()
+                        .rev()
+                        .find(|(p, _)| *p == k)
+                        .map_or(pids[k], |(_, pid)| *pid)
+                };
+                // Position i is never read again: only j's new PID is noted.
+                let (here, there) = (at(i), at(j));
+                moved.push((j, here));
+                if moved.len() >= NOTED_VISITS {
+                    let mut all = pids.to_vec();
+                    for (p, pid) in &moved {
+                        all[*p] = *pid;
+                    }
+                    copied = Some(all);
+                }
+                there
+            }
+        };
+        if let Some(found) = accept(visit) {
             return (Some(found), i + 1);
         }
     }
@@ -75,19 +110,41 @@ mod tests {
     use super::*;
     use proptest::prelude::{prop_assert, prop_assert_eq, proptest, Strategy};
 
+    /// The shuffle swapping in place, as `choose` was first written: what it must
+    /// still pick, visit for visit.
+    fn in_place<T>(
+        pids: &mut [u32],
+        rng: &mut Rng,
+        mut accept: impl FnMut(u32) -> Option<T>,
+    ) -> (Option<T>, usize) {
+        let n = pids.len();
+        for i in 0..n {
+            let j = i + rng.below((n - i) as u64) as usize;
+            pids.swap(i, j);
+            if let Some(found) = accept(pids[i]) {
+                return (Some(found), i + 1);
+            }
+        }
+        (None, n)
+    }
+
     proptest! {
         #[test]
         fn picks_only_acceptable_pids_and_replays(
-            mut pids in proptest::collection::btree_set(1u32..100_000, 0..300)
+            pids in proptest::collection::btree_set(1u32..100_000, 0..300)
                 .prop_map(|s| s.into_iter().collect::<Vec<_>>()),
             seed: u64,
             modulus in 1u32..7,
         ) {
             let ok = |pid: u32| (pid % modulus == 0).then_some(pid);
-            let mut again = pids.clone();
-            let (first, looked) = choose(&mut pids, &mut Rng::from_seed(seed), ok);
-            let (second, _) = choose(&mut again, &mut Rng::from_seed(seed), ok);
+            let (first, looked) = choose(&pids, &mut Rng::from_seed(seed), ok);
+            let (second, _) = choose(&pids, &mut Rng::from_seed(seed), ok);
             prop_assert_eq!(first, second);
+            // The very PID, after as many visits, as swapping in place picks.
+            prop_assert_eq!(
+                (first, looked),
+                in_place(&mut pids.clone(), &mut Rng::from_seed(seed), ok)
+            );
             prop_assert!(looked <= pids.len());
             match first {
                 Some(pid) => prop_assert_eq!(pid % modulus, 0),
@@ -96,13 +153,33 @@ mod tests {
         }
     }
 
+    /// A pick that looks far (past the noted visits, into the copy) still visits the
+    /// PIDs in the order swapping in place does.
+    #[test]
+    fn a_long_search_visits_as_swapping_in_place_does() {
+        let pids: Vec<u32> = (1..=1000).collect();
+        for seed in 0..200 {
+            let mut seen = Vec::new();
+            let mut seen_in_place = Vec::new();
+            let rare = |seen: &mut Vec<u32>, pid: u32| {
+                seen.push(pid);
+                (pid == 777).then_some(pid)
+            };
+            let ours = choose(&pids, &mut Rng::from_seed(seed), |p| rare(&mut seen, p));
+            let theirs = in_place(&mut pids.clone(), &mut Rng::from_seed(seed), |p| {
+                rare(&mut seen_in_place, p)
+            });
+            assert_eq!(ours, theirs, "seed {seed}");
+            assert_eq!(seen, seen_in_place, "seed {seed}");
+        }
+    }
+
     #[test]
     fn every_acceptable_pid_is_about_equally_likely() {
         let base: Vec<u32> = (1..=50).collect();
         let mut counts = [0u32; 51];
         for seed in 0..20_000 {
-            let mut pids = base.clone();
-            let (pid, _) = choose(&mut pids, &mut Rng::from_seed(seed), |p| {
+            let (pid, _) = choose(&base, &mut Rng::from_seed(seed), |p| {
                 (p % 5 == 0).then_some(p)
             });
             counts[pid.unwrap() as usize] += 1;
@@ -132,15 +209,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nm-listing-{}", std::process::id()));
         fs::create_dir_all(dir.join("7")).unwrap();
         let listing = Listing::default();
-        assert_eq!(listing.pids(&dir).unwrap(), vec![7]);
+        assert_eq!(*listing.pids(&dir).unwrap(), [7]);
         fs::create_dir_all(dir.join("8")).unwrap();
         // Within the TTL the first listing serves (unless this thread was descheduled
         // for the whole TTL, in which case the new one is right too).
         let again = listing.pids(&dir).unwrap();
-        assert!(again == vec![7] || again == vec![7, 8], "{again:?}");
+        assert!(*again == [7] || *again == [7, 8], "{again:?}");
         // Once it is stale, /proc is listed anew.
-        *listing.last.lock().unwrap() = Some((Instant::now() - LISTING_TTL, vec![7]));
-        assert_eq!(listing.pids(&dir).unwrap(), vec![7, 8]);
+        *listing.last.lock().unwrap() = Some((Instant::now() - LISTING_TTL, Arc::from([7])));
+        assert_eq!(*listing.pids(&dir).unwrap(), [7, 8]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
