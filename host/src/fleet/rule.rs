@@ -227,6 +227,55 @@ pub(super) async fn time_left_at(
 mod tests {
     use super::*;
 
+    fn config(min_gap: Option<Duration>, budget: Option<(u32, Duration)>) -> FleetConfig {
+        FleetConfig {
+            endpoints: vec![],
+            prefix: "/nm/f".into(),
+            credentials: None,
+            tls: None,
+            max_concurrent: 1,
+            budget,
+            min_gap,
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn the_rule_has_the_spans_its_config_sets() {
+        let (gap, budget) = (
+            Some(Duration::from_secs(60)),
+            Some((3, Duration::from_secs(3600))),
+        );
+        assert_eq!(spans(&config(None, None)), []);
+        assert_eq!(spans(&config(gap, None)), [Span::Gap]);
+        assert_eq!(spans(&config(None, budget)), [Span::Budget]);
+        assert_eq!(spans(&config(gap, budget)), [Span::Gap, Span::Budget]);
+    }
+
+    #[test]
+    fn the_gap_and_the_budget_keys_are_found_among_the_fleet_s_oldest_first() {
+        let kv = |key: &str, create_revision| Kv {
+            key: key.to_owned(),
+            create_revision,
+            ..Kv::default()
+        };
+        let kvs = [
+            kv("/nm/f/budget/2", 9),
+            kv("/nm/f/slots/0", 3),
+            kv("/nm/f/gap", 7),
+            kv("/nm/f/budget/0", 4),
+            kv("/nm/other/gap", 1),
+            kv("/nm/other/budget/1", 2),
+        ];
+        let cfg = config(None, None);
+        let (gap, budget) = found(&cfg, &kvs);
+        assert_eq!(gap.map(|kv| kv.key.as_str()), Some("/nm/f/gap"));
+        let keys: Vec<&str> = budget.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["/nm/f/budget/0", "/nm/f/budget/2"]);
+        let (gap, budget) = found(&cfg, &kvs[..2]);
+        assert_eq!((gap, budget.len()), (None, 1));
+    }
+
     #[test]
     fn a_span_is_held_by_a_lease_of_whole_seconds_that_covers_it() {
         assert_eq!(ttl(Duration::from_millis(100)), Duration::from_secs(2));
