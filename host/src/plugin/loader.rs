@@ -134,6 +134,12 @@ pub fn check(image: &[u8]) -> Result<(), LoadError> {
 
 /// A private, sealed copy of the image in memory, for the dynamic loader to map: no one
 /// can change it, whatever happens to the file it came from.
+///
+/// Sealed against writes from now on (`F_SEAL_FUTURE_WRITE`), not `F_SEAL_WRITE`: the
+/// latter fails with EBUSY while any page of the copy is still referenced elsewhere,
+/// which on a busy machine a page just written can be (it waits for a batch on another
+/// CPU to drain, for a few tens of milliseconds only). No mapping of the copy exists yet,
+/// so both seals promise the same: nothing writes to it again.
 fn private_copy(image: &[u8], name: &str) -> Result<std::fs::File, LoadError> {
     use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
     let cannot = |e: std::io::Error| LoadError(format!("cannot make a private copy of it: {e}"));
@@ -146,7 +152,7 @@ fn private_copy(image: &[u8], name: &str) -> Result<std::fs::File, LoadError> {
     copy.write_all(image).map_err(cannot)?;
     fcntl_add_seals(
         &copy,
-        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL,
     )
     .map_err(|e| cannot(e.into()))?;
     Ok(copy)
@@ -501,6 +507,28 @@ fn errors(block: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_private_copy_holds_the_image_and_cannot_be_changed() {
+        use rustix::fs::{fcntl_get_seals, SealFlags};
+        use std::io::{Read as _, Seek as _};
+        let image = b"\x7fELF not really a library";
+        let mut copy = private_copy(image, "test").expect("a copy");
+        let seals = fcntl_get_seals(&copy).expect("its seals");
+        assert_eq!(
+            seals,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL
+        );
+        copy.rewind().expect("rewound");
+        let mut read = Vec::new();
+        copy.read_to_end(&mut read).expect("read back");
+        assert_eq!(read, image);
+        // Neither a write, nor a resize, nor lifting the seals.
+        assert!(copy.write_all(b"x").is_err());
+        assert!(copy.set_len(1).is_err());
+        assert!(copy.set_len(1 << 20).is_err());
+        assert!(rustix::fs::fcntl_add_seals(&copy, SealFlags::empty()).is_err());
+    }
 
     #[test]
     fn the_older_side_is_told_by_the_versions_the_layouts_carry() {

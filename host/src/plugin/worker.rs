@@ -193,15 +193,22 @@ struct Running {
     relayed: mpsc::Receiver<()>,
 }
 
-/// How long a client that goes away waits for its worker's last words (a panic's
-/// report, written just before the answer that reported it): long enough for a worker
-/// that exits at once, short enough never to hold up an exit for a hung one.
-const LAST_WORDS: Duration = Duration::from_millis(500);
+/// How long a client that goes away gives its worker to end by itself once its stdin is
+/// closed; one still running then (a call hung) is killed.
+const TO_END: Duration = Duration::from_millis(500);
+
+/// How long, once its worker has ended or been killed, a client that goes away waits for
+/// the rest of what the worker wrote on stderr to be passed on. The pipe ends with the
+/// worker's process group, so this bound is met only if a child of the plugin left the
+/// group (`setsid()`) and holds the pipe in a command that does not adopt orphans.
+const LAST_WORDS: Duration = Duration::from_secs(5);
 
 impl Drop for Client {
-    /// Closes the worker's stdin, which ends it, and waits a little for what it wrote
-    /// on stderr to be passed on: a command's last line (its error) then comes after
-    /// what the plugin said, not before.
+    /// Closes the worker's stdin, which ends it, and waits for everything it wrote on
+    /// stderr to be passed on: a command's last line (its error) then comes after what
+    /// the plugin said (a panic's report, written before the answer that reported it),
+    /// however busy the machine. It waits for the pipe to end, not for a time to pass: a
+    /// worker slow to end is killed, and what it wrote is still in the pipe.
     fn drop(&mut self) {
         let running = self
             .inner
@@ -210,9 +217,17 @@ impl Drop for Client {
             .running
             .take();
         if let Some(running) = running {
-            let Running { stdin, relayed, .. } = running;
+            let Running {
+                stdin,
+                relayed,
+                pidfd,
+                ..
+            } = running;
             drop(stdin);
-            let _ = relayed.recv_timeout(LAST_WORDS);
+            if relayed.recv_timeout(TO_END) == Err(mpsc::RecvTimeoutError::Timeout) {
+                kill(&pidfd);
+                let _ = relayed.recv_timeout(LAST_WORDS);
+            }
         }
     }
 }
