@@ -8,6 +8,7 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+pub mod child;
 mod export;
 pub mod process;
 mod rng;

@@ -523,7 +523,9 @@ trap 'kill $c; wait $c; n=0; until rmdir /sys/fs/cgroup/{group} || [ $n -gt 100 
 
 /// net-bandwidth limits what `lo` sends to 4 Mbit/s: 1.5 MB take at least 2.7 s (3 s at
 /// the rate, less one burst of 128 KiB), where they take milliseconds before and after;
-/// the kill switch removes the qdisc, and `lo` has its own again.
+/// the kill switch removes the qdisc, and `lo` has its own again. The `tc` the daemon
+/// runs (a wrapper first on its `PATH` that notes its signal mask) starts with the stop
+/// signals the daemon blocks unblocked.
 #[test]
 fn net_bandwidth_limits_the_rate_until_the_switch() {
     let dir = TestDir::new("net-bandwidth");
@@ -534,7 +536,11 @@ fn net_bandwidth_limits_the_rate_until_the_switch() {
     let d = dir.display();
     let run = in_network_namespace(&format!(
         r#"
-"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+real=$(command -v tc || echo /usr/sbin/tc); mkdir {d}/bin
+# Builtins only: a shell blocks every signal while it forks a command.
+printf '#!/bin/sh\nwhile read -r k v; do [ "$k" = SigBlk: ] && echo "$k $v" >>{d}/masks; done </proc/$$/status\nexec %s "$@"\n' "$real" >{d}/bin/tc
+chmod +x {d}/bin/tc
+PATH={d}/bin:$PATH "$NM" --config {cfg} --execute 2>{d}/log & m=$!
 await Listening {d}/log; p=$(port {d}/log)
 echo "before $(bulk 9996 1500000)"
 post $p /api/faults/slow '{{"desc":"thin pipe"}}' >/dev/null
@@ -571,6 +577,17 @@ kill -TERM $m; wait $m; echo "code $?""#
         "{log}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
+    let masks = fs::read_to_string(dir.join("masks")).unwrap_or_default();
+    let masks: Vec<u64> = masks
+        .lines()
+        .filter_map(|line| util::signal_mask(line, "SigBlk:"))
+        .collect();
+    // Added, then removed: at least two runs of tc by the daemon.
+    assert!(masks.len() >= 2, "{masks:x?}\n{log}");
+    assert!(
+        masks.iter().all(|m| m & util::STOP_SIGNALS == 0),
+        "tc blocks stop signals: {masks:x?}"
+    );
 }
 
 /// Everything dropped (net-loss of 100%, no filter) but the daemon's API, spared: the

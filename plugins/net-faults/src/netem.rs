@@ -13,7 +13,8 @@
 use std::{path::Path, process::Command, sync::OnceLock, time::Duration};
 
 use nightmare_monkey_plugin_api::sdk::{
-    self, process::Scope, ErrorKind, FaultPlugin, Outcome, PluginError, Request,
+    self, child::stop_signals_unblocked, process::Scope, ErrorKind, FaultPlugin, Outcome,
+    PluginError, Request,
 };
 use serde::Deserialize;
 
@@ -52,6 +53,7 @@ pub fn netem_missing() -> Option<&'static str> {
 
 fn probe() -> Option<String> {
     let mut command = Command::new("unshare");
+    stop_signals_unblocked(&mut command);
     if !is_root() {
         command.args(["--user", "--map-root-user"]);
     }

@@ -7,7 +7,8 @@
 use std::{process::Command, time::Duration};
 
 use nightmare_monkey_plugin_api::sdk::{
-    self, process::Scope, results, ErrorKind, Outcome, PluginError, Request,
+    self, child::stop_signals_unblocked, process::Scope, results, ErrorKind, Outcome, PluginError,
+    Request,
 };
 use serde::{Deserialize, Serialize};
 
@@ -130,7 +131,8 @@ pub(crate) fn is_interface(name: &str) -> bool {
 
 /// Runs `tc` with `args`; its output, or its first line of error.
 fn tc(args: &[&str]) -> Result<String, PluginError> {
-    let out = Command::new(program("tc"))
+    // Run from the daemon: the stop signals it blocks must reach tc.
+    let out = stop_signals_unblocked(&mut Command::new(program("tc")))
         .args(args)
         .output()
         .map_err(|e| {
