@@ -228,6 +228,16 @@ fn bad_fault_config_names_the_field_and_exits_2() {
         "{}",
         run.stderr
     );
+    // A mistake RON itself finds: where, in words, after what.
+    let run = monkey(&["kill", "--fault-config", "(signl: \"TERM\")"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.starts_with(
+            "error: invalid --fault-config for process-kill: Unexpected field named `signl`"
+        ) && run.stderr.ends_with(" (at column 2)\n"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// `--desc` takes what `POST /api/kill` takes as its `desc`: nothing empty, nothing past

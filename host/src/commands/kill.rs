@@ -44,7 +44,10 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
     let name = plugin.manifest.name.clone();
     let fault = plugin
         .new_fault(args.fault_config.as_deref().unwrap_or_default())
-        .map_err(|e| UsageError(anyhow!("invalid --fault-config for {name}: {e}")))?;
+        .map_err(|e| {
+            let said = config::position_in_words(&e.to_string());
+            UsageError(anyhow!("invalid --fault-config for {name}: {said}"))
+        })?;
 
     let seed = match args.seed {
         Some(seed) => seed,

@@ -68,6 +68,17 @@ impl FaultConfig {
     }
 }
 
+/// A plugin's error about a config given on the command line (`--fault-config`), its
+/// leading position in words at the end: `unknown field (at column 2)`, or `(at line 2,
+/// column 3)` in a config of several lines. A message without one is returned as it is.
+pub fn position_in_words(message: &str) -> String {
+    match position(message) {
+        Some(((1, col), rest)) => format!("{rest} (at column {col})"),
+        Some(((line, col), rest)) => format!("{rest} (at line {line}, column {col})"),
+        None => message.to_owned(),
+    }
+}
+
 /// A leading `line:col` or `line:col-line:col` position, and the rest of the message.
 fn position(message: &str) -> Option<((usize, usize), &str)> {
     let (head, rest) = message.split_once(": ")?;
@@ -173,6 +184,24 @@ pub(super) fn fault_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_is_said_in_words_at_the_end() {
+        assert_eq!(
+            position_in_words("1:2-1:7: Unexpected field named `signl`"),
+            "Unexpected field named `signl` (at column 2)"
+        );
+        assert_eq!(
+            position_in_words("3:4: Expected string"),
+            "Expected string (at line 3, column 4)"
+        );
+        // No position: as it is, a `word: ` prefix included.
+        assert_eq!(
+            position_in_words("signal: unknown signal `KILLL`"),
+            "signal: unknown signal `KILLL`"
+        );
+        assert_eq!(position_in_words("0:3: odd"), "0:3: odd");
+    }
 
     fn fault(text: &str) -> FaultConfig {
         let raw = super::super::parse::raw(Path::new("c.ron"), text).unwrap();

@@ -42,7 +42,7 @@ use crate::{
 
 pub use crate::support::located::ConfigErrors;
 use fault::{fault_config, timer_fault, RawFault};
-pub use fault::{valid_fault_name, FaultConfig};
+pub use fault::{position_in_words, valid_fault_name, FaultConfig};
 
 /// The file as written. Borrows the file's text: a fault's `config` stays the very text
 /// the user wrote, where it was written.
