@@ -276,6 +276,161 @@ mod tests {
         assert_eq!((gap, budget.len()), (None, 1));
     }
 
+    /// What the fleet's thread shares, for node `node` (no coordinator is called).
+    fn shared(config: FleetConfig, node: &str) -> Shared {
+        Shared {
+            gateway: super::super::gateway::Gateway::new(&config).expect("a gateway"),
+            config,
+            node: node.to_owned(),
+            log: |_| {},
+            lease: std::sync::Mutex::default(),
+            state: tokio::sync::watch::channel(super::super::FleetState {
+                cut_off: None,
+                switch: None,
+                lease: None,
+            })
+            .0,
+            seen: std::sync::Mutex::new(None),
+            tracked: std::sync::Mutex::default(),
+            rule: std::sync::Mutex::default(),
+            slots: std::sync::Mutex::default(),
+            swept: std::sync::Mutex::default(),
+            parked: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Leases asked for just now: the gap's (if `gap`) 11, the budget's (if `budget`) 22.
+    fn granted(shared: &Shared, gap: bool, budget: bool) {
+        let mut leases = lock(&shared.rule);
+        let asked = Instant::now();
+        *leases.of(Span::Gap) = gap.then_some(Granted { id: 11, asked });
+        *leases.of(Span::Budget) = budget.then_some(Granted { id: 22, asked });
+    }
+
+    fn kv(key: &str, create_revision: i64, lease: i64) -> Kv {
+        Kv {
+            key: key.to_owned(),
+            create_revision,
+            lease,
+            ..Kv::default()
+        }
+    }
+
+    /// The keys an admission would create, with their leases, in order; each created
+    /// only if it does not exist.
+    fn creates(claimed: Result<(Vec<Compare>, Vec<Op>), Declined>) -> Vec<(String, i64)> {
+        let Ok((compare, ops)) = claimed else {
+            panic!("declined")
+        };
+        let mut created = Vec::new();
+        for (compare, op) in compare.iter().zip(&ops) {
+            match (compare, op) {
+                (Compare::Created(c, 0), Op::Put(key, value, lease)) if c == key => {
+                    assert_eq!(value.as_slice(), b"\"node-a\"");
+                    created.push((key.clone(), *lease));
+                }
+                other => panic!("not a create-if-absent: {other:?}"),
+            }
+        }
+        assert_eq!(compare.len(), ops.len());
+        created
+    }
+
+    #[test]
+    fn a_fault_that_fits_creates_the_gap_and_a_free_budget_key_on_fresh_leases() {
+        let gap = Some(Duration::from_secs(60));
+        let budget = Some((3, Duration::from_secs(3600)));
+        let node = shared(config(gap, budget), "node-a");
+        granted(&node, true, true);
+        // Nothing taken: the gap, and the budget key this node tries first.
+        let first = node.spread(3);
+        assert_eq!(
+            creates(claim(&node, &[])),
+            [
+                ("/nm/f/gap".to_owned(), 11),
+                (format!("/nm/f/budget/{first}"), 22)
+            ]
+        );
+        // Two of three taken, other prefixes' keys aside: the third is the one.
+        for free in 0..3 {
+            let taken: Vec<Kv> = (0..3)
+                .filter(|n| *n != free)
+                .map(|n| kv(&format!("/nm/f/budget/{n}"), 5 + i64::from(n), 7))
+                .chain([kv(&format!("/nm/other/budget/{free}"), 1, 1)])
+                .collect();
+            assert_eq!(
+                creates(claim(&node, &taken)),
+                [
+                    ("/nm/f/gap".to_owned(), 11),
+                    (format!("/nm/f/budget/{free}"), 22)
+                ]
+            );
+        }
+        // Only the spans the config has.
+        let node = shared(config(None, budget), "node-a");
+        granted(&node, false, true);
+        assert_eq!(
+            creates(claim(&node, &[])),
+            [(format!("/nm/f/budget/{first}"), 22)]
+        );
+        let node = shared(config(gap, None), "node-a");
+        granted(&node, true, false);
+        assert_eq!(creates(claim(&node, &[])), [("/nm/f/gap".to_owned(), 11)]);
+        let node = shared(config(None, None), "node-a");
+        assert_eq!(creates(claim(&node, &[])), []);
+    }
+
+    #[test]
+    fn the_gap_or_a_spent_budget_makes_a_fault_wait_for_the_key_s_lease() {
+        let gap = Some(Duration::from_secs(60));
+        let budget = Some((2, Duration::from_secs(3600)));
+        let node = shared(config(gap, budget), "node-a");
+        granted(&node, true, true);
+        match claim(&node, &[kv("/nm/f/gap", 3, 41)]) {
+            Err(Declined::Waits { why, lease, span }) => {
+                assert_eq!(why, "min gap: at least 1m between the fleet's faults");
+                assert_eq!((lease, span), (41, Duration::from_secs(60)));
+            }
+            _ => panic!("the gap stands"),
+        }
+        // Both budget keys taken: the oldest ends first.
+        let spent = [kv("/nm/f/budget/1", 9, 52), kv("/nm/f/budget/0", 4, 51)];
+        let node = shared(config(None, budget), "node-a");
+        granted(&node, false, true);
+        match claim(&node, &spent) {
+            Err(Declined::Waits { why, lease, span }) => {
+                assert_eq!(why, "fleet budget: 2 faults per 1h used");
+                assert_eq!((lease, span), (51, Duration::from_secs(3600)));
+            }
+            _ => panic!("the budget is spent"),
+        }
+    }
+
+    #[test]
+    fn a_span_without_a_fresh_lease_asks_for_one_before_any_transaction() {
+        let gap = Some(Duration::from_secs(60));
+        let budget = Some((2, Duration::from_secs(3600)));
+        let node = shared(config(gap, budget), "node-a");
+        let need = |node: &Shared| match claim(node, &[]) {
+            Err(Declined::NeedLeases(spans)) => spans,
+            Ok(_) => vec![],
+            Err(_) => panic!("declined otherwise"),
+        };
+        assert_eq!(need(&node), [Span::Gap, Span::Budget]);
+        granted(&node, true, false);
+        assert_eq!(need(&node), [Span::Budget]);
+        granted(&node, false, true);
+        assert_eq!(need(&node), [Span::Gap]);
+        // Asked for longer ago than FRESH: as good as none.
+        *lock(&node.rule).of(Span::Gap) = Some(Granted {
+            id: 11,
+            asked: Instant::now() - FRESH,
+        });
+        assert_eq!(need(&node), [Span::Gap]);
+        granted(&node, true, true);
+        assert_eq!(need(&node), []);
+    }
+
     #[test]
     fn a_span_is_held_by_a_lease_of_whole_seconds_that_covers_it() {
         assert_eq!(ttl(Duration::from_millis(100)), Duration::from_secs(2));
