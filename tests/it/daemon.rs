@@ -330,7 +330,8 @@ fn plan_steps_stay_within_the_interval_bounds() {
 }
 
 /// A request in flight when SIGTERM arrives is still answered, and the daemon exits 0
-/// within a second. The fixture plugin sleeps 400 ms, creating a file when it starts.
+/// well within its 800 ms wait for it. The fixture plugin sleeps 200 ms, creating a file
+/// when it starts (the rest of that wait is a busy machine's margin).
 #[test]
 fn sigterm_answers_the_request_in_flight() {
     let dir = crate::util::TestDir::new("inflight");
@@ -339,7 +340,7 @@ fn sigterm_answers_the_request_in_flight() {
         &dir,
         "",
         &format!(
-            r#""slow": (plugin: "panicky", config: (sleep_ms: 400, started_file: {started:?}))"#
+            r#""slow": (plugin: "panicky", config: (sleep_ms: 200, started_file: {started:?}))"#
         ),
     );
     let mut d = Daemon::start(&args(&["--config", &config]));
@@ -362,10 +363,11 @@ fn sigterm_answers_the_request_in_flight() {
     d.signal("TERM");
     let answer = request.join().unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json()["summary"], "slept 400 ms");
+    assert_eq!(answer.json()["summary"], "slept 200 ms");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+    // Not the whole shutdown's waits (2.5 s): the answer ended the wait for it.
     assert!(
-        sent.elapsed().as_millis() < 1000,
+        sent.elapsed().as_millis() < 2000,
         "took {:?}",
         sent.elapsed()
     );

@@ -9,13 +9,18 @@ use crate::util::{
 };
 
 /// Shell helpers for the namespace scripts: wait for a line in a file (with a deadline),
-/// the state letter of a process, the daemon's port from its log.
+/// the state letter of a process (now, or once it is one), the daemon's port from its
+/// log.
 pub(crate) const PRELUDE: &str = r#"
 await() { end=$(( $(date +%s) + 10 )); until grep -q -- "$1" "$2"; do
   [ "$(date +%s)" -gt $end ] && { echo "timed out waiting for $1 in $2" >&2; cat "$2" >&2; return 1; }; sleep 0.02; done; }
 # A process just continued may be running a moment before it sleeps again: R is waited out.
 st() { for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null); [ "$s" = R ] || break; sleep 0.05; done; echo "${s:-gone}"; }
+# The state letter of a process once it is $2, or after 10 s whatever it is: a signal a
+# revert sends may land a moment after the answer that started it.
+became() { end=$(( $(date +%s) + 10 )); until [ "$(st $1)" = "$2" ] || [ "$(date +%s)" -gt $end ]; do
+  sleep 0.02; done; st $1; }
 port() { sed -n 's|.*Listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$1" | tail -n 1; }
 post() { curl -s -X POST "http://127.0.0.1:$1$2" -d "$3"; echo; }
 "#;

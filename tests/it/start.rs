@@ -148,7 +148,7 @@ fn plugin_files_that_hang_while_loading_are_waited_for_together() {
         &["--config", cfg.to_str().unwrap()],
         &[("PANICKY_HANG_ON_LOAD", "forever")],
     );
-    d.port();
+    d.port_while_loading();
     d.wait_for(|l| l.starts_with("Plugin files loaded: "));
     let took = started.elapsed();
     let log = d.log.clone();
@@ -361,7 +361,7 @@ fn sigterm_during_a_sighup_check_that_waits_for_a_plugin_file_stops_at_once() {
         &["--config", cfg.to_str().unwrap()],
         &[("PANICKY_HANG_ON_LOAD", "forever")],
     );
-    d.port();
+    d.port_while_loading();
     d.signal("HUP");
     d.wait_for(|l| l.starts_with("SIGHUP: Loading plugin ") && l.contains("no answer yet"));
     d.signal("TERM");
@@ -442,7 +442,7 @@ fn a_fast_plugin_file_is_not_held_up_by_a_slow_one() {
         ))
         .write();
     let mut d = Daemon::start_with_env(&["--config", &cfg], &[("PANICKY_HANG_ON_LOAD", "forever")]);
-    let port = d.port();
+    let port = d.port_while_loading();
     // The fast file's faults are built as it answers, and said ready.
     d.wait_for(|l| {
         l.starts_with("Loaded plugin old-timer from ") && l.ends_with(": its faults are ready")

@@ -407,6 +407,22 @@ mod tests {
     }
 
     #[test]
+    fn each_span_is_as_long_as_its_config_says() {
+        let node = shared(
+            config(
+                Some(Duration::from_secs(60)),
+                Some((3, Duration::from_secs(3600))),
+            ),
+            "node-a",
+        );
+        assert_eq!(length(&node, Span::Gap), Some(Duration::from_secs(60)));
+        assert_eq!(length(&node, Span::Budget), Some(Duration::from_secs(3600)));
+        let node = shared(config(None, None), "node-a");
+        assert_eq!(length(&node, Span::Gap), None);
+        assert_eq!(length(&node, Span::Budget), None);
+    }
+
+    #[test]
     fn a_span_without_a_fresh_lease_asks_for_one_before_any_transaction() {
         let gap = Some(Duration::from_secs(60));
         let budget = Some((2, Duration::from_secs(3600)));
@@ -436,6 +452,16 @@ mod tests {
         assert_eq!(ttl(Duration::from_millis(100)), Duration::from_secs(2));
         assert_eq!(ttl(Duration::from_secs(1)), Duration::from_secs(3));
         assert_eq!(ttl(Duration::from_secs(3600)), Duration::from_secs(3602));
+        // A margin of whole seconds is not rounded up once more.
+        assert_eq!(ttl(Duration::from_millis(1500)), Duration::from_secs(3));
+        assert_eq!(
+            longest(Duration::from_millis(1500)),
+            Duration::from_millis(3500)
+        );
+        assert_eq!(
+            longest(Duration::from_secs(60)),
+            Duration::from_millis(62_500)
+        );
         // Used within FRESH, answered within CALL_TIMEOUT: the span is still left.
         for ms in [1, 100, 999, 1000, 1500, 59_999, 3_600_000] {
             let span = Duration::from_millis(ms);

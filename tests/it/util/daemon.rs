@@ -145,8 +145,21 @@ impl Daemon {
         }
     }
 
-    /// The port from `Listening on http://127.0.0.1:PORT`.
+    /// The port from `Listening on http://127.0.0.1:PORT`, once every plugin file has
+    /// loaded: the daemon serves without a file that takes longer than a second (as one
+    /// can on a busy machine), refusing its faults as still loading meanwhile.
     pub fn port(&mut self) -> u16 {
+        let port = self.port_while_loading();
+        let slow =
+            |l: &String| l.contains(": no answer yet after ") && l.contains("starting without it");
+        if self.log.iter().any(slow) {
+            self.wait_for(|l| l.contains("Plugin files loaded: "));
+        }
+        port
+    }
+
+    /// The port from `Listening on http://127.0.0.1:PORT`, plugin files loading or not.
+    pub fn port_while_loading(&mut self) -> u16 {
         let line = if self.json {
             let line = self.wait_for(|l| l.contains("\"Listening on http://"));
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -148,7 +148,7 @@ fn run_with(
         setup::checkpoint_now(&checkpoint, &journal, &retention);
     }
     // A plugin call still running on a blocking thread must not hold the exit up.
-    runtime.shutdown_timeout(Duration::from_millis(200));
+    runtime.shutdown_timeout(RUNTIME_WAIT);
     let Ending::Restart { paused, halted } = result? else {
         return Ok(());
     };
@@ -345,7 +345,7 @@ async fn serve(
     let _ = stop.send(true);
     // Every trigger stops at its next wait; an injection under way finishes (its lines are
     // logged, its revert is known) unless it takes longer than the exit may.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    let deadline = tokio::time::Instant::now() + TRIGGERS_WAIT;
     for task in server.into_iter().chain(triggers) {
         let abort = task.abort_handle();
         if tokio::time::timeout_at(deadline, task).await.is_err() {
@@ -613,9 +613,20 @@ fn abandoned(in_flight: &[(String, String)], unfinished: &[Unfinished]) -> anyho
     Ok(())
 }
 
-/// How long shutdown waits for the reverts of active faults: with the triggers' 800 ms
-/// before it, the daemon is gone within 3 s of SIGTERM whatever plugins do.
+/// How long shutdown waits for the triggers (an injection under way among them) to stop.
+const TRIGGERS_WAIT: Duration = Duration::from_millis(800);
+
+/// How long shutdown waits for the reverts of active faults, after the triggers.
 const SHUTDOWN_WAIT: Duration = Duration::from_millis(1500);
+
+/// How long the runtime waits for plugin calls still running on its blocking threads.
+const RUNTIME_WAIT: Duration = Duration::from_millis(200);
+
+/// The daemon is gone within 3 s of SIGTERM whatever plugins do (the guide says so): its
+/// waits leave half a second for the rest of the exit.
+const _: () = assert!(
+    TRIGGERS_WAIT.as_millis() + SHUTDOWN_WAIT.as_millis() + RUNTIME_WAIT.as_millis() <= 2500
+);
 
 /// How the daemon ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
