@@ -61,6 +61,7 @@ impl Client {
             pidfd,
             pending,
             alive,
+            overdue: Arc::default(),
             generation: inner.generation,
             relayed,
         };
