@@ -541,7 +541,7 @@ fn a_one_shot_pause_is_reverted_when_due_through_the_door() {
     let cfg = Drill::new(&dir)
         .named("c.ron")
         .config(
-            r#"faults: {"freeze": (plugin: "process-pause", config: (duration: "1s", include_cmdlines: ["^sleep 1000$"]))}"#,
+            r#"faults: {"freeze": (plugin: "process-pause", config: (duration: "3s", include_cmdlines: ["^sleep 1000$"]))}"#,
         )
         .write();
     let run = in_namespace(&format!(

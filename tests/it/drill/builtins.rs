@@ -1,4 +1,5 @@
-//! The resource faults: disk-fill, cpu-hog and memory-hog, in effect and given back.
+//! The resource faults: disk-fill, cpu-hog and memory-hog, in effect and given back. Each
+//! lasts 3 s: long enough to be seen in effect after its answer on a busy machine.
 
 use super::*;
 
@@ -13,7 +14,7 @@ fn disk_fill_takes_the_space_and_gives_it_back_even_after_a_crash() {
         .named("disk.ron")
         .set("state_dir", &format!("{:?}", dir.join("state")))
         .config(&format!(
-            r#"faults: {{"disk": (plugin: "disk-fill", config: (path: {fs_dir:?}, target_percent: 50, floor_mib: 4, duration: "600ms"))}}"#
+            r#"faults: {{"disk": (plugin: "disk-fill", config: (path: {fs_dir:?}, target_percent: 50, floor_mib: 4, duration: "3s"))}}"#
         ))
         .write();
     let long = dir.join("long.ron");
@@ -29,7 +30,7 @@ echo "filled $(used)"
 await 'Revert (due)' {d}/log1
 echo "freed $(used)"
 kill -TERM $m; wait $m
-sed 's/600ms/10m/' {cfg} > {long}
+sed 's/"3s"/"10m"/' {cfg} > {long}
 "$NM" --config {long} --execute 2>{d}/log2 & m=$!
 await Listening {d}/log2; p=$(port {d}/log2)
 post $p /api/faults/disk '{{"desc":"crash"}}' >/dev/null
@@ -71,7 +72,7 @@ fn cpu_hog_burns_and_stops_when_due() {
     let dir = TestDir::new("drill-cpu");
     let cfg = Drill::new(&dir)
         .named("cpu.ron")
-        .config(r#"faults: {"cpu": (plugin: "cpu-hog", config: (cores: 1, duration: "700ms"))}"#)
+        .config(r#"faults: {"cpu": (plugin: "cpu-hog", config: (cores: 1, duration: "3s"))}"#)
         .write();
     let run = in_namespace(&format!(
         r#"{PRELUDE}
@@ -81,7 +82,7 @@ await Listening {d}/log; p=$(port {d}/log)
 echo "before $(hogs $m)"
 post $p /api/faults/cpu '{{"desc":"hot"}}'
 # A thread takes its name once it runs: on a busy machine, a moment after the answer.
-n=0; while [ "$(hogs $m)" -eq 0 ] && [ $n -lt 50 ]; do n=$((n+1)); sleep 0.01; done
+n=0; while [ "$(hogs $m)" -eq 0 ] && [ $n -lt 250 ]; do n=$((n+1)); sleep 0.01; done
 echo "burning $(hogs $m)"
 await 'Revert (due)' {d}/log
 n=0; while [ "$(hogs $m)" -gt 0 ] && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
@@ -91,7 +92,7 @@ kill -TERM $m; wait $m; echo "code $?""#,
     ));
     assert_eq!(
         json_lines(&run.stdout)[0]["summary"],
-        "burning 1 core(s) for 700ms",
+        "burning 1 core(s) for 3s",
         "{}",
         run.stderr
     );
@@ -108,7 +109,7 @@ fn memory_hog_holds_and_lets_go_when_due() {
     let cfg = Drill::new(&dir)
         .named("memory.ron")
         .config(
-            r#"faults: {"memory": (plugin: "memory-hog", config: (mib: 64, floor_mib: 64, duration: "700ms"))}"#,
+            r#"faults: {"memory": (plugin: "memory-hog", config: (mib: 64, floor_mib: 64, duration: "3s"))}"#,
         )
         .write();
     let run = in_namespace(&format!(
