@@ -212,7 +212,7 @@ const TO_END: Duration = Duration::from_millis(500);
 /// the rest of what the worker wrote on stderr to be passed on. The pipe ends with the
 /// worker's process group, so this bound is met only if a child of the plugin left the
 /// group (`setsid()`) and holds the pipe in a command that does not adopt orphans.
-const LAST_WORDS: Duration = Duration::from_secs(5);
+const LAST_WORDS: Duration = Duration::from_secs(2);
 
 impl Drop for Client {
     /// Closes the worker's stdin, which ends it, and waits for everything it wrote on
