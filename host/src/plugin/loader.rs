@@ -136,10 +136,10 @@ pub fn check(image: &[u8]) -> Result<(), LoadError> {
 /// can change it, whatever happens to the file it came from.
 ///
 /// Sealed against writes from now on (`F_SEAL_FUTURE_WRITE`), not `F_SEAL_WRITE`: the
-/// latter fails with EBUSY while any page of the copy is still referenced elsewhere,
-/// which on a busy machine a page just written can be (it waits for a batch on another
-/// CPU to drain, for a few tens of milliseconds only). No mapping of the copy exists yet,
-/// so both seals promise the same: nothing writes to it again.
+/// kernel refuses the latter with EBUSY when a page of the copy is still referenced
+/// elsewhere after a short wait, which pages just written can be on a busy machine (seen
+/// 1 load in 30 beside six CPU hogs). No mapping of the copy exists yet, so both seals
+/// promise the same: nothing writes to it again.
 fn private_copy(image: &[u8], name: &str) -> Result<std::fs::File, LoadError> {
     use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
     let cannot = |e: std::io::Error| LoadError(format!("cannot make a private copy of it: {e}"));
