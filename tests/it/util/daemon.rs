@@ -170,6 +170,16 @@ impl Daemon {
         line.rsplit(':').next().unwrap().parse().unwrap()
     }
 
+    /// Sends these signals to this daemon (our own child, by its exact PID) back to back,
+    /// microseconds apart: two `kill` commands can be hundreds of milliseconds apart on a
+    /// busy machine.
+    pub fn signals_at_once(&self, signals: &[nix::sys::signal::Signal]) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid).expect("a PID"));
+        for &signal in signals {
+            nix::sys::signal::kill(pid, signal).expect("the daemon is signalled");
+        }
+    }
+
     /// Sends a signal by name to this daemon (our own child, by its exact PID).
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
