@@ -30,7 +30,7 @@ use std::{
     path::{Path, PathBuf},
     process::{ChildStdin, Command, Stdio},
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc, Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -188,20 +188,9 @@ struct Running {
     pidfd: Arc<OwnedFd>,
     pending: Pending,
     alive: Arc<AtomicBool>,
-    /// How many calls on it are past their deadline, not yet answered: it is stopped
-    /// just after ([`GRACE`]), so the next call is not sent to it but to a fresh worker
-    /// (stopping this one at once).
-    overdue: Arc<AtomicUsize>,
     generation: u64,
     /// Disconnected once everything the worker wrote on stderr has been passed on.
     relayed: mpsc::Receiver<()>,
-}
-
-/// A call sent: where its answer comes, and which worker it went to.
-struct Sent {
-    answer: mpsc::Receiver<Reply>,
-    generation: u64,
-    overdue: Arc<AtomicUsize>,
 }
 
 /// How long a client that goes away gives its worker to end by itself once its stdin is
@@ -298,16 +287,7 @@ impl Client {
         op: Op,
         fault: usize,
         text: &str,
-    ) -> Result<Sent, PluginError> {
-        // A worker with a call past its deadline is about to be stopped, with every call
-        // on it: a new call would die with it.
-        if inner
-            .running
-            .as_ref()
-            .is_some_and(|r| r.overdue.load(Ordering::SeqCst) > 0)
-        {
-            self.stop_running(inner);
-        }
+    ) -> Result<(mpsc::Receiver<Reply>, u64), PluginError> {
         let dead = inner
             .running
             .as_ref()
@@ -355,34 +335,13 @@ impl Client {
                 "cannot reach its worker ({e}); the next call starts a fresh one"
             )));
         }
-        Ok(Sent {
-            answer: rx,
-            generation: running.generation,
-            overdue: running.overdue.clone(),
-        })
+        Ok((rx, running.generation))
     }
 
-    /// Waits for the answer to a call, at most the deadline; past it, no new call goes
-    /// to its worker, and after [`GRACE`] the worker is stopped.
-    fn wait(&self, sent: Sent) -> Result<String, PluginError> {
-        let Sent {
-            answer,
-            generation,
-            overdue,
-        } = sent;
-        let reply = match answer.recv_timeout(self.supervision.timeout) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                overdue.fetch_add(1, Ordering::SeqCst);
-                let late = answer.recv_timeout(GRACE);
-                if late.is_ok() {
-                    // Answered after all: the worker is not hung on this call.
-                    overdue.fetch_sub(1, Ordering::SeqCst);
-                }
-                late
-            }
-            other => other,
-        };
-        match reply {
+    /// Waits for the answer to a call, at most the deadline; past it, the worker is
+    /// stopped.
+    fn wait(&self, answer: mpsc::Receiver<Reply>, generation: u64) -> Result<String, PluginError> {
+        match answer.recv_timeout(self.supervision.timeout + GRACE) {
             Ok(reply) => reply.answer(),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Err(failed("its worker ended without answering"))
@@ -405,9 +364,7 @@ impl Client {
         fault: usize,
         text: &str,
     ) -> Result<String, PluginError> {
-        let Sent {
-            answer, generation, ..
-        } = self.send(inner, op, fault, text)?;
+        let (answer, generation) = self.send(inner, op, fault, text)?;
         match answer.recv_timeout(self.supervision.timeout) {
             Ok(reply) => reply.answer(),
             Err(_) => {
@@ -432,20 +389,14 @@ impl Client {
             .as_ref()
             .is_some_and(|r| r.generation == generation)
         {
-            self.stop_running(&mut inner);
-        }
-    }
-
-    /// Stops the running worker, whose call had no answer within the deadline, and says
-    /// so.
-    fn stop_running(&self, inner: &mut Inner) {
-        if let Some(running) = inner.running.take() {
-            kill(&running.pidfd);
-            (self.supervision.stderr_lines)(format!(
-                "plugin {}: a call had no answer within {}: its worker was stopped, with every call in flight on it",
-                lock(&self.name),
-                humantime::format_duration(self.supervision.timeout)
-            ));
+            if let Some(running) = inner.running.take() {
+                kill(&running.pidfd);
+                (self.supervision.stderr_lines)(format!(
+                    "plugin {}: a call had no answer within {}: its worker was stopped, with every call in flight on it",
+                    lock(&self.name),
+                    humantime::format_duration(self.supervision.timeout)
+                ));
+            }
         }
     }
 
@@ -465,14 +416,14 @@ impl Client {
 
     /// Injects fault `fault` with `request` (the ABI's JSON text).
     pub fn inject(&self, fault: usize, request: &str) -> Result<String, PluginError> {
-        let sent = self.send(&mut lock(&self.inner), Op::Inject, fault, request)?;
-        self.wait(sent)
+        let (answer, generation) = self.send(&mut lock(&self.inner), Op::Inject, fault, request)?;
+        self.wait(answer, generation)
     }
 
     /// Reverts fault `fault` with its revert `state` (JSON text).
     pub fn revert(&self, fault: usize, state: &str) -> Result<String, PluginError> {
-        let sent = self.send(&mut lock(&self.inner), Op::Revert, fault, state)?;
-        self.wait(sent)
+        let (answer, generation) = self.send(&mut lock(&self.inner), Op::Revert, fault, state)?;
+        self.wait(answer, generation)
     }
 }
 

@@ -61,7 +61,6 @@ impl Client {
             pidfd,
             pending,
             alive,
-            overdue: Arc::default(),
             generation: inner.generation,
             relayed,
         };
