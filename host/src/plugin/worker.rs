@@ -200,7 +200,7 @@ const TO_END: Duration = Duration::from_millis(500);
 /// How long, once its worker has ended or been killed, a client that goes away waits for
 /// the rest of what the worker wrote on stderr to be passed on. The pipe ends with the
 /// worker's process group, so this bound is met only if a child of the plugin left the
-/// group (`setsid()`) and holds the pipe in a command that does not adopt orphans.
+/// group (`setsid()`, `setpgid()`) and still holds the pipe.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
 impl Drop for Client {
