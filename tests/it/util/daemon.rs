@@ -149,10 +149,12 @@ impl Daemon {
     /// loaded: the daemon serves without a file that takes longer than a second (as one
     /// can on a busy machine), refusing its faults as still loading meanwhile.
     pub fn port(&mut self) -> u16 {
+        let before = self.log.len();
         let port = self.port_while_loading();
+        // This start's lines only: a restart's earlier start may have been slow.
         let slow =
             |l: &String| l.contains(": no answer yet after ") && l.contains("starting without it");
-        if self.log.iter().any(slow) {
+        if self.log[before..].iter().any(slow) {
             self.wait_for(|l| l.contains("Plugin files loaded: "));
         }
         port
