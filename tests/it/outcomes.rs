@@ -294,14 +294,17 @@ kill -TERM $m; wait $m"#,
 }
 
 /// What a `Command` probe starts ends with it, even when it exits in time: a child left
-/// in the background (its process group) and one that called setsid() (a session of its
-/// own, adopted by the daemon). They used to pile up, 61 in 6 s at a 100 ms interval.
+/// in the background (its process group), one that called setsid() (a session of its
+/// own, adopted by the daemon) and one that called setpgid() (a group of its own, in the
+/// daemon's session; `perl` is Essential on Debian). They used to pile up, 61 in 6 s at
+/// a 100 ms interval.
 #[test]
 fn what_a_command_probe_leaves_behind_ends_with_it() {
     let dir = TestDir::new("outcomes-probe-children");
     let checks = dir.join("checks");
     let script = format!(
-        "echo >> {}; sleep 1000.25 & setsid sleep 1000.75 & exit 0",
+        "echo >> {}; sleep 1000.25 & setsid sleep 1000.75 & \
+         perl -e 'setpgrp(0, 0); exec qw(sleep 1000.85)' & exit 0",
         checks.display()
     );
     let cfg = config(
@@ -324,6 +327,7 @@ fn what_a_command_probe_leaves_behind_ends_with_it() {
     let left = || {
         crate::util::alive_with_cmdline(b"sleep\x001000.25\x00")
             + crate::util::alive_with_cmdline(b"sleep\x001000.75\x00")
+            + crate::util::alive_with_cmdline(b"sleep\x001000.85\x00")
     };
     while left() > 0 {
         assert!(

@@ -1,13 +1,13 @@
 //! The `Command` probe: an argv (no shell) that must exit 0 within its timeout. It runs
 //! in a process group of its own, which is killed whole when it ends (in time or at the
 //! timeout), so a script's children do not outlive it; one that left the group with
-//! setsid() is swept by the daemon (`support::orphans`).
+//! setsid() or setpgid() is swept by the daemon (`support::orphans`).
 
 use std::{os::fd::AsFd as _, process::Stdio, time::Duration};
 
 use rustix::process::{pidfd_open, waitid, PidfdFlags, WaitId, WaitIdOptions};
 
-use crate::support::{child::stop_signals_unblocked, thread::on_own_thread};
+use crate::support::{child::stop_signals_unblocked, orphans, thread::on_own_thread};
 
 /// `Command(argv, timeout)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,14 +22,15 @@ impl Command {
         let mut command = tokio::process::Command::new(program);
         // The daemon blocks the stop signals; the probe must not inherit that.
         stop_signals_unblocked(command.as_std_mut());
-        let mut child = command
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
+            .kill_on_drop(true);
+        // Known as the daemon's until it is reaped: what leaves the group is not.
+        let (mut child, group) = orphans::start_group(|| command.spawn(), |c| c.id())
             .map_err(|e| format!("cannot run {program}: {e}"))?;
         // Its group is its own (process_group(0)) and its leader not reaped until the end,
         // so the group's ID names exactly what it started.
@@ -59,7 +60,8 @@ impl Command {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
         let status = child.wait().await;
-        crate::support::orphans::sweep();
+        drop(group);
+        orphans::sweep();
         if !in_time {
             return Err(format!(
                 "no exit within {}: killed",

@@ -1,17 +1,22 @@
 //! Processes that escaped the ones the daemon started. A plugin's worker and a probe's
 //! command run in process groups of their own, killed whole when they end; a child that
-//! calls `setsid()` leaves that group (and the session) and would outlive them, the
-//! daemon too. The daemon is made a child subreaper ([`adopt`]): such an orphan becomes
-//! its child when its parent ends, and [`sweep`] kills and reaps every child of the
-//! daemon in a session other than its own: the daemon starts none (its workers and
-//! commands stay in its session, in groups of their own).
+//! calls `setsid()` or `setpgid()` leaves that group and would outlive them, the daemon
+//! too. The daemon is made a child subreaper ([`adopt`]): such an orphan becomes its
+//! child when its parent ends, and [`sweep`] kills and reaps every child of the daemon
+//! that is in a session other than its own, or in a process group that is neither its
+//! own nor one it started ([`start_group`]). The daemon's other children (a built-in
+//! fault's `tc`) stay in its own group.
 //!
 //! Only the daemon adopts: in the sandbox, PID 1 adopts every orphan of the command
 //! under drill, which are not the monkey's to end.
 
 use std::{
+    collections::BTreeSet,
     os::fd::AsFd as _,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, MutexGuard,
+    },
     time::Duration,
 };
 
@@ -21,6 +26,42 @@ use rustix::process::{
 
 /// Whether this process adopts orphans (the daemon).
 static ADOPTING: AtomicBool = AtomicBool::new(false);
+
+/// The process groups this process started and has not yet reaped the leader of (see
+/// [`start_group`]). A sweep holds the lock from the moment it lists the children, so a
+/// child is never seen between its start and its group's entry here.
+static STARTED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn started() -> MutexGuard<'static, BTreeSet<u32>> {
+    STARTED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A process group this process started, known as its own until this is dropped: after
+/// the group's leader is reaped (a sweep may reap a leader whose group is not known).
+#[derive(Debug)]
+pub struct Group(u32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        started().remove(&self.0);
+    }
+}
+
+/// Starts a child in a process group of its own (`spawn` does, with `process_group(0)`)
+/// and records that group as this process's, with no sweep in between. `pid` gives the
+/// child's PID, which is its group's ID.
+pub fn start_group<C>(
+    spawn: impl FnOnce() -> std::io::Result<C>,
+    pid: impl FnOnce(&C) -> Option<u32>,
+) -> std::io::Result<(C, Option<Group>)> {
+    let mut groups = started();
+    let child = spawn()?;
+    let group = pid(&child).map(|pid| {
+        groups.insert(pid);
+        Group(pid)
+    });
+    Ok((child, group))
+}
 
 /// How often the daemon looks for orphans if it cannot hear its children end (SIGCHLD:
 /// a child's child that outlives its own parent is adopted as that parent ends).
@@ -34,21 +75,24 @@ pub fn adopt() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Kills and reaps every child of this process in a session other than its own (an
-/// orphan it adopted); how many it signalled. Never waits (it may run on the async
-/// runtime). Nothing unless [`adopt`] was called.
+/// Kills and reaps every child of this process that is an orphan it adopted (see
+/// [`is_orphan`]); how many it signalled. Never waits long (it may run on the async
+/// runtime): it reads `/proc` with [`start_group`]'s lock held. Nothing unless
+/// [`adopt`] was called.
 pub fn sweep() -> usize {
     if !ADOPTING.load(Ordering::SeqCst) {
         return 0;
     }
-    let Some(ours) = session_of("self") else {
+    let groups = started();
+    let Some(ours) = ids_of("self") else {
         return 0;
     };
+    let orphan =
+        |pid: i32| ids_of(&pid.to_string()).is_some_and(|theirs| is_orphan(theirs, ours, &groups));
     let mut swept = 0;
     for pid in children() {
-        // A child in another session: an orphan that called setsid(), adopted. Through
-        // its pidfd, so that a PID reused meanwhile is never signalled.
-        if session_of(&pid.to_string()).is_none_or(|s| s == ours) {
+        // Through its pidfd, so that a PID reused meanwhile is never signalled.
+        if !orphan(pid) {
             continue;
         }
         let Some(pid) = Pid::from_raw(pid) else {
@@ -57,8 +101,8 @@ pub fn sweep() -> usize {
         let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
             continue;
         };
-        // Checked again through the pidfd's process: still a child in another session.
-        if session_of(&pid.as_raw_nonzero().to_string()).is_none_or(|s| s == ours) {
+        // Checked again through the pidfd's process: still an orphan.
+        if !orphan(pid.as_raw_nonzero().get()) {
             continue;
         }
         // Reaped if it is gone already; if not yet (it dies in an instant, or sits in an
@@ -93,32 +137,86 @@ fn children() -> Vec<i32> {
     all
 }
 
-/// The session of process `pid` (`self` for this one), from `/proc/PID/stat`.
-fn session_of(pid: &str) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    session_in(&stat)
+/// A process's group and session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ids {
+    group: u32,
+    session: u32,
 }
 
-/// The session field of a `/proc/PID/stat` line: the fourth after the command's `)`
-/// (state, ppid, pgrp, session); the command may hold spaces and parentheses.
-fn session_in(stat: &str) -> Option<u32> {
+/// Whether a child with `theirs` is an orphan to end, for a process with `ours` that
+/// started the groups in `started`: one in another session (it called `setsid()`), or
+/// in a group that is neither this process's own nor one it started (it called
+/// `setpgid()`). A child of a started group that is not its leader (adopted when its
+/// parent in that group ended) goes down with that group.
+fn is_orphan(theirs: Ids, ours: Ids, started: &BTreeSet<u32>) -> bool {
+    theirs.session != ours.session
+        || (theirs.group != ours.group && !started.contains(&theirs.group))
+}
+
+/// The group and session of process `pid` (`self` for this one), from `/proc/PID/stat`.
+fn ids_of(pid: &str) -> Option<Ids> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    ids_in(&stat)
+}
+
+/// The group and session fields of a `/proc/PID/stat` line: the third and fourth after
+/// the command's `)` (state, ppid, pgrp, session); the command may hold spaces and
+/// parentheses.
+fn ids_in(stat: &str) -> Option<Ids> {
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(3)?.parse().ok()
+    let mut fields = after.split_whitespace().skip(2);
+    let group = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    Some(Ids { group, session })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ids(group: u32, session: u32) -> Ids {
+        Ids { group, session }
+    }
+
     #[test]
-    fn the_session_is_read_after_the_last_parenthesis() {
+    fn the_group_and_session_are_read_after_the_last_parenthesis() {
         assert_eq!(
-            session_in("123 (a) b (c)) S 1 123 4567 0 -1 4194560"),
-            Some(4567)
+            ids_in("123 (a) b (c)) S 1 123 4567 0 -1 4194560"),
+            Some(ids(123, 4567))
         );
-        assert_eq!(session_in("1 (init) S 0 1 1 0"), Some(1));
-        assert_eq!(session_in("garbage"), None);
-        assert_eq!(session_in("1 (x) S 0 1"), None);
+        assert_eq!(ids_in("1 (init) S 0 1 1 0"), Some(ids(1, 1)));
+        assert_eq!(ids_in("garbage"), None);
+        assert_eq!(ids_in("1 (x) S 0 1"), None);
+        assert_eq!(ids_in("1 (x) S 0 x 1"), None);
+    }
+
+    #[test]
+    fn an_orphan_left_the_session_or_went_to_a_group_nobody_started() {
+        let ours = ids(100, 100);
+        let started = BTreeSet::from([200, 300]);
+        // The daemon's own group (a built-in fault's `tc`), and groups it started (a
+        // worker, a probe's command, or a child of theirs adopted).
+        assert!(!is_orphan(ids(100, 100), ours, &started));
+        assert!(!is_orphan(ids(200, 100), ours, &started));
+        assert!(!is_orphan(ids(300, 100), ours, &started));
+        // setpgid(): a group of its own in the daemon's session.
+        assert!(is_orphan(ids(400, 100), ours, &started));
+        // setsid(): a session of its own, whatever its group's number.
+        assert!(is_orphan(ids(400, 400), ours, &started));
+        assert!(is_orphan(ids(100, 400), ours, &started));
+        assert!(is_orphan(ids(200, 400), ours, &started));
+    }
+
+    #[test]
+    fn a_group_is_the_starters_until_its_handle_goes() {
+        let (pid, group) = start_group(|| Ok(4_000_000u32), |pid| Some(*pid)).unwrap();
+        assert!(started().contains(&pid));
+        drop(group);
+        assert!(!started().contains(&pid));
+        let failed = start_group(|| Err::<u32, _>(std::io::Error::other("no")), |p| Some(*p));
+        assert!(failed.is_err());
+        assert!(!started().contains(&4_000_000));
     }
 
     #[test]

@@ -258,6 +258,32 @@ fn a_plugins_child_that_calls_setsid_ends_with_its_worker() {
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
 }
 
+/// A plugin's child that calls setpgid() (a process group of its own, in the daemon's
+/// session) does not outlive its worker either: its group is none the daemon started.
+#[test]
+fn a_plugins_child_that_calls_setpgid_ends_with_its_worker() {
+    let dir = TestDir::new("setpgid-child");
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        "",
+        r#""escape": (plugin: "panicky", config: (setpgid_then_exit: true)),"#,
+    );
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    let answer = fire(port, "escape");
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    while crate::util::alive_with_cmdline(b"sleep\x001000.7\x00") > 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the plugin's setpgid child outlived its worker"
+        );
+        std::thread::yield_now();
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+}
+
 /// A plugin worker is the monkey's own process: no process fault chooses it, even one
 /// whose filter matches nothing else (it would kill or stop the plugin under the daemon).
 #[test]

@@ -3,6 +3,7 @@
 //! replies; and the throttle of a plugin in a crash loop.
 
 use super::*;
+use crate::support::orphans;
 
 impl Client {
     /// Starts a worker and waits for its answer to loading, then builds every fault
@@ -12,7 +13,8 @@ impl Client {
         let shown = self.path.display();
         // The daemon blocks the stop signals; the worker, and what its plugin starts,
         // must not inherit that.
-        let mut child = stop_signals_unblocked(&mut Command::new(&self.supervision.program))
+        let mut command = Command::new(&self.supervision.program);
+        stop_signals_unblocked(&mut command)
             .arg("__plugin-worker")
             .arg(&self.path)
             // A group of its own: whatever the plugin starts goes down with it.
@@ -20,8 +22,9 @@ impl Client {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env_remove("RUST_LOG")
-            .spawn()
+            .env_remove("RUST_LOG");
+        // Known as the daemon's until the worker is reaped: what leaves the group is not.
+        let (mut child, group) = orphans::start_group(|| command.spawn(), |c| Some(c.id()))
             .map_err(|e| format!("cannot load plugin {shown}: cannot start its worker: {e}"))?;
         let pid = rustix::process::Pid::from_child(&child);
         lock(&LIVE).insert(child.id());
@@ -53,7 +56,7 @@ impl Client {
         let alive = Arc::new(AtomicBool::new(true));
         let (loaded_tx, loaded) = mpsc::channel::<Reply>();
         lock(&pending).insert(0, loaded_tx);
-        self.watch(child, pid, &pidfd, &pending, &alive);
+        self.watch(child, group, pid, &pidfd, &pending, &alive);
         let relayed = self.relay(stderr);
         Self::read_replies(stdout, pending.clone(), pidfd.clone());
         let mut running = Running {
@@ -115,6 +118,7 @@ impl Client {
     fn watch(
         &self,
         mut child: std::process::Child,
+        group: Option<orphans::Group>,
         pid: rustix::process::Pid,
         pidfd: &Arc<OwnedFd>,
         pending: &Pending,
@@ -139,8 +143,10 @@ impl Client {
                     Ok(status) => describe(status),
                     Err(e) => format!("ended ({e})"),
                 };
-                // What left its group with setsid() is the daemon's orphan now.
-                crate::support::orphans::sweep();
+                // Reaped: what is left of its group, and what left it with setsid() or
+                // setpgid(), is the daemon's orphan now.
+                drop(group);
+                orphans::sweep();
                 for (id, waiting) in lock(&pending).drain() {
                     let why = if id == 0 {
                         format!("its worker {how} while loading it")
