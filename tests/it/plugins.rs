@@ -122,6 +122,29 @@ fn a_panicking_plugin_yields_an_error_and_the_host_goes_on() {
     ));
 }
 
+/// What a plugin file's worker leaves behind with setpgid() (holding the worker's
+/// stderr) does not outlive a one-shot `kill`, nor hold its exit: the command adopts it
+/// as the daemon does, and ends it with the worker.
+#[test]
+fn kill_ends_what_escaped_a_plugins_worker() {
+    let lib = built_lib("libpanic_plugin.so");
+    let run = monkey(&[
+        "kill",
+        "--plugin",
+        lib.to_str().unwrap(),
+        "--fault-config",
+        r#"(setpgid_then_exit: Some("1000.65"))"#,
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("its worker exited with status 3"),
+        "{}",
+        run.stderr
+    );
+    let left = crate::util::alive_with_cmdline(b"sleep\x001000.65\x00");
+    assert_eq!(left, 0, "the plugin's setpgid child outlived the command");
+}
+
 /// `kill` gives up on a plugin that does not answer within `--plugin-timeout`, with one
 /// line and a failure exit, rather than wait for ever.
 #[test]

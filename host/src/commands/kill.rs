@@ -23,6 +23,10 @@ use crate::{
 
 /// Runs `kill`.
 pub fn run(args: KillArgs) -> anyhow::Result<()> {
+    // What a plugin file's worker or a probe's command starts and leaves behind with
+    // setsid() or setpgid() is ended with it, as in the daemon; without it, such a
+    // process outlives the command.
+    let _ = crate::support::orphans::adopt();
     if let Some(path) = &args.config {
         return run_configured(&args, path);
     }

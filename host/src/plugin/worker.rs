@@ -189,6 +189,8 @@ struct Running {
     pending: Pending,
     alive: Arc<AtomicBool>,
     generation: u64,
+    /// Disconnected once the worker has ended and been reaped, with what escaped it.
+    watched: mpsc::Receiver<()>,
     /// Disconnected once everything the worker wrote on stderr has been passed on.
     relayed: mpsc::Receiver<()>,
 }
@@ -197,18 +199,20 @@ struct Running {
 /// closed; one still running then (a call hung) is killed.
 const TO_END: Duration = Duration::from_millis(500);
 
-/// How long, once its worker has ended or been killed, a client that goes away waits for
-/// the rest of what the worker wrote on stderr to be passed on. The pipe ends with the
-/// worker's process group, so this bound is met only if a child of the plugin left the
-/// group (`setsid()`, `setpgid()`) and still holds the pipe.
+/// How long, once its worker has been killed, a client that goes away waits for it to be
+/// reaped; then as long again for the rest of what the worker wrote on stderr to be passed
+/// on. The pipe ends with the worker's process group and what escaped it (in a process
+/// that adopts orphans), so the second bound is met only if a child of the plugin left
+/// the group (`setsid()`, `setpgid()`) in a process that adopts none, and holds the pipe.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
 impl Drop for Client {
-    /// Closes the worker's stdin, which ends it, and waits for everything it wrote on
-    /// stderr to be passed on: a command's last line (its error) then comes after what
-    /// the plugin said (a panic's report, written before the answer that reported it),
-    /// however busy the machine. It waits for the pipe to end, not for a time to pass: a
-    /// worker slow to end is killed, and what it wrote is still in the pipe.
+    /// Closes the worker's stdin, which ends it, waits for it to be reaped (and what
+    /// escaped it ended), then for everything it wrote on stderr to be passed on: a
+    /// command's last line (its error) then comes after what the plugin said (a panic's
+    /// report, written before the answer that reported it), however busy the machine. It
+    /// waits for the worker and the pipe to end, not for a time to pass: a worker slow to
+    /// end is killed, and what it wrote is still in the pipe.
     fn drop(&mut self) {
         let running = self
             .inner
@@ -219,15 +223,17 @@ impl Drop for Client {
         if let Some(running) = running {
             let Running {
                 stdin,
+                watched,
                 relayed,
                 pidfd,
                 ..
             } = running;
             drop(stdin);
-            if relayed.recv_timeout(TO_END) == Err(mpsc::RecvTimeoutError::Timeout) {
+            if watched.recv_timeout(TO_END) == Err(mpsc::RecvTimeoutError::Timeout) {
                 kill(&pidfd);
-                let _ = relayed.recv_timeout(LAST_WORDS);
+                let _ = watched.recv_timeout(LAST_WORDS);
             }
+            let _ = relayed.recv_timeout(LAST_WORDS);
         }
     }
 }

@@ -7,8 +7,8 @@
 //! own nor one it started ([`start_group`]). The daemon's other children (a built-in
 //! fault's `tc`) stay in its own group.
 //!
-//! Only the daemon adopts: in the sandbox, PID 1 adopts every orphan of the command
-//! under drill, which are not the monkey's to end.
+//! The daemon and a one-shot `kill` adopt; the sandbox does not: there, PID 1 adopts
+//! every orphan of the command under drill, which are not the monkey's to end.
 
 use std::{
     collections::BTreeSet,

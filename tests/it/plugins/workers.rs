@@ -266,7 +266,7 @@ fn a_plugins_child_that_calls_setpgid_ends_with_its_worker() {
     let (cfg, _) = panicky_daemon(
         &dir,
         "",
-        r#""escape": (plugin: "panicky", config: (setpgid_then_exit: true)),"#,
+        r#""escape": (plugin: "panicky", config: (setpgid_then_exit: Some("1000.7"))),"#,
     );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();

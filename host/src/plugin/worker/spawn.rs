@@ -56,7 +56,7 @@ impl Client {
         let alive = Arc::new(AtomicBool::new(true));
         let (loaded_tx, loaded) = mpsc::channel::<Reply>();
         lock(&pending).insert(0, loaded_tx);
-        self.watch(child, group, pid, &pidfd, &pending, &alive);
+        let watched = self.watch(child, group, pid, &pidfd, &pending, &alive);
         let relayed = self.relay(stderr);
         Self::read_replies(stdout, pending.clone(), pidfd.clone());
         let mut running = Running {
@@ -65,6 +65,7 @@ impl Client {
             pending,
             alive,
             generation: inner.generation,
+            watched,
             relayed,
         };
         // The image first: what it runs is what was checked, whatever the file is now.
@@ -114,7 +115,8 @@ impl Client {
 
     /// Waits (on a thread) for the worker to end, by its pidfd, not its pipes (a child
     /// of the plugin may hold those): then kills what is left of its process group,
-    /// reaps it, and tells every call still waiting how it ended.
+    /// reaps it, ends what escaped it, and tells every call still waiting how it ended.
+    /// What it returns is disconnected once all of that is done.
     fn watch(
         &self,
         mut child: std::process::Child,
@@ -123,11 +125,13 @@ impl Client {
         pidfd: &Arc<OwnedFd>,
         pending: &Pending,
         alive: &Arc<AtomicBool>,
-    ) {
+    ) -> mpsc::Receiver<()> {
         let (pidfd, pending, alive) = (pidfd.clone(), pending.clone(), alive.clone());
-        let watched = std::thread::Builder::new()
+        let (watching, watched) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name("plugin-worker".to_owned())
             .spawn(move || {
+                let _watching = watching;
                 use rustix::process::{waitid, WaitId, WaitIdOptions};
                 use std::os::fd::AsFd as _;
                 // Until it has ended, not reaping it yet: its PID, and so its process
@@ -156,12 +160,13 @@ impl Client {
                     let _ = waiting.send(Reply::of(id, Err(failed(why).to_json())));
                 }
             });
-        if let Err(e) = watched {
+        if let Err(e) = thread {
             (self.supervision.stderr_lines)(format!(
                 "plugin {}: cannot watch its worker ({e}); it will be stopped at its first missed deadline",
                 lock(&self.name)
             ));
         }
+        watched
     }
 
     /// Passes on what the worker writes on stderr, a line at a time (each cut at

@@ -180,7 +180,7 @@ fn start_proxies(config: &Config) -> anyhow::Result<()> {
 fn adopt_orphans() {
     if let Err(e) = orphans::adopt() {
         log::line(format!(
-            "warning: cannot adopt orphans ({e}): a process a plugin or a probe starts with setsid() may outlive it"
+            "warning: cannot adopt orphans ({e}): a process a plugin or a probe starts with setsid() or setpgid() may outlive it"
         ));
     }
 }
