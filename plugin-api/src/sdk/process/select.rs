@@ -30,21 +30,39 @@ pub const LISTING_TTL: Duration = Duration::from_millis(100);
 /// The last listing of a `/proc`, reused for [`LISTING_TTL`].
 #[derive(Debug, Default)]
 pub struct Listing {
-    last: Mutex<Option<(Instant, Arc<[u32]>)>>,
+    last: Mutex<Last>,
+}
+
+#[derive(Debug, Default)]
+struct Last {
+    /// When the last listing was made, and what it holds.
+    listed: Option<(Instant, Arc<[u32]>)>,
+    /// Whether a thread is listing anew right now.
+    listing: bool,
 }
 
 impl Listing {
     /// The PIDs in `proc_root`, ascending, listed anew when the last listing is older
     /// than [`LISTING_TTL`]. Shared, not copied: a pick reads it without changing it.
+    ///
+    /// One thread lists at a time, without the lock: the others take the last listing
+    /// meanwhile (older than the TTL by that listing's time, 4 ms among 5,000
+    /// processes) rather than wait for it.
     pub fn pids(&self, proc_root: &Path) -> io::Result<Arc<[u32]>> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, pids)) = &*last {
-            if at.elapsed() < LISTING_TTL {
-                return Ok(Arc::clone(pids));
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, pids)) = &last.listed {
+                if last.listing || at.elapsed() < LISTING_TTL {
+                    return Ok(Arc::clone(pids));
+                }
             }
+            last.listing = true;
         }
-        let pids: Arc<[u32]> = list_pids(proc_root)?.into();
-        *last = Some((Instant::now(), Arc::clone(&pids)));
+        let listed = list_pids(proc_root);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.listing = false;
+        let pids: Arc<[u32]> = listed?.into();
+        last.listed = Some((Instant::now(), Arc::clone(&pids)));
         Ok(pids)
     }
 }
@@ -216,8 +234,25 @@ mod tests {
         let again = listing.pids(&dir).unwrap();
         assert!(*again == [7] || *again == [7, 8], "{again:?}");
         // Once it is stale, /proc is listed anew.
-        *listing.last.lock().unwrap() = Some((Instant::now() - LISTING_TTL, Arc::from([7])));
+        let stale = || Some((Instant::now() - LISTING_TTL, Arc::from([7])));
+        listing.last.lock().unwrap().listed = stale();
         assert_eq!(*listing.pids(&dir).unwrap(), [7, 8]);
+        // While another thread lists anew, a stale listing still serves, at once.
+        *listing.last.lock().unwrap() = Last {
+            listed: stale(),
+            listing: true,
+        };
+        assert_eq!(*listing.pids(&dir).unwrap(), [7]);
+        // With none at all, this thread lists too rather than wait.
+        *listing.last.lock().unwrap() = Last {
+            listed: None,
+            listing: true,
+        };
+        assert_eq!(*listing.pids(&dir).unwrap(), [7, 8]);
+        // A listing that failed lets the next pick list again.
         fs::remove_dir_all(&dir).unwrap();
+        listing.last.lock().unwrap().listed = stale();
+        assert!(listing.pids(&dir).is_err());
+        assert!(!listing.last.lock().unwrap().listing);
     }
 }
