@@ -45,7 +45,7 @@ use std::{collections::HashSet, path::Path};
 pub use config::Selection;
 pub use exact::{signal_exact, Exact};
 use regex::RegexSet;
-pub use select::LISTING_TTL;
+pub use select::{LISTING_KEPT, LISTING_TTL};
 pub use signal::Signal;
 
 use crate::sdk::{ErrorKind, PluginError, ProcessInfo, Rng};
@@ -315,25 +315,37 @@ impl Selector {
     /// Chooses a victim with the injection's seed, leaving the `avoid` PIDs alone (those
     /// the host says are under another fault).
     pub fn choose(&self, seed: u64, avoid: &[u32]) -> Result<Chosen, PluginError> {
-        let pids: std::sync::Arc<[u32]> = match &self.scope {
+        let cannot_list = |e: std::io::Error| {
+            PluginError::new(ErrorKind::Failed, format!("cannot list /proc: {e}"))
+        };
+        let (pids, old): (std::sync::Arc<[u32]>, bool) = match &self.scope {
             None | Some(Scope::Namespace(_)) => {
-                self.listing.pids(Path::new("/proc")).map_err(|e| {
-                    PluginError::new(ErrorKind::Failed, format!("cannot list /proc: {e}"))
-                })?
+                self.listing.pids(Path::new("/proc")).map_err(cannot_list)?
             }
-            Some(Scope::Cgroup(path)) => cgroup_pids(&cgroup_dir(path))
-                .map_err(|e| {
+            Some(Scope::Cgroup(path)) => {
+                let pids = cgroup_pids(&cgroup_dir(path)).map_err(|e| {
                     PluginError::new(
                         ErrorKind::NoTarget,
                         format!("cannot read cgroup {}: {e}", cgroup_dir(path).display()),
                     )
-                })?
-                .into(),
-            Some(Scope::Tree(root)) => tree_pids(*root).into(),
+                })?;
+                (pids.into(), false)
+            }
+            Some(Scope::Tree(root)) => (tree_pids(*root).into(), false),
         };
-        let listed = pids.len();
-        let mut rng = Rng::from_seed(seed);
-        let (chosen, considered) = select::choose(&pids, &mut rng, |pid| self.examine(pid, avoid));
+        let choose = |pids: &[u32]| {
+            select::choose(pids, &mut Rng::from_seed(seed), |pid| {
+                self.examine(pid, avoid)
+            })
+        };
+        let (mut chosen, mut considered) = choose(&pids);
+        let mut listed = pids.len();
+        if chosen.is_none() && old {
+            // No process is ever said to be missing on an old listing's word.
+            let pids = self.listing.anew(Path::new("/proc")).map_err(cannot_list)?;
+            let (again, looked) = choose(&pids);
+            (chosen, considered, listed) = (again, considered + looked, pids.len());
+        }
         let Some(victim) = chosen else {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,
@@ -439,6 +451,30 @@ mod tests {
         }
         let e = selector.choose(0, &[child.pid()]).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NoTarget);
+    }
+
+    /// A process started since the last listing of `/proc` is found by a pick that
+    /// would find none in that listing, whatever its age: no pick says "no process" on
+    /// the word of an old listing.
+    #[test]
+    fn a_pick_that_finds_none_in_an_old_listing_lists_anew() {
+        let selector = Selector::new(&Selection {
+            include_cmdlines: vec![r"^sleep 60\.4242$".to_owned()],
+            ..Selection::default()
+        })
+        .unwrap();
+        let e = selector.choose(0, &[]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoTarget, "{e:?}");
+        let mut child = std::process::Command::new("sleep")
+            .arg("60.4242")
+            .spawn()
+            .unwrap();
+        // Old enough to be refreshed on a thread, young enough to serve meanwhile.
+        selector.listing.age(select::LISTING_TTL);
+        let chosen = selector.choose(0, &[]);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(chosen.unwrap().info.pid, child.id());
     }
 
     /// Every error a user can cause is one line: a bad pattern included.

@@ -27,10 +27,15 @@ pub fn list_pids(proc_root: &Path) -> io::Result<Vec<u32>> {
 /// since is skipped when it is read; one started since waits for the next listing.
 pub const LISTING_TTL: Duration = Duration::from_millis(100);
 
+/// How old a listing may be and still serve while a fresh one is made on a thread of its
+/// own ([`Listing::pids`]). Older than this (a pick after a quiet second, as every
+/// scheduled fault is), the pick lists `/proc` itself.
+pub const LISTING_KEPT: Duration = Duration::from_secs(1);
+
 /// The last listing of a `/proc`, reused for [`LISTING_TTL`].
 #[derive(Debug, Default)]
 pub struct Listing {
-    last: Mutex<Last>,
+    last: Arc<Mutex<Last>>,
 }
 
 #[derive(Debug, Default)]
@@ -41,30 +46,69 @@ struct Last {
     listing: bool,
 }
 
+fn lock(last: &Mutex<Last>) -> std::sync::MutexGuard<'_, Last> {
+    last.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Listing {
-    /// The PIDs in `proc_root`, ascending, listed anew when the last listing is older
-    /// than [`LISTING_TTL`]. Shared, not copied: a pick reads it without changing it.
+    /// The PIDs in `proc_root`, ascending, and whether the listing is older than
+    /// [`LISTING_TTL`]. Shared, not copied: a pick reads it without changing it.
     ///
-    /// One thread lists at a time, without the lock: the others take the last listing
-    /// meanwhile (older than the TTL by that listing's time, 4 ms among 5,000
-    /// processes) rather than wait for it.
-    pub fn pids(&self, proc_root: &Path) -> io::Result<Arc<[u32]>> {
+    /// A listing younger than [`LISTING_TTL`] serves as it is. One older, up to
+    /// [`LISTING_KEPT`], serves too while a thread of its own lists anew, so that no pick
+    /// in a burst waits for a listing (4 ms among 5,000 processes): only one such thread
+    /// at a time. Older than that, or with none at all, the pick lists `/proc` itself. A
+    /// pick that finds no process in an old listing asks [`Listing::anew`] before it
+    /// says so.
+    pub fn pids(&self, proc_root: &Path) -> io::Result<(Arc<[u32]>, bool)> {
         {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = lock(&self.last);
             if let Some((at, pids)) = &last.listed {
-                if last.listing || at.elapsed() < LISTING_TTL {
-                    return Ok(Arc::clone(pids));
+                let age = at.elapsed();
+                if age < LISTING_TTL {
+                    return Ok((Arc::clone(pids), false));
+                }
+                if last.listing && age < LISTING_KEPT {
+                    return Ok((Arc::clone(pids), true));
+                }
+                if age < LISTING_KEPT {
+                    let pids = Arc::clone(pids);
+                    last.listing = true;
+                    let (shared, root) = (Arc::clone(&self.last), proc_root.to_owned());
+                    let spawned = std::thread::Builder::new()
+                        .name("nm-listing".to_owned())
+                        .spawn(move || store(&shared, list_pids(&root)));
+                    if spawned.is_ok() {
+                        return Ok((pids, true));
+                    }
+                    last.listing = false;
                 }
             }
-            last.listing = true;
         }
-        let listed = list_pids(proc_root);
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.listing = false;
-        let pids: Arc<[u32]> = listed?.into();
-        last.listed = Some((Instant::now(), Arc::clone(&pids)));
-        Ok(pids)
+        Ok((self.anew(proc_root)?, false))
     }
+
+    /// Makes the last listing older by `by`, as if time had passed (tests only).
+    #[cfg(test)]
+    pub(crate) fn age(&self, by: Duration) {
+        if let Some((at, _)) = &mut lock(&self.last).listed {
+            *at -= by;
+        }
+    }
+
+    /// The PIDs in `proc_root`, ascending, listed now (and kept for the next picks).
+    pub fn anew(&self, proc_root: &Path) -> io::Result<Arc<[u32]>> {
+        store(&self.last, list_pids(proc_root))
+    }
+}
+
+/// Keeps a listing just made (or keeps the last one if it failed) and returns it.
+fn store(last: &Mutex<Last>, listed: io::Result<Vec<u32>>) -> io::Result<Arc<[u32]>> {
+    let mut last = lock(last);
+    last.listing = false;
+    let pids: Arc<[u32]> = listed?.into();
+    last.listed = Some((Instant::now(), Arc::clone(&pids)));
+    Ok(pids)
 }
 
 /// The visits after which [`choose`] copies the PIDs to go on swapping in place: its
@@ -227,32 +271,48 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nm-listing-{}", std::process::id()));
         fs::create_dir_all(dir.join("7")).unwrap();
         let listing = Listing::default();
-        assert_eq!(*listing.pids(&dir).unwrap(), [7]);
+        assert_eq!(*listing.pids(&dir).unwrap().0, [7]);
         fs::create_dir_all(dir.join("8")).unwrap();
         // Within the TTL the first listing serves (unless this thread was descheduled
         // for the whole TTL, in which case the new one is right too).
-        let again = listing.pids(&dir).unwrap();
+        let (again, old) = listing.pids(&dir).unwrap();
         assert!(*again == [7] || *again == [7, 8], "{again:?}");
-        // Once it is stale, /proc is listed anew.
-        let stale = || Some((Instant::now() - LISTING_TTL, Arc::from([7])));
-        listing.last.lock().unwrap().listed = stale();
-        assert_eq!(*listing.pids(&dir).unwrap(), [7, 8]);
-        // While another thread lists anew, a stale listing still serves, at once.
-        *listing.last.lock().unwrap() = Last {
-            listed: stale(),
+        assert!(!old);
+        // Once it is stale, the stale one serves while a thread lists anew.
+        let aged = |age| Some((Instant::now() - age, Arc::from([7])));
+        lock(&listing.last).listed = aged(LISTING_TTL);
+        assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7]), true));
+        let until = Instant::now() + Duration::from_secs(60);
+        while lock(&listing.last).listing || *listing.pids(&dir).unwrap().0 != [7, 8] {
+            assert!(Instant::now() < until, "never listed anew");
+            std::thread::yield_now();
+        }
+        // While a thread lists anew, the stale listing still serves, and no other starts.
+        *lock(&listing.last) = Last {
+            listed: aged(LISTING_TTL),
             listing: true,
         };
-        assert_eq!(*listing.pids(&dir).unwrap(), [7]);
-        // With none at all, this thread lists too rather than wait.
-        *listing.last.lock().unwrap() = Last {
+        assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7]), true));
+        assert!(lock(&listing.last).listing);
+        // Asked to, it lists anew at once.
+        assert_eq!(*listing.anew(&dir).unwrap(), [7, 8]);
+        assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7, 8]), false));
+        // Older than LISTING_KEPT, or none at all: this thread lists, whatever another does.
+        *lock(&listing.last) = Last {
+            listed: aged(LISTING_KEPT),
+            listing: true,
+        };
+        assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7, 8]), false));
+        *lock(&listing.last) = Last {
             listed: None,
             listing: true,
         };
-        assert_eq!(*listing.pids(&dir).unwrap(), [7, 8]);
-        // A listing that failed lets the next pick list again.
+        assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7, 8]), false));
+        // A listing that failed keeps the last one and lets the next pick list again.
         fs::remove_dir_all(&dir).unwrap();
-        listing.last.lock().unwrap().listed = stale();
+        lock(&listing.last).listed = aged(LISTING_KEPT);
         assert!(listing.pids(&dir).is_err());
-        assert!(!listing.last.lock().unwrap().listing);
+        assert_eq!(*lock(&listing.last).listed.as_ref().unwrap().1, [7]);
+        assert!(!lock(&listing.last).listing);
     }
 }
