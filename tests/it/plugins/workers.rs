@@ -231,54 +231,35 @@ fn sleepers() -> usize {
     crate::util::alive_with_cmdline(b"sleep\x001000.5\x00")
 }
 
-/// A plugin's child that calls setsid() (a session of its own, out of its worker's
-/// process group) does not outlive its worker: the daemon, its subreaper, adopts it
-/// when the worker ends and ends it.
+/// A plugin's child that leaves its worker's process group does not outlive its
+/// worker: one that calls setsid() (a session of its own) and one that calls setpgid()
+/// (a group of its own, in the daemon's session, which the daemon did not start). The
+/// daemon, their subreaper, adopts them when the worker ends, and ends them.
 #[test]
-fn a_plugins_child_that_calls_setsid_ends_with_its_worker() {
-    let dir = TestDir::new("setsid-child");
+fn a_plugins_child_that_leaves_its_group_ends_with_its_worker() {
+    let dir = TestDir::new("escaped-child");
     let (cfg, _) = panicky_daemon(
         &dir,
         "",
-        r#""escape": (plugin: "panicky", config: (setsid_then_exit: true)),"#,
+        r#""session": (plugin: "panicky", config: (setsid_then_exit: true)),
+           "group": (plugin: "panicky", config: (setpgid_then_exit: Some("1000.7"))),"#,
     );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
-    let answer = fire(port, "escape");
-    assert_eq!(answer.status, 502, "{}", answer.body);
-    let until = std::time::Instant::now() + crate::util::DEADLINE;
-    while crate::util::alive_with_cmdline(b"sleep\x001000.6\x00") > 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the plugin's setsid child outlived its worker"
-        );
-        std::thread::yield_now();
-    }
-    d.signal("TERM");
-    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
-}
-
-/// A plugin's child that calls setpgid() (a process group of its own, in the daemon's
-/// session) does not outlive its worker either: its group is none the daemon started.
-#[test]
-fn a_plugins_child_that_calls_setpgid_ends_with_its_worker() {
-    let dir = TestDir::new("setpgid-child");
-    let (cfg, _) = panicky_daemon(
-        &dir,
-        "",
-        r#""escape": (plugin: "panicky", config: (setpgid_then_exit: Some("1000.7"))),"#,
-    );
-    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
-    let port = d.port();
-    let answer = fire(port, "escape");
-    assert_eq!(answer.status, 502, "{}", answer.body);
-    let until = std::time::Instant::now() + crate::util::DEADLINE;
-    while crate::util::alive_with_cmdline(b"sleep\x001000.7\x00") > 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the plugin's setpgid child outlived its worker"
-        );
-        std::thread::yield_now();
+    for (fault, sleeper) in [
+        ("session", b"sleep\x001000.6\x00"),
+        ("group", b"sleep\x001000.7\x00"),
+    ] {
+        let answer = fire(port, fault);
+        assert_eq!(answer.status, 502, "{fault}: {}", answer.body);
+        let until = std::time::Instant::now() + crate::util::DEADLINE;
+        while crate::util::alive_with_cmdline(sleeper) > 0 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the plugin's child that left its {fault} outlived its worker"
+            );
+            std::thread::yield_now();
+        }
     }
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
