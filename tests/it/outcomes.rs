@@ -342,6 +342,40 @@ fn what_a_command_probe_leaves_behind_ends_with_it() {
     assert_eq!(d.wait_exit(), Some(0));
 }
 
+/// A one-shot `kill` ends what its probe's command leaves behind too, two levels deep:
+/// a child that left the probe's group with setpgid() and, once that child is killed,
+/// the grandchild it started in its own group (adopted only as the child ends).
+#[test]
+fn kill_ends_what_its_probe_leaves_behind() {
+    let dir = TestDir::new("outcomes-kill-probe-children");
+    let cfg = config(
+        &dir,
+        r#"faults: {
+        "guarded": (
+            plugin: "process-kill",
+            config: (include_cmdlines: ["^sleep 1000.96$"]),
+            steady_state: [Command(argv: ["perl", "-e", "if (fork() == 0) { setpgrp(0, 0); system(qw(sleep 1000.95)); exit 0 } exit 0"], timeout: "5s")],
+        ),
+    },"#,
+    );
+    // The dry run's victim: the test's own process.
+    let mut victim = std::process::Command::new("sleep")
+        .arg("1000.96")
+        .spawn()
+        .unwrap();
+    let run = crate::util::monkey(&["kill", "--config", &cfg, "--fault", "guarded"]);
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("(Dryrun) Kill: sleep("),
+        "{}",
+        run.stdout
+    );
+    let left = crate::util::alive_with_cmdline(b"sleep\x001000.95\x00");
+    assert_eq!(left, 0, "the probe's grandchild outlived the command");
+}
+
 /// A halt probe that fails every other check (a flapping service) halts the monkey: its
 /// passes in between do not start its count again (it used to never halt).
 #[test]

@@ -122,9 +122,10 @@ fn a_panicking_plugin_yields_an_error_and_the_host_goes_on() {
     ));
 }
 
-/// What a plugin file's worker leaves behind with setpgid() (holding the worker's
-/// stderr) does not outlive a one-shot `kill`, nor hold its exit: the command adopts it
-/// as the daemon does, and ends it with the worker.
+/// What a plugin file's worker leaves behind with setpgid() (a shell holding the
+/// worker's stderr, and its child) does not outlive a one-shot `kill`, nor hold its
+/// exit: the command adopts them as the daemon does, and ends them with the worker, the
+/// child once the shell has ended.
 #[test]
 fn kill_ends_what_escaped_a_plugins_worker() {
     let lib = built_lib("libpanic_plugin.so");

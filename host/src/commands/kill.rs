@@ -18,15 +18,20 @@ use crate::{
     plugin::{self, Plugin, Trust},
     runtime::setup,
     storage::journal::Journal,
-    support::UsageError,
+    support::{orphans, UsageError},
 };
 
-/// Runs `kill`.
+/// Runs `kill`. What a plugin file's worker or a probe's command starts and leaves
+/// behind with setsid() or setpgid() is ended as in the daemon (this process adopts it),
+/// at the worker's end and at the command's: it never outlives the command.
 pub fn run(args: KillArgs) -> anyhow::Result<()> {
-    // What a plugin file's worker or a probe's command starts and leaves behind with
-    // setsid() or setpgid() is ended with it, as in the daemon; without it, such a
-    // process outlives the command.
-    let _ = crate::support::orphans::adopt();
+    let _ = orphans::adopt();
+    let done = run_adopting(args);
+    orphans::sweep_to_the_end(orphans::TO_THE_END);
+    done
+}
+
+fn run_adopting(args: KillArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.config {
         return run_configured(&args, path);
     }

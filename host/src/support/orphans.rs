@@ -11,13 +11,13 @@
 //! every orphan of the command under drill, which are not the monkey's to end.
 
 use std::{
-    collections::BTreeSet,
-    os::fd::AsFd as _,
+    collections::BTreeMap,
+    os::fd::{AsFd as _, OwnedFd},
     sync::{
         atomic::{AtomicBool, Ordering},
         Mutex, MutexGuard,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rustix::process::{
@@ -28,11 +28,13 @@ use rustix::process::{
 static ADOPTING: AtomicBool = AtomicBool::new(false);
 
 /// The process groups this process started and has not yet reaped the leader of (see
-/// [`start_group`]). A sweep holds the lock from the moment it lists the children, so a
-/// child is never seen between its start and its group's entry here.
-static STARTED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+/// [`start_group`]), each with how many handles name it (a PID reused between a reap and
+/// its handle's drop is counted twice, not lost). A sweep holds the lock from the moment
+/// it lists the children, so a child is never seen between its start and its group's
+/// entry here.
+static STARTED: Mutex<BTreeMap<u32, usize>> = Mutex::new(BTreeMap::new());
 
-fn started() -> MutexGuard<'static, BTreeSet<u32>> {
+fn started() -> MutexGuard<'static, BTreeMap<u32, usize>> {
     STARTED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -43,7 +45,13 @@ pub struct Group(u32);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        started().remove(&self.0);
+        let mut groups = started();
+        if let Some(handles) = groups.get_mut(&self.0) {
+            *handles -= 1;
+            if *handles == 0 {
+                groups.remove(&self.0);
+            }
+        }
     }
 }
 
@@ -57,7 +65,7 @@ pub fn start_group<C>(
     let mut groups = started();
     let child = spawn()?;
     let group = pid(&child).map(|pid| {
-        groups.insert(pid);
+        *groups.entry(pid).or_default() += 1;
         Group(pid)
     });
     Ok((child, group))
@@ -77,19 +85,65 @@ pub fn adopt() -> std::io::Result<()> {
 
 /// Kills and reaps every child of this process that is an orphan it adopted (see
 /// [`is_orphan`]); how many it signalled. Never waits long (it may run on the async
-/// runtime): it reads `/proc` with [`start_group`]'s lock held. Nothing unless
-/// [`adopt`] was called.
+/// runtime): it reads `/proc` with [`start_group`]'s lock held. What an orphan leaves
+/// when it dies is adopted then, and swept at the next child's end (the daemon sweeps
+/// at every SIGCHLD) or by [`sweep_to_the_end`]. Nothing unless [`adopt`] was called.
 pub fn sweep() -> usize {
+    sweep_once().len()
+}
+
+/// How long [`sweep_to_the_end`] waits, at most, where it is used: a process killed ends
+/// at once unless it sits in an uninterruptible sleep.
+pub const TO_THE_END: Duration = Duration::from_secs(2);
+
+/// Sweeps, waits for what it signalled to end, and sweeps again what those left (their
+/// own children, adopted as they end), until a sweep finds nothing or `within` has
+/// passed (a process in an uninterruptible sleep ends later); how many it signalled.
+/// For a thread that may wait, and a process that does not sweep at every SIGCHLD (a
+/// one-shot command).
+pub fn sweep_to_the_end(within: Duration) -> usize {
+    let until = Instant::now() + within;
+    let mut swept = 0;
+    loop {
+        let signalled = sweep_once();
+        if signalled.is_empty() {
+            return swept;
+        }
+        swept += signalled.len();
+        for pidfd in &signalled {
+            let left = until.saturating_duration_since(Instant::now());
+            let Ok(timeout) = rustix::event::Timespec::try_from(left) else {
+                return swept;
+            };
+            // Readable once the process has ended.
+            let mut fds = [rustix::event::PollFd::new(
+                pidfd,
+                rustix::event::PollFlags::IN,
+            )];
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+            let _ = waitid(
+                WaitId::PidFd(pidfd.as_fd()),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            );
+        }
+        if Instant::now() >= until {
+            return swept;
+        }
+    }
+}
+
+/// One sweep: the pidfds of the orphans it signalled or reaped.
+fn sweep_once() -> Vec<OwnedFd> {
+    let mut signalled = Vec::new();
     if !ADOPTING.load(Ordering::SeqCst) {
-        return 0;
+        return signalled;
     }
     let groups = started();
     let Some(ours) = ids_of("self") else {
-        return 0;
+        return signalled;
     };
     let orphan =
         |pid: i32| ids_of(&pid.to_string()).is_some_and(|theirs| is_orphan(theirs, ours, &groups));
-    let mut swept = 0;
     for pid in children() {
         // Through its pidfd, so that a PID reused meanwhile is never signalled.
         if !orphan(pid) {
@@ -107,15 +161,20 @@ pub fn sweep() -> usize {
         }
         // Reaped if it is gone already; if not yet (it dies in an instant, or sits in an
         // uninterruptible sleep), the next sweep reaps it: a sweep never waits.
-        if pidfd_send_signal(pidfd.as_fd(), Signal::KILL).is_ok() {
-            swept += 1;
-        }
-        let _ = waitid(
-            WaitId::PidFd(pidfd.as_fd()),
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        let sent = pidfd_send_signal(pidfd.as_fd(), Signal::KILL).is_ok();
+        let reaped = matches!(
+            waitid(
+                WaitId::PidFd(pidfd.as_fd()),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            ),
+            Ok(Some(_))
         );
+        // Reaped, even if it had ended before: what it left is adopted, to sweep next.
+        if sent || reaped {
+            signalled.push(pidfd);
+        }
     }
-    swept
+    signalled
 }
 
 /// The children of this process, every thread's.
@@ -149,9 +208,9 @@ struct Ids {
 /// in a group that is neither this process's own nor one it started (it called
 /// `setpgid()`). A child of a started group that is not its leader (adopted when its
 /// parent in that group ended) goes down with that group.
-fn is_orphan(theirs: Ids, ours: Ids, started: &BTreeSet<u32>) -> bool {
+fn is_orphan(theirs: Ids, ours: Ids, started: &BTreeMap<u32, usize>) -> bool {
     theirs.session != ours.session
-        || (theirs.group != ours.group && !started.contains(&theirs.group))
+        || (theirs.group != ours.group && !started.contains_key(&theirs.group))
 }
 
 /// The group and session of process `pid` (`self` for this one), from `/proc/PID/stat`.
@@ -194,7 +253,7 @@ mod tests {
     #[test]
     fn an_orphan_left_the_session_or_went_to_a_group_nobody_started() {
         let ours = ids(100, 100);
-        let started = BTreeSet::from([200, 300]);
+        let started = BTreeMap::from([(200, 1), (300, 2)]);
         // The daemon's own group (a built-in fault's `tc`), and groups it started (a
         // worker, a probe's command, or a child of theirs adopted).
         assert!(!is_orphan(ids(100, 100), ours, &started));
@@ -211,12 +270,17 @@ mod tests {
     #[test]
     fn a_group_is_the_starters_until_its_handle_goes() {
         let (pid, group) = start_group(|| Ok(4_000_000u32), |pid| Some(*pid)).unwrap();
-        assert!(started().contains(&pid));
+        assert!(started().contains_key(&pid));
+        // The same number again (a PID reused before the first handle went): both
+        // handles must go before the group is no longer known.
+        let (_, again) = start_group(|| Ok(4_000_000u32), |pid| Some(*pid)).unwrap();
         drop(group);
-        assert!(!started().contains(&pid));
+        assert!(started().contains_key(&pid));
+        drop(again);
+        assert!(!started().contains_key(&pid));
         let failed = start_group(|| Err::<u32, _>(std::io::Error::other("no")), |p| Some(*p));
         assert!(failed.is_err());
-        assert!(!started().contains(&4_000_000));
+        assert!(!started().contains_key(&4_000_000));
     }
 
     #[test]

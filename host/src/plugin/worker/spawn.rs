@@ -56,7 +56,18 @@ impl Client {
         let alive = Arc::new(AtomicBool::new(true));
         let (loaded_tx, loaded) = mpsc::channel::<Reply>();
         lock(&pending).insert(0, loaded_tx);
-        let watched = self.watch(child, group, pid, &pidfd, &pending, &alive);
+        let watched = match self.watch(child, group, pid, &pidfd, &pending, &alive) {
+            Ok(watched) => watched,
+            // No worker runs unwatched: killed, and reaped as an orphan (its group is no
+            // longer known as started).
+            Err(e) => {
+                kill(&pidfd);
+                lock(&LIVE).remove(&(pid.as_raw_nonzero().get() as u32));
+                return Err(format!(
+                    "cannot load plugin {shown}: cannot watch its worker: {e}"
+                ));
+            }
+        };
         let relayed = self.relay(stderr);
         Self::read_replies(stdout, pending.clone(), pidfd.clone());
         let mut running = Running {
@@ -116,7 +127,8 @@ impl Client {
     /// Waits (on a thread) for the worker to end, by its pidfd, not its pipes (a child
     /// of the plugin may hold those): then kills what is left of its process group,
     /// reaps it, ends what escaped it, and tells every call still waiting how it ended.
-    /// What it returns is disconnected once all of that is done.
+    /// What it returns is disconnected once all of that is done; `Err` if no thread
+    /// can watch it.
     fn watch(
         &self,
         mut child: std::process::Child,
@@ -125,7 +137,7 @@ impl Client {
         pidfd: &Arc<OwnedFd>,
         pending: &Pending,
         alive: &Arc<AtomicBool>,
-    ) -> mpsc::Receiver<()> {
+    ) -> std::io::Result<mpsc::Receiver<()>> {
         let (pidfd, pending, alive) = (pidfd.clone(), pending.clone(), alive.clone());
         let (watching, watched) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -147,10 +159,6 @@ impl Client {
                     Ok(status) => describe(status),
                     Err(e) => format!("ended ({e})"),
                 };
-                // Reaped: what is left of its group, and what left it with setsid() or
-                // setpgid(), is the daemon's orphan now.
-                drop(group);
-                orphans::sweep();
                 for (id, waiting) in lock(&pending).drain() {
                     let why = if id == 0 {
                         format!("its worker {how} while loading it")
@@ -159,14 +167,12 @@ impl Client {
                     };
                     let _ = waiting.send(Reply::of(id, Err(failed(why).to_json())));
                 }
+                // Reaped: what is left of its group, what left it with setsid() or
+                // setpgid(), and what those leave as they end, are orphans now.
+                drop(group);
+                orphans::sweep_to_the_end(orphans::TO_THE_END);
             });
-        if let Err(e) = thread {
-            (self.supervision.stderr_lines)(format!(
-                "plugin {}: cannot watch its worker ({e}); it will be stopped at its first missed deadline",
-                lock(&self.name)
-            ));
-        }
-        watched
+        thread.map(|_| watched)
     }
 
     /// Passes on what the worker writes on stderr, a line at a time (each cut at

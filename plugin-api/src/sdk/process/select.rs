@@ -40,9 +40,9 @@ pub struct Listing {
 
 #[derive(Debug, Default)]
 struct Last {
-    /// When the last listing was made, and what it holds.
+    /// When the last listing began, and what it holds.
     listed: Option<(Instant, Arc<[u32]>)>,
-    /// Whether a thread is listing anew right now.
+    /// Whether a thread of its own is listing anew right now (one at a time).
     listing: bool,
 }
 
@@ -77,7 +77,13 @@ impl Listing {
                     let (shared, root) = (Arc::clone(&self.last), proc_root.to_owned());
                     let spawned = std::thread::Builder::new()
                         .name("nm-listing".to_owned())
-                        .spawn(move || store(&shared, list_pids(&root)));
+                        .spawn(move || {
+                            let began = Instant::now();
+                            let listed = list_pids(&root);
+                            let mut last = lock(&shared);
+                            last.listing = false;
+                            let _ = keep(&mut last, began, listed);
+                        });
                     if spawned.is_ok() {
                         return Ok((pids, true));
                     }
@@ -98,16 +104,20 @@ impl Listing {
 
     /// The PIDs in `proc_root`, ascending, listed now (and kept for the next picks).
     pub fn anew(&self, proc_root: &Path) -> io::Result<Arc<[u32]>> {
-        store(&self.last, list_pids(proc_root))
+        let began = Instant::now();
+        let listed = list_pids(proc_root);
+        keep(&mut lock(&self.last), began, listed)
     }
 }
 
-/// Keeps a listing just made (or keeps the last one if it failed) and returns it.
-fn store(last: &Mutex<Last>, listed: io::Result<Vec<u32>>) -> io::Result<Arc<[u32]>> {
-    let mut last = lock(last);
-    last.listing = false;
+/// A listing that began at `began`, as shared; kept for the next picks unless one that
+/// began later is kept already (two listings can end in either order). A listing that
+/// failed leaves the last one.
+fn keep(last: &mut Last, began: Instant, listed: io::Result<Vec<u32>>) -> io::Result<Arc<[u32]>> {
     let pids: Arc<[u32]> = listed?.into();
-    last.listed = Some((Instant::now(), Arc::clone(&pids)));
+    if last.listed.as_ref().is_none_or(|(kept, _)| *kept <= began) {
+        last.listed = Some((began, Arc::clone(&pids)));
+    }
     Ok(pids)
 }
 
@@ -308,6 +318,23 @@ mod tests {
             listing: true,
         };
         assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7, 8]), false));
+        // A listing that began before the one kept is not kept over it, and the flag
+        // of the thread listing on its own is not cleared by another pick's listing.
+        let newer = Instant::now();
+        *lock(&listing.last) = Last {
+            listed: Some((newer, Arc::from([9]))),
+            listing: true,
+        };
+        let earlier = newer - Duration::from_millis(1);
+        assert_eq!(
+            *keep(&mut lock(&listing.last), earlier, Ok(vec![7])).unwrap(),
+            [7]
+        );
+        assert_eq!(*lock(&listing.last).listed.as_ref().unwrap().1, [9]);
+        assert_eq!(*listing.anew(&dir).unwrap(), [7, 8]);
+        assert_eq!(*lock(&listing.last).listed.as_ref().unwrap().1, [7, 8]);
+        assert!(lock(&listing.last).listing);
+        lock(&listing.last).listing = false;
         // A listing that failed keeps the last one and lets the next pick list again.
         fs::remove_dir_all(&dir).unwrap();
         lock(&listing.last).listed = aged(LISTING_KEPT);
