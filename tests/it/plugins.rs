@@ -125,25 +125,38 @@ fn a_panicking_plugin_yields_an_error_and_the_host_goes_on() {
 /// What a plugin file's worker leaves behind with setpgid() (a shell holding the
 /// worker's stderr, and its child) does not outlive a one-shot `kill`, nor hold its
 /// exit: the command adopts them as the daemon does, and ends them with the worker, the
-/// child once the shell has ended.
+/// child once the shell has ended. What the command inherited (a shell's background job
+/// in a session of its own, still its child after `exec`) is not its orphan: left alone.
 #[test]
-fn kill_ends_what_escaped_a_plugins_worker() {
+fn kill_ends_what_escaped_its_plugin_and_leaves_what_it_inherited() {
     let lib = built_lib("libpanic_plugin.so");
-    let run = monkey(&[
-        "kill",
-        "--plugin",
-        lib.to_str().unwrap(),
-        "--fault-config",
-        r#"(setpgid_then_exit: Some("1000.65"))"#,
-    ]);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("its worker exited with status 3"),
-        "{}",
-        run.stderr
+    let script = format!(
+        "setsid sleep 1000.66 >/dev/null 2>&1 & echo $!; exec {} kill --plugin {} --fault-config '(setpgid_then_exit: Some(\"1000.67\"))'",
+        crate::util::bin().display(),
+        lib.display()
     );
-    let left = crate::util::alive_with_cmdline(b"sleep\x001000.65\x00");
-    assert_eq!(left, 0, "the plugin's setpgid child outlived the command");
+    let run = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let inherited = crate::util::alive_with_cmdline(b"sleep\x001000.66\x00");
+    let escaped = crate::util::alive_with_cmdline(b"sleep\x001000.67\x00");
+    // Ends the one this test started, by the PID its shell printed.
+    let pid = String::from_utf8_lossy(&run.stdout);
+    let pid = pid.lines().next().unwrap_or_default().trim();
+    assert!(pid.parse::<u32>().is_ok(), "no PID printed: {pid:?}");
+    let _ = std::process::Command::new("kill").arg(pid).status();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("its worker exited with status 3"),
+        "{stderr}"
+    );
+    assert_eq!(
+        (inherited, escaped),
+        (1, 0),
+        "the inherited sleep, the escaped one"
+    );
 }
 
 /// `kill` gives up on a plugin that does not answer within `--plugin-timeout`, with one

@@ -25,7 +25,10 @@ use crate::{
 /// behind with setsid() or setpgid() is ended as in the daemon (this process adopts it),
 /// at the worker's end and at the command's: it never outlives the command.
 pub fn run(args: KillArgs) -> anyhow::Result<()> {
-    let _ = orphans::adopt();
+    // As PID 1 (a container's), every orphan of the namespace comes here: not ours.
+    if !rustix::process::getpid().is_init() {
+        let _ = orphans::adopt();
+    }
     let done = run_adopting(args);
     orphans::sweep_to_the_end(orphans::TO_THE_END);
     done

@@ -189,7 +189,7 @@ struct Running {
     pending: Pending,
     alive: Arc<AtomicBool>,
     generation: u64,
-    /// Disconnected once the worker has ended and been reaped, with what escaped it.
+    /// Disconnected once the worker has ended and been reaped.
     watched: mpsc::Receiver<()>,
     /// Disconnected once everything the worker wrote on stderr has been passed on.
     relayed: mpsc::Receiver<()>,
@@ -207,8 +207,8 @@ const TO_END: Duration = Duration::from_millis(500);
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
 impl Drop for Client {
-    /// Closes the worker's stdin, which ends it, waits for it to be reaped (and what
-    /// escaped it ended), then for everything it wrote on stderr to be passed on: a
+    /// Closes the worker's stdin, which ends it, waits for it to be reaped, then for
+    /// everything it wrote on stderr to be passed on: a
     /// command's last line (its error) then comes after what the plugin said (a panic's
     /// report, written before the answer that reported it), however busy the machine. It
     /// waits for the worker and the pipe to end, not for a time to pass: a worker slow to

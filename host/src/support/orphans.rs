@@ -76,15 +76,24 @@ pub fn start_group<C>(
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// Makes this process a child subreaper, and [`sweep`] effective; `Err` says why not.
+///
+/// The children this process has already (inherited through `exec` from a shell's
+/// background jobs) are not its orphans, and never swept.
 pub fn adopt() -> std::io::Result<()> {
     let me = rustix::process::getpid();
     rustix::process::set_child_subreaper(Some(me))?;
+    *INHERITED.lock().unwrap_or_else(|p| p.into_inner()) = children().into_iter().collect();
     ADOPTING.store(true, Ordering::SeqCst);
     Ok(())
 }
 
+/// The children this process had when it began to adopt ([`adopt`]). Their PIDs stay
+/// theirs until this process reaps them, which no sweep does.
+static INHERITED: Mutex<std::collections::BTreeSet<i32>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
 /// Kills and reaps every child of this process that is an orphan it adopted (see
-/// [`is_orphan`]); how many it signalled. Never waits long (it may run on the async
+/// [`is_orphan`]); how many it signalled or reaped. Never waits long (it may run on the async
 /// runtime): it reads `/proc` with [`start_group`]'s lock held. What an orphan leaves
 /// when it dies is adopted then, and swept at the next child's end (the daemon sweeps
 /// at every SIGCHLD) or by [`sweep_to_the_end`]. Nothing unless [`adopt`] was called.
@@ -111,25 +120,29 @@ pub fn sweep_to_the_end(within: Duration) -> usize {
         }
         swept += signalled.len();
         for pidfd in &signalled {
-            let left = until.saturating_duration_since(Instant::now());
-            let Ok(timeout) = rustix::event::Timespec::try_from(left) else {
-                return swept;
-            };
-            // Readable once the process has ended.
-            let mut fds = [rustix::event::PollFd::new(
-                pidfd,
-                rustix::event::PollFlags::IN,
-            )];
-            let _ = rustix::event::poll(&mut fds, Some(&timeout));
-            let _ = waitid(
-                WaitId::PidFd(pidfd.as_fd()),
-                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-            );
+            reap(pidfd, until.saturating_duration_since(Instant::now()));
         }
         if Instant::now() >= until {
             return swept;
         }
     }
+}
+
+/// Waits up to `within` for the child `pidfd` names to end, and reaps it if it has (not
+/// if another thread has already).
+pub fn reap(pidfd: &OwnedFd, within: Duration) {
+    if let Ok(timeout) = rustix::event::Timespec::try_from(within) {
+        // Readable once the process has ended.
+        let mut fds = [rustix::event::PollFd::new(
+            pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+    }
+    let _ = waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    );
 }
 
 /// One sweep: the pidfds of the orphans it signalled or reaped.
@@ -139,11 +152,18 @@ fn sweep_once() -> Vec<OwnedFd> {
         return signalled;
     }
     let groups = started();
+    let inherited = INHERITED.lock().unwrap_or_else(|p| p.into_inner());
     let Some(ours) = ids_of("self") else {
         return signalled;
     };
-    let orphan =
-        |pid: i32| ids_of(&pid.to_string()).is_some_and(|theirs| is_orphan(theirs, ours, &groups));
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    // Still this process's child (read again after the pidfd is open: a PID reaped and
+    // reused meanwhile names another process, whose parent is not this one).
+    let orphan = |pid: i32| {
+        !inherited.contains(&pid)
+            && ids_of(&pid.to_string())
+                .is_some_and(|theirs| theirs.parent == me && is_orphan(theirs, ours, &groups))
+    };
     for pid in children() {
         // Through its pidfd, so that a PID reused meanwhile is never signalled.
         if !orphan(pid) {
@@ -196,9 +216,10 @@ fn children() -> Vec<i32> {
     all
 }
 
-/// A process's group and session.
+/// A process's parent, group and session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Ids {
+    parent: u32,
     group: u32,
     session: u32,
 }
@@ -213,21 +234,27 @@ fn is_orphan(theirs: Ids, ours: Ids, started: &BTreeMap<u32, usize>) -> bool {
         || (theirs.group != ours.group && !started.contains_key(&theirs.group))
 }
 
-/// The group and session of process `pid` (`self` for this one), from `/proc/PID/stat`.
+/// The parent, group and session of process `pid` (`self` for this one), from
+/// `/proc/PID/stat`.
 fn ids_of(pid: &str) -> Option<Ids> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     ids_in(&stat)
 }
 
-/// The group and session fields of a `/proc/PID/stat` line: the third and fourth after
-/// the command's `)` (state, ppid, pgrp, session); the command may hold spaces and
-/// parentheses.
+/// The parent, group and session fields of a `/proc/PID/stat` line: the second to the
+/// fourth after the command's `)` (state, ppid, pgrp, session); the command may hold
+/// spaces and parentheses.
 fn ids_in(stat: &str) -> Option<Ids> {
     let after = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after.split_whitespace().skip(2);
+    let mut fields = after.split_whitespace().skip(1);
+    let parent = fields.next()?.parse().ok()?;
     let group = fields.next()?.parse().ok()?;
     let session = fields.next()?.parse().ok()?;
-    Some(Ids { group, session })
+    Some(Ids {
+        parent,
+        group,
+        session,
+    })
 }
 
 #[cfg(test)]
@@ -235,7 +262,11 @@ mod tests {
     use super::*;
 
     fn ids(group: u32, session: u32) -> Ids {
-        Ids { group, session }
+        Ids {
+            parent: 1,
+            group,
+            session,
+        }
     }
 
     #[test]
@@ -244,10 +275,21 @@ mod tests {
             ids_in("123 (a) b (c)) S 1 123 4567 0 -1 4194560"),
             Some(ids(123, 4567))
         );
-        assert_eq!(ids_in("1 (init) S 0 1 1 0"), Some(ids(1, 1)));
+        assert_eq!(
+            ids_in("1 (init) S 0 1 1 0"),
+            Some(Ids {
+                parent: 0,
+                ..ids(1, 1)
+            })
+        );
         assert_eq!(ids_in("garbage"), None);
         assert_eq!(ids_in("1 (x) S 0 1"), None);
         assert_eq!(ids_in("1 (x) S 0 x 1"), None);
+        assert_eq!(ids_in("1 (x) S x 1 1"), None);
+        assert_eq!(
+            ids_in("9 (x) S 5 6 7").map(|i| (i.parent, i.group, i.session)),
+            Some((5, 6, 7))
+        );
     }
 
     #[test]

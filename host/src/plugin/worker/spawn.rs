@@ -61,8 +61,9 @@ impl Client {
             // No worker runs unwatched: killed, and reaped as an orphan (its group is no
             // longer known as started).
             Err(e) => {
-                kill(&pidfd);
                 lock(&LIVE).remove(&(pid.as_raw_nonzero().get() as u32));
+                kill(&pidfd);
+                orphans::reap(&pidfd, orphans::TO_THE_END);
                 return Err(format!(
                     "cannot load plugin {shown}: cannot watch its worker: {e}"
                 ));
@@ -127,8 +128,8 @@ impl Client {
     /// Waits (on a thread) for the worker to end, by its pidfd, not its pipes (a child
     /// of the plugin may hold those): then kills what is left of its process group,
     /// reaps it, ends what escaped it, and tells every call still waiting how it ended.
-    /// What it returns is disconnected once all of that is done; `Err` if no thread
-    /// can watch it.
+    /// What it returns is disconnected once the worker is reaped and every call told;
+    /// `Err` if no thread can watch it.
     fn watch(
         &self,
         mut child: std::process::Child,
@@ -143,7 +144,6 @@ impl Client {
         let thread = std::thread::Builder::new()
             .name("plugin-worker".to_owned())
             .spawn(move || {
-                let _watching = watching;
                 use rustix::process::{waitid, WaitId, WaitIdOptions};
                 use std::os::fd::AsFd as _;
                 // Until it has ended, not reaping it yet: its PID, and so its process
@@ -168,8 +168,11 @@ impl Client {
                     let _ = waiting.send(Reply::of(id, Err(failed(why).to_json())));
                 }
                 // Reaped: what is left of its group, what left it with setsid() or
-                // setpgid(), and what those leave as they end, are orphans now.
+                // setpgid(), and what those leave as they end, are orphans now. Nobody
+                // waits for that: a process that cannot die at once must not hold a
+                // client's end (the stderr pipe's end waits for what holds it).
                 drop(group);
+                drop(watching);
                 orphans::sweep_to_the_end(orphans::TO_THE_END);
             });
         thread.map(|_| watched)
