@@ -363,6 +363,13 @@ fn kill_ends_what_its_probe_leaves_behind() {
         .arg("1000.96")
         .spawn()
         .unwrap();
+    // `spawn` returns once the exec has begun; the kernel sets the new command line a
+    // moment later (a busy machine can stretch that moment).
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    while crate::util::alive_with_cmdline(b"sleep\x001000.96\x00") == 0 {
+        assert!(std::time::Instant::now() < until, "the victim never ran");
+        std::thread::yield_now();
+    }
     let run = crate::util::monkey(&["kill", "--config", &cfg, "--fault", "guarded"]);
     let _ = victim.kill();
     let _ = victim.wait();

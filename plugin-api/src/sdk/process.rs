@@ -469,6 +469,17 @@ mod tests {
             .arg("60.4242")
             .spawn()
             .unwrap();
+        // `spawn` returns once the exec has begun; the kernel sets the new command line
+        // a moment later (a busy machine can stretch that moment).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read(format!("/proc/{}/cmdline", child.id()))
+            .ok()
+            .as_deref()
+            != Some(b"sleep\x0060.4242\x00")
+        {
+            assert!(std::time::Instant::now() < until, "sleep never ran");
+            std::thread::yield_now();
+        }
         // Old enough to be refreshed on a thread, young enough to serve meanwhile.
         selector.listing.age(select::LISTING_TTL);
         let chosen = selector.choose(0, &[]);
