@@ -44,6 +44,9 @@ struct Last {
     listed: Option<(Instant, Arc<[u32]>)>,
     /// Whether a thread of its own is listing anew right now (one at a time).
     listing: bool,
+    /// How many such threads were started (tests only).
+    #[cfg(test)]
+    started: usize,
 }
 
 fn lock(last: &Mutex<Last>) -> std::sync::MutexGuard<'_, Last> {
@@ -74,6 +77,10 @@ impl Listing {
                 if age < LISTING_KEPT {
                     let pids = Arc::clone(pids);
                     last.listing = true;
+                    #[cfg(test)]
+                    {
+                        last.started += 1;
+                    }
                     let (shared, root) = (Arc::clone(&self.last), proc_root.to_owned());
                     let spawned = std::thread::Builder::new()
                         .name("nm-listing".to_owned())
@@ -292,6 +299,7 @@ mod tests {
         let aged = |age| Some((Instant::now() - age, Arc::from([7])));
         lock(&listing.last).listed = aged(LISTING_TTL);
         assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7]), true));
+        assert_eq!(lock(&listing.last).started, 1);
         let until = Instant::now() + Duration::from_secs(60);
         while lock(&listing.last).listing || *listing.pids(&dir).unwrap().0 != [7, 8] {
             assert!(Instant::now() < until, "never listed anew");
@@ -301,9 +309,11 @@ mod tests {
         *lock(&listing.last) = Last {
             listed: aged(LISTING_TTL),
             listing: true,
+            ..Last::default()
         };
         assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7]), true));
         assert!(lock(&listing.last).listing);
+        assert_eq!(lock(&listing.last).started, 0);
         // Asked to, it lists anew at once.
         assert_eq!(*listing.anew(&dir).unwrap(), [7, 8]);
         assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7, 8]), false));
@@ -311,11 +321,13 @@ mod tests {
         *lock(&listing.last) = Last {
             listed: aged(LISTING_KEPT),
             listing: true,
+            ..Last::default()
         };
         assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7, 8]), false));
         *lock(&listing.last) = Last {
             listed: None,
             listing: true,
+            ..Last::default()
         };
         assert_eq!(listing.pids(&dir).unwrap(), (Arc::from([7, 8]), false));
         // A listing that began before the one kept is not kept over it, and the flag
@@ -324,6 +336,7 @@ mod tests {
         *lock(&listing.last) = Last {
             listed: Some((newer, Arc::from([9]))),
             listing: true,
+            ..Last::default()
         };
         let earlier = newer - Duration::from_millis(1);
         assert_eq!(
