@@ -208,11 +208,11 @@ const LAST_WORDS: Duration = Duration::from_secs(2);
 
 impl Drop for Client {
     /// Closes the worker's stdin, which ends it, waits for it to be reaped, then for
-    /// everything it wrote on stderr to be passed on: a
-    /// command's last line (its error) then comes after what the plugin said (a panic's
-    /// report, written before the answer that reported it), however busy the machine. It
-    /// waits for the worker and the pipe to end, not for a time to pass: a worker slow to
-    /// end is killed, and what it wrote is still in the pipe.
+    /// everything it wrote on stderr to be passed on: a command's last line (its error)
+    /// then comes after what the plugin said (a panic's report, written before the answer
+    /// that reported it), however busy the machine. It waits for the worker and the pipe
+    /// to end, not for a time to pass: a worker slow to end is killed, and what it wrote
+    /// is still in the pipe.
     fn drop(&mut self) {
         let running = self
             .inner

@@ -11,7 +11,7 @@
 //! every orphan of the command under drill, which are not the monkey's to end.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     os::fd::{AsFd as _, OwnedFd},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -89,14 +89,14 @@ pub fn adopt() -> std::io::Result<()> {
 
 /// The children this process had when it began to adopt ([`adopt`]). Their PIDs stay
 /// theirs until this process reaps them, which no sweep does.
-static INHERITED: Mutex<std::collections::BTreeSet<i32>> =
-    Mutex::new(std::collections::BTreeSet::new());
+static INHERITED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 /// Kills and reaps every child of this process that is an orphan it adopted (see
-/// [`is_orphan`]); how many it signalled or reaped. Never waits long (it may run on the async
-/// runtime): it reads `/proc` with [`start_group`]'s lock held. What an orphan leaves
-/// when it dies is adopted then, and swept at the next child's end (the daemon sweeps
-/// at every SIGCHLD) or by [`sweep_to_the_end`]. Nothing unless [`adopt`] was called.
+/// [`is_orphan`]); how many it signalled or reaped. Never waits long (it may run on the
+/// async runtime): it reads `/proc` with [`start_group`]'s lock held. What an orphan
+/// leaves when it dies is adopted then, and swept at the next child's end (the daemon
+/// sweeps at every SIGCHLD) or by [`sweep_to_the_end`]. Nothing unless [`adopt`] was
+/// called.
 pub fn sweep() -> usize {
     sweep_once().len()
 }
@@ -107,7 +107,8 @@ pub const TO_THE_END: Duration = Duration::from_secs(2);
 
 /// Sweeps, waits for what it signalled to end, and sweeps again what those left (their
 /// own children, adopted as they end), until a sweep finds nothing or `within` has
-/// passed (a process in an uninterruptible sleep ends later); how many it signalled.
+/// passed (a process in an uninterruptible sleep ends later); how many it signalled or
+/// reaped.
 /// For a thread that may wait, and a process that does not sweep at every SIGCHLD (a
 /// one-shot command).
 pub fn sweep_to_the_end(within: Duration) -> usize {
