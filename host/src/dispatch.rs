@@ -254,8 +254,11 @@ impl Injector {
                 deadline = deadline.max(tokio::time::Instant::now() + self.deadline);
                 let worker = self.engine.clone();
                 let logs = self.logs_faults;
+                let due = deadline.into_std();
                 let mut call = tokio::task::spawn_blocking(move || {
                     let (_slot, _turn) = (slot, turn);
+                    // Its worker is judged overdue by the instant this answers 504 at.
+                    let _due = crate::plugin::worker::injections_due_by(due);
                     worker.inject(&ask).map(|injection| {
                         let lines = logs.then(|| log::injection_text(&injection)).flatten();
                         let made = then(&injection);

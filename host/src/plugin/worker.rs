@@ -14,16 +14,22 @@
 //! What the worker writes on stderr (and on stdout, which is stderr now) comes back one
 //! line at a time through the caller's `stderr_lines`, each line cut at 4 KiB.
 //!
-//! The host side, [`Client`], gives every call a deadline. A call that misses it gets the
-//! worker killed (through a pidfd: exactly that process), as does everything else in
-//! flight on it. The host learns that a worker ended from the pidfd, not from its pipes
-//! (which a child of the plugin may hold open): it then kills the worker's process group
-//! and fails every call waiting. A worker that died is started afresh on the next call,
-//! with every fault built again from its configuration. A fault's revert state is data,
-//! so a revert works on the new worker as it did on the old. A reply line longer than
-//! [`MAX_REPLY`] stops the worker: nothing a plugin writes can fill the daemon's memory.
+//! The host side, [`Client`], gives every call a deadline: its caller's own where it
+//! has one ([`injections_due_by`]: the dispatch's, which answers 504 at it). A worker
+//! with a call past its deadline takes no new call: the next goes to a fresh worker, so
+//! a call asked right after a 504 is not lost with the hung one. The retired worker may
+//! still answer what it was asked (a late answer is recorded); [`GRACE`] past the
+//! deadline it is killed (through a pidfd: exactly that process), with everything else
+//! in flight on it. The host learns that a worker ended from the pidfd, not from its
+//! pipes (which a child of the plugin may hold open): it then kills the worker's process
+//! group and fails every call waiting. A worker that died is started afresh on the next
+//! call, with every fault built again from its configuration. A fault's revert state is
+//! data, so a revert works on the new worker as it did on the old. A reply line longer
+//! than [`MAX_REPLY`] stops the worker: nothing a plugin writes can fill the daemon's
+//! memory.
 
 use std::{
+    cell::Cell,
     collections::HashMap,
     io::{BufRead as _, BufReader, Write as _},
     os::fd::OwnedFd,
@@ -113,8 +119,40 @@ fn failed(message: impl Into<String>) -> PluginError {
 
 /// How much longer than the deadline a call waits before its worker is stopped: whoever
 /// called (the dispatch, `kill`, recovery) gives up at the deadline itself and says so;
-/// the worker is stopped just after, which frees the thread that waited for it.
+/// the worker is stopped just after, which frees the thread that waited for it. Calls
+/// asked meanwhile go to a fresh worker.
 const GRACE: Duration = Duration::from_millis(250);
+
+thread_local! {
+    /// When whoever asks for injections on this thread gives up on them
+    /// ([`injections_due_by`]).
+    static DUE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Until the guard it returns is dropped, the injections this thread asks of workers are
+/// due at `at` (or at their own deadline, if that comes first): the instant their caller
+/// gives up and says so. A worker is judged overdue by it, so a call asked after the
+/// caller's 504 finds the hung worker retired, whichever thread woke first. Reverts keep
+/// their own deadline.
+pub(crate) fn injections_due_by(at: Instant) -> InjectionsDue {
+    InjectionsDue(DUE.replace(Some(at)))
+}
+
+/// Gives this thread's injections back the deadline they had before [`injections_due_by`].
+pub(crate) struct InjectionsDue(Option<Instant>);
+
+impl Drop for InjectionsDue {
+    fn drop(&mut self) {
+        DUE.set(self.0);
+    }
+}
+
+/// When a call sent at `now` is due: its caller's deadline, or `timeout` from now,
+/// whichever comes first.
+fn due(now: Instant, timeout: Duration, callers: Option<Instant>) -> Instant {
+    let own = now + timeout;
+    callers.map_or(own, |at| at.min(own))
+}
 
 /// Where a worker's stderr lines go (the daemon's log, a command's stderr).
 pub type StderrLines = Arc<dyn Fn(String) + Send + Sync>;
@@ -159,6 +197,9 @@ pub struct Client {
 #[derive(Default)]
 struct Inner {
     running: Option<Running>,
+    /// Workers that take no new call (one of theirs is past its deadline), kept while a
+    /// call on them may still be answered.
+    retired: Vec<Running>,
     /// Every fault built, by number: what a fresh worker builds again.
     configs: Vec<String>,
     /// Which start this is (a call that times out stops only the worker it was sent to).
@@ -181,7 +222,25 @@ const RESTART_BACKOFF: Backoff = Backoff {
     ceiling: Duration::from_secs(30),
 };
 
-type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>>;
+/// Whether one of the calls `pending` is past its deadline at `now`.
+fn overdue(pending: &HashMap<u64, Waiting>, now: Instant) -> bool {
+    pending.values().any(|w| w.due <= now)
+}
+
+/// A call as sent: where to wait for its reply, to which worker it went, when it is due.
+struct Sent {
+    answer: mpsc::Receiver<Reply>,
+    generation: u64,
+    due: Instant,
+}
+
+/// A call sent and not yet answered: where its reply goes, and when it is due.
+struct Waiting {
+    answer: mpsc::Sender<Reply>,
+    due: Instant,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, Waiting>>>;
 
 struct Running {
     stdin: ChildStdin,
@@ -193,6 +252,18 @@ struct Running {
     watched: mpsc::Receiver<()>,
     /// Disconnected once everything the worker wrote on stderr has been passed on.
     relayed: mpsc::Receiver<()>,
+}
+
+impl Running {
+    /// Whether a call on this worker is past its deadline at `now`.
+    fn overdue(&self, now: Instant) -> bool {
+        overdue(&lock(&self.pending), now)
+    }
+
+    /// Whether this worker may still answer a call: alive, with calls unanswered.
+    fn owes_answers(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) && !lock(&self.pending).is_empty()
+    }
 }
 
 /// How long a client that goes away gives its worker to end by itself once its stdin is
@@ -214,25 +285,34 @@ impl Drop for Client {
     /// to end, not for a time to pass: a worker slow to end is killed, and what it wrote
     /// is still in the pipe.
     fn drop(&mut self) {
-        let running = self
-            .inner
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        let workers: Vec<Running> = inner
             .running
-            .take();
-        if let Some(running) = running {
+            .take()
+            .into_iter()
+            .chain(inner.retired.drain(..))
+            .collect();
+        let mut waiting = Vec::with_capacity(workers.len());
+        for worker in workers {
             let Running {
                 stdin,
                 watched,
                 relayed,
                 pidfd,
                 ..
-            } = running;
+            } = worker;
             drop(stdin);
-            if watched.recv_timeout(TO_END) == Err(mpsc::RecvTimeoutError::Timeout) {
-                kill(&pidfd);
+            waiting.push((watched, relayed, pidfd));
+        }
+        let ends_by = Instant::now() + TO_END;
+        for (watched, _, pidfd) in &waiting {
+            let left = ends_by.saturating_duration_since(Instant::now());
+            if watched.recv_timeout(left) == Err(mpsc::RecvTimeoutError::Timeout) {
+                kill(pidfd);
                 let _ = watched.recv_timeout(LAST_WORDS);
             }
+        }
+        for (_, relayed, _) in &waiting {
             let _ = relayed.recv_timeout(LAST_WORDS);
         }
     }
@@ -293,7 +373,18 @@ impl Client {
         op: Op,
         fault: usize,
         text: &str,
-    ) -> Result<(mpsc::Receiver<Reply>, u64), PluginError> {
+        callers: Option<Instant>,
+    ) -> Result<Sent, PluginError> {
+        // A worker with a call past its deadline takes no new call: that caller has given
+        // up, and the worker is stopped soon. It is kept while it may still answer.
+        if inner
+            .running
+            .as_ref()
+            .is_some_and(|r| r.overdue(Instant::now()))
+        {
+            inner.retired.extend(inner.running.take());
+        }
+        inner.retired.retain(Running::owes_answers);
         let dead = inner
             .running
             .as_ref()
@@ -324,8 +415,9 @@ impl Client {
             return Err(failed("its worker is not running"));
         };
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = mpsc::channel();
-        lock(&running.pending).insert(id, tx);
+        let (answer, rx) = mpsc::channel();
+        let due = due(Instant::now(), self.supervision.timeout, callers);
+        lock(&running.pending).insert(id, Waiting { answer, due });
         let mut line = serde_json::to_string(&Call {
             id,
             op,
@@ -341,19 +433,24 @@ impl Client {
                 "cannot reach its worker ({e}); the next call starts a fresh one"
             )));
         }
-        Ok((rx, running.generation))
+        Ok(Sent {
+            answer: rx,
+            generation: running.generation,
+            due,
+        })
     }
 
-    /// Waits for the answer to a call, at most the deadline; past it, the worker is
-    /// stopped.
-    fn wait(&self, answer: mpsc::Receiver<Reply>, generation: u64) -> Result<String, PluginError> {
-        match answer.recv_timeout(self.supervision.timeout + GRACE) {
+    /// Waits for the answer to a call, at most [`GRACE`] past its deadline; then its
+    /// worker is stopped.
+    fn wait(&self, sent: Sent) -> Result<String, PluginError> {
+        let left = (sent.due + GRACE).saturating_duration_since(Instant::now());
+        match sent.answer.recv_timeout(left) {
             Ok(reply) => reply.answer(),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Err(failed("its worker ended without answering"))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                self.stop(generation);
+                self.stop(sent.generation);
                 Err(failed(format!(
                     "no answer within {}: its worker was stopped (the next call starts a fresh one)",
                     humantime::format_duration(self.supervision.timeout)
@@ -370,12 +467,12 @@ impl Client {
         fault: usize,
         text: &str,
     ) -> Result<String, PluginError> {
-        let (answer, generation) = self.send(inner, op, fault, text)?;
-        match answer.recv_timeout(self.supervision.timeout) {
+        let sent = self.send(inner, op, fault, text, None)?;
+        match sent.answer.recv_timeout(self.supervision.timeout) {
             Ok(reply) => reply.answer(),
             Err(_) => {
                 if let Some(running) = inner.running.take() {
-                    if running.generation == generation {
+                    if running.generation == sent.generation {
                         kill(&running.pidfd);
                     }
                 }
@@ -387,22 +484,30 @@ impl Client {
         }
     }
 
-    /// Stops the worker of start `generation`, if it still runs, and says so.
+    /// Stops the worker of start `generation`, if it still runs (in service or retired),
+    /// and says so.
     fn stop(&self, generation: u64) {
         let mut inner = lock(&self.inner);
-        if inner
+        let stopped = if inner
             .running
             .as_ref()
             .is_some_and(|r| r.generation == generation)
         {
-            if let Some(running) = inner.running.take() {
-                kill(&running.pidfd);
-                (self.supervision.stderr_lines)(format!(
-                    "plugin {}: a call had no answer within {}: its worker was stopped, with every call in flight on it",
-                    lock(&self.name),
-                    humantime::format_duration(self.supervision.timeout)
-                ));
-            }
+            inner.running.take()
+        } else {
+            let at = inner
+                .retired
+                .iter()
+                .position(|r| r.generation == generation);
+            at.map(|at| inner.retired.swap_remove(at))
+        };
+        if let Some(running) = stopped {
+            kill(&running.pidfd);
+            (self.supervision.stderr_lines)(format!(
+                "plugin {}: a call had no answer within {}: its worker was stopped, with every call in flight on it",
+                lock(&self.name),
+                humantime::format_duration(self.supervision.timeout)
+            ));
         }
     }
 
@@ -422,14 +527,20 @@ impl Client {
 
     /// Injects fault `fault` with `request` (the ABI's JSON text).
     pub fn inject(&self, fault: usize, request: &str) -> Result<String, PluginError> {
-        let (answer, generation) = self.send(&mut lock(&self.inner), Op::Inject, fault, request)?;
-        self.wait(answer, generation)
+        let sent = self.send(
+            &mut lock(&self.inner),
+            Op::Inject,
+            fault,
+            request,
+            DUE.get(),
+        )?;
+        self.wait(sent)
     }
 
     /// Reverts fault `fault` with its revert `state` (JSON text).
     pub fn revert(&self, fault: usize, state: &str) -> Result<String, PluginError> {
-        let (answer, generation) = self.send(&mut lock(&self.inner), Op::Revert, fault, state)?;
-        self.wait(answer, generation)
+        let sent = self.send(&mut lock(&self.inner), Op::Revert, fault, state, None)?;
+        self.wait(sent)
     }
 }
 
@@ -463,6 +574,57 @@ fn describe(status: std::process::ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_due_at_its_callers_deadline_or_its_own_whichever_is_first() {
+        let now = Instant::now();
+        let timeout = Duration::from_secs(3);
+        assert_eq!(due(now, timeout, None), now + timeout);
+        let sooner = now + Duration::from_secs(1);
+        assert_eq!(due(now, timeout, Some(sooner)), sooner);
+        let later = now + Duration::from_secs(5);
+        assert_eq!(due(now, timeout, Some(later)), now + timeout);
+    }
+
+    #[test]
+    fn a_threads_injections_are_due_by_its_caller_while_the_guard_lives() {
+        let first = Instant::now() + Duration::from_secs(1);
+        let second = first + Duration::from_secs(1);
+        assert_eq!(DUE.get(), None);
+        {
+            let _outer = injections_due_by(first);
+            assert_eq!(DUE.get(), Some(first));
+            {
+                let _inner = injections_due_by(second);
+                assert_eq!(DUE.get(), Some(second));
+            }
+            assert_eq!(DUE.get(), Some(first));
+            let elsewhere = std::thread::spawn(|| DUE.get()).join().unwrap();
+            assert_eq!(
+                elsewhere, None,
+                "another thread's injections keep their own"
+            );
+        }
+        assert_eq!(DUE.get(), None);
+    }
+
+    #[test]
+    fn a_worker_is_overdue_once_a_call_on_it_is_past_its_deadline() {
+        let now = Instant::now();
+        let mut pending = HashMap::new();
+        assert!(!overdue(&pending, now));
+        let (answer, _rx) = mpsc::channel();
+        pending.insert(
+            1,
+            Waiting {
+                answer: answer.clone(),
+                due: now + Duration::from_millis(1),
+            },
+        );
+        assert!(!overdue(&pending, now));
+        pending.insert(2, Waiting { answer, due: now });
+        assert!(overdue(&pending, now), "due at this very instant");
+    }
 
     #[test]
     fn calls_and_replies_are_one_line_of_json_each() {

@@ -20,7 +20,8 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
            "abort": (plugin: "panicky", config: (crash_in_inject: "abort")),
            "exit": (plugin: "panicky", config: (crash_in_inject: "exit")),
            "hang": (plugin: "panicky", config: (sleep_ms: 600000)),
-           "ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+           "ok": (plugin: "panicky", config: (sleep_ms: 1)),
+           "slow": (plugin: "panicky", config: (sleep_ms: 500)),"#,
     );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
@@ -48,24 +49,22 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
             504,
             "hang: no answer from the plugin within 3s; given up (the journal keeps its intent)",
         ),
-        ("ok", 200, ""),
+        ("slow", 200, ""),
     ] {
         let answer = fire(fault);
         assert_eq!(answer.status, status, "{fault}: {}", answer.body);
         if status == 200 {
-            assert_eq!(answer.json()["summary"], "slept 1 ms");
+            let slept = if fault == "slow" { 500 } else { 1 };
+            assert_eq!(answer.json()["summary"], format!("slept {slept} ms"));
         } else {
             assert_eq!(answer.json()["message"], message, "{fault}");
         }
-        if fault == "hang" {
-            // Just past the deadline the hung call's worker is stopped, with every call
-            // in flight on it: the next call, asked after that, gets a fresh one (asked
-            // in the 250 ms between, a busy machine could make it one of those calls).
-            d.wait_for(|l| {
-                l == "plugin panicky: a call had no answer within 3s: its worker was stopped, with every call in flight on it"
-            });
-        }
     }
+    // The call asked right after the hang's 504 went to a fresh worker: it used to go to
+    // the hung one, and die with it (502) when that was stopped, 250 ms past the deadline.
+    d.wait_for(|l| {
+        l == "plugin panicky: a call had no answer within 3s: its worker was stopped, with every call in flight on it"
+    });
     assert_eq!(
         crate::util::http(port, "GET", "/healthz", &[], b"").status,
         200
@@ -85,6 +84,40 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
         ["failed", "dry-run", "failed", "failed", "dry-run", "failed", "dry-run"],
         "every crash journaled as failed"
     );
+}
+
+/// A call that answers after its deadline (504) but before its worker is stopped is
+/// still recorded, though a call asked in between went to a fresh worker: the worker
+/// past its deadline is retired, not killed, by the next call.
+#[test]
+fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
+    let dir = TestDir::new("late-answer");
+    let (cfg, _) = panicky_daemon(
+        &dir,
+        r#"plugin_timeout: "1s","#,
+        r#""late": (plugin: "panicky", config: (sleep_ms: 1100)),
+           "ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+    );
+    let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
+    let port = d.port();
+    assert_eq!(fire(port, "ok").status, 200);
+    let late = fire(port, "late");
+    assert_eq!(late.status, 504, "{}", late.body);
+    let next = fire(port, "ok");
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(next.json()["summary"], "slept 1 ms");
+    // The late answer comes 100 ms past the deadline, 150 ms before the worker would be
+    // stopped.
+    let said = d.wait_for(|l| {
+        l.contains("late: the plugin answered after its deadline")
+            || l.contains("its worker was stopped")
+    });
+    assert!(
+        said.contains("late: the plugin answered after its deadline"),
+        "{said}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
 }
 
 /// What a plugin writes on stderr reaches the log escaped: a carriage return or a
@@ -179,7 +212,8 @@ fn what_a_plugin_writes_or_leaves_behind_cannot_hold_or_fill_the_daemon() {
         r#"plugin_timeout: "20s","#,
         r#""flood": (plugin: "panicky", config: (flood_bytes: 200000000, sleep_ms: 1)),
            "orphan": (plugin: "panicky", config: (spawn_then_exit: true)),
-           "ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+           "ok": (plugin: "panicky", config: (sleep_ms: 1)),
+           "slow": (plugin: "panicky", config: (sleep_ms: 500)),"#,
     );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();

@@ -55,7 +55,13 @@ impl Client {
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let (loaded_tx, loaded) = mpsc::channel::<Reply>();
-        lock(&pending).insert(0, loaded_tx);
+        lock(&pending).insert(
+            0,
+            Waiting {
+                answer: loaded_tx,
+                due: Instant::now() + self.supervision.timeout,
+            },
+        );
         let watched = match self.watch(child, group, pid, &pidfd, &pending, &alive) {
             Ok(watched) => watched,
             // No worker runs unwatched: killed, and reaped as an orphan (its group is no
@@ -165,7 +171,9 @@ impl Client {
                     } else {
                         format!("its worker {how} (the next call starts a fresh one)")
                     };
-                    let _ = waiting.send(Reply::of(id, Err(failed(why).to_json())));
+                    let _ = waiting
+                        .answer
+                        .send(Reply::of(id, Err(failed(why).to_json())));
                 }
                 // Reaped: what is left of its group, what left it with setsid() or
                 // setpgid(), and what those leave as they end, are orphans now. Nobody
@@ -235,7 +243,7 @@ impl Client {
                         continue;
                     };
                     if let Some(waiting) = lock(&pending).remove(&reply.id) {
-                        let _ = waiting.send(reply);
+                        let _ = waiting.answer.send(reply);
                     }
                 }
             });
