@@ -159,6 +159,38 @@ fn kill_ends_what_escaped_its_plugin_and_leaves_what_it_inherited() {
     );
 }
 
+/// `plugins check` and `check-config` start a worker for each plugin file: what its
+/// plugin leaves behind while loading, in a process group of its own, does not outlive
+/// the command (it adopts and ends it, as `kill` does).
+#[test]
+fn checks_end_what_a_plugin_leaves_behind_while_loading() {
+    let dir = TestDir::new("checks-escape");
+    let (cfg, lib) = panicky_daemon(
+        &dir,
+        "",
+        r#""ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+    );
+    // Short sleeps: whatever a failure leaves behind ends by itself.
+    for (args, seconds) in [
+        (vec!["plugins", "check", lib.to_str().unwrap()], "100.71"),
+        (vec!["check-config", cfg.to_str().unwrap()], "100.72"),
+    ] {
+        let run = crate::util::command()
+            .args(&args)
+            .env("PANICKY_ESCAPE_ON_LOAD", seconds)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stdout);
+        assert_eq!(run.status.code(), Some(0), "{args:?}: {said}");
+        let cmdline = format!("sleep\0{seconds}\0");
+        assert_eq!(
+            crate::util::alive_with_cmdline(cmdline.as_bytes()),
+            0,
+            "{args:?} left its plugin's child behind"
+        );
+    }
+}
+
 /// `kill` gives up on a plugin that does not answer within `--plugin-timeout`, with one
 /// line and a failure exit, rather than wait for ever.
 #[test]

@@ -3,10 +3,20 @@
 
 use std::path::Path;
 
-use crate::{config, runtime::daemon, runtime::setup, support::UsageError};
+use crate::{
+    config,
+    runtime::daemon,
+    runtime::setup,
+    support::{orphans, UsageError},
+};
 
-/// Runs `check-config`.
+/// Runs `check-config`. What a plugin file's worker leaves behind while loading or
+/// building a fault never outlives the command ([`orphans::ending_what_escapes`]).
 pub fn run(file: &Path, connect: bool) -> anyhow::Result<()> {
+    orphans::ending_what_escapes(|| check(file, connect))
+}
+
+fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
     let (config, errors) = config::check_file(file).map_err(|e| UsageError(e.into()))?;
     if !errors.is_empty() {
         return Err(UsageError(setup::all_errors(&config, errors).into()).into());

@@ -21,17 +21,10 @@ use crate::{
     support::{orphans, UsageError},
 };
 
-/// Runs `kill`. What a plugin file's worker or a probe's command starts and leaves
-/// behind with setsid() or setpgid() is ended as in the daemon (this process adopts it),
-/// at the worker's end and at the command's: it never outlives the command.
+/// Runs `kill`. What a plugin file's worker or a probe's command leaves behind never
+/// outlives the command ([`orphans::ending_what_escapes`]).
 pub fn run(args: KillArgs) -> anyhow::Result<()> {
-    // As PID 1 (a container's), every orphan of the namespace comes here: not ours.
-    if !rustix::process::getpid().is_init() {
-        let _ = orphans::adopt();
-    }
-    let done = run_adopting(args);
-    orphans::sweep_to_the_end(orphans::TO_THE_END);
-    done
+    orphans::ending_what_escapes(|| run_adopting(args))
 }
 
 fn run_adopting(args: KillArgs) -> anyhow::Result<()> {

@@ -7,11 +7,16 @@ use crate::{
     engine::PLUGIN_TIMEOUT,
     plugin::{self, Plugin, Trust},
     runtime::setup,
-    support::UsageError,
+    support::{orphans, UsageError},
 };
 
-/// Runs `plugins ...`.
+/// Runs `plugins ...`. What a plugin file's worker leaves behind while loading never
+/// outlives the command ([`orphans::ending_what_escapes`]).
 pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
+    orphans::ending_what_escapes(|| plugins(cmd))
+}
+
+fn plugins(cmd: PluginsCommand) -> anyhow::Result<()> {
     match cmd {
         PluginsCommand::Check {
             file,

@@ -87,6 +87,20 @@ pub fn adopt() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs a short-lived command's `work` as the parent of what it leaves behind: what a
+/// plugin file's worker or a probe's command starts and leaves with setsid() or setpgid()
+/// is adopted and ended (at the worker's end and at the command's), so it never outlives
+/// the command. Not as PID 1 (a container's), where every orphan of the namespace comes
+/// and none is ours.
+pub fn ending_what_escapes<T>(work: impl FnOnce() -> T) -> T {
+    if !rustix::process::getpid().is_init() {
+        let _ = adopt();
+    }
+    let done = work();
+    sweep_to_the_end(TO_THE_END);
+    done
+}
+
 /// The children this process had when it began to adopt ([`adopt`]). Their PIDs stay
 /// theirs until this process reaps them, which no sweep does.
 static INHERITED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
