@@ -14,13 +14,13 @@
 //! What the worker writes on stderr (and on stdout, which is stderr now) comes back one
 //! line at a time through the caller's `stderr_lines`, each line cut at 4 KiB.
 //!
-//! The host side, [`Client`], gives every call a deadline: its caller's own where it
-//! has one ([`injections_due_by`]: the dispatch's, which answers 504 at it). A worker
-//! with a call past its deadline takes no new call: the next goes to a fresh worker, so
-//! a call asked right after a 504 is not lost with the hung one. The retired worker may
-//! still answer what it was asked (a late answer is recorded); [`GRACE`] past the
-//! deadline it is killed (through a pidfd: exactly that process), with everything else
-//! in flight on it. The host learns that a worker ended from the pidfd, not from its
+//! The host side, [`Client`], gives every call a deadline. A worker with a call past
+//! its caller's deadline ([`injections_due_by`]: the dispatch's, which answers 504 at
+//! it) takes no new call: the next goes to a fresh worker, so a call asked right after a
+//! 504 is not lost with the hung one. The retired worker may still answer what it was
+//! asked (a late answer is recorded); [`GRACE`] past a call's own deadline
+//! (`plugin_timeout` from when it was sent) it is killed (through a pidfd: exactly that
+//! process), with everything else in flight on it. The host learns that a worker ended from the pidfd, not from its
 //! pipes (which a child of the plugin may hold open): it then kills the worker's process
 //! group and fails every call waiting. A worker that died is started afresh on the next
 //! call, with every fault built again from its configuration. A fault's revert state is
@@ -117,10 +117,10 @@ fn failed(message: impl Into<String>) -> PluginError {
     PluginError::new(ErrorKind::Failed, message)
 }
 
-/// How much longer than the deadline a call waits before its worker is stopped: whoever
-/// called (the dispatch, `kill`, recovery) gives up at the deadline itself and says so;
-/// the worker is stopped just after, which frees the thread that waited for it. Calls
-/// asked meanwhile go to a fresh worker.
+/// How much longer than its own deadline a call waits before its worker is stopped:
+/// whoever called (the dispatch, `kill`, recovery) gives up at its deadline itself and
+/// says so; the worker is stopped just after, which frees the thread that waited for it.
+/// Calls asked meanwhile go to a fresh worker.
 const GRACE: Duration = Duration::from_millis(250);
 
 thread_local! {
@@ -131,9 +131,11 @@ thread_local! {
 
 /// Until the guard it returns is dropped, the injections this thread asks of workers are
 /// due at `at` (or at their own deadline, if that comes first): the instant their caller
-/// gives up and says so. A worker is judged overdue by it, so a call asked after the
-/// caller's 504 finds the hung worker retired, whichever thread woke first. Reverts keep
-/// their own deadline.
+/// gives up and says so. A worker with a call past it takes no new call, so a call asked
+/// after the caller's 504 goes to a fresh worker, whichever thread woke first. The worker
+/// is still stopped only [`GRACE`] past the call's own deadline: a call sent with little
+/// of its caller's time left (a two-phase fault's apply) is not cut short. Reverts and
+/// the building of faults keep their own deadline.
 pub(crate) fn injections_due_by(at: Instant) -> InjectionsDue {
     InjectionsDue(DUE.replace(Some(at)))
 }
@@ -147,11 +149,13 @@ impl Drop for InjectionsDue {
     }
 }
 
-/// When a call sent at `now` is due: its caller's deadline, or `timeout` from now,
-/// whichever comes first.
-fn due(now: Instant, timeout: Duration, callers: Option<Instant>) -> Instant {
+/// For a call sent at `now`: when it is due (its caller's deadline, or `timeout` from
+/// now, whichever comes first), past which its worker takes no new call; and when its
+/// worker is stopped if it has not answered ([`GRACE`] past its own deadline, whatever
+/// its caller's).
+fn deadlines(now: Instant, timeout: Duration, callers: Option<Instant>) -> (Instant, Instant) {
     let own = now + timeout;
-    callers.map_or(own, |at| at.min(own))
+    (callers.map_or(own, |at| at.min(own)), own + GRACE)
 }
 
 /// Where a worker's stderr lines go (the daemon's log, a command's stderr).
@@ -192,14 +196,15 @@ pub struct Client {
     name: Arc<Mutex<String>>,
     next_id: AtomicU64,
     inner: Mutex<Inner>,
+    /// Workers that take no new call (one of theirs is past its deadline), kept while a
+    /// call on them may still be answered. Its own lock, so that stopping one never waits
+    /// for a fresh worker's start (taken after `inner` where both are held).
+    retired: Mutex<Vec<Running>>,
 }
 
 #[derive(Default)]
 struct Inner {
     running: Option<Running>,
-    /// Workers that take no new call (one of theirs is past its deadline), kept while a
-    /// call on them may still be answered.
-    retired: Vec<Running>,
     /// Every fault built, by number: what a fresh worker builds again.
     configs: Vec<String>,
     /// Which start this is (a call that times out stops only the worker it was sent to).
@@ -227,14 +232,16 @@ fn overdue(pending: &HashMap<u64, Waiting>, now: Instant) -> bool {
     pending.values().any(|w| w.due <= now)
 }
 
-/// A call as sent: where to wait for its reply, to which worker it went, when it is due.
+/// A call as sent: where to wait for its reply, to which worker it went, when that worker
+/// is stopped if it has not answered.
 struct Sent {
     answer: mpsc::Receiver<Reply>,
     generation: u64,
-    due: Instant,
+    stop_at: Instant,
 }
 
-/// A call sent and not yet answered: where its reply goes, and when it is due.
+/// A call sent and not yet answered: where its reply goes, and when it is due (past it,
+/// its worker takes no new call).
 struct Waiting {
     answer: mpsc::Sender<Reply>,
     due: Instant,
@@ -285,13 +292,14 @@ impl Drop for Client {
     /// to end, not for a time to pass: a worker slow to end is killed, and what it wrote
     /// is still in the pipe.
     fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-        let workers: Vec<Running> = inner
+        let running = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
             .running
-            .take()
-            .into_iter()
-            .chain(inner.retired.drain(..))
-            .collect();
+            .take();
+        let retired = self.retired.get_mut().unwrap_or_else(|p| p.into_inner());
+        let workers: Vec<Running> = running.into_iter().chain(retired.drain(..)).collect();
         let mut waiting = Vec::with_capacity(workers.len());
         for worker in workers {
             let Running {
@@ -305,15 +313,18 @@ impl Drop for Client {
             waiting.push((watched, relayed, pidfd));
         }
         let ends_by = Instant::now() + TO_END;
+        let mut killed = None;
         for (watched, _, pidfd) in &waiting {
             let left = ends_by.saturating_duration_since(Instant::now());
             if watched.recv_timeout(left) == Err(mpsc::RecvTimeoutError::Timeout) {
                 kill(pidfd);
-                let _ = watched.recv_timeout(LAST_WORDS);
+                let reaped_by = *killed.get_or_insert_with(|| Instant::now() + LAST_WORDS);
+                let _ = watched.recv_timeout(reaped_by.saturating_duration_since(Instant::now()));
             }
         }
+        let relayed_by = Instant::now() + LAST_WORDS;
         for (_, relayed, _) in &waiting {
-            let _ = relayed.recv_timeout(LAST_WORDS);
+            let _ = relayed.recv_timeout(relayed_by.saturating_duration_since(Instant::now()));
         }
     }
 }
@@ -351,6 +362,7 @@ impl Client {
             name: Arc::new(Mutex::new(path.display().to_string())),
             next_id: AtomicU64::new(1),
             inner: Mutex::new(Inner::default()),
+            retired: Mutex::default(),
         });
         let manifest = {
             let mut inner = lock(&client.inner);
@@ -377,19 +389,26 @@ impl Client {
     ) -> Result<Sent, PluginError> {
         // A worker with a call past its deadline takes no new call: that caller has given
         // up, and the worker is stopped soon. It is kept while it may still answer.
-        if inner
+        let retiring = inner
             .running
             .as_ref()
-            .is_some_and(|r| r.overdue(Instant::now()))
+            .is_some_and(|r| r.overdue(Instant::now()));
         {
-            inner.retired.extend(inner.running.take());
+            let mut retired = lock(&self.retired);
+            if retiring {
+                retired.extend(inner.running.take());
+            }
+            retired.retain(Running::owes_answers);
         }
-        inner.retired.retain(Running::owes_answers);
         let dead = inner
             .running
             .as_ref()
             .is_none_or(|r| !r.alive.load(Ordering::SeqCst));
-        if dead {
+        if dead && retiring {
+            // Retired, not dead: no crash to count, no wait.
+            inner.started = Some(Instant::now());
+            self.spawn(inner).map_err(failed)?;
+        } else if dead {
             inner.running = None;
             // A plugin that crashes at every call gets a few fresh workers at once, then
             // one after a doubling wait (up to 30 s): not a hundred in a second.
@@ -416,7 +435,7 @@ impl Client {
         };
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (answer, rx) = mpsc::channel();
-        let due = due(Instant::now(), self.supervision.timeout, callers);
+        let (due, stop_at) = deadlines(Instant::now(), self.supervision.timeout, callers);
         lock(&running.pending).insert(id, Waiting { answer, due });
         let mut line = serde_json::to_string(&Call {
             id,
@@ -436,21 +455,31 @@ impl Client {
         Ok(Sent {
             answer: rx,
             generation: running.generation,
-            due,
+            stop_at,
         })
     }
 
-    /// Waits for the answer to a call, at most [`GRACE`] past its deadline; then its
-    /// worker is stopped.
+    /// Waits for the answer to a call, at most [`GRACE`] past its own deadline; then its
+    /// worker is stopped. A retired worker that owes no answer any more is let go.
     fn wait(&self, sent: Sent) -> Result<String, PluginError> {
-        let left = (sent.due + GRACE).saturating_duration_since(Instant::now());
-        match sent.answer.recv_timeout(left) {
+        let left = sent.stop_at.saturating_duration_since(Instant::now());
+        let answered = sent.answer.recv_timeout(left);
+        if !matches!(answered, Err(mpsc::RecvTimeoutError::Timeout)) {
+            lock(&self.retired).retain(Running::owes_answers);
+        }
+        match answered {
             Ok(reply) => reply.answer(),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Err(failed("its worker ended without answering"))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 self.stop(sent.generation);
+                // An answer that came as the worker was stopped still counts.
+                if let Ok(reply) = sent.answer.try_recv() {
+                    if reply.ok.is_some() {
+                        return reply.answer();
+                    }
+                }
                 Err(failed(format!(
                     "no answer within {}: its worker was stopped (the next call starts a fresh one)",
                     humantime::format_duration(self.supervision.timeout)
@@ -487,20 +516,25 @@ impl Client {
     /// Stops the worker of start `generation`, if it still runs (in service or retired),
     /// and says so.
     fn stop(&self, generation: u64) {
-        let mut inner = lock(&self.inner);
-        let stopped = if inner
-            .running
-            .as_ref()
-            .is_some_and(|r| r.generation == generation)
-        {
-            inner.running.take()
-        } else {
-            let at = inner
-                .retired
-                .iter()
-                .position(|r| r.generation == generation);
-            at.map(|at| inner.retired.swap_remove(at))
+        let take_retired = || {
+            let mut retired = lock(&self.retired);
+            let at = retired.iter().position(|r| r.generation == generation);
+            at.map(|at| retired.swap_remove(at))
         };
+        // A retired worker first, without waiting for a fresh one's start; then under
+        // `inner`, where a worker is either in service or already retired.
+        let stopped = take_retired().or_else(|| {
+            let mut inner = lock(&self.inner);
+            if inner
+                .running
+                .as_ref()
+                .is_some_and(|r| r.generation == generation)
+            {
+                inner.running.take()
+            } else {
+                take_retired()
+            }
+        });
         if let Some(running) = stopped {
             kill(&running.pidfd);
             (self.supervision.stderr_lines)(format!(
@@ -576,14 +610,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_call_is_due_at_its_callers_deadline_or_its_own_whichever_is_first() {
+    fn a_call_is_due_at_its_callers_deadline_or_its_own_but_stopped_only_past_its_own() {
         let now = Instant::now();
         let timeout = Duration::from_secs(3);
-        assert_eq!(due(now, timeout, None), now + timeout);
+        let stop_at = now + timeout + GRACE;
+        assert_eq!(deadlines(now, timeout, None), (now + timeout, stop_at));
         let sooner = now + Duration::from_secs(1);
-        assert_eq!(due(now, timeout, Some(sooner)), sooner);
+        assert_eq!(deadlines(now, timeout, Some(sooner)), (sooner, stop_at));
+        let past = now - Duration::from_secs(1);
+        assert_eq!(
+            deadlines(now, timeout, Some(past)),
+            (past, stop_at),
+            "a call sent after its caller gave up still gets its own time"
+        );
         let later = now + Duration::from_secs(5);
-        assert_eq!(due(now, timeout, Some(later)), now + timeout);
+        assert_eq!(
+            deadlines(now, timeout, Some(later)),
+            (now + timeout, stop_at)
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
 
 /// A call that answers after its deadline (504) but before its worker is stopped is
 /// still recorded, though a call asked in between went to a fresh worker: the worker
-/// past its deadline is retired, not killed, by the next call.
+/// past its deadline is retired, not killed, by the next call. A retired worker did not
+/// die: three retirements and then six crashes in a row still leave the crash loop's
+/// five free restarts untouched (counted as deaths, the last crashes would be refused).
 #[test]
 fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
     let dir = TestDir::new("late-answer");
@@ -96,26 +98,38 @@ fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
         &dir,
         r#"plugin_timeout: "1s","#,
         r#""late": (plugin: "panicky", config: (sleep_ms: 1100)),
-           "ok": (plugin: "panicky", config: (sleep_ms: 1)),"#,
+           "ok": (plugin: "panicky", config: (sleep_ms: 1)),
+           "segv": (plugin: "panicky", config: (crash_in_inject: "segv")),"#,
     );
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
     assert_eq!(fire(port, "ok").status, 200);
-    let late = fire(port, "late");
-    assert_eq!(late.status, 504, "{}", late.body);
-    let next = fire(port, "ok");
-    assert_eq!(next.status, 200, "{}", next.body);
-    assert_eq!(next.json()["summary"], "slept 1 ms");
-    // The late answer comes 100 ms past the deadline, 150 ms before the worker would be
-    // stopped.
-    let said = d.wait_for(|l| {
-        l.contains("late: the plugin answered after its deadline")
-            || l.contains("its worker was stopped")
-    });
-    assert!(
-        said.contains("late: the plugin answered after its deadline"),
-        "{said}"
-    );
+    for round in 0..3 {
+        let late = fire(port, "late");
+        assert_eq!(late.status, 504, "round {round}: {}", late.body);
+        let next = fire(port, "ok");
+        assert_eq!(next.status, 200, "round {round}: {}", next.body);
+        assert_eq!(next.json()["summary"], "slept 1 ms");
+        // The late answer comes 100 ms past the deadline, 150 ms before the worker
+        // would be stopped.
+        let said = d.wait_for(|l| {
+            l.contains("late: the plugin answered after its deadline")
+                || l.contains("its worker was stopped")
+        });
+        assert!(
+            said.contains("late: the plugin answered after its deadline"),
+            "round {round}: {said}"
+        );
+    }
+    for crash in 0..6 {
+        let answer = fire(port, "segv");
+        assert_eq!(answer.status, 502, "{}", answer.body);
+        assert_eq!(
+            answer.json()["message"],
+            "segv: its worker was killed by SIGSEGV (the next call starts a fresh one)",
+            "crash {crash}"
+        );
+    }
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
 }
