@@ -20,9 +20,10 @@
 //! 504 is not lost with the hung one. The retired worker may still answer what it was
 //! asked (a late answer is recorded); [`GRACE`] past a call's own deadline
 //! (`plugin_timeout` from when it was sent) it is killed (through a pidfd: exactly that
-//! process), with everything else in flight on it. The host learns that a worker ended from the pidfd, not from its
-//! pipes (which a child of the plugin may hold open): it then kills the worker's process
-//! group and fails every call waiting. A worker that died is started afresh on the next
+//! process), with everything else in flight on it. The host learns that a worker ended
+//! from the pidfd, not from its pipes (which a child of the plugin may hold open): it
+//! then kills the worker's process group, reads the replies it wrote before its end, and
+//! fails every call still waiting. A worker that died is started afresh on the next
 //! call, with every fault built again from its configuration. A fault's revert state is
 //! data, so a revert works on the new worker as it did on the old. A reply line longer
 //! than [`MAX_REPLY`] stops the worker: nothing a plugin writes can fill the daemon's
@@ -152,10 +153,12 @@ impl Drop for InjectionsDue {
 /// For a call sent at `now`: when it is due (its caller's deadline, or `timeout` from
 /// now, whichever comes first), past which its worker takes no new call; and when its
 /// worker is stopped if it has not answered ([`GRACE`] past its own deadline, whatever
-/// its caller's).
+/// its caller's). A call sent after its caller gave up (a two-phase fault's apply after
+/// a long prepare) is due at its own deadline: it says nothing of the worker yet.
 fn deadlines(now: Instant, timeout: Duration, callers: Option<Instant>) -> (Instant, Instant) {
     let own = now + timeout;
-    (callers.map_or(own, |at| at.min(own)), own + GRACE)
+    let due = callers.filter(|at| *at > now).map_or(own, |at| at.min(own));
+    (due, own + GRACE)
 }
 
 /// Where a worker's stderr lines go (the daemon's log, a command's stderr).
@@ -273,6 +276,12 @@ impl Running {
     }
 }
 
+/// How long, once a worker has ended, what it wrote on its stdout is still read for
+/// replies before the calls left are failed (its end comes at once: the protocol's
+/// descriptor is the worker's alone); and how long a call whose worker was stopped waits
+/// for one of them.
+const LAST_REPLIES: Duration = Duration::from_millis(500);
+
 /// How long a client that goes away gives its worker to end by itself once its stdin is
 /// closed; one still running then (a call hung) is killed.
 const TO_END: Duration = Duration::from_millis(500);
@@ -388,11 +397,12 @@ impl Client {
         callers: Option<Instant>,
     ) -> Result<Sent, PluginError> {
         // A worker with a call past its deadline takes no new call: that caller has given
-        // up, and the worker is stopped soon. It is kept while it may still answer.
+        // up, and the worker is stopped at the call's own deadline unless it answers. It is
+        // kept while it may still answer. (One that died is not retired, it is dead.)
         let retiring = inner
             .running
             .as_ref()
-            .is_some_and(|r| r.overdue(Instant::now()));
+            .is_some_and(|r| r.alive.load(Ordering::SeqCst) && r.overdue(Instant::now()));
         {
             let mut retired = lock(&self.retired);
             if retiring {
@@ -405,8 +415,13 @@ impl Client {
             .as_ref()
             .is_none_or(|r| !r.alive.load(Ordering::SeqCst));
         if dead && retiring {
-            // Retired, not dead: no crash to count, no wait.
-            inner.started = Some(Instant::now());
+            // Retired, not dead: no crash to count, no wait; one that served long ends a
+            // crash loop as a long life does.
+            let now = Instant::now();
+            if inner.started.is_none_or(|t| now - t >= QUICK_DEATH) {
+                inner.quick_deaths = 0;
+            }
+            inner.started = Some(now);
             self.spawn(inner).map_err(failed)?;
         } else if dead {
             inner.running = None;
@@ -434,9 +449,6 @@ impl Client {
             return Err(failed("its worker is not running"));
         };
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let (answer, rx) = mpsc::channel();
-        let (due, stop_at) = deadlines(Instant::now(), self.supervision.timeout, callers);
-        lock(&running.pending).insert(id, Waiting { answer, due });
         let mut line = serde_json::to_string(&Call {
             id,
             op,
@@ -445,6 +457,9 @@ impl Client {
         })
         .map_err(|e| failed(e.to_string()))?;
         line.push('\n');
+        let (answer, rx) = mpsc::channel();
+        let (due, stop_at) = deadlines(Instant::now(), self.supervision.timeout, callers);
+        lock(&running.pending).insert(id, Waiting { answer, due });
         if let Err(e) = running.stdin.write_all(line.as_bytes()) {
             lock(&running.pending).remove(&id);
             running.alive.store(false, Ordering::SeqCst);
@@ -474,8 +489,9 @@ impl Client {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 self.stop(sent.generation);
-                // An answer that came as the worker was stopped still counts.
-                if let Ok(reply) = sent.answer.try_recv() {
+                // An answer the worker wrote before it was killed still counts: its
+                // replies are read to their end before the calls left are failed.
+                if let Ok(reply) = sent.answer.recv_timeout(LAST_REPLIES) {
                     if reply.ok.is_some() {
                         return reply.answer();
                     }
@@ -620,8 +636,13 @@ mod tests {
         let past = now - Duration::from_secs(1);
         assert_eq!(
             deadlines(now, timeout, Some(past)),
-            (past, stop_at),
-            "a call sent after its caller gave up still gets its own time"
+            (now + timeout, stop_at),
+            "a call sent after its caller gave up gets its own time"
+        );
+        assert_eq!(
+            deadlines(now, timeout, Some(now)),
+            (now + timeout, stop_at),
+            "nor one sent at the very instant"
         );
         let later = now + Duration::from_secs(5);
         assert_eq!(

@@ -89,7 +89,7 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
 /// A call that answers after its deadline (504) but before its worker is stopped is
 /// still recorded, though a call asked in between went to a fresh worker: the worker
 /// past its deadline is retired, not killed, by the next call. A retired worker did not
-/// die: three retirements and then six crashes in a row still leave the crash loop's
+/// die: five retirements and then six crashes in a row still leave the crash loop's
 /// five free restarts untouched (counted as deaths, the last crashes would be refused).
 #[test]
 fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
@@ -104,7 +104,7 @@ fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
     assert_eq!(fire(port, "ok").status, 200);
-    for round in 0..3 {
+    for round in 0..5 {
         let late = fire(port, "late");
         assert_eq!(late.status, 504, "round {round}: {}", late.body);
         let next = fire(port, "ok");

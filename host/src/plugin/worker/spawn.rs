@@ -62,7 +62,9 @@ impl Client {
                 due: Instant::now() + self.supervision.timeout,
             },
         );
-        let watched = match self.watch(child, group, pid, &pidfd, &pending, &alive) {
+        // Disconnected once every reply the worker wrote has been read.
+        let (reading, read) = mpsc::channel::<()>();
+        let watched = match self.watch(child, group, &pidfd, &pending, &alive, read) {
             Ok(watched) => watched,
             // No worker runs unwatched: killed, and reaped as an orphan (its group is no
             // longer known as started).
@@ -76,7 +78,7 @@ impl Client {
             }
         };
         let relayed = self.relay(stderr);
-        Self::read_replies(stdout, pending.clone(), pidfd.clone());
+        Self::read_replies(stdout, pending.clone(), pidfd.clone(), reading);
         let mut running = Running {
             stdin,
             pidfd,
@@ -133,19 +135,22 @@ impl Client {
 
     /// Waits (on a thread) for the worker to end, by its pidfd, not its pipes (a child
     /// of the plugin may hold those): then kills what is left of its process group,
-    /// reaps it, ends what escaped it, and tells every call still waiting how it ended.
+    /// reaps it, lets the replies it wrote be read (`read` is disconnected then, within
+    /// [`LAST_REPLIES`]), ends what escaped it, and tells every call still waiting how it
+    /// ended.
     /// What it returns is disconnected once the worker is reaped and every call told;
     /// `Err` if no thread can watch it.
     fn watch(
         &self,
         mut child: std::process::Child,
         group: Option<orphans::Group>,
-        pid: rustix::process::Pid,
         pidfd: &Arc<OwnedFd>,
         pending: &Pending,
         alive: &Arc<AtomicBool>,
+        read: mpsc::Receiver<()>,
     ) -> std::io::Result<mpsc::Receiver<()>> {
         let (pidfd, pending, alive) = (pidfd.clone(), pending.clone(), alive.clone());
+        let pid = rustix::process::Pid::from_child(&child);
         let (watching, watched) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("plugin-worker".to_owned())
@@ -165,6 +170,8 @@ impl Client {
                     Ok(status) => describe(status),
                     Err(e) => format!("ended ({e})"),
                 };
+                // A reply written just before the end is an answer, not a failure.
+                let _ = read.recv_timeout(LAST_REPLIES);
                 for (id, waiting) in lock(&pending).drain() {
                     let why = if id == 0 {
                         format!("its worker {how} while loading it")
@@ -229,10 +236,16 @@ impl Client {
 
     /// Hands each reply to the call waiting for it; a reply line past [`MAX_REPLY`]
     /// stops the worker.
-    fn read_replies(stdout: std::process::ChildStdout, pending: Pending, pidfd: Arc<OwnedFd>) {
+    fn read_replies(
+        stdout: std::process::ChildStdout,
+        pending: Pending,
+        pidfd: Arc<OwnedFd>,
+        reading: mpsc::Sender<()>,
+    ) {
         let _ = std::thread::Builder::new()
             .name("plugin-replies".to_owned())
             .spawn(move || {
+                let _reading = reading;
                 let mut reader = BufReader::new(stdout);
                 while let Some(line) = read_capped(&mut reader, MAX_REPLY, true) {
                     if line.cut {
