@@ -94,13 +94,21 @@ fn a_plugin_that_crashes_or_hangs_takes_down_its_worker_not_the_daemon() {
 #[test]
 fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
     let dir = TestDir::new("late-answer");
+    let pids = dir.join("pids");
     let (cfg, _) = panicky_daemon(
         &dir,
         r#"plugin_timeout: "1s","#,
-        r#""late": (plugin: "panicky", config: (sleep_ms: 1100)),
-           "ok": (plugin: "panicky", config: (sleep_ms: 1)),
-           "segv": (plugin: "panicky", config: (crash_in_inject: "segv")),"#,
+        &format!(
+            r#""late": (plugin: "panicky", config: (sleep_ms: 1100, pid_file: Some({pids:?}))),
+               "ok": (plugin: "panicky", config: (sleep_ms: 1, pid_file: Some({pids:?}))),
+               "segv": (plugin: "panicky", config: (crash_in_inject: "segv")),"#
+        ),
     );
+    let last_two_pids = || -> (u32, u32) {
+        let text = std::fs::read_to_string(&pids).unwrap();
+        let pids: Vec<u32> = text.lines().map(|l| l.parse().unwrap()).collect();
+        (pids[pids.len() - 2], pids[pids.len() - 1])
+    };
     let mut d = Daemon::start(&["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]);
     let port = d.port();
     assert_eq!(fire(port, "ok").status, 200);
@@ -120,6 +128,17 @@ fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
             said.contains("late: the plugin answered after its deadline"),
             "round {round}: {said}"
         );
+        // The retired worker, having answered, is let go without waiting for another
+        // call. (Asked after the late answer, the next call rightly found the worker in
+        // service: nothing to look at then. Answered while the fresh worker was starting,
+        // it is let go by that start already.)
+        let (retired, fresh) = last_two_pids();
+        if retired != fresh {
+            assert!(
+                ends_within(retired, std::time::Duration::from_secs(10)),
+                "round {round}: retired worker {retired} still runs"
+            );
+        }
     }
     for crash in 0..6 {
         let answer = fire(port, "segv");
@@ -132,6 +151,21 @@ fn a_late_answer_is_recorded_though_the_next_call_went_to_a_fresh_worker() {
     }
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+}
+
+/// Whether process `pid` (not this one's child) ends within `within`: its pidfd becomes
+/// readable as it ends; one already gone has none.
+fn ends_within(pid: u32, within: std::time::Duration) -> bool {
+    use rustix::{event, process};
+    let Some(pid) = process::Pid::from_raw(pid as i32) else {
+        return true;
+    };
+    let Ok(pidfd) = process::pidfd_open(pid, process::PidfdFlags::empty()) else {
+        return true;
+    };
+    let timeout = event::Timespec::try_from(within).unwrap();
+    let mut fds = [event::PollFd::new(&pidfd, event::PollFlags::IN)];
+    event::poll(&mut fds, Some(&timeout)).unwrap() == 1
 }
 
 /// What a plugin writes on stderr reaches the log escaped: a carriage return or a
