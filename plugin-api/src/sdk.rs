@@ -521,8 +521,8 @@ impl StopFlags {
 ///
 /// It refuses to compile under `panic = "abort"` (every panic it catches would abort the
 /// daemon instead), and for a [`FaultPlugin::NAME`] that is not a valid fault name (see
-/// [`is_valid_name`](crate::sdk::is_valid_name)). It implements
-/// [`Exported`](crate::sdk::Exported) for the plugin, which the test harness asks for.
+/// [`is_valid_name`]). It implements
+/// [`Exported`] for the plugin, which the test harness asks for.
 ///
 /// ```compile_fail,E0080
 /// use nightmare_monkey_plugin_api::sdk::{FaultPlugin, Outcome, PluginError, Request};

@@ -14,6 +14,8 @@ Examples:
   nightmare-monkey history --fleet --config drill.ron   which node got which fault when";
 
 /// `history`.
+// `<state dir>` in a `--help` text is not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// The journal file [default: the config's, else <state dir>/journal.jsonl]

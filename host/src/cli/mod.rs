@@ -384,6 +384,8 @@ pub enum ReportFormat {
 }
 
 /// `report`.
+// `<state dir>` in a `--help` text is not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The journal file [default: the config's, else <state dir>/journal.jsonl]
@@ -420,6 +422,8 @@ Examples:
   nightmare-monkey kill --config /etc/nightmare-monkey/config.ron --fault gentle-kill";
 
 /// `kill`: one injection.
+// `<state dir>` in a `--help` text is not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// Really inject the fault. Without it nothing changes: the monkey says what it would do

@@ -54,7 +54,7 @@ pub(super) fn announce(config: &Config, loaded: &Loaded<'_>, engine: &Engine) {
 }
 
 /// A kill switch turned on (or a halt) before a SIGHUP restart stays on: `restarted`
-/// is what the restart passed on (see [`super::restart`]).
+/// is what the restart passed on (see [`super::restart`](mod@super::restart)).
 pub(super) fn keep_switch(engine: &Engine, restarted: Option<&str>) {
     match restarted.map(|p| p.strip_prefix("halt: ")) {
         Some(Some(why)) => {

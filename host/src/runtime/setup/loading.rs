@@ -77,7 +77,7 @@ pub struct Later {
     pub(super) fault_errors: Vec<Option<String>>,
     /// Why the journal cannot be opened: it stops the setup in `check-config`; in the
     /// daemon it is said among other errors that stop it anyway, else it is refused
-    /// after the recovery ([`Setup::journal_error`]).
+    /// after the recovery ([`Setup::journal_error`](super::Setup::journal_error)).
     pub(super) journal_error: Option<String>,
     pub(super) poller_errors: Vec<String>,
 }
@@ -86,9 +86,9 @@ pub struct Later {
 pub struct Loaded {
     /// The plugins of the files, by name.
     pub plugins: BTreeMap<String, Plugin>,
-    /// Files skipped, and why (see [`Setup::warnings`]).
+    /// Files skipped, and why (see [`Setup::warnings`](super::Setup::warnings)).
     pub warnings: Vec<String>,
-    /// Files loaded though untrusted (see [`Setup::untrusted`]).
+    /// Files loaded though untrusted (see [`Setup::untrusted`](super::Setup::untrusted)).
     pub untrusted: Vec<String>,
 }
 

@@ -8,7 +8,7 @@
 /// `users`), then the fields given in `after_users { .. }`, then `scope`, in that order
 /// (it is the order serde lists them in when it refuses an unknown one). The struct
 /// derives `Debug`, `Default`, `Clone` and `Deserialize` (every field optional, unknown
-/// fields refused) and gets `selection()`, the [`Selection`](crate::sdk::process::Selection)
+/// fields refused) and gets `selection()`, the [`Selection`]
 /// it asks for. The crate using it depends on `serde` (with `derive`).
 ///
 /// ```

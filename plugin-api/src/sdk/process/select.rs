@@ -28,7 +28,7 @@ pub fn list_pids(proc_root: &Path) -> io::Result<Vec<u32>> {
 pub const LISTING_TTL: Duration = Duration::from_millis(100);
 
 /// How old a listing may be and still serve while a fresh one is made on a thread of its
-/// own ([`Listing::pids`]). Older than this (a pick after a quiet second, as every
+/// own (`Listing::pids`). Older than this (a pick after a quiet second, as every
 /// scheduled fault is), the pick lists `/proc` itself.
 pub const LISTING_KEPT: Duration = Duration::from_secs(1);
 

@@ -98,7 +98,7 @@ impl Spec {
 
     /// The addresses the upstream names now: itself if it is an IP address, 127.0.0.1
     /// and ::1 for `localhost`, else what the system resolver (`/etc/hosts`, then DNS)
-    /// answers within [`RESOLVE_WAIT`]: nothing if it answers nothing in time (the
+    /// answers within `RESOLVE_WAIT`: nothing if it answers nothing in time (the
     /// proxy resolves the name again at each connection).
     pub fn upstream_addresses(&self) -> Vec<IpAddr> {
         let (host, port) = self.upstream_host();
