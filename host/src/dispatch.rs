@@ -97,6 +97,48 @@ struct Done<T> {
     made: T,
 }
 
+/// A fault's call on its blocking thread.
+type Call<T> = tokio::task::JoinHandle<Result<Done<T>, InjectError>>;
+
+/// A call under way, owed its follow-up (log lines, notifiers, the revert when due)
+/// whoever stops waiting for it. Dropped with the call still in flight (the request's
+/// future dropped: its client hung up), it hands the call to a task of its own.
+struct InFlight<T: Send + 'static> {
+    call: Option<Call<T>>,
+    door: Injector,
+    trigger: &'static str,
+    fault: String,
+}
+
+impl<T: Send + 'static> InFlight<T> {
+    /// The call's end; the call is no longer owed anything here.
+    async fn joined(&mut self) -> Result<Done<T>, InjectError> {
+        let Some(call) = self.call.as_mut() else {
+            return Err(self.crashed("its call was already taken".to_owned()));
+        };
+        let joined = call.await;
+        self.call = None;
+        joined.unwrap_or_else(|join| Err(self.crashed(join.to_string())))
+    }
+
+    fn crashed(&self, reason: String) -> InjectError {
+        InjectError::Crashed {
+            fault: self.fault.clone(),
+            reason,
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for InFlight<T> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            let fault = std::mem::take(&mut self.fault);
+            self.door
+                .followed_up_without_its_caller(call, self.trigger, fault);
+        }
+    }
+}
+
 /// When the timer fires next, which fault, and whether that instant is in the window
 /// (decided once, by the schedule's `Timer::next`).
 type Next = (DateTime<Utc>, String, bool);
@@ -255,7 +297,7 @@ impl Injector {
                 let worker = self.engine.clone();
                 let logs = self.logs_faults;
                 let due = deadline.into_std();
-                let mut call = tokio::task::spawn_blocking(move || {
+                let call = tokio::task::spawn_blocking(move || {
                     let (_slot, _turn) = (slot, turn);
                     // Its worker is judged overdue by the instant this answers 504 at.
                     let _due = crate::plugin::worker::injections_due_by(due);
@@ -269,15 +311,23 @@ impl Injector {
                         }
                     })
                 });
-                tokio::select! {
-                    joined = &mut call => joined.unwrap_or_else(|join| {
-                        Err(InjectError::Crashed {
-                            fault: name.clone(),
-                            reason: join.to_string(),
-                        })
-                    }),
-                    _ = tokio::time::sleep_until(deadline) => {
-                        self.answer_late(call, trigger, name.clone());
+                // Owed its follow-up from here on, whoever stops waiting for it.
+                let mut flight = InFlight {
+                    call: Some(call),
+                    door: self.clone(),
+                    trigger,
+                    fault: name.clone(),
+                };
+                let joined = tokio::select! {
+                    joined = flight.joined() => Some(joined),
+                    _ = tokio::time::sleep_until(deadline) => None,
+                };
+                match (joined, flight.call.take()) {
+                    (Some(joined), _) => joined,
+                    (None, call) => {
+                        if let Some(call) = call {
+                            self.answer_late(call, trigger, name.clone());
+                        }
                         Err(timed_out())
                     }
                 }
@@ -297,14 +347,43 @@ impl Injector {
         }
     }
 
-    /// A plugin that answers after its caller gave up still did what it did: it is
-    /// logged, told and, if reversible, reverted when due like any other.
-    fn answer_late<T: Send + 'static>(
+    /// A fault whose caller went away while it was under way (a client that hung up:
+    /// hyper drops the request's future) still happens: it is logged, told and, if
+    /// reversible, reverted when due like any other, or its failure logged.
+    fn followed_up_without_its_caller<T: Send + 'static>(
         &self,
-        call: tokio::task::JoinHandle<Result<Done<T>, InjectError>>,
+        call: Call<T>,
         trigger: &'static str,
         fault: String,
     ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // The runtime is going away: the engine journals what happens, and the
+            // shutdown reverts what is active.
+            return;
+        };
+        if self.logs_faults {
+            log::line(format!(
+                "{trigger}: {fault}: its caller went away before the answer; the fault goes on and is followed up as any other"
+            ));
+        }
+        let door = self.clone();
+        runtime.spawn(async move {
+            match call.await {
+                Ok(Ok(done)) => door.follow_up(&done.injection, done.lines.as_deref()),
+                Ok(Err(e)) => {
+                    if let Some(line) = failure_line(trigger, &e).filter(|_| door.logs_faults) {
+                        log::line(line);
+                    }
+                }
+                // A panic on the blocking thread: the engine journaled what it could.
+                Err(_) => {}
+            }
+        });
+    }
+
+    /// A plugin that answers after its caller gave up still did what it did: it is
+    /// logged, told and, if reversible, reverted when due like any other.
+    fn answer_late<T: Send + 'static>(&self, call: Call<T>, trigger: &'static str, fault: String) {
         let door = self.clone();
         tokio::spawn(async move {
             if let Ok(Ok(done)) = call.await {

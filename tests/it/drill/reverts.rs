@@ -635,3 +635,65 @@ kill -TERM $m; wait $m; echo "code $?""#,
         );
     }
 }
+
+/// A client that hangs up while its fault is under way (a chat bot's short timeout, a
+/// closed tab) takes nothing with it: the fault is logged, and reverted when due.
+#[test]
+fn a_fault_whose_client_hung_up_is_still_logged_and_reverted_when_due() {
+    let dir = TestDir::new("drill-hangup");
+    let (started, go, applied) = (dir.join("started"), dir.join("go"), dir.join("applied"));
+    let lib = crate::util::built_lib("libslow_prepare.so");
+    let cfg = Drill::new(&dir)
+        .config(&format!("plugins: [{lib:?}],"))
+        .config(&format!(
+            r#"faults: {{ "slow": (plugin: "slow-prepare", config: (started_file: {started:?}, go_file: {go:?}, applied_file: {applied:?}, wait_ms: 20000, revert_after_ms: 300)) }}"#
+        ))
+        .write();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+curl -s -X POST "http://127.0.0.1:$p/api/faults/slow" -d '{{"desc":"gone"}}' >/dev/null & c=$!
+await started {started}
+kill -KILL $c; wait $c
+await 'its caller went away' {d}/log
+touch {go}
+await applied {applied}
+await 'Revert (due)' {d}/log
+kill -TERM $d; wait $d; echo "code $?""#,
+        started = started.display(),
+        go = go.display(),
+        applied = applied.display(),
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap();
+    assert!(
+        log.contains("http: slow: its caller went away before the answer; the fault goes on"),
+        "{log}\n{}",
+        run.stderr
+    );
+    // Its lines, as for a client that waited; then its revert when due.
+    let lines: Vec<&str> = log.lines().map(|l| l.get(20..).unwrap_or(l)).collect();
+    let at = |line: &str| lines.iter().position(|l| l.starts_with(line));
+    let (applied, reverted) = (
+        at("Pretend: pretends to hold something - gone"),
+        at("Revert (due): reverted"),
+    );
+    assert!(
+        at("injected: pretends to hold something").is_some(),
+        "{log}"
+    );
+    assert!(applied.is_some() && applied < reverted, "{log}");
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    let records = json_lines(&fs::read_to_string(dir.join("journal.jsonl")).unwrap());
+    let outcome = records
+        .iter()
+        .find(|r| r["type"] == "outcome")
+        .expect("the fault's outcome");
+    assert_eq!(outcome["result"], "injected", "{outcome}");
+    let revert = records
+        .iter()
+        .find(|r| r["type"] == "revert")
+        .expect("the fault's revert");
+    assert_eq!(revert["reason"], "due", "{revert}");
+}
