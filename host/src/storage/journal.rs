@@ -14,7 +14,7 @@
 
 use std::{
     fs::{self, OpenOptions},
-    io::{self, BufRead as _, Read as _, Seek as _, SeekFrom, Write as _},
+    io::{self, BufRead, Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
     sync::Mutex,
 };

@@ -62,14 +62,25 @@ pub(crate) fn each_line_from(
     let mut line = Vec::new();
     let mut number = 0;
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let LineRead {
+            taken,
+            complete,
+            too_long,
+        } = next_line(&mut reader, &mut line, MAX_LINE)?;
+        if taken == 0 {
             break;
         }
         number += 1;
-        let complete = line.ends_with(b"\n");
         if complete {
-            end += line.len() as u64;
+            end += taken;
+        }
+        if too_long {
+            problems.push(format!(
+                "{}: line {number} is longer than {} MiB, no record (zeros after a crash?); ignored",
+                path.display(),
+                MAX_LINE >> 20
+            ));
+            continue;
         }
         // Lines the monkey wrote are UTF-8: checked the quick way first.
         let text = match std::str::from_utf8(&line) {
@@ -92,6 +103,60 @@ pub(crate) fn each_line_from(
         }
     }
     Ok((end, problems))
+}
+
+/// What [`next_line`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct LineRead {
+    /// The bytes the line took in the file (0: the file's end).
+    pub(super) taken: u64,
+    /// Whether it ended with a newline (else the file ended first).
+    pub(super) complete: bool,
+    /// Whether it was longer than the longest kept, and dropped.
+    pub(super) too_long: bool,
+}
+
+/// Reads the next line into `line` (its newline kept), as `read_until` would, but keeps
+/// at most `max` bytes of it: a longer line is read to its end and dropped, so that
+/// memory does not grow with a run of zeros or garbage in a journal.
+pub(super) fn next_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    line.clear();
+    let mut read = LineRead {
+        taken: 0,
+        complete: false,
+        too_long: false,
+    };
+    while !read.complete {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let part = match available.iter().position(|b| *b == b'\n') {
+            Some(at) => {
+                read.complete = true;
+                &available[..=at]
+            }
+            None => available,
+        };
+        if !read.too_long && line.len() + part.len() <= max {
+            line.extend_from_slice(part);
+        } else {
+            read.too_long = true;
+            line.clear();
+        }
+        let used = part.len();
+        reader.consume(used);
+        read.taken += used as u64;
+    }
+    Ok(read)
 }
 
 /// Hands every record of a journal and its archives to `take`, the oldest archive first

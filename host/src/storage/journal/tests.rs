@@ -225,3 +225,72 @@ fn a_wait_for_growth_ends_when_enough_was_appended() {
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_line_longer_than_the_longest_kept_is_read_past_and_dropped() {
+    use reading::{next_line, LineRead};
+    let text = b"abc\nabcdef\nabcdefg\n\nxy";
+    // A buffer of 3 bytes: every line comes in more than one piece.
+    let mut reader = io::BufReader::with_capacity(3, &text[..]);
+    let mut line = Vec::new();
+    let mut lines = Vec::new();
+    loop {
+        let read = next_line(&mut reader, &mut line, 7).unwrap();
+        if read.taken == 0 {
+            break;
+        }
+        lines.push((read, String::from_utf8(line.clone()).unwrap()));
+    }
+    let read = |taken, complete, too_long| LineRead {
+        taken,
+        complete,
+        too_long,
+    };
+    assert_eq!(
+        lines,
+        [
+            (read(4, true, false), "abc\n".to_owned()),
+            // Seven bytes with its newline: the longest kept.
+            (read(7, true, false), "abcdef\n".to_owned()),
+            (read(8, true, true), String::new()),
+            (read(1, true, false), "\n".to_owned()),
+            (read(2, false, false), "xy".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn a_run_of_zeros_is_one_unreadable_line_and_the_records_after_it_are_read() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-zeros-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    journal.append(&intent("1-1"), true).unwrap();
+    let zeros_at = fs::metadata(&path).unwrap().len();
+    // 5 MiB of zeros, as a crash on some file systems leaves them, with no newline.
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&vec![0u8; 5 << 20]).unwrap();
+    let (end, problems) = each_from(&path, 0, |_| {}).unwrap();
+    assert_eq!(end, zeros_at, "a line not ended is left for later");
+    assert_eq!(
+        problems,
+        [format!(
+            "{}: line 2 is longer than 4 MiB, no record (zeros after a crash?); ignored",
+            path.display()
+        )]
+    );
+    // The next append ends the run: the records after it are read.
+    drop(Journal::open(&path).unwrap());
+    journal.append(&intent("1-2"), true).unwrap();
+    let mut ids = Vec::new();
+    let (end, problems) = each_from(&path, 0, |r| {
+        if let Record::Intent(i) = r {
+            ids.push(i.id)
+        }
+    })
+    .unwrap();
+    assert_eq!(ids, ["1-1", "1-2"]);
+    assert_eq!(end, fs::metadata(&path).unwrap().len());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    fs::remove_dir_all(dir).unwrap();
+}
