@@ -59,11 +59,27 @@ pub(crate) struct Checkpoint {
 impl Checkpoint {
     /// The checkpoint beside `journal`, or an empty one (from the journal's start) if
     /// there is none or it cannot be read.
+    #[cfg(test)]
     pub(crate) fn load(journal: &Path) -> Self {
-        std::fs::read(checkpoint_path(journal))
-            .ok()
-            .and_then(|text| serde_json::from_slice(&text).ok())
-            .unwrap_or_default()
+        Self::load_saying(journal).0
+    }
+
+    /// [`Checkpoint::load`], with why a checkpoint that is there could not be used.
+    pub(crate) fn load_saying(journal: &Path) -> (Self, Option<String>) {
+        let path = checkpoint_path(journal);
+        let why = match std::fs::read(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (Self::default(), None),
+            Err(e) => e.to_string(),
+            Ok(text) => match serde_json::from_slice(&text) {
+                Ok(checkpoint) => return (checkpoint, None),
+                Err(e) => e.to_string(),
+            },
+        };
+        let said = format!(
+            "the checkpoint {} cannot be read ({why}); the journal is read from its start, with the archives of the last two days",
+            path.display()
+        );
+        (Self::default(), Some(said))
     }
 
     /// Applies what the journal holds past the checkpoint; returns the problems met
@@ -82,9 +98,15 @@ impl Checkpoint {
             // The journal was rotated (or replaced) since: the rest of the file the
             // checkpoint was taken in, under its archive's name, and every archive after
             // it, before the journal from its start.
-            for (archive, from) in self.archives_since(journal)? {
-                let (_, more) = journal::each_from(&archive, from, |record| self.apply(record))?;
-                problems.extend(more);
+            // One that cannot be read is said and passed over: the rest, the journal
+            // above all, are read all the same.
+            let (archives, unread) = self.archives_since(journal)?;
+            problems.extend(unread);
+            for (archive, from) in archives {
+                match journal::each_from(&archive, from, |record| self.apply(record)) {
+                    Ok((_, more)) => problems.extend(more),
+                    Err(e) => problems.push(unreadable_archive(&archive, &e)),
+                }
             }
             self.dev = meta.dev();
             self.ino = meta.ino();
@@ -109,31 +131,35 @@ impl Checkpoint {
     /// its inode when rotated) from the offset, and those after it whole. Without a
     /// checkpoint, those rotated in the last two days (a fault open longer than that
     /// was in a checkpoint); with one whose file is gone, none.
-    fn archives_since(&self, journal: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+    /// An archive whose mark cannot be read is not the one, and is said.
+    fn archives_since(&self, journal: &Path) -> io::Result<(Vec<Since>, Vec<String>)> {
         let archives = archive::archives(journal)?;
+        let mut unread = Vec::new();
         let first = if (self.dev, self.ino) == (0, 0) {
             let since = Utc::now() - chrono::TimeDelta::days(2);
             archives.iter().position(|a| a.at >= since).map(|i| (i, 0))
         } else {
             let mut found = None;
             for (i, a) in archives.iter().enumerate() {
-                if (a.dev, a.ino) == (self.dev, self.ino)
-                    && a.len >= self.offset
-                    && mark(&a.path, self.offset)? == self.mark
-                {
-                    found = Some((i, self.offset));
+                if (a.dev, a.ino) == (self.dev, self.ino) && a.len >= self.offset {
+                    match mark(&a.path, self.offset) {
+                        Ok(mark) if mark == self.mark => found = Some((i, self.offset)),
+                        Ok(_) => {}
+                        Err(e) => unread.push(unreadable_archive(&a.path, &e)),
+                    }
                 }
             }
             found
         };
-        Ok(match first {
+        let since = match first {
             Some((i, offset)) => archives[i..]
                 .iter()
                 .enumerate()
                 .map(|(k, a)| (a.path.clone(), if k == 0 { offset } else { 0 }))
                 .collect(),
             None => Vec::new(),
-        })
+        };
+        Ok((since, unread))
     }
 
     fn apply(&mut self, record: Record) {
@@ -237,6 +263,17 @@ impl Checkpoint {
 }
 
 /// The (up to) 64 bytes of `journal` before `offset`.
+/// An archive to read, and from which byte.
+type Since = (PathBuf, u64);
+
+/// What is said of an archive that cannot be read.
+fn unreadable_archive(archive: &Path, e: &io::Error) -> String {
+    format!(
+        "cannot read the archive {} ({e}); passed over: a fault it alone holds open is not reverted",
+        archive.display()
+    )
+}
+
 fn mark(journal: &Path, offset: u64) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt as _;
     let start = offset.saturating_sub(64);

@@ -629,3 +629,51 @@ kill -TERM $d; wait $d; kill -KILL $v"#,
     assert_eq!(pairs(&run.stdout, "paused"), ["T"], "{log}");
     assert!(resumed(&run.stdout, "after"), "{}", run.stdout);
 }
+
+/// Recovery reads what it can: a checkpoint that is garbage and an archive it may not
+/// read (root's, mode 000, read by a daemon without `CAP_DAC_OVERRIDE`, as a systemd
+/// unit may run it) are each said and passed over, and the fault the journal holds
+/// open is reverted all the same.
+#[test]
+fn an_unreadable_archive_or_checkpoint_never_hides_the_journal_from_recovery() {
+    let dir = TestDir::new("drill-unreadable-archive");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & started $!; v=$!
+"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/pause '{{"desc":"x"}}' >/dev/null
+kill -KILL $d; wait $d
+echo "stopped $(st $v)"
+echo garbage > {d}/journal.jsonl.checkpoint
+a={d}/journal.jsonl-$(date -u -d '-1 hour' +%Y%m%dT%H%M%S.000Z)
+echo '{{}}' > $a; chmod 000 $a
+setpriv --bounding-set -dac_override,-dac_read_search "$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
+await 'Revert (recovery)' {d}/log2
+echo "after $(became $v S)"
+kill -TERM $d; wait $d"#,
+        d = dir.display()
+    ));
+    assert_eq!(pairs(&run.stdout, "stopped"), ["T"], "{}", run.stderr);
+    let log = fs::read_to_string(dir.join("log2")).unwrap();
+    assert!(resumed(&run.stdout, "after"), "{log}\n{}", run.stderr);
+    let said = |text: &str| log.lines().any(|l| l.contains(text));
+    assert!(
+        said(&format!(
+            "journal: the checkpoint {}/journal.jsonl.checkpoint cannot be read (expected value at line 1 column 1); the journal is read from its start",
+            dir.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        said("journal: cannot read the archive ")
+            && said("(Permission denied (os error 13)); passed over"),
+        "{log}"
+    );
+    assert!(
+        said("Revert (recovery): reverted: sent SIGCONT to sleep(PID:2)"),
+        "{log}"
+    );
+}

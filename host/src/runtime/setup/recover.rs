@@ -45,7 +45,10 @@ pub fn recover(
     // Read only: whether it can be written is another question, asked after this. What
     // is read: the checkpoint, the records since, and the end of the journal as far back
     // as the budget looks; never the whole history.
-    let mut checkpoint = Checkpoint::load(path);
+    let (mut checkpoint, unusable) = Checkpoint::load_saying(path);
+    if let Some(why) = unusable {
+        log::line(format!("journal: {why}"));
+    }
     // A journal that cannot be read (or is no regular file: never opened) leaves the
     // checkpoint's faults, which are reverted all the same.
     let read = journal::check_path(path).and_then(|()| checkpoint.catch_up(path));
