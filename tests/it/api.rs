@@ -638,3 +638,53 @@ fn a_scope_other_than_fleet_is_refused_and_switches_nothing() {
         )
     );
 }
+
+/// A client that sends a head and then its body never whole holds a connection no
+/// longer than the head's timeout (else 512 of them keep out every client, the kill
+/// switch's included); a body broken as HTTP frames it is a 400 naming it.
+#[test]
+fn a_body_that_never_comes_whole_is_cut_off_and_a_broken_one_is_a_400() {
+    use crate::util::{Drill, TestDir};
+    use std::io::{Read as _, Write as _};
+    let dir = TestDir::new("slow-body");
+    let cfg = Drill::new(&dir)
+        .named("config.ron")
+        .without("timer")
+        .http(r#"header_timeout: "1s""#)
+        .write();
+    let mut daemon = Daemon::start(&["--config", &cfg]);
+    let port = daemon.port();
+    let answer = |request: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        // Read to the end: the daemon answers and closes, the client sends no more.
+        let mut text = Vec::new();
+        let _ = stream.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    };
+    let slow = answer(
+        format!(
+            "POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    );
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(
+        slow.contains(r#""message":"the body did not come whole within 1s""#),
+        "{slow}"
+    );
+    let broken = answer(
+        format!(
+            "POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(broken.starts_with("HTTP/1.1 400"), "{broken}");
+    assert!(broken.contains("the body cannot be read: "), "{broken}");
+    // Neither was taken for a fault.
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap_or_default();
+    assert!(!journal.contains(r#""type":"intent""#), "{journal}");
+}

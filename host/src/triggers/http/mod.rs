@@ -15,6 +15,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
 use anyhow::anyhow;
@@ -126,7 +127,7 @@ pub fn bind(
     let api = Arc::new(api);
     let needs_token = !api.tokens.is_empty();
     let authorized = routes::authorized(api);
-    let body = whole_body(config.max_body_bytes);
+    let body = whole_body(config.max_body_bytes, config.limits.header_read_timeout);
     let max = config.max_body_bytes;
     // Before any route: a page of another site, or one that rebound its name to us,
     // is refused whatever it asks for.
@@ -161,14 +162,36 @@ struct TooLarge;
 
 impl warp::reject::Reject for TooLarge {}
 
+/// A body that did not come whole within the time a request head has
+/// (`http.header_timeout`): a client that sends a head and then nothing more holds a
+/// connection no longer than one that sends half a head.
+#[derive(Debug)]
+struct TooSlow(Duration);
+
+impl warp::reject::Reject for TooSlow {}
+
+/// A body that cannot be read as HTTP frames it (a broken chunk).
+#[derive(Debug)]
+struct Unreadable(String);
+
+impl warp::reject::Reject for Unreadable {}
+
 /// The request's body, whole, at most `max` bytes. A request without Content-Length is
 /// read too, rather than refused with 411: `curl -X POST` without `-d` sends no body and
 /// no length (the original answered `format error`, and so does the API), and a client
 /// may send its body chunked; either is counted as it comes and cut off past `max`.
-fn whole_body(max: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+/// All of it within `within` of the head's end.
+fn whole_body(
+    max: u64,
+    within: Duration,
+) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .and_then(move |length, stream| read_whole(length, stream, max))
+        .and_then(move |length, stream| async move {
+            tokio::time::timeout(within, read_whole(length, stream, max))
+                .await
+                .unwrap_or_else(|_| Err(warp::reject::custom(TooSlow(within))))
+        })
 }
 
 /// [`whole_body`]'s reading, past the filter's types that cannot be named.
@@ -187,8 +210,8 @@ async fn read_whole<B: bytes::Buf>(
     let mut joined = bytes::BytesMut::new();
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
-        // A client gone mid-body gets no answer anyway.
-        let mut chunk = chunk.map_err(|_| warp::reject::reject())?;
+        // A client gone mid-body gets no answer anyway; a broken chunk gets a 400.
+        let mut chunk = chunk.map_err(|e| warp::reject::custom(Unreadable(e.to_string())))?;
         total += chunk.remaining() as u64;
         if total > max {
             return Err(warp::reject::custom(TooLarge));
@@ -402,6 +425,22 @@ async fn rejection(r: Rejection, max_body: u64) -> Result<Response, Infallible> 
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than {max_body} bytes"),
+        )
+    } else if let Some(TooSlow(within)) = r.find() {
+        error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not come whole within {}",
+                humantime::format_duration(*within)
+            ),
+        )
+    } else if let Some(Unreadable(why)) = r.find() {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body cannot be read: {}",
+                crate::support::text::escape_controls(why)
+            ),
         )
     } else if r.is_not_found() {
         error(StatusCode::NOT_FOUND, format!("not found: {ROUTES}"))
