@@ -697,3 +697,38 @@ kill -TERM $d; wait $d; echo "code $?""#,
         .expect("the fault's revert");
     assert_eq!(revert["reason"], "due", "{revert}");
 }
+
+/// A client that asks for the kill switch and hangs up at once (while the switch waits
+/// for a revert) still pauses the monkey, and the log says who did.
+#[test]
+fn a_pause_whose_client_hung_up_is_done_whole_and_logged() {
+    let dir = TestDir::new("drill-pause-hangup");
+    let cfg = panicky_drill(
+        &dir,
+        "",
+        r#""stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000)),"#,
+    );
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log & d=$!
+await Listening {d}/log; p=$(port {d}/log)
+post $p /api/faults/stuck '{{"desc":"stuck"}}' >/dev/null
+perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new("127.0.0.1:$ARGV[0]") or die "$!";
+  print $s "POST /api/pause HTTP/1.1\r\nHost: 127.0.0.1:$ARGV[0]\r\nContent-Length: 0\r\n\r\n"; close $s' $p
+await 'Nightmare Monkey is paused (POST /api/pause, ' {d}/log && echo logged
+curl -s "http://127.0.0.1:$p/api/status"; echo
+kill -TERM $d; wait $d"#,
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert!(
+        run.stdout.lines().any(|l| l == "logged"),
+        "{}\n{log}",
+        run.stderr
+    );
+    let status = json_lines(&run.stdout)
+        .into_iter()
+        .find(|j| j.get("state").is_some())
+        .expect("the status");
+    assert_eq!(status["state"], "paused", "{status}");
+}

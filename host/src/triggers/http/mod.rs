@@ -358,20 +358,35 @@ pub(super) fn retry_after(mut answer: Response, secs: Option<u64>) -> Response {
 /// The kill switch. It acts at once: every request is refused from then on; the active
 /// faults are reverted, each on a thread of its own, and the answer (within a tenth of a
 /// second) names those whose plugin had not answered yet.
+/// Done whole on a task of its own, logged included, whoever stops waiting: a client
+/// that hangs up right after asking still pauses the monkey, and the log says who did.
 async fn switch(api: Arc<Api>, caller: Caller, on: bool) -> Response {
-    let switched = api.injector.switch(on).await;
-    match (on, &switched.paused) {
-        (false, Some(why)) => log::line(format!(
-            "Nightmare Monkey is still paused (POST /api/resume, {}): {why}",
-            caller.0
-        )),
-        _ => log::line(format!(
-            "Nightmare Monkey is {} (POST /api/{}, {})",
-            if on { "paused" } else { "resumed" },
-            if on { "pause" } else { "resume" },
-            caller.0
-        )),
-    }
+    let injector = api.injector.clone();
+    let switching = tokio::spawn(async move {
+        let switched = injector.switch(on).await;
+        match (on, &switched.paused) {
+            (false, Some(why)) => log::line(format!(
+                "Nightmare Monkey is still paused (POST /api/resume, {}): {why}",
+                caller.0
+            )),
+            _ => log::line(format!(
+                "Nightmare Monkey is {} (POST /api/{}, {})",
+                if on { "paused" } else { "resumed" },
+                if on { "pause" } else { "resume" },
+                caller.0
+            )),
+        }
+        switched
+    });
+    let switched = match switching.await {
+        Ok(switched) => switched,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the kill switch failed: {e}"),
+            )
+        }
+    };
     let reverting: Vec<String> = switched
         .reverting
         .iter()
