@@ -7,4 +7,5 @@ pub(crate) mod active;
 pub mod archive;
 pub(crate) mod history;
 pub mod journal;
+pub(crate) mod owner;
 pub(crate) mod report;

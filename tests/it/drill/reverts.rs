@@ -732,3 +732,48 @@ kill -TERM $d; wait $d"#,
         .expect("the status");
     assert_eq!(status["state"], "paused", "{status}");
 }
+
+/// A second daemon started on the journal of one that runs (a unit and a hand-started
+/// copy, say) leaves what the first holds in effect alone: reverting it at its start
+/// would end the first's fault long before it is due. The first reverts it itself.
+#[test]
+fn a_second_daemon_on_the_same_journal_never_reverts_the_first_ones_faults() {
+    let dir = TestDir::new("drill-two-daemons");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & started $!; v=$!
+"$NM" --config {cfg} --execute 2>{d}/log1 & a=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/pause '{{"desc":"first"}}' >/dev/null
+echo "paused $(st $v)"
+"$NM" --config {cfg} --execute 2>{d}/log2 & b=$!
+await Listening {d}/log2
+echo "beside $(st $v)"
+kill -TERM $a; wait $a
+echo "first_gone $(became $v S)"
+kill -TERM $b; wait $b"#,
+        d = dir.display()
+    ));
+    let second = fs::read_to_string(dir.join("log2")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "paused"), ["T"], "{}", run.stderr);
+    assert_eq!(
+        pairs(&run.stdout, "beside"),
+        ["T"],
+        "the second daemon let the first one's victim go\n{second}"
+    );
+    assert!(resumed(&run.stdout, "first_gone"), "{}", run.stdout);
+    let said = second
+        .lines()
+        .find(|l| l.contains("journal: another nightmare-monkey (PID "))
+        .unwrap_or_else(|| panic!("{second}"));
+    assert!(
+        said.contains(&format!(
+            "runs on {d}/journal.jsonl (it holds {d}/journal.jsonl.owner): what it holds in effect is its own, not reverted here: ",
+            d = dir.display()
+        )) && said.ends_with(" (pause); give each daemon a state_dir of its own"),
+        "{said}"
+    );
+    assert!(!second.contains("Revert (recovery)"), "{second}");
+}

@@ -85,6 +85,18 @@ fn run_with(
         // Best effort: without it the watcher says why it cannot watch.
         let _ = crate::support::state::create_private_dir(dir);
     }
+    // Held until the daemon ends: what the journal holds in effect is this daemon's to
+    // revert, not that of another started on the same journal meanwhile.
+    let owner = crate::storage::owner::take(&config.journal);
+    let owned_by = match &owner {
+        crate::storage::owner::Owner::Other { lock, pid } => Some(format!(
+            "another nightmare-monkey{} runs on {} (it holds {})",
+            pid.map(|p| format!(" (PID {p})")).unwrap_or_default(),
+            config.journal.display(),
+            lock.display()
+        )),
+        _ => None,
+    };
     // Before anything else: undo what a crashed run left active, with the built-ins at
     // once (a plugin file's faults once it has loaded). Reading is all it needs; a
     // journal that cannot be written stops the start only after it.
@@ -93,6 +105,7 @@ fn run_with(
         begun.builtins(),
         &config.journal,
         begun.has_files(),
+        owned_by.as_deref(),
     );
     // A file still loading after a second does not hold up the start (the API, the
     // pause file): its faults are refused until it has loaded.

@@ -36,11 +36,16 @@ pub fn restore_budget(engine: &Engine) {
 ///
 /// With `loading` (plugin files still load), a fault whose plugin may be one of them is
 /// not reverted yet: it is returned, for [`recover_rest`] once they have loaded.
+///
+/// With `owned_by` (another live daemon holds the journal's owner lock, see
+/// [`crate::storage::owner`]: who), nothing is reverted: what is in effect is that
+/// daemon's, and the log says so.
 pub fn recover(
     engine: &Engine,
     plugins: &BTreeMap<String, Plugin>,
     path: &std::path::Path,
     loading: bool,
+    owned_by: Option<&str>,
 ) -> (Checkpoint, Vec<Entry>) {
     // Read only: whether it can be written is another question, asked after this. What
     // is read: the checkpoint, the records since, and the end of the journal as far back
@@ -78,6 +83,21 @@ pub fn recover(
     }
     let mut waiting = Vec::new();
     let mut entries = Vec::new();
+    if let Some(owner) = owned_by {
+        let ids: Vec<String> = checkpoint
+            .active()
+            .iter()
+            .filter(|e| e.revert_state().is_some())
+            .map(|e| format!("{} ({})", e.intent.id, e.intent.fault))
+            .collect();
+        if !ids.is_empty() {
+            log::line(format!(
+                "journal: {owner}: what it holds in effect is its own, not reverted here: {}; give each daemon a state_dir of its own",
+                ids.join(", ")
+            ));
+        }
+        return (checkpoint, waiting);
+    }
     for entry in checkpoint.active() {
         if entry.revert_state().is_none() {
             continue;

@@ -1,0 +1,99 @@
+//! Which daemon owns what a journal holds in effect. Each daemon holds a lock on a
+//! file beside its journal (`JOURNAL.owner`, an exclusive `flock`) for as long as it
+//! runs; the kernel lets it go when the daemon ends, however it ends. A daemon that
+//! finds it held shares the journal (appends are locked one by one) but leaves what is
+//! in effect to the one that holds it: reverting another live daemon's faults at its
+//! start would end them long before they are due, and that daemon would still list
+//! them as active.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{Read as _, Seek as _, SeekFrom, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+};
+
+/// What [`take`] found.
+#[derive(Debug)]
+pub enum Owner {
+    /// This daemon owns the journal's faults for as long as this is held.
+    Sole(#[allow(dead_code)] File),
+    /// Another process holds the lock: the PID it wrote, if it could be read.
+    Other { lock: PathBuf, pid: Option<u32> },
+    /// The lock file cannot be made (a read-only directory, say): no daemon can own it
+    /// either, and the start goes on as it always did.
+    Unguarded,
+}
+
+/// The lock file beside `journal`.
+pub fn lock_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".owner");
+    PathBuf::from(name)
+}
+
+/// Takes the lock beside `journal` without waiting for it, and writes this process's
+/// PID into it.
+pub fn take(journal: &Path) -> Owner {
+    let lock = lock_path(journal);
+    let Ok(mut file) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock)
+    else {
+        return Owner::Unguarded;
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            // Best effort: the PID only names the owner to the one that finds it held.
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.seek(SeekFrom::Start(0)))
+                .and_then(|_| writeln!(file, "{}", std::process::id()));
+            Owner::Sole(file)
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            Owner::Other { lock, pid }
+        }
+        Err(_) => Owner::Unguarded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_owns_the_next_finds_its_pid_and_the_lock_ends_with_its_holder() {
+        let dir = std::env::temp_dir().join(format!("nm-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let journal = dir.join("journal.jsonl");
+        let first = take(&journal);
+        assert!(matches!(first, Owner::Sole(_)), "{first:?}");
+        // Another open file description: as another process would find it.
+        match take(&journal) {
+            Owner::Other { lock, pid } => {
+                assert_eq!(lock, dir.join("journal.jsonl.owner"));
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(first);
+        assert!(matches!(take(&journal), Owner::Sole(_)));
+        // No directory to make it in: nobody can own it.
+        assert!(matches!(
+            take(&dir.join("missing/journal.jsonl")),
+            Owner::Unguarded
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
