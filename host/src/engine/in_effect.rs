@@ -144,6 +144,9 @@ impl Engine {
     /// Reverts every active fault (on shutdown and on pause), each on a thread of its
     /// own, waiting at most `wait`; returns those whose plugin had not answered by then.
     pub(crate) fn revert_all(&self, reason: &str, wait: Duration) -> Vec<Unfinished> {
+        // Counted before the list is read: an injection that lists its fault after this
+        // sees the count moved, and reverts it itself.
+        self.sweeps.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<String> = lock(&self.active).keys().cloned().collect();
         let jobs = ids.iter().filter_map(|id| self.take(id, reason)).collect();
         run_all(jobs, wait)

@@ -2,11 +2,14 @@
 //! fault that prepares), the outcome on disk, and what is in effect listed for its revert.
 
 use super::*;
+use crate::domain::injection::Pause;
 
 impl Engine {
     /// Injects a fault once, if every guard lets it, journaling it before and after.
     /// Synchronous: the plugin may block, so async callers run this off their runtime.
     pub fn inject(&self, ask: &Ask) -> Result<Injection, InjectError> {
+        // Every revert of all at once from here on is one this fault may miss.
+        let sweeps = self.sweeps.load(Ordering::SeqCst);
         let now = Utc::now();
         let slot = self
             .guard(&ask.fault, now, true)
@@ -33,7 +36,7 @@ impl Engine {
         // other.
         let _in_flight = InFlight::enter(&self.in_flight, &intent.id, &ask.fault);
         let answer = if !dry_run && slot.fault.prepares() {
-            match self.two_phases(slot, &intent, request) {
+            match self.two_phases(slot, &intent, request, sweeps) {
                 Ok(answer) => answer,
                 Err(error) => {
                     self.forget(now);
@@ -108,17 +111,25 @@ impl Engine {
             });
         }
         if revert_due.is_some() {
-            self.undo_if_stopped_meanwhile(id);
+            self.undo_if_stopped_meanwhile(id, sweeps);
         }
         Ok(injection)
+    }
+
+    /// Why the monkey stopped since `sweeps` was read: paused now, or every active fault
+    /// reverted at once meanwhile (a switch turned on and off again while the plugin
+    /// worked still turned it on).
+    fn stopped_since(&self, sweeps: u64) -> Option<Pause> {
+        self.paused()
+            .or_else(|| (self.sweeps.load(Ordering::SeqCst) != sweeps).then_some(Pause::Switch))
     }
 
     /// Paused (or shutting down, or cut off from the fleet) while the plugin worked: the
     /// kill switch did not see fault `id` among the active ones, so it is undone now, on
     /// a thread of its own.
-    fn undo_if_stopped_meanwhile(&self, id: &str) {
+    fn undo_if_stopped_meanwhile(&self, id: &str, sweeps: u64) {
         let cut_off = self.fleet_cut_off();
-        if self.paused().is_some() || cut_off {
+        if self.stopped_since(sweeps).is_some() || cut_off {
             let reason = if self.closing.load(Ordering::SeqCst) {
                 "shutdown"
             } else if cut_off {
@@ -254,6 +265,7 @@ impl Engine {
         slot: &Slot,
         intent: &Intent,
         request: Request,
+        sweeps: u64,
     ) -> Result<Result<Outcome, (PluginError, Option<serde_json::Value>)>, InjectError> {
         let prepared = match slot.fault.inject(&Request {
             phase: Phase::Prepare,
@@ -284,6 +296,17 @@ impl Engine {
         }
         self.checkpoint_now();
         self.confirm_fleet(intent, false)?;
+        // Stopped while it prepared (which changes nothing): nothing is applied.
+        if let Some(why) = self.stopped_since(sweeps) {
+            let failed = OutcomeRecord::failed(
+                &intent.id,
+                Utc::now(),
+                0,
+                "not applied: the monkey was paused while it prepared".to_owned(),
+            );
+            let _ = self.record_outcome(failed, true);
+            return Err(InjectError::Paused(why));
+        }
         let applied = slot.fault.inject(&Request {
             phase: Phase::Apply,
             prepared: Some(state.clone()),

@@ -124,6 +124,10 @@ pub struct Engine {
     execute: bool,
     guards: Guards,
     paused: AtomicBool,
+    /// How many times every active fault was reverted at once (the kill switch, a halt,
+    /// the pause file, shutdown): an injection under way when one began was not among
+    /// them, and reverts what it leaves in effect itself (`Engine::stopped_since`).
+    sweeps: AtomicU64,
     /// Why the monkey paused itself (a halt probe), while the switch it turned on is on.
     halted: Mutex<Option<String>>,
     closing: AtomicBool,
@@ -166,6 +170,7 @@ impl Engine {
             budget: Mutex::new(Budget::new(guards.limits)),
             guards,
             paused: AtomicBool::new(false),
+            sweeps: AtomicU64::new(0),
             halted: Mutex::new(None),
             closing: AtomicBool::new(false),
             journal: journal.map(Arc::new),

@@ -302,3 +302,38 @@ fn a_revert_done_is_announced_to_who_listens() {
     assert!(left.is_empty() && !engine.is_active(&id), "{left:?}");
     assert_eq!(ended.as_mut().poll(&mut cx), Poll::Ready(()));
 }
+
+/// The kill switch turned on and off again while a plugin worked: the switch's revert of
+/// all did not see the fault (not in effect yet), so the injection reverts what it
+/// leaves in effect itself, though the monkey plays again by then.
+#[test]
+fn a_fault_in_flight_when_the_switch_flipped_on_and_off_is_reverted_at_once() {
+    let gate = fake::gate();
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).held(&gate);
+    let (engine, _) = engine("switch-in-flight", true, Guards::default(), &fake);
+    let engine = std::sync::Arc::new(engine);
+    let injecting = std::thread::spawn({
+        let engine = engine.clone();
+        move || engine.inject(&ask())
+    });
+    while fake.calls().is_empty() {
+        std::thread::yield_now();
+    }
+    engine.set_paused(true);
+    assert!(engine.revert_all("pause", Duration::ZERO).is_empty());
+    engine.set_paused(false);
+    fake::open(&gate);
+    let injection = injecting.join().unwrap().expect("the fault happened");
+    assert!(injection.revert_due.is_some());
+    // Reverted on a thread of its own, at once.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while lock(&fake.reverts).is_empty() {
+        assert!(std::time::Instant::now() < end, "never reverted");
+        std::thread::yield_now();
+    }
+    assert_eq!(*lock(&fake.reverts), [serde_json::json!({ "pid": 200 })]);
+    // A fault asked after the switch is left to its due time.
+    let after = engine.inject(&ask()).unwrap();
+    assert!(engine.active().iter().any(|a| a.id == after.intent.id));
+    assert_eq!(lock(&fake.reverts).len(), 1);
+}

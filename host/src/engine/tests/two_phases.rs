@@ -158,3 +158,45 @@ fn a_prepared_target_that_cannot_be_journaled_is_never_applied() {
     // The budget place was given back: one more fits the hour.
     assert!(lock(&engine.budget).check(Utc::now()).is_ok());
 }
+
+/// The kill switch turned on (and off again) while a two-phase fault prepared: it is
+/// not applied at all, and its journal says why.
+#[test]
+fn a_fault_prepared_while_the_switch_flipped_is_never_applied() {
+    let gate = fake::gate();
+    let fake = two_phase(None, None).held(&gate);
+    let (engine, path) = engine("two-phase-switch", true, Guards::default(), &fake);
+    let engine = std::sync::Arc::new(engine);
+    let injecting = std::thread::spawn({
+        let engine = engine.clone();
+        move || engine.inject(&ask())
+    });
+    while fake.calls().is_empty() {
+        std::thread::yield_now();
+    }
+    engine.set_paused(true);
+    engine.revert_all("pause", Duration::ZERO);
+    engine.set_paused(false);
+    fake::open(&gate);
+    let refused = injecting.join().unwrap();
+    assert!(
+        matches!(
+            refused,
+            Err(InjectError::Paused(crate::domain::injection::Pause::Switch))
+        ),
+        "{refused:?}"
+    );
+    let phases: Vec<Phase> = fake.calls().into_iter().map(|r| r.phase).collect();
+    assert_eq!(phases, [Phase::Prepare], "applied after the switch");
+    match &records(&path)[..] {
+        [Record::Intent(_), Record::Prepared(_), Record::Outcome(o)] => {
+            assert_eq!(o.result, "failed");
+            assert_eq!(
+                o.error.as_deref(),
+                Some("not applied: the monkey was paused while it prepared")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(engine.active().is_empty());
+}
