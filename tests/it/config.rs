@@ -405,3 +405,21 @@ fn api_kill_without_a_fault_for_the_timer_says_what_to_configure() {
     );
     drop(d);
 }
+
+/// `check-config FILE | head -c 10`: a reader that goes away ends nothing; the check's
+/// exit status is still its own, and no panic is printed.
+#[test]
+fn check_config_into_a_closed_pipe_is_still_a_clean_check() {
+    let file = repo().join("examples/fast-demo.ron");
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Nobody reads: the first write fails with EPIPE.
+    drop(reader);
+    let out = util::command()
+        .args(["check-config", file.to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+}

@@ -10,6 +10,20 @@ use crate::{
     support::{orphans, UsageError},
 };
 
+/// `println!`, but a reader that went away (`| head`) ends nothing: the check's exit
+/// status is still its own. Any other failure to write is an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(anyhow::anyhow!("cannot write to stdout: {e}"));
+            }
+            _ => {}
+        }
+    }};
+}
+
 /// Runs `check-config`. What a plugin file's worker leaves behind while loading or
 /// building a fault never outlives the command ([`orphans::ending_what_escapes`]).
 pub fn run(file: &Path, connect: bool) -> anyhow::Result<()> {
@@ -22,18 +36,18 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
         return Err(UsageError(setup::all_errors(&config, errors).into()).into());
     }
     let setup = setup::build(&config, setup::Mode::Check).map_err(|e| UsageError(e.into()))?;
-    println!("{}: ok", file.display());
+    say!("{}: ok", file.display());
     for warning in setup.warnings.iter().chain(&setup.untrusted) {
-        println!("  warning: {warning}");
+        say!("  warning: {warning}");
     }
-    println!("  {}", daemon::banner(&config));
-    println!("  faults: {}", setup.engine.fault_names().join(", "));
+    say!("  {}", daemon::banner(&config));
+    say!("  faults: {}", setup.engine.fault_names().join(", "));
     match &config.timer_fault {
-        Some(fault) => println!("  timer: fires {fault}"),
-        None => println!("  timer: off"),
+        Some(fault) => say!("  timer: fires {fault}"),
+        None => say!("  timer: off"),
     }
     for p in &config.pollers {
-        println!(
+        say!(
             "  poller {}: GET {} every {}, fires {} every {} at {}",
             p.name,
             p.url,
@@ -44,7 +58,7 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
         );
     }
     for n in &config.notifiers {
-        println!(
+        say!(
             "  notifier {}: {} to {} {} after each fault",
             n.name,
             match n.kind {
@@ -69,14 +83,14 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
                 .join(", ")
         };
         if !f.steady_state.is_empty() {
-            println!(
+            say!(
                 "  fault {}: steady state {}",
                 f.name,
                 labels(&f.steady_state)
             );
         }
         if let Some(r) = &f.recovery {
-            println!(
+            say!(
                 "  fault {}: recovery {} every {} (deadline {})",
                 f.name,
                 labels(&r.probes),
@@ -87,7 +101,7 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
     }
     if let Some(halt) = &config.halt {
         let labels: Vec<String> = halt.probes.iter().map(|p| p.label()).collect();
-        println!(
+        say!(
             "  halt: {} every {}, after failing {}",
             labels.join(", "),
             humantime::format_duration(halt.every),
@@ -95,13 +109,13 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
         );
     }
     if let Some(node) = &config.node {
-        println!("  node: {node} (every random stream labelled with it)");
+        say!("  node: {node} (every random stream labelled with it)");
     }
     if let Some(fleet) = &config.fleet {
         fleet_lines(fleet, connect)?;
     }
     match &config.http {
-        Some(http) => println!(
+        Some(http) => say!(
             "  http: {}{}",
             http.listen,
             if !http.tokens.is_empty() {
@@ -110,9 +124,9 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
                 ""
             }
         ),
-        None => println!("  http: off"),
+        None => say!("  http: off"),
     }
-    println!(
+    say!(
         "  {}",
         if config.execute {
             "executes faults (execute: true)"
@@ -137,7 +151,7 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
     .into_iter()
     .flatten()
     .collect::<String>();
-    println!(
+    say!(
         "  fleet: etcd {} under {}: {} fault(s) at once{limits}, lease {}",
         fleet.endpoints.join(" "),
         fleet.prefix,
@@ -153,7 +167,7 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
         let Some(span) = span.filter(|s| *s < std::time::Duration::from_secs(60)) else {
             continue;
         };
-        println!(
+        say!(
             "    note: {name} {} is kept by etcd's leases, in whole seconds: held {} to {} after an admission",
             humantime::format_duration(span),
             humantime::format_duration(span),
@@ -161,7 +175,7 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
         );
     }
     if let Some(tls) = &fleet.tls {
-        println!("    etcd: {}", tls.describe());
+        say!("    etcd: {}", tls.describe());
     }
     if connect {
         let admin = crate::fleet::admin(fleet);
@@ -170,7 +184,7 @@ fn fleet_lines(fleet: &crate::fleet::config::FleetConfig, connect: bool) -> anyh
             .map_err(|e| anyhow::anyhow!("fleet: cannot reach {} ({e})", admin.place()))?
             .lines();
         for line in lines {
-            println!("    {line}");
+            say!("    {line}");
         }
     }
     Ok(())
