@@ -102,9 +102,9 @@ impl RawHttp {
             None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
             Some(text) => match text.parse::<SocketAddr>() {
                 Ok(a) => a,
-                Err(_) => match text.parse::<IpAddr>() {
-                    Ok(ip) => SocketAddr::new(ip, DEFAULT_PORT),
-                    Err(_) => {
+                Err(_) => match bare_ip(&text) {
+                    Some(ip) => SocketAddr::new(ip, DEFAULT_PORT),
+                    None => {
                         errors.push(format!("{at}: invalid listen address `{text}`: expected IP or IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080"));
                         return None;
                     }
@@ -186,5 +186,31 @@ impl RawHttp {
             },
             allowed_hosts: raw.allowed_hosts.clone(),
         })
+    }
+}
+
+/// An address with no port: `127.0.0.1`, `::1`, or an IPv6 address bracketed as the
+/// daemon prints it (`[::1]`).
+fn bare_ip(text: &str) -> Option<IpAddr> {
+    match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) => inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
+        None => text.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_without_a_port_may_be_bracketed_only_if_ipv6() {
+        let v6 = |t: &str| t.parse::<std::net::Ipv6Addr>().map(IpAddr::V6).ok();
+        assert_eq!(bare_ip("[::1]"), v6("::1"));
+        assert_eq!(bare_ip("[::]"), v6("::"));
+        assert_eq!(bare_ip("::1"), v6("::1"));
+        assert_eq!(bare_ip("127.0.0.1"), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        for wrong in ["[127.0.0.1]", "[::1", "::1]", "[]", "localhost", ""] {
+            assert_eq!(bare_ip(wrong), None, "{wrong}");
+        }
     }
 }
