@@ -262,7 +262,6 @@ impl Checkpoint {
     }
 }
 
-/// The (up to) 64 bytes of `journal` before `offset`.
 /// An archive to read, and from which byte.
 type Since = (PathBuf, u64);
 
@@ -274,6 +273,7 @@ fn unreadable_archive(archive: &Path, e: &io::Error) -> String {
     )
 }
 
+/// The (up to) 64 bytes of `journal` before `offset`.
 fn mark(journal: &Path, offset: u64) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt as _;
     let start = offset.saturating_sub(64);
