@@ -356,9 +356,17 @@ impl Injector {
         trigger: &'static str,
         fault: String,
     ) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // The runtime is going away: the engine journals what happens, and the
-            // shutdown reverts what is active.
+        let closing = matches!(
+            self.engine.paused(),
+            Some(crate::domain::injection::Pause::ShuttingDown)
+        );
+        let Ok(runtime) = tokio::runtime::Handle::try_current()
+            .map_err(drop)
+            .and_then(|r| if closing { Err(()) } else { Ok(r) })
+        else {
+            // The daemon is going away (the request dropped with its connection): the
+            // engine journals what happens, and the shutdown reverts what is active and
+            // names what it abandons.
             return;
         };
         if self.logs_faults {

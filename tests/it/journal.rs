@@ -192,3 +192,96 @@ fn the_state_goes_where_told_named_and_private() {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
 }
+
+/// A process that holds the journal's lock (a backup taking the writers' lock) while a
+/// fault waits for it holds up no exit: the last checkpoint is given up, said, and the
+/// daemon is gone within its bound.
+#[test]
+fn a_journal_locked_by_another_process_holds_up_no_exit() {
+    use std::io::BufRead as _;
+    let _victim = crate::util::Sleeper::start();
+    let dir = TestDir::new("locked-journal");
+    let cfg = Drill::new(&dir).named("cfg.ron").without("timer").write();
+    let mut daemon = Daemon::start(&["--config", &cfg]);
+    let port = daemon.port();
+    let kill = move |desc: &str| {
+        http(
+            port,
+            "POST",
+            "/api/kill",
+            &[],
+            format!(r#"{{"desc":"{desc}"}}"#).as_bytes(),
+        )
+    };
+    assert_eq!(kill("first").status, 200, "the journal exists");
+    // `flock` takes the lock, runs a shell that says its PID and becomes `sleep`.
+    let mut holder = std::process::Command::new("flock")
+        .arg(dir.join("journal.jsonl"))
+        .args(["sh", "-c", "echo $$; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock (util-linux)");
+    let mut said = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    let sleeper: u32 = said.trim().parse().unwrap();
+    // A fault now waits for the lock in the kernel (its answer never comes: the
+    // daemon ends first).
+    let asking = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let body = r#"{"desc":"blocked"}"#;
+        let _ = write!(
+            stream,
+            "POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.read_to_end(&mut Vec::new());
+    });
+    let waiter = format!(" -> FLOCK  ADVISORY  WRITE {} ", daemon.pid());
+    let end = std::time::Instant::now() + crate::util::DEADLINE;
+    while !fs::read_to_string("/proc/locks").unwrap().contains(&waiter) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the fault never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let started = std::time::Instant::now();
+    daemon.signal("TERM");
+    let code = daemon.wait_exit();
+    let took = started.elapsed();
+    // The holder and its sleep: our own, by their exact PIDs.
+    for pid in [sleeper, holder.id()] {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let _ = holder.wait();
+    let _ = asking.join();
+    // 3 s promised; as much again for a busy machine. The lock's holder lives 30 s.
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "{took:?}: {:?}",
+        daemon.log
+    );
+    assert!(
+        daemon.log.iter().any(|l| l.starts_with(&format!(
+            "journal: no last checkpoint of {}/journal.jsonl within 300ms (another process holds its lock?)",
+            dir.display()
+        ))),
+        "{:?}",
+        daemon.log
+    );
+    // A dry run abandoned leaves nothing in effect.
+    assert_eq!(code, Some(0), "{:?}", daemon.log);
+    assert!(
+        !daemon
+            .log
+            .iter()
+            .any(|l| l.contains("its caller went away")),
+        "the daemon went away, not the caller: {:?}",
+        daemon.log
+    );
+}

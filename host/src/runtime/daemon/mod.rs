@@ -158,7 +158,7 @@ fn run_with(
     let result = runtime.block_on(serve(config, setup, later, ended, args));
     // The last checkpoint: the next start reads only what comes after it.
     if let Some(journal) = journal {
-        setup::checkpoint_now(&checkpoint, &journal, &retention);
+        last_checkpoint(checkpoint, journal, retention);
     }
     // A plugin call still running on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(RUNTIME_WAIT);
@@ -635,11 +635,45 @@ const SHUTDOWN_WAIT: Duration = Duration::from_millis(1500);
 /// How long the runtime waits for plugin calls still running on its blocking threads.
 const RUNTIME_WAIT: Duration = Duration::from_millis(200);
 
+/// How long the exit waits for its last checkpoint: a journal whose lock another
+/// process holds (a backup taking the writers' lock) holds up no exit.
+const LAST_CHECKPOINT_WAIT: Duration = Duration::from_millis(300);
+
 /// The daemon is gone within 3 s of SIGTERM whatever plugins do (the guide says so): its
-/// waits leave half a second for the rest of the exit.
+/// waits leave a fifth of a second for the rest of the exit.
 const _: () = assert!(
-    TRIGGERS_WAIT.as_millis() + SHUTDOWN_WAIT.as_millis() + RUNTIME_WAIT.as_millis() <= 2500
+    TRIGGERS_WAIT.as_millis()
+        + SHUTDOWN_WAIT.as_millis()
+        + RUNTIME_WAIT.as_millis()
+        + LAST_CHECKPOINT_WAIT.as_millis()
+        <= 2800
 );
+
+/// Takes the last checkpoint on a thread of its own, waiting for it at most
+/// [`LAST_CHECKPOINT_WAIT`]: one that has not had its turn by then is given up (the
+/// checkpoint file is replaced whole or not at all, and the next start reads from the
+/// one before).
+fn last_checkpoint(
+    checkpoint: std::sync::Arc<std::sync::Mutex<crate::storage::active::Checkpoint>>,
+    journal: std::sync::Arc<crate::storage::journal::Journal>,
+    retention: crate::storage::archive::Retention,
+) {
+    let (done, taken) = std::sync::mpsc::channel();
+    let path = journal.path().to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("checkpoint".into())
+        .spawn(move || {
+            setup::checkpoint_now(&checkpoint, &journal, &retention);
+            let _ = done.send(());
+        });
+    if spawned.is_ok() && taken.recv_timeout(LAST_CHECKPOINT_WAIT).is_err() {
+        log::line(format!(
+            "journal: no last checkpoint of {} within {} (another process holds its lock?): the next start reads on from the one before",
+            path.display(),
+            humantime::format_duration(LAST_CHECKPOINT_WAIT)
+        ));
+    }
+}
 
 /// How the daemon ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
