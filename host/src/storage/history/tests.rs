@@ -328,3 +328,52 @@ fn a_run_is_paged_on_its_own_and_a_foreign_cursor_is_refused() {
         .starts_with("the cursor 1.1.0 names no file of this journal"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_page_of_one_run_reads_back_no_further_than_the_runs_start() {
+    let dir = std::env::temp_dir().join(format!("nm-history-run-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("journal.jsonl");
+    // Before both runs, a line that cannot be read: read, it would be said.
+    std::fs::write(&path, "older history\n").unwrap();
+    let journal = Journal::open(&path).unwrap();
+    let first = Utc::now() - TimeDelta::hours(3);
+    let second = first + TimeDelta::hours(2);
+    let run = |start: DateTime<Utc>, n: u32| format!("{}-{n}", start.timestamp_millis());
+    journal
+        .append(
+            &intent(&run(first, 1), first + TimeDelta::seconds(1)),
+            false,
+        )
+        .unwrap();
+    for n in 1..=2 {
+        let at = second + TimeDelta::seconds(n.into());
+        journal.append(&intent(&run(second, n), at), false).unwrap();
+    }
+    let of = |start: DateTime<Utc>| {
+        page(
+            &path,
+            Query {
+                limit: 10,
+                run: Some(start.timestamp_millis().to_string()),
+                ..Query::default()
+            },
+        )
+        .unwrap()
+    };
+    let latest = of(second);
+    let ids: Vec<&str> = latest
+        .entries
+        .iter()
+        .map(|e| e.intent.id.as_str())
+        .collect();
+    assert_eq!(ids, [run(second, 1), run(second, 2)]);
+    assert_eq!(latest.next, None);
+    assert!(latest.problems.is_empty(), "{:?}", latest.problems);
+    // The older run is read back to its start, and past it as far as the slack goes.
+    let older = of(first);
+    assert_eq!(older.entries.len(), 1);
+    assert_eq!(older.problems.len(), 1, "{:?}", older.problems);
+    std::fs::remove_dir_all(dir).unwrap();
+}
