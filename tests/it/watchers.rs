@@ -54,7 +54,9 @@ fn watchers_that_never_read_give_their_places_back() {
     let cfg = Drill::new(&dir)
         .named("config.ron")
         .without("timer")
-        .http(r#"header_timeout: "1s""#)
+        // Long enough for 32 connections on a busy machine: a place taken longer ago
+        // goes to the next watcher (below).
+        .http(r#"header_timeout: "10s""#)
         .write();
     let mut daemon = Daemon::start(&["--config", &cfg]);
     let port = daemon.port();
@@ -126,6 +128,51 @@ fn watchers_that_never_read_give_their_places_back() {
             }
         }
     }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
+
+/// Clients that take every place and never read while nothing happens fill no buffer:
+/// a newcomer takes the place of the one that has watched longest once it has watched
+/// for the header timeout, and that one's stream ends.
+#[test]
+fn a_newcomer_takes_the_place_of_a_watcher_that_read_nothing_while_nothing_happened() {
+    let dir = TestDir::new("quiet-deaf-watchers");
+    let cfg = Drill::new(&dir)
+        .named("config.ron")
+        .without("timer")
+        .http(r#"header_timeout: "2s""#)
+        .write();
+    let mut daemon = Daemon::start(&["--config", &cfg]);
+    let port = daemon.port();
+    let mut deaf: Vec<TcpStream> = (0..PLACES)
+        .map(|_| {
+            let (stream, head) = watch(port);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            stream
+        })
+        .collect();
+    // No fault, no event: only the newcomer's asking frees a place.
+    let end = Instant::now() + Duration::from_secs(60);
+    let (_newcomer, head) = loop {
+        let (stream, head) = watch(port);
+        if head.starts_with("HTTP/1.1 200") {
+            break (stream, head);
+        }
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(Instant::now() < end, "no place within 60 s: {head}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(head.contains("event:hello"), "{head}");
+    // The first one's stream ended: what it never read, then the end of the chunks.
+    let mut first = deaf.remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), Some(0));
 }

@@ -8,10 +8,7 @@
 
 use std::{
     convert::Infallible,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
@@ -80,30 +77,70 @@ pub(super) fn page(needs_token: bool) -> Response {
     answer
 }
 
-/// How many watch `GET /api/events` at once; more are answered 503 (each holds a
-/// connection for as long as it watches). A watcher that stops reading gives its place
-/// back: once its buffers are full, the server's write gives up after the header
-/// timeout (`server::Watched`) and the stream, with its place, is dropped.
+/// How many watch `GET /api/events` at once. A watcher that stops reading gives its
+/// place back: once its buffers are full, the server's write gives up after the header
+/// timeout (`server::Watched`) and the stream, with its place, is dropped. One that
+/// reads nothing while nothing happens fills no buffer: when every place is taken, the
+/// next watcher takes the place of the one that has watched longest, if that one has
+/// watched for the header timeout (its stream ends; the dashboard comes back by
+/// itself). Only when every place was taken less than that ago is a watcher answered
+/// 503.
 pub(super) const MAX_WATCHERS: usize = 32;
-static WATCHERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The watchers' places, the longest held first.
+static WATCHERS: std::sync::Mutex<std::collections::VecDeque<Place>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Numbers the places.
+static NEXT_PLACE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A place taken: since when, and how its watcher is told to give it up.
+struct Place {
+    number: u64,
+    since: std::time::Instant,
+    given_up: Arc<tokio::sync::Notify>,
+}
 
 /// A place among the watchers, given back when the stream ends.
-struct Watching;
+struct Watching {
+    number: u64,
+    /// Told when another watcher took this place.
+    given_up: Arc<tokio::sync::Notify>,
+}
 
 impl Watching {
-    fn take() -> Option<Self> {
-        WATCHERS
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < MAX_WATCHERS).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Watching)
+    /// A place, or the place of the one that has watched longest if it has watched for
+    /// `kept`.
+    fn take(kept: Duration) -> Option<Self> {
+        Self::take_at(std::time::Instant::now(), kept)
+    }
+
+    fn take_at(now: std::time::Instant, kept: Duration) -> Option<Self> {
+        let mut places = crate::support::lock::lock(&WATCHERS);
+        if places.len() >= MAX_WATCHERS {
+            let oldest = places.front()?;
+            if now.saturating_duration_since(oldest.since) < kept {
+                return None;
+            }
+            if let Some(oldest) = places.pop_front() {
+                // A permit, kept if its stream is not waiting right now.
+                oldest.given_up.notify_one();
+            }
+        }
+        let number = NEXT_PLACE.fetch_add(1, Ordering::SeqCst);
+        let given_up = Arc::new(tokio::sync::Notify::new());
+        places.push_back(Place {
+            number,
+            since: now,
+            given_up: given_up.clone(),
+        });
+        Some(Watching { number, given_up })
     }
 }
 
 impl Drop for Watching {
     fn drop(&mut self) {
-        WATCHERS.fetch_sub(1, Ordering::SeqCst);
+        crate::support::lock::lock(&WATCHERS).retain(|p| p.number != self.number);
     }
 }
 
@@ -113,9 +150,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `GET /api/events`: what happens, as server-sent events: `hello` first, then each
 /// journal record by its type (`intent`, `outcome`, `revert`, `detected`,
 /// `recovered`, ...), `switch` (the kill switch) and `next` (the timer's next fault);
-/// `lagged` if this watcher fell behind (look again). Ends when the daemon shuts down.
-pub(super) fn stream() -> Response {
-    let Some(place) = Watching::take() else {
+/// `lagged` if this watcher fell behind (look again). Ends when the daemon shuts down,
+/// or when a newcomer takes its place ([`MAX_WATCHERS`]).
+pub(super) fn stream(kept: Duration) -> Response {
+    let Some(place) = Watching::take(kept) else {
         return retry_after(
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -131,7 +169,11 @@ pub(super) fn stream() -> Response {
     let follow =
         futures_util::stream::unfold(Some((events::subscribe(), place)), |state| async move {
             let (mut receiver, place) = state?;
-            let event = next(&mut receiver).await?;
+            // A place another watcher took ends this stream.
+            let event = tokio::select! {
+                event = next(&mut receiver) => event?,
+                () = place.given_up.notified() => return None,
+            };
             Some((Ok::<_, Infallible>(event), Some((receiver, place))))
         });
     let events = futures_util::StreamExt::chain(start, follow);
@@ -210,5 +252,41 @@ pub(super) async fn revert(api: Arc<Api>, caller: Caller, id: String) -> Respons
             StatusCode::NOT_FOUND,
             format!("no active fault {id}: it was reverted already, or never was active (GET /api/status lists the active ones)"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt as _;
+
+    #[test]
+    fn a_newcomer_takes_the_longest_held_place_once_it_was_held_long_enough() {
+        let kept = Duration::from_secs(30);
+        let start = std::time::Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut all: Vec<Watching> = (0..MAX_WATCHERS as u64)
+            .map(|i| Watching::take_at(at(i), kept).expect("a free place"))
+            .collect();
+        // Every place taken less than 30 s ago: refused.
+        assert!(Watching::take_at(at(29), kept).is_none());
+        // The first was taken 30 s ago: its place goes to the newcomer, and it is told.
+        let newcomer = Watching::take_at(at(30), kept).expect("the oldest place");
+        assert!(all[0].given_up.notified().now_or_never().is_some());
+        assert!(all[1].given_up.notified().now_or_never().is_none());
+        // The second's turn comes a second later, not before.
+        assert!(Watching::take_at(at(30), kept).is_none());
+        assert!(Watching::take_at(at(31), kept).is_some());
+        assert!(all[1].given_up.notified().now_or_never().is_some());
+        // A place given back (its stream ended) is free again, whoever took it.
+        all.truncate(2);
+        drop(newcomer);
+        assert!(lock_len() < MAX_WATCHERS);
+        drop(all);
+        assert_eq!(lock_len(), 0);
+    }
+
+    fn lock_len() -> usize {
+        crate::support::lock::lock(&WATCHERS).len()
     }
 }

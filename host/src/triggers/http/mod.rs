@@ -139,7 +139,11 @@ pub fn bind(
         .unify()
         .or(routes::controls(&authorized, &body))
         .unify()
-        .or(routes::looks(&authorized, needs_token))
+        .or(routes::looks(
+            &authorized,
+            needs_token,
+            config.limits.header_read_timeout,
+        ))
         .unify()
         .boxed();
     let routes = guard

@@ -184,7 +184,9 @@ where
 
 /// `GET /api/report`, `GET /metrics`, the dashboard's page (`GET /`) and its events
 /// (`GET /api/events`).
-pub(super) fn looks<A>(authorized: &A, needs_token: bool) -> Routes
+/// `kept`: how long an event watcher keeps its place whoever comes (the header timeout,
+/// which bounds every client that reads nothing).
+pub(super) fn looks<A>(authorized: &A, needs_token: bool, kept: std::time::Duration) -> Routes
 where
     A: Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static,
 {
@@ -215,7 +217,7 @@ where
     let events = warp::path!("api" / "events")
         .and(warp::get())
         .and(authorized.clone())
-        .map(|_: Arc<Api>, _: Caller| dashboard::stream());
+        .map(move |_: Arc<Api>, _: Caller| dashboard::stream(kept));
     report
         .or(metrics)
         .unify()
