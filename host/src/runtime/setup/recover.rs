@@ -182,7 +182,12 @@ fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec
         let why = match (crate::runtime::stop::requested(), &left.why) {
             (Some(signal), Some(waits)) => format!("{signal} came while its revert, {waits}"),
             (Some(signal), None) => format!("{signal} came before its plugin answered"),
-            (None, _) => format!(
+            // A revert that failed and waits to try again says so.
+            (None, Some(waits)) => format!(
+                "its revert, {waits}, was not done within {}",
+                humantime::format_duration(wait)
+            ),
+            (None, None) => format!(
                 "the plugin of {} did not answer within {}",
                 left.fault,
                 humantime::format_duration(wait)
