@@ -103,14 +103,14 @@ type Call<T> = tokio::task::JoinHandle<Result<Done<T>, InjectError>>;
 /// A call under way, owed its follow-up (log lines, notifiers, the revert when due)
 /// whoever stops waiting for it. Dropped with the call still in flight (the request's
 /// future dropped: its client hung up), it hands the call to a task of its own.
-struct InFlight<T: Send + 'static> {
+struct InFlight<'a, T: Send + 'static> {
     call: Option<Call<T>>,
-    door: Injector,
+    door: &'a Injector,
     trigger: &'static str,
-    fault: String,
+    fault: &'a str,
 }
 
-impl<T: Send + 'static> InFlight<T> {
+impl<T: Send + 'static> InFlight<'_, T> {
     /// The call's end; the call is no longer owed anything here.
     async fn joined(&mut self) -> Result<Done<T>, InjectError> {
         let Some(call) = self.call.as_mut() else {
@@ -123,18 +123,17 @@ impl<T: Send + 'static> InFlight<T> {
 
     fn crashed(&self, reason: String) -> InjectError {
         InjectError::Crashed {
-            fault: self.fault.clone(),
+            fault: self.fault.to_owned(),
             reason,
         }
     }
 }
 
-impl<T: Send + 'static> Drop for InFlight<T> {
+impl<T: Send + 'static> Drop for InFlight<'_, T> {
     fn drop(&mut self) {
         if let Some(call) = self.call.take() {
-            let fault = std::mem::take(&mut self.fault);
             self.door
-                .followed_up_without_its_caller(call, self.trigger, fault);
+                .followed_up_without_its_caller(call, self.trigger, self.fault.to_owned());
         }
     }
 }
@@ -314,9 +313,9 @@ impl Injector {
                 // Owed its follow-up from here on, whoever stops waiting for it.
                 let mut flight = InFlight {
                     call: Some(call),
-                    door: self.clone(),
+                    door: self,
                     trigger,
-                    fault: name.clone(),
+                    fault: &name,
                 };
                 let joined = tokio::select! {
                     joined = flight.joined() => Some(joined),
