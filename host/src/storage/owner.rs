@@ -8,7 +8,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{Read as _, Seek as _, SeekFrom, Write as _},
+    io::{Read as _, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
@@ -33,30 +33,35 @@ pub fn lock_path(journal: &Path) -> PathBuf {
 }
 
 /// Takes the lock beside `journal` without waiting for it, and writes this process's
-/// PID into it.
+/// PID into it. What is held is opened for reading only: a file open for writing would
+/// keep the file system from being remounted read-only under the daemon.
 pub fn take(journal: &Path) -> Owner {
     let lock = lock_path(journal);
-    let Ok(mut file) = OpenOptions::new()
-        .read(true)
+    let made = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&lock)
-    else {
+        .open(&lock);
+    let Ok(file) = made.and_then(|made| {
+        drop(made);
+        File::open(&lock)
+    }) else {
         return Owner::Unguarded;
     };
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {
             // Best effort: the PID only names the owner to the one that finds it held.
-            let _ = file
-                .set_len(0)
-                .and_then(|()| file.seek(SeekFrom::Start(0)))
-                .and_then(|_| writeln!(file, "{}", std::process::id()));
+            let _ = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&lock)
+                .and_then(|mut pid| writeln!(pid, "{}", std::process::id()));
             Owner::Sole(file)
         }
         Err(rustix::io::Errno::WOULDBLOCK) => {
             let mut text = String::new();
+            let mut file = file;
             let pid = file
                 .read_to_string(&mut text)
                 .ok()
@@ -78,7 +83,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let journal = dir.join("journal.jsonl");
         let first = take(&journal);
-        assert!(matches!(first, Owner::Sole(_)), "{first:?}");
+        let Owner::Sole(held) = &first else {
+            panic!("{first:?}")
+        };
+        // Held for reading only: the file system can still be remounted read-only.
+        let mode = rustix::fs::fcntl_getfl(held).unwrap() & rustix::fs::OFlags::ACCMODE;
+        assert_eq!(mode, rustix::fs::OFlags::RDONLY);
         // Another open file description: as another process would find it.
         match take(&journal) {
             Owner::Other { lock, pid } => {
