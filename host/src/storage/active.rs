@@ -131,10 +131,21 @@ impl Checkpoint {
     /// its inode when rotated) from the offset, and those after it whole. Without a
     /// checkpoint, those rotated in the last two days (a fault open longer than that
     /// was in a checkpoint); with one whose file is gone, none.
-    /// An archive whose mark cannot be read is not the one, and is said.
+    /// The checkpoint's own file whose mark cannot be read is taken for the one (it is
+    /// the same file): reading it is said to fail and passed over, and the archives
+    /// after it are read all the same. Archives that cannot be listed are said, and
+    /// none is read.
     fn archives_since(&self, journal: &Path) -> io::Result<(Vec<Since>, Vec<String>)> {
-        let archives = archive::archives(journal)?;
-        let mut unread = Vec::new();
+        let archives = match archive::archives(journal) {
+            Ok(archives) => archives,
+            Err(e) => {
+                let said = format!(
+                    "cannot list the archives of {} ({e}); none is read: a fault only they hold open is not reverted",
+                    journal.display()
+                );
+                return Ok((Vec::new(), vec![said]));
+            }
+        };
         let first = if (self.dev, self.ino) == (0, 0) {
             let since = Utc::now() - chrono::TimeDelta::days(2);
             archives.iter().position(|a| a.at >= since).map(|i| (i, 0))
@@ -143,9 +154,8 @@ impl Checkpoint {
             for (i, a) in archives.iter().enumerate() {
                 if (a.dev, a.ino) == (self.dev, self.ino) && a.len >= self.offset {
                     match mark(&a.path, self.offset) {
-                        Ok(mark) if mark == self.mark => found = Some((i, self.offset)),
-                        Ok(_) => {}
-                        Err(e) => unread.push(unreadable_archive(&a.path, &e)),
+                        Ok(mark) if mark != self.mark => {}
+                        _ => found = Some((i, self.offset)),
                     }
                 }
             }
@@ -159,7 +169,7 @@ impl Checkpoint {
                 .collect(),
             None => Vec::new(),
         };
-        Ok((since, unread))
+        Ok((since, Vec::new()))
     }
 
     fn apply(&mut self, record: Record) {
@@ -546,6 +556,58 @@ mod tests {
         })
         .unwrap();
         assert_eq!(forward, ["1", "2", "3"]);
+    }
+
+    /// The checkpoint's own file, rotated since, that cannot be read (root's, mode
+    /// 000, for a daemon without `CAP_DAC_OVERRIDE`): it is passed over, and the
+    /// archives after it and the journal are read all the same.
+    #[test]
+    fn an_unreadable_archive_of_the_checkpoint_hides_none_after_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = scratch("rotate-unreadable");
+        let journal = Journal::open(&path).unwrap();
+        let now = Utc::now();
+        let open = |id: &str| {
+            journal.append(&intent(id, now, false), false).unwrap();
+            journal.append(&outcome(id, "paused", true), false).unwrap();
+        };
+        open("1");
+        let mut before = Checkpoint::load(&path);
+        before.catch_up(&path).unwrap();
+        open("2");
+        let first = journal.rotate(|| Ok(())).unwrap();
+        open("3");
+        let second = journal.rotate(|| Ok(())).unwrap();
+        assert_ne!(first, second);
+        open("4");
+        std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let (caught, problems) = without_dac_override(|| {
+            let mut after = before.clone();
+            let problems = after.catch_up(&path).unwrap();
+            (after, problems)
+        });
+        assert_eq!(ids(&caught), ["1", "3", "4"], "{problems:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!(
+                "cannot read the archive {} (Permission denied",
+                first.display()
+            )),
+            "{problems:?}"
+        );
+    }
+
+    /// Runs `f` on this thread without the capabilities that read any file (as a
+    /// daemon run by systemd without them), then gives them back.
+    fn without_dac_override<T>(f: impl FnOnce() -> T) -> T {
+        use rustix::thread::{capabilities, set_capabilities, CapabilityFlags};
+        let had = capabilities(None).unwrap();
+        let mut less = had;
+        less.effective -= CapabilityFlags::DAC_OVERRIDE | CapabilityFlags::DAC_READ_SEARCH;
+        set_capabilities(None, less).unwrap();
+        let made = f();
+        set_capabilities(None, had).unwrap();
+        made
     }
 
     /// A writer that waited for the lock while the journal was rotated (a `kill`
