@@ -37,24 +37,33 @@ pub fn lock_path(journal: &Path) -> PathBuf {
 /// keep the file system from being remounted read-only under the daemon.
 pub fn take(journal: &Path) -> Owner {
     let lock = lock_path(journal);
-    let made = OpenOptions::new()
+    // Never through a symlink, never blocking on a FIFO: only a regular file is locked.
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    // Made if missing; on a read-only file system, the one there is locked all the same.
+    let _ = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(flags)
         .open(&lock);
-    let Ok(file) = made.and_then(|made| {
-        drop(made);
-        File::open(&lock)
-    }) else {
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(&lock)
+    else {
         return Owner::Unguarded;
     };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Owner::Unguarded;
+    }
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {
             // Best effort: the PID only names the owner to the one that finds it held.
             let _ = OpenOptions::new()
                 .write(true)
                 .truncate(true)
+                .custom_flags(flags)
                 .open(&lock)
                 .and_then(|mut pid| writeln!(pid, "{}", std::process::id()));
             Owner::Sole(file)
@@ -99,6 +108,13 @@ mod tests {
         }
         drop(first);
         assert!(matches!(take(&journal), Owner::Sole(_)));
+        // A symlink is never followed: nobody owns through it.
+        let elsewhere = dir.join("elsewhere");
+        std::fs::write(&elsewhere, "kept").unwrap();
+        let linked = dir.join("linked.jsonl");
+        std::os::unix::fs::symlink(&elsewhere, lock_path(&linked)).unwrap();
+        assert!(matches!(take(&linked), Owner::Unguarded));
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "kept");
         // No directory to make it in: nobody can own it.
         assert!(matches!(
             take(&dir.join("missing/journal.jsonl")),

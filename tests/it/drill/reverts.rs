@@ -738,8 +738,9 @@ kill -TERM $d; wait $d"#,
 }
 
 /// A second daemon started on the journal of one that runs (a unit and a hand-started
-/// copy, say) leaves what the first holds in effect alone: reverting it at its start
-/// would end the first's fault long before it is due. The first reverts it itself.
+/// copy, say) never reverts the first one's faults at its start: one that would
+/// execute is refused (the two would revert each other's at every restart); a dry one
+/// shares the journal and leaves them alone. The first reverts them itself.
 #[test]
 fn a_second_daemon_on_the_same_journal_never_reverts_the_first_ones_faults() {
     let dir = TestDir::new("drill-two-daemons");
@@ -748,38 +749,51 @@ fn a_second_daemon_on_the_same_journal_never_reverts_the_first_ones_faults() {
     let run = in_namespace(&format!(
         r#"{PRELUDE}
 sleep 1000 & started $!; v=$!
-"$NM" --config {cfg} --execute 2>{d}/log1 & a=$!
+"$NM" --config {cfg} --execute 2>{d}/log1 & a=$!; echo "first $a"
 await Listening {d}/log1; p=$(port {d}/log1)
 post $p /api/faults/pause '{{"desc":"first"}}' >/dev/null
 echo "paused $(st $v)"
-"$NM" --config {cfg} --execute 2>{d}/log2 & b=$!
-await Listening {d}/log2
+"$NM" --config {cfg} --execute 2>{d}/log2; echo "second $?"
+"$NM" --config {cfg} 2>{d}/log3 & b=$!
+await Listening {d}/log3
 echo "beside $(st $v)"
+kill -TERM $b; wait $b
 kill -TERM $a; wait $a
-echo "first_gone $(became $v S)"
-kill -TERM $b; wait $b"#,
+echo "first_gone $(became $v S)""#,
         d = dir.display()
     ));
-    let second = fs::read_to_string(dir.join("log2")).unwrap_or_default();
+    let (refused, dry) = (
+        fs::read_to_string(dir.join("log2")).unwrap_or_default(),
+        fs::read_to_string(dir.join("log3")).unwrap_or_default(),
+    );
     assert_eq!(pairs(&run.stdout, "paused"), ["T"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "second"), ["2"], "{refused}");
+    let other = format!(
+        "another nightmare-monkey (PID {a}) runs on {d}/journal.jsonl (it holds {d}/journal.jsonl.owner)",
+        a = pairs(&run.stdout, "first")[0],
+        d = dir.display()
+    );
+    assert_eq!(
+        refused.lines().last(),
+        Some(format!("error: {other}: two executing daemons on one journal would revert each other's faults; stop it first, or give this one a state_dir (or journal) of its own").as_str()),
+        "{refused}"
+    );
     assert_eq!(
         pairs(&run.stdout, "beside"),
         ["T"],
-        "the second daemon let the first one's victim go\n{second}"
+        "a second daemon let the first one's victim go\n{refused}\n{dry}"
+    );
+    assert!(
+        dry.lines().any(|l| l.contains(&format!(
+            "journal: {other}: what it holds in effect is its own, not reverted by this dry run: "
+        )) && l.ends_with(" (pause)")),
+        "{dry}"
+    );
+    assert!(
+        !refused.contains("Revert") && !dry.contains("Revert"),
+        "{refused}\n{dry}"
     );
     assert!(resumed(&run.stdout, "first_gone"), "{}", run.stdout);
-    let said = second
-        .lines()
-        .find(|l| l.contains("journal: another nightmare-monkey (PID "))
-        .unwrap_or_else(|| panic!("{second}"));
-    assert!(
-        said.contains(&format!(
-            "runs on {d}/journal.jsonl (it holds {d}/journal.jsonl.owner): what it holds in effect is its own, not reverted here: ",
-            d = dir.display()
-        )) && said.ends_with(" (pause); give each daemon a state_dir of its own"),
-        "{said}"
-    );
-    assert!(!second.contains("Revert (recovery)"), "{second}");
 }
 
 /// A revert the plugin refuses at recovery is said as refused, not as a plugin that did

@@ -87,6 +87,8 @@ fn run_with(
     }
     // Held until the daemon ends: what the journal holds in effect is this daemon's to
     // revert, not that of another started on the same journal meanwhile.
+    // Two that execute on one journal would each revert the other's faults at a start
+    // (a restart of either included): the second is refused. A dry one shares it.
     let owner = crate::storage::owner::take(&config.journal);
     let owned_by = match &owner {
         crate::storage::owner::Owner::Other { lock, pid } => Some(format!(
@@ -97,6 +99,12 @@ fn run_with(
         )),
         _ => None,
     };
+    if let Some(other) = owned_by.as_deref().filter(|_| config.execute) {
+        return Err(UsageError(anyhow::anyhow!(
+            "{other}: two executing daemons on one journal would revert each other's faults; stop it first, or give this one a state_dir (or journal) of its own"
+        ))
+        .into());
+    }
     // Before anything else: undo what a crashed run left active, with the built-ins at
     // once (a plugin file's faults once it has loaded). Reading is all it needs; a
     // journal that cannot be written stops the start only after it.

@@ -92,7 +92,7 @@ pub fn recover(
             .collect();
         if !ids.is_empty() {
             log::line(format!(
-                "journal: {owner}: what it holds in effect is its own, not reverted here: {}; give each daemon a state_dir of its own",
+                "journal: {owner}: what it holds in effect is its own, not reverted by this dry run: {}",
                 ids.join(", ")
             ));
         }
