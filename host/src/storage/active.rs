@@ -600,10 +600,10 @@ mod tests {
     /// Runs `f` on this thread without the capabilities that read any file (as a
     /// daemon run by systemd without them), then gives them back.
     fn without_dac_override<T>(f: impl FnOnce() -> T) -> T {
-        use rustix::thread::{capabilities, set_capabilities, CapabilityFlags};
+        use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
         let had = capabilities(None).unwrap();
         let mut less = had;
-        less.effective -= CapabilityFlags::DAC_OVERRIDE | CapabilityFlags::DAC_READ_SEARCH;
+        less.effective -= CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH;
         set_capabilities(None, less).unwrap();
         let made = f();
         set_capabilities(None, had).unwrap();
