@@ -160,6 +160,8 @@ impl Engine {
         reason: &str,
         wait: Duration,
     ) -> Vec<Unfinished> {
+        // Counted before the list is read, as in `revert_all`.
+        self.lease_sweeps.fetch_add(1, Ordering::SeqCst);
         let ids = self.held_outside_lease(lease);
         let jobs = ids.iter().filter_map(|id| self.take(id, reason)).collect();
         run_all(jobs, wait)

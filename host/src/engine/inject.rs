@@ -10,6 +10,7 @@ impl Engine {
     pub fn inject(&self, ask: &Ask) -> Result<Injection, InjectError> {
         // Every revert of all at once from here on is one this fault may miss.
         let sweeps = self.sweeps.load(Ordering::SeqCst);
+        let lease_sweeps = self.lease_sweeps.load(Ordering::SeqCst);
         let now = Utc::now();
         let slot = self
             .guard(&ask.fault, now, true)
@@ -111,7 +112,7 @@ impl Engine {
             });
         }
         if revert_due.is_some() {
-            self.undo_if_stopped_meanwhile(id, sweeps);
+            self.undo_if_stopped_meanwhile(id, sweeps, lease_sweeps);
         }
         Ok(injection)
     }
@@ -126,9 +127,11 @@ impl Engine {
 
     /// Paused (or shutting down, or cut off from the fleet) while the plugin worked: the
     /// kill switch did not see fault `id` among the active ones, so it is undone now, on
-    /// a thread of its own.
-    fn undo_if_stopped_meanwhile(&self, id: &str, sweeps: u64) {
-        let cut_off = self.fleet_cut_off();
+    /// a thread of its own. So is one whose fleet lease ended meanwhile (even if a new
+    /// one was had since): its admission may be of the lease that ended.
+    fn undo_if_stopped_meanwhile(&self, id: &str, sweeps: u64, lease_sweeps: u64) {
+        let cut_off =
+            self.fleet_cut_off() || self.lease_sweeps.load(Ordering::SeqCst) != lease_sweeps;
         if self.stopped_since(sweeps).is_some() || cut_off {
             let reason = if self.closing.load(Ordering::SeqCst) {
                 "shutdown"
@@ -296,8 +299,10 @@ impl Engine {
         }
         self.checkpoint_now();
         self.confirm_fleet(intent, false)?;
-        // Stopped while it prepared (which changes nothing): nothing is applied.
+        // Stopped while it prepared (which changes nothing): nothing is applied, and the
+        // switch refused it, as it refuses what comes after it (counted so).
         if let Some(why) = self.stopped_since(sweeps) {
+            metrics::get().refused(Refusal::Paused);
             let failed = OutcomeRecord::failed(
                 &intent.id,
                 Utc::now(),

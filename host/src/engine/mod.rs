@@ -128,6 +128,9 @@ pub struct Engine {
     /// the pause file, shutdown): an injection under way when one began was not among
     /// them, and reverts what it leaves in effect itself (`Engine::stopped_since`).
     sweeps: AtomicU64,
+    /// The same for the faults reverted because the fleet's lease they were admitted
+    /// under ended ([`Engine::revert_outside_lease`]).
+    lease_sweeps: AtomicU64,
     /// Why the monkey paused itself (a halt probe), while the switch it turned on is on.
     halted: Mutex<Option<String>>,
     closing: AtomicBool,
@@ -171,6 +174,7 @@ impl Engine {
             guards,
             paused: AtomicBool::new(false),
             sweeps: AtomicU64::new(0),
+            lease_sweeps: AtomicU64::new(0),
             halted: Mutex::new(None),
             closing: AtomicBool::new(false),
             journal: journal.map(Arc::new),

@@ -337,3 +337,30 @@ fn a_fault_in_flight_when_the_switch_flipped_on_and_off_is_reverted_at_once() {
     assert!(engine.active().iter().any(|a| a.id == after.intent.id));
     assert_eq!(lock(&fake.reverts).len(), 1);
 }
+
+/// The fleet's lease ended (and maybe a new one was had) while a plugin worked: the
+/// lease's revert did not see the fault, so the injection reverts it itself.
+#[test]
+fn a_fault_in_flight_when_a_lease_ended_is_reverted_at_once() {
+    let gate = fake::gate();
+    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).held(&gate);
+    let (engine, _) = engine("lease-in-flight", true, Guards::default(), &fake);
+    let engine = std::sync::Arc::new(engine);
+    let injecting = std::thread::spawn({
+        let engine = engine.clone();
+        move || engine.inject(&ask())
+    });
+    while fake.calls().is_empty() {
+        std::thread::yield_now();
+    }
+    assert!(engine
+        .revert_outside_lease(Some("a later lease"), "fleet-cut-off", Duration::ZERO)
+        .is_empty());
+    fake::open(&gate);
+    injecting.join().unwrap().expect("the fault happened");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while lock(&fake.reverts).is_empty() {
+        assert!(std::time::Instant::now() < end, "never reverted");
+        std::thread::yield_now();
+    }
+}
