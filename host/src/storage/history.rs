@@ -92,17 +92,6 @@ pub(crate) struct Page {
 /// deadline, and then some. Outcomes older than this before the page are not kept.
 const OUTCOME_LAG: TimeDelta = TimeDelta::minutes(15);
 
-/// How far a fault's instant may lie before its run's start (a run is named by the
-/// instant its daemon started, in ms) and still be read: a clock stepped back while it
-/// ran. A page of one run reads back no further than its start less this.
-const RUN_CLOCK_SLACK: TimeDelta = TimeDelta::minutes(10);
-
-/// The instant before which no fault of run `run` is looked for.
-fn run_floor(run: &str) -> Option<DateTime<Utc>> {
-    let started = DateTime::from_timestamp_millis(run.parse().ok()?)?;
-    Some(started - RUN_CLOCK_SLACK)
-}
-
 /// Reads one page, backwards from the journal's end (through its archives).
 pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     let mut page = Page::default();
@@ -114,7 +103,9 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
     let mut prepared: HashMap<String, PreparedRecord> = HashMap::new();
     // What followed each fault (detections, recoveries), in the order read: backwards.
     let mut followed: HashMap<String, Vec<Record>> = HashMap::new();
-    let floor = query.run.as_deref().and_then(run_floor);
+    // A run numbers its faults from 1 (`<run>-1`): read backwards, nothing of the run
+    // comes before its first, whatever the clock said.
+    let first_of_run = query.run.as_deref().map(|run| format!("{run}-1"));
     // Whether the reading has gone past `before` (always, without one).
     let mut past_before = query.before.is_none();
     let mut met_its_file = false;
@@ -174,10 +165,6 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
             }
             Record::Refused(_) | Record::Halted(_) => {}
             Record::Intent(intent) => {
-                // Before the run began: nothing older can be of it.
-                if floor.is_some_and(|floor| intent.at < floor) {
-                    break;
-                }
                 let other_run = query
                     .run
                     .as_deref()
@@ -215,7 +202,11 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                 {
                     entry.take(record);
                 }
+                let first = first_of_run.as_deref() == Some(entry.intent.id.as_str());
                 page.entries.push(entry);
+                if first {
+                    break;
+                }
             }
         }
     }
