@@ -268,7 +268,7 @@ fn a_journal_locked_by_another_process_holds_up_no_exit() {
     );
     assert!(
         daemon.log.iter().any(|l| l.starts_with(&format!(
-            "journal: no last checkpoint of {}/journal.jsonl within 300ms (another process holds its lock?)",
+            "journal: no last checkpoint of {}/journal.jsonl within 300ms (a write waits for the journal's lock",
             dir.display()
         ))),
         "{:?}",

@@ -668,15 +668,19 @@ fn last_checkpoint(
 ) {
     let (done, taken) = std::sync::mpsc::channel();
     let path = journal.path().to_owned();
+    let (in_line, journal_in_line) = (checkpoint.clone(), journal.clone());
     let spawned = std::thread::Builder::new()
         .name("checkpoint".into())
         .spawn(move || {
             setup::checkpoint_now(&checkpoint, &journal, &retention);
             let _ = done.send(());
         });
-    if spawned.is_ok() && taken.recv_timeout(LAST_CHECKPOINT_WAIT).is_err() {
+    if spawned.is_err() {
+        // No thread to be had (a process limit): in line, as it always was.
+        setup::checkpoint_now(&in_line, &journal_in_line, &retention);
+    } else if taken.recv_timeout(LAST_CHECKPOINT_WAIT).is_err() {
         log::line(format!(
-            "journal: no last checkpoint of {} within {} (another process holds its lock?): the next start reads on from the one before",
+            "journal: no last checkpoint of {} within {} (a write waits for the journal's lock, which another process may hold, or the disk is slow): the next start reads on from the one before",
             path.display(),
             humantime::format_duration(LAST_CHECKPOINT_WAIT)
         ));

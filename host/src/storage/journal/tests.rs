@@ -257,6 +257,14 @@ fn a_line_longer_than_the_longest_kept_is_read_past_and_dropped() {
             (read(2, false, false), "xy".to_owned()),
         ]
     );
+    // What is held of a long line never grows past the longest kept and a buffer's
+    // worth: a line of megabytes costs no megabytes.
+    let long = [vec![b'x'; 1 << 20], b"\n".to_vec()].concat();
+    let mut reader = io::BufReader::with_capacity(4096, &long[..]);
+    let mut line = Vec::new();
+    let read = next_line(&mut reader, &mut line, 1000).unwrap();
+    assert!(read.too_long && read.complete && read.taken == long.len() as u64);
+    assert!(line.capacity() <= 8192, "{}", line.capacity());
 }
 
 #[test]
