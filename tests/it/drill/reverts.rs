@@ -703,7 +703,9 @@ kill -TERM $d; wait $d; echo "code $?""#,
 }
 
 /// A client that asks for the kill switch and hangs up at once (while the switch waits
-/// for a revert) still pauses the monkey, and the log says who did.
+/// for a revert) never leaves the monkey paused without the log saying who did: the
+/// switch is done whole, or (the request dropped before it was handled, as a busy
+/// machine may) not at all.
 #[test]
 fn a_pause_whose_client_hung_up_is_done_whole_and_logged() {
     let dir = TestDir::new("drill-pause-hangup");
@@ -725,16 +727,16 @@ kill -TERM $d; wait $d"#,
         d = dir.display()
     ));
     let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
-    assert!(
-        run.stdout.lines().any(|l| l == "logged"),
-        "{}\n{log}",
-        run.stderr
-    );
+    let logged = run.stdout.lines().any(|l| l == "logged");
     let status = json_lines(&run.stdout)
         .into_iter()
         .find(|j| j.get("state").is_some())
         .expect("the status");
-    assert_eq!(status["state"], "paused", "{status}");
+    assert_eq!(
+        status["state"],
+        if logged { "paused" } else { "playing" },
+        "paused without a word, or said and not done: {status}\n{log}"
+    );
 }
 
 /// A second daemon started on the journal of one that runs (a unit and a hand-started

@@ -221,7 +221,22 @@ pub(super) async fn revert(api: Arc<Api>, caller: Caller, id: String) -> Respons
             "expected a fault id like 1764141234567-1 (GET /api/status lists the active faults)",
         );
     }
-    match api.injector.revert(id.clone()).await {
+    // Done whole on a task of its own, logged included, whoever stops waiting.
+    let injector = api.injector.clone();
+    let (asked, who) = (id.clone(), caller.0.clone());
+    let reverting = tokio::spawn(async move {
+        let reverted = injector.revert(asked.clone()).await;
+        if let Ok(Some((fault, _))) = &reverted {
+            log::line(format!(
+                "Revert now of {asked} ({fault}) asked (POST /api/revert, {who})"
+            ));
+        }
+        reverted
+    });
+    let Ok(reverted) = reverting.await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the revert failed");
+    };
+    match reverted {
         Err(()) => retry_after(
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -230,10 +245,6 @@ pub(super) async fn revert(api: Arc<Api>, caller: Caller, id: String) -> Respons
             Some(1),
         ),
         Ok(Some((fault, under_way))) => {
-            log::line(format!(
-                "Revert now of {id} ({fault}) asked (POST /api/revert, {})",
-                caller.0
-            ));
             let message = if under_way {
                 format!("reverting {id} ({fault}): its plugin has not answered yet")
             } else {

@@ -93,9 +93,32 @@ where
         .boxed()
 }
 
+/// Done whole on a task of its own, logged included, whoever stops waiting (as the
+/// node's own switch is).
 async fn turn(api: Arc<Api>, caller: Caller, on: bool, reason: String) -> Response {
-    let by = caller.0.clone();
-    match api.injector.fleet_switch(on, by, reason).await {
+    let injector = api.injector.clone();
+    let who = caller.0.clone();
+    let turning = tokio::spawn(async move {
+        let turned = injector.fleet_switch(on, who.clone(), reason).await;
+        if let Ok(message) = &turned {
+            log::line(format!(
+                "{message} ({}, {who})",
+                if on {
+                    "POST /api/pause?scope=fleet"
+                } else {
+                    "POST /api/resume?scope=fleet"
+                },
+            ));
+        }
+        turned
+    });
+    let Ok(turned) = turning.await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "scope=fleet: the fleet's switch failed",
+        );
+    };
+    match turned {
         Err(None) => error(
             StatusCode::BAD_REQUEST,
             "scope=fleet: this daemon is in no fleet (its config has no fleet: section)",
@@ -104,20 +127,9 @@ async fn turn(api: Arc<Api>, caller: Caller, on: bool, reason: String) -> Respon
             StatusCode::SERVICE_UNAVAILABLE,
             format!("scope=fleet: the fleet's switch could not be written ({why})"),
         ),
-        Ok(message) => {
-            log::line(format!(
-                "{message} ({}, {})",
-                if on {
-                    "POST /api/pause?scope=fleet"
-                } else {
-                    "POST /api/resume?scope=fleet"
-                },
-                caller.0
-            ));
-            warp::reply::json(
-                &serde_json::json!({ "paused": on, "scope": "fleet", "message": message }),
-            )
-            .into_response()
-        }
+        Ok(message) => warp::reply::json(
+            &serde_json::json!({ "paused": on, "scope": "fleet", "message": message }),
+        )
+        .into_response(),
     }
 }
