@@ -139,7 +139,7 @@ pub(super) fn next_line(
         if available.is_empty() {
             break;
         }
-        let part = match available.iter().position(|b| *b == b'\n') {
+        let part = match memchr::memchr(b'\n', available) {
             Some(at) => {
                 read.complete = true;
                 &available[..=at]
