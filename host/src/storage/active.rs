@@ -577,6 +577,11 @@ mod tests {
         open("2");
         let first = journal.rotate(|| Ok(())).unwrap();
         open("3");
+        // Archives are named by the millisecond: the next one a millisecond later.
+        let named = Utc::now().timestamp_millis();
+        while Utc::now().timestamp_millis() <= named {
+            std::hint::spin_loop();
+        }
         let second = journal.rotate(|| Ok(())).unwrap();
         assert_ne!(first, second);
         open("4");
