@@ -354,19 +354,7 @@ fn recovery_gives_up_on_a_revert_that_hangs() {
         r#"plugin_timeout: "3s","#,
         r#""stuck": (plugin: "panicky", config: (revert_after_ms: 600000, revert_sleep_ms: 600000))"#,
     );
-    let run = in_namespace(&format!(
-        r#"{PRELUDE}
-"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
-await Listening {d}/log1; p=$(port {d}/log1)
-post $p /api/faults/stuck '{{"desc":"stuck"}}' >/dev/null
-kill -KILL $d; wait $d
-"$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
-await Listening {d}/log2 && echo started
-kill -TERM $d; wait $d; echo "code $?""#,
-        d = dir.display()
-    ));
-    let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
-    assert!(run.stdout.contains("started\n"), "{}\n{log}", run.stderr);
+    let (run, log) = crashed_and_started_again(&dir, &cfg, "stuck");
     // Hung, or (on a busy machine) failed at its worker's own deadline just before.
     let gave_up: Vec<&str> = log
         .lines()
@@ -808,19 +796,7 @@ fn a_revert_refused_at_recovery_is_said_as_refused() {
         r#"plugin_timeout: "1s","#,
         r#""held": (plugin: "panicky", config: (revert_after_ms: 600000, deny_revert: true))"#,
     );
-    let run = in_namespace(&format!(
-        r#"{PRELUDE}
-"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
-await Listening {d}/log1; p=$(port {d}/log1)
-post $p /api/faults/held '{{"desc":"held"}}' >/dev/null
-kill -KILL $d; wait $d
-"$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
-await Listening {d}/log2 && echo started
-kill -TERM $d; wait $d; echo "code $?""#,
-        d = dir.display()
-    ));
-    let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
-    assert!(run.stdout.contains("started\n"), "{}\n{log}", run.stderr);
+    let (run, log) = crashed_and_started_again(&dir, &cfg, "held");
     let said = log
         .lines()
         .find(|l| {
@@ -837,4 +813,27 @@ kill -TERM $d; wait $d; echo "code $?""#,
         "{said}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["1"], "{log}");
+}
+
+/// Fault `fault` of the drill `cfg` injected, the daemon SIGKILLed, started again
+/// (recovery) and stopped; what the script said, and the second start's log.
+fn crashed_and_started_again(
+    dir: &std::path::Path,
+    cfg: &str,
+    fault: &str,
+) -> (crate::util::Run, String) {
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log1 & d=$!
+await Listening {d}/log1; p=$(port {d}/log1)
+post $p /api/faults/{fault} '{{"desc":"{fault}"}}' >/dev/null
+kill -KILL $d; wait $d
+"$NM" --config {cfg} --execute 2>{d}/log2 & d=$!
+await Listening {d}/log2 && echo started
+kill -TERM $d; wait $d; echo "code $?""#,
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log2")).unwrap_or_default();
+    assert!(run.stdout.contains("started\n"), "{}\n{log}", run.stderr);
+    (run, log)
 }

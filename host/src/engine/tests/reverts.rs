@@ -303,14 +303,16 @@ fn a_revert_done_is_announced_to_who_listens() {
     assert_eq!(ended.as_mut().poll(&mut cx), Poll::Ready(()));
 }
 
-/// The kill switch turned on and off again while a plugin worked: the switch's revert of
-/// all did not see the fault (not in effect yet), so the injection reverts what it
-/// leaves in effect itself, though the monkey plays again by then.
-#[test]
-fn a_fault_in_flight_when_the_switch_flipped_on_and_off_is_reverted_at_once() {
+/// A reversible fault injected on a thread of its own, `meanwhile` done while its plugin
+/// works; returns the engine and the fake once the injection has answered, and its
+/// answer.
+fn in_flight_while(
+    name: &str,
+    meanwhile: impl FnOnce(&Engine),
+) -> (std::sync::Arc<Engine>, Fake, Result<Injection, InjectError>) {
     let gate = fake::gate();
     let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).held(&gate);
-    let (engine, _) = engine("switch-in-flight", true, Guards::default(), &fake);
+    let (engine, _) = engine(name, true, Guards::default(), &fake);
     let engine = std::sync::Arc::new(engine);
     let injecting = std::thread::spawn({
         let engine = engine.clone();
@@ -319,18 +321,34 @@ fn a_fault_in_flight_when_the_switch_flipped_on_and_off_is_reverted_at_once() {
     while fake.calls().is_empty() {
         std::thread::yield_now();
     }
-    engine.set_paused(true);
-    assert!(engine.revert_all("pause", Duration::ZERO).is_empty());
-    engine.set_paused(false);
+    meanwhile(&engine);
     fake::open(&gate);
-    let injection = injecting.join().unwrap().expect("the fault happened");
-    assert!(injection.revert_due.is_some());
-    // Reverted on a thread of its own, at once.
+    let answer = injecting.join().unwrap();
+    (engine, fake, answer)
+}
+
+/// Waits until `fake` was asked for a revert (on a thread of its own).
+fn reverted(fake: &Fake) {
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while lock(&fake.reverts).is_empty() {
         assert!(std::time::Instant::now() < end, "never reverted");
         std::thread::yield_now();
     }
+}
+
+/// The kill switch turned on and off again while a plugin worked: the switch's revert of
+/// all did not see the fault (not in effect yet), so the injection reverts what it
+/// leaves in effect itself, though the monkey plays again by then.
+#[test]
+fn a_fault_in_flight_when_the_switch_flipped_on_and_off_is_reverted_at_once() {
+    let (engine, fake, answer) = in_flight_while("switch-in-flight", |engine| {
+        engine.set_paused(true);
+        assert!(engine.revert_all("pause", Duration::ZERO).is_empty());
+        engine.set_paused(false);
+    });
+    let injection = answer.expect("the fault happened");
+    assert!(injection.revert_due.is_some());
+    reverted(&fake);
     assert_eq!(*lock(&fake.reverts), [serde_json::json!({ "pid": 200 })]);
     // A fault asked after the switch is left to its due time.
     let after = engine.inject(&ask()).unwrap();
@@ -342,25 +360,11 @@ fn a_fault_in_flight_when_the_switch_flipped_on_and_off_is_reverted_at_once() {
 /// lease's revert did not see the fault, so the injection reverts it itself.
 #[test]
 fn a_fault_in_flight_when_a_lease_ended_is_reverted_at_once() {
-    let gate = fake::gate();
-    let fake = Fake::new(Behaviour::Reversible { ms: 60_000 }).held(&gate);
-    let (engine, _) = engine("lease-in-flight", true, Guards::default(), &fake);
-    let engine = std::sync::Arc::new(engine);
-    let injecting = std::thread::spawn({
-        let engine = engine.clone();
-        move || engine.inject(&ask())
+    let (_, fake, answer) = in_flight_while("lease-in-flight", |engine| {
+        assert!(engine
+            .revert_outside_lease(Some("a later lease"), "fleet-cut-off", Duration::ZERO)
+            .is_empty());
     });
-    while fake.calls().is_empty() {
-        std::thread::yield_now();
-    }
-    assert!(engine
-        .revert_outside_lease(Some("a later lease"), "fleet-cut-off", Duration::ZERO)
-        .is_empty());
-    fake::open(&gate);
-    injecting.join().unwrap().expect("the fault happened");
-    let end = std::time::Instant::now() + Duration::from_secs(30);
-    while lock(&fake.reverts).is_empty() {
-        assert!(std::time::Instant::now() < end, "never reverted");
-        std::thread::yield_now();
-    }
+    answer.expect("the fault happened");
+    reverted(&fake);
 }
