@@ -1,15 +1,17 @@
 //! The daemon: start the triggers, inject what they ask for through the engine, stop
 //! cleanly on SIGTERM or SIGINT.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
 
 mod announce;
+mod ending;
 mod events;
 mod restart;
 
+use ending::{abandoned, last_checkpoint, Ending, RUNTIME_WAIT, SHUTDOWN_WAIT, TRIGGERS_WAIT};
 use restart::{restart, RESTART_PAUSED};
 
 use crate::{
@@ -17,7 +19,6 @@ use crate::{
     config::{self, Config},
     dispatch::{FaultProbes, Injector, MAX_INJECTIONS_AT_ONCE},
     domain::schedule::Timer,
-    engine::Unfinished,
     output::{log, notifier::Notifiers},
     runtime::{
         halt, pause_file,
@@ -606,96 +607,4 @@ fn finish_loading(loading: Loading, engine: Arc<crate::engine::Engine>) -> event
         ));
     }
     told
-}
-
-/// Names each plugin call given up at the exit, injections (`in_flight`: id and fault)
-/// and reverts; `Err` when there is one, which makes the exit status 1.
-fn abandoned(in_flight: &[(String, String)], unfinished: &[Unfinished]) -> anyhow::Result<()> {
-    let abandoned: Vec<String> = in_flight
-        .iter()
-        .map(|(id, fault)| format!("the injection {id} ({fault}), whose plugin has not answered"))
-        .chain(
-            unfinished
-                .iter()
-                .map(|u| format!("the revert of {} ({}), {}", u.id, u.fault, u.waiting_for())),
-        )
-        .collect();
-    for what in &abandoned {
-        log::line(format!("warning: going to bed without {what}"));
-    }
-    if !abandoned.is_empty() {
-        anyhow::bail!(
-            "stopped with {} plugin {} abandoned: {} may still be in effect (the next start retries each revert the journal lists as active; an injection without an outcome in the journal cannot be undone from it)",
-            abandoned.len(),
-            if abandoned.len() == 1 { "call" } else { "calls" },
-            if abandoned.len() == 1 { "what it did" } else { "what they did" },
-        );
-    }
-    Ok(())
-}
-
-/// How long shutdown waits for the triggers (an injection under way among them) to stop.
-const TRIGGERS_WAIT: Duration = Duration::from_millis(800);
-
-/// How long shutdown waits for the reverts of active faults, after the triggers.
-const SHUTDOWN_WAIT: Duration = Duration::from_millis(1500);
-
-/// How long the runtime waits for plugin calls still running on its blocking threads.
-const RUNTIME_WAIT: Duration = Duration::from_millis(200);
-
-/// How long the exit waits for its last checkpoint: a journal whose lock another
-/// process holds (a backup taking the writers' lock) holds up no exit.
-const LAST_CHECKPOINT_WAIT: Duration = Duration::from_millis(300);
-
-/// The daemon is gone within 3 s of SIGTERM whatever plugins do (the guide says so): its
-/// waits leave a fifth of a second for the rest of the exit.
-const _: () = assert!(
-    TRIGGERS_WAIT.as_millis()
-        + SHUTDOWN_WAIT.as_millis()
-        + RUNTIME_WAIT.as_millis()
-        + LAST_CHECKPOINT_WAIT.as_millis()
-        <= 2800
-);
-
-/// Takes the last checkpoint on a thread of its own, waiting for it at most
-/// [`LAST_CHECKPOINT_WAIT`]: one that has not had its turn by then is given up (the
-/// checkpoint file is replaced whole or not at all, and the next start reads from the
-/// one before).
-fn last_checkpoint(
-    checkpoint: std::sync::Arc<std::sync::Mutex<crate::storage::active::Checkpoint>>,
-    journal: std::sync::Arc<crate::storage::journal::Journal>,
-    retention: crate::storage::archive::Retention,
-) {
-    let (done, taken) = std::sync::mpsc::channel();
-    let path = journal.path().to_owned();
-    let (in_line, journal_in_line) = (checkpoint.clone(), journal.clone());
-    let spawned = std::thread::Builder::new()
-        .name("checkpoint".into())
-        .spawn(move || {
-            setup::checkpoint_now(&checkpoint, &journal, &retention);
-            let _ = done.send(());
-        });
-    if spawned.is_err() {
-        // No thread to be had (a process limit): in line, as it always was.
-        setup::checkpoint_now(&in_line, &journal_in_line, &retention);
-    } else if taken.recv_timeout(LAST_CHECKPOINT_WAIT).is_err() {
-        log::line(format!(
-            "journal: no last checkpoint of {} within {} (a write waits for the journal's lock, which another process may hold, or the disk is slow): the next start reads on from the one before",
-            path.display(),
-            humantime::format_duration(LAST_CHECKPOINT_WAIT)
-        ));
-    }
-}
-
-/// How the daemon ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Ending {
-    /// For good (SIGTERM, SIGINT, the sandbox's command exited).
-    Stop,
-    /// To start again with the configuration it just checked (SIGHUP); `paused`: the
-    /// kill switch was on, and stays on across the restart.
-    Restart {
-        paused: bool,
-        halted: Option<String>,
-    },
 }
