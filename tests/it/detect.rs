@@ -252,6 +252,58 @@ fn the_report_of_a_mixed_journal_is_as_committed() {
     assert_eq!(bad.code, Some(2));
 }
 
+/// An ack whose client hangs up before the answer (a chat bot's short timeout) is done
+/// whole or not at all: taken and logged, or neither. A second ack then says which.
+#[test]
+fn an_ack_whose_client_hung_up_is_done_whole_and_logged() {
+    let dir = TestDir::new("detect-ack-hangup");
+    let cfg = config(&dir);
+    // A day's dry runs before it, which the ack reads through: long enough for the
+    // hang-up to be seen while it works.
+    let at = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let journal: String = (1..=10_000)
+        .map(|n| {
+            format!(
+                r#"{{"type":"intent","id":"1-{n}","at":"{at}","fault":"k","plugin":"process-kill","trigger":"timer","desc":"d","dry_run":true,"master_seed":1,"stream":"fault/k","stream_position":{n},"seed":2}}
+{{"type":"outcome","id":"1-{n}","at":"{at}","elapsed_ms":1,"result":"dry-run","summary":"s"}}
+"#
+            )
+        })
+        .collect();
+    fs::write(dir.join("journal.jsonl"), journal).unwrap();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+sleep 1000 & started $!
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+H='Authorization: Bearer a-secret'
+curl -s -H "$H" -X POST http://127.0.0.1:$p/api/faults/freeze -d '{{"desc":"game day"}}' >/dev/null
+perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new("127.0.0.1:$ARGV[0]") or die "$!";
+  print $s "POST /api/ack HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a-secret\r\nContent-Length: 12\r\n\r\n{{\"by\":\"bot\"}}";
+  select(undef, undef, undef, 0.02); close $s' $p
+await 'Detected: ' {d}/log && echo logged
+curl -s -H "$H" -X POST http://127.0.0.1:$p/api/ack -d '{{"by":"alice"}}'; echo
+kill -TERM $m; wait $m"#,
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let logged = run.stdout.lines().any(|l| l == "logged");
+    let second = json_lines(&run.stdout)
+        .into_iter()
+        .next()
+        .expect("the second ack's answer");
+    if logged {
+        assert!(log.contains(" by bot after "), "{log}");
+        assert_eq!(second["code"], 409, "{second}\n{log}");
+    } else {
+        assert_eq!(
+            second["by"], "alice",
+            "taken without a word: {second}\n{log}"
+        );
+    }
+}
+
 /// An ack hours after its fault (acks are taken for a day) still counts in the report,
 /// however many faults came between.
 #[test]

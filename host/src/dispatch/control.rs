@@ -34,7 +34,8 @@ impl Injector {
 
     /// Marks a fault noticed by `by` (the one `id` names, else the latest unnoticed real
     /// fault of the last day), on a thread of its own (it reads the journal), and logs
-    /// it. `Ok(None)`: the thread could not be started.
+    /// it there, so a caller that stops waiting loses neither. `None`: the thread could
+    /// not be started.
     pub async fn acknowledge(
         &self,
         by: String,
@@ -42,22 +43,22 @@ impl Injector {
         started: Option<DateTime<Utc>>,
     ) -> Option<Result<Acknowledged, AckError>> {
         let engine = self.engine.clone();
-        let done = on_own_thread("ack", move || {
-            engine.acknowledge(&by, id.as_deref(), started, Utc::now())
+        on_own_thread("ack", move || {
+            let done = engine.acknowledge(&by, id.as_deref(), started, Utc::now());
+            if let Ok(ack) = &done {
+                crate::output::metrics::get().detected(ack.ttd_ms);
+                log::line(format!(
+                    "Detected: {} ({}) {} by {} after {}",
+                    ack.id,
+                    ack.fault,
+                    ack.target,
+                    ack.by,
+                    crate::domain::drill::human_ms(ack.ttd_ms)
+                ));
+            }
+            done
         })
-        .await?;
-        if let Ok(ack) = &done {
-            crate::output::metrics::get().detected(ack.ttd_ms);
-            log::line(format!(
-                "Detected: {} ({}) {} by {} after {}",
-                ack.id,
-                ack.fault,
-                ack.target,
-                ack.by,
-                crate::domain::drill::human_ms(ack.ttd_ms)
-            ));
-        }
-        Some(done)
+        .await
     }
 
     /// Turns the kill switch on or off (off: unless the pause file holds it on, which
