@@ -193,6 +193,55 @@ fn the_state_goes_where_told_named_and_private() {
     }
 }
 
+/// A start while another process holds the journal's lock (a backup taking the
+/// writers' lock) says whom it waits for, and goes on once that one lets go.
+#[test]
+fn a_start_that_waits_for_the_journals_lock_says_whom_it_waits_for() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TestDir::new("start-locked-journal");
+    let cfg = Drill::new(&dir).named("cfg.ron").without("timer").write();
+    let journal = dir.join("journal.jsonl");
+    fs::write(&journal, "").unwrap();
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o600)).unwrap();
+    // `flock` takes the lock, runs a shell that says its PID and becomes `sleep`.
+    let mut holder = std::process::Command::new("flock")
+        .arg(&journal)
+        .args(["sh", "-c", "echo $$; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock (util-linux)");
+    let mut said = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    let sleeper: u32 = said.trim().parse().unwrap();
+    let mut daemon = Daemon::start(&["--config", &cfg]);
+    let waiting = daemon.wait_for(|l| l.starts_with("journal: "));
+    // The holder and its sleep: our own, by their exact PIDs.
+    for pid in [sleeper, holder.id()] {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let _ = holder.wait();
+    assert_eq!(
+        waiting,
+        format!(
+            "journal: {} is locked by PID {} (flock); the start waits until it lets go",
+            journal.display(),
+            holder.id()
+        )
+    );
+    let port = daemon.port();
+    assert_eq!(
+        http(port, "POST", "/api/kill", &[], br#"{"desc":"after"}"#).status,
+        200
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0), "{:?}", daemon.log);
+}
+
 /// A process that holds the journal's lock (a backup taking the writers' lock) while a
 /// fault waits for it holds up no exit: the last checkpoint is given up, said, and the
 /// daemon is gone within its bound.

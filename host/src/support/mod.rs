@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod child;
+pub mod flocks;
 pub mod located;
 pub mod lock;
 pub mod orphans;

@@ -205,7 +205,10 @@ fn open_journal(config: &Config, mode: Mode) -> (Option<Journal>, Option<String>
         // after the recovery: the faults a crash left behind are undone from what can
         // be read (the checkpoint beside it, at least), whatever the disk allows. A path
         // that is no regular file is never opened (a FIFO would block).
-        match journal::check_path(&config.journal).and_then(|()| Journal::open(&config.journal)) {
+        let waiting = || log::line(waiting_for(&config.journal));
+        match journal::check_path(&config.journal)
+            .and_then(|()| Journal::open_saying(&config.journal, waiting))
+        {
             Ok(journal) => (Some(journal), None),
             Err(e) => (None, Some(error(e))),
         }
@@ -224,6 +227,26 @@ fn open_journal(config: &Config, mode: Mode) -> (Option<Journal>, Option<String>
         });
         (None, checked.err().map(error))
     }
+}
+
+/// What a start says while another process holds the journal's lock.
+fn waiting_for(journal: &std::path::Path) -> String {
+    let holders = crate::support::flocks::holders(journal);
+    let who = match holders.as_slice() {
+        [] => "another process".to_owned(),
+        [pid] => format!("PID {pid}"),
+        pids => format!(
+            "PIDs {}",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "journal: {} is locked by {who} (flock); the start waits until it lets go",
+        journal.display()
+    )
 }
 
 /// The configured faults as added to the engine.

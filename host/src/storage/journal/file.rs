@@ -106,6 +106,12 @@ impl Journal {
     /// Opens the journal at `path`, creating its directory; a torn last line (a crash in
     /// the middle of a write) is closed with a newline so the next record starts clean.
     pub fn open(path: &Path) -> io::Result<Journal> {
+        Journal::open_saying(path, || {})
+    }
+
+    /// [`Journal::open`], calling `waiting` first if another process holds the journal's
+    /// lock (a backup, a writer mid-append): the open waits until it lets go.
+    pub fn open_saying(path: &Path, waiting: impl FnOnce()) -> io::Result<Journal> {
         check_path(path)?;
         let dir = path
             .parent()
@@ -124,6 +130,9 @@ impl Journal {
                     ),
                 ));
             }
+        }
+        if locked_elsewhere(path) {
+            waiting();
         }
         let mut file = Locked::open(path)?.0.file;
         let len = file.metadata()?.len();
@@ -318,6 +327,22 @@ impl Locked {
         rustix::fs::flock(&self.0.file, rustix::fs::FlockOperation::Unlock).ok()?;
         Some(self.0)
     }
+}
+
+/// Whether the journal at `path` is locked now by another open file: an open is about
+/// to wait for it. `false` for one that does not exist yet or cannot be opened.
+fn locked_elsewhere(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+    else {
+        return false;
+    };
+    // Taken, it is given up as the file closes.
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        == Err(rustix::io::Errno::WOULDBLOCK)
 }
 
 /// The file the last append used, locked again if the path still names it, else the
