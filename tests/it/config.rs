@@ -242,6 +242,46 @@ fn a_fifo_at_the_journal_path_is_refused_at_once_not_waited_on() {
     }
 }
 
+/// A journal path that names a file of something else (a slip: `journal:
+/// "/etc/passwd"`), or a place on `/proc`, is refused by check-config and the start
+/// alike, and the file is left as it was.
+#[test]
+fn a_journal_path_that_names_something_else_is_refused_and_left_alone() {
+    let dir = crate::util::TestDir::new("journal-else");
+    let passwd = dir.join("passwd");
+    let text = "root:x:0:0:root:/root:/bin/bash\n";
+    fs::write(&passwd, text).unwrap();
+    for (journal, why) in [
+        (
+            passwd.to_str().unwrap(),
+            "it holds something else (its first byte begins no record): the daemon appends only to a journal of its own; name a new file",
+        ),
+        (
+            "/proc/self/journal.jsonl",
+            "it is on /proc, a view of the kernel, not a place for files",
+        ),
+    ] {
+        let config = dir.join("c.ron");
+        fs::write(&config, format!("(journal: {journal:?})")).unwrap();
+        for args in [
+            vec!["check-config"],
+            vec!["--listen", "127.0.0.1:0", "--config"],
+        ] {
+            let mut all = args.clone();
+            all.push(config.to_str().unwrap());
+            let run = monkey(&all);
+            assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+            assert!(
+                run.stderr
+                    .contains(&format!("error: cannot open the journal {journal}: {why}\n")),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(fs::read_to_string(&passwd).unwrap(), text);
+}
+
 /// A state directory that cannot be created (here on a read-only file system, mounted
 /// in a namespace of the test's own) is refused by check-config exactly as the daemon
 /// refuses it at start: the same lines, exit 2 both.

@@ -7,13 +7,55 @@ use super::*;
 
 /// Refuses a journal path that exists but is no regular file, before anything opens
 /// it: a directory cannot be appended to, and opening a FIFO blocks until a writer
-/// comes (the daemon would hang, silently, before its first log line). A path that does
-/// not exist yet is fine: the journal is created there.
+/// comes (the daemon would hang, silently, before its first log line). Refuses too a
+/// file that holds something else (`journal: "/etc/passwd"` would be appended to as
+/// root) and a path on `/proc` or `/sys`. A path that does not exist yet is fine: the
+/// journal is created there.
 pub(crate) fn check_path(path: &Path) -> io::Result<()> {
+    if let Some(name) = kernel_fs(path) {
+        return Err(io::Error::other(format!(
+            "it is on {name}, a view of the kernel, not a place for files"
+        )));
+    }
     match fs::metadata(path) {
-        Ok(meta) => regular(&meta),
+        Ok(meta) => {
+            regular(&meta)?;
+            holds_records(path)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// `/proc` or `/sys` if `path`, or the directory it would be created in, is on one.
+fn kernel_fs(path: &Path) -> Option<&'static str> {
+    const SYSFS: rustix::fs::FsWord = 0x6265_6572;
+    let on = |p: &Path| rustix::fs::statfs(p).ok().map(|s| s.f_type);
+    let kind = on(path).or_else(|| path.parent().and_then(on))?;
+    match kind {
+        rustix::fs::PROC_SUPER_MAGIC => Some("/proc"),
+        SYSFS => Some("/sys"),
+        _ => None,
+    }
+}
+
+/// Refuses a file whose first byte no journal begins with: a record's `{`, or the
+/// newline or zeros a crash can leave. Empty, or unreadable to this user, it passes
+/// (the open says what it says).
+fn holds_records(path: &Path) -> io::Result<()> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut first = [0u8; 1];
+    let read = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .and_then(|mut file| file.read(&mut first));
+    match read {
+        Ok(1) if !matches!(first[0], b'{' | b'\n' | 0) => Err(io::Error::other(
+            "it holds something else (its first byte begins no record): the daemon appends only to a journal of its own; name a new file",
+        )),
+        _ => Ok(()),
     }
 }
 

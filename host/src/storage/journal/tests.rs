@@ -43,6 +43,36 @@ fn only_a_regular_file_or_nothing_is_a_journal() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// A file that holds something else (`journal: "/etc/passwd"`) or a path on `/proc` is
+/// refused before it is opened; a journal, an empty file, or one a crash left zeros or
+/// a newline at the start of passes.
+#[test]
+fn a_file_of_something_else_or_a_path_on_proc_is_no_journal() {
+    let dir = std::env::temp_dir().join(format!("nm-journal-else-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("passwd");
+    fs::write(&file, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    assert_eq!(
+        check_path(&file).unwrap_err().to_string(),
+        "it holds something else (its first byte begins no record): the daemon appends only to a journal of its own; name a new file"
+    );
+    assert!(Journal::open(&file).is_err());
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        b"root:x:0:0:root:/root:/bin/bash\n"
+    );
+    for fine in [&b"{\"type\":\"intent\"}\n"[..], b"\n{}", b"\0\0\0", b""] {
+        fs::write(&file, fine).unwrap();
+        assert!(check_path(&file).is_ok(), "{fine:?}");
+    }
+    for on_proc in ["/proc/journal.jsonl", "/proc/self/journal.jsonl"] {
+        let error = check_path(Path::new(on_proc)).unwrap_err().to_string();
+        assert!(error.starts_with("it is on /"), "{on_proc}: {error}");
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// A journal path that became something else than a file under the running daemon
 /// (a symlink to /dev/null, a FIFO) is never written to: a record written into
 /// nothing is a record lost, and the fault it announces must not happen.
