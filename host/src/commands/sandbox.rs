@@ -225,6 +225,11 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         ));
         config.notifiers.clear();
     }
+    // Nor does it join the fleet: its faults would take the fleet's slots, budget and
+    // history, and its leaving would drop a member named as the host is.
+    if config.fleet.take().is_some() {
+        log::line("Sandbox: the config's fleet is left out: practice takes none of its slots");
+    }
     let (program, rest) = args
         .command
         .split_first()

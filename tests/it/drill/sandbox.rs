@@ -69,7 +69,7 @@ echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
 
 /// Practice is kept apart: the sandbox journals into a state directory of its own, even
 /// when its config names a journal, so a real daemon's budget and report never count its
-/// faults. A plugin file's fault runs there only when `--process-plugin` vouches for it
+/// faults; it joins no fleet. A plugin file's fault runs there only when `--process-plugin` vouches for it
 /// (the sandbox cannot tell what a file does); a built-in that acts outside, never.
 #[test]
 fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
@@ -81,7 +81,8 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
         format!(
             r#"(schedule: Uniform(min_interval: 1, max_interval: 1), window: (days: "*", time: "00:00-24:00"),
                 journal: {real:?}, plugins: [{lib:?}], faults: {{"roll": (plugin: "old-timer")}},
-                notifiers: {{"chat": Json(url: "http://127.0.0.1:9/", retries: 0)}})"#,
+                notifiers: {{"chat": Json(url: "http://127.0.0.1:9/", retries: 0)}},
+                fleet: (coordinator: Etcd(endpoints: ["http://127.0.0.1:9"], prefix: "/nm"), max_concurrent: 1))"#,
             real = dir.join("real.jsonl")
         ),
     )
@@ -125,6 +126,14 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
         ran.contains(" Sandbox: the 1 configured notifier stays quiet: practice tells no one\n"),
         "{ran}"
     );
+    // Nor takes a fleet's slot: with its coordinator out of reach, a fleet's member
+    // would refuse every fault.
+    assert!(
+        ran.contains(
+            " Sandbox: the config's fleet is left out: practice takes none of its slots\n"
+        ),
+        "{ran}"
+    );
     assert_eq!(pairs(&run.stdout, "ran"), ["0"], "{ran}");
     let journal = format!("{d}/state/sandbox/journal.jsonl");
     assert!(
@@ -134,11 +143,11 @@ fn the_sandbox_keeps_practice_apart_and_runs_only_process_faults() {
         "{ran}"
     );
     assert!(ran.contains(&format!(" Journal: {journal}\n")), "{ran}");
+    let practiced = fs::read_to_string(&journal).unwrap();
+    assert!(practiced.contains(r#""fault":"roll""#), "{ran}");
     assert!(
-        fs::read_to_string(&journal)
-            .unwrap()
-            .contains(r#""fault":"roll""#),
-        "{ran}"
+        practiced.contains(r#""type":"outcome""#),
+        "{practiced}\n{ran}"
     );
     assert!(
         !dir.join("real.jsonl").exists() && !dir.join("state/journal.jsonl").exists(),
