@@ -30,7 +30,7 @@ pub fn switch(
     let admin = fleet::admin(&fleet);
     admin.set_switch(switch.clone()).map_err(|e| {
         anyhow!(
-            "cannot reach the fleet's {} ({e}); nothing was changed",
+            "cannot write the switch of the fleet's {}: {e}",
             admin.place()
         )
     })?;

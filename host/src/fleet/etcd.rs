@@ -206,17 +206,8 @@ impl Coordinator for Etcd {
         let endpoints = self.shared.gateway.endpoints().len().max(1) as u32;
         let wait = CALL_TIMEOUT * endpoints + TICK;
         self.wait_for(wait, async move {
-            let key = shared.key("switch");
-            let op = match &switch {
-                Some(switch) => Op::Put(key, serde_json::to_vec(switch).unwrap_or_default(), 0),
-                None => Op::Delete(key),
-            };
-            shared
-                .gateway
-                .txn(&[], &[op])
+            super::etcd_admin::write_switch(&shared.gateway, shared.key("switch"), switch.as_ref())
                 .await
-                .map(drop)
-                .map_err(|e| format!("{e}; nothing was changed"))
         })
         .unwrap_or_else(|| {
             Err(format!(

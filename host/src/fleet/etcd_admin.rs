@@ -46,16 +46,13 @@ impl FleetAdmin for EtcdAdmin {
 
     fn set_switch(&self, switch: Option<Switch>) -> anyhow::Result<()> {
         self.on_runtime(|gateway, config| async move {
-            let key = format!("{}/switch", config.prefix);
-            let op = match &switch {
-                Some(switch) => Op::Put(key, serde_json::to_vec(switch).unwrap_or_default(), 0),
-                None => Op::Delete(key),
-            };
-            gateway
-                .txn(&[], &[op])
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::msg)
+            write_switch(
+                &gateway,
+                format!("{}/switch", config.prefix),
+                switch.as_ref(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)
         })
     }
 
@@ -138,5 +135,27 @@ async fn budget_used(gateway: &Gateway, config: &FleetConfig, kvs: &[Kv]) -> Bud
             true => 0,
             false => crate::domain::injection::ceil_secs(wait),
         },
+    }
+}
+
+/// Writes the fleet's switch at `key` (`None`: turns it off). An error says whether
+/// nothing was changed (no member could have received it) or the write may still be
+/// applied (a member took it and did not answer in time, or said it could not serve).
+pub(super) async fn write_switch(
+    gateway: &Gateway,
+    key: String,
+    switch: Option<&Switch>,
+) -> Result<(), String> {
+    let op = match switch {
+        Some(switch) => Op::Put(key, serde_json::to_vec(switch).unwrap_or_default(), 0),
+        None => Op::Delete(key),
+    };
+    let mut passed_over = false;
+    match gateway.txn_noting(&[], &[op], &mut passed_over).await {
+        Ok(_) => Ok(()),
+        Err(e) if passed_over => Err(format!(
+            "{e}; it may still be written: read it back with status --fleet"
+        )),
+        Err(e) => Err(format!("{e}; nothing was changed")),
     }
 }

@@ -309,6 +309,28 @@ impl Gateway {
         Ok((answer.held, answer.revision))
     }
 
+    /// As [`Gateway::txn`]; `passed_over` is set when an endpoint was passed over after
+    /// the transaction may have reached its member (it may have been applied there).
+    pub async fn txn_noting(
+        &self,
+        compare: &[Compare],
+        ops: &[Op],
+        passed_over: &mut bool,
+    ) -> Result<(bool, i64), String> {
+        let txn = Txn {
+            compare: compare.to_vec(),
+            success: ops.to_vec(),
+            failure: Vec::new(),
+        };
+        let answer = self
+            .call_noting("/v3/kv/txn", txn_json(&txn), passed_over)
+            .await?;
+        Ok((
+            answer["succeeded"].as_bool().unwrap_or(false),
+            number(&answer["header"]["revision"]),
+        ))
+    }
+
     /// Runs transaction `txn`: etcd's answer.
     pub async fn run(&self, txn: &Txn) -> Result<Answer, String> {
         let answer = self.call("/v3/kv/txn", txn_json(txn)).await?;

@@ -204,6 +204,14 @@ impl Etcd {
         assert_eq!(answer.status, 200);
     }
 
+    /// Stops etcd where it is (`SIGSTOP`, to our own child by its PID: it takes
+    /// connections and answers nothing) or lets it go on (`SIGCONT`).
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            super::signal(child.id(), if frozen { "STOP" } else { "CONT" });
+        }
+    }
+
     /// Kills etcd (our own child, by its PID) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

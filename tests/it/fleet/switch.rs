@@ -55,3 +55,45 @@ fn the_fleet_switch_reverts_a_fault_in_effect_within_a_second() {
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(refused.body.contains(": stop the drill"), "{refused:?}");
 }
+
+/// A switch write that only ran out of time may still be applied (etcd took it and did
+/// not answer): `pause --fleet` never says that nothing was changed then. It says so only
+/// when no member could have received it.
+#[test]
+fn a_switch_write_that_ran_out_of_time_is_never_said_unchanged() {
+    let etcd = Etcd::start("switch-slow");
+    let dir = TestDir::new("fleet-switch-slow");
+    let cfg = config(&dir, &etcd, "/nm/switch-slow", "max_concurrent: 1");
+    let pause = |cfg: &str| monkey(&["pause", "--fleet", "--reason", "incident", "--config", cfg]);
+    etcd.freeze(true);
+    let slow = pause(&cfg);
+    etcd.freeze(false);
+    assert_eq!(slow.code, Some(1), "{}", slow.stderr);
+    assert!(
+        slow.stderr
+            .contains("; it may still be written: read it back with status --fleet"),
+        "{}",
+        slow.stderr
+    );
+    assert!(
+        !slow.stderr.contains("nothing was changed"),
+        "{}",
+        slow.stderr
+    );
+    // Nothing listens there: the write never left.
+    let closed = crate::util::ReservedPort::reserve();
+    let nowhere = config_with(
+        &dir,
+        &[format!("http://127.0.0.1:{}", closed.port())],
+        "/nm/switch-slow",
+        "",
+        "max_concurrent: 1",
+    );
+    let refused = pause(&nowhere);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("; nothing was changed\n"),
+        "{}",
+        refused.stderr
+    );
+}
