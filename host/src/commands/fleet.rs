@@ -34,31 +34,38 @@ pub fn switch(
             admin.place()
         )
     })?;
-    match switch {
-        Some(switch) => println!(
-            "{switch}: every daemon of the fleet pauses and reverts its faults within a second"
+    let said = match switch {
+        Some(switch) => format!(
+            "{switch}: every daemon of the fleet pauses and reverts its faults within a second\n"
         ),
-        None => println!("the fleet's switch is off: every daemon of the fleet plays again"),
-    }
-    Ok(())
+        None => "the fleet's switch is off: every daemon of the fleet plays again\n".to_owned(),
+    };
+    super::print(said.as_bytes())
 }
 
 /// Runs `status --fleet`: what the fleet's coordinator holds.
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let fleet = fleet_of(args.daemon.config.as_deref())?;
     let admin = fleet::admin(&fleet);
-    let lines = admin
+    let view = admin
         .view()
-        .map_err(|e| anyhow!("cannot reach the fleet's {} ({e})", admin.place()))?
-        .lines();
-    println!(
+        .map_err(|e| anyhow!("cannot reach the fleet's {} ({e})", admin.place()))?;
+    // The fleet's limit is its most careful node's, which may be fewer than this config's.
+    let mut text = format!(
         "fleet {}: {} fault(s) at once",
-        fleet.prefix, fleet.max_concurrent
+        fleet.prefix, view.max_concurrent
     );
-    for line in lines {
-        println!("  {line}");
+    if view.max_concurrent != fleet.max_concurrent {
+        text.push_str(&format!(
+            " (a node says so; this config says {})",
+            fleet.max_concurrent
+        ));
     }
-    Ok(())
+    text.push('\n');
+    for line in view.lines() {
+        text.push_str(&format!("  {line}\n"));
+    }
+    super::print(text.as_bytes())
 }
 
 /// Runs `history --fleet`: which node got which fault when, as the fleet's coordinator
@@ -83,22 +90,22 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<()> {
         })
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&shown)?);
-        return Ok(());
+        let text = serde_json::to_string_pretty(&shown)? + "\n";
+        return super::print(text.as_bytes());
     }
-    println!(
-        "fleet {}: {} admission(s) (kept {})",
+    let mut text = format!(
+        "fleet {}: {} admission(s) (kept {})\n",
         fleet.prefix,
         shown.len(),
         humantime::format_duration(crate::fleet::history::keep(&fleet))
     );
     for a in shown {
-        println!(
-            "{} {} {} (slot {}, revision {})",
+        text.push_str(&format!(
+            "{} {} {} (slot {}, revision {})\n",
             a.at, a.node, a.fault, a.slot, a.revision
-        );
+        ));
     }
-    Ok(())
+    super::print(text.as_bytes())
 }
 
 /// The `fleet:` section of the config at `file`, or why there is none.

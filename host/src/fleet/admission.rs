@@ -210,7 +210,7 @@ fn decide(
 /// is only ever taken by a node that did not know the smaller limit yet, and the join
 /// that told it moved the roster, which every admission compares.
 fn free_slot(shared: &Shared, kvs: &[Kv], fresh: bool, roster: i64) -> Result<u32, Declined> {
-    let (max, by) = fleet_limit(shared, kvs);
+    let (max, by) = fleet_limit(&shared.config, kvs);
     let mut seen = lock(&shared.slots);
     let holders = held_slots(shared, kvs);
     if fresh {
@@ -269,11 +269,14 @@ fn held_slots(shared: &Shared, kvs: &[Kv]) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// The fleet's limit: the smallest `max_concurrent` of this node's and those its nodes
-/// say in `kvs`, and which node says it if not this one.
-fn fleet_limit(shared: &Shared, kvs: &[Kv]) -> (u32, Option<String>) {
-    let limits_key = shared.key("limits/");
-    let mut limit = (shared.config.max_concurrent, None);
+/// The fleet's limit: the smallest `max_concurrent` of `config`'s and those the nodes
+/// say in `kvs`, and which node says it if not `config`.
+pub(super) fn fleet_limit(
+    config: &super::config::FleetConfig,
+    kvs: &[Kv],
+) -> (u32, Option<String>) {
+    let limits_key = format!("{}/limits/", config.prefix);
+    let mut limit = (config.max_concurrent, None);
     for kv in kvs {
         let Some(node) = kv.key.strip_prefix(&limits_key) else {
             continue;

@@ -83,7 +83,13 @@ pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View
         .iter()
         .filter_map(|kv| {
             let slot = kv.key.strip_prefix(&slots)?.to_owned();
-            let holder: Holder = serde_json::from_slice(&kv.value).ok()?;
+            // Held as admission counts it, whatever it holds: one that does not read
+            // shows as `?`.
+            let holder = serde_json::from_slice::<Holder>(&kv.value).unwrap_or(Holder {
+                node: "?".to_owned(),
+                fault: "?".to_owned(),
+                at: "?".to_owned(),
+            });
             Some(HeldSlot {
                 slot,
                 node: holder.node,
@@ -104,7 +110,7 @@ pub(super) async fn view(gateway: &Gateway, config: &FleetConfig) -> Result<View
     let switch_key = format!("{}/switch", config.prefix);
     Ok(View {
         reached: Reached::Etcd { etcd, revision },
-        max_concurrent: config.max_concurrent,
+        max_concurrent: super::admission::fleet_limit(config, &kvs).0,
         slots: held,
         nodes: members,
         budget,
@@ -121,7 +127,7 @@ async fn budget_used(gateway: &Gateway, config: &FleetConfig, kvs: &[Kv]) -> Bud
         let left = super::rule::time_left_at(gateway, gap.lease).await;
         wait = wait.max(left.unwrap_or_default());
     }
-    if let (Some((max, _)), Some(oldest)) = (config.budget, budget.first()) {
+    if let (Some((max, _)), Some((_, oldest))) = (config.budget, budget.first()) {
         if budget.len() >= max as usize {
             let left = super::rule::time_left_at(gateway, oldest.lease).await;
             wait = wait.max(left.unwrap_or_default());

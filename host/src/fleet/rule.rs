@@ -58,16 +58,26 @@ pub(super) fn spans(config: &FleetConfig) -> Vec<Span> {
 }
 
 /// The gap's key and the budget's keys in `kvs`: (the gap, if it stands; the budget's,
-/// oldest first).
-pub(super) fn found<'a>(config: &FleetConfig, kvs: &'a [Kv]) -> (Option<&'a Kv>, Vec<&'a Kv>) {
+/// oldest first, with their numbers). A budget key counts only as what an admission
+/// takes: `budget/N` with N under the configured `max` (a stray key blocks nothing).
+pub(super) fn found<'a>(
+    config: &FleetConfig,
+    kvs: &'a [Kv],
+) -> (Option<&'a Kv>, Vec<(u32, &'a Kv)>) {
     let gap_key = format!("{}/gap", config.prefix);
     let budget_dir = format!("{}/budget/", config.prefix);
     let gap = kvs.iter().find(|kv| kv.key == gap_key);
-    let mut budget: Vec<&Kv> = kvs
+    let max = config.budget.map_or(0, |(max, _)| max);
+    let mut budget: Vec<(u32, &Kv)> = kvs
         .iter()
-        .filter(|kv| kv.key.starts_with(&budget_dir))
+        .filter_map(|kv| {
+            let text = kv.key.strip_prefix(&budget_dir)?;
+            let n: u32 = text.parse().ok()?;
+            // `N` as an admission writes it: no sign, no leading zero.
+            (n < max && n.to_string() == text).then_some((n, kv))
+        })
         .collect();
-    budget.sort_by_key(|kv| kv.create_revision);
+    budget.sort_by_key(|(_, kv)| kv.create_revision);
     (gap, budget)
 }
 
@@ -91,16 +101,22 @@ pub(super) fn claim(shared: &Shared, kvs: &[Kv]) -> Result<(Vec<Compare>, Vec<Op
     if let Some((max, per)) = config.budget {
         let dir = shared.key("budget/");
         let first = shared.spread(max);
+        // One pass over what is taken, whatever the budget's size.
+        let mut taken = vec![false; max as usize];
+        for &(n, _) in &budget {
+            taken[n as usize] = true;
+        }
         key = (0..max)
-            .map(|n| format!("{dir}{}", (first + n) % max))
-            .find(|key| !budget.iter().any(|kv| kv.key == *key));
+            .map(|n| (first + n) % max)
+            .find(|&n| !taken[n as usize])
+            .map(|n| format!("{dir}{n}"));
         if key.is_none() {
             return Err(Declined::Waits {
                 why: format!(
                     "fleet budget: {max} faults per {} used",
                     humantime::format_duration(per)
                 ),
-                lease: budget.first().map_or(0, |kv| kv.lease),
+                lease: budget.first().map_or(0, |(_, kv)| kv.lease),
                 span: per,
             });
         }
@@ -266,14 +282,72 @@ mod tests {
             kv("/nm/f/budget/0", 4),
             kv("/nm/other/gap", 1),
             kv("/nm/other/budget/1", 2),
+            // What no admission of a budget of 3 takes: counted for nothing.
+            kv("/nm/f/budget/3", 1),
+            kv("/nm/f/budget/01", 1),
+            kv("/nm/f/budget/+1", 1),
+            kv("/nm/f/budget/x", 1),
         ];
-        let cfg = config(None, None);
+        let cfg = config(None, Some((3, Duration::from_secs(60))));
         let (gap, budget) = found(&cfg, &kvs);
         assert_eq!(gap.map(|kv| kv.key.as_str()), Some("/nm/f/gap"));
-        let keys: Vec<&str> = budget.iter().map(|kv| kv.key.as_str()).collect();
-        assert_eq!(keys, ["/nm/f/budget/0", "/nm/f/budget/2"]);
+        let keys: Vec<(u32, &str)> = budget.iter().map(|(n, kv)| (*n, kv.key.as_str())).collect();
+        assert_eq!(keys, [(0, "/nm/f/budget/0"), (2, "/nm/f/budget/2")]);
         let (gap, budget) = found(&cfg, &kvs[..2]);
         assert_eq!((gap, budget.len()), (None, 1));
+        // Without a budget, no key is one.
+        assert!(found(&config(None, None), &kvs).1.is_empty());
+    }
+
+    /// A budget of the largest size, spent but for one key, is claimed at once: the
+    /// keys taken are looked at once each, not once for every key tried.
+    #[test]
+    fn the_last_free_key_of_the_largest_budget_is_found_in_one_pass() {
+        let max = super::super::config::MAX_BUDGET;
+        let cfg = config(None, Some((max, Duration::from_secs(3600))));
+        let shared = shared(cfg, "big-1");
+        let free = (shared.spread(max) + max - 1) % max;
+        let kvs: Vec<Kv> = (0..max)
+            .filter(|&n| n != free)
+            .map(|n| Kv {
+                key: format!("/nm/f/budget/{n}"),
+                create_revision: i64::from(n) + 1,
+                ..Kv::default()
+            })
+            .collect();
+        // Ten claims: some milliseconds in all, where a look at every taken key for each
+        // key tried took a second each (a debug build).
+        let started = std::time::Instant::now();
+        for _ in 0..9 {
+            granted(&shared, false, true);
+            assert!(claim(&shared, &kvs).is_ok());
+        }
+        granted(&shared, false, true);
+        let Ok((_, ops)) = claim(&shared, &kvs) else {
+            panic!("the one free key is not found");
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            ops.iter().any(
+                |op| matches!(op, Op::Put(key, _, _) if *key == format!("/nm/f/budget/{free}"))
+            ),
+            "{ops:?}"
+        );
+        let spent: Vec<Kv> = kvs
+            .into_iter()
+            .chain([Kv {
+                key: format!("/nm/f/budget/{free}"),
+                ..Kv::default()
+            }])
+            .collect();
+        assert!(matches!(
+            claim(&shared, &spent),
+            Err(Declined::Waits { .. })
+        ));
     }
 
     /// What the fleet's thread shares, for node `node` (no coordinator is called).

@@ -64,3 +64,64 @@ fn a_fleet_refusal_draws_nothing_and_an_unreachable_coordinator_says_when_to_ret
         "{metrics}"
     );
 }
+
+/// `status --fleet` counts as admission decides: a slot key whose value does not read is
+/// held (as `?`), the fleet's limit is its most careful node's, and a budget key no
+/// admission takes counts for nothing.
+#[test]
+fn status_counts_the_slots_limit_and_budget_as_admission_does() {
+    let etcd = Etcd::start("status-as-admission");
+    let dir = TestDir::new("fleet-status-as-admission");
+    let cfg = config(
+        &dir,
+        &etcd,
+        "/nm/sa",
+        r#"max_concurrent: 5, budget: (max: 1, per: "30s"),"#,
+    );
+    etcd.put("/nm/sa/slots/0", "garbage");
+    etcd.put("/nm/sa/limits/careful", "1");
+    etcd.put("/nm/sa/budget/x", "junk");
+    etcd.put("/nm/sa/budget/1", "junk");
+    let status = monkey(&["status", "--fleet", "--config", &cfg]);
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    assert!(
+        status
+            .stdout
+            .starts_with("fleet /nm/sa: 1 fault(s) at once (a node says so; this config says 5)\n"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("\n  slots: 1 of 1 held: slot 0: ? (?, since ?)\n"),
+        "{}",
+        status.stdout
+    );
+    // Read into a pipe nobody reads: no panic, no error.
+    for args in [
+        &["status", "--fleet"][..],
+        &["history", "--fleet"],
+        &["history", "--fleet", "--json"],
+    ] {
+        let mut child = crate::util::command()
+            .args(args)
+            .args(["--config", &cfg])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    assert!(
+        status
+            .stdout
+            .contains("fleet budget: 0 of 1 per 30s used; the next admission fits now"),
+        "{}",
+        status.stdout
+    );
+}
