@@ -228,18 +228,58 @@ pub fn request_headers(
     headers
 }
 
-/// Checks that `url` is an HTTP(S) URL; `at` locates the setting.
+/// Checks that `url` is an HTTP(S) URL that names a host (and a valid port, if any);
+/// `at` locates the setting.
 pub fn check_url(url: &str, at: &str, errors: &mut Vec<String>) {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         errors.push(format!(
             "{at}: invalid URL `{url}`: expected http:// or https://"
         ));
+        return;
+    }
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.host_str().is_some_and(|h| !h.is_empty()) => {}
+        Ok(_) => errors.push(format!("{at}: invalid URL `{url}`: it names no host")),
+        Err(e) => errors.push(format!(
+            "{at}: invalid URL `{url}`: {e} (expected http://HOST[:PORT][/PATH])"
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A URL that can never be asked (no host, a port past 65535, a space in the host)
+    /// is refused where it is written, not at the first call.
+    #[test]
+    fn a_url_names_a_host_and_a_valid_port() {
+        let check = |url: &str| {
+            let mut errors = Vec::new();
+            check_url(url, "f:1:2", &mut errors);
+            errors
+        };
+        for fine in [
+            "http://127.0.0.1:2379",
+            "https://etcd.example:2379/",
+            "http://[::1]:8080/hook?x=1",
+        ] {
+            assert_eq!(check(fine), Vec::<String>::new(), "{fine}");
+        }
+        assert_eq!(
+            check("ftp://x"),
+            ["f:1:2: invalid URL `ftp://x`: expected http:// or https://"]
+        );
+        assert_eq!(
+            check("http://"),
+            ["f:1:2: invalid URL `http://`: empty host (expected http://HOST[:PORT][/PATH])"]
+        );
+        assert_eq!(
+            check("http://127.0.0.1:99999"),
+            ["f:1:2: invalid URL `http://127.0.0.1:99999`: invalid port number (expected http://HOST[:PORT][/PATH])"]
+        );
+        assert_eq!(check("http://exa mple:2379").len(), 1);
+    }
 
     /// Every duration setting takes seconds as a number or a duration as text.
     #[test]
