@@ -48,7 +48,7 @@ impl Reached {
                     .map(|(name, urls)| format!("{name} ({})", urls.join(" ")))
                     .collect();
                 format!(
-                    "etcd: {} member(s) reachable at revision {revision}: {}",
+                    "etcd: {} member(s) listed at revision {revision}: {}",
                     members.len(),
                     members.join(", ")
                 )
@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(
             view.lines(),
             [
-                "etcd: 1 member(s) reachable at revision 7: m1 (http://127.0.0.1:2379)",
+                "etcd: 1 member(s) listed at revision 7: m1 (http://127.0.0.1:2379)",
                 "slots: 0 of 2 held",
                 "nodes: 0: ",
                 "switch: off (the fleet plays)",

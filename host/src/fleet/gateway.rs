@@ -216,7 +216,10 @@ impl Gateway {
                 }
                 Err(e) => {
                     *passed_over |= !e.is_connect();
-                    why.push(format!("{endpoint}: {}", with_hint(innermost(&e))));
+                    why.push(format!(
+                        "{endpoint}: {}",
+                        with_hint(endpoint, innermost(&e))
+                    ));
                 }
             }
         }
@@ -551,13 +554,24 @@ fn error_message(answer: &Value) -> &str {
         .unwrap_or("no message")
 }
 
-/// `why`, with what to look at when it is a certificate etcd's server sent that could
-/// not be checked.
-fn with_hint(why: String) -> String {
-    if why.contains("invalid peer certificate") {
-        format!("{why} (is etcd's certificate signed by the CA of ca_file?)")
+/// `why` a call to `endpoint` failed, with what to look at: for a certificate etcd's
+/// server sent that could not be checked, which of its checks failed; for a plain
+/// `http://` connection closed at once, TLS.
+fn with_hint(endpoint: &str, why: String) -> String {
+    let hint = if !why.contains("invalid peer certificate") {
+        (endpoint.starts_with("http://")
+            && why.contains("connection closed before message completed"))
+        .then_some("if etcd serves TLS, the endpoint needs https://")
+    } else if why.contains("not valid for name") {
+        Some("the endpoint's host must be a name or address etcd's certificate is for")
+    } else if why.contains("UnknownIssuer") || why.contains("BadSignature") {
+        Some("is etcd's certificate signed by the CA of ca_file?")
     } else {
-        why
+        None
+    };
+    match hint {
+        Some(hint) => format!("{why} ({hint})"),
+        None => why,
     }
 }
 
@@ -595,14 +609,18 @@ fn number(v: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// A key and its value as the gateway sends them. A key that is no UTF-8 (someone
+/// else's, under the prefix) is kept, its other bytes escaped (`\\xff`): one key each,
+/// as etcd counts them, or the watch would seem to miss a change for good.
 fn kv(v: &Value) -> Option<Kv> {
     let key = STANDARD.decode(v["key"].as_str()?).ok()?;
+    let key = String::from_utf8(key).unwrap_or_else(|e| e.into_bytes().escape_ascii().to_string());
     let value = v["value"]
         .as_str()
         .and_then(|s| STANDARD.decode(s).ok())
         .unwrap_or_default();
     Some(Kv {
-        key: String::from_utf8(key).ok()?,
+        key,
         value,
         create_revision: number(&v["create_revision"]),
         mod_revision: number(&v["mod_revision"]),
@@ -645,16 +663,49 @@ mod tests {
         }
     }
 
+    /// A failed call says what to look at for the check that failed, and no more.
+    #[test]
+    fn a_failed_call_hints_at_what_failed() {
+        let tls = "https://127.0.0.1:2379";
+        assert_eq!(
+            with_hint(tls, "invalid peer certificate: UnknownIssuer".into()),
+            "invalid peer certificate: UnknownIssuer (is etcd's certificate signed by the CA of ca_file?)"
+        );
+        assert_eq!(
+            with_hint(tls, "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"etcd\")".into()),
+            "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"etcd\") (the endpoint's host must be a name or address etcd's certificate is for)"
+        );
+        let closed = "connection closed before message completed";
+        assert_eq!(
+            with_hint("http://127.0.0.1:2379", closed.into()),
+            "connection closed before message completed (if etcd serves TLS, the endpoint needs https://)"
+        );
+        assert_eq!(with_hint(tls, closed.into()), closed);
+        assert_eq!(
+            with_hint(tls, "Connection refused (os error 111)".into()),
+            "Connection refused (os error 111)"
+        );
+    }
+
     #[test]
     fn a_prefix_range_ends_past_its_last_key() {
         assert_eq!(prefix_end("/nm/"), b"/nm0");
         assert_eq!(number(&json!("7587")), 7587);
         assert_eq!(number(&json!(12)), 12);
         assert_eq!(number(&Value::Null), 0);
-        let kv = kv(&json!({"key": b64(b"/a"), "value": b64(b"x"), "mod_revision": "9"})).unwrap();
+        let read =
+            kv(&json!({"key": b64(b"/a"), "value": b64(b"x"), "mod_revision": "9"})).unwrap();
         assert_eq!(
-            (kv.key.as_str(), kv.value, kv.mod_revision),
+            (read.key.as_str(), read.value, read.mod_revision),
             ("/a", b"x".to_vec(), 9)
         );
+        // Two keys that are no UTF-8: two keys still.
+        let odd = |bytes: &[u8]| {
+            kv(&json!({"key": b64(bytes), "value": b64(b"1")}))
+                .unwrap()
+                .key
+        };
+        assert_eq!(odd(b"/nm/limits/\xff"), "/nm/limits/\\xff");
+        assert_ne!(odd(b"/nm/limits/\xfe"), odd(b"/nm/limits/\xff"));
     }
 }

@@ -36,9 +36,7 @@ fn etcd_over_https_with_client_certificates() {
         run.stdout.contains(&format!(
             "etcd: https checked against its ca_file, client certificate {}",
             pki.path("client.pem")
-        )) && run
-            .stdout
-            .contains("etcd: 1 member(s) reachable at revision"),
+        )) && run.stdout.contains("etcd: 1 member(s) listed at revision"),
         "{}",
         run.stdout
     );
