@@ -40,6 +40,8 @@ pub enum Compare {
     Created(String, i64),
     /// The key's last modification revision (0: it does not exist).
     Modified(String, i64),
+    /// The lease the key is tied to (0: none).
+    Lease(String, i64),
 }
 
 /// An operation of a transaction.
@@ -519,6 +521,9 @@ fn compare_json(compare: &Compare) -> Value {
         }
         Compare::Modified(key, rev) => {
             json!({"result": "EQUAL", "target": "MOD", "key": b64(key.as_bytes()), "mod_revision": rev.to_string()})
+        }
+        Compare::Lease(key, lease) => {
+            json!({"result": "EQUAL", "target": "LEASE", "key": b64(key.as_bytes()), "lease": lease.to_string()})
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{
     config::FleetConfig,
-    gateway::{Gateway, Kv, Op},
+    gateway::{Compare, Gateway, Kv, Op, Txn},
     FleetState, Refused, Switch,
 };
 use crate::support::lock::lock;
@@ -172,11 +172,17 @@ impl Shared {
     /// decides again), and writes what the node last said of itself. A lease whose limit
     /// could not be said is not used: the fleet would not know it.
     /// Whether it wrote the node's member key (it had said nothing yet, else).
+    ///
+    /// The node's name must be free, or this lease's already: one held under another
+    /// lease is another daemon's of the same name (or this one's last run's, ended
+    /// without leaving: its lease ends within its TTL). Then nothing is written, and the
+    /// node stays cut off, saying why, until the name is free: two daemons of one name
+    /// would count as one node, and the first to leave would drop the other's keys.
     pub(super) async fn join(&self, id: i64) -> Result<bool, String> {
         let key = self.key(&format!("limits/{}", self.node));
         let value = self.config.max_concurrent.to_string().into_bytes();
         let mut ops = vec![
-            Op::Put(key, value, id),
+            Op::Put(key.clone(), value, id),
             Op::Put(self.key("roster"), self.node.clone().into_bytes(), 0),
         ];
         let member = lock(&self.lease).member.clone();
@@ -188,11 +194,36 @@ impl Shared {
                 id,
             ));
         }
-        self.gateway
-            .txn(&[], &ops)
-            .await
-            .map(|_| member.is_some())
-            .map_err(|e| format!("cannot say this node's max_concurrent ({e})"))
+        let cannot = |e: String| format!("cannot say this node's max_concurrent ({e})");
+        let free = Txn {
+            compare: vec![Compare::Created(key.clone(), 0)],
+            success: ops.clone(),
+            failure: vec![Op::Range(
+                key.clone().into_bytes(),
+                [key.as_bytes(), b"\0"].concat(),
+            )],
+        };
+        let answer = self.gateway.run(&free).await.map_err(cannot)?;
+        if !answer.held {
+            let holder = answer.kvs(0).first().map_or(0, |kv| kv.lease);
+            let (ours, _) = match holder == id {
+                true => self
+                    .gateway
+                    .txn(&[Compare::Lease(key, id)], &ops)
+                    .await
+                    .map_err(cannot)?,
+                false => (false, 0),
+            };
+            if !ours {
+                return Err(format!(
+                    "the node name `{}` is held in the fleet under lease {holder:x}, not this daemon's: another daemon runs as `{}`, or this one's last run ended without leaving (its lease ends within {}); two daemons must not share a name (--node)",
+                    self.node,
+                    self.node,
+                    humantime::format_duration(self.config.lease_ttl)
+                ));
+            }
+        }
+        Ok(member.is_some())
     }
 
     /// The node's lease now (`None`: it has none).

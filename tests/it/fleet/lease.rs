@@ -245,3 +245,56 @@ fn leaves_and_ends_its_lease(daemon: &mut Daemon, etcd: &Etcd) {
         daemon.log
     );
 }
+
+/// A second daemon started with a node name a live one holds does not join: it says
+/// why and refuses every fault (it fails closed), and its leaving takes nothing of the
+/// first one's from the fleet.
+#[test]
+fn a_second_daemon_of_one_node_name_never_joins_nor_drops_the_first() {
+    let etcd = Etcd::start("same-name");
+    let _victim = Sleeper::start();
+    let (one, two) = (
+        TestDir::new("fleet-same-name-1"),
+        TestDir::new("fleet-same-name-2"),
+    );
+    let fleet = "max_concurrent: 1";
+    let mut first = Daemon::start(&[
+        "--config",
+        &config(&one, &etcd, "/nm/same-name", fleet),
+        "--node",
+        "web-1",
+    ]);
+    let port = first.port();
+    leased(port, "web-1");
+    let mut second = Daemon::start(&[
+        "--config",
+        &config(&two, &etcd, "/nm/same-name", fleet),
+        "--node",
+        "web-1",
+    ]);
+    // Said before or after it listens, as the lease's first try goes.
+    let port_two = second.port();
+    let held = |l: &str| l.contains("is held in the fleet under lease");
+    let said = match second.log.iter().find(|l| held(l)) {
+        Some(line) => line.clone(),
+        None => second.wait_for(held),
+    };
+    assert!(
+        said.contains("the node name `web-1` is held in the fleet under lease ")
+            && said.contains("two daemons must not share a name (--node)"),
+        "{said}"
+    );
+    let refused = kill(port_two);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(), Some(0), "{:?}", second.log);
+    // The first one's keys are its own still, and it admits as before.
+    assert_eq!(
+        etcd.get_prefix("/nm/same-name/limits/"),
+        [("/nm/same-name/limits/web-1".to_owned(), "1".to_owned())]
+    );
+    leased(port, "web-1");
+    let admitted = kill(port);
+    assert_eq!(admitted.status, 200, "{admitted:?}");
+    leaves_and_ends_its_lease(&mut first, &etcd);
+}
