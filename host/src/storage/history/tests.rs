@@ -336,7 +336,7 @@ fn a_page_of_one_run_reads_back_no_further_than_the_runs_first_fault() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("journal.jsonl");
     // Before both runs, a line that cannot be read: read, it would be said.
-    std::fs::write(&path, "older history\n").unwrap();
+    std::fs::write(&path, "{older history\n").unwrap();
     let journal = Journal::open(&path).unwrap();
     let first = Utc::now() - TimeDelta::hours(3);
     let second = first + TimeDelta::hours(2);
