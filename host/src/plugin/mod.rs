@@ -20,6 +20,10 @@ use crate::{domain::injection::Fault, support::text::clip_cmdline};
 #[allow(unsafe_code)]
 mod loader;
 mod trust;
+
+/// The largest plugin file read, in bytes (a debug build of one is some 40 MB): a
+/// device or a runaway file is refused, not read until memory runs out.
+const MAX_IMAGE: u64 = 1 << 30;
 pub(crate) mod worker;
 
 pub use trust::Trust;
@@ -278,6 +282,10 @@ impl Plugin {
         if !path.exists() {
             bail!("cannot load plugin {shown}: {}", missing(path));
         }
+        // Whatever the trust: a FIFO would block the read for good, a device never end it.
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            bail!("cannot load plugin {shown}: it is not a regular file");
+        }
         match trust::check(path) {
             Ok(resolved) => Ok((resolved, None)),
             Err(why) if trust == Trust::Anyone => Ok((path.to_owned(), Some(format!(
@@ -293,13 +301,34 @@ impl Plugin {
     /// opened is judged again by that descriptor, so a file swapped after the check is
     /// caught.
     fn read_image(file: &Path, checked: bool) -> std::io::Result<Vec<u8>> {
-        let mut opened = std::fs::File::open(file)?;
+        use std::io::Read as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Opened without waiting (a FIFO swapped in after the check), read only if it
+        // is a regular file of a plugin's size, and never past that size.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(file)?;
         let meta = opened.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("it is not a regular file"));
+        }
         if checked {
             trust::check_file(file, &meta).map_err(std::io::Error::other)?;
         }
+        if meta.len() > MAX_IMAGE {
+            return Err(std::io::Error::other(format!(
+                "it is {} bytes; a plugin file is at most {MAX_IMAGE}",
+                meta.len()
+            )));
+        }
         let mut image = Vec::with_capacity(meta.len() as usize);
-        std::io::Read::read_to_end(&mut opened, &mut image)?;
+        opened.take(MAX_IMAGE + 1).read_to_end(&mut image)?;
+        if image.len() as u64 > MAX_IMAGE {
+            return Err(std::io::Error::other(format!(
+                "it grew past {MAX_IMAGE} bytes while read; a plugin file is at most that"
+            )));
+        }
         Ok(image)
     }
 

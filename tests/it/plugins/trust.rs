@@ -189,3 +189,49 @@ fn overwriting_a_loaded_plugin_file_does_not_touch_the_running_daemon() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
 }
+
+/// A FIFO or a device named as a plugin is refused at once, in one line, even with
+/// `--allow-untrusted-plugins`: the read would wait for good, or never end.
+#[test]
+fn a_fifo_or_a_device_is_no_plugin_whatever_the_trust() {
+    let dir = TestDir::new("plugin-fifo");
+    let fifo = dir.join("fifo.so");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let marker = dir.join("constructor-ran");
+    for file in [fifo.as_path(), Path::new("/dev/zero")] {
+        for extra in [&[][..], &["--allow-untrusted-plugins"]] {
+            let mut child = command()
+                .args(["plugins", "check"])
+                .arg(file)
+                .args(extra)
+                .env("NM_MARKER", &marker)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let end = std::time::Instant::now() + crate::util::DEADLINE;
+            while child.try_wait().unwrap().is_none() {
+                if std::time::Instant::now() > end {
+                    let _ = child.kill();
+                    panic!("{file:?} {extra:?}: still reading");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{file:?} {extra:?}: {stderr}");
+            assert_eq!(
+                stderr,
+                format!(
+                    "error: cannot load plugin {}: it is not a regular file\n",
+                    file.display()
+                ),
+                "{extra:?}"
+            );
+        }
+    }
+}
