@@ -571,3 +571,59 @@ echo "after $(cut -d' ' -f3 /proc/$v/stat)""#
     assert_eq!(reverts[0]["reason"], "due");
     assert_eq!(reverts[0]["result"], "reverted");
 }
+
+/// A one-shot fault and a daemon on one journal never undo each other: a daemon started
+/// while `kill --execute` holds its fault leaves it to the command (a dry one shares the
+/// journal, one that executes is refused), and `kill --execute` is refused while a
+/// daemon runs on the journal.
+#[test]
+fn a_one_shot_fault_and_a_daemon_on_one_journal_leave_each_other_alone() {
+    let dir = TestDir::new("kill-owner");
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .config(
+            r#"faults: {"freeze": (plugin: "process-pause", config: (duration: "8s", include_cmdlines: ["^sleep 1000$"]))}"#,
+        )
+        .write();
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"sleep 1000 & started $!; v=$!
+until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
+"$NM" kill --config {cfg} --fault freeze --execute --seed 1 2>{d}/kill.log & k=$!
+n=0; until [ "$(cut -d' ' -f3 /proc/$v/stat)" = T ] || [ $n -ge 1500 ]; do n=$((n+1)); sleep 0.01; done
+"$NM" --config {cfg} 2>{d}/dry.log & m=$!
+n=0; until grep -q Listening {d}/dry.log || [ $n -ge 1500 ]; do n=$((n+1)); sleep 0.01; done
+echo "beside $(cut -d' ' -f3 /proc/$v/stat)"
+kill -TERM $m; wait $m
+timeout 20 "$NM" --config {cfg} --execute 2>{d}/real.log; echo "real $?"
+wait $k; echo "code $?"
+"$NM" --config {cfg} --execute 2>{d}/daemon.log & m=$!
+n=0; until grep -q Listening {d}/daemon.log || [ $n -ge 1500 ]; do n=$((n+1)); sleep 0.01; done
+timeout 20 "$NM" kill --config {cfg} --fault freeze --execute --seed 1 2>{d}/refused.log; echo "refused $?"
+echo "after $(cut -d' ' -f3 /proc/$v/stat)"
+kill -TERM $m; wait $m"#
+    ));
+    let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "beside"), ["T"], "{}", log("dry.log"));
+    assert_eq!(pairs(&run.stdout, "real"), ["2"], "{}", log("real.log"));
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}", log("kill.log"));
+    assert!(
+        log("kill.log").contains(" Revert (due): reverted: "),
+        "{}",
+        log("kill.log")
+    );
+    assert_eq!(
+        pairs(&run.stdout, "refused"),
+        ["2"],
+        "{}",
+        log("refused.log")
+    );
+    assert!(
+        log("refused.log").contains(&format!(
+            "runs on {d}/journal.jsonl (it holds {d}/journal.jsonl.owner): a real fault of this command would be the daemon's to revert at its next start"
+        )),
+        "{}",
+        log("refused.log")
+    );
+    assert!(resumed(&run.stdout, "after"), "{}", run.stderr);
+}

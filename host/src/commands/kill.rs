@@ -17,7 +17,7 @@ use crate::{
     output::{answer::Answer, logline, notifier::Notifiers},
     plugin::{self, Plugin, Trust},
     runtime::setup,
-    storage::journal::Journal,
+    storage::{journal::Journal, owner},
     support::{orphans, UsageError},
 };
 
@@ -192,6 +192,9 @@ fn once(
     name: &str,
     args: &KillArgs,
 ) -> anyhow::Result<()> {
+    // Held while the fault is: a daemon started on the journal meanwhile leaves it in
+    // effect to this command, which reverts it when due.
+    let _owner = own_journal(&engine, args.execute)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -203,6 +206,25 @@ fn once(
     // A plugin call given up on is abandoned, not waited for.
     runtime.shutdown_background();
     done
+}
+
+/// The lock beside `engine`'s journal (see [`owner`]), taken as a daemon takes it. A
+/// real fault on the journal of a daemon that runs is refused: the daemon would take it
+/// for one a crash left, and revert it at its next start. A dry run shares the journal.
+fn own_journal(engine: &Engine, execute: bool) -> anyhow::Result<Option<owner::Owner>> {
+    let Some(journal) = engine.journal().map(|j| j.path().to_owned()) else {
+        return Ok(None);
+    };
+    match owner::take(&journal) {
+        owner::Owner::Other { lock, pid } if execute => Err(UsageError(anyhow!(
+            "a nightmare-monkey daemon{} runs on {} (it holds {}): a real fault of this command would be the daemon's to revert at its next start; ask the daemon (POST /api/faults/NAME), or give this command a journal of its own (--journal FILE, or state_dir in its config)",
+            pid.map(|p| format!(" (PID {p})")).unwrap_or_default(),
+            journal.display(),
+            lock.display()
+        ))
+        .into()),
+        taken => Ok(Some(taken)),
+    }
 }
 
 /// Injects `name`, prints it, and waits for its revert if it is reversible.
