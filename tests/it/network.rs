@@ -638,3 +638,38 @@ kill -TERM $m; wait $m; echo "code $?""#
     assert_eq!(pairs(&run.stdout, "file"), ["absent 200"], "{log}");
     assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
 }
+
+/// A one-shot `kill --execute` of a network fault spares the API of the daemon its
+/// config describes (the kill switch), though that daemon runs in another process (on
+/// a journal of its own: the command's is another).
+#[test]
+fn a_one_shot_network_fault_spares_the_configured_daemons_api() {
+    let dir = TestDir::new("net-oneshot-spared");
+    let cfg = Drill::new(&dir)
+        .set("http", r#"(listen: "127.0.0.1:18080")"#)
+        .config(
+            r#"faults: { "all": (plugin: "net-loss", config: (percent: 100, duration: "1m")) }"#,
+        )
+        .write();
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+api() {{ curl -s -m 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:18080/healthz; }}
+"$NM" --config {cfg} 2>{d}/log & m=$!
+await Listening {d}/log
+echo "before $(api)"
+"$NM" kill --config {cfg} --journal {d}/kill.jsonl --fault all --execute >{d}/kill.log 2>&1 & k=$!
+await 'Reverting at' {d}/kill.log
+echo "during $(api) $(udp 127.0.0.1:40000 127.0.0.1:9999 100)"
+kill -INT $k; wait $k
+kill -TERM $m; wait $m"#
+    ));
+    let log = fs::read_to_string(dir.join("kill.log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "before"), ["200"], "{}", run.stderr);
+    assert_eq!(
+        pairs(&run.stdout, "during"),
+        ["200 0"],
+        "{}\n{log}",
+        run.stdout
+    );
+}

@@ -56,7 +56,7 @@ use nightmare_monkey_plugin_api::{
 pub use bandwidth::{BandwidthConfig, NetBandwidth};
 pub use filter::Config;
 pub use netem::{DelayConfig, NetDelay};
-pub use own::declare_peers;
+pub use own::{declare_listening, declare_peers};
 pub use packets::{Action, PacketFault};
 
 /// Declares one packet fault over [`PacketFault`].

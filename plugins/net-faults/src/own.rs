@@ -27,6 +27,17 @@ pub fn declare_peers(peers: Vec<(IpAddr, u16)>) {
     *DECLARED.lock().unwrap_or_else(|e| e.into_inner()) = peers;
 }
 
+/// The ports the host declared its daemon's, listening here or not.
+static DECLARED_PORTS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// Declares the TCP ports of the daemon's API and proxies, in place of those declared
+/// before: a network fault spares them as it spares this process's own listeners. A
+/// one-shot `kill` declares those of the daemon its config describes, which runs in
+/// another process (its kill switch stays reachable).
+pub fn declare_listening(ports: Vec<u16>) {
+    *DECLARED_PORTS.lock().unwrap_or_else(|e| e.into_inner()) = ports;
+}
+
 /// The inodes of this process's sockets.
 fn socket_inodes() -> BTreeSet<u64> {
     std::fs::read_dir("/proc/self/fd")
@@ -73,11 +84,21 @@ pub fn read() -> Result<Own, String> {
         .filter(|s| s.state == sockdiag::LISTEN)
         .map(|s| s.local.1)
         .collect();
-    let listening: Vec<u16> = listening.into_iter().collect();
+    let declared = DECLARED_PORTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let own_ports: Vec<u16> = listening.iter().copied().collect();
+    let listening: Vec<u16> = listening
+        .into_iter()
+        .chain(declared)
+        .collect::<BTreeSet<u16>>()
+        .into_iter()
+        .collect();
     // A connection this process made: established, from none of its listeners' ports.
     let mut peers: BTreeSet<(IpAddr, u16)> = ours
         .iter()
-        .filter(|s| s.state == sockdiag::ESTABLISHED && !listening.contains(&s.local.1))
+        .filter(|s| s.state == sockdiag::ESTABLISHED && !own_ports.contains(&s.local.1))
         .map(|s| s.remote)
         .collect();
     peers.extend(

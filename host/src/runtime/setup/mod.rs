@@ -159,6 +159,15 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
                 ));
             }
             net_faults::declare_peers(spared);
+            // And the daemon's own ports: in a one-shot `kill`, the daemon this config
+            // describes runs in another process, its API (the kill switch) there.
+            let ports = config
+                .http
+                .iter()
+                .map(|http| http.listen.port())
+                .chain(config.proxies.iter().map(|p| p.listen.port()))
+                .collect();
+            net_faults::declare_listening(ports);
         }
         add_faults(&mut engine, config, &builtins)
     };

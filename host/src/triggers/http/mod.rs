@@ -37,7 +37,7 @@ use crate::{
     plugin::PluginInfo,
 };
 
-pub use config::{HttpConfig, RawHttp};
+pub use config::{HttpConfig, RawHttp, DEFAULT_PORT};
 
 mod config;
 mod dashboard;
