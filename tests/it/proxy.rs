@@ -439,3 +439,40 @@ timeout 30 "$NM" --config {cfg} 2>{d}/start; echo "start $?""#
         assert_eq!(said.matches("a loop").count(), 1, "{context}");
     }
 }
+
+/// Clients that hold a proxy's connections open never take the descriptors the API and
+/// the reverts need: under a tight limit of open files, the proxies stop accepting at
+/// their share (said once), and `/healthz` and the kill switch still answer.
+#[test]
+fn idle_clients_of_a_proxy_never_starve_the_api() {
+    let dir = TestDir::new("proxy-files");
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15435", upstream: "127.0.0.1:7003")"#,
+        r#""slow": (plugin: "net-proxy", config: (proxy: "db", toxic: Latency(latency: "1ms")))"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{PROXY_PRELUDE}
+perl -MIO::Socket::INET -e '
+  my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:7003", Listen => 1024, ReuseAddr => 1) or die "listen: $!";
+  my @held; while (my $c = $l->accept) {{ push @held, $c }}' &
+prlimit --nofile=1024:1024 -- "$NM" --config {cfg} --execute 2>{d}/log & m=$!
+await Listening {d}/log; p=$(port {d}/log)
+perl -MIO::Socket::INET -e '
+  my @held; for (1..400) {{ my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:15435", Timeout => 2); push @held, $c if $c }}
+  print "clients ", scalar(@held), "\n"; sleep 1000' > {d}/clients & c=$!
+await 'connections open, its most' {d}/log
+echo "healthz $(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:$p/healthz)"
+echo "pause $(curl -s -m 5 -o /dev/null -w '%{{http_code}}' -X POST http://127.0.0.1:$p/api/pause)"
+kill $c
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let context = format!("{}\n{}\n{log}", run.stdout, run.stderr);
+    assert_eq!(pairs(&run.stdout, "healthz"), ["200"], "{context}");
+    assert_eq!(pairs(&run.stdout, "pause"), ["200"], "{context}");
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{context}");
+    assert!(!log.contains("cannot accept a connection"), "{log}");
+}

@@ -168,6 +168,18 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
                 .chain(config.proxies.iter().map(|p| p.listen.port()))
                 .collect();
             net_faults::declare_listening(ports);
+            // The proxies' connections (six descriptors each) never take those the API
+            // and the reverts need: what is left of the limit is theirs.
+            let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX);
+            let api = config
+                .http
+                .as_ref()
+                .map_or(0, |http| http.limits.max_connections as u64);
+            net_faults::proxy::limit_files(
+                open_files.saturating_sub(crate::triggers::http::RESERVED_FILES + api),
+            );
         }
         add_faults(&mut engine, config, &builtins)
     };

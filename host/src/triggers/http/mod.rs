@@ -235,7 +235,7 @@ async fn read_whole<B: bytes::Buf>(
 
 /// Descriptors kept out of the connections' reach: for the reverts' pidfds, the
 /// plugin workers' pipes, the journal and the pause file's watch.
-const RESERVED_FILES: u64 = 256;
+pub(crate) const RESERVED_FILES: u64 = 256;
 
 /// The configured limits, with the connection cap lowered (and said once) if the limit
 /// of open files would not leave [`RESERVED_FILES`] besides them.

@@ -34,6 +34,7 @@ use std::{
 use serde::Serialize;
 
 pub use fault::{NetProxy, ProxyConfig};
+pub use run::limit_files;
 use toxic::{Described, Direction, Toxic};
 
 /// A proxy as the configuration declares it.

@@ -106,6 +106,8 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
     };
     let mut rebind_failed = false;
     let mut cap = Cap::default();
+    // Why the last accept failed, while it fails (said once).
+    let mut refused: Option<String> = None;
     loop {
         let down = is_down(&proxy);
         match (&listener, down) {
@@ -141,18 +143,23 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                 }
             }
             (Some(l), false) => {
-                let (open, max) = (&proxy.open, &proxy.max_open);
-                let (admit, line) =
-                    cap.admit(open.load(Ordering::Relaxed), max.load(Ordering::Relaxed));
+                let open = proxy.open.load(Ordering::Relaxed);
+                // Its own most, and what the descriptors left to every proxy allow.
+                let room = (FILES.load(Ordering::Relaxed) / FILES_PER_CONNECTION)
+                    .saturating_sub(ALL_OPEN.load(Ordering::Relaxed));
+                let max = proxy.max_open.load(Ordering::Relaxed).min(open + room);
+                let (admit, line) = cap.admit(open, max);
                 if let Some(line) = line {
                     log(&format!("proxy {name}: {line}"));
                 }
                 if !admit {
-                    // New clients wait in the listen backlog until one leaves.
+                    // New clients wait in the listen backlog until one leaves (this
+                    // proxy's, or another's: the descriptors are shared).
                     tokio::select! {
                         biased;
                         _ = changes.changed() => {}
                         () = proxy.closed.notified() => {}
+                        () = any_closed().notified() => {}
                     }
                     continue;
                 }
@@ -161,14 +168,23 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                     _ = changes.changed() => {}
                     accepted = l.accept() => match accepted {
                         Ok((client, _)) => {
+                            if let Some(e) = refused.take() {
+                                log(&format!("proxy {name}: accepting again (after: {e})"));
+                            }
                             // Counted here, not in its task: the cap sees it at once.
                             proxy.open.fetch_add(1, Ordering::Relaxed);
+                            ALL_OPEN.fetch_add(1, Ordering::Relaxed);
                             let open = Open(proxy.clone());
                             tokio::spawn(connection(proxy.clone(), client, log.clone(), open));
                         }
                         Err(e) => {
-                            // Out of descriptors, say: wait a little rather than spin.
-                            log(&format!("proxy {name}: cannot accept a connection: {e}"));
+                            // Out of descriptors, say: wait a little rather than spin,
+                            // and say it once, not ten times a second.
+                            let e = e.to_string();
+                            if refused.as_deref() != Some(e.as_str()) {
+                                log(&format!("proxy {name}: cannot accept a connection: {e}"));
+                            }
+                            refused = Some(e);
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     },
@@ -184,8 +200,34 @@ struct Open(Arc<Proxy>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+        ALL_OPEN.fetch_sub(1, Ordering::Relaxed);
         self.0.closed.notify_one();
+        any_closed().notify_waiters();
     }
+}
+
+/// The descriptors a proxied connection holds: the client's socket and the upstream's,
+/// and a pipe (two ends) each way to splice through.
+pub(super) const FILES_PER_CONNECTION: u64 = 6;
+
+/// The descriptors every proxy's connections may hold together (see [`limit_files`]).
+static FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// The connections open through every proxy.
+static ALL_OPEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Told at every close of any proxy's connection.
+fn any_closed() -> &'static tokio::sync::Notify {
+    static CLOSED: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    CLOSED.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Sets how many descriptors the proxies' connections may hold, all proxies together
+/// (the host's limit of open files, less what its API and its reserve for reverts
+/// need): past it, new clients wait in the listen backlog as at a proxy's own most,
+/// and the daemon never runs out of descriptors for its kill switch.
+pub fn limit_files(files: u64) {
+    FILES.store(files, Ordering::Relaxed);
 }
 
 /// The most connections a proxy keeps open at once: past it, new clients wait in the
