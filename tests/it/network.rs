@@ -673,3 +673,42 @@ kill -TERM $m; wait $m"#
         run.stdout
     );
 }
+
+/// A scoped fault whose process is gone while something else still holds its network
+/// namespace (here a descriptor, as a container engine's bind mount would) is reverted
+/// there: its rules removed, never taken for gone with the namespace.
+#[test]
+fn a_scoped_fault_is_reverted_in_a_namespace_its_process_left() {
+    let dir = TestDir::new("net-scope-held");
+    let d = dir.display();
+    let run = util::in_network_namespace(
+        &[],
+        &format!(
+            r#"{PRELUDE}{NET_PRELUDE}
+unshare --net sh -c 'ip link set lo up && exec sleep 1000' & c=$!
+until [ "$(readlink /proc/$c/ns/net)" != "$(readlink /proc/self/ns/net)" ] \
+  && nsenter --net=/proc/$c/ns/net ip link show lo 2>/dev/null | grep -q UP; do sleep 0.02; done
+exec 7</proc/$c/ns/net
+"$NM" kill --execute --journal {d}/journal.jsonl --fault net-loss --fault-config "(percent: 100, protocol: \"udp\", ports: [9999], scope: Namespace($c))" 2>{d}/log >{d}/out & k=$!
+await 'Reverting at' {d}/log
+kill $c; wait $c
+IN="nsenter --net=/proc/$$/fd/7"
+echo "held $(table)"
+kill -INT $k; wait $k; echo "code $?"
+echo "reverted $(table)""#
+        ),
+    );
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(
+        pairs(&run.stdout, "held"),
+        ["present"],
+        "{}\n{log}",
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    assert_eq!(pairs(&run.stdout, "reverted"), ["absent"], "{log}");
+    assert!(
+        log.contains("Revert (interrupted): reverted: removed chains loss_"),
+        "{log}"
+    );
+}

@@ -10,7 +10,11 @@
 //! the thread that opened it, a child process starts in its parent thread's, and the
 //! daemon's other threads never leave theirs.
 
-use std::{fs::File, os::unix::fs::MetadataExt as _};
+use std::{
+    fs::File,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use nightmare_monkey_plugin_api::sdk::{process::Scope, ErrorKind, PluginError};
 use serde::{Deserialize, Serialize};
@@ -84,32 +88,85 @@ pub fn resolve(scope: &Scope) -> Result<Target, PluginError> {
 }
 
 /// Opens `target`'s namespace through its process, or, if that one has left it, through
-/// any other process in it or a name `ip netns` gave it; `None` once nothing holds it
-/// (then it is gone, and its rules with it).
+/// anything else that holds it: any process or thread in it, a name `ip netns` gave it,
+/// a bind mount of it elsewhere (Docker's `/run/docker/netns/...`, podman's), or a
+/// descriptor a process keeps open on it. `None` once nothing of these holds it (then
+/// it is gone, and its rules with it).
 pub fn open(target: &Target) -> Option<File> {
-    let same = |path: &std::path::Path| {
+    let same = |path: &Path| {
         let file = File::open(path).ok()?;
         (file.metadata().ok()?.ino() == target.inode).then_some(file)
     };
-    if let Some(file) = same(std::path::Path::new(&link(target.pid))) {
+    if let Some(file) = same(Path::new(&link(target.pid))) {
         return Some(file);
     }
-    let processes = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    let entries = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+    };
+    let numbered = |path: &PathBuf| {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let processes: Vec<PathBuf> = entries(Path::new("/proc")).filter(numbered).collect();
+    let held = processes.iter().map(|p| p.join("ns/net"));
+    let threads = processes
+        .iter()
+        .flat_map(|p| entries(&p.join("task")))
+        .map(|t| t.join("ns/net"));
+    let named = entries(Path::new("/run/netns"));
+    let mounted = nsfs_mounts(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+    let link_text = format!("net:[{}]", target.inode);
+    let open_fds = processes
+        .iter()
+        .flat_map(|p| entries(&p.join("fd")))
+        .filter(|fd| std::fs::read_link(fd).is_ok_and(|to| to.as_os_str() == link_text.as_str()));
+    held.chain(threads)
+        .chain(named)
+        .chain(mounted)
+        .chain(open_fds)
+        .find_map(|path| same(&path))
+}
+
+/// The mount points of namespace files (`nsfs`) in `mountinfo`: where a namespace is
+/// bound to a path (`ip netns`, a container engine's own directory).
+fn nsfs_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            (rest.split_whitespace().next()? == "nsfs").then_some(())?;
+            let point = fields.split_whitespace().nth(4)?;
+            Some(PathBuf::from(unescape_mount(point)))
         })
-        .map(|e| e.path().join("ns/net"));
-    let named = std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path());
-    processes.chain(named).find_map(|path| same(&path))
+        .collect()
+}
+
+/// A mount point as mountinfo writes it: space, tab, newline and backslash as `\NNN`.
+fn unescape_mount(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The namespace a prepared fault is applied in: `None` for the daemon's own; an error
@@ -190,5 +247,25 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// A namespace bound to a path is found wherever it is mounted, escapes and all;
+    /// other mounts are not taken for one.
+    #[test]
+    fn namespace_files_are_found_where_they_are_mounted() {
+        let mountinfo = "\
+29 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+519 30 0:4 net:[4026532565] /run/netns/blue rw,nosuid shared:261 - nsfs nsfs rw
+520 30 0:4 net:[4026532566] /run/docker/netns/a\\040b rw shared:262 - nsfs nsfs rw
+521 30 0:4 / /mnt/nsfs-looking rw - tmpfs nsfs rw
+";
+        assert_eq!(
+            nsfs_mounts(mountinfo),
+            [
+                PathBuf::from("/run/netns/blue"),
+                PathBuf::from("/run/docker/netns/a b")
+            ]
+        );
+        assert_eq!(unescape_mount("a\\011b\\134c\\9"), "a\tb\\c\\9");
     }
 }
