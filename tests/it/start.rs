@@ -455,3 +455,43 @@ fn a_fast_plugin_file_is_not_held_up_by_a_slow_one() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
 }
+
+/// What a crashed run left in effect through a plugin no longer loaded stays listed as
+/// in effect (reverting, saying what it waits for) and is named, exit 1, when the monkey
+/// goes to bed: never dropped from sight while the journal still holds it open.
+#[test]
+fn a_fault_whose_plugin_is_gone_stays_in_sight_and_is_named_at_exit() {
+    let dir = TestDir::new("start-plugin-gone");
+    let cfg = Drill::new(&dir).named("c.ron").without("timer").write();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    fs::write(
+        dir.join("journal.jsonl"),
+        format!(
+            r#"{{"type":"intent","id":"1-1","at":"{now}","fault":"lockout","plugin":"gone","trigger":"http","desc":"d","dry_run":false,"master_seed":1,"stream":"fault/lockout","stream_position":0,"seed":2}}
+{{"type":"outcome","id":"1-1","at":"{now}","elapsed_ms":1,"result":"applied","summary":"locked","revert":{{"x":1}}}}
+"#
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["--config", &cfg]);
+    let port = daemon.port();
+    let status = crate::util::http(port, "GET", "/api/status", &[], b"").json();
+    assert!(
+        status["reverting"].to_string().contains("lockout"),
+        "{status}\n{:?}",
+        daemon.log
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(1), "{:?}", daemon.log);
+    assert!(
+        daemon
+            .log
+            .iter()
+            .any(|l| l.contains("Recovering 1-1: plugin gone is not loaded; revert it by hand: "))
+            && daemon.log.iter().any(|l| l
+                .starts_with("warning: going to bed without the revert of ")
+                && l.contains(" (lockout), which waits for plugin gone to be loaded")),
+        "{:?}",
+        daemon.log
+    );
+}

@@ -51,10 +51,13 @@ impl Engine {
         );
     }
 
-    /// Takes fault `id` off the list [`Engine::awaiting_plugin`] put it on: its plugin
-    /// cannot revert it (the log says how to, by hand).
-    pub(crate) fn not_awaiting(&self, id: &str) {
-        self.reverts.remove(id);
+    /// Lists fault `id` (of `fault`, acting on `pid`), which a crashed run left active
+    /// and no plugin here can revert, as in effect for as long as the daemon runs: in
+    /// `status` and the metrics, saying `why`, its process chosen by no other fault, and
+    /// named when the monkey shuts down (the journal keeps it for the next start).
+    pub(crate) fn stranded(&self, id: &str, fault: &str, pid: Option<u32>, why: String) {
+        self.reverts.add(id, fault, pid);
+        self.reverts.note(id, Some(why));
     }
 
     /// Waits shorter between the tries of a failed revert (tests).

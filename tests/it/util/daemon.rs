@@ -220,7 +220,8 @@ impl Daemon {
         // The reader thread ends at the pipe's end of file.
         self.stall_log(false);
         while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
-            let message = if self.json {
+            // The closing `error: ...` lines of an exit 1 are written as they are.
+            let message = if self.json || line.starts_with("error: ") {
                 line
             } else {
                 strip_timestamp(&line).to_owned()

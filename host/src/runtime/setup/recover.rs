@@ -153,7 +153,12 @@ fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec
                 Some(Ok(fault)) => Arc::new(fault) as Arc<dyn Fault>,
                 // A plugin whose config has required fields builds no fault from none.
                 Some(Err(e)) => {
-                    engine.not_awaiting(id);
+                    engine.stranded(
+                        id,
+                        name,
+                        entry.pid(),
+                        format!("which waits for {name} to be configured again"),
+                    );
                     log::line(format!(
                         "Recovering {id}: {name} is no longer configured and plugin {} cannot build a fault without a config ({}); configure it again to revert it, or revert it by hand: {state}",
                         entry.intent.plugin, e.message
@@ -161,7 +166,15 @@ fn revert_left(engine: &Engine, plugins: &BTreeMap<String, Plugin>, entries: Vec
                     continue;
                 }
                 None => {
-                    engine.not_awaiting(id);
+                    engine.stranded(
+                        id,
+                        name,
+                        entry.pid(),
+                        format!(
+                            "which waits for plugin {} to be loaded",
+                            entry.intent.plugin
+                        ),
+                    );
                     log::line(format!(
                         "Recovering {id}: plugin {} is not loaded; revert it by hand: {state}",
                         entry.intent.plugin
