@@ -11,7 +11,8 @@
 //! `/proc/self/fd`): replacing or rewriting the file afterwards, `cp` over it included,
 //! cannot change the code the daemon runs.
 //!
-//! Then abi_stable checks the header (`LibHeader::init_root_module`: abi_stable version,
+//! Then abi_stable checks the header (`AbiHeaderRef::upgrade`: abi_stable's version and
+//! the C ABI, as `lib_header_from_path` does; `LibHeader::init_root_module`: the
 //! interface version, the layout of every type that crosses). abi_stable's
 //! `load_from_file` and `load_from_directory` are not used: they cache one module per
 //! root-module type, so a second plugin file would silently return the first. Its
@@ -23,7 +24,7 @@
 
 use std::{io::Write as _, os::fd::AsRawFd as _, path::Path};
 
-use abi_stable::library::{AbiHeader, LibHeader, LibraryError, RawLibrary};
+use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError, RawLibrary};
 use nightmare_monkey_plugin_api::{abi::PluginRef, sdk::SYMBOL_PREFIX};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
@@ -177,17 +178,20 @@ pub fn load(image: &[u8], name: &str) -> Result<PluginRef, LoadError> {
     // SAFETY: the symbol was found among the library's exported definitions under our
     // prefix, which only `export_plugin!` emits, as a `static LibHeader`; its size is a
     // LibHeader's and it starts with abi_stable's magic (checked above, on the very bytes
-    // mapped). The header's own checks (`init_root_module`) verify the abi_stable version
-    // and every layout before anything else in it is used. The library is never
-    // unloaded, so the reference stays valid for 'static.
+    // mapped). Read as abi_stable reads it (`abi_header_from_raw_library`): a reference
+    // to the header's first part, which `upgrade` checks (abi_stable's version, the C
+    // ABI) before the rest is used. The library is never unloaded, so the reference
+    // stays valid for 'static.
     #[allow(unsafe_code)]
-    let header: &'static LibHeader = unsafe {
-        // The symbol's value is the address of the static, hence `*const LibHeader`.
-        match library.get::<*const LibHeader>(&name) {
-            Ok(symbol) => &**symbol,
+    let header: AbiHeaderRef = unsafe {
+        match library.get::<AbiHeaderRef>(&name) {
+            Ok(symbol) => *symbol,
             Err(e) => return Err(LoadError(describe(&e))),
         }
     };
+    // abi_stable's version and the C ABI, then its globals handed over, as
+    // `lib_header_from_path` does; then every layout (`init_root_module`).
+    let header: &'static LibHeader = header.upgrade().map_err(|e| LoadError(describe(&e)))?;
     header
         .init_root_module::<PluginRef>()
         .map_err(|e| LoadError(describe(&e)))
@@ -217,7 +221,11 @@ fn describe(e: &LibraryError) -> String {
         }
         LibraryError::AbiInstability(report) => abi_difference(&report.to_string()),
         LibraryError::InvalidAbiHeader(h) => format!(
-            "built with an incompatible abi_stable (header {h:?}): rebuild it against this host's nightmare-monkey-plugin-api"
+            "built with an incompatible abi_stable ({}.{}; this host's is {}.{}): rebuild it against this host's nightmare-monkey-plugin-api",
+            h.abi_major,
+            h.abi_minor,
+            AbiHeader::VALUE.abi_major,
+            AbiHeader::VALUE.abi_minor
         ),
         LibraryError::InvalidCAbi { .. } => {
             "built by a compiler whose C ABI differs from this host's".to_owned()

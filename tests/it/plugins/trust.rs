@@ -235,3 +235,41 @@ fn a_fifo_or_a_device_is_no_plugin_whatever_the_trust() {
         }
     }
 }
+
+/// A plugin header another abi_stable wrote (0.10: its mark, its version) is refused in
+/// one sentence that says so, before anything past the version is read: never a
+/// worker's crash.
+#[test]
+fn a_header_of_another_abi_stable_is_refused_saying_so() {
+    let dir = TestDir::new("plugin-oldabi");
+    let marker = dir.join("constructor-ran");
+    // The size of this host's headers, as the refusal of a short one says it.
+    let run = check(&hostile(&dir, 8), &marker, &[]);
+    let size: usize = run
+        .stderr
+        .split(" bytes, not the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {}", run.stderr));
+    let so = dir.join("liboldabi.so");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/oldabi/oldabi.c");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", &format!("-DHEADER_SIZE={size}"), "-o"])
+        .arg(&so)
+        .arg(&source)
+        .status()
+        .expect("cc runs");
+    assert!(built.success());
+    trusted_mode(&so);
+    let run = check(&so, &marker, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: cannot load plugin {}: built with an incompatible abi_stable (0.10; this host's is 0.11): rebuild it against this host's nightmare-monkey-plugin-api\n",
+            so.display()
+        )) && run.stderr.lines().count() == 1,
+        "{}",
+        run.stderr
+    );
+}
