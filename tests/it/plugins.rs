@@ -244,6 +244,22 @@ fn list_shows_built_ins_plugins_and_failures_side_by_side() {
     .unwrap();
     fs::write(dir.join("broken.so"), b"nope").unwrap();
     fs::write(dir.join("README.txt"), b"not a plugin, not a .so").unwrap();
+    // A second file of the same plugin: the daemon sets both aside.
+    let again = TestDir::new("list-again");
+    for file in ["libpanic_plugin.so", "libpanic_again.so"] {
+        fs::copy(built_lib("libpanic_plugin.so"), again.join(file)).unwrap();
+    }
+    let twice = monkey(&["plugins", "list", "--plugin-dir", again.to_str().unwrap()]);
+    let a = again.display();
+    assert!(
+        twice.stdout.ends_with(&format!(
+            "panicky        0.1.0    1.1.0    {a}/libpanic_again.so (set aside: {a}/libpanic_plugin.so is named `panicky` too; neither loads: remove one)
+panicky        0.1.0    1.1.0    {a}/libpanic_plugin.so (set aside: {a}/libpanic_again.so is named `panicky` too; neither loads: remove one)
+"
+        )),
+        "{}",
+        twice.stdout
+    );
     let run = monkey(&["plugins", "list", "--plugin-dir", dir.to_str().unwrap()]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let d = dir.display();

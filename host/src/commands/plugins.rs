@@ -70,14 +70,17 @@ fn taken_by_builtin(name: &str) -> Option<String> {
 
 fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {
     let mut rows: Vec<[String; 4]> = Vec::new();
-    let mut seen: Vec<(String, String)> = Vec::new();
-    let mut add = |p: &Plugin, rows: &mut Vec<[String; 4]>| {
+    let builtins: Vec<String> = plugin::builtins()
+        .iter()
+        .map(|p| p.manifest.name.clone())
+        .collect();
+    // Files of one name found in the directories: the daemon loads none of them.
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut add = |p: &Plugin, rows: &mut Vec<[String; 4]>, from_dir: bool| {
         let m = &p.manifest;
-        let mut source = p.source.to_string();
-        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == m.name) {
-            source.push_str(&format!(" (ignored: the name is taken by {first})"));
-        } else {
-            seen.push((m.name.clone(), p.source.to_string()));
+        let source = p.source.to_string();
+        if from_dir {
+            files.push((m.name.clone(), source.clone()));
         }
         rows.push([
             m.name.clone(),
@@ -87,7 +90,7 @@ fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {
         ]);
     };
     for p in plugin::builtins() {
-        add(&p, &mut rows);
+        add(&p, &mut rows, false);
     }
     for dir in dirs {
         if let Some(missing) = plugin::missing_dir(dir) {
@@ -99,10 +102,28 @@ fn list(dirs: &[PathBuf], trust: Trust) -> anyhow::Result<()> {
                     if let Some(warning) = &p.untrusted {
                         eprintln!("warning: {warning}");
                     }
-                    add(&p, &mut rows)
+                    add(&p, &mut rows, true)
                 }
                 Err(e) => rows.push(["-".into(), "-".into(), "-".into(), format!("{e:#}")]),
             }
+        }
+    }
+    // As the daemon decides: a built-in's name wins; two files of one name are both
+    // set aside.
+    for row in rows.iter_mut().filter(|r| r[0] != "-") {
+        let [name, .., source] = row;
+        let others: Vec<&str> = files
+            .iter()
+            .filter(|(n, s)| n == name && s != source)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        if builtins.contains(name) && !source.starts_with("built-in") {
+            source.push_str(" (ignored: the name is taken by built-in)");
+        } else if !builtins.contains(name) && !others.is_empty() {
+            source.push_str(&format!(
+                " (set aside: {} is named `{name}` too; neither loads: remove one)",
+                others.join(", ")
+            ));
         }
     }
     let width = |i: usize| {

@@ -165,7 +165,9 @@ pub fn load(image: &[u8], name: &str) -> Result<PluginRef, LoadError> {
     let symbol = header_symbol(image)?;
     let copy = private_copy(image, name)?;
     let path = format!("/proc/self/fd/{}", copy.as_raw_fd());
-    let library = RawLibrary::load_at(Path::new(&path)).map_err(|e| LoadError(describe(&e)))?;
+    // The loader names the private copy's path: the file's name says more.
+    let library = RawLibrary::load_at(Path::new(&path))
+        .map_err(|e| LoadError(describe(&e).replace(&format!("{path}:"), &format!("{name}:"))))?;
     // The copy stays open for the life of the process: the dynamic loader knows the
     // library by that path, and a later plugin must never be handed an fd number (and so
     // a path) an earlier one had.

@@ -238,7 +238,7 @@ fn a_fifo_or_a_device_is_no_plugin_whatever_the_trust() {
 
 /// A plugin header another abi_stable wrote (0.10: its mark, its version) is refused in
 /// one sentence that says so, before anything past the version is read: never a
-/// worker's crash.
+/// worker's crash. And a file the dynamic loader refuses is named as the user named it.
 #[test]
 fn a_header_of_another_abi_stable_is_refused_saying_so() {
     let dir = TestDir::new("plugin-oldabi");
@@ -252,16 +252,32 @@ fn a_header_of_another_abi_stable_is_refused_saying_so() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no size in {}", run.stderr));
-    let so = dir.join("liboldabi.so");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/oldabi/oldabi.c");
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", &format!("-DHEADER_SIZE={size}"), "-o"])
-        .arg(&so)
-        .arg(&source)
-        .status()
-        .expect("cc runs");
-    assert!(built.success());
-    trusted_mode(&so);
+    let build = |file: &str, more: &[&str]| {
+        let so = dir.join(file);
+        let built = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", &format!("-DHEADER_SIZE={size}")])
+            .args(more)
+            .arg("-o")
+            .arg(&so)
+            .arg(&source)
+            .status()
+            .expect("cc runs");
+        assert!(built.success());
+        trusted_mode(&so);
+        so
+    };
+    // One the dynamic loader refuses is named by its file, not the private copy mapped.
+    let undefined = build("libundefined.so", &["-DUNDEFINED"]);
+    let run = check(&undefined, &marker, &[]);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: cannot load plugin {}: the dynamic loader refused it: libundefined.so: undefined symbol: nm_missing_symbol\n",
+            undefined.display()
+        )
+    );
+    let so = build("liboldabi.so", &[]);
     let run = check(&so, &marker, &[]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
