@@ -128,10 +128,12 @@ impl PacketFault {
                 ))
             }
             (Action::Loss(_), Some(p)) => {
+                // The value as written is bounded, then kept to the hundredth (0.005
+                // is 0.01; 100.004 is past 100).
                 let hundredths = (p * 100.0).round();
-                if !(1.0..=10_000.0).contains(&hundredths) {
+                if !(p > 0.0 && p <= 100.0 && hundredths >= 1.0) {
                     return Err(config_error(format!(
-                        "percent {p}: expected more than 0 and at most 100 (hundredths are kept)"
+                        "percent {p}: expected 0.01 to 100 (hundredths are kept)"
                     )));
                 }
                 Action::Loss(hundredths as u32)

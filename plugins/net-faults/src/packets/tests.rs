@@ -67,8 +67,10 @@ fn a_reject_resets_tcp_and_answers_the_rest_unreachable() {
 fn each_fault_refuses_what_is_not_its_own_saying_why() {
     for (kind, text, expected) in [
         (Action::Loss(0), "()", "percent is required: the share of matching packets to drop, e.g. 10"),
-        (Action::Loss(0), "(percent: 0)", "percent 0: expected more than 0 and at most 100 (hundredths are kept)"),
-        (Action::Loss(0), "(percent: 100.5)", "percent 100.5: expected more than 0 and at most 100 (hundredths are kept)"),
+        (Action::Loss(0), "(percent: 0)", "percent 0: expected 0.01 to 100 (hundredths are kept)"),
+        (Action::Loss(0), "(percent: 100.5)", "percent 100.5: expected 0.01 to 100 (hundredths are kept)"),
+        (Action::Loss(0), "(percent: 100.004)", "percent 100.004: expected 0.01 to 100 (hundredths are kept)"),
+        (Action::Loss(0), "(percent: 0.001)", "percent 0.001: expected 0.01 to 100 (hundredths are kept)"),
         (Action::Partition, "(ports: [80], percent: 5)", "percent: net-partition acts on every matching packet; net-loss drops a share"),
         (Action::Partition, "()", "net-partition needs peers or ports: without them it cuts this host off from everything"),
         (Action::Reject, r#"(ports: [80], duration: "2h")"#, "duration: invalid duration `2h`: expected more than 0 and at most 1h, e.g. 30s, 5m or 500ms"),
