@@ -63,6 +63,30 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, RString>
     }
 }
 
+/// The deepest nesting of JSON the host reads (serde_json refuses a 128th level).
+const MAX_NESTING: usize = 127;
+
+/// How deep the arrays and objects of the JSON `text` nest (strings skipped).
+pub(super) fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn to_json_text<T: Serialize>(value: &T) -> Result<RString, PluginError> {
     // Most replies are some hundred bytes: one allocation, not a doubling from 8.
     let mut text = Vec::with_capacity(512);
@@ -129,7 +153,26 @@ impl<P: FaultPlugin> Fault for Adapter<P> {
                     ))
                 }
             };
-            to_json_text(&outcome)
+            let text = to_json_text(&outcome)?;
+            let depth = nesting(text.as_str());
+            if depth <= MAX_NESTING {
+                return Ok(text);
+            }
+            // The host could not read it, nor so journal how to undo what was done:
+            // undone here and now, while the state is in hand (a prepare did nothing).
+            let undone = match (&request.phase, &outcome.revert) {
+                (Phase::Prepare, _) | (_, None) => String::new(),
+                (_, Some(state)) => match plugin.revert(state) {
+                    Ok(_) => "; reverted at once".to_owned(),
+                    Err(e) => format!("; its revert at once failed too: {}", e.message),
+                },
+            };
+            Err(PluginError::new(
+                ErrorKind::Failed,
+                format!(
+                    "its answer nests {depth} levels deep, past the {MAX_NESTING} the host reads{undone}"
+                ),
+            ))
         })
     }
 

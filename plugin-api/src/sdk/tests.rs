@@ -225,3 +225,62 @@ fn errors_round_trip_and_plain_text_is_kept() {
         serde_json::from_str(r#"{"kind":"quota-exceeded","message":"m"}"#).unwrap();
     assert_eq!(future.kind, ErrorKind::Other);
 }
+
+/// An answer the host could not read (nested past serde_json's limit) never leaves its
+/// fault in effect unseen: the plugin's own revert runs at once, and the host gets an
+/// error that says so. The bound is the host's: one level less is read whole.
+#[test]
+fn an_answer_nested_past_the_hosts_limit_is_reverted_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static REVERTED: AtomicUsize = AtomicUsize::new(0);
+    struct Deep;
+    impl FaultPlugin for Deep {
+        const NAME: &'static str = "deep";
+        const VERSION: &'static str = "0.1.0";
+        const DESCRIPTION: &'static str = "a state nested as deep as the seed says";
+        type Config = ();
+        fn new((): ()) -> Result<Self, PluginError> {
+            Ok(Deep)
+        }
+        fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
+            let mut state = serde_json::json!(1);
+            for _ in 0..request.seed {
+                state = serde_json::json!([state]);
+            }
+            Ok(Outcome {
+                result: "applied".into(),
+                revert: Some(state),
+                ..Outcome::default()
+            })
+        }
+        fn revert(&self, _: &serde_json::Value) -> Result<Outcome, PluginError> {
+            REVERTED.fetch_add(1, Ordering::SeqCst);
+            Ok(Outcome::default())
+        }
+    }
+    let fault = (root_module::<Deep>().new_fault())(RStr::from("")).unwrap();
+    let call = |seed: u64| {
+        let text = serde_json::to_string(&Request {
+            seed,
+            ..Request::default()
+        })
+        .unwrap();
+        fault.inject(RStr::from(text.as_str())).into_result()
+    };
+    // The outcome is one level, its `revert` the rest: 126 arrays read whole.
+    let read = call(126).unwrap();
+    assert!(serde_json::from_str::<Outcome>(&read).is_ok());
+    assert_eq!(REVERTED.load(Ordering::SeqCst), 0);
+    let refused = PluginError::from_json(&call(200).unwrap_err());
+    assert_eq!(
+        refused.message,
+        "its answer nests 201 levels deep, past the 127 the host reads; reverted at once"
+    );
+    assert_eq!(REVERTED.load(Ordering::SeqCst), 1);
+    // Just past the bound: serde_json would refuse it.
+    let past = call(127).unwrap_err();
+    assert!(PluginError::from_json(&past)
+        .message
+        .starts_with("its answer nests 128 levels deep"));
+    assert_eq!(export::nesting(r#"{"a":"[[[{{","b":[{"c":"\"]"}]}"#), 3);
+}
