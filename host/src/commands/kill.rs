@@ -211,15 +211,19 @@ fn once(
     done
 }
 
-/// The lock beside `engine`'s journal (see [`owner`]), taken as a daemon takes it. A
-/// real fault on the journal of a daemon that runs is refused: the daemon would take it
-/// for one a crash left, and revert it at its next start. A dry run shares the journal.
+/// The lock beside `engine`'s journal (see [`owner`]), taken as a daemon takes it when
+/// the fault is real. A real fault on the journal of a daemon that runs is refused: the
+/// daemon would take it for one a crash left, and revert it at its next start. A dry
+/// run holds nothing in effect: it shares the journal and takes no lock.
 fn own_journal(engine: &Engine, execute: bool) -> anyhow::Result<Option<owner::Owner>> {
     let Some(journal) = engine.journal().map(|j| j.path().to_owned()) else {
         return Ok(None);
     };
+    if !execute {
+        return Ok(None);
+    }
     match owner::take(&journal) {
-        owner::Owner::Other { lock, pid } if execute => Err(UsageError(anyhow!(
+        owner::Owner::Other { lock, pid } => Err(UsageError(anyhow!(
             "a nightmare-monkey daemon{} runs on {} (it holds {}): a real fault of this command would be the daemon's to revert at its next start; ask the daemon (POST /api/faults/NAME), or give this command a journal of its own (--journal FILE, or state_dir in its config)",
             pid.map(|p| format!(" (PID {p})")).unwrap_or_default(),
             journal.display(),
