@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 mod file;
 mod reading;
 
-pub(crate) use file::check_path;
 pub use file::Journal;
+pub(crate) use file::{check_appendable, check_path};
 #[cfg(test)]
 pub(crate) use reading::{each, lines_backwards, read};
 pub(crate) use reading::{

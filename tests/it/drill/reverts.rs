@@ -837,3 +837,35 @@ kill -TERM $d; wait $d; echo "code $?""#,
     assert!(run.stdout.contains("started\n"), "{}\n{log}", run.stderr);
     (run, log)
 }
+
+/// A journal whose head is no record (damaged, or not a journal at all) is still read
+/// by the recovery: what a crash left in effect after it is reverted; only then is the
+/// start refused, since the daemon appends only to a journal of its own.
+#[test]
+fn a_journal_with_a_foreign_head_is_still_recovered_before_the_start_is_refused() {
+    let dir = TestDir::new("drill-foreign-head");
+    let cfg = config(&dir, "");
+    with_pause(&cfg, "10m");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+j={d}/journal.jsonl
+sleep 1000 & started $!; v=$!
+kill -STOP $v
+t=$(cut -d' ' -f22 /proc/$v/stat); now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo 'garbage at the head' > $j
+echo '{{"type":"intent","id":"1-1","at":"'$now'","fault":"pause","plugin":"process-pause","trigger":"http","desc":"left","dry_run":false,"master_seed":1,"stream":"fault/pause","stream_position":0,"seed":2}}' >> $j
+echo '{{"type":"outcome","id":"1-1","at":"'$now'","elapsed_ms":1,"result":"paused","action":"Pause","process":{{"name":"sleep","pid":'$v',"ppid":1,"start_time":'$t'}},"signal":"SIGSTOP","summary":"stopped","revert":{{"pid":'$v',"start_time":'$t',"name":"sleep"}},"revert_due":"'$now'"}}' >> $j
+echo "left $(st $v)"
+timeout 20 "$NM" --config {cfg} --execute 2>{d}/log; echo "code $?"
+echo "after $(st $v)""#,
+        d = dir.display()
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "left"), ["T"], "{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "code"), ["2"], "{log}");
+    assert_eq!(pairs(&run.stdout, "after"), ["S"], "{log}");
+    assert!(
+        log.contains("it holds something else (its first byte begins no record)"),
+        "{log}"
+    );
+}

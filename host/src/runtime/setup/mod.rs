@@ -227,7 +227,7 @@ fn open_journal(config: &Config, mode: Mode) -> (Option<Journal>, Option<String>
         // be read (the checkpoint beside it, at least), whatever the disk allows. A path
         // that is no regular file is never opened (a FIFO would block).
         let waiting = || log::line(waiting_for(&config.journal));
-        match journal::check_path(&config.journal)
+        match journal::check_appendable(&config.journal)
             .and_then(|()| Journal::open_saying(&config.journal, waiting))
         {
             Ok(journal) => (Some(journal), None),
@@ -236,7 +236,7 @@ fn open_journal(config: &Config, mode: Mode) -> (Option<Journal>, Option<String>
     } else {
         // A journal path that is no regular file is refused the same way by
         // check-config, which opens nothing.
-        let checked = journal::check_path(&config.journal).and_then(|()| {
+        let checked = journal::check_appendable(&config.journal).and_then(|()| {
             match config
                 .journal
                 .parent()

@@ -8,9 +8,9 @@ use super::*;
 /// Refuses a journal path that exists but is no regular file, before anything opens
 /// it: a directory cannot be appended to, and opening a FIFO blocks until a writer
 /// comes (the daemon would hang, silently, before its first log line). Refuses too a
-/// file that holds something else (`journal: "/etc/passwd"` would be appended to as
-/// root) and a path on `/proc` or `/sys`. A path that does not exist yet is fine: the
-/// journal is created there.
+/// path on `/proc` or `/sys`. A path that does not exist yet is fine: the journal is
+/// created there. What reads the journal (recovery) checks this much; what appends to
+/// it checks [`check_appendable`].
 pub(crate) fn check_path(path: &Path) -> io::Result<()> {
     if let Some(name) = kernel_fs(path) {
         return Err(io::Error::other(format!(
@@ -18,12 +18,21 @@ pub(crate) fn check_path(path: &Path) -> io::Result<()> {
         )));
     }
     match fs::metadata(path) {
-        Ok(meta) => {
-            regular(&meta)?;
-            holds_records(path)
-        }
+        Ok(meta) => regular(&meta),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// [`check_path`], and a file that holds something else refused (`journal:
+/// "/etc/passwd"` would be appended to as root): before anything appends to it.
+/// Recovery reads such a file all the same (a damaged head must not hide what a crash
+/// left in effect); the start is refused after it.
+pub(crate) fn check_appendable(path: &Path) -> io::Result<()> {
+    check_path(path)?;
+    match fs::metadata(path) {
+        Ok(_) => holds_records(path),
+        Err(_) => Ok(()),
     }
 }
 
@@ -154,7 +163,7 @@ impl Journal {
     /// [`Journal::open`], calling `waiting` first if another process holds the journal's
     /// lock (a backup, a writer mid-append): the open waits until it lets go.
     pub fn open_saying(path: &Path, waiting: impl FnOnce()) -> io::Result<Journal> {
-        check_path(path)?;
+        check_appendable(path)?;
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
