@@ -58,6 +58,14 @@ impl Engine {
     pub(crate) fn stranded(&self, id: &str, fault: &str, pid: Option<u32>, why: String) {
         self.reverts.add(id, fault, pid);
         self.reverts.note(id, Some(why));
+        self.reverts.strand(id);
+    }
+
+    /// Whether each of `unfinished` is one [`Engine::stranded`] listed: nothing this run
+    /// did, nothing it holds (a fleet's slot among them).
+    pub(crate) fn only_stranded(&self, unfinished: &[Unfinished]) -> bool {
+        self.reverts
+            .all_stranded(unfinished.iter().map(|u| u.id.as_str()))
     }
 
     /// Waits shorter between the tries of a failed revert (tests).

@@ -63,6 +63,9 @@ struct UnderWay {
     fault: String,
     pid: Option<u32>,
     why: Option<String>,
+    /// Left by a crashed run through a plugin this run cannot call: no revert is
+    /// under way, and it holds nothing of this run's (no fleet slot).
+    stranded: bool,
 }
 
 impl Reverts {
@@ -75,6 +78,7 @@ impl Reverts {
                 fault,
                 pid,
                 why: None,
+                stranded: false,
             },
         );
         self.publish(all.len());
@@ -111,6 +115,19 @@ impl Reverts {
         if let Some(under_way) = lock(&self.under_way).get_mut(id) {
             under_way.why = why;
         }
+    }
+
+    /// Marks revert `id` stranded (see [`UnderWay::stranded`]).
+    pub(super) fn strand(&self, id: &str) {
+        if let Some(under_way) = lock(&self.under_way).get_mut(id) {
+            under_way.stranded = true;
+        }
+    }
+
+    /// Whether every one of `ids` is stranded (or no longer listed).
+    pub(crate) fn all_stranded<'a>(&self, mut ids: impl Iterator<Item = &'a str>) -> bool {
+        let all = lock(&self.under_way);
+        ids.all(|id| all.get(id).is_none_or(|u| u.stranded))
     }
 
     /// What revert `id` waits for, if it was said.

@@ -368,3 +368,26 @@ fn a_fault_in_flight_when_a_lease_ended_is_reverted_at_once() {
     answer.expect("the fault happened");
     reverted(&fake);
 }
+
+/// A fault a crashed run left through a plugin this run lacks is listed, and counts as
+/// nothing this run holds: shutdown leaves the fleet for it, not for a revert under way.
+#[test]
+fn a_stranded_fault_is_listed_but_holds_nothing_of_this_run() {
+    let engine = Engine::new(7, true, Guards::default(), None);
+    engine.stranded(
+        "1-1",
+        "lockout",
+        None,
+        "which waits for plugin gone to be loaded".into(),
+    );
+    let listed = engine.reverting();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].why.as_deref(),
+        Some("which waits for plugin gone to be loaded")
+    );
+    assert!(engine.only_stranded(&listed));
+    engine.awaiting_plugin("2-1", "lingering", None);
+    assert!(!engine.only_stranded(&engine.reverting()));
+    assert!(engine.only_stranded(&[]));
+}

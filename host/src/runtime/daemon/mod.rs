@@ -377,7 +377,9 @@ async fn serve(
     // No fault outlives the monkey: revert what is still in effect, each on a thread of
     // its own, waiting for hung plugins no longer than the exit may take.
     let (in_flight, unfinished) = injector.close(SHUTDOWN_WAIT).await;
-    if in_flight.is_empty() && unfinished.is_empty() {
+    // A fault a crashed run left through a plugin this run lacks holds no slot: the
+    // node leaves all the same (else its lease outlives it, and the next start waits).
+    if in_flight.is_empty() && engine.only_stranded(&unfinished) {
         crate::runtime::fleet::leave(&engine).await;
     }
     if let Some(errors) = end.refused {
