@@ -63,8 +63,10 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, RString>
     }
 }
 
-/// The deepest nesting of JSON the host reads (serde_json refuses a 128th level).
-const MAX_NESTING: usize = 127;
+/// The deepest nesting of an answer the host keeps: serde_json refuses a 128th level,
+/// and the host's checkpoint holds a revert state three levels below the top (the
+/// checkpoint, its open faults, the fault, its outcome).
+const MAX_NESTING: usize = 124;
 
 /// How deep the arrays and objects of the JSON `text` nest (strings skipped).
 pub(super) fn nesting(text: &str) -> usize {
@@ -170,7 +172,7 @@ impl<P: FaultPlugin> Fault for Adapter<P> {
             Err(PluginError::new(
                 ErrorKind::Failed,
                 format!(
-                    "its answer nests {depth} levels deep, past the {MAX_NESTING} the host reads{undone}"
+                    "its answer nests {depth} levels deep, past the {MAX_NESTING} the host keeps{undone}"
                 ),
             ))
         })

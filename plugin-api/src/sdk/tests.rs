@@ -267,20 +267,24 @@ fn an_answer_nested_past_the_hosts_limit_is_reverted_at_once() {
         .unwrap();
         fault.inject(RStr::from(text.as_str())).into_result()
     };
-    // The outcome is one level, its `revert` the rest: 126 arrays read whole.
-    let read = call(126).unwrap();
-    assert!(serde_json::from_str::<Outcome>(&read).is_ok());
+    // The outcome is one level, its `revert` the rest: 123 arrays are kept, read whole
+    // three levels deeper still, as the checkpoint holds them.
+    let read = call(123).unwrap();
+    let wrapped = format!("[[[{read}]]]");
+    assert!(serde_json::from_str::<serde_json::Value>(&wrapped).is_ok());
     assert_eq!(REVERTED.load(Ordering::SeqCst), 0);
     let refused = PluginError::from_json(&call(200).unwrap_err());
     assert_eq!(
         refused.message,
-        "its answer nests 201 levels deep, past the 127 the host reads; reverted at once"
+        "its answer nests 201 levels deep, past the 124 the host keeps; reverted at once"
     );
     assert_eq!(REVERTED.load(Ordering::SeqCst), 1);
-    // Just past the bound: serde_json would refuse it.
-    let past = call(127).unwrap_err();
+    // Just past the bound: the checkpoint could not be read back.
+    let past = call(124).unwrap_err();
     assert!(PluginError::from_json(&past)
         .message
-        .starts_with("its answer nests 128 levels deep"));
+        .starts_with("its answer nests 125 levels deep"));
+    assert!(serde_json::from_str::<serde_json::Value>(&"[".repeat(128))
+        .is_err_and(|e| e.to_string().contains("recursion limit")));
     assert_eq!(export::nesting(r#"{"a":"[[[{{","b":[{"c":"\"]"}]}"#), 3);
 }
