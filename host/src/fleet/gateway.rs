@@ -140,12 +140,15 @@ impl Gateway {
             .send(&self.client, path, &body.to_string(), false, passed_over)
             .await?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("cannot read etcd's answer: {}", innermost(&e)))?;
-        let answer: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("etcd answered {status} without JSON: {e}"))?;
+        // A member answered: whatever fails from here, it may have acted on the call.
+        let bytes = response.bytes().await.map_err(|e| {
+            *passed_over = true;
+            format!("cannot read etcd's answer: {}", innermost(&e))
+        })?;
+        let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            *passed_over = true;
+            format!("etcd answered {status} without JSON: {e}")
+        })?;
         if status.is_success() {
             return Ok(answer);
         }
