@@ -686,8 +686,9 @@ fn a_scoped_fault_is_reverted_in_a_namespace_its_process_left() {
         &format!(
             r#"{PRELUDE}{NET_PRELUDE}
 unshare --net sh -c 'ip link set lo up && exec sleep 1000' & c=$!
-until [ "$(readlink /proc/$c/ns/net)" != "$(readlink /proc/self/ns/net)" ] \
-  && nsenter --net=/proc/$c/ns/net ip link show lo 2>/dev/null | grep -q UP; do sleep 0.02; done
+n=0; until [ "$(readlink /proc/$c/ns/net)" != "$(readlink /proc/self/ns/net)" ] \
+  && nsenter --net=/proc/$c/ns/net ip link show lo 2>/dev/null | grep -q UP || [ $n -gt 500 ]; do n=$((n+1)); sleep 0.02; done
+[ "$(readlink /proc/$c/ns/net)" != "$(readlink /proc/self/ns/net)" ] || {{ echo "no child namespace" >&2; exit 1; }}
 exec 7</proc/$c/ns/net
 "$NM" kill --execute --journal {d}/journal.jsonl --fault net-loss --fault-config "(percent: 100, protocol: \"udp\", ports: [9999], scope: Namespace($c))" 2>{d}/log >{d}/out & k=$!
 await 'Reverting at' {d}/log

@@ -46,9 +46,6 @@ fn run_adopting(args: KillArgs) -> anyhow::Result<()> {
         }
         None => builtin(args.fault.as_deref().unwrap_or("process-kill"))?,
     };
-    // A network fault spares the API of a daemon on this host as the original set it up
-    // (its port, 8080): no config says where one listens.
-    net_faults::declare_listening(vec![crate::triggers::http::DEFAULT_PORT]);
     let name = plugin.manifest.name.clone();
     let fault = plugin
         .new_fault(args.fault_config.as_deref().unwrap_or_default())

@@ -214,12 +214,15 @@ impl Shared {
                     .map_err(cannot)?,
                 false => (false, 0),
             };
+            if !ours && holder == id {
+                return Err(format!(
+                    "this daemon's lease {id:x} ended as it joined; a new one is asked for"
+                ));
+            }
             if !ours {
                 return Err(format!(
-                    "the node name `{}` is held in the fleet under lease {holder:x}, not this daemon's: another daemon runs as `{}`, or this one's last run ended without leaving (its lease ends within {}); two daemons must not share a name (--node)",
-                    self.node,
-                    self.node,
-                    humantime::format_duration(self.config.lease_ttl)
+                    "the node name `{}` is held in the fleet under lease {holder:x}, not this daemon's: another daemon runs as `{}`, or this one's last run ended without leaving (its lease ends by itself within that run's lease_ttl); two daemons must not share a name (--node)",
+                    self.node, self.node,
                 ));
             }
         }

@@ -182,7 +182,12 @@ impl Journal {
                 ));
             }
         }
-        if locked_elsewhere(path) {
+        // An append takes the lock for a moment: only a lock still held a tenth of a
+        // second later is one to wait for and say.
+        if locked_elsewhere(path) && {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            locked_elsewhere(path)
+        } {
             waiting();
         }
         let mut file = Locked::open(path)?.0.file;

@@ -37,7 +37,7 @@ use crate::{
     plugin::PluginInfo,
 };
 
-pub use config::{HttpConfig, RawHttp, DEFAULT_PORT};
+pub use config::{HttpConfig, RawHttp};
 
 mod config;
 mod dashboard;
