@@ -193,44 +193,67 @@ fn the_state_goes_where_told_named_and_private() {
     }
 }
 
+/// A process of the test's own holding a file's `flock`, as a backup holds the
+/// journal's: `flock` takes the lock and runs a shell that says its PID and becomes
+/// `sleep`.
+struct LockHolder {
+    flock: std::process::Child,
+    sleeper: u32,
+}
+
+impl LockHolder {
+    fn take(path: &std::path::Path) -> LockHolder {
+        use std::io::BufRead as _;
+        let mut flock = std::process::Command::new("flock")
+            .arg(path)
+            .args(["sh", "-c", "echo $$; exec sleep 30"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("flock (util-linux)");
+        let mut said = String::new();
+        std::io::BufReader::new(flock.stdout.take().unwrap())
+            .read_line(&mut said)
+            .unwrap();
+        let sleeper = said.trim().parse().unwrap();
+        LockHolder { flock, sleeper }
+    }
+
+    /// The PID `/proc/locks` names: `flock`'s, which took the lock.
+    fn pid(&self) -> u32 {
+        self.flock.id()
+    }
+
+    /// Lets go: the holder and its sleep, our own, killed by their exact PIDs.
+    fn release(mut self) {
+        for pid in [self.sleeper, self.flock.id()] {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let _ = self.flock.wait();
+    }
+}
+
 /// A start while another process holds the journal's lock (a backup taking the
 /// writers' lock) says whom it waits for, and goes on once that one lets go.
 #[test]
 fn a_start_that_waits_for_the_journals_lock_says_whom_it_waits_for() {
-    use std::io::BufRead as _;
     use std::os::unix::fs::PermissionsExt as _;
     let dir = TestDir::new("start-locked-journal");
     let cfg = Drill::new(&dir).named("cfg.ron").without("timer").write();
     let journal = dir.join("journal.jsonl");
     fs::write(&journal, "").unwrap();
     fs::set_permissions(&journal, fs::Permissions::from_mode(0o600)).unwrap();
-    // `flock` takes the lock, runs a shell that says its PID and becomes `sleep`.
-    let mut holder = std::process::Command::new("flock")
-        .arg(&journal)
-        .args(["sh", "-c", "echo $$; exec sleep 30"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock (util-linux)");
-    let mut said = String::new();
-    std::io::BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut said)
-        .unwrap();
-    let sleeper: u32 = said.trim().parse().unwrap();
+    let holder = LockHolder::take(&journal);
     let mut daemon = Daemon::start(&["--config", &cfg]);
     let waiting = daemon.wait_for(|l| l.starts_with("journal: "));
-    // The holder and its sleep: our own, by their exact PIDs.
-    for pid in [sleeper, holder.id()] {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
-    let _ = holder.wait();
+    let flock = holder.pid();
+    holder.release();
     assert_eq!(
         waiting,
         format!(
-            "journal: {} is locked by PID {} (flock); the start waits until it lets go",
+            "journal: {} is locked by PID {flock} (flock); the start waits until it lets go",
             journal.display(),
-            holder.id()
         )
     );
     let port = daemon.port();
@@ -247,7 +270,6 @@ fn a_start_that_waits_for_the_journals_lock_says_whom_it_waits_for() {
 /// daemon is gone within its bound.
 #[test]
 fn a_journal_locked_by_another_process_holds_up_no_exit() {
-    use std::io::BufRead as _;
     let _victim = crate::util::Sleeper::start();
     let dir = TestDir::new("locked-journal");
     let cfg = Drill::new(&dir).named("cfg.ron").without("timer").write();
@@ -263,18 +285,7 @@ fn a_journal_locked_by_another_process_holds_up_no_exit() {
         )
     };
     assert_eq!(kill("first").status, 200, "the journal exists");
-    // `flock` takes the lock, runs a shell that says its PID and becomes `sleep`.
-    let mut holder = std::process::Command::new("flock")
-        .arg(dir.join("journal.jsonl"))
-        .args(["sh", "-c", "echo $$; exec sleep 30"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock (util-linux)");
-    let mut said = String::new();
-    std::io::BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut said)
-        .unwrap();
-    let sleeper: u32 = said.trim().parse().unwrap();
+    let holder = LockHolder::take(&dir.join("journal.jsonl"));
     // A fault now waits for the lock in the kernel (its answer never comes: the
     // daemon ends first).
     let asking = std::thread::spawn(move || {
@@ -301,13 +312,7 @@ fn a_journal_locked_by_another_process_holds_up_no_exit() {
     daemon.signal("TERM");
     let code = daemon.wait_exit();
     let took = started.elapsed();
-    // The holder and its sleep: our own, by their exact PIDs.
-    for pid in [sleeper, holder.id()] {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
-    let _ = holder.wait();
+    holder.release();
     let _ = asking.join();
     // 3 s promised; as much again for a busy machine. The lock's holder lives 30 s.
     assert!(

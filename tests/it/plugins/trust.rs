@@ -3,18 +3,17 @@
 
 use super::*;
 
-/// Builds the hostile fixture (`tests/fixtures/hostile/hostile.c`) into `dir` with the C
-/// compiler every Rust build has, its junk header `header_size` bytes long.
-fn hostile(dir: &Path, header_size: usize) -> PathBuf {
-    let so = dir.join(format!("libhostile{header_size}.so"));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hostile/hostile.c");
+/// Builds the C fixture `tests/fixtures/FIXTURE` into `dir` as the shared object `file`
+/// with the C compiler every Rust build has, with these `-D` definitions.
+fn c_fixture(dir: &Path, fixture: &str, file: &str, defines: &[String]) -> PathBuf {
+    let so = dir.join(file);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(fixture);
     let built = std::process::Command::new("cc")
-        .args([
-            "-shared",
-            "-fPIC",
-            &format!("-DHEADER_SIZE={header_size}"),
-            "-o",
-        ])
+        .args(["-shared", "-fPIC"])
+        .args(defines.iter().map(|d| format!("-D{d}")))
+        .arg("-o")
         .arg(&so)
         .arg(&source)
         .status()
@@ -22,6 +21,17 @@ fn hostile(dir: &Path, header_size: usize) -> PathBuf {
     assert!(built.success());
     trusted_mode(&so);
     so
+}
+
+/// Builds the hostile fixture (`tests/fixtures/hostile/hostile.c`) into `dir`, its junk
+/// header `header_size` bytes long.
+fn hostile(dir: &Path, header_size: usize) -> PathBuf {
+    c_fixture(
+        dir,
+        "hostile/hostile.c",
+        &format!("libhostile{header_size}.so"),
+        &[format!("HEADER_SIZE={header_size}")],
+    )
 }
 
 /// `plugins check FILE`, with $NM_MARKER set for the hostile fixture's constructor.
@@ -252,23 +262,15 @@ fn a_header_of_another_abi_stable_is_refused_saying_so() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no size in {}", run.stderr));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/oldabi/oldabi.c");
     let build = |file: &str, more: &[&str]| {
-        let so = dir.join(file);
-        let built = std::process::Command::new("cc")
-            .args(["-shared", "-fPIC", &format!("-DHEADER_SIZE={size}")])
-            .args(more)
-            .arg("-o")
-            .arg(&so)
-            .arg(&source)
-            .status()
-            .expect("cc runs");
-        assert!(built.success());
-        trusted_mode(&so);
-        so
+        let defines: Vec<String> = [format!("HEADER_SIZE={size}")]
+            .into_iter()
+            .chain(more.iter().map(|d| (*d).to_owned()))
+            .collect();
+        c_fixture(&dir, "oldabi/oldabi.c", file, &defines)
     };
     // One the dynamic loader refuses is named by its file, not the private copy mapped.
-    let undefined = build("libundefined.so", &["-DUNDEFINED"]);
+    let undefined = build("libundefined.so", &["UNDEFINED"]);
     let run = check(&undefined, &marker, &[]);
     assert_eq!(
         run.stderr,
