@@ -528,6 +528,7 @@ trap 'kill $c; wait $c; n=0; until rmdir /sys/fs/cgroup/{group} || [ $n -gt 100 
 
 /// net-bandwidth limits what `lo` sends to 4 Mbit/s: 1.5 MB take at least 2.7 s (3 s at
 /// the rate, less one burst of 128 KiB), where they take milliseconds before and after;
+/// a second such fault meanwhile is refused, saying the root qdisc is the monkey's;
 /// the kill switch removes the qdisc, and `lo` has its own again. The `tc` the daemon
 /// runs (a wrapper first on its `PATH` that notes its signal mask) starts with the stop
 /// signals the daemon blocks unblocked.
@@ -536,7 +537,8 @@ fn net_bandwidth_limits_the_rate_until_the_switch() {
     let dir = TestDir::new("net-bandwidth");
     let cfg = config(
         &dir,
-        r#""slow": (plugin: "net-bandwidth", config: (interface: "lo", rate: "4mbit", duration: "10m"))"#,
+        r#""slow": (plugin: "net-bandwidth", config: (interface: "lo", rate: "4mbit", duration: "10m")),
+           "slower": (plugin: "net-bandwidth", config: (interface: "lo", rate: "1mbit", duration: "10m"))"#,
     );
     let d = dir.display();
     let run = in_network_namespace(&format!(
@@ -551,6 +553,7 @@ echo "before $(bulk 9996 1500000)"
 post $p /api/faults/slow '{{"desc":"thin pipe"}}' >/dev/null
 echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2,3)"
 echo "during $(bulk 9996 1500000)"
+echo "second $(post $p /api/faults/slower '{{"desc":"thinner"}}')"
 post $p /api/pause '' >/dev/null
 await 'Revert (pause): reverted' {d}/log
 echo "qdisc $(tc qdisc show dev lo | cut -d' ' -f2,3)"
@@ -580,6 +583,15 @@ kill -TERM $m; wait $m; echo "code $?""#
     assert!(
         log.contains("Revert (pause): reverted: removed the tbf qdisc 4e4d: of lo"),
         "{log}"
+    );
+    let second = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("second "))
+        .unwrap_or_default();
+    assert!(
+        second.contains("lo already has the monkey's tbf qdisc 4e4d: (another fault in effect there): net-bandwidth waits for its revert (nothing applied)"),
+        "{second}\n{log}"
     );
     assert_eq!(pairs(&run.stdout, "code"), ["0"]);
     let masks = fs::read_to_string(dir.join("masks")).unwrap_or_default();

@@ -170,11 +170,31 @@ fn ours(interface: &str, kind: &str) -> Result<bool, PluginError> {
 /// Whether `tc -j qdisc show dev IF root` printed our root qdisc, of `kind`: another
 /// qdisc there (the host's own, put back by someone) is never ours to delete.
 fn lists_ours(listing: &str, kind: &str) -> bool {
+    kind_of_ours(listing).as_deref() == Some(kind)
+}
+
+/// The kind of our root qdisc in what `tc -j qdisc show dev IF root` printed, if the
+/// root is ours.
+fn kind_of_ours(listing: &str) -> Option<String> {
     let json: serde_json::Value = serde_json::from_str(listing).unwrap_or_default();
     json.as_array()
         .into_iter()
         .flatten()
-        .any(|q| q["root"] == true && q["handle"] == HANDLE && q["kind"] == kind)
+        .find(|q| q["root"] == true && q["handle"] == HANDLE)
+        .map(|q| q["kind"].as_str().unwrap_or("?").to_owned())
+}
+
+/// Why a root qdisc could not be added to `interface` beside the one it has: the
+/// monkey's own (another fault in effect there), else the interface's own.
+fn exclusive(interface: &str, ours: Option<&str>, fault: &str) -> String {
+    match ours {
+        Some(kind) => format!(
+            "{interface} already has the monkey's {kind} qdisc {HANDLE} (another fault in effect there): {fault} waits for its revert (nothing applied)"
+        ),
+        None => format!(
+            "{interface} has a root qdisc of its own: {fault} does not replace it (nothing applied)"
+        ),
+    }
 }
 
 /// Adds the qdisc `state` prepared (in its namespace); the arguments given to tc.
@@ -185,18 +205,19 @@ pub(crate) fn add_qdisc(state: &Limited, fault: &str) -> Result<Vec<String>, Plu
     })?;
     let namespace = netns::open_to_apply(state.netns.as_ref())?;
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    netns::within(namespace.as_ref(), || tc(&words)).map_err(|e| {
-        if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {
-            PluginError::new(
-                ErrorKind::NoTarget,
-                format!(
-                    "{} has a root qdisc of its own: {fault} does not replace it (nothing applied)",
-                    state.interface
-                ),
-            )
-        } else {
-            e
-        }
+    netns::within(namespace.as_ref(), || {
+        tc(&words).map_err(|e| {
+            if e.message.contains("NLM_F_REPLACE") || e.message.contains("Exclusivity") {
+                let listing = tc(&["-j", "qdisc", "show", "dev", &state.interface, "root"]);
+                let ours = listing.ok().and_then(|l| kind_of_ours(&l));
+                PluginError::new(
+                    ErrorKind::NoTarget,
+                    exclusive(&state.interface, ours.as_deref(), fault),
+                )
+            } else {
+                e
+            }
+        })
     })?;
     Ok(args)
 }
@@ -284,6 +305,27 @@ mod tests {
         ] {
             assert!(!lists_ours(other, "tbf"), "{other}");
         }
+    }
+
+    /// A second root qdisc is refused naming whose the first is: the monkey's own, of
+    /// another fault in effect, or the interface's.
+    #[test]
+    fn a_refused_root_qdisc_says_whose_the_root_is() {
+        let ours = r#"[{"kind":"netem","handle":"4e4d:","root":true}]"#;
+        assert_eq!(kind_of_ours(ours).as_deref(), Some("netem"));
+        assert_eq!(
+            kind_of_ours(r#"[{"kind":"fq","handle":"1:","root":true}]"#),
+            None
+        );
+        assert_eq!(kind_of_ours("not json"), None);
+        assert_eq!(
+            exclusive("lo", Some("netem"), "net-bandwidth"),
+            "lo already has the monkey's netem qdisc 4e4d: (another fault in effect there): net-bandwidth waits for its revert (nothing applied)"
+        );
+        assert_eq!(
+            exclusive("eth0", None, "net-delay"),
+            "eth0 has a root qdisc of its own: net-delay does not replace it (nothing applied)"
+        );
     }
 
     /// A revert state journaled before `kind` existed is a tbf's.
