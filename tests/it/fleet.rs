@@ -24,6 +24,10 @@ use etcd::Etcd;
 
 use crate::util::{http, json_lines, monkey, Answer, Daemon, Sleeper, TestDir, DEADLINE};
 
+/// The daemon's test hook that moves the wall clock its fleet code reads, by so many
+/// milliseconds (see `fleet::shared::CLOCK_SKEW_ENV`).
+const SKEW: &str = "NIGHTMARE_MONKEY_TEST_FLEET_CLOCK_SKEW_MS";
+
 /// A dry-run daemon's config in `dir`: every day and hour, no timer, the API on a free
 /// port, a kill fault that may choose only `sleep 1000`, and a `fleet:` section on
 /// `etcd` under `prefix` with `fleet` settings.

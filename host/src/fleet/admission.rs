@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     gateway::{Compare, Kv, Op, Txn},
+    history,
     rule::{self, Declined},
-    shared::{switch_of, unreachable, Shared, SlotsSeen},
+    shared::{switch_of, unreachable, Shared, SlotsSeen, Span},
     Admission, Refused,
 };
 use crate::support::lock::lock;
@@ -35,7 +36,7 @@ pub(super) struct Holder {
 /// changed; after a lost race, decide again on what its failure branch read.
 pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Refused> {
     let config = &shared.config;
-    let (from, to) = super::history::state_range(config);
+    let (from, to) = history::state_range(config);
     // What to decide on, and whether it was read just now: first the keys as the watch
     // told them (one round trip when they are current), then what the last lost race
     // read in its own round trip.
@@ -48,7 +49,7 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
         let (kvs, fresh) = match known.take() {
             Some(known) => known,
             None => {
-                let (kvs, _) = super::history::state(&shared.gateway, config)
+                let (kvs, _) = history::state(&shared.gateway, config)
                     .await
                     .map_err(unreachable)?;
                 (kvs, true)
@@ -60,12 +61,11 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
                 // a grant slower than a lease stays fresh is etcd too slow to admit.
                 if std::mem::replace(&mut granted, true) {
                     return Err(unreachable(
-                        "etcd is too slow to grant the gap's and the budget's leases".to_owned(),
+                        "etcd is too slow to grant the fleet's leases (gap, budget, admissions kept)"
+                            .to_owned(),
                     ));
                 }
-                rule::grant(shared, &spans, rule::FRESH / 2)
-                    .await
-                    .map_err(unreachable)?;
+                rule::grant(shared, &spans).await.map_err(unreachable)?;
                 known = Some((kvs, fresh));
                 continue;
             }
@@ -83,9 +83,6 @@ pub(super) async fn admit(shared: &Shared, fault: &str) -> Result<Admission, Ref
         match shared.gateway.run(&txn).await {
             Ok(answer) if answer.held => {
                 lock(&shared.slots).held.insert(attempt.slot);
-                if attempt.sweep {
-                    *lock(&shared.swept) = Some(std::time::Instant::now());
-                }
                 return Ok(Admission {
                     slot: attempt.slot,
                     lease: format!("{lease:x}"),
@@ -122,8 +119,6 @@ pub(super) fn given_back(shared: &Shared, slot: u32) {
 /// transaction (but what it reads when it fails).
 struct Attempt {
     slot: u32,
-    /// Whether it deletes the admissions past their time (see `history`).
-    sweep: bool,
     at: String,
     txn: Txn,
 }
@@ -151,7 +146,19 @@ fn decide(
     let roster_key = shared.key("roster");
     let roster = find(&roster_key).map_or(0, |kv| kv.mod_revision);
     let slot = free_slot(shared, kvs, fresh, roster)?;
-    let (rule_compare, rule_ops) = rule::claim(shared, kvs)?;
+    let kept_under = lock(&shared.rule).fresh(Span::History, history::fresh(config));
+    let (rule_compare, rule_ops) = match rule::claim(shared, kvs) {
+        Err(Declined::NeedLeases(mut spans)) => {
+            if kept_under == 0 {
+                spans.push(Span::History);
+            }
+            return Err(Declined::NeedLeases(spans));
+        }
+        claimed => claimed?,
+    };
+    if kept_under == 0 {
+        return Err(Declined::NeedLeases(vec![Span::History]));
+    }
     let now = super::shared::wall_clock();
     let holder = Holder {
         node: shared.node.clone(),
@@ -175,18 +182,15 @@ fn decide(
         lease,
     )];
     ops.extend(rule_ops);
-    let sweep =
-        lock(&shared.swept).is_none_or(|swept| swept.elapsed() >= super::history::SWEEP_EVERY);
-    ops.extend(super::history::ops(
+    ops.push(history::op(
         config,
         &shared.node,
         fault,
         (slot, now.timestamp_millis()),
-        sweep,
+        kept_under,
     ));
     Ok(Attempt {
         slot,
-        sweep,
         at: holder.at,
         txn: Txn {
             compare,

@@ -60,7 +60,6 @@ impl Etcd {
             tracked: Mutex::default(),
             rule: Mutex::default(),
             slots: Mutex::default(),
-            swept: Mutex::default(),
             parked: tokio::sync::Notify::new(),
         });
         let (handle_tx, handle_rx) = mpsc::channel();

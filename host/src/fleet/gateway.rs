@@ -51,8 +51,6 @@ pub enum Op {
     Put(String, Vec<u8>, i64),
     /// Deletes the key.
     Delete(String),
-    /// Deletes every key from the first to the second (excluded).
-    DeleteRange(String, String),
     /// Reads every key from the first to the second (excluded).
     Range(Vec<u8>, Vec<u8>),
 }
@@ -537,9 +535,6 @@ fn op_json(op: &Op) -> Value {
             json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}})
         }
         Op::Delete(key) => json!({"request_delete_range": {"key": b64(key.as_bytes())}}),
-        Op::DeleteRange(from, to) => {
-            json!({"request_delete_range": {"key": b64(from.as_bytes()), "range_end": b64(to.as_bytes())}})
-        }
         Op::Range(from, to) => json!({"request_range": {"key": b64(from), "range_end": b64(to)}}),
     }
 }

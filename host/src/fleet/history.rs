@@ -1,8 +1,10 @@
 //! The fleet's admissions, readable afterwards (`history --fleet`): each admission also
 //! writes `<prefix>/admissions/<ms>-<node>-<slot>` (who got which fault when) in its own
-//! transaction, which also deletes those older than [`keep`] when the node last did so
-//! [`SWEEP_EVERY`] ago or more: no lease, no extra round trip, and never more than that
-//! period's admissions kept (and a minute's).
+//! transaction, tied to a lease of the node's that ends [`keep`] or a little more
+//! after: etcd forgets an admission when its clock says so, never a node's (a node
+//! whose clock ran days ahead once swept the others' away). A node uses one such lease
+//! for [`fresh`] and then asks for the next, ahead of need: a few dozen live leases a
+//! node, and no round trip more while the fleet is busy.
 
 use std::time::Duration;
 
@@ -37,26 +39,27 @@ pub fn keep(config: &FleetConfig) -> Duration {
         .max(KEEP_AT_LEAST)
 }
 
-/// How often a node's admission also deletes the admissions past [`keep`] (each
-/// deletion costs etcd about a tenth of an admission's work).
-pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long a node ties new admissions to one lease: a 24th of [`keep`] (an hour for a
+/// day), so each is kept for [`keep`] at least, and a 24th longer at most.
+pub fn fresh(config: &FleetConfig) -> Duration {
+    keep(config) / 24
+}
 
 /// Where they are kept: `<prefix>/admissions/`.
 fn dir(config: &FleetConfig) -> String {
     format!("{}/admissions/", config.prefix)
 }
 
-/// The operations that keep an admission of `fault` by `node` in `slot` at `now` (ms
-/// since the epoch), and, if `sweep`, forget those past [`keep`]. The key sorts by time
-/// (16 digits).
-pub(super) fn ops(
+/// The operation that keeps an admission of `fault` by `node` in `slot` at `now` (ms
+/// since the epoch, the node's clock: what is shown) under `lease` (see [`fresh`]). The
+/// key sorts by time (16 digits).
+pub(super) fn op(
     config: &FleetConfig,
     node: &str,
     fault: &str,
     (slot, now): (u32, i64),
-    sweep: bool,
-) -> Vec<Op> {
-    let dir = dir(config);
+    lease: i64,
+) -> Op {
     let at = chrono::DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -67,20 +70,11 @@ pub(super) fn ops(
         slot,
         revision: 0,
     };
-    let keep = i64::try_from(keep(config).as_millis()).unwrap_or(i64::MAX);
-    let oldest = now.saturating_sub(keep).max(0);
-    let kept = Op::Put(
-        format!("{dir}{now:016}-{node}-{slot}"),
+    Op::Put(
+        format!("{}{now:016}-{node}-{slot}", dir(config)),
         serde_json::to_vec(&admitted).unwrap_or_default(),
-        0,
-    );
-    if !sweep {
-        return vec![kept];
-    }
-    vec![
-        kept,
-        Op::DeleteRange(dir.clone(), format!("{dir}{oldest:016}")),
-    ]
+        lease,
+    )
 }
 
 /// Every key under the prefix but the admissions, which are history, as many as the
@@ -161,8 +155,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_admission_is_kept_under_a_key_sorted_by_time_and_the_old_ones_go() {
-        let config = FleetConfig {
+    fn an_admission_is_kept_under_a_key_sorted_by_time_and_tied_to_a_lease() {
+        let mut config = FleetConfig {
             endpoints: vec![],
             prefix: "/nm".into(),
             credentials: None,
@@ -173,22 +167,19 @@ mod tests {
             lease_ttl: Duration::from_secs(10),
         };
         assert_eq!(keep(&config), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(fresh(&config), Duration::from_secs(7 * 3600));
         let now = 1_000_000_000_000 * 2;
-        let [Op::Put(key, value, 0), Op::DeleteRange(from, to)] =
-            &ops(&config, "web-1", "pause", (0, now), true)[..]
-        else {
-            panic!("a put and a delete")
+        let Op::Put(key, value, 77) = op(&config, "web-1", "pause", (0, now), 77) else {
+            panic!("a put under lease 77")
         };
-        assert!(matches!(
-            &ops(&config, "web-1", "pause", (0, now), false)[..],
-            [Op::Put(..)]
-        ));
         assert_eq!(key, "/nm/admissions/0002000000000000-web-1-0");
-        let value: Admitted = serde_json::from_slice(value).unwrap();
+        let value: Admitted = serde_json::from_slice(&value).unwrap();
         assert_eq!(value.at, "2033-05-18T03:33:20.000Z");
-        assert_eq!(
-            (from.as_str(), to.as_str()),
-            ("/nm/admissions/", "/nm/admissions/0001999395200000")
-        );
+        // The longest of the budget's period, the gap and a day.
+        config.budget = Some((3, Duration::from_secs(60)));
+        assert_eq!(keep(&config), KEEP_AT_LEAST);
+        config.min_gap = Some(Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(keep(&config), Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(fresh(&config), Duration::from_secs(2 * 3600));
     }
 }

@@ -45,7 +45,8 @@ pub(super) enum Declined {
     ReadSlots,
 }
 
-/// The spans of the fleet's rule that `config` has.
+/// The spans whose leases an admission under `config` uses: the rule's it has, and
+/// the admissions kept (always).
 pub(super) fn spans(config: &FleetConfig) -> Vec<Span> {
     let mut spans = Vec::new();
     if config.min_gap.is_some() {
@@ -54,7 +55,18 @@ pub(super) fn spans(config: &FleetConfig) -> Vec<Span> {
     if config.budget.is_some() {
         spans.push(Span::Budget);
     }
+    spans.push(Span::History);
     spans
+}
+
+/// How long after it was asked for a lease of `span` is still used for a new key:
+/// [`FRESH`] for the rule's, a part of how long they are kept for the admissions'
+/// (`history::fresh`).
+pub(super) fn freshness(config: &FleetConfig, span: Span) -> Duration {
+    match span {
+        Span::Gap | Span::Budget => FRESH,
+        Span::History => super::history::fresh(config),
+    }
 }
 
 /// The gap's key and the budget's keys in `kvs`: (the gap, if it stands; the budget's,
@@ -164,18 +176,23 @@ pub fn longest(span: Duration) -> Duration {
     ttl(span) + EXPIRY_TICK
 }
 
-/// The length of `span` in this fleet, if it has it.
+/// The length of `span` in this fleet, if it has it: what a key tied to its lease must
+/// outlive. A lease of the admissions' is used for a new one for as long as it stays
+/// fresh, so it lasts that much longer than they are kept.
 fn length(shared: &Shared, span: Span) -> Option<Duration> {
+    let config = &shared.config;
     match span {
-        Span::Gap => shared.config.min_gap,
-        Span::Budget => shared.config.budget.map(|(_, per)| per),
+        Span::Gap => config.min_gap,
+        Span::Budget => config.budget.map(|(_, per)| per),
+        Span::History => Some(super::history::keep(config) + super::history::fresh(config)),
     }
 }
 
-/// Grants a new lease for each span of `spans` whose lease is older than `older` (both
-/// at once).
-pub(super) async fn grant(shared: &Shared, spans: &[Span], older: Duration) -> Result<(), String> {
+/// Grants a new lease for each span of `spans` whose lease has been half its freshness
+/// or more (all at once).
+pub(super) async fn grant(shared: &Shared, spans: &[Span]) -> Result<(), String> {
     let one = |span: Span| async move {
+        let older = freshness(&shared.config, span) / 2;
         let due = spans.contains(&span)
             && lock(&shared.rule)
                 .of(span)
@@ -188,18 +205,17 @@ pub(super) async fn grant(shared: &Shared, spans: &[Span], older: Duration) -> R
         *lock(&shared.rule).of(span) = Some(Granted { id, asked });
         Ok::<(), String>(())
     };
-    let (gap, budget) = tokio::join!(one(Span::Gap), one(Span::Budget));
-    gap.and(budget)
+    let (gap, budget, history) =
+        tokio::join!(one(Span::Gap), one(Span::Budget), one(Span::History));
+    gap.and(budget).and(history)
 }
 
 /// After an admission that used the leases of `spans`: a new one for each used past
 /// half its freshness, so that the next admission finds one ready (in the background
 /// of the admission's answer: no lease is granted while the fleet is idle).
 pub(super) async fn refresh(shared: &Shared, spans: &[Span]) {
-    if let Err(e) = grant(shared, spans, FRESH / 2).await {
-        shared.log(format!(
-            "cannot grant the leases of the fleet's gap and budget ahead ({e})"
-        ));
+    if let Err(e) = grant(shared, spans).await {
+        shared.log(format!("cannot grant the fleet's leases ahead ({e})"));
     }
 }
 
@@ -262,10 +278,13 @@ mod tests {
             Some(Duration::from_secs(60)),
             Some((3, Duration::from_secs(3600))),
         );
-        assert_eq!(spans(&config(None, None)), []);
-        assert_eq!(spans(&config(gap, None)), [Span::Gap]);
-        assert_eq!(spans(&config(None, budget)), [Span::Budget]);
-        assert_eq!(spans(&config(gap, budget)), [Span::Gap, Span::Budget]);
+        assert_eq!(spans(&config(None, None)), [Span::History]);
+        assert_eq!(spans(&config(gap, None)), [Span::Gap, Span::History]);
+        assert_eq!(spans(&config(None, budget)), [Span::Budget, Span::History]);
+        assert_eq!(
+            spans(&config(gap, budget)),
+            [Span::Gap, Span::Budget, Span::History]
+        );
     }
 
     #[test]
@@ -369,7 +388,6 @@ mod tests {
             tracked: std::sync::Mutex::default(),
             rule: std::sync::Mutex::default(),
             slots: std::sync::Mutex::default(),
-            swept: std::sync::Mutex::default(),
             parked: tokio::sync::Notify::new(),
         }
     }
@@ -495,6 +513,14 @@ mod tests {
         let node = shared(config(None, None), "node-a");
         assert_eq!(length(&node, Span::Gap), None);
         assert_eq!(length(&node, Span::Budget), None);
+        // The admissions are kept a day at least, under a lease used for an hour.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(length(&node, Span::History), Some(25 * hour));
+        assert_eq!(freshness(&node.config, Span::History), hour);
+        assert_eq!(freshness(&node.config, Span::Gap), FRESH);
+        assert_eq!(freshness(&node.config, Span::Budget), FRESH);
+        let week = shared(config(None, Some((3, 168 * hour))), "node-a");
+        assert_eq!(length(&week, Span::History), Some(175 * hour));
     }
 
     #[test]

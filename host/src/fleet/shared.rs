@@ -32,12 +32,11 @@ pub(super) struct Shared {
     /// The admissions of this process: those handed out and not given back, and those
     /// under way (see [`Tracked`]).
     pub(super) tracked: Mutex<Tracked>,
-    /// The leases the gap's and the budget's keys are tied to (see `rule`).
+    /// The leases the gap's and the budget's keys and the admissions kept are tied to
+    /// (see `rule` and `history`).
     pub(super) rule: Mutex<Leases>,
     /// What this node last read of the slots (see `admission`).
     pub(super) slots: Mutex<SlotsSeen>,
-    /// When an admission of this node last deleted the admissions past their time.
-    pub(super) swept: Mutex<Option<Instant>>,
     /// Told when the lease's loop has stopped for good ([`Lease::parked`]).
     pub(super) parked: tokio::sync::Notify,
 }
@@ -91,13 +90,16 @@ pub(super) struct Lease {
 pub(super) enum Span {
     Gap,
     Budget,
+    /// How long the admissions are kept (`history::keep`).
+    History,
 }
 
-/// The leases a node attaches the rule's keys to, as last granted.
+/// The leases a node attaches the rule's keys and its admissions to, as last granted.
 #[derive(Default)]
 pub(super) struct Leases {
     gap: Option<Granted>,
     budget: Option<Granted>,
+    history: Option<Granted>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +114,7 @@ impl Leases {
         match span {
             Span::Gap => &mut self.gap,
             Span::Budget => &mut self.budget,
+            Span::History => &mut self.history,
         }
     }
 

@@ -1,28 +1,29 @@
 //! A fleet drill's admissions, readable afterwards from etcd: `history --fleet` says
-//! which node got which fault when, with the fencing token each node journaled.
+//! which node got which fault when, with the fencing token each node journaled; etcd
+//! keeps them for as long as the config says, on its own clock.
 
-use super::{config, etcd::Etcd, journal, kill, until};
+use super::{config, etcd::Etcd, journal, kill, until, SKEW};
 use crate::util::{monkey, Daemon, Sleeper, TestDir, DEADLINE};
 
+/// Node b's clock runs three days ahead, more than the two days the admissions are
+/// kept: it neither sweeps a's away nor has its own forgotten early.
 #[test]
 fn history_fleet_lists_which_node_got_which_fault_when() {
     let etcd = Etcd::start("admissions");
     let _sleeper = Sleeper::start();
-    // An admission from long ago: the next admission forgets it.
-    etcd.put(
-        "/nm/adm/admissions/0000000000000001-old-0",
-        r#"{"at":"1970-01-01T00:00:00.001Z","node":"old","fault":"x","slot":0}"#,
-    );
     let dirs = [TestDir::new("fleet-adm-a"), TestDir::new("fleet-adm-b")];
     let fleet = r#"max_concurrent: 2, budget: (max: 5, per: "2d")"#;
     let cfgs: Vec<String> = dirs
         .iter()
         .map(|dir| config(dir, &etcd, "/nm/adm", fleet))
         .collect();
+    let three_days = (3 * 24 * 3600 * 1000).to_string();
     let mut daemons: Vec<Daemon> = cfgs
         .iter()
-        .zip(["a", "b"])
-        .map(|(cfg, node)| Daemon::start(&["--config", cfg, "--node", node]))
+        .zip([("a", "0"), ("b", three_days.as_str())])
+        .map(|(cfg, (node, skew))| {
+            Daemon::start_with_env(&["--config", cfg, "--node", node], &[(SKEW, skew)])
+        })
         .collect();
     let ports: Vec<u16> = daemons.iter_mut().map(Daemon::port).collect();
     super::leased(ports[0], "a");
@@ -92,6 +93,31 @@ fn history_fleet_lists_which_node_got_which_fault_when() {
         .map(|(n, (r, _))| (n.to_string(), *r))
         .collect();
     assert_eq!(got, expected);
+
+    // Each is tied to a lease of two days and up to a 24th more (the lease is used for
+    // new admissions that long), so etcd ends it when its own clock says so.
+    let kept = etcd.get_prefix("/nm/adm/admissions/");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    let leases: Vec<i64> = kept.iter().map(|(key, _)| etcd.lease_of(key)).collect();
+    for lease in &leases {
+        let ttl = etcd.granted_ttl(*lease);
+        let two_days = 2 * 24 * 3600;
+        assert!(
+            (two_days..=two_days + 2 * 3600 + 60).contains(&ttl),
+            "admissions kept {ttl} s under lease {lease:x}"
+        );
+    }
+    let a_lease = etcd.lease_of(&kept[0].0);
+    etcd.revoke(a_lease);
+    let after = monkey(&["history", "--fleet", "--config", &cfgs[0]]);
+    let lines: Vec<&str> = after.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", after.stdout);
+    assert!(
+        lines[0].starts_with("fleet /nm/adm: 1 admission(s)")
+            && lines[1].contains(" b process-kill "),
+        "{}",
+        after.stdout
+    );
     // --since cuts the list; --fleet wants the config that names the fleet.
     let none = monkey(&[
         "history",

@@ -142,6 +142,19 @@ impl Etcd {
             .map_or(0, Vec::len)
     }
 
+    /// The leases etcd holds now that were granted for less than a day: the nodes'
+    /// (and the gap's and the budget's), not those the admissions are kept under.
+    pub fn short_leases(&self) -> usize {
+        let all = http(self.port, "POST", "/v3/lease/leases", &[], b"{}").json();
+        all["leases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ID"].as_str().and_then(|id| id.parse().ok()))
+            .filter(|id| self.granted_ttl(*id) < 24 * 3600)
+            .count()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -251,6 +264,22 @@ impl Etcd {
         answer["kvs"][0]["lease"]
             .as_str()
             .and_then(|l| l.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The TTL lease `lease` was granted with, in seconds (0: no such lease).
+    pub fn granted_ttl(&self, lease: i64) -> i64 {
+        let body = format!(r#"{{"ID":"{lease}"}}"#);
+        let answer = http(
+            self.port,
+            "POST",
+            "/v3/lease/timetolive",
+            &[],
+            body.as_bytes(),
+        );
+        answer.json()["grantedTTL"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
             .unwrap_or(0)
     }
 

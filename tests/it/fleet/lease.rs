@@ -233,13 +233,14 @@ fn a_grant_heard_unanswered_on_one_endpoint_is_the_lease_the_next_endpoint_has()
     leaves_and_ends_its_lease(&mut daemon, &etcd);
 }
 
-/// Stops `daemon` (SIGTERM) and checks that etcd holds no lease once it is gone: its
-/// lease ended with it, not a TTL later.
+/// Stops `daemon` (SIGTERM) and checks that etcd holds no lease of a node once it is
+/// gone (those its admissions are kept under stay): its lease ended with it, not a TTL
+/// later.
 fn leaves_and_ends_its_lease(daemon: &mut Daemon, etcd: &Etcd) {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), Some(0));
     assert_eq!(
-        etcd.leases(),
+        etcd.short_leases(),
         0,
         "its lease ended with it, not a TTL later: {:?}",
         daemon.log

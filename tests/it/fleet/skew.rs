@@ -4,11 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{config, etcd::Etcd, kill, leased, until};
+use super::{config, etcd::Etcd, kill, leased, until, SKEW};
 use crate::util::{Daemon, Sleeper, TestDir, DEADLINE};
-
-/// The test hook's variable (see `fleet::shared::CLOCK_SKEW_ENV`).
-const SKEW: &str = "NIGHTMARE_MONKEY_TEST_FLEET_CLOCK_SKEW_MS";
 const GAP: Duration = Duration::from_secs(3);
 
 #[test]
