@@ -490,7 +490,10 @@ fn a_fault_whose_plugin_is_gone_stays_in_sight_and_is_named_at_exit() {
             .any(|l| l.contains("Recovering 1-1: plugin gone is not loaded; revert it by hand: "))
             && daemon.log.iter().any(|l| l
                 .starts_with("warning: going to bed without the revert of ")
-                && l.contains(" (lockout), which waits for plugin gone to be loaded")),
+                && l.contains(" (lockout), which waits for plugin gone to be loaded"))
+            && daemon.log.iter().any(|l| l.starts_with(
+                "error: stopped with 1 revert not done: what it did may still be in effect"
+            )),
         "{:?}",
         daemon.log
     );

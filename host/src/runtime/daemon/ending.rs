@@ -7,12 +7,13 @@ use super::setup;
 use crate::{engine::Unfinished, output::log};
 
 /// Names each plugin call given up at the exit, injections (`in_flight`: id and fault)
-/// and reverts; `Err` when there is one, which makes the exit status 1.
+/// and reverts (a revert that waits for something else, a plugin to load or its next
+/// try, is named as one); `Err` when there is one, which makes the exit status 1.
 pub(super) fn abandoned(
     in_flight: &[(String, String)],
     unfinished: &[Unfinished],
 ) -> anyhow::Result<()> {
-    let abandoned: Vec<String> = in_flight
+    let named: Vec<String> = in_flight
         .iter()
         .map(|(id, fault)| format!("the injection {id} ({fault}), whose plugin has not answered"))
         .chain(
@@ -21,18 +22,34 @@ pub(super) fn abandoned(
                 .map(|u| format!("the revert of {} ({}), {}", u.id, u.fault, u.waiting_for())),
         )
         .collect();
-    for what in &abandoned {
+    for what in &named {
         log::line(format!("warning: going to bed without {what}"));
     }
-    if !abandoned.is_empty() {
-        anyhow::bail!(
-            "stopped with {} plugin {} abandoned: {} may still be in effect (the next start retries each revert the journal lists as active; an injection without an outcome in the journal cannot be undone from it)",
-            abandoned.len(),
-            if abandoned.len() == 1 { "call" } else { "calls" },
-            if abandoned.len() == 1 { "what it did" } else { "what they did" },
-        );
+    let waiting = unfinished.iter().filter(|u| u.why.is_some()).count();
+    let calls = named.len() - waiting;
+    if !named.is_empty() {
+        anyhow::bail!("{}", summary(calls, waiting));
     }
     Ok(())
+}
+
+/// The exit's last line, for `calls` plugin calls given up on and `waiting` reverts
+/// that wait for something else (no call under way).
+fn summary(calls: usize, waiting: usize) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let parts: Vec<String> = [
+        (calls > 0).then(|| plural(calls, "plugin call abandoned", "plugin calls abandoned")),
+        (waiting > 0).then(|| plural(waiting, "revert not done", "reverts not done")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    format!(
+        "stopped with {}: {} may still be in effect (the next start retries each revert the journal lists as active; an injection without an outcome in the journal cannot be undone from it)",
+        parts.join(" and "),
+        if calls + waiting == 1 { "what it did" } else { "what they did" },
+    )
 }
 
 /// How long shutdown waits for the triggers (an injection under way among them) to stop.
@@ -99,4 +116,34 @@ pub(super) enum Ending {
         paused: bool,
         halted: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    /// A revert that waits for its plugin to load, or for its next try, is no plugin
+    /// call: the last line counts each as what it is.
+    #[test]
+    fn the_last_line_counts_abandoned_calls_and_waiting_reverts_apart() {
+        let tail = "may still be in effect (the next start retries each revert the journal lists as active; an injection without an outcome in the journal cannot be undone from it)";
+        assert_eq!(
+            summary(1, 0),
+            format!("stopped with 1 plugin call abandoned: what it did {tail}")
+        );
+        assert_eq!(
+            summary(5, 0),
+            format!("stopped with 5 plugin calls abandoned: what they did {tail}")
+        );
+        assert_eq!(
+            summary(0, 1),
+            format!("stopped with 1 revert not done: what it did {tail}")
+        );
+        assert_eq!(
+            summary(2, 3),
+            format!(
+                "stopped with 2 plugin calls abandoned and 3 reverts not done: what they did {tail}"
+            )
+        );
+    }
 }
