@@ -337,11 +337,34 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
         until(DEADLINE, "playing again", || kill(port).status == 200);
     }
 
-    // The same through one daemon's API: every daemon follows.
+    // The same through one daemon's API: every daemon follows. The reason is data: a
+    // terminal escape and a forged log line stay inside its one line, escaped.
+    let long = format!("/api/pause?scope=fleet&reason={}", "x".repeat(1025));
+    let refused = http(ports[0], "POST", &long, &[], b"");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(
+        refused.json()["message"],
+        "the reason is 1025 bytes long, more than 1024: say why in a sentence"
+    );
+    let too_long = monkey(&[
+        "pause",
+        "--fleet",
+        "--reason",
+        &"x".repeat(1025),
+        "--config",
+        &cfgs[0],
+    ]);
+    assert_eq!(too_long.code, Some(2), "{}", too_long.stderr);
+    assert!(
+        too_long.stderr.contains("more than 1024"),
+        "{}",
+        too_long.stderr
+    );
+    let forged = "2026/12/08 00:00:00 Nightmare Monkey is playing again";
     let paused = http(
         ports[0],
         "POST",
-        "/api/pause?scope=fleet&reason=api%20drill",
+        "/api/pause?scope=fleet&reason=api%20drill%1B%5D0%3Bowned%07%0A2026%2F12%2F08%2000%3A00%3A00%20Nightmare%20Monkey%20is%20playing%20again",
         &[],
         b"",
     );
@@ -350,12 +373,24 @@ fn the_fleet_switch_pauses_every_daemon_within_a_second() {
     let set = Instant::now();
     for &port in ports.iter().chain([&port]) {
         until(Duration::from_secs(2), "paused through the API", || {
-            kill(port).body.contains(": api drill;")
+            kill(port).body.contains(": api drill")
         });
     }
     eprintln!(
         "every daemon paused {:?} after POST /api/pause?scope=fleet",
         set.elapsed()
+    );
+    for daemon in &mut daemons {
+        let line = daemon.wait_for(|l| l.contains("api drill"));
+        assert!(
+            line.contains(&format!("api drill\\u{{1b}}]0;owned\\u{{7}}\\n{forged}")),
+            "{line}"
+        );
+    }
+    let status = monkey(&["status", "--fleet", "--config", &cfgs[1]]).stdout;
+    assert!(
+        !status.contains('\u{1b}') && status.contains(&format!("\\n{forged}")),
+        "{status}"
     );
     let resumed = http(ports[1], "POST", "/api/resume?scope=fleet", &[], b"");
     assert_eq!(resumed.status, 200, "{}", resumed.body);

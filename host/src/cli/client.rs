@@ -60,9 +60,15 @@ pub struct PauseArgs {
     /// which every daemon of the fleet follows within a second (no daemon needed here)
     #[arg(long)]
     pub fleet: bool,
-    /// Why the fleet is paused, shown by every daemon's status (with --fleet)
-    #[arg(long, value_name = "TEXT", requires = "fleet")]
+    /// Why the fleet is paused, shown by every daemon's status (with --fleet; a
+    /// sentence, at most 1024 bytes)
+    #[arg(long, value_name = "TEXT", requires = "fleet", value_parser = reason)]
     pub reason: Option<String>,
+}
+
+/// A `--reason`: as `POST /api/pause?scope=fleet` takes it.
+fn reason(text: &str) -> Result<String, String> {
+    crate::fleet::Switch::check_reason(text).map(|()| text.to_owned())
 }
 
 /// `resume`: the daemon, or with `--fleet` the fleet's switch. Turning a switch off

@@ -11,7 +11,7 @@ use crate::{
     config,
     fleet::{self, config::FleetConfig, Switch},
     storage::journal::parse_since,
-    support::UsageError,
+    support::{text::escape_controls, UsageError},
 };
 
 /// Turns the switch of the fleet that the config `file` names on (`on`, saying
@@ -100,10 +100,13 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<()> {
         humantime::format_duration(crate::fleet::history::keep(&fleet))
     );
     for a in shown {
-        text.push_str(&format!(
-            "{} {} {} (slot {}, revision {})\n",
+        // As the admitting node (or whoever can write the coordinator) wrote it.
+        let line = format!(
+            "{} {} {} (slot {}, revision {})",
             a.at, a.node, a.fault, a.slot, a.revision
-        ));
+        );
+        text.push_str(&escape_controls(&line));
+        text.push('\n');
     }
     super::print(text.as_bytes())
 }

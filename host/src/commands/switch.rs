@@ -130,12 +130,19 @@ impl Daemon {
                     "{}",
                     body["message"]
                         .as_str()
-                        .map_or_else(|| format!("the daemon at {url} answered {status}"), str::to_owned)
+                        .map_or_else(|| format!("the daemon at {url} answered {status}"), |_| text(&body["message"]))
                 );
             }
             Ok(body)
         })
     }
+}
+
+/// A text of the daemon's answer, to print: it carries what clients, processes,
+/// plugins and the fleet's coordinator wrote, so it is one line, with no terminal
+/// escape (`""` if it is not a string).
+fn text(v: &serde_json::Value) -> String {
+    crate::support::text::escape_controls(v.as_str().unwrap_or_default()).into_owned()
 }
 
 /// `127.0.0.1:8080` as `http://127.0.0.1:8080`: a URL without a scheme means HTTP.
@@ -153,7 +160,7 @@ pub fn run(args: SwitchArgs, on: bool) -> anyhow::Result<()> {
     let daemon = Daemon::find(&args)?;
     let path = if on { "/api/pause" } else { "/api/resume" };
     let answer = daemon.call(reqwest::Method::POST, path)?;
-    println!("{}", answer["message"].as_str().unwrap_or_default());
+    println!("{}", text(&answer["message"]));
     Ok(())
 }
 
@@ -175,10 +182,10 @@ pub fn ack(args: AckArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "{} ({}) {}: noticed by {} after {}",
-            answer["id"].as_str().unwrap_or_default(),
-            answer["fault"].as_str().unwrap_or_default(),
-            answer["target"].as_str().unwrap_or_default(),
-            answer["by"].as_str().unwrap_or_default(),
+            text(&answer["id"]),
+            text(&answer["fault"]),
+            text(&answer["target"]),
+            text(&answer["by"]),
             crate::domain::drill::human_ms(answer["ttd_ms"].as_u64().unwrap_or(0))
         );
     }
@@ -218,7 +225,7 @@ pub fn revert(args: RevertArgs) -> anyhow::Result<()> {
         if args.json {
             println!("{answer}");
         } else {
-            println!("{}", answer["message"].as_str().unwrap_or_default());
+            println!("{}", text(&answer["message"]));
         }
     }
     Ok(())
@@ -238,7 +245,6 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 
 /// The status as lines for people.
 fn describe(url: &str, s: &serde_json::Value) -> String {
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let mut out = String::new();
     let state = match text(&s["state"]).as_str() {
         "paused" => format!("paused: {}", text(&s["paused"])),
@@ -311,7 +317,9 @@ fn describe(url: &str, s: &serde_json::Value) -> String {
             "  active: {} ({}), due {}\n",
             text(&fault["id"]),
             text(&fault["fault"]),
-            fault["due"].as_str().unwrap_or("when reverted")
+            fault["due"]
+                .as_str()
+                .map_or_else(|| "when reverted".to_owned(), |_| text(&fault["due"]))
         ));
     }
     for revert in s["reverting"].as_array().cloned().unwrap_or_default() {
@@ -324,8 +332,8 @@ fn describe(url: &str, s: &serde_json::Value) -> String {
     for proxy in s["proxies"].as_array().cloned().unwrap_or_default() {
         out.push_str(&proxy_lines(&proxy));
     }
-    if let Some(journal) = s["journal"].as_str() {
-        out.push_str(&format!("  journal: {journal}\n"));
+    if s["journal"].is_string() {
+        out.push_str(&format!("  journal: {}\n", text(&s["journal"])));
     }
     out
 }
@@ -333,7 +341,6 @@ fn describe(url: &str, s: &serde_json::Value) -> String {
 /// A proxy of `GET /api/status` as lines: where it listens and forwards, its traffic,
 /// each toxic in effect.
 fn proxy_lines(p: &serde_json::Value) -> String {
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let mut out = format!(
         "  proxy {}: {} -> {}, {} open ({} accepted), {} bytes up, {} down{}\n",

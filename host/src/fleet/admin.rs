@@ -137,7 +137,12 @@ impl View {
             Some(switch) => format!("switch: {switch}"),
             None => "switch: off (the fleet plays)".to_owned(),
         });
+        // Node names, faults and times are as each node (or whoever can write the
+        // coordinator) wrote them: one line each, with no terminal escape.
         lines
+            .into_iter()
+            .map(|line| crate::support::text::escape_controls(&line).into_owned())
+            .collect()
     }
 }
 

@@ -119,11 +119,38 @@ pub struct Switch {
     pub at: String,
 }
 
+impl Switch {
+    /// Checks a reason as it is given (`pause --fleet --reason`, `POST
+    /// /api/pause?scope=fleet&reason=`): a sentence, as long as a fault's description
+    /// at most.
+    pub fn check_reason(reason: &str) -> Result<(), String> {
+        let max = crate::domain::injection::MAX_DESC_BYTES;
+        if reason.len() > max {
+            return Err(format!(
+                "the reason is {} bytes long, more than {max}: say why in a sentence",
+                reason.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// As every node logs it and `status` shows it. Whoever can write the coordinator wrote
+/// it: its controls are escaped (no forged line, no terminal escape) and its reason cut
+/// to what the API takes.
 impl std::fmt::Display for Switch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the fleet is paused by {} since {}", self.by, self.at)?;
+        use crate::support::text::{clip, escape_controls};
+        let (by, at) = (clip(&self.by, 256), clip(&self.at, 64));
+        write!(
+            f,
+            "the fleet is paused by {} since {}",
+            escape_controls(&by),
+            escape_controls(&at)
+        )?;
         if !self.reason.is_empty() {
-            write!(f, ": {}", self.reason)?;
+            let reason = clip(&self.reason, crate::domain::injection::MAX_DESC_BYTES);
+            write!(f, ": {}", escape_controls(&reason))?;
         }
         Ok(())
     }
@@ -141,4 +168,34 @@ pub struct Member {
     pub paused: Option<String>,
     /// Its faults in effect now.
     pub in_effect: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Switch;
+
+    /// Whoever can write the coordinator wrote the switch: each node shows it as one
+    /// line, escaped, its reason cut to what the API takes.
+    #[test]
+    fn a_switch_is_shown_on_one_line_whoever_wrote_it() {
+        let switch = Switch {
+            by: "ops\n2026/12/08 forged".to_owned(),
+            reason: format!("\u{1b}[2J{}", "r".repeat(2000)),
+            at: "2026-12-08T00:00:00Z".to_owned(),
+        };
+        let shown = switch.to_string();
+        assert!(
+            shown.starts_with(
+                "the fleet is paused by ops\\n2026/12/08 forged since 2026-12-08T00:00:00Z: \\u{1b}[2Jrrr"
+            ),
+            "{shown}"
+        );
+        assert!(shown.ends_with("… (980 more bytes)"), "{shown}");
+        assert!(!shown.contains(['\n', '\u{1b}']));
+        assert_eq!(Switch::check_reason(&"r".repeat(1024)), Ok(()));
+        assert_eq!(
+            Switch::check_reason(&"r".repeat(1025)),
+            Err("the reason is 1025 bytes long, more than 1024: say why in a sentence".to_owned())
+        );
+    }
 }

@@ -52,7 +52,10 @@ where
         .then(
             |on: bool, reason: Result<String, String>, api: Arc<Api>, caller: Caller| async move {
                 match reason {
-                    Ok(reason) => turn(api, caller, on, reason).await,
+                    Ok(reason) => match crate::fleet::Switch::check_reason(&reason) {
+                        Ok(()) => turn(api, caller, on, reason).await,
+                        Err(why) => error(StatusCode::BAD_REQUEST, why),
+                    },
                     Err(scope) => error(StatusCode::BAD_REQUEST, unknown_scope(&scope)),
                 }
             },
