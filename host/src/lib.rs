@@ -42,6 +42,7 @@ use crate::support::UsageError;
 /// 1 a runtime failure, 2 a usage or configuration error.
 pub fn main() -> ExitCode {
     one_line_panics();
+    let before = runtime::stop::block_at_birth();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -53,6 +54,11 @@ pub fn main() -> ExitCode {
             e.exit()
         }
     };
+    // The daemon and the sandbox's init read the stop signals; every other command
+    // leaves them to the kernel, as a command line tool does (Ctrl-C ends it).
+    if !cli.reads_stop_signals() {
+        runtime::stop::unblock_at_birth(before);
+    }
     let json = cli.wants_json();
     let result = commands::run(cli);
     // The daemon's last lines are queued: written before the exit, unless stderr is

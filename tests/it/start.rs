@@ -95,6 +95,33 @@ fn every_thread_leaves_the_stop_signals_to_the_daemon_before_and_after_a_restart
     assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
 }
 
+/// The stop signals are blocked as the process begins, before its command line is
+/// read; a command other than the daemon then leaves them to the kernel, as a command
+/// line tool does: Ctrl-C ends it (here `status`, waiting for a daemon that never
+/// answers).
+#[test]
+fn a_command_other_than_the_daemon_ends_at_ctrl_c() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let mut client = std::process::Command::new(crate::util::bin())
+        .args(["status", "--url", &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _asked = silent.accept().unwrap();
+    let status = fs::read_to_string(format!("/proc/{}/status", client.id())).unwrap();
+    assert_eq!(
+        signal_mask(&status, "SigBlk:").unwrap() & STOP_SIGNALS,
+        0,
+        "{status}"
+    );
+    let pid = nix::unistd::Pid::from_raw(client.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(client.wait().unwrap().signal(), Some(2));
+}
+
 /// Every thread of `pid` blocks SIGHUP, SIGINT and SIGTERM and has no handler for them.
 fn assert_stops_left_to_the_daemon(pid: u32) {
     let mut seen = 0;

@@ -139,6 +139,13 @@ pub struct DaemonArgs {
 }
 
 impl Cli {
+    /// Whether the command reads SIGTERM, SIGINT and SIGHUP itself (`runtime::stop`):
+    /// the daemon and the sandbox's init, which keep them blocked from the first
+    /// instant.
+    pub fn reads_stop_signals(&self) -> bool {
+        matches!(self.command, None | Some(Command::SandboxInit(_)))
+    }
+
     /// Whether the command asked for JSON output (`--json`): its errors are JSON too.
     pub fn wants_json(&self) -> bool {
         match &self.command {

@@ -45,6 +45,25 @@ struct Received {
 
 static RECEIVED: OnceLock<Received> = OnceLock::new();
 
+/// Holds SIGTERM, SIGINT and SIGHUP back at once, as the process begins, before the
+/// command line is read (a daemon started a moment ago must not take the kernel's
+/// default, its end, for a SIGHUP its supervisor sent as it started); returns the mask
+/// as it was, for a command that does not read them to put back ([`unblock_at_birth`]).
+pub fn block_at_birth() -> Option<SigSet> {
+    let mut before = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops()), Some(&mut before))
+        .ok()
+        .map(|()| before)
+}
+
+/// Puts back the mask [`block_at_birth`] found, for a command that leaves the stop
+/// signals to the kernel (they end it): one that came meanwhile is delivered now.
+pub fn unblock_at_birth(before: Option<SigSet>) {
+    if let Some(before) = before {
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+}
+
 /// Holds SIGTERM, SIGINT and SIGHUP back from now on and opens the descriptor they are
 /// read from; the first call does it, later ones do nothing. Call it before this
 /// process starts any thread: a thread started earlier keeps them unblocked, and one
