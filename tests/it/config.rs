@@ -463,3 +463,80 @@ fn check_config_into_a_closed_pipe_is_still_a_clean_check() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(stderr, "");
 }
+
+/// A config or token path that is no regular file, or a file past its bound, is refused
+/// at once, saying what it is: a FIFO hung the start and SIGHUP's check (and every
+/// SIGHUP after it) without a word, and `/dev/zero` was read until memory ran out. A
+/// SIGHUP once the file is put right applies it.
+#[test]
+fn a_config_or_token_path_that_is_no_regular_file_is_refused_at_once() {
+    let dir = TestDir::new("config-fifo");
+    let fifo = dir.join("fifo.ron");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    // Bounded from outside: on a FIFO the old reading waited for good.
+    let check = |file: &Path| -> util::Run {
+        std::process::Command::new("timeout")
+            .arg("20")
+            .arg(util::bin())
+            .args(["check-config", file.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .into()
+    };
+    let run = check(&fifo);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("it is a FIFO, not a regular file"),
+        "{}",
+        run.stderr
+    );
+    let token = dir.join("token.ron");
+    fs::write(&token, r#"(http: (token_file: "/dev/zero"))"#).unwrap();
+    let run = check(&token);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot read token file /dev/zero: it is a device, not a regular file"),
+        "{}",
+        run.stderr
+    );
+    let huge = dir.join("huge.ron");
+    fs::write(&huge, format!("({})", " ".repeat(1024 * 1024))).unwrap();
+    let run = check(&huge);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("it is 1048578 bytes long, more than the 1048576 read"),
+        "{}",
+        run.stderr
+    );
+
+    // SIGHUP: the config replaced by a FIFO is said and not applied; put right, the
+    // next SIGHUP applies it.
+    let config = Drill::new(&dir).named("c.ron").without("timer").write();
+    let mut d = util::Daemon::start(&["--listen", "127.0.0.1:0", "--config", &config]);
+    d.port();
+    fs::remove_file(&config).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        Path::new(&config),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    d.signal("HUP");
+    let line = d.wait_for(|l| l.contains("not a regular file"));
+    assert!(line.contains("it is a FIFO"), "{line}");
+    d.wait_for(|l| l.contains("not applied"));
+    fs::remove_file(&config).unwrap();
+    Drill::new(&dir).named("c.ron").without("timer").write();
+    d.signal("HUP");
+    d.wait_for(|l| l.contains("the configuration checks out"));
+    d.port();
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0), "{:?}", d.log);
+}

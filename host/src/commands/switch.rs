@@ -57,7 +57,7 @@ impl Daemon {
             std::env::var("NIGHTMARE_MONKEY_TOKEN").ok(),
         ) {
             (Some(file), _) => Some(
-                std::fs::read_to_string(file)
+                crate::support::small_file::read_text(file, crate::support::small_file::MAX_SECRET)
                     .map_err(|e| {
                         UsageError(anyhow!("cannot read token file {}: {e}", file.display()))
                     })?

@@ -32,6 +32,7 @@ use crate::{
     storage::archive::{RawRetention, Retention},
     support::{
         located::{duration, DurationText, Source},
+        small_file::{read_text, MAX_CONFIG},
         state,
     },
     triggers::{
@@ -155,7 +156,7 @@ pub fn load_all(args: &DaemonArgs) -> Result<(Config, Vec<String>), ConfigErrors
             &Source::new(Path::new(""), ""),
         ));
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_text(path, MAX_CONFIG).map_err(|e| {
         ConfigErrors(vec![format!(
             "cannot read config file {}: {e}",
             path.display()

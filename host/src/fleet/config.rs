@@ -254,7 +254,10 @@ fn credentials(etcd: &RawEtcd, src: &Source<'_>, errors: &mut Vec<String>) -> Op
     let at = |keys: &[&str]| src.at(&[&["fleet", "coordinator"][..], keys].concat());
     match (&etcd.username, &etcd.password_file) {
         (None, None) => None,
-        (Some(username), Some(file)) => match std::fs::read_to_string(file) {
+        (Some(username), Some(file)) => match crate::support::small_file::read_text(
+            file,
+            crate::support::small_file::MAX_SECRET,
+        ) {
             Ok(password) if !password.trim().is_empty() => Some(Credentials {
                 username: username.clone(),
                 password: password.trim_end_matches(['\n', '\r']).to_owned(),

@@ -150,19 +150,21 @@ pub fn read_token(
             fail(format!("{}: the token is empty", at("token")))
         }
         (Some(t), None) => Ok(Some(t.clone())),
-        (None, Some(file)) => match std::fs::read_to_string(file) {
-            Ok(t) if t.trim().is_empty() => fail(format!(
-                "{}: token file {} is empty",
-                at("token_file"),
-                file.display()
-            )),
-            Ok(t) => Ok(Some(t.trim().to_owned())),
-            Err(e) => fail(format!(
-                "{}: cannot read token file {}: {e}",
-                at("token_file"),
-                file.display()
-            )),
-        },
+        (None, Some(file)) => {
+            match super::small_file::read_text(file, super::small_file::MAX_SECRET) {
+                Ok(t) if t.trim().is_empty() => fail(format!(
+                    "{}: token file {} is empty",
+                    at("token_file"),
+                    file.display()
+                )),
+                Ok(t) => Ok(Some(t.trim().to_owned())),
+                Err(e) => fail(format!(
+                    "{}: cannot read token file {}: {e}",
+                    at("token_file"),
+                    file.display()
+                )),
+            }
+        }
         (None, None) => Ok(None),
     }
 }

@@ -87,7 +87,10 @@ impl RawNotifier {
                 None
             }
             (Some(url), None) => Some(url.trim().to_owned()),
-            (None, Some(file)) => match std::fs::read_to_string(file) {
+            (None, Some(file)) => match crate::support::small_file::read_text(
+                file,
+                crate::support::small_file::MAX_SECRET,
+            ) {
                 Ok(text) => Some(text.trim().to_owned()),
                 Err(e) => {
                     errors.push(format!(
