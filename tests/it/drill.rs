@@ -72,6 +72,7 @@ fn with_pause(file: &str, duration: &str) {
 
 mod builtins;
 mod journal;
+mod reload;
 mod requests;
 mod reverts;
 mod sandbox;

@@ -80,9 +80,18 @@ fn a_start_on_a_full_disk_is_refused() {
     let run = crate::util::in_namespace(&format!(
         r#"mkdir -p {d}/fs && mount -t tmpfs -o size=64k tmpfs {d}/fs || exit 99
 dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
-"$NM" --config {cfg}; echo "code $?""#,
+"$NM" --config {cfg}; echo "code $?"
+"$NM" check-config {cfg} 2>{d}/check; echo "check $?""#,
         d = dir.display(),
     ));
+    // check-config (and a SIGHUP's check, the same) says so too: a restart onto the full
+    // disk would stop the daemon.
+    assert_eq!(crate::util::pairs(&run.stdout, "check"), ["2"], "{}", run.stderr);
+    let check = fs::read_to_string(dir.join("check")).unwrap_or_default();
+    assert!(
+        check.contains("no space left on its file system (0 bytes free"),
+        "{check}"
+    );
     assert_eq!(
         crate::util::pairs(&run.stdout, "code"),
         ["2"],

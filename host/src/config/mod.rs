@@ -205,6 +205,18 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
 
     let faults = faults(&raw, src, &mut errors);
     let timer_fault = timer_fault(&raw.timer, &faults, src, &mut errors);
+    for (key, path) in [
+        ("state_dir", &raw.state_dir),
+        ("journal", &raw.journal),
+        ("pause_file", &raw.pause_file),
+    ] {
+        if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            errors.push(format!(
+                "{}: {key}: expected a path, not an empty string (leave it out for its default)",
+                src.at(&[key])
+            ));
+        }
+    }
     let state_dir = args
         .state_dir
         .clone()

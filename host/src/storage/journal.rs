@@ -27,7 +27,7 @@ mod file;
 mod reading;
 
 pub use file::Journal;
-pub(crate) use file::{check_appendable, check_path};
+pub(crate) use file::{check_appendable, check_free, check_path};
 #[cfg(test)]
 pub(crate) use reading::{each, lines_backwards, read};
 pub(crate) use reading::{

@@ -3,7 +3,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use super::{restart::check_again, Ending};
+use super::{
+    restart::{check_again, Running},
+    Ending,
+};
 use crate::{
     cli::DaemonArgs,
     config::ConfigErrors,
@@ -50,6 +53,7 @@ pub(super) async fn wait_for_end(
     plugins: &Arc<RwLock<PluginList>>,
     args: Option<&DaemonArgs>,
     engine: &Engine,
+    running: &Running,
 ) -> End {
     let stop = |signal| End {
         signal,
@@ -101,7 +105,15 @@ pub(super) async fn wait_for_end(
             Event::Hangup => {
                 // A stop that comes while the file is checked (plugin files may take a
                 // plugin timeout to load) wins at once: the check is left to its thread.
-                let check = check_again(args);
+                let check = check_again(
+                    args,
+                    Running {
+                        busy: engine.active().len()
+                            + engine.reverting().len()
+                            + engine.in_flight().len(),
+                        ..running.clone()
+                    },
+                );
                 tokio::pin!(check);
                 let checked = loop {
                     tokio::select! {

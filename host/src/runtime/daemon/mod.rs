@@ -352,6 +352,11 @@ async fn serve(
         &plugins,
         args.as_ref(),
         &engine,
+        &restart::Running {
+            listen: config.http.as_ref().map(|h| h.listen),
+            journal: config.journal.clone(),
+            busy: 0,
+        },
     )
     .await;
     for task in housekeeping {

@@ -1,8 +1,14 @@
 //! SIGHUP: the configuration checked again, and a restart in place with it.
 
-use std::time::Duration;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::{cli::DaemonArgs, config, output::log, runtime::setup, support::thread::on_own_thread};
+use crate::{
+    cli::DaemonArgs,
+    config::{self, Config},
+    output::log,
+    runtime::setup,
+    support::thread::on_own_thread,
+};
 
 /// Set for the process a SIGHUP restart starts when the kill switch was on.
 pub(super) const RESTART_PAUSED: &str = "NIGHTMARE_MONKEY_RESTART_PAUSED";
@@ -73,11 +79,22 @@ fn exec_arguments(
     Ok((args, env))
 }
 
+/// What a SIGHUP's check compares the new configuration with: the running daemon's.
+#[derive(Debug, Clone)]
+pub(super) struct Running {
+    /// Where its API listens (`None`: it has none).
+    pub listen: Option<SocketAddr>,
+    /// Its journal.
+    pub journal: PathBuf,
+    /// How many faults are in effect, being reverted or being injected.
+    pub busy: usize,
+}
+
 /// SIGHUP: the configuration is checked again, and only a configuration that checks out
 /// is applied, by a restart in place (same PID, same arguments): active faults are
 /// reverted and the timer, budget and seed streams start afresh, as at any start. One
 /// with errors is logged and the daemon runs on unchanged. `true`: restart.
-pub(super) async fn check_again(args: Option<&DaemonArgs>) -> bool {
+pub(super) async fn check_again(args: Option<&DaemonArgs>, running: Running) -> bool {
     let Some(args) = args.cloned() else {
         log::line("SIGHUP: nothing to reload here (the sandbox's monkey)");
         return false;
@@ -89,7 +106,13 @@ pub(super) async fn check_again(args: Option<&DaemonArgs>) -> bool {
             .and_then(|config| {
                 setup::build(&config, setup::Mode::Hangup)
                     .map(|_| config.faults.len())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                let refused = against_running(&config, &running);
+                if refused.is_empty() {
+                    Ok(config.faults.len())
+                } else {
+                    Err(refused.join("\n"))
+                }
             })
     })
     .await;
@@ -115,6 +138,36 @@ pub(super) async fn check_again(args: Option<&DaemonArgs>) -> bool {
             false
         }
     }
+}
+
+/// What the new image would fail at, or lose, that the configuration alone does not
+/// say: an API address another process holds (the restart would stop there), and a
+/// journal moved away from the faults it lists as in effect (the new start reads the
+/// new one only, and would forget them).
+fn against_running(config: &Config, running: &Running) -> Vec<String> {
+    let mut refused = Vec::new();
+    if let Some(http) = config
+        .http
+        .as_ref()
+        .filter(|h| Some(h.listen) != running.listen)
+    {
+        if let Err(e) = std::net::TcpListener::bind(http.listen) {
+            refused.push(format!(
+                "http.listen: cannot listen on {}: {e}",
+                http.listen
+            ));
+        }
+    }
+    if config.journal != running.journal && running.busy > 0 {
+        refused.push(format!(
+            "journal: it moves from {} to {} while {} {} in effect or under way: the journal that lists them must stay where the next start reads it; revert them first (pause, or revert --all), then send SIGHUP again",
+            running.journal.display(),
+            config.journal.display(),
+            running.busy,
+            if running.busy == 1 { "fault is" } else { "faults are" },
+        ));
+    }
+    refused
 }
 
 #[cfg(test)]

@@ -236,13 +236,14 @@ fn open_journal(config: &Config, mode: Mode) -> (Option<Journal>, Option<String>
     } else {
         // A journal path that is no regular file is refused the same way by
         // check-config, which opens nothing.
+        // And a full disk: a SIGHUP restart onto it would stop the daemon.
         let checked = journal::check_appendable(&config.journal).and_then(|()| {
             match config
                 .journal
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
             {
-                Some(dir) => state::prepare_dir(dir, false),
+                Some(dir) => state::prepare_dir(dir, false).and_then(|()| journal::check_free(dir)),
                 None => Ok(()),
             }
         });

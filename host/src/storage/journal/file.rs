@@ -36,11 +36,12 @@ pub(crate) fn check_appendable(path: &Path) -> io::Result<()> {
     }
 }
 
-/// `/proc` or `/sys` if `path`, or the directory it would be created in, is on one.
+/// `/proc` or `/sys` if `path`, or the nearest directory above it that exists (where
+/// it would be created), is on one.
 fn kernel_fs(path: &Path) -> Option<&'static str> {
     const SYSFS: rustix::fs::FsWord = 0x6265_6572;
     let on = |p: &Path| rustix::fs::statfs(p).ok().map(|s| s.f_type);
-    let kind = on(path).or_else(|| path.parent().and_then(on))?;
+    let kind = path.ancestors().find_map(on)?;
     match kind {
         rustix::fs::PROC_SUPER_MAGIC => Some("/proc"),
         SYSFS => Some("/sys"),
@@ -153,6 +154,21 @@ impl Growth {
 /// records (a real fault's are about 1.5 KB).
 const MIN_FREE: u64 = 8 * 1024;
 
+/// Refuses a journal directory whose file system has less than a few faults' records
+/// free (one that does not exist yet, or cannot be asked, passes: the open says).
+pub(crate) fn check_free(dir: &Path) -> io::Result<()> {
+    let free = rustix::fs::statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    match free {
+        Ok(free) if free < MIN_FREE => Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "no space left on its file system ({free} bytes free; a fault's records need some KiB)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Journal {
     /// Opens the journal at `path`, creating its directory; a torn last line (a crash in
     /// the middle of a write) is closed with a newline so the next record starts clean.
@@ -171,17 +187,7 @@ impl Journal {
         crate::support::state::create_private_dir(dir)?;
         // Opening for appends writes nothing: a full disk shows only at the first fault,
         // when every fault is refused. It is said now instead.
-        let free = rustix::fs::statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
-        if let Ok(free) = free.map_err(io::Error::from) {
-            if free < MIN_FREE {
-                return Err(io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    format!(
-                        "no space left on its file system ({free} bytes free; a fault's records need some KiB)"
-                    ),
-                ));
-            }
-        }
+        check_free(dir)?;
         // An append takes the lock for a moment: only a lock still held a tenth of a
         // second later is one to wait for and say.
         if locked_elsewhere(path) && {
@@ -407,5 +413,22 @@ fn locked_again(path: &Path, held: Held) -> io::Result<Locked> {
     match Locked::lock(path, held)? {
         Some(locked) => Ok(locked),
         None => Locked::open(path),
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    /// A path under `/proc` or `/sys` is refused however deep the part that does not
+    /// exist yet: what it would be created in is looked for up the path.
+    #[test]
+    fn a_path_on_proc_or_sys_is_refused_however_deep() {
+        for path in ["/proc/j.jsonl", "/proc/none/j.jsonl", "/sys/none/deeper/j.jsonl"] {
+            let error = check_path(Path::new(path)).unwrap_err().to_string();
+            assert!(error.contains("a view of the kernel"), "{path}: {error}");
+        }
+        assert!(check_path(Path::new("/tmp/nm-none/deeper/j.jsonl")).is_ok());
+        assert!(check_path(Path::new("relative/j.jsonl")).is_ok());
     }
 }
