@@ -1,6 +1,7 @@
 //! `GET /api/events` has 32 places: clients that take one and never read must not keep
 //! the dashboard out. Once their buffers are full, their writes wait; after the header
-//! timeout the daemon cuts them off and their places are free again.
+//! timeout the daemon cuts them off and their places are free again. With few
+//! connections, watchers take at most half of them: the rest stays for the kill switch.
 
 use std::{
     io::{Read as _, Write as _},
@@ -173,6 +174,57 @@ fn a_newcomer_takes_the_place_of_a_watcher_that_read_nothing_while_nothing_happe
     let _ = first.read_to_end(&mut rest);
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
+
+/// Under `http.max_connections: 4`, as many open dashboards as connections: two watch,
+/// the others are told that the places are taken, and `/healthz` and the kill switch are
+/// answered at once (their connections were not all taken by streams, which the server
+/// never closes to make room), long before the header timeout.
+#[test]
+fn open_dashboards_leave_connections_for_the_kill_switch() {
+    let dir = TestDir::new("few-connections-watchers");
+    let mut daemon = Drill::new(&dir)
+        .http(r#"max_connections: 4, header_timeout: "10m""#)
+        .start(&[]);
+    let port = daemon.port();
+    let dashboards: Vec<(TcpStream, String)> = (0..4).map(|_| watch(port)).collect();
+
+    // Each within the client's deadline (15 s), not the header timeout (10 min).
+    let health = http(port, "GET", "/healthz", &[], b"");
+    assert_eq!(health.status, 200, "{}", health.body);
+    let pause = http(port, "POST", "/api/pause", &[], b"");
+    assert_eq!(pause.status, 200, "{}", pause.body);
+
+    let (watching, refused): (Vec<_>, Vec<_>) = dashboards
+        .into_iter()
+        .partition(|(_, head)| head.starts_with("HTTP/1.1 200"));
+    let heads: Vec<&String> = refused.iter().map(|(_, head)| head).collect();
+    assert_eq!(watching.len(), 2, "{heads:#?}");
+    for (mut stream, head) in refused {
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no length: {head}"));
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("busy: 2 are watching"), "{body}");
+    }
+    // The watchers still watch: each sees the switch flip.
+    for (mut stream, _) in watching {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("event:switch") {
+            match stream.read(&mut buf) {
+                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                other => panic!("the stream ended ({other:?}): {seen:?}"),
+            }
+        }
+    }
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), Some(0));
 }

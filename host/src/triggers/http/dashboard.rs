@@ -77,15 +77,24 @@ pub(super) fn page(needs_token: bool) -> Response {
     answer
 }
 
-/// How many watch `GET /api/events` at once. A watcher that stops reading gives its
-/// place back: once its buffers are full, the server's write gives up after the header
-/// timeout (`server::Watched`) and the stream, with its place, is dropped. One that
-/// reads nothing while nothing happens fills no buffer: when every place is taken, the
-/// next watcher takes the place of the one that has watched longest, if that one has
-/// watched for the header timeout (its stream ends; the dashboard comes back by
-/// itself). Only when every place was taken less than that ago is a watcher answered
-/// 503.
+/// How many watch `GET /api/events` at once, at most ([`max_watchers`] lowers it to
+/// half of `http.max_connections`). A watcher that stops reading gives its place back:
+/// once its buffers are full, the server's write gives up after the header timeout
+/// (`server::Watched`) and the stream, with its place, is dropped. One that reads
+/// nothing while nothing happens fills no buffer: when every place is taken, the next
+/// watcher takes the place of the one that has watched longest, if that one has watched
+/// for the header timeout (its stream ends; the dashboard comes back by itself). Only
+/// when every place was taken less than that ago is a watcher answered 503.
 pub(super) const MAX_WATCHERS: usize = 32;
+
+/// The places among the watchers when the server serves `max_connections` at once:
+/// half of them, at most [`MAX_WATCHERS`]. A stream is a request in flight for as long
+/// as it lasts, so the server never closes one to make room; were every connection a
+/// stream, `/healthz` and the kill switch would wait unaccepted until one ended. Half is
+/// always left for them (and every other request), whatever the cap.
+pub(super) fn max_watchers(max_connections: usize) -> usize {
+    (max_connections / 2).min(MAX_WATCHERS)
+}
 
 /// The watchers' places, the longest held first.
 static WATCHERS: std::sync::Mutex<std::collections::VecDeque<Place>> =
@@ -109,15 +118,18 @@ struct Watching {
 }
 
 impl Watching {
-    /// A place, or the place of the one that has watched longest if it has watched for
-    /// `kept`.
-    fn take(kept: Duration) -> Option<Self> {
-        Self::take_at(std::time::Instant::now(), kept)
+    /// One of `max` places, or the place of the one that has watched longest if it has
+    /// watched for `kept`.
+    fn take(max: usize, kept: Duration) -> Option<Self> {
+        Self::take_at(std::time::Instant::now(), max, kept)
     }
 
-    fn take_at(now: std::time::Instant, kept: Duration) -> Option<Self> {
+    fn take_at(now: std::time::Instant, max: usize, kept: Duration) -> Option<Self> {
+        if max == 0 {
+            return None;
+        }
         let mut places = crate::support::lock::lock(&WATCHERS);
-        if places.len() >= MAX_WATCHERS {
+        if places.len() >= max {
             let oldest = places.front()?;
             if now.saturating_duration_since(oldest.since) < kept {
                 return None;
@@ -151,13 +163,19 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// journal record by its type (`intent`, `outcome`, `revert`, `detected`,
 /// `recovered`, ...), `switch` (the kill switch) and `next` (the timer's next fault);
 /// `lagged` if this watcher fell behind (look again). Ends when the daemon shuts down,
-/// or when a newcomer takes its place ([`MAX_WATCHERS`]).
-pub(super) fn stream(kept: Duration) -> Response {
-    let Some(place) = Watching::take(kept) else {
+/// or when a newcomer takes its place (one of `places`, [`max_watchers`]).
+pub(super) fn stream(places: usize, kept: Duration) -> Response {
+    if places == 0 {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no event stream with http.max_connections: 1: half of the connections are kept for other requests (raise it to 2 or more)",
+        );
+    }
+    let Some(place) = Watching::take(places, kept) else {
         return retry_after(
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("busy: {MAX_WATCHERS} are watching the events already; try again"),
+                format!("busy: {places} are watching the events already; try again"),
             ),
             Some(5),
         );
@@ -276,18 +294,19 @@ mod tests {
         let kept = Duration::from_secs(30);
         let start = std::time::Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
-        let mut all: Vec<Watching> = (0..MAX_WATCHERS as u64)
-            .map(|i| Watching::take_at(at(i), kept).expect("a free place"))
+        let max = MAX_WATCHERS;
+        let mut all: Vec<Watching> = (0..max as u64)
+            .map(|i| Watching::take_at(at(i), max, kept).expect("a free place"))
             .collect();
         // Every place taken less than 30 s ago: refused.
-        assert!(Watching::take_at(at(29), kept).is_none());
+        assert!(Watching::take_at(at(29), max, kept).is_none());
         // The first was taken 30 s ago: its place goes to the newcomer, and it is told.
-        let newcomer = Watching::take_at(at(30), kept).expect("the oldest place");
+        let newcomer = Watching::take_at(at(30), max, kept).expect("the oldest place");
         assert!(all[0].given_up.notified().now_or_never().is_some());
         assert!(all[1].given_up.notified().now_or_never().is_none());
         // The second's turn comes a second later, not before.
-        assert!(Watching::take_at(at(30), kept).is_none());
-        assert!(Watching::take_at(at(31), kept).is_some());
+        assert!(Watching::take_at(at(30), max, kept).is_none());
+        assert!(Watching::take_at(at(31), max, kept).is_some());
         assert!(all[1].given_up.notified().now_or_never().is_some());
         // A place given back (its stream ended) is free again, whoever took it.
         all.truncate(2);
@@ -295,6 +314,16 @@ mod tests {
         assert!(lock_len() < MAX_WATCHERS);
         drop(all);
         assert_eq!(lock_len(), 0);
+    }
+
+    #[test]
+    fn watchers_never_take_more_than_half_of_the_connections() {
+        assert_eq!(max_watchers(1), 0);
+        assert_eq!(max_watchers(2), 1);
+        assert_eq!(max_watchers(4), 2);
+        assert_eq!(max_watchers(63), 31);
+        assert_eq!(max_watchers(64), MAX_WATCHERS);
+        assert_eq!(max_watchers(65536), MAX_WATCHERS);
     }
 
     fn lock_len() -> usize {

@@ -132,6 +132,7 @@ pub fn bind(
     // Before any route: a page of another site, or one that rebound its name to us,
     // is refused whatever it asks for.
     let guard = origin::Guard::new(config.listen.ip(), needs_token, &config.allowed_hosts);
+    let limits = within_open_files(config.limits);
     let every = routes::faults(&authorized, &body)
         .or(fleet::switch(&authorized))
         .unify()
@@ -142,7 +143,8 @@ pub fn bind(
         .or(routes::looks(
             &authorized,
             needs_token,
-            config.limits.header_read_timeout,
+            dashboard::max_watchers(limits.max_connections),
+            limits.header_read_timeout,
         ))
         .unify()
         .boxed();
@@ -150,13 +152,8 @@ pub fn bind(
         .filter()
         .and(every)
         .recover(move |r| rejection(r, max));
-    server::bind(
-        config.listen,
-        routes,
-        within_open_files(config.limits),
-        shutdown,
-    )
-    .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
+    server::bind(config.listen, routes, limits, shutdown)
+        .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
 }
 
 /// A body past `max_body_bytes`, said before it is read (its Content-Length) or as it

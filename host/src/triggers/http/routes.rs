@@ -184,9 +184,15 @@ where
 
 /// `GET /api/report`, `GET /metrics`, the dashboard's page (`GET /`) and its events
 /// (`GET /api/events`).
-/// `kept`: how long an event watcher keeps its place whoever comes (the header timeout,
-/// which bounds every client that reads nothing).
-pub(super) fn looks<A>(authorized: &A, needs_token: bool, kept: std::time::Duration) -> Routes
+/// `watchers`: the places among the event watchers; `kept`: how long a watcher keeps its
+/// place whoever comes (the header timeout, which bounds every client that reads
+/// nothing).
+pub(super) fn looks<A>(
+    authorized: &A,
+    needs_token: bool,
+    watchers: usize,
+    kept: std::time::Duration,
+) -> Routes
 where
     A: Filter<Extract = (Arc<Api>, Caller), Error = Rejection> + Clone + Send + Sync + 'static,
 {
@@ -217,7 +223,7 @@ where
     let events = warp::path!("api" / "events")
         .and(warp::get())
         .and(authorized.clone())
-        .map(move |_: Arc<Api>, _: Caller| dashboard::stream(kept));
+        .map(move |_: Arc<Api>, _: Caller| dashboard::stream(watchers, kept));
     report
         .or(metrics)
         .unify()

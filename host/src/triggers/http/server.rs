@@ -11,7 +11,9 @@
 //! connection with no request in flight is closed to make room (as any HTTP server may
 //! close an idle keep-alive connection), so a crowd of silent or idle sockets can delay
 //! `/healthz` by a round trip, never by the header timeout. Only when every connection
-//! has a request in flight does a new one wait, unaccepted, in the listen backlog.
+//! has a request in flight does a new one wait, unaccepted, in the listen backlog. Event
+//! streams, in flight for as long as they last, hold at most half of the connections
+//! (`dashboard::max_watchers`), so they alone never make the kill switch wait.
 
 use std::{
     collections::VecDeque,
