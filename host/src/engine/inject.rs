@@ -191,7 +191,7 @@ impl Engine {
     /// apply that may have acted before it failed (`undo`: its prepared state) is
     /// recorded as active, to be undone from that state, and reverted at once.
     fn failed(&self, ask: &Ask, mut record: OutcomeRecord, undo: Option<serde_json::Value>) {
-        metrics::get().fault(&ask.fault, ask.trigger, "failed");
+        metrics::get().fault(&ask.fault, ask.trigger, metrics::FAILED);
         match undo {
             None => {
                 let _ = self.record_outcome(record, false);

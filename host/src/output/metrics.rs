@@ -4,37 +4,92 @@
 
 use std::sync::LazyLock;
 
+use nightmare_monkey_plugin_api::sdk::results;
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
+    encoding::{text::encode, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
     registry::Registry,
 };
 
+/// A label value named in the configuration (a fault, a notifier, a poller), escaped
+/// as the text format asks (backslash, double quote, newline). prometheus-client 0.24
+/// writes a `String` label value as it is: a quote and a newline in it would end the
+/// sample and start one of the writer's choosing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Named(String);
+
+impl EncodeLabelValue for Named {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        let mut rest = self.0.as_str();
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..at])?;
+            encoder.write_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        encoder.write_str(rest)
+    }
+}
+
+impl From<&str> for Named {
+    fn from(name: &str) -> Self {
+        Named(name.to_owned())
+    }
+}
+
+/// The `result` label of a fault: the outcome's word if it is one of the SDK's
+/// (`sdk::results`) or `failed` (the plugin erred), else `other`. A plugin chooses its
+/// word freely; taken as it is, each new word would add a series for good (and a word
+/// made to look like a sample would be one). The journal and the log keep the word.
+fn result_label(result: &str) -> &'static str {
+    const KNOWN: [&str; 8] = [
+        results::DRY_RUN,
+        results::KILLED,
+        results::SURVIVED,
+        results::VANISHED,
+        results::PAUSED,
+        results::INJECTED,
+        results::REVERTED,
+        FAILED,
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == result)
+        .unwrap_or("other")
+}
+
+/// The result of a fault whose plugin erred.
+pub const FAILED: &str = "failed";
+
 /// A fault that was injected, or failed in its plugin.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FaultLabels {
-    fault: String,
-    trigger: String,
-    result: String,
+    fault: Named,
+    trigger: &'static str,
+    result: &'static str,
 }
 
 /// A request refused before any plugin ran.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
-    reason: String,
+    reason: &'static str,
 }
 
 /// A poller.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollerLabels {
-    poller: String,
+    poller: Named,
 }
 
 /// A notification's end.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NotificationLabels {
-    notifier: String,
-    result: String,
+    notifier: Named,
+    result: &'static str,
 }
 
 /// Every metric of the daemon.
@@ -58,8 +113,8 @@ pub struct Metrics {
 /// How a fault's recovery ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RecoveryLabels {
-    fault: String,
-    result: String,
+    fault: Named,
+    result: &'static str,
 }
 
 /// The buckets of the times to detect and recover, seconds: a second to an hour.
@@ -223,7 +278,7 @@ impl Metrics {
             Refusal::Fleet,
         ] {
             drop(refusals.get_or_create(&RefusalLabels {
-                reason: reason.label().to_owned(),
+                reason: reason.label(),
             }));
         }
         Self {
@@ -266,11 +321,11 @@ impl Metrics {
 
     /// A fault's recovery ended (`recovered`, `late`) or passed its deadline
     /// (`not-recovered`).
-    pub fn recovery(&self, fault: &str, result: &str) {
+    pub fn recovery(&self, fault: &str, result: &'static str) {
         self.recoveries
             .get_or_create(&RecoveryLabels {
-                fault: fault.to_owned(),
-                result: result.to_owned(),
+                fault: fault.into(),
+                result,
             })
             .inc();
     }
@@ -281,22 +336,23 @@ impl Metrics {
     }
 
     /// A notification was sent, or given up on.
-    pub fn notification(&self, notifier: &str, result: &str) {
+    pub fn notification(&self, notifier: &str, result: &'static str) {
         self.notifications
             .get_or_create(&NotificationLabels {
-                notifier: notifier.to_owned(),
-                result: result.to_owned(),
+                notifier: notifier.into(),
+                result,
             })
             .inc();
     }
 
-    /// A fault ran through its plugin with this result (`failed` when the plugin erred).
-    pub fn fault(&self, fault: &str, trigger: &str, result: &str) {
+    /// A fault ran through its plugin with this result ([`FAILED`] when the plugin
+    /// erred), counted under [`result_label`].
+    pub fn fault(&self, fault: &str, trigger: &'static str, result: &str) {
         self.faults
             .get_or_create(&FaultLabels {
-                fault: fault.to_owned(),
-                trigger: trigger.to_owned(),
-                result: result.to_owned(),
+                fault: fault.into(),
+                trigger,
+                result: result_label(result),
             })
             .inc();
     }
@@ -305,7 +361,7 @@ impl Metrics {
     pub fn refused(&self, why: Refusal) {
         self.refusals
             .get_or_create(&RefusalLabels {
-                reason: why.label().to_owned(),
+                reason: why.label(),
             })
             .inc();
     }
@@ -324,7 +380,7 @@ impl Metrics {
     pub fn poller_error(&self, poller: &str) {
         self.poller_errors
             .get_or_create(&PollerLabels {
-                poller: poller.to_owned(),
+                poller: poller.into(),
             })
             .inc();
     }
@@ -345,3 +401,65 @@ impl Metrics {
 
 /// The content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin's result made to look like samples, and a notifier's name from the
+    /// configuration with every character the text format escapes.
+    #[test]
+    fn label_values_from_outside_cannot_forge_a_sample_or_add_series() {
+        let metrics = Metrics::new();
+        let forged = "dry-run\"} 1\nnightmare_monkey_paused 1\nx{a=\"";
+        for seed in 0..3 {
+            metrics.fault("hostile", "http", &format!("{forged}{seed}"));
+        }
+        metrics.fault("hostile", "http", "unchanged");
+        metrics.fault("hostile", "http", results::KILLED);
+        metrics.fault("hostile", "http", FAILED);
+        metrics.notification("team \"chat\"\n\\", "sent");
+        metrics.poller_error("a\nb");
+        let text = metrics.render();
+        let faults: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("nightmare_monkey_faults_total"))
+            .collect();
+        let want = [
+            r#"nightmare_monkey_faults_total{fault="hostile",trigger="http",result="other"} 4"#,
+            r#"nightmare_monkey_faults_total{fault="hostile",trigger="http",result="killed"} 1"#,
+            r#"nightmare_monkey_faults_total{fault="hostile",trigger="http",result="failed"} 1"#,
+        ];
+        let mut sorted = faults.clone();
+        sorted.sort_unstable();
+        let mut wanted = want.to_vec();
+        wanted.sort_unstable();
+        assert_eq!(sorted, wanted, "{text}");
+        assert!(
+            text.lines().any(|l| l
+                == r#"nightmare_monkey_notifications_total{notifier="team \"chat\"\n\\",result="sent"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == r#"nightmare_monkey_poller_errors_total{poller="a\nb"} 1"#),
+            "{text}"
+        );
+        // Every line is a comment or one sample of a family the registry declares.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("nightmare_monkey_"), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_result_outside_the_sdks_words_is_other() {
+        for word in [
+            "dry-run", "killed", "survived", "vanished", "paused", "injected", "reverted", "failed",
+        ] {
+            assert_eq!(result_label(word), word);
+        }
+        for word in ["", "Killed", "unchanged", "prepared", "killed\n"] {
+            assert_eq!(result_label(word), "other", "{word:?}");
+        }
+    }
+}

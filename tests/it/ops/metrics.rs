@@ -1,4 +1,5 @@
-//! `GET /metrics`: faults by result, refusals by reason, failed polls.
+//! `GET /metrics`: faults by result, refusals by reason, failed polls; a plugin's
+//! result that forges nothing.
 
 use super::{daemon_with, samples};
 use crate::util::{http, Daemon, Drill, Sleeper, TestDir};
@@ -108,6 +109,53 @@ fn window_budget_and_plugin_failures_are_counted_too() {
         s[r#"nightmare_monkey_refusals_total{reason="window"}"#],
         1.0
     );
+}
+
+/// A plugin's `result` is one word by contract, not by force. One made to look like
+/// samples (a quote, newlines, `nightmare_monkey_paused 1`) is counted as `other`, as is
+/// any word that is not the SDK's: it forges no sample and adds no series.
+#[test]
+fn a_plugins_result_forges_no_sample_and_adds_no_series() {
+    let dir = TestDir::new("metrics-hostile-result");
+    let cfg = crate::drill::panicky_drill(
+        &dir,
+        "",
+        r#""hostile": (plugin: "panicky", config: (result: "dry-run\"} 1\nnightmare_monkey_paused 1\nforged_total{a=\"")),
+        "own-word": (plugin: "panicky", config: (result: "unchanged")),"#,
+    );
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    for fault in ["hostile", "hostile", "own-word"] {
+        let path = format!("/api/faults/{fault}");
+        let fired = http(port, "POST", &path, &[], br#"{"desc":"h"}"#);
+        assert_eq!(fired.status, 200, "{fault}: {}", fired.body);
+    }
+    let text = http(port, "GET", "/metrics", &[], b"").body;
+    let sampled: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    for line in &sampled {
+        assert!(line.starts_with("nightmare_monkey_"), "{line:?} in\n{text}");
+    }
+    let named = |prefix: &str| -> Vec<&str> {
+        let mut lines: Vec<&str> = sampled
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(prefix))
+            .collect();
+        lines.sort_unstable();
+        lines
+    };
+    assert_eq!(
+        named("nightmare_monkey_paused"),
+        ["nightmare_monkey_paused 0"],
+        "{text}"
+    );
+    let mut want = [
+        r#"nightmare_monkey_faults_total{fault="hostile",trigger="http",result="other"} 2"#,
+        r#"nightmare_monkey_faults_total{fault="own-word",trigger="http",result="other"} 1"#,
+    ];
+    want.sort_unstable();
+    assert_eq!(named("nightmare_monkey_faults_total"), want, "{text}");
+    assert!(text.ends_with("# EOF\n"));
 }
 
 fn kill_status(port: u16) -> u16 {
