@@ -688,3 +688,5 @@ fn a_body_that_never_comes_whole_is_cut_off_and_a_broken_one_is_a_400() {
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap_or_default();
     assert!(!journal.contains(r#""type":"intent""#), "{journal}");
 }
+
+mod caching;

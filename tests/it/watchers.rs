@@ -17,7 +17,7 @@ const PLACES: usize = 32;
 /// Connects with a small receive buffer (set before the connection, so the window the
 /// daemon sees is small too), asks for the events and reads the answer's head: the
 /// status line and, for a place taken, the stream's first event.
-fn watch(port: u16) -> (TcpStream, String) {
+pub(crate) fn watch(port: u16) -> (TcpStream, String) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket
