@@ -172,18 +172,31 @@ fn resolve_user(user: &str) -> Result<u32, PluginError> {
     }
 }
 
-/// PID 1, our own PID and every ancestor of ours.
-fn protected_pids() -> HashSet<u32> {
+/// PID 1, our own PID and every ancestor of ours. An ancestor that cannot be read (too
+/// many open files) is an error, not the end of the line: a set cut short there would
+/// let the daemon's own parents be chosen for as long as the selector lives.
+fn protected_pids() -> Result<HashSet<u32>, PluginError> {
     let mut set = HashSet::from([1, std::process::id()]);
     let mut pid = std::process::id();
     // Stops at PID 1 (already in the set) or at a parent outside our PID namespace (0).
-    while let Some(stat) = proc::stat(pid) {
+    while let Some(stat) = proc::try_stat(pid).map_err(|e| unreadable(pid, "stat", e))? {
         if stat.ppid <= 0 || !set.insert(stat.ppid as u32) {
             break;
         }
         pid = stat.ppid as u32;
     }
-    set
+    Ok(set)
+}
+
+/// A /proc file of `pid` that could not be read, for a reason other than the process
+/// being gone: the pick fails (of kind [`ErrorKind::Failed`], tried again later) rather
+/// than skip the process, which would choose another than the seed chooses, or take an
+/// unread command line for an empty one that `exclude_cmdlines` lets through.
+fn unreadable(pid: u32, file: &str, e: std::io::Error) -> PluginError {
+    PluginError::new(
+        ErrorKind::Failed,
+        format!("cannot read /proc/{pid}/{file}: {e}"),
+    )
 }
 
 /// A process that passed every filter, with what was read of it on the way.
@@ -254,24 +267,29 @@ impl Selector {
             include_cmdlines: regex_set("include_cmdlines", &selection.include_cmdlines)?,
             exclude_cmdlines: regex_set("exclude_cmdlines", &selection.exclude_cmdlines)?,
             users,
-            protected: protected_pids(),
+            protected: protected_pids()?,
             listing: select::Listing::default(),
         })
     }
 
-    /// The process as it is now, if it may be chosen.
-    fn examine(&self, pid: u32, avoid: &[u32]) -> Option<Candidate> {
+    /// The process as it is now, if it may be chosen: `Ok(None)` when it may not, or is
+    /// gone; an error when what decides it cannot be read.
+    fn examine(&self, pid: u32, avoid: &[u32]) -> Result<Option<Candidate>, PluginError> {
         if self.protected.contains(&pid) || avoid.contains(&pid) {
-            return None;
+            return Ok(None);
         }
-        let stat = proc::stat(pid)?;
+        let Some(stat) = proc::try_stat(pid).map_err(|e| unreadable(pid, "stat", e))? else {
+            return Ok(None);
+        };
         if stat.flags & PF_KTHREAD != 0 || matches!(stat.state, 'Z' | 'X' | 'x') {
-            return None;
+            return Ok(None);
         }
         if let Some(Scope::Namespace(anchor)) = &self.scope {
-            // One small read per process considered, not per process listed.
-            if pid_namespace(pid)? != pid_namespace(*anchor)? {
-                return None;
+            // One small read per process considered, not per process listed. Unreadable
+            // is skipped here, which only narrows the pick.
+            match (pid_namespace(pid), pid_namespace(*anchor)) {
+                (Some(here), Some(there)) if here == there => {}
+                _ => return Ok(None),
             }
         }
         if self
@@ -283,11 +301,14 @@ impl Selector {
                 .as_ref()
                 .is_some_and(|s| s.is_match(&stat.comm))
         {
-            return None;
+            return Ok(None);
         }
         let mut cmdline = None;
         if self.include_cmdlines.is_some() || self.exclude_cmdlines.is_some() {
-            let line = proc::cmdline(pid);
+            let Some(line) = proc::try_cmdline(pid).map_err(|e| unreadable(pid, "cmdline", e))?
+            else {
+                return Ok(None);
+            };
             if self
                 .include_cmdlines
                 .as_ref()
@@ -297,19 +318,21 @@ impl Selector {
                     .as_ref()
                     .is_some_and(|s| s.is_match(&line))
             {
-                return None;
+                return Ok(None);
             }
             cmdline = Some(line);
         }
         let mut uid = None;
         if let Some(users) = &self.users {
-            let u = proc::real_uid(pid)?;
+            let Some(u) = proc::try_real_uid(pid).map_err(|e| unreadable(pid, "status", e))? else {
+                return Ok(None);
+            };
             if !users.contains(&u) {
-                return None;
+                return Ok(None);
             }
             uid = Some(u);
         }
-        Some(Candidate { stat, cmdline, uid })
+        Ok(Some(Candidate { stat, cmdline, uid }))
     }
 
     /// Chooses a victim with the injection's seed, leaving the `avoid` PIDs alone (those
@@ -333,9 +356,10 @@ impl Selector {
             }
             Some(Scope::Tree(root)) => (tree_pids(*root).into(), false),
         };
+        // A process that cannot be examined ends the pick with the error.
         let choose = |pids: &[u32]| {
             select::choose(pids, &mut Rng::from_seed(seed), |pid| {
-                self.examine(pid, avoid)
+                self.examine(pid, avoid).transpose()
             })
         };
         let (mut chosen, mut considered) = choose(&pids);
@@ -346,7 +370,7 @@ impl Selector {
             let (again, looked) = choose(&pids);
             (chosen, considered, listed) = (again, considered + looked, pids.len());
         }
-        let Some(victim) = chosen else {
+        let Some(victim) = chosen.transpose()? else {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,
                 format!(
@@ -409,7 +433,10 @@ pub fn stopped(pid: u32) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sdk::testing::Child;
+    use crate::sdk::testing::{
+        alone::{alone, Starved},
+        Child,
+    };
 
     #[test]
     fn a_process_is_described_with_its_user() {
@@ -427,15 +454,55 @@ mod tests {
         let selector = Selector::new(&Selection::default()).unwrap();
         let me = std::process::id();
         for pid in [1, me, std::os::unix::process::parent_id()] {
-            assert!(selector.examine(pid, &[]).is_none(), "{pid} is protected");
+            assert!(
+                selector.examine(pid, &[]).unwrap().is_none(),
+                "{pid} is protected"
+            );
         }
         let child = Child::sleep();
-        assert!(selector.examine(child.pid(), &[]).is_some());
-        assert!(selector.examine(child.pid(), &[child.pid()]).is_none());
+        assert!(selector.examine(child.pid(), &[]).unwrap().is_some());
+        assert!(selector
+            .examine(child.pid(), &[child.pid()])
+            .unwrap()
+            .is_none());
         // A kernel thread (kthreadd's children) is never chosen, whatever its PID.
         if let Some(kthread) = proc::stat(2).filter(|s| s.flags & PF_KTHREAD != 0) {
-            assert!(selector.examine(kthread.pid, &[]).is_none());
+            assert!(selector.examine(kthread.pid, &[]).unwrap().is_none());
         }
+    }
+
+    /// Out of descriptors, a selector is not made with a set of protected processes cut
+    /// short (its ancestors unread), and a process that cannot be read is not skipped:
+    /// both are errors to try again.
+    #[test]
+    fn a_selector_short_of_descriptors_fails_rather_than_guess() {
+        alone(
+            "sdk::process::tests::a_selector_short_of_descriptors_fails_rather_than_guess",
+            || {
+                let child = Child::sleep();
+                // Its command line is `sleep`'s a moment after `spawn` returns.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while proc::cmdline(child.pid()) != "sleep 60" {
+                    assert!(std::time::Instant::now() < deadline, "sleep never ran");
+                    std::thread::yield_now();
+                }
+                let selector = Selector::new(&Selection {
+                    exclude_cmdlines: vec!["^sleep 60$".to_owned()],
+                    ..Selection::default()
+                })
+                .unwrap();
+                let starved = Starved::leaving(0);
+                let made = Selector::new(&Selection::default());
+                let examined = selector.examine(child.pid(), &[]);
+                drop(starved);
+                let e = made.unwrap_err();
+                assert_eq!(e.kind, ErrorKind::Failed, "{e}");
+                assert!(e.message.contains("Too many open files"), "{e}");
+                assert_eq!(examined.err().map(|e| e.kind), Some(ErrorKind::Failed));
+                // With descriptors, the filter reads the command line and excludes it.
+                assert!(selector.examine(child.pid(), &[]).unwrap().is_none());
+            },
+        );
     }
 
     #[test]

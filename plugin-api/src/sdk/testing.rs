@@ -99,6 +99,8 @@ use std::{
 use abi_stable::std_types::{RResult, RStr, RString};
 use serde::de::DeserializeOwned;
 
+#[cfg(test)]
+pub(crate) mod alone;
 mod child;
 mod threads;
 

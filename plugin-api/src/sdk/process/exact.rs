@@ -14,6 +14,7 @@
 //! there: a signal is never sent by bare PID.
 
 use std::{
+    io,
     os::fd::OwnedFd,
     time::{Duration, Instant},
 };
@@ -38,6 +39,21 @@ pub(super) fn os_error(pid: u32, what: &str, e: Errno) -> PluginError {
     PluginError::new(kind, format!("cannot {what} PID {pid}: {e}"))
 }
 
+/// `/proc/<pid>/stat` now: `None` only when there is no such process. Failing to read it
+/// (too many open files, say) is an error of kind [`ErrorKind::Failed`], which a revert
+/// tries again soon: never taken for a process gone, which would leave a paused process
+/// stopped for good.
+fn stat_now(pid: u32) -> Result<Option<proc::Stat>, PluginError> {
+    proc::try_stat(pid).map_err(|e| {
+        let kind = if e.kind() == io::ErrorKind::PermissionDenied {
+            ErrorKind::Denied
+        } else {
+            ErrorKind::Failed
+        };
+        PluginError::new(kind, format!("cannot read /proc/{pid}/stat: {e}"))
+    })
+}
+
 /// One process, exactly: a pidfd bound to it, opened only after checking that the process
 /// holding the PID is the one that started at the time seen when it was chosen. Signals go
 /// through the pidfd, and [`Exact::act`] runs any other action only while it is still that
@@ -53,7 +69,9 @@ pub struct Exact {
 impl Exact {
     /// The process `pid` if it is still the one that started at `start_time` (clock ticks
     /// after boot, [`ProcessInfo::start_time`]); `None` when it is gone or its PID now
-    /// names another process.
+    /// names another process. Only the system saying so (no such process) counts as
+    /// gone: failing to look (too many open files) is an error of kind
+    /// [`ErrorKind::Failed`], to be tried again.
     pub fn open(pid: u32, start_time: u64) -> Result<Option<Exact>, PluginError> {
         let Some(raw) = Pid::from_raw(pid as i32) else {
             return Ok(None);
@@ -72,7 +90,7 @@ impl Exact {
             pid,
             start_time,
         };
-        Ok(exact.same_start().then_some(exact))
+        Ok(exact.same_start()?.then_some(exact))
     }
 
     /// The process `info` describes, exactly ([`Exact::open`] with its PID and start time).
@@ -91,8 +109,8 @@ impl Exact {
     }
 
     /// Whether the PID names the process that started at our start time (a zombie too).
-    fn same_start(&self) -> bool {
-        proc::stat(self.pid).is_some_and(|now| now.starttime == self.start_time)
+    fn same_start(&self) -> Result<bool, PluginError> {
+        Ok(stat_now(self.pid)?.is_some_and(|now| now.starttime == self.start_time))
     }
 
     /// Whether the process is still running: not exited (a zombie has). While it runs,
@@ -100,7 +118,7 @@ impl Exact {
     pub fn alive(&self) -> Result<bool, PluginError> {
         match &self.pidfd {
             Some(pidfd) => Ok(!self.exited_within(pidfd, Duration::ZERO)?),
-            None => Ok(proc::stat(self.pid).is_some_and(|now| {
+            None => Ok(stat_now(self.pid)?.is_some_and(|now| {
                 now.starttime == self.start_time && !matches!(now.state, 'Z' | 'X' | 'x')
             })),
         }
@@ -143,7 +161,13 @@ impl Exact {
         }
         let done = action(self.pid);
         let exited = !self.alive()?;
-        let now = proc::stat(self.pid).map(|s| s.starttime);
+        // Who holds the PID matters only once the process has exited; and then a PID
+        // that cannot be read is no PID found free.
+        let now = if exited {
+            stat_now(self.pid)?.map(|s| s.starttime)
+        } else {
+            None
+        };
         after_act(self.pid, self.start_time, exited, now)?;
         done.map(Some)
     }
@@ -238,7 +262,13 @@ mod tests {
     use rustix::process::{getpriority_process, setpriority_process};
 
     use super::*;
-    use crate::sdk::{process::state_of, testing::Child};
+    use crate::sdk::{
+        process::state_of,
+        testing::{
+            alone::{alone, Starved},
+            Child,
+        },
+    };
 
     fn info(child: &Child) -> ProcessInfo {
         ProcessInfo::of(child.pid()).unwrap()
@@ -327,6 +357,49 @@ mod tests {
             assert_eq!(act(), None, "pidfd: {pidfd}");
             assert!(!ran.get(), "the action ran on a process that had exited");
         }
+    }
+
+    /// With one descriptor left, the pidfd takes it and `/proc/<pid>/stat` cannot be
+    /// opened (EMFILE): that is an error to try again, never a process gone. Taken for
+    /// gone, process-pause's revert said "nothing to resume" and left its victim stopped
+    /// for good.
+    #[test]
+    fn a_process_that_cannot_be_looked_at_is_not_gone() {
+        alone(
+            "sdk::process::exact::tests::a_process_that_cannot_be_looked_at_is_not_gone",
+            || {
+                let child = Child::sleep();
+                let info = info(&child);
+                assert!(signal_exact(info.pid, info.start_time, Signal::STOP).unwrap());
+                // A signal is delivered a moment after it is sent.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while crate::sdk::process::stopped(info.pid) != Some(true) {
+                    assert!(Instant::now() < deadline, "SIGSTOP never took");
+                    std::thread::yield_now();
+                }
+                for free in [1, 0] {
+                    let starved = Starved::leaving(free);
+                    let answer = signal_exact(info.pid, info.start_time, Signal::CONT);
+                    let opened = Exact::of(&info).map(|e| e.is_some());
+                    drop(starved);
+                    let e = answer.unwrap_err();
+                    assert_eq!(e.kind, ErrorKind::Failed, "{free} left: {e}");
+                    assert!(e.message.contains("Too many open files"), "{e}");
+                    assert_eq!(opened.unwrap_err().kind, ErrorKind::Failed);
+                    assert_eq!(crate::sdk::process::stopped(info.pid), Some(true));
+                }
+                // With descriptors again, the same call resumes it.
+                assert!(signal_exact(info.pid, info.start_time, Signal::CONT).unwrap());
+                let process = Exact::of(&info).unwrap().unwrap();
+                // Without a pidfd, `alive` reads the stat file, and says so when it cannot.
+                let process = without_pidfd(process);
+                let starved = Starved::leaving(0);
+                let alive = process.alive();
+                drop(starved);
+                assert_eq!(alive.unwrap_err().kind, ErrorKind::Failed);
+                assert!(process.alive().unwrap());
+            },
+        );
     }
 
     /// A process that exits during the action is no error; a PID that names another

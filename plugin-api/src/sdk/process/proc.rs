@@ -104,14 +104,48 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     })
 }
 
-/// `/proc/<pid>/stat`, or `None` when the process is gone or unreadable.
+/// Whether a /proc read failed because the process is not there: ENOENT when its
+/// directory is gone, ESRCH when it was reaped after its file was opened. Any other
+/// error (EMFILE, ENOMEM, EACCES) says nothing of the process, which may well be alive.
+pub(crate) fn no_such_process(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(nix::libc::ENOENT | nix::libc::ESRCH))
+}
+
+/// A failed /proc read as the caller wants it: `Ok(None)` when the process is gone
+/// ([`no_such_process`]), the error otherwise.
+fn gone_or<T>(e: io::Error) -> io::Result<Option<T>> {
+    if no_such_process(&e) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// `/proc/<pid>/stat`, or `None` when the process is gone or unreadable. Where "gone"
+/// decides something (a revert that would otherwise be dropped), use [`try_stat`]:
+/// too many open files is not a process gone.
 pub fn stat(pid: u32) -> Option<Stat> {
+    try_stat(pid).ok().flatten()
+}
+
+/// `/proc/<pid>/stat`: `Ok(None)` only when there is no such process (ENOENT, ESRCH);
+/// any other failure to read it (EMFILE, ENOMEM) is an error, as is a file that does not
+/// parse.
+pub fn try_stat(pid: u32) -> io::Result<Option<Stat>> {
     // The longest line proc(5) allows is about 1,100 bytes (52 numbers and the name).
     let mut path = [0; 48];
     let path = proc_path(&mut path, pid, "stat");
     with_page(|buf| {
-        let len = read_small(path, buf).ok()?;
-        parse_stat(&buf[..len])
+        let len = match read_small(path, buf) {
+            Ok(len) => len,
+            Err(e) => return gone_or(e),
+        };
+        parse_stat(&buf[..len]).map(Some).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it does not read as proc(5) describes it",
+            )
+        })
     })
 }
 
@@ -120,28 +154,40 @@ pub fn stat(pid: u32) -> Option<Stat> {
 pub const MAX_CMDLINE: usize = 16 * 1024;
 
 /// The command line, arguments joined by spaces (empty for kernel threads and zombies),
-/// its first [`MAX_CMDLINE`] bytes.
+/// its first [`MAX_CMDLINE`] bytes; empty too when it cannot be read (see
+/// [`try_cmdline`]).
 pub fn cmdline(pid: u32) -> String {
+    try_cmdline(pid).ok().flatten().unwrap_or_default()
+}
+
+/// [`cmdline`], telling apart a process gone (`Ok(None)`) from a command line that could
+/// not be read (an error: EMFILE, say). A filter must not take an unread command line for
+/// an empty one: `exclude_cmdlines` would then let through what it excludes.
+pub(crate) fn try_cmdline(pid: u32) -> io::Result<Option<String>> {
     let mut path = [0; 48];
-    let Ok(mut file) = File::open(proc_path(&mut path, pid, "cmdline")) else {
-        return String::new();
+    let mut file = match File::open(proc_path(&mut path, pid, "cmdline")) {
+        Ok(file) => file,
+        Err(e) => return gone_or(e),
     };
     // Most command lines fit a page: read into the thread's own, and only a longer one
     // goes to the heap (a page on the heap, asked for at every pick, made `malloc` tidy
     // up its free lists every time).
-    with_page(|page| read_cmdline(&mut file, page))
+    match with_page(|page| read_cmdline(&mut file, page)) {
+        Ok(line) => Ok(Some(line)),
+        Err(e) => gone_or(e),
+    }
 }
 
-/// The rest of [`cmdline`]: `file` read into `page`, and on to the heap past it.
-fn read_cmdline(file: &mut File, page: &mut [u8; PAGE]) -> String {
+/// The rest of [`try_cmdline`]: `file` read into `page`, and on to the heap past it.
+fn read_cmdline(file: &mut File, page: &mut [u8; PAGE]) -> io::Result<String> {
     let mut len = 0;
     while len < page.len() {
-        match file.read(&mut page[len..]) {
-            Ok(0) | Err(_) => return args(&page[..len]),
+        match file.read(&mut page[len..])? {
+            0 => return Ok(args(&page[..len])),
             // The kernel fills a read as far as the arguments go (pidfds, which we need,
             // came after it learned to): a short one is the end.
-            Ok(n) if n < page.len() - len => return args(&page[..len + n]),
-            Ok(n) => len += n,
+            n if n < page.len() - len => return Ok(args(&page[..len + n])),
+            n => len += n,
         }
     }
     // Longer than a page: read on, up to the bound.
@@ -153,12 +199,12 @@ fn read_cmdline(file: &mut File, page: &mut [u8; PAGE]) -> String {
             }
             buf.resize((buf.len() * 2).min(MAX_CMDLINE), 0);
         }
-        match file.read(&mut buf[len..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => len += n,
+        match file.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
         }
     }
-    args(&buf[..len])
+    Ok(args(&buf[..len]))
 }
 
 /// The arguments of a `cmdline` file's bytes, joined by spaces.
@@ -172,6 +218,12 @@ fn args(bytes: &[u8]) -> String {
 /// user namespace; the pidfd's answer costs half as much (no 1.4 KB of text made and
 /// searched: 3.1 us against 6.5 us here, `status` being the dearest file a pick reads).
 pub fn real_uid(pid: u32) -> Option<u32> {
+    try_real_uid(pid).ok().flatten()
+}
+
+/// [`real_uid`], telling apart a process gone (`Ok(None)`) from a UID that could not be
+/// read (an error).
+pub(crate) fn try_real_uid(pid: u32) -> io::Result<Option<u32>> {
     static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
     real_uid_with(&NO_PIDFD_INFO, pid).0
 }
@@ -185,11 +237,11 @@ enum Source {
 
 /// [`real_uid`], with `no_pidfd_info` set once the kernel is found without
 /// `PIDFD_GET_INFO`; and where the answer came from.
-fn real_uid_with(no_pidfd_info: &AtomicBool, pid: u32) -> (Option<u32>, Source) {
+fn real_uid_with(no_pidfd_info: &AtomicBool, pid: u32) -> (io::Result<Option<u32>>, Source) {
     if !no_pidfd_info.load(Ordering::Relaxed) {
         match pidfd_real_uid(pid) {
-            PidfdUid::Uid(uid) => return (Some(uid), Source::Pidfd),
-            PidfdUid::Gone => return (None, Source::Pidfd),
+            PidfdUid::Uid(uid) => return (Ok(Some(uid)), Source::Pidfd),
+            PidfdUid::Gone => return (Ok(None), Source::Pidfd),
             PidfdUid::Unsupported => no_pidfd_info.store(true, Ordering::Relaxed),
             PidfdUid::Failed => {}
         }
@@ -267,13 +319,19 @@ fn after_ioctl_error(errno: Option<i32>) -> PidfdUid {
     }
 }
 
-/// The real UID from the `Uid:` line of `/proc/<pid>/status`.
-fn status_real_uid(pid: u32) -> Option<u32> {
+/// The real UID from the `Uid:` line of `/proc/<pid>/status`; `Ok(None)` when the
+/// process is gone.
+fn status_real_uid(pid: u32) -> io::Result<Option<u32>> {
     let mut path = [0; 48];
     let path = proc_path(&mut path, pid, "status");
     with_page(|buf| {
-        let len = read_small(path, buf).ok()?;
-        uid_of_status(&buf[..len])
+        let len = match read_small(path, buf) {
+            Ok(len) => len,
+            Err(e) => return gone_or(e),
+        };
+        uid_of_status(&buf[..len]).map(Some).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "it has no readable Uid: line")
+        })
     })
 }
 
@@ -396,7 +454,7 @@ mod tests {
     fn the_pidfd_and_status_agree_on_the_real_uid_and_on_a_process_gone() {
         let mut child = child_with_argument("x");
         let pid = child.id();
-        let from_status = status_real_uid(pid);
+        let from_status = status_real_uid(pid).unwrap();
         assert_eq!(from_status, Some(nix::unistd::getuid().as_raw()));
         match pidfd_real_uid(pid) {
             PidfdUid::Uid(uid) => assert_eq!(Some(uid), from_status),
@@ -412,7 +470,8 @@ mod tests {
         if kernel_has_pidfd_info() {
             assert_eq!(pidfd_real_uid(pid), PidfdUid::Gone);
         }
-        assert_eq!(status_real_uid(pid), None);
+        assert_eq!(status_real_uid(pid).unwrap(), None);
+        assert_eq!(try_real_uid(pid).unwrap(), None);
         assert_eq!(real_uid(pid), None);
     }
 
@@ -421,14 +480,15 @@ mod tests {
         let me = std::process::id();
         let uid = Some(nix::unistd::getuid().as_raw());
         let no_pidfd_info = AtomicBool::new(false);
-        let asked = real_uid_with(&no_pidfd_info, me);
+        let (asked, source) = real_uid_with(&no_pidfd_info, me);
         if kernel_has_pidfd_info() {
-            assert_eq!(asked, (uid, Source::Pidfd));
+            assert_eq!((asked.unwrap(), source), (uid, Source::Pidfd));
             assert!(!no_pidfd_info.load(Ordering::Relaxed));
         }
         // Once found without it, `status` answers, and the pidfd is not asked.
         no_pidfd_info.store(true, Ordering::Relaxed);
-        assert_eq!(real_uid_with(&no_pidfd_info, me), (uid, Source::Status));
+        let (asked, source) = real_uid_with(&no_pidfd_info, me);
+        assert_eq!((asked.unwrap(), source), (uid, Source::Status));
     }
 
     #[test]
