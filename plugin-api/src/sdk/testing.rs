@@ -99,11 +99,11 @@ use std::{
 use abi_stable::std_types::{RResult, RStr, RString};
 use serde::de::DeserializeOwned;
 
-#[cfg(test)]
 pub(crate) mod alone;
 mod child;
 mod threads;
 
+pub use alone::alone;
 pub use child::Child;
 pub use threads::threads_named;
 

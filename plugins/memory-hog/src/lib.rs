@@ -2,10 +2,12 @@
 //! incident. The memory is taken inside the daemon, page by page, and given back when the
 //! fault is reverted (when due, on shutdown, on pause; with the daemon itself after a crash).
 //!
-//! It never pushes the host to the OOM killer: it takes at most what `MemAvailable` leaves
-//! above a floor, and while it holds memory a watcher lets go of it at once if
-//! `MemAvailable` falls below that floor (because something else grew), so the kernel never
-//! has to pick a victim, least of all the daemon.
+//! It never pushes the host, or the daemon's container, to the OOM killer: it takes at most
+//! what is available above a floor (`MemAvailable`, or the room the daemon's memory
+//! cgroups leave it where smaller, less what other holds being taken at the same moment
+//! will use), and while it holds memory a watcher lets go of it at once if that falls
+//! below the floor (because something else grew), so the kernel never has to pick a
+//! victim, least of all the daemon.
 //!
 //! ```ron
 //! faults: {
@@ -17,6 +19,9 @@
 //!     )),
 //! },
 //! ```
+
+mod cgroup;
+mod room;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -41,7 +46,7 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 pub struct Config {
     /// How many MiB to hold (default 256).
     pub mib: Option<u64>,
-    /// Or a share of `MemAvailable` at injection time, in percent (1 to 90).
+    /// Or a share of what is available at injection time, in percent (1 to 90).
     pub percent: Option<u64>,
     /// Never leave less than this many MiB available (default 256).
     pub floor_mib: Option<u64>,
@@ -65,12 +70,31 @@ fn config_error(message: String) -> PluginError {
     PluginError::new(ErrorKind::Config, message)
 }
 
-/// `MemAvailable` from /proc/meminfo, in bytes.
-fn available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+/// The holds being taken in this process, shared by every instance of the fault.
+static TAKING: std::sync::LazyLock<room::Reservations> =
+    std::sync::LazyLock::new(room::Reservations::default);
+
+impl MemoryHog {
+    /// How much to take of `free` (what is available, less what other holds being taken
+    /// will use); an error of kind `NoTarget` when that is nothing.
+    fn size(&self, free: u64) -> Result<u64, PluginError> {
+        let wanted = match self.amount {
+            Amount::Mib(n) => n.saturating_mul(MIB),
+            Amount::Percent(p) => free / 100 * p,
+        };
+        let size = wanted.min(free.saturating_sub(self.floor)) / MIB * MIB;
+        if size == 0 {
+            return Err(PluginError::new(
+                ErrorKind::NoTarget,
+                format!(
+                    "only {} MiB available, at or under the floor of {} MiB: nothing to take",
+                    free / MIB,
+                    self.floor / MIB
+                ),
+            ));
+        }
+        Ok(size)
+    }
 }
 
 /// The stop flags of the holds running in this process, shared by every instance of the
@@ -110,27 +134,9 @@ impl FaultPlugin for MemoryHog {
     }
 
     fn inject(&self, request: &Request) -> Result<Outcome, PluginError> {
-        let free = available().ok_or_else(|| {
-            PluginError::new(
-                ErrorKind::Failed,
-                "cannot read MemAvailable from /proc/meminfo",
-            )
-        })?;
-        let wanted = match self.amount {
-            Amount::Mib(n) => n.saturating_mul(MIB),
-            Amount::Percent(p) => free / 100 * p,
-        };
-        let size = wanted.min(free.saturating_sub(self.floor)) / MIB * MIB;
-        if size == 0 {
-            return Err(PluginError::new(
-                ErrorKind::NoTarget,
-                format!(
-                    "only {} MiB available, at or under the floor of {} MiB: nothing to take",
-                    free / MIB,
-                    self.floor / MIB
-                ),
-            ));
-        }
+        // Reserved until every page is touched: by then `available` shows the hold.
+        let (reserved, free) = TAKING.reserve(room::available, |free| self.size(free))?;
+        let size = reserved.bytes();
         let how_long = humantime::format_duration(self.duration);
         let mut outcome = Outcome {
             action: "Hold".to_owned(),
@@ -158,6 +164,7 @@ impl FaultPlugin for MemoryHog {
         for page in memory.chunks_mut(PAGE) {
             page[0] = 1;
         }
+        drop(reserved);
         let token = Rng::from_seed(request.seed).next_u64();
         let flag = RUNNING.start(token);
         let floor = self.floor;
@@ -199,10 +206,11 @@ impl FaultPlugin for MemoryHog {
     }
 }
 
-/// Holds `memory` until told to stop, the hard deadline, or `MemAvailable` under the floor.
+/// Holds `memory` until told to stop, the hard deadline, or what is available under the
+/// floor.
 fn hold(memory: Vec<u8>, stop: &AtomicBool, floor: u64, until: Instant) {
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-        if available().is_some_and(|a| a < floor) {
+        if room::available().is_ok_and(|a| a < floor) {
             break;
         }
         std::thread::sleep(WATCH_EVERY);
@@ -213,21 +221,4 @@ fn hold(memory: Vec<u8>, stop: &AtomicBool, floor: u64, until: Instant) {
 export_plugin!(MemoryHog);
 
 #[cfg(test)]
-mod tests {
-    use nightmare_monkey_plugin_api::sdk::testing::{threads_named, Harness};
-
-    use super::*;
-
-    /// Through the ABI, for real (1 MiB): revert from a fresh instance lets it go.
-    #[test]
-    fn keeps_the_contracts() {
-        let harness = Harness::of::<MemoryHog>();
-        harness
-            .contract("(mib: 1, floor_mib: 0, duration: \"1m\")")
-            .watch(|| threads_named("memory-hog"))
-            .check_all()
-            .unwrap();
-        harness.config_error("(mib: 0)", "mib").unwrap();
-        harness.config_error("(percent: 91)", "percent").unwrap();
-    }
-}
+mod tests;

@@ -1,27 +1,32 @@
-//! The SDK's own tests that starve their process of a resource (descriptors): each runs
-//! in a fresh run of the test binary, alone, so that no other test's thread shares the
-//! shortage.
+//! Tests that starve or confine their own process (descriptors used up, a memory cgroup
+//! joined): each runs in a fresh run of the test binary, alone, so that no other test's
+//! thread shares the shortage or the limit.
 
-use std::{fs::File, process::Command};
-
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+use std::process::Command;
 
 /// Set in the run that [`alone`] starts: the test body runs there.
 const ALONE: &str = "NM_SDK_TEST_ALONE";
 
-/// Runs `body` in a run of this test binary of its own that runs the test `name` only
-/// (its path under the crate, as `cargo test` lists it); fails if that run fails.
-pub(crate) fn alone(name: &str, body: impl FnOnce()) {
+/// Runs `body` in a run of this test binary of its own, which runs the test `name` only
+/// (its path in the crate, as `cargo test` lists it, e.g. `tests::holds_in_a_cgroup`),
+/// and fails if that run fails. What `body` does to its process (a lower descriptor
+/// limit, a cgroup joined) touches no other test.
+///
+/// # Panics
+///
+/// When the run alone fails, or runs no test (a `name` that names none).
+pub fn alone(name: &str, body: impl FnOnce()) {
     if std::env::var_os(ALONE).is_some() {
         body();
         return;
     }
-    let exe = std::env::current_exe().expect("the test binary's own path");
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|e| panic!("cannot find the test binary's own path: {e}"));
     let run = Command::new(exe)
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
         .env(ALONE, "1")
         .output()
-        .expect("the test binary runs again");
+        .unwrap_or_else(|e| panic!("cannot run the test binary again: {e}"));
     let out = String::from_utf8_lossy(&run.stdout);
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(
@@ -33,15 +38,18 @@ pub(crate) fn alone(name: &str, body: impl FnOnce()) {
 
 /// Every descriptor this process may open but `free`, held until dropped (with the
 /// limit lowered meanwhile, as `prlimit --nofile=64` would: the default may be a million).
+#[cfg(test)]
 pub(crate) struct Starved {
-    _held: Vec<File>,
-    limit: Rlimit,
+    _held: Vec<std::fs::File>,
+    limit: rustix::process::Rlimit,
 }
 
+#[cfg(test)]
 impl Starved {
     /// Opens `/dev/null` until the limit, then closes `free` of them again. Only in a
     /// test run [`alone`].
     pub(crate) fn leaving(free: usize) -> Starved {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
         assert!(
             std::env::var_os(ALONE).is_some(),
             "starving a shared test run"
@@ -53,7 +61,7 @@ impl Starved {
         };
         setrlimit(Resource::Nofile, low).expect("the descriptor limit lowered");
         let mut held = Vec::new();
-        while let Ok(file) = File::open("/dev/null") {
+        while let Ok(file) = std::fs::File::open("/dev/null") {
             held.push(file);
         }
         assert!(held.len() >= free, "fewer than {free} descriptors to leave");
@@ -62,8 +70,9 @@ impl Starved {
     }
 }
 
+#[cfg(test)]
 impl Drop for Starved {
     fn drop(&mut self) {
-        let _ = setrlimit(Resource::Nofile, self.limit);
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, self.limit);
     }
 }
