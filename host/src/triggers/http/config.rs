@@ -170,6 +170,17 @@ impl RawHttp {
             }
             tokens.push((name.clone(), secret.trim().to_owned()));
         }
+        if let Some(refused) = shape_of(&tokens, &addr, |name| {
+            if name == "token" && raw.tokens.get("token").is_none() {
+                let key = if raw.token.is_some() { "token" } else { "token_file" };
+                src.at(&["http", key])
+            } else {
+                src.at(&["http", "tokens", &format!("\"{name}\"")])
+            }
+        }) {
+            errors.push(refused);
+            return None;
+        }
         if !addr.ip().is_loopback() && tokens.is_empty() && !raw.allow_public_without_token {
             errors.push(format!(
             "{at}: refusing to listen on {addr} without a token: anyone who reaches it could inject faults. Set http.token or http.token_file in the config (or http.allow_public_without_token: true to accept that), or listen on 127.0.0.1"
@@ -190,6 +201,47 @@ impl RawHttp {
     }
 }
 
+/// The shortest token for an address others can reach.
+pub const MIN_PUBLIC_TOKEN: usize = 16;
+
+/// What is wrong with the tokens (name, secret) of an API on `addr`, at the place
+/// `at(name)` says: each must fit an `Authorization: Bearer` header (printable ASCII, no
+/// space), be long enough to guess on an address others reach, and be its caller's own
+/// (two alike would name every caller after one of them).
+fn shape_of(
+    tokens: &[(String, String)],
+    addr: &SocketAddr,
+    at: impl Fn(&str) -> String,
+) -> Option<String> {
+    for (i, (name, secret)) in tokens.iter().enumerate() {
+        let whose = if name == "token" && i == 0 {
+            "the token".to_owned()
+        } else {
+            format!("the token of `{name}`")
+        };
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Some(format!(
+                "{}: {whose} holds a space, a control or a non-ASCII character: an Authorization header carries printable ASCII (e.g. `openssl rand -hex 16`)",
+                at(name)
+            ));
+        }
+        if !addr.ip().is_loopback() && secret.len() < MIN_PUBLIC_TOKEN {
+            return Some(format!(
+                "{}: {whose} is {} characters long, fewer than the {MIN_PUBLIC_TOKEN} an address others reach ({addr}) needs (e.g. `openssl rand -hex 16`)",
+                at(name),
+                secret.len()
+            ));
+        }
+        if let Some((other, _)) = tokens[..i].iter().find(|(_, s)| s == secret) {
+            return Some(format!(
+                "{}: {whose} is the same as `{other}`'s: each caller needs a token of its own",
+                at(name)
+            ));
+        }
+    }
+    None
+}
+
 /// An address with no port: `127.0.0.1`, `::1`, or an IPv6 address bracketed as the
 /// daemon prints it (`[::1]`).
 fn bare_ip(text: &str) -> Option<IpAddr> {
@@ -202,6 +254,39 @@ fn bare_ip(text: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token fits a Bearer header, is long enough where others can reach the API,
+    /// and is its caller's own.
+    #[test]
+    fn a_token_has_the_shape_a_caller_can_send_and_nobody_can_guess() {
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let at = |name: &str| format!("f.ron:1:1 ({name})");
+        let tokens = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect()
+        };
+        let good = "0123456789abcdef";
+        assert_eq!(shape_of(&tokens(&[("token", good)]), &public, at), None);
+        assert_eq!(shape_of(&tokens(&[("token", "s3cret")]), &local, at), None);
+        assert_eq!(
+            shape_of(&tokens(&[("token", "s3cret")]), &public, at).unwrap(),
+            "f.ron:1:1 (token): the token is 6 characters long, fewer than the 16 an address others reach (0.0.0.0:8080) needs (e.g. `openssl rand -hex 16`)"
+        );
+        for bad in ["abc\ndef", "abc def", "abcé"] {
+            let said = shape_of(&tokens(&[("ops", bad)]), &local, at).unwrap();
+            assert!(
+                said.starts_with("f.ron:1:1 (ops): the token of `ops` holds a space, a control or a non-ASCII character"),
+                "{said}"
+            );
+        }
+        assert_eq!(
+            shape_of(&tokens(&[("token", good), ("bob", good)]), &local, at).unwrap(),
+            "f.ron:1:1 (bob): the token of `bob` is the same as `token`'s: each caller needs a token of its own"
+        );
+    }
 
     #[test]
     fn an_address_without_a_port_may_be_bracketed_only_if_ipv6() {
