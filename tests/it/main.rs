@@ -21,6 +21,7 @@ mod outcomes;
 mod pictures;
 mod plugins;
 mod poller;
+mod poller_hostile;
 mod proxy;
 mod readme;
 mod reverts;

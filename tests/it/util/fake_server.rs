@@ -159,3 +159,28 @@ impl FakeServer {
         guard.1.clone()
     }
 }
+
+/// A server on loopback that reads each request's head and hands the connection to
+/// `answer`, on a thread of its own: for answers [`FakeServer`] cannot script (a body
+/// without end, one that drips). Its URL.
+pub fn raw_server(answer: fn(&mut std::net::TcpStream)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                let Ok(clone) = stream.try_clone() else {
+                    return;
+                };
+                let mut reader = std::io::BufReader::new(clone);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                answer(&mut stream);
+            });
+        }
+    });
+    url
+}

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use config::{CatchUp, PollerConfig, RawPoller};
 
 mod config;
+mod fetch;
+use fetch::{client, fetch};
 use tokio::sync::watch;
 
 use crate::{
@@ -104,90 +106,6 @@ impl Counter {
     }
 }
 
-/// Why a poll gave no count.
-#[derive(Debug)]
-struct PollError {
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl PollError {
-    fn new(message: String) -> Self {
-        Self {
-            message,
-            retry_after: None,
-        }
-    }
-}
-
-/// One poll: GET the document and read the integer at the pointer.
-async fn fetch(client: &reqwest::Client, config: &PollerConfig) -> Result<u64, PollError> {
-    let mut request = client.get(&config.url);
-    for (name, value) in &config.headers {
-        request = request.header(name, value);
-    }
-    let answer = request.send().await.map_err(|e| {
-        let what = if e.is_timeout() {
-            format!(
-                "no answer within {}",
-                humantime::format_duration(config.timeout)
-            )
-        } else {
-            let mut cause: &dyn std::error::Error = &e;
-            while let Some(next) = cause.source() {
-                cause = next;
-            }
-            cause.to_string()
-        };
-        PollError::new(format!("GET {} failed: {what}", config.url))
-    })?;
-    let status = answer.status();
-    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        let retry_after = answer
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let message = match retry_after {
-            Some(d) => format!(
-                "GET {} answered 429 Too Many Requests (Retry-After: {} s)",
-                config.url,
-                d.as_secs()
-            ),
-            None => format!("GET {} answered 429 Too Many Requests", config.url),
-        };
-        return Err(PollError {
-            message,
-            retry_after,
-        });
-    }
-    if !status.is_success() {
-        return Err(PollError::new(format!(
-            "GET {} answered {status}",
-            config.url
-        )));
-    }
-    let body = answer
-        .bytes()
-        .await
-        .map_err(|e| PollError::new(format!("GET {}: cannot read the answer: {e}", config.url)))?;
-    let json: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| PollError::new(format!("GET {}: the answer is not JSON ({e})", config.url)))?;
-    match json.pointer(&config.pointer) {
-        None => Err(PollError::new(format!(
-            "GET {}: the answer has no {}",
-            config.url, config.pointer
-        ))),
-        Some(value) => value.as_u64().ok_or_else(|| {
-            PollError::new(format!(
-                "GET {}: {} is {value}, not a non-negative integer",
-                config.url, config.pointer
-            ))
-        }),
-    }
-}
-
 /// The wait after `failures` failed polls in a row: the period doubled per failure,
 /// up to `max_backoff`, with a jitter from the poller's own stream.
 fn backoff(config: &PollerConfig, failures: u32, rng: &mut Rng) -> Duration {
@@ -203,19 +121,6 @@ fn describe(config: &PollerConfig, count: u64) -> String {
         .desc
         .replace("{count}", &count.to_string())
         .replace("{likes}", &count.to_string())
-}
-
-/// The HTTP client every poller uses.
-pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!(
-            "nightmare-monkey/",
-            env!("CARGO_PKG_VERSION"),
-            " (+https://github.com/nightmare-monkey/nightmare-monkey)"
-        ))
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .build()
 }
 
 /// Logs a message once while it stays the same.

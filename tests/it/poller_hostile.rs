@@ -1,0 +1,92 @@
+//! The poller against servers that misbehave on purpose, and what it must never show.
+
+use std::{io::Write as _, net::TcpStream, time::Duration};
+
+use crate::util::{raw_server, Daemon, Drill, TestDir};
+
+/// A config with this one poller, named `p`, and the built-in fault: its path.
+fn config(dir: &TestDir, poller: &str) -> String {
+    Drill::new(dir)
+        .config(&format!(r#"pollers: {{"p": {poller}}}"#))
+        .config(r#"faults: {"process-kill": ()}"#)
+        .write()
+}
+
+/// Runs the daemon on `config` until poller `p` says its first poll failed, and stops
+/// it: that line, and the daemon with its whole log.
+fn first_failure(config: &str) -> (String, Daemon) {
+    let mut d = Daemon::start(&["--config", config, "--seed", "1"]);
+    let line = d.wait_for(|l| l.starts_with("poller p: GET"));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    (line, d)
+}
+
+/// 5 MiB of blanks, chunked, then a count: valid JSON, but past any answer a poll reads.
+fn endless(stream: &mut TcpStream) {
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let blanks = vec![b' '; 64 * 1024];
+    for _ in 0..80 {
+        let chunk = format!("{:x}\r\n", blanks.len());
+        let sent = stream
+            .write_all(chunk.as_bytes())
+            .and_then(|()| stream.write_all(&blanks))
+            .and_then(|()| stream.write_all(b"\r\n"));
+        if sent.is_err() {
+            return;
+        }
+    }
+    let _ = stream.write_all(b"b\r\n{\"count\":1}\r\n0\r\n\r\n");
+}
+
+/// A count, one byte every tenth of a second: whole only after ten seconds.
+fn drip(stream: &mut TcpStream) {
+    let body = format!("{:>100}", "{\"count\":1}");
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for byte in body.bytes() {
+        // The server's pace, not a wait for the daemon.
+        std::thread::sleep(Duration::from_millis(100));
+        if stream.write_all(&[byte]).is_err() {
+            return;
+        }
+    }
+}
+
+/// An answer past 4 MiB, and one that drips past the timeout: each a bad day, said
+/// once, and nothing fired.
+#[test]
+fn an_answer_too_large_or_too_slow_is_given_up_and_said_once() {
+    let cases: [(_, fn(&mut TcpStream), _, _); 2] = [
+        (
+            "poll-huge",
+            endless,
+            r#"period: "20ms", max_backoff: "40ms""#,
+            "the answer is larger than 4 MiB, more than a counter needs",
+        ),
+        (
+            "poll-drip",
+            drip,
+            r#"period: "1h", timeout: "1s""#,
+            "the answer did not end within 1s",
+        ),
+    ];
+    for (name, answer, timing, why) in cases {
+        let dir = TestDir::new(name);
+        let url = raw_server(answer);
+        let (line, d) = first_failure(&config(
+            &dir,
+            &format!(r#"Json(url: "{url}/c", pointer: "/count", {timing})"#),
+        ));
+        assert_eq!(line, format!("poller p: GET {url}/c: {why}; backing off"));
+        let said = d.log.iter().filter(|l| l.starts_with("poller p: GET"));
+        assert_eq!(said.count(), 1, "said once: {:?}", d.log);
+        assert!(!d.log.iter().any(|l| l.contains("Kill: ")), "{:?}", d.log);
+    }
+}
