@@ -90,3 +90,43 @@ fn an_answer_too_large_or_too_slow_is_given_up_and_said_once() {
         assert!(!d.log.iter().any(|l| l.contains("Kill: ")), "{:?}", d.log);
     }
 }
+
+/// A count of a thousand billion, always.
+fn huge_count(stream: &mut TcpStream) {
+    let body = "{\"count\":1000000000000}";
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// The daemon on [`config`].
+fn poller(dir: &TestDir, poller: &str) -> Daemon {
+    Daemon::start(&["--config", &config(dir, poller), "--seed", "1"])
+}
+
+#[test]
+fn one_poll_fires_at_most_ten_faults_however_far_the_count_jumps() {
+    let dir = TestDir::new("poll-jump");
+    let url = raw_server(huge_count);
+    let mut d = poller(
+        &dir,
+        &format!(r#"Json(url: "{url}/c", pointer: "/count", period: "1h", catch_up: AllAtOnce)"#),
+    );
+    d.wait_for(|l| {
+        l == "poller p: count 1000000000000 is 1000000000000 faults past the threshold 1; at most 10 a poll, the rest on later polls"
+    });
+    // Said before the poll fires; then ten faults, and the next poll is an hour away.
+    for _ in 0..10 {
+        d.wait_for(|l| l.contains("Kill: ") && l.ends_with(" - the counter reached 1000000000000"));
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let fired = d.log.iter().filter(|l| l.contains("Kill: ")).count();
+    assert_eq!(fired, 10, "{:?}", d.log);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("poller-p.json")).unwrap(),
+        r#"{"threshold":11}"#
+    );
+}

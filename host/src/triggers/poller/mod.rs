@@ -61,6 +61,12 @@ pub fn load_state(config: &PollerConfig) -> Result<Option<Saved>, String> {
     }
 }
 
+/// The most faults one poll fires, whatever the count: a counter that jumps (a bug, a
+/// hostile server) under `catch_up: AllAtOnce` would otherwise fire one per step passed,
+/// thousands at once. The rest stay due and fire on later polls, as `OnePerPoll` catches
+/// up; a `budget` bounds the day.
+pub const MAX_FAULTS_PER_POLL: u64 = 10;
+
 /// The threshold arithmetic, apart from any I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter {
@@ -84,14 +90,20 @@ impl Counter {
         self.threshold
     }
 
-    /// How many faults are due at `count` in this poll.
-    pub fn due(&self, count: u64) -> u64 {
-        if count < self.threshold {
-            return 0;
+    /// How many thresholds `count` has reached: the faults owed.
+    pub fn passed(&self, count: u64) -> u64 {
+        match count.checked_sub(self.threshold) {
+            Some(over) => over / self.step + 1,
+            None => 0,
         }
+    }
+
+    /// How many faults are due at `count` in this poll: one, or with `AllAtOnce` every
+    /// one owed, up to [`MAX_FAULTS_PER_POLL`].
+    pub fn due(&self, count: u64) -> u64 {
         match self.catch_up {
-            CatchUp::OnePerPoll => 1,
-            CatchUp::AllAtOnce => (count - self.threshold) / self.step + 1,
+            CatchUp::OnePerPoll => self.passed(count).min(1),
+            CatchUp::AllAtOnce => self.passed(count).min(MAX_FAULTS_PER_POLL),
         }
     }
 
@@ -184,6 +196,8 @@ pub async fn run(
     let mut fetch_errors = Once::default();
     let mut refusals = Once::default();
     let mut first = fresh && config.start_from_current;
+    // Whether the poller said that more faults are owed than one poll fires.
+    let mut held_back = false;
     loop {
         let wait = match fetch(&client, &config).await {
             Ok(count) => {
@@ -197,7 +211,18 @@ pub async fn run(
                     counter.start_above(count);
                     save(&config, counter);
                 }
-                for _ in 0..counter.due(count) {
+                let (owed, due) = (counter.passed(count), counter.due(count));
+                if config.catch_up == CatchUp::AllAtOnce && owed > due {
+                    if !std::mem::replace(&mut held_back, true) {
+                        log::line(format!(
+                            "poller {name}: count {count} is {owed} faults past the threshold {}; at most {MAX_FAULTS_PER_POLL} a poll, the rest on later polls",
+                            counter.threshold()
+                        ));
+                    }
+                } else {
+                    held_back = false;
+                }
+                for _ in 0..due {
                     let ask = Ask {
                         fault: config.fault.clone(),
                         desc: describe(&config, count),
@@ -289,6 +314,15 @@ mod tests {
     fn all_at_once_fires_every_threshold_passed() {
         assert_eq!(fires(&[0, 30, 31], CatchUp::AllAtOnce), [30; 10]);
         assert_eq!(fires(&[5, 4, 5, 6], CatchUp::AllAtOnce), [5, 6]);
+    }
+
+    #[test]
+    fn one_poll_fires_at_most_ten_however_far_the_count_jumps() {
+        let c = Counter::new(1, 1, CatchUp::AllAtOnce);
+        assert_eq!(c.due(1_000_000_000_000), MAX_FAULTS_PER_POLL);
+        assert_eq!(c.passed(1_000_000_000_000), 1_000_000_000_000);
+        assert_eq!(c.due(u64::MAX), MAX_FAULTS_PER_POLL);
+        assert_eq!(Counter::new(3, 3, CatchUp::OnePerPoll).due(u64::MAX), 1);
     }
 
     #[test]
