@@ -2,7 +2,7 @@
 
 use std::{io::Write as _, net::TcpStream, time::Duration};
 
-use crate::util::{raw_server, Daemon, Drill, TestDir};
+use crate::util::{raw_server, Daemon, Drill, FakeServer, Reply, TestDir};
 
 /// A config with this one poller, named `p`, and the built-in fault: its path.
 fn config(dir: &TestDir, poller: &str) -> String {
@@ -129,4 +129,60 @@ fn one_poll_fires_at_most_ten_faults_however_far_the_count_jumps() {
         std::fs::read_to_string(dir.join("poller-p.json")).unwrap(),
         r#"{"threshold":11}"#
     );
+}
+
+/// A 302 to `location`.
+fn redirect(location: &str) -> Reply {
+    let mut reply = Reply::body(302, "");
+    reply.headers.push(("Location".into(), location.to_owned()));
+    reply
+}
+
+#[test]
+fn a_redirect_to_another_host_is_not_followed_and_the_secret_stays() {
+    let dir = TestDir::new("poll-redirect");
+    let other = FakeServer::start(vec![Reply::likes(0)]);
+    // Another host to the client, though the same address.
+    let server = FakeServer::start(vec![redirect(&format!(
+        "http://localhost:{}/count",
+        other.port
+    ))]);
+    let url = format!("{}/c", server.url());
+    let (line, _) = first_failure(&config(
+        &dir,
+        &format!(
+            r#"Json(url: "{url}", pointer: "/likes_count", period: "1h", headers: {{"PRIVATE-TOKEN": "S3CRET"}})"#
+        ),
+    ));
+    assert_eq!(
+        line,
+        format!("poller p: GET {url} answered 302 Found, a redirect to another scheme, host or port: not followed (give the URL it names); backing off")
+    );
+    let seen = server.wait_requests(1);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].header("private-token"), Some("S3CRET"));
+    assert!(
+        other.wait_requests(0).is_empty(),
+        "the redirect was followed"
+    );
+}
+
+#[test]
+fn a_redirect_on_the_same_host_is_followed_with_the_headers() {
+    let dir = TestDir::new("poll-moved");
+    let server = FakeServer::start(vec![redirect("/new"), Reply::likes(1)]);
+    let mut d = poller(
+        &dir,
+        &format!(
+            r#"Json(url: "{}/old", pointer: "/likes_count", period: "1h", headers: {{"PRIVATE-TOKEN": "S3CRET"}})"#,
+            server.url()
+        ),
+    );
+    d.wait_for(|l| l.contains("Kill: ") && l.ends_with(" - the counter reached 1"));
+    let seen = server.wait_requests(2);
+    assert_eq!(
+        (seen[0].path.as_str(), seen[1].path.as_str()),
+        ("/old", "/new")
+    );
+    assert_eq!(seen[1].header("private-token"), Some("S3CRET"));
 }

@@ -6,6 +6,7 @@ mod cli;
 mod fleet;
 mod logs;
 mod metrics;
+mod notifier_hostile;
 mod notifiers;
 mod systemd;
 

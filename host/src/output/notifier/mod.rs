@@ -84,8 +84,12 @@ impl Notifiers {
         if list.is_empty() {
             return Ok(Self::default());
         }
+        // No redirect is followed: reqwest's own policy sends every header but
+        // `Authorization` and `Cookie` to whatever host a redirect names, and turns a
+        // POST into a body-less GET after a 302, which the hook then answers as sent.
         let client = reqwest::Client::builder()
             .user_agent(concat!("nightmare-monkey/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let list = list
             .into_iter()
@@ -204,6 +208,10 @@ async fn deliver(
                 log::line(format!("notifier {name}: {id} sent"));
                 return;
             }
+            Ok(answer) if answer.status().is_redirection() => format!(
+                "the hook answered {}, a redirect: not followed (give the URL it names)",
+                answer.status()
+            ),
             Ok(answer) => format!("the hook answered {}", answer.status()),
             // The URL may hold a secret (Slack's does): name the error, not the URL.
             Err(e) => format!("POST failed: {}", describe(&e)),

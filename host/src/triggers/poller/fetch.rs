@@ -83,6 +83,11 @@ pub(super) async fn fetch(
             retry_after,
         });
     }
+    if status.is_redirection() {
+        return Err(PollError::new(format!(
+            "GET {url} answered {status}, a redirect to another scheme, host or port: not followed (give the URL it names)"
+        )));
+    }
     if !status.is_success() {
         return Err(PollError::new(format!("GET {url} answered {status}")));
     }
@@ -147,5 +152,28 @@ pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
         ))
         .connect_timeout(timeout)
         .read_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::custom(same_origin_only))
         .build()
+}
+
+/// The most redirects one poll follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// Follows a redirect within the origin first asked (scheme, host and port) only. A
+/// poller's headers carry its secrets (a token, an API key), and reqwest's own policy
+/// sends every header but `Authorization` and `Cookie` to whatever host a redirect
+/// names; an API that moved a resource on its own host (GitHub's renamed repositories)
+/// still works. A redirect elsewhere is handed back as the answer, and said.
+fn same_origin_only(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let same = attempt
+        .previous()
+        .first()
+        .is_some_and(|first| first.origin() == attempt.url().origin());
+    if !same {
+        attempt.stop()
+    } else if attempt.previous().len() > MAX_REDIRECTS {
+        attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+    } else {
+        attempt.follow()
+    }
 }
