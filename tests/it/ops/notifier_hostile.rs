@@ -63,3 +63,30 @@ fn a_hook_that_redirects_is_not_followed_and_its_headers_stay() {
     assert_eq!(counted(port, "audit", "failed"), 1.0);
     assert_eq!(counted(port, "audit", "sent"), 0.0);
 }
+
+/// A description (any API client's) and a process name (any local user's) reach Slack
+/// as text: `<!here>` calls no one, `<https://...|label>` is no link.
+#[test]
+fn slack_markup_in_a_description_is_escaped() {
+    let _victim = Sleeper::start();
+    let chat = FakeServer::start(vec![Reply::body(200, "ok")]);
+    let dir = TestDir::new("webhook-markup");
+    let (mut d, port) = telling(
+        &dir,
+        &format!(r#""chat": Slack(url: "{}/services/T/B/X")"#, chat.url()),
+    );
+    fault(
+        port,
+        "<!here> see <https://evil.example/x|the runbook> & more",
+    );
+    d.wait_for(|l| l.contains("notifier chat") && l.ends_with(" sent"));
+    let body: serde_json::Value = serde_json::from_str(&chat.wait_requests(1)[0].body).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains(
+            " - &lt;!here&gt; see &lt;https://evil.example/x|the runbook&gt; &amp; more\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains('<') && !text.contains('>'), "{text}");
+}

@@ -125,9 +125,7 @@ impl Notifiers {
         };
         for (index, (notifier, _)) in shared.list.iter().enumerate() {
             let body = match notifier.kind {
-                HookKind::Slack => serde_json::json!({
-                    "text": format!("Nightmare Monkey: {}", escape_controls(text))
-                }),
+                HookKind::Slack => slack_message(&escape_controls(text)),
                 HookKind::Json => record.clone(),
             };
             let what = what.to_owned();
@@ -141,13 +139,11 @@ impl Notifiers {
 /// answer for JSON.
 pub fn payload(kind: HookKind, injection: &Injection) -> serde_json::Value {
     match kind {
-        HookKind::Slack => serde_json::json!({
-            "text": format!(
-                "Nightmare Monkey: {}\n{}",
-                logline::fault_line(injection),
-                logline::result_line(injection)
-            )
-        }),
+        HookKind::Slack => slack_message(&format!(
+            "{}\n{}",
+            logline::fault_line(injection),
+            logline::result_line(injection)
+        )),
         HookKind::Json => {
             let mut body = serde_json::to_value(Answer::of(injection)).unwrap_or_default();
             // A chat or an audit hook gets what a log line shows of a command line.
@@ -159,6 +155,19 @@ pub fn payload(kind: HookKind, injection: &Injection) -> serde_json::Value {
             body
         }
     }
+}
+
+/// Slack's `{"text": ...}` for `text`, with `&`, `<` and `>` escaped as Slack asks. The
+/// text is the log's lines, which carry a description (any API client's) and process
+/// names (any local user's): unescaped, `<!channel>` would call the whole channel and
+/// `<https://...|the runbook>` show a link under a false name. The message itself uses no
+/// markup, so all of it is escaped. (A JSON hook's body needs nothing: it is data.)
+fn slack_message(text: &str) -> serde_json::Value {
+    let text = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    serde_json::json!({ "text": format!("Nightmare Monkey: {text}") })
 }
 
 /// Waits `wait` unless the daemon stops first (`false`).
@@ -297,6 +306,10 @@ mod tests {
             text.starts_with("Nightmare Monkey: (Dryrun) Kill: java(PID:7 PPID:1) - guess\\nwho\n")
         );
         assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(
+            slack_message("<!channel> see <https://evil.example|the runbook> & more")["text"],
+            "Nightmare Monkey: &lt;!channel&gt; see &lt;https://evil.example|the runbook&gt; &amp; more"
+        );
         let json = payload(HookKind::Json, &injection);
         let cmdline = json["process"]["cmdline"].as_str().unwrap();
         assert!(cmdline.ends_with("… (1700 more bytes)"), "{cmdline}");
