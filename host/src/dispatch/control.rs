@@ -111,20 +111,24 @@ impl Injector {
     }
 
     /// Shuts down: refuses every request from now on, reverts every active fault, each
-    /// on a thread of its own, and waits for them at most `wait`. Returns what was
-    /// abandoned: injections whose plugin never answered (id, fault), and reverts still
-    /// under way (these and any the kill switch started). Either may have left something
-    /// in effect.
+    /// on a thread of its own, and waits for them at most `wait`, as for the notifiers'
+    /// last words (a notification cut off says so). Returns what was abandoned:
+    /// injections whose plugin never answered (id, fault), and reverts still under way
+    /// (these and any the kill switch started). Either may have left something in
+    /// effect.
     pub async fn close(&self, wait: Duration) -> (Vec<(String, String)>, Vec<Unfinished>) {
         self.engine.close();
-        let started = tokio::time::Instant::now();
-        self.revert_all("shutdown", wait).await;
-        // Reverts started before (due, pause, retrying) get the rest of the wait too.
-        let engine = self.engine.clone();
-        let left = wait.saturating_sub(started.elapsed());
-        let mut unfinished = on_own_thread("shutdown", move || engine.settle(left))
-            .await
-            .unwrap_or_else(|| self.engine.reverting());
+        let reverts = async {
+            let started = tokio::time::Instant::now();
+            self.revert_all("shutdown", wait).await;
+            // Reverts started before (due, pause, retrying) get the rest of the wait too.
+            let engine = self.engine.clone();
+            let left = wait.saturating_sub(started.elapsed());
+            on_own_thread("shutdown", move || engine.settle(left))
+                .await
+                .unwrap_or_else(|| self.engine.reverting())
+        };
+        let (mut unfinished, ()) = tokio::join!(reverts, self.notifiers.settle(wait));
         unfinished.extend(self.engine.active());
         (self.engine.in_flight(), unfinished)
     }

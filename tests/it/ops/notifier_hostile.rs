@@ -90,3 +90,71 @@ fn slack_markup_in_a_description_is_escaped() {
     );
     assert!(!text.contains('<') && !text.contains('>'), "{text}");
 }
+
+/// A hook that takes the request and never answers.
+fn hung_hook() -> FakeServer {
+    let mut hang = Reply::body(200, "{}");
+    hang.delay = std::time::Duration::from_secs(600);
+    FakeServer::start(vec![hang])
+}
+
+#[test]
+fn a_notification_cut_off_at_shutdown_is_said() {
+    let _victim = Sleeper::start();
+    let hook = hung_hook();
+    let dir = TestDir::new("webhook-cut");
+    let (mut d, port) = telling(
+        &dir,
+        &format!(
+            r#""audit": Json(url: "{}/hook", timeout: "10m", retries: 0)"#,
+            hook.url()
+        ),
+    );
+    let id = fault(port, "x").json()["id"].as_str().unwrap().to_owned();
+    hook.wait_requests(1);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let said = format!(
+        "warning: notifier audit: fault {id} not sent: the daemon stopped before the hook answered"
+    );
+    assert!(d.log.contains(&said), "{:?}", d.log);
+}
+
+/// A hook that hangs holds 4 connections and 100 notifications; the next fault's is
+/// not sent, and said.
+#[test]
+fn a_hung_hook_holds_a_few_sockets_and_a_hundred_notifications() {
+    let _victim = Sleeper::start();
+    let hook = hung_hook();
+    let dir = TestDir::new("webhook-hung");
+    let (mut d, port) = telling(
+        &dir,
+        &format!(
+            r#""audit": Json(url: "{}/hook", timeout: "10m", retries: 20)"#,
+            hook.url()
+        ),
+    );
+    for _ in 0..101 {
+        fault(port, "x");
+    }
+    let line = d.wait_for(|l| l.contains("notifier audit"));
+    assert!(
+        line.starts_with("warning: notifier audit: fault ")
+            && line.ends_with(
+                " not sent: 100 notifications are waiting already (the hook is slow or down)"
+            ),
+        "{line}"
+    );
+    hook.wait_requests(4);
+    assert_eq!(counted(port, "audit", "dropped"), 1.0);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    // No attempt ended, so no fifth connection was ever opened.
+    assert_eq!(hook.wait_requests(0).len(), 4);
+    let cut = d
+        .log
+        .iter()
+        .filter(|l| l.ends_with(" not sent: the daemon stopped before the hook answered"))
+        .count();
+    assert_eq!(cut, 100, "{:?}", d.log);
+}

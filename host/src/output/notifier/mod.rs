@@ -1,14 +1,11 @@
 //! Webhooks told about each fault, after a delay: a Slack-compatible incoming webhook
 //! (`{"text": ...}`) or a generic JSON POST of the whole outcome (the API's answer). The
 //! delay lets a drill's answer reach the channel only after the team had its chance.
-//! Delivery never holds a fault up: each notification is its own task, retried with
-//! backoff, and every failure is logged. A notification still waiting when the daemon
-//! stops is dropped, and the log says so.
+//! Delivery never holds a fault up: each notification is its own task (`delivery`),
+//! retried with backoff, and every failure is logged. A notification still waiting or
+//! under way when the daemon stops is dropped, and the log says so.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use nightmare_monkey_plugin_api::sdk::Rng;
 use tokio::sync::watch;
@@ -16,13 +13,15 @@ use tokio::sync::watch;
 pub use config::RawNotifier;
 
 mod config;
+mod delivery;
+
+use delivery::{Hook, Shared};
 
 use crate::{
     domain::injection::Injection,
-    output::{answer::Answer, log, logline, metrics},
+    output::{answer::Answer, logline},
     support::{
         backoff::Backoff,
-        lock::lock,
         text::{clip_cmdline, escape_controls},
     },
 };
@@ -67,12 +66,6 @@ pub const BACKOFF: Backoff = Backoff {
 #[derive(Clone, Default)]
 pub struct Notifiers(Option<Arc<Shared>>);
 
-struct Shared {
-    client: reqwest::Client,
-    list: Vec<(NotifierConfig, Mutex<Rng>)>,
-    stop: watch::Receiver<bool>,
-}
-
 impl Notifiers {
     /// The notifiers of `list`, each with its jitter stream (`rng` gives one by the
     /// notifier's name); `stop` turning true drops what is still waiting.
@@ -91,14 +84,26 @@ impl Notifiers {
             .user_agent(concat!("nightmare-monkey/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let list = list
+        let hooks = list
             .into_iter()
             .map(|n| {
                 let stream = rng(&n.name);
-                (n, Mutex::new(stream))
+                Hook::new(n, stream)
             })
             .collect();
-        Ok(Self(Some(Arc::new(Shared { client, list, stop }))))
+        Ok(Self(Some(Arc::new(Shared {
+            client,
+            hooks,
+            stop,
+        }))))
+    }
+
+    /// Waits, at most `wait`, until every notification has had its last word: after the
+    /// daemon's stop each ends at once, saying it was not sent.
+    pub async fn settle(&self, wait: Duration) {
+        if let Some(shared) = &self.0 {
+            shared.settle(wait).await;
+        }
     }
 
     /// Tells every notifier about a fault, each on its own task. Returns at once.
@@ -106,12 +111,10 @@ impl Notifiers {
         let Some(shared) = &self.0 else {
             return;
         };
-        for (index, (notifier, _)) in shared.list.iter().enumerate() {
-            let body = payload(notifier.kind, injection);
+        for (index, hook) in shared.hooks.iter().enumerate() {
+            let body = payload(hook.config.kind, injection);
             let what = format!("fault {}", injection.intent.id);
-            let shared = shared.clone();
-            let delay = notifier.delay;
-            tokio::spawn(async move { deliver(&shared, index, &what, body, delay).await });
+            shared.send(index, what, body, hook.config.delay);
         }
     }
 
@@ -123,14 +126,12 @@ impl Notifiers {
         let Some(shared) = &self.0 else {
             return;
         };
-        for (index, (notifier, _)) in shared.list.iter().enumerate() {
-            let body = match notifier.kind {
+        for (index, hook) in shared.hooks.iter().enumerate() {
+            let body = match hook.config.kind {
                 HookKind::Slack => slack_message(&escape_controls(text)),
                 HookKind::Json => record.clone(),
             };
-            let what = what.to_owned();
-            let shared = shared.clone();
-            tokio::spawn(async move { deliver(&shared, index, &what, body, Duration::ZERO).await });
+            shared.send(index, what.to_owned(), body, Duration::ZERO);
         }
     }
 }
@@ -168,94 +169,6 @@ fn slack_message(text: &str) -> serde_json::Value {
         .replace('<', "&lt;")
         .replace('>', "&gt;");
     serde_json::json!({ "text": format!("Nightmare Monkey: {text}") })
-}
-
-/// Waits `wait` unless the daemon stops first (`false`).
-async fn wait_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => true,
-        _ = stop.wait_for(|s| *s) => false,
-    }
-}
-
-async fn deliver(
-    shared: &Shared,
-    index: usize,
-    id: &str,
-    body: serde_json::Value,
-    delay: Duration,
-) {
-    let (notifier, rng) = &shared.list[index];
-    let name = &notifier.name;
-    let mut stop = shared.stop.clone();
-    if !wait_or_stop(&mut stop, delay).await {
-        log::line(format!(
-            "warning: notifier {name}: {id} not sent: the daemon stopped during the delay"
-        ));
-        return;
-    }
-    let mut wait = Duration::ZERO;
-    for attempt in 0..=notifier.retries {
-        if attempt > 0 && !wait_or_stop(&mut stop, wait).await {
-            log::line(format!(
-                "warning: notifier {name}: {id} not sent: the daemon stopped between attempts"
-            ));
-            return;
-        }
-        let mut request = shared
-            .client
-            .post(&notifier.url)
-            .timeout(notifier.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        for (header, value) in &notifier.headers {
-            request = request.header(header, value);
-        }
-        let why = match request.send().await {
-            Ok(answer) if answer.status().is_success() => {
-                metrics::get().notification(name, "sent");
-                log::line(format!("notifier {name}: {id} sent"));
-                return;
-            }
-            Ok(answer) if answer.status().is_redirection() => format!(
-                "the hook answered {}, a redirect: not followed (give the URL it names)",
-                answer.status()
-            ),
-            Ok(answer) => format!("the hook answered {}", answer.status()),
-            // The URL may hold a secret (Slack's does): name the error, not the URL.
-            Err(e) => format!("POST failed: {}", describe(&e)),
-        };
-        if attempt < notifier.retries {
-            wait = BACKOFF.wait(attempt + 1, &mut lock(rng));
-            log::line(format!(
-                "warning: notifier {name}: {id}: {why}; retrying in {}",
-                humantime::format_duration(wait)
-            ));
-        } else {
-            metrics::get().notification(name, "failed");
-            let tries = attempt + 1;
-            log::line(format!(
-                "warning: notifier {name}: {id} not sent: {why}; gave up after {tries} {}",
-                if tries == 1 { "attempt" } else { "attempts" }
-            ));
-        }
-    }
-}
-
-/// A reqwest error without its URL.
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request error"
-    };
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    format!("{kind} ({cause})")
 }
 
 #[cfg(test)]
