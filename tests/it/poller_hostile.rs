@@ -186,3 +186,41 @@ fn a_redirect_on_the_same_host_is_followed_with_the_headers() {
     );
     assert_eq!(seen[1].header("private-token"), Some("S3CRET"));
 }
+
+#[test]
+fn a_password_or_a_key_in_a_pollers_url_is_never_shown() {
+    let dir = TestDir::new("poll-secret-url");
+    // A port nobody listens on, kept so: every poll fails, and says its URL.
+    let gone = crate::util::ReservedPort::reserve();
+    let port = gone.port();
+    let url = format!("http://user:pa55@127.0.0.1:{port}/c?api_key=k3y&item=7");
+    let shown = format!("http://***@127.0.0.1:{port}/c?api_key=***&item=***");
+    let config = config(
+        &dir,
+        &format!(r#"Json(url: "{url}", pointer: "/count", period: "1h")"#),
+    );
+    let check = crate::util::monkey(&["check-config", &config]);
+    assert_eq!(check.code, Some(0), "{}", check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains(&format!("  poller p: GET {shown} every 1h, ")),
+        "{}",
+        check.stdout
+    );
+    let (line, d) = first_failure(&config);
+    assert!(
+        line.starts_with(&format!("poller p: GET {shown} failed: ")),
+        "{line}"
+    );
+    assert!(
+        d.log
+            .iter()
+            .any(|l| l.starts_with(&format!("Polling {shown} every 1h"))),
+        "{:?}",
+        d.log
+    );
+    for text in d.log.iter().chain([&check.stdout, &check.stderr]) {
+        assert!(!text.contains("pa55") && !text.contains("k3y"), "{text}");
+    }
+}

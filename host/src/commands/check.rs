@@ -50,7 +50,7 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
         say!(
             "  poller {}: GET {} every {}, fires {} every {} at {}",
             p.name,
-            p.url,
+            p.shown_url(),
             humantime::format_duration(p.period),
             p.fault,
             p.step,
@@ -66,7 +66,7 @@ fn check(file: &Path, connect: bool) -> anyhow::Result<()> {
                 crate::output::notifier::HookKind::Json => "the outcome as JSON",
             },
             // The URL may be a secret (Slack's is): only where it goes.
-            n.url.split('/').take(3).collect::<Vec<_>>().join("/"),
+            crate::support::shown_url::origin(&n.url),
             if n.delay.is_zero() {
                 "right".to_owned()
             } else {

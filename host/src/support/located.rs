@@ -231,19 +231,31 @@ pub fn request_headers(
 }
 
 /// Checks that `url` is an HTTP(S) URL that names a host (and a valid port, if any);
-/// `at` locates the setting.
+/// `at` locates the setting. An error shows the URL without its secrets
+/// ([`redacted`](crate::support::shown_url::redacted)).
 pub fn check_url(url: &str, at: &str, errors: &mut Vec<String>) {
+    let shown = format!("`{}`", crate::support::shown_url::redacted(url));
+    check_url_shown_as(url, &shown, at, errors);
+}
+
+/// [`check_url`] for a URL that is a secret as a whole (a Slack webhook's, perhaps kept
+/// in a file for that reason): an error does not show it.
+pub fn check_secret_url(url: &str, at: &str, errors: &mut Vec<String>) {
+    check_url_shown_as(url, "(not shown: it may be a secret)", at, errors);
+}
+
+fn check_url_shown_as(url: &str, shown: &str, at: &str, errors: &mut Vec<String>) {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         errors.push(format!(
-            "{at}: invalid URL `{url}`: expected http:// or https://"
+            "{at}: invalid URL {shown}: expected http:// or https://"
         ));
         return;
     }
     match reqwest::Url::parse(url) {
         Ok(parsed) if parsed.host_str().is_some_and(|h| !h.is_empty()) => {}
-        Ok(_) => errors.push(format!("{at}: invalid URL `{url}`: it names no host")),
+        Ok(_) => errors.push(format!("{at}: invalid URL {shown}: it names no host")),
         Err(e) => errors.push(format!(
-            "{at}: invalid URL `{url}`: {e} (expected http://HOST[:PORT][/PATH])"
+            "{at}: invalid URL {shown}: {e} (expected http://HOST[:PORT][/PATH])"
         )),
     }
 }

@@ -10,6 +10,7 @@ pub mod flocks;
 pub mod located;
 pub mod lock;
 pub mod orphans;
+pub mod shown_url;
 pub mod small_file;
 pub mod state;
 pub mod text;

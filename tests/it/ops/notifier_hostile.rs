@@ -2,7 +2,7 @@
 //! text that would be markup or a secret in the wrong place.
 
 use super::{daemon_with, samples};
-use crate::util::{http, Answer, Daemon, Drill, FakeServer, Reply, Sleeper, TestDir};
+use crate::util::{http, monkey, Answer, Daemon, Drill, FakeServer, Reply, Sleeper, TestDir};
 
 /// The daemon with these notifiers (the inside of `notifiers: {...}`), the timer off:
 /// it and its API's port.
@@ -157,4 +157,50 @@ fn a_hung_hook_holds_a_few_sockets_and_a_hundred_notifications() {
         .filter(|l| l.ends_with(" not sent: the daemon stopped before the hook answered"))
         .count();
     assert_eq!(cut, 100, "{:?}", d.log);
+}
+
+/// A webhook URL kept in `url_file` is a secret: a malformed one is not shown, nor is a
+/// password in an inline one.
+#[test]
+fn a_notifiers_url_is_not_shown_even_when_malformed() {
+    let dir = TestDir::new("webhook-secret-url");
+    let url_file = dir.join("slack-url");
+    std::fs::write(
+        &url_file,
+        "htps://hooks.example.com/services/T0/B0/S3CRET\n",
+    )
+    .unwrap();
+    let check = |name: &str, notifiers: &str| {
+        let config = Drill::new(&dir)
+            .named(name)
+            .config(&format!("notifiers: {{{notifiers}}}"))
+            .write();
+        monkey(&["check-config", &config])
+    };
+    let bad = check(
+        "bad.ron",
+        &format!(r#""chat": Slack(url_file: "{}")"#, url_file.display()),
+    );
+    assert_eq!(bad.code, Some(2));
+    assert!(
+        bad.stderr.ends_with(
+            ": invalid URL (not shown: it may be a secret): expected http:// or https://\n"
+        ),
+        "{}",
+        bad.stderr
+    );
+    assert!(!bad.stderr.contains("S3CRET"), "{}", bad.stderr);
+    let good = check(
+        "good.ron",
+        r#""audit": Json(url: "http://audit:pa55@127.0.0.1:18400/hook")"#,
+    );
+    assert_eq!(good.code, Some(0), "{}", good.stderr);
+    assert!(
+        good.stdout.contains(
+            "  notifier audit: the outcome as JSON to http://127.0.0.1:18400 right after each fault\n"
+        ),
+        "{}",
+        good.stdout
+    );
+    assert!(!good.stdout.contains("pa55"), "{}", good.stdout);
 }

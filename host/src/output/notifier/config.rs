@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{HookKind, NotifierConfig};
 use crate::support::located::{
-    at_most, check_url, duration, read_token, request_headers, DurationText, Source,
+    at_most, check_secret_url, duration, read_token, request_headers, DurationText, Source,
 };
 
 /// The longest `delay` before a notification: a day.
@@ -108,7 +108,7 @@ impl RawNotifier {
             } else {
                 "url_file"
             };
-            check_url(url, &at(key), errors);
+            check_secret_url(url, &at(key), errors);
         }
         let delay = match humantime::parse_duration(&hook.delay) {
             Ok(d) => at_most(d, &hook.delay, &at("delay"), "delay", MAX_DELAY, errors),

@@ -52,6 +52,13 @@ pub struct PollerConfig {
     pub state_file: PathBuf,
 }
 
+impl PollerConfig {
+    /// The URL as logs show it: without a password or the query's values.
+    pub fn shown_url(&self) -> std::borrow::Cow<'_, str> {
+        crate::support::shown_url::redacted(&self.url)
+    }
+}
+
 /// A poller as written: the Qiita preset or any JSON counter.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename = "poller")]

@@ -34,12 +34,12 @@ pub(super) async fn fetch(
     client: &reqwest::Client,
     config: &PollerConfig,
 ) -> Result<u64, PollError> {
-    let url = &config.url;
+    let url = config.shown_url();
     // The client's own timeouts bound the connection and each read; this one bounds the
     // whole request, so a server that drips a byte a second cannot hold a poll forever.
     let deadline = Instant::now() + config.timeout;
     let within = humantime::format_duration(config.timeout);
-    let mut request = client.get(url);
+    let mut request = client.get(&config.url);
     for (name, value) in &config.headers {
         request = request.header(name, value);
     }

@@ -182,7 +182,7 @@ pub async fn run(
     );
     log::line(format!(
         "Polling {} every {} for {} (next fault at {}{})",
-        config.url,
+        config.shown_url(),
         humantime::format_duration(config.period),
         config.pointer,
         counter.threshold(),
