@@ -237,6 +237,7 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
             )
         })
         .collect();
+    crate::triggers::poller::check_state_files(&pollers, src, &mut errors);
 
     let node = node_name(args, &raw, src, &mut errors);
     let notifiers: Vec<NotifierConfig> = raw

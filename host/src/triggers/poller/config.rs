@@ -5,8 +5,9 @@ use std::{collections::BTreeMap, path::Path, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::support::located::{
-    check_url, duration, read_token, request_headers, DurationText, Source,
+use crate::support::{
+    located::{check_url, duration, read_token, request_headers, DurationText, Source},
+    text::escape_controls,
 };
 
 /// How many faults one poll may fire when the count is past several thresholds.
@@ -201,6 +202,7 @@ impl RawPoller {
         let key = format!("\"{name}\"");
         let at = |field: &str| src.at(&["pollers", &key, field]);
         let before = errors.len();
+        check_name(name, src, errors);
         // The fields both kinds share, then what differs.
         let Shared {
             step,
@@ -292,6 +294,43 @@ impl RawPoller {
                 .clone()
                 .unwrap_or_else(|| state_dir.join(format!("poller-{name}.json"))),
         })
+    }
+}
+
+/// The longest poller name.
+const MAX_NAME: usize = 100;
+
+/// A poller's name goes into its state file's name (`poller-NAME.json`), its log lines
+/// and its metrics: letters, digits, `-`, `_` and `.` only, so that `../x` names no file
+/// outside the state directory and no name can break a line.
+fn check_name(name: &str, src: &Source<'_>, errors: &mut Vec<String>) {
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(fine) {
+        errors.push(format!(
+            "{}: invalid poller name `{}`: expected 1 to {MAX_NAME} letters, digits, `-`, `_` or `.` (it names the state file poller-NAME.json)",
+            src.at(&["pollers", &format!("\"{name}\"")]),
+            escape_controls(name)
+        ));
+    }
+}
+
+/// Refuses two pollers that keep their thresholds in one file: each would overwrite
+/// the other's, and a restart would repeat or skip faults.
+pub fn check_state_files(pollers: &[PollerConfig], src: &Source<'_>, errors: &mut Vec<String>) {
+    for (i, poller) in pollers.iter().enumerate() {
+        let shared = pollers[..i]
+            .iter()
+            .find(|other| other.state_file == poller.state_file);
+        if let Some(other) = shared {
+            let key = format!("\"{}\"", poller.name);
+            errors.push(format!(
+                "{}: pollers `{}` and `{}` would share the state file {}: give each its own state_file",
+                src.at(&["pollers", &key, "state_file"]),
+                other.name,
+                poller.name,
+                poller.state_file.display()
+            ));
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use nightmare_monkey_plugin_api::sdk::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use config::{CatchUp, PollerConfig, RawPoller};
+pub use config::{check_state_files, CatchUp, PollerConfig, RawPoller};
 
 mod config;
 mod fetch;
