@@ -149,7 +149,10 @@ fn a_public_address_without_a_token_is_refused() {
 fn a_public_address_is_allowed_only_with_a_token_or_an_explicit_opt_out() {
     let dir = crate::util::TestDir::new("public");
     for (name, http) in [
-        ("token", r#"(listen: "0.0.0.0:8080", token: "0123456789abcdef")"#),
+        (
+            "token",
+            r#"(listen: "0.0.0.0:8080", token: "0123456789abcdef")"#,
+        ),
         (
             "opt-out",
             r#"(listen: "0.0.0.0:8080", allow_public_without_token: true)"#,

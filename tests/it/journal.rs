@@ -86,7 +86,12 @@ dd if=/dev/zero of={d}/fs/fill bs=4096 2>/dev/null
     ));
     // check-config (and a SIGHUP's check, the same) says so too: a restart onto the full
     // disk would stop the daemon.
-    assert_eq!(crate::util::pairs(&run.stdout, "check"), ["2"], "{}", run.stderr);
+    assert_eq!(
+        crate::util::pairs(&run.stdout, "check"),
+        ["2"],
+        "{}",
+        run.stderr
+    );
     let check = fs::read_to_string(dir.join("check")).unwrap_or_default();
     assert!(
         check.contains("no space left on its file system (0 bytes free"),

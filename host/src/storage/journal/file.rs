@@ -424,7 +424,11 @@ mod path_tests {
     /// exist yet: what it would be created in is looked for up the path.
     #[test]
     fn a_path_on_proc_or_sys_is_refused_however_deep() {
-        for path in ["/proc/j.jsonl", "/proc/none/j.jsonl", "/sys/none/deeper/j.jsonl"] {
+        for path in [
+            "/proc/j.jsonl",
+            "/proc/none/j.jsonl",
+            "/sys/none/deeper/j.jsonl",
+        ] {
             let error = check_path(Path::new(path)).unwrap_err().to_string();
             assert!(error.contains("a view of the kernel"), "{path}: {error}");
         }

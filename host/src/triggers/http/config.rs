@@ -171,8 +171,12 @@ impl RawHttp {
             tokens.push((name.clone(), secret.trim().to_owned()));
         }
         if let Some(refused) = shape_of(&tokens, &addr, |name| {
-            if name == "token" && raw.tokens.get("token").is_none() {
-                let key = if raw.token.is_some() { "token" } else { "token_file" };
+            if name == "token" && !raw.tokens.contains_key("token") {
+                let key = if raw.token.is_some() {
+                    "token"
+                } else {
+                    "token_file"
+                };
                 src.at(&["http", key])
             } else {
                 src.at(&["http", "tokens", &format!("\"{name}\"")])
