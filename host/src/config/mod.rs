@@ -13,7 +13,6 @@
 mod fault;
 mod parse;
 mod proxies;
-pub(crate) mod unique;
 
 use std::path::{Path, PathBuf};
 
@@ -58,15 +57,15 @@ pub struct RawConfig<'a> {
     window: RawWindow,
     http: RawHttp,
     timer: RawTimer,
-    #[serde(borrow, deserialize_with = "unique::names")]
+    #[serde(borrow, deserialize_with = "crate::support::unique::names")]
     faults: std::collections::BTreeMap<String, RawFault<'a>>,
     plugins: Vec<PathBuf>,
     plugin_dirs: Option<Vec<PathBuf>>,
     plugin_timeout: Option<DurationText>,
     allow_untrusted_plugins: Option<bool>,
-    #[serde(deserialize_with = "unique::names")]
+    #[serde(deserialize_with = "crate::support::unique::names")]
     pollers: std::collections::BTreeMap<String, RawPoller>,
-    #[serde(deserialize_with = "unique::names")]
+    #[serde(deserialize_with = "crate::support::unique::names")]
     notifiers: std::collections::BTreeMap<String, RawNotifier>,
     state_dir: Option<PathBuf>,
     journal: Option<PathBuf>,
@@ -75,7 +74,7 @@ pub struct RawConfig<'a> {
     budget: RawBudget,
     halt: Option<RawHalt>,
     fleet: Option<crate::fleet::config::RawFleet>,
-    #[serde(deserialize_with = "unique::names")]
+    #[serde(deserialize_with = "crate::support::unique::names")]
     proxies: std::collections::BTreeMap<String, proxies::RawProxy>,
 }
 

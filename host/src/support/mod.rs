@@ -15,6 +15,7 @@ pub mod small_file;
 pub mod state;
 pub mod text;
 pub(crate) mod thread;
+pub mod unique;
 mod usage;
 
 pub use usage::UsageError;

@@ -195,7 +195,7 @@ fn the_kubernetes_manifests_give_the_daemon_what_it_needs() {
     // Secrets would be.
     let dir = TestDir::new("k8s-config");
     let token = dir.join("api-token");
-    std::fs::write(&token, "t").unwrap();
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
     let password = dir.join("etcd-password");
     std::fs::write(&password, "p").unwrap();
     let pki = crate::fleet::pki::Pki::new("k8s-config-pki");
@@ -220,7 +220,7 @@ fn the_nomad_job_runs_one_monkey_per_node_with_a_config_that_checks() {
     let start = text.find("<<-EOT\n").unwrap() + "<<-EOT\n".len();
     let end = text.find("EOT\n      }").unwrap();
     let dir = TestDir::new("nomad-config");
-    std::fs::write(dir.join("api-token"), "t").unwrap();
+    std::fs::write(dir.join("api-token"), "0123456789abcdef0123456789abcdef").unwrap();
     std::fs::write(dir.join("etcd-password"), "p").unwrap();
     let pki = crate::fleet::pki::Pki::new("nomad-config-pki");
     std::fs::copy(pki.path("ca.pem"), dir.join("etcd-ca.crt")).unwrap();

@@ -33,7 +33,7 @@ pub struct RawHttp {
     listen: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
-    #[serde(deserialize_with = "crate::config::unique::names")]
+    #[serde(deserialize_with = "crate::support::unique::names")]
     tokens: BTreeMap<String, String>,
     allow_public_without_token: bool,
     max_body_bytes: u64,
