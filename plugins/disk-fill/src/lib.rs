@@ -1,7 +1,8 @@
 //! `disk-fill`: fills the filesystem under a directory up to a target percentage for a
 //! while, then frees it again: the "no space left on device" incident. It never leaves less
-//! free space than a floor, and its file is removed when the fault is reverted (when due,
-//! on shutdown, on pause, or on the next start after a crash).
+//! free space than a floor (fills applied at once measure the disk in turn, under one
+//! lock, each after the last has taken its space), and its file is removed when the fault
+//! is reverted (when due, on shutdown, on pause, or on the next start after a crash).
 //!
 //! ```ron
 //! faults: {
@@ -22,6 +23,7 @@ use std::{
     io::Write as _,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    sync::{Mutex, PoisonError},
     time::Duration,
 };
 
@@ -58,11 +60,10 @@ struct Filled {
     dev: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ino: Option<u64>,
-    /// Prepared: the bytes to take, and the filesystem's use before and after, in percent.
+    /// Prepared: the most bytes to take (`apply` takes less if the disk has less room
+    /// by then). States journaled by older versions also carry a `percent`, ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    percent: Option<(u64, u64)>,
 }
 
 /// The `disk-fill` fault.
@@ -87,6 +88,66 @@ fn space(dir: &Path) -> Result<(u64, u64), PluginError> {
         )
     })?;
     Ok((vfs.f_blocks * vfs.f_frsize, vfs.f_bavail * vfs.f_frsize))
+}
+
+/// Held while a fill measures the disk and takes its space (see `apply`).
+static APPLYING: Mutex<()> = Mutex::new(());
+
+/// The filesystem as measured, and what this fault may take of it.
+struct Room<'a> {
+    fault: &'a DiskFill,
+    total: u64,
+    available: u64,
+}
+
+impl Room<'_> {
+    fn used(&self) -> u64 {
+        self.total.saturating_sub(self.available)
+    }
+
+    /// What the fault takes: up to its target, leaving the floor free, in whole MiB.
+    fn size(&self) -> u64 {
+        let wanted = self.total / 100 * self.fault.target_percent;
+        wanted
+            .saturating_sub(self.used())
+            .min(self.available.saturating_sub(self.fault.floor))
+            / MIB
+            * MIB
+    }
+
+    /// The use before and after taking `size` bytes, in percent.
+    fn percent(&self, size: u64) -> (u64, u64) {
+        (
+            percent(self.used(), self.total),
+            percent(self.used() + size, self.total),
+        )
+    }
+}
+
+impl DiskFill {
+    /// The filesystem now; an error of kind `NoTarget` when there is nothing to take.
+    fn room(&self) -> Result<Room<'_>, PluginError> {
+        let (total, available) = space(&self.dir)?;
+        let room = Room {
+            fault: self,
+            total,
+            available,
+        };
+        if room.size() == 0 {
+            return Err(PluginError::new(
+                ErrorKind::NoTarget,
+                format!(
+                    "{} is {}% used with {} MiB free: nothing to fill below the target of {}% and the floor of {} MiB",
+                    self.dir.display(),
+                    room.percent(0).0,
+                    available / MIB,
+                    self.target_percent,
+                    self.floor / MIB
+                ),
+            ));
+        }
+        Ok(room)
+    }
 }
 
 fn percent(used: u64, total: u64) -> u64 {
@@ -161,32 +222,13 @@ impl FaultPlugin for DiskFill {
 
     /// Measures what to take and draws the file's name; creates nothing.
     fn prepare(&self, request: &Request) -> Result<Outcome, PluginError> {
-        let (total, available) = space(&self.dir)?;
-        let used = total.saturating_sub(available);
-        let wanted = total / 100 * self.target_percent;
-        let size = wanted
-            .saturating_sub(used)
-            .min(available.saturating_sub(self.floor))
-            / MIB
-            * MIB;
-        let before = percent(used, total);
-        if size == 0 {
-            return Err(PluginError::new(
-                ErrorKind::NoTarget,
-                format!(
-                    "{} is {before}% used with {} MiB free: nothing to fill below the target of {}% and the floor of {} MiB",
-                    self.dir.display(),
-                    available / MIB,
-                    self.target_percent,
-                    self.floor / MIB
-                ),
-            ));
-        }
+        let room = self.room()?;
+        let size = room.size();
         let file = self.dir.join(format!(
             ".nightmare-monkey-fill-{:016x}",
             Rng::from_seed(request.seed).next_u64()
         ));
-        let after = percent(used + size, total);
+        let (before, after) = room.percent(size);
         Ok(Outcome {
             action: "Fill".to_owned(),
             result: "prepared".to_owned(),
@@ -201,7 +243,6 @@ impl FaultPlugin for DiskFill {
                 dev: None,
                 ino: None,
                 size: Some(size),
-                percent: Some((before, after)),
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
@@ -216,12 +257,21 @@ impl FaultPlugin for DiskFill {
         prepared: &serde_json::Value,
     ) -> Result<Outcome, PluginError> {
         let filled: Filled = sdk::read_state(prepared)?;
-        let (size, (before, after)) = filled
+        let prepared_size = filled
             .size
-            .zip(filled.percent)
             .ok_or_else(|| PluginError::new(ErrorKind::Failed, "the prepared state has no size"))?;
         let file = filled.file;
         let shown = file.display();
+        // Fills applied at once (the daemon runs several injections at a time, and each
+        // fault is its own instance) each measured the disk before any had taken its
+        // space, and together went past the floor. So the disk is measured again here,
+        // and measured, created and reserved under one lock: the next fill measures
+        // what this one took. A reservation made in `prepare` would outlive a prepared
+        // fault that is never applied.
+        let _applying = APPLYING.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = self.room()?;
+        let size = prepared_size.min(room.size());
+        let (before, after) = room.percent(size);
         let created = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -265,7 +315,6 @@ impl FaultPlugin for DiskFill {
                 dev: Some(meta.dev()),
                 ino: Some(meta.ino()),
                 size: None,
-                percent: None,
             })),
             revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
@@ -321,110 +370,4 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
 export_plugin!(DiskFill);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use nightmare_monkey_plugin_api::sdk::testing::Harness;
-
-    /// Through the ABI: a dry run and `prepare` create nothing, and reverting what was
-    /// prepared is harmless. (A real fill takes a filesystem to its target: not here.)
-    #[test]
-    fn keeps_the_contracts_it_can_without_filling_a_disk() {
-        let dir = std::env::temp_dir().join(format!("nm-disk-fill-h-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let listing = || {
-            let mut names: Vec<_> = std::fs::read_dir(&dir)
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name())
-                .collect();
-            names.sort();
-            names
-        };
-        let harness = Harness::of::<DiskFill>();
-        let contract = harness
-            .contract(&format!(
-                "(path: {:?}, target_percent: 99, floor_mib: 0)",
-                dir
-            ))
-            .watch(listing);
-        contract.check_dry_run().unwrap();
-        contract.check_no_panics().unwrap();
-        contract
-            .check_config_errors(&[
-                ("", "path"),
-                ("(path: \"/nonexistent/dir\")", "path"),
-                (
-                    &format!("(path: {:?}, target_percent: 0)", dir),
-                    "target_percent",
-                ),
-                (&format!("(path: {:?}, duration: \"1y\")", dir), "duration"),
-            ])
-            .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn only_a_fill_files_name_is_taken_for_one() {
-        assert!(is_fill_file(Path::new(
-            "/d/.nightmare-monkey-fill-0123456789abcdef"
-        )));
-        for other in [
-            "/d/.nightmare-monkey-fill-0123456789abcde",
-            "/d/.nightmare-monkey-fill-0123456789abcdeg",
-            "/d/.nightmare-monkey-fill-0123456789abcdef0",
-            "/d/data.db",
-            "/",
-        ] {
-            assert!(!is_fill_file(Path::new(other)), "{other}");
-        }
-    }
-
-    /// A prepared state (the daemon stopped between the phases) frees the file if it
-    /// was made, and says there is nothing to free if not; never another file.
-    #[test]
-    fn a_prepared_state_reverts_whether_or_not_it_was_applied() {
-        let dir = std::env::temp_dir().join(format!("nm-disk-fill-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let fault = DiskFill::new(Config {
-            path: Some(dir.clone()),
-            target_percent: Some(99),
-            floor_mib: Some(0),
-            ..Config::default()
-        })
-        .unwrap();
-        let request = Request {
-            seed: 5,
-            dry_run: false,
-            ..Request::default()
-        };
-        // Whatever the filesystem's state (it may be too full to prepare anything),
-        // preparing creates nothing.
-        let prepared = fault.prepare(&request);
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{prepared:?}");
-        let file = dir.join(".nightmare-monkey-fill-00000000000000aa");
-        let state = serde_json::json!({ "file": file, "size": MIB, "percent": [1, 2] });
-        if let Ok(mut prepared) = prepared {
-            let named = prepared.revert.take().unwrap();
-            assert!(is_fill_file(Path::new(named["file"].as_str().unwrap())));
-        }
-        assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
-        // Applied with a small size, then reverted from the prepared state alone.
-        let applied = fault.apply(&request, &state).unwrap();
-        assert_eq!(applied.result, results::INJECTED);
-        assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
-        assert_eq!(fault.revert(&state).unwrap().result, results::REVERTED);
-        assert!(!file.exists());
-        // Taken already (another fault drew the same name): refused, never taken over.
-        std::fs::write(&file, "another fault's").unwrap();
-        let taken = fault.apply(&request, &state).unwrap_err();
-        assert_eq!(taken.kind, ErrorKind::NoTarget, "{taken}");
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "another fault's");
-        std::fs::remove_file(&file).unwrap();
-        // A directory of that name is no fill file.
-        std::fs::create_dir(&file).unwrap();
-        assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-}
+mod tests;

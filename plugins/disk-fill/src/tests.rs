@@ -1,0 +1,261 @@
+//! The fault's own tests: its contracts through the ABI, and fills of a tmpfs of the
+//! test's own (mounted in a namespace the test makes).
+
+use std::process::Command;
+
+use super::*;
+use nightmare_monkey_plugin_api::sdk::testing::Harness;
+
+/// Set in the run of the test binary that runs in namespaces of its own: the directory
+/// the test works in.
+const INSIDE: &str = "NM_DISK_FILL_TEST_DIR";
+
+/// Whether this is the run inside the namespaces (then the test runs, in the directory
+/// returned); else runs the test `name` (its full path) again inside `unshare` with
+/// `flags`, in a fresh directory `/tmp/df-<pid>-<name's last part>` that it removes
+/// afterwards, asserts that run passed, and returns `None`. Never skipped in silence:
+/// without `unshare` it fails.
+fn inside(name: &str, flags: &[&str]) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(INSIDE) {
+        return Some(dir.into());
+    }
+    let last = name.rsplit("::").next().unwrap_or(name);
+    let dir = PathBuf::from(format!("/tmp/df-{}-{last}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let run = Command::new("unshare")
+        .args(flags)
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(INSIDE, &dir)
+        .output()
+        .expect("unshare runs (install util-linux)");
+    // A test may leave its directory unsearchable (and the tmpfs ends with its
+    // namespace): opened up again before it is removed.
+    let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(
+        run.status.success() && out.contains("1 passed"),
+        "{name}, run in its namespaces: {}\n{out}\n{err}",
+        run.status
+    );
+    None
+}
+
+/// A fault filling `dir`, up to `target_percent`, leaving `floor_mib` free.
+fn fill(dir: &Path, target_percent: u64, floor_mib: u64) -> DiskFill {
+    DiskFill::new(Config {
+        path: Some(dir.to_owned()),
+        target_percent: Some(target_percent),
+        floor_mib: Some(floor_mib),
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+fn prepared(fault: &DiskFill, seed: u64) -> serde_json::Value {
+    let request = Request {
+        seed,
+        ..Request::default()
+    };
+    fault.prepare(&request).unwrap().revert.unwrap()
+}
+
+fn applied(fault: &DiskFill, state: &serde_json::Value) -> Result<Outcome, PluginError> {
+    fault.apply(&Request::default(), state)
+}
+
+/// Fills prepared together (the daemon runs injections at once) and then applied one
+/// after the other, on a 16 MiB tmpfs: each takes only what is left above the floor when
+/// it is applied, and one with nothing left is refused. Each measured the disk before
+/// any had taken its space: the filesystem filled up (ENOSPC for the last).
+#[test]
+fn fills_applied_after_another_stay_above_the_floor() {
+    let Some(dir) = inside(
+        "tests::fills_applied_after_another_stay_above_the_floor",
+        &["--user", "--map-root-user", "--mount"],
+    ) else {
+        return;
+    };
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "a tmpfs mounted on {}", dir.display());
+    let free = || space(&dir).unwrap().1;
+    assert_eq!(space(&dir).unwrap(), (16 * MIB, 16 * MIB));
+    let up_to_the_floor = fill(&dir, 99, 4);
+    let by_a_third = fill(&dir, 40, 4);
+    let first = prepared(&up_to_the_floor, 1);
+    let second = prepared(&up_to_the_floor, 2);
+    let small = prepared(&by_a_third, 3);
+    assert_eq!(first["size"], 12 * MIB);
+    assert_eq!(second["size"], 12 * MIB);
+    assert_eq!(small["size"], 6 * MIB);
+
+    let taken = applied(&by_a_third, &small).unwrap();
+    assert_eq!(taken.details["bytes"], 6 * MIB);
+    assert_eq!(free(), 10 * MIB);
+    // Prepared for 12 MiB; 6 MiB are left above the floor now.
+    let taken = applied(&up_to_the_floor, &first).unwrap();
+    assert_eq!(taken.result, results::INJECTED);
+    assert_eq!(taken.details["bytes"], 6 * MIB, "{}", taken.summary);
+    assert_eq!(taken.details["after_percent"], 75);
+    assert_eq!(free(), 4 * MIB);
+    // Nothing left above the floor: refused, and nothing made.
+    let refused = applied(&up_to_the_floor, &second).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::NoTarget, "{refused}");
+    assert_eq!(
+        refused.message,
+        format!(
+            "{} is 75% used with 4 MiB free: nothing to fill below the target of 99% and the floor of 4 MiB",
+            dir.display()
+        )
+    );
+    assert!(!Path::new(second["file"].as_str().unwrap()).exists());
+    assert_eq!(free(), 4 * MIB);
+    for state in [&small, &first] {
+        assert_eq!(
+            up_to_the_floor.revert(state).unwrap().result,
+            results::REVERTED
+        );
+    }
+    assert_eq!(free(), 16 * MIB);
+
+    // Three at once (measured, created and reserved under one lock): one takes its
+    // 12 MiB, the others find nothing left above the floor.
+    let states: Vec<_> = (4..7)
+        .map(|seed| prepared(&up_to_the_floor, seed))
+        .collect();
+    let start = std::sync::Barrier::new(states.len());
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let threads: Vec<_> = states
+            .iter()
+            .map(|state| {
+                s.spawn(|| {
+                    start.wait();
+                    applied(&up_to_the_floor, state)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(free(), 4 * MIB, "{outcomes:?}");
+    let taken: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(taken.len(), 1, "{outcomes:?}");
+    assert_eq!(taken[0].details["bytes"], 12 * MIB);
+    for outcome in &outcomes {
+        if let Err(e) = outcome {
+            assert_eq!(e.kind, ErrorKind::NoTarget, "{e}");
+        }
+    }
+}
+
+/// Through the ABI: a dry run and `prepare` create nothing, and reverting what was
+/// prepared is harmless. (A real fill takes a filesystem to its target: not here.)
+#[test]
+fn keeps_the_contracts_it_can_without_filling_a_disk() {
+    let dir = std::env::temp_dir().join(format!("nm-disk-fill-h-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let harness = Harness::of::<DiskFill>();
+    let contract = harness
+        .contract(&format!(
+            "(path: {:?}, target_percent: 99, floor_mib: 0)",
+            dir
+        ))
+        .watch(listing);
+    contract.check_dry_run().unwrap();
+    contract.check_no_panics().unwrap();
+    contract
+        .check_config_errors(&[
+            ("", "path"),
+            ("(path: \"/nonexistent/dir\")", "path"),
+            (
+                &format!("(path: {:?}, target_percent: 0)", dir),
+                "target_percent",
+            ),
+            (&format!("(path: {:?}, duration: \"1y\")", dir), "duration"),
+        ])
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn only_a_fill_files_name_is_taken_for_one() {
+    assert!(is_fill_file(Path::new(
+        "/d/.nightmare-monkey-fill-0123456789abcdef"
+    )));
+    for other in [
+        "/d/.nightmare-monkey-fill-0123456789abcde",
+        "/d/.nightmare-monkey-fill-0123456789abcdeg",
+        "/d/.nightmare-monkey-fill-0123456789abcdef0",
+        "/d/data.db",
+        "/",
+    ] {
+        assert!(!is_fill_file(Path::new(other)), "{other}");
+    }
+}
+
+/// A prepared state (the daemon stopped between the phases) frees the file if it
+/// was made, and says there is nothing to free if not; never another file.
+#[test]
+fn a_prepared_state_reverts_whether_or_not_it_was_applied() {
+    let dir = std::env::temp_dir().join(format!("nm-disk-fill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fault = DiskFill::new(Config {
+        path: Some(dir.clone()),
+        target_percent: Some(99),
+        floor_mib: Some(0),
+        ..Config::default()
+    })
+    .unwrap();
+    let request = Request {
+        seed: 5,
+        dry_run: false,
+        ..Request::default()
+    };
+    // Whatever the filesystem's state (it may be too full to prepare anything),
+    // preparing creates nothing.
+    let prepared = fault.prepare(&request);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{prepared:?}");
+    let file = dir.join(".nightmare-monkey-fill-00000000000000aa");
+    let state = serde_json::json!({ "file": file, "size": MIB, "percent": [1, 2] });
+    if let Ok(mut prepared) = prepared {
+        let named = prepared.revert.take().unwrap();
+        assert!(is_fill_file(Path::new(named["file"].as_str().unwrap())));
+    }
+    assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
+    // Applied with a small size, then reverted from the prepared state alone.
+    let applied = fault.apply(&request, &state).unwrap();
+    assert_eq!(applied.result, results::INJECTED);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
+    assert_eq!(fault.revert(&state).unwrap().result, results::REVERTED);
+    assert!(!file.exists());
+    // Taken already (another fault drew the same name): refused, never taken over.
+    std::fs::write(&file, "another fault's").unwrap();
+    let taken = fault.apply(&request, &state).unwrap_err();
+    assert_eq!(taken.kind, ErrorKind::NoTarget, "{taken}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "another fault's");
+    std::fs::remove_file(&file).unwrap();
+    // A directory of that name is no fill file.
+    std::fs::create_dir(&file).unwrap();
+    assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
+    std::fs::remove_dir_all(dir).unwrap();
+}
