@@ -20,7 +20,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::Write as _,
+    io::{self, Write as _},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
@@ -325,17 +325,28 @@ impl FaultPlugin for DiskFill {
         let filled: Filled = sdk::read_state(state)?;
         let shown = filled.file.display();
         // Which file exactly, when it is known; a prepared state (the daemon stopped
-        // before the outcome was journaled) names a file only this fault creates.
-        let same = std::fs::symlink_metadata(&filled.file).is_ok_and(|m| {
-            match filled.dev.zip(filled.ino) {
+        // before the outcome was journaled) names a file only this fault creates. Only
+        // the system saying so (no such file) means the file is gone: a file that
+        // cannot be looked at (a directory unsearchable, too many open files) may still
+        // fill the disk, and saying it is gone would close the fault for good.
+        let same = match std::fs::symlink_metadata(&filled.file) {
+            Ok(m) => match filled.dev.zip(filled.ino) {
                 Some((dev, ino)) => m.dev() == dev && m.ino() == ino,
                 None => m.is_file() && is_fill_file(&filled.file),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(fs_error(format!("cannot look at {shown}: {e}"), &e)),
+        };
+        let removed = if same {
+            match std::fs::remove_file(&filled.file) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(fs_error(format!("cannot remove {shown}: {e}"), &e)),
             }
-        });
-        let (result, summary) = if same {
-            std::fs::remove_file(&filled.file).map_err(|e| {
-                PluginError::new(ErrorKind::Failed, format!("cannot remove {shown}: {e}"))
-            })?;
+        } else {
+            false
+        };
+        let (result, summary) = if removed {
             (results::REVERTED, format!("removed {shown}"))
         } else {
             (
@@ -350,6 +361,18 @@ impl FaultPlugin for DiskFill {
             ..Outcome::default()
         })
     }
+}
+
+/// An error of the filesystem's, with `message`: of kind `Denied` when the system
+/// refused (to be mended before it passes), else `Failed` (it may pass if tried again
+/// soon). Either way the host tries a revert again.
+fn fs_error(message: String, e: &io::Error) -> PluginError {
+    let kind = if e.kind() == io::ErrorKind::PermissionDenied {
+        ErrorKind::Denied
+    } else {
+        ErrorKind::Failed
+    };
+    PluginError::new(kind, message)
 }
 
 /// Takes `size` bytes for `file`: `fallocate`, else zeros written out.

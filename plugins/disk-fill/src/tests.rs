@@ -259,3 +259,42 @@ fn a_prepared_state_reverts_whether_or_not_it_was_applied() {
     assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A fill file that cannot be looked at (its directory unsearchable: EACCES, in a user
+/// namespace whose root has no power over the directory) is an error, which the host
+/// tries again, and is removed once it can be; never taken for gone. It was, and the
+/// fault was closed with its file left filling the disk.
+#[test]
+fn a_fill_file_that_cannot_be_looked_at_is_not_gone() {
+    let Some(dir) = inside(
+        "tests::a_fill_file_that_cannot_be_looked_at_is_not_gone",
+        &["--user"],
+    ) else {
+        return;
+    };
+    let fault = fill(&dir, 99, 0);
+    let file = dir.join(".nightmare-monkey-fill-00000000000000bb");
+    std::fs::write(&file, "taken").unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
+    let applied = serde_json::json!({ "file": file, "dev": meta.dev(), "ino": meta.ino() });
+    let prepared = serde_json::json!({ "file": file, "size": MIB });
+    let mode = |mode| {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap()
+    };
+    mode(0o000);
+    for state in [&applied, &prepared] {
+        let error = fault.revert(state).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Denied, "{error}");
+        assert_eq!(
+            error.message,
+            format!(
+                "cannot look at {}: Permission denied (os error 13)",
+                file.display()
+            )
+        );
+    }
+    mode(0o700);
+    assert!(file.exists(), "the file is still there");
+    assert_eq!(fault.revert(&applied).unwrap().result, results::REVERTED);
+    assert!(!file.exists());
+}
