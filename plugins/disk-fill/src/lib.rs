@@ -272,17 +272,13 @@ impl FaultPlugin for DiskFill {
         let room = self.room()?;
         let size = prepared_size.min(room.size());
         let (before, after) = room.percent(size);
-        let created = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&file)
-            .and_then(|f| reserve(&f, size).map(|()| f));
+        let created = OpenOptions::new().write(true).create_new(true).open(&file);
         let handle = match created {
             Ok(handle) => handle,
             // Another fault's file (the same seed drawn the same name): left alone, and
             // said as a refusal, so that nothing reverts this fault's prepared state (it
             // names that very file).
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(PluginError::new(
                     ErrorKind::NoTarget,
                     format!(
@@ -291,7 +287,6 @@ impl FaultPlugin for DiskFill {
                 ));
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&file);
                 return Err(PluginError::new(
                     ErrorKind::Failed,
                     format!("cannot fill {shown}: {e}"),
@@ -301,6 +296,21 @@ impl FaultPlugin for DiskFill {
         let meta = handle.metadata().map_err(|e| {
             PluginError::new(ErrorKind::Failed, format!("cannot stat {shown}: {e}"))
         })?;
+        let ours = Filled {
+            file: file.clone(),
+            dev: Some(meta.dev()),
+            ino: Some(meta.ino()),
+            size: None,
+        };
+        if let Err(e) = reserve(&handle, size) {
+            // Only this very file, as a revert would. Should that fail, the host
+            // reverts the prepared state (a failure is not a refusal).
+            let _ = remove::remove(&ours);
+            return Err(PluginError::new(
+                ErrorKind::Failed,
+                format!("cannot fill {shown}: {e}"),
+            ));
+        }
         Ok(Outcome {
             action: "Fill".to_owned(),
             result: results::INJECTED.to_owned(),
@@ -310,12 +320,7 @@ impl FaultPlugin for DiskFill {
                 size / MIB,
                 humantime::format_duration(self.duration)
             ),
-            revert: Some(serde_json::json!(Filled {
-                file: file.clone(),
-                dev: Some(meta.dev()),
-                ino: Some(meta.ino()),
-                size: None,
-            })),
+            revert: Some(serde_json::json!(ours)),
             revert_after_ms: Some(self.duration.as_millis() as u64),
             ..Outcome::default()
         })
@@ -324,28 +329,7 @@ impl FaultPlugin for DiskFill {
     fn revert(&self, state: &serde_json::Value) -> Result<Outcome, PluginError> {
         let filled: Filled = sdk::read_state(state)?;
         let shown = filled.file.display();
-        // Which file exactly, when it is known; a prepared state (the daemon stopped
-        // before the outcome was journaled) names a file only this fault creates. Only
-        // the system saying so (no such file) means the file is gone: a file that
-        // cannot be looked at (a directory unsearchable, too many open files) may still
-        // fill the disk, and saying it is gone would close the fault for good.
-        let same = match std::fs::symlink_metadata(&filled.file) {
-            Ok(m) => match filled.dev.zip(filled.ino) {
-                Some((dev, ino)) => m.dev() == dev && m.ino() == ino,
-                None => m.is_file() && is_fill_file(&filled.file),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(fs_error(format!("cannot look at {shown}: {e}"), &e)),
-        };
-        let removed = if same {
-            match std::fs::remove_file(&filled.file) {
-                Ok(()) => true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => return Err(fs_error(format!("cannot remove {shown}: {e}"), &e)),
-            }
-        } else {
-            false
-        };
+        let removed = remove::remove(&filled)?;
         let (result, summary) = if removed {
             (results::REVERTED, format!("removed {shown}"))
         } else {
@@ -361,18 +345,6 @@ impl FaultPlugin for DiskFill {
             ..Outcome::default()
         })
     }
-}
-
-/// An error of the filesystem's, with `message`: of kind `Denied` when the system
-/// refused (to be mended before it passes), else `Failed` (it may pass if tried again
-/// soon). Either way the host tries a revert again.
-fn fs_error(message: String, e: &io::Error) -> PluginError {
-    let kind = if e.kind() == io::ErrorKind::PermissionDenied {
-        ErrorKind::Denied
-    } else {
-        ErrorKind::Failed
-    };
-    PluginError::new(kind, message)
 }
 
 /// Takes `size` bytes for `file`: `fallocate`, else zeros written out.
@@ -392,5 +364,6 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
 
 export_plugin!(DiskFill);
 
+mod remove;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The fault's own tests: its contracts through the ABI, and fills of a tmpfs of the
 //! test's own (mounted in a namespace the test makes).
 
-use std::process::Command;
+use std::{os::unix::fs::PermissionsExt, process::Command};
 
 use super::*;
 use nightmare_monkey_plugin_api::sdk::testing::Harness;
@@ -10,31 +10,43 @@ use nightmare_monkey_plugin_api::sdk::testing::Harness;
 /// the test works in.
 const INSIDE: &str = "NM_DISK_FILL_TEST_DIR";
 
+/// A fresh directory `/tmp/df-<pid>-<name>`, removed when dropped (even when the test
+/// panics), opened up first in case the test left it unsearchable.
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> TestDir {
+        let dir = PathBuf::from(format!("/tmp/df-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        TestDir(dir)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(&self.0, PermissionsExt::from_mode(0o700));
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Whether this is the run inside the namespaces (then the test runs, in the directory
 /// returned); else runs the test `name` (its full path) again inside `unshare` with
-/// `flags`, in a fresh directory `/tmp/df-<pid>-<name's last part>` that it removes
-/// afterwards, asserts that run passed, and returns `None`. Never skipped in silence:
-/// without `unshare` it fails.
+/// `flags`, in a fresh [`TestDir`], asserts that run passed, and returns `None`. Never
+/// skipped in silence: without `unshare` it fails.
 fn inside(name: &str, flags: &[&str]) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(INSIDE) {
         return Some(dir.into());
     }
-    let last = name.rsplit("::").next().unwrap_or(name);
-    let dir = PathBuf::from(format!("/tmp/df-{}-{last}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).unwrap();
+    let dir = TestDir::new(name.rsplit("::").next().unwrap_or(name));
     let run = Command::new("unshare")
         .args(flags)
         .arg("--")
         .arg(std::env::current_exe().unwrap())
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env(INSIDE, &dir)
+        .env(INSIDE, &dir.0)
         .output()
         .expect("unshare runs (install util-linux)");
-    // A test may leave its directory unsearchable (and the tmpfs ends with its
-    // namespace): opened up again before it is removed.
-    let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    std::fs::remove_dir_all(&dir).unwrap();
     let (out, err) = (
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr),
@@ -297,4 +309,45 @@ fn a_fill_file_that_cannot_be_looked_at_is_not_gone() {
     assert!(file.exists(), "the file is still there");
     assert_eq!(fault.revert(&applied).unwrap().result, results::REVERTED);
     assert!(!file.exists());
+}
+
+/// The directory looked in is the one cleaned: the fill file's directory moved away and
+/// another put in its place, with a file of the same name, between the look and the
+/// remove. The fill file is removed where it now is, and the other file is left alone.
+/// By path, the remove took the other file (the look had seen the fill file).
+#[test]
+fn the_file_looked_at_is_the_file_removed() {
+    let base = TestDir::new("moved");
+    let (dir, moved) = (base.0.join("fill"), base.0.join("moved"));
+    std::fs::create_dir(&dir).unwrap();
+    let name = ".nightmare-monkey-fill-00000000000000cc";
+    std::fs::write(dir.join(name), "the fill file").unwrap();
+    let meta = std::fs::metadata(dir.join(name)).unwrap();
+    let applied = Filled {
+        file: dir.join(name),
+        dev: Some(meta.dev()),
+        ino: Some(meta.ino()),
+        size: None,
+    };
+    let prepared = Filled {
+        file: dir.join(name),
+        dev: None,
+        ino: None,
+        size: Some(MIB),
+    };
+    for filled in [applied, prepared] {
+        std::fs::write(dir.join(name), "the fill file").unwrap();
+        let removed = remove::remove_checked(&filled, || {
+            std::fs::rename(&dir, &moved).unwrap();
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(name), "another file").unwrap();
+        });
+        assert!(removed.unwrap());
+        assert!(!moved.join(name).exists(), "the fill file is removed");
+        assert_eq!(
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+            "another file"
+        );
+        std::fs::remove_dir(&moved).unwrap();
+    }
 }
