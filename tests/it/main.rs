@@ -11,6 +11,7 @@ mod dashboard;
 mod detect;
 mod drill;
 mod fleet;
+mod halt;
 mod house;
 mod journal;
 mod kill;

@@ -1,0 +1,102 @@
+//! Halt conditions under a misbehaving probe: one that hangs to its timeout, checks
+//! further apart than `after`, a stop during the start's halt check, a halt across a
+//! crash. Dry runs, except those that need `--execute` (in a PID namespace).
+
+use std::net::TcpListener;
+
+use crate::util::{Daemon, Drill, TestDir};
+
+/// A loopback server that accepts and never answers, kept as long as the test runs:
+/// its URL.
+fn hung_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+/// A loopback URL where nothing listens (the connection is refused at once).
+fn refusing_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+/// Starts a dry run with these halt conditions; its port.
+fn start(dir: &std::path::Path, halt: &str) -> (Daemon, u16) {
+    let mut d = Drill::new(dir)
+        .config(&format!("halt: {halt}"))
+        .start(&["--seed", "1"]);
+    let port = d.port();
+    (d, port)
+}
+
+/// A probe that hangs to its timeout (longer than `after`) delays no other: the one
+/// listed after it, failing fast, halts the monkey (the hung one used to space every
+/// check of the list a timeout apart, which started each failing stretch again).
+#[test]
+fn a_hung_halt_probe_keeps_no_other_from_halting() {
+    let dir = TestDir::new("halt-hung-other");
+    let (hung, refused) = (hung_server(), refusing_url());
+    let (mut d, port) = start(
+        &dir,
+        &format!(
+            r#"(probes: [Http(url: "{hung}", timeout: "10s"), Http(url: "{refused}", timeout: "10s")], after: "2s", every: "100ms")"#
+        ),
+    );
+    let halted = d.wait_for(|l| l.starts_with("halt: "));
+    assert!(
+        halted.starts_with(&format!("halt: http {refused}: ")),
+        "{halted}"
+    );
+    let status = crate::util::http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["state"], "paused", "{status}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+}
+
+/// A probe that hangs to its timeout halts by itself: a check that timed out failed,
+/// from the instant it began.
+#[test]
+fn a_halt_probe_that_hangs_halts() {
+    let dir = TestDir::new("halt-hung");
+    let hung = hung_server();
+    let (mut d, _) = start(
+        &dir,
+        &format!(r#"(probes: [Http(url: "{hung}", timeout: "2s")], after: "1s", every: "100ms")"#),
+    );
+    let halted = d.wait_for(|l| l.starts_with("halt: "));
+    assert!(
+        halted.starts_with(&format!(
+            "halt: http {hung}: GET failed: no answer within 2s (failing for "
+        )),
+        "{halted}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+}
+
+/// Checked every `after` (or less often), a probe failing at every check halts at the
+/// second: the time between two checks does not start its count again (it never
+/// halted).
+#[test]
+fn a_probe_failing_at_every_check_halts_though_checked_every_after() {
+    let dir = TestDir::new("halt-every-after");
+    let (mut d, _) = start(
+        &dir,
+        r#"(probes: [Command(argv: ["false"])], after: "1s", every: "1s")"#,
+    );
+    let halted = d.wait_for(|l| l.starts_with("halt: "));
+    assert!(
+        halted.starts_with("halt: command false: exited 1 (failing for "),
+        "{halted}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+}
