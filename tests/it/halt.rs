@@ -4,7 +4,10 @@
 
 use std::net::TcpListener;
 
-use crate::util::{Daemon, Drill, TestDir};
+use crate::{
+    drill::PRELUDE,
+    util::{in_namespace, pairs, Daemon, Drill, TestDir},
+};
 
 /// A loopback server that accepts and never answers, kept as long as the test runs:
 /// its URL.
@@ -99,4 +102,41 @@ fn a_probe_failing_at_every_check_halts_though_checked_every_after() {
     );
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
+}
+
+/// A SIGTERM while the start of `--execute` checks a halt probe that hangs is answered
+/// at once, as a stop during the start's other waits is: the check is dropped (its
+/// command ends), nothing starts, exit 0. It used to wait for the probe's timeout, then
+/// exit 2 saying the halt condition failed.
+#[test]
+fn sigterm_during_the_starts_halt_check_stops_at_once() {
+    let dir = TestDir::new("halt-start-sigterm");
+    let cfg = Drill::new(&dir)
+        .config(r#"halt: (probes: [Command(argv: ["sleep", "1000.41"], timeout: "30s")])"#)
+        .write();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+"$NM" --config {cfg} --execute 2>{d}/log & m=$!
+end=$(( $(date +%s) + 15 ))
+until grep -qx sleep /proc/[0-9]*/comm 2>/dev/null; do
+  [ "$(date +%s)" -gt $end ] && {{ echo "the probe never ran" >&2; break; }}; sleep 0.02; done
+s=$(date +%s%N); kill -TERM $m; wait $m; echo "code $?"
+echo "took $(( ($(date +%s%N) - s) / 1000000 ))"
+echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
+        d = dir.display()
+    ));
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}\n{log}", run.stderr);
+    let took: u64 = pairs(&run.stdout, "took")[0].parse().unwrap();
+    assert!(took < 10_000, "answered after {took} ms");
+    assert!(
+        log.contains("Nightmare Monkey goes to bed (SIGTERM, before it started)."),
+        "{log}"
+    );
+    assert!(!log.contains("Listening on"), "nothing started: {log}");
+    assert_eq!(
+        pairs(&run.stdout, "left"),
+        ["0"],
+        "the probe's command ended"
+    );
 }

@@ -12,7 +12,8 @@
 //!
 //! Until the runtime exists a stop is acted on as soon as the start can: after recovery
 //! (nothing is left half-reverted), and before a SIGHUP restart (a stop wins over a
-//! restart under way); a SIGHUP once the daemon runs.
+//! restart under way); during the start's halt check at once ([`Waiter::next_stop`]);
+//! a SIGHUP once the daemon runs.
 
 use std::{
     os::fd::{AsFd as _, OwnedFd},
@@ -173,15 +174,27 @@ impl Waiter {
 
     /// The next stop or SIGHUP.
     pub async fn next(&mut self) -> Event {
+        self.until(|| match requested() {
+            Some(signal) => Some(Event::Stop(signal)),
+            None => take_hangup().then_some(Event::Hangup),
+        })
+        .await
+    }
+
+    /// The next stop, by name; a SIGHUP meanwhile stays noted for [`Waiter::next`] (the
+    /// start's own waits, before the daemon runs, answer stops only).
+    pub async fn next_stop(&mut self) -> &'static str {
+        self.until(requested).await
+    }
+
+    /// Waits until `look` finds what it looks for, looking again at each signal read.
+    async fn until<T>(&mut self, mut look: impl FnMut() -> Option<T>) -> T {
         let Some(received) = RECEIVED.get() else {
             return std::future::pending().await;
         };
         loop {
-            if let Some(signal) = requested() {
-                return Event::Stop(signal);
-            }
-            if take_hangup() {
-                return Event::Hangup;
+            if let Some(found) = look() {
+                return found;
             }
             tokio::select! {
                 ready = self.fd.readable() => match ready {

@@ -299,8 +299,21 @@ async fn serve(
     // SIGHUP restart of a paused (or halted) daemon starts paused: nothing is injected,
     // and the drill must not end because the system is still sick.
     let restarted_paused = std::env::var(RESTART_PAUSED).ok();
+    // A stop during the check wins at once, as during the start's other waits: the
+    // check is dropped (a probe's command ends with it) and nothing starts.
     if let (true, Some(halt), None) = (setup.engine.executes(), &config.halt, &restarted_paused) {
-        if let Some(failing) = halt::failing_at_start(halt).await {
+        let failing = tokio::select! {
+            biased;
+            signal = signals.next_stop() => {
+                log::line(format!(
+                    "Nightmare Monkey goes to bed ({signal}, before it started)."
+                ));
+                abandoned(&[], &setup.engine.reverting())?;
+                return Ok(Ending::Stop);
+            }
+            failing = halt::failing_at_start(halt) => failing,
+        };
+        if let Some(failing) = failing {
             return Err(UsageError(anyhow::anyhow!(
                 "halt probe {failing}: not starting --execute while a halt condition fails"
             ))
