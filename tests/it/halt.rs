@@ -6,7 +6,7 @@ use std::net::TcpListener;
 
 use crate::{
     drill::PRELUDE,
-    util::{in_namespace, pairs, Daemon, Drill, TestDir},
+    util::{http, in_namespace, pairs, Daemon, Drill, TestDir},
 };
 
 /// A loopback server that accepts and never answers, kept as long as the test runs:
@@ -139,4 +139,72 @@ echo "left $(grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l)""#,
         ["0"],
         "the probe's command ended"
     );
+}
+
+/// A halt outlives a crash: the next start (its probe passing by then) starts halted,
+/// with the same reason, until someone resumes; the resume is journaled, and the start
+/// after it plays. It used to play again at once.
+#[test]
+fn a_halt_outlives_a_crash_until_a_resume() {
+    let dir = TestDir::new("halt-crash");
+    let sick = dir.join("sick");
+    let cfg = Drill::new(&dir)
+        .config(&format!(
+            r#"halt: (probes: [Command(argv: ["test", "!", "-e", {sick:?}])], after: 0, every: "100ms")"#
+        ))
+        .write();
+    let why = format!(
+        "halt: command test ! -e {}: exited 1; POST /api/resume to resume",
+        sick.display()
+    );
+    let mut d = Daemon::start(&["--config", &cfg]);
+    d.port();
+    std::fs::write(&sick, "").unwrap();
+    d.wait_for(|l| l.starts_with("halt: "));
+    // Killed once the halt is journaled (the log line comes first).
+    let journal = dir.join("journal.jsonl");
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains(r#""type":"halted""#)
+    {
+        assert!(std::time::Instant::now() < until, "no halt journaled");
+        std::thread::yield_now();
+    }
+    d.signal("KILL");
+    d.wait_exit();
+    std::fs::remove_file(&sick).unwrap();
+
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    let status = http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["state"], "paused", "{status}\n{:?}", d.log);
+    assert_eq!(status["paused"], why);
+    assert!(
+        d.log
+            .iter()
+            .any(|l| l.starts_with("Halted, as the last run left it (")),
+        "{:?}",
+        d.log
+    );
+    assert_eq!(http(port, "POST", "/api/resume", &[], b"").status, 200);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    let journal = std::fs::read_to_string(&journal).unwrap();
+    let resumed: Vec<_> = crate::util::json_lines(&journal)
+        .into_iter()
+        .filter(|r| r["type"] == "resumed")
+        .collect();
+    assert_eq!(resumed.len(), 1, "{journal}");
+    assert_eq!(
+        resumed[0]["halt"],
+        format!("command test ! -e {}: exited 1", sick.display())
+    );
+
+    let mut d = Daemon::start(&["--config", &cfg]);
+    let port = d.port();
+    let status = http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["paused"], serde_json::Value::Null, "{status}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
 }

@@ -2,7 +2,7 @@
 //! acknowledgement, a revert now, and shutting down.
 
 use super::*;
-use crate::domain::drill::{AckError, Acknowledged};
+use crate::domain::drill::{AckError, Acknowledged, ResumedRecord};
 
 impl Injector {
     /// The monkey pauses itself because `probe` failed for too long (`reason`): exactly
@@ -64,11 +64,18 @@ impl Injector {
     /// Turns the kill switch on or off (off: unless the pause file holds it on, which
     /// leaves it as it was). On: every request is refused from this instant,
     /// and every active fault is reverted, each on a thread of its own; the answer comes
-    /// after [`SWITCH_WAIT`] at most, naming the reverts still under way.
+    /// after [`SWITCH_WAIT`] at most, naming the reverts still under way. A resume that
+    /// ends a halt is journaled `resumed`: until then, a start after a crash starts
+    /// halted.
     pub async fn switch(&self, on: bool) -> Switched {
+        let halted = self.engine.halted();
         // A resume the pause file refuses changes nothing: the switch stays as it was.
         if on || !self.engine.pause_file_holds() {
             self.engine.set_paused(on);
+        }
+        if let Some(halt) = halted.filter(|_| self.engine.halted().is_none()) {
+            let at = Utc::now();
+            self.note(Record::Resumed(ResumedRecord { at, halt })).await;
         }
         if on {
             self.revert_all("pause", SWITCH_WAIT).await;

@@ -75,6 +75,15 @@ pub(crate) struct HaltedRecord {
     pub reason: String,
 }
 
+/// A halt ended: someone resumed the monkey (`POST /api/resume`, `resume`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ResumedRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The halt it ended, `<probe>: <reason>`.
+    pub halt: String,
+}
+
 /// `1m 5s`, `850ms`: a time to detect or recover, for people.
 pub(crate) fn human_ms(ms: u64) -> String {
     if ms < 1000 {

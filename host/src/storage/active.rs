@@ -54,6 +54,10 @@ pub(crate) struct Checkpoint {
     mark: Vec<u8>,
     /// The faults open there, by id.
     open: BTreeMap<String, Entry>,
+    /// The last halt there, unless a resume followed it: a start after a crash starts
+    /// halted (a halt's resume is manual).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    halted: Option<journal::HaltedRecord>,
 }
 
 impl Checkpoint {
@@ -203,18 +207,20 @@ impl Checkpoint {
                     self.open.remove(&revert.id);
                 }
             }
+            Record::Halted(halted) => self.halted = Some(halted),
+            Record::Resumed(_) => self.halted = None,
             // What followed a fault says nothing of what is in effect.
             Record::Detected(_)
             | Record::Recovered(_)
             | Record::NotRecovered(_)
-            | Record::Refused(_)
-            | Record::Halted(_) => {}
+            | Record::Refused(_) => {}
         }
     }
 
-    /// Whether the record on `line` may change what is open, by the few fields that say
-    /// so: a dry run's intent, what follows a fault, and any record of a fault no longer
-    /// open leave it as it is (most lines of a busy journal), and are not read whole.
+    /// Whether the record on `line` may change what is open (or halted), by the few
+    /// fields that say so: a dry run's intent, what follows a fault, and any record of a
+    /// fault no longer open leave it as it is (most lines of a busy journal), and are not
+    /// read whole.
     fn may_change(&self, line: &str) -> bool {
         #[derive(Deserialize)]
         struct Peek<'a> {
@@ -235,7 +241,7 @@ impl Checkpoint {
         match &*peek.kind {
             "intent" => peek.dry_run != Some(true),
             "outcome" | "prepared" | "revert" => open(&peek.id),
-            "detected" | "recovered" | "not-recovered" | "refused" | "halted" => false,
+            "detected" | "recovered" | "not-recovered" | "refused" => false,
             _ => true,
         }
     }
@@ -246,6 +252,14 @@ impl Checkpoint {
         let day = chrono::TimeDelta::days(1);
         self.open
             .retain(|_, e| e.outcome.is_some() || e.prepared.is_some() || now - e.intent.at < day);
+    }
+
+    /// The halt in effect, `<probe>: <reason>`: the last one journaled, if no resume
+    /// followed it.
+    pub(crate) fn halted(&self) -> Option<String> {
+        self.halted
+            .as_ref()
+            .map(|h| format!("{}: {}", h.probe, h.reason))
     }
 
     /// The faults in effect: outcomes with revert state not reverted, and two-phase

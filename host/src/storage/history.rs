@@ -163,7 +163,7 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
                     followed.entry(id.to_owned()).or_default().push(record);
                 }
             }
-            Record::Refused(_) | Record::Halted(_) => {}
+            Record::Refused(_) | Record::Halted(_) | Record::Resumed(_) => {}
             Record::Intent(intent) => {
                 let other_run = query
                     .run
@@ -310,7 +310,7 @@ impl Stream {
                 }
                 at
             }
-            Record::Refused(_) | Record::Halted(_) => record.at(),
+            Record::Refused(_) | Record::Halted(_) | Record::Resumed(_) => record.at(),
         };
         loop {
             let crowded = self.held.len() > MAX_HELD;

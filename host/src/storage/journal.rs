@@ -35,7 +35,7 @@ pub(crate) use reading::{
 };
 
 pub(crate) use crate::domain::drill::{
-    DetectedRecord, HaltedRecord, NotRecoveredRecord, RecoveredRecord, RefusedRecord,
+    DetectedRecord, HaltedRecord, NotRecoveredRecord, RecoveredRecord, RefusedRecord, ResumedRecord,
 };
 use crate::domain::injection::Injection;
 pub use crate::domain::injection::Intent;
@@ -63,6 +63,8 @@ pub(crate) enum Record {
     Refused(RefusedRecord),
     /// The monkey paused itself: a halt probe failed.
     Halted(HaltedRecord),
+    /// A halt ended: the monkey was resumed.
+    Resumed(ResumedRecord),
 }
 
 impl Record {
@@ -76,7 +78,7 @@ impl Record {
             Record::Detected(d) => Some(&d.id),
             Record::Recovered(r) => Some(&r.id),
             Record::NotRecovered(r) => Some(&r.id),
-            Record::Refused(_) | Record::Halted(_) => None,
+            Record::Refused(_) | Record::Halted(_) | Record::Resumed(_) => None,
         }
     }
 
@@ -92,6 +94,7 @@ impl Record {
             Record::NotRecovered(r) => r.at,
             Record::Refused(r) => r.at,
             Record::Halted(h) => h.at,
+            Record::Resumed(r) => r.at,
         }
     }
 }
@@ -270,7 +273,7 @@ impl Entry {
             }
             Record::Recovered(r) => self.recovered = Some(r),
             Record::NotRecovered(r) => self.not_recovered = Some(r),
-            Record::Intent(_) | Record::Refused(_) | Record::Halted(_) => {}
+            Record::Intent(_) | Record::Refused(_) | Record::Halted(_) | Record::Resumed(_) => {}
         }
     }
 

@@ -1,5 +1,6 @@
 //! What the daemon says as it starts: the seed, the banner, what it will and will not
-//! do, where it records; and a kill switch kept across a SIGHUP restart.
+//! do, where it records; a kill switch kept across a SIGHUP restart, and a halt kept
+//! across any end.
 
 use crate::{config::Config, engine::Engine, output::log};
 
@@ -69,4 +70,13 @@ pub(super) fn keep_switch(engine: &Engine, restarted: Option<&str>) {
         }
         None => {}
     }
+}
+
+/// A halt the journal holds, with no resume after it, stays: the last run crashed or
+/// stopped while halted (`why`: `<probe>: <reason>`), and a halt's resume is manual.
+pub(super) fn keep_halt(engine: &Engine, why: String) {
+    log::line(format!(
+        "Halted, as the last run left it ({why}): POST /api/resume to resume"
+    ));
+    engine.set_halted(why);
 }

@@ -116,6 +116,9 @@ fn run_with(
         begun.has_files(),
         owned_by.as_deref(),
     );
+    // A halt the journal holds with no resume after it: the last run crashed (or
+    // stopped) halted, and a halt's resume is manual.
+    let journaled_halt = checkpoint.halted();
     // A file still loading after a second does not hold up the start (the API, the
     // pause file): its faults are refused until it has loaded.
     let all_loaded = begun.wait(setup::SLOW_LOAD);
@@ -164,7 +167,7 @@ fn run_with(
         .context("cannot start the async runtime")?;
     let journal = setup.engine.shared_journal();
     let later = later.map(|later| Loading { later, waiting });
-    let result = runtime.block_on(serve(config, setup, later, ended, args));
+    let result = runtime.block_on(serve(config, setup, later, ended, args, journaled_halt));
     // The last checkpoint: the next start reads only what comes after it.
     if let Some(journal) = journal {
         last_checkpoint(checkpoint, journal, retention);
@@ -292,13 +295,16 @@ async fn serve(
     loading: Option<Loading>,
     ended: Option<tokio::sync::oneshot::Receiver<()>>,
     args: Option<DaemonArgs>,
+    journaled_halt: Option<String>,
 ) -> anyhow::Result<Ending> {
     // Watched first: a signal that arrives once we look started is answered.
     let mut signals = stop::Waiter::new()?;
     // Real faults into a system already failing its halt conditions: not started. A
     // SIGHUP restart of a paused (or halted) daemon starts paused: nothing is injected,
-    // and the drill must not end because the system is still sick.
+    // and the drill must not end because the system is still sick. Any other start
+    // whose journal holds a halt checks, and starts halted.
     let restarted_paused = std::env::var(RESTART_PAUSED).ok();
+    let journaled_halt = journaled_halt.filter(|_| restarted_paused.is_none());
     // A stop during the check wins at once, as during the start's other waits: the
     // check is dropped (a probe's command ends with it) and nothing starts.
     if let (true, Some(halt), None) = (setup.engine.executes(), &config.halt, &restarted_paused) {
@@ -332,6 +338,9 @@ async fn serve(
         &engine,
     );
     announce::keep_switch(&engine, restarted_paused.as_deref());
+    if let Some(why) = journaled_halt {
+        announce::keep_halt(&engine, why);
+    }
 
     let (stop, stopped) = watch::channel(false);
     let injector = injector(&config, &engine, &stopped)?;

@@ -105,6 +105,45 @@ fn a_checkpoint_carries_what_is_open_and_a_start_reads_only_what_follows() {
     assert_eq!(ids(&next), ["5"]);
 }
 
+/// The last halt with no resume after it is carried by the checkpoint: a start after a
+/// crash reads it from there and what followed, never the whole journal.
+#[test]
+fn a_checkpoint_carries_the_last_halt_until_a_resume() {
+    let path = scratch("halted");
+    let journal = Journal::open(&path).unwrap();
+    let halted = |reason: &str| {
+        Record::Halted(journal::HaltedRecord {
+            at: Utc::now(),
+            probe: "command false".into(),
+            reason: reason.into(),
+        })
+    };
+    let resumed = Record::Resumed(journal::ResumedRecord {
+        at: Utc::now(),
+        halt: "command false: exited 1".into(),
+    });
+    journal.append(&halted("exited 1"), false).unwrap();
+    let mut checkpoint = Checkpoint::load(&path);
+    checkpoint.catch_up(&path).unwrap();
+    assert_eq!(
+        checkpoint.halted().as_deref(),
+        Some("command false: exited 1")
+    );
+    checkpoint.save(&path).unwrap();
+    // A start reads it from the checkpoint (the journal before it is gone here).
+    std::fs::write(&path, b"").unwrap();
+    let journal = Journal::open(&path).unwrap();
+    let mut next = Checkpoint::load(&path);
+    next.catch_up(&path).unwrap();
+    assert_eq!(next.halted().as_deref(), Some("command false: exited 1"));
+    journal.append(&resumed, false).unwrap();
+    next.catch_up(&path).unwrap();
+    assert_eq!(next.halted(), None);
+    journal.append(&halted("exited 2"), false).unwrap();
+    next.catch_up(&path).unwrap();
+    assert_eq!(next.halted().as_deref(), Some("command false: exited 2"));
+}
+
 /// Only records that may change what is open are read whole; the rest are skipped by
 /// their type, dry run and id, and a line that cannot be peeked at is read whole (to
 /// say what is wrong with it).
@@ -135,13 +174,7 @@ fn only_records_that_may_change_what_is_open_are_read_whole() {
     };
     assert!(checkpoint.may_change(&prepared("a\\\"1")));
     assert!(!checkpoint.may_change(&prepared("b")));
-    for kind in [
-        "detected",
-        "recovered",
-        "not-recovered",
-        "refused",
-        "halted",
-    ] {
+    for kind in ["detected", "recovered", "not-recovered", "refused"] {
         let text = format!(r#"{{"type":"{kind}","id":"a\"1"}}"#);
         assert!(!checkpoint.may_change(&text), "{kind}");
     }
