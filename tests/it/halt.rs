@@ -208,3 +208,30 @@ fn a_halt_outlives_a_crash_until_a_resume() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
 }
+
+/// A `Command` halt probe under way when the daemon stops ends with its whole process
+/// group, not its leader alone (the rest of the group used to outlive the daemon). In a
+/// PID namespace: what could outlive it dies with the namespace.
+#[test]
+fn a_command_probe_under_way_at_a_stop_ends_with_its_group() {
+    let dir = TestDir::new("halt-probe-group");
+    let cfg = Drill::new(&dir)
+        .config(r#"halt: (probes: [Command(argv: ["sh", "-c", "sleep 1000.51 & sleep 1000.52 & exec sleep 1000.53"], timeout: "5m")], after: "1h", every: "1s")"#)
+        .write();
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}
+count() {{ ps -eo args | grep -c '^sleep 1000\.5[123]$'; }}
+"$NM" --config {cfg} 2>{d}/log & m=$!
+end=$(( $(date +%s) + 15 ))
+until [ "$(count)" -eq 3 ]; do
+  [ "$(date +%s)" -gt $end ] && {{ echo "the probe never ran" >&2; break; }}; sleep 0.02; done
+kill -TERM $m; wait $m; echo "code $?"
+end=$(( $(date +%s) + 10 ))
+until [ "$(count)" -eq 0 ] || [ "$(date +%s)" -gt $end ]; do sleep 0.02; done
+echo "left $(count)""#,
+        d = dir.display()
+    ));
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{}\n{log}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "left"), ["0"], "{}\n{log}", run.stderr);
+}

@@ -1,6 +1,7 @@
 //! The `Command` probe: an argv (no shell) that must exit 0 within its timeout. It runs
-//! in a process group of its own, which is killed whole when it ends (in time or at the
-//! timeout), so a script's children do not outlive it; one that left the group with
+//! in a process group of its own, which is killed whole when it ends (in time, at the
+//! timeout, or when the check is dropped: a stop of the daemon, a start's halt check
+//! given up), so a script's children do not outlive it; one that left the group with
 //! setsid() or setpgid() is swept by the daemon (`support::orphans`).
 
 use std::{os::fd::AsFd as _, process::Stdio, time::Duration};
@@ -37,6 +38,8 @@ impl Command {
         let pid = child
             .id()
             .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        // Declared after the child: dropped first, while its leader is not reaped yet.
+        let whole_group = GroupKill(pid);
         let in_time = match pid.and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok()) {
             // Waited for on a thread of its own (not the injections' pool), without
             // reaping: the group's ID stays its own until the end.
@@ -56,9 +59,7 @@ impl Command {
         };
         // In time or not, what it left running in its group ends with it; an orphan that
         // left the group (setsid) is the daemon's now, and swept.
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
+        drop(whole_group);
         let status = child.wait().await;
         drop(group);
         orphans::sweep();
@@ -75,6 +76,19 @@ impl Command {
                 None => format!("ended by a signal ({status})"),
             }),
             Err(e) => Err(format!("cannot wait for {program}: {e}")),
+        }
+    }
+}
+
+/// Kills a probe's process group (named by its leader) when dropped: at the check's end,
+/// and when the check itself is dropped before it (`kill_on_drop` reaches the leader
+/// alone, and what it started in its group would run on).
+struct GroupKill(Option<rustix::process::Pid>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
     }
 }
