@@ -26,7 +26,7 @@ mod refusal;
 pub(crate) use refusal::failure_line;
 
 use crate::{
-    domain::injection::{Ask, InjectError, Injection},
+    domain::injection::{Ask, InjectError, Injection, Waited},
     engine::{run_all, Engine, Unfinished},
     output::{events, log, metrics, notifier::Notifiers},
     probe::{first_failure, Probe, Recovery},
@@ -254,9 +254,10 @@ impl Injector {
         let name = ask.fault.clone();
         let trigger = ask.trigger;
         let mut deadline = tokio::time::Instant::now() + self.deadline;
-        let timed_out = || InjectError::TimedOut {
+        let timed_out = |waited| InjectError::TimedOut {
             fault: name.clone(),
             after: self.deadline,
+            waited,
         };
         // A fault with a steady state: its turn first (the one before it has its
         // outcome), then a place, then the check; all of it within the deadline.
@@ -265,7 +266,7 @@ impl Injector {
                 match tokio::time::timeout_at(deadline, p.one_at_a_time.clone().lock_owned()).await
                 {
                     Ok(turn) => Ok(Some(turn)),
-                    Err(_) => Err(timed_out()),
+                    Err(_) => Err(timed_out(Waited::Turn)),
                 }
             }
             _ => Ok(None),
@@ -276,7 +277,7 @@ impl Injector {
             Err(e) => Err(e),
             Ok(turn) => {
                 match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-                    Err(_) => Err(timed_out()),
+                    Err(_) => Err(timed_out(Waited::Place)),
                     Ok(Err(closed)) => Err(InjectError::Crashed {
                         fault: name.clone(),
                         reason: closed.to_string(),
@@ -285,12 +286,19 @@ impl Injector {
                 }
             }
         };
+        // The check, last: a check that outlasts the deadline is dropped (a probe's
+        // command ends with it), nothing journaled, no plugin called.
+        let slot = match slot {
+            Err(e) => Err(e),
+            Ok(held) => match tokio::time::timeout_at(deadline, self.steady_state(&ask)).await {
+                Ok(Some(refused)) => return Err(refused),
+                Ok(None) => Ok(held),
+                Err(_) => Err(timed_out(Waited::SteadyState)),
+            },
+        };
         let result = match slot {
             Err(e) => Err(e),
             Ok((slot, turn)) => {
-                if let Some(refused) = self.steady_state(&ask).await {
-                    return Err(refused);
-                }
                 // The plugin gets the whole deadline, whatever the probes took.
                 deadline = deadline.max(tokio::time::Instant::now() + self.deadline);
                 let worker = self.engine.clone();
@@ -327,7 +335,7 @@ impl Injector {
                         if let Some(call) = call {
                             self.answer_late(call, trigger, name.clone());
                         }
-                        Err(timed_out())
+                        Err(timed_out(Waited::Plugin))
                     }
                 }
             }

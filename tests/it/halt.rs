@@ -6,22 +6,8 @@ use std::net::TcpListener;
 
 use crate::{
     drill::PRELUDE,
-    util::{http, in_namespace, pairs, Daemon, Drill, TestDir},
+    util::{http, hung_server, in_namespace, pairs, Daemon, Drill, TestDir},
 };
-
-/// A loopback server that accepts and never answers, kept as long as the test runs:
-/// its URL.
-fn hung_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/health", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
-    url
-}
 
 /// A loopback URL where nothing listens (the connection is refused at once).
 fn refusing_url() -> String {
@@ -31,13 +17,19 @@ fn refusing_url() -> String {
     url
 }
 
-/// Starts a dry run with these halt conditions; its port.
-fn start(dir: &std::path::Path, halt: &str) -> (Daemon, u16) {
+/// Starts a dry run with these halt conditions, waits for its halt, sees it paused,
+/// stops it: the halt's log line.
+fn halt_line(dir: &std::path::Path, halt: &str) -> String {
     let mut d = Drill::new(dir)
         .config(&format!("halt: {halt}"))
         .start(&["--seed", "1"]);
     let port = d.port();
-    (d, port)
+    let halted = d.wait_for(|l| l.starts_with("halt: "));
+    let status = http(port, "GET", "/api/status", &[], b"").json();
+    assert_eq!(status["state"], "paused", "{status}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(), Some(0));
+    halted
 }
 
 /// A probe that hangs to its timeout (longer than `after`) delays no other: the one
@@ -46,22 +38,17 @@ fn start(dir: &std::path::Path, halt: &str) -> (Daemon, u16) {
 #[test]
 fn a_hung_halt_probe_keeps_no_other_from_halting() {
     let dir = TestDir::new("halt-hung-other");
-    let (hung, refused) = (hung_server(), refusing_url());
-    let (mut d, port) = start(
+    let ((hung, _), refused) = (hung_server(), refusing_url());
+    let halted = halt_line(
         &dir,
         &format!(
             r#"(probes: [Http(url: "{hung}", timeout: "10s"), Http(url: "{refused}", timeout: "10s")], after: "2s", every: "100ms")"#
         ),
     );
-    let halted = d.wait_for(|l| l.starts_with("halt: "));
     assert!(
         halted.starts_with(&format!("halt: http {refused}: ")),
         "{halted}"
     );
-    let status = crate::util::http(port, "GET", "/api/status", &[], b"").json();
-    assert_eq!(status["state"], "paused", "{status}");
-    d.signal("TERM");
-    assert_eq!(d.wait_exit(), Some(0));
 }
 
 /// A probe that hangs to its timeout halts by itself: a check that timed out failed,
@@ -69,20 +56,17 @@ fn a_hung_halt_probe_keeps_no_other_from_halting() {
 #[test]
 fn a_halt_probe_that_hangs_halts() {
     let dir = TestDir::new("halt-hung");
-    let hung = hung_server();
-    let (mut d, _) = start(
+    let (hung, _) = hung_server();
+    let halted = halt_line(
         &dir,
         &format!(r#"(probes: [Http(url: "{hung}", timeout: "2s")], after: "1s", every: "100ms")"#),
     );
-    let halted = d.wait_for(|l| l.starts_with("halt: "));
     assert!(
         halted.starts_with(&format!(
             "halt: http {hung}: GET failed: no answer within 2s (failing for "
         )),
         "{halted}"
     );
-    d.signal("TERM");
-    assert_eq!(d.wait_exit(), Some(0));
 }
 
 /// Checked every `after` (or less often), a probe failing at every check halts at the
@@ -91,17 +75,14 @@ fn a_halt_probe_that_hangs_halts() {
 #[test]
 fn a_probe_failing_at_every_check_halts_though_checked_every_after() {
     let dir = TestDir::new("halt-every-after");
-    let (mut d, _) = start(
+    let halted = halt_line(
         &dir,
         r#"(probes: [Command(argv: ["false"])], after: "1s", every: "1s")"#,
     );
-    let halted = d.wait_for(|l| l.starts_with("halt: "));
     assert!(
         halted.starts_with("halt: command false: exited 1 (failing for "),
         "{halted}"
     );
-    d.signal("TERM");
-    assert_eq!(d.wait_exit(), Some(0));
 }
 
 /// A SIGTERM while the start of `--execute` checks a halt probe that hangs is answered

@@ -27,5 +27,6 @@ mod proxy;
 mod readme;
 mod reverts;
 mod start;
+mod steady_state;
 mod util;
 mod watchers;

@@ -549,3 +549,58 @@ fn ask_for(fault: &str) -> Ask {
         ..ask()
     }
 }
+
+/// What a request's deadline cut short is said as it was: the fault's turn behind
+/// another request (whose plugin hangs), or its own steady state's check (a probe slower
+/// than the deadline is dropped at it). Neither blames the plugin, called by neither.
+#[tokio::test]
+async fn a_deadline_says_what_it_cut_short_and_bounds_the_steady_state() {
+    let gate = fake::gate();
+    let fake = Fake::new(Behaviour::Block(gate.clone()));
+    let steady = |argv: &[&str]| {
+        probes_of(
+            vec![crate::probe::command(argv, Duration::from_secs(30))],
+            None,
+        )
+    };
+    let door = injector(&fake, false)
+        .with_probes(steady(&["true"]))
+        .with_deadline(Duration::from_millis(300));
+    let first = tokio::spawn({
+        let door = door.clone();
+        async move { door.inject(ask()).await }
+    });
+    while fake.calls().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let second = door.inject(ask()).await.unwrap_err();
+    assert_eq!(
+        second.to_string(),
+        "fake: another request for this fault was still checking its steady state or injecting after 300ms; given up (no plugin was called, nothing was journaled)"
+    );
+    // The first's plugin had its own deadline, and is the one blamed.
+    assert!(matches!(
+        first.await.unwrap(),
+        Err(InjectError::TimedOut {
+            waited: Waited::Plugin,
+            ..
+        })
+    ));
+    fake::open(&gate);
+
+    let slow = injector(&fake, false)
+        .with_probes(steady(&["sleep", "30"]))
+        .with_deadline(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let cut = slow.inject(ask()).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        cut.to_string(),
+        "fake: its steady state was not checked within 300ms; given up (no plugin was called, nothing was journaled)"
+    );
+    assert_eq!(fake.calls().len(), 1);
+}

@@ -238,13 +238,16 @@ pub enum InjectError {
     /// No fault of that name is configured.
     #[error("no fault named `{0}` is configured")]
     UnknownFault(String),
-    /// The plugin did not answer in time (it goes on running on its thread).
-    #[error("{fault}: no answer from the plugin within {}; given up (the journal keeps its intent)", humantime::format_duration(*.after))]
+    /// The request's deadline passed: what it waited for says whether the plugin was
+    /// called at all.
+    #[error("{fault}: {}", .waited.says(*.after))]
     TimedOut {
         /// The fault's name.
         fault: String,
         /// The deadline.
         after: std::time::Duration,
+        /// What it was waiting for then.
+        waited: Waited,
     },
     /// The call could not complete.
     #[error("{fault}: the injection failed: {reason}")]
@@ -262,6 +265,42 @@ pub enum InjectError {
         /// What the plugin said.
         error: PluginError,
     },
+}
+
+/// What a request was waiting for when its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// Its fault's turn: another request for a fault with a steady state checks it, or
+    /// injects, first.
+    Turn,
+    /// A place among the injections at once.
+    Place,
+    /// Its steady state's check.
+    SteadyState,
+    /// The plugin's answer (it goes on running on its thread).
+    Plugin,
+}
+
+impl Waited {
+    /// What the 504 and the log say, after `fault: `.
+    fn says(self, after: Duration) -> String {
+        let after = humantime::format_duration(after);
+        let nothing = "given up (no plugin was called, nothing was journaled)";
+        match self {
+            Waited::Turn => format!(
+                "another request for this fault was still checking its steady state or injecting after {after}; {nothing}"
+            ),
+            Waited::Place => {
+                format!("no free place among the injections at once within {after}; {nothing}")
+            }
+            Waited::SteadyState => {
+                format!("its steady state was not checked within {after}; {nothing}")
+            }
+            Waited::Plugin => format!(
+                "no answer from the plugin within {after}; given up (the journal keeps its intent)"
+            ),
+        }
+    }
 }
 
 impl InjectError {

@@ -184,3 +184,20 @@ pub fn raw_server(answer: fn(&mut std::net::TcpStream)) -> String {
     });
     url
 }
+
+/// A loopback server that accepts and never answers (a service that hangs), kept as
+/// long as the test runs: its URL, and how many connections it has taken.
+pub fn hung_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (url, taken)
+}

@@ -11,7 +11,7 @@ mod namespace;
 pub mod webdriver;
 
 pub use daemon::{Daemon, DEADLINE};
-pub use fake_server::{raw_server, FakeServer, Reply};
+pub use fake_server::{hung_server, raw_server, FakeServer, Reply};
 pub use fixture::{Drill, TestDir};
 pub use http::{http, Answer};
 pub use namespace::{in_namespace, in_network_namespace, namespace};

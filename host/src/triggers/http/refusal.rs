@@ -128,6 +128,7 @@ mod tests {
                 InjectError::TimedOut {
                     fault: "f".into(),
                     after: Duration::from_secs(30),
+                    waited: crate::domain::injection::Waited::Plugin,
                 },
                 504,
                 false,
