@@ -148,17 +148,12 @@ pub fn bind(
         ))
         .unify()
         .boxed();
-    // Every answer, errors included, tells the state of now: none is for a cache to keep
-    // (a browser's back button, a proxy). An answer that says so itself keeps its word:
-    // the dashboard's page (`no-store`), the event stream (`no-cache`, warp's).
+    // Every answer says `Cache-Control: no-store` unless it says otherwise (the server
+    // adds it: `server::NOT_TO_KEEP`).
     let routes = guard
         .filter()
         .and(every)
-        .recover(move |r| rejection(r, max))
-        .with(warp::reply::with::default_header(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-store"),
-        ));
+        .recover(move |r| rejection(r, max));
     server::bind(config.listen, routes, limits, shutdown)
         .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))
 }
