@@ -59,6 +59,20 @@ fn inside(name: &str, flags: &[&str]) -> Option<PathBuf> {
     None
 }
 
+/// Whether this is the run inside the namespaces, on a tmpfs of `mib` MiB mounted on its
+/// directory (then the test runs there); else as [`inside`]. A test that writes or measures
+/// a disk does it here, never on the host's `/tmp`: a CI machine's may be 99% full.
+fn on_own_tmpfs(name: &str, mib: u64) -> Option<PathBuf> {
+    let dir = inside(name, &["--user", "--map-root-user", "--mount"])?;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "a tmpfs mounted on {}", dir.display());
+    Some(dir)
+}
+
 /// A fault filling `dir`, up to `target_percent`, leaving `floor_mib` free.
 fn fill(dir: &Path, target_percent: u64, floor_mib: u64) -> DiskFill {
     DiskFill::new(Config {
@@ -88,18 +102,12 @@ fn applied(fault: &DiskFill, state: &serde_json::Value) -> Result<Outcome, Plugi
 /// any had taken its space: the filesystem filled up (ENOSPC for the last).
 #[test]
 fn fills_applied_after_another_stay_above_the_floor() {
-    let Some(dir) = inside(
+    let Some(dir) = on_own_tmpfs(
         "tests::fills_applied_after_another_stay_above_the_floor",
-        &["--user", "--map-root-user", "--mount"],
+        16,
     ) else {
         return;
     };
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "a tmpfs mounted on {}", dir.display());
     let free = || space(&dir).unwrap().1;
     assert_eq!(space(&dir).unwrap(), (16 * MIB, 16 * MIB));
     let up_to_the_floor = fill(&dir, 99, 4);
@@ -170,12 +178,16 @@ fn fills_applied_after_another_stay_above_the_floor() {
 }
 
 /// Through the ABI: a dry run and `prepare` create nothing, and reverting what was
-/// prepared is harmless. (A real fill takes a filesystem to its target: not here.)
+/// prepared is harmless. (A real fill takes a filesystem to its target: not here.) On a
+/// tmpfs of its own: on a host disk over 99% full a dry run is refused, rightly.
 #[test]
 fn keeps_the_contracts_it_can_without_filling_a_disk() {
-    let dir = std::env::temp_dir().join(format!("nm-disk-fill-h-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let Some(dir) = on_own_tmpfs(
+        "tests::keeps_the_contracts_it_can_without_filling_a_disk",
+        16,
+    ) else {
+        return;
+    };
     let listing = || {
         let mut names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -205,7 +217,6 @@ fn keeps_the_contracts_it_can_without_filling_a_disk() {
             (&format!("(path: {:?}, duration: \"1y\")", dir), "duration"),
         ])
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -225,12 +236,16 @@ fn only_a_fill_files_name_is_taken_for_one() {
 }
 
 /// A prepared state (the daemon stopped between the phases) frees the file if it
-/// was made, and says there is nothing to free if not; never another file.
+/// was made, and says there is nothing to free if not; never another file. On a tmpfs of
+/// its own: the apply measures the disk, and the host's may be too full for any fill.
 #[test]
 fn a_prepared_state_reverts_whether_or_not_it_was_applied() {
-    let dir = std::env::temp_dir().join(format!("nm-disk-fill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let Some(dir) = on_own_tmpfs(
+        "tests::a_prepared_state_reverts_whether_or_not_it_was_applied",
+        16,
+    ) else {
+        return;
+    };
     let fault = DiskFill::new(Config {
         path: Some(dir.clone()),
         target_percent: Some(99),
@@ -243,16 +258,12 @@ fn a_prepared_state_reverts_whether_or_not_it_was_applied() {
         dry_run: false,
         ..Request::default()
     };
-    // Whatever the filesystem's state (it may be too full to prepare anything),
-    // preparing creates nothing.
-    let prepared = fault.prepare(&request);
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{prepared:?}");
+    // Preparing names a fill file and creates nothing.
+    let named = fault.prepare(&request).unwrap().revert.unwrap();
+    assert!(is_fill_file(Path::new(named["file"].as_str().unwrap())));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     let file = dir.join(".nightmare-monkey-fill-00000000000000aa");
     let state = serde_json::json!({ "file": file, "size": MIB, "percent": [1, 2] });
-    if let Ok(mut prepared) = prepared {
-        let named = prepared.revert.take().unwrap();
-        assert!(is_fill_file(Path::new(named["file"].as_str().unwrap())));
-    }
     assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
     // Applied with a small size, then reverted from the prepared state alone.
     let applied = fault.apply(&request, &state).unwrap();
@@ -269,7 +280,6 @@ fn a_prepared_state_reverts_whether_or_not_it_was_applied() {
     // A directory of that name is no fill file.
     std::fs::create_dir(&file).unwrap();
     assert_eq!(fault.revert(&state).unwrap().result, results::VANISHED);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A fill file that cannot be looked at (its directory unsearchable: EACCES, in a user
