@@ -86,13 +86,24 @@ fn kill(port: u16) -> Answer {
 /// member key lives under its lease, so it holds one. A daemon that starts while etcd is
 /// slow to grant it one (a loaded machine) refuses every fault (`no lease`) until then.
 fn leased(port: u16, node: &str) {
-    until(DEADLINE, "the node holds its lease", || {
+    let started = Instant::now();
+    loop {
         let view = http(port, "GET", "/api/fleet", &[], b"");
-        view.status == 200
+        let listed = view.status == 200
             && view.json()["nodes"]
                 .as_array()
-                .is_some_and(|nodes| nodes.iter().any(|n| n["node"] == node))
-    });
+                .is_some_and(|nodes| nodes.iter().any(|n| n["node"] == node));
+        if listed {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "not within {DEADLINE:?}: node {node} holds its lease and is listed; the fleet as it answered last: {} {}",
+            view.status,
+            view.body
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn journal(dir: &std::path::Path) -> Vec<serde_json::Value> {

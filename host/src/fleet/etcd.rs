@@ -229,16 +229,19 @@ impl Coordinator for Etcd {
             node: self.shared.node.clone(),
             ..member
         };
-        let (lease, changed) = {
+        let unwritten = {
             let mut lease = lock(&self.shared.lease);
-            let changed = lease.member.as_ref() != Some(&member);
             lease.member = Some(member);
-            (lease.id, changed)
+            let unwritten = lease.unwritten();
+            lease.writing |= unwritten.is_some();
+            unwritten
         };
-        if let (Some(id), true) = (lease, changed) {
+        if let Some(id) = unwritten {
             let shared = self.shared.clone();
-            self.runtime
-                .spawn(async move { shared.put_member(id).await });
+            self.runtime.spawn(async move {
+                shared.put_member(id).await;
+                lock(&shared.lease).writing = false;
+            });
         }
     }
 

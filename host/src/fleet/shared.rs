@@ -83,6 +83,30 @@ pub(super) struct Lease {
     pub(super) parked: bool,
     /// What the node last said of itself, written again under each new lease.
     pub(super) member: Option<super::Member>,
+    /// What etcd last took of it, and under which lease: what the node said and etcd
+    /// did not take (said as a lease was being granted, or a write that failed) is
+    /// written at the next `announce` (see [`Lease::unwritten`]).
+    pub(super) written: Option<(i64, super::Member)>,
+    /// A write of what the node said is under way (one at a time).
+    pub(super) writing: bool,
+    /// Why the last such write failed, said once until one works again.
+    pub(super) unwritten_why: Option<String>,
+}
+
+impl Lease {
+    /// The lease to write what the node said under, if etcd has not taken it under the
+    /// lease it holds now and no write is under way. It was only written when it
+    /// changed: said as its lease was being granted (`announce` found no lease yet), or
+    /// its write failed, it stayed unwritten, and the node unlisted, until it said
+    /// something new.
+    pub(super) fn unwritten(&self) -> Option<i64> {
+        let (id, member) = (self.id?, self.member.as_ref()?);
+        let taken = self
+            .written
+            .as_ref()
+            .is_some_and(|(under, written)| *under == id && written == member);
+        (!taken && !self.writing).then_some(id)
+    }
 }
 
 /// A span of the fleet's rule (see `rule`).
@@ -164,7 +188,24 @@ impl Shared {
         };
         let key = self.key(&format!("members/{}", member.node));
         let value = serde_json::to_vec(&member).unwrap_or_default();
-        if let Err(e) = self.gateway.txn(&[], &[Op::Put(key, value, id)]).await {
+        let answer = self.gateway.txn(&[], &[Op::Put(key, value, id)]).await;
+        let new_failure = {
+            let mut lease = lock(&self.lease);
+            match answer {
+                Ok(_) => {
+                    lease.written = Some((id, member));
+                    lease.unwritten_why = None;
+                    None
+                }
+                // Tried again at the next `announce`, a second later: said once.
+                Err(e) if lease.unwritten_why.as_ref() != Some(&e) => {
+                    lease.unwritten_why = Some(e.clone());
+                    Some(e)
+                }
+                Err(_) => None,
+            }
+        };
+        if let Some(e) = new_failure {
             self.log(format!("cannot say what this node does ({e})"));
         }
     }
@@ -228,6 +269,9 @@ impl Shared {
                     self.node, self.node,
                 ));
             }
+        }
+        if let Some(member) = &member {
+            lock(&self.lease).written = Some((id, member.clone()));
         }
         Ok(member.is_some())
     }
@@ -330,4 +374,63 @@ pub(super) fn switch_of(kv: Option<&Kv>) -> Option<Switch> {
             at: String::new(),
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lease;
+    use crate::fleet::Member;
+
+    fn member(paused: Option<&str>) -> Member {
+        Member {
+            node: "web-1".to_owned(),
+            version: "1.0.0".to_owned(),
+            paused: paused.map(str::to_owned),
+            in_effect: 0,
+        }
+    }
+
+    /// What the node said is written under the lease it holds until etcd has taken it
+    /// there, one write at a time. It was written only when it changed: a node that
+    /// said it as its lease was being granted (or whose write failed) went unlisted in
+    /// `/api/fleet` until it paused or ran a fault.
+    #[test]
+    fn what_a_node_said_is_written_until_etcd_took_it_under_its_lease() {
+        let (running, paused) = (member(None), member(Some("a review")));
+        let lease = |id, said: &Member, written: Option<(i64, &Member)>, writing| Lease {
+            id,
+            member: Some(said.clone()),
+            written: written.map(|(under, m)| (under, m.clone())),
+            writing,
+            ..Lease::default()
+        };
+        // Said while the lease was granted: nothing written yet.
+        assert_eq!(lease(Some(7), &running, None, false).unwritten(), Some(7));
+        // Taken under this lease: nothing to write.
+        assert_eq!(
+            lease(Some(7), &running, Some((7, &running)), false).unwritten(),
+            None
+        );
+        // Said something new since.
+        assert_eq!(
+            lease(Some(7), &paused, Some((7, &running)), false).unwritten(),
+            Some(7)
+        );
+        // Taken under the lease before (it ended with its keys).
+        assert_eq!(
+            lease(Some(8), &running, Some((7, &running)), false).unwritten(),
+            Some(8)
+        );
+        // A write under way; no lease; nothing said.
+        assert_eq!(lease(Some(7), &running, None, true).unwritten(), None);
+        assert_eq!(lease(None, &running, None, false).unwritten(), None);
+        assert_eq!(
+            Lease {
+                id: Some(7),
+                ..Lease::default()
+            }
+            .unwritten(),
+            None
+        );
+    }
 }
