@@ -61,10 +61,13 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 impl Probe {
-    /// The probe as written, short: `http http://127.0.0.1:8080/health`.
+    /// The probe as written, short: `http http://127.0.0.1:8080/health`. A URL's user,
+    /// password and query values are shown as `***`: the label goes into the log, the
+    /// journal's halt records, `/metrics` and `check-config`, read by more people than
+    /// the configuration.
     pub fn label(&self) -> String {
         let long = match self {
-            Probe::Http(p) => format!("http {}", p.url),
+            Probe::Http(p) => format!("http {}", crate::support::shown_url::redacted(&p.url)),
             Probe::Process(p) => format!("process {}", p.name.0.as_str()),
             Probe::Command(p) => format!("command {}", p.argv.join(" ")),
             Probe::Prometheus(p) => format!("prometheus {}", p.query),
@@ -156,7 +159,7 @@ async fn body_upto(mut answer: reqwest::Response, max: usize) -> Result<Body, St
     while let Some(chunk) = answer
         .chunk()
         .await
-        .map_err(|e| format!("cannot read the answer: {e}"))?
+        .map_err(|e| format!("cannot read the answer: {}", e.without_url()))?
     {
         let room = max - bytes.len();
         bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -183,5 +186,21 @@ mod tests {
     fn reasons_and_labels_are_one_clipped_line() {
         assert_eq!(clip("a\nb", 10), "a\\nb");
         assert_eq!(clip(&"x".repeat(300), 5), "xxxx…");
+    }
+
+    /// A probe URL's secrets stay out of its label (and so out of the log, the journal
+    /// and `/metrics`). They were shown as written.
+    #[test]
+    fn a_probe_urls_secrets_are_not_in_its_label() {
+        let probe = Probe::Http(http::Http {
+            url: "http://ops:pa55@127.0.0.1:9/health?token=s3cret".to_owned(),
+            status: http::Status::Class(2),
+            body: None,
+            timeout: Duration::from_secs(1),
+        });
+        assert_eq!(
+            probe.label(),
+            "http http://***@127.0.0.1:9/health?token=***"
+        );
     }
 }
