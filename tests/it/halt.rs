@@ -155,6 +155,22 @@ fn a_halt_outlives_a_crash_until_a_resume() {
     d.signal("KILL");
     d.wait_exit();
     std::fs::remove_file(&sick).unwrap();
+    // A one-shot fault on the journal honours the halt too (it went through before).
+    let one_shot = || {
+        crate::util::monkey(&[
+            "kill", "--config", &cfg, "--seed", "1", "--desc", "one shot",
+        ])
+    };
+    let refused = one_shot();
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: Nightmare Monkey is halted (command test ! -e {}: exited 1, as the journal {} holds): start the daemon on this journal and POST /api/resume to resume\n",
+            sick.display(),
+            journal.display()
+        )
+    );
 
     let mut d = Daemon::start(&["--config", &cfg]);
     let port = d.port();
@@ -188,6 +204,9 @@ fn a_halt_outlives_a_crash_until_a_resume() {
     assert_eq!(status["paused"], serde_json::Value::Null, "{status}");
     d.signal("TERM");
     assert_eq!(d.wait_exit(), Some(0));
+    let resumed = one_shot();
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    assert!(resumed.stdout.contains("(Dryrun) "), "{}", resumed.stdout);
 }
 
 /// A `Command` halt probe under way when the daemon stops ends with its whole process

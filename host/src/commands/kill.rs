@@ -12,7 +12,7 @@ use crate::{
     cli::KillArgs,
     config,
     dispatch::{FaultProbes, Injector},
-    domain::injection::{Ask, InjectError},
+    domain::injection::{Ask, InjectError, Pause},
     engine::{Engine, Guards, PLUGIN_TIMEOUT},
     output::{answer::Answer, logline, notifier::Notifiers},
     plugin::{self, Plugin, Trust},
@@ -86,6 +86,7 @@ fn run_adopting(args: KillArgs) -> anyhow::Result<()> {
         .with_plugin_timeout(args.plugin_timeout.unwrap_or(PLUGIN_TIMEOUT))
         .protecting(crate::plugin::live_workers);
     engine.add_fault(&name, &name, fault)?;
+    setup::honour_halt(&engine);
 
     once(engine, BTreeMap::new(), &name, &args)
 }
@@ -151,6 +152,7 @@ fn run_configured(args: &KillArgs, path: &std::path::Path) -> anyhow::Result<()>
         engine = engine.with_plugin_timeout(timeout);
     }
     setup::restore_budget(&engine);
+    setup::honour_halt(&engine);
     if setup.seed_drawn {
         let seed = engine.master_seed();
         eprintln!(
@@ -243,6 +245,15 @@ async fn inject(injector: &Injector, name: &str, args: &KillArgs) -> anyhow::Res
         Ok(injection) => injection,
         Err(InjectError::Plugin { fault, error }) if error.kind == ErrorKind::Config => {
             return Err(UsageError(anyhow!("{fault}: {error}")).into())
+        }
+        // A halt the daemon left in the journal (see `setup::honour_halt`): only the
+        // daemon resumes it.
+        Err(InjectError::Paused(Pause::Halt(why))) => {
+            let journal = injector.journal_path().unwrap_or_default();
+            return Err(anyhow!(
+                "Nightmare Monkey is halted ({why}, as the journal {} holds): start the daemon on this journal and POST /api/resume to resume",
+                journal.display()
+            ));
         }
         Err(e) => return Err(e.into()),
     };

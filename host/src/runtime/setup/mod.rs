@@ -21,7 +21,7 @@ use nightmare_monkey_plugin_api::sdk::PluginError;
 pub use checkpoints::{checkpoint_now, keep_checkpoints};
 use loading::{Built, Deferred};
 pub use loading::{Later, Loaded, SLOW_LOAD};
-pub use recover::{recover, recover_rest, restore_budget};
+pub use recover::{honour_halt, recover, recover_rest, restore_budget};
 
 use crate::{
     config::{Config, ConfigErrors, FaultConfig},

@@ -27,6 +27,19 @@ pub fn restore_budget(engine: &Engine) {
     }
 }
 
+/// Halts `engine` as the daemon would start, if its journal holds a halt with no resume
+/// after it (`kill`: a one-shot run honours a halt the daemon left, as it honours the
+/// kill switch's pause file): what it halts for (`<probe>: <reason>`). A journal that
+/// cannot be read halts nothing: the daemon's start says why.
+pub fn honour_halt(engine: &Engine) -> Option<String> {
+    let path = engine.journal()?.path();
+    let (mut checkpoint, _) = Checkpoint::load_saying(path);
+    checkpoint.catch_up(path).ok()?;
+    let why = checkpoint.halted()?;
+    engine.set_halted(why.clone());
+    Some(why)
+}
+
 /// Reads the journal before anything else happens. The faults of the last day count
 /// against the budget again (a restart, a crash loop included, gets no fresh budget),
 /// and what a previous run left active (it crashed, or was killed, mid-fault) is
