@@ -102,6 +102,13 @@ fn the_kubernetes_manifests_give_the_daemon_what_it_needs() {
         pod["hostPID"], true,
         "the monkey must see the node's processes"
     );
+    // /metrics takes the token: an annotation-driven scrape, which sends none, would
+    // only earn 401s.
+    let annotations = &daemon_set["spec"]["template"]["metadata"]["annotations"];
+    assert!(
+        annotations["prometheus.io/scrape"].is_null(),
+        "a scrape annotation for a /metrics behind a token: {annotations:?}"
+    );
     let container = &pod["containers"][0];
     let args: Vec<&str> = container["args"]
         .as_sequence()
