@@ -188,7 +188,7 @@ fn no_eligible_process_is_a_clear_error() {
     assert_eq!(run.code, Some(1));
     assert_eq!(
         run.stderr,
-        "error: process-kill: no eligible process among 2 listed in /proc (PID 1, the monkey, its ancestors, kernel threads, zombies and processes under another fault are never chosen; check the include/exclude filters)\n"
+        "error: process-kill: no eligible process among 2 listed in /proc (PID 1, the monkey, its ancestors, kernel threads, zombies, stopped processes and processes under another fault are never chosen; check the include/exclude filters)\n"
     );
 }
 
@@ -570,6 +570,42 @@ echo "after $(cut -d' ' -f3 /proc/$v/stat)""#
     assert_eq!(reverts.len(), 1, "{journal}");
     assert_eq!(reverts[0]["reason"], "due");
     assert_eq!(reverts[0]["result"], "reverted");
+}
+
+/// A process its operator stopped is no victim for a pause: the one-shot fault finds no
+/// eligible process and journals nothing in effect, and the process is still stopped
+/// afterwards (a pause that took it would have continued it at its revert).
+#[test]
+fn a_pause_leaves_a_process_its_operator_stopped_alone() {
+    let dir = TestDir::new("kill-stopped");
+    let cfg = Drill::new(&dir)
+        .named("c.ron")
+        .config(
+            r#"faults: {"freeze": (plugin: "process-pause", config: (duration: "1s", include_cmdlines: ["^sleep 1000$"]))}"#,
+        )
+        .write();
+    let d = dir.display();
+    let run = in_namespace(&format!(
+        r#"sleep 1000 & started $!; v=$!
+until [ "$(cat /proc/$v/comm)" = sleep ]; do :; done
+kill -STOP $v
+until [ "$(cut -d' ' -f3 /proc/$v/stat)" = T ]; do :; done
+"$NM" kill --config {cfg} --fault freeze --execute --seed 1 2>{d}/kill.log; echo "code $?"
+echo "after $(cut -d' ' -f3 /proc/$v/stat)""#
+    ));
+    let log = std::fs::read_to_string(dir.join("kill.log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "code"), ["1"], "{log}{}", run.stderr);
+    assert_eq!(pairs(&run.stdout, "after"), ["T"], "{log}");
+    assert!(
+        log.contains("error: freeze: no eligible process among")
+            && log.contains("stopped processes"),
+        "{log}"
+    );
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap_or_default();
+    assert!(
+        !journal.contains(r#""type":"revert""#) && !journal.contains(r#""result":"paused""#),
+        "{journal}"
+    );
 }
 
 /// A one-shot fault and a daemon on one journal never undo each other: a daemon started

@@ -4,10 +4,20 @@
 //! - **Who can be chosen.** Any process but PID 1, the process running the plugin (the
 //!   daemon, or its plugin worker), its ancestors, kernel threads (`PF_KTHREAD` in the
 //!   process's flags, not "PID 2", which inside a PID namespace is an ordinary process),
-//!   zombies and the PIDs the host asks to avoid ([`crate::sdk::Request::avoid`]: processes
-//!   under another fault). None of these can be turned off. A [`Selection`] narrows it
+//!   zombies, stopped processes and the PIDs the host asks to avoid
+//!   ([`crate::sdk::Request::avoid`]: processes under another fault). None of these can be
+//!   turned off. A [`Selection`] narrows it
 //!   further: names, command lines, users, a [`Scope`] (a cgroup, a process tree, a PID
 //!   namespace); declare it in your config with [`process_config!`](crate::process_config).
+//! - **Stopped is someone's.** A process in state `T` (stopped by a signal or job control)
+//!   or `t` (stopped by a debugger or another tracer) is held stopped on purpose by
+//!   whoever stopped it. A pause would take that stop for its own and end it with SIGCONT
+//!   at its revert; a kill would strike a process that serves nothing meanwhile (and a
+//!   catchable signal would wait, pending, until it is continued). So it is never chosen,
+//!   by any process fault, even when a scope names it alone (`Tree(PID)` of a process
+//!   without children): `kill(1)` is the tool for a stopped process, not a drill. A fault
+//!   that acts some time after it chose (`process-pause` between its two phases) looks
+//!   again with [`Exact::state`] and [`is_stopped_state`] before it acts.
 //! - **Cheap.** `/proc` is listed once; processes are then visited in a seeded random
 //!   order and only those actually considered are read, so an unfiltered pick costs one
 //!   directory listing and a few small reads however many processes the host runs.
@@ -281,7 +291,10 @@ impl Selector {
         let Some(stat) = proc::try_stat(pid).map_err(|e| unreadable(pid, "stat", e))? else {
             return Ok(None);
         };
-        if stat.flags & PF_KTHREAD != 0 || matches!(stat.state, 'Z' | 'X' | 'x') {
+        if stat.flags & PF_KTHREAD != 0
+            || matches!(stat.state, 'Z' | 'X' | 'x')
+            || is_stopped_state(stat.state)
+        {
             return Ok(None);
         }
         if let Some(Scope::Namespace(anchor)) = &self.scope {
@@ -374,7 +387,7 @@ impl Selector {
             return Err(PluginError::new(
                 ErrorKind::NoTarget,
                 format!(
-                    "no eligible process among {listed} listed in {} (PID 1, the monkey, its ancestors, kernel threads, zombies and processes under another fault are never chosen; check the include/exclude filters)",
+                    "no eligible process among {listed} listed in {} (PID 1, the monkey, its ancestors, kernel threads, zombies, stopped processes and processes under another fault are never chosen; check the include/exclude filters)",
                     match &self.scope {
                         None => "/proc".to_owned(),
                         Some(Scope::Cgroup(path)) => format!("cgroup {}", cgroup_dir(path).display()),
@@ -427,7 +440,15 @@ pub fn state_of(pid: u32) -> Option<char> {
 /// observable (a running process flickers between `R` and `S` on its own), but stopped,
 /// running or gone is.
 pub fn stopped(pid: u32) -> Option<bool> {
-    state_of(pid).map(|s| matches!(s, 'T' | 't'))
+    state_of(pid).map(is_stopped_state)
+}
+
+/// Whether a state letter of `/proc/<pid>/stat` is a stopped one: `T` (stopped by a
+/// signal or job control) or `t` (stopped by a tracer). Such a process is never chosen
+/// (see the module's docs), and a fault that finds its target stopped when it comes to
+/// act leaves it alone.
+pub fn is_stopped_state(state: char) -> bool {
+    matches!(state, 'T' | 't')
 }
 
 #[cfg(test)]
@@ -469,6 +490,42 @@ mod tests {
         if let Some(kthread) = proc::stat(2).filter(|s| s.flags & PF_KTHREAD != 0) {
             assert!(selector.examine(kthread.pid, &[]).unwrap().is_none());
         }
+    }
+
+    /// A process someone else stopped (`T`) is never chosen, even when the scope names it
+    /// alone; continued, it is chosen again. A traced one (`t`) counts as stopped too.
+    #[test]
+    fn a_stopped_process_is_never_chosen() {
+        let child = Child::sleep();
+        let pid = child.pid();
+        let selector = Selector::new(&Selection {
+            scope: Some(Scope::Tree(pid)),
+            ..Selection::default()
+        })
+        .unwrap();
+        let info = ProcessInfo::of(pid).unwrap();
+        let process = Exact::of(&info).unwrap().unwrap();
+        assert!(process.signal(Signal::STOP).unwrap());
+        // A signal is delivered a moment after it is sent.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while stopped(pid) != Some(true) {
+            assert!(std::time::Instant::now() < deadline, "SIGSTOP never took");
+            std::thread::yield_now();
+        }
+        assert_eq!(process.state().unwrap(), Some('T'));
+        assert!(selector.examine(pid, &[]).unwrap().is_none());
+        let e = selector.choose(0, &[]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoTarget, "{e}");
+        assert!(e.message.contains("stopped processes"), "{e}");
+
+        assert!(process.signal(Signal::CONT).unwrap());
+        while stopped(pid) != Some(false) {
+            assert!(std::time::Instant::now() < deadline, "SIGCONT never took");
+            std::thread::yield_now();
+        }
+        assert_eq!(selector.choose(0, &[]).unwrap().info.pid, pid);
+        assert!(is_stopped_state('T') && is_stopped_state('t'));
+        assert!(!['R', 'S', 'D', 'Z', 'I'].into_iter().any(is_stopped_state));
     }
 
     /// Out of descriptors, a selector is not made with a set of protected processes cut

@@ -6,6 +6,12 @@
 //! A stopped process looks hung to everything around it: health checks time out, queues
 //! back up, clients retry. That is the incident to train on.
 //!
+//! A process that is stopped already (state `T`, by an operator's SIGSTOP or job control,
+//! or `t`, under a debugger) is someone else's stop: it is never chosen, and one found
+//! stopped when the pause comes to be applied is left as it is and the injection refused
+//! (an error of kind `NoTarget`: nothing in effect, nothing to revert, no fault counted).
+//! A SIGCONT at the revert would otherwise end a stop that was never ours.
+//!
 //! Configuration (RON, every field optional):
 //!
 //! ```ron
@@ -25,8 +31,8 @@ use nightmare_monkey_plugin_api::{
     export_plugin,
     sdk::{
         self,
-        process::{signal_exact, Selector, Signal},
-        results, FaultPlugin, Outcome, PluginError, ProcessInfo, Request,
+        process::{is_stopped_state, signal_exact, Exact, Selector, Signal},
+        results, ErrorKind, FaultPlugin, Outcome, PluginError, ProcessInfo, Request,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -157,7 +163,15 @@ impl FaultPlugin for ProcessPause {
     }
 
     /// Stops exactly the prepared victim (by start time): a process that took its PID
-    /// meanwhile is left alone.
+    /// meanwhile is left alone, and so is one that someone else stopped since it was
+    /// chosen (refused with [`ErrorKind::NoTarget`]: the host records nothing in effect
+    /// and owes no revert, so no SIGCONT of ours ever ends that stop).
+    ///
+    /// The look at its state and the SIGSTOP are two system calls: a process stopped by
+    /// someone else in the microseconds between them is taken for ours, and continued at
+    /// the revert. No signal tests and stops at once, and the kernel keeps no count of
+    /// stops that would tell a revert whose stop it ends, so that window stays open; so
+    /// does the case of a process stopped by someone else while it is paused by us.
     fn apply(
         &self,
         _request: &Request,
@@ -166,7 +180,15 @@ impl FaultPlugin for ProcessPause {
         let stopped: Stopped = sdk::read_state(prepared)?;
         let who = format!("{}(PID:{})", stopped.name, stopped.pid);
         let mut outcome = self.outcome(stopped.listed, stopped.considered);
-        let sent = signal_exact(stopped.pid, stopped.start_time, Signal::STOP)?;
+        let sent = match Exact::open(stopped.pid, stopped.start_time)? {
+            None => false,
+            Some(process) => {
+                if let Some(state) = process.state()?.filter(|s| is_stopped_state(*s)) {
+                    return Err(stopped_by_another(&who, state));
+                }
+                process.signal(Signal::STOP)?
+            }
+        };
         if sent {
             outcome.result = results::PAUSED.to_owned();
             outcome.summary = format!("stopped {who} for {}", self.how_long());
@@ -215,6 +237,21 @@ impl FaultPlugin for ProcessPause {
     }
 }
 
+/// The refusal of a victim found stopped (state `state`) when it was to be paused.
+fn stopped_by_another(who: &str, state: char) -> PluginError {
+    let by = if state == 't' {
+        "by a debugger or another tracer"
+    } else {
+        "by a stop signal or job control"
+    };
+    PluginError::new(
+        ErrorKind::NoTarget,
+        format!(
+            "{who} is stopped already (state {state}, {by}): left as it is, not paused; its stop is someone else's to end"
+        ),
+    )
+}
+
 export_plugin!(ProcessPause);
 
 #[cfg(test)]
@@ -223,6 +260,7 @@ mod tests {
     use nightmare_monkey_plugin_api::sdk::{
         process::stopped,
         testing::{Child, Harness},
+        Phase,
     };
 
     /// Through the ABI, on a child of its own: a dry run and `prepare` leave it running,
@@ -236,6 +274,58 @@ mod tests {
             .watch(|| stopped(pid))
             .check_all()
             .unwrap();
+    }
+
+    /// A process stopped by someone else (its operator, here the test) is never paused:
+    /// not chosen when it is stopped already, and refused at apply when it was stopped
+    /// between prepare and apply. Either way it stays stopped, and no revert state comes
+    /// back whose SIGCONT would end that stop.
+    #[test]
+    fn a_process_stopped_by_someone_else_is_never_paused() {
+        let child = Child::sleep();
+        let pid = child.pid();
+        let fault = Harness::of::<ProcessPause>()
+            .fault(&format!("(duration: \"1m\", scope: Tree({pid}))"))
+            .unwrap();
+        let request = Request {
+            seed: 1,
+            dry_run: false,
+            ..Request::default()
+        };
+        let prepared = fault
+            .inject(&Request {
+                phase: Phase::Prepare,
+                ..request.clone()
+            })
+            .unwrap();
+        let state = prepared.revert.expect("a running child is chosen");
+
+        let info = ProcessInfo::of(pid).unwrap();
+        assert!(signal_exact(pid, info.start_time, Signal::STOP).unwrap());
+        // A signal is delivered a moment after it is sent.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while stopped(pid) != Some(true) {
+            assert!(std::time::Instant::now() < deadline, "SIGSTOP never took");
+            std::thread::yield_now();
+        }
+        let refused = fault
+            .inject(&Request {
+                phase: Phase::Apply,
+                prepared: Some(state),
+                ..request.clone()
+            })
+            .unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::NoTarget, "{refused}");
+        assert_eq!(
+            refused.message,
+            format!("sleep(PID:{pid}) is stopped already (state T, by a stop signal or job control): left as it is, not paused; its stop is someone else's to end")
+        );
+        let unchosen = fault.inject_as_host(&request).unwrap_err();
+        assert_eq!(unchosen.kind, ErrorKind::NoTarget, "{unchosen}");
+        assert_eq!(stopped(pid), Some(true));
+        assert!(stopped_by_another("gdb(PID:9)", 't')
+            .message
+            .contains("(state t, by a debugger or another tracer)"));
     }
 
     #[test]

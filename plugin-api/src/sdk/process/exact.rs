@@ -172,6 +172,12 @@ impl Exact {
         done.map(Some)
     }
 
+    /// Its state letter now (`R`, `S`, `T`, `t` ...), read only while it is still the
+    /// process chosen ([`Exact::act`]); `None` once it has exited.
+    pub fn state(&self) -> Result<Option<char>, PluginError> {
+        Ok(self.act(stat_now)?.flatten().map(|stat| stat.state))
+    }
+
     /// Sends `signal` through the pidfd; `false` when the process has exited meanwhile.
     /// An error is the system refusing (of kind [`ErrorKind::Denied`] for EPERM), or a
     /// kernel without pidfds: a signal is never sent by bare PID.
