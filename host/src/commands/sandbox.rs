@@ -34,10 +34,14 @@ fn default_state_dir() -> PathBuf {
 
 /// `sandbox`: re-runs this command line as `__sandbox-init` inside a new PID namespace
 /// (through `unshare`, which ignores SIGTERM and SIGINT while it waits), and stays to
-/// pass the command's status on. Killed at its own PID (SIGTERM, as a supervisor or
-/// `kill` does), it hands the signal to the monkey, PID 1 inside, which shuts down as it
-/// would on the host, reverting what is in effect; the command ends with the namespace.
-/// SIGINT is left to the terminal, which sends Ctrl-C to the monkey itself.
+/// pass the command's status on. Killed at its own PID, it hands the stop to the monkey,
+/// PID 1 inside, which shuts down as it would on the host, reverting what is in effect;
+/// the command ends with the namespace. SIGTERM and SIGINT are handed on as they are
+/// (Ctrl-C reaches the monkey from the terminal too: the same stop); SIGHUP, SIGQUIT,
+/// SIGUSR1 and SIGUSR2, which would end a plain command, stop it as SIGTERM does (a
+/// SIGHUP handed on would ask the monkey to restart, which the sandbox cannot). Killed
+/// by a signal it cannot catch (SIGKILL), it takes `unshare` with it, and so the
+/// namespace: nothing it started outlives it to go on injecting.
 pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
     let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let Some(at) = argv.iter().position(|a| a == "sandbox") else {
@@ -59,10 +63,9 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the sandbox's runtime")?;
     let status = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let mut child = Command::new("unshare")
+        let mut stops = forward_stops()?;
+        let mut command = Command::new("unshare");
+        command
             .args([
                 "--user",
                 "--map-root-user",
@@ -73,11 +76,10 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
             ])
             .arg(me)
             .args(argv)
-            .env(JUDGED_PLUGINS, judged)
-            .spawn()
-            .map_err(|e| {
-                anyhow!("cannot run unshare (from util-linux) to make the sandbox: {e}")
-            })?;
+            .env(JUDGED_PLUGINS, judged);
+        let mut child = ends_with_this_process(&mut command).spawn().map_err(|e| {
+            anyhow!("cannot run unshare (from util-linux) to make the sandbox: {e}")
+        })?;
         let unshare = child.id();
         let mut wait = tokio::task::spawn_blocking(move || child.wait());
         loop {
@@ -87,12 +89,11 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
                         .context("cannot wait for the sandbox")?
                         .context("cannot wait for the sandbox");
                 }
-                _ = term.recv() => {
+                Some(signal) = stops.recv() => {
                     if let Some(init) = namespace_init(unshare) {
-                        let _ = rustix::process::kill_process(init, rustix::process::Signal::TERM);
+                        let _ = rustix::process::kill_process(init, signal);
                     }
                 }
-                _ = int.recv() => {}
             }
         }
     })?;
@@ -100,6 +101,61 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
         Some(0) => Ok(()),
         Some(code) => std::process::exit(code),
         None => bail!("the sandbox was killed by a signal"),
+    }
+}
+
+/// The signals that stop the sandbox, each with the one the monkey is sent for it.
+const STOPS: [(i32, rustix::process::Signal); 6] = [
+    (nix::libc::SIGTERM, rustix::process::Signal::TERM),
+    (nix::libc::SIGINT, rustix::process::Signal::INT),
+    (nix::libc::SIGHUP, rustix::process::Signal::TERM),
+    (nix::libc::SIGQUIT, rustix::process::Signal::TERM),
+    (nix::libc::SIGUSR1, rustix::process::Signal::TERM),
+    (nix::libc::SIGUSR2, rustix::process::Signal::TERM),
+];
+
+/// Handles the [`STOPS`] (in the current runtime): each one received comes out of the
+/// channel as the signal to send the monkey.
+fn forward_stops() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<rustix::process::Signal>>
+{
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (number, forward) in STOPS {
+        let mut received = signal(SignalKind::from_raw(number))
+            .with_context(|| format!("cannot handle signal {number}"))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while received.recv().await.is_some() {
+                if tx.send(forward).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
+
+/// Has `command`'s child (`unshare`) killed when this process ends, however it ends: a
+/// SIGKILL leaves no handler to stop the monkey, which would go on injecting faults in
+/// a namespace nobody waits for. `unshare --kill-child` passes it on (its own child, the
+/// monkey, is killed with it, and the namespace with its PID 1).
+fn ends_with_this_process(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    let parent = rustix::process::getpid();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls may be made: `prctl` and `getppid`, system calls both; it
+    // allocates and locks nothing (the error is made from a number).
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // This process ended before the prctl: the child has been reparented
+            // already, and no death signal will ever come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        })
     }
 }
 

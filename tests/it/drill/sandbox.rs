@@ -244,3 +244,69 @@ kill -TERM $s; wait $s; echo "killed $?""#,
         run.stdout
     );
 }
+
+/// Shell helpers for the sandbox's own stops: `ended PID` waits (10 s at most) until the
+/// sandbox at PID has exited, then kills it if it has not, and prints its status as
+/// `status TAG CODE`; `left TAG` waits (10 s at most) until nothing the sandbox started
+/// runs (`unshare`, the monkey, the command's `sleep`), and prints how many do.
+const STOP_PRELUDE: &str = r#"
+# Exited: a zombie, or reaped already (the shell reaps its jobs as they end).
+over() { case "$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null)" in Z|'') true;; *) false;; esac; }
+ended() { end=$(( $(date +%s) + 10 ))
+  until over $1 || [ "$(date +%s)" -gt $end ]; do sleep 0.02; done
+  over $1 || kill -KILL $1; wait $1; echo "status $2 $?"; }
+running() { grep -lxE 'sleep|unshare|nightmare-monke' /proc/[0-9]*/comm 2>/dev/null | wc -l; }
+left() { end=$(( $(date +%s) + 10 ))
+  until [ "$(running)" = 0 ] || [ "$(date +%s)" -gt $end ]; do sleep 0.02; done; echo "left $1 $(running)"; }
+"#;
+
+/// Killed at its PID by any signal that ends a plain command, the sandbox leaves nothing
+/// running: SIGINT (as `timeout -s INT` sends it, not from a terminal) is handed on to the
+/// monkey, SIGHUP and SIGUSR1 stop it as SIGTERM does, and the monkey goes to bed; a
+/// SIGKILL, which nothing can catch, takes `unshare`, the monkey and the command with it.
+#[test]
+fn the_sandbox_killed_by_any_signal_leaves_nothing_running() {
+    let dir = TestDir::new("drill-sandbox-signals");
+    let run = in_namespace(&format!(
+        r#"{PRELUDE}{STOP_PRELUDE}
+for sig in INT HUP USR1 KILL; do
+  "$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 --state-dir {d}/$sig -- sleep 1000 2>{d}/$sig.log & s=$!
+  await 'Next fault' {d}/$sig.log
+  kill -$sig $s; ended $s $sig; left $sig
+done"#,
+        d = dir.display()
+    ));
+    let log = |sig: &str| fs::read_to_string(dir.join(format!("{sig}.log"))).unwrap_or_default();
+    assert_eq!(
+        pairs(&run.stdout, "status"),
+        ["INT 0", "HUP 0", "USR1 0", "KILL 137"],
+        "{}\n{}\n{}\n{}",
+        run.stderr,
+        log("INT"),
+        log("HUP"),
+        log("USR1")
+    );
+    for (sig, bed) in [
+        ("INT", Some("SIGINT")),
+        ("HUP", Some("SIGTERM")),
+        ("USR1", Some("SIGTERM")),
+        ("KILL", None),
+    ] {
+        assert_eq!(
+            pairs(&run.stdout, "left")
+                .iter()
+                .find(|l| l.starts_with(&format!("{sig} ")))
+                .map(String::as_str),
+            Some(format!("{sig} 0").as_str()),
+            "SIG{sig} to the sandbox leaves what it started running: {}",
+            log(sig)
+        );
+        if let Some(bed) = bed {
+            assert!(
+                log(sig).contains(&format!(" Nightmare Monkey goes to bed ({bed}).\n")),
+                "SIG{sig}: {}",
+                log(sig)
+            );
+        }
+    }
+}
