@@ -139,11 +139,15 @@ pub struct DaemonArgs {
 }
 
 impl Cli {
-    /// Whether the command reads SIGTERM, SIGINT and SIGHUP itself (`runtime::stop`):
-    /// the daemon and the sandbox's init, which keep them blocked from the first
-    /// instant.
+    /// Whether the command reads SIGTERM, SIGINT and SIGHUP itself, and so keeps them
+    /// blocked from the first instant: the daemon and the sandbox's init
+    /// (`runtime::stop`), and the sandbox, until its handlers are in place (one that came
+    /// before must still stop it, the monkey included).
     pub fn reads_stop_signals(&self) -> bool {
-        matches!(self.command, None | Some(Command::SandboxInit(_)))
+        matches!(
+            self.command,
+            None | Some(Command::SandboxInit(_)) | Some(Command::Sandbox(_))
+        )
     }
 
     /// Whether the command asked for JSON output (`--json`): its errors are JSON too.

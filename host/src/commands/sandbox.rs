@@ -64,6 +64,9 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
         .context("cannot start the sandbox's runtime")?;
     let status = runtime.block_on(async {
         let mut stops = forward_stops()?;
+        // Blocked since this process began (`main`): one that came meanwhile reaches the
+        // handlers now, and is handed on as any other.
+        crate::runtime::stop::unblock_for_handlers();
         let mut command = Command::new("unshare");
         command
             .args([
@@ -74,7 +77,7 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
                 "--mount-proc",
                 "--kill-child",
             ])
-            .arg(me)
+            .arg(&me)
             .args(argv)
             .env(JUDGED_PLUGINS, judged);
         let mut child = ends_with_this_process(&mut command).spawn().map_err(|e| {
@@ -82,6 +85,8 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
         })?;
         let unshare = child.id();
         let mut wait = tokio::task::spawn_blocking(move || child.wait());
+        // A stop not yet sure to be taken: sent again until it is.
+        let mut pending = None;
         loop {
             tokio::select! {
                 status = &mut wait => {
@@ -89,10 +94,12 @@ pub fn enter(args: &SandboxArgs) -> anyhow::Result<()> {
                         .context("cannot wait for the sandbox")?
                         .context("cannot wait for the sandbox");
                 }
-                Some(signal) = stops.recv() => {
-                    if let Some(init) = namespace_init(unshare) {
-                        let _ = rustix::process::kill_process(init, signal);
-                    }
+                Some(signal) = stops.recv() => pending = Some(signal),
+                () = tokio::time::sleep(RESEND), if pending.is_some() => {}
+            }
+            if let Some(signal) = pending {
+                if hand_on(unshare, signal, &me) {
+                    pending = None;
                 }
             }
         }
@@ -215,6 +222,49 @@ fn judged_plugins(args: &SandboxArgs) -> OsString {
         lines.push("\n");
     }
     lines
+}
+
+/// How soon a stop the monkey could not take yet is sent again.
+const RESEND: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Sends `signal` to the sandbox's PID 1; whether it is sure to be taken. Until the
+/// monkey (the program at `me`) runs there with the stop signals blocked, which it does
+/// from its first instant on (`runtime::stop`), a signal is lost: before `unshare` has
+/// forked there is no PID 1, and a PID 1 drops a signal it neither catches nor blocks
+/// (`unshare`'s child before its exec, the monkey before its first instruction).
+/// Blocked, it stays pending until the monkey reads it.
+fn hand_on(unshare: u32, signal: rustix::process::Signal, me: &std::path::Path) -> bool {
+    let Some(init) = namespace_init(unshare) else {
+        return false;
+    };
+    // Looked at before the signal is sent: blocked then, it is blocked when it comes.
+    let ready = blocks(init, signal, me);
+    rustix::process::kill_process(init, signal).is_ok() && ready
+}
+
+/// Whether `pid` runs the program at `me` with `signal` blocked (read from /proc; what
+/// cannot be read is taken for no).
+fn blocks(
+    pid: rustix::process::Pid,
+    signal: rustix::process::Signal,
+    me: &std::path::Path,
+) -> bool {
+    let pid = pid.as_raw_nonzero();
+    if std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .as_deref()
+        != Some(me)
+    {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal.as_raw() - 1)) != 0)
 }
 
 /// The PID of the child `unshare` (PID `unshare`) forked into the new namespace: the

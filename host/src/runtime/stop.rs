@@ -65,6 +65,13 @@ pub fn unblock_at_birth(before: Option<SigSet>) {
     }
 }
 
+/// Lets SIGTERM, SIGINT and SIGHUP in again, in this thread, once it has handlers of
+/// its own for them (the sandbox's, which hand them to the monkey): one that came since
+/// [`block_at_birth`] is delivered to them now.
+pub fn unblock_for_handlers() {
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&stops()), None);
+}
+
 /// Holds SIGTERM, SIGINT and SIGHUP back from now on and opens the descriptor they are
 /// read from; the first call does it, later ones do nothing. Call it before this
 /// process starts any thread: a thread started earlier keeps them unblocked, and one

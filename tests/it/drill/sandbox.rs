@@ -310,3 +310,39 @@ done"#,
         }
     }
 }
+
+/// A SIGTERM at the sandbox's PID in the first moments of its start is never lost: one
+/// that comes before its handlers waits for them, and one that comes before the monkey
+/// can take it (no PID 1 in the namespace yet, or one that would drop it) is sent again
+/// until it can. Sent at once, or a few milliseconds after the start, over many runs,
+/// the sandbox ends each time, with nothing it started left running: stopped (0), or
+/// killed by the signal itself before it had begun (143).
+#[test]
+fn a_stop_as_the_sandbox_starts_is_never_lost() {
+    let dir = TestDir::new("drill-sandbox-early-stop");
+    let run = in_namespace(&format!(
+        r#"{STOP_PRELUDE}
+for i in $(seq 1 24); do
+  "$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 --state-dir {d}/$i -- sleep 1000 2>{d}/$i.log & s=$!
+  # Spread over the start's first milliseconds (not a wait for anything).
+  [ $((i % 4)) = 0 ] || sleep 0.00$((i % 4))
+  kill -TERM $s; ended $s $i; left $i
+done"#,
+        d = dir.display()
+    ));
+    let statuses = pairs(&run.stdout, "status");
+    assert_eq!(statuses.len(), 24, "{}", run.stderr);
+    for status in statuses {
+        let (i, code) = status.split_once(' ').unwrap();
+        let log = fs::read_to_string(dir.join(format!("{i}.log"))).unwrap_or_default();
+        assert!(
+            code == "0" || code == "143",
+            "run {i}: the SIGTERM was lost (status {code}): {log}"
+        );
+    }
+    assert!(
+        pairs(&run.stdout, "left").iter().all(|l| l.ends_with(" 0")),
+        "{}",
+        run.stdout
+    );
+}
