@@ -336,6 +336,21 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
     if config.fleet.take().is_some() {
         log::line("Sandbox: the config's fleet is left out: practice takes none of its slots");
     }
+    // Nor listens for the config's proxies: the sandbox shares the host's network, where
+    // they would take a real port (or fail on one a daemon holds) and forward to the real
+    // upstream; and the net-proxy fault, their one use, is refused there.
+    if !config.proxies.is_empty() {
+        log::line(format!(
+            "Sandbox: the config's proxies are left out ({}): practice listens on none of the host's ports",
+            config
+                .proxies
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        config.proxies.clear();
+    }
     let (program, rest) = args
         .command
         .split_first()

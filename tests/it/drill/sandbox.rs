@@ -346,3 +346,38 @@ done"#,
         run.stdout
     );
 }
+
+/// The sandbox shares the host's network: the config's proxies are left out, said in one
+/// line, rather than listening on the host's port and forwarding to the real upstream
+/// (the net-proxy fault, their one use, is refused there anyway). (In a network
+/// namespace of the test's own, so that the old behaviour took no port of this
+/// machine's.)
+#[test]
+fn the_sandbox_leaves_the_configs_proxies_out() {
+    let dir = TestDir::new("drill-sandbox-proxies");
+    let cfg = dir.join("proxied.ron");
+    fs::write(
+        &cfg,
+        r#"(window: (days: "*", time: "00:00-24:00"), timer: (enabled: false),
+            proxies: {"db": (listen: "127.0.0.1:15432", upstream: "127.0.0.1:5432")},
+            faults: {"process-kill": (config: (include_names: ["^sleep$"]))})"#,
+    )
+    .unwrap();
+    let run = crate::util::in_network_namespace(
+        &[],
+        &format!(
+            r#""$NM" sandbox --config {cfg} --state-dir {d}/state -- true 2>{d}/log; echo "code $?""#,
+            cfg = cfg.display(),
+            d = dir.display()
+        ),
+    );
+    let log = fs::read_to_string(dir.join("log")).unwrap();
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    assert!(
+        log.contains(
+            " Sandbox: the config's proxies are left out (db): practice listens on none of the host's ports\n"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("Proxy db"), "{log}");
+}
