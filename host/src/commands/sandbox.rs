@@ -169,14 +169,7 @@ fn ends_with_this_process(command: &mut Command) -> &mut Command {
 /// Refuses a `--state-dir` that is a daemon's (this user's default one, or root's): its
 /// journal would mix practice into real drills.
 fn apart_from_daemons(dir: &std::path::Path) -> anyhow::Result<()> {
-    let same = |a: &std::path::Path, b: &std::path::Path| {
-        let resolve = |p: &std::path::Path| {
-            std::fs::canonicalize(p)
-                .or_else(|_| std::path::absolute(p))
-                .unwrap_or_else(|_| p.to_owned())
-        };
-        resolve(a) == resolve(b)
-    };
+    let same = |a: &std::path::Path, b: &std::path::Path| resolved(a) == resolved(b);
     let daemons = [
         state::default_dir(),
         PathBuf::from("/var/lib/nightmare-monkey"),
@@ -191,6 +184,34 @@ fn apart_from_daemons(dir: &std::path::Path) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// `path` as the kernel finds it once the state directory is created: its longest part
+/// that exists resolved (symbolic links, and `..` through them), the rest with its `..`
+/// applied as written (it holds no link, not existing yet). `daemon/new/..` is `daemon`.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let Ok(absolute) = std::path::absolute(path) else {
+        return path.to_owned();
+    };
+    let parts: Vec<Component> = absolute.components().collect();
+    for exists in (1..=parts.len()).rev() {
+        let Ok(mut real) = std::fs::canonicalize(parts[..exists].iter().collect::<PathBuf>())
+        else {
+            continue;
+        };
+        for part in &parts[exists..] {
+            match part {
+                Component::ParentDir => {
+                    real.pop();
+                }
+                Component::Normal(name) => real.push(name),
+                _ => {}
+            }
+        }
+        return real;
+    }
+    absolute
 }
 
 /// Where `sandbox` tells its init which plugin files passed the trust checks outside.

@@ -381,3 +381,41 @@ fn the_sandbox_leaves_the_configs_proxies_out() {
     );
     assert!(!log.contains("Proxy db"), "{log}");
 }
+
+/// A `--state-dir` that leads back into a daemon's state directory through `..` is
+/// refused as the directory itself is, whether the part before the `..` exists or not
+/// (the sandbox would create it, and journal into the daemon's directory).
+#[test]
+fn a_state_dir_that_leads_back_into_a_daemons_is_refused() {
+    let dir = TestDir::new("drill-sandbox-dotdot");
+    let d = dir.display();
+    fs::create_dir(dir.join("elsewhere")).unwrap();
+    let run = in_namespace(&format!(
+        r#"export STATE_DIRECTORY={d}/state
+for at in state/new/.. elsewhere/../state new/../state state/.; do
+  "$NM" sandbox --min-interval 1 --max-interval 1 -d '*' -t 00:00-24:00 --state-dir {d}/$at -- true 2>{d}/log; echo "code $at $?"
+  echo "said $at $(head -n 1 {d}/log)"
+done"#
+    ));
+    let places = [
+        "state/new/..",
+        "elsewhere/../state",
+        "new/../state",
+        "state/.",
+    ];
+    assert_eq!(
+        pairs(&run.stdout, "code"),
+        places.map(|p| format!("{p} 2")),
+        "{}",
+        run.stdout
+    );
+    for (said, place) in pairs(&run.stdout, "said").iter().zip(places) {
+        assert!(
+            said.starts_with(&format!(
+                "{place} error: sandbox: --state-dir {d}/{place}: that is a daemon's state directory"
+            )),
+            "{said}"
+        );
+    }
+    assert!(!dir.join("state/journal.jsonl").exists());
+}
