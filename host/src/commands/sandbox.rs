@@ -322,9 +322,16 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
     }
     let mut daemon_args = args.daemon;
     daemon_args.execute = true;
-    // The sandbox shares the host's network: never take a port someone else uses.
-    if daemon_args.listen.is_none() && daemon_args.port.is_none() {
-        daemon_args.listen = Some("127.0.0.1:0".to_owned());
+    // The sandbox shares the host's network: never take a port someone else uses. An
+    // address without a port takes a free one too (not the daemon's 8080).
+    if daemon_args.port.is_none() {
+        let ip = match daemon_args.listen.as_deref() {
+            None => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+            Some(text) => crate::triggers::http::bare_ip(text),
+        };
+        if let Some(ip) = ip {
+            daemon_args.listen = Some(std::net::SocketAddr::new(ip, 0).to_string());
+        }
     }
     let state_dir = daemon_args
         .state_dir

@@ -419,3 +419,29 @@ done"#
     }
     assert!(!dir.join("state/journal.jsonl").exists());
 }
+
+/// `--listen` with an address and no port takes a free port, as `--help` says, not the
+/// daemon's 8080 (which a real daemon on the same network may hold). (In a network
+/// namespace of the test's own.)
+#[test]
+fn a_listen_address_without_a_port_takes_a_free_one() {
+    let dir = TestDir::new("drill-sandbox-listen");
+    let run = crate::util::in_network_namespace(
+        &[],
+        &format!(
+            r#""$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 --state-dir {d}/state --listen 127.0.0.1 -- true 2>{d}/log; echo "code $?""#,
+            d = dir.display()
+        ),
+    );
+    let log = fs::read_to_string(dir.join("log")).unwrap();
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+    let port = log
+        .lines()
+        .find_map(|l| l.split_once(" Listening on http://127.0.0.1:"))
+        .map(|(_, port)| port.to_owned());
+    assert!(
+        port.as_deref()
+            .is_some_and(|p| p.parse::<u16>().is_ok() && p != "8080"),
+        "{log}"
+    );
+}

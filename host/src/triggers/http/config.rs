@@ -248,7 +248,7 @@ fn shape_of(
 
 /// An address with no port: `127.0.0.1`, `::1`, or an IPv6 address bracketed as the
 /// daemon prints it (`[::1]`).
-fn bare_ip(text: &str) -> Option<IpAddr> {
+pub fn bare_ip(text: &str) -> Option<IpAddr> {
     match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
         Some(inner) => inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
         None => text.parse().ok(),

@@ -37,7 +37,7 @@ use crate::{
     plugin::PluginInfo,
 };
 
-pub use config::{HttpConfig, RawHttp};
+pub use config::{bare_ip, HttpConfig, RawHttp};
 
 mod config;
 mod dashboard;
