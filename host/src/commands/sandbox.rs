@@ -379,6 +379,18 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
         ));
         config.proxies.clear();
     }
+    // The API's port is tried before the command starts: one that is taken stops the
+    // monkey's start, and the command would have run for nothing. (Let go at once: the
+    // monkey binds it again in a moment.)
+    if let Some(http) = config.http.as_ref().filter(|h| h.listen.port() != 0) {
+        if let Err(e) = std::net::TcpListener::bind(http.listen) {
+            return Err(UsageError(anyhow!(
+                "sandbox: cannot listen on {} for the API: {e}: give another address with --listen or --port, or leave them out for a free port",
+                http.listen
+            ))
+            .into());
+        }
+    }
     let (program, rest) = args
         .command
         .split_first()
@@ -431,9 +443,16 @@ pub fn init(args: SandboxArgs) -> anyhow::Result<()> {
     // itself succeeded).
     let monkey = daemon::run_config(config, Some(on_end));
     let Some(code) = *lock(&status) else {
-        // Stopped by a signal (the sandbox's own PID killed, Ctrl-C): the command ends
-        // with the namespace, as this process, its PID 1, exits.
-        log::line("Sandbox: stopped before the command exited; it ends with the sandbox");
+        // Stopped by a signal (the sandbox's own PID killed, Ctrl-C), or the monkey
+        // could not start: the command ends with the namespace, as this process, its
+        // PID 1, exits.
+        if monkey.is_err() && crate::runtime::stop::requested().is_none() {
+            log::line(
+                "Sandbox: the monkey could not run (the error follows); the command ends with the sandbox",
+            );
+        } else {
+            log::line("Sandbox: stopped before the command exited; it ends with the sandbox");
+        }
         return monkey;
     };
     log::line(format!("Sandbox: the command exited with status {code}"));

@@ -445,3 +445,43 @@ fn a_listen_address_without_a_port_takes_a_free_one() {
         "{log}"
     );
 }
+
+/// When the monkey cannot start, the sandbox says so rather than blame a stop: an API
+/// port that is taken is found before the command starts, which then never runs; any
+/// other failure of its start (here, another sandbox executing on the same state
+/// directory) is said as the monkey's, the command ending with the sandbox. (In a
+/// network namespace of the test's own.)
+#[test]
+fn a_monkey_that_cannot_start_is_said_so() {
+    let dir = TestDir::new("drill-sandbox-no-start");
+    let run = crate::util::in_network_namespace(
+        &[],
+        &format!(
+            r#"{PRELUDE}
+sb() {{ "$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 "$@"; }}
+"$NM" sandbox --min-interval 3600 --max-interval 3600 -d '*' -t 00:00-24:00 --listen 127.0.0.1:18080 --state-dir {d}/a -- sleep 1000 2>{d}/first.log & s=$!
+await 'Listening on' {d}/first.log
+sb --listen 127.0.0.1:18080 --state-dir {d}/b -- sh -c 'echo > {d}/port-started' 2>{d}/port.log; echo "port $?"
+sb --state-dir {d}/a -- sh -c 'echo > {d}/shared-started; sleep 1000' 2>{d}/shared.log; echo "shared $?"
+kill -TERM $s; wait $s; echo "first $?""#,
+            d = dir.display()
+        ),
+    );
+    let log = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "first"), ["0"], "{}", log("first.log"));
+    assert_eq!(pairs(&run.stdout, "port"), ["2"], "{}", log("port.log"));
+    assert_eq!(
+        log("port.log"),
+        "error: sandbox: cannot listen on 127.0.0.1:18080 for the API: Address already in use (os error 98): give another address with --listen or --port, or leave them out for a free port\n"
+    );
+    assert!(!dir.join("port-started").exists(), "the command ran");
+    let shared = log("shared.log");
+    assert_ne!(pairs(&run.stdout, "shared"), ["0"], "{shared}");
+    assert!(
+        shared.contains(
+            " Sandbox: the monkey could not run (the error follows); the command ends with the sandbox\nerror: "
+        ),
+        "{shared}"
+    );
+    assert!(!shared.contains("stopped before"), "{shared}");
+}
