@@ -377,3 +377,40 @@ fn a_page_of_one_run_reads_back_no_further_than_the_runs_first_fault() {
     assert!(older.problems.is_empty(), "{:?}", older.problems);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A clock stepped back writes a fault stamped before `since` ahead of faults in range:
+/// a page passes over it and reads on, as the whole listing does, and stops only at a
+/// fault stamped more than [`CLOCK_SLACK`] before `since`.
+#[test]
+fn a_fault_stamped_before_since_does_not_end_the_page() {
+    let dir = std::env::temp_dir().join(format!("nm-history-stepped-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    let now = Utc::now();
+    for (id, ago) in [
+        // In range, but behind a fault stamped days before `since`: not read.
+        ("1-1", TimeDelta::minutes(90)),
+        ("1-2", TimeDelta::days(5)),
+        ("1-3", TimeDelta::hours(1)),
+        // The clock stepped back three hours.
+        ("1-4", TimeDelta::hours(3)),
+        ("1-5", TimeDelta::minutes(10)),
+    ] {
+        journal.append(&intent(id, now - ago), false).unwrap();
+    }
+    let since = Some(now - TimeDelta::hours(2));
+    let page = page(
+        &path,
+        Query {
+            since,
+            limit: 10,
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    let ids: Vec<&str> = page.entries.iter().map(|e| e.intent.id.as_str()).collect();
+    assert_eq!(ids, ["1-3", "1-5"]);
+    assert_eq!(page.next, None);
+    std::fs::remove_dir_all(dir).unwrap();
+}
