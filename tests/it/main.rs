@@ -4,6 +4,7 @@
 //! (`unshare --user --map-root-user --pid --fork --mount-proc`), to processes the test
 //! started there. Everything run against this machine's own processes is a dry run.
 
+mod answer_key;
 mod api;
 mod config;
 mod daemon;

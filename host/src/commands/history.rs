@@ -263,7 +263,12 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
             print_line(&mut out, e, &mut last_run)
         }
     };
-    let mut stream = history::Stream::new(since, until);
+    // First what came for a fault too late for the stream to wait for it (an ack hours
+    // after), then the faults, each joined with it.
+    let mut late = history::LateRecords::new(since, until);
+    journal::each_with_archives(&path, |record| late.take(record))
+        .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+    let mut stream = late.stream();
     let mut failed = None;
     let problems = journal::each_with_archives(&path, |record| {
         if failed.is_none() {

@@ -248,104 +248,196 @@ fn holds(path: &Path, position: Position) -> io::Result<bool> {
     Ok(false)
 }
 
-/// The whole answer key, oldest first, read forward in bounded memory: each fault is
-/// held until its records are likely all in (its outcome and revert come within
-/// [`SETTLE`] of it), then handed on; at most [`MAX_HELD`] are held at once.
+/// The whole answer key, oldest first, read forward twice in bounded memory. The second
+/// reading ([`Stream`]) holds each fault until its records are likely all in (its
+/// outcome and revert come within [`SETTLE`] of it), then hands it on; at most
+/// [`MAX_HELD`] are held at once. The first ([`LateRecords`]) holds the same faults the
+/// same way, by id and instant alone, and keeps the records that come for a fault after
+/// it would be handed on (an ack a day after its fault, a revert retried for hours), so
+/// that the second joins them to their fault as it hands it on: nothing is left out,
+/// and what is kept beyond the faults held is the late records alone.
 pub(crate) struct Stream {
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
-    /// The faults held, in the order they were asked for, by sequence number.
-    held: std::collections::BTreeMap<u64, Entry>,
-    /// Their sequence numbers by id.
-    ids: HashMap<String, u64>,
-    next: u64,
+    held: Holding<Entry>,
+    /// The records the first reading found late, by fault.
+    late: HashMap<String, Vec<Record>>,
 }
 
 /// How long after a fault its records are waited for: a pause lasts at most an hour, a
-/// plugin call ten minutes. A revert later than this (one retried for long) shows in the
-/// paged listing (`--limit`), not in the whole one.
+/// plugin call ten minutes. Records later than this are found by the first reading
+/// ([`LateRecords`]).
 pub(crate) const SETTLE: TimeDelta = TimeDelta::hours(2);
 
 /// The most faults held at once (the oldest are handed on early beyond it).
 pub(crate) const MAX_HELD: usize = 10_000;
 
-impl Stream {
-    /// A stream of the faults asked for in `[since, until)`.
-    pub(crate) fn new(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Self {
+/// Faults held in the order they were asked for, with what is kept of each, until
+/// [`SETTLE`] after them (or while more than [`MAX_HELD`] are held). The one rule of
+/// when a fault is handed on, for both readings of the whole answer key: they must
+/// agree on it record by record.
+struct Holding<T> {
+    /// The faults held, by sequence number: id, instant and what is kept.
+    held: std::collections::BTreeMap<u64, (String, DateTime<Utc>, T)>,
+    /// Their sequence numbers by id.
+    ids: HashMap<String, u64>,
+    next: u64,
+}
+
+impl<T> Holding<T> {
+    fn new() -> Self {
         Self {
-            since,
-            until,
             held: std::collections::BTreeMap::new(),
             ids: HashMap::new(),
             next: 0,
         }
     }
 
+    fn hold(&mut self, id: String, at: DateTime<Utc>, kept: T) {
+        self.ids.insert(id.clone(), self.next);
+        self.held.insert(self.next, (id, at, kept));
+        self.next += 1;
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut T> {
+        let n = self.ids.get(id)?;
+        self.held.get_mut(n).map(|(_, _, kept)| kept)
+    }
+
+    /// Hands on (to `out`) the faults settled once the journal reached `now`.
+    fn settle<E>(
+        &mut self,
+        now: DateTime<Utc>,
+        mut out: impl FnMut(String, T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        loop {
+            let crowded = self.held.len() > MAX_HELD;
+            let Some(first) = self.held.first_entry() else {
+                break;
+            };
+            let (_, at, _) = first.get();
+            if !crowded && at.checked_add_signed(SETTLE).is_none_or(|end| end >= now) {
+                break;
+            }
+            let (n, (id, _, kept)) = first.remove_entry();
+            self.forget(&id, n);
+            out(id, kept)?;
+        }
+        Ok(())
+    }
+
+    /// Hands on every fault still held.
+    fn drain<E>(&mut self, mut out: impl FnMut(String, T) -> Result<(), E>) -> Result<(), E> {
+        while let Some((n, (id, _, kept))) = self.held.pop_first() {
+            self.forget(&id, n);
+            out(id, kept)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the id of fault `n` (not that of a later fault journaled with the same id).
+    fn forget(&mut self, id: &str, n: u64) {
+        if self.ids.get(id) == Some(&n) {
+            self.ids.remove(id);
+        }
+    }
+}
+
+/// The first reading of the whole answer key: see [`Stream`].
+pub(crate) struct LateRecords {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    /// The faults in range, as the second reading holds them.
+    in_range: Holding<()>,
+    /// The faults out of range, held the same way so that their records are not taken
+    /// for late ones of faults in range (every record after `until` would be).
+    others: Holding<()>,
+    /// The records that came for a fault not held (late, or of a fault out of range
+    /// that was handed on too), by fault, in the order read.
+    records: HashMap<String, Vec<Record>>,
+}
+
+impl LateRecords {
+    /// The first reading of the faults asked for in `[since, until)`.
+    pub(crate) fn new(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Self {
+        Self {
+            since,
+            until,
+            in_range: Holding::new(),
+            others: Holding::new(),
+            records: HashMap::new(),
+        }
+    }
+
+    /// Takes the next record of the journal.
+    pub(crate) fn take(&mut self, record: Record) {
+        let now = record.at();
+        match record {
+            Record::Intent(intent) => {
+                if in_range(self.since, self.until, intent.at) {
+                    self.in_range.hold(intent.id, intent.at, ());
+                } else {
+                    self.others.hold(intent.id, intent.at, ());
+                }
+            }
+            Record::Refused(_) | Record::Halted(_) | Record::Resumed(_) => {}
+            _ => {
+                if let Some(id) = record.fault_id() {
+                    if self.in_range.get_mut(id).is_none() && self.others.get_mut(id).is_none() {
+                        self.records.entry(id.to_owned()).or_default().push(record);
+                    }
+                }
+            }
+        }
+        let _ = self.in_range.settle(now, |_, ()| Ok::<_, ()>(()));
+        let _ = self.others.settle(now, |_, ()| Ok::<_, ()>(()));
+    }
+
+    /// The second reading, which joins these records to their faults.
+    pub(crate) fn stream(self) -> Stream {
+        Stream {
+            since: self.since,
+            until: self.until,
+            held: Holding::new(),
+            late: self.records,
+        }
+    }
+}
+
+/// Whether an instant is in `[since, until)`.
+fn in_range(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>, at: DateTime<Utc>) -> bool {
+    since.is_none_or(|t| at >= t) && until.is_none_or(|t| at < t)
+}
+
+impl Stream {
     /// Takes the next record of the journal; hands on (to `out`) the faults it settles.
     pub(crate) fn take<E>(
         &mut self,
         record: Record,
         out: &mut impl FnMut(&Entry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let now = match record {
+        let now = record.at();
+        match record {
             Record::Intent(intent) => {
-                let at = intent.at;
-                let in_range =
-                    self.since.is_none_or(|t| at >= t) && self.until.is_none_or(|t| at < t);
-                if in_range {
-                    self.ids.insert(intent.id.clone(), self.next);
-                    self.held.insert(self.next, Entry::of(intent));
-                    self.next += 1;
+                if in_range(self.since, self.until, intent.at) {
+                    self.held
+                        .hold(intent.id.clone(), intent.at, Entry::of(intent));
                 }
-                at
             }
-            Record::Prepared(p) => {
-                let at = p.at;
-                if let Some(e) = self.entry(&p.id) {
-                    e.prepared = Some(p);
-                }
-                at
-            }
-            Record::Outcome(o) => {
-                let at = o.at;
-                if let Some(e) = self.entry(&o.id) {
-                    e.outcome = Some(o);
-                }
-                at
-            }
-            Record::Revert(r) => {
-                let at = r.at;
-                if let Some(e) = self.entry(&r.id) {
-                    e.reverted = Some(r);
-                }
-                at
-            }
-            Record::Detected(_) | Record::Recovered(_) | Record::NotRecovered(_) => {
-                let at = record.at();
-                if let Some(e) = record
+            Record::Refused(_) | Record::Halted(_) | Record::Resumed(_) => {}
+            _ => {
+                if let Some(entry) = record
                     .fault_id()
                     .map(str::to_owned)
-                    .and_then(|id| self.entry(&id))
+                    .and_then(|id| self.held.get_mut(&id))
                 {
-                    e.take(record);
+                    entry.take(record);
                 }
-                at
             }
-            Record::Refused(_) | Record::Halted(_) | Record::Resumed(_) => record.at(),
-        };
-        loop {
-            let crowded = self.held.len() > MAX_HELD;
-            let Some(first) = self.held.first_entry() else {
-                break;
-            };
-            if !crowded && first.get().intent.at + SETTLE >= now {
-                break;
-            }
-            let entry = first.remove();
-            self.ids.remove(&entry.intent.id);
-            out(&entry)?;
         }
-        Ok(())
+        let late = &mut self.late;
+        self.held
+            .settle(now, |id, entry| out(&joined(late, id, entry)))
     }
 
     /// The journal ended: hands on every fault still held.
@@ -353,15 +445,18 @@ impl Stream {
         mut self,
         out: &mut impl FnMut(&Entry) -> Result<(), E>,
     ) -> Result<(), E> {
-        while let Some((_, entry)) = self.held.pop_first() {
-            out(&entry)?;
-        }
-        Ok(())
+        let late = &mut self.late;
+        self.held.drain(|id, entry| out(&joined(late, id, entry)))
     }
+}
 
-    fn entry(&mut self, id: &str) -> Option<&mut Entry> {
-        self.ids.get(id).and_then(|n| self.held.get_mut(n))
+/// `entry` with the records that came for it late, taken in the order read (after its
+/// others: they came after it was handed on).
+fn joined(late: &mut HashMap<String, Vec<Record>>, id: String, mut entry: Entry) -> Entry {
+    for record in late.remove(&id).into_iter().flatten() {
+        entry.take(record);
     }
+    entry
 }
 
 #[cfg(test)]

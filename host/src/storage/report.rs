@@ -1,7 +1,7 @@
 //! `report` and `GET /api/report`: a journal read forward (through its archives) into
 //! what the drill came to, per fault and in sum ([`Report`]).
 
-use std::{collections::HashMap, io, path::Path};
+use std::{io, path::Path};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,17 +10,19 @@ use crate::domain::drill::{HaltedRecord, RefusedRecord};
 use crate::support::text::escape_controls;
 
 use super::{
-    history::Stream,
+    history::LateRecords,
     journal::{self, Entry, Record},
 };
 
 /// The report of the faults asked for since `since` (all, without), and the lines that
-/// could not be read. Read twice: first what followed the faults (detections and
-/// recoveries, which may come a day after their fault, later than the forward stream
-/// holds a fault), then the faults, each joined with what followed it.
+/// could not be read. Read twice, as `history` reads the whole answer key
+/// ([`LateRecords`], then [`Stream`](super::history::Stream)): first the refusals, the
+/// halts and what came for a fault later than the stream waits for it (an ack a day
+/// after, a revert retried for hours), then the faults, each joined with what came for
+/// it.
 pub(crate) fn read(path: &Path, since: Option<DateTime<Utc>>) -> io::Result<Report> {
     let in_range = |at: DateTime<Utc>| since.is_none_or(|s| at >= s);
-    let mut followed: HashMap<String, Vec<Record>> = HashMap::new();
+    let mut late = LateRecords::new(since, None);
     let mut report = Report::since(since);
     journal::each_with_archives(path, |record| {
         match &record {
@@ -28,25 +30,13 @@ pub(crate) fn read(path: &Path, since: Option<DateTime<Utc>>) -> io::Result<Repo
             Record::Halted(h) if in_range(h.at) => report.halted(h.clone()),
             _ => {}
         }
-        if matches!(
-            record,
-            Record::Detected(_) | Record::Recovered(_) | Record::NotRecovered(_)
-        ) && in_range(record.at())
-        {
-            if let Some(id) = record.fault_id().map(str::to_owned) {
-                followed.entry(id).or_default().push(record);
-            }
-        }
+        late.take(record);
     })?;
     let mut add = |e: &Entry| {
-        let mut entry = e.clone();
-        for record in followed.remove(&entry.intent.id).into_iter().flatten() {
-            entry.take(record);
-        }
-        report.add(&entry);
+        report.add(e);
         Ok::<(), std::convert::Infallible>(())
     };
-    let mut stream = Stream::new(since, None);
+    let mut stream = late.stream();
     journal::each_with_archives(path, |record| {
         let _ = stream.take(record, &mut add);
     })?;

@@ -204,8 +204,9 @@ fn an_older_page_keeps_its_outcomes_however_far_back() {
 }
 
 /// The whole listing, read forward: each fault with the records that came for it,
-/// handed on once settled (its outcome and revert in), in the order asked for; only
-/// those in range.
+/// handed on once settled (its outcome and revert in), in the order asked for, joined
+/// with those that came after it was handed on; only those in range. The first reading
+/// keeps the late records alone, not those of faults out of range.
 #[test]
 fn the_stream_hands_on_each_fault_whole_once_settled_in_order() {
     let start = Utc::now() - TimeDelta::days(1);
@@ -226,6 +227,7 @@ fn the_stream_hands_on_each_fault_whole_once_settled_in_order() {
     };
     let records = [
         intent("early", at(-10)),
+        outcome("early", -10),
         intent("a", at(0)),
         outcome("a", 0),
         intent("b", at(1)),
@@ -237,8 +239,15 @@ fn the_stream_hands_on_each_fault_whole_once_settled_in_order() {
         outcome("c", 200),
         intent("late", at(400)),
         intent("d", at(299)),
+        outcome("late", 400),
     ];
-    let mut stream = Stream::new(Some(at(0)), Some(at(300)));
+    let mut late = LateRecords::new(Some(at(0)), Some(at(300)));
+    for r in &records {
+        late.take(r.clone());
+    }
+    let kept: Vec<&String> = late.records.keys().collect();
+    assert_eq!(kept, ["b"], "b's revert, after b was handed on");
+    let mut stream = late.stream();
     let mut out: Vec<(String, Option<String>, Option<String>, usize)> = Vec::new();
     let mut record = |e: &Entry, taken: usize| {
         out.push((
@@ -268,10 +277,11 @@ fn the_stream_hands_on_each_fault_whole_once_settled_in_order() {
     assert_eq!(
         out,
         [
-            ("a".into(), p(), r(), 7),
-            // b's revert came after it was handed on: past SETTLE, it is not waited for.
-            ("b".into(), p(), None, 7),
-            ("c".into(), p(), None, 10),
+            ("a".into(), p(), r(), 8),
+            // b's revert came after it was handed on (past SETTLE): the first reading
+            // found it.
+            ("b".into(), p(), r(), 8),
+            ("c".into(), p(), None, 11),
             // Held to the end of the journal, then handed on as it is.
             ("d".into(), None, None, 0),
         ]

@@ -1,0 +1,155 @@
+//! `history` and `report` on journals written by hand, no daemon: a clock stepped
+//! back, records that came hours after their fault, text a client or a process chose,
+//! lines that cannot be read.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde_json::{json, Value};
+
+use crate::util::{monkey, Run, TestDir};
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A fault asked for by the timer at `at`.
+fn intent(id: &str, at: DateTime<Utc>) -> Value {
+    json!({"type": "intent", "id": id, "at": stamp(at), "fault": "k", "plugin": "process-kill",
+        "trigger": "timer", "desc": "d", "dry_run": false, "master_seed": 1, "stream": "fault/k",
+        "stream_position": 0, "seed": 2})
+}
+
+/// A process killed at `at`.
+fn killed(id: &str, at: DateTime<Utc>) -> Value {
+    json!({"type": "outcome", "id": id, "at": stamp(at), "elapsed_ms": 1, "result": "killed",
+        "summary": "s"})
+}
+
+/// `journal.jsonl` in `dir`, of these records.
+fn journal(dir: &TestDir, records: &[Value]) -> PathBuf {
+    let path = dir.join("journal.jsonl");
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `nightmare-monkey history --journal PATH ARGS...`.
+fn history(path: &std::path::Path, args: &[&str]) -> Run {
+    let mut all = vec!["history", "--journal", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    monkey(&all)
+}
+
+/// The ids of the faults of a `history --json`.
+fn ids(run: &Run) -> Vec<String> {
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    answer["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A clock stepped back three hours wrote a fault stamped before `--since` between two
+/// in range: the page (`--limit`) lists what the whole listing lists.
+#[test]
+fn a_page_and_the_whole_listing_agree_after_the_clock_stepped_back() {
+    let dir = TestDir::new("key-stepped-back");
+    let now = Utc::now();
+    let mut records = Vec::new();
+    for (id, ago) in [
+        ("1-1", TimeDelta::hours(1)),
+        ("1-2", TimeDelta::hours(3)),
+        ("1-3", TimeDelta::minutes(10)),
+    ] {
+        records.extend([intent(id, now - ago), killed(id, now - ago)]);
+    }
+    let path = journal(&dir, &records);
+    let whole = ids(&history(&path, &["--since", "2h", "--json"]));
+    let page = ids(&history(
+        &path,
+        &["--since", "2h", "--limit", "10", "--json"],
+    ));
+    assert_eq!(whole, ["1-1", "1-3"]);
+    assert_eq!(page, whole);
+}
+
+/// An ack three hours after its fault, another fault between: the whole listing shows
+/// the ack and the recovery, as a page does.
+#[test]
+fn the_whole_listing_shows_an_ack_hours_after_its_fault() {
+    let dir = TestDir::new("key-late-ack");
+    let t = Utc::now() - TimeDelta::hours(6);
+    let path = journal(
+        &dir,
+        &[
+            intent("2-1", t),
+            killed("2-1", t + TimeDelta::seconds(1)),
+            intent("2-2", t + TimeDelta::minutes(150)),
+            killed("2-2", t + TimeDelta::minutes(150)),
+            json!({"type": "detected", "id": "2-1", "at": stamp(t + TimeDelta::hours(3)),
+                "ttd_ms": 10_799_000, "by": "alice"}),
+            json!({"type": "recovered", "id": "2-1", "at": stamp(t + TimeDelta::hours(3)),
+                "ttr_ms": 10_804_000, "late": true}),
+        ],
+    );
+    for args in [&["--json"][..], &["--json", "--limit", "10"]] {
+        let run = history(&path, args);
+        let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+        let first = &answer["faults"][0];
+        assert_eq!(first["id"], "2-1", "{args:?}");
+        assert_eq!(first["detected"]["by"], "alice", "{args:?}: {first}");
+        assert_eq!(first["recovered"]["late"], true, "{args:?}: {first}");
+    }
+    let text = history(&path, &[]);
+    assert!(
+        text.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("; noticed by alice after 2h 59m 59s; recovered after 3h 4s (late)"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// A pause reverted three hours after it (its revert retried while the clock jumped):
+/// the report does not show it in effect.
+#[test]
+fn a_report_shows_a_pause_reverted_hours_later_as_reverted() {
+    let dir = TestDir::new("key-late-revert");
+    let t = Utc::now() - TimeDelta::hours(8);
+    let mut paused = killed("3-1", t + TimeDelta::seconds(1));
+    paused["result"] = json!("paused");
+    paused["revert"] = json!({"pid": 42, "start_time": 1, "name": "sleep"});
+    paused["revert_due"] = json!(stamp(t + TimeDelta::seconds(31)));
+    let path = journal(
+        &dir,
+        &[
+            intent("3-1", t),
+            paused,
+            intent("3-2", t + TimeDelta::hours(3)),
+            killed("3-2", t + TimeDelta::hours(3)),
+            json!({"type": "revert", "id": "3-1", "at": stamp(t + TimeDelta::hours(3)),
+                "reason": "due", "result": "reverted", "summary": "ok"}),
+        ],
+    );
+    let run = monkey(&[
+        "report",
+        "--journal",
+        path.to_str().unwrap(),
+        "--since",
+        "1d",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["faults"][0]["id"], "3-1");
+    assert_eq!(report["faults"][0].get("in_effect"), None, "{report}");
+    let listed: Value = serde_json::from_str(&history(&path, &["--json"]).stdout).unwrap();
+    assert_eq!(listed["faults"][0]["reverted"]["result"], "reverted");
+}
