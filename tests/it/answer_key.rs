@@ -153,3 +153,62 @@ fn a_report_shows_a_pause_reverted_hours_later_as_reverted() {
     let listed: Value = serde_json::from_str(&history(&path, &["--json"]).stdout).unwrap();
     assert_eq!(listed["faults"][0]["reverted"]["result"], "reverted");
 }
+
+/// What a client or a process chose, and the journal's own broken lines, reach a
+/// terminal escaped: in `history`'s warnings (serde quotes the line it could not read)
+/// and in `report`'s refusals, as text and as Markdown.
+#[test]
+fn control_characters_of_the_journal_never_reach_the_terminal() {
+    let dir = TestDir::new("key-controls");
+    let now = Utc::now() - TimeDelta::minutes(10);
+    let mut hostile = intent("\u{1b}[31m5-1", now);
+    hostile["fault"] = json!("k\u{1b}[2J");
+    hostile["trigger"] = json!("http\u{1b}]0;x\u{7}");
+    let path = journal(
+        &dir,
+        &[
+            hostile,
+            killed("\u{1b}[31m5-1", now),
+            json!({"type": "refused", "id": "1-9", "at": stamp(now), "fault": "kk\u{1b}[5mBLINK",
+                "trigger": "poller\u{1b}[7m", "reason": "steady \u{1b}[1m"}),
+            json!({"type": "\u{1b}]0;PWNED\u{7}\u{1b}[41m"}),
+            json!({"type": "detected", "id": "x", "at": stamp(now), "ttd_ms": "\u{1b}[42mgreen",
+                "by": "a"}),
+        ],
+    );
+    let journal = path.to_str().unwrap();
+    let runs = [
+        history(&path, &[]),
+        history(&path, &["--limit", "5"]),
+        monkey(&["report", "--journal", journal, "--since", "1h"]),
+        monkey(&[
+            "report",
+            "--journal",
+            journal,
+            "--since",
+            "1h",
+            "--format",
+            "md",
+        ]),
+    ];
+    for run in &runs {
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        for text in [&run.stdout, &run.stderr] {
+            assert!(!text.contains(['\u{1b}', '\u{7}']), "{text:?}");
+        }
+    }
+    assert!(
+        runs[0]
+            .stderr
+            .contains(r"unknown variant `\u{1b}]0;PWNED\u{7}\u{1b}[41m`"),
+        "{}",
+        runs[0].stderr
+    );
+    assert!(
+        runs[2]
+            .stdout
+            .contains(r"refused kk\u{1b}[5mBLINK (poller\u{1b}[7m, "),
+        "{}",
+        runs[2].stdout
+    );
+}

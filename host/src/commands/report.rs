@@ -189,8 +189,8 @@ fn text(r: &Report, since: DateTime<Utc>) -> String {
         let _ = writeln!(
             out,
             "refused {} ({}, {}): {}",
-            refused.fault,
-            refused.trigger,
+            escape_controls(&refused.fault),
+            escape_controls(&refused.trigger),
             refused
                 .at
                 .with_timezone(&chrono::Local)
@@ -253,7 +253,7 @@ fn markdown(r: &Report, since: DateTime<Utc>) -> String {
             out,
             "- Refused {} ({}) at {}: {}",
             cell(&refused.fault),
-            refused.trigger,
+            cell(&refused.trigger),
             refused.at.format("%Y-%m-%d %H:%M:%S UTC"),
             cell(&refused.reason)
         );

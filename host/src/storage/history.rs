@@ -152,8 +152,9 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
             Ok(record) => record,
             Err(e) => {
                 page.problems.push(format!(
-                    "{}: an unreadable line ({e}); ignored",
-                    path.display()
+                    "{}: an unreadable line ({}); ignored",
+                    path.display(),
+                    crate::support::text::escape_controls(&e.to_string())
                 ));
                 continue;
             }

@@ -96,9 +96,11 @@ pub(crate) fn each_line_from(
                 "{}: line {number} is torn (the daemon stopped while writing it); ignored",
                 path.display()
             )),
+            // Serde quotes what it could not read: text of the journal's, escaped.
             Err(e) => problems.push(format!(
-                "{}: line {number} is unreadable ({e}); ignored",
-                path.display()
+                "{}: line {number} is unreadable ({}); ignored",
+                path.display(),
+                crate::support::text::escape_controls(&e.to_string())
             )),
         }
     }
