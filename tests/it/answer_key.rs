@@ -212,3 +212,43 @@ fn control_characters_of_the_journal_never_reach_the_terminal() {
         runs[2].stdout
     );
 }
+
+/// A torn last line and one that cannot be read are said by `report` as by `history`:
+/// on stderr, and in the JSON's `problems` (absent when every line was read).
+#[test]
+fn a_report_says_which_lines_it_could_not_read() {
+    let dir = TestDir::new("key-report-problems");
+    let now = Utc::now() - TimeDelta::minutes(10);
+    let path = journal(&dir, &[intent("6-1", now), killed("6-1", now)]);
+    let journal = path.to_str().unwrap();
+    let json = [
+        "report",
+        "--journal",
+        journal,
+        "--since",
+        "1h",
+        "--format",
+        "json",
+    ];
+    let clean: Value = serde_json::from_str(&monkey(&json).stdout).unwrap();
+    assert_eq!(clean.get("problems"), None, "{clean}");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{not a record\n{\"type\":\"intent\",\"id\":\"6-2\",\"at\":\"2026-");
+    std::fs::write(&path, text).unwrap();
+    let said = [
+        format!(
+            "{journal}: line 3 is unreadable (key must be a string at line 1 column 2); ignored"
+        ),
+        format!("{journal}: line 4 is torn (the daemon stopped while writing it); ignored"),
+    ];
+    let run = monkey(&json);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["problems"], json!(said));
+    assert_eq!(report["summary"]["faults"], 1);
+    let run = monkey(&["report", "--journal", journal, "--since", "1h"]);
+    assert_eq!(
+        run.stderr,
+        format!("warning: {}\nwarning: {}\n", said[0], said[1])
+    );
+}

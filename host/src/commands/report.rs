@@ -32,6 +32,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let path = super::history::journal_of(args.journal.as_ref(), args.config.as_ref())?;
     let report = report::read(&path, Some(since))
         .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
+    // As `history` says them: on stderr, whatever the format (the JSON has them too).
+    for problem in &report.problems {
+        eprintln!("warning: {problem}");
+    }
     let out = match args.format {
         ReportFormat::Json => serde_json::to_string(&report)? + "\n",
         ReportFormat::Text => text(&report, since),

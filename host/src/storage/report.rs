@@ -24,7 +24,7 @@ pub(crate) fn read(path: &Path, since: Option<DateTime<Utc>>) -> io::Result<Repo
     let in_range = |at: DateTime<Utc>| since.is_none_or(|s| at >= s);
     let mut late = LateRecords::new(since, None);
     let mut report = Report::since(since);
-    journal::each_with_archives(path, |record| {
+    let problems = journal::each_with_archives(path, |record| {
         match &record {
             Record::Refused(r) if in_range(r.at) => report.refused(r.clone()),
             Record::Halted(h) if in_range(h.at) => report.halted(h.clone()),
@@ -32,6 +32,7 @@ pub(crate) fn read(path: &Path, since: Option<DateTime<Utc>>) -> io::Result<Repo
         }
         late.take(record);
     })?;
+    report.problems(problems);
     let mut add = |e: &Entry| {
         report.add(e);
         Ok::<(), std::convert::Infallible>(())
@@ -213,7 +214,8 @@ pub(crate) struct Summary {
     pub resilience_percent: Option<u32>,
 }
 
-/// The most refusals, and the most halts, a report lists one by one (the latest).
+/// The most refusals, and the most halts, a report lists one by one (the latest); the
+/// most lines that could not be read it lists (the first).
 pub(crate) const MAX_LISTED: usize = 1_000;
 
 /// The most faults a report lists one by one (the latest); its sums count them all.
@@ -235,6 +237,11 @@ pub(crate) struct Report {
     pub refused: std::collections::VecDeque<RefusedRecord>,
     /// The latest [`MAX_LISTED`] halts (all are counted in the summary).
     pub halts: std::collections::VecDeque<HaltedRecord>,
+    /// The lines of the journal that could not be read (torn, unreadable, too long),
+    /// one sentence each, the first [`MAX_LISTED`] and then how many more. Absent when
+    /// every line was read, so a clean journal's report is as it always was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
     pub summary: Summary,
     /// The master seeds of the faults (the first [`MAX_NOTED`]), for the picture's title.
     #[serde(skip)]
@@ -274,6 +281,17 @@ impl Report {
         if self.refused.len() > MAX_LISTED {
             self.refused.pop_front();
         }
+    }
+
+    /// Notes the lines that could not be read (the first [`MAX_LISTED`]: a journal of
+    /// garbage makes no report of megabytes).
+    pub fn problems(&mut self, mut problems: Vec<String>) {
+        if problems.len() > MAX_LISTED {
+            let more = problems.len() - MAX_LISTED;
+            problems.truncate(MAX_LISTED);
+            problems.push(format!("and {more} more lines that could not be read"));
+        }
+        self.problems = problems;
     }
 
     /// Adds a halt.
@@ -493,6 +511,20 @@ mod tests {
         let report = report.finish();
         assert_eq!(report.refused.len(), MAX_LISTED);
         assert_eq!(report.summary.steady_state_refusals, MAX_LISTED + 5);
+    }
+
+    #[test]
+    fn the_lines_that_could_not_be_read_are_listed_the_first_and_counted() {
+        let mut report = Report::since(None);
+        report.problems((0..MAX_LISTED + 5).map(|n| format!("line {n}")).collect());
+        assert_eq!(report.problems.len(), MAX_LISTED + 1);
+        assert_eq!(report.problems[0], "line 0");
+        assert_eq!(
+            report.problems[MAX_LISTED],
+            "and 5 more lines that could not be read"
+        );
+        let json = serde_json::to_value(Report::since(None).finish()).unwrap();
+        assert!(json.get("problems").is_none(), "{json}");
     }
 
     #[test]
