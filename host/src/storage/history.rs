@@ -232,6 +232,7 @@ pub(crate) fn page(path: &Path, query: Query) -> io::Result<Page> {
             }
         }
     }
+    page.problems.extend(lines.problems());
     page.entries.reverse();
     Ok(page)
 }

@@ -424,3 +424,53 @@ fn a_fault_stamped_before_since_does_not_end_the_page() {
     assert_eq!(page.next, None);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A line of megabytes (zeros after a crash) is passed over by a page as by the whole
+/// listing, and said as it is.
+#[test]
+fn a_page_says_the_lines_too_long_to_read() {
+    let dir = std::env::temp_dir().join(format!("nm-history-long-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("journal.jsonl");
+    let journal = Journal::open(&path).unwrap();
+    let now = Utc::now();
+    journal.append(&intent("1-1", now), false).unwrap();
+    let long_at = std::fs::metadata(&path).unwrap().len();
+    let mut text = std::fs::read(&path).unwrap();
+    text.extend(std::iter::repeat_n(0u8, 5 << 20));
+    text.push(b'\n');
+    std::fs::write(&path, text).unwrap();
+    journal.append(&intent("1-2", now), false).unwrap();
+    let read = page(
+        &path,
+        Query {
+            limit: 10,
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    let ids: Vec<&str> = read.entries.iter().map(|e| e.intent.id.as_str()).collect();
+    assert_eq!(ids, ["1-1", "1-2"]);
+    assert_eq!(
+        read.problems,
+        [format!(
+            "{}: the line at byte {long_at} is longer than 4 MiB, no record (zeros after a crash?); ignored",
+            path.display()
+        )]
+    );
+    // The file's first line too.
+    std::fs::write(&path, vec![b'x'; 5 << 20]).unwrap();
+    journal.append(&intent("1-3", now), false).unwrap();
+    let read = page(
+        &path,
+        Query {
+            limit: 10,
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(read.entries.len(), 1);
+    assert_eq!(read.problems.len(), 1, "{:?}", read.problems);
+    assert!(read.problems[0].contains(": the line at byte 0 is longer than 4 MiB"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -185,6 +185,7 @@ pub(crate) fn lines_backwards_with_archives(path: &Path) -> io::Result<AllBackwa
     Ok(AllBackwards {
         files,
         reading: None,
+        problems: Vec::new(),
     })
 }
 
@@ -225,9 +226,21 @@ pub(crate) struct AllBackwards {
     /// The files still to read, the next one last.
     files: Vec<PathBuf>,
     reading: Option<Backwards>,
+    /// Those of the files read before this one.
+    problems: Vec<String>,
 }
 
 impl AllBackwards {
+    /// One sentence per line passed over so far (longer than 4 MiB): read
+    /// forward, each would be said; read back, it is too.
+    pub(crate) fn problems(&mut self) -> Vec<String> {
+        let mut problems = std::mem::take(&mut self.problems);
+        if let Some(reading) = &mut self.reading {
+            problems.append(&mut reading.problems);
+        }
+        problems
+    }
+
     /// Where the line just read starts.
     pub(crate) fn position(&self) -> Option<Position> {
         self.reading.as_ref().map(|r| Position {
@@ -247,6 +260,9 @@ impl Iterator for AllBackwards {
                 return Some(line);
             }
             let file = self.files.pop()?;
+            if let Some(done) = &mut self.reading {
+                self.problems.append(&mut done.problems);
+            }
             match lines_backwards(&file) {
                 Ok(lines) => self.reading = Some(lines),
                 Err(e) => return Some(Err(e)),
@@ -278,6 +294,8 @@ pub(crate) fn lines_backwards(path: &Path) -> io::Result<Backwards> {
         carry: Vec::new(),
         ready: Vec::new(),
         skipping: false,
+        path: path.to_owned(),
+        problems: Vec::new(),
     })
 }
 
@@ -298,6 +316,22 @@ pub(crate) struct Backwards {
     ready: Vec<(u64, Vec<u8>)>,
     /// A line too long to keep is being passed over.
     skipping: bool,
+    /// The file, to name it in a problem.
+    path: PathBuf,
+    /// One sentence per line passed over.
+    problems: Vec<String>,
+}
+
+impl Backwards {
+    /// Notes the line at byte `start` as passed over (too long), worded as a forward
+    /// reading words it.
+    fn passed_over(&mut self, start: u64) {
+        self.problems.push(format!(
+            "{}: the line at byte {start} is longer than {} MiB, no record (zeros after a crash?); ignored",
+            self.path.display(),
+            MAX_LINE >> 20
+        ));
+    }
 }
 
 const BLOCK: u64 = 64 * 1024;
@@ -321,6 +355,10 @@ impl Iterator for Backwards {
             let file = self.file.as_ref()?;
             if self.end == 0 {
                 self.file = None;
+                if std::mem::take(&mut self.skipping) {
+                    // The file's first line.
+                    self.passed_over(0);
+                }
                 let first = std::mem::take(&mut self.carry);
                 if first.iter().all(u8::is_ascii_whitespace) {
                     return None;
@@ -357,8 +395,9 @@ impl Iterator for Backwards {
                 // Passing over a dropped line: what of it this block holds goes too.
                 match parts.pop() {
                     None => self.carry = Vec::new(),
-                    Some(_) => {
+                    Some((start, _)) => {
                         self.skipping = false;
+                        self.passed_over(start);
                         self.carry = first;
                     }
                 }
