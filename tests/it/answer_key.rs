@@ -252,3 +252,31 @@ fn a_report_says_which_lines_it_could_not_read() {
         format!("warning: {}\nwarning: {}\n", said[0], said[1])
     );
 }
+
+/// A cursor into an archive since removed is refused with a usage error, as the guide
+/// says, not answered with an empty page.
+#[test]
+fn a_cursor_into_a_removed_archive_is_refused() {
+    let dir = TestDir::new("key-removed-archive");
+    let now = Utc::now() - TimeDelta::hours(1);
+    let archive = dir.join("journal.jsonl-20261201T000000.000Z");
+    let old: String = ["7-1", "7-2"]
+        .iter()
+        .map(|id| format!("{}\n", intent(id, now)))
+        .collect();
+    std::fs::write(&archive, old).unwrap();
+    let path = journal(&dir, &[intent("7-3", now)]);
+    let next = |args: &[&str]| {
+        let run = history(&path, &[&["--json", "--limit", "1"], args].concat());
+        let page: Value = serde_json::from_str(&run.stdout).unwrap();
+        page["next"].as_str().unwrap().to_owned()
+    };
+    let into_archive = next(&["--before", &next(&[])]);
+    std::fs::remove_file(&archive).unwrap();
+    let run = history(&path, &["--limit", "1", "--before", &into_archive]);
+    assert_eq!(run.code, Some(2), "{}", run.stdout);
+    assert_eq!(
+        run.stderr,
+        format!("error: --before: the cursor {into_archive} names no file of this journal (its archive was removed, or it came from another journal): ask again without it\n")
+    );
+}
