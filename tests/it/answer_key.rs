@@ -280,3 +280,20 @@ fn a_cursor_into_a_removed_archive_is_refused() {
         format!("error: --before: the cursor {into_archive} names no file of this journal (its archive was removed, or it came from another journal): ask again without it\n")
     );
 }
+
+/// `history --json` has the shape of `GET /api/history` with or without `--limit`:
+/// `faults`, `problems` and `next` (`null`: no older page).
+#[test]
+fn the_whole_listing_as_json_has_the_shape_of_a_page() {
+    let dir = TestDir::new("key-json-shape");
+    let now = Utc::now() - TimeDelta::minutes(10);
+    let path = journal(&dir, &[intent("8-1", now), killed("8-1", now)]);
+    for args in [&["--json"][..], &["--json", "--limit", "5"]] {
+        let run = history(&path, args);
+        let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+        let mut keys: Vec<&String> = answer.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["faults", "next", "problems"], "{args:?}");
+        assert_eq!(answer["next"], Value::Null, "{args:?}");
+    }
+}

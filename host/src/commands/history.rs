@@ -283,7 +283,8 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     if args.json {
         write!(out, "],\"problems\":")?;
         serde_json::to_writer(&mut out, &problems)?;
-        writeln!(out, "}}")?;
+        // The shape of a page (`GET /api/history`): the whole listing has no older one.
+        writeln!(out, ",\"next\":null}}")?;
     }
     out.flush()?;
     drop(out);
