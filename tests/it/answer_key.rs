@@ -297,3 +297,25 @@ fn the_whole_listing_as_json_has_the_shape_of_a_page() {
         assert_eq!(answer["next"], Value::Null, "{args:?}");
     }
 }
+
+/// `--since` after `--until` (the two swapped) is a usage error naming both, not an
+/// empty answer key.
+#[test]
+fn since_after_until_is_a_usage_error() {
+    let dir = TestDir::new("key-backwards-range");
+    let now = Utc::now() - TimeDelta::minutes(90);
+    let path = journal(&dir, &[intent("9-1", now), killed("9-1", now)]);
+    for args in [
+        &["--since", "1h", "--until", "2h"][..],
+        &["--since", "1h", "--until", "2h", "--limit", "5"],
+    ] {
+        let run = history(&path, args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stdout);
+        assert_eq!(
+            run.stderr,
+            "error: --since 1h is after --until 2h: no fault can be in between (the two swapped?)\n"
+        );
+    }
+    let right = history(&path, &["--since", "2h", "--until", "1h"]);
+    assert_eq!(right.stdout.lines().count(), 1, "{}", right.stderr);
+}

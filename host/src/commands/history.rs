@@ -200,6 +200,14 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if history::is_backwards(since, until) {
+        return Err(UsageError(anyhow!(
+            "--since {} is after --until {}: no fault can be in between (the two swapped?)",
+            args.since.as_deref().unwrap_or_default(),
+            args.until.as_deref().unwrap_or_default()
+        ))
+        .into());
+    }
     let before = match &args.before {
         Some(text) => Some(text.parse::<journal::Position>().map_err(|e| {
             UsageError(anyhow!(

@@ -74,6 +74,12 @@ fn last_run(path: &Path) -> io::Result<Option<String>> {
     Ok(None)
 }
 
+/// Whether `[since, until)` is the wrong way round (`--since 1h --until 2h`: the two
+/// swapped, most likely): said as a mistake, never answered with an empty list.
+pub(crate) fn is_backwards(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> bool {
+    matches!((since, until), (Some(since), Some(until)) if since > until)
+}
+
 /// One page of the answer key.
 #[derive(Debug, Default)]
 pub(crate) struct Page {

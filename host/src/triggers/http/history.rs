@@ -61,6 +61,12 @@ fn history(api: &Api, query: &BTreeMap<String, String>) -> Response {
         (Ok(since), Ok(until)) => (since, until),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
+    if pages::is_backwards(since, until) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "since is after until: no fault can be in between (the two swapped?)",
+        );
+    }
     let before = match query.get("before").map(|b| b.parse::<Position>()) {
         None => None,
         Some(Ok(position)) => Some(position),
