@@ -335,6 +335,32 @@ fn a_dry_run_says_the_toxic_and_check_config_the_mistakes() {
     }
 }
 
+/// check-config warns of a proxy listening beyond loopback (other hosts reach it, and
+/// its upstream through it), and of none on loopback.
+#[test]
+fn check_config_warns_of_a_proxy_reachable_from_other_hosts() {
+    let dir = TestDir::new("proxy-exposed");
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "10.0.0.5:5432"),
+           "web": (listen: "0.0.0.0:18081", upstream: "10.0.0.6:80")"#,
+        r#""slow-db": (plugin: "net-proxy", config: (proxy: "db", toxic: Down))"#,
+    );
+    let run = monkey(&["check-config", &cfg]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let warnings: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("warning: proxy"))
+        .collect();
+    assert_eq!(
+        warnings,
+        ["  warning: proxy `web` listens on 0.0.0.0:18081: it is reachable from other hosts, and through it so is 10.0.0.6:80 (listen on 127.0.0.1 unless they are to use it)"],
+        "{}",
+        run.stdout
+    );
+}
+
 /// A listen address another program holds stops the start with one line naming it.
 #[test]
 fn a_listen_address_in_use_stops_the_start() {

@@ -248,7 +248,12 @@ fn assemble(raw: RawConfig, args: &DaemonArgs, src: &Source<'_>) -> (Config, Vec
     let journal_retention = raw.journal_retention.validate(src, &mut errors);
     let (halt, fleet) = halt_and_fleet(&raw, src, &mut errors);
     let plugin_timeout = plugin_timeout(&raw, src, &mut errors);
-    let proxies = proxies::validate(&raw.proxies, src, &mut errors);
+    let proxies = proxies::validate(
+        &raw.proxies,
+        http.as_ref().map(|h| h.listen),
+        src,
+        &mut errors,
+    );
 
     // What was refused stands in at its default (the errors say what was wrong), so
     // that the rest is still checked.

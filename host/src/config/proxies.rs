@@ -2,7 +2,7 @@
 //! (`proxies: {"db": (listen: "127.0.0.1:15432", upstream: "10.0.0.5:5432")}`). Each
 //! is checked where it was written; the proxy itself is `net_faults::proxy`'s.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 use net_faults::proxy::Spec;
 use serde::Deserialize;
@@ -18,10 +18,14 @@ pub struct RawProxy {
 }
 
 /// The proxies, each checked: a name of lower-case letters, digits and dashes, a listen
-/// address of its own, an upstream `host:port` that is no proxy's listen address, by
-/// its name as by the addresses the system resolver gives for it now.
+/// address of its own, an upstream `host:port` that is neither a proxy's listen address
+/// nor the daemon's API's (`api`), by its name as by the addresses the system resolver
+/// gives for it now. A proxy in front of the API is refused whatever guards the API: it
+/// is never a fault worth injecting, and a proxy on a public address in front of an API
+/// that needs no token on loopback would hand the monkey to anyone who reaches it.
 pub fn validate(
     raw: &BTreeMap<String, RawProxy>,
+    api: Option<SocketAddr>,
     src: &Source<'_>,
     errors: &mut Vec<String>,
 ) -> Vec<Spec> {
@@ -74,6 +78,21 @@ pub fn validate(
             .collect()
     });
     for (spec, addresses) in specs.iter().zip(&addresses) {
+        if let Some(ip) = api.and_then(|api| spec.forwards_to(addresses, api)) {
+            let resolved = if spec.upstream_is_a_name() {
+                format!(" (which resolves to {ip})")
+            } else {
+                String::new()
+            };
+            errors.push(format!(
+                "{}: proxy `{}` forwards to {}{resolved}, where the daemon's own API listens ({}): a proxy in front of the API would let whoever reaches the proxy drive the monkey; expected the address of the real service",
+                src.at(&["proxies", &format!("\"{}\"", spec.name), "upstream"]),
+                spec.name,
+                spec.upstream,
+                api.map(|a| a.to_string()).unwrap_or_default()
+            ));
+            continue;
+        }
         let Some((other, ip)) = specs
             .iter()
             .find_map(|o| Some((o, spec.forwards_to(addresses, o.listen)?)))

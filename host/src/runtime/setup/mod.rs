@@ -199,7 +199,7 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
             seed_drawn,
             poller_states,
             loaded: builtins,
-            warnings: Vec::new(),
+            warnings: exposed_proxies(config),
             untrusted: Vec::new(),
             journal_error: setup_journal_error,
         },
@@ -214,6 +214,22 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
             poller_errors,
         },
     })
+}
+
+/// A warning for each proxy listening beyond loopback: it asks no token of anyone, and
+/// whoever reaches it reaches its upstream through it (and meets its toxics).
+fn exposed_proxies(config: &Config) -> Vec<String> {
+    config
+        .proxies
+        .iter()
+        .filter(|p| !net_faults::proxy::only_local(p.listen))
+        .map(|p| {
+            format!(
+                "proxy `{}` listens on {}: it is reachable from other hosts, and through it so is {} (listen on 127.0.0.1 unless they are to use it)",
+                p.name, p.listen, p.upstream
+            )
+        })
+        .collect()
 }
 
 /// The journal, opened for appends when `mode` writes (else only checked: nothing is

@@ -124,8 +124,8 @@ impl Spec {
     }
 
     /// Which of `addresses` (this proxy's upstream's, [`Self::upstream_addresses`])
-    /// reaches `listen` (a proxy's listen address), if one does: this proxy's
-    /// connections would come back to that proxy.
+    /// reaches `listen` (a proxy's listen address, or the daemon's API's), if one
+    /// does: this proxy's connections would come back to the daemon itself.
     pub fn forwards_to(&self, addresses: &[IpAddr], listen: SocketAddr) -> Option<IpAddr> {
         if self.upstream_host().1 != listen.port() {
             return None;
@@ -134,14 +134,20 @@ impl Spec {
         // "one a socket can be bound to": with ip_nonlocal_bind every address can).
         let local = crate::own::host_addresses();
         let here = |ip: &IpAddr| ip.is_loopback() || ip.is_unspecified() || local.contains(ip);
+        let at = listen.ip();
         addresses.iter().copied().find(|ip| {
-            *ip == listen.ip()
+            *ip == at
                 // Listening on every address (0.0.0.0): the host's own addresses reach it.
-                || (listen.ip().is_unspecified() && here(ip))
+                || (at.is_unspecified() && here(ip))
                 // Connecting to 0.0.0.0 reaches this host.
-                || (ip.is_unspecified() && listen.ip().is_loopback())
+                || (ip.is_unspecified() && at.is_loopback())
         })
     }
+}
+
+/// Whether `listen` is reachable only from this host (a loopback address).
+pub fn only_local(listen: SocketAddr) -> bool {
+    listen.ip().to_canonical().is_loopback()
 }
 
 /// A toxic in effect on a proxy.
@@ -486,5 +492,12 @@ mod spec_tests {
         assert!(named.forwards_to(&at, listen("127.0.0.1:15432")).is_some());
         assert!(named.forwards_to(&at, listen("0.0.0.0:15432")).is_some());
         assert!(named.forwards_to(&at, listen("127.0.0.2:15432")).is_none());
+    }
+
+    #[test]
+    fn a_proxy_on_loopback_is_reachable_only_from_this_host() {
+        assert!(only_local("[::1]:1".parse().unwrap()));
+        assert!(only_local("[::ffff:127.0.0.1]:1".parse().unwrap()));
+        assert!(!only_local("0.0.0.0:1".parse().unwrap()));
     }
 }
