@@ -125,7 +125,9 @@ impl Spec {
 
     /// Which of `addresses` (this proxy's upstream's, [`Self::upstream_addresses`])
     /// reaches `listen` (a proxy's listen address, or the daemon's API's), if one
-    /// does: this proxy's connections would come back to the daemon itself.
+    /// does: this proxy's connections would come back to the daemon itself. An
+    /// IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is the IPv4 address it maps: a
+    /// socket connecting to it reaches the IPv4 listener.
     pub fn forwards_to(&self, addresses: &[IpAddr], listen: SocketAddr) -> Option<IpAddr> {
         if self.upstream_host().1 != listen.port() {
             return None;
@@ -134,11 +136,12 @@ impl Spec {
         // "one a socket can be bound to": with ip_nonlocal_bind every address can).
         let local = crate::own::host_addresses();
         let here = |ip: &IpAddr| ip.is_loopback() || ip.is_unspecified() || local.contains(ip);
-        let at = listen.ip();
+        let at = listen.ip().to_canonical();
         addresses.iter().copied().find(|ip| {
-            *ip == at
+            let ip = ip.to_canonical();
+            ip == at
                 // Listening on every address (0.0.0.0): the host's own addresses reach it.
-                || (at.is_unspecified() && here(ip))
+                || (at.is_unspecified() && here(&ip))
                 // Connecting to 0.0.0.0 reaches this host.
                 || (ip.is_unspecified() && at.is_loopback())
         })
@@ -492,6 +495,22 @@ mod spec_tests {
         assert!(named.forwards_to(&at, listen("127.0.0.1:15432")).is_some());
         assert!(named.forwards_to(&at, listen("0.0.0.0:15432")).is_some());
         assert!(named.forwards_to(&at, listen("127.0.0.2:15432")).is_none());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_upstream_is_the_ipv4_address_it_maps() {
+        let listen = |a: &str| a.parse::<SocketAddr>().unwrap();
+        let to = |up: &str, at: &str| {
+            let spec = Spec::parse("a", "127.0.0.1:9", up).unwrap();
+            spec.forwards_to(&spec.upstream_addresses(), listen(at))
+                .is_some()
+        };
+        assert!(to("[::ffff:127.0.0.1]:15432", "127.0.0.1:15432"));
+        assert!(to("[::ffff:7f00:1]:15432", "127.0.0.1:15432"));
+        assert!(to("[::ffff:127.0.0.1]:15432", "0.0.0.0:15432"));
+        assert!(to("[::ffff:0.0.0.0]:15432", "127.0.0.1:15432"));
+        assert!(to("127.0.0.1:15432", "[::ffff:127.0.0.1]:15432"));
+        assert!(!to("[::ffff:10.0.0.5]:15432", "127.0.0.1:15432"));
     }
 
     #[test]
