@@ -361,6 +361,38 @@ fn check_config_warns_of_a_proxy_reachable_from_other_hosts() {
     );
 }
 
+/// Under a limit of open files the API and the reserve take whole (700: the API lowers
+/// its 512 connections to 444, and 256 are kept for the reverts), nothing is left for
+/// the proxies' connections: the start is refused, naming the limit, rather than
+/// listening and accepting no one. Under 1,024 a client gets through.
+#[test]
+fn a_limit_of_open_files_that_leaves_the_proxies_nothing_stops_the_start() {
+    let dir = TestDir::new("proxy-nofile");
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "127.0.0.1:7000")"#,
+        r#""process-kill": ()"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{PROXY_PRELUDE}
+echo_server 7000
+(ulimit -n 700; exec timeout 10 "$NM" --config {cfg} 2>{d}/log); echo "code $?"
+(ulimit -n 1024; exec "$NM" --config {cfg} 2>{d}/log2) & m=$!
+await Listening {d}/log2
+echo "then $(talk 127.0.0.1:15432)"
+kill -TERM $m; wait $m"#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(pairs(&run.stdout, "code"), ["2"], "{}\n{log}", run.stderr);
+    assert!(
+        log.contains("error: proxies: the limit of open files is 700: the API's 444 connections and the 256 descriptors kept for reverts, plugins and the journal leave none for the proxies' connections (6 descriptors each); raise it (LimitNOFILE=, ulimit -n) or lower http.max_connections"),
+        "{log}"
+    );
+    assert_eq!(pairs(&run.stdout, "then"), ["got ping"], "{}", run.stderr);
+}
+
 /// A listen address another program holds stops the start with one line naming it.
 #[test]
 fn a_listen_address_in_use_stops_the_start() {

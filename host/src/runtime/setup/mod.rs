@@ -173,13 +173,19 @@ pub fn begin(config: &Config, mode: Mode) -> Result<Begun, ConfigErrors> {
             let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
                 .current
                 .unwrap_or(u64::MAX);
-            let api = config
-                .http
-                .as_ref()
-                .map_or(0, |http| http.limits.max_connections as u64);
-            net_faults::proxy::limit_files(
-                open_files.saturating_sub(crate::triggers::http::RESERVED_FILES + api),
-            );
+            let api = config.http.as_ref().map_or(0, |http| {
+                crate::triggers::http::connections_within(http.limits.max_connections, open_files)
+            });
+            let reserved = crate::triggers::http::RESERVED_FILES;
+            let left = open_files.saturating_sub(reserved + api);
+            // A proxy that listens and accepts no one is worse than none: refused here.
+            if !config.proxies.is_empty() && left < net_faults::proxy::FILES_PER_CONNECTION {
+                return Err(ConfigErrors(vec![format!(
+                    "proxies: the limit of open files is {open_files}: the API's {api} connections and the {reserved} descriptors kept for reverts, plugins and the journal leave none for the proxies' connections ({} descriptors each); raise it (LimitNOFILE=, ulimit -n) or lower http.max_connections",
+                    net_faults::proxy::FILES_PER_CONNECTION
+                )]));
+            }
+            net_faults::proxy::limit_files(left);
         }
         add_faults(&mut engine, config, &builtins)
     };

@@ -242,7 +242,7 @@ fn within_open_files(limits: server::Limits) -> server::Limits {
     let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX);
-    let fits = open_connections(open_files);
+    let fits = connections_within(limits.max_connections, open_files);
     if (limits.max_connections as u64) <= fits {
         return limits;
     }
@@ -254,6 +254,13 @@ fn within_open_files(limits: server::Limits) -> server::Limits {
         max_connections: fits as usize,
         ..limits
     }
+}
+
+/// The connections the API serves at once (each a descriptor) when `max_connections`
+/// are configured and `open_files` is the limit: its cap, lowered as
+/// [`within_open_files`] lowers it.
+pub(crate) fn connections_within(max_connections: usize, open_files: u64) -> u64 {
+    (max_connections as u64).min(open_connections(open_files))
 }
 
 /// How many connections fit in `open_files` descriptors besides the reserve (at least 16).

@@ -34,7 +34,7 @@ use std::{
 use serde::Serialize;
 
 pub use fault::{NetProxy, ProxyConfig};
-pub use run::limit_files;
+pub use run::{limit_files, FILES_PER_CONNECTION};
 use toxic::{Described, Direction, Toxic};
 
 /// A proxy as the configuration declares it.

@@ -208,7 +208,7 @@ impl Drop for Open {
 
 /// The descriptors a proxied connection holds: the client's socket and the upstream's,
 /// and a pipe (two ends) each way to splice through.
-pub(super) const FILES_PER_CONNECTION: u64 = 6;
+pub const FILES_PER_CONNECTION: u64 = 6;
 
 /// The descriptors every proxy's connections may hold together (see [`limit_files`]).
 static FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
