@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
-use net_faults::proxy::Spec;
+use net_faults::proxy::{clashes, Spec};
 use serde::Deserialize;
 
 use crate::support::located::Source;
@@ -18,7 +18,8 @@ pub struct RawProxy {
 }
 
 /// The proxies, each checked: a name of lower-case letters, digits and dashes, a listen
-/// address of its own, an upstream `host:port` that is neither a proxy's listen address
+/// address of its own (no other proxy's, nor the API's, on the same port: one of them
+/// on every address takes the port on all), an upstream `host:port` that is neither a proxy's listen address
 /// nor the daemon's API's (`api`), by its name as by the addresses the system resolver
 /// gives for it now. A proxy in front of the API is refused whatever guards the API: it
 /// is never a fault worth injecting, and a proxy on a public address in front of an API
@@ -41,12 +42,33 @@ pub fn validate(
         }
         match Spec::parse(name, &proxy.listen, &proxy.upstream) {
             Ok(spec) => {
-                if let Some(other) = specs.iter().find(|s| s.listen == spec.listen) {
+                let at = || src.at(&["proxies", &key, "listen"]);
+                if let Some(api) = api.filter(|&api| clashes(api, spec.listen)) {
                     errors.push(format!(
-                        "{}: proxy `{name}` listens on {}, as proxy `{}` does: give each proxy a listen address of its own",
-                        src.at(&["proxies", &key, "listen"]),
+                        "{}: proxy `{name}` listens on {}, {}: give the proxy a listen address of its own",
+                        at(),
                         spec.listen,
-                        other.name
+                        if api == spec.listen {
+                            format!("where the daemon's own API listens ({api})")
+                        } else {
+                            format!("which clashes with the daemon's own API on {api} (the same port, one of them on every address)")
+                        }
+                    ));
+                    continue;
+                }
+                if let Some(other) = specs.iter().find(|s| clashes(s.listen, spec.listen)) {
+                    let how = if other.listen == spec.listen {
+                        format!("as proxy `{}` does", other.name)
+                    } else {
+                        format!(
+                            "which clashes with proxy `{}` on {} (the same port, one of them on every address)",
+                            other.name, other.listen
+                        )
+                    };
+                    errors.push(format!(
+                        "{}: proxy `{name}` listens on {}, {how}: give each proxy a listen address of its own",
+                        at(),
+                        spec.listen,
                     ));
                     continue;
                 }

@@ -148,6 +148,18 @@ impl Spec {
     }
 }
 
+/// Whether two listen addresses cannot both be bound: the same port, and the same
+/// address, or one of them every address (`0.0.0.0` every IPv4 address; `[::]` every
+/// address, IPv4 too, as a socket without `IPV6_V6ONLY` takes both).
+pub fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() {
+        return false;
+    }
+    let (a, b) = (a.ip().to_canonical(), b.ip().to_canonical());
+    let covers = |x: IpAddr, y: IpAddr| x.is_unspecified() && (x.is_ipv6() || y.is_ipv4());
+    a == b || covers(a, b) || covers(b, a)
+}
+
 /// Whether `listen` is reachable only from this host (a loopback address).
 pub fn only_local(listen: SocketAddr) -> bool {
     listen.ip().to_canonical().is_loopback()
@@ -511,6 +523,20 @@ mod spec_tests {
         assert!(to("[::ffff:0.0.0.0]:15432", "127.0.0.1:15432"));
         assert!(to("127.0.0.1:15432", "[::ffff:127.0.0.1]:15432"));
         assert!(!to("[::ffff:10.0.0.5]:15432", "127.0.0.1:15432"));
+    }
+
+    #[test]
+    fn listen_addresses_clash_on_the_same_port_where_one_takes_the_other() {
+        let clash = |a: &str, b: &str| clashes(a.parse().unwrap(), b.parse().unwrap());
+        assert!(clash("127.0.0.1:15432", "127.0.0.1:15432"));
+        assert!(clash("127.0.0.1:15432", "0.0.0.0:15432"));
+        assert!(clash("0.0.0.0:15432", "127.0.0.1:15432"));
+        assert!(clash("[::]:15432", "127.0.0.1:15432"));
+        assert!(clash("0.0.0.0:15432", "[::]:15432"));
+        assert!(clash("[::ffff:127.0.0.1]:15432", "127.0.0.1:15432"));
+        assert!(!clash("127.0.0.1:15432", "127.0.0.2:15432"));
+        assert!(!clash("127.0.0.1:15432", "0.0.0.0:15433"));
+        assert!(!clash("0.0.0.0:15432", "[::1]:15432"));
     }
 
     #[test]
