@@ -459,6 +459,56 @@ fn a_sighup_with_a_taken_listen_address_is_refused() {
     assert_eq!(d.wait_exit(), Some(0), "{:#?}", d.log);
 }
 
+/// A SIGHUP that widens a proxy from 127.0.0.1 to 0.0.0.0 on the same port is applied
+/// (the daemon's own proxy holds the port until the restart lets go of it), while one
+/// whose port another program holds on another address is refused, naming that
+/// program's address and not the daemon's own proxy.
+#[test]
+fn a_sighup_widens_a_proxy_on_its_own_port_unless_another_program_holds_it() {
+    let dir = TestDir::new("proxy-widen");
+    let cfg = config(
+        &dir,
+        r#""db": (listen: "127.0.0.1:15432", upstream: "127.0.0.1:7000"),
+           "b": (listen: "127.0.0.1:15433", upstream: "127.0.0.1:7000")"#,
+        r#""process-kill": ()"#,
+    );
+    let d = dir.display();
+    let run = in_network_namespace(&format!(
+        r#"
+{PROXY_PRELUDE}
+echo_server 7000
+perl -MIO::Socket::INET -e 'my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.2:15433", Listen => 1) or die "listen: $!"; sleep 60' &
+n=0; until [ "$(tcp 127.0.0.2:15433)" = connected ] || [ $n -gt 200 ]; do n=$((n+1)); sleep 0.02; done
+"$NM" --config {cfg} 2>{d}/log & m=$!
+await Listening {d}/log
+sed -i 's/"127.0.0.1:1543/"0.0.0.0:1543/' {cfg}
+kill -HUP $m
+await 'not applied. Running on unchanged.' {d}/log
+sed -i 's/"0.0.0.0:15433"/"127.0.0.1:15433"/' {cfg}
+kill -HUP $m
+await 'Proxy db: listening on 0.0.0.0:15432' {d}/log
+echo "widened $(talk 127.0.0.3:15432)"
+kill -TERM $m; wait $m; echo "code $?""#
+    ));
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.find("warning: SIGHUP: proxy").map(|at| &l[at..]))
+        .collect();
+    assert_eq!(
+        refused,
+        ["warning: SIGHUP: proxy b: cannot listen on 0.0.0.0:15433: another program listens on 127.0.0.2:15433; choose another listen address or stop it"],
+        "{log}"
+    );
+    assert_eq!(
+        pairs(&run.stdout, "widened"),
+        ["got ping"],
+        "{}\n{log}",
+        run.stderr
+    );
+    assert_eq!(pairs(&run.stdout, "code"), ["0"], "{log}");
+}
+
 /// An upstream named by a host name that resolves to the proxy's own listen address
 /// (here through an `/etc/hosts` of the test's own, bind-mounted in its mount
 /// namespace) is a loop as the address itself is: refused by check-config and by a

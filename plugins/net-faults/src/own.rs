@@ -55,6 +55,19 @@ fn socket_inodes() -> BTreeSet<u64> {
         .collect()
 }
 
+/// The addresses other processes' TCP listeners of this namespace hold on `port` (not
+/// this process's own, by the inodes of its descriptors).
+pub fn others_listening(port: u16) -> Result<Vec<std::net::SocketAddr>, String> {
+    let inodes = socket_inodes();
+    let sockets = sockdiag::tcp(&[sockdiag::LISTEN])
+        .map_err(|e| format!("cannot list the listening TCP sockets (sock_diag): {e}"))?;
+    Ok(sockets
+        .iter()
+        .filter(|s| s.local.1 == port && !inodes.contains(&s.inode))
+        .map(|s| std::net::SocketAddr::new(s.local.0, port))
+        .collect())
+}
+
 /// This process's listening ports and the peers it connected to, from one listing of
 /// the namespace's TCP sockets (`sockdiag`: one walk of the kernel's table per address
 /// family; `/proc/self/net/tcp` took 8-10 ms a file).

@@ -394,12 +394,36 @@ pub fn checking<T>(specs: &[Spec], check: impl FnOnce() -> T) -> T {
 /// Whether each of `specs` could listen, for a configuration about to replace the
 /// running one: the address of a proxy this process runs is taken by it (and freed
 /// when it restarts); any other is bound and let go. One line per proxy that cannot.
+///
+/// An address that clashes with one of this process's proxies without being its
+/// address (`0.0.0.0:15432` while a proxy listens on `127.0.0.1:15432`) cannot be
+/// bound now, yet is free once the restart (an exec) lets go of this process's
+/// sockets: it is refused only if another program's listener on that port clashes
+/// with it too, as the kernel's list of listening sockets tells.
 pub fn can_listen(specs: &[Spec]) -> Vec<String> {
     let ours: Vec<SocketAddr> = registry().running.values().map(|p| p.spec.listen).collect();
     specs
         .iter()
         .filter(|s| !ours.contains(&s.listen))
-        .filter_map(|s| run::bind(s).err())
+        .filter_map(|s| {
+            let e = std::net::TcpListener::bind(s.listen).err()?;
+            let held_by_us = ours.iter().any(|&o| clashes(o, s.listen));
+            if e.kind() != std::io::ErrorKind::AddrInUse || !held_by_us {
+                return Some(run::cannot_bind(s, &e));
+            }
+            match crate::own::others_listening(s.listen.port()) {
+                Ok(others) => others.into_iter().find(|&o| clashes(o, s.listen)).map(|o| {
+                    format!(
+                        "proxy {}: cannot listen on {}: another program listens on {o}; choose another listen address or stop it",
+                        s.name, s.listen
+                    )
+                }),
+                Err(why) => Some(format!(
+                    "proxy {}: cannot listen on {}: a proxy of this daemon holds the port, and whether another program does too is unknown ({why}); restart the daemon to apply the change",
+                    s.name, s.listen
+                )),
+            }
+        })
         .collect()
 }
 

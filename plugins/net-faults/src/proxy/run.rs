@@ -65,19 +65,25 @@ fn runtime() -> Result<&'static tokio::runtime::Handle, String> {
 
 /// Binds the proxy's address; the error says which proxy, where, and what to do.
 pub(super) fn bind(spec: &Spec) -> Result<std::net::TcpListener, String> {
-    let listener = std::net::TcpListener::bind(spec.listen).map_err(|e| {
-        let why = match e.kind() {
-            io::ErrorKind::AddrInUse => "the address is in use: another program (or a daemon already running this proxy) listens there; choose another listen address or stop it".to_owned(),
-            io::ErrorKind::AddrNotAvailable => "no interface of this host has that address".to_owned(),
-            io::ErrorKind::PermissionDenied => "a port below 1024 needs CAP_NET_BIND_SERVICE".to_owned(),
-            _ => e.to_string(),
-        };
-        format!("proxy {}: cannot listen on {}: {why}", spec.name, spec.listen)
-    })?;
+    let listener = std::net::TcpListener::bind(spec.listen).map_err(|e| cannot_bind(spec, &e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("proxy {}: {e}", spec.name))?;
     Ok(listener)
+}
+
+/// Why `spec`'s address cannot be bound, `e` being what the kernel said.
+pub(super) fn cannot_bind(spec: &Spec, e: &io::Error) -> String {
+    let why = match e.kind() {
+        io::ErrorKind::AddrInUse => "the address is in use: another program (or a daemon already running this proxy) listens there; choose another listen address or stop it".to_owned(),
+        io::ErrorKind::AddrNotAvailable => "no interface of this host has that address".to_owned(),
+        io::ErrorKind::PermissionDenied => "a port below 1024 needs CAP_NET_BIND_SERVICE".to_owned(),
+        _ => e.to_string(),
+    };
+    format!(
+        "proxy {}: cannot listen on {}: {why}",
+        spec.name, spec.listen
+    )
 }
 
 /// Binds the proxy's address now (so the caller hears at once that it cannot) and
