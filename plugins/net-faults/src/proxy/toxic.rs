@@ -151,9 +151,17 @@ fn invalid(message: String) -> PluginError {
     PluginError::new(ErrorKind::Config, message)
 }
 
-/// A duration field in milliseconds, at most [`MAX_DELAY`].
+/// A duration field in milliseconds, at most [`MAX_DELAY`]. A nonzero one under a
+/// millisecond is refused, not made zero: the proxy counts its delays in whole
+/// milliseconds, and a `Timeout(timeout: "500us")` turned into 0 would mean "never
+/// closed", a `Latency` of 999us no latency at all.
 fn millis(field: &str, text: &str) -> Result<u64, PluginError> {
     let d = sdk::duration(field, Some(text), Duration::ZERO, MAX_DELAY)?;
+    if !d.is_zero() && d < Duration::from_millis(1) {
+        return Err(invalid(format!(
+            "{field} `{text}`: expected 1ms or more (the proxy counts whole milliseconds)"
+        )));
+    }
     Ok(d.as_millis() as u64)
 }
 
@@ -163,6 +171,11 @@ fn millis_or_zero(field: &str, text: &str) -> Result<u64, PluginError> {
         return Ok(0);
     }
     millis(field, text)
+}
+
+/// `ms` milliseconds in words (`10m`, not `600000ms`).
+fn shown(ms: u64) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(ms))
 }
 
 impl RawToxic {
@@ -182,7 +195,9 @@ impl RawToxic {
                     .unwrap_or(0);
                 if jitter_ms > latency_ms {
                     return Err(invalid(format!(
-                        "jitter {jitter_ms}ms: expected at most the latency ({latency_ms}ms)"
+                        "jitter {}: expected at most the latency ({})",
+                        shown(jitter_ms),
+                        shown(latency_ms)
                     )));
                 }
                 Toxic::Latency {
@@ -309,13 +324,15 @@ impl fmt::Display for Described<'_> {
             Toxic::Latency {
                 latency_ms,
                 jitter_ms: 0,
-            } => write!(f, "latency {latency_ms}ms")?,
+            } => write!(f, "latency {}", shown(*latency_ms))?,
             Toxic::Latency {
                 latency_ms,
                 jitter_ms,
-            } => write!(f, "latency {latency_ms}ms ± {jitter_ms}ms")?,
+            } => write!(f, "latency {} ± {}", shown(*latency_ms), shown(*jitter_ms))?,
             Toxic::Bandwidth { rate_kb } => write!(f, "bandwidth {rate_kb} KB/s")?,
-            Toxic::SlowClose { delay_ms } => write!(f, "slow_close: closes wait {delay_ms}ms")?,
+            Toxic::SlowClose { delay_ms } => {
+                write!(f, "slow_close: closes wait {}", shown(*delay_ms))?
+            }
             Toxic::Timeout { timeout_ms: None } => {
                 write!(f, "timeout: nothing forwarded, connections kept open")?
             }
@@ -323,19 +340,23 @@ impl fmt::Display for Described<'_> {
                 timeout_ms: Some(t),
             } => write!(
                 f,
-                "timeout: nothing forwarded, connections closed after {t}ms"
+                "timeout: nothing forwarded, connections closed after {}",
+                shown(*t)
             )?,
             Toxic::ResetPeer { timeout_ms: 0 } => write!(f, "reset_peer: connections reset")?,
-            Toxic::ResetPeer { timeout_ms } => {
-                write!(f, "reset_peer: connections reset after {timeout_ms}ms")?
-            }
+            Toxic::ResetPeer { timeout_ms } => write!(
+                f,
+                "reset_peer: connections reset after {}",
+                shown(*timeout_ms)
+            )?,
             Toxic::Slicer {
                 average_size,
                 size_variation,
                 delay_us,
             } => write!(
                 f,
-                "slicer: pieces of {average_size} ± {size_variation} bytes, {delay_us}us apart"
+                "slicer: pieces of {average_size} ± {size_variation} bytes, {} apart",
+                humantime::format_duration(Duration::from_micros(*delay_us))
             )?,
             Toxic::LimitData { bytes } => {
                 write!(f, "limit_data: connections closed after {bytes} bytes")?
@@ -383,6 +404,52 @@ mod tests {
         assert_eq!(
             too_much.check(None).unwrap_err().message,
             "jitter 20ms: expected at most the latency (10ms)"
+        );
+    }
+
+    #[test]
+    fn a_nonzero_duration_under_a_millisecond_is_refused_not_made_zero() {
+        let e = RawToxic::Timeout {
+            timeout: text("500us"),
+        }
+        .check(None)
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "timeout `500us`: expected 1ms or more (the proxy counts whole milliseconds)"
+        );
+        let e = RawToxic::Latency {
+            latency: text("999us"),
+            jitter: None,
+        }
+        .check(None)
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "latency `999us`: expected 1ms or more (the proxy counts whole milliseconds)"
+        );
+        let never = RawToxic::Timeout {
+            timeout: text("0s"),
+        };
+        assert_eq!(
+            never.check(None).unwrap().0,
+            Toxic::Timeout { timeout_ms: None }
+        );
+        let (toxic, _) = RawToxic::SlowClose { delay: text("10m") }
+            .check(None)
+            .unwrap();
+        assert_eq!(
+            Described(&toxic, None).to_string(),
+            "slow_close: closes wait 10m"
+        );
+        let (toxic, direction) = RawToxic::Timeout {
+            timeout: text("1500ms"),
+        }
+        .check(None)
+        .unwrap();
+        assert_eq!(
+            Described(&toxic, direction).to_string(),
+            "timeout: nothing forwarded, connections closed after 1s 500ms (downstream)"
         );
     }
 
