@@ -357,6 +357,10 @@ fn proxy_lines(p: &serde_json::Value) -> String {
             ""
         }
     );
+    if p["listening"].as_bool() == Some(false) {
+        out.pop();
+        out.push_str("; not listening\n");
+    }
     for toxic in p["toxics"].as_array().cloned().unwrap_or_default() {
         out.push_str(&format!(
             "    toxic {}: {}\n",
@@ -370,6 +374,22 @@ fn proxy_lines(p: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_that_does_not_listen_says_so() {
+        let proxy = serde_json::json!({
+            "name": "db", "listen": "127.0.0.1:15432", "upstream": "10.0.0.5:5432",
+            "connections": 0, "accepted": 3, "bytes_upstream": 10, "bytes_downstream": 20,
+            "upstream_failing": false, "listening": false, "toxics": [],
+        });
+        assert_eq!(
+            proxy_lines(&proxy),
+            "  proxy db: 127.0.0.1:15432 -> 10.0.0.5:5432, 0 open (3 accepted), 10 bytes up, 20 down; not listening\n"
+        );
+        let mut older = proxy.clone();
+        older.as_object_mut().unwrap().remove("listening");
+        assert!(!proxy_lines(&older).contains("not listening"));
+    }
 
     #[test]
     fn a_url_without_a_scheme_means_http() {

@@ -225,10 +225,18 @@ impl FaultPlugin for NetProxy {
         } else {
             match find(&state.proxy) {
                 Some(proxy) if proxy.remove(&state.toxic_id) => {
-                    if state.toxic == Toxic::Down {
-                        proxy.await_listening(true);
+                    // The toxic is off either way; a proxy that cannot listen again
+                    // (another program took its address meanwhile) is said, not hidden.
+                    if state.toxic == Toxic::Down && !proxy.await_listening(true) {
+                        let why = proxy.relisten_error().unwrap_or_else(|| {
+                            format!("proxy {}: not listening again within 2s", state.proxy)
+                        });
+                        format!(
+                            "turned off {what}, but the proxy does not listen again: {why}; it tries again every 100ms"
+                        )
+                    } else {
+                        format!("turned off {what}")
                     }
-                    format!("turned off {what}")
                 }
                 _ => format!("nothing to turn off: {what} was not on"),
             }

@@ -193,8 +193,11 @@ pub(crate) struct Proxy {
     pub bytes_down: AtomicU64,
     /// Whether the last connection to the upstream failed (logged once per outage).
     pub upstream_failing: AtomicBool,
-    /// Whether it listens now (not while `Down` is on).
+    /// Whether it listens now (not while `Down` is on, nor while it cannot listen
+    /// again after one).
     pub listening: AtomicBool,
+    /// Why it cannot listen again after a `Down`, while it cannot.
+    pub relisten_error: Mutex<Option<String>>,
     /// Told at every close of a connection: the accept loop waits for it at the cap.
     pub closed: tokio::sync::Notify,
 }
@@ -213,6 +216,7 @@ impl Proxy {
             bytes_down: AtomicU64::new(0),
             upstream_failing: AtomicBool::new(false),
             listening: AtomicBool::new(true),
+            relisten_error: Mutex::new(None),
             closed: tokio::sync::Notify::new(),
         }
     }
@@ -258,12 +262,22 @@ impl Proxy {
     }
 
     /// Waits (at most 2 s) until the listener is `open` or closed, so that a `Down`
-    /// reported on refuses the next connection and one reported off accepts it.
-    pub fn await_listening(&self, open: bool) {
+    /// reported on refuses the next connection and one reported off accepts it;
+    /// whether it is.
+    pub fn await_listening(&self, open: bool) -> bool {
         let deadline = Instant::now() + std::time::Duration::from_secs(2);
         while self.listening.load(Ordering::Acquire) != open && Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        self.listening.load(Ordering::Acquire) == open
+    }
+
+    /// Why it cannot listen again after a `Down`, if it cannot.
+    pub fn relisten_error(&self) -> Option<String> {
+        self.relisten_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn status(&self) -> ProxyStatus {
@@ -276,6 +290,7 @@ impl Proxy {
             bytes_upstream: self.bytes_up.load(Ordering::Relaxed),
             bytes_downstream: self.bytes_down.load(Ordering::Relaxed),
             upstream_failing: self.upstream_failing.load(Ordering::Relaxed),
+            listening: self.listening.load(Ordering::Relaxed),
             toxics: self
                 .toxics()
                 .iter()
@@ -313,8 +328,17 @@ pub struct ProxyStatus {
     pub bytes_downstream: u64,
     /// Whether the last connection to the upstream failed.
     pub upstream_failing: bool,
+    /// Whether it listens: not while `Down` is on, nor while it cannot listen again
+    /// after one (another program took its address). Absent from an older daemon's
+    /// answer, which showed only proxies that listened.
+    #[serde(default = "listening_default")]
+    pub listening: bool,
     /// The toxics in effect.
     pub toxics: Vec<ToxicStatus>,
+}
+
+fn listening_default() -> bool {
+    true
 }
 
 /// A toxic in effect, as shown.

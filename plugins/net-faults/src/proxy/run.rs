@@ -130,6 +130,10 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                 match bound {
                     Ok(l) => {
                         listener = Some(l);
+                        *proxy
+                            .relisten_error
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                         proxy.listening.store(true, Ordering::Release);
                         if rebind_failed {
                             log(&format!(
@@ -143,6 +147,10 @@ async fn serve(proxy: Arc<Proxy>, listener: std::net::TcpListener, log: Arc<Log>
                         if !rebind_failed {
                             log(&format!("{why}; trying again every 100ms"));
                         }
+                        *proxy
+                            .relisten_error
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
                         rebind_failed = true;
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }

@@ -521,3 +521,46 @@ fn small_pieces_behind_a_stalled_upstream_all_arrive() {
         received.load(std::sync::atomic::Ordering::Relaxed) == PIECE * PIECES
     });
 }
+
+/// A `Down` reverted while another program holds the proxy's address says that the
+/// proxy does not listen again, and why; `status` shows it not listening until it
+/// can, and listening once the address is free.
+#[test]
+fn a_down_reverted_while_its_address_is_taken_says_the_proxy_does_not_listen() {
+    use nightmare_monkey_plugin_api::sdk::FaultPlugin as _;
+    let (proxy, listen) = start("down-taken", echo_server());
+    let listening = |name: &str| {
+        super::status()
+            .into_iter()
+            .find(|p| p.name == name)
+            .map(|p| p.listening)
+    };
+    assert_eq!(listening("down-taken"), Some(true));
+    let fault = super::NetProxy::new(super::ProxyConfig {
+        proxy: Some("down-taken".to_owned()),
+        toxic: Some(super::toxic::RawToxic::Down),
+        ..Default::default()
+    })
+    .unwrap();
+    proxy.add(on(Toxic::Down, None));
+    until("the listener is closed", || {
+        !proxy.listening.load(std::sync::atomic::Ordering::Acquire)
+    });
+    let taken = TcpListener::bind(listen).unwrap();
+    let state = serde_json::json!({
+        "proxy": "down-taken",
+        "toxic_id": "down",
+        "instance": super::instance(),
+        "toxic": Toxic::Down,
+    });
+    let outcome = fault.revert(&state).unwrap();
+    assert_eq!(
+        outcome.summary,
+        format!("turned off down: new connections refused, open ones closed on proxy down-taken, but the proxy does not listen again: proxy down-taken: cannot listen on {listen}: the address is in use: another program (or a daemon already running this proxy) listens there; choose another listen address or stop it; it tries again every 100ms")
+    );
+    assert_eq!(listening("down-taken"), Some(false));
+    drop(taken);
+    until("the listener is open again", || {
+        listening("down-taken") == Some(true)
+    });
+}
