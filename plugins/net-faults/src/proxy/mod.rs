@@ -200,6 +200,8 @@ pub(crate) struct Proxy {
     pub relisten_error: Mutex<Option<String>>,
     /// Told at every close of a connection: the accept loop waits for it at the cap.
     pub closed: tokio::sync::Notify,
+    /// The chunk buffers its connections hold (one a way while a toxic is on).
+    pub buffers: AtomicU64,
 }
 
 impl Proxy {
@@ -218,6 +220,7 @@ impl Proxy {
             listening: AtomicBool::new(true),
             relisten_error: Mutex::new(None),
             closed: tokio::sync::Notify::new(),
+            buffers: AtomicU64::new(0),
         }
     }
 

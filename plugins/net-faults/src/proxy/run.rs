@@ -384,12 +384,15 @@ async fn pump(
     } else {
         &proxy.bytes_down
     };
-    let mut buf = Vec::new();
+    let mut buf = Buffer::new(&proxy.buffers);
     let mut toxic = Toxicity::new(seed * 2 + u64::from(to_upstream));
     let mut changes = proxy.changes.subscribe();
     let pipe = Pipe::new();
     loop {
         if let (Some(pipe), false) = (&pipe, proxy.toxic_on.load(Ordering::Acquire)) {
+            // Back to the splice path: the chunk buffer goes, or every connection that
+            // once met a toxic would hold 64 KiB a way for as long as it lives.
+            buf.release();
             match splice::copy(proxy, from.as_ref(), to.as_ref(), pipe, counter).await {
                 Ok(Clean::ToxicOn) => {}
                 Ok(Clean::Eof) => {
@@ -399,16 +402,22 @@ async fn pump(
                 Err(_) => return Err(End::Done),
             }
         }
-        if buf.is_empty() {
-            buf = vec![0u8; CHUNK];
-        }
+        let buf = buf.get();
         // One piece at a time while a bandwidth or a slicer is on.
         let most = if proxy.toxic_on.load(Ordering::Acquire) {
             Plan::of(&proxy.toxics(), to_upstream).read_limit()
         } else {
             CHUNK
         };
-        let n = from.read(&mut buf[..most]).await.map_err(|_| End::Done)?;
+        // While a toxic is on, a change of the toxics ends the wait for bytes (a read
+        // of a tokio socket dropped unfinished loses none): one turned off sends an
+        // idle connection back to the splice path, its buffer let go, at once.
+        let watching = proxy.toxic_on.load(Ordering::Acquire);
+        let n = tokio::select! {
+            biased;
+            read = from.read(&mut buf[..most]) => read.map_err(|_| End::Done)?,
+            _ = changes.changed(), if watching => continue,
+        };
         if n == 0 {
             if proxy.toxic_on.load(Ordering::Acquire) {
                 toxic.slow_close(proxy, &mut changes).await;
@@ -425,6 +434,46 @@ async fn pump(
         toxic
             .forward(proxy, to_upstream, &mut changes, &buf[..n], arrived, to)
             .await?;
+    }
+}
+
+/// A connection's chunk buffer, one way: allocated when a toxic first needs it, let
+/// go when the bytes go back to the splice path, counted in `Proxy::buffers` while
+/// held.
+struct Buffer<'a> {
+    bytes: Vec<u8>,
+    count: &'a std::sync::atomic::AtomicU64,
+}
+
+impl<'a> Buffer<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicU64) -> Self {
+        Self {
+            bytes: Vec::new(),
+            count,
+        }
+    }
+
+    /// The buffer, [`CHUNK`] bytes, allocated now if it is not.
+    fn get(&mut self) -> &mut [u8] {
+        if self.bytes.is_empty() {
+            self.bytes = vec![0u8; CHUNK];
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        &mut self.bytes
+    }
+
+    /// Lets go of the buffer, if it is held.
+    fn release(&mut self) {
+        if !self.bytes.is_empty() {
+            self.bytes = Vec::new();
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

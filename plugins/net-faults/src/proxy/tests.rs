@@ -564,3 +564,34 @@ fn a_down_reverted_while_its_address_is_taken_says_the_proxy_does_not_listen() {
         listening("down-taken") == Some(true)
     });
 }
+
+/// A toxic turned off lets go of the chunk buffers (64 KiB a way) of the connections
+/// that met it, idle ones included: they go back to the splice path without them.
+#[test]
+fn a_toxic_turned_off_lets_go_of_the_chunk_buffers() {
+    let (proxy, listen) = start("buffers", echo_server());
+    let buffers = || proxy.buffers.load(std::sync::atomic::Ordering::Relaxed);
+    let mut client = TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut back = [0u8; 4];
+    proxy.add(on(
+        Toxic::Latency {
+            latency_ms: 1,
+            jitter_ms: 0,
+        },
+        Some(Direction::Both),
+    ));
+    client.write_all(b"ping").unwrap();
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    until("a buffer each way", || buffers() == 2);
+    assert!(proxy.remove("latency"));
+    // The connection stays open and idle.
+    until("the buffers are let go", || buffers() == 0);
+    client.write_all(b"pong").unwrap();
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"pong");
+    assert_eq!(buffers(), 0);
+}
