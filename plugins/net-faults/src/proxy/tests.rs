@@ -595,3 +595,30 @@ fn a_toxic_turned_off_lets_go_of_the_chunk_buffers() {
     assert_eq!(&back, b"pong");
     assert_eq!(buffers(), 0);
 }
+
+/// What is sent while a `Timeout` is on is dropped, as in Toxiproxy: AAAA before it
+/// and CCCC after it come back, BBBB sent during it never does.
+#[test]
+fn what_is_sent_while_a_timeout_is_on_is_dropped() {
+    let (proxy, listen) = start("timeout-drops", echo_server());
+    let mut client = TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut back = [0u8; 4];
+    client.write_all(b"AAAA").unwrap();
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"AAAA");
+    proxy.add(on(
+        Toxic::Timeout { timeout_ms: None },
+        Some(Direction::Upstream),
+    ));
+    client.write_all(b"BBBB").unwrap();
+    until("BBBB reached the proxy", || {
+        proxy.bytes_up.load(std::sync::atomic::Ordering::Relaxed) == 8
+    });
+    assert!(proxy.remove("timeout"));
+    client.write_all(b"CCCC").unwrap();
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"CCCC", "BBBB was dropped");
+}

@@ -36,8 +36,8 @@ pub enum RawToxic {
         /// How long.
         delay: sdk::DurationText,
     },
-    /// Nothing is forwarded; the connection is closed after `timeout` (`"0s"`: never,
-    /// as in Toxiproxy).
+    /// Nothing is forwarded, and what is sent meanwhile is dropped (as in Toxiproxy);
+    /// the connection is closed after `timeout` (`"0s"`: never, as in Toxiproxy).
     Timeout {
         /// When the connection is closed, after the toxic began (or the connection).
         timeout: sdk::DurationText,
