@@ -274,7 +274,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     // First what came for a fault too late for the stream to wait for it (an ack hours
     // after), then the faults, each joined with it.
     let mut late = history::LateRecords::new(since, until);
-    journal::each_with_archives(&path, |record| late.take(record))
+    journal::each_line_with_archives(&path, |line| late.take_line(line))
         .map_err(|e| anyhow!("cannot read the journal {}: {e}", path.display()))?;
     let mut stream = late.stream();
     let mut failed = None;

@@ -377,6 +377,39 @@ impl LateRecords {
         }
     }
 
+    /// Takes the next line of the journal, reading of it only its type, fault and time
+    /// unless it is a late record (most lines are not): the first reading costs a
+    /// fraction of the second. An error is a line that cannot be read (the second
+    /// reading says so).
+    pub(crate) fn take_line(&mut self, line: &str) -> Result<(), serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Peek<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(default, borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+            at: DateTime<Utc>,
+        }
+        let peek: Peek = serde_json::from_str(line)?;
+        match (&*peek.kind, peek.id) {
+            ("intent", Some(id)) => {
+                if in_range(self.since, self.until, peek.at) {
+                    self.in_range.hold(id.into_owned(), peek.at, ());
+                } else {
+                    self.others.hold(id.into_owned(), peek.at, ());
+                }
+            }
+            ("refused" | "halted" | "resumed", _) => {}
+            (_, Some(id))
+                if self.in_range.get_mut(&id).is_some() || self.others.get_mut(&id).is_some() => {}
+            // Late, or of no type this reading knows: read whole, as `take` would.
+            _ => self.take(serde_json::from_str(line)?),
+        }
+        let _ = self.in_range.settle(peek.at, |_, ()| Ok::<_, ()>(()));
+        let _ = self.others.settle(peek.at, |_, ()| Ok::<_, ()>(()));
+        Ok(())
+    }
+
     /// Takes the next record of the journal.
     pub(crate) fn take(&mut self, record: Record) {
         let now = record.at();

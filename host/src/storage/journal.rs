@@ -31,7 +31,8 @@ pub(crate) use file::{check_appendable, check_free, check_path};
 #[cfg(test)]
 pub(crate) use reading::{each, lines_backwards, read};
 pub(crate) use reading::{
-    each_from, each_line_from, each_with_archives, lines_backwards_with_archives, Position,
+    each_from, each_line_from, each_line_with_archives, each_with_archives,
+    lines_backwards_with_archives, Position,
 };
 
 pub(crate) use crate::domain::drill::{

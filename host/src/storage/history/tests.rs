@@ -247,6 +247,20 @@ fn the_stream_hands_on_each_fault_whole_once_settled_in_order() {
     }
     let kept: Vec<&String> = late.records.keys().collect();
     assert_eq!(kept, ["b"], "b's revert, after b was handed on");
+    // Read from the journal's lines (what `history` does), the first reading keeps the
+    // same records, reading whole only those it keeps.
+    let mut from_lines = LateRecords::new(Some(at(0)), Some(at(300)));
+    for r in &records {
+        from_lines
+            .take_line(&serde_json::to_string(r).unwrap())
+            .unwrap();
+    }
+    assert_eq!(
+        serde_json::to_value(&from_lines.records["b"]).unwrap(),
+        serde_json::to_value(&late.records["b"]).unwrap()
+    );
+    assert_eq!(from_lines.records.len(), 1);
+    assert!(from_lines.take_line("{\"type\":\"intent\"}").is_err());
     let mut stream = late.stream();
     let mut out: Vec<(String, Option<String>, Option<String>, usize)> = Vec::new();
     let mut record = |e: &Entry, taken: usize| {

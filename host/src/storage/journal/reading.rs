@@ -26,6 +26,7 @@ pub(crate) fn read(path: &Path) -> io::Result<Contents> {
 /// Hands every record of a journal to `take`, in file order, holding one line at a time
 /// in memory; returns one sentence per line that could not be read. A missing file is
 /// an empty one.
+#[cfg(test)]
 pub(crate) fn each(path: &Path, take: impl FnMut(Record)) -> io::Result<Vec<String>> {
     each_from(path, 0, take).map(|(_, problems)| problems)
 }
@@ -168,11 +169,23 @@ pub(crate) fn each_with_archives(
     path: &Path,
     mut take: impl FnMut(Record),
 ) -> io::Result<Vec<String>> {
+    each_line_with_archives(path, |line| {
+        take(serde_json::from_str(line)?);
+        Ok(())
+    })
+}
+
+/// [`each_with_archives`] with each line's text handed to `take`, which reads what it
+/// needs of it (see [`each_line_from`]).
+pub(crate) fn each_line_with_archives(
+    path: &Path,
+    mut take: impl FnMut(&str) -> Result<(), serde_json::Error>,
+) -> io::Result<Vec<String>> {
     let mut problems = Vec::new();
     let mut files = crate::storage::archive::newest_first(path)?;
     files.reverse();
     for file in files {
-        problems.extend(each(&file, &mut take)?);
+        problems.extend(each_line_from(&file, 0, &mut take)?.1);
     }
     Ok(problems)
 }
